@@ -1,0 +1,39 @@
+// The clock seam. Production code takes a Clock*; tests pass a FakeClock to
+// control times written into headers and the passing of timeouts.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace dagvault {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() const = 0;
+  int64_t NowMicros() const { return absl::ToUnixMicros(Now()); }
+};
+
+// The process-wide real clock.
+Clock* RealClock();
+
+class FakeClock : public Clock {
+ public:
+  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000)) : now_(start) {}
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_;
+};
+
+}  // namespace dagvault

@@ -1,0 +1,70 @@
+#include "common/fault_injection.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace dagvault {
+namespace {
+
+struct CrashConfig {
+  std::mutex mu;
+  std::string name;
+  long remaining = 0;
+  std::atomic<bool> armed{false};
+};
+
+absl::Status ParseInto(CrashConfig& c, absl::string_view spec) {
+  std::string name(spec);
+  long count = 1;
+  if (size_t at = name.find('@'); at != std::string::npos) {
+    if (!absl::SimpleAtoi(name.substr(at + 1), &count) || count < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "crash point \"", spec, "\": the count after '@' must be a positive number"));
+    }
+    name.resize(at);
+  }
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.name = name;
+  c.remaining = count;
+  c.armed.store(!name.empty());
+  return absl::OkStatus();
+}
+
+CrashConfig& Config() {
+  static CrashConfig* config = [] {
+    auto* c = new CrashConfig();
+    if (const char* env = std::getenv("DAGVAULT_CRASH_AT"); env != nullptr && *env != '\0') {
+      if (absl::Status s = ParseInto(*c, env); !s.ok()) {
+        std::fprintf(stderr, "DAGVAULT_CRASH_AT: %s\n", std::string(s.message()).c_str());
+      }
+    }
+    return c;
+  }();
+  return *config;
+}
+
+}  // namespace
+
+absl::Status ConfigureCrashPoint(absl::string_view spec) { return ParseInto(Config(), spec); }
+
+void CrashPoint(absl::string_view name) {
+  CrashConfig& c = Config();
+  if (!c.armed.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (c.name != name) return;
+  if (--c.remaining > 0) return;
+  static const char kMsg[] = "dagvault: crash point reached, killing self\n";
+  (void)!::write(2, kMsg, sizeof(kMsg) - 1);
+  ::kill(::getpid(), SIGKILL);
+  ::pause();
+}
+
+}  // namespace dagvault

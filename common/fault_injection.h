@@ -1,0 +1,24 @@
+// Named crash points compiled into the daemons and tools, so that tests can
+// kill a process at an exact step ("log.roll.after_seal") instead of hoping a
+// random kill lands there.
+//
+// A point fires when the process was configured with its name, either by
+// the DAGVAULT_CRASH_AT environment variable or by ConfigureCrashPoint()
+// (daemons expose it as a flag). "name@N" fires on the N-th hit (default 1).
+// Firing sends SIGKILL to the process itself: no destructors, no flushing,
+// the same as kill -9 from outside.
+#pragma once
+
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+
+namespace dagvault {
+
+absl::Status ConfigureCrashPoint(absl::string_view spec);
+
+void CrashPoint(absl::string_view name);
+
+}  // namespace dagvault
+
+#define DAGVAULT_CRASH_POINT(name) ::dagvault::CrashPoint(name)

@@ -1,0 +1,39 @@
+#include "common/fault_injection.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gtest/gtest.h"
+
+namespace dagvault {
+namespace {
+
+TEST(CrashPoint, RejectsBadCount) {
+  EXPECT_FALSE(ConfigureCrashPoint("x@zero").ok());
+  EXPECT_FALSE(ConfigureCrashPoint("x@0").ok());
+}
+
+TEST(CrashPoint, UnarmedPointsDoNothing) {
+  ASSERT_TRUE(ConfigureCrashPoint("").ok());
+  CrashPoint("anything");  // must return
+  SUCCEED();
+}
+
+TEST(CrashPoint, FiresOnNthHitWithSigkill) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (!ConfigureCrashPoint("step.b@2").ok()) _exit(3);
+    CrashPoint("step.a");
+    CrashPoint("step.b");  // first hit: survives
+    CrashPoint("step.b");  // second hit: dies here
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+}  // namespace
+}  // namespace dagvault

@@ -1,0 +1,88 @@
+// File helpers with the durability steps spelled out: write to a temporary
+// file, fsync it, rename it into place, fsync the directory. Every error names
+// the path (and offset, for positional I/O) it concerns.
+#pragma once
+
+#include <fcntl.h>
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace dagvault {
+
+// Converts an errno value into a Status whose message names the operation and
+// path, e.g. "open /data/mb1.edb: No such file or directory".
+absl::Status ErrnoToStatus(int err, absl::string_view operation, absl::string_view path);
+
+// An open file descriptor that closes itself. Positional reads and writes
+// loop over short transfers and EINTR.
+class File {
+ public:
+  File() = default;
+  ~File();
+  File(File&& other) noexcept;
+  File& operator=(File&& other) noexcept;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  static absl::StatusOr<File> Open(const std::string& path, int flags, mode_t mode = 0644);
+  static absl::StatusOr<File> OpenReadOnly(const std::string& path) {
+    return Open(path, O_RDONLY | O_CLOEXEC);
+  }
+
+  // Reads exactly n bytes at offset; a short file is an OutOfRange error that
+  // names the path and offset.
+  absl::Status ReadAt(uint64_t offset, void* buf, size_t n) const;
+  // Reads up to n bytes at offset; returns how many were read (less at EOF).
+  absl::StatusOr<size_t> ReadAtMost(uint64_t offset, void* buf, size_t n) const;
+  absl::Status WriteAt(uint64_t offset, const void* buf, size_t n);
+  absl::Status Sync();
+  absl::Status DataSync();
+  absl::StatusOr<uint64_t> Size() const;
+  absl::Status Truncate(uint64_t size);
+  absl::Status Close();
+
+  bool is_open() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  File(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_ = -1;
+  std::string path_;
+};
+
+// Reads a whole file into memory.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Replaces `path` with `data` so that a crash leaves either the old or the
+// new content, never a mix: temp file, fsync, rename, fsync directory.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data);
+
+// fsyncs a directory so that renames and creations in it are durable.
+absl::Status FsyncDir(const std::string& dir);
+
+// rename(2) followed by an fsync of the destination's directory.
+absl::Status RenameDurably(const std::string& from, const std::string& to);
+
+// unlink(2) followed by an fsync of the directory. Missing files are fine.
+absl::Status RemoveDurably(const std::string& path);
+
+// mkdir -p.
+absl::Status CreateDirectories(const std::string& path);
+
+bool PathExists(const std::string& path);
+
+// The names (not paths) of the entries of a directory, sorted.
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir);
+
+std::string DirName(const std::string& path);
+std::string BaseName(const std::string& path);
+std::string JoinPath(absl::string_view a, absl::string_view b);
+
+}  // namespace dagvault

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian package dagvault needs to build, test and run.
+# Idempotent: when everything is present it prints nothing and exits 0.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang-format git
+  # libraries (DESIGN.md §9)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libspdlog-dev libfmt-dev libssl-dev libzstd-dev libsqlite3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # test and lab tools: XFS images for reflink tests, namespaces, timing
+  xfsprogs iproute2 util-linux procps python3
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run as root (or install them yourself) and retry" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,172 @@
+// The mailstore engine for one unit: its databases, its log stream, the
+// buffer cache, transactions, the lazy writer and the checkpoint.
+//
+//   auto engine = Engine::Open(config, options);      // soft recovery if needed
+//   auto txn = (*engine)->Begin();
+//   (*txn)->Put(0, ItemKey{mailbox, item}, value);
+//   (*txn)->Commit();                                 // durable on return
+//   (*engine)->Close();                               // clean shutdown
+//
+// Threading: any number of readers (Get, List, Digest) run alongside one
+// writer transaction. A background thread (the lazy writer) writes dirty
+// pages whose log records are durable, then advances the checkpoint.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/evp.h"
+#include "common/file_util.h"
+#include "dagvault/v1/mailstore.pb.h"
+#include "mailstore/engine/buffer_cache.h"
+#include "mailstore/engine/database_file.h"
+#include "mailstore/engine/item_table.h"
+#include "mailstore/engine/log_writer.h"
+#include "mailstore/engine/space_map.h"
+#include "mailstore/engine/transaction.h"
+#include "mailstore/engine/unit_config.h"
+#include "mailstore/format/checkpoint.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace dagvault::mailstore {
+
+struct EngineOptions {
+  size_t cache_bytes = 256ull << 20;
+  // How often the lazy writer flushes dirty pages and advances the
+  // checkpoint when nothing else wakes it.
+  absl::Duration flush_interval = absl::Seconds(1);
+  // Commits wait for the lazy writer when more of the cache than this is
+  // dirty, so memory stays bounded under any load.
+  double max_dirty_fraction = 0.5;
+  Clock* clock = RealClock();
+};
+
+struct EngineStats {
+  uint64_t commits = 0;
+  uint64_t pages_logged_full = 0;
+  uint64_t pages_logged_delta = 0;
+  uint64_t log_bytes = 0;
+  uint64_t pages_flushed = 0;
+  uint64_t flush_cycles = 0;
+  size_t cache_pages = 0;
+  size_t dirty_pages = 0;
+  Lsn checkpoint;
+  Lsn durable;
+};
+
+class Engine {
+ public:
+  // Creates a new unit: its folders, databases and first log generation.
+  // Fails if any of its files exist already.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const dagvault::v1::UnitConfig& config,
+                                                        const EngineOptions& options = {});
+  // Opens an existing unit, running soft recovery first if it was not shut
+  // down cleanly.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(const dagvault::v1::UnitConfig& config,
+                                                      const EngineOptions& options = {});
+  ~Engine();
+
+  // Clean shutdown: flushes everything, writes a Term record and marks the
+  // databases CleanShutdown. Without it (a crash, or the destructor), the
+  // next Open recovers.
+  absl::Status Close();
+
+  // Starts a write transaction, waiting for the current one to finish.
+  absl::StatusOr<std::unique_ptr<Transaction>> Begin();
+
+  // Reads outside a transaction see committed data.
+  absl::StatusOr<std::optional<std::string>> Get(uint32_t db, const ItemKey& key);
+  absl::StatusOr<std::vector<ItemInfo>> List(uint32_t db, uint64_t mailbox, uint64_t start_item,
+                                             size_t limit);
+  absl::StatusOr<MetaInfo> Meta(uint32_t db);
+  // SHA-256 over every item of a database in key order (see digest.h).
+  absl::StatusOr<Sha256Digest> Digest(uint32_t db);
+
+  // Single-operation transactions.
+  absl::Status Put(uint32_t db, const ItemKey& key, absl::string_view value);
+  absl::StatusOr<bool> Delete(uint32_t db, const ItemKey& key);
+
+  // Closes the current log generation and starts the next one.
+  absl::Status RollLog();
+  // Runs a lazy-writer cycle now: flush, advance the checkpoint.
+  absl::Status FlushNow();
+
+  const ResolvedUnit& unit() const { return unit_; }
+  int DatabaseIndex(const std::string& name) const { return unit_.DatabaseIndex(name); }
+  Generation current_generation() const { return log_->current_generation(); }
+  Lsn durable_lsn() const { return log_->durable_lsn(); }
+  EngineStats stats() const;
+  // OK while healthy; the error that took the engine offline otherwise.
+  absl::Status health() const;
+
+ private:
+  friend class Transaction;
+  class CacheReader;
+
+  Engine(ResolvedUnit unit, const EngineOptions& options);
+  absl::Status OpenFiles();
+  absl::Status AttachLogStream();
+  absl::Status CheckNoCommitsAfter(Lsn consistent, const LogStreamListing& listing);
+  absl::Status AdoptOpenLog(const std::string& path, Sha256Digest* hash, Generation* generation);
+  void StartLazyWriter();
+  void StopLazyWriter();
+  void LazyWriterLoop();
+  absl::Status FlushCycle();
+  absl::Status AdvanceCheckpoint(Lsn candidate);
+  absl::Status WaitForDirtyRoom();
+  void Fail(const absl::Status& status);
+  absl::StatusOr<Lsn> CommitTransaction(Transaction& txn);
+
+  const ResolvedUnit unit_;
+  const EngineOptions options_;
+  std::shared_ptr<spdlog::logger> log_line_;
+
+  File lock_file_;
+  std::vector<std::unique_ptr<DatabaseFile>> dbs_;
+  std::vector<SpaceHints> hints_;
+  std::vector<std::unique_ptr<std::atomic<DbTime>>> dbtime_;
+  std::vector<Signature> db_signatures_;
+  Signature log_signature_;
+  std::unique_ptr<BufferCache> cache_;
+  std::unique_ptr<LogWriter> log_;
+
+  // One write transaction at a time.
+  std::mutex writer_mu_;
+  // Readers hold it shared; a commit holds it exclusively while it places
+  // its records and installs its pages, so a reader never sees half a
+  // commit, and the checkpoint never falls between the two.
+  std::shared_mutex install_mu_;
+  std::atomic<uint64_t> next_txn_seq_{1};
+
+  // Checkpoint state, owned by the lazy writer (and Close).
+  std::mutex flush_mu_;
+  Checkpoint checkpoint_;
+
+  absl::Mutex lw_mu_;
+  absl::CondVar lw_wake_;
+  absl::CondVar lw_done_;
+  bool lw_stop_ ABSL_GUARDED_BY(lw_mu_) = false;
+  bool lw_requested_ ABSL_GUARDED_BY(lw_mu_) = false;
+  uint64_t lw_cycles_ ABSL_GUARDED_BY(lw_mu_) = 0;
+  std::thread lazy_writer_;
+
+  mutable absl::Mutex state_mu_;
+  absl::Status failed_ ABSL_GUARDED_BY(state_mu_);
+  bool closed_ ABSL_GUARDED_BY(state_mu_) = false;
+  EngineStats stats_ ABSL_GUARDED_BY(state_mu_);
+};
+
+}  // namespace dagvault::mailstore

@@ -1,0 +1,307 @@
+#include "mailstore/engine/engine.h"
+
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "common/file_util.h"
+#include "common/testing/temp_dir.h"
+#include "gtest/gtest.h"
+#include "mailstore/engine/engine_test_util.h"
+#include "mailstore/engine/recovery.h"
+#include "mailstore/format/edb_header.h"
+
+namespace dagvault::mailstore {
+namespace {
+
+using dagvault::testing::TempDir;
+using testing::MakeUnitConfig;
+using testing::ValueFor;
+namespace fs = std::filesystem;
+
+EngineOptions QuietOptions() {
+  EngineOptions o;
+  o.flush_interval = absl::Milliseconds(50);
+  o.cache_bytes = 4 << 20;
+  return o;
+}
+
+void PutMany(Engine& e, uint32_t db, uint64_t mailbox, uint64_t from, uint64_t n, size_t size) {
+  for (uint64_t i = from; i < from + n; ++i) {
+    ASSERT_TRUE(e.Put(db, {mailbox, i}, ValueFor(mailbox * 1000003 + i, size + i % 97)).ok());
+  }
+}
+
+void ExpectMany(Engine& e, uint32_t db, uint64_t mailbox, uint64_t from, uint64_t n, size_t size) {
+  for (uint64_t i = from; i < from + n; ++i) {
+    auto got = e.Get(db, {mailbox, i});
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_TRUE(got->has_value()) << "item " << mailbox << "/" << i << " missing";
+    ASSERT_EQ(**got, ValueFor(mailbox * 1000003 + i, size + i % 97)) << mailbox << "/" << i;
+  }
+}
+
+TEST(Engine, CreateWriteCloseReopen) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path());
+  Sha256Digest digest;
+  {
+    auto e = Engine::Create(config, QuietOptions());
+    ASSERT_TRUE(e.ok()) << e.status();
+    PutMany(**e, 0, 1, 0, 300, 100);
+    PutMany(**e, 0, 2, 0, 20, 30000);  // long values
+    digest = *(*e)->Digest(0);
+    ASSERT_TRUE((*e)->Close().ok());
+  }
+  auto header = ReadDbHeaderFromPath(dir.Sub("db0.edb"));
+  ASSERT_TRUE(header.ok());
+  EXPECT_EQ(header->header.state, DbState::kCleanShutdown);
+  auto e = Engine::Open(config, QuietOptions());
+  ASSERT_TRUE(e.ok()) << e.status();
+  ExpectMany(**e, 0, 1, 0, 300, 100);
+  ExpectMany(**e, 0, 2, 0, 20, 30000);
+  EXPECT_EQ(*(*e)->Digest(0), digest);
+  EXPECT_EQ((*e)->Meta(0)->item_count, 320u);
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Engine, CreateRefusesExistingFiles) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path());
+  {
+    auto e = Engine::Create(config, QuietOptions());
+    ASSERT_TRUE(e.ok());
+    ASSERT_TRUE((*e)->Close().ok());
+  }
+  auto again = Engine::Create(config, QuietOptions());
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(again.status().message().find("db0.edb"), std::string::npos) << again.status();
+}
+
+TEST(Engine, SecondOpenerIsRefusedWhileTheFirstRuns) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path());
+  auto e = Engine::Create(config, QuietOptions());
+  ASSERT_TRUE(e.ok());
+  auto second = Engine::Open(config, QuietOptions());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos);
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Engine, CrashWithoutCloseIsRecoveredOnOpen) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path());
+  {
+    auto e = Engine::Create(config, QuietOptions());
+    ASSERT_TRUE(e.ok());
+    PutMany(**e, 0, 1, 0, 500, 200);
+    PutMany(**e, 0, 3, 0, 10, 50000);
+    ASSERT_TRUE(*(*e)->Delete(0, {1, 7}));
+    // Destroyed without Close: like a crash after the last commit.
+  }
+  EXPECT_EQ(ReadDbHeaderFromPath(dir.Sub("db0.edb"))->header.state, DbState::kDirtyShutdown);
+  auto e = Engine::Open(config, QuietOptions());
+  ASSERT_TRUE(e.ok()) << e.status();
+  ExpectMany(**e, 0, 1, 0, 7, 200);
+  ExpectMany(**e, 0, 1, 8, 492, 200);
+  ExpectMany(**e, 0, 3, 0, 10, 50000);
+  EXPECT_FALSE((*(*e)->Get(0, {1, 7})).has_value());
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Engine, AbortedTransactionLeavesNoTrace) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path());
+  auto e = Engine::Create(config, QuietOptions());
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE((*e)->Put(0, {1, 1}, "kept").ok());
+  auto before = *(*e)->Digest(0);
+  {
+    auto txn = (*e)->Begin();
+    ASSERT_TRUE(txn.ok());
+    for (uint64_t i = 0; i < 200; ++i) ASSERT_TRUE((*txn)->Put(0, {9, i}, ValueFor(i, 5000)).ok());
+    ASSERT_TRUE((*txn)->Delete(0, {1, 1}).ok());
+    EXPECT_TRUE((*(*txn)->Get(0, {9, 3})).has_value());  // visible inside
+    (*txn)->Abort();
+  }
+  EXPECT_EQ(*(*e)->Digest(0), before);
+  // Space the aborted transaction took is still free to use.
+  ASSERT_TRUE((*e)->Put(0, {2, 2}, ValueFor(2, 5000)).ok());
+  ASSERT_TRUE((*e)->Close().ok());
+  auto reopened = Engine::Open(config, QuietOptions());
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_FALSE((*(*reopened)->Get(0, {9, 3})).has_value());
+  EXPECT_EQ(**(*reopened)->Get(0, {1, 1}), "kept");
+  ASSERT_TRUE((*reopened)->Close().ok());
+}
+
+TEST(Engine, StorageGroupSharesOneLogStreamAcrossDatabases) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path(), /*databases=*/2);
+  {
+    auto e = Engine::Create(config, QuietOptions());
+    ASSERT_TRUE(e.ok());
+    auto txn = (*e)->Begin();
+    ASSERT_TRUE((*txn)->Put(0, {1, 1}, "in db0").ok());
+    ASSERT_TRUE((*txn)->Put(1, {1, 1}, "in db1").ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+    PutMany(**e, 1, 5, 0, 300, 400);
+  }  // crash
+  auto h0 = ReadDbHeaderFromPath(dir.Sub("db0.edb"));
+  auto h1 = ReadDbHeaderFromPath(dir.Sub("db1.edb"));
+  EXPECT_EQ(h0->header.log_signature, h1->header.log_signature);
+  EXPECT_NE(h0->header.db_signature, h1->header.db_signature);
+  auto logs = ListLogStream(dir.path(), "E00");
+  ASSERT_TRUE(logs.ok());
+  EXPECT_TRUE(logs->current.has_value());
+  auto e = Engine::Open(config, QuietOptions());
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(**(*e)->Get(0, {1, 1}), "in db0");
+  EXPECT_EQ(**(*e)->Get(1, {1, 1}), "in db1");
+  ExpectMany(**e, 1, 5, 0, 300, 400);
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Engine, LogsRollWithContiguousLinkedGenerations) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path(), 1, 64 << 10);
+  auto e = Engine::Create(config, QuietOptions());
+  ASSERT_TRUE(e.ok());
+  PutMany(**e, 0, 1, 0, 400, 1500);
+  ASSERT_TRUE((*e)->RollLog().ok());
+  ASSERT_TRUE((*e)->Close().ok());
+  auto logs = ListLogStream(dir.path(), "E00");
+  ASSERT_TRUE(logs.ok());
+  ASSERT_GT(logs->closed.size(), 5u);
+  EXPECT_FALSE(logs->FirstGap().has_value());
+  std::optional<Sha256Digest> prev;
+  for (const auto& [gen, path] : logs->closed) {
+    auto scan = ScanLogFile(path);
+    ASSERT_TRUE(scan.ok()) << scan.status();
+    EXPECT_TRUE(CheckClosedLog(*scan).ok());
+    EXPECT_EQ(scan->header.generation, gen);
+    if (prev) {
+      EXPECT_TRUE(scan->header.has_prev_link);
+      EXPECT_EQ(scan->header.prev_link, *prev) << "generation " << gen;
+    }
+    prev = scan->file_hash;
+  }
+}
+
+TEST(Engine, CircularLoggingDeletesLogsBelowTheCheckpoint) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path(), 1, 64 << 10, /*circular=*/true);
+  auto e = Engine::Create(config, QuietOptions());
+  ASSERT_TRUE(e.ok());
+  for (int round = 0; round < 10; ++round) {
+    PutMany(**e, 0, round, 0, 60, 2000);
+    ASSERT_TRUE((*e)->FlushNow().ok());
+  }
+  auto logs = ListLogStream(dir.path(), "E00");
+  ASSERT_TRUE(logs.ok());
+  const Generation checkpoint_gen = (*e)->stats().checkpoint.generation;
+  EXPECT_GT((*e)->current_generation(), 10u);
+  for (const auto& [gen, path] : logs->closed) EXPECT_GE(gen, checkpoint_gen) << path;
+  EXPECT_LE(logs->closed.size(), 2u);
+  ASSERT_TRUE((*e)->Close().ok());
+  auto reopened = Engine::Open(config, QuietOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  ExpectMany(**reopened, 0, 9, 0, 60, 2000);
+  ASSERT_TRUE((*reopened)->Close().ok());
+}
+
+TEST(Engine, SmallChangeDirtiesFewPagesAndLogsFewBytes) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path(), 1, 1 << 20);
+  auto e = Engine::Create(config, QuietOptions());
+  ASSERT_TRUE(e.ok());
+  PutMany(**e, 0, 1, 0, 5000, 300);
+  ASSERT_TRUE((*e)->FlushNow().ok());
+  const EngineStats before = (*e)->stats();
+  ASSERT_TRUE((*e)->Put(0, {1, 2500}, ValueFor(77, 300)).ok());  // replace in place
+  const EngineStats after = (*e)->stats();
+  const uint64_t pages = (after.pages_logged_delta + after.pages_logged_full) -
+                         (before.pages_logged_delta + before.pages_logged_full);
+  EXPECT_LE(pages, 2u);  // the leaf, and the meta page if the size changed
+  EXPECT_EQ(after.pages_logged_full, before.pages_logged_full);
+  EXPECT_LT(after.log_bytes - before.log_bytes, 1200u);
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Engine, ConcurrentWritersAllCommit) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path(), 1, 256 << 10);
+  auto e = Engine::Create(config, QuietOptions());
+  ASSERT_TRUE(e.ok());
+  std::vector<std::thread> threads;
+  for (uint64_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] { PutMany(**e, 0, 100 + t, 0, 200, 500); });
+  }
+  // A reader alongside the writers always sees whole items.
+  std::thread reader([&] {
+    for (int i = 0; i < 200; ++i) {
+      auto got = (*e)->Get(0, {100, static_cast<uint64_t>(i)});
+      ASSERT_TRUE(got.ok());
+      if (got->has_value()) {
+        ASSERT_EQ(**got, ValueFor(100 * 1000003 + i, 500 + i % 97));
+      }
+    }
+  });
+  for (auto& t : threads) t.join();
+  reader.join();
+  for (uint64_t t = 0; t < 4; ++t) ExpectMany(**e, 0, 100 + t, 0, 200, 500);
+  EXPECT_EQ((*e)->Meta(0)->item_count, 800u);
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Engine, DamagedPageIsReportedByFileAndPage) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path());
+  {
+    auto e = Engine::Create(config, QuietOptions());
+    ASSERT_TRUE(e.ok());
+    PutMany(**e, 0, 1, 0, 2000, 100);
+    ASSERT_TRUE((*e)->Close().ok());
+  }
+  // Flip one byte in the middle of page 10.
+  {
+    auto f = File::Open(dir.Sub("db0.edb"), O_RDWR);
+    ASSERT_TRUE(f.ok());
+    char byte;
+    ASSERT_TRUE(f->ReadAt(10 * 8192 + 4000, &byte, 1).ok());
+    byte ^= 1;
+    ASSERT_TRUE(f->WriteAt(10 * 8192 + 4000, &byte, 1).ok());
+  }
+  auto e = Engine::Open(config, QuietOptions());
+  ASSERT_TRUE(e.ok());
+  absl::Status first_error;
+  for (uint64_t i = 0; i < 2000 && first_error.ok(); ++i) {
+    first_error = (*e)->Get(0, {1, i}).status();
+  }
+  EXPECT_EQ(first_error.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(first_error.message().find("db0.edb"), std::string::npos) << first_error;
+  EXPECT_NE(first_error.message().find("page 10 "), std::string::npos) << first_error;
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Engine, BadConfigurationNamesTheField) {
+  TempDir dir("engine");
+  auto config = MakeUnitConfig(dir.path());
+  config.set_page_size(6000);
+  config.set_log_prefix("E-0");
+  auto e = Engine::Create(config, QuietOptions());
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("field 'page_size'"), std::string::npos) << e.status();
+  EXPECT_NE(e.status().message().find("field 'log_prefix'"), std::string::npos) << e.status();
+  auto two = MakeUnitConfig(dir.path(), 2);
+  two.set_mode(dagvault::v1::UnitConfig::DATABASE);
+  e = Engine::Create(two, QuietOptions());
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("exactly one database"), std::string::npos) << e.status();
+}
+
+}  // namespace
+}  // namespace dagvault::mailstore

@@ -1,0 +1,44 @@
+// Helpers shared by the engine's tests.
+#pragma once
+
+#include <random>
+#include <string>
+
+#include "dagvault/v1/mailstore.pb.h"
+
+namespace dagvault::mailstore::testing {
+
+// A unit under `dir`: system and logs in dir, databases db0..db{n-1}.
+inline dagvault::v1::UnitConfig MakeUnitConfig(const std::string& dir, int databases = 1,
+                                               uint64_t log_size = 128 << 10,
+                                               bool circular = false) {
+  dagvault::v1::UnitConfig c;
+  c.set_name("u1");
+  c.set_mode(databases == 1 ? dagvault::v1::UnitConfig::DATABASE
+                            : dagvault::v1::UnitConfig::STORAGE_GROUP);
+  c.set_log_prefix("E00");
+  c.set_system_dir(dir);
+  c.set_log_file_size(log_size);
+  c.set_circular_logging(circular);
+  for (int i = 0; i < databases; ++i) {
+    auto* db = c.add_databases();
+    db->set_name("db" + std::to_string(i));
+  }
+  return c;
+}
+
+// Deterministic value bytes: the same seed always gives the same value.
+inline std::string ValueFor(uint64_t seed, size_t size) {
+  std::string v(size, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < size; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    // Mostly text-like bytes, as mail bodies are.
+    v[i] = static_cast<char>(' ' + (x % 95));
+  }
+  return v;
+}
+
+}  // namespace dagvault::mailstore::testing

@@ -1,0 +1,357 @@
+#include "mailstore/engine/recovery.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "mailstore/engine/database_file.h"
+#include "mailstore/engine/redo.h"
+#include "mailstore/format/checkpoint.h"
+#include "mailstore/format/log_format.h"
+
+namespace dagvault::mailstore {
+namespace {
+
+struct BufferedRecord {
+  RecordType type;
+  uint8_t db_index;
+  Lsn lsn;
+  std::string body;
+};
+
+// The databases being recovered, indexed by their position in the unit.
+struct DatabaseSet {
+  std::vector<std::unique_ptr<DatabaseFile>> files;
+  std::vector<DatabaseFile*> by_index;
+  Signature log_signature;
+};
+
+absl::StatusOr<DatabaseSet> OpenDatabases(const std::vector<std::string>& paths) {
+  if (paths.empty()) return absl::InvalidArgumentError("no database files given");
+  DatabaseSet set;
+  for (const auto& path : paths) {
+    ASSIGN_OR_RETURN(auto file, DatabaseFile::Open(path, /*writable=*/true));
+    const DbHeader h = file->header();
+    if (set.files.empty()) {
+      set.log_signature = h.log_signature;
+    } else if (h.log_signature != set.log_signature) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " belongs to log stream ", h.log_signature.ToString(), " but ",
+          set.files.front()->path(), " belongs to ", set.log_signature.ToString(),
+          ": they are not databases of the same unit"));
+    }
+    if (h.db_index >= kMaxDatabasesPerUnit) {
+      return absl::DataLossError(absl::StrFormat("%s: database index %u is out of range", path, h.db_index));
+    }
+    if (set.by_index.size() <= h.db_index) set.by_index.resize(h.db_index + 1, nullptr);
+    if (set.by_index[h.db_index] != nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat("%s and %s are both database %u of the unit",
+                                                        set.by_index[h.db_index]->path(), path,
+                                                        h.db_index));
+    }
+    set.by_index[h.db_index] = file.get();
+    set.files.push_back(std::move(file));
+  }
+  return set;
+}
+
+std::string LogPath(const std::string& dir, const std::string& prefix, Generation g) {
+  return JoinPath(dir, LogFileName(prefix, g));
+}
+
+// Checks everything about one log file that must hold before its records
+// may be replayed.
+absl::Status ValidateLog(const LogFileScan& scan, Generation expected, bool is_open_log,
+                         const DatabaseSet& dbs, const std::optional<Sha256Digest>& prev_hash) {
+  const LogHeader& h = scan.header;
+  if (h.generation != expected) {
+    return absl::DataLossError(absl::StrFormat("%s: holds generation 0x%08X, expected 0x%08X",
+                                               scan.path, h.generation, expected));
+  }
+  if (h.log_signature != dbs.log_signature) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        scan.path, ": log signature ", h.log_signature.ToString(),
+        " does not match the databases' log signature ", dbs.log_signature.ToString(),
+        ": this log belongs to another log stream"));
+  }
+  for (const DatabaseFile* db : dbs.by_index) {
+    if (db == nullptr) continue;
+    const DbHeader dh = db->header();
+    const AttachedDatabase* attached = h.FindDatabase(dh.db_index);
+    if (attached != nullptr && attached->signature != dh.db_signature) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          db->path(), " (database signature ", dh.db_signature.ToString(),
+          ") is not the database this log stream writes to: ", scan.path, " records database ",
+          dh.db_index, " with signature ", attached->signature.ToString()));
+    }
+  }
+  if (prev_hash) {
+    if (!h.has_prev_link || h.prev_link != *prev_hash) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: link hash does not match generation 0x%08X: the log streams diverged at generation "
+          "0x%08X",
+          scan.path, expected - 1, expected));
+    }
+  }
+  return is_open_log ? CheckOpenLog(scan) : CheckClosedLog(scan);
+}
+
+}  // namespace
+
+absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
+  auto logger = logging::Get("mailstore.recovery");
+  const absl::Time started = absl::Now();
+  RecoveryReport report;
+  ASSIGN_OR_RETURN(DatabaseSet dbs, OpenDatabases(req.db_paths));
+
+  // What logs are there?
+  ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(req.log_dir, req.prefix));
+  std::optional<Generation> current_gen;
+  if (listing.current) {
+    ASSIGN_OR_RETURN(File f, File::OpenReadOnly(*listing.current));
+    std::string head(kLogHeaderSize, '\0');
+    RETURN_IF_ERROR(f.ReadAt(0, head.data(), head.size()));
+    auto header = DecodeLogHeader(reinterpret_cast<const uint8_t*>(head.data()), head.size());
+    if (!header.ok()) return Annotate(header.status(), *listing.current);
+    current_gen = header->generation;
+  }
+  const bool have_logs = !listing.closed.empty() || current_gen.has_value();
+  const Generation lowest = listing.closed.empty() ? current_gen.value_or(0) : listing.LowestClosed();
+  const Generation highest = current_gen.value_or(listing.HighestClosed());
+  auto exists = [&](Generation g) {
+    if (current_gen && *current_gen == g) return true;
+    for (const auto& [gen, path] : listing.closed) {
+      if (gen == g) return true;
+    }
+    return false;
+  };
+
+  // Where to start: the checkpoint (soft) or the headers (hard).
+  std::optional<Checkpoint> checkpoint;
+  if (!req.force_hard && !req.system_dir.empty()) {
+    const std::string chk_path = JoinPath(req.system_dir, CheckpointFileName(req.prefix));
+    if (PathExists(chk_path)) {
+      auto read = ReadCheckpointFile(chk_path);
+      if (!read.ok()) {
+        report.notes.push_back(absl::StrCat("checkpoint unusable, recovering from the database "
+                                            "headers instead: ", read.status().message()));
+      } else {
+        if (read->checkpoint.log_signature != dbs.log_signature) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              chk_path, " belongs to log stream ", read->checkpoint.log_signature.ToString(),
+              ", the databases to ", dbs.log_signature.ToString()));
+        }
+        for (int i = 0; i < 2; ++i) {
+          if (!read->copy_status[i].ok()) {
+            report.notes.push_back(absl::StrCat(chk_path, ": ", read->copy_status[i].message(),
+                                                " (the other copy was used)"));
+          }
+        }
+        checkpoint = read->checkpoint;
+      }
+    }
+  }
+  report.soft = checkpoint.has_value();
+
+  Lsn start{kMaxGeneration, 0};
+  Generation need_max = 0;
+  const DatabaseFile* need_max_db = nullptr;
+  bool any_dirty = false;
+  for (const auto& file : dbs.files) {
+    const DbHeader h = file->header();
+    Lsn db_start;
+    if (h.state == DbState::kDirtyShutdown) {
+      any_dirty = true;
+      db_start = checkpoint ? checkpoint->position : Lsn{h.log_required_min, 0};
+      if (h.log_required_max > need_max) {
+        need_max = h.log_required_max;
+        need_max_db = file.get();
+      }
+    } else {
+      db_start = h.consistent_lsn.IsZero() ? Lsn{lowest, 0} : h.consistent_lsn;
+    }
+    start = std::min(start, db_start);
+  }
+
+  if (!have_logs) {
+    if (any_dirty) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "no log files with prefix %s in %s, but %s was not shut down cleanly and needs "
+          "generations 0x%08X to 0x%08X",
+          req.prefix, req.log_dir, need_max_db ? need_max_db->path() : "a database",
+          start.generation, need_max));
+    }
+    report.nothing_to_do = true;
+    report.notes.push_back("no logs and every database is consistent: nothing to replay");
+    return report;
+  }
+
+  // The range to replay, and the checks that all of it is present.
+  Generation end_gen = highest;
+  if (req.to_generation) {
+    const Generation g = *req.to_generation;
+    if (g > highest) {
+      return absl::NotFoundError(absl::StrFormat(
+          "generation 0x%08X (%s) is not present: the logs in %s end at generation 0x%08X", g,
+          LogFileName(req.prefix, g), req.log_dir, highest));
+    }
+    if (g < need_max) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s requires the logs up to generation 0x%08X to be consistent; recovery cannot stop at "
+          "0x%08X",
+          need_max_db->path(), need_max, g));
+    }
+    if (g < start.generation) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "recovery starts at generation 0x%08X, after the requested stop generation 0x%08X",
+          start.generation, g));
+    }
+    end_gen = g;
+  } else if (need_max > highest) {
+    return absl::NotFoundError(absl::StrFormat(
+        "%s requires generation 0x%08X (%s), but the logs in %s end at generation 0x%08X",
+        need_max_db->path(), need_max, LogFileName(req.prefix, need_max), req.log_dir, highest));
+  }
+  if (start.generation > end_gen) {
+    report.nothing_to_do = true;
+    report.start = report.end = start;
+    report.notes.push_back("the databases are already consistent with every log present");
+    return report;
+  }
+  for (Generation g = start.generation; g <= end_gen; ++g) {
+    if (!exists(g)) {
+      return absl::NotFoundError(absl::StrFormat(
+          "generation 0x%08X (%s) is missing from %s: recovery needs every generation from 0x%08X "
+          "to 0x%08X",
+          g, LogFileName(req.prefix, g), req.log_dir, start.generation, end_gen));
+    }
+  }
+  if (current_gen && listing.HighestClosed() >= *current_gen) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s holds generation 0x%08X, but closed logs go up to 0x%08X", *listing.current,
+        *current_gen, listing.HighestClosed()));
+  }
+
+  logger->info("[recover {}] {} recovery of {} database(s) from {} to generation 0x{:08X}",
+               req.prefix, report.soft ? "soft" : "hard", dbs.files.size(), start.ToString(),
+               end_gen);
+
+  // The link hash of the generation before the first one replayed, if that
+  // log is still here, so that the first link is checked too.
+  std::optional<Sha256Digest> prev_hash;
+  if (start.generation > 0 && exists(start.generation - 1) &&
+      !(current_gen && *current_gen == start.generation - 1)) {
+    ASSIGN_OR_RETURN(std::string data,
+                     ReadFileToString(LogPath(req.log_dir, req.prefix, start.generation - 1)));
+    prev_hash = Sha256::Of(data);
+  }
+
+  RedoApplier applier(dbs.by_index, start.generation);
+  std::vector<BufferedRecord> txn;
+  bool first_txn = true;
+  Lsn end = start;
+  for (Generation g = start.generation; g <= end_gen; ++g) {
+    const bool is_open = current_gen && *current_gen == g;
+    const std::string path = is_open ? *listing.current : LogPath(req.log_dir, req.prefix, g);
+    ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(path));
+    RETURN_IF_ERROR(ValidateLog(scan, g, is_open, dbs, prev_hash));
+    for (const LogRecordView& r : scan.records) {
+      if (r.lsn < start) continue;
+      const Lsn after{g, r.lsn.offset + r.space};
+      switch (r.type) {
+        case RecordType::kPageImage:
+        case RecordType::kPageDelta:
+          txn.push_back({r.type, r.db_index, r.lsn,
+                         std::string(reinterpret_cast<const char*>(r.body), r.body_size)});
+          break;
+        case RecordType::kCommit: {
+          ASSIGN_OR_RETURN(CommitBody commit, DecodeCommit(r));
+          // Replay may start in the middle of the first transaction (hard
+          // recovery starts at a generation boundary); its earlier records
+          // are then already in the pages.
+          const bool partial_ok = first_txn && txn.size() < commit.record_count;
+          if (txn.size() != commit.record_count && !partial_ok) {
+            return absl::DataLossError(absl::StrFormat(
+                "%s: commit at %s closes %u records, but %u precede it", path, r.lsn.ToString(),
+                commit.record_count, txn.size()));
+          }
+          for (const BufferedRecord& b : txn) {
+            RETURN_IF_ERROR(applier.Apply(b.type, b.db_index, b.lsn,
+                                          reinterpret_cast<const uint8_t*>(b.body.data()),
+                                          static_cast<uint32_t>(b.body.size())));
+          }
+          txn.clear();
+          first_txn = false;
+          report.transactions++;
+          end = after;
+          break;
+        }
+        case RecordType::kSeal:
+          if (txn.empty()) end = after;
+          break;
+        case RecordType::kTerm:
+        case RecordType::kStart:
+          report.records_discarded += txn.size();
+          txn.clear();
+          first_txn = false;
+          end = after;
+          break;
+      }
+    }
+    report.log_bytes += scan.valid_end;
+    prev_hash = scan.file_hash;
+  }
+  if (!txn.empty()) {
+    report.records_discarded += txn.size();
+    report.notes.push_back(absl::StrFormat(
+        "%u records of a transaction that never committed were not replayed", txn.size()));
+  }
+  RETURN_IF_ERROR(applier.Flush(end_gen));
+
+  // Every database is now consistent at `end`.
+  const int64_t now = req.clock->NowMicros();
+  for (const auto& file : dbs.files) {
+    const uint32_t index = file->header().db_index;
+    RETURN_IF_ERROR(file->UpdateHeader([&](DbHeader& h) {
+      h.state = DbState::kCleanShutdown;
+      h.consistent_lsn = end;
+      h.consistent_time_us = now;
+      h.log_required_min = 0;
+      h.log_required_max = 0;
+      h.log_committed = std::max(h.log_committed, end_gen);
+      h.dbtime = std::max(h.dbtime, applier.max_dbtime(index));
+    }));
+  }
+  if (!req.system_dir.empty()) {
+    Checkpoint chk;
+    chk.log_signature = dbs.log_signature;
+    chk.position = end;
+    chk.time_us = now;
+    for (const auto& file : dbs.files) {
+      const DbHeader h = file->header();
+      chk.databases.push_back({h.db_index, h.db_signature});
+    }
+    if (checkpoint) chk.update_count = checkpoint->update_count;
+    RETURN_IF_ERROR(WriteCheckpointFile(JoinPath(req.system_dir, CheckpointFileName(req.prefix)), chk));
+  }
+
+  report.start = start;
+  report.end = end;
+  report.first_generation = start.generation;
+  report.last_generation = end_gen;
+  report.records_applied = applier.applied();
+  report.records_skipped = applier.skipped();
+  report.records_not_attached = applier.not_attached();
+  report.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+  logger->info(
+      "[recover {}] replayed {} transactions ({} page records applied, {} already present) up to "
+      "{} in {:.3f}s",
+      req.prefix, report.transactions, report.records_applied, report.records_skipped,
+      end.ToString(), report.seconds);
+  return report;
+}
+
+}  // namespace dagvault::mailstore

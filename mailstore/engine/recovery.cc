@@ -73,7 +73,8 @@ absl::Status ValidateLog(const LogFileScan& scan, Generation expected, bool is_o
   }
   if (h.log_signature != dbs.log_signature) {
     return absl::FailedPreconditionError(absl::StrCat(
-        scan.path, ": log signature ", h.log_signature.ToString(),
+        scan.path, " (generation ", GenerationHex(h.generation), "): log signature ",
+        h.log_signature.ToString(),
         " does not match the databases' log signature ", dbs.log_signature.ToString(),
         ": this log belongs to another log stream"));
   }
@@ -97,6 +98,95 @@ absl::Status ValidateLog(const LogFileScan& scan, Generation expected, bool is_o
     }
   }
   return is_open_log ? CheckOpenLog(scan) : CheckClosedLog(scan);
+}
+
+struct StreamWalk {
+  const RecoveryRequest& req;
+  const LogStreamListing& listing;
+  std::optional<Generation> current_gen;
+  const DatabaseSet& dbs;
+  Lsn start;
+  Generation end_gen;
+  std::optional<Sha256Digest> prev_hash;
+};
+
+// Reads generations start..end_gen in order, validating each, grouping page
+// records by transaction. With an applier, committed transactions are
+// applied; without one, nothing is written.
+absl::Status WalkStream(const StreamWalk& w, RedoApplier* applier, RecoveryReport* report) {
+  std::vector<BufferedRecord> txn;
+  bool first_txn = true;
+  std::optional<Sha256Digest> prev_hash = w.prev_hash;
+  report->end = w.start;
+  for (Generation g = w.start.generation; g <= w.end_gen; ++g) {
+    const bool is_open = w.current_gen && *w.current_gen == g;
+    const std::string path = is_open ? *w.listing.current : LogPath(w.req.log_dir, w.req.prefix, g);
+    ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(path));
+    RETURN_IF_ERROR(ValidateLog(scan, g, is_open, w.dbs, prev_hash));
+    for (const LogRecordView& r : scan.records) {
+      if (r.lsn < w.start) continue;
+      const Lsn after{g, r.lsn.offset + r.space};
+      switch (r.type) {
+        case RecordType::kPageImage:
+        case RecordType::kPageDelta:
+          txn.push_back({r.type, r.db_index, r.lsn,
+                         std::string(reinterpret_cast<const char*>(r.body), r.body_size)});
+          break;
+        case RecordType::kCommit: {
+          ASSIGN_OR_RETURN(CommitBody commit, DecodeCommit(r));
+          // Replay may start in the middle of the first transaction (hard
+          // recovery starts at a generation boundary); its earlier records
+          // are then already in the pages.
+          const bool partial_ok = first_txn && txn.size() < commit.record_count;
+          if (txn.size() != commit.record_count && !partial_ok) {
+            return absl::DataLossError(absl::StrFormat(
+                "%s: commit at %s closes %u records, but %u precede it", path, r.lsn.ToString(),
+                commit.record_count, txn.size()));
+          }
+          for (const BufferedRecord& b : txn) {
+            if (applier != nullptr) {
+              RETURN_IF_ERROR(applier->Apply(b.type, b.db_index, b.lsn,
+                                             reinterpret_cast<const uint8_t*>(b.body.data()),
+                                             static_cast<uint32_t>(b.body.size())));
+            } else {
+              // Decoding checks the record's body without applying it.
+              LogRecordView v{b.type, b.db_index, b.lsn,
+                              reinterpret_cast<const uint8_t*>(b.body.data()),
+                              static_cast<uint32_t>(b.body.size()), 0};
+              const uint32_t page_size = scan.header.page_size;
+              absl::Status s = b.type == RecordType::kPageImage
+                                   ? DecodePageImage(v, page_size).status()
+                                   : DecodePageDelta(v, page_size).status();
+              RETURN_IF_ERROR(Annotate(s, path));
+            }
+          }
+          txn.clear();
+          first_txn = false;
+          report->transactions++;
+          report->end = after;
+          break;
+        }
+        case RecordType::kSeal:
+          if (txn.empty()) report->end = after;
+          break;
+        case RecordType::kTerm:
+        case RecordType::kStart:
+          report->records_discarded += txn.size();
+          txn.clear();
+          first_txn = false;
+          report->end = after;
+          break;
+      }
+    }
+    report->log_bytes += scan.valid_end;
+    prev_hash = scan.file_hash;
+  }
+  if (!txn.empty()) {
+    report->records_discarded += txn.size();
+    report->notes.push_back(absl::StrFormat(
+        "%u records of a transaction that never committed were not replayed", txn.size()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -249,66 +339,15 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     prev_hash = Sha256::Of(data);
   }
 
+  // Two passes over the same logs: the first checks everything (headers,
+  // signatures, links, seals, transaction framing) and writes nothing, so a
+  // refused recovery leaves the databases as they were; the second applies.
   RedoApplier applier(dbs.by_index, start.generation);
-  std::vector<BufferedRecord> txn;
-  bool first_txn = true;
-  Lsn end = start;
-  for (Generation g = start.generation; g <= end_gen; ++g) {
-    const bool is_open = current_gen && *current_gen == g;
-    const std::string path = is_open ? *listing.current : LogPath(req.log_dir, req.prefix, g);
-    ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(path));
-    RETURN_IF_ERROR(ValidateLog(scan, g, is_open, dbs, prev_hash));
-    for (const LogRecordView& r : scan.records) {
-      if (r.lsn < start) continue;
-      const Lsn after{g, r.lsn.offset + r.space};
-      switch (r.type) {
-        case RecordType::kPageImage:
-        case RecordType::kPageDelta:
-          txn.push_back({r.type, r.db_index, r.lsn,
-                         std::string(reinterpret_cast<const char*>(r.body), r.body_size)});
-          break;
-        case RecordType::kCommit: {
-          ASSIGN_OR_RETURN(CommitBody commit, DecodeCommit(r));
-          // Replay may start in the middle of the first transaction (hard
-          // recovery starts at a generation boundary); its earlier records
-          // are then already in the pages.
-          const bool partial_ok = first_txn && txn.size() < commit.record_count;
-          if (txn.size() != commit.record_count && !partial_ok) {
-            return absl::DataLossError(absl::StrFormat(
-                "%s: commit at %s closes %u records, but %u precede it", path, r.lsn.ToString(),
-                commit.record_count, txn.size()));
-          }
-          for (const BufferedRecord& b : txn) {
-            RETURN_IF_ERROR(applier.Apply(b.type, b.db_index, b.lsn,
-                                          reinterpret_cast<const uint8_t*>(b.body.data()),
-                                          static_cast<uint32_t>(b.body.size())));
-          }
-          txn.clear();
-          first_txn = false;
-          report.transactions++;
-          end = after;
-          break;
-        }
-        case RecordType::kSeal:
-          if (txn.empty()) end = after;
-          break;
-        case RecordType::kTerm:
-        case RecordType::kStart:
-          report.records_discarded += txn.size();
-          txn.clear();
-          first_txn = false;
-          end = after;
-          break;
-      }
-    }
-    report.log_bytes += scan.valid_end;
-    prev_hash = scan.file_hash;
-  }
-  if (!txn.empty()) {
-    report.records_discarded += txn.size();
-    report.notes.push_back(absl::StrFormat(
-        "%u records of a transaction that never committed were not replayed", txn.size()));
-  }
+  StreamWalk walk{req, listing, current_gen, dbs, start, end_gen, prev_hash};
+  RecoveryReport dry_run;
+  RETURN_IF_ERROR(WalkStream(walk, nullptr, &dry_run));
+  const Lsn end = dry_run.end;
+  RETURN_IF_ERROR(WalkStream(walk, &applier, &report));
   RETURN_IF_ERROR(applier.Flush(end_gen));
 
   // Every database is now consistent at `end`.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/fault_injection.h"
 #include "common/status_macros.h"
 #include "mailstore/format/codec.h"
@@ -90,38 +91,16 @@ void EncodeDbHeader(const DbHeader& h, PageNo which, uint8_t* page) {
   SealPage(page, h.page_size);
 }
 
-absl::StatusOr<DbHeader> DecodeDbHeader(const uint8_t* page, uint32_t page_size, PageNo which) {
-  if (std::memcmp(page + off::kMagic, kDbMagic, 8) != 0) {
-    if (IsZeroPage(page, page_size)) {
-      return absl::DataLossError(absl::StrFormat("header copy %u (page %u) is all zeros", which, which));
-    }
-    return absl::DataLossError(
-        absl::StrFormat("header copy %u (page %u): not a mailstore database (bad magic)", which, which));
-  }
-  RETURN_IF_ERROR(Annotate(VerifyPage(page, page_size, which), absl::StrCat("header copy ", which)));
-  if (PageTypeOf(page) != PageType::kDbHeader) {
-    return absl::DataLossError(absl::StrFormat("header copy %u: page type is %s", which,
-                                               PageTypeName(PageTypeOf(page))));
-  }
+namespace {
+
+// Reads the fields without any checks (used to describe a damaged copy).
+DbHeader DecodeFieldsUnchecked(const uint8_t* page) {
   DbHeader h;
   h.format_version = LoadU32(page + off::kVersion);
-  if (h.format_version > kDbFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "header copy %u: database format version %u is newer than this build supports (%u)", which,
-        h.format_version, kDbFormatVersion));
-  }
   h.page_size = LoadU32(page + off::kPageSize);
-  if (h.page_size != page_size) {
-    return absl::DataLossError(absl::StrFormat("header copy %u: page size field %u, read as %u",
-                                               which, h.page_size, page_size));
-  }
   h.db_signature = GetSignature(page + off::kDbSig);
   h.log_signature = GetSignature(page + off::kLogSig);
-  uint32_t state = LoadU32(page + off::kState);
-  if (state < 1 || state > 3) {
-    return absl::DataLossError(absl::StrFormat("header copy %u: invalid state %u", which, state));
-  }
-  h.state = static_cast<DbState>(state);
+  h.state = static_cast<DbState>(LoadU32(page + off::kState));
   h.db_index = LoadU32(page + off::kDbIndex);
   h.log_required_min = LoadU32(page + off::kLogMin);
   h.log_required_max = LoadU32(page + off::kLogMax);
@@ -137,6 +116,66 @@ absl::StatusOr<DbHeader> DecodeDbHeader(const uint8_t* page, uint32_t page_size,
   for (int i = 0; i < 4; ++i) *backups[i] = GetBackup(page + off::kBackups + i * off::kBackupSize);
   const char* name = reinterpret_cast<const char*>(page + off::kName);
   h.db_name.assign(name, strnlen(name, kMaxDbNameLength));
+  return h;
+}
+
+}  // namespace
+
+std::vector<std::string> DbHeaderFieldDiffs(const DbHeader& a, const DbHeader& b) {
+  std::vector<std::string> out;
+  auto check = [&](bool same, const char* name) {
+    if (!same) out.push_back(name);
+  };
+  check(a.format_version == b.format_version, "format_version");
+  check(a.page_size == b.page_size, "page_size");
+  check(a.db_signature == b.db_signature, "db_signature");
+  check(a.log_signature == b.log_signature, "log_signature");
+  check(a.state == b.state, "state");
+  check(a.db_index == b.db_index, "db_index");
+  check(a.db_name == b.db_name, "db_name");
+  check(a.log_required_min == b.log_required_min, "log_required_min");
+  check(a.log_required_max == b.log_required_max, "log_required_max");
+  check(a.log_committed == b.log_committed, "log_committed");
+  check(a.consistent_lsn == b.consistent_lsn, "consistent_position");
+  check(a.consistent_time_us == b.consistent_time_us, "consistent_time");
+  check(a.last_attach_lsn == b.last_attach_lsn, "last_attach_position");
+  check(a.last_attach_time_us == b.last_attach_time_us, "last_attach_time");
+  check(a.dbtime == b.dbtime, "dbtime");
+  check(a.update_count == b.update_count, "update_count");
+  check(a.previous_full == b.previous_full, "previous_full");
+  check(a.previous_incremental == b.previous_incremental, "previous_incremental");
+  check(a.previous_differential == b.previous_differential, "previous_differential");
+  check(a.previous_copy == b.previous_copy, "previous_copy");
+  return out;
+}
+
+absl::StatusOr<DbHeader> DecodeDbHeader(const uint8_t* page, uint32_t page_size, PageNo which) {
+  if (std::memcmp(page + off::kMagic, kDbMagic, 8) != 0) {
+    if (IsZeroPage(page, page_size)) {
+      return absl::DataLossError(absl::StrFormat("header copy %u (page %u) is all zeros", which, which));
+    }
+    return absl::DataLossError(
+        absl::StrFormat("header copy %u (page %u): not a mailstore database (bad magic)", which, which));
+  }
+  RETURN_IF_ERROR(Annotate(VerifyPage(page, page_size, which), absl::StrCat("header copy ", which)));
+  if (PageTypeOf(page) != PageType::kDbHeader) {
+    return absl::DataLossError(absl::StrFormat("header copy %u: page type is %s", which,
+                                               PageTypeName(PageTypeOf(page))));
+  }
+  DbHeader h = DecodeFieldsUnchecked(page);
+  if (h.format_version > kDbFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "header copy %u: database format version %u is newer than this build supports (%u)", which,
+        h.format_version, kDbFormatVersion));
+  }
+  if (h.page_size != page_size) {
+    return absl::DataLossError(absl::StrFormat("header copy %u: page size field %u, read as %u",
+                                               which, h.page_size, page_size));
+  }
+  const uint32_t state = static_cast<uint32_t>(h.state);
+  if (state < 1 || state > 3) {
+    return absl::DataLossError(absl::StrFormat("header copy %u: invalid state %u", which, state));
+  }
   static_assert(off::kEnd <= kMinPageSize);
   return h;
 }
@@ -196,7 +235,20 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
   if (copies[0].ok() && copies[1].ok()) {
     read.header = copies[0]->update_count >= copies[1]->update_count ? *copies[0] : *copies[1];
   } else {
-    read.header = copies[0].ok() ? *copies[0] : *copies[1];
+    const PageNo good = copies[0].ok() ? 0 : 1;
+    const PageNo bad = 1 - good;
+    read.header = *copies[good];
+    // Name the damaged fields: those where the bad copy's raw bytes differ
+    // from the good copy. (A checksum alone says only that the copy is bad.)
+    if (got >= (bad + 1) * page_size && read.copy_status[bad].code() == absl::StatusCode::kDataLoss) {
+      DbHeader raw = DecodeFieldsUnchecked(first.get() + bad * page_size);
+      std::vector<std::string> fields = DbHeaderFieldDiffs(raw, read.header);
+      if (!fields.empty()) {
+        read.copy_status[bad] = absl::DataLossError(absl::StrCat(
+            read.copy_status[bad].message(), "; fields that differ from copy ", good, ": ",
+            absl::StrJoin(fields, ", ")));
+      }
+    }
   }
   return read;
 }

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/file_util.h"
@@ -61,6 +62,10 @@ struct DbHeader {
 
   bool operator==(const DbHeader&) const = default;
 };
+
+// The names of the fields in which two headers differ, e.g.
+// {"log_required_min", "previous_full"}.
+std::vector<std::string> DbHeaderFieldDiffs(const DbHeader& a, const DbHeader& b);
 
 // Fills a whole page (page_size bytes) with the header as shadow copy
 // `which` (0 or 1), checksum included.

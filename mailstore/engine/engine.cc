@@ -498,6 +498,7 @@ EngineStats Engine::stats() const {
   s.cache_pages = cache_->size();
   s.dirty_pages = cache_->dirty_count();
   s.durable = log_->durable_lsn();
+  s.log_flushes = log_->flush_count();
   return s;
 }
 

@@ -59,6 +59,7 @@ struct EngineStats {
   uint64_t pages_logged_full = 0;
   uint64_t pages_logged_delta = 0;
   uint64_t log_bytes = 0;
+  uint64_t log_flushes = 0;
   uint64_t pages_flushed = 0;
   uint64_t flush_cycles = 0;
   size_t cache_pages = 0;

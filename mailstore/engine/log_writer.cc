@@ -114,6 +114,7 @@ absl::Status LogWriter::WaitDurable(Lsn target) {
     absl::Status status = WriteSegments(segments);
     mu_.Lock();
     flushing_ = false;
+    flushes_++;
     if (status.ok()) {
       durable_ = end;
     } else {
@@ -152,6 +153,11 @@ Lsn LogWriter::durable_lsn() const {
 Generation LogWriter::current_generation() const {
   absl::MutexLock lock(&mu_);
   return append_generation_;
+}
+
+uint64_t LogWriter::flush_count() const {
+  absl::MutexLock lock(&mu_);
+  return flushes_;
 }
 
 absl::Status LogWriter::health() const {

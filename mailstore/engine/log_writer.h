@@ -78,6 +78,9 @@ class LogWriter {
   Generation current_generation() const;
   // The sticky error after a failed write; OK while healthy.
   absl::Status health() const;
+  // How many times the log was written and synced: commits per flush is the
+  // group-commit factor.
+  uint64_t flush_count() const;
 
   // The largest record body that fits in a log file.
   static uint32_t MaxBodySize(uint32_t file_size);
@@ -108,6 +111,7 @@ class LogWriter {
   bool flushing_ ABSL_GUARDED_BY(mu_) = false;
   Lsn durable_ ABSL_GUARDED_BY(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);
+  uint64_t flushes_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Owned by whichever thread is the flusher (one at a time).
   File file_;

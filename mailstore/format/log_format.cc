@@ -217,6 +217,16 @@ absl::StatusOr<LogRecordView> ParseRecordAt(const uint8_t* file, uint32_t file_s
   if (type < 1 || type > static_cast<uint8_t>(RecordType::kStart)) {
     return absl::DataLossError(absl::StrFormat("offset %u: unknown record type %u", offset, type));
   }
+  // The alignment padding is outside the checksum, so it must be zero:
+  // then every byte of a log file is verified by something.
+  const uint32_t space = RecordSpace(length - kRecordHeaderSize);
+  for (uint32_t i = length; i < space && offset + i < file_size; ++i) {
+    if (p[i] != 0) {
+      return absl::DataLossError(absl::StrFormat(
+          "offset %u: non-zero byte in the padding after the record (at offset %u)", offset,
+          offset + i));
+    }
+  }
   LogRecordView r;
   r.type = static_cast<RecordType>(type);
   r.db_index = p[roff::kDbIndex];

@@ -182,13 +182,18 @@ int CmdFill(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     return kExitFailure;
   }
   Engine& e = **engine;
-  int db = 0;
+  // Items go round-robin to every database of the unit, or to one.
+  std::vector<uint32_t> targets;
   if (auto name = parsed->Get("database")) {
-    db = e.DatabaseIndex(*name);
+    const int db = e.DatabaseIndex(*name);
     if (db < 0) return UsageError(err, absl::NotFoundError(absl::StrCat("no database named ", *name)), "fill");
+    targets.push_back(static_cast<uint32_t>(db));
+  } else {
+    for (uint32_t db = 0; db < e.unit().databases.size(); ++db) targets.push_back(db);
   }
   // New item ids continue after the items already there, so repeated fills add.
-  const uint64_t start_item = e.Meta(db).value_or(MetaInfo{}).item_count;
+  uint64_t start_item = 0;
+  for (uint32_t db : targets) start_item = std::max(start_item, e.Meta(db).value_or(MetaInfo{}).item_count);
   std::atomic<uint64_t> next{0}, bytes{0};
   std::atomic<bool> failed{false};
   std::string first_error;
@@ -202,7 +207,7 @@ int CmdFill(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       for (uint64_t i = next++; i < *items && !failed; i = next++) {
         FillMailLikeBytes(rng, mix->Pick(rng), &value);
         const ItemKey key{1 + i % *mailboxes, start_item + i};
-        absl::Status s = e.Put(static_cast<uint32_t>(db), key, value);
+        absl::Status s = e.Put(targets[i % targets.size()], key, value);
         if (!s.ok()) {
           std::lock_guard<std::mutex> lock(error_mu);
           if (!failed.exchange(true)) first_error = std::string(s.message());
@@ -219,10 +224,10 @@ int CmdFill(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     err << "mailstore-util fill: " << (failed ? first_error : std::string(closed.message())) << "\n";
     return kExitFailure;
   }
-  out << absl::StrFormat("wrote %u items (%.1f MB, mix %s) to %s in %.2f s: %.0f items/s, %.1f MB/s\n",
-                         *items, static_cast<double>(bytes) / 1e6, mix->ToString(),
-                         e.unit().databases[db].path, seconds, *items / seconds,
-                         static_cast<double>(bytes) / 1e6 / seconds);
+  out << absl::StrFormat("wrote %u items (%.1f MB, mix %s) to %u database(s) in %.2f s: %.0f items/s, "
+                         "%.1f MB/s\n",
+                         *items, static_cast<double>(bytes) / 1e6, mix->ToString(), targets.size(),
+                         seconds, *items / seconds, static_cast<double>(bytes) / 1e6 / seconds);
   out << "unit " << e.unit().name << " shut down cleanly\n";
   return kExitOk;
 }

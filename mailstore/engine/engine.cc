@@ -15,6 +15,14 @@
 #include "mailstore/engine/recovery.h"
 
 namespace dagvault::mailstore {
+namespace {
+
+const uint8_t* ZeroPage() {
+  static const uint8_t* zeros = new uint8_t[kMaxPageSize]();
+  return zeros;
+}
+
+}  // namespace
 
 // Read-only page access through the shared cache.
 class Engine::CacheReader : public PageAccess {
@@ -189,11 +197,11 @@ absl::Status Engine::AdoptOpenLog(const std::string& path, Sha256Digest* hash,
     std::memcpy(tail.data(), seal.data(), seal.size());
     RETURN_IF_ERROR(f.WriteAt(scan.valid_end, tail.data(), tail.size()));
     RETURN_IF_ERROR(f.DataSync());
-    DAGVAULT_CRASH_POINT("open.adopt.after_seal");
     std::memcpy(scan.data.data() + scan.valid_end, tail.data(), tail.size());
     scan.file_hash = Sha256::Of(scan.data);
   }
   *hash = scan.file_hash;
+  DAGVAULT_CRASH_POINT("open.adopt.before_rename");
   return RenameDurably(path, JoinPath(unit_.log_dir, LogFileName(unit_.log_prefix, *generation)));
 }
 
@@ -435,15 +443,20 @@ absl::StatusOr<Lsn> Engine::CommitTransaction(Transaction& txn) {
       SetPageDbTime(current, after);
       PendingRecord r;
       r.db_index = static_cast<uint8_t>(db);
-      std::optional<PageDiff> diff;
-      if (!page.fresh) diff = DiffPages(page.original->data(), current, page_size, page_size / 2);
+      // A changed page is logged as the ranges that changed; a new page as
+      // its non-zero ranges (most new pages are partly empty: the last page
+      // of a long value, the halves of a split). Either falls back to a
+      // whole image when that is smaller.
+      std::optional<PageDiff> diff =
+          page.fresh ? DiffPages(ZeroPage(), current, page_size, page_size - 64)
+                     : DiffPages(page.original->data(), current, page_size, page_size / 2);
       if (diff) {
-        r.type = RecordType::kPageDelta;
+        r.type = page.fresh ? RecordType::kPageImageSparse : RecordType::kPageDelta;
         r.head.resize(kPageDeltaPrefixSize);
         EncodePageDeltaPrefix(pgno, diff->range_count, before, after,
                               reinterpret_cast<uint8_t*>(r.head.data()));
         r.head += diff->ranges;
-        delta++;
+        (page.fresh ? full : delta)++;
       } else {
         r.type = RecordType::kPageImage;
         r.head.resize(kPageImagePrefixSize);
@@ -483,7 +496,7 @@ absl::StatusOr<Lsn> Engine::CommitTransaction(Transaction& txn) {
   }
   absl::MutexLock lock(&state_mu_);
   stats_.commits++;
-  stats_.pages_logged_full += full;
+  stats_.pages_logged_image += full;
   stats_.pages_logged_delta += delta;
   stats_.log_bytes += bytes;
   return appended.end;

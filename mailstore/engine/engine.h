@@ -56,7 +56,7 @@ struct EngineOptions {
 
 struct EngineStats {
   uint64_t commits = 0;
-  uint64_t pages_logged_full = 0;
+  uint64_t pages_logged_image = 0;  // new pages and whole images (sparse or not)
   uint64_t pages_logged_delta = 0;
   uint64_t log_bytes = 0;
   uint64_t log_flushes = 0;

@@ -223,10 +223,10 @@ TEST(Engine, SmallChangeDirtiesFewPagesAndLogsFewBytes) {
   const EngineStats before = (*e)->stats();
   ASSERT_TRUE((*e)->Put(0, {1, 2500}, ValueFor(77, 300)).ok());  // replace in place
   const EngineStats after = (*e)->stats();
-  const uint64_t pages = (after.pages_logged_delta + after.pages_logged_full) -
-                         (before.pages_logged_delta + before.pages_logged_full);
+  const uint64_t pages = (after.pages_logged_delta + after.pages_logged_image) -
+                         (before.pages_logged_delta + before.pages_logged_image);
   EXPECT_LE(pages, 2u);  // the leaf, and the meta page if the size changed
-  EXPECT_EQ(after.pages_logged_full, before.pages_logged_full);
+  EXPECT_EQ(after.pages_logged_image, before.pages_logged_image);
   EXPECT_LT(after.log_bytes - before.log_bytes, 1200u);
   ASSERT_TRUE((*e)->Close().ok());
 }

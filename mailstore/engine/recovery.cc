@@ -129,6 +129,7 @@ absl::Status WalkStream(const StreamWalk& w, RedoApplier* applier, RecoveryRepor
       switch (r.type) {
         case RecordType::kPageImage:
         case RecordType::kPageDelta:
+        case RecordType::kPageImageSparse:
           txn.push_back({r.type, r.db_index, r.lsn,
                          std::string(reinterpret_cast<const char*>(r.body), r.body_size)});
           break;
@@ -153,11 +154,7 @@ absl::Status WalkStream(const StreamWalk& w, RedoApplier* applier, RecoveryRepor
               LogRecordView v{b.type, b.db_index, b.lsn,
                               reinterpret_cast<const uint8_t*>(b.body.data()),
                               static_cast<uint32_t>(b.body.size()), 0};
-              const uint32_t page_size = scan.header.page_size;
-              absl::Status s = b.type == RecordType::kPageImage
-                                   ? DecodePageImage(v, page_size).status()
-                                   : DecodePageDelta(v, page_size).status();
-              RETURN_IF_ERROR(Annotate(s, path));
+              RETURN_IF_ERROR(Annotate(CheckPageRecordBody(v, scan.header.page_size), path));
             }
           }
           txn.clear();

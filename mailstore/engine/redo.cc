@@ -47,6 +47,19 @@ absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, cons
     cp->valid = true;
     cp->dirty = true;
     applied_++;
+  } else if (type == RecordType::kPageImageSparse) {
+    ASSIGN_OR_RETURN(PageDeltaBody sparse, DecodePageDelta(view, page_size));
+    ASSIGN_OR_RETURN(CachedPage * cp, GetPage(db_index, sparse.pgno));
+    max_dbtime_[db_index] = std::max(max_dbtime_[db_index], sparse.dbtime_after);
+    if (cp->valid && PageDbTime(cp->page->data()) >= sparse.dbtime_after) {
+      skipped_++;
+      return absl::OkStatus();
+    }
+    std::memset(cp->page->data(), 0, page_size);
+    RETURN_IF_ERROR(ApplyPageDelta(sparse, cp->page->data(), page_size));
+    cp->valid = true;
+    cp->dirty = true;
+    applied_++;
   } else {
     ASSIGN_OR_RETURN(PageDeltaBody delta, DecodePageDelta(view, page_size));
     ASSIGN_OR_RETURN(CachedPage * cp, GetPage(db_index, delta.pgno));

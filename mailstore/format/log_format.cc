@@ -89,6 +89,8 @@ const char* RecordTypeName(RecordType type) {
       return "term";
     case RecordType::kStart:
       return "start";
+    case RecordType::kPageImageSparse:
+      return "page-image-sparse";
   }
   return "invalid";
 }
@@ -214,7 +216,7 @@ absl::StatusOr<LogRecordView> ParseRecordAt(const uint8_t* file, uint32_t file_s
         LoadU32(p + roff::kGeneration), LoadU32(p + roff::kOffset)));
   }
   const uint8_t type = p[roff::kType];
-  if (type < 1 || type > static_cast<uint8_t>(RecordType::kStart)) {
+  if (type < 1 || type > static_cast<uint8_t>(RecordType::kPageImageSparse)) {
     return absl::DataLossError(absl::StrFormat("offset %u: unknown record type %u", offset, type));
   }
   // The alignment padding is outside the checksum, so it must be zero:
@@ -312,6 +314,11 @@ absl::StatusOr<PageDeltaBody> DecodePageDelta(const LogRecordView& r, uint32_t p
                                                r.lsn.ToString(), d.ranges_size - pos));
   }
   return d;
+}
+
+absl::Status CheckPageRecordBody(const LogRecordView& r, uint32_t page_size) {
+  if (r.type == RecordType::kPageImage) return DecodePageImage(r, page_size).status();
+  return DecodePageDelta(r, page_size).status();
 }
 
 absl::Status ApplyPageDelta(const PageDeltaBody& delta, uint8_t* page, uint32_t page_size) {

@@ -41,6 +41,9 @@ enum class RecordType : uint8_t {
   // First record of every session (each open starts a new generation).
   // Records of a transaction that never committed before it are void.
   kStart = 6,
+  // A new page as its non-zero byte ranges over an all-zero page: the body
+  // has the PageDelta layout, with dbtime_before 0. Applied like an image.
+  kPageImageSparse = 7,
 };
 const char* RecordTypeName(RecordType type);
 
@@ -136,10 +139,19 @@ std::string EncodeSealBody(const SealBody& body);
 std::string EncodeTermBody(const TermBody& body);
 
 absl::StatusOr<PageImageBody> DecodePageImage(const LogRecordView& r, uint32_t page_size);
+// Decodes a PageDelta or a PageImageSparse (same layout).
 absl::StatusOr<PageDeltaBody> DecodePageDelta(const LogRecordView& r, uint32_t page_size);
+// Decodes any page record far enough to check it.
+absl::Status CheckPageRecordBody(const LogRecordView& r, uint32_t page_size);
 absl::StatusOr<CommitBody> DecodeCommit(const LogRecordView& r);
 absl::StatusOr<SealBody> DecodeSeal(const LogRecordView& r);
 absl::StatusOr<TermBody> DecodeTerm(const LogRecordView& r);
+
+// True for the record types that change one page.
+inline bool IsPageRecord(RecordType t) {
+  return t == RecordType::kPageImage || t == RecordType::kPageDelta ||
+         t == RecordType::kPageImageSparse;
+}
 
 // Applies a delta's ranges to a page image; fails if a range falls outside.
 absl::Status ApplyPageDelta(const PageDeltaBody& delta, uint8_t* page, uint32_t page_size);

@@ -143,12 +143,12 @@ int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
     }
     out << absl::StrFormat(
         "commit  mix %-12s %8u items  %8.0f items/s  %7.1f MB/s  %.2f s  (%.1f commits per log "
-        "flush; log %.1f MB = %.2fx the values; %u full-page and %u delta records)\n",
+        "flush; log %.1f MB = %.2fx the values; %u page images and %u deltas)\n",
         spec, r->items, r->items / r->seconds, static_cast<double>(r->bytes) / 1e6 / r->seconds,
         r->seconds, static_cast<double>(r->stats.commits) / std::max<uint64_t>(1, r->stats.log_flushes),
         static_cast<double>(r->stats.log_bytes) / 1e6,
         static_cast<double>(r->stats.log_bytes) / std::max<uint64_t>(1, r->bytes),
-        r->stats.pages_logged_full, r->stats.pages_logged_delta);
+        r->stats.pages_logged_image, r->stats.pages_logged_delta);
   }
 
   if (*check_gib > 0) {

@@ -278,10 +278,9 @@ void CheckLog(const std::string& path, const CheckOptions& options, FileCheck& f
     absl::Status body;
     switch (r.type) {
       case RecordType::kPageImage:
-        body = DecodePageImage(r, scan->header.page_size).status();
-        break;
       case RecordType::kPageDelta:
-        body = DecodePageDelta(r, scan->header.page_size).status();
+      case RecordType::kPageImageSparse:
+        body = CheckPageRecordBody(r, scan->header.page_size);
         break;
       case RecordType::kCommit:
         body = DecodeCommit(r).status();

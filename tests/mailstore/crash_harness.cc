@@ -240,6 +240,8 @@ void CrashHarness::RecoverCheckAndVerify() {
   model_ = std::move(next);
 }
 
+bool CrashHarness::HasOpenLog() const { return PathExists(dir_.Sub("unit/logs/E00.log")); }
+
 void CrashHarness::CheckAllFiles() {
   auto c = RunProcess({BinaryPath("mailstore-util"), "check", dir_.Sub("unit"), dir_.Sub("unit/logs")});
   ASSERT_TRUE(c.ok()) << c.out << c.err;

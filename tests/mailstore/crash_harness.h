@@ -42,6 +42,8 @@ class CrashHarness {
   // comparison of every item with the oracle. Fails the test on any
   // difference.
   void RecoverCheckAndVerify();
+  // Whether the unit has an open log (<prefix>.log) to adopt at the next open.
+  bool HasOpenLog() const;
   // check of every file of the unit, logs included.
   void CheckAllFiles();
 

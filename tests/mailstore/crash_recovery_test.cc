@@ -70,7 +70,7 @@ TEST(CrashRecovery, KillAtEveryNamedCrashPoint) {
       {"checkpoint.before_chk", {1, 3, 17}},    {"checkpoint.before_write", {1, 3, 17}},
       {"edb.header.between_copies", {1, 3, 17}},
       // Once per open: the previous session's log is sealed and closed.
-      {"open.adopt.after_seal", {1}},
+      {"open.adopt.before_rename", {1}},
   };
   CrashHarness harness("crash_points", CrashHarnessOptions{}, Seed());
   harness.CreateUnit();
@@ -78,7 +78,10 @@ TEST(CrashRecovery, KillAtEveryNamedCrashPoint) {
   for (const auto& [point, hits] : kPoints) {
     for (int hit : hits) {
       const std::string spec = point + "@" + std::to_string(hit);
-      if (!harness.RunToCrashPoint(spec)) not_fired.push_back(spec);
+      // Adoption needs an open log left by the previous session; a kill
+      // between a log's rename and its successor's creation leaves none.
+      const bool reachable = point != "open.adopt.before_rename" || harness.HasOpenLog();
+      if (!harness.RunToCrashPoint(spec) && reachable) not_fired.push_back(spec);
       ASSERT_NO_FATAL_FAILURE(harness.RecoverCheckAndVerify()) << "crash point " << spec;
     }
   }

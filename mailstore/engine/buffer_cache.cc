@@ -35,7 +35,7 @@ void BufferCache::EvictLocked() {
 absl::StatusOr<PageRef> BufferCache::Get(uint32_t db, PageNo pgno) {
   const uint64_t key = Key(db, pgno);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = frames_.find(key);
     if (it != frames_.end()) {
       TouchLocked(key, it->second);
@@ -47,7 +47,7 @@ absl::StatusOr<PageRef> BufferCache::Get(uint32_t db, PageNo pgno) {
   // install lock), so nothing can change this page while it is read.
   auto page = std::make_shared<PageBuffer>(page_size_);
   RETURN_IF_ERROR(loader_(db, pgno, page->data()));
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto [it, inserted] = frames_.try_emplace(key);
   if (inserted) {
     it->second.page = page;
@@ -59,7 +59,7 @@ absl::StatusOr<PageRef> BufferCache::Get(uint32_t db, PageNo pgno) {
 
 void BufferCache::Install(uint32_t db, PageNo pgno, PageRef page, Lsn first_lsn, Lsn last_lsn) {
   const uint64_t key = Key(db, pgno);
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   Frame& frame = frames_[key];
   frame.page = std::move(page);
   frame.version++;
@@ -76,7 +76,7 @@ void BufferCache::Install(uint32_t db, PageNo pgno, PageRef page, Lsn first_lsn,
 }
 
 std::vector<BufferCache::DirtyPage> BufferCache::BeginFlush(Lsn durable) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<DirtyPage> out;
   out.reserve(dirty_);
   for (auto& [key, frame] : frames_) {
@@ -90,7 +90,7 @@ std::vector<BufferCache::DirtyPage> BufferCache::BeginFlush(Lsn durable) {
 }
 
 void BufferCache::EndFlush(const std::vector<DirtyPage>& pages) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& p : pages) {
     auto it = frames_.find(Key(p.db, p.pgno));
     if (it == frames_.end()) continue;
@@ -111,7 +111,7 @@ void BufferCache::EndFlush(const std::vector<DirtyPage>& pages) {
 }
 
 std::optional<Lsn> BufferCache::OldestDirtyLsn() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   std::optional<Lsn> oldest;
   for (const auto& [key, frame] : frames_) {
     if (frame.dirty && (!oldest || frame.rec_lsn < *oldest)) oldest = frame.rec_lsn;
@@ -120,17 +120,17 @@ std::optional<Lsn> BufferCache::OldestDirtyLsn() const {
 }
 
 size_t BufferCache::dirty_count() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return dirty_;
 }
 
 size_t BufferCache::size() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return frames_.size();
 }
 
 void BufferCache::Clear() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   frames_.clear();
   lru_.clear();
   dirty_ = 0;

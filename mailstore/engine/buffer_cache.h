@@ -16,7 +16,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include <condition_variable>
+#include <mutex>
 #include "mailstore/engine/page_buffer.h"
 #include "mailstore/format/types.h"
 
@@ -74,17 +75,17 @@ class BufferCache {
     std::list<uint64_t>::iterator lru_it;
   };
   static uint64_t Key(uint32_t db, PageNo pgno) { return (uint64_t{db} << 32) | pgno; }
-  void TouchLocked(uint64_t key, Frame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemoveFromLruLocked(Frame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TouchLocked(uint64_t key, Frame& frame);
+  void RemoveFromLruLocked(Frame& frame);
+  void EvictLocked();
 
   const uint32_t page_size_;
   const size_t capacity_;
   const Loader loader_;
-  mutable absl::Mutex mu_;
-  std::unordered_map<uint64_t, Frame> frames_ ABSL_GUARDED_BY(mu_);
-  std::list<uint64_t> lru_ ABSL_GUARDED_BY(mu_);  // clean pages, most recent first
-  size_t dirty_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, Frame> frames_;
+  std::list<uint64_t> lru_;  // clean pages, most recent first
+  size_t dirty_ = 0;
 };
 
 }  // namespace dagvault::mailstore

@@ -85,12 +85,12 @@ absl::Status DatabaseFile::WritePage(PageNo pgno, const uint8_t* page) {
 absl::Status DatabaseFile::Sync() { return file_.DataSync(); }
 
 DbHeader DatabaseFile::header() const {
-  absl::MutexLock lock(&header_mu_);
+  std::lock_guard<std::mutex> lock(header_mu_);
   return header_;
 }
 
 absl::Status DatabaseFile::UpdateHeader(const std::function<void(DbHeader&)>& change) {
-  absl::MutexLock lock(&header_mu_);
+  std::lock_guard<std::mutex> lock(header_mu_);
   DbHeader updated = header_;
   change(updated);
   RETURN_IF_ERROR(Annotate(WriteDbHeader(file_, updated), path()));

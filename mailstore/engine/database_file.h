@@ -7,7 +7,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include <condition_variable>
+#include <mutex>
 #include "common/file_util.h"
 #include "mailstore/format/edb_header.h"
 
@@ -44,8 +45,8 @@ class DatabaseFile {
 
   File file_;
   const uint32_t page_size_;
-  mutable absl::Mutex header_mu_;
-  DbHeader header_ ABSL_GUARDED_BY(header_mu_);
+  mutable std::mutex header_mu_;
+  DbHeader header_;
 };
 
 }  // namespace dagvault::mailstore

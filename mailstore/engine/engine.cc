@@ -277,14 +277,14 @@ absl::Status Engine::AttachLogStream() {
 
 absl::Status Engine::Close() {
   {
-    absl::MutexLock lock(&state_mu_);
+    std::lock_guard<std::mutex> lock(state_mu_);
     if (closed_) return absl::OkStatus();
   }
   std::unique_lock<std::mutex> writer(writer_mu_);
   StopLazyWriter();
   absl::Status health_status = health();
   if (!health_status.ok()) {
-    absl::MutexLock lock(&state_mu_);
+    std::lock_guard<std::mutex> lock(state_mu_);
     closed_ = true;
     return health_status;
   }
@@ -325,21 +325,21 @@ absl::Status Engine::Close() {
     }
   }
   RETURN_IF_ERROR(lock_file_.Close());
-  absl::MutexLock lock(&state_mu_);
+  std::lock_guard<std::mutex> lock(state_mu_);
   closed_ = true;
   log_line_->info("[unit {}] clean shutdown at {}", unit_.name, appended.end.ToString());
   return absl::OkStatus();
 }
 
 absl::Status Engine::health() const {
-  absl::MutexLock lock(&state_mu_);
+  std::lock_guard<std::mutex> lock(state_mu_);
   if (!failed_.ok()) return failed_;
   if (closed_) return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is closed"));
   return absl::OkStatus();
 }
 
 void Engine::Fail(const absl::Status& status) {
-  absl::MutexLock lock(&state_mu_);
+  std::lock_guard<std::mutex> lock(state_mu_);
   if (failed_.ok()) {
     failed_ = Annotate(status, absl::StrCat("unit ", unit_.name, " is offline"));
     log_line_->error("[unit {}] {}", unit_.name, failed_);
@@ -494,7 +494,7 @@ absl::StatusOr<Lsn> Engine::CommitTransaction(Transaction& txn) {
     Fail(durable);
     return durable;
   }
-  absl::MutexLock lock(&state_mu_);
+  std::lock_guard<std::mutex> lock(state_mu_);
   stats_.commits++;
   stats_.pages_logged_image += full;
   stats_.pages_logged_delta += delta;
@@ -505,7 +505,7 @@ absl::StatusOr<Lsn> Engine::CommitTransaction(Transaction& txn) {
 EngineStats Engine::stats() const {
   EngineStats s;
   {
-    absl::MutexLock lock(&state_mu_);
+    std::lock_guard<std::mutex> lock(state_mu_);
     s = stats_;
   }
   s.cache_pages = cache_->size();

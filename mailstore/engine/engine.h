@@ -22,7 +22,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include <condition_variable>
+#include <mutex>
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/evp.h"
@@ -156,18 +157,18 @@ class Engine {
   std::mutex flush_mu_;
   Checkpoint checkpoint_;
 
-  absl::Mutex lw_mu_;
-  absl::CondVar lw_wake_;
-  absl::CondVar lw_done_;
-  bool lw_stop_ ABSL_GUARDED_BY(lw_mu_) = false;
-  bool lw_requested_ ABSL_GUARDED_BY(lw_mu_) = false;
-  uint64_t lw_cycles_ ABSL_GUARDED_BY(lw_mu_) = 0;
+  std::mutex lw_mu_;
+  std::condition_variable lw_wake_;
+  std::condition_variable lw_done_;
+  bool lw_stop_ = false;
+  bool lw_requested_ = false;
+  uint64_t lw_cycles_ = 0;
   std::thread lazy_writer_;
 
-  mutable absl::Mutex state_mu_;
-  absl::Status failed_ ABSL_GUARDED_BY(state_mu_);
-  bool closed_ ABSL_GUARDED_BY(state_mu_) = false;
-  EngineStats stats_ ABSL_GUARDED_BY(state_mu_);
+  mutable std::mutex state_mu_;
+  absl::Status failed_;
+  bool closed_ = false;
+  EngineStats stats_;
 };
 
 }  // namespace dagvault::mailstore

@@ -18,26 +18,28 @@ void Engine::StartLazyWriter() {
 
 void Engine::StopLazyWriter() {
   {
-    absl::MutexLock lock(&lw_mu_);
+    std::lock_guard<std::mutex> lock(lw_mu_);
     lw_stop_ = true;
-    lw_wake_.SignalAll();
-    lw_done_.SignalAll();
+    lw_wake_.notify_all();
+    lw_done_.notify_all();
   }
   if (lazy_writer_.joinable()) lazy_writer_.join();
 }
 
 void Engine::LazyWriterLoop() {
-  absl::MutexLock lock(&lw_mu_);
+  std::unique_lock<std::mutex> lock(lw_mu_);
   while (!lw_stop_) {
-    if (!lw_requested_) lw_wake_.WaitWithTimeout(&lw_mu_, options_.flush_interval);
+    if (!lw_requested_) {
+      lw_wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.flush_interval));
+    }
     if (lw_stop_) break;
     lw_requested_ = false;
-    lw_mu_.Unlock();
+    lock.unlock();
     absl::Status status = health().ok() ? FlushCycle() : absl::OkStatus();
     if (!status.ok()) Fail(status);
-    lw_mu_.Lock();
+    lock.lock();
     lw_cycles_++;
-    lw_done_.SignalAll();
+    lw_done_.notify_all();
   }
 }
 
@@ -52,12 +54,12 @@ absl::Status Engine::WaitForDirtyRoom() {
   const size_t limit = static_cast<size_t>(cache_->capacity() * options_.max_dirty_fraction);
   while (cache_->dirty_count() > limit) {
     RETURN_IF_ERROR(health());
-    absl::MutexLock lock(&lw_mu_);
+    std::unique_lock<std::mutex> lock(lw_mu_);
     if (lw_stop_) return absl::OkStatus();
     const uint64_t seen = lw_cycles_;
     lw_requested_ = true;
-    lw_wake_.Signal();
-    while (lw_cycles_ == seen && !lw_stop_) lw_done_.Wait(&lw_mu_);
+    lw_wake_.notify_one();
+    lw_done_.wait(lock, [&] { return lw_cycles_ != seen || lw_stop_; });
   }
   return absl::OkStatus();
 }
@@ -94,7 +96,7 @@ absl::Status Engine::FlushCycle() {
     cache_->EndFlush(pages);
   }
   {
-    absl::MutexLock lock(&state_mu_);
+    std::lock_guard<std::mutex> lock(state_mu_);
     stats_.pages_flushed += pages.size();
     stats_.flush_cycles++;
   }
@@ -135,7 +137,7 @@ absl::Status Engine::AdvanceCheckpoint(Lsn candidate) {
   RETURN_IF_ERROR(WriteCheckpointFile(unit_.CheckpointPath(), next));
   checkpoint_ = next;
   {
-    absl::MutexLock lock(&state_mu_);
+    std::lock_guard<std::mutex> lock(state_mu_);
     stats_.checkpoint = candidate;
   }
   if (unit_.circular_logging) {

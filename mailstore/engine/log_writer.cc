@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<LogWriter>> LogWriter::Start(LogStreamOptions opt
   std::unique_ptr<LogWriter> writer(new LogWriter(std::move(options)));
   writer->last_closed_hash_ = prev_link;
   RETURN_IF_ERROR(writer->CreateFile(generation));
-  absl::MutexLock lock(&writer->mu_);
+  std::lock_guard<std::mutex> lock(writer->mu_);
   writer->append_generation_ = generation;
   writer->append_offset_ = kLogHeaderSize;
   writer->durable_ = Lsn{generation, kLogHeaderSize};
@@ -64,7 +64,7 @@ void LogWriter::SealLocked() {
 }
 
 absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>& records) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (!error_.ok()) return error_;
   // Check every record before placing any: a transaction is placed whole
   // or not at all.
@@ -97,12 +97,12 @@ absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>
 }
 
 absl::Status LogWriter::WaitDurable(Lsn target) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (!error_.ok()) return error_;
     if (durable_ >= target) return absl::OkStatus();
     if (flushing_) {
-      flushed_.Wait(&mu_);
+      flushed_.wait(lock);
       continue;
     }
     // Become the flusher for everything placed so far.
@@ -110,9 +110,9 @@ absl::Status LogWriter::WaitDurable(Lsn target) {
     std::vector<Segment> segments;
     segments.swap(pending_);
     const Lsn end{append_generation_, append_offset_};
-    mu_.Unlock();
+    lock.unlock();
     absl::Status status = WriteSegments(segments);
-    mu_.Lock();
+    lock.lock();
     flushing_ = false;
     flushes_++;
     if (status.ok()) {
@@ -120,7 +120,7 @@ absl::Status LogWriter::WaitDurable(Lsn target) {
     } else {
       error_ = Annotate(status, "log write failed; the unit must be restarted and recovered");
     }
-    flushed_.SignalAll();
+    flushed_.notify_all();
   }
 }
 
@@ -128,7 +128,7 @@ absl::Status LogWriter::Flush() { return WaitDurable(append_lsn()); }
 
 absl::Status LogWriter::Roll() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
     SealLocked();
   }
@@ -141,27 +141,27 @@ absl::Status LogWriter::Close() {
 }
 
 Lsn LogWriter::append_lsn() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return Lsn{append_generation_, append_offset_};
 }
 
 Lsn LogWriter::durable_lsn() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return durable_;
 }
 
 Generation LogWriter::current_generation() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return append_generation_;
 }
 
 uint64_t LogWriter::flush_count() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return flushes_;
 }
 
 absl::Status LogWriter::health() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return error_;
 }
 

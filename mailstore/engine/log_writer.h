@@ -16,7 +16,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include <condition_variable>
+#include <mutex>
 #include "common/clock.h"
 #include "common/evp.h"
 #include "common/file_util.h"
@@ -94,24 +95,24 @@ class LogWriter {
   };
 
   explicit LogWriter(LogStreamOptions options) : options_(std::move(options)) {}
-  void SealLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Segment& CurrentSegmentLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SealLocked();
+  Segment& CurrentSegmentLocked();
   absl::Status WriteSegments(std::vector<Segment>& segments);
   absl::Status CreateFile(Generation generation);
   absl::Status CloseCurrentFile();
 
   const LogStreamOptions options_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar flushed_;
-  Generation append_generation_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t append_offset_ ABSL_GUARDED_BY(mu_) = kLogHeaderSize;
-  uint32_t records_in_generation_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<Segment> pending_ ABSL_GUARDED_BY(mu_);
-  bool flushing_ ABSL_GUARDED_BY(mu_) = false;
-  Lsn durable_ ABSL_GUARDED_BY(mu_);
-  absl::Status error_ ABSL_GUARDED_BY(mu_);
-  uint64_t flushes_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::mutex mu_;
+  std::condition_variable flushed_;
+  Generation append_generation_ = 0;
+  uint32_t append_offset_ = kLogHeaderSize;
+  uint32_t records_in_generation_ = 0;
+  std::vector<Segment> pending_;
+  bool flushing_ = false;
+  Lsn durable_;
+  absl::Status error_;
+  uint64_t flushes_ = 0;
 
   // Owned by whichever thread is the flusher (one at a time).
   File file_;

@@ -9,9 +9,8 @@
 // the same as kill -9 from outside.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace dagvault {
 

@@ -5,20 +5,20 @@
 //   RETURN_IF_ERROR(Annotate(status, "E00.chk"));
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 #define DAGVAULT_CONCAT_INNER_(a, b) a##b
 #define DAGVAULT_CONCAT_(a, b) DAGVAULT_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                                 \
-  do {                                                        \
+#define RETURN_IF_ERROR(expr)                                       \
+  do {                                                              \
     ::absl::Status dagvault_status_ = ::dagvault::ToStatus((expr)); \
-    if (!dagvault_status_.ok()) return dagvault_status_;      \
+    if (!dagvault_status_.ok()) return dagvault_status_;            \
   } while (0)
 
 #define ASSIGN_OR_RETURN(lhs, rexpr) \

@@ -74,8 +74,8 @@ absl::Status ParseTextConfig(absl::string_view text, absl::string_view source, M
   out->Clear();
   if (!parser.ParseFromString(std::string(text), out)) {
     if (errors.errors().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": not valid text format for ",
-                                                     out->GetDescriptor()->full_name()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": not valid text format for ", out->GetDescriptor()->full_name()));
     }
     return absl::InvalidArgumentError(absl::StrJoin(errors.errors(), "\n"));
   }

@@ -47,7 +47,8 @@ ProcessResult Decode(int status) {
 
 std::string TempPath(const char* what) {
   static int counter = 0;
-  return "/tmp/dagvault_proc_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + what;
+  return "/tmp/dagvault_proc_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) +
+         what;
 }
 
 }  // namespace

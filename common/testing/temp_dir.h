@@ -13,7 +13,8 @@ namespace dagvault::testing {
 class TempDir {
  public:
   explicit TempDir(const std::string& tag = "test") {
-    std::string tmpl = (std::filesystem::temp_directory_path() / ("dagvault_" + tag + "_XXXXXX")).string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / ("dagvault_" + tag + "_XXXXXX")).string();
     char* made = ::mkdtemp(tmpl.data());
     if (made == nullptr) std::abort();
     path_ = made;

@@ -188,8 +188,9 @@ absl::Status BTree::CollapseRoot() {
 
 absl::Status BTree::AdjustHeight(int delta) {
   ASSIGN_OR_RETURN(uint8_t * meta, access_.Write(kMetaPage));
-  StoreU32(meta + meta_layout::kTreeHeight,
-           static_cast<uint32_t>(static_cast<int>(LoadU32(meta + meta_layout::kTreeHeight)) + delta));
+  StoreU32(
+      meta + meta_layout::kTreeHeight,
+      static_cast<uint32_t>(static_cast<int>(LoadU32(meta + meta_layout::kTreeHeight)) + delta));
   return absl::OkStatus();
 }
 

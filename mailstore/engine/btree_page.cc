@@ -10,9 +10,7 @@ namespace dagvault::mailstore {
 
 std::string ItemKey::ToString() const { return absl::StrFormat("%u/%u", mailbox, item); }
 
-uint32_t MaxRecordSize(uint32_t page_size) {
-  return (page_size - btree_layout::kSlots) / 4 - 2;
-}
+uint32_t MaxRecordSize(uint32_t page_size) { return (page_size - btree_layout::kSlots) / 4 - 2; }
 
 uint32_t MaxInlineValue(uint32_t page_size) {
   return MaxRecordSize(page_size) - leaf_record::kInlineData;
@@ -129,8 +127,7 @@ void BTreePage::Compact() {
     heap.insert(heap.end(), Record(i), Record(i) + sizes[i]);
   }
   // Zero the old heap so stale bytes neither leak nor inflate deltas later.
-  std::memset(page_ + btree_layout::kSlots + 2 * n, 0,
-              page_size_ - (btree_layout::kSlots + 2 * n));
+  std::memset(page_ + btree_layout::kSlots + 2 * n, 0, page_size_ - (btree_layout::kSlots + 2 * n));
   uint32_t pos = page_size_;
   size_t src = heap.size();
   for (int i = n - 1; i >= 0; --i) {

@@ -61,8 +61,7 @@ class BTreePage {
       : page_(const_cast<uint8_t*>(page)), page_size_(page_size) {}
 
   // Formats a page as an empty leaf (level 0) or internal page.
-  static void Init(uint8_t* page, uint32_t page_size, PageNo pgno, uint8_t level,
-                   PageNo leftmost);
+  static void Init(uint8_t* page, uint32_t page_size, PageNo pgno, uint8_t level, PageNo leftmost);
 
   uint8_t level() const { return page_[btree_layout::kLevel]; }
   bool is_leaf() const { return level() == 0; }
@@ -85,7 +84,9 @@ class BTreePage {
   PageNo ChildFor(const uint8_t key[kKeySize], int* slot) const;
 
   uint32_t ContiguousFree() const;
-  uint32_t TotalFree() const { return ContiguousFree() + LoadU16(page_ + btree_layout::kFragBytes); }
+  uint32_t TotalFree() const {
+    return ContiguousFree() + LoadU16(page_ + btree_layout::kFragBytes);
+  }
   bool CanInsert(uint32_t record_size) const { return TotalFree() >= record_size + 2; }
   uint32_t UsedBytes() const;
 

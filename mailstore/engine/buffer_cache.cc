@@ -5,7 +5,9 @@
 namespace dagvault::mailstore {
 
 BufferCache::BufferCache(uint32_t page_size, size_t capacity_pages, Loader loader)
-    : page_size_(page_size), capacity_(std::max<size_t>(capacity_pages, 64)), loader_(std::move(loader)) {}
+    : page_size_(page_size),
+      capacity_(std::max<size_t>(capacity_pages, 64)),
+      loader_(std::move(loader)) {}
 
 void BufferCache::TouchLocked(uint64_t key, Frame& frame) {
   if (frame.dirty) return;

@@ -8,16 +8,16 @@
 // are already durable in the log.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include <condition_variable>
-#include <mutex>
 #include "mailstore/engine/page_buffer.h"
 #include "mailstore/format/types.h"
 

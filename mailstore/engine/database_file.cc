@@ -16,22 +16,22 @@
 namespace dagvault::mailstore {
 
 absl::StatusOr<std::unique_ptr<DatabaseFile>> DatabaseFile::Open(const std::string& path,
-                                                                  bool writable) {
+                                                                 bool writable) {
   ASSIGN_OR_RETURN(File file, File::Open(path, writable ? O_RDWR : O_RDONLY));
   ASSIGN_OR_RETURN(DbHeaderRead read, ReadDbHeader(file));
   ASSIGN_OR_RETURN(uint64_t size, file.Size());
   if (size % read.header.page_size != 0) {
-    return absl::DataLossError(absl::StrFormat(
-        "%s: file size %u is not a multiple of the page size %u (truncated?)", path, size,
-        read.header.page_size));
+    return absl::DataLossError(
+        absl::StrFormat("%s: file size %u is not a multiple of the page size %u (truncated?)", path,
+                        size, read.header.page_size));
   }
   return std::unique_ptr<DatabaseFile>(new DatabaseFile(std::move(file), read.header));
 }
 
 absl::Status DatabaseFile::Create(const std::string& path, const DbHeader& header) {
   if (!IsValidPageSize(header.page_size)) {
-    return absl::InvalidArgumentError(absl::StrFormat("page size %u is not 4, 8, 16 or 32 KiB",
-                                                      header.page_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("page size %u is not 4, 8, 16 or 32 KiB", header.page_size));
   }
   ASSIGN_OR_RETURN(File file, File::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644));
   MemoryPageAccess pages(header.page_size);
@@ -61,8 +61,8 @@ absl::Status DatabaseFile::ReadPageRaw(PageNo pgno, uint8_t* out) const {
   if (got == 0) {
     std::memset(out, 0, page_size_);
   } else if (got != page_size_) {
-    return absl::DataLossError(
-        absl::StrFormat("%s: page %u is cut short (%u of %u bytes)", path(), pgno, got, page_size_));
+    return absl::DataLossError(absl::StrFormat("%s: page %u is cut short (%u of %u bytes)", path(),
+                                               pgno, got, page_size_));
   }
   return absl::OkStatus();
 }

@@ -2,13 +2,13 @@
 // in-memory copy of its header, written back under a mutex.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include <condition_variable>
-#include <mutex>
 #include "common/file_util.h"
 #include "mailstore/format/edb_header.h"
 

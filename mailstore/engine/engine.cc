@@ -66,8 +66,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const dagvault::v1::UnitC
   if (logs.current) existing.push_back(*logs.current);
   for (const auto& [gen, path] : logs.closed) existing.push_back(path);
   if (!existing.empty()) {
-    return absl::AlreadyExistsError(absl::StrCat("unit ", unit.name, " cannot be created: ",
-                                                 existing.front(), " already exists"));
+    return absl::AlreadyExistsError(absl::StrCat(
+        "unit ", unit.name, " cannot be created: ", existing.front(), " already exists"));
   }
   ASSIGN_OR_RETURN(Signature log_signature, Signature::Generate(*options.clock));
   for (size_t i = 0; i < unit.databases.size(); ++i) {
@@ -116,32 +116,33 @@ absl::Status Engine::OpenFiles() {
     request.clock = options_.clock;
     log_line_->warn("[unit {}] not shut down cleanly: running soft recovery", unit_.name);
     auto report = Recover(request);
-    if (!report.ok()) return Annotate(report.status(), absl::StrCat("unit ", unit_.name, ": recovery failed"));
+    if (!report.ok())
+      return Annotate(report.status(), absl::StrCat("unit ", unit_.name, ": recovery failed"));
     for (const auto& note : report->notes) log_line_->warn("[unit {}] {}", unit_.name, note);
   }
   for (size_t i = 0; i < unit_.databases.size(); ++i) {
     ASSIGN_OR_RETURN(auto file, DatabaseFile::Open(unit_.databases[i].path, /*writable=*/true));
     const DbHeader h = file->header();
     if (h.page_size != unit_.page_size) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "%s: page size is %u, the unit is configured for %u", file->path(), h.page_size,
-          unit_.page_size));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s: page size is %u, the unit is configured for %u", file->path(),
+                          h.page_size, unit_.page_size));
     }
     if (h.db_index != i) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "%s is database %u of its unit, but is configured as databases[%u]", file->path(),
-          h.db_index, i));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s is database %u of its unit, but is configured as databases[%u]",
+                          file->path(), h.db_index, i));
     }
     if (h.db_name != unit_.databases[i].name) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "%s holds database \"%s\", but is configured as \"%s\"", file->path(), h.db_name,
-          unit_.databases[i].name));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s holds database \"%s\", but is configured as \"%s\"", file->path(),
+                          h.db_name, unit_.databases[i].name));
     }
     if (i == 0) {
       log_signature_ = h.log_signature;
     } else if (h.log_signature != log_signature_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          file->path(), " belongs to another log stream than ", dbs_[0]->path()));
+      return absl::FailedPreconditionError(
+          absl::StrCat(file->path(), " belongs to another log stream than ", dbs_[0]->path()));
     }
     db_signatures_.push_back(h.db_signature);
     dbtime_.push_back(std::make_unique<std::atomic<DbTime>>(h.dbtime));
@@ -150,9 +151,8 @@ absl::Status Engine::OpenFiles() {
   hints_.resize(dbs_.size());
   const size_t cache_pages = std::max<size_t>(options_.cache_bytes / unit_.page_size, 256);
   cache_ = std::make_unique<BufferCache>(
-      unit_.page_size, cache_pages, [this](uint32_t db, PageNo pgno, uint8_t* out) {
-        return dbs_[db]->ReadPage(pgno, out);
-      });
+      unit_.page_size, cache_pages,
+      [this](uint32_t db, PageNo pgno, uint8_t* out) { return dbs_[db]->ReadPage(pgno, out); });
   return absl::OkStatus();
 }
 
@@ -226,9 +226,10 @@ absl::Status Engine::AttachLogStream() {
   Generation next = last + 1;
   if (last == 0 && consistent.generation > 0) {
     next = consistent.generation + 1;
-    log_line_->warn("[unit {}] no logs found in {}; starting generation 0x{:08X} with no link to "
-                    "an earlier one",
-                    unit_.name, unit_.log_dir, next);
+    log_line_->warn(
+        "[unit {}] no logs found in {}; starting generation 0x{:08X} with no link to "
+        "an earlier one",
+        unit_.name, unit_.log_dir, next);
   }
 
   LogStreamOptions lo;
@@ -334,7 +335,8 @@ absl::Status Engine::Close() {
 absl::Status Engine::health() const {
   std::lock_guard<std::mutex> lock(state_mu_);
   if (!failed_.ok()) return failed_;
-  if (closed_) return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is closed"));
+  if (closed_)
+    return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is closed"));
   return absl::OkStatus();
 }
 
@@ -485,7 +487,8 @@ absl::StatusOr<Lsn> Engine::CommitTransaction(Transaction& txn) {
       return placed.status();
     }
     appended = *placed;
-    for (auto& i : installs) cache_->Install(i.db, i.pgno, std::move(i.page), appended.first, appended.end);
+    for (auto& i : installs)
+      cache_->Install(i.db, i.pgno, std::move(i.page), appended.first, appended.end);
   }
   txn.Release();
   DAGVAULT_CRASH_POINT("commit.before_durable");

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,8 +23,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include <condition_variable>
-#include <mutex>
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/evp.h"

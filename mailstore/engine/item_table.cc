@@ -42,9 +42,9 @@ absl::StatusOr<std::optional<std::string>> ItemTable::Get(const ItemKey& key) {
 absl::Status ItemTable::Put(const ItemKey& key, absl::string_view value) {
   if (!space_) return absl::FailedPreconditionError("Put on a read-only item table");
   if (value.size() > kMaxValueSize) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "item %s: value of %u bytes exceeds the %u-byte limit", key.ToString(), value.size(),
-        kMaxValueSize));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("item %s: value of %u bytes exceeds the %u-byte limit", key.ToString(),
+                        value.size(), kMaxValueSize));
   }
   uint8_t k[kKeySize];
   key.Encode(k);
@@ -129,10 +129,12 @@ absl::StatusOr<MetaInfo> ItemTable::Meta() {
 absl::Status ItemTable::AddToMeta(int64_t items, int64_t bytes) {
   if (items == 0 && bytes == 0) return absl::OkStatus();
   ASSIGN_OR_RETURN(uint8_t * meta, access_.Write(kMetaPage));
-  StoreU64(meta + meta_layout::kItemCount,
-           static_cast<uint64_t>(static_cast<int64_t>(LoadU64(meta + meta_layout::kItemCount)) + items));
+  StoreU64(
+      meta + meta_layout::kItemCount,
+      static_cast<uint64_t>(static_cast<int64_t>(LoadU64(meta + meta_layout::kItemCount)) + items));
   StoreU64(meta + meta_layout::kValueBytes,
-           static_cast<uint64_t>(static_cast<int64_t>(LoadU64(meta + meta_layout::kValueBytes)) + bytes));
+           static_cast<uint64_t>(static_cast<int64_t>(LoadU64(meta + meta_layout::kValueBytes)) +
+                                 bytes));
   return absl::OkStatus();
 }
 

@@ -70,8 +70,8 @@ absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>
   // or not at all.
   for (const PendingRecord& r : records) {
     if (r.body_size() > MaxBodySize(options_.file_size)) {
-      return absl::InternalError(absl::StrFormat("log record of %u bytes cannot fit in a %u-byte log",
-                                                 r.body_size(), options_.file_size));
+      return absl::InternalError(absl::StrFormat(
+          "log record of %u bytes cannot fit in a %u-byte log", r.body_size(), options_.file_size));
     }
   }
   Appended result;
@@ -81,10 +81,10 @@ absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>
     if (append_offset_ + space + kSealSpace > options_.file_size) SealLocked();
     Segment& seg = CurrentSegmentLocked();
     const Lsn lsn{append_generation_, append_offset_};
-    AppendRecord(&seg.bytes, lsn, r.type, r.db_index,
-                 {absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(r.head.data()),
-                                            r.head.size()),
-                  absl::Span<const uint8_t>(r.data, r.data_len)});
+    AppendRecord(
+        &seg.bytes, lsn, r.type, r.db_index,
+        {absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(r.head.data()), r.head.size()),
+         absl::Span<const uint8_t>(r.data, r.data_len)});
     append_offset_ += space;
     records_in_generation_++;
     if (first) {
@@ -175,8 +175,8 @@ absl::Status LogWriter::WriteSegments(std::vector<Segment>& segments) {
       DAGVAULT_CRASH_POINT("log.write.before_sync");
       // Records are written back to back, so the running hash can follow.
       if (seg.offset != hashed_upto_) {
-        return absl::InternalError(absl::StrFormat("log segment at %u does not follow %u",
-                                                   seg.offset, hashed_upto_));
+        return absl::InternalError(
+            absl::StrFormat("log segment at %u does not follow %u", seg.offset, hashed_upto_));
       }
       running_hash_.Update(seg.bytes);
       hashed_upto_ += static_cast<uint32_t>(seg.bytes.size());

@@ -10,14 +10,14 @@
 // of the closed file as its link hash.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include <condition_variable>
-#include <mutex>
 #include "common/clock.h"
 #include "common/evp.h"
 #include "common/file_util.h"

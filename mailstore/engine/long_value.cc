@@ -28,20 +28,24 @@ absl::Status WalkChain(PageAccess& access, const ItemKey& key, const LongValueRe
   PageNo pgno = ref.first_page;
   uint64_t offset = 0;
   for (uint32_t i = 0; i < ref.page_count; ++i) {
-    if (pgno == 0) return ChainError(key, pgno, absl::StrFormat("chain ends after %u of %u pages", i, ref.page_count));
+    if (pgno == 0)
+      return ChainError(key, pgno,
+                        absl::StrFormat("chain ends after %u of %u pages", i, ref.page_count));
     ASSIGN_OR_RETURN(PageRef page, access.Read(pgno));
     const uint8_t* p = page->data();
     if (PageTypeOf(p) != PageType::kLongValue) {
       return ChainError(key, pgno, absl::StrFormat("is a %s page", PageTypeName(PageTypeOf(p))));
     }
     if (std::memcmp(p + kOwnerKey, owner, kKeySize) != 0) {
-      return ChainError(key, pgno, absl::StrFormat("belongs to item %s",
-                                                   ItemKey::Decode(p + kOwnerKey).ToString()));
+      return ChainError(
+          key, pgno,
+          absl::StrFormat("belongs to item %s", ItemKey::Decode(p + kOwnerKey).ToString()));
     }
     const uint32_t len = LoadU32(p + kDataLength);
     if (LoadU64(p + kValueOffset) != offset || len > capacity || offset + len > ref.length) {
-      return ChainError(key, pgno, absl::StrFormat("chunk at value offset %u (%u bytes) does not fit",
-                                                   LoadU64(p + kValueOffset), len));
+      return ChainError(key, pgno,
+                        absl::StrFormat("chunk at value offset %u (%u bytes) does not fit",
+                                        LoadU64(p + kValueOffset), len));
     }
     PageNo next = LoadU32(p + kNextPage);
     RETURN_IF_ERROR(fn(pgno, p + kData, len));
@@ -49,8 +53,9 @@ absl::Status WalkChain(PageAccess& access, const ItemKey& key, const LongValueRe
     pgno = next;
   }
   if (offset != ref.length) {
-    return ChainError(key, ref.first_page,
-                      absl::StrFormat("chain holds %u bytes, the item says %u", offset, ref.length));
+    return ChainError(
+        key, ref.first_page,
+        absl::StrFormat("chain holds %u bytes, the item says %u", offset, ref.length));
   }
   return absl::OkStatus();
 }
@@ -58,8 +63,9 @@ absl::Status WalkChain(PageAccess& access, const ItemKey& key, const LongValueRe
 }  // namespace
 
 LongValueRef DecodeLongValueRef(const uint8_t* r) {
-  return LongValueRef{LoadU64(r + leaf_record::kLongLength), LoadU32(r + leaf_record::kLongFirstPage),
-                      LoadU32(r + leaf_record::kLongCrc), LoadU32(r + leaf_record::kLongPageCount)};
+  return LongValueRef{LoadU64(r + leaf_record::kLongLength),
+                      LoadU32(r + leaf_record::kLongFirstPage), LoadU32(r + leaf_record::kLongCrc),
+                      LoadU32(r + leaf_record::kLongPageCount)};
 }
 
 void EncodeLongValueRef(const LongValueRef& ref, uint8_t* r) {
@@ -70,8 +76,8 @@ void EncodeLongValueRef(const LongValueRef& ref, uint8_t* r) {
   StoreU32(r + leaf_record::kLongPageCount, ref.page_count);
 }
 
-absl::StatusOr<LongValueRef> WriteLongValue(PageAccess& access, SpaceMap& space,
-                                            const ItemKey& key, absl::string_view value) {
+absl::StatusOr<LongValueRef> WriteLongValue(PageAccess& access, SpaceMap& space, const ItemKey& key,
+                                            absl::string_view value) {
   const uint32_t capacity = Capacity(access.page_size());
   LongValueRef ref;
   ref.length = value.size();
@@ -107,9 +113,9 @@ absl::StatusOr<std::string> ReadLongValue(PageAccess& access, const ItemKey& key
   }));
   const uint32_t crc = Crc32c(value.data(), value.size());
   if (crc != ref.crc) {
-    return absl::DataLossError(absl::StrFormat(
-        "long value of item %s: checksum mismatch (stored 0x%08x, computed 0x%08x)",
-        key.ToString(), ref.crc, crc));
+    return absl::DataLossError(
+        absl::StrFormat("long value of item %s: checksum mismatch (stored 0x%08x, computed 0x%08x)",
+                        key.ToString(), ref.crc, crc));
   }
   return value;
 }

@@ -23,8 +23,8 @@ struct LongValueRef {
 LongValueRef DecodeLongValueRef(const uint8_t* leaf_record);
 void EncodeLongValueRef(const LongValueRef& ref, uint8_t* leaf_record);
 
-absl::StatusOr<LongValueRef> WriteLongValue(PageAccess& access, SpaceMap& space,
-                                            const ItemKey& key, absl::string_view value);
+absl::StatusOr<LongValueRef> WriteLongValue(PageAccess& access, SpaceMap& space, const ItemKey& key,
+                                            absl::string_view value);
 // Reads and verifies the chain: owner key, offsets, lengths, page count, CRC.
 absl::StatusOr<std::string> ReadLongValue(PageAccess& access, const ItemKey& key,
                                           const LongValueRef& ref);

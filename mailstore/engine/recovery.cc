@@ -38,19 +38,20 @@ absl::StatusOr<DatabaseSet> OpenDatabases(const std::vector<std::string>& paths)
     if (set.files.empty()) {
       set.log_signature = h.log_signature;
     } else if (h.log_signature != set.log_signature) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, " belongs to log stream ", h.log_signature.ToString(), " but ",
-          set.files.front()->path(), " belongs to ", set.log_signature.ToString(),
-          ": they are not databases of the same unit"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " belongs to log stream ", h.log_signature.ToString(), " but ",
+                       set.files.front()->path(), " belongs to ", set.log_signature.ToString(),
+                       ": they are not databases of the same unit"));
     }
     if (h.db_index >= kMaxDatabasesPerUnit) {
-      return absl::DataLossError(absl::StrFormat("%s: database index %u is out of range", path, h.db_index));
+      return absl::DataLossError(
+          absl::StrFormat("%s: database index %u is out of range", path, h.db_index));
     }
     if (set.by_index.size() <= h.db_index) set.by_index.resize(h.db_index + 1, nullptr);
     if (set.by_index[h.db_index] != nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat("%s and %s are both database %u of the unit",
-                                                        set.by_index[h.db_index]->path(), path,
-                                                        h.db_index));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s and %s are both database %u of the unit",
+                          set.by_index[h.db_index]->path(), path, h.db_index));
     }
     set.by_index[h.db_index] = file.get();
     set.files.push_back(std::move(file));
@@ -72,11 +73,10 @@ absl::Status ValidateLog(const LogFileScan& scan, Generation expected, bool is_o
                                                scan.path, h.generation, expected));
   }
   if (h.log_signature != dbs.log_signature) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        scan.path, " (generation ", GenerationHex(h.generation), "): log signature ",
-        h.log_signature.ToString(),
-        " does not match the databases' log signature ", dbs.log_signature.ToString(),
-        ": this log belongs to another log stream"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(scan.path, " (generation ", GenerationHex(h.generation), "): log signature ",
+                     h.log_signature.ToString(), " does not match the databases' log signature ",
+                     dbs.log_signature.ToString(), ": this log belongs to another log stream"));
   }
   for (const DatabaseFile* db : dbs.by_index) {
     if (db == nullptr) continue;
@@ -140,9 +140,9 @@ absl::Status WalkStream(const StreamWalk& w, RedoApplier* applier, RecoveryRepor
           // are then already in the pages.
           const bool partial_ok = first_txn && txn.size() < commit.record_count;
           if (txn.size() != commit.record_count && !partial_ok) {
-            return absl::DataLossError(absl::StrFormat(
-                "%s: commit at %s closes %u records, but %u precede it", path, r.lsn.ToString(),
-                commit.record_count, txn.size()));
+            return absl::DataLossError(
+                absl::StrFormat("%s: commit at %s closes %u records, but %u precede it", path,
+                                r.lsn.ToString(), commit.record_count, txn.size()));
           }
           for (const BufferedRecord& b : txn) {
             if (applier != nullptr) {
@@ -151,9 +151,12 @@ absl::Status WalkStream(const StreamWalk& w, RedoApplier* applier, RecoveryRepor
                                              static_cast<uint32_t>(b.body.size())));
             } else {
               // Decoding checks the record's body without applying it.
-              LogRecordView v{b.type, b.db_index, b.lsn,
+              LogRecordView v{b.type,
+                              b.db_index,
+                              b.lsn,
                               reinterpret_cast<const uint8_t*>(b.body.data()),
-                              static_cast<uint32_t>(b.body.size()), 0};
+                              static_cast<uint32_t>(b.body.size()),
+                              0};
               RETURN_IF_ERROR(Annotate(CheckPageRecordBody(v, scan.header.page_size), path));
             }
           }
@@ -206,7 +209,8 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     current_gen = header->generation;
   }
   const bool have_logs = !listing.closed.empty() || current_gen.has_value();
-  const Generation lowest = listing.closed.empty() ? current_gen.value_or(0) : listing.LowestClosed();
+  const Generation lowest =
+      listing.closed.empty() ? current_gen.value_or(0) : listing.LowestClosed();
   const Generation highest = current_gen.value_or(listing.HighestClosed());
   auto exists = [&](Generation g) {
     if (current_gen && *current_gen == g) return true;
@@ -223,8 +227,10 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     if (PathExists(chk_path)) {
       auto read = ReadCheckpointFile(chk_path);
       if (!read.ok()) {
-        report.notes.push_back(absl::StrCat("checkpoint unusable, recovering from the database "
-                                            "headers instead: ", read.status().message()));
+        report.notes.push_back(
+            absl::StrCat("checkpoint unusable, recovering from the database "
+                         "headers instead: ",
+                         read.status().message()));
       } else {
         if (read->checkpoint.log_signature != dbs.log_signature) {
           return absl::FailedPreconditionError(absl::StrCat(
@@ -317,9 +323,9 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     }
   }
   if (current_gen && listing.HighestClosed() >= *current_gen) {
-    return absl::DataLossError(absl::StrFormat(
-        "%s holds generation 0x%08X, but closed logs go up to 0x%08X", *listing.current,
-        *current_gen, listing.HighestClosed()));
+    return absl::DataLossError(
+        absl::StrFormat("%s holds generation 0x%08X, but closed logs go up to 0x%08X",
+                        *listing.current, *current_gen, listing.HighestClosed()));
   }
 
   logger->info("[recover {}] {} recovery of {} database(s) from {} to generation 0x{:08X}",
@@ -371,7 +377,8 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
       chk.databases.push_back({h.db_index, h.db_signature});
     }
     if (checkpoint) chk.update_count = checkpoint->update_count;
-    RETURN_IF_ERROR(WriteCheckpointFile(JoinPath(req.system_dir, CheckpointFileName(req.prefix)), chk));
+    RETURN_IF_ERROR(
+        WriteCheckpointFile(JoinPath(req.system_dir, CheckpointFileName(req.prefix)), chk));
   }
 
   report.start = start;

@@ -43,9 +43,9 @@ struct RecoveryReport {
   Generation last_generation = 0;
   uint64_t transactions = 0;
   uint64_t records_applied = 0;
-  uint64_t records_skipped = 0;      // already in the page (by dbtime)
-  uint64_t records_not_attached = 0; // for databases not being recovered
-  uint64_t records_discarded = 0;    // of transactions that never committed
+  uint64_t records_skipped = 0;       // already in the page (by dbtime)
+  uint64_t records_not_attached = 0;  // for databases not being recovered
+  uint64_t records_discarded = 0;     // of transactions that never committed
   uint64_t log_bytes = 0;
   double seconds = 0;
   std::vector<std::string> notes;

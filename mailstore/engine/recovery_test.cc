@@ -193,7 +193,8 @@ TEST(Recovery, DirtyBaseCannotStopBeforeItsRequiredGeneration) {
   ASSERT_TRUE(e.ok());
   for (uint64_t i = 0; i < 200; ++i) ASSERT_TRUE((*e)->Put(0, {1, i}, ValueFor(i, 1500)).ok());
   ASSERT_TRUE((*e)->FlushNow().ok());
-  const Generation required = ReadDbHeaderFromPath(dir.Sub("live/db0.edb"))->header.log_required_max;
+  const Generation required =
+      ReadDbHeaderFromPath(dir.Sub("live/db0.edb"))->header.log_required_max;
   ASSERT_GT(required, 2u);
   fs::create_directories(dir.Sub("r"));
   fs::copy_file(dir.Sub("live/db0.edb"), dir.Sub("r/db0.edb"));
@@ -298,7 +299,8 @@ TEST(Recovery, DivergedStreamsAreRefusedAtTheGenerationWhereTheyDiverge) {
   CopyLogs(dir.Sub("a"), r + "/logs", diverged);
   for (const auto& entry : fs::directory_iterator(dir.Sub("b"))) {
     auto gen = ParseLogFileName("E00", entry.path().filename().string());
-    if (gen && *gen > diverged) fs::copy_file(entry.path(), r + "/logs/" + entry.path().filename().string());
+    if (gen && *gen > diverged)
+      fs::copy_file(entry.path(), r + "/logs/" + entry.path().filename().string());
   }
   RecoveryRequest req;
   req.log_dir = r + "/logs";

@@ -66,8 +66,8 @@ absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, cons
     max_dbtime_[db_index] = std::max(max_dbtime_[db_index], delta.dbtime_after);
     if (!cp->valid) {
       return absl::DataLossError(absl::StrFormat(
-          "%s: page %u is damaged and the log record at %s holds only a change to it",
-          db->path(), delta.pgno, lsn.ToString()));
+          "%s: page %u is damaged and the log record at %s holds only a change to it", db->path(),
+          delta.pgno, lsn.ToString()));
     }
     const DbTime have = PageDbTime(cp->page->data());
     if (have >= delta.dbtime_after) {

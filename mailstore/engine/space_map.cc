@@ -12,7 +12,9 @@ using space_map_layout::kBits;
 using space_map_layout::MapPageNo;
 using space_map_layout::PagesPerMap;
 
-void SetBit(uint8_t* map, uint32_t bit) { map[kBits + bit / 8] |= static_cast<uint8_t>(1u << (bit % 8)); }
+void SetBit(uint8_t* map, uint32_t bit) {
+  map[kBits + bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+}
 void ClearBit(uint8_t* map, uint32_t bit) {
   map[kBits + bit / 8] &= static_cast<uint8_t>(~(1u << (bit % 8)));
 }

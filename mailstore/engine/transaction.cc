@@ -24,8 +24,8 @@ class Transaction::DbAccess : public PageAccess {
     if (it != txn_->pages_.end()) return it->second.current->data();
     ASSIGN_OR_RETURN(PageRef original, txn_->engine_->cache_->Get(db_, pgno));
     if (IsZeroPage(original->data(), page_size())) {
-      return absl::DataLossError(absl::StrFormat(
-          "%s: page %u is in use but was never written", txn_->engine_->dbs_[db_]->path(), pgno));
+      return absl::DataLossError(absl::StrFormat("%s: page %u is in use but was never written",
+                                                 txn_->engine_->dbs_[db_]->path(), pgno));
     }
     PrivatePage& p = txn_->pages_[Key(pgno)];
     p.current = original->Clone();
@@ -62,8 +62,8 @@ absl::Status Transaction::CheckUsable(uint32_t db) const {
   if (done_) return absl::FailedPreconditionError("transaction already ended");
   if (!poisoned_.ok()) return poisoned_;
   if (db >= access_.size()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "unit %s has no database %u (it has %u)", engine_->unit_.name, db, access_.size()));
+    return absl::InvalidArgumentError(absl::StrFormat("unit %s has no database %u (it has %u)",
+                                                      engine_->unit_.name, db, access_.size()));
   }
   return engine_->health();
 }
@@ -86,9 +86,9 @@ absl::Status Transaction::Put(uint32_t db, const ItemKey& key, absl::string_view
   RETURN_IF_ERROR(CheckUsable(db));
   if (value.size() > kMaxValueSize) {
     // Refused before anything changes, so the transaction stays usable.
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "item %s: value of %u bytes exceeds the %u-byte limit", key.ToString(), value.size(),
-        kMaxValueSize));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("item %s: value of %u bytes exceeds the %u-byte limit", key.ToString(),
+                        value.size(), kMaxValueSize));
   }
   return Poison(Table(db).Put(key, value));
 }
@@ -101,7 +101,7 @@ absl::StatusOr<bool> Transaction::Delete(uint32_t db, const ItemKey& key) {
 }
 
 absl::StatusOr<std::vector<ItemInfo>> Transaction::List(uint32_t db, uint64_t mailbox,
-                                                         uint64_t start_item, size_t limit) {
+                                                        uint64_t start_item, size_t limit) {
   RETURN_IF_ERROR(CheckUsable(db));
   return Table(db).List(mailbox, start_item, limit);
 }

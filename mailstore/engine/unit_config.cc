@@ -7,9 +7,9 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/text_config.h"
+#include "mailstore/engine/log_writer.h"
 #include "mailstore/format/log_format.h"
 #include "mailstore/format/page.h"
-#include "mailstore/engine/log_writer.h"
 
 namespace dagvault::mailstore {
 
@@ -32,7 +32,8 @@ int ResolvedUnit::DatabaseIndex(const std::string& db_name) const {
 
 absl::StatusOr<ResolvedUnit> ResolveUnitConfig(const UnitConfig& config) {
   std::vector<std::string> problems;
-  const std::string unit_label = config.name().empty() ? "unit" : absl::StrCat("unit ", config.name());
+  const std::string unit_label =
+      config.name().empty() ? "unit" : absl::StrCat("unit ", config.name());
   auto problem = [&](const std::string& field, const std::string& what) {
     problems.push_back(absl::StrCat(unit_label, ": field '", field, "': ", what));
   };
@@ -54,15 +55,18 @@ absl::StatusOr<ResolvedUnit> ResolveUnitConfig(const UnitConfig& config) {
   if (!unit.log_prefix.empty()) {
     bool ok = unit.log_prefix.size() <= 8;
     for (char c : unit.log_prefix) ok = ok && absl::ascii_isalnum(static_cast<unsigned char>(c));
-    if (!ok) problem("log_prefix", absl::StrCat("\"", unit.log_prefix, "\" must be 1 to 8 letters or digits"));
+    if (!ok)
+      problem("log_prefix",
+              absl::StrCat("\"", unit.log_prefix, "\" must be 1 to 8 letters or digits"));
   }
   if (!IsValidPageSize(unit.page_size)) {
     problem("page_size", absl::StrCat(unit.page_size, " is not 4096, 8192, 16384 or 32768"));
   }
-  const uint64_t min_log = std::max<uint64_t>(kMinLogFileSize, uint64_t{kLogHeaderSize} + 4ull * unit.page_size);
+  const uint64_t min_log =
+      std::max<uint64_t>(kMinLogFileSize, uint64_t{kLogHeaderSize} + 4ull * unit.page_size);
   if (log_size % 4096 != 0 || log_size < min_log || log_size > (1ull << 30)) {
-    problem("log_file_size", absl::StrCat(log_size, " must be a multiple of 4096 between ", min_log,
-                                          " and 1 GiB"));
+    problem("log_file_size",
+            absl::StrCat(log_size, " must be a multiple of 4096 between ", min_log, " and 1 GiB"));
   }
   unit.log_file_size = static_cast<uint32_t>(log_size);
 

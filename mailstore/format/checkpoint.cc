@@ -52,8 +52,8 @@ void EncodeCopy(const Checkpoint& c, uint32_t index, uint8_t* p) {
 
 absl::StatusOr<Checkpoint> DecodeCopy(const uint8_t* p, uint32_t index) {
   if (std::memcmp(p + coff::kMagic, kChkMagic, 8) != 0) {
-    return absl::DataLossError(absl::StrFormat("copy %u (offset %u): bad magic", index,
-                                               index * kCheckpointCopySize));
+    return absl::DataLossError(
+        absl::StrFormat("copy %u (offset %u): bad magic", index, index * kCheckpointCopySize));
   }
   uint8_t copy[kCheckpointCopySize];
   std::memcpy(copy, p, kCheckpointCopySize);
@@ -61,9 +61,9 @@ absl::StatusOr<Checkpoint> DecodeCopy(const uint8_t* p, uint32_t index) {
   StoreU32(copy + coff::kCrc, 0);
   const uint32_t computed = Crc32c(copy, kCheckpointCopySize);
   if (stored != computed) {
-    return absl::DataLossError(absl::StrFormat(
-        "copy %u (offset %u): checksum mismatch: stored 0x%08x, computed 0x%08x", index,
-        index * kCheckpointCopySize, stored, computed));
+    return absl::DataLossError(
+        absl::StrFormat("copy %u (offset %u): checksum mismatch: stored 0x%08x, computed 0x%08x",
+                        index, index * kCheckpointCopySize, stored, computed));
   }
   Checkpoint c;
   c.format_version = LoadU32(p + coff::kVersion);
@@ -73,8 +73,8 @@ absl::StatusOr<Checkpoint> DecodeCopy(const uint8_t* p, uint32_t index) {
         c.format_version, kCheckpointFormatVersion));
   }
   if (LoadU32(p + coff::kCopyIndex) != index) {
-    return absl::DataLossError(absl::StrFormat("copy %u: says it is copy %u", index,
-                                               LoadU32(p + coff::kCopyIndex)));
+    return absl::DataLossError(
+        absl::StrFormat("copy %u: says it is copy %u", index, LoadU32(p + coff::kCopyIndex)));
   }
   std::memcpy(c.log_signature.random.data(), p + coff::kSignature, 16);
   c.log_signature.created_us = static_cast<int64_t>(LoadU64(p + coff::kSignature + 16));
@@ -112,8 +112,8 @@ absl::StatusOr<CheckpointRead> DecodeCheckpointFile(const std::string& data,
   absl::StatusOr<Checkpoint> copies[2];
   for (uint32_t i = 0; i < 2; ++i) {
     if (data.size() < (i + 1) * kCheckpointCopySize) {
-      copies[i] = absl::DataLossError(absl::StrFormat("copy %u is missing (file is %u bytes)", i,
-                                                      data.size()));
+      copies[i] = absl::DataLossError(
+          absl::StrFormat("copy %u is missing (file is %u bytes)", i, data.size()));
     } else {
       copies[i] =
           DecodeCopy(reinterpret_cast<const uint8_t*>(data.data()) + i * kCheckpointCopySize, i);
@@ -124,13 +124,12 @@ absl::StatusOr<CheckpointRead> DecodeCheckpointFile(const std::string& data,
     if (copies[0].status().code() == absl::StatusCode::kFailedPrecondition) {
       return Annotate(copies[0].status(), path);
     }
-    return absl::DataLossError(absl::StrCat(path, ": both checkpoint copies are damaged: ",
-                                            copies[0].status().message(), "; ",
-                                            copies[1].status().message()));
+    return absl::DataLossError(
+        absl::StrCat(path, ": both checkpoint copies are damaged: ", copies[0].status().message(),
+                     "; ", copies[1].status().message()));
   }
   if (copies[0].ok() && copies[1].ok()) {
-    read.checkpoint =
-        copies[0]->update_count >= copies[1]->update_count ? *copies[0] : *copies[1];
+    read.checkpoint = copies[0]->update_count >= copies[1]->update_count ? *copies[0] : *copies[1];
   } else {
     read.checkpoint = copies[0].ok() ? *copies[0] : *copies[1];
   }

@@ -152,15 +152,17 @@ std::vector<std::string> DbHeaderFieldDiffs(const DbHeader& a, const DbHeader& b
 absl::StatusOr<DbHeader> DecodeDbHeader(const uint8_t* page, uint32_t page_size, PageNo which) {
   if (std::memcmp(page + off::kMagic, kDbMagic, 8) != 0) {
     if (IsZeroPage(page, page_size)) {
-      return absl::DataLossError(absl::StrFormat("header copy %u (page %u) is all zeros", which, which));
+      return absl::DataLossError(
+          absl::StrFormat("header copy %u (page %u) is all zeros", which, which));
     }
-    return absl::DataLossError(
-        absl::StrFormat("header copy %u (page %u): not a mailstore database (bad magic)", which, which));
+    return absl::DataLossError(absl::StrFormat(
+        "header copy %u (page %u): not a mailstore database (bad magic)", which, which));
   }
-  RETURN_IF_ERROR(Annotate(VerifyPage(page, page_size, which), absl::StrCat("header copy ", which)));
+  RETURN_IF_ERROR(
+      Annotate(VerifyPage(page, page_size, which), absl::StrCat("header copy ", which)));
   if (PageTypeOf(page) != PageType::kDbHeader) {
-    return absl::DataLossError(absl::StrFormat("header copy %u: page type is %s", which,
-                                               PageTypeName(PageTypeOf(page))));
+    return absl::DataLossError(
+        absl::StrFormat("header copy %u: page type is %s", which, PageTypeName(PageTypeOf(page))));
   }
   DbHeader h = DecodeFieldsUnchecked(page);
   if (h.format_version > kDbFormatVersion) {
@@ -208,8 +210,9 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
       }
     }
     if (page_size == 0) {
-      return absl::DataLossError(absl::StrCat(
-          file.path(), ": neither header copy is readable: not a mailstore database, or both "
+      return absl::DataLossError(
+          absl::StrCat(file.path(),
+                       ": neither header copy is readable: not a mailstore database, or both "
                        "header pages are damaged"));
     }
   }
@@ -217,8 +220,8 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
   absl::StatusOr<DbHeader> copies[2];
   for (PageNo which = 0; which < 2; ++which) {
     if (got < (which + 1) * page_size) {
-      copies[which] = absl::DataLossError(absl::StrFormat("header copy %u is missing (file is %u bytes)",
-                                                          which, file_size));
+      copies[which] = absl::DataLossError(
+          absl::StrFormat("header copy %u is missing (file is %u bytes)", which, file_size));
     } else {
       copies[which] = DecodeDbHeader(first.get() + which * page_size, page_size, which);
     }
@@ -228,9 +231,9 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
     if (copies[0].status().code() == absl::StatusCode::kFailedPrecondition) {
       return Annotate(copies[0].status(), file.path());
     }
-    return absl::DataLossError(absl::StrCat(file.path(), ": both header copies are damaged: ",
-                                            copies[0].status().message(), "; ",
-                                            copies[1].status().message()));
+    return absl::DataLossError(absl::StrCat(
+        file.path(), ": both header copies are damaged: ", copies[0].status().message(), "; ",
+        copies[1].status().message()));
   }
   if (copies[0].ok() && copies[1].ok()) {
     read.header = copies[0]->update_count >= copies[1]->update_count ? *copies[0] : *copies[1];
@@ -240,13 +243,14 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
     read.header = *copies[good];
     // Name the damaged fields: those where the bad copy's raw bytes differ
     // from the good copy. (A checksum alone says only that the copy is bad.)
-    if (got >= (bad + 1) * page_size && read.copy_status[bad].code() == absl::StatusCode::kDataLoss) {
+    if (got >= (bad + 1) * page_size &&
+        read.copy_status[bad].code() == absl::StatusCode::kDataLoss) {
       DbHeader raw = DecodeFieldsUnchecked(first.get() + bad * page_size);
       std::vector<std::string> fields = DbHeaderFieldDiffs(raw, read.header);
       if (!fields.empty()) {
-        read.copy_status[bad] = absl::DataLossError(absl::StrCat(
-            read.copy_status[bad].message(), "; fields that differ from copy ", good, ": ",
-            absl::StrJoin(fields, ", ")));
+        read.copy_status[bad] = absl::DataLossError(
+            absl::StrCat(read.copy_status[bad].message(), "; fields that differ from copy ", good,
+                         ": ", absl::StrJoin(fields, ", ")));
       }
     }
   }

@@ -57,16 +57,26 @@ struct Field {
   uint32_t offset;
 };
 const Field kFields[] = {
-    {"format_version", 40},         {"page_size", 44},
-    {"db_signature", 48},           {"log_signature", 72},
-    {"state", 96},                  {"db_index", 100},
-    {"log_required_min", 104},      {"log_required_max", 108},
-    {"log_committed", 112},         {"consistent_position", 120},
-    {"consistent_time", 128},       {"last_attach_position", 136},
-    {"last_attach_time", 144},      {"dbtime", 152},
-    {"update_count", 160},          {"previous_full", 168},
-    {"previous_incremental", 192},  {"previous_differential", 216},
-    {"previous_copy", 240},         {"db_name", 264},
+    {"format_version", 40},
+    {"page_size", 44},
+    {"db_signature", 48},
+    {"log_signature", 72},
+    {"state", 96},
+    {"db_index", 100},
+    {"log_required_min", 104},
+    {"log_required_max", 108},
+    {"log_committed", 112},
+    {"consistent_position", 120},
+    {"consistent_time", 128},
+    {"last_attach_position", 136},
+    {"last_attach_time", 144},
+    {"dbtime", 152},
+    {"update_count", 160},
+    {"previous_full", 168},
+    {"previous_incremental", 192},
+    {"previous_differential", 216},
+    {"previous_copy", 240},
+    {"db_name", 264},
 };
 
 std::string WriteHeaderFile(const TempDir& dir, const DbHeader& h) {
@@ -195,9 +205,9 @@ LogHeader SampleLogHeader(Generation g) {
 std::string BuildLog(Generation g, bool seal) {
   std::string data = EncodeLogHeader(SampleLogHeader(g));
   auto append = [&](RecordType type, const std::string& body) {
-    AppendRecord(&data, Lsn{g, static_cast<uint32_t>(data.size())}, type, 1,
-                 {absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(body.data()),
-                                            body.size())});
+    AppendRecord(
+        &data, Lsn{g, static_cast<uint32_t>(data.size())}, type, 1,
+        {absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(body.data()), body.size())});
   };
   uint8_t prefix[kPageDeltaPrefixSize];
   EncodePageDeltaPrefix(12, 1, 5, 6, prefix);
@@ -223,7 +233,8 @@ TEST(LogFormat, HeaderRoundTrips) {
   EXPECT_TRUE(decoded->circular_logging);
   EXPECT_EQ(decoded->databases, h.databases);
   encoded[20] ^= 1;
-  EXPECT_FALSE(DecodeLogHeader(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()).ok());
+  EXPECT_FALSE(
+      DecodeLogHeader(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()).ok());
 }
 
 TEST(LogFormat, ClosedLogScansCleanAndDamageIsNamedByOffset) {
@@ -274,7 +285,8 @@ TEST(LogFormat, RecordAtTheWrongPositionDoesNotValidate) {
   EXPECT_TRUE(ParseRecordAt(p, data.size(), 0x1C, kLogHeaderSize).ok());
   auto wrong_gen = ParseRecordAt(p, data.size(), 0x1D, kLogHeaderSize);
   ASSERT_FALSE(wrong_gen.ok());
-  EXPECT_NE(wrong_gen.status().message().find("belongs at generation 0x0000001C"), std::string::npos);
+  EXPECT_NE(wrong_gen.status().message().find("belongs at generation 0x0000001C"),
+            std::string::npos);
 }
 
 TEST(LogFormat, FileNames) {

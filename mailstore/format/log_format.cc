@@ -112,8 +112,8 @@ std::string EncodeLogHeader(const LogHeader& h) {
   PutSignature(p + hoff::kSignature, h.log_signature);
   StoreU64(p + hoff::kCreated, static_cast<uint64_t>(h.created_us));
   if (h.has_prev_link) std::memcpy(p + hoff::kPrevLink, h.prev_link.data(), 32);
-  StoreU32(p + hoff::kFlags, (h.circular_logging ? kFlagCircular : 0) |
-                                 (h.has_prev_link ? kFlagHasPrevLink : 0));
+  StoreU32(p + hoff::kFlags,
+           (h.circular_logging ? kFlagCircular : 0) | (h.has_prev_link ? kFlagHasPrevLink : 0));
   StoreU32(p + hoff::kPageSize, h.page_size);
   const uint32_t count = static_cast<uint32_t>(std::min<size_t>(h.databases.size(), kMaxAttached));
   StoreU32(p + hoff::kDbCount, count);
@@ -201,19 +201,20 @@ absl::StatusOr<LogRecordView> ParseRecordAt(const uint8_t* file, uint32_t file_s
     return absl::OutOfRangeError(absl::StrFormat("offset %u: end of records (zeros)", offset));
   }
   if (length < kRecordHeaderSize || offset + length > file_size) {
-    return absl::DataLossError(absl::StrFormat("offset %u: invalid record length %u", offset, length));
+    return absl::DataLossError(
+        absl::StrFormat("offset %u: invalid record length %u", offset, length));
   }
   const uint32_t stored = LoadU32(p + roff::kCrc);
   const uint32_t computed = Crc32c(p + 4, length - 4);
   if (stored != computed) {
-    return absl::DataLossError(absl::StrFormat(
-        "offset %u: record checksum mismatch: stored 0x%08x, computed 0x%08x", offset, stored,
-        computed));
+    return absl::DataLossError(
+        absl::StrFormat("offset %u: record checksum mismatch: stored 0x%08x, computed 0x%08x",
+                        offset, stored, computed));
   }
   if (LoadU32(p + roff::kGeneration) != generation || LoadU32(p + roff::kOffset) != offset) {
-    return absl::DataLossError(absl::StrFormat(
-        "offset %u: record says it belongs at generation 0x%08X offset %u", offset,
-        LoadU32(p + roff::kGeneration), LoadU32(p + roff::kOffset)));
+    return absl::DataLossError(
+        absl::StrFormat("offset %u: record says it belongs at generation 0x%08X offset %u", offset,
+                        LoadU32(p + roff::kGeneration), LoadU32(p + roff::kOffset)));
   }
   const uint8_t type = p[roff::kType];
   if (type < 1 || type > static_cast<uint8_t>(RecordType::kPageImageSparse)) {
@@ -224,9 +225,9 @@ absl::StatusOr<LogRecordView> ParseRecordAt(const uint8_t* file, uint32_t file_s
   const uint32_t space = RecordSpace(length - kRecordHeaderSize);
   for (uint32_t i = length; i < space && offset + i < file_size; ++i) {
     if (p[i] != 0) {
-      return absl::DataLossError(absl::StrFormat(
-          "offset %u: non-zero byte in the padding after the record (at offset %u)", offset,
-          offset + i));
+      return absl::DataLossError(
+          absl::StrFormat("offset %u: non-zero byte in the padding after the record (at offset %u)",
+                          offset, offset + i));
     }
   }
   LogRecordView r;
@@ -297,8 +298,8 @@ absl::StatusOr<PageDeltaBody> DecodePageDelta(const LogRecordView& r, uint32_t p
   uint32_t pos = 0;
   for (uint16_t i = 0; i < d.range_count; ++i) {
     if (pos + 4 > d.ranges_size) {
-      return absl::DataLossError(absl::StrFormat("log record at %s: delta range %u is truncated",
-                                                 r.lsn.ToString(), i));
+      return absl::DataLossError(
+          absl::StrFormat("log record at %s: delta range %u is truncated", r.lsn.ToString(), i));
     }
     const uint32_t off = LoadU16(d.ranges + pos);
     const uint32_t len = LoadU16(d.ranges + pos + 2);
@@ -335,7 +336,8 @@ absl::Status ApplyPageDelta(const PageDeltaBody& delta, uint8_t* page, uint32_t 
 
 absl::StatusOr<CommitBody> DecodeCommit(const LogRecordView& r) {
   if (r.body_size != 24) return BodyTooShort(r, 24);
-  return CommitBody{LoadU64(r.body), static_cast<int64_t>(LoadU64(r.body + 8)), LoadU32(r.body + 16)};
+  return CommitBody{LoadU64(r.body), static_cast<int64_t>(LoadU64(r.body + 8)),
+                    LoadU32(r.body + 16)};
 }
 
 absl::StatusOr<SealBody> DecodeSeal(const LogRecordView& r) {
@@ -408,7 +410,8 @@ absl::Status CheckClosedLog(const LogFileScan& scan) {
                                  : scan.tail_detail));
   }
   if (scan.tail != LogFileScan::Tail::kZero) {
-    return absl::DataLossError(absl::StrCat(scan.path, ": bytes after the seal: ", scan.tail_detail));
+    return absl::DataLossError(
+        absl::StrCat(scan.path, ": bytes after the seal: ", scan.tail_detail));
   }
   return absl::OkStatus();
 }

@@ -62,9 +62,9 @@ absl::Status VerifyPage(const uint8_t* page, uint32_t page_size, PageNo expected
                         expected, offset, stored, computed));
   }
   if (PagePgno(page) != expected) {
-    return absl::DataLossError(absl::StrFormat(
-        "page %u (offset %u): holds page number %u (a misdirected write)", expected, offset,
-        PagePgno(page)));
+    return absl::DataLossError(
+        absl::StrFormat("page %u (offset %u): holds page number %u (a misdirected write)", expected,
+                        offset, PagePgno(page)));
   }
   const uint8_t type = page[page_offsets::kType];
   if (type == 0 || type > kMaxPageType) {

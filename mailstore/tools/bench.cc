@@ -113,7 +113,8 @@ int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
   auto page_size = parsed->GetUint("page-size", kDefaultPageSize);
   auto log_size = parsed->GetUint("log-size", kDefaultLogFileSize);
   auto check_gib = parsed->GetDouble("check-gib", 2.0);
-  for (const absl::Status& s : {items.status(), threads.status(), page_size.status(), log_size.status(), check_gib.status()}) {
+  for (const absl::Status& s : {items.status(), threads.status(), page_size.status(),
+                                log_size.status(), check_gib.status()}) {
     if (!s.ok()) {
       err << "mailstore-util bench: " << s.message() << "\n";
       return kExitUsage;
@@ -122,9 +123,9 @@ int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
   const std::string base = parsed->GetOr("dir", "/tmp");
   const std::string dir = absl::StrCat(base, "/mailstore-bench-", ::getpid());
   fs::create_directories(dir);
-  out << absl::StrFormat("mailstore bench in %s: %u threads, page size %u, log size %u, CRC32C %s\n",
-                         dir, *threads, *page_size, *log_size,
-                         Crc32cIsHardware() ? "hardware (SSE4.2)" : "software");
+  out << absl::StrFormat(
+      "mailstore bench in %s: %u threads, page size %u, log size %u, CRC32C %s\n", dir, *threads,
+      *page_size, *log_size, Crc32cIsHardware() ? "hardware (SSE4.2)" : "software");
   int status = kExitOk;
   int n = 0;
   for (const std::string& spec : mixes) {
@@ -134,8 +135,10 @@ int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
       return kExitUsage;
     }
     // Enough items for about 400 MB of values, at least 5000.
-    const uint64_t count = *items ? *items : std::max<uint64_t>(5000, static_cast<uint64_t>(400e6 / mix->MeanSize()));
-    auto r = RunWrites(BenchUnit(absl::StrCat(dir, "/w", n++), *page_size, *log_size), *mix, count, *threads);
+    const uint64_t count =
+        *items ? *items : std::max<uint64_t>(5000, static_cast<uint64_t>(400e6 / mix->MeanSize()));
+    auto r = RunWrites(BenchUnit(absl::StrCat(dir, "/w", n++), *page_size, *log_size), *mix, count,
+                       *threads);
     if (!r.ok()) {
       err << "mailstore-util bench: " << r.status().message() << "\n";
       status = kExitFailure;
@@ -145,7 +148,8 @@ int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
         "commit  mix %-12s %8u items  %8.0f items/s  %7.1f MB/s  %.2f s  (%.1f commits per log "
         "flush; log %.1f MB = %.2fx the values; %u page images and %u deltas)\n",
         spec, r->items, r->items / r->seconds, static_cast<double>(r->bytes) / 1e6 / r->seconds,
-        r->seconds, static_cast<double>(r->stats.commits) / std::max<uint64_t>(1, r->stats.log_flushes),
+        r->seconds,
+        static_cast<double>(r->stats.commits) / std::max<uint64_t>(1, r->stats.log_flushes),
         static_cast<double>(r->stats.log_bytes) / 1e6,
         static_cast<double>(r->stats.log_bytes) / std::max<uint64_t>(1, r->bytes),
         r->stats.pages_logged_image, r->stats.pages_logged_delta);
@@ -156,7 +160,8 @@ int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
     // checked as it is (hot page cache) and, if allowed, from disk.
     auto mix = SizeMix::Parse("75k");
     const uint64_t count = static_cast<uint64_t>(*check_gib * (1ull << 30) / mix->MeanSize()) + 1;
-    auto r = RunWrites(BenchUnit(absl::StrCat(dir, "/check"), *page_size, *log_size), *mix, count, *threads);
+    auto r = RunWrites(BenchUnit(absl::StrCat(dir, "/check"), *page_size, *log_size), *mix, count,
+                       *threads);
     if (!r.ok()) {
       err << "mailstore-util bench: " << r.status().message() << "\n";
       return kExitFailure;
@@ -169,12 +174,14 @@ int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostre
       auto report = CheckFiles({db}, CheckOptions{});
       if (!report.ok() || !report->clean()) {
         err << "mailstore-util bench: check failed: "
-            << (report.ok() ? FormatCheckReport(*report) : std::string(report.status().message())) << "\n";
+            << (report.ok() ? FormatCheckReport(*report) : std::string(report.status().message()))
+            << "\n";
         return kExitFailure;
       }
       out << absl::StrFormat("check   %.2f GiB in %.3f s: %.0f MB/s (%s, one thread)\n",
                              static_cast<double>(report->bytes) / (1ull << 30), report->seconds,
-                             report->MegabytesPerSecond(), pass == 0 ? "page cache" : "cold, caches dropped");
+                             report->MegabytesPerSecond(),
+                             pass == 0 ? "page cache" : "cold, caches dropped");
     }
   }
   if (!parsed->Has("keep")) fs::remove_all(dir);

@@ -69,7 +69,8 @@ void DeepCheck(const DatabaseFile& db, uint64_t page_count, const CheckOptions& 
   BTree tree(reader, nullptr);
   absl::Status s = tree.VisitPages([&](PageNo pgno, const uint8_t*) -> absl::Status {
     if (pgno >= page_count) {
-      return absl::DataLossError(absl::StrFormat("tree page %u lies past the end of the file", pgno));
+      return absl::DataLossError(
+          absl::StrFormat("tree page %u lies past the end of the file", pgno));
     }
     if (reachable[pgno] && pgno != kRootPage) {
       return absl::DataLossError(absl::StrFormat("page %u is reached twice", pgno));
@@ -110,9 +111,10 @@ void DeepCheck(const DatabaseFile& db, uint64_t page_count, const CheckOptions& 
     return;
   }
   if (meta->item_count != items || meta->value_bytes != bytes) {
-    AddError(fc, options, absl::StrFormat("meta page counts %u items of %u bytes; the tree holds "
-                                          "%u items of %u bytes",
-                                          meta->item_count, meta->value_bytes, items, bytes));
+    AddError(fc, options,
+             absl::StrFormat("meta page counts %u items of %u bytes; the tree holds "
+                             "%u items of %u bytes",
+                             meta->item_count, meta->value_bytes, items, bytes));
   }
   SpaceHints hints;
   SpaceMap space(reader, hints);
@@ -130,7 +132,8 @@ void DeepCheck(const DatabaseFile& db, uint64_t page_count, const CheckOptions& 
       AddError(fc, options, absl::StrFormat("page %u is in use but marked free", p));
     }
   }
-  if (leaked > 5) fc.warnings.push_back(absl::StrFormat("%u pages in all are allocated but unused", leaked));
+  if (leaked > 5)
+    fc.warnings.push_back(absl::StrFormat("%u pages in all are allocated but unused", leaked));
   absl::StrAppend(&fc.summary, absl::StrFormat(", %u items, %u value bytes, tree height %u", items,
                                                bytes, meta->tree_height));
 }
@@ -151,16 +154,18 @@ void CheckDatabase(const std::string& path, const CheckOptions& options, FileChe
   }
   for (int i = 0; i < 2; ++i) {
     if (!header->copy_status[i].ok()) {
-      AddError(fc, options, absl::StrCat(header->copy_status[i].message(),
-                                         " (the other copy is intact and was used)"));
+      AddError(fc, options,
+               absl::StrCat(header->copy_status[i].message(),
+                            " (the other copy is intact and was used)"));
     }
   }
   const DbHeader& h = header->header;
   const uint32_t page_size = h.page_size;
   if (fc.bytes % page_size != 0) {
-    AddError(fc, options, absl::StrFormat("file size %u is not a multiple of the page size %u: the "
-                                          "last page is cut short (truncated?)",
-                                          fc.bytes, page_size));
+    AddError(fc, options,
+             absl::StrFormat("file size %u is not a multiple of the page size %u: the "
+                             "last page is cut short (truncated?)",
+                             fc.bytes, page_size));
   }
   const uint64_t page_count = fc.bytes / page_size;
   std::vector<bool> zero(page_count, false);
@@ -168,7 +173,8 @@ void CheckDatabase(const std::string& path, const CheckOptions& options, FileChe
   struct FreeDeleter {
     void operator()(uint8_t* p) const { std::free(p); }
   };
-  std::unique_ptr<uint8_t, FreeDeleter> buf(static_cast<uint8_t*>(std::aligned_alloc(4096, kReadChunk)));
+  std::unique_ptr<uint8_t, FreeDeleter> buf(
+      static_cast<uint8_t*>(std::aligned_alloc(4096, kReadChunk)));
   const size_t pages_per_chunk = kReadChunk / page_size;
   for (uint64_t first = 2; first < page_count; first += pages_per_chunk) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(pages_per_chunk, page_count - first));
@@ -192,7 +198,8 @@ void CheckDatabase(const std::string& path, const CheckOptions& options, FileChe
       }
     }
   }
-  fc.summary = absl::StrFormat("%u pages of %u bytes, %s", page_count, page_size, DbStateName(h.state));
+  fc.summary =
+      absl::StrFormat("%u pages of %u bytes, %s", page_count, page_size, DbStateName(h.state));
 
   // On a consistent database every page the space map calls allocated must
   // have been written. (While dirty, recovery may still have pages to
@@ -220,15 +227,17 @@ void CheckDatabase(const std::string& path, const CheckOptions& options, FileChe
         }
         if (!*allocated) continue;
         if (p >= page_count) {
-          AddError(fc, options, absl::StrFormat("page %u is allocated but lies past the end of the "
-                                                "file (%u pages): the file is truncated",
-                                                p, page_count));
+          AddError(fc, options,
+                   absl::StrFormat("page %u is allocated but lies past the end of the "
+                                   "file (%u pages): the file is truncated",
+                                   p, page_count));
           break;
         }
         if (zero[p]) {
-          AddError(fc, options, absl::StrFormat("page %u (offset %u) is allocated but was never "
-                                                "written (a lost write)",
-                                                p, p * page_size));
+          AddError(fc, options,
+                   absl::StrFormat("page %u (offset %u) is allocated but was never "
+                                   "written (a lost write)",
+                                   p, p * page_size));
         }
       }
     }
@@ -264,15 +273,18 @@ void CheckLog(const std::string& path, const CheckOptions& options, FileCheck& f
   const bool is_open = !gen.has_value();
   if (gen) {
     if (*gen != scan->header.generation) {
-      AddError(fc, options, absl::StrFormat("file name says generation 0x%08X, the header 0x%08X",
-                                            *gen, scan->header.generation));
+      AddError(fc, options,
+               absl::StrFormat("file name says generation 0x%08X, the header 0x%08X", *gen,
+                               scan->header.generation));
     }
   }
   absl::Status s = is_open ? CheckOpenLog(*scan) : CheckClosedLog(*scan);
   if (!s.ok()) AddError(fc, options, std::string(s.message()));
   if (is_open && scan->tail == LogFileScan::Tail::kTorn) {
-    fc.warnings.push_back(absl::StrCat("torn tail after the last record (a crash mid-write; "
-                                       "recovery ignores it): ", scan->tail_detail));
+    fc.warnings.push_back(
+        absl::StrCat("torn tail after the last record (a crash mid-write; "
+                     "recovery ignores it): ",
+                     scan->tail_detail));
   }
   for (const auto& r : scan->records) {
     absl::Status body;
@@ -316,8 +328,9 @@ void CheckCheckpoint(const std::string& path, const CheckOptions& options, FileC
   }
   for (int i = 0; i < 2; ++i) {
     if (!read->copy_status[i].ok()) {
-      AddError(fc, options, absl::StrCat(read->copy_status[i].message(),
-                                         " (the other copy is intact and was used)"));
+      AddError(
+          fc, options,
+          absl::StrCat(read->copy_status[i].message(), " (the other copy is intact and was used)"));
     }
   }
   fc.summary = absl::StrCat("checkpoint at ", read->checkpoint.position.ToString());
@@ -327,7 +340,8 @@ absl::StatusOr<std::vector<std::string>> ExpandPaths(const std::vector<std::stri
   std::vector<std::string> out;
   for (const auto& p : paths) {
     struct stat st;
-    if (::stat(p.c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat(p, ": no such file or directory"));
+    if (::stat(p.c_str(), &st) != 0)
+      return absl::NotFoundError(absl::StrCat(p, ": no such file or directory"));
     if (!S_ISDIR(st.st_mode)) {
       out.push_back(p);
       continue;
@@ -368,8 +382,9 @@ absl::StatusOr<CheckReport> CheckFiles(const std::vector<std::string>& paths,
       // A log being created when the process stopped: never holds committed
       // records (they go to <prefix>.log only after the rename).
       fc.kind = "temporary log";
-      fc.warnings.push_back("left by an interrupted log creation; holds no transactions and is "
-                            "removed when the unit next starts");
+      fc.warnings.push_back(
+          "left by an interrupted log creation; holds no transactions and is "
+          "removed when the unit next starts");
       report.files.push_back(std::move(fc));
       continue;
     }
@@ -401,9 +416,10 @@ absl::StatusOr<CheckReport> CheckFiles(const std::vector<std::string>& paths,
     if (!cur.has_prev_link || cur.prev_link != prev.hash) {
       for (auto& fc : report.files) {
         if (fc.path == cur.path) {
-          AddError(fc, options, absl::StrFormat("link hash does not match generation 0x%08X (%s): "
-                                                "the streams diverged here",
-                                                prev.generation, prev.path));
+          AddError(fc, options,
+                   absl::StrFormat("link hash does not match generation 0x%08X (%s): "
+                                   "the streams diverged here",
+                                   prev.generation, prev.path));
         }
       }
     }
@@ -435,15 +451,16 @@ std::string FormatCheckReport(const CheckReport& report, bool verbose) {
   if (clean_logs == 1) {
     absl::StrAppend(&out, "OK       ", first_log, "  (log)\n");
   } else if (clean_logs > 1) {
-    absl::StrAppend(&out, "OK       ", clean_logs, " logs, every record and link valid: ", first_log,
-                    " ... ", BaseName(last_log), "\n");
+    absl::StrAppend(&out, "OK       ", clean_logs,
+                    " logs, every record and link valid: ", first_log, " ... ", BaseName(last_log),
+                    "\n");
   }
-  absl::StrAppend(&out, absl::StrFormat("%s: %u file(s), %u damaged; %.1f MB checked in %.3f s "
-                                        "(%.0f MB/s)\n",
-                                        damaged == 0 ? "clean" : "CORRUPTION FOUND",
-                                        report.files.size(), damaged,
-                                        static_cast<double>(report.bytes) / 1e6, report.seconds,
-                                        report.MegabytesPerSecond()));
+  absl::StrAppend(&out,
+                  absl::StrFormat("%s: %u file(s), %u damaged; %.1f MB checked in %.3f s "
+                                  "(%.0f MB/s)\n",
+                                  damaged == 0 ? "clean" : "CORRUPTION FOUND", report.files.size(),
+                                  damaged, static_cast<double>(report.bytes) / 1e6, report.seconds,
+                                  report.MegabytesPerSecond()));
   return out;
 }
 

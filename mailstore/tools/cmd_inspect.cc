@@ -125,8 +125,8 @@ int CmdHeader(const std::vector<std::string>& args, std::ostream& out, std::ostr
     line("State:", DbStateName(h.state));
     line("Log required:", absl::StrFormat("0x%08X-0x%08X", h.log_required_min, h.log_required_max));
     line("Log committed:", absl::StrFormat("0x%08X", h.log_committed));
-    line("Last consistent:", absl::StrCat(h.consistent_lsn.ToString(), " at ",
-                                          FormatTimeMicros(h.consistent_time_us)));
+    line("Last consistent:",
+         absl::StrCat(h.consistent_lsn.ToString(), " at ", FormatTimeMicros(h.consistent_time_us)));
     line("Last attach:", absl::StrCat(h.last_attach_lsn.ToString(), " at ",
                                       FormatTimeMicros(h.last_attach_time_us)));
     line("DB time:", absl::StrCat(h.dbtime));
@@ -177,8 +177,9 @@ int CmdLogs(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       return kExitFailure;
     }
     if (prefixes->size() != 1) {
-      err << "mailstore-util logs: " << (prefixes->empty() ? "no log files in " : "several log streams in ")
-          << dir << "; name one with --prefix\n";
+      err << "mailstore-util logs: "
+          << (prefixes->empty() ? "no log files in " : "several log streams in ") << dir
+          << "; name one with --prefix\n";
       return prefixes->empty() ? kExitFailure : kExitUsage;
     }
     prefix = prefixes->front();

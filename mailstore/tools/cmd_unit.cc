@@ -31,7 +31,8 @@ absl::StatusOr<std::string> FindPrefix(const std::string& system_dir, const std:
     auto names = ListDirectory(system_dir);
     if (names.ok()) {
       for (const auto& n : *names) {
-        if (n.size() > 4 && n.substr(n.size() - 4) == ".chk") prefixes.push_back(n.substr(0, n.size() - 4));
+        if (n.size() > 4 && n.substr(n.size() - 4) == ".chk")
+          prefixes.push_back(n.substr(0, n.size() - 4));
       }
     }
   }
@@ -42,8 +43,8 @@ absl::StatusOr<std::string> FindPrefix(const std::string& system_dir, const std:
   }
   if (prefixes.size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        prefixes.empty() ? "no checkpoint or log files found" : "several log streams found",
-        " in ", log_dir, "; name the stream with --prefix"));
+        prefixes.empty() ? "no checkpoint or log files found" : "several log streams found", " in ",
+        log_dir, "; name the stream with --prefix"));
   }
   return prefixes.front();
 }
@@ -60,7 +61,8 @@ absl::StatusOr<dagvault::v1::UnitConfig> LoadUnit(const CliArgs& args) {
 }  // namespace
 
 int CmdRecover(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  auto parsed = CliArgs::Parse(args, {{"system", "logs", "db", "to-generation", "prefix"}, {"hard", "json"}});
+  auto parsed =
+      CliArgs::Parse(args, {{"system", "logs", "db", "to-generation", "prefix"}, {"hard", "json"}});
   if (!parsed.ok()) return UsageError(err, parsed.status(), "recover");
   RecoveryRequest req;
   req.system_dir = parsed->GetOr("system", "");
@@ -152,10 +154,10 @@ int CmdCreate(const std::vector<std::string>& args, std::ostream& out, std::ostr
     return kExitFailure;
   }
   const ResolvedUnit& unit = (*engine)->unit();
-  out << "created unit " << unit.name << " (" << (unit.databases.size() == 1 ? "database" : "storage group")
-      << " mode, log prefix " << unit.log_prefix << ", page size " << unit.page_size
-      << ", log size " << unit.log_file_size << (unit.circular_logging ? ", circular logging" : "")
-      << ")\n";
+  out << "created unit " << unit.name << " ("
+      << (unit.databases.size() == 1 ? "database" : "storage group") << " mode, log prefix "
+      << unit.log_prefix << ", page size " << unit.page_size << ", log size " << unit.log_file_size
+      << (unit.circular_logging ? ", circular logging" : "") << ")\n";
   for (const auto& db : unit.databases) out << "  database " << db.name << ": " << db.path << "\n";
   out << "  logs: " << unit.log_dir << "\n  checkpoint: " << unit.CheckpointPath() << "\n";
   return kExitOk;
@@ -172,10 +174,13 @@ int CmdFill(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto threads = parsed->GetUint("threads", 4);
   auto seed = parsed->GetUint("seed", 1);
   auto mix = SizeMix::Parse(parsed->GetOr("size-mix", "2k:50,8k:30,75k:15,1m:5"));
-  for (const absl::Status& s : {items.status(), mailboxes.status(), threads.status(), seed.status(), mix.status()}) {
+  for (const absl::Status& s :
+       {items.status(), mailboxes.status(), threads.status(), seed.status(), mix.status()}) {
     if (!s.ok()) return UsageError(err, s, "fill");
   }
-  if (*mailboxes == 0 || *threads == 0) return UsageError(err, absl::InvalidArgumentError("--mailboxes and --threads must be at least 1"), "fill");
+  if (*mailboxes == 0 || *threads == 0)
+    return UsageError(
+        err, absl::InvalidArgumentError("--mailboxes and --threads must be at least 1"), "fill");
   auto engine = Engine::Open(*config);
   if (!engine.ok()) {
     err << "mailstore-util fill: " << engine.status().message() << "\n";
@@ -186,14 +191,17 @@ int CmdFill(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   std::vector<uint32_t> targets;
   if (auto name = parsed->Get("database")) {
     const int db = e.DatabaseIndex(*name);
-    if (db < 0) return UsageError(err, absl::NotFoundError(absl::StrCat("no database named ", *name)), "fill");
+    if (db < 0)
+      return UsageError(err, absl::NotFoundError(absl::StrCat("no database named ", *name)),
+                        "fill");
     targets.push_back(static_cast<uint32_t>(db));
   } else {
     for (uint32_t db = 0; db < e.unit().databases.size(); ++db) targets.push_back(db);
   }
   // New item ids continue after the items already there, so repeated fills add.
   uint64_t start_item = 0;
-  for (uint32_t db : targets) start_item = std::max(start_item, e.Meta(db).value_or(MetaInfo{}).item_count);
+  for (uint32_t db : targets)
+    start_item = std::max(start_item, e.Meta(db).value_or(MetaInfo{}).item_count);
   std::atomic<uint64_t> next{0}, bytes{0};
   std::atomic<bool> failed{false};
   std::string first_error;
@@ -221,13 +229,15 @@ int CmdFill(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   const double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
   absl::Status closed = e.Close();
   if (failed || !closed.ok()) {
-    err << "mailstore-util fill: " << (failed ? first_error : std::string(closed.message())) << "\n";
+    err << "mailstore-util fill: " << (failed ? first_error : std::string(closed.message()))
+        << "\n";
     return kExitFailure;
   }
-  out << absl::StrFormat("wrote %u items (%.1f MB, mix %s) to %u database(s) in %.2f s: %.0f items/s, "
-                         "%.1f MB/s\n",
-                         *items, static_cast<double>(bytes) / 1e6, mix->ToString(), targets.size(),
-                         seconds, *items / seconds, static_cast<double>(bytes) / 1e6 / seconds);
+  out << absl::StrFormat(
+      "wrote %u items (%.1f MB, mix %s) to %u database(s) in %.2f s: %.0f items/s, "
+      "%.1f MB/s\n",
+      *items, static_cast<double>(bytes) / 1e6, mix->ToString(), targets.size(), seconds,
+      *items / seconds, static_cast<double>(bytes) / 1e6 / seconds);
   out << "unit " << e.unit().name << " shut down cleanly\n";
   return kExitOk;
 }

@@ -32,9 +32,9 @@ absl::StatusOr<SizeMix> SizeMix::Parse(const std::string& spec) {
     double weight = 1;
     if (fields.size() > 2 || !ParseSize(fields[0], &size) ||
         (fields.size() == 2 && (!absl::SimpleAtod(fields[1], &weight) || weight <= 0))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "size mix \"", spec, "\": \"", part,
-          "\" is not SIZE or SIZE:WEIGHT (e.g. 4096, 75k:25, 2m:5)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("size mix \"", spec, "\": \"", part,
+                       "\" is not SIZE or SIZE:WEIGHT (e.g. 4096, 75k:25, 2m:5)"));
     }
     mix.total_ += weight;
     mix.entries_.emplace_back(size, mix.total_);
@@ -71,8 +71,8 @@ std::string SizeMix::ToString() const {
 }
 
 void FillMailLikeBytes(std::mt19937_64& rng, size_t size, std::string* out) {
-  static const char kWords[][10] = {"the ",   "meeting ", "budget ", "please ", "review ",
-                                    "attached ", "thanks ", "regards ", "quarter ", "report\n"};
+  static const char kWords[][10] = {"the ",      "meeting ", "budget ",  "please ",  "review ",
+                                    "attached ", "thanks ",  "regards ", "quarter ", "report\n"};
   out->clear();
   out->reserve(size);
   while (out->size() < size) {

@@ -14,17 +14,34 @@ struct Command {
 
 const std::map<std::string, Command>& Commands() {
   static const auto* commands = new std::map<std::string, Command>{
-      {"header", {CmdHeader, "header FILE.edb [--json]              print every header field (eseutil /mh)"}},
-      {"check", {CmdCheck, "check [--deep] FILE|DIR...            verify pages, log records, checkpoints (eseutil /k)"}},
-      {"logs", {CmdLogs, "logs DIR [--prefix E00] [--json]      list generations, signatures, links, gaps (eseutil /ml)"}},
-      {"recover", {CmdRecover, "recover --system DIR --logs DIR --db FILE... [--to-generation G] [--hard]\n"
-                               "                                        soft or hard recovery (eseutil /r)"}},
-      {"digest", {CmdDigest, "digest --db FILE... [--json]          SHA-256 over all items of consistent databases"}},
-      {"create", {CmdCreate, "create --config UNIT.conf             create a unit's databases and first log"}},
-      {"fill", {CmdFill, "fill --config UNIT.conf --items N [--size-mix MIX] [--mailboxes M] [--threads T]\n"
-                         "                                        write items directly into a stopped unit"}},
-      {"bench", {CmdBench, "bench [--size-mix MIX] [--items N] [--threads T] [--check-gib G]\n"
-                           "                                        commit and check throughput"}},
+      {"header",
+       {CmdHeader, "header FILE.edb [--json]              print every header field (eseutil /mh)"}},
+      {"check",
+       {CmdCheck,
+        "check [--deep] FILE|DIR...            verify pages, log records, checkpoints (eseutil "
+        "/k)"}},
+      {"logs",
+       {CmdLogs,
+        "logs DIR [--prefix E00] [--json]      list generations, signatures, links, gaps (eseutil "
+        "/ml)"}},
+      {"recover",
+       {CmdRecover,
+        "recover --system DIR --logs DIR --db FILE... [--to-generation G] [--hard]\n"
+        "                                        soft or hard recovery (eseutil /r)"}},
+      {"digest",
+       {CmdDigest,
+        "digest --db FILE... [--json]          SHA-256 over all items of consistent databases"}},
+      {"create",
+       {CmdCreate,
+        "create --config UNIT.conf             create a unit's databases and first log"}},
+      {"fill",
+       {CmdFill,
+        "fill --config UNIT.conf --items N [--size-mix MIX] [--mailboxes M] [--threads T]\n"
+        "                                        write items directly into a stopped unit"}},
+      {"bench",
+       {CmdBench,
+        "bench [--size-mix MIX] [--items N] [--threads T] [--check-gib G]\n"
+        "                                        commit and check throughput"}},
   };
   return *commands;
 }

@@ -94,7 +94,8 @@ TEST_F(UtilTest, CheckFindsALostWriteOnlyByTheSpaceMap) {
   ASSERT_TRUE(f->WriteAt(9 * 8192, zeros.data(), zeros.size()).ok());
   Result r = Util({"check", Db(0)});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("page 9 (offset 73728) is allocated but was never written"), std::string::npos)
+  EXPECT_NE(r.out.find("page 9 (offset 73728) is allocated but was never written"),
+            std::string::npos)
       << r.out;
 }
 
@@ -158,16 +159,17 @@ TEST_F(UtilTest, LogsListsTheStreamAndReportsAGap) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("\"missing_generations\": [\n  3\n ]"), std::string::npos) << r.out;
   r = Util({"logs", Logs()});
-  EXPECT_NE(r.out.find("MISSING generation 0x00000003 (E0000000003.log)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("MISSING generation 0x00000003 (E0000000003.log)"), std::string::npos)
+      << r.out;
 }
 
 TEST_F(UtilTest, HeaderPrintsEveryFieldAndJson) {
   Result r = Util({"header", Db(1)});
   ASSERT_EQ(r.code, 0) << r.err;
-  for (const char* field : {"State:", "CleanShutdown", "Log required:", "Log committed:",
-                            "Last consistent:", "DB signature:", "Log signature:",
-                            "Previous full:", "Previous incremental:", "Previous differential:",
-                            "Previous copy:", "Shadow copies:"}) {
+  for (const char* field :
+       {"State:", "CleanShutdown", "Log required:", "Log committed:", "Last consistent:",
+        "DB signature:", "Log signature:", "Previous full:", "Previous incremental:",
+        "Previous differential:", "Previous copy:", "Shadow copies:"}) {
     EXPECT_NE(r.out.find(field), std::string::npos) << field;
   }
   r = Util({"header", Db(1), "--json"});
@@ -191,8 +193,8 @@ TEST_F(UtilTest, DigestIsStableAndRefusesAnInconsistentDatabase) {
   Result dirty = Util({"digest", "--db", Db(0)});
   EXPECT_EQ(dirty.code, 1);
   EXPECT_NE(dirty.err.find("run mailstore-util recover first"), std::string::npos) << dirty.err;
-  Result rec = Util({"recover", "--system", dir_.Sub("unit"), "--logs", Logs(), "--db", Db(0),
-                    "--db", Db(1)});
+  Result rec = Util(
+      {"recover", "--system", dir_.Sub("unit"), "--logs", Logs(), "--db", Db(0), "--db", Db(1)});
   ASSERT_EQ(rec.code, 0) << rec.out << rec.err;
   EXPECT_NE(rec.out.find("soft recovery"), std::string::npos) << rec.out;
   Result after = Util({"digest", "--db", Db(0)});
@@ -202,7 +204,7 @@ TEST_F(UtilTest, DigestIsStableAndRefusesAnInconsistentDatabase) {
 TEST_F(UtilTest, RecoverRefusalSaysNothingWasWritten) {
   fs::remove(Logs() + "/" + LogFileName("E00", 2));
   Result r = Util({"recover", "--logs", Logs(), "--db", Db(0), "--db", Db(1), "--hard",
-                  "--to-generation", "4"});
+                   "--to-generation", "4"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("nothing was written"), std::string::npos) << r.err;
 }
@@ -227,8 +229,8 @@ TEST_F(UtilTest, CreateNamesTheBadConfigurationField) {
 }
 
 TEST_F(UtilTest, BenchRunsAndPrintsFigures) {
-  Result r = Util({"bench", "--dir", dir_.path(), "--size-mix", "4k", "--items", "300",
-                  "--threads", "2", "--check-gib", "0.01"});
+  Result r = Util({"bench", "--dir", dir_.path(), "--size-mix", "4k", "--items", "300", "--threads",
+                   "2", "--check-gib", "0.01"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("items/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("check "), std::string::npos) << r.out;

@@ -31,7 +31,8 @@ CrashHarness::CrashHarness(const std::string& tag, CrashHarnessOptions options, 
   config_.set_log_file_size(options.log_size);
   config_.set_page_size(options.page_size);
   config_.set_circular_logging(options.circular);
-  for (int i = 0; i < options.databases; ++i) config_.add_databases()->set_name("db" + std::to_string(i));
+  for (int i = 0; i < options.databases; ++i)
+    config_.add_databases()->set_name("db" + std::to_string(i));
   config_path_ = dir_.Sub("unit.conf");
   oracle_path_ = dir_.Sub("oracle.txt");
   // Seeds are printed so a failing run can be repeated.
@@ -46,14 +47,22 @@ void CrashHarness::CreateUnit() {
 
 std::vector<std::string> CrashHarness::WriterArgs() {
   return {BinaryPath("mailstore-crash-writer"),
-          "--config", config_path_,
-          "--oracle", oracle_path_,
-          "--threads", std::to_string(options_.threads),
-          "--seed", std::to_string(rng_() % 1000000),
-          "--run", std::to_string(run_),
-          "--cache-kib", std::to_string(options_.cache_kib),
-          "--flush-ms", std::to_string(options_.flush_ms),
-          "--max-seconds", "4"};
+          "--config",
+          config_path_,
+          "--oracle",
+          oracle_path_,
+          "--threads",
+          std::to_string(options_.threads),
+          "--seed",
+          std::to_string(rng_() % 1000000),
+          "--run",
+          std::to_string(run_),
+          "--cache-kib",
+          std::to_string(options_.cache_kib),
+          "--flush-ms",
+          std::to_string(options_.flush_ms),
+          "--max-seconds",
+          "4"};
 }
 
 void CrashHarness::RunAndKill(int kill_after_ms) {
@@ -97,8 +106,12 @@ std::vector<CrashHarness::Txn> CrashHarness::ReadNewOracleLines() {
       t.state = 'I';
       for (size_t i = 3; i < f.size(); ++i) {
         std::vector<std::string> p = absl::StrSplit(f[i].substr(1), ':');
-        Op op{f[i][0] == 'P', static_cast<uint32_t>(std::stoul(p[0])), std::stoull(p[1]),
-              std::stoull(p[2]), 0, 0};
+        Op op{f[i][0] == 'P',
+              static_cast<uint32_t>(std::stoul(p[0])),
+              std::stoull(p[1]),
+              std::stoull(p[2]),
+              0,
+              0};
         if (op.put) {
           op.size = std::stoull(p[3]);
           op.vseed = std::stoull(p[4]);
@@ -133,8 +146,9 @@ void CrashHarness::RecoverCheckAndVerify() {
   for (int i = 0; i < options_.databases; ++i) {
     dbs.push_back(dir_.Sub("unit/db" + std::to_string(i) + ".edb"));
   }
-  std::vector<std::string> recover = {BinaryPath("mailstore-util"), "recover", "--system",
-                                      dir_.Sub("unit"), "--logs", dir_.Sub("unit/logs")};
+  std::vector<std::string> recover = {
+      BinaryPath("mailstore-util"), "recover", "--system", dir_.Sub("unit"), "--logs",
+      dir_.Sub("unit/logs")};
   for (const auto& db : dbs) {
     recover.push_back("--db");
     recover.push_back(db);
@@ -168,7 +182,8 @@ void CrashHarness::RecoverCheckAndVerify() {
   std::vector<Txn> txns = ReadNewOracleLines();
   std::map<int, std::optional<Txn>> in_flight;
   std::map<int, Model> per_thread;
-  for (const auto& [key, value] : model_) per_thread[static_cast<int>(std::get<1>(key) / 10)][key] = value;
+  for (const auto& [key, value] : model_)
+    per_thread[static_cast<int>(std::get<1>(key) / 10)][key] = value;
   for (const Txn& t : txns) {
     if (t.state == 'A') {
       ASSERT_FALSE(in_flight[t.thread].has_value())
@@ -243,7 +258,8 @@ void CrashHarness::RecoverCheckAndVerify() {
 bool CrashHarness::HasOpenLog() const { return PathExists(dir_.Sub("unit/logs/E00.log")); }
 
 void CrashHarness::CheckAllFiles() {
-  auto c = RunProcess({BinaryPath("mailstore-util"), "check", dir_.Sub("unit"), dir_.Sub("unit/logs")});
+  auto c =
+      RunProcess({BinaryPath("mailstore-util"), "check", dir_.Sub("unit"), dir_.Sub("unit/logs")});
   ASSERT_TRUE(c.ok()) << c.out << c.err;
   auto l = RunProcess({BinaryPath("mailstore-util"), "logs", dir_.Sub("unit/logs")});
   ASSERT_TRUE(l.ok()) << l.out << l.err;

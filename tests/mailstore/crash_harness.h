@@ -64,7 +64,7 @@ class CrashHarness {
     std::vector<Op> ops;
     char state;  // 'I' in flight, 'A' acknowledged, 'X' aborted
   };
-  using Key = std::tuple<uint32_t, uint64_t, uint64_t>;  // db, mailbox, item
+  using Key = std::tuple<uint32_t, uint64_t, uint64_t>;        // db, mailbox, item
   using Model = std::map<Key, std::pair<uint64_t, uint64_t>>;  // size, vseed
 
   std::vector<std::string> WriterArgs();

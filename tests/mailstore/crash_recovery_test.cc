@@ -35,9 +35,11 @@ void RandomKills(const std::string& tag, CrashHarnessOptions options, int iterat
   for (int i = 0; i < iterations; ++i) {
     // Mostly mid-run kills; some very early ones land during open and its
     // recovery-related steps.
-    const int ms = rng() % 8 == 0 ? static_cast<int>(rng() % 40) : 40 + static_cast<int>(rng() % 360);
+    const int ms =
+        rng() % 8 == 0 ? static_cast<int>(rng() % 40) : 40 + static_cast<int>(rng() % 360);
     harness.RunAndKill(ms);
-    ASSERT_NO_FATAL_FAILURE(harness.RecoverCheckAndVerify()) << "iteration " << i << ", kill after " << ms << " ms";
+    ASSERT_NO_FATAL_FAILURE(harness.RecoverCheckAndVerify())
+        << "iteration " << i << ", kill after " << ms << " ms";
   }
   harness.CheckAllFiles();
   std::cout << tag << ": " << iterations << " kills, " << harness.acknowledged()
@@ -64,10 +66,14 @@ TEST(CrashRecovery, KillAtEveryNamedCrashPoint) {
   // Each point with the hits at which to fire: the first time, and later
   // ones where the step repeats within one process.
   const std::vector<std::pair<std::string, std::vector<int>>> kPoints = {
-      {"commit.before_durable", {1, 3, 17}},    {"log.write.before_sync", {1, 3, 17}},
-      {"log.roll.after_seal", {1, 3, 17}},      {"log.roll.after_rename", {1, 3, 17}},
-      {"log.create.before_rename", {1, 3, 17}}, {"lazywriter.mid_flush", {1, 3, 17}},
-      {"checkpoint.before_chk", {1, 3, 17}},    {"checkpoint.before_write", {1, 3, 17}},
+      {"commit.before_durable", {1, 3, 17}},
+      {"log.write.before_sync", {1, 3, 17}},
+      {"log.roll.after_seal", {1, 3, 17}},
+      {"log.roll.after_rename", {1, 3, 17}},
+      {"log.create.before_rename", {1, 3, 17}},
+      {"lazywriter.mid_flush", {1, 3, 17}},
+      {"checkpoint.before_chk", {1, 3, 17}},
+      {"checkpoint.before_write", {1, 3, 17}},
       {"edb.header.between_copies", {1, 3, 17}},
       // Once per open: the previous session's log is sealed and closed.
       {"open.adopt.before_rename", {1}},
@@ -86,7 +92,8 @@ TEST(CrashRecovery, KillAtEveryNamedCrashPoint) {
     }
   }
   // Every point is on the normal write path, so each must have fired.
-  EXPECT_TRUE(not_fired.empty()) << "crash points never reached: " << absl::StrJoin(not_fired, ", ");
+  EXPECT_TRUE(not_fired.empty()) << "crash points never reached: "
+                                 << absl::StrJoin(not_fired, ", ");
   harness.CheckAllFiles();
 }
 
@@ -97,7 +104,8 @@ TEST(CrashRecovery, KillAtCircularDeletion) {
   CrashHarness harness("crash_circular_points", options, Seed());
   harness.CreateUnit();
   for (int hit : {1, 2, 5}) {
-    EXPECT_TRUE(harness.RunToCrashPoint("checkpoint.before_circular_delete@" + std::to_string(hit)));
+    EXPECT_TRUE(
+        harness.RunToCrashPoint("checkpoint.before_circular_delete@" + std::to_string(hit)));
     ASSERT_NO_FATAL_FAILURE(harness.RecoverCheckAndVerify());
   }
 }

@@ -19,13 +19,6 @@ using testing::MakeUnitConfig;
 using testing::ValueFor;
 namespace fs = std::filesystem;
 
-EngineOptions QuietOptions() {
-  EngineOptions o;
-  o.flush_interval = absl::Milliseconds(50);
-  o.cache_bytes = 4 << 20;
-  return o;
-}
-
 void PutMany(Engine& e, uint32_t db, uint64_t mailbox, uint64_t from, uint64_t n, size_t size) {
   for (uint64_t i = from; i < from + n; ++i) {
     ASSERT_TRUE(e.Put(db, {mailbox, i}, ValueFor(mailbox * 1000003 + i, size + i % 97)).ok());
@@ -46,7 +39,7 @@ TEST(Engine, CreateWriteCloseReopen) {
   auto config = MakeUnitConfig(dir.path());
   Sha256Digest digest;
   {
-    auto e = Engine::Create(config, QuietOptions());
+    auto e = Engine::Create(config, testing::TestEngineOptions());
     ASSERT_TRUE(e.ok()) << e.status();
     PutMany(**e, 0, 1, 0, 300, 100);
     PutMany(**e, 0, 2, 0, 20, 30000);  // long values
@@ -56,7 +49,7 @@ TEST(Engine, CreateWriteCloseReopen) {
   auto header = ReadDbHeaderFromPath(dir.Sub("db0.edb"));
   ASSERT_TRUE(header.ok());
   EXPECT_EQ(header->header.state, DbState::kCleanShutdown);
-  auto e = Engine::Open(config, QuietOptions());
+  auto e = Engine::Open(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok()) << e.status();
   ExpectMany(**e, 0, 1, 0, 300, 100);
   ExpectMany(**e, 0, 2, 0, 20, 30000);
@@ -69,11 +62,11 @@ TEST(Engine, CreateRefusesExistingFiles) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path());
   {
-    auto e = Engine::Create(config, QuietOptions());
+    auto e = Engine::Create(config, testing::TestEngineOptions());
     ASSERT_TRUE(e.ok());
     ASSERT_TRUE((*e)->Close().ok());
   }
-  auto again = Engine::Create(config, QuietOptions());
+  auto again = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_NE(again.status().message().find("db0.edb"), std::string::npos) << again.status();
@@ -82,9 +75,9 @@ TEST(Engine, CreateRefusesExistingFiles) {
 TEST(Engine, SecondOpenerIsRefusedWhileTheFirstRuns) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path());
-  auto e = Engine::Create(config, QuietOptions());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
-  auto second = Engine::Open(config, QuietOptions());
+  auto second = Engine::Open(config, testing::TestEngineOptions());
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(second.status().message().find("in use"), std::string::npos);
@@ -95,7 +88,7 @@ TEST(Engine, CrashWithoutCloseIsRecoveredOnOpen) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path());
   {
-    auto e = Engine::Create(config, QuietOptions());
+    auto e = Engine::Create(config, testing::TestEngineOptions());
     ASSERT_TRUE(e.ok());
     PutMany(**e, 0, 1, 0, 500, 200);
     PutMany(**e, 0, 3, 0, 10, 50000);
@@ -103,7 +96,7 @@ TEST(Engine, CrashWithoutCloseIsRecoveredOnOpen) {
     // Destroyed without Close: like a crash after the last commit.
   }
   EXPECT_EQ(ReadDbHeaderFromPath(dir.Sub("db0.edb"))->header.state, DbState::kDirtyShutdown);
-  auto e = Engine::Open(config, QuietOptions());
+  auto e = Engine::Open(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok()) << e.status();
   ExpectMany(**e, 0, 1, 0, 7, 200);
   ExpectMany(**e, 0, 1, 8, 492, 200);
@@ -115,7 +108,7 @@ TEST(Engine, CrashWithoutCloseIsRecoveredOnOpen) {
 TEST(Engine, AbortedTransactionLeavesNoTrace) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path());
-  auto e = Engine::Create(config, QuietOptions());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE((*e)->Put(0, {1, 1}, "kept").ok());
   auto before = *(*e)->Digest(0);
@@ -131,7 +124,7 @@ TEST(Engine, AbortedTransactionLeavesNoTrace) {
   // Space the aborted transaction took is still free to use.
   ASSERT_TRUE((*e)->Put(0, {2, 2}, ValueFor(2, 5000)).ok());
   ASSERT_TRUE((*e)->Close().ok());
-  auto reopened = Engine::Open(config, QuietOptions());
+  auto reopened = Engine::Open(config, testing::TestEngineOptions());
   ASSERT_TRUE(reopened.ok());
   EXPECT_FALSE((*(*reopened)->Get(0, {9, 3})).has_value());
   EXPECT_EQ(**(*reopened)->Get(0, {1, 1}), "kept");
@@ -142,7 +135,7 @@ TEST(Engine, StorageGroupSharesOneLogStreamAcrossDatabases) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path(), /*databases=*/2);
   {
-    auto e = Engine::Create(config, QuietOptions());
+    auto e = Engine::Create(config, testing::TestEngineOptions());
     ASSERT_TRUE(e.ok());
     auto txn = (*e)->Begin();
     ASSERT_TRUE((*txn)->Put(0, {1, 1}, "in db0").ok());
@@ -157,7 +150,7 @@ TEST(Engine, StorageGroupSharesOneLogStreamAcrossDatabases) {
   auto logs = ListLogStream(dir.path(), "E00");
   ASSERT_TRUE(logs.ok());
   EXPECT_TRUE(logs->current.has_value());
-  auto e = Engine::Open(config, QuietOptions());
+  auto e = Engine::Open(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(**(*e)->Get(0, {1, 1}), "in db0");
   EXPECT_EQ(**(*e)->Get(1, {1, 1}), "in db1");
@@ -168,7 +161,7 @@ TEST(Engine, StorageGroupSharesOneLogStreamAcrossDatabases) {
 TEST(Engine, LogsRollWithContiguousLinkedGenerations) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path(), 1, 64 << 10);
-  auto e = Engine::Create(config, QuietOptions());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
   PutMany(**e, 0, 1, 0, 400, 1500);
   ASSERT_TRUE((*e)->RollLog().ok());
@@ -194,7 +187,7 @@ TEST(Engine, LogsRollWithContiguousLinkedGenerations) {
 TEST(Engine, CircularLoggingDeletesLogsBelowTheCheckpoint) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path(), 1, 64 << 10, /*circular=*/true);
-  auto e = Engine::Create(config, QuietOptions());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
   for (int round = 0; round < 10; ++round) {
     PutMany(**e, 0, round, 0, 60, 2000);
@@ -207,7 +200,7 @@ TEST(Engine, CircularLoggingDeletesLogsBelowTheCheckpoint) {
   for (const auto& [gen, path] : logs->closed) EXPECT_GE(gen, checkpoint_gen) << path;
   EXPECT_LE(logs->closed.size(), 2u);
   ASSERT_TRUE((*e)->Close().ok());
-  auto reopened = Engine::Open(config, QuietOptions());
+  auto reopened = Engine::Open(config, testing::TestEngineOptions());
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   ExpectMany(**reopened, 0, 9, 0, 60, 2000);
   ASSERT_TRUE((*reopened)->Close().ok());
@@ -216,7 +209,7 @@ TEST(Engine, CircularLoggingDeletesLogsBelowTheCheckpoint) {
 TEST(Engine, SmallChangeDirtiesFewPagesAndLogsFewBytes) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path(), 1, 1 << 20);
-  auto e = Engine::Create(config, QuietOptions());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
   PutMany(**e, 0, 1, 0, 5000, 300);
   ASSERT_TRUE((*e)->FlushNow().ok());
@@ -234,7 +227,7 @@ TEST(Engine, SmallChangeDirtiesFewPagesAndLogsFewBytes) {
 TEST(Engine, ConcurrentWritersAllCommit) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path(), 1, 256 << 10);
-  auto e = Engine::Create(config, QuietOptions());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
   std::vector<std::thread> threads;
   for (uint64_t t = 0; t < 4; ++t) {
@@ -261,7 +254,7 @@ TEST(Engine, DamagedPageIsReportedByFileAndPage) {
   TempDir dir("engine");
   auto config = MakeUnitConfig(dir.path());
   {
-    auto e = Engine::Create(config, QuietOptions());
+    auto e = Engine::Create(config, testing::TestEngineOptions());
     ASSERT_TRUE(e.ok());
     PutMany(**e, 0, 1, 0, 2000, 100);
     ASSERT_TRUE((*e)->Close().ok());
@@ -275,7 +268,7 @@ TEST(Engine, DamagedPageIsReportedByFileAndPage) {
     byte ^= 1;
     ASSERT_TRUE(f->WriteAt(10 * 8192 + 4000, &byte, 1).ok());
   }
-  auto e = Engine::Open(config, QuietOptions());
+  auto e = Engine::Open(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
   absl::Status first_error;
   for (uint64_t i = 0; i < 2000 && first_error.ok(); ++i) {
@@ -292,13 +285,13 @@ TEST(Engine, BadConfigurationNamesTheField) {
   auto config = MakeUnitConfig(dir.path());
   config.set_page_size(6000);
   config.set_log_prefix("E-0");
-  auto e = Engine::Create(config, QuietOptions());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("field 'page_size'"), std::string::npos) << e.status();
   EXPECT_NE(e.status().message().find("field 'log_prefix'"), std::string::npos) << e.status();
   auto two = MakeUnitConfig(dir.path(), 2);
   two.set_mode(dagvault::v1::UnitConfig::DATABASE);
-  e = Engine::Create(two, QuietOptions());
+  e = Engine::Create(two, testing::TestEngineOptions());
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("exactly one database"), std::string::npos) << e.status();
 }

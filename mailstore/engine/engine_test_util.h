@@ -4,7 +4,9 @@
 #include <random>
 #include <string>
 
+#include "absl/time/time.h"
 #include "dagvault/v1/mailstore.pb.h"
+#include "mailstore/engine/engine.h"
 
 namespace dagvault::mailstore::testing {
 
@@ -25,6 +27,16 @@ inline dagvault::v1::UnitConfig MakeUnitConfig(const std::string& dir, int datab
     db->set_name("db" + std::to_string(i));
   }
   return c;
+}
+
+// Engine options for tests: a small cache, and the lazy writer every
+// `flush_interval` (an hour: only when the test calls FlushNow).
+inline EngineOptions TestEngineOptions(absl::Duration flush_interval = absl::Milliseconds(50),
+                                       size_t cache_bytes = 4 << 20) {
+  EngineOptions o;
+  o.flush_interval = flush_interval;
+  o.cache_bytes = cache_bytes;
+  return o;
 }
 
 // Deterministic value bytes: the same seed always gives the same value.

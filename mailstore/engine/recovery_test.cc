@@ -22,13 +22,6 @@ using testing::MakeUnitConfig;
 using testing::ValueFor;
 namespace fs = std::filesystem;
 
-EngineOptions NoBackgroundFlush() {
-  EngineOptions o;
-  o.flush_interval = absl::Hours(1);  // the test decides when pages are written
-  o.cache_bytes = 8 << 20;
-  return o;
-}
-
 // Digest of a database file read offline.
 Sha256Digest OfflineDigest(const std::string& path) {
   auto db = DatabaseFile::Open(path, false);
@@ -60,7 +53,7 @@ class HistoryTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     config_ = MakeUnitConfig(dir_.Sub("live"), 1, 64 << 10);
-    auto e = Engine::Create(config_, NoBackgroundFlush());
+    auto e = Engine::Create(config_, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
     Write(0);
@@ -75,7 +68,7 @@ class HistoryTest : public ::testing::TestWithParam<bool> {
     fs::create_directories(dir_.Sub("base"));
     fs::copy_file(dir_.Sub("live/db0.edb"), dir_.Sub("base/db0.edb"));
     if (!dirty_base) {
-      auto e2 = Engine::Open(config_, NoBackgroundFlush());
+      auto e2 = Engine::Open(config_, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
       ASSERT_TRUE(e2.ok()) << e2.status();
       engine_ = std::move(*e2);
     }
@@ -178,7 +171,7 @@ TEST_P(HistoryTest, OpeningAfterPointInTimeRecoveryRefusesLaterLogs) {
   ASSERT_TRUE(report.ok()) << report.status();
   auto config = MakeUnitConfig(r, 1, 64 << 10);
   config.set_log_dir(r + "/logs");
-  auto e = Engine::Open(config, NoBackgroundFlush());
+  auto e = Engine::Open(config, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("committed after"), std::string::npos) << e.status();
 }
@@ -189,7 +182,7 @@ INSTANTIATE_TEST_SUITE_P(Base, HistoryTest, ::testing::Values(false, true),
 TEST(Recovery, DirtyBaseCannotStopBeforeItsRequiredGeneration) {
   TempDir dir("recovery");
   auto config = MakeUnitConfig(dir.Sub("live"), 1, 64 << 10);
-  auto e = Engine::Create(config, NoBackgroundFlush());
+  auto e = Engine::Create(config, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
   ASSERT_TRUE(e.ok());
   for (uint64_t i = 0; i < 200; ++i) ASSERT_TRUE((*e)->Put(0, {1, i}, ValueFor(i, 1500)).ok());
   ASSERT_TRUE((*e)->FlushNow().ok());
@@ -215,7 +208,8 @@ TEST(Recovery, DirtyBaseCannotStopBeforeItsRequiredGeneration) {
 TEST(Recovery, LogsOfAnotherStreamAreRefused) {
   TempDir dir("recovery");
   for (const char* unit : {"a", "b"}) {
-    auto e = Engine::Create(MakeUnitConfig(dir.Sub(unit)), NoBackgroundFlush());
+    auto e = Engine::Create(MakeUnitConfig(dir.Sub(unit)),
+                            testing::TestEngineOptions(absl::Hours(1), 8 << 20));
     ASSERT_TRUE(e.ok());
     ASSERT_TRUE((*e)->Put(0, {1, 1}, unit).ok());
     ASSERT_TRUE((*e)->Close().ok());
@@ -238,7 +232,7 @@ TEST(Recovery, DatabaseWithAnotherSignatureIsRefused) {
   TempDir dir("recovery");
   auto config = MakeUnitConfig(dir.path());
   {
-    auto e = Engine::Create(config, NoBackgroundFlush());
+    auto e = Engine::Create(config, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
     ASSERT_TRUE(e.ok());
     ASSERT_TRUE((*e)->Put(0, {1, 1}, "x").ok());
     ASSERT_TRUE((*e)->Close().ok());
@@ -271,7 +265,7 @@ TEST(Recovery, DivergedStreamsAreRefusedAtTheGenerationWhereTheyDiverge) {
   TempDir dir("recovery");
   auto config_a = MakeUnitConfig(dir.Sub("a"), 1, 64 << 10);
   {
-    auto e = Engine::Create(config_a, NoBackgroundFlush());
+    auto e = Engine::Create(config_a, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
     ASSERT_TRUE(e.ok());
     for (uint64_t i = 0; i < 50; ++i) ASSERT_TRUE((*e)->Put(0, {1, i}, ValueFor(i, 800)).ok());
     ASSERT_TRUE((*e)->Close().ok());
@@ -283,7 +277,7 @@ TEST(Recovery, DivergedStreamsAreRefusedAtTheGenerationWhereTheyDiverge) {
   auto config_b = MakeUnitConfig(dir.Sub("b"), 1, 64 << 10);
   Generation diverged = 0;
   for (auto* cfg : {&config_a, &config_b}) {
-    auto e = Engine::Open(*cfg, NoBackgroundFlush());
+    auto e = Engine::Open(*cfg, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
     ASSERT_TRUE(e.ok()) << e.status();
     diverged = (*e)->current_generation();
     for (uint64_t i = 0; i < 60; ++i) {

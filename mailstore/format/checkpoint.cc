@@ -34,18 +34,14 @@ void EncodeCopy(const Checkpoint& c, uint32_t index, uint8_t* p) {
   std::memcpy(p + coff::kMagic, kChkMagic, 8);
   StoreU32(p + coff::kVersion, c.format_version);
   StoreU32(p + coff::kCopyIndex, index);
-  std::memcpy(p + coff::kSignature, c.log_signature.random.data(), 16);
-  StoreU64(p + coff::kSignature + 16, static_cast<uint64_t>(c.log_signature.created_us));
+  StoreSignature(p + coff::kSignature, c.log_signature);
   StoreU64(p + coff::kPosition, c.position.Pack());
   StoreU64(p + coff::kTime, static_cast<uint64_t>(c.time_us));
   StoreU64(p + coff::kUpdateCount, c.update_count);
   const uint32_t count = static_cast<uint32_t>(std::min<size_t>(c.databases.size(), kMaxDatabases));
   StoreU32(p + coff::kDbCount, count);
   for (uint32_t i = 0; i < count; ++i) {
-    uint8_t* e = p + coff::kDbs + i * 32;
-    StoreU32(e, c.databases[i].index);
-    std::memcpy(e + 8, c.databases[i].signature.random.data(), 16);
-    StoreU64(e + 24, static_cast<uint64_t>(c.databases[i].signature.created_us));
+    StoreAttachedDatabase(p + coff::kDbs + i * kAttachedDatabaseSize, c.databases[i]);
   }
   StoreU32(p + coff::kCrc, Crc32c(p, kCheckpointCopySize));
 }
@@ -76,8 +72,7 @@ absl::StatusOr<Checkpoint> DecodeCopy(const uint8_t* p, uint32_t index) {
     return absl::DataLossError(
         absl::StrFormat("copy %u: says it is copy %u", index, LoadU32(p + coff::kCopyIndex)));
   }
-  std::memcpy(c.log_signature.random.data(), p + coff::kSignature, 16);
-  c.log_signature.created_us = static_cast<int64_t>(LoadU64(p + coff::kSignature + 16));
+  c.log_signature = LoadSignature(p + coff::kSignature);
   c.position = Lsn::Unpack(LoadU64(p + coff::kPosition));
   c.time_us = static_cast<int64_t>(LoadU64(p + coff::kTime));
   c.update_count = LoadU64(p + coff::kUpdateCount);
@@ -86,12 +81,7 @@ absl::StatusOr<Checkpoint> DecodeCopy(const uint8_t* p, uint32_t index) {
     return absl::DataLossError(absl::StrFormat("copy %u: %u databases", index, count));
   }
   for (uint32_t i = 0; i < count; ++i) {
-    const uint8_t* e = p + coff::kDbs + i * 32;
-    AttachedDatabase db;
-    db.index = LoadU32(e);
-    std::memcpy(db.signature.random.data(), e + 8, 16);
-    db.signature.created_us = static_cast<int64_t>(LoadU64(e + 24));
-    c.databases.push_back(db);
+    c.databases.push_back(LoadAttachedDatabase(p + coff::kDbs + i * kAttachedDatabaseSize));
   }
   return c;
 }

@@ -40,18 +40,6 @@ constexpr uint32_t kName = 264;  // 64 bytes, NUL-padded
 constexpr uint32_t kEnd = 328;
 }  // namespace off
 
-void PutSignature(uint8_t* p, const Signature& s) {
-  std::memcpy(p, s.random.data(), s.random.size());
-  StoreU64(p + 16, static_cast<uint64_t>(s.created_us));
-}
-
-Signature GetSignature(const uint8_t* p) {
-  Signature s;
-  std::memcpy(s.random.data(), p, s.random.size());
-  s.created_us = static_cast<int64_t>(LoadU64(p + 16));
-  return s;
-}
-
 void PutBackup(uint8_t* p, const BackupRecord& b) {
   StoreU32(p, b.low);
   StoreU32(p + 4, b.high);
@@ -71,8 +59,8 @@ void EncodeDbHeader(const DbHeader& h, PageNo which, uint8_t* page) {
   std::memcpy(page + off::kMagic, kDbMagic, 8);
   StoreU32(page + off::kVersion, h.format_version);
   StoreU32(page + off::kPageSize, h.page_size);
-  PutSignature(page + off::kDbSig, h.db_signature);
-  PutSignature(page + off::kLogSig, h.log_signature);
+  StoreSignature(page + off::kDbSig, h.db_signature);
+  StoreSignature(page + off::kLogSig, h.log_signature);
   StoreU32(page + off::kState, static_cast<uint32_t>(h.state));
   StoreU32(page + off::kDbIndex, h.db_index);
   StoreU32(page + off::kLogMin, h.log_required_min);
@@ -98,8 +86,8 @@ DbHeader DecodeFieldsUnchecked(const uint8_t* page) {
   DbHeader h;
   h.format_version = LoadU32(page + off::kVersion);
   h.page_size = LoadU32(page + off::kPageSize);
-  h.db_signature = GetSignature(page + off::kDbSig);
-  h.log_signature = GetSignature(page + off::kLogSig);
+  h.db_signature = LoadSignature(page + off::kDbSig);
+  h.log_signature = LoadSignature(page + off::kLogSig);
   h.state = static_cast<DbState>(LoadU32(page + off::kState));
   h.db_index = LoadU32(page + off::kDbIndex);
   h.log_required_min = LoadU32(page + off::kLogMin);

@@ -32,7 +32,6 @@ constexpr uint32_t kFlags = 88;
 constexpr uint32_t kPageSize = 92;
 constexpr uint32_t kDbCount = 96;
 constexpr uint32_t kDbs = 104;  // kMaxAttached x 32 bytes
-constexpr uint32_t kDbEntrySize = 32;
 }  // namespace hoff
 
 constexpr uint32_t kFlagCircular = 1;
@@ -47,18 +46,6 @@ constexpr uint32_t kOffset = 12;
 constexpr uint32_t kType = 16;
 constexpr uint32_t kDbIndex = 17;
 }  // namespace roff
-
-void PutSignature(uint8_t* p, const Signature& s) {
-  std::memcpy(p, s.random.data(), 16);
-  StoreU64(p + 16, static_cast<uint64_t>(s.created_us));
-}
-
-Signature GetSignature(const uint8_t* p) {
-  Signature s;
-  std::memcpy(s.random.data(), p, 16);
-  s.created_us = static_cast<int64_t>(LoadU64(p + 16));
-  return s;
-}
 
 absl::Status BodyTooShort(const LogRecordView& r, uint32_t want) {
   return absl::DataLossError(absl::StrFormat("log record at %s (%s): body is %u bytes, expected %u",
@@ -95,6 +82,16 @@ const char* RecordTypeName(RecordType type) {
   return "invalid";
 }
 
+void StoreAttachedDatabase(uint8_t* p, const AttachedDatabase& db) {
+  StoreU32(p, db.index);
+  StoreU32(p + 4, 0);
+  StoreSignature(p + 8, db.signature);
+}
+
+AttachedDatabase LoadAttachedDatabase(const uint8_t* p) {
+  return AttachedDatabase{LoadU32(p), LoadSignature(p + 8)};
+}
+
 const AttachedDatabase* LogHeader::FindDatabase(uint32_t index) const {
   for (const auto& db : databases) {
     if (db.index == index) return &db;
@@ -109,7 +106,7 @@ std::string EncodeLogHeader(const LogHeader& h) {
   StoreU32(p + hoff::kVersion, h.format_version);
   StoreU32(p + hoff::kGeneration, h.generation);
   StoreU32(p + hoff::kFileSize, h.file_size);
-  PutSignature(p + hoff::kSignature, h.log_signature);
+  StoreSignature(p + hoff::kSignature, h.log_signature);
   StoreU64(p + hoff::kCreated, static_cast<uint64_t>(h.created_us));
   if (h.has_prev_link) std::memcpy(p + hoff::kPrevLink, h.prev_link.data(), 32);
   StoreU32(p + hoff::kFlags,
@@ -118,9 +115,7 @@ std::string EncodeLogHeader(const LogHeader& h) {
   const uint32_t count = static_cast<uint32_t>(std::min<size_t>(h.databases.size(), kMaxAttached));
   StoreU32(p + hoff::kDbCount, count);
   for (uint32_t i = 0; i < count; ++i) {
-    uint8_t* e = p + hoff::kDbs + i * hoff::kDbEntrySize;
-    StoreU32(e, h.databases[i].index);
-    PutSignature(e + 8, h.databases[i].signature);
+    StoreAttachedDatabase(p + hoff::kDbs + i * kAttachedDatabaseSize, h.databases[i]);
   }
   StoreU32(p + hoff::kCrc, Crc32c(p, kLogHeaderSize));
   return out;
@@ -151,7 +146,7 @@ absl::StatusOr<LogHeader> DecodeLogHeader(const uint8_t* data, size_t size) {
   }
   h.generation = LoadU32(data + hoff::kGeneration);
   h.file_size = LoadU32(data + hoff::kFileSize);
-  h.log_signature = GetSignature(data + hoff::kSignature);
+  h.log_signature = LoadSignature(data + hoff::kSignature);
   h.created_us = static_cast<int64_t>(LoadU64(data + hoff::kCreated));
   const uint32_t flags = LoadU32(data + hoff::kFlags);
   h.circular_logging = (flags & kFlagCircular) != 0;
@@ -163,8 +158,7 @@ absl::StatusOr<LogHeader> DecodeLogHeader(const uint8_t* data, size_t size) {
     return absl::DataLossError(absl::StrFormat("log header: %u attached databases", count));
   }
   for (uint32_t i = 0; i < count; ++i) {
-    const uint8_t* e = data + hoff::kDbs + i * hoff::kDbEntrySize;
-    h.databases.push_back(AttachedDatabase{LoadU32(e), GetSignature(e + 8)});
+    h.databases.push_back(LoadAttachedDatabase(data + hoff::kDbs + i * kAttachedDatabaseSize));
   }
   return h;
 }

@@ -53,6 +53,12 @@ struct AttachedDatabase {
   bool operator==(const AttachedDatabase&) const = default;
 };
 
+// On disk: index u32, 4 zero bytes, signature (32 bytes). Used by the log
+// header and the checkpoint.
+constexpr uint32_t kAttachedDatabaseSize = 32;
+void StoreAttachedDatabase(uint8_t* p, const AttachedDatabase& db);
+AttachedDatabase LoadAttachedDatabase(const uint8_t* p);
+
 struct LogHeader {
   uint32_t format_version = kLogFormatVersion;
   Generation generation = 0;

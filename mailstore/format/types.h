@@ -5,10 +5,12 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "mailstore/format/codec.h"
 
 namespace dagvault::mailstore {
 
@@ -58,6 +60,19 @@ struct Signature {
 
   static absl::StatusOr<Signature> Generate(const Clock& clock);
 };
+
+// On disk a signature is 24 bytes: the random bytes, then the time (i64).
+constexpr uint32_t kSignatureSize = 24;
+inline void StoreSignature(uint8_t* p, const Signature& s) {
+  std::memcpy(p, s.random.data(), s.random.size());
+  StoreU64(p + 16, static_cast<uint64_t>(s.created_us));
+}
+inline Signature LoadSignature(const uint8_t* p) {
+  Signature s;
+  std::memcpy(s.random.data(), p, s.random.size());
+  s.created_us = static_cast<int64_t>(LoadU64(p + 16));
+  return s;
+}
 
 enum class DbState : uint32_t {
   kJustCreated = 1,

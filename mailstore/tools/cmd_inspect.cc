@@ -7,7 +7,6 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "dagvault/v1/mailstore.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "mailstore/engine/database_file.h"
 #include "mailstore/engine/digest.h"
@@ -15,22 +14,13 @@
 #include "mailstore/format/edb_header.h"
 #include "mailstore/format/log_format.h"
 #include "mailstore/tools/check.h"
+#include "mailstore/tools/cli_output.h"
 #include "mailstore/tools/util.h"
 
 namespace dagvault::mailstore {
 namespace {
 
 using google::protobuf::util::TimeUtil;
-
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
-}
 
 void SetTime(int64_t us, google::protobuf::Timestamp* t) {
   *t = TimeUtil::MicrosecondsToTimestamp(us);
@@ -52,11 +42,6 @@ std::string BackupLine(const BackupRecord& b) {
   if (b.time_us == 0 && b.high == 0) return "none";
   return absl::StrFormat("generations 0x%08X-0x%08X at %s%s", b.low, b.high,
                          FormatTimeMicros(b.time_us), b.snapshot ? " (snapshot)" : "");
-}
-
-int UsageError(std::ostream& err, const absl::Status& s, const char* command) {
-  err << "mailstore-util " << command << ": " << s.message() << "\n";
-  return kExitUsage;
 }
 
 }  // namespace

@@ -9,20 +9,15 @@
 #include "common/cli_args.h"
 #include "common/file_util.h"
 #include "common/text_config.h"
-#include "google/protobuf/util/json_util.h"
 #include "mailstore/engine/engine.h"
 #include "mailstore/engine/recovery.h"
 #include "mailstore/format/log_format.h"
+#include "mailstore/tools/cli_output.h"
 #include "mailstore/tools/size_mix.h"
 #include "mailstore/tools/util.h"
 
 namespace dagvault::mailstore {
 namespace {
-
-int UsageError(std::ostream& err, const absl::Status& s, const char* command) {
-  err << "mailstore-util " << command << ": " << s.message() << "\n";
-  return kExitUsage;
-}
 
 // The log prefix of a unit from its checkpoint file or its logs.
 absl::StatusOr<std::string> FindPrefix(const std::string& system_dir, const std::string& log_dir) {
@@ -108,13 +103,7 @@ int CmdRecover(const std::vector<std::string>& args, std::ostream& out, std::ost
     info.set_records_discarded(report->records_discarded);
     info.set_seconds(report->seconds);
     for (const auto& n : report->notes) info.add_notes(n);
-    std::string json;
-    google::protobuf::util::JsonPrintOptions o;
-    o.add_whitespace = true;
-    o.preserve_proto_field_names = true;
-    o.always_print_primitive_fields = true;
-    (void)google::protobuf::util::MessageToJsonString(info, &json, o);
-    out << json << "\n";
+    out << ToJson(info) << "\n";
     return kExitOk;
   }
   for (const auto& note : report->notes) out << "note: " << note << "\n";

@@ -55,6 +55,13 @@ CrashConfig& Config() {
 
 absl::Status ConfigureCrashPoint(absl::string_view spec) { return ParseInto(Config(), spec); }
 
+bool CrashPointWillFire(absl::string_view name) {
+  CrashConfig& c = Config();
+  if (!c.armed.load(std::memory_order_relaxed)) return false;
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.name == name && c.remaining == 1;
+}
+
 void CrashPoint(absl::string_view name) {
   CrashConfig& c = Config();
   if (!c.armed.load(std::memory_order_relaxed)) return;

@@ -18,6 +18,11 @@ absl::Status ConfigureCrashPoint(absl::string_view spec);
 
 void CrashPoint(absl::string_view name);
 
+// True if the next CrashPoint(name) call will kill the process: lets a test
+// build a state no real crash leaves on purpose, such as half of a page
+// written, just before the kill.
+bool CrashPointWillFire(absl::string_view name);
+
 }  // namespace dagvault
 
 #define DAGVAULT_CRASH_POINT(name) ::dagvault::CrashPoint(name)

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/fault_injection.h"
 #include "common/status_macros.h"
 #include "mailstore/engine/layout.h"
 #include "mailstore/engine/memory_page_access.h"
@@ -16,11 +17,12 @@
 namespace dagvault::mailstore {
 
 absl::StatusOr<std::unique_ptr<DatabaseFile>> DatabaseFile::Open(const std::string& path,
-                                                                 bool writable) {
+                                                                 bool writable,
+                                                                 bool allow_partial_last_page) {
   ASSIGN_OR_RETURN(File file, File::Open(path, writable ? O_RDWR : O_RDONLY));
   ASSIGN_OR_RETURN(DbHeaderRead read, ReadDbHeader(file));
   ASSIGN_OR_RETURN(uint64_t size, file.Size());
-  if (size % read.header.page_size != 0) {
+  if (size % read.header.page_size != 0 && !allow_partial_last_page) {
     return absl::DataLossError(
         absl::StrFormat("%s: file size %u is not a multiple of the page size %u (truncated?)", path,
                         size, read.header.page_size));
@@ -67,6 +69,22 @@ absl::Status DatabaseFile::ReadPageRaw(PageNo pgno, uint8_t* out) const {
   return absl::OkStatus();
 }
 
+absl::Status DatabaseFile::ReadPageForRedo(PageNo pgno, uint8_t* out, bool* complete) const {
+  ASSIGN_OR_RETURN(size_t got, file_.ReadAtMost(uint64_t{pgno} * page_size_, out, page_size_));
+  if (got < page_size_) std::memset(out + got, 0, page_size_ - got);
+  *complete = got == 0 || got == page_size_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> DatabaseFile::TrimPartialLastPage() {
+  ASSIGN_OR_RETURN(uint64_t size, file_.Size());
+  const uint64_t extra = size % page_size_;
+  if (extra == 0) return 0;
+  RETURN_IF_ERROR(file_.Truncate(size - extra));
+  RETURN_IF_ERROR(file_.Sync());
+  return extra;
+}
+
 absl::Status DatabaseFile::ReadPage(PageNo pgno, uint8_t* out) const {
   RETURN_IF_ERROR(ReadPageRaw(pgno, out));
   RETURN_IF_ERROR(Annotate(VerifyPage(out, page_size_, pgno), path()));
@@ -79,7 +97,14 @@ absl::Status DatabaseFile::WritePage(PageNo pgno, const uint8_t* page) {
   std::unique_ptr<uint8_t[]> copy(new uint8_t[page_size_]);
   std::memcpy(copy.get(), page, page_size_);
   SealPage(copy.get(), page_size_);
-  return file_.WriteAt(uint64_t{pgno} * page_size_, copy.get(), page_size_);
+  const uint64_t offset = uint64_t{pgno} * page_size_;
+  // A kill can land between the 4 KiB folios of one buffered write; the
+  // crash point reproduces that torn page on purpose.
+  if (CrashPointWillFire("edb.write.torn")) {
+    RETURN_IF_ERROR(file_.WriteAt(offset, copy.get(), page_size_ / 2));
+  }
+  DAGVAULT_CRASH_POINT("edb.write.torn");
+  return file_.WriteAt(offset, copy.get(), page_size_);
 }
 
 absl::Status DatabaseFile::Sync() { return file_.DataSync(); }

@@ -16,7 +16,11 @@ namespace dagvault::mailstore {
 
 class DatabaseFile {
  public:
-  static absl::StatusOr<std::unique_ptr<DatabaseFile>> Open(const std::string& path, bool writable);
+  // A file whose size is not a multiple of the page size is refused, unless
+  // allow_partial_last_page: recovery of a DirtyShutdown database accepts
+  // a last page cut short by a crash (its image is in the log).
+  static absl::StatusOr<std::unique_ptr<DatabaseFile>> Open(const std::string& path, bool writable,
+                                                            bool allow_partial_last_page = false);
 
   // Creates a new database file: both header copies and the fixed pages
   // (meta, empty root, space map 0), all fsynced. Fails if the file exists.
@@ -31,6 +35,12 @@ class DatabaseFile {
   absl::Status ReadPage(PageNo pgno, uint8_t* out) const;
   // Reads without verifying (for tools that report damage themselves).
   absl::Status ReadPageRaw(PageNo pgno, uint8_t* out) const;
+  // Reads for redo: a page cut short by a crash reads as its bytes followed
+  // by zeros, and *complete is false.
+  absl::Status ReadPageForRedo(PageNo pgno, uint8_t* out, bool* complete) const;
+  // Cuts a partial last page off the file (after recovery rebuilt what it
+  // needed). Returns the bytes removed.
+  absl::StatusOr<uint64_t> TrimPartialLastPage();
   // Writes a page image; the checksum is computed on a copy here.
   absl::Status WritePage(PageNo pgno, const uint8_t* page);
   absl::Status Sync();

@@ -114,6 +114,7 @@ absl::Status Engine::OpenFiles() {
     request.prefix = unit_.log_prefix;
     for (const auto& db : unit_.databases) request.db_paths.push_back(db.path);
     request.clock = options_.clock;
+    request.lock_unit = false;  // held by this engine already
     log_line_->warn("[unit {}] not shut down cleanly: running soft recovery", unit_.name);
     auto report = Recover(request);
     if (!report.ok())
@@ -178,11 +179,24 @@ absl::Status Engine::CheckNoCommitsAfter(Lsn consistent, const LogStreamListing&
   return absl::OkStatus();
 }
 
-absl::Status Engine::AdoptOpenLog(const std::string& path, Sha256Digest* hash,
-                                  Generation* generation) {
+absl::Status Engine::AdoptOpenLog(const std::string& path, Generation highest_closed,
+                                  Sha256Digest* hash, Generation* generation) {
   ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(path));
   RETURN_IF_ERROR(CheckOpenLog(scan));
   *generation = scan.header.generation;
+  if (scan.header.log_signature != log_signature_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " belongs to another log stream than unit ", unit_.name));
+  }
+  if (*generation <= highest_closed) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s holds generation 0x%08X, but closed logs go up to 0x%08X: the log folder mixes files "
+        "from different points in time",
+        path, *generation, highest_closed));
+  }
+  if (!scan.sealed && scan.valid_end + RecordSpace(16) > scan.data.size()) {
+    return absl::DataLossError(absl::StrCat(path, ": no room left to seal the log"));
+  }
   if (!scan.sealed) {
     // Close the log where its valid records end: clear whatever a crash
     // left after them, then seal it.
@@ -212,24 +226,32 @@ absl::Status Engine::AttachLogStream() {
   for (const auto& db : dbs_) consistent = std::max(consistent, db->header().consistent_lsn);
   RETURN_IF_ERROR(CheckNoCommitsAfter(consistent, listing));
 
+  // The next generation follows everything that exists or existed: the
+  // open log, the closed logs, and the databases' consistent position.
   std::optional<Sha256Digest> prev_link;
-  Generation last = 0;
+  Generation last = listing.HighestClosed();
   if (listing.current) {
     Sha256Digest hash;
-    RETURN_IF_ERROR(AdoptOpenLog(*listing.current, &hash, &last));
+    Generation adopted = 0;
+    RETURN_IF_ERROR(AdoptOpenLog(*listing.current, listing.HighestClosed(), &hash, &adopted));
     prev_link = hash;
-  } else if (!listing.closed.empty()) {
-    last = listing.HighestClosed();
-    ASSIGN_OR_RETURN(std::string data, ReadFileToString(listing.closed.back().second));
-    prev_link = Sha256::Of(data);
+    last = adopted;
+  } else if (last > 0) {
+    ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(listing.closed.back().second));
+    if (scan.header.log_signature != log_signature_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          listing.closed.back().second, " belongs to another log stream than unit ", unit_.name));
+    }
+    RETURN_IF_ERROR(CheckClosedLog(scan));
+    prev_link = scan.file_hash;
   }
-  Generation next = last + 1;
-  if (last == 0 && consistent.generation > 0) {
-    next = consistent.generation + 1;
+  Generation next = std::max(last, consistent.generation) + 1;
+  if (last < consistent.generation) {
+    prev_link.reset();
     log_line_->warn(
-        "[unit {}] no logs found in {}; starting generation 0x{:08X} with no link to "
-        "an earlier one",
-        unit_.name, unit_.log_dir, next);
+        "[unit {}] the logs up to the consistent position {} are not in {}; starting "
+        "generation 0x{:08X} with no link to an earlier one",
+        unit_.name, consistent.ToString(), unit_.log_dir, next);
   }
 
   LogStreamOptions lo;
@@ -289,10 +311,15 @@ absl::Status Engine::Close() {
     closed_ = true;
     return health_status;
   }
-  RETURN_IF_ERROR(FlushCycle());
-  if (cache_->dirty_count() != 0) RETURN_IF_ERROR(FlushCycle());
-  if (cache_->dirty_count() != 0) {
-    return absl::InternalError("pages still dirty after flushing for shutdown");
+  absl::Status flushed = FlushCycle();
+  if (flushed.ok() && cache_->dirty_count() != 0) flushed = FlushCycle();
+  if (flushed.ok() && cache_->dirty_count() != 0) {
+    flushed = absl::InternalError("pages still dirty after flushing for shutdown");
+  }
+  if (!flushed.ok()) {
+    // The databases stay DirtyShutdown; the next open recovers them.
+    Fail(flushed);
+    return health();
   }
   std::vector<PendingRecord> term(1);
   term[0].type = RecordType::kTerm;
@@ -441,26 +468,33 @@ absl::StatusOr<Lsn> Engine::CommitTransaction(Transaction& txn) {
       uint8_t* current = page.current->data();
       if (!page.fresh && std::memcmp(page.original->data(), current, page_size) == 0) continue;
       const DbTime before = page.fresh ? 0 : PageDbTime(page.original->data());
-      const DbTime after = dbtime_[db]->fetch_add(1) + 1;
+      // Above the page's own dbtime, whatever the counter says: redo relies
+      // on every change of a page carrying a higher dbtime than the last.
+      const DbTime after = std::max(dbtime_[db]->load(), before) + 1;
+      dbtime_[db]->store(after);
       SetPageDbTime(current, after);
       PendingRecord r;
       r.db_index = static_cast<uint8_t>(db);
-      // A changed page is logged as the ranges that changed; a new page as
-      // its non-zero ranges (most new pages are partly empty: the last page
-      // of a long value, the halves of a split). Either falls back to a
-      // whole image when that is smaller.
+      // A page changed again within the lazy writer's epoch is logged as the
+      // ranges that changed. Its first change in an epoch, and a new page,
+      // are logged as an image (full-page writes: recovery can rebuild the
+      // page even if its last write was torn), as the non-zero ranges when
+      // that is smaller: most new pages are partly empty.
+      const bool image = page.fresh || page.original->image_epoch != image_epoch_;
       std::optional<PageDiff> diff =
-          page.fresh ? DiffPages(ZeroPage(), current, page_size, page_size - 64)
-                     : DiffPages(page.original->data(), current, page_size, page_size / 2);
+          image ? DiffPages(ZeroPage(), current, page_size, page_size - 64)
+                : DiffPages(page.original->data(), current, page_size, page_size / 2);
+      page.current->image_epoch = image ? image_epoch_ : page.original->image_epoch;
       if (diff) {
-        r.type = page.fresh ? RecordType::kPageImageSparse : RecordType::kPageDelta;
+        r.type = image ? RecordType::kPageImageSparse : RecordType::kPageDelta;
         r.head.resize(kPageDeltaPrefixSize);
         EncodePageDeltaPrefix(pgno, diff->range_count, before, after,
                               reinterpret_cast<uint8_t*>(r.head.data()));
         r.head += diff->ranges;
-        (page.fresh ? full : delta)++;
+        (image ? full : delta)++;
       } else {
         r.type = RecordType::kPageImage;
+        page.current->image_epoch = image_epoch_;
         r.head.resize(kPageImagePrefixSize);
         EncodePageImagePrefix(pgno, after, reinterpret_cast<uint8_t*>(r.head.data()));
         r.data = current;

@@ -121,7 +121,11 @@ class Engine {
   absl::Status OpenFiles();
   absl::Status AttachLogStream();
   absl::Status CheckNoCommitsAfter(Lsn consistent, const LogStreamListing& listing);
-  absl::Status AdoptOpenLog(const std::string& path, Sha256Digest* hash, Generation* generation);
+  // Seals the previous session's open log where its valid records end and
+  // closes it, after checking it belongs to this unit and follows the
+  // closed logs.
+  absl::Status AdoptOpenLog(const std::string& path, Generation highest_closed, Sha256Digest* hash,
+                            Generation* generation);
   void StartLazyWriter();
   void StopLazyWriter();
   void LazyWriterLoop();
@@ -151,6 +155,9 @@ class Engine {
   // commit, and the checkpoint never falls between the two.
   std::shared_mutex install_mu_;
   std::atomic<uint64_t> next_txn_seq_{1};
+  // The lazy writer's current epoch (see PageBuffer::image_epoch). Written
+  // and read only under install_mu_ held exclusively.
+  uint64_t image_epoch_ = 1;
 
   // Checkpoint state, owned by the lazy writer (and Close).
   std::mutex flush_mu_;

@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "mailstore/engine/engine.h"
+#include "mailstore/engine/layout.h"
 
 namespace dagvault::mailstore {
 
@@ -66,6 +67,16 @@ absl::Status Engine::WaitForDirtyRoom() {
 
 absl::Status Engine::FlushCycle() {
   std::lock_guard<std::mutex> guard(flush_mu_);
+  // The cycle's redo point R: every page changed before it is written in
+  // this cycle, and from now on the first change of each page is logged as
+  // an image. The checkpoint never passes R, so after a crash every page
+  // that may be torn on disk has an image in the log that recovery reads.
+  Lsn redo_point;
+  {
+    std::unique_lock<std::shared_mutex> lock(install_mu_);
+    redo_point = log_->append_lsn();
+    image_epoch_++;
+  }
   // Every installed page's records become durable, so all may be written.
   RETURN_IF_ERROR(log_->Flush());
   const Lsn durable = log_->durable_lsn();
@@ -74,16 +85,24 @@ absl::Status Engine::FlushCycle() {
     std::sort(pages.begin(), pages.end(), [](const auto& a, const auto& b) {
       return std::tie(a.db, a.pgno) < std::tie(b.db, b.pgno);
     });
-    std::map<uint32_t, Generation> newest;  // per database, the newest generation written
-    for (const auto& p : pages) newest[p.db] = std::max(newest[p.db], p.last_lsn.generation);
-    // The header must say which logs the file needs before the file holds
-    // changes from them (the header's own write-ahead rule).
-    for (const auto& [db, gen] : newest) {
-      if (dbs_[db]->header().log_required_max < gen) {
-        RETURN_IF_ERROR(dbs_[db]->UpdateHeader([&](DbHeader& h) {
-          h.log_required_max = std::max(h.log_required_max, durable.generation);
-          h.log_committed = durable.generation;
-          h.dbtime = std::max(h.dbtime, dbtime_[db]->load());
+    // Per database, the newest generation and the highest dbtime written.
+    std::map<uint32_t, std::pair<Generation, DbTime>> newest;
+    for (const auto& p : pages) {
+      auto& [gen, dbtime] = newest[p.db];
+      gen = std::max(gen, p.last_lsn.generation);
+      dbtime = std::max(dbtime, PageDbTime(p.page->data()));
+    }
+    // The header's own write-ahead rule: before the file holds a change, its
+    // header must name the logs that change needs (log_required_max) and
+    // reserve its dbtime (no page above the header's dbtime, so that a
+    // session after a crash numbers its changes above every page on disk).
+    for (const auto& [db, high] : newest) {
+      const DbHeader h = dbs_[db]->header();
+      if (h.log_required_max < high.first || h.dbtime < high.second) {
+        RETURN_IF_ERROR(dbs_[db]->UpdateHeader([&](DbHeader& hh) {
+          hh.log_required_max = std::max(hh.log_required_max, durable.generation);
+          hh.log_committed = durable.generation;
+          hh.dbtime = std::max(hh.dbtime, dbtime_[db]->load() + kDbTimeReserve);
         }));
       }
     }
@@ -92,7 +111,7 @@ absl::Status Engine::FlushCycle() {
       RETURN_IF_ERROR(dbs_[p.db]->WritePage(p.pgno, p.page->data()));
       if (i == pages.size() / 2) DAGVAULT_CRASH_POINT("lazywriter.mid_flush");
     }
-    for (const auto& [db, gen] : newest) RETURN_IF_ERROR(dbs_[db]->Sync());
+    for (const auto& [db, high] : newest) RETURN_IF_ERROR(dbs_[db]->Sync());
     cache_->EndFlush(pages);
   }
   {
@@ -101,15 +120,15 @@ absl::Status Engine::FlushCycle() {
     stats_.flush_cycles++;
   }
 
-  // The checkpoint: everything logged before it is in the files. A commit
-  // places its records and installs its pages under the install lock, so
-  // holding it here means no transaction is half-way between the two.
+  // The checkpoint: everything logged before it is in the files, and no
+  // later than R. A commit places its records and installs its pages under
+  // the install lock, so holding it here means no transaction is half-way
+  // between the two.
   Lsn candidate;
   {
     std::shared_lock<std::shared_mutex> lock(install_mu_);
     const std::optional<Lsn> oldest = cache_->OldestDirtyLsn();
-    const Lsn flushed = log_->durable_lsn();
-    candidate = oldest ? std::min(*oldest, flushed) : flushed;
+    candidate = oldest ? std::min(*oldest, redo_point) : redo_point;
   }
   return AdvanceCheckpoint(candidate);
 }
@@ -126,7 +145,6 @@ absl::Status Engine::AdvanceCheckpoint(Lsn candidate) {
         hh.log_required_min = gen;
         hh.log_required_max = std::max(hh.log_required_max, gen);
         hh.log_committed = durable_gen;
-        hh.dbtime = std::max(hh.dbtime, dbtime_[i]->load());
       }));
     }
   }

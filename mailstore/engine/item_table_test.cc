@@ -181,6 +181,20 @@ TEST_P(ItemTableTest, DetectsDamagedLongValueChain) {
   EXPECT_NE(got.status().message().find("4/4"), std::string::npos) << got.status();
 }
 
+TEST_P(ItemTableTest, ImplausibleLongValueReferenceIsRefused) {
+  ItemTable table(*pages_, &hints_);
+  std::mt19937_64 rng(11);
+  ASSERT_TRUE(table.Put({6, 6}, MakeValue(rng, 30000)).ok());
+  // Make the leaf record claim a billion pages.
+  uint8_t* root = *pages_->Write(kRootPage);
+  BTreePage leaf(root, GetParam());
+  const uint32_t off = static_cast<uint32_t>(leaf.Record(0) - root);
+  StoreU32(root + off + leaf_record::kLongPageCount, 1000000000);
+  auto got = table.Get({6, 6});
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("claims"), std::string::npos) << got.status();
+}
+
 INSTANTIATE_TEST_SUITE_P(PageSizes, ItemTableTest, ::testing::Values(4096u, 8192u, 16384u, 32768u));
 
 }  // namespace

@@ -24,6 +24,12 @@ class PageBuffer {
   const uint8_t* data() const { return data_; }
   uint32_t size() const { return size_; }
 
+  // The lazy-writer epoch in which this version of the page was logged as a
+  // whole image (0: never since it was read). The first change of a page in
+  // a new epoch is logged as an image, so a page torn on disk can always be
+  // rebuilt from the log after the checkpoint.
+  uint64_t image_epoch = 0;
+
   std::shared_ptr<PageBuffer> Clone() const {
     auto copy = std::make_shared<PageBuffer>(size_);
     std::memcpy(copy->data(), data_, size_);

@@ -1,5 +1,7 @@
 #include "mailstore/engine/recovery.h"
 
+#include <sys/file.h>
+
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -33,7 +35,11 @@ absl::StatusOr<DatabaseSet> OpenDatabases(const std::vector<std::string>& paths)
   if (paths.empty()) return absl::InvalidArgumentError("no database files given");
   DatabaseSet set;
   for (const auto& path : paths) {
-    ASSIGN_OR_RETURN(auto file, DatabaseFile::Open(path, /*writable=*/true));
+    // A crash may have cut the last page of a dirty database short; the
+    // log holds its image (see redo.cc), so such a file is accepted here.
+    ASSIGN_OR_RETURN(auto header, ReadDbHeaderFromPath(path));
+    ASSIGN_OR_RETURN(auto file, DatabaseFile::Open(path, /*writable=*/true,
+                                                   header.header.state == DbState::kDirtyShutdown));
     const DbHeader h = file->header();
     if (set.files.empty()) {
       set.log_signature = h.log_signature;
@@ -82,11 +88,17 @@ absl::Status ValidateLog(const LogFileScan& scan, Generation expected, bool is_o
     if (db == nullptr) continue;
     const DbHeader dh = db->header();
     const AttachedDatabase* attached = h.FindDatabase(dh.db_index);
-    if (attached != nullptr && attached->signature != dh.db_signature) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          db->path(), " (database signature ", dh.db_signature.ToString(),
-          ") is not the database this log stream writes to: ", scan.path, " records database ",
-          dh.db_index, " with signature ", attached->signature.ToString()));
+    if (attached == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(db->path(), " is database ", dh.db_index, " of its unit, but ", scan.path,
+                       " (generation ", GenerationHex(h.generation), ") lists no such database"));
+    }
+    if (attached->signature != dh.db_signature) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(db->path(), " (database signature ", dh.db_signature.ToString(),
+                       ") is not the database this log stream writes to: ", scan.path,
+                       " (generation ", GenerationHex(h.generation), ") records database ",
+                       dh.db_index, " with signature ", attached->signature.ToString()));
     }
   }
   if (prev_hash) {
@@ -111,9 +123,9 @@ struct StreamWalk {
 };
 
 // Reads generations start..end_gen in order, validating each, grouping page
-// records by transaction. With an applier, committed transactions are
-// applied; without one, nothing is written.
-absl::Status WalkStream(const StreamWalk& w, RedoApplier* applier, RecoveryReport* report) {
+// records by transaction, and hands committed transactions to the applier
+// (which in a dry run checks them against the pages and writes nothing).
+absl::Status WalkStream(const StreamWalk& w, RedoApplier& applier, RecoveryReport* report) {
   std::vector<BufferedRecord> txn;
   bool first_txn = true;
   std::optional<Sha256Digest> prev_hash = w.prev_hash;
@@ -145,25 +157,16 @@ absl::Status WalkStream(const StreamWalk& w, RedoApplier* applier, RecoveryRepor
                                 r.lsn.ToString(), commit.record_count, txn.size()));
           }
           for (const BufferedRecord& b : txn) {
-            if (applier != nullptr) {
-              RETURN_IF_ERROR(applier->Apply(b.type, b.db_index, b.lsn,
-                                             reinterpret_cast<const uint8_t*>(b.body.data()),
-                                             static_cast<uint32_t>(b.body.size())));
-            } else {
-              // Decoding checks the record's body without applying it.
-              LogRecordView v{b.type,
-                              b.db_index,
-                              b.lsn,
-                              reinterpret_cast<const uint8_t*>(b.body.data()),
-                              static_cast<uint32_t>(b.body.size()),
-                              0};
-              RETURN_IF_ERROR(Annotate(CheckPageRecordBody(v, scan.header.page_size), path));
-            }
+            RETURN_IF_ERROR(applier.Apply(b.type, b.db_index, b.lsn,
+                                          reinterpret_cast<const uint8_t*>(b.body.data()),
+                                          static_cast<uint32_t>(b.body.size())));
           }
           txn.clear();
           first_txn = false;
           report->transactions++;
           report->end = after;
+          // Bounded memory for long replays; only ever between transactions.
+          if (applier.ShouldFlush()) RETURN_IF_ERROR(applier.Flush(g));
           break;
         }
         case RecordType::kSeal:
@@ -195,6 +198,17 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
   auto logger = logging::Get("mailstore.recovery");
   const absl::Time started = absl::Now();
   RecoveryReport report;
+  // The unit must not be running while its files are recovered.
+  File lock;
+  if (req.lock_unit && !req.system_dir.empty()) {
+    const std::string lock_path = JoinPath(req.system_dir, absl::StrCat(req.prefix, ".lck"));
+    ASSIGN_OR_RETURN(lock, File::Open(lock_path, O_RDWR | O_CREAT, 0600));
+    if (::flock(lock.fd(), LOCK_EX | LOCK_NB) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("the unit is in use by another process (lock held on ", lock_path,
+                       "); stop it before recovering its files"));
+    }
+  }
   ASSIGN_OR_RETURN(DatabaseSet dbs, OpenDatabases(req.db_paths));
 
   // What logs are there?
@@ -258,7 +272,23 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     Lsn db_start;
     if (h.state == DbState::kDirtyShutdown) {
       any_dirty = true;
-      db_start = checkpoint ? checkpoint->position : Lsn{h.log_required_min, 0};
+      // The checkpoint is trusted only for the databases it was written
+      // for, and only when the database does not need older logs (a file
+      // restored from elsewhere may).
+      const AttachedDatabase* listed = nullptr;
+      if (checkpoint) {
+        for (const auto& db : checkpoint->databases) {
+          if (db.index == h.db_index) listed = &db;
+        }
+      }
+      const bool trust = checkpoint && listed != nullptr && listed->signature == h.db_signature &&
+                         h.log_required_min >= checkpoint->position.generation;
+      if (checkpoint && !trust) {
+        report.notes.push_back(absl::StrCat(
+            file->path(), ": the checkpoint was not written for this database as it is now; ",
+            "recovering it from its header's required logs instead"));
+      }
+      db_start = trust ? checkpoint->position : Lsn{h.log_required_min, 0};
       if (h.log_required_max > need_max) {
         need_max = h.log_required_max;
         need_max_db = file.get();
@@ -309,6 +339,12 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
         need_max_db->path(), need_max, LogFileName(req.prefix, need_max), req.log_dir, highest));
   }
   if (start.generation > end_gen) {
+    if (any_dirty) {
+      return absl::NotFoundError(absl::StrFormat(
+          "recovery must start at %s, but the logs in %s end at generation 0x%08X: the logs from "
+          "generation 0x%08X are missing",
+          start.ToString(), req.log_dir, highest, highest + 1));
+    }
     report.nothing_to_do = true;
     report.start = report.end = start;
     report.notes.push_back("the databases are already consistent with every log present");
@@ -343,15 +379,30 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
   }
 
   // Two passes over the same logs: the first checks everything (headers,
-  // signatures, links, seals, transaction framing) and writes nothing, so a
-  // refused recovery leaves the databases as they were; the second applies.
-  RedoApplier applier(dbs.by_index, start.generation);
+  // signatures, links, seals, transaction framing, and every record against
+  // the pages' dbtimes and checksums) and writes nothing, so a refused
+  // recovery leaves the databases as they were; the second applies.
   StreamWalk walk{req, listing, current_gen, dbs, start, end_gen, prev_hash};
+  RedoApplier checker(dbs.by_index, start.generation, RedoApplier::Mode::kDryRun);
   RecoveryReport dry_run;
-  RETURN_IF_ERROR(WalkStream(walk, nullptr, &dry_run));
+  RETURN_IF_ERROR(WalkStream(walk, checker, &dry_run));
   const Lsn end = dry_run.end;
-  RETURN_IF_ERROR(WalkStream(walk, &applier, &report));
+  RedoApplier applier(dbs.by_index, start.generation, RedoApplier::Mode::kApply);
+  RETURN_IF_ERROR(WalkStream(walk, applier, &report));
   RETURN_IF_ERROR(applier.Flush(end_gen));
+
+  // A last page cut short that replay did not rebuild held nothing
+  // committed (every page written after the checkpoint has an image in the
+  // log): drop it so the file is whole pages again.
+  for (const auto& file : dbs.files) {
+    ASSIGN_OR_RETURN(uint64_t trimmed, file->TrimPartialLastPage());
+    if (trimmed > 0) {
+      report.notes.push_back(
+          absl::StrFormat("%s: removed %u bytes of a last page cut short by the "
+                          "crash",
+                          file->path(), trimmed));
+    }
+  }
 
   // Every database is now consistent at `end`.
   const int64_t now = req.clock->NowMicros();

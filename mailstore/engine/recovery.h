@@ -31,6 +31,10 @@ struct RecoveryRequest {
   std::optional<Generation> to_generation;
   // Ignore the checkpoint even if present (recover --hard).
   bool force_hard = false;
+  // Take the unit's lock (<system_dir>/<prefix>.lck) for the duration, so
+  // that a running unit is not recovered under its feet. The engine, which
+  // holds the lock already, turns this off.
+  bool lock_unit = true;
   Clock* clock = RealClock();
 };
 

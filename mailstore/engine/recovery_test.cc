@@ -205,6 +205,97 @@ TEST(Recovery, DirtyBaseCannotStopBeforeItsRequiredGeneration) {
       << report.status();
 }
 
+// A database file older than the checkpoint (restored from elsewhere) needs
+// logs from before it; soft recovery must notice and replay from the
+// generation the file's header requires.
+TEST(Recovery, OlderDatabaseFileIsRecoveredFromItsOwnRequiredLogs) {
+  TempDir dir("recovery");
+  auto config = MakeUnitConfig(dir.path(), 1, 64 << 10);
+  Sha256Digest final_digest;
+  {
+    auto e = Engine::Create(config, testing::TestEngineOptions(absl::Hours(1), 8 << 20));
+    ASSERT_TRUE(e.ok());
+    for (uint64_t i = 0; i < 50; ++i) ASSERT_TRUE((*e)->Put(0, {1, i}, ValueFor(i, 2000)).ok());
+    ASSERT_TRUE((*e)->FlushNow().ok());
+    fs::copy_file(dir.Sub("db0.edb"), dir.Sub("old.edb"));
+    for (uint64_t i = 50; i < 200; ++i) ASSERT_TRUE((*e)->Put(0, {1, i}, ValueFor(i, 2000)).ok());
+    ASSERT_TRUE((*e)->FlushNow().ok());
+    final_digest = *(*e)->Digest(0);
+  }  // crash
+  fs::copy_file(dir.Sub("old.edb"), dir.Sub("db0.edb"), fs::copy_options::overwrite_existing);
+  RecoveryRequest req;
+  req.system_dir = dir.path();
+  req.log_dir = dir.path();
+  req.prefix = "E00";
+  req.db_paths = {dir.Sub("db0.edb")};
+  auto report = Recover(req);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_FALSE(report->notes.empty());
+  EXPECT_NE(report->notes[0].find("not written for this database"), std::string::npos);
+  EXPECT_EQ(OfflineDigest(dir.Sub("db0.edb")), final_digest);
+}
+
+TEST(Recovery, RunningUnitIsNotRecoveredUnderItsFeet) {
+  TempDir dir("recovery");
+  auto config = MakeUnitConfig(dir.path());
+  auto e = Engine::Create(config, testing::TestEngineOptions());
+  ASSERT_TRUE(e.ok());
+  RecoveryRequest req;
+  req.system_dir = dir.path();
+  req.log_dir = dir.path();
+  req.prefix = "E00";
+  req.db_paths = {dir.Sub("db0.edb")};
+  auto report = Recover(req);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(report.status().message().find("in use"), std::string::npos) << report.status();
+  ASSERT_TRUE((*e)->Close().ok());
+}
+
+TEST(Recovery, DirtyDatabaseWhoseLogsAreGoneIsRefused) {
+  TempDir dir("recovery");
+  auto config = MakeUnitConfig(dir.path());
+  {
+    auto e = Engine::Create(config, testing::TestEngineOptions(absl::Hours(1)));
+    ASSERT_TRUE(e.ok());
+    ASSERT_TRUE((*e)->Put(0, {1, 1}, "x").ok());
+    ASSERT_TRUE((*e)->RollLog().ok());
+    ASSERT_TRUE((*e)->FlushNow().ok());  // the checkpoint moves into the new generation
+    ASSERT_TRUE((*e)->Put(0, {1, 2}, "y").ok());
+  }                                // crash
+  fs::remove(dir.Sub("E00.log"));  // the current generation is lost
+  RecoveryRequest req;
+  req.system_dir = dir.path();
+  req.log_dir = dir.path();
+  req.prefix = "E00";
+  req.db_paths = {dir.Sub("db0.edb")};
+  auto report = Recover(req);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(report.status().message().find("requires generation 0x00000002 (E0000000002.log)"),
+            std::string::npos)
+      << report.status();
+}
+
+TEST(Recovery, OpenRefusesAnOpenLogOlderThanTheClosedOnes) {
+  TempDir dir("recovery");
+  auto config = MakeUnitConfig(dir.path(), 1, 64 << 10);
+  {
+    auto e = Engine::Create(config, testing::TestEngineOptions());
+    ASSERT_TRUE(e.ok());
+    for (uint64_t i = 0; i < 100; ++i) ASSERT_TRUE((*e)->Put(0, {1, i}, ValueFor(i, 2000)).ok());
+    ASSERT_TRUE((*e)->Close().ok());
+  }
+  // Someone put an old generation back as the open log.
+  fs::copy_file(dir.Sub(LogFileName("E00", 2)), dir.Sub("E00.log"),
+                fs::copy_options::overwrite_existing);
+  auto e = Engine::Open(config, testing::TestEngineOptions());
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("mixes files from different points in time"),
+            std::string::npos)
+      << e.status();
+}
+
 TEST(Recovery, LogsOfAnotherStreamAreRefused) {
   TempDir dir("recovery");
   for (const char* unit : {"a", "b"}) {

@@ -13,12 +13,16 @@ absl::StatusOr<RedoApplier::CachedPage*> RedoApplier::GetPage(uint32_t db, PageN
   auto it = cache_.find(key);
   if (it != cache_.end()) return &it->second;
   const uint32_t page_size = dbs_[db]->page_size();
-  CachedPage cp{std::make_shared<PageBuffer>(page_size), true};
-  RETURN_IF_ERROR(dbs_[db]->ReadPageRaw(pgno, cp.page->data()));
-  // A damaged page is acceptable only if a full image overwrites it; the
-  // delta path below refuses it.
-  cp.valid = VerifyPage(cp.page->data(), page_size, pgno).ok();
-  StoreU32(cp.page->data() + page_offsets::kChecksum, 0);
+  auto buffer = std::make_shared<PageBuffer>(page_size);
+  bool complete = true;
+  RETURN_IF_ERROR(dbs_[db]->ReadPageForRedo(pgno, buffer->data(), &complete));
+  // A damaged or cut-short page is acceptable only if an image overwrites
+  // it; the delta path below refuses it.
+  CachedPage cp;
+  cp.valid = complete && VerifyPage(buffer->data(), page_size, pgno).ok();
+  cp.dbtime = PageDbTime(buffer->data());
+  StoreU32(buffer->data() + page_offsets::kChecksum, 0);
+  if (mode_ == Mode::kApply) cp.page = std::move(buffer);
   return &cache_.emplace(key, std::move(cp)).first->second;
 }
 
@@ -31,73 +35,84 @@ absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, cons
   DatabaseFile* db = dbs_[db_index];
   const uint32_t page_size = db->page_size();
   LogRecordView view{type, db_index, lsn, body, body_size, 0};
-  current_generation_ = std::max(current_generation_, lsn.generation);
-  touched_[db_index] = true;
+  auto mismatch = [&](PageNo pgno, const char* what) {
+    return absl::DataLossError(absl::StrFormat("log record at %s for page %u of %s: %s",
+                                               lsn.ToString(), pgno, db->path(), what));
+  };
 
+  PageNo pgno;
+  DbTime before = 0, after;
+  const uint8_t* image = nullptr;       // whole image
+  std::optional<PageDeltaBody> ranges;  // delta or sparse image
   if (type == RecordType::kPageImage) {
-    ASSIGN_OR_RETURN(PageImageBody image, DecodePageImage(view, page_size));
-    ASSIGN_OR_RETURN(CachedPage * cp, GetPage(db_index, image.pgno));
-    max_dbtime_[db_index] = std::max(max_dbtime_[db_index], image.dbtime_after);
-    if (cp->valid && PageDbTime(cp->page->data()) >= image.dbtime_after) {
-      skipped_++;
-      return absl::OkStatus();
+    ASSIGN_OR_RETURN(PageImageBody body_image, DecodePageImage(view, page_size));
+    pgno = body_image.pgno;
+    after = body_image.dbtime_after;
+    image = body_image.page;
+    if (PagePgno(image) != pgno || PageDbTime(image) != after) {
+      return mismatch(pgno, "the image's own page number or dbtime disagrees with the record");
     }
-    std::memcpy(cp->page->data(), image.page, page_size);
-    StoreU32(cp->page->data() + page_offsets::kChecksum, 0);
-    cp->valid = true;
-    cp->dirty = true;
-    applied_++;
-  } else if (type == RecordType::kPageImageSparse) {
-    ASSIGN_OR_RETURN(PageDeltaBody sparse, DecodePageDelta(view, page_size));
-    ASSIGN_OR_RETURN(CachedPage * cp, GetPage(db_index, sparse.pgno));
-    max_dbtime_[db_index] = std::max(max_dbtime_[db_index], sparse.dbtime_after);
-    if (cp->valid && PageDbTime(cp->page->data()) >= sparse.dbtime_after) {
-      skipped_++;
-      return absl::OkStatus();
-    }
-    std::memset(cp->page->data(), 0, page_size);
-    RETURN_IF_ERROR(ApplyPageDelta(sparse, cp->page->data(), page_size));
-    cp->valid = true;
-    cp->dirty = true;
-    applied_++;
   } else {
-    ASSIGN_OR_RETURN(PageDeltaBody delta, DecodePageDelta(view, page_size));
-    ASSIGN_OR_RETURN(CachedPage * cp, GetPage(db_index, delta.pgno));
-    max_dbtime_[db_index] = std::max(max_dbtime_[db_index], delta.dbtime_after);
+    ASSIGN_OR_RETURN(ranges, DecodePageDelta(view, page_size));
+    pgno = ranges->pgno;
+    before = ranges->dbtime_before;
+    after = ranges->dbtime_after;
+    if (after <= before) return mismatch(pgno, "dbtime does not increase");
+  }
+  const bool is_image = type != RecordType::kPageDelta;
+  ASSIGN_OR_RETURN(CachedPage * cp, GetPage(db_index, pgno));
+  max_dbtime_[db_index] = std::max(max_dbtime_[db_index], after);
+
+  if (cp->valid && cp->dbtime >= after) {
+    skipped_++;  // the page already holds this change
+    return absl::OkStatus();
+  }
+  if (!is_image) {
     if (!cp->valid) {
       return absl::DataLossError(absl::StrFormat(
           "%s: page %u is damaged and the log record at %s holds only a change to it", db->path(),
-          delta.pgno, lsn.ToString()));
+          pgno, lsn.ToString()));
     }
-    const DbTime have = PageDbTime(cp->page->data());
-    if (have >= delta.dbtime_after) {
-      skipped_++;
-      return absl::OkStatus();
-    }
-    if (have != delta.dbtime_before) {
+    if (cp->dbtime != before) {
       return absl::DataLossError(absl::StrFormat(
           "%s: page %u has dbtime %u but the log record at %s changes it from dbtime %u: a change "
           "is missing (a log or a page write was lost)",
-          db->path(), delta.pgno, have, lsn.ToString(), delta.dbtime_before));
+          db->path(), pgno, cp->dbtime, lsn.ToString(), before));
     }
-    RETURN_IF_ERROR(ApplyPageDelta(delta, cp->page->data(), page_size));
-    SetPageDbTime(cp->page->data(), delta.dbtime_after);
-    cp->dirty = true;
-    applied_++;
   }
-  if (cache_.size() > max_cached_) return Flush(current_generation_);
+  if (cp->page != nullptr) {
+    uint8_t* page = cp->page->data();
+    if (image != nullptr) {
+      std::memcpy(page, image, page_size);
+    } else {
+      if (is_image) std::memset(page, 0, page_size);
+      RETURN_IF_ERROR(ApplyPageDelta(*ranges, page, page_size));
+      SetPageDbTime(page, after);
+    }
+    StoreU32(page + page_offsets::kChecksum, 0);
+    if (is_image && PagePgno(page) != pgno) {
+      return mismatch(pgno, "the rebuilt page carries another page number");
+    }
+  }
+  cp->valid = true;
+  cp->dbtime = after;
+  cp->dirty = true;
+  applied_++;
   return absl::OkStatus();
 }
 
 absl::Status RedoApplier::Flush(Generation generation) {
-  std::map<uint32_t, bool> dirty_dbs;
+  if (mode_ == Mode::kDryRun) return absl::OkStatus();
+  std::map<uint32_t, DbTime> dirty_dbs;  // database -> highest dbtime about to be written
   for (const auto& [key, cp] : cache_) {
-    if (cp.dirty) dirty_dbs[key.first] = true;
+    if (cp.dirty) dirty_dbs[key.first] = std::max(dirty_dbs[key.first], cp.dbtime);
   }
-  for (const auto& [db, unused] : dirty_dbs) {
-    if (dbs_[db]->header().log_required_max < generation ||
-        dbs_[db]->header().state != DbState::kDirtyShutdown) {
+  for (const auto& [db, high_dbtime] : dirty_dbs) {
+    const DbHeader current = dbs_[db]->header();
+    if (current.log_required_max < generation || current.state != DbState::kDirtyShutdown ||
+        current.dbtime < high_dbtime) {
       RETURN_IF_ERROR(dbs_[db]->UpdateHeader([&](DbHeader& h) {
+        h.dbtime = std::max(h.dbtime, high_dbtime);
         if (h.state != DbState::kDirtyShutdown) {
           h.state = DbState::kDirtyShutdown;
           h.log_required_min = start_generation_;

@@ -289,6 +289,36 @@ TEST(LogFormat, RecordAtTheWrongPositionDoesNotValidate) {
             std::string::npos);
 }
 
+TEST(LogFormat, HugeRecordLengthIsRefusedNotFollowed) {
+  std::string data = BuildLog(0x1E, true);
+  // A damaged length near 2^32 must not wrap around the bounds check.
+  StoreU32(reinterpret_cast<uint8_t*>(data.data()) + kLogHeaderSize + 4, 0xFFFFFFF0u);
+  auto r = ParseRecordAt(reinterpret_cast<const uint8_t*>(data.data()), data.size(), 0x1E,
+                         kLogHeaderSize);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("invalid record length"), std::string::npos) << r.status();
+}
+
+TEST(LogFormat, SealThatMiscountsTheRecordsIsDamage) {
+  TempDir dir("format");
+  std::string data = EncodeLogHeader(SampleLogHeader(0x1F));
+  const std::string commit = EncodeCommitBody({1, 2, 0});
+  const std::string seal = EncodeSealBody({5, 3});  // there is only one record
+  AppendRecord(
+      &data, Lsn{0x1F, static_cast<uint32_t>(data.size())}, RecordType::kCommit, 0,
+      {absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(commit.data()), commit.size())});
+  AppendRecord(
+      &data, Lsn{0x1F, static_cast<uint32_t>(data.size())}, RecordType::kSeal, 0,
+      {absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(seal.data()), seal.size())});
+  data.resize(64 << 10, '\0');
+  ASSERT_TRUE(WriteFileAtomically(dir.Sub("E000000001F.log"), data).ok());
+  auto scan = ScanLogFile(dir.Sub("E000000001F.log"));
+  ASSERT_TRUE(scan.ok());
+  absl::Status s = CheckClosedLog(*scan);
+  EXPECT_NE(s.message().find("the seal counts 5 records, the file holds 1"), std::string::npos)
+      << s;
+}
+
 TEST(LogFormat, FileNames) {
   EXPECT_EQ(LogFileName("E00", 0x1A), "E000000001A.log");
   EXPECT_EQ(ParseLogFileName("E00", "E000000001A.log"), 0x1Au);

@@ -194,7 +194,7 @@ absl::StatusOr<LogRecordView> ParseRecordAt(const uint8_t* file, uint32_t file_s
   if (length == 0 && AllZero(p, kRecordHeaderSize)) {
     return absl::OutOfRangeError(absl::StrFormat("offset %u: end of records (zeros)", offset));
   }
-  if (length < kRecordHeaderSize || offset + length > file_size) {
+  if (length < kRecordHeaderSize || length > file_size - offset) {
     return absl::DataLossError(
         absl::StrFormat("offset %u: invalid record length %u", offset, length));
   }
@@ -397,6 +397,15 @@ absl::StatusOr<LogFileScan> ScanLogFile(const std::string& path) {
 }
 
 absl::Status CheckClosedLog(const LogFileScan& scan) {
+  if (scan.sealed) {
+    auto seal = DecodeSeal(scan.records.back());
+    if (!seal.ok()) return Annotate(seal.status(), scan.path);
+    if (seal->record_count != scan.records.size() - 1) {
+      return absl::DataLossError(
+          absl::StrFormat("%s: the seal counts %u records, the file holds %u", scan.path,
+                          seal->record_count, scan.records.size() - 1));
+    }
+  }
   if (!scan.sealed) {
     return absl::DataLossError(absl::StrCat(
         scan.path, ": closed log is not sealed: ",

@@ -141,19 +141,29 @@ void CrashHarness::Apply(Model& model, const std::vector<Op>& ops) {
   }
 }
 
+std::vector<std::string> CrashHarness::RecoverArgs() const {
+  std::vector<std::string> recover = {
+      BinaryPath("mailstore-util"), "recover", "--system", dir_.Sub("unit"), "--logs",
+      dir_.Sub("unit/logs")};
+  for (int i = 0; i < options_.databases; ++i) {
+    recover.push_back("--db");
+    recover.push_back(dir_.Sub("unit/db" + std::to_string(i) + ".edb"));
+  }
+  return recover;
+}
+
+bool CrashHarness::RecoverToCrashPoint(const std::string& point) {
+  auto r = RunProcess(RecoverArgs(), {{"DAGVAULT_CRASH_AT", point}});
+  EXPECT_TRUE(r.signal == SIGKILL || r.exit_code == 0) << r.out << r.err;
+  return r.signal == SIGKILL;
+}
+
 void CrashHarness::RecoverCheckAndVerify() {
   std::vector<std::string> dbs;
   for (int i = 0; i < options_.databases; ++i) {
     dbs.push_back(dir_.Sub("unit/db" + std::to_string(i) + ".edb"));
   }
-  std::vector<std::string> recover = {
-      BinaryPath("mailstore-util"), "recover", "--system", dir_.Sub("unit"), "--logs",
-      dir_.Sub("unit/logs")};
-  for (const auto& db : dbs) {
-    recover.push_back("--db");
-    recover.push_back(db);
-  }
-  auto r = RunProcess(recover);
+  auto r = RunProcess(RecoverArgs());
   ASSERT_TRUE(r.ok()) << "recover failed (run " << run_ << "):\n" << r.out << r.err;
   std::vector<std::string> check = {BinaryPath("mailstore-util"), "check", "--deep",
                                     dir_.Sub("unit/E00.chk")};

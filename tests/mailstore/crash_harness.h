@@ -38,6 +38,9 @@ class CrashHarness {
   // there (or to finish after a few seconds if the point is never reached).
   // Returns true if the crash point fired.
   bool RunToCrashPoint(const std::string& point);
+  // Runs mailstore-util recover with DAGVAULT_CRASH_AT set, so that
+  // recovery itself is killed there. Returns true if it was.
+  bool RecoverToCrashPoint(const std::string& point);
   // mailstore-util recover, then check of databases and checkpoint, then
   // comparison of every item with the oracle. Fails the test on any
   // difference.
@@ -68,6 +71,7 @@ class CrashHarness {
   using Model = std::map<Key, std::pair<uint64_t, uint64_t>>;  // size, vseed
 
   std::vector<std::string> WriterArgs();
+  std::vector<std::string> RecoverArgs() const;
   std::vector<Txn> ReadNewOracleLines();
   static void Apply(Model& model, const std::vector<Op>& ops);
 

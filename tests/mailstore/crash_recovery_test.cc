@@ -75,6 +75,8 @@ TEST(CrashRecovery, KillAtEveryNamedCrashPoint) {
       {"checkpoint.before_chk", {1, 3, 17}},
       {"checkpoint.before_write", {1, 3, 17}},
       {"edb.header.between_copies", {1, 3, 17}},
+      // A page write cut between its 4 KiB halves, as a kill can do.
+      {"edb.write.torn", {1, 5, 40}},
       // Once per open: the previous session's log is sealed and closed.
       {"open.adopt.before_rename", {1}},
   };
@@ -95,6 +97,20 @@ TEST(CrashRecovery, KillAtEveryNamedCrashPoint) {
   EXPECT_TRUE(not_fired.empty()) << "crash points never reached: "
                                  << absl::StrJoin(not_fired, ", ");
   harness.CheckAllFiles();
+}
+
+// Recovery writes pages too, and can itself be killed half-way through a
+// page; running it again must still succeed.
+TEST(CrashRecovery, RecoveryKilledMidWriteIsRecoveredAgain) {
+  CrashHarness harness("crash_recover_torn", CrashHarnessOptions{}, Seed());
+  harness.CreateUnit();
+  int killed = 0;
+  for (int hit : {1, 3, 9}) {
+    harness.RunAndKill(350);
+    if (harness.RecoverToCrashPoint("edb.write.torn@" + std::to_string(hit))) killed++;
+    ASSERT_NO_FATAL_FAILURE(harness.RecoverCheckAndVerify()) << "torn at page write " << hit;
+  }
+  EXPECT_GT(killed, 0);
 }
 
 TEST(CrashRecovery, KillAtCircularDeletion) {

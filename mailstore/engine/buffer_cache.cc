@@ -77,12 +77,12 @@ void BufferCache::Install(uint32_t db, PageNo pgno, PageRef page, Lsn first_lsn,
   }
 }
 
-std::vector<BufferCache::DirtyPage> BufferCache::BeginFlush(Lsn durable) {
+std::vector<BufferCache::DirtyPage> BufferCache::BeginFlush() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<DirtyPage> out;
   out.reserve(dirty_);
   for (auto& [key, frame] : frames_) {
-    if (!frame.dirty || frame.flushing || frame.last_lsn > durable) continue;
+    if (!frame.dirty || frame.flushing) continue;
     frame.flushing = true;
     frame.changed_while_flushing = false;
     out.push_back(DirtyPage{static_cast<uint32_t>(key >> 32), static_cast<PageNo>(key), frame.page,

@@ -44,9 +44,9 @@ class BufferCache {
     Lsn last_lsn;
     uint64_t version;
   };
-  // Snapshots the dirty pages whose last change is at or before `durable`
-  // and marks them as being written.
-  std::vector<DirtyPage> BeginFlush(Lsn durable);
+  // Snapshots every dirty page and marks them as being written. The caller
+  // makes their log records durable before writing them.
+  std::vector<DirtyPage> BeginFlush();
   // Marks written pages clean, unless they changed again meanwhile.
   void EndFlush(const std::vector<DirtyPage>& pages);
 

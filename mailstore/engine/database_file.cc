@@ -39,6 +39,8 @@ absl::Status DatabaseFile::Create(const std::string& path, const DbHeader& heade
   MemoryPageAccess pages(header.page_size);
   RETURN_IF_ERROR(FormatNewDatabase(pages));
   DbHeader h = header;
+  // The initial pages carry kInitialDbTime; the header reserves at least it.
+  h.dbtime = std::max(h.dbtime, kInitialDbTime);
   std::unique_ptr<uint8_t[]> buf(new uint8_t[h.page_size]);
   for (PageNo which = 0; which < 2; ++which) {
     EncodeDbHeader(h, which, buf.get());
@@ -76,13 +78,9 @@ absl::Status DatabaseFile::ReadPageForRedo(PageNo pgno, uint8_t* out, bool* comp
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> DatabaseFile::TrimPartialLastPage() {
+absl::StatusOr<bool> DatabaseFile::HasPartialLastPage() const {
   ASSIGN_OR_RETURN(uint64_t size, file_.Size());
-  const uint64_t extra = size % page_size_;
-  if (extra == 0) return 0;
-  RETURN_IF_ERROR(file_.Truncate(size - extra));
-  RETURN_IF_ERROR(file_.Sync());
-  return extra;
+  return size % page_size_ != 0;
 }
 
 absl::Status DatabaseFile::ReadPage(PageNo pgno, uint8_t* out) const {

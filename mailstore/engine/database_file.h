@@ -38,9 +38,8 @@ class DatabaseFile {
   // Reads for redo: a page cut short by a crash reads as its bytes followed
   // by zeros, and *complete is false.
   absl::Status ReadPageForRedo(PageNo pgno, uint8_t* out, bool* complete) const;
-  // Cuts a partial last page off the file (after recovery rebuilt what it
-  // needed). Returns the bytes removed.
-  absl::StatusOr<uint64_t> TrimPartialLastPage();
+  // True when the file ends in part of a page (a crash cut its write short).
+  absl::StatusOr<bool> HasPartialLastPage() const;
   // Writes a page image; the checksum is computed on a copy here.
   absl::Status WritePage(PageNo pgno, const uint8_t* page);
   absl::Status Sync();

@@ -165,6 +165,10 @@ absl::Status Engine::CheckNoCommitsAfter(Lsn consistent, const LogStreamListing&
   if (listing.current) paths.push_back(*listing.current);
   for (const auto& path : paths) {
     ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(path));
+    if (scan.header.log_signature != log_signature_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " belongs to another log stream than unit ", unit_.name));
+    }
     if (scan.header.generation < consistent.generation) continue;
     for (const auto& r : scan.records) {
       if (r.type == RecordType::kCommit && r.lsn >= consistent) {
@@ -182,12 +186,12 @@ absl::Status Engine::CheckNoCommitsAfter(Lsn consistent, const LogStreamListing&
 absl::Status Engine::AdoptOpenLog(const std::string& path, Generation highest_closed,
                                   Sha256Digest* hash, Generation* generation) {
   ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(path));
-  RETURN_IF_ERROR(CheckOpenLog(scan));
   *generation = scan.header.generation;
   if (scan.header.log_signature != log_signature_) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, " belongs to another log stream than unit ", unit_.name));
   }
+  RETURN_IF_ERROR(CheckOpenLog(scan));
   if (*generation <= highest_closed) {
     return absl::DataLossError(absl::StrFormat(
         "%s holds generation 0x%08X, but closed logs go up to 0x%08X: the log folder mixes files "
@@ -236,7 +240,16 @@ absl::Status Engine::AttachLogStream() {
     RETURN_IF_ERROR(AdoptOpenLog(*listing.current, listing.HighestClosed(), &hash, &adopted));
     prev_link = hash;
     last = adopted;
-  } else if (last > 0) {
+  }
+  const Generation next = std::max(last, consistent.generation) + 1;
+  if (last < consistent.generation) {
+    prev_link.reset();
+    log_line_->warn(
+        "[unit {}] the logs up to the consistent position {} are not in {}; starting "
+        "generation 0x{:08X} with no link to an earlier one",
+        unit_.name, consistent.ToString(), unit_.log_dir, next);
+  } else if (!listing.current && last > 0) {
+    // The link to the last closed generation: it must be ours and whole.
     ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(listing.closed.back().second));
     if (scan.header.log_signature != log_signature_) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -244,14 +257,6 @@ absl::Status Engine::AttachLogStream() {
     }
     RETURN_IF_ERROR(CheckClosedLog(scan));
     prev_link = scan.file_hash;
-  }
-  Generation next = std::max(last, consistent.generation) + 1;
-  if (last < consistent.generation) {
-    prev_link.reset();
-    log_line_->warn(
-        "[unit {}] the logs up to the consistent position {} are not in {}; starting "
-        "generation 0x{:08X} with no link to an earlier one",
-        unit_.name, consistent.ToString(), unit_.log_dir, next);
   }
 
   LogStreamOptions lo;
@@ -283,6 +288,7 @@ absl::Status Engine::AttachLogStream() {
       h.log_committed = next;
       h.last_attach_lsn = appended.first;
       h.last_attach_time_us = now;
+      h.checkpoint = appended.first;
     }));
   }
   checkpoint_.log_signature = log_signature_;
@@ -337,6 +343,7 @@ absl::Status Engine::Close() {
       h.log_required_max = 0;
       h.log_committed = appended.end.generation;
       h.dbtime = dbtime_[i]->load();
+      h.checkpoint = appended.end;
     }));
   }
   {

@@ -65,6 +65,7 @@ struct EngineStats {
   size_t cache_pages = 0;
   size_t dirty_pages = 0;
   Lsn checkpoint;
+  Lsn last_redo_point;  // R of the latest lazy-writer cycle
   Lsn durable;
 };
 

@@ -67,20 +67,24 @@ absl::Status Engine::WaitForDirtyRoom() {
 
 absl::Status Engine::FlushCycle() {
   std::lock_guard<std::mutex> guard(flush_mu_);
-  // The cycle's redo point R: every page changed before it is written in
-  // this cycle, and from now on the first change of each page is logged as
-  // an image. The checkpoint never passes R, so after a crash every page
-  // that may be torn on disk has an image in the log that recovery reads.
+  // The cycle's redo point R. Taken with the snapshot of the dirty pages in
+  // one step under the install lock, so that every page changed before R
+  // is written in this cycle, every page still dirty afterwards changed
+  // after R, and from R on the first change of each page is logged as an
+  // image. The checkpoint is therefore exactly R, and after a crash every
+  // page that may be torn on disk has an image at or after it.
   Lsn redo_point;
+  std::vector<BufferCache::DirtyPage> pages;
   {
     std::unique_lock<std::shared_mutex> lock(install_mu_);
     redo_point = log_->append_lsn();
     image_epoch_++;
+    pages = cache_->BeginFlush();
   }
-  // Every installed page's records become durable, so all may be written.
-  RETURN_IF_ERROR(log_->Flush());
+  // The write-ahead rule: the snapshot's records, all placed before R, are
+  // made durable before any page is written.
+  RETURN_IF_ERROR(log_->WaitDurable(redo_point));
   const Lsn durable = log_->durable_lsn();
-  std::vector<BufferCache::DirtyPage> pages = cache_->BeginFlush(durable);
   if (!pages.empty()) {
     std::sort(pages.begin(), pages.end(), [](const auto& a, const auto& b) {
       return std::tie(a.db, a.pgno) < std::tie(b.db, b.pgno);
@@ -127,10 +131,15 @@ absl::Status Engine::FlushCycle() {
   Lsn candidate;
   {
     std::shared_lock<std::shared_mutex> lock(install_mu_);
+    // Pages still dirty changed after R; min() only guards the invariant.
     const std::optional<Lsn> oldest = cache_->OldestDirtyLsn();
     candidate = oldest ? std::min(*oldest, redo_point) : redo_point;
   }
-  return AdvanceCheckpoint(candidate);
+  RETURN_IF_ERROR(AdvanceCheckpoint(candidate));
+  std::lock_guard<std::mutex> lock(state_mu_);
+  stats_.last_redo_point = redo_point;
+  stats_.checkpoint = checkpoint_.position;
+  return absl::OkStatus();
 }
 
 // Called with flush_mu_ held.
@@ -138,15 +147,15 @@ absl::Status Engine::AdvanceCheckpoint(Lsn candidate) {
   if (candidate <= checkpoint_.position) return absl::OkStatus();
   const Generation gen = candidate.generation;
   const Generation durable_gen = log_->durable_lsn().generation;
+  // Each database's header records the checkpoint first, so that it stays
+  // right for the file even if the file is later restored on its own.
   for (size_t i = 0; i < dbs_.size(); ++i) {
-    const DbHeader h = dbs_[i]->header();
-    if (h.log_required_min < gen) {
-      RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& hh) {
-        hh.log_required_min = gen;
-        hh.log_required_max = std::max(hh.log_required_max, gen);
-        hh.log_committed = durable_gen;
-      }));
-    }
+    RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& h) {
+      h.checkpoint = candidate;
+      h.log_required_min = std::max(h.log_required_min, gen);
+      h.log_required_max = std::max(h.log_required_max, gen);
+      h.log_committed = durable_gen;
+    }));
   }
   DAGVAULT_CRASH_POINT("checkpoint.before_chk");
   Checkpoint next = checkpoint_;

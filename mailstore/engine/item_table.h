@@ -12,13 +12,11 @@
 #include "absl/strings/string_view.h"
 #include "mailstore/engine/btree.h"
 #include "mailstore/engine/btree_page.h"
+#include "mailstore/engine/layout.h"
 #include "mailstore/engine/page_access.h"
 #include "mailstore/engine/space_map.h"
 
 namespace dagvault::mailstore {
-
-// Several MiB is the largest mail item the issue asks for; 64 MiB leaves room.
-constexpr uint64_t kMaxValueSize = 64ull << 20;
 
 struct ItemInfo {
   ItemKey key;

@@ -19,6 +19,9 @@ constexpr PageNo kFirstSpaceMapPage = 4;
 constexpr PageNo kFirstDataPage = 5;
 // Every page written at creation starts at this database time.
 constexpr DbTime kInitialDbTime = 1;
+// The largest value an item may hold. Several MiB is what mail needs.
+constexpr uint64_t kMaxValueSize = 64ull << 20;
+
 // The header's dbtime is a reservation: no page in the file has a larger
 // one. Before writing pages beyond it, the header is raised by this much,
 // so that the header is written rarely while the invariant always holds.

@@ -13,9 +13,6 @@ namespace {
 
 using namespace long_value_layout;
 
-// The largest value an item may hold (kMaxValueSize in item_table.h).
-constexpr uint64_t kMaxLongValueSize = 64ull << 20;
-
 absl::Status ChainError(const ItemKey& key, PageNo pgno, const std::string& what) {
   return absl::DataLossError(
       absl::StrFormat("long value of item %s: page %u: %s", key.ToString(), pgno, what));
@@ -29,7 +26,7 @@ absl::Status WalkChain(PageAccess& access, const ItemKey& key, const LongValueRe
   key.Encode(owner);
   const uint32_t capacity = Capacity(access.page_size());
   // The reference comes from disk: bound it before trusting it.
-  if (ref.length > kMaxLongValueSize || ref.page_count != (ref.length + capacity - 1) / capacity) {
+  if (ref.length > kMaxValueSize || ref.page_count != (ref.length + capacity - 1) / capacity) {
     return ChainError(
         key, ref.first_page,
         absl::StrFormat("the item claims %u bytes on %u pages", ref.length, ref.page_count));

@@ -234,16 +234,17 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     return false;
   };
 
-  // Where to start: the checkpoint (soft) or the headers (hard).
-  std::optional<Checkpoint> checkpoint;
-  if (!req.force_hard && !req.system_dir.empty()) {
+  // The checkpoint file must belong to these databases' stream; damage to
+  // one of its copies is reported. Where replay starts is decided per
+  // database from its own header, below.
+  if (!req.system_dir.empty()) {
     const std::string chk_path = JoinPath(req.system_dir, CheckpointFileName(req.prefix));
     if (PathExists(chk_path)) {
       auto read = ReadCheckpointFile(chk_path);
       if (!read.ok()) {
         report.notes.push_back(
-            absl::StrCat("checkpoint unusable, recovering from the database "
-                         "headers instead: ",
+            absl::StrCat("checkpoint file unreadable (the database headers "
+                         "hold their own checkpoints): ",
                          read.status().message()));
       } else {
         if (read->checkpoint.log_signature != dbs.log_signature) {
@@ -257,38 +258,29 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
                                                 " (the other copy was used)"));
           }
         }
-        checkpoint = read->checkpoint;
       }
     }
   }
-  report.soft = checkpoint.has_value();
 
+  // Where each database starts: soft recovery at the checkpoint in its own
+  // header (written before the checkpoint file, and travelling with the
+  // file if it is restored from another point in time); hard recovery
+  // (--hard) at the beginning of its lowest required generation; a clean
+  // database at its consistent position.
   Lsn start{kMaxGeneration, 0};
+  std::vector<RedoApplier::Database> starts(dbs.by_index.size());
   Generation need_max = 0;
   const DatabaseFile* need_max_db = nullptr;
   bool any_dirty = false;
+  report.soft = !req.force_hard;
   for (const auto& file : dbs.files) {
     const DbHeader h = file->header();
     Lsn db_start;
     if (h.state == DbState::kDirtyShutdown) {
       any_dirty = true;
-      // The checkpoint is trusted only for the databases it was written
-      // for, and only when the database does not need older logs (a file
-      // restored from elsewhere may).
-      const AttachedDatabase* listed = nullptr;
-      if (checkpoint) {
-        for (const auto& db : checkpoint->databases) {
-          if (db.index == h.db_index) listed = &db;
-        }
-      }
-      const bool trust = checkpoint && listed != nullptr && listed->signature == h.db_signature &&
-                         h.log_required_min >= checkpoint->position.generation;
-      if (checkpoint && !trust) {
-        report.notes.push_back(absl::StrCat(
-            file->path(), ": the checkpoint was not written for this database as it is now; ",
-            "recovering it from its header's required logs instead"));
-      }
-      db_start = trust ? checkpoint->position : Lsn{h.log_required_min, 0};
+      const bool from_checkpoint = !req.force_hard && !h.checkpoint.IsZero();
+      if (!from_checkpoint) report.soft = false;
+      db_start = from_checkpoint ? h.checkpoint : Lsn{h.log_required_min, 0};
       if (h.log_required_max > need_max) {
         need_max = h.log_required_max;
         need_max_db = file.get();
@@ -296,6 +288,7 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     } else {
       db_start = h.consistent_lsn.IsZero() ? Lsn{lowest, 0} : h.consistent_lsn;
     }
+    starts[h.db_index] = RedoApplier::Database{file.get(), db_start};
     start = std::min(start, db_start);
   }
 
@@ -383,24 +376,21 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
   // the pages' dbtimes and checksums) and writes nothing, so a refused
   // recovery leaves the databases as they were; the second applies.
   StreamWalk walk{req, listing, current_gen, dbs, start, end_gen, prev_hash};
-  RedoApplier checker(dbs.by_index, start.generation, RedoApplier::Mode::kDryRun);
+  RedoApplier checker(starts, start.generation, RedoApplier::Mode::kDryRun);
   RecoveryReport dry_run;
   RETURN_IF_ERROR(WalkStream(walk, checker, &dry_run));
+  RETURN_IF_ERROR(checker.Finish());
   const Lsn end = dry_run.end;
-  RedoApplier applier(dbs.by_index, start.generation, RedoApplier::Mode::kApply);
+  RedoApplier applier(starts, start.generation, RedoApplier::Mode::kApply);
   RETURN_IF_ERROR(WalkStream(walk, applier, &report));
   RETURN_IF_ERROR(applier.Flush(end_gen));
 
-  // A last page cut short that replay did not rebuild held nothing
-  // committed (every page written after the checkpoint has an image in the
-  // log): drop it so the file is whole pages again.
   for (const auto& file : dbs.files) {
-    ASSIGN_OR_RETURN(uint64_t trimmed, file->TrimPartialLastPage());
-    if (trimmed > 0) {
-      report.notes.push_back(
-          absl::StrFormat("%s: removed %u bytes of a last page cut short by the "
-                          "crash",
-                          file->path(), trimmed));
+    ASSIGN_OR_RETURN(bool partial, file->HasPartialLastPage());
+    if (partial) {
+      return absl::InternalError(absl::StrCat(file->path(),
+                                              " still ends in part of a page after "
+                                              "recovery, which the dry run said it rebuilds"));
     }
   }
 
@@ -416,6 +406,7 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
       h.log_required_max = 0;
       h.log_committed = std::max(h.log_committed, end_gen);
       h.dbtime = std::max(h.dbtime, applier.max_dbtime(index));
+      h.checkpoint = end;
     }));
   }
   if (!req.system_dir.empty()) {
@@ -427,7 +418,10 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
       const DbHeader h = file->header();
       chk.databases.push_back({h.db_index, h.db_signature});
     }
-    if (checkpoint) chk.update_count = checkpoint->update_count;
+    const std::string chk_path = JoinPath(req.system_dir, CheckpointFileName(req.prefix));
+    if (auto old = ReadCheckpointFile(chk_path); old.ok()) {
+      chk.update_count = old->checkpoint.update_count;
+    }
     RETURN_IF_ERROR(
         WriteCheckpointFile(JoinPath(req.system_dir, CheckpointFileName(req.prefix)), chk));
   }
@@ -438,6 +432,7 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
   report.last_generation = end_gen;
   report.records_applied = applier.applied();
   report.records_skipped = applier.skipped();
+  report.records_superseded = applier.superseded();
   report.records_not_attached = applier.not_attached();
   report.seconds = absl::ToDoubleSeconds(absl::Now() - started);
   logger->info(

@@ -1,9 +1,9 @@
 // Recovery: replaying the log into the databases.
 //
-// Soft recovery (after a crash) starts at the checkpoint in <prefix>.chk.
-// Hard recovery (restored files, possibly from other servers) has no usable
-// checkpoint and starts at the lowest generation the database headers
-// require. Both replay committed transactions to the end of the logs, or to
+// Soft recovery (after a crash) starts each database at the checkpoint its
+// header records (the same position <prefix>.chk holds, written first).
+// Hard recovery (--hard) starts at the beginning of the lowest generation
+// the header requires. Both replay committed transactions to the end of the logs, or to
 // the end of generation G, and leave the databases CleanShutdown.
 //
 // Replay is idempotent: a page record is applied only if the page's dbtime
@@ -23,13 +23,14 @@
 namespace dagvault::mailstore {
 
 struct RecoveryRequest {
-  // Where <prefix>.chk lives. Empty, or no checkpoint there: hard recovery.
+  // Where <prefix>.chk and the unit's lock file live (may be empty).
   std::string system_dir;
   std::string log_dir;
   std::string prefix;
   std::vector<std::string> db_paths;
   std::optional<Generation> to_generation;
-  // Ignore the checkpoint even if present (recover --hard).
+  // Start at the headers' lowest required generation rather than their
+  // checkpoints (recover --hard).
   bool force_hard = false;
   // Take the unit's lock (<system_dir>/<prefix>.lck) for the duration, so
   // that a running unit is not recovered under its feet. The engine, which
@@ -48,6 +49,7 @@ struct RecoveryReport {
   uint64_t transactions = 0;
   uint64_t records_applied = 0;
   uint64_t records_skipped = 0;       // already in the page (by dbtime)
+  uint64_t records_superseded = 0;    // changes to a torn page, rebuilt by a later image
   uint64_t records_not_attached = 0;  // for databases not being recovered
   uint64_t records_discarded = 0;     // of transactions that never committed
   uint64_t log_bytes = 0;

@@ -4,84 +4,153 @@
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
-#include "mailstore/format/page.h"
+#include "mailstore/engine/layout.h"
 
 namespace dagvault::mailstore {
+namespace {
 
-absl::StatusOr<RedoApplier::CachedPage*> RedoApplier::GetPage(uint32_t db, PageNo pgno) {
-  auto key = std::make_pair(db, pgno);
-  auto it = cache_.find(key);
-  if (it != cache_.end()) return &it->second;
-  const uint32_t page_size = dbs_[db]->page_size();
+// Applies ranges that fall (partly) inside the first `size` bytes.
+void ApplyRangesToPrefix(const PageDeltaBody& d, uint8_t* out, uint32_t size) {
+  uint32_t pos = 0;
+  for (uint16_t i = 0; i < d.range_count; ++i) {
+    const uint32_t off = LoadU16(d.ranges + pos);
+    const uint32_t len = LoadU16(d.ranges + pos + 2);
+    if (off < size) std::memcpy(out + off, d.ranges + pos + 4, std::min(len, size - off));
+    pos += 4 + len;
+  }
+}
+
+}  // namespace
+
+RedoApplier::RedoApplier(std::vector<Database> dbs, Generation start_generation, Mode mode,
+                         size_t max_cached_pages)
+    : dbs_(std::move(dbs)),
+      start_generation_(start_generation),
+      mode_(mode),
+      max_cached_(max_cached_pages),
+      max_dbtime_(dbs_.size(), 0) {}
+
+absl::StatusOr<RedoApplier::PageState*> RedoApplier::State(uint32_t db, PageNo pgno) {
+  const Key key{db, pgno};
+  auto it = states_.find(key);
+  if (it != states_.end()) return &it->second;
+  DatabaseFile* file = dbs_[db].file;
+  const uint32_t page_size = file->page_size();
   auto buffer = std::make_shared<PageBuffer>(page_size);
   bool complete = true;
-  RETURN_IF_ERROR(dbs_[db]->ReadPageForRedo(pgno, buffer->data(), &complete));
-  // A damaged or cut-short page is acceptable only if an image overwrites
-  // it; the delta path below refuses it.
-  CachedPage cp;
-  cp.valid = complete && VerifyPage(buffer->data(), page_size, pgno).ok();
-  cp.dbtime = PageDbTime(buffer->data());
-  StoreU32(buffer->data() + page_offsets::kChecksum, 0);
-  if (mode_ == Mode::kApply) cp.page = std::move(buffer);
-  return &cache_.emplace(key, std::move(cp)).first->second;
+  RETURN_IF_ERROR(file->ReadPageForRedo(pgno, buffer->data(), &complete));
+  PageState state;
+  // A damaged or cut-short page can only be rebuilt by an image.
+  state.valid = complete && VerifyPage(buffer->data(), page_size, pgno).ok();
+  state.dbtime = PageDbTime(buffer->data());
+  std::memcpy(state.head.data(), buffer->data(), kPageHeaderSize);
+  if (mode_ == Mode::kApply) {
+    StoreU32(buffer->data() + page_offsets::kChecksum, 0);
+    buffers_[key] = Buffered{std::move(buffer), false};
+  }
+  return &states_.emplace(key, state).first->second;
+}
+
+absl::StatusOr<PageBuffer*> RedoApplier::Buffer(uint32_t db, PageNo pgno) {
+  const Key key{db, pgno};
+  auto it = buffers_.find(key);
+  if (it == buffers_.end()) {
+    // Written by an earlier flush: the file holds exactly the state's page.
+    auto buffer = std::make_shared<PageBuffer>(dbs_[db].file->page_size());
+    bool complete = true;
+    RETURN_IF_ERROR(dbs_[db].file->ReadPageForRedo(pgno, buffer->data(), &complete));
+    StoreU32(buffer->data() + page_offsets::kChecksum, 0);
+    it = buffers_.emplace(key, Buffered{std::move(buffer), false}).first;
+  }
+  it->second.dirty = true;
+  return it->second.page.get();
 }
 
 absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, const uint8_t* body,
                                 uint32_t body_size) {
-  if (db_index >= dbs_.size() || dbs_[db_index] == nullptr) {
+  if (db_index >= dbs_.size() || dbs_[db_index].file == nullptr) {
     not_attached_++;
     return absl::OkStatus();
   }
-  DatabaseFile* db = dbs_[db_index];
+  if (lsn < dbs_[db_index].start) {
+    skipped_++;  // before this database's own checkpoint: already in the file
+    return absl::OkStatus();
+  }
+  DatabaseFile* db = dbs_[db_index].file;
   const uint32_t page_size = db->page_size();
-  LogRecordView view{type, db_index, lsn, body, body_size, 0};
-  auto mismatch = [&](PageNo pgno, const char* what) {
-    return absl::DataLossError(absl::StrFormat("log record at %s for page %u of %s: %s",
-                                               lsn.ToString(), pgno, db->path(), what));
+  const LogRecordView view{type, db_index, lsn, body, body_size, 0};
+  auto refuse = [&](PageNo pgno, const std::string& what) {
+    return absl::DataLossError(absl::StrFormat("%s: page %u: log record at %s: %s", db->path(),
+                                               pgno, lsn.ToString(), what));
   };
 
   PageNo pgno;
   DbTime before = 0, after;
-  const uint8_t* image = nullptr;       // whole image
-  std::optional<PageDeltaBody> ranges;  // delta or sparse image
+  const uint8_t* image = nullptr;       // a whole image
+  std::optional<PageDeltaBody> ranges;  // a delta or a sparse image
   if (type == RecordType::kPageImage) {
-    ASSIGN_OR_RETURN(PageImageBody body_image, DecodePageImage(view, page_size));
-    pgno = body_image.pgno;
-    after = body_image.dbtime_after;
-    image = body_image.page;
-    if (PagePgno(image) != pgno || PageDbTime(image) != after) {
-      return mismatch(pgno, "the image's own page number or dbtime disagrees with the record");
-    }
+    ASSIGN_OR_RETURN(PageImageBody whole, DecodePageImage(view, page_size));
+    pgno = whole.pgno;
+    after = whole.dbtime_after;
+    image = whole.page;
   } else {
     ASSIGN_OR_RETURN(ranges, DecodePageDelta(view, page_size));
     pgno = ranges->pgno;
     before = ranges->dbtime_before;
     after = ranges->dbtime_after;
-    if (after <= before) return mismatch(pgno, "dbtime does not increase");
+    if (type == RecordType::kPageDelta && after <= before) {
+      return refuse(pgno, "its dbtime does not increase");
+    }
   }
+  if (pgno < kMetaPage) return refuse(pgno, "it would overwrite a header copy");
   const bool is_image = type != RecordType::kPageDelta;
-  ASSIGN_OR_RETURN(CachedPage * cp, GetPage(db_index, pgno));
+  ASSIGN_OR_RETURN(PageState * state, State(db_index, pgno));
   max_dbtime_[db_index] = std::max(max_dbtime_[db_index], after);
 
-  if (cp->valid && cp->dbtime >= after) {
+  if (state->valid && state->dbtime >= after) {
     skipped_++;  // the page already holds this change
     return absl::OkStatus();
   }
   if (!is_image) {
-    if (!cp->valid) {
-      return absl::DataLossError(absl::StrFormat(
-          "%s: page %u is damaged and the log record at %s holds only a change to it", db->path(),
-          pgno, lsn.ToString()));
+    if (!state->valid) {
+      // Torn or damaged: an image later in the log rebuilds it; Finish()
+      // refuses if none comes.
+      if (!state->awaiting_image) {
+        state->awaiting_image = true;
+        state->first_waiting_delta = lsn;
+      }
+      superseded_++;
+      return absl::OkStatus();
     }
-    if (cp->dbtime != before) {
-      return absl::DataLossError(absl::StrFormat(
-          "%s: page %u has dbtime %u but the log record at %s changes it from dbtime %u: a change "
-          "is missing (a log or a page write was lost)",
-          db->path(), pgno, cp->dbtime, lsn.ToString(), before));
+    if (state->dbtime != before) {
+      return refuse(pgno, absl::StrFormat("the page has dbtime %u but the record changes it from "
+                                          "dbtime %u: a change is missing (a log or a page write "
+                                          "was lost)",
+                                          state->dbtime, before));
     }
   }
-  if (cp->page != nullptr) {
-    uint8_t* page = cp->page->data();
+
+  // The page's header after the change, decided the same way in both modes.
+  std::array<uint8_t, kPageHeaderSize> head = state->head;
+  if (image != nullptr) {
+    std::memcpy(head.data(), image, kPageHeaderSize);
+  } else {
+    if (is_image) head.fill(0);
+    ApplyRangesToPrefix(*ranges, head.data(), kPageHeaderSize);
+    SetPageDbTime(head.data(), after);
+  }
+  const uint8_t page_type = head[page_offsets::kType];
+  if (PagePgno(head.data()) != pgno || PageDbTime(head.data()) != after || page_type == 0 ||
+      page_type > kMaxPageType || head[page_offsets::kFormat] != kPageFormatVersion) {
+    return refuse(pgno, absl::StrFormat("it would leave a page claiming to be page %u, dbtime %u, "
+                                        "type %u, format %u",
+                                        PagePgno(head.data()), PageDbTime(head.data()), page_type,
+                                        head[page_offsets::kFormat]));
+  }
+
+  if (mode_ == Mode::kApply) {
+    ASSIGN_OR_RETURN(PageBuffer * buffer, Buffer(db_index, pgno));
+    uint8_t* page = buffer->data();
     if (image != nullptr) {
       std::memcpy(page, image, page_size);
     } else {
@@ -90,28 +159,55 @@ absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, cons
       SetPageDbTime(page, after);
     }
     StoreU32(page + page_offsets::kChecksum, 0);
-    if (is_image && PagePgno(page) != pgno) {
-      return mismatch(pgno, "the rebuilt page carries another page number");
+  }
+  state->valid = true;
+  state->dbtime = after;
+  state->head = head;
+  state->awaiting_image = false;
+  applied_++;
+  return absl::OkStatus();
+}
+
+absl::Status RedoApplier::Finish() {
+  for (const auto& [key, state] : states_) {
+    if (state.awaiting_image) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: page %u is damaged, and the log from %s holds only changes to it, no image to "
+          "rebuild it from",
+          dbs_[key.first].file->path(), key.second, state.first_waiting_delta.ToString()));
     }
   }
-  cp->valid = true;
-  cp->dbtime = after;
-  cp->dirty = true;
-  applied_++;
+  for (uint32_t db = 0; db < dbs_.size(); ++db) {
+    DatabaseFile* file = dbs_[db].file;
+    if (file == nullptr) continue;
+    ASSIGN_OR_RETURN(uint64_t pages, file->PageCount());
+    ASSIGN_OR_RETURN(bool partial, file->HasPartialLastPage());
+    if (!partial) continue;
+    auto it = states_.find(Key{db, static_cast<PageNo>(pages)});
+    if (it == states_.end() || !it->second.valid) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s is cut short in page %u and the log does not rebuild that page: the file was "
+          "truncated, not torn by a crash",
+          file->path(), pages));
+    }
+  }
   return absl::OkStatus();
 }
 
 absl::Status RedoApplier::Flush(Generation generation) {
   if (mode_ == Mode::kDryRun) return absl::OkStatus();
   std::map<uint32_t, DbTime> dirty_dbs;  // database -> highest dbtime about to be written
-  for (const auto& [key, cp] : cache_) {
-    if (cp.dirty) dirty_dbs[key.first] = std::max(dirty_dbs[key.first], cp.dbtime);
+  for (const auto& [key, buffered] : buffers_) {
+    if (buffered.dirty) {
+      dirty_dbs[key.first] = std::max(dirty_dbs[key.first], states_.at(key).dbtime);
+    }
   }
   for (const auto& [db, high_dbtime] : dirty_dbs) {
-    const DbHeader current = dbs_[db]->header();
+    DatabaseFile* file = dbs_[db].file;
+    const DbHeader current = file->header();
     if (current.log_required_max < generation || current.state != DbState::kDirtyShutdown ||
         current.dbtime < high_dbtime) {
-      RETURN_IF_ERROR(dbs_[db]->UpdateHeader([&](DbHeader& h) {
+      RETURN_IF_ERROR(file->UpdateHeader([&](DbHeader& h) {
         h.dbtime = std::max(h.dbtime, high_dbtime);
         if (h.state != DbState::kDirtyShutdown) {
           h.state = DbState::kDirtyShutdown;
@@ -121,13 +217,12 @@ absl::Status RedoApplier::Flush(Generation generation) {
       }));
     }
   }
-  for (auto& [key, cp] : cache_) {
-    if (!cp.dirty) continue;
-    RETURN_IF_ERROR(dbs_[key.first]->WritePage(key.second, cp.page->data()));
-    cp.dirty = false;
+  for (const auto& [key, buffered] : buffers_) {
+    if (!buffered.dirty) continue;
+    RETURN_IF_ERROR(dbs_[key.first].file->WritePage(key.second, buffered.page->data()));
   }
-  for (const auto& [db, unused] : dirty_dbs) RETURN_IF_ERROR(dbs_[db]->Sync());
-  cache_.clear();
+  for (const auto& [db, unused] : dirty_dbs) RETURN_IF_ERROR(dbs_[db].file->Sync());
+  buffers_.clear();
   return absl::OkStatus();
 }
 

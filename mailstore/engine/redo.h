@@ -1,6 +1,13 @@
 // Applies logged page changes to database files, idempotently by dbtime.
+//
+// Recovery runs the same records through two appliers: a dry run, which
+// decides everything and writes nothing, then the real one. Both decide
+// from the same per-page state (valid, dbtime, the 32-byte page header),
+// kept for the whole replay, so the real pass can refuse nothing the dry
+// run accepted.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <vector>
@@ -9,67 +16,85 @@
 #include "mailstore/engine/database_file.h"
 #include "mailstore/engine/page_buffer.h"
 #include "mailstore/format/log_format.h"
+#include "mailstore/format/page.h"
 
 namespace dagvault::mailstore {
 
 class RedoApplier {
  public:
   enum class Mode {
-    // Check every record against the pages' dbtimes and checksums, as
-    // applying would, but change nothing and write nothing.
+    // Check every record against the pages, as applying would; write nothing.
     kDryRun,
     kApply,
   };
 
-  // dbs[i] is the database with index i, or null if it is not recovered.
+  struct Database {
+    DatabaseFile* file = nullptr;  // null: this index is not being recovered
+    // Records before this position are already in the file (its header's
+    // checkpoint, or consistent position) and are skipped.
+    Lsn start;
+  };
+
   // start_generation is where replay begins: a database marked dirty by a
   // flush requires the logs from there.
-  RedoApplier(std::vector<DatabaseFile*> dbs, Generation start_generation, Mode mode,
-              size_t max_cached_pages = 32768)
-      : dbs_(std::move(dbs)),
-        start_generation_(start_generation),
-        mode_(mode),
-        max_cached_(max_cached_pages),
-        max_dbtime_(dbs_.size(), 0) {}
+  RedoApplier(std::vector<Database> dbs, Generation start_generation, Mode mode,
+              size_t max_cached_pages = 32768);
 
-  // Applies one page record (image, sparse image or delta). A delta whose
-  // dbtime_before does not match the page means a missing change; a delta
-  // to a damaged page cannot be applied. Errors name the database, page
-  // and log position.
+  // Applies one page record (image, sparse image or delta).
+  // - A record the page already holds (by dbtime) is skipped.
+  // - A delta to a damaged page is skipped while the page waits for an
+  //   image later in the log (a torn page is rebuilt by its image);
+  //   Finish() refuses if none came.
+  // - A delta whose dbtime_before is not the page's is a missing change.
+  // - A record that would leave a page with another page number, or an
+  //   invalid type or format, is refused.
+  // Errors name the database, page and log position.
   absl::Status Apply(RecordType type, uint8_t db_index, Lsn lsn, const uint8_t* body,
                      uint32_t body_size);
+
+  // After the last record: refuses pages still waiting for an image, and a
+  // last page cut short that nothing rebuilt (a truncated file, not a crash).
+  absl::Status Finish();
 
   // Writes the changed pages and fsyncs. Headers first get
   // log_required_max raised to `generation` and their dbtime reservation
   // raised, so a crash half-way through cannot leave a database that looks
   // consistent at an older point. Call it only between transactions, with
-  // the generation of the last commit applied: a flush inside a
-  // transaction would write half of it.
+  // the generation of the last commit applied.
   absl::Status Flush(Generation generation);
-  // True when the cached pages exceed the budget and a flush is due.
-  bool ShouldFlush() const { return mode_ == Mode::kApply && cache_.size() > max_cached_; }
+  bool ShouldFlush() const { return mode_ == Mode::kApply && buffers_.size() > max_cached_; }
 
   uint64_t applied() const { return applied_; }
   uint64_t skipped() const { return skipped_; }
+  uint64_t superseded() const { return superseded_; }
   uint64_t not_attached() const { return not_attached_; }
   DbTime max_dbtime(uint32_t db) const { return max_dbtime_[db]; }
 
  private:
-  struct CachedPage {
-    std::shared_ptr<PageBuffer> page;  // null in a dry run
-    bool valid;                        // passed verification, or was rebuilt by an image
-    DbTime dbtime;
-    bool dirty = false;
+  struct PageState {
+    bool valid = false;
+    DbTime dbtime = 0;
+    std::array<uint8_t, kPageHeaderSize> head{};
+    bool awaiting_image = false;
+    Lsn first_waiting_delta;
   };
-  absl::StatusOr<CachedPage*> GetPage(uint32_t db, PageNo pgno);
+  using Key = std::pair<uint32_t, PageNo>;
 
-  std::vector<DatabaseFile*> dbs_;
+  absl::StatusOr<PageState*> State(uint32_t db, PageNo pgno);
+  absl::StatusOr<PageBuffer*> Buffer(uint32_t db, PageNo pgno);
+
+  std::vector<Database> dbs_;
   Generation start_generation_;
   Mode mode_;
   size_t max_cached_;
-  std::map<std::pair<uint32_t, PageNo>, CachedPage> cache_;
+  std::map<Key, PageState> states_;
+  struct Buffered {
+    std::shared_ptr<PageBuffer> page;
+    bool dirty = false;
+  };
+  std::map<Key, Buffered> buffers_;  // apply mode: pages read or changed since a flush
   std::vector<DbTime> max_dbtime_;
-  uint64_t applied_ = 0, skipped_ = 0, not_attached_ = 0;
+  uint64_t applied_ = 0, skipped_ = 0, superseded_ = 0, not_attached_ = 0;
 };
 
 }  // namespace dagvault::mailstore

@@ -50,7 +50,14 @@ class RedoTest : public ::testing::Test {
   }
 
   RedoApplier Applier(RedoApplier::Mode mode = RedoApplier::Mode::kApply) {
-    return RedoApplier({db_.get()}, 1, mode);
+    return RedoApplier({RedoApplier::Database{db_.get(), Lsn{}}}, 1, mode);
+  }
+
+  void Damage(PageNo pgno) {
+    auto f = File::Open(dir_.Sub("db.edb"), O_RDWR);
+    ASSERT_TRUE(f.ok());
+    const char junk[4] = {1, 2, 3, 4};
+    ASSERT_TRUE(f->WriteAt(uint64_t{pgno} * kPage + 6000, junk, 4).ok());
   }
 
   TempDir dir_{"redo"};
@@ -77,6 +84,26 @@ TEST_F(RedoTest, ImageOfAnotherPageIsRefused) {
   absl::Status s = Apply(r, RecordType::kPageImage, ImageBody(9, 8, 10));
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(s.message().find("page 9"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("claiming to be page 8"), std::string::npos) << s;
+}
+
+TEST_F(RedoTest, RecordForAHeaderPageIsRefused) {
+  RedoApplier r = Applier();
+  absl::Status s = Apply(r, RecordType::kPageImage, ImageBody(1, 1, 10));
+  EXPECT_NE(s.message().find("would overwrite a header copy"), std::string::npos) << s;
+}
+
+TEST_F(RedoTest, SparseImageThatLeavesAnInvalidPageIsRefusedInTheDryRunToo) {
+  // A sparse image whose ranges set no page type.
+  uint8_t prefix[kPageDeltaPrefixSize];
+  EncodePageDeltaPrefix(12, 1, 0, 10, prefix);
+  std::string body(reinterpret_cast<char*>(prefix), sizeof(prefix));
+  body += std::string("\x04\x00\x04\x00", 4) + std::string("\x0c\x00\x00\x00", 4);
+  for (auto mode : {RedoApplier::Mode::kDryRun, RedoApplier::Mode::kApply}) {
+    RedoApplier r = Applier(mode);
+    absl::Status s = Apply(r, RecordType::kPageImageSparse, body);
+    EXPECT_NE(s.message().find("type 0"), std::string::npos) << s;
+  }
 }
 
 TEST_F(RedoTest, DeltaWhoseDbTimeDoesNotIncreaseIsRefused) {
@@ -90,26 +117,60 @@ TEST_F(RedoTest, MissingChangeIsRefusedByPageAndPosition) {
   // The meta page is at dbtime 1; a change from dbtime 7 means 2..7 are lost.
   absl::Status s = Apply(r, RecordType::kPageDelta, DeltaBody(kMetaPage, 7, 8));
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(s.message().find("page 2 has dbtime 1"), std::string::npos) << s;
-  EXPECT_NE(s.message().find("0x00000001:4096"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("page 2: log record at 0x00000001:4096: the page has dbtime 1"),
+            std::string::npos)
+      << s;
 }
 
-TEST_F(RedoTest, DeltaToADamagedPageIsRefusedButAnImageRepairsIt) {
-  // Damage the meta page on disk.
+TEST_F(RedoTest, DeltasToADamagedPageWaitForItsImage) {
+  Damage(kMetaPage);
+  // Deltas, then an image: the image rebuilds the page, the deltas before
+  // it are superseded.
+  RedoApplier r = Applier();
+  ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(kMetaPage, 1, 2)).ok());
+  ASSERT_TRUE(Apply(r, RecordType::kPageImage, ImageBody(kMetaPage, kMetaPage, 3)).ok());
+  ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(kMetaPage, 3, 4)).ok());
+  EXPECT_EQ(r.superseded(), 1u);
+  ASSERT_TRUE(r.Finish().ok());
+  ASSERT_TRUE(r.Flush(1).ok());
+  uint8_t page[kPage];
+  ASSERT_TRUE(db_->ReadPage(kMetaPage, page).ok());
+  EXPECT_EQ(PageDbTime(page), 4u);
+}
+
+TEST_F(RedoTest, DamagedPageWithoutAnImageIsRefusedAtTheEnd) {
+  Damage(kMetaPage);
+  RedoApplier r = Applier(RedoApplier::Mode::kDryRun);
+  ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(kMetaPage, 1, 2)).ok());
+  absl::Status s = r.Finish();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("page 2 is damaged"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("no image"), std::string::npos) << s;
+}
+
+TEST_F(RedoTest, TruncatedFileIsRefusedUnlessTheLogRebuildsTheCutPage) {
+  // Cut the file in the middle of page 5 (the first page after the space map).
   {
     auto f = File::Open(dir_.Sub("db.edb"), O_RDWR);
-    ASSERT_TRUE(f.ok());
-    const char junk[4] = {1, 2, 3, 4};
-    ASSERT_TRUE(f->WriteAt(kMetaPage * kPage + 6000, junk, 4).ok());
+    ASSERT_TRUE(f->Truncate(5 * kPage + 100).ok());
   }
-  RedoApplier r = Applier();
-  absl::Status s = Apply(r, RecordType::kPageDelta, DeltaBody(kMetaPage, 1, 2));
-  EXPECT_NE(s.message().find("is damaged"), std::string::npos) << s;
-  RedoApplier r2 = Applier();
-  ASSERT_TRUE(Apply(r2, RecordType::kPageImage, ImageBody(kMetaPage, kMetaPage, 3)).ok());
-  ASSERT_TRUE(r2.Flush(1).ok());
-  uint8_t page[kPage];
-  EXPECT_TRUE(db_->ReadPage(kMetaPage, page).ok());
+  auto cut = DatabaseFile::Open(dir_.Sub("db.edb"), true, /*allow_partial_last_page=*/true);
+  ASSERT_TRUE(cut.ok());
+  db_ = std::move(*cut);
+  RedoApplier r = Applier(RedoApplier::Mode::kDryRun);
+  absl::Status s = r.Finish();
+  EXPECT_NE(s.message().find("cut short in page 5"), std::string::npos) << s;
+  RedoApplier rebuilt = Applier(RedoApplier::Mode::kDryRun);
+  ASSERT_TRUE(Apply(rebuilt, RecordType::kPageImage, ImageBody(5, 5, 10)).ok());
+  EXPECT_TRUE(rebuilt.Finish().ok());
+}
+
+TEST_F(RedoTest, RecordsBeforeTheDatabasesOwnStartAreSkipped) {
+  RedoApplier r({RedoApplier::Database{db_.get(), Lsn{1, 8192}}}, 1, RedoApplier::Mode::kApply);
+  // At 0x1:4096, before the start: even a mismatching change is not looked at.
+  ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(kMetaPage, 7, 8)).ok());
+  EXPECT_EQ(r.skipped(), 1u);
+  EXPECT_EQ(r.applied(), 0u);
 }
 
 TEST_F(RedoTest, DryRunChecksButWritesNothing) {

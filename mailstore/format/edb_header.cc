@@ -37,7 +37,8 @@ constexpr uint32_t kUpdateCount = 160;
 constexpr uint32_t kBackups = 168;  // 4 x 24 bytes: full, incremental, differential, copy
 constexpr uint32_t kBackupSize = 24;
 constexpr uint32_t kName = 264;  // 64 bytes, NUL-padded
-constexpr uint32_t kEnd = 328;
+constexpr uint32_t kCheckpoint = 328;
+constexpr uint32_t kEnd = 336;
 }  // namespace off
 
 void PutBackup(uint8_t* p, const BackupRecord& b) {
@@ -76,6 +77,7 @@ void EncodeDbHeader(const DbHeader& h, PageNo which, uint8_t* page) {
                                    &h.previous_differential, &h.previous_copy};
   for (int i = 0; i < 4; ++i) PutBackup(page + off::kBackups + i * off::kBackupSize, *backups[i]);
   std::memcpy(page + off::kName, h.db_name.data(), std::min(h.db_name.size(), kMaxDbNameLength));
+  StoreU64(page + off::kCheckpoint, h.checkpoint.Pack());
   SealPage(page, h.page_size);
 }
 
@@ -104,6 +106,7 @@ DbHeader DecodeFieldsUnchecked(const uint8_t* page) {
   for (int i = 0; i < 4; ++i) *backups[i] = GetBackup(page + off::kBackups + i * off::kBackupSize);
   const char* name = reinterpret_cast<const char*>(page + off::kName);
   h.db_name.assign(name, strnlen(name, kMaxDbNameLength));
+  h.checkpoint = Lsn::Unpack(LoadU64(page + off::kCheckpoint));
   return h;
 }
 
@@ -134,6 +137,7 @@ std::vector<std::string> DbHeaderFieldDiffs(const DbHeader& a, const DbHeader& b
   check(a.previous_incremental == b.previous_incremental, "previous_incremental");
   check(a.previous_differential == b.previous_differential, "previous_differential");
   check(a.previous_copy == b.previous_copy, "previous_copy");
+  check(a.checkpoint == b.checkpoint, "checkpoint");
   return out;
 }
 

@@ -51,8 +51,13 @@ struct DbHeader {
   int64_t consistent_time_us = 0;
   Lsn last_attach_lsn;
   int64_t last_attach_time_us = 0;
-  // The database time at the last header write (a lower bound while dirty).
+  // A reservation: no page in the file has a larger dbtime.
   DbTime dbtime = 0;
+  // While attached: every change logged before this position is in this
+  // file. Written before the checkpoint file at every checkpoint, so soft
+  // recovery starts each database at its own position, right even for a
+  // file restored from another point in time.
+  Lsn checkpoint;
   // Bumped on every header write; picks the newer shadow copy.
   uint64_t update_count = 0;
   BackupRecord previous_full;

@@ -47,6 +47,7 @@ DbHeader SampleHeader(uint32_t page_size) {
   h.previous_incremental = {10, 12, 222, true};
   h.previous_differential = {10, 11, 333, false};
   h.previous_copy = {4, 8, 444, true};
+  h.checkpoint = Lsn{0x11, 8192};
   return h;
 }
 

@@ -92,6 +92,8 @@ int CmdHeader(const std::vector<std::string>& args, std::ostream& out, std::ostr
   SetBackup(h.previous_differential, info.mutable_previous_differential());
   SetBackup(h.previous_copy, info.mutable_previous_copy());
   info.set_shadow_status(read->ShadowSummary());
+  info.mutable_checkpoint()->set_generation(h.checkpoint.generation);
+  info.mutable_checkpoint()->set_offset(h.checkpoint.offset);
   if (parsed->Has("json")) {
     out << ToJson(info) << "\n";
   } else {
@@ -112,6 +114,7 @@ int CmdHeader(const std::vector<std::string>& args, std::ostream& out, std::ostr
     line("Log committed:", absl::StrFormat("0x%08X", h.log_committed));
     line("Last consistent:",
          absl::StrCat(h.consistent_lsn.ToString(), " at ", FormatTimeMicros(h.consistent_time_us)));
+    line("Checkpoint:", h.checkpoint.ToString());
     line("Last attach:", absl::StrCat(h.last_attach_lsn.ToString(), " at ",
                                       FormatTimeMicros(h.last_attach_time_us)));
     line("DB time:", absl::StrCat(h.dbtime));

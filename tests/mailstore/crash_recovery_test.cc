@@ -99,6 +99,25 @@ TEST(CrashRecovery, KillAtEveryNamedCrashPoint) {
   harness.CheckAllFiles();
 }
 
+// Page writes torn at random points of a run (the N-th page write, N
+// random): every torn page must be rebuilt from its image.
+TEST(CrashRecovery, RandomTornPageWrites) {
+  const uint64_t seed = Seed();
+  CrashHarness harness("crash_torn", CrashHarnessOptions{}, seed);
+  harness.CreateUnit();
+  std::mt19937_64 rng(seed);
+  const int iterations = std::max(8, Iterations(50) / 6);
+  int torn = 0;
+  for (int i = 0; i < iterations; ++i) {
+    const std::string spec = "edb.write.torn@" + std::to_string(1 + rng() % 300);
+    if (harness.RunToCrashPoint(spec)) torn++;
+    ASSERT_NO_FATAL_FAILURE(harness.RecoverCheckAndVerify()) << spec;
+  }
+  std::cout << "crash_torn: " << torn << " of " << iterations << " runs ended in a torn page write"
+            << std::endl;
+  EXPECT_GT(torn, 0);
+}
+
 // Recovery writes pages too, and can itself be killed half-way through a
 // page; running it again must still succeed.
 TEST(CrashRecovery, RecoveryKilledMidWriteIsRecoveredAgain) {

@@ -34,6 +34,18 @@ Sha256Digest OfflineDigest(const std::string& path) {
   return result->digest;
 }
 
+// A request for the single database db0.edb of a unit: logs in log_dir,
+// checkpoint and lock in system_dir (empty: none).
+RecoveryRequest RequestFor(const std::string& system_dir, const std::string& log_dir,
+                           const std::string& db_dir) {
+  RecoveryRequest req;
+  req.system_dir = system_dir;
+  req.log_dir = log_dir;
+  req.prefix = "E00";
+  req.db_paths = {db_dir + "/db0.edb"};
+  return req;
+}
+
 uint64_t FileHash(const std::string& path) {
   auto data = ReadFileToString(path);
   return std::hash<std::string>()(*data);
@@ -102,11 +114,7 @@ class HistoryTest : public ::testing::TestWithParam<bool> {
   }
 
   RecoveryRequest Request(const std::string& r, std::optional<Generation> to = std::nullopt) {
-    RecoveryRequest req;
-    req.system_dir = r;
-    req.log_dir = r + "/logs";
-    req.prefix = "E00";
-    req.db_paths = {r + "/db0.edb"};
+    RecoveryRequest req = RequestFor(r, r + "/logs", r);
     req.to_generation = to;
     return req;
   }
@@ -193,10 +201,7 @@ TEST(Recovery, DirtyBaseCannotStopBeforeItsRequiredGeneration) {
   fs::copy_file(dir.Sub("live/db0.edb"), dir.Sub("r/db0.edb"));
   ASSERT_TRUE((*e)->Close().ok());
   CopyLogs(dir.Sub("live"), dir.Sub("r/logs"));
-  RecoveryRequest req;
-  req.log_dir = dir.Sub("r/logs");
-  req.prefix = "E00";
-  req.db_paths = {dir.Sub("r/db0.edb")};
+  RecoveryRequest req = RequestFor("", dir.Sub("r/logs"), dir.Sub("r"));
   req.to_generation = required - 1;
   auto report = Recover(req);
   ASSERT_FALSE(report.ok());
@@ -223,12 +228,7 @@ TEST(Recovery, OlderDatabaseFileIsRecoveredFromItsOwnRequiredLogs) {
     final_digest = *(*e)->Digest(0);
   }  // crash
   fs::copy_file(dir.Sub("old.edb"), dir.Sub("db0.edb"), fs::copy_options::overwrite_existing);
-  RecoveryRequest req;
-  req.system_dir = dir.path();
-  req.log_dir = dir.path();
-  req.prefix = "E00";
-  req.db_paths = {dir.Sub("db0.edb")};
-  auto report = Recover(req);
+  auto report = Recover(RequestFor(dir.path(), dir.path(), dir.path()));
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(OfflineDigest(dir.Sub("db0.edb")), final_digest);
 }
@@ -238,12 +238,7 @@ TEST(Recovery, RunningUnitIsNotRecoveredUnderItsFeet) {
   auto config = MakeUnitConfig(dir.path());
   auto e = Engine::Create(config, testing::TestEngineOptions());
   ASSERT_TRUE(e.ok());
-  RecoveryRequest req;
-  req.system_dir = dir.path();
-  req.log_dir = dir.path();
-  req.prefix = "E00";
-  req.db_paths = {dir.Sub("db0.edb")};
-  auto report = Recover(req);
+  auto report = Recover(RequestFor(dir.path(), dir.path(), dir.path()));
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(report.status().message().find("in use"), std::string::npos) << report.status();
@@ -262,12 +257,7 @@ TEST(Recovery, DirtyDatabaseWhoseLogsAreGoneIsRefused) {
     ASSERT_TRUE((*e)->Put(0, {1, 2}, "y").ok());
   }                                // crash
   fs::remove(dir.Sub("E00.log"));  // the current generation is lost
-  RecoveryRequest req;
-  req.system_dir = dir.path();
-  req.log_dir = dir.path();
-  req.prefix = "E00";
-  req.db_paths = {dir.Sub("db0.edb")};
-  auto report = Recover(req);
+  auto report = Recover(RequestFor(dir.path(), dir.path(), dir.path()));
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(report.status().message().find("requires generation 0x00000002 (E0000000002.log)"),
@@ -303,12 +293,8 @@ TEST(Recovery, LogsOfAnotherStreamAreRefused) {
     ASSERT_TRUE((*e)->Put(0, {1, 1}, unit).ok());
     ASSERT_TRUE((*e)->Close().ok());
   }
-  RecoveryRequest req;
-  req.log_dir = dir.Sub("b");
-  req.prefix = "E00";
-  req.db_paths = {dir.Sub("a/db0.edb")};
   const uint64_t before = FileHash(dir.Sub("a/db0.edb"));
-  auto report = Recover(req);
+  auto report = Recover(RequestFor("", dir.Sub("b"), dir.Sub("a")));
   ASSERT_FALSE(report.ok());
   EXPECT_NE(report.status().message().find("log signature"), std::string::npos) << report.status();
   EXPECT_NE(report.status().message().find("b/E00"), std::string::npos) << report.status();
@@ -339,11 +325,7 @@ TEST(Recovery, DatabaseWithAnotherSignatureIsRefused) {
     h.log_required_max = 1;
     ASSERT_TRUE(WriteDbHeader(*f, h).ok());
   }
-  RecoveryRequest req;
-  req.log_dir = dir.path();
-  req.prefix = "E00";
-  req.db_paths = {dir.Sub("db0.edb")};
-  auto report = Recover(req);
+  auto report = Recover(RequestFor("", dir.path(), dir.path()));
   ASSERT_FALSE(report.ok());
   EXPECT_NE(report.status().message().find("is not the database this log stream writes to"),
             std::string::npos)
@@ -385,12 +367,8 @@ TEST(Recovery, DivergedStreamsAreRefusedAtTheGenerationWhereTheyDiverge) {
     if (gen && *gen > diverged)
       fs::copy_file(entry.path(), r + "/logs/" + entry.path().filename().string());
   }
-  RecoveryRequest req;
-  req.log_dir = r + "/logs";
-  req.prefix = "E00";
-  req.db_paths = {r + "/db0.edb"};
   const uint64_t before = FileHash(r + "/db0.edb");
-  auto report = Recover(req);
+  auto report = Recover(RequestFor("", r + "/logs", r));
   ASSERT_FALSE(report.ok());
   EXPECT_NE(report.status().message().find("link hash"), std::string::npos) << report.status();
   EXPECT_NE(report.status().message().find(LogFileName("E00", diverged + 1)), std::string::npos)

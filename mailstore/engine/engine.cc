@@ -304,12 +304,17 @@ absl::Status Engine::AttachLogStream() {
   return absl::OkStatus();
 }
 
-absl::Status Engine::Close() {
+absl::Status Engine::Close(bool seal_log) {
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     if (closed_) return absl::OkStatus();
   }
   std::unique_lock<std::mutex> writer(writer_mu_);
+  frozen_ = false;
+  {
+    std::lock_guard<std::mutex> flush(flush_mu_);
+    flush_frozen_ = false;
+  }
   StopLazyWriter();
   absl::Status health_status = health();
   if (!health_status.ok()) {
@@ -352,7 +357,7 @@ absl::Status Engine::Close() {
     checkpoint_.time_us = now;
     RETURN_IF_ERROR(WriteCheckpointFile(unit_.CheckpointPath(), checkpoint_));
   }
-  RETURN_IF_ERROR(log_->Close());
+  RETURN_IF_ERROR(seal_log ? log_->SealAndClose() : log_->Close());
   if (unit_.circular_logging) {
     ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(unit_.log_dir, unit_.log_prefix));
     for (const auto& [gen, path] : listing.closed) {
@@ -362,7 +367,9 @@ absl::Status Engine::Close() {
   RETURN_IF_ERROR(lock_file_.Close());
   std::lock_guard<std::mutex> lock(state_mu_);
   closed_ = true;
-  log_line_->info("[unit {}] clean shutdown at {}", unit_.name, appended.end.ToString());
+  log_line_->info("[unit {}] clean shutdown at {}{}", unit_.name, appended.end.ToString(),
+                  seal_log ? ", log sealed" : "");
+  thawed_.notify_all();
   return absl::OkStatus();
 }
 
@@ -385,6 +392,8 @@ void Engine::Fail(const absl::Status& status) {
 absl::StatusOr<std::unique_ptr<Transaction>> Engine::Begin() {
   RETURN_IF_ERROR(health());
   std::unique_lock<std::mutex> writer(writer_mu_);
+  // A frozen unit holds writers here: they wait, they do not fail.
+  thawed_.wait(writer, [&] { return !frozen_ || !health().ok(); });
   RETURN_IF_ERROR(health());
   return std::unique_ptr<Transaction>(new Transaction(this, std::move(writer)));
 }
@@ -443,6 +452,7 @@ absl::Status Engine::RollLog() {
   RETURN_IF_ERROR(health());
   // Serialise with commits so that the roll falls between transactions.
   std::unique_lock<std::mutex> writer(writer_mu_);
+  thawed_.wait(writer, [&] { return !frozen_ || !health().ok(); });
   absl::Status s = log_->Roll();
   if (!s.ok()) Fail(s);
   return s;
@@ -544,6 +554,100 @@ absl::StatusOr<Lsn> Engine::CommitTransaction(Transaction& txn) {
   stats_.pages_logged_delta += delta;
   stats_.log_bytes += bytes;
   return appended.end;
+}
+
+absl::StatusOr<Engine::FreezeInfo> Engine::Freeze() {
+  RETURN_IF_ERROR(health());
+  FreezeInfo info;
+  {
+    // Waits for the running transaction; later ones wait in Begin.
+    std::unique_lock<std::mutex> writer(writer_mu_);
+    if (frozen_) return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is already frozen"));
+    info.closed_generation = log_->current_generation();
+    absl::Status rolled = log_->Roll();
+    if (!rolled.ok()) {
+      Fail(rolled);
+      return rolled;
+    }
+    frozen_ = true;
+  }
+  // A flush cycle in progress finishes; later ones write nothing until Thaw.
+  std::lock_guard<std::mutex> flush(flush_mu_);
+  flush_frozen_ = true;
+  info.checkpoint = checkpoint_.position;
+  log_line_->info("[unit {}] frozen; generation 0x{:08X} closed", unit_.name,
+                  info.closed_generation);
+  return info;
+}
+
+absl::Status Engine::Thaw() {
+  {
+    std::lock_guard<std::mutex> writer(writer_mu_);
+    if (!frozen_) return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is not frozen"));
+    frozen_ = false;
+  }
+  {
+    std::lock_guard<std::mutex> flush(flush_mu_);
+    flush_frozen_ = false;
+  }
+  thawed_.notify_all();
+  log_line_->info("[unit {}] thawed", unit_.name);
+  return absl::OkStatus();
+}
+
+bool Engine::frozen() const {
+  std::lock_guard<std::mutex> writer(writer_mu_);
+  return frozen_;
+}
+
+absl::Status Engine::RecordBackup(BackupType type, Generation low, Generation high,
+                                  int64_t time_us, bool snapshot) {
+  RETURN_IF_ERROR(health());
+  const BackupRecord record{low, high, time_us, snapshot};
+  for (auto& db : dbs_) {
+    RETURN_IF_ERROR(db->UpdateHeader([&](DbHeader& h) {
+      switch (type) {
+        case BackupType::kFull:
+          h.previous_full = record;
+          break;
+        case BackupType::kIncremental:
+          h.previous_incremental = record;
+          break;
+        case BackupType::kDifferential:
+          h.previous_differential = record;
+          break;
+        case BackupType::kCopy:
+          h.previous_copy = record;
+          break;
+      }
+    }));
+  }
+  return absl::OkStatus();
+}
+
+Lsn Engine::checkpoint() const {
+  std::lock_guard<std::mutex> flush(flush_mu_);
+  return checkpoint_.position;
+}
+
+absl::StatusOr<std::vector<Generation>> Engine::TruncateLogs(Generation through) {
+  RETURN_IF_ERROR(health());
+  // Under flush_mu_: the checkpoint cannot move (and circular deletion
+  // cannot run) meanwhile.
+  std::lock_guard<std::mutex> flush(flush_mu_);
+  const Generation limit = std::min(through, checkpoint_.position.generation - 1);
+  ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(unit_.log_dir, unit_.log_prefix));
+  std::vector<Generation> deleted;
+  for (const auto& [gen, path] : listing.closed) {
+    if (gen > limit) break;
+    RETURN_IF_ERROR(RemoveDurably(path));
+    deleted.push_back(gen);
+  }
+  if (!deleted.empty()) {
+    log_line_->info("[unit {}] truncated logs 0x{:08X}-0x{:08X}", unit_.name, deleted.front(),
+                    deleted.back());
+  }
+  return deleted;
 }
 
 EngineStats Engine::stats() const {

@@ -83,8 +83,34 @@ class Engine {
 
   // Clean shutdown: flushes everything, writes a Term record and marks the
   // databases CleanShutdown. Without it (a crash, or the destructor), the
-  // next Open recovers.
-  absl::Status Close();
+  // next Open recovers. With seal_log, the open log is also sealed and
+  // closed under its generation name, so that another copy that has
+  // replayed it can continue the stream (a switchover).
+  absl::Status Close(bool seal_log = false);
+
+  // Freeze for a snapshot: rolls the log so that the current generation
+  // closes, then holds every write to the unit's files until Thaw. New
+  // transactions wait in Begin (they do not fail); the lazy writer pauses.
+  struct FreezeInfo {
+    Generation closed_generation;  // the generation the roll closed
+    Lsn checkpoint;                // everything logged before it is in the files
+  };
+  absl::StatusOr<FreezeInfo> Freeze();
+  absl::Status Thaw();
+  bool frozen() const;
+
+  // Records a successful backup in every database header (the "previous
+  // Full/Incremental/Differential/Copy backup" fields).
+  enum class BackupType { kFull, kIncremental, kDifferential, kCopy };
+  absl::Status RecordBackup(BackupType type, Generation low, Generation high, int64_t time_us,
+                            bool snapshot);
+
+  // Deletes closed logs up to and including `through`, but never one at or
+  // above the checkpoint's generation (recovery needs those). The caller
+  // decides the rest of the truncation rules. Returns the generations
+  // deleted.
+  absl::StatusOr<std::vector<Generation>> TruncateLogs(Generation through);
+  Lsn checkpoint() const;
 
   // Starts a write transaction, waiting for the current one to finish.
   absl::StatusOr<std::unique_ptr<Transaction>> Begin();
@@ -150,7 +176,10 @@ class Engine {
   std::unique_ptr<LogWriter> log_;
 
   // One write transaction at a time.
-  std::mutex writer_mu_;
+  mutable std::mutex writer_mu_;
+  // Set while frozen (guarded by writer_mu_); Begin waits on thawed_.
+  bool frozen_ = false;
+  std::condition_variable thawed_;
   // Readers hold it shared; a commit holds it exclusively while it places
   // its records and installs its pages, so a reader never sees half a
   // commit, and the checkpoint never falls between the two.
@@ -161,8 +190,10 @@ class Engine {
   uint64_t image_epoch_ = 1;
 
   // Checkpoint state, owned by the lazy writer (and Close).
-  std::mutex flush_mu_;
+  mutable std::mutex flush_mu_;
   Checkpoint checkpoint_;
+  // Set while frozen (guarded by flush_mu_): flush cycles write nothing.
+  bool flush_frozen_ = false;
 
   std::mutex lw_mu_;
   std::condition_variable lw_wake_;

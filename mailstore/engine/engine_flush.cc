@@ -67,6 +67,8 @@ absl::Status Engine::WaitForDirtyRoom() {
 
 absl::Status Engine::FlushCycle() {
   std::lock_guard<std::mutex> guard(flush_mu_);
+  // Frozen for a snapshot: not a byte of the unit's files may change.
+  if (flush_frozen_) return absl::OkStatus();
   // The cycle's redo point R. Taken with the snapshot of the dirty pages in
   // one step under the install lock, so that every page changed before R
   // is written in this cycle, every page still dirty afterwards changed

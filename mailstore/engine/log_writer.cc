@@ -48,7 +48,7 @@ LogWriter::Segment& LogWriter::CurrentSegmentLocked() {
   return pending_.back();
 }
 
-void LogWriter::SealLocked() {
+void LogWriter::SealLocked(bool start_next) {
   Segment& seg = CurrentSegmentLocked();
   SealBody body{records_in_generation_, options_.clock->NowMicros()};
   std::string encoded = EncodeSealBody(body);
@@ -60,7 +60,7 @@ void LogWriter::SealLocked() {
   append_offset_ = kLogHeaderSize;
   records_in_generation_ = 0;
   // An empty segment makes the flusher create the next file right away.
-  CurrentSegmentLocked();
+  if (start_next) CurrentSegmentLocked();
 }
 
 absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>& records) {
@@ -131,6 +131,15 @@ absl::Status LogWriter::Roll() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
     SealLocked();
+  }
+  return Flush();
+}
+
+absl::Status LogWriter::SealAndClose() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_.ok()) return error_;
+    SealLocked(/*start_next=*/false);
   }
   return Flush();
 }

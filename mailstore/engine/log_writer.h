@@ -73,6 +73,10 @@ class LogWriter {
   absl::Status Roll();
   // Flushes and closes the open file without sealing it (after a Term).
   absl::Status Close();
+  // Seals the current generation and closes it under its generation name,
+  // starting no successor: the stream can be continued by whichever copy
+  // is activated next.
+  absl::Status SealAndClose();
 
   Lsn append_lsn() const;
   Lsn durable_lsn() const;
@@ -95,7 +99,7 @@ class LogWriter {
   };
 
   explicit LogWriter(LogStreamOptions options) : options_(std::move(options)) {}
-  void SealLocked();
+  void SealLocked(bool start_next = true);
   Segment& CurrentSegmentLocked();
   absl::Status WriteSegments(std::vector<Segment>& segments);
   absl::Status CreateFile(Generation generation);

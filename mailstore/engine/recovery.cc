@@ -210,6 +210,19 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     }
   }
   ASSIGN_OR_RETURN(DatabaseSet dbs, OpenDatabases(req.db_paths));
+  // A flush of an earlier recovery (or of a passive copy's replay) that a
+  // crash interrupted is completed first: its pages are intact in the
+  // double-write buffer. This is the one write made before validation; it
+  // restores what was being written, and nothing else.
+  std::optional<DoubleWriteBuffer> dwb;
+  if (!req.system_dir.empty()) {
+    dwb.emplace(JoinPath(req.system_dir, absl::StrCat(req.prefix, ".dwb")));
+    ASSIGN_OR_RETURN(int repaired, dwb->Repair(dbs.by_index));
+    if (repaired > 0) {
+      report.notes.push_back(absl::StrFormat(
+          "%d page(s) torn by an interrupted flush were restored from %s", repaired, dwb->path()));
+    }
+  }
 
   // What logs are there?
   ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(req.log_dir, req.prefix));
@@ -381,7 +394,7 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
   RETURN_IF_ERROR(WalkStream(walk, checker, &dry_run));
   RETURN_IF_ERROR(checker.Finish());
   const Lsn end = dry_run.end;
-  RedoApplier applier(starts, start.generation, RedoApplier::Mode::kApply);
+  RedoApplier applier(starts, start.generation, RedoApplier::Mode::kApply, dwb ? &*dwb : nullptr);
   RETURN_IF_ERROR(WalkStream(walk, applier, &report));
   RETURN_IF_ERROR(applier.Flush(end_gen));
 

@@ -23,10 +23,11 @@ void ApplyRangesToPrefix(const PageDeltaBody& d, uint8_t* out, uint32_t size) {
 }  // namespace
 
 RedoApplier::RedoApplier(std::vector<Database> dbs, Generation start_generation, Mode mode,
-                         size_t max_cached_pages)
+                         DoubleWriteBuffer* dwb, size_t max_cached_pages)
     : dbs_(std::move(dbs)),
       start_generation_(start_generation),
       mode_(mode),
+      dwb_(dwb),
       max_cached_(max_cached_pages),
       max_dbtime_(dbs_.size(), 0) {}
 
@@ -217,11 +218,19 @@ absl::Status RedoApplier::Flush(Generation generation) {
       }));
     }
   }
+  if (dwb_ != nullptr && !dirty_dbs.empty()) {
+    std::vector<DoubleWriteBuffer::Entry> entries;
+    for (const auto& [key, buffered] : buffers_) {
+      if (buffered.dirty) entries.push_back({key.first, key.second, buffered.page->data()});
+    }
+    RETURN_IF_ERROR(dwb_->Write(entries, dbs_[entries.front().db_index].file->page_size()));
+  }
   for (const auto& [key, buffered] : buffers_) {
     if (!buffered.dirty) continue;
     RETURN_IF_ERROR(dbs_[key.first].file->WritePage(key.second, buffered.page->data()));
   }
   for (const auto& [db, unused] : dirty_dbs) RETURN_IF_ERROR(dbs_[db].file->Sync());
+  if (dwb_ != nullptr && !dirty_dbs.empty()) RETURN_IF_ERROR(dwb_->Clear());
   buffers_.clear();
   return absl::OkStatus();
 }

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "mailstore/engine/database_file.h"
+#include "mailstore/engine/double_write.h"
 #include "mailstore/engine/page_buffer.h"
 #include "mailstore/format/log_format.h"
 #include "mailstore/format/page.h"
@@ -37,8 +38,10 @@ class RedoApplier {
 
   // start_generation is where replay begins: a database marked dirty by a
   // flush requires the logs from there.
+  // With a double-write buffer, every flush goes through it, so a flush
+  // torn by a crash is repaired before the next replay.
   RedoApplier(std::vector<Database> dbs, Generation start_generation, Mode mode,
-              size_t max_cached_pages = 32768);
+              DoubleWriteBuffer* dwb = nullptr, size_t max_cached_pages = 32768);
 
   // Applies one page record (image, sparse image or delta).
   // - A record the page already holds (by dbtime) is skipped.
@@ -86,6 +89,7 @@ class RedoApplier {
   std::vector<Database> dbs_;
   Generation start_generation_;
   Mode mode_;
+  DoubleWriteBuffer* dwb_;
   size_t max_cached_;
   std::map<Key, PageState> states_;
   struct Buffered {

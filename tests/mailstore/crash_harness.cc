@@ -141,10 +141,11 @@ void CrashHarness::Apply(Model& model, const std::vector<Op>& ops) {
   }
 }
 
-std::vector<std::string> CrashHarness::RecoverArgs() const {
+std::vector<std::string> CrashHarness::RecoverArgs(bool hard) const {
   std::vector<std::string> recover = {
       BinaryPath("mailstore-util"), "recover", "--system", dir_.Sub("unit"), "--logs",
       dir_.Sub("unit/logs")};
+  if (hard) recover.push_back("--hard");
   for (int i = 0; i < options_.databases; ++i) {
     recover.push_back("--db");
     recover.push_back(dir_.Sub("unit/db" + std::to_string(i) + ".edb"));
@@ -152,8 +153,8 @@ std::vector<std::string> CrashHarness::RecoverArgs() const {
   return recover;
 }
 
-bool CrashHarness::RecoverToCrashPoint(const std::string& point) {
-  auto r = RunProcess(RecoverArgs(), {{"DAGVAULT_CRASH_AT", point}});
+bool CrashHarness::RecoverToCrashPoint(const std::string& point, bool hard) {
+  auto r = RunProcess(RecoverArgs(hard), {{"DAGVAULT_CRASH_AT", point}});
   EXPECT_TRUE(r.signal == SIGKILL || r.exit_code == 0) << r.out << r.err;
   return r.signal == SIGKILL;
 }

@@ -40,7 +40,7 @@ class CrashHarness {
   bool RunToCrashPoint(const std::string& point);
   // Runs mailstore-util recover with DAGVAULT_CRASH_AT set, so that
   // recovery itself is killed there. Returns true if it was.
-  bool RecoverToCrashPoint(const std::string& point);
+  bool RecoverToCrashPoint(const std::string& point, bool hard = false);
   // mailstore-util recover, then check of databases and checkpoint, then
   // comparison of every item with the oracle. Fails the test on any
   // difference.
@@ -71,7 +71,7 @@ class CrashHarness {
   using Model = std::map<Key, std::pair<uint64_t, uint64_t>>;  // size, vseed
 
   std::vector<std::string> WriterArgs();
-  std::vector<std::string> RecoverArgs() const;
+  std::vector<std::string> RecoverArgs(bool hard = false) const;
   std::vector<Txn> ReadNewOracleLines();
   static void Apply(Model& model, const std::vector<Op>& ops);
 

@@ -67,4 +67,13 @@ absl::Status RandomBytes(absl::Span<uint8_t> out) {
   return absl::OkStatus();
 }
 
+std::string RandomHexId(size_t bytes) {
+  std::string raw(bytes, '\0');
+  // RAND_bytes fails only when the system has no entropy source at all;
+  // CheckOpenSsl aborts with OpenSSL's reason then.
+  CheckOpenSsl(RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)),
+               "RAND_bytes");
+  return absl::BytesToHexString(raw);
+}
+
 }  // namespace dagvault

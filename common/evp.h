@@ -66,5 +66,7 @@ std::string DigestToHex(const Sha256Digest& digest);
 
 // Fills `out` with cryptographically random bytes.
 absl::Status RandomBytes(absl::Span<uint8_t> out);
+// `bytes` random bytes as lower-case hex, for ids (sessions, daemon runs).
+std::string RandomHexId(size_t bytes = 12);
 
 }  // namespace dagvault

@@ -111,6 +111,10 @@ class Engine {
   // deleted.
   absl::StatusOr<std::vector<Generation>> TruncateLogs(Generation through);
   Lsn checkpoint() const;
+  // The header of a database as last written.
+  DbHeader DatabaseHeader(uint32_t db) const { return dbs_[db]->header(); }
+  const std::string& DatabasePath(uint32_t db) const { return dbs_[db]->path(); }
+  uint32_t database_count() const { return static_cast<uint32_t>(dbs_.size()); }
 
   // Starts a write transaction, waiting for the current one to finish.
   absl::StatusOr<std::unique_ptr<Transaction>> Begin();

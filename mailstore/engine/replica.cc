@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/fault_injection.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/text_config.h"
@@ -276,6 +277,8 @@ absl::Status Replica::ReplayGeneration(Generation g) {
     }
   }
   RETURN_IF_ERROR(applier.Flush(g));
+  // Pages written, headers not yet: a restart must replay g again.
+  DAGVAULT_CRASH_POINT("replica.replay.before_header");
   // The databases now hold everything before `position`.
   for (size_t i = 0; i < dbs_.size(); ++i) {
     RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& h) {

@@ -13,6 +13,7 @@
 #include "mailstore/engine/memory_page_access.h"
 #include "mailstore/format/edb_header.h"
 #include "mailstore/format/log_format.h"
+#include "mailstore/tools/admin_client.h"
 #include "mailstore/tools/check.h"
 #include "mailstore/tools/cli_output.h"
 #include "mailstore/tools/util.h"
@@ -255,8 +256,9 @@ int CmdLogs(const std::vector<std::string>& args, std::ostream& out, std::ostrea
 }
 
 int CmdDigest(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  auto parsed = CliArgs::Parse(args, {{"db"}, {"json"}});
+  auto parsed = CliArgs::Parse(args, {{"db", "server", "unit", "database"}, {"json"}});
   if (!parsed.ok()) return UsageError(err, parsed.status(), "digest");
+  if (parsed->Has("server") || parsed->Has("unit")) return CmdServerDigest(*parsed, out, err);
   std::vector<std::string> dbs = parsed->GetAll("db");
   for (const auto& p : parsed->positional()) dbs.push_back(p);
   if (dbs.empty()) {

@@ -30,7 +30,9 @@ const std::map<std::string, Command>& Commands() {
         "                                        soft or hard recovery (eseutil /r)"}},
       {"digest",
        {CmdDigest,
-        "digest --db FILE... [--json]          SHA-256 over all items of consistent databases"}},
+        "digest --db FILE... [--json]          SHA-256 over all items of consistent databases\n"
+        "  digest --server ADDR --unit U [--database D]\n"
+        "                                        the same, from a running mailstored's copy"}},
       {"create",
        {CmdCreate,
         "create --config UNIT.conf             create a unit's databases and first log"}},
@@ -42,6 +44,37 @@ const std::map<std::string, Command>& Commands() {
        {CmdBench,
         "bench [--size-mix MIX] [--items N] [--threads T] [--check-gib G]\n"
         "                                        commit and check throughput"}},
+      {"status",
+       {CmdStatus,
+        "status [--server ADDR] [--unit U] [--json]\n"
+        "                                        units, copies, states, queues, backups in "
+        "progress"}},
+      {"mount", {CmdMount, "mount --unit U [--server ADDR]       mount the active copy"}},
+      {"dismount", {CmdDismount, "dismount --unit U [--server ADDR]    dismount the active copy"}},
+      {"suspend",
+       {CmdSuspend,
+        "suspend --unit U [--server ADDR]     suspend replication to that node's copy"}},
+      {"resume",
+       {CmdResume, "resume --unit U [--server ADDR]      resume replication to that node's copy"}},
+      {"activate",
+       {CmdActivate,
+        "activate --unit U --node N [--lossy] [--server ADDR]\n"
+        "                                        switchover to N (or lossy activation of N)"}},
+      {"reseed",
+       {CmdReseed,
+        "reseed --unit U [--server ADDR]      discard that node's copy and seed it anew"}},
+      {"roll",
+       {CmdRoll, "roll --unit U [--server ADDR]        close the active copy's log generation"}},
+      {"load",
+       {CmdLoad,
+        "load --unit U [--mailboxes M] [--size-mix MIX] [--rate OPS] [--duration S] [--threads T]\n"
+        "     [--reads F] [--server ADDR] [--json]\n"
+        "                                        put items through the store API; print ops/s, "
+        "MB/s"}},
+      {"lab-config",
+       {CmdLabConfig,
+        "lab-config --dir DIR [--nodes N] [--lag-seconds S] [--log-size B]\n"
+        "                                        write the configs of an N-node lab"}},
   };
   return *commands;
 }
@@ -49,7 +82,8 @@ const std::map<std::string, Command>& Commands() {
 void Usage(std::ostream& out) {
   out << "usage: mailstore-util COMMAND [ARGS]\n\ncommands:\n";
   for (const auto& [name, command] : Commands()) out << "  " << command.synopsis << "\n";
-  out << "\nexit codes: 0 ok, 1 failure or damage found, 2 usage error\n"
+  out << "\nADDR is a mailstored store address (HOST:PORT); MAILSTORE_SERVER sets the default.\n"
+         "exit codes: 0 ok, 1 failure or damage found, 2 usage error\n"
          "see docs/mailstore-util.md\n";
 }
 

@@ -20,6 +20,17 @@ int CmdDigest(const std::vector<std::string>& args, std::ostream& out, std::ostr
 int CmdCreate(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int CmdFill(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int CmdBench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+// Talking to a running mailstored (cmd_admin.cc, cmd_load.cc).
+int CmdStatus(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdMount(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdDismount(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdSuspend(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdResume(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdActivate(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdReseed(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdRoll(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdLoad(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int CmdLabConfig(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;

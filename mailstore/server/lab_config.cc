@@ -1,0 +1,113 @@
+#include "mailstore/server/lab_config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/text_config.h"
+
+namespace dagvault::mailstore {
+
+absl::StatusOr<std::vector<int>> PickFreePorts(const std::string& host, int count) {
+  std::vector<int> fds, ports;
+  absl::Status status;
+  for (int i = 0; i < count && status.ok(); ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+      status = ErrnoToStatus(errno, "socket", host);
+      break;
+    }
+    fds.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = 0;
+    if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+      status = absl::InvalidArgumentError(absl::StrCat("not an IPv4 address: ", host));
+      break;
+    }
+    socklen_t len = sizeof(addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      status = ErrnoToStatus(errno, "bind", host);
+      break;
+    }
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  for (int fd : fds) ::close(fd);
+  if (!status.ok()) return status;
+  return ports;
+}
+
+absl::StatusOr<std::vector<LabNode>> MakeLab(const LabSpec& spec) {
+  if (spec.nodes < 1) return absl::InvalidArgumentError("a lab needs at least one node");
+  if (spec.root.empty()) return absl::InvalidArgumentError("a lab needs a root folder");
+  ASSIGN_OR_RETURN(std::vector<int> ports, PickFreePorts(spec.host, 2 * spec.nodes));
+  std::vector<LabNode> nodes(spec.nodes);
+  for (int i = 0; i < spec.nodes; ++i) {
+    nodes[i].name = absl::StrCat("node", i + 1);
+    nodes[i].dir = JoinPath(spec.root, nodes[i].name);
+    nodes[i].config_path = JoinPath(nodes[i].dir, "mailstored.conf");
+  }
+  auto store = [&](int i) { return absl::StrCat(spec.host, ":", ports[2 * i]); };
+  auto replication = [&](int i) { return absl::StrCat(spec.host, ":", ports[2 * i + 1]); };
+
+  auto add_unit = [&](dagvault::v1::MailstoredConfig& c, const std::string& name,
+                      dagvault::v1::UnitConfig::Mode mode, const std::string& prefix,
+                      std::vector<std::string> databases) {
+    auto* u = c.add_units();
+    u->set_name(name);
+    u->set_mode(mode);
+    u->set_log_prefix(prefix);
+    for (auto& db : databases) u->add_databases(db);
+    u->set_log_file_size(spec.log_file_size);
+    u->set_circular_logging(spec.circular_logging);
+    for (int k = 0; k < spec.nodes; ++k) {
+      auto* copy = u->add_copies();
+      copy->set_node(nodes[k].name);
+      copy->set_activation_preference(static_cast<uint32_t>(k + 1));
+      if (k == spec.nodes - 1 && spec.nodes > 1) copy->set_replay_lag_seconds(spec.lag_seconds);
+    }
+  };
+
+  for (int i = 0; i < spec.nodes; ++i) {
+    auto& c = nodes[i].config;
+    c.set_node(nodes[i].name);
+    c.set_data_root(JoinPath(nodes[i].dir, "data"));
+    c.set_store_listen(store(i));
+    c.set_replication_listen(replication(i));
+    c.set_writer_socket(JoinPath(nodes[i].dir, "writer.sock"));
+    c.set_freeze_timeout_ms(spec.freeze_timeout_ms);
+    c.set_checkpoint_depth(spec.checkpoint_depth);
+    c.set_replication_poll_ms(spec.replication_poll_ms);
+    c.set_backup_session_timeout_ms(spec.backup_session_timeout_ms);
+    c.set_flush_interval_ms(spec.flush_interval_ms);
+    for (int k = 0; k < spec.nodes; ++k) {
+      if (k == i) continue;
+      auto* p = c.add_peers();
+      p->set_node(nodes[k].name);
+      p->set_replication_address(replication(k));
+      p->set_store_address(store(k));
+    }
+    add_unit(c, "SG01", dagvault::v1::UnitConfig::STORAGE_GROUP, "E00", {"MDB01A", "MDB01B"});
+    add_unit(c, "DB02", dagvault::v1::UnitConfig::DATABASE, "E01", {"DB02"});
+  }
+  return nodes;
+}
+
+absl::Status WriteLab(const std::vector<LabNode>& nodes) {
+  for (const auto& n : nodes) {
+    RETURN_IF_ERROR(CreateDirectories(n.dir));
+    RETURN_IF_ERROR(WriteFileAtomically(
+        n.config_path, absl::StrCat("# mailstored configuration of ", n.name,
+                                    " (written by mailstore-util lab-config; fields in "
+                                    "proto/dagvault/v1/mailstored.proto)\n",
+                                    ToTextConfig(n.config))));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dagvault::mailstore

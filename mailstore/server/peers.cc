@@ -1,0 +1,48 @@
+#include "mailstore/server/peers.h"
+
+#include <grpcpp/create_channel.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+
+namespace dagvault::mailstore {
+
+Peers::Peers(const NodeConfig& config) {
+  addresses_[config.node()] = config.proto.replication_listen();
+  for (const auto& p : config.proto.peers()) addresses_[p.node()] = p.replication_address();
+  for (const auto& [node, address] : addresses_) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    stubs_[node] = dagvault::v1::Replication::NewStub(channel);
+  }
+}
+
+absl::StatusOr<dagvault::v1::Replication::Stub*> Peers::Replication(const std::string& node) {
+  auto it = stubs_.find(node);
+  if (it == stubs_.end()) {
+    return absl::NotFoundError(absl::StrCat("no peer named ", node, " in the configuration"));
+  }
+  return it->second.get();
+}
+
+std::unique_ptr<grpc::ClientContext> Peers::Context(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return context;
+}
+
+absl::StatusOr<dagvault::v1::CopyStatus> Peers::CopyStatus(const std::string& node,
+                                                           const std::string& unit) {
+  auto stub = Replication(node);
+  if (!stub.ok()) return stub.status();
+  dagvault::v1::CopyStatusRequest request;
+  request.set_unit(unit);
+  dagvault::v1::CopyStatus response;
+  auto context = Context(absl::Seconds(2));
+  grpc::Status s = (*stub)->GetCopyStatus(context.get(), request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(node, " GetCopyStatus(", unit, ")"));
+  return response;
+}
+
+}  // namespace dagvault::mailstore

@@ -1,0 +1,32 @@
+// Clients of the other mailstored nodes' replication services.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dagvault/v1/replication.grpc.pb.h"
+#include "mailstore/server/config.h"
+
+namespace dagvault::mailstore {
+
+class Peers {
+ public:
+  explicit Peers(const NodeConfig& config);
+
+  // The replication stub for a node (this node included, over loopback).
+  absl::StatusOr<dagvault::v1::Replication::Stub*> Replication(const std::string& node);
+  // A client context with a deadline, for calls to peers.
+  static std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(5));
+
+  absl::StatusOr<dagvault::v1::CopyStatus> CopyStatus(const std::string& node,
+                                                      const std::string& unit);
+
+ private:
+  std::map<std::string, std::string> addresses_;
+  std::map<std::string, std::unique_ptr<dagvault::v1::Replication::Stub>> stubs_;
+};
+
+}  // namespace dagvault::mailstore

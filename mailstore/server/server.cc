@@ -1,0 +1,140 @@
+#include "mailstore/server/server.h"
+
+#include <grpcpp/server_builder.h>
+#include <sys/stat.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/evp.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace dagvault::mailstore {
+
+Mailstored::Mailstored(NodeConfig config, Clock* clock)
+    : config_(std::move(config)), clock_(clock), peers_(config_) {}
+
+absl::StatusOr<std::unique_ptr<Mailstored>> Mailstored::Create(NodeConfig config, Clock* clock) {
+  config.incarnation = RandomHexId();
+  std::unique_ptr<Mailstored> server(new Mailstored(std::move(config), clock));
+  for (const auto* def : server->config_.LocalUnits()) {
+    server->units_[def->name()] =
+        std::make_unique<UnitHost>(server->config_, *def, &server->peers_, clock);
+  }
+  Mailstored* raw = server.get();
+  server->writers_ = std::make_unique<Writers>(
+      server->config_, [raw](const std::string& name) { return raw->FindUnit(name); },
+      &server->peers_, raw, clock);
+  return server;
+}
+
+Mailstored::~Mailstored() { Shutdown(); }
+
+UnitHost* Mailstored::FindUnit(const std::string& name) {
+  auto it = units_.find(name);
+  return it == units_.end() ? nullptr : it->second.get();
+}
+
+std::vector<UnitHost*> Mailstored::Units() {
+  std::vector<UnitHost*> out;
+  for (auto& [name, host] : units_) out.push_back(host.get());
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<Engine>> Mailstored::FindEngine(const std::string& unit) {
+  if (UnitHost* host = FindUnit(unit)) return host->MountedEngine();
+  std::lock_guard<std::mutex> lock(rdb_mu_);
+  auto it = rdbs_.find(unit);
+  if (it != rdbs_.end()) return it->second;
+  return absl::NotFoundError(
+      absl::StrCat("no unit or recovery database named ", unit, " on node ", config_.node()));
+}
+
+bool Mailstored::IsRecoveryDatabase(const std::string& name) {
+  std::lock_guard<std::mutex> lock(rdb_mu_);
+  return rdbs_.count(name) != 0;
+}
+
+std::vector<std::string> Mailstored::RecoveryDatabaseNames() {
+  std::lock_guard<std::mutex> lock(rdb_mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, engine] : rdbs_) out.push_back(name);
+  return out;
+}
+
+absl::Status Mailstored::Mount(const std::string& name, const dagvault::v1::UnitConfig& config) {
+  if (FindUnit(name) != nullptr) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("a unit named ", name, " exists; choose another recovery database name"));
+  }
+  EngineOptions options;
+  options.clock = clock_;
+  options.flush_interval = config_.flush_interval;
+  ASSIGN_OR_RETURN(auto engine, Engine::Open(config, options));
+  std::lock_guard<std::mutex> lock(rdb_mu_);
+  rdbs_[name] = std::move(engine);
+  logging::Get("mailstored")
+      ->info("recovery database {} mounted from {}", name, config.system_dir());
+  return absl::OkStatus();
+}
+
+absl::Status Mailstored::Start() {
+  auto log = logging::Get("mailstored");
+  RETURN_IF_ERROR(CreateDirectories(config_.proto.data_root()));
+  for (auto& [name, host] : units_) {
+    absl::Status s = host->Start();
+    // One unit that cannot start does not stop the others; its status says why.
+    if (!s.ok()) log->error("[unit {}] {}", name, s);
+  }
+  writers_->Start();
+
+  auto listen = [&](const std::string& address, std::vector<grpc::Service*> services,
+                    int* port) -> absl::Status {
+    grpc::ServerBuilder builder;
+    builder.SetMaxReceiveMessageSize(128 << 20);
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+    for (auto* s : services) builder.RegisterService(s);
+    auto server = builder.BuildAndStart();
+    if (!server) return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+    servers_.push_back(std::move(server));
+    return absl::OkStatus();
+  };
+  services_.push_back(MakeStoreService(this));
+  services_.push_back(MakeAdminService(this));
+  services_.push_back(MakeReplicationService(this));
+  services_.push_back(MakeWriterService(this));
+  int store_port = 0, replication_port = 0, writer_port = 0;
+  RETURN_IF_ERROR(
+      listen(config_.proto.store_listen(), {services_[0].get(), services_[1].get()}, &store_port));
+  RETURN_IF_ERROR(
+      listen(config_.proto.replication_listen(), {services_[2].get()}, &replication_port));
+  // The writers' socket: only this user may connect (mode 0600).
+  const std::string socket = config_.proto.writer_socket();
+  (void)RemoveDurably(socket);
+  RETURN_IF_ERROR(CreateDirectories(DirName(socket)));
+  const mode_t old_mask = ::umask(0177);
+  absl::Status listened = listen(absl::StrCat("unix:", socket), {services_[3].get()}, &writer_port);
+  ::umask(old_mask);
+  RETURN_IF_ERROR(listened);
+  if (::chmod(socket.c_str(), 0600) != 0) return ErrnoToStatus(errno, "chmod", socket);
+  log->info("node {} ready: store {} (port {}), replication {} (port {}), writers {}",
+            config_.node(), config_.proto.store_listen(), store_port,
+            config_.proto.replication_listen(), replication_port, socket);
+  return absl::OkStatus();
+}
+
+void Mailstored::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  for (auto& server : servers_)
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (writers_) writers_->Stop();
+  for (auto& [name, host] : units_) host->Stop();
+  std::lock_guard<std::mutex> lock(rdb_mu_);
+  for (auto& [name, engine] : rdbs_) (void)engine->Close();
+  rdbs_.clear();
+  logging::Get("mailstored")->info("node {} shut down cleanly", config_.node());
+}
+
+}  // namespace dagvault::mailstore

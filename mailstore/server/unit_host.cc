@@ -1,0 +1,396 @@
+// UnitHost: lifecycle, status, the active copy's operations and the log
+// truncation rules. Replication is in unit_host_replication.cc, activation
+// in unit_host_activation.cc.
+#include "mailstore/server/unit_host.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/text_config.h"
+#include "mailstore/engine/digest.h"
+#include "mailstore/engine/memory_page_access.h"
+#include "mailstore/server/truncation.h"
+
+namespace dagvault::mailstore {
+
+using dagvault::v1::CopyState;
+using dagvault::v1::Role;
+
+UnitHost::UnitHost(const NodeConfig& config, const dagvault::v1::UnitDefinition& definition,
+                   Peers* peers, Clock* clock)
+    : config_(config),
+      definition_(definition),
+      copy_(*config.LocalCopy(definition)),
+      engine_config_(config.EngineConfig(definition)),
+      peers_(peers),
+      clock_(clock),
+      log_(logging::Get("mailstored.unit")),
+      backups_(definition.name(), config.session_timeout, clock) {}
+
+UnitHost::~UnitHost() { Stop(); }
+
+std::string UnitHost::ClosedLogPath(Generation g) const {
+  return JoinPath(engine_config_.log_dir(), LogFileName(engine_config_.log_prefix(), g));
+}
+
+absl::Status UnitHost::SaveStateLocked() {
+  return WriteFileAtomically(JoinPath(config_.UnitDir(name()), "copy.state"), ToTextConfig(state_));
+}
+
+absl::Status UnitHost::Start() {
+  std::unique_lock<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(CreateDirectories(config_.UnitDir(name())));
+  const std::string state_path = JoinPath(config_.UnitDir(name()), "copy.state");
+  if (PathExists(state_path)) {
+    RETURN_IF_ERROR(LoadTextConfig(state_path, &state_));
+  } else {
+    // A new copy: the preferred copy creates the unit; the others are
+    // seeded from it.
+    const auto& initial = config_.InitialActive(definition_);
+    state_.set_role(initial.node() == config_.node() ? dagvault::v1::ACTIVE
+                                                     : dagvault::v1::PASSIVE);
+    state_.set_epoch(initial.node() == config_.node() ? 1 : 0);
+    state_.set_active_node(initial.node());
+    RETURN_IF_ERROR(SaveStateLocked());
+  }
+  if (state_.role() == dagvault::v1::ACTIVE) RETURN_IF_ERROR(StepDownIfSupersededLocked());
+  if (state_.role() == dagvault::v1::ACTIVE) {
+    RETURN_IF_ERROR(OpenActiveLocked());
+  } else if (!state_.failure().empty()) {
+    copy_state_ = dagvault::v1::FAILED_AND_SUSPENDED;
+    message_ = state_.failure();
+  } else {
+    RETURN_IF_ERROR(OpenPassiveLocked());
+  }
+  lock.unlock();
+  StartWorker();
+  return absl::OkStatus();
+}
+
+void UnitHost::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (engine_) {
+    absl::Status s = engine_->Close();
+    if (!s.ok()) log_->error("[unit {}] clean shutdown failed: {}", name(), s);
+    engine_.reset();
+  }
+  if (replica_) {
+    (void)replica_->Close();
+    replica_.reset();
+  }
+}
+
+absl::Status UnitHost::OpenActiveLocked() {
+  EngineOptions options;
+  options.clock = clock_;
+  options.flush_interval = config_.flush_interval;
+  bool exists = true;
+  for (const auto& db : engine_config_.databases()) {
+    exists = exists && PathExists(JoinPath(engine_config_.system_dir(), db.name() + ".edb"));
+  }
+  auto engine =
+      exists ? Engine::Open(engine_config_, options) : Engine::Create(engine_config_, options);
+  if (!engine.ok()) {
+    copy_state_ = dagvault::v1::FAILED;
+    message_ = std::string(engine.status().message());
+    return Annotate(engine.status(), absl::StrCat("unit ", name(), ": cannot mount"));
+  }
+  engine_ = std::move(*engine);
+  copy_state_ = dagvault::v1::MOUNTED;
+  message_.clear();
+  log_->info("[unit {}] active copy mounted (epoch {})", name(), state_.epoch());
+  return absl::OkStatus();
+}
+
+absl::Status UnitHost::OpenPassiveLocked() {
+  bool seeded = true;
+  for (const auto& db : engine_config_.databases()) {
+    seeded = seeded && PathExists(JoinPath(engine_config_.system_dir(), db.name() + ".edb"));
+  }
+  copy_state_ = dagvault::v1::INITIALIZING;
+  if (!seeded) {
+    message_ = "waiting to be seeded from the active copy";
+    return absl::OkStatus();  // the worker seeds it
+  }
+  ReplicaOptions options;
+  options.replay_lag = absl::Seconds(copy_.replay_lag_seconds());
+  options.clock = clock_;
+  auto replica = Replica::Open(engine_config_, options);
+  if (!replica.ok()) {
+    SetFailure(std::string(replica.status().message()), /*suspend=*/true);
+    return absl::OkStatus();  // reported in the status; the daemon keeps running
+  }
+  replica_ = std::move(*replica);
+  passive_view_ = {replica_->replay_position(), replica_->last_inspected(),
+                   replica_->last_replayed()};
+  message_.clear();
+  return absl::OkStatus();
+}
+
+void UnitHost::SetFailure(const std::string& message, bool suspend) {
+  copy_state_ = suspend ? dagvault::v1::FAILED_AND_SUSPENDED : dagvault::v1::FAILED;
+  message_ = message;
+  if (suspend) {
+    state_.set_failure(message);
+    (void)SaveStateLocked();
+  }
+  log_->error("[unit {}] {}", name(), message);
+}
+
+absl::StatusOr<std::shared_ptr<Engine>> UnitHost::MountedEngine() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::ACTIVE) {
+    return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active on node ",
+                                                      config_.node(), "; the active copy is on ",
+                                                      state_.active_node()));
+  }
+  if (!engine_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), " is dismounted on node ", config_.node()));
+  }
+  return engine_;
+}
+
+absl::Status UnitHost::Mount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::ACTIVE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", name(), ": only the active copy mounts; it is on ", state_.active_node()));
+  }
+  if (engine_) return absl::OkStatus();
+  if (restoring_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", name(), ": a restore is replacing its files; it mounts at RestoreComplete"));
+  }
+  return OpenActiveLocked();
+}
+
+absl::Status UnitHost::BeginRestore() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (engine_) {
+    return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is mounted"));
+  }
+  if (restoring_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": another restore is under way"));
+  }
+  restoring_ = true;
+  message_ = "a restore is replacing the files";
+  return absl::OkStatus();
+}
+
+void UnitHost::EndRestore() {
+  std::lock_guard<std::mutex> lock(mu_);
+  restoring_ = false;
+  if (!engine_) message_ = "dismounted";
+}
+
+absl::Status UnitHost::Dismount() {
+  std::shared_ptr<Engine> engine;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_.role() != dagvault::v1::ACTIVE) {
+      return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active here"));
+    }
+    engine = std::move(engine_);
+    copy_state_ = dagvault::v1::DISMOUNTED;
+    message_ = "dismounted by an operator";
+  }
+  if (engine) RETURN_IF_ERROR(engine->Close());
+  log_->info("[unit {}] dismounted", name());
+  return absl::OkStatus();
+}
+
+absl::Status UnitHost::RollLog() {
+  ASSIGN_OR_RETURN(auto engine, MountedEngine());
+  return engine->RollLog();
+}
+
+std::optional<dagvault::v1::BackupInProgress> UnitHost::BackupInProgress() {
+  return backups_.Current();
+}
+
+absl::StatusOr<std::vector<Generation>> UnitHost::RecordBackup(const std::string& type,
+                                                               Generation low, Generation high,
+                                                               int64_t time_us, bool snapshot) {
+  ASSIGN_OR_RETURN(auto engine, MountedEngine());
+  Engine::BackupType t;
+  if (type == "full") {
+    t = Engine::BackupType::kFull;
+  } else if (type == "incremental") {
+    t = Engine::BackupType::kIncremental;
+  } else if (type == "differential") {
+    t = Engine::BackupType::kDifferential;
+  } else if (type == "copy") {
+    t = Engine::BackupType::kCopy;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backup type \"", type, "\""));
+  }
+  RETURN_IF_ERROR(engine->RecordBackup(t, low, high, time_us, snapshot));
+  log_->info("[unit {}] {} backup of generations 0x{:08X}-0x{:08X} recorded", name(), type, low,
+             high);
+  // Differential and Copy backups truncate nothing.
+  if (t != Engine::BackupType::kFull && t != Engine::BackupType::kIncremental) {
+    return std::vector<Generation>{};
+  }
+  return TruncateByRules();
+}
+
+absl::StatusOr<std::vector<Generation>> UnitHost::TruncateByRules() {
+  if (definition_.circular_logging()) return std::vector<Generation>{};  // the engine does it
+  ASSIGN_OR_RETURN(auto engine, MountedEngine());
+  TruncationInputs in;
+  const DbHeader h = engine->DatabaseHeader(0);
+  in.backup_high = std::max(h.previous_full.high, h.previous_incremental.high);
+  in.checkpoint = engine->checkpoint().generation;
+  in.checkpoint_depth = config_.checkpoint_depth;
+  std::vector<std::string> others;
+  TruncationDecision decision;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& c : definition_.copies()) {
+      if (c.node() == config_.node()) continue;
+      others.push_back(c.node());
+      auto it = progress_.find(c.node());
+      TruncationInputs::Copy copy{c.node(), c.replay_lag_seconds() > 0, it != progress_.end()};
+      if (copy.heard) {
+        copy.inspected = it->second.inspected;
+        copy.replayed = it->second.replayed;
+      }
+      in.copies.push_back(copy);
+    }
+    decision = DecideTruncation(in);
+    truncation_ = decision;
+    if (decision.through <= truncated_through_) return std::vector<Generation>{};
+  }
+  const Generation point = decision.through;
+  ASSIGN_OR_RETURN(std::vector<Generation> deleted, engine->TruncateLogs(point));
+  if (!deleted.empty()) {
+    log_->info("[unit {}] logs 0x{:08X}-0x{:08X} truncated; the rest is held by {}", name(),
+               deleted.front(), deleted.back(), decision.held_by);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    truncated_through_ = std::max(truncated_through_, point);
+  }
+  for (const auto& node : others) {
+    auto stub = peers_->Replication(node);
+    if (!stub.ok()) continue;
+    dagvault::v1::TruncateRequest request;
+    request.set_unit(name());
+    request.set_through_generation(point);
+    dagvault::v1::TruncateResponse response;
+    auto context = Peers::Context();
+    grpc::Status s = (*stub)->Truncate(context.get(), request, &response);
+    if (!s.ok()) {
+      log_->warn("[unit {}] truncation on {} will be retried: {}", name(), node, s.error_message());
+      std::lock_guard<std::mutex> lock(mu_);
+      truncated_through_ = std::min(truncated_through_, point - 1);
+    }
+  }
+  return deleted;
+}
+
+dagvault::v1::CopyStatus UnitHost::Status() {
+  std::lock_guard<std::mutex> lock(mu_);
+  dagvault::v1::CopyStatus s;
+  s.set_unit(name());
+  s.set_node(config_.node());
+  s.set_role(state_.role());
+  s.set_state(state_.suspended() && state_.failure().empty() &&
+                      state_.role() == dagvault::v1::PASSIVE
+                  ? dagvault::v1::SUSPENDED
+                  : copy_state_);
+  s.set_epoch(state_.epoch());
+  s.set_replay_lag_seconds(copy_.replay_lag_seconds());
+  s.set_activation_preference(copy_.activation_preference());
+  s.set_message(message_);
+  s.set_active_node(state_.active_node());
+  if (state_.role() == dagvault::v1::ACTIVE && engine_) {
+    const Generation closed = engine_->current_generation() - 1;
+    s.set_last_log_generation(closed);
+    s.set_last_inspected_generation(closed);
+    s.set_last_replayed_generation(closed);
+    s.set_checkpoint_generation(engine_->checkpoint().generation);
+    s.set_truncatable_through(truncation_.through);
+    s.set_truncation_held_by(truncation_.held_by);
+  } else if (state_.role() == dagvault::v1::PASSIVE) {
+    s.set_last_log_generation(active_newest_closed_);
+    s.set_last_inspected_generation(passive_view_.last_inspected);
+    s.set_last_replayed_generation(passive_view_.last_replayed);
+    s.set_checkpoint_generation(passive_view_.position.generation);
+    s.set_copy_queue(active_newest_closed_ > passive_view_.last_inspected
+                         ? active_newest_closed_ - passive_view_.last_inspected
+                         : 0);
+    s.set_replay_queue(passive_view_.last_inspected - passive_view_.last_replayed);
+  }
+  if (auto listing = ListLogStream(engine_config_.log_dir(), engine_config_.log_prefix());
+      listing.ok()) {
+    s.set_lowest_log_generation(listing->LowestClosed());
+  }
+  return s;
+}
+
+absl::StatusOr<dagvault::v1::DigestResponse> UnitHost::Digest(const std::string& database) {
+  std::unique_lock<std::mutex> lock(mu_);
+  int index = 0;
+  if (!database.empty()) {
+    index = -1;
+    for (int i = 0; i < engine_config_.databases_size(); ++i) {
+      if (engine_config_.databases(i).name() == database) index = i;
+    }
+    if (index < 0) {
+      return absl::NotFoundError(absl::StrCat("unit ", name(), " has no database ", database));
+    }
+  }
+  dagvault::v1::DigestResponse response;
+  if (state_.role() == dagvault::v1::ACTIVE) {
+    if (!engine_)
+      return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is dismounted"));
+    auto engine = engine_;
+    lock.unlock();
+    ASSIGN_OR_RETURN(Sha256Digest digest, engine->Digest(static_cast<uint32_t>(index)));
+    response.set_sha256(DigestToHex(digest));
+    ASSIGN_OR_RETURN(MetaInfo meta, engine->Meta(static_cast<uint32_t>(index)));
+    response.set_items(meta.item_count);
+    response.set_value_bytes(meta.value_bytes);
+    response.set_generation(engine->current_generation());
+    return response;
+  }
+  if (!replica_)
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": this copy is not seeded"));
+  // A passive copy: its databases hold everything before the replay
+  // position; read them while replication is held still.
+  PauseLocked(lock);
+  const std::string path =
+      JoinPath(engine_config_.system_dir(), engine_config_.databases(index).name() + ".edb");
+  const Generation replayed = replica_->last_replayed();
+  lock.unlock();
+  absl::StatusOr<DigestResult> result = [&]() -> absl::StatusOr<DigestResult> {
+    ASSIGN_OR_RETURN(auto db, DatabaseFile::Open(path, false));
+    FilePageReader reader(*db);
+    ItemTable table(reader, nullptr);
+    return DigestItems(table);
+  }();
+  lock.lock();
+  UnpauseLocked();
+  if (!result.ok()) return result.status();
+  response.set_sha256(DigestToHex(result->digest));
+  response.set_items(result->items);
+  response.set_value_bytes(result->value_bytes);
+  response.set_generation(replayed);
+  return response;
+}
+
+}  // namespace dagvault::mailstore

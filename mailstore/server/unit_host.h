@@ -1,0 +1,180 @@
+// This node's copy of one unit, and everything mailstored does with it.
+//
+// The copy is ACTIVE (an Engine, mounted or dismounted: it takes writes,
+// serves its closed logs to the passive copies, and holds the unit's
+// backup-in-progress state) or PASSIVE (a Replica and a replication thread
+// that pulls closed logs from the active, inspects and replays them).
+//
+// Which copy is active is decided by an activation epoch kept in each
+// copy's copy.state: every activation bumps it, and a copy that finds an
+// active copy with a higher epoch than its own steps down. An old active
+// copy that steps down after a lossy failover compares its logs with the
+// new active's stream; where they differ, it refuses to continue and
+// reports that it needs a reseed.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "dagvault/v1/mailstored.pb.h"
+#include "dagvault/v1/replication.pb.h"
+#include "dagvault/v1/store.pb.h"
+#include "mailstore/engine/engine.h"
+#include "mailstore/engine/replica.h"
+#include "mailstore/server/backup_registry.h"
+#include "mailstore/server/config.h"
+#include "mailstore/server/peers.h"
+#include "mailstore/server/truncation.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace dagvault::mailstore {
+
+class UnitHost {
+ public:
+  UnitHost(const NodeConfig& config, const dagvault::v1::UnitDefinition& definition, Peers* peers,
+           Clock* clock);
+  ~UnitHost();
+
+  // Creates or opens the copy as its state says (creating the unit on the
+  // initial active node, seeding a new passive copy from the active), and
+  // starts replication for a passive copy.
+  absl::Status Start();
+  // Stops replication and closes the copy cleanly.
+  void Stop();
+
+  const std::string& name() const { return definition_.name(); }
+  const dagvault::v1::UnitDefinition& definition() const { return definition_; }
+  const dagvault::v1::UnitConfig& engine_config() const { return engine_config_; }
+
+  // --- the active copy ---
+  // The mounted engine; fails, naming the active node, on any other copy.
+  absl::StatusOr<std::shared_ptr<Engine>> MountedEngine();
+  absl::Status Mount();
+  absl::Status Dismount();
+  absl::Status RollLog();
+  // A restore to this copy's own location is under way (files replaced
+  // while dismounted): Mount waits for RestoreComplete.
+  absl::Status BeginRestore();
+  void EndRestore();
+  BackupRegistry& backups() { return backups_; }
+  // After a backup: the header fields, and for Full and Incremental the
+  // truncation of logs on every copy under the four rules. Returns what was
+  // truncated here.
+  absl::StatusOr<std::vector<Generation>> RecordBackup(const std::string& type, Generation low,
+                                                       Generation high, int64_t time_us,
+                                                       bool snapshot);
+  // Applies the truncation rules now (also run periodically).
+  absl::StatusOr<std::vector<Generation>> TruncateByRules();
+
+  // --- the passive copy ---
+  absl::Status Suspend();
+  absl::Status Resume();
+  absl::Status Reseed();
+  // Holds replication still (for a snapshot or a digest) until resumed.
+  absl::Status PauseReplication();
+  void ResumeReplication();
+  // The passive copy's replay position and logs (while paused).
+  struct PassiveView {
+    Lsn position;
+    Generation last_inspected = 0;
+    Generation last_replayed = 0;
+  };
+  absl::StatusOr<PassiveView> PassivePositions();
+
+  // --- activation ---
+  // Makes this node's copy active: a switchover (the active hands over
+  // without loss) or, with lossy, with whatever logs this copy has.
+  absl::Status Activate(bool lossy);
+  // On the active: dismount, seal the log, and become a passive copy of
+  // `target`.
+  absl::StatusOr<dagvault::v1::HandOverResponse> HandOver(const std::string& target);
+
+  // --- status and content ---
+  dagvault::v1::CopyStatus Status();
+  absl::StatusOr<dagvault::v1::DigestResponse> Digest(const std::string& database);
+  std::optional<dagvault::v1::BackupInProgress> BackupInProgress();
+
+  // --- serving the other copies ---
+  using ChunkWriter = std::function<bool(const dagvault::v1::FileChunk&)>;
+  absl::Status ServeLog(const dagvault::v1::FetchLogRequest& request, const ChunkWriter& write);
+  absl::StatusOr<dagvault::v1::StreamSummaryResponse> Summary(Generation from);
+  absl::Status ServeSeed(const ChunkWriter& write);
+  absl::StatusOr<std::vector<Generation>> TruncatePassive(Generation through);
+
+ private:
+  struct Progress {
+    Generation inspected = 0;
+    Generation replayed = 0;
+    absl::Time reported;
+  };
+
+  absl::Status SaveStateLocked();
+  absl::Status OpenActiveLocked();
+  absl::Status OpenPassiveLocked();
+  absl::Status StepDownIfSupersededLocked();
+  absl::Status CheckDivergenceLocked(const std::string& active_node);
+  absl::Status SeedFromActive();
+  void StartWorker();
+  void WorkerLoop();
+  // Waits until the worker is not touching the replica and keeps it away
+  // until the returned pause ends.
+  void PauseLocked(std::unique_lock<std::mutex>& lock);
+  void UnpauseLocked();
+  absl::Status ReplicateOnce(bool* more);
+  absl::Status FetchGeneration(const std::string& from, Generation g, bool* found);
+  absl::StatusOr<std::string> FindActiveNode();
+  void ReleaseStaleBackups(const std::string& active);
+  void SetFailure(const std::string& message, bool suspend);
+  std::string ClosedLogPath(Generation g) const;
+
+  const NodeConfig& config_;
+  const dagvault::v1::UnitDefinition definition_;
+  const dagvault::v1::CopyDefinition copy_;
+  const dagvault::v1::UnitConfig engine_config_;
+  Peers* peers_;
+  Clock* clock_;
+  std::shared_ptr<spdlog::logger> log_;
+  BackupRegistry backups_;
+
+  std::mutex mu_;
+  dagvault::v1::CopyStateFile state_;
+  std::shared_ptr<Engine> engine_;    // active and mounted
+  std::unique_ptr<Replica> replica_;  // passive and open
+  dagvault::v1::CopyState copy_state_ = dagvault::v1::INITIALIZING;
+  std::string message_;
+  Generation active_newest_closed_ = 0;
+  std::map<std::string, Progress> progress_;  // passive copies' reports, by node
+  Generation truncated_through_ = 0;
+  TruncationDecision truncation_;  // the latest, for Status
+  // A passive copy tells the active, once per run, that backups its
+  // earlier run held are over.
+  bool stale_backups_released_ = false;
+  // Between PrepareRestore and RestoreComplete: the files are being
+  // replaced, so nothing may mount them.
+  bool restoring_ = false;
+  // What the worker last saw of the passive replica (Status must not wait
+  // for it).
+  PassiveView passive_view_;
+
+  // The background worker: replication for a passive copy, the truncation
+  // rules for the active one.
+  std::thread worker_;
+  bool stop_ = false;
+  bool paused_ = false;
+  bool busy_ = false;  // the thread is touching the replica
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+};
+
+}  // namespace dagvault::mailstore

@@ -1,0 +1,198 @@
+// UnitHost: activation (switchover and lossy), handing over, and an old
+// active copy stepping down when it finds a newer one.
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "mailstore/server/unit_host.h"
+
+namespace dagvault::mailstore {
+
+absl::Status UnitHost::StepDownIfSupersededLocked() {
+  // An active copy coming back (after a crash, say) first asks the others:
+  // if one of them was activated meanwhile (a higher epoch), this copy is
+  // no longer active.
+  std::optional<dagvault::v1::CopyStatus> newer;
+  for (const auto& c : definition_.copies()) {
+    if (c.node() == config_.node()) continue;
+    auto s = peers_->CopyStatus(c.node(), name());
+    if (!s.ok()) continue;
+    if (s->role() == dagvault::v1::ACTIVE && s->epoch() > state_.epoch() &&
+        (!newer || s->epoch() > newer->epoch())) {
+      newer = *s;
+    }
+  }
+  if (!newer) return absl::OkStatus();
+  log_->warn("[unit {}] the copy on {} was activated (epoch {}, this copy {}); stepping down",
+             name(), newer->node(), newer->epoch(), state_.epoch());
+  state_.set_role(dagvault::v1::PASSIVE);
+  state_.set_epoch(newer->epoch());
+  state_.set_active_node(newer->node());
+  RETURN_IF_ERROR(SaveStateLocked());
+  absl::Status divergence = CheckDivergenceLocked(newer->node());
+  if (!divergence.ok()) SetFailure(std::string(divergence.message()), /*suspend=*/true);
+  return absl::OkStatus();
+}
+
+absl::Status UnitHost::CheckDivergenceLocked(const std::string& active_node) {
+  ASSIGN_OR_RETURN(LogStreamListing local,
+                   ListLogStream(engine_config_.log_dir(), engine_config_.log_prefix()));
+  ASSIGN_OR_RETURN(auto* stub, peers_->Replication(active_node));
+  dagvault::v1::StreamSummaryRequest request;
+  request.set_unit(name());
+  request.set_from(local.LowestClosed());
+  dagvault::v1::StreamSummaryResponse theirs;
+  auto context = Peers::Context(absl::Seconds(30));
+  grpc::Status s = stub->StreamSummary(context.get(), request, &theirs);
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(active_node, " StreamSummary"));
+  std::map<Generation, std::string> hashes;
+  for (const auto& e : theirs.generations()) hashes[e.generation()] = e.sha256();
+  // Every generation this copy holds must be, byte for byte, in the active
+  // copy's stream: a generation it lacks or holds differently was lost in
+  // the failover, and this copy's databases may hold its changes.
+  std::vector<std::pair<Generation, std::string>> mine = local.closed;
+  if (local.current) {
+    ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(*local.current));
+    mine.emplace_back(scan.header.generation, *local.current);
+  }
+  for (const auto& [gen, path] : mine) {
+    ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+    auto it = hashes.find(gen);
+    if (it == hashes.end() || it->second != DigestToHex(Sha256::Of(data))) {
+      return absl::DataLossError(absl::StrFormat(
+          "unit %s: this copy's log generation 0x%08X (%s) is not in the stream of the active "
+          "copy on %s: the streams diverged at generation 0x%08X (a lossy failover lost it); this "
+          "copy needs a reseed",
+          name(), gen, BaseName(path), active_node, gen));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<dagvault::v1::HandOverResponse> UnitHost::HandOver(const std::string& target) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::ACTIVE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), " is not active on ", config_.node()));
+  }
+  if (!engine_)
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), " is dismounted on ", config_.node()));
+  if (auto backup = backups_.Current()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": a backup is in progress (session ", backup->session(),
+                     "); switch over when it ends"));
+  }
+  // Dismount, sealing the last generation: the target replays it and
+  // continues the stream.
+  RETURN_IF_ERROR(engine_->Close(/*seal_log=*/true));
+  engine_.reset();
+  ASSIGN_OR_RETURN(LogStreamListing listing,
+                   ListLogStream(engine_config_.log_dir(), engine_config_.log_prefix()));
+  state_.set_role(dagvault::v1::PASSIVE);
+  state_.set_epoch(state_.epoch() + 1);
+  state_.set_active_node(target);
+  RETURN_IF_ERROR(SaveStateLocked());
+  RETURN_IF_ERROR(OpenPassiveLocked());
+  dagvault::v1::HandOverResponse response;
+  response.set_sealed_generation(listing.HighestClosed());
+  response.set_epoch(state_.epoch());
+  log_->info("[unit {}] handed over to {} after generation 0x{:08X} (epoch {})", name(), target,
+             response.sealed_generation(), response.epoch());
+  wake_.notify_all();
+  return response;
+}
+
+absl::Status UnitHost::Activate(bool lossy) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_.role() == dagvault::v1::ACTIVE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), " is already active on ", config_.node()));
+  }
+  if (!state_.failure().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", name(), ": this copy failed (", state_.failure(), "); it cannot be activated"));
+  }
+  if (!replica_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": this copy is not seeded; it cannot be activated"));
+  }
+  PauseLocked(lock);
+  auto unpause = [&] { UnpauseLocked(); };
+  uint64_t epoch = state_.epoch() + 1;
+  if (!lossy) {
+    // Switchover: the active copy dismounts and seals its log; this copy
+    // takes every generation up to the sealed one, then takes over.
+    const std::string old = state_.active_node();
+    auto stub = peers_->Replication(old);
+    if (!stub.ok()) {
+      unpause();
+      return stub.status();
+    }
+    dagvault::v1::HandOverRequest request;
+    request.set_unit(name());
+    request.set_target_node(config_.node());
+    dagvault::v1::HandOverResponse handed;
+    lock.unlock();
+    auto context = Peers::Context(absl::Seconds(120));
+    grpc::Status s = (*stub)->HandOver(context.get(), request, &handed);
+    absl::Status fetched = FromGrpcStatus(s, absl::StrCat(old, " HandOver(", name(), ")"));
+    for (Generation g = replica_->last_inspected() + 1;
+         fetched.ok() && g <= handed.sealed_generation(); ++g) {
+      bool found = false;
+      fetched = FetchGeneration(old, g, &found);
+      if (fetched.ok() && !found) {
+        fetched =
+            absl::NotFoundError(absl::StrFormat("generation 0x%08X is missing on %s", g, old));
+      }
+    }
+    if (fetched.ok()) fetched = replica_->Replay(/*ignore_lag=*/true).status();
+    lock.lock();
+    if (fetched.ok() && replica_->last_replayed() < handed.sealed_generation()) {
+      fetched = absl::InternalError(
+          absl::StrFormat("replayed to 0x%08X, the handover sealed 0x%08X",
+                          replica_->last_replayed(), handed.sealed_generation()));
+    }
+    if (!fetched.ok()) {
+      unpause();
+      return Annotate(fetched, absl::StrCat("unit ", name(), ": switchover to ", config_.node(),
+                                            " failed (the old active copy on ", old,
+                                            " is dismounted; retry, or activate with --lossy)"));
+    }
+    epoch = handed.epoch();
+  } else {
+    // Lossy: the active node is gone; take what this copy has.
+    lock.unlock();
+    absl::Status replayed = replica_->Replay(/*ignore_lag=*/true).status();
+    for (const auto& c : definition_.copies()) {
+      if (c.node() == config_.node()) continue;
+      auto s = peers_->CopyStatus(c.node(), name());
+      if (s.ok()) epoch = std::max<uint64_t>(epoch, s->epoch() + 1);
+    }
+    lock.lock();
+    if (!replayed.ok()) {
+      unpause();
+      return replayed;
+    }
+  }
+  const Generation last = replica_->last_replayed();
+  (void)replica_->Close();
+  replica_.reset();
+  state_.set_role(dagvault::v1::ACTIVE);
+  state_.set_epoch(epoch);
+  state_.set_active_node(config_.node());
+  state_.set_suspended(false);
+  absl::Status saved = SaveStateLocked();
+  absl::Status opened = saved.ok() ? OpenActiveLocked() : saved;
+  unpause();
+  if (!opened.ok()) return opened;
+  log_->warn("[unit {}] activated on {} ({}, epoch {}), after generation 0x{:08X}", name(),
+             config_.node(), lossy ? "lossy" : "switchover", epoch, last);
+  return absl::OkStatus();
+}
+
+}  // namespace dagvault::mailstore

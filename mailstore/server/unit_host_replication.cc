@@ -1,0 +1,449 @@
+// UnitHost: the background worker (replication of a passive copy, the
+// truncation rules on the active one), seeding, and serving the other
+// copies.
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "mailstore/server/unit_host.h"
+
+namespace dagvault::mailstore {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr size_t kChunk = 1 << 20;
+
+// Streams a file in chunks; the first names it.
+absl::Status StreamFile(const std::string& path, const std::string& name,
+                        const UnitHost::ChunkWriter& write) {
+  ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
+  ASSIGN_OR_RETURN(uint64_t size, f.Size());
+  std::string buf(kChunk, '\0');
+  uint64_t offset = 0;
+  do {
+    ASSIGN_OR_RETURN(size_t n,
+                     f.ReadAtMost(offset, buf.data(), std::min<uint64_t>(kChunk, size - offset)));
+    dagvault::v1::FileChunk chunk;
+    chunk.set_name(name);
+    chunk.set_size(size);
+    chunk.set_offset(offset);
+    chunk.set_data(buf.data(), n);
+    if (!write(chunk)) return absl::CancelledError("the receiver went away");
+    offset += n;
+    if (n == 0) break;
+  } while (offset < size);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void UnitHost::StartWorker() {
+  worker_ = std::thread([this] { WorkerLoop(); });
+}
+
+void UnitHost::PauseLocked(std::unique_lock<std::mutex>& lock) {
+  paused_ = true;
+  idle_.wait(lock, [&] { return !busy_; });
+}
+
+void UnitHost::UnpauseLocked() {
+  paused_ = false;
+  wake_.notify_all();
+}
+
+absl::Status UnitHost::PauseReplication() {
+  std::unique_lock<std::mutex> lock(mu_);
+  PauseLocked(lock);
+  return absl::OkStatus();
+}
+
+void UnitHost::ResumeReplication() {
+  std::lock_guard<std::mutex> lock(mu_);
+  UnpauseLocked();
+}
+
+absl::StatusOr<UnitHost::PassiveView> UnitHost::PassivePositions() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!replica_)
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": this copy is not seeded"));
+  return PassiveView{replica_->replay_position(), replica_->last_inspected(),
+                     replica_->last_replayed()};
+}
+
+void UnitHost::WorkerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  bool more = false;
+  while (!stop_) {
+    if (!more) wake_.wait_for(lock, absl::ToChronoMilliseconds(config_.poll_interval));
+    more = false;
+    if (stop_) break;
+    if (paused_) continue;
+    if (state_.role() == dagvault::v1::ACTIVE) {
+      lock.unlock();
+      auto truncated = TruncateByRules();
+      if (!truncated.ok() && truncated.status().code() != absl::StatusCode::kFailedPrecondition) {
+        log_->warn("[unit {}] truncation: {}", name(), truncated.status());
+      }
+      lock.lock();
+      continue;
+    }
+    if (!state_.failure().empty() || state_.suspended()) continue;
+    busy_ = true;
+    lock.unlock();
+    absl::Status s = ReplicateOnce(&more);
+    lock.lock();
+    busy_ = false;
+    idle_.notify_all();
+    if (replica_) {
+      passive_view_ = {replica_->replay_position(), replica_->last_inspected(),
+                       replica_->last_replayed()};
+    }
+    if (s.ok()) {
+      if (replica_) {
+        copy_state_ = dagvault::v1::HEALTHY;
+        message_.clear();
+      }
+    } else if (auto g = DivergedAt(s)) {
+      SetFailure(absl::StrCat(s.message(), "; this copy needs a reseed"), /*suspend=*/true);
+    } else if (state_.failure().empty()) {
+      if (copy_state_ != dagvault::v1::FAILED || message_ != s.message()) {
+        log_->warn("[unit {}] replication: {}", name(), s);
+      }
+      copy_state_ = dagvault::v1::FAILED;
+      message_ = std::string(s.message());
+    }
+  }
+}
+
+absl::StatusOr<std::string> UnitHost::FindActiveNode() {
+  std::string believed;
+  uint64_t epoch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    believed = state_.active_node();
+    epoch = state_.epoch();
+  }
+  auto adopt = [&](const dagvault::v1::CopyStatus& s) -> std::string {
+    std::lock_guard<std::mutex> lock(mu_);
+    active_newest_closed_ = s.last_log_generation();
+    if (s.node() != state_.active_node() || s.epoch() > state_.epoch()) {
+      state_.set_active_node(s.node());
+      state_.set_epoch(std::max(state_.epoch(), s.epoch()));
+      (void)SaveStateLocked();
+    }
+    return s.node();
+  };
+  auto st = peers_->CopyStatus(believed, name());
+  if (st.ok() && st->role() == dagvault::v1::ACTIVE && st->epoch() >= epoch) return adopt(*st);
+  if (st.ok() && st->role() == dagvault::v1::PASSIVE && !st->active_node().empty() &&
+      st->active_node() != believed && st->active_node() != config_.node()) {
+    auto next = peers_->CopyStatus(st->active_node(), name());
+    if (next.ok() && next->role() == dagvault::v1::ACTIVE && next->epoch() >= epoch) {
+      return adopt(*next);
+    }
+  }
+  // Ask every copy: the active one with the highest epoch wins.
+  std::optional<dagvault::v1::CopyStatus> best;
+  for (const auto& c : definition_.copies()) {
+    if (c.node() == config_.node()) continue;
+    auto s = peers_->CopyStatus(c.node(), name());
+    if (s.ok() && s->role() == dagvault::v1::ACTIVE && s->epoch() >= epoch &&
+        (!best || s->epoch() > best->epoch())) {
+      best = *s;
+    }
+  }
+  if (best) return adopt(*best);
+  return absl::UnavailableError(
+      absl::StrCat("no reachable active copy of unit ", name(), " (last known on ", believed, ")",
+                   st.ok() ? "" : absl::StrCat(": ", st.status().message())));
+}
+
+absl::Status UnitHost::FetchGeneration(const std::string& from, Generation g, bool* found) {
+  *found = false;
+  ASSIGN_OR_RETURN(auto* stub, peers_->Replication(from));
+  dagvault::v1::FetchLogRequest request;
+  request.set_unit(name());
+  request.set_generation(g);
+  request.set_from_node(config_.node());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    request.set_epoch(state_.epoch());
+    request.set_inspected_generation(passive_view_.last_inspected);
+    request.set_replayed_generation(passive_view_.last_replayed);
+    request.set_lagged(copy_.replay_lag_seconds() > 0);
+  }
+  const std::string incoming =
+      JoinPath(engine_config_.log_dir(), absl::StrCat(engine_config_.log_prefix(), "incoming.tmp"));
+  RETURN_IF_ERROR(CreateDirectories(engine_config_.log_dir()));
+  {
+    ASSIGN_OR_RETURN(File out, File::Open(incoming, O_RDWR | O_CREAT | O_TRUNC, 0644));
+    auto context = Peers::Context(absl::Seconds(60));
+    auto reader = stub->FetchLog(context.get(), request);
+    dagvault::v1::FileChunk chunk;
+    uint64_t written = 0, size = 0;
+    while (reader->Read(&chunk)) {
+      RETURN_IF_ERROR(out.WriteAt(chunk.offset(), chunk.data().data(), chunk.data().size()));
+      written += chunk.data().size();
+      size = chunk.size();
+    }
+    grpc::Status s = reader->Finish();
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND) return absl::OkStatus();  // not closed yet
+    if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(from, " FetchLog(", name(), ", ", g, ")"));
+    if (written != size) {
+      return absl::DataLossError(
+          absl::StrFormat("log generation 0x%08X from %s arrived cut short (%u of %u bytes)", g,
+                          from, written, size));
+    }
+    RETURN_IF_ERROR(out.Sync());
+  }
+  *found = true;
+  return replica_->Accept(incoming);
+}
+
+absl::Status UnitHost::ReplicateOnce(bool* more) {
+  *more = false;
+  if (!replica_) {
+    RETURN_IF_ERROR(SeedFromActive());
+    std::unique_lock<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(OpenPassiveLocked());
+    if (!replica_) return absl::FailedPreconditionError(message_);
+  }
+  ASSIGN_OR_RETURN(std::string active, FindActiveNode());
+  ReleaseStaleBackups(active);
+  Generation newest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    newest = active_newest_closed_;
+  }
+  const Generation next = replica_->last_inspected() + 1;
+  bool found = false;
+  // Even when there is nothing new, the request reports this copy's
+  // progress to the active (it decides truncation on it).
+  RETURN_IF_ERROR(FetchGeneration(active, next, &found));
+  if (found) {
+    std::lock_guard<std::mutex> lock(mu_);
+    passive_view_.last_inspected = replica_->last_inspected();
+  }
+  ASSIGN_OR_RETURN(int replayed, replica_->Replay());
+  (void)replayed;
+  *more = found && next < newest;
+  return absl::OkStatus();
+}
+
+void UnitHost::ReleaseStaleBackups(const std::string& active) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stale_backups_released_) return;
+  }
+  auto stub = peers_->Replication(active);
+  if (!stub.ok()) return;
+  dagvault::v1::ReleaseStaleBackupsRequest request;
+  request.set_unit(name());
+  request.set_holder_node(config_.node());
+  request.set_current_incarnation(config_.incarnation);
+  dagvault::v1::BackupSessionResponse response;
+  auto context = Peers::Context();
+  if ((*stub)->ReleaseStaleBackups(context.get(), request, &response).ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stale_backups_released_ = true;
+  }
+}
+
+absl::Status UnitHost::SeedFromActive() {
+  ASSIGN_OR_RETURN(std::string active, FindActiveNode());
+  ASSIGN_OR_RETURN(auto* stub, peers_->Replication(active));
+  const std::string staging = JoinPath(config_.UnitDir(name()), "seed.tmp");
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  RETURN_IF_ERROR(CreateDirectories(staging));
+  log_->info("[unit {}] seeding this copy from {}", name(), active);
+  dagvault::v1::SeedRequest request;
+  request.set_unit(name());
+  request.set_from_node(config_.node());
+  auto context = Peers::Context(absl::Hours(2));
+  auto reader = stub->Seed(context.get(), request);
+  dagvault::v1::FileChunk chunk;
+  std::map<std::string, uint64_t> files;  // name -> size
+  File out;
+  std::string current;
+  while (reader->Read(&chunk)) {
+    if (chunk.name() != current) {
+      current = chunk.name();
+      if (current.find("..") != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("seed names a file outside the copy: ", current));
+      }
+      const std::string path = JoinPath(staging, current);
+      RETURN_IF_ERROR(CreateDirectories(DirName(path)));
+      ASSIGN_OR_RETURN(out, File::Open(path, O_RDWR | O_CREAT | O_TRUNC, 0644));
+      files[current] = chunk.size();
+    }
+    RETURN_IF_ERROR(out.WriteAt(chunk.offset(), chunk.data().data(), chunk.data().size()));
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(active, " Seed(", name(), ")"));
+  for (const auto& [file, size] : files) {
+    const std::string path = JoinPath(staging, file);
+    ASSIGN_OR_RETURN(File f, File::Open(path, O_RDWR));
+    ASSIGN_OR_RETURN(uint64_t got, f.Size());
+    if (got != size) {
+      return absl::DataLossError(
+          absl::StrFormat("seed file %s arrived cut short (%u of %u bytes)", file, got, size));
+    }
+    RETURN_IF_ERROR(f.Sync());
+  }
+  // Into place: databases first, then the logs.
+  RETURN_IF_ERROR(CreateDirectories(engine_config_.log_dir()));
+  for (const auto& [file, size] : files) {
+    RETURN_IF_ERROR(
+        RenameDurably(JoinPath(staging, file), JoinPath(config_.UnitDir(name()), file)));
+  }
+  fs::remove_all(staging, ec);
+  log_->info("[unit {}] seeded from {}: {} file(s)", name(), active, files.size());
+  return absl::OkStatus();
+}
+
+absl::Status UnitHost::Suspend() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::PASSIVE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
+                     " is active; only passive copies are suspended"));
+  }
+  state_.set_suspended(true);
+  RETURN_IF_ERROR(SaveStateLocked());
+  log_->info("[unit {}] replication suspended", name());
+  return absl::OkStatus();
+}
+
+absl::Status UnitHost::Resume() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::PASSIVE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy on ", config_.node(), " is active"));
+  }
+  if (!state_.failure().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy failed (", state_.failure(), "); reseed it"));
+  }
+  state_.set_suspended(false);
+  RETURN_IF_ERROR(SaveStateLocked());
+  copy_state_ = replica_ ? dagvault::v1::HEALTHY : dagvault::v1::INITIALIZING;
+  wake_.notify_all();
+  log_->info("[unit {}] replication resumed", name());
+  return absl::OkStatus();
+}
+
+absl::Status UnitHost::Reseed() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::PASSIVE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", name(), ": the copy on ", config_.node(), " is active; reseed a passive copy"));
+  }
+  PauseLocked(lock);
+  if (replica_) {
+    (void)replica_->Close();
+    replica_.reset();
+  }
+  // Everything of the copy but its state file goes.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(config_.UnitDir(name()), ec)) {
+    if (entry.path().filename() == "copy.state") continue;
+    fs::remove_all(entry.path(), ec);
+  }
+  state_.clear_failure();
+  state_.set_suspended(false);
+  absl::Status saved = SaveStateLocked();
+  copy_state_ = dagvault::v1::INITIALIZING;
+  message_ = "reseeding from the active copy";
+  passive_view_ = {};
+  UnpauseLocked();
+  log_->info("[unit {}] copy discarded; reseeding", name());
+  return saved;
+}
+
+absl::Status UnitHost::ServeLog(const dagvault::v1::FetchLogRequest& request,
+                                const ChunkWriter& write) {
+  const Generation g = request.generation();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_.role() == dagvault::v1::ACTIVE && !request.from_node().empty()) {
+      progress_[request.from_node()] = {request.inspected_generation(),
+                                        request.replayed_generation(), clock_->Now()};
+    }
+    if (!PathExists(ClosedLogPath(g))) {
+      if (state_.role() != dagvault::v1::ACTIVE) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("unit ", name(), " is not active on ", config_.node(),
+                         "; the active copy is on ", state_.active_node()));
+      }
+      return absl::NotFoundError(absl::StrFormat(
+          "unit %s: generation 0x%08X is not closed yet (or was truncated)", name(), g));
+    }
+  }
+  return StreamFile(ClosedLogPath(g), LogFileName(engine_config_.log_prefix(), g), write);
+}
+
+absl::StatusOr<dagvault::v1::StreamSummaryResponse> UnitHost::Summary(Generation from) {
+  dagvault::v1::StreamSummaryResponse response;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    response.set_epoch(state_.epoch());
+  }
+  ASSIGN_OR_RETURN(LogStreamListing listing,
+                   ListLogStream(engine_config_.log_dir(), engine_config_.log_prefix()));
+  for (const auto& [gen, path] : listing.closed) {
+    if (gen < from) continue;
+    ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+    auto* e = response.add_generations();
+    e->set_generation(gen);
+    e->set_sha256(DigestToHex(Sha256::Of(data)));
+  }
+  response.set_newest_closed(listing.HighestClosed());
+  return response;
+}
+
+absl::Status UnitHost::ServeSeed(const ChunkWriter& write) {
+  ASSIGN_OR_RETURN(auto engine, MountedEngine());
+  // The logs needed start at the lowest checkpoint the headers hold before
+  // the files are read; the headers read with the files can only be later.
+  Generation low = kMaxGeneration;
+  for (uint32_t i = 0; i < engine->database_count(); ++i) {
+    low = std::min(low, engine->DatabaseHeader(i).checkpoint.generation);
+  }
+  for (uint32_t i = 0; i < engine->database_count(); ++i) {
+    const std::string& path = engine->DatabasePath(i);
+    RETURN_IF_ERROR(StreamFile(path, BaseName(path), write));
+  }
+  // Close the generation the reads overlapped, so the copy can replay
+  // through it.
+  RETURN_IF_ERROR(engine->RollLog());
+  const Generation newest = engine->current_generation() - 1;
+  for (Generation g = low; g <= newest; ++g) {
+    if (!PathExists(ClosedLogPath(g))) {
+      return absl::NotFoundError(
+          absl::StrFormat("unit %s: generation 0x%08X, needed to seed, is gone", name(), g));
+    }
+    RETURN_IF_ERROR(StreamFile(
+        ClosedLogPath(g), JoinPath("logs", LogFileName(engine_config_.log_prefix(), g)), write));
+  }
+  log_->info("[unit {}] seed sent: generations 0x{:08X}-0x{:08X}", name(), low, newest);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Generation>> UnitHost::TruncatePassive(Generation through) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::PASSIVE || !replica_) return std::vector<Generation>{};
+  PauseLocked(lock);
+  auto deleted = replica_->Truncate(through);
+  UnpauseLocked();
+  return deleted;
+}
+
+}  // namespace dagvault::mailstore

@@ -1,0 +1,105 @@
+// The writers of a node: the Store writer for units whose active copy is
+// here, the Replication writer for units with a passive copy here. They
+// run backup sessions (PrepareBackup, Freeze, Thaw, BackupComplete) and
+// restores (PrepareRestore, RestoreComplete, through the Store writer only).
+//
+// A session ends when BackupComplete arrives, or when the requestor is not
+// heard from for the session timeout (its process died): the backup then
+// fails, a frozen unit is thawed, and the backup-in-progress state is
+// released. A freeze longer than the freeze timeout thaws on its own and
+// fails the backup. A restart of mailstored forgets every session; the
+// requestor's next call fails, naming that.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "dagvault/v1/writer.pb.h"
+#include "mailstore/server/config.h"
+#include "mailstore/server/peers.h"
+#include "mailstore/server/unit_host.h"
+
+namespace dagvault::mailstore {
+
+inline constexpr char kWriterId[] = "76fe1ac4-15f7-4bcd-987e-8e1acb462fb7";
+inline constexpr char kStoreWriter[] = "Exchange Information Store";
+inline constexpr char kReplicationWriter[] = "Exchange Replication Service";
+
+// Where recovery databases are mounted for reading (name -> engine).
+class RecoveryDatabases {
+ public:
+  virtual ~RecoveryDatabases() = default;
+  virtual absl::Status Mount(const std::string& name, const dagvault::v1::UnitConfig& config) = 0;
+  virtual bool Has(const std::string& name) = 0;
+};
+
+class Writers {
+ public:
+  Writers(const NodeConfig& config, std::function<UnitHost*(const std::string&)> find_unit,
+          Peers* peers, RecoveryDatabases* rdbs, Clock* clock);
+  ~Writers();
+  void Start();
+  void Stop();
+
+  absl::StatusOr<dagvault::v1::WriterMetadata> GetMetadata();
+  absl::StatusOr<dagvault::v1::PrepareBackupResponse> PrepareBackup(
+      const dagvault::v1::PrepareBackupRequest& request);
+  absl::StatusOr<dagvault::v1::FreezeResponse> Freeze(const std::string& session);
+  absl::StatusOr<dagvault::v1::ThawResponse> Thaw(const std::string& session);
+  absl::Status KeepAlive(const std::string& session);
+  absl::StatusOr<dagvault::v1::BackupCompleteResponse> BackupComplete(
+      const dagvault::v1::BackupCompleteRequest& request);
+  absl::StatusOr<dagvault::v1::PrepareRestoreResponse> PrepareRestore(
+      const dagvault::v1::PrepareRestoreRequest& request);
+  absl::StatusOr<dagvault::v1::RestoreCompleteResponse> RestoreComplete(
+      const dagvault::v1::RestoreCompleteRequest& request);
+
+ private:
+  struct Session {
+    std::string id;
+    std::string unit;
+    bool restore = false;
+    // Backups.
+    dagvault::v1::BackupType type = dagvault::v1::BACKUP_TYPE_UNSPECIFIED;
+    bool passive = false;  // through the Replication writer
+    std::string active_node;
+    Generation base_high = 0;
+    absl::Time last_heard;
+    bool frozen = false;
+    absl::Time frozen_at;
+    absl::Time last_renewed;
+    std::string failure;  // set when the backup can no longer succeed
+    // Restores.
+    dagvault::v1::UnitConfig target;  // where the files go
+    std::string restore_logs;         // where the restored logs were put
+    std::string recovery_database;    // empty: the unit itself
+  };
+
+  absl::StatusOr<Session*> FindLocked(const std::string& id);
+  void EndLocked(Session& session, const std::string& why);
+  void TimerLoop();
+  absl::Status RenewSurrogate(const Session& s);
+  absl::Status ReleaseSurrogate(const Session& s, bool success, Generation low, Generation high);
+
+  const NodeConfig& config_;
+  std::function<UnitHost*(const std::string&)> find_unit_;
+  Peers* peers_;
+  RecoveryDatabases* rdbs_;
+  Clock* clock_;
+  std::mutex mu_;
+  std::map<std::string, Session> sessions_;
+  bool stop_ = false;
+  std::condition_variable wake_;
+  std::thread timer_;
+};
+
+std::string BackupTypeName(dagvault::v1::BackupType type);
+
+}  // namespace dagvault::mailstore

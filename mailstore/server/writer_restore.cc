@@ -1,0 +1,240 @@
+// Restores through the Store writer: to the dismounted active copy's own
+// location, or beside production as a recovery database.
+#include <filesystem>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "mailstore/engine/recovery.h"
+#include "mailstore/server/writer.h"
+
+namespace dagvault::mailstore {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Stamp(Clock* clock) {
+  return absl::FormatTime("%Y%m%dT%H%M%S", clock->Now(), absl::UTCTimeZone());
+}
+
+// Moves closed logs newer than `generation` out of `dir` into `aside`, so
+// that the unit can be opened after a point-in-time recovery.
+absl::Status MoveLaterLogsAside(const std::string& dir, const std::string& prefix,
+                                Generation generation, const std::string& aside) {
+  ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(dir, prefix));
+  std::vector<std::string> later;
+  for (const auto& [gen, path] : listing.closed) {
+    if (gen > generation) later.push_back(path);
+  }
+  if (listing.current) later.push_back(*listing.current);
+  if (later.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(CreateDirectories(aside));
+  for (const auto& path : later)
+    RETURN_IF_ERROR(RenameDurably(path, JoinPath(aside, BaseName(path))));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
+    const dagvault::v1::PrepareRestoreRequest& request) {
+  const dagvault::v1::UnitDefinition* definition = config_.FindUnit(request.unit());
+  if (definition == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no unit named ", request.unit(),
+                                            " in the configuration of node ", config_.node()));
+  }
+  Session s;
+  s.id = absl::StrCat("restore-", Stamp(clock_), "-", request.unit());
+  s.unit = request.unit();
+  s.restore = true;
+  s.last_heard = clock_->Now();
+  s.recovery_database = request.recovery_database();
+  std::string path = request.path();
+  dagvault::v1::PrepareRestoreResponse response;
+  if (s.recovery_database.empty()) {
+    // To the unit's own location: only through the Store writer of the
+    // active copy, and only over a dismounted database.
+    UnitHost* host = find_unit_(request.unit());
+    const dagvault::v1::CopyStatus copy =
+        host != nullptr ? host->Status() : dagvault::v1::CopyStatus{};
+    if (host == nullptr || copy.role() != dagvault::v1::ACTIVE) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", request.unit(),
+          ": a restore to the unit's own location goes through the Store "
+          "writer of its active copy",
+          host == nullptr ? absl::StrCat("; node ", config_.node(), " holds no copy")
+                          : absl::StrCat(" (on ", copy.active_node(), "); the copy on ",
+                                         config_.node(), " is passive and is never overwritten"),
+          "; restore as a recovery database to use this node"));
+    }
+    if (host->MountedEngine().ok()) {
+      if (request.refuse_if_mounted()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", request.unit(), " is mounted on ", config_.node(),
+            ": a restore never overwrites a mounted database; dismount it (and suspend its "
+            "passive copies) first, or restore as a recovery database"));
+      }
+      // Never over a mounted database: restore beside it instead.
+      s.recovery_database = absl::StrCat(request.unit(), "-RDB-", Stamp(clock_));
+      path = JoinPath(JoinPath(config_.proto.data_root(), "rdb"), s.recovery_database);
+      response.set_became_recovery_database(true);
+      response.set_message(absl::StrCat("unit ", request.unit(), " is mounted on ", config_.node(),
+                                        ": restoring beside it as recovery database ",
+                                        s.recovery_database, " at ", path));
+    } else {
+      if (auto backup = host->BackupInProgress()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", request.unit(), ": a backup holds the unit (session ", backup->session(),
+            " on ", backup->holder_node(), "); restore when it ends"));
+      }
+      // Every passive copy must have replication suspended: they are
+      // reseeded from the restored data afterwards.
+      for (const auto& c : definition->copies()) {
+        if (c.node() == config_.node()) continue;
+        auto st = peers_->CopyStatus(c.node(), request.unit());
+        if (st.ok() && st->state() != dagvault::v1::SUSPENDED &&
+            st->state() != dagvault::v1::FAILED_AND_SUSPENDED) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("unit ", request.unit(), ": replication to the copy on ", c.node(),
+                           " is not suspended (", dagvault::v1::CopyState_Name(st->state()),
+                           "); suspend every passive copy before restoring over the active copy"));
+        }
+      }
+      s.target = host->engine_config();
+      s.restore_logs = JoinPath(s.target.system_dir(), "restore-logs");
+      std::error_code ec;
+      fs::remove_all(s.restore_logs, ec);
+    }
+  }
+  if (!s.recovery_database.empty()) {
+    if (path.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("recovery database ", s.recovery_database, ": a path is needed"));
+    }
+    if (config_.FindUnit(s.recovery_database) != nullptr || rdbs_->Has(s.recovery_database)) {
+      return absl::AlreadyExistsError(absl::StrCat("the name ", s.recovery_database,
+                                                   " is taken on node ", config_.node(),
+                                                   "; choose another recovery database name"));
+    }
+    if (PathExists(path) && !fs::is_empty(path)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("recovery database path ", path, " is not empty"));
+    }
+    s.target = config_.EngineConfig(*definition);
+    s.target.set_name(s.recovery_database);
+    s.target.set_system_dir(path);
+    s.target.set_log_dir(JoinPath(path, "logs"));
+    s.restore_logs = s.target.log_dir();
+  }
+  RETURN_IF_ERROR(CreateDirectories(s.target.system_dir()));
+  RETURN_IF_ERROR(CreateDirectories(s.restore_logs));
+  response.set_session(s.id);
+  response.set_system_dir(s.target.system_dir());
+  response.set_log_dir(s.restore_logs);
+  response.set_recovery_database(s.recovery_database);
+  for (const auto& db : s.target.databases()) {
+    response.add_database_paths(JoinPath(s.target.system_dir(), db.name() + ".edb"));
+  }
+  logging::Get("mailstored.writer")
+      ->info("[unit {}] restore prepared ({}), session {}", s.unit,
+             s.recovery_database.empty()
+                 ? std::string("to the unit's own location")
+                 : absl::StrCat("as recovery database ", s.recovery_database, " at ", path),
+             s.id);
+  if (s.recovery_database.empty()) {
+    // From here until RestoreComplete, nothing mounts the unit's files.
+    RETURN_IF_ERROR(find_unit_(s.unit)->BeginRestore());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_[s.id] = std::move(s);
+  return response;
+}
+
+absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
+    const dagvault::v1::RestoreCompleteRequest& request) {
+  Session s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(Session * found, FindLocked(request.session()));
+    if (!found->restore)
+      return absl::InvalidArgumentError(
+          absl::StrCat("session ", request.session(), " is not a restore"));
+    s = *found;
+    sessions_.erase(request.session());
+  }
+  UnitHost* host = find_unit_(s.unit);
+  // Whatever happens now, the unit's files are no longer being replaced:
+  // an operator may mount (recovery then says what is wrong) or restore
+  // again.
+  auto end_restore = absl::MakeCleanup([&] {
+    if (s.recovery_database.empty() && host != nullptr) host->EndRestore();
+  });
+  const std::string log_dir = s.target.log_dir();
+  const std::string prefix = s.target.log_prefix();
+  const std::string stamp = Stamp(clock_);
+  if (s.recovery_database.empty()) {
+    // The restored logs join the logs still on the server (roll-forward),
+    // or replace them (the old ones are kept aside, not deleted).
+    ASSIGN_OR_RETURN(LogStreamListing restored, ListLogStream(s.restore_logs, prefix));
+    if (request.roll_forward()) {
+      for (const auto& [gen, path] : restored.closed) {
+        const std::string dest = JoinPath(log_dir, LogFileName(prefix, gen));
+        if (PathExists(dest)) {
+          ASSIGN_OR_RETURN(std::string a, ReadFileToString(path));
+          ASSIGN_OR_RETURN(std::string b, ReadFileToString(dest));
+          if (a != b) {
+            return absl::FailedPreconditionError(
+                absl::StrFormat("unit %s: the restored log generation 0x%08X differs from the one "
+                                "on the server: the "
+                                "streams diverged; restore without roll-forward",
+                                s.unit, gen));
+          }
+          continue;
+        }
+        RETURN_IF_ERROR(RenameDurably(path, dest));
+      }
+    } else {
+      if (PathExists(log_dir))
+        RETURN_IF_ERROR(RenameDurably(log_dir, absl::StrCat(log_dir, ".before-restore-", stamp)));
+      RETURN_IF_ERROR(RenameDurably(s.restore_logs, log_dir));
+    }
+  }
+  RecoveryRequest rr;
+  rr.system_dir = s.target.system_dir();
+  rr.log_dir = log_dir;
+  rr.prefix = prefix;
+  for (const auto& db : s.target.databases())
+    rr.db_paths.push_back(JoinPath(s.target.system_dir(), db.name() + ".edb"));
+  if (request.to_generation() != 0) rr.to_generation = request.to_generation();
+  rr.clock = clock_;
+  ASSIGN_OR_RETURN(RecoveryReport report, Recover(rr));
+  if (request.to_generation() != 0) {
+    RETURN_IF_ERROR(MoveLaterLogsAside(
+        log_dir, prefix, report.last_generation,
+        absl::StrCat(log_dir, ".after-", GenerationHex(report.last_generation), "-", stamp)));
+  }
+  std::error_code ec;
+  fs::remove_all(JoinPath(s.target.system_dir(), "restore-logs"), ec);
+  dagvault::v1::RestoreCompleteResponse response;
+  response.set_last_generation(report.last_generation);
+  response.set_message(absl::StrFormat(
+      "recovered to %s (generations 0x%08X-0x%08X, %u transactions)", report.end.ToString(),
+      report.first_generation, report.last_generation, report.transactions));
+  if (request.mount()) {
+    if (s.recovery_database.empty()) {
+      std::move(end_restore).Invoke();
+      RETURN_IF_ERROR(host->Mount());
+    } else {
+      RETURN_IF_ERROR(rdbs_->Mount(s.recovery_database, s.target));
+    }
+  }
+  logging::Get("mailstored.writer")
+      ->info("[unit {}] restore complete: {}", s.unit, response.message());
+  return response;
+}
+
+}  // namespace dagvault::mailstore

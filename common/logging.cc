@@ -63,7 +63,9 @@ std::shared_ptr<spdlog::logger> Get(absl::string_view name) {
   EnsureDefaultSinksLocked(r);
   auto logger = std::make_shared<spdlog::logger>(key, r.sinks.begin(), r.sinks.end());
   logger->set_level(r.level);
-  logger->flush_on(spdlog::level::warn);
+  // Every line that is logged reaches the file at once: a daemon killed
+  // with -9 leaves its whole story behind.
+  logger->flush_on(r.level);
   spdlog::register_logger(logger);
   return logger;
 }

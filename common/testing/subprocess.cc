@@ -110,4 +110,12 @@ ProcessResult Subprocess::Wait() {
   return Decode(status);
 }
 
+std::optional<ProcessResult> Subprocess::Poll() {
+  if (pid_ <= 0) return ProcessResult{};
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return std::nullopt;
+  pid_ = -1;
+  return Decode(status);
+}
+
 }  // namespace dagvault::testing

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ class Subprocess {
   void Kill(int signal = 9);
   // Waits for exit; returns the wait status decoded.
   ProcessResult Wait();
+  // The exit status if the process has ended (it is then reaped), without
+  // waiting.
+  std::optional<ProcessResult> Poll();
   bool running() const { return pid_ > 0; }
 
  private:

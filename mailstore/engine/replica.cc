@@ -310,6 +310,53 @@ absl::StatusOr<std::vector<Generation>> Replica::Truncate(Generation through) {
   return deleted;
 }
 
+absl::Status Replica::CloseForActivation() {
+  if (closed_) return absl::FailedPreconditionError("replica is closed");
+  const Generation last = last_replayed();
+  if (last_inspected() > last) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("unit %s: generations 0x%08X-0x%08X are accepted but not replayed",
+                        unit_.name, last + 1, last_inspected()));
+  }
+  // The databases hold everything before position_. When that is the start
+  // of the next generation (the usual case), the consistent point is the
+  // end of the last replayed one, so the engine continues the stream from
+  // it, linked to it.
+  Lsn consistent = position_;
+  if (position_.generation > last && last > 0) {
+    ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(LogPath(last)));
+    consistent = Lsn{last, kLogHeaderSize};
+    for (const auto& r : scan.records)
+      consistent = std::max(consistent, Lsn{last, r.lsn.offset + r.space});
+  }
+  if (!pending_.empty()) {
+    logging::Get("mailstore.replica")
+        ->warn(
+            "[unit {}] a transaction begun at {} never committed in the replayed logs; it is "
+            "dropped",
+            unit_.name, pending_.front().lsn.ToString());
+    pending_.clear();
+  }
+  const int64_t now = options_.clock->NowMicros();
+  for (auto& db : dbs_) {
+    RETURN_IF_ERROR(db->Sync());
+    RETURN_IF_ERROR(db->UpdateHeader([&](DbHeader& h) {
+      h.state = DbState::kCleanShutdown;
+      h.consistent_lsn = consistent;
+      h.consistent_time_us = now;
+      h.log_required_min = 0;
+      h.log_required_max = 0;
+      h.log_committed = std::max(h.log_committed, last);
+      h.checkpoint = consistent;
+    }));
+  }
+  RETURN_IF_ERROR(
+      RemoveDurably(JoinPath(unit_.system_dir, absl::StrCat(unit_.log_prefix, ".replica"))));
+  logging::Get("mailstore.replica")
+      ->info("[unit {}] consistent at {} for activation", unit_.name, consistent.ToString());
+  return Close();
+}
+
 absl::Status Replica::Close() {
   if (closed_) return absl::OkStatus();
   closed_ = true;

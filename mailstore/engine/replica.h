@@ -72,8 +72,17 @@ class Replica {
   // When a generation not yet replayed was accepted.
   std::optional<absl::Time> AcceptedAt(Generation generation) const;
 
-  // Releases the files, e.g. before activation or a reseed.
+  // Releases the files, e.g. before a reseed.
   absl::Status Close();
+
+  // Ends this copy's life as a replica so that an Engine can open it as the
+  // active copy, continuing the stream after the last replayed generation:
+  // the databases are marked consistent (CleanShutdown) at the end of what
+  // was replayed, and the replica state is removed. A transaction whose
+  // commit never arrived is dropped: it never committed. Accepted
+  // generations not yet replayed are refused: replay them first (with
+  // ignore_lag) or remove them.
+  absl::Status CloseForActivation();
 
  private:
   struct Pending {

@@ -13,6 +13,12 @@ Peers::Peers(const NodeConfig& config) {
   for (const auto& [node, address] : addresses_) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
+    // A peer that was down is retried within about a second, not after
+    // gRPC's default backoff of up to two minutes: failover and seeding
+    // wait on it. (The minimum backoff is left alone: gRPC also uses it as
+    // the connect timeout, and a loaded node needs more than 100 ms.)
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     stubs_[node] = dagvault::v1::Replication::NewStub(channel);
   }

@@ -127,8 +127,12 @@ absl::Status Mailstored::Start() {
 void Mailstored::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  for (auto& server : servers_)
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // One deadline for all listeners: a server waits for its clients to
+  // close their connections after GOAWAY, and an idle client may not
+  // notice for seconds. After the deadline the remaining calls are
+  // cancelled.
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+  for (auto& server : servers_) server->Shutdown(deadline);
   if (writers_) writers_->Stop();
   for (auto& [name, host] : units_) host->Stop();
   std::lock_guard<std::mutex> lock(rdb_mu_);

@@ -57,18 +57,22 @@ absl::Status UnitHost::Start() {
     state_.set_active_node(initial.node());
     RETURN_IF_ERROR(SaveStateLocked());
   }
-  if (state_.role() == dagvault::v1::ACTIVE) RETURN_IF_ERROR(StepDownIfSupersededLocked());
+  absl::Status opened;
   if (state_.role() == dagvault::v1::ACTIVE) {
-    RETURN_IF_ERROR(OpenActiveLocked());
+    lock.unlock();
+    opened = ConfirmActive();
   } else if (!state_.failure().empty()) {
     copy_state_ = dagvault::v1::FAILED_AND_SUSPENDED;
     message_ = state_.failure();
+    lock.unlock();
   } else {
-    RETURN_IF_ERROR(OpenPassiveLocked());
+    opened = OpenPassiveLocked();
+    lock.unlock();
   }
-  lock.unlock();
+  // The worker starts even when opening failed: the status says why, and
+  // the worker retries what can be retried.
   StartWorker();
-  return absl::OkStatus();
+  return opened;
 }
 
 void UnitHost::Stop() {
@@ -168,6 +172,10 @@ absl::Status UnitHost::Mount() {
         "unit ", name(), ": only the active copy mounts; it is on ", state_.active_node()));
   }
   if (engine_) return absl::OkStatus();
+  if (awaiting_confirmation_) {
+    log_->warn("[unit {}] mounted by an operator without another copy's confirmation", name());
+    awaiting_confirmation_ = false;
+  }
   if (restoring_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "unit ", name(), ": a restore is replacing its files; it mounts at RestoreComplete"));

@@ -122,8 +122,15 @@ class UnitHost {
   absl::Status SaveStateLocked();
   absl::Status OpenActiveLocked();
   absl::Status OpenPassiveLocked();
-  absl::Status StepDownIfSupersededLocked();
-  absl::Status CheckDivergenceLocked(const std::string& active_node);
+  // An active copy that is not mounted yet (at start): mounts it, steps
+  // down if another copy was activated meanwhile, or waits when no other
+  // copy answers.
+  absl::Status ConfirmActive();
+  // Whether this copy's logs are all in the active copy's stream (a
+  // DataLoss error names the generation where they diverged).
+  absl::Status CheckDivergence(const std::string& active_node);
+  // The passive worker's first step after stepping down.
+  void RunDivergenceCheck();
   absl::Status SeedFromActive();
   void StartWorker();
   void WorkerLoop();
@@ -160,6 +167,11 @@ class UnitHost {
   // A passive copy tells the active, once per run, that backups its
   // earlier run held are over.
   bool stale_backups_released_ = false;
+  // An active copy that has not confirmed it is still the active one.
+  bool awaiting_confirmation_ = false;
+  // A copy that stepped down: its logs must be compared with the new
+  // active's stream before it replicates.
+  bool needs_divergence_check_ = false;
   // Between PrepareRestore and RestoreComplete: the files are being
   // replaced, so nothing may mount them.
   bool restoring_ = false;

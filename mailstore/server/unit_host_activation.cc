@@ -12,33 +12,67 @@
 
 namespace dagvault::mailstore {
 
-absl::Status UnitHost::StepDownIfSupersededLocked() {
+absl::Status UnitHost::ConfirmActive() {
+  uint64_t epoch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_.role() != dagvault::v1::ACTIVE || engine_) return absl::OkStatus();
+    epoch = state_.epoch();
+  }
   // An active copy coming back (after a crash, say) first asks the others:
-  // if one of them was activated meanwhile (a higher epoch), this copy is
-  // no longer active.
-  std::optional<dagvault::v1::CopyStatus> newer;
+  // if any copy saw a later activation (a higher epoch), this copy is no
+  // longer active.
+  std::optional<dagvault::v1::CopyStatus> newest;
+  int others = 0, answered = 0;
   for (const auto& c : definition_.copies()) {
     if (c.node() == config_.node()) continue;
+    ++others;
     auto s = peers_->CopyStatus(c.node(), name());
     if (!s.ok()) continue;
-    if (s->role() == dagvault::v1::ACTIVE && s->epoch() > state_.epoch() &&
-        (!newer || s->epoch() > newer->epoch())) {
-      newer = *s;
-    }
+    ++answered;
+    if (s->epoch() > epoch && (!newest || s->epoch() > newest->epoch())) newest = *s;
   }
-  if (!newer) return absl::OkStatus();
-  log_->warn("[unit {}] the copy on {} was activated (epoch {}, this copy {}); stepping down",
-             name(), newer->node(), newer->epoch(), state_.epoch());
-  state_.set_role(dagvault::v1::PASSIVE);
-  state_.set_epoch(newer->epoch());
-  state_.set_active_node(newer->node());
-  RETURN_IF_ERROR(SaveStateLocked());
-  absl::Status divergence = CheckDivergenceLocked(newer->node());
-  if (!divergence.ok()) SetFailure(std::string(divergence.message()), /*suspend=*/true);
-  return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::ACTIVE || engine_) return absl::OkStatus();
+  if (newest) {
+    const std::string active =
+        newest->role() == dagvault::v1::ACTIVE ? newest->node() : newest->active_node();
+    log_->warn(
+        "[unit {}] the copy on {} was activated since this copy was (epoch {}, this copy "
+        "{}); stepping down to a passive copy",
+        name(), active, newest->epoch(), epoch);
+    state_.set_role(dagvault::v1::PASSIVE);
+    state_.set_epoch(newest->epoch());
+    state_.set_active_node(active);
+    awaiting_confirmation_ = false;
+    needs_divergence_check_ = true;
+    copy_state_ = dagvault::v1::INITIALIZING;
+    message_ = "stepped down; comparing this copy's logs with the active copy's stream";
+    wake_.notify_all();
+    return SaveStateLocked();
+  }
+  if (others > 0 && answered == 0) {
+    // Like Exchange's Datacenter Activation Coordination: a copy that can
+    // reach no other copy cannot know whether one was activated while it
+    // was down, so it does not mount on its own.
+    if (!awaiting_confirmation_) {
+      log_->warn(
+          "[unit {}] no other copy answers; not mounting until one confirms that no other "
+          "copy was activated (mount forces it)",
+          name());
+    }
+    awaiting_confirmation_ = true;
+    copy_state_ = dagvault::v1::DISMOUNTED;
+    message_ =
+        "waiting for another copy to confirm that no other copy was activated meanwhile; "
+        "`mailstore-util mount` forces the mount";
+    return absl::OkStatus();
+  }
+  awaiting_confirmation_ = false;
+  return OpenActiveLocked();
 }
 
-absl::Status UnitHost::CheckDivergenceLocked(const std::string& active_node) {
+absl::Status UnitHost::CheckDivergence(const std::string& active_node) {
   ASSIGN_OR_RETURN(LogStreamListing local,
                    ListLogStream(engine_config_.log_dir(), engine_config_.log_prefix()));
   ASSIGN_OR_RETURN(auto* stub, peers_->Replication(active_node));
@@ -180,7 +214,11 @@ absl::Status UnitHost::Activate(bool lossy) {
     }
   }
   const Generation last = replica_->last_replayed();
-  (void)replica_->Close();
+  absl::Status closed = replica_->CloseForActivation();
+  if (!closed.ok()) {
+    unpause();
+    return Annotate(closed, absl::StrCat("unit ", name(), ": cannot activate"));
+  }
   replica_.reset();
   state_.set_role(dagvault::v1::ACTIVE);
   state_.set_epoch(epoch);

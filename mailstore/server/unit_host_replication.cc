@@ -84,6 +84,13 @@ void UnitHost::WorkerLoop() {
     more = false;
     if (stop_) break;
     if (paused_) continue;
+    if (state_.role() == dagvault::v1::ACTIVE && awaiting_confirmation_) {
+      lock.unlock();
+      absl::Status confirmed = ConfirmActive();
+      if (!confirmed.ok()) log_->error("[unit {}] {}", name(), confirmed);
+      lock.lock();
+      continue;
+    }
     if (state_.role() == dagvault::v1::ACTIVE) {
       lock.unlock();
       auto truncated = TruncateByRules();
@@ -94,6 +101,12 @@ void UnitHost::WorkerLoop() {
       continue;
     }
     if (!state_.failure().empty() || state_.suspended()) continue;
+    if (needs_divergence_check_) {
+      lock.unlock();
+      RunDivergenceCheck();
+      lock.lock();
+      continue;
+    }
     busy_ = true;
     lock.unlock();
     absl::Status s = ReplicateOnce(&more);
@@ -118,6 +131,31 @@ void UnitHost::WorkerLoop() {
       copy_state_ = dagvault::v1::FAILED;
       message_ = std::string(s.message());
     }
+  }
+}
+
+void UnitHost::RunDivergenceCheck() {
+  std::string active;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    active = state_.active_node();
+  }
+  absl::Status checked = CheckDivergence(active);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (checked.code() == absl::StatusCode::kDataLoss) {
+    needs_divergence_check_ = false;
+    SetFailure(std::string(checked.message()), /*suspend=*/true);
+  } else if (!checked.ok()) {
+    // The new active copy cannot be asked now; try again later, and
+    // replicate nothing meanwhile.
+    copy_state_ = dagvault::v1::FAILED;
+    message_ = absl::StrCat("cannot yet compare this copy's logs with the active copy's: ",
+                            checked.message());
+  } else {
+    needs_divergence_check_ = false;
+    log_->info("[unit {}] this copy's logs are all in the stream of the active copy on {}", name(),
+               active);
+    (void)OpenPassiveLocked();
   }
 }
 
@@ -209,7 +247,14 @@ absl::Status UnitHost::FetchGeneration(const std::string& from, Generation g, bo
 absl::Status UnitHost::ReplicateOnce(bool* more) {
   *more = false;
   if (!replica_) {
-    RETURN_IF_ERROR(SeedFromActive());
+    bool seeded = true;
+    for (const auto& db : engine_config_.databases()) {
+      seeded = seeded && PathExists(JoinPath(engine_config_.system_dir(), db.name() + ".edb"));
+    }
+    // Only a copy without databases is seeded: one with databases (an old
+    // active copy, say) is opened as it is, or fails and waits for an
+    // operator's reseed.
+    if (!seeded) RETURN_IF_ERROR(SeedFromActive());
     std::unique_lock<std::mutex> lock(mu_);
     RETURN_IF_ERROR(OpenPassiveLocked());
     if (!replica_) return absl::FailedPreconditionError(message_);
@@ -262,7 +307,7 @@ absl::Status UnitHost::SeedFromActive() {
   std::error_code ec;
   fs::remove_all(staging, ec);
   RETURN_IF_ERROR(CreateDirectories(staging));
-  log_->info("[unit {}] seeding this copy from {}", name(), active);
+  log_->debug("[unit {}] seeding this copy from {}", name(), active);
   dagvault::v1::SeedRequest request;
   request.set_unit(name());
   request.set_from_node(config_.node());
@@ -310,7 +355,7 @@ absl::Status UnitHost::SeedFromActive() {
 }
 
 absl::Status UnitHost::Suspend() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (state_.role() != dagvault::v1::PASSIVE) {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
@@ -318,6 +363,9 @@ absl::Status UnitHost::Suspend() {
   }
   state_.set_suspended(true);
   RETURN_IF_ERROR(SaveStateLocked());
+  // A pass already running (a seed, a replay) finishes first, so nothing
+  // moves once the operator has been told the copy is suspended.
+  idle_.wait(lock, [&] { return !busy_; });
   log_->info("[unit {}] replication suspended", name());
   return absl::OkStatus();
 }

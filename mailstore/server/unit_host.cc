@@ -122,6 +122,7 @@ absl::Status UnitHost::OpenPassiveLocked() {
     seeded = seeded && PathExists(JoinPath(engine_config_.system_dir(), db.name() + ".edb"));
   }
   copy_state_ = dagvault::v1::INITIALIZING;
+  truncation_allowed_ = 0;  // a (re)opened copy waits for the active to say again
   if (!seeded) {
     message_ = "waiting to be seeded from the active copy";
     return absl::OkStatus();  // the worker seeds it
@@ -231,6 +232,7 @@ std::optional<dagvault::v1::BackupInProgress> UnitHost::BackupInProgress() {
 absl::StatusOr<std::vector<Generation>> UnitHost::RecordBackup(const std::string& type,
                                                                Generation low, Generation high,
                                                                int64_t time_us, bool snapshot) {
+  std::lock_guard<std::mutex> truncating(truncation_mu_);
   ASSIGN_OR_RETURN(auto engine, MountedEngine());
   Engine::BackupType t;
   if (type == "full") {
@@ -251,10 +253,15 @@ absl::StatusOr<std::vector<Generation>> UnitHost::RecordBackup(const std::string
   if (t != Engine::BackupType::kFull && t != Engine::BackupType::kIncremental) {
     return std::vector<Generation>{};
   }
-  return TruncateByRules();
+  return TruncateByRulesLocked();
 }
 
 absl::StatusOr<std::vector<Generation>> UnitHost::TruncateByRules() {
+  std::lock_guard<std::mutex> truncating(truncation_mu_);
+  return TruncateByRulesLocked();
+}
+
+absl::StatusOr<std::vector<Generation>> UnitHost::TruncateByRulesLocked() {
   if (definition_.circular_logging()) return std::vector<Generation>{};  // the engine does it
   ASSIGN_OR_RETURN(auto engine, MountedEngine());
   TruncationInputs in;

@@ -137,6 +137,8 @@ class UnitHost {
   // Waits until the worker is not touching the replica and keeps it away
   // until the returned pause ends.
   void PauseLocked(std::unique_lock<std::mutex>& lock);
+  // TruncateByRules with truncation_mu_ held.
+  absl::StatusOr<std::vector<Generation>> TruncateByRulesLocked();
   void UnpauseLocked();
   absl::Status ReplicateOnce(bool* more);
   absl::Status FetchGeneration(const std::string& from, Generation g, bool* found);
@@ -154,10 +156,17 @@ class UnitHost {
   std::shared_ptr<spdlog::logger> log_;
   BackupRegistry backups_;
 
+  // One truncation pass at a time. A backup's record and the truncation it
+  // allows are one step, so BackupComplete reports what it truncated.
+  std::mutex truncation_mu_;
   std::mutex mu_;
   dagvault::v1::CopyStateFile state_;
   std::shared_ptr<Engine> engine_;    // active and mounted
   std::unique_ptr<Replica> replica_;  // passive and open
+  // The passive copy: the generation through which the active let logs go
+  // (this copy deletes them as it replays them). Not kept across restarts:
+  // the next truncation on the active repeats it.
+  Generation truncation_allowed_ = 0;
   dagvault::v1::CopyState copy_state_ = dagvault::v1::INITIALIZING;
   std::string message_;
   Generation active_newest_closed_ = 0;

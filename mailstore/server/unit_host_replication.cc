@@ -276,7 +276,19 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
     passive_view_.last_inspected = replica_->last_inspected();
   }
   ASSIGN_OR_RETURN(int replayed, replica_->Replay());
-  (void)replayed;
+  if (replayed > 0) {
+    // Logs the active let go that this copy still needed (a lagged copy
+    // replays late) go once they are replayed.
+    Generation allowed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      allowed = truncation_allowed_;
+    }
+    if (allowed > 0) {
+      auto deleted = replica_->Truncate(allowed);
+      if (!deleted.ok()) log_->warn("[unit {}] truncation: {}", name(), deleted.status());
+    }
+  }
   *more = found && next < newest;
   return absl::OkStatus();
 }
@@ -488,6 +500,7 @@ absl::Status UnitHost::ServeSeed(const ChunkWriter& write) {
 absl::StatusOr<std::vector<Generation>> UnitHost::TruncatePassive(Generation through) {
   std::unique_lock<std::mutex> lock(mu_);
   if (state_.role() != dagvault::v1::PASSIVE || !replica_) return std::vector<Generation>{};
+  truncation_allowed_ = std::max(truncation_allowed_, through);
   PauseLocked(lock);
   auto deleted = replica_->Truncate(through);
   UnpauseLocked();

@@ -51,25 +51,10 @@ absl::Status MailstoredCluster::Start() {
   // Start them all, then wait: the passive copies seed from node1 as soon
   // as it answers.
   for (int i = 0; i < size(); ++i) RETURN_IF_ERROR(StartNode(i));
-  // Ready means every unit has a mounted active copy: an active copy
-  // mounts only once another copy confirms it was not superseded.
-  for (const auto& unit : nodes_[0].config.units()) {
-    bool mounted = WaitFor(
-        [&] {
-          for (int i = 0; i < size(); ++i) {
-            auto copy = Copy(i, unit.name());
-            if (copy.ok() && copy->role() == v1::ACTIVE && copy->state() == v1::MOUNTED) {
-              return true;
-            }
-          }
-          return false;
-        },
-        absl::Seconds(60));
-    if (!mounted) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("no copy of ", unit.name(), " mounted within 60 s:\n", LogOf(0)));
-    }
-  }
+  // Ready means every unit has a mounted active copy (node1's, in a lab):
+  // an active copy mounts only once another copy confirms it was not
+  // superseded.
+  for (const auto& unit : nodes_[0].config.units()) RETURN_IF_ERROR(WaitMounted(0, unit.name()));
   return absl::OkStatus();
 }
 
@@ -268,6 +253,22 @@ absl::Status MailstoredCluster::Activate(int via, const std::string& unit, const
   auto context = Deadline(absl::Minutes(3));
   return FromGrpcStatus(admins_[via]->Activate(context.get(), request, &response),
                         absl::StrCat(nodes_[via].name, " activate"));
+}
+
+absl::Status MailstoredCluster::WaitMounted(int i, const std::string& unit) {
+  std::string last;
+  const bool mounted = WaitFor(
+      [&] {
+        auto copy = Copy(i, unit);
+        last = copy.ok()
+                   ? absl::StrCat(v1::CopyState_Name(copy->state()), " (", copy->message(), ")")
+                   : std::string(copy.status().message());
+        return copy.ok() && copy->role() == v1::ACTIVE && copy->state() == v1::MOUNTED;
+      },
+      absl::Seconds(60));
+  if (mounted) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat(unit, " did not mount on ", nodes_[i].name,
+                                                  " within 60 s: ", last, "\n", LogOf(i)));
 }
 
 absl::Status MailstoredCluster::WaitConverged(int active, const std::string& unit,

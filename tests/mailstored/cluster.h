@@ -68,6 +68,8 @@ class MailstoredCluster {
   absl::Status Admin(int i, const std::string& what, const std::string& unit);
   absl::Status Activate(int via, const std::string& unit, const std::string& node, bool lossy);
 
+  // Waits until the copy of `unit` on node i is the mounted active copy.
+  absl::Status WaitMounted(int i, const std::string& unit);
   // Waits until every passive copy of `unit` that is not lagged has
   // replayed everything the active copy (on node `active`) has closed.
   absl::Status WaitConverged(int active, const std::string& unit,

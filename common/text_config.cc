@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "dagvault/v1/options.pb.h"
@@ -21,11 +22,19 @@ using google::protobuf::Reflection;
 
 class CollectingErrors : public google::protobuf::io::ErrorCollector {
  public:
-  explicit CollectingErrors(absl::string_view source) : source_(source) {}
+  CollectingErrors(absl::string_view source, absl::string_view text)
+      : source_(source), lines_(absl::StrSplit(text, '\n')) {}
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
     // The parser counts from zero; editors count from one.
-    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
+    std::string error = absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message);
+    // The line itself, with a caret, so the field at fault is named even
+    // when the parser's message does not name it.
+    if (line >= 0 && static_cast<size_t>(line) < lines_.size()) {
+      absl::StrAppend(&error, "\n    ", lines_[line], "\n    ",
+                      std::string(std::max(column, 0), ' '), "^");
+    }
+    errors_.push_back(std::move(error));
   }
   void AddWarning(int line, google::protobuf::io::ColumnNumber column,
                   const std::string& message) override {
@@ -35,6 +44,7 @@ class CollectingErrors : public google::protobuf::io::ErrorCollector {
 
  private:
   std::string source_;
+  std::vector<std::string> lines_;
   std::vector<std::string> errors_;
 };
 
@@ -68,7 +78,7 @@ void CollectMissing(const Message& message, const std::string& prefix,
 }  // namespace
 
 absl::Status ParseTextConfig(absl::string_view text, absl::string_view source, Message* out) {
-  CollectingErrors errors(source);
+  CollectingErrors errors(source, text);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   out->Clear();

@@ -48,6 +48,17 @@ TEST(TextConfig, BadEnumValueIsNamed) {
   EXPECT_NE(s.message().find("MIRRORED"), std::string::npos) << s;
 }
 
+TEST(TextConfig, ABadValueShowsItsLineSoTheFieldIsNamed) {
+  UnitConfig config;
+  absl::Status s = ParseTextConfig("name: \"u\"\nlog_file_size: \"big\"\n", "unit.conf", &config);
+  ASSERT_FALSE(s.ok());
+  // The parser says only what it expected; the quoted line names the field.
+  EXPECT_NE(s.message().find("unit.conf:2:16: Expected integer"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("\n    log_file_size: \"big\"\n                   ^"),
+            std::string::npos)
+      << s;
+}
+
 TEST(TextConfig, LoadNamesMissingFile) {
   UnitConfig config;
   absl::Status s = LoadTextConfig("/nonexistent/unit.conf", &config);

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # dagvault quickstart: installs what is missing, builds, and walks through
-# what exists so far: a mailstore unit (the protected application) written
-# to, crashed with kill -9, recovered, checked and digested.
+# what exists so far: a 3-node lab of mailstored (the protected mail
+# server) with log-shipping replication, under load, with a passive copy
+# killed and restarted, converging.
 #
 #   ./deploy/quickstart.sh            run it; the lab stays in ./lab/quickstart
 #   DAGVAULT_LAB_DIR=/path ./deploy/quickstart.sh
+#   ./deploy/lab/lab.sh stop --dir ./lab/quickstart    stop it afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,65 +19,89 @@ step "1. Installing packages (only what is missing)"
 
 step "2. Building"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" --target mailstore-util
+cmake --build build -j "$(nproc)" --target mailstored mailstore-util
 util=$root/build/bin/mailstore-util
 
 lab=${DAGVAULT_LAB_DIR:-$root/lab/quickstart}
-rm -rf "$lab"
-mkdir -p "$lab"
-cat >"$lab/sg1.conf" <<CONF
-# A 2007-style storage group: two databases sharing one log stream.
-name: "sg1"
-mode: STORAGE_GROUP
-log_prefix: "E00"
-system_dir: "$lab/sg1"
-log_dir: "$lab/sg1/logs"
-databases { name: "mailbox-a" }
-databases { name: "mailbox-b" }
-CONF
+lag=15
+step "3. Starting a 3-node lab in $lab"
+echo "Units SG01 (storage group: MDB01A, MDB01B) and DB02, a copy of each on every node;"
+echo "node1 holds the active copies, node3's copies replay ${lag}s behind (lagged)."
+./deploy/lab/lab.sh start --fresh --dir "$lab" --nodes 3 --lag-seconds "$lag" --log-size 262144
+read -r _ node1 _ _ < <(sed -n 1p "$lab/nodes.txt")
+read -r _ node2 _ _ < <(sed -n 2p "$lab/nodes.txt")
+read -r _ node3 _ _ < <(sed -n 3p "$lab/nodes.txt")
+export MAILSTORE_SERVER=$node1
 
-step "3. Creating the unit (configuration in $lab/sg1.conf)"
-"$util" create --config "$lab/sg1.conf"
+step "4. Load: 10 s of mail items (4 KiB to 1 MiB) into both units; node2 killed with kill -9 at 4 s"
+"$util" load --unit SG01 --unit DB02 --duration 10 --threads 4 --mailboxes 50 \
+  --size-mix 4k:70,75k:25,1m:5 &
+load=$!
+for t in 2 4 6 8 10; do
+  sleep 2
+  if [[ $t == 4 ]]; then
+    kill -9 "$(cat "$lab/node2/mailstored.pid")"
+    echo "   t=${t}s  node2 killed"
+  fi
+  if [[ $t == 6 ]]; then
+    ./deploy/lab/lab.sh start --dir "$lab" | grep node2 | sed 's/^/   /'
+  fi
+  "$util" status --unit SG01 --json | awk -v t="$t" '
+    /"node":/ { gsub(/[",]/, "", $2); node = $2 }
+    /"state":/ { gsub(/[",]/, "", $2); state = $2 }
+    /"copy_queue":/ { gsub(/,/, "", $2); cq = $2 }
+    /"replay_queue":/ { gsub(/,/, "", $2); printf "   t=%ss  SG01 %s %-10s copy queue %3s  replay queue %3s\n", t, node, state, cq, $2 }'
+done
+wait "$load"
 
-step "4. Writing 3000 mail items (2 KiB to 1 MiB) with 4 concurrent writers"
-"$util" fill --config "$lab/sg1.conf" --items 3000 --mailboxes 20 --threads 4
+step "5. Status, as node1 sees every copy"
+"$util" status
 
-step "5. Crashing a writer: kill -9 in the middle of more writes"
-"$util" fill --config "$lab/sg1.conf" --items 100000 --mailboxes 20 --threads 4 >/dev/null 2>&1 &
-writer=$!
-sleep 1.5
-kill -9 "$writer"
-wait "$writer" 2>/dev/null || true
-echo "writer killed; the database header now says:"
-"$util" header "$lab/sg1/mailbox-a.edb" | grep -E "State|Log required"
-
-step "6. Soft recovery: replaying the log from the checkpoint"
-"$util" recover --system "$lab/sg1" --logs "$lab/sg1/logs" \
-  --db "$lab/sg1/mailbox-a.edb" --db "$lab/sg1/mailbox-b.edb"
-
-step "7. Checking every page, log record, link hash and checkpoint copy"
-"$util" check --deep "$lab/sg1" "$lab/sg1/logs"
-
-step "8. The log stream"
-"$util" logs "$lab/sg1/logs" | tail -n 4
-
-step "9. Content digests (what later restores will be compared against)"
-"$util" digest --db "$lab/sg1/mailbox-a.edb" --db "$lab/sg1/mailbox-b.edb"
+step "6. The passive copies converge: digests of every database on each node"
+same_as_node1() {  # $1 = node's store address; true when its digests equal node1's
+  for unit in SG01 DB02; do
+    [[ "$("$util" digest --server "$node1" --unit $unit | awk '{print $1, $2, $4, $6}')" == \
+       "$("$util" digest --server "$1" --unit $unit | awk '{print $1, $2, $4, $6}')" ]] || return 1
+  done
+}
+for unit in SG01 DB02; do "$util" roll --unit $unit >/dev/null; done
+since=$SECONDS
+until same_as_node1 "$node2"; do
+  (( SECONDS - since < 120 )) || { echo "node2 did not converge within 120 s" >&2; exit 1; }
+  sleep 0.5
+done
+echo "node2 (restarted after kill -9) equals node1 after $((SECONDS - since))s:"
+"$util" digest --server "$node2" --unit SG01
+"$util" digest --server "$node2" --unit DB02
+if same_as_node1 "$node3"; then
+  echo "node3 (lagged) equals node1 already"
+else
+  echo "node3 is lagged by ${lag}s and still behind; waiting for it..."
+  since=$SECONDS
+  until same_as_node1 "$node3"; do
+    (( SECONDS - since < lag + 120 )) || { echo "node3 did not converge" >&2; exit 1; }
+    sleep 0.5
+  done
+  echo "node3 equals node1 after $((SECONDS - since))s more"
+fi
 
 elapsed=$(( $(date +%s) - started ))
 cat <<DONE
 
 == Done in ${elapsed}s. What happened:
-   - built dagvault (build/bin), created storage group sg1 with two databases;
-   - wrote 3000 items, then killed a second writer with kill -9 mid-transaction;
-   - soft recovery replayed the log from the checkpoint; check found every page,
-     record and link intact, and the digests fingerprint the recovered data.
-   The unit's files are in $lab/sg1.
+   - built mailstored and mailstore-util (build/bin) and started three mailstored
+     processes (logs and data in $lab/node*);
+   - the load generator wrote through node1's store API while node1 shipped each
+     closed log generation to node2 and node3, which inspected and replayed them;
+   - node2 was killed with kill -9 mid-replay, restarted, and caught up; the
+     lagged node3 replayed ${lag}s behind; every copy ended with node1's digests.
 
-   Try next:
-     $util header $lab/sg1/mailbox-a.edb
-     $util recover --hard --to-generation 0x10 ...   (point in time, on a copy)
-     $util bench --size-mix 4k --size-mix 75k
-     ./tests/run.sh                                   (every test)
+   The lab is still running. Try next:
+     export MAILSTORE_SERVER=$node1
+     $util status                                  copies, queues, truncation, backups
+     $util activate --unit SG01 --node node2       switchover without loss
+     $util suspend --unit DB02 --server $node2    (and resume)
+     ./deploy/lab/lab.sh stop --dir $lab
+     ./tests/run.sh                                every test
    Read docs/README.md for how it all fits together.
 DONE

@@ -318,6 +318,16 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
     return report;
   }
 
+  // Databases that hold everything through the end of the last closed log
+  // (a passive copy's files, whose replay position is the first record of
+  // the next generation) start past every log here. Walking that last log,
+  // with each database skipping what it already holds, finds where it
+  // ends: where they are consistent.
+  if (any_dirty && start.generation == highest + 1 && start.offset == kLogHeaderSize &&
+      !current_gen && exists(highest)) {
+    start = Lsn{highest, kLogHeaderSize};
+  }
+
   // The range to replay, and the checks that all of it is present.
   Generation end_gen = highest;
   if (req.to_generation) {

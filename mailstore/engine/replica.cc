@@ -179,7 +179,8 @@ absl::Status Replica::Accept(const std::string& incoming_path) {
   if (scan.header.log_signature != log_signature_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "unit ", unit_.name, ": ", name, " belongs to log stream ",
-        scan.header.log_signature.ToString(), ", this copy to ", log_signature_.ToString()));
+        scan.header.log_signature.ToString(), ", this copy to ", log_signature_.ToString(),
+        " (the log signatures differ): a log from another stream is refused"));
   }
   for (size_t i = 0; i < dbs_.size(); ++i) {
     const AttachedDatabase* attached = scan.header.FindDatabase(static_cast<uint32_t>(i));

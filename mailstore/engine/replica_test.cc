@@ -19,6 +19,7 @@
 #include "mailstore/engine/engine.h"
 #include "mailstore/engine/engine_test_util.h"
 #include "mailstore/engine/memory_page_access.h"
+#include "mailstore/engine/recovery.h"
 
 namespace dagvault::mailstore {
 namespace {
@@ -289,6 +290,57 @@ TEST_F(ReplicaTest, TruncateKeepsWhatIsNotReplayed) {
   ASSERT_TRUE(deleted.ok());
   EXPECT_FALSE(deleted->empty());
   ASSERT_TRUE((*active)->Close().ok());
+}
+
+// A backup of a passive copy holds its databases, whose replay position is
+// the first record of the generation after the last one it replayed, and
+// the logs through that one. Recovery walks the last log, replays nothing,
+// and leaves the databases consistent at its end.
+TEST_F(ReplicaTest, APassiveCopysFilesRecoverWithNothingLeftToReplay) {
+  {
+    auto active = Engine::Create(active_config_, testing::TestEngineOptions());
+    ASSERT_TRUE(active.ok());
+    ASSERT_TRUE((*active)->Close(/*seal_log=*/true).ok());
+  }
+  SeedFromClosedActive();
+  auto replica = Replica::Open(passive_config_);
+  ASSERT_TRUE(replica.ok());
+  auto active = Engine::Open(active_config_, testing::TestEngineOptions());
+  ASSERT_TRUE(active.ok());
+  for (uint64_t i = 0; i < 60; ++i) ASSERT_TRUE((*active)->Put(0, {1, i}, ValueFor(i, 3000)).ok());
+  ASSERT_TRUE((*active)->RollLog().ok());
+  const Generation last = (*active)->current_generation() - 1;
+  for (Generation g = (*replica)->last_inspected() + 1; g <= last; ++g)
+    ASSERT_TRUE(Ship(**replica, g).ok());
+  ASSERT_TRUE((*replica)->Replay().ok());
+  ASSERT_EQ((*replica)->replay_position(), (Lsn{last + 1, kLogHeaderSize}));
+  const Sha256Digest expected = *(*active)->Digest(0);
+  ASSERT_TRUE((*replica)->Close().ok());
+  ASSERT_TRUE((*active)->Close().ok());
+
+  // The backup: the database and the logs from the replay position's
+  // generation down to the seed's, as the Replication writer lists them.
+  fs::create_directories(dir_.Sub("restore"));
+  fs::copy_file(dir_.Sub("passive/db0.edb"), dir_.Sub("restore/db0.edb"));
+  for (Generation g = 1; g <= last; ++g) {
+    const std::string name = LogFileName("E00", g);
+    if (PathExists(dir_.Sub("passive/" + name)))
+      fs::copy_file(dir_.Sub("passive/" + name), dir_.Sub("restore/" + name));
+  }
+  RecoveryRequest request;
+  request.system_dir = dir_.Sub("restore");
+  request.log_dir = dir_.Sub("restore");
+  request.prefix = "E00";
+  request.db_paths = {dir_.Sub("restore/db0.edb")};
+  auto report = Recover(request);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->last_generation, last);
+  EXPECT_EQ(report->records_applied, 0u);
+  auto header = ReadDbHeaderFromPath(dir_.Sub("restore/db0.edb"));
+  ASSERT_TRUE(header.ok());
+  EXPECT_EQ(header->header.state, DbState::kCleanShutdown);
+  EXPECT_EQ(header->header.consistent_lsn.generation, last);
+  EXPECT_EQ(OfflineDigest(dir_.Sub("restore/db0.edb")), expected);
 }
 
 }  // namespace

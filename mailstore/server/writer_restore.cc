@@ -21,6 +21,14 @@ std::string Stamp(Clock* clock) {
   return absl::FormatTime("%Y%m%dT%H%M%S", clock->Now(), absl::UTCTimeZone());
 }
 
+// `path`, or `path`-2, -3, ...: the first that does not exist. Kept-aside
+// folders are named by the second; two restores in one second get both.
+std::string UnusedPath(const std::string& path) {
+  std::string candidate = path;
+  for (int n = 2; PathExists(candidate); ++n) candidate = absl::StrCat(path, "-", n);
+  return candidate;
+}
+
 // Moves closed logs newer than `generation` out of `dir` into `aside`, so
 // that the unit can be opened after a point-in-time recovery.
 absl::Status MoveLaterLogsAside(const std::string& dir, const std::string& prefix,
@@ -198,8 +206,10 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
         RETURN_IF_ERROR(RenameDurably(path, dest));
       }
     } else {
-      if (PathExists(log_dir))
-        RETURN_IF_ERROR(RenameDurably(log_dir, absl::StrCat(log_dir, ".before-restore-", stamp)));
+      if (PathExists(log_dir)) {
+        RETURN_IF_ERROR(
+            RenameDurably(log_dir, UnusedPath(absl::StrCat(log_dir, ".before-restore-", stamp))));
+      }
       RETURN_IF_ERROR(RenameDurably(s.restore_logs, log_dir));
     }
   }
@@ -215,7 +225,8 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
   if (request.to_generation() != 0) {
     RETURN_IF_ERROR(MoveLaterLogsAside(
         log_dir, prefix, report.last_generation,
-        absl::StrCat(log_dir, ".after-", GenerationHex(report.last_generation), "-", stamp)));
+        UnusedPath(
+            absl::StrCat(log_dir, ".after-", GenerationHex(report.last_generation), "-", stamp))));
   }
   std::error_code ec;
   fs::remove_all(JoinPath(s.target.system_dir(), "restore-logs"), ec);

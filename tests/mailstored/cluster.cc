@@ -58,6 +58,11 @@ absl::Status MailstoredCluster::Start() {
   return absl::OkStatus();
 }
 
+absl::Status MailstoredCluster::SetConfig(int i, const v1::MailstoredConfig& config) {
+  nodes_[i].config = config;
+  return mailstore::WriteLab({nodes_[i]});
+}
+
 void MailstoredCluster::Connect(int i) {
   const auto& c = nodes_[i].config;
   grpc::ChannelArguments args;

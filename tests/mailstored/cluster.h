@@ -46,6 +46,8 @@ class MailstoredCluster {
 
   int size() const { return static_cast<int>(nodes_.size()); }
   const mailstore::LabNode& node(int i) const { return nodes_[i]; }
+  // Replaces node i's configuration file; it takes effect at its next start.
+  absl::Status SetConfig(int i, const v1::MailstoredConfig& config);
   const std::string& root() const { return dir_.path(); }
   std::string LogOf(int i) const;
 

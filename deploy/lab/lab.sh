@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# An N-node lab of mailstored processes on this machine: units SG01 (a
+# storage group, databases MDB01A and MDB01B) and DB02 (one database), each
+# with a copy on every node; node1 holds the active copies, the last node's
+# copies are lagged. Ports are chosen free; configuration, data, logs and
+# pid files all live under one folder.
+#
+#   deploy/lab/lab.sh start  [--dir DIR] [--nodes N] [--lag-seconds S] [--log-size BYTES] [--fresh]
+#   deploy/lab/lab.sh stop   [--dir DIR]
+#   deploy/lab/lab.sh status [--dir DIR]
+#   deploy/lab/lab.sh env    [--dir DIR]     prints: export MAILSTORE_SERVER=<node1's store address>
+#
+# DIR defaults to ./lab/mailstored. `start` on a stopped lab starts it again
+# with its data; --fresh wipes it first. Layout:
+#   DIR/nodes.txt                 NAME STORE REPLICATION CONFIG, one line per node
+#   DIR/<node>/mailstored.conf    the node's configuration (fields: proto/dagvault/v1/mailstored.proto)
+#   DIR/<node>/mailstored.log     its log; DIR/<node>/mailstored.pid its pid
+#   DIR/<node>/data/              its copies of the units
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${DAGVAULT_BIN:-$root/build/bin}
+util=$bin/mailstore-util
+
+usage() {
+  sed -n '8,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+[[ $# -ge 1 ]] || usage
+command=$1
+shift
+dir=$root/lab/mailstored
+nodes=3
+lag=60
+log_size=
+fresh=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --dir) dir=$2; shift 2 ;;
+    --nodes) nodes=$2; shift 2 ;;
+    --lag-seconds) lag=$2; shift 2 ;;
+    --log-size) log_size=$2; shift 2 ;;
+    --fresh) fresh=1; shift ;;
+    *) echo "lab.sh: unknown argument $1" >&2; usage ;;
+  esac
+done
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+
+# pid of a running node, or nothing.
+running_pid() {
+  local pidfile=$dir/$1/mailstored.pid
+  [[ -f $pidfile ]] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null && grep -q mailstored "/proc/$pid/cmdline" 2>/dev/null; then
+    echo "$pid"
+  fi
+}
+
+each_node() { [[ -f $dir/nodes.txt ]] && cat "$dir/nodes.txt"; }
+
+start() {
+  for exe in "$bin/mailstored" "$util"; do
+    [[ -x $exe ]] || { echo "lab.sh: $exe is missing; build first (cmake --build build)" >&2; exit 1; }
+  done
+  if [[ $fresh == 1 ]]; then
+    stop_nodes quiet
+    rm -rf "${dir:?}"/node* "$dir/nodes.txt"
+  fi
+  if [[ ! -f $dir/nodes.txt ]]; then
+    local args=(lab-config --dir "$dir" --nodes "$nodes" --lag-seconds "$lag")
+    [[ -n $log_size ]] && args+=(--log-size "$log_size")
+    "$util" "${args[@]}" >"$dir/nodes.txt.tmp"
+    mv "$dir/nodes.txt.tmp" "$dir/nodes.txt"
+  fi
+  while read -r name store replication config; do
+    if [[ -n $(running_pid "$name") ]]; then
+      echo "$name already running (pid $(running_pid "$name"))"
+      continue
+    fi
+    "$bin/mailstored" --config "$config" --log-file "$dir/$name/mailstored.log" \
+      >"$dir/$name/stdout.log" 2>&1 &
+    echo $! >"$dir/$name/mailstored.pid"
+    echo "$name started (pid $!): store $store, replication $replication"
+  done < <(each_node)
+  # Ready: every node answers, and node1's active copies are mounted (an
+  # active copy waits until another copy confirms it was not superseded).
+  local deadline=$((SECONDS + 60))
+  while read -r name store _ _; do
+    until "$util" status --server "$store" >/dev/null 2>&1; do
+      if [[ -z $(running_pid "$name") ]]; then
+        echo "lab.sh: $name exited; its log says:" >&2
+        tail -n 20 "$dir/$name/mailstored.log" "$dir/$name/stdout.log" >&2 || true
+        exit 1
+      fi
+      (( SECONDS < deadline )) || { echo "lab.sh: $name did not answer within 60 s" >&2; exit 1; }
+      sleep 0.2
+    done
+  done < <(each_node)
+  local first
+  first=$(head -n 1 "$dir/nodes.txt" | awk '{print $2}')
+  # Two units (SG01, DB02), so two mounted active copies.
+  until [[ $("$util" status --server "$first" --json | grep -o '"MOUNTED"' | wc -l) -ge 2 ]]; do
+    (( SECONDS < deadline )) || { echo "lab.sh: the active copies did not mount within 60 s" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "lab ready in $dir; export MAILSTORE_SERVER=$first"
+}
+
+stop_nodes() {
+  local quiet=${1:-}
+  local pids=()
+  while read -r name _ _ _; do
+    local pid
+    pid=$(running_pid "$name")
+    if [[ -n $pid ]]; then
+      kill -TERM "$pid"
+      pids+=("$name:$pid")
+    fi
+  done < <(each_node || true)
+  for entry in "${pids[@]}"; do
+    local name=${entry%%:*} pid=${entry##*:}
+    local waited=0
+    while kill -0 "$pid" 2>/dev/null; do
+      if (( waited >= 300 )); then
+        echo "lab.sh: $name (pid $pid) did not stop within 30 s; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    rm -f "$dir/$name/mailstored.pid"
+    [[ -n $quiet ]] || echo "$name stopped"
+  done
+}
+
+status() {
+  [[ -f $dir/nodes.txt ]] || { echo "no lab in $dir (start one with: $0 start --dir $dir)"; exit 1; }
+  local any=
+  while read -r name store _ _; do
+    local pid
+    pid=$(running_pid "$name")
+    if [[ -n $pid ]]; then
+      echo "$name running (pid $pid), store $store"
+      any=${any:-$store}
+    else
+      echo "$name stopped"
+    fi
+  done < <(each_node)
+  if [[ -n $any ]]; then
+    echo
+    "$util" status --server "$any"
+  fi
+}
+
+case $command in
+  start) start ;;
+  stop) stop_nodes ;;
+  status) status ;;
+  env) echo "export MAILSTORE_SERVER=$(head -n 1 "$dir/nodes.txt" | awk '{print $2}')" ;;
+  *) usage ;;
+esac

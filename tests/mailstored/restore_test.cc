@@ -1,0 +1,316 @@
+// Restores through the Store writer of real mailstored processes, and the
+// bad inputs every node refuses without writing anything: a restore over a
+// mounted database, a configuration with a missing or invalid field, and a
+// log from another stream offered to a passive copy.
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "gmock/gmock.h"
+#include "tests/mailstored/backup_set.h"
+#include "tests/mailstored/test_util.h"
+
+namespace dagvault::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+namespace v1 = dagvault::v1;
+
+constexpr char kUnit[] = "DB02";
+
+v1::PrepareRestoreRequest ToOwnLocation(bool refuse_if_mounted) {
+  v1::PrepareRestoreRequest r;
+  r.set_unit(kUnit);
+  r.set_refuse_if_mounted(refuse_if_mounted);
+  return r;
+}
+
+v1::RestoreCompleteRequest Complete(const std::string& session, uint32_t to_generation = 0,
+                                    bool roll_forward = false) {
+  v1::RestoreCompleteRequest r;
+  r.set_session(session);
+  r.set_to_generation(to_generation);
+  r.set_roll_forward(roll_forward);
+  r.set_mount(true);
+  return r;
+}
+
+const v1::UnitStatus* FindUnitStatus(const v1::StatusResponse& status, const std::string& unit) {
+  for (const auto& u : status.units()) {
+    if (u.unit() == unit) return &u;
+  }
+  return nullptr;
+}
+
+TEST(Restore, ARecoveryDatabaseOnAnotherNodeHoldsTheBackupAndIsNeverReplicated) {
+  MailstoredCluster cluster(FastLab(), "rdb");
+  ASSERT_OK(cluster.Start());
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 60);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  const std::string at_backup = UnitDigest(cluster, kNode1, kUnit);
+  // A Full from the passive copy on node2; production goes on.
+  auto full = TakeBackup(cluster, kNode2, kUnit, v1::FULL, cluster.root() + "/backups/full");
+  ASSERT_OK(full);
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 2, 0, 30);
+
+  // Restored beside production on node3, which holds only a lagged copy.
+  v1::PrepareRestoreRequest request;
+  request.set_unit(kUnit);
+  request.set_recovery_database("DB02-RDB");
+  request.set_path(cluster.root() + "/rdb-on-node3");
+  auto prepared = PrepareRestore(cluster, kNode3, request);
+  ASSERT_OK(prepared);
+  EXPECT_EQ(prepared->recovery_database(), "DB02-RDB");
+  EXPECT_FALSE(prepared->became_recovery_database());
+  ASSERT_EQ(prepared->database_paths_size(), 1);
+  EXPECT_THAT(prepared->database_paths(0), StartsWith(request.path()));
+  ASSERT_OK(PlaceForRestore({&*full}, *prepared));
+  auto restored = RestoreComplete(cluster, kNode3, Complete(prepared->session()));
+  ASSERT_OK(restored);
+  EXPECT_THAT(restored->message(), HasSubstr("recovered to"));
+
+  // Mounted under its own name and readable through the store API.
+  EXPECT_EQ(UnitDigest(cluster, kNode3, "DB02-RDB"), at_backup);
+  auto item = cluster.Get(kNode3, "DB02-RDB", kUnit, 1, 7);
+  ASSERT_OK(item);
+  EXPECT_EQ(item->value_or(""), ItemValue(1, 7));
+  auto later = cluster.Get(kNode3, "DB02-RDB", kUnit, 2, 0);
+  ASSERT_OK(later);
+  EXPECT_FALSE(later->has_value());
+  auto status = cluster.Status(kNode3);
+  ASSERT_OK(status);
+  const v1::UnitStatus* rdb = FindUnitStatus(*status, "DB02-RDB");
+  ASSERT_NE(rdb, nullptr);
+  EXPECT_TRUE(rdb->recovery_database());
+  // Never replicated: no other node knows it.
+  for (int i : {kNode1, kNode2}) {
+    auto other = cluster.Status(i);
+    ASSERT_OK(other);
+    EXPECT_EQ(FindUnitStatus(*other, "DB02-RDB"), nullptr);
+    EXPECT_EQ(cluster.Copy(i, "DB02-RDB").status().code(), absl::StatusCode::kNotFound);
+  }
+  // Production went on untouched.
+  EXPECT_NE(UnitDigest(cluster, kNode1, kUnit), at_backup);
+  // The name is taken now.
+  request.set_path(cluster.root() + "/another");
+  auto again = PrepareRestore(cluster, kNode3, request);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("the name DB02-RDB is taken"));
+}
+
+TEST(Restore, ARestoreAimedAtAMountedDatabaseGoesBesideItOrIsRefused) {
+  MailstoredCluster cluster(FastLab(), "mounted");
+  ASSERT_OK(cluster.Start());
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 40);
+  const std::string at_backup = UnitDigest(cluster, kNode1, kUnit);
+  auto full = TakeBackup(cluster, kNode1, kUnit, v1::FULL, cluster.root() + "/backups/full");
+  ASSERT_OK(full);
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 2, 0, 40);
+  const std::string production = UnitDigest(cluster, kNode1, kUnit);
+
+  // Refused when asked to be, naming the way out; nothing is created.
+  auto refused = PrepareRestore(cluster, kNode1, ToOwnLocation(/*refuse_if_mounted=*/true));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              AllOf(HasSubstr("unit DB02 is mounted on node1"),
+                    HasSubstr("a restore never overwrites a mounted database")));
+  EXPECT_FALSE(PathExists(cluster.node(kNode1).config.data_root() + "/rdb"));
+  // A passive copy is never a restore target.
+  auto passive = PrepareRestore(cluster, kNode2, ToOwnLocation(false));
+  EXPECT_EQ(passive.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(passive.status().message()),
+              HasSubstr("the copy on node2 is passive and is never overwritten"));
+
+  // Otherwise it becomes a recovery database beside production.
+  auto prepared = PrepareRestore(cluster, kNode1, ToOwnLocation(false));
+  ASSERT_OK(prepared);
+  EXPECT_TRUE(prepared->became_recovery_database());
+  EXPECT_THAT(prepared->recovery_database(), StartsWith("DB02-RDB-"));
+  EXPECT_THAT(prepared->message(), HasSubstr("restoring beside it as recovery database"));
+  ASSERT_OK(PlaceForRestore({&*full}, *prepared));
+  ASSERT_OK(RestoreComplete(cluster, kNode1, Complete(prepared->session())));
+  EXPECT_EQ(UnitDigest(cluster, kNode1, prepared->recovery_database()), at_backup);
+  EXPECT_EQ(UnitDigest(cluster, kNode1, kUnit), production);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), production);
+}
+
+TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
+  MailstoredCluster cluster(FastLab(/*lag_seconds=*/2), "original");
+  ASSERT_OK(cluster.Start());
+  const std::string backups = cluster.root() + "/backups";
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  const std::string at_full = UnitDigest(cluster, kNode1, kUnit);
+  auto full = TakeBackup(cluster, kNode1, kUnit, v1::FULL, backups + "/full");
+  ASSERT_OK(full);
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 2, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  const std::string at_incremental = UnitDigest(cluster, kNode1, kUnit);
+  auto inc = TakeBackup(cluster, kNode1, kUnit, v1::INCREMENTAL, backups + "/inc");
+  ASSERT_OK(inc);
+  ASSERT_EQ(inc->frozen.low_generation(), full->frozen.high_generation() + 1);
+  // The newest items stay in logs on the server only (some in the open
+  // generation).
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 3, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 3, 40, 5);
+  const std::string latest = UnitDigest(cluster, kNode1, kUnit);
+  ASSERT_NE(latest, at_incremental);
+  ASSERT_NE(at_incremental, at_full);
+
+  // Dismounted, but its passive copies still replicate: refused.
+  ASSERT_OK(cluster.Admin(kNode1, "dismount", kUnit));
+  auto refused = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              AllOf(HasSubstr("replication to the copy on node2 is not suspended"),
+                    HasSubstr("suspend every passive copy before restoring")));
+  for (int i : {kNode2, kNode3}) ASSERT_OK(cluster.Admin(i, "suspend", kUnit));
+
+  // Roll-forward: the chain, then the newer logs still on the server.
+  auto prepared = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
+  ASSERT_OK(prepared);
+  EXPECT_FALSE(prepared->became_recovery_database());
+  // While the files are being replaced, nothing mounts them.
+  EXPECT_FALSE(cluster.Admin(kNode1, "mount", kUnit).ok());
+  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *prepared));
+  auto rolled = RestoreComplete(cluster, kNode1, Complete(prepared->session(), 0, true));
+  ASSERT_OK(rolled);
+  ASSERT_OK(cluster.WaitMounted(kNode1, kUnit));
+  EXPECT_EQ(UnitDigest(cluster, kNode1, kUnit), latest);
+
+  // Point in time: the chain replayed to the Incremental's last
+  // generation, the later logs kept aside.
+  ASSERT_OK(cluster.Admin(kNode1, "dismount", kUnit));
+  prepared = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
+  ASSERT_OK(prepared);
+  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *prepared));
+  const uint32_t point = inc->frozen.high_generation();
+  auto pit = RestoreComplete(cluster, kNode1, Complete(prepared->session(), point));
+  ASSERT_OK(pit);
+  EXPECT_EQ(pit->last_generation(), point);
+  ASSERT_OK(cluster.WaitMounted(kNode1, kUnit));
+  EXPECT_EQ(UnitDigest(cluster, kNode1, kUnit), at_incremental);
+  auto gone = cluster.Get(kNode1, kUnit, kUnit, 3, 0);
+  ASSERT_OK(gone);
+  EXPECT_FALSE(gone->has_value());
+  // The server's own logs, the later generations among them, were kept
+  // aside, not deleted.
+  bool kept_aside = false;
+  const std::string unit_dir = cluster.node(kNode1).config.data_root() + "/" + kUnit;
+  for (const auto& e : std::filesystem::directory_iterator(unit_dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("logs.before-restore-", 0) == 0) {
+      kept_aside |= PathExists(absl::StrFormat("%s/%s/E01%08X.log", unit_dir, name, point + 1));
+    }
+  }
+  EXPECT_TRUE(kept_aside) << "the logs after the point in time were not kept";
+
+  // Every copy back onto the same data: the passives are reseeded.
+  for (int i : {kNode2, kNode3}) {
+    ASSERT_OK(cluster.Admin(i, "reseed", kUnit));
+    ASSERT_OK(cluster.Admin(i, "resume", kUnit));
+  }
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 4, 0, 10);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  const std::string now = UnitDigest(cluster, kNode1, kUnit);
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), now);
+  std::string lagged;
+  EXPECT_TRUE(WaitFor([&] { return (lagged = UnitDigest(cluster, kNode3, kUnit)) == now; },
+                      absl::Seconds(30)))
+      << lagged << " vs " << now;
+}
+
+TEST(BadInput, AConfigurationWithAMissingOrInvalidFieldStopsStartUpAndWritesNothing) {
+  TempDir dir("badconfig");
+  const std::string data = dir.path() + "/data";
+  const std::string good =
+      absl::StrCat("node: \"node1\"\n", "writer_socket: \"", dir.path(), "/writer.sock\"\n",
+                   "replication_listen: \"127.0.0.1:1\"\n");
+  struct Case {
+    std::string text;
+    std::string field;
+  } cases[] = {
+      {absl::StrCat(good, "data_root: \"", data, "\"\n"), "'store_listen' is required"},
+      {absl::StrCat(good, "data_root: \"relative/data\"\nstore_listen: \"127.0.0.1:2\"\n"),
+       "'data_root': \"relative/data\" must be an absolute path"},
+      {absl::StrCat(good, "data_root: \"", data, "\"\nstore_listen: \"7101\"\n"),
+       "'store_listen': \"7101\" must be HOST:PORT"},
+      {absl::StrCat(good, "data_root: \"", data, "\"\nstore_listen: \"127.0.0.1:2\"\n",
+                    "units { name: \"DB02\" mode: DATABASE log_prefix: \"E01\" databases: "
+                    "\"DB02\" copies { node: \"node9\" } }\n"),
+       "'units[0].copies[0].node': node \"node9\" is neither this node"},
+      {absl::StrCat(good, "data_root: \"", data, "\"\nfreeze_timeout_ms: \"soon\"\n"),
+       "Expected integer, got: \"soon\"\n    freeze_timeout_ms: \"soon\""},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.field);
+    const std::string path = dir.path() + "/mailstored.conf";
+    ASSERT_OK(WriteFileAtomically(path, c.text));
+    ProcessResult r = RunProcess({BinaryPath("mailstored"), "--config", path});
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr(path));
+    EXPECT_THAT(r.err, HasSubstr(c.field));
+    EXPECT_FALSE(PathExists(data)) << "the data root was created";
+    EXPECT_FALSE(PathExists(dir.path() + "/writer.sock"));
+  }
+}
+
+TEST(BadInput, ALogFromAnotherStreamIsRefusedByThePassiveCopy) {
+  MailstoredCluster cluster(FastLab(), "streama");
+  ASSERT_OK(cluster.Start());
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 20);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  // Another deployment with a unit of the same name, further along.
+  mailstore::LabSpec one = FastLab();
+  one.nodes = 1;
+  MailstoredCluster other(one, "streamb");
+  ASSERT_OK(other.Start());
+  for (int g = 0; g < 6; ++g) {
+    PutItems(other, kNode1, kUnit, Databases(kUnit), 7, g * 5, 5);
+    ASSERT_OK(other.RollLog(kNode1, kUnit));
+  }
+
+  auto before = cluster.Copy(kNode2, kUnit);
+  ASSERT_OK(before);
+  const std::string digest = UnitDigest(cluster, kNode2, kUnit);
+  cluster.StopNode(kNode2);
+  // node2 now takes the other deployment's node1 for its active.
+  v1::MailstoredConfig config = cluster.node(kNode2).config;
+  for (auto& peer : *config.mutable_peers()) {
+    if (peer.node() == "node1") {
+      peer.set_replication_address(other.node(kNode1).config.replication_listen());
+      peer.set_store_address(other.node(kNode1).config.store_listen());
+    }
+  }
+  ASSERT_OK(cluster.SetConfig(kNode2, config));
+  ASSERT_OK(cluster.StartNode(kNode2));
+  v1::CopyStatus refused;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto c = cluster.Copy(kNode2, kUnit);
+        if (c.ok()) refused = *c;
+        return c.ok() && (c->state() == v1::FAILED || c->state() == v1::FAILED_AND_SUSPENDED);
+      },
+      absl::Seconds(30)))
+      << v1::CopyState_Name(refused.state()) << ": " << refused.message();
+  const uint32_t next = before->last_inspected_generation() + 1;
+  EXPECT_THAT(refused.message(), AllOf(HasSubstr(absl::StrFormat("E01%08X.log", next)),
+                                       HasSubstr("the log signatures differ")));
+  // Nothing was accepted or replayed.
+  EXPECT_EQ(refused.last_inspected_generation(), before->last_inspected_generation());
+  EXPECT_EQ(refused.last_replayed_generation(), before->last_replayed_generation());
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), digest);
+  EXPECT_FALSE(PathExists(absl::StrFormat("%s/%s/logs/E01%08X.log",
+                                          cluster.node(kNode2).config.data_root(), kUnit, next)));
+}
+
+}  // namespace
+}  // namespace dagvault::testing

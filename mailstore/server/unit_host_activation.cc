@@ -46,7 +46,9 @@ absl::Status UnitHost::ConfirmActive() {
     state_.set_active_node(active);
     awaiting_confirmation_ = false;
     needs_divergence_check_ = true;
-    copy_state_ = dagvault::v1::INITIALIZING;
+    // Exchange's Resynchronizing: the copy compares its logs with the
+    // active's stream before it replicates again.
+    copy_state_ = dagvault::v1::RESYNCHRONIZING;
     message_ = "stepped down; comparing this copy's logs with the active copy's stream";
     wake_.notify_all();
     return SaveStateLocked();

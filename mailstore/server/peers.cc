@@ -38,6 +38,12 @@ std::unique_ptr<grpc::ClientContext> Peers::Context(absl::Duration timeout) {
   return context;
 }
 
+std::unique_ptr<grpc::ClientContext> Peers::PatientContext(absl::Duration timeout) {
+  auto context = Context(timeout);
+  context->set_wait_for_ready(true);
+  return context;
+}
+
 absl::StatusOr<dagvault::v1::CopyStatus> Peers::CopyStatus(const std::string& node,
                                                            const std::string& unit) {
   auto stub = Replication(node);

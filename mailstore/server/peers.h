@@ -20,6 +20,12 @@ class Peers {
   absl::StatusOr<dagvault::v1::Replication::Stub*> Replication(const std::string& node);
   // A client context with a deadline, for calls to peers.
   static std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(5));
+  // The same, but the call waits (up to the deadline) for a connection to
+  // a peer that is reconnecting, e.g. one that restarted a moment ago,
+  // instead of failing at once. For the calls of a backup session, which
+  // should not fail because a channel is between two connection attempts.
+  static std::unique_ptr<grpc::ClientContext> PatientContext(
+      absl::Duration timeout = absl::Seconds(10));
 
   absl::StatusOr<dagvault::v1::CopyStatus> CopyStatus(const std::string& node,
                                                       const std::string& unit);

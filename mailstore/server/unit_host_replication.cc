@@ -19,15 +19,28 @@ namespace fs = std::filesystem;
 constexpr size_t kChunk = 1 << 20;
 
 // Streams a file in chunks; the first names it.
+//
+// The first chunk, which holds a database's header, is read before the
+// size is taken. A database copied while it changes (a seed) is made
+// consistent by replay from the checkpoint in that header: every page
+// flushed before the header recorded the checkpoint must be in the copy,
+// and a page the lazy writer appended between a size taken first and the
+// header read would be cut off, with nothing left in the logs to rebuild
+// it.
 absl::Status StreamFile(const std::string& path, const std::string& name,
                         const UnitHost::ChunkWriter& write) {
   ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
-  ASSIGN_OR_RETURN(uint64_t size, f.Size());
   std::string buf(kChunk, '\0');
+  ASSIGN_OR_RETURN(size_t first, f.ReadAtMost(0, buf.data(), kChunk));
+  ASSIGN_OR_RETURN(uint64_t size, f.Size());
+  size = std::max<uint64_t>(size, first);
   uint64_t offset = 0;
   do {
-    ASSIGN_OR_RETURN(size_t n,
-                     f.ReadAtMost(offset, buf.data(), std::min<uint64_t>(kChunk, size - offset)));
+    size_t n = first;
+    if (offset > 0) {
+      ASSIGN_OR_RETURN(n,
+                       f.ReadAtMost(offset, buf.data(), std::min<uint64_t>(kChunk, size - offset)));
+    }
     dagvault::v1::FileChunk chunk;
     chunk.set_name(name);
     chunk.set_size(size);

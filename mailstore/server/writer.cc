@@ -79,7 +79,10 @@ void Writers::EndLocked(Session& s, const std::string& why) {
     s.frozen = false;
   }
   if (s.passive) {
-    (void)ReleaseSurrogate(s, false, 0, 0);
+    // Fail-fast, under the sessions' lock: an active that cannot be reached
+    // now expires the surrogate state itself (or releases it when this
+    // node's next run asks it to).
+    (void)ReleaseSurrogate(s, false, 0, 0, /*patient=*/false);
   } else if (host != nullptr) {
     (void)host->backups().Release(s.id);
   }
@@ -106,7 +109,9 @@ void Writers::TimerLoop() {
           now - s.last_renewed > config_.session_timeout / 4) {
         // Keep the surrogate backup-in-progress on the active alive.
         s.last_renewed = now;
-        absl::Status renewed = RenewSurrogate(s);
+        // Fail-fast: this runs under the sessions' lock, and a renewal
+        // that cannot reach the active now is retried at the next tick.
+        absl::Status renewed = RenewSurrogate(s, /*patient=*/false);
         if (!renewed.ok() && renewed.code() != absl::StatusCode::kUnavailable &&
             renewed.code() != absl::StatusCode::kDeadlineExceeded) {
           s.failure = absl::StrCat("the backup-in-progress state on the active copy (",
@@ -238,7 +243,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
     acquire.set_type(BackupTypeName(type));
     acquire.set_holder_incarnation(config_.incarnation);
     dagvault::v1::AcquireBackupResponse acquired;
-    auto context = Peers::Context();
+    auto context = Peers::PatientContext();
     RETURN_IF_ERROR(FromGrpcStatus(stub->AcquireBackup(context.get(), acquire, &acquired),
                                    absl::StrCat("active copy on ", s.active_node)));
   }
@@ -253,19 +258,19 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
   return response;
 }
 
-absl::Status Writers::RenewSurrogate(const Session& s) {
+absl::Status Writers::RenewSurrogate(const Session& s, bool patient) {
   ASSIGN_OR_RETURN(auto* stub, peers_->Replication(s.active_node));
   dagvault::v1::BackupSessionRequest request;
   request.set_unit(s.unit);
   request.set_session(s.id);
   dagvault::v1::BackupSessionResponse response;
-  auto context = Peers::Context();
+  auto context = patient ? Peers::PatientContext() : Peers::Context();
   return FromGrpcStatus(stub->RenewBackup(context.get(), request, &response),
                         absl::StrCat("active copy on ", s.active_node));
 }
 
 absl::Status Writers::ReleaseSurrogate(const Session& s, bool success, Generation low,
-                                       Generation high) {
+                                       Generation high, bool patient) {
   ASSIGN_OR_RETURN(auto* stub, peers_->Replication(s.active_node));
   dagvault::v1::ReleaseBackupRequest request;
   request.set_unit(s.unit);
@@ -277,7 +282,7 @@ absl::Status Writers::ReleaseSurrogate(const Session& s, bool success, Generatio
   request.set_time_us(clock_->NowMicros());
   request.set_snapshot(true);
   dagvault::v1::BackupSessionResponse response;
-  auto context = Peers::Context(absl::Seconds(30));
+  auto context = patient ? Peers::PatientContext(absl::Seconds(30)) : Peers::Context();
   return FromGrpcStatus(stub->ReleaseBackup(context.get(), request, &response),
                         absl::StrCat("active copy on ", s.active_node));
 }
@@ -309,7 +314,7 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
   } else {
     // The surrogate backup-in-progress on the active copy must still be
     // ours (the active's mailstored may have restarted since Prepare).
-    if (absl::Status renewed = RenewSurrogate(*s); !renewed.ok()) {
+    if (absl::Status renewed = RenewSurrogate(*s, /*patient=*/true); !renewed.ok()) {
       s->failure = absl::StrCat("the backup-in-progress state on the active copy (", s->active_node,
                                 ") was lost: ", renewed.message());
       EndLocked(*s, s->failure);
@@ -442,8 +447,9 @@ absl::StatusOr<dagvault::v1::BackupCompleteResponse> Writers::BackupComplete(
   }
   dagvault::v1::BackupCompleteResponse response;
   if (s.passive) {
-    RETURN_IF_ERROR(
-        ReleaseSurrogate(s, success, request.low_generation(), request.high_generation()));
+    RETURN_IF_ERROR(ReleaseSurrogate(s, success, request.low_generation(),
+                                     request.high_generation(),
+                                     /*patient=*/true));
   } else {
     RETURN_IF_ERROR(host->backups().Release(s.id));
     if (success) {

@@ -85,8 +85,10 @@ class Writers {
   absl::StatusOr<Session*> FindLocked(const std::string& id);
   void EndLocked(Session& session, const std::string& why);
   void TimerLoop();
-  absl::Status RenewSurrogate(const Session& s);
-  absl::Status ReleaseSurrogate(const Session& s, bool success, Generation low, Generation high);
+  // `patient`: wait for a reconnecting active (Peers::PatientContext).
+  absl::Status RenewSurrogate(const Session& s, bool patient);
+  absl::Status ReleaseSurrogate(const Session& s, bool success, Generation low, Generation high,
+                                bool patient);
 
   const NodeConfig& config_;
   std::function<UnitHost*(const std::string&)> find_unit_;

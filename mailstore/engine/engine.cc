@@ -341,14 +341,9 @@ absl::Status Engine::Close(bool seal_log) {
   const int64_t now = options_.clock->NowMicros();
   for (size_t i = 0; i < dbs_.size(); ++i) {
     RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& h) {
-      h.state = DbState::kCleanShutdown;
-      h.consistent_lsn = appended.end;
-      h.consistent_time_us = now;
-      h.log_required_min = 0;
-      h.log_required_max = 0;
+      MarkConsistent(h, appended.end, now);
       h.log_committed = appended.end.generation;
       h.dbtime = dbtime_[i]->load();
-      h.checkpoint = appended.end;
     }));
   }
   {
@@ -562,7 +557,8 @@ absl::StatusOr<Engine::FreezeInfo> Engine::Freeze() {
   {
     // Waits for the running transaction; later ones wait in Begin.
     std::unique_lock<std::mutex> writer(writer_mu_);
-    if (frozen_) return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is already frozen"));
+    if (frozen_)
+      return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is already frozen"));
     info.closed_generation = log_->current_generation();
     absl::Status rolled = log_->Roll();
     if (!rolled.ok()) {
@@ -583,7 +579,8 @@ absl::StatusOr<Engine::FreezeInfo> Engine::Freeze() {
 absl::Status Engine::Thaw() {
   {
     std::lock_guard<std::mutex> writer(writer_mu_);
-    if (!frozen_) return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is not frozen"));
+    if (!frozen_)
+      return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is not frozen"));
     frozen_ = false;
   }
   {
@@ -600,8 +597,8 @@ bool Engine::frozen() const {
   return frozen_;
 }
 
-absl::Status Engine::RecordBackup(BackupType type, Generation low, Generation high,
-                                  int64_t time_us, bool snapshot) {
+absl::Status Engine::RecordBackup(BackupType type, Generation low, Generation high, int64_t time_us,
+                                  bool snapshot) {
   RETURN_IF_ERROR(health());
   const BackupRecord record{low, high, time_us, snapshot};
   for (auto& db : dbs_) {

@@ -422,14 +422,9 @@ absl::StatusOr<RecoveryReport> Recover(const RecoveryRequest& req) {
   for (const auto& file : dbs.files) {
     const uint32_t index = file->header().db_index;
     RETURN_IF_ERROR(file->UpdateHeader([&](DbHeader& h) {
-      h.state = DbState::kCleanShutdown;
-      h.consistent_lsn = end;
-      h.consistent_time_us = now;
-      h.log_required_min = 0;
-      h.log_required_max = 0;
+      MarkConsistent(h, end, now);
       h.log_committed = std::max(h.log_committed, end_gen);
       h.dbtime = std::max(h.dbtime, applier.max_dbtime(index));
-      h.checkpoint = end;
     }));
   }
   if (!req.system_dir.empty()) {

@@ -342,13 +342,8 @@ absl::Status Replica::CloseForActivation() {
   for (auto& db : dbs_) {
     RETURN_IF_ERROR(db->Sync());
     RETURN_IF_ERROR(db->UpdateHeader([&](DbHeader& h) {
-      h.state = DbState::kCleanShutdown;
-      h.consistent_lsn = consistent;
-      h.consistent_time_us = now;
-      h.log_required_min = 0;
-      h.log_required_max = 0;
+      MarkConsistent(h, consistent, now);
       h.log_committed = std::max(h.log_committed, last);
-      h.checkpoint = consistent;
     }));
   }
   RETURN_IF_ERROR(

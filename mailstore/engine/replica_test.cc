@@ -85,7 +85,34 @@ class ReplicaTest : public ::testing::Test {
     }
   }
 
+  // A closed, sealed active seeded to the passive; then `items` written on
+  // the reopened active, its generation closed, and every closed
+  // generation shipped to the passive (not replayed).
+  void WriteAndShip(uint64_t items) {
+    {
+      auto created = Engine::Create(active_config_, testing::TestEngineOptions());
+      ASSERT_TRUE(created.ok());
+      ASSERT_TRUE((*created)->Close(/*seal_log=*/true).ok());
+    }
+    SeedFromClosedActive();
+    auto replica = Replica::Open(passive_config_);
+    ASSERT_TRUE(replica.ok()) << replica.status();
+    replica_ = std::move(*replica);
+    auto active = Engine::Open(active_config_, testing::TestEngineOptions());
+    ASSERT_TRUE(active.ok()) << active.status();
+    active_ = std::move(*active);
+    for (uint64_t i = 0; i < items; ++i)
+      ASSERT_TRUE(active_->Put(0, {1, i}, ValueFor(i, 3000)).ok());
+    ASSERT_TRUE(active_->RollLog().ok());
+    last_ = active_->current_generation() - 1;
+    for (Generation g = replica_->last_inspected() + 1; g <= last_; ++g)
+      ASSERT_TRUE(Ship(*replica_, g).ok()) << g;
+  }
+
   TempDir dir_{"replica"};
+  std::unique_ptr<Replica> replica_;
+  std::unique_ptr<Engine> active_;
+  Generation last_ = 0;
   dagvault::v1::UnitConfig active_config_, passive_config_;
 };
 
@@ -288,28 +315,15 @@ TEST_F(ReplicaTest, ReplayKilledMidWriteResumesAfterARestart) {
 }
 
 TEST_F(ReplicaTest, TruncateKeepsWhatIsNotReplayed) {
-  {
-    auto active = Engine::Create(active_config_, testing::TestEngineOptions());
-    ASSERT_TRUE(active.ok());
-    ASSERT_TRUE((*active)->Close(/*seal_log=*/true).ok());
-  }
-  SeedFromClosedActive();
-  auto replica = Replica::Open(passive_config_);
-  ASSERT_TRUE(replica.ok());
-  auto active = Engine::Open(active_config_, testing::TestEngineOptions());
-  for (uint64_t i = 0; i < 80; ++i) ASSERT_TRUE((*active)->Put(0, {1, i}, ValueFor(i, 3000)).ok());
-  ASSERT_TRUE((*active)->RollLog().ok());
-  const Generation last = (*active)->current_generation() - 1;
-  for (Generation g = (*replica)->last_inspected() + 1; g <= last; ++g)
-    ASSERT_TRUE(Ship(**replica, g).ok());
-  auto nothing = (*replica)->Truncate(last);  // nothing replayed yet past the seed
+  ASSERT_NO_FATAL_FAILURE(WriteAndShip(80));
+  auto nothing = replica_->Truncate(last_);  // nothing replayed yet past the seed
   ASSERT_TRUE(nothing.ok());
-  for (Generation g : *nothing) EXPECT_LT(g, (*replica)->replay_position().generation);
-  ASSERT_TRUE((*replica)->Replay().ok());
-  auto deleted = (*replica)->Truncate(last);
+  for (Generation g : *nothing) EXPECT_LT(g, replica_->replay_position().generation);
+  ASSERT_TRUE(replica_->Replay().ok());
+  auto deleted = replica_->Truncate(last_);
   ASSERT_TRUE(deleted.ok());
   EXPECT_FALSE(deleted->empty());
-  ASSERT_TRUE((*active)->Close().ok());
+  ASSERT_TRUE(active_->Close().ok());
 }
 
 // A backup of a passive copy holds its databases, whose replay position is
@@ -317,26 +331,13 @@ TEST_F(ReplicaTest, TruncateKeepsWhatIsNotReplayed) {
 // the logs through that one. Recovery walks the last log, replays nothing,
 // and leaves the databases consistent at its end.
 TEST_F(ReplicaTest, APassiveCopysFilesRecoverWithNothingLeftToReplay) {
-  {
-    auto active = Engine::Create(active_config_, testing::TestEngineOptions());
-    ASSERT_TRUE(active.ok());
-    ASSERT_TRUE((*active)->Close(/*seal_log=*/true).ok());
-  }
-  SeedFromClosedActive();
-  auto replica = Replica::Open(passive_config_);
-  ASSERT_TRUE(replica.ok());
-  auto active = Engine::Open(active_config_, testing::TestEngineOptions());
-  ASSERT_TRUE(active.ok());
-  for (uint64_t i = 0; i < 60; ++i) ASSERT_TRUE((*active)->Put(0, {1, i}, ValueFor(i, 3000)).ok());
-  ASSERT_TRUE((*active)->RollLog().ok());
-  const Generation last = (*active)->current_generation() - 1;
-  for (Generation g = (*replica)->last_inspected() + 1; g <= last; ++g)
-    ASSERT_TRUE(Ship(**replica, g).ok());
-  ASSERT_TRUE((*replica)->Replay().ok());
-  ASSERT_EQ((*replica)->replay_position(), (Lsn{last + 1, kLogHeaderSize}));
-  const Sha256Digest expected = *(*active)->Digest(0);
-  ASSERT_TRUE((*replica)->Close().ok());
-  ASSERT_TRUE((*active)->Close().ok());
+  ASSERT_NO_FATAL_FAILURE(WriteAndShip(60));
+  const Generation last = last_;
+  ASSERT_TRUE(replica_->Replay().ok());
+  ASSERT_EQ(replica_->replay_position(), (Lsn{last + 1, kLogHeaderSize}));
+  const Sha256Digest expected = *active_->Digest(0);
+  ASSERT_TRUE(replica_->Close().ok());
+  ASSERT_TRUE(active_->Close().ok());
 
   // The backup: the database and the logs from the replay position's
   // generation down to the seed's, as the Replication writer lists them.

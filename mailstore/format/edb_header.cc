@@ -266,4 +266,14 @@ absl::Status WriteDbHeader(File& file, DbHeader& header) {
   return absl::OkStatus();
 }
 
+void MarkConsistent(DbHeader& h, Lsn at, int64_t time_us) {
+  h.state = DbState::kCleanShutdown;
+  h.consistent_lsn = at;
+  h.consistent_time_us = time_us;
+  h.log_required_min = 0;
+  h.log_required_max = 0;
+  h.log_committed = std::max(h.log_committed, at.generation);
+  h.checkpoint = at;
+}
+
 }  // namespace dagvault::mailstore

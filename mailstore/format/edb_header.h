@@ -68,6 +68,12 @@ struct DbHeader {
   bool operator==(const DbHeader&) const = default;
 };
 
+// Marks a header CleanShutdown and consistent at `at`: no logs required,
+// its checkpoint and consistent position both at `at`, log_committed at
+// least `at`'s generation. A clean shutdown, the end of a recovery, and a
+// passive copy closed for activation all end this way.
+void MarkConsistent(DbHeader& h, Lsn at, int64_t time_us);
+
 // The names of the fields in which two headers differ, e.g.
 // {"log_required_min", "previous_full"}.
 std::vector<std::string> DbHeaderFieldDiffs(const DbHeader& a, const DbHeader& b);

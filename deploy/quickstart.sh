@@ -93,7 +93,7 @@ cat <<DONE
      processes (logs and data in $lab/node*);
    - the load generator wrote through node1's store API while node1 shipped each
      closed log generation to node2 and node3, which inspected and replayed them;
-   - node2 was killed with kill -9 mid-replay, restarted, and caught up; the
+   - node2 was killed with kill -9 while it replicated, restarted, and caught up; the
      lagged node3 replayed ${lag}s behind; every copy ended with node1's digests.
 
    The lab is still running. Try next:

@@ -299,8 +299,11 @@ absl::Status Replica::ReplayGeneration(Generation g) {
 
 absl::StatusOr<std::vector<Generation>> Replica::Truncate(Generation through) {
   if (closed_) return absl::FailedPreconditionError("replica is closed");
+  // The generation before the replay position stays too: activation reads
+  // it to find where the databases are consistent, and a backup of this
+  // copy lists it when nothing newer has arrived.
   const Generation limit =
-      std::min({through, last_replayed(), position_.generation > 0 ? position_.generation - 1 : 0});
+      std::min({through, last_replayed(), position_.generation > 1 ? position_.generation - 2 : 0});
   ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(unit_.log_dir, unit_.log_prefix));
   std::vector<Generation> deleted;
   for (const auto& [gen, path] : listing.closed) {

@@ -59,6 +59,8 @@ absl::Status UnitHost::Start() {
   }
   absl::Status opened;
   if (state_.role() == dagvault::v1::ACTIVE) {
+    // Until another copy confirms (or an operator mounts), the worker asks.
+    awaiting_confirmation_ = true;
     lock.unlock();
     opened = ConfirmActive();
   } else if (!state_.failure().empty()) {
@@ -80,6 +82,7 @@ void UnitHost::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  interrupt_ = true;  // a seed in progress gives up
   wake_.notify_all();
   if (worker_.joinable()) worker_.join();
   std::lock_guard<std::mutex> lock(mu_);
@@ -173,15 +176,16 @@ absl::Status UnitHost::Mount() {
         "unit ", name(), ": only the active copy mounts; it is on ", state_.active_node()));
   }
   if (engine_) return absl::OkStatus();
-  if (awaiting_confirmation_) {
-    log_->warn("[unit {}] mounted by an operator without another copy's confirmation", name());
-    awaiting_confirmation_ = false;
-  }
   if (restoring_) {
     return absl::FailedPreconditionError(absl::StrCat(
         "unit ", name(), ": a restore is replacing its files; it mounts at RestoreComplete"));
   }
-  return OpenActiveLocked();
+  RETURN_IF_ERROR(OpenActiveLocked());
+  if (awaiting_confirmation_) {
+    log_->warn("[unit {}] mounted by an operator without another copy's confirmation", name());
+    awaiting_confirmation_ = false;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status UnitHost::BeginRestore() {
@@ -194,6 +198,7 @@ absl::Status UnitHost::BeginRestore() {
         absl::StrCat("unit ", name(), ": another restore is under way"));
   }
   restoring_ = true;
+  awaiting_confirmation_ = false;  // the restore mounts it, or an operator does
   message_ = "a restore is replacing the files";
   return absl::OkStatus();
 }
@@ -212,6 +217,8 @@ absl::Status UnitHost::Dismount() {
       return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active here"));
     }
     engine = std::move(engine_);
+    // An operator's dismount stands: the worker no longer mounts it.
+    awaiting_confirmation_ = false;
     copy_state_ = dagvault::v1::DISMOUNTED;
     message_ = "dismounted by an operator";
   }

@@ -13,6 +13,7 @@
 // reports that it needs a reseed.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -137,6 +138,8 @@ class UnitHost {
   // Waits until the worker is not touching the replica and keeps it away
   // until the returned pause ends.
   void PauseLocked(std::unique_lock<std::mutex>& lock);
+  // FailedPrecondition naming the frozen backup, when one holds the copy.
+  absl::Status RefuseIfFrozenLocked(const std::string& what) const;
   // TruncateByRules with truncation_mu_ held.
   absl::StatusOr<std::vector<Generation>> TruncateByRulesLocked();
   void UnpauseLocked();
@@ -192,8 +195,15 @@ class UnitHost {
   // rules for the active one.
   std::thread worker_;
   bool stop_ = false;
-  bool paused_ = false;
+  // How many holders (a frozen backup, a truncation, a reseed) keep the
+  // worker from replicating; each PauseLocked is matched by an Unpause.
+  int pauses_ = 0;
+  // Of those, the frozen backups of this copy (PauseReplication): while
+  // one is, the copy is neither activated nor reseeded.
+  int frozen_backups_ = 0;
   bool busy_ = false;  // the thread is touching the replica
+  // Asks a long pass (a seed) to give up: set by Suspend and Stop.
+  std::atomic<bool> interrupt_{false};
   std::condition_variable wake_;
   std::condition_variable idle_;
 };

@@ -33,7 +33,11 @@ absl::Status UnitHost::ConfirmActive() {
     if (s->epoch() > epoch && (!newest || s->epoch() > newest->epoch())) newest = *s;
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (state_.role() != dagvault::v1::ACTIVE || engine_) return absl::OkStatus();
+  // Mounted, dismounted by an operator, or being restored meanwhile: not
+  // this pass's business any more.
+  if (state_.role() != dagvault::v1::ACTIVE || engine_ || !awaiting_confirmation_ || restoring_) {
+    return absl::OkStatus();
+  }
   if (newest) {
     const std::string active =
         newest->role() == dagvault::v1::ACTIVE ? newest->node() : newest->active_node();
@@ -57,13 +61,12 @@ absl::Status UnitHost::ConfirmActive() {
     // Like Exchange's Datacenter Activation Coordination: a copy that can
     // reach no other copy cannot know whether one was activated while it
     // was down, so it does not mount on its own.
-    if (!awaiting_confirmation_) {
+    if (copy_state_ != dagvault::v1::DISMOUNTED) {
       log_->warn(
           "[unit {}] no other copy answers; not mounting until one confirms that no other "
           "copy was activated (mount forces it)",
           name());
     }
-    awaiting_confirmation_ = true;
     copy_state_ = dagvault::v1::DISMOUNTED;
     message_ =
         "waiting for another copy to confirm that no other copy was activated meanwhile; "
@@ -157,6 +160,7 @@ absl::Status UnitHost::Activate(bool lossy) {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", name(), ": this copy is not seeded; it cannot be activated"));
   }
+  RETURN_IF_ERROR(RefuseIfFrozenLocked("activate it"));
   PauseLocked(lock);
   auto unpause = [&] { UnpauseLocked(); };
   uint64_t epoch = state_.epoch() + 1;

@@ -60,24 +60,33 @@ void UnitHost::StartWorker() {
 }
 
 void UnitHost::PauseLocked(std::unique_lock<std::mutex>& lock) {
-  paused_ = true;
+  ++pauses_;
   idle_.wait(lock, [&] { return !busy_; });
 }
 
 void UnitHost::UnpauseLocked() {
-  paused_ = false;
+  if (pauses_ > 0) --pauses_;
   wake_.notify_all();
 }
 
 absl::Status UnitHost::PauseReplication() {
   std::unique_lock<std::mutex> lock(mu_);
   PauseLocked(lock);
+  ++frozen_backups_;
   return absl::OkStatus();
 }
 
 void UnitHost::ResumeReplication() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (frozen_backups_ > 0) --frozen_backups_;
   UnpauseLocked();
+}
+
+absl::Status UnitHost::RefuseIfFrozenLocked(const std::string& what) const {
+  if (frozen_backups_ == 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("unit ", name(), ": a backup of the copy on ", config_.node(),
+                   " is frozen (its files are being copied); ", what, " after it thaws"));
 }
 
 absl::StatusOr<UnitHost::PassiveView> UnitHost::PassivePositions() {
@@ -96,7 +105,7 @@ void UnitHost::WorkerLoop() {
     if (!more) wake_.wait_for(lock, absl::ToChronoMilliseconds(config_.poll_interval));
     more = false;
     if (stop_) break;
-    if (paused_) continue;
+    if (pauses_ > 0) continue;
     if (state_.role() == dagvault::v1::ACTIVE && awaiting_confirmation_) {
       lock.unlock();
       absl::Status confirmed = ConfirmActive();
@@ -343,6 +352,11 @@ absl::Status UnitHost::SeedFromActive() {
   File out;
   std::string current;
   while (reader->Read(&chunk)) {
+    if (interrupt_) {
+      context->TryCancel();
+      return absl::CancelledError(absl::StrCat(
+          "unit ", name(), ": seeding interrupted (replication suspended, or shutting down)"));
+    }
     if (chunk.name() != current) {
       current = chunk.name();
       if (current.find("..") != std::string::npos) {
@@ -388,9 +402,11 @@ absl::Status UnitHost::Suspend() {
   }
   state_.set_suspended(true);
   RETURN_IF_ERROR(SaveStateLocked());
-  // A pass already running (a seed, a replay) finishes first, so nothing
+  // A pass already running finishes first (a seed gives up), so nothing
   // moves once the operator has been told the copy is suspended.
+  interrupt_ = true;
   idle_.wait(lock, [&] { return !busy_; });
+  interrupt_ = false;
   log_->info("[unit {}] replication suspended", name());
   return absl::OkStatus();
 }
@@ -419,6 +435,7 @@ absl::Status UnitHost::Reseed() {
     return absl::FailedPreconditionError(absl::StrCat(
         "unit ", name(), ": the copy on ", config_.node(), " is active; reseed a passive copy"));
   }
+  RETURN_IF_ERROR(RefuseIfFrozenLocked("reseed it"));
   PauseLocked(lock);
   if (replica_) {
     (void)replica_->Close();
@@ -514,6 +531,9 @@ absl::StatusOr<std::vector<Generation>> UnitHost::TruncatePassive(Generation thr
   std::unique_lock<std::mutex> lock(mu_);
   if (state_.role() != dagvault::v1::PASSIVE || !replica_) return std::vector<Generation>{};
   truncation_allowed_ = std::max(truncation_allowed_, through);
+  // Held still (a backup of this copy is frozen, say): the files stay as
+  // the holder listed them; the worker deletes after its next replay.
+  if (pauses_ > 0) return std::vector<Generation>{};
   PauseLocked(lock);
   auto deleted = replica_->Truncate(through);
   UnpauseLocked();

@@ -156,7 +156,10 @@ absl::StatusOr<dagvault::v1::WriterMetadata> Writers::GetMetadata() {
     auto* logs = unit.add_components();
     logs->set_type(dagvault::v1::Component::LOG);
     logs->set_name("log");
-    logs->add_files(JoinPath(ec.system_dir(), CheckpointFileName(ec.log_prefix())));
+    if (const std::string chk = JoinPath(ec.system_dir(), CheckpointFileName(ec.log_prefix()));
+        PathExists(chk)) {
+      logs->add_files(chk);  // active copies only: a passive's position is in its headers
+    }
     if (auto listing = ListLogStream(ec.log_dir(), ec.log_prefix()); listing.ok()) {
       for (const auto& [gen, path] : listing->closed) logs->add_files(path);
     }
@@ -294,6 +297,25 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
   if (s->frozen)
     return absl::FailedPreconditionError(absl::StrCat("session ", id, " is already frozen"));
   s->last_heard = clock_->Now();
+  if (s->passive) {
+    // The surrogate backup-in-progress on the active copy must still be
+    // ours (the active's mailstored may have restarted since Prepare).
+    // Asked without the sessions' lock: it may wait for a reconnection.
+    const Session asked = *s;
+    lock.unlock();
+    absl::Status renewed = RenewSurrogate(asked, /*patient=*/true);
+    lock.lock();
+    ASSIGN_OR_RETURN(s, FindLocked(id));
+    if (!s->failure.empty()) return absl::FailedPreconditionError(s->failure);
+    if (s->frozen)
+      return absl::FailedPreconditionError(absl::StrCat("session ", id, " is already frozen"));
+    if (!renewed.ok()) {
+      s->failure = absl::StrCat("the backup-in-progress state on the active copy (", s->active_node,
+                                ") was lost: ", renewed.message());
+      EndLocked(*s, s->failure);
+      return absl::FailedPreconditionError(s->failure);
+    }
+  }
   UnitHost* host = find_unit_(s->unit);
   if (host == nullptr) return absl::NotFoundError(absl::StrCat("unit ", s->unit, " is gone"));
   const auto& ec = host->engine_config();
@@ -312,14 +334,6 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
     }
     response.set_log_signature(engine->DatabaseHeader(0).log_signature.RandomHex());
   } else {
-    // The surrogate backup-in-progress on the active copy must still be
-    // ours (the active's mailstored may have restarted since Prepare).
-    if (absl::Status renewed = RenewSurrogate(*s, /*patient=*/true); !renewed.ok()) {
-      s->failure = absl::StrCat("the backup-in-progress state on the active copy (", s->active_node,
-                                ") was lost: ", renewed.message());
-      EndLocked(*s, s->failure);
-      return absl::FailedPreconditionError(s->failure);
-    }
     // The passive copy holds still: no logs copied or replayed until Thaw.
     RETURN_IF_ERROR(host->PauseReplication());
     auto view = host->PassivePositions();
@@ -383,12 +397,19 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
     f->set_component("log");
     f->set_generation(g);
   }
-  auto* chk = response.add_files();
-  chk->set_path(JoinPath(ec.system_dir(), CheckpointFileName(ec.log_prefix())));
-  chk->set_role("checkpoint");
-  chk->set_component("log");
+  // A passive copy keeps no checkpoint file: its replay position is in
+  // its databases' headers.
+  if (const std::string chk_path = JoinPath(ec.system_dir(), CheckpointFileName(ec.log_prefix()));
+      PathExists(chk_path)) {
+    auto* chk = response.add_files();
+    chk->set_path(chk_path);
+    chk->set_role("checkpoint");
+    chk->set_component("log");
+  }
   response.set_low_generation(low);
   response.set_high_generation(last);
+  s->frozen_low = low;
+  s->frozen_high = last;
   response.set_checkpoint_generation(checkpoint_gen);
   response.set_frozen_us(clock_->NowMicros());
   return response;
@@ -409,6 +430,7 @@ absl::StatusOr<dagvault::v1::ThawResponse> Writers::Thaw(const std::string& id) 
     RETURN_IF_ERROR(engine->Thaw());
   }
   s->frozen = false;
+  s->thawed = true;
   dagvault::v1::ThawResponse response;
   response.set_frozen_for_us(absl::ToInt64Microseconds(clock_->Now() - s->frozen_at));
   return response;
@@ -433,10 +455,28 @@ absl::StatusOr<dagvault::v1::BackupCompleteResponse> Writers::BackupComplete(
     return absl::FailedPreconditionError(
         absl::StrCat("session ", s.id, ": BackupComplete before Thaw; the backup failed"));
   }
-  lock.unlock();
   // A session that already failed (freeze timeout, lost state) was ended
   // then: nothing more to release, nothing to record.
   if (!s.failure.empty()) return absl::FailedPreconditionError(s.failure);
+  // Success is recorded only for what was frozen: a range the writer did
+  // not hand out would let truncation delete logs no backup holds.
+  if (request.success()) {
+    std::string refused;
+    if (!s.thawed) {
+      refused = "a successful BackupComplete needs a Freeze and a Thaw first";
+    } else if (request.low_generation() != s.frozen_low ||
+               request.high_generation() != s.frozen_high) {
+      refused = absl::StrFormat(
+          "the reported generations 0x%08X-0x%08X are not the frozen ones 0x%08X-0x%08X",
+          request.low_generation(), request.high_generation(), s.frozen_low, s.frozen_high);
+    }
+    if (!refused.empty()) {
+      refused = absl::StrCat("session ", s.id, ": ", refused, "; nothing is recorded");
+      EndLocked(s, refused);
+      return absl::InvalidArgumentError(refused);
+    }
+  }
+  lock.unlock();
   UnitHost* host = find_unit_(s.unit);
   const bool success = request.success();
   for (const auto& c : request.components()) {

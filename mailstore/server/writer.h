@@ -74,6 +74,10 @@ class Writers {
     absl::Time last_heard;
     bool frozen = false;
     absl::Time frozen_at;
+    // Set by Thaw after a Freeze: the generations the snapshot holds. A
+    // successful BackupComplete must report exactly these.
+    bool thawed = false;
+    Generation frozen_low = 0, frozen_high = 0;
     absl::Time last_renewed;
     std::string failure;  // set when the backup can no longer succeed
     // Restores.

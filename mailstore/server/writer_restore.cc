@@ -63,6 +63,12 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
   s.recovery_database = request.recovery_database();
   std::string path = request.path();
   dagvault::v1::PrepareRestoreResponse response;
+  // Set once the unit's own location is held for this restore; released
+  // again if preparing fails after that.
+  UnitHost* own_location = nullptr;
+  auto release = absl::MakeCleanup([&] {
+    if (own_location != nullptr) own_location->EndRestore();
+  });
   if (s.recovery_database.empty()) {
     // To the unit's own location: only through the Store writer of the
     // active copy, and only over a dismounted database.
@@ -112,6 +118,10 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
                            "); suspend every passive copy before restoring over the active copy"));
         }
       }
+      // From here until RestoreComplete (or the session's end), nothing
+      // mounts the unit's files, and no second restore starts.
+      RETURN_IF_ERROR(host->BeginRestore());
+      own_location = host;
       s.target = host->engine_config();
       s.restore_logs = JoinPath(s.target.system_dir(), "restore-logs");
       std::error_code ec;
@@ -153,10 +163,7 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
                  ? std::string("to the unit's own location")
                  : absl::StrCat("as recovery database ", s.recovery_database, " at ", path),
              s.id);
-  if (s.recovery_database.empty()) {
-    // From here until RestoreComplete, nothing mounts the unit's files.
-    RETURN_IF_ERROR(find_unit_(s.unit)->BeginRestore());
-  }
+  std::move(release).Cancel();
   std::lock_guard<std::mutex> lock(mu_);
   sessions_[s.id] = std::move(s);
   return response;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "mailstore/format/edb_header.h"
 #include "mailstore/server/writer.h"
@@ -88,6 +89,9 @@ TEST(Writers, MetadataShowsTheStoreWriterForActiveCopiesAndTheReplicationWriterF
   EXPECT_EQ(copy->copy().copy_queue(), 0u);
   EXPECT_EQ(copy->copy().replay_queue(), 0u);
   EXPECT_EQ(copy->copy().last_replayed_generation(), sg->copy().last_log_generation());
+  for (const auto& c : copy->components()) {
+    for (const auto& f : c.files()) EXPECT_TRUE(PathExists(f)) << f;
+  }
 }
 
 TEST(Writers, ASecondBackupOfAUnitFailsWhicheverCopiesEitherTargets) {
@@ -185,9 +189,8 @@ TEST(Writers, ARestartOfTheHolderClearsTheBackupInProgressAndTheFirstJobFailsCle
   EXPECT_THAT(std::string(frozen.status().message()),
               HasSubstr("the backup-in-progress state on the active copy (node1) was lost"));
   // The failed job ended its session: the copy is not left paused.
-  auto copy = cluster.Copy(kNode2, "DB02");
-  ASSERT_OK(copy);
-  EXPECT_EQ(copy->state(), v1::HEALTHY);
+  WriteAndRoll(cluster, kNode1, "DB02", 8, 1);
+  ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
 }
 
 TEST(Writers, FreezeHoldsCommitsWithoutFailingThemAndThawReleasesThem) {
@@ -232,9 +235,49 @@ TEST(Writers, FreezeHoldsCommitsWithoutFailingThemAndThawReleasesThem) {
   ASSERT_OK(during);
   EXPECT_EQ(during->last_inspected_generation(), before->last_inspected_generation());
   EXPECT_EQ(during->last_replayed_generation(), before->last_replayed_generation());
+  // While its files are being copied, the copy is neither reseeded nor
+  // activated.
+  absl::Status reseed = cluster.Admin(kNode2, "reseed", "DB02");
+  EXPECT_THAT(std::string(reseed.message()),
+              HasSubstr("a backup of the copy on node2 is frozen (its files are being copied); "
+                        "reseed it after it thaws"));
+  absl::Status activate = cluster.Activate(kNode1, "DB02", "node2", /*lossy=*/false);
+  EXPECT_THAT(std::string(activate.message()), HasSubstr("activate it after it thaws"));
+  ASSERT_OK(cluster.WaitMounted(kNode1, "DB02"));
   ASSERT_OK(Thaw(cluster, kNode2, passive->session()));
   ASSERT_OK(BackupComplete(cluster, kNode2, passive->session(), false, 0, 0));
   ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
+}
+
+TEST(Writers, SuccessIsRecordedOnlyForTheGenerationsThatWereFrozen) {
+  MailstoredCluster cluster(FastLab(), "range");
+  ASSERT_OK(cluster.Start());
+  WriteAndRoll(cluster, kNode1, "DB02", 3, 3);
+  // No Freeze: nothing to vouch for.
+  auto unfrozen = PrepareBackup(cluster, kNode1, "DB02", v1::FULL);
+  ASSERT_OK(unfrozen);
+  auto refused = BackupComplete(cluster, kNode1, unfrozen->session(), true, 1, 3);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("a successful BackupComplete needs a Freeze and a Thaw first; nothing is "
+                        "recorded"));
+  // A range other than the frozen one, from either writer.
+  for (int i : {kNode1, kNode2}) {
+    auto prepared = PrepareBackup(cluster, i, "DB02", v1::FULL);
+    ASSERT_OK(prepared);
+    auto frozen = Freeze(cluster, i, prepared->session());
+    ASSERT_OK(frozen);
+    ASSERT_OK(Thaw(cluster, i, prepared->session()));
+    auto wrong = BackupComplete(cluster, i, prepared->session(), true, frozen->low_generation(),
+                                frozen->high_generation() + 5);
+    EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(wrong.status().message()), HasSubstr("are not the frozen ones"));
+  }
+  // Nothing recorded, nothing held.
+  EXPECT_EQ(HeaderOf(cluster, kNode1, "DB02", "DB02").previous_full.high, 0u);
+  auto status = cluster.Status(kNode1, "DB02");
+  ASSERT_OK(status);
+  EXPECT_FALSE(status->units(0).has_backup_in_progress());
 }
 
 TEST(Writers, AFreezeLongerThanTheTimeoutThawsOnItsOwnAndFailsTheBackup) {
@@ -245,9 +288,9 @@ TEST(Writers, AFreezeLongerThanTheTimeoutThawsOnItsOwnAndFailsTheBackup) {
 
   auto prepared = PrepareBackup(cluster, kNode1, "DB02", v1::FULL);
   ASSERT_OK(prepared);
+  const absl::Time start = absl::Now();  // the freeze begins at the latest now
   auto frozen = Freeze(cluster, kNode1, prepared->session());
   ASSERT_OK(frozen);
-  const absl::Time start = absl::Now();
   std::atomic<bool> done{false};
   absl::Status put;
   std::thread writer([&] {
@@ -279,6 +322,7 @@ TEST(Writers, AWrongTypeOfBackupIsRefusedAndHoldsNothing) {
     spec.circular_logging = true;
     MailstoredCluster cluster(spec, "circular");
     ASSERT_OK(cluster.Start());
+    ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
     for (int i : {kNode1, kNode2}) {
       auto none = PrepareBackup(cluster, i, "DB02", v1::BACKUP_TYPE_UNSPECIFIED);
       EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);

@@ -3,6 +3,7 @@
 // the last Full or Incremental backup go on every copy. Copy and
 // Differential backups truncate nothing.
 #include "absl/strings/str_format.h"
+#include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "mailstore/format/edb_header.h"
 #include "tests/mailstored/backup_set.h"
@@ -237,6 +238,51 @@ TEST(Truncation, TheCheckpointAloneHoldsTheLogs) {
   EXPECT_EQ(active->checkpoint_generation(), 1u);
   t.ExpectHeldAt(0, "rule 2: the active copy's checkpoint is in generation 0x00000001");
   t.ExpectLowestLog(kNode2, 1);
+}
+
+TEST(Truncation, AFrozenPassiveCopyNeitherReplaysNorDeletesUntilItThaws) {
+  MailstoredCluster cluster(FastLab(/*lag_seconds=*/1), "frozentruncate");
+  ASSERT_OK(cluster.Start());
+  Truncation t(cluster);
+  // The lagged copy on node3, suspended, holds truncation back (rule 4).
+  t.WriteAndRoll(3);
+  t.Settle();
+  ReportedProgress();
+  ASSERT_OK(cluster.Admin(kNode3, "suspend", kUnit));
+  t.WriteAndRoll(3);
+  t.Settle();
+  auto full = TakeBackup(cluster, kNode1, kUnit, v1::FULL, cluster.root() + "/backups/full");
+  ASSERT_OK(full);
+  const uint32_t high = full->frozen.high_generation();
+  t.WriteAndRoll(2);
+  t.Settle();
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+
+  // A backup of node2 freezes it; then node3 resumes, and the rules let go
+  // of logs node2 holds: node1 tells node2 while it is frozen.
+  auto prepared = PrepareBackup(cluster, kNode2, kUnit, v1::COPY);
+  ASSERT_OK(prepared);
+  auto frozen = Freeze(cluster, kNode2, prepared->session());
+  ASSERT_OK(frozen);
+  auto before = cluster.Copy(kNode2, kUnit);
+  ASSERT_OK(before);
+  ASSERT_OK(cluster.Admin(kNode3, "resume", kUnit));
+  t.WriteAndRoll(2);
+  t.ExpectHeldAt(high, "rule 1");
+  absl::SleepFor(absl::Milliseconds(500));
+  auto during = cluster.Copy(kNode2, kUnit);
+  ASSERT_OK(during);
+  EXPECT_EQ(during->last_inspected_generation(), before->last_inspected_generation());
+  EXPECT_EQ(during->last_replayed_generation(), before->last_replayed_generation());
+  EXPECT_EQ(during->lowest_log_generation(), before->lowest_log_generation());
+  for (const auto& f : frozen->files()) EXPECT_TRUE(PathExists(f.path())) << f.path();
+
+  // Thawed, it catches up and lets the logs go.
+  ASSERT_OK(Thaw(cluster, kNode2, prepared->session()));
+  ASSERT_OK(BackupComplete(cluster, kNode2, prepared->session(), false, 0, 0));
+  t.WriteAndRoll(1);
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  t.ExpectLowestLog(kNode2, high + 1);
 }
 
 }  // namespace

@@ -91,10 +91,9 @@ class ReplicationService final : public v1::Replication::Service {
   }
 
   grpc::Status Truncate(ServerContext*, const v1::TruncateRequest* r,
-                        v1::TruncateResponse* out) override {
+                        v1::TruncateResponse*) override {
     return With(r->unit(), [&](UnitHost* h) -> absl::Status {
-      ASSIGN_OR_RETURN(auto deleted, h->TruncatePassive(r->through_generation()));
-      for (Generation g : deleted) out->add_deleted(g);
+      h->AllowTruncation(r->through_generation());
       return absl::OkStatus();
     });
   }

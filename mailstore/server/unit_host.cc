@@ -125,7 +125,7 @@ absl::Status UnitHost::OpenPassiveLocked() {
     seeded = seeded && PathExists(JoinPath(engine_config_.system_dir(), db.name() + ".edb"));
   }
   copy_state_ = dagvault::v1::INITIALIZING;
-  truncation_allowed_ = 0;  // a (re)opened copy waits for the active to say again
+  truncation_allowed_ = truncation_applied_ = 0;  // a (re)opened copy waits for the active
   if (!seeded) {
     message_ = "waiting to be seeded from the active copy";
     return absl::OkStatus();  // the worker seeds it

@@ -111,7 +111,9 @@ class UnitHost {
   absl::Status ServeLog(const dagvault::v1::FetchLogRequest& request, const ChunkWriter& write);
   absl::StatusOr<dagvault::v1::StreamSummaryResponse> Summary(Generation from);
   absl::Status ServeSeed(const ChunkWriter& write);
-  absl::StatusOr<std::vector<Generation>> TruncatePassive(Generation through);
+  // The active lets logs through `through` go; this passive copy deletes
+  // them at its worker's next pass, as far as it has replayed them.
+  void AllowTruncation(Generation through);
 
  private:
   struct Progress {
@@ -170,6 +172,7 @@ class UnitHost {
   // (this copy deletes them as it replays them). Not kept across restarts:
   // the next truncation on the active repeats it.
   Generation truncation_allowed_ = 0;
+  Generation truncation_applied_ = 0;  // the worker's own, no lock
   dagvault::v1::CopyState copy_state_ = dagvault::v1::INITIALIZING;
   std::string message_;
   Generation active_newest_closed_ = 0;

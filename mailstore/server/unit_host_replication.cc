@@ -298,17 +298,23 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
     passive_view_.last_inspected = replica_->last_inspected();
   }
   ASSIGN_OR_RETURN(int replayed, replica_->Replay());
-  if (replayed > 0) {
-    // Logs the active let go that this copy still needed (a lagged copy
-    // replays late) go once they are replayed.
-    Generation allowed;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      allowed = truncation_allowed_;
-    }
-    if (allowed > 0) {
-      auto deleted = replica_->Truncate(allowed);
-      if (!deleted.ok()) log_->warn("[unit {}] truncation: {}", name(), deleted.status());
+  // The logs the active let go, as far as this copy has replayed them (a
+  // lagged copy, later): after a replay, or when the active allowed more.
+  Generation allowed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    allowed = truncation_allowed_;
+  }
+  if (allowed > 0 && (replayed > 0 || allowed > truncation_applied_)) {
+    auto deleted = replica_->Truncate(allowed);
+    if (deleted.ok()) {
+      truncation_applied_ = allowed;
+      if (!deleted->empty()) {
+        log_->debug("[unit {}] logs 0x{:08X}-0x{:08X} truncated", name(), deleted->front(),
+                    deleted->back());
+      }
+    } else {
+      log_->warn("[unit {}] truncation: {}", name(), deleted.status());
     }
   }
   *more = found && next < newest;
@@ -527,17 +533,14 @@ absl::Status UnitHost::ServeSeed(const ChunkWriter& write) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Generation>> UnitHost::TruncatePassive(Generation through) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (state_.role() != dagvault::v1::PASSIVE || !replica_) return std::vector<Generation>{};
-  truncation_allowed_ = std::max(truncation_allowed_, through);
-  // Held still (a backup of this copy is frozen, say): the files stay as
-  // the holder listed them; the worker deletes after its next replay.
-  if (pauses_ > 0) return std::vector<Generation>{};
-  PauseLocked(lock);
-  auto deleted = replica_->Truncate(through);
-  UnpauseLocked();
-  return deleted;
+void UnitHost::AllowTruncation(Generation through) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::PASSIVE || through <= truncation_allowed_) return;
+  // The worker deletes at its next pass, never under a frozen backup and
+  // never what this copy has not replayed: the active's request does not
+  // wait for a replay pass (it holds the active's truncation lock).
+  truncation_allowed_ = through;
+  wake_.notify_all();
 }
 
 }  // namespace dagvault::mailstore

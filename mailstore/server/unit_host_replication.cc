@@ -288,14 +288,20 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
     std::lock_guard<std::mutex> lock(mu_);
     newest = active_newest_closed_;
   }
-  const Generation next = replica_->last_inspected() + 1;
-  bool found = false;
-  // Even when there is nothing new, the request reports this copy's
+  // Copy what the active has closed, a batch at a time, then replay. Even
+  // when there is nothing new, the first request reports this copy's
   // progress to the active (it decides truncation on it).
-  RETURN_IF_ERROR(FetchGeneration(active, next, &found));
-  if (found) {
-    std::lock_guard<std::mutex> lock(mu_);
-    passive_view_.last_inspected = replica_->last_inspected();
+  constexpr int kCopyBatch = 16;
+  Generation next = replica_->last_inspected() + 1;
+  bool found = false;
+  for (int copied = 0; copied < kCopyBatch && !interrupt_; ++copied) {
+    RETURN_IF_ERROR(FetchGeneration(active, next, &found));
+    if (!found) break;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      passive_view_.last_inspected = replica_->last_inspected();
+    }
+    if (++next > newest) break;
   }
   ASSIGN_OR_RETURN(int replayed, replica_->Replay());
   // The logs the active let go, as far as this copy has replayed them (a
@@ -317,7 +323,7 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
       log_->warn("[unit {}] truncation: {}", name(), deleted.status());
     }
   }
-  *more = found && next < newest;
+  *more = found && next <= newest;
   return absl::OkStatus();
 }
 

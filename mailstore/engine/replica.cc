@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "common/text_config.h"
 #include "mailstore/engine/redo.h"
+#include "mailstore/format/checkpoint.h"
 
 namespace dagvault::mailstore {
 namespace {
@@ -146,7 +147,26 @@ absl::Status Replica::Load() {
       }
     }
   }
+  RETURN_IF_ERROR(WriteCheckpoint(position_));
   return SaveState();
+}
+
+absl::Status Replica::WriteCheckpoint(Lsn position) {
+  // The checkpoint file follows the databases' headers (written after
+  // them, never ahead), as on an active copy, so a backup of this copy
+  // holds one too.
+  Checkpoint checkpoint;
+  checkpoint.log_signature = log_signature_;
+  checkpoint.position = position;
+  checkpoint.time_us = options_.clock->NowMicros();
+  for (size_t i = 0; i < db_signatures_.size(); ++i) {
+    checkpoint.databases.push_back({static_cast<uint32_t>(i), db_signatures_[i]});
+  }
+  const std::string path = JoinPath(unit_.system_dir, CheckpointFileName(unit_.log_prefix));
+  if (auto old = ReadCheckpointFile(path); old.ok()) {
+    checkpoint.update_count = old->checkpoint.update_count;
+  }
+  return WriteCheckpointFile(path, checkpoint);
 }
 
 absl::Status Replica::SaveState() {
@@ -292,6 +312,7 @@ absl::Status Replica::ReplayGeneration(Generation g) {
     }));
   }
   position_ = position;
+  RETURN_IF_ERROR(WriteCheckpoint(position_));
   state_.set_last_replayed_generation(g);
   state_.mutable_accepted_us()->erase(g);
   return SaveState();
@@ -349,6 +370,7 @@ absl::Status Replica::CloseForActivation() {
       h.log_committed = std::max(h.log_committed, last);
     }));
   }
+  RETURN_IF_ERROR(WriteCheckpoint(consistent));
   RETURN_IF_ERROR(
       RemoveDurably(JoinPath(unit_.system_dir, absl::StrCat(unit_.log_prefix, ".replica"))));
   logging::Get("mailstore.replica")

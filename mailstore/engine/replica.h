@@ -97,6 +97,8 @@ class Replica {
   absl::Status Load();
   absl::Status ReplayGeneration(Generation g);
   absl::Status SaveState();
+  // <prefix>.chk at `position` (where the databases' headers are).
+  absl::Status WriteCheckpoint(Lsn position);
   std::string LogPath(Generation g) const;
 
   const ResolvedUnit unit_;

@@ -20,6 +20,7 @@
 #include "mailstore/engine/engine_test_util.h"
 #include "mailstore/engine/memory_page_access.h"
 #include "mailstore/engine/recovery.h"
+#include "mailstore/format/checkpoint.h"
 
 namespace dagvault::mailstore {
 namespace {
@@ -340,6 +341,11 @@ TEST_F(ReplicaTest, APassiveCopysFilesRecoverWithNothingLeftToReplay) {
   const Generation last = last_;
   ASSERT_TRUE(replica_->Replay().ok());
   ASSERT_EQ(replica_->replay_position(), (Lsn{last + 1, kLogHeaderSize}));
+  // Its checkpoint file says the same, as an active copy's would.
+  auto chk = ReadCheckpointFile(dir_.Sub("passive/E00.chk"));
+  ASSERT_TRUE(chk.ok()) << chk.status();
+  EXPECT_EQ(chk->checkpoint.position, replica_->replay_position());
+  EXPECT_EQ(chk->checkpoint.log_signature, replica_->log_signature());
   const Sha256Digest expected = *active_->Digest(0);
   ASSERT_TRUE(replica_->Close().ok());
   ASSERT_TRUE(active_->Close().ok());
@@ -348,6 +354,7 @@ TEST_F(ReplicaTest, APassiveCopysFilesRecoverWithNothingLeftToReplay) {
   // generation down to the seed's, as the Replication writer lists them.
   fs::create_directories(dir_.Sub("restore"));
   fs::copy_file(dir_.Sub("passive/db0.edb"), dir_.Sub("restore/db0.edb"));
+  fs::copy_file(dir_.Sub("passive/E00.chk"), dir_.Sub("restore/E00.chk"));
   for (Generation g = 1; g <= last; ++g) {
     const std::string name = LogFileName("E00", g);
     if (PathExists(dir_.Sub("passive/" + name)))

@@ -158,7 +158,7 @@ absl::StatusOr<dagvault::v1::WriterMetadata> Writers::GetMetadata() {
     logs->set_name("log");
     if (const std::string chk = JoinPath(ec.system_dir(), CheckpointFileName(ec.log_prefix()));
         PathExists(chk)) {
-      logs->add_files(chk);  // active copies only: a passive's position is in its headers
+      logs->add_files(chk);
     }
     if (auto listing = ListLogStream(ec.log_dir(), ec.log_prefix()); listing.ok()) {
       for (const auto& [gen, path] : listing->closed) logs->add_files(path);
@@ -397,8 +397,8 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
     f->set_component("log");
     f->set_generation(g);
   }
-  // A passive copy keeps no checkpoint file: its replay position is in
-  // its databases' headers.
+  // Listed only if present: recovery needs the databases' headers, not
+  // this file, so a copy without one is still backed up whole.
   if (const std::string chk_path = JoinPath(ec.system_dir(), CheckpointFileName(ec.log_prefix()));
       PathExists(chk_path)) {
     auto* chk = response.add_files();

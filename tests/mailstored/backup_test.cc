@@ -89,6 +89,8 @@ TEST(Writers, MetadataShowsTheStoreWriterForActiveCopiesAndTheReplicationWriterF
   EXPECT_EQ(copy->copy().copy_queue(), 0u);
   EXPECT_EQ(copy->copy().replay_queue(), 0u);
   EXPECT_EQ(copy->copy().last_replayed_generation(), sg->copy().last_log_generation());
+  ASSERT_EQ(copy->components_size(), 3);
+  EXPECT_THAT(copy->components(2).files(0), HasSubstr("E00.chk"));
   for (const auto& c : copy->components()) {
     for (const auto& f : c.files()) EXPECT_TRUE(PathExists(f)) << f;
   }
@@ -179,6 +181,7 @@ TEST(Writers, ARestartOfTheHolderClearsTheBackupInProgressAndTheFirstJobFailsCle
 
   // The active restarts under a passive's backup: the passive learns at
   // its next call that the state it held is gone, and fails the job.
+  ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));  // node2 healthy again first
   auto orphaned = PrepareBackup(cluster, kNode2, "DB02", v1::FULL);
   ASSERT_OK(orphaned);
   EXPECT_EQ(cluster.StopNode(kNode1).exit_code, 0);

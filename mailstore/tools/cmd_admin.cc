@@ -97,6 +97,16 @@ std::string FormatStatus(const v1::StatusResponse& status) {
           GenerationHex(c.checkpoint_generation()), GenerationHex(c.lowest_log_generation()));
       if (!c.message().empty()) out << "           " << c.message() << "\n";
     }
+    // Why logs are (not) going away: the first thing to read when they
+    // pile up.
+    for (const auto& c : u.copies()) {
+      if (c.role() != v1::ACTIVE || c.truncation_held_by().empty()) continue;
+      out << "  truncation: "
+          << (c.truncatable_through() == 0
+                  ? std::string("no log may go yet")
+                  : absl::StrFormat("logs through 0x%08X may go", c.truncatable_through()))
+          << "; held by " << c.truncation_held_by() << "\n";
+    }
   }
   return out.str();
 }

@@ -191,6 +191,14 @@ TEST(Truncation, EachRuleAloneHoldsTheLogsAndAllFourTogetherLetThemGo) {
   const uint32_t high = full2->frozen.high_generation();
   t.ExpectHeldAt(
       high, absl::StrFormat("rule 1: the last Full or Incremental backup ends at 0x%08X", high));
+  // What an operator reads.
+  ProcessResult status = RunProcess({BinaryPath("mailstore-util"), "status", "--server",
+                                     cluster.node(kNode1).config.store_listen(), "--unit", kUnit});
+  EXPECT_THAT(status.out,
+              HasSubstr(absl::StrFormat("truncation: logs through 0x%08X may go; held by rule 1: "
+                                        "the last Full or Incremental backup ends at 0x%08X",
+                                        high, high)))
+      << status.out << status.err;
   t.ExpectLowestLog(kNode2, high + 1);
   // The lagged copy lets a log go only once it has replayed it, after
   // its lag.

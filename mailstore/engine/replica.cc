@@ -237,28 +237,63 @@ std::optional<absl::Time> Replica::AcceptedAt(Generation generation) const {
 
 absl::StatusOr<int> Replica::Replay(bool ignore_lag) {
   if (closed_) return absl::FailedPreconditionError("replica is closed");
-  int replayed = 0;
-  while (last_replayed() < last_inspected()) {
-    const Generation g = last_replayed() + 1;
+  // The generations due now (a lagged copy holds the newer ones back).
+  Generation last = last_replayed();
+  while (last < last_inspected()) {
     if (!ignore_lag && options_.replay_lag > absl::ZeroDuration()) {
       // A generation with no acceptance time (seeded) is due at once.
-      const std::optional<absl::Time> accepted = AcceptedAt(g);
+      const std::optional<absl::Time> accepted = AcceptedAt(last + 1);
       if (accepted && options_.clock->Now() - *accepted < options_.replay_lag) break;
     }
-    RETURN_IF_ERROR(ReplayGeneration(g));
-    replayed++;
+    ++last;
+  }
+  int replayed = 0;
+  for (Generation from = last_replayed() + 1; from <= last;) {
+    // A batch at a time: one flush of the pages and one header update per
+    // batch rather than per generation.
+    const Generation to = std::min<Generation>(last, from + kReplayBatch - 1);
+    RETURN_IF_ERROR(ReplayGenerations(from, to));
+    replayed += static_cast<int>(to - from + 1);
+    from = to + 1;
   }
   return replayed;
 }
 
-absl::Status Replica::ReplayGeneration(Generation g) {
-  ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(LogPath(g)));
-  RETURN_IF_ERROR(CheckClosedLog(scan));
+absl::Status Replica::ReplayGenerations(Generation from, Generation to) {
   std::vector<RedoApplier::Database> starts;
   for (auto& db : dbs_) starts.push_back({db.get(), position_});
   RedoApplier applier(starts, position_.generation, RedoApplier::Mode::kApply, dwb_.get(),
                       options_.max_cached_pages);
   Lsn position = position_;
+  for (Generation g = from; g <= to; ++g) {
+    ASSIGN_OR_RETURN(LogFileScan scan, ScanLogFile(LogPath(g)));
+    RETURN_IF_ERROR(CheckClosedLog(scan));
+    RETURN_IF_ERROR(ApplyGeneration(g, scan, applier, &position));
+  }
+  RETURN_IF_ERROR(applier.Flush(to));
+  // Pages written, headers not yet: a restart must replay the batch again.
+  DAGVAULT_CRASH_POINT("replica.replay.before_header");
+  // The databases now hold everything before `position`.
+  for (size_t i = 0; i < dbs_.size(); ++i) {
+    RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& h) {
+      h.state = DbState::kDirtyShutdown;
+      h.checkpoint = position;
+      h.log_required_min = std::max(h.log_required_min, position.generation);
+      h.log_required_max = std::max(h.log_required_max, to);
+      h.log_committed = std::max(h.log_committed, to);
+      h.dbtime = std::max(h.dbtime, applier.max_dbtime(static_cast<uint32_t>(i)));
+    }));
+  }
+  position_ = position;
+  RETURN_IF_ERROR(WriteCheckpoint(position_));
+  state_.set_last_replayed_generation(to);
+  for (Generation g = from; g <= to; ++g) state_.mutable_accepted_us()->erase(g);
+  return SaveState();
+}
+
+absl::Status Replica::ApplyGeneration(Generation g, const LogFileScan& scan, RedoApplier& applier,
+                                      Lsn* position_out) {
+  Lsn& position = *position_out;
   for (const auto& r : scan.records) {
     if (r.lsn < position_) continue;
     const Lsn after{g, r.lsn.offset + r.space};
@@ -297,25 +332,7 @@ absl::Status Replica::ReplayGeneration(Generation g) {
         break;
     }
   }
-  RETURN_IF_ERROR(applier.Flush(g));
-  // Pages written, headers not yet: a restart must replay g again.
-  DAGVAULT_CRASH_POINT("replica.replay.before_header");
-  // The databases now hold everything before `position`.
-  for (size_t i = 0; i < dbs_.size(); ++i) {
-    RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& h) {
-      h.state = DbState::kDirtyShutdown;
-      h.checkpoint = position;
-      h.log_required_min = std::max(h.log_required_min, position.generation);
-      h.log_required_max = std::max(h.log_required_max, g);
-      h.log_committed = std::max(h.log_committed, g);
-      h.dbtime = std::max(h.dbtime, applier.max_dbtime(static_cast<uint32_t>(i)));
-    }));
-  }
-  position_ = position;
-  RETURN_IF_ERROR(WriteCheckpoint(position_));
-  state_.set_last_replayed_generation(g);
-  state_.mutable_accepted_us()->erase(g);
-  return SaveState();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<Generation>> Replica::Truncate(Generation through) {

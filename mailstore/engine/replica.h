@@ -28,6 +28,7 @@
 #include "dagvault/v1/mailstore.pb.h"
 #include "mailstore/engine/database_file.h"
 #include "mailstore/engine/double_write.h"
+#include "mailstore/engine/redo.h"
 #include "mailstore/engine/unit_config.h"
 #include "mailstore/format/log_format.h"
 
@@ -95,7 +96,16 @@ class Replica {
   Replica(ResolvedUnit unit, const ReplicaOptions& options)
       : unit_(std::move(unit)), options_(options) {}
   absl::Status Load();
-  absl::Status ReplayGeneration(Generation g);
+  // Replays generations from..to with one applier: pages are flushed when
+  // its cache fills and at the end, and the headers are written once. A
+  // crash before the headers replays the whole batch again (idempotent:
+  // each page's dbtime says what it holds).
+  absl::Status ReplayGenerations(Generation from, Generation to);
+  // The records of generation g, from the batch's start; `position`
+  // advances past each committed transaction.
+  absl::Status ApplyGeneration(Generation g, const LogFileScan& scan, RedoApplier& applier,
+                               Lsn* position);
+  static constexpr Generation kReplayBatch = 16;
   absl::Status SaveState();
   // <prefix>.chk at `position` (where the databases' headers are).
   absl::Status WriteCheckpoint(Lsn position);

@@ -207,6 +207,8 @@ class UnitHost {
   bool busy_ = false;  // the thread is touching the replica
   // Asks a long pass (a seed) to give up: set by Suspend and Stop.
   std::atomic<bool> interrupt_{false};
+  // Callers waiting in PauseLocked: the running pass yields to them.
+  std::atomic<int> pause_waiting_{0};
   std::condition_variable wake_;
   std::condition_variable idle_;
 };

@@ -61,7 +61,11 @@ void UnitHost::StartWorker() {
 
 void UnitHost::PauseLocked(std::unique_lock<std::mutex>& lock) {
   ++pauses_;
+  // The running pass stops at its next generation rather than finishing
+  // its batch (a backup's Freeze waits on this).
+  ++pause_waiting_;
   idle_.wait(lock, [&] { return !busy_; });
+  --pause_waiting_;
 }
 
 void UnitHost::UnpauseLocked() {
@@ -294,7 +298,7 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
   constexpr int kCopyBatch = 16;
   Generation next = replica_->last_inspected() + 1;
   bool found = false;
-  for (int copied = 0; copied < kCopyBatch && !interrupt_; ++copied) {
+  for (int copied = 0; copied < kCopyBatch && !interrupt_ && pause_waiting_ == 0; ++copied) {
     RETURN_IF_ERROR(FetchGeneration(active, next, &found));
     if (!found) break;
     {
@@ -302,6 +306,10 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
       passive_view_.last_inspected = replica_->last_inspected();
     }
     if (++next > newest) break;
+  }
+  if (pause_waiting_ > 0) {
+    *more = true;  // replay when the pause ends
+    return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(int replayed, replica_->Replay());
   // The logs the active let go, as far as this copy has replayed them (a

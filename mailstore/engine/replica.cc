@@ -2,6 +2,7 @@
 
 #include <sys/file.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -235,7 +236,7 @@ std::optional<absl::Time> Replica::AcceptedAt(Generation generation) const {
   return absl::FromUnixMicros(it->second);
 }
 
-absl::StatusOr<int> Replica::Replay(bool ignore_lag) {
+absl::StatusOr<int> Replica::Replay(bool ignore_lag, int max_batches) {
   if (closed_) return absl::FailedPreconditionError("replica is closed");
   // The generations due now (a lagged copy holds the newer ones back).
   Generation last = last_replayed();
@@ -248,7 +249,9 @@ absl::StatusOr<int> Replica::Replay(bool ignore_lag) {
     ++last;
   }
   int replayed = 0;
-  for (Generation from = last_replayed() + 1; from <= last;) {
+  int batches = 0;
+  for (Generation from = last_replayed() + 1;
+       from <= last && (max_batches == 0 || batches < max_batches); ++batches) {
     // A batch at a time: one flush of the pages and one header update per
     // batch rather than per generation.
     const Generation to = std::min<Generation>(last, from + kReplayBatch - 1);
@@ -260,6 +263,13 @@ absl::StatusOr<int> Replica::Replay(bool ignore_lag) {
 }
 
 absl::Status Replica::ReplayGenerations(Generation from, Generation to) {
+  // A failure part-way leaves the in-memory state as it was at the batch's
+  // start, so a retry replays the whole batch again (the files may hold
+  // part of it: replaying again is idempotent by page dbtime).
+  bool done = false;
+  auto restore = absl::MakeCleanup([this, &done, pending_at_start = pending_]() mutable {
+    if (!done) pending_ = std::move(pending_at_start);
+  });
   std::vector<RedoApplier::Database> starts;
   for (auto& db : dbs_) starts.push_back({db.get(), position_});
   RedoApplier applier(starts, position_.generation, RedoApplier::Mode::kApply, dwb_.get(),
@@ -285,9 +295,15 @@ absl::Status Replica::ReplayGenerations(Generation from, Generation to) {
     }));
   }
   position_ = position;
-  RETURN_IF_ERROR(WriteCheckpoint(position_));
   state_.set_last_replayed_generation(to);
   for (Generation g = from; g <= to; ++g) state_.mutable_accepted_us()->erase(g);
+  done = true;
+  // The checkpoint file is advisory (recovery starts from the headers and
+  // checks only its signature): a failure to write it is reported, not
+  // fatal.
+  if (absl::Status written = WriteCheckpoint(position_); !written.ok()) {
+    logging::Get("mailstore.replica")->warn("[unit {}] {}", unit_.name, written);
+  }
   return SaveState();
 }
 

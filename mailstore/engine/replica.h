@@ -59,7 +59,11 @@ class Replica {
 
   // Replays the accepted generations that are due (all of them with
   // ignore_lag). Returns how many generations it replayed.
-  absl::StatusOr<int> Replay(bool ignore_lag = false);
+  // max_batches > 0 stops after that many batches of kReplayBatch
+  // generations (so a caller can yield between them).
+  absl::StatusOr<int> Replay(bool ignore_lag = false, int max_batches = 0);
+  // Generations replayed with one flush and one header update.
+  static constexpr Generation kReplayBatch = 16;
 
   // Deletes closed logs up to `through` that this copy has replayed.
   absl::StatusOr<std::vector<Generation>> Truncate(Generation through);
@@ -105,7 +109,6 @@ class Replica {
   // advances past each committed transaction.
   absl::Status ApplyGeneration(Generation g, const LogFileScan& scan, RedoApplier& applier,
                                Lsn* position);
-  static constexpr Generation kReplayBatch = 16;
   absl::Status SaveState();
   // <prefix>.chk at `position` (where the databases' headers are).
   absl::Status WriteCheckpoint(Lsn position);

@@ -332,6 +332,32 @@ TEST_F(ReplicaTest, TruncateKeepsWhatIsNotReplayed) {
   ASSERT_TRUE(active_->Close().ok());
 }
 
+// Generations replay in batches; one that fails part-way (here: a later
+// generation of the batch damaged on disk after it was accepted) leaves the
+// replica where the batch began, and a retry replays the whole batch.
+TEST_F(ReplicaTest, AReplayThatFailsPartWayIsRetriedWhole) {
+  ASSERT_NO_FATAL_FAILURE(WriteAndShip(80));
+  const Generation first = replica_->last_replayed() + 1;
+  ASSERT_GE(last_, first + 1) << "the test needs a batch of two generations or more";
+  const std::string path = dir_.Sub("passive/" + LogFileName("E00", last_));
+  const std::string good = *ReadFileToString(path);
+  std::string damaged = good;
+  damaged[kLogHeaderSize + 100] ^= 0x5a;
+  ASSERT_TRUE(WriteFileAtomically(path, damaged).ok());
+  auto failed = replica_->Replay();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(replica_->last_replayed(), first - 1);
+
+  ASSERT_TRUE(WriteFileAtomically(path, good).ok());
+  auto replayed = replica_->Replay();
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  EXPECT_EQ(replica_->last_replayed(), last_);
+  const Sha256Digest expected = *active_->Digest(0);
+  ASSERT_TRUE(replica_->Close().ok());
+  ASSERT_TRUE(active_->Close().ok());
+  EXPECT_EQ(OfflineDigest(dir_.Sub("passive/db0.edb")), expected);
+}
+
 // A backup of a passive copy holds its databases, whose replay position is
 // the first record of the generation after the last one it replayed, and
 // the logs through that one. Recovery walks the last log, replays nothing,

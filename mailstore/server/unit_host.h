@@ -145,6 +145,8 @@ class UnitHost {
   // TruncateByRules with truncation_mu_ held.
   absl::StatusOr<std::vector<Generation>> TruncateByRulesLocked();
   void UnpauseLocked();
+  // One pass's copying: up to a batch of closed generations from the active.
+  absl::Status CopyFromActive(bool* more);
   absl::Status ReplicateOnce(bool* more);
   absl::Status FetchGeneration(const std::string& from, Generation g, bool* found);
   absl::StatusOr<std::string> FindActiveNode();

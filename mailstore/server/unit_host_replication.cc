@@ -285,33 +285,17 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
     RETURN_IF_ERROR(OpenPassiveLocked());
     if (!replica_) return absl::FailedPreconditionError(message_);
   }
-  ASSIGN_OR_RETURN(std::string active, FindActiveNode());
-  ReleaseStaleBackups(active);
-  Generation newest;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    newest = active_newest_closed_;
-  }
-  // Copy what the active has closed, a batch at a time, then replay. Even
-  // when there is nothing new, the first request reports this copy's
-  // progress to the active (it decides truncation on it).
-  constexpr int kCopyBatch = 16;
-  Generation next = replica_->last_inspected() + 1;
-  bool found = false;
-  for (int copied = 0; copied < kCopyBatch && !interrupt_ && pause_waiting_ == 0; ++copied) {
-    RETURN_IF_ERROR(FetchGeneration(active, next, &found));
-    if (!found) break;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      passive_view_.last_inspected = replica_->last_inspected();
-    }
-    if (++next > newest) break;
-  }
+  // Copy what the active has closed, a batch at a time. Even when there is
+  // nothing new, the first request reports this copy's progress to the
+  // active (it decides truncation on it). An active that cannot be reached
+  // does not stop the replay of what is here (a lagged copy's due logs).
+  absl::Status copied = CopyFromActive(more);
   if (pause_waiting_ > 0) {
     *more = true;  // replay when the pause ends
-    return absl::OkStatus();
+    return copied;
   }
-  ASSIGN_OR_RETURN(int replayed, replica_->Replay());
+  ASSIGN_OR_RETURN(int replayed, replica_->Replay(/*ignore_lag=*/false, /*max_batches=*/1));
+  if (replayed >= static_cast<int>(Replica::kReplayBatch)) *more = true;  // perhaps more due
   // The logs the active let go, as far as this copy has replayed them (a
   // lagged copy, later): after a replay, or when the active allowed more.
   Generation allowed;
@@ -330,6 +314,29 @@ absl::Status UnitHost::ReplicateOnce(bool* more) {
     } else {
       log_->warn("[unit {}] truncation: {}", name(), deleted.status());
     }
+  }
+  return copied;
+}
+
+absl::Status UnitHost::CopyFromActive(bool* more) {
+  ASSIGN_OR_RETURN(std::string active, FindActiveNode());
+  ReleaseStaleBackups(active);
+  Generation newest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    newest = active_newest_closed_;
+  }
+  constexpr int kCopyBatch = 16;
+  Generation next = replica_->last_inspected() + 1;
+  bool found = false;
+  for (int copied = 0; copied < kCopyBatch && !interrupt_ && pause_waiting_ == 0; ++copied) {
+    RETURN_IF_ERROR(FetchGeneration(active, next, &found));
+    if (!found) break;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      passive_view_.last_inspected = replica_->last_inspected();
+    }
+    if (++next > newest) break;
   }
   *more = found && next <= newest;
   return absl::OkStatus();

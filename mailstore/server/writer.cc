@@ -224,18 +224,18 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
     }
     RETURN_IF_ERROR(host->backups().Acquire(bip));
   } else {
-    if (copy.state() == dagvault::v1::FAILED_AND_SUSPENDED ||
-        copy.state() == dagvault::v1::INITIALIZING) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "unit ", s.unit, ": the passive copy on ", config_.node(), " cannot be backed up (",
-          dagvault::v1::CopyState_Name(copy.state()), ": ", copy.message(), ")"));
-    }
     if ((type == dagvault::v1::INCREMENTAL || type == dagvault::v1::DIFFERENTIAL) &&
         s.base_high == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("unit ", s.unit, ": a ", BackupTypeName(type),
                        " backup of a passive copy needs base_high_generation (the high generation "
                        "of the backup it follows)"));
+    }
+    if (copy.state() == dagvault::v1::FAILED_AND_SUSPENDED ||
+        copy.state() == dagvault::v1::INITIALIZING || !host->PassivePositions().ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", s.unit, ": the passive copy on ", config_.node(), " cannot be backed up (",
+          dagvault::v1::CopyState_Name(copy.state()), ": ", copy.message(), ")"));
     }
     // A surrogate backup: the state is held on the active copy.
     ASSIGN_OR_RETURN(auto* stub, peers_->Replication(s.active_node));

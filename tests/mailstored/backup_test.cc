@@ -256,6 +256,7 @@ TEST(Writers, SuccessIsRecordedOnlyForTheGenerationsThatWereFrozen) {
   MailstoredCluster cluster(FastLab(), "range");
   ASSERT_OK(cluster.Start());
   WriteAndRoll(cluster, kNode1, "DB02", 3, 3);
+  ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
   // No Freeze: nothing to vouch for.
   auto unfrozen = PrepareBackup(cluster, kNode1, "DB02", v1::FULL);
   ASSERT_OK(unfrozen);
@@ -348,6 +349,7 @@ TEST(Writers, AWrongTypeOfBackupIsRefusedAndHoldsNothing) {
   // Without circular logging, an Incremental needs a Full to follow.
   MailstoredCluster cluster(FastLab(), "nofull");
   ASSERT_OK(cluster.Start());
+  ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
   auto first = PrepareBackup(cluster, kNode1, "DB02", v1::INCREMENTAL);
   EXPECT_EQ(first.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(first.status().message()),

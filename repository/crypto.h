@@ -1,0 +1,89 @@
+// The repository's cryptography (docs/repository-format.md, "Keys" and
+// "Chunks"):
+//
+// - a random 32-byte repository key, from which HKDF-SHA256 derives the
+//   chunk-id key and the chunk-data key;
+// - chunk ids: HMAC-SHA256 of the plaintext under the chunk-id key, so ids
+//   reveal nothing about content to whoever lacks the key;
+// - sealed chunks: zstd (stored raw when that does not make it smaller),
+//   then AES-256-GCM with a random 96-bit nonce, the associated data
+//   binding the format version, the flags and the chunk id;
+// - key slots: the repository key wrapped by a passphrase (scrypt) or a
+//   key file (HKDF), each with AES-256-GCM.
+//
+// No key, passphrase or plaintext ever appears in an error message.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "dagvault/v1/repository.pb.h"
+
+namespace dagvault::repository {
+
+inline constexpr uint8_t kChunkFormatVersion = 1;
+inline constexpr size_t kKeySize = 32;
+inline constexpr size_t kNonceSize = 12;
+inline constexpr size_t kTagSize = 16;
+// Version byte, flags byte, nonce; then the ciphertext; then the tag.
+inline constexpr size_t kSealedOverhead = 2 + kNonceSize + kTagSize;
+// No chunk's plaintext is larger (a sealed chunk claiming more is refused
+// before anything is allocated).
+inline constexpr size_t kMaxChunkSize = 64 << 20;
+
+using ChunkId = std::array<uint8_t, 32>;
+std::string ChunkIdHex(const ChunkId& id);
+
+// The repository key and the keys derived from it. Never logged.
+class RepositoryKeys {
+ public:
+  static absl::StatusOr<RepositoryKeys> Generate();
+  static absl::StatusOr<RepositoryKeys> FromKey(absl::string_view key);
+
+  const std::string& key() const { return key_; }
+  const std::string& data_key() const { return data_key_; }
+  // HMAC-SHA256 of the plaintext under the chunk-id key.
+  ChunkId Id(absl::string_view plaintext) const;
+
+ private:
+  std::string key_;       // the repository key
+  std::string id_key_;    // HKDF(key, "dagvault chunk id v1")
+  std::string data_key_;  // HKDF(key, "dagvault chunk data v1")
+};
+
+struct SealOptions {
+  int zstd_level = 3;
+};
+
+// Seals a chunk's plaintext, which must have the id `id` (Id(plaintext)).
+absl::StatusOr<std::string> SealChunk(const RepositoryKeys& keys, const ChunkId& id,
+                                      absl::string_view plaintext, const SealOptions& options = {});
+// Opens a sealed chunk: authenticates it against `id`, decompresses, and
+// checks that the plaintext has that id. Errors name the chunk (by id) and
+// what is wrong with it; nothing unauthenticated is returned.
+absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId& id,
+                                      absl::string_view sealed);
+// Whether a sealed chunk was stored compressed (for statistics).
+bool SealedIsCompressed(absl::string_view sealed);
+
+struct ScryptParams {
+  uint64_t n = 1 << 15;
+  uint32_t r = 8;
+  uint32_t p = 1;
+};
+
+// Key slots.
+absl::StatusOr<dagvault::v1::WrappedKey> WrapWithPassphrase(const RepositoryKeys& keys,
+                                                            absl::string_view passphrase,
+                                                            const ScryptParams& params = {});
+absl::StatusOr<dagvault::v1::WrappedKey> WrapWithKeyFile(const RepositoryKeys& keys,
+                                                         absl::string_view key_file_bytes);
+// A wrong passphrase or key file, and a damaged slot, are both refused with
+// an error that names the slot; which of the two it is cannot be told.
+absl::StatusOr<RepositoryKeys> Unwrap(const dagvault::v1::WrappedKey& slot,
+                                      absl::string_view secret);
+
+}  // namespace dagvault::repository

@@ -19,6 +19,7 @@ namespace {
 
 constexpr uint8_t kFlagCompressed = 1;
 constexpr absl::string_view kChunkAad = "dagvault chunk";
+constexpr absl::string_view kBlobAad = "dagvault blob";
 constexpr absl::string_view kKeyAad = "dagvault key slot v1";
 constexpr uint32_t kWrappedKeyVersion = 1;
 
@@ -108,12 +109,99 @@ absl::StatusOr<std::string> RandomString(size_t n) {
   return s;
 }
 
-std::string ChunkAad(uint8_t version, uint8_t flags, const ChunkId& id) {
-  std::string aad(kChunkAad);
+// The associated data: a label saying what kind of object this is, the
+// version and flags bytes, and what the object is bound to (a chunk's id,
+// a pack's name).
+std::string Aad(absl::string_view label, uint8_t version, uint8_t flags,
+                absl::string_view binding) {
+  std::string aad(label);
   aad.push_back(static_cast<char>(version));
   aad.push_back(static_cast<char>(flags));
-  aad.append(reinterpret_cast<const char*>(id.data()), id.size());
+  aad.append(binding.data(), binding.size());
   return aad;
+}
+
+absl::string_view IdBytes(const ChunkId& id) {
+  return absl::string_view(reinterpret_cast<const char*>(id.data()), id.size());
+}
+
+absl::StatusOr<std::string> Seal(const RepositoryKeys& keys, absl::string_view label,
+                                 absl::string_view binding, absl::string_view plaintext,
+                                 const SealOptions& options, const std::string& name) {
+  if (plaintext.size() > kMaxChunkSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " has ", plaintext.size(), " bytes; at most ", kMaxChunkSize, " are allowed"));
+  }
+  // Compressed unless that does not make it smaller.
+  std::string body;
+  uint8_t flags = 0;
+  if (!plaintext.empty()) {
+    std::string compressed(ZSTD_compressBound(plaintext.size()), '\0');
+    const size_t n = ZSTD_compress(compressed.data(), compressed.size(), plaintext.data(),
+                                   plaintext.size(), options.zstd_level);
+    if (ZSTD_isError(n)) {
+      return absl::InternalError(absl::StrCat(name, ": zstd: ", ZSTD_getErrorName(n)));
+    }
+    if (n < plaintext.size()) {
+      compressed.resize(n);
+      body = std::move(compressed);
+      flags |= kFlagCompressed;
+    }
+  }
+  if ((flags & kFlagCompressed) == 0) body = std::string(plaintext);
+  ASSIGN_OR_RETURN(std::string nonce, RandomString(kNonceSize));
+  ASSIGN_OR_RETURN(
+      std::string sealed,
+      GcmSeal(keys.data_key(), nonce, Aad(label, kChunkFormatVersion, flags, binding), body));
+  std::string out;
+  out.reserve(2 + nonce.size() + sealed.size());
+  out.push_back(static_cast<char>(kChunkFormatVersion));
+  out.push_back(static_cast<char>(flags));
+  out += nonce;
+  out += sealed;
+  return out;
+}
+
+absl::StatusOr<std::string> Open(const RepositoryKeys& keys, absl::string_view label,
+                                 absl::string_view binding, absl::string_view sealed,
+                                 const std::string& name) {
+  if (sealed.size() < kSealedOverhead) {
+    return absl::DataLossError(absl::StrCat(name, ": ", sealed.size(),
+                                            " bytes, too short for a sealed object (at least ",
+                                            kSealedOverhead, ")"));
+  }
+  const uint8_t version = static_cast<uint8_t>(sealed[0]);
+  const uint8_t flags = static_cast<uint8_t>(sealed[1]);
+  if (version > kChunkFormatVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, ": format version ", version, " is newer than this dagvault (",
+                     kChunkFormatVersion, "); upgrade dagvault to read it"));
+  }
+  if (version != kChunkFormatVersion || (flags & ~kFlagCompressed) != 0) {
+    return absl::DataLossError(
+        absl::StrFormat("%s: bad header (version %d, flags 0x%02x)", name, version, flags));
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> body,
+                   GcmOpen(keys.data_key(), sealed.substr(2, kNonceSize),
+                           Aad(label, version, flags, binding), sealed.substr(2 + kNonceSize)));
+  if (!body) {
+    return absl::DataLossError(absl::StrCat(
+        name,
+        ": authentication failed: it is damaged, was altered, is not what it is named, "
+        "or belongs to another repository key"));
+  }
+  if ((flags & kFlagCompressed) == 0) return std::move(*body);
+  const unsigned long long size = ZSTD_getFrameContentSize(body->data(), body->size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxChunkSize) {
+    return absl::DataLossError(absl::StrCat(name, ": the compressed body declares no valid size"));
+  }
+  std::string plaintext(size, '\0');
+  const size_t n = ZSTD_decompress(plaintext.data(), plaintext.size(), body->data(), body->size());
+  if (ZSTD_isError(n) || n != size) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": zstd: ", ZSTD_isError(n) ? ZSTD_getErrorName(n) : "a short frame"));
+  }
+  return plaintext;
 }
 
 absl::StatusOr<std::string> KeyEncryptionKey(const dagvault::v1::WrappedKey& slot,
@@ -201,39 +289,18 @@ ChunkId RepositoryKeys::Id(absl::string_view plaintext) const {
 
 absl::StatusOr<std::string> SealChunk(const RepositoryKeys& keys, const ChunkId& id,
                                       absl::string_view plaintext, const SealOptions& options) {
-  if (plaintext.size() > kMaxChunkSize) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk ", ChunkIdHex(id), " has ",
-                                                   plaintext.size(), " bytes; at most ",
-                                                   kMaxChunkSize, " are allowed"));
-  }
-  // Compressed unless that does not make it smaller.
-  std::string body;
-  uint8_t flags = 0;
-  if (!plaintext.empty()) {
-    std::string compressed(ZSTD_compressBound(plaintext.size()), '\0');
-    const size_t n = ZSTD_compress(compressed.data(), compressed.size(), plaintext.data(),
-                                   plaintext.size(), options.zstd_level);
-    if (ZSTD_isError(n)) {
-      return absl::InternalError(
-          absl::StrCat("chunk ", ChunkIdHex(id), ": zstd: ", ZSTD_getErrorName(n)));
-    }
-    if (n < plaintext.size()) {
-      compressed.resize(n);
-      body = std::move(compressed);
-      flags |= kFlagCompressed;
-    }
-  }
-  if ((flags & kFlagCompressed) == 0) body = std::string(plaintext);
-  ASSIGN_OR_RETURN(std::string nonce, RandomString(kNonceSize));
-  ASSIGN_OR_RETURN(std::string sealed,
-                   GcmSeal(keys.data_key(), nonce, ChunkAad(kChunkFormatVersion, flags, id), body));
-  std::string out;
-  out.reserve(2 + nonce.size() + sealed.size());
-  out.push_back(static_cast<char>(kChunkFormatVersion));
-  out.push_back(static_cast<char>(flags));
-  out += nonce;
-  out += sealed;
-  return out;
+  return Seal(keys, kChunkAad, IdBytes(id), plaintext, options,
+              absl::StrCat("chunk ", ChunkIdHex(id)));
+}
+
+absl::StatusOr<std::string> SealBlob(const RepositoryKeys& keys, absl::string_view binding,
+                                     absl::string_view plaintext) {
+  return Seal(keys, kBlobAad, binding, plaintext, SealOptions{}, std::string(binding));
+}
+
+absl::StatusOr<std::string> OpenBlob(const RepositoryKeys& keys, absl::string_view binding,
+                                     absl::string_view sealed) {
+  return Open(keys, kBlobAad, binding, sealed, std::string(binding));
 }
 
 bool SealedIsCompressed(absl::string_view sealed) {
@@ -243,49 +310,7 @@ bool SealedIsCompressed(absl::string_view sealed) {
 absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId& id,
                                       absl::string_view sealed) {
   const std::string name = absl::StrCat("chunk ", ChunkIdHex(id));
-  if (sealed.size() < kSealedOverhead) {
-    return absl::DataLossError(absl::StrCat(name, ": ", sealed.size(),
-                                            " bytes, too short for a sealed chunk (at least ",
-                                            kSealedOverhead, ")"));
-  }
-  const uint8_t version = static_cast<uint8_t>(sealed[0]);
-  const uint8_t flags = static_cast<uint8_t>(sealed[1]);
-  if (version > kChunkFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(name, ": chunk format version ", version, " is newer than this dagvault (",
-                     kChunkFormatVersion, "); upgrade dagvault to read it"));
-  }
-  if (version != kChunkFormatVersion || (flags & ~kFlagCompressed) != 0) {
-    return absl::DataLossError(
-        absl::StrFormat("%s: bad header (version %d, flags 0x%02x)", name, version, flags));
-  }
-  ASSIGN_OR_RETURN(std::optional<std::string> body,
-                   GcmOpen(keys.data_key(), sealed.substr(2, kNonceSize),
-                           ChunkAad(version, flags, id), sealed.substr(2 + kNonceSize)));
-  if (!body) {
-    return absl::DataLossError(absl::StrCat(
-        name,
-        ": authentication failed: the chunk is damaged, was altered, is not this chunk, "
-        "or belongs to another repository key"));
-  }
-  std::string plaintext;
-  if ((flags & kFlagCompressed) != 0) {
-    const unsigned long long size = ZSTD_getFrameContentSize(body->data(), body->size());
-    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
-        size > kMaxChunkSize) {
-      return absl::DataLossError(
-          absl::StrCat(name, ": the compressed body declares no valid size"));
-    }
-    plaintext.resize(size);
-    const size_t n =
-        ZSTD_decompress(plaintext.data(), plaintext.size(), body->data(), body->size());
-    if (ZSTD_isError(n) || n != size) {
-      return absl::DataLossError(
-          absl::StrCat(name, ": zstd: ", ZSTD_isError(n) ? ZSTD_getErrorName(n) : "a short frame"));
-    }
-  } else {
-    plaintext = std::move(*body);
-  }
+  ASSIGN_OR_RETURN(std::string plaintext, Open(keys, kChunkAad, IdBytes(id), sealed, name));
   // Authenticated, so only a chunk sealed under a wrong id could fail here.
   if (keys.Id(plaintext) != id) {
     return absl::DataLossError(

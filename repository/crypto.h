@@ -66,6 +66,13 @@ absl::StatusOr<std::string> SealChunk(const RepositoryKeys& keys, const ChunkId&
 // what is wrong with it; nothing unauthenticated is returned.
 absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId& id,
                                       absl::string_view sealed);
+// Other sealed objects (a pack's trailer, an index, a manifest): the same
+// format, with associated data `dagvault blob` and a binding that names
+// the object (e.g. "pack <id> trailer"), which errors use too.
+absl::StatusOr<std::string> SealBlob(const RepositoryKeys& keys, absl::string_view binding,
+                                     absl::string_view plaintext);
+absl::StatusOr<std::string> OpenBlob(const RepositoryKeys& keys, absl::string_view binding,
+                                     absl::string_view sealed);
 // Whether a sealed chunk was stored compressed (for statistics).
 bool SealedIsCompressed(absl::string_view sealed);
 

@@ -86,7 +86,7 @@ TEST_F(CryptoTest, EveryAlterationIsRefusedNamingTheChunk) {
       std::string(OpenChunk(keys_, id, sealed.substr(0, sealed.size() - 3)).status().message()),
       HasSubstr("authentication failed"));
   EXPECT_THAT(std::string(OpenChunk(keys_, id, "xy").status().message()),
-              HasSubstr("too short for a sealed chunk"));
+              HasSubstr("too short for a sealed object"));
   // Another chunk's id (the associated data binds it), another key.
   const ChunkId other_id = keys_.Id("something else");
   EXPECT_THAT(std::string(OpenChunk(keys_, other_id, sealed).status().message()),

@@ -1,0 +1,158 @@
+#include "repository/pack.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/evp.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace dagvault::repository {
+namespace {
+
+constexpr size_t kMagicSize = 8;
+constexpr size_t kTailSize = 4 + kMagicSize;  // trailer length, end magic
+
+// The trailer is bound to the length of the chunk region before it: a
+// trailer moved onto another pack's bytes does not open. (Each chunk is
+// bound to its own id, so chunks cannot be swapped either.)
+std::string TrailerBinding(uint64_t body_length) {
+  return absl::StrCat("pack trailer after ", body_length, " bytes");
+}
+
+}  // namespace
+
+std::string PackPath(const std::string& root, const std::string& id) {
+  return JoinPath(JoinPath(JoinPath(root, "packs"), id.substr(0, 2)), id);
+}
+
+PackWriter::PackWriter(const RepositoryKeys& keys, std::string root)
+    : keys_(keys), root_(std::move(root)) {}
+
+void PackWriter::Add(const ChunkId& id, std::string_view sealed, uint32_t plaintext_length) {
+  if (data_.empty()) data_.assign(kPackMagic, kMagicSize);
+  chunks_.push_back({id, data_.size(), static_cast<uint32_t>(sealed.size()), plaintext_length});
+  data_.append(sealed.data(), sealed.size());
+}
+
+absl::StatusOr<PackInfo> PackWriter::Finish() {
+  if (data_.empty()) data_.assign(kPackMagic, kMagicSize);
+  dagvault::v1::PackTrailer trailer;
+  trailer.set_format_version(kPackFormatVersion);
+  for (const auto& c : chunks_) {
+    auto* e = trailer.add_entries();
+    e->set_id(std::string(reinterpret_cast<const char*>(c.id.data()), c.id.size()));
+    e->set_offset(c.offset);
+    e->set_length(c.length);
+    e->set_plaintext_length(c.plaintext_length);
+  }
+  ASSIGN_OR_RETURN(std::string sealed,
+                   SealBlob(keys_, TrailerBinding(data_.size()), trailer.SerializeAsString()));
+  data_ += sealed;
+  const uint32_t n = static_cast<uint32_t>(sealed.size());
+  for (int i = 0; i < 4; ++i) data_.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  data_.append(kPackEndMagic, kMagicSize);
+
+  PackInfo info;
+  info.id = DigestToHex(Sha256::Of(data_));
+  info.path = PackPath(root_, info.id);
+  info.size = data_.size();
+  info.chunks = std::move(chunks_);
+  RETURN_IF_ERROR(CreateDirectories(DirName(info.path)));
+  // A temporary name, fsync, rename, fsync of the folder.
+  RETURN_IF_ERROR(WriteFileAtomically(info.path, data_));
+  data_.clear();
+  chunks_.clear();
+  return info;
+}
+
+absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::string& path) {
+  // Only the header, the tail and the trailer are read.
+  const std::string name = absl::StrCat("pack ", path);
+  ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
+  ASSIGN_OR_RETURN(uint64_t size, f.Size());
+  std::string head(kMagicSize, '\0'), tail(kTailSize, '\0');
+  if (size < kMagicSize + kTailSize) {
+    return absl::DataLossError(absl::StrCat(name, ": not a pack (", size, " bytes)"));
+  }
+  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(0, head.data(), head.size()));
+  if (got != head.size() || head != absl::string_view(kPackMagic, kMagicSize)) {
+    return absl::DataLossError(absl::StrCat(name, ": not a pack (no pack header)"));
+  }
+  ASSIGN_OR_RETURN(got, f.ReadAtMost(size - kTailSize, tail.data(), tail.size()));
+  if (got != tail.size() || tail.compare(4, kMagicSize, kPackEndMagic) != 0) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": no end marker: the pack is truncated or damaged at its end"));
+  }
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<uint8_t>(tail[i])) << (8 * i);
+  if (n > size - kMagicSize - kTailSize) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": its trailer claims ", n, " bytes, more than the pack holds"));
+  }
+  const uint64_t body = size - kTailSize - n;
+  std::string sealed(n, '\0');
+  ASSIGN_OR_RETURN(got, f.ReadAtMost(body, sealed.data(), sealed.size()));
+  if (got != sealed.size()) return absl::DataLossError(absl::StrCat(name, ": short read"));
+  auto opened = OpenBlob(keys, TrailerBinding(body), sealed);
+  if (!opened.ok()) return Annotate(opened.status(), name);
+  dagvault::v1::PackTrailer trailer;
+  if (!trailer.ParseFromString(*opened)) {
+    return absl::DataLossError(absl::StrCat(name, ": its trailer does not parse"));
+  }
+  if (trailer.format_version() > kPackFormatVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, ": pack format version ", trailer.format_version(),
+                     " is newer than this dagvault (", kPackFormatVersion, "); upgrade dagvault"));
+  }
+  PackInfo info;
+  info.path = path;
+  info.id = BaseName(path);
+  info.size = size;
+  for (const auto& e : trailer.entries()) {
+    if (e.id().size() != 32 || e.offset() < kMagicSize || e.offset() + e.length() > body) {
+      return absl::DataLossError(absl::StrCat(name, ": its trailer has an entry outside the pack"));
+    }
+    PackedChunk c;
+    std::memcpy(c.id.data(), e.id().data(), c.id.size());
+    c.offset = e.offset();
+    c.length = e.length();
+    c.plaintext_length = e.plaintext_length();
+    info.chunks.push_back(c);
+  }
+  return info;
+}
+
+absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool read_data) {
+  ASSIGN_OR_RETURN(PackInfo info, ReadPackIndex(keys, path));
+  if (!read_data) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+  if (DigestToHex(Sha256::Of(data)) != info.id) {
+    return absl::DataLossError(absl::StrCat(
+        "pack ", path, ": its content does not hash to its name (damaged or renamed)"));
+  }
+  for (const auto& c : info.chunks) RETURN_IF_ERROR(ReadPackedChunk(keys, path, c).status());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const std::string& path,
+                                            const PackedChunk& chunk) {
+  ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
+  std::string sealed(chunk.length, '\0');
+  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(chunk.offset, sealed.data(), sealed.size()));
+  if (got != sealed.size()) {
+    return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
+                                            " at offset ", chunk.offset, " is cut short (", got,
+                                            " of ", chunk.length, " bytes)"));
+  }
+  auto plaintext = OpenChunk(keys, chunk.id, sealed);
+  if (!plaintext.ok()) return Annotate(plaintext.status(), absl::StrCat("pack ", path));
+  if (plaintext->size() != chunk.plaintext_length) {
+    return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
+                                            " has ", plaintext->size(), " bytes, its index says ",
+                                            chunk.plaintext_length));
+  }
+  return plaintext;
+}
+
+}  // namespace dagvault::repository

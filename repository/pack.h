@@ -1,0 +1,67 @@
+// Packs: files of tens of MiB holding sealed chunks back to back, with a
+// sealed trailer that indexes them (docs/repository-format.md, "Packs").
+// A pack's name is the SHA-256 of its bytes; it is written under a
+// temporary name, fsynced, renamed into place and its folder fsynced, so a
+// pack either exists whole or not at all. Each writer writes its own packs:
+// concurrent writers need no lock.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dagvault/v1/repository.pb.h"
+#include "repository/crypto.h"
+
+namespace dagvault::repository {
+
+inline constexpr uint32_t kPackFormatVersion = 1;
+inline constexpr char kPackMagic[] = "DVPACK01";     // 8 bytes, at the start
+inline constexpr char kPackEndMagic[] = "DVPKEND1";  // 8 bytes, at the end
+
+struct PackedChunk {
+  ChunkId id;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  uint32_t plaintext_length = 0;
+};
+
+struct PackInfo {
+  std::string id;    // 64 hex digits: SHA-256 of the file
+  std::string path;  // <root>/packs/<first two digits>/<id>
+  uint64_t size = 0;
+  std::vector<PackedChunk> chunks;
+};
+
+// The path of pack `id` under repository root `root`.
+std::string PackPath(const std::string& root, const std::string& id);
+
+class PackWriter {
+ public:
+  PackWriter(const RepositoryKeys& keys, std::string root);
+
+  // Adds a sealed chunk (SealChunk's output).
+  void Add(const ChunkId& id, std::string_view sealed, uint32_t plaintext_length);
+  size_t size() const { return data_.size(); }
+  size_t chunk_count() const { return chunks_.size(); }
+  // Writes the pack durably and starts a new one.
+  absl::StatusOr<PackInfo> Finish();
+
+ private:
+  const RepositoryKeys& keys_;
+  std::string root_;
+  std::string data_;
+  std::vector<PackedChunk> chunks_;
+};
+
+// Reads and authenticates a pack's trailer. Errors name the pack file.
+absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::string& path);
+// Reads the trailer; with read_data also checks that the pack's bytes hash
+// to its name and that every chunk opens. The first problem is returned,
+// naming the pack (and the chunk).
+absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool read_data);
+// Reads one chunk of a pack and opens it: errors name the pack and chunk.
+absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const std::string& path,
+                                            const PackedChunk& chunk);
+
+}  // namespace dagvault::repository

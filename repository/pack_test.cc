@@ -1,0 +1,112 @@
+#include "repository/pack.h"
+
+#include <filesystem>
+#include <random>
+
+#include "common/file_util.h"
+#include "common/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace dagvault::repository {
+namespace {
+
+using ::testing::HasSubstr;
+
+class PackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto keys = RepositoryKeys::Generate();
+    ASSERT_TRUE(keys.ok());
+    keys_ = *std::move(keys);
+  }
+
+  // Writes a pack of `count` chunks, half text, half random.
+  PackInfo WritePack(int count) {
+    PackWriter writer(keys_, dir_.path());
+    std::mt19937 rng(count);
+    for (int i = 0; i < count; ++i) {
+      std::string plain(1000 + i * 37, '\0');
+      for (auto& c : plain) c = i % 2 ? static_cast<char>(rng()) : static_cast<char>('a' + i % 26);
+      const ChunkId id = keys_.Id(plain);
+      auto sealed = SealChunk(keys_, id, plain);
+      EXPECT_TRUE(sealed.ok());
+      writer.Add(id, *sealed, static_cast<uint32_t>(plain.size()));
+      plains_[ChunkIdHex(id)] = plain;
+    }
+    auto info = writer.Finish();
+    EXPECT_TRUE(info.ok()) << info.status();
+    return *info;
+  }
+
+  dagvault::testing::TempDir dir_{"pack"};
+  RepositoryKeys keys_;
+  std::map<std::string, std::string> plains_;
+};
+
+TEST_F(PackTest, ChunksComeBackFromTheTrailersIndex) {
+  const PackInfo written = WritePack(40);
+  EXPECT_EQ(written.path, PackPath(dir_.path(), written.id));
+  EXPECT_TRUE(PathExists(written.path));
+  EXPECT_FALSE(PathExists(written.path + ".tmp"));
+  auto read = ReadPackIndex(keys_, written.path);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->chunks.size(), 40u);
+  for (const auto& c : read->chunks) {
+    auto plain = ReadPackedChunk(keys_, written.path, c);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    EXPECT_EQ(*plain, plains_[ChunkIdHex(c.id)]);
+  }
+  EXPECT_TRUE(CheckPack(keys_, written.path, /*read_data=*/true).ok());
+  // An empty pack is a pack too.
+  PackWriter empty(keys_, dir_.path());
+  auto info = empty.Finish();
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(ReadPackIndex(keys_, info->path).ok());
+}
+
+TEST_F(PackTest, DamageIsNamedByPackAndChunkAndSparesTheOtherChunks) {
+  const PackInfo written = WritePack(10);
+  const std::string good = *ReadFileToString(written.path);
+  const PackedChunk& victim = written.chunks[3];
+  std::string bad = good;
+  bad[victim.offset + victim.length / 2] ^= 0x10;
+  ASSERT_TRUE(WriteFileAtomically(written.path, bad).ok());
+  auto read = ReadPackIndex(keys_, written.path);
+  ASSERT_TRUE(read.ok()) << read.status();  // the trailer is intact
+  for (const auto& c : read->chunks) {
+    auto plain = ReadPackedChunk(keys_, written.path, c);
+    if (c.id == victim.id) {
+      ASSERT_FALSE(plain.ok());
+      EXPECT_THAT(std::string(plain.status().message()),
+                  HasSubstr(absl::StrCat("pack ", written.path, ": chunk ", ChunkIdHex(c.id))));
+    } else {
+      EXPECT_TRUE(plain.ok()) << plain.status();
+    }
+  }
+  absl::Status checked = CheckPack(keys_, written.path, /*read_data=*/true);
+  EXPECT_THAT(std::string(checked.message()), HasSubstr("does not hash to its name"));
+  EXPECT_TRUE(CheckPack(keys_, written.path, /*read_data=*/false).ok());
+
+  // Truncated: no end marker.
+  ASSERT_TRUE(WriteFileAtomically(written.path, good.substr(0, good.size() - 5)).ok());
+  EXPECT_THAT(std::string(ReadPackIndex(keys_, written.path).status().message()),
+              HasSubstr("truncated or damaged at its end"));
+  // A damaged trailer.
+  std::string trailer_bad = good;
+  trailer_bad[good.size() - 20] ^= 0x01;
+  ASSERT_TRUE(WriteFileAtomically(written.path, trailer_bad).ok());
+  EXPECT_THAT(std::string(ReadPackIndex(keys_, written.path).status().message()),
+              HasSubstr("authentication failed"));
+  // Another repository's key.
+  ASSERT_TRUE(WriteFileAtomically(written.path, good).ok());
+  auto other = RepositoryKeys::Generate();
+  EXPECT_FALSE(ReadPackIndex(*other, written.path).ok());
+  // Not a pack at all.
+  ASSERT_TRUE(WriteFileAtomically(written.path, "hello").ok());
+  EXPECT_THAT(std::string(ReadPackIndex(keys_, written.path).status().message()),
+              HasSubstr("not a pack"));
+}
+
+}  // namespace
+}  // namespace dagvault::repository

@@ -1,0 +1,144 @@
+#include "repository/index.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <iterator>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace dagvault::repository {
+namespace {
+
+constexpr uint32_t kIndexFormatVersion = 1;
+constexpr char kIndexSuffix[] = ".idx";
+
+std::string IndexBinding(const std::string& session) { return absl::StrCat("index ", session); }
+
+}  // namespace
+
+void ChunkIndex::AddPack(const PackInfo& pack) {
+  const uint32_t number = static_cast<uint32_t>(packs_.size());
+  packs_.push_back(pack.id);
+  for (const auto& c : pack.chunks) {
+    // The first pack that holds a chunk keeps it (a duplicate written by a
+    // concurrent session is equally good).
+    if (FindLocation(c.id) != nullptr) continue;
+    recent_.emplace(
+        c.id, Location{number, static_cast<uint32_t>(c.offset), c.length, c.plaintext_length});
+  }
+  if (recent_.size() > std::max<size_t>(1 << 16, sorted_.size() / 8)) Compact();
+}
+
+void ChunkIndex::Compact() {
+  if (recent_.empty()) return;
+  std::vector<Entry> added;
+  added.reserve(recent_.size());
+  for (const auto& [id, loc] : recent_) added.push_back({id, loc});
+  recent_ = {};  // gives its memory back
+  auto by_id = [](const Entry& a, const Entry& b) { return a.id < b.id; };
+  std::sort(added.begin(), added.end(), by_id);
+  std::vector<Entry> merged;
+  merged.reserve(sorted_.size() + added.size());
+  std::merge(sorted_.begin(), sorted_.end(), added.begin(), added.end(), std::back_inserter(merged),
+             by_id);
+  sorted_ = std::move(merged);
+}
+
+const ChunkIndex::Location* ChunkIndex::FindLocation(const ChunkId& id) const {
+  auto it = std::lower_bound(sorted_.begin(), sorted_.end(), id,
+                             [](const Entry& e, const ChunkId& key) { return e.id < key; });
+  if (it != sorted_.end() && it->id == id) return &it->loc;
+  auto r = recent_.find(id);
+  return r == recent_.end() ? nullptr : &r->second;
+}
+
+std::optional<ChunkLocation> ChunkIndex::Find(const ChunkId& id) const {
+  const Location* loc = FindLocation(id);
+  if (loc == nullptr) return std::nullopt;
+  ChunkLocation out;
+  out.pack = &packs_[loc->pack];
+  out.chunk = {id, loc->offset, loc->length, loc->plaintext_length};
+  return out;
+}
+
+size_t ChunkIndex::MemoryBytes() const {
+  // absl's flat_hash_map: one slot and one control byte per bucket.
+  return sorted_.capacity() * sizeof(Entry) +
+         recent_.bucket_count() * (sizeof(std::pair<const ChunkId, Location>) + 1);
+}
+
+absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
+                            const std::string& session, const std::vector<PackInfo>& packs) {
+  dagvault::v1::IndexFile file;
+  file.set_format_version(kIndexFormatVersion);
+  file.set_session(session);
+  for (const auto& p : packs) {
+    auto* pack = file.add_packs();
+    pack->set_id(p.id);
+    for (const auto& c : p.chunks) {
+      auto* e = pack->add_entries();
+      e->set_id(std::string(reinterpret_cast<const char*>(c.id.data()), c.id.size()));
+      e->set_offset(static_cast<uint32_t>(c.offset));
+      e->set_length(c.length);
+      e->set_plaintext_length(c.plaintext_length);
+    }
+  }
+  ASSIGN_OR_RETURN(std::string sealed,
+                   SealBlob(keys, IndexBinding(session), file.SerializeAsString()));
+  const std::string dir = JoinPath(root, "index");
+  RETURN_IF_ERROR(CreateDirectories(dir));
+  return WriteFileAtomically(JoinPath(dir, absl::StrCat(session, kIndexSuffix)), sealed);
+}
+
+absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const std::string& root) {
+  ChunkIndex index;
+  const std::string dir = JoinPath(root, "index");
+  if (!PathExists(dir)) return index;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (absl::EndsWith(name, kIndexSuffix)) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  for (const std::string& path : files) {
+    const std::string session =
+        BaseName(path).substr(0, BaseName(path).size() - std::strlen(kIndexSuffix));
+    ASSIGN_OR_RETURN(std::string sealed, ReadFileToString(path));
+    auto opened = OpenBlob(keys, IndexBinding(session), sealed);
+    if (!opened.ok()) return Annotate(opened.status(), absl::StrCat("index file ", path));
+    dagvault::v1::IndexFile file;
+    if (!file.ParseFromString(*opened)) {
+      return absl::DataLossError(absl::StrCat("index file ", path, ": does not parse"));
+    }
+    if (file.format_version() > kIndexFormatVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("index file ", path, ": format version ", file.format_version(),
+                       " is newer than this dagvault (", kIndexFormatVersion, "); upgrade"));
+    }
+    for (const auto& p : file.packs()) {
+      PackInfo pack;
+      pack.id = p.id();
+      for (const auto& e : p.entries()) {
+        if (e.id().size() != 32) {
+          return absl::DataLossError(
+              absl::StrCat("index file ", path, ": pack ", p.id(), " lists a bad chunk id"));
+        }
+        PackedChunk c;
+        std::memcpy(c.id.data(), e.id().data(), c.id.size());
+        c.offset = e.offset();
+        c.length = e.length();
+        c.plaintext_length = e.plaintext_length();
+        pack.chunks.push_back(c);
+      }
+      index.AddPack(pack);
+    }
+  }
+  index.Compact();
+  return index;
+}
+
+}  // namespace dagvault::repository

@@ -79,13 +79,7 @@ absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
   for (const auto& p : packs) {
     auto* pack = file.add_packs();
     pack->set_id(p.id);
-    for (const auto& c : p.chunks) {
-      auto* e = pack->add_entries();
-      e->set_id(std::string(reinterpret_cast<const char*>(c.id.data()), c.id.size()));
-      e->set_offset(static_cast<uint32_t>(c.offset));
-      e->set_length(c.length);
-      e->set_plaintext_length(c.plaintext_length);
-    }
+    for (const auto& c : p.chunks) ToEntry(c, pack->add_entries());
   }
   ASSIGN_OR_RETURN(std::string sealed,
                    SealBlob(keys, IndexBinding(session), file.SerializeAsString()));
@@ -123,15 +117,7 @@ absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const std::stri
       PackInfo pack;
       pack.id = p.id();
       for (const auto& e : p.entries()) {
-        if (e.id().size() != 32) {
-          return absl::DataLossError(
-              absl::StrCat("index file ", path, ": pack ", p.id(), " lists a bad chunk id"));
-        }
-        PackedChunk c;
-        std::memcpy(c.id.data(), e.id().data(), c.id.size());
-        c.offset = e.offset();
-        c.length = e.length();
-        c.plaintext_length = e.plaintext_length();
+        ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, absl::StrCat("index file ", path)));
         pack.chunks.push_back(c);
       }
       index.AddPack(pack);

@@ -27,7 +27,8 @@ class IndexTest : public ::testing::Test {
     for (int i = first; i < first + count; ++i) {
       const std::string plain = absl::StrCat("chunk number ", i, std::string(500, 'x'));
       const ChunkId id = keys_.Id(plain);
-      writer.Add(id, *SealChunk(keys_, id, plain), static_cast<uint32_t>(plain.size()));
+      EXPECT_TRUE(
+          writer.Add(id, *SealChunk(keys_, id, plain), static_cast<uint32_t>(plain.size())).ok());
       plains_[ChunkIdHex(id)] = plain;
     }
     return *writer.Finish();

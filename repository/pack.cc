@@ -22,6 +22,26 @@ std::string TrailerBinding(uint64_t body_length) {
 
 }  // namespace
 
+void ToEntry(const PackedChunk& chunk, dagvault::v1::PackTrailer::Entry* entry) {
+  entry->set_id(std::string(reinterpret_cast<const char*>(chunk.id.data()), chunk.id.size()));
+  entry->set_offset(chunk.offset);
+  entry->set_length(chunk.length);
+  entry->set_plaintext_length(chunk.plaintext_length);
+}
+
+absl::StatusOr<PackedChunk> FromEntry(const dagvault::v1::PackTrailer::Entry& entry,
+                                      const std::string& where) {
+  PackedChunk c;
+  if (entry.id().size() != c.id.size()) {
+    return absl::DataLossError(absl::StrCat(where, ": an entry with a bad chunk id"));
+  }
+  std::memcpy(c.id.data(), entry.id().data(), c.id.size());
+  c.offset = entry.offset();
+  c.length = entry.length();
+  c.plaintext_length = entry.plaintext_length();
+  return c;
+}
+
 std::string PackPath(const std::string& root, const std::string& id) {
   return JoinPath(JoinPath(JoinPath(root, "packs"), id.substr(0, 2)), id);
 }
@@ -29,23 +49,24 @@ std::string PackPath(const std::string& root, const std::string& id) {
 PackWriter::PackWriter(const RepositoryKeys& keys, std::string root)
     : keys_(keys), root_(std::move(root)) {}
 
-void PackWriter::Add(const ChunkId& id, std::string_view sealed, uint32_t plaintext_length) {
+absl::Status PackWriter::Add(const ChunkId& id, std::string_view sealed,
+                             uint32_t plaintext_length) {
   if (data_.empty()) data_.assign(kPackMagic, kMagicSize);
+  if (data_.size() + sealed.size() > (uint64_t{1} << 32) - (uint64_t{64} << 20)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pack writer: chunk ", ChunkIdHex(id),
+                     " would take the pack past 4 GiB; finish the pack first"));
+  }
   chunks_.push_back({id, data_.size(), static_cast<uint32_t>(sealed.size()), plaintext_length});
   data_.append(sealed.data(), sealed.size());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PackInfo> PackWriter::Finish() {
   if (data_.empty()) data_.assign(kPackMagic, kMagicSize);
   dagvault::v1::PackTrailer trailer;
   trailer.set_format_version(kPackFormatVersion);
-  for (const auto& c : chunks_) {
-    auto* e = trailer.add_entries();
-    e->set_id(std::string(reinterpret_cast<const char*>(c.id.data()), c.id.size()));
-    e->set_offset(c.offset);
-    e->set_length(c.length);
-    e->set_plaintext_length(c.plaintext_length);
-  }
+  for (const auto& c : chunks_) ToEntry(c, trailer.add_entries());
   ASSIGN_OR_RETURN(std::string sealed,
                    SealBlob(keys_, TrailerBinding(data_.size()), trailer.SerializeAsString()));
   data_ += sealed;
@@ -110,14 +131,10 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
   info.id = BaseName(path);
   info.size = size;
   for (const auto& e : trailer.entries()) {
-    if (e.id().size() != 32 || e.offset() < kMagicSize || e.offset() + e.length() > body) {
+    ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, name));
+    if (c.offset < kMagicSize || c.offset + c.length > body) {
       return absl::DataLossError(absl::StrCat(name, ": its trailer has an entry outside the pack"));
     }
-    PackedChunk c;
-    std::memcpy(c.id.data(), e.id().data(), c.id.size());
-    c.offset = e.offset();
-    c.length = e.length();
-    c.plaintext_length = e.plaintext_length();
     info.chunks.push_back(c);
   }
   return info;

@@ -33,6 +33,12 @@ struct PackInfo {
   std::vector<PackedChunk> chunks;
 };
 
+// A chunk's entry in a pack trailer or an index file, both ways. An entry
+// with a bad id is refused; `where` names the file for the error.
+void ToEntry(const PackedChunk& chunk, dagvault::v1::PackTrailer::Entry* entry);
+absl::StatusOr<PackedChunk> FromEntry(const dagvault::v1::PackTrailer::Entry& entry,
+                                      const std::string& where);
+
 // The path of pack `id` under repository root `root`.
 std::string PackPath(const std::string& root, const std::string& id);
 
@@ -40,8 +46,9 @@ class PackWriter {
  public:
   PackWriter(const RepositoryKeys& keys, std::string root);
 
-  // Adds a sealed chunk (SealChunk's output).
-  void Add(const ChunkId& id, std::string_view sealed, uint32_t plaintext_length);
+  // Adds a sealed chunk (SealChunk's output). A pack stays under 4 GiB
+  // (offsets are 32-bit in the in-memory index): Finish one before that.
+  absl::Status Add(const ChunkId& id, std::string_view sealed, uint32_t plaintext_length);
   size_t size() const { return data_.size(); }
   size_t chunk_count() const { return chunks_.size(); }
   // Writes the pack durably and starts a new one.

@@ -31,7 +31,7 @@ class PackTest : public ::testing::Test {
       const ChunkId id = keys_.Id(plain);
       auto sealed = SealChunk(keys_, id, plain);
       EXPECT_TRUE(sealed.ok());
-      writer.Add(id, *sealed, static_cast<uint32_t>(plain.size()));
+      EXPECT_TRUE(writer.Add(id, *sealed, static_cast<uint32_t>(plain.size())).ok());
       plains_[ChunkIdHex(id)] = plain;
     }
     auto info = writer.Finish();

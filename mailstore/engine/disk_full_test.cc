@@ -64,12 +64,7 @@ TEST(DiskFull, UnitGoesOfflineAndAcknowledgedItemsSurvive) {
 
   // Move the files to a disk with room and recover them there.
   fs::copy(dir.Sub("small/unit"), dir.Sub("big"), fs::copy_options::recursive);
-  RecoveryRequest req;
-  req.system_dir = dir.Sub("big");
-  req.log_dir = dir.Sub("big");
-  req.prefix = "E00";
-  req.db_paths = {dir.Sub("big/db0.edb")};
-  auto report = Recover(req);
+  auto report = Recover(testing::RequestFor(dir.Sub("big"), dir.Sub("big"), dir.Sub("big")));
   ASSERT_TRUE(report.ok()) << report.status();
   auto db = DatabaseFile::Open(dir.Sub("big/db0.edb"), false);
   ASSERT_TRUE(db.ok());

@@ -24,7 +24,8 @@ std::map<std::string, size_t> Files(const std::string& dir) {
   std::map<std::string, size_t> out;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (!e.is_regular_file() || e.path().extension() == ".lck") continue;
-    out[e.path().filename().string()] = std::hash<std::string>()(*ReadFileToString(e.path().string()));
+    out[e.path().filename().string()] =
+        std::hash<std::string>()(*ReadFileToString(e.path().string()));
   }
   return out;
 }

@@ -6,7 +6,11 @@
 
 #include "absl/time/time.h"
 #include "dagvault/v1/mailstore.pb.h"
+#include "gtest/gtest.h"
+#include "mailstore/engine/digest.h"
 #include "mailstore/engine/engine.h"
+#include "mailstore/engine/memory_page_access.h"
+#include "mailstore/engine/recovery.h"
 
 namespace dagvault::mailstore::testing {
 
@@ -51,6 +55,29 @@ inline std::string ValueFor(uint64_t seed, size_t size) {
     v[i] = static_cast<char>(' ' + (x % 95));
   }
   return v;
+}
+
+// The item digest of a database file, read offline.
+inline Sha256Digest OfflineDigest(const std::string& path) {
+  auto db = DatabaseFile::Open(path, false);
+  EXPECT_TRUE(db.ok()) << db.status();
+  FilePageReader reader(**db);
+  ItemTable table(reader, nullptr);
+  auto result = DigestItems(table);
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result->digest;
+}
+
+// A recovery request for the single database db0.edb of a unit: logs in
+// log_dir, checkpoint and lock in system_dir (empty: none).
+inline RecoveryRequest RequestFor(const std::string& system_dir, const std::string& log_dir,
+                                  const std::string& db_dir) {
+  RecoveryRequest req;
+  req.system_dir = system_dir;
+  req.log_dir = log_dir;
+  req.prefix = "E00";
+  req.db_paths = {db_dir + "/db0.edb"};
+  return req;
 }
 
 }  // namespace dagvault::mailstore::testing

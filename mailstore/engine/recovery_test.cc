@@ -20,31 +20,10 @@ namespace {
 
 using dagvault::testing::TempDir;
 using testing::MakeUnitConfig;
+using testing::OfflineDigest;
+using testing::RequestFor;
 using testing::ValueFor;
 namespace fs = std::filesystem;
-
-// Digest of a database file read offline.
-Sha256Digest OfflineDigest(const std::string& path) {
-  auto db = DatabaseFile::Open(path, false);
-  EXPECT_TRUE(db.ok()) << db.status();
-  FilePageReader reader(**db);
-  ItemTable table(reader, nullptr);
-  auto result = DigestItems(table);
-  EXPECT_TRUE(result.ok()) << result.status();
-  return result->digest;
-}
-
-// A request for the single database db0.edb of a unit: logs in log_dir,
-// checkpoint and lock in system_dir (empty: none).
-RecoveryRequest RequestFor(const std::string& system_dir, const std::string& log_dir,
-                           const std::string& db_dir) {
-  RecoveryRequest req;
-  req.system_dir = system_dir;
-  req.log_dir = log_dir;
-  req.prefix = "E00";
-  req.db_paths = {db_dir + "/db0.edb"};
-  return req;
-}
 
 uint64_t FileHash(const std::string& path) {
   auto data = ReadFileToString(path);

@@ -27,18 +27,9 @@ namespace {
 
 using dagvault::testing::TempDir;
 using testing::MakeUnitConfig;
+using testing::OfflineDigest;
 using testing::ValueFor;
 namespace fs = std::filesystem;
-
-Sha256Digest OfflineDigest(const std::string& path) {
-  auto db = DatabaseFile::Open(path, false);
-  EXPECT_TRUE(db.ok()) << db.status();
-  FilePageReader reader(**db);
-  ItemTable table(reader, nullptr);
-  auto result = DigestItems(table);
-  EXPECT_TRUE(result.ok()) << result.status();
-  return result->digest;
-}
 
 std::string FuzzyCopy(const std::string& path) {
   auto f = File::OpenReadOnly(path);
@@ -386,12 +377,8 @@ TEST_F(ReplicaTest, APassiveCopysFilesRecoverWithNothingLeftToReplay) {
     if (PathExists(dir_.Sub("passive/" + name)))
       fs::copy_file(dir_.Sub("passive/" + name), dir_.Sub("restore/" + name));
   }
-  RecoveryRequest request;
-  request.system_dir = dir_.Sub("restore");
-  request.log_dir = dir_.Sub("restore");
-  request.prefix = "E00";
-  request.db_paths = {dir_.Sub("restore/db0.edb")};
-  auto report = Recover(request);
+  auto report =
+      Recover(testing::RequestFor(dir_.Sub("restore"), dir_.Sub("restore"), dir_.Sub("restore")));
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->last_generation, last);
   EXPECT_EQ(report->records_applied, 0u);

@@ -45,13 +45,14 @@ std::unique_ptr<grpc::ClientContext> Peers::PatientContext(absl::Duration timeou
 }
 
 absl::StatusOr<dagvault::v1::CopyStatus> Peers::CopyStatus(const std::string& node,
-                                                           const std::string& unit) {
+                                                           const std::string& unit,
+                                                           absl::Duration timeout) {
   auto stub = Replication(node);
   if (!stub.ok()) return stub.status();
   dagvault::v1::CopyStatusRequest request;
   request.set_unit(unit);
   dagvault::v1::CopyStatus response;
-  auto context = Context(absl::Seconds(2));
+  auto context = Context(timeout);
   grpc::Status s = (*stub)->GetCopyStatus(context.get(), request, &response);
   if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(node, " GetCopyStatus(", unit, ")"));
   return response;

@@ -27,8 +27,12 @@ class Peers {
   static std::unique_ptr<grpc::ClientContext> PatientContext(
       absl::Duration timeout = absl::Seconds(10));
 
+  // A copy's status. The short default suits the replication loop, which
+  // asks again on its next pass; a caller that decides on the answer once
+  // passes a longer timeout.
   absl::StatusOr<dagvault::v1::CopyStatus> CopyStatus(const std::string& node,
-                                                      const std::string& unit);
+                                                      const std::string& unit,
+                                                      absl::Duration timeout = absl::Seconds(2));
 
  private:
   std::map<std::string, std::string> addresses_;

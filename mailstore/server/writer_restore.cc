@@ -5,6 +5,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -106,17 +107,29 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
             " on ", backup->holder_node(), "); restore when it ends"));
       }
       // Every passive copy must have replication suspended: they are
-      // reseeded from the restored data afterwards.
+      // reseeded from the restored data afterwards. Each copy is asked
+      // (a slow node gets a patient second try), and the refusal names
+      // every copy still replicating or not confirmed, not just the first.
+      std::vector<std::string> not_suspended;
       for (const auto& c : definition->copies()) {
         if (c.node() == config_.node()) continue;
         auto st = peers_->CopyStatus(c.node(), request.unit());
-        if (st.ok() && st->state() != dagvault::v1::SUSPENDED &&
-            st->state() != dagvault::v1::FAILED_AND_SUSPENDED) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("unit ", request.unit(), ": replication to the copy on ", c.node(),
-                           " is not suspended (", dagvault::v1::CopyState_Name(st->state()),
-                           "); suspend every passive copy before restoring over the active copy"));
+        if (!st.ok()) st = peers_->CopyStatus(c.node(), request.unit(), absl::Seconds(10));
+        if (!st.ok()) {
+          not_suspended.push_back(absl::StrCat("the copy on ", c.node(),
+                                               " did not confirm it is suspended (",
+                                               st.status().message(), ")"));
+        } else if (st->state() != dagvault::v1::SUSPENDED &&
+                   st->state() != dagvault::v1::FAILED_AND_SUSPENDED) {
+          not_suspended.push_back(absl::StrCat("replication to the copy on ", c.node(),
+                                               " is not suspended (",
+                                               dagvault::v1::CopyState_Name(st->state()), ")"));
         }
+      }
+      if (!not_suspended.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("unit ", request.unit(), ": ", absl::StrJoin(not_suspended, "; "),
+                         "; suspend every passive copy before restoring over the active copy"));
       }
       // From here until RestoreComplete (or the session's end), nothing
       // mounts the unit's files, and no second restore starts.

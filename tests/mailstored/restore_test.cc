@@ -15,6 +15,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 namespace v1 = dagvault::v1;
 
@@ -169,8 +170,22 @@ TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(refused.status().message()),
               AllOf(HasSubstr("replication to the copy on node2 is not suspended"),
+                    HasSubstr("replication to the copy on node3 is not suspended"),
                     HasSubstr("suspend every passive copy before restoring")));
-  for (int i : {kNode2, kNode3}) ASSERT_OK(cluster.Admin(i, "suspend", kUnit));
+  // One suspended copy is not enough: the refusal names the other.
+  ASSERT_OK(cluster.Admin(kNode2, "suspend", kUnit));
+  refused = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
+  EXPECT_THAT(std::string(refused.status().message()),
+              AllOf(Not(HasSubstr("node2")),
+                    HasSubstr("replication to the copy on node3 is not suspended")));
+  // A copy that cannot answer is not taken to be suspended.
+  cluster.KillNode(kNode3);
+  refused = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("the copy on node3 did not confirm it is suspended"));
+  ASSERT_OK(cluster.StartNode(kNode3));
+  ASSERT_OK(cluster.Admin(kNode3, "suspend", kUnit));
 
   // Roll-forward: the chain, then the newer logs still on the server.
   auto prepared = PrepareRestore(cluster, kNode1, ToOwnLocation(true));

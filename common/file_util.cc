@@ -90,6 +90,13 @@ absl::Status File::ReadAt(uint64_t offset, void* buf, size_t n) const {
   return absl::OkStatus();
 }
 
+bool File::IsHole(uint64_t offset, uint64_t n) const {
+  const off_t data = ::lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
+  // ENXIO: no data at or after offset (the rest of the file is a hole).
+  if (data < 0) return errno == ENXIO;
+  return static_cast<uint64_t>(data) >= offset + n;
+}
+
 absl::Status File::WriteAt(uint64_t offset, const void* buf, size_t n) {
   const auto* in = static_cast<const char*>(buf);
   size_t done = 0;

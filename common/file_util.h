@@ -40,6 +40,9 @@ class File {
   absl::Status ReadAt(uint64_t offset, void* buf, size_t n) const;
   // Reads up to n bytes at offset; returns how many were read (less at EOF).
   absl::StatusOr<size_t> ReadAtMost(uint64_t offset, void* buf, size_t n) const;
+  // Whether [offset, offset + n) lies wholly in a hole of a sparse file
+  // (reads as zeros without reading anything). False when unsure.
+  bool IsHole(uint64_t offset, uint64_t n) const;
   absl::Status WriteAt(uint64_t offset, const void* buf, size_t n);
   absl::Status Sync();
   absl::Status DataSync();

@@ -303,6 +303,11 @@ absl::StatusOr<std::string> OpenBlob(const RepositoryKeys& keys, absl::string_vi
   return Open(keys, kBlobAad, binding, sealed, std::string(binding));
 }
 
+absl::StatusOr<std::string> RandomHex(size_t bytes) {
+  ASSIGN_OR_RETURN(std::string raw, RandomString(bytes));
+  return absl::BytesToHexString(raw);
+}
+
 bool SealedIsCompressed(absl::string_view sealed) {
   return sealed.size() >= 2 && (static_cast<uint8_t>(sealed[1]) & kFlagCompressed) != 0;
 }

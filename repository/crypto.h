@@ -73,6 +73,8 @@ absl::StatusOr<std::string> SealBlob(const RepositoryKeys& keys, absl::string_vi
                                      absl::string_view plaintext);
 absl::StatusOr<std::string> OpenBlob(const RepositoryKeys& keys, absl::string_view binding,
                                      absl::string_view sealed);
+// `bytes` random bytes as hex digits (session, slot and repository ids).
+absl::StatusOr<std::string> RandomHex(size_t bytes);
 // Whether a sealed chunk was stored compressed (for statistics).
 bool SealedIsCompressed(absl::string_view sealed);
 

@@ -1,0 +1,466 @@
+#include "repository/backup.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/evp.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "repository/block_map.h"
+#include "repository/index.h"
+#include "repository/pack.h"
+
+namespace dagvault::repository {
+namespace {
+
+using dagvault::v1::Manifest;
+using dagvault::v1::ManifestFile;
+
+constexpr uint32_t kNoChunk = 0xFFFFFFFFu;
+
+ChunkId IdAt(const std::string& table, uint32_t i) {
+  ChunkId id;
+  std::memcpy(id.data(), table.data() + size_t{i} * 32, 32);
+  return id;
+}
+
+struct FileState {
+  const BackupFile* spec = nullptr;
+  uint64_t size = 0;
+  bool block_map = false;
+  uint32_t block_size = 0;
+  const ManifestFile* base = nullptr;
+  std::vector<bool> base_chunk_present;  // by base chunk table index
+  Sha256 sha;
+  size_t last_task = 0;
+  std::atomic<uint64_t> new_bytes{0};
+  std::atomic<uint64_t> new_blocks{0};
+};
+
+struct Task {
+  size_t file = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+
+struct TaskResult {
+  bool processed = false;
+  std::string data;  // kept until the whole-file hash has taken it
+  // Fixed chunks: the chunk (none for an empty file).
+  std::optional<ChunkId> chunk;
+  // Block maps: the chunks this segment refers to, and per block the
+  // hash, an index into `chunks` (kNoChunk for a zero block) and a slot.
+  std::vector<ChunkId> chunks;
+  struct Block {
+    uint64_t hash;
+    uint32_t chunk;
+    uint32_t slot;
+  };
+  std::vector<Block> blocks;
+};
+
+class BackupRun {
+ public:
+  BackupRun(const Repository& repo, const ChunkIndex& index, const BackupOptions& options,
+            int zstd_level)
+      : repo_(repo),
+        index_(index),
+        options_(options),
+        seal_{zstd_level},
+        pack_(std::make_unique<PackWriter>(repo.keys(), repo.root())),
+        log_(logging::Get("repository.backup")) {}
+
+  absl::Status Plan(const std::vector<BackupFile>& files, const Manifest* base);
+  absl::Status Run(int workers);
+  absl::StatusOr<std::vector<PackInfo>> FinishPacks();
+
+  std::vector<ManifestFile>& files_out() { return files_out_; }
+  uint64_t new_bytes() const { return new_bytes_; }
+  uint64_t stored_bytes() const { return stored_bytes_; }
+
+ private:
+  void Worker();
+  absl::Status Process(size_t t);
+  absl::Status ProcessBlocks(const Task& task, FileState& f, TaskResult& r);
+  // Stores a chunk unless the repository or this session has it; returns
+  // whether it was new.
+  absl::StatusOr<bool> StoreChunk(const ChunkId& id, absl::string_view plaintext);
+  void Completed(size_t t);
+  absl::Status Finalize(size_t file);
+  void Fail(const absl::Status& s);
+
+  const Repository& repo_;
+  const ChunkIndex& index_;
+  const BackupOptions& options_;
+  SealOptions seal_;
+  std::vector<std::unique_ptr<FileState>> files_;
+  std::vector<ManifestFile> files_out_;
+  std::vector<Task> tasks_;
+  std::vector<TaskResult> results_;
+
+  std::mutex order_mu_;  // next_, frontier_, hashing_, status_, results_[].processed
+  std::condition_variable window_cv_;
+  size_t next_ = 0;
+  size_t frontier_ = 0;
+  size_t window_ = 2;
+  bool hashing_ = false;
+  absl::Status status_;
+
+  std::mutex store_mu_;  // session_ids_, pack_, packs_
+  absl::flat_hash_set<ChunkId> session_ids_;
+  std::unique_ptr<PackWriter> pack_;
+  std::vector<PackInfo> packs_;
+  std::atomic<uint64_t> new_bytes_{0};
+  std::atomic<uint64_t> stored_bytes_{0};
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+absl::Status BackupRun::Plan(const std::vector<BackupFile>& files, const Manifest* base) {
+  absl::flat_hash_set<std::string> names;
+  for (const BackupFile& spec : files) {
+    if (spec.name.empty() || !names.insert(spec.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("file ", spec.path, ": its manifest name \"",
+                                                     spec.name,
+                                                     "\" is empty or used twice in this backup"));
+    }
+    ASSIGN_OR_RETURN(File file, File::OpenReadOnly(spec.path));
+    ASSIGN_OR_RETURN(uint64_t size, file.Size());
+    auto f = std::make_unique<FileState>();
+    f->spec = &spec;
+    f->size = size;
+    f->block_map = spec.role == "database" || size >= options_.block_map_min_size;
+    const uint64_t segment = f->block_map ? 0 : options_.fixed_chunk_size;
+    if (f->block_map) {
+      f->block_size = BlockSizeFor(size, options_.page_size);
+      const uint64_t seg_bytes = uint64_t{BlocksPerChunk(f->block_size)} * f->block_size;
+      for (int k = 0; base != nullptr && k < base->files_size(); ++k) {
+        const ManifestFile& bf = base->files(k);
+        if (bf.name() != spec.name || !bf.has_block_map() ||
+            bf.block_map().block_size() != f->block_size) {
+          continue;
+        }
+        absl::Status valid =
+            ValidateBlockMap(bf, absl::StrCat("base manifest ", base->id(), " file ", bf.name()));
+        if (!valid.ok()) {
+          log_->warn("not comparing {} with its base: {}", spec.name, valid.ToString());
+          break;
+        }
+        f->base = &bf;
+        // A block whose chunk is gone (pruned, or its index lost) is stored again.
+        const std::string& table = bf.block_map().chunk_ids();
+        f->base_chunk_present.resize(table.size() / 32);
+        for (size_t i = 0; i < f->base_chunk_present.size(); ++i) {
+          f->base_chunk_present[i] = index_.Contains(IdAt(table, i));
+        }
+        break;
+      }
+      for (uint64_t off = 0; off < size; off += seg_bytes) {
+        tasks_.push_back(
+            {files_.size(), off, static_cast<uint32_t>(std::min(seg_bytes, size - off))});
+      }
+    } else {
+      for (uint64_t off = 0; off < size; off += segment) {
+        tasks_.push_back(
+            {files_.size(), off, static_cast<uint32_t>(std::min(segment, size - off))});
+      }
+    }
+    if (size == 0) tasks_.push_back({files_.size(), 0, 0});
+    f->last_task = tasks_.size() - 1;
+    files_.push_back(std::move(f));
+  }
+  files_out_.resize(files_.size());
+  results_.resize(tasks_.size());
+  return absl::OkStatus();
+}
+
+absl::Status BackupRun::Run(int workers) {
+  window_ = 2 * static_cast<size_t>(workers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < workers; ++i) threads.emplace_back([this] { Worker(); });
+  for (auto& t : threads) t.join();
+  std::lock_guard<std::mutex> l(order_mu_);
+  if (status_.ok() && frontier_ != tasks_.size()) {
+    return absl::InternalError("backup ended with segments not hashed");
+  }
+  return status_;
+}
+
+void BackupRun::Fail(const absl::Status& s) {
+  std::lock_guard<std::mutex> l(order_mu_);
+  if (status_.ok()) status_ = s;
+  window_cv_.notify_all();
+}
+
+void BackupRun::Worker() {
+  while (true) {
+    size_t t;
+    {
+      std::unique_lock<std::mutex> l(order_mu_);
+      window_cv_.wait(l, [&] {
+        return !status_.ok() || next_ >= tasks_.size() || next_ < frontier_ + window_;
+      });
+      if (!status_.ok() || next_ >= tasks_.size()) return;
+      t = next_++;
+    }
+    absl::Status s = Process(t);
+    if (!s.ok()) {
+      Fail(s);
+      return;
+    }
+    Completed(t);
+  }
+}
+
+absl::Status BackupRun::Process(size_t t) {
+  const Task& task = tasks_[t];
+  FileState& f = *files_[task.file];
+  TaskResult& r = results_[t];
+  r.data.resize(task.length);
+  if (task.length > 0) {
+    ASSIGN_OR_RETURN(File file, File::OpenReadOnly(f.spec->path));
+    // A hole of a sparse file reads as the zeros r.data already holds.
+    size_t got = task.length;
+    if (!file.IsHole(task.offset, task.length)) {
+      ASSIGN_OR_RETURN(got, file.ReadAtMost(task.offset, r.data.data(), task.length));
+    }
+    if (got != task.length) {
+      return absl::AbortedError(absl::StrCat("file ", f.spec->path,
+                                             " shrank while it was backed up (", f.size,
+                                             " bytes when the backup began)"));
+    }
+  }
+  if (f.block_map) return ProcessBlocks(task, f, r);
+  if (task.length == 0) return absl::OkStatus();
+  const ChunkId id = repo_.keys().Id(r.data);
+  ASSIGN_OR_RETURN(bool stored, StoreChunk(id, r.data));
+  if (stored) f.new_bytes += task.length;
+  r.chunk = id;
+  return absl::OkStatus();
+}
+
+absl::Status BackupRun::ProcessBlocks(const Task& task, FileState& f, TaskResult& r) {
+  const uint32_t bs = f.block_size;
+  const uint64_t first = task.offset / bs;
+  const uint64_t base_count = f.base ? BlockCount(f.base->size(), bs) : 0;
+  absl::flat_hash_map<uint32_t, uint32_t> base_local;  // base table index → r.chunks
+  std::string fresh;
+  uint32_t fresh_blocks = 0;
+  uint32_t fresh_local = kNoChunk;
+  for (uint64_t off = 0; off < task.length; off += bs) {
+    const absl::string_view block =
+        absl::string_view(r.data).substr(off, std::min<uint64_t>(bs, task.length - off));
+    if (IsAllZero(block)) {
+      r.blocks.push_back({0, kNoChunk, 0});
+      continue;
+    }
+    const uint64_t hash = ShortBlockHash(block);
+    const uint64_t i = first + off / bs;
+    if (i < base_count) {
+      const BlockRecord b = BlockRecordAt(f.base->block_map().blocks(), i);
+      if (b.ref != kZeroBlockRef && b.hash == hash && f.base_chunk_present[b.chunk()]) {
+        auto [it, added] = base_local.try_emplace(b.chunk(), r.chunks.size());
+        if (added) r.chunks.push_back(IdAt(f.base->block_map().chunk_ids(), b.chunk()));
+        r.blocks.push_back({hash, it->second, b.slot()});
+        continue;
+      }
+    }
+    if (fresh_local == kNoChunk) {
+      fresh_local = r.chunks.size();
+      r.chunks.emplace_back();  // its id once its blocks are known
+    }
+    r.blocks.push_back({hash, fresh_local, fresh_blocks++});
+    fresh.append(block.data(), block.size());
+  }
+  if (fresh_local != kNoChunk) {
+    const ChunkId id = repo_.keys().Id(fresh);
+    r.chunks[fresh_local] = id;
+    ASSIGN_OR_RETURN(bool stored, StoreChunk(id, fresh));
+    if (stored) f.new_bytes += fresh.size();
+    f.new_blocks += fresh_blocks;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> BackupRun::StoreChunk(const ChunkId& id, absl::string_view plaintext) {
+  if (index_.Contains(id)) return false;
+  {
+    std::lock_guard<std::mutex> l(store_mu_);
+    if (!session_ids_.insert(id).second) return false;
+  }
+  ASSIGN_OR_RETURN(std::string sealed, SealChunk(repo_.keys(), id, plaintext, seal_));
+  std::unique_ptr<PackWriter> full;
+  {
+    std::lock_guard<std::mutex> l(store_mu_);
+    RETURN_IF_ERROR(pack_->Add(id, sealed, static_cast<uint32_t>(plaintext.size())));
+    if (pack_->size() >= repo_.config().pack_target_bytes()) {
+      full = std::exchange(pack_, std::make_unique<PackWriter>(repo_.keys(), repo_.root()));
+    }
+  }
+  new_bytes_ += plaintext.size();
+  stored_bytes_ += sealed.size();
+  if (full) {
+    // Written outside the lock: the other workers go on filling the next.
+    ASSIGN_OR_RETURN(PackInfo info, full->Finish());
+    std::lock_guard<std::mutex> l(store_mu_);
+    packs_.push_back(std::move(info));
+  }
+  return true;
+}
+
+void BackupRun::Completed(size_t t) {
+  std::unique_lock<std::mutex> l(order_mu_);
+  results_[t].processed = true;
+  if (hashing_) return;  // the worker hashing will take this one too
+  hashing_ = true;
+  while (status_.ok() && frontier_ < tasks_.size() && results_[frontier_].processed) {
+    const size_t i = frontier_;
+    l.unlock();
+    FileState& f = *files_[tasks_[i].file];
+    f.sha.Update(results_[i].data);
+    std::string().swap(results_[i].data);
+    absl::Status s = i == f.last_task ? Finalize(tasks_[i].file) : absl::OkStatus();
+    l.lock();
+    if (!s.ok() && status_.ok()) status_ = s;
+    ++frontier_;
+    window_cv_.notify_all();
+  }
+  hashing_ = false;
+}
+
+absl::Status BackupRun::Finalize(size_t file) {
+  FileState& f = *files_[file];
+  ManifestFile& mf = files_out_[file];
+  mf.set_name(f.spec->name);
+  mf.set_role(f.spec->role);
+  mf.set_component(f.spec->component);
+  mf.set_generation(f.spec->generation);
+  mf.set_size(f.size);
+  const Sha256Digest digest = f.sha.Finish();
+  mf.set_sha256(std::string(reinterpret_cast<const char*>(digest.data()), digest.size()));
+  mf.set_new_bytes(f.new_bytes);
+  mf.set_new_blocks(f.new_blocks);
+  size_t first_task = f.last_task;
+  while (first_task > 0 && tasks_[first_task - 1].file == file) --first_task;
+  if (!f.block_map) {
+    for (size_t t = first_task; t <= f.last_task; ++t) {
+      if (!results_[t].chunk) continue;
+      auto* c = mf.add_chunks();
+      c->set_id(std::string(reinterpret_cast<const char*>(results_[t].chunk->data()), 32));
+      c->set_length(tasks_[t].length);
+    }
+    return absl::OkStatus();
+  }
+  auto* map = mf.mutable_block_map();
+  map->set_block_size(f.block_size);
+  absl::flat_hash_map<ChunkId, uint32_t> table;
+  std::string* ids = map->mutable_chunk_ids();
+  std::string* blocks = map->mutable_blocks();
+  blocks->reserve(BlockCount(f.size, f.block_size) * kBlockRecordSize);
+  for (size_t t = first_task; t <= f.last_task; ++t) {
+    TaskResult& r = results_[t];
+    for (const auto& b : r.blocks) {
+      if (b.chunk == kNoChunk) {
+        AppendBlockRecord({0, kZeroBlockRef}, blocks);
+        continue;
+      }
+      auto [it, added] = table.try_emplace(r.chunks[b.chunk], table.size());
+      if (added) {
+        if (it->second >= kMaxChunkTableSize) {
+          return absl::ResourceExhaustedError(
+              absl::StrCat("file ", f.spec->path, ": its block map would refer to more than ",
+                           kMaxChunkTableSize, " chunks"));
+        }
+        ids->append(reinterpret_cast<const char*>(it->first.data()), 32);
+      }
+      AppendBlockRecord({b.hash, BlockRecord::Ref(it->second, b.slot)}, blocks);
+    }
+    std::vector<TaskResult::Block>().swap(r.blocks);
+    std::vector<ChunkId>().swap(r.chunks);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<PackInfo>> BackupRun::FinishPacks() {
+  if (pack_->chunk_count() > 0) {
+    ASSIGN_OR_RETURN(PackInfo info, pack_->Finish());
+    packs_.push_back(std::move(info));
+  }
+  return packs_;
+}
+
+absl::StatusOr<std::optional<Manifest>> FindBase(const Repository& repo, const Manifest& header,
+                                                 const BackupOptions& options) {
+  if (options.base_manifest.empty()) return std::optional<Manifest>();
+  if (options.base_manifest != "auto") {
+    ASSIGN_OR_RETURN(Manifest base, repo.ReadManifest(options.base_manifest));
+    return std::optional<Manifest>(std::move(base));
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, repo.ListManifests());
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    auto m = repo.ReadManifest(*it);
+    if (!m.ok()) {
+      // Not fatal: without a base every block is stored, which is safe.
+      logging::Get("repository.backup")
+          ->warn("manifest {} not considered as a base: {}", *it, m.status().ToString());
+      continue;
+    }
+    if (m->unit() == header.unit()) return std::optional<Manifest>(std::move(*m));
+  }
+  return std::optional<Manifest>();
+}
+
+}  // namespace
+
+absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<BackupFile>& files,
+                                const Manifest& header, const BackupOptions& options) {
+  const absl::Time started = absl::Now();
+  ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
+  ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
+                                          session, "backup", options.lock));
+  ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.root()));
+  ASSIGN_OR_RETURN(std::optional<Manifest> base, FindBase(repo, header, options));
+  const int workers = options.workers > 0
+                          ? options.workers
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int level = options.zstd_level >= 0 ? options.zstd_level : repo.config().zstd_level();
+  BackupRun run(repo, index, options, level);
+  RETURN_IF_ERROR(run.Plan(files, base ? &*base : nullptr));
+  RETURN_IF_ERROR(run.Run(workers));
+  // Packs, then the index that finds them, then the manifest that needs
+  // both: a crash before the manifest leaves only unreferenced data.
+  ASSIGN_OR_RETURN(std::vector<PackInfo> packs, run.FinishPacks());
+  if (!packs.empty()) RETURN_IF_ERROR(WriteIndexFile(repo.keys(), repo.root(), session, packs));
+
+  Manifest manifest = header;
+  manifest.set_format_version(kRepositoryFormatVersion);
+  manifest.set_id(session);
+  manifest.set_session(session);
+  if (base) manifest.set_base_manifest(base->id());
+  manifest.set_started_us(absl::ToUnixMicros(started));
+  uint64_t logical = 0;
+  for (auto& f : run.files_out()) {
+    logical += f.size();
+    *manifest.add_files() = std::move(f);
+  }
+  manifest.set_logical_bytes(logical);
+  manifest.set_new_bytes(run.new_bytes());
+  manifest.set_stored_bytes(run.stored_bytes());
+  char host[256] = {};
+  (void)gethostname(host, sizeof(host) - 1);
+  manifest.set_host(host);
+  manifest.set_finished_us(absl::ToUnixMicros(absl::Now()));
+  RETURN_IF_ERROR(repo.WriteManifest(manifest));
+  RETURN_IF_ERROR(lock->Release());
+  return manifest;
+}
+
+}  // namespace dagvault::repository

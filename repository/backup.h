@@ -1,0 +1,57 @@
+// Backing up a set of files into a new manifest: the repository's
+// parallel write path (docs/repository-format.md, "Writing a backup").
+//
+// Stages, run by `workers` threads over 4 MiB segments of the files:
+// read (pread) → cut (fixed chunks, or blocks for a block map) → hash →
+// look up in the index (and, for blocks, in the base manifest's map) →
+// compress → encrypt → append to this session's pack. The whole-file
+// SHA-256 is taken in file order by whichever worker finishes the next
+// segment due, so reading and sealing run ahead of it by a bounded window.
+//
+// Memory: each worker holds at most one segment (4 MiB) and its sealed
+// output (~4 MiB); the window holds at most 2 × workers segments; the pack
+// being filled holds up to the pack target (32 MiB by default); plus the
+// index (index.h) and the block maps (12 bytes per block).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dagvault/v1/repository.pb.h"
+#include "repository/lock.h"
+#include "repository/repository.h"
+
+namespace dagvault::repository {
+
+struct BackupFile {
+  std::string path;  // where to read it
+  std::string name;  // its name in the manifest (a relative path)
+  std::string role;  // "database", "log", "checkpoint", ...
+  std::string component;
+  uint32_t generation = 0;
+};
+
+struct BackupOptions {
+  int workers = 0;      // 0: one per core
+  int zstd_level = -1;  // -1: the repository's default
+  // Files with role "database", and any file at least this large, are
+  // stored as block maps; the rest as fixed chunks.
+  uint64_t block_map_min_size = 64 << 20;
+  uint32_t page_size = 8192;
+  uint32_t fixed_chunk_size = 4 << 20;
+  // The manifest whose block maps to compare against: "" for none,
+  // "auto" for the newest manifest of the same unit.
+  std::string base_manifest = "auto";
+  LockOptions lock;
+};
+
+// The manifest's descriptive fields (unit, type, source, writer,
+// signatures, generations, labels) come from `header`; files, sizes,
+// timings and the id are filled in. Returns the manifest as written.
+absl::StatusOr<dagvault::v1::Manifest> Backup(const Repository& repo,
+                                              const std::vector<BackupFile>& files,
+                                              const dagvault::v1::Manifest& header,
+                                              const BackupOptions& options = {});
+
+}  // namespace dagvault::repository

@@ -1,0 +1,181 @@
+#include "repository/backup.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "repository/block_map.h"
+#include "repository/repository_test_util.h"
+#include "repository/restore.h"
+
+namespace dagvault::repository {
+namespace {
+
+using namespace testing;  // NOLINT: the shared test helpers
+using ::testing::HasSubstr;
+
+class BackupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto repo = Repository::Init(dir_.Sub("repo"), TestPassphrase(), FastInit());
+    ASSERT_TRUE(repo.ok()) << repo.status();
+    repo_ = std::make_unique<Repository>(*std::move(repo));
+    ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
+  }
+
+  dagvault::v1::Manifest BackUp(const std::vector<BackupFile>& files,
+                                const BackupOptions& options = {}) {
+    auto m = Backup(*repo_, files, Header("DB01"), options);
+    EXPECT_TRUE(m.ok()) << m.status();
+    return m.ok() ? *m : dagvault::v1::Manifest();
+  }
+
+  BackupFile Put(const std::string& name, absl::string_view data,
+                 const std::string& role = "database") {
+    WriteFile(dir_.Sub("src/" + name), data);
+    return BackupFile{dir_.Sub("src/" + name), name, role, "", 0};
+  }
+
+  // Restores a manifest into a fresh folder and returns that folder.
+  std::string RestoreAll(const dagvault::v1::Manifest& m, RestoreResult* result = nullptr) {
+    const std::string target = dir_.Sub(absl::StrCat("restore-", ++restores_));
+    auto r = Restore(*repo_, m.id(), target);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (result != nullptr && r.ok()) *result = *r;
+    return target;
+  }
+
+  ::dagvault::testing::TempDir dir_{"backup"};
+  std::unique_ptr<Repository> repo_;
+  int restores_ = 0;
+};
+
+TEST_F(BackupTest, EverySizeEdgeRoundTripsByteExact) {
+  std::mt19937_64 rng(7);
+  auto random_bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    return s;
+  };
+  const uint32_t fixed = 4 << 20;
+  const uint32_t block_chunk = BlocksPerChunk(kPage) * kPage;
+  std::vector<BackupFile> files;
+  std::map<std::string, std::string> expected;
+  for (const auto& [role, sizes] : std::vector<std::pair<std::string, std::vector<size_t>>>{
+           {"log", {0, 1, fixed - 1, fixed, fixed + 1, 2 * fixed + 5}},
+           {"database", {0, 1, kPage - 1, kPage, kPage + 1, block_chunk, block_chunk + 1}}}) {
+    for (size_t size : sizes) {
+      const std::string name = absl::StrCat(role, "-", size);
+      expected[name] = random_bytes(size);
+      files.push_back(Put(name, expected[name], role));
+    }
+  }
+  const auto m = BackUp(files);
+  ASSERT_EQ(m.files_size(), static_cast<int>(files.size()));
+  for (const auto& f : m.files()) {
+    EXPECT_EQ(f.has_block_map(), f.role() == "database") << f.name();
+  }
+  const std::string target = RestoreAll(m);
+  for (const auto& [name, data] : expected) {
+    EXPECT_EQ(Sha256Hex(ReadFile(target + "/" + name)), Sha256Hex(data)) << name;
+  }
+}
+
+TEST_F(BackupTest, ASparseFileOverFourGibRoundTripsAndStaysSparse) {
+  const uint64_t size = (4ull << 30) + 3 * kPage + 17;
+  const std::string path = dir_.Sub("src/big.edb");
+  {
+    auto f = File::Open(path, O_CREAT | O_WRONLY, 0644);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->Truncate(size).ok());
+    std::mt19937_64 rng(3);
+    std::string page(kPage, '\0');
+    for (uint64_t off : std::vector<uint64_t>{0, uint64_t{1} << 31, (4ull << 30) + kPage}) {
+      FillPage(rng, page.data());
+      ASSERT_TRUE(f->WriteAt(off, page.data(), page.size()).ok());
+    }
+    ASSERT_TRUE(f->WriteAt(size - 5, "tail!", 5).ok());
+  }
+  const auto m = BackUp({{path, "big.edb", "database", "", 0}});
+  ASSERT_EQ(m.files_size(), 1);
+  EXPECT_LT(m.new_bytes(), 1u << 20);  // four data blocks; the zeros are not stored
+  EXPECT_EQ(m.files(0).block_map().block_size(), kPage);
+  const std::string target = RestoreAll(m);
+  // Byte-exact (the restore proved its SHA-256; compare anyway), and the
+  // zeros are holes again.
+  auto a = File::OpenReadOnly(path);
+  auto b = File::OpenReadOnly(target + "/big.edb");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(*b->Size(), size);
+  std::string x(8 << 20, '\0'), y(8 << 20, '\0');
+  for (uint64_t off = 0; off < size; off += x.size()) {
+    const size_t n = std::min<uint64_t>(x.size(), size - off);
+    // Holes on both sides are equal without reading them.
+    if (a->IsHole(off, n) && b->IsHole(off, n)) continue;
+    ASSERT_TRUE(a->ReadAt(off, x.data(), n).ok());
+    ASSERT_TRUE(b->ReadAt(off, y.data(), n).ok());
+    ASSERT_EQ(0, std::memcmp(x.data(), y.data(), n)) << "at offset " << off;
+  }
+  struct stat st;
+  ASSERT_EQ(0, ::stat((target + "/big.edb").c_str(), &st));
+  EXPECT_LT(st.st_blocks * 512, 16 << 20);
+}
+
+TEST_F(BackupTest, ASecondBackupOfTheSameDataStoresNothingNew) {
+  const std::string edb = MakeEdbLike(2048, 1);
+  const auto first = BackUp({Put("a.edb", edb), Put("E00001.log", edb.substr(0, 1 << 20), "log")});
+  EXPECT_EQ(first.new_bytes(), edb.size() + (1u << 20));
+  // With its block maps compared against the first's, and without a base.
+  for (const std::string& base : {std::string("auto"), std::string()}) {
+    BackupOptions options;
+    options.base_manifest = base;
+    const auto again =
+        BackUp({Put("a.edb", edb), Put("E00001.log", edb.substr(0, 1 << 20), "log")}, options);
+    EXPECT_EQ(again.new_bytes(), 0u) << "base \"" << base << "\"";
+    EXPECT_EQ(again.stored_bytes(), 0u);
+    EXPECT_EQ(again.base_manifest(), base.empty() ? "" : first.id());
+    EXPECT_EQ(Sha256Hex(ReadFile(RestoreAll(again) + "/a.edb")), Sha256Hex(edb));
+  }
+}
+
+TEST_F(BackupTest, TwoPercentOfPagesChangedStoresAtMostFourPercent) {
+  for (bool runs : {false, true}) {
+    SCOPED_TRACE(runs ? "changes in runs" : "changes uniformly at random");
+    std::string edb = MakeEdbLike(8192, runs ? 11 : 12);  // 64 MiB
+    BackUp({Put("db.edb", edb)});
+    ChangePages(&edb, 0.02, runs, 99);
+    const auto second = BackUp({Put("db.edb", edb)});
+    EXPECT_LE(second.new_bytes(), edb.size() * 4 / 100);
+    EXPECT_GE(second.new_bytes(), edb.size() * 2 / 100 - kPage);
+    EXPECT_EQ(Sha256Hex(ReadFile(RestoreAll(second) + "/db.edb")), Sha256Hex(edb));
+  }
+}
+
+TEST_F(BackupTest, AChainOfThirtyBlockIncrementalsRestoresEveryPointReadingEachChunkOnce) {
+  std::string edb = MakeEdbLike(4096, 5);  // 32 MiB
+  std::vector<std::pair<dagvault::v1::Manifest, std::string>> points;
+  for (int i = 0; i < 30; ++i) {
+    if (i > 0) ChangePages(&edb, 0.02, i % 2 == 0, 1000 + i);
+    points.emplace_back(BackUp({Put("db.edb", edb)}), Sha256Hex(edb));
+    if (i > 0) {
+      EXPECT_LE(points.back().first.new_bytes(), edb.size() * 4 / 100) << "backup " << i;
+    }
+  }
+  for (const auto& [m, digest] : points) {
+    RestoreResult result;
+    const std::string target = RestoreAll(m, &result);
+    EXPECT_EQ(Sha256Hex(ReadFile(target + "/db.edb")), digest) << m.id();
+    // Each chunk of the map once, and no more: the chain's length costs
+    // nothing beyond the map.
+    const auto& map = m.files(0).block_map();
+    EXPECT_EQ(result.chunks_read, map.chunk_ids().size() / 32) << m.id();
+    std::filesystem::remove_all(target);
+  }
+}
+
+}  // namespace
+}  // namespace dagvault::repository

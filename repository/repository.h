@@ -1,0 +1,86 @@
+// A repository on a filesystem path (local or shared): its layout, its
+// key slots, and its manifests (docs/repository-format.md).
+//
+//   <root>/config              RepositoryConfig, in the clear
+//   <root>/keys/<slot>.key     WrappedKey: one copy of the repository key
+//   <root>/packs/<xx>/<id>     packs (pack.h)
+//   <root>/index/<session>.idx index files (index.h)
+//   <root>/manifests/<id>.mf   sealed Manifest, one per backup
+//   <root>/locks/<session>.lock lock files (lock.h)
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dagvault/v1/repository.pb.h"
+#include "repository/crypto.h"
+
+namespace dagvault::repository {
+
+inline constexpr uint32_t kRepositoryFormatVersion = 1;
+inline constexpr char kManifestSuffix[] = ".mf";
+
+// How an operator proves who they are: a passphrase or a key file's
+// bytes. Read from a file or an environment variable, never from an
+// argument (which `ps` shows).
+struct Secret {
+  enum class Kind { kPassphrase, kKeyFile };
+  Kind kind = Kind::kPassphrase;
+  std::string bytes;
+  std::string source;  // "passphrase file /x", "$DAGVAULT_PASSPHRASE": for errors, never the bytes
+};
+absl::StatusOr<Secret> PassphraseFromFile(const std::string& path);
+absl::StatusOr<Secret> PassphraseFromEnv(const char* variable);
+absl::StatusOr<Secret> KeyFileSecret(const std::string& path);
+
+struct InitOptions {
+  int zstd_level = 3;
+  uint32_t pack_target_bytes = 32 << 20;
+  ScryptParams scrypt;
+};
+
+class Repository {
+ public:
+  // Creates a repository at `root` (an empty or missing folder) with one
+  // key slot for `secret`.
+  static absl::StatusOr<Repository> Init(const std::string& root, const Secret& secret,
+                                         const InitOptions& options = {});
+  // Opens a repository with whichever key slot `secret` opens.
+  static absl::StatusOr<Repository> Open(const std::string& root, const Secret& secret);
+  // Reads only the config: the format check, with no key.
+  static absl::StatusOr<dagvault::v1::RepositoryConfig> ReadConfig(const std::string& root);
+
+  const std::string& root() const { return root_; }
+  const RepositoryKeys& keys() const { return keys_; }
+  const dagvault::v1::RepositoryConfig& config() const { return config_; }
+  // The slot the repository was opened with.
+  const std::string& opened_slot() const { return opened_slot_; }
+
+  // Key slots.
+  absl::StatusOr<std::string> AddKey(const Secret& secret, const ScryptParams& scrypt = {});
+  // Refuses to remove the last slot: the data would be lost for good.
+  absl::Status RemoveKey(const std::string& slot);
+  absl::StatusOr<std::vector<dagvault::v1::WrappedKey>> ListKeys() const;
+
+  // Manifests.
+  absl::Status WriteManifest(const dagvault::v1::Manifest& manifest) const;
+  absl::StatusOr<dagvault::v1::Manifest> ReadManifest(const std::string& id) const;
+  // Ids of every manifest, oldest first (ids sort by time).
+  absl::StatusOr<std::vector<std::string>> ListManifests() const;
+  absl::Status RemoveManifest(const std::string& id) const;
+  std::string ManifestPath(const std::string& id) const;
+
+  // A new session id: "<UTC yyyymmddThhmmss.ffffffZ>-<8 hex digits>", which sorts
+  // by time and names a writer's index file, lock and manifest.
+  static absl::StatusOr<std::string> NewSessionId();
+
+ private:
+  std::string root_;
+  dagvault::v1::RepositoryConfig config_;
+  RepositoryKeys keys_;
+  std::string opened_slot_;
+};
+
+}  // namespace dagvault::repository

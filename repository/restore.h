@@ -1,0 +1,38 @@
+// Restoring a manifest's files into a folder (docs/repository-format.md,
+// "Restoring"). Each chunk a file needs is read, authenticated and
+// decrypted once, however many blocks of the map point into it, by
+// `workers` threads; its blocks are written at their offsets, and blocks
+// that are all zeros are left as holes. Each file is written under a
+// temporary name, proved byte-identical by its whole-file SHA-256, and
+// only then renamed into place: a restore that fails leaves no file with
+// wrong bytes under a real name.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "repository/lock.h"
+#include "repository/repository.h"
+
+namespace dagvault::repository {
+
+struct RestoreOptions {
+  int workers = 0;                 // 0: one per core
+  std::vector<std::string> files;  // manifest names; empty: every file
+  bool overwrite = false;          // replace files that exist in the target
+  LockOptions lock;
+};
+
+struct RestoreResult {
+  uint64_t files = 0;
+  uint64_t bytes = 0;        // logical
+  uint64_t chunks_read = 0;  // each distinct chunk of each file, once
+  uint64_t sealed_bytes_read = 0;
+};
+
+absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string& manifest_id,
+                                      const std::string& target_dir,
+                                      const RestoreOptions& options = {});
+
+}  // namespace dagvault::repository

@@ -88,40 +88,55 @@ absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
   return WriteFileAtomically(JoinPath(dir, absl::StrCat(session, kIndexSuffix)), sealed);
 }
 
-absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const std::string& root) {
-  ChunkIndex index;
-  const std::string dir = JoinPath(root, "index");
-  if (!PathExists(dir)) return index;
+absl::StatusOr<std::vector<std::string>> ListIndexFiles(const std::string& root) {
   std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+  const std::string dir = JoinPath(root, "index");
+  if (!PathExists(dir)) return files;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (absl::EndsWith(name, kIndexSuffix)) files.push_back(e.path().string());
   }
+  if (ec) return ErrnoToStatus(ec.value(), "list", dir);
   std::sort(files.begin(), files.end());
+  return files;
+}
+
+absl::StatusOr<std::vector<PackInfo>> ReadIndexFile(const RepositoryKeys& keys,
+                                                    const std::string& path) {
+  const std::string session =
+      BaseName(path).substr(0, BaseName(path).size() - std::strlen(kIndexSuffix));
+  ASSIGN_OR_RETURN(std::string sealed, ReadFileToString(path));
+  auto opened = OpenBlob(keys, IndexBinding(session), sealed);
+  if (!opened.ok()) return Annotate(opened.status(), absl::StrCat("index file ", path));
+  dagvault::v1::IndexFile file;
+  if (!file.ParseFromString(*opened)) {
+    return absl::DataLossError(absl::StrCat("index file ", path, ": does not parse"));
+  }
+  if (file.format_version() > kIndexFormatVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("index file ", path, ": format version ", file.format_version(),
+                     " is newer than this dagvault (", kIndexFormatVersion, "); upgrade"));
+  }
+  std::vector<PackInfo> packs;
+  for (const auto& p : file.packs()) {
+    PackInfo pack;
+    pack.id = p.id();
+    for (const auto& e : p.entries()) {
+      ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, absl::StrCat("index file ", path)));
+      pack.chunks.push_back(c);
+    }
+    packs.push_back(std::move(pack));
+  }
+  return packs;
+}
+
+absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const std::string& root) {
+  ChunkIndex index;
+  ASSIGN_OR_RETURN(std::vector<std::string> files, ListIndexFiles(root));
   for (const std::string& path : files) {
-    const std::string session =
-        BaseName(path).substr(0, BaseName(path).size() - std::strlen(kIndexSuffix));
-    ASSIGN_OR_RETURN(std::string sealed, ReadFileToString(path));
-    auto opened = OpenBlob(keys, IndexBinding(session), sealed);
-    if (!opened.ok()) return Annotate(opened.status(), absl::StrCat("index file ", path));
-    dagvault::v1::IndexFile file;
-    if (!file.ParseFromString(*opened)) {
-      return absl::DataLossError(absl::StrCat("index file ", path, ": does not parse"));
-    }
-    if (file.format_version() > kIndexFormatVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("index file ", path, ": format version ", file.format_version(),
-                       " is newer than this dagvault (", kIndexFormatVersion, "); upgrade"));
-    }
-    for (const auto& p : file.packs()) {
-      PackInfo pack;
-      pack.id = p.id();
-      for (const auto& e : p.entries()) {
-        ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, absl::StrCat("index file ", path)));
-        pack.chunks.push_back(c);
-      }
-      index.AddPack(pack);
-    }
+    ASSIGN_OR_RETURN(std::vector<PackInfo> packs, ReadIndexFile(keys, path));
+    for (const auto& pack : packs) index.AddPack(pack);
   }
   index.Compact();
   return index;

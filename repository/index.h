@@ -68,6 +68,11 @@ class ChunkIndex {
 // Writes index/<session>.idx atomically, listing `packs`.
 absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
                             const std::string& session, const std::vector<PackInfo>& packs);
+// The index files under `root`, sorted; and one file's packs. Errors name
+// the file.
+absl::StatusOr<std::vector<std::string>> ListIndexFiles(const std::string& root);
+absl::StatusOr<std::vector<PackInfo>> ReadIndexFile(const RepositoryKeys& keys,
+                                                    const std::string& path);
 // Loads every index file under `root`. An index file that is damaged or
 // from another key is an error naming the file.
 absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const std::string& root);

@@ -1,8 +1,10 @@
 #include "repository/pack.h"
 
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/evp.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -140,6 +142,21 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
   return info;
 }
 
+absl::StatusOr<std::map<std::string, std::string>> ListPackFiles(const std::string& root) {
+  std::map<std::string, std::string> packs;
+  const std::string dir = JoinPath(root, "packs");
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    const std::string name = it->path().filename().string();
+    // Temporary files of a pack being written end in .tmp (file_util).
+    if (name.size() == 64 && name.find('.') == std::string::npos) packs[name] = it->path().string();
+  }
+  if (ec) return ErrnoToStatus(ec.value(), "list", dir);
+  return packs;
+}
+
 absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool read_data) {
   ASSIGN_OR_RETURN(PackInfo info, ReadPackIndex(keys, path));
   if (!read_data) return absl::OkStatus();
@@ -148,7 +165,20 @@ absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool
     return absl::DataLossError(absl::StrCat(
         "pack ", path, ": its content does not hash to its name (damaged or renamed)"));
   }
-  for (const auto& c : info.chunks) RETURN_IF_ERROR(ReadPackedChunk(keys, path, c).status());
+  // Every chunk, from the bytes already read; every bad one is named.
+  std::vector<std::string> bad;
+  for (const auto& c : info.chunks) {
+    auto plaintext = OpenChunk(keys, c.id, absl::string_view(data).substr(c.offset, c.length));
+    if (!plaintext.ok()) {
+      bad.push_back(std::string(plaintext.status().message()));
+    } else if (plaintext->size() != c.plaintext_length) {
+      bad.push_back(absl::StrCat("chunk ", ChunkIdHex(c.id), " has ", plaintext->size(),
+                                 " bytes, its index says ", c.plaintext_length));
+    }
+  }
+  if (!bad.empty()) {
+    return absl::DataLossError(absl::StrCat("pack ", path, ": ", absl::StrJoin(bad, "; ")));
+  }
   return absl::OkStatus();
 }
 

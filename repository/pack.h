@@ -6,6 +6,7 @@
 // concurrent writers need no lock.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ absl::StatusOr<PackedChunk> FromEntry(const dagvault::v1::PackTrailer::Entry& en
 
 // The path of pack `id` under repository root `root`.
 std::string PackPath(const std::string& root, const std::string& id);
+
+// Every pack file under `root` (by id), found by walking packs/.
+absl::StatusOr<std::map<std::string, std::string>> ListPackFiles(const std::string& root);
 
 class PackWriter {
  public:

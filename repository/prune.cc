@@ -1,0 +1,190 @@
+#include "repository/prune.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/fault_injection.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "repository/index.h"
+#include "repository/pack.h"
+
+namespace dagvault::repository {
+namespace {
+
+using dagvault::v1::Manifest;
+
+void AddLive(const Manifest& m, absl::flat_hash_set<ChunkId>* live) {
+  ChunkId id;
+  for (const auto& f : m.files()) {
+    if (f.has_block_map()) {
+      const std::string& table = f.block_map().chunk_ids();
+      for (size_t i = 0; i + 32 <= table.size(); i += 32) {
+        std::memcpy(id.data(), table.data() + i, 32);
+        live->insert(id);
+      }
+    }
+    for (const auto& c : f.chunks()) {
+      if (c.id().size() != 32) continue;
+      std::memcpy(id.data(), c.id().data(), 32);
+      live->insert(id);
+    }
+  }
+}
+
+// Temporary files a crashed writer left (file_util writes "<name>.tmp").
+void RemoveTemporaries(const std::string& root) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file() && absl::EndsWith(it->path().string(), ".tmp")) {
+      (void)RemoveDurably(it->path().string());
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& options) {
+  auto log = logging::Get("repository.prune");
+  ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
+  ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::EXCLUSIVE,
+                                          session, "prune", options.lock));
+  PruneReport report;
+
+  // What stays: every kept manifest must open, or nothing is done.
+  ASSIGN_OR_RETURN(std::vector<std::string> all, repo.ListManifests());
+  const std::set<std::string> present(all.begin(), all.end());
+  absl::flat_hash_set<ChunkId> live;
+  for (const auto& id : options.keep_manifests) {
+    if (!present.count(id)) {
+      return absl::NotFoundError(absl::StrCat("prune: manifest ", id, " is not in repository ",
+                                              repo.root(), "; nothing was removed"));
+    }
+    auto m = repo.ReadManifest(id);
+    if (!m.ok()) {
+      return Annotate(m.status(), "prune: a kept manifest does not open; nothing was removed");
+    }
+    AddLive(*m, &live);
+  }
+  // And every index file, or nothing is done: a damaged one could hide
+  // where live chunks are.
+  ASSIGN_OR_RETURN(std::vector<std::string> index_files, ListIndexFiles(repo.root()));
+  std::map<std::string, PackInfo> packs;  // by id; a pack listed twice counts once
+  for (const auto& path : index_files) {
+    auto infos = ReadIndexFile(repo.keys(), path);
+    if (!infos.ok()) {
+      return Annotate(infos.status(), "prune: run check; nothing was removed");
+    }
+    for (auto& p : *infos) packs.emplace(p.id, std::move(p));
+  }
+  ASSIGN_OR_RETURN(auto on_disk, ListPackFiles(repo.root()));
+  for (const auto& [id, path] : on_disk) {
+    auto f = File::OpenReadOnly(path);
+    if (f.ok()) report.bytes_before += f->Size().value_or(0);
+  }
+
+  for (const auto& [id, pack] : packs) {
+    if (!on_disk.count(id)) {
+      return absl::DataLossError(
+          absl::StrCat("prune: pack ", id,
+                       " is listed in an index but missing; run check; nothing was removed"));
+    }
+  }
+
+  // (1) The manifests not kept.
+  const std::set<std::string> keep(options.keep_manifests.begin(), options.keep_manifests.end());
+  for (const auto& id : all) {
+    if (keep.count(id)) continue;
+    RETURN_IF_ERROR(repo.RemoveManifest(id));
+    ++report.manifests_removed;
+    DAGVAULT_CRASH_POINT("prune.manifest_removed");
+  }
+
+  // (2) Sort the packs, copy the live chunks of the mostly dead ones, and
+  // write one index file for everything that stays.
+  std::vector<PackInfo> staying;
+  std::vector<std::string> going;
+  absl::flat_hash_set<ChunkId> placed;  // a chunk found in two packs stays once
+  PackWriter writer(repo.keys(), repo.root());
+  auto flush = [&]() -> absl::Status {
+    if (writer.chunk_count() == 0) return absl::OkStatus();
+    ASSIGN_OR_RETURN(PackInfo info, writer.Finish());
+    staying.push_back(std::move(info));
+    ++report.packs_written;
+    DAGVAULT_CRASH_POINT("prune.pack_written");
+    return absl::OkStatus();
+  };
+  for (const auto& [id, pack] : packs) {
+    uint64_t live_bytes = 0, all_bytes = 0;
+    std::vector<const PackedChunk*> keep_chunks;
+    for (const auto& c : pack.chunks) {
+      all_bytes += c.length;
+      if (live.contains(c.id) && !placed.contains(c.id)) {
+        live_bytes += c.length;
+        keep_chunks.push_back(&c);
+      }
+    }
+    if (keep_chunks.empty()) {
+      going.push_back(id);
+      report.chunks_removed += pack.chunks.size();
+      continue;
+    }
+    for (const auto* c : keep_chunks) placed.insert(c->id);
+    if (static_cast<double>(live_bytes) >= options.repack_below * static_cast<double>(all_bytes)) {
+      staying.push_back(pack);
+      continue;
+    }
+    // Repack: each live chunk authenticates before it is copied, so damage
+    // is not carried into a new pack under a good name.
+    ASSIGN_OR_RETURN(File in, File::OpenReadOnly(on_disk[id]));
+    for (const auto* c : keep_chunks) {
+      std::string sealed(c->length, '\0');
+      RETURN_IF_ERROR(in.ReadAt(c->offset, sealed.data(), sealed.size()));
+      auto plain = OpenChunk(repo.keys(), c->id, sealed);
+      if (!plain.ok()) return Annotate(plain.status(), absl::StrCat("prune: repacking pack ", id));
+      RETURN_IF_ERROR(writer.Add(c->id, sealed, c->plaintext_length));
+      if (writer.size() >= repo.config().pack_target_bytes()) RETURN_IF_ERROR(flush());
+    }
+    going.push_back(id);
+    ++report.packs_repacked;
+    report.chunks_removed += pack.chunks.size() - keep_chunks.size();
+  }
+  RETURN_IF_ERROR(flush());
+  const std::string index_name = absl::StrCat("prune-", session);
+  RETURN_IF_ERROR(WriteIndexFile(repo.keys(), repo.root(), index_name, staying));
+  DAGVAULT_CRASH_POINT("prune.index_written");
+
+  // (3) The old index files: the new one lists everything that stays.
+  for (const auto& path : index_files) {
+    RETURN_IF_ERROR(RemoveDurably(path));
+    DAGVAULT_CRASH_POINT("prune.index_removed");
+  }
+  // (4) The packs nothing needs: dead, repacked, or in no index at all.
+  std::set<std::string> staying_ids;
+  for (const auto& p : staying) staying_ids.insert(p.id);
+  for (const auto& [id, path] : on_disk) {
+    if (staying_ids.count(id)) continue;
+    RETURN_IF_ERROR(RemoveDurably(path));
+    ++report.packs_removed;
+    DAGVAULT_CRASH_POINT("prune.pack_removed");
+  }
+  RemoveTemporaries(repo.root());
+  ASSIGN_OR_RETURN(auto after, ListPackFiles(repo.root()));
+  for (const auto& [id, path] : after) {
+    auto f = File::OpenReadOnly(path);
+    if (f.ok()) report.bytes_after += f->Size().value_or(0);
+  }
+  log->info("pruned {}: {} manifests and {} packs removed, {} repacked, {} -> {} bytes",
+            repo.root(), report.manifests_removed, report.packs_removed, report.packs_repacked,
+            report.bytes_before, report.bytes_after);
+  RETURN_IF_ERROR(lock->Release());
+  return report;
+}
+
+}  // namespace dagvault::repository

@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "common/evp.h"
 #include "common/file_util.h"
+#include "common/testing/edb_like.h"
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
 #include "repository/backup.h"
@@ -17,7 +18,7 @@
 
 namespace dagvault::repository::testing {
 
-inline constexpr uint32_t kPage = 8192;
+inline constexpr uint32_t kPage = ::dagvault::testing::kEdbPage;
 
 inline Secret TestPassphrase(const std::string& text = "correct horse battery staple") {
   Secret s;
@@ -33,14 +34,8 @@ inline InitOptions FastInit() {
   return o;
 }
 
-// A page of an .edb-like file: half compressible text, half random.
-inline void FillPage(std::mt19937_64& rng, char* page, uint32_t size = kPage) {
-  static const char kWords[] = "mailbox message subject from to date attachment body ";
-  for (uint32_t i = 0; i < size / 2; ++i) page[i] = kWords[(rng() >> 7) % (sizeof(kWords) - 1)];
-  for (uint32_t i = size / 2; i < size; i += 8) {
-    const uint64_t r = rng();
-    std::memcpy(page + i, &r, std::min<uint32_t>(8, size - i));
-  }
+inline void FillPage(std::mt19937_64& rng, char* page) {
+  ::dagvault::testing::FillEdbPage(rng, page);
 }
 
 inline std::string MakeEdbLike(uint64_t pages, uint64_t seed) {
@@ -53,20 +48,9 @@ inline std::string MakeEdbLike(uint64_t pages, uint64_t seed) {
 // Rewrites `fraction` of the pages: uniformly at random, or in runs of 16.
 inline void ChangePages(std::string* data, double fraction, bool runs, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  const uint64_t pages = data->size() / kPage;
-  const uint64_t want = static_cast<uint64_t>(pages * fraction);
-  std::vector<bool> changed(pages);
-  uint64_t done = 0;
-  while (done < want) {
-    const uint64_t start = rng() % pages;
-    const uint64_t len = runs ? std::min<uint64_t>(16, want - done) : 1;
-    for (uint64_t p = start; p < std::min(pages, start + len); ++p) {
-      if (changed[p]) continue;
-      changed[p] = true;
-      FillPage(rng, data->data() + p * kPage);
-      ++done;
-    }
-  }
+  ::dagvault::testing::ForEachChangedPage(
+      data->size() / kPage, fraction, runs, rng,
+      [&](uint64_t p) { FillPage(rng, data->data() + p * kPage); });
 }
 
 inline std::string Sha256Hex(absl::string_view data) {

@@ -1,0 +1,110 @@
+#include "repository/prune.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "repository/check.h"
+#include "repository/index.h"
+#include "repository/repository_test_util.h"
+
+namespace dagvault::repository {
+namespace {
+
+using namespace testing;  // NOLINT: the shared test helpers
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+class PruneTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto repo = Repository::Init(dir_.Sub("repo"), TestPassphrase(), FastInit());
+    ASSERT_TRUE(repo.ok()) << repo.status();
+    repo_ = std::make_unique<Repository>(*std::move(repo));
+    ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
+  }
+  dagvault::v1::Manifest BackUp(const std::string& unit, const std::string& data) {
+    WriteFile(dir_.Sub("src/db.edb"), data);
+    auto m = Backup(*repo_, {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0}}, Header(unit));
+    EXPECT_TRUE(m.ok()) << m.status();
+    return *m;
+  }
+  void ExpectRestores(const dagvault::v1::Manifest& m, const std::string& data) {
+    const std::string to = dir_.Sub("out-" + m.id());
+    auto r = Restore(*repo_, m.id(), to);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(Sha256Hex(ReadFile(to + "/db.edb")), Sha256Hex(data));
+  }
+  void ExpectCleanCheck() {
+    CheckOptions options;
+    options.read_data = true;
+    auto report = Check(*repo_, options);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->errors.empty()) << report->errors[0];
+    EXPECT_TRUE(report->warnings.empty()) << report->warnings[0];
+  }
+
+  ::dagvault::testing::TempDir dir_{"prune"};
+  std::unique_ptr<Repository> repo_;
+};
+
+TEST_F(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {
+  const std::string a = MakeEdbLike(2048, 1);  // 16 MiB, unit DB01
+  const std::string b = MakeEdbLike(2048, 2);  // 16 MiB, unit DB02
+  const std::string c = MakeEdbLike(1024, 3);  // 8 MiB, in DB02's first backup only
+  const auto ma = BackUp("DB01", a);
+  // DB02's first backup writes one pack holding b and c; its second holds
+  // b alone (all of it already stored). Once the first goes, that pack is
+  // a third dead: repacked at --repack-below 0.9.
+  WriteFile(dir_.Sub("src/c.edb"), c);
+  WriteFile(dir_.Sub("src/db.edb"), b);
+  auto mb1 = Backup(*repo_,
+                    {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0},
+                     {dir_.Sub("src/c.edb"), "c.edb", "database", "", 0}},
+                    Header("DB02"));
+  ASSERT_TRUE(mb1.ok()) << mb1.status();
+  const auto mb2 = BackUp("DB02", b);
+  ASSERT_EQ(mb2.new_bytes(), 0u);
+
+  PruneOptions options;
+  options.keep_manifests = {ma.id(), mb2.id()};
+  options.repack_below = 0.9;
+  auto report = Prune(*repo_, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->manifests_removed, 1u);
+  EXPECT_GE(report->packs_repacked, 1u);
+  EXPECT_LT(report->bytes_after, report->bytes_before);
+  auto ids = repo_->ListManifests();
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, (std::vector<std::string>{ma.id(), mb2.id()}));
+  ExpectCleanCheck();
+  ExpectRestores(ma, a);
+  ExpectRestores(mb2, b);
+
+  // Keeping nothing leaves nothing.
+  options.keep_manifests = {};
+  report = Prune(*repo_, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->bytes_after, 0u);
+  ExpectCleanCheck();
+}
+
+TEST_F(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
+  const auto m = BackUp("DB01", MakeEdbLike(256, 1));
+  PruneOptions options;
+  options.keep_manifests = {"20990101T000000.000000Z-00000000"};
+  auto report = Prune(*repo_, options);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr("nothing was removed"));
+
+  auto files = ListIndexFiles(repo_->root());
+  ASSERT_TRUE(files.ok() && files->size() == 1);
+  WriteFile((*files)[0], "damaged");
+  options.keep_manifests = {};
+  report = Prune(*repo_, options);
+  EXPECT_FALSE(report.ok());
+  EXPECT_THAT(std::string(report.status().message()),
+              AllOf(HasSubstr("index file " + (*files)[0]), HasSubstr("nothing was removed")));
+  EXPECT_TRUE(repo_->ReadManifest(m.id()).ok());
+}
+
+}  // namespace
+}  // namespace dagvault::repository

@@ -1,0 +1,110 @@
+#!/bin/bash
+# The repository benchmark (issue 4): a 4 GiB .edb-like file backed up,
+# changed by 2% of pages uniformly and then in runs, restored and checked,
+# by dagvault and by its peers restic and borgbackup from Debian, with the
+# plain copy rate (cp, then sync) as the yardstick. Prints figures; never
+# fails on speed.
+#
+#   tests/bench/repository_bench.sh [GIB]      (default 4; needs ~8×GIB free)
+#
+# Each timed step starts with cold caches when /proc/sys/vm/drop_caches is
+# writable (root), so that no tool reads the file from memory another left.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GIB=${1:-4}
+WORK=${DAGVAULT_BENCH_DIR:-/var/tmp/dagvault-bench}
+BIN=build/bin
+if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq restic borgbackup >/dev/null
+fi
+[ -x $BIN/dagvault ] && [ -x $BIN/repository_bench_data ] || {
+  cmake -S . -B build -G Ninja >/dev/null && ninja -C build dagvault repository_bench_data; }
+rm -rf "$WORK" && mkdir -p "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+export DAGVAULT_PASSPHRASE=bench-passphrase RESTIC_PASSWORD=bench-passphrase \
+  BORG_PASSPHRASE=bench-passphrase BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes \
+  BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+SRC=$WORK/src/priv1.edb
+mkdir -p "$WORK/src"
+
+cold() { sync; [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches || true; }
+# timed NAME CMD...: runs CMD from cold caches and records its seconds.
+declare -A T S
+timed() {
+  local name=$1; shift
+  cold
+  local s e
+  s=$(date +%s.%N)
+  "$@" >"$WORK/$name.out" 2>&1 || { echo "$name failed:"; cat "$WORK/$name.out"; exit 1; }
+  e=$(date +%s.%N)
+  T[$name]=$(awk "BEGIN{printf \"%.2f\", $e - $s}")
+}
+size_of() { du -sb "$1" | cut -f1; }
+
+echo "making a ${GIB} GiB .edb-like file (8 KiB pages, half text, half random)..."
+$BIN/repository_bench_data make "$SRC" "$GIB" 1
+BYTES=$(stat -c %s "$SRC")
+
+timed copy sh -c "cp '$SRC' '$WORK/copy.edb' && sync"
+rm -f "$WORK/copy.edb"
+
+$BIN/dagvault repo init --repo "$WORK/dv" >/dev/null
+restic init -q --repo "$WORK/restic" --repository-version 2 >/dev/null
+borg init -e repokey "$WORK/borg" >/dev/null 2>&1
+
+dv_backup() { $BIN/dagvault repo backup --repo "$WORK/dv" --unit DB01 --file "database:$SRC"; }
+rs_backup() { restic backup -q --repo "$WORK/restic" --compression auto "$SRC"; }
+bg_backup() { borg create --compression zstd,3 "$WORK/borg::$1" "$SRC"; }
+
+for round in 1 2 3; do
+  case $round in
+    2) $BIN/repository_bench_data change "$SRC" 0.02 uniform 2 ;;
+    3) $BIN/repository_bench_data change "$SRC" 0.02 runs 3 ;;
+  esac
+  for tool in dv rs bg; do
+    before=$(size_of "$WORK/$( [ $tool = dv ] && echo dv || ([ $tool = rs ] && echo restic || echo borg))")
+    case $tool in
+      dv) timed dv$round dv_backup ;;
+      rs) timed rs$round rs_backup ;;
+      bg) timed bg$round bg_backup b$round ;;
+    esac
+    after=$(size_of "$WORK/$( [ $tool = dv ] && echo dv || ([ $tool = rs ] && echo restic || echo borg))")
+    S[$tool$round]=$((after - before))
+  done
+done
+
+timed dvrestore $BIN/dagvault repo restore "$(ls "$WORK/dv/manifests" | tail -1 | sed 's/\.mf$//')" \
+  --repo "$WORK/dv" --to "$WORK/out-dv"
+cmp "$SRC" "$WORK/out-dv/priv1.edb" && rm -rf "$WORK/out-dv"
+timed rsrestore restic restore -q --repo "$WORK/restic" latest --target "$WORK/out-rs"
+rm -rf "$WORK/out-rs"
+timed bgrestore sh -c "mkdir -p '$WORK/out-bg' && cd '$WORK/out-bg' && borg extract '$WORK/borg::b3'"
+rm -rf "$WORK/out-bg"
+timed dvcheck $BIN/dagvault repo check --repo "$WORK/dv" --read-data
+
+mb() { awk "BEGIN{printf \"%.0f\", $BYTES / 1048576 / $1}"; }
+pct() { awk "BEGIN{printf \"%.1f%%\", 100 * $1 / $BYTES}"; }
+echo
+echo "file: $((BYTES >> 20)) MiB; $(nproc) cores; times from cold caches"
+printf "%-34s %9s %9s %14s\n" step seconds MB/s stored
+printf "%-34s %9s %9s %14s\n" "cp + sync" "${T[copy]}" "$(mb ${T[copy]})" -
+for r in 1 2 3; do
+  label=$([ $r = 1 ] && echo "first backup" || ([ $r = 2 ] && echo "2% uniform" || echo "2% in runs"))
+  for tool in dv rs bg; do
+    name=$([ $tool = dv ] && echo dagvault || ([ $tool = rs ] && echo "restic $(restic version | cut -d' ' -f2)" || echo "borg $(borg --version | cut -d' ' -f2)"))
+    printf "%-34s %9s %9s %14s\n" "$label: $name" "${T[$tool$r]}" "$(mb ${T[$tool$r]})" \
+      "${S[$tool$r]} ($(pct ${S[$tool$r]}))"
+  done
+done
+for tool in dv rs bg; do
+  printf "%-34s %9s %9s\n" "restore: $tool" "${T[${tool}restore]}" "$(mb ${T[${tool}restore]})"
+done
+printf "%-34s %9s %9s\n" "check --read-data: dagvault" "${T[dvcheck]}" "$(mb ${T[dvcheck]})"
+echo
+ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
+echo "dagvault first backup / copy rate:        $(ratio ${T[copy]} ${T[dv1]}) (target >= 0.8)"
+echo "dagvault second backups / first (time):   $(ratio ${T[dv2]} ${T[dv1]}), $(ratio ${T[dv3]} ${T[dv1]}) (target <= 0.5)"
+echo "dagvault new data, 2% uniform / in runs:  $(pct ${S[dv2]}), $(pct ${S[dv3]}) (target <= 4%)"
+echo "dagvault restore speed / backup speed:    $(ratio ${T[dv1]} ${T[dvrestore]}) (target >= 1)"
+echo "first backup: restic / dagvault time:     $(ratio ${T[rs1]} ${T[dv1]}) (target >= 2)"
+echo "first backup: borg / dagvault time:       $(ratio ${T[bg1]} ${T[dv1]}) (target >= 2)"

@@ -18,14 +18,9 @@ namespace {
 using namespace testing;  // NOLINT: the shared test helpers
 using ::testing::HasSubstr;
 
-class BackupTest : public ::testing::Test {
+class BackupTest : public RepositoryTest {
  protected:
-  void SetUp() override {
-    auto repo = Repository::Init(dir_.Sub("repo"), TestPassphrase(), FastInit());
-    ASSERT_TRUE(repo.ok()) << repo.status();
-    repo_ = std::make_unique<Repository>(*std::move(repo));
-    ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
-  }
+  BackupTest() : RepositoryTest("backup") {}
 
   dagvault::v1::Manifest BackUp(const std::vector<BackupFile>& files,
                                 const BackupOptions& options = {}) {
@@ -49,8 +44,6 @@ class BackupTest : public ::testing::Test {
     return target;
   }
 
-  ::dagvault::testing::TempDir dir_{"backup"};
-  std::unique_ptr<Repository> repo_;
   int restores_ = 0;
 };
 

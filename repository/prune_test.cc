@@ -13,14 +13,9 @@ using namespace testing;  // NOLINT: the shared test helpers
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-class PruneTest : public ::testing::Test {
+class PruneTest : public RepositoryTest {
  protected:
-  void SetUp() override {
-    auto repo = Repository::Init(dir_.Sub("repo"), TestPassphrase(), FastInit());
-    ASSERT_TRUE(repo.ok()) << repo.status();
-    repo_ = std::make_unique<Repository>(*std::move(repo));
-    ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
-  }
+  PruneTest() : RepositoryTest("prune") {}
   dagvault::v1::Manifest BackUp(const std::string& unit, const std::string& data) {
     WriteFile(dir_.Sub("src/db.edb"), data);
     auto m = Backup(*repo_, {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0}}, Header(unit));
@@ -41,9 +36,6 @@ class PruneTest : public ::testing::Test {
     EXPECT_TRUE(report->errors.empty()) << report->errors[0];
     EXPECT_TRUE(report->warnings.empty()) << report->warnings[0];
   }
-
-  ::dagvault::testing::TempDir dir_{"prune"};
-  std::unique_ptr<Repository> repo_;
 };
 
 TEST_F(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {

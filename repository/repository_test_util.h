@@ -2,6 +2,7 @@
 // .edb-like files, and page changes.
 #pragma once
 
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -76,5 +77,21 @@ inline dagvault::v1::Manifest Header(const std::string& unit) {
   m.set_source_node("node1");
   return m;
 }
+
+// A fresh repository in a temporary folder, and a src/ folder beside it
+// for the files to back up.
+class RepositoryTest : public ::testing::Test {
+ protected:
+  explicit RepositoryTest(const std::string& tag) : dir_(tag) {}
+  void SetUp() override {
+    auto repo = Repository::Init(dir_.Sub("repo"), TestPassphrase(), FastInit());
+    ASSERT_TRUE(repo.ok()) << repo.status();
+    repo_ = std::make_unique<Repository>(*std::move(repo));
+    ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
+  }
+
+  ::dagvault::testing::TempDir dir_;
+  std::unique_ptr<Repository> repo_;
+};
 
 }  // namespace dagvault::repository::testing

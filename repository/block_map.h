@@ -5,7 +5,9 @@
 // hashes every block again and stores only those whose hash changed.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "absl/status/status.h"
@@ -47,6 +49,24 @@ void AppendBlockRecord(const BlockRecord& record, std::string* blocks);
 BlockRecord BlockRecordAt(absl::string_view blocks, uint64_t index);
 inline uint64_t BlockCount(uint64_t file_size, uint32_t block_size) {
   return (file_size + block_size - 1) / block_size;
+}
+
+// Calls fn(id) for each chunk id a manifest file refers to: its block
+// map's chunk table, or its chunk list. Malformed ids are skipped (check
+// and restore report them).
+template <typename Fn>
+void ForEachChunkId(const dagvault::v1::ManifestFile& f, Fn fn) {
+  std::array<uint8_t, 32> id;
+  const std::string& table = f.block_map().chunk_ids();
+  for (size_t i = 0; i + 32 <= table.size(); i += 32) {
+    std::memcpy(id.data(), table.data() + i, 32);
+    fn(id);
+  }
+  for (const auto& c : f.chunks()) {
+    if (c.id().size() != 32) continue;
+    std::memcpy(id.data(), c.id().data(), 32);
+    fn(id);
+  }
 }
 
 // Checks a manifest file's block map against its size: record count,

@@ -12,31 +12,6 @@
 #include "repository/pack.h"
 
 namespace dagvault::repository {
-namespace {
-
-using dagvault::v1::ManifestFile;
-
-// Calls `fn` with each chunk id a manifest file needs.
-template <typename Fn>
-void ForEachChunk(const ManifestFile& f, Fn fn) {
-  ChunkId id;
-  if (f.has_block_map()) {
-    const std::string& table = f.block_map().chunk_ids();
-    for (size_t i = 0; i + 32 <= table.size(); i += 32) {
-      std::memcpy(id.data(), table.data() + i, 32);
-      fn(id);
-    }
-    return;
-  }
-  for (const auto& c : f.chunks()) {
-    if (c.id().size() != 32) continue;
-    std::memcpy(id.data(), c.id().data(), 32);
-    fn(id);
-  }
-}
-
-}  // namespace
-
 absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& options) {
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
   ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
@@ -133,7 +108,7 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
       }
       int missing = 0, damaged = 0;
       std::string example;
-      ForEachChunk(f, [&](const ChunkId& c) {
+      ForEachChunkId(f, [&](const ChunkId& c) {
         auto loc = index.Find(c);
         if (!loc) {
           if (missing++ == 0) example = absl::StrCat("chunk ", ChunkIdHex(c), " is in no index");

@@ -11,31 +11,13 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "repository/block_map.h"
 #include "repository/index.h"
 #include "repository/pack.h"
 
 namespace dagvault::repository {
 namespace {
 
-using dagvault::v1::Manifest;
-
-void AddLive(const Manifest& m, absl::flat_hash_set<ChunkId>* live) {
-  ChunkId id;
-  for (const auto& f : m.files()) {
-    if (f.has_block_map()) {
-      const std::string& table = f.block_map().chunk_ids();
-      for (size_t i = 0; i + 32 <= table.size(); i += 32) {
-        std::memcpy(id.data(), table.data() + i, 32);
-        live->insert(id);
-      }
-    }
-    for (const auto& c : f.chunks()) {
-      if (c.id().size() != 32) continue;
-      std::memcpy(id.data(), c.id().data(), 32);
-      live->insert(id);
-    }
-  }
-}
 
 // Temporary files a crashed writer left (file_util writes "<name>.tmp").
 void RemoveTemporaries(const std::string& root) {
@@ -70,7 +52,7 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
     if (!m.ok()) {
       return Annotate(m.status(), "prune: a kept manifest does not open; nothing was removed");
     }
-    AddLive(*m, &live);
+    for (const auto& f : m->files()) ForEachChunkId(f, [&](const ChunkId& c) { live.insert(c); });
   }
   // And every index file, or nothing is done: a damaged one could hide
   // where live chunks are.

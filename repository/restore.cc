@@ -63,7 +63,6 @@ absl::Status PlanFile(size_t index, const ManifestFile& f, const std::string& wh
   RETURN_IF_ERROR(ValidateBlockMap(f, where));
   const auto& map = f.block_map();
   const uint32_t bs = map.block_size();
-  const size_t first = tasks->size();
   const size_t chunks = map.chunk_ids().size() / 32;
   std::vector<int64_t> task_of(chunks, -1);
   const uint64_t count = BlockCount(f.size(), bs);
@@ -78,7 +77,6 @@ absl::Status PlanFile(size_t index, const ManifestFile& f, const std::string& wh
     (*tasks)[task_of[r.chunk()]].placements.push_back(
         {offset, r.slot() * bs, static_cast<uint32_t>(std::min<uint64_t>(bs, f.size() - offset))});
   }
-  (void)first;
   return absl::OkStatus();
 }
 

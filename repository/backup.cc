@@ -76,7 +76,7 @@ class BackupRun {
         index_(index),
         options_(options),
         seal_{zstd_level},
-        pack_(std::make_unique<PackWriter>(repo.keys(), repo.root())),
+        pack_(NewPack()),
         log_(logging::Get("repository.backup")) {}
 
   absl::Status Plan(const std::vector<BackupFile>& files, const Manifest* base);
@@ -97,6 +97,11 @@ class BackupRun {
   void Completed(size_t t);
   absl::Status Finalize(size_t file);
   void Fail(const absl::Status& s);
+  std::unique_ptr<PackWriter> NewPack() {
+    // Room for the target and one more chunk of new blocks, sealed.
+    return std::make_unique<PackWriter>(repo_.keys(), repo_.root(), pack_writer_.SpareBuffer(),
+                                        repo_.config().pack_target_bytes() + (5 << 20));
+  }
 
   const Repository& repo_;
   const ChunkIndex& index_;
@@ -115,10 +120,11 @@ class BackupRun {
   bool hashing_ = false;
   absl::Status status_;
 
-  std::mutex store_mu_;  // session_ids_, pack_, packs_
+  std::mutex store_mu_;  // session_ids_, pack_
   absl::flat_hash_set<ChunkId> session_ids_;
+  BackgroundPackWriter pack_writer_;  // before pack_, which NewPack fills from it
   std::unique_ptr<PackWriter> pack_;
-  std::vector<PackInfo> packs_;
+  std::vector<std::string> free_buffers_;  // under order_mu_: read buffers to reuse
   std::atomic<uint64_t> new_bytes_{0};
   std::atomic<uint64_t> stored_bytes_{0};
   std::shared_ptr<spdlog::logger> log_;
@@ -210,6 +216,12 @@ void BackupRun::Worker() {
       });
       if (!status_.ok() || next_ >= tasks_.size()) return;
       t = next_++;
+      // A buffer the whole-file hash has finished with: reusing it saves
+      // faulting in fresh pages for every segment.
+      if (!free_buffers_.empty()) {
+        results_[t].data = std::move(free_buffers_.back());
+        free_buffers_.pop_back();
+      }
     }
     absl::Status s = Process(t);
     if (!s.ok()) {
@@ -224,12 +236,13 @@ absl::Status BackupRun::Process(size_t t) {
   const Task& task = tasks_[t];
   FileState& f = *files_[task.file];
   TaskResult& r = results_[t];
-  r.data.resize(task.length);
+  r.data.resize(task.length);  // a reused buffer keeps its old bytes: no zero fill
   if (task.length > 0) {
     ASSIGN_OR_RETURN(File file, File::OpenReadOnly(f.spec->path));
-    // A hole of a sparse file reads as the zeros r.data already holds.
     size_t got = task.length;
-    if (!file.IsHole(task.offset, task.length)) {
+    if (file.IsHole(task.offset, task.length)) {
+      std::memset(r.data.data(), 0, task.length);  // a hole of a sparse file is not read
+    } else {
       ASSIGN_OR_RETURN(got, file.ReadAtMost(task.offset, r.data.data(), task.length));
     }
     if (got != task.length) {
@@ -253,16 +266,30 @@ absl::Status BackupRun::ProcessBlocks(const Task& task, FileState& f, TaskResult
   const uint64_t base_count = f.base ? BlockCount(f.base->size(), bs) : 0;
   absl::flat_hash_map<uint32_t, uint32_t> base_local;  // base table index → r.chunks
   std::string fresh;
+  std::string fresh_leaves;  // the leaf digests of the new blocks, in order
+  std::string leaves;        // of the current block
   uint32_t fresh_blocks = 0;
   uint32_t fresh_local = kNoChunk;
+  // While every block so far is new, `fresh` would equal the start of
+  // r.data: it is only built (from the new blocks before `off`) once a
+  // block turns out not to be.
+  bool all_fresh = true;
+  auto StopSharing = [&](uint64_t off) {
+    if (!all_fresh) return;
+    all_fresh = false;
+    fresh.assign(r.data, 0, off);
+  };
   for (uint64_t off = 0; off < task.length; off += bs) {
     const absl::string_view block =
         absl::string_view(r.data).substr(off, std::min<uint64_t>(bs, task.length - off));
     if (IsAllZero(block)) {
       r.blocks.push_back({0, kNoChunk, 0});
+      StopSharing(off);
       continue;
     }
-    const uint64_t hash = ShortBlockHash(block);
+    leaves.clear();
+    AppendLeafDigests(block, &leaves);
+    const uint64_t hash = ShortBlockHashFromLeafDigests(leaves);
     const uint64_t i = first + off / bs;
     if (i < base_count) {
       const BlockRecord b = BlockRecordAt(f.base->block_map().blocks(), i);
@@ -270,6 +297,7 @@ absl::Status BackupRun::ProcessBlocks(const Task& task, FileState& f, TaskResult
         auto [it, added] = base_local.try_emplace(b.chunk(), r.chunks.size());
         if (added) r.chunks.push_back(IdAt(f.base->block_map().chunk_ids(), b.chunk()));
         r.blocks.push_back({hash, it->second, b.slot()});
+        StopSharing(off);
         continue;
       }
     }
@@ -278,13 +306,17 @@ absl::Status BackupRun::ProcessBlocks(const Task& task, FileState& f, TaskResult
       r.chunks.emplace_back();  // its id once its blocks are known
     }
     r.blocks.push_back({hash, fresh_local, fresh_blocks++});
-    fresh.append(block.data(), block.size());
+    if (!all_fresh) fresh.append(block.data(), block.size());
+    fresh_leaves += leaves;  // blocks are whole leaves, so these are the chunk's leaves
   }
   if (fresh_local != kNoChunk) {
-    const ChunkId id = repo_.keys().Id(fresh);
+    // When every block is new (a first backup), the segment itself is the
+    // chunk and was not copied.
+    const absl::string_view chunk = all_fresh ? absl::string_view(r.data) : fresh;
+    const ChunkId id = repo_.keys().IdFromLeafDigests(fresh_leaves);
     r.chunks[fresh_local] = id;
-    ASSIGN_OR_RETURN(bool stored, StoreChunk(id, fresh));
-    if (stored) f.new_bytes += fresh.size();
+    ASSIGN_OR_RETURN(bool stored, StoreChunk(id, chunk));
+    if (stored) f.new_bytes += chunk.size();
     f.new_blocks += fresh_blocks;
   }
   return absl::OkStatus();
@@ -296,23 +328,23 @@ absl::StatusOr<bool> BackupRun::StoreChunk(const ChunkId& id, absl::string_view 
     std::lock_guard<std::mutex> l(store_mu_);
     if (!session_ids_.insert(id).second) return false;
   }
-  ASSIGN_OR_RETURN(std::string sealed, SealChunk(repo_.keys(), id, plaintext, seal_));
+  // One sealing buffer per worker thread, reused for every chunk.
+  thread_local std::vector<char> scratch;
+  ASSIGN_OR_RETURN(absl::string_view sealed,
+                   SealChunkTo(repo_.keys(), id, plaintext, seal_, &scratch));
   std::unique_ptr<PackWriter> full;
   {
     std::lock_guard<std::mutex> l(store_mu_);
-    RETURN_IF_ERROR(pack_->Add(id, sealed, static_cast<uint32_t>(plaintext.size())));
+    RETURN_IF_ERROR(pack_->Add(id, std::string_view(sealed.data(), sealed.size()),
+                               static_cast<uint32_t>(plaintext.size())));
     if (pack_->size() >= repo_.config().pack_target_bytes()) {
-      full = std::exchange(pack_, std::make_unique<PackWriter>(repo_.keys(), repo_.root()));
+      full = std::exchange(pack_, NewPack());
     }
   }
   new_bytes_ += plaintext.size();
   stored_bytes_ += sealed.size();
-  if (full) {
-    // Written outside the lock: the other workers go on filling the next.
-    ASSIGN_OR_RETURN(PackInfo info, full->Finish());
-    std::lock_guard<std::mutex> l(store_mu_);
-    packs_.push_back(std::move(info));
-  }
+  // Written by the pack writer's thread: the workers go on compressing.
+  if (full) RETURN_IF_ERROR(pack_writer_.Submit(std::move(full)));
   return true;
 }
 
@@ -326,9 +358,10 @@ void BackupRun::Completed(size_t t) {
     l.unlock();
     FileState& f = *files_[tasks_[i].file];
     f.sha.Update(results_[i].data);
-    std::string().swap(results_[i].data);
+    std::string done = std::move(results_[i].data);
     absl::Status s = i == f.last_task ? Finalize(tasks_[i].file) : absl::OkStatus();
     l.lock();
+    free_buffers_.push_back(std::move(done));
     if (!s.ok() && status_.ok()) status_ = s;
     ++frontier_;
     window_cv_.notify_all();
@@ -390,11 +423,8 @@ absl::Status BackupRun::Finalize(size_t file) {
 }
 
 absl::StatusOr<std::vector<PackInfo>> BackupRun::FinishPacks() {
-  if (pack_->chunk_count() > 0) {
-    ASSIGN_OR_RETURN(PackInfo info, pack_->Finish());
-    packs_.push_back(std::move(info));
-  }
-  return packs_;
+  if (pack_->chunk_count() > 0) RETURN_IF_ERROR(pack_writer_.Submit(std::move(pack_)));
+  return pack_writer_.Close();
 }
 
 absl::StatusOr<std::optional<Manifest>> FindBase(const Repository& repo, const Manifest& header,

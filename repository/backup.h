@@ -10,7 +10,8 @@
 //
 // Memory: each worker holds at most one segment (4 MiB) and its sealed
 // output (~4 MiB); the window holds at most 2 × workers segments; the pack
-// being filled holds up to the pack target (32 MiB by default); plus the
+// being filled, two waiting for the pack writer's thread and the one it
+// writes hold up to the pack target (32 MiB by default) each; plus the
 // index (index.h) and the block maps (12 bytes per block).
 #pragma once
 

@@ -21,7 +21,13 @@ uint32_t BlocksPerChunk(uint32_t block_size) {
 }
 
 uint64_t ShortBlockHash(absl::string_view block) {
-  const Sha256Digest d = Sha256::Of(block);
+  std::string digests;
+  AppendLeafDigests(block, &digests);
+  return ShortBlockHashFromLeafDigests(digests);
+}
+
+uint64_t ShortBlockHashFromLeafDigests(absl::string_view leaf_digests) {
+  const Sha256Digest d = Sha256::Of(leaf_digests);
   uint64_t h;
   std::memcpy(&h, d.data(), sizeof(h));
   return absl::little_endian::ToHost64(h);

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "dagvault/v1/repository.pb.h"
+#include "repository/crypto.h"
 
 namespace dagvault::repository {
 
@@ -42,7 +43,11 @@ struct BlockRecord {
   static uint32_t Ref(uint32_t chunk, uint32_t slot) { return chunk << kSlotBits | slot; }
 };
 
+// A block's hash in its map: the first 8 bytes (little-endian) of the
+// SHA-256 of its leaf digests (AppendLeafDigests), so that a backup hashes
+// each byte once for both the block map and the chunk id.
 uint64_t ShortBlockHash(absl::string_view block);
+uint64_t ShortBlockHashFromLeafDigests(absl::string_view leaf_digests);
 bool IsAllZero(absl::string_view block);
 
 void AppendBlockRecord(const BlockRecord& record, std::string* blocks);

@@ -5,7 +5,9 @@
 #include <openssl/kdf.h>
 #include <zstd.h>
 
+#include <cstring>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -57,49 +59,67 @@ absl::StatusOr<std::string> Hkdf(absl::string_view key, absl::string_view salt,
   return out;
 }
 
-// AES-256-GCM. The output is ciphertext followed by the tag.
-absl::StatusOr<std::string> GcmSeal(absl::string_view key, absl::string_view nonce,
-                                    absl::string_view aad, absl::string_view plaintext) {
+// AES-256-GCM of `in` into out[0, in.size()), with the tag after it in
+// out[in.size(), in.size() + kTagSize). `in` may be out's own start.
+absl::Status GcmSealTo(absl::string_view key, absl::string_view nonce, absl::string_view aad,
+                       absl::string_view in, char* out) {
   EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return CryptoError("cipher context");
   auto u8 = [](absl::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); };
-  std::string out(plaintext.size() + kTagSize, '\0');
-  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  auto* o = reinterpret_cast<unsigned char*>(out);
   int len = 0;
   if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, u8(key), u8(nonce)) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, u8(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), o, &len, u8(plaintext), static_cast<int>(plaintext.size())) !=
-          1 ||
+      EVP_EncryptUpdate(ctx.get(), o, &len, u8(in), static_cast<int>(in.size())) != 1 ||
       EVP_EncryptFinal_ex(ctx.get(), o + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, o + plaintext.size()) != 1) {
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, o + in.size()) != 1) {
     return CryptoError("AES-256-GCM encryption");
   }
+  return absl::OkStatus();
+}
+
+// AES-256-GCM. The output is ciphertext followed by the tag.
+absl::StatusOr<std::string> GcmSeal(absl::string_view key, absl::string_view nonce,
+                                    absl::string_view aad, absl::string_view plaintext) {
+  std::string out(plaintext.size() + kTagSize, '\0');
+  RETURN_IF_ERROR(GcmSealTo(key, nonce, aad, plaintext, out.data()));
   return out;
+}
+
+// AES-256-GCM decryption of `sealed` (ciphertext, then the tag) into
+// `out`, which may be sealed's own start. Returns false when
+// authentication fails; out's bytes must then not be used.
+absl::StatusOr<bool> GcmOpenTo(absl::string_view key, absl::string_view nonce,
+                               absl::string_view aad, absl::string_view sealed, char* out) {
+  if (sealed.size() < kTagSize) return false;
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return CryptoError("cipher context");
+  auto u8 = [](absl::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); };
+  const size_t n = sealed.size() - kTagSize;
+  auto* o = reinterpret_cast<unsigned char*>(out);
+  int len = 0;
+  unsigned char tag[kTagSize];
+  std::memcpy(tag, sealed.data() + n, kTagSize);  // before `out` may overwrite it
+  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, u8(key), u8(nonce)) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, u8(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), o, &len, u8(sealed), static_cast<int>(n)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag) != 1) {
+    return CryptoError("AES-256-GCM decryption");
+  }
+  if (EVP_DecryptFinal_ex(ctx.get(), o + len, &len) != 1) {
+    (void)OpenSslErrors();  // drain: an authentication failure, not a library error
+    return false;
+  }
+  return true;
 }
 
 // Returns nullopt when authentication fails.
 absl::StatusOr<std::optional<std::string>> GcmOpen(absl::string_view key, absl::string_view nonce,
                                                    absl::string_view aad,
                                                    absl::string_view sealed) {
-  if (sealed.size() < kTagSize) return std::optional<std::string>();
-  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-  if (!ctx) return CryptoError("cipher context");
-  auto u8 = [](absl::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); };
-  const size_t n = sealed.size() - kTagSize;
-  std::string out(n, '\0');
-  auto* o = reinterpret_cast<unsigned char*>(out.data());
-  int len = 0;
-  std::string tag(sealed.substr(n));
-  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, u8(key), u8(nonce)) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, u8(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), o, &len, u8(sealed), static_cast<int>(n)) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1) {
-    return CryptoError("AES-256-GCM decryption");
-  }
-  if (EVP_DecryptFinal_ex(ctx.get(), o + len, &len) != 1) {
-    (void)OpenSslErrors();  // drain: an authentication failure, not a library error
-    return std::optional<std::string>();
-  }
+  std::string out(sealed.size() < kTagSize ? 0 : sealed.size() - kTagSize, '\0');
+  ASSIGN_OR_RETURN(bool opened, GcmOpenTo(key, nonce, aad, sealed, out.data()));
+  if (!opened) return std::optional<std::string>();
   return std::optional<std::string>(std::move(out));
 }
 
@@ -125,46 +145,87 @@ absl::string_view IdBytes(const ChunkId& id) {
   return absl::string_view(reinterpret_cast<const char*>(id.data()), id.size());
 }
 
-absl::StatusOr<std::string> Seal(const RepositoryKeys& keys, absl::string_view label,
-                                 absl::string_view binding, absl::string_view plaintext,
-                                 const SealOptions& options, const std::string& name) {
+// One zstd context per thread: creating one per chunk costs more than
+// compressing a small chunk at level 1.
+ZSTD_CCtx* ThreadCompressionContext() {
+  struct Holder {
+    ZSTD_CCtx* ctx = ZSTD_createCCtx();
+    ~Holder() { ZSTD_freeCCtx(ctx); }
+  };
+  thread_local Holder holder;
+  return holder.ctx;
+}
+
+size_t MaxSealedSize(size_t plaintext_size) {
+  return 2 + kNonceSize + std::max(ZSTD_compressBound(plaintext_size), plaintext_size) + kTagSize;
+}
+
+// Seals into scratch, grown as needed and never shrunk, so that a caller
+// sealing chunk after chunk reuses one buffer; returns the sealed bytes.
+absl::StatusOr<absl::string_view> SealTo(const RepositoryKeys& keys, absl::string_view label,
+                                         absl::string_view binding, absl::string_view plaintext,
+                                         const SealOptions& options, const std::string& name,
+                                         std::vector<char>* scratch) {
   if (plaintext.size() > kMaxChunkSize) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, " has ", plaintext.size(), " bytes; at most ", kMaxChunkSize, " are allowed"));
   }
-  // Compressed unless that does not make it smaller.
-  std::string body;
+  // Header, nonce, body, tag in one buffer. The body is the zstd frame
+  // when that is smaller than the plaintext, encrypted in place, or else
+  // the plaintext encrypted straight into the buffer.
+  constexpr size_t kHeader = 2 + kNonceSize;
+  const size_t max = MaxSealedSize(plaintext.size());
+  if (scratch->size() < max) scratch->resize(max);
+  char* out = scratch->data();
+  char* body = out + kHeader;
+  absl::string_view in = plaintext;
   uint8_t flags = 0;
   if (!plaintext.empty()) {
-    std::string compressed(ZSTD_compressBound(plaintext.size()), '\0');
-    const size_t n = ZSTD_compress(compressed.data(), compressed.size(), plaintext.data(),
-                                   plaintext.size(), options.zstd_level);
+    ZSTD_CCtx* cctx = ThreadCompressionContext();
+    if (cctx == nullptr)
+      return absl::ResourceExhaustedError(absl::StrCat(name, ": no zstd context"));
+    const size_t n = ZSTD_compressCCtx(cctx, body, max - kHeader - kTagSize, plaintext.data(),
+                                       plaintext.size(), options.zstd_level);
     if (ZSTD_isError(n)) {
       return absl::InternalError(absl::StrCat(name, ": zstd: ", ZSTD_getErrorName(n)));
     }
     if (n < plaintext.size()) {
-      compressed.resize(n);
-      body = std::move(compressed);
+      in = absl::string_view(body, n);
       flags |= kFlagCompressed;
     }
   }
-  if ((flags & kFlagCompressed) == 0) body = std::string(plaintext);
-  ASSIGN_OR_RETURN(std::string nonce, RandomString(kNonceSize));
-  ASSIGN_OR_RETURN(
-      std::string sealed,
-      GcmSeal(keys.data_key(), nonce, Aad(label, kChunkFormatVersion, flags, binding), body));
-  std::string out;
-  out.reserve(2 + nonce.size() + sealed.size());
-  out.push_back(static_cast<char>(kChunkFormatVersion));
-  out.push_back(static_cast<char>(flags));
-  out += nonce;
-  out += sealed;
-  return out;
+  out[0] = static_cast<char>(kChunkFormatVersion);
+  out[1] = static_cast<char>(flags);
+  RETURN_IF_ERROR(RandomBytes(absl::MakeSpan(reinterpret_cast<uint8_t*>(out + 2), kNonceSize)));
+  RETURN_IF_ERROR(GcmSealTo(keys.data_key(), absl::string_view(out + 2, kNonceSize),
+                            Aad(label, kChunkFormatVersion, flags, binding), in, body));
+  return absl::string_view(out, kHeader + in.size() + kTagSize);
 }
 
-absl::StatusOr<std::string> Open(const RepositoryKeys& keys, absl::string_view label,
-                                 absl::string_view binding, absl::string_view sealed,
-                                 const std::string& name) {
+absl::StatusOr<std::string> Seal(const RepositoryKeys& keys, absl::string_view label,
+                                 absl::string_view binding, absl::string_view plaintext,
+                                 const SealOptions& options, const std::string& name) {
+  std::vector<char> scratch;
+  ASSIGN_OR_RETURN(absl::string_view sealed,
+                   SealTo(keys, label, binding, plaintext, options, name, &scratch));
+  return std::string(sealed);
+}
+
+ZSTD_DCtx* ThreadDecompressionContext() {
+  struct Holder {
+    ZSTD_DCtx* ctx = ZSTD_createDCtx();
+    ~Holder() { ZSTD_freeDCtx(ctx); }
+  };
+  thread_local Holder holder;
+  return holder.ctx;
+}
+
+// Opens a sealed object in place: `sealed` is decrypted where it lies, and
+// a compressed body is decompressed into *plain (grown as needed, never
+// shrunk). The result points into one of them.
+absl::StatusOr<absl::string_view> OpenIn(const RepositoryKeys& keys, absl::string_view label,
+                                         absl::string_view binding, absl::Span<char> sealed,
+                                         const std::string& name, std::vector<char>* plain) {
   if (sealed.size() < kSealedOverhead) {
     return absl::DataLossError(absl::StrCat(name, ": ", sealed.size(),
                                             " bytes, too short for a sealed object (at least ",
@@ -181,27 +242,41 @@ absl::StatusOr<std::string> Open(const RepositoryKeys& keys, absl::string_view l
     return absl::DataLossError(
         absl::StrFormat("%s: bad header (version %d, flags 0x%02x)", name, version, flags));
   }
-  ASSIGN_OR_RETURN(std::optional<std::string> body,
-                   GcmOpen(keys.data_key(), sealed.substr(2, kNonceSize),
-                           Aad(label, version, flags, binding), sealed.substr(2 + kNonceSize)));
-  if (!body) {
+  char* body = sealed.data() + 2 + kNonceSize;
+  const size_t body_size = sealed.size() - kSealedOverhead;
+  ASSIGN_OR_RETURN(bool authentic,
+                   GcmOpenTo(keys.data_key(), absl::string_view(sealed.data() + 2, kNonceSize),
+                             Aad(label, version, flags, binding),
+                             absl::string_view(body, body_size + kTagSize), body));
+  if (!authentic) {
     return absl::DataLossError(absl::StrCat(
         name,
         ": authentication failed: it is damaged, was altered, is not what it is named, "
         "or belongs to another repository key"));
   }
-  if ((flags & kFlagCompressed) == 0) return std::move(*body);
-  const unsigned long long size = ZSTD_getFrameContentSize(body->data(), body->size());
+  if ((flags & kFlagCompressed) == 0) return absl::string_view(body, body_size);
+  const unsigned long long size = ZSTD_getFrameContentSize(body, body_size);
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxChunkSize) {
     return absl::DataLossError(absl::StrCat(name, ": the compressed body declares no valid size"));
   }
-  std::string plaintext(size, '\0');
-  const size_t n = ZSTD_decompress(plaintext.data(), plaintext.size(), body->data(), body->size());
+  if (plain->size() < size) plain->resize(size);
+  ZSTD_DCtx* dctx = ThreadDecompressionContext();
+  if (dctx == nullptr) return absl::ResourceExhaustedError(absl::StrCat(name, ": no zstd context"));
+  const size_t n = ZSTD_decompressDCtx(dctx, plain->data(), size, body, body_size);
   if (ZSTD_isError(n) || n != size) {
     return absl::DataLossError(
         absl::StrCat(name, ": zstd: ", ZSTD_isError(n) ? ZSTD_getErrorName(n) : "a short frame"));
   }
-  return plaintext;
+  return absl::string_view(plain->data(), size);
+}
+
+absl::StatusOr<std::string> Open(const RepositoryKeys& keys, absl::string_view label,
+                                 absl::string_view binding, absl::string_view sealed,
+                                 const std::string& name) {
+  std::vector<char> copy(sealed.begin(), sealed.end()), plain;
+  ASSIGN_OR_RETURN(absl::string_view opened,
+                   OpenIn(keys, label, binding, absl::MakeSpan(copy), name, &plain));
+  return std::string(opened);
 }
 
 absl::StatusOr<std::string> KeyEncryptionKey(const dagvault::v1::WrappedKey& slot,
@@ -267,7 +342,41 @@ absl::StatusOr<RepositoryKeys> RepositoryKeys::FromKey(absl::string_view key) {
   return keys;
 }
 
+void AppendLeafDigests(absl::string_view data, std::string* digests) {
+  // One context and one fetched digest per thread: leaves are small, and
+  // EVP_Digest's per-call setup would cost a fifth of the hashing.
+  struct Hasher {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Hasher() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+  };
+  thread_local Hasher h;
+  const size_t leaves = (data.size() + kLeafSize - 1) / kLeafSize;
+  const size_t at = digests->size();
+  digests->resize(at + leaves * kLeafDigestSize);
+  auto* out = reinterpret_cast<unsigned char*>(digests->data() + at);
+  for (size_t i = 0; i < leaves; ++i) {
+    const absl::string_view leaf = data.substr(i * kLeafSize, kLeafSize);
+    unsigned int len = 0;
+    // Failures mean a broken library, not bad input (as for Sha256).
+    if (h.md == nullptr || h.ctx == nullptr || EVP_DigestInit_ex2(h.ctx, h.md, nullptr) != 1 ||
+        EVP_DigestUpdate(h.ctx, leaf.data(), leaf.size()) != 1 ||
+        EVP_DigestFinal_ex(h.ctx, out + i * kLeafDigestSize, &len) != 1 || len != kLeafDigestSize) {
+      std::abort();
+    }
+  }
+}
+
 ChunkId RepositoryKeys::Id(absl::string_view plaintext) const {
+  std::string digests;
+  AppendLeafDigests(plaintext, &digests);
+  return IdFromLeafDigests(digests);
+}
+
+ChunkId RepositoryKeys::IdFromLeafDigests(absl::string_view leaf_digests) const {
   // HMAC failures mean a broken library, not bad input (as for Sha256).
   EvpMacPtr mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
   EvpMacCtxPtr ctx(mac ? EVP_MAC_CTX_new(mac.get()) : nullptr);
@@ -279,8 +388,8 @@ ChunkId RepositoryKeys::Id(absl::string_view plaintext) const {
   if (!ctx ||
       EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(id_key_.data()),
                    id_key_.size(), params) != 1 ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(plaintext.data()),
-                     plaintext.size()) != 1 ||
+      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(leaf_digests.data()),
+                     leaf_digests.size()) != 1 ||
       EVP_MAC_final(ctx.get(), id.data(), &len, id.size()) != 1 || len != id.size()) {
     std::abort();
   }
@@ -291,6 +400,14 @@ absl::StatusOr<std::string> SealChunk(const RepositoryKeys& keys, const ChunkId&
                                       absl::string_view plaintext, const SealOptions& options) {
   return Seal(keys, kChunkAad, IdBytes(id), plaintext, options,
               absl::StrCat("chunk ", ChunkIdHex(id)));
+}
+
+absl::StatusOr<absl::string_view> SealChunkTo(const RepositoryKeys& keys, const ChunkId& id,
+                                              absl::string_view plaintext,
+                                              const SealOptions& options,
+                                              std::vector<char>* scratch) {
+  return SealTo(keys, kChunkAad, IdBytes(id), plaintext, options,
+                absl::StrCat("chunk ", ChunkIdHex(id)), scratch);
 }
 
 absl::StatusOr<std::string> SealBlob(const RepositoryKeys& keys, absl::string_view binding,
@@ -312,16 +429,26 @@ bool SealedIsCompressed(absl::string_view sealed) {
   return sealed.size() >= 2 && (static_cast<uint8_t>(sealed[1]) & kFlagCompressed) != 0;
 }
 
-absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId& id,
-                                      absl::string_view sealed) {
+absl::StatusOr<absl::string_view> OpenChunkIn(const RepositoryKeys& keys, const ChunkId& id,
+                                              absl::Span<char> sealed, std::vector<char>* plain,
+                                              bool check_id) {
   const std::string name = absl::StrCat("chunk ", ChunkIdHex(id));
-  ASSIGN_OR_RETURN(std::string plaintext, Open(keys, kChunkAad, IdBytes(id), sealed, name));
+  ASSIGN_OR_RETURN(absl::string_view plaintext,
+                   OpenIn(keys, kChunkAad, IdBytes(id), sealed, name, plain));
   // Authenticated, so only a chunk sealed under a wrong id could fail here.
-  if (keys.Id(plaintext) != id) {
+  if (check_id && keys.Id(plaintext) != id) {
     return absl::DataLossError(
         absl::StrCat(name, ": the plaintext does not hash to the chunk's id"));
   }
   return plaintext;
+}
+
+absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId& id,
+                                      absl::string_view sealed) {
+  std::vector<char> copy(sealed.begin(), sealed.end()), plain;
+  ASSIGN_OR_RETURN(absl::string_view plaintext,
+                   OpenChunkIn(keys, id, absl::MakeSpan(copy), &plain));
+  return std::string(plaintext);
 }
 
 absl::StatusOr<dagvault::v1::WrappedKey> WrapWithPassphrase(const RepositoryKeys& keys,

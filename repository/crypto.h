@@ -17,9 +17,11 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "dagvault/v1/repository.pb.h"
 
 namespace dagvault::repository {
@@ -45,14 +47,25 @@ class RepositoryKeys {
 
   const std::string& key() const { return key_; }
   const std::string& data_key() const { return data_key_; }
-  // HMAC-SHA256 of the plaintext under the chunk-id key.
+  // A chunk's id: the HMAC-SHA256, under the chunk-id key, of the SHA-256
+  // digests of its 4 KiB leaves in order (AppendLeafDigests).
   ChunkId Id(absl::string_view plaintext) const;
+  // The same id from leaf digests already computed: a backup hashes each
+  // leaf once and derives block hashes and chunk ids from those digests.
+  ChunkId IdFromLeafDigests(absl::string_view leaf_digests) const;
 
  private:
   std::string key_;       // the repository key
   std::string id_key_;    // HKDF(key, "dagvault chunk id v1")
   std::string data_key_;  // HKDF(key, "dagvault chunk data v1")
 };
+
+// Chunks are hashed in leaves of this size; the last leaf of a chunk may
+// be shorter. Block sizes are multiples of it (BlockSizeFor).
+inline constexpr size_t kLeafSize = 4096;
+inline constexpr size_t kLeafDigestSize = 32;
+// Appends the SHA-256 of each leaf of `data` to `digests`.
+void AppendLeafDigests(absl::string_view data, std::string* digests);
 
 struct SealOptions {
   int zstd_level = 3;
@@ -61,11 +74,27 @@ struct SealOptions {
 // Seals a chunk's plaintext, which must have the id `id` (Id(plaintext)).
 absl::StatusOr<std::string> SealChunk(const RepositoryKeys& keys, const ChunkId& id,
                                       absl::string_view plaintext, const SealOptions& options = {});
+// The same into *scratch, which is grown as needed and never shrunk: a
+// caller sealing many chunks reuses one buffer. The result points into it.
+absl::StatusOr<absl::string_view> SealChunkTo(const RepositoryKeys& keys, const ChunkId& id,
+                                              absl::string_view plaintext,
+                                              const SealOptions& options,
+                                              std::vector<char>* scratch);
 // Opens a sealed chunk: authenticates it against `id`, decompresses, and
 // checks that the plaintext has that id. Errors name the chunk (by id) and
 // what is wrong with it; nothing unauthenticated is returned.
 absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId& id,
                                       absl::string_view sealed);
+// The same without allocating: `sealed` is decrypted in place and a
+// compressed body is decompressed into *plain (grown as needed, never
+// shrunk), so a reader opening chunk after chunk reuses two buffers. The
+// result points into one of them.
+// `check_id` false skips hashing the plaintext against the id, for a
+// reader that proves its result another way (a restore checks each file's
+// SHA-256); authentication still binds the chunk to its id.
+absl::StatusOr<absl::string_view> OpenChunkIn(const RepositoryKeys& keys, const ChunkId& id,
+                                              absl::Span<char> sealed, std::vector<char>* plain,
+                                              bool check_id = true);
 // Other sealed objects (a pack's trailer, an index, a manifest): the same
 // format, with associated data `dagvault blob` and a binding that names
 // the object (e.g. "pack <id> trailer"), which errors use too.

@@ -67,6 +67,32 @@ TEST_F(CryptoTest, IdsAreKeyedAndSealingUsesAFreshNonce) {
   EXPECT_NE(*SealChunk(keys_, id, plain), *SealChunk(keys_, id, plain));
 }
 
+TEST_F(CryptoTest, AChunkIdFromLeafDigestsEqualsTheIdOfItsBytes) {
+  // Blocks are whole leaves, so a chunk of blocks has the id of their
+  // leaf digests concatenated, whatever the blocks were hashed apart.
+  const std::string a = Text(3 * kLeafSize), b = Text(2 * kLeafSize + 100);
+  std::string digests;
+  AppendLeafDigests(a, &digests);
+  AppendLeafDigests(b, &digests);
+  EXPECT_EQ(digests.size(), 6 * kLeafDigestSize);
+  EXPECT_EQ(keys_.IdFromLeafDigests(digests), keys_.Id(a + b));
+  // Every byte counts, the short last leaf's length too.
+  std::string changed = a + b;
+  changed[kLeafSize + 7] ^= 1;
+  EXPECT_NE(keys_.Id(changed), keys_.Id(a + b));
+  EXPECT_NE(keys_.Id(a + b + std::string(1, '\0')), keys_.Id(a + b));
+  EXPECT_NE(keys_.Id(""), keys_.Id(std::string(1, '\0')));
+  // The same bytes sealed through a reused buffer open the same.
+  std::vector<char> scratch;
+  for (const std::string& plain : {a + b, std::string("x"), Text(5 * kLeafSize)}) {
+    auto sealed = SealChunkTo(keys_, keys_.Id(plain), plain, SealOptions{}, &scratch);
+    ASSERT_TRUE(sealed.ok()) << sealed.status();
+    auto opened = OpenChunk(keys_, keys_.Id(plain), std::string(*sealed));
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_EQ(*opened, plain);
+  }
+}
+
 TEST_F(CryptoTest, EveryAlterationIsRefusedNamingTheChunk) {
   const std::string plain = Text(20000);
   const ChunkId id = keys_.Id(plain);

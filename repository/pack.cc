@@ -1,5 +1,6 @@
 #include "repository/pack.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -51,6 +52,19 @@ std::string PackPath(const std::string& root, const std::string& id) {
 PackWriter::PackWriter(const RepositoryKeys& keys, std::string root)
     : keys_(keys), root_(std::move(root)) {}
 
+PackWriter::PackWriter(const RepositoryKeys& keys, std::string root, std::string buffer,
+                       size_t expected_size)
+    : keys_(keys), root_(std::move(root)), data_(std::move(buffer)) {
+  data_.clear();
+  data_.reserve(expected_size);
+}
+
+std::string PackWriter::TakeBuffer() {
+  data_.clear();
+  chunks_.clear();
+  return std::move(data_);
+}
+
 absl::Status PackWriter::Add(const ChunkId& id, std::string_view sealed,
                              uint32_t plaintext_length) {
   if (data_.empty()) data_.assign(kPackMagic, kMagicSize);
@@ -77,7 +91,7 @@ absl::StatusOr<PackInfo> PackWriter::Finish() {
   data_.append(kPackEndMagic, kMagicSize);
 
   PackInfo info;
-  info.id = DigestToHex(Sha256::Of(data_));
+  info.id = DigestToHex(Sha256::Of(absl::string_view(data_).substr(data_.size() - kTailSize - n)));
   info.path = PackPath(root_, info.id);
   info.size = data_.size();
   info.chunks = std::move(chunks_);
@@ -87,6 +101,67 @@ absl::StatusOr<PackInfo> PackWriter::Finish() {
   data_.clear();
   chunks_.clear();
   return info;
+}
+
+BackgroundPackWriter::BackgroundPackWriter(size_t queue_limit)
+    : queue_limit_(std::max<size_t>(1, queue_limit)), thread_([this] { Run(); }) {}
+
+BackgroundPackWriter::~BackgroundPackWriter() { (void)Close(); }
+
+absl::Status BackgroundPackWriter::Submit(std::unique_ptr<PackWriter> pack) {
+  std::unique_lock<std::mutex> l(mu_);
+  changed_.wait(l, [&] { return !status_.ok() || queue_.size() < queue_limit_; });
+  if (!status_.ok()) return status_;
+  queue_.push_back(std::move(pack));
+  changed_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<PackInfo>> BackgroundPackWriter::Close() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    closing_ = true;
+    changed_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> l(mu_);
+  if (!status_.ok()) return status_;
+  return written_;
+}
+
+std::string BackgroundPackWriter::SpareBuffer() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (spare_.empty()) return std::string();
+  std::string buffer = std::move(spare_.back());
+  spare_.pop_back();
+  return buffer;
+}
+
+void BackgroundPackWriter::Run() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    changed_.wait(l, [&] { return closing_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // closing, and nothing left
+    std::unique_ptr<PackWriter> pack = std::move(queue_.front());
+    queue_.pop_front();
+    // Still counted against the limit while it is written: memory stays
+    // bounded by queue_limit_ + 1 packs.
+    const absl::Status before = status_;
+    l.unlock();
+    // After a failure the rest are dropped: the backup fails anyway, and
+    // its unreferenced packs would only be pruned later.
+    absl::StatusOr<PackInfo> info = before.ok() ? pack->Finish() : absl::StatusOr<PackInfo>(before);
+    std::string buffer = pack->TakeBuffer();
+    pack.reset();
+    l.lock();
+    if (spare_.size() < queue_limit_) spare_.push_back(std::move(buffer));
+    if (info.ok()) {
+      written_.push_back(std::move(*info));
+    } else if (status_.ok()) {
+      status_ = info.status();
+    }
+    changed_.notify_all();
+  }
 }
 
 absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::string& path) {
@@ -117,6 +192,10 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
   std::string sealed(n, '\0');
   ASSIGN_OR_RETURN(got, f.ReadAtMost(body, sealed.data(), sealed.size()));
   if (got != sealed.size()) return absl::DataLossError(absl::StrCat(name, ": short read"));
+  if (DigestToHex(Sha256::Of(absl::StrCat(sealed, tail))) != BaseName(path)) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": its trailer does not hash to its name (damaged or renamed)"));
+  }
   auto opened = OpenBlob(keys, TrailerBinding(body), sealed);
   if (!opened.ok()) return Annotate(opened.status(), name);
   dagvault::v1::PackTrailer trailer;
@@ -161,14 +240,17 @@ absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool
   ASSIGN_OR_RETURN(PackInfo info, ReadPackIndex(keys, path));
   if (!read_data) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
-  if (DigestToHex(Sha256::Of(data)) != info.id) {
-    return absl::DataLossError(absl::StrCat(
-        "pack ", path, ": its content does not hash to its name (damaged or renamed)"));
-  }
   // Every chunk, from the bytes already read; every bad one is named.
   std::vector<std::string> bad;
+  std::vector<char> plain;
   for (const auto& c : info.chunks) {
-    auto plaintext = OpenChunk(keys, c.id, absl::string_view(data).substr(c.offset, c.length));
+    if (c.offset > data.size() || c.length > data.size() - c.offset) {
+      bad.push_back(absl::StrCat("chunk ", ChunkIdHex(c.id), " lies past the pack's end"));
+      continue;
+    }
+    // Each chunk is opened where it lies: the pack's bytes are not needed again.
+    auto plaintext =
+        OpenChunkIn(keys, c.id, absl::MakeSpan(data.data() + c.offset, c.length), &plain);
     if (!plaintext.ok()) {
       bad.push_back(std::string(plaintext.status().message()));
     } else if (plaintext->size() != c.plaintext_length) {
@@ -182,17 +264,20 @@ absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const std::string& path,
-                                            const PackedChunk& chunk) {
+absl::StatusOr<absl::string_view> ReadPackedChunkIn(const RepositoryKeys& keys,
+                                                    const std::string& path,
+                                                    const PackedChunk& chunk,
+                                                    ChunkReadBuffers* buffers, bool check_id) {
   ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
-  std::string sealed(chunk.length, '\0');
-  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(chunk.offset, sealed.data(), sealed.size()));
-  if (got != sealed.size()) {
+  if (buffers->sealed.size() < chunk.length) buffers->sealed.resize(chunk.length);
+  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(chunk.offset, buffers->sealed.data(), chunk.length));
+  if (got != chunk.length) {
     return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
                                             " at offset ", chunk.offset, " is cut short (", got,
                                             " of ", chunk.length, " bytes)"));
   }
-  auto plaintext = OpenChunk(keys, chunk.id, sealed);
+  auto plaintext = OpenChunkIn(keys, chunk.id, absl::MakeSpan(buffers->sealed.data(), chunk.length),
+                               &buffers->plain, check_id);
   if (!plaintext.ok()) return Annotate(plaintext.status(), absl::StrCat("pack ", path));
   if (plaintext->size() != chunk.plaintext_length) {
     return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
@@ -200,6 +285,13 @@ absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const st
                                             chunk.plaintext_length));
   }
   return plaintext;
+}
+
+absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const std::string& path,
+                                            const PackedChunk& chunk) {
+  ChunkReadBuffers buffers;
+  ASSIGN_OR_RETURN(absl::string_view plaintext, ReadPackedChunkIn(keys, path, chunk, &buffers));
+  return std::string(plaintext);
 }
 
 }  // namespace dagvault::repository

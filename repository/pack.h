@@ -1,13 +1,20 @@
 // Packs: files of tens of MiB holding sealed chunks back to back, with a
 // sealed trailer that indexes them (docs/repository-format.md, "Packs").
-// A pack's name is the SHA-256 of its bytes; it is written under a
+// A pack's name is the SHA-256 of its tail (the sealed trailer, its
+// length and the end marker), which commits to every chunk through the
+// authenticated trailer; it is written under a
 // temporary name, fsynced, renamed into place and its folder fsynced, so a
 // pack either exists whole or not at all. Each writer writes its own packs:
 // concurrent writers need no lock.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,7 +35,7 @@ struct PackedChunk {
 };
 
 struct PackInfo {
-  std::string id;    // 64 hex digits: SHA-256 of the file
+  std::string id;    // 64 hex digits: SHA-256 of the pack's tail (from its trailer on)
   std::string path;  // <root>/packs/<first two digits>/<id>
   uint64_t size = 0;
   std::vector<PackedChunk> chunks;
@@ -49,6 +56,11 @@ absl::StatusOr<std::map<std::string, std::string>> ListPackFiles(const std::stri
 class PackWriter {
  public:
   PackWriter(const RepositoryKeys& keys, std::string root);
+  // Reuses `buffer`'s memory (a finished pack's, from TakeBuffer) and
+  // reserves `expected_size`: a pack grown by doubling would copy itself
+  // and fault in fresh pages several times over.
+  PackWriter(const RepositoryKeys& keys, std::string root, std::string buffer,
+             size_t expected_size);
 
   // Adds a sealed chunk (SealChunk's output). A pack stays under 4 GiB
   // (offsets are 32-bit in the in-memory index): Finish one before that.
@@ -57,6 +69,8 @@ class PackWriter {
   size_t chunk_count() const { return chunks_.size(); }
   // Writes the pack durably and starts a new one.
   absl::StatusOr<PackInfo> Finish();
+  // The (empty) buffer, for the next PackWriter.
+  std::string TakeBuffer();
 
  private:
   const RepositoryKeys& keys_;
@@ -65,13 +79,55 @@ class PackWriter {
   std::vector<PackedChunk> chunks_;
 };
 
+// Finishes full packs on a thread of its own, so that the threads which
+// compress and encrypt never wait on a write or an fsync. At most
+// `queue_limit` packs wait to be written: Submit blocks beyond that, which
+// bounds the memory a fast producer can take.
+class BackgroundPackWriter {
+ public:
+  explicit BackgroundPackWriter(size_t queue_limit = 2);
+  ~BackgroundPackWriter();  // waits for the packs already submitted
+
+  // Queues a full pack. Returns the first write error seen so far, so a
+  // producer stops early when the repository cannot be written.
+  absl::Status Submit(std::unique_ptr<PackWriter> pack);
+  // Waits for every submitted pack; returns them, or the first error.
+  absl::StatusOr<std::vector<PackInfo>> Close();
+  // The buffer of a pack already written, or an empty string.
+  std::string SpareBuffer();
+
+ private:
+  void Run();
+
+  const size_t queue_limit_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<std::unique_ptr<PackWriter>> queue_;
+  bool closing_ = false;
+  absl::Status status_;
+  std::vector<PackInfo> written_;
+  std::vector<std::string> spare_;
+  std::thread thread_;
+};
+
 // Reads and authenticates a pack's trailer. Errors name the pack file.
 absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::string& path);
-// Reads the trailer; with read_data also checks that the pack's bytes hash
-// to its name and that every chunk opens. The first problem is returned,
+// Reads the trailer (which checks the pack's name); with read_data also
+// checks that every chunk opens. The first problem is returned,
 // naming the pack (and the chunk).
 absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool read_data);
+// Buffers a reader reuses from chunk to chunk (ReadPackedChunkIn).
+struct ChunkReadBuffers {
+  std::vector<char> sealed;
+  std::vector<char> plain;
+};
 // Reads one chunk of a pack and opens it: errors name the pack and chunk.
+// The result points into *buffers and lives until their next use.
+absl::StatusOr<absl::string_view> ReadPackedChunkIn(const RepositoryKeys& keys,
+                                                    const std::string& path,
+                                                    const PackedChunk& chunk,
+                                                    ChunkReadBuffers* buffers,
+                                                    bool check_id = true);
 absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const std::string& path,
                                             const PackedChunk& chunk);
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <random>
 
+#include "common/evp.h"
 #include "common/file_util.h"
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
@@ -85,7 +86,8 @@ TEST_F(PackTest, DamageIsNamedByPackAndChunkAndSparesTheOtherChunks) {
     }
   }
   absl::Status checked = CheckPack(keys_, written.path, /*read_data=*/true);
-  EXPECT_THAT(std::string(checked.message()), HasSubstr("does not hash to its name"));
+  EXPECT_THAT(std::string(checked.message()),
+              HasSubstr(absl::StrCat("chunk ", ChunkIdHex(victim.id), ": authentication failed")));
   EXPECT_TRUE(CheckPack(keys_, written.path, /*read_data=*/false).ok());
 
   // Truncated: no end marker.
@@ -97,7 +99,28 @@ TEST_F(PackTest, DamageIsNamedByPackAndChunkAndSparesTheOtherChunks) {
   trailer_bad[good.size() - 20] ^= 0x01;
   ASSERT_TRUE(WriteFileAtomically(written.path, trailer_bad).ok());
   EXPECT_THAT(std::string(ReadPackIndex(keys_, written.path).status().message()),
-              HasSubstr("authentication failed"));
+              HasSubstr("its trailer does not hash to its name"));
+  // Renamed to match its damaged trailer, it still fails authentication.
+  {
+    const size_t tail = 12;
+    uint32_t n = 0;
+    for (int i = 0; i < 4; ++i) {
+      n |= uint32_t{static_cast<uint8_t>(good[good.size() - tail + i])} << (8 * i);
+    }
+    const std::string forged =
+        PackPath(dir_.path(), DigestToHex(Sha256::Of(trailer_bad.substr(good.size() - tail - n))));
+    ASSERT_TRUE(CreateDirectories(DirName(forged)).ok());
+    ASSERT_TRUE(WriteFileAtomically(forged, trailer_bad).ok());
+    EXPECT_THAT(std::string(ReadPackIndex(keys_, forged).status().message()),
+                HasSubstr("authentication failed"));
+    ASSERT_TRUE(RemoveDurably(forged).ok());
+  }
+  // A pack under another pack's name: even the plain check sees it.
+  const std::string renamed = PackPath(dir_.path(), std::string(64, 'a'));
+  ASSERT_TRUE(CreateDirectories(DirName(renamed)).ok());
+  ASSERT_TRUE(WriteFileAtomically(renamed, good).ok());
+  EXPECT_THAT(std::string(CheckPack(keys_, renamed, /*read_data=*/false).message()),
+              HasSubstr(absl::StrCat("pack ", renamed, ": its trailer does not hash to its name")));
   // Another repository's key.
   ASSERT_TRUE(WriteFileAtomically(written.path, good).ok());
   auto other = RepositoryKeys::Generate();

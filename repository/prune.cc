@@ -18,7 +18,6 @@
 namespace dagvault::repository {
 namespace {
 
-
 // Temporary files a crashed writer left (file_util writes "<name>.tmp").
 void RemoveTemporaries(const std::string& root) {
   std::error_code ec;

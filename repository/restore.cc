@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -74,13 +75,63 @@ absl::Status PlanFile(size_t index, const ManifestFile& f, const std::string& wh
       tasks->push_back({index, ToId(map.chunk_ids().substr(size_t{r.chunk()} * 32, 32)), {}});
     }
     const uint64_t offset = i * bs;
-    (*tasks)[task_of[r.chunk()]].placements.push_back(
-        {offset, r.slot() * bs, static_cast<uint32_t>(std::min<uint64_t>(bs, f.size() - offset))});
+    const uint32_t from = r.slot() * bs;
+    const auto length = static_cast<uint32_t>(std::min<uint64_t>(bs, f.size() - offset));
+    // Blocks next to each other in both the file and the chunk (all of a
+    // first backup's) are written with one call.
+    auto& placements = (*tasks)[task_of[r.chunk()]].placements;
+    if (!placements.empty() && placements.back().offset + placements.back().length == offset &&
+        placements.back().from + placements.back().length == from) {
+      placements.back().length += length;
+    } else {
+      placements.push_back({offset, from, length});
+    }
   }
   return absl::OkStatus();
 }
 
 std::string HexDigest(const std::string& bytes) { return absl::BytesToHexString(bytes); }
+
+// Per file and per 4 MiB segment: how many bytes the plan writes there,
+// and how many are written so far. Zero blocks are not written (they stay
+// holes), so a segment is complete when the two counts meet.
+class SegmentProgress {
+ public:
+  static constexpr uint64_t kSegment = 4 << 20;
+
+  SegmentProgress(const std::vector<const ManifestFile*>& files,
+                  const std::vector<ChunkTask>& tasks) {
+    expected_.resize(files.size());
+    written_.resize(files.size());
+    for (size_t i = 0; i < files.size(); ++i) {
+      const size_t segments = (files[i]->size() + kSegment - 1) / kSegment;
+      expected_[i].assign(segments, 0);
+      written_[i].assign(segments, 0);
+    }
+    for (const ChunkTask& t : tasks) {
+      for (const Placement& p : t.placements) Add(&expected_[t.file], p.offset, p.length);
+    }
+  }
+  void Written(size_t file, uint64_t offset, uint64_t length) {
+    Add(&written_[file], offset, length);
+  }
+  bool Complete(size_t file, uint64_t segment) const {
+    return written_[file][segment] == expected_[file][segment];
+  }
+
+ private:
+  static void Add(std::vector<uint64_t>* counts, uint64_t offset, uint64_t length) {
+    while (length > 0) {
+      const uint64_t seg = offset / kSegment;
+      const uint64_t n = std::min(length, (seg + 1) * kSegment - offset);
+      if (seg < counts->size()) (*counts)[seg] += n;
+      offset += n;
+      length -= n;
+    }
+  }
+
+  std::vector<std::vector<uint64_t>> expected_, written_;
+};
 
 }  // namespace
 
@@ -142,16 +193,23 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   RestoreResult result;
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> chunks_read{0}, sealed_read{0};
-  std::mutex mu;
+  std::mutex mu;  // status, written
+  std::condition_variable progressed;
   absl::Status status;
   auto fail = [&](absl::Status s) {
     std::lock_guard<std::mutex> l(mu);
     if (status.ok()) status = std::move(s);
+    progressed.notify_all();
   };
   auto failed = [&] {
     std::lock_guard<std::mutex> l(mu);
     return !status.ok();
   };
+  // The whole-file hash follows the writes: a segment of a file is hashed
+  // (read back from the page cache) as soon as every byte the plan puts in
+  // it is written, so verification overlaps the restore instead of adding
+  // a pass at its end.
+  SegmentProgress progress(files, tasks);
   auto restore_chunk = [&](const ChunkTask& t) -> absl::Status {
     const ManifestFile& f = *files[t.file];
     const std::string where = absl::StrCat("restore of manifest ", manifest_id, " file ", f.name());
@@ -161,7 +219,11 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
                                               " is in no index (its pack or index file is "
                                               "missing)"));
     }
-    auto plaintext = ReadPackedChunk(repo.keys(), PackPath(repo.root(), *loc->pack), loc->chunk);
+    // Buffers reused from chunk to chunk by each restoring thread. The
+    // chunk's id is not recomputed: the file's SHA-256 proves the result.
+    thread_local ChunkReadBuffers buffers;
+    auto plaintext = ReadPackedChunkIn(repo.keys(), PackPath(repo.root(), *loc->pack), loc->chunk,
+                                       &buffers, /*check_id=*/false);
     if (!plaintext.ok()) return Annotate(plaintext.status(), where);
     ++chunks_read;
     sealed_read += loc->chunk.length;
@@ -174,52 +236,68 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
       }
       RETURN_IF_ERROR(out.WriteAt(p.offset, plaintext->data() + p.from, p.length));
     }
-    return out.Close();
+    RETURN_IF_ERROR(out.Close());
+    std::lock_guard<std::mutex> l(mu);
+    for (const Placement& p : t.placements) progress.Written(t.file, p.offset, p.length);
+    progressed.notify_all();
+    return absl::OkStatus();
   };
-  auto verify_file = [&](size_t i) -> absl::Status {
-    const ManifestFile& f = *files[i];
-    ASSIGN_OR_RETURN(File in, File::Open(partials[i], O_RDWR | O_CLOEXEC));
-    Sha256 sha;
-    std::string buf(4 << 20, '\0');
-    for (uint64_t off = 0; off < f.size(); off += buf.size()) {
-      const size_t n = std::min<uint64_t>(buf.size(), f.size() - off);
-      if (in.IsHole(off, n)) {
-        std::memset(buf.data(), 0, n);
-      } else {
-        RETURN_IF_ERROR(in.ReadAt(off, buf.data(), n));
+  auto verify_files = [&]() -> absl::Status {
+    std::vector<char> buf(SegmentProgress::kSegment);
+    for (size_t i = 0; i < files.size(); ++i) {
+      const ManifestFile& f = *files[i];
+      ASSIGN_OR_RETURN(File in, File::Open(partials[i], O_RDWR | O_CLOEXEC));
+      Sha256 sha;
+      for (uint64_t seg = 0; seg * SegmentProgress::kSegment < f.size(); ++seg) {
+        {
+          std::unique_lock<std::mutex> l(mu);
+          progressed.wait(l, [&] { return !status.ok() || progress.Complete(i, seg); });
+          if (!status.ok()) return absl::OkStatus();  // the restore failed already
+        }
+        const uint64_t off = seg * SegmentProgress::kSegment;
+        const size_t n = std::min<uint64_t>(buf.size(), f.size() - off);
+        RETURN_IF_ERROR(in.ReadAt(off, buf.data(), n));  // a hole reads as zeros
+        sha.Update(buf.data(), n);
+        // Start writing the segment out now, so the fsync at the end of
+        // the file finds little left to do. Only a hint: errors surface there.
+        (void)sync_file_range(in.fd(), static_cast<off_t>(off), static_cast<off_t>(n),
+                              SYNC_FILE_RANGE_WRITE);
       }
-      sha.Update(buf.data(), n);
+      const Sha256Digest d = sha.Finish();
+      const std::string got(reinterpret_cast<const char*>(d.data()), d.size());
+      if (got != f.sha256()) {
+        return absl::DataLossError(
+            absl::StrCat("restore of manifest ", manifest_id, " file ", f.name(),
+                         ": the restored bytes hash to ", HexDigest(got), ", not the backed-up ",
+                         HexDigest(f.sha256()), "; the file was not put in place"));
+      }
+      RETURN_IF_ERROR(in.Sync());
     }
-    const Sha256Digest d = sha.Finish();
-    const std::string got(reinterpret_cast<const char*>(d.data()), d.size());
-    if (got != f.sha256()) {
-      return absl::DataLossError(
-          absl::StrCat("restore of manifest ", manifest_id, " file ", f.name(),
-                       ": the restored bytes hash to ", HexDigest(got), ", not the backed-up ",
-                       HexDigest(f.sha256()), "; the file was not put in place"));
-    }
-    return in.Sync();
+    return absl::OkStatus();
   };
 
-  const int workers = options.workers > 0
-                          ? options.workers
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  auto run_parallel = [&](size_t count, const std::function<absl::Status(size_t)>& step) {
-    next = 0;
-    std::vector<std::thread> threads;
-    for (int w = 0; w < workers; ++w) {
-      threads.emplace_back([&] {
-        for (size_t i = next++; i < count && !failed(); i = next++) {
-          absl::Status s = step(i);
-          if (!s.ok()) fail(std::move(s));
-        }
-      });
-    }
-    for (auto& t : threads) t.join();
-  };
-  run_parallel(tasks.size(), [&](size_t i) { return restore_chunk(tasks[i]); });
-  RETURN_IF_ERROR(status);
-  run_parallel(files.size(), verify_file);
+  // Twice the cores by default: a thread waiting on a pack read leaves
+  // its core to another (measured: 1 GiB from cold caches on 2 cores in
+  // 1.7-1.9 s with 4 threads, 2.0-2.5 s with 2).
+  const int workers =
+      options.workers > 0
+          ? options.workers
+          : std::max(2, 2 * static_cast<int>(std::thread::hardware_concurrency()));
+  std::thread verifier([&] {
+    absl::Status s = verify_files();
+    if (!s.ok()) fail(std::move(s));
+  });
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&] {
+      for (size_t i = next++; i < tasks.size() && !failed(); i = next++) {
+        absl::Status s = restore_chunk(tasks[i]);
+        if (!s.ok()) fail(std::move(s));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  verifier.join();
   RETURN_IF_ERROR(status);
   for (size_t i = 0; i < files.size(); ++i) {
     RETURN_IF_ERROR(RenameDurably(partials[i], finals[i]));

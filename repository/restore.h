@@ -18,7 +18,7 @@
 namespace dagvault::repository {
 
 struct RestoreOptions {
-  int workers = 0;                 // 0: one per core
+  int workers = 0;                 // 0: two per core (reads wait on the disk)
   std::vector<std::string> files;  // manifest names; empty: every file
   bool overwrite = false;          // replace files that exist in the target
   LockOptions lock;

@@ -104,7 +104,7 @@ absl::Status Init(const CliArgs& args, std::ostream& out) {
   ASSIGN_OR_RETURN(Secret secret,
                    SecretFrom(args, "passphrase-file", "key-file", "DAGVAULT_PASSPHRASE"));
   repository::InitOptions options;
-  ASSIGN_OR_RETURN(uint64_t level, args.GetUint("zstd-level", 3));
+  ASSIGN_OR_RETURN(uint64_t level, args.GetUint("zstd-level", 1));
   options.zstd_level = static_cast<int>(level);
   ASSIGN_OR_RETURN(Repository repo, Repository::Init(*root, secret, options));
   out << "created repository " << repo.config().id() << " at " << *root << " (key slot "

@@ -14,8 +14,8 @@ cd "$(dirname "$0")/../.."
 GIB=${1:-4}
 WORK=${DAGVAULT_BENCH_DIR:-/var/tmp/dagvault-bench}
 BIN=build/bin
-if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq restic borgbackup >/dev/null
+if ! command -v restic >/dev/null || ! command -v borg >/dev/null || [ ! -x /usr/bin/time ]; then
+  apt-get update -qq && apt-get install -y -qq restic borgbackup time >/dev/null
 fi
 [ -x $BIN/dagvault ] && [ -x $BIN/repository_bench_data ] || {
   cmake -S . -B build -G Ninja >/dev/null && ninja -C build dagvault repository_bench_data; }
@@ -28,16 +28,19 @@ SRC=$WORK/src/priv1.edb
 mkdir -p "$WORK/src"
 
 cold() { sync; [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches || true; }
-# timed NAME CMD...: runs CMD from cold caches and records its seconds.
-declare -A T S
+# timed NAME CMD...: runs CMD from cold caches and records its seconds
+# and its peak resident size (KiB, from GNU time).
+declare -A T S R
 timed() {
   local name=$1; shift
   cold
   local s e
   s=$(date +%s.%N)
-  "$@" >"$WORK/$name.out" 2>&1 || { echo "$name failed:"; cat "$WORK/$name.out"; exit 1; }
+  /usr/bin/time -o "$WORK/$name.rss" -f %M "$@" >"$WORK/$name.out" 2>&1 ||
+    { echo "$name failed:"; cat "$WORK/$name.out"; exit 1; }
   e=$(date +%s.%N)
   T[$name]=$(awk "BEGIN{printf \"%.2f\", $e - $s}")
+  R[$name]=$(tail -1 "$WORK/$name.rss")
 }
 size_of() { du -sb "$1" | cut -f1; }
 
@@ -86,20 +89,22 @@ mb() { awk "BEGIN{printf \"%.0f\", $BYTES / 1048576 / $1}"; }
 pct() { awk "BEGIN{printf \"%.1f%%\", 100 * $1 / $BYTES}"; }
 echo
 echo "file: $((BYTES >> 20)) MiB; $(nproc) cores; times from cold caches"
-printf "%-34s %9s %9s %14s\n" step seconds MB/s stored
+printf "%-34s %9s %9s %14s %9s\n" step seconds MB/s stored "peak MiB"
 printf "%-34s %9s %9s %14s\n" "cp + sync" "${T[copy]}" "$(mb ${T[copy]})" -
 for r in 1 2 3; do
   label=$([ $r = 1 ] && echo "first backup" || ([ $r = 2 ] && echo "2% uniform" || echo "2% in runs"))
   for tool in dv rs bg; do
     name=$([ $tool = dv ] && echo dagvault || ([ $tool = rs ] && echo "restic $(restic version | cut -d' ' -f2)" || echo "borg $(borg --version | cut -d' ' -f2)"))
-    printf "%-34s %9s %9s %14s\n" "$label: $name" "${T[$tool$r]}" "$(mb ${T[$tool$r]})" \
-      "${S[$tool$r]} ($(pct ${S[$tool$r]}))"
+    printf "%-34s %9s %9s %14s %9s\n" "$label: $name" "${T[$tool$r]}" "$(mb ${T[$tool$r]})" \
+      "${S[$tool$r]} ($(pct ${S[$tool$r]}))" "$((${R[$tool$r]} >> 10))"
   done
 done
 for tool in dv rs bg; do
-  printf "%-34s %9s %9s\n" "restore: $tool" "${T[${tool}restore]}" "$(mb ${T[${tool}restore]})"
+  printf "%-34s %9s %9s %14s %9s\n" "restore: $tool" "${T[${tool}restore]}" \
+    "$(mb ${T[${tool}restore]})" - "$((${R[${tool}restore]} >> 10))"
 done
-printf "%-34s %9s %9s\n" "check --read-data: dagvault" "${T[dvcheck]}" "$(mb ${T[dvcheck]})"
+printf "%-34s %9s %9s %14s %9s\n" "check --read-data: dagvault" "${T[dvcheck]}" "$(mb ${T[dvcheck]})" \
+  - "$((${R[dvcheck]} >> 10))"
 echo
 ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
 echo "dagvault first backup / copy rate:        $(ratio ${T[copy]} ${T[dv1]}) (target >= 0.8)"

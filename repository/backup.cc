@@ -453,6 +453,7 @@ absl::StatusOr<std::optional<Manifest>> FindBase(const Repository& repo, const M
 absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<BackupFile>& files,
                                 const Manifest& header, const BackupOptions& options) {
   const absl::Time started = absl::Now();
+  if (options.zstd_level >= 0) RETURN_IF_ERROR(ValidateZstdLevel(options.zstd_level));
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
   ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
                                           session, "backup", options.lock));

@@ -148,6 +148,44 @@ TEST_F(BackupTest, TwoPercentOfPagesChangedStoresAtMostFourPercent) {
   }
 }
 
+TEST_F(BackupTest, AFileThatShrinksWhileItIsReadFailsTheBackupAndWritesNoManifest) {
+  // A sysfs attribute claims 4096 bytes and reads a few: a file shorter
+  // at its read than at the plan, without a race to arrange.
+  const std::string path = "/sys/devices/system/cpu/online";
+  if (!PathExists(path)) GTEST_SKIP() << path << " is not here";
+  auto m = Backup(*repo_, {{path, "online", "log", "", 0}}, Header("DB01"), {});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(m.status().message()),
+              HasSubstr(absl::StrCat("file ", path, " shrank while it was backed up (")));
+  auto manifests = repo_->ListManifests();
+  ASSERT_TRUE(manifests.ok());
+  EXPECT_TRUE(manifests->empty());
+}
+
+TEST_F(BackupTest, ACompressionLevelZstdDoesNotHaveIsRefused) {
+  BackupOptions options;
+  options.zstd_level = 23;
+  auto m = Backup(*repo_, {Put("a.log", "x", "log")}, Header("DB01"), options);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("zstd level 23 is not between 1 and"));
+  InitOptions init = FastInit();
+  init.zstd_level = 0;
+  auto repo = Repository::Init(dir_.Sub("repo0"), TestPassphrase(), init);
+  ASSERT_FALSE(repo.ok());
+  EXPECT_THAT(std::string(repo.status().message()), HasSubstr("zstd level 0 is not between 1 and"));
+  EXPECT_FALSE(PathExists(dir_.Sub("repo0")));
+  // Every level in range round-trips.
+  for (int level : {1, 19}) {
+    options.zstd_level = level;
+    const std::string data = MakeEdbLike(16, level);
+    RestoreResult result;
+    const std::string target = RestoreAll(BackUp({Put("db.edb", data)}, options), &result);
+    EXPECT_EQ(ReadFile(target + "/db.edb"), data) << level;
+  }
+}
+
 TEST_F(BackupTest, AChainOfThirtyBlockIncrementalsRestoresEveryPointReadingEachChunkOnce) {
   std::string edb = MakeEdbLike(4096, 5);  // 32 MiB
   std::vector<std::pair<dagvault::v1::Manifest, std::string>> points;

@@ -320,6 +320,12 @@ absl::StatusOr<dagvault::v1::WrappedKey> Wrap(const RepositoryKeys& keys,
 
 }  // namespace
 
+absl::Status ValidateZstdLevel(int level) {
+  if (level >= 1 && level <= ZSTD_maxCLevel()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("zstd level ", level, " is not between 1 and ", ZSTD_maxCLevel()));
+}
+
 std::string ChunkIdHex(const ChunkId& id) {
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(id.data()), id.size()));

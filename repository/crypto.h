@@ -67,6 +67,10 @@ inline constexpr size_t kLeafDigestSize = 32;
 // Appends the SHA-256 of each leaf of `data` to `digests`.
 void AppendLeafDigests(absl::string_view data, std::string* digests);
 
+// A zstd level a repository or a backup may ask for: 1 to zstd's maximum
+// (22). The error names the level and the range.
+absl::Status ValidateZstdLevel(int level);
+
 struct SealOptions {
   int zstd_level = 3;
 };

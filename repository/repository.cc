@@ -118,6 +118,7 @@ absl::StatusOr<dagvault::v1::RepositoryConfig> Repository::ReadConfig(const std:
 
 absl::StatusOr<Repository> Repository::Init(const std::string& root, const Secret& secret,
                                             const InitOptions& options) {
+  RETURN_IF_ERROR(ValidateZstdLevel(options.zstd_level));
   if (PathExists(JoinPath(root, "config"))) {
     return absl::AlreadyExistsError(absl::StrCat(root, " already holds a repository"));
   }

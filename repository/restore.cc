@@ -279,10 +279,9 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   // Twice the cores by default: a thread waiting on a pack read leaves
   // its core to another (measured: 1 GiB from cold caches on 2 cores in
   // 1.7-1.9 s with 4 threads, 2.0-2.5 s with 2).
-  const int workers =
-      options.workers > 0
-          ? options.workers
-          : std::max(2, 2 * static_cast<int>(std::thread::hardware_concurrency()));
+  const int workers = options.workers > 0
+                          ? options.workers
+                          : std::max(2, 2 * static_cast<int>(std::thread::hardware_concurrency()));
   std::thread verifier([&] {
     absl::Status s = verify_files();
     if (!s.ok()) fail(std::move(s));

@@ -36,7 +36,8 @@ timed() {
   cold
   local s e
   s=$(date +%s.%N)
-  /usr/bin/time -o "$WORK/$name.rss" -f %M "$@" >"$WORK/$name.out" 2>&1 ||
+  # Through bash, so that NAME may be one of the functions below.
+  /usr/bin/time -o "$WORK/$name.rss" -f %M bash -c '"$@"' _ "$@" >"$WORK/$name.out" 2>&1 ||
     { echo "$name failed:"; cat "$WORK/$name.out"; exit 1; }
   e=$(date +%s.%N)
   T[$name]=$(awk "BEGIN{printf \"%.2f\", $e - $s}")
@@ -58,6 +59,8 @@ borg init -e repokey "$WORK/borg" >/dev/null 2>&1
 dv_backup() { $BIN/dagvault repo backup --repo "$WORK/dv" --unit DB01 --file "database:$SRC"; }
 rs_backup() { restic backup -q --repo "$WORK/restic" --compression auto "$SRC"; }
 bg_backup() { borg create --compression zstd,3 "$WORK/borg::$1" "$SRC"; }
+export -f dv_backup rs_backup bg_backup
+export BIN WORK SRC
 
 for round in 1 2 3; do
   case $round in

@@ -246,7 +246,7 @@ TEST_F(RepoCli, KillNineDuringBackupAndPruneLeavesACleanRepositoryAndEveryManife
   }
 }
 
-TEST_F(RepoCli, WrongPassphraseMissingKeyFileAndNewerFormatGetClearErrors) {
+TEST_F(RepoCli, WrongPassphraseMissingKeyFileBadLevelAndNewerFormatGetClearErrors) {
   const std::string wrong = dir_.Sub("wrong");
   WriteFile(wrong, "not it");
   ProcessResult r = RunProcess(
@@ -263,6 +263,19 @@ TEST_F(RepoCli, WrongPassphraseMissingKeyFileAndNewerFormatGetClearErrors) {
   r = RunProcess({BinaryPath("dagvault"), "repo", "ls", "--repo", repo_, "--passphrase", "x"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("never given as an argument"));
+
+  // A compression level zstd does not have: nothing is created.
+  r = RunProcess({BinaryPath("dagvault"), "repo", "init", "--repo", dir_.Sub("repo2"),
+                  "--passphrase-file", pass_, "--zstd-level", "30"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("zstd level 30 is not between 1 and"));
+  EXPECT_FALSE(PathExists(dir_.Sub("repo2") + "/config"));
+  r = RunProcess({BinaryPath("dagvault"), "repo", "init", "--repo", dir_.Sub("repo3"),
+                  "--passphrase-file", pass_, "--zstd-level", "9"});
+  ASSERT_TRUE(r.ok()) << r.err;
+  auto level9 = Repository::ReadConfig(dir_.Sub("repo3"));
+  ASSERT_TRUE(level9.ok()) << level9.status();
+  EXPECT_EQ(level9->zstd_level(), 9);
 
   // Key slots: add a key file, open with it, remove the passphrase slot;
   // the last slot cannot go.

@@ -1,0 +1,147 @@
+// Restore's refusals: each names what is wrong, and none leaves a file
+// with wrong bytes (or a partial file) behind.
+#include "repository/restore.h"
+
+#include <filesystem>
+#include <functional>
+
+#include "absl/base/internal/endian.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "repository/block_map.h"
+#include "repository/repository_test_util.h"
+
+namespace dagvault::repository {
+namespace {
+
+using namespace testing;  // NOLINT: the shared test helpers
+using ::testing::HasSubstr;
+
+class RestoreTest : public RepositoryTest {
+ protected:
+  RestoreTest() : RepositoryTest("restore") {}
+
+  // One database file of `pages` pages, backed up.
+  dagvault::v1::Manifest BackUpDatabase(uint64_t pages) {
+    data_ = MakeEdbLike(pages, 11);
+    WriteFile(dir_.Sub("src/db.edb"), data_);
+    auto m =
+        Backup(*repo_, {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0}}, Header("DB01"), {});
+    EXPECT_TRUE(m.ok()) << m.status();
+    return m.ok() ? *m : dagvault::v1::Manifest();
+  }
+
+  // The manifest rewritten under a new id after `edit`: what a bug, or
+  // someone holding the key, could write.
+  std::string Rewrite(dagvault::v1::Manifest m,
+                      const std::function<void(dagvault::v1::Manifest*)>& edit) {
+    auto id = Repository::NewSessionId();
+    EXPECT_TRUE(id.ok());
+    m.set_id(*id);
+    edit(&m);
+    EXPECT_TRUE(repo_->WriteManifest(m).ok());
+    return *id;
+  }
+
+  // The names in a folder (none if it does not exist).
+  std::vector<std::string> Names(const std::string& dir) {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      names.push_back(e.path().filename().string());
+    }
+    return names;
+  }
+
+  std::string data_;
+};
+
+TEST_F(RestoreTest, AFileNameThatWouldEscapeTheTargetIsRefusedAndNothingIsWritten) {
+  const dagvault::v1::Manifest m = BackUpDatabase(4);
+  for (const std::string name : {"../escaped.edb", "/tmp/absolute.edb", "a/../../b.edb", ""}) {
+    SCOPED_TRACE(name);
+    const std::string id = Rewrite(m, [&](auto* w) { w->mutable_files(0)->set_name(name); });
+    const std::string target = dir_.Sub("target");
+    auto r = Restore(*repo_, id, target);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr(absl::StrCat("manifest ", id, ": file name \"", name,
+                                       "\" would escape the target folder")));
+    EXPECT_THAT(Names(target), ::testing::IsEmpty());
+  }
+  EXPECT_FALSE(PathExists(dir_.Sub("escaped.edb")));
+  EXPECT_FALSE(PathExists("/tmp/absolute.edb"));
+}
+
+TEST_F(RestoreTest, AnExistingFileIsKeptUnlessOverwriteIsAsked) {
+  const dagvault::v1::Manifest m = BackUpDatabase(4);
+  const std::string target = dir_.Sub("target");
+  ASSERT_TRUE(CreateDirectories(target).ok());
+  WriteFile(target + "/db.edb", "precious");
+  auto refused = Restore(*repo_, m.id(), target);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr(absl::StrCat(target,
+                                     "/db.edb exists; restore into an empty folder, or "
+                                     "ask to overwrite")));
+  EXPECT_EQ(ReadFile(target + "/db.edb"), "precious");
+
+  RestoreOptions overwrite;
+  overwrite.overwrite = true;
+  auto r = Restore(*repo_, m.id(), target, overwrite);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(target + "/db.edb"), data_);
+  EXPECT_THAT(Names(target), ::testing::ElementsAre("db.edb"));
+}
+
+TEST_F(RestoreTest, AMapThatNeedsMoreOfAChunkThanItHoldsFailsAndLeavesNoFile) {
+  // Three blocks, all in one chunk of three. Block 0 is made to point at
+  // slot 7 of it: a valid slot number, but past the chunk's end.
+  const dagvault::v1::Manifest m = BackUpDatabase(3);
+  ASSERT_TRUE(m.files(0).has_block_map());
+  const std::string id = Rewrite(m, [](auto* w) {
+    std::string* blocks = w->mutable_files(0)->mutable_block_map()->mutable_blocks();
+    absl::little_endian::Store32(blocks->data() + 8, BlockRecord::Ref(0, 7));
+  });
+  const std::string target = dir_.Sub("target");
+  auto r = Restore(*repo_, id, target);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr(absl::StrCat("restore of manifest ", id, " file db.edb: chunk ")));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr(absl::StrCat("has ", 3 * kPage, " bytes; the map needs ", 8 * kPage)));
+  EXPECT_THAT(Names(target), ::testing::IsEmpty());
+}
+
+TEST_F(RestoreTest, BytesThatDoNotHashToTheManifestsDigestAreNotPutInPlace) {
+  const dagvault::v1::Manifest m = BackUpDatabase(4);
+  const std::string id =
+      Rewrite(m, [](auto* w) { w->mutable_files(0)->set_sha256(std::string(32, '\0')); });
+  const std::string target = dir_.Sub("target");
+  auto r = Restore(*repo_, id, target);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr(absl::StrCat("file db.edb: the restored bytes hash to ", Sha256Hex(data_),
+                                     ", not the backed-up ", std::string(64, '0'),
+                                     "; the file was not put in place")));
+  EXPECT_THAT(Names(target), ::testing::IsEmpty());
+}
+
+TEST_F(RestoreTest, AFileTheManifestDoesNotHoldIsNamed) {
+  const dagvault::v1::Manifest m = BackUpDatabase(2);
+  RestoreOptions options;
+  options.files = {"db.edb", "nope.edb"};
+  auto r = Restore(*repo_, m.id(), dir_.Sub("target"), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr(absl::StrCat("manifest ", m.id(), " has no file named nope.edb")));
+}
+
+}  // namespace
+}  // namespace dagvault::repository

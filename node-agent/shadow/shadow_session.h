@@ -1,0 +1,83 @@
+// The VSS requestor's side of one backup of one unit (DESIGN.md §5):
+//
+//   BeginBackup (choose the writer instance, PrepareBackup)
+//   → CreateSnapshot (Freeze, snapshot, Thaw; the freeze window measured)
+//   → read the snapshot's files (the caller)
+//   → EndBackup (BackupComplete with a result per component).
+//
+// WriterShadowSession drives a mailstored writer over writer.proto; a
+// Windows VSS implementation would sit behind the same interface.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dagvault/v1/writer.pb.h"
+#include "node-agent/snapshot/snapshot_provider.h"
+
+namespace dagvault::agent {
+
+struct BackupJobSpec {
+  std::string job;  // names the snapshot folders
+  std::string unit;
+  dagvault::v1::BackupType type = dagvault::v1::FULL;
+  // Incremental and Differential: the high generation of the backup they
+  // follow.
+  uint32_t base_high_generation = 0;
+  // A passive copy over either queue (in generations) is refused.
+  uint32_t max_copy_queue = 10;
+  uint32_t max_replay_queue = 50;
+};
+
+// What BeginBackup learned: which writer, and the copy it backs up.
+struct BeganBackup {
+  std::string session;
+  std::string writer_instance;  // kStoreWriter or kReplicationWriter
+  dagvault::v1::UnitMetadata unit;
+};
+
+// The frozen state and its snapshot.
+struct ShadowCopy {
+  dagvault::v1::FreezeResponse frozen;
+  std::unique_ptr<Snapshot> snapshot;
+  // Freeze to Thaw: as the agent measured it (from before its Freeze call
+  // to Thaw's answer, so never less than the writer's), and as the writer
+  // measured it.
+  absl::Duration freeze_window;
+  absl::Duration writer_frozen_for;
+};
+
+struct ComponentResult {
+  std::string name;
+  bool success = false;
+  std::string message;
+};
+
+inline constexpr char kStoreWriter[] = "Exchange Information Store";
+inline constexpr char kReplicationWriter[] = "Exchange Replication Service";
+
+class ShadowSession {
+ public:
+  virtual ~ShadowSession() = default;
+
+  // Chooses the writer instance from where the unit's local copy is: the
+  // Store writer for an active copy, the Replication writer for a passive
+  // one, which must be Healthy and within the job's queue thresholds.
+  // Holds the node's writer gate (one PrepareBackup-to-Thaw at a time)
+  // until CreateSnapshot returns or the session ends.
+  virtual absl::StatusOr<BeganBackup> BeginBackup(const BackupJobSpec& spec) = 0;
+  // Freeze, snapshot, Thaw. The writer is thawed whatever happens; on
+  // failure the snapshot is gone too.
+  virtual absl::StatusOr<ShadowCopy> CreateSnapshot(SnapshotProvider& provider) = 0;
+  // BackupComplete. Success names the generation range backed up, which
+  // must be the frozen one; anything else reports failure, and nothing is
+  // truncated.
+  virtual absl::StatusOr<dagvault::v1::BackupCompleteResponse> EndBackup(
+      bool success, const std::vector<ComponentResult>& components, uint32_t low_generation,
+      uint32_t high_generation) = 0;
+};
+
+}  // namespace dagvault::agent

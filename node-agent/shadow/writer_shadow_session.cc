@@ -1,0 +1,226 @@
+#include "node-agent/shadow/writer_shadow_session.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace dagvault::agent {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return context;
+}
+
+}  // namespace
+
+std::shared_ptr<v1::Writer::StubInterface> ConnectWriter(const std::string& socket_path) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return v1::Writer::NewStub(grpc::CreateCustomChannel(absl::StrCat("unix:", socket_path),
+                                                       grpc::InsecureChannelCredentials(), args));
+}
+
+WriterShadowSession::WriterShadowSession(std::shared_ptr<v1::Writer::StubInterface> writer,
+                                         std::shared_ptr<std::mutex> gate,
+                                         WriterSessionOptions options)
+    : writer_(std::move(writer)), gate_(std::move(gate)), options_(std::move(options)) {}
+
+WriterShadowSession::~WriterShadowSession() {
+  if (!ended_) {
+    auto ended = EndBackup(/*success=*/false, {}, 0, 0);
+    if (!ended.ok()) {
+      logging::Get("agent.shadow")
+          ->warn("job {}: could not tell the writer that backup session {} failed: {}", spec_.job,
+                 session_, ended.status().ToString());
+    }
+  }
+  StopKeepAlive();
+}
+
+absl::StatusOr<BeganBackup> WriterShadowSession::Choose(const BackupJobSpec& spec) {
+  v1::WriterMetadata metadata;
+  RETURN_IF_ERROR(FromGrpcStatus(
+      writer_->GetMetadata(Context(options_.call_timeout).get(), {}, &metadata), "GetMetadata"));
+  const v1::UnitMetadata* found = nullptr;
+  std::string instance;
+  for (const auto& w : metadata.writers()) {
+    for (const auto& u : w.units()) {
+      if (u.unit() == spec.unit) {
+        found = &u;
+        instance = w.instance_name();
+      }
+    }
+  }
+  if (found == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unit ", spec.unit, " has no copy on node ",
+                                            metadata.node(), " (no writer lists it)"));
+  }
+  const v1::CopyStatus& copy = found->copy();
+  const std::string where =
+      absl::StrCat("the passive copy of ", spec.unit, " on ", metadata.node());
+  if (instance == kReplicationWriter) {
+    if (copy.state() != v1::HEALTHY) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, " is ", v1::CopyState_Name(copy.state()),
+                       copy.message().empty() ? "" : absl::StrCat(" (", copy.message(), ")"),
+                       ", not HEALTHY: it is not backed up"));
+    }
+    if (copy.copy_queue() > spec.max_copy_queue) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, " has a copy queue of ", copy.copy_queue(),
+                       " generations, over the job's limit of ", spec.max_copy_queue));
+    }
+    if (copy.replay_queue() > spec.max_replay_queue) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, " has a replay queue of ", copy.replay_queue(),
+                       " generations, over the job's limit of ", spec.max_replay_queue));
+    }
+  }
+  BeganBackup began;
+  began.writer_instance = instance;
+  began.unit = *found;
+  return began;
+}
+
+absl::StatusOr<BeganBackup> WriterShadowSession::BeginBackup(const BackupJobSpec& spec) {
+  if (!ended_) return absl::FailedPreconditionError("this session has a backup in progress");
+  spec_ = spec;
+  // Held from PrepareBackup to Thaw: whatever the number of jobs, one unit
+  // of this node is between those calls at a time.
+  gate_lock_ = std::unique_lock<std::mutex>(*gate_);
+  auto began = Choose(spec);
+  if (!began.ok()) {
+    gate_lock_.unlock();
+    return began.status();
+  }
+  v1::PrepareBackupRequest request;
+  request.set_unit(spec.unit);
+  request.set_type(spec.type);
+  request.set_base_high_generation(spec.base_high_generation);
+  request.set_requestor(absl::StrCat(options_.requestor, " job ", spec.job));
+  v1::PrepareBackupResponse response;
+  absl::Status prepared = FromGrpcStatus(
+      writer_->PrepareBackup(Context(options_.call_timeout).get(), request, &response),
+      "PrepareBackup");
+  if (!prepared.ok()) {
+    gate_lock_.unlock();
+    return prepared;
+  }
+  session_ = response.session();
+  ended_ = false;
+  began->session = session_;
+  if (response.writer_instance() != began->writer_instance) {
+    // The copy changed role between the two calls (a switchover): the
+    // thresholds were checked for the other one.
+    gate_lock_.unlock();
+    return absl::AbortedError(absl::StrCat(
+        "unit ", spec.unit, ": PrepareBackup went to the ", response.writer_instance(),
+        " writer, not the ", began->writer_instance, " one chosen: the copy changed role"));
+  }
+  return began;
+}
+
+absl::StatusOr<ShadowCopy> WriterShadowSession::CreateSnapshot(SnapshotProvider& provider) {
+  if (ended_ || !gate_lock_.owns_lock()) {
+    return absl::FailedPreconditionError("CreateSnapshot needs a session begun by BeginBackup");
+  }
+  ShadowCopy copy;
+  // Measured from before the Freeze call to after Thaw returns: an upper
+  // bound on what the writer saw, and the conservative start for the copy
+  // provider's timeout.
+  const absl::Time frozen_at = absl::Now();
+  v1::FreezeRequest freeze;
+  freeze.set_session(session_);
+  absl::Status frozen = FromGrpcStatus(
+      writer_->Freeze(Context(options_.call_timeout).get(), freeze, &copy.frozen), "Freeze");
+  if (!frozen.ok()) {
+    gate_lock_.unlock();
+    return frozen;
+  }
+  SnapshotOptions snap;
+  snap.job = spec_.job;
+  snap.frozen_at = frozen_at;
+  snap.freeze_timeout = options_.freeze_timeout;
+  std::vector<std::string> sources;
+  for (const auto& f : copy.frozen.files()) sources.push_back(f.path());
+  auto snapshot = provider.Take(sources, snap);
+  // Thawed whatever the snapshot did.
+  v1::SessionRequest thaw;
+  thaw.set_session(session_);
+  v1::ThawResponse thawed;
+  absl::Status thaw_status =
+      FromGrpcStatus(writer_->Thaw(Context(options_.call_timeout).get(), thaw, &thawed), "Thaw");
+  copy.freeze_window = absl::Now() - frozen_at;
+  copy.writer_frozen_for = absl::Microseconds(thawed.frozen_for_us());
+  gate_lock_.unlock();
+  RETURN_IF_ERROR(snapshot.status());
+  copy.snapshot = std::move(*snapshot);
+  if (!thaw_status.ok()) return thaw_status;  // the snapshot is removed with `copy`
+  StartKeepAlive();
+  return copy;
+}
+
+absl::StatusOr<v1::BackupCompleteResponse> WriterShadowSession::EndBackup(
+    bool success, const std::vector<ComponentResult>& components, uint32_t low_generation,
+    uint32_t high_generation) {
+  if (ended_) return absl::FailedPreconditionError("no backup session to end");
+  StopKeepAlive();
+  if (gate_lock_.owns_lock()) gate_lock_.unlock();
+  ended_ = true;
+  v1::BackupCompleteRequest request;
+  request.set_session(session_);
+  request.set_success(success);
+  request.set_low_generation(low_generation);
+  request.set_high_generation(high_generation);
+  for (const ComponentResult& c : components) {
+    auto* r = request.add_components();
+    r->set_name(c.name);
+    r->set_success(c.success);
+    r->set_message(c.message);
+  }
+  v1::BackupCompleteResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(
+      writer_->BackupComplete(Context(options_.call_timeout).get(), request, &response),
+      "BackupComplete"));
+  return response;
+}
+
+void WriterShadowSession::StartKeepAlive() {
+  StopKeepAlive();
+  keepalive_stop_ = false;
+  keepalive_ = std::thread([this] {
+    auto log = logging::Get("agent.shadow");
+    std::unique_lock<std::mutex> l(keepalive_mu_);
+    while (!keepalive_cv_.wait_for(l, absl::ToChronoMilliseconds(options_.keepalive_every),
+                                   [&] { return keepalive_stop_; })) {
+      v1::SessionRequest request;
+      request.set_session(session_);
+      v1::KeepAliveResponse response;
+      l.unlock();
+      absl::Status s = FromGrpcStatus(
+          writer_->KeepAlive(Context(options_.call_timeout).get(), request, &response),
+          "KeepAlive");
+      l.lock();
+      if (!s.ok()) log->warn("job {}: session {}: {}", spec_.job, session_, s.ToString());
+    }
+  });
+}
+
+void WriterShadowSession::StopKeepAlive() {
+  {
+    std::lock_guard<std::mutex> l(keepalive_mu_);
+    keepalive_stop_ = true;
+  }
+  keepalive_cv_.notify_all();
+  if (keepalive_.joinable()) keepalive_.join();
+}
+
+}  // namespace dagvault::agent

@@ -1,0 +1,64 @@
+// ShadowSession over writer.proto: the agent drives a mailstored writer on
+// the node's Unix socket.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "dagvault/v1/writer.grpc.pb.h"
+#include "node-agent/shadow/shadow_session.h"
+
+namespace dagvault::agent {
+
+// A channel to the writer socket at `socket_path`.
+std::shared_ptr<dagvault::v1::Writer::StubInterface> ConnectWriter(const std::string& socket_path);
+
+struct WriterSessionOptions {
+  absl::Duration call_timeout = absl::Seconds(60);
+  // The writer ends a session it has not heard from for 60 s: the
+  // transfer after Thaw keeps it alive at this period.
+  absl::Duration keepalive_every = absl::Seconds(15);
+  // The writer's freeze timeout, for the copy snapshot's warning and limit.
+  absl::Duration freeze_timeout = absl::Seconds(20);
+  std::string requestor = "dagvault-agent";
+};
+
+class WriterShadowSession : public ShadowSession {
+ public:
+  // `gate` is shared by every session on this node: it serialises the
+  // writer calls from PrepareBackup to Thaw, as VSS does.
+  WriterShadowSession(std::shared_ptr<dagvault::v1::Writer::StubInterface> writer,
+                      std::shared_ptr<std::mutex> gate, WriterSessionOptions options = {});
+  // A session begun and not ended reports failure, so the writer releases
+  // its backup-in-progress and truncates nothing.
+  ~WriterShadowSession() override;
+
+  absl::StatusOr<BeganBackup> BeginBackup(const BackupJobSpec& spec) override;
+  absl::StatusOr<ShadowCopy> CreateSnapshot(SnapshotProvider& provider) override;
+  absl::StatusOr<dagvault::v1::BackupCompleteResponse> EndBackup(
+      bool success, const std::vector<ComponentResult>& components, uint32_t low_generation,
+      uint32_t high_generation) override;
+
+ private:
+  absl::StatusOr<BeganBackup> Choose(const BackupJobSpec& spec);
+  void StartKeepAlive();
+  void StopKeepAlive();
+
+  std::shared_ptr<dagvault::v1::Writer::StubInterface> writer_;
+  std::shared_ptr<std::mutex> gate_;
+  std::unique_lock<std::mutex> gate_lock_;
+  WriterSessionOptions options_;
+  BackupJobSpec spec_;
+  std::string session_;
+  bool ended_ = true;
+
+  std::mutex keepalive_mu_;
+  std::condition_variable keepalive_cv_;
+  bool keepalive_stop_ = false;
+  std::thread keepalive_;
+};
+
+}  // namespace dagvault::agent

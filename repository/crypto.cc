@@ -145,15 +145,22 @@ absl::string_view IdBytes(const ChunkId& id) {
   return absl::string_view(reinterpret_cast<const char*>(id.data()), id.size());
 }
 
-// One zstd context per thread: creating one per chunk costs more than
-// compressing a small chunk at level 1.
-ZSTD_CCtx* ThreadCompressionContext() {
+// One zstd context of each kind per thread: creating one per chunk costs
+// more than compressing a small chunk at level 1.
+template <typename Context, Context* (*Create)(), size_t (*Free)(Context*)>
+Context* ThreadContext() {
   struct Holder {
-    ZSTD_CCtx* ctx = ZSTD_createCCtx();
-    ~Holder() { ZSTD_freeCCtx(ctx); }
+    Context* ctx = Create();
+    ~Holder() { Free(ctx); }
   };
   thread_local Holder holder;
   return holder.ctx;
+}
+ZSTD_CCtx* ThreadCompressionContext() {
+  return ThreadContext<ZSTD_CCtx, ZSTD_createCCtx, ZSTD_freeCCtx>();
+}
+ZSTD_DCtx* ThreadDecompressionContext() {
+  return ThreadContext<ZSTD_DCtx, ZSTD_createDCtx, ZSTD_freeDCtx>();
 }
 
 size_t MaxSealedSize(size_t plaintext_size) {
@@ -209,15 +216,6 @@ absl::StatusOr<std::string> Seal(const RepositoryKeys& keys, absl::string_view l
   ASSIGN_OR_RETURN(absl::string_view sealed,
                    SealTo(keys, label, binding, plaintext, options, name, &scratch));
   return std::string(sealed);
-}
-
-ZSTD_DCtx* ThreadDecompressionContext() {
-  struct Holder {
-    ZSTD_DCtx* ctx = ZSTD_createDCtx();
-    ~Holder() { ZSTD_freeDCtx(ctx); }
-  };
-  thread_local Holder holder;
-  return holder.ctx;
 }
 
 // Opens a sealed object in place: `sealed` is decrypted where it lies, and

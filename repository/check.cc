@@ -1,7 +1,6 @@
 #include "repository/check.h"
 
 #include <algorithm>
-#include <atomic>
 #include <map>
 #include <set>
 #include <thread>
@@ -9,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/parallel.h"
 #include "common/status_macros.h"
 #include "repository/block_map.h"
 #include "repository/index.h"
@@ -90,17 +90,9 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
   // Reading every chunk is the long part: packs are read on one thread
   // per core, and their problems reported in pack order.
   std::vector<absl::Status> read(to_read.size());
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> threads;
-  const size_t workers = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
-  for (size_t w = 0; w < std::min(workers, to_read.size()); ++w) {
-    threads.emplace_back([&] {
-      for (size_t i = next++; i < to_read.size(); i = next++) {
-        read[i] = CheckPack(repo.keys(), to_read[i].second, /*read_data=*/true);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  ParallelFor(
+      to_read.size(), std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16),
+      [&](size_t i) { read[i] = CheckPack(repo.keys(), to_read[i].second, /*read_data=*/true); });
   for (size_t i = 0; i < to_read.size(); ++i) {
     if (read[i].ok()) continue;
     report.errors.push_back(std::string(read[i].message()));

@@ -23,6 +23,10 @@ std::string TrailerBinding(uint64_t body_length) {
   return absl::StrCat("pack trailer after ", body_length, " bytes");
 }
 
+// A pack's name: the SHA-256 of its tail, from the sealed trailer to the
+// end marker (docs/repository-format.md, "Packs").
+std::string PackIdOfTail(absl::string_view tail) { return DigestToHex(Sha256::Of(tail)); }
+
 }  // namespace
 
 void ToEntry(const PackedChunk& chunk, dagvault::v1::PackTrailer::Entry* entry) {
@@ -91,7 +95,7 @@ absl::StatusOr<PackInfo> PackWriter::Finish() {
   data_.append(kPackEndMagic, kMagicSize);
 
   PackInfo info;
-  info.id = DigestToHex(Sha256::Of(absl::string_view(data_).substr(data_.size() - kTailSize - n)));
+  info.id = PackIdOfTail(absl::string_view(data_).substr(data_.size() - kTailSize - n));
   info.path = PackPath(root_, info.id);
   info.size = data_.size();
   info.chunks = std::move(chunks_);
@@ -192,7 +196,7 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
   std::string sealed(n, '\0');
   ASSIGN_OR_RETURN(got, f.ReadAtMost(body, sealed.data(), sealed.size()));
   if (got != sealed.size()) return absl::DataLossError(absl::StrCat(name, ": short read"));
-  if (DigestToHex(Sha256::Of(absl::StrCat(sealed, tail))) != BaseName(path)) {
+  if (PackIdOfTail(absl::StrCat(sealed, tail)) != BaseName(path)) {
     return absl::DataLossError(
         absl::StrCat(name, ": its trailer does not hash to its name (damaged or renamed)"));
   }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/evp.h"
 #include "common/file_util.h"
+#include "common/parallel.h"
 #include "common/status_macros.h"
 #include "repository/block_map.h"
 #include "repository/index.h"
@@ -191,7 +192,6 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   }
 
   RestoreResult result;
-  std::atomic<size_t> next{0};
   std::atomic<uint64_t> chunks_read{0}, sealed_read{0};
   std::mutex mu;  // status, written
   std::condition_variable progressed;
@@ -286,16 +286,13 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     absl::Status s = verify_files();
     if (!s.ok()) fail(std::move(s));
   });
-  std::vector<std::thread> threads;
-  for (int w = 0; w < workers; ++w) {
-    threads.emplace_back([&] {
-      for (size_t i = next++; i < tasks.size() && !failed(); i = next++) {
+  ParallelFor(
+      tasks.size(), static_cast<size_t>(workers),
+      [&](size_t i) {
         absl::Status s = restore_chunk(tasks[i]);
         if (!s.ok()) fail(std::move(s));
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+      },
+      failed);
   verifier.join();
   RETURN_IF_ERROR(status);
   for (size_t i = 0; i < files.size(); ++i) {

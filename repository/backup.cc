@@ -223,7 +223,9 @@ void BackupRun::Worker() {
         free_buffers_.pop_back();
       }
     }
-    absl::Status s = Process(t);
+    absl::Status s = options_.control != nullptr && options_.control->cancel
+                         ? absl::CancelledError("the backup was cancelled")
+                         : Process(t);
     if (!s.ok()) {
       Fail(s);
       return;
@@ -251,6 +253,10 @@ absl::Status BackupRun::Process(size_t t) {
                                              " bytes when the backup began)"));
     }
   }
+  if (options_.observer != nullptr) {
+    RETURN_IF_ERROR(options_.observer->OnSegment(task.file, task.offset, r.data));
+  }
+  if (options_.control != nullptr) options_.control->bytes_done += task.length;
   if (f.block_map) return ProcessBlocks(task, f, r);
   if (task.length == 0) return absl::OkStatus();
   const ChunkId id = repo_.keys().Id(r.data);
@@ -489,6 +495,10 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   (void)gethostname(host, sizeof(host) - 1);
   manifest.set_host(host);
   manifest.set_finished_us(absl::ToUnixMicros(absl::Now()));
+  if (options.observer != nullptr) RETURN_IF_ERROR(options.observer->BeforeCommit(&manifest));
+  if (options.control != nullptr && options.control->cancel) {
+    return absl::CancelledError("the backup was cancelled before its manifest was written");
+  }
   RETURN_IF_ERROR(repo.WriteManifest(manifest));
   RETURN_IF_ERROR(lock->Release());
   return manifest;

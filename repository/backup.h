@@ -22,6 +22,7 @@
 #include "dagvault/v1/repository.pb.h"
 #include "repository/lock.h"
 #include "repository/repository.h"
+#include "repository/transfer_control.h"
 
 namespace dagvault::repository {
 
@@ -31,6 +32,21 @@ struct BackupFile {
   std::string role;  // "database", "log", "checkpoint", ...
   std::string component;
   uint32_t generation = 0;
+};
+
+// Sees a backup's data as it is read: the inline verification of the
+// application's files (the agent's consistency check).
+class BackupObserver {
+ public:
+  virtual ~BackupObserver() = default;
+  // Each segment as it is read, before it is stored. Called by several
+  // worker threads at once, in no set order; `file` indexes the files
+  // given to Backup. An error fails the backup, and no manifest is written.
+  virtual absl::Status OnSegment(size_t file, uint64_t offset, absl::string_view data) = 0;
+  // The manifest, complete but not yet written (every file hashed): the
+  // last word before the commit. It may add to the manifest (labels, log
+  // link hashes); an error stops the manifest from being written.
+  virtual absl::Status BeforeCommit(dagvault::v1::Manifest* manifest) = 0;
 };
 
 struct BackupOptions {
@@ -45,6 +61,8 @@ struct BackupOptions {
   // "auto" for the newest manifest of the same unit.
   std::string base_manifest = "auto";
   LockOptions lock;
+  BackupObserver* observer = nullptr;  // not owned; may be null
+  TransferControl* control = nullptr;  // not owned; may be null
 };
 
 // The manifest's descriptive fields (unit, type, source, writer,

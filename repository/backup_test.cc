@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <map>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -184,6 +185,89 @@ TEST_F(BackupTest, ACompressionLevelZstdDoesNotHaveIsRefused) {
     const std::string target = RestoreAll(BackUp({Put("db.edb", data)}, options), &result);
     EXPECT_EQ(ReadFile(target + "/db.edb"), data) << level;
   }
+}
+
+// Sees every byte once, from any worker, and has the last word on commit.
+class RecordingObserver : public BackupObserver {
+ public:
+  absl::Status OnSegment(size_t file, uint64_t offset, absl::string_view data) override {
+    std::lock_guard<std::mutex> l(mu_);
+    seen_[file] += data.size();
+    if (fail_at_file_ == static_cast<int>(file)) {
+      return absl::DataLossError(absl::StrCat("file ", file, " offset ", offset, " is bad"));
+    }
+    if (control_ != nullptr && seen_[file] >= cancel_after_) control_->cancel = true;
+    return absl::OkStatus();
+  }
+  absl::Status BeforeCommit(dagvault::v1::Manifest* manifest) override {
+    if (refuse_commit_) return absl::FailedPreconditionError("the logs do not join");
+    (*manifest->mutable_labels())["verified"] = "yes";
+    return absl::OkStatus();
+  }
+
+  std::mutex mu_;
+  std::map<size_t, uint64_t> seen_;
+  int fail_at_file_ = -1;
+  bool refuse_commit_ = false;
+  TransferControl* control_ = nullptr;
+  uint64_t cancel_after_ = 0;
+};
+
+TEST_F(BackupTest, TheObserverSeesEveryByteAndAnyRefusalCommitsNothing) {
+  const std::string edb = MakeEdbLike(4096, 21);  // 32 MiB: several segments
+  const std::vector<BackupFile> files = {Put("a.edb", edb), Put("E01.log", "log bytes", "log")};
+  auto no_manifests = [&] {
+    auto ids = repo_->ListManifests();
+    return ids.ok() && ids->empty();
+  };
+  {
+    RecordingObserver refusing;
+    refusing.fail_at_file_ = 1;
+    BackupOptions options;
+    options.observer = &refusing;
+    auto m = Backup(*repo_, files, Header("DB01"), options);
+    ASSERT_FALSE(m.ok());
+    EXPECT_THAT(std::string(m.status().message()), HasSubstr("file 1 offset 0 is bad"));
+    EXPECT_TRUE(no_manifests());
+  }
+  {
+    RecordingObserver refusing;
+    refusing.refuse_commit_ = true;
+    BackupOptions options;
+    options.observer = &refusing;
+    auto m = Backup(*repo_, files, Header("DB01"), options);
+    ASSERT_FALSE(m.ok());
+    EXPECT_THAT(std::string(m.status().message()), HasSubstr("the logs do not join"));
+    EXPECT_TRUE(no_manifests());
+  }
+  {
+    TransferControl control;
+    RecordingObserver cancelling;
+    cancelling.control_ = &control;
+    cancelling.cancel_after_ = 8 << 20;
+    BackupOptions options;
+    options.observer = &cancelling;
+    options.control = &control;
+    options.workers = 1;
+    auto m = Backup(*repo_, files, Header("DB01"), options);
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kCancelled);
+    EXPECT_LT(control.bytes_done.load(), edb.size());
+    EXPECT_TRUE(no_manifests());
+  }
+  TransferControl control;
+  RecordingObserver observer;
+  BackupOptions options;
+  options.observer = &observer;
+  options.control = &control;
+  const auto m = BackUp(files, options);
+  EXPECT_EQ(observer.seen_[0], edb.size());
+  EXPECT_EQ(observer.seen_[1], 9u);
+  EXPECT_EQ(control.bytes_done.load(), edb.size() + 9);
+  EXPECT_EQ(m.labels().at("verified"), "yes");
+  auto stored = repo_->ReadManifest(m.id());
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->labels().at("verified"), "yes");
 }
 
 TEST_F(BackupTest, AChainOfThirtyBlockIncrementalsRestoresEveryPointReadingEachChunkOnce) {

@@ -148,6 +148,10 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   // Which files, and where.
   std::vector<const ManifestFile*> files;
   absl::flat_hash_set<std::string> wanted(options.files.begin(), options.files.end());
+  if (!options.targets.empty()) {
+    wanted.clear();
+    for (const auto& [name, path] : options.targets) wanted.insert(name);
+  }
   for (const auto& f : manifest.files()) {
     if (wanted.empty() || wanted.erase(f.name()) > 0) files.push_back(&f);
   }
@@ -163,7 +167,8 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
       return absl::DataLossError(absl::StrCat("manifest ", manifest_id, ": file name \"", f.name(),
                                               "\" would escape the target folder"));
     }
-    finals.push_back(JoinPath(target_dir, f.name()));
+    finals.push_back(options.targets.empty() ? JoinPath(target_dir, f.name())
+                                             : options.targets.at(f.name()));
     partials.push_back(finals.back() + kPartialSuffix);
     if (!options.overwrite && PathExists(finals.back())) {
       return absl::AlreadyExistsError(absl::StrCat(
@@ -237,6 +242,9 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
       RETURN_IF_ERROR(out.WriteAt(p.offset, plaintext->data() + p.from, p.length));
     }
     RETURN_IF_ERROR(out.Close());
+    if (options.control != nullptr) {
+      for (const Placement& p : t.placements) options.control->bytes_done += p.length;
+    }
     std::lock_guard<std::mutex> l(mu);
     for (const Placement& p : t.placements) progress.Written(t.file, p.offset, p.length);
     progressed.notify_all();
@@ -289,7 +297,9 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   ParallelFor(
       tasks.size(), static_cast<size_t>(workers),
       [&](size_t i) {
-        absl::Status s = restore_chunk(tasks[i]);
+        absl::Status s = options.control != nullptr && options.control->cancel
+                             ? absl::CancelledError("the restore was cancelled")
+                             : restore_chunk(tasks[i]);
         if (!s.ok()) fail(std::move(s));
       },
       failed);

@@ -8,12 +8,14 @@
 // wrong bytes under a real name.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "repository/lock.h"
 #include "repository/repository.h"
+#include "repository/transfer_control.h"
 
 namespace dagvault::repository {
 
@@ -21,7 +23,13 @@ struct RestoreOptions {
   int workers = 0;                 // 0: two per core (reads wait on the disk)
   std::vector<std::string> files;  // manifest names; empty: every file
   bool overwrite = false;          // replace files that exist in the target
+  // Manifest name → the path to restore it to. When given, exactly these
+  // files are restored, each to its own path, and `files` and the target
+  // folder are not used: a unit's databases and logs live in different
+  // folders.
+  std::map<std::string, std::string> targets;
   LockOptions lock;
+  TransferControl* control = nullptr;  // not owned; may be null
 };
 
 struct RestoreResult {

@@ -143,5 +143,30 @@ TEST_F(RestoreTest, AFileTheManifestDoesNotHoldIsNamed) {
               HasSubstr(absl::StrCat("manifest ", m.id(), " has no file named nope.edb")));
 }
 
+TEST_F(RestoreTest, TargetsPutEachFileAtItsOwnPathAndCancellingLeavesNoFile) {
+  const dagvault::v1::Manifest m = BackUpDatabase(4096);  // 32 MiB
+  RestoreOptions options;
+  options.targets = {{"db.edb", dir_.Sub("elsewhere/deeper/renamed.edb")}};
+  TransferControl control;
+  options.control = &control;
+  auto r = Restore(*repo_, m.id(), "", options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(dir_.Sub("elsewhere/deeper/renamed.edb")), data_);
+  EXPECT_EQ(control.bytes_done.load(), data_.size());
+
+  options.targets = {{"db.edb", dir_.Sub("cancelled/db.edb")}};
+  control.cancel = true;
+  r = Restore(*repo_, m.id(), "", options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(Names(dir_.Sub("cancelled")).empty());
+
+  options.targets = {{"other.edb", dir_.Sub("x/other.edb")}};
+  control.cancel = false;
+  r = Restore(*repo_, m.id(), "", options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("has no file named other.edb"));
+}
+
 }  // namespace
 }  // namespace dagvault::repository

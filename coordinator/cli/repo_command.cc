@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "repository/backup.h"
 #include "repository/check.h"
+#include "repository/cli_support.h"
 #include "repository/prune.h"
 #include "repository/repository.h"
 #include "repository/restore.h"
@@ -53,56 +54,21 @@ const CliArgs::Spec kSpec{
      "repack-below", "label", "writer-instance"},
     {"read-data", "overwrite", "json"}};
 
-std::string Bytes(uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  return u == 0 ? absl::StrCat(n, " B") : absl::StrFormat("%.1f %s", v, units[u]);
-}
-
-std::string Time(int64_t us) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(us), absl::UTCTimeZone());
-}
-
-absl::StatusOr<Secret> SecretFrom(const CliArgs& args, const std::string& file_flag,
-                                  const std::string& key_flag, const char* env) {
-  if (auto f = args.Get(file_flag)) return repository::PassphraseFromFile(*f);
-  if (auto f = args.Get(key_flag)) return repository::KeyFileSecret(*f);
-  auto s = repository::PassphraseFromEnv(env);
-  if (s.ok()) return s;
-  return absl::InvalidArgumentError(
-      absl::StrCat("no secret given: use --", file_flag, ", --", key_flag, " or set $", env));
-}
-
-absl::StatusOr<Repository> OpenRepo(const CliArgs& args) {
-  auto root = args.Get("repo");
-  if (!root) return absl::InvalidArgumentError("--repo PATH is required");
-  ASSIGN_OR_RETURN(Secret secret,
-                   SecretFrom(args, "passphrase-file", "key-file", "DAGVAULT_PASSPHRASE"));
-  return Repository::Open(*root, secret);
-}
+using repository::OpenRepositoryFromArgs;
+using repository::SecretFromArgs;
+std::string Bytes(uint64_t n) { return repository::HumanBytes(n); }
+std::string Time(int64_t us) { return repository::HumanTime(us); }
 
 absl::StatusOr<int> Workers(const CliArgs& args) {
   ASSIGN_OR_RETURN(uint64_t w, args.GetUint("workers", 0));
   return static_cast<int>(w);
 }
 
-absl::StatusOr<dagvault::v1::BackupType> ParseType(const std::string& text) {
-  dagvault::v1::BackupType type;
-  if (!dagvault::v1::BackupType_Parse(absl::AsciiStrToUpper(text), &type) ||
-      type == dagvault::v1::BACKUP_TYPE_UNSPECIFIED) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--type ", text, " is not one of full, copy, incremental, differential"));
-  }
-  return type;
-}
-
 absl::Status Init(const CliArgs& args, std::ostream& out) {
   auto root = args.Get("repo");
   if (!root) return absl::InvalidArgumentError("--repo PATH is required");
   ASSIGN_OR_RETURN(Secret secret,
-                   SecretFrom(args, "passphrase-file", "key-file", "DAGVAULT_PASSPHRASE"));
+                   SecretFromArgs(args, "passphrase-file", "key-file", "DAGVAULT_PASSPHRASE"));
   repository::InitOptions options;
   ASSIGN_OR_RETURN(uint64_t level, args.GetUint("zstd-level", 1));
   options.zstd_level = static_cast<int>(level);
@@ -115,7 +81,7 @@ absl::Status Init(const CliArgs& args, std::ostream& out) {
 absl::Status Key(const CliArgs& args, std::ostream& out) {
   const auto& pos = args.positional();
   const std::string what = pos.size() > 1 ? pos[1] : "";
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   if (what == "list") {
     ASSIGN_OR_RETURN(auto slots, repo.ListKeys());
     for (const auto& s : slots) {
@@ -127,8 +93,8 @@ absl::Status Key(const CliArgs& args, std::ostream& out) {
     return absl::OkStatus();
   }
   if (what == "add") {
-    ASSIGN_OR_RETURN(Secret secret, SecretFrom(args, "new-passphrase-file", "new-key-file",
-                                               "DAGVAULT_NEW_PASSPHRASE"));
+    ASSIGN_OR_RETURN(Secret secret, SecretFromArgs(args, "new-passphrase-file", "new-key-file",
+                                                   "DAGVAULT_NEW_PASSPHRASE"));
     ASSIGN_OR_RETURN(std::string slot, repo.AddKey(secret));
     out << "added key slot " << slot << "\n";
     return absl::OkStatus();
@@ -142,11 +108,11 @@ absl::Status Key(const CliArgs& args, std::ostream& out) {
 }
 
 absl::Status BackupCmd(const CliArgs& args, std::ostream& out) {
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   dagvault::v1::Manifest header;
   header.set_unit(args.GetOr("unit", ""));
   if (header.unit().empty()) return absl::InvalidArgumentError("--unit is required");
-  ASSIGN_OR_RETURN(auto type, ParseType(args.GetOr("type", "full")));
+  ASSIGN_OR_RETURN(auto type, repository::ParseBackupType(args.GetOr("type", "full")));
   header.set_type(type);
   header.set_source_node(args.GetOr("source-node", ""));
   header.set_writer_instance(args.GetOr("writer-instance", ""));
@@ -184,7 +150,7 @@ absl::Status RestoreCmd(const CliArgs& args, std::ostream& out) {
   if (args.positional().size() != 2) return absl::InvalidArgumentError("restore: give a MANIFEST");
   auto to = args.Get("to");
   if (!to) return absl::InvalidArgumentError("restore: --to DIR is required");
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   repository::RestoreOptions options;
   ASSIGN_OR_RETURN(options.workers, Workers(args));
   options.files = args.GetAll("file");
@@ -198,7 +164,7 @@ absl::Status RestoreCmd(const CliArgs& args, std::ostream& out) {
 }
 
 absl::Status Ls(const CliArgs& args, std::ostream& out) {
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   ASSIGN_OR_RETURN(auto ids, repo.ListManifests());
   out << absl::StrFormat("%-32s %-12s %-12s %-10s %6s %10s %10s\n", "MANIFEST", "UNIT", "TYPE",
                          "SOURCE", "FILES", "LOGICAL", "NEW");
@@ -218,7 +184,7 @@ absl::Status Ls(const CliArgs& args, std::ostream& out) {
 
 absl::Status Show(const CliArgs& args, std::ostream& out) {
   if (args.positional().size() != 2) return absl::InvalidArgumentError("show: give a MANIFEST");
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   ASSIGN_OR_RETURN(auto m, repo.ReadManifest(args.positional()[1]));
   out << "manifest   " << m.id() << "\nunit       " << m.unit() << "\ntype       "
       << dagvault::v1::BackupType_Name(m.type()) << "\nsource     " << m.source_node() << " "
@@ -240,7 +206,7 @@ absl::Status Show(const CliArgs& args, std::ostream& out) {
 }
 
 absl::Status StatsCmd(const CliArgs& args, std::ostream& out) {
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   ASSIGN_OR_RETURN(auto s, repository::Stats(repo));
   out << "manifests          " << s.manifests << " (" << s.files << " files)\n"
       << "logical bytes      " << Bytes(s.logical_bytes) << "\n"
@@ -253,7 +219,7 @@ absl::Status StatsCmd(const CliArgs& args, std::ostream& out) {
 }
 
 absl::Status CheckCmd(const CliArgs& args, std::ostream& out, bool* clean) {
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   repository::CheckOptions options;
   options.read_data = args.Has("read-data");
   ASSIGN_OR_RETURN(auto r, repository::Check(repo, options));
@@ -272,7 +238,7 @@ absl::Status PruneCmd(const CliArgs& args, std::ostream& out) {
     return absl::InvalidArgumentError(
         "prune: --keep-manifests is required (every manifest not named is removed)");
   }
-  ASSIGN_OR_RETURN(Repository repo, OpenRepo(args));
+  ASSIGN_OR_RETURN(Repository repo, OpenRepositoryFromArgs(args));
   repository::PruneOptions options;
   for (const auto& list : args.GetAll("keep-manifests")) {
     for (absl::string_view id : absl::StrSplit(list, ',', absl::SkipEmpty())) {
@@ -290,12 +256,9 @@ absl::Status PruneCmd(const CliArgs& args, std::ostream& out) {
 }  // namespace
 
 int RunRepoCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  for (const auto& a : argv) {
-    if (a == "--passphrase" || a.rfind("--passphrase=", 0) == 0) {
-      err << "dagvault repo: a passphrase is never given as an argument (ps shows arguments); "
-             "use --passphrase-file FILE or $DAGVAULT_PASSPHRASE\n";
-      return 2;
-    }
+  if (std::string error; repository::PassphraseInArguments(argv, "dagvault repo", &error)) {
+    err << error << "\n";
+    return 2;
   }
   auto args = CliArgs::Parse(argv, kSpec);
   if (!args.ok() || args->positional().empty()) {

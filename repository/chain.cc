@@ -1,0 +1,297 @@
+#include "repository/chain.h"
+
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace dagvault::repository {
+namespace {
+
+using dagvault::v1::BackupType;
+using dagvault::v1::Manifest;
+using dagvault::v1::ManifestFile;
+
+std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
+
+std::string Short(const std::string& digest) {
+  return absl::BytesToHexString(digest).substr(0, 16);
+}
+
+std::string Describe(const Manifest& m) {
+  return absl::StrCat(BackupTypeName(m.type()), " ", m.id(),
+                      m.source_node().empty() ? "" : absl::StrCat(" from ", m.source_node()));
+}
+
+absl::Status Break(uint32_t generation, const std::string& why) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("the chain breaks at generation ", Gen(generation), ": ", why));
+}
+
+// The generation a Break status names, parsed back for ChainBreak.
+ChainBreak BreakOf(const Manifest& previous, const Manifest& next, const absl::Status& s) {
+  ChainBreak b;
+  b.generation = std::min(previous.high_generation() + 1, next.low_generation());
+  b.reason = std::string(s.message());
+  return b;
+}
+
+}  // namespace
+
+std::string BackupTypeName(BackupType type) {
+  switch (type) {
+    case dagvault::v1::FULL:
+      return "Full";
+    case dagvault::v1::COPY:
+      return "Copy";
+    case dagvault::v1::INCREMENTAL:
+      return "Incremental";
+    case dagvault::v1::DIFFERENTIAL:
+      return "Differential";
+    default:
+      return "backup of unknown type";
+  }
+}
+
+const ManifestFile* FindLog(const Manifest& m, uint32_t generation) {
+  for (const ManifestFile& f : m.files()) {
+    if (f.role() == "log" && f.generation() == generation) return &f;
+  }
+  return nullptr;
+}
+
+uint32_t Chain::high_generation() const {
+  uint32_t high = full.high_generation();
+  if (!incrementals.empty()) high = std::max(high, incrementals.back().high_generation());
+  for (const Manifest& d : differentials) high = std::max(high, d.high_generation());
+  return high;
+}
+
+absl::Status CheckJoin(const Manifest& previous, const Manifest& next) {
+  const uint32_t first_new = previous.high_generation() + 1;
+  if (!previous.log_signature().empty() && !next.log_signature().empty() &&
+      previous.log_signature() != next.log_signature()) {
+    return Break(next.low_generation(),
+                 absl::StrCat(Describe(next), " has log signature ", next.log_signature(), ", but ",
+                              Describe(previous), " has ", previous.log_signature(),
+                              ": they belong to different log streams"));
+  }
+  if (previous.database_signatures_size() > 0 && next.database_signatures_size() > 0) {
+    std::vector<std::string> a(previous.database_signatures().begin(),
+                               previous.database_signatures().end());
+    std::vector<std::string> b(next.database_signatures().begin(),
+                               next.database_signatures().end());
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (a != b) {
+      return Break(next.low_generation(),
+                   absl::StrCat(Describe(next), " has database signatures ", absl::StrJoin(b, ","),
+                                ", but ", Describe(previous), " has ", absl::StrJoin(a, ","),
+                                ": the databases were re-created"));
+    }
+  }
+  if (next.low_generation() > first_new) {
+    return Break(first_new, absl::StrCat("generations ", Gen(first_new), " to ",
+                                         Gen(next.low_generation() - 1), " are in no backup (",
+                                         Describe(previous), " ends at ",
+                                         Gen(previous.high_generation()), ", ", Describe(next),
+                                         " begins at ", Gen(next.low_generation()), ")"));
+  }
+  // Generations both hold must be the same bytes.
+  for (uint32_t g = next.low_generation(); g < first_new && g <= next.high_generation(); ++g) {
+    const ManifestFile* a = FindLog(previous, g);
+    const ManifestFile* b = FindLog(next, g);
+    if (a == nullptr || b == nullptr) {
+      return Break(g, absl::StrCat("log generation ", Gen(g), " is missing from ",
+                                   Describe(a == nullptr ? previous : next)));
+    }
+    if (a->sha256() != b->sha256()) {
+      return Break(
+          g, absl::StrCat("log generation ", Gen(g), " differs between ", Describe(previous), " (",
+                          Short(a->sha256()), ") and ", Describe(next), " (", Short(b->sha256()),
+                          "): the log stream diverged"));
+    }
+  }
+  if (next.high_generation() < first_new) return absl::OkStatus();
+  const ManifestFile* last = FindLog(previous, previous.high_generation());
+  const ManifestFile* joining = FindLog(next, first_new);
+  if (last == nullptr) {
+    return Break(first_new, absl::StrCat(Describe(previous), " does not hold its high generation ",
+                                         Gen(previous.high_generation())));
+  }
+  if (joining == nullptr) {
+    return Break(first_new,
+                 absl::StrCat(Describe(next), " does not hold log generation ", Gen(first_new)));
+  }
+  if (joining->link_hash() != last->sha256()) {
+    return Break(first_new, absl::StrCat("log generation ", Gen(first_new), " in ", Describe(next),
+                                         joining->link_hash().empty()
+                                             ? std::string(" carries no link hash")
+                                             : absl::StrCat(" links to a log hashing to ",
+                                                            Short(joining->link_hash())),
+                                         ", but generation ", Gen(previous.high_generation()),
+                                         " in ", Describe(previous), " hashes to ",
+                                         Short(last->sha256()), ": the log stream diverged"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<Chain> AssembleChains(const std::vector<Manifest>& manifests, const std::string& unit) {
+  std::vector<const Manifest*> mine;
+  for (const Manifest& m : manifests) {
+    if (m.unit() == unit) mine.push_back(&m);
+  }
+  std::sort(mine.begin(), mine.end(),
+            [](const Manifest* a, const Manifest* b) { return a->id() < b->id(); });
+  std::vector<Chain> chains;
+  for (const Manifest* m : mine) {
+    switch (m->type()) {
+      case dagvault::v1::FULL:
+        chains.emplace_back();
+        chains.back().full = *m;
+        break;
+      case dagvault::v1::INCREMENTAL: {
+        if (chains.empty() || chains.back().broken) break;
+        Chain& c = chains.back();
+        const Manifest& previous = c.incrementals.empty() ? c.full : c.incrementals.back();
+        absl::Status joined = CheckJoin(previous, *m);
+        if (joined.ok()) {
+          c.incrementals.push_back(*m);
+        } else {
+          c.broken = BreakOf(previous, *m, joined);
+        }
+        break;
+      }
+      case dagvault::v1::DIFFERENTIAL: {
+        if (chains.empty()) break;
+        Chain& c = chains.back();
+        absl::Status joined = CheckJoin(c.full, *m);
+        if (joined.ok()) {
+          c.differentials.push_back(*m);
+        } else if (!c.broken) {
+          c.broken = BreakOf(c.full, *m, joined);
+        }
+        break;
+      }
+      default:  // a Copy stands alone
+        break;
+    }
+  }
+  return chains;
+}
+
+absl::StatusOr<Manifest> BaseFor(const std::vector<Chain>& chains, BackupType type,
+                                 const std::string& unit) {
+  if (chains.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", unit, " has no Full backup in this repository: take a Full before ",
+                     BackupTypeName(type) == "Incremental" ? "an " : "a ", BackupTypeName(type)));
+  }
+  const Chain& c = chains.back();
+  if (type == dagvault::v1::DIFFERENTIAL) return c.full;
+  if (c.broken) {
+    return absl::FailedPreconditionError(absl::StrCat("unit ", unit, ": the newest chain (Full ",
+                                                      c.full.id(), ") ", c.broken->reason,
+                                                      "; take a Full"));
+  }
+  return c.incrementals.empty() ? c.full : c.incrementals.back();
+}
+
+absl::StatusOr<std::vector<Manifest>> RestoreChain(const std::vector<Chain>& chains,
+                                                   uint32_t to_generation,
+                                                   const std::string& unit) {
+  if (chains.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("unit ", unit, " has no Full backup in this repository"));
+  }
+  const Chain* chain = &chains.back();
+  if (to_generation != 0) {
+    chain = nullptr;
+    for (auto it = chains.rbegin(); it != chains.rend(); ++it) {
+      if (it->full.high_generation() <= to_generation) {
+        chain = &*it;
+        break;
+      }
+    }
+    if (chain == nullptr) {
+      return absl::NotFoundError(absl::StrCat("unit ", unit, ": generation ", Gen(to_generation),
+                                              " is before the first Full (",
+                                              chains.front().full.id(), ", high generation ",
+                                              Gen(chains.front().full.high_generation()), ")"));
+    }
+  }
+  const uint32_t target = to_generation != 0 ? to_generation : chain->high_generation();
+  std::vector<Manifest> pieces = {chain->full};
+  if (target > chain->full.high_generation()) {
+    const Manifest* diff = nullptr;
+    for (const Manifest& d : chain->differentials) {
+      if (d.high_generation() >= target) {
+        diff = &d;
+        break;
+      }
+    }
+    if (diff != nullptr) {
+      pieces.push_back(*diff);
+    } else {
+      for (const Manifest& inc : chain->incrementals) {
+        pieces.push_back(inc);
+        if (inc.high_generation() >= target) break;
+      }
+      if (pieces.back().high_generation() < target) {
+        if (chain->broken) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "unit ", unit, ": no restore to generation ", Gen(target),
+              " through the chain of Full ", chain->full.id(), ": ", chain->broken->reason,
+              "; restore to generation ", Gen(chain->broken->generation - 1), " or earlier"));
+        }
+        return absl::NotFoundError(absl::StrCat("unit ", unit, ": generation ", Gen(target),
+                                                " is past the chain's last backed-up generation ",
+                                                Gen(chain->high_generation())));
+      }
+    }
+  }
+  if (to_generation == 0 && chain->broken) {
+    // The newest restore point is behind a break: say so rather than
+    // quietly restoring an older point.
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", unit, ": the newest chain (Full ", chain->full.id(), ") ",
+                     chain->broken->reason, "; restore to generation ",
+                     Gen(chain->broken->generation - 1), " or earlier with --to-generation"));
+  }
+  RETURN_IF_ERROR(CheckChain(pieces));
+  return pieces;
+}
+
+absl::Status CheckChain(const std::vector<Manifest>& pieces) {
+  if (pieces.empty()) return absl::InvalidArgumentError("an empty chain");
+  const Manifest& first = pieces.front();
+  if (first.type() == dagvault::v1::COPY && pieces.size() == 1) return absl::OkStatus();
+  if (first.type() != dagvault::v1::FULL) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a chain starts with a Full, not with ", Describe(first)));
+  }
+  for (size_t i = 1; i < pieces.size(); ++i) {
+    const Manifest& m = pieces[i];
+    if (m.unit() != first.unit()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Describe(m), " is of unit ", m.unit(), ", not ", first.unit()));
+    }
+    const bool differential = m.type() == dagvault::v1::DIFFERENTIAL;
+    if (differential && pieces.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a Differential chain is a Full and one Differential; ", Describe(m),
+                       " is one of ", pieces.size() - 1, " pieces after the Full"));
+    }
+    if (!differential && m.type() != dagvault::v1::INCREMENTAL) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Describe(m), " cannot follow a Full in a chain"));
+    }
+    RETURN_IF_ERROR(CheckJoin(pieces[i - 1], m));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dagvault::repository

@@ -1,0 +1,155 @@
+// Chains from manifests alone: joins, gaps, divergence, signatures, and
+// which pieces a restore to a generation needs.
+#include "repository/chain.h"
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace dagvault::repository {
+namespace {
+
+using dagvault::v1::Manifest;
+using ::testing::HasSubstr;
+
+// The bytes of log generation g of a stream (a stand-in for its SHA-256):
+// stream "b" diverges from "a" at generation `split`.
+std::string LogHash(uint32_t g, char stream = 'a', uint32_t split = 0) {
+  const char s = split != 0 && g >= split ? stream : 'a';
+  return absl::StrCat("hash-", std::string(1, s), "-", g);
+}
+
+int next_id = 0;
+
+Manifest Backup(dagvault::v1::BackupType type, uint32_t low, uint32_t high, char stream = 'a',
+                uint32_t split = 0, const std::string& log_signature = "logsig") {
+  Manifest m;
+  m.set_id(absl::StrCat("2026112", next_id++ + 10, "T000000Z-0000"));
+  m.set_unit("SG01");
+  m.set_type(type);
+  m.set_low_generation(low);
+  m.set_high_generation(high);
+  m.set_log_signature(log_signature);
+  m.add_database_signatures("db1");
+  for (uint32_t g = low; g <= high; ++g) {
+    auto* f = m.add_files();
+    f->set_role("log");
+    f->set_name(absl::StrCat("logs/E01", g, ".log"));
+    f->set_generation(g);
+    f->set_sha256(LogHash(g, stream, split));
+    if (g > 1) f->set_link_hash(LogHash(g - 1, stream, split));
+  }
+  return m;
+}
+
+std::vector<std::string> Ids(const std::vector<Manifest>& ms) {
+  std::vector<std::string> ids;
+  for (const auto& m : ms) ids.push_back(m.id());
+  return ids;
+}
+
+TEST(ChainTest, IncrementalsExtendAFullAndARestoreTakesWhatReachesTheGeneration) {
+  const Manifest full = Backup(dagvault::v1::FULL, 3, 5);
+  const Manifest i1 = Backup(dagvault::v1::INCREMENTAL, 6, 9);
+  const Manifest copy = Backup(dagvault::v1::COPY, 4, 10);
+  const Manifest i2 = Backup(dagvault::v1::INCREMENTAL, 10, 12);
+  const auto chains = AssembleChains({i2, copy, full, i1}, "SG01");  // any order
+  ASSERT_EQ(chains.size(), 1u);
+  EXPECT_EQ(chains[0].incrementals.size(), 2u);
+  EXPECT_FALSE(chains[0].broken);
+  EXPECT_EQ(chains[0].high_generation(), 12u);
+
+  auto latest = RestoreChain(chains, 0, "SG01");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(Ids(*latest), Ids({full, i1, i2}));
+  auto middle = RestoreChain(chains, 7, "SG01");
+  ASSERT_TRUE(middle.ok()) << middle.status();
+  EXPECT_EQ(Ids(*middle), Ids({full, i1}));
+  auto at_full = RestoreChain(chains, 5, "SG01");
+  ASSERT_TRUE(at_full.ok());
+  EXPECT_EQ(Ids(*at_full), Ids({full}));
+
+  auto past = RestoreChain(chains, 13, "SG01");
+  EXPECT_THAT(std::string(past.status().message()),
+              HasSubstr("generation 0x0000000D is past the chain's last backed-up generation "
+                        "0x0000000C"));
+  auto before = RestoreChain(chains, 4, "SG01");
+  EXPECT_THAT(std::string(before.status().message()), HasSubstr("is before the first Full"));
+
+  auto base = BaseFor(chains, dagvault::v1::INCREMENTAL, "SG01");
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(base->id(), i2.id());
+  base = BaseFor(chains, dagvault::v1::DIFFERENTIAL, "SG01");
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(base->id(), full.id());
+}
+
+TEST(ChainTest, ADifferentialIsTheFullPlusOnePiece) {
+  const Manifest full = Backup(dagvault::v1::FULL, 1, 4);
+  const Manifest d1 = Backup(dagvault::v1::DIFFERENTIAL, 5, 7);
+  const Manifest d2 = Backup(dagvault::v1::DIFFERENTIAL, 5, 11);
+  const auto chains = AssembleChains({full, d1, d2}, "SG01");
+  ASSERT_EQ(chains.size(), 1u);
+  auto latest = RestoreChain(chains, 0, "SG01");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(Ids(*latest), Ids({full, d2}));
+  auto middle = RestoreChain(chains, 6, "SG01");
+  ASSERT_TRUE(middle.ok());
+  EXPECT_EQ(Ids(*middle), Ids({full, d1}));
+  EXPECT_FALSE(CheckChain({full, d1, d2}).ok());
+}
+
+TEST(ChainTest, AGapADivergenceOrAnotherStreamBreaksTheChainAtANamedGeneration) {
+  const Manifest full = Backup(dagvault::v1::FULL, 1, 5);
+  const Manifest gap = Backup(dagvault::v1::INCREMENTAL, 8, 9);
+  auto s = CheckChain({full, gap});
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("the chain breaks at generation 0x00000006: generations 0x00000006 to "
+                        "0x00000007 are in no backup"));
+
+  // A lossy failover: generation 6 onwards was written twice.
+  const Manifest diverged = Backup(dagvault::v1::INCREMENTAL, 6, 8, 'b', 5);
+  s = CheckChain({full, diverged});
+  EXPECT_THAT(std::string(s.message()),
+              AllOf(HasSubstr("the chain breaks at generation 0x00000006: log generation "
+                              "0x00000006"),
+                    HasSubstr("the log stream diverged")));
+
+  const Manifest other =
+      Backup(dagvault::v1::INCREMENTAL, 6, 8, 'a', 0, /*log_signature=*/"another");
+  s = CheckChain({full, other});
+  EXPECT_THAT(std::string(s.message()), HasSubstr("they belong to different log streams"));
+
+  // An overlapping Incremental joins when the shared generations agree.
+  EXPECT_TRUE(CheckChain({full, Backup(dagvault::v1::INCREMENTAL, 5, 7)}).ok());
+
+  // In a repository, the chain ends before the break: the restore points
+  // before it remain, and the newest is refused rather than silently older.
+  const Manifest good = Backup(dagvault::v1::INCREMENTAL, 6, 7);
+  const Manifest bad = Backup(dagvault::v1::INCREMENTAL, 9, 10);
+  const auto chains = AssembleChains({full, good, bad}, "SG01");
+  ASSERT_TRUE(chains[0].broken);
+  EXPECT_EQ(chains[0].broken->generation, 8u);
+  auto latest = RestoreChain(chains, 0, "SG01");
+  EXPECT_THAT(std::string(latest.status().message()),
+              AllOf(HasSubstr("breaks at generation 0x00000008"),
+                    HasSubstr("restore to generation 0x00000007 or earlier")));
+  auto ok = RestoreChain(chains, 7, "SG01");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(Ids(*ok), Ids({full, good}));
+  auto base = BaseFor(chains, dagvault::v1::INCREMENTAL, "SG01");
+  EXPECT_THAT(std::string(base.status().message()), HasSubstr("take a Full"));
+}
+
+TEST(ChainTest, NoFullMeansNoBaseAndNoRestore) {
+  const auto chains = AssembleChains({Backup(dagvault::v1::INCREMENTAL, 2, 3)}, "SG01");
+  EXPECT_TRUE(chains.empty());
+  auto base = BaseFor(chains, dagvault::v1::INCREMENTAL, "SG01");
+  EXPECT_THAT(std::string(base.status().message()),
+              HasSubstr("unit SG01 has no Full backup in this repository: take a Full before an "
+                        "Incremental"));
+  EXPECT_EQ(RestoreChain(chains, 0, "SG01").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace dagvault::repository

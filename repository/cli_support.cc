@@ -1,0 +1,64 @@
+#include "repository/cli_support.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+
+namespace dagvault::repository {
+
+absl::StatusOr<Secret> SecretFromArgs(const CliArgs& args, const std::string& file_flag,
+                                      const std::string& key_flag, const char* env) {
+  if (auto f = args.Get(file_flag)) return PassphraseFromFile(*f);
+  if (auto f = args.Get(key_flag)) return KeyFileSecret(*f);
+  auto s = PassphraseFromEnv(env);
+  if (s.ok()) return s;
+  return absl::InvalidArgumentError(
+      absl::StrCat("no secret given: use --", file_flag, ", --", key_flag, " or set $", env));
+}
+
+absl::StatusOr<Repository> OpenRepositoryFromArgs(const CliArgs& args) {
+  auto root = args.Get("repo");
+  if (!root) return absl::InvalidArgumentError("--repo PATH is required");
+  ASSIGN_OR_RETURN(Secret secret,
+                   SecretFromArgs(args, "passphrase-file", "key-file", "DAGVAULT_PASSPHRASE"));
+  return Repository::Open(*root, secret);
+}
+
+bool PassphraseInArguments(const std::vector<std::string>& argv, const std::string& tool,
+                           std::string* error) {
+  for (const auto& a : argv) {
+    if (a == "--passphrase" || a.rfind("--passphrase=", 0) == 0) {
+      *error = absl::StrCat(tool,
+                            ": a passphrase is never given as an argument (ps shows arguments); "
+                            "use --passphrase-file FILE or $DAGVAULT_PASSPHRASE");
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string HumanBytes(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  return u == 0 ? absl::StrCat(n, " B") : absl::StrFormat("%.1f %s", v, units[u]);
+}
+
+std::string HumanTime(int64_t unix_us) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(unix_us), absl::UTCTimeZone());
+}
+
+absl::StatusOr<dagvault::v1::BackupType> ParseBackupType(const std::string& text) {
+  dagvault::v1::BackupType type;
+  if (!dagvault::v1::BackupType_Parse(absl::AsciiStrToUpper(text), &type) ||
+      type == dagvault::v1::BACKUP_TYPE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--type ", text, " is not one of full, copy, incremental, differential"));
+  }
+  return type;
+}
+
+}  // namespace dagvault::repository

@@ -27,6 +27,9 @@ struct BackupJobSpec {
   // Incremental and Differential: the high generation of the backup they
   // follow.
   uint32_t base_high_generation = 0;
+  // And the SHA-256 of that backup's log of that generation: the new
+  // logs must link to it.
+  std::string base_high_log_sha256;
   // A passive copy over either queue (in generations) is refused.
   uint32_t max_copy_queue = 10;
   uint32_t max_replay_queue = 50;
@@ -48,6 +51,18 @@ struct ShadowCopy {
   // measured it.
   absl::Duration freeze_window;
   absl::Duration writer_frozen_for;
+};
+
+// Where a restore goes: the unit's own location (dismounted, its passive
+// copies suspended) or a Recovery Database at `path`.
+struct RestoreTarget {
+  std::string job;
+  std::string unit;
+  std::string recovery_database;  // empty: the unit's own location
+  std::string path;
+  // A restore to the unit's own location while it is mounted becomes a
+  // Recovery Database restore beside it, unless this refuses it instead.
+  bool refuse_if_mounted = false;
 };
 
 struct ComponentResult {
@@ -78,6 +93,18 @@ class ShadowSession {
   virtual absl::StatusOr<dagvault::v1::BackupCompleteResponse> EndBackup(
       bool success, const std::vector<ComponentResult>& components, uint32_t low_generation,
       uint32_t high_generation) = 0;
+
+  // PrepareRestore through the Store writer, never the Replication writer:
+  // a passive copy is not overwritten in place. The session is kept alive
+  // until EndRestore.
+  virtual absl::StatusOr<dagvault::v1::PrepareRestoreResponse> BeginRestore(
+      const RestoreTarget& target) = 0;
+  // RestoreComplete: replay to the end of the restored logs or to
+  // `to_generation`, then the server's newer logs if `roll_forward`, and
+  // mount if asked.
+  virtual absl::StatusOr<dagvault::v1::RestoreCompleteResponse> EndRestore(uint32_t to_generation,
+                                                                           bool roll_forward,
+                                                                           bool mount) = 0;
 };
 
 }  // namespace dagvault::agent

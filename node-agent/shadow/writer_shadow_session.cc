@@ -42,30 +42,37 @@ WriterShadowSession::~WriterShadowSession() {
                  session_, ended.status().ToString());
     }
   }
+  if (restoring_) {
+    logging::Get("agent.shadow")
+        ->warn(
+            "job {}: restore session {} ends without RestoreComplete; the writer releases the "
+            "unit when its session timeout passes",
+            spec_.job, session_);
+  }
   StopKeepAlive();
 }
 
-absl::StatusOr<BeganBackup> WriterShadowSession::Choose(const BackupJobSpec& spec) {
+absl::StatusOr<std::pair<v1::UnitMetadata, std::string>> WriterShadowSession::FindUnit(
+    const std::string& unit, std::string* node) {
   v1::WriterMetadata metadata;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->GetMetadata(Context(options_.call_timeout).get(), {}, &metadata), "GetMetadata"));
-  const v1::UnitMetadata* found = nullptr;
-  std::string instance;
+  *node = metadata.node();
   for (const auto& w : metadata.writers()) {
     for (const auto& u : w.units()) {
-      if (u.unit() == spec.unit) {
-        found = &u;
-        instance = w.instance_name();
-      }
+      if (u.unit() == unit) return std::make_pair(u, w.instance_name());
     }
   }
-  if (found == nullptr) {
-    return absl::NotFoundError(absl::StrCat("unit ", spec.unit, " has no copy on node ",
-                                            metadata.node(), " (no writer lists it)"));
-  }
-  const v1::CopyStatus& copy = found->copy();
-  const std::string where =
-      absl::StrCat("the passive copy of ", spec.unit, " on ", metadata.node());
+  return absl::NotFoundError(absl::StrCat("unit ", unit, " has no copy on node ", metadata.node(),
+                                          " (no writer lists it)"));
+}
+
+absl::StatusOr<BeganBackup> WriterShadowSession::Choose(const BackupJobSpec& spec) {
+  std::string node;
+  ASSIGN_OR_RETURN(auto found, FindUnit(spec.unit, &node));
+  const std::string& instance = found.second;
+  const v1::CopyStatus& copy = found.first.copy();
+  const std::string where = absl::StrCat("the passive copy of ", spec.unit, " on ", node);
   if (instance == kReplicationWriter) {
     if (copy.state() != v1::HEALTHY) {
       return absl::FailedPreconditionError(
@@ -86,7 +93,7 @@ absl::StatusOr<BeganBackup> WriterShadowSession::Choose(const BackupJobSpec& spe
   }
   BeganBackup began;
   began.writer_instance = instance;
-  began.unit = *found;
+  began.unit = found.first;
   return began;
 }
 
@@ -190,6 +197,62 @@ absl::StatusOr<v1::BackupCompleteResponse> WriterShadowSession::EndBackup(
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->BackupComplete(Context(options_.call_timeout).get(), request, &response),
       "BackupComplete"));
+  return response;
+}
+
+absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
+    const RestoreTarget& target) {
+  if (!ended_ || restoring_) return absl::FailedPreconditionError("this session is in use");
+  spec_ = BackupJobSpec{};
+  spec_.job = target.job;
+  spec_.unit = target.unit;
+  if (target.recovery_database.empty()) {
+    std::string node;
+    auto found = FindUnit(target.unit, &node);
+    if (!found.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(found.status().message(),
+                       "; restore as a recovery database (a name and a path) to use this node"));
+    }
+    if (found->second == kReplicationWriter) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", target.unit, ": the copy on ", node, " is passive (active on ",
+          found->first.copy().active_node(),
+          "): a restore goes through the Store writer of the active copy, never the "
+          "Replication writer, and a passive copy is never overwritten in place; restore on ",
+          found->first.copy().active_node(), " or as a recovery database"));
+    }
+  }
+  v1::PrepareRestoreRequest request;
+  request.set_unit(target.unit);
+  request.set_recovery_database(target.recovery_database);
+  request.set_path(target.path);
+  request.set_refuse_if_mounted(target.refuse_if_mounted);
+  v1::PrepareRestoreResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(
+      writer_->PrepareRestore(Context(options_.call_timeout).get(), request, &response),
+      "PrepareRestore"));
+  session_ = response.session();
+  restoring_ = true;
+  StartKeepAlive();  // the transfer may outlast the writer's session timeout
+  return response;
+}
+
+absl::StatusOr<v1::RestoreCompleteResponse> WriterShadowSession::EndRestore(uint32_t to_generation,
+                                                                            bool roll_forward,
+                                                                            bool mount) {
+  if (!restoring_) return absl::FailedPreconditionError("no restore session to end");
+  StopKeepAlive();
+  restoring_ = false;
+  v1::RestoreCompleteRequest request;
+  request.set_session(session_);
+  request.set_to_generation(to_generation);
+  request.set_roll_forward(roll_forward);
+  request.set_mount(mount);
+  v1::RestoreCompleteResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(
+      writer_->RestoreComplete(Context(options_.replay_timeout).get(), request, &response),
+      "RestoreComplete"));
   return response;
 }
 

@@ -23,6 +23,8 @@ struct WriterSessionOptions {
   absl::Duration keepalive_every = absl::Seconds(15);
   // The writer's freeze timeout, for the copy snapshot's warning and limit.
   absl::Duration freeze_timeout = absl::Seconds(20);
+  // RestoreComplete replays the restored logs: it may take a while.
+  absl::Duration replay_timeout = absl::Hours(2);
   std::string requestor = "dagvault-agent";
 };
 
@@ -41,8 +43,16 @@ class WriterShadowSession : public ShadowSession {
   absl::StatusOr<dagvault::v1::BackupCompleteResponse> EndBackup(
       bool success, const std::vector<ComponentResult>& components, uint32_t low_generation,
       uint32_t high_generation) override;
+  absl::StatusOr<dagvault::v1::PrepareRestoreResponse> BeginRestore(
+      const RestoreTarget& target) override;
+  absl::StatusOr<dagvault::v1::RestoreCompleteResponse> EndRestore(uint32_t to_generation,
+                                                                   bool roll_forward,
+                                                                   bool mount) override;
 
  private:
+  // The unit's metadata and the writer instance that lists it.
+  absl::StatusOr<std::pair<dagvault::v1::UnitMetadata, std::string>> FindUnit(
+      const std::string& unit, std::string* node);
   absl::StatusOr<BeganBackup> Choose(const BackupJobSpec& spec);
   void StartKeepAlive();
   void StopKeepAlive();
@@ -54,6 +64,7 @@ class WriterShadowSession : public ShadowSession {
   BackupJobSpec spec_;
   std::string session_;
   bool ended_ = true;
+  bool restoring_ = false;
 
   std::mutex keepalive_mu_;
   std::condition_variable keepalive_cv_;

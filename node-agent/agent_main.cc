@@ -1,0 +1,14 @@
+// dagvault-agent: the node agent. Today it runs one job in local mode
+// (node-agent/local/local_commands.h); the daemon that takes jobs from the
+// coordinator comes with it.
+#include <iostream>
+
+#include "common/logging.h"
+#include "node-agent/local/local_commands.h"
+
+int main(int argc, char** argv) {
+  // Results go to stdout, progress and warnings to stderr.
+  dagvault::logging::Init({.level = "warn"});
+  return dagvault::agent::RunLocalCommand(std::vector<std::string>(argv + 1, argv + argc),
+                                          std::cout, std::cerr);
+}

@@ -1,0 +1,408 @@
+#include "node-agent/local/local_commands.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/cli_args.h"
+#include "common/status_macros.h"
+#include "node-agent/jobs/backup_job.h"
+#include "node-agent/jobs/restore_job.h"
+#include "node-agent/shadow/writer_shadow_session.h"
+#include "repository/chain.h"
+#include "repository/cli_support.h"
+
+namespace dagvault::agent {
+namespace {
+
+namespace v1 = dagvault::v1;
+using repository::HumanBytes;
+
+constexpr char kUsage[] = R"(usage: dagvault-agent COMMAND [flags]
+
+Local mode: one job on this node, with no coordinator.
+
+  backup   --unit U --type full|copy|incremental|differential --repo PATH
+           [--snapshot auto|reflink|copy] [--max-copy-queue N] [--max-replay-queue N]
+           [--workers N]
+  restore  --unit U --repo PATH [--to-generation G] [--rdb NAME --path DIR]
+           [--mount] [--roll-forward] [--refuse-if-mounted] [--workers N]
+  list     --repo PATH [--unit U]: the backups, chains and restore points
+
+The repository's secret: --passphrase-file FILE | --key-file FILE | $DAGVAULT_PASSPHRASE
+The writer: --writer-socket PATH (default $DAGVAULT_WRITER_SOCKET, else
+/run/mailstored/writer.sock). --json prints the result as one JSON object.
+Exit codes: 0 ok, 1 the job failed, 2 usage.
+)";
+
+const CliArgs::Spec kSpec{{"unit", "type", "repo", "passphrase-file", "key-file", "writer-socket",
+                           "snapshot", "max-copy-queue", "max-replay-queue", "workers",
+                           "to-generation", "rdb", "path", "job", "freeze-timeout-seconds"},
+                          {"json", "mount", "roll-forward", "refuse-if-mounted"}};
+
+std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
+
+std::string WriterSocket(const CliArgs& args) {
+  if (auto s = args.Get("writer-socket")) return *s;
+  if (const char* env = std::getenv("DAGVAULT_WRITER_SOCKET"); env != nullptr && *env) return env;
+  return "/run/mailstored/writer.sock";
+}
+
+std::string JobName(const CliArgs& args, const std::string& what) {
+  if (auto j = args.Get("job")) return *j;
+  return absl::StrCat("local-", what, "-",
+                      absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(), absl::UTCTimeZone()));
+}
+
+// Progress on stderr: a bar redrawn in place on a terminal; elsewhere a
+// plain line every five seconds and at each change of phase.
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(std::ostream& err) : err_(err), terminal_(isatty(STDERR_FILENO) == 1) {}
+  ~ProgressPrinter() {
+    if (terminal_ && drawn_) err_ << "\n";
+  }
+  void operator()(const JobProgress& p) {
+    std::lock_guard<std::mutex> l(mu_);
+    const absl::Time now = absl::Now();
+    const bool new_phase = p.phase != phase_;
+    phase_ = p.phase;
+    std::string line = p.phase;
+    if (p.bytes_total > 0) {
+      const double fraction =
+          std::min(1.0, static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total));
+      if (terminal_) {
+        const int width = 30, filled = static_cast<int>(fraction * width);
+        line = absl::StrCat(p.phase, " [", std::string(filled, '='),
+                            std::string(width - filled, ' '), "]");
+      }
+      absl::StrAppend(&line,
+                      absl::StrFormat(" %3.0f%% %s of %s, %s/s", fraction * 100,
+                                      HumanBytes(p.bytes_done), HumanBytes(p.bytes_total),
+                                      HumanBytes(static_cast<uint64_t>(p.bytes_per_second))));
+      if (p.bytes_per_second > 0 && p.bytes_done < p.bytes_total) {
+        const double eta = static_cast<double>(p.bytes_total - p.bytes_done) / p.bytes_per_second;
+        absl::StrAppend(&line, absl::StrFormat(", %.0f s left", eta));
+      }
+      if (!p.current_file.empty()) absl::StrAppend(&line, "  ", p.current_file);
+    }
+    if (terminal_) {
+      err_ << "\r" << line << "\033[K" << std::flush;
+      drawn_ = true;
+    } else if (new_phase || now - last_line_ >= absl::Seconds(5)) {
+      err_ << line << "\n" << std::flush;
+      last_line_ = now;
+    }
+  }
+
+ private:
+  std::ostream& err_;
+  const bool terminal_;
+  std::mutex mu_;
+  std::string phase_;
+  absl::Time last_line_ = absl::InfinitePast();
+  bool drawn_ = false;
+};
+
+// SIGINT or SIGTERM cancels the job: it stops within a segment, ends the
+// writer session with failure and removes its snapshot.
+void CancelOnSignal(repository::TransferControl* control) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread([signals, control] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    control->cancel = true;
+  }).detach();
+}
+
+void Put(google::protobuf::Struct* s, const std::string& key, const std::string& value) {
+  (*s->mutable_fields())[key].set_string_value(value);
+}
+void Put(google::protobuf::Struct* s, const std::string& key, double value) {
+  (*s->mutable_fields())[key].set_number_value(value);
+}
+void Put(google::protobuf::Struct* s, const std::string& key, absl::Duration d) {
+  Put(s, key, absl::ToDoubleMilliseconds(d));
+}
+
+std::string ToJson(const google::protobuf::Struct& s) {
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(s, &json);
+  return json;
+}
+
+// `*started` is set once the job runs: an error before it is a usage error.
+absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, bool* started) {
+  BackupJobSpec spec;
+  spec.job = JobName(args, "backup");
+  spec.unit = args.GetOr("unit", "");
+  if (spec.unit.empty()) return absl::InvalidArgumentError("backup: --unit U is required");
+  if (!args.Has("type")) return absl::InvalidArgumentError("backup: --type T is required");
+  ASSIGN_OR_RETURN(spec.type, repository::ParseBackupType(*args.Get("type")));
+  ASSIGN_OR_RETURN(uint64_t copy_queue, args.GetUint("max-copy-queue", spec.max_copy_queue));
+  ASSIGN_OR_RETURN(uint64_t replay_queue, args.GetUint("max-replay-queue", spec.max_replay_queue));
+  spec.max_copy_queue = static_cast<uint32_t>(copy_queue);
+  spec.max_replay_queue = static_cast<uint32_t>(replay_queue);
+  ASSIGN_OR_RETURN(uint64_t workers, args.GetUint("workers", 0));
+  ASSIGN_OR_RETURN(uint64_t freeze_timeout, args.GetUint("freeze-timeout-seconds", 20));
+  ASSIGN_OR_RETURN(auto provider, MakeSnapshotProvider(args.GetOr("snapshot", "auto")));
+  *started = true;
+  ASSIGN_OR_RETURN(repository::Repository repo, repository::OpenRepositoryFromArgs(args));
+  RETURN_IF_ERROR(FillBaseFromRepository(repo, &spec));
+
+  WriterSessionOptions session_options;
+  session_options.freeze_timeout = absl::Seconds(static_cast<int64_t>(freeze_timeout));
+  WriterShadowSession session(ConnectWriter(WriterSocket(args)), std::make_shared<std::mutex>(),
+                              session_options);
+  repository::TransferControl control;
+  CancelOnSignal(&control);
+  BackupJobOptions options;
+  options.repository.workers = static_cast<int>(workers);
+  absl::StatusOr<BackupJobResult> r;
+  {
+    ProgressPrinter printer(err);
+    r = RunBackupJob(
+        session, *provider, repo, spec, &control, [&](const JobProgress& p) { printer(p); },
+        options);
+  }
+  RETURN_IF_ERROR(r.status());
+  if (args.Has("json")) {
+    google::protobuf::Struct j;
+    Put(&j, "job", r->job);
+    Put(&j, "unit", r->unit);
+    Put(&j, "type", repository::BackupTypeName(r->type));
+    Put(&j, "manifest", r->manifest);
+    Put(&j, "base_manifest", r->base_manifest);
+    Put(&j, "node", r->node);
+    Put(&j, "writer_instance", r->writer_instance);
+    Put(&j, "low_generation", r->low_generation);
+    Put(&j, "high_generation", r->high_generation);
+    Put(&j, "snapshot_provider", r->snapshot_provider);
+    Put(&j, "freeze_window_ms", r->freeze_window);
+    Put(&j, "writer_frozen_for_ms", r->writer_frozen_for);
+    Put(&j, "transfer_ms", r->transfer);
+    Put(&j, "elapsed_ms", r->elapsed);
+    Put(&j, "logical_bytes", static_cast<double>(r->logical_bytes));
+    Put(&j, "new_bytes", static_cast<double>(r->new_bytes));
+    Put(&j, "stored_bytes", static_cast<double>(r->stored_bytes));
+    Put(&j, "verified_pages", static_cast<double>(r->verified.pages));
+    Put(&j, "verified_logs", static_cast<double>(r->verified.logs));
+    auto* truncated = (*j.mutable_fields())["truncated"].mutable_list_value();
+    for (uint32_t g : r->truncated) truncated->add_values()->set_number_value(g);
+    auto* warnings = (*j.mutable_fields())["warnings"].mutable_list_value();
+    for (const auto& w : r->warnings) warnings->add_values()->set_string_value(w);
+    out << ToJson(j) << "\n";
+    return absl::OkStatus();
+  }
+  const double seconds = std::max(1e-6, absl::ToDoubleSeconds(r->transfer));
+  out << repository::BackupTypeName(r->type) << " backup of " << r->unit << " from " << r->node
+      << " (" << r->writer_instance << "): manifest " << r->manifest << "\n"
+      << "  generations   " << Gen(r->low_generation) << " to " << Gen(r->high_generation) << "\n"
+      << "  freeze window " << absl::FormatDuration(r->freeze_window) << " ("
+      << r->snapshot_provider << " snapshot)\n"
+      << "  read          " << HumanBytes(r->logical_bytes) << " in "
+      << absl::FormatDuration(absl::Trunc(r->transfer, absl::Milliseconds(1))) << " ("
+      << HumanBytes(static_cast<uint64_t>(static_cast<double>(r->logical_bytes) / seconds))
+      << "/s), " << HumanBytes(r->new_bytes) << " new, " << HumanBytes(r->stored_bytes)
+      << " stored\n"
+      << "  verified      " << r->verified.pages << " pages, " << r->verified.logs << " logs\n"
+      << "  truncated     "
+      << (r->truncated.empty()
+              ? std::string("nothing on this node")
+              : absl::StrCat(r->truncated.size(), " logs on this node (", Gen(r->truncated.front()),
+                             " to ", Gen(r->truncated.back()), ")"))
+      << "\n";
+  for (const auto& w : r->warnings) out << "  warning: " << w << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Restore(const CliArgs& args, std::ostream& out, std::ostream& err, bool* started) {
+  RestoreJobSpec spec;
+  spec.target.job = JobName(args, "restore");
+  spec.target.unit = args.GetOr("unit", "");
+  if (spec.target.unit.empty()) return absl::InvalidArgumentError("restore: --unit U is required");
+  spec.target.recovery_database = args.GetOr("rdb", "");
+  spec.target.path = args.GetOr("path", "");
+  if (spec.target.recovery_database.empty() != spec.target.path.empty()) {
+    return absl::InvalidArgumentError("restore: --rdb NAME and --path DIR go together");
+  }
+  spec.target.refuse_if_mounted = args.Has("refuse-if-mounted");
+  ASSIGN_OR_RETURN(uint64_t to, args.GetUint("to-generation", 0));
+  spec.to_generation = static_cast<uint32_t>(to);
+  spec.roll_forward = args.Has("roll-forward");
+  spec.mount = args.Has("mount");
+  ASSIGN_OR_RETURN(uint64_t workers, args.GetUint("workers", 0));
+  *started = true;
+  ASSIGN_OR_RETURN(repository::Repository repo, repository::OpenRepositoryFromArgs(args));
+  ASSIGN_OR_RETURN(spec.chain, ChainFromRepository(repo, spec.target.unit, spec.to_generation));
+
+  WriterShadowSession session(ConnectWriter(WriterSocket(args)), std::make_shared<std::mutex>());
+  repository::TransferControl control;
+  CancelOnSignal(&control);
+  RestoreJobOptions options;
+  options.workers = static_cast<int>(workers);
+  absl::StatusOr<RestoreJobResult> r;
+  {
+    ProgressPrinter printer(err);
+    r = RunRestoreJob(
+        session, repo, spec, &control, [&](const JobProgress& p) { printer(p); }, options);
+  }
+  RETURN_IF_ERROR(r.status());
+  if (args.Has("json")) {
+    google::protobuf::Struct j;
+    Put(&j, "job", r->job);
+    Put(&j, "unit", r->unit);
+    auto* manifests = (*j.mutable_fields())["manifests"].mutable_list_value();
+    for (const auto& m : r->manifests) manifests->add_values()->set_string_value(m);
+    Put(&j, "recovery_database", r->recovery_database);
+    Put(&j, "system_dir", r->system_dir);
+    Put(&j, "message", r->message);
+    Put(&j, "files", static_cast<double>(r->files));
+    Put(&j, "bytes", static_cast<double>(r->bytes));
+    Put(&j, "last_generation", r->last_generation);
+    Put(&j, "transfer_ms", r->transfer);
+    Put(&j, "replay_ms", r->replay);
+    Put(&j, "elapsed_ms", r->elapsed);
+    out << ToJson(j) << "\n";
+    return absl::OkStatus();
+  }
+  out << "restored unit " << r->unit
+      << (r->recovery_database.empty()
+              ? std::string(" to its own location")
+              : absl::StrCat(" as recovery database ", r->recovery_database))
+      << " at " << r->system_dir << "\n"
+      << "  from          " << absl::StrJoin(r->manifests, ", ") << "\n"
+      << "  written       " << r->files << " files, " << HumanBytes(r->bytes) << " in "
+      << absl::FormatDuration(absl::Trunc(r->transfer, absl::Milliseconds(1))) << "\n"
+      << "  replayed      through generation " << Gen(r->last_generation) << " in "
+      << absl::FormatDuration(absl::Trunc(r->replay, absl::Milliseconds(1))) << "\n";
+  if (!r->message.empty()) out << "  note          " << r->message << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status List(const CliArgs& args, std::ostream& out) {
+  ASSIGN_OR_RETURN(repository::Repository repo, repository::OpenRepositoryFromArgs(args));
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, repo.ListManifests());
+  std::vector<v1::Manifest> manifests;
+  std::set<std::string> units;
+  for (const auto& id : ids) {
+    ASSIGN_OR_RETURN(v1::Manifest m, repo.ReadManifest(id));
+    if (args.Has("unit") && m.unit() != *args.Get("unit")) continue;
+    units.insert(m.unit());
+    // The block maps are not needed here, and can be large.
+    for (auto& f : *m.mutable_files()) f.clear_block_map();
+    manifests.push_back(std::move(m));
+  }
+  google::protobuf::Struct j;
+  auto* jbackups = (*j.mutable_fields())["backups"].mutable_list_value();
+  auto* jchains = (*j.mutable_fields())["chains"].mutable_list_value();
+  if (!args.Has("json")) {
+    out << absl::StrFormat("%-6s %-12s %-33s %-8s %-8s %-21s %-19s %10s\n", "UNIT", "TYPE", "ID",
+                           "NODE", "COPY", "GENERATIONS", "TAKEN (UTC)", "SIZE");
+  }
+  for (const auto& m : manifests) {
+    const std::string gens = absl::StrCat(Gen(m.low_generation()), "-", Gen(m.high_generation()));
+    if (args.Has("json")) {
+      auto* b = jbackups->add_values()->mutable_struct_value();
+      Put(b, "unit", m.unit());
+      Put(b, "type", repository::BackupTypeName(m.type()));
+      Put(b, "id", m.id());
+      Put(b, "source_node", m.source_node());
+      Put(b, "source_copy", m.source_copy());
+      Put(b, "low_generation", m.low_generation());
+      Put(b, "high_generation", m.high_generation());
+      Put(b, "taken", repository::HumanTime(m.frozen_us() != 0 ? m.frozen_us() : m.started_us()));
+      Put(b, "logical_bytes", static_cast<double>(m.logical_bytes()));
+      continue;
+    }
+    out << absl::StrFormat(
+        "%-6s %-12s %-33s %-8s %-8s %-21s %-19s %10s\n", m.unit(),
+        repository::BackupTypeName(m.type()), m.id(), m.source_node(), m.source_copy(), gens,
+        repository::HumanTime(m.frozen_us() != 0 ? m.frozen_us() : m.started_us()),
+        HumanBytes(m.logical_bytes()));
+  }
+  if (!args.Has("json")) out << "\n";
+  for (const auto& unit : units) {
+    for (const auto& c : repository::AssembleChains(manifests, unit)) {
+      std::vector<std::string> points = {Gen(c.full.high_generation())};
+      for (const auto& i : c.incrementals) points.push_back(Gen(i.high_generation()));
+      for (const auto& d : c.differentials) points.push_back(Gen(d.high_generation()) + "(d)");
+      if (args.Has("json")) {
+        auto* jc = jchains->add_values()->mutable_struct_value();
+        Put(jc, "unit", unit);
+        Put(jc, "full", c.full.id());
+        Put(jc, "high_generation", c.high_generation());
+        auto* p = (*jc->mutable_fields())["restore_points"].mutable_list_value();
+        for (const auto& s : points) p->add_values()->set_string_value(s);
+        if (c.broken) {
+          Put(jc, "broken_at", c.broken->generation);
+          Put(jc, "broken_because", c.broken->reason);
+        }
+        continue;
+      }
+      out << "chain of " << unit << " from Full " << c.full.id() << ": "
+          << 1 + c.incrementals.size() + c.differentials.size()
+          << " backups, restore points at generations " << absl::StrJoin(points, ", ") << "\n";
+      if (c.broken) out << "  BROKEN: " << c.broken->reason << "\n";
+    }
+  }
+  if (args.Has("json")) out << ToJson(j) << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunLocalCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  if (std::string error; repository::PassphraseInArguments(argv, "dagvault-agent", &error)) {
+    err << error << "\n";
+    return 2;
+  }
+  auto args = CliArgs::Parse(argv, kSpec);
+  if (!args.ok() || args->positional().empty()) {
+    err << (args.ok() ? "" : absl::StrCat("dagvault-agent: ", args.status().message(), "\n"))
+        << kUsage;
+    return 2;
+  }
+  const std::string& command = args->positional()[0];
+  absl::Status s;
+  bool started = false;
+  if (command == "backup") {
+    s = Backup(*args, out, err, &started);
+  } else if (command == "restore") {
+    s = Restore(*args, out, err, &started);
+  } else if (command == "list") {
+    started = args->Has("repo");
+    s = List(*args, out);
+  } else if (command == "help") {
+    out << kUsage;
+    return 0;
+  } else {
+    err << "dagvault-agent: unknown command " << command << "\n" << kUsage;
+    return 2;
+  }
+  if (!s.ok()) {
+    if (args->Has("json")) {
+      google::protobuf::Struct j;
+      Put(&j, "error", std::string(s.message()));
+      Put(&j, "code", absl::StatusCodeToString(s.code()));
+      out << ToJson(j) << "\n";
+    }
+    err << "dagvault-agent " << command << ": " << s.message() << "\n";
+    return !started && s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  return 0;
+}
+
+}  // namespace dagvault::agent

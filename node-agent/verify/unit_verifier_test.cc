@@ -1,0 +1,260 @@
+// The inline consistency check on files built byte by byte from
+// docs/formats.md: what passes, and for each kind of damage, the error
+// that names it and no manifest. (The multi-process tests run it on real
+// mailstored files.)
+#include "node-agent/verify/unit_verifier.h"
+
+#include <random>
+
+#include "absl/base/internal/endian.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+#include "common/evp.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "repository/repository.h"
+
+namespace dagvault::agent {
+namespace {
+
+using ::testing::HasSubstr;
+namespace v1 = dagvault::v1;
+
+constexpr uint32_t kPage = 8192;
+constexpr uint32_t kLogSize = 64 << 10;
+const std::string kLogSig(16, '\x11');
+const std::string kDbSig(16, '\x22');
+
+void Put32(std::string* s, size_t at, uint32_t v) {
+  absl::little_endian::Store32(s->data() + at, v);
+}
+
+std::string Database(uint32_t pages, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string db(size_t{pages} * kPage, '\0');
+  for (uint32_t n = 0; n < pages; ++n) {
+    if (n == pages - 1) break;  // the last page was never written
+    char* p = db.data() + size_t{n} * kPage;
+    Put32(&db, size_t{n} * kPage + 4, n);
+    p[16] = n < 2 ? 1 : 5;
+    p[17] = 1;
+    if (n < 2) {
+      std::memcpy(p + 32, "MSTOREDB", 8);
+      Put32(&db, size_t{n} * kPage + 44, kPage);
+      std::memcpy(p + 48, kDbSig.data(), 16);
+      std::memcpy(p + 72, kLogSig.data(), 16);
+    } else {
+      for (uint32_t i = 32; i < kPage; i += 8) {
+        const uint64_t v = rng();
+        std::memcpy(p + i, &v, 8);
+      }
+    }
+    Put32(&db, size_t{n} * kPage, Crc32c(p + 4, kPage - 4));
+  }
+  return db;
+}
+
+void AppendRecord(std::string* log, uint32_t generation, uint8_t type, uint32_t body_size) {
+  const uint32_t off = static_cast<uint32_t>(log->size());
+  const uint32_t length = 24 + body_size;
+  log->resize(off + ((length + 7) & ~7u), '\0');
+  Put32(log, off + 4, length);
+  Put32(log, off + 8, generation);
+  Put32(log, off + 12, off);
+  (*log)[off + 16] = static_cast<char>(type);
+  for (uint32_t i = 0; i < body_size; ++i) (*log)[off + 24 + i] = static_cast<char>(i * 7 + 1);
+  Put32(log, off, Crc32c(log->data() + off + 4, length - 4));
+}
+
+std::string Log(uint32_t generation, const std::string& link, bool sealed = true) {
+  std::string log(4096, '\0');
+  std::memcpy(log.data(), "MSTORLOG", 8);
+  Put32(&log, 8, 1);
+  Put32(&log, 16, generation);
+  Put32(&log, 20, kLogSize);
+  std::memcpy(log.data() + 24, kLogSig.data(), 16);
+  if (!link.empty()) {
+    std::memcpy(log.data() + 56, link.data(), 32);
+    Put32(&log, 88, 2);
+  }
+  Put32(&log, 92, kPage);
+  Put32(&log, 12, Crc32c(log.data(), 4096));
+  AppendRecord(&log, generation, 3, 24);  // a commit
+  if (sealed) AppendRecord(&log, generation, 4, 16);
+  log.resize(kLogSize, '\0');
+  return log;
+}
+
+std::string Sha(const std::string& data) {
+  Sha256 sha;
+  sha.Update(data);
+  const Sha256Digest d = sha.Finish();
+  return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+class UnitVerifierTest : public ::testing::Test {
+ protected:
+  UnitVerifierTest() : dir_("verifier") {}
+
+  void Add(const std::string& name, const std::string& role, const std::string& data,
+           uint32_t generation = 0) {
+    ASSERT_TRUE(CreateDirectories(DirName(dir_.Sub(name))).ok());
+    ASSERT_TRUE(WriteFileAtomically(dir_.Sub(name), data).ok());
+    files_.push_back({dir_.Sub(name), name, role, role == "log" ? "log" : "DB", generation});
+    data_.push_back(data);
+  }
+
+  // A Full of one database and logs 5..7.
+  void FullSet() {
+    Add("DB.edb", "database", Database(64, 1));
+    std::string link = Sha("generation 4");
+    for (uint32_t g = 5; g <= 7; ++g) {
+      const std::string log = Log(g, link);
+      Add(absl::StrCat("logs/E01", g, ".log"), "log", log, g);
+      link = Sha(log);
+    }
+  }
+
+  UnitExpectations Expect(v1::BackupType type = v1::FULL) {
+    UnitExpectations e;
+    e.unit = "DB";
+    e.type = type;
+    e.log_signature = absl::BytesToHexString(kLogSig);
+    e.database_signatures = {absl::BytesToHexString(kDbSig)};
+    e.low_generation = 5;
+    e.high_generation = 7;
+    e.checkpoint_generation = 5;
+    return e;
+  }
+
+  // Feeds every file in 1 MiB segments (as the repository does, in any
+  // order) and then the manifest; returns the first error.
+  absl::Status Run(const UnitExpectations& e, v1::Manifest* manifest) {
+    std::vector<std::string> sources;
+    for (const auto& f : files_) sources.push_back(f.path);
+    auto v = UnitVerifier::Create(e, files_, sources);
+    if (!v.ok()) return v.status();
+    for (size_t i = files_.size(); i-- > 0;) {
+      const std::string& d = data_[i];
+      const size_t seg = files_[i].role == "log" ? d.size() : (1 << 20);
+      for (size_t off = 0; off < d.size(); off += seg) {
+        RETURN_IF_ERROR((*v)->OnSegment(i, off, absl::string_view(d).substr(off, seg)));
+      }
+      auto* f = manifest->add_files();
+      f->set_sha256(Sha(d));
+    }
+    // The manifest's files are in the files' order.
+    for (size_t i = 0; i < files_.size(); ++i) {
+      manifest->mutable_files(static_cast<int>(i))->set_sha256(Sha(data_[i]));
+    }
+    return (*v)->BeforeCommit(manifest);
+  }
+
+  ::dagvault::testing::TempDir dir_;
+  std::vector<repository::BackupFile> files_;
+  std::vector<std::string> data_;
+};
+
+TEST_F(UnitVerifierTest, AWholeUnitPassesAndTheLogsLinkHashesGoIntoTheManifest) {
+  FullSet();
+  v1::Manifest m;
+  ASSERT_TRUE(Run(Expect(), &m).ok()) << Run(Expect(), &m);
+  EXPECT_EQ(m.files(1).link_hash(), Sha("generation 4"));
+  EXPECT_EQ(m.files(2).link_hash(), Sha(data_[1]));
+  EXPECT_THAT(m.labels().at("verified"), HasSubstr("pages=64 empty_pages=1 logs=3"));
+}
+
+TEST_F(UnitVerifierTest, ADamagedPageIsNamedByNumberAndOffset) {
+  FullSet();
+  data_[0][size_t{37} * kPage + 100] ^= 1;
+  ASSERT_TRUE(WriteFileAtomically(files_[0].path, data_[0]).ok());
+  v1::Manifest m;
+  const absl::Status s = Run(Expect(), &m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(
+      std::string(s.message()),
+      AllOf(HasSubstr("database file DB.edb"),
+            HasSubstr(absl::StrCat("page 37 (offset ", 37 * kPage, "): checksum mismatch"))));
+  // An Incremental checks the logs only.
+  v1::Manifest incremental;
+  EXPECT_TRUE(Run(Expect(v1::INCREMENTAL), &incremental).ok());
+}
+
+TEST_F(UnitVerifierTest, APageWrittenToTheWrongPlaceIsNamed) {
+  FullSet();
+  // Page 9's bytes where page 10 belongs: a valid checksum, the wrong number.
+  std::memcpy(data_[0].data() + 10 * kPage, data_[0].data() + 9 * kPage, kPage);
+  ASSERT_TRUE(WriteFileAtomically(files_[0].path, data_[0]).ok());
+  v1::Manifest m;
+  EXPECT_THAT(std::string(Run(Expect(), &m).message()),
+              HasSubstr("page 10 (offset 81920): it holds page 9"));
+}
+
+TEST_F(UnitVerifierTest, ALogProblemIsNamedByGeneration) {
+  struct Case {
+    std::string what;
+    std::function<void(std::vector<std::string>*)> damage;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"a flipped record byte", [](auto* d) { (*d)[2][4096 + 30] ^= 1; },
+       "(generation 0x00000006): record at offset 4096: checksum mismatch"},
+      {"an unsealed log", [](auto* d) { (*d)[2] = Log(6, Sha((*d)[1]), false); },
+       "(generation 0x00000006): not sealed"},
+      {"bytes after the seal", [](auto* d) { (*d)[2][kLogSize - 1] = 1; },
+       "(generation 0x00000006): bytes after the Seal record"},
+      {"a damaged header", [](auto* d) { (*d)[3][100] ^= 1; },
+       "(generation 0x00000007): header checksum mismatch"},
+      {"a log of another stream", [](auto* d) { (*d)[3] = Log(7, "", true); },
+       "(generation 0x00000007) does not link to generation 0x00000006: its link hash is absent"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    files_.clear();
+    data_.clear();
+    FullSet();
+    c.damage(&data_);
+    for (size_t i = 0; i < files_.size(); ++i) {
+      ASSERT_TRUE(WriteFileAtomically(files_[i].path, data_[i]).ok());
+    }
+    v1::Manifest m;
+    const absl::Status s = Run(Expect(), &m);
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.expected));
+  }
+}
+
+TEST_F(UnitVerifierTest, AnIncrementalMustJoinTheBackupItFollows) {
+  FullSet();
+  UnitExpectations e = Expect(v1::INCREMENTAL);
+  e.join_generation = 4;
+  e.join_sha256 = Sha("generation 4");
+  v1::Manifest m;
+  EXPECT_TRUE(Run(e, &m).ok());
+  e.join_sha256 = Sha("another generation 4");
+  m.Clear();
+  EXPECT_THAT(std::string(Run(e, &m).message()),
+              AllOf(HasSubstr("log generation 0x00000005 does not join the backup this one "
+                              "follows"),
+                    HasSubstr("take a Full")));
+  e.join_generation = 3;
+  m.Clear();
+  EXPECT_THAT(std::string(Run(e, &m).message()),
+              HasSubstr("ends at generation 0x00000003 and this one begins at 0x00000005"));
+}
+
+TEST_F(UnitVerifierTest, TheFrozenGenerationsMustAllBeThere) {
+  FullSet();
+  files_.erase(files_.begin() + 2);  // generation 6
+  data_.erase(data_.begin() + 2);
+  v1::Manifest m;
+  EXPECT_THAT(std::string(Run(Expect(), &m).message()),
+              HasSubstr("log generation 0x00000006 is missing from the backup"));
+}
+
+}  // namespace
+}  // namespace dagvault::agent

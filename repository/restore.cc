@@ -152,8 +152,9 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     wanted.clear();
     for (const auto& [name, path] : options.targets) wanted.insert(name);
   }
+  const bool every_file = wanted.empty();
   for (const auto& f : manifest.files()) {
-    if (wanted.empty() || wanted.erase(f.name()) > 0) files.push_back(&f);
+    if (every_file || wanted.erase(f.name()) > 0) files.push_back(&f);
   }
   if (!wanted.empty()) {
     return absl::NotFoundError(

@@ -168,5 +168,25 @@ TEST_F(RestoreTest, TargetsPutEachFileAtItsOwnPathAndCancellingLeavesNoFile) {
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("has no file named other.edb"));
 }
 
+TEST_F(RestoreTest, OnlyTheNamedFilesAreRestored) {
+  WriteFile(dir_.Sub("src/a.log"), "first");
+  WriteFile(dir_.Sub("src/b.log"), "second");
+  WriteFile(dir_.Sub("src/c.log"), "third");
+  auto m = Backup(*repo_,
+                  {{dir_.Sub("src/a.log"), "a.log", "log", "", 1},
+                   {dir_.Sub("src/b.log"), "b.log", "log", "", 2},
+                   {dir_.Sub("src/c.log"), "c.log", "log", "", 3}},
+                  Header("DB01"), {});
+  ASSERT_TRUE(m.ok()) << m.status();
+  RestoreOptions options;
+  options.files = {"a.log"};
+  ASSERT_TRUE(Restore(*repo_, m->id(), dir_.Sub("subset"), options).ok());
+  EXPECT_EQ(Names(dir_.Sub("subset")), std::vector<std::string>{"a.log"});
+  options.files.clear();
+  options.targets = {{"b.log", dir_.Sub("targets/b.log")}};
+  ASSERT_TRUE(Restore(*repo_, m->id(), "", options).ok());
+  EXPECT_EQ(Names(dir_.Sub("targets")), std::vector<std::string>{"b.log"});
+}
+
 }  // namespace
 }  // namespace dagvault::repository

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/crc32c.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -104,6 +105,8 @@ absl::StatusOr<std::unique_ptr<UnitVerifier>> UnitVerifier::Create(
 }
 
 absl::Status UnitVerifier::OnSegment(size_t file, uint64_t offset, absl::string_view data) {
+  // For the tests of a killed agent: a snapshot taken, a transfer begun.
+  DAGVAULT_CRASH_POINT("agent.backup.segment_read");
   FileCheck& f = files_[file];
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -1,0 +1,145 @@
+// dagvault-agent's local mode as an operator runs it: the real binary
+// against real mailstored daemons. A backup killed with SIGKILL in the
+// middle of its transfer truncates nothing, leaves a repository that checks
+// clean, and its snapshot folder is removed by the next job, which runs
+// once the writer has ended the dead agent's session.
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/testing/subprocess.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "node-agent/snapshot/snapshot_provider.h"
+#include "repository/check.h"
+#include "repository/repository_test_util.h"
+#include "tests/mailstored/test_util.h"
+
+namespace dagvault::agent {
+namespace {
+
+using ::dagvault::testing::Databases;
+using ::dagvault::testing::kNode1;
+using ::dagvault::testing::MailstoredCluster;
+using ::dagvault::testing::ProcessResult;
+using ::testing::HasSubstr;
+
+constexpr char kUnit[] = "DB02";
+
+mailstore::LabSpec Lab() {
+  mailstore::LabSpec spec = ::dagvault::testing::FastLab(/*lag_seconds=*/2);
+  // How the writer sees an agent that died: no call for this long ends its
+  // session, fails its backup and releases the unit (60 s by default).
+  spec.backup_session_timeout_ms = 3000;
+  return spec;
+}
+
+class AgentCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.Start().ok());
+    repo_dir_ = cluster_.root() + "/repo";
+    auto repo = repository::Repository::Init(repo_dir_, repository::testing::TestPassphrase(),
+                                             repository::testing::FastInit());
+    ASSERT_TRUE(repo.ok()) << repo.status();
+    repo_ = std::make_unique<repository::Repository>(*std::move(repo));
+  }
+
+  ProcessResult Agent(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+    args.insert(args.begin(), ::dagvault::testing::BinaryPath("dagvault-agent"));
+    if (args.size() > 1 && args[1] != "list") {
+      args.push_back("--writer-socket");
+      args.push_back(cluster_.node(kNode1).config.writer_socket());
+    }
+    args.push_back("--repo");
+    args.push_back(repo_dir_);
+    env["DAGVAULT_PASSPHRASE"] = repository::testing::TestPassphrase().bytes;
+    return ::dagvault::testing::RunProcess(args, env, absl::Minutes(2));
+  }
+
+  std::vector<std::string> SnapshotFolders() {
+    std::vector<std::string> found;
+    const std::string dir = cluster_.node(kNode1).config.data_root() + "/" + kUnit;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+      if (e.path().filename().string().starts_with(kSnapshotFolderPrefix)) {
+        found.push_back(e.path().string());
+      }
+    }
+    return found;
+  }
+
+  MailstoredCluster cluster_{Lab(), "agentcli"};
+  std::string repo_dir_;
+  std::unique_ptr<repository::Repository> repo_;
+};
+
+TEST_F(AgentCliTest, AKilledBackupLeavesNothingBehindAndTheNextOneRuns) {
+  ::dagvault::testing::PutItems(cluster_, kNode1, kUnit, Databases(kUnit), 1, 0, 200);
+  ASSERT_TRUE(cluster_.RollLog(kNode1, kUnit).ok());
+  ASSERT_TRUE(cluster_.WaitConverged(kNode1, kUnit).ok());
+  const auto before = cluster_.Copy(kNode1, kUnit);
+  ASSERT_TRUE(before.ok());
+
+  // kill -9 in the middle of the transfer.
+  ProcessResult killed = Agent({"backup", "--unit", kUnit, "--type", "full", "--json"},
+                               {{"DAGVAULT_CRASH_AT", "agent.backup.segment_read"}});
+  EXPECT_EQ(killed.signal, 9) << killed.err;
+  EXPECT_FALSE(SnapshotFolders().empty()) << "the crash should have left its snapshot";
+  auto after = cluster_.Copy(kNode1, kUnit);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->lowest_log_generation(), before->lowest_log_generation());
+  auto check = repository::Check(*repo_);
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_TRUE(check->clean()) << check->errors.front();
+  EXPECT_EQ(check->manifests, 0u);
+
+  // The next job waits for nothing but the writer's session timeout; it
+  // removes the dead job's snapshot folder before taking its own.
+  ProcessResult ok;
+  ASSERT_TRUE(::dagvault::testing::WaitFor(
+      [&] {
+        ok = Agent({"backup", "--unit", kUnit, "--type", "full"});
+        return ok.ok();
+      },
+      absl::Seconds(30)))
+      << ok.err;
+  EXPECT_THAT(ok.out, AllOf(HasSubstr("Full backup of DB02 from node1"), HasSubstr("freeze window"),
+                            HasSubstr("verified")));
+  EXPECT_TRUE(SnapshotFolders().empty());
+  const std::string at_full = ::dagvault::testing::UnitDigest(cluster_, kNode1, kUnit);
+
+  ProcessResult listed = Agent({"list", "--json"});
+  ASSERT_TRUE(listed.ok()) << listed.err;
+  EXPECT_THAT(listed.out, AllOf(HasSubstr("\"type\":\"Full\""), HasSubstr("\"restore_points\"")));
+  listed = Agent({"list"});
+  EXPECT_THAT(listed.out, HasSubstr("chain of DB02 from Full"));
+
+  // And it restores beside production, as a Recovery Database.
+  ProcessResult restored = Agent({"restore", "--unit", kUnit, "--rdb", "DB02-CLI", "--path",
+                                  cluster_.root() + "/rdb-cli", "--mount", "--json"});
+  ASSERT_TRUE(restored.ok()) << restored.err;
+  EXPECT_THAT(restored.out, HasSubstr("\"recovery_database\":\"DB02-CLI\""));
+  EXPECT_EQ(::dagvault::testing::UnitDigest(cluster_, kNode1, "DB02-CLI"), at_full);
+}
+
+TEST_F(AgentCliTest, UsageErrorsExitTwoAndAFailedJobExitsOne) {
+  ProcessResult r = Agent({"backup", "--type", "full"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--unit U is required"));
+  r = Agent({"backup", "--unit", kUnit, "--type", "weekly"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--type weekly is not one of full, copy, incremental"));
+  r = Agent({"backup", "--unit", kUnit, "--type", "full", "--passphrase", "x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("never given as an argument"));
+  // No Full yet: an Incremental has nothing to follow.
+  r = Agent({"backup", "--unit", kUnit, "--type", "incremental", "--json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("has no Full backup in this repository"));
+  r = Agent({"restore", "--unit", "NOPE"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("unit NOPE has no Full backup"));
+}
+
+}  // namespace
+}  // namespace dagvault::agent

@@ -52,7 +52,10 @@ absl::StatusOr<dagvault::v1::CopyStatus> Peers::CopyStatus(const std::string& no
   dagvault::v1::CopyStatusRequest request;
   request.set_unit(unit);
   dagvault::v1::CopyStatus response;
-  auto context = Context(timeout);
+  // A caller that waits longer than the replication loop's pass also
+  // waits for a channel that is between two connection attempts (a peer
+  // that started a moment after this node), instead of failing at once.
+  auto context = timeout > kShortCopyStatusTimeout ? PatientContext(timeout) : Context(timeout);
   grpc::Status s = (*stub)->GetCopyStatus(context.get(), request, &response);
   if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(node, " GetCopyStatus(", unit, ")"));
   return response;

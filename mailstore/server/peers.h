@@ -29,10 +29,12 @@ class Peers {
 
   // A copy's status. The short default suits the replication loop, which
   // asks again on its next pass; a caller that decides on the answer once
-  // passes a longer timeout.
-  absl::StatusOr<dagvault::v1::CopyStatus> CopyStatus(const std::string& node,
-                                                      const std::string& unit,
-                                                      absl::Duration timeout = absl::Seconds(2));
+  // passes a longer timeout, and then also waits through the channel's
+  // reconnection backoff.
+  static constexpr absl::Duration kShortCopyStatusTimeout = absl::Seconds(2);
+  absl::StatusOr<dagvault::v1::CopyStatus> CopyStatus(
+      const std::string& node, const std::string& unit,
+      absl::Duration timeout = kShortCopyStatusTimeout);
 
  private:
   std::map<std::string, std::string> addresses_;

@@ -259,4 +259,20 @@ absl::Status Repository::RemoveManifest(const std::string& id) const {
   return RemoveDurably(ManifestPath(id));
 }
 
+absl::StatusOr<std::vector<dagvault::v1::Manifest>> Repository::ReadManifestsOfUnit(
+    const std::string& unit) const {
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, ListManifests());
+  std::vector<dagvault::v1::Manifest> manifests;
+  for (const auto& id : ids) {
+    auto m = ReadManifest(id);
+    if (!m.ok()) {
+      return absl::DataLossError(absl::StrCat("manifest ", id, " cannot be read (",
+                                              m.status().message(), "), so the chains of unit ",
+                                              unit, " cannot be followed; run repo check"));
+    }
+    if (m->unit() == unit) manifests.push_back(*std::move(m));
+  }
+  return manifests;
+}
+
 }  // namespace dagvault::repository

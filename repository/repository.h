@@ -72,6 +72,11 @@ class Repository {
   // Ids of every manifest, oldest first (ids sort by time).
   absl::StatusOr<std::vector<std::string>> ListManifests() const;
   absl::Status RemoveManifest(const std::string& id) const;
+  // Every manifest of `unit`, oldest first: what a chain is assembled
+  // from. One that cannot be read fails the call (a chain with a hole
+  // would look shorter, not broken).
+  absl::StatusOr<std::vector<dagvault::v1::Manifest>> ReadManifestsOfUnit(
+      const std::string& unit) const;
   std::string ManifestPath(const std::string& id) const;
 
   // A new session id: "<UTC yyyymmddThhmmss.ffffffZ>-<8 hex digits>", which sorts

@@ -63,17 +63,7 @@ std::string ManifestNameFor(const v1::FreezeResponse::File& file) {
 
 absl::Status FillBaseFromRepository(const repository::Repository& repo, BackupJobSpec* spec) {
   if (spec->type != v1::INCREMENTAL && spec->type != v1::DIFFERENTIAL) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::vector<std::string> ids, repo.ListManifests());
-  std::vector<v1::Manifest> manifests;
-  for (const auto& id : ids) {
-    auto m = repo.ReadManifest(id);
-    if (!m.ok()) {
-      return absl::DataLossError(absl::StrCat("manifest ", id, " cannot be read (",
-                                              m.status().message(),
-                                              "): the chain cannot be followed; run repo check"));
-    }
-    if (m->unit() == spec->unit) manifests.push_back(*std::move(m));
-  }
+  ASSIGN_OR_RETURN(std::vector<v1::Manifest> manifests, repo.ReadManifestsOfUnit(spec->unit));
   ASSIGN_OR_RETURN(v1::Manifest base,
                    repository::BaseFor(repository::AssembleChains(manifests, spec->unit),
                                        spec->type, spec->unit));

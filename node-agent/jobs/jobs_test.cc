@@ -85,14 +85,7 @@ class JobsTest : public ::testing::Test {
 
   // The digest of a recovery database of `unit` on node i.
   std::string RdbDigest(int i, const std::string& rdb, const std::string& unit) {
-    std::string out;
-    for (const auto& db : Databases(unit)) {
-      auto d = cluster_.Digest(i, rdb, db);
-      EXPECT_TRUE(d.ok()) << d.status();
-      if (!d.ok()) return "error";
-      absl::StrAppend(&out, db, "=", d->sha256(), "/", d->items(), " ");
-    }
-    return out;
+    return UnitDigest(cluster_, i, unit, rdb);
   }
 
   void LoadAndRoll(const std::string& unit, uint64_t mailbox, uint64_t items = 40) {

@@ -63,16 +63,7 @@ absl::StatusOr<std::vector<std::map<std::string, std::string>>> PlanTargets(
 absl::StatusOr<std::vector<v1::Manifest>> ChainFromRepository(const repository::Repository& repo,
                                                               const std::string& unit,
                                                               uint32_t to_generation) {
-  ASSIGN_OR_RETURN(std::vector<std::string> ids, repo.ListManifests());
-  std::vector<v1::Manifest> manifests;
-  for (const auto& id : ids) {
-    auto m = repo.ReadManifest(id);
-    if (!m.ok()) {
-      return absl::DataLossError(absl::StrCat("manifest ", id, " cannot be read (",
-                                              m.status().message(), "); run repo check"));
-    }
-    if (m->unit() == unit) manifests.push_back(*std::move(m));
-  }
+  ASSIGN_OR_RETURN(std::vector<v1::Manifest> manifests, repo.ReadManifestsOfUnit(unit));
   return repository::RestoreChain(repository::AssembleChains(manifests, unit), to_generation, unit);
 }
 

@@ -50,11 +50,13 @@ inline const std::vector<std::string>& Databases(const std::string& unit) {
   return unit == "SG01" ? sg : db;
 }
 
-// The digest of every database of a unit on node i, joined.
-inline std::string UnitDigest(MailstoredCluster& cluster, int i, const std::string& unit) {
+// The digest of every database of `unit` on node i, joined; or of a
+// recovery database `as` restored from it.
+inline std::string UnitDigest(MailstoredCluster& cluster, int i, const std::string& unit,
+                              const std::string& as = "") {
   std::string out;
   for (const auto& db : Databases(unit)) {
-    auto d = cluster.Digest(i, unit, db);
+    auto d = cluster.Digest(i, as.empty() ? unit : as, db);
     EXPECT_TRUE(d.ok()) << d.status();
     if (!d.ok()) return "error";
     absl::StrAppend(&out, db, "=", d->sha256(), "/", d->items(), " ");

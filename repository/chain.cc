@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/backup_type.h"
 #include "common/status_macros.h"
 
 namespace dagvault::repository {
@@ -22,7 +23,7 @@ std::string Short(const std::string& digest) {
 }
 
 std::string Describe(const Manifest& m) {
-  return absl::StrCat(BackupTypeName(m.type()), " ", m.id(),
+  return absl::StrCat(BackupTypeTitle(m.type()), " ", m.id(),
                       m.source_node().empty() ? "" : absl::StrCat(" from ", m.source_node()));
 }
 
@@ -40,21 +41,6 @@ ChainBreak BreakOf(const Manifest& previous, const Manifest& next, const absl::S
 }
 
 }  // namespace
-
-std::string BackupTypeName(BackupType type) {
-  switch (type) {
-    case dagvault::v1::FULL:
-      return "Full";
-    case dagvault::v1::COPY:
-      return "Copy";
-    case dagvault::v1::INCREMENTAL:
-      return "Incremental";
-    case dagvault::v1::DIFFERENTIAL:
-      return "Differential";
-    default:
-      return "backup of unknown type";
-  }
-}
 
 const ManifestFile* FindLog(const Manifest& m, uint32_t generation) {
   for (const ManifestFile& f : m.files()) {
@@ -188,7 +174,7 @@ absl::StatusOr<Manifest> BaseFor(const std::vector<Chain>& chains, BackupType ty
   if (chains.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", unit, " has no Full backup in this repository: take a Full before ",
-                     BackupTypeName(type) == "Incremental" ? "an " : "a ", BackupTypeName(type)));
+                     BackupTypeTitle(type) == "Incremental" ? "an " : "a ", BackupTypeTitle(type)));
   }
   const Chain& c = chains.back();
   if (type == dagvault::v1::DIFFERENTIAL) return c.full;

@@ -75,7 +75,4 @@ absl::Status CheckJoin(const dagvault::v1::Manifest& previous, const dagvault::v
 // The log of `generation` in a manifest, or null.
 const dagvault::v1::ManifestFile* FindLog(const dagvault::v1::Manifest& m, uint32_t generation);
 
-// "Full", "Incremental", ...
-std::string BackupTypeName(dagvault::v1::BackupType type);
-
 }  // namespace dagvault::repository

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/backup_type.h"
 #include "common/evp.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
@@ -9,21 +10,6 @@
 #include "common/status_macros.h"
 
 namespace dagvault::mailstore {
-
-std::string BackupTypeName(dagvault::v1::BackupType type) {
-  switch (type) {
-    case dagvault::v1::FULL:
-      return "full";
-    case dagvault::v1::COPY:
-      return "copy";
-    case dagvault::v1::INCREMENTAL:
-      return "incremental";
-    case dagvault::v1::DIFFERENTIAL:
-      return "differential";
-    default:
-      return "unspecified";
-  }
-}
 
 Writers::Writers(const NodeConfig& config, std::function<UnitHost*(const std::string&)> find_unit,
                  Peers* peers, RecoveryDatabases* rdbs, Clock* clock)
@@ -187,7 +173,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
         absl::StrCat("unit ", request.unit(),
                      " uses circular logging: its logs are deleted at every checkpoint, "
                      "so only Full and Copy backups are possible, not ",
-                     BackupTypeName(type)));
+                     BackupTypeToken(type)));
   }
   const dagvault::v1::CopyStatus copy = host->Status();
   Session s;
@@ -203,7 +189,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
   bip.set_session(s.id);
   bip.set_holder_node(config_.node());
   bip.set_holder_role(copy.role());
-  bip.set_type(BackupTypeName(type));
+  bip.set_type(BackupTypeToken(type));
   bip.set_started_us(clock_->NowMicros());
   bip.set_holder_incarnation(config_.incarnation);
   if (!s.passive) {
@@ -219,7 +205,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
       if (s.base_high == 0) {
         return absl::FailedPreconditionError(
             absl::StrCat("unit ", s.unit, " has no previous Full backup: take a Full before an ",
-                         BackupTypeName(type)));
+                         BackupTypeToken(type)));
       }
     }
     RETURN_IF_ERROR(host->backups().Acquire(bip));
@@ -227,7 +213,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
     if ((type == dagvault::v1::INCREMENTAL || type == dagvault::v1::DIFFERENTIAL) &&
         s.base_high == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unit ", s.unit, ": a ", BackupTypeName(type),
+          absl::StrCat("unit ", s.unit, ": a ", BackupTypeToken(type),
                        " backup of a passive copy needs base_high_generation (the high generation "
                        "of the backup it follows)"));
     }
@@ -243,7 +229,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
     acquire.set_unit(s.unit);
     acquire.set_session(s.id);
     acquire.set_holder_node(config_.node());
-    acquire.set_type(BackupTypeName(type));
+    acquire.set_type(BackupTypeToken(type));
     acquire.set_holder_incarnation(config_.incarnation);
     dagvault::v1::AcquireBackupResponse acquired;
     auto context = Peers::PatientContext();
@@ -255,7 +241,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
   response.set_writer_instance(s.passive ? kReplicationWriter : kStoreWriter);
   logging::Get("mailstored.writer")
       ->info("[unit {}] {} backup prepared through the {} writer (session {})", s.unit,
-             BackupTypeName(type), s.passive ? "Replication" : "Store", s.id);
+             BackupTypeToken(type), s.passive ? "Replication" : "Store", s.id);
   std::lock_guard<std::mutex> lock(mu_);
   sessions_[s.id] = std::move(s);
   return response;
@@ -279,7 +265,7 @@ absl::Status Writers::ReleaseSurrogate(const Session& s, bool success, Generatio
   request.set_unit(s.unit);
   request.set_session(s.id);
   request.set_success(success);
-  request.set_type(BackupTypeName(s.type));
+  request.set_type(BackupTypeToken(s.type));
   request.set_low_generation(low);
   request.set_high_generation(high);
   request.set_time_us(clock_->NowMicros());
@@ -388,7 +374,7 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
           absl::NotFoundError(absl::StrFormat("unit %s: log generation 0x%08X, needed by this %s "
                                               "backup, is not on node %s (truncated or "
                                               "not yet copied)%s",
-                                              s->unit, g, BackupTypeName(s->type), config_.node(),
+                                              s->unit, g, BackupTypeToken(s->type), config_.node(),
                                               whole ? "" : "; take a Full backup")));
     }
     auto* f = response.add_files();
@@ -495,7 +481,7 @@ absl::StatusOr<dagvault::v1::BackupCompleteResponse> Writers::BackupComplete(
     if (success) {
       ASSIGN_OR_RETURN(
           std::vector<Generation> truncated,
-          host->RecordBackup(BackupTypeName(s.type), request.low_generation(),
+          host->RecordBackup(BackupTypeToken(s.type), request.low_generation(),
                              request.high_generation(), clock_->NowMicros(), /*snapshot=*/true));
       for (Generation g : truncated) response.add_truncated(g);
     }

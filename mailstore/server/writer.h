@@ -106,6 +106,4 @@ class Writers {
   std::thread timer_;
 };
 
-std::string BackupTypeName(dagvault::v1::BackupType type);
-
 }  // namespace dagvault::mailstore

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/backup_type.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -90,7 +91,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   const bool follows = spec.type == v1::INCREMENTAL || spec.type == v1::DIFFERENTIAL;
   if (follows && (spec.base_high_generation == 0 || spec.base_high_log_sha256.size() != 32)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("job ", spec.job, ": an ", repository::BackupTypeName(spec.type),
+        absl::StrCat("job ", spec.job, ": an ", BackupTypeTitle(spec.type),
                      " needs the high generation of the backup it follows and that log's hash"));
   }
   auto report = [&](const std::string& phase) {
@@ -110,7 +111,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
           spec.job, ended.status().ToString());
     }
     const std::string prefix =
-        absl::StrCat(repository::BackupTypeName(spec.type), " backup of unit ", spec.unit,
+        absl::StrCat(BackupTypeTitle(spec.type), " backup of unit ", spec.unit,
                      " failed; nothing was truncated and no backup was recorded: ");
     if (control->cancel) return absl::CancelledError(absl::StrCat(prefix, "cancelled"));
     return absl::Status(why.code(), absl::StrCat(prefix, why.message()));
@@ -243,8 +244,8 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   log->info(
       "job {}: {} backup of {} from {} ({}): manifest {}, generations 0x{:08X}-0x{:08X}, "
       "freeze window {}, {} read, {} new",
-      spec.job, repository::BackupTypeName(spec.type), spec.unit, result.node,
-      result.writer_instance, result.manifest, result.low_generation, result.high_generation,
+      spec.job, BackupTypeTitle(spec.type), spec.unit, result.node, result.writer_instance,
+      result.manifest, result.low_generation, result.high_generation,
       absl::FormatDuration(result.freeze_window), result.logical_bytes, result.new_bytes);
   return result;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/backup_type.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -116,8 +117,7 @@ absl::StatusOr<RestoreJobResult> RunRestoreJob(ShadowSession& session,
       if (plan[i].empty()) continue;
       {
         std::lock_guard<std::mutex> l(current_mu);
-        current =
-            absl::StrCat(repository::BackupTypeName(spec.chain[i].type()), " ", spec.chain[i].id());
+        current = absl::StrCat(BackupTypeTitle(spec.chain[i].type()), " ", spec.chain[i].id());
       }
       repository::RestoreOptions restore;
       restore.workers = options.workers;

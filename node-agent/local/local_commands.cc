@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/backup_type.h"
 #include "common/cli_args.h"
 #include "common/status_macros.h"
 #include "node-agent/jobs/backup_job.h"
@@ -182,7 +183,7 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
     google::protobuf::Struct j;
     Put(&j, "job", r->job);
     Put(&j, "unit", r->unit);
-    Put(&j, "type", repository::BackupTypeName(r->type));
+    Put(&j, "type", BackupTypeTitle(r->type));
     Put(&j, "manifest", r->manifest);
     Put(&j, "base_manifest", r->base_manifest);
     Put(&j, "node", r->node);
@@ -207,8 +208,8 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
     return absl::OkStatus();
   }
   const double seconds = std::max(1e-6, absl::ToDoubleSeconds(r->transfer));
-  out << repository::BackupTypeName(r->type) << " backup of " << r->unit << " from " << r->node
-      << " (" << r->writer_instance << "): manifest " << r->manifest << "\n"
+  out << BackupTypeTitle(r->type) << " backup of " << r->unit << " from " << r->node << " ("
+      << r->writer_instance << "): manifest " << r->manifest << "\n"
       << "  generations   " << Gen(r->low_generation) << " to " << Gen(r->high_generation) << "\n"
       << "  freeze window " << absl::FormatDuration(r->freeze_window) << " ("
       << r->snapshot_provider << " snapshot)\n"
@@ -317,7 +318,7 @@ absl::Status List(const CliArgs& args, std::ostream& out) {
     if (args.Has("json")) {
       auto* b = jbackups->add_values()->mutable_struct_value();
       Put(b, "unit", m.unit());
-      Put(b, "type", repository::BackupTypeName(m.type()));
+      Put(b, "type", BackupTypeTitle(m.type()));
       Put(b, "id", m.id());
       Put(b, "source_node", m.source_node());
       Put(b, "source_copy", m.source_copy());
@@ -328,8 +329,8 @@ absl::Status List(const CliArgs& args, std::ostream& out) {
       continue;
     }
     out << absl::StrFormat(
-        "%-6s %-12s %-33s %-8s %-8s %-21s %-19s %10s\n", m.unit(),
-        repository::BackupTypeName(m.type()), m.id(), m.source_node(), m.source_copy(), gens,
+        "%-6s %-12s %-33s %-8s %-8s %-21s %-19s %10s\n", m.unit(), BackupTypeTitle(m.type()),
+        m.id(), m.source_node(), m.source_copy(), gens,
         repository::HumanTime(m.frozen_us() != 0 ? m.frozen_us() : m.started_us()),
         HumanBytes(m.logical_bytes()));
   }

@@ -1,16 +1,27 @@
 #include "common/clock.h"
 
+#include <time.h>
+
 namespace dagvault {
 namespace {
 class RealClockImpl : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
 };
+
+absl::Duration CpuClock(clockid_t id) {
+  timespec ts{};
+  if (clock_gettime(id, &ts) != 0) return absl::ZeroDuration();
+  return absl::DurationFromTimespec(ts);
+}
 }  // namespace
 
 Clock* RealClock() {
   static RealClockImpl* clock = new RealClockImpl();
   return clock;
 }
+
+absl::Duration ThreadCpuTime() { return CpuClock(CLOCK_THREAD_CPUTIME_ID); }
+absl::Duration ProcessCpuTime() { return CpuClock(CLOCK_PROCESS_CPUTIME_ID); }
 
 }  // namespace dagvault

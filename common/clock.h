@@ -20,6 +20,12 @@ class Clock {
 // The process-wide real clock.
 Clock* RealClock();
 
+// CPU time used so far by the calling thread, and by the whole process:
+// what a stage of a job cost, apart from the waiting (a benchmark's figure,
+// steadier than wall time on a shared machine).
+absl::Duration ThreadCpuTime();
+absl::Duration ProcessCpuTime();
+
 class FakeClock : public Clock {
  public:
   explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000)) : now_(start) {}

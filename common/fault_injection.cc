@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace dagvault {
 namespace {
@@ -51,9 +52,62 @@ CrashConfig& Config() {
   return *config;
 }
 
+struct DelayConfig {
+  std::mutex mu;
+  std::string name;
+  long millis = 0;
+  std::atomic<bool> armed{false};
+};
+
+absl::Status ParseDelayInto(DelayConfig& c, absl::string_view spec) {
+  std::string name(spec);
+  long millis = 0;
+  if (!name.empty()) {
+    const size_t colon = name.rfind(':');
+    if (colon == std::string::npos || !absl::SimpleAtoi(name.substr(colon + 1), &millis) ||
+        millis < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "delay point \"", spec, "\": expected NAME:MS, MS a number of milliseconds"));
+    }
+    name.resize(colon);
+  }
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.name = name;
+  c.millis = millis;
+  c.armed.store(!name.empty());
+  return absl::OkStatus();
+}
+
+DelayConfig& Delays() {
+  static DelayConfig* config = [] {
+    auto* c = new DelayConfig();
+    if (const char* env = std::getenv("DAGVAULT_DELAY_AT"); env != nullptr && *env != '\0') {
+      if (absl::Status s = ParseDelayInto(*c, env); !s.ok()) {
+        std::fprintf(stderr, "DAGVAULT_DELAY_AT: %s\n", std::string(s.message()).c_str());
+      }
+    }
+    return c;
+  }();
+  return *config;
+}
+
+void Delay(absl::string_view name) {
+  DelayConfig& c = Delays();
+  if (!c.armed.load(std::memory_order_relaxed)) return;
+  long millis = 0;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.name != name) return;
+    millis = c.millis;
+  }
+  absl::SleepFor(absl::Milliseconds(millis));
+}
+
 }  // namespace
 
 absl::Status ConfigureCrashPoint(absl::string_view spec) { return ParseInto(Config(), spec); }
+
+absl::Status ConfigureDelayPoint(absl::string_view spec) { return ParseDelayInto(Delays(), spec); }
 
 bool CrashPointWillFire(absl::string_view name) {
   CrashConfig& c = Config();
@@ -63,6 +117,7 @@ bool CrashPointWillFire(absl::string_view name) {
 }
 
 void CrashPoint(absl::string_view name) {
+  Delay(name);
   CrashConfig& c = Config();
   if (!c.armed.load(std::memory_order_relaxed)) return;
   std::lock_guard<std::mutex> lock(c.mu);

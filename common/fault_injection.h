@@ -7,6 +7,11 @@
 // (daemons expose it as a flag). "name@N" fires on the N-th hit (default 1).
 // Firing sends SIGKILL to the process itself: no destructors, no flushing,
 // the same as kill -9 from outside.
+//
+// The same points can instead be slowed, so that a test acts while a step
+// is under way (sends SIGINT in the middle of a transfer): with
+// DAGVAULT_DELAY_AT="name:MS" or ConfigureDelayPoint(), every hit of the
+// point sleeps MS milliseconds.
 #pragma once
 
 #include "absl/status/status.h"
@@ -15,6 +20,9 @@
 namespace dagvault {
 
 absl::Status ConfigureCrashPoint(absl::string_view spec);
+
+// "name:MS"; an empty spec disarms.
+absl::Status ConfigureDelayPoint(absl::string_view spec);
 
 void CrashPoint(absl::string_view name);
 

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace dagvault {
@@ -33,6 +34,26 @@ TEST(CrashPoint, FiresOnNthHitWithSigkill) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+TEST(DelayPoint, RejectsASpecWithoutMilliseconds) {
+  EXPECT_FALSE(ConfigureDelayPoint("step").ok());
+  EXPECT_FALSE(ConfigureDelayPoint("step:soon").ok());
+  EXPECT_FALSE(ConfigureDelayPoint("step:-5").ok());
+}
+
+TEST(DelayPoint, SlowsOnlyItsOwnPoint) {
+  ASSERT_TRUE(ConfigureDelayPoint("step.slow:1000").ok());
+  absl::Time start = absl::Now();
+  CrashPoint("step.fast");
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1000));
+  start = absl::Now();
+  CrashPoint("step.slow");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(1000));
+  ASSERT_TRUE(ConfigureDelayPoint("").ok());
+  start = absl::Now();
+  CrashPoint("step.slow");  // disarmed
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1000));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
+#include "common/clock.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -208,6 +209,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   // stored. Logs are new data every time.
   backup.base_manifest = follows ? "" : BlockBase(repo, spec.unit, frozen, &result.warnings);
   const absl::Time transfer_started = absl::Now();
+  const absl::Duration cpu_before = ProcessCpuTime();
   absl::StatusOr<v1::Manifest> manifest;
   {
     const UnitVerifier* v = verifier->get();
@@ -217,6 +219,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
     manifest = repository::Backup(repo, files, header, backup);
   }
   result.transfer = absl::Now() - transfer_started;
+  result.transfer_cpu = ProcessCpuTime() - cpu_before;
   (void)copy->snapshot->Remove();  // and by its destructor, whatever happened
   if (!manifest.ok()) return fail(manifest.status(), frozen);
 

@@ -36,8 +36,9 @@ struct BackupJobResult {
   std::string snapshot_provider;  // which provider took the files
   absl::Duration freeze_window;   // Freeze to Thaw, as the agent measured it
   absl::Duration writer_frozen_for;
-  absl::Duration transfer;  // read, verify and store
-  absl::Duration elapsed;   // the whole job
+  absl::Duration transfer;      // read, verify and store
+  absl::Duration transfer_cpu;  // the process's CPU time during the transfer
+  absl::Duration elapsed;       // the whole job
   uint64_t logical_bytes = 0;
   uint64_t new_bytes = 0;
   uint64_t stored_bytes = 0;

@@ -2,8 +2,12 @@
 // against real mailstored daemons. A backup killed with SIGKILL in the
 // middle of its transfer truncates nothing, leaves a repository that checks
 // clean, and its snapshot folder is removed by the next job, which runs
-// once the writer has ended the dead agent's session.
+// once the writer has ended the dead agent's session. One interrupted with
+// SIGINT stops within seconds and cleans up itself.
+#include <signal.h>
+
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -45,7 +49,8 @@ class AgentCliTest : public ::testing::Test {
     repo_ = std::make_unique<repository::Repository>(*std::move(repo));
   }
 
-  ProcessResult Agent(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  // The command line and environment of dagvault-agent ARGS on node 1.
+  std::vector<std::string> AgentArgs(std::vector<std::string> args) {
     args.insert(args.begin(), ::dagvault::testing::BinaryPath("dagvault-agent"));
     if (args.size() > 1 && args[1] != "list") {
       args.push_back("--writer-socket");
@@ -53,8 +58,16 @@ class AgentCliTest : public ::testing::Test {
     }
     args.push_back("--repo");
     args.push_back(repo_dir_);
+    return args;
+  }
+  static std::map<std::string, std::string> AgentEnv(std::map<std::string, std::string> env) {
     env["DAGVAULT_PASSPHRASE"] = repository::testing::TestPassphrase().bytes;
-    return ::dagvault::testing::RunProcess(args, env, absl::Minutes(2));
+    return env;
+  }
+
+  ProcessResult Agent(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+    return ::dagvault::testing::RunProcess(AgentArgs(std::move(args)), AgentEnv(std::move(env)),
+                                           absl::Minutes(2));
   }
 
   std::vector<std::string> SnapshotFolders() {
@@ -120,6 +133,55 @@ TEST_F(AgentCliTest, AKilledBackupLeavesNothingBehindAndTheNextOneRuns) {
   ASSERT_TRUE(restored.ok()) << restored.err;
   EXPECT_THAT(restored.out, HasSubstr("\"recovery_database\":\"DB02-CLI\""));
   EXPECT_EQ(::dagvault::testing::UnitDigest(cluster_, kNode1, "DB02-CLI"), at_full);
+}
+
+TEST_F(AgentCliTest, SigintCancelsABackupMidTransferAndCleansUp) {
+  ::dagvault::testing::PutItems(cluster_, kNode1, kUnit, Databases(kUnit), 1, 0, 200);
+  ASSERT_TRUE(cluster_.RollLog(kNode1, kUnit).ok());
+  ASSERT_TRUE(cluster_.WaitConverged(kNode1, kUnit).ok());
+  const auto before = cluster_.Copy(kNode1, kUnit);
+  ASSERT_TRUE(before.ok());
+
+  // Every segment read takes a second, so the transfer is surely under way
+  // when the operator presses Ctrl-C.
+  const std::string log = cluster_.root() + "/cancelled-backup.log";
+  ::dagvault::testing::Subprocess agent(
+      AgentArgs({"backup", "--unit", kUnit, "--type", "full"}),
+      AgentEnv({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1000"}}), log);
+  ASSERT_TRUE(::dagvault::testing::WaitFor(
+      [&] {
+        return ReadFileToString(log + ".err").value_or("").find("transferring") !=
+               std::string::npos;
+      },
+      absl::Seconds(60)))
+      << ReadFileToString(log + ".err").value_or("");
+  agent.Kill(SIGINT);
+  const absl::Time interrupted = absl::Now();
+  std::optional<ProcessResult> ended;
+  ASSERT_TRUE(::dagvault::testing::WaitFor([&] { return (ended = agent.Poll()).has_value(); },
+                                           absl::Seconds(30)));
+  // Prompt: within the segment being read, then the clean-up (a generous
+  // bound for a loaded machine; the issue asks for a few seconds).
+  EXPECT_LT(absl::Now() - interrupted, absl::Seconds(10));
+  const std::string err = ReadFileToString(log + ".err").value_or("");
+  EXPECT_EQ(ended->exit_code, 1) << err;
+  EXPECT_THAT(err, AllOf(HasSubstr("backup of unit DB02 failed; nothing was truncated"),
+                         HasSubstr("cancelled")));
+
+  // The job cleaned up after itself: no snapshot folder, nothing truncated,
+  // nothing committed, and the writer's session ended by the job's
+  // BackupComplete(failure), so the next backup runs at once instead of
+  // waiting out the writer's session timeout.
+  EXPECT_TRUE(SnapshotFolders().empty());
+  auto after = cluster_.Copy(kNode1, kUnit);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->lowest_log_generation(), before->lowest_log_generation());
+  auto check = repository::Check(*repo_);
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_TRUE(check->clean()) << check->errors.front();
+  EXPECT_EQ(check->manifests, 0u);
+  ProcessResult next = Agent({"backup", "--unit", kUnit, "--type", "full"});
+  EXPECT_TRUE(next.ok()) << next.err;
 }
 
 TEST_F(AgentCliTest, UsageErrorsExitTwoAndAFailedJobExitsOne) {

@@ -2,11 +2,9 @@
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <iostream>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -14,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/backup_type.h"
 #include "common/cli_args.h"
+#include "common/interrupt.h"
 #include "common/status_macros.h"
 #include "node-agent/jobs/backup_job.h"
 #include "node-agent/jobs/restore_job.h"
@@ -113,21 +112,6 @@ class ProgressPrinter {
   bool drawn_ = false;
 };
 
-// SIGINT or SIGTERM cancels the job: it stops within a segment, ends the
-// writer session with failure and removes its snapshot.
-void CancelOnSignal(repository::TransferControl* control) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::thread([signals, control] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    control->cancel = true;
-  }).detach();
-}
-
 void Put(google::protobuf::Struct* s, const std::string& key, const std::string& value) {
   (*s->mutable_fields())[key].set_string_value(value);
 }
@@ -168,7 +152,9 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
   WriterShadowSession session(ConnectWriter(WriterSocket(args)), std::make_shared<std::mutex>(),
                               session_options);
   repository::TransferControl control;
-  CancelOnSignal(&control);
+  // SIGINT or SIGTERM cancels the job: it stops within a segment, ends the
+  // writer session with failure and removes what it made.
+  ScopedInterruptFlag interrupt(&control.cancel);
   BackupJobOptions options;
   options.repository.workers = static_cast<int>(workers);
   absl::StatusOr<BackupJobResult> r;
@@ -200,6 +186,8 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
     Put(&j, "stored_bytes", static_cast<double>(r->stored_bytes));
     Put(&j, "verified_pages", static_cast<double>(r->verified.pages));
     Put(&j, "verified_logs", static_cast<double>(r->verified.logs));
+    Put(&j, "transfer_cpu_ms", r->transfer_cpu);
+    Put(&j, "check_cpu_ms", r->verified.cpu);
     auto* truncated = (*j.mutable_fields())["truncated"].mutable_list_value();
     for (uint32_t g : r->truncated) truncated->add_values()->set_number_value(g);
     auto* warnings = (*j.mutable_fields())["warnings"].mutable_list_value();
@@ -218,7 +206,10 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
       << HumanBytes(static_cast<uint64_t>(static_cast<double>(r->logical_bytes) / seconds))
       << "/s), " << HumanBytes(r->new_bytes) << " new, " << HumanBytes(r->stored_bytes)
       << " stored\n"
-      << "  verified      " << r->verified.pages << " pages, " << r->verified.logs << " logs\n"
+      << "  verified      " << r->verified.pages << " pages, " << r->verified.logs << " logs, in "
+      << absl::FormatDuration(absl::Trunc(r->verified.cpu, absl::Milliseconds(1)))
+      << " of CPU (the transfer used "
+      << absl::FormatDuration(absl::Trunc(r->transfer_cpu, absl::Milliseconds(1))) << ")\n"
       << "  truncated     "
       << (r->truncated.empty()
               ? std::string("nothing on this node")
@@ -251,7 +242,9 @@ absl::Status Restore(const CliArgs& args, std::ostream& out, std::ostream& err, 
 
   WriterShadowSession session(ConnectWriter(WriterSocket(args)), std::make_shared<std::mutex>());
   repository::TransferControl control;
-  CancelOnSignal(&control);
+  // SIGINT or SIGTERM cancels the job: it stops within a segment, ends the
+  // writer session with failure and removes what it made.
+  ScopedInterruptFlag interrupt(&control.cancel);
   RestoreJobOptions options;
   options.workers = static_cast<int>(workers);
   absl::StatusOr<RestoreJobResult> r;

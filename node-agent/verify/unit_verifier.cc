@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
@@ -107,6 +108,15 @@ absl::StatusOr<std::unique_ptr<UnitVerifier>> UnitVerifier::Create(
 absl::Status UnitVerifier::OnSegment(size_t file, uint64_t offset, absl::string_view data) {
   // For the tests of a killed agent: a snapshot taken, a transfer begun.
   DAGVAULT_CRASH_POINT("agent.backup.segment_read");
+  const absl::Duration cpu_before = ThreadCpuTime();
+  absl::Status checked = CheckSegment(file, offset, data);
+  const absl::Duration cpu = ThreadCpuTime() - cpu_before;
+  std::lock_guard<std::mutex> l(mu_);
+  summary_.cpu += cpu;
+  return checked;
+}
+
+absl::Status UnitVerifier::CheckSegment(size_t file, uint64_t offset, absl::string_view data) {
   FileCheck& f = files_[file];
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -159,24 +169,28 @@ absl::Status UnitVerifier::CheckPages(const FileCheck& f, uint64_t offset, absl:
       ++summary->empty_pages;  // never written
       continue;
     }
-    const std::string where = absl::StrCat(What(f.role, f.name, f.source), ": page ", pgno,
-                                           " (offset ", offset + at, ")");
+    // Built only for an error: a string per page would cost more than the
+    // checksum.
+    const auto where = [&] {
+      return absl::StrCat(What(f.role, f.name, f.source), ": page ", pgno, " (offset ", offset + at,
+                          ")");
+    };
     const uint32_t stored = U32(p), computed = Crc32c(p + 4, ps - 4);
     if (stored != computed) {
       return absl::DataLossError(
           absl::StrFormat("%s: checksum mismatch: stored 0x%08x, computed "
                           "0x%08x",
-                          where, stored, computed));
+                          where(), stored, computed));
     }
     if (U32(p + 4) != pgno) {
-      return absl::DataLossError(absl::StrCat(where, ": it holds page ", U32(p + 4),
+      return absl::DataLossError(absl::StrCat(where(), ": it holds page ", U32(p + 4),
                                               " (a write that went to the wrong place)"));
     }
     if (p[16] == 0 || p[16] > kMaxPageType) {
-      return absl::DataLossError(absl::StrCat(where, ": unknown page type ", p[16]));
+      return absl::DataLossError(absl::StrCat(where(), ": unknown page type ", p[16]));
     }
     if (p[17] != kPageFormatVersion) {
-      return absl::DataLossError(absl::StrCat(where, ": page format version ", p[17],
+      return absl::DataLossError(absl::StrCat(where(), ": page format version ", p[17],
                                               " (this agent reads ", kPageFormatVersion, ")"));
     }
     if (pgno < 2) RETURN_IF_ERROR(CheckHeaderPage(f, pgno, p));

@@ -23,6 +23,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "dagvault/v1/writer.pb.h"
 #include "repository/backup.h"
 
@@ -50,6 +51,7 @@ struct VerifySummary {
   uint64_t empty_pages = 0;  // never written (all zeros)
   uint64_t logs = 0;
   uint64_t log_records = 0;
+  absl::Duration cpu;  // CPU time the checks took, summed over the workers
 };
 
 class UnitVerifier : public repository::BackupObserver {
@@ -86,6 +88,8 @@ class UnitVerifier : public repository::BackupObserver {
   };
 
   UnitVerifier(UnitExpectations expect) : expect_(std::move(expect)) {}
+  // OnSegment's work; OnSegment adds the CPU time it took.
+  absl::Status CheckSegment(size_t file, uint64_t offset, absl::string_view data);
   absl::Status CheckPages(const FileCheck& f, uint64_t offset, absl::string_view data,
                           VerifySummary* summary) const;
   absl::Status CheckHeaderPage(const FileCheck& f, uint64_t pgno, const uint8_t* page) const;

@@ -63,6 +63,25 @@ std::string ManifestNameFor(const v1::FreezeResponse::File& file) {
   return file.role() == "log" ? JoinPath("logs", BaseName(file.path())) : BaseName(file.path());
 }
 
+std::vector<std::string> SnapshotDirsOf(const v1::UnitMetadata& unit) {
+  std::vector<std::string> dirs = {unit.system_dir(), unit.log_dir()};
+  for (const auto& c : unit.components()) {
+    for (const auto& f : c.files()) dirs.push_back(DirName(f));
+  }
+  return dirs;
+}
+
+absl::StatusOr<std::vector<std::string>> SweepLeftoverSnapshots(ShadowSession& session) {
+  ASSIGN_OR_RETURN(v1::WriterMetadata metadata, session.Metadata());
+  std::vector<std::string> dirs;
+  for (const auto& w : metadata.writers()) {
+    for (const auto& u : w.units()) {
+      for (std::string& d : SnapshotDirsOf(u)) dirs.push_back(std::move(d));
+    }
+  }
+  return RemoveLeftoverSnapshots(dirs);
+}
+
 absl::Status FillBaseFromRepository(const repository::Repository& repo, BackupJobSpec* spec) {
   if (spec->type != v1::INCREMENTAL && spec->type != v1::DIFFERENTIAL) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::vector<v1::Manifest> manifests, repo.ReadManifestsOfUnit(spec->unit));
@@ -120,11 +139,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   if (control->cancel) return fail(absl::CancelledError("cancelled"), {});
   // The writer granted the unit to this job, so a snapshot folder beside
   // its files is what a crashed job left: remove it before taking anew.
-  std::vector<std::string> dirs = {began.unit.system_dir(), began.unit.log_dir()};
-  for (const auto& c : began.unit.components()) {
-    for (const auto& f : c.files()) dirs.push_back(DirName(f));
-  }
-  auto leftovers = RemoveLeftoverSnapshots(dirs);
+  auto leftovers = RemoveLeftoverSnapshots(SnapshotDirsOf(began.unit));
   if (!leftovers.ok()) return fail(leftovers.status(), {});
   for (const auto& folder : *leftovers) {
     log->warn("job {}: removed snapshot folder {}, left by an earlier job that did not finish",

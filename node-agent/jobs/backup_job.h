@@ -65,6 +65,15 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
 
 // Local mode: the backup an Incremental or Differential of spec->unit
 // follows, from the repository's manifests (repository/chain.h).
+// The folders a snapshot of `unit` may sit in: its system and log folders
+// and every file's folder.
+std::vector<std::string> SnapshotDirsOf(const dagvault::v1::UnitMetadata& unit);
+
+// At agent start: removes the snapshot folders that crashed jobs left
+// beside every unit's files on this node (a running job's are kept: see
+// RemoveLeftoverSnapshots). Returns the folders removed.
+absl::StatusOr<std::vector<std::string>> SweepLeftoverSnapshots(ShadowSession& session);
+
 absl::Status FillBaseFromRepository(const repository::Repository& repo, BackupJobSpec* spec);
 
 // The name a frozen file gets in the manifest: the databases and the

@@ -1,9 +1,10 @@
 // dagvault-agent's local mode as an operator runs it: the real binary
 // against real mailstored daemons. A backup killed with SIGKILL in the
 // middle of its transfer truncates nothing, leaves a repository that checks
-// clean, and its snapshot folder is removed by the next job, which runs
-// once the writer has ended the dead agent's session. One interrupted with
-// SIGINT stops within seconds and cleans up itself.
+// clean, and its snapshot folder is removed by the next agent that starts;
+// the next backup of the unit runs once the writer has ended the dead
+// agent's session. One interrupted with SIGINT stops within seconds and
+// cleans up itself.
 #include <signal.h>
 
 #include <filesystem>
@@ -106,8 +107,15 @@ TEST_F(AgentCliTest, AKilledBackupLeavesNothingBehindAndTheNextOneRuns) {
   EXPECT_TRUE(check->clean()) << check->errors.front();
   EXPECT_EQ(check->manifests, 0u);
 
-  // The next job waits for nothing but the writer's session timeout; it
-  // removes the dead job's snapshot folder before taking its own.
+  // The next agent to start, whatever its job, removes the folder: nobody
+  // holds its owner lock any more. A backup of the other unit shows it.
+  ProcessResult other = Agent({"backup", "--unit", "SG01", "--type", "copy"});
+  ASSERT_TRUE(other.ok()) << other.err;
+  EXPECT_THAT(other.err, HasSubstr("left by a job that did not finish"));
+  EXPECT_TRUE(SnapshotFolders().empty());
+
+  // The next backup of DB02 waits for nothing but the writer's session
+  // timeout.
   ProcessResult ok;
   ASSERT_TRUE(::dagvault::testing::WaitFor(
       [&] {

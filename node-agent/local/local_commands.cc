@@ -13,6 +13,7 @@
 #include "common/backup_type.h"
 #include "common/cli_args.h"
 #include "common/interrupt.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "node-agent/jobs/backup_job.h"
 #include "node-agent/jobs/restore_job.h"
@@ -112,6 +113,22 @@ class ProgressPrinter {
   bool drawn_ = false;
 };
 
+// What crashed jobs left on this node goes before a new job starts. A
+// failure here does not stop the job: its own unit is swept again once the
+// writer grants it.
+void SweepAtStart(ShadowSession& session) {
+  auto log = logging::Get("agent");
+  auto removed = SweepLeftoverSnapshots(session);
+  if (!removed.ok()) {
+    log->warn("could not look for snapshot folders left by crashed jobs: {}",
+              removed.status().ToString());
+    return;
+  }
+  for (const auto& folder : *removed) {
+    log->warn("removed snapshot folder {}, left by a job that did not finish", folder);
+  }
+}
+
 void Put(google::protobuf::Struct* s, const std::string& key, const std::string& value) {
   (*s->mutable_fields())[key].set_string_value(value);
 }
@@ -151,6 +168,7 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
   session_options.freeze_timeout = absl::Seconds(static_cast<int64_t>(freeze_timeout));
   WriterShadowSession session(ConnectWriter(WriterSocket(args)), std::make_shared<std::mutex>(),
                               session_options);
+  SweepAtStart(session);
   repository::TransferControl control;
   // SIGINT or SIGTERM cancels the job: it stops within a segment, ends the
   // writer session with failure and removes what it made.
@@ -241,6 +259,7 @@ absl::Status Restore(const CliArgs& args, std::ostream& out, std::ostream& err, 
   ASSIGN_OR_RETURN(spec.chain, ChainFromRepository(repo, spec.target.unit, spec.to_generation));
 
   WriterShadowSession session(ConnectWriter(WriterSocket(args)), std::make_shared<std::mutex>());
+  SweepAtStart(session);
   repository::TransferControl control;
   // SIGINT or SIGTERM cancels the job: it stops within a segment, ends the
   // writer session with failure and removes what it made.

@@ -78,6 +78,9 @@ class ShadowSession {
  public:
   virtual ~ShadowSession() = default;
 
+  // GetMetadata: the node, its writers and their units with their files.
+  virtual absl::StatusOr<dagvault::v1::WriterMetadata> Metadata() = 0;
+
   // Chooses the writer instance from where the unit's local copy is: the
   // Store writer for an active copy, the Replication writer for a passive
   // one, which must be Healthy and within the job's queue thresholds.

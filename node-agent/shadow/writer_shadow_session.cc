@@ -52,11 +52,16 @@ WriterShadowSession::~WriterShadowSession() {
   StopKeepAlive();
 }
 
-absl::StatusOr<std::pair<v1::UnitMetadata, std::string>> WriterShadowSession::FindUnit(
-    const std::string& unit, std::string* node) {
+absl::StatusOr<v1::WriterMetadata> WriterShadowSession::Metadata() {
   v1::WriterMetadata metadata;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->GetMetadata(Context(options_.call_timeout).get(), {}, &metadata), "GetMetadata"));
+  return metadata;
+}
+
+absl::StatusOr<std::pair<v1::UnitMetadata, std::string>> WriterShadowSession::FindUnit(
+    const std::string& unit, std::string* node) {
+  ASSIGN_OR_RETURN(v1::WriterMetadata metadata, Metadata());
   *node = metadata.node();
   for (const auto& w : metadata.writers()) {
     for (const auto& u : w.units()) {

@@ -38,6 +38,7 @@ class WriterShadowSession : public ShadowSession {
   // its backup-in-progress and truncates nothing.
   ~WriterShadowSession() override;
 
+  absl::StatusOr<dagvault::v1::WriterMetadata> Metadata() override;
   absl::StatusOr<BeganBackup> BeginBackup(const BackupJobSpec& spec) override;
   absl::StatusOr<ShadowCopy> CreateSnapshot(SnapshotProvider& provider) override;
   absl::StatusOr<dagvault::v1::BackupCompleteResponse> EndBackup(

@@ -2,12 +2,15 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -29,6 +32,49 @@ std::string FolderFor(const std::string& source, const std::string& job) {
   return JoinPath(DirName(source), absl::StrCat(kSnapshotFolderPrefix, job));
 }
 
+// A snapshot folder's owner lock sits beside it: "<folder>.lock", held with
+// flock() by the job's process for as long as the folder exists. The kernel
+// drops it when that process dies, however it dies, so a sweep can tell a
+// live job's folder from a dead one's.
+constexpr char kLockSuffix[] = ".lock";
+std::string LockFor(const std::string& folder) { return folder + kLockSuffix; }
+
+// Creates the owner lock of `folder`, already held: made under a name the
+// sweep ignores, locked, then renamed into place (the lock follows the
+// inode), so no sweep ever sees it unlocked while its owner lives.
+absl::StatusOr<File> CreateOwnerLock(const std::string& folder) {
+  const std::string lock = LockFor(folder);
+  const std::string staging =
+      JoinPath(DirName(folder), absl::StrCat(".dagvault-lock-staging-", BaseName(folder)));
+  ASSIGN_OR_RETURN(File f, File::Open(staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (::flock(f.fd(), LOCK_EX | LOCK_NB) != 0) return ErrnoToStatus(errno, "lock", staging);
+  if (::rename(staging.c_str(), lock.c_str()) != 0) return ErrnoToStatus(errno, "rename", staging);
+  return f;
+}
+
+// Whether a live process holds `folder`'s owner lock. A folder with no lock
+// file is a dead job's (one from before owner locks, or killed between its
+// mkdir and its lock). Returns the lock, held, when it was free, so that
+// nothing takes it while the folder is removed.
+absl::StatusOr<std::optional<File>> TakeAbandoned(const std::string& folder, bool* live) {
+  *live = false;
+  const std::string lock = LockFor(folder);
+  if (!PathExists(lock)) return std::optional<File>();
+  auto f = File::Open(lock, O_RDWR | O_CLOEXEC);
+  if (!f.ok()) {
+    if (absl::IsNotFound(f.status())) return std::optional<File>();
+    return f.status();
+  }
+  if (::flock(f->fd(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      *live = true;
+      return std::optional<File>();
+    }
+    return ErrnoToStatus(errno, "lock", lock);
+  }
+  return std::optional<File>(std::move(*f));
+}
+
 // Whether a FICLONE failure means "this volume cannot clone" rather than
 // a real error.
 bool CannotClone(int err) {
@@ -46,14 +92,20 @@ class TakenSnapshot : public Snapshot {
       std::error_code ec;
       fs::remove_all(folder, ec);
       if (ec && first.ok()) first = ErrnoToStatus(ec.value(), "remove snapshot folder", folder);
+      // The lock goes last: while it stands, no sweep touches the folder.
+      if (!ec) fs::remove(LockFor(folder), ec);
     }
-    if (first.ok()) folders_.clear();
+    if (first.ok()) {
+      folders_.clear();
+      locks_.clear();
+    }
     return first;
   }
 
   std::vector<SnapshotFile> files_;
   std::vector<std::string> warnings_;
   std::set<std::string> folders_;
+  std::vector<File> locks_;  // the folders' owner locks, held
 };
 
 class Provider : public SnapshotProvider {
@@ -76,6 +128,8 @@ class Provider : public SnapshotProvider {
           return absl::AlreadyExistsError(
               absl::StrCat("snapshot folder ", folder, " exists already (job ids must differ)"));
         }
+        ASSIGN_OR_RETURN(File lock, CreateOwnerLock(folder));
+        snapshot->locks_.push_back(std::move(lock));
         RETURN_IF_ERROR(CreateDirectories(folder));
       }
       SnapshotFile file;
@@ -180,11 +234,21 @@ absl::StatusOr<std::vector<std::string>> RemoveLeftoverSnapshots(
     ASSIGN_OR_RETURN(std::vector<std::string> names, ListDirectory(dir));
     for (const std::string& name : names) {
       if (!absl::StartsWith(name, kSnapshotFolderPrefix)) continue;
-      const std::string folder = JoinPath(dir, name);
+      std::string folder = JoinPath(dir, name);
+      const bool lock_only = absl::EndsWith(name, kLockSuffix);
+      // A lock file alone: its folder was removed but not the lock.
+      if (lock_only) {
+        folder.resize(folder.size() - strlen(kLockSuffix));
+        if (PathExists(folder)) continue;  // handled with its folder
+      }
+      bool live = false;
+      ASSIGN_OR_RETURN(std::optional<File> held, TakeAbandoned(folder, &live));
+      if (live) continue;  // a running job's
       std::error_code ec;
       fs::remove_all(folder, ec);
       if (ec) return ErrnoToStatus(ec.value(), "remove leftover snapshot folder", folder);
-      removed.push_back(folder);
+      fs::remove(LockFor(folder), ec);
+      if (!lock_only) removed.push_back(folder);
     }
   }
   return removed;

@@ -5,9 +5,10 @@
 // A snapshot of /data/SG01/priv1.edb lives at
 // /data/SG01/.dagvault-snapshot-<job>/priv1.edb: beside its source, so a
 // reflink clone stays on the same volume. Each provider removes its
-// folders on success, failure and cancellation; a folder left by a crash
-// is found by its name and removed when the agent starts
-// (RemoveLeftoverSnapshots).
+// folders on success, failure and cancellation. While a folder exists its
+// job's process holds an flock on "<folder>.lock" beside it; a folder
+// whose lock nobody holds was left by a crash, and RemoveLeftoverSnapshots
+// removes it (when the agent starts, and before each backup of the unit).
 #pragma once
 
 #include <memory>
@@ -71,7 +72,9 @@ class SnapshotProvider {
 absl::StatusOr<std::unique_ptr<SnapshotProvider>> MakeSnapshotProvider(const std::string& name);
 
 // Removes every snapshot folder (by its name prefix) directly inside
-// `dirs`: what a crashed agent left. Returns the folders removed.
+// `dirs` whose owner lock no live process holds: what a crashed agent
+// left. A running job's folders are left alone, so agents may sweep while
+// other jobs run. Returns the folders removed.
 absl::StatusOr<std::vector<std::string>> RemoveLeftoverSnapshots(
     const std::vector<std::string>& dirs);
 

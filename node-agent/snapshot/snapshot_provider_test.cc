@@ -3,10 +3,12 @@
 // snapshot folders removed on success, failure and after a crash.
 #include "node-agent/snapshot/snapshot_provider.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -169,22 +171,45 @@ TEST(SnapshotProvider, ACopyNearTheFreezeTimeoutWarnsAndOnePastItsLimitStopsClea
   EXPECT_FALSE(PathExists(dir.Sub("SG01/db/.dagvault-snapshot-slow2")));
 }
 
-TEST(SnapshotProvider, AFolderLeftByACrashIsRemovedAtStartAndOthersAreKept) {
+TEST(SnapshotProvider, AFolderLeftByACrashIsRemovedAndALiveJobsIsKept) {
   ::dagvault::testing::TempDir dir("snap");
   const std::vector<std::string> sources = MakeUnit(dir.Sub("SG01"));
-  auto snapshot = Provider("copy")->Take(sources, Options("crashed"));
-  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  // As if the agent died here: the folders stay, the object is leaked.
-  (void)snapshot->release();
+  // A job whose process died holding its snapshot: a child that takes one
+  // and exits without removing it.
+  const pid_t child = fork();
+  if (child == 0) {
+    auto taken = Provider("copy")->Take(sources, Options("crashed"));
+    if (!taken.ok()) _exit(3);
+    (void)taken->release();
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(PathExists(dir.Sub("SG01/db/.dagvault-snapshot-crashed")));
+  // A job that is still running, in this process.
+  auto live = Provider("copy")->Take(sources, Options("running"));
+  ASSERT_TRUE(live.ok()) << live.status();
   Write(dir.Sub("SG01/db/keep-me/file"), "x");
+
   auto removed = RemoveLeftoverSnapshots(
       {dir.Sub("SG01/db"), dir.Sub("SG01/logs"), dir.Sub("SG01/logs"), dir.Sub("nowhere")});
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_THAT(*removed,
               ::testing::UnorderedElementsAre(dir.Sub("SG01/db/.dagvault-snapshot-crashed"),
                                               dir.Sub("SG01/logs/.dagvault-snapshot-crashed")));
+  EXPECT_FALSE(PathExists(dir.Sub("SG01/db/.dagvault-snapshot-crashed.lock")));
   EXPECT_TRUE(PathExists(dir.Sub("SG01/db/keep-me/file")));
   for (const auto& s : sources) EXPECT_TRUE(PathExists(s));
+  for (const auto& f : (*live)->files()) EXPECT_TRUE(PathExists(f.path)) << f.path;
+
+  // Once the running job ends, nothing of it is left, lock files included.
+  ASSERT_TRUE((*live)->Remove().ok());
+  for (const std::string sub : {"SG01/db", "SG01/logs"}) {
+    auto names = ListDirectory(dir.Sub(sub));
+    ASSERT_TRUE(names.ok());
+    for (const auto& name : *names) EXPECT_FALSE(absl::StrContains(name, "dagvault")) << name;
+  }
 }
 
 TEST(SnapshotProvider, AnUnknownProviderOrAMissingSourceIsNamed) {

@@ -1,0 +1,169 @@
+// The coordinator's catalog (DESIGN.md §2, §8): nodes, copies, jobs with
+// their attempts and events, backups, and the backup-in-progress leases.
+// An interface, so that a PostgreSQL implementation can sit beside the
+// embedded SQLite one (sqlite_catalog.h). Everything the coordinator must
+// remember across a restart lives here; the topology is also rebuilt from
+// agents' reports, and the backups from the repository's manifests
+// (`dagvault catalog rebuild`).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "dagvault/v1/mailstored.pb.h"
+#include "dagvault/v1/repository.pb.h"
+
+namespace dagvault::coordinator {
+
+struct NodeRecord {
+  std::string name;  // the node's certificate name
+  std::string agent_version;
+  absl::Time registered = absl::InfinitePast();
+  absl::Time last_report = absl::InfinitePast();
+};
+
+struct CopyRecord {
+  dagvault::v1::CopyStatus status;  // unit and node are the key
+  absl::Time reported = absl::InfinitePast();
+};
+
+// The job state machine (issue 6): queued → assigned → preparing → frozen
+// → transferring → verifying → completing → succeeded, failed or
+// cancelled.
+enum class JobState {
+  kQueued,
+  kAssigned,
+  kPreparing,
+  kFrozen,
+  kTransferring,
+  kVerifying,
+  kCompleting,
+  kSucceeded,
+  kFailed,
+  kCancelled,
+};
+std::string JobStateName(JobState state);
+absl::StatusOr<JobState> ParseJobState(absl::string_view name);
+bool IsFinal(JobState state);
+
+struct JobAttempt {
+  int number = 1;
+  std::string node;
+  std::string writer_instance;
+  JobState state = JobState::kAssigned;
+  absl::Time started = absl::InfinitePast();
+  absl::Time ended = absl::InfinitePast();  // InfinitePast: still running
+  std::string reason;                       // why it failed
+};
+
+struct JobEvent {
+  absl::Time time;
+  int attempt = 0;  // 0: the job itself, before any attempt
+  JobState state = JobState::kQueued;
+  std::string message;
+};
+
+struct JobRecord {
+  std::string id;
+  std::string kind = "backup";  // "backup" or "restore"
+  std::string unit;
+  dagvault::v1::BackupType type = dagvault::v1::FULL;
+  std::string source_mode;             // as given, for the record
+  std::vector<std::string> preferred;  // as given
+  JobState state = JobState::kQueued;
+  std::string reason;  // why it failed or was cancelled, or why its type changed
+  absl::Time created = absl::InfinitePast();
+  absl::Time updated = absl::InfinitePast();
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+  std::string manifest;  // the backup it recorded
+  std::vector<JobAttempt> attempts;
+};
+
+struct BackupRecord {
+  std::string manifest;  // its id in the repository: the key
+  std::string unit;
+  dagvault::v1::BackupType type = dagvault::v1::FULL;
+  std::string source_node;
+  std::string writer_instance;
+  uint32_t low_generation = 0;
+  uint32_t high_generation = 0;
+  std::string log_signature;
+  std::vector<std::string> database_signatures;
+  uint64_t logical_bytes = 0;
+  uint64_t new_bytes = 0;
+  uint64_t stored_bytes = 0;
+  absl::Time started = absl::InfinitePast();
+  absl::Time finished = absl::InfinitePast();
+  bool verified = false;
+  std::string job;  // empty for a backup found by `catalog rebuild`
+  // What chain assembly needs of the manifest: its header, and its log
+  // files with their hashes and link hashes (no chunk lists or block maps).
+  dagvault::v1::Manifest chain_summary;
+};
+
+// The manifest cut down to what chains need (repository/chain.h).
+dagvault::v1::Manifest ChainSummaryOf(const dagvault::v1::Manifest& manifest);
+// A backup's record from its manifest.
+BackupRecord BackupRecordOf(const dagvault::v1::Manifest& manifest);
+
+struct LeaseRecord {
+  std::string unit;
+  std::string job;
+  std::string holder_node;
+  absl::Time acquired = absl::InfinitePast();
+  absl::Time expires = absl::InfinitePast();
+};
+
+class Catalog {
+ public:
+  virtual ~Catalog() = default;
+
+  // Nodes and their copies, as the agents report them.
+  virtual absl::Status UpsertNode(const NodeRecord& node) = 0;
+  virtual absl::StatusOr<std::vector<NodeRecord>> Nodes() = 0;
+  // The node's copies are exactly `copies` from now on.
+  virtual absl::Status ReplaceCopiesOfNode(const std::string& node,
+                                           const std::vector<dagvault::v1::CopyStatus>& copies,
+                                           absl::Time reported) = 0;
+  virtual absl::StatusOr<std::vector<CopyRecord>> Copies() = 0;
+
+  // Backup-in-progress leases, one per unit. Acquire fails with
+  // FailedPrecondition naming the holder when another job holds an
+  // unexpired lease on the unit; an expired one is taken over.
+  virtual absl::StatusOr<LeaseRecord> AcquireLease(const std::string& unit, const std::string& job,
+                                                   const std::string& holder_node, absl::Time now,
+                                                   absl::Duration ttl) = 0;
+  // Extends the lease `job` holds; NotFound when it holds none (it expired
+  // and was taken, or was released).
+  virtual absl::Status RenewLease(const std::string& unit, const std::string& job,
+                                  absl::Time expires) = 0;
+  // Releases it if `job` holds it; otherwise does nothing.
+  virtual absl::Status ReleaseLease(const std::string& unit, const std::string& job) = 0;
+  virtual absl::StatusOr<std::vector<LeaseRecord>> Leases() = 0;
+
+  // Jobs. Every state change is written with an event; attempts are
+  // written whole.
+  virtual absl::Status CreateJob(const JobRecord& job) = 0;
+  virtual absl::Status UpdateJob(const JobRecord& job, const JobEvent& event) = 0;
+  virtual absl::StatusOr<JobRecord> GetJob(const std::string& id) = 0;
+  // Newest first; `unit` empty: every unit. `limit` 0: all.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& unit,
+                                                          size_t limit) = 0;
+  virtual absl::StatusOr<std::vector<JobEvent>> JobEvents(const std::string& id) = 0;
+
+  // Backups. Adding one that exists replaces it (a rebuild meets the
+  // same manifests).
+  virtual absl::Status PutBackup(const BackupRecord& backup) = 0;
+  // Oldest first; `unit` empty: every unit.
+  virtual absl::StatusOr<std::vector<BackupRecord>> Backups(const std::string& unit) = 0;
+  // `catalog rebuild`: the backup records become exactly `backups`.
+  virtual absl::Status ReplaceBackups(const std::vector<BackupRecord>& backups) = 0;
+};
+
+}  // namespace dagvault::coordinator

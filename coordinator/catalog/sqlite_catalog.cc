@@ -1,0 +1,578 @@
+#include "coordinator/catalog/sqlite_catalog.h"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+// Schema changes, in order: migration i brings a catalog from version i to
+// i + 1 (PRAGMA user_version). Never edit one that has shipped; add one.
+const std::vector<std::string>& Migrations() {
+  static const auto* migrations = new std::vector<std::string>{
+      R"sql(
+      CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        agent_version TEXT NOT NULL,
+        registered_us INTEGER NOT NULL,
+        last_report_us INTEGER NOT NULL);
+      CREATE TABLE copies (
+        unit TEXT NOT NULL,
+        node TEXT NOT NULL,
+        status BLOB NOT NULL,
+        reported_us INTEGER NOT NULL,
+        PRIMARY KEY (unit, node));
+      CREATE TABLE leases (
+        unit TEXT PRIMARY KEY,
+        job TEXT NOT NULL,
+        holder_node TEXT NOT NULL,
+        acquired_us INTEGER NOT NULL,
+        expires_us INTEGER NOT NULL);
+      CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        type INTEGER NOT NULL,
+        source_mode TEXT NOT NULL,
+        preferred TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        updated_us INTEGER NOT NULL,
+        bytes_done INTEGER NOT NULL,
+        bytes_total INTEGER NOT NULL,
+        manifest TEXT NOT NULL);
+      CREATE INDEX jobs_by_unit ON jobs (unit, created_us);
+      CREATE TABLE job_attempts (
+        job TEXT NOT NULL REFERENCES jobs (id),
+        number INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        writer_instance TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_us INTEGER NOT NULL,
+        ended_us INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (job, number));
+      CREATE TABLE job_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job TEXT NOT NULL REFERENCES jobs (id),
+        time_us INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL);
+      CREATE INDEX job_events_by_job ON job_events (job, seq);
+      CREATE TABLE backups (
+        manifest TEXT PRIMARY KEY,
+        unit TEXT NOT NULL,
+        type INTEGER NOT NULL,
+        source_node TEXT NOT NULL,
+        writer_instance TEXT NOT NULL,
+        low_generation INTEGER NOT NULL,
+        high_generation INTEGER NOT NULL,
+        log_signature TEXT NOT NULL,
+        database_signatures TEXT NOT NULL,
+        logical_bytes INTEGER NOT NULL,
+        new_bytes INTEGER NOT NULL,
+        stored_bytes INTEGER NOT NULL,
+        started_us INTEGER NOT NULL,
+        finished_us INTEGER NOT NULL,
+        verified INTEGER NOT NULL,
+        job TEXT NOT NULL,
+        chain_summary BLOB NOT NULL);
+      CREATE INDEX backups_by_unit ON backups (unit, manifest);
+      )sql",
+  };
+  return *migrations;
+}
+
+// Times as microseconds since the epoch; 0 stands for "never".
+int64_t Us(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMicros(t); }
+absl::Time TimeOf(int64_t us) { return us == 0 ? absl::InfinitePast() : absl::FromUnixMicros(us); }
+
+// One prepared statement; finalised when it goes out of scope.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& path, const std::string& sql) : db_(db), path_(path) {
+    rc_ = sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(const std::string& v) {
+    Check(
+        sqlite3_bind_text(stmt_, ++bound_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& Bind(const char* v) { return Bind(std::string(v)); }
+  Statement& Bind(int64_t v) {
+    Check(sqlite3_bind_int64(stmt_, ++bound_, v));
+    return *this;
+  }
+  Statement& BindBlob(const std::string& v) {
+    Check(
+        sqlite3_bind_blob(stmt_, ++bound_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  // True when a row is ready, false when done.
+  absl::StatusOr<bool> Step() {
+    if (rc_ != SQLITE_OK) return Error("prepare");
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    rc_ = rc;
+    return Error("step");
+  }
+  absl::Status Run() { return Step().status(); }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string Text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(stmt_, col));
+    return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
+  }
+
+ private:
+  void Check(int rc) {
+    if (rc != SQLITE_OK && rc_ == SQLITE_OK) rc_ = rc;
+  }
+  absl::Status Error(const char* what) const {
+    return absl::InternalError(
+        absl::StrCat("catalog ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
+  }
+  sqlite3* db_;
+  const std::string& path_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_ = SQLITE_OK;
+  int bound_ = 0;
+};
+
+std::string Serialized(const google::protobuf::MessageLite& m) {
+  std::string s;
+  (void)m.SerializeToString(&s);
+  return s;
+}
+
+}  // namespace
+
+int SqliteCatalog::SchemaVersion() { return static_cast<int>(Migrations().size()); }
+
+absl::StatusOr<std::unique_ptr<SqliteCatalog>> SqliteCatalog::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string why = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return absl::UnavailableError(absl::StrCat("catalog ", path, ": cannot open: ", why));
+  }
+  std::unique_ptr<SqliteCatalog> catalog(new SqliteCatalog(path, db));
+  // WAL: readers do not block the writer; synchronous=FULL: a committed
+  // job state or lease survives a power cut, which the coordinator's
+  // promises (no stuck lease, no lost job outcome) depend on.
+  RETURN_IF_ERROR(catalog->Exec("PRAGMA journal_mode=WAL"));
+  RETURN_IF_ERROR(catalog->Exec("PRAGMA synchronous=FULL"));
+  RETURN_IF_ERROR(catalog->Exec("PRAGMA foreign_keys=ON"));
+  sqlite3_busy_timeout(db, 5000);
+  RETURN_IF_ERROR(catalog->Migrate());
+  return catalog;
+}
+
+SqliteCatalog::~SqliteCatalog() { sqlite3_close(db_); }
+
+absl::Status SqliteCatalog::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = err != nullptr ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    return absl::InternalError(absl::StrCat("catalog ", path_, ": ", why));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteCatalog::Migrate() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement q(db_, path_, "PRAGMA user_version");
+  ASSIGN_OR_RETURN(bool row, q.Step());
+  const int version = row ? static_cast<int>(q.Int(0)) : 0;
+  const int known = SchemaVersion();
+  if (version > known) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("catalog ", path_, " has schema version ", version,
+                     "; this coordinator knows versions up to ", known,
+                     ": run the newer coordinator that wrote it"));
+  }
+  for (int v = version; v < known; ++v) {
+    absl::Status s = Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(Exec(Migrations()[v]));
+      return Exec(absl::StrCat("PRAGMA user_version=", v + 1));
+    });
+    if (!s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("migrating to schema version ", v + 1, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteCatalog::Transaction(const std::function<absl::Status()>& body) {
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status status = body();
+  if (!status.ok()) {
+    (void)Exec("ROLLBACK");
+    return status;
+  }
+  return Exec("COMMIT");
+}
+
+// --- nodes and copies ---
+
+absl::Status SqliteCatalog::UpsertNode(const NodeRecord& n) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "INSERT INTO nodes (name, agent_version, registered_us, last_report_us) "
+              "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+              "agent_version = excluded.agent_version, registered_us = excluded.registered_us, "
+              "last_report_us = excluded.last_report_us");
+  return s.Bind(n.name).Bind(n.agent_version).Bind(Us(n.registered)).Bind(Us(n.last_report)).Run();
+}
+
+absl::StatusOr<std::vector<NodeRecord>> SqliteCatalog::Nodes() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "SELECT name, agent_version, registered_us, last_report_us FROM nodes ORDER BY name");
+  std::vector<NodeRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back({s.Text(0), s.Text(1), TimeOf(s.Int(2)), TimeOf(s.Int(3))});
+  }
+  return out;
+}
+
+absl::Status SqliteCatalog::ReplaceCopiesOfNode(const std::string& node,
+                                                const std::vector<v1::CopyStatus>& copies,
+                                                absl::Time reported) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(Statement(db_, path_, "DELETE FROM copies WHERE node = ?").Bind(node).Run());
+    for (const v1::CopyStatus& c : copies) {
+      Statement s(db_, path_,
+                  "INSERT INTO copies (unit, node, status, reported_us) VALUES (?, ?, ?, ?)");
+      RETURN_IF_ERROR(s.Bind(c.unit()).Bind(node).BindBlob(Serialized(c)).Bind(Us(reported)).Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<CopyRecord>> SqliteCatalog::Copies() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "SELECT status, reported_us, unit, node FROM copies ORDER BY unit, node");
+  std::vector<CopyRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    CopyRecord c;
+    if (!c.status.ParseFromString(s.Text(0))) {
+      return absl::DataLossError(absl::StrCat("catalog ", path_, ": the copy of ", s.Text(2),
+                                              " on ", s.Text(3), " does not parse"));
+    }
+    c.reported = TimeOf(s.Int(1));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// --- leases ---
+
+absl::StatusOr<LeaseRecord> SqliteCatalog::AcquireLease(const std::string& unit,
+                                                        const std::string& job,
+                                                        const std::string& holder_node,
+                                                        absl::Time now, absl::Duration ttl) {
+  std::lock_guard<std::mutex> l(mu_);
+  LeaseRecord lease{unit, job, holder_node, now, now + ttl};
+  RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+    Statement q(db_, path_,
+                "SELECT job, holder_node, acquired_us, expires_us FROM leases WHERE unit = ?");
+    q.Bind(unit);
+    ASSIGN_OR_RETURN(bool held, q.Step());
+    if (held && q.Text(0) != job && TimeOf(q.Int(3)) > now) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", unit, " is being backed up: job ", q.Text(0), " on ", q.Text(1),
+          " holds its backup-in-progress lease (since ", absl::FormatTime(TimeOf(q.Int(2))),
+          ", expires ", absl::FormatTime(TimeOf(q.Int(3))), ")"));
+    }
+    Statement w(db_, path_,
+                "INSERT OR REPLACE INTO leases (unit, job, holder_node, acquired_us, expires_us) "
+                "VALUES (?, ?, ?, ?, ?)");
+    return w.Bind(unit).Bind(job).Bind(holder_node).Bind(Us(now)).Bind(Us(lease.expires)).Run();
+  }));
+  return lease;
+}
+
+absl::Status SqliteCatalog::RenewLease(const std::string& unit, const std::string& job,
+                                       absl::Time expires) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "UPDATE leases SET expires_us = ? WHERE unit = ? AND job = ?");
+  RETURN_IF_ERROR(s.Bind(Us(expires)).Bind(unit).Bind(job).Run());
+  if (sqlite3_changes(db_) == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("job ", job, " no longer holds the lease of unit ", unit));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteCatalog::ReleaseLease(const std::string& unit, const std::string& job) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_, "DELETE FROM leases WHERE unit = ? AND job = ?")
+      .Bind(unit)
+      .Bind(job)
+      .Run();
+}
+
+absl::StatusOr<std::vector<LeaseRecord>> SqliteCatalog::Leases() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "SELECT unit, job, holder_node, acquired_us, expires_us FROM leases ORDER BY unit");
+  std::vector<LeaseRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back({s.Text(0), s.Text(1), s.Text(2), TimeOf(s.Int(3)), TimeOf(s.Int(4))});
+  }
+  return out;
+}
+
+// --- jobs ---
+
+absl::Status SqliteCatalog::WriteJob(const JobRecord& j) {
+  Statement s(db_, path_,
+              "INSERT OR REPLACE INTO jobs (id, kind, unit, type, source_mode, preferred, state, "
+              "reason, created_us, updated_us, bytes_done, bytes_total, manifest) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  RETURN_IF_ERROR(s.Bind(j.id)
+                      .Bind(j.kind)
+                      .Bind(j.unit)
+                      .Bind(int64_t{j.type})
+                      .Bind(j.source_mode)
+                      .Bind(absl::StrJoin(j.preferred, ","))
+                      .Bind(JobStateName(j.state))
+                      .Bind(j.reason)
+                      .Bind(Us(j.created))
+                      .Bind(Us(j.updated))
+                      .Bind(static_cast<int64_t>(j.bytes_done))
+                      .Bind(static_cast<int64_t>(j.bytes_total))
+                      .Bind(j.manifest)
+                      .Run());
+  for (const JobAttempt& a : j.attempts) {
+    Statement w(db_, path_,
+                "INSERT OR REPLACE INTO job_attempts (job, number, node, writer_instance, state, "
+                "started_us, ended_us, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    RETURN_IF_ERROR(w.Bind(j.id)
+                        .Bind(int64_t{a.number})
+                        .Bind(a.node)
+                        .Bind(a.writer_instance)
+                        .Bind(JobStateName(a.state))
+                        .Bind(Us(a.started))
+                        .Bind(Us(a.ended))
+                        .Bind(a.reason)
+                        .Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteCatalog::CreateJob(const JobRecord& job) {
+  return UpdateJob(job, JobEvent{job.created, 0, job.state, "created"});
+}
+
+absl::Status SqliteCatalog::UpdateJob(const JobRecord& job, const JobEvent& event) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(WriteJob(job));
+    Statement e(db_, path_,
+                "INSERT INTO job_events (job, time_us, attempt, state, message) "
+                "VALUES (?, ?, ?, ?, ?)");
+    return e.Bind(job.id)
+        .Bind(Us(event.time))
+        .Bind(int64_t{event.attempt})
+        .Bind(JobStateName(event.state))
+        .Bind(event.message)
+        .Run();
+  });
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string& where_sql,
+                                                               const std::string& arg,
+                                                               size_t limit) {
+  Statement s(db_, path_,
+              absl::StrCat("SELECT id, kind, unit, type, source_mode, preferred, state, reason, "
+                           "created_us, updated_us, bytes_done, bytes_total, manifest FROM jobs ",
+                           where_sql, " ORDER BY created_us DESC, id DESC",
+                           limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""));
+  if (!arg.empty()) s.Bind(arg);
+  std::vector<JobRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    JobRecord j;
+    j.id = s.Text(0);
+    j.kind = s.Text(1);
+    j.unit = s.Text(2);
+    j.type = static_cast<v1::BackupType>(s.Int(3));
+    j.source_mode = s.Text(4);
+    const std::string preferred = s.Text(5);
+    if (!preferred.empty()) j.preferred = absl::StrSplit(preferred, ',');
+    ASSIGN_OR_RETURN(j.state, ParseJobState(s.Text(6)));
+    j.reason = s.Text(7);
+    j.created = TimeOf(s.Int(8));
+    j.updated = TimeOf(s.Int(9));
+    j.bytes_done = static_cast<uint64_t>(s.Int(10));
+    j.bytes_total = static_cast<uint64_t>(s.Int(11));
+    j.manifest = s.Text(12);
+    out.push_back(std::move(j));
+  }
+  for (JobRecord& j : out) {
+    Statement a(db_, path_,
+                "SELECT number, node, writer_instance, state, started_us, ended_us, reason "
+                "FROM job_attempts WHERE job = ? ORDER BY number");
+    a.Bind(j.id);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, a.Step());
+      if (!row) break;
+      JobAttempt attempt;
+      attempt.number = static_cast<int>(a.Int(0));
+      attempt.node = a.Text(1);
+      attempt.writer_instance = a.Text(2);
+      ASSIGN_OR_RETURN(attempt.state, ParseJobState(a.Text(3)));
+      attempt.started = TimeOf(a.Int(4));
+      attempt.ended = TimeOf(a.Int(5));
+      attempt.reason = a.Text(6);
+      j.attempts.push_back(std::move(attempt));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<JobRecord> SqliteCatalog::GetJob(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  ASSIGN_OR_RETURN(auto jobs, ReadJobs("WHERE id = ?", id, 1));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", id, " in the catalog"));
+  return std::move(jobs.front());
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ListJobs(const std::string& unit,
+                                                               size_t limit) {
+  std::lock_guard<std::mutex> l(mu_);
+  return ReadJobs(unit.empty() ? "" : "WHERE unit = ?", unit, limit);
+}
+
+absl::StatusOr<std::vector<JobEvent>> SqliteCatalog::JobEvents(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "SELECT time_us, attempt, state, message FROM job_events WHERE job = ? ORDER BY seq");
+  s.Bind(id);
+  std::vector<JobEvent> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    JobEvent e;
+    e.time = TimeOf(s.Int(0));
+    e.attempt = static_cast<int>(s.Int(1));
+    ASSIGN_OR_RETURN(e.state, ParseJobState(s.Text(2)));
+    e.message = s.Text(3);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// --- backups ---
+
+absl::Status SqliteCatalog::WriteBackup(const BackupRecord& b) {
+  Statement s(db_, path_,
+              "INSERT OR REPLACE INTO backups (manifest, unit, type, source_node, "
+              "writer_instance, low_generation, high_generation, log_signature, "
+              "database_signatures, logical_bytes, new_bytes, stored_bytes, started_us, "
+              "finished_us, verified, job, chain_summary) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  return s.Bind(b.manifest)
+      .Bind(b.unit)
+      .Bind(int64_t{b.type})
+      .Bind(b.source_node)
+      .Bind(b.writer_instance)
+      .Bind(int64_t{b.low_generation})
+      .Bind(int64_t{b.high_generation})
+      .Bind(b.log_signature)
+      .Bind(absl::StrJoin(b.database_signatures, ","))
+      .Bind(static_cast<int64_t>(b.logical_bytes))
+      .Bind(static_cast<int64_t>(b.new_bytes))
+      .Bind(static_cast<int64_t>(b.stored_bytes))
+      .Bind(Us(b.started))
+      .Bind(Us(b.finished))
+      .Bind(int64_t{b.verified ? 1 : 0})
+      .Bind(b.job)
+      .BindBlob(Serialized(b.chain_summary))
+      .Run();
+}
+
+absl::Status SqliteCatalog::PutBackup(const BackupRecord& backup) {
+  std::lock_guard<std::mutex> l(mu_);
+  return WriteBackup(backup);
+}
+
+absl::StatusOr<std::vector<BackupRecord>> SqliteCatalog::Backups(const std::string& unit) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              absl::StrCat("SELECT manifest, unit, type, source_node, writer_instance, "
+                           "low_generation, high_generation, log_signature, database_signatures, "
+                           "logical_bytes, new_bytes, stored_bytes, started_us, finished_us, "
+                           "verified, job, chain_summary FROM backups ",
+                           unit.empty() ? "" : "WHERE unit = ? ", "ORDER BY manifest"));
+  if (!unit.empty()) s.Bind(unit);
+  std::vector<BackupRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    BackupRecord b;
+    b.manifest = s.Text(0);
+    b.unit = s.Text(1);
+    b.type = static_cast<v1::BackupType>(s.Int(2));
+    b.source_node = s.Text(3);
+    b.writer_instance = s.Text(4);
+    b.low_generation = static_cast<uint32_t>(s.Int(5));
+    b.high_generation = static_cast<uint32_t>(s.Int(6));
+    b.log_signature = s.Text(7);
+    const std::string dbs = s.Text(8);
+    if (!dbs.empty()) b.database_signatures = absl::StrSplit(dbs, ',');
+    b.logical_bytes = static_cast<uint64_t>(s.Int(9));
+    b.new_bytes = static_cast<uint64_t>(s.Int(10));
+    b.stored_bytes = static_cast<uint64_t>(s.Int(11));
+    b.started = TimeOf(s.Int(12));
+    b.finished = TimeOf(s.Int(13));
+    b.verified = s.Int(14) != 0;
+    b.job = s.Text(15);
+    if (!b.chain_summary.ParseFromString(s.Text(16))) {
+      return absl::DataLossError(absl::StrCat("catalog ", path_, ": the chain summary of backup ",
+                                              b.manifest, " does not parse"));
+    }
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+absl::Status SqliteCatalog::ReplaceBackups(const std::vector<BackupRecord>& backups) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(Exec("DELETE FROM backups"));
+    for (const BackupRecord& b : backups) RETURN_IF_ERROR(WriteBackup(b));
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace dagvault::coordinator

@@ -1,0 +1,214 @@
+#include "coordinator/catalog/sqlite_catalog.h"
+
+#include <sqlite3.h>
+
+#include "common/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
+
+std::unique_ptr<SqliteCatalog> OpenOrDie(const std::string& path) {
+  auto c = SqliteCatalog::Open(path);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+TEST(SqliteCatalog, NodesAndCopiesSurviveAReopen) {
+  ::dagvault::testing::TempDir dir("catalog");
+  const std::string path = dir.Sub("catalog.db");
+  {
+    auto c = OpenOrDie(path);
+    ASSERT_TRUE(c->UpsertNode({"node1", "0.1.0", kT0, kT0 + absl::Seconds(5)}).ok());
+    v1::CopyStatus a;
+    a.set_unit("DB02");
+    a.set_node("node1");
+    a.set_role(v1::ACTIVE);
+    a.set_state(v1::MOUNTED);
+    v1::CopyStatus b = a;
+    b.set_unit("SG01");
+    ASSERT_TRUE(c->ReplaceCopiesOfNode("node1", {a, b}, kT0).ok());
+    // A later report replaces the node's copies: SG01 moved away.
+    a.set_copy_queue(3);
+    ASSERT_TRUE(c->ReplaceCopiesOfNode("node1", {a}, kT0 + absl::Seconds(5)).ok());
+  }
+  auto c = OpenOrDie(path);
+  auto nodes = c->Nodes();
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].last_report, kT0 + absl::Seconds(5));
+  auto copies = c->Copies();
+  ASSERT_TRUE(copies.ok());
+  ASSERT_EQ(copies->size(), 1u);
+  EXPECT_EQ((*copies)[0].status.unit(), "DB02");
+  EXPECT_EQ((*copies)[0].status.copy_queue(), 3u);
+  EXPECT_EQ((*copies)[0].reported, kT0 + absl::Seconds(5));
+}
+
+TEST(SqliteCatalog, OneLeasePerUnitNamingItsHolderUntilReleasedOrExpired) {
+  ::dagvault::testing::TempDir dir("catalog");
+  auto c = OpenOrDie(dir.Sub("catalog.db"));
+  auto first = c->AcquireLease("DB02", "job-1", "node2", kT0, absl::Seconds(30));
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second =
+      c->AcquireLease("DB02", "job-2", "node3", kT0 + absl::Seconds(1), absl::Seconds(30));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("job job-1 on node2 holds its backup-in-progress lease"));
+  // Another unit is free; the holder may take its own lease again.
+  EXPECT_TRUE(c->AcquireLease("SG01", "job-2", "node3", kT0, absl::Seconds(30)).ok());
+  EXPECT_TRUE(c->AcquireLease("DB02", "job-1", "node2", kT0, absl::Seconds(30)).ok());
+
+  // Renewal moves the expiry; past it, another job takes the lease over,
+  // and the old holder's renewal is refused.
+  ASSERT_TRUE(c->RenewLease("DB02", "job-1", kT0 + absl::Seconds(60)).ok());
+  EXPECT_FALSE(
+      c->AcquireLease("DB02", "job-2", "node3", kT0 + absl::Seconds(59), absl::Seconds(30)).ok());
+  EXPECT_TRUE(
+      c->AcquireLease("DB02", "job-2", "node3", kT0 + absl::Seconds(61), absl::Seconds(30)).ok());
+  const absl::Status renewed = c->RenewLease("DB02", "job-1", kT0 + absl::Seconds(90));
+  EXPECT_EQ(renewed.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(renewed.message()), HasSubstr("job job-1 no longer holds the lease"));
+
+  // Release by a job that does not hold it changes nothing.
+  ASSERT_TRUE(c->ReleaseLease("DB02", "job-1").ok());
+  auto leases = c->Leases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 2u);
+  EXPECT_EQ((*leases)[0].job, "job-2");
+  ASSERT_TRUE(c->ReleaseLease("DB02", "job-2").ok());
+  EXPECT_TRUE(
+      c->AcquireLease("DB02", "job-3", "node1", kT0 + absl::Seconds(62), absl::Seconds(30)).ok());
+}
+
+TEST(SqliteCatalog, JobsKeepTheirAttemptsAndEveryTransition) {
+  ::dagvault::testing::TempDir dir("catalog");
+  const std::string path = dir.Sub("catalog.db");
+  {
+    auto c = OpenOrDie(path);
+    JobRecord job;
+    job.id = "job-1";
+    job.unit = "DB02";
+    job.type = v1::INCREMENTAL;
+    job.source_mode = "passive-then-active";
+    job.preferred = {"node3", "node2"};
+    job.created = job.updated = kT0;
+    ASSERT_TRUE(c->CreateJob(job).ok());
+    job.state = JobState::kAssigned;
+    job.attempts.push_back({1, "node2", "", JobState::kAssigned, kT0, absl::InfinitePast(), ""});
+    ASSERT_TRUE(c->UpdateJob(job, {kT0 + absl::Seconds(1), 1, job.state, "source node2"}).ok());
+    job.attempts[0].state = JobState::kFailed;
+    job.attempts[0].ended = kT0 + absl::Seconds(40);
+    job.attempts[0].reason = "the lease expired: node2 stopped reporting";
+    job.attempts.push_back({2, "node3", "Exchange Replication Service", JobState::kSucceeded,
+                            kT0 + absl::Seconds(41), kT0 + absl::Seconds(50), ""});
+    job.state = JobState::kSucceeded;
+    job.manifest = "m-1";
+    ASSERT_TRUE(c->UpdateJob(job, {kT0 + absl::Seconds(50), 2, job.state, "done"}).ok());
+  }
+  auto c = OpenOrDie(path);
+  auto job = c->GetJob("job-1");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state, JobState::kSucceeded);
+  EXPECT_EQ(job->type, v1::INCREMENTAL);
+  EXPECT_THAT(job->preferred, ElementsAre("node3", "node2"));
+  ASSERT_EQ(job->attempts.size(), 2u);
+  EXPECT_EQ(job->attempts[0].state, JobState::kFailed);
+  EXPECT_THAT(job->attempts[0].reason, HasSubstr("lease expired"));
+  EXPECT_EQ(job->attempts[1].node, "node3");
+  auto events = c->JobEvents("job-1");
+  ASSERT_TRUE(events.ok());
+  std::vector<std::string> states;
+  for (const auto& e : *events) states.push_back(JobStateName(e.state));
+  EXPECT_THAT(states, ElementsAre("queued", "assigned", "succeeded"));
+  EXPECT_EQ(c->GetJob("job-9").status().code(), absl::StatusCode::kNotFound);
+  auto listed = c->ListJobs("DB02", 10);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 1u);
+  EXPECT_TRUE(c->ListJobs("SG01", 10)->empty());
+}
+
+TEST(SqliteCatalog, BackupsKeepWhatChainsNeedAndARebuildReplacesThem) {
+  ::dagvault::testing::TempDir dir("catalog");
+  auto c = OpenOrDie(dir.Sub("catalog.db"));
+  v1::Manifest m;
+  m.set_id("20261122T100000Z-0001");
+  m.set_unit("DB02");
+  m.set_type(v1::FULL);
+  m.set_source_node("node2");
+  m.set_log_signature("LS");
+  m.add_database_signatures("DS1");
+  m.set_low_generation(5);
+  m.set_high_generation(9);
+  (*m.mutable_labels())["verified"] = "pages and logs";
+  (*m.mutable_labels())["job"] = "job-1";
+  auto* log = m.add_files();
+  log->set_role("log");
+  log->set_generation(9);
+  log->set_link_hash("L");
+  log->add_chunks()->set_length(100);
+  ASSERT_TRUE(c->PutBackup(BackupRecordOf(m)).ok());
+  auto backups = c->Backups("DB02");
+  ASSERT_TRUE(backups.ok());
+  ASSERT_EQ(backups->size(), 1u);
+  const BackupRecord& b = (*backups)[0];
+  EXPECT_TRUE(b.verified);
+  EXPECT_EQ(b.job, "job-1");
+  EXPECT_THAT(b.database_signatures, ElementsAre("DS1"));
+  ASSERT_EQ(b.chain_summary.files_size(), 1u);
+  EXPECT_EQ(b.chain_summary.files(0).link_hash(), "L");
+  EXPECT_EQ(b.chain_summary.files(0).chunks_size(), 0) << "chunk lists stay in the repository";
+
+  v1::Manifest other = m;
+  other.set_id("20261122T110000Z-0002");
+  other.set_unit("SG01");
+  ASSERT_TRUE(c->ReplaceBackups({BackupRecordOf(other)}).ok());
+  EXPECT_TRUE(c->Backups("DB02")->empty());
+  EXPECT_EQ(c->Backups("")->size(), 1u);
+}
+
+TEST(SqliteCatalog, ACatalogFromANewerCoordinatorIsRefused) {
+  ::dagvault::testing::TempDir dir("catalog");
+  const std::string path = dir.Sub("catalog.db");
+  ASSERT_NE(OpenOrDie(path), nullptr);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto c = SqliteCatalog::Open(path);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr(absl::StrCat("catalog ", path,
+                                     " has schema version 99; this coordinator "
+                                     "knows versions up to ",
+                                     SqliteCatalog::SchemaVersion())));
+}
+
+TEST(SqliteCatalog, AnUnopenablePathIsNamed) {
+  auto c = SqliteCatalog::Open("/nonexistent-dir/catalog.db");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("catalog /nonexistent-dir/catalog.db"));
+}
+
+TEST(JobStates, NamesRoundTrip) {
+  for (int i = 0; i <= static_cast<int>(JobState::kCancelled); ++i) {
+    const auto state = static_cast<JobState>(i);
+    auto parsed = ParseJobState(JobStateName(state));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, state);
+  }
+  EXPECT_FALSE(ParseJobState("running").ok());
+  EXPECT_TRUE(IsFinal(JobState::kCancelled));
+  EXPECT_FALSE(IsFinal(JobState::kVerifying));
+}
+
+}  // namespace
+}  // namespace dagvault::coordinator

@@ -39,16 +39,21 @@ absl::Status ParseInto(CrashConfig& c, absl::string_view spec) {
   return absl::OkStatus();
 }
 
-CrashConfig& Config() {
-  static CrashConfig* config = [] {
-    auto* c = new CrashConfig();
-    if (const char* env = std::getenv("DAGVAULT_CRASH_AT"); env != nullptr && *env != '\0') {
-      if (absl::Status s = ParseInto(*c, env); !s.ok()) {
-        std::fprintf(stderr, "DAGVAULT_CRASH_AT: %s\n", std::string(s.message()).c_str());
-      }
+// A configuration set from environment variable `var` when the process
+// first uses it; a bad value is reported and leaves the point disarmed.
+template <typename Config>
+Config* FromEnvironment(const char* var, absl::Status (*parse)(Config&, absl::string_view)) {
+  auto* c = new Config();
+  if (const char* env = std::getenv(var); env != nullptr && *env != '\0') {
+    if (absl::Status s = parse(*c, env); !s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", var, std::string(s.message()).c_str());
     }
-    return c;
-  }();
+  }
+  return c;
+}
+
+CrashConfig& Config() {
+  static CrashConfig* config = FromEnvironment<CrashConfig>("DAGVAULT_CRASH_AT", ParseInto);
   return *config;
 }
 
@@ -79,15 +84,7 @@ absl::Status ParseDelayInto(DelayConfig& c, absl::string_view spec) {
 }
 
 DelayConfig& Delays() {
-  static DelayConfig* config = [] {
-    auto* c = new DelayConfig();
-    if (const char* env = std::getenv("DAGVAULT_DELAY_AT"); env != nullptr && *env != '\0') {
-      if (absl::Status s = ParseDelayInto(*c, env); !s.ok()) {
-        std::fprintf(stderr, "DAGVAULT_DELAY_AT: %s\n", std::string(s.message()).c_str());
-      }
-    }
-    return c;
-  }();
+  static DelayConfig* config = FromEnvironment<DelayConfig>("DAGVAULT_DELAY_AT", ParseDelayInto);
   return *config;
 }
 

@@ -132,6 +132,15 @@ class Statement {
     return Error("step");
   }
   absl::Status Run() { return Step().status(); }
+  // Calls `row` for each row the statement yields, reading it with Int()
+  // and Text(); stops at the first error.
+  absl::Status ForEachRow(const std::function<absl::Status()>& row) {
+    for (;;) {
+      ASSIGN_OR_RETURN(bool more, Step());
+      if (!more) return absl::OkStatus();
+      RETURN_IF_ERROR(row());
+    }
+  }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::string Text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(stmt_, col));
@@ -249,11 +258,10 @@ absl::StatusOr<std::vector<NodeRecord>> SqliteCatalog::Nodes() {
   Statement s(db_, path_,
               "SELECT name, agent_version, registered_us, last_report_us FROM nodes ORDER BY name");
   std::vector<NodeRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
     out.push_back({s.Text(0), s.Text(1), TimeOf(s.Int(2)), TimeOf(s.Int(3))});
-  }
+    return absl::OkStatus();
+  }));
   return out;
 }
 
@@ -276,9 +284,7 @@ absl::StatusOr<std::vector<CopyRecord>> SqliteCatalog::Copies() {
   std::lock_guard<std::mutex> l(mu_);
   Statement s(db_, path_, "SELECT status, reported_us, unit, node FROM copies ORDER BY unit, node");
   std::vector<CopyRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
     CopyRecord c;
     if (!c.status.ParseFromString(s.Text(0))) {
       return absl::DataLossError(absl::StrCat("catalog ", path_, ": the copy of ", s.Text(2),
@@ -286,7 +292,8 @@ absl::StatusOr<std::vector<CopyRecord>> SqliteCatalog::Copies() {
     }
     c.reported = TimeOf(s.Int(1));
     out.push_back(std::move(c));
-  }
+    return absl::OkStatus();
+  }));
   return out;
 }
 
@@ -342,11 +349,10 @@ absl::StatusOr<std::vector<LeaseRecord>> SqliteCatalog::Leases() {
   Statement s(db_, path_,
               "SELECT unit, job, holder_node, acquired_us, expires_us FROM leases ORDER BY unit");
   std::vector<LeaseRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
     out.push_back({s.Text(0), s.Text(1), s.Text(2), TimeOf(s.Int(3)), TimeOf(s.Int(4))});
-  }
+    return absl::OkStatus();
+  }));
   return out;
 }
 
@@ -418,9 +424,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string
                            limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""));
   if (!arg.empty()) s.Bind(arg);
   std::vector<JobRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
     JobRecord j;
     j.id = s.Text(0);
     j.kind = s.Text(1);
@@ -437,15 +441,14 @@ absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string
     j.bytes_total = static_cast<uint64_t>(s.Int(11));
     j.manifest = s.Text(12);
     out.push_back(std::move(j));
-  }
+    return absl::OkStatus();
+  }));
   for (JobRecord& j : out) {
     Statement a(db_, path_,
                 "SELECT number, node, writer_instance, state, started_us, ended_us, reason "
                 "FROM job_attempts WHERE job = ? ORDER BY number");
     a.Bind(j.id);
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, a.Step());
-      if (!row) break;
+    RETURN_IF_ERROR(a.ForEachRow([&]() -> absl::Status {
       JobAttempt attempt;
       attempt.number = static_cast<int>(a.Int(0));
       attempt.node = a.Text(1);
@@ -455,7 +458,8 @@ absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string
       attempt.ended = TimeOf(a.Int(5));
       attempt.reason = a.Text(6);
       j.attempts.push_back(std::move(attempt));
-    }
+      return absl::OkStatus();
+    }));
   }
   return out;
 }
@@ -479,16 +483,15 @@ absl::StatusOr<std::vector<JobEvent>> SqliteCatalog::JobEvents(const std::string
               "SELECT time_us, attempt, state, message FROM job_events WHERE job = ? ORDER BY seq");
   s.Bind(id);
   std::vector<JobEvent> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
     JobEvent e;
     e.time = TimeOf(s.Int(0));
     e.attempt = static_cast<int>(s.Int(1));
     ASSIGN_OR_RETURN(e.state, ParseJobState(s.Text(2)));
     e.message = s.Text(3);
     out.push_back(std::move(e));
-  }
+    return absl::OkStatus();
+  }));
   return out;
 }
 
@@ -536,9 +539,7 @@ absl::StatusOr<std::vector<BackupRecord>> SqliteCatalog::Backups(const std::stri
                            unit.empty() ? "" : "WHERE unit = ? ", "ORDER BY manifest"));
   if (!unit.empty()) s.Bind(unit);
   std::vector<BackupRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
     BackupRecord b;
     b.manifest = s.Text(0);
     b.unit = s.Text(1);
@@ -562,7 +563,8 @@ absl::StatusOr<std::vector<BackupRecord>> SqliteCatalog::Backups(const std::stri
                                               b.manifest, " does not parse"));
     }
     out.push_back(std::move(b));
-  }
+    return absl::OkStatus();
+  }));
   return out;
 }
 

@@ -5,36 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/copy_state.h"
 
 namespace dagvault::coordinator {
 namespace {
 
 namespace v1 = dagvault::v1;
-
-std::string StateName(v1::CopyState state) {
-  switch (state) {
-    case v1::MOUNTED:
-      return "Mounted";
-    case v1::DISMOUNTED:
-      return "Dismounted";
-    case v1::HEALTHY:
-      return "Healthy";
-    case v1::INITIALIZING:
-      return "Initializing";
-    case v1::RESYNCHRONIZING:
-      return "Resynchronizing";
-    case v1::SUSPENDED:
-      return "Suspended";
-    case v1::FAILED:
-      return "Failed";
-    case v1::FAILED_AND_SUSPENDED:
-      return "FailedAndSuspended";
-    case v1::SERVICE_DOWN:
-      return "ServiceDown";
-    default:
-      return "in an unknown state";
-  }
-}
 
 // Why `copy` cannot be the source under `policy`; empty when it can.
 std::vector<std::string> Reasons(const CopyView& copy, const SelectionPolicy& policy) {
@@ -55,9 +31,9 @@ std::vector<std::string> Reasons(const CopyView& copy, const SelectionPolicy& po
   }
   const v1::CopyState wanted = active ? v1::MOUNTED : v1::HEALTHY;
   if (s.state() != wanted) {
-    reasons.push_back(absl::StrCat(StateName(s.state()),
+    reasons.push_back(absl::StrCat(CopyStateName(s.state()),
                                    s.message().empty() ? "" : absl::StrCat(" (", s.message(), ")"),
-                                   ", not ", StateName(wanted)));
+                                   ", not ", CopyStateName(wanted)));
   }
   if (!active && s.replay_lag_seconds() > 0) {
     reasons.push_back(absl::StrCat("a lagged copy (replay lag ", s.replay_lag_seconds(), " s)"));

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/cli_args.h"
+#include "common/copy_state.h"
 #include "dagvault/v1/store.pb.h"
 
 namespace dagvault::mailstore {
@@ -20,7 +21,7 @@ std::shared_ptr<grpc::Channel> ServerChannel(const std::string& address);
 std::unique_ptr<grpc::ClientContext> ClientContext(absl::Duration timeout);
 
 // The operator's names of copy states (Exchange's spelling).
-std::string CopyStateName(dagvault::v1::CopyState state);
+using ::dagvault::CopyStateName;
 // The status of every unit as a table, one line per copy.
 std::string FormatStatus(const dagvault::v1::StatusResponse& status);
 

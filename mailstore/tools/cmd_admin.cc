@@ -42,31 +42,6 @@ std::unique_ptr<grpc::ClientContext> ClientContext(absl::Duration timeout) {
   return context;
 }
 
-std::string CopyStateName(v1::CopyState state) {
-  switch (state) {
-    case v1::MOUNTED:
-      return "Mounted";
-    case v1::DISMOUNTED:
-      return "Dismounted";
-    case v1::HEALTHY:
-      return "Healthy";
-    case v1::INITIALIZING:
-      return "Initializing";
-    case v1::RESYNCHRONIZING:
-      return "Resynchronizing";
-    case v1::SUSPENDED:
-      return "Suspended";
-    case v1::FAILED:
-      return "Failed";
-    case v1::FAILED_AND_SUSPENDED:
-      return "FailedAndSuspended";
-    case v1::SERVICE_DOWN:
-      return "ServiceDown";
-    default:
-      return "Unknown";
-  }
-}
-
 std::string FormatStatus(const v1::StatusResponse& status) {
   std::ostringstream out;
   out << "status as seen by " << status.node() << "\n";

@@ -82,6 +82,18 @@ class AgentCliTest : public ::testing::Test {
     return found;
   }
 
+  // After a job that did not finish: the unit's logs are all still there
+  // and the repository holds no backup but checks clean.
+  void ExpectNothingTruncatedOrCommitted(uint32_t lowest_log_before) {
+    auto after = cluster_.Copy(kNode1, kUnit);
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(after->lowest_log_generation(), lowest_log_before);
+    auto check = repository::Check(*repo_);
+    ASSERT_TRUE(check.ok()) << check.status();
+    EXPECT_TRUE(check->clean()) << check->errors.front();
+    EXPECT_EQ(check->manifests, 0u);
+  }
+
   MailstoredCluster cluster_{Lab(), "agentcli"};
   std::string repo_dir_;
   std::unique_ptr<repository::Repository> repo_;
@@ -99,13 +111,7 @@ TEST_F(AgentCliTest, AKilledBackupLeavesNothingBehindAndTheNextOneRuns) {
                                {{"DAGVAULT_CRASH_AT", "agent.backup.segment_read"}});
   EXPECT_EQ(killed.signal, 9) << killed.err;
   EXPECT_FALSE(SnapshotFolders().empty()) << "the crash should have left its snapshot";
-  auto after = cluster_.Copy(kNode1, kUnit);
-  ASSERT_TRUE(after.ok());
-  EXPECT_EQ(after->lowest_log_generation(), before->lowest_log_generation());
-  auto check = repository::Check(*repo_);
-  ASSERT_TRUE(check.ok()) << check.status();
-  EXPECT_TRUE(check->clean()) << check->errors.front();
-  EXPECT_EQ(check->manifests, 0u);
+  ExpectNothingTruncatedOrCommitted(before->lowest_log_generation());
 
   // The next agent to start, whatever its job, removes the folder: nobody
   // holds its owner lock any more. A backup of the other unit shows it.
@@ -181,13 +187,7 @@ TEST_F(AgentCliTest, SigintCancelsABackupMidTransferAndCleansUp) {
   // BackupComplete(failure), so the next backup runs at once instead of
   // waiting out the writer's session timeout.
   EXPECT_TRUE(SnapshotFolders().empty());
-  auto after = cluster_.Copy(kNode1, kUnit);
-  ASSERT_TRUE(after.ok());
-  EXPECT_EQ(after->lowest_log_generation(), before->lowest_log_generation());
-  auto check = repository::Check(*repo_);
-  ASSERT_TRUE(check.ok()) << check.status();
-  EXPECT_TRUE(check->clean()) << check->errors.front();
-  EXPECT_EQ(check->manifests, 0u);
+  ExpectNothingTruncatedOrCommitted(before->lowest_log_generation());
   ProcessResult next = Agent({"backup", "--unit", kUnit, "--type", "full"});
   EXPECT_TRUE(next.ok()) << next.err;
 }

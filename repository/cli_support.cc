@@ -26,17 +26,24 @@ absl::StatusOr<Repository> OpenRepositoryFromArgs(const CliArgs& args) {
   return Repository::Open(*root, secret);
 }
 
-bool PassphraseInArguments(const std::vector<std::string>& argv, const std::string& tool,
-                           std::string* error) {
+std::optional<CliArgs> ParseRepositoryCommandLine(const std::vector<std::string>& argv,
+                                                  const CliArgs::Spec& spec,
+                                                  const std::string& tool, const std::string& usage,
+                                                  std::ostream& err) {
   for (const auto& a : argv) {
     if (a == "--passphrase" || a.rfind("--passphrase=", 0) == 0) {
-      *error = absl::StrCat(tool,
-                            ": a passphrase is never given as an argument (ps shows arguments); "
-                            "use --passphrase-file FILE or $DAGVAULT_PASSPHRASE");
-      return true;
+      err << tool
+          << ": a passphrase is never given as an argument (ps shows arguments); "
+             "use --passphrase-file FILE or $DAGVAULT_PASSPHRASE\n";
+      return std::nullopt;
     }
   }
-  return false;
+  auto args = CliArgs::Parse(argv, spec);
+  if (!args.ok() || args->positional().empty()) {
+    err << (args.ok() ? "" : absl::StrCat(tool, ": ", args.status().message(), "\n")) << usage;
+    return std::nullopt;
+  }
+  return *std::move(args);
 }
 
 std::string HumanBytes(uint64_t n) {

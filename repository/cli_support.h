@@ -3,6 +3,8 @@
 // the way sizes, times and backup types are written and read.
 #pragma once
 
+#include <optional>
+#include <ostream>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,10 +20,15 @@ absl::StatusOr<Secret> SecretFromArgs(const CliArgs& args, const std::string& fi
 // --repo PATH opened with --passphrase-file, --key-file or
 // $DAGVAULT_PASSPHRASE.
 absl::StatusOr<Repository> OpenRepositoryFromArgs(const CliArgs& args);
-// True (with the message in `error`) when an argument tries to pass the
-// passphrase itself.
-bool PassphraseInArguments(const std::vector<std::string>& argv, const std::string& tool,
-                           std::string* error);
+// The command line of a tool that opens a repository, with a command as
+// its first positional argument. On a usage error (an unknown flag, no
+// command, or a passphrase given as an argument, which `ps` would show)
+// writes the reason and `usage` to `err` and returns nothing: the tool
+// then exits 2.
+std::optional<CliArgs> ParseRepositoryCommandLine(const std::vector<std::string>& argv,
+                                                  const CliArgs::Spec& spec,
+                                                  const std::string& tool, const std::string& usage,
+                                                  std::ostream& err);
 
 // "1.5 GiB".
 std::string HumanBytes(uint64_t n);

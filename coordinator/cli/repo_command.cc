@@ -256,16 +256,9 @@ absl::Status PruneCmd(const CliArgs& args, std::ostream& out) {
 }  // namespace
 
 int RunRepoCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  if (std::string error; repository::PassphraseInArguments(argv, "dagvault repo", &error)) {
-    err << error << "\n";
-    return 2;
-  }
-  auto args = CliArgs::Parse(argv, kSpec);
-  if (!args.ok() || args->positional().empty()) {
-    err << (args.ok() ? "" : absl::StrCat("dagvault repo: ", args.status().message(), "\n"))
-        << kUsage;
-    return 2;
-  }
+  const std::optional<CliArgs> args =
+      repository::ParseRepositoryCommandLine(argv, kSpec, "dagvault repo", kUsage, err);
+  if (!args) return 2;
   const std::string& command = args->positional()[0];
   absl::Status s;
   bool clean = true;

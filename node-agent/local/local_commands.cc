@@ -378,16 +378,9 @@ absl::Status List(const CliArgs& args, std::ostream& out) {
 }  // namespace
 
 int RunLocalCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  if (std::string error; repository::PassphraseInArguments(argv, "dagvault-agent", &error)) {
-    err << error << "\n";
-    return 2;
-  }
-  auto args = CliArgs::Parse(argv, kSpec);
-  if (!args.ok() || args->positional().empty()) {
-    err << (args.ok() ? "" : absl::StrCat("dagvault-agent: ", args.status().message(), "\n"))
-        << kUsage;
-    return 2;
-  }
+  const std::optional<CliArgs> args =
+      repository::ParseRepositoryCommandLine(argv, kSpec, "dagvault-agent", kUsage, err);
+  if (!args) return 2;
   const std::string& command = args->positional()[0];
   absl::Status s;
   bool started = false;

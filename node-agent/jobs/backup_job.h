@@ -63,8 +63,6 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
                                              const ProgressFn& progress,
                                              const BackupJobOptions& options = {});
 
-// Local mode: the backup an Incremental or Differential of spec->unit
-// follows, from the repository's manifests (repository/chain.h).
 // The folders a snapshot of `unit` may sit in: its system and log folders
 // and every file's folder.
 std::vector<std::string> SnapshotDirsOf(const dagvault::v1::UnitMetadata& unit);
@@ -74,6 +72,8 @@ std::vector<std::string> SnapshotDirsOf(const dagvault::v1::UnitMetadata& unit);
 // RemoveLeftoverSnapshots). Returns the folders removed.
 absl::StatusOr<std::vector<std::string>> SweepLeftoverSnapshots(ShadowSession& session);
 
+// Local mode: the backup an Incremental or Differential of spec->unit
+// follows, from the repository's manifests (repository/chain.h).
 absl::Status FillBaseFromRepository(const repository::Repository& repo, BackupJobSpec* spec);
 
 // The name a frozen file gets in the manifest: the databases and the

@@ -179,7 +179,8 @@ TEST_F(AgentCliTest, SigintCancelsABackupMidTransferAndCleansUp) {
   EXPECT_LT(absl::Now() - interrupted, absl::Seconds(10));
   const std::string err = ReadFileToString(log + ".err").value_or("");
   EXPECT_EQ(ended->exit_code, 1) << err;
-  EXPECT_THAT(err, AllOf(HasSubstr("backup of unit DB02 failed; nothing was truncated"),
+  EXPECT_THAT(err, AllOf(HasSubstr("interrupted: cancelling the job and cleaning up"),
+                         HasSubstr("backup of unit DB02 failed; nothing was truncated"),
                          HasSubstr("cancelled")));
 
   // The job cleaned up after itself: no snapshot folder, nothing truncated,

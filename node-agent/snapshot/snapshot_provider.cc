@@ -59,7 +59,6 @@ absl::StatusOr<File> CreateOwnerLock(const std::string& folder) {
 absl::StatusOr<std::optional<File>> TakeAbandoned(const std::string& folder, bool* live) {
   *live = false;
   const std::string lock = LockFor(folder);
-  if (!PathExists(lock)) return std::optional<File>();
   auto f = File::Open(lock, O_RDWR | O_CLOEXEC);
   if (!f.ok()) {
     if (absl::IsNotFound(f.status())) return std::optional<File>();
@@ -242,6 +241,7 @@ absl::StatusOr<std::vector<std::string>> RemoveLeftoverSnapshots(
         if (PathExists(folder)) continue;  // handled with its folder
       }
       bool live = false;
+      // Held until the folder and its lock are gone.
       ASSIGN_OR_RETURN(std::optional<File> held, TakeAbandoned(folder, &live));
       if (live) continue;  // a running job's
       std::error_code ec;

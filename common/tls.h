@@ -1,0 +1,57 @@
+// Mutual TLS for every TCP connection of a deployment (DESIGN.md §4): one
+// deployment CA signs a certificate per node, per coordinator and per
+// administrator (`dagvault certs`, common/certs.h). A peer's identity is
+// its certificate: the common name is the node's (or person's) name, and
+// the organisational unit is its role.
+//
+// Plain text is for development only: it needs an explicit insecure_dev
+// (--insecure-dev) and is logged as a warning each time it is used.
+#pragma once
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_context.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "dagvault/v1/agent.pb.h"
+
+namespace dagvault {
+
+// The roles a certificate carries in its organisational unit (OU).
+inline constexpr char kRoleNode[] = "node";
+inline constexpr char kRoleCoordinator[] = "coordinator";
+inline constexpr char kRoleAdmin[] = "admin";
+
+// Server credentials that require and verify a client certificate signed
+// by the deployment CA. With `insecure_dev`, plain text (and a warning).
+// `what` names the listener in errors and the warning.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what);
+
+// Channel credentials presenting this end's certificate and trusting only
+// the deployment CA.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what);
+
+struct PeerIdentity {
+  bool authenticated = false;  // false on a plain-text (insecure-dev) connection
+  std::string common_name;
+  std::string role;  // the certificate's OU
+
+  // "node2 (node)", or "an unauthenticated peer".
+  std::string Describe() const;
+};
+
+// Who is on the other end of a call, from its verified certificate.
+PeerIdentity PeerOf(const grpc::ServerContext& context);
+
+// The common name and OU of a PEM certificate.
+absl::StatusOr<PeerIdentity> IdentityOfPem(const std::string& pem);
+
+// Reads a whole file, naming it in the error.
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const std::string& field);
+
+}  // namespace dagvault

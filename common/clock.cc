@@ -24,4 +24,9 @@ Clock* RealClock() {
 absl::Duration ThreadCpuTime() { return CpuClock(CLOCK_THREAD_CPUTIME_ID); }
 absl::Duration ProcessCpuTime() { return CpuClock(CLOCK_PROCESS_CPUTIME_ID); }
 
+std::string FormatUtc(absl::Time t) {
+  if (t == absl::InfinitePast()) return "never";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
+}
+
 }  // namespace dagvault

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -25,6 +26,9 @@ Clock* RealClock();
 // steadier than wall time on a shared machine).
 absl::Duration ThreadCpuTime();
 absl::Duration ProcessCpuTime();
+
+// "2026-11-22 12:09:00 UTC": times in messages and tables for people.
+std::string FormatUtc(absl::Time t);
 
 class FakeClock : public Clock {
  public:

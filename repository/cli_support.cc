@@ -26,6 +26,26 @@ absl::StatusOr<Repository> OpenRepositoryFromArgs(const CliArgs& args) {
   return Repository::Open(*root, secret);
 }
 
+absl::StatusOr<Repository> OpenRepositoryWithSecretFiles(const std::string& root,
+                                                         const std::string& passphrase_file,
+                                                         const std::string& key_file) {
+  if (root.empty()) return absl::InvalidArgumentError("no repository is configured");
+  absl::StatusOr<Secret> secret;
+  if (!passphrase_file.empty()) {
+    secret = PassphraseFromFile(passphrase_file);
+  } else if (!key_file.empty()) {
+    secret = KeyFileSecret(key_file);
+  } else {
+    secret = PassphraseFromEnv("DAGVAULT_PASSPHRASE");
+    if (!secret.ok()) {
+      return absl::InvalidArgumentError(
+          "no repository secret: set passphrase_file or key_file, or $DAGVAULT_PASSPHRASE");
+    }
+  }
+  if (!secret.ok()) return secret.status();
+  return Repository::Open(root, *secret);
+}
+
 std::optional<CliArgs> ParseRepositoryCommandLine(const std::vector<std::string>& argv,
                                                   const CliArgs::Spec& spec,
                                                   const std::string& tool, const std::string& usage,

@@ -20,6 +20,12 @@ absl::StatusOr<Secret> SecretFromArgs(const CliArgs& args, const std::string& fi
 // --repo PATH opened with --passphrase-file, --key-file or
 // $DAGVAULT_PASSPHRASE.
 absl::StatusOr<Repository> OpenRepositoryFromArgs(const CliArgs& args);
+
+// For daemons: the repository at `root`, with the secret from a
+// configuration's passphrase_file or key_file, else $DAGVAULT_PASSPHRASE.
+absl::StatusOr<Repository> OpenRepositoryWithSecretFiles(const std::string& root,
+                                                         const std::string& passphrase_file,
+                                                         const std::string& key_file);
 // The command line of a tool that opens a repository, with a command as
 // its first positional argument. On a usage error (an unknown flag, no
 // command, or a passphrase given as an argument, which `ps` would show)

@@ -120,6 +120,19 @@ struct LeaseRecord {
   absl::Time expires = absl::InfinitePast();
 };
 
+// Where a backup found that a unit's log stream no longer continues its
+// chain (a lossy activation diverged it, or generations are missing): the
+// chain ending at `after_manifest` is broken at `generation`, and the next
+// Incremental of the unit becomes a Full.
+struct ChainBreakRecord {
+  std::string unit;
+  std::string after_manifest;  // the chain's last piece
+  uint32_t generation = 0;     // the first generation the chain cannot reach
+  std::string reason;
+  absl::Time detected = absl::InfinitePast();
+  std::string job;  // the job whose backup found it
+};
+
 class Catalog {
  public:
   virtual ~Catalog() = default;
@@ -164,6 +177,10 @@ class Catalog {
   virtual absl::StatusOr<std::vector<BackupRecord>> Backups(const std::string& unit) = 0;
   // `catalog rebuild`: the backup records become exactly `backups`.
   virtual absl::Status ReplaceBackups(const std::vector<BackupRecord>& backups) = 0;
+
+  // Chain breaks found by backups; one per chain end.
+  virtual absl::Status PutChainBreak(const ChainBreakRecord& chain_break) = 0;
+  virtual absl::StatusOr<std::vector<ChainBreakRecord>> ChainBreaks(const std::string& unit) = 0;
 };
 
 }  // namespace dagvault::coordinator

@@ -89,6 +89,18 @@ const std::vector<std::string>& Migrations() {
         chain_summary BLOB NOT NULL);
       CREATE INDEX backups_by_unit ON backups (unit, manifest);
       )sql",
+      // 2: where a unit's chain was found broken, for `chain show` and the
+      // promotion of the next Incremental to a Full.
+      R"sql(
+      CREATE TABLE chain_breaks (
+        unit TEXT NOT NULL,
+        after_manifest TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        detected_us INTEGER NOT NULL,
+        job TEXT NOT NULL,
+        PRIMARY KEY (unit, after_manifest));
+      )sql",
   };
   return *migrations;
 }
@@ -575,6 +587,35 @@ absl::Status SqliteCatalog::ReplaceBackups(const std::vector<BackupRecord>& back
     for (const BackupRecord& b : backups) RETURN_IF_ERROR(WriteBackup(b));
     return absl::OkStatus();
   });
+}
+
+absl::Status SqliteCatalog::PutChainBreak(const ChainBreakRecord& b) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_,
+                   "INSERT OR REPLACE INTO chain_breaks (unit, after_manifest, generation, reason, "
+                   "detected_us, job) VALUES (?, ?, ?, ?, ?, ?)")
+      .Bind(b.unit)
+      .Bind(b.after_manifest)
+      .Bind(static_cast<int64_t>(b.generation))
+      .Bind(b.reason)
+      .Bind(Us(b.detected))
+      .Bind(b.job)
+      .Run();
+}
+
+absl::StatusOr<std::vector<ChainBreakRecord>> SqliteCatalog::ChainBreaks(const std::string& unit) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "SELECT unit, after_manifest, generation, reason, detected_us, job FROM chain_breaks "
+              "WHERE unit = ? ORDER BY after_manifest");
+  s.Bind(unit);
+  std::vector<ChainBreakRecord> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    out.push_back({s.Text(0), s.Text(1), static_cast<uint32_t>(s.Int(2)), s.Text(3),
+                   TimeOf(s.Int(4)), s.Text(5)});
+    return absl::OkStatus();
+  }));
+  return out;
 }
 
 }  // namespace dagvault::coordinator

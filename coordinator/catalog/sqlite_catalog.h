@@ -49,6 +49,8 @@ class SqliteCatalog : public Catalog {
   absl::Status PutBackup(const BackupRecord& backup) override;
   absl::StatusOr<std::vector<BackupRecord>> Backups(const std::string& unit) override;
   absl::Status ReplaceBackups(const std::vector<BackupRecord>& backups) override;
+  absl::Status PutChainBreak(const ChainBreakRecord& chain_break) override;
+  absl::StatusOr<std::vector<ChainBreakRecord>> ChainBreaks(const std::string& unit) override;
 
  private:
   SqliteCatalog(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}

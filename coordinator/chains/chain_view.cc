@@ -1,0 +1,137 @@
+#include "coordinator/chains/chain_view.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/backup_type.h"
+#include "repository/chain.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using repository::Chain;
+
+std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
+
+const v1::Manifest& LastPiece(const Chain& c) {
+  return c.incrementals.empty() ? c.full : c.incrementals.back();
+}
+
+// The unit's chains, with the recorded breaks applied to the chain whose
+// last piece each names.
+std::vector<Chain> ChainsOf(const std::string& unit, const std::vector<BackupRecord>& backups,
+                            const std::vector<ChainBreakRecord>& breaks) {
+  std::vector<v1::Manifest> summaries;
+  summaries.reserve(backups.size());
+  for (const auto& b : backups) {
+    if (b.unit == unit) summaries.push_back(b.chain_summary);
+  }
+  std::vector<Chain> chains = repository::AssembleChains(summaries, unit);
+  for (Chain& c : chains) {
+    if (c.broken) continue;
+    for (const auto& b : breaks) {
+      if (b.unit == unit && b.after_manifest == LastPiece(c).id()) {
+        c.broken = repository::ChainBreak{b.generation, b.reason};
+      }
+    }
+  }
+  return chains;
+}
+
+v1::CatalogBackup BackupOf(const v1::Manifest& m, const std::vector<BackupRecord>& backups) {
+  for (const auto& b : backups) {
+    if (b.manifest == m.id()) return CatalogBackupOf(b);
+  }
+  return CatalogBackupOf(BackupRecordOf(m));
+}
+
+}  // namespace
+
+v1::CatalogBackup CatalogBackupOf(const BackupRecord& b) {
+  v1::CatalogBackup out;
+  out.set_manifest(b.manifest);
+  out.set_unit(b.unit);
+  out.set_type(b.type);
+  out.set_source_node(b.source_node);
+  out.set_writer_instance(b.writer_instance);
+  out.set_low_generation(b.low_generation);
+  out.set_high_generation(b.high_generation);
+  out.set_logical_bytes(b.logical_bytes);
+  out.set_new_bytes(b.new_bytes);
+  out.set_stored_bytes(b.stored_bytes);
+  if (b.started != absl::InfinitePast()) out.set_started_us(absl::ToUnixMicros(b.started));
+  if (b.finished != absl::InfinitePast()) out.set_finished_us(absl::ToUnixMicros(b.finished));
+  out.set_verified(b.verified);
+  out.set_job(b.job);
+  return out;
+}
+
+v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<BackupRecord>& backups,
+                                  const std::vector<ChainBreakRecord>& breaks) {
+  v1::ShowChainsResponse out;
+  const std::vector<Chain> chains = ChainsOf(unit, backups, breaks);
+  for (const Chain& c : chains) {
+    v1::ChainInfo* info = out.add_chains();
+    info->set_unit(unit);
+    *info->mutable_full() = BackupOf(c.full, backups);
+    auto point = [&](const v1::Manifest& m) {
+      v1::RestorePoint* p = info->add_restore_points();
+      p->set_generation(m.high_generation());
+      p->set_time_us(m.frozen_us());
+      p->set_manifest(m.id());
+    };
+    point(c.full);
+    for (const auto& m : c.incrementals) {
+      *info->add_incrementals() = BackupOf(m, backups);
+      point(m);
+    }
+    for (const auto& m : c.differentials) {
+      *info->add_differentials() = BackupOf(m, backups);
+      point(m);
+    }
+    if (c.broken) {
+      info->set_broken(true);
+      info->set_broken_at_generation(c.broken->generation);
+      info->set_broken_reason(c.broken->reason);
+    }
+  }
+  const PlannedBackup next = PlanBackup(unit, v1::INCREMENTAL, backups, breaks);
+  out.set_next_incremental(
+      next.type == v1::FULL
+          ? absl::StrCat("Full: ", next.promoted_because)
+          : absl::StrCat("Incremental after generation ", Gen(next.base_high_generation),
+                         " (backup ", next.base_manifest, ")"));
+  return out;
+}
+
+PlannedBackup PlanBackup(const std::string& unit, v1::BackupType requested,
+                         const std::vector<BackupRecord>& backups,
+                         const std::vector<ChainBreakRecord>& breaks) {
+  PlannedBackup plan;
+  plan.type = requested;
+  if (requested != v1::INCREMENTAL && requested != v1::DIFFERENTIAL) return plan;
+  const std::vector<Chain> chains = ChainsOf(unit, backups, breaks);
+  auto promote = [&](const std::string& why) {
+    plan.type = v1::FULL;
+    plan.promoted_because = why;
+    return plan;
+  };
+  if (!chains.empty() && chains.back().broken) {
+    const Chain& c = chains.back();
+    return promote(absl::StrCat("the newest chain (Full ", c.full.id(), ") is broken at generation ",
+                                Gen(c.broken->generation), ": ", c.broken->reason));
+  }
+  auto base = repository::BaseFor(chains, requested, unit);
+  if (!base.ok()) return promote(std::string(base.status().message()));
+  const v1::ManifestFile* log = repository::FindLog(*base, base->high_generation());
+  if (log == nullptr) {
+    return promote(absl::StrCat("backup ", base->id(), " does not hold the log of its high generation ",
+                                Gen(base->high_generation())));
+  }
+  plan.base_manifest = base->id();
+  plan.base_high_generation = base->high_generation();
+  plan.base_high_log_sha256 = log->sha256();
+  return plan;
+}
+
+}  // namespace dagvault::coordinator

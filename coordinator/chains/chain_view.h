@@ -1,0 +1,40 @@
+// Chains as the coordinator shows and follows them (DESIGN.md §5), from the
+// catalog alone: the backups' chain summaries joined by
+// repository::AssembleChains, plus the breaks that later backups found
+// (a lossy activation that diverged the stream shows only when the next
+// backup's logs fail to join).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "coordinator/catalog/catalog.h"
+#include "dagvault/v1/admin.pb.h"
+
+namespace dagvault::coordinator {
+
+// `chain show`: the unit's chains, oldest first, with their restore points
+// (the high generation and freeze time of each piece of a valid chain, up
+// to a break) and what the next Incremental would be.
+dagvault::v1::ShowChainsResponse ShowChains(const std::string& unit,
+                                            const std::vector<BackupRecord>& backups,
+                                            const std::vector<ChainBreakRecord>& breaks);
+
+// What a requested backup becomes. An Incremental or a Differential with no
+// chain to follow, or whose newest chain is broken, becomes a Full, and
+// `promoted_because` says why.
+struct PlannedBackup {
+  dagvault::v1::BackupType type = dagvault::v1::FULL;
+  std::string base_manifest;  // the piece it follows
+  uint32_t base_high_generation = 0;
+  std::string base_high_log_sha256;
+  std::string promoted_because;
+};
+PlannedBackup PlanBackup(const std::string& unit, dagvault::v1::BackupType requested,
+                         const std::vector<BackupRecord>& backups,
+                         const std::vector<ChainBreakRecord>& breaks);
+
+// The catalog's view of one backup, for the admin API.
+dagvault::v1::CatalogBackup CatalogBackupOf(const BackupRecord& backup);
+
+}  // namespace dagvault::coordinator

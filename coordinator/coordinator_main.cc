@@ -1,0 +1,53 @@
+// dagvault-coordinator --config FILE [--insecure-dev] [--log-file F]
+// (coordinator/README.md). Exit 2 for a usage or configuration error, 1 when
+// start-up fails after that; 0 after SIGTERM or SIGINT.
+#include <csignal>
+#include <iostream>
+
+#include "common/cli_args.h"
+#include "common/logging.h"
+#include "common/text_config.h"
+#include "coordinator/server/coordinator.h"
+#include "dagvault/v1/admin.pb.h"
+
+int main(int argc, char** argv) {
+  // Blocked before any thread starts, then waited for.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto args = dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
+                                       {{"config", "log-file", "log-level"}, {"insecure-dev"}});
+  if (!args.ok() || !args->Has("config")) {
+    std::cerr << (args.ok() ? "" : std::string(args.status().message()) + "\n")
+              << "usage: dagvault-coordinator --config FILE [--insecure-dev] [--log-file F] "
+                 "[--log-level info]\n";
+    return 2;
+  }
+  dagvault::v1::CoordinatorConfig config;
+  if (auto s = dagvault::LoadTextConfig(*args->Get("config"), &config); !s.ok()) {
+    std::cerr << "dagvault-coordinator: " << s.message() << "\n";
+    return 2;
+  }
+  if (args->Has("insecure-dev")) config.set_insecure_dev(true);
+  dagvault::logging::Init({.level = args->GetOr("log-level", config.log_level().empty() ? "info" : config.log_level()),
+                           .file = args->GetOr("log-file", "")});
+  auto coordinator = dagvault::coordinator::Coordinator::Create(config);
+  if (!coordinator.ok()) {
+    std::cerr << "dagvault-coordinator: " << coordinator.status().message() << "\n";
+    return 2;
+  }
+  auto port = (*coordinator)->Start();
+  if (!port.ok()) {
+    std::cerr << "dagvault-coordinator: " << port.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "listening on port " << *port << std::endl;
+  int signal = 0;
+  sigwait(&signals, &signal);
+  dagvault::logging::Get("coordinator")->info("signal {}: stopping", signal);
+  (*coordinator)->Stop();
+  return 0;
+}

@@ -1,0 +1,169 @@
+// CoordinatorAdmin: the operator's API (proto/dagvault/v1/admin.proto).
+// Only certificates with the admin role may call it.
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/tls.h"
+#include "coordinator/catalog/rebuild.h"
+#include "coordinator/chains/chain_view.h"
+#include "coordinator/server/coordinator.h"
+#include "dagvault/v1/admin.grpc.pb.h"
+#include "repository/cli_support.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using grpc::ServerContext;
+
+class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
+ public:
+  explicit AdminServiceImpl(Coordinator* c) : c_(c) {}
+
+  grpc::Status GetStatus(ServerContext* ctx, const v1::ClusterStatusRequest*,
+                         v1::ClusterStatus* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    c_->topology().Describe(out);
+    auto leases = c_->catalog().Leases();
+    if (!leases.ok()) return ToGrpcStatus(leases.status());
+    for (const auto& l : *leases) {
+      v1::LeaseInfo* li = out->add_leases();
+      li->set_unit(l.unit);
+      li->set_job(l.job);
+      li->set_holder_node(l.holder_node);
+      li->set_acquired_us(absl::ToUnixMicros(l.acquired));
+      li->set_expires_us(absl::ToUnixMicros(l.expires));
+    }
+    for (auto& j : c_->jobs().Running()) *out->add_running() = std::move(j);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StartBackup(ServerContext* ctx, const v1::StartBackupRequest* request,
+                           v1::JobInfo* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto job = c_->jobs().StartBackup(*request);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    *out = JobInfoOf(*job);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListBackups(ServerContext* ctx, const v1::ListBackupsRequest* request,
+                           v1::ListBackupsResponse* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto backups = c_->catalog().Backups(request->unit());
+    if (!backups.ok()) return ToGrpcStatus(backups.status());
+    for (const auto& b : *backups) *out->add_backups() = CatalogBackupOf(b);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ShowChains(ServerContext* ctx, const v1::ShowChainsRequest* request,
+                          v1::ShowChainsResponse* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    if (request->unit().empty()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "chain show: --unit U is required"};
+    }
+    auto backups = c_->catalog().Backups(request->unit());
+    if (!backups.ok()) return ToGrpcStatus(backups.status());
+    auto breaks = c_->catalog().ChainBreaks(request->unit());
+    if (!breaks.ok()) return ToGrpcStatus(breaks.status());
+    *out = coordinator::ShowChains(request->unit(), *backups, *breaks);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListJobs(ServerContext* ctx, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto jobs = c_->catalog().ListJobs(request->unit(), request->limit() != 0 ? request->limit() : 50);
+    if (!jobs.ok()) return ToGrpcStatus(jobs.status());
+    for (const auto& j : *jobs) {
+      auto live = c_->jobs().Info(j.id, false);
+      *out->add_jobs() = live.ok() ? *live : JobInfoOf(j);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetJob(ServerContext* ctx, const v1::JobRequest* request, v1::JobInfo* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto job = c_->jobs().Info(request->job(), true);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    *out = *job;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WatchJob(ServerContext* ctx, const v1::JobRequest* request,
+                        grpc::ServerWriter<v1::JobInfo>* writer) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    uint64_t seen = c_->jobs().ChangeCounter();
+    std::string last;
+    while (!ctx->IsCancelled()) {
+      auto job = c_->jobs().Info(request->job(), false);
+      if (!job.ok()) return ToGrpcStatus(job.status());
+      std::string now = job->SerializeAsString();
+      if (now != last) {
+        if (!writer->Write(*job)) break;
+        last = std::move(now);
+      }
+      if (job->state() == "succeeded" || job->state() == "failed" || job->state() == "cancelled") {
+        break;
+      }
+      seen = c_->jobs().WaitForChange(seen, absl::Seconds(1));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CancelJob(ServerContext* ctx, const v1::JobRequest* request,
+                         v1::JobInfo* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto job = c_->jobs().Cancel(request->job());
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    *out = JobInfoOf(*job);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RebuildCatalog(ServerContext* ctx, const v1::RebuildCatalogRequest* request,
+                              v1::RebuildCatalogResponse* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    const std::string root =
+        request->repository().empty() ? c_->config().repository() : request->repository();
+    auto repo = repository::OpenRepositoryWithSecretFiles(root, c_->config().passphrase_file(),
+                                                          c_->config().key_file());
+    if (!repo.ok()) {
+      return ToGrpcStatus(absl::Status(repo.status().code(),
+                                       absl::StrCat("repository ", root, ": ", repo.status().message())));
+    }
+    auto n = RebuildBackupsFromRepository(*repo, c_->catalog());
+    if (!n.ok()) return ToGrpcStatus(n.status());
+    out->set_backups(static_cast<uint32_t>(*n));
+    auto backups = c_->catalog().Backups("");
+    if (backups.ok()) {
+      std::set<std::string> units;
+      for (const auto& b : *backups) units.insert(b.unit);
+      for (const auto& u : units) out->add_units(u);
+    }
+    logging::Get("coordinator")->info("catalog rebuilt from {}: {} backups", root, *n);
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status Authorize(const ServerContext& ctx) const {
+    if (c_->config().insecure_dev()) return grpc::Status::OK;
+    const PeerIdentity peer = PeerOf(ctx);
+    if (peer.authenticated && peer.role == kRoleAdmin) return grpc::Status::OK;
+    return {grpc::StatusCode::PERMISSION_DENIED,
+            absl::StrCat("the admin API needs an admin certificate (`dagvault certs issue --role "
+                         "admin`); this caller is ",
+                         peer.Describe())};
+  }
+
+  Coordinator* c_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeAdminService(Coordinator* coordinator) {
+  return std::make_unique<AdminServiceImpl>(coordinator);
+}
+
+}  // namespace dagvault::coordinator

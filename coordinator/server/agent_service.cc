@@ -1,0 +1,101 @@
+// AgentService: one stream per connected agent (proto/dagvault/v1/agent.proto).
+// The agent's certificate names its node: it may register, report and
+// update jobs for that node only.
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/tls.h"
+#include "coordinator/server/coordinator.h"
+#include "dagvault/v1/agent.grpc.pb.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using Stream = grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::AgentMessage>;
+
+class StreamChannel final : public AgentChannel {
+ public:
+  explicit StreamChannel(Stream* stream) : stream_(stream) {}
+  bool Send(const v1::CoordinatorMessage& message) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return stream_ != nullptr && stream_->Write(message);
+  }
+  // The handler is returning: the stream is no longer valid.
+  void Close() {
+    std::lock_guard<std::mutex> l(mu_);
+    stream_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  Stream* stream_;
+};
+
+class AgentServiceImpl final : public v1::AgentService::Service {
+ public:
+  explicit AgentServiceImpl(Coordinator* c) : c_(c) {}
+
+  grpc::Status Connect(grpc::ServerContext* context, Stream* stream) override {
+    auto log = logging::Get("coordinator");
+    v1::AgentMessage first;
+    if (!stream->Read(&first) || !first.has_register_()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "an agent's first message must be Register"};
+    }
+    const v1::Register& hello = first.register_();
+    const PeerIdentity peer = PeerOf(*context);
+    if (!c_->config().insecure_dev()) {
+      if (!peer.authenticated || peer.role != kRoleNode || peer.common_name != hello.node()) {
+        const std::string why = absl::StrCat(
+            "refused: the agent registers as node \"", hello.node(), "\" but its certificate is ",
+            peer.Describe(), "; an agent may act only for the node its certificate names");
+        log->warn("agent from {}: {}", context->peer(), why);
+        return {grpc::StatusCode::PERMISSION_DENIED, why};
+      }
+    }
+    if (hello.node().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "Register: node is empty"};
+    auto channel = std::make_shared<StreamChannel>(stream);
+    c_->topology().Connected(hello, channel);
+    log->info("node {} connected (agent {}, run {})", hello.node(), hello.agent_version(),
+              hello.incarnation());
+    v1::CoordinatorMessage welcome;
+    welcome.mutable_registered()->set_report_every_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(c_->report_every())));
+    welcome.mutable_registered()->set_lease_ttl_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(c_->lease_ttl())));
+    channel->Send(welcome);
+
+    grpc::Status result = grpc::Status::OK;
+    v1::AgentMessage m;
+    while (stream->Read(&m)) {
+      if (m.has_report()) {
+        if (m.report().node() != hello.node()) {
+          result = {grpc::StatusCode::PERMISSION_DENIED,
+                    absl::StrCat("refused: node ", hello.node(), " reported for node ",
+                                 m.report().node())};
+          break;
+        }
+        c_->topology().Report(m.report());
+        c_->jobs().OnReport(m.report());
+      } else if (m.has_job_update()) {
+        c_->jobs().OnJobUpdate(hello.node(), m.job_update());
+      }
+    }
+    channel->Close();
+    c_->topology().Disconnected(hello.node(), channel);
+    log->info("node {} disconnected", hello.node());
+    return result;
+  }
+
+ private:
+  Coordinator* c_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeAgentService(Coordinator* coordinator) {
+  return std::make_unique<AgentServiceImpl>(coordinator);
+}
+
+}  // namespace dagvault::coordinator

@@ -1,0 +1,85 @@
+#include "coordinator/server/coordinator.h"
+
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/tls.h"
+#include "coordinator/catalog/sqlite_catalog.h"
+
+namespace dagvault::coordinator {
+
+namespace v1 = dagvault::v1;
+
+absl::Duration Coordinator::report_every() const {
+  return absl::Milliseconds(config_.report_every_ms() != 0 ? config_.report_every_ms() : 5000);
+}
+
+absl::Duration Coordinator::lease_ttl() const {
+  return absl::Milliseconds(config_.lease_ttl_ms() != 0 ? config_.lease_ttl_ms() : 30000);
+}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::CoordinatorConfig config) {
+  std::unique_ptr<Coordinator> c(new Coordinator(std::move(config)));
+  const absl::Duration node_timeout =
+      c->config_.node_timeout_ms() != 0 ? absl::Milliseconds(c->config_.node_timeout_ms())
+                                        : 3 * c->report_every();
+  if (node_timeout < c->report_every()) {
+    return absl::InvalidArgumentError(
+        "node_timeout_ms must be at least report_every_ms: a node would go down between reports");
+  }
+  if (c->lease_ttl() < c->report_every() * 2) {
+    return absl::InvalidArgumentError(
+        "lease_ttl_ms must be at least twice report_every_ms: a lease would expire between reports");
+  }
+  ASSIGN_OR_RETURN(auto catalog, SqliteCatalog::Open(c->config_.catalog()));
+  c->catalog_ = std::move(catalog);
+  c->topology_ = std::make_unique<Topology>(c->catalog_.get(), node_timeout);
+  JobManagerOptions options;
+  options.lease_ttl = c->lease_ttl();
+  if (c->config_.writer_session_timeout_ms() != 0) {
+    options.writer_session_timeout = absl::Milliseconds(c->config_.writer_session_timeout_ms());
+  }
+  options.report_grace = 2 * c->report_every() + absl::Seconds(2);
+  c->jobs_ = std::make_unique<JobManager>(c->catalog_.get(), c->topology_.get(), options);
+  return c;
+}
+
+Coordinator::~Coordinator() { Stop(); }
+
+absl::StatusOr<int> Coordinator::Start() {
+  auto log = logging::Get("coordinator");
+  RETURN_IF_ERROR(topology_->Load());
+  RETURN_IF_ERROR(jobs_->Recover());
+  ASSIGN_OR_RETURN(auto credentials,
+                   MakeServerCredentials(config_.tls(), config_.insecure_dev(),
+                                         absl::StrCat("coordinator listener ", config_.listen())));
+  services_.push_back(MakeAgentService(this));
+  services_.push_back(MakeAdminService(this));
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config_.listen(), credentials, &port);
+  for (auto& s : services_) builder.RegisterService(s.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen()));
+  }
+  ticker_ = std::thread([this] {
+    while (!stop_) {
+      jobs_->Tick();
+      for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  log->info("coordinator listening on {} (port {}), catalog {}", config_.listen(), port,
+            config_.catalog());
+  return port;
+}
+
+void Coordinator::Stop() {
+  if (stop_.exchange(true)) return;
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (ticker_.joinable()) ticker_.join();
+}
+
+}  // namespace dagvault::coordinator

@@ -1,0 +1,570 @@
+#include "coordinator/server/job_manager.h"
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/backup_type.h"
+#include "common/clock.h"
+#include "common/logging.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+int64_t Us(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMicros(t); }
+
+std::string NewJobId() {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard<std::mutex> l(mu);
+  return absl::StrFormat("backup-%s-%04x",
+                         absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(), absl::UTCTimeZone()),
+                         static_cast<unsigned>(rng() & 0xffff));
+}
+
+// The agent's phases, in the job state machine's words.
+std::optional<JobState> StateOfPhase(const std::string& phase) {
+  if (phase == "preparing") return JobState::kPreparing;
+  if (phase == "snapshot" || phase == "frozen") return JobState::kFrozen;
+  if (phase == "transferring") return JobState::kTransferring;
+  if (phase == "verifying") return JobState::kVerifying;
+  if (phase == "completing") return JobState::kCompleting;
+  return std::nullopt;
+}
+
+}  // namespace
+
+v1::JobInfo JobInfoOf(const JobRecord& r) {
+  v1::JobInfo info;
+  info.set_id(r.id);
+  info.set_kind(r.kind);
+  info.set_unit(r.unit);
+  info.set_type(r.type);
+  info.set_source_mode(r.source_mode);
+  for (const auto& p : r.preferred) info.add_preferred(p);
+  info.set_state(JobStateName(r.state));
+  info.set_reason(r.reason);
+  info.set_created_us(Us(r.created));
+  info.set_updated_us(Us(r.updated));
+  info.set_bytes_done(r.bytes_done);
+  info.set_bytes_total(r.bytes_total);
+  info.set_manifest(r.manifest);
+  for (const auto& a : r.attempts) {
+    v1::JobAttemptInfo* ai = info.add_attempts();
+    ai->set_number(static_cast<uint32_t>(a.number));
+    ai->set_node(a.node);
+    ai->set_writer_instance(a.writer_instance);
+    ai->set_state(JobStateName(a.state));
+    ai->set_started_us(Us(a.started));
+    ai->set_ended_us(Us(a.ended));
+    ai->set_reason(a.reason);
+  }
+  return info;
+}
+
+JobManager::JobManager(Catalog* catalog, Topology* topology, JobManagerOptions options)
+    : catalog_(catalog), topology_(topology), options_(options) {}
+
+absl::Status JobManager::Recover() {
+  auto log = logging::Get("coordinator");
+  auto jobs = catalog_->ListJobs("", 0);
+  if (!jobs.ok()) return jobs.status();
+  auto leases = catalog_->Leases();
+  if (!leases.ok()) return leases.status();
+  const absl::Time now = absl::Now();
+  std::lock_guard<std::mutex> l(mu_);
+  for (const JobRecord& r : *jobs) {
+    if (IsFinal(r.state) || r.attempts.empty()) continue;
+    Active a;
+    a.record = r;
+    auto mode = ParseSourceMode(r.source_mode);
+    if (mode.ok()) a.policy.mode = *mode;
+    a.policy.preferred = r.preferred;
+    for (const auto& attempt : r.attempts) a.tried.insert(attempt.node);
+    a.assigned = now;
+    // Its agent has one lease period to report it, running or finished.
+    a.lease_expires = now + options_.lease_ttl;
+    Record(a, a.record.state,
+           absl::StrCat("coordinator restarted: waiting up to ", absl::FormatDuration(options_.lease_ttl),
+                        " for ", Current(a).node, " to report attempt ", Current(a).number));
+    (void)catalog_->RenewLease(r.unit, r.id, a.lease_expires);
+    log->info("job {} (unit {}) was {} on {} when the coordinator stopped: waiting for its agent",
+              r.id, r.unit, JobStateName(r.state), Current(a).node);
+    active_[r.id] = std::move(a);
+  }
+  // A lease whose job is not running is a stuck backup-in-progress: gone.
+  for (const LeaseRecord& lease : *leases) {
+    if (active_.count(lease.job) == 0) {
+      log->warn("releasing the lease on unit {} held by job {}, which is not running", lease.unit,
+                lease.job);
+      (void)catalog_->ReleaseLease(lease.unit, lease.job);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void JobManager::Record(Active& a, JobState state, const std::string& message) {
+  const absl::Time now = absl::Now();
+  a.record.state = state;
+  a.record.updated = now;
+  absl::Status s = catalog_->UpdateJob(
+      a.record, JobEvent{now, a.record.attempts.empty() ? 0 : Current(a).number, state, message});
+  if (!s.ok()) logging::Get("coordinator")->error("catalog: job {}: {}", a.record.id, s);
+  Changed();
+}
+
+void JobManager::Changed() {
+  ++changes_;
+  changed_.notify_all();
+}
+
+SourceHistory JobManager::HistoryOf(const std::string& unit) {
+  SourceHistory h;
+  auto jobs = catalog_->ListJobs(unit, 20);
+  if (!jobs.ok()) return h;
+  // The newest attempt on each node decides whether that node failed last.
+  std::set<std::string> seen;
+  for (const JobRecord& j : *jobs) {  // newest first
+    if (h.last_success_node.empty() && j.state == JobState::kSucceeded && !j.attempts.empty()) {
+      h.last_success_node = j.attempts.back().node;
+    }
+    for (auto it = j.attempts.rbegin(); it != j.attempts.rend(); ++it) {
+      if (!seen.insert(it->node).second) continue;
+      if (it->state == JobState::kFailed) h.failed_last.insert(it->node);
+    }
+  }
+  return h;
+}
+
+absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& request) {
+  if (request.unit().empty()) return absl::InvalidArgumentError("backup start: --unit U is required");
+  if (request.type() == v1::BACKUP_TYPE_UNSPECIFIED) {
+    return absl::InvalidArgumentError("backup start: the backup type is missing");
+  }
+  SelectionPolicy policy;
+  if (!request.source_mode().empty()) {
+    auto mode = ParseSourceMode(request.source_mode());
+    if (!mode.ok()) return mode.status();
+    policy.mode = *mode;
+  }
+  policy.preferred.assign(request.preferred().begin(), request.preferred().end());
+  if (request.max_copy_queue() != 0) policy.max_copy_queue = request.max_copy_queue();
+  if (request.max_replay_queue() != 0) policy.max_replay_queue = request.max_replay_queue();
+  if (!topology_->UnitKnown(request.unit())) {
+    return absl::NotFoundError(absl::StrCat("unit ", request.unit(),
+                                            ": no agent has reported a copy of it; "
+                                            "`dagvault status` lists the units"));
+  }
+  Outbox outbox;
+  JobRecord result;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [id, a] : active_) {
+      if (a.record.unit == request.unit()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", request.unit(), " is being backed up: job ", id, " on ",
+            a.record.attempts.empty() ? std::string("?") : a.record.attempts.back().node,
+            " holds its backup-in-progress lease (", JobStateName(a.record.state), " since ",
+            FormatUtc(a.record.created), ")"));
+      }
+    }
+    auto backups = catalog_->Backups(request.unit());
+    if (!backups.ok()) return backups.status();
+    auto breaks = catalog_->ChainBreaks(request.unit());
+    if (!breaks.ok()) return breaks.status();
+
+    Active a;
+    a.policy = policy;
+    a.plan = PlanBackup(request.unit(), request.type(), *backups, *breaks);
+    JobRecord& r = a.record;
+    r.id = NewJobId();
+    r.unit = request.unit();
+    r.type = a.plan.type;
+    r.source_mode = SourceModeName(policy.mode);
+    r.preferred = policy.preferred;
+    r.created = r.updated = absl::Now();
+    if (!a.plan.promoted_because.empty()) {
+      r.reason = absl::StrCat("requested ", BackupTypeTitle(request.type()),
+                              " promoted to Full: ", a.plan.promoted_because);
+    }
+    r.state = JobState::kQueued;
+    if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
+    if (!r.reason.empty()) Record(a, JobState::kQueued, r.reason);
+    if (!Assign(a, 1, "", &outbox)) {
+      result = a.record;
+    } else {
+      result = a.record;
+      active_[r.id] = std::move(a);
+    }
+    Changed();
+  }
+  Send(outbox);
+  return result;
+}
+
+bool JobManager::Assign(Active& a, int number, const std::string& previous_failure,
+                        Outbox* outbox) {
+  std::vector<CopyView> copies = topology_->CopiesOf(a.record.unit);
+  // A retry goes elsewhere.
+  std::vector<CopyView> candidates;
+  std::vector<std::string> excluded;
+  for (auto& c : copies) {
+    if (number > 1 && a.tried.count(c.status.node()) != 0) {
+      excluded.push_back(c.status.node());
+      continue;
+    }
+    candidates.push_back(std::move(c));
+  }
+  const Selection selection = SelectSource(candidates, a.policy, HistoryOf(a.record.unit));
+  auto fail = [&](const std::string& why) {
+    std::string reason = previous_failure.empty() ? why : absl::StrCat(previous_failure, "; ", why);
+    a.record.reason = a.record.reason.empty() ? reason : absl::StrCat(a.record.reason, "; ", reason);
+    Finish(a, JobState::kFailed, reason);
+    return false;
+  };
+  if (!selection.ok()) {
+    std::string why = selection.Explain(a.record.unit, a.policy.mode);
+    if (!excluded.empty()) {
+      absl::StrAppend(&why, " (already tried: ", absl::StrJoin(excluded, ", "), ")");
+    }
+    return fail(why);
+  }
+  const RankedCopy& chosen = selection.ranked.front();
+  const absl::Time now = absl::Now();
+  auto lease = catalog_->AcquireLease(a.record.unit, a.record.id, chosen.node, now, options_.lease_ttl);
+  if (!lease.ok()) return fail(std::string(lease.status().message()));
+  a.tried.insert(chosen.node);
+  JobAttempt attempt;
+  attempt.number = number;
+  attempt.node = chosen.node;
+  attempt.state = JobState::kAssigned;
+  attempt.started = now;
+  a.record.attempts.push_back(attempt);
+  a.assigned = now;
+  a.lease_expires = now + options_.lease_ttl;
+  a.lease_written = now;
+  Record(a, JobState::kAssigned,
+         absl::StrCat("attempt ", number, ": ", BackupTypeTitle(a.record.type), " from the ",
+                      chosen.active ? "active" : "passive", " copy on ", chosen.node, " (",
+                      chosen.why, ")"));
+  v1::CoordinatorMessage m;
+  v1::JobAssignment* job = m.mutable_assignment();
+  job->set_job(a.record.id);
+  job->set_attempt(static_cast<uint32_t>(number));
+  job->set_unit(a.record.unit);
+  job->set_type(a.record.type);
+  job->set_base_high_generation(a.plan.base_high_generation);
+  job->set_base_high_log_sha256(a.plan.base_high_log_sha256);
+  job->set_max_copy_queue(a.policy.max_copy_queue);
+  job->set_max_replay_queue(a.policy.max_replay_queue);
+  job->set_expect_active(chosen.active);
+  if (number > 1) {
+    // The dead attempt's writer session may hold the unit until the
+    // writers' session timeout ends it.
+    job->set_wait_for_writer_seconds(static_cast<uint32_t>(
+        absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
+  }
+  if (auto channel = topology_->ChannelOf(chosen.node)) outbox->emplace_back(channel, m);
+  return true;
+}
+
+void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
+  const absl::Time now = absl::Now();
+  if (!a.record.attempts.empty()) {
+    JobAttempt& attempt = Current(a);
+    if (!IsFinal(attempt.state)) {
+      attempt.state = state;
+      attempt.ended = now;
+      if (state != JobState::kSucceeded) attempt.reason = reason;
+    }
+    (void)catalog_->ReleaseLease(a.record.unit, a.record.id);
+  }
+  if (state != JobState::kSucceeded && a.record.reason.find(reason) == std::string::npos) {
+    a.record.reason = a.record.reason.empty() ? reason : absl::StrCat(a.record.reason, "; ", reason);
+  }
+  Record(a, state, state == JobState::kSucceeded ? "succeeded" : reason);
+  logging::Get("coordinator")
+      ->info("job {} (unit {}) {}{}", a.record.id, a.record.unit, JobStateName(state),
+             state == JobState::kSucceeded ? "" : absl::StrCat(": ", reason));
+}
+
+void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbox) {
+  JobAttempt& attempt = Current(a);
+  attempt.state = JobState::kFailed;
+  attempt.ended = absl::Now();
+  attempt.reason = reason;
+  (void)catalog_->ReleaseLease(a.record.unit, a.record.id);
+  const std::string lost = absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
+  logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
+  if (a.cancel_requested) {
+    Finish(a, JobState::kCancelled, absl::StrCat("cancelled; ", lost));
+    return;
+  }
+  if (attempt.number >= 2) {
+    Finish(a, JobState::kFailed, lost);
+    return;
+  }
+  Record(a, JobState::kQueued, absl::StrCat(lost, "; retrying once on the next qualifying copy"));
+  Assign(a, attempt.number + 1, lost, outbox);
+}
+
+void JobManager::RenewLocked(Active& a, absl::Time now) {
+  a.lease_expires = now + options_.lease_ttl;
+  // The catalog's copy matters only across a coordinator restart (which
+  // renews every lease anyway): written a few times per period, not at
+  // every report.
+  if (now - a.lease_written >= options_.lease_ttl / 3) {
+    a.lease_written = now;
+    (void)catalog_->RenewLease(a.record.unit, a.record.id, a.lease_expires);
+  }
+}
+
+void JobManager::Ack(const std::string& node, const std::string& job, uint32_t attempt,
+                     Outbox* outbox) {
+  auto channel = topology_->ChannelOf(node);
+  if (!channel) return;
+  v1::CoordinatorMessage m;
+  m.mutable_ack()->set_job(job);
+  m.mutable_ack()->set_attempt(attempt);
+  outbox->emplace_back(channel, m);
+}
+
+void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
+  auto log = logging::Get("coordinator");
+  const bool final = u.phase() == "succeeded" || u.phase() == "failed" || u.phase() == "cancelled";
+  Outbox outbox;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = active_.find(u.job());
+    const bool current = it != active_.end() && !it->second.record.attempts.empty() &&
+                         Current(it->second).number == static_cast<int>(u.attempt()) &&
+                         Current(it->second).node == node;
+    if (!current) {
+      // A result the coordinator already has, or of an attempt it gave up
+      // on: recorded as an event, and acknowledged so the agent forgets it.
+      if (final) {
+        if (u.phase() == "succeeded") {
+          log->warn("job {} attempt {} on {} succeeded after the coordinator gave up on it: "
+                    "backup {} is in the repository but is not catalogued until `catalog rebuild`",
+                    u.job(), u.attempt(), node, u.result().manifest());
+        }
+        Ack(node, u.job(), u.attempt(), &outbox);
+      }
+    } else {
+      Active& a = it->second;
+      JobAttempt& attempt = Current(a);
+      const absl::Time now = absl::Now();
+      RenewLocked(a, now);
+      if (!u.writer_instance().empty()) attempt.writer_instance = u.writer_instance();
+      if (u.bytes_total() > 0) {
+        a.record.bytes_done = u.bytes_done();
+        a.record.bytes_total = u.bytes_total();
+        a.bytes_per_second = u.bytes_per_second();
+      }
+      if (u.phase() == "succeeded") {
+        BackupRecord b = BackupRecordOf(u.result().summary());
+        b.verified = true;
+        b.job = a.record.id;
+        absl::Status s = catalog_->PutBackup(b);
+        if (!s.ok()) {
+          // Not acknowledged: the agent sends it again.
+          log->error("catalog: backup {} of job {}: {}", b.manifest, a.record.id, s);
+        } else {
+          a.record.manifest = b.manifest;
+          a.record.bytes_done = u.result().logical_bytes();
+          a.record.bytes_total = u.result().logical_bytes();
+          attempt.writer_instance = u.result().writer_instance();
+          Finish(a, JobState::kSucceeded, "");
+          active_.erase(it);
+          Ack(node, u.job(), u.attempt(), &outbox);
+        }
+      } else if (final) {
+        std::string reason = u.error();
+        if (u.chain_break_generation() != 0 && !a.plan.base_manifest.empty()) {
+          ChainBreakRecord b{a.record.unit, a.plan.base_manifest, u.chain_break_generation(),
+                             u.error(), now, a.record.id};
+          if (absl::Status s = catalog_->PutChainBreak(b); !s.ok()) {
+            log->error("catalog: chain break of unit {}: {}", a.record.unit, s);
+          }
+          absl::StrAppend(&reason, "; the chain is broken at generation ",
+                          absl::StrFormat("0x%08X", u.chain_break_generation()),
+                          ": the next Incremental of ", a.record.unit, " becomes a Full");
+        }
+        Finish(a, u.phase() == "cancelled" ? JobState::kCancelled : JobState::kFailed, reason);
+        active_.erase(it);
+        Ack(node, u.job(), u.attempt(), &outbox);
+      } else if (auto state = StateOfPhase(u.phase()); state && *state != attempt.state) {
+        attempt.state = *state;
+        Record(a, *state, absl::StrCat("attempt ", attempt.number, " on ", node, ": ", u.phase()));
+      } else {
+        Changed();  // progress only: for watchers, not the catalog
+      }
+    }
+  }
+  Send(outbox);
+}
+
+void JobManager::OnReport(const v1::NodeReport& report) {
+  for (const auto& u : report.undelivered()) OnJobUpdate(report.node(), u);
+  Outbox outbox;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const absl::Time now = absl::Now();
+    std::set<std::pair<std::string, uint32_t>> running;
+    for (const auto& r : report.running()) {
+      running.insert({r.job(), r.attempt()});
+      auto it = active_.find(r.job());
+      const bool current = it != active_.end() && Current(it->second).node == report.node() &&
+                           Current(it->second).number == static_cast<int>(r.attempt());
+      if (!current) {
+        // Not a job this coordinator runs there (it gave up on it, or it
+        // never was): the agent stops it, which ends its writer session.
+        v1::CoordinatorMessage m;
+        m.mutable_cancel()->set_job(r.job());
+        m.mutable_cancel()->set_attempt(r.attempt());
+        m.mutable_cancel()->set_reason("the coordinator no longer runs this attempt");
+        if (auto channel = topology_->ChannelOf(report.node())) outbox.emplace_back(channel, m);
+        continue;
+      }
+      RenewLocked(it->second, now);
+    }
+    std::vector<std::string> lost;
+    for (auto& [id, a] : active_) {
+      if (a.record.attempts.empty() || Current(a).node != report.node()) continue;
+      if (running.count({id, static_cast<uint32_t>(Current(a).number)}) != 0) continue;
+      if (now - a.assigned < options_.report_grace) continue;
+      lost.push_back(id);
+    }
+    for (const auto& id : lost) {
+      auto it = active_.find(id);
+      LoseAttempt(it->second,
+                  absl::StrCat("the agent on ", report.node(),
+                               " no longer runs it (the agent restarted, or never received it)"),
+                  &outbox);
+      if (IsFinal(it->second.record.state)) active_.erase(it);
+    }
+  }
+  Send(outbox);
+}
+
+void JobManager::Tick() {
+  Outbox outbox;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const absl::Time now = absl::Now();
+    std::vector<std::string> expired;
+    for (auto& [id, a] : active_) {
+      if (!a.record.attempts.empty() && now > a.lease_expires) expired.push_back(id);
+    }
+    for (const auto& id : expired) {
+      auto it = active_.find(id);
+      Active& a = it->second;
+      const std::string node = Current(a).node;
+      LoseAttempt(a,
+                  absl::StrCat("its lease expired: ", node, " has not reported the job for ",
+                               absl::FormatDuration(options_.lease_ttl), " (last report from ",
+                               node, " at ", FormatUtc(topology_->LastReport(node)), ")"),
+                  &outbox);
+      if (IsFinal(a.record.state)) active_.erase(it);
+    }
+  }
+  Send(outbox);
+}
+
+absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job) {
+  Outbox outbox;
+  JobRecord out;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = active_.find(job);
+    if (it == active_.end()) {
+      auto record = catalog_->GetJob(job);
+      if (!record.ok()) return record.status();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job, " has already ended: ", JobStateName(record->state),
+          record->reason.empty() ? "" : absl::StrCat(" (", record->reason, ")")));
+    }
+    Active& a = it->second;
+    a.cancel_requested = true;
+    const std::string node = Current(a).node;
+    auto channel = topology_->ChannelOf(node);
+    if (channel) {
+      Record(a, a.record.state, absl::StrCat("cancel requested; waiting for ", node, " to stop"));
+      v1::CoordinatorMessage m;
+      m.mutable_cancel()->set_job(job);
+      m.mutable_cancel()->set_attempt(static_cast<uint32_t>(Current(a).number));
+      m.mutable_cancel()->set_reason("cancelled by the operator");
+      outbox.emplace_back(channel, m);
+      out = a.record;
+    } else {
+      // Its agent is gone: if it comes back still running the job, its
+      // report is answered with a cancel.
+      Finish(a, JobState::kCancelled,
+             absl::StrCat("cancelled by the operator while ", node, " was not connected"));
+      out = a.record;
+      active_.erase(it);
+    }
+  }
+  Send(outbox);
+  return out;
+}
+
+v1::JobInfo JobManager::InfoLocked(const JobRecord& record, const Active* active) {
+  v1::JobInfo info = JobInfoOf(record);
+  if (active != nullptr) info.set_bytes_per_second(active->bytes_per_second);
+  return info;
+}
+
+absl::StatusOr<v1::JobInfo> JobManager::Info(const std::string& job, bool with_events) {
+  v1::JobInfo info;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = active_.find(job);
+    if (it != active_.end()) {
+      info = InfoLocked(it->second.record, &it->second);
+    } else {
+      auto record = catalog_->GetJob(job);
+      if (!record.ok()) return record.status();
+      info = InfoLocked(*record, nullptr);
+    }
+  }
+  if (with_events) {
+    auto events = catalog_->JobEvents(job);
+    if (!events.ok()) return events.status();
+    for (const auto& e : *events) {
+      v1::JobEventInfo* ei = info.add_events();
+      ei->set_time_us(Us(e.time));
+      ei->set_attempt(static_cast<uint32_t>(e.attempt));
+      ei->set_state(JobStateName(e.state));
+      ei->set_message(e.message);
+    }
+  }
+  return info;
+}
+
+std::vector<v1::JobInfo> JobManager::Running() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<v1::JobInfo> out;
+  for (const auto& [id, a] : active_) out.push_back(InfoLocked(a.record, &a));
+  return out;
+}
+
+uint64_t JobManager::WaitForChange(uint64_t seen, absl::Duration timeout) {
+  std::unique_lock<std::mutex> l(mu_);
+  changed_.wait_for(l, absl::ToChronoMilliseconds(timeout), [&] { return changes_ != seen; });
+  return changes_;
+}
+
+uint64_t JobManager::ChangeCounter() {
+  std::lock_guard<std::mutex> l(mu_);
+  return changes_;
+}
+
+void JobManager::Send(Outbox& outbox) {
+  for (auto& [channel, message] : outbox) channel->Send(message);
+}
+
+}  // namespace dagvault::coordinator

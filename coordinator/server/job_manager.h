@@ -1,0 +1,114 @@
+// Backup jobs as the coordinator runs them (DESIGN.md §5, issue 6):
+//
+//   StartBackup: plan the type from the catalog's chains (an Incremental
+//   with no valid chain becomes a Full, and says why), select the source
+//   copy, take the unit's backup-in-progress lease, record the job and
+//   its first attempt, and send the assignment to the node's agent.
+//
+//   The agent's updates move the job through the state machine (assigned
+//   → preparing → frozen → transferring → verifying → completing →
+//   succeeded, failed or cancelled); each change is written with its time.
+//
+//   A lease lives while its node reports the job. When it expires (the node
+//   died, or its agent restarted and no longer runs the job), the attempt
+//   fails and the job is retried once on the next qualifying copy.
+//
+//   After a coordinator restart, Recover() takes the unfinished jobs and
+//   their leases back from the catalog, and gives their agents one lease
+//   period to report them (running, or finished while it was down).
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/chains/chain_view.h"
+#include "coordinator/selection/source_selection.h"
+#include "coordinator/server/topology.h"
+#include "dagvault/v1/admin.pb.h"
+#include "dagvault/v1/agent.pb.h"
+
+namespace dagvault::coordinator {
+
+struct JobManagerOptions {
+  absl::Duration lease_ttl = absl::Seconds(30);
+  // The writers end a session not heard from for this long: a retry waits
+  // that long for a dead attempt's backup-in-progress to be released.
+  absl::Duration writer_session_timeout = absl::Seconds(60);
+  // How long after an assignment its agent's reports must list the job.
+  absl::Duration report_grace = absl::Seconds(12);
+};
+
+class JobManager {
+ public:
+  JobManager(Catalog* catalog, Topology* topology, JobManagerOptions options);
+
+  absl::Status Recover();
+
+  // The job as recorded. A job for which no copy qualifies is recorded as
+  // failed with every copy's reasons, and returned (not an error). A unit
+  // another job holds is refused, naming the holder.
+  absl::StatusOr<JobRecord> StartBackup(const dagvault::v1::StartBackupRequest& request);
+  absl::StatusOr<JobRecord> Cancel(const std::string& job);
+
+  void OnJobUpdate(const std::string& node, const dagvault::v1::JobUpdate& update);
+  void OnReport(const dagvault::v1::NodeReport& report);
+  // Expires leases; called every second.
+  void Tick();
+
+  // The job with its live progress (and events, if asked).
+  absl::StatusOr<dagvault::v1::JobInfo> Info(const std::string& job, bool with_events);
+  std::vector<dagvault::v1::JobInfo> Running();
+  // Blocks until any job changes after `seen`, or `timeout`; returns the
+  // change counter now.
+  uint64_t WaitForChange(uint64_t seen, absl::Duration timeout);
+  uint64_t ChangeCounter();
+
+ private:
+  struct Active {
+    JobRecord record;
+    SelectionPolicy policy;
+    PlannedBackup plan;
+    std::set<std::string> tried;
+    absl::Time assigned = absl::InfinitePast();
+    absl::Time lease_expires = absl::InfinitePast();
+    absl::Time lease_written = absl::InfinitePast();
+    double bytes_per_second = 0;
+    bool cancel_requested = false;
+  };
+  using Outbox = std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;
+
+  JobAttempt& Current(Active& a) { return a.record.attempts.back(); }
+  // Writes the job with an event; logs a catalog failure (the job goes on:
+  // the agents' reports repeat what matters).
+  void Record(Active& a, JobState state, const std::string& message);
+  // Selects a source and sends attempt `number`; false when nothing
+  // qualifies (the job has then failed, with the reasons).
+  bool Assign(Active& a, int number, const std::string& previous_failure, Outbox* outbox);
+  void LoseAttempt(Active& a, const std::string& reason, Outbox* outbox);
+  void Finish(Active& a, JobState state, const std::string& reason);
+  void RenewLocked(Active& a, absl::Time now);
+  void Ack(const std::string& node, const std::string& job, uint32_t attempt, Outbox* outbox);
+  SourceHistory HistoryOf(const std::string& unit);
+  dagvault::v1::JobInfo InfoLocked(const JobRecord& record, const Active* active);
+  void Send(Outbox& outbox);
+  void Changed();
+
+  Catalog* catalog_;
+  Topology* topology_;
+  const JobManagerOptions options_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  uint64_t changes_ = 0;
+  std::map<std::string, Active> active_;  // unfinished jobs, by id
+};
+
+// A job's admin-API view without live progress.
+dagvault::v1::JobInfo JobInfoOf(const JobRecord& record);
+
+}  // namespace dagvault::coordinator

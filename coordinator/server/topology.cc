@@ -1,0 +1,190 @@
+#include "coordinator/server/topology.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/logging.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+constexpr absl::Duration kPersistAtLeastEvery = absl::Minutes(1);
+
+// What, when it changes, is written to the catalog at once.
+std::string Shape(const std::vector<v1::CopyStatus>& copies) {
+  std::string s;
+  for (const auto& c : copies) {
+    absl::StrAppend(&s, c.unit(), ":", c.role(), ":", c.state(), ";");
+  }
+  return s;
+}
+
+}  // namespace
+
+absl::Status Topology::Load() {
+  auto nodes = catalog_->Nodes();
+  if (!nodes.ok()) return nodes.status();
+  auto copies = catalog_->Copies();
+  if (!copies.ok()) return copies.status();
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& n : *nodes) nodes_[n.name].record = n;
+  for (const auto& c : *copies) {
+    NodeState& n = nodes_[c.status.node()];
+    n.record.name = c.status.node();
+    n.copies.push_back(c.status);
+    n.copies_reported = std::max(n.copies_reported, c.reported);
+  }
+  for (auto& [name, n] : nodes_) {
+    n.persisted_shape = Shape(n.copies);
+    n.persisted = absl::Now();
+  }
+  return absl::OkStatus();
+}
+
+void Topology::Connected(const v1::Register& hello, const std::shared_ptr<AgentChannel>& channel) {
+  const absl::Time now = absl::Now();
+  NodeRecord record;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    NodeState& n = nodes_[hello.node()];
+    n.record.name = hello.node();
+    n.record.agent_version = hello.agent_version();
+    n.record.registered = now;
+    n.record.last_report = now;
+    n.channel = channel;
+    record = n.record;
+  }
+  absl::Status s = catalog_->UpsertNode(record);
+  if (!s.ok()) logging::Get("coordinator")->error("catalog: node {}: {}", hello.node(), s);
+}
+
+void Topology::Disconnected(const std::string& node, const std::shared_ptr<AgentChannel>& channel) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = nodes_.find(node);
+  if (it != nodes_.end() && it->second.channel == channel) it->second.channel.reset();
+}
+
+void Topology::Report(const v1::NodeReport& report) {
+  const absl::Time now = absl::Now();
+  std::vector<v1::CopyStatus> to_persist;
+  NodeRecord record;
+  bool persist = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    NodeState& n = nodes_[report.node()];
+    n.record.name = report.node();
+    n.record.last_report = now;
+    n.copies.assign(report.copies().begin(), report.copies().end());
+    n.copies_reported = now;
+    const std::string shape = Shape(n.copies);
+    if (shape != n.persisted_shape || now - n.persisted >= kPersistAtLeastEvery) {
+      persist = true;
+      n.persisted_shape = shape;
+      n.persisted = now;
+      to_persist = n.copies;
+      record = n.record;
+    }
+  }
+  if (!persist) return;
+  auto log = logging::Get("coordinator");
+  absl::Status s = catalog_->ReplaceCopiesOfNode(report.node(), to_persist, now);
+  if (s.ok()) s = catalog_->UpsertNode(record);
+  if (!s.ok()) log->error("catalog: copies of node {}: {}", report.node(), s);
+}
+
+bool Topology::ReportingLocked(const NodeState& n, absl::Time now) const {
+  return n.channel != nullptr && now - n.record.last_report <= node_timeout_;
+}
+
+std::string Topology::DownReasonLocked(const NodeState& n, absl::Time now) const {
+  if (n.record.last_report == absl::InfinitePast()) return "its agent has not reported since the coordinator started";
+  std::string why = n.channel == nullptr ? "its agent is not connected" : "its agent stopped reporting";
+  return absl::StrCat(why, "; last report ", FormatUtc(n.record.last_report),
+                      " (", absl::FormatDuration(absl::Trunc(now - n.record.last_report, absl::Seconds(1))),
+                      " ago): ServiceDown");
+}
+
+bool Topology::Reporting(const std::string& node) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = nodes_.find(node);
+  return it != nodes_.end() && ReportingLocked(it->second, absl::Now());
+}
+
+std::shared_ptr<AgentChannel> Topology::ChannelOf(const std::string& node) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? nullptr : it->second.channel;
+}
+
+absl::Time Topology::LastReport(const std::string& node) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? absl::InfinitePast() : it->second.record.last_report;
+}
+
+bool Topology::UnitKnown(const std::string& unit) const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [name, n] : nodes_) {
+    for (const auto& c : n.copies) {
+      if (c.unit() == unit) return true;
+    }
+  }
+  return false;
+}
+
+CopyView Topology::ViewLocked(const NodeState& n, const v1::CopyStatus& c, absl::Time now) const {
+  CopyView v;
+  v.status = c;
+  v.node_reporting = ReportingLocked(n, now);
+  if (!v.node_reporting) v.node_down_reason = DownReasonLocked(n, now);
+  return v;
+}
+
+std::vector<CopyView> Topology::CopiesOf(const std::string& unit) const {
+  const absl::Time now = absl::Now();
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<CopyView> out;
+  for (const auto& [name, n] : nodes_) {
+    for (const auto& c : n.copies) {
+      if (c.unit() == unit) out.push_back(ViewLocked(n, c, now));
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::vector<CopyView>> Topology::AllCopies() const {
+  const absl::Time now = absl::Now();
+  std::lock_guard<std::mutex> l(mu_);
+  std::map<std::string, std::vector<CopyView>> out;
+  for (const auto& [name, n] : nodes_) {
+    for (const auto& c : n.copies) out[c.unit()].push_back(ViewLocked(n, c, now));
+  }
+  return out;
+}
+
+void Topology::Describe(v1::ClusterStatus* status) const {
+  const absl::Time now = absl::Now();
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [name, n] : nodes_) {
+    v1::NodeInfo* info = status->add_nodes();
+    info->set_node(name);
+    const bool reporting = ReportingLocked(n, now);
+    info->set_reporting(reporting);
+    if (n.record.last_report != absl::InfinitePast()) {
+      info->set_last_report_us(absl::ToUnixMicros(n.record.last_report));
+    }
+    info->set_agent_version(n.record.agent_version);
+    if (!reporting) info->set_down_reason(DownReasonLocked(n, now));
+    for (const auto& c : n.copies) {
+      v1::CopyInfo* copy = status->add_copies();
+      *copy->mutable_status() = c;
+      copy->set_node_reporting(reporting);
+      if (n.copies_reported != absl::InfinitePast()) {
+        copy->set_reported_us(absl::ToUnixMicros(n.copies_reported));
+      }
+    }
+  }
+}
+
+}  // namespace dagvault::coordinator

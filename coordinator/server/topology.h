@@ -1,0 +1,80 @@
+// What the coordinator knows of the deployment (DESIGN.md §2): the nodes
+// whose agents are connected, and every copy with its state and queues as
+// its node last reported it. Kept in memory, written to the catalog when a
+// copy's role or state changes (and at most once a minute otherwise), so
+// that 1,000 agents reporting every 5 s do not mean 200 writes a second.
+//
+// A node that has not reported for the node timeout is ServiceDown: its
+// copies keep their last report for the operator, but do not qualify as
+// backup sources.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/selection/source_selection.h"
+#include "dagvault/v1/admin.pb.h"
+#include "dagvault/v1/agent.pb.h"
+
+namespace dagvault::coordinator {
+
+// One connected agent's stream, for the coordinator's messages to it.
+class AgentChannel {
+ public:
+  virtual ~AgentChannel() = default;
+  // False when the stream is gone.
+  virtual bool Send(const dagvault::v1::CoordinatorMessage& message) = 0;
+};
+
+class Topology {
+ public:
+  Topology(Catalog* catalog, absl::Duration node_timeout)
+      : catalog_(catalog), node_timeout_(node_timeout) {}
+
+  // Loads the nodes and copies the catalog remembers (all silent until
+  // their agents report again).
+  absl::Status Load();
+
+  void Connected(const dagvault::v1::Register& hello,
+                 const std::shared_ptr<AgentChannel>& channel);
+  // Only if `channel` is still the node's (a reconnect may have replaced it).
+  void Disconnected(const std::string& node, const std::shared_ptr<AgentChannel>& channel);
+  void Report(const dagvault::v1::NodeReport& report);
+
+  // Reporting: connected and heard from within the node timeout.
+  bool Reporting(const std::string& node) const;
+  std::shared_ptr<AgentChannel> ChannelOf(const std::string& node) const;
+  absl::Time LastReport(const std::string& node) const;
+
+  bool UnitKnown(const std::string& unit) const;
+  // Every copy of `unit`, for source selection.
+  std::vector<CopyView> CopiesOf(const std::string& unit) const;
+  // Every unit's copies, for selecting sources for all units at once.
+  std::map<std::string, std::vector<CopyView>> AllCopies() const;
+
+  void Describe(dagvault::v1::ClusterStatus* status) const;
+
+ private:
+  struct NodeState {
+    NodeRecord record;
+    std::shared_ptr<AgentChannel> channel;
+    std::vector<dagvault::v1::CopyStatus> copies;
+    absl::Time copies_reported = absl::InfinitePast();
+    std::string persisted_shape;  // role and state of each copy, as last written
+    absl::Time persisted = absl::InfinitePast();
+  };
+  bool ReportingLocked(const NodeState& n, absl::Time now) const;
+  std::string DownReasonLocked(const NodeState& n, absl::Time now) const;
+  CopyView ViewLocked(const NodeState& n, const dagvault::v1::CopyStatus& c, absl::Time now) const;
+
+  Catalog* catalog_;
+  const absl::Duration node_timeout_;
+  mutable std::mutex mu_;
+  std::map<std::string, NodeState> nodes_;
+};
+
+}  // namespace dagvault::coordinator

@@ -280,4 +280,13 @@ absl::Status CheckChain(const std::vector<Manifest>& pieces) {
   return absl::OkStatus();
 }
 
+dagvault::v1::Manifest ChainSummaryOf(const dagvault::v1::Manifest& manifest) {
+  dagvault::v1::Manifest summary = manifest;
+  for (auto& f : *summary.mutable_files()) {
+    f.clear_chunks();
+    f.clear_block_map();
+  }
+  return summary;
+}
+
 }  // namespace dagvault::repository

@@ -72,6 +72,11 @@ absl::Status CheckChain(const std::vector<dagvault::v1::Manifest>& pieces);
 // taken as well as for one in the repository.
 absl::Status CheckJoin(const dagvault::v1::Manifest& previous, const dagvault::v1::Manifest& next);
 
+// The manifest cut down to what chains need: its header and its files with
+// their hashes and link hashes, without chunk lists or block maps. Agents
+// send it with a result; the coordinator's catalog keeps it.
+dagvault::v1::Manifest ChainSummaryOf(const dagvault::v1::Manifest& manifest);
+
 // The log of `generation` in a manifest, or null.
 const dagvault::v1::ManifestFile* FindLog(const dagvault::v1::Manifest& m, uint32_t generation);
 

@@ -1,5 +1,7 @@
 #include "repository/cli_support.h"
 
+#include <unistd.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -72,6 +74,46 @@ std::string HumanBytes(uint64_t n) {
   int u = 0;
   while (v >= 1024 && u < 4) v /= 1024, ++u;
   return u == 0 ? absl::StrCat(n, " B") : absl::StrFormat("%.1f %s", v, units[u]);
+}
+
+ProgressPrinter::ProgressPrinter(std::ostream& err)
+    : err_(err), terminal_(isatty(STDERR_FILENO) == 1) {}
+
+ProgressPrinter::~ProgressPrinter() {
+  if (terminal_ && drawn_) err_ << "\n";
+}
+
+void ProgressPrinter::Show(const std::string& phase, uint64_t bytes_done, uint64_t bytes_total,
+                           double bytes_per_second, const std::string& current_file) {
+  std::lock_guard<std::mutex> l(mu_);
+  const absl::Time now = absl::Now();
+  const bool new_phase = phase != phase_;
+  phase_ = phase;
+  std::string line = phase;
+  if (bytes_total > 0) {
+    const double fraction =
+        std::min(1.0, static_cast<double>(bytes_done) / static_cast<double>(bytes_total));
+    if (terminal_) {
+      const int width = 30, filled = static_cast<int>(fraction * width);
+      line = absl::StrCat(phase, " [", std::string(filled, '='), std::string(width - filled, ' '),
+                          "]");
+    }
+    absl::StrAppend(&line, absl::StrFormat(" %3.0f%% %s of %s, %s/s", fraction * 100,
+                                           HumanBytes(bytes_done), HumanBytes(bytes_total),
+                                           HumanBytes(static_cast<uint64_t>(bytes_per_second))));
+    if (bytes_per_second > 0 && bytes_done < bytes_total) {
+      const double eta = static_cast<double>(bytes_total - bytes_done) / bytes_per_second;
+      absl::StrAppend(&line, absl::StrFormat(", %.0f s left", eta));
+    }
+    if (!current_file.empty()) absl::StrAppend(&line, "  ", current_file);
+  }
+  if (terminal_) {
+    err_ << "\r" << line << "\033[K" << std::flush;
+    drawn_ = true;
+  } else if (new_phase || now - last_line_ >= absl::Seconds(5)) {
+    err_ << line << "\n" << std::flush;
+    last_line_ = now;
+  }
 }
 
 std::string HumanTime(int64_t unix_us) {

@@ -3,11 +3,13 @@
 // the way sizes, times and backup types are written and read.
 #pragma once
 
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/cli_args.h"
 #include "dagvault/v1/writer.pb.h"
 #include "repository/repository.h"
@@ -38,6 +40,27 @@ std::optional<CliArgs> ParseRepositoryCommandLine(const std::vector<std::string>
 
 // "1.5 GiB".
 std::string HumanBytes(uint64_t n);
+
+// A job's progress on stderr, for dagvault-agent's local mode and
+// `dagvault backup start --wait`: a bar with rate and time left, redrawn in
+// place on a terminal; elsewhere a plain line every five seconds and at each
+// change of phase.
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(std::ostream& err);
+  ~ProgressPrinter();
+  void Show(const std::string& phase, uint64_t bytes_done, uint64_t bytes_total,
+            double bytes_per_second, const std::string& current_file);
+
+ private:
+  std::ostream& err_;
+  const bool terminal_;
+  std::mutex mu_;
+  std::string phase_;
+  absl::Time last_line_ = absl::InfinitePast();
+  bool drawn_ = false;
+};
+
 // "2026-11-22 10:00:00" (UTC).
 std::string HumanTime(int64_t unix_us);
 // full|copy|incremental|differential, any case.

@@ -1,5 +1,7 @@
 #include "coordinator/catalog/catalog.h"
 
+#include "repository/chain.h"
+
 #include <array>
 
 #include "absl/strings/str_cat.h"
@@ -27,15 +29,6 @@ bool IsFinal(JobState state) {
          state == JobState::kCancelled;
 }
 
-dagvault::v1::Manifest ChainSummaryOf(const dagvault::v1::Manifest& manifest) {
-  dagvault::v1::Manifest summary = manifest;
-  for (auto& f : *summary.mutable_files()) {
-    f.clear_chunks();
-    f.clear_block_map();
-  }
-  return summary;
-}
-
 BackupRecord BackupRecordOf(const dagvault::v1::Manifest& m) {
   BackupRecord b;
   b.manifest = m.id();
@@ -55,7 +48,7 @@ BackupRecord BackupRecordOf(const dagvault::v1::Manifest& m) {
   const auto label = m.labels().find("verified");
   b.verified = label != m.labels().end();
   if (const auto job = m.labels().find("job"); job != m.labels().end()) b.job = job->second;
-  b.chain_summary = ChainSummaryOf(m);
+  b.chain_summary = repository::ChainSummaryOf(m);
   return b;
 }
 

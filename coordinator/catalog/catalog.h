@@ -107,8 +107,6 @@ struct BackupRecord {
   dagvault::v1::Manifest chain_summary;
 };
 
-// The manifest cut down to what chains need (repository/chain.h).
-dagvault::v1::Manifest ChainSummaryOf(const dagvault::v1::Manifest& manifest);
 // A backup's record from its manifest.
 BackupRecord BackupRecordOf(const dagvault::v1::Manifest& manifest);
 

@@ -104,6 +104,10 @@ absl::Status Mailstored::Start() {
   services_.push_back(MakeAdminService(this));
   services_.push_back(MakeReplicationService(this));
   services_.push_back(MakeWriterService(this));
+  // The node's agent asks for copy states on the writers' socket: a local,
+  // root-only channel, as Exchange's agents use the local cmdlets. (A gRPC
+  // service object serves one server, hence a second Admin.)
+  services_.push_back(MakeAdminService(this));
   int store_port = 0, replication_port = 0, writer_port = 0;
   RETURN_IF_ERROR(
       listen(config_.proto.store_listen(), {services_[0].get(), services_[1].get()}, &store_port));
@@ -114,7 +118,7 @@ absl::Status Mailstored::Start() {
   (void)RemoveDurably(socket);
   RETURN_IF_ERROR(CreateDirectories(DirName(socket)));
   const mode_t old_mask = ::umask(0177);
-  absl::Status listened = listen(absl::StrCat("unix:", socket), {services_[3].get()}, &writer_port);
+  absl::Status listened = listen(absl::StrCat("unix:", socket), {services_[3].get(), services_[4].get()}, &writer_port);
   ::umask(old_mask);
   RETURN_IF_ERROR(listened);
   if (::chmod(socket.c_str(), 0600) != 0) return ErrnoToStatus(errno, "chmod", socket);

@@ -134,7 +134,12 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
         absl::StrCat(BackupTypeTitle(spec.type), " backup of unit ", spec.unit,
                      " failed; nothing was truncated and no backup was recorded: ");
     if (control->cancel) return absl::CancelledError(absl::StrCat(prefix, "cancelled"));
-    return absl::Status(why.code(), absl::StrCat(prefix, why.message()));
+    absl::Status out(why.code(), absl::StrCat(prefix, why.message()));
+    // What the coordinator reads from a failure (a chain break) survives.
+    why.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+      out.SetPayload(url, payload);
+    });
+    return out;
   };
   if (control->cancel) return fail(absl::CancelledError("cancelled"), {});
   // The writer granted the unit to this job, so a snapshot folder beside

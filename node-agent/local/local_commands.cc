@@ -26,6 +26,7 @@ namespace {
 
 namespace v1 = dagvault::v1;
 using repository::HumanBytes;
+using repository::ProgressPrinter;
 
 constexpr char kUsage[] = R"(usage: dagvault-agent COMMAND [flags]
 
@@ -62,56 +63,6 @@ std::string JobName(const CliArgs& args, const std::string& what) {
   return absl::StrCat("local-", what, "-",
                       absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(), absl::UTCTimeZone()));
 }
-
-// Progress on stderr: a bar redrawn in place on a terminal; elsewhere a
-// plain line every five seconds and at each change of phase.
-class ProgressPrinter {
- public:
-  explicit ProgressPrinter(std::ostream& err) : err_(err), terminal_(isatty(STDERR_FILENO) == 1) {}
-  ~ProgressPrinter() {
-    if (terminal_ && drawn_) err_ << "\n";
-  }
-  void operator()(const JobProgress& p) {
-    std::lock_guard<std::mutex> l(mu_);
-    const absl::Time now = absl::Now();
-    const bool new_phase = p.phase != phase_;
-    phase_ = p.phase;
-    std::string line = p.phase;
-    if (p.bytes_total > 0) {
-      const double fraction =
-          std::min(1.0, static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total));
-      if (terminal_) {
-        const int width = 30, filled = static_cast<int>(fraction * width);
-        line = absl::StrCat(p.phase, " [", std::string(filled, '='),
-                            std::string(width - filled, ' '), "]");
-      }
-      absl::StrAppend(&line,
-                      absl::StrFormat(" %3.0f%% %s of %s, %s/s", fraction * 100,
-                                      HumanBytes(p.bytes_done), HumanBytes(p.bytes_total),
-                                      HumanBytes(static_cast<uint64_t>(p.bytes_per_second))));
-      if (p.bytes_per_second > 0 && p.bytes_done < p.bytes_total) {
-        const double eta = static_cast<double>(p.bytes_total - p.bytes_done) / p.bytes_per_second;
-        absl::StrAppend(&line, absl::StrFormat(", %.0f s left", eta));
-      }
-      if (!p.current_file.empty()) absl::StrAppend(&line, "  ", p.current_file);
-    }
-    if (terminal_) {
-      err_ << "\r" << line << "\033[K" << std::flush;
-      drawn_ = true;
-    } else if (new_phase || now - last_line_ >= absl::Seconds(5)) {
-      err_ << line << "\n" << std::flush;
-      last_line_ = now;
-    }
-  }
-
- private:
-  std::ostream& err_;
-  const bool terminal_;
-  std::mutex mu_;
-  std::string phase_;
-  absl::Time last_line_ = absl::InfinitePast();
-  bool drawn_ = false;
-};
 
 // What crashed jobs left on this node goes before a new job starts. A
 // failure here does not stop the job: its own unit is swept again once the
@@ -179,7 +130,10 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
   {
     ProgressPrinter printer(err);
     r = RunBackupJob(
-        session, *provider, repo, spec, &control, [&](const JobProgress& p) { printer(p); },
+        session, *provider, repo, spec, &control,
+        [&](const JobProgress& p) {
+          printer.Show(p.phase, p.bytes_done, p.bytes_total, p.bytes_per_second, p.current_file);
+        },
         options);
   }
   RETURN_IF_ERROR(r.status());
@@ -270,7 +224,11 @@ absl::Status Restore(const CliArgs& args, std::ostream& out, std::ostream& err, 
   {
     ProgressPrinter printer(err);
     r = RunRestoreJob(
-        session, repo, spec, &control, [&](const JobProgress& p) { printer(p); }, options);
+        session, repo, spec, &control,
+        [&](const JobProgress& p) {
+          printer.Show(p.phase, p.bytes_done, p.bytes_total, p.bytes_per_second, p.current_file);
+        },
+        options);
   }
   RETURN_IF_ERROR(r.status());
   if (args.Has("json")) {

@@ -5,6 +5,7 @@
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/clock.h"
@@ -14,7 +15,20 @@
 #include "common/status_macros.h"
 
 namespace dagvault::agent {
+
+uint32_t ChainBreakGenerationOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kChainBreakPayload);
+  uint32_t generation = 0;
+  if (!payload || !absl::SimpleAtoi(std::string(*payload), &generation)) return 0;
+  return generation;
+}
 namespace {
+
+absl::Status ChainBreak(uint32_t generation, const std::string& message) {
+  absl::Status s = absl::DataLossError(message);
+  s.SetPayload(kChainBreakPayload, absl::Cord(absl::StrCat(generation)));
+  return s;
+}
 
 // docs/formats.md.
 constexpr uint32_t kPageFormatVersion = 1;
@@ -387,7 +401,8 @@ absl::Status UnitVerifier::BeforeCommit(dagvault::v1::Manifest* manifest) {
     if (expect_.join_generation + 1 == first) {
       const std::string& link = files_[logs.front().index].link_hash;
       if (link != expect_.join_sha256) {
-        return absl::DataLossError(
+        return ChainBreak(
+            first,
             absl::StrCat("unit ", expect_.unit, ": log generation ", Gen(first),
                          " does not join the backup this one follows: its link hash is ",
                          link.empty() ? std::string("absent") : ShortHex(link),
@@ -398,13 +413,15 @@ absl::Status UnitVerifier::BeforeCommit(dagvault::v1::Manifest* manifest) {
                expect_.join_generation <= logs.back().generation) {
       const size_t i = logs[expect_.join_generation - first].index;
       if (sha(i) != expect_.join_sha256) {
-        return absl::DataLossError(absl::StrCat(
-            "unit ", expect_.unit, ": log generation ", Gen(expect_.join_generation),
-            " differs from the same generation in the backup this one follows: the log stream "
-            "diverged; take a Full"));
+        return ChainBreak(
+            expect_.join_generation,
+            absl::StrCat("unit ", expect_.unit, ": log generation ", Gen(expect_.join_generation),
+                         " differs from the same generation in the backup this one follows: the "
+                         "log stream diverged; take a Full"));
       }
     } else {
-      return absl::DataLossError(
+      return ChainBreak(
+          expect_.join_generation + 1,
           absl::StrCat("unit ", expect_.unit, ": the backup this one follows ends at generation ",
                        Gen(expect_.join_generation), " and this one begins at ", Gen(first),
                        ": the generations between are in no backup; take a Full"));

@@ -29,6 +29,14 @@
 
 namespace dagvault::agent {
 
+// A backup whose logs do not continue the chain it follows fails with this
+// payload: the first generation the chain cannot reach (decimal), so that
+// the coordinator records the break and promotes the next Incremental.
+inline constexpr char kChainBreakPayload[] = "type.dagvault.dev/chain-break-generation";
+// The generation of a chain-break failure, or 0.
+uint32_t ChainBreakGenerationOf(const absl::Status& status);
+
+
 // What the writer said when it froze the unit, and the backup this one
 // follows.
 struct UnitExpectations {

@@ -1,0 +1,483 @@
+#include "coordinator/cli/admin_commands.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/backup_type.h"
+#include "common/certs.h"
+#include "common/cli_args.h"
+#include "common/copy_state.h"
+#include "common/file_util.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "common/tls.h"
+#include "dagvault/v1/admin.grpc.pb.h"
+#include "repository/cli_support.h"
+
+namespace dagvault::cli {
+namespace {
+
+namespace v1 = dagvault::v1;
+using repository::HumanBytes;
+
+constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
+
+  status                          nodes, copies, leases and running jobs
+  backup start --unit U [--type full|copy|incremental|differential]
+               [--source-mode passive-then-active|passive-only|active-only]
+               [--prefer NODE,...] [--max-copy-queue N] [--max-replay-queue N] [--wait]
+  backup list [--unit U]
+  chain show --unit U             chains, restore points and breaks
+  job list [--unit U] [--limit N]
+  job show ID
+  job cancel ID
+  catalog rebuild [--repo PATH]   the backup records from the repository's manifests
+  certs init --dir DIR [--deployment NAME] [--force]
+  certs issue --dir DIR --name NAME --role node|coordinator|admin [--san HOST,...]
+  repo ...                        the repository's own commands (dagvault repo help)
+
+Reaching the coordinator: --coordinator HOST:PORT ($DAGVAULT_COORDINATOR), and
+an admin certificate: --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
+($DAGVAULT_CERTS), NAME from --cert-name ($DAGVAULT_CERT_NAME, default admin).
+--insecure-dev: plain text, for a development coordinator only.
+--json prints the answer as JSON. Exit codes: 0 ok, 1 failed, 2 usage.
+)";
+
+const CliArgs::Spec kSpec{{"coordinator", "certs", "cert-name", "unit", "type", "source-mode",
+                           "prefer", "max-copy-queue", "max-replay-queue", "limit", "repo", "dir",
+                           "deployment", "name", "role", "san", "days"},
+                          {"json", "wait", "insecure-dev", "force"}};
+
+// A usage error (exit 2) is an InvalidArgument marked as the command
+// line's own, so that a server's InvalidArgument stays a failure (exit 1).
+constexpr char kUsagePayload[] = "type.dagvault.dev/usage";
+
+absl::Status Usage(const std::string& message) {
+  absl::Status s = absl::InvalidArgumentError(message);
+  s.SetPayload(kUsagePayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsUsage(const absl::Status& s) { return s.GetPayload(kUsagePayload).has_value(); }
+
+std::string Env(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v ? std::string(v) : fallback;
+}
+
+std::string Time(int64_t us) { return us == 0 ? "-" : repository::HumanTime(us); }
+std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
+
+// Columns padded to their widest cell.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out) const {
+    std::vector<size_t> width;
+    for (const auto& r : rows_) {
+      for (size_t i = 0; i < r.size(); ++i) {
+        if (width.size() <= i) width.push_back(0);
+        width[i] = std::max(width[i], r[i].size());
+      }
+    }
+    for (const auto& r : rows_) {
+      std::string line;
+      for (size_t i = 0; i < r.size(); ++i) {
+        absl::StrAppend(&line, r[i], i + 1 < r.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
+      }
+      out << line << "\n";
+    }
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+void PrintJson(const google::protobuf::Message& m, std::ostream& out) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
+  out << json;
+}
+
+absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArgs& args) {
+  const std::string address = args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", ""));
+  if (address.empty()) {
+    return absl::InvalidArgumentError(
+        "which coordinator? give --coordinator HOST:PORT or set $DAGVAULT_COORDINATOR");
+  }
+  v1::TlsFiles files;
+  const std::string dir = args.GetOr("certs", Env("DAGVAULT_CERTS", ""));
+  const std::string name = args.GetOr("cert-name", Env("DAGVAULT_CERT_NAME", "admin"));
+  if (!dir.empty()) {
+    files.set_ca_file(JoinPath(dir, "ca.crt"));
+    files.set_cert_file(JoinPath(dir, name + ".crt"));
+    files.set_key_file(JoinPath(dir, name + ".key"));
+  }
+  ASSIGN_OR_RETURN(auto creds, MakeChannelCredentials(files, args.Has("insecure-dev"),
+                                                      absl::StrCat("coordinator ", address)));
+  return v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(address, creds));
+}
+
+std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(30)) {
+  auto c = std::make_unique<grpc::ClientContext>();
+  c->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  return c;
+}
+
+std::string Progress(const v1::JobInfo& j) {
+  if (j.bytes_total() == 0) return "-";
+  return absl::StrFormat("%.0f%% of %s", 100.0 * j.bytes_done() / j.bytes_total(),
+                         HumanBytes(j.bytes_total()));
+}
+
+std::string NodeOf(const v1::JobInfo& j) {
+  return j.attempts_size() == 0 ? "-" : j.attempts(j.attempts_size() - 1).node();
+}
+
+absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
+  v1::ClusterStatus status;
+  RETURN_IF_ERROR(FromGrpcStatus(stub.GetStatus(Context().get(), {}, &status), "coordinator"));
+  if (args.Has("json")) {
+    PrintJson(status, out);
+    return absl::OkStatus();
+  }
+  Table nodes({"NODE", "AGENT", "LAST REPORT", "STATE"});
+  for (const auto& n : status.nodes()) {
+    nodes.Add({n.node(), n.agent_version().empty() ? "-" : n.agent_version(),
+               Time(n.last_report_us()), n.reporting() ? "reporting" : n.down_reason()});
+  }
+  nodes.Print(out);
+  out << "\n";
+  Table copies({"UNIT", "NODE", "ROLE", "STATE", "COPY Q", "REPLAY Q", "LAG", "LAST LOG"});
+  std::vector<v1::CopyInfo> sorted(status.copies().begin(), status.copies().end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.status().unit(), a.status().node()) < std::tie(b.status().unit(), b.status().node());
+  });
+  for (const auto& c : sorted) {
+    const auto& s = c.status();
+    copies.Add({s.unit(), s.node(), s.role() == v1::ACTIVE ? "active" : "passive",
+                c.node_reporting() ? CopyStateName(s.state()) : "ServiceDown",
+                absl::StrCat(s.copy_queue()), absl::StrCat(s.replay_queue()),
+                s.replay_lag_seconds() == 0 ? "-" : absl::StrCat(s.replay_lag_seconds(), "s"),
+                Gen(s.last_log_generation())});
+  }
+  copies.Print(out);
+  out << "\n";
+  if (status.leases_size() == 0) {
+    out << "leases: none\n";
+  } else {
+    Table leases({"LEASE ON", "JOB", "HOLDER", "SINCE", "EXPIRES"});
+    for (const auto& l : status.leases()) {
+      leases.Add({l.unit(), l.job(), l.holder_node(), Time(l.acquired_us()), Time(l.expires_us())});
+    }
+    leases.Print(out);
+  }
+  if (status.running_size() == 0) {
+    out << "running jobs: none\n";
+  } else {
+    out << "\n";
+    Table jobs({"JOB", "UNIT", "TYPE", "NODE", "STATE", "PROGRESS", "RATE"});
+    for (const auto& j : status.running()) {
+      jobs.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j), j.state(), Progress(j),
+                j.bytes_per_second() > 0
+                    ? absl::StrCat(HumanBytes(static_cast<uint64_t>(j.bytes_per_second())), "/s")
+                    : "-"});
+    }
+    jobs.Print(out);
+  }
+  return absl::OkStatus();
+}
+
+void PrintJob(const v1::JobInfo& j, std::ostream& out) {
+  out << "job " << j.id() << ": " << BackupTypeTitle(j.type()) << " backup of " << j.unit()
+      << ", " << j.state() << "\n";
+  if (!j.reason().empty()) out << "  reason: " << j.reason() << "\n";
+  if (!j.manifest().empty()) out << "  backup: " << j.manifest() << "\n";
+  out << "  source mode: " << j.source_mode();
+  if (j.preferred_size() > 0) out << ", preferred " << absl::StrJoin(j.preferred(), ",");
+  out << "\n";
+  for (const auto& a : j.attempts()) {
+    out << "  attempt " << a.number() << " on " << a.node() << ": " << a.state();
+    if (!a.writer_instance().empty()) out << " (" << a.writer_instance() << ")";
+    out << ", started " << Time(a.started_us());
+    if (a.ended_us() != 0) out << ", ended " << Time(a.ended_us());
+    if (!a.reason().empty()) out << "\n    " << a.reason();
+    out << "\n";
+  }
+  if (j.events_size() > 0) {
+    out << "  events:\n";
+    for (const auto& e : j.events()) {
+      out << "    " << Time(e.time_us()) << "  " << absl::StrFormat("%-12s", e.state()) << " "
+          << e.message() << "\n";
+    }
+  }
+}
+
+bool Ended(const v1::JobInfo& j) {
+  return j.state() == "succeeded" || j.state() == "failed" || j.state() == "cancelled";
+}
+
+// Exit status of a job that has ended: ok only when it succeeded.
+absl::Status Outcome(const v1::JobInfo& j) {
+  if (j.state() == "succeeded" || !Ended(j)) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat("job ", j.id(), " ", j.state(), ": ", j.reason()));
+}
+
+absl::Status BackupStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out,
+                         std::ostream& err) {
+  v1::StartBackupRequest request;
+  request.set_unit(args.GetOr("unit", ""));
+  if (request.unit().empty()) return Usage("backup start: --unit U is required");
+  auto type = repository::ParseBackupType(args.GetOr("type", "full"));
+  if (!type.ok()) return Usage(std::string(type.status().message()));
+  request.set_type(*type);
+  request.set_source_mode(args.GetOr("source-mode", ""));
+  for (const auto& p : args.GetAll("prefer")) {
+    for (auto n : absl::StrSplit(p, ',', absl::SkipEmpty())) request.add_preferred(std::string(n));
+  }
+  auto cq = args.GetUint("max-copy-queue", 0), rq = args.GetUint("max-replay-queue", 0);
+  if (!cq.ok() || !rq.ok()) return Usage(std::string((!cq.ok() ? cq : rq).status().message()));
+  request.set_max_copy_queue(static_cast<uint32_t>(*cq));
+  request.set_max_replay_queue(static_cast<uint32_t>(*rq));
+  v1::JobInfo job;
+  RETURN_IF_ERROR(FromGrpcStatus(stub.StartBackup(Context().get(), request, &job), "backup start"));
+  if (!args.Has("wait")) {
+    if (args.Has("json")) {
+      PrintJson(job, out);
+    } else {
+      PrintJob(job, out);
+    }
+    return Outcome(job);
+  }
+  if (!args.Has("json")) {
+    out << "job " << job.id() << ": " << BackupTypeTitle(job.type()) << " backup of " << job.unit()
+        << " on " << NodeOf(job) << "\n";
+    if (!job.reason().empty()) out << "  " << job.reason() << "\n";
+  }
+  v1::JobInfo last = job;
+  if (!Ended(job)) {
+    auto context = Context(absl::Hours(24));
+    v1::JobRequest watch;
+    watch.set_job(job.id());
+    auto reader = stub.WatchJob(context.get(), watch);
+    repository::ProgressPrinter printer(err);
+    std::string node = NodeOf(job);
+    for (v1::JobInfo j; reader->Read(&j);) {
+      if (NodeOf(j) != node) {
+        node = NodeOf(j);
+        err << "\nretrying on " << node << "\n";
+      }
+      printer.Show(j.state(), j.bytes_done(), j.bytes_total(), j.bytes_per_second(), "");
+      last = j;
+    }
+    RETURN_IF_ERROR(FromGrpcStatus(reader->Finish(), "watching the job"));
+  }
+  v1::JobInfo detail;
+  v1::JobRequest request_detail;
+  request_detail.set_job(job.id());
+  if (stub.GetJob(Context().get(), request_detail, &detail).ok()) last = detail;
+  if (args.Has("json")) {
+    PrintJson(last, out);
+  } else {
+    PrintJob(last, out);
+  }
+  return Outcome(last);
+}
+
+absl::Status BackupList(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
+  v1::ListBackupsRequest request;
+  request.set_unit(args.GetOr("unit", ""));
+  v1::ListBackupsResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(stub.ListBackups(Context().get(), request, &response), "backup list"));
+  if (args.Has("json")) {
+    PrintJson(response, out);
+    return absl::OkStatus();
+  }
+  Table t({"BACKUP", "UNIT", "TYPE", "SOURCE", "GENERATIONS", "SIZE", "NEW", "FINISHED", "VERIFIED"});
+  for (const auto& b : response.backups()) {
+    t.Add({b.manifest(), b.unit(), BackupTypeTitle(b.type()), b.source_node(),
+           absl::StrCat(Gen(b.low_generation()), "-", Gen(b.high_generation())),
+           HumanBytes(b.logical_bytes()), HumanBytes(b.new_bytes()), Time(b.finished_us()),
+           b.verified() ? "yes" : "no"});
+  }
+  t.Print(out);
+  return absl::OkStatus();
+}
+
+absl::Status ChainShow(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
+  v1::ShowChainsRequest request;
+  request.set_unit(args.GetOr("unit", ""));
+  if (request.unit().empty()) return Usage("chain show: --unit U is required");
+  v1::ShowChainsResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(stub.ShowChains(Context().get(), request, &response), "chain show"));
+  if (args.Has("json")) {
+    PrintJson(response, out);
+    return absl::OkStatus();
+  }
+  if (response.chains_size() == 0) out << "unit " << request.unit() << " has no chain\n";
+  int n = 0;
+  for (const auto& c : response.chains()) {
+    out << "chain " << ++n << " of " << c.unit() << ": " << (c.broken() ? "BROKEN" : "valid") << "\n";
+    Table t({"  PIECE", "BACKUP", "SOURCE", "GENERATIONS", "RESTORE POINT"});
+    auto row = [&](const std::string& what, const v1::CatalogBackup& b) {
+      t.Add({absl::StrCat("  ", what), b.manifest(), b.source_node(),
+             absl::StrCat(Gen(b.low_generation()), "-", Gen(b.high_generation())),
+             absl::StrCat(Gen(b.high_generation()), " at ", Time(b.started_us()))});
+    };
+    row("Full", c.full());
+    for (const auto& b : c.incrementals()) row("Incremental", b);
+    for (const auto& b : c.differentials()) row("Differential", b);
+    t.Print(out);
+    out << "  restore points:";
+    for (const auto& p : c.restore_points()) out << " " << Gen(p.generation());
+    out << "\n";
+    if (c.broken()) {
+      out << "  broken at generation " << Gen(c.broken_at_generation()) << ": " << c.broken_reason()
+          << "\n";
+    }
+  }
+  out << "next Incremental: " << response.next_incremental() << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Job(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
+  const auto& pos = args.positional();
+  const std::string verb = pos.size() > 1 ? pos[1] : "";
+  if (verb == "list") {
+    v1::ListJobsRequest request;
+    request.set_unit(args.GetOr("unit", ""));
+    auto limit = args.GetUint("limit", 0);
+    if (!limit.ok()) return Usage(std::string(limit.status().message()));
+    request.set_limit(static_cast<uint32_t>(*limit));
+    v1::ListJobsResponse response;
+    RETURN_IF_ERROR(FromGrpcStatus(stub.ListJobs(Context().get(), request, &response), "job list"));
+    if (args.Has("json")) {
+      PrintJson(response, out);
+      return absl::OkStatus();
+    }
+    Table t({"JOB", "UNIT", "TYPE", "NODE", "ATTEMPTS", "STATE", "CREATED", "REASON"});
+    for (const auto& j : response.jobs()) {
+      t.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j), absl::StrCat(j.attempts_size()),
+             j.state(), Time(j.created_us()), j.reason().substr(0, 80)});
+    }
+    t.Print(out);
+    return absl::OkStatus();
+  }
+  if ((verb != "show" && verb != "cancel") || pos.size() != 3) {
+    return Usage("job: use job list, job show ID or job cancel ID");
+  }
+  v1::JobRequest request;
+  request.set_job(pos[2]);
+  v1::JobInfo job;
+  grpc::Status s = verb == "show" ? stub.GetJob(Context().get(), request, &job)
+                                  : stub.CancelJob(Context().get(), request, &job);
+  RETURN_IF_ERROR(FromGrpcStatus(s, absl::StrCat("job ", verb)));
+  if (args.Has("json")) {
+    PrintJson(job, out);
+  } else {
+    PrintJob(job, out);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CatalogRebuild(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args,
+                            std::ostream& out) {
+  if (args.positional().size() < 2 || args.positional()[1] != "rebuild") {
+    return Usage("catalog: use catalog rebuild [--repo PATH]");
+  }
+  v1::RebuildCatalogRequest request;
+  request.set_repository(args.GetOr("repo", ""));
+  v1::RebuildCatalogResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(
+      stub.RebuildCatalog(Context(absl::Minutes(30)).get(), request, &response), "catalog rebuild"));
+  if (args.Has("json")) {
+    PrintJson(response, out);
+  } else {
+    out << "catalog rebuilt: " << response.backups() << " backups of "
+        << response.units_size() << " units (" << absl::StrJoin(response.units(), ", ") << ")\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Certs(const CliArgs& args, std::ostream& out) {
+  const auto& pos = args.positional();
+  const std::string verb = pos.size() > 1 ? pos[1] : "";
+  const std::string dir = args.GetOr("dir", "");
+  if (dir.empty()) return Usage("certs: --dir DIR is required");
+  if (verb == "init") {
+    CaRequest request{.dir = dir, .deployment = args.GetOr("deployment", "dagvault")};
+    request.force = args.Has("force");
+    RETURN_IF_ERROR(CreateCa(request));
+    out << "created the deployment CA: " << JoinPath(dir, "ca.crt") << " and "
+        << JoinPath(dir, "ca.key") << " (keep ca.key offline once the certificates are issued)\n";
+    return absl::OkStatus();
+  }
+  if (verb == "issue") {
+    CertRequest request{.dir = dir, .name = args.GetOr("name", ""), .role = args.GetOr("role", "")};
+    if (request.name.empty() || request.role.empty()) {
+      return Usage("certs issue: --name NAME and --role node|coordinator|admin are required");
+    }
+    for (const auto& s : args.GetAll("san")) {
+      for (auto h : absl::StrSplit(s, ',', absl::SkipEmpty())) request.sans.push_back(std::string(h));
+    }
+    RETURN_IF_ERROR(IssueCertificate(request));
+    out << "issued " << JoinPath(dir, request.name + ".crt") << " (CN=" << request.name
+        << ", role " << request.role << ") and its key " << JoinPath(dir, request.name + ".key")
+        << "\n";
+    return absl::OkStatus();
+  }
+  return Usage("certs: use certs init or certs issue");
+}
+
+absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err) {
+  const auto& pos = args.positional();
+  const std::string& command = pos[0];
+  if (command == "certs") return Certs(args, out);
+  static const std::set<std::string> kCommands = {"status", "backup", "chain", "job", "catalog"};
+  if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
+  auto connected = Connect(args);
+  if (!connected.ok()) return Usage(std::string(connected.status().message()));
+  v1::CoordinatorAdmin::Stub& stub = **connected;
+  const std::string verb = pos.size() > 1 ? pos[1] : "";
+  if (command == "status") return Status(stub, args, out);
+  if (command == "backup" && verb == "start") return BackupStart(stub, args, out, err);
+  if (command == "backup" && verb == "list") return BackupList(stub, args, out);
+  if (command == "chain" && verb == "show") return ChainShow(stub, args, out);
+  if (command == "job") return Job(stub, args, out);
+  if (command == "catalog") return CatalogRebuild(stub, args, out);
+  return Usage(absl::StrCat("unknown command: ", absl::StrJoin(pos, " ")));
+}
+
+}  // namespace
+
+int RunAdminCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  auto args = CliArgs::Parse(argv, kSpec);
+  if (!args.ok() || args->positional().empty()) {
+    err << (args.ok() ? "" : absl::StrCat("dagvault: ", args.status().message(), "\n")) << kUsage;
+    return 2;
+  }
+  const auto& pos = args->positional();
+  const std::string command = pos[0];
+  absl::Status s = Dispatch(*args, out, err);
+  if (IsUsage(s)) {
+    err << "dagvault: " << s.message() << "\n\n" << kUsage;
+    return 2;
+  }
+  if (!s.ok()) {
+    err << "dagvault " << command << ": " << s.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace dagvault::cli

@@ -1,0 +1,517 @@
+#include "node-agent/daemon/agent_daemon.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/tls.h"
+#include "dagvault/v1/agent.grpc.pb.h"
+#include "dagvault/v1/store.grpc.pb.h"
+#include "node-agent/jobs/backup_job.h"
+#include "node-agent/shadow/writer_shadow_session.h"
+#include "node-agent/verify/unit_verifier.h"
+#include "repository/chain.h"
+#include "repository/cli_support.h"
+
+namespace dagvault::agent {
+namespace {
+
+namespace v1 = dagvault::v1;
+using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>;
+
+constexpr char kAgentVersion[] = "0.1.0";
+
+// The same warning, repeated while a condition lasts (the coordinator
+// unreachable for an hour), is logged once a minute with a count.
+class RateLimitedWarning {
+ public:
+  void Warn(const std::string& message) {
+    std::lock_guard<std::mutex> l(mu_);
+    const absl::Time now = absl::Now();
+    if (message == last_ && now - logged_ < absl::Minutes(1)) {
+      ++suppressed_;
+      return;
+    }
+    auto log = logging::Get("agent");
+    if (message == last_ && suppressed_ > 0) {
+      log->warn("{} (repeated {} times in the last minute)", message, suppressed_);
+    } else {
+      log->warn("{}", message);
+    }
+    last_ = message;
+    logged_ = now;
+    suppressed_ = 0;
+  }
+  void Reset() {
+    std::lock_guard<std::mutex> l(mu_);
+    last_.clear();
+    suppressed_ = 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string last_;
+  absl::Time logged_ = absl::InfinitePast();
+  int suppressed_ = 0;
+};
+
+std::string Key(const std::string& job, uint32_t attempt) { return absl::StrCat(job, "#", attempt); }
+
+bool IsBackupInProgress(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kFailedPrecondition &&
+         s.message().find("a backup is already in progress") != std::string::npos;
+}
+
+class Daemon final : public AgentDaemon {
+ public:
+  explicit Daemon(v1::AgentConfig config) : config_(std::move(config)) {
+    std::mt19937_64 rng(std::random_device{}());
+    incarnation_ = absl::StrFormat("%016x", rng());
+    const std::string socket =
+        config_.writer_socket().empty() ? "/run/mailstored/writer.sock" : config_.writer_socket();
+    writer_ = ConnectWriter(socket);
+    admin_ = v1::Admin::NewStub(grpc::CreateChannel(absl::StrCat("unix:", socket),
+                                                    grpc::InsecureChannelCredentials()));
+  }
+
+  absl::Status Init() {
+    ASSIGN_OR_RETURN(credentials_, MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
+                                                          absl::StrCat("coordinator ", config_.coordinator())));
+    return absl::OkStatus();
+  }
+
+  void Run(const std::atomic<bool>* stop) override {
+    auto log = logging::Get("agent");
+    SweepAtStart();
+    std::thread monitor([&] { Monitor(stop); });
+    const absl::Duration min_backoff =
+        absl::Milliseconds(config_.reconnect_min_ms() != 0 ? config_.reconnect_min_ms() : 500);
+    const absl::Duration max_backoff =
+        absl::Milliseconds(config_.reconnect_max_ms() != 0 ? config_.reconnect_max_ms() : 30000);
+    absl::Duration backoff = min_backoff;
+    while (!*stop) {
+      bool registered = false;
+      absl::Status s = Session(stop, &registered);
+      if (*stop) break;
+      if (registered) backoff = min_backoff;
+      warnings_.Warn(absl::StrCat("coordinator ", config_.coordinator(), ": ",
+                                  s.ok() ? std::string("stream ended") : std::string(s.message()),
+                                  "; reconnecting"));
+      const absl::Time until = absl::Now() + backoff;
+      while (!*stop && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+      backoff = std::min(backoff * 2, max_backoff);
+    }
+    log->info("stopping: cancelling running jobs");
+    CancelAll("the agent is stopping");
+    monitor.join();
+    std::vector<std::unique_ptr<Job>> jobs;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [k, j] : jobs_) jobs.push_back(std::move(j));
+      jobs_.clear();
+    }
+    for (auto& j : jobs) {
+      if (j->thread.joinable()) j->thread.join();
+    }
+  }
+
+ private:
+  struct Job {
+    v1::JobAssignment assignment;
+    repository::TransferControl control;
+    v1::RunningJob progress;
+    absl::Time last_sent = absl::InfinitePast();
+    std::atomic<bool> done{false};
+    std::thread thread;
+  };
+
+  void SweepAtStart() {
+    WriterShadowSession session(writer_, gate_);
+    auto removed = SweepLeftoverSnapshots(session);
+    if (!removed.ok()) {
+      warnings_.Warn(absl::StrCat("could not look for snapshot folders left by crashed jobs: ",
+                                  removed.status().message()));
+      return;
+    }
+    for (const auto& f : *removed) {
+      logging::Get("agent")->warn("removed snapshot folder {}, left by a job that did not finish", f);
+    }
+  }
+
+  // Cancels the stream when asked to stop, and fences jobs whose lease
+  // cannot be renewed.
+  void Monitor(const std::atomic<bool>* stop) {
+    while (!*stop) {
+      absl::SleepFor(absl::Milliseconds(200));
+      std::lock_guard<std::mutex> l(mu_);
+      if (!connected_ && !jobs_.empty() && absl::Now() - last_connected_ > lease_ttl_) {
+        for (auto& [k, j] : jobs_) {
+          if (!j->control.cancel) {
+            logging::Get("agent")->warn(
+                "job {}: the coordinator has been unreachable for more than the lease period "
+                "({}): its lease is gone, so the job is cancelled",
+                j->assignment.job(), absl::FormatDuration(lease_ttl_));
+            j->control.cancel = true;
+          }
+        }
+      }
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    if (context_ != nullptr) context_->TryCancel();
+  }
+
+  bool Write(const v1::AgentMessage& m) {
+    std::lock_guard<std::mutex> l(stream_mu_);
+    return stream_ != nullptr && stream_->Write(m);
+  }
+
+  absl::Status Session(const std::atomic<bool>* stop, bool* registered) {
+    auto stub = v1::AgentService::NewStub(grpc::CreateChannel(config_.coordinator(), credentials_));
+    grpc::ClientContext context;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (*stop) return absl::CancelledError("stopping");
+      context_ = &context;
+    }
+    std::unique_ptr<Stream> stream = stub->Connect(&context);
+    v1::AgentMessage hello;
+    hello.mutable_register_()->set_node(config_.node());
+    hello.mutable_register_()->set_agent_version(kAgentVersion);
+    hello.mutable_register_()->set_incarnation(incarnation_);
+    v1::CoordinatorMessage first;
+    if (!stream->Write(hello) || !stream->Read(&first) || !first.has_registered()) {
+      grpc::Status s = stream->Finish();
+      std::lock_guard<std::mutex> l(mu_);
+      context_ = nullptr;
+      return FromGrpcStatus(s, "Connect");
+    }
+    *registered = true;
+    warnings_.Reset();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      report_every_ = absl::Milliseconds(std::max<uint32_t>(first.registered().report_every_ms(), 100));
+      if (first.registered().lease_ttl_ms() != 0) {
+        lease_ttl_ = absl::Milliseconds(first.registered().lease_ttl_ms());
+      }
+      connected_ = true;
+      last_connected_ = absl::Now();
+    }
+    {
+      std::lock_guard<std::mutex> l(stream_mu_);
+      stream_ = stream.get();
+    }
+    logging::Get("agent")->info("registered with coordinator {} as {}", config_.coordinator(),
+                                config_.node());
+    std::mutex report_mu;
+    std::condition_variable report_cv;
+    bool ended = false;
+    std::thread reporter([&] {
+      std::unique_lock<std::mutex> l(report_mu);
+      do {
+        l.unlock();
+        SendReport();
+        l.lock();
+      } while (!report_cv.wait_for(l, absl::ToChronoMilliseconds(report_every_),
+                                   [&] { return ended; }));
+    });
+    v1::CoordinatorMessage m;
+    while (stream->Read(&m)) {
+      if (m.has_assignment()) {
+        StartJob(m.assignment());
+      } else if (m.has_cancel()) {
+        CancelJob(m.cancel());
+      } else if (m.has_ack()) {
+        std::lock_guard<std::mutex> l(mu_);
+        undelivered_.erase(Key(m.ack().job(), m.ack().attempt()));
+      }
+    }
+    {
+      std::lock_guard<std::mutex> l(report_mu);
+      ended = true;
+    }
+    report_cv.notify_all();
+    reporter.join();
+    {
+      std::lock_guard<std::mutex> l(stream_mu_);
+      stream_ = nullptr;
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      connected_ = false;
+      last_connected_ = absl::Now();
+      context_ = nullptr;
+    }
+    context.TryCancel();
+    return FromGrpcStatus(stream->Finish(), "the coordinator stream");
+  }
+
+  void SendReport() {
+    v1::AgentMessage m;
+    v1::NodeReport* r = m.mutable_report();
+    r->set_node(config_.node());
+    r->set_sent_us(absl::ToUnixMicros(absl::Now()));
+    {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      grpc::Status s = writer_->GetMetadata(&context, {}, r->mutable_writers());
+      if (!s.ok()) r->set_writer_error(absl::StrCat("writers: ", s.error_message()));
+    }
+    {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      v1::StatusResponse status;
+      grpc::Status s = admin_->Status(&context, {}, &status);
+      if (s.ok()) {
+        for (const auto& unit : status.units()) {
+          for (const auto& copy : unit.copies()) {
+            if (copy.node() == config_.node()) *r->add_copies() = copy;
+          }
+        }
+      } else {
+        absl::StrAppend(r->mutable_writer_error(), r->writer_error().empty() ? "" : "; ",
+                        "copy status: ", s.error_message());
+        warnings_.Warn(absl::StrCat("mailstored does not answer on its socket: ", s.error_message()));
+      }
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [k, j] : jobs_) {
+        if (!j->done) *r->add_running() = j->progress;
+      }
+      for (const auto& [k, u] : undelivered_) *r->add_undelivered() = u;
+    }
+    Write(m);
+  }
+
+  void StartJob(const v1::JobAssignment& a) {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string key = Key(a.job(), a.attempt());
+    if (jobs_.count(key) != 0 || undelivered_.count(key) != 0) return;  // already ours
+    // Reap finished jobs' threads.
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (it->second->done) {
+        if (it->second->thread.joinable()) it->second->thread.join();
+        it = jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto job = std::make_unique<Job>();
+    job->assignment = a;
+    job->progress.set_job(a.job());
+    job->progress.set_attempt(a.attempt());
+    job->progress.set_unit(a.unit());
+    job->progress.set_phase("preparing");
+    Job* raw = job.get();
+    jobs_[key] = std::move(job);
+    raw->thread = std::thread([this, raw] { RunJob(raw); });
+  }
+
+  void CancelJob(const v1::CancelJob& c) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = jobs_.find(Key(c.job(), c.attempt()));
+    if (it == jobs_.end()) return;
+    logging::Get("agent")->warn("job {}: cancelled by the coordinator: {}", c.job(), c.reason());
+    it->second->control.cancel = true;
+  }
+
+  void CancelAll(const std::string& why) {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [k, j] : jobs_) {
+      if (!j->done) {
+        logging::Get("agent")->warn("job {}: cancelled: {}", j->assignment.job(), why);
+        j->control.cancel = true;
+      }
+    }
+  }
+
+  // Progress from the job: each change of phase at once, bytes at most
+  // twice a second.
+  void OnProgress(Job* job, const JobProgress& p, const std::string& writer_instance) {
+    v1::AgentMessage m;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      std::string phase = p.phase == "snapshot" ? "frozen" : p.phase;
+      // The transfer's bytes are all read: what remains is the final
+      // checks (chain join, signatures) and the manifest.
+      if (phase == "transferring" && p.bytes_total > 0 && p.bytes_done >= p.bytes_total) {
+        phase = "verifying";
+      }
+      const bool new_phase = phase != job->progress.phase();
+      job->progress.set_phase(phase);
+      if (p.bytes_total > 0) {
+        job->progress.set_bytes_done(p.bytes_done);
+        job->progress.set_bytes_total(p.bytes_total);
+        job->progress.set_bytes_per_second(p.bytes_per_second);
+      }
+      const absl::Time now = absl::Now();
+      if (!new_phase && now - job->last_sent < absl::Milliseconds(500)) return;
+      job->last_sent = now;
+      v1::JobUpdate* u = m.mutable_job_update();
+      u->set_job(job->assignment.job());
+      u->set_attempt(job->assignment.attempt());
+      u->set_phase(phase);
+      u->set_bytes_done(job->progress.bytes_done());
+      u->set_bytes_total(job->progress.bytes_total());
+      u->set_bytes_per_second(job->progress.bytes_per_second());
+      u->set_writer_instance(writer_instance);
+    }
+    Write(m);
+  }
+
+  // The copy's role now, from mailstored.
+  absl::StatusOr<v1::CopyStatus> LocalCopy(const std::string& unit) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::StatusRequest request;
+    request.set_unit(unit);
+    v1::StatusResponse status;
+    RETURN_IF_ERROR(FromGrpcStatus(admin_->Status(&context, request, &status), "mailstored Status"));
+    for (const auto& u : status.units()) {
+      for (const auto& c : u.copies()) {
+        if (c.unit() == unit && c.node() == config_.node()) return c;
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("unit ", unit, " has no copy on ", config_.node()));
+  }
+
+  absl::StatusOr<BackupJobResult> Backup(Job* job, v1::Manifest* summary) {
+    const v1::JobAssignment& a = job->assignment;
+    ASSIGN_OR_RETURN(v1::CopyStatus copy, LocalCopy(a.unit()));
+    if ((copy.role() == v1::ACTIVE) != a.expect_active()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the copy of ", a.unit(), " on ", config_.node(), " was chosen as the ",
+          a.expect_active() ? "active" : "passive", " copy but is now the ",
+          copy.role() == v1::ACTIVE ? "active" : "passive", " one"));
+    }
+    ASSIGN_OR_RETURN(repository::Repository repo,
+                     repository::OpenRepositoryWithSecretFiles(config_.repository(),
+                                                               config_.passphrase_file(),
+                                                               config_.key_file()));
+    ASSIGN_OR_RETURN(auto provider,
+                     MakeSnapshotProvider(config_.snapshot().empty() ? "auto" : config_.snapshot()));
+    BackupJobSpec spec;
+    spec.job = a.job();
+    spec.unit = a.unit();
+    spec.type = a.type();
+    spec.base_high_generation = a.base_high_generation();
+    spec.base_high_log_sha256 = a.base_high_log_sha256();
+    spec.max_copy_queue = a.max_copy_queue();
+    spec.max_replay_queue = a.max_replay_queue();
+    WriterSessionOptions session_options;
+    if (config_.freeze_timeout_seconds() != 0) {
+      session_options.freeze_timeout = absl::Seconds(config_.freeze_timeout_seconds());
+    }
+    BackupJobOptions options;
+    options.repository.workers = static_cast<int>(config_.workers());
+    const absl::Time wait_until = absl::Now() + absl::Seconds(a.wait_for_writer_seconds());
+    while (true) {
+      WriterShadowSession session(writer_, gate_, session_options);
+      std::string writer_instance;
+      auto r = RunBackupJob(
+          session, *provider, repo, spec, &job->control,
+          [&](const JobProgress& p) { OnProgress(job, p, writer_instance); }, options);
+      if (r.ok()) {
+        ASSIGN_OR_RETURN(v1::Manifest manifest, repo.ReadManifest(r->manifest));
+        *summary = repository::ChainSummaryOf(manifest);
+        return r;
+      }
+      // A dead earlier attempt's writer session holds the unit until the
+      // writer's session timeout: wait for it, as the coordinator asked.
+      if (!IsBackupInProgress(r.status()) || absl::Now() >= wait_until || job->control.cancel) {
+        return r.status();
+      }
+      warnings_.Warn(absl::StrCat("job ", a.job(), ": ", r.status().message(),
+                                  "; waiting for it to be released"));
+      absl::SleepFor(absl::Seconds(2));
+    }
+  }
+
+  void RunJob(Job* job) {
+    auto log = logging::Get("agent");
+    const v1::JobAssignment& a = job->assignment;
+    log->info("job {} attempt {}: {} backup of {}", a.job(), a.attempt(),
+              v1::BackupType_Name(a.type()), a.unit());
+    v1::Manifest summary;
+    auto r = Backup(job, &summary);
+    v1::AgentMessage m;
+    v1::JobUpdate* u = m.mutable_job_update();
+    u->set_job(a.job());
+    u->set_attempt(a.attempt());
+    if (r.ok()) {
+      u->set_phase("succeeded");
+      u->set_writer_instance(r->writer_instance);
+      u->set_bytes_done(r->logical_bytes);
+      u->set_bytes_total(r->logical_bytes);
+      v1::BackupJobResult* out = u->mutable_result();
+      out->set_manifest(r->manifest);
+      out->set_type(r->type);
+      out->set_writer_instance(r->writer_instance);
+      out->set_low_generation(r->low_generation);
+      out->set_high_generation(r->high_generation);
+      out->set_logical_bytes(r->logical_bytes);
+      out->set_new_bytes(r->new_bytes);
+      out->set_stored_bytes(r->stored_bytes);
+      for (uint32_t g : r->truncated) out->add_truncated(g);
+      out->set_freeze_window_us(absl::ToInt64Microseconds(r->freeze_window));
+      out->set_elapsed_us(absl::ToInt64Microseconds(r->elapsed));
+      out->set_pages_checked(r->verified.pages);
+      for (const auto& w : r->warnings) out->add_warnings(w);
+      *out->mutable_summary() = std::move(summary);
+      log->info("job {} attempt {}: backup {} of {} succeeded", a.job(), a.attempt(), r->manifest,
+                a.unit());
+    } else {
+      const bool cancelled = r.status().code() == absl::StatusCode::kCancelled;
+      u->set_phase(cancelled ? "cancelled" : "failed");
+      u->set_error(std::string(r.status().message()));
+      u->set_chain_break_generation(ChainBreakGenerationOf(r.status()));
+      log->warn("job {} attempt {}: {}", a.job(), a.attempt(), r.status().message());
+    }
+    {
+      // Kept until the coordinator acknowledges it, and sent again with
+      // every report meanwhile.
+      std::lock_guard<std::mutex> l(mu_);
+      undelivered_[Key(a.job(), a.attempt())] = *u;
+      job->done = true;
+    }
+    Write(m);
+  }
+
+  v1::AgentConfig config_;
+  std::string incarnation_;
+  std::shared_ptr<v1::Writer::StubInterface> writer_;
+  std::unique_ptr<v1::Admin::Stub> admin_;
+  std::shared_ptr<std::mutex> gate_ = std::make_shared<std::mutex>();
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  RateLimitedWarning warnings_;
+
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Job>> jobs_;
+  std::map<std::string, v1::JobUpdate> undelivered_;
+  bool connected_ = false;
+  absl::Time last_connected_ = absl::Now();
+  absl::Duration report_every_ = absl::Seconds(5);
+  absl::Duration lease_ttl_ = absl::Seconds(30);
+  grpc::ClientContext* context_ = nullptr;
+
+  std::mutex stream_mu_;
+  Stream* stream_ = nullptr;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Create(v1::AgentConfig config) {
+  auto daemon = std::make_unique<Daemon>(std::move(config));
+  RETURN_IF_ERROR(daemon->Init());
+  return daemon;
+}
+
+}  // namespace dagvault::agent

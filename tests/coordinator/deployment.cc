@@ -1,0 +1,229 @@
+#include "tests/coordinator/deployment.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/text_config.h"
+#include "repository/repository.h"
+#include "repository/repository_test_util.h"
+
+namespace dagvault::testing {
+
+namespace v1 = dagvault::v1;
+
+namespace {
+
+// Like WaitFor, at a pace fit for running a command line each time.
+bool Poll(const std::function<bool()>& done, absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  while (true) {
+    if (done()) return true;
+    if (absl::Now() >= until) return false;
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+}
+
+}  // namespace
+
+Deployment::Deployment(DeploymentOptions options, const std::string& tag)
+    : options_(std::move(options)), cluster_(options_.lab, tag) {}
+
+Deployment::~Deployment() {
+  for (auto& a : agents_) {
+    if (a) a->Kill(15), a->Wait();
+  }
+  if (coordinator_) coordinator_->Kill(15), coordinator_->Wait();
+}
+
+absl::Status Deployment::Start() {
+  RETURN_IF_ERROR(cluster_.Start());
+  certs_ = cluster_.root() + "/certs";
+  repo_ = cluster_.root() + "/repo";
+  passphrase_file_ = cluster_.root() + "/passphrase";
+  // The certificates, by the real command line.
+  auto run = [&](std::vector<std::string> args) -> absl::Status {
+    args.insert(args.begin(), BinaryPath("dagvault"));
+    ProcessResult r = RunProcess(args);
+    if (!r.ok()) return absl::InternalError(absl::StrCat(args[1], " ", args[2], ": ", r.err));
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(run({"certs", "init", "--dir", certs_}));
+  RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role", "coordinator"}));
+  RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "admin", "--role", "admin"}));
+  for (int i = 0; i < cluster_.size(); ++i) {
+    RETURN_IF_ERROR(
+        run({"certs", "issue", "--dir", certs_, "--name", cluster_.node(i).name, "--role", "node"}));
+  }
+  const auto secret = repository::testing::TestPassphrase();
+  RETURN_IF_ERROR(WriteFileAtomically(passphrase_file_, secret.bytes));
+  RETURN_IF_ERROR(repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
+
+  auto ports = mailstore::PickFreePorts("127.0.0.1", 1);
+  if (!ports.ok()) return ports.status();
+  address_ = absl::StrCat("127.0.0.1:", (*ports)[0]);
+  v1::CoordinatorConfig c;
+  c.set_listen(address_);
+  c.mutable_tls()->set_ca_file(certs_ + "/ca.crt");
+  c.mutable_tls()->set_cert_file(certs_ + "/coordinator.crt");
+  c.mutable_tls()->set_key_file(certs_ + "/coordinator.key");
+  c.set_catalog(cluster_.root() + "/catalog.db");
+  c.set_repository(repo_);
+  c.set_passphrase_file(passphrase_file_);
+  c.set_report_every_ms(options_.report_every_ms);
+  c.set_node_timeout_ms(options_.node_timeout_ms);
+  c.set_lease_ttl_ms(options_.lease_ttl_ms);
+  c.set_writer_session_timeout_ms(options_.lab.backup_session_timeout_ms != 0
+                                      ? options_.lab.backup_session_timeout_ms
+                                      : 60000);
+  c.set_log_level("debug");
+  coordinator_config_ = cluster_.root() + "/coordinator.conf";
+  RETURN_IF_ERROR(WriteFileAtomically(coordinator_config_, ToTextConfig(c)));
+  RETURN_IF_ERROR(StartCoordinator());
+  agents_.resize(static_cast<size_t>(cluster_.size()));
+  for (int i = 0; i < cluster_.size(); ++i) RETURN_IF_ERROR(StartAgent(i));
+  return WaitReporting(absl::Seconds(30), cluster_.size() * 2);
+}
+
+std::string Deployment::CoordinatorLog() const {
+  auto s = ReadFileToString(cluster_.root() + "/coordinator.log");
+  auto e = ReadFileToString(cluster_.root() + "/coordinator.log.err");
+  return absl::StrCat(s.ok() ? *s : "", e.ok() ? *e : "");
+}
+
+std::string Deployment::AgentLog(int i) const {
+  const std::string base = absl::StrCat(cluster_.root(), "/agent-", cluster_.node(i).name, ".log");
+  auto s = ReadFileToString(base);
+  auto e = ReadFileToString(base + ".err");
+  return absl::StrCat(s.ok() ? *s : "", e.ok() ? *e : "");
+}
+
+absl::Status Deployment::StartCoordinator() {
+  coordinator_ = std::make_unique<Subprocess>(
+      std::vector<std::string>{BinaryPath("dagvault-coordinator"), "--config", coordinator_config_},
+      std::map<std::string, std::string>{}, cluster_.root() + "/coordinator.log");
+  // Up when the admin API answers.
+  if (!Poll([&] { return Status().ok(); }, absl::Seconds(20))) {
+    return absl::DeadlineExceededError(absl::StrCat("the coordinator did not start:\n", CoordinatorLog()));
+  }
+  return absl::OkStatus();
+}
+
+void Deployment::KillCoordinator() {
+  coordinator_->Kill(9);
+  coordinator_->Wait();
+}
+
+v1::AgentConfig Deployment::AgentConfigOf(int i) const {
+  const auto& node = cluster_.node(i);
+  v1::AgentConfig a;
+  a.set_node(node.name);
+  a.set_coordinator(address_);
+  a.mutable_tls()->set_ca_file(certs_ + "/ca.crt");
+  a.mutable_tls()->set_cert_file(absl::StrCat(certs_, "/", node.name, ".crt"));
+  a.mutable_tls()->set_key_file(absl::StrCat(certs_, "/", node.name, ".key"));
+  a.set_writer_socket(node.config.writer_socket());
+  a.set_repository(repo_);
+  a.set_passphrase_file(passphrase_file_);
+  a.set_workers(2);
+  a.set_reconnect_min_ms(200);
+  a.set_reconnect_max_ms(1000);
+  a.set_log_level("debug");
+  return a;
+}
+
+std::string Deployment::WriteAgentConfig(int i, const v1::AgentConfig& config) const {
+  const std::string path = absl::StrCat(cluster_.root(), "/agent-", cluster_.node(i).name, ".conf");
+  (void)WriteFileAtomically(path, ToTextConfig(config));
+  return path;
+}
+
+absl::Status Deployment::StartAgent(int i) {
+  const std::string config = WriteAgentConfig(i, AgentConfigOf(i));
+  agents_[static_cast<size_t>(i)] = std::make_unique<Subprocess>(
+      std::vector<std::string>{BinaryPath("dagvault-agent"), "--config", config},
+      options_.agent_env, absl::StrCat(cluster_.root(), "/agent-", cluster_.node(i).name, ".log"));
+  return absl::OkStatus();
+}
+
+void Deployment::KillAgent(int i) {
+  auto& a = agents_[static_cast<size_t>(i)];
+  if (!a) return;
+  a->Kill(9);
+  a->Wait();
+  a.reset();
+}
+
+bool Deployment::AgentRunning(int i) {
+  auto& a = agents_[static_cast<size_t>(i)];
+  return a && !a->Poll().has_value();
+}
+
+ProcessResult Deployment::Cli(std::vector<std::string> args, absl::Duration timeout) {
+  args.insert(args.begin(), BinaryPath("dagvault"));
+  args.push_back("--coordinator");
+  args.push_back(address_);
+  args.push_back("--certs");
+  args.push_back(certs_);
+  return RunProcess(args, {}, timeout);
+}
+
+absl::Status Deployment::CliJson(std::vector<std::string> args, google::protobuf::Message* out) {
+  args.push_back("--json");
+  ProcessResult r = Cli(args);
+  if (r.exit_code != 0 && r.out.empty()) {
+    return absl::InternalError(absl::StrCat("dagvault exit ", r.exit_code, ": ", r.err));
+  }
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto parsed = google::protobuf::util::JsonStringToMessage(r.out, out, options);
+  if (!parsed.ok()) return absl::InternalError(absl::StrCat("not JSON: ", r.out, r.err));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ClusterStatus> Deployment::Status() {
+  v1::ClusterStatus s;
+  RETURN_IF_ERROR(CliJson({"status"}, &s));
+  return s;
+}
+
+absl::StatusOr<v1::JobInfo> Deployment::Job(const std::string& id) {
+  v1::JobInfo j;
+  RETURN_IF_ERROR(CliJson({"job", "show", id}, &j));
+  return j;
+}
+
+absl::StatusOr<v1::JobInfo> Deployment::WaitJob(const std::string& id, absl::Duration timeout) {
+  absl::StatusOr<v1::JobInfo> last = absl::DeadlineExceededError("not yet asked");
+  Poll(
+      [&] {
+        last = Job(id);
+        return last.ok() && (last->state() == "succeeded" || last->state() == "failed" ||
+                             last->state() == "cancelled");
+      },
+      timeout);
+  return last;
+}
+
+absl::Status Deployment::WaitReporting(absl::Duration timeout, int copies) {
+  absl::StatusOr<v1::ClusterStatus> last;
+  bool ok = Poll(
+      [&] {
+        last = Status();
+        if (!last.ok() || last->nodes_size() < cluster_.size()) return false;
+        for (const auto& n : last->nodes()) {
+          if (!n.reporting()) return false;
+        }
+        return last->copies_size() >= copies;
+      },
+      timeout);
+  if (ok) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat(
+      "not every node reports: ", last.ok() ? last->ShortDebugString() : last.status().ToString(),
+      "\ncoordinator:\n", CoordinatorLog()));
+}
+
+}  // namespace dagvault::testing

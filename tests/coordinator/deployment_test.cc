@@ -1,0 +1,200 @@
+// The coordinator, agents, mailstored and the command line as real
+// processes over mutual TLS (issue 6): source selection, leases, failover,
+// restart reconciliation, cross-server chains and their breaks,
+// certificate identity, and catalog rebuild.
+#include "tests/coordinator/deployment.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <google/protobuf/util/json_util.h>
+
+#include <thread>
+
+#include "repository/repository.h"
+#include "repository/repository_test_util.h"
+#include "common/file_util.h"
+#include "tests/mailstored/test_util.h"
+
+namespace dagvault::testing {
+namespace {
+
+namespace v1 = dagvault::v1;
+using ::testing::HasSubstr;
+
+DeploymentOptions Options(std::map<std::string, std::string> agent_env = {}) {
+  DeploymentOptions o;
+  o.lab = FastLab(/*lag_seconds=*/0);  // three copies that all qualify
+  // A dead agent's writer session ends after this, releasing the unit.
+  o.lab.backup_session_timeout_ms = 3000;
+  o.agent_env = std::move(agent_env);
+  return o;
+}
+
+// A backup started with --wait --json: its final record.
+v1::JobInfo BackupWait(Deployment& d, std::vector<std::string> args, int expect_exit = 0) {
+  args.insert(args.begin(), {"backup", "start"});
+  args.push_back("--wait");
+  args.push_back("--json");
+  ProcessResult r = d.Cli(args);
+  EXPECT_EQ(r.exit_code, expect_exit) << r.out << r.err << "\ncoordinator:\n" << d.CoordinatorLog();
+  v1::JobInfo job;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok()) << r.out << r.err;
+  return job;
+}
+
+std::string LastNode(const v1::JobInfo& j) {
+  return j.attempts_size() == 0 ? "" : j.attempts(j.attempts_size() - 1).node();
+}
+
+// Waits until the coordinator sees `unit`'s copy on `node` in `state`.
+bool WaitCopyState(Deployment& d, const std::string& unit, const std::string& node,
+                   v1::CopyState state) {
+  return WaitFor(
+      [&] {
+        auto s = d.Status();
+        if (!s.ok()) return false;
+        for (const auto& c : s->copies()) {
+          if (c.status().unit() == unit && c.status().node() == node) return c.status().state() == state;
+        }
+        return false;
+      },
+      absl::Seconds(20));
+}
+
+TEST(Deployment, SourceSelectionFollowsTheModeAndSaysWhyNothingQualifies) {
+  Deployment d(Options(), "selection");
+  ASSERT_OK(d.Start());
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+
+  // passive-then-active (the default): a Healthy passive copy.
+  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  EXPECT_EQ(full.state(), "succeeded") << full.reason();
+  EXPECT_THAT(LastNode(full), ::testing::AnyOf("node2", "node3"));
+  EXPECT_EQ(full.attempts(0).writer_instance(), "Exchange Replication Service");
+
+  // active-only: the active copy, through the Store writer.
+  v1::JobInfo active =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
+  EXPECT_EQ(active.state(), "succeeded") << active.reason();
+  EXPECT_EQ(LastNode(active), "node1");
+  EXPECT_EQ(active.attempts(0).writer_instance(), "Exchange Information Store");
+
+  // passive-only with no healthy passive copy: refused, with each copy's reason.
+  ASSERT_OK(d.cluster().Admin(kNode2, "suspend", "DB02"));
+  ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
+  ASSERT_TRUE(WaitCopyState(d, "DB02", "node2", v1::SUSPENDED));
+  ASSERT_TRUE(WaitCopyState(d, "DB02", "node3", v1::SUSPENDED));
+  ProcessResult refused = d.Cli(
+      {"backup", "start", "--unit", "DB02", "--type", "incremental", "--source-mode", "passive-only"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out + refused.err, HasSubstr("no copy of DB02 qualifies as a backup source (mode passive-only)"));
+  EXPECT_THAT(refused.out, HasSubstr("node1: "));
+  EXPECT_THAT(refused.out, HasSubstr("node2: "));
+  EXPECT_THAT(refused.out, HasSubstr("node3: "));
+  EXPECT_THAT(refused.out, HasSubstr("Suspended"));
+  // The refused job is on record, failed, with the reasons; no lease is held.
+  v1::ListJobsResponse jobs;
+  ASSERT_OK(d.CliJson({"job", "list", "--unit", "DB02"}, &jobs));
+  ASSERT_GE(jobs.jobs_size(), 3);
+  EXPECT_EQ(jobs.jobs(0).state(), "failed");
+  EXPECT_THAT(jobs.jobs(0).reason(), HasSubstr("Suspended"));
+  EXPECT_EQ(jobs.jobs(0).attempts_size(), 0);
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0);
+
+  // catalog rebuild from the repository reproduces the backup list.
+  v1::ListBackupsResponse before, after;
+  ASSERT_OK(d.CliJson({"backup", "list"}, &before));
+  ASSERT_EQ(before.backups_size(), 2);
+  ProcessResult rebuilt = d.Cli({"catalog", "rebuild", "--repo", d.repo()});
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  EXPECT_THAT(rebuilt.out, HasSubstr("2 backups"));
+  ASSERT_OK(d.CliJson({"backup", "list"}, &after));
+  ASSERT_EQ(after.backups_size(), before.backups_size());
+  for (int i = 0; i < before.backups_size(); ++i) {
+    EXPECT_EQ(after.backups(i).DebugString(), before.backups(i).DebugString());
+  }
+}
+
+TEST(Deployment, ThePreferredListIsHonouredAndTwoStartsForOneUnitRunOneRefuseTheOther) {
+  // Slow transfers, so that the first backup is still running.
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "prefer");
+  ASSERT_OK(d.Start());
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo preferred = BackupWait(d, {"--unit", "DB02", "--type", "full", "--prefer", "node3"});
+  EXPECT_EQ(preferred.state(), "succeeded") << preferred.reason();
+  EXPECT_EQ(LastNode(preferred), "node3");
+
+  ProcessResult a, b;
+  std::thread ta([&] { a = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental"}); });
+  std::thread tb([&] { b = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental"}); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ((a.exit_code == 0) + (b.exit_code == 0), 1) << a.out << a.err << b.out << b.err;
+  const ProcessResult& loser = a.exit_code == 0 ? b : a;
+  EXPECT_EQ(loser.exit_code, 1);
+  EXPECT_THAT(loser.err, HasSubstr("unit DB02 is being backed up: job backup-"));
+  EXPECT_THAT(loser.err, HasSubstr("holds its backup-in-progress lease"));
+  v1::ListJobsResponse jobs;
+  ASSERT_OK(d.CliJson({"job", "list", "--unit", "DB02"}, &jobs));
+  ASSERT_EQ(jobs.jobs_size(), 2);  // the refused start left no job
+  auto done = d.WaitJob(jobs.jobs(0).id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "succeeded") << done->reason();
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0);
+}
+
+TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) {
+  Deployment d(Options(), "certs");
+  ASSERT_OK(d.Start());
+  // node2's agent presenting node1's certificate.
+  d.KillAgent(kNode2);
+  v1::AgentConfig forged = d.AgentConfigOf(kNode2);
+  forged.mutable_tls()->set_cert_file(d.certs() + "/node1.crt");
+  forged.mutable_tls()->set_key_file(d.certs() + "/node1.key");
+  const std::string config = d.WriteAgentConfig(kNode2, forged);
+  Subprocess impostor({BinaryPath("dagvault-agent"), "--config", config}, {},
+                      d.cluster().root() + "/impostor.log");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto log = ReadFileToString(d.cluster().root() + "/impostor.log.err");
+        return log.ok() && log->find("refused") != std::string::npos;
+      },
+      absl::Seconds(20)));
+  auto log = ReadFileToString(d.cluster().root() + "/impostor.log.err");
+  EXPECT_THAT(*log, HasSubstr("the agent registers as node \"node2\" but its certificate is node1 (node)"));
+  impostor.Kill(15);
+  impostor.Wait();
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  for (const auto& n : status->nodes()) {
+    if (n.node() == "node2") {
+      EXPECT_FALSE(n.reporting());
+    }
+  }
+
+  // A node's certificate does not open the admin API.
+  ProcessResult as_node = d.Cli({"status", "--cert-name", "node1"});
+  EXPECT_EQ(as_node.exit_code, 1);
+  EXPECT_THAT(as_node.err, HasSubstr("the admin API needs an admin certificate"));
+  EXPECT_THAT(as_node.err, HasSubstr("node1 (node)"));
+  // A client without a certificate does not get through TLS at all.
+  auto anonymous = RunProcess({BinaryPath("dagvault"), "status", "--coordinator",
+                               d.coordinator_address(), "--insecure-dev"});
+  EXPECT_EQ(anonymous.exit_code, 1) << anonymous.out;
+  // And an agent without TLS files cannot start.
+  v1::AgentConfig plain = d.AgentConfigOf(kNode2);
+  plain.clear_tls();
+  auto no_tls = RunProcess({BinaryPath("dagvault-agent"), "--config", d.WriteAgentConfig(kNode2, plain)});
+  EXPECT_EQ(no_tls.exit_code, 2);
+  EXPECT_THAT(no_tls.err, HasSubstr("plain text needs an explicit --insecure-dev"));
+}
+
+}  // namespace
+}  // namespace dagvault::testing

@@ -196,5 +196,125 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
   EXPECT_THAT(no_tls.err, HasSubstr("plain text needs an explicit --insecure-dev"));
 }
 
+// Waits until the job's current attempt is transferring, and returns it.
+absl::StatusOr<v1::JobInfo> WaitTransferring(Deployment& d, const std::string& job) {
+  absl::StatusOr<v1::JobInfo> last;
+  WaitFor(
+      [&] {
+        last = d.Job(job);
+        return last.ok() && (last->state() == "transferring" || last->state() == "verifying" ||
+                             last->state() == "succeeded" || last->state() == "failed");
+      },
+      absl::Seconds(30));
+  return last;
+}
+
+// The lowest log generation each copy of `unit` still has.
+std::map<std::string, uint32_t> LowestLogs(Deployment& d, const std::string& unit) {
+  std::map<std::string, uint32_t> out;
+  for (int i = 0; i < d.cluster().size(); ++i) {
+    auto c = d.cluster().Copy(i, unit);
+    if (c.ok()) out[c->node()] = c->lowest_log_generation();
+  }
+  return out;
+}
+
+TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
+  // Each segment read takes 300 ms: the backup is mid-transfer for seconds.
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "failover");
+  ASSERT_OK(d.Start());
+  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
+  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  const auto lowest_before = LowestLogs(d, "DB02");
+
+  ProcessResult started =
+      d.Cli({"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node3", "--json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  v1::JobInfo job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok());
+  ASSERT_EQ(LastNode(job), "node3");
+  auto moving = WaitTransferring(d, job.id());
+  ASSERT_OK(moving.status());
+  ASSERT_EQ(moving->state(), "transferring") << moving->DebugString();
+  d.KillAgent(kNode3);
+  // Nothing is truncated by the attempt that died.
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "succeeded") << done->DebugString() << d.CoordinatorLog();
+  ASSERT_EQ(done->attempts_size(), 2) << done->DebugString();
+  EXPECT_EQ(done->attempts(0).node(), "node3");
+  EXPECT_EQ(done->attempts(0).state(), "failed");
+  EXPECT_THAT(done->attempts(0).reason(), HasSubstr("its lease expired: node3 has not reported the job"));
+  EXPECT_EQ(done->attempts(1).node(), "node2");
+  EXPECT_EQ(done->attempts(1).state(), "succeeded");
+  bool retry_event = false;
+  for (const auto& e : done->events()) {
+    retry_event |= e.message().find("retrying once on the next qualifying copy") != std::string::npos;
+  }
+  EXPECT_TRUE(retry_event);
+  // One backup: the dead attempt wrote no manifest.
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).manifest(), done->manifest());
+  EXPECT_EQ(backups.backups(0).source_node(), "node2");
+  auto repo = repository::Repository::Open(d.repo(), repository::testing::TestPassphrase());
+  ASSERT_OK(repo.status());
+  auto manifests = repo->ListManifests();
+  ASSERT_OK(manifests.status());
+  EXPECT_EQ(manifests->size(), 1u);
+  // Whatever was truncated, it was after the verified backup, and only up
+  // to its high generation.
+  for (const auto& [node, lowest] : LowestLogs(d, "DB02")) {
+    EXPECT_LE(lowest, backups.backups(0).high_generation() + 1) << node;
+    EXPECT_GE(lowest, lowest_before.at(node)) << node;
+  }
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0);
+
+  // node3 comes back; it failed last time, so with node3 preferred first it
+  // is still picked after node2.
+  ASSERT_OK(d.StartAgent(kNode3));
+  ASSERT_OK(d.WaitReporting());
+  v1::JobInfo next = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node3,node2"});
+  EXPECT_EQ(next.state(), "succeeded") << next.reason();
+  EXPECT_EQ(LastNode(next), "node2");
+}
+
+TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "restart");
+  ASSERT_OK(d.Start());
+  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
+  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  ProcessResult started = d.Cli({"backup", "start", "--unit", "DB02", "--type", "full", "--json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  v1::JobInfo job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok());
+  auto moving = WaitTransferring(d, job.id());
+  ASSERT_OK(moving.status());
+  d.KillCoordinator();
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_OK(d.StartCoordinator());
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "succeeded") << done->DebugString() << d.CoordinatorLog();
+  EXPECT_EQ(done->attempts_size(), 1);  // the same attempt, not a second one
+  bool restarted = false;
+  for (const auto& e : done->events()) {
+    restarted |= e.message().find("coordinator restarted") != std::string::npos;
+  }
+  EXPECT_TRUE(restarted);
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).job(), job.id());
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+}
+
 }  // namespace
 }  // namespace dagvault::testing

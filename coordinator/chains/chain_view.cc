@@ -131,6 +131,9 @@ PlannedBackup PlanBackup(const std::string& unit, v1::BackupType requested,
   plan.base_manifest = base->id();
   plan.base_high_generation = base->high_generation();
   plan.base_high_log_sha256 = log->sha256();
+  for (const auto& f : base->files()) {
+    if (f.role() == "log") plan.base_logs.emplace_back(f.generation(), f.sha256());
+  }
   return plan;
 }
 

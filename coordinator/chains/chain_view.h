@@ -28,6 +28,7 @@ struct PlannedBackup {
   std::string base_manifest;  // the piece it follows
   uint32_t base_high_generation = 0;
   std::string base_high_log_sha256;
+  std::vector<std::pair<uint32_t, std::string>> base_logs;  // generation, SHA-256
   std::string promoted_because;
 };
 PlannedBackup PlanBackup(const std::string& unit, dagvault::v1::BackupType requested,

@@ -83,6 +83,10 @@ absl::Status JobManager::Recover() {
     auto mode = ParseSourceMode(r.source_mode);
     if (mode.ok()) a.policy.mode = *mode;
     a.policy.preferred = r.preferred;
+    // What a retry needs: the chain the job follows.
+    auto backups = catalog_->Backups(r.unit);
+    auto breaks = catalog_->ChainBreaks(r.unit);
+    if (backups.ok() && breaks.ok()) a.plan = PlanBackup(r.unit, r.type, *backups, *breaks);
     for (const auto& attempt : r.attempts) a.tried.insert(attempt.node);
     a.assigned = now;
     // Its agent has one lease period to report it, running or finished.
@@ -258,6 +262,11 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
   job->set_type(a.record.type);
   job->set_base_high_generation(a.plan.base_high_generation);
   job->set_base_high_log_sha256(a.plan.base_high_log_sha256);
+  for (const auto& [generation, sha256] : a.plan.base_logs) {
+    v1::ChainLog* log = job->add_base_logs();
+    log->set_generation(generation);
+    log->set_sha256(sha256);
+  }
   job->set_max_copy_queue(a.policy.max_copy_queue);
   job->set_max_replay_queue(a.policy.max_replay_queue);
   job->set_expect_active(chosen.active);

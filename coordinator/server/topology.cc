@@ -75,6 +75,11 @@ void Topology::Report(const v1::NodeReport& report) {
     NodeState& n = nodes_[report.node()];
     n.record.name = report.node();
     n.record.last_report = now;
+    if (report.copies_size() == 0 && !report.writer_error().empty()) {
+      n.service_error = report.writer_error();
+      return;  // nothing new to write: the last copies stand, marked down
+    }
+    n.service_error.clear();
     n.copies.assign(report.copies().begin(), report.copies().end());
     n.copies_reported = now;
     const std::string shape = Shape(n.copies);
@@ -94,10 +99,15 @@ void Topology::Report(const v1::NodeReport& report) {
 }
 
 bool Topology::ReportingLocked(const NodeState& n, absl::Time now) const {
-  return n.channel != nullptr && now - n.record.last_report <= node_timeout_;
+  return n.channel != nullptr && now - n.record.last_report <= node_timeout_ &&
+         n.service_error.empty();
 }
 
 std::string Topology::DownReasonLocked(const NodeState& n, absl::Time now) const {
+  if (!n.service_error.empty() && n.channel != nullptr) {
+    return absl::StrCat("its agent reports but the mail server does not answer (", n.service_error,
+                        "): ServiceDown");
+  }
   if (n.record.last_report == absl::InfinitePast()) return "its agent has not reported since the coordinator started";
   std::string why = n.channel == nullptr ? "its agent is not connected" : "its agent stopped reporting";
   return absl::StrCat(why, "; last report ", FormatUtc(n.record.last_report),

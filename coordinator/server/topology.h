@@ -64,6 +64,9 @@ class Topology {
     std::shared_ptr<AgentChannel> channel;
     std::vector<dagvault::v1::CopyStatus> copies;
     absl::Time copies_reported = absl::InfinitePast();
+    // The agent reports but its mailstored does not answer: the copies keep
+    // their last state for the operator and do not qualify.
+    std::string service_error;
     std::string persisted_shape;  // role and state of each copy, as last written
     absl::Time persisted = absl::InfinitePast();
   };

@@ -404,6 +404,7 @@ class Daemon final : public AgentDaemon {
     spec.type = a.type();
     spec.base_high_generation = a.base_high_generation();
     spec.base_high_log_sha256 = a.base_high_log_sha256();
+    for (const auto& log : a.base_logs()) spec.base_log_sha256[log.generation()] = log.sha256();
     spec.max_copy_queue = a.max_copy_queue();
     spec.max_replay_queue = a.max_replay_queue();
     WriterSessionOptions session_options;

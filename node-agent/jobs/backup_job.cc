@@ -95,6 +95,9 @@ absl::Status FillBaseFromRepository(const repository::Repository& repo, BackupJo
   }
   spec->base_high_generation = base.high_generation();
   spec->base_high_log_sha256 = log->sha256();
+  for (const auto& f : base.files()) {
+    if (f.role() == "log") spec->base_log_sha256[f.generation()] = f.sha256();
+  }
   return absl::OkStatus();
 }
 
@@ -201,6 +204,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   if (follows) {
     expect.join_generation = spec.base_high_generation;
     expect.join_sha256 = spec.base_high_log_sha256;
+    expect.chain_log_sha256 = spec.base_log_sha256;
   }
   auto verifier = UnitVerifier::Create(expect, files, sources);
   if (!verifier.ok()) return fail(verifier.status(), frozen);

@@ -9,6 +9,7 @@
 // Windows VSS implementation would sit behind the same interface.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,9 @@ struct BackupJobSpec {
   // And the SHA-256 of that backup's log of that generation: the new
   // logs must link to it.
   std::string base_high_log_sha256;
+  // The SHA-256 of each log of that backup, by generation (optional): a
+  // failure to join then names the generation where the stream diverged.
+  std::map<uint32_t, std::string> base_log_sha256;
   // A passive copy over either queue (in generations) is refused.
   uint32_t max_copy_queue = 10;
   uint32_t max_replay_queue = 50;

@@ -398,11 +398,22 @@ absl::Status UnitVerifier::BeforeCommit(dagvault::v1::Manifest* manifest) {
   }
   if (expect_.join_generation != 0) {
     const uint32_t first = logs.front().generation;
+    // Where the chain and these logs first disagree, if the chain's logs
+    // reach that far: the break is named there rather than at the join.
+    uint32_t diverged = 0;
+    for (const Log& log : logs) {
+      auto it = expect_.chain_log_sha256.find(log.generation);
+      if (it != expect_.chain_log_sha256.end() && it->second != sha(log.index)) {
+        diverged = log.generation;
+        break;
+      }
+    }
+    auto at = [&](uint32_t fallback) { return diverged != 0 ? diverged : fallback; };
     if (expect_.join_generation + 1 == first) {
       const std::string& link = files_[logs.front().index].link_hash;
       if (link != expect_.join_sha256) {
         return ChainBreak(
-            first,
+            at(first),
             absl::StrCat("unit ", expect_.unit, ": log generation ", Gen(first),
                          " does not join the backup this one follows: its link hash is ",
                          link.empty() ? std::string("absent") : ShortHex(link),
@@ -414,14 +425,14 @@ absl::Status UnitVerifier::BeforeCommit(dagvault::v1::Manifest* manifest) {
       const size_t i = logs[expect_.join_generation - first].index;
       if (sha(i) != expect_.join_sha256) {
         return ChainBreak(
-            expect_.join_generation,
+            at(expect_.join_generation),
             absl::StrCat("unit ", expect_.unit, ": log generation ", Gen(expect_.join_generation),
                          " differs from the same generation in the backup this one follows: the "
                          "log stream diverged; take a Full"));
       }
     } else {
       return ChainBreak(
-          expect_.join_generation + 1,
+          at(expect_.join_generation + 1),
           absl::StrCat("unit ", expect_.unit, ": the backup this one follows ends at generation ",
                        Gen(expect_.join_generation), " and this one begins at ", Gen(first),
                        ": the generations between are in no backup; take a Full"));

@@ -18,6 +18,7 @@
 
 #include <memory>
 #include <mutex>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,10 @@ struct UnitExpectations {
   // its file. 0: none (a Full or Copy starts a chain).
   uint32_t join_generation = 0;
   std::string join_sha256;  // 32 bytes
+  // The SHA-256 of each log of that backup, by generation: when the logs
+  // do not join, the first generation whose log differs is where the
+  // stream diverged (a lossy activation), and the chain breaks there.
+  std::map<uint32_t, std::string> chain_log_sha256;
 };
 
 struct VerifySummary {

@@ -316,5 +316,113 @@ TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
   EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
 }
 
+// Items, then a closed generation that every healthy copy replays.
+void Load(Deployment& d, int active, uint64_t mailbox, uint64_t first, uint64_t count) {
+  PutItems(d.cluster(), active, "DB02", Databases("DB02"), mailbox, first, count);
+  ASSERT_OK(d.cluster().RollLog(active, "DB02"));
+}
+
+TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt) {
+  Deployment d(Options(), "chain");
+  ASSERT_OK(d.Start());
+  Load(d, kNode1, 1, 0, 50);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full", "--source-mode", "active-only"});
+  ASSERT_EQ(LastNode(full), "node1");
+  Load(d, kNode1, 1, 50, 50);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo inc2 = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node2"});
+  ASSERT_EQ(LastNode(inc2), "node2");
+  Load(d, kNode1, 1, 100, 50);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo inc3 = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node3"});
+  ASSERT_EQ(LastNode(inc3), "node3");
+
+  v1::ShowChainsResponse chains;
+  ASSERT_OK(d.CliJson({"chain", "show", "--unit", "DB02"}, &chains));
+  ASSERT_EQ(chains.chains_size(), 1) << chains.DebugString();
+  const v1::ChainInfo& chain = chains.chains(0);
+  EXPECT_FALSE(chain.broken()) << chain.broken_reason();
+  EXPECT_EQ(chain.full().source_node(), "node1");
+  ASSERT_EQ(chain.incrementals_size(), 2);
+  EXPECT_EQ(chain.incrementals(0).source_node(), "node2");
+  EXPECT_EQ(chain.incrementals(1).source_node(), "node3");
+  ASSERT_EQ(chain.restore_points_size(), 3);
+  EXPECT_EQ(chain.restore_points(2).generation(), chain.incrementals(1).high_generation());
+  EXPECT_THAT(chains.next_incremental(), HasSubstr("Incremental after generation"));
+  ProcessResult table = d.Cli({"chain", "show", "--unit", "DB02"});
+  EXPECT_THAT(table.out, HasSubstr("chain 1 of DB02: valid"));
+
+  // node2 stops copying; node1 takes more mail, closes generations and
+  // backs them up; then node1 dies and node2 is activated with --lossy.
+  auto before = d.cluster().Copy(kNode2, "DB02");
+  ASSERT_OK(before.status());
+  ASSERT_OK(d.cluster().Admin(kNode2, "suspend", "DB02"));
+  ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
+  Load(d, kNode1, 1, 150, 50);
+  Load(d, kNode1, 1, 200, 50);
+  v1::JobInfo last = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
+  ASSERT_EQ(last.state(), "succeeded") << last.reason();
+  d.cluster().KillNode(kNode1);
+  ASSERT_OK(d.cluster().Admin(kNode2, "resume", "DB02"));
+  ASSERT_OK(d.cluster().Activate(kNode2, "DB02", "node2", /*lossy=*/true));
+  // The coordinator learns of it from node2's next report.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = d.Status();
+        if (!st.ok()) return false;
+        for (const auto& c : st->copies()) {
+          if (c.status().unit() == "DB02" && c.status().node() == "node2") {
+            return c.status().role() == v1::ACTIVE && c.status().state() == v1::MOUNTED;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(20)));
+  auto activated = d.cluster().Copy(kNode2, "DB02");
+  ASSERT_OK(activated.status());
+  const uint32_t node2_had = activated->last_log_generation();
+  Load(d, kNode2, 2, 0, 50);
+  Load(d, kNode2, 2, 50, 50);
+  Load(d, kNode2, 2, 100, 50);
+
+  // The next Incremental finds the divergence: it fails, truncating
+  // nothing, and the chain shows the break at that generation.
+  v1::JobInfo found = BackupWait(
+      d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"}, /*expect_exit=*/1);
+  EXPECT_EQ(found.state(), "failed");
+  EXPECT_EQ(LastNode(found), "node2");
+  EXPECT_THAT(found.reason(), HasSubstr("the next Incremental of DB02 becomes a Full"));
+  ASSERT_OK(d.CliJson({"chain", "show", "--unit", "DB02"}, &chains));
+  ASSERT_EQ(chains.chains_size(), 1);
+  EXPECT_TRUE(chains.chains(0).broken());
+  // The chain reaches its last backup's high generation on the old stream;
+  // the first generation of the new stream after it does not join.
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 4);
+  const uint32_t chain_end = backups.backups(3).high_generation();
+  EXPECT_EQ(backups.backups(3).manifest(), last.manifest());
+  // node2 went on from a generation older than the chain's newest.
+  EXPECT_LT(node2_had, chain_end);
+  EXPECT_EQ(chains.chains(0).broken_at_generation(), chain_end + 1) << chains.DebugString();
+  EXPECT_THAT(chains.chains(0).broken_reason(), HasSubstr("diverged"));
+  EXPECT_THAT(chains.next_incremental(), HasSubstr("Full: the newest chain"));
+  // Its restore points are still the backups before the break.
+  EXPECT_EQ(chains.chains(0).restore_points_size(), 4);
+
+  // The next requested Incremental is promoted to a Full, and says why.
+  v1::JobInfo promoted =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
+  EXPECT_EQ(promoted.state(), "succeeded") << promoted.reason();
+  EXPECT_EQ(promoted.type(), v1::FULL);
+  EXPECT_THAT(promoted.reason(), HasSubstr("requested Incremental promoted to Full"));
+  EXPECT_THAT(promoted.reason(), HasSubstr("is broken at generation"));
+  ASSERT_OK(d.CliJson({"chain", "show", "--unit", "DB02"}, &chains));
+  ASSERT_EQ(chains.chains_size(), 2);
+  EXPECT_FALSE(chains.chains(1).broken());
+  EXPECT_EQ(chains.chains(1).full().source_node(), "node2");
+}
+
 }  // namespace
 }  // namespace dagvault::testing

@@ -1,0 +1,231 @@
+// JobManager against a real SQLite catalog and fake agent channels: the
+// paths of the job state machine that the multi-process tests reach only
+// with luck or slowly (a lost assignment, a stale result, a cancel with no
+// agent, restart recovery of a stuck lease).
+#include "coordinator/server/job_manager.h"
+
+#include "common/testing/temp_dir.h"
+#include "coordinator/catalog/sqlite_catalog.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using ::testing::HasSubstr;
+
+// Keeps what the coordinator sends to one agent.
+class FakeChannel : public AgentChannel {
+ public:
+  bool Send(const v1::CoordinatorMessage& m) override {
+    std::lock_guard<std::mutex> l(mu);
+    sent.push_back(m);
+    return true;
+  }
+  std::vector<v1::JobAssignment> Assignments() {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<v1::JobAssignment> out;
+    for (const auto& m : sent) {
+      if (m.has_assignment()) out.push_back(m.assignment());
+    }
+    return out;
+  }
+  int Count(v1::CoordinatorMessage::BodyCase body) {
+    std::lock_guard<std::mutex> l(mu);
+    int n = 0;
+    for (const auto& m : sent) n += m.body_case() == body;
+    return n;
+  }
+  std::mutex mu;
+  std::vector<v1::CoordinatorMessage> sent;
+};
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = SqliteCatalog::Open(dir_.Sub("catalog.db"));
+    ASSERT_TRUE(c.ok()) << c.status();
+    catalog_ = std::move(*c);
+    topology_ = std::make_unique<Topology>(catalog_.get(), absl::Seconds(30));
+    jobs_ = MakeJobs();
+    for (const char* node : {"node1", "node2", "node3"}) Connect(node);
+  }
+
+  std::unique_ptr<JobManager> MakeJobs() {
+    JobManagerOptions o;
+    o.lease_ttl = absl::Milliseconds(300);
+    o.report_grace = absl::Milliseconds(100);
+    o.writer_session_timeout = absl::Seconds(1);
+    return std::make_unique<JobManager>(catalog_.get(), topology_.get(), o);
+  }
+
+  void Connect(const std::string& node) {
+    auto channel = std::make_shared<FakeChannel>();
+    channels_[node] = channel;
+    v1::Register hello;
+    hello.set_node(node);
+    topology_->Connected(hello, channel);
+    Report(node, {});
+  }
+
+  // node1 holds the active copy of DB02; the others are healthy passives.
+  void Report(const std::string& node, std::vector<v1::RunningJob> running) {
+    v1::NodeReport r;
+    r.set_node(node);
+    v1::CopyStatus* c = r.add_copies();
+    c->set_unit("DB02");
+    c->set_node(node);
+    c->set_role(node == "node1" ? v1::ACTIVE : v1::PASSIVE);
+    c->set_state(node == "node1" ? v1::MOUNTED : v1::HEALTHY);
+    for (auto& j : running) *r.add_running() = j;
+    topology_->Report(r);
+    jobs_->OnReport(r);
+  }
+
+  v1::RunningJob Running(const std::string& job, uint32_t attempt) {
+    v1::RunningJob r;
+    r.set_job(job);
+    r.set_attempt(attempt);
+    r.set_unit("DB02");
+    r.set_phase("transferring");
+    return r;
+  }
+
+  JobRecord Start(const std::string& type = "full", std::vector<std::string> prefer = {}) {
+    v1::StartBackupRequest request;
+    request.set_unit("DB02");
+    request.set_type(type == "full" ? v1::FULL : v1::INCREMENTAL);
+    for (auto& p : prefer) request.add_preferred(p);
+    auto job = jobs_->StartBackup(request);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? *job : JobRecord{};
+  }
+
+  ::dagvault::testing::TempDir dir_{"jobs"};
+  std::unique_ptr<SqliteCatalog> catalog_;
+  std::unique_ptr<Topology> topology_;
+  std::unique_ptr<JobManager> jobs_;
+  std::map<std::string, std::shared_ptr<FakeChannel>> channels_;
+};
+
+TEST_F(JobManagerTest, AnAssignmentTheAgentNeverRunsIsLostAndRetriedElsewhere) {
+  JobRecord job = Start("full", {"node2", "node3"});
+  ASSERT_EQ(job.attempts.size(), 1u);
+  EXPECT_EQ(job.attempts[0].node, "node2");
+  ASSERT_EQ(channels_["node2"]->Assignments().size(), 1u);
+  absl::SleepFor(absl::Milliseconds(150));  // past the report grace
+  Report("node2", {});                       // ... and node2 does not list it
+  auto info = jobs_->Info(job.id, true);
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->attempts_size(), 2);
+  EXPECT_THAT(info->attempts(0).reason(), HasSubstr("the agent on node2 no longer runs it"));
+  EXPECT_EQ(info->attempts(1).node(), "node3");
+  auto retry = channels_["node3"]->Assignments();
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].attempt(), 2u);
+  EXPECT_GT(retry[0].wait_for_writer_seconds(), 1u);  // the dead session's timeout, and more
+  // The lease moved with it.
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ((*leases)[0].holder_node, "node3");
+}
+
+TEST_F(JobManagerTest, ALeaseThatIsNotRenewedExpiresAndASecondLossFailsTheJob) {
+  JobRecord job = Start("full", {"node2", "node3"});
+  Report("node2", {Running(job.id, 1)});
+  absl::SleepFor(absl::Milliseconds(400));  // node2 says nothing more
+  jobs_->Tick();
+  auto info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->attempts_size(), 2);
+  EXPECT_THAT(info->attempts(0).reason(), HasSubstr("its lease expired: node2 has not reported"));
+  absl::SleepFor(absl::Milliseconds(400));
+  jobs_->Tick();
+  info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), "failed");
+  EXPECT_THAT(info->reason(), HasSubstr("attempt 2 on node3 lost"));
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  EXPECT_TRUE(leases->empty());
+}
+
+TEST_F(JobManagerTest, AResultOfAnAbandonedAttemptIsAcknowledgedButNotApplied) {
+  JobRecord job = Start("full", {"node2"});
+  Report("node2", {Running(job.id, 1)});
+  absl::SleepFor(absl::Milliseconds(400));
+  jobs_->Tick();  // attempt 1 lost; attempt 2 on another node
+  v1::JobUpdate late;
+  late.set_job(job.id);
+  late.set_attempt(1);
+  late.set_phase("failed");
+  late.set_error("too late");
+  jobs_->OnJobUpdate("node2", late);
+  EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kAck), 1);
+  auto info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_NE(info->state(), "failed");  // attempt 2 still runs
+  // And node2 still running attempt 1 is told to stop.
+  Report("node2", {Running(job.id, 1)});
+  EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kCancel), 1);
+}
+
+TEST_F(JobManagerTest, CancellingAJobWhoseAgentIsGoneEndsItAtOnce) {
+  JobRecord job = Start("full", {"node2"});
+  topology_->Disconnected("node2", channels_["node2"]);
+  auto cancelled = jobs_->Cancel(job.id);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state, JobState::kCancelled);
+  EXPECT_THAT(cancelled->reason, HasSubstr("while node2 was not connected"));
+  auto again = jobs_->Cancel(job.id);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("has already ended: cancelled"));
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  EXPECT_TRUE(leases->empty());
+}
+
+TEST_F(JobManagerTest, AnIncrementalWithNoChainIsPromotedAndAnUnknownUnitIsRefused) {
+  JobRecord job = Start("incremental");
+  EXPECT_EQ(job.type, v1::FULL);
+  EXPECT_THAT(job.reason, HasSubstr("requested Incremental promoted to Full"));
+  EXPECT_THAT(job.reason, HasSubstr("has no Full backup"));
+  v1::StartBackupRequest unknown;
+  unknown.set_unit("SG99");
+  unknown.set_type(v1::FULL);
+  auto refused = jobs_->StartBackup(unknown);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("SG99"));
+}
+
+TEST_F(JobManagerTest, ARestartedCoordinatorWaitsForTheAgentAndReleasesStuckLeases) {
+  JobRecord job = Start("full", {"node2"});
+  // A lease whose job is not running (left by a crash in between).
+  ASSERT_TRUE(catalog_->AcquireLease("SG01", "gone-job", "node1", absl::Now(), absl::Hours(1)).ok());
+  jobs_ = MakeJobs();  // the coordinator restarts
+  ASSERT_TRUE(jobs_->Recover().ok());
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ((*leases)[0].job, job.id);
+  // node2 reports the job as still running: it goes on, with the same attempt.
+  Report("node2", {Running(job.id, 1)});
+  v1::JobUpdate done;
+  done.set_job(job.id);
+  done.set_attempt(1);
+  done.set_phase("cancelled");
+  done.set_error("cancelled");
+  jobs_->OnJobUpdate("node2", done);
+  auto info = jobs_->Info(job.id, true);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), "cancelled");
+  EXPECT_EQ(info->attempts_size(), 1);
+  bool waited = false;
+  for (const auto& e : info->events()) waited |= e.message().find("coordinator restarted") == 0;
+  EXPECT_TRUE(waited);
+}
+
+}  // namespace
+}  // namespace dagvault::coordinator

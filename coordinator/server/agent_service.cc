@@ -64,6 +64,9 @@ class AgentServiceImpl final : public v1::AgentService::Service {
         static_cast<uint32_t>(absl::ToInt64Milliseconds(c_->report_every())));
     welcome.mutable_registered()->set_lease_ttl_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(c_->lease_ttl())));
+    welcome.mutable_registered()->set_writer_session_timeout_ms(
+        c_->config().writer_session_timeout_ms() != 0 ? c_->config().writer_session_timeout_ms()
+                                                      : 60000);
     channel->Send(welcome);
 
     grpc::Status result = grpc::Status::OK;

@@ -131,6 +131,8 @@ class Daemon final : public AgentDaemon {
     absl::Time last_sent = absl::InfinitePast();
     std::atomic<bool> done{false};
     std::thread thread;
+    // Why the agent itself stopped the job, if it did (under mu_).
+    std::string fenced;
   };
 
   void SweepAtStart() {
@@ -154,11 +156,16 @@ class Daemon final : public AgentDaemon {
       std::lock_guard<std::mutex> l(mu_);
       if (!connected_ && !jobs_.empty() && absl::Now() - last_connected_ > lease_ttl_) {
         for (auto& [k, j] : jobs_) {
-          if (!j->control.cancel) {
+          if (!j->done && !j->control.cancel) {
             logging::Get("agent")->warn(
                 "job {}: the coordinator has been unreachable for more than the lease period "
                 "({}): its lease is gone, so the job is cancelled",
                 j->assignment.job(), absl::FormatDuration(lease_ttl_));
+            j->fenced = absl::StrCat(
+                "stopped by the agent: the coordinator was unreachable for more than the lease "
+                "period (",
+                absl::FormatDuration(lease_ttl_),
+                "), so another attempt may run elsewhere; nothing was truncated");
             j->control.cancel = true;
           }
         }
@@ -200,6 +207,13 @@ class Daemon final : public AgentDaemon {
       report_every_ = absl::Milliseconds(std::max<uint32_t>(first.registered().report_every_ms(), 100));
       if (first.registered().lease_ttl_ms() != 0) {
         lease_ttl_ = absl::Milliseconds(first.registered().lease_ttl_ms());
+      }
+      if (first.registered().writer_session_timeout_ms() != 0) {
+        // A quarter of the writers' session timeout, and never rarer than
+        // the default.
+        keepalive_every_ = std::min(
+            WriterSessionOptions().keepalive_every,
+            absl::Milliseconds(first.registered().writer_session_timeout_ms()) / 4);
       }
       connected_ = true;
       last_connected_ = absl::Now();
@@ -408,6 +422,10 @@ class Daemon final : public AgentDaemon {
     spec.max_copy_queue = a.max_copy_queue();
     spec.max_replay_queue = a.max_replay_queue();
     WriterSessionOptions session_options;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      session_options.keepalive_every = keepalive_every_;
+    }
     if (config_.freeze_timeout_seconds() != 0) {
       session_options.freeze_timeout = absl::Seconds(config_.freeze_timeout_seconds());
     }
@@ -470,9 +488,17 @@ class Daemon final : public AgentDaemon {
       log->info("job {} attempt {}: backup {} of {} succeeded", a.job(), a.attempt(), r->manifest,
                 a.unit());
     } else {
-      const bool cancelled = r.status().code() == absl::StatusCode::kCancelled;
+      std::string fenced;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        fenced = job->fenced;
+      }
+      // A job the agent stopped for want of its lease failed; one the
+      // coordinator or the operator stopped was cancelled.
+      const bool cancelled = r.status().code() == absl::StatusCode::kCancelled && fenced.empty();
       u->set_phase(cancelled ? "cancelled" : "failed");
-      u->set_error(std::string(r.status().message()));
+      u->set_error(fenced.empty() ? std::string(r.status().message())
+                                  : absl::StrCat(fenced, " (", r.status().message(), ")"));
       u->set_chain_break_generation(ChainBreakGenerationOf(r.status()));
       log->warn("job {} attempt {}: {}", a.job(), a.attempt(), r.status().message());
     }
@@ -501,6 +527,7 @@ class Daemon final : public AgentDaemon {
   absl::Time last_connected_ = absl::Now();
   absl::Duration report_every_ = absl::Seconds(5);
   absl::Duration lease_ttl_ = absl::Seconds(30);
+  absl::Duration keepalive_every_ = WriterSessionOptions().keepalive_every;
   grpc::ClientContext* context_ = nullptr;
 
   std::mutex stream_mu_;

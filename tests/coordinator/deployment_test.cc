@@ -424,5 +424,41 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   EXPECT_EQ(chains.chains(1).full().source_node(), "node2");
 }
 
+TEST(Deployment, AnAgentCutOffFromTheCoordinatorForALeasePeriodStopsItsJob) {
+  // Each segment read takes 2.5 s: the transfer outlasts the lease.
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:2500"}}), "fence");
+  ASSERT_OK(d.Start());
+  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
+  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  const auto lowest_before = LowestLogs(d, "DB02");
+  ProcessResult started =
+      d.Cli({"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node2", "--json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  v1::JobInfo job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok());
+  ASSERT_OK(WaitTransferring(d, job.id()).status());
+  d.KillCoordinator();
+  // Longer than the lease (4 s): the agent must stop the job on its own.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return d.AgentLog(kNode2).find("its lease is gone, so the job is cancelled") !=
+               std::string::npos;
+      },
+      absl::Seconds(20)))
+      << d.AgentLog(kNode2);
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_OK(d.StartCoordinator());
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "failed") << done->DebugString();
+  EXPECT_THAT(done->reason(), HasSubstr("the coordinator was unreachable for more than the lease period"));
+  // The writer session ended with failure: nothing truncated, the unit free.
+  EXPECT_EQ(LowestLogs(d, "DB02"), lowest_before);
+  v1::JobInfo next = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  EXPECT_EQ(next.state(), "succeeded") << next.reason();
+  EXPECT_EQ(next.attempts_size(), 1);
+}
+
 }  // namespace
 }  // namespace dagvault::testing

@@ -119,4 +119,40 @@ PeerIdentity PeerOf(const grpc::ServerContext& context) {
   return {};
 }
 
+namespace {
+
+class AllowOnlyProcessor final : public grpc::AuthMetadataProcessor {
+ public:
+  AllowOnlyProcessor(std::string role, std::set<std::string> names)
+      : role_(std::move(role)), names_(std::move(names)) {}
+  bool IsBlocking() const override { return false; }
+  grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
+                       OutputMetadata*) override {
+    PeerIdentity peer;
+    for (const auto& pem : context->FindPropertyValues("x509_pem_cert")) {
+      auto id = IdentityOfPem(std::string(pem.data(), pem.size()));
+      if (id.ok()) peer = *id;
+    }
+    if (peer.authenticated && peer.role == role_ && names_.count(peer.common_name) != 0) {
+      return grpc::Status::OK;
+    }
+    logging::Get("tls")->warn("refused a call from {}: only {} certificates of this deployment's "
+                              "peers are accepted here",
+                              peer.Describe(), role_);
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            absl::StrCat("refused: ", peer.Describe(), " is not one of this node's peers")};
+  }
+
+ private:
+  const std::string role_;
+  const std::set<std::string> names_;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::AuthMetadataProcessor> AllowOnly(std::string role,
+                                                       std::set<std::string> names) {
+  return std::make_shared<AllowOnlyProcessor>(std::move(role), std::move(names));
+}
+
 }  // namespace dagvault

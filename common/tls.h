@@ -9,14 +9,16 @@
 #pragma once
 
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/auth_metadata_processor.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_context.h>
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "dagvault/v1/agent.pb.h"
+#include "dagvault/v1/options.pb.h"
 
 namespace dagvault {
 
@@ -50,6 +52,13 @@ PeerIdentity PeerOf(const grpc::ServerContext& context);
 
 // The common name and OU of a PEM certificate.
 absl::StatusOr<PeerIdentity> IdentityOfPem(const std::string& pem);
+
+// For server credentials: every call must come from a certificate with
+// `role` whose common name is one of `names` (mailstored accepts only its
+// peer nodes on the replication port). Others are refused as
+// UNAUTHENTICATED, naming who they are.
+std::shared_ptr<grpc::AuthMetadataProcessor> AllowOnly(std::string role,
+                                                       std::set<std::string> names);
 
 // Reads a whole file, naming it in the error.
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, const std::string& field);

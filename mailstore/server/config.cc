@@ -92,6 +92,24 @@ absl::StatusOr<NodeConfig> ValidateNodeConfig(const dagvault::v1::MailstoredConf
           absl::StrCat(source, ": field '", field, "': \"", address, "\" must be HOST:PORT"));
     }
   }
+  const auto& tls = proto.replication_tls();
+  const bool tls_given = !tls.ca_file().empty() || !tls.cert_file().empty() || !tls.key_file().empty();
+  if (!proto.insecure_dev() && !tls_given) {
+    problems.push_back(absl::StrCat(
+        source,
+        ": field 'replication_tls': replication between nodes needs mutual TLS (ca_file, "
+        "cert_file and key_file, from `dagvault certs issue --role node --name ",
+        proto.node(), "`), or insecure_dev: true for a development lab"));
+  } else if (tls_given) {
+    for (const auto& [field, path] : {std::pair<const char*, const std::string&>{"ca_file", tls.ca_file()},
+                                      {"cert_file", tls.cert_file()},
+                                      {"key_file", tls.key_file()}}) {
+      if (path.empty()) {
+        problems.push_back(
+            absl::StrCat(source, ": field 'replication_tls.", field, "' is missing"));
+      }
+    }
+  }
   std::set<std::string> nodes = {proto.node()};
   for (int i = 0; i < proto.peers_size(); ++i) {
     const auto& p = proto.peers(i);
@@ -144,10 +162,11 @@ absl::StatusOr<NodeConfig> ValidateNodeConfig(const dagvault::v1::MailstoredConf
   return config;
 }
 
-absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path) {
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path, bool insecure_dev) {
   dagvault::v1::MailstoredConfig proto;
   absl::Status s = LoadTextConfig(path, &proto);
   if (!s.ok()) return s;
+  if (insecure_dev) proto.set_insecure_dev(true);
   return ValidateNodeConfig(proto, path);
 }
 

@@ -40,7 +40,9 @@ struct NodeConfig {
 };
 
 // Loads and validates; errors name the file and field.
-absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path);
+// `insecure_dev` (mailstored --insecure-dev) allows replication in plain
+// text whatever the file says.
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path, bool insecure_dev = false);
 absl::StatusOr<NodeConfig> ValidateNodeConfig(const dagvault::v1::MailstoredConfig& proto,
                                               const std::string& source);
 

@@ -52,6 +52,27 @@ TEST(NodeConfig, AMissingFieldIsNamed) {
   EXPECT_THAT(Problems(proto), HasSubstr("'units[0].mode' is required"));
 }
 
+TEST(NodeConfig, ReplicationNeedsMutualTlsOrAnExplicitInsecureDev) {
+  auto proto = LabNode1();  // a lab without certificates: insecure_dev
+  ASSERT_TRUE(proto.insecure_dev());
+  proto.set_insecure_dev(false);
+  EXPECT_THAT(Problems(proto),
+              HasSubstr("field 'replication_tls': replication between nodes needs mutual TLS"));
+  EXPECT_THAT(Problems(proto), HasSubstr("dagvault certs issue --role node --name node1"));
+  proto.mutable_replication_tls()->set_ca_file("/etc/dagvault/ca.crt");
+  proto.mutable_replication_tls()->set_cert_file("/etc/dagvault/node1.crt");
+  EXPECT_THAT(Problems(proto), HasSubstr("field 'replication_tls.key_file' is missing"));
+  proto.mutable_replication_tls()->set_key_file("/etc/dagvault/node1.key");
+  EXPECT_TRUE(ValidateNodeConfig(proto, "node1.conf").ok());
+  LabSpec spec;
+  spec.root = "/srv/lab";
+  spec.certs_dir = "/srv/certs";
+  auto lab = MakeLab(spec);
+  ASSERT_TRUE(lab.ok());
+  EXPECT_FALSE((*lab)[1].config.insecure_dev());
+  EXPECT_EQ((*lab)[1].config.replication_tls().cert_file(), "/srv/certs/node2.crt");
+}
+
 TEST(NodeConfig, InvalidFieldsAreNamed) {
   auto proto = LabNode1();
   proto.mutable_units(0)->mutable_copies(2)->set_node("node9");

@@ -78,6 +78,15 @@ absl::StatusOr<std::vector<LabNode>> MakeLab(const LabSpec& spec) {
     c.set_node(nodes[i].name);
     c.set_data_root(JoinPath(nodes[i].dir, "data"));
     c.set_store_listen(store(i));
+    if (spec.certs_dir.empty()) {
+      c.set_insecure_dev(true);
+    } else {
+      c.mutable_replication_tls()->set_ca_file(JoinPath(spec.certs_dir, "ca.crt"));
+      c.mutable_replication_tls()->set_cert_file(
+          JoinPath(spec.certs_dir, absl::StrCat(nodes[i].name, ".crt")));
+      c.mutable_replication_tls()->set_key_file(
+          JoinPath(spec.certs_dir, absl::StrCat(nodes[i].name, ".key")));
+    }
     c.set_replication_listen(replication(i));
     c.set_writer_socket(JoinPath(nodes[i].dir, "writer.sock"));
     c.set_freeze_timeout_ms(spec.freeze_timeout_ms);

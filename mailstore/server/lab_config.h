@@ -34,6 +34,9 @@ struct LabSpec {
   uint32_t backup_session_timeout_ms = 0;  // 0: the daemon's default
   uint32_t flush_interval_ms = 0;          // 0: the daemon's default
   bool circular_logging = false;
+  // Replication over mutual TLS with <certs_dir>/<node>.crt and .key and
+  // <certs_dir>/ca.crt (`dagvault certs`); empty: plain text (insecure_dev).
+  std::string certs_dir;
 };
 
 struct LabNode {

@@ -11,14 +11,15 @@
 
 int main(int argc, char** argv) {
   auto args = dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                                       {{"config", "log-level", "log-file", "crash-at"}, {}});
+                                       {{"config", "log-level", "log-file", "crash-at"}, {"insecure-dev"}});
   if (!args.ok() || !args->Has("config")) {
     std::cerr
-        << "usage: mailstored --config FILE [--log-level info] [--log-file F] [--crash-at POINT]\n";
+        << "usage: mailstored --config FILE [--insecure-dev] [--log-level info] [--log-file F] "
+           "[--crash-at POINT]\n";
     if (!args.ok()) std::cerr << args.status().message() << "\n";
     return 2;
   }
-  auto config = dagvault::mailstore::LoadNodeConfig(*args->Get("config"));
+  auto config = dagvault::mailstore::LoadNodeConfig(*args->Get("config"), args->Has("insecure-dev"));
   if (!config.ok()) {
     std::cerr << "mailstored: " << config.status().message() << "\n";
     return 2;

@@ -7,7 +7,7 @@
 
 namespace dagvault::mailstore {
 
-Peers::Peers(const NodeConfig& config) {
+Peers::Peers(const NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   addresses_[config.node()] = config.proto.replication_listen();
   for (const auto& p : config.proto.peers()) addresses_[p.node()] = p.replication_address();
   for (const auto& [node, address] : addresses_) {
@@ -19,7 +19,7 @@ Peers::Peers(const NodeConfig& config) {
     // the connect timeout, and a loaded node needs more than 100 ms.)
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    auto channel = grpc::CreateCustomChannel(address, credentials, args);
     stubs_[node] = dagvault::v1::Replication::NewStub(channel);
   }
 }

@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/security/credentials.h>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "dagvault/v1/replication.grpc.pb.h"
@@ -14,7 +16,9 @@ namespace dagvault::mailstore {
 
 class Peers {
  public:
-  explicit Peers(const NodeConfig& config);
+  // `credentials`: mutual TLS with this node's certificate, or plain text
+  // in a development lab (common/tls.h).
+  Peers(const NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   // The replication stub for a node (this node included, over loopback).
   absl::StatusOr<dagvault::v1::Replication::Stub*> Replication(const std::string& node);

@@ -9,15 +9,20 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 
 namespace dagvault::mailstore {
 
-Mailstored::Mailstored(NodeConfig config, Clock* clock)
-    : config_(std::move(config)), clock_(clock), peers_(config_) {}
+Mailstored::Mailstored(NodeConfig config, Clock* clock,
+                       std::shared_ptr<grpc::ChannelCredentials> peer_credentials)
+    : config_(std::move(config)), clock_(clock), peers_(config_, std::move(peer_credentials)) {}
 
 absl::StatusOr<std::unique_ptr<Mailstored>> Mailstored::Create(NodeConfig config, Clock* clock) {
   config.incarnation = RandomHexId();
-  std::unique_ptr<Mailstored> server(new Mailstored(std::move(config), clock));
+  ASSIGN_OR_RETURN(auto credentials,
+                   MakeChannelCredentials(config.proto.replication_tls(), config.proto.insecure_dev(),
+                                          absl::StrCat("replication from ", config.node())));
+  std::unique_ptr<Mailstored> server(new Mailstored(std::move(config), clock, credentials));
   for (const auto* def : server->config_.LocalUnits()) {
     server->units_[def->name()] =
         std::make_unique<UnitHost>(server->config_, *def, &server->peers_, clock);
@@ -89,11 +94,12 @@ absl::Status Mailstored::Start() {
   }
   writers_->Start();
 
-  auto listen = [&](const std::string& address, std::vector<grpc::Service*> services,
-                    int* port) -> absl::Status {
+  auto listen = [&](const std::string& address, std::vector<grpc::Service*> services, int* port,
+                    std::shared_ptr<grpc::ServerCredentials> credentials =
+                        grpc::InsecureServerCredentials()) -> absl::Status {
     grpc::ServerBuilder builder;
     builder.SetMaxReceiveMessageSize(128 << 20);
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+    builder.AddListeningPort(address, credentials, port);
     for (auto* s : services) builder.RegisterService(s);
     auto server = builder.BuildAndStart();
     if (!server) return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
@@ -111,8 +117,18 @@ absl::Status Mailstored::Start() {
   int store_port = 0, replication_port = 0, writer_port = 0;
   RETURN_IF_ERROR(
       listen(config_.proto.store_listen(), {services_[0].get(), services_[1].get()}, &store_port));
-  RETURN_IF_ERROR(
-      listen(config_.proto.replication_listen(), {services_[2].get()}, &replication_port));
+  // Replication: mutual TLS, and only this deployment's peer nodes.
+  ASSIGN_OR_RETURN(auto replication_credentials,
+                   MakeServerCredentials(config_.proto.replication_tls(), config_.proto.insecure_dev(),
+                                         absl::StrCat("replication listener ",
+                                                      config_.proto.replication_listen())));
+  if (!config_.proto.insecure_dev()) {
+    std::set<std::string> peers = {config_.node()};
+    for (const auto& p : config_.proto.peers()) peers.insert(p.node());
+    replication_credentials->SetAuthMetadataProcessor(AllowOnly(kRoleNode, peers));
+  }
+  RETURN_IF_ERROR(listen(config_.proto.replication_listen(), {services_[2].get()},
+                         &replication_port, replication_credentials));
   // The writers' socket: only this user may connect (mode 0600).
   const std::string socket = config_.proto.writer_socket();
   (void)RemoveDurably(socket);

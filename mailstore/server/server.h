@@ -50,7 +50,8 @@ class Mailstored : public RecoveryDatabases {
   bool Has(const std::string& name) override { return IsRecoveryDatabase(name); }
 
  private:
-  Mailstored(NodeConfig config, Clock* clock);
+  Mailstored(NodeConfig config, Clock* clock,
+             std::shared_ptr<grpc::ChannelCredentials> peer_credentials);
 
   NodeConfig config_;
   Clock* clock_;

@@ -14,7 +14,7 @@ namespace dagvault::mailstore {
 
 int CmdLabConfig(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   auto parsed = CliArgs::Parse(
-      args, {{"dir", "nodes", "lag-seconds", "log-size", "freeze-timeout-ms", "host"}, {}});
+      args, {{"dir", "nodes", "lag-seconds", "log-size", "freeze-timeout-ms", "host", "certs"}, {}});
   if (!parsed.ok()) return UsageError(err, parsed.status(), "lab-config");
   if (!parsed->Has("dir")) {
     return UsageError(err, absl::InvalidArgumentError("--dir DIR is required"), "lab-config");
@@ -25,6 +25,9 @@ int CmdLabConfig(const std::vector<std::string>& args, std::ostream& out, std::o
   spec.root = std::filesystem::absolute(*parsed->Get("dir")).lexically_normal().string();
   if (!spec.root.empty() && spec.root.back() == '/') spec.root.pop_back();
   spec.host = parsed->GetOr("host", spec.host);
+  if (auto certs = parsed->Get("certs")) {
+    spec.certs_dir = std::filesystem::absolute(*certs).lexically_normal().string();
+  }
   auto nodes = parsed->GetUint("nodes", 3);
   auto lag = parsed->GetUint("lag-seconds", spec.lag_seconds);
   auto log_size = parsed->GetUint("log-size", spec.log_file_size);

@@ -73,7 +73,7 @@ const std::map<std::string, Command>& Commands() {
         "MB/s"}},
       {"lab-config",
        {CmdLabConfig,
-        "lab-config --dir DIR [--nodes N] [--lag-seconds S] [--log-size B]\n"
+        "lab-config --dir DIR [--nodes N] [--lag-seconds S] [--log-size B] [--certs DIR]\n"
         "                                        write the configs of an N-node lab"}},
   };
   return *commands;

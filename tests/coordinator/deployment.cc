@@ -29,8 +29,17 @@ bool Poll(const std::function<bool()>& done, absl::Duration timeout) {
 
 }  // namespace
 
+namespace {
+
+mailstore::LabSpec WithCerts(mailstore::LabSpec spec, const std::string& certs) {
+  spec.certs_dir = certs;
+  return spec;
+}
+
+}  // namespace
+
 Deployment::Deployment(DeploymentOptions options, const std::string& tag)
-    : options_(std::move(options)), cluster_(options_.lab, tag) {}
+    : options_(std::move(options)), cluster_(WithCerts(options_.lab, certs_dir_.path()), tag) {}
 
 Deployment::~Deployment() {
   for (auto& a : agents_) {
@@ -40,8 +49,7 @@ Deployment::~Deployment() {
 }
 
 absl::Status Deployment::Start() {
-  RETURN_IF_ERROR(cluster_.Start());
-  certs_ = cluster_.root() + "/certs";
+  certs_ = certs_dir_.path();
   repo_ = cluster_.root() + "/repo";
   passphrase_file_ = cluster_.root() + "/passphrase";
   // The certificates, by the real command line.
@@ -54,10 +62,13 @@ absl::Status Deployment::Start() {
   RETURN_IF_ERROR(run({"certs", "init", "--dir", certs_}));
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role", "coordinator"}));
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "admin", "--role", "admin"}));
-  for (int i = 0; i < cluster_.size(); ++i) {
+  // The lab names its nodes node1 ... nodeN (mailstore/server/lab_config.h).
+  for (int i = 1; i <= options_.lab.nodes; ++i) {
     RETURN_IF_ERROR(
-        run({"certs", "issue", "--dir", certs_, "--name", cluster_.node(i).name, "--role", "node"}));
+        run({"certs", "issue", "--dir", certs_, "--name", absl::StrCat("node", i), "--role", "node"}));
   }
+  // The mailstored nodes replicate over mutual TLS with the same CA.
+  RETURN_IF_ERROR(cluster_.Start());
   const auto secret = repository::testing::TestPassphrase();
   RETURN_IF_ERROR(WriteFileAtomically(passphrase_file_, secret.bytes));
   RETURN_IF_ERROR(repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());

@@ -68,6 +68,7 @@ class Deployment {
 
  private:
   DeploymentOptions options_;
+  TempDir certs_dir_{"certs"};  // before cluster_: its nodes replicate with these
   MailstoredCluster cluster_;
   std::string certs_, repo_, passphrase_file_, address_, coordinator_config_;
   std::unique_ptr<Subprocess> coordinator_;

@@ -8,12 +8,14 @@
 #include <gtest/gtest.h>
 
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/create_channel.h>
 
 #include <thread>
 
 #include "repository/repository.h"
 #include "repository/repository_test_util.h"
 #include "common/file_util.h"
+#include "common/tls.h"
 #include "tests/mailstored/test_util.h"
 
 namespace dagvault::testing {
@@ -178,6 +180,23 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
       EXPECT_FALSE(n.reporting());
     }
   }
+
+  // mailstored's replication port takes only its peer nodes' certificates.
+  v1::TlsFiles admin_files;
+  admin_files.set_ca_file(d.certs() + "/ca.crt");
+  admin_files.set_cert_file(d.certs() + "/admin.crt");
+  admin_files.set_key_file(d.certs() + "/admin.key");
+  auto admin_credentials = MakeChannelCredentials(admin_files, false, "test");
+  ASSERT_OK(admin_credentials.status());
+  auto replication = v1::Replication::NewStub(grpc::CreateChannel(
+      d.cluster().node(kNode1).config.replication_listen(), *admin_credentials));
+  v1::CopyStatusRequest request;
+  request.set_unit("DB02");
+  v1::CopyStatus copy;
+  grpc::Status as_admin = replication->GetCopyStatus(Deadline().get(), request, &copy);
+  EXPECT_EQ(as_admin.error_code(), grpc::StatusCode::UNAUTHENTICATED) << as_admin.error_message();
+  // ... and it does answer a peer (the lab replicates over mutual TLS).
+  ASSERT_OK(d.cluster().Copy(kNode2, "DB02").status());
 
   // A node's certificate does not open the admin API.
   ProcessResult as_node = d.Cli({"status", "--cert-name", "node1"});

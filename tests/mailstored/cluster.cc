@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 
 namespace dagvault::testing {
 
@@ -78,8 +79,14 @@ void MailstoredCluster::Connect(int i) {
   admins_[i] = v1::Admin::NewStub(store);
   writers_[i] = v1::Writer::NewStub(grpc::CreateCustomChannel(
       absl::StrCat("unix:", c.writer_socket()), grpc::InsecureChannelCredentials(), args));
-  replications_[i] = v1::Replication::NewStub(
-      grpc::CreateCustomChannel(c.replication_listen(), grpc::InsecureChannelCredentials(), args));
+  // The replication port takes only peers: the test talks to it as the
+  // node itself (with its certificate when the lab uses TLS).
+  auto replication_credentials =
+      MakeChannelCredentials(c.replication_tls(), c.insecure_dev(), "test client");
+  replications_[i] = v1::Replication::NewStub(grpc::CreateCustomChannel(
+      c.replication_listen(),
+      replication_credentials.ok() ? *replication_credentials : grpc::InsecureChannelCredentials(),
+      args));
 }
 
 void MailstoredCluster::LaunchNode(int i, const std::vector<std::string>& extra_args) {

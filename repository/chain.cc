@@ -50,9 +50,9 @@ const ManifestFile* FindLog(const Manifest& m, uint32_t generation) {
 }
 
 uint32_t Chain::high_generation() const {
-  uint32_t high = full.high_generation();
-  if (!incrementals.empty()) high = std::max(high, incrementals.back().high_generation());
-  for (const Manifest& d : differentials) high = std::max(high, d.high_generation());
+  uint32_t high = full->high_generation();
+  if (!incrementals.empty()) high = std::max(high, incrementals.back()->high_generation());
+  for (const Manifest* d : differentials) high = std::max(high, d->high_generation());
   return high;
 }
 
@@ -126,9 +126,17 @@ absl::Status CheckJoin(const Manifest& previous, const Manifest& next) {
 }
 
 std::vector<Chain> AssembleChains(const std::vector<Manifest>& manifests, const std::string& unit) {
+  std::vector<const Manifest*> all;
+  all.reserve(manifests.size());
+  for (const Manifest& m : manifests) all.push_back(&m);
+  return AssembleChains(all, unit);
+}
+
+std::vector<Chain> AssembleChains(const std::vector<const Manifest*>& manifests,
+                                  const std::string& unit) {
   std::vector<const Manifest*> mine;
-  for (const Manifest& m : manifests) {
-    if (m.unit() == unit) mine.push_back(&m);
+  for (const Manifest* m : manifests) {
+    if (m->unit() == unit) mine.push_back(m);
   }
   std::sort(mine.begin(), mine.end(),
             [](const Manifest* a, const Manifest* b) { return a->id() < b->id(); });
@@ -137,15 +145,15 @@ std::vector<Chain> AssembleChains(const std::vector<Manifest>& manifests, const 
     switch (m->type()) {
       case dagvault::v1::FULL:
         chains.emplace_back();
-        chains.back().full = *m;
+        chains.back().full = m;
         break;
       case dagvault::v1::INCREMENTAL: {
         if (chains.empty() || chains.back().broken) break;
         Chain& c = chains.back();
-        const Manifest& previous = c.incrementals.empty() ? c.full : c.incrementals.back();
+        const Manifest& previous = c.incrementals.empty() ? *c.full : *c.incrementals.back();
         absl::Status joined = CheckJoin(previous, *m);
         if (joined.ok()) {
-          c.incrementals.push_back(*m);
+          c.incrementals.push_back(m);
         } else {
           c.broken = BreakOf(previous, *m, joined);
         }
@@ -154,11 +162,11 @@ std::vector<Chain> AssembleChains(const std::vector<Manifest>& manifests, const 
       case dagvault::v1::DIFFERENTIAL: {
         if (chains.empty()) break;
         Chain& c = chains.back();
-        absl::Status joined = CheckJoin(c.full, *m);
+        absl::Status joined = CheckJoin(*c.full, *m);
         if (joined.ok()) {
-          c.differentials.push_back(*m);
+          c.differentials.push_back(m);
         } else if (!c.broken) {
-          c.broken = BreakOf(c.full, *m, joined);
+          c.broken = BreakOf(*c.full, *m, joined);
         }
         break;
       }
@@ -177,13 +185,13 @@ absl::StatusOr<Manifest> BaseFor(const std::vector<Chain>& chains, BackupType ty
                      BackupTypeTitle(type) == "Incremental" ? "an " : "a ", BackupTypeTitle(type)));
   }
   const Chain& c = chains.back();
-  if (type == dagvault::v1::DIFFERENTIAL) return c.full;
+  if (type == dagvault::v1::DIFFERENTIAL) return *c.full;
   if (c.broken) {
     return absl::FailedPreconditionError(absl::StrCat("unit ", unit, ": the newest chain (Full ",
-                                                      c.full.id(), ") ", c.broken->reason,
+                                                      c.full->id(), ") ", c.broken->reason,
                                                       "; take a Full"));
   }
-  return c.incrementals.empty() ? c.full : c.incrementals.back();
+  return c.incrementals.empty() ? *c.full : *c.incrementals.back();
 }
 
 absl::StatusOr<std::vector<Manifest>> RestoreChain(const std::vector<Chain>& chains,
@@ -197,7 +205,7 @@ absl::StatusOr<std::vector<Manifest>> RestoreChain(const std::vector<Chain>& cha
   if (to_generation != 0) {
     chain = nullptr;
     for (auto it = chains.rbegin(); it != chains.rend(); ++it) {
-      if (it->full.high_generation() <= to_generation) {
+      if (it->full->high_generation() <= to_generation) {
         chain = &*it;
         break;
       }
@@ -205,32 +213,32 @@ absl::StatusOr<std::vector<Manifest>> RestoreChain(const std::vector<Chain>& cha
     if (chain == nullptr) {
       return absl::NotFoundError(absl::StrCat("unit ", unit, ": generation ", Gen(to_generation),
                                               " is before the first Full (",
-                                              chains.front().full.id(), ", high generation ",
-                                              Gen(chains.front().full.high_generation()), ")"));
+                                              chains.front().full->id(), ", high generation ",
+                                              Gen(chains.front().full->high_generation()), ")"));
     }
   }
   const uint32_t target = to_generation != 0 ? to_generation : chain->high_generation();
-  std::vector<Manifest> pieces = {chain->full};
-  if (target > chain->full.high_generation()) {
+  std::vector<Manifest> pieces = {*chain->full};
+  if (target > chain->full->high_generation()) {
     const Manifest* diff = nullptr;
-    for (const Manifest& d : chain->differentials) {
-      if (d.high_generation() >= target) {
-        diff = &d;
+    for (const Manifest* d : chain->differentials) {
+      if (d->high_generation() >= target) {
+        diff = d;
         break;
       }
     }
     if (diff != nullptr) {
       pieces.push_back(*diff);
     } else {
-      for (const Manifest& inc : chain->incrementals) {
-        pieces.push_back(inc);
-        if (inc.high_generation() >= target) break;
+      for (const Manifest* inc : chain->incrementals) {
+        pieces.push_back(*inc);
+        if (inc->high_generation() >= target) break;
       }
       if (pieces.back().high_generation() < target) {
         if (chain->broken) {
           return absl::FailedPreconditionError(absl::StrCat(
               "unit ", unit, ": no restore to generation ", Gen(target),
-              " through the chain of Full ", chain->full.id(), ": ", chain->broken->reason,
+              " through the chain of Full ", chain->full->id(), ": ", chain->broken->reason,
               "; restore to generation ", Gen(chain->broken->generation - 1), " or earlier"));
         }
         return absl::NotFoundError(absl::StrCat("unit ", unit, ": generation ", Gen(target),
@@ -243,7 +251,7 @@ absl::StatusOr<std::vector<Manifest>> RestoreChain(const std::vector<Chain>& cha
     // The newest restore point is behind a break: say so rather than
     // quietly restoring an older point.
     return absl::FailedPreconditionError(
-        absl::StrCat("unit ", unit, ": the newest chain (Full ", chain->full.id(), ") ",
+        absl::StrCat("unit ", unit, ": the newest chain (Full ", chain->full->id(), ") ",
                      chain->broken->reason, "; restore to generation ",
                      Gen(chain->broken->generation - 1), " or earlier with --to-generation"));
   }

@@ -27,12 +27,14 @@ struct ChainBreak {
   std::string reason;
 };
 
+// A chain points into the manifests it was assembled from, which must
+// outlive it: assembling 5,000 catalogued backups copies none of them.
 struct Chain {
-  dagvault::v1::Manifest full;
+  const dagvault::v1::Manifest* full = nullptr;
   // In order; each joins the one before (or the Full).
-  std::vector<dagvault::v1::Manifest> incrementals;
+  std::vector<const dagvault::v1::Manifest*> incrementals;
   // Differentials of this Full, oldest first; each joins the Full.
-  std::vector<dagvault::v1::Manifest> differentials;
+  std::vector<const dagvault::v1::Manifest*> differentials;
   // Set when a later Incremental does not join: the chain ends before it.
   std::optional<ChainBreak> broken;
 
@@ -44,6 +46,13 @@ struct Chain {
 // units' are ignored). Each Full starts a chain.
 std::vector<Chain> AssembleChains(const std::vector<dagvault::v1::Manifest>& manifests,
                                   const std::string& unit);
+// The same over manifests kept elsewhere (the coordinator's catalog
+// records), without copying them first.
+std::vector<Chain> AssembleChains(const std::vector<const dagvault::v1::Manifest*>& manifests,
+                                  const std::string& unit);
+// The chains would point into a temporary.
+std::vector<Chain> AssembleChains(std::vector<dagvault::v1::Manifest>&& manifests,
+                                  const std::string& unit) = delete;
 
 // What a new backup of `type` follows: for an Incremental, the newest
 // piece of the newest chain (its Full or last Incremental); for a

@@ -53,7 +53,8 @@ TEST(ChainTest, IncrementalsExtendAFullAndARestoreTakesWhatReachesTheGeneration)
   const Manifest i1 = Backup(dagvault::v1::INCREMENTAL, 6, 9);
   const Manifest copy = Backup(dagvault::v1::COPY, 4, 10);
   const Manifest i2 = Backup(dagvault::v1::INCREMENTAL, 10, 12);
-  const auto chains = AssembleChains({i2, copy, full, i1}, "SG01");  // any order
+  const std::vector<dagvault::v1::Manifest> manifests = {i2, copy, full, i1};
+  const auto chains = AssembleChains(manifests, "SG01");  // any order
   ASSERT_EQ(chains.size(), 1u);
   EXPECT_EQ(chains[0].incrementals.size(), 2u);
   EXPECT_FALSE(chains[0].broken);
@@ -88,7 +89,8 @@ TEST(ChainTest, ADifferentialIsTheFullPlusOnePiece) {
   const Manifest full = Backup(dagvault::v1::FULL, 1, 4);
   const Manifest d1 = Backup(dagvault::v1::DIFFERENTIAL, 5, 7);
   const Manifest d2 = Backup(dagvault::v1::DIFFERENTIAL, 5, 11);
-  const auto chains = AssembleChains({full, d1, d2}, "SG01");
+  const std::vector<dagvault::v1::Manifest> manifests = {full, d1, d2};
+  const auto chains = AssembleChains(manifests, "SG01");
   ASSERT_EQ(chains.size(), 1u);
   auto latest = RestoreChain(chains, 0, "SG01");
   ASSERT_TRUE(latest.ok()) << latest.status();
@@ -127,7 +129,8 @@ TEST(ChainTest, AGapADivergenceOrAnotherStreamBreaksTheChainAtANamedGeneration) 
   // before it remain, and the newest is refused rather than silently older.
   const Manifest good = Backup(dagvault::v1::INCREMENTAL, 6, 7);
   const Manifest bad = Backup(dagvault::v1::INCREMENTAL, 9, 10);
-  const auto chains = AssembleChains({full, good, bad}, "SG01");
+  const std::vector<dagvault::v1::Manifest> manifests = {full, good, bad};
+  const auto chains = AssembleChains(manifests, "SG01");
   ASSERT_TRUE(chains[0].broken);
   EXPECT_EQ(chains[0].broken->generation, 8u);
   auto latest = RestoreChain(chains, 0, "SG01");
@@ -142,7 +145,8 @@ TEST(ChainTest, AGapADivergenceOrAnotherStreamBreaksTheChainAtANamedGeneration) 
 }
 
 TEST(ChainTest, NoFullMeansNoBaseAndNoRestore) {
-  const auto chains = AssembleChains({Backup(dagvault::v1::INCREMENTAL, 2, 3)}, "SG01");
+  const std::vector<dagvault::v1::Manifest> manifests = {Backup(dagvault::v1::INCREMENTAL, 2, 3)};
+  const auto chains = AssembleChains(manifests, "SG01");
   EXPECT_TRUE(chains.empty());
   auto base = BaseFor(chains, dagvault::v1::INCREMENTAL, "SG01");
   EXPECT_THAT(std::string(base.status().message()),

@@ -1,5 +1,6 @@
 #include "coordinator/chains/chain_view.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
@@ -14,18 +15,16 @@ using repository::Chain;
 std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
 
 const v1::Manifest& LastPiece(const Chain& c) {
-  return c.incrementals.empty() ? c.full : c.incrementals.back();
+  return c.incrementals.empty() ? *c.full : *c.incrementals.back();
 }
 
 // The unit's chains, with the recorded breaks applied to the chain whose
 // last piece each names.
 std::vector<Chain> ChainsOf(const std::string& unit, const std::vector<BackupRecord>& backups,
                             const std::vector<ChainBreakRecord>& breaks) {
-  std::vector<v1::Manifest> summaries;
+  std::vector<const v1::Manifest*> summaries;
   summaries.reserve(backups.size());
-  for (const auto& b : backups) {
-    if (b.unit == unit) summaries.push_back(b.chain_summary);
-  }
+  for (const auto& b : backups) summaries.push_back(&b.chain_summary);
   std::vector<Chain> chains = repository::AssembleChains(summaries, unit);
   for (Chain& c : chains) {
     if (c.broken) continue;
@@ -38,11 +37,43 @@ std::vector<Chain> ChainsOf(const std::string& unit, const std::vector<BackupRec
   return chains;
 }
 
-v1::CatalogBackup BackupOf(const v1::Manifest& m, const std::vector<BackupRecord>& backups) {
-  for (const auto& b : backups) {
-    if (b.manifest == m.id()) return CatalogBackupOf(b);
+using RecordIndex = absl::flat_hash_map<std::string, const BackupRecord*>;
+
+v1::CatalogBackup BackupOf(const v1::Manifest& m, const RecordIndex& records) {
+  auto it = records.find(m.id());
+  return it != records.end() ? CatalogBackupOf(*it->second) : CatalogBackupOf(BackupRecordOf(m));
+}
+
+PlannedBackup PlanFromChains(const std::string& unit, v1::BackupType requested,
+                             const std::vector<Chain>& chains) {
+  PlannedBackup plan;
+  plan.type = requested;
+  auto promote = [&](const std::string& why) {
+    plan.type = v1::FULL;
+    plan.promoted_because = why;
+    return plan;
+  };
+  if (!chains.empty() && chains.back().broken) {
+    const Chain& c = chains.back();
+    return promote(absl::StrCat("the newest chain (Full ", c.full->id(),
+                                ") is broken at generation ", Gen(c.broken->generation), ": ",
+                                c.broken->reason));
   }
-  return CatalogBackupOf(BackupRecordOf(m));
+  auto base = repository::BaseFor(chains, requested, unit);
+  if (!base.ok()) return promote(std::string(base.status().message()));
+  const v1::ManifestFile* log = repository::FindLog(*base, base->high_generation());
+  if (log == nullptr) {
+    return promote(absl::StrCat("backup ", base->id(),
+                                " does not hold the log of its high generation ",
+                                Gen(base->high_generation())));
+  }
+  plan.base_manifest = base->id();
+  plan.base_high_generation = base->high_generation();
+  plan.base_high_log_sha256 = log->sha256();
+  for (const auto& f : base->files()) {
+    if (f.role() == "log") plan.base_logs.emplace_back(f.generation(), f.sha256());
+  }
+  return plan;
 }
 
 }  // namespace
@@ -70,24 +101,27 @@ v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<Bac
                                   const std::vector<ChainBreakRecord>& breaks) {
   v1::ShowChainsResponse out;
   const std::vector<Chain> chains = ChainsOf(unit, backups, breaks);
+  RecordIndex records;
+  records.reserve(backups.size());
+  for (const auto& b : backups) records[b.manifest] = &b;
   for (const Chain& c : chains) {
     v1::ChainInfo* info = out.add_chains();
     info->set_unit(unit);
-    *info->mutable_full() = BackupOf(c.full, backups);
+    *info->mutable_full() = BackupOf(*c.full, records);
     auto point = [&](const v1::Manifest& m) {
       v1::RestorePoint* p = info->add_restore_points();
       p->set_generation(m.high_generation());
       p->set_time_us(m.frozen_us());
       p->set_manifest(m.id());
     };
-    point(c.full);
-    for (const auto& m : c.incrementals) {
-      *info->add_incrementals() = BackupOf(m, backups);
-      point(m);
+    point(*c.full);
+    for (const v1::Manifest* m : c.incrementals) {
+      *info->add_incrementals() = BackupOf(*m, records);
+      point(*m);
     }
-    for (const auto& m : c.differentials) {
-      *info->add_differentials() = BackupOf(m, backups);
-      point(m);
+    for (const v1::Manifest* m : c.differentials) {
+      *info->add_differentials() = BackupOf(*m, records);
+      point(*m);
     }
     if (c.broken) {
       info->set_broken(true);
@@ -95,46 +129,24 @@ v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<Bac
       info->set_broken_reason(c.broken->reason);
     }
   }
-  const PlannedBackup next = PlanBackup(unit, v1::INCREMENTAL, backups, breaks);
-  out.set_next_incremental(
-      next.type == v1::FULL
-          ? absl::StrCat("Full: ", next.promoted_because)
-          : absl::StrCat("Incremental after generation ", Gen(next.base_high_generation),
-                         " (backup ", next.base_manifest, ")"));
+  const PlannedBackup next = PlanFromChains(unit, v1::INCREMENTAL, chains);
+  out.set_next_incremental(next.type == v1::FULL
+                               ? absl::StrCat("Full: ", next.promoted_because)
+                               : absl::StrCat("Incremental after generation ",
+                                              Gen(next.base_high_generation), " (backup ",
+                                              next.base_manifest, ")"));
   return out;
 }
 
 PlannedBackup PlanBackup(const std::string& unit, v1::BackupType requested,
                          const std::vector<BackupRecord>& backups,
                          const std::vector<ChainBreakRecord>& breaks) {
-  PlannedBackup plan;
-  plan.type = requested;
-  if (requested != v1::INCREMENTAL && requested != v1::DIFFERENTIAL) return plan;
-  const std::vector<Chain> chains = ChainsOf(unit, backups, breaks);
-  auto promote = [&](const std::string& why) {
-    plan.type = v1::FULL;
-    plan.promoted_because = why;
+  if (requested != v1::INCREMENTAL && requested != v1::DIFFERENTIAL) {
+    PlannedBackup plan;
+    plan.type = requested;
     return plan;
-  };
-  if (!chains.empty() && chains.back().broken) {
-    const Chain& c = chains.back();
-    return promote(absl::StrCat("the newest chain (Full ", c.full.id(), ") is broken at generation ",
-                                Gen(c.broken->generation), ": ", c.broken->reason));
   }
-  auto base = repository::BaseFor(chains, requested, unit);
-  if (!base.ok()) return promote(std::string(base.status().message()));
-  const v1::ManifestFile* log = repository::FindLog(*base, base->high_generation());
-  if (log == nullptr) {
-    return promote(absl::StrCat("backup ", base->id(), " does not hold the log of its high generation ",
-                                Gen(base->high_generation())));
-  }
-  plan.base_manifest = base->id();
-  plan.base_high_generation = base->high_generation();
-  plan.base_high_log_sha256 = log->sha256();
-  for (const auto& f : base->files()) {
-    if (f.role() == "log") plan.base_logs.emplace_back(f.generation(), f.sha256());
-  }
-  return plan;
+  return PlanFromChains(unit, requested, ChainsOf(unit, backups, breaks));
 }
 
 }  // namespace dagvault::coordinator

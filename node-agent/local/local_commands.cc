@@ -307,13 +307,13 @@ absl::Status List(const CliArgs& args, std::ostream& out) {
   if (!args.Has("json")) out << "\n";
   for (const auto& unit : units) {
     for (const auto& c : repository::AssembleChains(manifests, unit)) {
-      std::vector<std::string> points = {Gen(c.full.high_generation())};
-      for (const auto& i : c.incrementals) points.push_back(Gen(i.high_generation()));
-      for (const auto& d : c.differentials) points.push_back(Gen(d.high_generation()) + "(d)");
+      std::vector<std::string> points = {Gen(c.full->high_generation())};
+      for (const auto* i : c.incrementals) points.push_back(Gen(i->high_generation()));
+      for (const auto* d : c.differentials) points.push_back(Gen(d->high_generation()) + "(d)");
       if (args.Has("json")) {
         auto* jc = jchains->add_values()->mutable_struct_value();
         Put(jc, "unit", unit);
-        Put(jc, "full", c.full.id());
+        Put(jc, "full", c.full->id());
         Put(jc, "high_generation", c.high_generation());
         auto* p = (*jc->mutable_fields())["restore_points"].mutable_list_value();
         for (const auto& s : points) p->add_values()->set_string_value(s);
@@ -323,7 +323,7 @@ absl::Status List(const CliArgs& args, std::ostream& out) {
         }
         continue;
       }
-      out << "chain of " << unit << " from Full " << c.full.id() << ": "
+      out << "chain of " << unit << " from Full " << c.full->id() << ": "
           << 1 + c.incrementals.size() + c.differentials.size()
           << " backups, restore points at generations " << absl::StrJoin(points, ", ") << "\n";
       if (c.broken) out << "  BROKEN: " << c.broken->reason << "\n";

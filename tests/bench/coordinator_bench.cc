@@ -1,0 +1,441 @@
+// coordinator_bench: the coordinator at the scale of issue 6, printing
+// figures against the targets (it never fails on speed).
+//
+//   1. Source selection for every unit of a deployment of 1,000 nodes and
+//      10,000 units (three copies each: 30 copies per node), in process.
+//   2. Chain assembly for one unit with 5,000 catalogued backups, from the
+//      SQLite catalog and from memory.
+//   3. A real dagvault-coordinator over mutual TLS with 1,000 simulated
+//      agents in this process, each reporting its 30 copies every 5 s:
+//      the coordinator's CPU and RSS, and the latency of `status` and of
+//      `backup start` (the simulated agents fail each assignment at once).
+//
+//   coordinator_bench [--agents N] [--seconds S] [--report-ms MS]
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/certs.h"
+#include "common/cli_args.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/testing/subprocess.h"
+#include "common/testing/temp_dir.h"
+#include "common/text_config.h"
+#include "common/tls.h"
+#include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/chains/chain_view.h"
+#include "coordinator/server/topology.h"
+#include "dagvault/v1/admin.grpc.pb.h"
+#include "dagvault/v1/agent.grpc.pb.h"
+#include "repository/chain.h"
+
+namespace dagvault {
+namespace {
+
+namespace v1 = dagvault::v1;
+using coordinator::CopyView;
+
+constexpr int kUnitsPerNode = 10;  // active copies; each node also has 20 passive ones
+
+std::string UnitName(int u) { return absl::StrFormat("U%05d", u); }
+std::string NodeName(int n) { return absl::StrFormat("n%04d", n); }
+
+// Node n's copies: the active copies of units n*10..n*10+9 and passive
+// copies of the previous two nodes' units.
+v1::NodeReport ReportOf(int node, int nodes) {
+  v1::NodeReport r;
+  r.set_node(NodeName(node));
+  for (int k = 0; k < 3; ++k) {
+    const int owner = (node - k + nodes) % nodes;
+    for (int i = 0; i < kUnitsPerNode; ++i) {
+      v1::CopyStatus* c = r.add_copies();
+      c->set_unit(UnitName(owner * kUnitsPerNode + i));
+      c->set_node(NodeName(node));
+      c->set_role(k == 0 ? v1::ACTIVE : v1::PASSIVE);
+      c->set_state(k == 0 ? v1::MOUNTED : v1::HEALTHY);
+      c->set_activation_preference(static_cast<uint32_t>(k + 1));
+      c->set_last_log_generation(1000);
+      c->set_last_inspected_generation(1000);
+      c->set_last_replayed_generation(k == 0 ? 1000 : 999);
+      c->set_copy_queue(k == 0 ? 0 : 1);
+      c->set_active_node(NodeName(owner));
+    }
+  }
+  v1::WriterInstance* w = r.mutable_writers()->add_writers();
+  w->set_instance_name("Exchange Replication Service");
+  r.mutable_writers()->set_node(NodeName(node));
+  return r;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  return v[i];
+}
+
+void Row(const std::string& what, const std::string& value, const std::string& target = "") {
+  std::cout << absl::StrFormat("  %-48s %-22s %s\n", what, value, target);
+}
+
+std::string Verdict(double value, double limit) { return value <= limit ? "met" : "NOT MET"; }
+
+// 1. Selection for every unit.
+void BenchSelection(int nodes) {
+  testing::TempDir dir("bench_sel");
+  auto catalog = coordinator::SqliteCatalog::Open(dir.Sub("catalog.db"));
+  coordinator::Topology topology(catalog->get(), absl::Hours(1));
+  class NullChannel : public coordinator::AgentChannel {
+    bool Send(const v1::CoordinatorMessage&) override { return true; }
+  };
+  auto channel = std::make_shared<NullChannel>();
+  for (int n = 0; n < nodes; ++n) {
+    v1::Register hello;
+    hello.set_node(NodeName(n));
+    topology.Connected(hello, channel);
+    topology.Report(ReportOf(n, nodes));
+  }
+  std::vector<double> runs;
+  size_t selected = 0, units = 0;
+  for (int run = 0; run < 5; ++run) {
+    const absl::Time t0 = absl::Now();
+    auto all = topology.AllCopies();
+    selected = 0;
+    for (const auto& [unit, copies] : all) {
+      if (coordinator::SelectSource(copies, {}, {}).ok()) ++selected;
+    }
+    units = all.size();
+    runs.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+  }
+  const double median = Percentile(runs, 0.5);
+  std::cout << "\n1. Source selection for every unit (" << nodes << " nodes, " << units
+            << " units, 3 copies each)\n";
+  Row("units with a source", absl::StrCat(selected, " of ", units));
+  Row("time for all units (median of 5)", absl::StrFormat("%.1f ms", median),
+      absl::StrFormat("target <= 1000 ms: %s", Verdict(median, 1000)));
+}
+
+// 2. Chain assembly with 5,000 backups.
+void BenchChains(int backups) {
+  testing::TempDir dir("bench_chain");
+  auto catalog = coordinator::SqliteCatalog::Open(dir.Sub("catalog.db"));
+  std::vector<coordinator::BackupRecord> records;
+  std::string previous_sha(32, '\0');
+  uint32_t generation = 1;
+  for (int i = 0; i < backups; ++i) {
+    v1::Manifest m;
+    m.set_id(absl::StrFormat("20260101T%06d.000000Z-%08x", i, i));
+    m.set_unit("DB02");
+    m.set_type(i == 0 ? v1::FULL : v1::INCREMENTAL);
+    m.set_source_node(NodeName(i % 3));
+    m.set_log_signature("sig");
+    m.add_database_signatures("dbsig");
+    m.set_low_generation(generation);
+    m.set_frozen_us(1'700'000'000'000'000 + i);
+    for (int k = 0; k < 2; ++k, ++generation) {
+      v1::ManifestFile* f = m.add_files();
+      f->set_name(absl::StrCat("logs/E01", generation, ".log"));
+      f->set_role("log");
+      f->set_generation(generation);
+      std::string sha(32, '\0');
+      std::memcpy(sha.data(), &generation, sizeof(generation));
+      f->set_sha256(sha);
+      f->set_link_hash(previous_sha);
+      previous_sha = sha;
+    }
+    m.set_high_generation(generation - 1);
+    if (i == 0) {
+      m.mutable_files(0)->clear_link_hash();
+      v1::ManifestFile* db = m.add_files();
+      db->set_name("DB02.edb");
+      db->set_role("database");
+    }
+    records.push_back(coordinator::BackupRecordOf(m));
+  }
+  (void)(*catalog)->ReplaceBackups(records);
+  std::vector<double> from_catalog, in_memory;
+  size_t points = 0;
+  for (int run = 0; run < 20; ++run) {
+    absl::Time t0 = absl::Now();
+    auto stored = (*catalog)->Backups("DB02");
+    auto breaks = (*catalog)->ChainBreaks("DB02");
+    auto shown = coordinator::ShowChains("DB02", *stored, *breaks);
+    from_catalog.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    t0 = absl::Now();
+    auto again = coordinator::ShowChains("DB02", records, {});
+    in_memory.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    points = shown.chains_size() == 1 ? static_cast<size_t>(shown.chains(0).restore_points_size()) : 0;
+  }
+  std::cout << "\n2. Chain assembly for one unit with " << backups << " catalogued backups\n";
+  Row("restore points in the one chain", absl::StrCat(points));
+  const double assembly = Percentile(in_memory, 0.5);
+  Row("assembly from the records (median of 20)", absl::StrFormat("%.2f ms", assembly),
+      absl::StrFormat("target <= 10 ms: %s", Verdict(assembly, 10)));
+  Row("read from SQLite and assemble (median of 20)",
+      absl::StrFormat("%.2f ms", Percentile(from_catalog, 0.5)));
+}
+
+// One simulated agent: registers, reports every `every`, and fails each
+// assignment at once.
+class SimAgent {
+ public:
+  SimAgent(int node, int nodes, std::shared_ptr<grpc::ChannelCredentials> creds,
+           const std::string& address, absl::Duration every, absl::Duration offset,
+           std::atomic<bool>* stop)
+      : node_(node), stop_(stop) {
+    report_ = ReportOf(node, nodes);
+    stub_ = v1::AgentService::NewStub(grpc::CreateChannel(address, creds));
+    writer_ = std::thread([this, every, offset] { Run(every, offset); });
+  }
+  ~SimAgent() {
+    context_.TryCancel();
+    if (writer_.joinable()) writer_.join();
+    if (reader_.joinable()) reader_.join();
+  }
+  std::atomic<bool> registered{false};
+  std::atomic<int> reports{0};
+
+ private:
+  void Run(absl::Duration every, absl::Duration offset) {
+    stream_ = stub_->Connect(&context_);
+    v1::AgentMessage hello;
+    hello.mutable_register_()->set_node(NodeName(node_));
+    hello.mutable_register_()->set_agent_version("sim");
+    v1::CoordinatorMessage first;
+    if (!stream_->Write(hello) || !stream_->Read(&first)) return;
+    registered = true;
+    reader_ = std::thread([this] {
+      v1::CoordinatorMessage m;
+      while (stream_->Read(&m)) {
+        if (!m.has_assignment()) continue;
+        v1::AgentMessage u;
+        u.mutable_job_update()->set_job(m.assignment().job());
+        u.mutable_job_update()->set_attempt(m.assignment().attempt());
+        u.mutable_job_update()->set_phase("failed");
+        u.mutable_job_update()->set_error("simulated agent");
+        std::lock_guard<std::mutex> l(mu_);
+        stream_->Write(u);
+      }
+    });
+    absl::SleepFor(offset);
+    while (!*stop_) {
+      v1::AgentMessage m;
+      *m.mutable_report() = report_;
+      m.mutable_report()->set_sent_us(absl::ToUnixMicros(absl::Now()));
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (!stream_->Write(m)) return;
+      }
+      ++reports;
+      const absl::Time next = absl::Now() + every;
+      while (!*stop_ && absl::Now() < next) absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+
+  int node_;
+  std::atomic<bool>* stop_;
+  v1::NodeReport report_;
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>> stream_;
+  std::mutex mu_;
+  std::thread writer_, reader_;
+};
+
+struct ProcStat {
+  double cpu_seconds = 0;
+  uint64_t rss_kib = 0, peak_kib = 0;
+};
+
+ProcStat Sample(pid_t pid) {
+  ProcStat s;
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command name, which is in parentheses.
+  std::vector<std::string> f = absl::StrSplit(line.substr(line.rfind(')') + 2), ' ');
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (f.size() > 13) {
+    uint64_t ut = 0, st = 0;
+    (void)absl::SimpleAtoi(f[11], &ut);
+    (void)absl::SimpleAtoi(f[12], &st);
+    s.cpu_seconds = static_cast<double>(ut + st) / tick;
+  }
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  while (std::getline(status, line)) {
+    uint64_t v = 0;
+    if (line.rfind("VmRSS:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &v)) s.rss_kib = v;
+    if (line.rfind("VmHWM:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &v)) s.peak_kib = v;
+  }
+  return s;
+}
+
+v1::TlsFiles Files(const std::string& dir, const std::string& name) {
+  v1::TlsFiles f;
+  f.set_ca_file(dir + "/ca.crt");
+  f.set_cert_file(absl::StrCat(dir, "/", name, ".crt"));
+  f.set_key_file(absl::StrCat(dir, "/", name, ".key"));
+  return f;
+}
+
+// 3. A real coordinator under 1,000 agents.
+int BenchCoordinator(int nodes, int seconds, int report_ms) {
+  testing::TempDir dir("bench_coord");
+  const std::string certs = dir.Sub("certs");
+  if (!CreateCa({.dir = certs}).ok()) return 1;
+  (void)IssueCertificate({.dir = certs, .name = "coordinator", .role = "coordinator"});
+  (void)IssueCertificate({.dir = certs, .name = "admin", .role = "admin"});
+  const absl::Time issuing = absl::Now();
+  std::vector<std::shared_ptr<grpc::ChannelCredentials>> creds;
+  for (int n = 0; n < nodes; ++n) {
+    if (!IssueCertificate({.dir = certs, .name = NodeName(n), .role = "node"}).ok()) return 1;
+    creds.push_back(*MakeChannelCredentials(Files(certs, NodeName(n)), false, "sim"));
+  }
+  std::cout << "\n3. One dagvault-coordinator, " << nodes << " simulated agents over mutual TLS, "
+            << "each reporting " << 3 * kUnitsPerNode << " copies every " << report_ms << " ms\n";
+  Row("certificates issued for the agents", absl::StrFormat("%d in %.1f s", nodes,
+                                                            absl::ToDoubleSeconds(absl::Now() - issuing)));
+  // A free port: bound to 0 and released.
+  std::vector<int> ports;
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ports.push_back(ntohs(a.sin_port));
+    ::close(fd);
+  }
+  const std::string address = absl::StrCat("127.0.0.1:", ports[0]);
+  v1::CoordinatorConfig c;
+  c.set_listen(address);
+  *c.mutable_tls() = Files(certs, "coordinator");
+  c.set_catalog(dir.Sub("catalog.db"));
+  c.set_report_every_ms(static_cast<uint32_t>(report_ms));
+  c.set_lease_ttl_ms(static_cast<uint32_t>(report_ms * 6));
+  c.set_log_level("warn");
+  (void)WriteFileAtomically(dir.Sub("coordinator.conf"), ToTextConfig(c));
+  testing::Subprocess coordinator(
+      {testing::BinaryPath("dagvault-coordinator"), "--config", dir.Sub("coordinator.conf")}, {},
+      dir.Sub("coordinator.log"));
+  auto admin = v1::CoordinatorAdmin::NewStub(
+      grpc::CreateChannel(address, *MakeChannelCredentials(Files(certs, "admin"), false, "admin")));
+  auto status_call = [&](v1::ClusterStatus* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return admin->GetStatus(&ctx, {}, out);
+  };
+  for (int i = 0; i < 100; ++i) {
+    v1::ClusterStatus s;
+    if (status_call(&s).ok()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  std::atomic<bool> stop{false};
+  const absl::Duration every = absl::Milliseconds(report_ms);
+  std::vector<std::unique_ptr<SimAgent>> agents;
+  const absl::Time connecting = absl::Now();
+  for (int n = 0; n < nodes; ++n) {
+    agents.push_back(std::make_unique<SimAgent>(n, nodes, creds[static_cast<size_t>(n)], address, every,
+                                                every * n / nodes, &stop));
+  }
+  int registered = 0;
+  for (int i = 0; i < 600 && registered < nodes; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    registered = 0;
+    for (auto& a : agents) registered += a->registered;
+  }
+  Row("agents registered", absl::StrFormat("%d in %.1f s", registered,
+                                           absl::ToDoubleSeconds(absl::Now() - connecting)));
+  absl::SleepFor(every * 2);  // every agent has reported
+  const ProcStat before = Sample(coordinator.pid());
+  const absl::Time t0 = absl::Now();
+  absl::SleepFor(absl::Seconds(seconds));
+  const ProcStat after = Sample(coordinator.pid());
+  const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+  const double cpu = 100.0 * (after.cpu_seconds - before.cpu_seconds) / wall;
+  int reports = 0;
+  for (auto& a : agents) reports += a->reports;
+  Row("reports received (all agents, whole run)", absl::StrCat(reports));
+  Row(absl::StrFormat("coordinator CPU over %.0f s of reports", wall), absl::StrFormat("%.1f%% of one core", cpu),
+      absl::StrFormat("target <= 25%%: %s", Verdict(cpu, 25)));
+  Row("coordinator RSS (now / peak)", absl::StrFormat("%.0f / %.0f MB", after.rss_kib / 1024.0, after.peak_kib / 1024.0),
+      absl::StrFormat("target <= 500 MB: %s", Verdict(after.peak_kib / 1024.0, 500)));
+
+  std::vector<double> status_ms;
+  size_t copies = 0;
+  for (int i = 0; i < 50; ++i) {
+    v1::ClusterStatus s;
+    const absl::Time t = absl::Now();
+    grpc::Status ok = status_call(&s);
+    status_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
+    if (ok.ok()) copies = static_cast<size_t>(s.copies_size());
+  }
+  Row("status: copies in the answer", absl::StrCat(copies));
+  Row("status latency p50 / p99 (50 calls)",
+      absl::StrFormat("%.1f / %.1f ms", Percentile(status_ms, 0.5), Percentile(status_ms, 0.99)),
+      absl::StrFormat("target p99 <= 50 ms: %s", Verdict(Percentile(status_ms, 0.99), 50)));
+  std::vector<double> start_ms;
+  int started = 0;
+  for (int i = 0; i < 100; ++i) {
+    v1::StartBackupRequest r;
+    r.set_unit(UnitName(i * 97 % (nodes * kUnitsPerNode)));
+    r.set_type(v1::FULL);
+    v1::JobInfo job;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    const absl::Time t = absl::Now();
+    grpc::Status s = admin->StartBackup(&ctx, r, &job);
+    start_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
+    started += s.ok() && job.attempts_size() == 1;
+  }
+  Row("backup start: jobs assigned", absl::StrCat(started, " of 100"));
+  Row("backup start latency p50 / p99 (100 calls)",
+      absl::StrFormat("%.1f / %.1f ms", Percentile(start_ms, 0.5), Percentile(start_ms, 0.99)),
+      absl::StrFormat("target p99 <= 50 ms: %s", Verdict(Percentile(start_ms, 0.99), 50)));
+  stop = true;
+  agents.clear();
+  coordinator.Kill(15);
+  coordinator.Wait();
+  return 0;
+}
+
+}  // namespace
+}  // namespace dagvault
+
+int main(int argc, char** argv) {
+  dagvault::logging::Init({.level = "error"});
+  auto args = dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
+                                       {{"agents", "seconds", "report-ms", "backups"}, {}});
+  if (!args.ok()) {
+    std::cerr << args.status().message()
+              << "\nusage: coordinator_bench [--agents 1000] [--seconds 60] [--report-ms 5000]\n";
+    return 2;
+  }
+  const int agents = static_cast<int>(*args->GetUint("agents", 1000));
+  const int seconds = static_cast<int>(*args->GetUint("seconds", 60));
+  const int report_ms = static_cast<int>(*args->GetUint("report-ms", 5000));
+  const int backups = static_cast<int>(*args->GetUint("backups", 5000));
+  std::cout << "coordinator_bench: figures for issue 6's scale targets\n";
+  dagvault::BenchSelection(agents);
+  dagvault::BenchChains(backups);
+  return dagvault::BenchCoordinator(agents, seconds, report_ms);
+}

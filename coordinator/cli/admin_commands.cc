@@ -28,7 +28,8 @@ using repository::HumanBytes;
 
 constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
 
-  status                          nodes, copies, leases and running jobs
+  status [--copies] [--unit U]    nodes, copies that need attention (--copies: all),
+                                  leases and running jobs
   backup start --unit U [--type full|copy|incremental|differential]
                [--source-mode passive-then-active|passive-only|active-only]
                [--prefer NODE,...] [--max-copy-queue N] [--max-replay-queue N] [--wait]
@@ -52,7 +53,7 @@ an admin certificate: --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
 const CliArgs::Spec kSpec{{"coordinator", "certs", "cert-name", "unit", "type", "source-mode",
                            "prefer", "max-copy-queue", "max-replay-queue", "limit", "repo", "dir",
                            "deployment", "name", "role", "san", "days"},
-                          {"json", "wait", "insecure-dev", "force"}};
+                          {"json", "wait", "insecure-dev", "force", "copies"}};
 
 // A usage error (exit 2) is an InvalidArgument marked as the command
 // line's own, so that a server's InvalidArgument stays a failure (exit 1).
@@ -145,8 +146,11 @@ std::string NodeOf(const v1::JobInfo& j) {
 }
 
 absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
+  v1::ClusterStatusRequest request;
+  request.set_all_copies(args.Has("copies"));
+  request.set_unit(args.GetOr("unit", ""));
   v1::ClusterStatus status;
-  RETURN_IF_ERROR(FromGrpcStatus(stub.GetStatus(Context().get(), {}, &status), "coordinator"));
+  RETURN_IF_ERROR(FromGrpcStatus(stub.GetStatus(Context().get(), request, &status), "coordinator"));
   if (args.Has("json")) {
     PrintJson(status, out);
     return absl::OkStatus();
@@ -171,8 +175,12 @@ absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
                 s.replay_lag_seconds() == 0 ? "-" : absl::StrCat(s.replay_lag_seconds(), "s"),
                 Gen(s.last_log_generation())});
   }
-  copies.Print(out);
-  out << "\n";
+  if (!sorted.empty()) copies.Print(out);
+  const uint32_t hidden = status.copies_total() - static_cast<uint32_t>(status.copies_size());
+  out << "copies: " << status.copies_fine() << " of " << status.copies_total()
+      << " Healthy or Mounted";
+  if (hidden > 0) out << "; " << hidden << " of those not listed (--copies lists every copy)";
+  out << "\n\n";
   if (status.leases_size() == 0) {
     out << "leases: none\n";
   } else {

@@ -22,10 +22,10 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
  public:
   explicit AdminServiceImpl(Coordinator* c) : c_(c) {}
 
-  grpc::Status GetStatus(ServerContext* ctx, const v1::ClusterStatusRequest*,
+  grpc::Status GetStatus(ServerContext* ctx, const v1::ClusterStatusRequest* request,
                          v1::ClusterStatus* out) override {
     if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
-    c_->topology().Describe(out);
+    c_->topology().Describe(*request, out);
     auto leases = c_->catalog().Leases();
     if (!leases.ok()) return ToGrpcStatus(leases.status());
     for (const auto& l : *leases) {

@@ -173,7 +173,7 @@ std::map<std::string, std::vector<CopyView>> Topology::AllCopies() const {
   return out;
 }
 
-void Topology::Describe(v1::ClusterStatus* status) const {
+void Topology::Describe(const v1::ClusterStatusRequest& request, v1::ClusterStatus* status) const {
   const absl::Time now = absl::Now();
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& [name, n] : nodes_) {
@@ -187,6 +187,11 @@ void Topology::Describe(v1::ClusterStatus* status) const {
     info->set_agent_version(n.record.agent_version);
     if (!reporting) info->set_down_reason(DownReasonLocked(n, now));
     for (const auto& c : n.copies) {
+      const bool fine = reporting && (c.state() == v1::HEALTHY || c.state() == v1::MOUNTED);
+      status->set_copies_total(status->copies_total() + 1);
+      if (fine) status->set_copies_fine(status->copies_fine() + 1);
+      if (!request.all_copies() && c.unit() != request.unit() && fine) continue;
+      if (!request.unit().empty() && c.unit() != request.unit()) continue;
       v1::CopyInfo* copy = status->add_copies();
       *copy->mutable_status() = c;
       copy->set_node_reporting(reporting);

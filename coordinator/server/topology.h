@@ -56,7 +56,9 @@ class Topology {
   // Every unit's copies, for selecting sources for all units at once.
   std::map<std::string, std::vector<CopyView>> AllCopies() const;
 
-  void Describe(dagvault::v1::ClusterStatus* status) const;
+  // Every node; the copies `request` asks for (common/admin.proto).
+  void Describe(const dagvault::v1::ClusterStatusRequest& request,
+                dagvault::v1::ClusterStatus* status) const;
 
  private:
   struct NodeState {

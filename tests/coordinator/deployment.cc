@@ -197,7 +197,7 @@ absl::Status Deployment::CliJson(std::vector<std::string> args, google::protobuf
 
 absl::StatusOr<v1::ClusterStatus> Deployment::Status() {
   v1::ClusterStatus s;
-  RETURN_IF_ERROR(CliJson({"status"}, &s));
+  RETURN_IF_ERROR(CliJson({"status", "--copies"}, &s));
   return s;
 }
 

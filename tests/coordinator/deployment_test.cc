@@ -89,6 +89,12 @@ TEST(Deployment, SourceSelectionFollowsTheModeAndSaysWhyNothingQualifies) {
   ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
   ASSERT_TRUE(WaitCopyState(d, "DB02", "node2", v1::SUSPENDED));
   ASSERT_TRUE(WaitCopyState(d, "DB02", "node3", v1::SUSPENDED));
+  // The operator's table lists the copies that need attention.
+  ProcessResult table = d.Cli({"status"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("Suspended"));
+  EXPECT_THAT(table.out, HasSubstr("copies: 4 of 6 Healthy or Mounted; 4 of those not listed"));
+  EXPECT_THAT(table.out, HasSubstr("leases: none"));
   ProcessResult refused = d.Cli(
       {"backup", "start", "--unit", "DB02", "--type", "incremental", "--source-mode", "passive-only"});
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # dagvault quickstart: installs what is missing, builds, and walks through
 # what exists so far: a 3-node lab of mailstored (the protected mail
-# server) with log-shipping replication, under load, with a passive copy
-# killed and restarted, converging.
+# server) with log-shipping replication over mutual TLS, under load, with a
+# passive copy killed and restarted, converging; then the coordinator and
+# its agents back up a unit from the right copies, and show the chain.
 #
 #   ./deploy/quickstart.sh            run it; the lab stays in ./lab/quickstart
 #   DAGVAULT_LAB_DIR=/path ./deploy/quickstart.sh
@@ -19,7 +20,8 @@ step "1. Installing packages (only what is missing)"
 
 step "2. Building"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" --target mailstored mailstore-util
+cmake --build build -j "$(nproc)" --target mailstored mailstore-util dagvault dagvault-agent \
+  dagvault-coordinator
 util=$root/build/bin/mailstore-util
 
 lab=${DAGVAULT_LAB_DIR:-$root/lab/quickstart}
@@ -27,7 +29,10 @@ lag=15
 step "3. Starting a 3-node lab in $lab"
 echo "Units SG01 (storage group: MDB01A, MDB01B) and DB02, a copy of each on every node;"
 echo "node1 holds the active copies, node3's copies replay ${lag}s behind (lagged)."
-./deploy/lab/lab.sh start --fresh --dir "$lab" --nodes 3 --lag-seconds "$lag" --log-size 262144
+echo "With --dagvault: a CA and certificates (replication runs over mutual TLS), a"
+echo "repository, a dagvault-coordinator and a dagvault-agent on every node."
+./deploy/lab/lab.sh start --fresh --dir "$lab" --nodes 3 --lag-seconds "$lag" --log-size 262144 \
+  --dagvault
 read -r _ node1 _ _ < <(sed -n 1p "$lab/nodes.txt")
 read -r _ node2 _ _ < <(sed -n 2p "$lab/nodes.txt")
 read -r _ node3 _ _ < <(sed -n 3p "$lab/nodes.txt")
@@ -85,6 +90,22 @@ else
   echo "node3 equals node1 after $((SECONDS - since))s more"
 fi
 
+dv=$root/build/bin/dagvault
+export DAGVAULT_COORDINATOR=127.0.0.1:7180 DAGVAULT_CERTS=$lab/certs
+
+step "7. The coordinator's view: every node reporting, the copies that need attention"
+"$dv" status
+
+step "8. Backups chosen by the coordinator: a Full from a healthy passive copy, then an Incremental from the active one"
+"$dv" backup start --unit SG01 --type full --wait
+"$util" load --unit SG01 --duration 3 --threads 2 --mailboxes 10 --size-mix 4k:80,75k:20 >/dev/null
+"$util" roll --unit SG01 >/dev/null
+"$dv" backup start --unit SG01 --type incremental --source-mode active-only --wait
+
+step "9. One chain across two servers, with its restore points"
+"$dv" chain show --unit SG01
+"$dv" backup list
+
 elapsed=$(( $(date +%s) - started ))
 cat <<DONE
 
@@ -94,13 +115,20 @@ cat <<DONE
    - the load generator wrote through node1's store API while node1 shipped each
      closed log generation to node2 and node3, which inspected and replayed them;
    - node2 was killed with kill -9 while it replicated, restarted, and caught up; the
-     lagged node3 replayed ${lag}s behind; every copy ended with node1's digests.
+     lagged node3 replayed ${lag}s behind; every copy ended with node1's digests;
+   - the coordinator chose node2's healthy passive copy for the Full (node3 is lagged,
+     node1 active), node1 for the Incremental; both were verified page by page and log by
+     log as they streamed into the repository, and the chain joins across the servers.
 
    The lab is still running. Try next:
      export MAILSTORE_SERVER=$node1
      $util status                                  copies, queues, truncation, backups
      $util activate --unit SG01 --node node2       switchover without loss
      $util suspend --unit DB02 --server $node2    (and resume)
+     export DAGVAULT_COORDINATOR=127.0.0.1:7180 DAGVAULT_CERTS=$lab/certs
+     $dv status --copies                      every copy, as the coordinator sees it
+     $dv backup start --unit DB02 --type full --source-mode passive-only --wait
+     $dv job list                             every job; job show ID for its events
      ./deploy/lab/lab.sh stop --dir $lab
      ./tests/run.sh                                every test
    Read docs/README.md for how it all fits together.

@@ -6,6 +6,7 @@
 # pid files all live under one folder.
 #
 #   deploy/lab/lab.sh start  [--dir DIR] [--nodes N] [--lag-seconds S] [--log-size BYTES] [--fresh]
+#                            [--dagvault] [--coordinator-port P]
 #   deploy/lab/lab.sh stop   [--dir DIR]
 #   deploy/lab/lab.sh status [--dir DIR]
 #   deploy/lab/lab.sh env    [--dir DIR]     prints: export MAILSTORE_SERVER=<node1's store address>
@@ -16,6 +17,13 @@
 #   DIR/<node>/mailstored.conf    the node's configuration (fields: proto/dagvault/v1/mailstored.proto)
 #   DIR/<node>/mailstored.log     its log; DIR/<node>/mailstored.pid its pid
 #   DIR/<node>/data/              its copies of the units
+#
+# --dagvault makes it a whole deployment: a CA and certificates (the nodes
+# replicate over mutual TLS), a repository, a dagvault-coordinator on
+# 127.0.0.1:P (default 7180) and a dagvault-agent per node:
+#   DIR/certs/                    ca.crt, coordinator, admin and node certificates
+#   DIR/repo/                     the repository; DIR/dagvault/passphrase its secret
+#   DIR/dagvault/                 coordinator.conf, agent-<node>.conf, catalog.db, logs, pids
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,6 +43,8 @@ nodes=3
 lag=60
 log_size=
 fresh=0
+with_dagvault=0
+coordinator_port=7180
 while [[ $# -gt 0 ]]; do
   case $1 in
     --dir) dir=$2; shift 2 ;;
@@ -42,6 +52,8 @@ while [[ $# -gt 0 ]]; do
     --lag-seconds) lag=$2; shift 2 ;;
     --log-size) log_size=$2; shift 2 ;;
     --fresh) fresh=1; shift ;;
+    --dagvault) with_dagvault=1; shift ;;
+    --coordinator-port) coordinator_port=$2; shift 2 ;;
     *) echo "lab.sh: unknown argument $1" >&2; usage ;;
   esac
 done
@@ -66,12 +78,24 @@ start() {
     [[ -x $exe ]] || { echo "lab.sh: $exe is missing; build first (cmake --build build)" >&2; exit 1; }
   done
   if [[ $fresh == 1 ]]; then
+    stop_dagvault quiet
     stop_nodes quiet
-    rm -rf "${dir:?}"/node* "$dir/nodes.txt"
+    rm -rf "${dir:?}"/node* "$dir/nodes.txt" "$dir/certs" "$dir/repo" "$dir/dagvault"
+  fi
+  if [[ $with_dagvault == 1 && ! -f $dir/certs/ca.crt ]]; then
+    "$bin/dagvault" certs init --dir "$dir/certs" >/dev/null
+    for name in coordinator admin; do
+      "$bin/dagvault" certs issue --dir "$dir/certs" --name $name --role "$([[ $name == admin ]] && echo admin || echo coordinator)" >/dev/null
+    done
+    for ((i = 1; i <= nodes; i++)); do
+      "$bin/dagvault" certs issue --dir "$dir/certs" --name "node$i" --role node >/dev/null
+    done
+    echo "certificates in $dir/certs (CA, coordinator, admin, node1..node$nodes)"
   fi
   if [[ ! -f $dir/nodes.txt ]]; then
     local args=(lab-config --dir "$dir" --nodes "$nodes" --lag-seconds "$lag")
     [[ -n $log_size ]] && args+=(--log-size "$log_size")
+    [[ -f $dir/certs/ca.crt ]] && args+=(--certs "$dir/certs")
     "$util" "${args[@]}" >"$dir/nodes.txt.tmp"
     mv "$dir/nodes.txt.tmp" "$dir/nodes.txt"
   fi
@@ -107,6 +131,98 @@ start() {
     sleep 0.2
   done
   echo "lab ready in $dir; export MAILSTORE_SERVER=$first"
+  if [[ $with_dagvault == 1 ]]; then start_dagvault; fi
+}
+
+dagvault_pid() {
+  local pidfile=$dir/dagvault/$1.pid
+  [[ -f $pidfile ]] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null && grep -q dagvault "/proc/$pid/cmdline" 2>/dev/null; then
+    echo "$pid"
+  fi
+}
+
+start_dagvault() {
+  local dv=$dir/dagvault
+  mkdir -p "$dv"
+  if [[ ! -f $dv/passphrase ]]; then
+    (umask 077 && head -c 24 /dev/urandom | base64 >"$dv/passphrase")
+  fi
+  if [[ ! -d $dir/repo ]]; then
+    "$bin/dagvault" repo init --repo "$dir/repo" --passphrase-file "$dv/passphrase" >/dev/null
+    echo "repository $dir/repo (its passphrase: $dv/passphrase)"
+  fi
+  local address=127.0.0.1:$coordinator_port
+  cat >"$dv/coordinator.conf" <<CONF
+listen: "$address"
+tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/coordinator.crt" key_file: "$dir/certs/coordinator.key" }
+catalog: "$dv/catalog.db"
+repository: "$dir/repo"
+passphrase_file: "$dv/passphrase"
+CONF
+  if [[ -z $(dagvault_pid coordinator) ]]; then
+    "$bin/dagvault-coordinator" --config "$dv/coordinator.conf" --log-file "$dv/coordinator.log" \
+      >"$dv/coordinator.out" 2>&1 &
+    echo $! >"$dv/coordinator.pid"
+  fi
+  export DAGVAULT_COORDINATOR=$address DAGVAULT_CERTS=$dir/certs
+  local deadline=$((SECONDS + 30))
+  until "$bin/dagvault" status >/dev/null 2>&1; do
+    if [[ -z $(dagvault_pid coordinator) ]]; then
+      echo "lab.sh: the coordinator exited:" >&2
+      tail -n 20 "$dv/coordinator.out" "$dv/coordinator.log" >&2 || true
+      exit 1
+    fi
+    (( SECONDS < deadline )) || { echo "lab.sh: the coordinator did not answer within 30 s" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "coordinator started (pid $(dagvault_pid coordinator)) on $address"
+  while read -r name _ _ config; do
+    local socket
+    socket=$(sed -n 's/^writer_socket: "\(.*\)"$/\1/p' "$config")
+    cat >"$dv/agent-$name.conf" <<CONF
+node: "$name"
+coordinator: "$address"
+tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/$name.crt" key_file: "$dir/certs/$name.key" }
+writer_socket: "$socket"
+repository: "$dir/repo"
+passphrase_file: "$dv/passphrase"
+CONF
+    if [[ -z $(dagvault_pid "agent-$name") ]]; then
+      "$bin/dagvault-agent" --config "$dv/agent-$name.conf" --log-file "$dv/agent-$name.log" \
+        >"$dv/agent-$name.out" 2>&1 &
+      echo $! >"$dv/agent-$name.pid"
+    fi
+    echo "agent of $name started (pid $(dagvault_pid "agent-$name"))"
+  done < <(each_node)
+  # Ready when every node reports.
+  until [[ $("$bin/dagvault" status --json | grep -c '"reporting": true') -ge $(wc -l <"$dir/nodes.txt") ]]; do
+    (( SECONDS < deadline + 30 )) || { echo "lab.sh: the agents did not report within 60 s" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "deployment ready; export DAGVAULT_COORDINATOR=$address DAGVAULT_CERTS=$dir/certs"
+}
+
+stop_dagvault() {
+  local quiet=${1:-}
+  [[ -d $dir/dagvault ]] || return 0
+  local pidfile
+  for pidfile in "$dir"/dagvault/*.pid; do
+    [[ -f $pidfile ]] || continue
+    local name pid
+    name=$(basename "$pidfile" .pid)
+    pid=$(dagvault_pid "$name")
+    if [[ -n $pid ]]; then
+      kill -TERM "$pid"
+      local waited=0
+      while kill -0 "$pid" 2>/dev/null && (( waited < 100 )); do sleep 0.1; waited=$((waited + 1)); done
+      kill -KILL "$pid" 2>/dev/null || true
+      [[ -n $quiet ]] || echo "$name stopped"
+    fi
+    rm -f "$pidfile"
+  done
 }
 
 stop_nodes() {
@@ -158,7 +274,7 @@ status() {
 
 case $command in
   start) start ;;
-  stop) stop_nodes ;;
+  stop) stop_dagvault; stop_nodes ;;
   status) status ;;
   env) echo "export MAILSTORE_SERVER=$(head -n 1 "$dir/nodes.txt" | awk '{print $2}')" ;;
   *) usage ;;

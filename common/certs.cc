@@ -145,16 +145,19 @@ absl::Status CreateCa(const CaRequest& request) {
   const std::string key_path = JoinPath(request.dir, "ca.key");
   if (!request.force && (PathExists(cert_path) || PathExists(key_path))) {
     return absl::AlreadyExistsError(
-        absl::StrCat(request.dir, " already holds a CA (ca.crt, ca.key); replacing it means "
-                                  "reissuing every certificate: add --force to do so"));
+        absl::StrCat(request.dir,
+                     " already holds a CA (ca.crt, ca.key); replacing it means "
+                     "reissuing every certificate: add --force to do so"));
   }
   RETURN_IF_ERROR(CreateDirectories(request.dir));
   ASSIGN_OR_RETURN(EvpPkeyPtr key, NewKey());
-  ASSIGN_OR_RETURN(X509Ptr cert, NewCert(key.get(), absl::StrCat(request.deployment, " CA"), "ca",
-                                         request.days));
+  ASSIGN_OR_RETURN(X509Ptr cert,
+                   NewCert(key.get(), absl::StrCat(request.deployment, " CA"), "ca", request.days));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
-  RETURN_IF_ERROR(AddExtension(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign"));
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign"));
   RETURN_IF_ERROR(AddExtension(cert.get(), cert.get(), NID_subject_key_identifier, "hash"));
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) return OpenSslError("signing the CA");
   RETURN_IF_ERROR(WriteKey(key_path, key.get()));
@@ -195,7 +198,8 @@ absl::Status IssueCertificate(const CertRequest& request) {
   // each other, and the coordinator and agents are each a client and a
   // server of someone.
   RETURN_IF_ERROR(AddExtension(cert.get(), ca.get(), NID_ext_key_usage, "serverAuth,clientAuth"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), ca.get(), NID_subject_alt_name, absl::StrJoin(sans, ",")));
+  RETURN_IF_ERROR(
+      AddExtension(cert.get(), ca.get(), NID_subject_alt_name, absl::StrJoin(sans, ",")));
   RETURN_IF_ERROR(AddExtension(cert.get(), ca.get(), NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExtension(cert.get(), ca.get(), NID_authority_key_identifier, "keyid:always"));
   if (X509_sign(cert.get(), ca_key.get(), EVP_sha256()) == 0) {

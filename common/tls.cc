@@ -19,9 +19,10 @@ struct Pems {
 
 absl::StatusOr<Pems> LoadPems(const dagvault::v1::TlsFiles& files, const std::string& what) {
   if (files.ca_file().empty() || files.cert_file().empty() || files.key_file().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": TLS needs tls.ca_file, tls.cert_file and tls.key_file (create them with "
-              "`dagvault certs`); plain text needs an explicit --insecure-dev"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what,
+                     ": TLS needs tls.ca_file, tls.cert_file and tls.key_file (create them with "
+                     "`dagvault certs`); plain text needs an explicit --insecure-dev"));
   }
   Pems p;
   ASSIGN_OR_RETURN(p.ca, ReadPemFile(files.ca_file(), "tls.ca_file"));
@@ -77,8 +78,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what) {
   if (insecure_dev) {
-    logging::Get("tls")->warn("{}: plain text, no TLS (--insecure-dev); never use this in production",
-                              what);
+    logging::Get("tls")->warn(
+        "{}: plain text, no TLS (--insecure-dev); never use this in production", what);
     return grpc::InsecureChannelCredentials();
   }
   ASSIGN_OR_RETURN(Pems p, LoadPems(files, what));
@@ -136,9 +137,10 @@ class AllowOnlyProcessor final : public grpc::AuthMetadataProcessor {
     if (peer.authenticated && peer.role == role_ && names_.count(peer.common_name) != 0) {
       return grpc::Status::OK;
     }
-    logging::Get("tls")->warn("refused a call from {}: only {} certificates of this deployment's "
-                              "peers are accepted here",
-                              peer.Describe(), role_);
+    logging::Get("tls")->warn(
+        "refused a call from {}: only {} certificates of this deployment's "
+        "peers are accepted here",
+        peer.Describe(), role_);
     return {grpc::StatusCode::UNAUTHENTICATED,
             absl::StrCat("refused: ", peer.Describe(), " is not one of this node's peers")};
   }

@@ -8,8 +8,8 @@
 // (--insecure-dev) and is logged as a warning each time it is used.
 #pragma once
 
-#include <grpcpp/security/credentials.h>
 #include <grpcpp/security/auth_metadata_processor.h>
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_context.h>
 

@@ -39,7 +39,8 @@ class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(CreateCa({.dir = dir_.path()}).ok());
-    ASSERT_TRUE(IssueCertificate({.dir = dir_.path(), .name = "coord", .role = "coordinator"}).ok());
+    ASSERT_TRUE(
+        IssueCertificate({.dir = dir_.path(), .name = "coord", .role = "coordinator"}).ok());
     ASSERT_TRUE(IssueCertificate({.dir = dir_.path(), .name = "node2", .role = "node"}).ok());
     auto creds = MakeServerCredentials(FilesFor(dir_.path(), "coord"), false, "test listener");
     ASSERT_TRUE(creds.ok()) << creds.status();

@@ -16,7 +16,8 @@
 namespace {
 
 int RunDaemon(const std::vector<std::string>& argv) {
-  auto args = dagvault::CliArgs::Parse(argv, {{"config", "log-file", "log-level"}, {"insecure-dev"}});
+  auto args =
+      dagvault::CliArgs::Parse(argv, {{"config", "log-file", "log-level"}, {"insecure-dev"}});
   if (!args.ok()) {
     std::cerr << "dagvault-agent: " << args.status().message()
               << "\nusage: dagvault-agent --config FILE [--insecure-dev] [--log-file F]\n";

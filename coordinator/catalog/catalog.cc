@@ -1,10 +1,9 @@
 #include "coordinator/catalog/catalog.h"
 
-#include "repository/chain.h"
-
 #include <array>
 
 #include "absl/strings/str_cat.h"
+#include "repository/chain.h"
 
 namespace dagvault::coordinator {
 namespace {

@@ -50,10 +50,10 @@ an admin certificate: --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
 --json prints the answer as JSON. Exit codes: 0 ok, 1 failed, 2 usage.
 )";
 
-const CliArgs::Spec kSpec{{"coordinator", "certs", "cert-name", "unit", "type", "source-mode",
-                           "prefer", "max-copy-queue", "max-replay-queue", "limit", "repo", "dir",
-                           "deployment", "name", "role", "san", "days"},
-                          {"json", "wait", "insecure-dev", "force", "copies"}};
+const CliArgs::Spec kSpec{
+    {"coordinator", "certs", "cert-name", "unit", "type", "source-mode", "prefer", "max-copy-queue",
+     "max-replay-queue", "limit", "repo", "dir", "deployment", "name", "role", "san", "days"},
+    {"json", "wait", "insecure-dev", "force", "copies"}};
 
 // A usage error (exit 2) is an InvalidArgument marked as the command
 // line's own, so that a server's InvalidArgument stays a failure (exit 1).
@@ -91,7 +91,8 @@ class Table {
     for (const auto& r : rows_) {
       std::string line;
       for (size_t i = 0; i < r.size(); ++i) {
-        absl::StrAppend(&line, r[i], i + 1 < r.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
+        absl::StrAppend(&line, r[i],
+                        i + 1 < r.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
       }
       out << line << "\n";
     }
@@ -165,7 +166,8 @@ absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
   Table copies({"UNIT", "NODE", "ROLE", "STATE", "COPY Q", "REPLAY Q", "LAG", "LAST LOG"});
   std::vector<v1::CopyInfo> sorted(status.copies().begin(), status.copies().end());
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.status().unit(), a.status().node()) < std::tie(b.status().unit(), b.status().node());
+    return std::tie(a.status().unit(), a.status().node()) <
+           std::tie(b.status().unit(), b.status().node());
   });
   for (const auto& c : sorted) {
     const auto& s = c.status();
@@ -207,8 +209,8 @@ absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
 }
 
 void PrintJob(const v1::JobInfo& j, std::ostream& out) {
-  out << "job " << j.id() << ": " << BackupTypeTitle(j.type()) << " backup of " << j.unit()
-      << ", " << j.state() << "\n";
+  out << "job " << j.id() << ": " << BackupTypeTitle(j.type()) << " backup of " << j.unit() << ", "
+      << j.state() << "\n";
   if (!j.reason().empty()) out << "  reason: " << j.reason() << "\n";
   if (!j.manifest().empty()) out << "  backup: " << j.manifest() << "\n";
   out << "  source mode: " << j.source_mode();
@@ -306,12 +308,14 @@ absl::Status BackupList(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, s
   v1::ListBackupsRequest request;
   request.set_unit(args.GetOr("unit", ""));
   v1::ListBackupsResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(stub.ListBackups(Context().get(), request, &response), "backup list"));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub.ListBackups(Context().get(), request, &response), "backup list"));
   if (args.Has("json")) {
     PrintJson(response, out);
     return absl::OkStatus();
   }
-  Table t({"BACKUP", "UNIT", "TYPE", "SOURCE", "GENERATIONS", "SIZE", "NEW", "FINISHED", "VERIFIED"});
+  Table t(
+      {"BACKUP", "UNIT", "TYPE", "SOURCE", "GENERATIONS", "SIZE", "NEW", "FINISHED", "VERIFIED"});
   for (const auto& b : response.backups()) {
     t.Add({b.manifest(), b.unit(), BackupTypeTitle(b.type()), b.source_node(),
            absl::StrCat(Gen(b.low_generation()), "-", Gen(b.high_generation())),
@@ -327,7 +331,8 @@ absl::Status ChainShow(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, st
   request.set_unit(args.GetOr("unit", ""));
   if (request.unit().empty()) return Usage("chain show: --unit U is required");
   v1::ShowChainsResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(stub.ShowChains(Context().get(), request, &response), "chain show"));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub.ShowChains(Context().get(), request, &response), "chain show"));
   if (args.Has("json")) {
     PrintJson(response, out);
     return absl::OkStatus();
@@ -335,7 +340,8 @@ absl::Status ChainShow(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, st
   if (response.chains_size() == 0) out << "unit " << request.unit() << " has no chain\n";
   int n = 0;
   for (const auto& c : response.chains()) {
-    out << "chain " << ++n << " of " << c.unit() << ": " << (c.broken() ? "BROKEN" : "valid") << "\n";
+    out << "chain " << ++n << " of " << c.unit() << ": " << (c.broken() ? "BROKEN" : "valid")
+        << "\n";
     Table t({"  PIECE", "BACKUP", "SOURCE", "GENERATIONS", "RESTORE POINT"});
     auto row = [&](const std::string& what, const v1::CatalogBackup& b) {
       t.Add({absl::StrCat("  ", what), b.manifest(), b.source_node(),
@@ -375,8 +381,9 @@ absl::Status Job(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ost
     }
     Table t({"JOB", "UNIT", "TYPE", "NODE", "ATTEMPTS", "STATE", "CREATED", "REASON"});
     for (const auto& j : response.jobs()) {
-      t.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j), absl::StrCat(j.attempts_size()),
-             j.state(), Time(j.created_us()), j.reason().substr(0, 80)});
+      t.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j),
+             absl::StrCat(j.attempts_size()), j.state(), Time(j.created_us()),
+             j.reason().substr(0, 80)});
     }
     t.Print(out);
     return absl::OkStatus();
@@ -406,13 +413,14 @@ absl::Status CatalogRebuild(v1::CoordinatorAdmin::Stub& stub, const CliArgs& arg
   v1::RebuildCatalogRequest request;
   request.set_repository(args.GetOr("repo", ""));
   v1::RebuildCatalogResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(
-      stub.RebuildCatalog(Context(absl::Minutes(30)).get(), request, &response), "catalog rebuild"));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub.RebuildCatalog(Context(absl::Minutes(30)).get(), request, &response),
+                     "catalog rebuild"));
   if (args.Has("json")) {
     PrintJson(response, out);
   } else {
-    out << "catalog rebuilt: " << response.backups() << " backups of "
-        << response.units_size() << " units (" << absl::StrJoin(response.units(), ", ") << ")\n";
+    out << "catalog rebuilt: " << response.backups() << " backups of " << response.units_size()
+        << " units (" << absl::StrJoin(response.units(), ", ") << ")\n";
   }
   return absl::OkStatus();
 }
@@ -436,12 +444,12 @@ absl::Status Certs(const CliArgs& args, std::ostream& out) {
       return Usage("certs issue: --name NAME and --role node|coordinator|admin are required");
     }
     for (const auto& s : args.GetAll("san")) {
-      for (auto h : absl::StrSplit(s, ',', absl::SkipEmpty())) request.sans.push_back(std::string(h));
+      for (auto h : absl::StrSplit(s, ',', absl::SkipEmpty()))
+        request.sans.push_back(std::string(h));
     }
     RETURN_IF_ERROR(IssueCertificate(request));
-    out << "issued " << JoinPath(dir, request.name + ".crt") << " (CN=" << request.name
-        << ", role " << request.role << ") and its key " << JoinPath(dir, request.name + ".key")
-        << "\n";
+    out << "issued " << JoinPath(dir, request.name + ".crt") << " (CN=" << request.name << ", role "
+        << request.role << ") and its key " << JoinPath(dir, request.name + ".key") << "\n";
     return absl::OkStatus();
   }
   return Usage("certs: use certs init or certs issue");

@@ -75,7 +75,8 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   grpc::Status ListJobs(ServerContext* ctx, const v1::ListJobsRequest* request,
                         v1::ListJobsResponse* out) override {
     if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
-    auto jobs = c_->catalog().ListJobs(request->unit(), request->limit() != 0 ? request->limit() : 50);
+    auto jobs =
+        c_->catalog().ListJobs(request->unit(), request->limit() != 0 ? request->limit() : 50);
     if (!jobs.ok()) return ToGrpcStatus(jobs.status());
     for (const auto& j : *jobs) {
       auto live = c_->jobs().Info(j.id, false);
@@ -84,7 +85,8 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetJob(ServerContext* ctx, const v1::JobRequest* request, v1::JobInfo* out) override {
+  grpc::Status GetJob(ServerContext* ctx, const v1::JobRequest* request,
+                      v1::JobInfo* out) override {
     if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
     auto job = c_->jobs().Info(request->job(), true);
     if (!job.ok()) return ToGrpcStatus(job.status());
@@ -130,8 +132,8 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
     auto repo = repository::OpenRepositoryWithSecretFiles(root, c_->config().passphrase_file(),
                                                           c_->config().key_file());
     if (!repo.ok()) {
-      return ToGrpcStatus(absl::Status(repo.status().code(),
-                                       absl::StrCat("repository ", root, ": ", repo.status().message())));
+      return ToGrpcStatus(absl::Status(
+          repo.status().code(), absl::StrCat("repository ", root, ": ", repo.status().message())));
     }
     auto n = RebuildBackupsFromRepository(*repo, c_->catalog());
     if (!n.ok()) return ToGrpcStatus(n.status());

@@ -54,7 +54,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
         return {grpc::StatusCode::PERMISSION_DENIED, why};
       }
     }
-    if (hello.node().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "Register: node is empty"};
+    if (hello.node().empty())
+      return {grpc::StatusCode::INVALID_ARGUMENT, "Register: node is empty"};
     auto channel = std::make_shared<StreamChannel>(stream);
     c_->topology().Connected(hello, channel);
     log->info("node {} connected (agent {}, run {})", hello.node(), hello.agent_version(),

@@ -22,16 +22,17 @@ absl::Duration Coordinator::lease_ttl() const {
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::CoordinatorConfig config) {
   std::unique_ptr<Coordinator> c(new Coordinator(std::move(config)));
-  const absl::Duration node_timeout =
-      c->config_.node_timeout_ms() != 0 ? absl::Milliseconds(c->config_.node_timeout_ms())
-                                        : 3 * c->report_every();
+  const absl::Duration node_timeout = c->config_.node_timeout_ms() != 0
+                                          ? absl::Milliseconds(c->config_.node_timeout_ms())
+                                          : 3 * c->report_every();
   if (node_timeout < c->report_every()) {
     return absl::InvalidArgumentError(
         "node_timeout_ms must be at least report_every_ms: a node would go down between reports");
   }
   if (c->lease_ttl() < c->report_every() * 2) {
     return absl::InvalidArgumentError(
-        "lease_ttl_ms must be at least twice report_every_ms: a lease would expire between reports");
+        "lease_ttl_ms must be at least twice report_every_ms: a lease would expire between "
+        "reports");
   }
   ASSIGN_OR_RETURN(auto catalog, SqliteCatalog::Open(c->config_.catalog()));
   c->catalog_ = std::move(catalog);
@@ -68,7 +69,8 @@ absl::StatusOr<int> Coordinator::Start() {
   ticker_ = std::thread([this] {
     while (!stop_) {
       jobs_->Tick();
-      for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 10 && !stop_; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
   log->info("coordinator listening on {} (port {}), catalog {}", config_.listen(), port,

@@ -5,13 +5,13 @@
 // catalog.
 #pragma once
 
+#include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/server.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <grpcpp/impl/codegen/service_type.h>
-#include <grpcpp/server.h>
 
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/server/job_manager.h"
@@ -23,7 +23,8 @@ namespace dagvault::coordinator {
 class Coordinator {
  public:
   // Validates the configuration; opens the catalog.
-  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(dagvault::v1::CoordinatorConfig config);
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(
+      dagvault::v1::CoordinatorConfig config);
   ~Coordinator();
 
   // Recovers unfinished jobs, then listens. Returns the bound port.

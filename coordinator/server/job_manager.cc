@@ -92,8 +92,9 @@ absl::Status JobManager::Recover() {
     // Its agent has one lease period to report it, running or finished.
     a.lease_expires = now + options_.lease_ttl;
     Record(a, a.record.state,
-           absl::StrCat("coordinator restarted: waiting up to ", absl::FormatDuration(options_.lease_ttl),
-                        " for ", Current(a).node, " to report attempt ", Current(a).number));
+           absl::StrCat("coordinator restarted: waiting up to ",
+                        absl::FormatDuration(options_.lease_ttl), " for ", Current(a).node,
+                        " to report attempt ", Current(a).number));
     (void)catalog_->RenewLease(r.unit, r.id, a.lease_expires);
     log->info("job {} (unit {}) was {} on {} when the coordinator stopped: waiting for its agent",
               r.id, r.unit, JobStateName(r.state), Current(a).node);
@@ -144,7 +145,8 @@ SourceHistory JobManager::HistoryOf(const std::string& unit) {
 }
 
 absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& request) {
-  if (request.unit().empty()) return absl::InvalidArgumentError("backup start: --unit U is required");
+  if (request.unit().empty())
+    return absl::InvalidArgumentError("backup start: --unit U is required");
   if (request.type() == v1::BACKUP_TYPE_UNSPECIFIED) {
     return absl::InvalidArgumentError("backup start: the backup type is missing");
   }
@@ -225,7 +227,8 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
   const Selection selection = SelectSource(candidates, a.policy, HistoryOf(a.record.unit));
   auto fail = [&](const std::string& why) {
     std::string reason = previous_failure.empty() ? why : absl::StrCat(previous_failure, "; ", why);
-    a.record.reason = a.record.reason.empty() ? reason : absl::StrCat(a.record.reason, "; ", reason);
+    a.record.reason =
+        a.record.reason.empty() ? reason : absl::StrCat(a.record.reason, "; ", reason);
     Finish(a, JobState::kFailed, reason);
     return false;
   };
@@ -238,7 +241,8 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
   }
   const RankedCopy& chosen = selection.ranked.front();
   const absl::Time now = absl::Now();
-  auto lease = catalog_->AcquireLease(a.record.unit, a.record.id, chosen.node, now, options_.lease_ttl);
+  auto lease =
+      catalog_->AcquireLease(a.record.unit, a.record.id, chosen.node, now, options_.lease_ttl);
   if (!lease.ok()) return fail(std::string(lease.status().message()));
   a.tried.insert(chosen.node);
   JobAttempt attempt;
@@ -273,8 +277,8 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
   if (number > 1) {
     // The dead attempt's writer session may hold the unit until the
     // writers' session timeout ends it.
-    job->set_wait_for_writer_seconds(static_cast<uint32_t>(
-        absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
+    job->set_wait_for_writer_seconds(
+        static_cast<uint32_t>(absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
   }
   if (auto channel = topology_->ChannelOf(chosen.node)) outbox->emplace_back(channel, m);
   return true;
@@ -292,7 +296,8 @@ void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
     (void)catalog_->ReleaseLease(a.record.unit, a.record.id);
   }
   if (state != JobState::kSucceeded && a.record.reason.find(reason) == std::string::npos) {
-    a.record.reason = a.record.reason.empty() ? reason : absl::StrCat(a.record.reason, "; ", reason);
+    a.record.reason =
+        a.record.reason.empty() ? reason : absl::StrCat(a.record.reason, "; ", reason);
   }
   Record(a, state, state == JobState::kSucceeded ? "succeeded" : reason);
   logging::Get("coordinator")
@@ -306,7 +311,8 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
   attempt.ended = absl::Now();
   attempt.reason = reason;
   (void)catalog_->ReleaseLease(a.record.unit, a.record.id);
-  const std::string lost = absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
+  const std::string lost =
+      absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
   logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
   if (a.cancel_requested) {
     Finish(a, JobState::kCancelled, absl::StrCat("cancelled; ", lost));
@@ -356,9 +362,10 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
       // on: recorded as an event, and acknowledged so the agent forgets it.
       if (final) {
         if (u.phase() == "succeeded") {
-          log->warn("job {} attempt {} on {} succeeded after the coordinator gave up on it: "
-                    "backup {} is in the repository but is not catalogued until `catalog rebuild`",
-                    u.job(), u.attempt(), node, u.result().manifest());
+          log->warn(
+              "job {} attempt {} on {} succeeded after the coordinator gave up on it: "
+              "backup {} is in the repository but is not catalogued until `catalog rebuild`",
+              u.job(), u.attempt(), node, u.result().manifest());
         }
         Ack(node, u.job(), u.attempt(), &outbox);
       }
@@ -393,8 +400,9 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
       } else if (final) {
         std::string reason = u.error();
         if (u.chain_break_generation() != 0 && !a.plan.base_manifest.empty()) {
-          ChainBreakRecord b{a.record.unit, a.plan.base_manifest, u.chain_break_generation(),
-                             u.error(), now, a.record.id};
+          ChainBreakRecord b{
+              a.record.unit, a.plan.base_manifest, u.chain_break_generation(), u.error(),
+              now,           a.record.id};
           if (absl::Status s = catalog_->PutChainBreak(b); !s.ok()) {
             log->error("catalog: chain break of unit {}: {}", a.record.unit, s);
           }
@@ -492,9 +500,9 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job) {
     if (it == active_.end()) {
       auto record = catalog_->GetJob(job);
       if (!record.ok()) return record.status();
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job, " has already ended: ", JobStateName(record->state),
-          record->reason.empty() ? "" : absl::StrCat(" (", record->reason, ")")));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job, " has already ended: ", JobStateName(record->state),
+                       record->reason.empty() ? "" : absl::StrCat(" (", record->reason, ")")));
     }
     Active& a = it->second;
     a.cancel_requested = true;

@@ -81,7 +81,8 @@ class JobManager {
     double bytes_per_second = 0;
     bool cancel_requested = false;
   };
-  using Outbox = std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;
+  using Outbox =
+      std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;
 
   JobAttempt& Current(Active& a) { return a.record.attempts.back(); }
   // Writes the job with an event; logs a catalog failure (the job goes on:

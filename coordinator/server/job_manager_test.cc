@@ -115,7 +115,7 @@ TEST_F(JobManagerTest, AnAssignmentTheAgentNeverRunsIsLostAndRetriedElsewhere) {
   EXPECT_EQ(job.attempts[0].node, "node2");
   ASSERT_EQ(channels_["node2"]->Assignments().size(), 1u);
   absl::SleepFor(absl::Milliseconds(150));  // past the report grace
-  Report("node2", {});                       // ... and node2 does not list it
+  Report("node2", {});                      // ... and node2 does not list it
   auto info = jobs_->Info(job.id, true);
   ASSERT_TRUE(info.ok());
   ASSERT_EQ(info->attempts_size(), 2);
@@ -203,7 +203,8 @@ TEST_F(JobManagerTest, AnIncrementalWithNoChainIsPromotedAndAnUnknownUnitIsRefus
 TEST_F(JobManagerTest, ARestartedCoordinatorWaitsForTheAgentAndReleasesStuckLeases) {
   JobRecord job = Start("full", {"node2"});
   // A lease whose job is not running (left by a crash in between).
-  ASSERT_TRUE(catalog_->AcquireLease("SG01", "gone-job", "node1", absl::Now(), absl::Hours(1)).ok());
+  ASSERT_TRUE(
+      catalog_->AcquireLease("SG01", "gone-job", "node1", absl::Now(), absl::Hours(1)).ok());
   jobs_ = MakeJobs();  // the coordinator restarts
   ASSERT_TRUE(jobs_->Recover().ok());
   auto leases = catalog_->Leases();

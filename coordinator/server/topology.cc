@@ -108,11 +108,14 @@ std::string Topology::DownReasonLocked(const NodeState& n, absl::Time now) const
     return absl::StrCat("its agent reports but the mail server does not answer (", n.service_error,
                         "): ServiceDown");
   }
-  if (n.record.last_report == absl::InfinitePast()) return "its agent has not reported since the coordinator started";
-  std::string why = n.channel == nullptr ? "its agent is not connected" : "its agent stopped reporting";
-  return absl::StrCat(why, "; last report ", FormatUtc(n.record.last_report),
-                      " (", absl::FormatDuration(absl::Trunc(now - n.record.last_report, absl::Seconds(1))),
-                      " ago): ServiceDown");
+  if (n.record.last_report == absl::InfinitePast())
+    return "its agent has not reported since the coordinator started";
+  std::string why =
+      n.channel == nullptr ? "its agent is not connected" : "its agent stopped reporting";
+  return absl::StrCat(
+      why, "; last report ", FormatUtc(n.record.last_report), " (",
+      absl::FormatDuration(absl::Trunc(now - n.record.last_report, absl::Seconds(1))),
+      " ago): ServiceDown");
 }
 
 bool Topology::Reporting(const std::string& node) const {

@@ -39,8 +39,7 @@ class Topology {
   // their agents report again).
   absl::Status Load();
 
-  void Connected(const dagvault::v1::Register& hello,
-                 const std::shared_ptr<AgentChannel>& channel);
+  void Connected(const dagvault::v1::Register& hello, const std::shared_ptr<AgentChannel>& channel);
   // Only if `channel` is still the node's (a reconnect may have replaced it).
   void Disconnected(const std::string& node, const std::shared_ptr<AgentChannel>& channel);
   void Report(const dagvault::v1::NodeReport& report);

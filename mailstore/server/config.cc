@@ -93,7 +93,8 @@ absl::StatusOr<NodeConfig> ValidateNodeConfig(const dagvault::v1::MailstoredConf
     }
   }
   const auto& tls = proto.replication_tls();
-  const bool tls_given = !tls.ca_file().empty() || !tls.cert_file().empty() || !tls.key_file().empty();
+  const bool tls_given =
+      !tls.ca_file().empty() || !tls.cert_file().empty() || !tls.key_file().empty();
   if (!proto.insecure_dev() && !tls_given) {
     problems.push_back(absl::StrCat(
         source,
@@ -101,9 +102,10 @@ absl::StatusOr<NodeConfig> ValidateNodeConfig(const dagvault::v1::MailstoredConf
         "cert_file and key_file, from `dagvault certs issue --role node --name ",
         proto.node(), "`), or insecure_dev: true for a development lab"));
   } else if (tls_given) {
-    for (const auto& [field, path] : {std::pair<const char*, const std::string&>{"ca_file", tls.ca_file()},
-                                      {"cert_file", tls.cert_file()},
-                                      {"key_file", tls.key_file()}}) {
+    for (const auto& [field, path] :
+         {std::pair<const char*, const std::string&>{"ca_file", tls.ca_file()},
+          {"cert_file", tls.cert_file()},
+          {"key_file", tls.key_file()}}) {
       if (path.empty()) {
         problems.push_back(
             absl::StrCat(source, ": field 'replication_tls.", field, "' is missing"));

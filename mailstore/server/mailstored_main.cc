@@ -10,8 +10,9 @@
 #include "mailstore/server/server.h"
 
 int main(int argc, char** argv) {
-  auto args = dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                                       {{"config", "log-level", "log-file", "crash-at"}, {"insecure-dev"}});
+  auto args =
+      dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
+                               {{"config", "log-level", "log-file", "crash-at"}, {"insecure-dev"}});
   if (!args.ok() || !args->Has("config")) {
     std::cerr
         << "usage: mailstored --config FILE [--insecure-dev] [--log-level info] [--log-file F] "
@@ -19,7 +20,8 @@ int main(int argc, char** argv) {
     if (!args.ok()) std::cerr << args.status().message() << "\n";
     return 2;
   }
-  auto config = dagvault::mailstore::LoadNodeConfig(*args->Get("config"), args->Has("insecure-dev"));
+  auto config =
+      dagvault::mailstore::LoadNodeConfig(*args->Get("config"), args->Has("insecure-dev"));
   if (!config.ok()) {
     std::cerr << "mailstored: " << config.status().message() << "\n";
     return 2;

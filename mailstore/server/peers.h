@@ -1,11 +1,11 @@
 // Clients of the other mailstored nodes' replication services.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <map>
 #include <memory>
 #include <string>
-
-#include <grpcpp/security/credentials.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"

@@ -19,9 +19,10 @@ Mailstored::Mailstored(NodeConfig config, Clock* clock,
 
 absl::StatusOr<std::unique_ptr<Mailstored>> Mailstored::Create(NodeConfig config, Clock* clock) {
   config.incarnation = RandomHexId();
-  ASSIGN_OR_RETURN(auto credentials,
-                   MakeChannelCredentials(config.proto.replication_tls(), config.proto.insecure_dev(),
-                                          absl::StrCat("replication from ", config.node())));
+  ASSIGN_OR_RETURN(
+      auto credentials,
+      MakeChannelCredentials(config.proto.replication_tls(), config.proto.insecure_dev(),
+                             absl::StrCat("replication from ", config.node())));
   std::unique_ptr<Mailstored> server(new Mailstored(std::move(config), clock, credentials));
   for (const auto* def : server->config_.LocalUnits()) {
     server->units_[def->name()] =
@@ -119,9 +120,9 @@ absl::Status Mailstored::Start() {
       listen(config_.proto.store_listen(), {services_[0].get(), services_[1].get()}, &store_port));
   // Replication: mutual TLS, and only this deployment's peer nodes.
   ASSIGN_OR_RETURN(auto replication_credentials,
-                   MakeServerCredentials(config_.proto.replication_tls(), config_.proto.insecure_dev(),
-                                         absl::StrCat("replication listener ",
-                                                      config_.proto.replication_listen())));
+                   MakeServerCredentials(
+                       config_.proto.replication_tls(), config_.proto.insecure_dev(),
+                       absl::StrCat("replication listener ", config_.proto.replication_listen())));
   if (!config_.proto.insecure_dev()) {
     std::set<std::string> peers = {config_.node()};
     for (const auto& p : config_.proto.peers()) peers.insert(p.node());
@@ -134,7 +135,8 @@ absl::Status Mailstored::Start() {
   (void)RemoveDurably(socket);
   RETURN_IF_ERROR(CreateDirectories(DirName(socket)));
   const mode_t old_mask = ::umask(0177);
-  absl::Status listened = listen(absl::StrCat("unix:", socket), {services_[3].get(), services_[4].get()}, &writer_port);
+  absl::Status listened =
+      listen(absl::StrCat("unix:", socket), {services_[3].get(), services_[4].get()}, &writer_port);
   ::umask(old_mask);
   RETURN_IF_ERROR(listened);
   if (::chmod(socket.c_str(), 0600) != 0) return ErrnoToStatus(errno, "chmod", socket);

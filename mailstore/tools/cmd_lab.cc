@@ -14,7 +14,8 @@ namespace dagvault::mailstore {
 
 int CmdLabConfig(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   auto parsed = CliArgs::Parse(
-      args, {{"dir", "nodes", "lag-seconds", "log-size", "freeze-timeout-ms", "host", "certs"}, {}});
+      args,
+      {{"dir", "nodes", "lag-seconds", "log-size", "freeze-timeout-ms", "host", "certs"}, {}});
   if (!parsed.ok()) return UsageError(err, parsed.status(), "lab-config");
   if (!parsed->Has("dir")) {
     return UsageError(err, absl::InvalidArgumentError("--dir DIR is required"), "lab-config");

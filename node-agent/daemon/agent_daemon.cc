@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/rate_limited_warning.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "dagvault/v1/agent.grpc.pb.h"
@@ -29,41 +30,9 @@ using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage
 
 constexpr char kAgentVersion[] = "0.1.0";
 
-// The same warning, repeated while a condition lasts (the coordinator
-// unreachable for an hour), is logged once a minute with a count.
-class RateLimitedWarning {
- public:
-  void Warn(const std::string& message) {
-    std::lock_guard<std::mutex> l(mu_);
-    const absl::Time now = absl::Now();
-    if (message == last_ && now - logged_ < absl::Minutes(1)) {
-      ++suppressed_;
-      return;
-    }
-    auto log = logging::Get("agent");
-    if (message == last_ && suppressed_ > 0) {
-      log->warn("{} (repeated {} times in the last minute)", message, suppressed_);
-    } else {
-      log->warn("{}", message);
-    }
-    last_ = message;
-    logged_ = now;
-    suppressed_ = 0;
-  }
-  void Reset() {
-    std::lock_guard<std::mutex> l(mu_);
-    last_.clear();
-    suppressed_ = 0;
-  }
-
- private:
-  std::mutex mu_;
-  std::string last_;
-  absl::Time logged_ = absl::InfinitePast();
-  int suppressed_ = 0;
-};
-
-std::string Key(const std::string& job, uint32_t attempt) { return absl::StrCat(job, "#", attempt); }
+std::string Key(const std::string& job, uint32_t attempt) {
+  return absl::StrCat(job, "#", attempt);
+}
 
 bool IsBackupInProgress(const absl::Status& s) {
   return s.code() == absl::StatusCode::kFailedPrecondition &&
@@ -78,13 +47,14 @@ class Daemon final : public AgentDaemon {
     const std::string socket =
         config_.writer_socket().empty() ? "/run/mailstored/writer.sock" : config_.writer_socket();
     writer_ = ConnectWriter(socket);
-    admin_ = v1::Admin::NewStub(grpc::CreateChannel(absl::StrCat("unix:", socket),
-                                                    grpc::InsecureChannelCredentials()));
+    admin_ = v1::Admin::NewStub(
+        grpc::CreateChannel(absl::StrCat("unix:", socket), grpc::InsecureChannelCredentials()));
   }
 
   absl::Status Init() {
-    ASSIGN_OR_RETURN(credentials_, MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
-                                                          absl::StrCat("coordinator ", config_.coordinator())));
+    ASSIGN_OR_RETURN(credentials_,
+                     MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
+                                            absl::StrCat("coordinator ", config_.coordinator())));
     return absl::OkStatus();
   }
 
@@ -144,7 +114,8 @@ class Daemon final : public AgentDaemon {
       return;
     }
     for (const auto& f : *removed) {
-      logging::Get("agent")->warn("removed snapshot folder {}, left by a job that did not finish", f);
+      logging::Get("agent")->warn("removed snapshot folder {}, left by a job that did not finish",
+                                  f);
     }
   }
 
@@ -204,16 +175,17 @@ class Daemon final : public AgentDaemon {
     warnings_.Reset();
     {
       std::lock_guard<std::mutex> l(mu_);
-      report_every_ = absl::Milliseconds(std::max<uint32_t>(first.registered().report_every_ms(), 100));
+      report_every_ =
+          absl::Milliseconds(std::max<uint32_t>(first.registered().report_every_ms(), 100));
       if (first.registered().lease_ttl_ms() != 0) {
         lease_ttl_ = absl::Milliseconds(first.registered().lease_ttl_ms());
       }
       if (first.registered().writer_session_timeout_ms() != 0) {
         // A quarter of the writers' session timeout, and never rarer than
         // the default.
-        keepalive_every_ = std::min(
-            WriterSessionOptions().keepalive_every,
-            absl::Milliseconds(first.registered().writer_session_timeout_ms()) / 4);
+        keepalive_every_ =
+            std::min(WriterSessionOptions().keepalive_every,
+                     absl::Milliseconds(first.registered().writer_session_timeout_ms()) / 4);
       }
       connected_ = true;
       last_connected_ = absl::Now();
@@ -233,8 +205,8 @@ class Daemon final : public AgentDaemon {
         l.unlock();
         SendReport();
         l.lock();
-      } while (!report_cv.wait_for(l, absl::ToChronoMilliseconds(report_every_),
-                                   [&] { return ended; }));
+      } while (
+          !report_cv.wait_for(l, absl::ToChronoMilliseconds(report_every_), [&] { return ended; }));
     });
     v1::CoordinatorMessage m;
     while (stream->Read(&m)) {
@@ -292,7 +264,8 @@ class Daemon final : public AgentDaemon {
       } else {
         absl::StrAppend(r->mutable_writer_error(), r->writer_error().empty() ? "" : "; ",
                         "copy status: ", s.error_message());
-        warnings_.Warn(absl::StrCat("mailstored does not answer on its socket: ", s.error_message()));
+        warnings_.Warn(
+            absl::StrCat("mailstored does not answer on its socket: ", s.error_message()));
       }
     }
     {
@@ -388,7 +361,8 @@ class Daemon final : public AgentDaemon {
     v1::StatusRequest request;
     request.set_unit(unit);
     v1::StatusResponse status;
-    RETURN_IF_ERROR(FromGrpcStatus(admin_->Status(&context, request, &status), "mailstored Status"));
+    RETURN_IF_ERROR(
+        FromGrpcStatus(admin_->Status(&context, request, &status), "mailstored Status"));
     for (const auto& u : status.units()) {
       for (const auto& c : u.copies()) {
         if (c.unit() == unit && c.node() == config_.node()) return c;
@@ -401,17 +375,16 @@ class Daemon final : public AgentDaemon {
     const v1::JobAssignment& a = job->assignment;
     ASSIGN_OR_RETURN(v1::CopyStatus copy, LocalCopy(a.unit()));
     if ((copy.role() == v1::ACTIVE) != a.expect_active()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the copy of ", a.unit(), " on ", config_.node(), " was chosen as the ",
-          a.expect_active() ? "active" : "passive", " copy but is now the ",
-          copy.role() == v1::ACTIVE ? "active" : "passive", " one"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the copy of ", a.unit(), " on ", config_.node(), " was chosen as the ",
+                       a.expect_active() ? "active" : "passive", " copy but is now the ",
+                       copy.role() == v1::ACTIVE ? "active" : "passive", " one"));
     }
     ASSIGN_OR_RETURN(repository::Repository repo,
-                     repository::OpenRepositoryWithSecretFiles(config_.repository(),
-                                                               config_.passphrase_file(),
-                                                               config_.key_file()));
-    ASSIGN_OR_RETURN(auto provider,
-                     MakeSnapshotProvider(config_.snapshot().empty() ? "auto" : config_.snapshot()));
+                     repository::OpenRepositoryWithSecretFiles(
+                         config_.repository(), config_.passphrase_file(), config_.key_file()));
+    ASSIGN_OR_RETURN(auto provider, MakeSnapshotProvider(
+                                        config_.snapshot().empty() ? "auto" : config_.snapshot()));
     BackupJobSpec spec;
     spec.job = a.job();
     spec.unit = a.unit();
@@ -518,7 +491,7 @@ class Daemon final : public AgentDaemon {
   std::unique_ptr<v1::Admin::Stub> admin_;
   std::shared_ptr<std::mutex> gate_ = std::make_shared<std::mutex>();
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
-  RateLimitedWarning warnings_;
+  RateLimitedWarning warnings_{"agent"};
 
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;

@@ -139,9 +139,8 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
     if (control->cancel) return absl::CancelledError(absl::StrCat(prefix, "cancelled"));
     absl::Status out(why.code(), absl::StrCat(prefix, why.message()));
     // What the coordinator reads from a failure (a chain break) survives.
-    why.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
-      out.SetPayload(url, payload);
-    });
+    why.ForEachPayload(
+        [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
     return out;
   };
   if (control->cancel) return fail(absl::CancelledError("cancelled"), {});

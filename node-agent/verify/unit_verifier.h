@@ -16,9 +16,9 @@
 // the file and the page, offset or generation at fault.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -36,7 +36,6 @@ namespace dagvault::agent {
 inline constexpr char kChainBreakPayload[] = "type.dagvault.dev/chain-break-generation";
 // The generation of a chain-break failure, or 0.
 uint32_t ChainBreakGenerationOf(const absl::Status& status);
-
 
 // What the writer said when it froze the unit, and the backup this one
 // follows.

@@ -247,6 +247,33 @@ TEST_F(UnitVerifierTest, AnIncrementalMustJoinTheBackupItFollows) {
               HasSubstr("ends at generation 0x00000003 and this one begins at 0x00000005"));
 }
 
+TEST_F(UnitVerifierTest, AFailedJoinCarriesTheGenerationWhereTheChainBreaks) {
+  FullSet();  // logs 5..7
+  UnitExpectations e = Expect(v1::INCREMENTAL);
+  // The backup followed ends at 4 and 5 does not link to it: broken at 5.
+  e.join_generation = 4;
+  e.join_sha256 = Sha("another generation 4");
+  v1::Manifest m;
+  absl::Status s = Run(e, &m);
+  EXPECT_EQ(ChainBreakGenerationOf(s), 5u) << s;
+  // A gap: the chain ends at 3, these logs begin at 5.
+  e.join_generation = 3;
+  m.Clear();
+  s = Run(e, &m);
+  EXPECT_EQ(ChainBreakGenerationOf(s), 4u) << s;
+  // The chain reaches 7 and its logs of 6 and 7 differ from these (a lossy
+  // activation went on from 5): broken where they first differ, at 6.
+  e.join_generation = 7;
+  e.join_sha256 = Sha("the old stream's 7");
+  e.chain_log_sha256 = {{5, Sha(data_[1])}, {6, Sha("the old stream's 6")}, {7, e.join_sha256}};
+  m.Clear();
+  s = Run(e, &m);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("the log stream diverged"));
+  EXPECT_EQ(ChainBreakGenerationOf(s), 6u) << s;
+  // Other failures carry none.
+  EXPECT_EQ(ChainBreakGenerationOf(absl::DataLossError("page 3")), 0u);
+}
+
 TEST_F(UnitVerifierTest, TheFrozenGenerationsMustAllBeThere) {
   FullSet();
   files_.erase(files_.begin() + 2);  // generation 6

@@ -11,17 +11,16 @@
 //      `backup start` (the simulated agents fail each assignment at once).
 //
 //   coordinator_bench [--agents N] [--seconds S] [--report-ms MS]
+#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -197,7 +196,8 @@ void BenchChains(int backups) {
     t0 = absl::Now();
     auto again = coordinator::ShowChains("DB02", records, {});
     in_memory.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
-    points = shown.chains_size() == 1 ? static_cast<size_t>(shown.chains(0).restore_points_size()) : 0;
+    points =
+        shown.chains_size() == 1 ? static_cast<size_t>(shown.chains(0).restore_points_size()) : 0;
   }
   std::cout << "\n2. Chain assembly for one unit with " << backups << " catalogued backups\n";
   Row("restore points in the one chain", absl::StrCat(points));
@@ -297,8 +297,12 @@ ProcStat Sample(pid_t pid) {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
   while (std::getline(status, line)) {
     uint64_t v = 0;
-    if (line.rfind("VmRSS:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &v)) s.rss_kib = v;
-    if (line.rfind("VmHWM:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &v)) s.peak_kib = v;
+    if (line.rfind("VmRSS:", 0) == 0 &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &v))
+      s.rss_kib = v;
+    if (line.rfind("VmHWM:", 0) == 0 &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &v))
+      s.peak_kib = v;
   }
   return s;
 }
@@ -326,8 +330,8 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   }
   std::cout << "\n3. One dagvault-coordinator, " << nodes << " simulated agents over mutual TLS, "
             << "each reporting " << 3 * kUnitsPerNode << " copies every " << report_ms << " ms\n";
-  Row("certificates issued for the agents", absl::StrFormat("%d in %.1f s", nodes,
-                                                            absl::ToDoubleSeconds(absl::Now() - issuing)));
+  Row("certificates issued for the agents",
+      absl::StrFormat("%d in %.1f s", nodes, absl::ToDoubleSeconds(absl::Now() - issuing)));
   // A free port: bound to 0 and released.
   std::vector<int> ports;
   {
@@ -372,8 +376,8 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   std::vector<std::unique_ptr<SimAgent>> agents;
   const absl::Time connecting = absl::Now();
   for (int n = 0; n < nodes; ++n) {
-    agents.push_back(std::make_unique<SimAgent>(n, nodes, creds[static_cast<size_t>(n)], address, every,
-                                                every * n / nodes, &stop));
+    agents.push_back(std::make_unique<SimAgent>(n, nodes, creds[static_cast<size_t>(n)], address,
+                                                every, every * n / nodes, &stop));
   }
   int registered = 0;
   for (int i = 0; i < 600 && registered < nodes; ++i) {
@@ -381,8 +385,8 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
     registered = 0;
     for (auto& a : agents) registered += a->registered;
   }
-  Row("agents registered", absl::StrFormat("%d in %.1f s", registered,
-                                           absl::ToDoubleSeconds(absl::Now() - connecting)));
+  Row("agents registered",
+      absl::StrFormat("%d in %.1f s", registered, absl::ToDoubleSeconds(absl::Now() - connecting)));
   absl::SleepFor(every * 2);  // every agent has reported
   const ProcStat before = Sample(coordinator.pid());
   const absl::Time t0 = absl::Now();
@@ -393,9 +397,11 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   int reports = 0;
   for (auto& a : agents) reports += a->reports;
   Row("reports received (all agents, whole run)", absl::StrCat(reports));
-  Row(absl::StrFormat("coordinator CPU over %.0f s of reports", wall), absl::StrFormat("%.1f%% of one core", cpu),
+  Row(absl::StrFormat("coordinator CPU over %.0f s of reports", wall),
+      absl::StrFormat("%.1f%% of one core", cpu),
       absl::StrFormat("target <= 25%%: %s", Verdict(cpu, 25)));
-  Row("coordinator RSS (now / peak)", absl::StrFormat("%.0f / %.0f MB", after.rss_kib / 1024.0, after.peak_kib / 1024.0),
+  Row("coordinator RSS (now / peak)",
+      absl::StrFormat("%.0f / %.0f MB", after.rss_kib / 1024.0, after.peak_kib / 1024.0),
       absl::StrFormat("target <= 500 MB: %s", Verdict(after.peak_kib / 1024.0, 500)));
 
   for (bool all : {false, true}) {

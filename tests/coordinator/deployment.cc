@@ -60,18 +60,20 @@ absl::Status Deployment::Start() {
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(run({"certs", "init", "--dir", certs_}));
-  RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role", "coordinator"}));
+  RETURN_IF_ERROR(
+      run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role", "coordinator"}));
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "admin", "--role", "admin"}));
   // The lab names its nodes node1 ... nodeN (mailstore/server/lab_config.h).
   for (int i = 1; i <= options_.lab.nodes; ++i) {
-    RETURN_IF_ERROR(
-        run({"certs", "issue", "--dir", certs_, "--name", absl::StrCat("node", i), "--role", "node"}));
+    RETURN_IF_ERROR(run(
+        {"certs", "issue", "--dir", certs_, "--name", absl::StrCat("node", i), "--role", "node"}));
   }
   // The mailstored nodes replicate over mutual TLS with the same CA.
   RETURN_IF_ERROR(cluster_.Start());
   const auto secret = repository::testing::TestPassphrase();
   RETURN_IF_ERROR(WriteFileAtomically(passphrase_file_, secret.bytes));
-  RETURN_IF_ERROR(repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
+  RETURN_IF_ERROR(
+      repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
 
   auto ports = mailstore::PickFreePorts("127.0.0.1", 1);
   if (!ports.ok()) return ports.status();
@@ -87,9 +89,8 @@ absl::Status Deployment::Start() {
   c.set_report_every_ms(options_.report_every_ms);
   c.set_node_timeout_ms(options_.node_timeout_ms);
   c.set_lease_ttl_ms(options_.lease_ttl_ms);
-  c.set_writer_session_timeout_ms(options_.lab.backup_session_timeout_ms != 0
-                                      ? options_.lab.backup_session_timeout_ms
-                                      : 60000);
+  c.set_writer_session_timeout_ms(
+      options_.lab.backup_session_timeout_ms != 0 ? options_.lab.backup_session_timeout_ms : 60000);
   c.set_log_level("debug");
   coordinator_config_ = cluster_.root() + "/coordinator.conf";
   RETURN_IF_ERROR(WriteFileAtomically(coordinator_config_, ToTextConfig(c)));
@@ -118,7 +119,8 @@ absl::Status Deployment::StartCoordinator() {
       std::map<std::string, std::string>{}, cluster_.root() + "/coordinator.log");
   // Up when the admin API answers.
   if (!Poll([&] { return Status().ok(); }, absl::Seconds(20))) {
-    return absl::DeadlineExceededError(absl::StrCat("the coordinator did not start:\n", CoordinatorLog()));
+    return absl::DeadlineExceededError(
+        absl::StrCat("the coordinator did not start:\n", CoordinatorLog()));
   }
   return absl::OkStatus();
 }

@@ -5,17 +5,16 @@
 #include "tests/coordinator/deployment.h"
 
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/create_channel.h>
+#include <gtest/gtest.h>
 
 #include <thread>
 
-#include "repository/repository.h"
-#include "repository/repository_test_util.h"
 #include "common/file_util.h"
 #include "common/tls.h"
+#include "repository/repository.h"
+#include "repository/repository_test_util.h"
 #include "tests/mailstored/test_util.h"
 
 namespace dagvault::testing {
@@ -43,7 +42,8 @@ v1::JobInfo BackupWait(Deployment& d, std::vector<std::string> args, int expect_
   v1::JobInfo job;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok()) << r.out << r.err;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok())
+      << r.out << r.err;
   return job;
 }
 
@@ -59,7 +59,8 @@ bool WaitCopyState(Deployment& d, const std::string& unit, const std::string& no
         auto s = d.Status();
         if (!s.ok()) return false;
         for (const auto& c : s->copies()) {
-          if (c.status().unit() == unit && c.status().node() == node) return c.status().state() == state;
+          if (c.status().unit() == unit && c.status().node() == node)
+            return c.status().state() == state;
         }
         return false;
       },
@@ -95,10 +96,11 @@ TEST(Deployment, SourceSelectionFollowsTheModeAndSaysWhyNothingQualifies) {
   EXPECT_THAT(table.out, HasSubstr("Suspended"));
   EXPECT_THAT(table.out, HasSubstr("copies: 4 of 6 Healthy or Mounted; 4 of those not listed"));
   EXPECT_THAT(table.out, HasSubstr("leases: none"));
-  ProcessResult refused = d.Cli(
-      {"backup", "start", "--unit", "DB02", "--type", "incremental", "--source-mode", "passive-only"});
+  ProcessResult refused = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental",
+                                 "--source-mode", "passive-only"});
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
-  EXPECT_THAT(refused.out + refused.err, HasSubstr("no copy of DB02 qualifies as a backup source (mode passive-only)"));
+  EXPECT_THAT(refused.out + refused.err,
+              HasSubstr("no copy of DB02 qualifies as a backup source (mode passive-only)"));
   EXPECT_THAT(refused.out, HasSubstr("node1: "));
   EXPECT_THAT(refused.out, HasSubstr("node2: "));
   EXPECT_THAT(refused.out, HasSubstr("node3: "));
@@ -138,8 +140,12 @@ TEST(Deployment, ThePreferredListIsHonouredAndTwoStartsForOneUnitRunOneRefuseThe
   EXPECT_EQ(LastNode(preferred), "node3");
 
   ProcessResult a, b;
-  std::thread ta([&] { a = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental"}); });
-  std::thread tb([&] { b = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental"}); });
+  std::thread ta([&] {
+    a = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental"});
+  });
+  std::thread tb([&] {
+    b = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental"});
+  });
   ta.join();
   tb.join();
   EXPECT_EQ((a.exit_code == 0) + (b.exit_code == 0), 1) << a.out << a.err << b.out << b.err;
@@ -176,7 +182,8 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
       },
       absl::Seconds(20)));
   auto log = ReadFileToString(d.cluster().root() + "/impostor.log.err");
-  EXPECT_THAT(*log, HasSubstr("the agent registers as node \"node2\" but its certificate is node1 (node)"));
+  EXPECT_THAT(
+      *log, HasSubstr("the agent registers as node \"node2\" but its certificate is node1 (node)"));
   impostor.Kill(15);
   impostor.Wait();
   auto status = d.Status();
@@ -216,7 +223,8 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
   // And an agent without TLS files cannot start.
   v1::AgentConfig plain = d.AgentConfigOf(kNode2);
   plain.clear_tls();
-  auto no_tls = RunProcess({BinaryPath("dagvault-agent"), "--config", d.WriteAgentConfig(kNode2, plain)});
+  auto no_tls =
+      RunProcess({BinaryPath("dagvault-agent"), "--config", d.WriteAgentConfig(kNode2, plain)});
   EXPECT_EQ(no_tls.exit_code, 2);
   EXPECT_THAT(no_tls.err, HasSubstr("plain text needs an explicit --insecure-dev"));
 }
@@ -270,12 +278,14 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
   ASSERT_EQ(done->attempts_size(), 2) << done->DebugString();
   EXPECT_EQ(done->attempts(0).node(), "node3");
   EXPECT_EQ(done->attempts(0).state(), "failed");
-  EXPECT_THAT(done->attempts(0).reason(), HasSubstr("its lease expired: node3 has not reported the job"));
+  EXPECT_THAT(done->attempts(0).reason(),
+              HasSubstr("its lease expired: node3 has not reported the job"));
   EXPECT_EQ(done->attempts(1).node(), "node2");
   EXPECT_EQ(done->attempts(1).state(), "succeeded");
   bool retry_event = false;
   for (const auto& e : done->events()) {
-    retry_event |= e.message().find("retrying once on the next qualifying copy") != std::string::npos;
+    retry_event |=
+        e.message().find("retrying once on the next qualifying copy") != std::string::npos;
   }
   EXPECT_TRUE(retry_event);
   // One backup: the dead attempt wrote no manifest.
@@ -303,7 +313,8 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
   // is still picked after node2.
   ASSERT_OK(d.StartAgent(kNode3));
   ASSERT_OK(d.WaitReporting());
-  v1::JobInfo next = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node3,node2"});
+  v1::JobInfo next =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node3,node2"});
   EXPECT_EQ(next.state(), "succeeded") << next.reason();
   EXPECT_EQ(LastNode(next), "node2");
 }
@@ -352,15 +363,18 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   ASSERT_OK(d.Start());
   Load(d, kNode1, 1, 0, 50);
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full", "--source-mode", "active-only"});
+  v1::JobInfo full =
+      BackupWait(d, {"--unit", "DB02", "--type", "full", "--source-mode", "active-only"});
   ASSERT_EQ(LastNode(full), "node1");
   Load(d, kNode1, 1, 50, 50);
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo inc2 = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node2"});
+  v1::JobInfo inc2 =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node2"});
   ASSERT_EQ(LastNode(inc2), "node2");
   Load(d, kNode1, 1, 100, 50);
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo inc3 = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node3"});
+  v1::JobInfo inc3 =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node3"});
   ASSERT_EQ(LastNode(inc3), "node3");
 
   v1::ShowChainsResponse chains;
@@ -386,7 +400,8 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
   Load(d, kNode1, 1, 150, 50);
   Load(d, kNode1, 1, 200, 50);
-  v1::JobInfo last = BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
+  v1::JobInfo last =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
   ASSERT_EQ(last.state(), "succeeded") << last.reason();
   d.cluster().KillNode(kNode1);
   ASSERT_OK(d.cluster().Admin(kNode2, "resume", "DB02"));
@@ -413,8 +428,9 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
 
   // The next Incremental finds the divergence: it fails, truncating
   // nothing, and the chain shows the break at that generation.
-  v1::JobInfo found = BackupWait(
-      d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"}, /*expect_exit=*/1);
+  v1::JobInfo found =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"},
+                 /*expect_exit=*/1);
   EXPECT_EQ(found.state(), "failed");
   EXPECT_EQ(LastNode(found), "node2");
   EXPECT_THAT(found.reason(), HasSubstr("the next Incremental of DB02 becomes a Full"));
@@ -477,7 +493,8 @@ TEST(Deployment, AnAgentCutOffFromTheCoordinatorForALeasePeriodStopsItsJob) {
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
   EXPECT_EQ(done->state(), "failed") << done->DebugString();
-  EXPECT_THAT(done->reason(), HasSubstr("the coordinator was unreachable for more than the lease period"));
+  EXPECT_THAT(done->reason(),
+              HasSubstr("the coordinator was unreachable for more than the lease period"));
   // The writer session ended with failure: nothing truncated, the unit free.
   EXPECT_EQ(LowestLogs(d, "DB02"), lowest_before);
   v1::JobInfo next = BackupWait(d, {"--unit", "DB02", "--type", "full"});

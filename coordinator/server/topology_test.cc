@@ -1,0 +1,92 @@
+// Topology: when a node's copies stop qualifying, and what the operator is
+// told.
+#include "coordinator/server/topology.h"
+
+#include "common/testing/temp_dir.h"
+#include "coordinator/catalog/sqlite_catalog.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using ::testing::HasSubstr;
+
+class NullChannel : public AgentChannel {
+ public:
+  bool Send(const v1::CoordinatorMessage&) override { return true; }
+};
+
+v1::NodeReport ReportOf(const std::string& node) {
+  v1::NodeReport r;
+  r.set_node(node);
+  v1::CopyStatus* c = r.add_copies();
+  c->set_unit("DB02");
+  c->set_node(node);
+  c->set_role(v1::PASSIVE);
+  c->set_state(v1::HEALTHY);
+  return r;
+}
+
+class TopologyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = SqliteCatalog::Open(dir_.Sub("catalog.db"));
+    ASSERT_TRUE(c.ok());
+    catalog_ = std::move(*c);
+  }
+  ::dagvault::testing::TempDir dir_{"topology"};
+  std::unique_ptr<SqliteCatalog> catalog_;
+};
+
+TEST_F(TopologyTest, ANodeThatStopsReportingIsServiceDownAfterTheTimeout) {
+  Topology topology(catalog_.get(), absl::Milliseconds(200));
+  auto channel = std::make_shared<NullChannel>();
+  v1::Register hello;
+  hello.set_node("node2");
+  topology.Connected(hello, channel);
+  topology.Report(ReportOf("node2"));
+  ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
+  EXPECT_TRUE(topology.CopiesOf("DB02")[0].node_reporting);
+  absl::SleepFor(absl::Milliseconds(300));
+  const CopyView late = topology.CopiesOf("DB02")[0];
+  EXPECT_FALSE(late.node_reporting);
+  EXPECT_THAT(late.node_down_reason, HasSubstr("its agent stopped reporting; last report"));
+  EXPECT_THAT(late.node_down_reason, HasSubstr("ServiceDown"));
+  // The copy was written to the catalog with the first report.
+  auto copies = catalog_->Copies();
+  ASSERT_TRUE(copies.ok());
+  EXPECT_EQ(copies->size(), 1u);
+  // A disconnected agent's node is down at once.
+  topology.Report(ReportOf("node2"));
+  topology.Disconnected("node2", channel);
+  EXPECT_THAT(topology.CopiesOf("DB02")[0].node_down_reason,
+              HasSubstr("its agent is not connected"));
+}
+
+TEST_F(TopologyTest, AnAgentWhoseMailServerDoesNotAnswerKeepsItsCopiesButTheyDoNotQualify) {
+  Topology topology(catalog_.get(), absl::Minutes(1));
+  v1::Register hello;
+  hello.set_node("node2");
+  topology.Connected(hello, std::make_shared<NullChannel>());
+  topology.Report(ReportOf("node2"));
+  v1::NodeReport empty;
+  empty.set_node("node2");
+  empty.set_writer_error("copy status: failed to connect to all addresses");
+  topology.Report(empty);
+  auto copies = topology.CopiesOf("DB02");
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_FALSE(copies[0].node_reporting);
+  EXPECT_THAT(copies[0].node_down_reason, HasSubstr("the mail server does not answer"));
+  v1::ClusterStatus status;
+  topology.Describe({}, &status);
+  ASSERT_EQ(status.copies_size(), 1);  // it needs attention, so it is listed
+  EXPECT_EQ(status.copies_fine(), 0u);
+  // It answers again.
+  topology.Report(ReportOf("node2"));
+  EXPECT_TRUE(topology.CopiesOf("DB02")[0].node_reporting);
+}
+
+}  // namespace
+}  // namespace dagvault::coordinator

@@ -60,16 +60,19 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
-# pid of a running node, or nothing.
-running_pid() {
-  local pidfile=$dir/$1/mailstored.pid
+# The pid in PIDFILE if that process runs and is PROGRAM, or nothing.
+live_pid() {
+  local pidfile=$1 program=$2
   [[ -f $pidfile ]] || return 0
   local pid
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null && grep -q mailstored "/proc/$pid/cmdline" 2>/dev/null; then
+  if kill -0 "$pid" 2>/dev/null && grep -q "$program" "/proc/$pid/cmdline" 2>/dev/null; then
     echo "$pid"
   fi
 }
+
+# pid of a running node, or nothing.
+running_pid() { live_pid "$dir/$1/mailstored.pid" mailstored; }
 
 each_node() { [[ -f $dir/nodes.txt ]] && cat "$dir/nodes.txt"; }
 
@@ -134,15 +137,8 @@ start() {
   if [[ $with_dagvault == 1 ]]; then start_dagvault; fi
 }
 
-dagvault_pid() {
-  local pidfile=$dir/dagvault/$1.pid
-  [[ -f $pidfile ]] || return 0
-  local pid
-  pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null && grep -q dagvault "/proc/$pid/cmdline" 2>/dev/null; then
-    echo "$pid"
-  fi
-}
+# pid of the running coordinator or agent-<node>, or nothing.
+dagvault_pid() { live_pid "$dir/dagvault/$1.pid" dagvault; }
 
 start_dagvault() {
   local dv=$dir/dagvault

@@ -242,6 +242,24 @@ absl::StatusOr<v1::JobInfo> WaitTransferring(Deployment& d, const std::string& j
   return last;
 }
 
+// DB02 with 300 items in closed generations that every copy has replayed.
+void LoadDb02(Deployment& d) {
+  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
+  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+}
+
+// `dagvault backup start ARGS --json`, without waiting: the job as started.
+v1::JobInfo Start(Deployment& d, std::vector<std::string> args) {
+  args.insert(args.begin(), {"backup", "start"});
+  args.push_back("--json");
+  ProcessResult started = d.Cli(args);
+  EXPECT_EQ(started.exit_code, 0) << started.err;
+  v1::JobInfo job;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok()) << started.out;
+  return job;
+}
+
 // The lowest log generation each copy of `unit` still has.
 std::map<std::string, uint32_t> LowestLogs(Deployment& d, const std::string& unit) {
   std::map<std::string, uint32_t> out;
@@ -256,16 +274,11 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
   // Each segment read takes 300 ms: the backup is mid-transfer for seconds.
   Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "failover");
   ASSERT_OK(d.Start());
-  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
-  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  LoadDb02(d);
   const auto lowest_before = LowestLogs(d, "DB02");
 
-  ProcessResult started =
-      d.Cli({"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node3", "--json"});
-  ASSERT_EQ(started.exit_code, 0) << started.err;
-  v1::JobInfo job;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok());
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full", "--prefer", "node3"});
+  ASSERT_FALSE(job.id().empty());
   ASSERT_EQ(LastNode(job), "node3");
   auto moving = WaitTransferring(d, job.id());
   ASSERT_OK(moving.status());
@@ -322,13 +335,9 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
 TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
   Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "restart");
   ASSERT_OK(d.Start());
-  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
-  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  ProcessResult started = d.Cli({"backup", "start", "--unit", "DB02", "--type", "full", "--json"});
-  ASSERT_EQ(started.exit_code, 0) << started.err;
-  v1::JobInfo job;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok());
+  LoadDb02(d);
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
   auto moving = WaitTransferring(d, job.id());
   ASSERT_OK(moving.status());
   d.KillCoordinator();
@@ -469,15 +478,10 @@ TEST(Deployment, AnAgentCutOffFromTheCoordinatorForALeasePeriodStopsItsJob) {
   // Each segment read takes 2.5 s: the transfer outlasts the lease.
   Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:2500"}}), "fence");
   ASSERT_OK(d.Start());
-  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
-  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  LoadDb02(d);
   const auto lowest_before = LowestLogs(d, "DB02");
-  ProcessResult started =
-      d.Cli({"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node2", "--json"});
-  ASSERT_EQ(started.exit_code, 0) << started.err;
-  v1::JobInfo job;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok());
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full", "--prefer", "node2"});
+  ASSERT_FALSE(job.id().empty());
   ASSERT_OK(WaitTransferring(d, job.id()).status());
   d.KillCoordinator();
   // Longer than the lease (4 s): the agent must stop the job on its own.

@@ -397,6 +397,12 @@ absl::Status Job(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ost
   grpc::Status s = verb == "show" ? stub.GetJob(Context().get(), request, &job)
                                   : stub.CancelJob(Context().get(), request, &job);
   RETURN_IF_ERROR(FromGrpcStatus(s, absl::StrCat("job ", verb)));
+  if (verb == "cancel" && !args.Has("json") && !Ended(job)) {
+    out << "cancel requested: " << NodeOf(job)
+        << " stops the job and ends its writer session with failure (nothing is truncated); "
+           "`dagvault job show "
+        << job.id() << "` shows when it has\n";
+  }
   if (args.Has("json")) {
     PrintJson(job, out);
   } else {

@@ -57,9 +57,6 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     if (hello.node().empty())
       return {grpc::StatusCode::INVALID_ARGUMENT, "Register: node is empty"};
     auto channel = std::make_shared<StreamChannel>(stream);
-    c_->topology().Connected(hello, channel);
-    log->info("node {} connected (agent {}, run {})", hello.node(), hello.agent_version(),
-              hello.incarnation());
     v1::CoordinatorMessage welcome;
     welcome.mutable_registered()->set_report_every_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(c_->report_every())));
@@ -68,7 +65,12 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     welcome.mutable_registered()->set_writer_session_timeout_ms(
         c_->config().writer_session_timeout_ms() != 0 ? c_->config().writer_session_timeout_ms()
                                                       : 60000);
+    // The welcome goes first: the node's channel is published only then,
+    // so no assignment can reach the agent before it.
     channel->Send(welcome);
+    c_->topology().Connected(hello, channel);
+    log->info("node {} connected (agent {}, run {})", hello.node(), hello.agent_version(),
+              hello.incarnation());
 
     grpc::Status result = grpc::Status::OK;
     v1::AgentMessage m;
@@ -82,6 +84,9 @@ class AgentServiceImpl final : public v1::AgentService::Service {
         }
         c_->topology().Report(m.report());
         c_->jobs().OnReport(m.report());
+        v1::CoordinatorMessage ack;
+        ack.mutable_report_ack()->set_sent_us(m.report().sent_us());
+        channel->Send(ack);
       } else if (m.has_job_update()) {
         c_->jobs().OnJobUpdate(hello.node(), m.job_update());
       }

@@ -59,6 +59,13 @@ absl::StatusOr<int> Coordinator::Start() {
   services_.push_back(MakeAgentService(this));
   services_.push_back(MakeAdminService(this));
   grpc::ServerBuilder builder;
+  // A half-open connection (a partition with no reset) is found within
+  // ~15 s by pings, not after TCP's minutes.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   int port = 0;
   builder.AddListeningPort(config_.listen(), credentials, &port);
   for (auto& s : services_) builder.RegisterService(s.get());

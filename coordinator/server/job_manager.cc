@@ -274,12 +274,10 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
   job->set_max_copy_queue(a.policy.max_copy_queue);
   job->set_max_replay_queue(a.policy.max_replay_queue);
   job->set_expect_active(chosen.active);
-  if (number > 1) {
-    // The dead attempt's writer session may hold the unit until the
-    // writers' session timeout ends it.
-    job->set_wait_for_writer_seconds(
-        static_cast<uint32_t>(absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
-  }
+  // A dead or cancelled earlier attempt's writer session may hold the unit
+  // until the writers' session timeout ends it: the agent waits that long.
+  job->set_wait_for_writer_seconds(
+      static_cast<uint32_t>(absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
   if (auto channel = topology_->ChannelOf(chosen.node)) outbox->emplace_back(channel, m);
   return true;
 }
@@ -358,14 +356,22 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                          Current(it->second).number == static_cast<int>(u.attempt()) &&
                          Current(it->second).node == node;
     if (!current) {
-      // A result the coordinator already has, or of an attempt it gave up
-      // on: recorded as an event, and acknowledged so the agent forgets it.
+      // A result the coordinator already has (sent again before the ack
+      // arrived), or of an attempt it gave up on: acknowledged so that the
+      // agent forgets it.
       if (final) {
-        if (u.phase() == "succeeded") {
-          log->warn(
-              "job {} attempt {} on {} succeeded after the coordinator gave up on it: "
-              "backup {} is in the repository but is not catalogued until `catalog rebuild`",
-              u.job(), u.attempt(), node, u.result().manifest());
+        if (u.phase() == "succeeded" && u.result().has_summary()) {
+          // Verified and in the repository, and its node may have
+          // truncated after it: a real backup, so the catalog lists it.
+          BackupRecord b = BackupRecordOf(u.result().summary());
+          b.job = u.job();
+          absl::Status s = catalog_->PutBackup(b);
+          if (!s.ok()) {
+            log->error("catalog: backup {} of job {}: {}", b.manifest, u.job(), s);
+            return;  // not acknowledged: the agent sends it again
+          }
+          log->info("job {} attempt {} on {}: backup {} catalogued", u.job(), u.attempt(), node,
+                    b.manifest);
         }
         Ack(node, u.job(), u.attempt(), &outbox);
       }
@@ -380,10 +386,22 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         a.record.bytes_total = u.bytes_total();
         a.bytes_per_second = u.bytes_per_second();
       }
+      BackupRecord b;
+      std::string mismatch;
       if (u.phase() == "succeeded") {
-        BackupRecord b = BackupRecordOf(u.result().summary());
-        b.verified = true;
+        b = BackupRecordOf(u.result().summary());
         b.job = a.record.id;
+        if (b.unit != a.record.unit || b.manifest != u.result().manifest() || !b.verified) {
+          mismatch = absl::StrCat("the agent reported success with backup ", b.manifest,
+                                  " of unit ", b.unit, b.verified ? "" : " (not verified)",
+                                  ", which is not this job's verified result; not recorded");
+        }
+      }
+      if (!mismatch.empty()) {
+        Finish(a, JobState::kFailed, mismatch);
+        active_.erase(it);
+        Ack(node, u.job(), u.attempt(), &outbox);
+      } else if (u.phase() == "succeeded") {
         absl::Status s = catalog_->PutBackup(b);
         if (!s.ok()) {
           // Not acknowledged: the agent sends it again.
@@ -400,10 +418,10 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
       } else if (final) {
         std::string reason = u.error();
         if (u.chain_break_generation() != 0 && !a.plan.base_manifest.empty()) {
-          ChainBreakRecord b{
+          const ChainBreakRecord broken{
               a.record.unit, a.plan.base_manifest, u.chain_break_generation(), u.error(),
               now,           a.record.id};
-          if (absl::Status s = catalog_->PutChainBreak(b); !s.ok()) {
+          if (absl::Status s = catalog_->PutChainBreak(broken); !s.ok()) {
             log->error("catalog: chain break of unit {}: {}", a.record.unit, s);
           }
           absl::StrAppend(&reason, "; the chain is broken at generation ",
@@ -430,7 +448,10 @@ void JobManager::OnReport(const v1::NodeReport& report) {
   {
     std::lock_guard<std::mutex> l(mu_);
     const absl::Time now = absl::Now();
+    // Jobs the node still has: running, or finished with a result the
+    // coordinator has not taken yet (it could not write it, say).
     std::set<std::pair<std::string, uint32_t>> running;
+    for (const auto& u : report.undelivered()) running.insert({u.job(), u.attempt()});
     for (const auto& r : report.running()) {
       running.insert({r.job(), r.attempt()});
       auto it = active_.find(r.job());

@@ -172,6 +172,30 @@ TEST_F(JobManagerTest, AResultOfAnAbandonedAttemptIsAcknowledgedButNotApplied) {
   EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kCancel), 1);
 }
 
+TEST_F(JobManagerTest, ALateSuccessOfAnAbandonedAttemptIsStillCatalogued) {
+  JobRecord job = Start("full", {"node2"});
+  Report("node2", {Running(job.id, 1)});
+  absl::SleepFor(absl::Milliseconds(400));
+  jobs_->Tick();  // attempt 1 lost; attempt 2 on another node
+  v1::JobUpdate late;
+  late.set_job(job.id);
+  late.set_attempt(1);
+  late.set_phase("succeeded");
+  v1::Manifest* m = late.mutable_result()->mutable_summary();
+  m->set_id("20261122T120000.000000Z-00000001");
+  m->set_unit("DB02");
+  m->set_type(v1::FULL);
+  m->set_source_node("node2");
+  (*m->mutable_labels())["verified"] = "pages=1";
+  jobs_->OnJobUpdate("node2", late);
+  EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kAck), 1);
+  auto backups = catalog_->Backups("DB02");
+  ASSERT_TRUE(backups.ok());
+  ASSERT_EQ(backups->size(), 1u);
+  EXPECT_EQ((*backups)[0].job, job.id);
+  EXPECT_TRUE((*backups)[0].verified);
+}
+
 TEST_F(JobManagerTest, CancellingAJobWhoseAgentIsGoneEndsItAtOnce) {
   JobRecord job = Start("full", {"node2"});
   topology_->Disconnected("node2", channels_["node2"]);

@@ -51,7 +51,8 @@ void Topology::Connected(const v1::Register& hello, const std::shared_ptr<AgentC
     n.record.name = hello.node();
     n.record.agent_version = hello.agent_version();
     n.record.registered = now;
-    n.record.last_report = now;
+    // Reporting again from its first report, not before: until then its
+    // copies are as old as the last one.
     n.channel = channel;
     record = n.record;
   }

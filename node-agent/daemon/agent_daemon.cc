@@ -125,15 +125,19 @@ class Daemon final : public AgentDaemon {
     while (!*stop) {
       absl::SleepFor(absl::Milliseconds(200));
       std::lock_guard<std::mutex> l(mu_);
-      if (!connected_ && !jobs_.empty() && absl::Now() - last_connected_ > lease_ttl_) {
+      // The coordinator renewed this node's leases no earlier than the
+      // last report it acknowledged was sent; a report period before that
+      // lease runs out, the jobs stop, connected or not (a half-open
+      // connection looks connected).
+      if (!jobs_.empty() && absl::Now() - last_acked_sent_ > lease_ttl_ - report_every_) {
         for (auto& [k, j] : jobs_) {
           if (!j->done && !j->control.cancel) {
             logging::Get("agent")->warn(
-                "job {}: the coordinator has been unreachable for more than the lease period "
-                "({}): its lease is gone, so the job is cancelled",
+                "job {}: the coordinator has not acknowledged a report for most of the lease "
+                "period ({}): its lease is gone, so the job is cancelled",
                 j->assignment.job(), absl::FormatDuration(lease_ttl_));
             j->fenced = absl::StrCat(
-                "stopped by the agent: the coordinator was unreachable for more than the lease "
+                "stopped by the agent: the coordinator was unreachable for the lease "
                 "period (",
                 absl::FormatDuration(lease_ttl_),
                 "), so another attempt may run elsewhere; nothing was truncated");
@@ -152,7 +156,14 @@ class Daemon final : public AgentDaemon {
   }
 
   absl::Status Session(const std::atomic<bool>* stop, bool* registered) {
-    auto stub = v1::AgentService::NewStub(grpc::CreateChannel(config_.coordinator(), credentials_));
+    grpc::ChannelArguments args;
+    // A half-open connection is found by pings within ~15 s.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    auto stub = v1::AgentService::NewStub(
+        grpc::CreateCustomChannel(config_.coordinator(), credentials_, args));
     grpc::ClientContext context;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -171,6 +182,26 @@ class Daemon final : public AgentDaemon {
       context_ = nullptr;
       return FromGrpcStatus(s, "Connect");
     }
+    // The other end must be the deployment's coordinator, not any holder
+    // of one of its certificates.
+    if (!config_.insecure_dev()) {
+      PeerIdentity server;
+      if (auto auth = context.auth_context()) {
+        for (const auto& pem : auth->FindPropertyValues("x509_pem_cert")) {
+          auto id = IdentityOfPem(std::string(pem.data(), pem.size()));
+          if (id.ok()) server = *id;
+        }
+      }
+      if (server.role != kRoleCoordinator) {
+        context.TryCancel();
+        (void)stream->Finish();
+        std::lock_guard<std::mutex> l(mu_);
+        context_ = nullptr;
+        return absl::PermissionDeniedError(
+            absl::StrCat("refused: ", config_.coordinator(), " presents the certificate of ",
+                         server.Describe(), ", not a coordinator's"));
+      }
+    }
     *registered = true;
     warnings_.Reset();
     {
@@ -187,8 +218,6 @@ class Daemon final : public AgentDaemon {
             std::min(WriterSessionOptions().keepalive_every,
                      absl::Milliseconds(first.registered().writer_session_timeout_ms()) / 4);
       }
-      connected_ = true;
-      last_connected_ = absl::Now();
     }
     {
       std::lock_guard<std::mutex> l(stream_mu_);
@@ -217,6 +246,10 @@ class Daemon final : public AgentDaemon {
       } else if (m.has_ack()) {
         std::lock_guard<std::mutex> l(mu_);
         undelivered_.erase(Key(m.ack().job(), m.ack().attempt()));
+      } else if (m.has_report_ack()) {
+        std::lock_guard<std::mutex> l(mu_);
+        last_acked_sent_ =
+            std::max(last_acked_sent_, absl::FromUnixMicros(m.report_ack().sent_us()));
       }
     }
     {
@@ -231,8 +264,6 @@ class Daemon final : public AgentDaemon {
     }
     {
       std::lock_guard<std::mutex> l(mu_);
-      connected_ = false;
-      last_connected_ = absl::Now();
       context_ = nullptr;
     }
     context.TryCancel();
@@ -279,33 +310,54 @@ class Daemon final : public AgentDaemon {
   }
 
   void StartJob(const v1::JobAssignment& a) {
-    std::lock_guard<std::mutex> l(mu_);
-    const std::string key = Key(a.job(), a.attempt());
-    if (jobs_.count(key) != 0 || undelivered_.count(key) != 0) return;  // already ours
-    // Reap finished jobs' threads.
-    for (auto it = jobs_.begin(); it != jobs_.end();) {
-      if (it->second->done) {
-        if (it->second->thread.joinable()) it->second->thread.join();
-        it = jobs_.erase(it);
-      } else {
-        ++it;
+    std::vector<std::unique_ptr<Job>> finished;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      const std::string key = Key(a.job(), a.attempt());
+      if (jobs_.count(key) != 0 || undelivered_.count(key) != 0) return;  // already ours
+      // Finished jobs' threads are joined below, outside the lock: one may
+      // still be sending its result.
+      for (auto it = jobs_.begin(); it != jobs_.end();) {
+        if (it->second->done) {
+          finished.push_back(std::move(it->second));
+          it = jobs_.erase(it);
+        } else {
+          ++it;
+        }
       }
+      auto job = std::make_unique<Job>();
+      job->assignment = a;
+      job->progress.set_job(a.job());
+      job->progress.set_attempt(a.attempt());
+      job->progress.set_unit(a.unit());
+      job->progress.set_phase("preparing");
+      // A cancel that overtook its assignment stops it before it starts.
+      if (auto c = early_cancels_.find(key); c != early_cancels_.end()) {
+        job->control.cancel = true;
+        early_cancels_.erase(c);
+      }
+      Job* raw = job.get();
+      jobs_[key] = std::move(job);
+      raw->thread = std::thread([this, raw] { RunJob(raw); });
     }
-    auto job = std::make_unique<Job>();
-    job->assignment = a;
-    job->progress.set_job(a.job());
-    job->progress.set_attempt(a.attempt());
-    job->progress.set_unit(a.unit());
-    job->progress.set_phase("preparing");
-    Job* raw = job.get();
-    jobs_[key] = std::move(job);
-    raw->thread = std::thread([this, raw] { RunJob(raw); });
+    for (auto& j : finished) {
+      if (j->thread.joinable()) j->thread.join();
+    }
   }
 
   void CancelJob(const v1::CancelJob& c) {
     std::lock_guard<std::mutex> l(mu_);
-    auto it = jobs_.find(Key(c.job(), c.attempt()));
-    if (it == jobs_.end()) return;
+    const std::string key = Key(c.job(), c.attempt());
+    auto it = jobs_.find(key);
+    if (it == jobs_.end()) {
+      // Its assignment may still be on the way: remembered for a while.
+      const absl::Time now = absl::Now();
+      for (auto e = early_cancels_.begin(); e != early_cancels_.end();) {
+        e = now - e->second > absl::Minutes(10) ? early_cancels_.erase(e) : std::next(e);
+      }
+      early_cancels_[key] = now;
+      return;
+    }
     logging::Get("agent")->warn("job {}: cancelled by the coordinator: {}", c.job(), c.reason());
     it->second->control.cancel = true;
   }
@@ -412,8 +464,7 @@ class Daemon final : public AgentDaemon {
           session, *provider, repo, spec, &job->control,
           [&](const JobProgress& p) { OnProgress(job, p, writer_instance); }, options);
       if (r.ok()) {
-        ASSIGN_OR_RETURN(v1::Manifest manifest, repo.ReadManifest(r->manifest));
-        *summary = repository::ChainSummaryOf(manifest);
+        *summary = r->summary;
         return r;
       }
       // A dead earlier attempt's writer session holds the unit until the
@@ -496,11 +547,13 @@ class Daemon final : public AgentDaemon {
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
   std::map<std::string, v1::JobUpdate> undelivered_;
-  bool connected_ = false;
-  absl::Time last_connected_ = absl::Now();
   absl::Duration report_every_ = absl::Seconds(5);
   absl::Duration lease_ttl_ = absl::Seconds(30);
   absl::Duration keepalive_every_ = WriterSessionOptions().keepalive_every;
+  // The send time of the newest report the coordinator acknowledged.
+  absl::Time last_acked_sent_ = absl::Now();
+  // Cancels that arrived before their assignment, by job#attempt.
+  std::map<std::string, absl::Time> early_cancels_;
   grpc::ClientContext* context_ = nullptr;
 
   std::mutex stream_mu_;

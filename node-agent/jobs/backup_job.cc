@@ -260,6 +260,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
                      completed.status().message()));
   }
   result.manifest = manifest->id();
+  result.summary = repository::ChainSummaryOf(*manifest);
   result.base_manifest = manifest->base_manifest();
   result.logical_bytes = manifest->logical_bytes();
   result.new_bytes = manifest->new_bytes();

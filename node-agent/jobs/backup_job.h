@@ -45,6 +45,9 @@ struct BackupJobResult {
   VerifySummary verified;
   std::vector<uint32_t> truncated;  // generations the writer truncated on this node
   std::vector<std::string> warnings;
+  // The manifest without chunk lists and block maps (repository/chain.h),
+  // for the coordinator's catalog.
+  dagvault::v1::Manifest summary;
 };
 
 struct BackupJobOptions {

@@ -497,13 +497,41 @@ TEST(Deployment, AnAgentCutOffFromTheCoordinatorForALeasePeriodStopsItsJob) {
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
   EXPECT_EQ(done->state(), "failed") << done->DebugString();
-  EXPECT_THAT(done->reason(),
-              HasSubstr("the coordinator was unreachable for more than the lease period"));
+  EXPECT_THAT(done->reason(), HasSubstr("the coordinator was unreachable for the lease period"));
   // The writer session ended with failure: nothing truncated, the unit free.
   EXPECT_EQ(LowestLogs(d, "DB02"), lowest_before);
   v1::JobInfo next = BackupWait(d, {"--unit", "DB02", "--type", "full"});
   EXPECT_EQ(next.state(), "succeeded") << next.reason();
   EXPECT_EQ(next.attempts_size(), 1);
+}
+
+TEST(Deployment, ACancelledJobStopsOnItsNodeAndReleasesTheUnit) {
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:2000"}}), "cancel");
+  ASSERT_OK(d.Start());
+  LoadDb02(d);
+  const auto lowest_before = LowestLogs(d, "DB02");
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
+  ASSERT_OK(WaitTransferring(d, job.id()).status());
+  ProcessResult cancel = d.Cli({"job", "cancel", job.id()});
+  ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_THAT(cancel.out, HasSubstr("cancel requested"));
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "cancelled") << done->DebugString();
+  EXPECT_EQ(done->attempts_size(), 1);
+  // The writer session ended with failure: nothing truncated, no backup.
+  EXPECT_EQ(LowestLogs(d, "DB02"), lowest_before);
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list"}, &backups));
+  EXPECT_EQ(backups.backups_size(), 0);
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0);
+  // Cancelling it again says it has ended.
+  ProcessResult again = d.Cli({"job", "cancel", job.id()});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("has already ended: cancelled"));
 }
 
 }  // namespace

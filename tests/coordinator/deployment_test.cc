@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/file_util.h"
+#include "common/text_config.h"
 #include "common/tls.h"
 #include "repository/repository.h"
 #include "repository/repository_test_util.h"
@@ -220,6 +221,37 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
   auto anonymous = RunProcess({BinaryPath("dagvault"), "status", "--coordinator",
                                d.coordinator_address(), "--insecure-dev"});
   EXPECT_EQ(anonymous.exit_code, 1) << anonymous.out;
+  // An agent refuses a "coordinator" whose certificate is a node's.
+  auto port = mailstore::PickFreePorts("127.0.0.1", 1);
+  ASSERT_OK(port.status());
+  v1::CoordinatorConfig fake;
+  fake.set_listen(absl::StrCat("127.0.0.1:", (*port)[0]));
+  fake.mutable_tls()->set_ca_file(d.certs() + "/ca.crt");
+  fake.mutable_tls()->set_cert_file(d.certs() + "/node3.crt");
+  fake.mutable_tls()->set_key_file(d.certs() + "/node3.key");
+  fake.set_catalog(d.cluster().root() + "/fake-catalog.db");
+  ASSERT_OK(WriteFileAtomically(d.cluster().root() + "/fake.conf", ToTextConfig(fake)));
+  Subprocess fake_coordinator(
+      {BinaryPath("dagvault-coordinator"), "--config", d.cluster().root() + "/fake.conf"}, {},
+      d.cluster().root() + "/fake.log");
+  v1::AgentConfig misled = d.AgentConfigOf(kNode2);
+  misled.set_coordinator(fake.listen());
+  Subprocess misled_agent(
+      {BinaryPath("dagvault-agent"), "--config", d.WriteAgentConfig(kNode2, misled)}, {},
+      d.cluster().root() + "/misled.log");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto text = ReadFileToString(d.cluster().root() + "/misled.log.err");
+        return text.ok() && text->find("not a coordinator's") != std::string::npos;
+      },
+      absl::Seconds(20)));
+  EXPECT_THAT(*ReadFileToString(d.cluster().root() + "/misled.log.err"),
+              HasSubstr("presents the certificate of node3 (node), not a coordinator's"));
+  misled_agent.Kill(15);
+  misled_agent.Wait();
+  fake_coordinator.Kill(15);
+  fake_coordinator.Wait();
+
   // And an agent without TLS files cannot start.
   v1::AgentConfig plain = d.AgentConfigOf(kNode2);
   plain.clear_tls();

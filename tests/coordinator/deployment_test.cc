@@ -303,8 +303,9 @@ std::map<std::string, uint32_t> LowestLogs(Deployment& d, const std::string& uni
 }
 
 TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
-  // Each segment read takes 300 ms: the backup is mid-transfer for seconds.
-  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "failover");
+  // Each segment read takes 1.5 s: the backup is mid-transfer for seconds,
+  // even on a loaded machine where each poll of the job takes a while.
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}}), "failover");
   ASSERT_OK(d.Start());
   LoadDb02(d);
   const auto lowest_before = LowestLogs(d, "DB02");
@@ -365,7 +366,7 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
 }
 
 TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
-  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "restart");
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}}), "restart");
   ASSERT_OK(d.Start());
   LoadDb02(d);
   const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});

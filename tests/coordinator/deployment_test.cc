@@ -366,7 +366,11 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
 }
 
 TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
-  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}}), "restart");
+  DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
+  // The agent must not fence its job while the coordinator restarts,
+  // however slowly a loaded machine restarts it.
+  options.lease_ttl_ms = 10000;
+  Deployment d(options, "restart");
   ASSERT_OK(d.Start());
   LoadDb02(d);
   const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
+#include "common/clock.h"
 #include "repository/chain.h"
 
 namespace dagvault::coordinator {
@@ -136,6 +137,35 @@ v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<Bac
                                               Gen(next.base_high_generation), " (backup ",
                                               next.base_manifest, ")"));
   return out;
+}
+
+absl::StatusOr<std::vector<v1::Manifest>> RestorePlan(const std::string& unit,
+                                                      const std::vector<BackupRecord>& backups,
+                                                      const std::vector<ChainBreakRecord>& breaks,
+                                                      uint32_t to_generation, absl::Time to_time,
+                                                      uint32_t* target) {
+  const std::vector<Chain> chains = ChainsOf(unit, backups, breaks);
+  *target = to_generation;
+  if (to_time != absl::InfinitePast()) {
+    // The newest restore point frozen at or before the time, up to any break.
+    const v1::Manifest* best = nullptr;
+    auto consider = [&](const Chain& c, const v1::Manifest* m) {
+      if (c.broken && m->high_generation() >= c.broken->generation) return;
+      if (absl::FromUnixMicros(m->frozen_us()) > to_time) return;
+      if (best == nullptr || m->frozen_us() > best->frozen_us()) best = m;
+    };
+    for (const Chain& c : chains) {
+      consider(c, c.full);
+      for (const v1::Manifest* m : c.incrementals) consider(c, m);
+      for (const v1::Manifest* m : c.differentials) consider(c, m);
+    }
+    if (best == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("unit ", unit, " has no restore point at or before ", FormatUtc(to_time)));
+    }
+    *target = best->high_generation();
+  }
+  return repository::RestoreChain(chains, *target, unit);
 }
 
 PlannedBackup PlanBackup(const std::string& unit, v1::BackupType requested,

@@ -35,6 +35,16 @@ PlannedBackup PlanBackup(const std::string& unit, dagvault::v1::BackupType reque
                          const std::vector<BackupRecord>& backups,
                          const std::vector<ChainBreakRecord>& breaks);
 
+// The pieces a restore of `unit` needs, from the catalog: to the newest
+// restore point (both targets unset), to `to_generation`, or to the newest
+// restore point frozen at or before `to_time`. A chain with a gap or a
+// break before the target is refused, naming the generation.
+// `*target` is the generation replay stops at (0: the chain's end).
+absl::StatusOr<std::vector<dagvault::v1::Manifest>> RestorePlan(
+    const std::string& unit, const std::vector<BackupRecord>& backups,
+    const std::vector<ChainBreakRecord>& breaks, uint32_t to_generation, absl::Time to_time,
+    uint32_t* target);
+
 // The catalog's view of one backup, for the admin API.
 dagvault::v1::CatalogBackup CatalogBackupOf(const BackupRecord& backup);
 

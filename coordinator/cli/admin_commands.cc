@@ -5,6 +5,8 @@
 
 #include <map>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -34,6 +36,10 @@ constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
                [--source-mode passive-then-active|passive-only|active-only]
                [--prefer NODE,...] [--max-copy-queue N] [--max-replay-queue N] [--wait]
   backup list [--unit U]
+  restore start --unit U --rdb NAME --node N --path DIR
+               [--to latest | --to-generation G | --to-time "YYYY-MM-DD HH:MM:SS"]
+               [--roll-forward] [--no-mount] [--wait]
+                                  restore beside production as a Recovery Database
   chain show --unit U             chains, restore points and breaks
   job list [--unit U] [--limit N]
   job show ID
@@ -51,9 +57,15 @@ an admin certificate: --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
 )";
 
 const CliArgs::Spec kSpec{
-    {"coordinator", "certs", "cert-name", "unit", "type", "source-mode", "prefer", "max-copy-queue",
-     "max-replay-queue", "limit", "repo", "dir", "deployment", "name", "role", "san", "days"},
-    {"json", "wait", "insecure-dev", "force", "copies"}};
+    {"coordinator",   "certs",          "cert-name",
+     "unit",          "type",           "source-mode",
+     "prefer",        "max-copy-queue", "max-replay-queue",
+     "limit",         "repo",           "dir",
+     "deployment",    "name",           "role",
+     "san",           "days",           "rdb",
+     "node",          "path",           "to",
+     "to-generation", "to-time"},
+    {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount"}};
 
 // A usage error (exit 2) is an InvalidArgument marked as the command
 // line's own, so that a server's InvalidArgument stays a failure (exit 1).
@@ -243,6 +255,11 @@ absl::Status Outcome(const v1::JobInfo& j) {
   return absl::AbortedError(absl::StrCat("job ", j.id(), " ", j.state(), ": ", j.reason()));
 }
 
+// Follows a started job with --wait (progress on stderr, and where it goes
+// on), then prints its record; the exit status is its outcome.
+absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
+                       const CliArgs& args, std::ostream& out, std::ostream& err);
+
 absl::Status BackupStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out,
                          std::ostream& err) {
   v1::StartBackupRequest request;
@@ -261,6 +278,54 @@ absl::Status BackupStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, 
   request.set_max_replay_queue(static_cast<uint32_t>(*rq));
   v1::JobInfo job;
   RETURN_IF_ERROR(FromGrpcStatus(stub.StartBackup(Context().get(), request, &job), "backup start"));
+  return FollowJob(stub, job, args, out, err);
+}
+
+absl::Status RestoreStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out,
+                          std::ostream& err) {
+  v1::StartRestoreRequest request;
+  request.set_unit(args.GetOr("unit", ""));
+  if (request.unit().empty()) return Usage("restore start: --unit U is required");
+  request.set_recovery_database(args.GetOr("rdb", ""));
+  request.set_node(args.GetOr("node", ""));
+  request.set_path(args.GetOr("path", ""));
+  if (args.Has("to") && args.GetOr("to", "") != "latest") {
+    return Usage("restore start: --to takes only latest; use --to-generation G or --to-time T");
+  }
+  if (args.Has("to") + args.Has("to-generation") + args.Has("to-time") > 1) {
+    return Usage("restore start: give one of --to latest, --to-generation G, --to-time T");
+  }
+  if (auto g = args.Get("to-generation")) {
+    uint32_t generation = 0;
+    const bool hex = absl::StartsWith(*g, "0x") || absl::StartsWith(*g, "0X");
+    if (!(hex ? absl::SimpleHexAtoi(g->substr(2), &generation)
+              : absl::SimpleAtoi(*g, &generation)) ||
+        generation == 0) {
+      return Usage(absl::StrCat("restore start: --to-generation ", *g,
+                                " is not a generation (decimal, or hex with 0x)"));
+    }
+    request.set_to_generation(generation);
+  }
+  if (auto t = args.Get("to-time")) {
+    absl::Time time;
+    std::string error;
+    if (!absl::ParseTime("%Y-%m-%d %H:%M:%S", *t, absl::UTCTimeZone(), &time, &error) &&
+        !absl::ParseTime(absl::RFC3339_full, *t, &time, &error)) {
+      return Usage(absl::StrCat("restore start: --to-time \"", *t,
+                                "\" is not \"YYYY-MM-DD HH:MM:SS\" (UTC) or RFC 3339"));
+    }
+    request.set_to_time_us(absl::ToUnixMicros(time));
+  }
+  request.set_roll_forward(args.Has("roll-forward"));
+  request.set_mount(!args.Has("no-mount"));
+  v1::JobInfo job;
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub.StartRestore(Context().get(), request, &job), "restore start"));
+  return FollowJob(stub, job, args, out, err);
+}
+
+absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
+                       const CliArgs& args, std::ostream& out, std::ostream& err) {
   if (!args.Has("wait")) {
     if (args.Has("json")) {
       PrintJson(job, out);
@@ -465,7 +530,8 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   const auto& pos = args.positional();
   const std::string& command = pos[0];
   if (command == "certs") return Certs(args, out);
-  static const std::set<std::string> kCommands = {"status", "backup", "chain", "job", "catalog"};
+  static const std::set<std::string> kCommands = {"status", "backup", "restore",
+                                                  "chain",  "job",    "catalog"};
   if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
   auto connected = Connect(args);
   if (!connected.ok()) return Usage(std::string(connected.status().message()));
@@ -474,6 +540,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (command == "status") return Status(stub, args, out);
   if (command == "backup" && verb == "start") return BackupStart(stub, args, out, err);
   if (command == "backup" && verb == "list") return BackupList(stub, args, out);
+  if (command == "restore" && verb == "start") return RestoreStart(stub, args, out, err);
   if (command == "chain" && verb == "show") return ChainShow(stub, args, out);
   if (command == "job") return Job(stub, args, out);
   if (command == "catalog") return CatalogRebuild(stub, args, out);

@@ -49,6 +49,15 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status StartRestore(ServerContext* ctx, const v1::StartRestoreRequest* request,
+                            v1::JobInfo* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto job = c_->jobs().StartRestore(*request);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    *out = JobInfoOf(*job);
+    return grpc::Status::OK;
+  }
+
   grpc::Status ListBackups(ServerContext* ctx, const v1::ListBackupsRequest* request,
                            v1::ListBackupsResponse* out) override {
     if (auto denied = Authorize(*ctx); !denied.ok()) return denied;

@@ -171,7 +171,8 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
     for (const auto& [id, a] : active_) {
       if (a.record.unit == request.unit()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "unit ", request.unit(), " is being backed up: job ", id, " on ",
+            "unit ", request.unit(), " is being ",
+            a.record.kind == "restore" ? "restored" : "backed up", ": job ", id, " on ",
             a.record.attempts.empty() ? std::string("?") : a.record.attempts.back().node,
             " holds its backup-in-progress lease (", JobStateName(a.record.state), " since ",
             FormatUtc(a.record.created), ")"));
@@ -205,6 +206,96 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
       result = a.record;
       active_[r.id] = std::move(a);
     }
+    Changed();
+  }
+  Send(outbox);
+  return result;
+}
+
+absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest& request) {
+  if (request.unit().empty())
+    return absl::InvalidArgumentError("restore start: --unit U is required");
+  if (request.recovery_database().empty() || request.node().empty() || request.path().empty()) {
+    return absl::InvalidArgumentError(
+        "restore start: give --rdb NAME --node N --path DIR (a Recovery Database beside "
+        "production); restores to every copy are not built yet");
+  }
+  if (!topology_->UnitKnown(request.unit())) {
+    return absl::NotFoundError(
+        absl::StrCat("unit ", request.unit(), ": no agent has reported a copy of it"));
+  }
+  if (!topology_->Reporting(request.node())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", request.node(), " does not report: its agent must run to restore"));
+  }
+  Outbox outbox;
+  JobRecord result;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto leases = catalog_->Leases();
+    if (!leases.ok()) return leases.status();
+    for (const LeaseRecord& lease : *leases) {
+      if (lease.unit == request.unit() && lease.expires > absl::Now()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", request.unit(), " is being backed up: job ", lease.job, " on ",
+            lease.holder_node, " holds its backup-in-progress lease; restore when it has ended"));
+      }
+    }
+    auto backups = catalog_->Backups(request.unit());
+    if (!backups.ok()) return backups.status();
+    auto breaks = catalog_->ChainBreaks(request.unit());
+    if (!breaks.ok()) return breaks.status();
+    uint32_t target = 0;
+    auto chain = RestorePlan(request.unit(), *backups, *breaks, request.to_generation(),
+                             request.to_time_us() != 0 ? absl::FromUnixMicros(request.to_time_us())
+                                                       : absl::InfinitePast(),
+                             &target);
+    if (!chain.ok()) return chain.status();
+
+    Active a;
+    JobRecord& r = a.record;
+    r.id = absl::StrCat("restore", NewJobId().substr(6));
+    r.kind = "restore";
+    r.unit = request.unit();
+    r.type = chain->front().type();
+    r.created = r.updated = absl::Now();
+    r.manifest = chain->back().id();
+    r.state = JobState::kQueued;
+    if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
+    const absl::Time now = absl::Now();
+    JobAttempt attempt;
+    attempt.node = request.node();
+    attempt.state = JobState::kAssigned;
+    attempt.started = now;
+    r.attempts.push_back(attempt);
+    a.assigned = now;
+    a.lease_expires = now + options_.lease_ttl;
+    a.tried.insert(request.node());
+    std::vector<std::string> ids;
+    for (const auto& m : *chain) ids.push_back(m.id());
+    Record(a, JobState::kAssigned,
+           absl::StrCat("attempt 1: restore of ", r.unit, " as recovery database ",
+                        request.recovery_database(), " on ", request.node(), " at ", request.path(),
+                        " from ", absl::StrJoin(ids, ", "),
+                        target == 0 ? std::string(", to the chain's end")
+                                    : absl::StrFormat(", to generation 0x%08X", target)));
+    v1::CoordinatorMessage m;
+    v1::JobAssignment* job = m.mutable_assignment();
+    job->set_job(r.id);
+    job->set_attempt(1);
+    job->set_unit(r.unit);
+    job->set_type(r.type);
+    job->set_kind("restore");
+    v1::RestoreAssignment* restore = job->mutable_restore();
+    for (const auto& id : ids) restore->add_manifests(id);
+    restore->set_to_generation(target);
+    restore->set_roll_forward(request.roll_forward());
+    restore->set_mount(request.mount());
+    restore->set_recovery_database(request.recovery_database());
+    restore->set_path(request.path());
+    if (auto channel = topology_->ChannelOf(request.node())) outbox.emplace_back(channel, m);
+    result = r;
+    active_[r.id] = std::move(a);
     Changed();
   }
   Send(outbox);
@@ -316,7 +407,7 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
     Finish(a, JobState::kCancelled, absl::StrCat("cancelled; ", lost));
     return;
   }
-  if (attempt.number >= 2) {
+  if (attempt.number >= 2 || a.record.kind == "restore") {
     Finish(a, JobState::kFailed, lost);
     return;
   }
@@ -388,7 +479,22 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
       }
       BackupRecord b;
       std::string mismatch;
-      if (u.phase() == "succeeded") {
+      bool done = false;  // the update is fully handled (and `a` may be gone)
+      if (u.phase() == "succeeded" && a.record.kind == "restore") {
+        const auto& r = u.restore_result();
+        Record(a, a.record.state,
+               absl::StrCat("restored on ", node,
+                            r.recovery_database().empty()
+                                ? std::string(" at the unit's own location")
+                                : absl::StrCat(" as recovery database ", r.recovery_database()),
+                            ", replayed through generation ",
+                            absl::StrFormat("0x%08X", r.last_generation()),
+                            r.message().empty() ? "" : absl::StrCat(" (", r.message(), ")")));
+        Finish(a, JobState::kSucceeded, "");
+        active_.erase(it);
+        Ack(node, u.job(), u.attempt(), &outbox);
+        done = true;
+      } else if (u.phase() == "succeeded") {
         b = BackupRecordOf(u.result().summary());
         b.job = a.record.id;
         if (b.unit != a.record.unit || b.manifest != u.result().manifest() || !b.verified) {
@@ -397,7 +503,9 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                                   ", which is not this job's verified result; not recorded");
         }
       }
-      if (!mismatch.empty()) {
+      if (done) {
+        // recorded above
+      } else if (!mismatch.empty()) {
         Finish(a, JobState::kFailed, mismatch);
         active_.erase(it);
         Ack(node, u.job(), u.attempt(), &outbox);

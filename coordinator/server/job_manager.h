@@ -54,6 +54,12 @@ class JobManager {
   // failed with every copy's reasons, and returned (not an error). A unit
   // another job holds is refused, naming the holder.
   absl::StatusOr<JobRecord> StartBackup(const dagvault::v1::StartBackupRequest& request);
+  // A restore into a Recovery Database on a named node (mode rdb):
+  // production is untouched. Refused while a backup of the unit holds its
+  // lease, and for a chain with a gap or break before the target, naming
+  // the generation. A lost restore attempt is not retried elsewhere: its
+  // target is that node.
+  absl::StatusOr<JobRecord> StartRestore(const dagvault::v1::StartRestoreRequest& request);
   absl::StatusOr<JobRecord> Cancel(const std::string& job);
 
   void OnJobUpdate(const std::string& node, const dagvault::v1::JobUpdate& update);

@@ -196,6 +196,27 @@ TEST_F(JobManagerTest, ALateSuccessOfAnAbandonedAttemptIsStillCatalogued) {
   EXPECT_TRUE((*backups)[0].verified);
 }
 
+TEST_F(JobManagerTest, ARestoreIsRefusedWithoutATargetABackupToRestoreOrWhileABackupRuns) {
+  v1::StartRestoreRequest r;
+  r.set_unit("DB02");
+  auto no_target = jobs_->StartRestore(r);
+  EXPECT_EQ(no_target.status().code(), absl::StatusCode::kInvalidArgument);
+  r.set_recovery_database("DB02-RDB");
+  r.set_node("node3");
+  r.set_path("/srv/rdb");
+  auto nothing = jobs_->StartRestore(r);
+  EXPECT_THAT(std::string(nothing.status().message()), HasSubstr("has no Full backup"));
+  // A backup of the unit holds its lease.
+  JobRecord backup = Start("full", {"node2"});
+  auto busy = jobs_->StartRestore(r);
+  EXPECT_EQ(busy.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(busy.status().message()),
+              HasSubstr("is being backed up: job " + backup.id + " on node2"));
+  r.set_node("node9");
+  EXPECT_THAT(std::string(jobs_->StartRestore(r).status().message()),
+              HasSubstr("node node9 does not report"));
+}
+
 TEST_F(JobManagerTest, CancellingAJobWhoseAgentIsGoneEndsItAtOnce) {
   JobRecord job = Start("full", {"node2"});
   topology_->Disconnected("node2", channels_["node2"]);

@@ -17,6 +17,7 @@
 #include "dagvault/v1/agent.grpc.pb.h"
 #include "dagvault/v1/store.grpc.pb.h"
 #include "node-agent/jobs/backup_job.h"
+#include "node-agent/jobs/restore_job.h"
 #include "node-agent/shadow/writer_shadow_session.h"
 #include "node-agent/verify/unit_verifier.h"
 #include "repository/chain.h"
@@ -378,7 +379,12 @@ class Daemon final : public AgentDaemon {
     v1::AgentMessage m;
     {
       std::lock_guard<std::mutex> l(mu_);
-      std::string phase = p.phase == "snapshot" ? "frozen" : p.phase;
+      // The job state machine's words: a restore's "restoring" is its
+      // transfer and its "replaying" its completion.
+      std::string phase = p.phase == "snapshot"    ? "frozen"
+                          : p.phase == "restoring" ? "transferring"
+                          : p.phase == "replaying" ? "completing"
+                                                   : p.phase;
       // The transfer's bytes are all read: what remains is the final
       // checks (chain join, signatures) and the manifest.
       if (phase == "transferring" && p.bytes_total > 0 && p.bytes_done >= p.bytes_total) {
@@ -478,18 +484,72 @@ class Daemon final : public AgentDaemon {
     }
   }
 
+  absl::StatusOr<RestoreJobResult> Restore(Job* job) {
+    const v1::JobAssignment& a = job->assignment;
+    const v1::RestoreAssignment& r = a.restore();
+    ASSIGN_OR_RETURN(repository::Repository repo,
+                     repository::OpenRepositoryWithSecretFiles(
+                         config_.repository(), config_.passphrase_file(), config_.key_file()));
+    RestoreJobSpec spec;
+    spec.target.job = a.job();
+    spec.target.unit = a.unit();
+    spec.target.recovery_database = r.recovery_database();
+    spec.target.path = r.path();
+    spec.target.refuse_if_mounted = r.refuse_if_mounted();
+    for (const auto& id : r.manifests()) {
+      ASSIGN_OR_RETURN(v1::Manifest m, repo.ReadManifest(id));
+      spec.chain.push_back(std::move(m));
+    }
+    spec.to_generation = r.to_generation();
+    spec.roll_forward = r.roll_forward();
+    spec.mount = r.mount();
+    WriterSessionOptions session_options;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      session_options.keepalive_every = keepalive_every_;
+    }
+    WriterShadowSession session(writer_, gate_, session_options);
+    RestoreJobOptions options;
+    options.workers = static_cast<int>(config_.workers());
+    return RunRestoreJob(
+        session, repo, spec, &job->control, [&](const JobProgress& p) { OnProgress(job, p, ""); },
+        options);
+  }
+
   void RunJob(Job* job) {
     auto log = logging::Get("agent");
     const v1::JobAssignment& a = job->assignment;
-    log->info("job {} attempt {}: {} backup of {}", a.job(), a.attempt(),
-              v1::BackupType_Name(a.type()), a.unit());
-    v1::Manifest summary;
-    auto r = Backup(job, &summary);
+    log->info("job {} attempt {}: {} of {}", a.job(), a.attempt(),
+              a.kind() == "restore" ? std::string("restore")
+                                    : absl::StrCat(v1::BackupType_Name(a.type()), " backup"),
+              a.unit());
     v1::AgentMessage m;
     v1::JobUpdate* u = m.mutable_job_update();
     u->set_job(a.job());
     u->set_attempt(a.attempt());
-    if (r.ok()) {
+    v1::Manifest summary;
+    absl::StatusOr<BackupJobResult> r = absl::UnknownError("not run");
+    absl::StatusOr<RestoreJobResult> restored = absl::UnknownError("not run");
+    const bool restore = a.kind() == "restore";
+    if (restore) {
+      restored = Restore(job);
+      if (!restored.ok()) r = restored.status();
+    } else {
+      r = Backup(job, &summary);
+    }
+    if (restore && restored.ok()) {
+      u->set_phase("succeeded");
+      u->set_bytes_done(restored->bytes);
+      u->set_bytes_total(restored->bytes);
+      v1::RestoreJobResult* out = u->mutable_restore_result();
+      out->set_recovery_database(restored->recovery_database);
+      out->set_message(restored->message);
+      out->set_last_generation(restored->last_generation);
+      out->set_files(restored->files);
+      out->set_bytes(restored->bytes);
+      out->set_elapsed_us(absl::ToInt64Microseconds(restored->elapsed));
+      log->info("job {} attempt {}: restore of {} succeeded", a.job(), a.attempt(), a.unit());
+    } else if (!restore && r.ok()) {
       u->set_phase("succeeded");
       u->set_writer_instance(r->writer_instance);
       u->set_bytes_done(r->logical_bytes);

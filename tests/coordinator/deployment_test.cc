@@ -571,5 +571,62 @@ TEST(Deployment, ACancelledJobStopsOnItsNodeAndReleasesTheUnit) {
   EXPECT_THAT(again.err, HasSubstr("has already ended: cancelled"));
 }
 
+TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabase) {
+  Deployment d(Options(), "rdb");
+  ASSERT_OK(d.Start());
+  Load(d, kNode1, 1, 0, 60);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
+  const absl::Time after_full = absl::Now();
+  Load(d, kNode1, 1, 60, 60);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo inc = BackupWait(d, {"--unit", "DB02", "--type", "incremental"});
+  ASSERT_EQ(inc.state(), "succeeded") << inc.reason();
+  const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
+  ASSERT_NE(at_full, at_inc);
+
+  // To a time between the two backups, on node3: the Full's restore point.
+  ProcessResult pit = d.Cli({"restore", "start", "--unit", "DB02", "--rdb", "DB02-PIT", "--node",
+                             "node3", "--path", d.cluster().root() + "/rdb/pit", "--to-time",
+                             absl::FormatTime(absl::RFC3339_full, after_full, absl::UTCTimeZone()),
+                             "--wait", "--json"});
+  ASSERT_EQ(pit.exit_code, 0) << pit.out << pit.err << d.CoordinatorLog();
+  v1::JobInfo job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(pit.out, &job).ok());
+  EXPECT_EQ(job.kind(), "restore");
+  EXPECT_EQ(LastNode(job), "node3");
+  EXPECT_EQ(job.manifest(), full.manifest());
+  bool said = false;
+  for (const auto& e : job.events()) {
+    said |= e.message().find("as recovery database DB02-PIT") != std::string::npos;
+  }
+  EXPECT_TRUE(said) << job.DebugString();
+  EXPECT_EQ(UnitDigest(d.cluster(), kNode3, "DB02", "DB02-PIT"), at_full);
+
+  // The newest restore point, on node2; production is untouched.
+  ProcessResult latest =
+      d.Cli({"restore", "start", "--unit", "DB02", "--rdb", "DB02-NOW", "--node", "node2", "--path",
+             d.cluster().root() + "/rdb/now", "--to", "latest", "--wait"});
+  ASSERT_EQ(latest.exit_code, 0) << latest.out << latest.err;
+  EXPECT_EQ(UnitDigest(d.cluster(), kNode2, "DB02", "DB02-NOW"), at_inc);
+  EXPECT_EQ(UnitDigest(d.cluster(), kNode1, "DB02"), at_inc);
+  auto copy = d.cluster().Copy(kNode1, "DB02");
+  ASSERT_OK(copy.status());
+  EXPECT_EQ(copy->state(), v1::MOUNTED);
+
+  // Before the first backup there is nothing to restore, and says so.
+  ProcessResult early =
+      d.Cli({"restore", "start", "--unit", "DB02", "--rdb", "DB02-OLD", "--node", "node2", "--path",
+             d.cluster().root() + "/rdb/old", "--to-time", "2001-01-01 00:00:00"});
+  EXPECT_EQ(early.exit_code, 1);
+  EXPECT_THAT(early.err, HasSubstr("has no restore point at or before 2001-01-01 00:00:00 UTC"));
+  // Mode all-copies is not built yet, and says what to use.
+  ProcessResult all = d.Cli({"restore", "start", "--unit", "DB02"});
+  EXPECT_EQ(all.exit_code, 1);
+  EXPECT_THAT(all.err, HasSubstr("give --rdb NAME --node N --path DIR"));
+}
+
 }  // namespace
 }  // namespace dagvault::testing

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "dagvault/v1/admin.pb.h"
 #include "dagvault/v1/mailstored.pb.h"
 #include "dagvault/v1/repository.pb.h"
 
@@ -179,6 +180,11 @@ class Catalog {
   // Chain breaks found by backups; one per chain end.
   virtual absl::Status PutChainBreak(const ChainBreakRecord& chain_break) = 0;
   virtual absl::StatusOr<std::vector<ChainBreakRecord>> ChainBreaks(const std::string& unit) = 0;
+
+  // Backup policies, by name; Put replaces one whole.
+  virtual absl::Status PutPolicy(const dagvault::v1::Policy& policy) = 0;
+  virtual absl::StatusOr<std::vector<dagvault::v1::Policy>> Policies() = 0;
+  virtual absl::Status RemovePolicy(const std::string& name) = 0;
 };
 
 }  // namespace dagvault::coordinator

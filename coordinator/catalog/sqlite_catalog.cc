@@ -101,6 +101,12 @@ const std::vector<std::string>& Migrations() {
         job TEXT NOT NULL,
         PRIMARY KEY (unit, after_manifest));
       )sql",
+      // 3: backup policies, each a serialized dagvault.v1.Policy.
+      R"sql(
+      CREATE TABLE policies (
+        name TEXT PRIMARY KEY,
+        policy BLOB NOT NULL);
+      )sql",
   };
   return *migrations;
 }
@@ -616,6 +622,35 @@ absl::StatusOr<std::vector<ChainBreakRecord>> SqliteCatalog::ChainBreaks(const s
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::Status SqliteCatalog::PutPolicy(const v1::Policy& policy) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_, "INSERT OR REPLACE INTO policies (name, policy) VALUES (?, ?)")
+      .Bind(policy.name())
+      .BindBlob(policy.SerializeAsString())
+      .Run();
+}
+
+absl::StatusOr<std::vector<v1::Policy>> SqliteCatalog::Policies() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "SELECT name, policy FROM policies ORDER BY name");
+  std::vector<v1::Policy> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    v1::Policy p;
+    if (!p.ParseFromString(s.Text(1))) {
+      return absl::DataLossError(
+          absl::StrCat("catalog ", path_, ": policy \"", s.Text(0), "\" does not parse"));
+    }
+    out.push_back(std::move(p));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteCatalog::RemovePolicy(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_, "DELETE FROM policies WHERE name = ?").Bind(name).Run();
 }
 
 }  // namespace dagvault::coordinator

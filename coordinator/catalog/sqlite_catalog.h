@@ -51,6 +51,9 @@ class SqliteCatalog : public Catalog {
   absl::Status ReplaceBackups(const std::vector<BackupRecord>& backups) override;
   absl::Status PutChainBreak(const ChainBreakRecord& chain_break) override;
   absl::StatusOr<std::vector<ChainBreakRecord>> ChainBreaks(const std::string& unit) override;
+  absl::Status PutPolicy(const dagvault::v1::Policy& policy) override;
+  absl::StatusOr<std::vector<dagvault::v1::Policy>> Policies() override;
+  absl::Status RemovePolicy(const std::string& name) override;
 
  private:
   SqliteCatalog(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}

@@ -210,5 +210,32 @@ TEST(JobStates, NamesRoundTrip) {
   EXPECT_FALSE(IsFinal(JobState::kVerifying));
 }
 
+TEST(SqliteCatalog, PoliciesArePutWholeListedByNameAndRemoved) {
+  ::dagvault::testing::TempDir dir("catalog");
+  const std::string path = dir.Sub("catalog.db");
+  {
+    auto c = OpenOrDie(path);
+    v1::Policy p;
+    p.set_name("nightly");
+    p.add_units("DB02");
+    p.set_full_schedule("0 1 * * sun");
+    ASSERT_TRUE(c->PutPolicy(p).ok());
+    p.set_name("hourly");
+    p.set_incremental_schedule("0 * * * *");
+    ASSERT_TRUE(c->PutPolicy(p).ok());
+    p.set_keep_chains(3);
+    ASSERT_TRUE(c->PutPolicy(p).ok());  // replaces "hourly"
+  }
+  auto c = OpenOrDie(path);
+  auto policies = c->Policies();
+  ASSERT_TRUE(policies.ok()) << policies.status();
+  ASSERT_EQ(policies->size(), 2u);
+  EXPECT_EQ((*policies)[0].name(), "hourly");
+  EXPECT_EQ((*policies)[0].keep_chains(), 3u);
+  EXPECT_EQ((*policies)[1].name(), "nightly");
+  ASSERT_TRUE(c->RemovePolicy("hourly").ok());
+  EXPECT_EQ(c->Policies()->size(), 1u);
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

@@ -41,6 +41,11 @@ constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
                [--roll-forward] [--no-mount] [--wait]
                                   restore beside production as a Recovery Database
   chain show --unit U             chains, restore points and breaks
+  policy set --name P --unit U [--unit U2 ...] [--full CRON] [--incremental CRON]
+             [--differential CRON] [--source-mode M] [--prefer N,...] [--keep-chains N]
+             [--keep-days D] [--max-jobs-per-node N] [--max-jobs N] [--priority P]
+                                  create or replace a backup policy (cron: 5 fields, UTC)
+  policy show NAME | policy list | policy remove NAME
   job list [--unit U] [--limit N]
   job show ID
   job cancel ID
@@ -56,16 +61,15 @@ an admin certificate: --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
 --json prints the answer as JSON. Exit codes: 0 ok, 1 failed, 2 usage.
 )";
 
+// clang-format off
 const CliArgs::Spec kSpec{
-    {"coordinator",   "certs",          "cert-name",
-     "unit",          "type",           "source-mode",
-     "prefer",        "max-copy-queue", "max-replay-queue",
-     "limit",         "repo",           "dir",
-     "deployment",    "name",           "role",
-     "san",           "days",           "rdb",
-     "node",          "path",           "to",
-     "to-generation", "to-time"},
+    {"coordinator", "certs", "cert-name", "unit", "type", "source-mode", "prefer",
+     "max-copy-queue", "max-replay-queue", "limit", "repo", "dir", "deployment", "name", "role",
+     "san", "days", "rdb", "node", "path", "to", "to-generation", "to-time", "full",
+     "incremental", "differential", "keep-chains", "keep-days", "max-jobs-per-node", "max-jobs",
+     "priority"},
     {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount"}};
+// clang-format on
 
 // A usage error (exit 2) is an InvalidArgument marked as the command
 // line's own, so that a server's InvalidArgument stays a failure (exit 1).
@@ -476,6 +480,117 @@ absl::Status Job(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ost
   return absl::OkStatus();
 }
 
+std::string When(int64_t us) { return us == 0 ? "-" : Time(us); }
+
+void PrintPolicy(const v1::PolicyInfo& info, std::ostream& out) {
+  const v1::Policy& p = info.policy();
+  out << "policy " << p.name() << ": units " << absl::StrJoin(p.units(), ", ") << "\n";
+  auto schedule = [&](const char* what, const std::string& cron, int64_t next) {
+    if (cron.empty()) return;
+    out << "  " << what << " \"" << cron << "\", next " << When(next) << "\n";
+  };
+  schedule("full        ", p.full_schedule(), info.next_full_us());
+  schedule("incremental ", p.incremental_schedule(), info.next_incremental_us());
+  schedule("differential", p.differential_schedule(), info.next_differential_us());
+  out << "  source mode " << (p.source_mode().empty() ? "passive-then-active" : p.source_mode());
+  if (p.preferred_size() > 0) out << ", preferred " << absl::StrJoin(p.preferred(), ",");
+  out << "\n  retention: ";
+  if (p.keep_chains() == 0 && p.keep_days() == 0) {
+    out << "every chain is kept";
+  } else {
+    if (p.keep_chains() != 0) out << "the newest " << p.keep_chains() << " chains";
+    if (p.keep_chains() != 0 && p.keep_days() != 0) out << ", and ";
+    if (p.keep_days() != 0) out << "chains newer than " << p.keep_days() << " days";
+  }
+  out << "\n  at most " << (p.max_jobs_per_node() ? absl::StrCat(p.max_jobs_per_node()) : "any")
+      << " jobs per node, " << (p.max_jobs() ? absl::StrCat(p.max_jobs()) : "any")
+      << " in the deployment; priority " << p.priority() << "\n";
+}
+
+absl::Status Policy(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
+  const auto& pos = args.positional();
+  const std::string verb = pos.size() > 1 ? pos[1] : "";
+  if (verb == "set") {
+    v1::Policy p;
+    p.set_name(args.GetOr("name", ""));
+    for (const auto& u : args.GetAll("unit")) {
+      for (auto part : absl::StrSplit(u, ',', absl::SkipEmpty())) p.add_units(std::string(part));
+    }
+    p.set_full_schedule(args.GetOr("full", ""));
+    p.set_incremental_schedule(args.GetOr("incremental", ""));
+    p.set_differential_schedule(args.GetOr("differential", ""));
+    p.set_source_mode(args.GetOr("source-mode", ""));
+    for (const auto& n : args.GetAll("prefer")) {
+      for (auto part : absl::StrSplit(n, ',', absl::SkipEmpty())) {
+        p.add_preferred(std::string(part));
+      }
+    }
+    struct Number {
+      const char* flag;
+      void (v1::Policy::*set)(uint32_t);
+    };
+    for (const Number& n : {Number{"keep-chains", &v1::Policy::set_keep_chains},
+                            Number{"keep-days", &v1::Policy::set_keep_days},
+                            Number{"max-jobs-per-node", &v1::Policy::set_max_jobs_per_node},
+                            Number{"max-jobs", &v1::Policy::set_max_jobs},
+                            Number{"max-copy-queue", &v1::Policy::set_max_copy_queue},
+                            Number{"max-replay-queue", &v1::Policy::set_max_replay_queue}}) {
+      auto v = args.GetUint(n.flag, 0);
+      if (!v.ok()) return Usage(std::string(v.status().message()));
+      (p.*n.set)(static_cast<uint32_t>(*v));
+    }
+    if (auto pr = args.Get("priority")) {
+      int priority = 0;
+      if (!absl::SimpleAtoi(*pr, &priority)) {
+        return Usage(absl::StrCat("--priority ", *pr, " is not a number"));
+      }
+      p.set_priority(priority);
+    }
+    v1::PolicyInfo info;
+    RETURN_IF_ERROR(FromGrpcStatus(stub.SetPolicy(Context().get(), p, &info), "policy set"));
+    if (args.Has("json")) {
+      PrintJson(info, out);
+    } else {
+      PrintPolicy(info, out);
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "list") {
+    v1::ListPoliciesResponse response;
+    RETURN_IF_ERROR(
+        FromGrpcStatus(stub.ListPolicies(Context().get(), {}, &response), "policy list"));
+    if (args.Has("json")) {
+      PrintJson(response, out);
+      return absl::OkStatus();
+    }
+    Table t({"POLICY", "UNITS", "NEXT FULL", "NEXT INCREMENTAL", "NEXT DIFFERENTIAL"});
+    for (const auto& info : response.policies()) {
+      const v1::Policy& p = info.policy();
+      t.Add({p.name(), absl::StrJoin(p.units(), ","), When(info.next_full_us()),
+             When(info.next_incremental_us()), When(info.next_differential_us())});
+    }
+    t.Print(out);
+    return absl::OkStatus();
+  }
+  if ((verb == "show" || verb == "remove") && pos.size() == 3) {
+    v1::PolicyRequest request;
+    request.set_name(pos[2]);
+    v1::PolicyInfo info;
+    grpc::Status s = verb == "show" ? stub.GetPolicy(Context().get(), request, &info)
+                                    : stub.RemovePolicy(Context().get(), request, &info);
+    RETURN_IF_ERROR(FromGrpcStatus(s, absl::StrCat("policy ", verb)));
+    if (args.Has("json")) {
+      PrintJson(info, out);
+    } else if (verb == "show") {
+      PrintPolicy(info, out);
+    } else {
+      out << "policy " << pos[2] << " removed\n";
+    }
+    return absl::OkStatus();
+  }
+  return Usage("policy: use policy set, policy show NAME, policy list or policy remove NAME");
+}
+
 absl::Status CatalogRebuild(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args,
                             std::ostream& out) {
   if (args.positional().size() < 2 || args.positional()[1] != "rebuild") {
@@ -530,8 +645,8 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   const auto& pos = args.positional();
   const std::string& command = pos[0];
   if (command == "certs") return Certs(args, out);
-  static const std::set<std::string> kCommands = {"status", "backup", "restore",
-                                                  "chain",  "job",    "catalog"};
+  static const std::set<std::string> kCommands = {"status", "backup",  "restore", "chain",
+                                                  "job",    "catalog", "policy"};
   if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
   auto connected = Connect(args);
   if (!connected.ok()) return Usage(std::string(connected.status().message()));
@@ -544,6 +659,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (command == "chain" && verb == "show") return ChainShow(stub, args, out);
   if (command == "job") return Job(stub, args, out);
   if (command == "catalog") return CatalogRebuild(stub, args, out);
+  if (command == "policy") return Policy(stub, args, out);
   return Usage(absl::StrCat("unknown command: ", absl::StrJoin(pos, " ")));
 }
 

@@ -3,11 +3,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/tls.h"
 #include "coordinator/catalog/rebuild.h"
 #include "coordinator/chains/chain_view.h"
+#include "coordinator/schedule/policy.h"
 #include "coordinator/server/coordinator.h"
 #include "dagvault/v1/admin.grpc.pb.h"
 #include "repository/cli_support.h"
@@ -55,6 +57,49 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
     auto job = c_->jobs().StartRestore(*request);
     if (!job.ok()) return ToGrpcStatus(job.status());
     *out = JobInfoOf(*job);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetPolicy(ServerContext* ctx, const v1::Policy* policy,
+                         v1::PolicyInfo* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    std::lock_guard<std::mutex> l(policies_mu_);  // validation and the write, as one
+    auto existing = c_->catalog().Policies();
+    if (!existing.ok()) return ToGrpcStatus(existing.status());
+    if (absl::Status s = ValidatePolicy(*policy, *existing); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = c_->catalog().PutPolicy(*policy); !s.ok()) return ToGrpcStatus(s);
+    *out = DescribePolicy(*policy, absl::Now());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetPolicy(ServerContext* ctx, const v1::PolicyRequest* request,
+                         v1::PolicyInfo* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto found = FindPolicy(request->name());
+    if (!found.ok()) return ToGrpcStatus(found.status());
+    *out = DescribePolicy(*found, absl::Now());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListPolicies(ServerContext* ctx, const v1::ListPoliciesRequest*,
+                            v1::ListPoliciesResponse* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto policies = c_->catalog().Policies();
+    if (!policies.ok()) return ToGrpcStatus(policies.status());
+    for (const auto& p : *policies) *out->add_policies() = DescribePolicy(p, absl::Now());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RemovePolicy(ServerContext* ctx, const v1::PolicyRequest* request,
+                            v1::PolicyInfo* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    std::lock_guard<std::mutex> l(policies_mu_);
+    auto found = FindPolicy(request->name());
+    if (!found.ok()) return ToGrpcStatus(found.status());
+    if (absl::Status s = c_->catalog().RemovePolicy(request->name()); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    *out->mutable_policy() = *found;
     return grpc::Status::OK;
   }
 
@@ -168,7 +213,21 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
                          peer.Describe())};
   }
 
+  absl::StatusOr<v1::Policy> FindPolicy(const std::string& name) {
+    auto policies = c_->catalog().Policies();
+    if (!policies.ok()) return policies.status();
+    std::vector<std::string> names;
+    for (const auto& p : *policies) {
+      if (p.name() == name) return p;
+      names.push_back(p.name());
+    }
+    return absl::NotFoundError(
+        absl::StrCat("no policy named \"", name,
+                     "\" (there are: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+  }
+
   Coordinator* c_;
+  std::mutex policies_mu_;
 };
 
 }  // namespace

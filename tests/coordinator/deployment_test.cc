@@ -129,6 +129,28 @@ TEST(Deployment, SourceSelectionFollowsTheModeAndSaysWhyNothingQualifies) {
   for (int i = 0; i < before.backups_size(); ++i) {
     EXPECT_EQ(after.backups(i).DebugString(), before.backups(i).DebugString());
   }
+  // Policies: checked when set, stored, listed with their next runs.
+  ProcessResult bad =
+      d.Cli({"policy", "set", "--name", "nightly", "--unit", "DB02", "--full", "0 1 * * funday"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("--full: schedule \"0 1 * * funday\": field 5 (day of week)"));
+  ProcessResult good =
+      d.Cli({"policy", "set", "--name", "nightly", "--unit", "DB02", "--unit", "SG01", "--full",
+             "0 1 * * sun", "--incremental", "0 1 * * mon-sat", "--keep-chains", "2"});
+  ASSERT_EQ(good.exit_code, 0) << good.err;
+  EXPECT_THAT(good.out, HasSubstr("retention: the newest 2 chains"));
+  ProcessResult clash =
+      d.Cli({"policy", "set", "--name", "hourly", "--unit", "SG01", "--incremental", "0 * * * *"});
+  EXPECT_EQ(clash.exit_code, 1);
+  EXPECT_THAT(clash.err, HasSubstr("unit SG01 is already in policy \"nightly\""));
+  v1::ListPoliciesResponse policies;
+  ASSERT_OK(d.CliJson({"policy", "list"}, &policies));
+  ASSERT_EQ(policies.policies_size(), 1);
+  EXPECT_GT(policies.policies(0).next_full_us(), absl::ToUnixMicros(absl::Now()));
+  ASSERT_EQ(d.Cli({"policy", "remove", "nightly"}).exit_code, 0);
+  ProcessResult gone = d.Cli({"policy", "show", "nightly"});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("no policy named \"nightly\" (there are: none)"));
 }
 
 TEST(Deployment, ThePreferredListIsHonouredAndTwoStartsForOneUnitRunOneRefuseTheOther) {

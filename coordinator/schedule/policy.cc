@@ -1,0 +1,65 @@
+#include "coordinator/schedule/policy.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/schedule/cron.h"
+#include "coordinator/selection/source_selection.h"
+
+namespace dagvault::coordinator {
+
+namespace v1 = dagvault::v1;
+
+absl::Status ValidatePolicy(const v1::Policy& p, const std::vector<v1::Policy>& others) {
+  auto invalid = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("policy \"", p.name(), "\": ", why));
+  };
+  if (p.name().empty()) return absl::InvalidArgumentError("a policy needs a name (--name)");
+  if (p.units_size() == 0) return invalid("it covers no unit (--unit U, repeated for a group)");
+  if (p.full_schedule().empty() && p.incremental_schedule().empty() &&
+      p.differential_schedule().empty()) {
+    return invalid("it has no schedule (--full, --incremental or --differential, in cron syntax)");
+  }
+  for (const auto& [flag, text] :
+       {std::pair<const char*, const std::string&>{"--full", p.full_schedule()},
+        {"--incremental", p.incremental_schedule()},
+        {"--differential", p.differential_schedule()}}) {
+    if (text.empty()) continue;
+    auto parsed = CronSchedule::Parse(text);
+    if (!parsed.ok()) return invalid(absl::StrCat(flag, ": ", parsed.status().message()));
+  }
+  if (!p.source_mode().empty()) {
+    if (auto mode = ParseSourceMode(p.source_mode()); !mode.ok()) {
+      return invalid(std::string(mode.status().message()));
+    }
+  }
+  std::set<std::string> mine(p.units().begin(), p.units().end());
+  for (const auto& other : others) {
+    if (other.name() == p.name()) continue;
+    for (const auto& unit : other.units()) {
+      if (mine.count(unit) != 0) {
+        return invalid(absl::StrCat("unit ", unit, " is already in policy \"", other.name(),
+                                    "\"; a unit follows one policy"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+v1::PolicyInfo DescribePolicy(const v1::Policy& policy, absl::Time now) {
+  v1::PolicyInfo info;
+  *info.mutable_policy() = policy;
+  auto next = [&](const std::string& text) -> int64_t {
+    if (text.empty()) return 0;
+    auto s = CronSchedule::Parse(text);
+    if (!s.ok()) return 0;
+    const absl::Time t = s->Next(now);
+    return t == absl::InfiniteFuture() ? 0 : absl::ToUnixMicros(t);
+  };
+  info.set_next_full_us(next(policy.full_schedule()));
+  info.set_next_incremental_us(next(policy.incremental_schedule()));
+  info.set_next_differential_us(next(policy.differential_schedule()));
+  return info;
+}
+
+}  // namespace dagvault::coordinator

@@ -185,6 +185,12 @@ class Catalog {
   virtual absl::Status PutPolicy(const dagvault::v1::Policy& policy) = 0;
   virtual absl::StatusOr<std::vector<dagvault::v1::Policy>> Policies() = 0;
   virtual absl::Status RemovePolicy(const std::string& name) = 0;
+  // When a policy's schedule (`kind`: full, incremental, differential)
+  // last fired; InfinitePast if never.
+  virtual absl::StatusOr<absl::Time> LastFired(const std::string& policy,
+                                               const std::string& kind) = 0;
+  virtual absl::Status SetLastFired(const std::string& policy, const std::string& kind,
+                                    absl::Time when) = 0;
 };
 
 }  // namespace dagvault::coordinator

@@ -107,6 +107,15 @@ const std::vector<std::string>& Migrations() {
         name TEXT PRIMARY KEY,
         policy BLOB NOT NULL);
       )sql",
+      // 4: when each policy's schedules last fired, so that a run missed
+      // while the coordinator was down runs once at start-up.
+      R"sql(
+      CREATE TABLE schedule_fired (
+        policy TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        fired_us INTEGER NOT NULL,
+        PRIMARY KEY (policy, kind));
+      )sql",
   };
   return *migrations;
 }
@@ -651,6 +660,27 @@ absl::StatusOr<std::vector<v1::Policy>> SqliteCatalog::Policies() {
 absl::Status SqliteCatalog::RemovePolicy(const std::string& name) {
   std::lock_guard<std::mutex> l(mu_);
   return Statement(db_, path_, "DELETE FROM policies WHERE name = ?").Bind(name).Run();
+}
+
+absl::StatusOr<absl::Time> SqliteCatalog::LastFired(const std::string& policy,
+                                                    const std::string& kind) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "SELECT fired_us FROM schedule_fired WHERE policy = ? AND kind = ?");
+  s.Bind(policy).Bind(kind);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? TimeOf(s.Int(0)) : absl::InfinitePast();
+}
+
+absl::Status SqliteCatalog::SetLastFired(const std::string& policy, const std::string& kind,
+                                         absl::Time when) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(
+             db_, path_,
+             "INSERT OR REPLACE INTO schedule_fired (policy, kind, fired_us) VALUES (?, ?, ?)")
+      .Bind(policy)
+      .Bind(kind)
+      .Bind(Us(when))
+      .Run();
 }
 
 }  // namespace dagvault::coordinator

@@ -54,6 +54,9 @@ class SqliteCatalog : public Catalog {
   absl::Status PutPolicy(const dagvault::v1::Policy& policy) override;
   absl::StatusOr<std::vector<dagvault::v1::Policy>> Policies() override;
   absl::Status RemovePolicy(const std::string& name) override;
+  absl::StatusOr<absl::Time> LastFired(const std::string& policy, const std::string& kind) override;
+  absl::Status SetLastFired(const std::string& policy, const std::string& kind,
+                            absl::Time when) override;
 
  private:
   SqliteCatalog(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}

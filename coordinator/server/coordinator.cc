@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
   }
   options.report_grace = 2 * c->report_every() + absl::Seconds(2);
   c->jobs_ = std::make_unique<JobManager>(c->catalog_.get(), c->topology_.get(), options);
+  c->scheduler_ = std::make_unique<Scheduler>(c->catalog_.get(), c->jobs_.get(), RealClock());
   return c;
 }
 
@@ -73,9 +74,13 @@ absl::StatusOr<int> Coordinator::Start() {
   if (!server_ || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen()));
   }
+  scheduler_->HoldUntil(absl::Now() + (config_.node_timeout_ms() != 0
+                                           ? absl::Milliseconds(config_.node_timeout_ms())
+                                           : 3 * report_every()));
   ticker_ = std::thread([this] {
     while (!stop_) {
       jobs_->Tick();
+      scheduler_->Tick();
       for (int i = 0; i < 10 && !stop_; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

@@ -45,6 +45,7 @@ class Coordinator {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Topology> topology_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<Scheduler> scheduler_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> stop_{false};

@@ -144,7 +144,8 @@ SourceHistory JobManager::HistoryOf(const std::string& unit) {
   return h;
 }
 
-absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& request) {
+absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& request,
+                                                  const std::string& requested_by) {
   if (request.unit().empty())
     return absl::InvalidArgumentError("backup start: --unit U is required");
   if (request.type() == v1::BACKUP_TYPE_UNSPECIFIED) {
@@ -199,6 +200,7 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
     }
     r.state = JobState::kQueued;
     if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
+    if (!requested_by.empty()) Record(a, JobState::kQueued, requested_by);
     if (!r.reason.empty()) Record(a, JobState::kQueued, r.reason);
     if (!Assign(a, 1, "", &outbox)) {
       result = a.record;
@@ -210,6 +212,33 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
   }
   Send(outbox);
   return result;
+}
+
+std::vector<std::string> JobManager::RunningBackupNodes() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, a] : active_) {
+    if (a.record.kind == "backup" && !a.record.attempts.empty()) {
+      out.push_back(a.record.attempts.back().node);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> JobManager::WouldRunOn(const v1::StartBackupRequest& request) {
+  SelectionPolicy policy;
+  if (!request.source_mode().empty()) {
+    auto mode = ParseSourceMode(request.source_mode());
+    if (!mode.ok()) return mode.status();
+    policy.mode = *mode;
+  }
+  policy.preferred.assign(request.preferred().begin(), request.preferred().end());
+  if (request.max_copy_queue() != 0) policy.max_copy_queue = request.max_copy_queue();
+  if (request.max_replay_queue() != 0) policy.max_replay_queue = request.max_replay_queue();
+  const Selection s =
+      SelectSource(topology_->CopiesOf(request.unit()), policy, HistoryOf(request.unit()));
+  if (!s.ok()) return absl::NotFoundError(s.Explain(request.unit(), policy.mode));
+  return s.ranked.front().node;
 }
 
 absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest& request) {

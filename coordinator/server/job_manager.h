@@ -28,6 +28,7 @@
 
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/chains/chain_view.h"
+#include "coordinator/schedule/scheduler.h"
 #include "coordinator/selection/source_selection.h"
 #include "coordinator/server/topology.h"
 #include "dagvault/v1/admin.pb.h"
@@ -44,7 +45,7 @@ struct JobManagerOptions {
   absl::Duration report_grace = absl::Seconds(12);
 };
 
-class JobManager {
+class JobManager : public BackupStarter {
  public:
   JobManager(Catalog* catalog, Topology* topology, JobManagerOptions options);
 
@@ -53,7 +54,18 @@ class JobManager {
   // The job as recorded. A job for which no copy qualifies is recorded as
   // failed with every copy's reasons, and returned (not an error). A unit
   // another job holds is refused, naming the holder.
-  absl::StatusOr<JobRecord> StartBackup(const dagvault::v1::StartBackupRequest& request);
+  // `requested_by`, when given, is recorded as the job's first event
+  // ("scheduled by policy nightly (...)").
+  absl::StatusOr<JobRecord> StartBackup(const dagvault::v1::StartBackupRequest& request,
+                                        const std::string& requested_by = "");
+
+  // BackupStarter, for the scheduler.
+  absl::StatusOr<JobRecord> Start(const dagvault::v1::StartBackupRequest& request,
+                                  const std::string& why) override {
+    return StartBackup(request, why);
+  }
+  std::vector<std::string> RunningBackupNodes() override;
+  absl::StatusOr<std::string> WouldRunOn(const dagvault::v1::StartBackupRequest& request) override;
   // A restore into a Recovery Database on a named node (mode rdb):
   // production is untouched. Refused while a backup of the unit holds its
   // lease, and for a chain with a gap or break before the target, naming

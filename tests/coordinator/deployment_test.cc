@@ -11,6 +11,7 @@
 
 #include <thread>
 
+#include "common/clock.h"
 #include "common/file_util.h"
 #include "common/text_config.h"
 #include "common/tls.h"
@@ -648,6 +649,43 @@ TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabas
   ProcessResult all = d.Cli({"restore", "start", "--unit", "DB02"});
   EXPECT_EQ(all.exit_code, 1);
   EXPECT_THAT(all.err, HasSubstr("give --rdb NAME --node N --path DIR"));
+}
+
+TEST(Deployment, APolicysScheduleRunsItsBackupOnTime) {
+  Deployment d(Options(), "schedule");
+  ASSERT_OK(d.Start());
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  ProcessResult set = d.Cli({"policy", "set", "--name", "minutely", "--unit", "DB02",
+                             "--incremental", "* * * * *", "--priority", "1"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  // At the next whole minute (within 60 s), an Incremental scheduled by the policy.
+  v1::JobInfo scheduled;
+  const absl::Time give_up = absl::Now() + absl::Seconds(90);
+  while (scheduled.id().empty() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(500));  // a command line per poll: not too often
+    v1::ListJobsResponse jobs;
+    if (!d.CliJson({"job", "list", "--unit", "DB02"}, &jobs).ok()) continue;
+    for (const auto& j : jobs.jobs()) {
+      if (j.id() != full.id()) scheduled = j;
+    }
+  }
+  ASSERT_FALSE(scheduled.id().empty()) << d.CoordinatorLog();
+  const absl::Time created = absl::FromUnixMicros(scheduled.created_us());
+  const absl::Time minute =
+      absl::FromCivil(absl::ToCivilMinute(created, absl::UTCTimeZone()), absl::UTCTimeZone());
+  EXPECT_LT(created - minute, absl::Seconds(5)) << "started late: " << FormatUtc(created);
+  auto done = d.WaitJob(scheduled.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "succeeded") << done->DebugString();
+  EXPECT_EQ(done->type(), v1::INCREMENTAL);
+  bool by_policy = false;
+  for (const auto& e : done->events()) {
+    by_policy |= e.message().find("scheduled by policy minutely") != std::string::npos;
+  }
+  EXPECT_TRUE(by_policy) << done->DebugString();
+  ASSERT_EQ(d.Cli({"policy", "remove", "minutely"}).exit_code, 0);
 }
 
 }  // namespace

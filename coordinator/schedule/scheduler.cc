@@ -1,0 +1,167 @@
+#include "coordinator/schedule/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "coordinator/schedule/cron.h"
+
+namespace dagvault::coordinator {
+
+namespace v1 = dagvault::v1;
+
+namespace {
+
+struct Kind {
+  const char* name;
+  v1::BackupType type;
+  const std::string& (v1::Policy::*schedule)() const;
+};
+
+const Kind kKinds[] = {{"full", v1::FULL, &v1::Policy::full_schedule},
+                       {"incremental", v1::INCREMENTAL, &v1::Policy::incremental_schedule},
+                       {"differential", v1::DIFFERENTIAL, &v1::Policy::differential_schedule}};
+
+const v1::Policy* FindPolicy(const std::vector<v1::Policy>& policies, const std::string& name) {
+  for (const auto& p : policies) {
+    if (p.name() == name) return &p;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void Scheduler::Tick() {
+  auto policies = catalog_->Policies();
+  if (!policies.ok()) {
+    logging::Get("scheduler")->error("cannot read the policies: {}", policies.status());
+    return;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  const absl::Time now = clock_->Now();
+  QueueDue(*policies, now);
+  if (now < hold_until_) {
+    for (auto& q : queue_) q.waiting_for = "the coordinator has just started; agents are reporting";
+    return;
+  }
+  StartAllowed(*policies);
+}
+
+std::vector<QueuedBackup> Scheduler::Queue() {
+  std::lock_guard<std::mutex> l(mu_);
+  return queue_;
+}
+
+void Scheduler::QueueDue(const std::vector<v1::Policy>& policies, absl::Time now) {
+  auto log = logging::Get("scheduler");
+  for (const auto& p : policies) {
+    for (const Kind& kind : kKinds) {
+      const std::string& text = (p.*kind.schedule)();
+      if (text.empty()) continue;
+      auto schedule = CronSchedule::Parse(text);
+      if (!schedule.ok()) continue;  // refused when the policy was set
+      auto last = catalog_->LastFired(p.name(), kind.name);
+      if (!last.ok()) {
+        log->error("policy {}: {}", p.name(), last.status());
+        continue;
+      }
+      if (*last == absl::InfinitePast()) {
+        // A new schedule starts counting now.
+        (void)catalog_->SetLastFired(p.name(), kind.name, now);
+        continue;
+      }
+      const absl::Time due = schedule->Next(*last);
+      if (due > now) continue;
+      // Due; and however many times it was missed, it runs once.
+      if (absl::Status s = catalog_->SetLastFired(p.name(), kind.name, now); !s.ok()) {
+        log->error("policy {}: {}", p.name(), s);
+        continue;
+      }
+      for (const auto& unit : p.units()) {
+        const bool full = kind.type == v1::FULL;
+        // A Full supersedes a queued Incremental or Differential of the
+        // unit; nothing is queued twice.
+        if (full) {
+          queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+                                      [&](const QueuedBackup& q) { return q.unit == unit; }),
+                       queue_.end());
+        } else if (std::any_of(queue_.begin(), queue_.end(), [&](const QueuedBackup& q) {
+                     return q.unit == unit && (q.type == v1::FULL || q.type == kind.type);
+                   })) {
+          continue;
+        }
+        queue_.push_back({p.name(), unit, kind.type, p.priority(), due, "queued"});
+      }
+      log->info(
+          "policy {}: {} backup due at {} for {} unit(s){}", p.name(), kind.name, FormatUtc(due),
+          p.units_size(),
+          schedule->Next(due) <= now ? " (runs missed while the coordinator was down: once)" : "");
+    }
+  }
+}
+
+void Scheduler::StartAllowed(const std::vector<v1::Policy>& policies) {
+  auto log = logging::Get("scheduler");
+  std::stable_sort(queue_.begin(), queue_.end(), [](const QueuedBackup& a, const QueuedBackup& b) {
+    return a.priority != b.priority ? a.priority > b.priority : a.due < b.due;
+  });
+  std::vector<std::string> running = starter_->RunningBackupNodes();
+  std::map<std::string, uint32_t> per_node;
+  for (const auto& node : running) ++per_node[node];
+  uint32_t total = static_cast<uint32_t>(running.size());
+  std::vector<QueuedBackup> waiting;
+  for (QueuedBackup& q : queue_) {
+    const v1::Policy* p = FindPolicy(policies, q.policy);
+    if (p == nullptr) {
+      log->warn("dropped the queued backup of {}: policy {} was removed", q.unit, q.policy);
+      continue;
+    }
+    if (p->max_jobs() != 0 && total >= p->max_jobs()) {
+      q.waiting_for = absl::StrCat("the deployment runs ", total, " backups (policy limit ",
+                                   p->max_jobs(), ")");
+      waiting.push_back(q);
+      continue;
+    }
+    v1::StartBackupRequest request;
+    request.set_unit(q.unit);
+    request.set_type(q.type);
+    request.set_source_mode(p->source_mode());
+    *request.mutable_preferred() = p->preferred();
+    request.set_max_copy_queue(p->max_copy_queue());
+    request.set_max_replay_queue(p->max_replay_queue());
+    std::string node;
+    if (p->max_jobs_per_node() != 0) {
+      auto where = starter_->WouldRunOn(request);
+      if (where.ok()) {
+        node = *where;
+        if (per_node[node] >= p->max_jobs_per_node()) {
+          q.waiting_for = absl::StrCat(node, " runs ", per_node[node], " backups (policy limit ",
+                                       p->max_jobs_per_node(), " per node)");
+          waiting.push_back(q);
+          continue;
+        }
+      }
+      // No qualifying copy: started anyway, so that the job records why.
+    }
+    auto job = starter_->Start(
+        request, absl::StrCat("scheduled by policy ", q.policy, " (", FormatUtc(q.due), ")"));
+    // Busy (another job holds the unit), or no agent reports it yet: later.
+    if (!job.ok() && (job.status().code() == absl::StatusCode::kFailedPrecondition ||
+                      job.status().code() == absl::StatusCode::kNotFound)) {
+      q.waiting_for = std::string(job.status().message());
+      waiting.push_back(q);
+      continue;
+    }
+    if (!job.ok()) {
+      log->warn("policy {}: the backup of {} was not started: {}", q.policy, q.unit, job.status());
+      continue;
+    }
+    if (!job->attempts.empty()) {
+      ++total;
+      ++per_node[job->attempts.back().node];
+    }
+  }
+  queue_ = std::move(waiting);
+}
+
+}  // namespace dagvault::coordinator

@@ -1,0 +1,79 @@
+// The scheduler (issue 7): runs the policies' backups when their schedules
+// say, within their concurrency limits.
+//
+// Every second: each schedule that has come due queues a backup of each
+// unit of its policy (once: a unit already queued for that type is not
+// queued twice). A schedule missed while the coordinator was down is due
+// once at start-up, not once per missed time: the last time each schedule
+// fired is kept in the catalog. Queued backups start in priority order
+// (higher first, then oldest) when the deployment and the node they would
+// run on are under their policy's limits and no other job holds the unit;
+// otherwise they wait.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "coordinator/catalog/catalog.h"
+#include "dagvault/v1/admin.pb.h"
+
+namespace dagvault::coordinator {
+
+// What the scheduler needs of the job manager: a seam, so that it is
+// tested with a fake clock and fake jobs.
+class BackupStarter {
+ public:
+  virtual ~BackupStarter() = default;
+  // Starts it now. FailedPrecondition while another job holds the unit
+  // (the backup stays queued); any other error ends the queued entry.
+  virtual absl::StatusOr<JobRecord> Start(const dagvault::v1::StartBackupRequest& request,
+                                          const std::string& why) = 0;
+  // The nodes of the backups running now, one entry per job.
+  virtual std::vector<std::string> RunningBackupNodes() = 0;
+  // The node a backup of `request` would read from now.
+  virtual absl::StatusOr<std::string> WouldRunOn(
+      const dagvault::v1::StartBackupRequest& request) = 0;
+};
+
+struct QueuedBackup {
+  std::string policy;
+  std::string unit;
+  dagvault::v1::BackupType type = dagvault::v1::FULL;
+  int priority = 0;
+  absl::Time due = absl::InfinitePast();
+  std::string waiting_for;  // why it has not started yet
+};
+
+class Scheduler {
+ public:
+  Scheduler(Catalog* catalog, BackupStarter* starter, Clock* clock)
+      : catalog_(catalog), starter_(starter), clock_(clock) {}
+
+  // Queues what came due since each schedule last fired (once), then
+  // starts what the limits allow.
+  void Tick();
+  std::vector<QueuedBackup> Queue();
+  // Queue but start nothing before `t`: after a coordinator start, the
+  // agents need a moment to report the copies a backup would choose from.
+  void HoldUntil(absl::Time t) {
+    std::lock_guard<std::mutex> l(mu_);
+    hold_until_ = t;
+  }
+
+ private:
+  void QueueDue(const std::vector<dagvault::v1::Policy>& policies, absl::Time now);
+  void StartAllowed(const std::vector<dagvault::v1::Policy>& policies);
+
+  Catalog* catalog_;
+  BackupStarter* starter_;
+  Clock* clock_;
+  std::mutex mu_;
+  std::vector<QueuedBackup> queue_;
+  absl::Time hold_until_ = absl::InfinitePast();
+};
+
+}  // namespace dagvault::coordinator

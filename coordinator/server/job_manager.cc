@@ -35,6 +35,20 @@ std::optional<JobState> StateOfPhase(const std::string& phase) {
   return std::nullopt;
 }
 
+// The source-selection policy a start request asks for.
+absl::StatusOr<SelectionPolicy> SelectionPolicyOf(const v1::StartBackupRequest& request) {
+  SelectionPolicy policy;
+  if (!request.source_mode().empty()) {
+    auto mode = ParseSourceMode(request.source_mode());
+    if (!mode.ok()) return mode.status();
+    policy.mode = *mode;
+  }
+  policy.preferred.assign(request.preferred().begin(), request.preferred().end());
+  if (request.max_copy_queue() != 0) policy.max_copy_queue = request.max_copy_queue();
+  if (request.max_replay_queue() != 0) policy.max_replay_queue = request.max_replay_queue();
+  return policy;
+}
+
 }  // namespace
 
 v1::JobInfo JobInfoOf(const JobRecord& r) {
@@ -151,15 +165,9 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
   if (request.type() == v1::BACKUP_TYPE_UNSPECIFIED) {
     return absl::InvalidArgumentError("backup start: the backup type is missing");
   }
-  SelectionPolicy policy;
-  if (!request.source_mode().empty()) {
-    auto mode = ParseSourceMode(request.source_mode());
-    if (!mode.ok()) return mode.status();
-    policy.mode = *mode;
-  }
-  policy.preferred.assign(request.preferred().begin(), request.preferred().end());
-  if (request.max_copy_queue() != 0) policy.max_copy_queue = request.max_copy_queue();
-  if (request.max_replay_queue() != 0) policy.max_replay_queue = request.max_replay_queue();
+  auto selection_policy = SelectionPolicyOf(request);
+  if (!selection_policy.ok()) return selection_policy.status();
+  const SelectionPolicy& policy = *selection_policy;
   if (!topology_->UnitKnown(request.unit())) {
     return absl::NotFoundError(absl::StrCat("unit ", request.unit(),
                                             ": no agent has reported a copy of it; "
@@ -226,15 +234,9 @@ std::vector<std::string> JobManager::RunningBackupNodes() {
 }
 
 absl::StatusOr<std::string> JobManager::WouldRunOn(const v1::StartBackupRequest& request) {
-  SelectionPolicy policy;
-  if (!request.source_mode().empty()) {
-    auto mode = ParseSourceMode(request.source_mode());
-    if (!mode.ok()) return mode.status();
-    policy.mode = *mode;
-  }
-  policy.preferred.assign(request.preferred().begin(), request.preferred().end());
-  if (request.max_copy_queue() != 0) policy.max_copy_queue = request.max_copy_queue();
-  if (request.max_replay_queue() != 0) policy.max_replay_queue = request.max_replay_queue();
+  auto selection_policy = SelectionPolicyOf(request);
+  if (!selection_policy.ok()) return selection_policy.status();
+  const SelectionPolicy& policy = *selection_policy;
   const Selection s =
       SelectSource(topology_->CopiesOf(request.unit()), policy, HistoryOf(request.unit()));
   if (!s.ok()) return absl::NotFoundError(s.Explain(request.unit(), policy.mode));

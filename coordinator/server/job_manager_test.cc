@@ -102,6 +102,15 @@ class JobManagerTest : public ::testing::Test {
     return job.ok() ? *job : JobRecord{};
   }
 
+  // A Full on node2 whose lease then expires: attempt 2 runs elsewhere.
+  JobRecord StartAndLoseTheFirstAttempt() {
+    JobRecord job = Start("full", {"node2"});
+    Report("node2", {Running(job.id, 1)});
+    absl::SleepFor(absl::Milliseconds(400));  // longer than the 300 ms lease
+    jobs_->Tick();
+    return job;
+  }
+
   ::dagvault::testing::TempDir dir_{"jobs"};
   std::unique_ptr<SqliteCatalog> catalog_;
   std::unique_ptr<Topology> topology_;
@@ -153,10 +162,7 @@ TEST_F(JobManagerTest, ALeaseThatIsNotRenewedExpiresAndASecondLossFailsTheJob) {
 }
 
 TEST_F(JobManagerTest, AResultOfAnAbandonedAttemptIsAcknowledgedButNotApplied) {
-  JobRecord job = Start("full", {"node2"});
-  Report("node2", {Running(job.id, 1)});
-  absl::SleepFor(absl::Milliseconds(400));
-  jobs_->Tick();  // attempt 1 lost; attempt 2 on another node
+  JobRecord job = StartAndLoseTheFirstAttempt();
   v1::JobUpdate late;
   late.set_job(job.id);
   late.set_attempt(1);
@@ -173,10 +179,7 @@ TEST_F(JobManagerTest, AResultOfAnAbandonedAttemptIsAcknowledgedButNotApplied) {
 }
 
 TEST_F(JobManagerTest, ALateSuccessOfAnAbandonedAttemptIsStillCatalogued) {
-  JobRecord job = Start("full", {"node2"});
-  Report("node2", {Running(job.id, 1)});
-  absl::SleepFor(absl::Milliseconds(400));
-  jobs_->Tick();  // attempt 1 lost; attempt 2 on another node
+  JobRecord job = StartAndLoseTheFirstAttempt();
   v1::JobUpdate late;
   late.set_job(job.id);
   late.set_attempt(1);

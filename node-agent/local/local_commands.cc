@@ -64,6 +64,13 @@ std::string JobName(const CliArgs& args, const std::string& what) {
                       absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(), absl::UTCTimeZone()));
 }
 
+// A job's progress, drawn by the printer.
+ProgressFn ShowOn(ProgressPrinter& printer) {
+  return [&printer](const JobProgress& p) {
+    printer.Show(p.phase, p.bytes_done, p.bytes_total, p.bytes_per_second, p.current_file);
+  };
+}
+
 // What crashed jobs left on this node goes before a new job starts. A
 // failure here does not stop the job: its own unit is swept again once the
 // writer grants it.
@@ -129,12 +136,7 @@ absl::Status Backup(const CliArgs& args, std::ostream& out, std::ostream& err, b
   absl::StatusOr<BackupJobResult> r;
   {
     ProgressPrinter printer(err);
-    r = RunBackupJob(
-        session, *provider, repo, spec, &control,
-        [&](const JobProgress& p) {
-          printer.Show(p.phase, p.bytes_done, p.bytes_total, p.bytes_per_second, p.current_file);
-        },
-        options);
+    r = RunBackupJob(session, *provider, repo, spec, &control, ShowOn(printer), options);
   }
   RETURN_IF_ERROR(r.status());
   if (args.Has("json")) {
@@ -223,12 +225,7 @@ absl::Status Restore(const CliArgs& args, std::ostream& out, std::ostream& err, 
   absl::StatusOr<RestoreJobResult> r;
   {
     ProgressPrinter printer(err);
-    r = RunRestoreJob(
-        session, repo, spec, &control,
-        [&](const JobProgress& p) {
-          printer.Show(p.phase, p.bytes_done, p.bytes_total, p.bytes_per_second, p.current_file);
-        },
-        options);
+    r = RunRestoreJob(session, repo, spec, &control, ShowOn(printer), options);
   }
   RETURN_IF_ERROR(r.status());
   if (args.Has("json")) {

@@ -84,6 +84,9 @@ struct JobRecord {
   uint64_t bytes_total = 0;
   std::string manifest;  // the backup it recorded
   std::vector<JobAttempt> attempts;
+  // An all-copies restore: its plan and where it stands, a serialized
+  // dagvault.v1.RestorePlan; empty for other jobs.
+  std::string plan;
 };
 
 struct BackupRecord {
@@ -191,6 +194,16 @@ class Catalog {
                                                const std::string& kind) = 0;
   virtual absl::Status SetLastFired(const std::string& policy, const std::string& kind,
                                     absl::Time when) = 0;
+
+  // Expiry, crash-consistent with the repository: the backups leave the
+  // catalog and are recorded as expiring in one transaction; the prune that
+  // removes their manifests follows, and ClearExpiring ends it. After a
+  // crash in between, Expiring() still names them for the next prune, and
+  // `catalog rebuild` leaves them out.
+  virtual absl::Status ExpireBackups(const std::vector<BackupRecord>& backups,
+                                     const std::string& why, absl::Time when) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> Expiring() = 0;
+  virtual absl::Status ClearExpiring(const std::vector<std::string>& manifests) = 0;
 };
 
 }  // namespace dagvault::coordinator

@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -115,6 +116,17 @@ const std::vector<std::string>& Migrations() {
         kind TEXT NOT NULL,
         fired_us INTEGER NOT NULL,
         PRIMARY KEY (policy, kind));
+      )sql",
+      // 5: an all-copies restore's plan (a serialized dagvault.v1.RestorePlan)
+      // with its job; backups expired from the catalog whose manifests the
+      // repository may still hold (removed by the prune that follows).
+      R"sql(
+      ALTER TABLE jobs ADD COLUMN plan BLOB NOT NULL DEFAULT x'';
+      CREATE TABLE expiring (
+        manifest TEXT PRIMARY KEY,
+        unit TEXT NOT NULL,
+        decided_us INTEGER NOT NULL,
+        why TEXT NOT NULL);
       )sql",
   };
   return *migrations;
@@ -339,9 +351,11 @@ absl::StatusOr<LeaseRecord> SqliteCatalog::AcquireLease(const std::string& unit,
     ASSIGN_OR_RETURN(bool held, q.Step());
     if (held && q.Text(0) != job && TimeOf(q.Int(3)) > now) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "unit ", unit, " is being backed up: job ", q.Text(0), " on ", q.Text(1),
-          " holds its backup-in-progress lease (since ", absl::FormatTime(TimeOf(q.Int(2))),
-          ", expires ", absl::FormatTime(TimeOf(q.Int(3))), ")"));
+          "unit ", unit,
+          absl::StartsWith(q.Text(0), "restore") ? " is being restored" : " is being backed up",
+          ": job ", q.Text(0), " on ", q.Text(1), " holds its backup-in-progress lease (since ",
+          absl::FormatTime(TimeOf(q.Int(2))), ", expires ", absl::FormatTime(TimeOf(q.Int(3))),
+          ")"));
     }
     Statement w(db_, path_,
                 "INSERT OR REPLACE INTO leases (unit, job, holder_node, acquired_us, expires_us) "
@@ -388,8 +402,8 @@ absl::StatusOr<std::vector<LeaseRecord>> SqliteCatalog::Leases() {
 absl::Status SqliteCatalog::WriteJob(const JobRecord& j) {
   Statement s(db_, path_,
               "INSERT OR REPLACE INTO jobs (id, kind, unit, type, source_mode, preferred, state, "
-              "reason, created_us, updated_us, bytes_done, bytes_total, manifest) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+              "reason, created_us, updated_us, bytes_done, bytes_total, manifest, plan) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   RETURN_IF_ERROR(s.Bind(j.id)
                       .Bind(j.kind)
                       .Bind(j.unit)
@@ -403,6 +417,7 @@ absl::Status SqliteCatalog::WriteJob(const JobRecord& j) {
                       .Bind(static_cast<int64_t>(j.bytes_done))
                       .Bind(static_cast<int64_t>(j.bytes_total))
                       .Bind(j.manifest)
+                      .BindBlob(j.plan)
                       .Run());
   for (const JobAttempt& a : j.attempts) {
     Statement w(db_, path_,
@@ -444,11 +459,12 @@ absl::Status SqliteCatalog::UpdateJob(const JobRecord& job, const JobEvent& even
 absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string& where_sql,
                                                                const std::string& arg,
                                                                size_t limit) {
-  Statement s(db_, path_,
-              absl::StrCat("SELECT id, kind, unit, type, source_mode, preferred, state, reason, "
-                           "created_us, updated_us, bytes_done, bytes_total, manifest FROM jobs ",
-                           where_sql, " ORDER BY created_us DESC, id DESC",
-                           limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""));
+  Statement s(
+      db_, path_,
+      absl::StrCat("SELECT id, kind, unit, type, source_mode, preferred, state, reason, "
+                   "created_us, updated_us, bytes_done, bytes_total, manifest, plan FROM jobs ",
+                   where_sql, " ORDER BY created_us DESC, id DESC",
+                   limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""));
   if (!arg.empty()) s.Bind(arg);
   std::vector<JobRecord> out;
   RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
@@ -467,6 +483,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string
     j.bytes_done = static_cast<uint64_t>(s.Int(10));
     j.bytes_total = static_cast<uint64_t>(s.Int(11));
     j.manifest = s.Text(12);
+    j.plan = s.Text(13);
     out.push_back(std::move(j));
     return absl::OkStatus();
   }));
@@ -600,6 +617,48 @@ absl::Status SqliteCatalog::ReplaceBackups(const std::vector<BackupRecord>& back
   return Transaction([&]() -> absl::Status {
     RETURN_IF_ERROR(Exec("DELETE FROM backups"));
     for (const BackupRecord& b : backups) RETURN_IF_ERROR(WriteBackup(b));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteCatalog::ExpireBackups(const std::vector<BackupRecord>& backups,
+                                          const std::string& why, absl::Time when) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    for (const BackupRecord& b : backups) {
+      RETURN_IF_ERROR(
+          Statement(db_, path_, "DELETE FROM backups WHERE manifest = ?").Bind(b.manifest).Run());
+      RETURN_IF_ERROR(Statement(db_, path_,
+                                "INSERT OR REPLACE INTO expiring (manifest, unit, decided_us, why) "
+                                "VALUES (?, ?, ?, ?)")
+                          .Bind(b.manifest)
+                          .Bind(b.unit)
+                          .Bind(Us(when))
+                          .Bind(why)
+                          .Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteCatalog::Expiring() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "SELECT manifest FROM expiring ORDER BY manifest");
+  std::vector<std::string> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    out.push_back(s.Text(0));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteCatalog::ClearExpiring(const std::vector<std::string>& manifests) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    for (const auto& m : manifests) {
+      RETURN_IF_ERROR(
+          Statement(db_, path_, "DELETE FROM expiring WHERE manifest = ?").Bind(m).Run());
+    }
     return absl::OkStatus();
   });
 }

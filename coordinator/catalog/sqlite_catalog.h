@@ -54,6 +54,10 @@ class SqliteCatalog : public Catalog {
   absl::Status PutPolicy(const dagvault::v1::Policy& policy) override;
   absl::StatusOr<std::vector<dagvault::v1::Policy>> Policies() override;
   absl::Status RemovePolicy(const std::string& name) override;
+  absl::Status ExpireBackups(const std::vector<BackupRecord>& backups, const std::string& why,
+                             absl::Time when) override;
+  absl::StatusOr<std::vector<std::string>> Expiring() override;
+  absl::Status ClearExpiring(const std::vector<std::string>& manifests) override;
   absl::StatusOr<absl::Time> LastFired(const std::string& policy, const std::string& kind) override;
   absl::Status SetLastFired(const std::string& policy, const std::string& kind,
                             absl::Time when) override;

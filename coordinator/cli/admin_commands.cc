@@ -36,10 +36,14 @@ constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
                [--source-mode passive-then-active|passive-only|active-only]
                [--prefer NODE,...] [--max-copy-queue N] [--max-replay-queue N] [--wait]
   backup list [--unit U]
-  restore start --unit U --rdb NAME --node N --path DIR
-               [--to latest | --to-generation G | --to-time "YYYY-MM-DD HH:MM:SS"]
-               [--roll-forward] [--no-mount] [--wait]
+  restore start --unit U [--to latest | --to-generation G | --to-time "YYYY-MM-DD HH:MM:SS"]
+               [--roll-forward] [--force-overwrite-different-database] [--wait]
+                                  restore every copy (a re-run resumes a stopped restore)
+  restore start --unit U --rdb NAME --node N --path DIR [--no-mount] [target flags]
                                   restore beside production as a Recovery Database
+  restore start --unit U --node N [target flags]
+                                  restore through N's Store writer only (where the unit
+                                  is mounted on N, it becomes a Recovery Database)
   chain show --unit U             chains, restore points and breaks
   policy set --name P --unit U [--unit U2 ...] [--full CRON] [--incremental CRON]
              [--differential CRON] [--source-mode M] [--prefer N,...] [--keep-chains N]
@@ -68,7 +72,8 @@ const CliArgs::Spec kSpec{
      "san", "days", "rdb", "node", "path", "to", "to-generation", "to-time", "full",
      "incremental", "differential", "keep-chains", "keep-days", "max-jobs-per-node", "max-jobs",
      "priority"},
-    {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount"}};
+    {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount",
+     "force-overwrite-different-database"}};
 // clang-format on
 
 // A usage error (exit 2) is an InvalidArgument marked as the command
@@ -224,14 +229,50 @@ absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
   return absl::OkStatus();
 }
 
-void PrintJob(const v1::JobInfo& j, std::ostream& out) {
-  out << "job " << j.id() << ": " << BackupTypeTitle(j.type()) << " backup of " << j.unit() << ", "
-      << j.state() << "\n";
-  if (!j.reason().empty()) out << "  reason: " << j.reason() << "\n";
-  if (!j.manifest().empty()) out << "  backup: " << j.manifest() << "\n";
-  out << "  source mode: " << j.source_mode();
-  if (j.preferred_size() > 0) out << ", preferred " << absl::StrJoin(j.preferred(), ",");
+// What a job is, in a few words: "Full backup of DB02", "restore of DB02".
+std::string JobTitle(const v1::JobInfo& j) {
+  if (j.kind() == "restore") {
+    return absl::StrCat(j.has_plan() ? "all-copies restore" : "restore", " of ", j.unit());
+  }
+  return absl::StrCat(BackupTypeTitle(j.type()), " backup of ", j.unit());
+}
+
+// An all-copies restore's steps, digests and next safe action.
+void PrintPlan(const v1::RestorePlan& plan, std::ostream& out) {
+  out << "  active copy: " << plan.active_node() << "; passive copies: "
+      << (plan.passive_nodes().empty() ? std::string("(none)")
+                                       : absl::StrJoin(plan.passive_nodes(), ", "))
+      << "\n  chain: " << absl::StrJoin(plan.manifests(), ", ");
+  if (plan.to_generation() != 0)
+    out << absl::StrFormat(", to generation 0x%08X", plan.to_generation());
+  if (plan.roll_forward()) out << ", rolled forward";
+  if (plan.resumed() != 0) out << "; resumed " << plan.resumed() << " time(s)";
   out << "\n";
+  for (const auto& step : plan.steps()) {
+    out << absl::StrFormat("  %d. %-8s %s", step.number(), step.state(), step.name());
+    if (!step.nodes().empty()) out << " [" << absl::StrJoin(step.nodes(), ", ") << "]";
+    out << "\n";
+    if (!step.detail().empty()) out << "       " << step.detail() << "\n";
+  }
+  for (const auto& d : plan.digests()) {
+    if (d.sha256().empty()) continue;
+    out << absl::StrFormat("  digest %-8s %-10s %s (%d items, generation 0x%08X)\n", d.node(),
+                           d.database(), d.sha256(), d.items(), d.generation());
+  }
+  if (!plan.next_action().empty()) out << "  next: " << plan.next_action() << "\n";
+}
+
+void PrintJob(const v1::JobInfo& j, std::ostream& out) {
+  out << "job " << j.id() << ": " << JobTitle(j) << ", " << j.state() << "\n";
+  if (!j.reason().empty()) out << "  reason: " << j.reason() << "\n";
+  if (j.has_plan()) {
+    PrintPlan(j.plan(), out);
+  } else {
+    if (!j.manifest().empty()) out << "  backup: " << j.manifest() << "\n";
+    out << "  source mode: " << j.source_mode();
+    if (j.preferred_size() > 0) out << ", preferred " << absl::StrJoin(j.preferred(), ",");
+    out << "\n";
+  }
   for (const auto& a : j.attempts()) {
     out << "  attempt " << a.number() << " on " << a.node() << ": " << a.state();
     if (!a.writer_instance().empty()) out << " (" << a.writer_instance() << ")";
@@ -322,6 +363,7 @@ absl::Status RestoreStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args,
   }
   request.set_roll_forward(args.Has("roll-forward"));
   request.set_mount(!args.Has("no-mount"));
+  request.set_force_overwrite_different_database(args.Has("force-overwrite-different-database"));
   v1::JobInfo job;
   RETURN_IF_ERROR(
       FromGrpcStatus(stub.StartRestore(Context().get(), request, &job), "restore start"));
@@ -339,8 +381,7 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
     return Outcome(job);
   }
   if (!args.Has("json")) {
-    out << "job " << job.id() << ": " << BackupTypeTitle(job.type()) << " backup of " << job.unit()
-        << " on " << NodeOf(job) << "\n";
+    out << "job " << job.id() << ": " << JobTitle(job) << " on " << NodeOf(job) << "\n";
     if (!job.reason().empty()) out << "  " << job.reason() << "\n";
   }
   v1::JobInfo last = job;
@@ -351,10 +392,18 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
     auto reader = stub.WatchJob(context.get(), watch);
     repository::ProgressPrinter printer(err);
     std::string node = NodeOf(job);
+    uint32_t shown_step = 0;
     for (v1::JobInfo j; reader->Read(&j);) {
-      if (NodeOf(j) != node) {
+      if (NodeOf(j) != node || j.attempts_size() != last.attempts_size()) {
         node = NodeOf(j);
-        err << "\nretrying on " << node << "\n";
+        // A plan moves from node to node; a backup moves only to retry.
+        if (!j.has_plan()) err << "\nretrying on " << node << "\n";
+      }
+      for (const auto& step : j.plan().steps()) {
+        if (step.state() == "running" && step.number() != shown_step) {
+          shown_step = step.number();
+          err << "\nstep " << step.number() << ": " << step.name() << "\n";
+        }
       }
       printer.Show(j.state(), j.bytes_done(), j.bytes_total(), j.bytes_per_second(), "");
       last = j;

@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -16,14 +17,18 @@ namespace v1 = dagvault::v1;
 
 int64_t Us(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMicros(t); }
 
-std::string NewJobId() {
+}  // namespace
+
+std::string NewJobId(const std::string& kind) {
   static std::mutex mu;
   static std::mt19937_64 rng(std::random_device{}());
   std::lock_guard<std::mutex> l(mu);
-  return absl::StrFormat("backup-%s-%04x",
+  return absl::StrFormat("%s-%s-%04x", kind,
                          absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(), absl::UTCTimeZone()),
                          static_cast<unsigned>(rng() & 0xffff));
 }
+
+namespace {
 
 // The agent's phases, in the job state machine's words.
 std::optional<JobState> StateOfPhase(const std::string& phase) {
@@ -76,6 +81,10 @@ v1::JobInfo JobInfoOf(const JobRecord& r) {
     ai->set_ended_us(Us(a.ended));
     ai->set_reason(a.reason);
   }
+  if (!r.plan.empty() && !info.mutable_plan()->ParseFromString(r.plan)) {
+    info.set_reason(
+        absl::StrCat(info.reason(), " (the restore plan in the catalog does not parse)"));
+  }
   return info;
 }
 
@@ -94,6 +103,16 @@ absl::Status JobManager::Recover() {
     if (IsFinal(r.state) || r.attempts.empty()) continue;
     Active a;
     a.record = r;
+    if (!r.plan.empty()) {
+      // An all-copies restore stops where it was; its steps are safe to
+      // repeat, so the operator's re-run resumes it.
+      a.all_copies = a.restore_plan.ParseFromString(r.plan);
+      if (a.all_copies) {
+        FailPlan(a, JobState::kFailed,
+                 "the coordinator restarted while it ran (its agent may have finished the step)");
+        continue;
+      }
+    }
     auto mode = ParseSourceMode(r.source_mode);
     if (mode.ok()) a.policy.mode = *mode;
     a.policy.preferred = r.preferred;
@@ -129,6 +148,7 @@ void JobManager::Record(Active& a, JobState state, const std::string& message) {
   const absl::Time now = absl::Now();
   a.record.state = state;
   a.record.updated = now;
+  if (a.all_copies) a.record.plan = a.restore_plan.SerializeAsString();
   absl::Status s = catalog_->UpdateJob(
       a.record, JobEvent{now, a.record.attempts.empty() ? 0 : Current(a).number, state, message});
   if (!s.ok()) logging::Get("coordinator")->error("catalog: job {}: {}", a.record.id, s);
@@ -196,7 +216,7 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
     a.policy = policy;
     a.plan = PlanBackup(request.unit(), request.type(), *backups, *breaks);
     JobRecord& r = a.record;
-    r.id = NewJobId();
+    r.id = NewJobId("backup");
     r.unit = request.unit();
     r.type = a.plan.type;
     r.source_mode = SourceModeName(policy.mode);
@@ -246,16 +266,32 @@ absl::StatusOr<std::string> JobManager::WouldRunOn(const v1::StartBackupRequest&
 absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest& request) {
   if (request.unit().empty())
     return absl::InvalidArgumentError("restore start: --unit U is required");
-  if (request.recovery_database().empty() || request.node().empty() || request.path().empty()) {
+  const std::string mode = !request.mode().empty()                ? request.mode()
+                           : !request.recovery_database().empty() ? "rdb"
+                           : !request.node().empty()              ? "node"
+                                                                  : "all-copies";
+  if (mode != "all-copies" && mode != "rdb" && mode != "node") {
     return absl::InvalidArgumentError(
-        "restore start: give --rdb NAME --node N --path DIR (a Recovery Database beside "
-        "production); restores to every copy are not built yet");
+        absl::StrCat("restore start: unknown mode \"", mode, "\" (all-copies, rdb, node)"));
+  }
+  if (mode == "rdb" &&
+      (request.recovery_database().empty() || request.node().empty() || request.path().empty())) {
+    return absl::InvalidArgumentError(
+        "restore start: a Recovery Database needs --rdb NAME --node N --path DIR");
+  }
+  if (mode == "node" && request.node().empty()) {
+    return absl::InvalidArgumentError("restore start: mode node needs --node N");
+  }
+  if (mode == "all-copies" && (!request.node().empty() || !request.recovery_database().empty())) {
+    return absl::InvalidArgumentError(
+        "restore start: an all-copies restore acts on every copy; --node and --rdb belong to "
+        "modes node and rdb");
   }
   if (!topology_->UnitKnown(request.unit())) {
     return absl::NotFoundError(
         absl::StrCat("unit ", request.unit(), ": no agent has reported a copy of it"));
   }
-  if (!topology_->Reporting(request.node())) {
+  if (mode != "all-copies" && !topology_->Reporting(request.node())) {
     return absl::FailedPreconditionError(
         absl::StrCat("node ", request.node(), " does not report: its agent must run to restore"));
   }
@@ -268,8 +304,17 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
     for (const LeaseRecord& lease : *leases) {
       if (lease.unit == request.unit() && lease.expires > absl::Now()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "unit ", request.unit(), " is being backed up: job ", lease.job, " on ",
-            lease.holder_node, " holds its backup-in-progress lease; restore when it has ended"));
+            "unit ", request.unit(),
+            absl::StartsWith(lease.job, "restore") ? " is being restored" : " is being backed up",
+            ": job ", lease.job, " on ", lease.holder_node,
+            " holds its backup-in-progress lease; restore when it has ended"));
+      }
+    }
+    for (const auto& [id, running] : active_) {
+      if (running.record.kind == "restore" && running.record.unit == request.unit()) {
+        return absl::FailedPreconditionError(absl::StrCat("unit ", request.unit(),
+                                                          " is being restored by job ", id,
+                                                          "; wait for it or cancel it"));
       }
     }
     auto backups = catalog_->Backups(request.unit());
@@ -282,55 +327,74 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
                                                        : absl::InfinitePast(),
                              &target);
     if (!chain.ok()) return chain.status();
-
-    Active a;
-    JobRecord& r = a.record;
-    r.id = absl::StrCat("restore", NewJobId().substr(6));
-    r.kind = "restore";
-    r.unit = request.unit();
-    r.type = chain->front().type();
-    r.created = r.updated = absl::Now();
-    r.manifest = chain->back().id();
-    r.state = JobState::kQueued;
-    if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
-    const absl::Time now = absl::Now();
-    JobAttempt attempt;
-    attempt.node = request.node();
-    attempt.state = JobState::kAssigned;
-    attempt.started = now;
-    r.attempts.push_back(attempt);
-    a.assigned = now;
-    a.lease_expires = now + options_.lease_ttl;
-    a.tried.insert(request.node());
     std::vector<std::string> ids;
     for (const auto& m : *chain) ids.push_back(m.id());
-    Record(a, JobState::kAssigned,
-           absl::StrCat("attempt 1: restore of ", r.unit, " as recovery database ",
-                        request.recovery_database(), " on ", request.node(), " at ", request.path(),
-                        " from ", absl::StrJoin(ids, ", "),
-                        target == 0 ? std::string(", to the chain's end")
-                                    : absl::StrFormat(", to generation 0x%08X", target)));
-    v1::CoordinatorMessage m;
-    v1::JobAssignment* job = m.mutable_assignment();
-    job->set_job(r.id);
-    job->set_attempt(1);
-    job->set_unit(r.unit);
-    job->set_type(r.type);
-    job->set_kind("restore");
-    v1::RestoreAssignment* restore = job->mutable_restore();
-    for (const auto& id : ids) restore->add_manifests(id);
-    restore->set_to_generation(target);
-    restore->set_roll_forward(request.roll_forward());
-    restore->set_mount(request.mount());
-    restore->set_recovery_database(request.recovery_database());
-    restore->set_path(request.path());
-    if (auto channel = topology_->ChannelOf(request.node())) outbox.emplace_back(channel, m);
-    result = r;
-    active_[r.id] = std::move(a);
+    if (mode == "all-copies") {
+      auto started = StartAllCopiesRestore(request, ids, target, &outbox);
+      if (!started.ok()) return started.status();
+      result = *started;
+    } else {
+      Active a;
+      JobRecord& r = a.record;
+      r.id = NewJobId("restore");
+      r.kind = "restore";
+      r.unit = request.unit();
+      r.type = chain->front().type();
+      r.created = r.updated = absl::Now();
+      r.manifest = chain->back().id();
+      r.state = JobState::kQueued;
+      if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
+      const absl::Time now = absl::Now();
+      JobAttempt attempt;
+      attempt.node = request.node();
+      attempt.state = JobState::kAssigned;
+      attempt.started = now;
+      r.attempts.push_back(attempt);
+      a.assigned = now;
+      a.lease_expires = now + options_.lease_ttl;
+      a.tried.insert(request.node());
+      Record(a, JobState::kAssigned,
+             absl::StrCat("attempt 1: restore of ", r.unit,
+                          mode == "rdb"
+                              ? absl::StrCat(" as recovery database ", request.recovery_database(),
+                                             " on ", request.node(), " at ", request.path())
+                              : absl::StrCat(" through the Store writer of ", request.node()),
+                          " from ", absl::StrJoin(ids, ", "),
+                          target == 0 ? std::string(", to the chain's end")
+                                      : absl::StrFormat(", to generation 0x%08X", target)));
+      v1::CoordinatorMessage m;
+      *m.mutable_assignment() = RestoreAssignmentOf(r, ids, target, request);
+      if (auto channel = topology_->ChannelOf(request.node())) outbox.emplace_back(channel, m);
+      result = r;
+      active_[r.id] = std::move(a);
+    }
     Changed();
   }
   Send(outbox);
   return result;
+}
+
+v1::JobAssignment JobManager::RestoreAssignmentOf(const JobRecord& record,
+                                                  const std::vector<std::string>& chain,
+                                                  uint32_t target,
+                                                  const v1::StartRestoreRequest& request) {
+  v1::JobAssignment job;
+  job.set_job(record.id);
+  job.set_attempt(static_cast<uint32_t>(record.attempts.size()));
+  job.set_unit(record.unit);
+  job.set_type(record.type);
+  job.set_kind("restore");
+  job.set_wait_for_writer_seconds(
+      static_cast<uint32_t>(absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
+  v1::RestoreAssignment* restore = job.mutable_restore();
+  for (const auto& id : chain) restore->add_manifests(id);
+  restore->set_to_generation(target);
+  restore->set_roll_forward(request.roll_forward());
+  restore->set_mount(request.mount());
+  restore->set_recovery_database(request.recovery_database());
+  restore->set_path(request.path());
+  restore->set_force_overwrite_different_database(request.force_overwrite_different_database());
+  return job;
 }
 
 bool JobManager::Assign(Active& a, int number, const std::string& previous_failure,
@@ -434,6 +498,10 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
   const std::string lost =
       absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
   logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
+  if (a.all_copies) {
+    FailPlan(a, a.cancel_requested ? JobState::kCancelled : JobState::kFailed, lost);
+    return;
+  }
   if (a.cancel_requested) {
     Finish(a, JobState::kCancelled, absl::StrCat("cancelled; ", lost));
     return;
@@ -497,6 +565,9 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         }
         Ack(node, u.job(), u.attempt(), &outbox);
       }
+    } else if (it->second.all_copies) {
+      RenewLocked(it->second, absl::Now());
+      if (OnPlanUpdate(it->second, node, u, &outbox)) active_.erase(it);
     } else {
       Active& a = it->second;
       JobAttempt& attempt = Current(a);

@@ -66,11 +66,15 @@ class JobManager : public BackupStarter {
   }
   std::vector<std::string> RunningBackupNodes() override;
   absl::StatusOr<std::string> WouldRunOn(const dagvault::v1::StartBackupRequest& request) override;
-  // A restore into a Recovery Database on a named node (mode rdb):
-  // production is untouched. Refused while a backup of the unit holds its
-  // lease, and for a chain with a gap or break before the target, naming
-  // the generation. A lost restore attempt is not retried elsewhere: its
-  // target is that node.
+  // A restore. Mode all-copies (the default): the recorded seven-step plan
+  // of restore_plan.cc, after which every copy holds the restored data; a
+  // re-run of a plan that stopped resumes it at the step that failed. Mode
+  // rdb: a Recovery Database on a named node; production is untouched.
+  // Mode node: through one node's Store writer (a mounted unit there gets a
+  // Recovery Database beside it). Refused while a backup of the unit holds
+  // its lease, and for a chain with a gap or break before the target,
+  // naming the generation. A lost restore attempt is not retried
+  // elsewhere: its target is that node.
   absl::StatusOr<JobRecord> StartRestore(const dagvault::v1::StartRestoreRequest& request);
   absl::StatusOr<JobRecord> Cancel(const std::string& job);
 
@@ -98,6 +102,9 @@ class JobManager : public BackupStarter {
     absl::Time lease_written = absl::InfinitePast();
     double bytes_per_second = 0;
     bool cancel_requested = false;
+    // An all-copies restore: its plan, written with every Record.
+    bool all_copies = false;
+    dagvault::v1::RestorePlan restore_plan;
   };
   using Outbox =
       std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;
@@ -114,6 +121,27 @@ class JobManager : public BackupStarter {
   void RenewLocked(Active& a, absl::Time now);
   void Ack(const std::string& node, const std::string& job, uint32_t attempt, Outbox* outbox);
   SourceHistory HistoryOf(const std::string& unit);
+
+  // All-copies restores (restore_plan.cc). `chain` is the restore point's
+  // chain, `target` the generation replay stops at (0: its end).
+  absl::StatusOr<JobRecord> StartAllCopiesRestore(const dagvault::v1::StartRestoreRequest& request,
+                                                  const std::vector<std::string>& chain,
+                                                  uint32_t target, Outbox* outbox);
+  // Sends the next operation of the plan, or ends the job when every step
+  // is done.
+  void AdvancePlan(Active& a, Outbox* outbox);
+  // An update of the plan's current operation; true when the job ended.
+  bool OnPlanUpdate(Active& a, const std::string& node, const dagvault::v1::JobUpdate& update,
+                    Outbox* outbox);
+  // Stops the plan at its current step with `reason` and the next safe action.
+  void FailPlan(Active& a, JobState state, const std::string& reason);
+  void SendOperation(Active& a, const std::string& node, dagvault::v1::JobAssignment assignment,
+                     const std::string& what, Outbox* outbox);
+  // The restore assignment of the chain (steps 3 and 4, and mode rdb or node).
+  dagvault::v1::JobAssignment RestoreAssignmentOf(const JobRecord& record,
+                                                  const std::vector<std::string>& chain,
+                                                  uint32_t target,
+                                                  const dagvault::v1::StartRestoreRequest& request);
   dagvault::v1::JobInfo InfoLocked(const JobRecord& record, const Active* active);
   void Send(Outbox& outbox);
   void Changed();
@@ -126,6 +154,9 @@ class JobManager : public BackupStarter {
   uint64_t changes_ = 0;
   std::map<std::string, Active> active_;  // unfinished jobs, by id
 };
+
+// "KIND-YYYYMMDDTHHMMSS-xxxx": unique, and sorts by time.
+std::string NewJobId(const std::string& kind);
 
 // A job's admin-API view without live progress.
 dagvault::v1::JobInfo JobInfoOf(const JobRecord& record);

@@ -199,12 +199,20 @@ TEST_F(JobManagerTest, ALateSuccessOfAnAbandonedAttemptIsStillCatalogued) {
   EXPECT_TRUE((*backups)[0].verified);
 }
 
-TEST_F(JobManagerTest, ARestoreIsRefusedWithoutATargetABackupToRestoreOrWhileABackupRuns) {
+TEST_F(JobManagerTest, ARestoreIsRefusedWithABadTargetNoBackupToRestoreOrWhileABackupRuns) {
   v1::StartRestoreRequest r;
   r.set_unit("DB02");
-  auto no_target = jobs_->StartRestore(r);
-  EXPECT_EQ(no_target.status().code(), absl::StatusCode::kInvalidArgument);
+  // Without a target it restores every copy: nothing to restore yet.
+  EXPECT_THAT(std::string(jobs_->StartRestore(r).status().message()),
+              HasSubstr("has no Full backup"));
   r.set_recovery_database("DB02-RDB");
+  auto no_path = jobs_->StartRestore(r);
+  EXPECT_EQ(no_path.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no_path.status().message()), HasSubstr("--rdb NAME --node N --path DIR"));
+  r.set_mode("all-copies");
+  EXPECT_THAT(std::string(jobs_->StartRestore(r).status().message()),
+              HasSubstr("--node and --rdb belong to modes node and rdb"));
+  r.clear_mode();
   r.set_node("node3");
   r.set_path("/srv/rdb");
   auto nothing = jobs_->StartRestore(r);

@@ -11,6 +11,8 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "mailstore/engine/recovery.h"
+#include "mailstore/format/edb_header.h"
+#include "mailstore/format/log_format.h"
 #include "mailstore/server/writer.h"
 
 namespace dagvault::mailstore {
@@ -44,6 +46,36 @@ absl::Status MoveLaterLogsAside(const std::string& dir, const std::string& prefi
   RETURN_IF_ERROR(CreateDirectories(aside));
   for (const auto& path : later)
     RETURN_IF_ERROR(RenameDurably(path, JoinPath(aside, BaseName(path))));
+  return absl::OkStatus();
+}
+
+// A restore to the unit's own location replaces its database files: never
+// those of another database (one created anew where the old one was lost,
+// say) unless the operator says so, as Exchange's "this database can be
+// overwritten by a restore". Missing or unreadable files are replaced.
+absl::Status RefuseAnotherDatabasesFiles(const dagvault::v1::PrepareRestoreRequest& request,
+                                         const dagvault::v1::UnitConfig& target,
+                                         const std::string& node) {
+  if (request.database_signatures().empty() || request.force_overwrite_different_database()) {
+    return absl::OkStatus();
+  }
+  for (const auto& db : target.databases()) {
+    const std::string path = JoinPath(target.system_dir(), db.name() + ".edb");
+    if (!PathExists(path)) continue;
+    auto header = ReadDbHeaderFromPath(path);
+    if (!header.ok()) continue;
+    const std::string signature = header->header.db_signature.RandomHex();
+    bool ours = false;
+    for (const auto& s : request.database_signatures()) ours = ours || s == signature;
+    if (!ours) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", request.unit(), ": database file ", path, " on ", node, " has signature ",
+          signature, ", which is not the backup's (",
+          absl::StrJoin(request.database_signatures(), ", "),
+          "): it belongs to another database; restore with --force-overwrite-different-database "
+          "to replace it"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -131,6 +163,7 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
             absl::StrCat("unit ", request.unit(), ": ", absl::StrJoin(not_suspended, "; "),
                          "; suspend every passive copy before restoring over the active copy"));
       }
+      RETURN_IF_ERROR(RefuseAnotherDatabasesFiles(request, host->engine_config(), config_.node()));
       // From here until RestoreComplete (or the session's end), nothing
       // mounts the unit's files, and no second restore starts.
       RETURN_IF_ERROR(host->BeginRestore());
@@ -226,9 +259,15 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
         RETURN_IF_ERROR(RenameDurably(path, dest));
       }
     } else {
-      if (PathExists(log_dir)) {
-        RETURN_IF_ERROR(
-            RenameDurably(log_dir, UnusedPath(absl::StrCat(log_dir, ".before-restore-", stamp))));
+      const std::string aside = UnusedPath(absl::StrCat(log_dir, ".before-restore-", stamp));
+      if (PathExists(log_dir)) RETURN_IF_ERROR(RenameDurably(log_dir, aside));
+      // The checkpoint belongs to the logs kept aside (to another log
+      // stream, if the database was created anew): it goes with them, and
+      // replay starts where the restored databases say.
+      const std::string checkpoint = JoinPath(s.target.system_dir(), CheckpointFileName(prefix));
+      if (PathExists(checkpoint)) {
+        RETURN_IF_ERROR(CreateDirectories(aside));
+        RETURN_IF_ERROR(RenameDurably(checkpoint, JoinPath(aside, BaseName(checkpoint))));
       }
       RETURN_IF_ERROR(RenameDurably(s.restore_logs, log_dir));
     }

@@ -16,6 +16,7 @@
 #include "common/tls.h"
 #include "dagvault/v1/agent.grpc.pb.h"
 #include "dagvault/v1/store.grpc.pb.h"
+#include "node-agent/daemon/copy_operations.h"
 #include "node-agent/jobs/backup_job.h"
 #include "node-agent/jobs/restore_job.h"
 #include "node-agent/shadow/writer_shadow_session.h"
@@ -496,6 +497,9 @@ class Daemon final : public AgentDaemon {
     spec.target.recovery_database = r.recovery_database();
     spec.target.path = r.path();
     spec.target.refuse_if_mounted = r.refuse_if_mounted();
+    spec.target.database_signatures.assign(r.database_signatures().begin(),
+                                           r.database_signatures().end());
+    spec.target.force_overwrite_different_database = r.force_overwrite_different_database();
     for (const auto& id : r.manifests()) {
       ASSIGN_OR_RETURN(v1::Manifest m, repo.ReadManifest(id));
       spec.chain.push_back(std::move(m));
@@ -508,20 +512,33 @@ class Daemon final : public AgentDaemon {
       std::lock_guard<std::mutex> l(mu_);
       session_options.keepalive_every = keepalive_every_;
     }
-    WriterShadowSession session(writer_, gate_, session_options);
     RestoreJobOptions options;
     options.workers = static_cast<int>(config_.workers());
-    return RunRestoreJob(
-        session, repo, spec, &job->control, [&](const JobProgress& p) { OnProgress(job, p, ""); },
-        options);
+    const absl::Time wait_until = absl::Now() + absl::Seconds(a.wait_for_writer_seconds());
+    while (true) {
+      WriterShadowSession session(writer_, gate_, session_options);
+      auto restored = RunRestoreJob(
+          session, repo, spec, &job->control, [&](const JobProgress& p) { OnProgress(job, p, ""); },
+          options);
+      // A dead earlier attempt's restore session holds the unit until the
+      // writer's session timeout ends it.
+      const bool held =
+          !restored.ok() && restored.status().code() == absl::StatusCode::kFailedPrecondition &&
+          restored.status().message().find("another restore is under way") != std::string::npos;
+      if (!held || absl::Now() >= wait_until || job->control.cancel) return restored;
+      warnings_.Warn(absl::StrCat("job ", a.job(), ": ", restored.status().message(),
+                                  "; waiting for it to be released"));
+      absl::SleepFor(absl::Seconds(1));
+    }
   }
 
   void RunJob(Job* job) {
     auto log = logging::Get("agent");
     const v1::JobAssignment& a = job->assignment;
     log->info("job {} attempt {}: {} of {}", a.job(), a.attempt(),
-              a.kind() == "restore" ? std::string("restore")
-                                    : absl::StrCat(v1::BackupType_Name(a.type()), " backup"),
+              a.kind() == "restore"   ? std::string("restore")
+              : a.kind() == "copy-op" ? absl::StrCat("restore step: ", a.copy_op().op())
+                                      : absl::StrCat(v1::BackupType_Name(a.type()), " backup"),
               a.unit());
     v1::AgentMessage m;
     v1::JobUpdate* u = m.mutable_job_update();
@@ -530,14 +547,30 @@ class Daemon final : public AgentDaemon {
     v1::Manifest summary;
     absl::StatusOr<BackupJobResult> r = absl::UnknownError("not run");
     absl::StatusOr<RestoreJobResult> restored = absl::UnknownError("not run");
+    absl::StatusOr<v1::CopyOperationResult> operated = absl::UnknownError("not run");
     const bool restore = a.kind() == "restore";
-    if (restore) {
+    const bool copy_op = a.kind() == "copy-op";
+    if (copy_op) {
+      CopyOperationContext context;
+      context.admin = admin_.get();
+      context.node = config_.node();
+      context.cancel = &job->control.cancel;
+      context.progress = [&](const std::string& phase) {
+        OnProgress(job, JobProgress{phase, 0, 0, "", 0}, "");
+      };
+      operated = RunCopyOperation(context, a.unit(), a.copy_op());
+      if (!operated.ok()) r = operated.status();
+    } else if (restore) {
       restored = Restore(job);
       if (!restored.ok()) r = restored.status();
     } else {
       r = Backup(job, &summary);
     }
-    if (restore && restored.ok()) {
+    if (copy_op && operated.ok()) {
+      u->set_phase("succeeded");
+      *u->mutable_copy_result() = *operated;
+      log->info("job {} attempt {}: {}", a.job(), a.attempt(), operated->message());
+    } else if (restore && restored.ok()) {
       u->set_phase("succeeded");
       u->set_bytes_done(restored->bytes);
       u->set_bytes_total(restored->bytes);
@@ -549,7 +582,7 @@ class Daemon final : public AgentDaemon {
       out->set_bytes(restored->bytes);
       out->set_elapsed_us(absl::ToInt64Microseconds(restored->elapsed));
       log->info("job {} attempt {}: restore of {} succeeded", a.job(), a.attempt(), a.unit());
-    } else if (!restore && r.ok()) {
+    } else if (!restore && !copy_op && r.ok()) {
       u->set_phase("succeeded");
       u->set_writer_instance(r->writer_instance);
       u->set_bytes_done(r->logical_bytes);

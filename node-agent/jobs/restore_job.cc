@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -92,7 +93,14 @@ absl::StatusOr<RestoreJobResult> RunRestoreJob(ShadowSession& session,
         Gen(full.high_generation()), " to ", Gen(end), ")"));
   }
   if (progress) progress(JobProgress{"preparing", 0, 0, "", 0});
-  ASSIGN_OR_RETURN(v1::PrepareRestoreResponse prepared, session.BeginRestore(spec.target));
+  RestoreTarget target = spec.target;
+  // The writer refuses to overwrite another database's files: it is told
+  // whose these are.
+  if (target.database_signatures.empty()) {
+    target.database_signatures.assign(full.database_signatures().begin(),
+                                      full.database_signatures().end());
+  }
+  ASSIGN_OR_RETURN(v1::PrepareRestoreResponse prepared, session.BeginRestore(target));
 
   RestoreJobResult result;
   result.job = spec.target.job;
@@ -115,6 +123,8 @@ absl::StatusOr<RestoreJobResult> RunRestoreJob(ShadowSession& session,
         options.progress_every);
     for (size_t i = 0; i < spec.chain.size(); ++i) {
       if (plan[i].empty()) continue;
+      // Tests slow a restore here to stop it part-way.
+      DAGVAULT_CRASH_POINT("agent.restore.step");
       {
         std::lock_guard<std::mutex> l(current_mu);
         current = absl::StrCat(BackupTypeTitle(spec.chain[i].type()), " ", spec.chain[i].id());

@@ -37,6 +37,7 @@ Local mode: one job on this node, with no coordinator.
            [--workers N]
   restore  --unit U --repo PATH [--to-generation G] [--rdb NAME --path DIR]
            [--mount] [--roll-forward] [--refuse-if-mounted] [--workers N]
+           [--force-overwrite-different-database]
   list     --repo PATH [--unit U]: the backups, chains and restore points
 
 The repository's secret: --passphrase-file FILE | --key-file FILE | $DAGVAULT_PASSPHRASE
@@ -45,10 +46,11 @@ The writer: --writer-socket PATH (default $DAGVAULT_WRITER_SOCKET, else
 Exit codes: 0 ok, 1 the job failed, 2 usage.
 )";
 
-const CliArgs::Spec kSpec{{"unit", "type", "repo", "passphrase-file", "key-file", "writer-socket",
-                           "snapshot", "max-copy-queue", "max-replay-queue", "workers",
-                           "to-generation", "rdb", "path", "job", "freeze-timeout-seconds"},
-                          {"json", "mount", "roll-forward", "refuse-if-mounted"}};
+const CliArgs::Spec kSpec{
+    {"unit", "type", "repo", "passphrase-file", "key-file", "writer-socket", "snapshot",
+     "max-copy-queue", "max-replay-queue", "workers", "to-generation", "rdb", "path", "job",
+     "freeze-timeout-seconds"},
+    {"json", "mount", "roll-forward", "refuse-if-mounted", "force-overwrite-different-database"}};
 
 std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
 
@@ -205,6 +207,7 @@ absl::Status Restore(const CliArgs& args, std::ostream& out, std::ostream& err, 
     return absl::InvalidArgumentError("restore: --rdb NAME and --path DIR go together");
   }
   spec.target.refuse_if_mounted = args.Has("refuse-if-mounted");
+  spec.target.force_overwrite_different_database = args.Has("force-overwrite-different-database");
   ASSIGN_OR_RETURN(uint64_t to, args.GetUint("to-generation", 0));
   spec.to_generation = static_cast<uint32_t>(to);
   spec.roll_forward = args.Has("roll-forward");

@@ -67,6 +67,10 @@ struct RestoreTarget {
   // A restore to the unit's own location while it is mounted becomes a
   // Recovery Database restore beside it, unless this refuses it instead.
   bool refuse_if_mounted = false;
+  // The backup's database signatures, and whether to restore over database
+  // files that carry another database's.
+  std::vector<std::string> database_signatures;
+  bool force_overwrite_different_database = false;
 };
 
 struct ComponentResult {

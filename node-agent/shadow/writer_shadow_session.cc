@@ -233,6 +233,9 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
   request.set_recovery_database(target.recovery_database);
   request.set_path(target.path);
   request.set_refuse_if_mounted(target.refuse_if_mounted);
+  for (const auto& signature : target.database_signatures)
+    request.add_database_signatures(signature);
+  request.set_force_overwrite_different_database(target.force_overwrite_different_database);
   v1::PrepareRestoreResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->PrepareRestore(Context(options_.call_timeout).get(), request, &response),

@@ -17,6 +17,7 @@
 #include "common/tls.h"
 #include "repository/repository.h"
 #include "repository/repository_test_util.h"
+#include "tests/coordinator/deployment_test_util.h"
 #include "tests/mailstored/test_util.h"
 
 namespace dagvault::testing {
@@ -24,50 +25,6 @@ namespace {
 
 namespace v1 = dagvault::v1;
 using ::testing::HasSubstr;
-
-DeploymentOptions Options(std::map<std::string, std::string> agent_env = {}) {
-  DeploymentOptions o;
-  o.lab = FastLab(/*lag_seconds=*/0);  // three copies that all qualify
-  // A dead agent's writer session ends after this, releasing the unit.
-  o.lab.backup_session_timeout_ms = 3000;
-  o.agent_env = std::move(agent_env);
-  return o;
-}
-
-// A backup started with --wait --json: its final record.
-v1::JobInfo BackupWait(Deployment& d, std::vector<std::string> args, int expect_exit = 0) {
-  args.insert(args.begin(), {"backup", "start"});
-  args.push_back("--wait");
-  args.push_back("--json");
-  ProcessResult r = d.Cli(args);
-  EXPECT_EQ(r.exit_code, expect_exit) << r.out << r.err << "\ncoordinator:\n" << d.CoordinatorLog();
-  v1::JobInfo job;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok())
-      << r.out << r.err;
-  return job;
-}
-
-std::string LastNode(const v1::JobInfo& j) {
-  return j.attempts_size() == 0 ? "" : j.attempts(j.attempts_size() - 1).node();
-}
-
-// Waits until the coordinator sees `unit`'s copy on `node` in `state`.
-bool WaitCopyState(Deployment& d, const std::string& unit, const std::string& node,
-                   v1::CopyState state) {
-  return WaitFor(
-      [&] {
-        auto s = d.Status();
-        if (!s.ok()) return false;
-        for (const auto& c : s->copies()) {
-          if (c.status().unit() == unit && c.status().node() == node)
-            return c.status().state() == state;
-        }
-        return false;
-      },
-      absl::Seconds(20));
-}
 
 TEST(Deployment, SourceSelectionFollowsTheModeAndSaysWhyNothingQualifies) {
   Deployment d(Options(), "selection");
@@ -422,10 +379,6 @@ TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
 }
 
 // Items, then a closed generation that every healthy copy replays.
-void Load(Deployment& d, int active, uint64_t mailbox, uint64_t first, uint64_t count) {
-  PutItems(d.cluster(), active, "DB02", Databases("DB02"), mailbox, first, count);
-  ASSERT_OK(d.cluster().RollLog(active, "DB02"));
-}
 
 TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt) {
   Deployment d(Options(), "chain");
@@ -645,10 +598,10 @@ TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabas
              d.cluster().root() + "/rdb/old", "--to-time", "2001-01-01 00:00:00"});
   EXPECT_EQ(early.exit_code, 1);
   EXPECT_THAT(early.err, HasSubstr("has no restore point at or before 2001-01-01 00:00:00 UTC"));
-  // Mode all-copies is not built yet, and says what to use.
-  ProcessResult all = d.Cli({"restore", "start", "--unit", "DB02"});
-  EXPECT_EQ(all.exit_code, 1);
-  EXPECT_THAT(all.err, HasSubstr("give --rdb NAME --node N --path DIR"));
+  // A Recovery Database needs its node and path, and says so.
+  ProcessResult half = d.Cli({"restore", "start", "--unit", "DB02", "--rdb", "DB02-X"});
+  EXPECT_EQ(half.exit_code, 1);
+  EXPECT_THAT(half.err, HasSubstr("a Recovery Database needs --rdb NAME --node N --path DIR"));
 }
 
 TEST(Deployment, APolicysScheduleRunsItsBackupOnTime) {

@@ -1,0 +1,440 @@
+// All-copies restores (DESIGN.md §5, issue 7): every copy of the unit ends
+// up on the restored data. The plan is seven recorded steps, each made of
+// operations the node agents carry out on their own copies:
+//
+//   1. suspend replication on every passive copy;
+//   2. dismount the active copy;
+//   3. restore the chain through the Store writer on the active copy's node;
+//   4. replay and mount (the same operation as 3; it ends when mounted);
+//   5. reseed every passive copy from the restored data;
+//   6. resume replication;
+//   7. confirm that every copy is Healthy and that the digests agree.
+//
+// Operations run one at a time, each as an attempt of the job, with the
+// lease rules of any attempt. A failure stops the plan at its step, with the
+// reason and the next safe action; a re-run of the same restore resumes it
+// at that step (every operation is safe to repeat).
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "coordinator/server/job_manager.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+constexpr const char* kStepNames[] = {
+    "suspend replication on every passive copy",           "dismount the active copy",
+    "restore the chain through the Store writer",          "replay the logs and mount",
+    "reseed every passive copy from the restored data",    "resume replication",
+    "confirm every copy is Healthy and the digests agree",
+};
+
+std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
+
+int64_t NowUs() { return absl::ToUnixMicros(absl::Now()); }
+
+v1::RestoreStep* StepOf(v1::RestorePlan& plan, uint32_t number) {
+  return plan.mutable_steps(static_cast<int>(number) - 1);
+}
+
+// The step the plan is at: the first not done; nullptr when all are.
+v1::RestoreStep* CurrentStep(v1::RestorePlan& plan) {
+  for (auto& step : *plan.mutable_steps()) {
+    if (step.state() != "done") return &step;
+  }
+  return nullptr;
+}
+
+bool SameTarget(const v1::RestorePlan& a, const v1::RestorePlan& b) {
+  return std::equal(a.manifests().begin(), a.manifests().end(), b.manifests().begin(),
+                    b.manifests().end()) &&
+         a.to_generation() == b.to_generation() && a.roll_forward() == b.roll_forward();
+}
+
+std::string RestoreCommand(const v1::RestorePlan& plan, const std::string& unit) {
+  return absl::StrCat("dagvault restore start --unit ", unit,
+                      plan.to_generation() != 0
+                          ? absl::StrCat(" --to-generation ", Gen(plan.to_generation()))
+                          : std::string(),
+                      plan.roll_forward() ? " --roll-forward" : "");
+}
+
+// What is safe to do when the plan stopped at `step`.
+std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit, uint32_t step) {
+  const std::string rerun =
+      absl::StrCat("run `", RestoreCommand(plan, unit), "` again to resume at step ", step);
+  const std::string passives = plan.passive_nodes().empty()
+                                   ? std::string("(none)")
+                                   : absl::StrJoin(plan.passive_nodes(), ", ");
+  switch (step) {
+    case 1:
+    case 2:
+      return absl::StrCat("nothing has been restored yet; the passive copies on ", passives,
+                          " may be suspended and the active copy on ", plan.active_node(),
+                          " dismounted. ", rerun,
+                          ", or resume replication and mount the active copy to abandon it");
+    case 3:
+    case 4:
+      return absl::StrCat("the unit is dismounted on ", plan.active_node(),
+                          " and its files may be half restored: do not mount it. The passive "
+                          "copies on ",
+                          passives, " are suspended and untouched. ", rerun,
+                          " (the chain is restored again)");
+    case 5:
+    case 6:
+      return absl::StrCat("the active copy on ", plan.active_node(),
+                          " is mounted with the restored data (through generation ",
+                          Gen(plan.restored_generation()),
+                          "); passive copies not yet reseeded or resumed may hold the old data. ",
+                          rerun);
+    default:
+      return absl::StrCat("every copy was reseeded from the restored data; ", rerun,
+                          " to check them again");
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartRestoreRequest& request,
+                                                            const std::vector<std::string>& chain,
+                                                            uint32_t target, Outbox* outbox) {
+  // Every copy takes part: each node must report, and one copy must be active.
+  v1::RestorePlan plan;
+  std::vector<std::string> down;
+  for (const CopyView& c : topology_->CopiesOf(request.unit())) {
+    if (!c.node_reporting) {
+      down.push_back(c.status.node());
+    } else if (c.status.role() == v1::ACTIVE) {
+      plan.set_active_node(c.status.node());
+    } else {
+      plan.add_passive_nodes(c.status.node());
+    }
+  }
+  if (!down.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", request.unit(), ": an all-copies restore needs every copy's node, and ",
+        absl::StrJoin(down, ", "),
+        " does not report; start its agent, or restore beside production with --rdb"));
+  }
+  if (plan.active_node().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", request.unit(), " has no active copy: activate one first"));
+  }
+  for (const auto& id : chain) plan.add_manifests(id);
+  plan.set_to_generation(target);
+  plan.set_roll_forward(request.roll_forward());
+  plan.set_force_overwrite_different_database(request.force_overwrite_different_database());
+
+  // A plan of this unit that stopped part-way, for the same restore point,
+  // is resumed rather than started again.
+  std::string earlier_note;
+  Active a;
+  auto jobs = catalog_->ListJobs(request.unit(), 20);
+  if (!jobs.ok()) return jobs.status();
+  for (const JobRecord& r : *jobs) {
+    if (r.kind != "restore" || r.plan.empty()) continue;
+    v1::RestorePlan earlier;
+    if (!earlier.ParseFromString(r.plan) || CurrentStep(earlier) == nullptr) break;
+    if (!SameTarget(earlier, plan)) {
+      earlier_note =
+          absl::StrCat("; job ", r.id, " stopped at step ", CurrentStep(earlier)->number(),
+                       " for another restore point: this one starts at step 1");
+      break;
+    }
+    a.record = r;
+    a.restore_plan = earlier;
+    break;
+  }
+  const absl::Time now = absl::Now();
+  a.all_copies = true;
+  const bool resuming = !a.record.id.empty();
+  if (!resuming) {
+    JobRecord& r = a.record;
+    r.id = NewJobId("restore");
+    r.kind = "restore";
+    r.unit = request.unit();
+    r.created = now;
+    r.manifest = chain.back();
+    r.source_mode = "all-copies";
+    a.restore_plan = plan;
+    for (uint32_t n = 1; n <= 7; ++n) {
+      v1::RestoreStep* step = a.restore_plan.add_steps();
+      step->set_number(n);
+      step->set_name(kStepNames[n - 1]);
+      step->set_state("pending");
+      if (n == 2 || n == 3 || n == 4) {
+        step->add_nodes(plan.active_node());
+      } else {
+        if (n == 7) step->add_nodes(plan.active_node());
+        for (const auto& p : plan.passive_nodes()) step->add_nodes(p);
+      }
+    }
+  }
+  a.record.state = JobState::kQueued;
+  a.record.updated = now;
+  a.record.reason.clear();
+  a.restore_plan.set_force_overwrite_different_database(
+      request.force_overwrite_different_database());
+  a.restore_plan.clear_next_action();
+  a.record.plan = a.restore_plan.SerializeAsString();
+  auto lease = catalog_->AcquireLease(request.unit(), a.record.id, a.restore_plan.active_node(),
+                                      now, options_.lease_ttl);
+  if (!lease.ok()) return lease.status();
+  a.lease_written = now;
+  if (resuming) {
+    v1::RestoreStep* step = CurrentStep(a.restore_plan);
+    a.restore_plan.set_resumed(a.restore_plan.resumed() + 1);
+    // Steps 3 and 4 are one operation: a stop in either restores again.
+    if (step->number() == 4) StepOf(a.restore_plan, 3)->set_state("pending");
+    if (step->state() == "failed") step->set_state("pending");
+    Record(a, JobState::kQueued,
+           absl::StrCat("resumed by the operator at step ", CurrentStep(a.restore_plan)->number(),
+                        " (", CurrentStep(a.restore_plan)->name(), ")"));
+  } else {
+    if (absl::Status s = catalog_->CreateJob(a.record); !s.ok()) {
+      (void)catalog_->ReleaseLease(request.unit(), a.record.id);
+      return s;
+    }
+    Record(
+        a, JobState::kQueued,
+        absl::StrCat("all-copies restore of ", a.record.unit, " from ", absl::StrJoin(chain, ", "),
+                     target == 0 ? std::string(", to the chain's end")
+                                 : absl::StrCat(", to generation ", Gen(target)),
+                     request.roll_forward() ? ", rolled forward" : "", "; active copy on ",
+                     a.restore_plan.active_node(), ", passive copies on ",
+                     a.restore_plan.passive_nodes().empty()
+                         ? std::string("(none)")
+                         : absl::StrJoin(a.restore_plan.passive_nodes(), ", "),
+                     earlier_note));
+  }
+  const std::string id = a.record.id;
+  active_[id] = std::move(a);
+  Active& placed = active_[id];
+  AdvancePlan(placed, outbox);
+  JobRecord out = placed.record;
+  if (IsFinal(placed.record.state)) active_.erase(id);
+  return out;
+}
+
+void JobManager::SendOperation(Active& a, const std::string& node, v1::JobAssignment assignment,
+                               const std::string& what, Outbox* outbox) {
+  const absl::Time now = absl::Now();
+  JobAttempt attempt;
+  attempt.number = static_cast<int>(a.record.attempts.size()) + 1;
+  attempt.node = node;
+  attempt.state = JobState::kAssigned;
+  attempt.started = now;
+  a.record.attempts.push_back(attempt);
+  a.assigned = now;
+  a.lease_expires = now + options_.lease_ttl;
+  assignment.set_job(a.record.id);
+  assignment.set_attempt(static_cast<uint32_t>(attempt.number));
+  assignment.set_unit(a.record.unit);
+  Record(a, JobState::kAssigned,
+         absl::StrCat("step ", CurrentStep(a.restore_plan)->number(), ": ", what, " on ", node));
+  v1::CoordinatorMessage m;
+  *m.mutable_assignment() = std::move(assignment);
+  if (auto channel = topology_->ChannelOf(node)) outbox->emplace_back(channel, m);
+  // An agent that is not connected is found by the lease: the step fails.
+}
+
+void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
+  while (true) {
+    v1::RestoreStep* step = CurrentStep(a.restore_plan);
+    if (step == nullptr) {
+      Finish(a, JobState::kSucceeded, "");
+      return;
+    }
+    if (step->state() != "running") {
+      step->set_state("running");
+      step->set_started_us(NowUs());
+      step->clear_done_nodes();
+      step->clear_detail();
+      if (step->number() == 7) a.restore_plan.clear_digests();
+    }
+    const uint32_t n = step->number();
+    // The next node the step has not finished on.
+    std::string node;
+    for (const auto& candidate : step->nodes()) {
+      if (std::find(step->done_nodes().begin(), step->done_nodes().end(), candidate) ==
+          step->done_nodes().end()) {
+        node = candidate;
+        break;
+      }
+    }
+    if (node.empty()) {
+      if (n == 7) {
+        // Every copy's digest is in: they must agree, database by database.
+        std::map<std::string, std::string> first;  // database → digest
+        std::vector<std::string> differ;
+        for (const auto& d : a.restore_plan.digests()) {
+          auto [it, fresh] = first.emplace(d.database(), d.sha256());
+          if (!fresh && it->second != d.sha256()) {
+            differ.push_back(absl::StrCat(d.database(), " on ", d.node(), " is ", d.sha256(),
+                                          " at ", Gen(d.generation()), ", not ", it->second));
+          }
+        }
+        if (!differ.empty()) {
+          FailPlan(a, JobState::kFailed,
+                   absl::StrCat("the copies' digests differ: ", absl::StrJoin(differ, "; "),
+                                " (mail written during the check also makes them differ)"));
+          return;
+        }
+        std::vector<std::string> summary;
+        for (const auto& [db, digest] : first) summary.push_back(absl::StrCat(db, " ", digest));
+        step->set_detail(
+            absl::StrCat("every copy holds the same data: ", absl::StrJoin(summary, ", ")));
+      }
+      step->set_state("done");
+      step->set_ended_us(NowUs());
+      Record(a, a.record.state,
+             absl::StrCat("step ", n, " done: ", step->name(),
+                          step->detail().empty() ? "" : absl::StrCat(" (", step->detail(), ")")));
+      continue;
+    }
+    v1::JobAssignment job;
+    job.set_kind("copy-op");
+    switch (n) {
+      case 1:
+        job.mutable_copy_op()->set_op("suspend");
+        SendOperation(a, node, job, "suspend replication", outbox);
+        return;
+      case 2:
+        job.mutable_copy_op()->set_op("dismount");
+        SendOperation(a, node, job, "dismount", outbox);
+        return;
+      case 3:
+      case 4: {
+        if (n == 4) {
+          // Restored files with a failed replay: restored again.
+          StepOf(a.restore_plan, 3)->set_state("running");
+          step->set_state("pending");
+        }
+        v1::StartRestoreRequest request;
+        request.set_roll_forward(a.restore_plan.roll_forward());
+        request.set_mount(true);
+        request.set_force_overwrite_different_database(
+            a.restore_plan.force_overwrite_different_database());
+        std::vector<std::string> chain(a.restore_plan.manifests().begin(),
+                                       a.restore_plan.manifests().end());
+        a.record.attempts.push_back(JobAttempt{});  // numbered by RestoreAssignmentOf
+        job = RestoreAssignmentOf(a.record, chain, a.restore_plan.to_generation(), request);
+        a.record.attempts.pop_back();
+        job.mutable_restore()->set_refuse_if_mounted(true);  // never a recovery database here
+        SendOperation(a, node, job,
+                      absl::StrCat("restore ", absl::StrJoin(chain, ", "), " and mount"), outbox);
+        return;
+      }
+      case 5:
+        job.mutable_copy_op()->set_op("reseed");
+        SendOperation(a, node, job, "reseed from the restored active copy", outbox);
+        return;
+      case 6:
+        job.mutable_copy_op()->set_op("resume");
+        SendOperation(a, node, job, "resume replication", outbox);
+        return;
+      default: {
+        job.mutable_copy_op()->set_op("digest");
+        uint32_t wait_for = 0;
+        for (const auto& d : a.restore_plan.digests()) {
+          if (d.node() == a.restore_plan.active_node()) wait_for = d.generation();
+        }
+        job.mutable_copy_op()->set_wait_for_generation(wait_for);
+        SendOperation(a, node, job, "digest every database", outbox);
+        return;
+      }
+    }
+  }
+}
+
+bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobUpdate& u,
+                              Outbox* outbox) {
+  JobAttempt& attempt = Current(a);
+  v1::RestoreStep* step = CurrentStep(a.restore_plan);
+  const bool final = u.phase() == "succeeded" || u.phase() == "failed" || u.phase() == "cancelled";
+  if (u.bytes_total() > 0) {
+    a.record.bytes_done = u.bytes_done();
+    a.record.bytes_total = u.bytes_total();
+    a.bytes_per_second = u.bytes_per_second();
+  }
+  if (!final) {
+    if (step != nullptr && step->number() == 3 && u.phase() == "completing") {
+      // The chain is in place; the writer replays and mounts.
+      step->set_state("done");
+      step->set_ended_us(NowUs());
+      v1::RestoreStep* replay = StepOf(a.restore_plan, 4);
+      replay->set_state("running");
+      replay->set_started_us(NowUs());
+      attempt.state = JobState::kCompleting;
+      Record(a, JobState::kCompleting,
+             absl::StrCat("step 3 done: the chain is restored on ", node,
+                          "; step 4: replaying and mounting"));
+    } else if (u.phase() == "transferring" && attempt.state != JobState::kTransferring) {
+      attempt.state = JobState::kTransferring;
+      Record(a, JobState::kTransferring, absl::StrCat("step 3: restoring on ", node));
+    } else {
+      Changed();
+    }
+    return false;
+  }
+  Ack(node, u.job(), u.attempt(), outbox);
+  if (u.phase() != "succeeded") {
+    FailPlan(a, u.phase() == "cancelled" ? JobState::kCancelled : JobState::kFailed,
+             absl::StrCat(node, ": ", u.error()));
+    return true;
+  }
+  attempt.state = JobState::kSucceeded;
+  attempt.ended = absl::Now();
+  if (step == nullptr) return false;
+  if (step->number() == 3 || step->number() == 4) {
+    const auto& r = u.restore_result();
+    StepOf(a.restore_plan, 3)->set_state("done");
+    step = StepOf(a.restore_plan, 4);
+    a.restore_plan.set_restored_generation(r.last_generation());
+    step->set_detail(absl::StrCat("replayed through generation ", Gen(r.last_generation()),
+                                  r.message().empty() ? "" : absl::StrCat("; ", r.message())));
+  } else if (step->number() == 7) {
+    for (const auto& d : u.copy_result().digests()) {
+      v1::CopyDigest* digest = a.restore_plan.add_digests();
+      digest->set_node(node);
+      digest->set_database(d.database());
+      digest->set_sha256(d.sha256());
+      digest->set_generation(node == a.restore_plan.active_node() ? u.copy_result().generation()
+                                                                  : d.generation());
+      digest->set_items(d.items());
+    }
+    if (u.copy_result().digests().empty() && node == a.restore_plan.active_node()) {
+      v1::CopyDigest* digest = a.restore_plan.add_digests();
+      digest->set_node(node);
+      digest->set_generation(u.copy_result().generation());
+    }
+  }
+  step->add_done_nodes(node);
+  Record(a, a.record.state,
+         absl::StrCat("step ", step->number(), " on ", node, ": ",
+                      u.has_copy_result() ? u.copy_result().message() : step->detail()));
+  AdvancePlan(a, outbox);
+  return IsFinal(a.record.state);
+}
+
+void JobManager::FailPlan(Active& a, JobState state, const std::string& reason) {
+  v1::RestoreStep* step = CurrentStep(a.restore_plan);
+  const uint32_t n = step == nullptr ? 7 : step->number();
+  if (step != nullptr) {
+    step->set_state("failed");
+    step->set_ended_us(NowUs());
+    step->set_detail(reason);
+  }
+  a.restore_plan.set_next_action(NextSafeAction(a.restore_plan, a.record.unit, n));
+  logging::Get("coordinator")
+      ->warn("restore {} of {} stopped at step {}: {}", a.record.id, a.record.unit, n, reason);
+  Finish(a, state,
+         absl::StrCat("stopped at step ", n, " (", kStepNames[n - 1], "): ", reason,
+                      ". Next: ", a.restore_plan.next_action()));
+}
+
+}  // namespace dagvault::coordinator

@@ -1,0 +1,167 @@
+#include "node-agent/daemon/copy_operations.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/fault_injection.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+
+namespace dagvault::agent {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+constexpr auto kCallDeadline = std::chrono::seconds(60);
+
+template <typename Request, typename Response, typename Call>
+absl::StatusOr<Response> Ask(Call call, const Request& request, const std::string& what) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
+  Response response;
+  RETURN_IF_ERROR(FromGrpcStatus(call(&context, request, &response), what));
+  return response;
+}
+
+absl::StatusOr<v1::UnitStatus> UnitOf(const CopyOperationContext& c, const std::string& unit) {
+  v1::StatusRequest request;
+  request.set_unit(unit);
+  ASSIGN_OR_RETURN(
+      v1::StatusResponse status,
+      (Ask<v1::StatusRequest, v1::StatusResponse>(
+          [&](auto* ctx, const auto& r, auto* out) { return c.admin->Status(ctx, r, out); },
+          request, "mailstored Status")));
+  for (const auto& u : status.units()) {
+    if (u.unit() == unit) return u;
+  }
+  return absl::NotFoundError(absl::StrCat("unit ", unit, " has no copy on ", c.node));
+}
+
+absl::StatusOr<v1::CopyStatus> CopyOf(const CopyOperationContext& c, const std::string& unit) {
+  ASSIGN_OR_RETURN(v1::UnitStatus u, UnitOf(c, unit));
+  for (const auto& copy : u.copies()) {
+    if (copy.node() == c.node) return copy;
+  }
+  return absl::NotFoundError(absl::StrCat("unit ", unit, " has no copy on ", c.node));
+}
+
+// Waits until `done` says the copy is there; fails if it fails, or when the
+// job is cancelled.
+template <typename Done>
+absl::StatusOr<v1::CopyStatus> WaitForCopy(const CopyOperationContext& c, const std::string& unit,
+                                           const std::string& phase, Done done) {
+  while (true) {
+    if (c.cancel != nullptr && c.cancel->load()) {
+      return absl::CancelledError(absl::StrCat("stopped while waiting: ", phase));
+    }
+    ASSIGN_OR_RETURN(v1::CopyStatus copy, CopyOf(c, unit));
+    if (copy.state() == v1::FAILED || copy.state() == v1::FAILED_AND_SUSPENDED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the copy of ", unit, " on ", c.node, " failed while ", phase, ": ", copy.message()));
+    }
+    if (done(copy)) return copy;
+    if (c.progress) c.progress(phase);
+    absl::SleepFor(c.poll_every);
+  }
+}
+
+absl::Status AdminCall(const CopyOperationContext& c, const std::string& unit,
+                       grpc::Status (v1::Admin::StubInterface::*method)(grpc::ClientContext*,
+                                                                        const v1::UnitRequest&,
+                                                                        v1::AdminResponse*),
+                       const std::string& what, std::string* message) {
+  v1::UnitRequest request;
+  request.set_unit(unit);
+  ASSIGN_OR_RETURN(
+      v1::AdminResponse response,
+      (Ask<v1::UnitRequest, v1::AdminResponse>(
+          [&](auto* ctx, const auto& r, auto* out) { return (c.admin->*method)(ctx, r, out); },
+          request, absl::StrCat("mailstored ", what))));
+  *message = response.message();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::CopyOperationResult> Digests(const CopyOperationContext& c,
+                                                const std::string& unit,
+                                                const v1::UnitStatus& status) {
+  v1::CopyOperationResult result;
+  for (const auto& database : status.databases()) {
+    v1::DigestRequest request;
+    request.set_unit(unit);
+    request.set_database(database);
+    ASSIGN_OR_RETURN(
+        v1::DigestResponse d,
+        (Ask<v1::DigestRequest, v1::DigestResponse>(
+            [&](auto* ctx, const auto& r, auto* out) { return c.admin->Digest(ctx, r, out); },
+            request, "mailstored Digest")));
+    v1::CopyDigestResult* out = result.add_digests();
+    out->set_database(database);
+    out->set_sha256(d.sha256());
+    out->set_generation(d.generation());
+    out->set_items(d.items());
+  }
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationContext& c,
+                                                         const std::string& unit,
+                                                         const v1::CopyOperation& operation) {
+  const std::string& op = operation.op();
+  v1::CopyOperationResult result;
+  std::string message;
+  if (op == "suspend") {
+    RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Suspend, "Suspend", &message));
+  } else if (op == "dismount") {
+    RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Dismount, "Dismount", &message));
+  } else if (op == "resume") {
+    ASSIGN_OR_RETURN(v1::CopyStatus copy, CopyOf(c, unit));
+    if (copy.state() == v1::SUSPENDED) {
+      RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Resume, "Resume", &message));
+    } else {
+      message = absl::StrCat("unit ", unit, ": replication is not suspended (",
+                             v1::CopyState_Name(copy.state()), ")");
+    }
+  } else if (op == "reseed") {
+    // Tests slow a restore here to stop it part-way (as in restore_job.cc).
+    DAGVAULT_CRASH_POINT("agent.restore.step");
+    RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Reseed, "Reseed", &message));
+    ASSIGN_OR_RETURN(v1::CopyStatus copy,
+                     WaitForCopy(c, unit, "reseeding", [](const v1::CopyStatus& s) {
+                       return s.state() == v1::HEALTHY && s.copy_queue() == 0 &&
+                              s.replay_queue() == 0 && s.last_replayed_generation() != 0;
+                     }));
+    result.set_generation(copy.last_replayed_generation());
+    message = absl::StrFormat("unit %s: reseeded; Healthy, replayed through 0x%08X", unit,
+                              copy.last_replayed_generation());
+  } else if (op == "digest") {
+    ASSIGN_OR_RETURN(v1::UnitStatus status, UnitOf(c, unit));
+    ASSIGN_OR_RETURN(v1::CopyStatus copy, CopyOf(c, unit));
+    if (copy.role() == v1::ACTIVE) {
+      // What the passive copies can hold: everything up to a closed log.
+      RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::RollLog, "RollLog", &message));
+      ASSIGN_OR_RETURN(copy, CopyOf(c, unit));
+      result.set_generation(copy.last_log_generation());
+    } else {
+      const uint32_t want = operation.wait_for_generation();
+      ASSIGN_OR_RETURN(copy, WaitForCopy(c, unit, absl::StrFormat("replaying through 0x%08X", want),
+                                         [want](const v1::CopyStatus& s) {
+                                           return s.last_replayed_generation() >= want;
+                                         }));
+      result.set_generation(copy.last_replayed_generation());
+    }
+    ASSIGN_OR_RETURN(v1::CopyOperationResult digests, Digests(c, unit, status));
+    *result.mutable_digests() = digests.digests();
+    message = absl::StrFormat("unit %s: %d database digest(s) at generation 0x%08X", unit,
+                              result.digests_size(), result.generation());
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown copy operation \"", op, "\" (suspend, dismount, reseed, resume, digest)"));
+  }
+  result.set_message(message);
+  return result;
+}
+
+}  // namespace dagvault::agent

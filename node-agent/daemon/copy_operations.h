@@ -1,0 +1,32 @@
+// The steps of an all-copies restore that act on one node's copy (DESIGN.md
+// §5): suspend, dismount, reseed, resume, digest. Each goes through the
+// local mailstored's Admin service on the writers' socket, as an Exchange
+// agent uses the local cmdlets, and each is safe to repeat: a re-run of a
+// stopped restore sends them again.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dagvault/v1/agent.pb.h"
+#include "dagvault/v1/store.grpc.pb.h"
+
+namespace dagvault::agent {
+
+struct CopyOperationContext {
+  dagvault::v1::Admin::StubInterface* admin = nullptr;
+  std::string node;
+  const std::atomic<bool>* cancel = nullptr;
+  // Called while a long step waits (a reseed, a replay), with what it waits for.
+  std::function<void(const std::string& phase)> progress;
+  absl::Duration poll_every = absl::Milliseconds(300);
+};
+
+absl::StatusOr<dagvault::v1::CopyOperationResult> RunCopyOperation(
+    const CopyOperationContext& context, const std::string& unit,
+    const dagvault::v1::CopyOperation& operation);
+
+}  // namespace dagvault::agent

@@ -1,0 +1,69 @@
+// Helpers shared by the multi-process deployment tests.
+#pragma once
+
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/coordinator/deployment.h"
+#include "tests/mailstored/test_util.h"
+
+namespace dagvault::testing {
+
+namespace v1 = dagvault::v1;
+
+inline DeploymentOptions Options(std::map<std::string, std::string> agent_env = {}) {
+  DeploymentOptions o;
+  o.lab = FastLab(/*lag_seconds=*/0);  // three copies that all qualify
+  // A dead agent's writer session ends after this, releasing the unit.
+  o.lab.backup_session_timeout_ms = 3000;
+  o.agent_env = std::move(agent_env);
+  return o;
+}
+
+// A backup started with --wait --json: its final record.
+inline v1::JobInfo BackupWait(Deployment& d, std::vector<std::string> args, int expect_exit = 0) {
+  args.insert(args.begin(), {"backup", "start"});
+  args.push_back("--wait");
+  args.push_back("--json");
+  ProcessResult r = d.Cli(args);
+  EXPECT_EQ(r.exit_code, expect_exit) << r.out << r.err << "\ncoordinator:\n" << d.CoordinatorLog();
+  v1::JobInfo job;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok())
+      << r.out << r.err;
+  return job;
+}
+
+inline std::string LastNode(const v1::JobInfo& j) {
+  return j.attempts_size() == 0 ? "" : j.attempts(j.attempts_size() - 1).node();
+}
+
+// Waits until the coordinator sees `unit`'s copy on `node` in `state`.
+inline bool WaitCopyState(Deployment& d, const std::string& unit, const std::string& node,
+                          v1::CopyState state) {
+  return WaitFor(
+      [&] {
+        auto s = d.Status();
+        if (!s.ok()) return false;
+        for (const auto& c : s->copies()) {
+          if (c.status().unit() == unit && c.status().node() == node)
+            return c.status().state() == state;
+        }
+        return false;
+      },
+      absl::Seconds(20));
+}
+
+// Items into DB02 on node `active`, then its current log closed.
+inline void Load(Deployment& d, int active, uint64_t mailbox, uint64_t first, uint64_t count) {
+  PutItems(d.cluster(), active, "DB02", Databases("DB02"), mailbox, first, count);
+  ASSERT_OK(d.cluster().RollLog(active, "DB02"));
+}
+
+}  // namespace dagvault::testing

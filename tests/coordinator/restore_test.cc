@@ -1,0 +1,248 @@
+// Orchestrated restores with real processes (issue 7): every copy restored
+// after a disaster, to a point in time and rolled forward; a restore over
+// another database's files refused; a restore stopped by a killed agent
+// during step 3 and step 5 and resumed by its re-run.
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "tests/coordinator/deployment.h"
+#include "tests/coordinator/deployment_test_util.h"
+#include "tests/mailstored/test_util.h"
+
+namespace dagvault::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// `dagvault restore start ARGS --wait --json`: the exit code and the job.
+std::pair<int, v1::JobInfo> RestoreWait(Deployment& d, std::vector<std::string> args) {
+  args.insert(args.begin(), {"restore", "start"});
+  args.push_back("--wait");
+  args.push_back("--json");
+  ProcessResult r = d.Cli(args);
+  v1::JobInfo job;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok())
+      << r.out << r.err << "\ncoordinator:\n"
+      << d.CoordinatorLog();
+  return {r.exit_code, job};
+}
+
+// The digest of DB02 on every node, each as UnitDigest prints it.
+std::vector<std::string> AllDigests(Deployment& d) {
+  std::vector<std::string> out;
+  for (int i = 0; i < d.cluster().size(); ++i) out.push_back(UnitDigest(d.cluster(), i, "DB02"));
+  return out;
+}
+
+// Every copy of DB02 holds `expected` (passive copies once they have
+// replayed what the active copy on node1 closed).
+void ExpectEveryCopyHolds(Deployment& d, const std::string& expected) {
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  for (int i = 0; i < d.cluster().size(); ++i) {
+    EXPECT_EQ(UnitDigest(d.cluster(), i, "DB02"), expected) << "node" << i + 1;
+  }
+}
+
+void ExpectPlanDone(const v1::JobInfo& job) {
+  ASSERT_TRUE(job.has_plan()) << job.DebugString();
+  ASSERT_EQ(job.plan().steps_size(), 7);
+  for (const auto& step : job.plan().steps()) {
+    EXPECT_EQ(step.state(), "done") << step.number() << " " << step.name() << ": " << step.detail();
+  }
+  // Step 7's digests: every database of every copy, all equal.
+  EXPECT_EQ(job.plan().digests_size(), 3 * static_cast<int>(Databases("DB02").size()));
+}
+
+// The high generation of backup `manifest`, from `backup list`.
+uint32_t HighGeneration(Deployment& d, const std::string& manifest) {
+  v1::ListBackupsResponse list;
+  absl::Status listed = d.CliJson({"backup", "list", "--unit", "DB02"}, &list);
+  EXPECT_TRUE(listed.ok()) << listed;
+  for (const auto& b : list.backups()) {
+    if (b.manifest() == manifest) return b.high_generation();
+  }
+  ADD_FAILURE() << "no backup " << manifest;
+  return 0;
+}
+
+// The disaster: DB02's active copy on node1 dismounted and its files gone
+// (all of them, or the databases only).
+void Wipe(Deployment& d, bool databases_only) {
+  ASSERT_OK(d.cluster().Admin(kNode1, "dismount", "DB02"));
+  const std::string dir = JoinPath(d.cluster().node(kNode1).config.data_root(), "DB02");
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".edb") fs::remove(entry.path());
+  }
+  if (databases_only) return;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().filename() != "copy.state") fs::remove_all(entry.path());
+  }
+}
+
+TEST(DeploymentRestore, EveryCopyIsRestoredAfterADisasterToAPointInTimeAndRolledForward) {
+  Deployment d(Options(), "restore-all");
+  ASSERT_OK(d.Start());
+  Load(d, kNode1, 1, 0, 60);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
+  Load(d, kNode1, 1, 60, 60);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo inc = BackupWait(d, {"--unit", "DB02", "--type", "incremental"});
+  ASSERT_EQ(inc.state(), "succeeded") << inc.reason();
+  const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
+  Load(d, kNode1, 2, 0, 40);  // after the last backup: only in the server's logs
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  const std::string newest = UnitDigest(d.cluster(), kNode1, "DB02");
+  ASSERT_NE(at_full, at_inc);
+  ASSERT_NE(at_inc, newest);
+
+  // The databases are lost, the logs survive: rolled forward, every copy
+  // reaches the newest data.
+  Wipe(d, /*databases_only=*/true);
+  auto [rolled_exit, rolled] = RestoreWait(d, {"--unit", "DB02", "--roll-forward"});
+  ASSERT_EQ(rolled_exit, 0) << rolled.DebugString() << d.AgentLog(kNode1);
+  ExpectPlanDone(rolled);
+  EXPECT_EQ(rolled.plan().active_node(), "node1");
+  ExpectEveryCopyHolds(d, newest);
+
+  // To the Full's restore point, over the mounted unit: every copy goes back.
+  const uint32_t full_high = HighGeneration(d, full.manifest());
+  auto [pit_exit, pit] =
+      RestoreWait(d, {"--unit", "DB02", "--to-generation", absl::StrFormat("0x%08X", full_high)});
+  ASSERT_EQ(pit_exit, 0) << pit.DebugString();
+  ExpectPlanDone(pit);
+  EXPECT_EQ(pit.plan().manifests_size(), 1);
+  ExpectEveryCopyHolds(d, at_full);
+
+  // Everything of the unit is lost: the newest restore point on every copy.
+  Wipe(d, /*databases_only=*/false);
+  auto [latest_exit, latest] = RestoreWait(d, {"--unit", "DB02", "--to", "latest"});
+  ASSERT_EQ(latest_exit, 0) << latest.DebugString();
+  ExpectPlanDone(latest);
+  EXPECT_EQ(latest.plan().manifests_size(), 2);
+  ExpectEveryCopyHolds(d, at_inc);
+
+  // Replication resumed: new mail reaches every copy, and they stay Healthy.
+  Load(d, kNode1, 3, 0, 50);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  const std::vector<std::string> after = AllDigests(d);
+  EXPECT_EQ(after[1], after[0]);
+  EXPECT_EQ(after[2], after[0]);
+  EXPECT_NE(after[0], at_inc);
+  for (const char* node : {"node2", "node3"}) {
+    EXPECT_TRUE(WaitCopyState(d, "DB02", node, v1::HEALTHY)) << node;
+  }
+
+  // A new database where the old one was lost carries another signature:
+  // the restore stops at step 3 without touching it, and a forced re-run
+  // resumes there.
+  Wipe(d, /*databases_only=*/false);
+  ASSERT_OK(d.cluster().Admin(kNode1, "mount", "DB02"));  // created anew, empty
+  ProcessResult refused = d.Cli({"restore", "start", "--unit", "DB02", "--wait"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.out, HasSubstr("it belongs to another database"));
+  EXPECT_THAT(refused.out, HasSubstr("stopped at step 3"));
+  EXPECT_THAT(refused.out, HasSubstr("--force-overwrite-different-database"));
+  auto [forced_exit, forced] =
+      RestoreWait(d, {"--unit", "DB02", "--force-overwrite-different-database"});
+  ASSERT_EQ(forced_exit, 0) << forced.DebugString();
+  ExpectPlanDone(forced);
+  EXPECT_EQ(forced.plan().resumed(), 1u);
+  ExpectEveryCopyHolds(d, at_inc);
+
+  // No lease is left; a backup runs again.
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0);
+  v1::JobInfo again = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  EXPECT_EQ(again.state(), "succeeded") << again.reason();
+}
+
+// Polls the job until step `step` runs on `node`.
+bool WaitForStep(Deployment& d, const std::string& job, uint32_t step, const std::string& node) {
+  return WaitFor(
+      [&] {
+        auto j = d.Job(job);
+        if (!j.ok() || j->plan().steps_size() < static_cast<int>(step)) return false;
+        return j->plan().steps(static_cast<int>(step) - 1).state() == "running" &&
+               LastNode(*j) == node;
+      },
+      absl::Seconds(60));
+}
+
+TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAgain) {
+  // Every piece of a restore, and every reseed, waits 3 s: time to kill.
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.restore.step:3000"}}), "restore-resume");
+  ASSERT_OK(d.Start());
+  Load(d, kNode1, 1, 0, 80);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
+  Load(d, kNode1, 1, 80, 80);  // not backed up: the restore takes the unit back
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  Wipe(d, /*databases_only=*/false);
+
+  auto start = [&] {
+    ProcessResult r = d.Cli({"restore", "start", "--unit", "DB02", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    v1::JobInfo job;
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = true;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok()) << r.out;
+    return job;
+  };
+  // Killed during step 3 on node1.
+  v1::JobInfo job = start();
+  ASSERT_TRUE(WaitForStep(d, job.id(), 3, "node1")) << d.CoordinatorLog();
+  d.KillAgent(kNode1);
+  auto stopped = d.WaitJob(job.id());
+  ASSERT_OK(stopped.status());
+  EXPECT_EQ(stopped->state(), "failed");
+  EXPECT_THAT(stopped->reason(), HasSubstr("stopped at step 3"));
+  EXPECT_THAT(stopped->reason(), HasSubstr("do not mount it"));
+  EXPECT_EQ(stopped->plan().steps(0).state(), "done");
+  EXPECT_EQ(stopped->plan().steps(1).state(), "done");
+  EXPECT_EQ(stopped->plan().steps(2).state(), "failed");
+  ProcessResult shown = d.Cli({"job", "show", job.id()});
+  EXPECT_THAT(shown.out, HasSubstr("3. failed"));
+  EXPECT_THAT(shown.out, HasSubstr("next: the unit is dismounted on node1"));
+
+  // The re-run resumes the same job at step 3; it is then killed in step 5.
+  ASSERT_OK(d.StartAgent(kNode1));
+  ASSERT_OK(d.WaitReporting());
+  v1::JobInfo resumed = start();
+  EXPECT_EQ(resumed.id(), job.id());
+  ASSERT_TRUE(WaitForStep(d, job.id(), 5, "node2")) << d.CoordinatorLog();
+  d.KillAgent(kNode2);
+  stopped = d.WaitJob(job.id());
+  ASSERT_OK(stopped.status());
+  EXPECT_EQ(stopped->state(), "failed");
+  EXPECT_THAT(stopped->reason(), HasSubstr("stopped at step 5"));
+  EXPECT_EQ(stopped->plan().steps(3).state(), "done");
+  EXPECT_EQ(UnitDigest(d.cluster(), kNode1, "DB02"), at_full);  // the active copy is restored
+
+  ASSERT_OK(d.StartAgent(kNode2));
+  ASSERT_OK(d.WaitReporting());
+  v1::JobInfo last = start();
+  EXPECT_EQ(last.id(), job.id());
+  auto done = d.WaitJob(job.id(), absl::Minutes(3));
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "succeeded") << done->reason();
+  ExpectPlanDone(*done);
+  EXPECT_EQ(done->plan().resumed(), 2u);
+  ExpectEveryCopyHolds(d, at_full);
+}
+
+}  // namespace
+}  // namespace dagvault::testing

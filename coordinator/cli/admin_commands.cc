@@ -54,6 +54,8 @@ constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
   job show ID
   job cancel ID
   catalog rebuild [--repo PATH]   the backup records from the repository's manifests
+  expire [--dry-run]              expire the chains past their policy's retention (whole
+                                  chains, never a unit's newest valid one), then prune
   certs init --dir DIR [--deployment NAME] [--force]
   certs issue --dir DIR --name NAME --role node|coordinator|admin [--san HOST,...]
   repo ...                        the repository's own commands (dagvault repo help)
@@ -73,7 +75,7 @@ const CliArgs::Spec kSpec{
      "incremental", "differential", "keep-chains", "keep-days", "max-jobs-per-node", "max-jobs",
      "priority"},
     {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount",
-     "force-overwrite-different-database"}};
+     "force-overwrite-different-database", "dry-run"}};
 // clang-format on
 
 // A usage error (exit 2) is an InvalidArgument marked as the command
@@ -660,6 +662,30 @@ absl::Status CatalogRebuild(v1::CoordinatorAdmin::Stub& stub, const CliArgs& arg
   return absl::OkStatus();
 }
 
+absl::Status Expire(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
+  v1::ExpireRequest request;
+  request.set_dry_run(args.Has("dry-run"));
+  v1::ExpireResponse response;
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub.Expire(Context(absl::Hours(2)).get(), request, &response), "expire"));
+  if (args.Has("json")) {
+    PrintJson(response, out);
+    return absl::OkStatus();
+  }
+  if (response.expired().empty()) out << "no chain is past its policy's retention\n";
+  for (const auto& e : response.expired()) {
+    out << (response.dry_run() ? "would expire " : "expired ") << e.unit() << " chain "
+        << absl::StrJoin(e.manifests(), ", ") << " (" << e.why() << ")\n";
+  }
+  if (!response.dry_run() && response.manifests_removed() + response.packs_removed() > 0) {
+    out << "pruned: " << response.manifests_removed() << " manifest(s), "
+        << response.packs_removed() << " pack(s); repository "
+        << HumanBytes(response.bytes_before()) << " -> " << HumanBytes(response.bytes_after())
+        << "\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Certs(const CliArgs& args, std::ostream& out) {
   const auto& pos = args.positional();
   const std::string verb = pos.size() > 1 ? pos[1] : "";
@@ -695,7 +721,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   const std::string& command = pos[0];
   if (command == "certs") return Certs(args, out);
   static const std::set<std::string> kCommands = {"status", "backup",  "restore", "chain",
-                                                  "job",    "catalog", "policy"};
+                                                  "job",    "catalog", "policy",  "expire"};
   if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
   auto connected = Connect(args);
   if (!connected.ok()) return Usage(std::string(connected.status().message()));
@@ -708,6 +734,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (command == "chain" && verb == "show") return ChainShow(stub, args, out);
   if (command == "job") return Job(stub, args, out);
   if (command == "catalog") return CatalogRebuild(stub, args, out);
+  if (command == "expire") return Expire(stub, args, out);
   if (command == "policy") return Policy(stub, args, out);
   return Usage(absl::StrCat("unknown command: ", absl::StrJoin(pos, " ")));
 }

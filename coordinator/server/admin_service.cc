@@ -178,6 +178,15 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Expire(ServerContext* ctx, const v1::ExpireRequest* request,
+                      v1::ExpireResponse* out) override {
+    if (auto denied = Authorize(*ctx); !denied.ok()) return denied;
+    auto r = c_->Expire(request->dry_run());
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *out = *r;
+    return grpc::Status::OK;
+  }
+
   grpc::Status RebuildCatalog(ServerContext* ctx, const v1::RebuildCatalogRequest* request,
                               v1::RebuildCatalogResponse* out) override {
     if (auto denied = Authorize(*ctx); !denied.ok()) return denied;

@@ -7,6 +7,7 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/retention/expiry.h"
 
 namespace dagvault::coordinator {
 
@@ -85,15 +86,44 @@ absl::StatusOr<int> Coordinator::Start() {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
+  expirer_ = std::thread([this] {
+    auto expiry_log = logging::Get("coordinator.expiry");
+    bool first = true;
+    const absl::Duration every =
+        absl::Minutes(config_.expire_every_minutes() != 0 ? config_.expire_every_minutes() : 60);
+    while (!stop_) {
+      auto r = Expire(/*dry_run=*/false, /*only_pending=*/first);
+      if (!r.ok()) expiry_log->error("{}", r.status().message());
+      first = false;
+      std::unique_lock<std::mutex> l(expiry_wait_mu_);
+      expiry_wake_.wait_for(l, absl::ToChronoMilliseconds(every), [&] { return stop_.load(); });
+    }
+  });
   log->info("coordinator listening on {} (port {}), catalog {}", config_.listen(), port,
             config_.catalog());
   return port;
+}
+
+absl::StatusOr<v1::ExpireResponse> Coordinator::Expire(bool dry_run, bool only_pending) {
+  std::lock_guard<std::mutex> l(expiry_mu_);
+  ExpiryOptions options;
+  options.repository = config_.repository();
+  options.passphrase_file = config_.passphrase_file();
+  options.key_file = config_.key_file();
+  options.dry_run = dry_run;
+  options.only_pending = only_pending;
+  return RunExpiry(*catalog_, options, absl::Now());
 }
 
 void Coordinator::Stop() {
   if (stop_.exchange(true)) return;
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (ticker_.joinable()) ticker_.join();
+  {
+    std::lock_guard<std::mutex> l(expiry_wait_mu_);
+    expiry_wake_.notify_all();
+  }
+  if (expirer_.joinable()) expirer_.join();
 }
 
 }  // namespace dagvault::coordinator

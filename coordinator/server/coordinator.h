@@ -9,7 +9,9 @@
 #include <grpcpp/server.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -35,6 +37,9 @@ class Coordinator {
   Catalog& catalog() { return *catalog_; }
   Topology& topology() { return *topology_; }
   JobManager& jobs() { return *jobs_; }
+  // One retention run (coordinator/retention/expiry.h); `only_pending`: just
+  // the prune an interrupted run left.
+  absl::StatusOr<dagvault::v1::ExpireResponse> Expire(bool dry_run, bool only_pending = false);
   absl::Duration report_every() const;
   absl::Duration lease_ttl() const;
 
@@ -50,6 +55,12 @@ class Coordinator {
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> stop_{false};
   std::thread ticker_;
+  // Expiry and prune: at start-up (what an interrupted run left), then
+  // every expire_every_minutes; one run at a time, with `dagvault expire`.
+  std::thread expirer_;
+  std::mutex expiry_mu_;       // one run at a time
+  std::mutex expiry_wait_mu_;  // the expirer's sleep
+  std::condition_variable expiry_wake_;
 };
 
 // The services, in their own files.

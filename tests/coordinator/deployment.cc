@@ -113,16 +113,21 @@ std::string Deployment::AgentLog(int i) const {
   return absl::StrCat(s.ok() ? *s : "", e.ok() ? *e : "");
 }
 
-absl::Status Deployment::StartCoordinator() {
+absl::Status Deployment::StartCoordinator(const std::map<std::string, std::string>& env) {
   coordinator_ = std::make_unique<Subprocess>(
       std::vector<std::string>{BinaryPath("dagvault-coordinator"), "--config", coordinator_config_},
-      std::map<std::string, std::string>{}, cluster_.root() + "/coordinator.log");
+      env, cluster_.root() + "/coordinator.log");
   // Up when the admin API answers.
   if (!Poll([&] { return Status().ok(); }, absl::Seconds(20))) {
     return absl::DeadlineExceededError(
         absl::StrCat("the coordinator did not start:\n", CoordinatorLog()));
   }
   return absl::OkStatus();
+}
+
+bool Deployment::WaitCoordinatorExit(absl::Duration timeout) {
+  return Poll([&] { return coordinator_->Poll().has_value() || !coordinator_->running(); },
+              timeout);
 }
 
 void Deployment::KillCoordinator() {

@@ -37,8 +37,11 @@ class Deployment {
   // until every node reports its copies.
   absl::Status Start();
 
-  absl::Status StartCoordinator();
+  // `env`: e.g. DAGVAULT_CRASH_AT, to stop it at a named step.
+  absl::Status StartCoordinator(const std::map<std::string, std::string>& env = {});
   void KillCoordinator();
+  // Waits for a coordinator that stops by itself (a crash point).
+  bool WaitCoordinatorExit(absl::Duration timeout);
   absl::Status StartAgent(int i);
   void KillAgent(int i);
   bool AgentRunning(int i);

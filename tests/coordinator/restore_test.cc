@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
+#include "repository/repository.h"
+#include "repository/repository_test_util.h"
 #include "tests/coordinator/deployment.h"
 #include "tests/coordinator/deployment_test_util.h"
 #include "tests/mailstored/test_util.h"
@@ -242,6 +244,89 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   ExpectPlanDone(*done);
   EXPECT_EQ(done->plan().resumed(), 2u);
   ExpectEveryCopyHolds(d, at_full);
+}
+
+std::vector<std::string> RepositoryManifests(Deployment& d) {
+  auto repo = repository::Repository::Open(d.repo(), repository::testing::TestPassphrase());
+  EXPECT_TRUE(repo.ok()) << repo.status();
+  if (!repo.ok()) return {};
+  auto manifests = repo->ListManifests();
+  EXPECT_TRUE(manifests.ok()) << manifests.status();
+  return manifests.ok() ? *manifests : std::vector<std::string>{};
+}
+
+TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrashFinishes) {
+  Deployment d(Options(), "retention");
+  ASSERT_OK(d.Start());
+  // Three chains: Full+Incremental, Full+Incremental, Full.
+  std::vector<v1::JobInfo> backups;
+  std::vector<std::string> digests;  // at each backup
+  const char* types[] = {"full", "incremental", "full", "incremental", "full"};
+  for (int i = 0; i < 5; ++i) {
+    Load(d, kNode1, 1, static_cast<uint64_t>(i) * 40, 40);
+    ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+    backups.push_back(BackupWait(d, {"--unit", "DB02", "--type", types[i]}));
+    ASSERT_EQ(backups.back().state(), "succeeded") << backups.back().reason();
+    digests.push_back(UnitDigest(d.cluster(), kNode1, "DB02"));
+  }
+  ASSERT_EQ(RepositoryManifests(d).size(), 5u);
+  ProcessResult set = d.Cli({"policy", "set", "--name", "keep2", "--unit", "DB02", "--full",
+                             "0 3 1 1 *", "--keep-chains", "2"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  ProcessResult dry = d.Cli({"expire", "--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("would expire DB02 chain " + backups[0].manifest() + ", " +
+                                 backups[1].manifest()));
+  EXPECT_EQ(RepositoryManifests(d).size(), 5u);
+
+  // The coordinator dies right after the catalog step: the catalog no
+  // longer lists the first chain, the repository still holds it.
+  d.KillCoordinator();
+  ASSERT_OK(d.StartCoordinator({{"DAGVAULT_CRASH_AT", "coordinator.expire.catalog_written"}}));
+  ProcessResult crashed = d.Cli({"expire"});
+  EXPECT_NE(crashed.exit_code, 0);
+  ASSERT_TRUE(d.WaitCoordinatorExit(absl::Seconds(20)));
+  EXPECT_EQ(RepositoryManifests(d).size(), 5u);
+
+  // Started again, it finishes the prune before anything else.
+  ASSERT_OK(d.StartCoordinator());
+  ASSERT_TRUE(WaitFor([&] { return RepositoryManifests(d).size() == 3u; }, absl::Seconds(30)))
+      << d.CoordinatorLog();
+  v1::ListBackupsResponse listed;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &listed));
+  std::vector<std::string> kept;
+  for (const auto& b : listed.backups()) kept.push_back(b.manifest());
+  EXPECT_THAT(kept, ::testing::ElementsAre(backups[2].manifest(), backups[3].manifest(),
+                                           backups[4].manifest()));
+  // A rebuild from the repository agrees; a second run expires nothing.
+  ProcessResult rebuilt = d.Cli({"catalog", "rebuild"});
+  EXPECT_THAT(rebuilt.out, HasSubstr("catalog rebuilt: 3 backups"));
+  ProcessResult again = d.Cli({"expire"});
+  EXPECT_THAT(again.out, HasSubstr("no chain is past its policy's retention"));
+
+  // The pruned repository is clean, reading every chunk.
+  ProcessResult check =
+      RunProcess({BinaryPath("dagvault"), "repo", "check", "--repo", d.repo(), "--read-data",
+                  "--passphrase-file", d.cluster().root() + "/passphrase"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+
+  // Every kept restore point restores, beside production.
+  struct Point {
+    int backup;
+    std::string name;
+  };
+  for (const Point& p : {Point{2, "KEPT-FULL"}, Point{3, "KEPT-INC"}, Point{4, "KEPT-NEWEST"}}) {
+    std::vector<std::string> args = {
+        "--unit", "DB02",  "--rdb",  p.name,
+        "--node", "node2", "--path", d.cluster().root() + "/rdb/" + p.name};
+    if (p.backup != 4) {
+      args.push_back("--to-generation");
+      args.push_back(absl::StrFormat("0x%08X", HighGeneration(d, backups[p.backup].manifest())));
+    }
+    auto [exit_code, job] = RestoreWait(d, args);
+    ASSERT_EQ(exit_code, 0) << job.DebugString();
+    EXPECT_EQ(UnitDigest(d.cluster(), kNode2, "DB02", p.name), digests[p.backup]) << p.name;
+  }
 }
 
 }  // namespace

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # dagvault quickstart: installs what is missing, builds, and walks through
-# what exists so far: a 3-node lab of mailstored (the protected mail
+# the product end to end: a 3-node lab of mailstored (the protected mail
 # server) with log-shipping replication over mutual TLS, under load, with a
-# passive copy killed and restarted, converging; then the coordinator and
-# its agents back up a unit from the right copies, and show the chain.
+# passive copy killed and restarted, converging; the coordinator and its
+# agents back up a unit from the right copies and show the chain; then the
+# unit is wiped on its active server, restored to every copy, and digests
+# prove that every copy holds the restore point's data.
 #
-#   ./deploy/quickstart.sh            run it; the lab stays in ./lab/quickstart
+#   ./deploy/quickstart.sh            run it; the lab is stopped at the end
+#   ./deploy/quickstart.sh --keep     leave the lab running in ./lab/quickstart
 #   DAGVAULT_LAB_DIR=/path ./deploy/quickstart.sh
-#   ./deploy/lab/lab.sh stop --dir ./lab/quickstart    stop it afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 started=$(date +%s)
+keep=0
+for arg in "$@"; do
+  case $arg in
+    --keep) keep=1 ;;
+    *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
+  esac
+done
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -105,6 +114,37 @@ step "8. Backups chosen by the coordinator: a Full from a healthy passive copy, 
 step "9. One chain across two servers, with its restore points"
 "$dv" chain show --unit SG01
 "$dv" backup list
+# The newest restore point's data: nothing was written since the Incremental.
+digests_of() {  # $1 = store address: SG01's databases, digest and item count
+  "$util" digest --server "$1" --unit SG01 | awk '{print $1, $2, $4, $6}'
+}
+restore_point=$(digests_of "$node1")
+echo "SG01 at the newest restore point:"
+echo "$restore_point" | sed 's/^/   /'
+
+step "10. A disaster: more mail arrives, then SG01 is lost on node1 (dismounted, every file deleted)"
+"$util" load --unit SG01 --duration 2 --threads 2 --mailboxes 10 --size-mix 4k:100 >/dev/null
+echo "   new mail written after the backup: SG01 on node1 is now"
+digests_of "$node1" | sed 's/^/      /'
+"$util" dismount --unit SG01 >/dev/null
+find "$lab/node1/data/SG01" -mindepth 1 -maxdepth 1 ! -name copy.state -exec rm -rf {} +
+echo "   $lab/node1/data/SG01: $(ls "$lab/node1/data/SG01" | tr '\n' ' ')"
+
+step "11. Restore SG01 to every copy: the coordinator's seven recorded steps"
+"$dv" restore start --unit SG01 --to latest --wait
+
+step "12. Proof: every copy holds the restore point's data"
+for node in "$node1" "$node2" "$node3"; do
+  got=$(digests_of "$node")
+  if [[ "$got" == "$restore_point" ]]; then
+    echo "   $node: the restore point's digests"
+  else
+    echo "   $node differs from the restore point:" >&2
+    echo "$got" >&2
+    exit 1
+  fi
+done
+"$dv" status --unit SG01
 
 elapsed=$(( $(date +%s) - started ))
 cat <<DONE
@@ -118,7 +158,18 @@ cat <<DONE
      lagged node3 replayed ${lag}s behind; every copy ended with node1's digests;
    - the coordinator chose node2's healthy passive copy for the Full (node3 is lagged,
      node1 active), node1 for the Incremental; both were verified page by page and log by
-     log as they streamed into the repository, and the chain joins across the servers.
+     log as they streamed into the repository, and the chain joins across the servers;
+   - SG01 was wiped on node1; the restore suspended the passive copies, restored the
+     chain through node1's Store writer, replayed and mounted it, reseeded node2 and
+     node3 from it, resumed replication, and checked that every copy's digests agree:
+     they equal the restore point's.
+DONE
+if (( keep == 0 )); then
+  ./deploy/lab/lab.sh stop --dir "$lab" >/dev/null
+  echo "   The lab is stopped. Run ./deploy/quickstart.sh --keep to leave it running."
+  exit 0
+fi
+cat <<DONE
 
    The lab is still running. Try next:
      export MAILSTORE_SERVER=$node1
@@ -129,6 +180,9 @@ cat <<DONE
      $dv status --copies                      every copy, as the coordinator sees it
      $dv backup start --unit DB02 --type full --source-mode passive-only --wait
      $dv job list                             every job; job show ID for its events
+     $dv restore start --unit DB02 --rdb DB02-RDB --node node2 --path /tmp/rdb --wait
+     $dv policy set --name nightly --unit SG01 --unit DB02 --full '0 1 * * *' --keep-chains 2
+     $dv expire --dry-run                     what retention would remove
      ./deploy/lab/lab.sh stop --dir $lab
      ./tests/run.sh                                every test
    Read docs/README.md for how it all fits together.

@@ -383,7 +383,10 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
     return Outcome(job);
   }
   if (!args.Has("json")) {
-    out << "job " << job.id() << ": " << JobTitle(job) << " on " << NodeOf(job) << "\n";
+    out << "job " << job.id() << ": " << JobTitle(job)
+        << (job.has_plan() ? " (active copy on " + job.plan().active_node() + ")"
+                           : " on " + NodeOf(job))
+        << "\n";
     if (!job.reason().empty()) out << "  " << job.reason() << "\n";
   }
   v1::JobInfo last = job;

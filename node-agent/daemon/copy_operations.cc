@@ -130,8 +130,10 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
     RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Reseed, "Reseed", &message));
     ASSIGN_OR_RETURN(v1::CopyStatus copy,
                      WaitForCopy(c, unit, "reseeding", [](const v1::CopyStatus& s) {
+                       // Its replay queue may stay: a lagged copy holds logs back
+                       // on purpose. Step 7 waits for the replay it checks.
                        return s.state() == v1::HEALTHY && s.copy_queue() == 0 &&
-                              s.replay_queue() == 0 && s.last_replayed_generation() != 0;
+                              s.last_replayed_generation() != 0;
                      }));
     result.set_generation(copy.last_replayed_generation());
     message = absl::StrFormat("unit %s: reseeded; Healthy, replayed through 0x%08X", unit,

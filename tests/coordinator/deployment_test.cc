@@ -9,6 +9,7 @@
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
 
 #include "common/clock.h"
@@ -604,40 +605,97 @@ TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabas
   EXPECT_THAT(half.err, HasSubstr("a Recovery Database needs --rdb NAME --node N --path DIR"));
 }
 
-TEST(Deployment, APolicysScheduleRunsItsBackupOnTime) {
-  Deployment d(Options(), "schedule");
+// Jobs of `units` created at or after `since`, oldest first.
+std::vector<v1::JobInfo> JobsSince(Deployment& d, absl::Time since) {
+  std::vector<v1::JobInfo> out;
+  v1::ListJobsResponse jobs;
+  if (!d.CliJson({"job", "list"}, &jobs).ok()) return out;
+  for (const auto& j : jobs.jobs()) {
+    if (absl::FromUnixMicros(j.created_us()) >= since) out.insert(out.begin(), j);
+  }
+  return out;
+}
+
+absl::Time NextMinute(absl::Time t) {
+  return absl::FromCivil(absl::ToCivilMinute(t, absl::UTCTimeZone()) + 1, absl::UTCTimeZone());
+}
+
+TEST(Deployment, AScheduleRunsOnTimeWithinItsLimitAndARunMissedWhileDownRunsOnce) {
+  // Each segment read takes 300 ms: two backups at once would overlap.
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:300"}}), "schedule");
   ASSERT_OK(d.Start());
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_EQ(full.state(), "succeeded") << full.reason();
-  ProcessResult set = d.Cli({"policy", "set", "--name", "minutely", "--unit", "DB02",
-                             "--incremental", "* * * * *", "--priority", "1"});
+  for (const char* unit : {"DB02", "SG01"}) {
+    v1::JobInfo full = BackupWait(d, {"--unit", unit, "--type", "full"});
+    ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  }
+  ProcessResult set = d.Cli({"policy", "set", "--name", "minutely", "--unit", "DB02", "--unit",
+                             "SG01", "--incremental", "* * * * *", "--max-jobs", "1"});
   ASSERT_EQ(set.exit_code, 0) << set.err;
-  // At the next whole minute (within 60 s), an Incremental scheduled by the policy.
-  v1::JobInfo scheduled;
-  const absl::Time give_up = absl::Now() + absl::Seconds(90);
-  while (scheduled.id().empty() && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(500));  // a command line per poll: not too often
-    v1::ListJobsResponse jobs;
-    if (!d.CliJson({"job", "list", "--unit", "DB02"}, &jobs).ok()) continue;
-    for (const auto& j : jobs.jobs()) {
-      if (j.id() != full.id()) scheduled = j;
+
+  // At the next whole minute, an Incremental of each unit, one at a time.
+  const absl::Time minute = NextMinute(absl::Now());
+  std::vector<v1::JobInfo> scheduled;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::SleepFor(absl::Milliseconds(500));  // a command line per poll: not too often
+        scheduled = JobsSince(d, minute - absl::Seconds(1));
+        return scheduled.size() == 2 && !scheduled[1].attempts().empty();
+      },
+      absl::Seconds(150)))
+      << d.CoordinatorLog();
+  EXPECT_LT(absl::FromUnixMicros(scheduled[0].created_us()) - minute, absl::Seconds(5))
+      << "started late";
+  std::vector<v1::JobInfo> done;
+  for (const auto& j : scheduled) {
+    auto finished = d.WaitJob(j.id());
+    ASSERT_OK(finished.status());
+    EXPECT_EQ(finished->state(), "succeeded") << finished->DebugString();
+    EXPECT_EQ(finished->type(), v1::INCREMENTAL);
+    bool by_policy = false;
+    for (const auto& e : finished->events()) {
+      by_policy |= e.message().find("scheduled by policy minutely") != std::string::npos;
     }
+    EXPECT_TRUE(by_policy) << finished->DebugString();
+    done.push_back(*finished);
   }
-  ASSERT_FALSE(scheduled.id().empty()) << d.CoordinatorLog();
-  const absl::Time created = absl::FromUnixMicros(scheduled.created_us());
-  const absl::Time minute =
-      absl::FromCivil(absl::ToCivilMinute(created, absl::UTCTimeZone()), absl::UTCTimeZone());
-  EXPECT_LT(created - minute, absl::Seconds(5)) << "started late: " << FormatUtc(created);
-  auto done = d.WaitJob(scheduled.id());
-  ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "succeeded") << done->DebugString();
-  EXPECT_EQ(done->type(), v1::INCREMENTAL);
-  bool by_policy = false;
-  for (const auto& e : done->events()) {
-    by_policy |= e.message().find("scheduled by policy minutely") != std::string::npos;
+  EXPECT_NE(done[0].unit(), done[1].unit());
+  // --max-jobs 1: the second started only after the first ended.
+  EXPECT_GE(done[1].attempts(0).started_us(), done[0].attempts(0).ended_us())
+      << done[0].DebugString() << done[1].DebugString();
+
+  // Down across a firing: at start-up the missed run runs once per unit.
+  d.KillCoordinator();
+  const absl::Time missed = NextMinute(absl::Now());
+  absl::SleepFor(missed - absl::Now() + absl::Seconds(2));
+  const absl::Time restarted = absl::Now();
+  ASSERT_OK(d.StartCoordinator());
+  const absl::Time next = NextMinute(restarted);
+  std::vector<v1::JobInfo> after;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::SleepFor(absl::Milliseconds(500));
+        after = JobsSince(d, restarted);
+        return after.size() >= 2;
+      },
+      next - absl::Now() - absl::Seconds(1)))
+      << d.CoordinatorLog();
+  std::set<std::string> units;
+  for (const auto& j : after) {
+    EXPECT_LT(absl::FromUnixMicros(j.created_us()), next) << "not the missed run";
+    units.insert(j.unit());
   }
-  EXPECT_TRUE(by_policy) << done->DebugString();
+  EXPECT_EQ(after.size(), 2u);
+  EXPECT_EQ(units.size(), 2u);
+  for (const auto& j : after) {
+    auto finished = d.WaitJob(j.id());
+    ASSERT_OK(finished.status());
+    bool missed_minute = false;
+    for (const auto& e : finished->events()) {
+      missed_minute |= e.message().find(FormatUtc(missed)) != std::string::npos;
+    }
+    EXPECT_TRUE(missed_minute) << "due " << FormatUtc(missed) << ": " << finished->DebugString();
+  }
   ASSERT_EQ(d.Cli({"policy", "remove", "minutely"}).exit_code, 0);
 }
 

@@ -228,6 +228,15 @@ absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
     }
     jobs.Print(out);
   }
+  if (status.queued_size() > 0) {
+    out << "\n";
+    Table queued({"QUEUED", "TYPE", "POLICY", "PRIORITY", "DUE", "WAITING FOR"});
+    for (const auto& q : status.queued()) {
+      queued.Add({q.unit(), BackupTypeTitle(q.type()), q.policy(), absl::StrCat(q.priority()),
+                  Time(q.due_us()), q.waiting_for()});
+    }
+    queued.Print(out);
+  }
   return absl::OkStatus();
 }
 

@@ -39,6 +39,16 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
       li->set_expires_us(absl::ToUnixMicros(l.expires));
     }
     for (auto& j : c_->jobs().Running()) *out->add_running() = std::move(j);
+    for (const QueuedBackup& q : c_->scheduler().Queue()) {
+      if (!request->unit().empty() && q.unit != request->unit()) continue;
+      v1::QueuedBackupInfo* qi = out->add_queued();
+      qi->set_policy(q.policy);
+      qi->set_unit(q.unit);
+      qi->set_type(q.type);
+      qi->set_priority(q.priority);
+      qi->set_due_us(absl::ToUnixMicros(q.due));
+      qi->set_waiting_for(q.waiting_for);
+    }
     return grpc::Status::OK;
   }
 

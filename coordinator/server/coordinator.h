@@ -37,6 +37,7 @@ class Coordinator {
   Catalog& catalog() { return *catalog_; }
   Topology& topology() { return *topology_; }
   JobManager& jobs() { return *jobs_; }
+  Scheduler& scheduler() { return *scheduler_; }
   // One retention run (coordinator/retention/expiry.h); `only_pending`: just
   // the prune an interrupted run left.
   absl::StatusOr<dagvault::v1::ExpireResponse> Expire(bool dry_run, bool only_pending = false);

@@ -636,14 +636,21 @@ TEST(Deployment, AScheduleRunsOnTimeWithinItsLimitAndARunMissedWhileDownRunsOnce
   // At the next whole minute, an Incremental of each unit, one at a time.
   const absl::Time minute = NextMinute(absl::Now());
   std::vector<v1::JobInfo> scheduled;
+  std::string waiting;  // what `status` said the queued backup waits for
   ASSERT_TRUE(WaitFor(
       [&] {
         absl::SleepFor(absl::Milliseconds(500));  // a command line per poll: not too often
+        if (auto status = d.Status(); status.ok()) {
+          for (const auto& q : status->queued()) {
+            if (!q.waiting_for().empty()) waiting = q.waiting_for();
+          }
+        }
         scheduled = JobsSince(d, minute - absl::Seconds(1));
         return scheduled.size() == 2 && !scheduled[1].attempts().empty();
       },
       absl::Seconds(150)))
       << d.CoordinatorLog();
+  EXPECT_THAT(waiting, HasSubstr("the deployment runs 1 backups (policy limit 1)"));
   EXPECT_LT(absl::FromUnixMicros(scheduled[0].created_us()) - minute, absl::Seconds(5))
       << "started late";
   std::vector<v1::JobInfo> done;

@@ -1,0 +1,114 @@
+#!/bin/bash
+# The restore benchmark (issue 7): a 3-node deployment (lab.sh --dagvault:
+# mailstored with mTLS replication, a coordinator, an agent per node) whose
+# unit DB02 is grown to GIB of .edb, backed up (a Full, then an
+# Incremental), and restored through the coordinator in each mode:
+#
+#   - all-copies, to the newest restore point: the time of each of the
+#     seven steps (from the job's recorded plan) and the whole;
+#   - all-copies, to the Full's restore point (point in time);
+#   - rdb: a Recovery Database on node2, production untouched: transfer
+#     and replay (from the job's events) and the whole.
+#
+# Every restore is checked: the copies' digests (step 7), or the Recovery
+# Database's digest against the restore point's. Prints figures; never
+# fails on speed.
+#
+#   tests/bench/restore_bench.sh [GIB]   (default 4; needs about 6×GIB free)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GIB=${1:-4}
+WORK=${DAGVAULT_BENCH_DIR:-/var/tmp/dagvault-restore-bench}
+BIN=$PWD/build/bin
+command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+ninja -C build dagvault dagvault-agent dagvault-coordinator mailstored mailstore-util >/dev/null
+
+LAB=$WORK/lab
+cleanup() {
+  deploy/lab/lab.sh stop --dir "$LAB" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+cleanup
+trap cleanup EXIT
+mkdir -p "$WORK"
+deploy/lab/lab.sh start --fresh --dir "$LAB" --nodes 3 --lag-seconds 0 --log-size 1048576 \
+  --dagvault >/dev/null
+read -r _ STORE1 _ _ < <(sed -n 1p "$LAB/nodes.txt")
+export DAGVAULT_COORDINATOR=127.0.0.1:7180 DAGVAULT_CERTS=$LAB/certs
+dv() { "$BIN/dagvault" "$@"; }
+util() { "$BIN/mailstore-util" "$@"; }
+EDB=$LAB/node1/data/DB02/DB02.edb
+digest() {  # store address [rdb name] → "sha items"
+  util digest --server "$1" --unit "${2:-DB02}" | awk '{print $1, $2}'
+}
+secs() { awk "BEGIN{printf \"%.1f\", ($2 - $1) / 1e6}"; }
+mib_s() { awk "BEGIN{printf \"%.0f\", $1 / 1048576 / (($3 - $2) / 1e6)}"; }
+
+echo "growing DB02 to ${GIB} GiB of .edb (mail-like items of 75 KiB to 1 MiB), 3 copies..."
+target=$((GIB << 30))
+while (( $(stat -c %s "$EDB") < target )); do
+  util load --server "$STORE1" --unit DB02 --duration 20 --threads 8 --mailboxes 200 \
+    --size-mix 75k:50,1m:50 >/dev/null
+  # A Full now and then lets the logs be truncated, so the disk holds them.
+  dv backup start --unit DB02 --type full --wait >/dev/null 2>&1
+  printf '  %s MiB\n' $(( $(stat -c %s "$EDB") >> 20 ))
+done
+util roll --server "$STORE1" --unit DB02 >/dev/null
+sleep 2
+full=$(dv backup start --unit DB02 --type full --wait --json 2>/dev/null)
+full_id=$(jq -r .manifest <<<"$full")
+at_full=$(digest "$STORE1")
+util load --server "$STORE1" --unit DB02 --duration 5 --threads 4 --mailboxes 50 \
+  --size-mix 75k:80,1m:20 >/dev/null
+util roll --server "$STORE1" --unit DB02 >/dev/null
+sleep 2
+inc=$(dv backup start --unit DB02 --type incremental --wait --json 2>/dev/null)
+at_inc=$(digest "$STORE1")
+EDB_BYTES=$(stat -c %s "$EDB")
+full_high=$(dv backup list --unit DB02 --json | jq -r --arg m "$full_id" \
+  '.backups[] | select(.manifest == $m) | .high_generation')
+printf '\nDB02: %s MiB of .edb; Full %s (%s MiB read), Incremental %s MiB read\n' \
+  $((EDB_BYTES >> 20)) "$full_id" $(( $(jq -r .bytes_total <<<"$full") >> 20 )) \
+  $(( $(jq -r .bytes_total <<<"$inc") >> 20 ))
+
+# One all-copies restore: the whole and each step.
+all_copies() {  # label, extra flags...
+  local label=$1; shift
+  local t0 t1 job
+  t0=$(date +%s%6N)
+  job=$(dv restore start --unit DB02 "$@" --wait --json 2>/dev/null)
+  t1=$(date +%s%6N)
+  [[ $(jq -r .state <<<"$job") == succeeded ]] || { jq . <<<"$job" >&2; exit 1; }
+  printf '\nall-copies restore, %s: %s s in all (%s MiB/s of .edb)\n' "$label" \
+    "$(secs "$t0" "$t1")" "$(mib_s "$EDB_BYTES" "$t0" "$t1")"
+  jq -r '.plan.steps[] | "  \(.number). \(.name): \(((.ended_us | tonumber) - (.started_us | tonumber)) / 1e6 | . * 10 | round / 10) s"' <<<"$job"
+}
+all_copies "newest restore point"
+for n in 1 2 3; do
+  read -r _ store _ _ < <(sed -n ${n}p "$LAB/nodes.txt")
+  [[ $(digest "$store") == "$at_inc" ]] || { echo "node$n does not hold the restore point" >&2; exit 1; }
+done
+echo "  every copy's digest equals the newest restore point's"
+all_copies "to the Full's restore point (generation $full_high)" --to-generation "$full_high"
+[[ $(digest "$STORE1") == "$at_full" ]] || { echo "node1 is not at the Full's point" >&2; exit 1; }
+echo "  node1's digest equals the Full's restore point's (step 7: every copy agrees)"
+
+# A Recovery Database on node2, production untouched.
+read -r _ STORE2 _ _ < <(sed -n 2p "$LAB/nodes.txt")
+t0=$(date +%s%6N)
+job=$(dv restore start --unit DB02 --rdb DB02-RDB --node node2 --path "$LAB/rdb/DB02-RDB" \
+  --wait --json 2>/dev/null)
+t1=$(date +%s%6N)
+[[ $(jq -r .state <<<"$job") == succeeded ]] || { jq . <<<"$job" >&2; exit 1; }
+event_us() { jq -r --arg s "$1" '[.events[] | select(.state == $s)][0].time_us' <<<"$job"; }
+transfer_start=$(event_us transferring)
+replay_start=$(event_us completing)
+done_us=$(event_us succeeded)
+printf '\nrdb restore on node2 (the Full and the Incremental): %s s in all\n' \
+  "$(secs "$t0" "$t1")"
+printf '  transfer: %s s (%s MiB/s)\n  replay and mount: %s s\n' \
+  "$(secs "$transfer_start" "$replay_start")" \
+  "$(mib_s "$(jq -r .bytes_total <<<"$job")" "$transfer_start" "$replay_start")" \
+  "$(secs "$replay_start" "$done_us")"
+[[ $(digest "$STORE2" DB02-RDB) == "$at_inc" ]] || { echo "the RDB is not the restore point" >&2; exit 1; }
+echo "  the Recovery Database's digest equals the restore point's"

@@ -41,8 +41,18 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   // What stays: every kept manifest must open, or nothing is done.
   ASSIGN_OR_RETURN(std::vector<std::string> all, repo.ListManifests());
   const std::set<std::string> present(all.begin(), all.end());
+  std::vector<std::string> keep_manifests = options.keep_manifests;
+  if (!options.remove_manifests.empty()) {
+    // Decided under the lock: whatever is here now and not named stays.
+    const std::set<std::string> remove(options.remove_manifests.begin(),
+                                       options.remove_manifests.end());
+    keep_manifests.clear();
+    for (const auto& id : all) {
+      if (remove.count(id) == 0) keep_manifests.push_back(id);
+    }
+  }
   absl::flat_hash_set<ChunkId> live;
-  for (const auto& id : options.keep_manifests) {
+  for (const auto& id : keep_manifests) {
     if (!present.count(id)) {
       return absl::NotFoundError(absl::StrCat("prune: manifest ", id, " is not in repository ",
                                               repo.root(), "; nothing was removed"));
@@ -79,7 +89,7 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   }
 
   // (1) The manifests not kept.
-  const std::set<std::string> keep(options.keep_manifests.begin(), options.keep_manifests.end());
+  const std::set<std::string> keep(keep_manifests.begin(), keep_manifests.end());
   for (const auto& id : all) {
     if (keep.count(id)) continue;
     RETURN_IF_ERROR(repo.RemoveManifest(id));

@@ -22,6 +22,10 @@ namespace dagvault::repository {
 
 struct PruneOptions {
   std::vector<std::string> keep_manifests;
+  // Instead of keep_manifests: remove these, keep every other manifest the
+  // repository holds when the lock is taken (so that a backup that wrote
+  // its manifest a moment before is kept). Those not present are ignored.
+  std::vector<std::string> remove_manifests;
   double repack_below = 0.5;
   LockOptions lock;
 };

@@ -79,6 +79,24 @@ TEST_F(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {
   ExpectCleanCheck();
 }
 
+TEST_F(PruneTest, RemovingNamedManifestsKeepsEveryOtherOneIncludingOnesItWasNotTold) {
+  const std::string a = MakeEdbLike(512, 1);
+  const std::string b = MakeEdbLike(512, 2);
+  const auto ma = BackUp("DB01", a);
+  // Written after whoever decided what to remove looked: it stays.
+  const auto mb = BackUp("DB02", b);
+  PruneOptions options;
+  options.remove_manifests = {ma.id(), "20990101T000000.000000Z-00000000"};
+  auto report = Prune(*repo_, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->manifests_removed, 1u);
+  auto ids = repo_->ListManifests();
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, (std::vector<std::string>{mb.id()}));
+  ExpectCleanCheck();
+  ExpectRestores(mb, b);
+}
+
 TEST_F(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
   const auto m = BackUp("DB01", MakeEdbLike(256, 1));
   PruneOptions options;

@@ -1,7 +1,6 @@
 #include "coordinator/retention/expiry.h"
 
 #include <map>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -122,12 +121,10 @@ absl::StatusOr<v1::ExpireResponse> RunExpiry(Catalog& catalog, const ExpiryOptio
   ASSIGN_OR_RETURN(repository::Repository repo,
                    repository::OpenRepositoryWithSecretFiles(
                        options.repository, options.passphrase_file, options.key_file));
-  ASSIGN_OR_RETURN(std::vector<std::string> all, repo.ListManifests());
-  const std::set<std::string> remove(pending.begin(), pending.end());
+  // Which manifests stay is decided under the prune's lock: a backup that
+  // finished a moment ago (not yet catalogued) is kept.
   repository::PruneOptions prune;
-  for (const auto& id : all) {
-    if (remove.count(id) == 0) prune.keep_manifests.push_back(id);
-  }
+  prune.remove_manifests = pending;
   auto pruned = repository::Prune(repo, prune);
   if (!pruned.ok()) {
     return absl::Status(pruned.status().code(),

@@ -208,6 +208,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
       return ToGrpcStatus(absl::Status(
           repo.status().code(), absl::StrCat("repository ", root, ": ", repo.status().message())));
     }
+    std::lock_guard<std::mutex> l(c_->expiry_mutex());
     auto n = RebuildBackupsFromRepository(*repo, c_->catalog());
     if (!n.ok()) return ToGrpcStatus(n.status());
     out->set_backups(static_cast<uint32_t>(*n));

@@ -38,6 +38,9 @@ class Coordinator {
   Topology& topology() { return *topology_; }
   JobManager& jobs() { return *jobs_; }
   Scheduler& scheduler() { return *scheduler_; }
+  // Held by an expiry run; `catalog rebuild` takes it too, so that a
+  // rebuild never brings back backups a running expiry is pruning.
+  std::mutex& expiry_mutex() { return expiry_mu_; }
   // One retention run (coordinator/retention/expiry.h); `only_pending`: just
   // the prune an interrupted run left.
   absl::StatusOr<dagvault::v1::ExpireResponse> Expire(bool dry_run, bool only_pending = false);

@@ -750,8 +750,13 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job) {
     } else {
       // Its agent is gone: if it comes back still running the job, its
       // report is answered with a cancel.
-      Finish(a, JobState::kCancelled,
-             absl::StrCat("cancelled by the operator while ", node, " was not connected"));
+      const std::string why =
+          absl::StrCat("cancelled by the operator while ", node, " was not connected");
+      if (a.all_copies) {
+        FailPlan(a, JobState::kCancelled, why);
+      } else {
+        Finish(a, JobState::kCancelled, why);
+      }
       out = a.record;
       active_.erase(it);
     }

@@ -14,6 +14,9 @@
 // lease rules of any attempt. A failure stops the plan at its step, with the
 // reason and the next safe action; a re-run of the same restore resumes it
 // at that step (every operation is safe to repeat).
+#include <algorithm>
+#include <map>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -55,12 +58,21 @@ bool SameTarget(const v1::RestorePlan& a, const v1::RestorePlan& b) {
          a.to_generation() == b.to_generation() && a.roll_forward() == b.roll_forward();
 }
 
+bool SameCopies(const v1::RestorePlan& a, const v1::RestorePlan& b) {
+  std::vector<std::string> pa(a.passive_nodes().begin(), a.passive_nodes().end());
+  std::vector<std::string> pb(b.passive_nodes().begin(), b.passive_nodes().end());
+  std::sort(pa.begin(), pa.end());
+  std::sort(pb.begin(), pb.end());
+  return a.active_node() == b.active_node() && pa == pb;
+}
+
 std::string RestoreCommand(const v1::RestorePlan& plan, const std::string& unit) {
-  return absl::StrCat("dagvault restore start --unit ", unit,
-                      plan.to_generation() != 0
-                          ? absl::StrCat(" --to-generation ", Gen(plan.to_generation()))
-                          : std::string(),
-                      plan.roll_forward() ? " --roll-forward" : "");
+  return absl::StrCat(
+      "dagvault restore start --unit ", unit,
+      plan.to_generation() != 0 ? absl::StrCat(" --to-generation ", Gen(plan.to_generation()))
+                                : std::string(),
+      plan.roll_forward() ? " --roll-forward" : "",
+      plan.force_overwrite_different_database() ? " --force-overwrite-different-database" : "");
 }
 
 // What is safe to do when the plan stopped at `step`.
@@ -143,6 +155,13 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
       earlier_note =
           absl::StrCat("; job ", r.id, " stopped at step ", CurrentStep(earlier)->number(),
                        " for another restore point: this one starts at step 1");
+      break;
+    }
+    if (!SameCopies(earlier, plan)) {
+      earlier_note =
+          absl::StrCat("; job ", r.id, " stopped at step ", CurrentStep(earlier)->number(),
+                       " with the active copy on ", earlier.active_node(),
+                       "; the copies have moved since: this one starts at step 1");
       break;
     }
     a.record = r;
@@ -254,7 +273,10 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
       step->set_started_us(NowUs());
       step->clear_done_nodes();
       step->clear_detail();
-      if (step->number() == 7) a.restore_plan.clear_digests();
+      if (step->number() == 7) {
+        a.restore_plan.clear_digests();
+        a.restore_plan.clear_check_generation();
+      }
     }
     const uint32_t n = step->number();
     // The next node the step has not finished on.
@@ -268,24 +290,39 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
     }
     if (node.empty()) {
       if (n == 7) {
-        // Every copy's digest is in: they must agree, database by database.
-        std::map<std::string, std::string> first;  // database → digest
+        // Every copy's digest is in: each copy must have every database the
+        // active copy has, each with the active copy's digest.
+        std::map<std::string, std::map<std::string, std::string>> by_node;  // node → db → digest
+        for (const auto& d : a.restore_plan.digests()) by_node[d.node()][d.database()] = d.sha256();
+        const auto expected = by_node[a.restore_plan.active_node()];
         std::vector<std::string> differ;
-        for (const auto& d : a.restore_plan.digests()) {
-          auto [it, fresh] = first.emplace(d.database(), d.sha256());
-          if (!fresh && it->second != d.sha256()) {
-            differ.push_back(absl::StrCat(d.database(), " on ", d.node(), " is ", d.sha256(),
-                                          " at ", Gen(d.generation()), ", not ", it->second));
+        if (expected.empty()) differ.push_back("the active copy reported no database digest");
+        for (const auto& copy_node : step->nodes()) {
+          const auto& got = by_node[copy_node];
+          for (const auto& [db, digest] : expected) {
+            auto it = got.find(db);
+            if (it == got.end() || it->second.empty()) {
+              differ.push_back(absl::StrCat(db, " on ", copy_node, " has no digest"));
+            } else if (it->second != digest) {
+              differ.push_back(
+                  absl::StrCat(db, " on ", copy_node, " is ", it->second, ", not ", digest));
+            }
+          }
+          if (got.size() != expected.size()) {
+            differ.push_back(absl::StrCat(copy_node, " has ", got.size(),
+                                          " database(s), the active copy ", expected.size()));
           }
         }
         if (!differ.empty()) {
           FailPlan(a, JobState::kFailed,
-                   absl::StrCat("the copies' digests differ: ", absl::StrJoin(differ, "; "),
+                   absl::StrCat("the copies' digests differ at generation ",
+                                Gen(a.restore_plan.check_generation()), ": ",
+                                absl::StrJoin(differ, "; "),
                                 " (mail written during the check also makes them differ)"));
           return;
         }
         std::vector<std::string> summary;
-        for (const auto& [db, digest] : first) summary.push_back(absl::StrCat(db, " ", digest));
+        for (const auto& [db, digest] : expected) summary.push_back(absl::StrCat(db, " ", digest));
         step->set_detail(
             absl::StrCat("every copy holds the same data: ", absl::StrJoin(summary, ", ")));
       }
@@ -339,11 +376,10 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
         return;
       default: {
         job.mutable_copy_op()->set_op("digest");
-        uint32_t wait_for = 0;
-        for (const auto& d : a.restore_plan.digests()) {
-          if (d.node() == a.restore_plan.active_node()) wait_for = d.generation();
-        }
-        job.mutable_copy_op()->set_wait_for_generation(wait_for);
+        // The active copy first (it is the step's first node): it closes
+        // the generation the passive copies then replay through.
+        job.mutable_copy_op()->set_wait_for_generation(
+            node == a.restore_plan.active_node() ? 0 : a.restore_plan.check_generation());
         SendOperation(a, node, job, "digest every database", outbox);
         return;
       }
@@ -390,14 +426,38 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
   attempt.state = JobState::kSucceeded;
   attempt.ended = absl::Now();
   if (step == nullptr) return false;
+  if (a.cancel_requested) {
+    // The operation finished before the cancel reached it: the plan stops here.
+    step->add_done_nodes(node);
+    FailPlan(a, JobState::kCancelled,
+             absl::StrCat("cancelled by the operator (", node, " had finished its part of step ",
+                          step->number(), ")"));
+    return true;
+  }
   if (step->number() == 3 || step->number() == 4) {
+    // Restored, replayed and mounted: both steps are done, whether or not
+    // the "completing" progress update arrived (progress may be lost).
     const auto& r = u.restore_result();
-    StepOf(a.restore_plan, 3)->set_state("done");
+    const int64_t now_us = NowUs();
+    for (uint32_t n : {3u, 4u}) {
+      v1::RestoreStep* s = StepOf(a.restore_plan, n);
+      if (s->started_us() == 0) s->set_started_us(now_us);
+      if (s->state() != "done") s->set_ended_us(now_us);
+      s->set_state("done");
+      if (s->done_nodes().empty()) s->add_done_nodes(node);
+    }
     step = StepOf(a.restore_plan, 4);
     a.restore_plan.set_restored_generation(r.last_generation());
     step->set_detail(absl::StrCat("replayed through generation ", Gen(r.last_generation()),
                                   r.message().empty() ? "" : absl::StrCat("; ", r.message())));
-  } else if (step->number() == 7) {
+    Record(a, a.record.state, absl::StrCat("step 4 done on ", node, ": ", step->detail()));
+    AdvancePlan(a, outbox);
+    return IsFinal(a.record.state);
+  }
+  if (step->number() == 7) {
+    if (node == a.restore_plan.active_node()) {
+      a.restore_plan.set_check_generation(u.copy_result().generation());
+    }
     for (const auto& d : u.copy_result().digests()) {
       v1::CopyDigest* digest = a.restore_plan.add_digests();
       digest->set_node(node);
@@ -406,11 +466,6 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
       digest->set_generation(node == a.restore_plan.active_node() ? u.copy_result().generation()
                                                                   : d.generation());
       digest->set_items(d.items());
-    }
-    if (u.copy_result().digests().empty() && node == a.restore_plan.active_node()) {
-      v1::CopyDigest* digest = a.restore_plan.add_digests();
-      digest->set_node(node);
-      digest->set_generation(u.copy_result().generation());
     }
   }
   step->add_done_nodes(node);

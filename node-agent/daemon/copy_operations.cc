@@ -142,6 +142,11 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
     ASSIGN_OR_RETURN(v1::UnitStatus status, UnitOf(c, unit));
     ASSIGN_OR_RETURN(v1::CopyStatus copy, CopyOf(c, unit));
     if (copy.role() == v1::ACTIVE) {
+      if (copy.state() != v1::MOUNTED) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the active copy of ", unit, " on ", c.node, " is ",
+                         v1::CopyState_Name(copy.state()), ", not Mounted"));
+      }
       // What the passive copies can hold: everything up to a closed log.
       RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::RollLog, "RollLog", &message));
       ASSIGN_OR_RETURN(copy, CopyOf(c, unit));
@@ -152,6 +157,11 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
                                          [want](const v1::CopyStatus& s) {
                                            return s.last_replayed_generation() >= want;
                                          }));
+      if (copy.state() != v1::HEALTHY) {
+        return absl::FailedPreconditionError(absl::StrCat("the copy of ", unit, " on ", c.node,
+                                                          " is ", v1::CopyState_Name(copy.state()),
+                                                          ", not Healthy"));
+      }
       result.set_generation(copy.last_replayed_generation());
     }
     ASSIGN_OR_RETURN(v1::CopyOperationResult digests, Digests(c, unit, status));

@@ -1,0 +1,254 @@
+// The all-copies restore plan against a real SQLite catalog and fake agent
+// channels: the order of its operations, a lost progress update, digests
+// that differ or are missing, a cancel, a lost operation, a coordinator
+// restart, and the re-run that resumes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/testing/temp_dir.h"
+#include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/server/job_manager.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using ::testing::HasSubstr;
+
+class FakeChannel : public AgentChannel {
+ public:
+  bool Send(const v1::CoordinatorMessage& m) override {
+    std::lock_guard<std::mutex> l(mu);
+    if (m.has_assignment()) assignments.push_back(m.assignment());
+    if (m.has_cancel()) ++cancels;
+    return true;
+  }
+  std::mutex mu;
+  std::vector<v1::JobAssignment> assignments;
+  int cancels = 0;
+};
+
+class RestorePlanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = SqliteCatalog::Open(dir_.Sub("catalog.db"));
+    ASSERT_TRUE(c.ok()) << c.status();
+    catalog_ = std::move(*c);
+    topology_ = std::make_unique<Topology>(catalog_.get(), absl::Seconds(30));
+    jobs_ = MakeJobs();
+    for (const char* node : {"node1", "node2", "node3"}) {
+      auto channel = std::make_shared<FakeChannel>();
+      channels_[node] = channel;
+      v1::Register hello;
+      hello.set_node(node);
+      topology_->Connected(hello, channel);
+      v1::NodeReport r;
+      r.set_node(node);
+      v1::CopyStatus* copy = r.add_copies();
+      copy->set_unit("DB02");
+      copy->set_node(node);
+      copy->set_role(std::string(node) == "node1" ? v1::ACTIVE : v1::PASSIVE);
+      copy->set_state(std::string(node) == "node1" ? v1::MOUNTED : v1::HEALTHY);
+      topology_->Report(r);
+    }
+    // A verified Full of DB02 with logs 1..3.
+    v1::Manifest m;
+    m.set_id("20261122T100000.000000Z-00000001");
+    m.set_unit("DB02");
+    m.set_type(v1::FULL);
+    m.set_low_generation(1);
+    m.set_high_generation(3);
+    m.set_log_signature("LS");
+    m.add_database_signatures("DS");
+    (*m.mutable_labels())["verified"] = "pages and logs";
+    for (uint32_t g = 1; g <= 3; ++g) {
+      auto* f = m.add_files();
+      f->set_role("log");
+      f->set_generation(g);
+      f->set_sha256(absl::StrCat("h", g));
+      if (g > 1) f->set_link_hash(absl::StrCat("h", g - 1));
+    }
+    m.add_files()->set_role("database");
+    ASSERT_TRUE(catalog_->PutBackup(BackupRecordOf(m)).ok());
+  }
+
+  std::unique_ptr<JobManager> MakeJobs() {
+    JobManagerOptions o;
+    o.lease_ttl = absl::Milliseconds(300);
+    o.report_grace = absl::Seconds(10);
+    return std::make_unique<JobManager>(catalog_.get(), topology_.get(), o);
+  }
+
+  std::string StartRestore() {
+    v1::StartRestoreRequest r;
+    r.set_unit("DB02");
+    auto job = jobs_->StartRestore(r);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id : "";
+  }
+
+  // The newest assignment sent to `node`: "kind/op" ("copy-op/suspend",
+  // "restore/").
+  std::string Last(const std::string& node) {
+    auto& ch = *channels_[node];
+    std::lock_guard<std::mutex> l(ch.mu);
+    if (ch.assignments.empty()) return "";
+    const auto& a = ch.assignments.back();
+    return absl::StrCat(a.kind(), "/", a.copy_op().op());
+  }
+
+  // `node` finishes its newest assignment.
+  void Finish(const std::string& node, const std::string& phase = "succeeded",
+              std::vector<std::pair<std::string, std::string>> digests = {},
+              uint32_t generation = 9) {
+    v1::JobAssignment a;
+    {
+      auto& ch = *channels_[node];
+      std::lock_guard<std::mutex> l(ch.mu);
+      ASSERT_FALSE(ch.assignments.empty()) << node;
+      a = ch.assignments.back();
+    }
+    v1::JobUpdate u;
+    u.set_job(a.job());
+    u.set_attempt(a.attempt());
+    u.set_phase(phase);
+    if (phase != "succeeded") u.set_error("it went wrong");
+    if (a.kind() == "restore") u.mutable_restore_result()->set_last_generation(3);
+    u.mutable_copy_result()->set_generation(generation);
+    for (const auto& [db, sha] : digests) {
+      auto* d = u.mutable_copy_result()->add_digests();
+      d->set_database(db);
+      d->set_sha256(sha);
+    }
+    jobs_->OnJobUpdate(node, u);
+  }
+
+  // Steps 1 to 6, each operation finished as it is sent. The restore's
+  // "completing" progress never arrives: its success alone ends steps 3-4.
+  void RunToStep7() {
+    EXPECT_EQ(Last("node2"), "copy-op/suspend");
+    Finish("node2");
+    EXPECT_EQ(Last("node3"), "copy-op/suspend");
+    Finish("node3");
+    EXPECT_EQ(Last("node1"), "copy-op/dismount");
+    Finish("node1");
+    EXPECT_EQ(Last("node1"), "restore/");
+    Finish("node1");
+    EXPECT_EQ(Last("node2"), "copy-op/reseed");
+    Finish("node2");
+    EXPECT_EQ(Last("node3"), "copy-op/reseed");
+    Finish("node3");
+    EXPECT_EQ(Last("node2"), "copy-op/resume");
+    Finish("node2");
+    EXPECT_EQ(Last("node3"), "copy-op/resume");
+    Finish("node3");
+    EXPECT_EQ(Last("node1"), "copy-op/digest");
+  }
+
+  v1::JobInfo Info(const std::string& id) {
+    auto info = jobs_->Info(id, false);
+    EXPECT_TRUE(info.ok()) << info.status();
+    return info.ok() ? *info : v1::JobInfo{};
+  }
+
+  testing::TempDir dir_{"restore_plan"};
+  std::unique_ptr<SqliteCatalog> catalog_;
+  std::unique_ptr<Topology> topology_;
+  std::unique_ptr<JobManager> jobs_;
+  std::map<std::string, std::shared_ptr<FakeChannel>> channels_;
+};
+
+TEST_F(RestorePlanTest, TheStepsRunInOrderAndEndWhenEveryCopysDigestsAgree) {
+  const std::string id = StartRestore();
+  // The unit is held for the whole plan: no backup starts.
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ((*leases)[0].job, id);
+  RunToStep7();
+  const std::vector<std::pair<std::string, std::string>> same = {{"DB02", "abc"}};
+  Finish("node1", "succeeded", same, 9);
+  {
+    std::lock_guard<std::mutex> l(channels_["node2"]->mu);
+    EXPECT_EQ(channels_["node2"]->assignments.back().copy_op().wait_for_generation(), 9u);
+  }
+  Finish("node2", "succeeded", same);
+  Finish("node3", "succeeded", same);
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), "succeeded") << info.DebugString();
+  for (const auto& step : info.plan().steps()) EXPECT_EQ(step.state(), "done") << step.number();
+  EXPECT_EQ(info.plan().restored_generation(), 3u);
+  EXPECT_THAT(info.plan().steps(6).detail(), HasSubstr("every copy holds the same data: DB02 abc"));
+  EXPECT_TRUE(catalog_->Leases()->empty());
+}
+
+TEST_F(RestorePlanTest, DigestsThatDifferOrAreMissingStopTheCheckAndARerunChecksAgain) {
+  const std::string id = StartRestore();
+  RunToStep7();
+  Finish("node1", "succeeded", {{"DB02", "abc"}});
+  Finish("node2", "succeeded", {{"DB02", "abc"}});
+  Finish("node3", "succeeded", {{"DB02", "xyz"}});
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), "failed");
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 7"));
+  EXPECT_THAT(info.reason(), HasSubstr("DB02 on node3 is xyz, not abc"));
+  EXPECT_EQ(info.plan().steps(6).state(), "failed");
+  EXPECT_THAT(info.plan().next_action(), HasSubstr("to check them again"));
+  EXPECT_TRUE(catalog_->Leases()->empty());
+
+  // The re-run resumes the same job at step 7; a copy with no digest fails it.
+  EXPECT_EQ(StartRestore(), id);
+  EXPECT_EQ(Last("node1"), "copy-op/digest");
+  Finish("node1", "succeeded", {{"DB02", "abc"}});
+  Finish("node2", "succeeded", {});
+  Finish("node3", "succeeded", {{"DB02", "abc"}});
+  info = Info(id);
+  EXPECT_EQ(info.state(), "failed");
+  EXPECT_THAT(info.reason(), HasSubstr("DB02 on node2 has no digest"));
+  EXPECT_EQ(info.plan().resumed(), 1u);
+}
+
+TEST_F(RestorePlanTest, ACancelOrALostOperationStopsThePlanWithItsNextSafeAction) {
+  const std::string id = StartRestore();
+  ASSERT_TRUE(jobs_->Cancel(id).ok());
+  EXPECT_EQ(channels_["node2"]->cancels, 1);
+  // The suspend had already finished: the plan stops anyway.
+  Finish("node2");
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), "cancelled");
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 1"));
+  EXPECT_THAT(info.reason(), HasSubstr("Next: nothing has been restored yet"));
+
+  // Resumed at step 1; then node1's agent never answers the dismount.
+  EXPECT_EQ(StartRestore(), id);
+  Finish("node2");
+  Finish("node3");
+  EXPECT_EQ(Last("node1"), "copy-op/dismount");
+  absl::SleepFor(absl::Milliseconds(400));  // past the 300 ms lease
+  jobs_->Tick();
+  info = Info(id);
+  EXPECT_EQ(info.state(), "failed");
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 2"));
+  EXPECT_THAT(info.reason(), HasSubstr("its lease expired"));
+  EXPECT_EQ(info.plan().steps(0).state(), "done");
+  EXPECT_EQ(info.plan().steps(1).state(), "failed");
+}
+
+TEST_F(RestorePlanTest, ACoordinatorRestartStopsARunningPlanWhichARerunResumes) {
+  const std::string id = StartRestore();
+  Finish("node2");
+  Finish("node3");
+  EXPECT_EQ(Last("node1"), "copy-op/dismount");
+  jobs_ = MakeJobs();
+  ASSERT_TRUE(jobs_->Recover().ok());
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), "failed");
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 2"));
+  EXPECT_THAT(info.reason(), HasSubstr("the coordinator restarted"));
+  EXPECT_EQ(StartRestore(), id);
+  EXPECT_EQ(Last("node1"), "copy-op/dismount");
+}
+
+}  // namespace
+}  // namespace dagvault::coordinator

@@ -100,7 +100,7 @@ absl::Status JobManager::Recover() {
   const absl::Time now = absl::Now();
   std::lock_guard<std::mutex> l(mu_);
   for (const JobRecord& r : *jobs) {
-    if (IsFinal(r.state) || r.attempts.empty()) continue;
+    if (IsFinal(r.state) || (r.attempts.empty() && r.plan.empty())) continue;
     Active a;
     a.record = r;
     if (!r.plan.empty()) {

@@ -6,6 +6,7 @@
 
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/server/fake_agent_channel.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -15,31 +16,7 @@ namespace {
 namespace v1 = dagvault::v1;
 using ::testing::HasSubstr;
 
-// Keeps what the coordinator sends to one agent.
-class FakeChannel : public AgentChannel {
- public:
-  bool Send(const v1::CoordinatorMessage& m) override {
-    std::lock_guard<std::mutex> l(mu);
-    sent.push_back(m);
-    return true;
-  }
-  std::vector<v1::JobAssignment> Assignments() {
-    std::lock_guard<std::mutex> l(mu);
-    std::vector<v1::JobAssignment> out;
-    for (const auto& m : sent) {
-      if (m.has_assignment()) out.push_back(m.assignment());
-    }
-    return out;
-  }
-  int Count(v1::CoordinatorMessage::BodyCase body) {
-    std::lock_guard<std::mutex> l(mu);
-    int n = 0;
-    for (const auto& m : sent) n += m.body_case() == body;
-    return n;
-  }
-  std::mutex mu;
-  std::vector<v1::CoordinatorMessage> sent;
-};
+using FakeChannel = FakeAgentChannel;
 
 class JobManagerTest : public ::testing::Test {
  protected:

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/server/fake_agent_channel.h"
 #include "coordinator/server/job_manager.h"
 
 namespace dagvault::coordinator {
@@ -16,18 +17,7 @@ namespace {
 namespace v1 = dagvault::v1;
 using ::testing::HasSubstr;
 
-class FakeChannel : public AgentChannel {
- public:
-  bool Send(const v1::CoordinatorMessage& m) override {
-    std::lock_guard<std::mutex> l(mu);
-    if (m.has_assignment()) assignments.push_back(m.assignment());
-    if (m.has_cancel()) ++cancels;
-    return true;
-  }
-  std::mutex mu;
-  std::vector<v1::JobAssignment> assignments;
-  int cancels = 0;
-};
+using FakeChannel = FakeAgentChannel;
 
 class RestorePlanTest : public ::testing::Test {
  protected:
@@ -91,24 +81,18 @@ class RestorePlanTest : public ::testing::Test {
   // The newest assignment sent to `node`: "kind/op" ("copy-op/suspend",
   // "restore/").
   std::string Last(const std::string& node) {
-    auto& ch = *channels_[node];
-    std::lock_guard<std::mutex> l(ch.mu);
-    if (ch.assignments.empty()) return "";
-    const auto& a = ch.assignments.back();
-    return absl::StrCat(a.kind(), "/", a.copy_op().op());
+    const auto assignments = channels_[node]->Assignments();
+    if (assignments.empty()) return "";
+    return absl::StrCat(assignments.back().kind(), "/", assignments.back().copy_op().op());
   }
 
   // `node` finishes its newest assignment.
   void Finish(const std::string& node, const std::string& phase = "succeeded",
               std::vector<std::pair<std::string, std::string>> digests = {},
               uint32_t generation = 9) {
-    v1::JobAssignment a;
-    {
-      auto& ch = *channels_[node];
-      std::lock_guard<std::mutex> l(ch.mu);
-      ASSERT_FALSE(ch.assignments.empty()) << node;
-      a = ch.assignments.back();
-    }
+    const auto assignments = channels_[node]->Assignments();
+    ASSERT_FALSE(assignments.empty()) << node;
+    const v1::JobAssignment& a = assignments.back();
     v1::JobUpdate u;
     u.set_job(a.job());
     u.set_attempt(a.attempt());
@@ -127,22 +111,14 @@ class RestorePlanTest : public ::testing::Test {
   // Steps 1 to 6, each operation finished as it is sent. The restore's
   // "completing" progress never arrives: its success alone ends steps 3-4.
   void RunToStep7() {
-    EXPECT_EQ(Last("node2"), "copy-op/suspend");
-    Finish("node2");
-    EXPECT_EQ(Last("node3"), "copy-op/suspend");
-    Finish("node3");
-    EXPECT_EQ(Last("node1"), "copy-op/dismount");
-    Finish("node1");
-    EXPECT_EQ(Last("node1"), "restore/");
-    Finish("node1");
-    EXPECT_EQ(Last("node2"), "copy-op/reseed");
-    Finish("node2");
-    EXPECT_EQ(Last("node3"), "copy-op/reseed");
-    Finish("node3");
-    EXPECT_EQ(Last("node2"), "copy-op/resume");
-    Finish("node2");
-    EXPECT_EQ(Last("node3"), "copy-op/resume");
-    Finish("node3");
+    const std::vector<std::pair<std::string, std::string>> operations = {
+        {"node2", "copy-op/suspend"}, {"node3", "copy-op/suspend"}, {"node1", "copy-op/dismount"},
+        {"node1", "restore/"},        {"node2", "copy-op/reseed"},  {"node3", "copy-op/reseed"},
+        {"node2", "copy-op/resume"},  {"node3", "copy-op/resume"}};
+    for (const auto& [node, operation] : operations) {
+      EXPECT_EQ(Last(node), operation) << node;
+      Finish(node);
+    }
     EXPECT_EQ(Last("node1"), "copy-op/digest");
   }
 
@@ -169,10 +145,7 @@ TEST_F(RestorePlanTest, TheStepsRunInOrderAndEndWhenEveryCopysDigestsAgree) {
   RunToStep7();
   const std::vector<std::pair<std::string, std::string>> same = {{"DB02", "abc"}};
   Finish("node1", "succeeded", same, 9);
-  {
-    std::lock_guard<std::mutex> l(channels_["node2"]->mu);
-    EXPECT_EQ(channels_["node2"]->assignments.back().copy_op().wait_for_generation(), 9u);
-  }
+  EXPECT_EQ(channels_["node2"]->Assignments().back().copy_op().wait_for_generation(), 9u);
   Finish("node2", "succeeded", same);
   Finish("node3", "succeeded", same);
   v1::JobInfo info = Info(id);
@@ -212,7 +185,7 @@ TEST_F(RestorePlanTest, DigestsThatDifferOrAreMissingStopTheCheckAndARerunChecks
 TEST_F(RestorePlanTest, ACancelOrALostOperationStopsThePlanWithItsNextSafeAction) {
   const std::string id = StartRestore();
   ASSERT_TRUE(jobs_->Cancel(id).ok());
-  EXPECT_EQ(channels_["node2"]->cancels, 1);
+  EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kCancel), 1);
   // The suspend had already finished: the plan stops anyway.
   Finish("node2");
   v1::JobInfo info = Info(id);

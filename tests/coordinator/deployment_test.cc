@@ -551,16 +551,12 @@ TEST(Deployment, ACancelledJobStopsOnItsNodeAndReleasesTheUnit) {
 TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabase) {
   Deployment d(Options(), "rdb");
   ASSERT_OK(d.Start());
-  Load(d, kNode1, 1, 0, 60);
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
+  ASSERT_EQ(full.state(), "succeeded");
   const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
   const absl::Time after_full = absl::Now();
-  Load(d, kNode1, 1, 60, 60);
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo inc = BackupWait(d, {"--unit", "DB02", "--type", "incremental"});
-  ASSERT_EQ(inc.state(), "succeeded") << inc.reason();
+  v1::JobInfo inc = LoadAndBackUp(d, 1, 60, 60, "incremental");
+  ASSERT_EQ(inc.state(), "succeeded");
   const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
   ASSERT_NE(at_full, at_inc);
 

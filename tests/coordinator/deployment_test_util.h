@@ -66,4 +66,16 @@ inline void Load(Deployment& d, int active, uint64_t mailbox, uint64_t first, ui
   ASSERT_OK(d.cluster().RollLog(active, "DB02"));
 }
 
+// Items into DB02 on node1 until every copy has them, then a backup of
+// `type` through the coordinator: its final record (it must succeed).
+inline v1::JobInfo LoadAndBackUp(Deployment& d, uint64_t mailbox, uint64_t first, uint64_t count,
+                                 const std::string& type) {
+  Load(d, kNode1, mailbox, first, count);
+  const absl::Status converged = d.cluster().WaitConverged(kNode1, "DB02");
+  EXPECT_TRUE(converged.ok()) << converged;
+  v1::JobInfo job = BackupWait(d, {"--unit", "DB02", "--type", type});
+  EXPECT_EQ(job.state(), "succeeded") << job.reason();
+  return job;
+}
+
 }  // namespace dagvault::testing

@@ -92,15 +92,11 @@ void Wipe(Deployment& d, bool databases_only) {
 TEST(DeploymentRestore, EveryCopyIsRestoredAfterADisasterToAPointInTimeAndRolledForward) {
   Deployment d(Options(), "restore-all");
   ASSERT_OK(d.Start());
-  Load(d, kNode1, 1, 0, 60);
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
+  ASSERT_EQ(full.state(), "succeeded");
   const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
-  Load(d, kNode1, 1, 60, 60);
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo inc = BackupWait(d, {"--unit", "DB02", "--type", "incremental"});
-  ASSERT_EQ(inc.state(), "succeeded") << inc.reason();
+  v1::JobInfo inc = LoadAndBackUp(d, 1, 60, 60, "incremental");
+  ASSERT_EQ(inc.state(), "succeeded");
   const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
   Load(d, kNode1, 2, 0, 40);  // after the last backup: only in the server's logs
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
@@ -186,10 +182,8 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   // Every piece of a restore, and every reseed, waits 3 s: time to kill.
   Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.restore.step:3000"}}), "restore-resume");
   ASSERT_OK(d.Start());
-  Load(d, kNode1, 1, 0, 80);
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 80, "full");
+  ASSERT_EQ(full.state(), "succeeded");
   const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
   Load(d, kNode1, 1, 80, 80);  // not backed up: the restore takes the unit back
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
@@ -263,10 +257,8 @@ TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrash
   std::vector<std::string> digests;  // at each backup
   const char* types[] = {"full", "incremental", "full", "incremental", "full"};
   for (int i = 0; i < 5; ++i) {
-    Load(d, kNode1, 1, static_cast<uint64_t>(i) * 40, 40);
-    ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-    backups.push_back(BackupWait(d, {"--unit", "DB02", "--type", types[i]}));
-    ASSERT_EQ(backups.back().state(), "succeeded") << backups.back().reason();
+    backups.push_back(LoadAndBackUp(d, 1, static_cast<uint64_t>(i) * 40, 40, types[i]));
+    ASSERT_EQ(backups.back().state(), "succeeded");
     digests.push_back(UnitDigest(d.cluster(), kNode1, "DB02"));
   }
   ASSERT_EQ(RepositoryManifests(d).size(), 5u);

@@ -1,5 +1,6 @@
-// All-copies restores (DESIGN.md §5, issue 7): every copy of the unit ends
-// up on the restored data. The plan is seven recorded steps, each made of
+// Restore jobs (DESIGN.md §5, issue 7): StartRestore for every mode, and
+// the all-copies restore, after which every copy of the unit holds the
+// restored data. The plan is seven recorded steps, each made of
 // operations the node agents carry out on their own copies:
 //
 //   1. suspend replication on every passive copy;
@@ -22,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "coordinator/chains/chain_view.h"
 #include "coordinator/server/job_manager.h"
 
 namespace dagvault::coordinator {
@@ -110,6 +112,140 @@ std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit,
 }
 
 }  // namespace
+
+absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest& request) {
+  if (request.unit().empty())
+    return absl::InvalidArgumentError("restore start: --unit U is required");
+  const std::string mode = !request.mode().empty()                ? request.mode()
+                           : !request.recovery_database().empty() ? "rdb"
+                           : !request.node().empty()              ? "node"
+                                                                  : "all-copies";
+  if (mode != "all-copies" && mode != "rdb" && mode != "node") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("restore start: unknown mode \"", mode, "\" (all-copies, rdb, node)"));
+  }
+  if (mode == "rdb" &&
+      (request.recovery_database().empty() || request.node().empty() || request.path().empty())) {
+    return absl::InvalidArgumentError(
+        "restore start: a Recovery Database needs --rdb NAME --node N --path DIR");
+  }
+  if (mode == "node" && request.node().empty()) {
+    return absl::InvalidArgumentError("restore start: mode node needs --node N");
+  }
+  if (mode == "all-copies" && (!request.node().empty() || !request.recovery_database().empty())) {
+    return absl::InvalidArgumentError(
+        "restore start: an all-copies restore acts on every copy; --node and --rdb belong to "
+        "modes node and rdb");
+  }
+  if (!topology_->UnitKnown(request.unit())) {
+    return absl::NotFoundError(
+        absl::StrCat("unit ", request.unit(), ": no agent has reported a copy of it"));
+  }
+  if (mode != "all-copies" && !topology_->Reporting(request.node())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", request.node(), " does not report: its agent must run to restore"));
+  }
+  Outbox outbox;
+  JobRecord result;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto leases = catalog_->Leases();
+    if (!leases.ok()) return leases.status();
+    for (const LeaseRecord& lease : *leases) {
+      if (lease.unit == request.unit() && lease.expires > absl::Now()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", request.unit(),
+            absl::StartsWith(lease.job, "restore") ? " is being restored" : " is being backed up",
+            ": job ", lease.job, " on ", lease.holder_node,
+            " holds its backup-in-progress lease; restore when it has ended"));
+      }
+    }
+    for (const auto& [id, running] : active_) {
+      if (running.record.kind == "restore" && running.record.unit == request.unit()) {
+        return absl::FailedPreconditionError(absl::StrCat("unit ", request.unit(),
+                                                          " is being restored by job ", id,
+                                                          "; wait for it or cancel it"));
+      }
+    }
+    auto backups = catalog_->Backups(request.unit());
+    if (!backups.ok()) return backups.status();
+    auto breaks = catalog_->ChainBreaks(request.unit());
+    if (!breaks.ok()) return breaks.status();
+    uint32_t target = 0;
+    auto chain = RestorePlan(request.unit(), *backups, *breaks, request.to_generation(),
+                             request.to_time_us() != 0 ? absl::FromUnixMicros(request.to_time_us())
+                                                       : absl::InfinitePast(),
+                             &target);
+    if (!chain.ok()) return chain.status();
+    std::vector<std::string> ids;
+    for (const auto& m : *chain) ids.push_back(m.id());
+    if (mode == "all-copies") {
+      auto started = StartAllCopiesRestore(request, ids, target, &outbox);
+      if (!started.ok()) return started.status();
+      result = *started;
+    } else {
+      Active a;
+      JobRecord& r = a.record;
+      r.id = NewJobId("restore");
+      r.kind = "restore";
+      r.unit = request.unit();
+      r.type = chain->front().type();
+      r.created = r.updated = absl::Now();
+      r.manifest = chain->back().id();
+      r.state = JobState::kQueued;
+      if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
+      const absl::Time now = absl::Now();
+      JobAttempt attempt;
+      attempt.node = request.node();
+      attempt.state = JobState::kAssigned;
+      attempt.started = now;
+      r.attempts.push_back(attempt);
+      a.assigned = now;
+      a.lease_expires = now + options_.lease_ttl;
+      a.tried.insert(request.node());
+      Record(a, JobState::kAssigned,
+             absl::StrCat("attempt 1: restore of ", r.unit,
+                          mode == "rdb"
+                              ? absl::StrCat(" as recovery database ", request.recovery_database(),
+                                             " on ", request.node(), " at ", request.path())
+                              : absl::StrCat(" through the Store writer of ", request.node()),
+                          " from ", absl::StrJoin(ids, ", "),
+                          target == 0 ? std::string(", to the chain's end")
+                                      : absl::StrFormat(", to generation 0x%08X", target)));
+      v1::CoordinatorMessage m;
+      *m.mutable_assignment() = RestoreAssignmentOf(r, ids, target, request);
+      if (auto channel = topology_->ChannelOf(request.node())) outbox.emplace_back(channel, m);
+      result = r;
+      active_[r.id] = std::move(a);
+    }
+    Changed();
+  }
+  Send(outbox);
+  return result;
+}
+
+v1::JobAssignment JobManager::RestoreAssignmentOf(const JobRecord& record,
+                                                  const std::vector<std::string>& chain,
+                                                  uint32_t target,
+                                                  const v1::StartRestoreRequest& request) {
+  v1::JobAssignment job;
+  job.set_job(record.id);
+  job.set_attempt(static_cast<uint32_t>(record.attempts.size()));
+  job.set_unit(record.unit);
+  job.set_type(record.type);
+  job.set_kind("restore");
+  job.set_wait_for_writer_seconds(
+      static_cast<uint32_t>(absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
+  v1::RestoreAssignment* restore = job.mutable_restore();
+  for (const auto& id : chain) restore->add_manifests(id);
+  restore->set_to_generation(target);
+  restore->set_roll_forward(request.roll_forward());
+  restore->set_mount(request.mount());
+  restore->set_recovery_database(request.recovery_database());
+  restore->set_path(request.path());
+  restore->set_force_overwrite_different_database(request.force_overwrite_different_database());
+  return job;
+}
 
 absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartRestoreRequest& request,
                                                             const std::vector<std::string>& chain,

@@ -9,6 +9,7 @@
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -578,13 +579,32 @@ TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabas
   EXPECT_TRUE(said) << job.DebugString();
   EXPECT_EQ(UnitDigest(d.cluster(), kNode3, "DB02", "DB02-PIT"), at_full);
 
-  // The newest restore point, on node2; production is untouched.
+  // The newest restore point, on node2, while production keeps taking mail.
+  EXPECT_EQ(UnitDigest(d.cluster(), kNode1, "DB02"), at_inc);  // untouched by the first
+  std::atomic<bool> writing{true};
+  uint64_t written = 0;
+  absl::Status write_error;
+  std::thread writer([&] {
+    while (writing && write_error.ok()) {
+      write_error = d.cluster().Put(kNode1, "DB02", "DB02", 7, written, ItemValue(7, written));
+      if (write_error.ok()) ++written;
+    }
+  });
   ProcessResult latest =
       d.Cli({"restore", "start", "--unit", "DB02", "--rdb", "DB02-NOW", "--node", "node2", "--path",
              d.cluster().root() + "/rdb/now", "--to", "latest", "--wait"});
+  writing = false;
+  writer.join();
   ASSERT_EQ(latest.exit_code, 0) << latest.out << latest.err;
+  EXPECT_TRUE(write_error.ok()) << "production refused mail during the restore: " << write_error;
+  EXPECT_GT(written, 0u);
   EXPECT_EQ(UnitDigest(d.cluster(), kNode2, "DB02", "DB02-NOW"), at_inc);
-  EXPECT_EQ(UnitDigest(d.cluster(), kNode1, "DB02"), at_inc);
+  // Production has every item written meanwhile, and stayed mounted.
+  for (uint64_t item : {uint64_t{0}, written - 1}) {
+    auto got = d.cluster().Get(kNode1, "DB02", "DB02", 7, item);
+    ASSERT_OK(got.status());
+    EXPECT_EQ(got->value_or(""), ItemValue(7, item)) << "item " << item;
+  }
   auto copy = d.cluster().Copy(kNode1, "DB02");
   ASSERT_OK(copy.status());
   EXPECT_EQ(copy->state(), v1::MOUNTED);

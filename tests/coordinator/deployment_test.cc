@@ -609,6 +609,27 @@ TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabas
   ASSERT_OK(copy.status());
   EXPECT_EQ(copy->state(), v1::MOUNTED);
 
+  // Mode node, aimed at node1 where the unit is mounted: it becomes a
+  // Recovery Database beside it, and production stays mounted.
+  ProcessResult beside = d.Cli({"restore", "start", "--unit", "DB02", "--node", "node1", "--to",
+                                "latest", "--wait", "--json"});
+  ASSERT_EQ(beside.exit_code, 0) << beside.out << beside.err;
+  v1::JobInfo beside_job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(beside.out, &beside_job).ok());
+  std::string rdb;
+  const std::string prefix = "as recovery database ";
+  for (const auto& e : beside_job.events()) {
+    const size_t at = e.message().find(prefix + "DB02-RDB-");
+    if (at == std::string::npos) continue;
+    const size_t from = at + prefix.size();
+    rdb = e.message().substr(from, e.message().find(',', from) - from);
+  }
+  ASSERT_FALSE(rdb.empty()) << beside_job.DebugString();
+  EXPECT_EQ(UnitDigest(d.cluster(), kNode1, "DB02", rdb), at_inc);
+  copy = d.cluster().Copy(kNode1, "DB02");
+  ASSERT_OK(copy.status());
+  EXPECT_EQ(copy->state(), v1::MOUNTED);
+
   // Before the first backup there is nothing to restore, and says so.
   ProcessResult early =
       d.Cli({"restore", "start", "--unit", "DB02", "--rdb", "DB02-OLD", "--node", "node2", "--path",

@@ -561,7 +561,10 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
   }
   attempt.state = JobState::kSucceeded;
   attempt.ended = absl::Now();
-  if (step == nullptr) return false;
+  if (step == nullptr) {  // every step was already done: the plan ends
+    AdvancePlan(a, outbox);
+    return IsFinal(a.record.state);
+  }
   if (a.cancel_requested) {
     // The operation finished before the cancel reached it: the plan stops here.
     step->add_done_nodes(node);

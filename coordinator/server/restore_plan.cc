@@ -494,9 +494,8 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
             a.restore_plan.force_overwrite_different_database());
         std::vector<std::string> chain(a.restore_plan.manifests().begin(),
                                        a.restore_plan.manifests().end());
-        a.record.attempts.push_back(JobAttempt{});  // numbered by RestoreAssignmentOf
+        // SendOperation numbers it as the next attempt.
         job = RestoreAssignmentOf(a.record, chain, a.restore_plan.to_generation(), request);
-        a.record.attempts.pop_back();
         job.mutable_restore()->set_refuse_if_mounted(true);  // never a recovery database here
         SendOperation(a, node, job,
                       absl::StrCat("restore ", absl::StrJoin(chain, ", "), " and mount"), outbox);

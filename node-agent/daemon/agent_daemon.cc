@@ -36,9 +36,13 @@ std::string Key(const std::string& job, uint32_t attempt) {
   return absl::StrCat(job, "#", attempt);
 }
 
-bool IsBackupInProgress(const absl::Status& s) {
+// The unit is held by another writer session: a backup in progress, or a
+// restore under way (a dead earlier attempt's, until the writer's session
+// timeout ends it).
+bool IsHeldByAnotherSession(const absl::Status& s) {
   return s.code() == absl::StatusCode::kFailedPrecondition &&
-         s.message().find("a backup is already in progress") != std::string::npos;
+         (s.message().find("a backup is already in progress") != std::string::npos ||
+          s.message().find("another restore is under way") != std::string::npos);
 }
 
 class Daemon final : public AgentDaemon {
@@ -463,25 +467,33 @@ class Daemon final : public AgentDaemon {
     }
     BackupJobOptions options;
     options.repository.workers = static_cast<int>(config_.workers());
-    const absl::Time wait_until = absl::Now() + absl::Seconds(a.wait_for_writer_seconds());
-    while (true) {
+    auto r = WaitingForWriter(job, [&] {
       WriterShadowSession session(writer_, gate_, session_options);
       std::string writer_instance;
-      auto r = RunBackupJob(
+      return RunBackupJob(
           session, *provider, repo, spec, &job->control,
           [&](const JobProgress& p) { OnProgress(job, p, writer_instance); }, options);
-      if (r.ok()) {
-        *summary = r->summary;
+    });
+    if (r.ok()) *summary = r->summary;
+    return r;
+  }
+
+  // Runs `attempt` again while a dead earlier attempt's writer session
+  // holds the unit (the writer's session timeout ends it), for as long as
+  // the coordinator said to wait; any other outcome is returned.
+  template <typename Attempt>
+  auto WaitingForWriter(Job* job, Attempt attempt) -> decltype(attempt()) {
+    const absl::Time wait_until =
+        absl::Now() + absl::Seconds(job->assignment.wait_for_writer_seconds());
+    while (true) {
+      auto r = attempt();
+      if (r.ok() || !IsHeldByAnotherSession(r.status()) || absl::Now() >= wait_until ||
+          job->control.cancel) {
         return r;
       }
-      // A dead earlier attempt's writer session holds the unit until the
-      // writer's session timeout: wait for it, as the coordinator asked.
-      if (!IsBackupInProgress(r.status()) || absl::Now() >= wait_until || job->control.cancel) {
-        return r.status();
-      }
-      warnings_.Warn(absl::StrCat("job ", a.job(), ": ", r.status().message(),
+      warnings_.Warn(absl::StrCat("job ", job->assignment.job(), ": ", r.status().message(),
                                   "; waiting for it to be released"));
-      absl::SleepFor(absl::Seconds(2));
+      absl::SleepFor(absl::Seconds(1));
     }
   }
 
@@ -497,8 +509,6 @@ class Daemon final : public AgentDaemon {
     spec.target.recovery_database = r.recovery_database();
     spec.target.path = r.path();
     spec.target.refuse_if_mounted = r.refuse_if_mounted();
-    spec.target.database_signatures.assign(r.database_signatures().begin(),
-                                           r.database_signatures().end());
     spec.target.force_overwrite_different_database = r.force_overwrite_different_database();
     for (const auto& id : r.manifests()) {
       ASSIGN_OR_RETURN(v1::Manifest m, repo.ReadManifest(id));
@@ -514,22 +524,12 @@ class Daemon final : public AgentDaemon {
     }
     RestoreJobOptions options;
     options.workers = static_cast<int>(config_.workers());
-    const absl::Time wait_until = absl::Now() + absl::Seconds(a.wait_for_writer_seconds());
-    while (true) {
+    return WaitingForWriter(job, [&] {
       WriterShadowSession session(writer_, gate_, session_options);
-      auto restored = RunRestoreJob(
+      return RunRestoreJob(
           session, repo, spec, &job->control, [&](const JobProgress& p) { OnProgress(job, p, ""); },
           options);
-      // A dead earlier attempt's restore session holds the unit until the
-      // writer's session timeout ends it.
-      const bool held =
-          !restored.ok() && restored.status().code() == absl::StatusCode::kFailedPrecondition &&
-          restored.status().message().find("another restore is under way") != std::string::npos;
-      if (!held || absl::Now() >= wait_until || job->control.cancel) return restored;
-      warnings_.Warn(absl::StrCat("job ", a.job(), ": ", restored.status().message(),
-                                  "; waiting for it to be released"));
-      absl::SleepFor(absl::Seconds(1));
-    }
+    });
   }
 
   void RunJob(Job* job) {

@@ -82,10 +82,9 @@ absl::Status AdminCall(const CopyOperationContext& c, const std::string& unit,
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::CopyOperationResult> Digests(const CopyOperationContext& c,
-                                                const std::string& unit,
-                                                const v1::UnitStatus& status) {
-  v1::CopyOperationResult result;
+// Adds the digest of every database of the unit to `result`.
+absl::Status AddDigests(const CopyOperationContext& c, const std::string& unit,
+                        const v1::UnitStatus& status, v1::CopyOperationResult* result) {
   for (const auto& database : status.databases()) {
     v1::DigestRequest request;
     request.set_unit(unit);
@@ -95,13 +94,13 @@ absl::StatusOr<v1::CopyOperationResult> Digests(const CopyOperationContext& c,
         (Ask<v1::DigestRequest, v1::DigestResponse>(
             [&](auto* ctx, const auto& r, auto* out) { return c.admin->Digest(ctx, r, out); },
             request, "mailstored Digest")));
-    v1::CopyDigestResult* out = result.add_digests();
+    v1::CopyDigestResult* out = result->add_digests();
     out->set_database(database);
     out->set_sha256(d.sha256());
     out->set_generation(d.generation());
     out->set_items(d.items());
   }
-  return result;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -164,8 +163,7 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
       }
       result.set_generation(copy.last_replayed_generation());
     }
-    ASSIGN_OR_RETURN(v1::CopyOperationResult digests, Digests(c, unit, status));
-    *result.mutable_digests() = digests.digests();
+    RETURN_IF_ERROR(AddDigests(c, unit, status, &result));
     message = absl::StrFormat("unit %s: %d database digest(s) at generation 0x%08X", unit,
                               result.digests_size(), result.generation());
   } else {

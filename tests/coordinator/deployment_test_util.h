@@ -25,18 +25,27 @@ inline DeploymentOptions Options(std::map<std::string, std::string> agent_env = 
   return o;
 }
 
-// A backup started with --wait --json: its final record.
-inline v1::JobInfo BackupWait(Deployment& d, std::vector<std::string> args, int expect_exit = 0) {
-  args.insert(args.begin(), {"backup", "start"});
-  args.push_back("--wait");
+// `dagvault ARGS --json` for a command that prints a job: its exit code
+// and the job.
+inline std::pair<int, v1::JobInfo> JobCommand(Deployment& d, std::vector<std::string> args) {
   args.push_back("--json");
   ProcessResult r = d.Cli(args);
-  EXPECT_EQ(r.exit_code, expect_exit) << r.out << r.err << "\ncoordinator:\n" << d.CoordinatorLog();
   v1::JobInfo job;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok())
-      << r.out << r.err;
+      << r.out << r.err << "\ncoordinator:\n"
+      << d.CoordinatorLog();
+  return {r.exit_code, job};
+}
+
+// A backup started with --wait: its final record.
+inline v1::JobInfo BackupWait(Deployment& d, std::vector<std::string> args, int expect_exit = 0) {
+  args.insert(args.begin(), {"backup", "start"});
+  args.push_back("--wait");
+  auto [exit_code, job] = JobCommand(d, args);
+  EXPECT_EQ(exit_code, expect_exit) << job.DebugString() << "\ncoordinator:\n"
+                                    << d.CoordinatorLog();
   return job;
 }
 

@@ -22,19 +22,11 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-// `dagvault restore start ARGS --wait --json`: the exit code and the job.
+// `dagvault restore start ARGS --wait`: the exit code and the job.
 std::pair<int, v1::JobInfo> RestoreWait(Deployment& d, std::vector<std::string> args) {
   args.insert(args.begin(), {"restore", "start"});
   args.push_back("--wait");
-  args.push_back("--json");
-  ProcessResult r = d.Cli(args);
-  v1::JobInfo job;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok())
-      << r.out << r.err << "\ncoordinator:\n"
-      << d.CoordinatorLog();
-  return {r.exit_code, job};
+  return JobCommand(d, args);
 }
 
 // The digest of DB02 on every node, each as UnitDigest prints it.
@@ -190,12 +182,8 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   Wipe(d, /*databases_only=*/false);
 
   auto start = [&] {
-    ProcessResult r = d.Cli({"restore", "start", "--unit", "DB02", "--json"});
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    v1::JobInfo job;
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = true;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok()) << r.out;
+    auto [exit_code, job] = JobCommand(d, {"restore", "start", "--unit", "DB02"});
+    EXPECT_EQ(exit_code, 0) << job.DebugString();
     return job;
   };
   // Killed during step 3 on node1.

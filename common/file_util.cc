@@ -1,6 +1,7 @@
 #include "common/file_util.h"
 
 #include <dirent.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -156,15 +159,46 @@ absl::Status FsyncDir(const std::string& dir) {
   return d.Sync();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view data) {
-  std::string tmp = absl::StrCat(path, ".tmp");
-  {
-    ASSIGN_OR_RETURN(File f, File::Open(tmp, O_WRONLY | O_CREAT | O_TRUNC));
-    RETURN_IF_ERROR(f.WriteAt(0, data.data(), data.size()));
-    RETURN_IF_ERROR(f.Sync());
-    RETURN_IF_ERROR(f.Close());
+absl::StatusOr<File> CreateNewFile(const std::string& path, mode_t mode) {
+  return File::Open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+namespace {
+
+// A name beside `path` that no one can predict: a fixed "<path>.tmp" let
+// anyone who can write the folder plant a symlink there in advance.
+absl::StatusOr<std::string> TemporaryNameFor(const std::string& path) {
+  char random[8];
+  if (::getrandom(random, sizeof(random), 0) != static_cast<ssize_t>(sizeof(random))) {
+    return ErrnoToStatus(errno, "getrandom for a temporary name beside", path);
   }
-  return RenameDurably(tmp, path);
+  return absl::StrCat(path, ".", ::getpid(), "-",
+                      absl::BytesToHexString(absl::string_view(random, sizeof(random))), ".tmp");
+}
+
+}  // namespace
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, mode_t mode) {
+  ASSIGN_OR_RETURN(std::string tmp, TemporaryNameFor(path));
+  // Created with `mode` under the umask, so never wider than asked, then
+  // set to exactly `mode`: the caller says what the file must be (0600 for a
+  // key), and neither a daemon's umask (systemd's 0022) nor a stricter one
+  // should change that silently.
+  ASSIGN_OR_RETURN(File f, CreateNewFile(tmp, mode));
+  bool renamed = false;
+  auto remove_tmp = absl::MakeCleanup([&] {
+    if (!renamed) ::unlink(tmp.c_str());
+  });
+  if (::fchmod(f.fd(), mode) != 0) return ErrnoToStatus(errno, "chmod", tmp);
+  RETURN_IF_ERROR(f.WriteAt(0, data.data(), data.size()));
+  RETURN_IF_ERROR(f.Sync());
+  RETURN_IF_ERROR(f.Close());
+  // rename(2) replaces a symlink at `path` itself; it never follows it.
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("rename to ", path, " from"), tmp);
+  }
+  renamed = true;
+  return FsyncDir(DirName(path));
 }
 
 absl::Status RenameDurably(const std::string& from, const std::string& to) {
@@ -182,7 +216,7 @@ absl::Status RemoveDurably(const std::string& path) {
   return FsyncDir(DirName(path));
 }
 
-absl::Status CreateDirectories(const std::string& path) {
+absl::Status CreateDirectories(const std::string& path, mode_t mode) {
   if (path.empty()) return absl::OkStatus();
   std::string partial;
   size_t pos = 0;
@@ -190,7 +224,10 @@ absl::Status CreateDirectories(const std::string& path) {
     pos = path.find('/', pos + 1);
     partial = path.substr(0, pos);
     if (partial.empty()) continue;
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (::mkdir(partial.c_str(), mode) == 0) {
+      // The new entry is durable before anything is created in it.
+      RETURN_IF_ERROR(FsyncDir(DirName(partial)));
+    } else if (errno != EEXIST) {
       return ErrnoToStatus(errno, "mkdir", partial);
     }
   }

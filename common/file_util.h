@@ -63,9 +63,20 @@ class File {
 // Reads a whole file into memory.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
+// Creates `path`, which must not exist, for writing: O_EXCL and O_NOFOLLOW,
+// so that anything already there (a symlink planted by someone else
+// included) is an AlreadyExists error naming the path, never followed. The
+// mode is subject to the umask, as with open(2).
+absl::StatusOr<File> CreateNewFile(const std::string& path, mode_t mode = 0644);
+
 // Replaces `path` with `data` so that a crash leaves either the old or the
-// new content, never a mix: temp file, fsync, rename, fsync directory.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view data);
+// new content, never a mix: temp file, fsync, rename, fsync directory. The
+// temporary file is `<path>.<pid>-<random hex>.tmp` (repository/prune.cc
+// sweeps leftover "*.tmp"), created with CreateNewFile and removed again on
+// any failure. The file ends up with exactly `mode` whatever the umask: use
+// 0600 for secrets. A symlink at `path` is replaced, not followed.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
+                                 mode_t mode = 0644);
 
 // fsyncs a directory so that renames and creations in it are durable.
 absl::Status FsyncDir(const std::string& dir);
@@ -76,8 +87,10 @@ absl::Status RenameDurably(const std::string& from, const std::string& to);
 // unlink(2) followed by an fsync of the directory. Missing files are fine.
 absl::Status RemoveDurably(const std::string& path);
 
-// mkdir -p.
-absl::Status CreateDirectories(const std::string& path);
+// mkdir -p. Each directory it creates gets `mode` (subject to the umask, as
+// with mkdir(2)), and its parent is fsynced so that the new entry is durable
+// before anything durable refers to it.
+absl::Status CreateDirectories(const std::string& path, mode_t mode = 0755);
 
 bool PathExists(const std::string& path);
 

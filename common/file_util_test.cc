@@ -1,7 +1,11 @@
 #include "common/file_util.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace dagvault {
@@ -25,6 +29,87 @@ TEST(FileUtil, AtomicWriteReplacesContentAndLeavesNoTemp) {
   auto names = ListDirectory(dir);
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, std::vector<std::string>{"cfg"});
+}
+
+// Mode bits of what is at `path` itself (not of what a symlink points to).
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
+  return st.st_mode;
+}
+
+TEST(FileUtil, AtomicWriteReplacesASymlinkAtThePathAndLeavesItsTargetAlone) {
+  std::string dir = MakeTempDir();
+  std::string victim = JoinPath(dir, "victim");
+  std::string path = JoinPath(dir, "cfg");
+  ASSERT_TRUE(WriteFileAtomically(victim, "precious").ok());
+  ASSERT_EQ(::symlink(victim.c_str(), path.c_str()), 0);
+  ASSERT_TRUE(WriteFileAtomically(path, "new").ok());
+  EXPECT_EQ(*ReadFileToString(victim), "precious");
+  EXPECT_TRUE(S_ISREG(ModeOf(path)));
+  EXPECT_EQ(*ReadFileToString(path), "new");
+}
+
+TEST(FileUtil, AtomicWriteDoesNotFollowASymlinkPlantedAtAPredictableTemporaryName) {
+  std::string dir = MakeTempDir();
+  std::string victim = JoinPath(dir, "victim");
+  std::string path = JoinPath(dir, "cfg");
+  ASSERT_TRUE(WriteFileAtomically(victim, "precious").ok());
+  // The name the temporary file had before issue 15.
+  ASSERT_EQ(::symlink(victim.c_str(), (path + ".tmp").c_str()), 0);
+  ASSERT_TRUE(WriteFileAtomically(path, "new").ok());
+  EXPECT_EQ(*ReadFileToString(victim), "precious");
+  EXPECT_TRUE(S_ISREG(ModeOf(path)));
+  EXPECT_EQ(*ReadFileToString(path), "new");
+}
+
+TEST(FileUtil, CreateNewFileRefusesAnythingAlreadyThereAndFollowsNoSymlink) {
+  std::string dir = MakeTempDir();
+  std::string victim = JoinPath(dir, "victim");
+  ASSERT_TRUE(WriteFileAtomically(victim, "precious").ok());
+  std::string link = JoinPath(dir, "link");
+  std::string dangling = JoinPath(dir, "dangling");
+  ASSERT_EQ(::symlink(victim.c_str(), link.c_str()), 0);
+  ASSERT_EQ(::symlink(JoinPath(dir, "absent").c_str(), dangling.c_str()), 0);
+  for (const std::string& path : {victim, link, dangling}) {
+    SCOPED_TRACE(path);
+    auto f = CreateNewFile(path);
+    ASSERT_FALSE(f.ok());
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kAlreadyExists);
+    EXPECT_THAT(std::string(f.status().message()), ::testing::HasSubstr(path));
+  }
+  EXPECT_EQ(*ReadFileToString(victim), "precious");
+  EXPECT_FALSE(PathExists(JoinPath(dir, "absent")));
+  auto fresh = CreateNewFile(JoinPath(dir, "fresh"));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_TRUE(fresh->WriteAt(0, "x", 1).ok());
+}
+
+TEST(FileUtil, AtomicWriteGivesExactlyTheModeAskedWhateverTheUmask) {
+  std::string dir = MakeTempDir();
+  const mode_t old = ::umask(0077);
+  ASSERT_TRUE(WriteFileAtomically(JoinPath(dir, "public"), "p").ok());
+  ::umask(0);
+  ASSERT_TRUE(WriteFileAtomically(JoinPath(dir, "secret"), "s", 0600).ok());
+  ::umask(old);
+  EXPECT_EQ(ModeOf(JoinPath(dir, "public")) & 07777, 0644u);
+  EXPECT_EQ(ModeOf(JoinPath(dir, "secret")) & 07777, 0600u);
+  // Rewriting a file gives it the new mode, not the old file's.
+  ASSERT_TRUE(WriteFileAtomically(JoinPath(dir, "public"), "now secret", 0600).ok());
+  EXPECT_EQ(ModeOf(JoinPath(dir, "public")) & 07777, 0600u);
+}
+
+TEST(FileUtil, AFailedAtomicWriteRemovesItsUniquelyNamedTemporaryFile) {
+  std::string dir = MakeTempDir();
+  // A non-empty folder at the path: rename(2) onto it fails.
+  std::string path = JoinPath(dir, "cfg");
+  ASSERT_TRUE(CreateDirectories(JoinPath(path, "inside")).ok());
+  absl::Status s = WriteFileAtomically(path, "data");
+  ASSERT_FALSE(s.ok());
+  // The error names the temporary file: <path>.<pid>-<16 hex digits>.tmp.
+  EXPECT_THAT(std::string(s.message()), ::testing::ContainsRegex(absl::StrCat(
+                                            path, "\\.", ::getpid(), "-[0-9a-f]{16}\\.tmp")));
+  EXPECT_EQ(*ListDirectory(dir), std::vector<std::string>{"cfg"});
 }
 
 TEST(FileUtil, PositionalReadsAndWrites) {
@@ -70,6 +155,31 @@ TEST(FileUtil, CreateDirectoriesAndRemove) {
   ASSERT_TRUE(RemoveDurably(file).ok());
   EXPECT_FALSE(PathExists(file));
   EXPECT_TRUE(RemoveDurably(file).ok());  // missing is fine
+}
+
+TEST(FileUtil, CreateDirectoriesBuildsOnWhatExistsAndGivesTheModeAsked) {
+  std::string dir = MakeTempDir();
+  ASSERT_TRUE(CreateDirectories(JoinPath(dir, "a")).ok());
+  const mode_t old = ::umask(0022);
+  absl::Status s = CreateDirectories(JoinPath(dir, "a/b/c/"), 0700);
+  ::umask(old);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(ModeOf(JoinPath(dir, "a/b")) & 07777, 0700u);
+  EXPECT_EQ(ModeOf(JoinPath(dir, "a/b/c")) & 07777, 0700u);
+  EXPECT_EQ(ModeOf(JoinPath(dir, "a")) & 07777, 0755u);         // already there: left as it was
+  EXPECT_TRUE(CreateDirectories(JoinPath(dir, "a/b/c")).ok());  // all there: fine
+}
+
+TEST(FileUtil, CreateDirectoriesNamesThePathItCouldNotCreate) {
+  std::string dir = MakeTempDir();
+  std::string file = JoinPath(dir, "file");
+  ASSERT_TRUE(WriteFileAtomically(file, "x").ok());
+  absl::Status s = CreateDirectories(JoinPath(file, "sub/deeper"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("mkdir " + JoinPath(file, "sub")));
+  s = CreateDirectories(file);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(file + " is not a directory"));
 }
 
 TEST(FileUtil, PathHelpers) {

@@ -62,7 +62,7 @@ std::string ToPem(EVP_PKEY* key) {
 absl::Status WriteKey(const std::string& path, EVP_PKEY* key) {
   // Created 0600 before a byte of the key is written.
   const mode_t old = ::umask(0077);
-  absl::Status s = WriteFileAtomically(path, ToPem(key));
+  absl::Status s = WriteFileAtomically(path, ToPem(key), 0600);
   ::umask(old);
   RETURN_IF_ERROR(s);
   if (::chmod(path.c_str(), 0600) != 0) return ErrnoToStatus(errno, "chmod", path);

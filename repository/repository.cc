@@ -177,8 +177,11 @@ absl::StatusOr<std::string> Repository::AddKey(const Secret& secret, const Scryp
   } else {
     ASSIGN_OR_RETURN(slot, WrapWithKeyFile(keys_, secret.bytes));
   }
-  RETURN_IF_ERROR(WriteFileAtomically(
-      JoinPath(root_, absl::StrCat("keys/", slot.slot(), kKeySuffix)), slot.SerializeAsString()));
+  // 0600: a slot is the repository's keys wrapped under a passphrase or key
+  // file; whoever can read it can try passphrases offline.
+  RETURN_IF_ERROR(
+      WriteFileAtomically(JoinPath(root_, absl::StrCat("keys/", slot.slot(), kKeySuffix)),
+                          slot.SerializeAsString(), 0600));
   return slot.slot();
 }
 

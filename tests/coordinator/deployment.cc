@@ -71,7 +71,7 @@ absl::Status Deployment::Start() {
   // The mailstored nodes replicate over mutual TLS with the same CA.
   RETURN_IF_ERROR(cluster_.Start());
   const auto secret = repository::testing::TestPassphrase();
-  RETURN_IF_ERROR(WriteFileAtomically(passphrase_file_, secret.bytes));
+  RETURN_IF_ERROR(WriteFileAtomically(passphrase_file_, secret.bytes, 0600));
   RETURN_IF_ERROR(
       repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
 

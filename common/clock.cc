@@ -7,13 +7,16 @@ namespace {
 class RealClockImpl : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
+  absl::Duration Monotonic() const override { return ReadClock(CLOCK_MONOTONIC); }
+
+  static absl::Duration ReadClock(clockid_t id) {
+    timespec ts{};
+    if (clock_gettime(id, &ts) != 0) return absl::ZeroDuration();
+    return absl::DurationFromTimespec(ts);
+  }
 };
 
-absl::Duration CpuClock(clockid_t id) {
-  timespec ts{};
-  if (clock_gettime(id, &ts) != 0) return absl::ZeroDuration();
-  return absl::DurationFromTimespec(ts);
-}
+absl::Duration CpuClock(clockid_t id) { return RealClockImpl::ReadClock(id); }
 }  // namespace
 
 Clock* RealClock() {

@@ -1,5 +1,14 @@
 // The clock seam. Production code takes a Clock*; tests pass a FakeClock to
 // control times written into headers and the passing of timeouts.
+//
+// Two readings, for two purposes:
+//  - Now(): the wall clock, for times that are written down or shown
+//    (headers, catalog rows, log lines). It can step backwards or forwards
+//    (an operator, NTP, a VM resumed).
+//  - Monotonic(): time since an arbitrary origin that only moves forward
+//    at a steady rate, for every duration that decides something (lease
+//    expiry, fencing, timeouts, lock freshness). A wall-clock step neither
+//    expires anything early nor extends anything.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +24,8 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
+  // CLOCK_MONOTONIC for the real clock: only differences mean anything.
+  virtual absl::Duration Monotonic() const = 0;
   int64_t NowMicros() const { return absl::ToUnixMicros(Now()); }
 };
 
@@ -37,7 +48,18 @@ class FakeClock : public Clock {
     std::lock_guard<std::mutex> lock(mu_);
     return now_;
   }
+  absl::Duration Monotonic() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return monotonic_;
+  }
+  // Time passes: both readings move.
   void Advance(absl::Duration d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    now_ += d;
+    monotonic_ += d;
+  }
+  // Someone sets the wall clock (either way): the monotonic reading stays.
+  void StepWallClock(absl::Duration d) {
     std::lock_guard<std::mutex> lock(mu_);
     now_ += d;
   }
@@ -45,6 +67,7 @@ class FakeClock : public Clock {
  private:
   mutable std::mutex mu_;
   absl::Time now_;
+  absl::Duration monotonic_ = absl::Hours(1);
 };
 
 }  // namespace dagvault

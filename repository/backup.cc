@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/evp.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -461,8 +462,9 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   const absl::Time started = absl::Now();
   if (options.zstd_level >= 0) RETURN_IF_ERROR(ValidateZstdLevel(options.zstd_level));
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
-  ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
-                                          session, "backup", options.lock));
+  ASSIGN_OR_RETURN(auto lock,
+                   AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED, session, "backup",
+                               LockOptionsFor(repo.config(), options.lock)));
   ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.root()));
   ASSIGN_OR_RETURN(std::optional<Manifest> base, FindBase(repo, header, options));
   const int workers = options.workers > 0
@@ -476,6 +478,7 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   // both: a crash before the manifest leaves only unreferenced data.
   ASSIGN_OR_RETURN(std::vector<PackInfo> packs, run.FinishPacks());
   if (!packs.empty()) RETURN_IF_ERROR(WriteIndexFile(repo.keys(), repo.root(), session, packs));
+  DAGVAULT_CRASH_POINT("repository.backup.index_written");
 
   Manifest manifest = header;
   manifest.set_format_version(kRepositoryFormatVersion);
@@ -499,7 +502,18 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   if (options.control != nullptr && options.control->cancel) {
     return absl::CancelledError("the backup was cancelled before its manifest was written");
   }
+  // The manifest makes the session's packs live. If the lock was broken
+  // meanwhile, a prune may have removed them (or be about to): the backup
+  // fails rather than commit a manifest whose data may be gone.
+  RETURN_IF_ERROR(Annotate(lock->CheckStillHeld(), "the backup's manifest was not written"));
+  DAGVAULT_CRASH_POINT("repository.backup.lock_checked");
   RETURN_IF_ERROR(repo.WriteManifest(manifest));
+  if (absl::Status held = lock->CheckStillHeld(); !held.ok()) {
+    // Lost between the check and the write: take the manifest back, so
+    // that nothing refers to data a prune may be removing.
+    (void)repo.RemoveManifest(manifest.id());
+    return Annotate(held, absl::StrCat("manifest ", manifest.id(), " was removed again"));
+  }
   RETURN_IF_ERROR(lock->Release());
   return manifest;
 }

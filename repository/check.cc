@@ -18,7 +18,7 @@ namespace dagvault::repository {
 absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& options) {
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
   ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
-                                          session, "check", options.lock));
+                                          session, "check", LockOptionsFor(repo.config(), options.lock)));
   CheckReport report;
 
   // Index files, one by one: a bad one is reported, the others still count.

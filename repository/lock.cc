@@ -1,14 +1,17 @@
 #include "repository/lock.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "absl/strings/strip.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -26,33 +29,64 @@ std::string HostName() {
 }
 
 std::string Describe(const RepositoryLock& lock) {
-  return absl::StrCat(
-      lock.kind() == RepositoryLock::EXCLUSIVE ? "an exclusive" : "a shared", " lock for ",
-      lock.purpose(), " (session ", lock.session(), ", host ", lock.host(), ", pid ", lock.pid(),
-      ", refreshed ",
-      absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMicros(lock.refreshed_us()),
-                       absl::UTCTimeZone()),
-      ")");
+  return absl::StrCat(lock.kind() == RepositoryLock::EXCLUSIVE ? "an exclusive" : "a shared",
+                      " lock for ", lock.purpose(), " (session ", lock.session(), ", host ",
+                      lock.host(), ", pid ", lock.pid(), ", refreshed ",
+                      FormatUtc(absl::FromUnixMicros(lock.refreshed_us())), ")");
 }
 
-// Why a lock is stale, or empty when its holder may still be alive.
-std::string StaleReason(const RepositoryLock& lock, const LockOptions& options) {
-  if (lock.host() == HostName() && lock.pid() > 0 && kill(static_cast<pid_t>(lock.pid()), 0) != 0 &&
-      errno == ESRCH) {
-    return "its process is gone";
-  }
-  const absl::Duration age = absl::Now() - absl::FromUnixMicros(lock.refreshed_us());
-  if (age > options.stale_after) {
-    return absl::StrCat("it was last refreshed ", absl::FormatDuration(age), " ago");
-  }
-  return "";
-}
-
-absl::Status WriteLock(const std::string& path, const RepositoryLock& lock) {
-  return WriteFileAtomically(path, lock.SerializeAsString());
+absl::Status WriteLock(const std::string& path, const std::string& bytes) {
+  return WriteFileAtomically(path, bytes);
 }
 
 }  // namespace
+
+const std::string& ThisHostIdentity() {
+  static const std::string* identity = [] {
+    // A /proc file reports size 0: read it as a stream.
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::string boot;
+    std::getline(in, boot);
+    std::string id(absl::StripAsciiWhitespace(boot));
+    char ns[128] = {};
+    const ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+    // Without both parts a pid cannot be judged: the identity stays empty
+    // and locks are broken only by their age.
+    if (id.empty() || n <= 0) return new std::string();
+    return new std::string(absl::StrCat(id, "/", absl::string_view(ns, static_cast<size_t>(n))));
+  }();
+  return *identity;
+}
+
+LockOptions LockOptionsFor(const dagvault::v1::RepositoryConfig& config, LockOptions given) {
+  if (given.stale_after <= absl::ZeroDuration() && config.lock_stale_seconds() != 0) {
+    given.stale_after = absl::Seconds(config.lock_stale_seconds());
+  }
+  return given;
+}
+
+std::string StaleReason(const std::string& path, const RepositoryLock& lock,
+                        const LockOptions& options) {
+  if (!lock.host_identity().empty() && lock.host_identity() == ThisHostIdentity() &&
+      lock.pid() > 0 && kill(static_cast<pid_t>(lock.pid()), 0) != 0 && errno == ESRCH) {
+    return "its process is gone";
+  }
+  // Two witnesses must agree that the lock is old: the time its holder
+  // wrote in it (the holder's clock) and the file's modification time (the
+  // clock of the machine that stores it). A holder whose wall clock is
+  // behind is then not broken while it refreshes.
+  const absl::Time now = options.clock->Now();
+  const absl::Duration age = now - absl::FromUnixMicros(lock.refreshed_us());
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";  // released meanwhile
+  const absl::Duration file_age = now - absl::TimeFromTimespec(st.st_mtim);
+  const absl::Duration stale_after = options.StaleAfter();
+  if (age > stale_after && file_age > stale_after) {
+    return absl::StrCat("it was last refreshed ", absl::FormatDuration(age), " ago (its file ",
+                        absl::FormatDuration(file_age), " ago)");
+  }
+  return "";
+}
 
 absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(const std::string& root,
                                                                   RepositoryLock::Kind kind,
@@ -68,12 +102,15 @@ absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(const std::str
   RepositoryLock& lock = handle->lock_;
   lock.set_kind(kind);
   lock.set_host(HostName());
+  lock.set_host_identity(ThisHostIdentity());
   lock.set_pid(getpid());
   lock.set_session(session);
   lock.set_purpose(purpose);
-  lock.set_created_us(absl::ToUnixMicros(absl::Now()));
+  handle->proven_at_ = options.clock->Monotonic();
+  lock.set_created_us(options.clock->NowMicros());
   lock.set_refreshed_us(lock.created_us());
-  RETURN_IF_ERROR(WriteLock(handle->path_, lock));
+  handle->written_ = lock.SerializeAsString();
+  RETURN_IF_ERROR(WriteLock(handle->path_, handle->written_));
 
   // Then every other lock: stale ones are broken, a conflicting live one
   // makes this taker back off.
@@ -93,7 +130,7 @@ absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(const std::str
                                               " does not parse; remove it "
                                               "if no dagvault process owns it"));
     }
-    const std::string stale = StaleReason(other, options);
+    const std::string stale = StaleReason(path, other, options);
     if (!stale.empty()) {
       log->warn("breaking stale {} in {}: {}", Describe(other), root, stale);
       (void)RemoveDurably(path);
@@ -105,17 +142,71 @@ absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(const std::str
                                                         Describe(other), "; try again later"));
     }
   }
-  handle->refresher_ = std::thread([h = handle.get()] { h->RefreshLoop(); });
+  if (options.refresh_every != absl::InfiniteDuration()) {
+    handle->refresher_ = std::thread([h = handle.get()] { h->RefreshLoop(); });
+  }
   return handle;
 }
 
+absl::Status RepositoryLockHandle::ProveLocked() {
+  if (!lost_.ok()) return lost_;
+  auto bytes = ReadFileToString(path_);
+  if (!bytes.ok() || *bytes != written_) {
+    lost_ = absl::AbortedError(absl::StrCat(
+        "repository lock ", path_, " is no longer this session's: ",
+        bytes.ok() ? "another process rewrote it"
+                   : "it was removed (broken as stale by another process, which may have "
+                     "pruned this session's data)"));
+    return lost_;
+  }
+  const absl::Duration since = options_.clock->Monotonic() - proven_at_;
+  if (since > options_.ProveWithin()) {
+    lost_ = absl::AbortedError(absl::StrCat(
+        "repository lock ", path_, " was last refreshed ", absl::FormatDuration(since),
+        " ago, longer than half its stale time (", absl::FormatDuration(options_.StaleAfter()),
+        "): another process may have broken it and pruned this session's data (was this "
+        "process paused, or its repository unreachable?)"));
+    return lost_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RepositoryLockHandle::CheckStillHeld() {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (path_.empty()) return absl::FailedPreconditionError("the repository lock was released");
+  return ProveLocked();
+}
+
+absl::Status RepositoryLockHandle::Refresh() {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (path_.empty()) return absl::FailedPreconditionError("the repository lock was released");
+  RETURN_IF_ERROR(ProveLocked());
+  DAGVAULT_CRASH_POINT("repository.lock.refresh");
+  const absl::Duration at = options_.clock->Monotonic();
+  RepositoryLock next = lock_;
+  next.set_refreshed_us(options_.clock->NowMicros());
+  std::string bytes = next.SerializeAsString();
+  RETURN_IF_ERROR(WriteLock(path_, bytes));
+  lock_ = std::move(next);
+  written_ = std::move(bytes);
+  proven_at_ = at;
+  return absl::OkStatus();
+}
+
 void RepositoryLockHandle::RefreshLoop() {
+  auto log = logging::Get("repository.lock");
   std::unique_lock<std::mutex> guard(mu_);
-  while (!stop_cv_.wait_for(guard, absl::ToChronoMilliseconds(options_.refresh_every),
+  while (!stop_cv_.wait_for(guard, absl::ToChronoMilliseconds(options_.RefreshEvery()),
                             [&] { return stop_; })) {
-    lock_.set_refreshed_us(absl::ToUnixMicros(absl::Now()));
-    if (auto s = WriteLock(path_, lock_); !s.ok()) {
-      logging::Get("repository.lock")->warn("could not refresh lock {}: {}", path_, s.ToString());
+    guard.unlock();
+    absl::Status s = Refresh();
+    guard.lock();
+    if (!s.ok()) {
+      if (!lost_.ok()) {
+        log->error("{}", lost_.message());
+        return;  // lost for good: nothing more to refresh
+      }
+      log->warn("could not refresh lock {}: {}", path_, s.ToString());
     }
   }
 }
@@ -128,8 +219,13 @@ absl::Status RepositoryLockHandle::Release() {
   }
   stop_cv_.notify_all();
   if (refresher_.joinable()) refresher_.join();
+  std::lock_guard<std::mutex> guard(mu_);
   if (path_.empty()) return absl::OkStatus();
-  absl::Status s = RemoveDurably(path_);
+  absl::Status s;
+  // A lock that is lost is someone else's business now, or gone: only a
+  // file that is still this holder's is removed.
+  auto bytes = ReadFileToString(path_);
+  if (bytes.ok() && *bytes == written_) s = RemoveDurably(path_);
   path_.clear();
   return s;
 }

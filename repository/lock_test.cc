@@ -1,5 +1,7 @@
 #include "repository/lock.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "absl/time/clock.h"
@@ -46,6 +48,7 @@ TEST(Lock, ALockWhoseProcessIsGoneOrThatWasNotRefreshedIsBroken) {
   RepositoryLock dead;
   dead.set_kind(RepositoryLock::EXCLUSIVE);
   dead.set_host(host);
+  dead.set_host_identity(ThisHostIdentity());
   dead.set_pid(0x7ffffff0);
   dead.set_session("dead");
   dead.set_purpose("prune");
@@ -54,9 +57,14 @@ TEST(Lock, ALockWhoseProcessIsGoneOrThatWasNotRefreshedIsBroken) {
   // Another host's lock, refreshed an hour ago.
   RepositoryLock old = dead;
   old.set_host("elsewhere");
+  old.set_host_identity("another-boot/pid:[1]");
   old.set_session("old");
   old.set_refreshed_us(absl::ToUnixMicros(absl::Now() - absl::Hours(1)));
   ASSERT_TRUE(WriteFileAtomically(dir.path() + "/locks/old.lock", old.SerializeAsString()).ok());
+  // Its file is as old (the storage's clock agrees).
+  const timespec hour_ago[2] = {absl::ToTimespec(absl::Now() - absl::Hours(1)),
+                                absl::ToTimespec(absl::Now() - absl::Hours(1))};
+  ASSERT_EQ(utimensat(AT_FDCWD, (dir.path() + "/locks/old.lock").c_str(), hour_ago, 0), 0);
   // And a live one on another host: it holds.
   RepositoryLock live = old;
   live.set_session("live");

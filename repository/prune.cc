@@ -1,5 +1,7 @@
 #include "repository/prune.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <map>
 #include <set>
@@ -18,15 +20,63 @@
 namespace dagvault::repository {
 namespace {
 
-// Temporary files a crashed writer left (file_util writes "<name>.tmp").
-void RemoveTemporaries(const std::string& root) {
+// When a file was last written, or InfiniteFuture when it cannot be told
+// (then it counts as young, and stays).
+absl::Time ModifiedAt(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return absl::InfiniteFuture();
+  return absl::TimeFromTimespec(st.st_mtim);
+}
+
+// Temporary files a crashed writer left (file_util writes "<name>....tmp"),
+// once they are older than the grace period: a younger one may be a live
+// writer's.
+void RemoveTemporaries(const std::string& root, absl::Time older_than) {
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
        !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file() && absl::EndsWith(it->path().string(), ".tmp")) {
-      (void)RemoveDurably(it->path().string());
+    const std::string path = it->path().string();
+    if (it->is_regular_file() && absl::EndsWith(path, ".tmp") && ModifiedAt(path) < older_than) {
+      (void)RemoveDurably(path);
     }
   }
+}
+
+// Before a destructive step: the prune's lock is still its own, no
+// manifest appeared that it did not plan for (a writer whose lock it broke
+// committed after all), and no live lock appeared beside its own.
+absl::Status StillSafe(const Repository& repo, RepositoryLockHandle& lock,
+                       const std::set<std::string>& planned, const PruneOptions& options,
+                       const LockOptions& lock_options, absl::string_view step) {
+  if (options.before_step) options.before_step(step);
+  auto stop = [&](const absl::Status& s) {
+    return Annotate(s, absl::StrCat("prune stopped before ", step,
+                                    " (what is left over goes at the next prune)"));
+  };
+  RETURN_IF_ERROR(stop(lock.CheckStillHeld()));
+  ASSIGN_OR_RETURN(std::vector<std::string> now, repo.ListManifests());
+  for (const auto& id : now) {
+    if (planned.count(id) == 0) {
+      return stop(
+          absl::AbortedError(absl::StrCat("manifest ", id,
+                                          " appeared while prune ran; its writer's lock was broken "
+                                          "as stale but it went on")));
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> locks, ListDirectory(JoinPath(repo.root(), "locks")));
+  for (const auto& name : locks) {
+    const std::string path = JoinPath(JoinPath(repo.root(), "locks"), name);
+    if (path == lock.path() || !absl::EndsWith(name, ".lock")) continue;
+    auto bytes = ReadFileToString(path);
+    dagvault::v1::RepositoryLock other;
+    if (!bytes.ok() || !other.ParseFromString(*bytes)) continue;  // gone, or a taker's half
+    if (StaleReason(path, other, lock_options).empty()) {
+      return stop(absl::AbortedError(absl::StrCat("a live lock appeared beside prune's: ", path,
+                                                  " (", other.purpose(), " on ", other.host(),
+                                                  ", pid ", other.pid(), ")")));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -34,9 +84,13 @@ void RemoveTemporaries(const std::string& root) {
 absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& options) {
   auto log = logging::Get("repository.prune");
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
+  const LockOptions lock_options = LockOptionsFor(repo.config(), options.lock);
   ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::EXCLUSIVE,
-                                          session, "prune", options.lock));
+                                          session, "prune", lock_options));
   PruneReport report;
+  const absl::Duration grace = options.pack_grace.value_or(2 * lock_options.StaleAfter());
+  // Anything written after this is young: it stays.
+  const absl::Time young_after = lock_options.clock->Now() - grace;
 
   // What stays: every kept manifest must open, or nothing is done.
   ASSIGN_OR_RETURN(std::vector<std::string> all, repo.ListManifests());
@@ -90,6 +144,7 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
 
   // (1) The manifests not kept.
   const std::set<std::string> keep(keep_manifests.begin(), keep_manifests.end());
+  RETURN_IF_ERROR(StillSafe(repo, *lock, present, options, lock_options, "removing manifests"));
   for (const auto& id : all) {
     if (keep.count(id)) continue;
     RETURN_IF_ERROR(repo.RemoveManifest(id));
@@ -112,6 +167,14 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
     return absl::OkStatus();
   };
   for (const auto& [id, pack] : packs) {
+    if (ModifiedAt(on_disk[id]) >= young_after) {
+      // Young: it stays as it is, indexed, whatever refers to it.
+      for (const auto& c : pack.chunks) {
+        if (live.contains(c.id)) placed.insert(c.id);
+      }
+      staying.push_back(pack);
+      continue;
+    }
     uint64_t live_bytes = 0, all_bytes = 0;
     std::vector<const PackedChunk*> keep_chunks;
     for (const auto& c : pack.chunks) {
@@ -152,6 +215,7 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   DAGVAULT_CRASH_POINT("prune.index_written");
 
   // (3) The old index files: the new one lists everything that stays.
+  RETURN_IF_ERROR(StillSafe(repo, *lock, keep, options, lock_options, "removing index files"));
   for (const auto& path : index_files) {
     RETURN_IF_ERROR(RemoveDurably(path));
     DAGVAULT_CRASH_POINT("prune.index_removed");
@@ -159,21 +223,30 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   // (4) The packs nothing needs: dead, repacked, or in no index at all.
   std::set<std::string> staying_ids;
   for (const auto& p : staying) staying_ids.insert(p.id);
+  RETURN_IF_ERROR(StillSafe(repo, *lock, keep, options, lock_options, "removing packs"));
   for (const auto& [id, path] : on_disk) {
     if (staying_ids.count(id)) continue;
+    if (ModifiedAt(path) >= young_after) {
+      // In no index: a writer's that has not written its index yet.
+      ++report.packs_kept_young;
+      continue;
+    }
     RETURN_IF_ERROR(RemoveDurably(path));
     ++report.packs_removed;
     DAGVAULT_CRASH_POINT("prune.pack_removed");
   }
-  RemoveTemporaries(repo.root());
+  RemoveTemporaries(repo.root(), young_after);
   ASSIGN_OR_RETURN(auto after, ListPackFiles(repo.root()));
   for (const auto& [id, path] : after) {
     auto f = File::OpenReadOnly(path);
     if (f.ok()) report.bytes_after += f->Size().value_or(0);
   }
-  log->info("pruned {}: {} manifests and {} packs removed, {} repacked, {} -> {} bytes",
-            repo.root(), report.manifests_removed, report.packs_removed, report.packs_repacked,
-            report.bytes_before, report.bytes_after);
+  log->info(
+      "pruned {}: {} manifests and {} packs removed, {} repacked, {} unreferenced packs younger "
+      "than {} kept, {} -> {} bytes",
+      repo.root(), report.manifests_removed, report.packs_removed, report.packs_repacked,
+      report.packs_kept_young, absl::FormatDuration(grace), report.bytes_before,
+      report.bytes_after);
   RETURN_IF_ERROR(lock->Release());
   return report;
 }

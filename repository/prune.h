@@ -9,8 +9,19 @@
 // index files go; (4) the dead and repacked packs go. After a kill at any
 // point every kept manifest's chunks are in an indexed pack; what is left
 // over is unreferenced and goes at the next prune.
+//
+// Safe against a writer whose lock it broke as stale (a paused or cut-off
+// backup): it never removes or repacks a pack (or a temporary file)
+// younger than the grace period, twice the lock stale time, so a writer's
+// fresh data stays; it proves its own lock is still its own before each
+// destructive step; and before removing index files and packs it looks
+// again, and stops, if a manifest appeared that it did not plan for or a
+// live lock appeared beside its own. The writer itself fails before its
+// manifest is written when its lock was broken (lock.h).
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +39,14 @@ struct PruneOptions {
   std::vector<std::string> remove_manifests;
   double repack_below = 0.5;
   LockOptions lock;
+  // Packs and temporary files younger than this stay whatever refers to
+  // them. Unset: twice the lock stale time. Zero only where nothing else
+  // writes to the repository (tests).
+  std::optional<absl::Duration> pack_grace;
+  // Called before each destructive step ("removing manifests", "removing
+  // index files", "removing packs"), before the prune re-checks that it is
+  // safe: tests act there as a concurrent writer would.
+  std::function<void(absl::string_view step)> before_step;
 };
 
 struct PruneReport {
@@ -36,6 +55,7 @@ struct PruneReport {
   uint64_t packs_repacked = 0;
   uint64_t packs_written = 0;
   uint64_t chunks_removed = 0;
+  uint64_t packs_kept_young = 0;  // unreferenced, but younger than the grace period
   uint64_t bytes_before = 0;
   uint64_t bytes_after = 0;
 };

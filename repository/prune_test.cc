@@ -57,6 +57,7 @@ TEST_F(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {
   ASSERT_EQ(mb2.new_bytes(), 0u);
 
   PruneOptions options;
+  options.pack_grace = absl::ZeroDuration();  // nothing else writes here
   options.keep_manifests = {ma.id(), mb2.id()};
   options.repack_below = 0.9;
   auto report = Prune(*repo_, options);
@@ -86,6 +87,7 @@ TEST_F(PruneTest, RemovingNamedManifestsKeepsEveryOtherOneIncludingOnesItWasNotT
   // Written after whoever decided what to remove looked: it stays.
   const auto mb = BackUp("DB02", b);
   PruneOptions options;
+  options.pack_grace = absl::ZeroDuration();  // nothing else writes here
   options.remove_manifests = {ma.id(), "20990101T000000.000000Z-00000000"};
   auto report = Prune(*repo_, options);
   ASSERT_TRUE(report.ok()) << report.status();
@@ -100,6 +102,7 @@ TEST_F(PruneTest, RemovingNamedManifestsKeepsEveryOtherOneIncludingOnesItWasNotT
 TEST_F(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
   const auto m = BackUp("DB01", MakeEdbLike(256, 1));
   PruneOptions options;
+  options.pack_grace = absl::ZeroDuration();  // nothing else writes here
   options.keep_manifests = {"20990101T000000.000000Z-00000000"};
   auto report = Prune(*repo_, options);
   EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);

@@ -140,6 +140,7 @@ absl::StatusOr<Repository> Repository::Init(const std::string& root, const Secre
   repo.config_.set_created_us(absl::ToUnixMicros(absl::Now()));
   repo.config_.set_zstd_level(options.zstd_level);
   repo.config_.set_pack_target_bytes(options.pack_target_bytes);
+  repo.config_.set_lock_stale_seconds(options.lock_stale_seconds);
   // Written last: a folder without it is not a repository yet.
   RETURN_IF_ERROR(WriteFileAtomically(JoinPath(root, "config"), repo.config_.SerializeAsString()));
   return repo;

@@ -40,6 +40,9 @@ struct InitOptions {
   // benchmark's .edb-like file: the same ratio) at three times the speed.
   int zstd_level = 1;
   uint32_t pack_target_bytes = 32 << 20;
+  // 0: the default (lock.h). Every host that uses the repository reads it
+  // from the config, so they agree on when a lock is stale.
+  uint32_t lock_stale_seconds = 0;
   ScryptParams scrypt;
 };
 

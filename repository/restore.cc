@@ -141,7 +141,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
                                       const RestoreOptions& options) {
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
   ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
-                                          session, "restore", options.lock));
+                                          session, "restore", LockOptionsFor(repo.config(), options.lock)));
   ASSIGN_OR_RETURN(dagvault::v1::Manifest manifest, repo.ReadManifest(manifest_id));
   ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.root()));
 
@@ -192,7 +192,13 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
 
   for (size_t i = 0; i < files.size(); ++i) {
     RETURN_IF_ERROR(CreateDirectories(DirName(partials[i])));
-    ASSIGN_OR_RETURN(File out, File::Open(partials[i], O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC));
+    // Created anew, never opened through what is already there: a symlink
+    // planted at the partial name would otherwise have the restore write
+    // through it. unlink(2) removes a stale partial of an earlier restore
+    // (or such a link) without following it; anything that appears in
+    // between is an error naming the path.
+    RETURN_IF_ERROR(RemoveDurably(partials[i]));
+    ASSIGN_OR_RETURN(File out, CreateNewFile(partials[i]));
     RETURN_IF_ERROR(out.Truncate(files[i]->size()));  // holes where blocks are zero
     RETURN_IF_ERROR(out.Close());
   }
@@ -233,7 +239,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     if (!plaintext.ok()) return Annotate(plaintext.status(), where);
     ++chunks_read;
     sealed_read += loc->chunk.length;
-    ASSIGN_OR_RETURN(File out, File::Open(partials[t.file], O_WRONLY | O_CLOEXEC));
+    ASSIGN_OR_RETURN(File out, File::Open(partials[t.file], O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
     for (const Placement& p : t.placements) {
       if (uint64_t{p.from} + p.length > plaintext->size()) {
         return absl::DataLossError(absl::StrCat(where, ": chunk ", ChunkIdHex(t.id), " has ",
@@ -255,7 +261,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     std::vector<char> buf(SegmentProgress::kSegment);
     for (size_t i = 0; i < files.size(); ++i) {
       const ManifestFile& f = *files[i];
-      ASSIGN_OR_RETURN(File in, File::Open(partials[i], O_RDWR | O_CLOEXEC));
+      ASSIGN_OR_RETURN(File in, File::Open(partials[i], O_RDWR | O_NOFOLLOW | O_CLOEXEC));
       Sha256 sha;
       for (uint64_t seg = 0; seg * SegmentProgress::kSegment < f.size(); ++seg) {
         {

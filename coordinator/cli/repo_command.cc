@@ -33,7 +33,8 @@ never from an argument (which ps would show):
   --passphrase-file FILE | --key-file FILE | $DAGVAULT_PASSPHRASE
 
 commands:
-  init            create a repository (--zstd-level N)
+  init            create a repository [--zstd-level N] [--lock-stale-seconds S: when a
+                  lock not refreshed counts as stale, for every host; default 600]
   key list        list the key slots
   key add         add a slot: --new-passphrase-file FILE | --new-key-file FILE
                   | $DAGVAULT_NEW_PASSPHRASE
@@ -46,12 +47,14 @@ commands:
   stats           stored and logical bytes, dedup and compression ratios
   check           verify structure [--read-data: decrypt and hash every chunk]
   prune           --keep-manifests ID[,ID...] [--repack-below FRACTION]
+                  [--pack-grace SECONDS: packs younger than this stay; default twice the
+                  lock stale time; 0 only when nothing else writes to the repository]
 )";
 
 const CliArgs::Spec kSpec{
     {"repo", "passphrase-file", "key-file", "new-passphrase-file", "new-key-file", "zstd-level",
      "unit", "file", "type", "source-node", "base", "workers", "to", "keep-manifests",
-     "repack-below", "label", "writer-instance"},
+     "repack-below", "label", "writer-instance", "lock-stale-seconds", "pack-grace"},
     {"read-data", "overwrite", "json"}};
 
 using repository::OpenRepositoryFromArgs;
@@ -72,6 +75,12 @@ absl::Status Init(const CliArgs& args, std::ostream& out) {
   repository::InitOptions options;
   ASSIGN_OR_RETURN(uint64_t level, args.GetUint("zstd-level", 1));
   options.zstd_level = static_cast<int>(level);
+  ASSIGN_OR_RETURN(uint64_t stale, args.GetUint("lock-stale-seconds", 0));
+  if (stale > 86400) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lock-stale-seconds ", stale, " is more than a day"));
+  }
+  options.lock_stale_seconds = static_cast<uint32_t>(stale);
   ASSIGN_OR_RETURN(Repository repo, Repository::Init(*root, secret, options));
   out << "created repository " << repo.config().id() << " at " << *root << " (key slot "
       << repo.opened_slot() << ")\n";
@@ -246,10 +255,19 @@ absl::Status PruneCmd(const CliArgs& args, std::ostream& out) {
     }
   }
   ASSIGN_OR_RETURN(options.repack_below, args.GetDouble("repack-below", 0.5));
+  if (args.Has("pack-grace")) {
+    ASSIGN_OR_RETURN(uint64_t grace, args.GetUint("pack-grace", 0));
+    options.pack_grace = absl::Seconds(grace);
+  }
   ASSIGN_OR_RETURN(auto r, repository::Prune(repo, options));
   out << "removed " << r.manifests_removed << " manifests and " << r.packs_removed << " packs ("
       << r.chunks_removed << " chunks), repacked " << r.packs_repacked << " into "
-      << r.packs_written << "; " << Bytes(r.bytes_before) << " -> " << Bytes(r.bytes_after) << "\n";
+      << r.packs_written << "; " << Bytes(r.bytes_before) << " -> " << Bytes(r.bytes_after)
+      << (r.packs_kept_young > 0
+              ? absl::StrCat("; ", r.packs_kept_young,
+                             " unreferenced packs are younger than the grace period and stay")
+              : "")
+      << "\n";
   return absl::OkStatus();
 }
 

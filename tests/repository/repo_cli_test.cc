@@ -29,6 +29,12 @@ using ::dagvault::testing::Subprocess;
 using ::testing::HasSubstr;
 using namespace testing;  // NOLINT: the shared test helpers
 
+// The manifest id a `dagvault repo backup` printed ("manifest ID: ...").
+std::string ManifestIdOf(const std::string& out) {
+  std::vector<std::string> words = absl::StrSplit(out, absl::ByAnyChar(" :"));
+  return words.size() > 1 && words[0] == "manifest" ? words[1] : "";
+}
+
 class RepoCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -57,10 +63,7 @@ class RepoCli : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.err;
     return ManifestOf(r.out);
   }
-  static std::string ManifestOf(const std::string& out) {
-    std::vector<std::string> words = absl::StrSplit(out, absl::ByAnyChar(" :"));
-    return words.size() > 1 && words[0] == "manifest" ? words[1] : "";
-  }
+  static std::string ManifestOf(const std::string& out) { return ManifestIdOf(out); }
 
   ProcessResult RestoreTo(const std::string& id, const std::string& to) {
     return Repo({"restore", id, "--to", to});
@@ -218,7 +221,9 @@ TEST_F(RepoCli, KillNineDuringBackupAndPruneLeavesACleanRepositoryAndEveryManife
     std::vector<std::string> ids = ids_now();
     std::vector<std::string> keep(ids.begin() + (ids.size() > 2 ? 1 : 0), ids.end());
     std::string keep_list = absl::StrJoin(keep, ",");
-    auto argv = Argv({"prune", "--keep-manifests", keep_list, "--repack-below", "0.9"});
+    // No grace: nothing else writes here, and the sweep is what is tested.
+    auto argv = Argv(
+        {"prune", "--keep-manifests", keep_list, "--repack-below", "0.9", "--pack-grace", "0"});
     if (i < static_cast<int>(crash_points.size())) {
       fired += RunProcess(argv, {{"DAGVAULT_CRASH_AT", crash_points[i]}}).signal == SIGKILL;
     } else {
@@ -244,6 +249,70 @@ TEST_F(RepoCli, KillNineDuringBackupAndPruneLeavesACleanRepositoryAndEveryManife
     EXPECT_EQ(Sha256Hex(ReadFile(to + "/db.edb")), digest) << id;
     fs::remove_all(to);
   }
+}
+
+// Issue 15: a backup paused (SIGSTOP) past the lock stale time while a
+// prune breaks its lock and sweeps its packs must not commit a manifest
+// that refers to them when it is resumed.
+TEST(RepoCliLocks, ABackupPausedPastTheStaleTimeWhileAPruneRunsFailsCleanly) {
+  ::dagvault::testing::TempDir dir("repo_cli_locks");
+  const std::string repo = dir.Sub("repo"), pass = dir.Sub("pass");
+  WriteFile(pass, "a long passphrase\n");
+  auto argv = [&](std::vector<std::string> args) {
+    std::vector<std::string> a = {BinaryPath("dagvault"), "repo"};
+    a.insert(a.end(), args.begin(), args.end());
+    a.insert(a.end(), {"--repo", repo, "--passphrase-file", pass});
+    return a;
+  };
+  // Stale after 2 s (every host reads it from the repository's config):
+  // the holder must prove a refresh within 1 s, prune spares packs younger
+  // than 4 s.
+  ASSERT_TRUE(RunProcess(argv({"init", "--lock-stale-seconds", "2"})).ok());
+  ASSERT_TRUE(CreateDirectories(dir.Sub("src")).ok());
+  WriteFile(dir.Sub("src/kept.edb"), MakeEdbLike(512, 1));
+  ProcessResult kept = RunProcess(
+      argv({"backup", "--unit", "DB01", "--file", "database:" + dir.Sub("src/kept.edb")}));
+  ASSERT_TRUE(kept.ok()) << kept.err;
+  const std::string kept_id = ManifestIdOf(kept.out);
+
+  // The backup holds at the step after its packs and index are written
+  // (for long enough that the test can stop it there), and is stopped.
+  WriteFile(dir.Sub("src/paused.edb"), MakeEdbLike(2048, 2));
+  Subprocess backup(
+      argv({"backup", "--unit", "DB02", "--file", "database:" + dir.Sub("src/paused.edb")}),
+      {{"DAGVAULT_DELAY_AT", "repository.backup.index_written:1500"}},
+      dir.Sub("paused-backup.log"));
+  auto index_files = [&] {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(repo + "/index")) n += e.is_regular_file();
+    return n;
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (index_files() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_EQ(index_files(), 2u);
+  ASSERT_EQ(kill(backup.pid(), SIGSTOP), 0);
+  absl::SleepFor(absl::Seconds(5));  // past the stale time and the pack grace
+
+  // The prune breaks the stale lock and sweeps the paused backup's packs.
+  ProcessResult prune = RunProcess(argv({"prune", "--keep-manifests", kept_id}));
+  ASSERT_TRUE(prune.ok()) << prune.err;
+  EXPECT_THAT(prune.err, HasSubstr("breaking stale a shared lock for backup"));
+  EXPECT_THAT(prune.out, HasSubstr("removed 0 manifests and 1 packs"));
+
+  // Resumed, the backup finds its lock gone and fails before its manifest.
+  ASSERT_EQ(kill(backup.pid(), SIGCONT), 0);
+  ProcessResult resumed = backup.Wait();
+  EXPECT_NE(resumed.exit_code, 0);
+  const std::string said = ReadFile(dir.Sub("paused-backup.log.err"));
+  EXPECT_THAT(said, HasSubstr("the backup's manifest was not written"));
+  EXPECT_THAT(said, HasSubstr("it was removed (broken as stale by another process"));
+  ProcessResult ls = RunProcess(argv({"ls"}));
+  ASSERT_TRUE(ls.ok()) << ls.err;
+  EXPECT_THAT(ls.out, HasSubstr(kept_id));
+  EXPECT_THAT(ls.out, ::testing::Not(HasSubstr("DB02")));
+  ProcessResult check = RunProcess(argv({"check", "--read-data"}));
+  EXPECT_TRUE(check.ok()) << check.out << check.err;
+  EXPECT_THAT(check.out, HasSubstr("no errors"));
 }
 
 TEST_F(RepoCli, WrongPassphraseMissingKeyFileBadLevelAndNewerFormatGetClearErrors) {

@@ -2,6 +2,9 @@
 // with wrong bytes (or a partial file) behind.
 #include "repository/restore.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <functional>
 
@@ -95,6 +98,36 @@ TEST_F(RestoreTest, AnExistingFileIsKeptUnlessOverwriteIsAsked) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(ReadFile(target + "/db.edb"), data_);
   EXPECT_THAT(Names(target), ::testing::ElementsAre("db.edb"));
+}
+
+TEST_F(RestoreTest, ASymlinkPlantedAtThePartialOrTheFinalNameIsReplacedNotFollowed) {
+  const dagvault::v1::Manifest m = BackUpDatabase(4);
+  const std::string target = dir_.Sub("target");
+  const std::string victim = dir_.Sub("victim");
+  ASSERT_TRUE(CreateDirectories(target).ok());
+  WriteFile(victim, "precious");
+  const std::string final_path = target + "/db.edb";
+  ASSERT_EQ(::symlink(victim.c_str(), (final_path + ".dagvault-partial").c_str()), 0);
+  auto r = Restore(*repo_, m.id(), target);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(victim), "precious");
+  struct stat st {};
+  ASSERT_EQ(::lstat(final_path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(ReadFile(final_path), data_);
+  EXPECT_THAT(Names(target), ::testing::ElementsAre("db.edb"));
+
+  // At the final name, restoring over what is there: the link is replaced.
+  ASSERT_TRUE(RemoveDurably(final_path).ok());
+  ASSERT_EQ(::symlink(victim.c_str(), final_path.c_str()), 0);
+  RestoreOptions overwrite;
+  overwrite.overwrite = true;
+  r = Restore(*repo_, m.id(), target, overwrite);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(victim), "precious");
+  ASSERT_EQ(::lstat(final_path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(ReadFile(final_path), data_);
 }
 
 TEST_F(RestoreTest, AMapThatNeedsMoreOfAChunkThanItHoldsFailsAndLeavesNoFile) {

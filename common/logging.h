@@ -6,21 +6,40 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "common/cli_args.h"
 #include "spdlog/logger.h"
 
 namespace dagvault::logging {
 
+// The level names Options::level takes, in order.
+inline constexpr const char* kLevelNames = "trace, debug, info, warn, error, critical, off";
+
 struct Options {
-  // trace, debug, info, warn, error, critical or off.
+  // One of kLevelNames.
   std::string level = "info";
   // Where to write besides stderr; empty for stderr only.
   std::string file;
 };
 
 // Sets the level and sinks of every logger, existing and future. Safe to call
-// more than once (tests do).
+// more than once (tests do). An unknown level is an InvalidArgument error
+// that lists the valid ones, and a file that cannot be opened for appending
+// an error naming it; logging is then left as it was.
+absl::Status TryInit(const Options& options);
+
+// TryInit for tools whose options are constants: an error (which they cannot
+// have) goes to stderr.
 void Init(const Options& options);
+
+// A daemon's logging, from its flags (--log-level, --log-file) and the
+// log_level field of its configuration file `config_path`: the flag wins
+// over the field, and info is the default. An unknown level in either is an
+// error naming the flag or the file and field, the value, and the valid
+// levels, whether or not the flag overrides the field.
+absl::Status InitDaemon(const CliArgs& args, absl::string_view config_path,
+                        absl::string_view config_level);
 
 // Returns the logger with this name, creating it on first use.
 std::shared_ptr<spdlog::logger> Get(absl::string_view name);

@@ -32,9 +32,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (args->Has("insecure-dev")) config.set_insecure_dev(true);
-  dagvault::logging::Init(
-      {.level = args->GetOr("log-level", config.log_level().empty() ? "info" : config.log_level()),
-       .file = args->GetOr("log-file", "")});
+  if (auto s = dagvault::logging::InitDaemon(*args, *args->Get("config"), config.log_level());
+      !s.ok()) {
+    std::cerr << "dagvault-coordinator: " << s.message() << "\n";
+    return 2;
+  }
   auto coordinator = dagvault::coordinator::Coordinator::Create(config);
   if (!coordinator.ok()) {
     std::cerr << "dagvault-coordinator: " << coordinator.status().message() << "\n";

@@ -29,9 +29,11 @@ int RunDaemon(const std::vector<std::string>& argv) {
     return 2;
   }
   if (args->Has("insecure-dev")) config.set_insecure_dev(true);
-  dagvault::logging::Init(
-      {.level = args->GetOr("log-level", config.log_level().empty() ? "info" : config.log_level()),
-       .file = args->GetOr("log-file", "")});
+  if (auto s = dagvault::logging::InitDaemon(*args, *args->Get("config"), config.log_level());
+      !s.ok()) {
+    std::cerr << "dagvault-agent: " << s.message() << "\n";
+    return 2;
+  }
   auto daemon = dagvault::agent::AgentDaemon::Create(config);
   if (!daemon.ok()) {
     std::cerr << "dagvault-agent: " << daemon.status().message() << "\n";

@@ -26,10 +26,12 @@ int main(int argc, char** argv) {
     std::cerr << "mailstored: " << config.status().message() << "\n";
     return 2;
   }
-  dagvault::logging::Init(
-      {.level = args->GetOr("log-level",
-                            config->proto.log_level().empty() ? "info" : config->proto.log_level()),
-       .file = args->GetOr("log-file", "")});
+  if (auto s =
+          dagvault::logging::InitDaemon(*args, *args->Get("config"), config->proto.log_level());
+      !s.ok()) {
+    std::cerr << "mailstored: " << s.message() << "\n";
+    return 2;
+  }
   if (auto point = args->Get("crash-at")) {
     if (auto s = dagvault::ConfigureCrashPoint(*point); !s.ok()) {
       std::cerr << s.message() << "\n";

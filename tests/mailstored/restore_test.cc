@@ -263,6 +263,11 @@ TEST(BadInput, AConfigurationWithAMissingOrInvalidFieldStopsStartUpAndWritesNoth
        "'units[0].copies[0].node': node \"node9\" is neither this node"},
       {absl::StrCat(good, "data_root: \"", data, "\"\nfreeze_timeout_ms: \"soon\"\n"),
        "Expected integer, got: \"soon\"\n    freeze_timeout_ms: \"soon\""},
+      // Once taken as "off": the daemon ran and logged nothing.
+      {absl::StrCat(good, "data_root: \"", data, "\"\nstore_listen: \"127.0.0.1:2\"\n",
+                    "insecure_dev: true\nlog_level: \"loud\"\n"),
+       "field 'log_level': \"loud\" is not a log level; valid levels: trace, debug, info, warn, "
+       "error, critical, off"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.field);
@@ -275,6 +280,24 @@ TEST(BadInput, AConfigurationWithAMissingOrInvalidFieldStopsStartUpAndWritesNoth
     EXPECT_FALSE(PathExists(data)) << "the data root was created";
     EXPECT_FALSE(PathExists(dir.path() + "/writer.sock"));
   }
+}
+
+TEST(BadInput, ALogFileThatCannotBeOpenedStopsStartUpNamingIt) {
+  TempDir dir("badlogfile");
+  const std::string data = dir.path() + "/data";
+  const std::string config = dir.path() + "/mailstored.conf";
+  ASSERT_OK(WriteFileAtomically(
+      config, absl::StrCat("node: \"node1\"\nwriter_socket: \"", dir.path(),
+                           "/writer.sock\"\nreplication_listen: \"127.0.0.1:1\"\n",
+                           "store_listen: \"127.0.0.1:2\"\ninsecure_dev: true\ndata_root: \"", data,
+                           "\"\n")));
+  const std::string log = dir.path() + "/no/such/folder/mailstored.log";
+  // Before issue 15 spdlog made the folders and the daemon ran: don't wait 5 minutes for it.
+  ProcessResult r = RunProcess({BinaryPath("mailstored"), "--config", config, "--log-file", log},
+                               {}, absl::Seconds(30));
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("mailstored: log file: open " + log));
+  EXPECT_FALSE(PathExists(data)) << "the data root was created";
 }
 
 TEST(BadInput, ALogFromAnotherStreamIsRefusedByThePassiveCopy) {

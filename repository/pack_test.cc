@@ -49,7 +49,9 @@ TEST_F(PackTest, ChunksComeBackFromTheTrailersIndex) {
   const PackInfo written = WritePack(40);
   EXPECT_EQ(written.path, PackPath(dir_.path(), written.id));
   EXPECT_TRUE(PathExists(written.path));
-  EXPECT_FALSE(PathExists(written.path + ".tmp"));
+  // Nothing but the pack in its folder: no temporary file left behind.
+  EXPECT_EQ(*ListDirectory(DirName(written.path)),
+            std::vector<std::string>{BaseName(written.path)});
   auto read = ReadPackIndex(keys_, written.path);
   ASSERT_TRUE(read.ok()) << read.status();
   ASSERT_EQ(read->chunks.size(), 40u);

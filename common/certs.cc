@@ -7,8 +7,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -182,14 +182,13 @@ absl::Status IssueCertificate(const CertRequest& request) {
   ASSIGN_OR_RETURN(X509Ptr cert, NewCert(key.get(), request.name, request.role, request.days));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.get()));
 
-  std::vector<std::string> sans = {absl::StrCat("DNS:", request.name), "DNS:localhost",
-                                   "IP:127.0.0.1"};
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) == 0 && *host && request.name != host) {
-    sans.push_back(absl::StrCat("DNS:", host));
-  }
+  // Only the names the operator gives, besides the certificate's own: the
+  // machine that issues it is usually not the one that will present it
+  // (issue 15).
+  std::vector<std::string> sans = {absl::StrCat("DNS:", request.name)};
   for (const auto& san : request.sans) {
-    sans.push_back(absl::StrCat(IsIpAddress(san) ? "IP:" : "DNS:", san));
+    const std::string entry = absl::StrCat(IsIpAddress(san) ? "IP:" : "DNS:", san);
+    if (std::find(sans.begin(), sans.end(), entry) == sans.end()) sans.push_back(entry);
   }
   RETURN_IF_ERROR(AddExtension(cert.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE"));
   RETURN_IF_ERROR(

@@ -28,8 +28,9 @@ struct CertRequest {
   std::string dir;  // where the CA is, and where the certificate goes
   std::string name;
   std::string role;  // node, coordinator or admin
-  // Subject alternative names besides the defaults (the name, localhost,
-  // 127.0.0.1 and this machine's host name): DNS names or IP addresses.
+  // Subject alternative names besides the name itself: DNS names or IP
+  // addresses, every one a client dials to reach the holder (localhost
+  // and 127.0.0.1 only if given here).
   std::vector<std::string> sans;
   int days = 825;
 };

@@ -1,5 +1,8 @@
 #include "common/tls.h"
 
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -8,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/rate_limited_warning.h"
 #include "common/status_macros.h"
 
 namespace dagvault {
@@ -75,19 +79,92 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   return grpc::SslServerCredentials(options);
 }
 
+namespace {
+
+// Runs after the handshake has verified the server's chain against the
+// deployment CA, before the connection carries any call.
+class PinnedPeerVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit PinnedPeerVerifier(ExpectedPeer expected) : expected_(std::move(expected)) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
+    // A custom verifier replaces gRPC's host name check: keep it first.
+    // It is synchronous, so its callback is never called.
+    grpc::Status host;
+    const auto never_called = [](grpc::Status) {};
+    if (!host_name_.Verify(request, never_called, &host) || !host.ok()) {
+      *sync_status = host.ok() ? grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                              "the host name check did not complete")
+                               : host;
+      return true;
+    }
+    const grpc::string_ref pem = request->peer_cert();
+    const grpc::string_ref target = request->target_name();
+    absl::StatusOr<PeerIdentity> peer = IdentityOfPem(std::string(pem.data(), pem.size()));
+    absl::Status checked =
+        peer.ok() ? CheckPeer(*peer, expected_, absl::string_view(target.data(), target.size()))
+                  : peer.status();
+    if (!checked.ok()) {
+      // A daemon retries a refused peer every second or so: once a minute
+      // is enough in its log.
+      refusals_.Warn(std::string(checked.message()));
+      *sync_status =
+          grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(checked.message()));
+    } else {
+      *sync_status = grpc::Status::OK;
+    }
+    return true;
+  }
+
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  const ExpectedPeer expected_;
+  grpc::experimental::HostNameCertificateVerifier host_name_;
+  RateLimitedWarning refusals_{"tls"};
+};
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
-    const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what) {
+    const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what,
+    const ExpectedPeer& expected) {
   if (insecure_dev) {
     logging::Get("tls")->warn(
-        "{}: plain text, no TLS (--insecure-dev); never use this in production", what);
+        "{}: plain text, no TLS (--insecure-dev): the server's identity is not checked; never "
+        "use this in production",
+        what);
     return grpc::InsecureChannelCredentials();
   }
   ASSIGN_OR_RETURN(Pems p, LoadPems(files, what));
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = p.ca;
-  options.pem_private_key = p.key;
-  options.pem_cert_chain = p.cert;
-  return grpc::SslCredentials(options);
+  namespace x = grpc::experimental;
+  x::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(std::make_shared<x::StaticDataCertificateProvider>(
+      p.ca, std::vector<x::IdentityKeyCertPair>{{p.key, p.cert}}));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_certificate_verifier(
+      x::ExternalCertificateVerifier::Create<PinnedPeerVerifier>(expected));
+  return x::TlsCredentials(options);
+}
+
+std::string ExpectedPeer::Describe() const {
+  if (common_name.empty()) {
+    return absl::StrCat(role == kRoleAdmin ? "an " : "a ", role);
+  }
+  return absl::StrCat(common_name, " (", role, ")");
+}
+
+absl::Status CheckPeer(const PeerIdentity& peer, const ExpectedPeer& expected,
+                       absl::string_view address) {
+  if (peer.authenticated && peer.role == expected.role &&
+      (expected.common_name.empty() || peer.common_name == expected.common_name)) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("refused: ", address,
+                                                  " presents the certificate of ", peer.Describe(),
+                                                  ", expected ", expected.Describe()));
 }
 
 std::string PeerIdentity::Describe() const {
@@ -110,14 +187,22 @@ absl::StatusOr<PeerIdentity> IdentityOfPem(const std::string& pem) {
   return id;
 }
 
-PeerIdentity PeerOf(const grpc::ServerContext& context) {
-  auto auth = context.auth_context();
-  if (!auth || !auth->IsPeerAuthenticated()) return {};
-  for (const auto& pem : auth->FindPropertyValues("x509_pem_cert")) {
+namespace {
+
+PeerIdentity IdentityOf(const grpc::AuthContext& auth) {
+  for (const auto& pem : auth.FindPropertyValues("x509_pem_cert")) {
     auto id = IdentityOfPem(std::string(pem.data(), pem.size()));
     if (id.ok()) return *id;
   }
   return {};
+}
+
+}  // namespace
+
+PeerIdentity PeerOf(const grpc::ServerContext& context) {
+  auto auth = context.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) return {};
+  return IdentityOf(*auth);
 }
 
 namespace {
@@ -129,11 +214,7 @@ class AllowOnlyProcessor final : public grpc::AuthMetadataProcessor {
   bool IsBlocking() const override { return false; }
   grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
                        OutputMetadata*) override {
-    PeerIdentity peer;
-    for (const auto& pem : context->FindPropertyValues("x509_pem_cert")) {
-      auto id = IdentityOfPem(std::string(pem.data(), pem.size()));
-      if (id.ok()) peer = *id;
-    }
+    const PeerIdentity peer = IdentityOf(*context);
     if (peer.authenticated && peer.role == role_ && names_.count(peer.common_name) != 0) {
       return grpc::Status::OK;
     }

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "dagvault/v1/options.pb.h"
 
 namespace dagvault {
@@ -33,11 +34,6 @@ inline constexpr char kRoleAdmin[] = "admin";
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what);
 
-// Channel credentials presenting this end's certificate and trusting only
-// the deployment CA.
-absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
-    const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what);
-
 struct PeerIdentity {
   bool authenticated = false;  // false on a plain-text (insecure-dev) connection
   std::string common_name;
@@ -46,6 +42,31 @@ struct PeerIdentity {
   // "node2 (node)", or "an unauthenticated peer".
   std::string Describe() const;
 };
+
+// Whom a client accepts at the other end: a certificate of the deployment
+// CA is not enough, its role must be `role` and, if `common_name` is set,
+// its name too (mailstored's replication client dials one named peer).
+struct ExpectedPeer {
+  std::string role;
+  std::string common_name;  // empty: any name with the role
+
+  // "a coordinator", "node2 (node)".
+  std::string Describe() const;
+};
+
+// OK if `peer` is `expected`, else PermissionDenied naming `address`, who
+// answered there and who was expected.
+absl::Status CheckPeer(const PeerIdentity& peer, const ExpectedPeer& expected,
+                       absl::string_view address);
+
+// Channel credentials presenting this end's certificate, trusting only the
+// deployment CA, checking the server's host name against its certificate,
+// and refusing during the TLS handshake a server that is not `expected`
+// (CheckPeer), so not a byte of a request reaches it. The agent, the CLI
+// and mailstored's replication client all pin their server this way.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const dagvault::v1::TlsFiles& files, bool insecure_dev, const std::string& what,
+    const ExpectedPeer& expected);
 
 // Who is on the other end of a call, from its verified certificate.
 PeerIdentity PeerOf(const grpc::ServerContext& context);

@@ -87,11 +87,12 @@ start() {
   fi
   if [[ $with_dagvault == 1 && ! -f $dir/certs/ca.crt ]]; then
     "$bin/dagvault" certs init --dir "$dir/certs" >/dev/null
-    for name in coordinator admin; do
-      "$bin/dagvault" certs issue --dir "$dir/certs" --name $name --role "$([[ $name == admin ]] && echo admin || echo coordinator)" >/dev/null
-    done
+    # Everything listens on 127.0.0.1, which a server's certificate must
+    # name (a certificate names only the hosts it is given).
+    "$bin/dagvault" certs issue --dir "$dir/certs" --name coordinator --role coordinator --san 127.0.0.1 >/dev/null
+    "$bin/dagvault" certs issue --dir "$dir/certs" --name admin --role admin >/dev/null
     for ((i = 1; i <= nodes; i++)); do
-      "$bin/dagvault" certs issue --dir "$dir/certs" --name "node$i" --role node >/dev/null
+      "$bin/dagvault" certs issue --dir "$dir/certs" --name "node$i" --role node --san 127.0.0.1 >/dev/null
     done
     echo "certificates in $dir/certs (CA, coordinator, admin, node1..node$nodes)"
   fi

@@ -4,13 +4,39 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "common/tls.h"
 
 namespace dagvault::mailstore {
 
-Peers::Peers(const NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> credentials) {
-  addresses_[config.node()] = config.proto.replication_listen();
-  for (const auto& p : config.proto.peers()) addresses_[p.node()] = p.replication_address();
+namespace {
+
+// Every node this one dials for replication, itself included, and where.
+std::map<std::string, std::string> ReplicationAddresses(const NodeConfig& config) {
+  std::map<std::string, std::string> addresses;
+  addresses[config.node()] = config.proto.replication_listen();
+  for (const auto& p : config.proto.peers()) addresses[p.node()] = p.replication_address();
+  return addresses;
+}
+
+}  // namespace
+
+absl::StatusOr<Peers::Credentials> Peers::MakeCredentials(const NodeConfig& config) {
+  Credentials out;
+  for (const auto& [node, address] : ReplicationAddresses(config)) {
+    ASSIGN_OR_RETURN(out[node], MakeChannelCredentials(
+                                    config.proto.replication_tls(), config.proto.insecure_dev(),
+                                    absl::StrCat("replication from ", config.node(), " to ", node),
+                                    ExpectedPeer{.role = kRoleNode, .common_name = node}));
+  }
+  return out;
+}
+
+Peers::Peers(const NodeConfig& config, Credentials credentials) {
+  addresses_ = ReplicationAddresses(config);
   for (const auto& [node, address] : addresses_) {
+    auto it = credentials.find(node);
+    if (it == credentials.end() || it->second == nullptr) continue;
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
     // A peer that was down is retried within about a second, not after
@@ -19,7 +45,7 @@ Peers::Peers(const NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials>
     // the connect timeout, and a loaded node needs more than 100 ms.)
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    auto channel = grpc::CreateCustomChannel(address, credentials, args);
+    auto channel = grpc::CreateCustomChannel(address, it->second, args);
     stubs_[node] = dagvault::v1::Replication::NewStub(channel);
   }
 }

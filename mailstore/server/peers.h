@@ -16,9 +16,17 @@ namespace dagvault::mailstore {
 
 class Peers {
  public:
-  // `credentials`: mutual TLS with this node's certificate, or plain text
-  // in a development lab (common/tls.h).
-  Peers(const NodeConfig& config, std::shared_ptr<grpc::ChannelCredentials> credentials);
+  // Channel credentials per node of the configuration (this node's and its
+  // peers'): mutual TLS with this node's certificate, where the server must
+  // present the certificate of the node the channel is meant for (role
+  // node, that node's name), so a log, a seed or a backup session never
+  // goes to another holder of a deployment certificate (issue 15). Plain
+  // text in a development lab (common/tls.h).
+  using Credentials = std::map<std::string, std::shared_ptr<grpc::ChannelCredentials>>;
+  static absl::StatusOr<Credentials> MakeCredentials(const NodeConfig& config);
+
+  // `credentials` from MakeCredentials; a node without any has no stub.
+  Peers(const NodeConfig& config, Credentials credentials);
 
   // The replication stub for a node (this node included, over loopback).
   absl::StatusOr<dagvault::v1::Replication::Stub*> Replication(const std::string& node);

@@ -13,16 +13,12 @@
 
 namespace dagvault::mailstore {
 
-Mailstored::Mailstored(NodeConfig config, Clock* clock,
-                       std::shared_ptr<grpc::ChannelCredentials> peer_credentials)
+Mailstored::Mailstored(NodeConfig config, Clock* clock, Peers::Credentials peer_credentials)
     : config_(std::move(config)), clock_(clock), peers_(config_, std::move(peer_credentials)) {}
 
 absl::StatusOr<std::unique_ptr<Mailstored>> Mailstored::Create(NodeConfig config, Clock* clock) {
   config.incarnation = RandomHexId();
-  ASSIGN_OR_RETURN(
-      auto credentials,
-      MakeChannelCredentials(config.proto.replication_tls(), config.proto.insecure_dev(),
-                             absl::StrCat("replication from ", config.node())));
+  ASSIGN_OR_RETURN(Peers::Credentials credentials, Peers::MakeCredentials(config));
   std::unique_ptr<Mailstored> server(new Mailstored(std::move(config), clock, credentials));
   for (const auto* def : server->config_.LocalUnits()) {
     server->units_[def->name()] =

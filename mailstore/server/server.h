@@ -50,8 +50,7 @@ class Mailstored : public RecoveryDatabases {
   bool Has(const std::string& name) override { return IsRecoveryDatabase(name); }
 
  private:
-  Mailstored(NodeConfig config, Clock* clock,
-             std::shared_ptr<grpc::ChannelCredentials> peer_credentials);
+  Mailstored(NodeConfig config, Clock* clock, Peers::Credentials peer_credentials);
 
   NodeConfig config_;
   Clock* clock_;

@@ -58,9 +58,13 @@ class Daemon final : public AgentDaemon {
   }
 
   absl::Status Init() {
+    // The other end must be the deployment's coordinator, not any holder
+    // of one of its certificates: checked in the TLS handshake, before the
+    // agent registers (common/tls.h).
     ASSIGN_OR_RETURN(credentials_,
                      MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
-                                            absl::StrCat("coordinator ", config_.coordinator())));
+                                            absl::StrCat("coordinator ", config_.coordinator()),
+                                            ExpectedPeer{.role = kRoleCoordinator}));
     return absl::OkStatus();
   }
 
@@ -187,26 +191,6 @@ class Daemon final : public AgentDaemon {
       std::lock_guard<std::mutex> l(mu_);
       context_ = nullptr;
       return FromGrpcStatus(s, "Connect");
-    }
-    // The other end must be the deployment's coordinator, not any holder
-    // of one of its certificates.
-    if (!config_.insecure_dev()) {
-      PeerIdentity server;
-      if (auto auth = context.auth_context()) {
-        for (const auto& pem : auth->FindPropertyValues("x509_pem_cert")) {
-          auto id = IdentityOfPem(std::string(pem.data(), pem.size()));
-          if (id.ok()) server = *id;
-        }
-      }
-      if (server.role != kRoleCoordinator) {
-        context.TryCancel();
-        (void)stream->Finish();
-        std::lock_guard<std::mutex> l(mu_);
-        context_ = nullptr;
-        return absl::PermissionDeniedError(
-            absl::StrCat("refused: ", config_.coordinator(), " presents the certificate of ",
-                         server.Describe(), ", not a coordinator's"));
-      }
     }
     *registered = true;
     warnings_.Reset();

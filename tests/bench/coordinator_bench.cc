@@ -320,13 +320,16 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   testing::TempDir dir("bench_coord");
   const std::string certs = dir.Sub("certs");
   if (!CreateCa({.dir = certs}).ok()) return 1;
-  (void)IssueCertificate({.dir = certs, .name = "coordinator", .role = "coordinator"});
+  // The simulated agents dial 127.0.0.1, which the certificate must name.
+  (void)IssueCertificate(
+      {.dir = certs, .name = "coordinator", .role = "coordinator", .sans = {"127.0.0.1"}});
   (void)IssueCertificate({.dir = certs, .name = "admin", .role = "admin"});
   const absl::Time issuing = absl::Now();
   std::vector<std::shared_ptr<grpc::ChannelCredentials>> creds;
   for (int n = 0; n < nodes; ++n) {
     if (!IssueCertificate({.dir = certs, .name = NodeName(n), .role = "node"}).ok()) return 1;
-    creds.push_back(*MakeChannelCredentials(Files(certs, NodeName(n)), false, "sim"));
+    creds.push_back(*MakeChannelCredentials(Files(certs, NodeName(n)), false, "sim",
+                                            {.role = kRoleCoordinator}));
   }
   std::cout << "\n3. One dagvault-coordinator, " << nodes << " simulated agents over mutual TLS, "
             << "each reporting " << 3 * kUnitsPerNode << " copies every " << report_ms << " ms\n";
@@ -357,8 +360,9 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   testing::Subprocess coordinator(
       {testing::BinaryPath("dagvault-coordinator"), "--config", dir.Sub("coordinator.conf")}, {},
       dir.Sub("coordinator.log"));
-  auto admin = v1::CoordinatorAdmin::NewStub(
-      grpc::CreateChannel(address, *MakeChannelCredentials(Files(certs, "admin"), false, "admin")));
+  auto admin = v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(
+      address,
+      *MakeChannelCredentials(Files(certs, "admin"), false, "admin", {.role = kRoleCoordinator})));
   auto status_call = [&](v1::ClusterStatus* out, bool all_copies = false) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));

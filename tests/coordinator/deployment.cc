@@ -60,13 +60,16 @@ absl::Status Deployment::Start() {
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(run({"certs", "init", "--dir", certs_}));
-  RETURN_IF_ERROR(
-      run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role", "coordinator"}));
+  // The servers' certificates name the addresses dialled (a certificate
+  // names only what it is given): the coordinator's 127.0.0.1 (Start
+  // below) and the nodes' lab host.
+  RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role",
+                       "coordinator", "--san", "127.0.0.1"}));
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "admin", "--role", "admin"}));
   // The lab names its nodes node1 ... nodeN (mailstore/server/lab_config.h).
   for (int i = 1; i <= options_.lab.nodes; ++i) {
-    RETURN_IF_ERROR(run(
-        {"certs", "issue", "--dir", certs_, "--name", absl::StrCat("node", i), "--role", "node"}));
+    RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", absl::StrCat("node", i),
+                         "--role", "node", "--san", options_.lab.host}));
   }
   // The mailstored nodes replicate over mutual TLS with the same CA.
   RETURN_IF_ERROR(cluster_.Start());

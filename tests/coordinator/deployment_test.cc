@@ -182,7 +182,8 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
   admin_files.set_ca_file(d.certs() + "/ca.crt");
   admin_files.set_cert_file(d.certs() + "/admin.crt");
   admin_files.set_key_file(d.certs() + "/admin.key");
-  auto admin_credentials = MakeChannelCredentials(admin_files, false, "test");
+  auto admin_credentials = MakeChannelCredentials(admin_files, false, "test",
+                                                  {.role = kRoleNode, .common_name = "node1"});
   ASSERT_OK(admin_credentials.status());
   auto replication = v1::Replication::NewStub(grpc::CreateChannel(
       d.cluster().node(kNode1).config.replication_listen(), *admin_credentials));
@@ -224,11 +225,18 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
   ASSERT_TRUE(WaitFor(
       [&] {
         auto text = ReadFileToString(d.cluster().root() + "/misled.log.err");
-        return text.ok() && text->find("not a coordinator's") != std::string::npos;
+        return text.ok() && text->find("expected a coordinator") != std::string::npos;
       },
       absl::Seconds(20)));
   EXPECT_THAT(*ReadFileToString(d.cluster().root() + "/misled.log.err"),
-              HasSubstr("presents the certificate of node3 (node), not a coordinator's"));
+              HasSubstr("presents the certificate of node3 (node), expected a coordinator"));
+  // So does the command line, before it sends or shows anything.
+  ProcessResult misled_cli = RunProcess(
+      {BinaryPath("dagvault"), "status", "--coordinator", fake.listen(), "--certs", d.certs()});
+  EXPECT_EQ(misled_cli.exit_code, 1) << misled_cli.out;
+  EXPECT_EQ(misled_cli.out, "");
+  EXPECT_THAT(misled_cli.err,
+              HasSubstr("presents the certificate of node3 (node), expected a coordinator"));
   misled_agent.Kill(15);
   misled_agent.Wait();
   fake_coordinator.Kill(15);

@@ -80,9 +80,11 @@ void MailstoredCluster::Connect(int i) {
   writers_[i] = v1::Writer::NewStub(grpc::CreateCustomChannel(
       absl::StrCat("unix:", c.writer_socket()), grpc::InsecureChannelCredentials(), args));
   // The replication port takes only peers: the test talks to it as the
-  // node itself (with its certificate when the lab uses TLS).
+  // node itself (with its certificate when the lab uses TLS), and accepts
+  // only that node's certificate, as mailstored's own client does.
   auto replication_credentials =
-      MakeChannelCredentials(c.replication_tls(), c.insecure_dev(), "test client");
+      MakeChannelCredentials(c.replication_tls(), c.insecure_dev(), "test client",
+                             ExpectedPeer{.role = kRoleNode, .common_name = c.node()});
   replications_[i] = v1::Replication::NewStub(grpc::CreateCustomChannel(
       c.replication_listen(),
       replication_credentials.ok() ? *replication_credentials : grpc::InsecureChannelCredentials(),

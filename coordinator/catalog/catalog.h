@@ -119,7 +119,10 @@ struct LeaseRecord {
   std::string job;
   std::string holder_node;
   absl::Time acquired = absl::InfinitePast();
-  absl::Time expires = absl::InfinitePast();
+  absl::Time expires = absl::InfinitePast();  // for people and restarts; see lease_store.h
+  // The fencing token (DESIGN.md §8): greater than that of every earlier
+  // lease of the unit, whichever job took it.
+  uint64_t token = 0;
 };
 
 // Where a backup found that a unit's log stream no longer continues its
@@ -148,9 +151,12 @@ class Catalog {
                                            absl::Time reported) = 0;
   virtual absl::StatusOr<std::vector<CopyRecord>> Copies() = 0;
 
-  // Backup-in-progress leases, one per unit. Acquire fails with
-  // FailedPrecondition naming the holder when another job holds an
-  // unexpired lease on the unit; an expired one is taken over.
+  // Backup-in-progress leases, one per unit (the coordinator reaches them
+  // through LeaseStore, coordinator/leases/lease_store.h). Acquire fails
+  // with FailedPrecondition naming the holder when another job holds an
+  // unexpired lease on the unit; an expired one is taken over. Every
+  // acquisition, in the same transaction, takes the unit's next fencing
+  // token.
   virtual absl::StatusOr<LeaseRecord> AcquireLease(const std::string& unit, const std::string& job,
                                                    const std::string& holder_node, absl::Time now,
                                                    absl::Duration ttl) = 0;

@@ -128,6 +128,14 @@ const std::vector<std::string>& Migrations() {
         decided_us INTEGER NOT NULL,
         why TEXT NOT NULL);
       )sql",
+      // 6: fencing tokens. A lease carries its unit's token; lease_tokens
+      // keeps each unit's last one, so tokens only grow, across releases.
+      R"sql(
+      ALTER TABLE leases ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+      CREATE TABLE lease_tokens (
+        unit TEXT PRIMARY KEY,
+        last_token INTEGER NOT NULL);
+      )sql",
   };
   return *migrations;
 }
@@ -277,7 +285,14 @@ absl::Status SqliteCatalog::Transaction(const std::function<absl::Status()>& bod
     (void)Exec("ROLLBACK");
     return status;
   }
-  return Exec("COMMIT");
+  status = Exec("COMMIT");
+  if (!status.ok() && !sqlite3_get_autocommit(db_)) {
+    // A COMMIT that failed (the disk is full, say) can leave the
+    // transaction open: the next statement would run inside it, and a
+    // later COMMIT would write this one's changes after all.
+    (void)Exec("ROLLBACK");
+  }
+  return status;
 }
 
 // --- nodes and copies ---
@@ -357,10 +372,23 @@ absl::StatusOr<LeaseRecord> SqliteCatalog::AcquireLease(const std::string& unit,
           absl::FormatTime(TimeOf(q.Int(2))), ", expires ", absl::FormatTime(TimeOf(q.Int(3))),
           ")"));
     }
+    Statement t(db_, path_,
+                "INSERT INTO lease_tokens (unit, last_token) VALUES (?, 1) ON CONFLICT (unit) "
+                "DO UPDATE SET last_token = last_token + 1 RETURNING last_token");
+    t.Bind(unit);
+    ASSIGN_OR_RETURN(bool row, t.Step());
+    if (!row) return absl::InternalError(absl::StrCat("catalog ", path_, ": no fencing token"));
+    lease.token = static_cast<uint64_t>(t.Int(0));
     Statement w(db_, path_,
-                "INSERT OR REPLACE INTO leases (unit, job, holder_node, acquired_us, expires_us) "
-                "VALUES (?, ?, ?, ?, ?)");
-    return w.Bind(unit).Bind(job).Bind(holder_node).Bind(Us(now)).Bind(Us(lease.expires)).Run();
+                "INSERT OR REPLACE INTO leases (unit, job, holder_node, acquired_us, expires_us, "
+                "token) VALUES (?, ?, ?, ?, ?, ?)");
+    return w.Bind(unit)
+        .Bind(job)
+        .Bind(holder_node)
+        .Bind(Us(now))
+        .Bind(Us(lease.expires))
+        .Bind(static_cast<int64_t>(lease.token))
+        .Run();
   }));
   return lease;
 }
@@ -388,10 +416,12 @@ absl::Status SqliteCatalog::ReleaseLease(const std::string& unit, const std::str
 absl::StatusOr<std::vector<LeaseRecord>> SqliteCatalog::Leases() {
   std::lock_guard<std::mutex> l(mu_);
   Statement s(db_, path_,
-              "SELECT unit, job, holder_node, acquired_us, expires_us FROM leases ORDER BY unit");
+              "SELECT unit, job, holder_node, acquired_us, expires_us, token FROM leases "
+              "ORDER BY unit");
   std::vector<LeaseRecord> out;
   RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
-    out.push_back({s.Text(0), s.Text(1), s.Text(2), TimeOf(s.Int(3)), TimeOf(s.Int(4))});
+    out.push_back({s.Text(0), s.Text(1), s.Text(2), TimeOf(s.Int(3)), TimeOf(s.Int(4)),
+                   static_cast<uint64_t>(s.Int(5))});
     return absl::OkStatus();
   }));
   return out;

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -87,6 +88,32 @@ TEST(SqliteCatalog, OneLeasePerUnitNamingItsHolderUntilReleasedOrExpired) {
   ASSERT_TRUE(c->ReleaseLease("DB02", "job-2").ok());
   EXPECT_TRUE(
       c->AcquireLease("DB02", "job-3", "node1", kT0 + absl::Seconds(62), absl::Seconds(30)).ok());
+}
+
+TEST(SqliteCatalog, FencingTokensOnlyGrowPerUnitAcrossReleasesAndReopens) {
+  ::dagvault::testing::TempDir dir("catalog");
+  uint64_t last = 0;
+  for (int round = 0; round < 2; ++round) {
+    auto c = OpenOrDie(dir.Sub("catalog.db"));
+    for (int i = 0; i < 3; ++i) {
+      const std::string job = absl::StrCat("job-", round, "-", i);
+      auto lease = c->AcquireLease("DB02", job, "node2", kT0, absl::Seconds(30));
+      ASSERT_TRUE(lease.ok()) << lease.status();
+      EXPECT_GT(lease->token, last);
+      last = lease->token;
+      auto listed = c->Leases();
+      ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+      EXPECT_EQ((*listed)[0].token, last);
+      ASSERT_TRUE(c->ReleaseLease("DB02", job).ok());
+    }
+    // Another unit counts on its own.
+    auto other =
+        c->AcquireLease(absl::StrCat("SG0", round), "job-x", "node1", kT0, absl::Seconds(30));
+    ASSERT_TRUE(other.ok());
+    EXPECT_EQ(other->token, 1u);
+    ASSERT_TRUE(c->ReleaseLease(absl::StrCat("SG0", round), "job-x").ok());
+  }
+  EXPECT_EQ(last, 6u);
 }
 
 TEST(SqliteCatalog, JobsKeepTheirAttemptsAndEveryTransition) {

@@ -9,6 +9,8 @@
 #include "common/backup_type.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
 
 namespace dagvault::coordinator {
 namespace {
@@ -88,16 +90,52 @@ v1::JobInfo JobInfoOf(const JobRecord& r) {
   return info;
 }
 
+void ExitOnCatalogFailure(const absl::Status& status) {
+  logging::Get("coordinator")
+      ->critical(
+          "stopping: {}; the catalog and this coordinator's memory would disagree. Fix the "
+          "catalog's storage and start the coordinator again: it takes its jobs back from "
+          "the catalog, and the agents send their results again",
+          status);
+  spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+  std::_Exit(3);
+}
+
 JobManager::JobManager(Catalog* catalog, Topology* topology, JobManagerOptions options)
-    : catalog_(catalog), topology_(topology), options_(options) {}
+    : catalog_(catalog),
+      topology_(topology),
+      options_(std::move(options)),
+      clock_(options_.clock),
+      owned_leases_(options_.leases == nullptr
+                        ? std::make_unique<CatalogLeaseStore>(catalog, options_.clock)
+                        : nullptr),
+      leases_(options_.leases == nullptr ? owned_leases_.get() : options_.leases) {}
+
+void JobManager::CatalogFailed(const absl::Status& status, const std::string& what) {
+  const absl::Status s = Annotate(status, absl::StrCat("catalog write failed: ", what));
+  if (options_.fail_stop) {
+    logging::Get("coordinator")->error("{}", s);
+    options_.fail_stop(s);
+    return;
+  }
+  ExitOnCatalogFailure(s);
+}
+
+void JobManager::ReleaseLeaseOf(Active& a) {
+  absl::Status s = leases_->Release(a.record.unit, a.record.id);
+  if (!s.ok()) {
+    CatalogFailed(s, absl::StrCat("releasing the lease of unit ", a.record.unit, " held by job ",
+                                  a.record.id));
+  }
+}
 
 absl::Status JobManager::Recover() {
   auto log = logging::Get("coordinator");
   auto jobs = catalog_->ListJobs("", 0);
   if (!jobs.ok()) return jobs.status();
-  auto leases = catalog_->Leases();
+  auto leases = leases_->List();
   if (!leases.ok()) return leases.status();
-  const absl::Time now = absl::Now();
+  const absl::Duration now = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
   for (const JobRecord& r : *jobs) {
     if (IsFinal(r.state) || (r.attempts.empty() && r.plan.empty())) continue;
@@ -121,14 +159,21 @@ absl::Status JobManager::Recover() {
     auto breaks = catalog_->ChainBreaks(r.unit);
     if (backups.ok() && breaks.ok()) a.plan = PlanBackup(r.unit, r.type, *backups, *breaks);
     for (const auto& attempt : r.attempts) a.tried.insert(attempt.node);
-    a.assigned = now;
+    for (const auto& lease : *leases) {
+      if (lease.job == r.id) a.fencing_token = lease.token;
+    }
+    a.assigned_at = now;
     // Its agent has one lease period to report it, running or finished.
-    a.lease_expires = now + options_.lease_ttl;
+    a.lease_deadline = now + options_.lease_ttl;
+    a.lease_written_at = now;
     Record(a, a.record.state,
            absl::StrCat("coordinator restarted: waiting up to ",
                         absl::FormatDuration(options_.lease_ttl), " for ", Current(a).node,
                         " to report attempt ", Current(a).number));
-    (void)catalog_->RenewLease(r.unit, r.id, a.lease_expires);
+    if (absl::Status s = leases_->Renew(r.unit, r.id, options_.lease_ttl);
+        !s.ok() && !absl::IsNotFound(s)) {
+      return Annotate(s, absl::StrCat("renewing the lease of job ", r.id));
+    }
     log->info("job {} (unit {}) was {} on {} when the coordinator stopped: waiting for its agent",
               r.id, r.unit, JobStateName(r.state), Current(a).node);
     active_[r.id] = std::move(a);
@@ -138,20 +183,22 @@ absl::Status JobManager::Recover() {
     if (active_.count(lease.job) == 0) {
       log->warn("releasing the lease on unit {} held by job {}, which is not running", lease.unit,
                 lease.job);
-      (void)catalog_->ReleaseLease(lease.unit, lease.job);
+      RETURN_IF_ERROR(leases_->Release(lease.unit, lease.job));
     }
   }
   return absl::OkStatus();
 }
 
 void JobManager::Record(Active& a, JobState state, const std::string& message) {
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   a.record.state = state;
   a.record.updated = now;
   if (a.all_copies) a.record.plan = a.restore_plan.SerializeAsString();
   absl::Status s = catalog_->UpdateJob(
       a.record, JobEvent{now, a.record.attempts.empty() ? 0 : Current(a).number, state, message});
-  if (!s.ok()) logging::Get("coordinator")->error("catalog: job {}: {}", a.record.id, s);
+  if (!s.ok()) {
+    CatalogFailed(s, absl::StrCat("job ", a.record.id, " ", JobStateName(state), ": ", message));
+  }
   Changed();
 }
 
@@ -221,7 +268,7 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
     r.type = a.plan.type;
     r.source_mode = SourceModeName(policy.mode);
     r.preferred = policy.preferred;
-    r.created = r.updated = absl::Now();
+    r.created = r.updated = clock_->Now();
     if (!a.plan.promoted_because.empty()) {
       r.reason = absl::StrCat("requested ", BackupTypeTitle(request.type()),
                               " promoted to Full: ", a.plan.promoted_because);
@@ -292,24 +339,24 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
     return fail(why);
   }
   const RankedCopy& chosen = selection.ranked.front();
-  const absl::Time now = absl::Now();
-  auto lease =
-      catalog_->AcquireLease(a.record.unit, a.record.id, chosen.node, now, options_.lease_ttl);
+  const absl::Duration now = clock_->Monotonic();
+  auto lease = leases_->Acquire(a.record.unit, a.record.id, chosen.node, options_.lease_ttl);
   if (!lease.ok()) return fail(std::string(lease.status().message()));
   a.tried.insert(chosen.node);
   JobAttempt attempt;
   attempt.number = number;
   attempt.node = chosen.node;
   attempt.state = JobState::kAssigned;
-  attempt.started = now;
+  attempt.started = clock_->Now();
   a.record.attempts.push_back(attempt);
-  a.assigned = now;
-  a.lease_expires = now + options_.lease_ttl;
-  a.lease_written = now;
+  a.assigned_at = now;
+  a.lease_deadline = now + options_.lease_ttl;
+  a.lease_written_at = now;
+  a.fencing_token = lease->token;
   Record(a, JobState::kAssigned,
          absl::StrCat("attempt ", number, ": ", BackupTypeTitle(a.record.type), " from the ",
                       chosen.active ? "active" : "passive", " copy on ", chosen.node, " (",
-                      chosen.why, ")"));
+                      chosen.why, "), fencing token ", lease->token));
   v1::CoordinatorMessage m;
   v1::JobAssignment* job = m.mutable_assignment();
   job->set_job(a.record.id);
@@ -326,6 +373,7 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
   job->set_max_copy_queue(a.policy.max_copy_queue);
   job->set_max_replay_queue(a.policy.max_replay_queue);
   job->set_expect_active(chosen.active);
+  job->set_fencing_token(a.fencing_token);
   // A dead or cancelled earlier attempt's writer session may hold the unit
   // until the writers' session timeout ends it: the agent waits that long.
   job->set_wait_for_writer_seconds(
@@ -335,7 +383,7 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
 }
 
 void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   if (!a.record.attempts.empty()) {
     JobAttempt& attempt = Current(a);
     if (!IsFinal(attempt.state)) {
@@ -343,7 +391,7 @@ void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
       attempt.ended = now;
       if (state != JobState::kSucceeded) attempt.reason = reason;
     }
-    (void)catalog_->ReleaseLease(a.record.unit, a.record.id);
+    ReleaseLeaseOf(a);
   }
   if (state != JobState::kSucceeded && a.record.reason.find(reason) == std::string::npos) {
     a.record.reason =
@@ -358,9 +406,9 @@ void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
 void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbox) {
   JobAttempt& attempt = Current(a);
   attempt.state = JobState::kFailed;
-  attempt.ended = absl::Now();
+  attempt.ended = clock_->Now();
   attempt.reason = reason;
-  (void)catalog_->ReleaseLease(a.record.unit, a.record.id);
+  ReleaseLeaseOf(a);
   const std::string lost =
       absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
   logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
@@ -380,14 +428,22 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
   Assign(a, attempt.number + 1, lost, outbox);
 }
 
-void JobManager::RenewLocked(Active& a, absl::Time now) {
-  a.lease_expires = now + options_.lease_ttl;
-  // The catalog's copy matters only across a coordinator restart (which
+void JobManager::RenewLocked(Active& a, absl::Duration now) {
+  if (a.lease_deadline < now) return;  // ran out: Tick loses the attempt
+  a.lease_deadline = now + options_.lease_ttl;
+  // The store's copy matters only across a coordinator restart (which
   // renews every lease anyway): written a few times per period, not at
   // every report.
-  if (now - a.lease_written >= options_.lease_ttl / 3) {
-    a.lease_written = now;
-    (void)catalog_->RenewLease(a.record.unit, a.record.id, a.lease_expires);
+  if (now - a.lease_written_at < options_.lease_ttl / 3) return;
+  a.lease_written_at = now;
+  absl::Status s = leases_->Renew(a.record.unit, a.record.id, options_.lease_ttl);
+  if (absl::IsNotFound(s)) {
+    logging::Get("coordinator")
+        ->warn("job {} (unit {}): {}", a.record.id, a.record.unit, s.message());
+    a.lease_deadline = now - absl::Nanoseconds(1);
+  } else if (!s.ok()) {
+    CatalogFailed(s, absl::StrCat("renewing the lease of unit ", a.record.unit, " held by job ",
+                                  a.record.id));
   }
 }
 
@@ -432,13 +488,13 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         Ack(node, u.job(), u.attempt(), &outbox);
       }
     } else if (it->second.all_copies) {
-      RenewLocked(it->second, absl::Now());
+      RenewLocked(it->second, clock_->Monotonic());
       if (OnPlanUpdate(it->second, node, u, &outbox)) active_.erase(it);
     } else {
       Active& a = it->second;
       JobAttempt& attempt = Current(a);
-      const absl::Time now = absl::Now();
-      RenewLocked(a, now);
+      const absl::Time now = clock_->Now();
+      RenewLocked(a, clock_->Monotonic());
       if (!u.writer_instance().empty()) attempt.writer_instance = u.writer_instance();
       if (u.bytes_total() > 0) {
         a.record.bytes_done = u.bytes_done();
@@ -523,7 +579,7 @@ void JobManager::OnReport(const v1::NodeReport& report) {
   Outbox outbox;
   {
     std::lock_guard<std::mutex> l(mu_);
-    const absl::Time now = absl::Now();
+    const absl::Duration now = clock_->Monotonic();
     // Jobs the node still has: running, or finished with a result the
     // coordinator has not taken yet (it could not write it, say).
     std::set<std::pair<std::string, uint32_t>> running;
@@ -549,7 +605,7 @@ void JobManager::OnReport(const v1::NodeReport& report) {
     for (auto& [id, a] : active_) {
       if (a.record.attempts.empty() || Current(a).node != report.node()) continue;
       if (running.count({id, static_cast<uint32_t>(Current(a).number)}) != 0) continue;
-      if (now - a.assigned < options_.report_grace) continue;
+      if (now - a.assigned_at < options_.report_grace) continue;
       lost.push_back(id);
     }
     for (const auto& id : lost) {
@@ -568,10 +624,10 @@ void JobManager::Tick() {
   Outbox outbox;
   {
     std::lock_guard<std::mutex> l(mu_);
-    const absl::Time now = absl::Now();
+    const absl::Duration now = clock_->Monotonic();
     std::vector<std::string> expired;
     for (auto& [id, a] : active_) {
-      if (!a.record.attempts.empty() && now > a.lease_expires) expired.push_back(id);
+      if (!a.record.attempts.empty() && now > a.lease_deadline) expired.push_back(id);
     }
     for (const auto& id : expired) {
       auto it = active_.find(id);

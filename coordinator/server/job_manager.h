@@ -19,6 +19,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,8 +27,10 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/chains/chain_view.h"
+#include "coordinator/leases/lease_store.h"
 #include "coordinator/schedule/scheduler.h"
 #include "coordinator/selection/source_selection.h"
 #include "coordinator/server/topology.h"
@@ -43,7 +46,21 @@ struct JobManagerOptions {
   absl::Duration writer_session_timeout = absl::Seconds(60);
   // How long after an assignment its agent's reports must list the job.
   absl::Duration report_grace = absl::Seconds(12);
+  // Leases, grace periods and timeouts run on its monotonic reading; the
+  // wall time is only written down.
+  Clock* clock = RealClock();
+  // Null: the catalog's (CatalogLeaseStore).
+  LeaseStore* leases = nullptr;
+  // Called when a catalog write fails where the coordinator's memory and
+  // its catalog would otherwise disagree (a job's state change, a lease's
+  // release or renewal). Empty: log it and exit the process (fail-stop;
+  // after a restart Recover() takes the truth from the catalog, and agents
+  // send their unacknowledged results again). Tests record it instead.
+  std::function<void(const absl::Status&)> fail_stop;
 };
+
+// The default fail-stop: logs at critical and exits with status 3.
+[[noreturn]] void ExitOnCatalogFailure(const absl::Status& status);
 
 class JobManager : public BackupStarter {
  public:
@@ -97,9 +114,12 @@ class JobManager : public BackupStarter {
     SelectionPolicy policy;
     PlannedBackup plan;
     std::set<std::string> tried;
-    absl::Time assigned = absl::InfinitePast();
-    absl::Time lease_expires = absl::InfinitePast();
-    absl::Time lease_written = absl::InfinitePast();
+    // Monotonic readings (Clock::Monotonic).
+    absl::Duration assigned_at = -absl::InfiniteDuration();
+    absl::Duration lease_deadline = -absl::InfiniteDuration();
+    absl::Duration lease_written_at = -absl::InfiniteDuration();
+    // The current lease's fencing token, sent with every assignment.
+    uint64_t fencing_token = 0;
     double bytes_per_second = 0;
     bool cancel_requested = false;
     // An all-copies restore: its plan, written with every Record.
@@ -110,15 +130,22 @@ class JobManager : public BackupStarter {
       std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;
 
   JobAttempt& Current(Active& a) { return a.record.attempts.back(); }
-  // Writes the job with an event; logs a catalog failure (the job goes on:
-  // the agents' reports repeat what matters).
+  // Writes the job with an event. A failed write is a fail-stop
+  // (options.fail_stop): memory and catalog would disagree.
   void Record(Active& a, JobState state, const std::string& message);
+  // The fail-stop, naming what could not be written.
+  void CatalogFailed(const absl::Status& status, const std::string& what);
+  // Releases the job's lease; a failure is a fail-stop.
+  void ReleaseLeaseOf(Active& a);
   // Selects a source and sends attempt `number`; false when nothing
   // qualifies (the job has then failed, with the reasons).
   bool Assign(Active& a, int number, const std::string& previous_failure, Outbox* outbox);
   void LoseAttempt(Active& a, const std::string& reason, Outbox* outbox);
   void Finish(Active& a, JobState state, const std::string& reason);
-  void RenewLocked(Active& a, absl::Time now);
+  // Extends the lease from monotonic `now`. When the store says the job
+  // no longer holds it, the lease runs out at once (the next Tick loses the
+  // attempt).
+  void RenewLocked(Active& a, absl::Duration now);
   void Ack(const std::string& node, const std::string& job, uint32_t attempt, Outbox* outbox);
   SourceHistory HistoryOf(const std::string& unit);
 
@@ -149,6 +176,9 @@ class JobManager : public BackupStarter {
   Catalog* catalog_;
   Topology* topology_;
   const JobManagerOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<LeaseStore> owned_leases_;
+  LeaseStore* leases_;
   std::mutex mu_;
   std::condition_variable changed_;
   uint64_t changes_ = 0;

@@ -4,6 +4,8 @@
 // agent, restart recovery of a stuck lease).
 #include "coordinator/server/job_manager.h"
 
+#include "absl/strings/str_cat.h"
+#include "common/testing/small_tmpfs.h"
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/sqlite_catalog.h"
 #include "coordinator/server/fake_agent_channel.h"
@@ -24,7 +26,7 @@ class JobManagerTest : public ::testing::Test {
     auto c = SqliteCatalog::Open(dir_.Sub("catalog.db"));
     ASSERT_TRUE(c.ok()) << c.status();
     catalog_ = std::move(*c);
-    topology_ = std::make_unique<Topology>(catalog_.get(), absl::Seconds(30));
+    topology_ = std::make_unique<Topology>(catalog_.get(), absl::Seconds(30), &clock_);
     jobs_ = MakeJobs();
     for (const char* node : {"node1", "node2", "node3"}) Connect(node);
   }
@@ -34,6 +36,8 @@ class JobManagerTest : public ::testing::Test {
     o.lease_ttl = absl::Milliseconds(300);
     o.report_grace = absl::Milliseconds(100);
     o.writer_session_timeout = absl::Seconds(1);
+    o.clock = &clock_;
+    o.fail_stop = [this](const absl::Status& s) { fail_stops_.push_back(s); };
     return std::make_unique<JobManager>(catalog_.get(), topology_.get(), o);
   }
 
@@ -83,11 +87,13 @@ class JobManagerTest : public ::testing::Test {
   JobRecord StartAndLoseTheFirstAttempt() {
     JobRecord job = Start("full", {"node2"});
     Report("node2", {Running(job.id, 1)});
-    absl::SleepFor(absl::Milliseconds(400));  // longer than the 300 ms lease
+    clock_.Advance(absl::Milliseconds(400));  // longer than the 300 ms lease
     jobs_->Tick();
     return job;
   }
 
+  FakeClock clock_{absl::Now()};
+  std::vector<absl::Status> fail_stops_;
   ::dagvault::testing::TempDir dir_{"jobs"};
   std::unique_ptr<SqliteCatalog> catalog_;
   std::unique_ptr<Topology> topology_;
@@ -100,7 +106,7 @@ TEST_F(JobManagerTest, AnAssignmentTheAgentNeverRunsIsLostAndRetriedElsewhere) {
   ASSERT_EQ(job.attempts.size(), 1u);
   EXPECT_EQ(job.attempts[0].node, "node2");
   ASSERT_EQ(channels_["node2"]->Assignments().size(), 1u);
-  absl::SleepFor(absl::Milliseconds(150));  // past the report grace
+  clock_.Advance(absl::Milliseconds(150));  // past the report grace
   Report("node2", {});                      // ... and node2 does not list it
   auto info = jobs_->Info(job.id, true);
   ASSERT_TRUE(info.ok());
@@ -121,13 +127,13 @@ TEST_F(JobManagerTest, AnAssignmentTheAgentNeverRunsIsLostAndRetriedElsewhere) {
 TEST_F(JobManagerTest, ALeaseThatIsNotRenewedExpiresAndASecondLossFailsTheJob) {
   JobRecord job = Start("full", {"node2", "node3"});
   Report("node2", {Running(job.id, 1)});
-  absl::SleepFor(absl::Milliseconds(400));  // node2 says nothing more
+  clock_.Advance(absl::Milliseconds(400));  // node2 says nothing more
   jobs_->Tick();
   auto info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
   ASSERT_EQ(info->attempts_size(), 2);
   EXPECT_THAT(info->attempts(0).reason(), HasSubstr("its lease expired: node2 has not reported"));
-  absl::SleepFor(absl::Milliseconds(400));
+  clock_.Advance(absl::Milliseconds(400));
   jobs_->Tick();
   info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
@@ -259,6 +265,109 @@ TEST_F(JobManagerTest, ARestartedCoordinatorWaitsForTheAgentAndReleasesStuckLeas
   bool waited = false;
   for (const auto& e : info->events()) waited |= e.message().find("coordinator restarted") == 0;
   EXPECT_TRUE(waited);
+}
+
+TEST_F(JobManagerTest, EveryLeaseCarriesAGreaterFencingTokenToTheAgent) {
+  JobRecord job = StartAndLoseTheFirstAttempt();  // attempt 1 on node2, attempt 2 elsewhere
+  auto first = channels_["node2"]->Assignments();
+  ASSERT_EQ(first.size(), 1u);
+  std::vector<v1::JobAssignment> second;
+  for (const char* node : {"node1", "node3"}) {
+    for (auto& a : channels_[node]->Assignments()) second.push_back(a);
+  }
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_GT(first[0].fencing_token(), 0u);
+  EXPECT_GT(second[0].fencing_token(), first[0].fencing_token());
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok() && leases->size() == 1u);
+  EXPECT_EQ((*leases)[0].token, second[0].fencing_token());
+  auto info = jobs_->Info(job.id, true);
+  ASSERT_TRUE(info.ok());
+  bool said = false;
+  for (const auto& e : info->events()) {
+    said |= e.message().find(absl::StrCat("fencing token ", second[0].fencing_token())) !=
+            std::string::npos;
+  }
+  EXPECT_TRUE(said);
+  // Released and taken again by the next job: still greater.
+  v1::JobUpdate done;
+  done.set_job(job.id);
+  done.set_attempt(2);
+  done.set_phase("failed");
+  done.set_error("stopped by the test");
+  jobs_->OnJobUpdate(info->attempts(1).node(), done);
+  JobRecord next = Start("full", {"node2"});
+  auto again = channels_["node2"]->Assignments();
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_GT(again[1].fencing_token(), second[0].fencing_token());
+}
+
+TEST_F(JobManagerTest, AWallClockStepNeitherExpiresALeaseEarlyNorExtendsIt) {
+  JobRecord job = Start("full", {"node2"});
+  Report("node2", {Running(job.id, 1)});
+  // An hour forward, then two back: the lease (300 ms) is untouched.
+  clock_.StepWallClock(absl::Hours(1));
+  jobs_->Tick();
+  clock_.StepWallClock(-absl::Hours(2));
+  jobs_->Tick();
+  auto info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->attempts_size(), 1);
+  EXPECT_EQ(info->state(), "assigned");
+  // Real time passing ends it, wherever the wall clock stands.
+  clock_.Advance(absl::Milliseconds(301));
+  jobs_->Tick();
+  info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->attempts_size(), 2);
+  EXPECT_THAT(info->attempts(0).reason(), HasSubstr("its lease expired"));
+}
+
+TEST_F(JobManagerTest, ACatalogWriteThatFailsStopsTheCoordinatorInsteadOfGoingOn) {
+  // The catalog on a filesystem that fills up.
+  ::dagvault::testing::SmallTmpfs fs(dir_.Sub("small"), 2 << 20);
+  ASSERT_TRUE(fs.ok()) << fs.error();
+  auto c = SqliteCatalog::Open(fs.path() + "/catalog.db");
+  ASSERT_TRUE(c.ok()) << c.status();
+  catalog_ = std::move(*c);
+  topology_ = std::make_unique<Topology>(catalog_.get(), absl::Seconds(30), &clock_);
+  jobs_ = MakeJobs();
+  for (const char* node : {"node1", "node2", "node3"}) Connect(node);
+  JobRecord job = Start("full", {"node2"});
+  ASSERT_TRUE(fail_stops_.empty());
+
+  ASSERT_TRUE(fs.Fill());
+  // A new job cannot be recorded: the start fails, and says why.
+  v1::StartBackupRequest other;
+  other.set_unit("DB02");
+  other.set_type(v1::FULL);
+  // (DB02 is busy; a start for it is refused before any write.)
+  EXPECT_THAT(std::string(jobs_->StartBackup(other).status().message()),
+              HasSubstr("is being backed up"));
+  // The job's end cannot be written: memory and catalog would disagree,
+  // so the coordinator stops (here: the test's fail-stop records it).
+  v1::JobUpdate failed;
+  failed.set_job(job.id);
+  failed.set_attempt(1);
+  failed.set_phase("failed");
+  failed.set_error("writer refused");
+  jobs_->OnJobUpdate("node2", failed);
+  ASSERT_FALSE(fail_stops_.empty());
+  EXPECT_THAT(std::string(fail_stops_[0].message()),
+              HasSubstr("catalog write failed: releasing the lease of unit DB02"));
+
+  // With room again, a restarted coordinator finds the job as the catalog
+  // last had it, and nothing half-written: the failed write left no trace.
+  fs.Unfill();
+  jobs_ = MakeJobs();
+  ASSERT_TRUE(jobs_->Recover().ok());
+  auto info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), "assigned");
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ((*leases)[0].job, job.id);
 }
 
 }  // namespace

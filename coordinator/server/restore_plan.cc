@@ -40,8 +40,6 @@ constexpr const char* kStepNames[] = {
 
 std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
 
-int64_t NowUs() { return absl::ToUnixMicros(absl::Now()); }
-
 v1::RestoreStep* StepOf(v1::RestorePlan& plan, uint32_t number) {
   return plan.mutable_steps(static_cast<int>(number) - 1);
 }
@@ -149,10 +147,12 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
   JobRecord result;
   {
     std::lock_guard<std::mutex> l(mu_);
-    auto leases = catalog_->Leases();
+    auto leases = leases_->List();
     if (!leases.ok()) return leases.status();
     for (const LeaseRecord& lease : *leases) {
-      if (lease.unit == request.unit() && lease.expires > absl::Now()) {
+      // Held by a job this coordinator runs (one that is not running has
+      // its lease released by Recover).
+      if (lease.unit == request.unit() && active_.count(lease.job) != 0) {
         return absl::FailedPreconditionError(absl::StrCat(
             "unit ", request.unit(),
             absl::StartsWith(lease.job, "restore") ? " is being restored" : " is being backed up",
@@ -190,18 +190,17 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       r.kind = "restore";
       r.unit = request.unit();
       r.type = chain->front().type();
-      r.created = r.updated = absl::Now();
+      r.created = r.updated = clock_->Now();
       r.manifest = chain->back().id();
       r.state = JobState::kQueued;
       if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
-      const absl::Time now = absl::Now();
       JobAttempt attempt;
       attempt.node = request.node();
       attempt.state = JobState::kAssigned;
-      attempt.started = now;
+      attempt.started = clock_->Now();
       r.attempts.push_back(attempt);
-      a.assigned = now;
-      a.lease_expires = now + options_.lease_ttl;
+      a.assigned_at = clock_->Monotonic();
+      a.lease_deadline = a.assigned_at + options_.lease_ttl;
       a.tried.insert(request.node());
       Record(a, JobState::kAssigned,
              absl::StrCat("attempt 1: restore of ", r.unit,
@@ -304,7 +303,7 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
     a.restore_plan = earlier;
     break;
   }
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   a.all_copies = true;
   const bool resuming = !a.record.id.empty();
   if (!resuming) {
@@ -336,10 +335,11 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
       request.force_overwrite_different_database());
   a.restore_plan.clear_next_action();
   a.record.plan = a.restore_plan.SerializeAsString();
-  auto lease = catalog_->AcquireLease(request.unit(), a.record.id, a.restore_plan.active_node(),
-                                      now, options_.lease_ttl);
+  auto lease = leases_->Acquire(request.unit(), a.record.id, a.restore_plan.active_node(),
+                                options_.lease_ttl);
   if (!lease.ok()) return lease.status();
-  a.lease_written = now;
+  a.lease_written_at = clock_->Monotonic();
+  a.fencing_token = lease->token;
   if (resuming) {
     v1::RestoreStep* step = CurrentStep(a.restore_plan);
     a.restore_plan.set_resumed(a.restore_plan.resumed() + 1);
@@ -351,7 +351,9 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
                         " (", CurrentStep(a.restore_plan)->name(), ")"));
   } else {
     if (absl::Status s = catalog_->CreateJob(a.record); !s.ok()) {
-      (void)catalog_->ReleaseLease(request.unit(), a.record.id);
+      if (absl::Status r = leases_->Release(request.unit(), a.record.id); !r.ok()) {
+        CatalogFailed(r, absl::StrCat("releasing the lease of unit ", request.unit()));
+      }
       return s;
     }
     Record(
@@ -377,16 +379,16 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
 
 void JobManager::SendOperation(Active& a, const std::string& node, v1::JobAssignment assignment,
                                const std::string& what, Outbox* outbox) {
-  const absl::Time now = absl::Now();
   JobAttempt attempt;
   attempt.number = static_cast<int>(a.record.attempts.size()) + 1;
   attempt.node = node;
   attempt.state = JobState::kAssigned;
-  attempt.started = now;
+  attempt.started = clock_->Now();
   a.record.attempts.push_back(attempt);
-  a.assigned = now;
-  a.lease_expires = now + options_.lease_ttl;
+  a.assigned_at = clock_->Monotonic();
+  a.lease_deadline = a.assigned_at + options_.lease_ttl;
   assignment.set_job(a.record.id);
+  assignment.set_fencing_token(a.fencing_token);
   assignment.set_attempt(static_cast<uint32_t>(attempt.number));
   assignment.set_unit(a.record.unit);
   Record(a, JobState::kAssigned,
@@ -406,7 +408,7 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
     }
     if (step->state() != "running") {
       step->set_state("running");
-      step->set_started_us(NowUs());
+      step->set_started_us(clock_->NowMicros());
       step->clear_done_nodes();
       step->clear_detail();
       if (step->number() == 7) {
@@ -463,7 +465,7 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
             absl::StrCat("every copy holds the same data: ", absl::StrJoin(summary, ", ")));
       }
       step->set_state("done");
-      step->set_ended_us(NowUs());
+      step->set_ended_us(clock_->NowMicros());
       Record(a, a.record.state,
              absl::StrCat("step ", n, " done: ", step->name(),
                           step->detail().empty() ? "" : absl::StrCat(" (", step->detail(), ")")));
@@ -536,10 +538,10 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     if (step != nullptr && step->number() == 3 && u.phase() == "completing") {
       // The chain is in place; the writer replays and mounts.
       step->set_state("done");
-      step->set_ended_us(NowUs());
+      step->set_ended_us(clock_->NowMicros());
       v1::RestoreStep* replay = StepOf(a.restore_plan, 4);
       replay->set_state("running");
-      replay->set_started_us(NowUs());
+      replay->set_started_us(clock_->NowMicros());
       attempt.state = JobState::kCompleting;
       Record(a, JobState::kCompleting,
              absl::StrCat("step 3 done: the chain is restored on ", node,
@@ -559,7 +561,7 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     return true;
   }
   attempt.state = JobState::kSucceeded;
-  attempt.ended = absl::Now();
+  attempt.ended = clock_->Now();
   if (step == nullptr) {  // every step was already done: the plan ends
     AdvancePlan(a, outbox);
     return IsFinal(a.record.state);
@@ -576,7 +578,7 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     // Restored, replayed and mounted: both steps are done, whether or not
     // the "completing" progress update arrived (progress may be lost).
     const auto& r = u.restore_result();
-    const int64_t now_us = NowUs();
+    const int64_t now_us = clock_->NowMicros();
     for (uint32_t n : {3u, 4u}) {
       v1::RestoreStep* s = StepOf(a.restore_plan, n);
       if (s->started_us() == 0) s->set_started_us(now_us);
@@ -619,7 +621,7 @@ void JobManager::FailPlan(Active& a, JobState state, const std::string& reason) 
   const uint32_t n = step == nullptr ? 7 : step->number();
   if (step != nullptr) {
     step->set_state("failed");
-    step->set_ended_us(NowUs());
+    step->set_ended_us(clock_->NowMicros());
     step->set_detail(reason);
   }
   a.restore_plan.set_next_action(NextSafeAction(a.restore_plan, a.record.unit, n));

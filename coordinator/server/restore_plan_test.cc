@@ -25,7 +25,7 @@ class RestorePlanTest : public ::testing::Test {
     auto c = SqliteCatalog::Open(dir_.Sub("catalog.db"));
     ASSERT_TRUE(c.ok()) << c.status();
     catalog_ = std::move(*c);
-    topology_ = std::make_unique<Topology>(catalog_.get(), absl::Seconds(30));
+    topology_ = std::make_unique<Topology>(catalog_.get(), absl::Seconds(30), &clock_);
     jobs_ = MakeJobs();
     for (const char* node : {"node1", "node2", "node3"}) {
       auto channel = std::make_shared<FakeChannel>();
@@ -67,6 +67,7 @@ class RestorePlanTest : public ::testing::Test {
     JobManagerOptions o;
     o.lease_ttl = absl::Milliseconds(300);
     o.report_grace = absl::Seconds(10);
+    o.clock = &clock_;
     return std::make_unique<JobManager>(catalog_.get(), topology_.get(), o);
   }
 
@@ -130,6 +131,7 @@ class RestorePlanTest : public ::testing::Test {
 
   testing::TempDir dir_{"restore_plan"};
   std::unique_ptr<SqliteCatalog> catalog_;
+  FakeClock clock_{absl::Now()};
   std::unique_ptr<Topology> topology_;
   std::unique_ptr<JobManager> jobs_;
   std::map<std::string, std::shared_ptr<FakeChannel>> channels_;
@@ -198,7 +200,7 @@ TEST_F(RestorePlanTest, ACancelOrALostOperationStopsThePlanWithItsNextSafeAction
   Finish("node2");
   Finish("node3");
   EXPECT_EQ(Last("node1"), "copy-op/dismount");
-  absl::SleepFor(absl::Milliseconds(400));  // past the 300 ms lease
+  clock_.Advance(absl::Milliseconds(400));  // past the 300 ms lease
   jobs_->Tick();
   info = Info(id);
   EXPECT_EQ(info.state(), "failed");

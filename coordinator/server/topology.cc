@@ -37,13 +37,13 @@ absl::Status Topology::Load() {
   }
   for (auto& [name, n] : nodes_) {
     n.persisted_shape = Shape(n.copies);
-    n.persisted = absl::Now();
+    n.persisted = clock_->Now();
   }
   return absl::OkStatus();
 }
 
 void Topology::Connected(const v1::Register& hello, const std::shared_ptr<AgentChannel>& channel) {
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   NodeRecord record;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -67,7 +67,8 @@ void Topology::Disconnected(const std::string& node, const std::shared_ptr<Agent
 }
 
 void Topology::Report(const v1::NodeReport& report) {
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
+  const absl::Duration heard = clock_->Monotonic();
   std::vector<v1::CopyStatus> to_persist;
   NodeRecord record;
   bool persist = false;
@@ -76,6 +77,7 @@ void Topology::Report(const v1::NodeReport& report) {
     NodeState& n = nodes_[report.node()];
     n.record.name = report.node();
     n.record.last_report = now;
+    n.heard = heard;
     if (report.copies_size() == 0 && !report.writer_error().empty()) {
       n.service_error = report.writer_error();
       return;  // nothing new to write: the last copies stand, marked down
@@ -84,7 +86,8 @@ void Topology::Report(const v1::NodeReport& report) {
     n.copies.assign(report.copies().begin(), report.copies().end());
     n.copies_reported = now;
     const std::string shape = Shape(n.copies);
-    if (shape != n.persisted_shape || now - n.persisted >= kPersistAtLeastEvery) {
+    if (shape != n.persisted_shape || now - n.persisted >= kPersistAtLeastEvery ||
+        now < n.persisted) {
       persist = true;
       n.persisted_shape = shape;
       n.persisted = now;
@@ -99,30 +102,34 @@ void Topology::Report(const v1::NodeReport& report) {
   if (!s.ok()) log->error("catalog: copies of node {}: {}", report.node(), s);
 }
 
-bool Topology::ReportingLocked(const NodeState& n, absl::Time now) const {
-  return n.channel != nullptr && now - n.record.last_report <= node_timeout_ &&
-         n.service_error.empty();
+bool Topology::ReportingLocked(const NodeState& n, absl::Duration now) const {
+  return n.channel != nullptr && now - n.heard <= node_timeout_ && n.service_error.empty();
 }
 
-std::string Topology::DownReasonLocked(const NodeState& n, absl::Time now) const {
+std::string Topology::DownReasonLocked(const NodeState& n, absl::Duration now) const {
   if (!n.service_error.empty() && n.channel != nullptr) {
     return absl::StrCat("its agent reports but the mail server does not answer (", n.service_error,
                         "): ServiceDown");
   }
-  if (n.record.last_report == absl::InfinitePast())
-    return "its agent has not reported since the coordinator started";
+  if (n.heard == -absl::InfiniteDuration()) {
+    return n.record.last_report == absl::InfinitePast()
+               ? "its agent has not reported since the coordinator started"
+               : absl::StrCat(
+                     "its agent has not reported since the coordinator started (last "
+                     "report before that ",
+                     FormatUtc(n.record.last_report), "): ServiceDown");
+  }
   std::string why =
       n.channel == nullptr ? "its agent is not connected" : "its agent stopped reporting";
-  return absl::StrCat(
-      why, "; last report ", FormatUtc(n.record.last_report), " (",
-      absl::FormatDuration(absl::Trunc(now - n.record.last_report, absl::Seconds(1))),
-      " ago): ServiceDown");
+  return absl::StrCat(why, "; last report ", FormatUtc(n.record.last_report), " (",
+                      absl::FormatDuration(absl::Trunc(now - n.heard, absl::Seconds(1))),
+                      " ago): ServiceDown");
 }
 
 bool Topology::Reporting(const std::string& node) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = nodes_.find(node);
-  return it != nodes_.end() && ReportingLocked(it->second, absl::Now());
+  return it != nodes_.end() && ReportingLocked(it->second, clock_->Monotonic());
 }
 
 std::shared_ptr<AgentChannel> Topology::ChannelOf(const std::string& node) const {
@@ -147,7 +154,8 @@ bool Topology::UnitKnown(const std::string& unit) const {
   return false;
 }
 
-CopyView Topology::ViewLocked(const NodeState& n, const v1::CopyStatus& c, absl::Time now) const {
+CopyView Topology::ViewLocked(const NodeState& n, const v1::CopyStatus& c,
+                              absl::Duration now) const {
   CopyView v;
   v.status = c;
   v.node_reporting = ReportingLocked(n, now);
@@ -156,7 +164,7 @@ CopyView Topology::ViewLocked(const NodeState& n, const v1::CopyStatus& c, absl:
 }
 
 std::vector<CopyView> Topology::CopiesOf(const std::string& unit) const {
-  const absl::Time now = absl::Now();
+  const absl::Duration now = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
   std::vector<CopyView> out;
   for (const auto& [name, n] : nodes_) {
@@ -168,7 +176,7 @@ std::vector<CopyView> Topology::CopiesOf(const std::string& unit) const {
 }
 
 std::map<std::string, std::vector<CopyView>> Topology::AllCopies() const {
-  const absl::Time now = absl::Now();
+  const absl::Duration now = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
   std::map<std::string, std::vector<CopyView>> out;
   for (const auto& [name, n] : nodes_) {
@@ -178,7 +186,7 @@ std::map<std::string, std::vector<CopyView>> Topology::AllCopies() const {
 }
 
 void Topology::Describe(const v1::ClusterStatusRequest& request, v1::ClusterStatus* status) const {
-  const absl::Time now = absl::Now();
+  const absl::Duration now = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& [name, n] : nodes_) {
     v1::NodeInfo* info = status->add_nodes();

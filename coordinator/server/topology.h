@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/selection/source_selection.h"
 #include "dagvault/v1/admin.pb.h"
@@ -32,8 +33,10 @@ class AgentChannel {
 
 class Topology {
  public:
-  Topology(Catalog* catalog, absl::Duration node_timeout)
-      : catalog_(catalog), node_timeout_(node_timeout) {}
+  // Whether a node reports is decided on `clock`'s monotonic reading; its
+  // wall time is only shown and written down.
+  Topology(Catalog* catalog, absl::Duration node_timeout, Clock* clock = RealClock())
+      : catalog_(catalog), node_timeout_(node_timeout), clock_(clock) {}
 
   // Loads the nodes and copies the catalog remembers (all silent until
   // their agents report again).
@@ -65,18 +68,23 @@ class Topology {
     std::shared_ptr<AgentChannel> channel;
     std::vector<dagvault::v1::CopyStatus> copies;
     absl::Time copies_reported = absl::InfinitePast();
+    // Monotonic: when its last report arrived (-inf: not since start).
+    absl::Duration heard = -absl::InfiniteDuration();
     // The agent reports but its mailstored does not answer: the copies keep
     // their last state for the operator and do not qualify.
     std::string service_error;
     std::string persisted_shape;  // role and state of each copy, as last written
     absl::Time persisted = absl::InfinitePast();
   };
-  bool ReportingLocked(const NodeState& n, absl::Time now) const;
-  std::string DownReasonLocked(const NodeState& n, absl::Time now) const;
-  CopyView ViewLocked(const NodeState& n, const dagvault::v1::CopyStatus& c, absl::Time now) const;
+  // `now` is the monotonic reading.
+  bool ReportingLocked(const NodeState& n, absl::Duration now) const;
+  std::string DownReasonLocked(const NodeState& n, absl::Duration now) const;
+  CopyView ViewLocked(const NodeState& n, const dagvault::v1::CopyStatus& c,
+                      absl::Duration now) const;
 
   Catalog* catalog_;
   const absl::Duration node_timeout_;
+  Clock* const clock_;
   mutable std::mutex mu_;
   std::map<std::string, NodeState> nodes_;
 };

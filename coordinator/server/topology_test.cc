@@ -41,7 +41,8 @@ class TopologyTest : public ::testing::Test {
 };
 
 TEST_F(TopologyTest, ANodeThatStopsReportingIsServiceDownAfterTheTimeout) {
-  Topology topology(catalog_.get(), absl::Milliseconds(200));
+  FakeClock clock(absl::Now());
+  Topology topology(catalog_.get(), absl::Milliseconds(200), &clock);
   auto channel = std::make_shared<NullChannel>();
   v1::Register hello;
   hello.set_node("node2");
@@ -49,7 +50,12 @@ TEST_F(TopologyTest, ANodeThatStopsReportingIsServiceDownAfterTheTimeout) {
   topology.Report(ReportOf("node2"));
   ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
   EXPECT_TRUE(topology.CopiesOf("DB02")[0].node_reporting);
-  absl::SleepFor(absl::Milliseconds(300));
+  // A wall-clock step is not silence.
+  clock.StepWallClock(absl::Hours(1));
+  EXPECT_TRUE(topology.CopiesOf("DB02")[0].node_reporting);
+  clock.StepWallClock(-absl::Hours(2));
+  EXPECT_TRUE(topology.CopiesOf("DB02")[0].node_reporting);
+  clock.Advance(absl::Milliseconds(300));
   const CopyView late = topology.CopiesOf("DB02")[0];
   EXPECT_FALSE(late.node_reporting);
   EXPECT_THAT(late.node_down_reason, HasSubstr("its agent stopped reporting; last report"));

@@ -53,6 +53,9 @@ class ReplicationService final : public v1::Replication::Service {
                              v1::AcquireBackupResponse*) override {
     return With(r->unit(), [&](UnitHost* h) -> absl::Status {
       RETURN_IF_ERROR(h->MountedEngine().status());
+      RETURN_IF_ERROR(server_->fencing_tokens().Admit(
+          r->unit(), r->fencing_token(),
+          absl::StrCat("the surrogate AcquireBackup from ", r->holder_node())));
       v1::BackupInProgress bip;
       bip.set_unit(r->unit());
       bip.set_session(r->session());
@@ -61,6 +64,7 @@ class ReplicationService final : public v1::Replication::Service {
       bip.set_type(r->type());
       bip.set_started_us(absl::ToUnixMicros(absl::Now()));
       bip.set_holder_incarnation(r->holder_incarnation());
+      bip.set_fencing_token(r->fencing_token());
       return h->backups().Acquire(bip);
     });
   }

@@ -20,6 +20,11 @@ absl::StatusOr<std::unique_ptr<Mailstored>> Mailstored::Create(NodeConfig config
   config.incarnation = RandomHexId();
   ASSIGN_OR_RETURN(Peers::Credentials credentials, Peers::MakeCredentials(config));
   std::unique_ptr<Mailstored> server(new Mailstored(std::move(config), clock, credentials));
+  // A damaged table stops the start here, naming the file (FencingTokens::Open).
+  ASSIGN_OR_RETURN(
+      server->fencing_tokens_,
+      FencingTokens::Open(JoinPath(server->config_.proto.data_root(), kFencingTokensFile),
+                          server->config_.node()));
   for (const auto* def : server->config_.LocalUnits()) {
     server->units_[def->name()] =
         std::make_unique<UnitHost>(server->config_, *def, &server->peers_, clock);
@@ -27,7 +32,7 @@ absl::StatusOr<std::unique_ptr<Mailstored>> Mailstored::Create(NodeConfig config
   Mailstored* raw = server.get();
   server->writers_ = std::make_unique<Writers>(
       server->config_, [raw](const std::string& name) { return raw->FindUnit(name); },
-      &server->peers_, raw, clock);
+      &server->peers_, raw, server->fencing_tokens_.get(), clock);
   return server;
 }
 

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "mailstore/engine/engine.h"
 #include "mailstore/server/config.h"
+#include "mailstore/server/fencing_tokens.h"
 #include "mailstore/server/peers.h"
 #include "mailstore/server/unit_host.h"
 #include "mailstore/server/writer.h"
@@ -38,6 +39,7 @@ class Mailstored : public RecoveryDatabases {
   const NodeConfig& config() const { return config_; }
   Peers& peers() { return peers_; }
   Writers& writers() { return *writers_; }
+  FencingTokens& fencing_tokens() { return *fencing_tokens_; }
   UnitHost* FindUnit(const std::string& name);
   std::vector<UnitHost*> Units();
   // The engine that serves items of `unit`: its mounted active copy here,
@@ -56,6 +58,7 @@ class Mailstored : public RecoveryDatabases {
   Clock* clock_;
   Peers peers_;
   std::map<std::string, std::unique_ptr<UnitHost>> units_;
+  std::unique_ptr<FencingTokens> fencing_tokens_;
   std::unique_ptr<Writers> writers_;
   std::mutex rdb_mu_;
   std::map<std::string, std::shared_ptr<Engine>> rdbs_;

@@ -12,11 +12,12 @@
 namespace dagvault::mailstore {
 
 Writers::Writers(const NodeConfig& config, std::function<UnitHost*(const std::string&)> find_unit,
-                 Peers* peers, RecoveryDatabases* rdbs, Clock* clock)
+                 Peers* peers, RecoveryDatabases* rdbs, FencingTokens* fencing_tokens, Clock* clock)
     : config_(config),
       find_unit_(std::move(find_unit)),
       peers_(peers),
       rdbs_(rdbs),
+      fencing_tokens_(fencing_tokens),
       clock_(clock) {}
 
 Writers::~Writers() { Stop(); }
@@ -192,6 +193,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
   bip.set_type(BackupTypeToken(type));
   bip.set_started_us(clock_->NowMicros());
   bip.set_holder_incarnation(config_.incarnation);
+  bip.set_fencing_token(request.fencing_token());
   if (!s.passive) {
     RETURN_IF_ERROR(host->MountedEngine().status());
     if ((type == dagvault::v1::INCREMENTAL || type == dagvault::v1::DIFFERENTIAL) &&
@@ -208,6 +210,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
                          BackupTypeToken(type)));
       }
     }
+    RETURN_IF_ERROR(fencing_tokens_->Admit(s.unit, request.fencing_token(), "PrepareBackup"));
     RETURN_IF_ERROR(host->backups().Acquire(bip));
   } else {
     if ((type == dagvault::v1::INCREMENTAL || type == dagvault::v1::DIFFERENTIAL) &&
@@ -223,6 +226,9 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
           "unit ", s.unit, ": the passive copy on ", config_.node(), " cannot be backed up (",
           dagvault::v1::CopyState_Name(copy.state()), ": ", copy.message(), ")"));
     }
+    // Fenced here and again on the active copy's node, the unit's single
+    // point: it may have seen a newer assignment that this node has not.
+    RETURN_IF_ERROR(fencing_tokens_->Admit(s.unit, request.fencing_token(), "PrepareBackup"));
     // A surrogate backup: the state is held on the active copy.
     ASSIGN_OR_RETURN(auto* stub, peers_->Replication(s.active_node));
     dagvault::v1::AcquireBackupRequest acquire;
@@ -231,6 +237,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
     acquire.set_holder_node(config_.node());
     acquire.set_type(BackupTypeToken(type));
     acquire.set_holder_incarnation(config_.incarnation);
+    acquire.set_fencing_token(request.fencing_token());
     dagvault::v1::AcquireBackupResponse acquired;
     auto context = Peers::PatientContext();
     RETURN_IF_ERROR(FromGrpcStatus(stub->AcquireBackup(context.get(), acquire, &acquired),

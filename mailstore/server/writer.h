@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "dagvault/v1/writer.pb.h"
 #include "mailstore/server/config.h"
+#include "mailstore/server/fencing_tokens.h"
 #include "mailstore/server/peers.h"
 #include "mailstore/server/unit_host.h"
 
@@ -43,7 +44,7 @@ class RecoveryDatabases {
 class Writers {
  public:
   Writers(const NodeConfig& config, std::function<UnitHost*(const std::string&)> find_unit,
-          Peers* peers, RecoveryDatabases* rdbs, Clock* clock);
+          Peers* peers, RecoveryDatabases* rdbs, FencingTokens* fencing_tokens, Clock* clock);
   ~Writers();
   void Start();
   void Stop();
@@ -98,6 +99,8 @@ class Writers {
   std::function<UnitHost*(const std::string&)> find_unit_;
   Peers* peers_;
   RecoveryDatabases* rdbs_;
+  // PrepareBackup and PrepareRestore admit the request's token first.
+  FencingTokens* fencing_tokens_;
   Clock* clock_;
   std::mutex mu_;
   std::map<std::string, Session> sessions_;

@@ -88,6 +88,9 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
     return absl::NotFoundError(absl::StrCat("no unit named ", request.unit(),
                                             " in the configuration of node ", config_.node()));
   }
+  // Fenced by the unit, whatever the target: a superseded restore writes
+  // nothing, a recovery database included.
+  RETURN_IF_ERROR(fencing_tokens_->Admit(request.unit(), request.fencing_token(), "PrepareRestore"));
   Session s;
   s.id = absl::StrCat("restore-", Stamp(clock_), "-", request.unit());
   s.unit = request.unit();

@@ -41,12 +41,14 @@ absl::StatusOr<v1::WriterMetadata> GetMetadata(MailstoredCluster& cluster, int i
 absl::StatusOr<v1::PrepareBackupResponse> PrepareBackup(MailstoredCluster& cluster, int i,
                                                         const std::string& unit,
                                                         v1::BackupType type,
-                                                        uint32_t base_high_generation) {
+                                                        uint32_t base_high_generation,
+                                                        uint64_t fencing_token) {
   v1::PrepareBackupRequest request;
   request.set_unit(unit);
   request.set_type(type);
   request.set_base_high_generation(base_high_generation);
   request.set_requestor("mailstored_test");
+  request.set_fencing_token(fencing_token);
   return Call<v1::PrepareBackupRequest, v1::PrepareBackupResponse>(
       cluster, i, &v1::Writer::Stub::PrepareBackup, request, "PrepareBackup");
 }
@@ -93,11 +95,12 @@ absl::StatusOr<v1::RestoreCompleteResponse> RestoreComplete(
 
 absl::StatusOr<BackupSet> TakeBackup(MailstoredCluster& cluster, int i, const std::string& unit,
                                      v1::BackupType type, const std::string& dir,
-                                     uint32_t base_high_generation) {
+                                     uint32_t base_high_generation, uint64_t fencing_token) {
   BackupSet set;
   set.dir = dir;
   set.type = type;
-  ASSIGN_OR_RETURN(auto prepared, PrepareBackup(cluster, i, unit, type, base_high_generation));
+  ASSIGN_OR_RETURN(auto prepared,
+                   PrepareBackup(cluster, i, unit, type, base_high_generation, fencing_token));
   ASSIGN_OR_RETURN(set.frozen, Freeze(cluster, i, prepared.session()));
   for (const auto& f : set.frozen.files()) {
     if (f.role() == "database") {

@@ -18,7 +18,8 @@ absl::StatusOr<v1::WriterMetadata> GetMetadata(MailstoredCluster& cluster, int i
 absl::StatusOr<v1::PrepareBackupResponse> PrepareBackup(MailstoredCluster& cluster, int i,
                                                         const std::string& unit,
                                                         v1::BackupType type,
-                                                        uint32_t base_high_generation = 0);
+                                                        uint32_t base_high_generation = 0,
+                                                        uint64_t fencing_token = 0);
 absl::StatusOr<v1::FreezeResponse> Freeze(MailstoredCluster& cluster, int i,
                                           const std::string& session);
 absl::StatusOr<v1::ThawResponse> Thaw(MailstoredCluster& cluster, int i,
@@ -44,7 +45,7 @@ struct BackupSet {
 // successful BackupComplete for the frozen generation range.
 absl::StatusOr<BackupSet> TakeBackup(MailstoredCluster& cluster, int i, const std::string& unit,
                                      v1::BackupType type, const std::string& dir,
-                                     uint32_t base_high_generation = 0);
+                                     uint32_t base_high_generation = 0, uint64_t fencing_token = 0);
 
 // Puts a chain (a Full, then any Incrementals) where PrepareRestore said:
 // the databases of the first set, the logs of all of them.

@@ -441,6 +441,7 @@ class Daemon final : public AgentDaemon {
     for (const auto& log : a.base_logs()) spec.base_log_sha256[log.generation()] = log.sha256();
     spec.max_copy_queue = a.max_copy_queue();
     spec.max_replay_queue = a.max_replay_queue();
+    spec.fencing_token = a.fencing_token();
     WriterSessionOptions session_options;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -494,6 +495,7 @@ class Daemon final : public AgentDaemon {
     spec.target.path = r.path();
     spec.target.refuse_if_mounted = r.refuse_if_mounted();
     spec.target.force_overwrite_different_database = r.force_overwrite_different_database();
+    spec.target.fencing_token = a.fencing_token();
     for (const auto& id : r.manifests()) {
       ASSIGN_OR_RETURN(v1::Manifest m, repo.ReadManifest(id));
       spec.chain.push_back(std::move(m));

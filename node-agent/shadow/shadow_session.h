@@ -37,6 +37,10 @@ struct BackupJobSpec {
   // A passive copy over either queue (in generations) is refused.
   uint32_t max_copy_queue = 10;
   uint32_t max_replay_queue = 50;
+  // The coordinator's fencing token for the unit (DESIGN.md §8): the writer
+  // refuses one lower than the highest it has seen. 0 in local mode: not
+  // fenced.
+  uint64_t fencing_token = 0;
 };
 
 // What BeginBackup learned: which writer, and the copy it backs up.
@@ -71,6 +75,7 @@ struct RestoreTarget {
   // files that carry another database's.
   std::vector<std::string> database_signatures;
   bool force_overwrite_different_database = false;
+  uint64_t fencing_token = 0;  // as in BackupJobSpec
 };
 
 struct ComponentResult {

@@ -118,6 +118,7 @@ absl::StatusOr<BeganBackup> WriterShadowSession::BeginBackup(const BackupJobSpec
   request.set_type(spec.type);
   request.set_base_high_generation(spec.base_high_generation);
   request.set_requestor(absl::StrCat(options_.requestor, " job ", spec.job));
+  request.set_fencing_token(spec.fencing_token);
   v1::PrepareBackupResponse response;
   absl::Status prepared = FromGrpcStatus(
       writer_->PrepareBackup(Context(options_.call_timeout).get(), request, &response),
@@ -236,6 +237,7 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
   for (const auto& signature : target.database_signatures)
     request.add_database_signatures(signature);
   request.set_force_overwrite_different_database(target.force_overwrite_different_database);
+  request.set_fencing_token(target.fencing_token);
   v1::PrepareRestoreResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->PrepareRestore(Context(options_.call_timeout).get(), request, &response),

@@ -21,6 +21,7 @@ using ::dagvault::testing::kNode1;
 using ::dagvault::testing::kNode2;
 using ::dagvault::testing::kNode3;
 using ::dagvault::testing::MailstoredCluster;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 namespace v1 = dagvault::v1;
 
@@ -154,6 +155,30 @@ TEST_F(WriterShadowSessionTest, ASessionDroppedWithoutEndBackupReleasesTheUnitAn
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->lowest_log_generation(), before->lowest_log_generation());
   EXPECT_TRUE(again->EndBackup(false, {}, 0, 0).ok());
+}
+
+TEST_F(WriterShadowSessionTest, TheJobsFencingTokenReachesTheWriterAndALowerOneIsRefused) {
+  auto spec = Spec("f7", "SG01");
+  spec.fencing_token = 7;
+  auto session = Session(kNode1);
+  ASSERT_TRUE(session->BeginBackup(spec).ok());
+  EXPECT_TRUE(session->EndBackup(false, {}, 0, 0).ok());
+  spec.job = "f5";
+  spec.fencing_token = 5;
+  auto refused = Session(kNode1)->BeginBackup(spec);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              AllOf(HasSubstr("fencing token 5"), HasSubstr("superseded")));
+  RestoreTarget target;
+  target.job = "r3";
+  target.unit = "SG01";
+  target.recovery_database = "SG01-RDB";
+  target.path = cluster_.root() + "/rdb";
+  target.fencing_token = 3;
+  auto restore = Session(kNode1)->BeginRestore(target);
+  ASSERT_FALSE(restore.ok());
+  EXPECT_THAT(std::string(restore.status().message()),
+              AllOf(HasSubstr("PrepareRestore"), HasSubstr("fencing token 3")));
 }
 
 }  // namespace

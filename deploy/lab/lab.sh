@@ -158,6 +158,7 @@ tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/coordinator.crt" key_f
 catalog: "$dv/catalog.db"
 repository: "$dir/repo"
 passphrase_file: "$dv/passphrase"
+state_dir: "$dv/agent-state-$name"
 CONF
   if [[ -z $(dagvault_pid coordinator) ]]; then
     "$bin/dagvault-coordinator" --config "$dv/coordinator.conf" --log-file "$dv/coordinator.log" \
@@ -186,6 +187,7 @@ tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/$name.crt" key_file: "
 writer_socket: "$socket"
 repository: "$dir/repo"
 passphrase_file: "$dv/passphrase"
+state_dir: "$dv/agent-state-$name"
 CONF
     if [[ -z $(dagvault_pid "agent-$name") ]]; then
       "$bin/dagvault-agent" --config "$dv/agent-$name.conf" --log-file "$dv/agent-$name.log" \

@@ -9,6 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/clock.h"
+#include "common/fault_injection.h"
+#include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/rate_limited_warning.h"
@@ -65,7 +68,7 @@ class Daemon final : public AgentDaemon {
                      MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
                                             absl::StrCat("coordinator ", config_.coordinator()),
                                             ExpectedPeer{.role = kRoleCoordinator}));
-    return absl::OkStatus();
+    return LoadUndelivered();
   }
 
   void Run(const std::atomic<bool>* stop) override {
@@ -85,8 +88,8 @@ class Daemon final : public AgentDaemon {
       warnings_.Warn(absl::StrCat("coordinator ", config_.coordinator(), ": ",
                                   s.ok() ? std::string("stream ended") : std::string(s.message()),
                                   "; reconnecting"));
-      const absl::Time until = absl::Now() + backoff;
-      while (!*stop && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+      const absl::Duration until = clock_->Monotonic() + backoff;
+      while (!*stop && clock_->Monotonic() < until) absl::SleepFor(absl::Milliseconds(50));
       backoff = std::min(backoff * 2, max_backoff);
     }
     log->info("stopping: cancelling running jobs");
@@ -108,7 +111,7 @@ class Daemon final : public AgentDaemon {
     v1::JobAssignment assignment;
     repository::TransferControl control;
     v1::RunningJob progress;
-    absl::Time last_sent = absl::InfinitePast();
+    absl::Duration last_sent = -absl::InfiniteDuration();  // monotonic
     std::atomic<bool> done{false};
     std::thread thread;
     // Why the agent itself stopped the job, if it did (under mu_).
@@ -139,7 +142,7 @@ class Daemon final : public AgentDaemon {
       // last report it acknowledged was sent; a report period before that
       // lease runs out, the jobs stop, connected or not (a half-open
       // connection looks connected).
-      if (!jobs_.empty() && absl::Now() - last_acked_sent_ > lease_ttl_ - report_every_) {
+      if (!jobs_.empty() && clock_->Monotonic() - last_acked_sent_ > lease_ttl_ - report_every_) {
         for (auto& [k, j] : jobs_) {
           if (!j->done && !j->control.cancel) {
             logging::Get("agent")->warn(
@@ -235,11 +238,12 @@ class Daemon final : public AgentDaemon {
         CancelJob(m.cancel());
       } else if (m.has_ack()) {
         std::lock_guard<std::mutex> l(mu_);
-        undelivered_.erase(Key(m.ack().job(), m.ack().attempt()));
+        if (undelivered_.erase(Key(m.ack().job(), m.ack().attempt())) != 0) {
+          PersistUndeliveredLocked();
+        }
       } else if (m.has_report_ack()) {
         std::lock_guard<std::mutex> l(mu_);
-        last_acked_sent_ =
-            std::max(last_acked_sent_, absl::FromUnixMicros(m.report_ack().sent_us()));
+        last_acked_sent_ = std::max(last_acked_sent_, absl::Microseconds(m.report_ack().sent_us()));
       }
     }
     {
@@ -264,7 +268,8 @@ class Daemon final : public AgentDaemon {
     v1::AgentMessage m;
     v1::NodeReport* r = m.mutable_report();
     r->set_node(config_.node());
-    r->set_sent_us(absl::ToUnixMicros(absl::Now()));
+    // Monotonic: only this agent compares it (ReportAck).
+    r->set_sent_us(absl::ToInt64Microseconds(clock_->Monotonic()));
     {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -341,7 +346,7 @@ class Daemon final : public AgentDaemon {
     auto it = jobs_.find(key);
     if (it == jobs_.end()) {
       // Its assignment may still be on the way: remembered for a while.
-      const absl::Time now = absl::Now();
+      const absl::Duration now = clock_->Monotonic();
       for (auto e = early_cancels_.begin(); e != early_cancels_.end();) {
         e = now - e->second > absl::Minutes(10) ? early_cancels_.erase(e) : std::next(e);
       }
@@ -386,7 +391,7 @@ class Daemon final : public AgentDaemon {
         job->progress.set_bytes_total(p.bytes_total);
         job->progress.set_bytes_per_second(p.bytes_per_second);
       }
-      const absl::Time now = absl::Now();
+      const absl::Duration now = clock_->Monotonic();
       if (!new_phase && now - job->last_sent < absl::Milliseconds(500)) return;
       job->last_sent = now;
       v1::JobUpdate* u = m.mutable_job_update();
@@ -468,11 +473,11 @@ class Daemon final : public AgentDaemon {
   // the coordinator said to wait; any other outcome is returned.
   template <typename Attempt>
   auto WaitingForWriter(Job* job, Attempt attempt) -> decltype(attempt()) {
-    const absl::Time wait_until =
-        absl::Now() + absl::Seconds(job->assignment.wait_for_writer_seconds());
+    const absl::Duration wait_until =
+        clock_->Monotonic() + absl::Seconds(job->assignment.wait_for_writer_seconds());
     while (true) {
       auto r = attempt();
-      if (r.ok() || !IsHeldByAnotherSession(r.status()) || absl::Now() >= wait_until ||
+      if (r.ok() || !IsHeldByAnotherSession(r.status()) || clock_->Monotonic() >= wait_until ||
           job->control.cancel) {
         return r;
       }
@@ -606,16 +611,65 @@ class Daemon final : public AgentDaemon {
       log->warn("job {} attempt {}: {}", a.job(), a.attempt(), r.status().message());
     }
     {
-      // Kept until the coordinator acknowledges it, and sent again with
-      // every report meanwhile.
+      // Kept until the coordinator acknowledges it, on disk too, and sent
+      // again with every report meanwhile: an agent killed before the ack
+      // reports it after its restart, so the job is neither run again nor
+      // its manifest orphaned.
       std::lock_guard<std::mutex> l(mu_);
       undelivered_[Key(a.job(), a.attempt())] = *u;
+      PersistUndeliveredLocked();
       job->done = true;
     }
+    DAGVAULT_CRASH_POINT("agent.result.kept");
     Write(m);
   }
 
+  std::string UndeliveredPath() const {
+    const std::string dir =
+        config_.state_dir().empty() ? "/var/lib/dagvault-agent" : config_.state_dir();
+    return JoinPath(dir, absl::StrCat("undelivered-", config_.node(), ".pb"));
+  }
+
+  // The results a run before this one kept for the coordinator.
+  absl::Status LoadUndelivered() {
+    const std::string path = UndeliveredPath();
+    RETURN_IF_ERROR(CreateDirectories(DirName(path), 0700));
+    if (!PathExists(path)) return absl::OkStatus();
+    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+    v1::UndeliveredResults kept;
+    if (!kept.ParseFromString(bytes)) {
+      return absl::DataLossError(absl::StrCat(
+          "state file ", path,
+          " (results not yet acknowledged by the coordinator) does not parse; move it aside to "
+          "start, then run `dagvault catalog rebuild` so that the coordinator learns of any "
+          "backup whose result it held"));
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& u : kept.updates()) {
+      undelivered_[Key(u.job(), u.attempt())] = u;
+      logging::Get("agent")->info("job {} attempt {}: {} result kept from before the restart",
+                                  u.job(), u.attempt(), u.phase());
+    }
+    return absl::OkStatus();
+  }
+
+  // Writes undelivered_ to disk; a failure is logged (the results are
+  // still sent from memory).
+  void PersistUndeliveredLocked() {
+    v1::UndeliveredResults kept;
+    for (const auto& [k, u] : undelivered_) *kept.add_updates() = u;
+    const std::string path = UndeliveredPath();
+    absl::Status s = WriteFileAtomically(path, kept.SerializeAsString(), 0600);
+    if (!s.ok()) {
+      logging::Get("agent")->error(
+          "could not keep {} unacknowledged result(s) on disk: {}; a restart of the agent "
+          "before the coordinator acknowledges them loses them",
+          undelivered_.size(), s);
+    }
+  }
+
   v1::AgentConfig config_;
+  Clock* clock_ = RealClock();
   std::string incarnation_;
   std::shared_ptr<v1::Writer::StubInterface> writer_;
   std::unique_ptr<v1::Admin::Stub> admin_;
@@ -629,10 +683,12 @@ class Daemon final : public AgentDaemon {
   absl::Duration report_every_ = absl::Seconds(5);
   absl::Duration lease_ttl_ = absl::Seconds(30);
   absl::Duration keepalive_every_ = WriterSessionOptions().keepalive_every;
-  // The send time of the newest report the coordinator acknowledged.
-  absl::Time last_acked_sent_ = absl::Now();
-  // Cancels that arrived before their assignment, by job#attempt.
-  std::map<std::string, absl::Time> early_cancels_;
+  // The send time (monotonic) of the newest report the coordinator
+  // acknowledged.
+  absl::Duration last_acked_sent_ = RealClock()->Monotonic();
+  // Cancels that arrived before their assignment, by job#attempt
+  // (monotonic arrival time).
+  std::map<std::string, absl::Duration> early_cancels_;
   grpc::ClientContext* context_ = nullptr;
 
   std::mutex stream_mu_;

@@ -153,6 +153,7 @@ v1::AgentConfig Deployment::AgentConfigOf(int i) const {
   a.set_reconnect_min_ms(200);
   a.set_reconnect_max_ms(1000);
   a.set_log_level("debug");
+  a.set_state_dir(absl::StrCat(cluster_.root(), "/agent-state-", node.name));
   return a;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "repository/repository.h"
+#include "repository/repository_test_util.h"
 #include "tests/coordinator/deployment.h"
 #include "tests/mailstored/test_util.h"
 
@@ -85,6 +87,16 @@ inline v1::JobInfo LoadAndBackUp(Deployment& d, uint64_t mailbox, uint64_t first
   v1::JobInfo job = BackupWait(d, {"--unit", "DB02", "--type", type});
   EXPECT_EQ(job.state(), "succeeded") << job.reason();
   return job;
+}
+
+// The ids of every manifest in the deployment's repository.
+inline std::vector<std::string> RepositoryManifests(Deployment& d) {
+  auto repo = repository::Repository::Open(d.repo(), repository::testing::TestPassphrase());
+  EXPECT_TRUE(repo.ok()) << repo.status();
+  if (!repo.ok()) return {};
+  auto manifests = repo->ListManifests();
+  EXPECT_TRUE(manifests.ok()) << manifests.status();
+  return manifests.ok() ? *manifests : std::vector<std::string>{};
 }
 
 }  // namespace dagvault::testing

@@ -228,15 +228,6 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   ExpectEveryCopyHolds(d, at_full);
 }
 
-std::vector<std::string> RepositoryManifests(Deployment& d) {
-  auto repo = repository::Repository::Open(d.repo(), repository::testing::TestPassphrase());
-  EXPECT_TRUE(repo.ok()) << repo.status();
-  if (!repo.ok()) return {};
-  auto manifests = repo->ListManifests();
-  EXPECT_TRUE(manifests.ok()) << manifests.status();
-  return manifests.ok() ? *manifests : std::vector<std::string>{};
-}
-
 TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrashFinishes) {
   Deployment d(Options(), "retention");
   ASSERT_OK(d.Start());

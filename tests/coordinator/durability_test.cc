@@ -1,0 +1,53 @@
+// What must survive a process's death (issue 15): an agent's result the
+// coordinator has not acknowledged, and a scheduled backup that was due
+// when the coordinator stopped.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/time/clock.h"
+#include "tests/coordinator/deployment.h"
+#include "tests/coordinator/deployment_test_util.h"
+#include "tests/mailstored/test_util.h"
+
+namespace dagvault::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Durability, AnAgentKilledAfterItsBackupCompletedReportsItsKeptResultOnce) {
+  // Every agent dies right after it has kept a job's result on disk and
+  // before it sends it (after BackupComplete: the logs may be truncated).
+  DeploymentOptions o = Options({{"DAGVAULT_CRASH_AT", "agent.result.kept"}});
+  o.lease_ttl_ms = 20000;  // the restart below fits in the lease
+  Deployment d(o, "kept-result");
+  ASSERT_OK(d.Start());
+  Load(d, kNode1, 1, 0, 100);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+
+  auto [code, job] =
+      JobCommand(d, {"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node3"});
+  ASSERT_EQ(code, 0);
+  ASSERT_EQ(LastNode(job), "node3");
+  ASSERT_TRUE(WaitFor([&] { return !d.AgentRunning(kNode3); }, absl::Seconds(120)))
+      << d.AgentLog(kNode3);
+  EXPECT_EQ(RepositoryManifests(d).size(), 1u);  // written, and not yet known to the coordinator
+
+  ASSERT_OK(d.StartAgent(kNode3));
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), "succeeded") << done->DebugString() << d.CoordinatorLog();
+  // One attempt: the backup was not run again...
+  ASSERT_EQ(done->attempts_size(), 1) << done->DebugString();
+  EXPECT_EQ(done->attempts(0).node(), "node3");
+  EXPECT_THAT(d.AgentLog(kNode3), HasSubstr("result kept from before the restart"));
+  // ...it is catalogued once, and no manifest is orphaned.
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).job(), job.id());
+  EXPECT_EQ(backups.backups(0).manifest(), done->manifest());
+  EXPECT_EQ(RepositoryManifests(d), std::vector<std::string>{done->manifest()});
+}
+
+}  // namespace
+}  // namespace dagvault::testing

@@ -1,0 +1,223 @@
+// The SQLite catalog's backups, chain breaks and expiry; policies, their
+// schedules and the scheduler's queue.
+#include <sqlite3.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/catalog/sqlite_statement.h"
+
+namespace dagvault::coordinator {
+
+namespace v1 = dagvault::v1;
+using sqlite::Serialized;
+using sqlite::Statement;
+using sqlite::TimeOf;
+using sqlite::Us;
+
+// --- backups ---
+
+absl::Status SqliteCatalog::WriteBackup(const BackupRecord& b) {
+  Statement s(db_, path_,
+              "INSERT OR REPLACE INTO backups (manifest, unit, type, source_node, "
+              "writer_instance, low_generation, high_generation, log_signature, "
+              "database_signatures, logical_bytes, new_bytes, stored_bytes, started_us, "
+              "finished_us, verified, job, chain_summary) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  return s.Bind(b.manifest)
+      .Bind(b.unit)
+      .Bind(int64_t{b.type})
+      .Bind(b.source_node)
+      .Bind(b.writer_instance)
+      .Bind(int64_t{b.low_generation})
+      .Bind(int64_t{b.high_generation})
+      .Bind(b.log_signature)
+      .Bind(absl::StrJoin(b.database_signatures, ","))
+      .Bind(static_cast<int64_t>(b.logical_bytes))
+      .Bind(static_cast<int64_t>(b.new_bytes))
+      .Bind(static_cast<int64_t>(b.stored_bytes))
+      .Bind(Us(b.started))
+      .Bind(Us(b.finished))
+      .Bind(int64_t{b.verified ? 1 : 0})
+      .Bind(b.job)
+      .BindBlob(Serialized(b.chain_summary))
+      .Run();
+}
+
+absl::Status SqliteCatalog::PutBackup(const BackupRecord& backup) {
+  std::lock_guard<std::mutex> l(mu_);
+  return WriteBackup(backup);
+}
+
+absl::StatusOr<std::vector<BackupRecord>> SqliteCatalog::Backups(const std::string& unit) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              absl::StrCat("SELECT manifest, unit, type, source_node, writer_instance, "
+                           "low_generation, high_generation, log_signature, database_signatures, "
+                           "logical_bytes, new_bytes, stored_bytes, started_us, finished_us, "
+                           "verified, job, chain_summary FROM backups ",
+                           unit.empty() ? "" : "WHERE unit = ? ", "ORDER BY manifest"));
+  if (!unit.empty()) s.Bind(unit);
+  std::vector<BackupRecord> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    BackupRecord b;
+    b.manifest = s.Text(0);
+    b.unit = s.Text(1);
+    b.type = static_cast<v1::BackupType>(s.Int(2));
+    b.source_node = s.Text(3);
+    b.writer_instance = s.Text(4);
+    b.low_generation = static_cast<uint32_t>(s.Int(5));
+    b.high_generation = static_cast<uint32_t>(s.Int(6));
+    b.log_signature = s.Text(7);
+    const std::string dbs = s.Text(8);
+    if (!dbs.empty()) b.database_signatures = absl::StrSplit(dbs, ',');
+    b.logical_bytes = static_cast<uint64_t>(s.Int(9));
+    b.new_bytes = static_cast<uint64_t>(s.Int(10));
+    b.stored_bytes = static_cast<uint64_t>(s.Int(11));
+    b.started = TimeOf(s.Int(12));
+    b.finished = TimeOf(s.Int(13));
+    b.verified = s.Int(14) != 0;
+    b.job = s.Text(15);
+    if (!b.chain_summary.ParseFromString(s.Text(16))) {
+      return absl::DataLossError(absl::StrCat("catalog ", path_, ": the chain summary of backup ",
+                                              b.manifest, " does not parse"));
+    }
+    out.push_back(std::move(b));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteCatalog::ReplaceBackups(const std::vector<BackupRecord>& backups) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(Exec("DELETE FROM backups"));
+    for (const BackupRecord& b : backups) RETURN_IF_ERROR(WriteBackup(b));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteCatalog::ExpireBackups(const std::vector<BackupRecord>& backups,
+                                          const std::string& why, absl::Time when) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    for (const BackupRecord& b : backups) {
+      RETURN_IF_ERROR(
+          Statement(db_, path_, "DELETE FROM backups WHERE manifest = ?").Bind(b.manifest).Run());
+      RETURN_IF_ERROR(Statement(db_, path_,
+                                "INSERT OR REPLACE INTO expiring (manifest, unit, decided_us, why) "
+                                "VALUES (?, ?, ?, ?)")
+                          .Bind(b.manifest)
+                          .Bind(b.unit)
+                          .Bind(Us(when))
+                          .Bind(why)
+                          .Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteCatalog::Expiring() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "SELECT manifest FROM expiring ORDER BY manifest");
+  std::vector<std::string> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    out.push_back(s.Text(0));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteCatalog::ClearExpiring(const std::vector<std::string>& manifests) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    for (const auto& m : manifests) {
+      RETURN_IF_ERROR(
+          Statement(db_, path_, "DELETE FROM expiring WHERE manifest = ?").Bind(m).Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteCatalog::PutChainBreak(const ChainBreakRecord& b) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_,
+                   "INSERT OR REPLACE INTO chain_breaks (unit, after_manifest, generation, reason, "
+                   "detected_us, job) VALUES (?, ?, ?, ?, ?, ?)")
+      .Bind(b.unit)
+      .Bind(b.after_manifest)
+      .Bind(static_cast<int64_t>(b.generation))
+      .Bind(b.reason)
+      .Bind(Us(b.detected))
+      .Bind(b.job)
+      .Run();
+}
+
+absl::StatusOr<std::vector<ChainBreakRecord>> SqliteCatalog::ChainBreaks(const std::string& unit) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "SELECT unit, after_manifest, generation, reason, detected_us, job FROM chain_breaks "
+              "WHERE unit = ? ORDER BY after_manifest");
+  s.Bind(unit);
+  std::vector<ChainBreakRecord> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    out.push_back({s.Text(0), s.Text(1), static_cast<uint32_t>(s.Int(2)), s.Text(3),
+                   TimeOf(s.Int(4)), s.Text(5)});
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteCatalog::PutPolicy(const v1::Policy& policy) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_, "INSERT OR REPLACE INTO policies (name, policy) VALUES (?, ?)")
+      .Bind(policy.name())
+      .BindBlob(policy.SerializeAsString())
+      .Run();
+}
+
+absl::StatusOr<std::vector<v1::Policy>> SqliteCatalog::Policies() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "SELECT name, policy FROM policies ORDER BY name");
+  std::vector<v1::Policy> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    v1::Policy p;
+    if (!p.ParseFromString(s.Text(1))) {
+      return absl::DataLossError(
+          absl::StrCat("catalog ", path_, ": policy \"", s.Text(0), "\" does not parse"));
+    }
+    out.push_back(std::move(p));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteCatalog::RemovePolicy(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_, "DELETE FROM policies WHERE name = ?").Bind(name).Run();
+}
+
+absl::StatusOr<absl::Time> SqliteCatalog::LastFired(const std::string& policy,
+                                                    const std::string& kind) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_, "SELECT fired_us FROM schedule_fired WHERE policy = ? AND kind = ?");
+  s.Bind(policy).Bind(kind);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? TimeOf(s.Int(0)) : absl::InfinitePast();
+}
+
+absl::Status SqliteCatalog::SetLastFired(const std::string& policy, const std::string& kind,
+                                         absl::Time when) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(
+             db_, path_,
+             "INSERT OR REPLACE INTO schedule_fired (policy, kind, fired_us) VALUES (?, ?, ?)")
+      .Bind(policy)
+      .Bind(kind)
+      .Bind(Us(when))
+      .Run();
+}
+
+}  // namespace dagvault::coordinator

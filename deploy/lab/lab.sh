@@ -158,7 +158,6 @@ tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/coordinator.crt" key_f
 catalog: "$dv/catalog.db"
 repository: "$dir/repo"
 passphrase_file: "$dv/passphrase"
-state_dir: "$dv/agent-state-$name"
 CONF
   if [[ -z $(dagvault_pid coordinator) ]]; then
     "$bin/dagvault-coordinator" --config "$dv/coordinator.conf" --log-file "$dv/coordinator.log" \

@@ -87,6 +87,20 @@ struct JobRecord {
   // An all-copies restore: its plan and where it stands, a serialized
   // dagvault.v1.RestorePlan; empty for other jobs.
   std::string plan;
+  // Not stored with the job: CreateJob removes the scheduler's queued
+  // backup of (unit, this type), if any, in the same transaction, so that a
+  // restart can neither lose a due backup nor start it twice.
+  std::optional<dagvault::v1::BackupType> dequeues;
+};
+
+// A backup the scheduler has queued and not yet started (scheduler.h).
+// One per unit and type.
+struct QueuedBackupRecord {
+  std::string policy;
+  std::string unit;
+  dagvault::v1::BackupType type = dagvault::v1::FULL;
+  int priority = 0;
+  absl::Time due = absl::InfinitePast();
 };
 
 struct BackupRecord {
@@ -200,6 +214,16 @@ class Catalog {
                                                const std::string& kind) = 0;
   virtual absl::Status SetLastFired(const std::string& policy, const std::string& kind,
                                     absl::Time when) = 0;
+
+  // The scheduler's queue. A schedule's firing is one transaction: its
+  // time, and the backups it queues (a Full first removes every queued
+  // backup of its units; a backup already queued for a unit and type stays
+  // as it is).
+  virtual absl::Status FireSchedule(const std::string& policy, const std::string& kind,
+                                    absl::Time when, const std::vector<QueuedBackupRecord>& queue,
+                                    bool supersede) = 0;
+  virtual absl::StatusOr<std::vector<QueuedBackupRecord>> QueuedBackups() = 0;
+  virtual absl::Status RemoveQueued(const std::string& unit, dagvault::v1::BackupType type) = 0;
 
   // Expiry, crash-consistent with the repository: the backups leave the
   // catalog and are recorded as expiring in one transaction; the prune that

@@ -141,6 +141,17 @@ const std::vector<std::string>& Migrations() {
         unit TEXT PRIMARY KEY,
         last_token INTEGER NOT NULL);
       )sql",
+      // 7: the scheduler's queue, written with the schedule's firing and
+      // emptied by the job that starts the backup.
+      R"sql(
+      CREATE TABLE schedule_queue (
+        unit TEXT NOT NULL,
+        type INTEGER NOT NULL,
+        policy TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        due_us INTEGER NOT NULL,
+        PRIMARY KEY (unit, type));
+      )sql",
   };
   return *migrations;
 }
@@ -397,23 +408,33 @@ absl::Status SqliteCatalog::WriteJob(const JobRecord& j) {
 }
 
 absl::Status SqliteCatalog::CreateJob(const JobRecord& job) {
-  return UpdateJob(job, JobEvent{job.created, 0, job.state, "created"});
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(WriteJobWithEvent(job, JobEvent{job.created, 0, job.state, "created"}));
+    if (!job.dequeues.has_value()) return absl::OkStatus();
+    return Statement(db_, path_, "DELETE FROM schedule_queue WHERE unit = ? AND type = ?")
+        .Bind(job.unit)
+        .Bind(int64_t{*job.dequeues})
+        .Run();
+  });
+}
+
+absl::Status SqliteCatalog::WriteJobWithEvent(const JobRecord& job, const JobEvent& event) {
+  RETURN_IF_ERROR(WriteJob(job));
+  Statement e(db_, path_,
+              "INSERT INTO job_events (job, time_us, attempt, state, message) "
+              "VALUES (?, ?, ?, ?, ?)");
+  return e.Bind(job.id)
+      .Bind(Us(event.time))
+      .Bind(int64_t{event.attempt})
+      .Bind(JobStateName(event.state))
+      .Bind(event.message)
+      .Run();
 }
 
 absl::Status SqliteCatalog::UpdateJob(const JobRecord& job, const JobEvent& event) {
   std::lock_guard<std::mutex> l(mu_);
-  return Transaction([&]() -> absl::Status {
-    RETURN_IF_ERROR(WriteJob(job));
-    Statement e(db_, path_,
-                "INSERT INTO job_events (job, time_us, attempt, state, message) "
-                "VALUES (?, ?, ?, ?, ?)");
-    return e.Bind(job.id)
-        .Bind(Us(event.time))
-        .Bind(int64_t{event.attempt})
-        .Bind(JobStateName(event.state))
-        .Bind(event.message)
-        .Run();
-  });
+  return Transaction([&]() -> absl::Status { return WriteJobWithEvent(job, event); });
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string& where_sql,

@@ -61,6 +61,10 @@ class SqliteCatalog : public Catalog {
   absl::StatusOr<absl::Time> LastFired(const std::string& policy, const std::string& kind) override;
   absl::Status SetLastFired(const std::string& policy, const std::string& kind,
                             absl::Time when) override;
+  absl::Status FireSchedule(const std::string& policy, const std::string& kind, absl::Time when,
+                            const std::vector<QueuedBackupRecord>& queue, bool supersede) override;
+  absl::StatusOr<std::vector<QueuedBackupRecord>> QueuedBackups() override;
+  absl::Status RemoveQueued(const std::string& unit, dagvault::v1::BackupType type) override;
 
  private:
   SqliteCatalog(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
@@ -69,6 +73,7 @@ class SqliteCatalog : public Catalog {
   // Runs `body` in one write transaction: all of it commits, or none.
   absl::Status Transaction(const std::function<absl::Status()>& body);
   absl::Status WriteJob(const JobRecord& job);
+  absl::Status WriteJobWithEvent(const JobRecord& job, const JobEvent& event);
   absl::Status WriteBackup(const BackupRecord& backup);
   absl::StatusOr<std::vector<JobRecord>> ReadJobs(const std::string& where_sql,
                                                   const std::string& arg, size_t limit);

@@ -220,4 +220,63 @@ absl::Status SqliteCatalog::SetLastFired(const std::string& policy, const std::s
       .Run();
 }
 
+absl::Status SqliteCatalog::FireSchedule(const std::string& policy, const std::string& kind,
+                                         absl::Time when,
+                                         const std::vector<QueuedBackupRecord>& queue,
+                                         bool supersede) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(
+        Statement(db_, path_,
+                  "INSERT OR REPLACE INTO schedule_fired (policy, kind, fired_us) VALUES (?, ?, ?)")
+            .Bind(policy)
+            .Bind(kind)
+            .Bind(Us(when))
+            .Run());
+    for (const auto& q : queue) {
+      if (supersede) {
+        RETURN_IF_ERROR(
+            Statement(db_, path_, "DELETE FROM schedule_queue WHERE unit = ?").Bind(q.unit).Run());
+      }
+      RETURN_IF_ERROR(Statement(db_, path_,
+                                "INSERT OR IGNORE INTO schedule_queue (unit, type, policy, "
+                                "priority, due_us) VALUES (?, ?, ?, ?, ?)")
+                          .Bind(q.unit)
+                          .Bind(int64_t{q.type})
+                          .Bind(q.policy)
+                          .Bind(int64_t{q.priority})
+                          .Bind(Us(q.due))
+                          .Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<QueuedBackupRecord>> SqliteCatalog::QueuedBackups() {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "SELECT unit, type, policy, priority, due_us FROM schedule_queue "
+              "ORDER BY due_us, unit, type");
+  std::vector<QueuedBackupRecord> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    QueuedBackupRecord q;
+    q.unit = s.Text(0);
+    q.type = static_cast<v1::BackupType>(s.Int(1));
+    q.policy = s.Text(2);
+    q.priority = static_cast<int>(s.Int(3));
+    q.due = TimeOf(s.Int(4));
+    out.push_back(std::move(q));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteCatalog::RemoveQueued(const std::string& unit, v1::BackupType type) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_, "DELETE FROM schedule_queue WHERE unit = ? AND type = ?")
+      .Bind(unit)
+      .Bind(int64_t{type})
+      .Run();
+}
+
 }  // namespace dagvault::coordinator

@@ -38,6 +38,7 @@ void Scheduler::Tick() {
     return;
   }
   std::lock_guard<std::mutex> l(mu_);
+  if (!LoadLocked()) return;
   const absl::Time now = clock_->Now();
   QueueDue(*policies, now);
   if (now < hold_until_) {
@@ -45,6 +46,26 @@ void Scheduler::Tick() {
     return;
   }
   StartAllowed(*policies);
+}
+
+bool Scheduler::LoadLocked() {
+  if (loaded_) return true;
+  auto queued = catalog_->QueuedBackups();
+  if (!queued.ok()) {
+    logging::Get("scheduler")
+        ->error("cannot read the queue of scheduled backups: {}", queued.status());
+    return false;
+  }
+  for (const auto& q : *queued) {
+    queue_.push_back({q.policy, q.unit, q.type, q.priority, q.due, "queued before a restart"});
+  }
+  if (!queue_.empty()) {
+    logging::Get("scheduler")
+        ->info("{} scheduled backup(s) still queued from before the coordinator started",
+               queue_.size());
+  }
+  loaded_ = true;
+  return true;
 }
 
 std::vector<QueuedBackup> Scheduler::Queue() {
@@ -67,30 +88,41 @@ void Scheduler::QueueDue(const std::vector<v1::Policy>& policies, absl::Time now
       }
       if (*last == absl::InfinitePast()) {
         // A new schedule starts counting now.
-        (void)catalog_->SetLastFired(p.name(), kind.name, now);
+        if (absl::Status s = catalog_->SetLastFired(p.name(), kind.name, now); !s.ok()) {
+          log->error("policy {}: {}", p.name(), s);
+        }
         continue;
       }
       const absl::Time due = schedule->Next(*last);
       if (due > now) continue;
-      // Due; and however many times it was missed, it runs once.
-      if (absl::Status s = catalog_->SetLastFired(p.name(), kind.name, now); !s.ok()) {
-        log->error("policy {}: {}", p.name(), s);
-        continue;
-      }
+      // Due; and however many times it was missed, it runs once. A Full
+      // supersedes a queued Incremental or Differential of the unit;
+      // nothing is queued twice.
+      const bool full = kind.type == v1::FULL;
+      std::vector<QueuedBackupRecord> queued;
       for (const auto& unit : p.units()) {
-        const bool full = kind.type == v1::FULL;
-        // A Full supersedes a queued Incremental or Differential of the
-        // unit; nothing is queued twice.
-        if (full) {
-          queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
-                                      [&](const QueuedBackup& q) { return q.unit == unit; }),
-                       queue_.end());
-        } else if (std::any_of(queue_.begin(), queue_.end(), [&](const QueuedBackup& q) {
-                     return q.unit == unit && (q.type == v1::FULL || q.type == kind.type);
-                   })) {
+        if (!full && std::any_of(queue_.begin(), queue_.end(), [&](const QueuedBackup& q) {
+              return q.unit == unit && (q.type == v1::FULL || q.type == kind.type);
+            })) {
           continue;
         }
-        queue_.push_back({p.name(), unit, kind.type, p.priority(), due, "queued"});
+        queued.push_back({p.name(), unit, kind.type, p.priority(), due});
+      }
+      // The firing and its queue together, or neither: the next tick
+      // tries again.
+      if (absl::Status s = catalog_->FireSchedule(p.name(), kind.name, now, queued, full);
+          !s.ok()) {
+        log->error("policy {}: the {} schedule's firing could not be recorded: {}", p.name(),
+                   kind.name, s);
+        continue;
+      }
+      for (const auto& q : queued) {
+        if (full) {
+          queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+                                      [&](const QueuedBackup& e) { return e.unit == q.unit; }),
+                       queue_.end());
+        }
+        queue_.push_back({q.policy, q.unit, q.type, q.priority, q.due, "queued"});
       }
       log->info(
           "policy {}: {} backup due at {} for {} unit(s){}", p.name(), kind.name, FormatUtc(due),
@@ -113,6 +145,11 @@ void Scheduler::StartAllowed(const std::vector<v1::Policy>& policies) {
   for (QueuedBackup& q : queue_) {
     const v1::Policy* p = FindPolicy(policies, q.policy);
     if (p == nullptr) {
+      if (absl::Status s = catalog_->RemoveQueued(q.unit, q.type); !s.ok()) {
+        log->error("queued backup of {}: {}", q.unit, s);
+        waiting.push_back(q);
+        continue;
+      }
       log->warn("dropped the queued backup of {}: policy {} was removed", q.unit, q.policy);
       continue;
     }
@@ -143,8 +180,9 @@ void Scheduler::StartAllowed(const std::vector<v1::Policy>& policies) {
       }
       // No qualifying copy: started anyway, so that the job records why.
     }
-    auto job = starter_->Start(
-        request, absl::StrCat("scheduled by policy ", q.policy, " (", FormatUtc(q.due), ")"));
+    const std::string why =
+        absl::StrCat("scheduled by policy ", q.policy, " (", FormatUtc(q.due), ")");
+    auto job = starter_->Start(request, why);
     // Busy (another job holds the unit), or no agent reports it yet: later.
     if (!job.ok() && (job.status().code() == absl::StatusCode::kFailedPrecondition ||
                       job.status().code() == absl::StatusCode::kNotFound)) {
@@ -153,7 +191,16 @@ void Scheduler::StartAllowed(const std::vector<v1::Policy>& policies) {
       continue;
     }
     if (!job.ok()) {
-      log->warn("policy {}: the backup of {} was not started: {}", q.policy, q.unit, job.status());
+      // Recorded as a failed job the operator sees, and off the queue.
+      auto failed = starter_->RecordFailedStart(request, why, job.status());
+      if (!failed.ok()) {
+        log->error(
+            "policy {}: the backup of {} could not start ({}) nor be recorded as failed "
+            "({}); it stays queued",
+            q.policy, q.unit, job.status(), failed.status());
+        q.waiting_for = std::string(job.status().message());
+        waiting.push_back(q);
+      }
       continue;
     }
     if (!job->attempts.empty()) {

@@ -5,7 +5,10 @@
 // unit of its policy (once: a unit already queued for that type is not
 // queued twice). A schedule missed while the coordinator was down is due
 // once at start-up, not once per missed time: the last time each schedule
-// fired is kept in the catalog. Queued backups start in priority order
+// fired is kept in the catalog, in one transaction with the backups it
+// queued, and a queued backup leaves the catalog's queue in the
+// transaction that creates its job; so a coordinator restart neither
+// drops nor doubles a due backup. Queued backups start in priority order
 // (higher first, then oldest) when the deployment and the node they would
 // run on are under their policy's limits and no other job holds the unit;
 // otherwise they wait.
@@ -28,10 +31,16 @@ namespace dagvault::coordinator {
 class BackupStarter {
  public:
   virtual ~BackupStarter() = default;
-  // Starts it now. FailedPrecondition while another job holds the unit
-  // (the backup stays queued); any other error ends the queued entry.
+  // Starts it now. FailedPrecondition while another job holds the unit,
+  // NotFound while no agent reports it (the backup stays queued); any
+  // other error is recorded with RecordFailedStart.
   virtual absl::StatusOr<JobRecord> Start(const dagvault::v1::StartBackupRequest& request,
                                           const std::string& why) = 0;
+  // Records a backup that could not start as a failed job, with `error`,
+  // for the operator to see; it leaves the queue with it.
+  virtual absl::StatusOr<JobRecord> RecordFailedStart(
+      const dagvault::v1::StartBackupRequest& request, const std::string& why,
+      const absl::Status& error) = 0;
   // The nodes of the backups running now, one entry per job.
   virtual std::vector<std::string> RunningBackupNodes() = 0;
   // The node a backup of `request` would read from now.
@@ -65,6 +74,8 @@ class Scheduler {
   }
 
  private:
+  // The queue as the catalog keeps it, once.
+  bool LoadLocked();
   void QueueDue(const std::vector<dagvault::v1::Policy>& policies, absl::Time now);
   void StartAllowed(const std::vector<dagvault::v1::Policy>& policies);
 
@@ -73,6 +84,7 @@ class Scheduler {
   Clock* clock_;
   std::mutex mu_;
   std::vector<QueuedBackup> queue_;
+  bool loaded_ = false;
   absl::Time hold_until_ = absl::InfinitePast();
 };
 

@@ -24,14 +24,29 @@ class FakeStarter : public BackupStarter {
     if (busy.count(r.unit()) != 0) {
       return absl::FailedPreconditionError(absl::StrCat("unit ", r.unit(), " is being backed up"));
     }
+    if (auto e = errors.find(r.unit()); e != errors.end()) return e->second;
     started.push_back(absl::StrCat(r.unit(), ":", v1::BackupType_Name(r.type())));
     whys.push_back(why);
     JobRecord j;
+    j.id = absl::StrCat("job-", started.size());
     j.unit = r.unit();
+    j.created = absl::FromUnixSeconds(1795305630);
+    // As JobManager does: the job's creation takes it off the queue.
+    j.dequeues = r.type();
+    if (absl::Status s = catalog->CreateJob(j); !s.ok()) return s;
     JobAttempt a;
     a.node = NodeOf(r.unit());
     j.attempts.push_back(a);
     running.push_back(a.node);
+    return j;
+  }
+  absl::StatusOr<JobRecord> RecordFailedStart(const v1::StartBackupRequest& r,
+                                              const std::string& /*why*/,
+                                              const absl::Status& error) override {
+    failed.push_back(absl::StrCat(r.unit(), ":", error.message()));
+    JobRecord j;
+    j.unit = r.unit();
+    j.state = JobState::kFailed;
     return j;
   }
   std::vector<std::string> RunningBackupNodes() override { return running; }
@@ -43,7 +58,9 @@ class FakeStarter : public BackupStarter {
     return it == node_of.end() ? "node2" : it->second;
   }
 
-  std::vector<std::string> started, whys, running;
+  Catalog* catalog = nullptr;
+  std::vector<std::string> started, whys, running, failed;
+  std::map<std::string, absl::Status> errors;  // Start fails with these
   std::set<std::string> busy;
   std::map<std::string, std::string> node_of;
 };
@@ -54,6 +71,7 @@ class SchedulerTest : public ::testing::Test {
     auto c = SqliteCatalog::Open(dir_.Sub("catalog.db"));
     ASSERT_TRUE(c.ok());
     catalog_ = std::move(*c);
+    jobs_.catalog = catalog_.get();
   }
   void Put(const std::string& name, std::vector<std::string> units, const std::string& full,
            const std::string& incremental, int priority = 0, uint32_t per_node = 0,
@@ -166,6 +184,55 @@ TEST_F(SchedulerTest, AFullDueWithAnIncrementalSupersedesIt) {
   auto queue = scheduler.Queue();
   ASSERT_EQ(queue.size(), 1u);
   EXPECT_EQ(queue[0].type, v1::FULL);
+}
+
+TEST_F(SchedulerTest, AQueuedBackupSurvivesACoordinatorRestartAndStartsOnce) {
+  Put("nightly", {"U1", "U2"}, "* * * * *", "");
+  {
+    Scheduler scheduler(catalog_.get(), &jobs_, &clock_);
+    scheduler.Tick();  // starts counting
+    clock_.Advance(absl::Minutes(1));
+    jobs_.busy = {"U1", "U2"};  // both held by backups started by hand
+    scheduler.Tick();           // fired: both queued, both wait
+    EXPECT_TRUE(jobs_.started.empty());
+    EXPECT_EQ(scheduler.Queue().size(), 2u);
+  }  // the coordinator stops
+  auto kept = catalog_->QueuedBackups();
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->size(), 2u);
+  EXPECT_EQ((*kept)[0].policy, "nightly");
+  jobs_.busy = {"U2"};
+  {
+    Scheduler restarted(catalog_.get(), &jobs_, &clock_);
+    restarted.Tick();  // the same minute: nothing fires again
+    EXPECT_THAT(jobs_.started, ElementsAre("U1:FULL"));
+    auto queue = restarted.Queue();
+    ASSERT_EQ(queue.size(), 1u);
+    EXPECT_EQ(queue[0].unit, "U2");
+  }
+  jobs_.busy.clear();
+  {
+    Scheduler again(catalog_.get(), &jobs_, &clock_);
+    again.Tick();
+    again.Tick();
+    // U2 once; U1 not a second time: its job took it off the queue.
+    EXPECT_THAT(jobs_.started, ElementsAre("U1:FULL", "U2:FULL"));
+    EXPECT_TRUE(again.Queue().empty());
+  }
+  kept = catalog_->QueuedBackups();
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE(kept->empty());
+}
+
+TEST_F(SchedulerTest, AStartThatFailsForAnotherReasonIsAFailedJobNotALogLine) {
+  Put("nightly", {"U1"}, "* * * * *", "");
+  Scheduler scheduler(catalog_.get(), &jobs_, &clock_);
+  scheduler.Tick();
+  clock_.Advance(absl::Minutes(1));
+  jobs_.errors["U1"] = absl::InvalidArgumentError("source mode \"sideways\" is not known");
+  scheduler.Tick();
+  EXPECT_THAT(jobs_.failed, ElementsAre("U1:source mode \"sideways\" is not known"));
+  EXPECT_TRUE(scheduler.Queue().empty());
 }
 
 }  // namespace

@@ -274,6 +274,9 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
                               " promoted to Full: ", a.plan.promoted_because);
     }
     r.state = JobState::kQueued;
+    // The scheduler's queued backup of this unit and type, if any, is
+    // consumed in the same transaction.
+    r.dequeues = request.type();
     if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
     if (!requested_by.empty()) Record(a, JobState::kQueued, requested_by);
     if (!r.reason.empty()) Record(a, JobState::kQueued, r.reason);
@@ -287,6 +290,32 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
   }
   Send(outbox);
   return result;
+}
+
+absl::StatusOr<JobRecord> JobManager::RecordFailedStart(const v1::StartBackupRequest& request,
+                                                        const std::string& why,
+                                                        const absl::Status& error) {
+  JobRecord r;
+  r.id = NewJobId("backup");
+  r.unit = request.unit();
+  r.type = request.type();
+  r.source_mode = request.source_mode();
+  r.preferred.assign(request.preferred().begin(), request.preferred().end());
+  r.created = r.updated = clock_->Now();
+  r.state = JobState::kFailed;
+  r.reason = absl::StrCat("could not start: ", error.message());
+  r.dequeues = request.type();
+  RETURN_IF_ERROR(catalog_->CreateJob(r));
+  RETURN_IF_ERROR(
+      catalog_->UpdateJob(r, JobEvent{r.created, 0, JobState::kFailed,
+                                      absl::StrCat(why, "; could not start: ", error.message())}));
+  logging::Get("coordinator")
+      ->warn("job {} (unit {}) failed to start: {}", r.id, r.unit, error.message());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    Changed();
+  }
+  return r;
 }
 
 std::vector<std::string> JobManager::RunningBackupNodes() {

@@ -81,6 +81,9 @@ class JobManager : public BackupStarter {
                                   const std::string& why) override {
     return StartBackup(request, why);
   }
+  absl::StatusOr<JobRecord> RecordFailedStart(const dagvault::v1::StartBackupRequest& request,
+                                              const std::string& why,
+                                              const absl::Status& error) override;
   std::vector<std::string> RunningBackupNodes() override;
   absl::StatusOr<std::string> WouldRunOn(const dagvault::v1::StartBackupRequest& request) override;
   // A restore. Mode all-copies (the default): the recorded seven-step plan

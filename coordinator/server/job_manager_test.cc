@@ -370,5 +370,30 @@ TEST_F(JobManagerTest, ACatalogWriteThatFailsStopsTheCoordinatorInsteadOfGoingOn
   EXPECT_EQ((*leases)[0].job, job.id);
 }
 
+TEST_F(JobManagerTest, AScheduledBackupThatCannotStartIsRecordedAsAFailedJobAndLeavesTheQueue) {
+  ASSERT_TRUE(catalog_
+                  ->FireSchedule("nightly", "full", clock_.Now(),
+                                 {{"nightly", "DB02", v1::FULL, 0, clock_.Now()}}, true)
+                  .ok());
+  v1::StartBackupRequest request;
+  request.set_unit("DB02");
+  request.set_type(v1::FULL);
+  auto failed = jobs_->RecordFailedStart(request, "scheduled by policy nightly",
+                                         absl::InvalidArgumentError("no such source mode"));
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  auto info = jobs_->Info(failed->id, true);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), "failed");
+  EXPECT_THAT(info->reason(), HasSubstr("could not start: no such source mode"));
+  bool said = false;
+  for (const auto& e : info->events()) {
+    said |= e.message().find("scheduled by policy nightly; could not start") == 0;
+  }
+  EXPECT_TRUE(said);
+  auto queued = catalog_->QueuedBackups();
+  ASSERT_TRUE(queued.ok());
+  EXPECT_TRUE(queued->empty());
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

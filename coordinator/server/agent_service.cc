@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/tls.h"
 #include "coordinator/server/coordinator.h"
+#include "coordinator/server/queued_channel.h"
 #include "dagvault/v1/agent.grpc.pb.h"
 
 namespace dagvault::coordinator {
@@ -14,24 +15,6 @@ namespace {
 
 namespace v1 = dagvault::v1;
 using Stream = grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::AgentMessage>;
-
-class StreamChannel final : public AgentChannel {
- public:
-  explicit StreamChannel(Stream* stream) : stream_(stream) {}
-  bool Send(const v1::CoordinatorMessage& message) override {
-    std::lock_guard<std::mutex> l(mu_);
-    return stream_ != nullptr && stream_->Write(message);
-  }
-  // The handler is returning: the stream is no longer valid.
-  void Close() {
-    std::lock_guard<std::mutex> l(mu_);
-    stream_ = nullptr;
-  }
-
- private:
-  std::mutex mu_;
-  Stream* stream_;
-};
 
 class AgentServiceImpl final : public v1::AgentService::Service {
  public:
@@ -56,7 +39,12 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     }
     if (hello.node().empty())
       return {grpc::StatusCode::INVALID_ARGUMENT, "Register: node is empty"};
-    auto channel = std::make_shared<StreamChannel>(stream);
+    // Sends go through a queue and a writer thread of this stream's own:
+    // no sender ever blocks on a slow agent (queued_channel.h). Closed
+    // before the handler returns, while the stream is still valid.
+    auto channel = std::make_shared<QueuedChannel>(
+        [stream](const v1::CoordinatorMessage& m) { return stream->Write(m); },
+        [context] { context->TryCancel(); });
     v1::CoordinatorMessage welcome;
     welcome.mutable_registered()->set_report_every_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(c_->report_every())));
@@ -91,8 +79,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
         c_->jobs().OnJobUpdate(hello.node(), m.job_update());
       }
     }
-    channel->Close();
     c_->topology().Disconnected(hello.node(), channel);
+    channel->Close();
     log->info("node {} disconnected", hello.node());
     return result;
   }

@@ -191,6 +191,12 @@ class Catalog {
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& unit,
                                                           size_t limit) = 0;
   virtual absl::StatusOr<std::vector<JobEvent>> JobEvents(const std::string& id) = 0;
+  // The jobs not in a final state: what a restarted coordinator takes back
+  // (never the whole history).
+  virtual absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs() = 0;
+  // Job history retention: removes finished jobs last updated before
+  // `cutoff`, with their attempts and events; returns how many.
+  virtual absl::StatusOr<uint64_t> PurgeFinishedJobs(absl::Time cutoff) = 0;
 
   // Backups. Adding one that exists replaces it (a rebuild meets the
   // same manifests).

@@ -502,6 +502,36 @@ absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ListJobs(const std::string
   return ReadJobs(unit.empty() ? "" : "WHERE unit = ?", unit, limit);
 }
 
+absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::UnfinishedJobs() {
+  std::lock_guard<std::mutex> l(mu_);
+  return ReadJobs("WHERE state NOT IN ('succeeded', 'failed', 'cancelled')", "", 0);
+}
+
+absl::StatusOr<uint64_t> SqliteCatalog::PurgeFinishedJobs(absl::Time cutoff) {
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t removed = 0;
+  const absl::Status done = Transaction([&]() -> absl::Status {
+    const char* kOld =
+        "SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND "
+        "updated_us < ?";
+    for (const char* table : {"job_events", "job_attempts"}) {
+      RETURN_IF_ERROR(
+          Statement(db_, path_, absl::StrCat("DELETE FROM ", table, " WHERE job IN (", kOld, ")"))
+              .Bind(Us(cutoff))
+              .Run());
+    }
+    RETURN_IF_ERROR(Statement(db_, path_,
+                              "DELETE FROM jobs WHERE state IN ('succeeded', 'failed', "
+                              "'cancelled') AND updated_us < ?")
+                        .Bind(Us(cutoff))
+                        .Run());
+    removed = static_cast<uint64_t>(sqlite3_changes(db_));
+    return absl::OkStatus();
+  });
+  if (!done.ok()) return done;
+  return removed;
+}
+
 absl::StatusOr<std::vector<JobEvent>> SqliteCatalog::JobEvents(const std::string& id) {
   std::lock_guard<std::mutex> l(mu_);
   Statement s(db_, path_,

@@ -45,6 +45,8 @@ class SqliteCatalog : public Catalog {
   absl::StatusOr<JobRecord> GetJob(const std::string& id) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& unit, size_t limit) override;
   absl::StatusOr<std::vector<JobEvent>> JobEvents(const std::string& id) override;
+  absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs() override;
+  absl::StatusOr<uint64_t> PurgeFinishedJobs(absl::Time cutoff) override;
 
   absl::Status PutBackup(const BackupRecord& backup) override;
   absl::StatusOr<std::vector<BackupRecord>> Backups(const std::string& unit) override;

@@ -116,6 +116,49 @@ TEST(SqliteCatalog, FencingTokensOnlyGrowPerUnitAcrossReleasesAndReopens) {
   EXPECT_EQ(last, 6u);
 }
 
+TEST(SqliteCatalog, JobHistoryRetentionRemovesOnlyOldFinishedJobsAndRecoveryReadsOnlyUnfinished) {
+  ::dagvault::testing::TempDir dir("catalog");
+  auto c = OpenOrDie(dir.Sub("catalog.db"));
+  auto job = [&](const std::string& id, JobState state, absl::Time updated) {
+    JobRecord j;
+    j.id = id;
+    j.unit = "DB02";
+    j.state = state;
+    j.created = j.updated = updated;
+    JobAttempt a;
+    a.node = "node2";
+    a.state = state;
+    j.attempts.push_back(a);
+    ASSERT_TRUE(c->CreateJob(j).ok());
+    ASSERT_TRUE(c->UpdateJob(j, JobEvent{updated, 1, state, "event"}).ok());
+  };
+  const absl::Time old = kT0 - absl::Hours(24 * 100);
+  job("old-done", JobState::kSucceeded, old);
+  job("old-failed", JobState::kFailed, old);
+  job("old-running", JobState::kTransferring, old);  // a job never ends by age
+  job("new-done", JobState::kSucceeded, kT0);
+  job("new-running", JobState::kAssigned, kT0);
+
+  auto unfinished = c->UnfinishedJobs();
+  ASSERT_TRUE(unfinished.ok());
+  std::vector<std::string> ids;
+  for (const auto& j : *unfinished) ids.push_back(j.id);
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre("old-running", "new-running"));
+
+  auto purged = c->PurgeFinishedJobs(kT0 - absl::Hours(24 * 90));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 2u);
+  auto all = c->ListJobs("", 0);
+  ASSERT_TRUE(all.ok());
+  ids.clear();
+  for (const auto& j : *all) ids.push_back(j.id);
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre("old-running", "new-done", "new-running"));
+  auto events = c->JobEvents("old-done");
+  ASSERT_TRUE(events.ok());
+  EXPECT_TRUE(events->empty());
+  EXPECT_EQ(c->GetJob("old-failed").status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(SqliteCatalog, JobsKeepTheirAttemptsAndEveryTransition) {
   ::dagvault::testing::TempDir dir("catalog");
   const std::string path = dir.Sub("catalog.db");

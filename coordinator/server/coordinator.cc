@@ -94,6 +94,16 @@ absl::StatusOr<int> Coordinator::Start() {
     while (!stop_) {
       auto r = Expire(/*dry_run=*/false, /*only_pending=*/first);
       if (!r.ok()) expiry_log->error("{}", r.status().message());
+      // Job history retention, in the same hourly round.
+      const absl::Duration keep =
+          absl::Hours(24) * (config_.job_history_days() != 0 ? config_.job_history_days() : 90);
+      auto purged = catalog_->PurgeFinishedJobs(absl::Now() - keep);
+      if (!purged.ok()) {
+        expiry_log->error("job history retention: {}", purged.status());
+      } else if (*purged > 0) {
+        expiry_log->info("job history retention: {} finished job(s) older than {} removed", *purged,
+                         absl::FormatDuration(keep));
+      }
       first = false;
       std::unique_lock<std::mutex> l(expiry_wait_mu_);
       expiry_wake_.wait_for(l, absl::ToChronoMilliseconds(every), [&] { return stop_.load(); });

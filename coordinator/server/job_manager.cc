@@ -131,7 +131,7 @@ void JobManager::ReleaseLeaseOf(Active& a) {
 
 absl::Status JobManager::Recover() {
   auto log = logging::Get("coordinator");
-  auto jobs = catalog_->ListJobs("", 0);
+  auto jobs = catalog_->UnfinishedJobs();
   if (!jobs.ok()) return jobs.status();
   auto leases = leases_->List();
   if (!leases.ok()) return leases.status();

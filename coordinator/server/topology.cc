@@ -99,7 +99,15 @@ void Topology::Report(const v1::NodeReport& report) {
   auto log = logging::Get("coordinator");
   absl::Status s = catalog_->ReplaceCopiesOfNode(report.node(), to_persist, now);
   if (s.ok()) s = catalog_->UpsertNode(record);
-  if (!s.ok()) log->error("catalog: copies of node {}: {}", report.node(), s);
+  if (!s.ok()) {
+    // The catalog's copies are only what a restarted coordinator shows
+    // until agents report again: no decision rests on them, so this is not
+    // a fail-stop. The next report writes them again.
+    log->error("catalog: copies of node {}: {}; written again with the next report", report.node(),
+               s);
+    std::lock_guard<std::mutex> l(mu_);
+    nodes_[report.node()].persisted_shape.clear();
+  }
 }
 
 bool Topology::ReportingLocked(const NodeState& n, absl::Duration now) const {

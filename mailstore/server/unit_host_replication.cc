@@ -246,7 +246,10 @@ absl::Status UnitHost::FetchGeneration(const std::string& from, Generation g, bo
       JoinPath(engine_config_.log_dir(), absl::StrCat(engine_config_.log_prefix(), "incoming.tmp"));
   RETURN_IF_ERROR(CreateDirectories(engine_config_.log_dir()));
   {
-    ASSIGN_OR_RETURN(File out, File::Open(incoming, O_RDWR | O_CREAT | O_TRUNC, 0644));
+    // A leftover of ours goes first (unlink does not follow a link); the
+    // new file must not exist, and a link planted in its place is refused.
+    RETURN_IF_ERROR(RemoveDurably(incoming));
+    ASSIGN_OR_RETURN(File out, CreateNewFile(incoming, 0644));
     auto context = Peers::Context(absl::Seconds(60));
     auto reader = stub->FetchLog(context.get(), request);
     dagvault::v1::FileChunk chunk;
@@ -392,7 +395,8 @@ absl::Status UnitHost::SeedFromActive() {
       }
       const std::string path = JoinPath(staging, current);
       RETURN_IF_ERROR(CreateDirectories(DirName(path)));
-      ASSIGN_OR_RETURN(out, File::Open(path, O_RDWR | O_CREAT | O_TRUNC, 0644));
+      RETURN_IF_ERROR(RemoveDurably(path));
+      ASSIGN_OR_RETURN(out, CreateNewFile(path, 0644));
       files[current] = chunk.size();
     }
     RETURN_IF_ERROR(out.WriteAt(chunk.offset(), chunk.data().data(), chunk.data().size()));
@@ -401,7 +405,7 @@ absl::Status UnitHost::SeedFromActive() {
   if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(active, " Seed(", name(), ")"));
   for (const auto& [file, size] : files) {
     const std::string path = JoinPath(staging, file);
-    ASSIGN_OR_RETURN(File f, File::Open(path, O_RDWR));
+    ASSIGN_OR_RETURN(File f, File::Open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC));
     ASSIGN_OR_RETURN(uint64_t got, f.Size());
     if (got != size) {
       return absl::DataLossError(

@@ -501,7 +501,8 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
       // arrived), or of an attempt it gave up on: acknowledged so that the
       // agent forgets it.
       if (final) {
-        if (u.phase() == "succeeded" && u.result().has_summary()) {
+        // A success, or a failure whose BackupComplete went unacknowledged.
+        if (u.result().has_summary() && BackupRecordOf(u.result().summary()).verified) {
           // Verified and in the repository, and its node may have
           // truncated after it: a real backup, so the catalog lists it.
           BackupRecord b = BackupRecordOf(u.result().summary());
@@ -578,6 +579,26 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         }
       } else if (final) {
         std::string reason = u.error();
+        if (u.result().has_summary()) {
+          // A verified backup whose BackupComplete went unacknowledged: the
+          // writer may have truncated after it, so it is catalogued although
+          // the job failed (and not acknowledged until it is).
+          BackupRecord kept = BackupRecordOf(u.result().summary());
+          kept.job = a.record.id;
+          if (kept.unit != a.record.unit || !kept.verified) {
+            log->warn(
+                "job {}: a failure carried backup {} of unit {}, which is not this job's "
+                "verified backup; not recorded",
+                a.record.id, kept.manifest, kept.unit);
+          } else if (absl::Status s = catalog_->PutBackup(kept); !s.ok()) {
+            log->error("catalog: backup {} of job {}: {}", kept.manifest, a.record.id, s);
+            return;  // not acknowledged: the agent sends it again
+          } else {
+            a.record.manifest = kept.manifest;
+            absl::StrAppend(&reason, "; the verified backup ", kept.manifest,
+                            " is catalogued all the same");
+          }
+        }
         if (u.chain_break_generation() != 0 && !a.plan.base_manifest.empty()) {
           const ChainBreakRecord broken{
               a.record.unit, a.plan.base_manifest, u.chain_break_generation(), u.error(),

@@ -395,5 +395,32 @@ TEST_F(JobManagerTest, AScheduledBackupThatCannotStartIsRecordedAsAFailedJobAndL
   EXPECT_TRUE(queued->empty());
 }
 
+TEST_F(JobManagerTest, AVerifiedBackupWhoseCompletionWasNotAcknowledgedIsCataloguedAndTheJobFails) {
+  JobRecord job = Start("full", {"node2"});
+  v1::JobUpdate failed;
+  failed.set_job(job.id);
+  failed.set_attempt(1);
+  failed.set_phase("failed");
+  failed.set_error("BackupComplete was not acknowledged");
+  v1::Manifest* m = failed.mutable_result()->mutable_summary();
+  m->set_id("20261122T120000.000000Z-00000002");
+  m->set_unit("DB02");
+  m->set_type(v1::FULL);
+  m->set_source_node("node2");
+  (*m->mutable_labels())["verified"] = "pages=1";
+  failed.mutable_result()->set_manifest(m->id());
+  jobs_->OnJobUpdate("node2", failed);
+  auto info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), "failed");
+  EXPECT_THAT(info->reason(),
+              HasSubstr("the verified backup " + m->id() + " is catalogued all the same"));
+  auto backups = catalog_->Backups("DB02");
+  ASSERT_TRUE(backups.ok());
+  ASSERT_EQ(backups->size(), 1u);
+  EXPECT_EQ((*backups)[0].manifest, m->id());
+  EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kAck), 1);
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

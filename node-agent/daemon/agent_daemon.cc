@@ -608,6 +608,12 @@ class Daemon final : public AgentDaemon {
       u->set_error(fenced.empty() ? std::string(r.status().message())
                                   : absl::StrCat(fenced, " (", r.status().message(), ")"));
       u->set_chain_break_generation(ChainBreakGenerationOf(r.status()));
+      if (auto kept = UnacknowledgedBackupOf(r.status())) {
+        // Verified and durable: the coordinator catalogues it although the
+        // job failed (the writer may have truncated after it).
+        u->mutable_result()->set_manifest(kept->id());
+        *u->mutable_result()->mutable_summary() = std::move(*kept);
+      }
       log->warn("job {} attempt {}: {}", a.job(), a.attempt(), r.status().message());
     }
     {

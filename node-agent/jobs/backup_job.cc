@@ -101,6 +101,14 @@ absl::Status FillBaseFromRepository(const repository::Repository& repo, BackupJo
   return absl::OkStatus();
 }
 
+std::optional<v1::Manifest> UnacknowledgedBackupOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kUnacknowledgedBackupPayload);
+  if (!payload) return std::nullopt;
+  v1::Manifest summary;
+  if (!summary.ParseFromString(std::string(*payload))) return std::nullopt;
+  return summary;
+}
+
 absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotProvider& provider,
                                              const repository::Repository& repo,
                                              const BackupJobSpec& spec,
@@ -252,12 +260,19 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   auto completed = session.EndBackup(true, Components(frozen, true, ""), frozen.low_generation(),
                                      frozen.high_generation());
   if (!completed.ok()) {
-    return absl::Status(
+    // Refused, or its answer lost (the writer's daemon died after it
+    // truncated, say): the backup is kept and the summary travels with the
+    // failure, so that the coordinator catalogues it.
+    absl::Status failed(
         completed.status().code(),
         absl::StrCat("backup ", manifest->id(), " of unit ", spec.unit,
-                     " is verified and in the repository, but the writer did not accept "
-                     "BackupComplete, so nothing was truncated: ",
+                     " is verified and in the repository, but BackupComplete was not "
+                     "acknowledged (so the writer may or may not have recorded it and truncated "
+                     "after it; the backup is kept): ",
                      completed.status().message()));
+    failed.SetPayload(kUnacknowledgedBackupPayload,
+                      absl::Cord(repository::ChainSummaryOf(*manifest).SerializeAsString()));
+    return failed;
   }
   result.manifest = manifest->id();
   result.summary = repository::ChainSummaryOf(*manifest);

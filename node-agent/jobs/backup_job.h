@@ -11,6 +11,7 @@
 // whatever happens.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,16 @@ struct BackupJobResult {
   // for the coordinator's catalog.
   dagvault::v1::Manifest summary;
 };
+
+// A backup whose manifest is verified and durable but whose BackupComplete
+// was not acknowledged fails with this payload: the manifest's chain
+// summary (a serialized dagvault.v1.Manifest). The writer may have recorded
+// it and truncated logs after it before the answer was lost, so the
+// backup must be catalogued all the same, never orphaned or removed.
+inline constexpr char kUnacknowledgedBackupPayload[] =
+    "type.dagvault.dev/unacknowledged-verified-backup";
+// The summary such a failure carries, if it does.
+std::optional<dagvault::v1::Manifest> UnacknowledgedBackupOf(const absl::Status& status);
 
 struct BackupJobOptions {
   repository::BackupOptions repository;  // workers, zstd level; observer and control are set

@@ -12,6 +12,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and lab tools: XFS images for reflink tests, namespaces, timing
   xfsprogs iproute2 util-linux procps python3
+  # the fault matrix: a wall-clock step of one process (libfaketime)
+  faketime
 )
 
 missing=()

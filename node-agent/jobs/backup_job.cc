@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
 #include "common/clock.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -130,6 +131,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   };
   report("preparing");
   ASSIGN_OR_RETURN(BeganBackup began, session.BeginBackup(spec));
+  DAGVAULT_CRASH_POINT("agent.backup.prepared");
   // From here on the writer holds the unit: every way out ends the session.
   auto fail = [&](const absl::Status& why, const v1::FreezeResponse& frozen) -> absl::Status {
     const std::string message =
@@ -257,6 +259,7 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   // The manifest is durable: now the writer may record the backup and
   // truncate.
   report("completing");
+  DAGVAULT_CRASH_POINT("agent.backup.completing");
   auto completed = session.EndBackup(true, Components(frozen, true, ""), frozen.low_generation(),
                                      frozen.high_generation());
   if (!completed.ok()) {

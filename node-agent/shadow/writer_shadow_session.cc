@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/fault_injection.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -138,6 +139,10 @@ absl::StatusOr<BeganBackup> WriterShadowSession::BeginBackup(const BackupJobSpec
         "unit ", spec.unit, ": PrepareBackup went to the ", response.writer_instance(),
         " writer, not the ", began->writer_instance, " one chosen: the copy changed role"));
   }
+  // Kept alive from here on: what comes before the freeze (removing a
+  // crashed job's snapshot folder) and the freeze itself may outlast the
+  // writer's session timeout on a slow disk.
+  StartKeepAlive();
   return began;
 }
 
@@ -165,6 +170,7 @@ absl::StatusOr<ShadowCopy> WriterShadowSession::CreateSnapshot(SnapshotProvider&
   std::vector<std::string> sources;
   for (const auto& f : copy.frozen.files()) sources.push_back(f.path());
   auto snapshot = provider.Take(sources, snap);
+  DAGVAULT_CRASH_POINT("agent.backup.frozen");  // the fault matrix's "frozen" step
   // Thawed whatever the snapshot did.
   v1::SessionRequest thaw;
   thaw.set_session(session_);

@@ -1,6 +1,7 @@
 #include "tests/coordinator/deployment.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <signal.h>
 
 #include <fstream>
 
@@ -43,9 +44,9 @@ Deployment::Deployment(DeploymentOptions options, const std::string& tag)
 
 Deployment::~Deployment() {
   for (auto& a : agents_) {
-    if (a) a->Kill(15), a->Wait();
+    if (a) a->Kill(SIGCONT), a->Kill(15), a->Wait();  // a stopped one first resumes
   }
-  if (coordinator_) coordinator_->Kill(15), coordinator_->Wait();
+  if (coordinator_) coordinator_->Kill(SIGCONT), coordinator_->Kill(15), coordinator_->Wait();
 }
 
 absl::Status Deployment::Start() {
@@ -75,6 +76,10 @@ absl::Status Deployment::Start() {
   RETURN_IF_ERROR(cluster_.Start());
   const auto secret = repository::testing::TestPassphrase();
   RETURN_IF_ERROR(WriteFileAtomically(passphrase_file_, secret.bytes, 0600));
+  if (options_.repository_tmpfs_bytes != 0) {
+    repository_fs_ = std::make_unique<SmallTmpfs>(repo_, options_.repository_tmpfs_bytes);
+    if (!repository_fs_->ok()) return absl::InternalError(repository_fs_->error());
+  }
   RETURN_IF_ERROR(
       repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
 
@@ -133,6 +138,15 @@ bool Deployment::WaitCoordinatorExit(absl::Duration timeout) {
               timeout);
 }
 
+pid_t Deployment::CoordinatorPid() const {
+  return coordinator_ && coordinator_->running() ? coordinator_->pid() : -1;
+}
+
+pid_t Deployment::AgentPid(int i) const {
+  const auto& a = agents_[static_cast<size_t>(i)];
+  return a && a->running() ? a->pid() : -1;
+}
+
 void Deployment::KillCoordinator() {
   coordinator_->Kill(9);
   coordinator_->Wait();
@@ -163,11 +177,13 @@ std::string Deployment::WriteAgentConfig(int i, const v1::AgentConfig& config) c
   return path;
 }
 
-absl::Status Deployment::StartAgent(int i) {
+absl::Status Deployment::StartAgent(int i, const std::map<std::string, std::string>& env) {
   const std::string config = WriteAgentConfig(i, AgentConfigOf(i));
+  std::map<std::string, std::string> all = options_.agent_env;
+  for (const auto& [k, v] : env) all[k] = v;
   agents_[static_cast<size_t>(i)] = std::make_unique<Subprocess>(
-      std::vector<std::string>{BinaryPath("dagvault-agent"), "--config", config},
-      options_.agent_env, absl::StrCat(cluster_.root(), "/agent-", cluster_.node(i).name, ".log"));
+      std::vector<std::string>{BinaryPath("dagvault-agent"), "--config", config}, all,
+      absl::StrCat(cluster_.root(), "/agent-", cluster_.node(i).name, ".log"));
   return absl::OkStatus();
 }
 

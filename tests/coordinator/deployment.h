@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/testing/small_tmpfs.h"
 #include "common/testing/subprocess.h"
 #include "dagvault/v1/admin.pb.h"
 #include "mailstore/server/lab_config.h"
@@ -26,6 +27,9 @@ struct DeploymentOptions {
   uint32_t lease_ttl_ms = 4000;
   // Environment of every agent (e.g. DAGVAULT_DELAY_AT to slow a transfer).
   std::map<std::string, std::string> agent_env;
+  // When not 0: the repository lives on a tmpfs of this size, which a test
+  // can fill (repository_fs()).
+  uint64_t repository_tmpfs_bytes = 0;
 };
 
 class Deployment {
@@ -42,7 +46,12 @@ class Deployment {
   void KillCoordinator();
   // Waits for a coordinator that stops by itself (a crash point).
   bool WaitCoordinatorExit(absl::Duration timeout);
-  absl::Status StartAgent(int i);
+  // `env` adds to DeploymentOptions::agent_env for this start.
+  absl::Status StartAgent(int i, const std::map<std::string, std::string>& env = {});
+  // Process ids (-1 when not running), for SIGSTOP.
+  pid_t CoordinatorPid() const;
+  pid_t AgentPid(int i) const;
+  SmallTmpfs* repository_fs() { return repository_fs_.get(); }
   void KillAgent(int i);
   bool AgentRunning(int i);
   // A config for an agent of node i, as StartAgent writes it.
@@ -74,6 +83,7 @@ class Deployment {
   TempDir certs_dir_{"certs"};  // before cluster_: its nodes replicate with these
   MailstoredCluster cluster_;
   std::string certs_, repo_, passphrase_file_, address_, coordinator_config_;
+  std::unique_ptr<SmallTmpfs> repository_fs_;
   std::unique_ptr<Subprocess> coordinator_;
   std::vector<std::unique_ptr<Subprocess>> agents_;
 };

@@ -91,19 +91,25 @@ void MailstoredCluster::Connect(int i) {
       args));
 }
 
-void MailstoredCluster::LaunchNode(int i, const std::vector<std::string>& extra_args) {
+pid_t MailstoredCluster::Pid(int i) const {
+  return processes_[i] && processes_[i]->running() ? processes_[i]->pid() : -1;
+}
+
+void MailstoredCluster::LaunchNode(int i, const std::vector<std::string>& extra_args,
+                                   const std::map<std::string, std::string>& env) {
   std::vector<std::string> argv = {BinaryPath("mailstored"), "--config", nodes_[i].config_path,
                                    "--log-file", absl::StrCat(nodes_[i].dir, "/mailstored.log")};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  processes_[i] = std::make_unique<Subprocess>(argv, std::map<std::string, std::string>{},
-                                               absl::StrCat(nodes_[i].dir, "/stdout.log"));
+  processes_[i] =
+      std::make_unique<Subprocess>(argv, env, absl::StrCat(nodes_[i].dir, "/stdout.log"));
   // Fresh channels, so the stubs do not wait out an old connection's
   // backoff.
   Connect(i);
 }
 
-absl::Status MailstoredCluster::StartNode(int i, const std::vector<std::string>& extra_args) {
-  LaunchNode(i, extra_args);
+absl::Status MailstoredCluster::StartNode(int i, const std::vector<std::string>& extra_args,
+                                          const std::map<std::string, std::string>& env) {
+  LaunchNode(i, extra_args, env);
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (true) {
     if (auto exited = processes_[i]->Poll()) {

@@ -33,9 +33,13 @@ class MailstoredCluster {
   absl::Status Start();
   // Starts node i (0-based) and waits until it answers; extra arguments go
   // to mailstored (e.g. --crash-at).
-  absl::Status StartNode(int i, const std::vector<std::string>& extra_args = {});
+  absl::Status StartNode(int i, const std::vector<std::string>& extra_args = {},
+                         const std::map<std::string, std::string>& env = {});
   // Starts node i without waiting for it (it may be meant to crash).
-  void LaunchNode(int i, const std::vector<std::string>& extra_args = {});
+  void LaunchNode(int i, const std::vector<std::string>& extra_args = {},
+                  const std::map<std::string, std::string>& env = {});
+  // Node i's process id, or -1 when it is not running (for SIGSTOP).
+  pid_t Pid(int i) const;
   // SIGTERM and wait: a clean shutdown. Returns the exit status.
   ProcessResult StopNode(int i);
   // SIGKILL and wait.

@@ -1,6 +1,21 @@
 # Compiler warnings and sanitizers, applied to every target of the project
 # (not to generated protobuf code, see dagvault_proto_library).
 
+# The fuzz build (tests/fuzz): clang, with every library instrumented for
+# libFuzzer's coverage and for ASan and UBSan; the fuzz targets themselves
+# link -fsanitize=fuzzer. Warnings stay warnings there: clang warns about
+# things gcc's -Werror build does not, and that build is the one that gates.
+if(DAGVAULT_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "DAGVAULT_FUZZ needs clang: CC=clang CXX=clang++ cmake ...")
+  endif()
+  set(DAGVAULT_WERROR OFF)
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=all -Wno-unknown-warning-option)
+  add_link_options(-fsanitize=address,undefined)
+  message(STATUS "dagvault: fuzz build (libFuzzer, address, undefined)")
+endif()
+
 set(DAGVAULT_WARNING_FLAGS -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor
     -Wimplicit-fallthrough -Wno-missing-field-initializers)
 if(DAGVAULT_WERROR)

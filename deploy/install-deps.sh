@@ -12,6 +12,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and lab tools: XFS images for reflink tests, namespaces, timing
   xfsprogs iproute2 util-linux procps python3
+  # fuzzing (tests/fuzz/run.sh, ./tests/run.sh --long): clang and libFuzzer
+  clang libclang-rt-14-dev
   # the fault matrix: a wall-clock step of one process (libfaketime)
   faketime
 )

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/evp.h"
 #include "common/file_util.h"
 #include "common/parallel.h"
@@ -136,12 +137,29 @@ class SegmentProgress {
 
 }  // namespace
 
+bool IsSafeFileName(absl::string_view name) {
+  // A NUL ends the C string open(2) sees: the file written would not be
+  // the one named.
+  if (name.empty() || name[0] == '/' || name.find("..") != absl::string_view::npos ||
+      name.find('\0') != absl::string_view::npos) {
+    return false;
+  }
+  // Every component names a file or folder: no "a//b", "a/./b" or "a/",
+  // whose last component (what the agent keeps of a log's name) would be
+  // the folder itself.
+  for (absl::string_view c : absl::StrSplit(name, '/')) {
+    if (c.empty() || c == ".") return false;
+  }
+  return true;
+}
+
 absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string& manifest_id,
                                       const std::string& target_dir,
                                       const RestoreOptions& options) {
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
-  ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
-                                          session, "restore", LockOptionsFor(repo.config(), options.lock)));
+  ASSIGN_OR_RETURN(
+      auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED, session, "restore",
+                             LockOptionsFor(repo.config(), options.lock)));
   ASSIGN_OR_RETURN(dagvault::v1::Manifest manifest, repo.ReadManifest(manifest_id));
   ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.root()));
 
@@ -164,7 +182,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   std::vector<ChunkTask> tasks;
   for (size_t i = 0; i < files.size(); ++i) {
     const ManifestFile& f = *files[i];
-    if (f.name().empty() || f.name()[0] == '/' || f.name().find("..") != std::string::npos) {
+    if (!IsSafeFileName(f.name())) {
       return absl::DataLossError(absl::StrCat("manifest ", manifest_id, ": file name \"", f.name(),
                                               "\" would escape the target folder"));
     }

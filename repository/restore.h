@@ -39,6 +39,10 @@ struct RestoreResult {
   uint64_t sealed_bytes_read = 0;
 };
 
+// Whether a manifest's file name may be restored: joined to a target
+// folder (JoinPath), it names a path inside that folder.
+bool IsSafeFileName(absl::string_view name);
+
 absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string& manifest_id,
                                       const std::string& target_dir,
                                       const RestoreOptions& options = {});

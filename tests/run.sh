@@ -37,6 +37,9 @@ cmake --build "$build_dir" -j "$(nproc)"
 cd "$build_dir"
 if ((long)); then
   ctest --output-on-failure "${ctest_args[@]}"
+  # The fuzz targets, in their own clang build (build-fuzz/), a minute each.
+  cd - >/dev/null
+  ./tests/fuzz/run.sh "${DAGVAULT_FUZZ_SECONDS:-60}"
 else
   ctest --output-on-failure -LE long "${ctest_args[@]}"
 fi

@@ -186,24 +186,29 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
   ASSIGN_OR_RETURN(uint64_t file_size, file.Size());
   std::unique_ptr<uint8_t[]> first(new uint8_t[kMaxPageSize * 2]());
   ASSIGN_OR_RETURN(size_t got, file.ReadAtMost(0, first.get(), kMaxPageSize * 2));
+  return DecodeDbHeaderCopies(first.get(), got, file_size, file.path());
+}
+
+absl::StatusOr<DbHeaderRead> DecodeDbHeaderCopies(const uint8_t* head, size_t got,
+                                                  uint64_t file_size, const std::string& path) {
   if (got < kMinPageSize) {
-    return absl::DataLossError(absl::StrCat(file.path(), ": file is ", file_size,
+    return absl::DataLossError(absl::StrCat(path, ": file is ", file_size,
                                             " bytes, too short to be a mailstore database"));
   }
-  uint32_t page_size = LoadU32(first.get() + off::kPageSize);
-  if (std::memcmp(first.get() + off::kMagic, kDbMagic, 8) != 0 || !IsValidPageSize(page_size)) {
+  uint32_t page_size = LoadU32(head + off::kPageSize);
+  if (std::memcmp(head + off::kMagic, kDbMagic, 8) != 0 || !IsValidPageSize(page_size)) {
     // Copy 0 is damaged; copy 1 starts at an unknown offset, so try each size.
     page_size = 0;
     for (uint32_t size = kMinPageSize; size <= kMaxPageSize; size *= 2) {
-      if (got >= 2 * size && std::memcmp(first.get() + size + off::kMagic, kDbMagic, 8) == 0 &&
-          LoadU32(first.get() + size + off::kPageSize) == size) {
+      if (got >= 2 * size && std::memcmp(head + size + off::kMagic, kDbMagic, 8) == 0 &&
+          LoadU32(head + size + off::kPageSize) == size) {
         page_size = size;
         break;
       }
     }
     if (page_size == 0) {
       return absl::DataLossError(
-          absl::StrCat(file.path(),
+          absl::StrCat(path,
                        ": neither header copy is readable: not a mailstore database, or both "
                        "header pages are damaged"));
     }
@@ -215,17 +220,17 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
       copies[which] = absl::DataLossError(
           absl::StrFormat("header copy %u is missing (file is %u bytes)", which, file_size));
     } else {
-      copies[which] = DecodeDbHeader(first.get() + which * page_size, page_size, which);
+      copies[which] = DecodeDbHeader(head + which * page_size, page_size, which);
     }
     read.copy_status[which] = copies[which].status();
   }
   if (!copies[0].ok() && !copies[1].ok()) {
     if (copies[0].status().code() == absl::StatusCode::kFailedPrecondition) {
-      return Annotate(copies[0].status(), file.path());
+      return Annotate(copies[0].status(), path);
     }
-    return absl::DataLossError(absl::StrCat(
-        file.path(), ": both header copies are damaged: ", copies[0].status().message(), "; ",
-        copies[1].status().message()));
+    return absl::DataLossError(
+        absl::StrCat(path, ": both header copies are damaged: ", copies[0].status().message(), "; ",
+                     copies[1].status().message()));
   }
   if (copies[0].ok() && copies[1].ok()) {
     read.header = copies[0]->update_count >= copies[1]->update_count ? *copies[0] : *copies[1];
@@ -237,7 +242,7 @@ absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file) {
     // from the good copy. (A checksum alone says only that the copy is bad.)
     if (got >= (bad + 1) * page_size &&
         read.copy_status[bad].code() == absl::StatusCode::kDataLoss) {
-      DbHeader raw = DecodeFieldsUnchecked(first.get() + bad * page_size);
+      DbHeader raw = DecodeFieldsUnchecked(head + bad * page_size);
       std::vector<std::string> fields = DbHeaderFieldDiffs(raw, read.header);
       if (!fields.empty()) {
         read.copy_status[bad] = absl::DataLossError(

@@ -95,6 +95,10 @@ struct DbHeaderRead {
 // Reads both shadow copies from an open .edb file and returns the newer
 // valid one. Fails, naming the file and both problems, when neither is valid.
 absl::StatusOr<DbHeaderRead> ReadDbHeader(const File& file);
+// The same from the first `got` bytes of a file of `file_size` bytes (at
+// most 2 x kMaxPageSize are looked at); `path` names it in errors.
+absl::StatusOr<DbHeaderRead> DecodeDbHeaderCopies(const uint8_t* head, size_t got,
+                                                  uint64_t file_size, const std::string& path);
 absl::StatusOr<DbHeaderRead> ReadDbHeaderFromPath(const std::string& path);
 
 // Writes both shadow copies (bumping update_count first), each followed by

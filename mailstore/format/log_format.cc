@@ -45,6 +45,7 @@ constexpr uint32_t kGeneration = 8;
 constexpr uint32_t kOffset = 12;
 constexpr uint32_t kType = 16;
 constexpr uint32_t kDbIndex = 17;
+constexpr uint32_t kReserved = 18;  // to the end of the header: zero
 }  // namespace roff
 
 absl::Status BodyTooShort(const LogRecordView& r, uint32_t want) {
@@ -198,6 +199,14 @@ absl::StatusOr<LogRecordView> ParseRecordAt(const uint8_t* file, uint32_t file_s
     return absl::DataLossError(
         absl::StrFormat("offset %u: invalid record length %u", offset, length));
   }
+  // With its padding too: the next record starts at an aligned offset
+  // inside the file (a file whose size is not a multiple of 8 could end
+  // mid-padding).
+  if (RecordSpace(length - kRecordHeaderSize) > file_size - offset) {
+    return absl::DataLossError(absl::StrFormat(
+        "offset %u: record of length %u and its padding run past the end of the file", offset,
+        length));
+  }
   const uint32_t stored = LoadU32(p + roff::kCrc);
   const uint32_t computed = Crc32c(p + 4, length - 4);
   if (stored != computed) {
@@ -214,10 +223,14 @@ absl::StatusOr<LogRecordView> ParseRecordAt(const uint8_t* file, uint32_t file_s
   if (type < 1 || type > static_cast<uint8_t>(RecordType::kPageImageSparse)) {
     return absl::DataLossError(absl::StrFormat("offset %u: unknown record type %u", offset, type));
   }
+  if (!AllZero(p + roff::kReserved, kRecordHeaderSize - roff::kReserved)) {
+    return absl::DataLossError(
+        absl::StrFormat("offset %u: non-zero bytes in the record header's reserved field", offset));
+  }
   // The alignment padding is outside the checksum, so it must be zero:
   // then every byte of a log file is verified by something.
   const uint32_t space = RecordSpace(length - kRecordHeaderSize);
-  for (uint32_t i = length; i < space && offset + i < file_size; ++i) {
+  for (uint32_t i = length; i < space; ++i) {
     if (p[i] != 0) {
       return absl::DataLossError(
           absl::StrFormat("offset %u: non-zero byte in the padding after the record (at offset %u)",
@@ -345,9 +358,14 @@ absl::StatusOr<TermBody> DecodeTerm(const LogRecordView& r) {
 }
 
 absl::StatusOr<LogFileScan> ScanLogFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+  return ScanLogImage(path, std::move(data));
+}
+
+absl::StatusOr<LogFileScan> ScanLogImage(const std::string& path, std::string image) {
   LogFileScan scan;
   scan.path = path;
-  ASSIGN_OR_RETURN(scan.data, ReadFileToString(path));
+  scan.data = std::move(image);
   const auto* data = reinterpret_cast<const uint8_t*>(scan.data.data());
   const uint32_t size = static_cast<uint32_t>(scan.data.size());
   auto header = DecodeLogHeader(data, size);

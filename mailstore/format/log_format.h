@@ -184,6 +184,8 @@ struct LogFileScan {
 // Reads and scans a log file. Fails only when the file cannot be read or its
 // header is invalid; record-level problems are described in the result.
 absl::StatusOr<LogFileScan> ScanLogFile(const std::string& path);
+// The same for a file's bytes already in memory; `path` names it in errors.
+absl::StatusOr<LogFileScan> ScanLogImage(const std::string& path, std::string image);
 
 // For a closed log: Ok, or DataLoss naming the file and offset of the first
 // problem (unsealed, damaged record, bytes after the seal).

@@ -28,14 +28,6 @@ class PruneTest : public RepositoryTest {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(Sha256Hex(ReadFile(to + "/db.edb")), Sha256Hex(data));
   }
-  void ExpectCleanCheck() {
-    CheckOptions options;
-    options.read_data = true;
-    auto report = Check(*repo_, options);
-    ASSERT_TRUE(report.ok()) << report.status();
-    EXPECT_TRUE(report->errors.empty()) << report->errors[0];
-    EXPECT_TRUE(report->warnings.empty()) << report->warnings[0];
-  }
 };
 
 TEST_F(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {

@@ -14,6 +14,7 @@
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
 #include "repository/backup.h"
+#include "repository/check.h"
 #include "repository/repository.h"
 #include "repository/restore.h"
 
@@ -88,6 +89,19 @@ class RepositoryTest : public ::testing::Test {
     ASSERT_TRUE(repo.ok()) << repo.status();
     repo_ = std::make_unique<Repository>(*std::move(repo));
     ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
+  }
+
+  // `check --read-data` finds no error (and, unless allowed, no warning:
+  // a pack in no index is one).
+  void ExpectCleanCheck(bool allow_warnings = false) {
+    CheckOptions options;
+    options.read_data = true;
+    auto report = Check(*repo_, options);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->errors.empty()) << report->errors[0];
+    if (!allow_warnings) {
+      EXPECT_TRUE(report->warnings.empty()) << report->warnings[0];
+    }
   }
 
   ::dagvault::testing::TempDir dir_;

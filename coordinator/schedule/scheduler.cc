@@ -57,7 +57,7 @@ bool Scheduler::LoadLocked() {
     return false;
   }
   for (const auto& q : *queued) {
-    queue_.push_back({q.policy, q.unit, q.type, q.priority, q.due, "queued before a restart"});
+    queue_.push_back({q, "queued before a restart"});
   }
   if (!queue_.empty()) {
     logging::Get("scheduler")
@@ -122,7 +122,7 @@ void Scheduler::QueueDue(const std::vector<v1::Policy>& policies, absl::Time now
                                       [&](const QueuedBackup& e) { return e.unit == q.unit; }),
                        queue_.end());
         }
-        queue_.push_back({q.policy, q.unit, q.type, q.priority, q.due, "queued"});
+        queue_.push_back({q, "queued"});
       }
       log->info(
           "policy {}: {} backup due at {} for {} unit(s){}", p.name(), kind.name, FormatUtc(due),

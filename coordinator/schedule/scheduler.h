@@ -48,12 +48,8 @@ class BackupStarter {
       const dagvault::v1::StartBackupRequest& request) = 0;
 };
 
-struct QueuedBackup {
-  std::string policy;
-  std::string unit;
-  dagvault::v1::BackupType type = dagvault::v1::FULL;
-  int priority = 0;
-  absl::Time due = absl::InfinitePast();
+// What the catalog keeps of a queued backup, and why it waits.
+struct QueuedBackup : QueuedBackupRecord {
   std::string waiting_for;  // why it has not started yet
 };
 

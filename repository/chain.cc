@@ -40,6 +40,51 @@ ChainBreak BreakOf(const Manifest& previous, const Manifest& next, const absl::S
   return b;
 }
 
+// Within one backup: every generation from its low to its high is there,
+// and each log links to the one before it. A log missing from the middle,
+// or one of another stream put in its place, breaks the chain there; the
+// joins between backups (CheckJoin) cannot see it. A backup that holds no
+// log at all (a database alone) has nothing to check.
+absl::Status CheckOwnLogs(const Manifest& m) {
+  if (m.high_generation() < m.low_generation() || m.high_generation() == 0) {
+    return absl::OkStatus();
+  }
+  // One pass over the files: a Full may hold thousands of logs. A range
+  // wider than the files can fill has a hole within its first files+1
+  // generations, so no more slots are needed to find it.
+  const uint64_t span = uint64_t{m.high_generation()} - m.low_generation() + 1;
+  std::vector<const ManifestFile*> logs(
+      std::min<uint64_t>(span, static_cast<uint64_t>(m.files_size()) + 1), nullptr);
+  bool has_logs = false;
+  for (const ManifestFile& f : m.files()) {
+    if (f.role() != "log") continue;
+    has_logs = true;
+    if (f.generation() >= m.low_generation() && f.generation() - m.low_generation() < logs.size()) {
+      logs[f.generation() - m.low_generation()] = &f;
+    }
+  }
+  if (!has_logs) return absl::OkStatus();
+  for (size_t i = 0; i < logs.size(); ++i) {
+    const uint32_t g = m.low_generation() + static_cast<uint32_t>(i);
+    if (logs[i] == nullptr) {
+      return Break(g, absl::StrCat("log generation ", Gen(g), " is missing from ", Describe(m),
+                                   ", which holds generations ", Gen(m.low_generation()), " to ",
+                                   Gen(m.high_generation())));
+    }
+    if (i > 0 && logs[i]->link_hash() != logs[i - 1]->sha256()) {
+      return Break(
+          g, absl::StrCat(
+                 "log generation ", Gen(g), " in ", Describe(m),
+                 logs[i]->link_hash().empty()
+                     ? std::string(" carries no link hash")
+                     : absl::StrCat(" links to a log hashing to ", Short(logs[i]->link_hash())),
+                 ", but generation ", Gen(g - 1), " there hashes to ", Short(logs[i - 1]->sha256()),
+                 ": a log of another stream is in the backup"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const ManifestFile* FindLog(const Manifest& m, uint32_t generation) {
@@ -101,7 +146,7 @@ absl::Status CheckJoin(const Manifest& previous, const Manifest& next) {
                           "): the log stream diverged"));
     }
   }
-  if (next.high_generation() < first_new) return absl::OkStatus();
+  if (next.high_generation() < first_new) return CheckOwnLogs(next);
   const ManifestFile* last = FindLog(previous, previous.high_generation());
   const ManifestFile* joining = FindLog(next, first_new);
   if (last == nullptr) {
@@ -122,7 +167,7 @@ absl::Status CheckJoin(const Manifest& previous, const Manifest& next) {
                                          " in ", Describe(previous), " hashes to ",
                                          Short(last->sha256()), ": the log stream diverged"));
   }
-  return absl::OkStatus();
+  return CheckOwnLogs(next);
 }
 
 std::vector<Chain> AssembleChains(const std::vector<Manifest>& manifests, const std::string& unit) {
@@ -143,10 +188,17 @@ std::vector<Chain> AssembleChains(const std::vector<const Manifest*>& manifests,
   std::vector<Chain> chains;
   for (const Manifest* m : mine) {
     switch (m->type()) {
-      case dagvault::v1::FULL:
+      case dagvault::v1::FULL: {
         chains.emplace_back();
         chains.back().full = m;
+        // A Full restores to its high generation with all of its logs:
+        // one with a hole restores to nothing, and the chain is broken
+        // from its first generation on (the reason names the hole).
+        if (absl::Status own = CheckOwnLogs(*m); !own.ok()) {
+          chains.back().broken = ChainBreak{m->low_generation(), std::string(own.message())};
+        }
         break;
+      }
       case dagvault::v1::INCREMENTAL: {
         if (chains.empty() || chains.back().broken) break;
         Chain& c = chains.back();
@@ -267,6 +319,7 @@ absl::Status CheckChain(const std::vector<Manifest>& pieces) {
     return absl::InvalidArgumentError(
         absl::StrCat("a chain starts with a Full, not with ", Describe(first)));
   }
+  RETURN_IF_ERROR(CheckOwnLogs(first));
   for (size_t i = 1; i < pieces.size(); ++i) {
     const Manifest& m = pieces[i];
     if (m.unit() != first.unit()) {

@@ -144,6 +144,41 @@ TEST(ChainTest, AGapADivergenceOrAnotherStreamBreaksTheChainAtANamedGeneration) 
   EXPECT_THAT(std::string(base.status().message()), HasSubstr("take a Full"));
 }
 
+// Issue 15: a log missing from the middle of one backup, or a log of
+// another stream in its place, breaks the chain at that generation; the
+// joins between backups alone would not see either.
+TEST(ChainTest, ALogMissingOrForeignInsideABackupBreaksTheChainThere) {
+  const Manifest full = Backup(dagvault::v1::FULL, 1, 3);
+  Manifest holed = Backup(dagvault::v1::INCREMENTAL, 4, 6);
+  holed.mutable_files()->DeleteSubrange(1, 1);  // generation 5
+  EXPECT_THAT(std::string(CheckChain({full, holed}).message()),
+              HasSubstr("the chain breaks at generation 0x00000005: log generation 0x00000005 is "
+                        "missing from Incremental"));
+  Manifest foreign = Backup(dagvault::v1::INCREMENTAL, 4, 6);
+  foreign.mutable_files(1)->set_sha256("hash-z-5");
+  foreign.mutable_files(1)->set_link_hash("hash-z-4");
+  const std::vector<Manifest> manifests = {full, foreign};
+  const auto chains = AssembleChains(manifests, "SG01");
+  ASSERT_TRUE(chains[0].broken);
+  // The chain ends before the Incremental (its generation 4 is restored
+  // through it or not at all); the reason names the foreign log.
+  EXPECT_EQ(chains[0].broken->generation, 4u);
+  EXPECT_THAT(chains[0].broken->reason,
+              AllOf(HasSubstr("breaks at generation 0x00000005"),
+                    HasSubstr("a log of another stream is in the backup")));
+
+  // A Full with a hole is broken from the start.
+  Manifest holed_full = Backup(dagvault::v1::FULL, 1, 3);
+  holed_full.mutable_files()->DeleteSubrange(1, 1);
+  const std::vector<Manifest> alone = {holed_full};
+  const auto broken = AssembleChains(alone, "SG01");
+  ASSERT_TRUE(broken[0].broken);
+  EXPECT_EQ(broken[0].broken->generation, 1u);
+  EXPECT_THAT(broken[0].broken->reason, HasSubstr("breaks at generation 0x00000002"));
+  EXPECT_FALSE(RestoreChain(broken, 0, "SG01").ok());
+  EXPECT_FALSE(RestoreChain(broken, 3, "SG01").ok());
+}
+
 TEST(ChainTest, NoFullMeansNoBaseAndNoRestore) {
   const std::vector<dagvault::v1::Manifest> manifests = {Backup(dagvault::v1::INCREMENTAL, 2, 3)};
   const auto chains = AssembleChains(manifests, "SG01");

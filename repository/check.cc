@@ -17,8 +17,9 @@
 namespace dagvault::repository {
 absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& options) {
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
-  ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED,
-                                          session, "check", LockOptionsFor(repo.config(), options.lock)));
+  ASSIGN_OR_RETURN(auto lock,
+                   AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED, session, "check",
+                               LockOptionsFor(repo.config(), options.lock)));
   CheckReport report;
 
   // Index files, one by one: a bad one is reported, the others still count.
@@ -130,9 +131,17 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
         }
       });
       if (missing + damaged > 0) {
-        report.errors.push_back(absl::StrCat(where, ": ", missing, " chunks missing and ", damaged,
-                                             " in damaged packs (e.g. ", example,
-                                             "); a restore of this file would fail"));
+        // The index file its own backup wrote names what was lost, when
+        // that is what is gone.
+        const std::string own_index = IndexFilePath(repo.root(), m->session());
+        const bool lost_index =
+            missing > 0 && !m->session().empty() &&
+            !std::binary_search(index_files.begin(), index_files.end(), own_index);
+        report.errors.push_back(absl::StrCat(
+            where, ": ", missing, " chunks missing and ", damaged, " in damaged packs (e.g. ",
+            example, ")",
+            lost_index ? absl::StrCat("; index file ", own_index, " of its backup is missing") : "",
+            "; a restore of this file would fail"));
       }
     }
   }

@@ -83,9 +83,12 @@ absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
   }
   ASSIGN_OR_RETURN(std::string sealed,
                    SealBlob(keys, IndexBinding(session), file.SerializeAsString()));
-  const std::string dir = JoinPath(root, "index");
-  RETURN_IF_ERROR(CreateDirectories(dir));
-  return WriteFileAtomically(JoinPath(dir, absl::StrCat(session, kIndexSuffix)), sealed);
+  RETURN_IF_ERROR(CreateDirectories(JoinPath(root, "index")));
+  return WriteFileAtomically(IndexFilePath(root, session), sealed);
+}
+
+std::string IndexFilePath(const std::string& root, const std::string& session) {
+  return JoinPath(root, absl::StrCat("index/", session, kIndexSuffix));
 }
 
 absl::StatusOr<std::vector<std::string>> ListIndexFiles(const std::string& root) {

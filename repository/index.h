@@ -68,6 +68,8 @@ class ChunkIndex {
 // Writes index/<session>.idx atomically, listing `packs`.
 absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
                             const std::string& session, const std::vector<PackInfo>& packs);
+// Where a writing session's index file is (or was).
+std::string IndexFilePath(const std::string& root, const std::string& session);
 // The index files under `root`, sorted; and one file's packs. Errors name
 // the file.
 absl::StatusOr<std::vector<std::string>> ListIndexFiles(const std::string& root);

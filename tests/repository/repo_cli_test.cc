@@ -1,5 +1,8 @@
-// The repository through the real `dagvault repo` binary: tampering, four
-// concurrent writers, kill -9 during backup and prune, and the key errors.
+// The repository through the real `dagvault repo` binary: four concurrent
+// writers, kill -9 during backup and prune, and the key errors. Tampering
+// has a suite of its own (tampering_test.cc).
+#include "tests/repository/repo_cli.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,122 +31,6 @@ using ::dagvault::testing::RunProcess;
 using ::dagvault::testing::Subprocess;
 using ::testing::HasSubstr;
 using namespace testing;  // NOLINT: the shared test helpers
-
-// The manifest id a `dagvault repo backup` printed ("manifest ID: ...").
-std::string ManifestIdOf(const std::string& out) {
-  std::vector<std::string> words = absl::StrSplit(out, absl::ByAnyChar(" :"));
-  return words.size() > 1 && words[0] == "manifest" ? words[1] : "";
-}
-
-class RepoCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    WriteFile(pass_, "a long passphrase\n");
-    ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
-    ProcessResult r = Repo({"init"});
-    ASSERT_TRUE(r.ok()) << r.err;
-  }
-
-  std::vector<std::string> Argv(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {BinaryPath("dagvault"), "repo"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.insert(argv.end(), {"--repo", repo_, "--passphrase-file", pass_});
-    return argv;
-  }
-  ProcessResult Repo(const std::vector<std::string>& args) { return RunProcess(Argv(args)); }
-
-  // Backs up `name` (an .edb-like file of `pages` pages) and returns the
-  // manifest id.
-  std::string BackUp(const std::string& name, const std::string& data,
-                     const std::string& unit = "DB01") {
-    const std::string path = dir_.Sub("src/" + name);
-    WriteFile(path, data);
-    ProcessResult r = Repo({"backup", "--unit", unit, "--file", "database:" + path, "--file",
-                            "log:" + pass_ + ":E00.log", "--workers", "2"});
-    EXPECT_TRUE(r.ok()) << r.err;
-    return ManifestOf(r.out);
-  }
-  static std::string ManifestOf(const std::string& out) { return ManifestIdOf(out); }
-
-  ProcessResult RestoreTo(const std::string& id, const std::string& to) {
-    return Repo({"restore", id, "--to", to});
-  }
-
-  std::vector<std::string> Packs() {
-    std::vector<std::string> out;
-    for (const auto& e : fs::recursive_directory_iterator(repo_ + "/packs")) {
-      if (e.is_regular_file()) out.push_back(e.path().string());
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
-  ::dagvault::testing::TempDir dir_{"repo_cli"};
-  std::string repo_ = dir_.Sub("repo");
-  std::string pass_ = dir_.Sub("pass");
-};
-
-TEST_F(RepoCli, TamperingIsReportedByCheckAndRestoresFailWithoutWritingWrongBytes) {
-  const std::string a = MakeEdbLike(1024, 1), b = MakeEdbLike(1024, 2);
-  const std::string ma = BackUp("a.edb", a, "DB01");
-  const std::string mb = BackUp("b.edb", b, "DB02");
-  ASSERT_TRUE(Repo({"check", "--read-data"}).ok());
-  auto packs = Packs();
-  ASSERT_EQ(packs.size(), 2u);
-
-  // Flip one byte in the middle of a pack: check --read-data names it; a
-  // restore that needs it fails and leaves nothing under the file's name.
-  std::string bytes = ReadFile(packs[0]);
-  const std::string original = bytes;
-  bytes[bytes.size() / 2] ^= 0x40;
-  WriteFile(packs[0], bytes);
-  ProcessResult check = Repo({"check", "--read-data"});
-  EXPECT_EQ(check.exit_code, 1);
-  EXPECT_THAT(check.out, HasSubstr("error: pack " + packs[0]));
-  int failed = 0;
-  for (const auto& id : {ma, mb}) {
-    const std::string to = dir_.Sub("out-" + id);
-    ProcessResult r = RestoreTo(id, to);
-    if (!r.ok()) {
-      ++failed;
-      EXPECT_THAT(r.err, HasSubstr("authentication failed"));
-      EXPECT_FALSE(fs::exists(to + "/a.edb") || fs::exists(to + "/b.edb"));
-      EXPECT_FALSE(fs::exists(to + "/a.edb.dagvault-partial"));
-    }
-  }
-  EXPECT_EQ(failed, 1);  // the backup whose pack it was
-  WriteFile(packs[0], original);
-
-  // Truncate a pack: even the structural check sees it.
-  WriteFile(packs[1], original.size() > 0 ? ReadFile(packs[1]).substr(0, 1000) : "");
-  check = Repo({"check"});
-  EXPECT_EQ(check.exit_code, 1);
-  EXPECT_THAT(check.out, HasSubstr(packs[1]));
-  EXPECT_THAT(check.out, HasSubstr("a restore of this file would fail"));
-  fs::remove(packs[1]);
-
-  // Delete an index: its packs are unreferenced and the manifest that
-  // needs them is reported; its restore fails naming the missing chunk.
-  for (const auto& e : fs::directory_iterator(repo_ + "/index")) fs::remove(e.path());
-  check = Repo({"check"});
-  EXPECT_EQ(check.exit_code, 1);
-  EXPECT_THAT(check.out, HasSubstr("is in no index"));
-  ProcessResult r = RestoreTo(ma, dir_.Sub("out-noindex"));
-  EXPECT_FALSE(r.ok());
-  EXPECT_THAT(r.err, HasSubstr("is in no index"));
-  EXPECT_FALSE(fs::exists(dir_.Sub("out-noindex/a.edb")));
-
-  // Alter a manifest: it no longer opens, and check names it.
-  const std::string mf = repo_ + "/manifests/" + ma + ".mf";
-  std::string m = ReadFile(mf);
-  m[m.size() - 20] ^= 1;
-  WriteFile(mf, m);
-  check = Repo({"check"});
-  EXPECT_THAT(check.out, HasSubstr("manifest file " + mf));
-  r = RestoreTo(ma, dir_.Sub("out-manifest"));
-  EXPECT_FALSE(r.ok());
-  EXPECT_THAT(r.err, HasSubstr("authentication failed"));
-}
 
 TEST_F(RepoCli, FourProcessesBackUpAtOnceAndEveryManifestRestoresExact) {
   std::vector<std::string> data;

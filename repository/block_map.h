@@ -53,7 +53,9 @@ bool IsAllZero(absl::string_view block);
 void AppendBlockRecord(const BlockRecord& record, std::string* blocks);
 BlockRecord BlockRecordAt(absl::string_view blocks, uint64_t index);
 inline uint64_t BlockCount(uint64_t file_size, uint32_t block_size) {
-  return (file_size + block_size - 1) / block_size;
+  // Not (size + block_size - 1) / block_size, which wraps for a size near
+  // 2^64 (a damaged manifest's) and would make its map look whole.
+  return file_size / block_size + (file_size % block_size != 0 ? 1 : 0);
 }
 
 // Calls fn(id) for each chunk id a manifest file refers to: its block

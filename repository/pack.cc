@@ -217,7 +217,7 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
   info.size = size;
   for (const auto& e : trailer.entries()) {
     ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, name));
-    if (c.offset < kMagicSize || c.offset + c.length > body) {
+    if (c.offset < kMagicSize || c.offset > body || c.length > body - c.offset) {
       return absl::DataLossError(absl::StrCat(name, ": its trailer has an entry outside the pack"));
     }
     info.chunks.push_back(c);
@@ -273,6 +273,14 @@ absl::StatusOr<absl::string_view> ReadPackedChunkIn(const RepositoryKeys& keys,
                                                     const PackedChunk& chunk,
                                                     ChunkReadBuffers* buffers, bool check_id) {
   ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
+  // An index's word for where a chunk lies is checked against the pack
+  // before anything is allocated for it.
+  ASSIGN_OR_RETURN(uint64_t size, f.Size());
+  if (chunk.offset > size || chunk.length > size - chunk.offset) {
+    return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
+                                            " at offset ", chunk.offset, " (", chunk.length,
+                                            " bytes) lies past the pack's end (", size, " bytes)"));
+  }
   if (buffers->sealed.size() < chunk.length) buffers->sealed.resize(chunk.length);
   ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(chunk.offset, buffers->sealed.data(), chunk.length));
   if (got != chunk.length) {

@@ -1,5 +1,6 @@
 #include "coordinator/schedule/cron.h"
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -78,7 +79,8 @@ absl::Status ParseField(int i, const std::string& text, std::bitset<N>* bits, bo
         to = token.find('/') != std::string::npos ? f.high : *a;
       }
     }
-    for (int v = from; v <= to; v += step) {
+    // 64-bit: a step up to INT_MAX added to a value must not overflow.
+    for (int64_t v = from; v <= to; v += step) {
       // Day of week 7 is Sunday, as 0.
       const size_t bit = (i == 4 && v == 7) ? 0 : static_cast<size_t>(v);
       if (bit < N) bits->set(bit);

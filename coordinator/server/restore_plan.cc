@@ -193,7 +193,17 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       r.created = r.updated = clock_->Now();
       r.manifest = chain->back().id();
       r.state = JobState::kQueued;
-      if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
+      // The unit's lease, like a backup's: it keeps backups away while the
+      // restore runs, and its fencing token goes to the writer.
+      auto lease = leases_->Acquire(r.unit, r.id, request.node(), options_.lease_ttl);
+      if (!lease.ok()) return lease.status();
+      if (absl::Status s = catalog_->CreateJob(r); !s.ok()) {
+        if (absl::Status released = leases_->Release(r.unit, r.id); !released.ok()) {
+          CatalogFailed(released, absl::StrCat("releasing the lease of unit ", r.unit));
+        }
+        return s;
+      }
+      a.fencing_token = lease->token;
       JobAttempt attempt;
       attempt.node = request.node();
       attempt.state = JobState::kAssigned;
@@ -201,6 +211,7 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       r.attempts.push_back(attempt);
       a.assigned_at = clock_->Monotonic();
       a.lease_deadline = a.assigned_at + options_.lease_ttl;
+      a.lease_written_at = a.assigned_at;
       a.tried.insert(request.node());
       Record(a, JobState::kAssigned,
              absl::StrCat("attempt 1: restore of ", r.unit,
@@ -213,6 +224,7 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
                                       : absl::StrFormat(", to generation 0x%08X", target)));
       v1::CoordinatorMessage m;
       *m.mutable_assignment() = RestoreAssignmentOf(r, ids, target, request);
+      m.mutable_assignment()->set_fencing_token(a.fencing_token);
       if (auto channel = topology_->ChannelOf(request.node())) outbox.emplace_back(channel, m);
       result = r;
       active_[r.id] = std::move(a);

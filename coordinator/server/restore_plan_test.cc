@@ -225,5 +225,42 @@ TEST_F(RestorePlanTest, ACoordinatorRestartStopsARunningPlanWhichARerunResumes) 
   EXPECT_EQ(Last("node1"), "copy-op/dismount");
 }
 
+TEST_F(RestorePlanTest, ARestoreToOneNodeHoldsTheLeaseWithATokenAndLivesWhileReported) {
+  v1::StartRestoreRequest r;
+  r.set_unit("DB02");
+  r.set_mode("node");
+  r.set_node("node1");
+  auto job = jobs_->StartRestore(r);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const auto sent = channels_["node1"]->Assignments();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_GT(sent[0].fencing_token(), 0u);
+  auto leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ((*leases)[0].job, job->id);
+  EXPECT_EQ((*leases)[0].token, sent[0].fencing_token());
+  // Reported as running for several lease periods: it lives on (each
+  // report renews its lease in the store).
+  for (int i = 0; i < 6; ++i) {
+    v1::NodeReport report;
+    report.set_node("node1");
+    v1::RunningJob* running = report.add_running();
+    running->set_job(job->id);
+    running->set_attempt(sent[0].attempt());
+    running->set_phase("transferring");
+    jobs_->OnReport(report);
+    clock_.Advance(absl::Milliseconds(200));
+    jobs_->Tick();
+  }
+  EXPECT_EQ(Info(job->id).attempts_size(), 1);
+  EXPECT_NE(Info(job->id).state(), "failed") << Info(job->id).reason();
+  Finish("node1");
+  EXPECT_EQ(Info(job->id).state(), "succeeded");
+  leases = catalog_->Leases();
+  ASSERT_TRUE(leases.ok());
+  EXPECT_TRUE(leases->empty());
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

@@ -239,7 +239,7 @@ class Daemon final : public AgentDaemon {
       } else if (m.has_ack()) {
         std::lock_guard<std::mutex> l(mu_);
         if (undelivered_.erase(Key(m.ack().job(), m.ack().attempt())) != 0) {
-          PersistUndeliveredLocked();
+          (void)PersistUndeliveredLocked();
         }
       } else if (m.has_report_ack()) {
         std::lock_guard<std::mutex> l(mu_);
@@ -457,6 +457,23 @@ class Daemon final : public AgentDaemon {
     }
     BackupJobOptions options;
     options.repository.workers = static_cast<int>(config_.workers());
+    // Kept on disk before the manifest is written: if this agent dies
+    // before the result is delivered, its restart reports the backup.
+    options.before_commit = [this, job](const v1::Manifest& committing) {
+      v1::JobUpdate kept;
+      kept.set_job(job->assignment.job());
+      kept.set_attempt(job->assignment.attempt());
+      kept.set_phase("failed");
+      kept.set_error(absl::StrCat("the agent on ", config_.node(), " stopped after backup ",
+                                  committing.id(),
+                                  " was written and before its result was delivered (the writer "
+                                  "may or may not have recorded it); the verified backup is kept"));
+      kept.mutable_result()->set_manifest(committing.id());
+      *kept.mutable_result()->mutable_summary() = committing;
+      std::lock_guard<std::mutex> l(mu_);
+      pending_[Key(kept.job(), kept.attempt())] = std::move(kept);
+      return PersistUndeliveredLocked();
+    };
     auto r = WaitingForWriter(job, [&] {
       WriterShadowSession session(writer_, gate_, session_options);
       std::string writer_instance;
@@ -623,7 +640,8 @@ class Daemon final : public AgentDaemon {
       // its manifest orphaned.
       std::lock_guard<std::mutex> l(mu_);
       undelivered_[Key(a.job(), a.attempt())] = *u;
-      PersistUndeliveredLocked();
+      pending_.erase(Key(a.job(), a.attempt()));
+      (void)PersistUndeliveredLocked();
       job->done = true;
     }
     DAGVAULT_CRASH_POINT("agent.result.kept");
@@ -650,20 +668,59 @@ class Daemon final : public AgentDaemon {
           "start, then run `dagvault catalog rebuild` so that the coordinator learns of any "
           "backup whose result it held"));
     }
+    // A backup that was about to commit when this agent stopped: reported
+    // (as a verified backup whose completion was never delivered) only if
+    // its manifest was written; else there is nothing to report.
+    std::vector<v1::JobUpdate> committed, unsure;
+    if (kept.pending_size() > 0) {
+      auto repo = repository::OpenRepositoryWithSecretFiles(
+          config_.repository(), config_.passphrase_file(), config_.key_file());
+      for (const auto& p : kept.pending()) {
+        if (!repo.ok()) {
+          unsure.push_back(p);
+          continue;
+        }
+        auto m = repo->ReadManifest(p.result().manifest());
+        if (m.ok()) {
+          committed.push_back(p);
+        } else if (absl::IsNotFound(m.status())) {
+          logging::Get("agent")->info(
+              "job {} attempt {}: stopped before its manifest {} was written; nothing to report",
+              p.job(), p.attempt(), p.result().manifest());
+        } else {
+          unsure.push_back(p);
+        }
+      }
+      if (!repo.ok()) {
+        logging::Get("agent")->warn(
+            "{} backup(s) were committing when the agent stopped; the repository does not open "
+            "({}), so they are kept to be looked at again at the next start",
+            unsure.size(), repo.status());
+      }
+    }
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& u : kept.updates()) {
       undelivered_[Key(u.job(), u.attempt())] = u;
       logging::Get("agent")->info("job {} attempt {}: {} result kept from before the restart",
                                   u.job(), u.attempt(), u.phase());
     }
-    return absl::OkStatus();
+    for (const auto& u : committed) {
+      undelivered_.emplace(Key(u.job(), u.attempt()), u);
+      logging::Get("agent")->warn(
+          "job {} attempt {}: backup {} was written before the agent stopped; reported to the "
+          "coordinator so that it is catalogued",
+          u.job(), u.attempt(), u.result().manifest());
+    }
+    for (const auto& u : unsure) pending_[Key(u.job(), u.attempt())] = u;
+    return PersistUndeliveredLocked();
   }
 
-  // Writes undelivered_ to disk; a failure is logged (the results are
-  // still sent from memory).
-  void PersistUndeliveredLocked() {
+  // Writes undelivered_ and pending_ to disk; a failure is logged (the
+  // results are still sent from memory) and returned.
+  absl::Status PersistUndeliveredLocked() {
     v1::UndeliveredResults kept;
     for (const auto& [k, u] : undelivered_) *kept.add_updates() = u;
+    for (const auto& [k, u] : pending_) *kept.add_pending() = u;
     const std::string path = UndeliveredPath();
     absl::Status s = WriteFileAtomically(path, kept.SerializeAsString(), 0600);
     if (!s.ok()) {
@@ -672,6 +729,7 @@ class Daemon final : public AgentDaemon {
           "before the coordinator acknowledges them loses them",
           undelivered_.size(), s);
     }
+    return s;
   }
 
   v1::AgentConfig config_;
@@ -686,6 +744,8 @@ class Daemon final : public AgentDaemon {
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
   std::map<std::string, v1::JobUpdate> undelivered_;
+  // Backups about to commit, by job#attempt (UndeliveredResults.pending).
+  std::map<std::string, v1::JobUpdate> pending_;
   absl::Duration report_every_ = absl::Seconds(5);
   absl::Duration lease_ttl_ = absl::Seconds(30);
   absl::Duration keepalive_every_ = WriterSessionOptions().keepalive_every;

@@ -102,6 +102,29 @@ absl::Status FillBaseFromRepository(const repository::Repository& repo, BackupJo
   return absl::OkStatus();
 }
 
+namespace {
+
+// The verifier's last word, then the job's own hook with the summary.
+class CommitHook : public repository::BackupObserver {
+ public:
+  CommitHook(repository::BackupObserver* inner,
+             const std::function<absl::Status(const v1::Manifest&)>& hook)
+      : inner_(inner), hook_(hook) {}
+  absl::Status OnSegment(size_t file, uint64_t offset, absl::string_view data) override {
+    return inner_->OnSegment(file, offset, data);
+  }
+  absl::Status BeforeCommit(v1::Manifest* manifest) override {
+    RETURN_IF_ERROR(inner_->BeforeCommit(manifest));
+    return hook_ ? hook_(repository::ChainSummaryOf(*manifest)) : absl::OkStatus();
+  }
+
+ private:
+  repository::BackupObserver* inner_;
+  const std::function<absl::Status(const v1::Manifest&)>& hook_;
+};
+
+}  // namespace
+
 std::optional<v1::Manifest> UnacknowledgedBackupOf(const absl::Status& status) {
   auto payload = status.GetPayload(kUnacknowledgedBackupPayload);
   if (!payload) return std::nullopt;
@@ -236,7 +259,8 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   labels["freeze_window_us"] = absl::StrCat(absl::ToInt64Microseconds(result.freeze_window));
 
   repository::BackupOptions backup = options.repository;
-  backup.observer = verifier->get();
+  CommitHook hook(verifier->get(), options.before_commit);
+  backup.observer = &hook;
   backup.control = control;
   // .edb files under the same signatures: only the changed blocks are
   // stored. Logs are new data every time.

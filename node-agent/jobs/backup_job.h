@@ -11,6 +11,7 @@
 // whatever happens.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +65,11 @@ std::optional<dagvault::v1::Manifest> UnacknowledgedBackupOf(const absl::Status&
 struct BackupJobOptions {
   repository::BackupOptions repository;  // workers, zstd level; observer and control are set
   absl::Duration progress_every = absl::Milliseconds(500);
+  // Called with the manifest's chain summary when everything is verified,
+  // just before the manifest is written; an error stops the commit. The
+  // agent keeps it on disk so that, if it dies before the backup's result
+  // is delivered, the backup is still catalogued, never orphaned.
+  std::function<absl::Status(const dagvault::v1::Manifest& summary)> before_commit;
 };
 
 // Runs the job. An Incremental or Differential needs spec.base_high_generation

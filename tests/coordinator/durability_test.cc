@@ -49,5 +49,40 @@ TEST(Durability, AnAgentKilledAfterItsBackupCompletedReportsItsKeptResultOnce) {
   EXPECT_EQ(RepositoryManifests(d), std::vector<std::string>{done->manifest()});
 }
 
+TEST(Durability, AnAgentKilledBetweenItsManifestAndBackupCompleteGetsTheBackupCatalogued) {
+  // Every agent dies right after the manifest is written and before
+  // BackupComplete: the backup is verified and durable, nothing is
+  // truncated, and no result was kept yet; only the commit intent was.
+  DeploymentOptions o = Options({{"DAGVAULT_CRASH_AT", "agent.backup.completing"}});
+  o.lease_ttl_ms = 20000;
+  Deployment d(o, "commit-intent");
+  ASSERT_OK(d.Start());
+  Load(d, kNode1, 1, 0, 100);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  auto [code, job] =
+      JobCommand(d, {"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node3"});
+  ASSERT_EQ(code, 0);
+  ASSERT_TRUE(WaitFor([&] { return !d.AgentRunning(kNode3); }, absl::Seconds(120)))
+      << d.AgentLog(kNode3);
+  const std::vector<std::string> written = RepositoryManifests(d);
+  ASSERT_EQ(written.size(), 1u);
+
+  ASSERT_OK(d.StartAgent(kNode3));
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  // The job failed (its completion never reached the writer)...
+  EXPECT_EQ(done->state(), "failed") << done->DebugString();
+  EXPECT_THAT(done->reason(),
+              HasSubstr("the verified backup " + written[0] + " is catalogued all the same"));
+  EXPECT_THAT(d.AgentLog(kNode3),
+              HasSubstr("reported to the coordinator so that it is catalogued"));
+  // ...but its backup is catalogued, not orphaned.
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).manifest(), written[0]);
+  EXPECT_EQ(RepositoryManifests(d), written);
+}
+
 }  // namespace
 }  // namespace dagvault::testing

@@ -87,9 +87,10 @@ struct JobRecord {
   // An all-copies restore: its plan and where it stands, a serialized
   // dagvault.v1.RestorePlan; empty for other jobs.
   std::string plan;
-  // Not stored with the job: CreateJob removes the scheduler's queued
-  // backup of (unit, this type), if any, in the same transaction, so that a
-  // restart can neither lose a due backup nor start it twice.
+  // Not stored with the job: the write that records the job as assigned
+  // (or ended) removes the scheduler's queued backup of (unit, this type),
+  // if any, in the same transaction, so that a restart can neither lose a
+  // due backup nor start it twice.
   std::optional<dagvault::v1::BackupType> dequeues;
 };
 

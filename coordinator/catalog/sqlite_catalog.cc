@@ -313,10 +313,14 @@ absl::StatusOr<LeaseRecord> SqliteCatalog::AcquireLease(const std::string& unit,
           absl::FormatTime(TimeOf(q.Int(2))), ", expires ", absl::FormatTime(TimeOf(q.Int(3))),
           ")"));
     }
+    // The next token: one more than the last, and never below the wall
+    // clock in microseconds, so that a catalog that was lost and started
+    // afresh still issues tokens above those mailstored has seen.
     Statement t(db_, path_,
-                "INSERT INTO lease_tokens (unit, last_token) VALUES (?, 1) ON CONFLICT (unit) "
-                "DO UPDATE SET last_token = last_token + 1 RETURNING last_token");
-    t.Bind(unit);
+                "INSERT INTO lease_tokens (unit, last_token) VALUES (?, ?) ON CONFLICT (unit) "
+                "DO UPDATE SET last_token = max(last_token + 1, excluded.last_token) "
+                "RETURNING last_token");
+    t.Bind(unit).Bind(std::max<int64_t>(1, Us(now)));
     ASSIGN_OR_RETURN(bool row, t.Step());
     if (!row) return absl::InternalError(absl::StrCat("catalog ", path_, ": no fencing token"));
     lease.token = static_cast<uint64_t>(t.Int(0));
@@ -410,17 +414,20 @@ absl::Status SqliteCatalog::WriteJob(const JobRecord& j) {
 absl::Status SqliteCatalog::CreateJob(const JobRecord& job) {
   std::lock_guard<std::mutex> l(mu_);
   return Transaction([&]() -> absl::Status {
-    RETURN_IF_ERROR(WriteJobWithEvent(job, JobEvent{job.created, 0, job.state, "created"}));
-    if (!job.dequeues.has_value()) return absl::OkStatus();
-    return Statement(db_, path_, "DELETE FROM schedule_queue WHERE unit = ? AND type = ?")
-        .Bind(job.unit)
-        .Bind(int64_t{*job.dequeues})
-        .Run();
+    return WriteJobWithEvent(job, JobEvent{job.created, 0, job.state, "created"});
   });
 }
 
 absl::Status SqliteCatalog::WriteJobWithEvent(const JobRecord& job, const JobEvent& event) {
   RETURN_IF_ERROR(WriteJob(job));
+  // A scheduled backup leaves the queue with the write that assigns its job
+  // (or ends it), not before: a crash in between leaves it queued.
+  if (job.dequeues.has_value() && (job.state == JobState::kAssigned || IsFinal(job.state))) {
+    RETURN_IF_ERROR(Statement(db_, path_, "DELETE FROM schedule_queue WHERE unit = ? AND type = ?")
+                        .Bind(job.unit)
+                        .Bind(int64_t{*job.dequeues})
+                        .Run());
+  }
   Statement e(db_, path_,
               "INSERT INTO job_events (job, time_us, attempt, state, message) "
               "VALUES (?, ?, ?, ?, ?)");

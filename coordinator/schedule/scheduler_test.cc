@@ -31,7 +31,8 @@ class FakeStarter : public BackupStarter {
     j.id = absl::StrCat("job-", started.size());
     j.unit = r.unit();
     j.created = absl::FromUnixSeconds(1795305630);
-    // As JobManager does: the job's creation takes it off the queue.
+    // As JobManager does: the job's assignment takes it off the queue.
+    j.state = JobState::kAssigned;
     j.dequeues = r.type();
     if (absl::Status s = catalog->CreateJob(j); !s.ok()) return s;
     JobAttempt a;

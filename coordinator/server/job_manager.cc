@@ -138,7 +138,20 @@ absl::Status JobManager::Recover() {
   const absl::Duration now = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
   for (const JobRecord& r : *jobs) {
-    if (IsFinal(r.state) || (r.attempts.empty() && r.plan.empty())) continue;
+    if (IsFinal(r.state)) continue;
+    if (r.attempts.empty() && r.plan.empty()) {
+      // Created, but the coordinator stopped before it assigned it: it
+      // never ran. It ends here, saying so; a scheduled backup is still in
+      // the scheduler's queue (it leaves it only with its assignment).
+      JobRecord ended = r;
+      ended.state = JobState::kFailed;
+      ended.updated = clock_->Now();
+      ended.reason = "the coordinator stopped before it assigned this job; it never ran";
+      RETURN_IF_ERROR(
+          catalog_->UpdateJob(ended, JobEvent{ended.updated, 0, JobState::kFailed, ended.reason}));
+      log->warn("job {} (unit {}): {}", r.id, r.unit, ended.reason);
+      continue;
+    }
     Active a;
     a.record = r;
     if (!r.plan.empty()) {
@@ -198,6 +211,8 @@ void JobManager::Record(Active& a, JobState state, const std::string& message) {
       a.record, JobEvent{now, a.record.attempts.empty() ? 0 : Current(a).number, state, message});
   if (!s.ok()) {
     CatalogFailed(s, absl::StrCat("job ", a.record.id, " ", JobStateName(state), ": ", message));
+  } else if (state == JobState::kAssigned || IsFinal(state)) {
+    a.record.dequeues.reset();  // taken off the scheduler's queue by that write
   }
   Changed();
 }
@@ -226,7 +241,8 @@ SourceHistory JobManager::HistoryOf(const std::string& unit) {
 }
 
 absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& request,
-                                                  const std::string& requested_by) {
+                                                  const std::string& requested_by,
+                                                  bool from_schedule) {
   if (request.unit().empty())
     return absl::InvalidArgumentError("backup start: --unit U is required");
   if (request.type() == v1::BACKUP_TYPE_UNSPECIFIED) {
@@ -274,9 +290,9 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
                               " promoted to Full: ", a.plan.promoted_because);
     }
     r.state = JobState::kQueued;
-    // The scheduler's queued backup of this unit and type, if any, is
-    // consumed in the same transaction.
-    r.dequeues = request.type();
+    // The scheduler's queued backup of this unit and type leaves the queue
+    // in the transaction that assigns (or ends) the job.
+    if (from_schedule) r.dequeues = request.type();
     if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
     if (!requested_by.empty()) Record(a, JobState::kQueued, requested_by);
     if (!r.reason.empty()) Record(a, JobState::kQueued, r.reason);
@@ -303,12 +319,10 @@ absl::StatusOr<JobRecord> JobManager::RecordFailedStart(const v1::StartBackupReq
   r.preferred.assign(request.preferred().begin(), request.preferred().end());
   r.created = r.updated = clock_->Now();
   r.state = JobState::kFailed;
-  r.reason = absl::StrCat("could not start: ", error.message());
+  r.reason = absl::StrCat(why, ": could not start: ", error.message());
   r.dequeues = request.type();
+  // One transaction: the failed job, and the backup off the queue.
   RETURN_IF_ERROR(catalog_->CreateJob(r));
-  RETURN_IF_ERROR(
-      catalog_->UpdateJob(r, JobEvent{r.created, 0, JobState::kFailed,
-                                      absl::StrCat(why, "; could not start: ", error.message())}));
   logging::Get("coordinator")
       ->warn("job {} (unit {}) failed to start: {}", r.id, r.unit, error.message());
   {

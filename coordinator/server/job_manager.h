@@ -73,13 +73,16 @@ class JobManager : public BackupStarter {
   // another job holds is refused, naming the holder.
   // `requested_by`, when given, is recorded as the job's first event
   // ("scheduled by policy nightly (...)").
+  // `from_schedule`: it takes the scheduler's queued backup of the unit and
+  // type off the queue when it is assigned.
   absl::StatusOr<JobRecord> StartBackup(const dagvault::v1::StartBackupRequest& request,
-                                        const std::string& requested_by = "");
+                                        const std::string& requested_by = "",
+                                        bool from_schedule = false);
 
   // BackupStarter, for the scheduler.
   absl::StatusOr<JobRecord> Start(const dagvault::v1::StartBackupRequest& request,
                                   const std::string& why) override {
-    return StartBackup(request, why);
+    return StartBackup(request, why, /*from_schedule=*/true);
   }
   absl::StatusOr<JobRecord> RecordFailedStart(const dagvault::v1::StartBackupRequest& request,
                                               const std::string& why,

@@ -110,8 +110,11 @@ absl::StatusOr<X509Ptr> NewCert(EVP_PKEY* key, const std::string& name, const st
       BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) == nullptr) {
     return OpenSslError("serial number");
   }
-  // A minute in the past, for clocks a little apart.
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
+  // A day in the past: a node whose clock is behind the issuing machine's
+  // (a step of an hour, a VM resumed) must still accept a certificate
+  // issued just now. A minute was not enough: the fault matrix's clock-1h
+  // cells cut the coordinator off from every agent.
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -86400);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(days) * 86400);
   X509_NAME* subject = X509_get_subject_name(cert.get());
   auto add = [&](const char* field, const std::string& value) {

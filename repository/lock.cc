@@ -65,21 +65,27 @@ LockOptions LockOptionsFor(const dagvault::v1::RepositoryConfig& config, LockOpt
   return given;
 }
 
+absl::StatusOr<absl::Time> ModifiedTime(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return ErrnoToStatus(errno, "stat", path);
+  return absl::TimeFromTimespec(st.st_mtim);
+}
+
 std::string StaleReason(const std::string& path, const RepositoryLock& lock,
-                        const LockOptions& options) {
+                        const LockOptions& options, absl::Time storage_now) {
   if (!lock.host_identity().empty() && lock.host_identity() == ThisHostIdentity() &&
       lock.pid() > 0 && kill(static_cast<pid_t>(lock.pid()), 0) != 0 && errno == ESRCH) {
     return "its process is gone";
   }
   // Two witnesses must agree that the lock is old: the time its holder
-  // wrote in it (the holder's clock) and the file's modification time (the
-  // clock of the machine that stores it). A holder whose wall clock is
-  // behind is then not broken while it refreshes.
-  const absl::Time now = options.clock->Now();
-  const absl::Duration age = now - absl::FromUnixMicros(lock.refreshed_us());
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return "";  // released meanwhile
-  const absl::Duration file_age = now - absl::TimeFromTimespec(st.st_mtim);
+  // wrote in it, against this judge's wall clock, and the file's
+  // modification time, against the judge's own lock file (both on the
+  // storage's clock). A holder whose wall clock is behind, or a judge
+  // whose wall clock jumped ahead, breaks nothing.
+  const absl::Duration age = options.clock->Now() - absl::FromUnixMicros(lock.refreshed_us());
+  auto modified = ModifiedTime(path);
+  if (!modified.ok()) return "";  // released meanwhile
+  const absl::Duration file_age = storage_now - *modified;
   const absl::Duration stale_after = options.StaleAfter();
   if (age > stale_after && file_age > stale_after) {
     return absl::StrCat("it was last refreshed ", absl::FormatDuration(age), " ago (its file ",
@@ -111,11 +117,18 @@ absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(const std::str
   lock.set_refreshed_us(lock.created_us());
   handle->written_ = lock.SerializeAsString();
   RETURN_IF_ERROR(WriteLock(handle->path_, handle->written_));
+  const absl::Time storage_now = ModifiedTime(handle->path_).value_or(options.clock->Now());
 
   // Then every other lock: stale ones are broken, a conflicting live one
   // makes this taker back off.
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
+  fs::directory_iterator entries(dir, ec);
+  if (ec) {
+    (void)handle->Release();
+    return absl::UnavailableError(absl::StrCat("repository ", root, ": cannot list ", dir,
+                                               " to see the other locks: ", ec.message()));
+  }
+  for (const auto& e : entries) {
     const std::string path = e.path().string();
     if (path == handle->path_ || !absl::EndsWith(path, ".lock")) continue;
     auto bytes = ReadFileToString(path);
@@ -130,7 +143,7 @@ absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(const std::str
                                               " does not parse; remove it "
                                               "if no dagvault process owns it"));
     }
-    const std::string stale = StaleReason(path, other, options);
+    const std::string stale = StaleReason(path, other, options, storage_now);
     if (!stale.empty()) {
       log->warn("breaking stale {} in {}: {}", Describe(other), root, stale);
       (void)RemoveDurably(path);
@@ -171,6 +184,12 @@ absl::Status RepositoryLockHandle::ProveLocked() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<absl::Time> RepositoryLockHandle::StorageNow() {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (path_.empty()) return absl::FailedPreconditionError("the repository lock was released");
+  return ModifiedTime(path_);
+}
+
 absl::Status RepositoryLockHandle::CheckStillHeld() {
   std::lock_guard<std::mutex> guard(mu_);
   if (path_.empty()) return absl::FailedPreconditionError("the repository lock was released");
@@ -186,7 +205,17 @@ absl::Status RepositoryLockHandle::Refresh() {
   RepositoryLock next = lock_;
   next.set_refreshed_us(options_.clock->NowMicros());
   std::string bytes = next.SerializeAsString();
-  RETURN_IF_ERROR(WriteLock(path_, bytes));
+  absl::Status wrote = WriteLock(path_, bytes);
+  if (!wrote.ok()) {
+    // The rename may have happened before the failure (a folder fsync):
+    // then the file holds the new bytes, and they are what to prove next.
+    auto now = ReadFileToString(path_);
+    if (now.ok() && *now == bytes) {
+      lock_ = std::move(next);
+      written_ = std::move(bytes);
+    }
+    return wrote;
+  }
   lock_ = std::move(next);
   written_ = std::move(bytes);
   proven_at_ = at;

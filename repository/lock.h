@@ -2,8 +2,10 @@
 // and checks hold shared locks; prune holds an exclusive one. A lock is a
 // file under locks/ that its holder refreshes; one whose holder is gone
 // (same host identity, dead pid) or that was not refreshed for the stale
-// time (by the time written in it and by the file's own modification
-// time) is broken, with a warning.
+// time (by the time written in it, on the holder's clock, and by the
+// file's own modification time, on the storage's clock: measured against
+// the judge's own lock file just written, so a judge whose wall clock
+// jumped breaks nothing) is broken, with a warning.
 //
 // Taking a lock writes the lock file first and then looks at the others,
 // so that two takers racing both see each other (and a conflicting one
@@ -62,6 +64,9 @@ class RepositoryLockHandle {
   RepositoryLockHandle& operator=(const RepositoryLockHandle&) = delete;
 
   const std::string& path() const { return path_; }
+  // "Now" on the storage's clock: when this holder's lock file was last
+  // written, as the file system that keeps it says.
+  absl::StatusOr<absl::Time> StorageNow();
 
   // OK while this holder can prove the lock is still its own (see above);
   // otherwise an Aborted error that says why, now and at every later call.
@@ -103,8 +108,12 @@ absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(
 
 // Why the lock in `path` (as read) is stale, or empty when its holder may
 // still be alive. Prune uses it to re-check locks before it deletes.
+// `storage_now` is the judge's StorageNow().
 std::string StaleReason(const std::string& path, const dagvault::v1::RepositoryLock& lock,
-                        const LockOptions& options);
+                        const LockOptions& options, absl::Time storage_now);
+
+// A file's modification time (the storage's clock).
+absl::StatusOr<absl::Time> ModifiedTime(const std::string& path);
 
 // "<boot id>/<pid namespace>" of this process: see RepositoryLock.host_identity.
 const std::string& ThisHostIdentity();

@@ -70,7 +70,8 @@ absl::Status StillSafe(const Repository& repo, RepositoryLockHandle& lock,
     auto bytes = ReadFileToString(path);
     dagvault::v1::RepositoryLock other;
     if (!bytes.ok() || !other.ParseFromString(*bytes)) continue;  // gone, or a taker's half
-    if (StaleReason(path, other, lock_options).empty()) {
+    ASSIGN_OR_RETURN(const absl::Time storage_now, lock.StorageNow());
+    if (StaleReason(path, other, lock_options, storage_now).empty()) {
       return stop(absl::AbortedError(absl::StrCat("a live lock appeared beside prune's: ", path,
                                                   " (", other.purpose(), " on ", other.host(),
                                                   ", pid ", other.pid(), ")")));
@@ -89,8 +90,12 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
                                           session, "prune", lock_options));
   PruneReport report;
   const absl::Duration grace = options.pack_grace.value_or(2 * lock_options.StaleAfter());
-  // Anything written after this is young: it stays.
-  const absl::Time young_after = lock_options.clock->Now() - grace;
+  // Anything written after this is young: it stays. Measured on the
+  // storage's clock (pack and lock files alike), so that a prune whose
+  // wall clock jumped ahead does not take fresh packs for old ones.
+  ASSIGN_OR_RETURN(const absl::Time storage_now, lock->StorageNow());
+  const absl::Time young_after =
+      grace <= absl::ZeroDuration() ? absl::InfiniteFuture() : storage_now - grace;
 
   // What stays: every kept manifest must open, or nothing is done.
   ASSIGN_OR_RETURN(std::vector<std::string> all, repo.ListManifests());

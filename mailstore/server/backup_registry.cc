@@ -7,7 +7,7 @@
 namespace dagvault::mailstore {
 
 void BackupRegistry::ExpireLocked() {
-  if (current_ && clock_->Now() - renewed_ > lease_) {
+  if (current_ && clock_->Monotonic() - renewed_ > lease_) {
     logging::Get("mailstored.backup")
         ->warn(
             "[unit {}] backup-in-progress of session {} expired: its holder on {} stopped "
@@ -28,7 +28,7 @@ absl::Status BackupRegistry::Acquire(const dagvault::v1::BackupInProgress& backu
         ", session ", current_->session(), ")"));
   }
   current_ = backup;
-  renewed_ = clock_->Now();
+  renewed_ = clock_->Monotonic();
   return absl::OkStatus();
 }
 
@@ -43,7 +43,7 @@ absl::Status BackupRegistry::Renew(const std::string& session) {
   std::lock_guard<std::mutex> lock(mu_);
   ExpireLocked();
   if (!current_ || current_->session() != session) return UnknownSession(session);
-  renewed_ = clock_->Now();
+  renewed_ = clock_->Monotonic();
   return absl::OkStatus();
 }
 

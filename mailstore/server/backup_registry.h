@@ -40,7 +40,7 @@ class BackupRegistry {
   Clock* clock_;
   std::mutex mu_;
   std::optional<dagvault::v1::BackupInProgress> current_;
-  absl::Time renewed_;
+  absl::Duration renewed_;  // monotonic
 };
 
 }  // namespace dagvault::mailstore

@@ -81,7 +81,8 @@ void Writers::TimerLoop() {
   while (!stop_) {
     wake_.wait_for(lock, std::chrono::milliseconds(100));
     if (stop_) break;
-    const absl::Time now = clock_->Now();
+    // Monotonic: a wall-clock step ends no session and extends none.
+    const absl::Duration now = clock_->Monotonic();
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       Session& s = it->second;
       if (!s.restore && s.frozen && now - s.frozen_at > config_.freeze_timeout) {
@@ -103,6 +104,18 @@ void Writers::TimerLoop() {
             renewed.code() != absl::StatusCode::kDeadlineExceeded) {
           s.failure = absl::StrCat("the backup-in-progress state on the active copy (",
                                    s.active_node, ") was lost: ", renewed.message());
+          EndLocked(s, s.failure);
+        }
+      }
+      if (!s.restore && s.registry != nullptr && s.failure.empty() &&
+          now - s.last_renewed > config_.session_timeout / 4) {
+        // The active copy's own backup-in-progress lives as long as the
+        // session does: without this, a backup of the active copy longer
+        // than the session timeout lost it and BackupComplete was refused.
+        s.last_renewed = now;
+        if (absl::Status renewed = s.registry->Renew(s.id); !renewed.ok()) {
+          s.failure = absl::StrCat("the backup-in-progress state of unit ", s.unit,
+                                   " was lost: ", renewed.message());
           EndLocked(s, s.failure);
         }
       }
@@ -182,7 +195,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
   s.unit = request.unit();
   s.type = type;
   s.base_high = request.base_high_generation();
-  s.last_heard = s.last_renewed = clock_->Now();
+  s.last_heard = s.last_renewed = clock_->Monotonic();
   s.passive = copy.role() == dagvault::v1::PASSIVE;
   s.active_node = copy.active_node();
   dagvault::v1::BackupInProgress bip;
@@ -212,6 +225,7 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
     }
     RETURN_IF_ERROR(fencing_tokens_->Admit(s.unit, request.fencing_token(), "PrepareBackup"));
     RETURN_IF_ERROR(host->backups().Acquire(bip));
+    s.registry = &host->backups();
   } else {
     if ((type == dagvault::v1::INCREMENTAL || type == dagvault::v1::DIFFERENTIAL) &&
         s.base_high == 0) {
@@ -289,7 +303,7 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
   if (!s->failure.empty()) return absl::FailedPreconditionError(s->failure);
   if (s->frozen)
     return absl::FailedPreconditionError(absl::StrCat("session ", id, " is already frozen"));
-  s->last_heard = clock_->Now();
+  s->last_heard = clock_->Monotonic();
   if (s->passive) {
     // The surrogate backup-in-progress on the active copy must still be
     // ours (the active's mailstored may have restarted since Prepare).
@@ -347,7 +361,7 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
     }
   }
   s->frozen = true;
-  s->frozen_at = clock_->Now();
+  s->frozen_at = clock_->Monotonic();
   auto thaw_on_error = [&](absl::Status e) {
     if (s->passive) {
       host->ResumeReplication();
@@ -411,7 +425,7 @@ absl::StatusOr<dagvault::v1::FreezeResponse> Writers::Freeze(const std::string& 
 absl::StatusOr<dagvault::v1::ThawResponse> Writers::Thaw(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Session * s, FindLocked(id));
-  s->last_heard = clock_->Now();
+  s->last_heard = clock_->Monotonic();
   if (!s->failure.empty()) return absl::FailedPreconditionError(s->failure);
   if (!s->frozen)
     return absl::FailedPreconditionError(absl::StrCat("session ", id, " is not frozen"));
@@ -425,14 +439,14 @@ absl::StatusOr<dagvault::v1::ThawResponse> Writers::Thaw(const std::string& id) 
   s->frozen = false;
   s->thawed = true;
   dagvault::v1::ThawResponse response;
-  response.set_frozen_for_us(absl::ToInt64Microseconds(clock_->Now() - s->frozen_at));
+  response.set_frozen_for_us(absl::ToInt64Microseconds(clock_->Monotonic() - s->frozen_at));
   return response;
 }
 
 absl::Status Writers::KeepAlive(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Session * s, FindLocked(id));
-  s->last_heard = clock_->Now();
+  s->last_heard = clock_->Monotonic();
   if (!s->failure.empty()) return absl::FailedPreconditionError(s->failure);
   return absl::OkStatus();
 }

@@ -72,14 +72,17 @@ class Writers {
     bool passive = false;  // through the Replication writer
     std::string active_node;
     Generation base_high = 0;
-    absl::Time last_heard;
+    absl::Duration last_heard;  // monotonic, as every time below
     bool frozen = false;
-    absl::Time frozen_at;
+    absl::Duration frozen_at;
     // Set by Thaw after a Freeze: the generations the snapshot holds. A
     // successful BackupComplete must report exactly these.
     bool thawed = false;
     Generation frozen_low = 0, frozen_high = 0;
-    absl::Time last_renewed;
+    absl::Duration last_renewed;
+    // The active copy's backup-in-progress, for a backup of the active copy
+    // (owned by its UnitHost, which lives as long as the daemon).
+    BackupRegistry* registry = nullptr;
     std::string failure;  // set when the backup can no longer succeed
     // Restores.
     dagvault::v1::UnitConfig target;  // where the files go

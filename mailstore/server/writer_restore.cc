@@ -90,12 +90,13 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
   }
   // Fenced by the unit, whatever the target: a superseded restore writes
   // nothing, a recovery database included.
-  RETURN_IF_ERROR(fencing_tokens_->Admit(request.unit(), request.fencing_token(), "PrepareRestore"));
+  RETURN_IF_ERROR(
+      fencing_tokens_->Admit(request.unit(), request.fencing_token(), "PrepareRestore"));
   Session s;
   s.id = absl::StrCat("restore-", Stamp(clock_), "-", request.unit());
   s.unit = request.unit();
   s.restore = true;
-  s.last_heard = clock_->Now();
+  s.last_heard = clock_->Monotonic();
   s.recovery_database = request.recovery_database();
   std::string path = request.path();
   dagvault::v1::PrepareRestoreResponse response;

@@ -112,6 +112,9 @@ class Daemon final : public AgentDaemon {
     repository::TransferControl control;
     v1::RunningJob progress;
     absl::Duration last_sent = -absl::InfiniteDuration();  // monotonic
+    // Monotonic: when its assignment arrived. The coordinator took the
+    // lease just before it sent it, so the lease is at least this fresh.
+    absl::Duration received = -absl::InfiniteDuration();
     std::atomic<bool> done{false};
     std::thread thread;
     // Why the agent itself stopped the job, if it did (under mu_).
@@ -142,8 +145,14 @@ class Daemon final : public AgentDaemon {
       // last report it acknowledged was sent; a report period before that
       // lease runs out, the jobs stop, connected or not (a half-open
       // connection looks connected).
-      if (!jobs_.empty() && clock_->Monotonic() - last_acked_sent_ > lease_ttl_ - report_every_) {
+      const absl::Duration now = clock_->Monotonic();
+      if (!jobs_.empty()) {
         for (auto& [k, j] : jobs_) {
+          // The lease was renewed no earlier than the newer of the last
+          // acknowledged report and the job's own assignment.
+          if (now - std::max(last_acked_sent_, j->received) <= lease_ttl_ - report_every_) {
+            continue;
+          }
           if (!j->done && !j->control.cancel) {
             logging::Get("agent")->warn(
                 "job {}: the coordinator has not acknowledged a report for most of the lease "
@@ -270,15 +279,22 @@ class Daemon final : public AgentDaemon {
     r->set_node(config_.node());
     // Monotonic: only this agent compares it (ReportAck).
     r->set_sent_us(absl::ToInt64Microseconds(clock_->Monotonic()));
+    // The report renews the leases of this node's jobs: a mail server that
+    // is slow to answer delays it by at most a quarter of the lease.
+    absl::Duration ask_for;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ask_for = std::min(absl::Seconds(5), lease_ttl_ / 4);
+    }
     {
       grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(ask_for));
       grpc::Status s = writer_->GetMetadata(&context, {}, r->mutable_writers());
       if (!s.ok()) r->set_writer_error(absl::StrCat("writers: ", s.error_message()));
     }
     {
       grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(ask_for));
       v1::StatusResponse status;
       grpc::Status s = admin_->Status(&context, {}, &status);
       if (s.ok()) {
@@ -322,6 +338,7 @@ class Daemon final : public AgentDaemon {
       }
       auto job = std::make_unique<Job>();
       job->assignment = a;
+      job->received = clock_->Monotonic();
       job->progress.set_job(a.job());
       job->progress.set_attempt(a.attempt());
       job->progress.set_unit(a.unit());

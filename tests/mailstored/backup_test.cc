@@ -320,6 +320,36 @@ TEST(Writers, AFreezeLongerThanTheTimeoutThawsOnItsOwnAndFailsTheBackup) {
   ASSERT_OK(BackupComplete(cluster, kNode1, next->session(), false, 0, 0));
 }
 
+// Found by the fault matrix (issue 15): the active copy's own
+// backup-in-progress was never renewed, so a backup of the active copy that
+// lasted longer than the session timeout had BackupComplete refused.
+TEST(Writers, ABackupOfTheActiveCopyLongerThanTheSessionTimeoutCompletesWhileKeptAlive) {
+  mailstore::LabSpec spec = FastLab();
+  spec.backup_session_timeout_ms = 1000;
+  MailstoredCluster cluster(spec, "longactive");
+  ASSERT_OK(cluster.Start());
+  auto prepared = PrepareBackup(cluster, kNode1, "DB02", v1::FULL);
+  ASSERT_OK(prepared);
+  auto frozen = Freeze(cluster, kNode1, prepared->session());
+  ASSERT_OK(frozen);
+  ASSERT_OK(Thaw(cluster, kNode1, prepared->session()));
+  // The transfer takes three session timeouts; the requestor keeps the
+  // session alive all along.
+  for (int i = 0; i < 12; ++i) {
+    absl::SleepFor(absl::Milliseconds(250));
+    grpc::ClientContext context;
+    v1::SessionRequest keep;
+    keep.set_session(prepared->session());
+    v1::KeepAliveResponse kept;
+    ASSERT_TRUE(cluster.writer(kNode1).KeepAlive(&context, keep, &kept).ok()) << i;
+  }
+  auto completed = BackupComplete(cluster, kNode1, prepared->session(), true,
+                                  frozen->low_generation(), frozen->high_generation());
+  ASSERT_OK(completed);
+  EXPECT_EQ(HeaderOf(cluster, kNode1, "DB02", "DB02").previous_full.high,
+            frozen->high_generation());
+}
+
 TEST(Writers, AWrongTypeOfBackupIsRefusedAndHoldsNothing) {
   {
     mailstore::LabSpec spec = FastLab();

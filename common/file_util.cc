@@ -256,6 +256,22 @@ absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {
   return names;
 }
 
+bool IsSafeRelativePath(absl::string_view name) {
+  if (name.empty() || name[0] == '/' || name.find("..") != absl::string_view::npos ||
+      name.find('\0') != absl::string_view::npos) {
+    return false;
+  }
+  size_t start = 0;
+  while (true) {
+    const size_t slash = name.find('/', start);
+    const absl::string_view c = name.substr(
+        start, slash == absl::string_view::npos ? absl::string_view::npos : slash - start);
+    if (c.empty() || c == ".") return false;
+    if (slash == absl::string_view::npos) return true;
+    start = slash + 1;
+  }
+}
+
 std::string DirName(const std::string& path) {
   size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";

@@ -97,6 +97,12 @@ bool PathExists(const std::string& path);
 // The names (not paths) of the entries of a directory, sorted.
 absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir);
 
+// Whether `name`, joined to a folder (JoinPath), names a path inside it:
+// relative, no "..", no NUL (which would end the name open(2) sees), and
+// every component a name (no "a//b", "a/./b" or "a/"). For names that come
+// from outside: a manifest's files, a peer's seed.
+bool IsSafeRelativePath(absl::string_view name);
+
 std::string DirName(const std::string& path);
 std::string BaseName(const std::string& path);
 std::string JoinPath(absl::string_view a, absl::string_view b);

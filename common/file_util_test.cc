@@ -174,6 +174,17 @@ TEST(FileUtil, CreateDirectoriesNamesThePathItCouldNotCreate) {
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(file + " is not a directory"));
 }
 
+TEST(FileUtil, ASafeRelativePathStaysInsideItsFolder) {
+  for (const char* good : {"a", "a.edb", "logs/E0000000001.log", "x/y/z"}) {
+    EXPECT_TRUE(IsSafeRelativePath(good)) << good;
+  }
+  for (std::string bad : {std::string(""), std::string("/etc/passwd"), std::string("../x"),
+                          std::string("a/../../x"), std::string("a//b"), std::string("a/./b"),
+                          std::string("a/"), std::string("."), std::string("a\0b", 3)}) {
+    EXPECT_FALSE(IsSafeRelativePath(bad)) << bad;
+  }
+}
+
 TEST(FileUtil, PathHelpers) {
   EXPECT_EQ(DirName("/a/b/c.edb"), "/a/b");
   EXPECT_EQ(DirName("c.edb"), ".");

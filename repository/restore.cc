@@ -137,21 +137,7 @@ class SegmentProgress {
 
 }  // namespace
 
-bool IsSafeFileName(absl::string_view name) {
-  // A NUL ends the C string open(2) sees: the file written would not be
-  // the one named.
-  if (name.empty() || name[0] == '/' || name.find("..") != absl::string_view::npos ||
-      name.find('\0') != absl::string_view::npos) {
-    return false;
-  }
-  // Every component names a file or folder: no "a//b", "a/./b" or "a/",
-  // whose last component (what the agent keeps of a log's name) would be
-  // the folder itself.
-  for (absl::string_view c : absl::StrSplit(name, '/')) {
-    if (c.empty() || c == ".") return false;
-  }
-  return true;
-}
+bool IsSafeFileName(absl::string_view name) { return IsSafeRelativePath(name); }
 
 absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string& manifest_id,
                                       const std::string& target_dir,

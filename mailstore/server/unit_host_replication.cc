@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
@@ -389,9 +390,12 @@ absl::Status UnitHost::SeedFromActive() {
     }
     if (chunk.name() != current) {
       current = chunk.name();
-      if (current.find("..") != std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("seed names a file outside the copy: ", current));
+      // A peer's name, from the network: it must stay inside the staging
+      // folder ("/etc/x" joined to it would be /etc/x).
+      if (!IsSafeRelativePath(current)) {
+        return absl::InvalidArgumentError(absl::StrCat("seed from ", active,
+                                                       " names a file outside the copy: \"",
+                                                       absl::CEscape(current), "\""));
       }
       const std::string path = JoinPath(staging, current);
       RETURN_IF_ERROR(CreateDirectories(DirName(path)));

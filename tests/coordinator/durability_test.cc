@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "absl/time/clock.h"
 #include "tests/coordinator/deployment.h"
 #include "tests/coordinator/deployment_test_util.h"
@@ -14,22 +16,34 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(Durability, AnAgentKilledAfterItsBackupCompletedReportsItsKeptResultOnce) {
-  // Every agent dies right after it has kept a job's result on disk and
-  // before it sends it (after BackupComplete: the logs may be truncated).
-  DeploymentOptions o = Options({{"DAGVAULT_CRASH_AT", "agent.result.kept"}});
-  o.lease_ttl_ms = 20000;  // the restart below fits in the lease
-  Deployment d(o, "kept-result");
+// Agents that die at `point`, with a lease long enough for a restart.
+DeploymentOptions Crashing(const std::string& point) {
+  DeploymentOptions o = Options({{"DAGVAULT_CRASH_AT", point}});
+  o.lease_ttl_ms = 20000;  // the restart in the tests fits in the lease
+  return o;
+}
+
+// Starts `d`, loads DB02, starts a Full from node3 and waits until node3's
+// agent has died at its crash point.
+void BackUpUntilTheSourceAgentDies(Deployment& d, v1::JobInfo* job) {
   ASSERT_OK(d.Start());
   Load(d, kNode1, 1, 0, 100);
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-
-  auto [code, job] =
+  int code = 0;
+  std::tie(code, *job) =
       JobCommand(d, {"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node3"});
   ASSERT_EQ(code, 0);
-  ASSERT_EQ(LastNode(job), "node3");
+  ASSERT_EQ(LastNode(*job), "node3");
   ASSERT_TRUE(WaitFor([&] { return !d.AgentRunning(kNode3); }, absl::Seconds(120)))
       << d.AgentLog(kNode3);
+}
+
+TEST(Durability, AnAgentKilledAfterItsBackupCompletedReportsItsKeptResultOnce) {
+  // Every agent dies right after it has kept a job's result on disk and
+  // before it sends it (after BackupComplete: the logs may be truncated).
+  Deployment d(Crashing("agent.result.kept"), "kept-result");
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(BackUpUntilTheSourceAgentDies(d, &job));
   EXPECT_EQ(RepositoryManifests(d).size(), 1u);  // written, and not yet known to the coordinator
 
   ASSERT_OK(d.StartAgent(kNode3));
@@ -53,17 +67,9 @@ TEST(Durability, AnAgentKilledBetweenItsManifestAndBackupCompleteGetsTheBackupCa
   // Every agent dies right after the manifest is written and before
   // BackupComplete: the backup is verified and durable, nothing is
   // truncated, and no result was kept yet; only the commit intent was.
-  DeploymentOptions o = Options({{"DAGVAULT_CRASH_AT", "agent.backup.completing"}});
-  o.lease_ttl_ms = 20000;
-  Deployment d(o, "commit-intent");
-  ASSERT_OK(d.Start());
-  Load(d, kNode1, 1, 0, 100);
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  auto [code, job] =
-      JobCommand(d, {"backup", "start", "--unit", "DB02", "--type", "full", "--prefer", "node3"});
-  ASSERT_EQ(code, 0);
-  ASSERT_TRUE(WaitFor([&] { return !d.AgentRunning(kNode3); }, absl::Seconds(120)))
-      << d.AgentLog(kNode3);
+  Deployment d(Crashing("agent.backup.completing"), "commit-intent");
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(BackUpUntilTheSourceAgentDies(d, &job));
   const std::vector<std::string> written = RepositoryManifests(d);
   ASSERT_EQ(written.size(), 1u);
 

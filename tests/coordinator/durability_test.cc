@@ -1,6 +1,6 @@
-// What must survive a process's death (issue 15): an agent's result the
-// coordinator has not acknowledged, and a scheduled backup that was due
-// when the coordinator stopped.
+// What must survive an agent's death (issue 15): a result the coordinator
+// has not acknowledged, and a backup whose manifest was written but whose
+// result was never kept.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -212,4 +212,12 @@ absl::Status IssueCertificate(const CertRequest& request) {
                              ToPem(cert.get()));
 }
 
+dagvault::v1::TlsFiles CertificateFiles(const std::string& dir, const std::string& name) {
+  dagvault::v1::TlsFiles files;
+  files.set_ca_file(JoinPath(dir, "ca.crt"));
+  files.set_cert_file(JoinPath(dir, name + ".crt"));
+  files.set_key_file(JoinPath(dir, name + ".key"));
+  return files;
+}
+
 }  // namespace dagvault

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "dagvault/v1/options.pb.h"
 
 namespace dagvault {
 
@@ -37,5 +38,9 @@ struct CertRequest {
 
 absl::Status CreateCa(const CaRequest& request);
 absl::Status IssueCertificate(const CertRequest& request);
+
+// The TLS files of certificate `name` in a folder laid out as above:
+// <dir>/ca.crt, <dir>/<name>.crt, <dir>/<name>.key.
+dagvault::v1::TlsFiles CertificateFiles(const std::string& dir, const std::string& name);
 
 }  // namespace dagvault

@@ -43,19 +43,11 @@ class WhoAmI final : public v1::Writer::Service {
   }
 };
 
-v1::TlsFiles FilesFor(const std::string& dir, const std::string& name) {
-  v1::TlsFiles f;
-  f.set_ca_file(JoinPath(dir, "ca.crt"));
-  f.set_cert_file(JoinPath(dir, name + ".crt"));
-  f.set_key_file(JoinPath(dir, name + ".key"));
-  return f;
-}
-
 // A gRPC server on 127.0.0.1 presenting the certificate `name`.
 class TestServer {
  public:
   TestServer(const std::string& dir, const std::string& name) {
-    auto creds = MakeServerCredentials(FilesFor(dir, name), false, "test listener");
+    auto creds = MakeServerCredentials(CertificateFiles(dir, name), false, "test listener");
     EXPECT_TRUE(creds.ok()) << creds.status();
     if (!creds.ok()) return;
     grpc::ServerBuilder builder;
@@ -112,7 +104,7 @@ class TlsTest : public ::testing::Test {
   std::shared_ptr<grpc::ChannelCredentials> Pinned(const std::string& name,
                                                    const ExpectedPeer& expected) {
     auto creds =
-        MakeChannelCredentials(FilesFor(dir_.path(), name), false, "test client", expected);
+        MakeChannelCredentials(CertificateFiles(dir_.path(), name), false, "test client", expected);
     EXPECT_TRUE(creds.ok()) << creds.status();
     return creds.ok() ? *creds : grpc::InsecureChannelCredentials();
   }
@@ -141,7 +133,7 @@ TEST_F(TlsTest, ACertificateFromAnotherCaIsRefused) {
   ASSERT_TRUE(CreateCa({.dir = other.path(), .deployment = "intruder"}).ok());
   ASSERT_TRUE(IssueCertificate({.dir = other.path(), .name = "node2", .role = "node"}).ok());
   // The intruder trusts our CA, so only the server's check can refuse it.
-  v1::TlsFiles files = FilesFor(other.path(), "node2");
+  v1::TlsFiles files = CertificateFiles(other.path(), "node2");
   files.set_ca_file(JoinPath(dir_.path(), "ca.crt"));
   auto creds = MakeChannelCredentials(files, false, "intruder", {.role = kRoleCoordinator});
   ASSERT_TRUE(creds.ok());

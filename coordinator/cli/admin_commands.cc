@@ -143,11 +143,7 @@ absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArg
   v1::TlsFiles files;
   const std::string dir = args.GetOr("certs", Env("DAGVAULT_CERTS", ""));
   const std::string name = args.GetOr("cert-name", Env("DAGVAULT_CERT_NAME", "admin"));
-  if (!dir.empty()) {
-    files.set_ca_file(JoinPath(dir, "ca.crt"));
-    files.set_cert_file(JoinPath(dir, name + ".crt"));
-    files.set_key_file(JoinPath(dir, name + ".key"));
-  }
+  if (!dir.empty()) files = CertificateFiles(dir, name);
   // Only the coordinator's certificate, checked in the TLS handshake: a
   // node or an agent of the deployment answering at that address never
   // sees a request (issue 15).

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/certs.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/text_config.h"
@@ -81,11 +82,7 @@ absl::StatusOr<std::vector<LabNode>> MakeLab(const LabSpec& spec) {
     if (spec.certs_dir.empty()) {
       c.set_insecure_dev(true);
     } else {
-      c.mutable_replication_tls()->set_ca_file(JoinPath(spec.certs_dir, "ca.crt"));
-      c.mutable_replication_tls()->set_cert_file(
-          JoinPath(spec.certs_dir, absl::StrCat(nodes[i].name, ".crt")));
-      c.mutable_replication_tls()->set_key_file(
-          JoinPath(spec.certs_dir, absl::StrCat(nodes[i].name, ".key")));
+      *c.mutable_replication_tls() = CertificateFiles(spec.certs_dir, nodes[i].name);
     }
     c.set_replication_listen(replication(i));
     c.set_writer_socket(JoinPath(nodes[i].dir, "writer.sock"));

@@ -17,20 +17,12 @@ namespace {
 namespace v1 = dagvault::v1;
 using ::testing::HasSubstr;
 
-v1::TlsFiles FilesFor(const std::string& dir, const std::string& name) {
-  v1::TlsFiles f;
-  f.set_ca_file(JoinPath(dir, "ca.crt"));
-  f.set_cert_file(JoinPath(dir, name + ".crt"));
-  f.set_key_file(JoinPath(dir, name + ".key"));
-  return f;
-}
-
 // A replication listener presenting `name`'s certificate; every call is
 // UNIMPLEMENTED, which only a client that got through TLS sees.
 class Listener {
  public:
   Listener(const std::string& dir, const std::string& name) {
-    auto creds = MakeServerCredentials(FilesFor(dir, name), false, "test listener");
+    auto creds = MakeServerCredentials(CertificateFiles(dir, name), false, "test listener");
     EXPECT_TRUE(creds.ok()) << creds.status();
     if (!creds.ok()) return;
     grpc::ServerBuilder builder;
@@ -62,7 +54,7 @@ TEST(Peers, AChannelToAPeerAcceptsOnlyThatPeersCertificate) {
   NodeConfig config;
   config.proto.set_node("node1");
   config.proto.set_replication_listen("127.0.0.1:1");
-  *config.proto.mutable_replication_tls() = FilesFor(dir.path(), "node1");
+  *config.proto.mutable_replication_tls() = CertificateFiles(dir.path(), "node1");
   // node1 believes node2 is where node3 listens.
   auto* peer = config.proto.add_peers();
   peer->set_node("node2");

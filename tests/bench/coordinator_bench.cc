@@ -307,14 +307,6 @@ ProcStat Sample(pid_t pid) {
   return s;
 }
 
-v1::TlsFiles Files(const std::string& dir, const std::string& name) {
-  v1::TlsFiles f;
-  f.set_ca_file(dir + "/ca.crt");
-  f.set_cert_file(absl::StrCat(dir, "/", name, ".crt"));
-  f.set_key_file(absl::StrCat(dir, "/", name, ".key"));
-  return f;
-}
-
 // 3. A real coordinator under 1,000 agents.
 int BenchCoordinator(int nodes, int seconds, int report_ms) {
   testing::TempDir dir("bench_coord");
@@ -328,7 +320,7 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   std::vector<std::shared_ptr<grpc::ChannelCredentials>> creds;
   for (int n = 0; n < nodes; ++n) {
     if (!IssueCertificate({.dir = certs, .name = NodeName(n), .role = "node"}).ok()) return 1;
-    creds.push_back(*MakeChannelCredentials(Files(certs, NodeName(n)), false, "sim",
+    creds.push_back(*MakeChannelCredentials(CertificateFiles(certs, NodeName(n)), false, "sim",
                                             {.role = kRoleCoordinator}));
   }
   std::cout << "\n3. One dagvault-coordinator, " << nodes << " simulated agents over mutual TLS, "
@@ -351,7 +343,7 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   const std::string address = absl::StrCat("127.0.0.1:", ports[0]);
   v1::CoordinatorConfig c;
   c.set_listen(address);
-  *c.mutable_tls() = Files(certs, "coordinator");
+  *c.mutable_tls() = CertificateFiles(certs, "coordinator");
   c.set_catalog(dir.Sub("catalog.db"));
   c.set_report_every_ms(static_cast<uint32_t>(report_ms));
   c.set_lease_ttl_ms(static_cast<uint32_t>(report_ms * 6));
@@ -360,9 +352,9 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   testing::Subprocess coordinator(
       {testing::BinaryPath("dagvault-coordinator"), "--config", dir.Sub("coordinator.conf")}, {},
       dir.Sub("coordinator.log"));
-  auto admin = v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(
-      address,
-      *MakeChannelCredentials(Files(certs, "admin"), false, "admin", {.role = kRoleCoordinator})));
+  auto admin = v1::CoordinatorAdmin::NewStub(
+      grpc::CreateChannel(address, *MakeChannelCredentials(CertificateFiles(certs, "admin"), false,
+                                                           "admin", {.role = kRoleCoordinator})));
   auto status_call = [&](v1::ClusterStatus* out, bool all_copies = false) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));

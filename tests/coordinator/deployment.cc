@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/certs.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/text_config.h"
@@ -88,9 +89,7 @@ absl::Status Deployment::Start() {
   address_ = absl::StrCat("127.0.0.1:", (*ports)[0]);
   v1::CoordinatorConfig c;
   c.set_listen(address_);
-  c.mutable_tls()->set_ca_file(certs_ + "/ca.crt");
-  c.mutable_tls()->set_cert_file(certs_ + "/coordinator.crt");
-  c.mutable_tls()->set_key_file(certs_ + "/coordinator.key");
+  *c.mutable_tls() = CertificateFiles(certs_, "coordinator");
   c.set_catalog(cluster_.root() + "/catalog.db");
   c.set_repository(repo_);
   c.set_passphrase_file(passphrase_file_);
@@ -157,9 +156,7 @@ v1::AgentConfig Deployment::AgentConfigOf(int i) const {
   v1::AgentConfig a;
   a.set_node(node.name);
   a.set_coordinator(address_);
-  a.mutable_tls()->set_ca_file(certs_ + "/ca.crt");
-  a.mutable_tls()->set_cert_file(absl::StrCat(certs_, "/", node.name, ".crt"));
-  a.mutable_tls()->set_key_file(absl::StrCat(certs_, "/", node.name, ".key"));
+  *a.mutable_tls() = CertificateFiles(certs_, node.name);
   a.set_writer_socket(node.config.writer_socket());
   a.set_repository(repo_);
   a.set_passphrase_file(passphrase_file_);

@@ -76,7 +76,6 @@ TEST_F(LockSafetyTest, ABackupWhoseLockWasBrokenFailsBeforeItsManifestIsWritten)
                     HasSubstr("is no longer this session's"), HasSubstr("it was removed")));
   EXPECT_EQ(ManifestCount(), 0u);
   // Nothing was written back: the lock stays broken.
-  EXPECT_TRUE(repo_->ListManifests().ok());
   EXPECT_TRUE(std::filesystem::is_empty(repo_->root() + "/locks"));
 }
 
@@ -232,6 +231,29 @@ TEST_F(LockSafetyTest, ContainersSharingAHostNameDoNotJudgeEachOthersPids) {
   mine = AcquireLock(repo_->root(), dagvault::v1::RepositoryLock::SHARED, "s", "backup");
   ASSERT_TRUE(mine.ok()) << mine.status();
   EXPECT_FALSE(PathExists(path));
+}
+
+TEST_F(LockSafetyTest, AJudgeWhoseWallClockJumpedAheadBreaksNoLiveLock) {
+  // Another host holds a live lock, refreshed just now by every clock.
+  ASSERT_TRUE(CreateDirectories(repo_->root() + "/locks").ok());
+  dagvault::v1::RepositoryLock live;
+  live.set_kind(dagvault::v1::RepositoryLock::SHARED);
+  live.set_host("elsewhere");
+  live.set_session("live");
+  live.set_purpose("backup");
+  live.set_refreshed_us(absl::ToUnixMicros(absl::Now()));
+  const std::string path = repo_->root() + "/locks/live.lock";
+  WriteFile(path, live.SerializeAsString());
+  // A prune whose wall clock is an hour ahead: the written time looks an
+  // hour old to it, but the file is as young as its own lock file.
+  clock_.StepWallClock(absl::Hours(1));
+  LockOptions options;
+  options.clock = &clock_;
+  auto prune =
+      AcquireLock(repo_->root(), dagvault::v1::RepositoryLock::EXCLUSIVE, "p", "prune", options);
+  ASSERT_FALSE(prune.ok());
+  EXPECT_THAT(std::string(prune.status().message()), HasSubstr("a shared lock for backup"));
+  EXPECT_TRUE(PathExists(path));
 }
 
 TEST_F(LockSafetyTest, AHolderWhoseWallClockIsBehindIsNotBrokenWhileItsFileIsFresh) {

@@ -17,12 +17,6 @@ namespace {
 
 namespace v1 = dagvault::v1;
 
-int64_t Us(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMicros(t); }
-
-}  // namespace
-
-namespace {
-
 // The agent's phases, in the job state machine's words.
 std::optional<JobState> StateOfPhase(const std::string& phase) {
   if (phase == "preparing") return JobState::kPreparing;
@@ -734,7 +728,7 @@ absl::StatusOr<v1::JobInfo> JobManager::Info(const std::string& job, bool with_e
     if (!events.ok()) return events.status();
     for (const auto& e : *events) {
       v1::JobEventInfo* ei = info.add_events();
-      ei->set_time_us(Us(e.time));
+      ei->set_time_us(absl::ToUnixMicros(e.time));  // an event always has its time
       ei->set_attempt(static_cast<uint32_t>(e.attempt));
       ei->set_state(JobStateName(e.state));
       ei->set_message(e.message);

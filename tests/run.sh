@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test.
 #
-#   ./tests/run.sh            the default suite (about 10 minutes on 2 cores)
-#   ./tests/run.sh --long     also the long campaigns (crash loops, soak runs)
+#   ./tests/run.sh            the default suite (about 9 minutes of tests on 2 cores,
+#                             plus the build)
+#   ./tests/run.sh --long     also the long campaigns (crash loops, every cell of the
+#                             fault matrix, a minute of each fuzz target)
 #   ./tests/run.sh -R regex   only the tests whose names match
 #
 # Environment: DAGVAULT_BUILD_DIR (default build), DAGVAULT_SANITIZE

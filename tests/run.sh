@@ -18,7 +18,7 @@ while (($#)); do
   case "$1" in
     --long) long=1 ;;
     -R) ctest_args+=(-R "$2"); shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift

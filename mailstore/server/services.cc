@@ -129,6 +129,7 @@ class AdminService final : public v1::Admin::Service {
           *unit->add_copies() = local;
           continue;
         }
+        if (request->local_only()) continue;
         auto remote = server_->peers().CopyStatus(c.node(), host->name());
         if (remote.ok()) {
           *unit->add_copies() = *remote;

@@ -296,7 +296,9 @@ class Daemon final : public AgentDaemon {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(ask_for));
       v1::StatusResponse status;
-      grpc::Status s = admin_->Status(&context, {}, &status);
+      v1::StatusRequest request;
+      request.set_local_only(true);  // only its own copies go into the report
+      grpc::Status s = admin_->Status(&context, request, &status);
       if (s.ok()) {
         for (const auto& unit : status.units()) {
           for (const auto& copy : unit.copies()) {
@@ -429,6 +431,7 @@ class Daemon final : public AgentDaemon {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     v1::StatusRequest request;
     request.set_unit(unit);
+    request.set_local_only(true);
     v1::StatusResponse status;
     RETURN_IF_ERROR(
         FromGrpcStatus(admin_->Status(&context, request, &status), "mailstored Status"));

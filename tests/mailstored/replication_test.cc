@@ -1,7 +1,9 @@
 // Log-shipping replication between real mailstored processes: convergence
 // under load, the lagged copy, suspend and resume, a passive killed in the
 // middle of a replay, switchover, and lossy activation with divergence
-// detection and reseed.
+// detection and reseed; a node's own status while a peer is stopped.
+#include <signal.h>
+
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -110,6 +112,44 @@ TEST(Replication, SuspendedCopyStopsAndResumes) {
   ASSERT_OK(cluster.Admin(kNode2, "resume", "DB02"));
   ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
   EXPECT_EQ(UnitDigest(cluster, kNode2, "DB02"), UnitDigest(cluster, kNode1, "DB02"));
+}
+
+// A peer that does not answer (here stopped; in the fault matrix, cut off
+// the network) costs a full Status its timeout per unit, and the copy is
+// reported ServiceDown. The agent asks only for its own copies: that answer
+// asks no peer, so a cut-off node cannot make the others miss their report.
+TEST(Replication, ALocalOnlyStatusAsksNoPeerAndAnswersWhileOneIsStopped) {
+  MailstoredCluster cluster(FastLab(), "local-status");
+  ASSERT_OK(cluster.Start());
+  ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
+  ASSERT_EQ(kill(cluster.Pid(kNode3), SIGSTOP), 0);
+
+  v1::StatusRequest local;
+  local.set_local_only(true);
+  v1::StatusResponse mine;
+  // Shorter than one peer's timeout (Peers::kShortCopyStatusTimeout, 2 s).
+  auto context = Deadline(absl::Milliseconds(1500));
+  grpc::Status answered = cluster.admin(kNode1).Status(context.get(), local, &mine);
+  v1::StatusResponse all;
+  auto patient = Deadline(absl::Seconds(30));
+  grpc::Status full = cluster.admin(kNode1).Status(patient.get(), v1::StatusRequest{}, &all);
+  kill(cluster.Pid(kNode3), SIGCONT);
+
+  ASSERT_TRUE(answered.ok()) << answered.error_message();
+  ASSERT_EQ(mine.units_size(), 2);
+  for (const auto& unit : mine.units()) {
+    ASSERT_EQ(unit.copies_size(), 1) << unit.DebugString();
+    EXPECT_EQ(unit.copies(0).node(), "node1");
+    EXPECT_EQ(unit.copies(0).state(), v1::MOUNTED);
+  }
+  // The full answer names the stopped peer's copies and why.
+  ASSERT_TRUE(full.ok()) << full.error_message();
+  for (const auto& unit : all.units()) {
+    ASSERT_EQ(unit.copies_size(), 3);
+    EXPECT_EQ(unit.copies(2).node(), "node3");
+    EXPECT_EQ(unit.copies(2).state(), v1::SERVICE_DOWN);
+    EXPECT_THAT(unit.copies(2).message(), HasSubstr("GetCopyStatus"));
+  }
 }
 
 TEST(Replication, PassiveKilledInTheMiddleOfAReplayResumesAfterRestart) {

@@ -155,18 +155,46 @@ void UnitHost::SetFailure(const std::string& message, bool suspend) {
   log_->error("[unit {}] {}", name(), message);
 }
 
+std::shared_ptr<Engine> UnitHost::TakeFailedEngineLocked() {
+  if (!engine_) return nullptr;
+  const absl::Status health = engine_->health();
+  if (health.ok()) return nullptr;
+  std::shared_ptr<Engine> failed = std::move(engine_);
+  copy_state_ = dagvault::v1::DISMOUNTED;
+  message_ = absl::StrCat("dismounted by a failure: ", health.message(),
+                          "; fix its cause (a full volume: free space) and mount the unit: it "
+                          "recovers from its logs");
+  log_->error("[unit {}] {}", name(), message_);
+  return failed;
+}
+
+void UnitHost::CloseFailedEngine(std::shared_ptr<Engine> engine) {
+  // A failed engine closes without a clean shutdown: its databases stay
+  // DirtyShutdown and the next mount replays the logs.
+  if (engine) (void)engine->Close();
+}
+
 absl::StatusOr<std::shared_ptr<Engine>> UnitHost::MountedEngine() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (state_.role() != dagvault::v1::ACTIVE) {
-    return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active on node ",
-                                                      config_.node(), "; the active copy is on ",
-                                                      state_.active_node()));
+  std::shared_ptr<Engine> failed;
+  absl::StatusOr<std::shared_ptr<Engine>> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_.role() != dagvault::v1::ACTIVE) {
+      return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active on node ",
+                                                        config_.node(), "; the active copy is on ",
+                                                        state_.active_node()));
+    }
+    failed = TakeFailedEngineLocked();
+    if (engine_) {
+      out = engine_;
+    } else {
+      out = absl::FailedPreconditionError(
+          absl::StrCat("unit ", name(), " is dismounted on node ", config_.node(),
+                       message_.empty() ? "" : absl::StrCat(" (", message_, ")")));
+    }
   }
-  if (!engine_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("unit ", name(), " is dismounted on node ", config_.node()));
-  }
-  return engine_;
+  CloseFailedEngine(std::move(failed));
+  return out;
 }
 
 absl::Status UnitHost::Mount() {

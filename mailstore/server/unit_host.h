@@ -123,6 +123,13 @@ class UnitHost {
   };
 
   absl::Status SaveStateLocked();
+  // An engine that went offline (a log or database write failed: a full or
+  // failing volume) is dismounted, as Exchange dismounts a database whose
+  // log drive is full: the copy reports Dismounted with the failure, and an
+  // operator's Mount, once the cause is fixed, recovers it from its logs.
+  // Returns the engine to close outside mu_ (null when healthy).
+  std::shared_ptr<Engine> TakeFailedEngineLocked();
+  void CloseFailedEngine(std::shared_ptr<Engine> engine);
   absl::Status OpenActiveLocked();
   absl::Status OpenPassiveLocked();
   // An active copy that is not mounted yet (at start): mounts it, steps

@@ -46,15 +46,22 @@ absl::StatusOr<std::vector<int>> PickFreePorts(const std::string& host, int coun
 absl::StatusOr<std::vector<LabNode>> MakeLab(const LabSpec& spec) {
   if (spec.nodes < 1) return absl::InvalidArgumentError("a lab needs at least one node");
   if (spec.root.empty()) return absl::InvalidArgumentError("a lab needs a root folder");
-  ASSIGN_OR_RETURN(std::vector<int> ports, PickFreePorts(spec.host, 2 * spec.nodes));
+  if (!spec.node_hosts.empty() && static_cast<int>(spec.node_hosts.size()) != spec.nodes) {
+    return absl::InvalidArgumentError(absl::StrCat("a lab of ", spec.nodes, " nodes was given ",
+                                                   spec.node_hosts.size(), " node hosts"));
+  }
+  auto host = [&](int i) { return spec.node_hosts.empty() ? spec.host : spec.node_hosts[i]; };
+  ASSIGN_OR_RETURN(
+      std::vector<int> ports,
+      PickFreePorts(spec.node_hosts.empty() ? spec.host : "127.0.0.1", 2 * spec.nodes));
   std::vector<LabNode> nodes(spec.nodes);
   for (int i = 0; i < spec.nodes; ++i) {
     nodes[i].name = absl::StrCat("node", i + 1);
     nodes[i].dir = JoinPath(spec.root, nodes[i].name);
     nodes[i].config_path = JoinPath(nodes[i].dir, "mailstored.conf");
   }
-  auto store = [&](int i) { return absl::StrCat(spec.host, ":", ports[2 * i]); };
-  auto replication = [&](int i) { return absl::StrCat(spec.host, ":", ports[2 * i + 1]); };
+  auto store = [&](int i) { return absl::StrCat(host(i), ":", ports[2 * i]); };
+  auto replication = [&](int i) { return absl::StrCat(host(i), ":", ports[2 * i + 1]); };
 
   auto add_unit = [&](dagvault::v1::MailstoredConfig& c, const std::string& name,
                       dagvault::v1::UnitConfig::Mode mode, const std::string& prefix,

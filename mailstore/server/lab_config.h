@@ -25,6 +25,11 @@ struct LabSpec {
   // Everything goes under it: <root>/<node>/{data,mailstored.conf,...}.
   std::string root;
   std::string host = "127.0.0.1";
+  // When not empty: node i listens on node_hosts[i] instead of `host` (a
+  // lab whose nodes run in network namespaces of their own, as the fault
+  // matrix's network cuts need). Ports are then picked free on 127.0.0.1:
+  // a fresh namespace has none in use.
+  std::vector<std::string> node_hosts;
   // The replay lag of the last node's copies; 0 for none.
   uint32_t lag_seconds = 60;
   uint64_t log_file_size = 1 << 20;

@@ -27,6 +27,7 @@ absl::StatusOr<Response> Ask(Call call, const Request& request, const std::strin
 absl::StatusOr<v1::UnitStatus> UnitOf(const CopyOperationContext& c, const std::string& unit) {
   v1::StatusRequest request;
   request.set_unit(unit);
+  request.set_local_only(true);
   ASSIGN_OR_RETURN(
       v1::StatusResponse status,
       (Ask<v1::StatusRequest, v1::StatusResponse>(
@@ -109,6 +110,9 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
                                                          const std::string& unit,
                                                          const v1::CopyOperation& operation) {
   const std::string& op = operation.op();
+  // The fault matrix (tests/faults) holds a restore plan's steps 1, 2, 5, 6
+  // and 7 here: agent.copy_op.suspend, .dismount, .reseed, .resume, .digest.
+  DAGVAULT_CRASH_POINT(absl::StrCat("agent.copy_op.", op));
   v1::CopyOperationResult result;
   std::string message;
   if (op == "suspend") {

@@ -149,6 +149,8 @@ absl::StatusOr<RestoreJobResult> RunRestoreJob(ShadowSession& session,
   }
   result.transfer = absl::Now() - transfer_started;
   if (progress) progress(JobProgress{"replaying", result.bytes, total, "", 0});
+  // The fault matrix holds a restore plan's step 4 (replay and mount) here.
+  DAGVAULT_CRASH_POINT("agent.restore.replaying");
   const absl::Time replay_started = absl::Now();
   ASSIGN_OR_RETURN(v1::RestoreCompleteResponse completed,
                    session.EndRestore(spec.to_generation, spec.roll_forward, spec.mount));

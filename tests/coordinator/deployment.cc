@@ -33,15 +33,26 @@ bool Poll(const std::function<bool()>& done, absl::Duration timeout) {
 
 namespace {
 
-mailstore::LabSpec WithCerts(mailstore::LabSpec spec, const std::string& certs) {
+// The lab's nodes replicate with the deployment's certificates; with a
+// network lab, each listens on its own host.
+mailstore::LabSpec LabOf(mailstore::LabSpec spec, const std::string& certs,
+                         const NetworkLab* network) {
   spec.certs_dir = certs;
+  if (network != nullptr && network->ok()) {
+    spec.node_hosts.clear();
+    for (int i = 0; i < spec.nodes; ++i) spec.node_hosts.push_back(network->address(HostOfNode(i)));
+  }
   return spec;
 }
 
 }  // namespace
 
 Deployment::Deployment(DeploymentOptions options, const std::string& tag)
-    : options_(std::move(options)), cluster_(WithCerts(options_.lab, certs_dir_.path()), tag) {}
+    : options_(std::move(options)),
+      network_(options_.network_namespaces
+                   ? std::make_unique<NetworkLab>(HostOfNode(options_.lab.nodes))
+                   : nullptr),
+      cluster_(LabOf(options_.lab, certs_dir_.path(), network_.get()), tag) {}
 
 Deployment::~Deployment() {
   for (auto& a : agents_) {
@@ -62,16 +73,31 @@ absl::Status Deployment::Start() {
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(run({"certs", "init", "--dir", certs_}));
+  if (network_ && !network_->ok()) {
+    return absl::InternalError(absl::StrCat("the network lab: ", network_->error()));
+  }
+  const std::string coordinator_host =
+      network_ ? network_->address(kCoordinatorHost) : std::string("127.0.0.1");
   // The servers' certificates name the addresses dialled (a certificate
-  // names only what it is given): the coordinator's 127.0.0.1 (Start
-  // below) and the nodes' lab host.
+  // names only what it is given): the coordinator's (Start below) and each
+  // node's lab host.
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role",
-                       "coordinator", "--san", "127.0.0.1"}));
+                       "coordinator", "--san", coordinator_host}));
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "admin", "--role", "admin"}));
   // The lab names its nodes node1 ... nodeN (mailstore/server/lab_config.h).
-  for (int i = 1; i <= options_.lab.nodes; ++i) {
-    RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", absl::StrCat("node", i),
-                         "--role", "node", "--san", options_.lab.host}));
+  for (int i = 0; i < options_.lab.nodes; ++i) {
+    RETURN_IF_ERROR(
+        run({"certs", "issue", "--dir", certs_, "--name", absl::StrCat("node", i + 1), "--role",
+             "node", "--san", network_ ? network_->address(HostOfNode(i)) : options_.lab.host}));
+    if (network_) cluster_.SetCommandPrefix(i, network_->Prefix(HostOfNode(i)));
+  }
+  if (options_.unit_volume_bytes != 0) {
+    // Where the lab puts the unit's files (mailstore/server/lab_config.cc).
+    unit_volume_ = std::make_unique<SmallTmpfs>(
+        absl::StrCat(cluster_.root(), "/node", options_.unit_volume_node + 1, "/data/",
+                     options_.unit_volume_unit),
+        options_.unit_volume_bytes);
+    if (!unit_volume_->ok()) return absl::InternalError(unit_volume_->error());
   }
   // The mailstored nodes replicate over mutual TLS with the same CA.
   RETURN_IF_ERROR(cluster_.Start());
@@ -86,7 +112,7 @@ absl::Status Deployment::Start() {
 
   auto ports = mailstore::PickFreePorts("127.0.0.1", 1);
   if (!ports.ok()) return ports.status();
-  address_ = absl::StrCat("127.0.0.1:", (*ports)[0]);
+  address_ = absl::StrCat(coordinator_host, ":", (*ports)[0]);
   v1::CoordinatorConfig c;
   c.set_listen(address_);
   *c.mutable_tls() = CertificateFiles(certs_, "coordinator");
@@ -121,9 +147,10 @@ std::string Deployment::AgentLog(int i) const {
 }
 
 absl::Status Deployment::StartCoordinator(const std::map<std::string, std::string>& env) {
-  coordinator_ = std::make_unique<Subprocess>(
-      std::vector<std::string>{BinaryPath("dagvault-coordinator"), "--config", coordinator_config_},
-      env, cluster_.root() + "/coordinator.log");
+  std::vector<std::string> argv;
+  if (network_) argv = network_->Prefix(kCoordinatorHost);
+  argv.insert(argv.end(), {BinaryPath("dagvault-coordinator"), "--config", coordinator_config_});
+  coordinator_ = std::make_unique<Subprocess>(argv, env, cluster_.root() + "/coordinator.log");
   // Up when the admin API answers.
   if (!Poll([&] { return Status().ok(); }, absl::Seconds(20))) {
     return absl::DeadlineExceededError(
@@ -178,9 +205,11 @@ absl::Status Deployment::StartAgent(int i, const std::map<std::string, std::stri
   const std::string config = WriteAgentConfig(i, AgentConfigOf(i));
   std::map<std::string, std::string> all = options_.agent_env;
   for (const auto& [k, v] : env) all[k] = v;
+  std::vector<std::string> argv;
+  if (network_) argv = network_->Prefix(HostOfNode(i));
+  argv.insert(argv.end(), {BinaryPath("dagvault-agent"), "--config", config});
   agents_[static_cast<size_t>(i)] = std::make_unique<Subprocess>(
-      std::vector<std::string>{BinaryPath("dagvault-agent"), "--config", config}, all,
-      absl::StrCat(cluster_.root(), "/agent-", cluster_.node(i).name, ".log"));
+      argv, all, absl::StrCat(cluster_.root(), "/agent-", cluster_.node(i).name, ".log"));
   return absl::OkStatus();
 }
 

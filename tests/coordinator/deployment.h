@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/testing/network_lab.h"
 #include "common/testing/small_tmpfs.h"
 #include "common/testing/subprocess.h"
 #include "dagvault/v1/admin.pb.h"
@@ -30,7 +31,21 @@ struct DeploymentOptions {
   // When not 0: the repository lives on a tmpfs of this size, which a test
   // can fill (repository_fs()).
   uint64_t repository_tmpfs_bytes = 0;
+  // Every host in a network namespace of its own (NetworkLab): the
+  // coordinator is host 0, node i is host i + 1; the test and the command
+  // line reach them through the bridge. For network faults; needs root.
+  bool network_namespaces = false;
+  // When not 0: node `unit_volume_node`'s folder of `unit_volume_unit` is a
+  // tmpfs of this size (the unit's database and log volume), which a test
+  // can fill (unit_volume()).
+  uint64_t unit_volume_bytes = 0;
+  int unit_volume_node = 0;
+  std::string unit_volume_unit = "DB02";
 };
+
+// Hosts of a deployment with network_namespaces.
+constexpr int kCoordinatorHost = 0;
+inline int HostOfNode(int i) { return i + 1; }
 
 class Deployment {
  public:
@@ -52,6 +67,9 @@ class Deployment {
   pid_t CoordinatorPid() const;
   pid_t AgentPid(int i) const;
   SmallTmpfs* repository_fs() { return repository_fs_.get(); }
+  SmallTmpfs* unit_volume() { return unit_volume_.get(); }
+  // Null without DeploymentOptions::network_namespaces.
+  NetworkLab* network() { return network_.get(); }
   void KillAgent(int i);
   bool AgentRunning(int i);
   // A config for an agent of node i, as StartAgent writes it.
@@ -80,8 +98,10 @@ class Deployment {
 
  private:
   DeploymentOptions options_;
-  TempDir certs_dir_{"certs"};  // before cluster_: its nodes replicate with these
+  TempDir certs_dir_{"certs"};           // before cluster_: its nodes replicate with these
+  std::unique_ptr<NetworkLab> network_;  // before cluster_: its nodes listen on its hosts
   MailstoredCluster cluster_;
+  std::unique_ptr<SmallTmpfs> unit_volume_;
   std::string certs_, repo_, passphrase_file_, address_, coordinator_config_;
   std::unique_ptr<SmallTmpfs> repository_fs_;
   std::unique_ptr<Subprocess> coordinator_;

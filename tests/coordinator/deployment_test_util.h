@@ -5,6 +5,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -87,6 +88,21 @@ inline v1::JobInfo LoadAndBackUp(Deployment& d, uint64_t mailbox, uint64_t first
   v1::JobInfo job = BackupWait(d, {"--unit", "DB02", "--type", type});
   EXPECT_EQ(job.state(), "succeeded") << job.reason();
   return job;
+}
+
+// The disaster: DB02's active copy on node1 dismounted and its files gone
+// (all of them, or the databases only).
+inline void Wipe(Deployment& d, bool databases_only) {
+  namespace fs = std::filesystem;
+  ASSERT_OK(d.cluster().Admin(kNode1, "dismount", "DB02"));
+  const std::string dir = d.cluster().node(kNode1).config.data_root() + "/DB02";
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".edb") fs::remove(entry.path());
+  }
+  if (databases_only) return;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().filename() != "copy.state") fs::remove_all(entry.path());
+  }
 }
 
 // The ids of every manifest in the deployment's repository.

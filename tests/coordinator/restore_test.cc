@@ -19,7 +19,6 @@
 namespace dagvault::testing {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 // `dagvault restore start ARGS --wait`: the exit code and the job.
@@ -65,20 +64,6 @@ uint32_t HighGeneration(Deployment& d, const std::string& manifest) {
   }
   ADD_FAILURE() << "no backup " << manifest;
   return 0;
-}
-
-// The disaster: DB02's active copy on node1 dismounted and its files gone
-// (all of them, or the databases only).
-void Wipe(Deployment& d, bool databases_only) {
-  ASSERT_OK(d.cluster().Admin(kNode1, "dismount", "DB02"));
-  const std::string dir = JoinPath(d.cluster().node(kNode1).config.data_root(), "DB02");
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    if (entry.is_regular_file() && entry.path().extension() == ".edb") fs::remove(entry.path());
-  }
-  if (databases_only) return;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename() != "copy.state") fs::remove_all(entry.path());
-  }
 }
 
 TEST(DeploymentRestore, EveryCopyIsRestoredAfterADisasterToAPointInTimeAndRolledForward) {

@@ -1,8 +1,9 @@
 // The fault matrix (issue 15, docs/guarantees.md): a whole deployment of
 // real processes (Deployment: three mailstored nodes, a coordinator, an
 // agent per node, over mutual TLS) in which one fault hits one process at
-// one named step of a Full backup; then the system recovers and the
-// invariants are checked. One cell per (fault, victim, step).
+// one named step of a Full backup or of an all-copies restore; then the
+// system recovers and the invariants are checked. One cell per (fault,
+// victim, step).
 #pragma once
 
 #include <string>
@@ -16,11 +17,41 @@ enum class Fault {
   kClockForward,    // its wall clock steps an hour ahead (libfaketime)
   kClockBack,       // ... an hour back
   kRepositoryFull,  // the repository's filesystem fills up until the job ends
+  kNetworkCut,      // its host's link is down for longer than the lease
+  kLogVolumeFull,   // the unit's volume on its node fills up until the job ends
 };
-enum class Victim { kCoordinator, kSourceAgent, kSourceMailstored, kActiveMailstored };
-// The job's state when the fault strikes; the source agent is held there
-// by a delay at the named point.
-enum class Step { kPreparing, kFrozen, kTransferring, kVerifying, kCompleting };
+enum class Victim {
+  kCoordinator,
+  // A backup's: the source is node3's passive copy; node1 is active.
+  kSourceAgent,
+  kSourceMailstored,
+  kActiveMailstored,
+  kSourceNode,  // the whole host (network faults)
+  kActiveNode,
+  // A restore's: the node the step is running on when the fault strikes.
+  kStepAgent,
+  kStepMailstored,
+  kStepNode,
+};
+// The job's state when the fault strikes; an agent is held there by a delay
+// at a named point.
+enum class Step {
+  // A Full backup.
+  kPreparing,
+  kFrozen,
+  kTransferring,
+  kVerifying,
+  kCompleting,
+  // The seven steps of an all-copies restore (coordinator/server/restore_plan.cc).
+  kSuspend,
+  kDismount,
+  kRestore,
+  kReplay,
+  kReseed,
+  kResume,
+  kConfirm,
+};
+bool IsRestore(Step s);
 
 struct Cell {
   Fault fault;
@@ -42,7 +73,7 @@ struct CellResult {
 // one victim, the source agent's job).
 std::vector<Cell> AllCells();
 // A representative slice for the default suite: each fault, each victim,
-// each step at least once.
+// each kind of step at least once.
 std::vector<Cell> SliceCells();
 
 // Runs one cell in a deployment of its own.

@@ -97,8 +97,9 @@ pid_t MailstoredCluster::Pid(int i) const {
 
 void MailstoredCluster::LaunchNode(int i, const std::vector<std::string>& extra_args,
                                    const std::map<std::string, std::string>& env) {
-  std::vector<std::string> argv = {BinaryPath("mailstored"), "--config", nodes_[i].config_path,
-                                   "--log-file", absl::StrCat(nodes_[i].dir, "/mailstored.log")};
+  std::vector<std::string> argv = prefixes_[i];
+  argv.insert(argv.end(), {BinaryPath("mailstored"), "--config", nodes_[i].config_path,
+                           "--log-file", absl::StrCat(nodes_[i].dir, "/mailstored.log")});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   processes_[i] =
       std::make_unique<Subprocess>(argv, env, absl::StrCat(nodes_[i].dir, "/stdout.log"));

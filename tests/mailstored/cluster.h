@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,11 @@ class MailstoredCluster {
 
   // Writes the configurations and starts every node.
   absl::Status Start();
+  // Node i's mailstored runs as `prefix... mailstored ...` (e.g. `ip netns
+  // exec NS`, to run it in a network namespace); set before Start.
+  void SetCommandPrefix(int i, std::vector<std::string> prefix) {
+    prefixes_[i] = std::move(prefix);
+  }
   // Starts node i (0-based) and waits until it answers; extra arguments go
   // to mailstored (e.g. --crash-at).
   absl::Status StartNode(int i, const std::vector<std::string>& extra_args = {},
@@ -87,6 +93,7 @@ class MailstoredCluster {
   TempDir dir_;
   mailstore::LabSpec spec_;
   std::vector<mailstore::LabNode> nodes_;
+  std::map<int, std::vector<std::string>> prefixes_;
   std::vector<std::unique_ptr<Subprocess>> processes_;
   std::vector<std::unique_ptr<v1::Store::Stub>> stores_;
   std::vector<std::unique_ptr<v1::Admin::Stub>> admins_;

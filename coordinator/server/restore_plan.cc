@@ -90,12 +90,21 @@ std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit,
                           " dismounted. ", rerun,
                           ", or resume replication and mount the active copy to abandon it");
     case 3:
-    case 4:
       return absl::StrCat("the unit is dismounted on ", plan.active_node(),
                           " and its files may be half restored: do not mount it. The passive "
                           "copies on ",
                           passives, " are suspended and untouched. ", rerun,
                           " (the chain is restored again)");
+    case 4:
+      // The replay may have finished and mounted the unit without the
+      // coordinator hearing of it: the re-run then sees (restored_by) that
+      // this restore mounted it and goes on.
+      return absl::StrCat("the unit on ", plan.active_node(),
+                          " is dismounted with its files half replayed, or was replayed and "
+                          "mounted by this restore without the coordinator hearing of it; do "
+                          "not mount it by hand. The passive copies on ",
+                          passives, " are suspended and untouched. ", rerun,
+                          " (the chain is restored again unless this restore already mounted it)");
     case 5:
     case 6:
       return absl::StrCat("the active copy on ", plan.active_node(),

@@ -316,21 +316,30 @@ absl::Status Engine::Close(bool seal_log) {
     flush_frozen_ = false;
   }
   StopLazyWriter();
+  // A failed engine closes without a clean shutdown: its databases stay
+  // DirtyShutdown, and the unit's lock goes at once (not when the last
+  // holder of the engine lets go), so that a new open recovers them from
+  // the logs. Nothing writes through this engine again: every entry point
+  // checks health(). Writers waiting for a thaw wake and see the failure.
+  auto close_failed = [&](const absl::Status& failure) {
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      closed_ = true;
+    }
+    (void)lock_file_.Close();
+    thawed_.notify_all();
+    return failure;
+  };
   absl::Status health_status = health();
-  if (!health_status.ok()) {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    closed_ = true;
-    return health_status;
-  }
+  if (!health_status.ok()) return close_failed(health_status);
   absl::Status flushed = FlushCycle();
   if (flushed.ok() && cache_->dirty_count() != 0) flushed = FlushCycle();
   if (flushed.ok() && cache_->dirty_count() != 0) {
     flushed = absl::InternalError("pages still dirty after flushing for shutdown");
   }
   if (!flushed.ok()) {
-    // The databases stay DirtyShutdown; the next open recovers them.
     Fail(flushed);
-    return health();
+    return close_failed(health());
   }
   std::vector<PendingRecord> term(1);
   term[0].type = RecordType::kTerm;

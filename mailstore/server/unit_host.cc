@@ -58,7 +58,15 @@ absl::Status UnitHost::Start() {
     RETURN_IF_ERROR(SaveStateLocked());
   }
   absl::Status opened;
-  if (state_.role() == dagvault::v1::ACTIVE) {
+  if (state_.role() == dagvault::v1::ACTIVE && (state_.dismounted() || state_.restoring())) {
+    copy_state_ = dagvault::v1::DISMOUNTED;
+    message_ = state_.restoring()
+                   ? "a restore was replacing its files when mailstored stopped; they may be half "
+                     "restored: run the restore again (do not mount it)"
+                   : "dismounted by an operator; `mailstore-util mount` mounts it";
+    log_->warn("[unit {}] not mounted at start: {}", name(), message_);
+    lock.unlock();
+  } else if (state_.role() == dagvault::v1::ACTIVE) {
     // Until another copy confirms (or an operator mounts), the worker asks.
     awaiting_confirmation_ = true;
     lock.unlock();
@@ -85,6 +93,7 @@ void UnitHost::Stop() {
   interrupt_ = true;  // a seed in progress gives up
   wake_.notify_all();
   if (worker_.joinable()) worker_.join();
+  CloseFailedEngine();
   std::lock_guard<std::mutex> lock(mu_);
   if (engine_) {
     absl::Status s = engine_->Close();
@@ -97,13 +106,23 @@ void UnitHost::Stop() {
   }
 }
 
-absl::Status UnitHost::OpenActiveLocked() {
+absl::Status UnitHost::OpenActiveLocked(bool allow_create) {
   EngineOptions options;
   options.clock = clock_;
   options.flush_interval = config_.flush_interval;
   bool exists = true;
   for (const auto& db : engine_config_.databases()) {
     exists = exists && PathExists(JoinPath(engine_config_.system_dir(), db.name() + ".edb"));
+  }
+  if (!exists && !allow_create && state_.ever_mounted()) {
+    // Files lost (a disk, an operator's mistake): creating new empty ones
+    // would hide the loss and stand in the way of the restore.
+    copy_state_ = dagvault::v1::DISMOUNTED;
+    message_ = absl::StrCat("its database files are missing from ", engine_config_.system_dir(),
+                            ": restore it (dagvault restore start --unit ", name(),
+                            "), or mount it to create a new, empty database");
+    log_->error("[unit {}] {}", name(), message_);
+    return absl::FailedPreconditionError(absl::StrCat("unit ", name(), ": ", message_));
   }
   auto engine =
       exists ? Engine::Open(engine_config_, options) : Engine::Create(engine_config_, options);
@@ -115,6 +134,13 @@ absl::Status UnitHost::OpenActiveLocked() {
   engine_ = std::move(*engine);
   copy_state_ = dagvault::v1::MOUNTED;
   message_.clear();
+  if (!state_.ever_mounted() || state_.dismounted()) {
+    state_.set_ever_mounted(true);
+    state_.set_dismounted(false);
+    if (absl::Status saved = SaveStateLocked(); !saved.ok()) {
+      log_->error("[unit {}] its state could not be saved: {}", name(), saved);
+    }
+  }
   log_->info("[unit {}] active copy mounted (epoch {})", name(), state_.epoch());
   return absl::OkStatus();
 }
@@ -155,49 +181,54 @@ void UnitHost::SetFailure(const std::string& message, bool suspend) {
   log_->error("[unit {}] {}", name(), message);
 }
 
-std::shared_ptr<Engine> UnitHost::TakeFailedEngineLocked() {
-  if (!engine_) return nullptr;
+void UnitHost::TakeFailedEngineLocked() {
+  if (!engine_) return;
   const absl::Status health = engine_->health();
-  if (health.ok()) return nullptr;
-  std::shared_ptr<Engine> failed = std::move(engine_);
+  if (health.ok()) return;
+  failed_engine_ = std::move(engine_);
   copy_state_ = dagvault::v1::DISMOUNTED;
   message_ = absl::StrCat("dismounted by a failure: ", health.message(),
                           "; fix its cause (a full volume: free space) and mount the unit: it "
                           "recovers from its logs");
   log_->error("[unit {}] {}", name(), message_);
-  return failed;
+  wake_.notify_all();  // the worker closes it
 }
 
-void UnitHost::CloseFailedEngine(std::shared_ptr<Engine> engine) {
-  // A failed engine closes without a clean shutdown: its databases stay
-  // DirtyShutdown and the next mount replays the logs.
-  if (engine) (void)engine->Close();
+void UnitHost::CloseFailedEngine() {
+  std::shared_ptr<Engine> failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed = std::move(failed_engine_);
+  }
+  // Without a clean shutdown: the databases stay DirtyShutdown and the next
+  // mount replays the logs. It may wait for I/O on the failing volume,
+  // which is why no client call does it.
+  if (failed) (void)failed->Close();
 }
 
 absl::StatusOr<std::shared_ptr<Engine>> UnitHost::MountedEngine() {
-  std::shared_ptr<Engine> failed;
-  absl::StatusOr<std::shared_ptr<Engine>> out;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (state_.role() != dagvault::v1::ACTIVE) {
-      return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active on node ",
-                                                        config_.node(), "; the active copy is on ",
-                                                        state_.active_node()));
-    }
-    failed = TakeFailedEngineLocked();
-    if (engine_) {
-      out = engine_;
-    } else {
-      out = absl::FailedPreconditionError(
-          absl::StrCat("unit ", name(), " is dismounted on node ", config_.node(),
-                       message_.empty() ? "" : absl::StrCat(" (", message_, ")")));
-    }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::ACTIVE) {
+    return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active on node ",
+                                                      config_.node(), "; the active copy is on ",
+                                                      state_.active_node()));
   }
-  CloseFailedEngine(std::move(failed));
-  return out;
+  TakeFailedEngineLocked();
+  if (!engine_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), " is dismounted on node ", config_.node(),
+                     message_.empty() ? "" : absl::StrCat(" (", message_, ")")));
+  }
+  return engine_;
 }
 
 absl::Status UnitHost::Mount() {
+  {
+    // A failed engine is closed first: the new one recovers its files.
+    std::lock_guard<std::mutex> lock(mu_);
+    TakeFailedEngineLocked();
+  }
+  CloseFailedEngine();
   std::lock_guard<std::mutex> lock(mu_);
   if (state_.role() != dagvault::v1::ACTIVE) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -208,7 +239,13 @@ absl::Status UnitHost::Mount() {
     return absl::FailedPreconditionError(absl::StrCat(
         "unit ", name(), ": a restore is replacing its files; it mounts at RestoreComplete"));
   }
-  RETURN_IF_ERROR(OpenActiveLocked());
+  if (state_.restoring()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(),
+                     ": a restore was replacing its files when mailstored stopped; they may be "
+                     "half restored: run the restore again"));
+  }
+  RETURN_IF_ERROR(OpenActiveLocked(/*allow_create=*/true));
   if (awaiting_confirmation_) {
     log_->warn("[unit {}] mounted by an operator without another copy's confirmation", name());
     awaiting_confirmation_ = false;
@@ -228,13 +265,24 @@ absl::Status UnitHost::BeginRestore() {
   restoring_ = true;
   awaiting_confirmation_ = false;  // the restore mounts it, or an operator does
   message_ = "a restore is replacing the files";
-  return absl::OkStatus();
+  state_.set_restoring(true);
+  return SaveStateLocked();
+}
+
+absl::Status UnitHost::RecordRestoredBy(const std::string& restore_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  state_.set_restored_by(restore_id);
+  return SaveStateLocked();
 }
 
 void UnitHost::EndRestore() {
   std::lock_guard<std::mutex> lock(mu_);
   restoring_ = false;
   if (!engine_) message_ = "dismounted";
+  state_.set_restoring(false);
+  if (absl::Status saved = SaveStateLocked(); !saved.ok()) {
+    log_->error("[unit {}] its state could not be saved: {}", name(), saved);
+  }
 }
 
 absl::Status UnitHost::Dismount() {
@@ -245,10 +293,15 @@ absl::Status UnitHost::Dismount() {
       return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is not active here"));
     }
     engine = std::move(engine_);
-    // An operator's dismount stands: the worker no longer mounts it.
+    // An operator's dismount stands, across restarts too: neither the
+    // worker nor a restarted daemon mounts it.
     awaiting_confirmation_ = false;
     copy_state_ = dagvault::v1::DISMOUNTED;
     message_ = "dismounted by an operator";
+    state_.set_dismounted(true);
+    if (absl::Status saved = SaveStateLocked(); !saved.ok()) {
+      log_->error("[unit {}] the dismount is not kept across a restart: {}", name(), saved);
+    }
   }
   if (engine) RETURN_IF_ERROR(engine->Close());
   log_->info("[unit {}] dismounted", name());
@@ -353,6 +406,7 @@ absl::StatusOr<std::vector<Generation>> UnitHost::TruncateByRulesLocked() {
 
 dagvault::v1::CopyStatus UnitHost::Status() {
   std::lock_guard<std::mutex> lock(mu_);
+  TakeFailedEngineLocked();  // a failed engine is reported Dismounted at once
   dagvault::v1::CopyStatus s;
   s.set_unit(name());
   s.set_node(config_.node());
@@ -366,6 +420,7 @@ dagvault::v1::CopyStatus UnitHost::Status() {
   s.set_activation_preference(copy_.activation_preference());
   s.set_message(message_);
   s.set_active_node(state_.active_node());
+  s.set_restored_by(state_.restored_by());
   if (state_.role() == dagvault::v1::ACTIVE && engine_) {
     const Generation closed = engine_->current_generation() - 1;
     s.set_last_log_generation(closed);

@@ -68,6 +68,9 @@ class UnitHost {
   // while dismounted): Mount waits for RestoreComplete.
   absl::Status BeginRestore();
   void EndRestore();
+  // Persists which restore (a coordinator job id) restored this copy's
+  // files; reported as CopyStatus.restored_by.
+  absl::Status RecordRestoredBy(const std::string& restore_id);
   BackupRegistry& backups() { return backups_; }
   // After a backup: the header fields, and for Full and Incremental the
   // truncation of logs on every copy under the four rules. Returns what was
@@ -127,10 +130,14 @@ class UnitHost {
   // failing volume) is dismounted, as Exchange dismounts a database whose
   // log drive is full: the copy reports Dismounted with the failure, and an
   // operator's Mount, once the cause is fixed, recovers it from its logs.
-  // Returns the engine to close outside mu_ (null when healthy).
-  std::shared_ptr<Engine> TakeFailedEngineLocked();
-  void CloseFailedEngine(std::shared_ptr<Engine> engine);
-  absl::Status OpenActiveLocked();
+  // Whoever notices first (a client call, Status, the worker) moves it to
+  // failed_engine_; the worker (or Mount) closes it, outside mu_.
+  void TakeFailedEngineLocked();
+  void CloseFailedEngine();
+  // `allow_create`: an operator's mount may create a unit whose database
+  // files are missing; the daemon's own mount does so only for a copy never
+  // mounted before (a new unit).
+  absl::Status OpenActiveLocked(bool allow_create);
   absl::Status OpenPassiveLocked();
   // An active copy that is not mounted yet (at start): mounts it, steps
   // down if another copy was activated meanwhile, or waits when no other
@@ -175,8 +182,9 @@ class UnitHost {
   std::mutex truncation_mu_;
   std::mutex mu_;
   dagvault::v1::CopyStateFile state_;
-  std::shared_ptr<Engine> engine_;    // active and mounted
-  std::unique_ptr<Replica> replica_;  // passive and open
+  std::shared_ptr<Engine> engine_;         // active and mounted
+  std::shared_ptr<Engine> failed_engine_;  // offline, to be closed (TakeFailedEngineLocked)
+  std::unique_ptr<Replica> replica_;       // passive and open
   // The passive copy: the generation through which the active let logs go
   // (this copy deletes them as it replays them). Not kept across restarts:
   // the next truncation on the active repeats it.

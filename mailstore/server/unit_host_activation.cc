@@ -74,7 +74,7 @@ absl::Status UnitHost::ConfirmActive() {
     return absl::OkStatus();
   }
   awaiting_confirmation_ = false;
-  return OpenActiveLocked();
+  return OpenActiveLocked(/*allow_create=*/false);
 }
 
 absl::Status UnitHost::CheckDivergence(const std::string& active_node) {
@@ -231,7 +231,7 @@ absl::Status UnitHost::Activate(bool lossy) {
   state_.set_active_node(config_.node());
   state_.set_suspended(false);
   absl::Status saved = SaveStateLocked();
-  absl::Status opened = saved.ok() ? OpenActiveLocked() : saved;
+  absl::Status opened = saved.ok() ? OpenActiveLocked(/*allow_create=*/false) : saved;
   unpause();
   if (!opened.ok()) return opened;
   log_->warn("[unit {}] activated on {} ({}, epoch {}), after generation 0x{:08X}", name(),

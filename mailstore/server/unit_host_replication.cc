@@ -121,9 +121,9 @@ void UnitHost::WorkerLoop() {
     if (state_.role() == dagvault::v1::ACTIVE) {
       // An engine that failed with no client to notice (the lazy writer's
       // flush) is dismounted all the same.
-      std::shared_ptr<Engine> failed = TakeFailedEngineLocked();
+      TakeFailedEngineLocked();
       lock.unlock();
-      CloseFailedEngine(std::move(failed));
+      CloseFailedEngine();
       auto truncated = TruncateByRules();
       if (!truncated.ok() && truncated.status().code() != absl::StatusCode::kFailedPrecondition) {
         log_->warn("[unit {}] truncation: {}", name(), truncated.status());

@@ -87,6 +87,7 @@ class Writers {
     // Restores.
     dagvault::v1::UnitConfig target;  // where the files go
     std::string restore_logs;         // where the restored logs were put
+    std::string restore_id;           // PrepareRestoreRequest.restore_id
     std::string recovery_database;    // empty: the unit itself
   };
 

@@ -96,6 +96,7 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
   s.id = absl::StrCat("restore-", Stamp(clock_), "-", request.unit());
   s.unit = request.unit();
   s.restore = true;
+  s.restore_id = request.restore_id();
   s.last_heard = clock_->Monotonic();
   s.recovery_database = request.recovery_database();
   std::string path = request.path();
@@ -301,6 +302,10 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
   if (request.mount()) {
     if (s.recovery_database.empty()) {
       std::move(end_restore).Invoke();
+      // Recorded before the mount: a restore step repeated after its
+      // answer was lost finds the unit mounted by this restore (or, if the
+      // mount never happened, dismounted: then it restores again).
+      if (!s.restore_id.empty()) RETURN_IF_ERROR(host->RecordRestoredBy(s.restore_id));
       RETURN_IF_ERROR(host->Mount());
     } else {
       RETURN_IF_ERROR(rdbs_->Mount(s.recovery_database, s.target));

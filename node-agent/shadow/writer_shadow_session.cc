@@ -244,6 +244,7 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
     request.add_database_signatures(signature);
   request.set_force_overwrite_different_database(target.force_overwrite_different_database);
   request.set_fencing_token(target.fencing_token);
+  request.set_restore_id(target.job);
   v1::PrepareRestoreResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->PrepareRestore(Context(options_.call_timeout).get(), request, &response),

@@ -100,6 +100,14 @@ TEST(Writers, ASecondBackupOfAUnitFailsWhicheverCopiesEitherTargets) {
   MailstoredCluster cluster(FastLab(), "inprogress");
   ASSERT_OK(cluster.Start());
   ASSERT_OK(cluster.WaitConverged(kNode1, "SG01"));
+  // WaitConverged leaves the lagged copy (node3) out; a copy still seeding
+  // refuses a backup for that reason before the in-progress check.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto lagged = cluster.Copy(kNode3, "SG01");
+        return lagged.ok() && lagged->state() == v1::HEALTHY;
+      },
+      absl::Seconds(60)));
 
   // A backup from the passive copy on node2 holds the unit on the active.
   auto first = PrepareBackup(cluster, kNode2, "SG01", v1::FULL);

@@ -221,3 +221,20 @@ dagvault::v1::TlsFiles CertificateFiles(const std::string& dir, const std::strin
 }
 
 }  // namespace dagvault
+
+namespace dagvault {
+
+absl::StatusOr<absl::Time> CertificateNotAfter(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string pem, ReadFileToString(path));
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) return absl::InvalidArgumentError(absl::StrCat(path, ": not a PEM certificate"));
+  struct tm t {};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &t) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": its notAfter does not parse"));
+  }
+  return absl::FromTM(t, absl::UTCTimeZone());
+}
+
+}  // namespace dagvault

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "dagvault/v1/options.pb.h"
 
 namespace dagvault {
@@ -42,5 +44,8 @@ absl::Status IssueCertificate(const CertRequest& request);
 // The TLS files of certificate `name` in a folder laid out as above:
 // <dir>/ca.crt, <dir>/<name>.crt, <dir>/<name>.key.
 dagvault::v1::TlsFiles CertificateFiles(const std::string& dir, const std::string& name);
+
+// When the PEM certificate at `path` expires (for the expiry metric).
+absl::StatusOr<absl::Time> CertificateNotAfter(const std::string& path);
 
 }  // namespace dagvault

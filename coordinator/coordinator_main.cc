@@ -4,8 +4,10 @@
 #include <csignal>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "common/cli_args.h"
 #include "common/logging.h"
+#include "common/systemd_notify.h"
 #include "common/text_config.h"
 #include "coordinator/server/coordinator.h"
 #include "dagvault/v1/admin.pb.h"
@@ -48,8 +50,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << "listening on port " << *port << std::endl;
+  dagvault::NotifyReady(absl::StrCat("listening on ", config.listen()));
   int signal = 0;
   sigwait(&signals, &signal);
+  dagvault::NotifyStopping();
   dagvault::logging::Get("coordinator")->info("signal {}: stopping", signal);
   (*coordinator)->Stop();
   return 0;

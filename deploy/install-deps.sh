@@ -10,12 +10,19 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libssl-dev libzstd-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # HTTPS for /metrics (and the console): cpp-httplib over OpenSSL
+  libcpp-httplib-dev
+  # systemd readiness (Type=notify): sd_notify
+  libsystemd-dev
   # test and lab tools: XFS images for reflink tests, namespaces, timing
   xfsprogs iproute2 util-linux procps python3
   # fuzzing (tests/fuzz/run.sh, ./tests/run.sh --long): clang and libFuzzer
   clang libclang-rt-14-dev
   # the fault matrix: a wall-clock step of one process (libfaketime)
   faketime
+  # monitoring: the real Prometheus server and promtool, for the metrics and
+  # alert-rule tests (docs/monitoring.md)
+  prometheus
 )
 
 missing=()

@@ -144,6 +144,9 @@ for node in "$node1" "$node2" "$node3"; do
     exit 1
   fi
 done
+
+step "13. An RPO: SG01 follows a nightly policy whose restore points may be at most 26 hours old"
+"$dv" policy set --name nightly --unit SG01 --full '30 1 * * 0' --incremental '30 1 * * 1-6' --rpo 26h
 "$dv" status --unit SG01
 
 elapsed=$(( $(date +%s) - started ))
@@ -162,7 +165,9 @@ cat <<DONE
    - SG01 was wiped on node1; the restore suspended the passive copies, restored the
      chain through node1's Store writer, replayed and mounted it, reseeded node2 and
      node3 from it, resumed replication, and checked that every copy's digests agree:
-     they equal the restore point's.
+     they equal the restore point's;
+   - SG01 got a nightly policy with a 26-hour RPO, and \`dagvault status\` shows it
+     within its RPO (docs/monitoring.md: RPO, status, metrics and alerts).
 DONE
 if (( keep == 0 )); then
   ./deploy/lab/lab.sh stop --dir "$lab" >/dev/null
@@ -181,7 +186,8 @@ cat <<DONE
      $dv backup start --unit DB02 --type full --source-mode passive-only --wait
      $dv job list                             every job; job show ID for its events
      $dv restore start --unit DB02 --rdb DB02-RDB --node node2 --path /tmp/rdb --wait
-     $dv policy set --name nightly --unit SG01 --unit DB02 --full '0 1 * * *' --keep-chains 2
+     $dv policy set --name nightly --unit SG01 --unit DB02 --full '0 1 * * *' --keep-chains 2 --rpo 26h
+     $dv status                               units outside their RPO first; exit 1 if critical
      $dv expire --dry-run                     what retention would remove
      ./deploy/lab/lab.sh stop --dir $lab
      ./tests/run.sh                                every test

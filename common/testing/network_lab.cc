@@ -23,12 +23,16 @@ NetworkLab::NetworkLab(int hosts) {
   }
   // A /24 and names no other lab on this machine uses: 10.231.<k>.0/24.
   int k = static_cast<int>(::getpid() % 200) + 20;
-  for (int tries = 0; tries < 50; ++tries, k = k % 250 + 1) {
+  bool free = false;
+  for (int tries = 0; tries < 50 && !free; ++tries) {
+    if (tries > 0) k = k % 250 + 1;
     prefix_ = absl::StrCat("dv", k);
-    if (!Shell(absl::StrCat("ip link show ", prefix_, "br >/dev/null 2>&1")).ok() &&
-        !Shell(absl::StrCat("ip -4 addr | grep -q ' 10.231.", k, ".'")).ok()) {
-      break;
-    }
+    free = !Shell(absl::StrCat("ip link show ", prefix_, "br >/dev/null 2>&1")).ok() &&
+           !Shell(absl::StrCat("ip -4 addr | grep -q ' 10.231.", k, ".'")).ok();
+  }
+  if (!free) {
+    error_ = "no free 10.231.k.0/24 and dv<k> names: remove stale dv* links and namespaces";
+    return;
   }
   const std::string net = absl::StrCat("10.231.", k, ".");
   bridge_address_ = net + "1";

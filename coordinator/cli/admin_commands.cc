@@ -15,10 +15,13 @@
 #include "common/certs.h"
 #include "common/cli_args.h"
 #include "common/copy_state.h"
+#include "common/duration_text.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
+#include "coordinator/cli/cli_output.h"
+#include "coordinator/cli/status_command.h"
 #include "dagvault/v1/admin.grpc.pb.h"
 #include "repository/cli_support.h"
 
@@ -30,8 +33,11 @@ using repository::HumanBytes;
 
 constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
 
-  status [--copies] [--unit U]    nodes, copies that need attention (--copies: all),
-                                  leases and running jobs
+  status [--units] [--copies] [--unit U]
+                                  units outside their RPO and why (--units: all), nodes,
+                                  copies that need attention (--copies: all), leases,
+                                  running and queued jobs; exit 1 when a unit is critical
+                                  or was never backed up under an RPO
   backup start --unit U [--type full|copy|incremental|differential]
                [--source-mode passive-then-active|passive-only|active-only]
                [--prefer NODE,...] [--max-copy-queue N] [--max-replay-queue N] [--wait]
@@ -48,7 +54,9 @@ constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
   policy set --name P --unit U [--unit U2 ...] [--full CRON] [--incremental CRON]
              [--differential CRON] [--source-mode M] [--prefer N,...] [--keep-chains N]
              [--keep-days D] [--max-jobs-per-node N] [--max-jobs N] [--priority P]
-                                  create or replace a backup policy (cron: 5 fields, UTC)
+             [--rpo 26h [--rpo-warning D] [--rpo-critical D] [--rpo-grace D]]
+                                  create or replace a backup policy (cron: 5 fields, UTC;
+                                  durations like 26h, 1d 12h, 90m)
   policy show NAME | policy list | policy remove NAME
   job list [--unit U] [--limit N]
   job show ID
@@ -73,72 +81,20 @@ const CliArgs::Spec kSpec{
      "max-copy-queue", "max-replay-queue", "limit", "repo", "dir", "deployment", "name", "role",
      "san", "days", "rdb", "node", "path", "to", "to-generation", "to-time", "full",
      "incremental", "differential", "keep-chains", "keep-days", "max-jobs-per-node", "max-jobs",
-     "priority"},
+     "priority", "rpo", "rpo-warning", "rpo-critical", "rpo-grace"},
     {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount",
-     "force-overwrite-different-database", "dry-run"}};
+     "force-overwrite-different-database", "dry-run", "units"}};
 // clang-format on
-
-// A usage error (exit 2) is an InvalidArgument marked as the command
-// line's own, so that a server's InvalidArgument stays a failure (exit 1).
-constexpr char kUsagePayload[] = "type.dagvault.dev/usage";
-
-absl::Status Usage(const std::string& message) {
-  absl::Status s = absl::InvalidArgumentError(message);
-  s.SetPayload(kUsagePayload, absl::Cord("1"));
-  return s;
-}
-
-bool IsUsage(const absl::Status& s) { return s.GetPayload(kUsagePayload).has_value(); }
 
 std::string Env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v ? std::string(v) : fallback;
 }
 
-std::string Time(int64_t us) { return us == 0 ? "-" : repository::HumanTime(us); }
-std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
-
-// Columns padded to their widest cell.
-class Table {
- public:
-  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
-  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  void Print(std::ostream& out) const {
-    std::vector<size_t> width;
-    for (const auto& r : rows_) {
-      for (size_t i = 0; i < r.size(); ++i) {
-        if (width.size() <= i) width.push_back(0);
-        width[i] = std::max(width[i], r[i].size());
-      }
-    }
-    for (const auto& r : rows_) {
-      std::string line;
-      for (size_t i = 0; i < r.size(); ++i) {
-        absl::StrAppend(&line, r[i],
-                        i + 1 < r.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
-      }
-      out << line << "\n";
-    }
-  }
-
- private:
-  std::vector<std::vector<std::string>> rows_;
-};
-
-void PrintJson(const google::protobuf::Message& m, std::ostream& out) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
-  out << json;
-}
-
 absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArgs& args) {
   const std::string address = args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", ""));
   if (address.empty()) {
-    return absl::InvalidArgumentError(
-        "which coordinator? give --coordinator HOST:PORT or set $DAGVAULT_COORDINATOR");
+    return Usage("which coordinator? give --coordinator HOST:PORT or set $DAGVAULT_COORDINATOR");
   }
   v1::TlsFiles files;
   const std::string dir = args.GetOr("certs", Env("DAGVAULT_CERTS", ""));
@@ -151,93 +107,6 @@ absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArg
                                                       absl::StrCat("coordinator ", address),
                                                       ExpectedPeer{.role = kRoleCoordinator}));
   return v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(address, creds));
-}
-
-std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(30)) {
-  auto c = std::make_unique<grpc::ClientContext>();
-  c->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  return c;
-}
-
-std::string Progress(const v1::JobInfo& j) {
-  if (j.bytes_total() == 0) return "-";
-  return absl::StrFormat("%.0f%% of %s", 100.0 * j.bytes_done() / j.bytes_total(),
-                         HumanBytes(j.bytes_total()));
-}
-
-std::string NodeOf(const v1::JobInfo& j) {
-  return j.attempts_size() == 0 ? "-" : j.attempts(j.attempts_size() - 1).node();
-}
-
-absl::Status Status(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
-  v1::ClusterStatusRequest request;
-  request.set_all_copies(args.Has("copies"));
-  request.set_unit(args.GetOr("unit", ""));
-  v1::ClusterStatus status;
-  RETURN_IF_ERROR(FromGrpcStatus(stub.GetStatus(Context().get(), request, &status), "coordinator"));
-  if (args.Has("json")) {
-    PrintJson(status, out);
-    return absl::OkStatus();
-  }
-  Table nodes({"NODE", "AGENT", "LAST REPORT", "STATE"});
-  for (const auto& n : status.nodes()) {
-    nodes.Add({n.node(), n.agent_version().empty() ? "-" : n.agent_version(),
-               Time(n.last_report_us()), n.reporting() ? "reporting" : n.down_reason()});
-  }
-  nodes.Print(out);
-  out << "\n";
-  Table copies({"UNIT", "NODE", "ROLE", "STATE", "COPY Q", "REPLAY Q", "LAG", "LAST LOG"});
-  std::vector<v1::CopyInfo> sorted(status.copies().begin(), status.copies().end());
-  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.status().unit(), a.status().node()) <
-           std::tie(b.status().unit(), b.status().node());
-  });
-  for (const auto& c : sorted) {
-    const auto& s = c.status();
-    copies.Add({s.unit(), s.node(), s.role() == v1::ACTIVE ? "active" : "passive",
-                c.node_reporting() ? CopyStateName(s.state()) : "ServiceDown",
-                absl::StrCat(s.copy_queue()), absl::StrCat(s.replay_queue()),
-                s.replay_lag_seconds() == 0 ? "-" : absl::StrCat(s.replay_lag_seconds(), "s"),
-                Gen(s.last_log_generation())});
-  }
-  if (!sorted.empty()) copies.Print(out);
-  const uint32_t hidden = status.copies_total() - static_cast<uint32_t>(status.copies_size());
-  out << "copies: " << status.copies_fine() << " of " << status.copies_total()
-      << " Healthy or Mounted";
-  if (hidden > 0) out << "; " << hidden << " of those not listed (--copies lists every copy)";
-  out << "\n\n";
-  if (status.leases_size() == 0) {
-    out << "leases: none\n";
-  } else {
-    Table leases({"LEASE ON", "JOB", "HOLDER", "SINCE", "EXPIRES"});
-    for (const auto& l : status.leases()) {
-      leases.Add({l.unit(), l.job(), l.holder_node(), Time(l.acquired_us()), Time(l.expires_us())});
-    }
-    leases.Print(out);
-  }
-  if (status.running_size() == 0) {
-    out << "running jobs: none\n";
-  } else {
-    out << "\n";
-    Table jobs({"JOB", "UNIT", "TYPE", "NODE", "STATE", "PROGRESS", "RATE"});
-    for (const auto& j : status.running()) {
-      jobs.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j), j.state(), Progress(j),
-                j.bytes_per_second() > 0
-                    ? absl::StrCat(HumanBytes(static_cast<uint64_t>(j.bytes_per_second())), "/s")
-                    : "-"});
-    }
-    jobs.Print(out);
-  }
-  if (status.queued_size() > 0) {
-    out << "\n";
-    Table queued({"QUEUED", "TYPE", "POLICY", "PRIORITY", "DUE", "WAITING FOR"});
-    for (const auto& q : status.queued()) {
-      queued.Add({q.unit(), BackupTypeTitle(q.type()), q.policy(), absl::StrCat(q.priority()),
-                  Time(q.due_us()), q.waiting_for()});
-    }
-    queued.Print(out);
-  }
-  return absl::OkStatus();
 }
 
 // What a job is, in a few words: "Full backup of DB02", "restore of DB02".
@@ -568,6 +437,17 @@ void PrintPolicy(const v1::PolicyInfo& info, std::ostream& out) {
   out << "\n  at most " << (p.max_jobs_per_node() ? absl::StrCat(p.max_jobs_per_node()) : "any")
       << " jobs per node, " << (p.max_jobs() ? absl::StrCat(p.max_jobs()) : "any")
       << " in the deployment; priority " << p.priority() << "\n";
+  auto level = [](uint64_t seconds, const char* otherwise) {
+    return seconds == 0 ? std::string(otherwise) : DurationText(absl::Seconds(seconds));
+  };
+  if (p.rpo_seconds() == 0) {
+    out << "  RPO: none\n";
+  } else {
+    out << "  RPO " << DurationText(absl::Seconds(p.rpo_seconds())) << ": warning past "
+        << level(p.rpo_warning_seconds(), "the RPO") << ", critical past "
+        << level(p.rpo_critical_seconds(), "1.5 times the RPO") << ", grace "
+        << level(p.rpo_grace_seconds(), "a tenth of the warning level") << "\n";
+  }
 }
 
 absl::Status Policy(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out) {
@@ -601,6 +481,20 @@ absl::Status Policy(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
       auto v = args.GetUint(n.flag, 0);
       if (!v.ok()) return Usage(std::string(v.status().message()));
       (p.*n.set)(static_cast<uint32_t>(*v));
+    }
+    struct Level {
+      const char* flag;
+      void (v1::Policy::*set)(uint64_t);
+    };
+    for (const Level& l : {Level{"rpo", &v1::Policy::set_rpo_seconds},
+                           Level{"rpo-warning", &v1::Policy::set_rpo_warning_seconds},
+                           Level{"rpo-critical", &v1::Policy::set_rpo_critical_seconds},
+                           Level{"rpo-grace", &v1::Policy::set_rpo_grace_seconds}}) {
+      auto text = args.Get(l.flag);
+      if (!text) continue;
+      auto d = ParseDurationText(*text);
+      if (!d.ok()) return Usage(absl::StrCat("--", l.flag, ": ", d.status().message()));
+      (p.*l.set)(static_cast<uint64_t>(absl::ToInt64Seconds(*d)));
     }
     if (auto pr = args.Get("priority")) {
       int priority = 0;
@@ -737,11 +631,13 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   static const std::set<std::string> kCommands = {"status", "backup",  "restore", "chain",
                                                   "job",    "catalog", "policy",  "expire"};
   if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
+  // A missing address is a usage error (2); certificates that do not load
+  // are a failure (1), like a coordinator that does not answer.
   auto connected = Connect(args);
-  if (!connected.ok()) return Usage(std::string(connected.status().message()));
+  if (!connected.ok()) return connected.status();
   v1::CoordinatorAdmin::Stub& stub = **connected;
   const std::string verb = pos.size() > 1 ? pos[1] : "";
-  if (command == "status") return Status(stub, args, out);
+  if (command == "status") return StatusCommand(stub, args, out);
   if (command == "backup" && verb == "start") return BackupStart(stub, args, out, err);
   if (command == "backup" && verb == "list") return BackupList(stub, args, out);
   if (command == "restore" && verb == "start") return RestoreStart(stub, args, out, err);

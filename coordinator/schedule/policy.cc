@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/rpo/rpo.h"
 #include "coordinator/schedule/cron.h"
 #include "coordinator/selection/source_selection.h"
 
@@ -33,6 +34,7 @@ absl::Status ValidatePolicy(const v1::Policy& p, const std::vector<v1::Policy>& 
       return invalid(std::string(mode.status().message()));
     }
   }
+  if (auto levels = RpoLevelsOf(p); !levels.ok()) return levels.status();
   std::set<std::string> mine(p.units().begin(), p.units().end());
   for (const auto& other : others) {
     if (other.name() == p.name()) continue;
@@ -44,6 +46,18 @@ absl::Status ValidatePolicy(const v1::Policy& p, const std::vector<v1::Policy>& 
     }
   }
   return absl::OkStatus();
+}
+
+v1::StartBackupRequest BackupRequestOf(const v1::Policy& policy, const std::string& unit,
+                                       v1::BackupType type) {
+  v1::StartBackupRequest request;
+  request.set_unit(unit);
+  request.set_type(type);
+  request.set_source_mode(policy.source_mode());
+  *request.mutable_preferred() = policy.preferred();
+  request.set_max_copy_queue(policy.max_copy_queue());
+  request.set_max_replay_queue(policy.max_replay_queue());
+  return request;
 }
 
 v1::PolicyInfo DescribePolicy(const v1::Policy& policy, absl::Time now) {

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "coordinator/schedule/cron.h"
+#include "coordinator/schedule/policy.h"
 
 namespace dagvault::coordinator {
 
@@ -159,13 +160,7 @@ void Scheduler::StartAllowed(const std::vector<v1::Policy>& policies) {
       waiting.push_back(q);
       continue;
     }
-    v1::StartBackupRequest request;
-    request.set_unit(q.unit);
-    request.set_type(q.type);
-    request.set_source_mode(p->source_mode());
-    *request.mutable_preferred() = p->preferred();
-    request.set_max_copy_queue(p->max_copy_queue());
-    request.set_max_replay_queue(p->max_replay_queue());
+    const v1::StartBackupRequest request = BackupRequestOf(*p, q.unit, q.type);
     std::string node;
     if (p->max_jobs_per_node() != 0) {
       auto where = starter_->WouldRunOn(request);

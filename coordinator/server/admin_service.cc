@@ -49,6 +49,9 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
       qi->set_due_us(absl::ToUnixMicros(q.due));
       qi->set_waiting_for(q.waiting_for);
     }
+    auto units = c_->Protection(request->unit());
+    if (!units.ok()) return ToGrpcStatus(units.status());
+    for (auto& u : *units) *out->add_units() = std::move(u);
     return grpc::Status::OK;
   }
 

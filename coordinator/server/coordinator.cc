@@ -1,11 +1,13 @@
 #include "coordinator/server/coordinator.h"
 
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
+#include "coordinator/catalog/instrumented_catalog.h"
 #include "coordinator/catalog/sqlite_catalog.h"
 #include "coordinator/retention/expiry.h"
 
@@ -35,8 +37,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
         "lease_ttl_ms must be at least twice report_every_ms: a lease would expire between "
         "reports");
   }
+  c->metrics_ = std::make_unique<CoordinatorMetrics>(c.get());
   ASSIGN_OR_RETURN(auto catalog, SqliteCatalog::Open(c->config_.catalog()));
-  c->catalog_ = std::move(catalog);
+  // Every catalog call is timed and its errors counted (docs/monitoring.md).
+  c->catalog_ = std::make_unique<InstrumentedCatalog>(
+      std::move(catalog), &c->metrics_->catalog_seconds(), &c->metrics_->catalog_errors());
   c->topology_ = std::make_unique<Topology>(c->catalog_.get(), node_timeout);
   JobManagerOptions options;
   options.lease_ttl = c->lease_ttl();
@@ -44,6 +49,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
     options.writer_session_timeout = absl::Milliseconds(c->config_.writer_session_timeout_ms());
   }
   options.report_grace = 2 * c->report_every() + absl::Seconds(2);
+  options.observer = c->metrics_.get();
   c->jobs_ = std::make_unique<JobManager>(c->catalog_.get(), c->topology_.get(), options);
   c->scheduler_ = std::make_unique<Scheduler>(c->catalog_.get(), c->jobs_.get(), RealClock());
   return c;
@@ -60,6 +66,8 @@ absl::StatusOr<int> Coordinator::Start() {
                                          absl::StrCat("coordinator listener ", config_.listen())));
   services_.push_back(MakeAgentService(this));
   services_.push_back(MakeAdminService(this));
+  // grpc.health.v1.Health: SERVING while the coordinator serves.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   // A half-open connection (a partition with no reset) is found within
   // ~15 s by pings, not after TCP's minutes.
@@ -74,6 +82,10 @@ absl::StatusOr<int> Coordinator::Start() {
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen()));
+  }
+  if (!config_.metrics().listen().empty() || !config_.metrics().plaintext_listen().empty()) {
+    ASSIGN_OR_RETURN(metrics_server_, metrics::MetricsServer::Start(
+                                          config_.metrics(), config_.tls(), &metrics_->registry()));
   }
   scheduler_->HoldUntil(absl::Now() + (config_.node_timeout_ms() != 0
                                            ? absl::Milliseconds(config_.node_timeout_ms())
@@ -127,6 +139,7 @@ absl::StatusOr<v1::ExpireResponse> Coordinator::Expire(bool dry_run, bool only_p
 
 void Coordinator::Stop() {
   if (stop_.exchange(true)) return;
+  metrics_server_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (ticker_.joinable()) ticker_.join();
   {

@@ -15,7 +15,10 @@
 #include <string>
 #include <thread>
 
+#include "common/metrics/metrics_server.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/rpo/rpo.h"
+#include "coordinator/server/coordinator_metrics.h"
 #include "coordinator/server/job_manager.h"
 #include "coordinator/server/topology.h"
 #include "dagvault/v1/admin.pb.h"
@@ -44,6 +47,15 @@ class Coordinator {
   // One retention run (coordinator/retention/expiry.h); `only_pending`: just
   // the prune an interrupted run left.
   absl::StatusOr<dagvault::v1::ExpireResponse> Expire(bool dry_run, bool only_pending = false);
+  // Every unit's protection against its RPO (coordinator/rpo/rpo.h), worst
+  // first; `unit` not empty: that unit only. Units are those the agents
+  // report and those named by a policy.
+  absl::StatusOr<std::vector<dagvault::v1::UnitProtection>> Protection(const std::string& unit);
+  // The ports /metrics is served on (0: not configured), once started.
+  int metrics_https_port() const { return metrics_server_ ? metrics_server_->https_port() : 0; }
+  int metrics_plaintext_port() const {
+    return metrics_server_ ? metrics_server_->plaintext_port() : 0;
+  }
   absl::Duration report_every() const;
   absl::Duration lease_ttl() const;
 
@@ -51,10 +63,14 @@ class Coordinator {
   explicit Coordinator(dagvault::v1::CoordinatorConfig config) : config_(std::move(config)) {}
 
   dagvault::v1::CoordinatorConfig config_;
+  // Before jobs_: the job manager reports to it.
+  std::unique_ptr<CoordinatorMetrics> metrics_;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Topology> topology_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<Scheduler> scheduler_;
+  RpoTracker rpo_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> stop_{false};

@@ -166,6 +166,7 @@ void JobManager::Record(Active& a, JobState state, const std::string& message) {
     CatalogFailed(s, absl::StrCat("job ", a.record.id, " ", JobStateName(state), ": ", message));
   } else if (state == JobState::kAssigned || IsFinal(state)) {
     a.record.dequeues.reset();  // taken off the scheduler's queue by that write
+    if (IsFinal(state) && options_.observer != nullptr) options_.observer->JobEnded(a.record);
   }
   Changed();
 }
@@ -280,6 +281,7 @@ absl::StatusOr<JobRecord> JobManager::RecordFailedStart(const v1::StartBackupReq
       ->warn("job {} (unit {}) failed to start: {}", r.id, r.unit, error.message());
   {
     std::lock_guard<std::mutex> l(mu_);
+    if (options_.observer != nullptr) options_.observer->JobEnded(r);
     Changed();
   }
   return r;
@@ -296,14 +298,21 @@ std::vector<std::string> JobManager::RunningBackupNodes() {
   return out;
 }
 
-absl::StatusOr<std::string> JobManager::WouldRunOn(const v1::StartBackupRequest& request) {
+std::pair<std::string, std::string> JobManager::NextSource(const v1::StartBackupRequest& request) {
   auto selection_policy = SelectionPolicyOf(request);
-  if (!selection_policy.ok()) return selection_policy.status();
+  if (!selection_policy.ok()) return {"", std::string(selection_policy.status().message())};
   const SelectionPolicy& policy = *selection_policy;
   const Selection s =
       SelectSource(topology_->CopiesOf(request.unit()), policy, HistoryOf(request.unit()));
-  if (!s.ok()) return absl::NotFoundError(s.Explain(request.unit(), policy.mode));
-  return s.ranked.front().node;
+  if (!s.ok()) return {"", s.Explain(request.unit(), policy.mode)};
+  return {s.ranked.front().node, s.ranked.front().why};
+}
+
+absl::StatusOr<std::string> JobManager::WouldRunOn(const v1::StartBackupRequest& request) {
+  if (auto policy = SelectionPolicyOf(request); !policy.ok()) return policy.status();
+  auto [node, why] = NextSource(request);
+  if (node.empty()) return absl::NotFoundError(why);
+  return node;
 }
 
 bool JobManager::Assign(Active& a, int number, const std::string& previous_failure,
@@ -540,6 +549,9 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
           a.record.bytes_done = u.result().logical_bytes();
           a.record.bytes_total = u.result().logical_bytes();
           attempt.writer_instance = u.result().writer_instance();
+          if (options_.observer != nullptr) {
+            options_.observer->BackupSucceeded(a.record, node, u.result());
+          }
           Finish(a, JobState::kSucceeded, "");
           active_.erase(it);
           Ack(node, u.job(), u.attempt(), &outbox);
@@ -650,6 +662,7 @@ void JobManager::Tick() {
       auto it = active_.find(id);
       Active& a = it->second;
       const std::string node = Current(a).node;
+      if (options_.observer != nullptr) options_.observer->LeaseExpired(a.record.unit, node);
       LoseAttempt(a,
                   absl::StrCat("its lease expired: ", node, " has not reported the job for ",
                                absl::FormatDuration(options_.lease_ttl), " (last report from ",

@@ -39,6 +39,20 @@
 
 namespace dagvault::coordinator {
 
+// Told of what the metrics count (coordinator_metrics.h). Called with the
+// JobManager's lock held: record and return, never call back.
+class JobObserver {
+ public:
+  virtual ~JobObserver() = default;
+  // A job reached a final state (written to the catalog).
+  virtual void JobEnded(const JobRecord& job) = 0;
+  // A backup job's result, catalogued, just before it ends in success.
+  virtual void BackupSucceeded(const JobRecord& job, const std::string& node,
+                               const dagvault::v1::BackupJobResult& result) = 0;
+  // An attempt's lease ran out before its agent reported it.
+  virtual void LeaseExpired(const std::string& unit, const std::string& node) = 0;
+};
+
 struct JobManagerOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   // The writers end a session not heard from for this long: a retry waits
@@ -57,6 +71,7 @@ struct JobManagerOptions {
   // after a restart Recover() takes the truth from the catalog, and agents
   // send their unacknowledged results again). Tests record it instead.
   std::function<void(const absl::Status&)> fail_stop;
+  JobObserver* observer = nullptr;
 };
 
 // The default fail-stop: logs at critical and exits with status 3.
@@ -89,6 +104,9 @@ class JobManager : public BackupStarter {
                                               const absl::Status& error) override;
   std::vector<std::string> RunningBackupNodes() override;
   absl::StatusOr<std::string> WouldRunOn(const dagvault::v1::StartBackupRequest& request) override;
+  // Where a backup as `request` asks would read from now: the node and why
+  // it ranks first; or no node and why no copy qualifies.
+  std::pair<std::string, std::string> NextSource(const dagvault::v1::StartBackupRequest& request);
   // A restore. Mode all-copies (the default): the recorded seven-step plan
   // of restore_plan.cc, after which every copy holds the restored data; a
   // re-run of a plan that stopped resumes it at the step that failed. Mode

@@ -20,7 +20,8 @@
 #
 # --dagvault makes it a whole deployment: a CA and certificates (the nodes
 # replicate over mutual TLS), a repository, a dagvault-coordinator on
-# 127.0.0.1:P (default 7180) and a dagvault-agent per node:
+# 127.0.0.1:P (default 7180, its /metrics on P+1 over HTTPS) and a
+# dagvault-agent per node:
 #   DIR/certs/                    ca.crt, coordinator, admin and node certificates
 #   DIR/repo/                     the repository; DIR/dagvault/passphrase its secret
 #   DIR/dagvault/                 coordinator.conf, agent-<node>.conf, catalog.db, logs, pids
@@ -158,6 +159,7 @@ tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/coordinator.crt" key_f
 catalog: "$dv/catalog.db"
 repository: "$dir/repo"
 passphrase_file: "$dv/passphrase"
+metrics { listen: "127.0.0.1:$((coordinator_port + 1))" }
 CONF
   if [[ -z $(dagvault_pid coordinator) ]]; then
     "$bin/dagvault-coordinator" --config "$dv/coordinator.conf" --log-file "$dv/coordinator.log" \
@@ -166,7 +168,9 @@ CONF
   fi
   export DAGVAULT_COORDINATOR=$address DAGVAULT_CERTS=$dir/certs
   local deadline=$((SECONDS + 30))
-  until "$bin/dagvault" status >/dev/null 2>&1; do
+  # Answering: `policy list` succeeds (`status` also fails while a unit is
+  # outside its RPO).
+  until "$bin/dagvault" policy list >/dev/null 2>&1; do
     if [[ -z $(dagvault_pid coordinator) ]]; then
       echo "lab.sh: the coordinator exited:" >&2
       tail -n 20 "$dv/coordinator.out" "$dv/coordinator.log" >&2 || true

@@ -4,9 +4,11 @@
 
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "common/cli_args.h"
 #include "common/fault_injection.h"
 #include "common/logging.h"
+#include "common/systemd_notify.h"
 #include "mailstore/server/server.h"
 
 int main(int argc, char** argv) {
@@ -57,8 +59,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << "mailstored " << (*server)->config().node() << " ready" << std::endl;
+  dagvault::NotifyReady(absl::StrCat("node ", (*server)->config().node(), " serving"));
   int sig = 0;
   sigwait(&signals, &sig);
+  dagvault::NotifyStopping();
   (*server)->Shutdown();
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "mailstore/server/server.h"
 
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 #include <sys/stat.h>
 
@@ -96,6 +97,8 @@ absl::Status Mailstored::Start() {
   }
   writers_->Start();
 
+  // grpc.health.v1.Health on every port: SERVING while the daemon serves.
+  grpc::EnableDefaultHealthCheckService(true);
   auto listen = [&](const std::string& address, std::vector<grpc::Service*> services, int* port,
                     std::shared_ptr<grpc::ServerCredentials> credentials =
                         grpc::InsecureServerCredentials()) -> absl::Status {

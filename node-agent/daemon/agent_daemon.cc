@@ -14,12 +14,16 @@
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/metrics/metrics_server.h"
 #include "common/rate_limited_warning.h"
 #include "common/status_macros.h"
+#include "common/systemd_notify.h"
 #include "common/tls.h"
 #include "dagvault/v1/agent.grpc.pb.h"
 #include "dagvault/v1/store.grpc.pb.h"
+#include "node-agent/daemon/agent_metrics.h"
 #include "node-agent/daemon/copy_operations.h"
+#include "node-agent/daemon/kept_results.h"
 #include "node-agent/jobs/backup_job.h"
 #include "node-agent/jobs/restore_job.h"
 #include "node-agent/shadow/writer_shadow_session.h"
@@ -68,12 +72,20 @@ class Daemon final : public AgentDaemon {
                      MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
                                             absl::StrCat("coordinator ", config_.coordinator()),
                                             ExpectedPeer{.role = kRoleCoordinator}));
+    metrics_ =
+        std::make_unique<AgentMetrics>([this] { return RunningJobs(); }, config_.tls().cert_file());
+    if (!config_.metrics().listen().empty() || !config_.metrics().plaintext_listen().empty()) {
+      ASSIGN_OR_RETURN(
+          metrics_server_,
+          metrics::MetricsServer::Start(config_.metrics(), config_.tls(), &metrics_->registry()));
+    }
     return LoadUndelivered();
   }
 
   void Run(const std::atomic<bool>* stop) override {
     auto log = logging::Get("agent");
     SweepAtStart();
+    NotifyReady(absl::StrCat("node ", config_.node(), ", coordinator ", config_.coordinator()));
     std::thread monitor([&] { Monitor(stop); });
     const absl::Duration min_backoff =
         absl::Milliseconds(config_.reconnect_min_ms() != 0 ? config_.reconnect_min_ms() : 500);
@@ -92,6 +104,7 @@ class Daemon final : public AgentDaemon {
       while (!*stop && clock_->Monotonic() < until) absl::SleepFor(absl::Milliseconds(50));
       backoff = std::min(backoff * 2, max_backoff);
     }
+    NotifyStopping();
     log->info("stopping: cancelling running jobs");
     CancelAll("the agent is stopping");
     monitor.join();
@@ -425,6 +438,20 @@ class Daemon final : public AgentDaemon {
     Write(m);
   }
 
+  // For the metrics' scrape.
+  std::vector<RunningJobView> RunningJobs() {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<RunningJobView> out;
+    for (const auto& [k, j] : jobs_) {
+      if (j->done) continue;
+      const v1::RunningJob& p = j->progress;
+      out.push_back({j->assignment.kind().empty() ? "backup" : j->assignment.kind(),
+                     j->assignment.unit(), p.phase(), p.bytes_done(), p.bytes_total(),
+                     p.bytes_per_second()});
+    }
+    return out;
+  }
+
   // The copy's role now, from mailstored.
   absl::StatusOr<v1::CopyStatus> LocalCopy(const std::string& unit) {
     grpc::ClientContext context;
@@ -530,6 +557,22 @@ class Daemon final : public AgentDaemon {
     ASSIGN_OR_RETURN(repository::Repository repo,
                      repository::OpenRepositoryWithSecretFiles(
                          config_.repository(), config_.passphrase_file(), config_.key_file()));
+    if (r.refuse_if_mounted() && r.recovery_database().empty()) {
+      // A restore step repeated after its answer was lost (the coordinator
+      // restarted while this node restored and mounted the unit): the
+      // copy says this very restore mounted it, so the step is done.
+      auto copy = LocalCopy(a.unit());
+      if (copy.ok() && copy->state() == v1::MOUNTED && copy->restored_by() == a.job()) {
+        RestoreJobResult done;
+        done.job = a.job();
+        done.unit = a.unit();
+        done.last_generation = copy->last_log_generation();
+        done.message = absl::StrCat("already restored and mounted by this restore (", a.job(),
+                                    "); nothing done again");
+        logging::Get("agent")->info("job {}: unit {} {}", a.job(), a.unit(), done.message);
+        return done;
+      }
+    }
     RestoreJobSpec spec;
     spec.target.job = a.job();
     spec.target.unit = a.unit();
@@ -610,26 +653,15 @@ class Daemon final : public AgentDaemon {
       out->set_bytes(restored->bytes);
       out->set_elapsed_us(absl::ToInt64Microseconds(restored->elapsed));
       log->info("job {} attempt {}: restore of {} succeeded", a.job(), a.attempt(), a.unit());
+      metrics_->RestoreSucceeded(restored->bytes);
     } else if (!restore && !copy_op && r.ok()) {
       u->set_phase("succeeded");
       u->set_writer_instance(r->writer_instance);
       u->set_bytes_done(r->logical_bytes);
       u->set_bytes_total(r->logical_bytes);
-      v1::BackupJobResult* out = u->mutable_result();
-      out->set_manifest(r->manifest);
-      out->set_type(r->type);
-      out->set_writer_instance(r->writer_instance);
-      out->set_low_generation(r->low_generation);
-      out->set_high_generation(r->high_generation);
-      out->set_logical_bytes(r->logical_bytes);
-      out->set_new_bytes(r->new_bytes);
-      out->set_stored_bytes(r->stored_bytes);
-      for (uint32_t g : r->truncated) out->add_truncated(g);
-      out->set_freeze_window_us(absl::ToInt64Microseconds(r->freeze_window));
-      out->set_elapsed_us(absl::ToInt64Microseconds(r->elapsed));
-      out->set_pages_checked(r->verified.pages);
-      for (const auto& w : r->warnings) out->add_warnings(w);
-      *out->mutable_summary() = std::move(summary);
+      *u->mutable_result() = ResultMessageOf(*r);
+      *u->mutable_result()->mutable_summary() = std::move(summary);
+      metrics_->BackupSucceeded(*r);
       log->info("job {} attempt {}: backup {} of {} succeeded", a.job(), a.attempt(), r->manifest,
                 a.unit());
     } else {
@@ -653,6 +685,7 @@ class Daemon final : public AgentDaemon {
       }
       log->warn("job {} attempt {}: {}", a.job(), a.attempt(), r.status().message());
     }
+    metrics_->JobEnded(a.kind().empty() ? "backup" : a.kind(), u->phase());
     {
       // Kept until the coordinator acknowledges it, on disk too, and sent
       // again with every report meanwhile: an agent killed before the ack
@@ -676,62 +709,23 @@ class Daemon final : public AgentDaemon {
 
   // The results a run before this one kept for the coordinator.
   absl::Status LoadUndelivered() {
-    const std::string path = UndeliveredPath();
-    RETURN_IF_ERROR(CreateDirectories(DirName(path), 0700));
-    if (!PathExists(path)) return absl::OkStatus();
-    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
-    v1::UndeliveredResults kept;
-    if (!kept.ParseFromString(bytes)) {
-      return absl::DataLossError(absl::StrCat(
-          "state file ", path,
-          " (results not yet acknowledged by the coordinator) does not parse; move it aside to "
-          "start, then run `dagvault catalog rebuild` so that the coordinator learns of any "
-          "backup whose result it held"));
-    }
-    // A backup that was about to commit when this agent stopped: reported
-    // (as a verified backup whose completion was never delivered) only if
-    // its manifest was written; else there is nothing to report.
-    std::vector<v1::JobUpdate> committed, unsure;
-    if (kept.pending_size() > 0) {
-      auto repo = repository::OpenRepositoryWithSecretFiles(
-          config_.repository(), config_.passphrase_file(), config_.key_file());
-      for (const auto& p : kept.pending()) {
-        if (!repo.ok()) {
-          unsure.push_back(p);
-          continue;
-        }
-        auto m = repo->ReadManifest(p.result().manifest());
-        if (m.ok()) {
-          committed.push_back(p);
-        } else if (absl::IsNotFound(m.status())) {
-          logging::Get("agent")->info(
-              "job {} attempt {}: stopped before its manifest {} was written; nothing to report",
-              p.job(), p.attempt(), p.result().manifest());
-        } else {
-          unsure.push_back(p);
-        }
-      }
-      if (!repo.ok()) {
-        logging::Get("agent")->warn(
-            "{} backup(s) were committing when the agent stopped; the repository does not open "
-            "({}), so they are kept to be looked at again at the next start",
-            unsure.size(), repo.status());
-      }
-    }
+    ASSIGN_OR_RETURN(KeptResults kept,
+                     LoadKeptResults(UndeliveredPath(), config_.repository(),
+                                     config_.passphrase_file(), config_.key_file()));
     std::lock_guard<std::mutex> l(mu_);
-    for (const auto& u : kept.updates()) {
+    for (const auto& u : kept.updates) {
       undelivered_[Key(u.job(), u.attempt())] = u;
       logging::Get("agent")->info("job {} attempt {}: {} result kept from before the restart",
                                   u.job(), u.attempt(), u.phase());
     }
-    for (const auto& u : committed) {
+    for (const auto& u : kept.committed) {
       undelivered_.emplace(Key(u.job(), u.attempt()), u);
       logging::Get("agent")->warn(
           "job {} attempt {}: backup {} was written before the agent stopped; reported to the "
           "coordinator so that it is catalogued",
           u.job(), u.attempt(), u.result().manifest());
     }
-    for (const auto& u : unsure) pending_[Key(u.job(), u.attempt())] = u;
+    for (const auto& u : kept.unsure) pending_[Key(u.job(), u.attempt())] = u;
     return PersistUndeliveredLocked();
   }
 
@@ -779,6 +773,10 @@ class Daemon final : public AgentDaemon {
 
   std::mutex stream_mu_;
   Stream* stream_ = nullptr;
+
+  // Last: the server (its scrapes read jobs_) stops first.
+  std::unique_ptr<AgentMetrics> metrics_;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
 };
 
 }  // namespace

@@ -319,4 +319,22 @@ absl::StatusOr<BackupJobResult> RunBackupJob(ShadowSession& session, SnapshotPro
   return result;
 }
 
+dagvault::v1::BackupJobResult ResultMessageOf(const BackupJobResult& r) {
+  dagvault::v1::BackupJobResult out;
+  out.set_manifest(r.manifest);
+  out.set_type(r.type);
+  out.set_writer_instance(r.writer_instance);
+  out.set_low_generation(r.low_generation);
+  out.set_high_generation(r.high_generation);
+  out.set_logical_bytes(r.logical_bytes);
+  out.set_new_bytes(r.new_bytes);
+  out.set_stored_bytes(r.stored_bytes);
+  for (uint32_t g : r.truncated) out.add_truncated(g);
+  out.set_freeze_window_us(absl::ToInt64Microseconds(r.freeze_window));
+  out.set_elapsed_us(absl::ToInt64Microseconds(r.elapsed));
+  out.set_pages_checked(r.verified.pages);
+  for (const auto& w : r.warnings) out.add_warnings(w);
+  return out;
+}
+
 }  // namespace dagvault::agent

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dagvault/v1/agent.pb.h"
 #include "node-agent/jobs/job_progress.h"
 #include "node-agent/shadow/shadow_session.h"
 #include "node-agent/verify/unit_verifier.h"
@@ -51,6 +52,10 @@ struct BackupJobResult {
   // for the coordinator's catalog.
   dagvault::v1::Manifest summary;
 };
+
+// The result as the agent reports it to the coordinator, without the
+// summary (agent.proto BackupJobResult).
+dagvault::v1::BackupJobResult ResultMessageOf(const BackupJobResult& r);
 
 // A backup whose manifest is verified and durable but whose BackupComplete
 // was not acknowledged fails with this payload: the manifest's chain

@@ -110,9 +110,16 @@ absl::Status Deployment::Start() {
   RETURN_IF_ERROR(
       repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
 
-  auto ports = mailstore::PickFreePorts("127.0.0.1", 1);
+  auto ports = mailstore::PickFreePorts("127.0.0.1", 2 + cluster_.size());
   if (!ports.ok()) return ports.status();
   address_ = absl::StrCat(coordinator_host, ":", (*ports)[0]);
+  if (options_.metrics) {
+    metrics_address_ = absl::StrCat(coordinator_host, ":", (*ports)[1]);
+    for (int i = 0; i < cluster_.size(); ++i) {
+      agent_metrics_.push_back(absl::StrCat(
+          network_ ? network_->address(HostOfNode(i)) : options_.lab.host, ":", (*ports)[2 + i]));
+    }
+  }
   v1::CoordinatorConfig c;
   c.set_listen(address_);
   *c.mutable_tls() = CertificateFiles(certs_, "coordinator");
@@ -125,6 +132,7 @@ absl::Status Deployment::Start() {
   c.set_writer_session_timeout_ms(
       options_.lab.backup_session_timeout_ms != 0 ? options_.lab.backup_session_timeout_ms : 60000);
   c.set_log_level("debug");
+  if (options_.metrics) c.mutable_metrics()->set_listen(metrics_address_);
   coordinator_config_ = cluster_.root() + "/coordinator.conf";
   RETURN_IF_ERROR(WriteFileAtomically(coordinator_config_, ToTextConfig(c)));
   RETURN_IF_ERROR(StartCoordinator());
@@ -192,6 +200,7 @@ v1::AgentConfig Deployment::AgentConfigOf(int i) const {
   a.set_reconnect_max_ms(1000);
   a.set_log_level("debug");
   a.set_state_dir(absl::StrCat(cluster_.root(), "/agent-state-", node.name));
+  if (options_.metrics) a.mutable_metrics()->set_listen(agent_metrics_[static_cast<size_t>(i)]);
   return a;
 }
 

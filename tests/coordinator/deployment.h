@@ -35,6 +35,9 @@ struct DeploymentOptions {
   // coordinator is host 0, node i is host i + 1; the test and the command
   // line reach them through the bridge. For network faults; needs root.
   bool network_namespaces = false;
+  // The coordinator and every agent serve /metrics over HTTPS
+  // (metrics_address(), agent_metrics_address(i)).
+  bool metrics = false;
   // When not 0: node `unit_volume_node`'s folder of `unit_volume_unit` is a
   // tmpfs of this size (the unit's database and log volume), which a test
   // can fill (unit_volume()).
@@ -93,6 +96,11 @@ class Deployment {
   const std::string& certs() const { return certs_; }
   const std::string& repo() const { return repo_; }
   const std::string& coordinator_address() const { return address_; }
+  // HOST:PORT of the coordinator's /metrics (DeploymentOptions::metrics).
+  const std::string& metrics_address() const { return metrics_address_; }
+  const std::string& agent_metrics_address(int i) const {
+    return agent_metrics_[static_cast<size_t>(i)];
+  }
   std::string CoordinatorLog() const;
   std::string AgentLog(int i) const;
 
@@ -102,7 +110,8 @@ class Deployment {
   std::unique_ptr<NetworkLab> network_;  // before cluster_: its nodes listen on its hosts
   MailstoredCluster cluster_;
   std::unique_ptr<SmallTmpfs> unit_volume_;
-  std::string certs_, repo_, passphrase_file_, address_, coordinator_config_;
+  std::string certs_, repo_, passphrase_file_, address_, coordinator_config_, metrics_address_;
+  std::vector<std::string> agent_metrics_;
   std::unique_ptr<SmallTmpfs> repository_fs_;
   std::unique_ptr<Subprocess> coordinator_;
   std::vector<std::unique_ptr<Subprocess>> agents_;

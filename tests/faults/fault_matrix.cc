@@ -69,6 +69,7 @@ std::vector<Cell> SliceCells() {
       {Fault::kLogVolumeFull, Victim::kSourceMailstored, Step::kTransferring},
       {Fault::kKill9, Victim::kStepAgent, Step::kReseed},
       {Fault::kNetworkCut, Victim::kCoordinator, Step::kRestore},
+      {Fault::kKill9, Victim::kCoordinator, Step::kReplay},
   };
 }
 

@@ -1,0 +1,138 @@
+#include "coordinator/catalog/instrumented_catalog.h"
+
+#include "common/clock.h"
+
+namespace dagvault::coordinator {
+
+namespace {
+
+const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+}  // namespace
+
+template <typename F>
+auto InstrumentedCatalog::Timed(const char* op, F&& call) {
+  // A duration: the monotonic clock (DESIGN.md §10).
+  const absl::Duration start = RealClock()->Monotonic();
+  auto result = call();
+  seconds_->Observe({{"op", op}}, absl::ToDoubleSeconds(RealClock()->Monotonic() - start));
+  if (!StatusOf(result).ok()) errors_->Add({{"op", op}});
+  return result;
+}
+
+absl::Status InstrumentedCatalog::UpsertNode(const NodeRecord& node) {
+  return Timed("UpsertNode", [&] { return inner_->UpsertNode(node); });
+}
+absl::StatusOr<std::vector<NodeRecord>> InstrumentedCatalog::Nodes() {
+  return Timed("Nodes", [&] { return inner_->Nodes(); });
+}
+absl::Status InstrumentedCatalog::ReplaceCopiesOfNode(
+    const std::string& node, const std::vector<dagvault::v1::CopyStatus>& copies,
+    absl::Time reported) {
+  return Timed("ReplaceCopiesOfNode",
+               [&] { return inner_->ReplaceCopiesOfNode(node, copies, reported); });
+}
+absl::StatusOr<std::vector<CopyRecord>> InstrumentedCatalog::Copies() {
+  return Timed("Copies", [&] { return inner_->Copies(); });
+}
+absl::StatusOr<LeaseRecord> InstrumentedCatalog::AcquireLease(const std::string& unit,
+                                                              const std::string& job,
+                                                              const std::string& holder_node,
+                                                              absl::Time now, absl::Duration ttl) {
+  return Timed("AcquireLease",
+               [&] { return inner_->AcquireLease(unit, job, holder_node, now, ttl); });
+}
+absl::Status InstrumentedCatalog::RenewLease(const std::string& unit, const std::string& job,
+                                             absl::Time expires) {
+  return Timed("RenewLease", [&] { return inner_->RenewLease(unit, job, expires); });
+}
+absl::Status InstrumentedCatalog::ReleaseLease(const std::string& unit, const std::string& job) {
+  return Timed("ReleaseLease", [&] { return inner_->ReleaseLease(unit, job); });
+}
+absl::StatusOr<std::vector<LeaseRecord>> InstrumentedCatalog::Leases() {
+  return Timed("Leases", [&] { return inner_->Leases(); });
+}
+absl::Status InstrumentedCatalog::CreateJob(const JobRecord& job) {
+  return Timed("CreateJob", [&] { return inner_->CreateJob(job); });
+}
+absl::Status InstrumentedCatalog::UpdateJob(const JobRecord& job, const JobEvent& event) {
+  return Timed("UpdateJob", [&] { return inner_->UpdateJob(job, event); });
+}
+absl::StatusOr<JobRecord> InstrumentedCatalog::GetJob(const std::string& id) {
+  return Timed("GetJob", [&] { return inner_->GetJob(id); });
+}
+absl::StatusOr<std::vector<JobRecord>> InstrumentedCatalog::ListJobs(const std::string& unit,
+                                                                     size_t limit) {
+  return Timed("ListJobs", [&] { return inner_->ListJobs(unit, limit); });
+}
+absl::StatusOr<std::vector<JobEvent>> InstrumentedCatalog::JobEvents(const std::string& id) {
+  return Timed("JobEvents", [&] { return inner_->JobEvents(id); });
+}
+absl::StatusOr<std::vector<JobRecord>> InstrumentedCatalog::UnfinishedJobs() {
+  return Timed("UnfinishedJobs", [&] { return inner_->UnfinishedJobs(); });
+}
+absl::StatusOr<uint64_t> InstrumentedCatalog::PurgeFinishedJobs(absl::Time cutoff) {
+  return Timed("PurgeFinishedJobs", [&] { return inner_->PurgeFinishedJobs(cutoff); });
+}
+absl::Status InstrumentedCatalog::PutBackup(const BackupRecord& backup) {
+  return Timed("PutBackup", [&] { return inner_->PutBackup(backup); });
+}
+absl::StatusOr<std::vector<BackupRecord>> InstrumentedCatalog::Backups(const std::string& unit) {
+  return Timed("Backups", [&] { return inner_->Backups(unit); });
+}
+absl::Status InstrumentedCatalog::ReplaceBackups(const std::vector<BackupRecord>& backups) {
+  return Timed("ReplaceBackups", [&] { return inner_->ReplaceBackups(backups); });
+}
+absl::Status InstrumentedCatalog::PutChainBreak(const ChainBreakRecord& chain_break) {
+  return Timed("PutChainBreak", [&] { return inner_->PutChainBreak(chain_break); });
+}
+absl::StatusOr<std::vector<ChainBreakRecord>> InstrumentedCatalog::ChainBreaks(
+    const std::string& unit) {
+  return Timed("ChainBreaks", [&] { return inner_->ChainBreaks(unit); });
+}
+absl::Status InstrumentedCatalog::PutPolicy(const dagvault::v1::Policy& policy) {
+  return Timed("PutPolicy", [&] { return inner_->PutPolicy(policy); });
+}
+absl::StatusOr<std::vector<dagvault::v1::Policy>> InstrumentedCatalog::Policies() {
+  return Timed("Policies", [&] { return inner_->Policies(); });
+}
+absl::Status InstrumentedCatalog::RemovePolicy(const std::string& name) {
+  return Timed("RemovePolicy", [&] { return inner_->RemovePolicy(name); });
+}
+absl::StatusOr<absl::Time> InstrumentedCatalog::LastFired(const std::string& policy,
+                                                          const std::string& kind) {
+  return Timed("LastFired", [&] { return inner_->LastFired(policy, kind); });
+}
+absl::Status InstrumentedCatalog::SetLastFired(const std::string& policy, const std::string& kind,
+                                               absl::Time when) {
+  return Timed("SetLastFired", [&] { return inner_->SetLastFired(policy, kind, when); });
+}
+absl::Status InstrumentedCatalog::FireSchedule(const std::string& policy, const std::string& kind,
+                                               absl::Time when,
+                                               const std::vector<QueuedBackupRecord>& queue,
+                                               bool supersede) {
+  return Timed("FireSchedule",
+               [&] { return inner_->FireSchedule(policy, kind, when, queue, supersede); });
+}
+absl::StatusOr<std::vector<QueuedBackupRecord>> InstrumentedCatalog::QueuedBackups() {
+  return Timed("QueuedBackups", [&] { return inner_->QueuedBackups(); });
+}
+absl::Status InstrumentedCatalog::RemoveQueued(const std::string& unit,
+                                               dagvault::v1::BackupType type) {
+  return Timed("RemoveQueued", [&] { return inner_->RemoveQueued(unit, type); });
+}
+absl::Status InstrumentedCatalog::ExpireBackups(const std::vector<BackupRecord>& backups,
+                                                const std::string& why, absl::Time when) {
+  return Timed("ExpireBackups", [&] { return inner_->ExpireBackups(backups, why, when); });
+}
+absl::StatusOr<std::vector<std::string>> InstrumentedCatalog::Expiring() {
+  return Timed("Expiring", [&] { return inner_->Expiring(); });
+}
+absl::Status InstrumentedCatalog::ClearExpiring(const std::vector<std::string>& manifests) {
+  return Timed("ClearExpiring", [&] { return inner_->ClearExpiring(manifests); });
+}
+}  // namespace dagvault::coordinator

@@ -1,0 +1,69 @@
+// A Catalog that times every call of the one it wraps and counts its
+// errors, by operation, for the coordinator's metrics
+// (dagvault_catalog_operation_seconds, dagvault_catalog_errors_total;
+// docs/monitoring.md). Behaviour is the wrapped catalog's, unchanged.
+#pragma once
+
+#include <memory>
+
+#include "common/metrics/registry.h"
+#include "coordinator/catalog/catalog.h"
+
+namespace dagvault::coordinator {
+
+class InstrumentedCatalog : public Catalog {
+ public:
+  InstrumentedCatalog(std::unique_ptr<Catalog> inner, metrics::Histogram* seconds,
+                      metrics::Counter* errors)
+      : inner_(std::move(inner)), seconds_(seconds), errors_(errors) {}
+
+  absl::Status UpsertNode(const NodeRecord& node) override;
+  absl::StatusOr<std::vector<NodeRecord>> Nodes() override;
+  absl::Status ReplaceCopiesOfNode(const std::string& node,
+                                   const std::vector<dagvault::v1::CopyStatus>& copies,
+                                   absl::Time reported) override;
+  absl::StatusOr<std::vector<CopyRecord>> Copies() override;
+  absl::StatusOr<LeaseRecord> AcquireLease(const std::string& unit, const std::string& job,
+                                           const std::string& holder_node, absl::Time now,
+                                           absl::Duration ttl) override;
+  absl::Status RenewLease(const std::string& unit, const std::string& job,
+                          absl::Time expires) override;
+  absl::Status ReleaseLease(const std::string& unit, const std::string& job) override;
+  absl::StatusOr<std::vector<LeaseRecord>> Leases() override;
+  absl::Status CreateJob(const JobRecord& job) override;
+  absl::Status UpdateJob(const JobRecord& job, const JobEvent& event) override;
+  absl::StatusOr<JobRecord> GetJob(const std::string& id) override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(const std::string& unit, size_t limit) override;
+  absl::StatusOr<std::vector<JobEvent>> JobEvents(const std::string& id) override;
+  absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs() override;
+  absl::StatusOr<uint64_t> PurgeFinishedJobs(absl::Time cutoff) override;
+  absl::Status PutBackup(const BackupRecord& backup) override;
+  absl::StatusOr<std::vector<BackupRecord>> Backups(const std::string& unit) override;
+  absl::Status ReplaceBackups(const std::vector<BackupRecord>& backups) override;
+  absl::Status PutChainBreak(const ChainBreakRecord& chain_break) override;
+  absl::StatusOr<std::vector<ChainBreakRecord>> ChainBreaks(const std::string& unit) override;
+  absl::Status PutPolicy(const dagvault::v1::Policy& policy) override;
+  absl::StatusOr<std::vector<dagvault::v1::Policy>> Policies() override;
+  absl::Status RemovePolicy(const std::string& name) override;
+  absl::StatusOr<absl::Time> LastFired(const std::string& policy, const std::string& kind) override;
+  absl::Status SetLastFired(const std::string& policy, const std::string& kind,
+                            absl::Time when) override;
+  absl::Status FireSchedule(const std::string& policy, const std::string& kind, absl::Time when,
+                            const std::vector<QueuedBackupRecord>& queue, bool supersede) override;
+  absl::StatusOr<std::vector<QueuedBackupRecord>> QueuedBackups() override;
+  absl::Status RemoveQueued(const std::string& unit, dagvault::v1::BackupType type) override;
+  absl::Status ExpireBackups(const std::vector<BackupRecord>& backups, const std::string& why,
+                             absl::Time when) override;
+  absl::StatusOr<std::vector<std::string>> Expiring() override;
+  absl::Status ClearExpiring(const std::vector<std::string>& manifests) override;
+
+ private:
+  template <typename F>
+  auto Timed(const char* op, F&& call);
+
+  std::unique_ptr<Catalog> inner_;
+  metrics::Histogram* seconds_;
+  metrics::Counter* errors_;
+};
+
+}  // namespace dagvault::coordinator

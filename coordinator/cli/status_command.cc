@@ -1,0 +1,154 @@
+#include "coordinator/cli/status_command.h"
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/backup_type.h"
+#include "common/copy_state.h"
+#include "common/duration_text.h"
+#include "common/grpc_status.h"
+#include "common/rpo_state.h"
+#include "common/status_macros.h"
+#include "coordinator/cli/cli_output.h"
+#include "repository/cli_support.h"
+
+namespace dagvault::cli {
+namespace {
+
+namespace v1 = dagvault::v1;
+using repository::HumanBytes;
+
+// Critical, never backed up under an RPO, or not judged at all.
+bool Failing(v1::RpoState s) {
+  return s == v1::RPO_CRITICAL || s == v1::RPO_NEVER_BACKED_UP || s == v1::RPO_STATE_UNSPECIFIED;
+}
+
+std::string Age(int64_t us, int64_t age_seconds) {
+  return us == 0 ? "-" : DurationText(absl::Seconds(age_seconds));
+}
+
+// The exit status: a failure naming the units that are critical or were
+// never backed up under an RPO.
+absl::Status Verdict(const v1::ClusterStatus& status) {
+  std::vector<std::string> failing;
+  for (const auto& u : status.units()) {
+    if (Failing(u.state()))
+      failing.push_back(absl::StrCat(u.unit(), " (", RpoStateName(u.state()), ")"));
+  }
+  if (failing.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      failing.size() == 1 ? "1 unit is outside its RPO: "
+                          : absl::StrCat(failing.size(), " units are outside their RPO: "),
+      absl::StrJoin(failing, ", ")));
+}
+
+// The units outside their RPO (every unit with `all`), worst first (the
+// coordinator's order), each with why; then a count.
+void PrintUnits(const v1::ClusterStatus& status, bool all, std::ostream& out) {
+  Table t({"UNIT", "RPO STATE", "NEWEST RESTORE POINT", "AGE", "FROM", "NEWEST FULL", "RPO",
+           "POLICY", "NEXT SOURCE"});
+  std::vector<const v1::UnitProtection*> shown;
+  int ok = 0;
+  for (const auto& u : status.units()) {
+    ok += u.state() == v1::RPO_OK;
+    if (!all && u.state() == v1::RPO_OK) continue;
+    shown.push_back(&u);
+    t.Add({u.unit(), RpoStateName(u.state()), Time(u.newest_restore_point_us()),
+           Age(u.newest_restore_point_us(), u.newest_restore_point_age_seconds()),
+           u.newest_restore_point_node().empty() ? "-" : u.newest_restore_point_node(),
+           Age(u.newest_full_us(), u.newest_full_age_seconds()),
+           u.rpo_seconds() == 0 ? "-" : DurationText(absl::Seconds(u.rpo_seconds())),
+           u.policy().empty() ? "-" : u.policy(),
+           u.next_source().empty() ? "none" : u.next_source()});
+  }
+  if (!shown.empty()) {
+    t.Print(out);
+    for (const auto* u : shown) {
+      if (!u->reason().empty()) out << "  " << u->unit() << ": " << u->reason() << "\n";
+    }
+  }
+  out << "units: " << ok << " of " << status.units_size() << " within their RPO";
+  if (!all && ok > 0) out << " (--units lists them)";
+  out << "\n\n";
+}
+
+}  // namespace
+
+absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args,
+                           std::ostream& out) {
+  v1::ClusterStatusRequest request;
+  request.set_all_copies(args.Has("copies"));
+  request.set_unit(args.GetOr("unit", ""));
+  v1::ClusterStatus status;
+  RETURN_IF_ERROR(FromGrpcStatus(stub.GetStatus(Context().get(), request, &status), "coordinator"));
+  const absl::Status verdict = Verdict(status);
+  if (args.Has("json")) {
+    PrintJson(status, out);
+    return verdict;
+  }
+  PrintUnits(status, args.Has("units") || !request.unit().empty(), out);
+  Table nodes({"NODE", "AGENT", "LAST REPORT", "STATE"});
+  for (const auto& n : status.nodes()) {
+    nodes.Add({n.node(), n.agent_version().empty() ? "-" : n.agent_version(),
+               Time(n.last_report_us()), n.reporting() ? "reporting" : n.down_reason()});
+  }
+  nodes.Print(out);
+  out << "\n";
+  Table copies({"UNIT", "NODE", "ROLE", "STATE", "COPY Q", "REPLAY Q", "LAG", "LAST LOG"});
+  std::vector<v1::CopyInfo> sorted(status.copies().begin(), status.copies().end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.status().unit(), a.status().node()) <
+           std::tie(b.status().unit(), b.status().node());
+  });
+  for (const auto& c : sorted) {
+    const auto& s = c.status();
+    copies.Add({s.unit(), s.node(), s.role() == v1::ACTIVE ? "active" : "passive",
+                c.node_reporting() ? CopyStateName(s.state()) : "ServiceDown",
+                absl::StrCat(s.copy_queue()), absl::StrCat(s.replay_queue()),
+                s.replay_lag_seconds() == 0 ? "-" : absl::StrCat(s.replay_lag_seconds(), "s"),
+                Gen(s.last_log_generation())});
+  }
+  if (!sorted.empty()) copies.Print(out);
+  const uint32_t hidden = status.copies_total() - static_cast<uint32_t>(status.copies_size());
+  out << "copies: " << status.copies_fine() << " of " << status.copies_total()
+      << " Healthy or Mounted";
+  if (hidden > 0) out << "; " << hidden << " of those not listed (--copies lists every copy)";
+  out << "\n\n";
+  if (status.leases_size() == 0) {
+    out << "leases: none\n";
+  } else {
+    Table leases({"LEASE ON", "JOB", "HOLDER", "SINCE", "EXPIRES"});
+    for (const auto& l : status.leases()) {
+      leases.Add({l.unit(), l.job(), l.holder_node(), Time(l.acquired_us()), Time(l.expires_us())});
+    }
+    leases.Print(out);
+  }
+  if (status.running_size() == 0) {
+    out << "running jobs: none\n";
+  } else {
+    out << "\n";
+    Table jobs({"JOB", "UNIT", "TYPE", "NODE", "STATE", "PROGRESS", "RATE"});
+    for (const auto& j : status.running()) {
+      jobs.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j), j.state(), Progress(j),
+                j.bytes_per_second() > 0
+                    ? absl::StrCat(HumanBytes(static_cast<uint64_t>(j.bytes_per_second())), "/s")
+                    : "-"});
+    }
+    jobs.Print(out);
+  }
+  if (status.queued_size() > 0) {
+    out << "\n";
+    Table queued({"QUEUED", "TYPE", "POLICY", "PRIORITY", "DUE", "WAITING FOR"});
+    for (const auto& q : status.queued()) {
+      queued.Add({q.unit(), BackupTypeTitle(q.type()), q.policy(), absl::StrCat(q.priority()),
+                  Time(q.due_us()), q.waiting_for()});
+    }
+    queued.Print(out);
+  }
+  return verdict;
+}
+
+}  // namespace dagvault::cli

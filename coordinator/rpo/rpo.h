@@ -1,0 +1,80 @@
+// RPO as a policy (issue 16, docs/monitoring.md): how old each unit's newest
+// verified restore point is against its policy's recovery point objective,
+// and why a unit is outside it. Pure functions of what the coordinator
+// already knows (the catalog's chains, the unit's newest job, the copies'
+// last reports), so they are tested without processes; RpoTracker keeps
+// each unit's last state so that it does not flap around a level.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "coordinator/catalog/catalog.h"
+#include "dagvault/v1/admin.pb.h"
+
+namespace dagvault::coordinator {
+
+struct RpoLevels {
+  absl::Duration rpo;  // zero: the policy sets no RPO
+  absl::Duration warning;
+  absl::Duration critical;
+  absl::Duration grace;
+};
+
+// The policy's levels with the defaults filled in: the warning level is the
+// RPO, the critical level one and a half times it, the grace a tenth of the
+// warning level. A state is entered past its level plus the grace: with an
+// RPO of 26h alone, warning past 28h 36m and critical past 41h 36m. An error names the field when
+// the levels contradict each other (warning above critical, a level without an RPO, a grace as
+// large as the warning level).
+absl::StatusOr<RpoLevels> RpoLevelsOf(const dagvault::v1::Policy& policy);
+
+// The state a unit moves to from `previous` when its newest restore point
+// is `age` old (nullopt: it has none). A worse state is entered past its
+// level plus the grace; a state is left only once the age is the grace
+// below its level, so an age that wavers around a level (a restore point
+// expired, a level changed) moves the state once, not back and forth.
+dagvault::v1::RpoState NextRpoState(dagvault::v1::RpoState previous,
+                                    std::optional<absl::Duration> age, const RpoLevels& levels);
+
+// Worst first: unknown (RPO_STATE_UNSPECIFIED: it could not be judged),
+// critical, never backed up, warning, not set, ok.
+int RpoSeverity(dagvault::v1::RpoState state);
+
+// What the coordinator knows of one unit.
+struct UnitFacts {
+  std::string unit;
+  // Its policy (nullopt: none covers it).
+  std::optional<dagvault::v1::Policy> policy;
+  // Its chains (chains/chain_view.h ShowChains): the restore points.
+  dagvault::v1::ShowChainsResponse chains;
+  // Its newest backup job, if any.
+  std::optional<JobRecord> last_job;
+  // The scheduler's queued backup of it, and what it waits for ("" when
+  // none is queued).
+  std::string queued_waiting_for;
+  // Where a backup would read from now ("" when no copy qualifies) and
+  // why, or why none qualifies.
+  std::string next_source;
+  std::string next_source_why;
+};
+
+// The unit's protection at `now`, its state moved on from `previous`.
+dagvault::v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
+                                                dagvault::v1::RpoState previous);
+
+// Each unit's last state, for the hysteresis; thread-safe.
+class RpoTracker {
+ public:
+  dagvault::v1::UnitProtection Evaluate(const UnitFacts& facts, absl::Time now);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, dagvault::v1::RpoState> last_;
+};
+
+}  // namespace dagvault::coordinator

@@ -1,0 +1,187 @@
+#include "coordinator/rpo/rpo.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+v1::Policy PolicyWithRpo(absl::Duration rpo) {
+  v1::Policy p;
+  p.set_name("nightly");
+  p.add_units("DB02");
+  p.set_full_schedule("0 1 * * *");
+  p.set_rpo_seconds(absl::ToInt64Seconds(rpo));
+  return p;
+}
+
+// A chain of a Full from node2 frozen `full_age` ago and an Incremental
+// from node3 frozen `inc_age` ago.
+v1::ShowChainsResponse Chain(absl::Duration full_age, absl::Duration inc_age) {
+  v1::ShowChainsResponse r;
+  v1::ChainInfo* c = r.add_chains();
+  c->set_unit("DB02");
+  c->mutable_full()->set_manifest("full-1");
+  c->mutable_full()->set_source_node("node2");
+  v1::CatalogBackup* inc = c->add_incrementals();
+  inc->set_manifest("inc-1");
+  inc->set_source_node("node3");
+  v1::RestorePoint* p = c->add_restore_points();
+  p->set_manifest("full-1");
+  p->set_generation(10);
+  p->set_time_us(absl::ToUnixMicros(kNow - full_age));
+  p = c->add_restore_points();
+  p->set_manifest("inc-1");
+  p->set_generation(14);
+  p->set_time_us(absl::ToUnixMicros(kNow - inc_age));
+  return r;
+}
+
+TEST(RpoLevels, DefaultsFillInAndContradictionsAreRefusedByName) {
+  auto l = RpoLevelsOf(PolicyWithRpo(absl::Hours(24)));
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->warning, absl::Hours(24));
+  EXPECT_EQ(l->critical, absl::Hours(36));
+  EXPECT_EQ(l->grace, absl::Minutes(144));
+
+  v1::Policy p = PolicyWithRpo(absl::Hours(24));
+  p.set_rpo_warning_seconds(20 * 3600);
+  p.set_rpo_critical_seconds(30 * 3600);
+  p.set_rpo_grace_seconds(600);
+  l = RpoLevelsOf(p);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->warning, absl::Hours(20));
+  EXPECT_EQ(l->critical, absl::Hours(30));
+  EXPECT_EQ(l->grace, absl::Minutes(10));
+
+  p.set_rpo_warning_seconds(40 * 3600);
+  EXPECT_THAT(std::string(RpoLevelsOf(p).status().message()),
+              HasSubstr("rpo_warning (1d 16h) is above rpo_critical (1d 6h)"));
+  p = PolicyWithRpo(absl::Hours(1));
+  p.set_rpo_grace_seconds(3600);
+  EXPECT_THAT(std::string(RpoLevelsOf(p).status().message()),
+              HasSubstr("rpo_grace (1h) must be shorter"));
+  p = PolicyWithRpo(absl::ZeroDuration());
+  p.set_rpo_critical_seconds(3600);
+  EXPECT_THAT(std::string(RpoLevelsOf(p).status().message()), HasSubstr("need an rpo"));
+}
+
+TEST(RpoState, EntersPastLevelPlusGraceAndLeavesOnlyGraceBelowIt) {
+  const RpoLevels l{absl::Hours(24), absl::Hours(24), absl::Hours(36), absl::Hours(1)};
+  // Within the grace above the level: still ok.
+  EXPECT_EQ(NextRpoState(v1::RPO_OK, absl::Hours(24) + absl::Minutes(30), l), v1::RPO_OK);
+  EXPECT_EQ(NextRpoState(v1::RPO_OK, absl::Hours(25) + absl::Seconds(1), l), v1::RPO_WARNING);
+  // Back just under the level (a restore point expired, then a newer one
+  // wavers around it): warning holds until the grace below.
+  EXPECT_EQ(NextRpoState(v1::RPO_WARNING, absl::Hours(24) - absl::Minutes(30), l), v1::RPO_WARNING);
+  EXPECT_EQ(NextRpoState(v1::RPO_WARNING, absl::Hours(23) - absl::Seconds(1), l), v1::RPO_OK);
+  // Critical the same way, and it falls to warning, not ok, in between.
+  EXPECT_EQ(NextRpoState(v1::RPO_WARNING, absl::Hours(36) + absl::Minutes(59), l), v1::RPO_WARNING);
+  EXPECT_EQ(NextRpoState(v1::RPO_WARNING, absl::Hours(37) + absl::Seconds(1), l), v1::RPO_CRITICAL);
+  EXPECT_EQ(NextRpoState(v1::RPO_CRITICAL, absl::Hours(35) + absl::Minutes(1), l),
+            v1::RPO_CRITICAL);
+  EXPECT_EQ(NextRpoState(v1::RPO_CRITICAL, absl::Hours(30), l), v1::RPO_WARNING);
+  // A fresh restore point clears everything at once.
+  EXPECT_EQ(NextRpoState(v1::RPO_CRITICAL, absl::Minutes(5), l), v1::RPO_OK);
+  // No restore point at all.
+  EXPECT_EQ(NextRpoState(v1::RPO_OK, std::nullopt, l), v1::RPO_NEVER_BACKED_UP);
+  // A first evaluation (a restarted coordinator) far past critical.
+  EXPECT_EQ(NextRpoState(v1::RPO_STATE_UNSPECIFIED, absl::Hours(100), l), v1::RPO_CRITICAL);
+}
+
+TEST(RpoState, WorstFirst) {
+  EXPECT_GT(RpoSeverity(v1::RPO_STATE_UNSPECIFIED), RpoSeverity(v1::RPO_CRITICAL));  // unjudged
+  EXPECT_GT(RpoSeverity(v1::RPO_CRITICAL), RpoSeverity(v1::RPO_NEVER_BACKED_UP));
+  EXPECT_GT(RpoSeverity(v1::RPO_NEVER_BACKED_UP), RpoSeverity(v1::RPO_WARNING));
+  EXPECT_GT(RpoSeverity(v1::RPO_WARNING), RpoSeverity(v1::RPO_NOT_SET));
+  EXPECT_GT(RpoSeverity(v1::RPO_NOT_SET), RpoSeverity(v1::RPO_OK));
+}
+
+TEST(Protection, NewestRestorePointAndFullWithTheirAgesAndSources) {
+  UnitFacts f;
+  f.unit = "DB02";
+  f.policy = PolicyWithRpo(absl::Hours(26));
+  f.chains = Chain(absl::Hours(30), absl::Hours(2));
+  f.next_source = "node2";
+  f.next_source_why = "passive copy, Healthy";
+  const v1::UnitProtection p = EvaluateProtection(f, kNow, v1::RPO_STATE_UNSPECIFIED);
+  EXPECT_EQ(p.state(), v1::RPO_OK);
+  EXPECT_EQ(p.reason(), "");
+  EXPECT_EQ(p.policy(), "nightly");
+  EXPECT_EQ(p.newest_restore_point_manifest(), "inc-1");
+  EXPECT_EQ(p.newest_restore_point_node(), "node3");
+  EXPECT_EQ(p.newest_restore_point_age_seconds(), 2 * 3600);
+  EXPECT_EQ(p.newest_full_age_seconds(), 30 * 3600);
+  EXPECT_EQ(p.rpo_seconds(), 26u * 3600);
+  EXPECT_EQ(p.critical_seconds(), 39u * 3600);
+  EXPECT_EQ(p.next_source(), "node2");
+}
+
+TEST(Protection, SaysWhyAUnitIsOutsideItsRpo) {
+  UnitFacts f;
+  f.unit = "DB02";
+  f.policy = PolicyWithRpo(absl::Hours(24));
+  f.chains = Chain(absl::Hours(60), absl::Hours(50));
+  JobRecord failed;
+  failed.id = "j-17";
+  failed.state = JobState::kFailed;
+  failed.reason = "no copy of DB02 qualifies";
+  failed.updated = kNow - absl::Hours(1);
+  f.last_job = failed;
+  f.next_source_why = "no copy of DB02 qualifies (mode passive-only): node2: Suspended";
+  v1::UnitProtection p = EvaluateProtection(f, kNow, v1::RPO_OK);
+  EXPECT_EQ(p.state(), v1::RPO_CRITICAL);
+  EXPECT_THAT(p.reason(), HasSubstr("the newest restore point is 2d 2h old (RPO 1d)"));
+  EXPECT_THAT(p.reason(), HasSubstr("the last backup, job j-17, failed: no copy of DB02"));
+  EXPECT_THAT(p.reason(), HasSubstr("node2: Suspended"));
+  EXPECT_EQ(p.last_job_state(), "failed");
+
+  // Never backed up, a backup running.
+  f.chains.Clear();
+  JobRecord running;
+  running.id = "j-18";
+  running.state = JobState::kTransferring;
+  f.last_job = running;
+  f.next_source = "node2";
+  p = EvaluateProtection(f, kNow, v1::RPO_OK);
+  EXPECT_EQ(p.state(), v1::RPO_NEVER_BACKED_UP);
+  EXPECT_THAT(p.reason(), HasSubstr("no verified restore point; backup job j-18 is transferring"));
+
+  // No policy; a policy without an RPO.
+  f.policy.reset();
+  p = EvaluateProtection(f, kNow, v1::RPO_OK);
+  EXPECT_EQ(p.state(), v1::RPO_NOT_SET);
+  EXPECT_THAT(p.reason(), HasSubstr("no policy covers DB02"));
+  f.policy = PolicyWithRpo(absl::ZeroDuration());
+  p = EvaluateProtection(f, kNow, v1::RPO_OK);
+  EXPECT_EQ(p.state(), v1::RPO_NOT_SET);
+  EXPECT_THAT(p.reason(), HasSubstr("policy nightly sets no RPO"));
+}
+
+TEST(Protection, TheTrackerHoldsAStateAcrossEvaluations) {
+  RpoTracker tracker;
+  UnitFacts f;
+  f.unit = "DB02";
+  f.policy = PolicyWithRpo(absl::Hours(24));  // grace 2h24m
+  f.chains = Chain(absl::Hours(90), absl::Hours(27));
+  EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
+  // The newest restore point expires; an older-looking one from a rebuilt
+  // catalog puts the age just under the level: still warning.
+  f.chains = Chain(absl::Hours(90), absl::Hours(23));
+  EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
+  // A fresh backup: ok.
+  f.chains = Chain(absl::Hours(90), absl::Minutes(1));
+  EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_OK);
+  // Another unit starts from nothing.
+  f.unit = "SG01";
+  f.chains = Chain(absl::Hours(90), absl::Hours(23));
+  EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_OK);
+}
+
+}  // namespace
+}  // namespace dagvault::coordinator

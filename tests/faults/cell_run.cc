@@ -316,11 +316,25 @@ void CellRun::CheckLeases() {
 }
 
 std::set<std::string> CellRun::CataloguedBackups(uint32_t* covered) {
-  v1::ListBackupsResponse listed;
-  (void)Check(d_->CliJson({"backup", "list", "--unit", kUnit}, &listed), "backup list");
+  // An attempt the coordinator gave up on may still be finishing on its
+  // node (a BackupComplete that waits out an unreachable active copy): its
+  // verified backup reaches the catalog when its result is delivered. The
+  // catalog is read once it lists what the repository holds, or after 30 s
+  // (then invariant 5 names what it lacks).
   std::set<std::string> out;
+  const std::vector<std::string> held = RepositoryManifests(*d_);
+  const std::set<std::string> in_repository(held.begin(), held.end());
+  v1::ListBackupsResponse listed;
+  WaitFor(
+      [&] {
+        listed.Clear();
+        out.clear();
+        if (!d_->CliJson({"backup", "list", "--unit", kUnit}, &listed).ok()) return false;
+        for (const auto& b : listed.backups()) out.insert(b.manifest());
+        return out == in_repository;
+      },
+      absl::Seconds(30));
   for (const auto& b : listed.backups()) {
-    out.insert(b.manifest());
     if (covered != nullptr && b.verified() &&
         (b.type() == v1::FULL || b.type() == v1::INCREMENTAL)) {
       *covered = std::max(*covered, b.high_generation());

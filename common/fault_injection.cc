@@ -100,7 +100,35 @@ void Delay(absl::string_view name) {
   absl::SleepFor(absl::Milliseconds(millis));
 }
 
+struct FailConfig {
+  std::mutex mu;
+  std::string name;
+  std::atomic<bool> armed{false};
+};
+
+absl::Status ParseFailInto(FailConfig& c, absl::string_view spec) {
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.name = std::string(spec);
+  c.armed.store(!spec.empty());
+  return absl::OkStatus();
+}
+
+FailConfig& Failures() {
+  static FailConfig* config = FromEnvironment<FailConfig>("DAGVAULT_FAIL_AT", ParseFailInto);
+  return *config;
+}
+
 }  // namespace
+
+absl::Status ConfigureFailPoint(absl::string_view name) { return ParseFailInto(Failures(), name); }
+
+absl::Status FailPoint(absl::string_view name) {
+  FailConfig& c = Failures();
+  if (!c.armed.load(std::memory_order_relaxed)) return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (c.name != name) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("injected failure at ", name, " (DAGVAULT_FAIL_AT)"));
+}
 
 absl::Status ConfigureCrashPoint(absl::string_view spec) { return ParseInto(Config(), spec); }
 

@@ -1,6 +1,7 @@
 // Named crash points compiled into the daemons and tools, so that tests can
 // kill a process at an exact step ("log.roll.after_seal") instead of hoping a
-// random kill lands there.
+// random kill lands there; and fail points, which return an error there
+// instead (bottom of this file).
 //
 // A point fires when the process was configured with its name, either by
 // the DAGVAULT_CRASH_AT environment variable or by ConfigureCrashPoint()
@@ -25,6 +26,13 @@ absl::Status ConfigureCrashPoint(absl::string_view spec);
 absl::Status ConfigureDelayPoint(absl::string_view spec);
 
 void CrashPoint(absl::string_view name);
+
+// A point that fails instead of killing: with DAGVAULT_FAIL_AT="name" (or
+// ConfigureFailPoint), FailPoint(name) returns an Internal error naming it,
+// every time; otherwise OK. For failures no real fault makes on demand (a
+// folder's fsync failing after a rename).
+absl::Status ConfigureFailPoint(absl::string_view name);
+absl::Status FailPoint(absl::string_view name);
 
 // True if the next CrashPoint(name) call will kill the process: lets a test
 // build a state no real crash leaves on purpose, such as half of a page

@@ -56,5 +56,17 @@ TEST(DelayPoint, SlowsOnlyItsOwnPoint) {
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(1000));
 }
 
+TEST(FailPoint, FailsOnlyItsOwnPointNamingItUntilDisarmed) {
+  EXPECT_TRUE(FailPoint("store.write").ok());
+  ASSERT_TRUE(ConfigureFailPoint("store.write").ok());
+  EXPECT_TRUE(FailPoint("store.read").ok());
+  const absl::Status failed = FailPoint("store.write");
+  EXPECT_EQ(failed.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(failed.message().find("injected failure at store.write"), absl::string_view::npos);
+  EXPECT_FALSE(FailPoint("store.write").ok());  // every time
+  ASSERT_TRUE(ConfigureFailPoint("").ok());
+  EXPECT_TRUE(FailPoint("store.write").ok());
+}
+
 }  // namespace
 }  // namespace dagvault

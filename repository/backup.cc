@@ -507,7 +507,17 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   // fails rather than commit a manifest whose data may be gone.
   RETURN_IF_ERROR(Annotate(lock->CheckStillHeld(), "the backup's manifest was not written"));
   DAGVAULT_CRASH_POINT("repository.backup.lock_checked");
-  RETURN_IF_ERROR(repo.WriteManifest(manifest));
+  if (absl::Status written = repo.WriteManifest(manifest); !written.ok()) {
+    // The write may have failed after its rename (the folder's fsync): a
+    // backup that fails leaves no manifest that the catalog would not list.
+    absl::Status removed = absl::OkStatus();
+    if (PathExists(repo.ManifestPath(manifest.id()))) removed = repo.RemoveManifest(manifest.id());
+    return Annotate(written,
+                    removed.ok()
+                        ? absl::StrCat("manifest ", manifest.id(), " was not committed")
+                        : absl::StrCat("manifest ", manifest.id(), " may be left half written (",
+                                       removed.message(), "); run check before trusting it"));
+  }
   if (absl::Status held = lock->CheckStillHeld(); !held.ok()) {
     // Lost between the check and the write: take the manifest back, so
     // that nothing refers to data a prune may be removing.

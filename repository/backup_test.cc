@@ -7,9 +7,11 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "common/fault_injection.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "repository/block_map.h"
+#include "repository/check.h"
 #include "repository/repository_test_util.h"
 #include "repository/restore.h"
 
@@ -162,6 +164,26 @@ TEST_F(BackupTest, AFileThatShrinksWhileItIsReadFailsTheBackupAndWritesNoManifes
   auto manifests = repo_->ListManifests();
   ASSERT_TRUE(manifests.ok());
   EXPECT_TRUE(manifests->empty());
+}
+
+TEST_F(BackupTest, AManifestWriteThatFailsAfterItsRenameLeavesNoManifest) {
+  // As when the folder's fsync fails after the rename: the file is there,
+  // the write failed, so the backup failed and must not leave it.
+  ASSERT_TRUE(ConfigureFailPoint("repository.manifest.renamed").ok());
+  auto m = Backup(*repo_, {Put("a.log", "some log", "log")}, Header("DB01"), {});
+  ASSERT_TRUE(ConfigureFailPoint("").ok());
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()),
+              HasSubstr("injected failure at repository.manifest.renamed"));
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("was not committed"));
+  auto manifests = repo_->ListManifests();
+  ASSERT_TRUE(manifests.ok());
+  EXPECT_TRUE(manifests->empty());
+  auto checked = Check(*repo_);
+  ASSERT_TRUE(checked.ok()) << checked.status();
+  EXPECT_TRUE(checked->clean());
+  // The next backup commits as usual.
+  ASSERT_TRUE(Backup(*repo_, {Put("a.log", "some log", "log")}, Header("DB01"), {}).ok());
 }
 
 TEST_F(BackupTest, ACompressionLevelZstdDoesNotHaveIsRefused) {

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -230,7 +231,10 @@ absl::Status Repository::WriteManifest(const dagvault::v1::Manifest& manifest) c
   RETURN_IF_ERROR(CheckId(manifest.id()));
   ASSIGN_OR_RETURN(std::string sealed,
                    SealBlob(keys_, ManifestBinding(manifest.id()), manifest.SerializeAsString()));
-  return WriteFileAtomically(ManifestPath(manifest.id()), sealed);
+  RETURN_IF_ERROR(WriteFileAtomically(ManifestPath(manifest.id()), sealed));
+  // Tests fail the write here, after the rename (as a failing fsync of the
+  // folder would): backup.cc takes such a manifest back.
+  return FailPoint("repository.manifest.renamed");
 }
 
 absl::StatusOr<dagvault::v1::Manifest> Repository::ReadManifest(const std::string& id) const {

@@ -362,7 +362,7 @@ absl::Status Engine::Close(bool seal_log) {
     RETURN_IF_ERROR(WriteCheckpointFile(unit_.CheckpointPath(), checkpoint_));
   }
   RETURN_IF_ERROR(seal_log ? log_->SealAndClose() : log_->Close());
-  if (unit_.circular_logging) {
+  if (unit_.circular_logging && options_.circular_deletes) {
     ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(unit_.log_dir, unit_.log_prefix));
     for (const auto& [gen, path] : listing.closed) {
       if (gen < appended.end.generation) RETURN_IF_ERROR(RemoveDurably(path));

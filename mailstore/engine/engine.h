@@ -52,6 +52,11 @@ struct EngineOptions {
   // dirty, so memory stays bounded under any load.
   double max_dirty_fraction = 0.5;
   Clock* clock = RealClock();
+  // Circular logging: the engine deletes the closed logs below its
+  // checkpoint itself. A replicated unit turns this off: its logs go only
+  // once every copy has them (mailstored's truncation, as Exchange's
+  // continuous replication circular logging).
+  bool circular_deletes = true;
 };
 
 struct EngineStats {

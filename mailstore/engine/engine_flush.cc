@@ -169,7 +169,7 @@ absl::Status Engine::AdvanceCheckpoint(Lsn candidate) {
     std::lock_guard<std::mutex> lock(state_mu_);
     stats_.checkpoint = candidate;
   }
-  if (unit_.circular_logging) {
+  if (unit_.circular_logging && options_.circular_deletes) {
     DAGVAULT_CRASH_POINT("checkpoint.before_circular_delete");
     ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(unit_.log_dir, unit_.log_prefix));
     for (const auto& [g, path] : listing.closed) {

@@ -4,6 +4,7 @@
 #include "mailstore/server/unit_host.h"
 
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -110,6 +111,9 @@ absl::Status UnitHost::OpenActiveLocked(bool allow_create) {
   EngineOptions options;
   options.clock = clock_;
   options.flush_interval = config_.flush_interval;
+  // With other copies, circular logging deletes through the truncation
+  // rules (TruncateByRulesLocked), never past a copy that still needs a log.
+  options.circular_deletes = definition_.copies_size() <= 1;
   bool exists = true;
   for (const auto& db : engine_config_.databases()) {
     exists = exists && PathExists(JoinPath(engine_config_.system_dir(), db.name() + ".edb"));
@@ -350,11 +354,19 @@ absl::StatusOr<std::vector<Generation>> UnitHost::TruncateByRules() {
 }
 
 absl::StatusOr<std::vector<Generation>> UnitHost::TruncateByRulesLocked() {
-  if (definition_.circular_logging()) return std::vector<Generation>{};  // the engine does it
+  // A unit alone deletes its circular logs in the engine, at each checkpoint.
+  if (definition_.circular_logging() && definition_.copies_size() <= 1) {
+    return std::vector<Generation>{};
+  }
   ASSIGN_OR_RETURN(auto engine, MountedEngine());
   TruncationInputs in;
   const DbHeader h = engine->DatabaseHeader(0);
-  in.backup_high = std::max(h.previous_full.high, h.previous_incremental.high);
+  // Circular logging waives rule 1 (no backup is needed for a log to go),
+  // as Exchange's continuous replication circular logging does; rules 2 to
+  // 4 hold, so no copy loses a log it has not replayed.
+  in.backup_high = definition_.circular_logging()
+                       ? std::numeric_limits<Generation>::max()
+                       : std::max(h.previous_full.high, h.previous_incremental.high);
   in.checkpoint = engine->checkpoint().generation;
   in.checkpoint_depth = config_.checkpoint_depth;
   std::vector<std::string> others;

@@ -59,7 +59,12 @@ class Daemon final : public AgentDaemon {
     incarnation_ = absl::StrFormat("%016x", rng());
     const std::string socket =
         config_.writer_socket().empty() ? "/run/mailstored/writer.sock" : config_.writer_socket();
-    writer_ = ConnectWriter(socket);
+    metrics_ =
+        std::make_shared<AgentMetrics>([this] { return RunningJobs(); }, config_.tls().cert_file());
+    writer_ = ConnectWriter(
+        socket, [metrics = metrics_](const std::string& method, absl::Duration took, bool ok) {
+          metrics->WriterCall(method, took, ok);
+        });
     admin_ = v1::Admin::NewStub(
         grpc::CreateChannel(absl::StrCat("unix:", socket), grpc::InsecureChannelCredentials()));
   }
@@ -72,8 +77,6 @@ class Daemon final : public AgentDaemon {
                      MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
                                             absl::StrCat("coordinator ", config_.coordinator()),
                                             ExpectedPeer{.role = kRoleCoordinator}));
-    metrics_ =
-        std::make_unique<AgentMetrics>([this] { return RunningJobs(); }, config_.tls().cert_file());
     if (!config_.metrics().listen().empty() || !config_.metrics().plaintext_listen().empty()) {
       ASSIGN_OR_RETURN(
           metrics_server_,
@@ -775,7 +778,7 @@ class Daemon final : public AgentDaemon {
   Stream* stream_ = nullptr;
 
   // Last: the server (its scrapes read jobs_) stops first.
-  std::unique_ptr<AgentMetrics> metrics_;
+  std::shared_ptr<AgentMetrics> metrics_;
   std::unique_ptr<metrics::MetricsServer> metrics_server_;
 };
 

@@ -53,7 +53,14 @@ AgentMetrics::AgentMetrics(std::function<std::vector<RunningJobView>()> running,
       transfer_(registry_.AddHistogram("dagvault_agent_transfer_seconds",
                                        "How long successful backups' transfers took, by "
                                        "snapshot provider.",
-                                       metrics::DurationBuckets())) {
+                                       metrics::DurationBuckets())),
+      writer_calls_(registry_.AddHistogram(
+          "dagvault_agent_writer_call_seconds",
+          "Latency of calls to the application's writers (PrepareBackup, Freeze, Thaw, "
+          "BackupComplete, ...), by call.",
+          {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 20, 60})),
+      writer_errors_(registry_.AddCounter("dagvault_agent_writer_call_errors_total",
+                                          "Writer calls that failed, by call.")) {
   for (const char* kind : {"backup", "restore", "copy-op"}) {
     for (const char* result : {"succeeded", "failed", "cancelled"}) {
       jobs_.Add({{"kind", kind}, {"result", result}}, 0);
@@ -108,6 +115,11 @@ void AgentMetrics::BackupSucceeded(const BackupJobResult& r) {
   const std::string provider = r.snapshot_provider.empty() ? "none" : r.snapshot_provider;
   freeze_.Observe({{"provider", provider}}, absl::ToDoubleSeconds(r.freeze_window));
   transfer_.Observe({{"provider", provider}}, absl::ToDoubleSeconds(r.transfer));
+}
+
+void AgentMetrics::WriterCall(const std::string& method, absl::Duration took, bool ok) {
+  writer_calls_.Observe({{"call", method}}, absl::ToDoubleSeconds(took));
+  if (!ok) writer_errors_.Add({{"call", method}});
 }
 
 void AgentMetrics::RestoreSucceeded(uint64_t bytes) {

@@ -35,6 +35,8 @@ class AgentMetrics {
   void JobEnded(const std::string& kind, const std::string& result);
   void BackupSucceeded(const BackupJobResult& r);
   void RestoreSucceeded(uint64_t bytes);
+  // A writer call ended (node-agent/shadow ConnectWriter's observer).
+  void WriterCall(const std::string& method, absl::Duration took, bool ok);
 
  private:
   metrics::Registry registry_;
@@ -45,6 +47,8 @@ class AgentMetrics {
   metrics::Counter& check_cpu_;
   metrics::Histogram& freeze_;
   metrics::Histogram& transfer_;
+  metrics::Histogram& writer_calls_;
+  metrics::Counter& writer_errors_;
 };
 
 }  // namespace dagvault::agent

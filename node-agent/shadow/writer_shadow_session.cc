@@ -1,9 +1,12 @@
 #include "node-agent/shadow/writer_shadow_session.h"
 
+#include <grpcpp/create_channel.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/fault_injection.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -20,13 +23,61 @@ std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
   return context;
 }
 
+// Times each call on the writer channel, from sending it to its status.
+class TimingInterceptor : public grpc::experimental::Interceptor {
+ public:
+  TimingInterceptor(grpc::experimental::ClientRpcInfo* info, const WriterCallObserver* observer)
+      : observer_(observer) {
+    // "/dagvault.v1.Writer/Freeze" -> "Freeze".
+    const std::string full = info->method() != nullptr ? info->method() : "";
+    method_ = full.substr(full.rfind('/') + 1);
+  }
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      started_ = RealClock()->Monotonic();
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_STATUS)) {
+      const grpc::Status* status = methods->GetRecvStatus();
+      (*observer_)(method_, RealClock()->Monotonic() - started_, status != nullptr && status->ok());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const WriterCallObserver* observer_;
+  std::string method_;
+  absl::Duration started_;
+};
+
+class TimingInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TimingInterceptorFactory(WriterCallObserver observer) : observer_(std::move(observer)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    return new TimingInterceptor(info, &observer_);
+  }
+
+ private:
+  const WriterCallObserver observer_;
+};
+
 }  // namespace
 
-std::shared_ptr<v1::Writer::StubInterface> ConnectWriter(const std::string& socket_path) {
+std::shared_ptr<v1::Writer::StubInterface> ConnectWriter(const std::string& socket_path,
+                                                         WriterCallObserver observer) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return v1::Writer::NewStub(grpc::CreateCustomChannel(absl::StrCat("unix:", socket_path),
-                                                       grpc::InsecureChannelCredentials(), args));
+  const std::string target = absl::StrCat("unix:", socket_path);
+  if (!observer) {
+    return v1::Writer::NewStub(
+        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> timing;
+  timing.push_back(std::make_unique<TimingInterceptorFactory>(std::move(observer)));
+  return v1::Writer::NewStub(grpc::experimental::CreateCustomChannelWithInterceptors(
+      target, grpc::InsecureChannelCredentials(), args, std::move(timing)));
 }
 
 WriterShadowSession::WriterShadowSession(std::shared_ptr<v1::Writer::StubInterface> writer,

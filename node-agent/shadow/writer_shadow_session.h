@@ -13,8 +13,15 @@
 
 namespace dagvault::agent {
 
-// A channel to the writer socket at `socket_path`.
-std::shared_ptr<dagvault::v1::Writer::StubInterface> ConnectWriter(const std::string& socket_path);
+// Told of every writer call as it ends: the method ("Freeze"), how long
+// it took, and whether it succeeded (the agent's writer-call metrics).
+using WriterCallObserver =
+    std::function<void(const std::string& method, absl::Duration took, bool ok)>;
+
+// A channel to the writer socket at `socket_path`; with `observer`, every
+// call on it is timed (by a client interceptor, so no call site changes).
+std::shared_ptr<dagvault::v1::Writer::StubInterface> ConnectWriter(
+    const std::string& socket_path, WriterCallObserver observer = nullptr);
 
 struct WriterSessionOptions {
   absl::Duration call_timeout = absl::Seconds(60);

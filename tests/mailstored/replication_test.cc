@@ -152,6 +152,41 @@ TEST(Replication, ALocalOnlyStatusAsksNoPeerAndAnswersWhileOneIsStopped) {
   }
 }
 
+// Circular logging in a replicated unit deletes a log only once every copy
+// has replayed it (Exchange's continuous replication circular logging): a
+// copy that falls behind, here suspended, still finds every log it needs.
+TEST(Replication, CircularLoggingKeepsEveryLogACopyHasNotReplayed) {
+  mailstore::LabSpec spec = FastLab(/*lag_seconds=*/0);
+  spec.circular_logging = true;
+  MailstoredCluster cluster(spec, "circular-behind");
+  ASSERT_OK(cluster.Start());
+  ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
+  ASSERT_OK(cluster.Admin(kNode2, "suspend", "DB02"));
+  auto behind = cluster.Copy(kNode2, "DB02");
+  ASSERT_OK(behind.status());
+  for (int round = 0; round < 6; ++round) {
+    PutItems(cluster, kNode1, "DB02", Databases("DB02"), 1, round * 20, 20);
+    ASSERT_OK(cluster.RollLog(kNode1, "DB02"));
+  }
+  // Checkpoints move on (the lazy writer runs every 200 ms); logs that
+  // node3 replayed may go, node2's may not.
+  absl::SleepFor(absl::Seconds(2));
+  auto active = cluster.Copy(kNode1, "DB02");
+  ASSERT_OK(active.status());
+  EXPECT_LE(active->lowest_log_generation(), behind->last_replayed_generation() + 1)
+      << "the active copy deleted logs the suspended copy has not replayed";
+  ASSERT_OK(cluster.Admin(kNode2, "resume", "DB02"));
+  ASSERT_OK(cluster.WaitConverged(kNode1, "DB02"));
+  EXPECT_EQ(UnitDigest(cluster, kNode2, "DB02"), UnitDigest(cluster, kNode1, "DB02"));
+  // Once every copy has them, the logs do go.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto now = cluster.Copy(kNode1, "DB02");
+        return now.ok() && now->lowest_log_generation() > behind->last_replayed_generation() + 1;
+      },
+      absl::Seconds(20)));
+}
+
 TEST(Replication, PassiveKilledInTheMiddleOfAReplayResumesAfterRestart) {
   MailstoredCluster cluster(FastLab(), "killreplay");
   ASSERT_OK(cluster.Start());

@@ -186,6 +186,11 @@ TEST(Prometheus, ScrapesTheCoordinatorAndSeesRpoAndJobResultsAfterABackupAndAFai
       prometheus.WaitValue("sum(dagvault_agent_backup_bytes_total{measure=\"read\"}) > bool 0", 1));
   EXPECT_TRUE(prometheus.WaitValue("sum(dagvault_agent_pages_checked_total) > bool 0", 1));
   EXPECT_TRUE(prometheus.WaitValue("sum(dagvault_agent_freeze_seconds_count)", 1));
+  // Its writer calls were timed: one Freeze, one Thaw.
+  EXPECT_TRUE(
+      prometheus.WaitValue("sum(dagvault_agent_writer_call_seconds_count{call=\"Freeze\"})", 1));
+  EXPECT_TRUE(
+      prometheus.WaitValue("sum(dagvault_agent_writer_call_seconds_count{call=\"Thaw\"})", 1));
   // promtool lints a scrape of each: names, units, _total on counters.
   LintScrape(d.metrics_address(), d);
   LintScrape(d.agent_metrics_address(kNode2), d);

@@ -473,11 +473,28 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   const int level = options.zstd_level >= 0 ? options.zstd_level : repo.config().zstd_level();
   BackupRun run(repo, index, options, level);
   RETURN_IF_ERROR(run.Plan(files, base ? &*base : nullptr));
-  RETURN_IF_ERROR(run.Run(workers));
+  // A failure while this session's lock was lost (a prune judged it stale,
+  // broke it and removed the session's files) is reported as the lock's
+  // loss, its cause, not as the missing file it tripped over.
+  auto lost_lock_or = [&](const absl::Status& failed) {
+    if (absl::Status held = lock->CheckStillHeld(); !held.ok()) {
+      return Annotate(
+          held, absl::StrCat("the backup's manifest was not written (", failed.message(), ")"));
+    }
+    return failed;
+  };
+  if (absl::Status ran = run.Run(workers); !ran.ok()) return lost_lock_or(ran);
   // Packs, then the index that finds them, then the manifest that needs
   // both: a crash before the manifest leaves only unreferenced data.
-  ASSIGN_OR_RETURN(std::vector<PackInfo> packs, run.FinishPacks());
-  if (!packs.empty()) RETURN_IF_ERROR(WriteIndexFile(repo.keys(), repo.root(), session, packs));
+  absl::StatusOr<std::vector<PackInfo>> finished = run.FinishPacks();
+  if (!finished.ok()) return lost_lock_or(finished.status());
+  const std::vector<PackInfo>& packs = *finished;
+  if (!packs.empty()) {
+    if (absl::Status indexed = WriteIndexFile(repo.keys(), repo.root(), session, packs);
+        !indexed.ok()) {
+      return lost_lock_or(indexed);
+    }
+  }
   DAGVAULT_CRASH_POINT("repository.backup.index_written");
 
   Manifest manifest = header;

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <httplib.h>
 
+#include <csignal>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -50,6 +52,10 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     Registry* registry) {
   std::unique_ptr<MetricsServer> s(new MetricsServer());
   s->registry_ = registry;
+  // A scraper that goes away mid-answer must not kill the daemon: OpenSSL
+  // writes to the socket without MSG_NOSIGNAL, so SIGPIPE is ignored
+  // process-wide (the daemons take no other meaning from it).
+  std::signal(SIGPIPE, SIG_IGN);
   if (!config.plaintext_listen().empty() && !IsLoopback(config.plaintext_listen())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "metrics.plaintext_listen \"", config.plaintext_listen(),

@@ -11,6 +11,7 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <csignal>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
@@ -122,6 +123,7 @@ class Prometheus {
 // `promtool check metrics` on a scrape of `address` (the coordinator's or
 // an agent's).
 void LintScrape(const std::string& address, const Deployment& d) {
+  std::signal(SIGPIPE, SIG_IGN);  // as in a daemon: a closed socket is an error, not death
   const auto tls = CertificateFiles(d.certs(), "admin");
   const size_t colon = address.rfind(':');
   int port = 0;

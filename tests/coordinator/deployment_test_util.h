@@ -90,6 +90,19 @@ inline v1::JobInfo LoadAndBackUp(Deployment& d, uint64_t mailbox, uint64_t first
   return job;
 }
 
+// A backup of DB02 that fails because no passive copy qualifies: both
+// passive copies suspended, then a passive-only Incremental, refused (exit 1).
+// The copies stay suspended.
+inline void FailAPassiveOnlyBackup(Deployment& d) {
+  ASSERT_OK(d.cluster().Admin(kNode2, "suspend", "DB02"));
+  ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
+  ASSERT_TRUE(WaitCopyState(d, "DB02", "node2", v1::SUSPENDED));
+  ASSERT_TRUE(WaitCopyState(d, "DB02", "node3", v1::SUSPENDED));
+  ProcessResult refused = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental",
+                                 "--source-mode", "passive-only"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+}
+
 // The disaster: DB02's active copy on node1 dismounted and its files gone
 // (all of them, or the databases only).
 inline void Wipe(Deployment& d, bool databases_only) {

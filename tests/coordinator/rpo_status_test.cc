@@ -5,14 +5,10 @@
 // carries the same states and the jobs' results.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 
-#include <csignal>
-
-#include "absl/strings/numbers.h"
-#include "common/certs.h"
 #include "tests/coordinator/deployment.h"
 #include "tests/coordinator/deployment_test_util.h"
+#include "tests/coordinator/metrics_scrape.h"
 
 namespace dagvault::testing {
 namespace {
@@ -34,23 +30,7 @@ std::pair<int, v1::UnitProtection> Protection(Deployment& d) {
 // GET /metrics from the coordinator with the certificate `name` (empty:
 // none); "" when refused.
 std::string Scrape(Deployment& d, const std::string& name = "admin") {
-  // A server that refuses the handshake closes the socket under OpenSSL's
-  // write: without this, SIGPIPE would end the test process.
-  std::signal(SIGPIPE, SIG_IGN);
-  const std::string& address = d.metrics_address();
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  EXPECT_TRUE(absl::SimpleAtoi(address.substr(colon + 1), &port)) << address;
-  const auto files = CertificateFiles(d.certs(), name);
-  std::unique_ptr<httplib::SSLClient> c =
-      name.empty() ? std::make_unique<httplib::SSLClient>(address.substr(0, colon), port)
-                   : std::make_unique<httplib::SSLClient>(address.substr(0, colon), port,
-                                                          files.cert_file(), files.key_file());
-  c->set_ca_cert_path(CertificateFiles(d.certs(), "admin").ca_file().c_str());
-  c->enable_server_certificate_verification(true);
-  auto r = c->Get("/metrics");
-  if (!r || r->status != 200) return "";
-  return r->body;
+  return ScrapeMetrics(d, d.metrics_address(), name);
 }
 
 TEST(DeploymentRpo, StatusLeadsWithUnitsOutsideTheirRpoSaysWhyAndFailsWhileOneIsCritical) {
@@ -141,13 +121,7 @@ TEST(DeploymentRpo, StatusLeadsWithUnitsOutsideTheirRpoSaysWhyAndFailsWhileOneIs
 
   // The next backup fails (no passive copy qualifies): past critical, the
   // status names the failed job's reason and why no copy qualifies.
-  ASSERT_OK(d.cluster().Admin(kNode2, "suspend", "DB02"));
-  ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
-  ASSERT_TRUE(WaitCopyState(d, "DB02", "node2", v1::SUSPENDED));
-  ASSERT_TRUE(WaitCopyState(d, "DB02", "node3", v1::SUSPENDED));
-  ProcessResult refused = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental",
-                                 "--source-mode", "passive-only"});
-  EXPECT_EQ(refused.exit_code, 1);
+  FailAPassiveOnlyBackup(d);
   ASSERT_TRUE(
       WaitFor([&] { return Protection(d).second.state() == v1::RPO_CRITICAL; }, absl::Seconds(40)));
   auto [critical_exit, critical] = Protection(d);

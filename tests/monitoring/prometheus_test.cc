@@ -11,7 +11,6 @@
 #include <httplib.h>
 #include <signal.h>
 
-#include <csignal>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
@@ -23,6 +22,7 @@
 #include "mailstore/server/lab_config.h"
 #include "tests/coordinator/deployment.h"
 #include "tests/coordinator/deployment_test_util.h"
+#include "tests/coordinator/metrics_scrape.h"
 
 namespace dagvault::testing {
 namespace {
@@ -123,21 +123,13 @@ class Prometheus {
 // `promtool check metrics` on a scrape of `address` (the coordinator's or
 // an agent's).
 void LintScrape(const std::string& address, const Deployment& d) {
-  std::signal(SIGPIPE, SIG_IGN);  // as in a daemon: a closed socket is an error, not death
-  const auto tls = CertificateFiles(d.certs(), "admin");
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(address.substr(colon + 1), &port));
-  httplib::SSLClient c(address.substr(0, colon), port, tls.cert_file(), tls.key_file());
-  c.set_ca_cert_path(tls.ca_file().c_str());
-  c.enable_server_certificate_verification(true);
-  auto scraped = c.Get("/metrics");
-  ASSERT_TRUE(scraped);
+  const std::string scraped = ScrapeMetrics(d, address);
+  ASSERT_FALSE(scraped.empty()) << address;
   TempDir dir("promtool");
-  ASSERT_OK(WriteFileAtomically(dir.path() + "/scrape.txt", scraped->body));
+  ASSERT_OK(WriteFileAtomically(dir.path() + "/scrape.txt", scraped));
   ProcessResult lint = RunProcess(
       {"/bin/sh", "-c", absl::StrCat(kPromtool, " check metrics < ", dir.path(), "/scrape.txt")});
-  EXPECT_TRUE(lint.ok()) << lint.out << lint.err << "\n" << scraped->body;
+  EXPECT_TRUE(lint.ok()) << lint.out << lint.err << "\n" << scraped;
 }
 
 TEST(Prometheus, TheAlertRulesCheck) {
@@ -198,13 +190,7 @@ TEST(Prometheus, ScrapesTheCoordinatorAndSeesRpoAndJobResultsAfterABackupAndAFai
   LintScrape(d.agent_metrics_address(kNode2), d);
 
   // A failure: no passive copy qualifies.
-  ASSERT_OK(d.cluster().Admin(kNode2, "suspend", "DB02"));
-  ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
-  ASSERT_TRUE(WaitCopyState(d, "DB02", "node2", v1::SUSPENDED));
-  ASSERT_TRUE(WaitCopyState(d, "DB02", "node3", v1::SUSPENDED));
-  ProcessResult refused = d.Cli({"backup", "start", "--unit", "DB02", "--type", "incremental",
-                                 "--source-mode", "passive-only"});
-  EXPECT_EQ(refused.exit_code, 1);
+  FailAPassiveOnlyBackup(d);
   EXPECT_TRUE(prometheus.WaitValue("dagvault_jobs_total{kind=\"backup\",result=\"failed\"}", 1));
   EXPECT_TRUE(prometheus.WaitValue("dagvault_unit_last_backup_success{unit=\"DB02\"}", 0));
   EXPECT_TRUE(prometheus.WaitValue("dagvault_unit_backup_source_available{unit=\"DB02\"}", 0));

@@ -172,9 +172,10 @@ absl::Status IssueCertificate(const CertRequest& request) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--name \"", request.name, "\": use 1 to 64 letters, digits, '-', '_' or '.'"));
   }
-  if (request.role != kRoleNode && request.role != kRoleCoordinator && request.role != kRoleAdmin) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--role \"", request.role, "\": must be node, coordinator or admin"));
+  if (request.role != kRoleNode && request.role != kRoleCoordinator && request.role != kRoleAdmin &&
+      request.role != kRoleOperator && request.role != kRoleViewer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--role \"", request.role, "\": must be node, coordinator, admin, operator or viewer"));
   }
   if (request.name == "ca") {
     return absl::InvalidArgumentError("--name ca: that is the CA's own file name");

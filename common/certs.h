@@ -30,7 +30,7 @@ struct CaRequest {
 struct CertRequest {
   std::string dir;  // where the CA is, and where the certificate goes
   std::string name;
-  std::string role;  // node, coordinator or admin
+  std::string role;  // node, coordinator, admin, operator or viewer
   // Subject alternative names besides the name itself: DNS names or IP
   // addresses, every one a client dials to reach the holder (localhost
   // and 127.0.0.1 only if given here).

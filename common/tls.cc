@@ -187,9 +187,8 @@ absl::StatusOr<PeerIdentity> IdentityOfPem(const std::string& pem) {
   return id;
 }
 
-namespace {
-
-PeerIdentity IdentityOf(const grpc::AuthContext& auth) {
+PeerIdentity PeerOfAuthContext(const grpc::AuthContext& auth) {
+  if (!auth.IsPeerAuthenticated()) return {};
   for (const auto& pem : auth.FindPropertyValues("x509_pem_cert")) {
     auto id = IdentityOfPem(std::string(pem.data(), pem.size()));
     if (id.ok()) return *id;
@@ -197,12 +196,10 @@ PeerIdentity IdentityOf(const grpc::AuthContext& auth) {
   return {};
 }
 
-}  // namespace
-
 PeerIdentity PeerOf(const grpc::ServerContext& context) {
   auto auth = context.auth_context();
-  if (!auth || !auth->IsPeerAuthenticated()) return {};
-  return IdentityOf(*auth);
+  if (!auth) return {};
+  return PeerOfAuthContext(*auth);
 }
 
 namespace {
@@ -214,7 +211,7 @@ class AllowOnlyProcessor final : public grpc::AuthMetadataProcessor {
   bool IsBlocking() const override { return false; }
   grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
                        OutputMetadata*) override {
-    const PeerIdentity peer = IdentityOf(*context);
+    const PeerIdentity peer = PeerOfAuthContext(*context);
     if (peer.authenticated && peer.role == role_ && names_.count(peer.common_name) != 0) {
       return grpc::Status::OK;
     }

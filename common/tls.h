@@ -27,6 +27,10 @@ namespace dagvault {
 inline constexpr char kRoleNode[] = "node";
 inline constexpr char kRoleCoordinator[] = "coordinator";
 inline constexpr char kRoleAdmin[] = "admin";
+// People who may start and cancel jobs, and people who may only read
+// (coordinator/server/access.h; the admin API's roles in options.proto).
+inline constexpr char kRoleOperator[] = "operator";
+inline constexpr char kRoleViewer[] = "viewer";
 
 // Server credentials that require and verify a client certificate signed
 // by the deployment CA. With `insecure_dev`, plain text (and a warning).
@@ -70,6 +74,8 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 
 // Who is on the other end of a call, from its verified certificate.
 PeerIdentity PeerOf(const grpc::ServerContext& context);
+// The same, from the connection's auth context (an AuthMetadataProcessor's).
+PeerIdentity PeerOfAuthContext(const grpc::AuthContext& auth);
 
 // The common name and OU of a PEM certificate.
 absl::StatusOr<PeerIdentity> IdentityOfPem(const std::string& pem);

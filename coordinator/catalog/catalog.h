@@ -241,6 +241,14 @@ class Catalog {
                                      const std::string& why, absl::Time when) = 0;
   virtual absl::StatusOr<std::vector<std::string>> Expiring() = 0;
   virtual absl::Status ClearExpiring(const std::vector<std::string>& manifests) = 0;
+
+  // The audit log (coordinator/server/admin_api.h): every action through
+  // the admin API and every refused call. Kept for good; entries are
+  // small and people's actions are few.
+  virtual absl::Status AppendAudit(const dagvault::v1::AuditEntry& entry) = 0;
+  // Newest first, at most `limit`; `identity` not empty: that person's only.
+  virtual absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> AuditEntries(
+      size_t limit, const std::string& identity) = 0;
 };
 
 }  // namespace dagvault::coordinator

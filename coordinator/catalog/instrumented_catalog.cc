@@ -135,4 +135,11 @@ absl::StatusOr<std::vector<std::string>> InstrumentedCatalog::Expiring() {
 absl::Status InstrumentedCatalog::ClearExpiring(const std::vector<std::string>& manifests) {
   return Timed("ClearExpiring", [&] { return inner_->ClearExpiring(manifests); });
 }
+absl::Status InstrumentedCatalog::AppendAudit(const dagvault::v1::AuditEntry& entry) {
+  return Timed("AppendAudit", [&] { return inner_->AppendAudit(entry); });
+}
+absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> InstrumentedCatalog::AuditEntries(
+    size_t limit, const std::string& identity) {
+  return Timed("AuditEntries", [&] { return inner_->AuditEntries(limit, identity); });
+}
 }  // namespace dagvault::coordinator

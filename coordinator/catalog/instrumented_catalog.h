@@ -56,6 +56,9 @@ class InstrumentedCatalog : public Catalog {
                              absl::Time when) override;
   absl::StatusOr<std::vector<std::string>> Expiring() override;
   absl::Status ClearExpiring(const std::vector<std::string>& manifests) override;
+  absl::Status AppendAudit(const dagvault::v1::AuditEntry& entry) override;
+  absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> AuditEntries(
+      size_t limit, const std::string& identity) override;
 
  private:
   template <typename F>

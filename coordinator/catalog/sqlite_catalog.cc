@@ -152,6 +152,15 @@ const std::vector<std::string>& Migrations() {
         due_us INTEGER NOT NULL,
         PRIMARY KEY (unit, type));
       )sql",
+      // 8: the audit log, each entry a serialized dagvault.v1.AuditEntry.
+      R"sql(
+      CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_us INTEGER NOT NULL,
+        identity TEXT NOT NULL,
+        entry BLOB NOT NULL);
+      CREATE INDEX audit_by_identity ON audit (identity, seq);
+      )sql",
   };
   return *migrations;
 }

@@ -60,6 +60,9 @@ class SqliteCatalog : public Catalog {
                              absl::Time when) override;
   absl::StatusOr<std::vector<std::string>> Expiring() override;
   absl::Status ClearExpiring(const std::vector<std::string>& manifests) override;
+  absl::Status AppendAudit(const dagvault::v1::AuditEntry& entry) override;
+  absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> AuditEntries(
+      size_t limit, const std::string& identity) override;
   absl::StatusOr<absl::Time> LastFired(const std::string& policy, const std::string& kind) override;
   absl::Status SetLastFired(const std::string& policy, const std::string& kind,
                             absl::Time when) override;

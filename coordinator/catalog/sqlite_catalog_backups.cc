@@ -279,4 +279,35 @@ absl::Status SqliteCatalog::RemoveQueued(const std::string& unit, v1::BackupType
       .Run();
 }
 
+absl::Status SqliteCatalog::AppendAudit(const dagvault::v1::AuditEntry& entry) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_, "INSERT INTO audit (time_us, identity, entry) VALUES (?, ?, ?)")
+      .Bind(static_cast<int64_t>(entry.time_us()))
+      .Bind(entry.identity())
+      .BindBlob(entry.SerializeAsString())
+      .Run();
+}
+
+absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> SqliteCatalog::AuditEntries(
+    size_t limit, const std::string& identity) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              identity.empty()
+                  ? "SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT ?"
+                  : "SELECT seq, entry FROM audit WHERE identity = ? ORDER BY seq DESC LIMIT ?");
+  if (!identity.empty()) s.Bind(identity);
+  s.Bind(static_cast<int64_t>(limit));
+  std::vector<dagvault::v1::AuditEntry> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    dagvault::v1::AuditEntry e;
+    if (!e.ParseFromString(s.Text(1))) {
+      return absl::DataLossError(
+          absl::StrCat("catalog ", path_, ": audit entry ", s.Int(0), " does not parse"));
+    }
+    out.push_back(std::move(e));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 }  // namespace dagvault::coordinator

@@ -309,5 +309,34 @@ TEST(SqliteCatalog, PoliciesArePutWholeListedByNameAndRemoved) {
   EXPECT_EQ(c->Policies()->size(), 1u);
 }
 
+TEST(SqliteCatalog, TheAuditLogListsNewestFirstByPersonAndSurvivesAReopen) {
+  ::dagvault::testing::TempDir dir("catalog");
+  const std::string path = dir.Sub("catalog.db");
+  {
+    auto c = OpenOrDie(path);
+    for (int i = 0; i < 3; ++i) {
+      v1::AuditEntry e;
+      e.set_time_us(absl::ToUnixMicros(kT0) + i);
+      e.set_identity(i == 1 ? "vera" : "otto");
+      e.set_method(i == 1 ? "StartBackup" : "CancelJob");
+      e.set_allowed(i != 1);
+      ASSERT_TRUE(c->AppendAudit(e).ok());
+    }
+  }
+  auto c = OpenOrDie(path);
+  auto all = c->AuditEntries(10, "");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].time_us(), absl::ToUnixMicros(kT0) + 2);  // newest first
+  auto vera = c->AuditEntries(10, "vera");
+  ASSERT_TRUE(vera.ok());
+  ASSERT_EQ(vera->size(), 1u);
+  EXPECT_FALSE((*vera)[0].allowed());
+  EXPECT_EQ((*vera)[0].method(), "StartBackup");
+  auto one = c->AuditEntries(1, "");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->size(), 1u);
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

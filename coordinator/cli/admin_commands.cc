@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/backup_type.h"
 #include "common/certs.h"
+#include "coordinator/cli/audit_command.h"
 #include "common/cli_args.h"
 #include "common/copy_state.h"
 #include "common/duration_text.h"
@@ -64,12 +65,17 @@ constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
   catalog rebuild [--repo PATH]   the backup records from the repository's manifests
   expire [--dry-run]              expire the chains past their policy's retention (whole
                                   chains, never a unit's newest valid one), then prune
+  audit list [--identity NAME] [--limit N]
+                                  who did what through the admin API and the console,
+                                  and the calls refused for the caller's role
   certs init --dir DIR [--deployment NAME] [--force]
-  certs issue --dir DIR --name NAME --role node|coordinator|admin [--san HOST,...]
+  certs issue --dir DIR --name NAME --role node|coordinator|admin|operator|viewer [--san HOST,...]
   repo ...                        the repository's own commands (dagvault repo help)
 
 Reaching the coordinator: --coordinator HOST:PORT ($DAGVAULT_COORDINATOR), and
-an admin certificate: --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
+a person's certificate (role viewer reads, operator also starts backups and
+restores and cancels jobs, admin also sets policies, expires and rebuilds the
+catalog): --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
 ($DAGVAULT_CERTS), NAME from --cert-name ($DAGVAULT_CERT_NAME, default admin).
 --insecure-dev: plain text, for a development coordinator only.
 --json prints the answer as JSON. Exit codes: 0 ok, 1 failed, 2 usage.
@@ -81,7 +87,7 @@ const CliArgs::Spec kSpec{
      "max-copy-queue", "max-replay-queue", "limit", "repo", "dir", "deployment", "name", "role",
      "san", "days", "rdb", "node", "path", "to", "to-generation", "to-time", "full",
      "incremental", "differential", "keep-chains", "keep-days", "max-jobs-per-node", "max-jobs",
-     "priority", "rpo", "rpo-warning", "rpo-critical", "rpo-grace"},
+     "priority", "rpo", "rpo-warning", "rpo-critical", "rpo-grace", "identity"},
     {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount",
      "force-overwrite-different-database", "dry-run", "units"}};
 // clang-format on
@@ -608,7 +614,7 @@ absl::Status Certs(const CliArgs& args, std::ostream& out) {
   if (verb == "issue") {
     CertRequest request{.dir = dir, .name = args.GetOr("name", ""), .role = args.GetOr("role", "")};
     if (request.name.empty() || request.role.empty()) {
-      return Usage("certs issue: --name NAME and --role node|coordinator|admin are required");
+      return Usage("certs issue: --name NAME and --role node|coordinator|admin|operator|viewer are required");
     }
     for (const auto& s : args.GetAll("san")) {
       for (auto h : absl::StrSplit(s, ',', absl::SkipEmpty()))
@@ -629,7 +635,8 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   const std::string& command = pos[0];
   if (command == "certs") return Certs(args, out);
   static const std::set<std::string> kCommands = {"status", "backup",  "restore", "chain",
-                                                  "job",    "catalog", "policy",  "expire"};
+                                                  "job",    "catalog", "policy",  "expire",
+                                                  "audit"};
   if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
   // A missing address is a usage error (2); certificates that do not load
   // are a failure (1), like a coordinator that does not answer.
@@ -646,6 +653,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (command == "catalog") return CatalogRebuild(stub, args, out);
   if (command == "expire") return Expire(stub, args, out);
   if (command == "policy") return Policy(stub, args, out);
+  if (command == "audit") return AuditCommand(stub, args, out);
   return Usage(absl::StrCat("unknown command: ", absl::StrJoin(pos, " ")));
 }
 

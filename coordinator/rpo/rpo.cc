@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/duration_text.h"
+#include "common/events.h"
+#include "common/rpo_state.h"
 
 namespace dagvault::coordinator {
 
@@ -187,11 +189,38 @@ v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
 }
 
 v1::UnitProtection RpoTracker::Evaluate(const UnitFacts& facts, absl::Time now) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = last_.find(facts.unit);
-  const v1::RpoState previous = it == last_.end() ? v1::RPO_STATE_UNSPECIFIED : it->second;
-  v1::UnitProtection p = EvaluateProtection(facts, now, previous);
-  last_[facts.unit] = p.state();
+  v1::RpoState previous;
+  v1::UnitProtection p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = last_.find(facts.unit);
+    previous = it == last_.end() ? v1::RPO_STATE_UNSPECIFIED : it->second;
+    p = EvaluateProtection(facts, now, previous);
+    last_[facts.unit] = p.state();
+  }
+  if (p.state() == previous) return p;
+  const bool breached = p.state() == v1::RPO_WARNING || p.state() == v1::RPO_CRITICAL ||
+                        p.state() == v1::RPO_NEVER_BACKED_UP;
+  const bool was_breached = previous == v1::RPO_WARNING || previous == v1::RPO_CRITICAL ||
+                            previous == v1::RPO_NEVER_BACKED_UP;
+  const events::Fields fields = {
+      {"unit", p.unit()},
+      {"policy", p.policy()},
+      {"state", RpoStateName(p.state())},
+      {"previous", RpoStateName(previous)},
+      {"age_seconds", absl::StrCat(p.newest_restore_point_age_seconds())},
+      {"manifest", p.newest_restore_point_manifest()}};
+  if (breached) {
+    events::Emit(
+        "coordinator.rpo", p.state() == v1::RPO_WARNING ? spdlog::level::warn : spdlog::level::err,
+        events::EventId::kRpoBreached,
+        absl::StrCat("unit ", p.unit(), " is ", RpoStateName(p.state()), ": ", p.reason()), fields);
+  } else if (was_breached && p.state() == v1::RPO_OK) {
+    events::Emit("coordinator.rpo", spdlog::level::info, events::EventId::kRpoRecovered,
+                 absl::StrCat("unit ", p.unit(), " is within its RPO again (newest restore point ",
+                              p.newest_restore_point_manifest(), ")"),
+                 fields);
+  }
   return p;
 }
 

@@ -10,6 +10,7 @@
 #include "coordinator/catalog/instrumented_catalog.h"
 #include "coordinator/catalog/sqlite_catalog.h"
 #include "coordinator/retention/expiry.h"
+#include "coordinator/server/access.h"
 
 namespace dagvault::coordinator {
 
@@ -52,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
   options.observer = c->metrics_.get();
   c->jobs_ = std::make_unique<JobManager>(c->catalog_.get(), c->topology_.get(), options);
   c->scheduler_ = std::make_unique<Scheduler>(c->catalog_.get(), c->jobs_.get(), RealClock());
+  c->admin_ = std::make_unique<AdminApi>(c.get());
   return c;
 }
 
@@ -64,6 +66,14 @@ absl::StatusOr<int> Coordinator::Start() {
   ASSIGN_OR_RETURN(auto credentials,
                    MakeServerCredentials(config_.tls(), config_.insecure_dev(),
                                          absl::StrCat("coordinator listener ", config_.listen())));
+  // Every call is checked against the caller's certificate before a
+  // handler runs (access.h); refusals go to the audit log.
+  if (!config_.insecure_dev()) {
+    credentials->SetAuthMetadataProcessor(CoordinatorAccessCheck(
+        [this](const PeerIdentity& caller, absl::string_view path, const absl::Status& why) {
+          admin_->RecordRefusal(caller, "grpc", std::string(MethodOfPath(path)), why);
+        }));
+  }
   services_.push_back(MakeAgentService(this));
   services_.push_back(MakeAdminService(this));
   // grpc.health.v1.Health: SERVING while the coordinator serves.
@@ -91,9 +101,17 @@ absl::StatusOr<int> Coordinator::Start() {
                                            ? absl::Milliseconds(config_.node_timeout_ms())
                                            : 3 * report_every()));
   ticker_ = std::thread([this] {
-    while (!stop_) {
+    for (int64_t tick = 0; !stop_; ++tick) {
       jobs_->Tick();
       scheduler_->Tick();
+      // Every unit's RPO state every 30 s, whether or not anyone asks, so
+      // that a breach is logged as its event (common/events.h) when it
+      // happens.
+      if (tick % 30 == 29) {
+        if (auto p = Protection(""); !p.ok()) {
+          logging::Get("coordinator.rpo")->error("RPO evaluation: {}", p.status());
+        }
+      }
       for (int i = 0; i < 10 && !stop_; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

@@ -18,6 +18,7 @@
 #include "common/metrics/metrics_server.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/rpo/rpo.h"
+#include "coordinator/server/admin_api.h"
 #include "coordinator/server/coordinator_metrics.h"
 #include "coordinator/server/job_manager.h"
 #include "coordinator/server/topology.h"
@@ -41,6 +42,8 @@ class Coordinator {
   Topology& topology() { return *topology_; }
   JobManager& jobs() { return *jobs_; }
   Scheduler& scheduler() { return *scheduler_; }
+  // The admin API's operations, for the gRPC service and the console.
+  AdminApi& admin() { return *admin_; }
   // Held by an expiry run; `catalog rebuild` takes it too, so that a
   // rebuild never brings back backups a running expiry is pruning.
   std::mutex& expiry_mutex() { return expiry_mu_; }
@@ -70,6 +73,7 @@ class Coordinator {
   std::unique_ptr<Topology> topology_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<AdminApi> admin_;
   RpoTracker rpo_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;

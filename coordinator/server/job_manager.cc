@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/backup_type.h"
 #include "common/clock.h"
+#include "common/events.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -277,8 +278,10 @@ absl::StatusOr<JobRecord> JobManager::RecordFailedStart(const v1::StartBackupReq
   r.dequeues = request.type();
   // One transaction: the failed job, and the backup off the queue.
   RETURN_IF_ERROR(catalog_->CreateJob(r));
-  logging::Get("coordinator")
-      ->warn("job {} (unit {}) failed to start: {}", r.id, r.unit, error.message());
+  events::Emit(
+      "coordinator", spdlog::level::warn, events::EventId::kJobFailed,
+      absl::StrCat("job ", r.id, " (unit ", r.unit, ") failed to start: ", error.message()),
+      {{"unit", r.unit}, {"job", r.id}, {"kind", r.kind}, {"reason", r.reason}});
   {
     std::lock_guard<std::mutex> l(mu_);
     if (options_.observer != nullptr) options_.observer->JobEnded(r);
@@ -344,6 +347,15 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
     return fail(why);
   }
   const RankedCopy& chosen = selection.ranked.front();
+  for (const RejectedCopy& r : selection.rejected) {
+    events::Emit("coordinator", spdlog::level::info, events::EventId::kCopySkipped,
+                 absl::StrCat("job ", a.record.id, ": the copy of ", a.record.unit, " on ", r.node,
+                              " was skipped: ", absl::StrJoin(r.reasons, "; ")),
+                 {{"unit", a.record.unit},
+                  {"job", a.record.id},
+                  {"node", r.node},
+                  {"reason", absl::StrJoin(r.reasons, "; ")}});
+  }
   const absl::Duration now = clock_->Monotonic();
   auto lease = leases_->Acquire(a.record.unit, a.record.id, chosen.node, options_.lease_ttl);
   if (!lease.ok()) return fail(std::string(lease.status().message()));
@@ -403,6 +415,17 @@ void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
         a.record.reason.empty() ? reason : absl::StrCat(a.record.reason, "; ", reason);
   }
   Record(a, state, state == JobState::kSucceeded ? "succeeded" : reason);
+  if (state == JobState::kFailed) {
+    const std::string node = a.record.attempts.empty() ? "" : Current(a).node;
+    events::Emit("coordinator", spdlog::level::warn, events::EventId::kJobFailed,
+                 absl::StrCat("job ", a.record.id, " (unit ", a.record.unit, ") failed: ", reason),
+                 {{"unit", a.record.unit},
+                  {"job", a.record.id},
+                  {"kind", a.record.kind},
+                  {"node", node},
+                  {"reason", reason}});
+    return;
+  }
   logging::Get("coordinator")
       ->info("job {} (unit {}) {}{}", a.record.id, a.record.unit, JobStateName(state),
              state == JobState::kSucceeded ? "" : absl::StrCat(": ", reason));
@@ -585,6 +608,16 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
           if (absl::Status s = catalog_->PutChainBreak(broken); !s.ok()) {
             log->error("catalog: chain break of unit {}: {}", a.record.unit, s);
           }
+          events::Emit(
+              "coordinator", spdlog::level::warn, events::EventId::kChainBroken,
+              absl::StrCat("the chain of unit ", a.record.unit, " is broken at generation ",
+                           absl::StrFormat("0x%08X", u.chain_break_generation()), " after ",
+                           a.plan.base_manifest, ": ", u.error()),
+              {{"unit", a.record.unit},
+               {"job", a.record.id},
+               {"node", node},
+               {"generation", absl::StrFormat("0x%08X", u.chain_break_generation())},
+               {"after", a.plan.base_manifest}});
           absl::StrAppend(&reason, "; the chain is broken at generation ",
                           absl::StrFormat("0x%08X", u.chain_break_generation()),
                           ": the next Incremental of ", a.record.unit, " becomes a Full");
@@ -663,6 +696,10 @@ void JobManager::Tick() {
       Active& a = it->second;
       const std::string node = Current(a).node;
       if (options_.observer != nullptr) options_.observer->LeaseExpired(a.record.unit, node);
+      events::Emit("coordinator", spdlog::level::warn, events::EventId::kLeaseExpired,
+                   absl::StrCat("the lease of unit ", a.record.unit, " held by job ", id, " on ",
+                                node, " expired"),
+                   {{"unit", a.record.unit}, {"job", id}, {"node", node}});
       LoseAttempt(a,
                   absl::StrCat("its lease expired: ", node, " has not reported the job for ",
                                absl::FormatDuration(options_.lease_ttl), " (last report from ",
@@ -674,7 +711,8 @@ void JobManager::Tick() {
   Send(outbox);
 }
 
-absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job) {
+absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job,
+                                             const std::string& requested_by) {
   Outbox outbox;
   JobRecord out;
   {
@@ -692,7 +730,9 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job) {
     const std::string node = Current(a).node;
     auto channel = topology_->ChannelOf(node);
     if (channel) {
-      Record(a, a.record.state, absl::StrCat("cancel requested; waiting for ", node, " to stop"));
+      Record(
+          a, a.record.state,
+          absl::StrCat("cancel requested by ", requested_by, "; waiting for ", node, " to stop"));
       v1::CoordinatorMessage m;
       m.mutable_cancel()->set_job(job);
       m.mutable_cancel()->set_attempt(static_cast<uint32_t>(Current(a).number));
@@ -703,7 +743,7 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job) {
       // Its agent is gone: if it comes back still running the job, its
       // report is answered with a cancel.
       const std::string why =
-          absl::StrCat("cancelled by the operator while ", node, " was not connected");
+          absl::StrCat("cancelled by ", requested_by, " while ", node, " was not connected");
       if (a.all_copies) {
         FailPlan(a, JobState::kCancelled, why);
       } else {

@@ -116,8 +116,11 @@ class JobManager : public BackupStarter {
   // its lease, and for a chain with a gap or break before the target,
   // naming the generation. A lost restore attempt is not retried
   // elsewhere: its target is that node.
-  absl::StatusOr<JobRecord> StartRestore(const dagvault::v1::StartRestoreRequest& request);
-  absl::StatusOr<JobRecord> Cancel(const std::string& job);
+  // `requested_by` names who asked, in the job's events.
+  absl::StatusOr<JobRecord> StartRestore(const dagvault::v1::StartRestoreRequest& request,
+                                         const std::string& requested_by = "the operator");
+  absl::StatusOr<JobRecord> Cancel(const std::string& job,
+                                   const std::string& requested_by = "the operator");
 
   void OnJobUpdate(const std::string& node, const dagvault::v1::JobUpdate& update);
   void OnReport(const dagvault::v1::NodeReport& report);
@@ -177,7 +180,9 @@ class JobManager : public BackupStarter {
   // chain, `target` the generation replay stops at (0: its end).
   absl::StatusOr<JobRecord> StartAllCopiesRestore(const dagvault::v1::StartRestoreRequest& request,
                                                   const std::vector<std::string>& chain,
-                                                  uint32_t target, Outbox* outbox);
+                                                  uint32_t target,
+                                                  const std::string& requested_by,
+                                                  Outbox* outbox);
   // Sends the next operation of the plan, or ends the job when every step
   // is done.
   void AdvancePlan(Active& a, Outbox* outbox);

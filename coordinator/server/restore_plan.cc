@@ -120,7 +120,8 @@ std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit,
 
 }  // namespace
 
-absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest& request) {
+absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest& request,
+                                                   const std::string& requested_by) {
   if (request.unit().empty())
     return absl::InvalidArgumentError("restore start: --unit U is required");
   const std::string mode = !request.mode().empty()                ? request.mode()
@@ -189,7 +190,7 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
     std::vector<std::string> ids;
     for (const auto& m : *chain) ids.push_back(m.id());
     if (mode == "all-copies") {
-      auto started = StartAllCopiesRestore(request, ids, target, &outbox);
+      auto started = StartAllCopiesRestore(request, ids, target, requested_by, &outbox);
       if (!started.ok()) return started.status();
       result = *started;
     } else {
@@ -222,6 +223,7 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       a.lease_deadline = a.assigned_at + options_.lease_ttl;
       a.lease_written_at = a.assigned_at;
       a.tried.insert(request.node());
+      Record(a, JobState::kQueued, absl::StrCat("requested by ", requested_by));
       Record(a, JobState::kAssigned,
              absl::StrCat("attempt 1: restore of ", r.unit,
                           mode == "rdb"
@@ -269,7 +271,9 @@ v1::JobAssignment JobManager::RestoreAssignmentOf(const JobRecord& record,
 
 absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartRestoreRequest& request,
                                                             const std::vector<std::string>& chain,
-                                                            uint32_t target, Outbox* outbox) {
+                                                            uint32_t target,
+                                                            const std::string& requested_by,
+                                                            Outbox* outbox) {
   // Every copy takes part: each node must report, and one copy must be active.
   v1::RestorePlan plan;
   std::vector<std::string> down;
@@ -368,8 +372,9 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
     if (step->number() == 4) StepOf(a.restore_plan, 3)->set_state("pending");
     if (step->state() == "failed") step->set_state("pending");
     Record(a, JobState::kQueued,
-           absl::StrCat("resumed by the operator at step ", CurrentStep(a.restore_plan)->number(),
-                        " (", CurrentStep(a.restore_plan)->name(), ")"));
+           absl::StrCat("resumed by ", requested_by, " at step ",
+                        CurrentStep(a.restore_plan)->number(), " (",
+                        CurrentStep(a.restore_plan)->name(), ")"));
   } else {
     if (absl::Status s = catalog_->CreateJob(a.record); !s.ok()) {
       if (absl::Status r = leases_->Release(request.unit(), a.record.id); !r.ok()) {
@@ -387,7 +392,7 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
                      a.restore_plan.passive_nodes().empty()
                          ? std::string("(none)")
                          : absl::StrJoin(a.restore_plan.passive_nodes(), ", "),
-                     earlier_note));
+                     earlier_note, "; requested by ", requested_by));
   }
   const std::string id = a.record.id;
   active_[id] = std::move(a);

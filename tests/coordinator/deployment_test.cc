@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_format.h"
 #include "common/clock.h"
 #include "common/file_util.h"
 #include "common/text_config.h"
@@ -147,7 +148,7 @@ TEST(Deployment, ThePreferredListIsHonouredAndTwoStartsForOneUnitRunOneRefuseThe
   EXPECT_EQ(status->leases_size(), 0);
 }
 
-TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) {
+TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAPerson) {
   Deployment d(Options(), "certs");
   ASSERT_OK(d.Start());
   // node2's agent presenting node1's certificate.
@@ -198,7 +199,7 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAnAdmin) 
   // A node's certificate does not open the admin API.
   ProcessResult as_node = d.Cli({"status", "--cert-name", "node1"});
   EXPECT_EQ(as_node.exit_code, 1);
-  EXPECT_THAT(as_node.err, HasSubstr("the admin API needs an admin certificate"));
+  EXPECT_THAT(as_node.err, HasSubstr("GetStatus needs a person's certificate"));
   EXPECT_THAT(as_node.err, HasSubstr("node1 (node)"));
   // A client without a certificate does not get through TLS at all.
   auto anonymous = RunProcess({BinaryPath("dagvault"), "status", "--coordinator",
@@ -316,6 +317,9 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
   EXPECT_EQ(done->attempts(0).state(), "failed");
   EXPECT_THAT(done->attempts(0).reason(),
               HasSubstr("its lease expired: node3 has not reported the job"));
+  EXPECT_THAT(
+      d.CoordinatorLog(),
+      HasSubstr(absl::StrCat("[DV1005 lease_expired unit=DB02 job=", job.id(), " node=node3]")));
   EXPECT_EQ(done->attempts(1).node(), "node2");
   EXPECT_EQ(done->attempts(1).state(), "succeeded");
   bool retry_event = false;
@@ -481,6 +485,9 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   EXPECT_EQ(chains.chains(0).broken_at_generation(), chain_end + 1) << chains.DebugString();
   EXPECT_THAT(chains.chains(0).broken_reason(), HasSubstr("diverged"));
   EXPECT_THAT(chains.next_incremental(), HasSubstr("Full: the newest chain"));
+  EXPECT_THAT(d.CoordinatorLog(), HasSubstr("[DV1004 chain_broken unit=DB02 job="));
+  EXPECT_THAT(d.CoordinatorLog(),
+              HasSubstr(absl::StrFormat("generation=0x%08X after=", chain_end + 1)));
   // Its restore points are still the backups before the break.
   EXPECT_EQ(chains.chains(0).restore_points_size(), 4);
 

@@ -152,6 +152,15 @@ TEST(DeploymentRpo, StatusLeadsWithUnitsOutsideTheirRpoSaysWhyAndFailsWhileOneIs
   EXPECT_EQ(back_exit, 0);
   EXPECT_EQ(back.state(), v1::RPO_OK);
   EXPECT_EQ(back.newest_restore_point_manifest(), again.manifest());
+
+  // Each change of state was logged as its event, with a stable id; so
+  // were the failed job and the copies it skipped.
+  const std::string log = d.CoordinatorLog();
+  EXPECT_THAT(log, HasSubstr("[DV1002 rpo_breached unit=DB02 policy=tight state=warning"));
+  EXPECT_THAT(log, HasSubstr("[DV1002 rpo_breached unit=DB02 policy=tight state=critical"));
+  EXPECT_THAT(log, HasSubstr("[DV1003 rpo_recovered unit=DB02 policy=tight state=ok"));
+  EXPECT_THAT(log, HasSubstr("[DV1001 job_failed unit=DB02"));
+  EXPECT_THAT(log, HasSubstr("[DV1006 copy_skipped unit=DB02"));
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ PACKAGES=(
   # monitoring: the real Prometheus server and promtool, for the metrics and
   # alert-rule tests (docs/monitoring.md)
   prometheus
+  # the web console's tests: headless Chromium (docs/console.md)
+  chromium
 )
 
 missing=()

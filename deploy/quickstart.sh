@@ -149,6 +149,21 @@ step "13. An RPO: SG01 follows a nightly policy whose restore points may be at m
 "$dv" policy set --name nightly --unit SG01 --full '30 1 * * 0' --incremental '30 1 * * 1-6' --rpo 26h
 "$dv" status --unit SG01
 
+step "14. The web console: a sign-in token for the admin certificate, and the console answering with it"
+login=$("$dv" console login --ttl 12h)
+token=$(sed -n 's/.*#\/overview?token=\([A-Za-z0-9_-]*\).*/\1/p' <<<"$login" | head -n 1)
+console_url=https://127.0.0.1:7182/
+python3 - "$lab/certs/ca.crt" "$token" <<'PY'
+import json, ssl, sys, urllib.request
+context = ssl.create_default_context(cafile=sys.argv[1])
+request = urllib.request.Request("https://127.0.0.1:7182/api/v1/GetStatus", data=b"{}",
+                                 headers={"Authorization": "Bearer " + sys.argv[2],
+                                          "Content-Type": "application/json"})
+status = json.load(urllib.request.urlopen(request, context=context, timeout=10))
+units = ", ".join(f"{u['unit']} {u['state']}" for u in status.get("units", []))
+print(f"   the console's API answers: {len(status.get('nodes', []))} nodes; units: {units}")
+PY
+
 elapsed=$(( $(date +%s) - started ))
 cat <<DONE
 
@@ -167,16 +182,23 @@ cat <<DONE
      node3 from it, resumed replication, and checked that every copy's digests agree:
      they equal the restore point's;
    - SG01 got a nightly policy with a 26-hour RPO, and \`dagvault status\` shows it
-     within its RPO (docs/monitoring.md: RPO, status, metrics and alerts).
+     within its RPO (docs/monitoring.md: RPO, status, metrics and alerts);
+   - the coordinator serves the web console at $console_url (docs/console.md):
+     overview by RPO, the DAG's topology, chains, jobs, trends.
 DONE
 if (( keep == 0 )); then
   ./deploy/lab/lab.sh stop --dir "$lab" >/dev/null
-  echo "   The lab is stopped. Run ./deploy/quickstart.sh --keep to leave it running."
+  echo "   The lab is stopped. Run ./deploy/quickstart.sh --keep to leave it running, then"
+  echo "   open the console: the address \`dagvault console login\` prints, in a browser that"
+  echo "   trusts $lab/certs/ca.crt (or import $lab/certs/admin.crt and .key into it)."
   exit 0
 fi
 cat <<DONE
 
-   The lab is still running. Try next:
+   The lab is still running. The web console, signed in as admin for 12 hours
+   (a browser on this machine that trusts $lab/certs/ca.crt):
+     $(sed -n 's/^ *\(https:.*token=.*\)$/\1/p' <<<"$login" | head -n 1)
+   Try next:
      export MAILSTORE_SERVER=$node1
      $util status                                  copies, queues, truncation, backups
      $util activate --unit SG01 --node node2       switchover without loss

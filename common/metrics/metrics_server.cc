@@ -12,33 +12,45 @@
 
 namespace dagvault::metrics {
 
-namespace {
-
-// HOST:PORT or [V6]:PORT.
-absl::Status SplitAddress(const std::string& address, std::string* host, int* port) {
+absl::Status SplitAddress(const std::string& address, const std::string& what, std::string* host,
+                          int* port) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), port) ||
       *port < 0 || *port > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat("metrics address \"", address, "\" is not HOST:PORT"));
+        absl::StrCat(what, " address \"", address, "\" is not HOST:PORT"));
   }
   *host = address.substr(0, colon);
   if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
     *host = host->substr(1, host->size() - 2);
   }
   if (host->empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics address \"", address, "\" has no host"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " address \"", address, "\" has no host"));
   }
   return absl::OkStatus();
 }
 
-}  // namespace
+absl::StatusOr<int> ServeHttp(httplib::Server& server, const std::string& address,
+                              const std::string& what, std::thread* thread) {
+  std::string host;
+  int wanted = 0;
+  if (absl::Status st = SplitAddress(address, what, &host, &wanted); !st.ok()) return st;
+  const int port = wanted == 0 ? server.bind_to_any_port(host)
+                               : (server.bind_to_port(host, wanted) ? wanted : -1);
+  if (port <= 0) return absl::UnavailableError(absl::StrCat(what, ": cannot listen on ", address));
+  *thread = std::thread([&server] { server.listen_after_bind(); });
+  // httplib's stop() is a no-op until the listener runs: wait for it, so
+  // that a server destroyed right away (an error later in Start) stops.
+  for (int i = 0; i < 5000 && !server.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return port;
+}
 
 bool IsLoopback(const std::string& address) {
   std::string host;
   int port = 0;
-  if (!SplitAddress(address, &host, &port).ok()) return false;
+  if (!SplitAddress(address, "metrics", &host, &port).ok()) return false;
   if (host == "localhost") return true;
   in_addr v4{};
   if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
@@ -98,9 +110,6 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
 
 absl::Status MetricsServer::Listen(httplib::Server& server, const std::string& address, int* port,
                                    std::thread* thread) {
-  std::string host;
-  int wanted = 0;
-  if (absl::Status st = SplitAddress(address, &host, &wanted); !st.ok()) return st;
   server.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
     auto text = registry_->Scrape();
     if (!text.ok()) {
@@ -111,18 +120,10 @@ absl::Status MetricsServer::Listen(httplib::Server& server, const std::string& a
     }
     response.set_content(*text, "text/plain; version=0.0.4; charset=utf-8");
   });
-  *port = wanted == 0 ? server.bind_to_any_port(host)
-                      : (server.bind_to_port(host, wanted) ? wanted : -1);
-  if (*port <= 0) {
-    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address));
-  }
-  *thread = std::thread([&server] { server.listen_after_bind(); });
-  // httplib's stop() is a no-op until the listener runs: wait for it, so
-  // that a server destroyed right away (an error later in Start) stops.
-  for (int i = 0; i < 5000 && !server.is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  logging::Get("metrics")->info("serving /metrics on {}:{}{}", host, *port,
+  auto bound = ServeHttp(server, address, "metrics", thread);
+  if (!bound.ok()) return bound.status();
+  *port = *bound;
+  logging::Get("metrics")->info("serving /metrics on {} (port {}){}", address, *port,
                                 &server == https_.get() ? " (HTTPS, client certificates of "
                                                           "the deployment CA)"
                                                         : " (plain HTTP, loopback)");

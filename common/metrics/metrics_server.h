@@ -47,4 +47,14 @@ class MetricsServer {
 // "localhost").
 bool IsLoopback(const std::string& address);
 
+// HOST:PORT or [V6]:PORT, for a listener; `what` names it in errors
+// ("metrics", "console").
+absl::Status SplitAddress(const std::string& address, const std::string& what, std::string* host,
+                          int* port);
+
+// Binds `server` to `address` (port 0 picks one) and runs it on `thread`;
+// returns once it serves, with the port bound.
+absl::StatusOr<int> ServeHttp(httplib::Server& server, const std::string& address,
+                              const std::string& what, std::thread* thread);
+
 }  // namespace dagvault::metrics

@@ -23,6 +23,23 @@ absl::StatusOr<JobState> ParseJobState(absl::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" is not a job state"));
 }
 
+dagvault::v1::JobState ToProto(JobState state) {
+  // The enums list the same states in the same order, after unspecified.
+  return static_cast<dagvault::v1::JobState>(static_cast<int>(state) + 1);
+}
+
+JobState FromProto(dagvault::v1::JobState state) {
+  const int n = static_cast<int>(state);
+  if (n < 1 || n > static_cast<int>(kStateNames.size())) return JobState::kFailed;
+  return static_cast<JobState>(n - 1);
+}
+
+dagvault::v1::JobKind JobKindOf(const std::string& kind) {
+  if (kind == "backup") return dagvault::v1::JOB_BACKUP;
+  if (kind == "restore") return dagvault::v1::JOB_RESTORE;
+  return dagvault::v1::JOB_KIND_UNSPECIFIED;
+}
+
 bool IsFinal(JobState state) {
   return state == JobState::kSucceeded || state == JobState::kFailed ||
          state == JobState::kCancelled;

@@ -49,6 +49,12 @@ enum class JobState {
   kCancelled,
 };
 std::string JobStateName(JobState state);
+// The same state on the wire (agent.proto), and back; unspecified reads
+// as failed (a state the coordinator cannot place never counts as done).
+dagvault::v1::JobState ToProto(JobState state);
+JobState FromProto(dagvault::v1::JobState state);
+// A job's kind as the catalog writes it ("backup", "restore") on the wire.
+dagvault::v1::JobKind JobKindOf(const std::string& kind);
 absl::StatusOr<JobState> ParseJobState(absl::string_view name);
 bool IsFinal(JobState state);
 

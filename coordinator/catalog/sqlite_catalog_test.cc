@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_state.h"
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -268,6 +269,15 @@ TEST(SqliteCatalog, AnUnopenablePathIsNamed) {
   auto c = SqliteCatalog::Open("/nonexistent-dir/catalog.db");
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("catalog /nonexistent-dir/catalog.db"));
+}
+
+TEST(JobStates, TheCatalogsStatesAreTheWiresInTheSameOrder) {
+  for (int i = 0; i <= static_cast<int>(JobState::kCancelled); ++i) {
+    const auto s = static_cast<JobState>(i);
+    EXPECT_EQ(FromProto(ToProto(s)), s);
+    EXPECT_EQ(JobStateName(s), ::dagvault::JobStateName(ToProto(s)));
+  }
+  EXPECT_EQ(FromProto(v1::JOB_STATE_UNSPECIFIED), JobState::kFailed);
 }
 
 TEST(JobStates, NamesRoundTrip) {

@@ -1,6 +1,7 @@
 #include "coordinator/chains/chain_view.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
@@ -95,6 +96,13 @@ v1::CatalogBackup CatalogBackupOf(const BackupRecord& b) {
   if (b.finished != absl::InfinitePast()) out.set_finished_us(absl::ToUnixMicros(b.finished));
   out.set_verified(b.verified);
   out.set_job(b.job);
+  // The agent writes the freeze window into the manifest's labels, so a
+  // rebuilt catalog knows it too.
+  if (const auto it = b.chain_summary.labels().find("freeze_window_us");
+      it != b.chain_summary.labels().end()) {
+    int64_t us = 0;
+    if (absl::SimpleAtoi(it->second, &us)) out.set_freeze_window_us(us);
+  }
   return out;
 }
 

@@ -13,15 +13,17 @@
 #include "absl/strings/str_split.h"
 #include "common/backup_type.h"
 #include "common/certs.h"
-#include "coordinator/cli/audit_command.h"
 #include "common/cli_args.h"
 #include "common/copy_state.h"
 #include "common/duration_text.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
+#include "common/job_state.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
+#include "coordinator/cli/audit_command.h"
 #include "coordinator/cli/cli_output.h"
+#include "coordinator/cli/console_command.h"
 #include "coordinator/cli/status_command.h"
 #include "dagvault/v1/admin.grpc.pb.h"
 #include "repository/cli_support.h"
@@ -68,6 +70,8 @@ constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
   audit list [--identity NAME] [--limit N]
                                   who did what through the admin API and the console,
                                   and the calls refused for the caller's role
+  console login [--ttl 8h]        a token for the web console, signed in as this
+                                  certificate's person (at most 24h)
   certs init --dir DIR [--deployment NAME] [--force]
   certs issue --dir DIR --name NAME --role node|coordinator|admin|operator|viewer [--san HOST,...]
   repo ...                        the repository's own commands (dagvault repo help)
@@ -87,7 +91,7 @@ const CliArgs::Spec kSpec{
      "max-copy-queue", "max-replay-queue", "limit", "repo", "dir", "deployment", "name", "role",
      "san", "days", "rdb", "node", "path", "to", "to-generation", "to-time", "full",
      "incremental", "differential", "keep-chains", "keep-days", "max-jobs-per-node", "max-jobs",
-     "priority", "rpo", "rpo-warning", "rpo-critical", "rpo-grace", "identity"},
+     "priority", "rpo", "rpo-warning", "rpo-critical", "rpo-grace", "identity", "ttl"},
     {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount",
      "force-overwrite-different-database", "dry-run", "units"}};
 // clang-format on
@@ -117,7 +121,7 @@ absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArg
 
 // What a job is, in a few words: "Full backup of DB02", "restore of DB02".
 std::string JobTitle(const v1::JobInfo& j) {
-  if (j.kind() == "restore") {
+  if (j.kind() == v1::JOB_RESTORE) {
     return absl::StrCat(j.has_plan() ? "all-copies restore" : "restore", " of ", j.unit());
   }
   return absl::StrCat(BackupTypeTitle(j.type()), " backup of ", j.unit());
@@ -135,7 +139,8 @@ void PrintPlan(const v1::RestorePlan& plan, std::ostream& out) {
   if (plan.resumed() != 0) out << "; resumed " << plan.resumed() << " time(s)";
   out << "\n";
   for (const auto& step : plan.steps()) {
-    out << absl::StrFormat("  %d. %-8s %s", step.number(), step.state(), step.name());
+    out << absl::StrFormat("  %d. %-8s %s", step.number(), RestoreStepStateName(step.state()),
+                           step.name());
     if (!step.nodes().empty()) out << " [" << absl::StrJoin(step.nodes(), ", ") << "]";
     out << "\n";
     if (!step.detail().empty()) out << "       " << step.detail() << "\n";
@@ -149,7 +154,7 @@ void PrintPlan(const v1::RestorePlan& plan, std::ostream& out) {
 }
 
 void PrintJob(const v1::JobInfo& j, std::ostream& out) {
-  out << "job " << j.id() << ": " << JobTitle(j) << ", " << j.state() << "\n";
+  out << "job " << j.id() << ": " << JobTitle(j) << ", " << JobStateName(j.state()) << "\n";
   if (!j.reason().empty()) out << "  reason: " << j.reason() << "\n";
   if (j.has_plan()) {
     PrintPlan(j.plan(), out);
@@ -160,7 +165,7 @@ void PrintJob(const v1::JobInfo& j, std::ostream& out) {
     out << "\n";
   }
   for (const auto& a : j.attempts()) {
-    out << "  attempt " << a.number() << " on " << a.node() << ": " << a.state();
+    out << "  attempt " << a.number() << " on " << a.node() << ": " << JobStateName(a.state());
     if (!a.writer_instance().empty()) out << " (" << a.writer_instance() << ")";
     out << ", started " << Time(a.started_us());
     if (a.ended_us() != 0) out << ", ended " << Time(a.ended_us());
@@ -170,20 +175,19 @@ void PrintJob(const v1::JobInfo& j, std::ostream& out) {
   if (j.events_size() > 0) {
     out << "  events:\n";
     for (const auto& e : j.events()) {
-      out << "    " << Time(e.time_us()) << "  " << absl::StrFormat("%-12s", e.state()) << " "
-          << e.message() << "\n";
+      out << "    " << Time(e.time_us()) << "  "
+          << absl::StrFormat("%-12s", JobStateName(e.state())) << " " << e.message() << "\n";
     }
   }
 }
 
-bool Ended(const v1::JobInfo& j) {
-  return j.state() == "succeeded" || j.state() == "failed" || j.state() == "cancelled";
-}
+bool Ended(const v1::JobInfo& j) { return IsFinalJobState(j.state()); }
 
 // Exit status of a job that has ended: ok only when it succeeded.
 absl::Status Outcome(const v1::JobInfo& j) {
-  if (j.state() == "succeeded" || !Ended(j)) return absl::OkStatus();
-  return absl::AbortedError(absl::StrCat("job ", j.id(), " ", j.state(), ": ", j.reason()));
+  if (j.state() == v1::JOB_SUCCEEDED || !Ended(j)) return absl::OkStatus();
+  return absl::AbortedError(
+      absl::StrCat("job ", j.id(), " ", JobStateName(j.state()), ": ", j.reason()));
 }
 
 // Follows a started job with --wait (progress on stderr, and where it goes
@@ -289,12 +293,13 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
         if (!j.has_plan()) err << "\nretrying on " << node << "\n";
       }
       for (const auto& step : j.plan().steps()) {
-        if (step.state() == "running" && step.number() != shown_step) {
+        if (step.state() == v1::STEP_RUNNING && step.number() != shown_step) {
           shown_step = step.number();
           err << "\nstep " << step.number() << ": " << step.name() << "\n";
         }
       }
-      printer.Show(j.state(), j.bytes_done(), j.bytes_total(), j.bytes_per_second(), "");
+      printer.Show(JobStateName(j.state()), j.bytes_done(), j.bytes_total(), j.bytes_per_second(),
+                   "");
       last = j;
     }
     RETURN_IF_ERROR(FromGrpcStatus(reader->Finish(), "watching the job"));
@@ -389,7 +394,7 @@ absl::Status Job(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ost
     Table t({"JOB", "UNIT", "TYPE", "NODE", "ATTEMPTS", "STATE", "CREATED", "REASON"});
     for (const auto& j : response.jobs()) {
       t.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j),
-             absl::StrCat(j.attempts_size()), j.state(), Time(j.created_us()),
+             absl::StrCat(j.attempts_size()), JobStateName(j.state()), Time(j.created_us()),
              j.reason().substr(0, 80)});
     }
     t.Print(out);
@@ -614,7 +619,9 @@ absl::Status Certs(const CliArgs& args, std::ostream& out) {
   if (verb == "issue") {
     CertRequest request{.dir = dir, .name = args.GetOr("name", ""), .role = args.GetOr("role", "")};
     if (request.name.empty() || request.role.empty()) {
-      return Usage("certs issue: --name NAME and --role node|coordinator|admin|operator|viewer are required");
+      return Usage(
+          "certs issue: --name NAME and --role node|coordinator|admin|operator|viewer are "
+          "required");
     }
     for (const auto& s : args.GetAll("san")) {
       for (auto h : absl::StrSplit(s, ',', absl::SkipEmpty()))
@@ -636,7 +643,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (command == "certs") return Certs(args, out);
   static const std::set<std::string> kCommands = {"status", "backup",  "restore", "chain",
                                                   "job",    "catalog", "policy",  "expire",
-                                                  "audit"};
+                                                  "audit",  "console"};
   if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
   // A missing address is a usage error (2); certificates that do not load
   // are a failure (1), like a coordinator that does not answer.
@@ -654,6 +661,10 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (command == "expire") return Expire(stub, args, out);
   if (command == "policy") return Policy(stub, args, out);
   if (command == "audit") return AuditCommand(stub, args, out);
+  if (command == "console") {
+    return ConsoleCommand(stub, args, args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", "")),
+                          out);
+  }
   return Usage(absl::StrCat("unknown command: ", absl::StrJoin(pos, " ")));
 }
 

@@ -10,6 +10,7 @@
 #include "common/copy_state.h"
 #include "common/duration_text.h"
 #include "common/grpc_status.h"
+#include "common/job_state.h"
 #include "common/rpo_state.h"
 #include "common/status_macros.h"
 #include "coordinator/cli/cli_output.h"
@@ -132,7 +133,8 @@ absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args
     out << "\n";
     Table jobs({"JOB", "UNIT", "TYPE", "NODE", "STATE", "PROGRESS", "RATE"});
     for (const auto& j : status.running()) {
-      jobs.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j), j.state(), Progress(j),
+      jobs.Add({j.id(), j.unit(), BackupTypeTitle(j.type()), NodeOf(j), JobStateName(j.state()),
+                Progress(j),
                 j.bytes_per_second() > 0
                     ? absl::StrCat(HumanBytes(static_cast<uint64_t>(j.bytes_per_second())), "/s")
                     : "-"});

@@ -129,7 +129,7 @@ v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
   if (facts.last_job) {
     const JobRecord& j = *facts.last_job;
     p.set_last_job(j.id);
-    p.set_last_job_state(JobStateName(j.state));
+    p.set_last_job_state(ToProto(j.state));
     if (j.state == JobState::kFailed || j.state == JobState::kCancelled) {
       p.set_last_job_reason(j.reason);
     }

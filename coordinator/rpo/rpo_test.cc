@@ -139,7 +139,7 @@ TEST(Protection, SaysWhyAUnitIsOutsideItsRpo) {
   EXPECT_THAT(p.reason(), HasSubstr("the newest restore point is 2d 2h old (RPO 1d)"));
   EXPECT_THAT(p.reason(), HasSubstr("the last backup, job j-17, failed: no copy of DB02"));
   EXPECT_THAT(p.reason(), HasSubstr("node2: Suspended"));
-  EXPECT_EQ(p.last_job_state(), "failed");
+  EXPECT_EQ(p.last_job_state(), v1::JOB_FAILED);
 
   // Never backed up, a backup running.
   f.chains.Clear();

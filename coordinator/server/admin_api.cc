@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/clock.h"
 #include "common/events.h"
 #include "common/logging.h"
 #include "coordinator/catalog/rebuild.h"
@@ -272,6 +273,35 @@ absl::Status AdminApi::ListAudit(const AdminCaller&, const v1::ListAuditRequest&
   if (!entries.ok()) return entries.status();
   for (auto& e : *entries) *out->add_entries() = std::move(e);
   return absl::OkStatus();
+}
+
+absl::Status AdminApi::CreateConsoleToken(const AdminCaller& caller,
+                                          const v1::ConsoleTokenRequest& request,
+                                          v1::ConsoleToken* out) {
+  absl::Status result = [&]() -> absl::Status {
+    if (caller.via == "console") {
+      // A token is proof of a certificate; a token must not beget tokens.
+      return absl::PermissionDeniedError("a console token is issued on the command line only");
+    }
+    if (c_->console_port() == 0) {
+      return absl::FailedPreconditionError(
+          "the web console is not configured: set console { listen: \"HOST:PORT\" } in the "
+          "coordinator's configuration (docs/console.md)");
+    }
+    auto issued = c_->console_tokens().Issue(caller.peer, absl::Seconds(request.ttl_seconds()));
+    if (!issued.ok()) return issued.status();
+    out->set_token(issued->token);
+    out->set_expires_us(absl::ToUnixMicros(issued->expires));
+    out->set_console_port(static_cast<uint32_t>(c_->console_port()));
+    out->set_identity(caller.peer.common_name);
+    out->set_role(caller.peer.role);
+    return absl::OkStatus();
+  }();
+  // The audit entry records the login, never the token.
+  return Audit(
+      caller, "CreateConsoleToken", caller.peer.common_name, request, result,
+      result.ok() ? absl::StrCat("valid until ", FormatUtc(absl::FromUnixMicros(out->expires_us())))
+                  : "");
 }
 
 absl::StatusOr<v1::Policy> AdminApi::FindPolicy(const std::string& name) {

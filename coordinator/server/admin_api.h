@@ -65,6 +65,9 @@ class AdminApi {
                             dagvault::v1::PolicyInfo* out);
   absl::Status ListAudit(const AdminCaller& caller, const dagvault::v1::ListAuditRequest& r,
                          dagvault::v1::ListAuditResponse* out);
+  absl::Status CreateConsoleToken(const AdminCaller& caller,
+                                  const dagvault::v1::ConsoleTokenRequest& r,
+                                  dagvault::v1::ConsoleToken* out);
 
   // Records a call the access check refused (with no request: it was
   // refused before one was read).

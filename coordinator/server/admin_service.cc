@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/grpc_status.h"
+#include "common/job_state.h"
 #include "coordinator/server/admin_api.h"
 #include "coordinator/server/coordinator.h"
 #include "dagvault/v1/admin.grpc.pb.h"
@@ -42,6 +43,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   DAGVAULT_ADMIN_METHOD(ListPolicies, ListPoliciesRequest, ListPoliciesResponse)
   DAGVAULT_ADMIN_METHOD(RemovePolicy, PolicyRequest, PolicyInfo)
   DAGVAULT_ADMIN_METHOD(ListAudit, ListAuditRequest, ListAuditResponse)
+  DAGVAULT_ADMIN_METHOD(CreateConsoleToken, ConsoleTokenRequest, ConsoleToken)
 
   // The job now, then at every change until it ends.
   grpc::Status WatchJob(ServerContext* ctx, const v1::JobRequest* request,
@@ -56,7 +58,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
         if (!writer->Write(*job)) break;
         last = std::move(now);
       }
-      if (job->state() == "succeeded" || job->state() == "failed" || job->state() == "cancelled") {
+      if (IsFinalJobState(job->state())) {
         break;
       }
       seen = c_->jobs().WaitForChange(seen, absl::Seconds(1));

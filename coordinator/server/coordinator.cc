@@ -97,6 +97,10 @@ absl::StatusOr<int> Coordinator::Start() {
     ASSIGN_OR_RETURN(metrics_server_, metrics::MetricsServer::Start(
                                           config_.metrics(), config_.tls(), &metrics_->registry()));
   }
+  if (!config_.console().listen().empty()) {
+    ASSIGN_OR_RETURN(console_, ConsoleServer::Start(config_.console(), config_.tls(), admin_.get(),
+                                                    &console_tokens_));
+  }
   scheduler_->HoldUntil(absl::Now() + (config_.node_timeout_ms() != 0
                                            ? absl::Milliseconds(config_.node_timeout_ms())
                                            : 3 * report_every()));
@@ -158,6 +162,7 @@ absl::StatusOr<v1::ExpireResponse> Coordinator::Expire(bool dry_run, bool only_p
 void Coordinator::Stop() {
   if (stop_.exchange(true)) return;
   metrics_server_.reset();
+  console_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (ticker_.joinable()) ticker_.join();
   {

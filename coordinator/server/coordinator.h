@@ -17,6 +17,8 @@
 
 #include "common/metrics/metrics_server.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/console/console_server.h"
+#include "coordinator/console/console_tokens.h"
 #include "coordinator/rpo/rpo.h"
 #include "coordinator/server/admin_api.h"
 #include "coordinator/server/coordinator_metrics.h"
@@ -44,6 +46,9 @@ class Coordinator {
   Scheduler& scheduler() { return *scheduler_; }
   // The admin API's operations, for the gRPC service and the console.
   AdminApi& admin() { return *admin_; }
+  ConsoleTokens& console_tokens() { return console_tokens_; }
+  // The web console's port once started (0: not configured).
+  int console_port() const { return console_ ? console_->port() : 0; }
   // Held by an expiry run; `catalog rebuild` takes it too, so that a
   // rebuild never brings back backups a running expiry is pruning.
   std::mutex& expiry_mutex() { return expiry_mu_; }
@@ -74,6 +79,8 @@ class Coordinator {
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<AdminApi> admin_;
+  ConsoleTokens console_tokens_;
+  std::unique_ptr<ConsoleServer> console_;
   RpoTracker rpo_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;

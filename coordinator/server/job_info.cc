@@ -27,12 +27,12 @@ std::string NewJobId(const std::string& kind) {
 v1::JobInfo JobInfoOf(const JobRecord& r) {
   v1::JobInfo info;
   info.set_id(r.id);
-  info.set_kind(r.kind);
+  info.set_kind(JobKindOf(r.kind));
   info.set_unit(r.unit);
   info.set_type(r.type);
   info.set_source_mode(r.source_mode);
   for (const auto& p : r.preferred) info.add_preferred(p);
-  info.set_state(JobStateName(r.state));
+  info.set_state(ToProto(r.state));
   info.set_reason(r.reason);
   info.set_created_us(Us(r.created));
   info.set_updated_us(Us(r.updated));
@@ -44,7 +44,7 @@ v1::JobInfo JobInfoOf(const JobRecord& r) {
     ai->set_number(static_cast<uint32_t>(a.number));
     ai->set_node(a.node);
     ai->set_writer_instance(a.writer_instance);
-    ai->set_state(JobStateName(a.state));
+    ai->set_state(ToProto(a.state));
     ai->set_started_us(Us(a.started));
     ai->set_ended_us(Us(a.ended));
     ai->set_reason(a.reason);

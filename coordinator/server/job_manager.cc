@@ -9,6 +9,7 @@
 #include "common/backup_type.h"
 #include "common/clock.h"
 #include "common/events.h"
+#include "common/job_state.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -18,14 +19,18 @@ namespace {
 
 namespace v1 = dagvault::v1;
 
-// The agent's phases, in the job state machine's words.
-std::optional<JobState> StateOfPhase(const std::string& phase) {
-  if (phase == "preparing") return JobState::kPreparing;
-  if (phase == "snapshot" || phase == "frozen") return JobState::kFrozen;
-  if (phase == "transferring") return JobState::kTransferring;
-  if (phase == "verifying") return JobState::kVerifying;
-  if (phase == "completing") return JobState::kCompleting;
-  return std::nullopt;
+// The agent's phases that move an attempt along (not its end).
+std::optional<JobState> StateOfPhase(v1::JobState phase) {
+  switch (phase) {
+    case v1::JOB_PREPARING:
+    case v1::JOB_FROZEN:
+    case v1::JOB_TRANSFERRING:
+    case v1::JOB_VERIFYING:
+    case v1::JOB_COMPLETING:
+      return FromProto(phase);
+    default:
+      return std::nullopt;
+  }
 }
 
 // The source-selection policy a start request asks for.
@@ -487,7 +492,7 @@ void JobManager::Ack(const std::string& node, const std::string& job, uint32_t a
 
 void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
   auto log = logging::Get("coordinator");
-  const bool final = u.phase() == "succeeded" || u.phase() == "failed" || u.phase() == "cancelled";
+  const bool final = IsFinalJobState(u.phase());
   Outbox outbox;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -533,7 +538,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
       BackupRecord b;
       std::string mismatch;
       bool done = false;  // the update is fully handled (and `a` may be gone)
-      if (u.phase() == "succeeded" && a.record.kind == "restore") {
+      if (u.phase() == v1::JOB_SUCCEEDED && a.record.kind == "restore") {
         const auto& r = u.restore_result();
         Record(a, a.record.state,
                absl::StrCat("restored on ", node,
@@ -547,7 +552,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         active_.erase(it);
         Ack(node, u.job(), u.attempt(), &outbox);
         done = true;
-      } else if (u.phase() == "succeeded") {
+      } else if (u.phase() == v1::JOB_SUCCEEDED) {
         b = BackupRecordOf(u.result().summary());
         b.job = a.record.id;
         if (b.unit != a.record.unit || b.manifest != u.result().manifest() || !b.verified) {
@@ -562,7 +567,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         Finish(a, JobState::kFailed, mismatch);
         active_.erase(it);
         Ack(node, u.job(), u.attempt(), &outbox);
-      } else if (u.phase() == "succeeded") {
+      } else if (u.phase() == v1::JOB_SUCCEEDED) {
         absl::Status s = catalog_->PutBackup(b);
         if (!s.ok()) {
           // Not acknowledged: the agent sends it again.
@@ -622,12 +627,15 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                           absl::StrFormat("0x%08X", u.chain_break_generation()),
                           ": the next Incremental of ", a.record.unit, " becomes a Full");
         }
-        Finish(a, u.phase() == "cancelled" ? JobState::kCancelled : JobState::kFailed, reason);
+        Finish(a, u.phase() == v1::JOB_CANCELLED ? JobState::kCancelled : JobState::kFailed,
+               reason);
         active_.erase(it);
         Ack(node, u.job(), u.attempt(), &outbox);
       } else if (auto state = StateOfPhase(u.phase()); state && *state != attempt.state) {
         attempt.state = *state;
-        Record(a, *state, absl::StrCat("attempt ", attempt.number, " on ", node, ": ", u.phase()));
+        Record(a, *state,
+               absl::StrCat("attempt ", attempt.number, " on ", node, ": ",
+                            dagvault::JobStateName(u.phase())));
       } else {
         Changed();  // progress only: for watchers, not the catalog
       }
@@ -783,7 +791,7 @@ absl::StatusOr<v1::JobInfo> JobManager::Info(const std::string& job, bool with_e
       v1::JobEventInfo* ei = info.add_events();
       ei->set_time_us(absl::ToUnixMicros(e.time));  // an event always has its time
       ei->set_attempt(static_cast<uint32_t>(e.attempt));
-      ei->set_state(JobStateName(e.state));
+      ei->set_state(ToProto(e.state));
       ei->set_message(e.message);
     }
   }

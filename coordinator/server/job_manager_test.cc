@@ -69,7 +69,7 @@ class JobManagerTest : public ::testing::Test {
     r.set_job(job);
     r.set_attempt(attempt);
     r.set_unit("DB02");
-    r.set_phase("transferring");
+    r.set_phase(v1::JOB_TRANSFERRING);
     return r;
   }
 
@@ -137,7 +137,7 @@ TEST_F(JobManagerTest, ALeaseThatIsNotRenewedExpiresAndASecondLossFailsTheJob) {
   jobs_->Tick();
   info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->state(), "failed");
+  EXPECT_EQ(info->state(), v1::JOB_FAILED);
   EXPECT_THAT(info->reason(), HasSubstr("attempt 2 on node3 lost"));
   auto leases = catalog_->Leases();
   ASSERT_TRUE(leases.ok());
@@ -149,13 +149,13 @@ TEST_F(JobManagerTest, AResultOfAnAbandonedAttemptIsAcknowledgedButNotApplied) {
   v1::JobUpdate late;
   late.set_job(job.id);
   late.set_attempt(1);
-  late.set_phase("failed");
+  late.set_phase(v1::JOB_FAILED);
   late.set_error("too late");
   jobs_->OnJobUpdate("node2", late);
   EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kAck), 1);
   auto info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
-  EXPECT_NE(info->state(), "failed");  // attempt 2 still runs
+  EXPECT_NE(info->state(), v1::JOB_FAILED);  // attempt 2 still runs
   // And node2 still running attempt 1 is told to stop.
   Report("node2", {Running(job.id, 1)});
   EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kCancel), 1);
@@ -166,7 +166,7 @@ TEST_F(JobManagerTest, ALateSuccessOfAnAbandonedAttemptIsStillCatalogued) {
   v1::JobUpdate late;
   late.set_job(job.id);
   late.set_attempt(1);
-  late.set_phase("succeeded");
+  late.set_phase(v1::JOB_SUCCEEDED);
   v1::Manifest* m = late.mutable_result()->mutable_summary();
   m->set_id("20261122T120000.000000Z-00000001");
   m->set_unit("DB02");
@@ -255,12 +255,12 @@ TEST_F(JobManagerTest, ARestartedCoordinatorWaitsForTheAgentAndReleasesStuckLeas
   v1::JobUpdate done;
   done.set_job(job.id);
   done.set_attempt(1);
-  done.set_phase("cancelled");
+  done.set_phase(v1::JOB_CANCELLED);
   done.set_error("cancelled");
   jobs_->OnJobUpdate("node2", done);
   auto info = jobs_->Info(job.id, true);
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->state(), "cancelled");
+  EXPECT_EQ(info->state(), v1::JOB_CANCELLED);
   EXPECT_EQ(info->attempts_size(), 1);
   bool waited = false;
   for (const auto& e : info->events()) waited |= e.message().find("coordinator restarted") == 0;
@@ -293,7 +293,7 @@ TEST_F(JobManagerTest, EveryLeaseCarriesAGreaterFencingTokenToTheAgent) {
   v1::JobUpdate done;
   done.set_job(job.id);
   done.set_attempt(2);
-  done.set_phase("failed");
+  done.set_phase(v1::JOB_FAILED);
   done.set_error("stopped by the test");
   jobs_->OnJobUpdate(info->attempts(1).node(), done);
   JobRecord next = Start("full", {"node2"});
@@ -313,7 +313,7 @@ TEST_F(JobManagerTest, AWallClockStepNeitherExpiresALeaseEarlyNorExtendsIt) {
   auto info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->attempts_size(), 1);
-  EXPECT_EQ(info->state(), "assigned");
+  EXPECT_EQ(info->state(), v1::JOB_ASSIGNED);
   // Real time passing ends it, wherever the wall clock stands.
   clock_.Advance(absl::Milliseconds(301));
   jobs_->Tick();
@@ -342,7 +342,7 @@ TEST_F(JobManagerTest, ACatalogWriteThatFailsStopsTheCoordinatorInsteadOfGoingOn
   v1::JobUpdate failed;
   failed.set_job(job.id);
   failed.set_attempt(1);
-  failed.set_phase("failed");
+  failed.set_phase(v1::JOB_FAILED);
   failed.set_error("writer refused");
   jobs_->OnJobUpdate("node2", failed);
   ASSERT_FALSE(fail_stops_.empty());
@@ -356,7 +356,7 @@ TEST_F(JobManagerTest, ACatalogWriteThatFailsStopsTheCoordinatorInsteadOfGoingOn
   ASSERT_TRUE(jobs_->Recover().ok());
   auto info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->state(), "assigned");
+  EXPECT_EQ(info->state(), v1::JOB_ASSIGNED);
   auto leases = catalog_->Leases();
   ASSERT_TRUE(leases.ok());
   ASSERT_EQ(leases->size(), 1u);
@@ -376,7 +376,7 @@ TEST_F(JobManagerTest, AScheduledBackupThatCannotStartIsRecordedAsAFailedJobAndL
   ASSERT_TRUE(failed.ok()) << failed.status();
   auto info = jobs_->Info(failed->id, true);
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->state(), "failed");
+  EXPECT_EQ(info->state(), v1::JOB_FAILED);
   EXPECT_THAT(info->reason(),
               HasSubstr("scheduled by policy nightly: could not start: no such source mode"));
   auto queued = catalog_->QueuedBackups();
@@ -389,7 +389,7 @@ TEST_F(JobManagerTest, AVerifiedBackupWhoseCompletionWasNotAcknowledgedIsCatalog
   v1::JobUpdate failed;
   failed.set_job(job.id);
   failed.set_attempt(1);
-  failed.set_phase("failed");
+  failed.set_phase(v1::JOB_FAILED);
   failed.set_error("BackupComplete was not acknowledged");
   v1::Manifest* m = failed.mutable_result()->mutable_summary();
   m->set_id("20261122T120000.000000Z-00000002");
@@ -401,7 +401,7 @@ TEST_F(JobManagerTest, AVerifiedBackupWhoseCompletionWasNotAcknowledgedIsCatalog
   jobs_->OnJobUpdate("node2", failed);
   auto info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->state(), "failed");
+  EXPECT_EQ(info->state(), v1::JOB_FAILED);
   EXPECT_THAT(info->reason(),
               HasSubstr("the verified backup " + m->id() + " is catalogued all the same"));
   auto backups = catalog_->Backups("DB02");
@@ -432,7 +432,7 @@ TEST_F(JobManagerTest, AJobTheCoordinatorCreatedButNeverAssignedEndsAtRestartAnd
   ASSERT_TRUE(jobs_->Recover().ok());
   auto info = jobs_->Info(never.id, false);
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->state(), "failed");
+  EXPECT_EQ(info->state(), v1::JOB_FAILED);
   EXPECT_THAT(info->reason(), HasSubstr("stopped before it assigned this job; it never ran"));
   // Not dropped: the scheduler still has it to run.
   queued = catalog_->QueuedBackups();

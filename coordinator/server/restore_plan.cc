@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/job_state.h"
 #include "common/logging.h"
 #include "coordinator/chains/chain_view.h"
 #include "coordinator/server/job_manager.h"
@@ -47,7 +48,7 @@ v1::RestoreStep* StepOf(v1::RestorePlan& plan, uint32_t number) {
 // The step the plan is at: the first not done; nullptr when all are.
 v1::RestoreStep* CurrentStep(v1::RestorePlan& plan) {
   for (auto& step : *plan.mutable_steps()) {
-    if (step.state() != "done") return &step;
+    if (step.state() != v1::STEP_DONE) return &step;
   }
   return nullptr;
 }
@@ -255,7 +256,7 @@ v1::JobAssignment JobManager::RestoreAssignmentOf(const JobRecord& record,
   job.set_attempt(static_cast<uint32_t>(record.attempts.size()));
   job.set_unit(record.unit);
   job.set_type(record.type);
-  job.set_kind("restore");
+  job.set_kind(v1::JOB_RESTORE);
   job.set_wait_for_writer_seconds(
       static_cast<uint32_t>(absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
   v1::RestoreAssignment* restore = job.mutable_restore();
@@ -344,7 +345,8 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
       v1::RestoreStep* step = a.restore_plan.add_steps();
       step->set_number(n);
       step->set_name(kStepNames[n - 1]);
-      step->set_state("pending");
+      step->set_step(static_cast<v1::RestoreStepKind>(n));
+      step->set_state(v1::STEP_PENDING);
       if (n == 2 || n == 3 || n == 4) {
         step->add_nodes(plan.active_node());
       } else {
@@ -369,8 +371,8 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
     v1::RestoreStep* step = CurrentStep(a.restore_plan);
     a.restore_plan.set_resumed(a.restore_plan.resumed() + 1);
     // Steps 3 and 4 are one operation: a stop in either restores again.
-    if (step->number() == 4) StepOf(a.restore_plan, 3)->set_state("pending");
-    if (step->state() == "failed") step->set_state("pending");
+    if (step->number() == 4) StepOf(a.restore_plan, 3)->set_state(v1::STEP_PENDING);
+    if (step->state() == v1::STEP_FAILED) step->set_state(v1::STEP_PENDING);
     Record(a, JobState::kQueued,
            absl::StrCat("resumed by ", requested_by, " at step ",
                         CurrentStep(a.restore_plan)->number(), " (",
@@ -432,8 +434,8 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
       Finish(a, JobState::kSucceeded, "");
       return;
     }
-    if (step->state() != "running") {
-      step->set_state("running");
+    if (step->state() != v1::STEP_RUNNING) {
+      step->set_state(v1::STEP_RUNNING);
       step->set_started_us(clock_->NowMicros());
       step->clear_done_nodes();
       step->clear_detail();
@@ -490,7 +492,7 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
         step->set_detail(
             absl::StrCat("every copy holds the same data: ", absl::StrJoin(summary, ", ")));
       }
-      step->set_state("done");
+      step->set_state(v1::STEP_DONE);
       step->set_ended_us(clock_->NowMicros());
       Record(a, a.record.state,
              absl::StrCat("step ", n, " done: ", step->name(),
@@ -498,22 +500,22 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
       continue;
     }
     v1::JobAssignment job;
-    job.set_kind("copy-op");
+    job.set_kind(v1::JOB_COPY_OPERATION);
     switch (n) {
       case 1:
-        job.mutable_copy_op()->set_op("suspend");
+        job.mutable_copy_op()->set_op(v1::COPY_SUSPEND);
         SendOperation(a, node, job, "suspend replication", outbox);
         return;
       case 2:
-        job.mutable_copy_op()->set_op("dismount");
+        job.mutable_copy_op()->set_op(v1::COPY_DISMOUNT);
         SendOperation(a, node, job, "dismount", outbox);
         return;
       case 3:
       case 4: {
         if (n == 4) {
           // Restored files with a failed replay: restored again.
-          StepOf(a.restore_plan, 3)->set_state("running");
-          step->set_state("pending");
+          StepOf(a.restore_plan, 3)->set_state(v1::STEP_RUNNING);
+          step->set_state(v1::STEP_PENDING);
         }
         v1::StartRestoreRequest request;
         request.set_roll_forward(a.restore_plan.roll_forward());
@@ -530,15 +532,15 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
         return;
       }
       case 5:
-        job.mutable_copy_op()->set_op("reseed");
+        job.mutable_copy_op()->set_op(v1::COPY_RESEED);
         SendOperation(a, node, job, "reseed from the restored active copy", outbox);
         return;
       case 6:
-        job.mutable_copy_op()->set_op("resume");
+        job.mutable_copy_op()->set_op(v1::COPY_RESUME);
         SendOperation(a, node, job, "resume replication", outbox);
         return;
       default: {
-        job.mutable_copy_op()->set_op("digest");
+        job.mutable_copy_op()->set_op(v1::COPY_DIGEST);
         // The active copy first (it is the step's first node): it closes
         // the generation the passive copies then replay through.
         job.mutable_copy_op()->set_wait_for_generation(
@@ -554,25 +556,26 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
                               Outbox* outbox) {
   JobAttempt& attempt = Current(a);
   v1::RestoreStep* step = CurrentStep(a.restore_plan);
-  const bool final = u.phase() == "succeeded" || u.phase() == "failed" || u.phase() == "cancelled";
+  const bool final = IsFinalJobState(u.phase());
   if (u.bytes_total() > 0) {
     a.record.bytes_done = u.bytes_done();
     a.record.bytes_total = u.bytes_total();
     a.bytes_per_second = u.bytes_per_second();
   }
   if (!final) {
-    if (step != nullptr && step->number() == 3 && u.phase() == "completing") {
+    if (step != nullptr && step->number() == 3 && u.phase() == v1::JOB_COMPLETING) {
       // The chain is in place; the writer replays and mounts.
-      step->set_state("done");
+      step->set_state(v1::STEP_DONE);
       step->set_ended_us(clock_->NowMicros());
       v1::RestoreStep* replay = StepOf(a.restore_plan, 4);
-      replay->set_state("running");
+      replay->set_state(v1::STEP_RUNNING);
       replay->set_started_us(clock_->NowMicros());
       attempt.state = JobState::kCompleting;
       Record(a, JobState::kCompleting,
              absl::StrCat("step 3 done: the chain is restored on ", node,
                           "; step 4: replaying and mounting"));
-    } else if (u.phase() == "transferring" && attempt.state != JobState::kTransferring) {
+    } else if (step != nullptr && step->number() == 3 && u.phase() == v1::JOB_TRANSFERRING &&
+               attempt.state != JobState::kTransferring) {
       attempt.state = JobState::kTransferring;
       Record(a, JobState::kTransferring, absl::StrCat("step 3: restoring on ", node));
     } else {
@@ -581,8 +584,8 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     return false;
   }
   Ack(node, u.job(), u.attempt(), outbox);
-  if (u.phase() != "succeeded") {
-    FailPlan(a, u.phase() == "cancelled" ? JobState::kCancelled : JobState::kFailed,
+  if (u.phase() != v1::JOB_SUCCEEDED) {
+    FailPlan(a, u.phase() == v1::JOB_CANCELLED ? JobState::kCancelled : JobState::kFailed,
              absl::StrCat(node, ": ", u.error()));
     return true;
   }
@@ -608,8 +611,8 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     for (uint32_t n : {3u, 4u}) {
       v1::RestoreStep* s = StepOf(a.restore_plan, n);
       if (s->started_us() == 0) s->set_started_us(now_us);
-      if (s->state() != "done") s->set_ended_us(now_us);
-      s->set_state("done");
+      if (s->state() != v1::STEP_DONE) s->set_ended_us(now_us);
+      s->set_state(v1::STEP_DONE);
       if (s->done_nodes().empty()) s->add_done_nodes(node);
     }
     step = StepOf(a.restore_plan, 4);
@@ -646,7 +649,7 @@ void JobManager::FailPlan(Active& a, JobState state, const std::string& reason) 
   v1::RestoreStep* step = CurrentStep(a.restore_plan);
   const uint32_t n = step == nullptr ? 7 : step->number();
   if (step != nullptr) {
-    step->set_state("failed");
+    step->set_state(v1::STEP_FAILED);
     step->set_ended_us(clock_->NowMicros());
     step->set_detail(reason);
   }

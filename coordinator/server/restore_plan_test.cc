@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_state.h"
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/sqlite_catalog.h"
 #include "coordinator/server/fake_agent_channel.h"
@@ -84,11 +85,14 @@ class RestorePlanTest : public ::testing::Test {
   std::string Last(const std::string& node) {
     const auto assignments = channels_[node]->Assignments();
     if (assignments.empty()) return "";
-    return absl::StrCat(assignments.back().kind(), "/", assignments.back().copy_op().op());
+    const v1::JobAssignment& a = assignments.back();
+    return a.kind() == v1::JOB_COPY_OPERATION
+               ? absl::StrCat("copy-op/", CopyOperationName(a.copy_op().op()))
+               : absl::StrCat(JobKindName(a.kind()), "/");
   }
 
   // `node` finishes its newest assignment.
-  void Finish(const std::string& node, const std::string& phase = "succeeded",
+  void Finish(const std::string& node, v1::JobState phase = v1::JOB_SUCCEEDED,
               std::vector<std::pair<std::string, std::string>> digests = {},
               uint32_t generation = 9) {
     const auto assignments = channels_[node]->Assignments();
@@ -98,8 +102,8 @@ class RestorePlanTest : public ::testing::Test {
     u.set_job(a.job());
     u.set_attempt(a.attempt());
     u.set_phase(phase);
-    if (phase != "succeeded") u.set_error("it went wrong");
-    if (a.kind() == "restore") u.mutable_restore_result()->set_last_generation(3);
+    if (phase != v1::JOB_SUCCEEDED) u.set_error("it went wrong");
+    if (a.kind() == v1::JOB_RESTORE) u.mutable_restore_result()->set_last_generation(3);
     u.mutable_copy_result()->set_generation(generation);
     for (const auto& [db, sha] : digests) {
       auto* d = u.mutable_copy_result()->add_digests();
@@ -146,13 +150,14 @@ TEST_F(RestorePlanTest, TheStepsRunInOrderAndEndWhenEveryCopysDigestsAgree) {
   EXPECT_EQ((*leases)[0].job, id);
   RunToStep7();
   const std::vector<std::pair<std::string, std::string>> same = {{"DB02", "abc"}};
-  Finish("node1", "succeeded", same, 9);
+  Finish("node1", v1::JOB_SUCCEEDED, same, 9);
   EXPECT_EQ(channels_["node2"]->Assignments().back().copy_op().wait_for_generation(), 9u);
-  Finish("node2", "succeeded", same);
-  Finish("node3", "succeeded", same);
+  Finish("node2", v1::JOB_SUCCEEDED, same);
+  Finish("node3", v1::JOB_SUCCEEDED, same);
   v1::JobInfo info = Info(id);
-  EXPECT_EQ(info.state(), "succeeded") << info.DebugString();
-  for (const auto& step : info.plan().steps()) EXPECT_EQ(step.state(), "done") << step.number();
+  EXPECT_EQ(info.state(), v1::JOB_SUCCEEDED) << info.DebugString();
+  for (const auto& step : info.plan().steps())
+    EXPECT_EQ(step.state(), v1::STEP_DONE) << step.number();
   EXPECT_EQ(info.plan().restored_generation(), 3u);
   EXPECT_THAT(info.plan().steps(6).detail(), HasSubstr("every copy holds the same data: DB02 abc"));
   EXPECT_TRUE(catalog_->Leases()->empty());
@@ -161,25 +166,25 @@ TEST_F(RestorePlanTest, TheStepsRunInOrderAndEndWhenEveryCopysDigestsAgree) {
 TEST_F(RestorePlanTest, DigestsThatDifferOrAreMissingStopTheCheckAndARerunChecksAgain) {
   const std::string id = StartRestore();
   RunToStep7();
-  Finish("node1", "succeeded", {{"DB02", "abc"}});
-  Finish("node2", "succeeded", {{"DB02", "abc"}});
-  Finish("node3", "succeeded", {{"DB02", "xyz"}});
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  Finish("node2", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  Finish("node3", v1::JOB_SUCCEEDED, {{"DB02", "xyz"}});
   v1::JobInfo info = Info(id);
-  EXPECT_EQ(info.state(), "failed");
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
   EXPECT_THAT(info.reason(), HasSubstr("stopped at step 7"));
   EXPECT_THAT(info.reason(), HasSubstr("DB02 on node3 is xyz, not abc"));
-  EXPECT_EQ(info.plan().steps(6).state(), "failed");
+  EXPECT_EQ(info.plan().steps(6).state(), v1::STEP_FAILED);
   EXPECT_THAT(info.plan().next_action(), HasSubstr("to check them again"));
   EXPECT_TRUE(catalog_->Leases()->empty());
 
   // The re-run resumes the same job at step 7; a copy with no digest fails it.
   EXPECT_EQ(StartRestore(), id);
   EXPECT_EQ(Last("node1"), "copy-op/digest");
-  Finish("node1", "succeeded", {{"DB02", "abc"}});
-  Finish("node2", "succeeded", {});
-  Finish("node3", "succeeded", {{"DB02", "abc"}});
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  Finish("node2", v1::JOB_SUCCEEDED, {});
+  Finish("node3", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
   info = Info(id);
-  EXPECT_EQ(info.state(), "failed");
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
   EXPECT_THAT(info.reason(), HasSubstr("DB02 on node2 has no digest"));
   EXPECT_EQ(info.plan().resumed(), 1u);
 }
@@ -191,7 +196,7 @@ TEST_F(RestorePlanTest, ACancelOrALostOperationStopsThePlanWithItsNextSafeAction
   // The suspend had already finished: the plan stops anyway.
   Finish("node2");
   v1::JobInfo info = Info(id);
-  EXPECT_EQ(info.state(), "cancelled");
+  EXPECT_EQ(info.state(), v1::JOB_CANCELLED);
   EXPECT_THAT(info.reason(), HasSubstr("stopped at step 1"));
   EXPECT_THAT(info.reason(), HasSubstr("Next: nothing has been restored yet"));
 
@@ -203,11 +208,11 @@ TEST_F(RestorePlanTest, ACancelOrALostOperationStopsThePlanWithItsNextSafeAction
   clock_.Advance(absl::Milliseconds(400));  // past the 300 ms lease
   jobs_->Tick();
   info = Info(id);
-  EXPECT_EQ(info.state(), "failed");
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
   EXPECT_THAT(info.reason(), HasSubstr("stopped at step 2"));
   EXPECT_THAT(info.reason(), HasSubstr("its lease expired"));
-  EXPECT_EQ(info.plan().steps(0).state(), "done");
-  EXPECT_EQ(info.plan().steps(1).state(), "failed");
+  EXPECT_EQ(info.plan().steps(0).state(), v1::STEP_DONE);
+  EXPECT_EQ(info.plan().steps(1).state(), v1::STEP_FAILED);
 }
 
 TEST_F(RestorePlanTest, ACoordinatorRestartStopsARunningPlanWhichARerunResumes) {
@@ -218,7 +223,7 @@ TEST_F(RestorePlanTest, ACoordinatorRestartStopsARunningPlanWhichARerunResumes) 
   jobs_ = MakeJobs();
   ASSERT_TRUE(jobs_->Recover().ok());
   v1::JobInfo info = Info(id);
-  EXPECT_EQ(info.state(), "failed");
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
   EXPECT_THAT(info.reason(), HasSubstr("stopped at step 2"));
   EXPECT_THAT(info.reason(), HasSubstr("the coordinator restarted"));
   EXPECT_EQ(StartRestore(), id);
@@ -248,15 +253,15 @@ TEST_F(RestorePlanTest, ARestoreToOneNodeHoldsTheLeaseWithATokenAndLivesWhileRep
     v1::RunningJob* running = report.add_running();
     running->set_job(job->id);
     running->set_attempt(sent[0].attempt());
-    running->set_phase("transferring");
+    running->set_phase(v1::JOB_TRANSFERRING);
     jobs_->OnReport(report);
     clock_.Advance(absl::Milliseconds(200));
     jobs_->Tick();
   }
   EXPECT_EQ(Info(job->id).attempts_size(), 1);
-  EXPECT_NE(Info(job->id).state(), "failed") << Info(job->id).reason();
+  EXPECT_NE(Info(job->id).state(), v1::JOB_FAILED) << Info(job->id).reason();
   Finish("node1");
-  EXPECT_EQ(Info(job->id).state(), "succeeded");
+  EXPECT_EQ(Info(job->id).state(), v1::JOB_SUCCEEDED);
   leases = catalog_->Leases();
   ASSERT_TRUE(leases.ok());
   EXPECT_TRUE(leases->empty());

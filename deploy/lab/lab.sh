@@ -20,7 +20,8 @@
 #
 # --dagvault makes it a whole deployment: a CA and certificates (the nodes
 # replicate over mutual TLS), a repository, a dagvault-coordinator on
-# 127.0.0.1:P (default 7180, its /metrics on P+1 over HTTPS) and a
+# 127.0.0.1:P (default 7180, its /metrics on P+1 and its web console on
+# P+2, both over HTTPS) and a
 # dagvault-agent per node:
 #   DIR/certs/                    ca.crt, coordinator, admin and node certificates
 #   DIR/repo/                     the repository; DIR/dagvault/passphrase its secret
@@ -160,6 +161,7 @@ catalog: "$dv/catalog.db"
 repository: "$dir/repo"
 passphrase_file: "$dv/passphrase"
 metrics { listen: "127.0.0.1:$((coordinator_port + 1))" }
+console { listen: "127.0.0.1:$((coordinator_port + 2))" }
 CONF
   if [[ -z $(dagvault_pid coordinator) ]]; then
     "$bin/dagvault-coordinator" --config "$dv/coordinator.conf" --log-file "$dv/coordinator.log" \

@@ -13,6 +13,7 @@
 #include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
+#include "common/job_state.h"
 #include "common/logging.h"
 #include "common/metrics/metrics_server.h"
 #include "common/rate_limited_warning.h"
@@ -23,6 +24,7 @@
 #include "dagvault/v1/store.grpc.pb.h"
 #include "node-agent/daemon/agent_metrics.h"
 #include "node-agent/daemon/copy_operations.h"
+#include "node-agent/daemon/job_phase.h"
 #include "node-agent/daemon/kept_results.h"
 #include "node-agent/jobs/backup_job.h"
 #include "node-agent/jobs/restore_job.h"
@@ -360,7 +362,7 @@ class Daemon final : public AgentDaemon {
       job->progress.set_job(a.job());
       job->progress.set_attempt(a.attempt());
       job->progress.set_unit(a.unit());
-      job->progress.set_phase("preparing");
+      job->progress.set_phase(v1::JOB_PREPARING);
       // A cancel that overtook its assignment stops it before it starts.
       if (auto c = early_cancels_.find(key); c != early_cancels_.end()) {
         job->control.cancel = true;
@@ -408,16 +410,11 @@ class Daemon final : public AgentDaemon {
     v1::AgentMessage m;
     {
       std::lock_guard<std::mutex> l(mu_);
-      // The job state machine's words: a restore's "restoring" is its
-      // transfer and its "replaying" its completion.
-      std::string phase = p.phase == "snapshot"    ? "frozen"
-                          : p.phase == "restoring" ? "transferring"
-                          : p.phase == "replaying" ? "completing"
-                                                   : p.phase;
+      v1::JobState phase = JobPhaseOf(p.phase);
       // The transfer's bytes are all read: what remains is the final
       // checks (chain join, signatures) and the manifest.
-      if (phase == "transferring" && p.bytes_total > 0 && p.bytes_done >= p.bytes_total) {
-        phase = "verifying";
+      if (phase == v1::JOB_TRANSFERRING && p.bytes_total > 0 && p.bytes_done >= p.bytes_total) {
+        phase = v1::JOB_VERIFYING;
       }
       const bool new_phase = phase != job->progress.phase();
       job->progress.set_phase(phase);
@@ -448,9 +445,8 @@ class Daemon final : public AgentDaemon {
     for (const auto& [k, j] : jobs_) {
       if (j->done) continue;
       const v1::RunningJob& p = j->progress;
-      out.push_back({j->assignment.kind().empty() ? "backup" : j->assignment.kind(),
-                     j->assignment.unit(), p.phase(), p.bytes_done(), p.bytes_total(),
-                     p.bytes_per_second()});
+      out.push_back({KindLabel(j->assignment.kind()), j->assignment.unit(), JobStateName(p.phase()),
+                     p.bytes_done(), p.bytes_total(), p.bytes_per_second()});
     }
     return out;
   }
@@ -513,7 +509,7 @@ class Daemon final : public AgentDaemon {
       v1::JobUpdate kept;
       kept.set_job(job->assignment.job());
       kept.set_attempt(job->assignment.attempt());
-      kept.set_phase("failed");
+      kept.set_phase(v1::JOB_FAILED);
       kept.set_error(absl::StrCat("the agent on ", config_.node(), " stopped after backup ",
                                   committing.id(),
                                   " was written and before its result was delivered (the writer "
@@ -610,9 +606,10 @@ class Daemon final : public AgentDaemon {
     auto log = logging::Get("agent");
     const v1::JobAssignment& a = job->assignment;
     log->info("job {} attempt {}: {} of {}", a.job(), a.attempt(),
-              a.kind() == "restore"   ? std::string("restore")
-              : a.kind() == "copy-op" ? absl::StrCat("restore step: ", a.copy_op().op())
-                                      : absl::StrCat(v1::BackupType_Name(a.type()), " backup"),
+              a.kind() == v1::JOB_RESTORE ? std::string("restore")
+              : a.kind() == v1::JOB_COPY_OPERATION
+                  ? absl::StrCat("restore step: ", CopyOperationName(a.copy_op().op()))
+                  : absl::StrCat(v1::BackupType_Name(a.type()), " backup"),
               a.unit());
     v1::AgentMessage m;
     v1::JobUpdate* u = m.mutable_job_update();
@@ -622,8 +619,8 @@ class Daemon final : public AgentDaemon {
     absl::StatusOr<BackupJobResult> r = absl::UnknownError("not run");
     absl::StatusOr<RestoreJobResult> restored = absl::UnknownError("not run");
     absl::StatusOr<v1::CopyOperationResult> operated = absl::UnknownError("not run");
-    const bool restore = a.kind() == "restore";
-    const bool copy_op = a.kind() == "copy-op";
+    const bool restore = a.kind() == v1::JOB_RESTORE;
+    const bool copy_op = a.kind() == v1::JOB_COPY_OPERATION;
     if (copy_op) {
       CopyOperationContext context;
       context.admin = admin_.get();
@@ -641,11 +638,11 @@ class Daemon final : public AgentDaemon {
       r = Backup(job, &summary);
     }
     if (copy_op && operated.ok()) {
-      u->set_phase("succeeded");
+      u->set_phase(v1::JOB_SUCCEEDED);
       *u->mutable_copy_result() = *operated;
       log->info("job {} attempt {}: {}", a.job(), a.attempt(), operated->message());
     } else if (restore && restored.ok()) {
-      u->set_phase("succeeded");
+      u->set_phase(v1::JOB_SUCCEEDED);
       u->set_bytes_done(restored->bytes);
       u->set_bytes_total(restored->bytes);
       v1::RestoreJobResult* out = u->mutable_restore_result();
@@ -658,7 +655,7 @@ class Daemon final : public AgentDaemon {
       log->info("job {} attempt {}: restore of {} succeeded", a.job(), a.attempt(), a.unit());
       metrics_->RestoreSucceeded(restored->bytes);
     } else if (!restore && !copy_op && r.ok()) {
-      u->set_phase("succeeded");
+      u->set_phase(v1::JOB_SUCCEEDED);
       u->set_writer_instance(r->writer_instance);
       u->set_bytes_done(r->logical_bytes);
       u->set_bytes_total(r->logical_bytes);
@@ -676,7 +673,7 @@ class Daemon final : public AgentDaemon {
       // A job the agent stopped for want of its lease failed; one the
       // coordinator or the operator stopped was cancelled.
       const bool cancelled = r.status().code() == absl::StatusCode::kCancelled && fenced.empty();
-      u->set_phase(cancelled ? "cancelled" : "failed");
+      u->set_phase(cancelled ? v1::JOB_CANCELLED : v1::JOB_FAILED);
       u->set_error(fenced.empty() ? std::string(r.status().message())
                                   : absl::StrCat(fenced, " (", r.status().message(), ")"));
       u->set_chain_break_generation(ChainBreakGenerationOf(r.status()));
@@ -688,7 +685,7 @@ class Daemon final : public AgentDaemon {
       }
       log->warn("job {} attempt {}: {}", a.job(), a.attempt(), r.status().message());
     }
-    metrics_->JobEnded(a.kind().empty() ? "backup" : a.kind(), u->phase());
+    metrics_->JobEnded(KindLabel(a.kind()), JobStateName(u->phase()));
     {
       // Kept until the coordinator acknowledges it, on disk too, and sent
       // again with every report meanwhile: an agent killed before the ack
@@ -719,7 +716,7 @@ class Daemon final : public AgentDaemon {
     for (const auto& u : kept.updates) {
       undelivered_[Key(u.job(), u.attempt())] = u;
       logging::Get("agent")->info("job {} attempt {}: {} result kept from before the restart",
-                                  u.job(), u.attempt(), u.phase());
+                                  u.job(), u.attempt(), JobStateName(u.phase()));
     }
     for (const auto& u : kept.committed) {
       undelivered_.emplace(Key(u.job(), u.attempt()), u);

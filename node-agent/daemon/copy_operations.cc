@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/fault_injection.h"
 #include "common/grpc_status.h"
+#include "common/job_state.h"
 #include "common/status_macros.h"
 
 namespace dagvault::agent {
@@ -109,17 +110,17 @@ absl::Status AddDigests(const CopyOperationContext& c, const std::string& unit,
 absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationContext& c,
                                                          const std::string& unit,
                                                          const v1::CopyOperation& operation) {
-  const std::string& op = operation.op();
+  const v1::CopyOperationKind op = operation.op();
   // The fault matrix (tests/faults) holds a restore plan's steps 1, 2, 5, 6
   // and 7 here: agent.copy_op.suspend, .dismount, .reseed, .resume, .digest.
-  DAGVAULT_CRASH_POINT(absl::StrCat("agent.copy_op.", op));
+  DAGVAULT_CRASH_POINT(absl::StrCat("agent.copy_op.", CopyOperationName(op)));
   v1::CopyOperationResult result;
   std::string message;
-  if (op == "suspend") {
+  if (op == v1::COPY_SUSPEND) {
     RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Suspend, "Suspend", &message));
-  } else if (op == "dismount") {
+  } else if (op == v1::COPY_DISMOUNT) {
     RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Dismount, "Dismount", &message));
-  } else if (op == "resume") {
+  } else if (op == v1::COPY_RESUME) {
     ASSIGN_OR_RETURN(v1::CopyStatus copy, CopyOf(c, unit));
     if (copy.state() == v1::SUSPENDED) {
       RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Resume, "Resume", &message));
@@ -127,7 +128,7 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
       message = absl::StrCat("unit ", unit, ": replication is not suspended (",
                              v1::CopyState_Name(copy.state()), ")");
     }
-  } else if (op == "reseed") {
+  } else if (op == v1::COPY_RESEED) {
     // Tests slow a restore here to stop it part-way (as in restore_job.cc).
     DAGVAULT_CRASH_POINT("agent.restore.step");
     RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Reseed, "Reseed", &message));
@@ -141,7 +142,7 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
     result.set_generation(copy.last_replayed_generation());
     message = absl::StrFormat("unit %s: reseeded; Healthy, replayed through 0x%08X", unit,
                               copy.last_replayed_generation());
-  } else if (op == "digest") {
+  } else if (op == v1::COPY_DIGEST) {
     ASSIGN_OR_RETURN(v1::UnitStatus status, UnitOf(c, unit));
     ASSIGN_OR_RETURN(v1::CopyStatus copy, CopyOf(c, unit));
     if (copy.role() == v1::ACTIVE) {
@@ -172,7 +173,8 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
                               result.digests_size(), result.generation());
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unknown copy operation \"", op, "\" (suspend, dismount, reseed, resume, digest)"));
+        "unknown copy operation ", static_cast<int>(op),
+        " (suspend, dismount, reseed, resume, digest): is this agent older than its coordinator?"));
   }
   result.set_message(message);
   return result;

@@ -244,7 +244,7 @@ class SimAgent {
         v1::AgentMessage u;
         u.mutable_job_update()->set_job(m.assignment().job());
         u.mutable_job_update()->set_attempt(m.assignment().attempt());
-        u.mutable_job_update()->set_phase("failed");
+        u.mutable_job_update()->set_phase(v1::JOB_FAILED);
         u.mutable_job_update()->set_error("simulated agent");
         std::lock_guard<std::mutex> l(mu_);
         stream_->Write(u);

@@ -78,7 +78,7 @@ all_copies() {  # label, extra flags...
   t0=$(date +%s%6N)
   job=$(dv restore start --unit DB02 "$@" --wait --json 2>/dev/null)
   t1=$(date +%s%6N)
-  [[ $(jq -r .state <<<"$job") == succeeded ]] || { jq . <<<"$job" >&2; exit 1; }
+  [[ $(jq -r .state <<<"$job") == JOB_SUCCEEDED ]] || { jq . <<<"$job" >&2; exit 1; }
   printf '\nall-copies restore, %s: %s s in all (%s MiB/s of .edb)\n' "$label" \
     "$(secs "$t0" "$t1")" "$(mib_s "$EDB_BYTES" "$t0" "$t1")"
   jq -r '.plan.steps[] | "  \(.number). \(.name): \(((.ended_us | tonumber) - (.started_us | tonumber)) / 1e6 | . * 10 | round / 10) s"' <<<"$job"
@@ -99,11 +99,11 @@ t0=$(date +%s%6N)
 job=$(dv restore start --unit DB02 --rdb DB02-RDB --node node2 --path "$LAB/rdb/DB02-RDB" \
   --wait --json 2>/dev/null)
 t1=$(date +%s%6N)
-[[ $(jq -r .state <<<"$job") == succeeded ]] || { jq . <<<"$job" >&2; exit 1; }
+[[ $(jq -r .state <<<"$job") == JOB_SUCCEEDED ]] || { jq . <<<"$job" >&2; exit 1; }
 event_us() { jq -r --arg s "$1" '[.events[] | select(.state == $s)][0].time_us' <<<"$job"; }
-transfer_start=$(event_us transferring)
-replay_start=$(event_us completing)
-done_us=$(event_us succeeded)
+transfer_start=$(event_us JOB_TRANSFERRING)
+replay_start=$(event_us JOB_COMPLETING)
+done_us=$(event_us JOB_SUCCEEDED)
 printf '\nrdb restore on node2 (the Full and the Incremental): %s s in all\n' \
   "$(secs "$t0" "$t1")"
 printf '  transfer: %s s (%s MiB/s)\n  replay and mount: %s s\n' \

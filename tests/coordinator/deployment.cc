@@ -110,7 +110,7 @@ absl::Status Deployment::Start() {
   RETURN_IF_ERROR(
       repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
 
-  auto ports = mailstore::PickFreePorts("127.0.0.1", 2 + cluster_.size());
+  auto ports = mailstore::PickFreePorts("127.0.0.1", 3 + cluster_.size());
   if (!ports.ok()) return ports.status();
   address_ = absl::StrCat(coordinator_host, ":", (*ports)[0]);
   if (options_.metrics) {
@@ -119,6 +119,9 @@ absl::Status Deployment::Start() {
       agent_metrics_.push_back(absl::StrCat(
           network_ ? network_->address(HostOfNode(i)) : options_.lab.host, ":", (*ports)[2 + i]));
     }
+  }
+  if (options_.console) {
+    console_address_ = absl::StrCat(coordinator_host, ":", (*ports)[2 + cluster_.size()]);
   }
   v1::CoordinatorConfig c;
   c.set_listen(address_);
@@ -133,6 +136,7 @@ absl::Status Deployment::Start() {
       options_.lab.backup_session_timeout_ms != 0 ? options_.lab.backup_session_timeout_ms : 60000);
   c.set_log_level("debug");
   if (options_.metrics) c.mutable_metrics()->set_listen(metrics_address_);
+  if (options_.console) c.mutable_console()->set_listen(console_address_);
   coordinator_config_ = cluster_.root() + "/coordinator.conf";
   RETURN_IF_ERROR(WriteFileAtomically(coordinator_config_, ToTextConfig(c)));
   RETURN_IF_ERROR(StartCoordinator());
@@ -274,8 +278,8 @@ absl::StatusOr<v1::JobInfo> Deployment::WaitJob(const std::string& id, absl::Dur
   Poll(
       [&] {
         last = Job(id);
-        return last.ok() && (last->state() == "succeeded" || last->state() == "failed" ||
-                             last->state() == "cancelled");
+        return last.ok() && (last->state() == v1::JOB_SUCCEEDED ||
+                             last->state() == v1::JOB_FAILED || last->state() == v1::JOB_CANCELLED);
       },
       timeout);
   return last;

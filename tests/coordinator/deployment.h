@@ -38,6 +38,8 @@ struct DeploymentOptions {
   // The coordinator and every agent serve /metrics over HTTPS
   // (metrics_address(), agent_metrics_address(i)).
   bool metrics = false;
+  // The coordinator serves the web console (console_address()).
+  bool console = false;
   // When not 0: node `unit_volume_node`'s folder of `unit_volume_unit` is a
   // tmpfs of this size (the unit's database and log volume), which a test
   // can fill (unit_volume()).
@@ -96,6 +98,8 @@ class Deployment {
   const std::string& certs() const { return certs_; }
   const std::string& repo() const { return repo_; }
   const std::string& coordinator_address() const { return address_; }
+  // HOST:PORT of the web console (DeploymentOptions::console).
+  const std::string& console_address() const { return console_address_; }
   // HOST:PORT of the coordinator's /metrics (DeploymentOptions::metrics).
   const std::string& metrics_address() const { return metrics_address_; }
   const std::string& agent_metrics_address(int i) const {
@@ -112,6 +116,7 @@ class Deployment {
   std::unique_ptr<SmallTmpfs> unit_volume_;
   std::string certs_, repo_, passphrase_file_, address_, coordinator_config_, metrics_address_;
   std::vector<std::string> agent_metrics_;
+  std::string console_address_;
   std::unique_ptr<SmallTmpfs> repository_fs_;
   std::unique_ptr<Subprocess> coordinator_;
   std::vector<std::unique_ptr<Subprocess>> agents_;

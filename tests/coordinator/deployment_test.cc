@@ -36,14 +36,14 @@ TEST(Deployment, SourceSelectionFollowsTheModeAndSaysWhyNothingQualifies) {
 
   // passive-then-active (the default): a Healthy passive copy.
   v1::JobInfo full = BackupWait(d, {"--unit", "DB02", "--type", "full"});
-  EXPECT_EQ(full.state(), "succeeded") << full.reason();
+  EXPECT_EQ(full.state(), v1::JOB_SUCCEEDED) << full.reason();
   EXPECT_THAT(LastNode(full), ::testing::AnyOf("node2", "node3"));
   EXPECT_EQ(full.attempts(0).writer_instance(), "Exchange Replication Service");
 
   // active-only: the active copy, through the Store writer.
   v1::JobInfo active =
       BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
-  EXPECT_EQ(active.state(), "succeeded") << active.reason();
+  EXPECT_EQ(active.state(), v1::JOB_SUCCEEDED) << active.reason();
   EXPECT_EQ(LastNode(active), "node1");
   EXPECT_EQ(active.attempts(0).writer_instance(), "Exchange Information Store");
 
@@ -71,7 +71,7 @@ TEST(Deployment, SourceSelectionFollowsTheModeAndSaysWhyNothingQualifies) {
   v1::ListJobsResponse jobs;
   ASSERT_OK(d.CliJson({"job", "list", "--unit", "DB02"}, &jobs));
   ASSERT_GE(jobs.jobs_size(), 3);
-  EXPECT_EQ(jobs.jobs(0).state(), "failed");
+  EXPECT_EQ(jobs.jobs(0).state(), v1::JOB_FAILED);
   EXPECT_THAT(jobs.jobs(0).reason(), HasSubstr("Suspended"));
   EXPECT_EQ(jobs.jobs(0).attempts_size(), 0);
   auto status = d.Status();
@@ -120,7 +120,7 @@ TEST(Deployment, ThePreferredListIsHonouredAndTwoStartsForOneUnitRunOneRefuseThe
   ASSERT_OK(d.Start());
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
   v1::JobInfo preferred = BackupWait(d, {"--unit", "DB02", "--type", "full", "--prefer", "node3"});
-  EXPECT_EQ(preferred.state(), "succeeded") << preferred.reason();
+  EXPECT_EQ(preferred.state(), v1::JOB_SUCCEEDED) << preferred.reason();
   EXPECT_EQ(LastNode(preferred), "node3");
 
   ProcessResult a, b;
@@ -142,7 +142,7 @@ TEST(Deployment, ThePreferredListIsHonouredAndTwoStartsForOneUnitRunOneRefuseThe
   ASSERT_EQ(jobs.jobs_size(), 2);  // the refused start left no job
   auto done = d.WaitJob(jobs.jobs(0).id());
   ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "succeeded") << done->reason();
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->reason();
   auto status = d.Status();
   ASSERT_OK(status.status());
   EXPECT_EQ(status->leases_size(), 0);
@@ -258,18 +258,12 @@ absl::StatusOr<v1::JobInfo> WaitTransferring(Deployment& d, const std::string& j
   WaitFor(
       [&] {
         last = d.Job(job);
-        return last.ok() && (last->state() == "transferring" || last->state() == "verifying" ||
-                             last->state() == "succeeded" || last->state() == "failed");
+        return last.ok() &&
+               (last->state() == v1::JOB_TRANSFERRING || last->state() == v1::JOB_VERIFYING ||
+                last->state() == v1::JOB_SUCCEEDED || last->state() == v1::JOB_FAILED);
       },
       absl::Seconds(30));
   return last;
-}
-
-// DB02 with 300 items in closed generations that every copy has replayed.
-void LoadDb02(Deployment& d) {
-  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
-  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
 }
 
 // `dagvault backup start ARGS --json`, without waiting: the job as started.
@@ -306,22 +300,22 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
   ASSERT_EQ(LastNode(job), "node3");
   auto moving = WaitTransferring(d, job.id());
   ASSERT_OK(moving.status());
-  ASSERT_EQ(moving->state(), "transferring") << moving->DebugString();
+  ASSERT_EQ(moving->state(), v1::JOB_TRANSFERRING) << moving->DebugString();
   d.KillAgent(kNode3);
   // Nothing is truncated by the attempt that died.
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "succeeded") << done->DebugString() << d.CoordinatorLog();
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.CoordinatorLog();
   ASSERT_EQ(done->attempts_size(), 2) << done->DebugString();
   EXPECT_EQ(done->attempts(0).node(), "node3");
-  EXPECT_EQ(done->attempts(0).state(), "failed");
+  EXPECT_EQ(done->attempts(0).state(), v1::JOB_FAILED);
   EXPECT_THAT(done->attempts(0).reason(),
               HasSubstr("its lease expired: node3 has not reported the job"));
   EXPECT_THAT(
       d.CoordinatorLog(),
       HasSubstr(absl::StrCat("[DV1005 lease_expired unit=DB02 job=", job.id(), " node=node3]")));
   EXPECT_EQ(done->attempts(1).node(), "node2");
-  EXPECT_EQ(done->attempts(1).state(), "succeeded");
+  EXPECT_EQ(done->attempts(1).state(), v1::JOB_SUCCEEDED);
   bool retry_event = false;
   for (const auto& e : done->events()) {
     retry_event |=
@@ -355,7 +349,7 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
   ASSERT_OK(d.WaitReporting());
   v1::JobInfo next =
       BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--prefer", "node3,node2"});
-  EXPECT_EQ(next.state(), "succeeded") << next.reason();
+  EXPECT_EQ(next.state(), v1::JOB_SUCCEEDED) << next.reason();
   EXPECT_EQ(LastNode(next), "node2");
 }
 
@@ -376,7 +370,7 @@ TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
   ASSERT_OK(d.StartCoordinator());
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "succeeded") << done->DebugString() << d.CoordinatorLog();
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.CoordinatorLog();
   EXPECT_EQ(done->attempts_size(), 1);  // the same attempt, not a second one
   bool restarted = false;
   for (const auto& e : done->events()) {
@@ -438,7 +432,7 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   Load(d, kNode1, 1, 200, 50);
   v1::JobInfo last =
       BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
-  ASSERT_EQ(last.state(), "succeeded") << last.reason();
+  ASSERT_EQ(last.state(), v1::JOB_SUCCEEDED) << last.reason();
   d.cluster().KillNode(kNode1);
   ASSERT_OK(d.cluster().Admin(kNode2, "resume", "DB02"));
   ASSERT_OK(d.cluster().Activate(kNode2, "DB02", "node2", /*lossy=*/true));
@@ -467,7 +461,7 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   v1::JobInfo found =
       BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"},
                  /*expect_exit=*/1);
-  EXPECT_EQ(found.state(), "failed");
+  EXPECT_EQ(found.state(), v1::JOB_FAILED);
   EXPECT_EQ(LastNode(found), "node2");
   EXPECT_THAT(found.reason(), HasSubstr("the next Incremental of DB02 becomes a Full"));
   ASSERT_OK(d.CliJson({"chain", "show", "--unit", "DB02"}, &chains));
@@ -494,7 +488,7 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   // The next requested Incremental is promoted to a Full, and says why.
   v1::JobInfo promoted =
       BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
-  EXPECT_EQ(promoted.state(), "succeeded") << promoted.reason();
+  EXPECT_EQ(promoted.state(), v1::JOB_SUCCEEDED) << promoted.reason();
   EXPECT_EQ(promoted.type(), v1::FULL);
   EXPECT_THAT(promoted.reason(), HasSubstr("requested Incremental promoted to Full"));
   EXPECT_THAT(promoted.reason(), HasSubstr("is broken at generation"));
@@ -526,12 +520,12 @@ TEST(Deployment, AnAgentCutOffFromTheCoordinatorForALeasePeriodStopsItsJob) {
   ASSERT_OK(d.StartCoordinator());
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "failed") << done->DebugString();
+  EXPECT_EQ(done->state(), v1::JOB_FAILED) << done->DebugString();
   EXPECT_THAT(done->reason(), HasSubstr("the coordinator was unreachable for the lease period"));
   // The writer session ended with failure: nothing truncated, the unit free.
   EXPECT_EQ(LowestLogs(d, "DB02"), lowest_before);
   v1::JobInfo next = BackupWait(d, {"--unit", "DB02", "--type", "full"});
-  EXPECT_EQ(next.state(), "succeeded") << next.reason();
+  EXPECT_EQ(next.state(), v1::JOB_SUCCEEDED) << next.reason();
   EXPECT_EQ(next.attempts_size(), 1);
 }
 
@@ -548,7 +542,7 @@ TEST(Deployment, ACancelledJobStopsOnItsNodeAndReleasesTheUnit) {
   EXPECT_THAT(cancel.out, HasSubstr("cancel requested"));
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "cancelled") << done->DebugString();
+  EXPECT_EQ(done->state(), v1::JOB_CANCELLED) << done->DebugString();
   EXPECT_EQ(done->attempts_size(), 1);
   // The writer session ended with failure: nothing truncated, no backup.
   EXPECT_EQ(LowestLogs(d, "DB02"), lowest_before);
@@ -568,11 +562,11 @@ TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabas
   Deployment d(Options(), "rdb");
   ASSERT_OK(d.Start());
   v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
-  ASSERT_EQ(full.state(), "succeeded");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
   const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
   const absl::Time after_full = absl::Now();
   v1::JobInfo inc = LoadAndBackUp(d, 1, 60, 60, "incremental");
-  ASSERT_EQ(inc.state(), "succeeded");
+  ASSERT_EQ(inc.state(), v1::JOB_SUCCEEDED);
   const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
   ASSERT_NE(at_full, at_inc);
 
@@ -584,7 +578,7 @@ TEST(Deployment, ARestoreBesideProductionMountsTheRestorePointAsARecoveryDatabas
   ASSERT_EQ(pit.exit_code, 0) << pit.out << pit.err << d.CoordinatorLog();
   v1::JobInfo job;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(pit.out, &job).ok());
-  EXPECT_EQ(job.kind(), "restore");
+  EXPECT_EQ(job.kind(), v1::JOB_RESTORE);
   EXPECT_EQ(LastNode(job), "node3");
   EXPECT_EQ(job.manifest(), full.manifest());
   bool said = false;
@@ -679,7 +673,7 @@ TEST(Deployment, AScheduleRunsOnTimeWithinItsLimitAndARunMissedWhileDownRunsOnce
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
   for (const char* unit : {"DB02", "SG01"}) {
     v1::JobInfo full = BackupWait(d, {"--unit", unit, "--type", "full"});
-    ASSERT_EQ(full.state(), "succeeded") << full.reason();
+    ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED) << full.reason();
   }
   ProcessResult set = d.Cli({"policy", "set", "--name", "minutely", "--unit", "DB02", "--unit",
                              "SG01", "--incremental", "* * * * *", "--max-jobs", "1"});
@@ -709,7 +703,7 @@ TEST(Deployment, AScheduleRunsOnTimeWithinItsLimitAndARunMissedWhileDownRunsOnce
   for (const auto& j : scheduled) {
     auto finished = d.WaitJob(j.id());
     ASSERT_OK(finished.status());
-    EXPECT_EQ(finished->state(), "succeeded") << finished->DebugString();
+    EXPECT_EQ(finished->state(), v1::JOB_SUCCEEDED) << finished->DebugString();
     EXPECT_EQ(finished->type(), v1::INCREMENTAL);
     bool by_policy = false;
     for (const auto& e : finished->events()) {

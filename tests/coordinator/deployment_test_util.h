@@ -52,6 +52,13 @@ inline v1::JobInfo BackupWait(Deployment& d, std::vector<std::string> args, int 
   return job;
 }
 
+// DB02 with 300 items in closed generations that every copy has replayed.
+inline void LoadDb02(Deployment& d) {
+  PutItems(d.cluster(), kNode1, "DB02", Databases("DB02"), 1, 0, 300);
+  ASSERT_OK(d.cluster().RollLog(kNode1, "DB02"));
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+}
+
 inline std::string LastNode(const v1::JobInfo& j) {
   return j.attempts_size() == 0 ? "" : j.attempts(j.attempts_size() - 1).node();
 }
@@ -86,7 +93,7 @@ inline v1::JobInfo LoadAndBackUp(Deployment& d, uint64_t mailbox, uint64_t first
   const absl::Status converged = d.cluster().WaitConverged(kNode1, "DB02");
   EXPECT_TRUE(converged.ok()) << converged;
   v1::JobInfo job = BackupWait(d, {"--unit", "DB02", "--type", type});
-  EXPECT_EQ(job.state(), "succeeded") << job.reason();
+  EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.reason();
   return job;
 }
 

@@ -49,7 +49,7 @@ TEST(Durability, AnAgentKilledAfterItsBackupCompletedReportsItsKeptResultOnce) {
   ASSERT_OK(d.StartAgent(kNode3));
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "succeeded") << done->DebugString() << d.CoordinatorLog();
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.CoordinatorLog();
   // One attempt: the backup was not run again...
   ASSERT_EQ(done->attempts_size(), 1) << done->DebugString();
   EXPECT_EQ(done->attempts(0).node(), "node3");
@@ -77,7 +77,7 @@ TEST(Durability, AnAgentKilledBetweenItsManifestAndBackupCompleteGetsTheBackupCa
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());
   // The job failed (its completion never reached the writer)...
-  EXPECT_EQ(done->state(), "failed") << done->DebugString();
+  EXPECT_EQ(done->state(), v1::JOB_FAILED) << done->DebugString();
   EXPECT_THAT(done->reason(),
               HasSubstr("the verified backup " + written[0] + " is catalogued all the same"));
   EXPECT_THAT(d.AgentLog(kNode3),

@@ -48,7 +48,8 @@ void ExpectPlanDone(const v1::JobInfo& job) {
   ASSERT_TRUE(job.has_plan()) << job.DebugString();
   ASSERT_EQ(job.plan().steps_size(), 7);
   for (const auto& step : job.plan().steps()) {
-    EXPECT_EQ(step.state(), "done") << step.number() << " " << step.name() << ": " << step.detail();
+    EXPECT_EQ(step.state(), v1::STEP_DONE)
+        << step.number() << " " << step.name() << ": " << step.detail();
   }
   // Step 7's digests: every database of every copy, all equal.
   EXPECT_EQ(job.plan().digests_size(), 3 * static_cast<int>(Databases("DB02").size()));
@@ -70,10 +71,10 @@ TEST(DeploymentRestore, EveryCopyIsRestoredAfterADisasterToAPointInTimeAndRolled
   Deployment d(Options(), "restore-all");
   ASSERT_OK(d.Start());
   v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
-  ASSERT_EQ(full.state(), "succeeded");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
   const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
   v1::JobInfo inc = LoadAndBackUp(d, 1, 60, 60, "incremental");
-  ASSERT_EQ(inc.state(), "succeeded");
+  ASSERT_EQ(inc.state(), v1::JOB_SUCCEEDED);
   const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
   Load(d, kNode1, 2, 0, 40);  // after the last backup: only in the server's logs
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
@@ -140,7 +141,7 @@ TEST(DeploymentRestore, EveryCopyIsRestoredAfterADisasterToAPointInTimeAndRolled
   ASSERT_OK(status.status());
   EXPECT_EQ(status->leases_size(), 0);
   v1::JobInfo again = BackupWait(d, {"--unit", "DB02", "--type", "full"});
-  EXPECT_EQ(again.state(), "succeeded") << again.reason();
+  EXPECT_EQ(again.state(), v1::JOB_SUCCEEDED) << again.reason();
 }
 
 // Polls the job until step `step` runs on `node`.
@@ -149,7 +150,7 @@ bool WaitForStep(Deployment& d, const std::string& job, uint32_t step, const std
       [&] {
         auto j = d.Job(job);
         if (!j.ok() || j->plan().steps_size() < static_cast<int>(step)) return false;
-        return j->plan().steps(static_cast<int>(step) - 1).state() == "running" &&
+        return j->plan().steps(static_cast<int>(step) - 1).state() == v1::STEP_RUNNING &&
                LastNode(*j) == node;
       },
       absl::Seconds(60));
@@ -160,7 +161,7 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.restore.step:3000"}}), "restore-resume");
   ASSERT_OK(d.Start());
   v1::JobInfo full = LoadAndBackUp(d, 1, 0, 80, "full");
-  ASSERT_EQ(full.state(), "succeeded");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
   const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
   Load(d, kNode1, 1, 80, 80);  // not backed up: the restore takes the unit back
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
@@ -177,12 +178,12 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   d.KillAgent(kNode1);
   auto stopped = d.WaitJob(job.id());
   ASSERT_OK(stopped.status());
-  EXPECT_EQ(stopped->state(), "failed");
+  EXPECT_EQ(stopped->state(), v1::JOB_FAILED);
   EXPECT_THAT(stopped->reason(), HasSubstr("stopped at step 3"));
   EXPECT_THAT(stopped->reason(), HasSubstr("do not mount it"));
-  EXPECT_EQ(stopped->plan().steps(0).state(), "done");
-  EXPECT_EQ(stopped->plan().steps(1).state(), "done");
-  EXPECT_EQ(stopped->plan().steps(2).state(), "failed");
+  EXPECT_EQ(stopped->plan().steps(0).state(), v1::STEP_DONE);
+  EXPECT_EQ(stopped->plan().steps(1).state(), v1::STEP_DONE);
+  EXPECT_EQ(stopped->plan().steps(2).state(), v1::STEP_FAILED);
   ProcessResult shown = d.Cli({"job", "show", job.id()});
   EXPECT_THAT(shown.out, HasSubstr("3. failed"));
   EXPECT_THAT(shown.out, HasSubstr("next: the unit is dismounted on node1"));
@@ -196,9 +197,9 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   d.KillAgent(kNode2);
   stopped = d.WaitJob(job.id());
   ASSERT_OK(stopped.status());
-  EXPECT_EQ(stopped->state(), "failed");
+  EXPECT_EQ(stopped->state(), v1::JOB_FAILED);
   EXPECT_THAT(stopped->reason(), HasSubstr("stopped at step 5"));
-  EXPECT_EQ(stopped->plan().steps(3).state(), "done");
+  EXPECT_EQ(stopped->plan().steps(3).state(), v1::STEP_DONE);
   EXPECT_EQ(UnitDigest(d.cluster(), kNode1, "DB02"), at_full);  // the active copy is restored
 
   ASSERT_OK(d.StartAgent(kNode2));
@@ -207,7 +208,7 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   EXPECT_EQ(last.id(), job.id());
   auto done = d.WaitJob(job.id(), absl::Minutes(3));
   ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), "succeeded") << done->reason();
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->reason();
   ExpectPlanDone(*done);
   EXPECT_EQ(done->plan().resumed(), 2u);
   ExpectEveryCopyHolds(d, at_full);
@@ -222,7 +223,7 @@ TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrash
   const char* types[] = {"full", "incremental", "full", "incremental", "full"};
   for (int i = 0; i < 5; ++i) {
     backups.push_back(LoadAndBackUp(d, 1, static_cast<uint64_t>(i) * 40, 40, types[i]));
-    ASSERT_EQ(backups.back().state(), "succeeded");
+    ASSERT_EQ(backups.back().state(), v1::JOB_SUCCEEDED);
     digests.push_back(UnitDigest(d.cluster(), kNode1, "DB02"));
   }
   ASSERT_EQ(RepositoryManifests(d).size(), 5u);

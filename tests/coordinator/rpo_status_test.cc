@@ -91,7 +91,7 @@ TEST(DeploymentRpo, StatusLeadsWithUnitsOutsideTheirRpoSaysWhyAndFailsWhileOneIs
   // A Full: ok, and every number traces to the backup behind it.
   const v1::JobInfo full =
       BackupWait(d, {"--unit", "DB02", "--type", "full", "--source-mode", "passive-only"});
-  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED) << full.reason();
   auto [ok_exit, ok] = Protection(d);
   EXPECT_EQ(ok_exit, 0);
   EXPECT_EQ(ok.state(), v1::RPO_OK);
@@ -100,7 +100,7 @@ TEST(DeploymentRpo, StatusLeadsWithUnitsOutsideTheirRpoSaysWhyAndFailsWhileOneIs
   EXPECT_LT(ok.newest_restore_point_age_seconds(), 20);
   EXPECT_EQ(ok.newest_full_us(), ok.newest_restore_point_us());
   EXPECT_EQ(ok.last_job(), full.id());
-  EXPECT_EQ(ok.last_job_state(), "succeeded");
+  EXPECT_EQ(ok.last_job_state(), v1::JOB_SUCCEEDED);
   scraped = Scrape(d);
   EXPECT_THAT(scraped, HasSubstr("dagvault_unit_rpo_state{unit=\"DB02\",state=\"ok\"} 1"));
   EXPECT_THAT(scraped, HasSubstr("dagvault_jobs_total{kind=\"backup\",result=\"succeeded\"} 1\n"));
@@ -126,7 +126,7 @@ TEST(DeploymentRpo, StatusLeadsWithUnitsOutsideTheirRpoSaysWhyAndFailsWhileOneIs
       WaitFor([&] { return Protection(d).second.state() == v1::RPO_CRITICAL; }, absl::Seconds(40)));
   auto [critical_exit, critical] = Protection(d);
   EXPECT_EQ(critical_exit, 1);
-  EXPECT_EQ(critical.last_job_state(), "failed");
+  EXPECT_EQ(critical.last_job_state(), v1::JOB_FAILED);
   EXPECT_THAT(critical.reason(), HasSubstr("the last backup, job "));
   EXPECT_THAT(critical.reason(), HasSubstr("no copy of DB02 qualifies"));
   EXPECT_EQ(critical.next_source(), "");
@@ -147,7 +147,7 @@ TEST(DeploymentRpo, StatusLeadsWithUnitsOutsideTheirRpoSaysWhyAndFailsWhileOneIs
   ASSERT_TRUE(WaitCopyState(d, "DB02", "node2", v1::HEALTHY));
   const v1::JobInfo again =
       BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "passive-only"});
-  ASSERT_EQ(again.state(), "succeeded") << again.reason();
+  ASSERT_EQ(again.state(), v1::JOB_SUCCEEDED) << again.reason();
   auto [back_exit, back] = Protection(d);
   EXPECT_EQ(back_exit, 0);
   EXPECT_EQ(back.state(), v1::RPO_OK);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/job_state.h"
 #include "tests/coordinator/deployment_test_util.h"
 #include "tests/faults/cell_run.h"
 #include "tests/faults/cells.h"
@@ -44,11 +45,12 @@ class BackupCell : public CellRun {
     const absl::Time deadline = absl::Now() + absl::Seconds(90);
     while (absl::Now() < deadline) {
       auto info = d_->Job(job.id());
-      if (info.ok() && info->state() == step_.state) {
+      if (info.ok() && JobStateName(info->state()) == step_.state) {
         result_.injected = true;
         break;
       }
-      if (info.ok() && (info->state() == "succeeded" || info->state() == "failed")) break;
+      if (info.ok() && (info->state() == v1::JOB_SUCCEEDED || info->state() == v1::JOB_FAILED))
+        break;
       absl::SleepFor(absl::Milliseconds(50));
     }
     if (result_.injected) Strike(kSource);
@@ -64,9 +66,9 @@ class BackupCell : public CellRun {
     stop = true;
     if (mail.joinable()) mail.join();
     result_.job_outcome =
-        done.ok()
-            ? absl::StrCat(done->state(), done->state() == "succeeded" ? "" : ": " + done->reason())
-            : std::string(done.status().message());
+        done.ok() ? absl::StrCat(JobStateName(done->state()),
+                                 done->state() == v1::JOB_SUCCEEDED ? "" : ": " + done->reason())
+                  : std::string(done.status().message());
     EndFault();
     Recover(/*mounted=*/true);
     CheckInvariants();

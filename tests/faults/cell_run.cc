@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
+#include "common/job_state.h"
 #include "coordinator/catalog/sqlite_catalog.h"
 #include "tests/coordinator/deployment_test_util.h"
 #include "tests/mailstored/test_util.h"
@@ -304,8 +305,7 @@ void CellRun::CheckLeases() {
         if (!leases.ok()) return false;
         for (const auto& l : *leases) {
           auto job = d_->Job(l.job);
-          if (!job.ok() || job->state() == "succeeded" || job->state() == "failed" ||
-              job->state() == "cancelled") {
+          if (!job.ok() || IsFinalJobState(job->state())) {
             held.push_back(absl::StrCat(l.unit, " by ", l.job));
           }
         }
@@ -368,8 +368,9 @@ void CellRun::CheckNextBackup(const std::string& type) {
   (void)Check(d_->cluster().RollLog(kNode1, kUnit), "a log roll");
   (void)Check(d_->cluster().WaitConverged(kNode1, kUnit), "every copy has the new items");
   const v1::JobInfo next = BackupWait(*d_, {"--unit", kUnit, "--type", type});
-  if (next.state() != "succeeded") {
-    Violation(absl::StrCat("the next backup did not succeed: ", next.state(), " ", next.reason()));
+  if (next.state() != v1::JOB_SUCCEEDED) {
+    Violation(absl::StrCat("the next backup did not succeed: ", JobStateName(next.state()), " ",
+                           next.reason()));
   }
 }
 

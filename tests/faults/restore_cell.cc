@@ -5,6 +5,7 @@
 // restore point's data.
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/job_state.h"
 #include "tests/coordinator/deployment_test_util.h"
 #include "tests/faults/cell_run.h"
 #include "tests/faults/cells.h"
@@ -20,13 +21,12 @@ constexpr uint64_t kMailbox = 5, kItems = 80;
 // for a step that a restarted process failed on its way back.
 constexpr int kReruns = 2;
 
-bool Ended(const v1::JobInfo& j) {
-  return j.state() == "succeeded" || j.state() == "failed" || j.state() == "cancelled";
-}
+bool Ended(const v1::JobInfo& j) { return IsFinalJobState(j.state()); }
 
 std::string Outcome(const absl::StatusOr<v1::JobInfo>& j) {
   if (!j.ok()) return std::string(j.status().message());
-  return absl::StrCat(j->state(), j->state() == "succeeded" ? "" : ": " + j->reason());
+  return absl::StrCat(JobStateName(j->state()),
+                      j->state() == v1::JOB_SUCCEEDED ? "" : ": " + j->reason());
 }
 
 class RestoreCell : public CellRun {
@@ -41,7 +41,7 @@ class RestoreCell : public CellRun {
     Load(*d_, kNode1, kMailbox, 0, kItems);
     if (!Check(d_->cluster().WaitConverged(kNode1, kUnit), "every copy has the items")) return;
     const v1::JobInfo full = BackupWait(*d_, {"--unit", kUnit, "--type", "full"});
-    if (full.state() != "succeeded") {
+    if (full.state() != v1::JOB_SUCCEEDED) {
       Violation(absl::StrCat("the Full before the restore failed: ", full.reason()));
       return;
     }
@@ -63,7 +63,7 @@ class RestoreCell : public CellRun {
     while (absl::Now() < deadline) {
       auto info = d_->Job(job.id());
       if (info.ok() && info->plan().steps_size() >= step_.plan_step &&
-          info->plan().steps(step_.plan_step - 1).state() == "running") {
+          info->plan().steps(step_.plan_step - 1).state() == v1::STEP_RUNNING) {
         const std::string node = LastNode(*info);
         for (int i = 0; i < d_->cluster().size(); ++i) {
           if (d_->cluster().node(i).name == node) step_node = i;
@@ -83,13 +83,13 @@ class RestoreCell : public CellRun {
     Recover(/*mounted=*/false);
 
     // 7. A stopped restore resumes with a re-run of the same command.
-    for (int run = 0; run < kReruns && !(done.ok() && done->state() == "succeeded"); ++run) {
+    for (int run = 0; run < kReruns && !(done.ok() && done->state() == v1::JOB_SUCCEEDED); ++run) {
       (void)Check(d_->WaitReporting(absl::Seconds(60)), "every node reports before the re-run");
       auto [rerun_code, rerun] = JobCommand(*d_, {"restore", "start", "--unit", kUnit, "--wait"});
       done = rerun;
       absl::StrAppend(&result_.job_outcome, "; re-run: ", Outcome(done));
     }
-    if (!done.ok() || done->state() != "succeeded") {
+    if (!done.ok() || done->state() != v1::JOB_SUCCEEDED) {
       Violation(
           absl::StrCat("the restore did not finish after ", kReruns, " re-runs: ", Outcome(done)));
       return;

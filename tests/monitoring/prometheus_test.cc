@@ -160,7 +160,7 @@ TEST(Prometheus, ScrapesTheCoordinatorAndSeesRpoAndJobResultsAfterABackupAndAFai
   // A Full: ok, one job succeeded, its source and bytes.
   const v1::JobInfo full =
       BackupWait(d, {"--unit", "DB02", "--type", "full", "--source-mode", "passive-only"});
-  ASSERT_EQ(full.state(), "succeeded") << full.reason();
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED) << full.reason();
   EXPECT_TRUE(prometheus.WaitValue("dagvault_unit_rpo_state{unit=\"DB02\",state=\"ok\"}", 1));
   EXPECT_TRUE(prometheus.WaitValue("dagvault_jobs_total{kind=\"backup\",result=\"succeeded\"}", 1));
   EXPECT_TRUE(prometheus.WaitValue("dagvault_unit_last_backup_success{unit=\"DB02\"}", 1));

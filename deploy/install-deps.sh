@@ -25,6 +25,10 @@ PACKAGES=(
   prometheus
   # the web console's tests: headless Chromium (docs/console.md)
   chromium
+  # command lines (DESIGN.md §10)
+  libcli11-dev
+  # Debian packages (CPack) and their checks (docs/packages.md)
+  dpkg-dev fakeroot lintian
 )
 
 missing=()

@@ -1,0 +1,144 @@
+# Debian packages (docs/packages.md): install() rules and CPack.
+#
+#   dagvault-coordinator  the coordinator, its unit, the system user dagvault
+#   dagvault-agent        the node agent and its unit (runs as root)
+#   dagvault-cli          the operator's command line and its bash completion
+#   mailstore             mailstored, mailstore-util and mailstored's unit
+#
+# `cpack -G DEB --config build/CPackConfig.cmake` builds them from a build
+# folder; tests/packaging/package_test.sh checks them with lintian and runs
+# the installed binaries with the installed example configurations.
+include(GNUInstallDirs)
+
+set(DAGVAULT_PACKAGING_DIR ${PROJECT_BINARY_DIR}/packaging)
+file(MAKE_DIRECTORY ${DAGVAULT_PACKAGING_DIR})
+
+# Per package: its copyright and compressed changelog, as Debian wants them.
+execute_process(
+  COMMAND gzip -9nc ${PROJECT_SOURCE_DIR}/deploy/debian/changelog
+  OUTPUT_FILE ${DAGVAULT_PACKAGING_DIR}/changelog.Debian.gz)
+
+function(dagvault_package_docs component package)
+  install(FILES ${PROJECT_SOURCE_DIR}/deploy/debian/copyright
+                ${DAGVAULT_PACKAGING_DIR}/changelog.Debian.gz
+          DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/${package} COMPONENT ${component})
+  foreach(doc IN LISTS ARGN)
+    install(FILES ${PROJECT_SOURCE_DIR}/${doc}
+            DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/${package} COMPONENT ${component})
+  endforeach()
+endfunction()
+
+# A unit from deploy/systemd with the packages' paths: binaries in
+# /usr/bin, documentation in /usr/share/doc/PACKAGE.
+function(dagvault_package_unit component package unit)
+  file(READ ${PROJECT_SOURCE_DIR}/deploy/systemd/${unit} text)
+  string(REPLACE "/usr/local/bin/" "/usr/bin/" text "${text}")
+  string(REPLACE "file:///usr/local/share/doc/dagvault/" "file:///usr/share/doc/${package}/"
+                 text "${text}")
+  file(WRITE ${DAGVAULT_PACKAGING_DIR}/${unit} "${text}")
+  install(FILES ${DAGVAULT_PACKAGING_DIR}/${unit} DESTINATION /lib/systemd/system
+          COMPONENT ${component})
+endfunction()
+
+function(dagvault_package_examples component package)
+  install(FILES ${ARGN} DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/${package}/examples
+          COMPONENT ${component})
+endfunction()
+
+# dagvault-coordinator
+install(TARGETS dagvault-coordinator RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+        COMPONENT coordinator)
+dagvault_package_unit(coordinator dagvault-coordinator dagvault-coordinator.service)
+dagvault_package_examples(coordinator dagvault-coordinator
+  ${PROJECT_SOURCE_DIR}/deploy/examples/coordinator.conf
+  ${PROJECT_SOURCE_DIR}/deploy/monitoring/dagvault-alerts.yml
+  ${PROJECT_SOURCE_DIR}/deploy/monitoring/prometheus.yml)
+dagvault_package_docs(coordinator dagvault-coordinator
+  docs/operator-guide.md docs/deployment.md docs/monitoring.md docs/console.md
+  docs/security.md docs/architecture.md docs/guarantees.md docs/packages.md)
+
+# dagvault-agent
+install(TARGETS dagvault-agent RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT agent)
+dagvault_package_unit(agent dagvault-agent dagvault-agent.service)
+dagvault_package_examples(agent dagvault-agent ${PROJECT_SOURCE_DIR}/deploy/examples/agent.conf)
+dagvault_package_docs(agent dagvault-agent docs/operator-guide.md docs/deployment.md
+  docs/packages.md)
+
+# dagvault-cli
+install(TARGETS dagvault RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT cli)
+dagvault_package_docs(cli dagvault-cli docs/deployment.md docs/repository.md docs/security.md
+  docs/console.md)
+
+# mailstore
+install(TARGETS mailstored mailstore-util RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+        COMPONENT mailstore)
+dagvault_package_unit(mailstore mailstore mailstored.service)
+dagvault_package_examples(mailstore mailstore ${PROJECT_SOURCE_DIR}/deploy/examples/mailstored.conf)
+dagvault_package_docs(mailstore mailstore docs/mailstored.md docs/mailstore.md
+  docs/mailstore-util.md docs/formats.md)
+
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME dagvault)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_CONTACT "dagvault developers <dagvault@example.org>")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_STRIP_FILES ON)
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL coordinator agent cli mailstore)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_SECTION admin)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.org/dagvault")
+set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+
+set(CPACK_DEBIAN_COORDINATOR_PACKAGE_NAME dagvault-coordinator)
+set(CPACK_DEBIAN_COORDINATOR_PACKAGE_DEPENDS adduser)
+set(CPACK_COMPONENT_COORDINATOR_DESCRIPTION
+    "backup coordinator for replicated mailbox databases
+The dagvault coordinator: one per deployment. It keeps the topology the
+agents report, runs backup policies and RPOs, chooses a healthy passive
+copy to back up from, holds the one backup per database, assembles chains
+across servers and orchestrates restores of every copy. It serves the
+admin API, Prometheus metrics and the web console.")
+
+set(CPACK_DEBIAN_AGENT_PACKAGE_NAME dagvault-agent)
+set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA ${DAGVAULT_PACKAGING_DIR}/agent/postinst)
+set(CPACK_COMPONENT_AGENT_DESCRIPTION
+    "dagvault node agent for mailbox servers
+The dagvault agent runs on every mailbox node: it drives the mail server's
+writers and snapshots, streams verified backups into the repository, and
+restores from it, as the coordinator assigns.")
+
+set(CPACK_DEBIAN_CLI_PACKAGE_NAME dagvault-cli)
+set(CPACK_COMPONENT_CLI_DESCRIPTION
+    "dagvault command line for operators
+The dagvault command: status and RPO, backups, restores, chains, jobs,
+policies, the audit log, certificates and the backup repository.")
+
+set(CPACK_DEBIAN_MAILSTORE_PACKAGE_NAME mailstore)
+set(CPACK_DEBIAN_MAILSTORE_PACKAGE_CONTROL_EXTRA ${DAGVAULT_PACKAGING_DIR}/mailstore/postinst)
+set(CPACK_COMPONENT_MAILSTORE_DESCRIPTION
+    "ESE-style mailbox store with log-shipping replication
+mailstored serves mailbox databases with write-ahead logs, replicates them
+to passive copies on other servers and speaks the VSS-style writer protocol
+dagvault backs up through; mailstore-util is its eseutil.")
+
+# Each package's postinst has to be named postinst: one copy per package.
+foreach(component agent mailstore)
+  file(MAKE_DIRECTORY ${DAGVAULT_PACKAGING_DIR}/${component})
+  file(COPY_FILE ${PROJECT_SOURCE_DIR}/deploy/debian/units.postinst
+       ${DAGVAULT_PACKAGING_DIR}/${component}/postinst)
+  file(CHMOD ${DAGVAULT_PACKAGING_DIR}/${component}/postinst
+       PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ
+                   WORLD_EXECUTE)
+endforeach()
+file(MAKE_DIRECTORY ${DAGVAULT_PACKAGING_DIR}/coordinator)
+file(COPY_FILE ${PROJECT_SOURCE_DIR}/deploy/debian/coordinator.postinst
+     ${DAGVAULT_PACKAGING_DIR}/coordinator/postinst)
+file(CHMOD ${DAGVAULT_PACKAGING_DIR}/coordinator/postinst
+     PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ
+                 WORLD_EXECUTE)
+set(CPACK_DEBIAN_COORDINATOR_PACKAGE_CONTROL_EXTRA ${DAGVAULT_PACKAGING_DIR}/coordinator/postinst)
+
+include(CPack)

@@ -64,8 +64,27 @@ dagvault_package_examples(agent dagvault-agent ${PROJECT_SOURCE_DIR}/deploy/exam
 dagvault_package_docs(agent dagvault-agent docs/operator-guide.md docs/deployment.md
   docs/packages.md)
 
+# Bash completion, written by the binaries themselves from their command
+# tables (`dagvault completion bash`).
+foreach(tool dagvault dagvault-agent)
+  add_custom_command(
+    OUTPUT ${DAGVAULT_PACKAGING_DIR}/${tool}.bash-completion
+    COMMAND $<TARGET_FILE:${tool}> completion bash > ${DAGVAULT_PACKAGING_DIR}/${tool}.bash-completion
+    DEPENDS ${tool}
+    COMMENT "bash completion for ${tool}")
+endforeach()
+add_custom_target(bash_completions ALL
+  DEPENDS ${DAGVAULT_PACKAGING_DIR}/dagvault.bash-completion
+          ${DAGVAULT_PACKAGING_DIR}/dagvault-agent.bash-completion)
+install(FILES ${DAGVAULT_PACKAGING_DIR}/dagvault-agent.bash-completion
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/bash-completion/completions
+        RENAME dagvault-agent COMPONENT agent)
+
 # dagvault-cli
 install(TARGETS dagvault RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT cli)
+install(FILES ${DAGVAULT_PACKAGING_DIR}/dagvault.bash-completion
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/bash-completion/completions
+        RENAME dagvault COMPONENT cli)
 dagvault_package_docs(cli dagvault-cli docs/deployment.md docs/repository.md docs/security.md
   docs/console.md)
 

@@ -7,6 +7,20 @@
 
 namespace dagvault {
 
+CliArgs CliArgs::WithoutFirstPositional() const {
+  CliArgs out = *this;
+  if (!out.positional_.empty()) out.positional_.erase(out.positional_.begin());
+  return out;
+}
+
+CliArgs CliArgs::Of(std::vector<std::string> positional,
+                    std::map<std::string, std::vector<std::string>> values) {
+  CliArgs out;
+  out.positional_ = std::move(positional);
+  out.values_ = std::move(values);
+  return out;
+}
+
 absl::StatusOr<CliArgs> CliArgs::Parse(const std::vector<std::string>& args, const Spec& spec) {
   CliArgs out;
   bool only_positional = false;

@@ -25,8 +25,15 @@ class CliArgs {
   };
 
   static absl::StatusOr<CliArgs> Parse(const std::vector<std::string>& args, const Spec& spec);
+  // Arguments another parser has read (common/command_line.h): the
+  // command path and positionals, and each flag with its values (a bare
+  // flag with none).
+  static CliArgs Of(std::vector<std::string> positional,
+                    std::map<std::string, std::vector<std::string>> values);
 
   const std::vector<std::string>& positional() const { return positional_; }
+  // The same flags, without the first positional (a command group's name).
+  CliArgs WithoutFirstPositional() const;
   bool Has(const std::string& flag) const { return values_.count(flag) != 0; }
   std::optional<std::string> Get(const std::string& flag) const;
   std::vector<std::string> GetAll(const std::string& flag) const;

@@ -28,15 +28,11 @@ absl::StatusOr<Repository> OpenRepositoryFromArgs(const CliArgs& args);
 absl::StatusOr<Repository> OpenRepositoryWithSecretFiles(const std::string& root,
                                                          const std::string& passphrase_file,
                                                          const std::string& key_file);
-// The command line of a tool that opens a repository, with a command as
-// its first positional argument. On a usage error (an unknown flag, no
-// command, or a passphrase given as an argument, which `ps` would show)
-// writes the reason and `usage` to `err` and returns nothing: the tool
-// then exits 2.
-std::optional<CliArgs> ParseRepositoryCommandLine(const std::vector<std::string>& argv,
-                                                  const CliArgs::Spec& spec,
-                                                  const std::string& tool, const std::string& usage,
-                                                  std::ostream& err);
+
+// A passphrase given as an argument (`--passphrase X`, which ps would
+// show): the usage error to refuse it with, naming `tool`; OK otherwise.
+absl::Status RefusePassphraseArgument(const std::vector<std::string>& argv,
+                                      const std::string& tool);
 
 // "1.5 GiB".
 std::string HumanBytes(uint64_t n);

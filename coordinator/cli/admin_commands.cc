@@ -14,6 +14,7 @@
 #include "common/backup_type.h"
 #include "common/certs.h"
 #include "common/cli_args.h"
+#include "common/command_line.h"
 #include "common/copy_state.h"
 #include "common/duration_text.h"
 #include "common/file_util.h"
@@ -24,6 +25,8 @@
 #include "coordinator/cli/audit_command.h"
 #include "coordinator/cli/cli_output.h"
 #include "coordinator/cli/console_command.h"
+#include "coordinator/cli/dagvault_commands.h"
+#include "coordinator/cli/repo_command.h"
 #include "coordinator/cli/status_command.h"
 #include "dagvault/v1/admin.grpc.pb.h"
 #include "repository/cli_support.h"
@@ -33,68 +36,6 @@ namespace {
 
 namespace v1 = dagvault::v1;
 using repository::HumanBytes;
-
-constexpr char kUsage[] = R"(usage: dagvault COMMAND [flags]
-
-  status [--units] [--copies] [--unit U]
-                                  units outside their RPO and why (--units: all), nodes,
-                                  copies that need attention (--copies: all), leases,
-                                  running and queued jobs; exit 1 when a unit is critical
-                                  or was never backed up under an RPO
-  backup start --unit U [--type full|copy|incremental|differential]
-               [--source-mode passive-then-active|passive-only|active-only]
-               [--prefer NODE,...] [--max-copy-queue N] [--max-replay-queue N] [--wait]
-  backup list [--unit U]
-  restore start --unit U [--to latest | --to-generation G | --to-time "YYYY-MM-DD HH:MM:SS"]
-               [--roll-forward] [--force-overwrite-different-database] [--wait]
-                                  restore every copy (a re-run resumes a stopped restore)
-  restore start --unit U --rdb NAME --node N --path DIR [--no-mount] [target flags]
-                                  restore beside production as a Recovery Database
-  restore start --unit U --node N [target flags]
-                                  restore through N's Store writer only (where the unit
-                                  is mounted on N, it becomes a Recovery Database)
-  chain show --unit U             chains, restore points and breaks
-  policy set --name P --unit U [--unit U2 ...] [--full CRON] [--incremental CRON]
-             [--differential CRON] [--source-mode M] [--prefer N,...] [--keep-chains N]
-             [--keep-days D] [--max-jobs-per-node N] [--max-jobs N] [--priority P]
-             [--rpo 26h [--rpo-warning D] [--rpo-critical D] [--rpo-grace D]]
-                                  create or replace a backup policy (cron: 5 fields, UTC;
-                                  durations like 26h, 1d 12h, 90m)
-  policy show NAME | policy list | policy remove NAME
-  job list [--unit U] [--limit N]
-  job show ID
-  job cancel ID
-  catalog rebuild [--repo PATH]   the backup records from the repository's manifests
-  expire [--dry-run]              expire the chains past their policy's retention (whole
-                                  chains, never a unit's newest valid one), then prune
-  audit list [--identity NAME] [--limit N]
-                                  who did what through the admin API and the console,
-                                  and the calls refused for the caller's role
-  console login [--ttl 8h]        a token for the web console, signed in as this
-                                  certificate's person (at most 24h)
-  certs init --dir DIR [--deployment NAME] [--force]
-  certs issue --dir DIR --name NAME --role node|coordinator|admin|operator|viewer [--san HOST,...]
-  repo ...                        the repository's own commands (dagvault repo help)
-
-Reaching the coordinator: --coordinator HOST:PORT ($DAGVAULT_COORDINATOR), and
-a person's certificate (role viewer reads, operator also starts backups and
-restores and cancels jobs, admin also sets policies, expires and rebuilds the
-catalog): --certs DIR with DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key
-($DAGVAULT_CERTS), NAME from --cert-name ($DAGVAULT_CERT_NAME, default admin).
---insecure-dev: plain text, for a development coordinator only.
---json prints the answer as JSON. Exit codes: 0 ok, 1 failed, 2 usage.
-)";
-
-// clang-format off
-const CliArgs::Spec kSpec{
-    {"coordinator", "certs", "cert-name", "unit", "type", "source-mode", "prefer",
-     "max-copy-queue", "max-replay-queue", "limit", "repo", "dir", "deployment", "name", "role",
-     "san", "days", "rdb", "node", "path", "to", "to-generation", "to-time", "full",
-     "incremental", "differential", "keep-chains", "keep-days", "max-jobs-per-node", "max-jobs",
-     "priority", "rpo", "rpo-warning", "rpo-critical", "rpo-grace", "identity", "ttl"},
-    {"json", "wait", "insecure-dev", "force", "copies", "roll-forward", "no-mount",
-     "force-overwrite-different-database", "dry-run", "units"}};
-// clang-format on
 
 std::string Env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -641,10 +582,6 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   const auto& pos = args.positional();
   const std::string& command = pos[0];
   if (command == "certs") return Certs(args, out);
-  static const std::set<std::string> kCommands = {"status", "backup",  "restore", "chain",
-                                                  "job",    "catalog", "policy",  "expire",
-                                                  "audit",  "console"};
-  if (kCommands.count(command) == 0) return Usage(absl::StrCat("unknown command ", command));
   // A missing address is a usage error (2); certificates that do not load
   // are a failure (1), like a coordinator that does not answer.
   auto connected = Connect(args);
@@ -668,25 +605,77 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   return Usage(absl::StrCat("unknown command: ", absl::StrJoin(pos, " ")));
 }
 
+// Passes everything to `target` and remembers whether anything was
+// written: a command that printed its answer (`status --json` of a
+// critical unit, the record of a failed job) has said it as data, and no
+// second JSON object follows it.
+class WrittenTo : public std::streambuf {
+ public:
+  explicit WrittenTo(std::ostream& target) : target_(target.rdbuf()) {}
+  bool written() const { return written_; }
+
+ protected:
+  int overflow(int c) override {
+    written_ = true;
+    return c == EOF ? 0 : target_->sputc(static_cast<char>(c));
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    written_ |= n > 0;
+    return target_->sputn(s, n);
+  }
+  int sync() override { return target_->pubsync(); }
+
+ private:
+  std::streambuf* target_;
+  bool written_ = false;
+};
+
 }  // namespace
 
-int RunAdminCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  auto args = CliArgs::Parse(argv, kSpec);
-  if (!args.ok() || args->positional().empty()) {
-    err << (args.ok() ? "" : absl::StrCat("dagvault: ", args.status().message(), "\n")) << kUsage;
-    return 2;
+int RunAdminCommand(const std::vector<std::string>& argv, std::ostream& real_out,
+                    std::ostream& err) {
+  const bool json = std::find(argv.begin(), argv.end(), "--json") != argv.end();
+  WrittenTo written(real_out);
+  std::ostream out(&written);
+  // Exit code and message of a failure, on stderr; and under --json, as
+  // JSON on stdout (a script reads stdout only) unless the command has
+  // already printed its answer there.
+  auto report = [&](const std::string& command, const absl::Status& s, int code) {
+    out.flush();
+    err << "dagvault" << (command.empty() ? "" : " " + command) << ": " << s.message() << "\n";
+    if (json && !written.written()) PrintJsonError(s, code, out);
+    return code;
+  };
+  if (absl::Status s = repository::RefusePassphraseArgument(argv, "dagvault"); !s.ok()) {
+    return report("", s, 2);
   }
-  const auto& pos = args->positional();
-  const std::string command = pos[0];
-  absl::Status s = Dispatch(*args, out, err);
+  auto parsed = ParseCommandLine(DagvaultProgram(), argv, out);
+  if (!parsed.ok()) return report("", parsed.status(), 2);
+  if (parsed->help_shown) return 0;
+  const CliArgs& args = parsed->args;
+  const auto& pos = args.positional();
+  if (pos[0] == "completion") {
+    out << BashCompletion(DagvaultProgram());
+    return 0;
+  }
+  if (pos[0] == "repo") {
+    bool clean = true;
+    const CliArgs repo_args = args.WithoutFirstPositional();
+    absl::Status s = RunRepoCommand(repo_args, out, &clean);
+    if (!s.ok()) {
+      return report(absl::StrCat("repo ", repo_args.positional()[0]), s,
+                    s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1);
+    }
+    return clean ? 0 : 1;
+  }
+  absl::Status s = Dispatch(args, out, err);
   if (IsUsage(s)) {
-    err << "dagvault: " << s.message() << "\n\n" << kUsage;
-    return 2;
+    return report(pos[0],
+                  absl::InvalidArgumentError(
+                      absl::StrCat(s.message(), " (see dagvault ", pos[0], " --help)")),
+                  2);
   }
-  if (!s.ok()) {
-    err << "dagvault " << command << ": " << s.message() << "\n";
-    return 1;
-  }
+  if (!s.ok()) return report(pos[0], s, 1);
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/command_line.h"
 #include "repository/cli_support.h"
 
 namespace dagvault::cli {
@@ -65,6 +66,10 @@ std::string Progress(const dagvault::v1::JobInfo& j) {
 
 std::string NodeOf(const dagvault::v1::JobInfo& j) {
   return j.attempts_size() == 0 ? "-" : j.attempts(j.attempts_size() - 1).node();
+}
+
+void PrintJsonError(const absl::Status& s, int exit_code, std::ostream& out) {
+  out << JsonErrorLine(s, exit_code);
 }
 
 }  // namespace dagvault::cli

@@ -37,6 +37,9 @@ class Table {
 
 // Protobuf's JSON mapping, field names as in the .proto.
 void PrintJson(const google::protobuf::Message& m, std::ostream& out);
+// A failure under --json: {"error": {"code": "NOT_FOUND", "message": "...",
+// "exit_code": 1}} on one line.
+void PrintJsonError(const absl::Status& s, int exit_code, std::ostream& out);
 
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(30));
 

@@ -26,37 +26,6 @@ namespace {
 using repository::Repository;
 using repository::Secret;
 
-constexpr char kUsage[] = R"(usage: dagvault repo COMMAND --repo PATH [secret] [flags]
-
-The secret that opens the repository comes from a file or the environment,
-never from an argument (which ps would show):
-  --passphrase-file FILE | --key-file FILE | $DAGVAULT_PASSPHRASE
-
-commands:
-  init            create a repository [--zstd-level N] [--lock-stale-seconds S: when a
-                  lock not refreshed counts as stale, for every host; default 600]
-  key list        list the key slots
-  key add         add a slot: --new-passphrase-file FILE | --new-key-file FILE
-                  | $DAGVAULT_NEW_PASSPHRASE
-  key remove SLOT remove a slot (never the last one)
-  backup          --unit U --file ROLE:PATH[:NAME]... [--type full|copy|incremental|differential]
-                  [--source-node N] [--base auto|none|MANIFEST] [--workers N]
-  restore ID      --to DIR [--file NAME]... [--overwrite] [--workers N]
-  ls              list manifests [--unit U]
-  show ID         one manifest and its files
-  stats           stored and logical bytes, dedup and compression ratios
-  check           verify structure [--read-data: decrypt and hash every chunk]
-  prune           --keep-manifests ID[,ID...] [--repack-below FRACTION]
-                  [--pack-grace SECONDS: packs younger than this stay; default twice the
-                  lock stale time; 0 only when nothing else writes to the repository]
-)";
-
-const CliArgs::Spec kSpec{
-    {"repo", "passphrase-file", "key-file", "new-passphrase-file", "new-key-file", "zstd-level",
-     "unit", "file", "type", "source-node", "base", "workers", "to", "keep-manifests",
-     "repack-below", "label", "writer-instance", "lock-stale-seconds", "pack-grace"},
-    {"read-data", "overwrite", "json"}};
-
 using repository::OpenRepositoryFromArgs;
 using repository::SecretFromArgs;
 std::string Bytes(uint64_t n) { return repository::HumanBytes(n); }
@@ -273,40 +242,18 @@ absl::Status PruneCmd(const CliArgs& args, std::ostream& out) {
 
 }  // namespace
 
-int RunRepoCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  const std::optional<CliArgs> args =
-      repository::ParseRepositoryCommandLine(argv, kSpec, "dagvault repo", kUsage, err);
-  if (!args) return 2;
-  const std::string& command = args->positional()[0];
-  absl::Status s;
-  bool clean = true;
-  if (command == "init") {
-    s = Init(*args, out);
-  } else if (command == "key") {
-    s = Key(*args, out);
-  } else if (command == "backup") {
-    s = BackupCmd(*args, out);
-  } else if (command == "restore") {
-    s = RestoreCmd(*args, out);
-  } else if (command == "ls") {
-    s = Ls(*args, out);
-  } else if (command == "show") {
-    s = Show(*args, out);
-  } else if (command == "stats") {
-    s = StatsCmd(*args, out);
-  } else if (command == "check") {
-    s = CheckCmd(*args, out, &clean);
-  } else if (command == "prune") {
-    s = PruneCmd(*args, out);
-  } else {
-    err << "dagvault repo: unknown command " << command << "\n" << kUsage;
-    return 2;
-  }
-  if (!s.ok()) {
-    err << "dagvault repo " << command << ": " << s.message() << "\n";
-    return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-  }
-  return clean ? 0 : 1;
+absl::Status RunRepoCommand(const CliArgs& args, std::ostream& out, bool* clean) {
+  const std::string& command = args.positional()[0];
+  if (command == "init") return Init(args, out);
+  if (command == "key") return Key(args, out);
+  if (command == "backup") return BackupCmd(args, out);
+  if (command == "restore") return RestoreCmd(args, out);
+  if (command == "ls") return Ls(args, out);
+  if (command == "show") return Show(args, out);
+  if (command == "stats") return StatsCmd(args, out);
+  if (command == "check") return CheckCmd(args, out, clean);
+  if (command == "prune") return PruneCmd(args, out);
+  return absl::InvalidArgumentError(absl::StrCat("unknown command ", command));
 }
 
 }  // namespace dagvault::cli

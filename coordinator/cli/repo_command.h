@@ -6,10 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "common/cli_args.h"
+
 namespace dagvault::cli {
 
-// argv without "dagvault repo". Returns the exit code: 0 success, 1 a
-// failure (or check found errors), 2 a usage error.
-int RunRepoCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
+// `dagvault repo ...`, parsed (dagvault_commands.cc): positional()[0] is
+// the command (init, key, backup, ...). `*clean` is false when check found
+// errors. An InvalidArgument error is a usage error (exit 2).
+absl::Status RunRepoCommand(const CliArgs& args, std::ostream& out, bool* clean);
 
 }  // namespace dagvault::cli

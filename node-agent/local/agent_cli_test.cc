@@ -199,7 +199,14 @@ TEST_F(AgentCliTest, UsageErrorsExitTwoAndAFailedJobExitsOne) {
   EXPECT_THAT(r.err, HasSubstr("--unit U is required"));
   r = Agent({"backup", "--unit", kUnit, "--type", "weekly"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.err, HasSubstr("--type weekly is not one of full, copy, incremental"));
+  // Refused by the command line's validator, naming the flag and the choices.
+  EXPECT_THAT(r.err, HasSubstr("--type: weekly not in {full,copy,incremental,differential}"));
+  r = Agent({"backup", "--unit", kUnit, "--typo", "full"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--typo"));
+  r = Agent({"list", "--snapshot", "copy"});  // a flag of another command
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--snapshot"));
   r = Agent({"backup", "--unit", kUnit, "--type", "full", "--passphrase", "x"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("never given as an argument"));

@@ -28,30 +28,6 @@ namespace v1 = dagvault::v1;
 using repository::HumanBytes;
 using repository::ProgressPrinter;
 
-constexpr char kUsage[] = R"(usage: dagvault-agent COMMAND [flags]
-
-Local mode: one job on this node, with no coordinator.
-
-  backup   --unit U --type full|copy|incremental|differential --repo PATH
-           [--snapshot auto|reflink|copy] [--max-copy-queue N] [--max-replay-queue N]
-           [--workers N]
-  restore  --unit U --repo PATH [--to-generation G] [--rdb NAME --path DIR]
-           [--mount] [--roll-forward] [--refuse-if-mounted] [--workers N]
-           [--force-overwrite-different-database]
-  list     --repo PATH [--unit U]: the backups, chains and restore points
-
-The repository's secret: --passphrase-file FILE | --key-file FILE | $DAGVAULT_PASSPHRASE
-The writer: --writer-socket PATH (default $DAGVAULT_WRITER_SOCKET, else
-/run/mailstored/writer.sock). --json prints the result as one JSON object.
-Exit codes: 0 ok, 1 the job failed, 2 usage.
-)";
-
-const CliArgs::Spec kSpec{
-    {"unit", "type", "repo", "passphrase-file", "key-file", "writer-socket", "snapshot",
-     "max-copy-queue", "max-replay-queue", "workers", "to-generation", "rdb", "path", "job",
-     "freeze-timeout-seconds"},
-    {"json", "mount", "roll-forward", "refuse-if-mounted", "force-overwrite-different-database"}};
-
 std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
 
 std::string WriterSocket(const CliArgs& args) {
@@ -333,12 +309,88 @@ absl::Status List(const CliArgs& args, std::ostream& out) {
   return absl::OkStatus();
 }
 
+ProgramSpec BuildAgentProgram() {
+  using Kind = FlagSpec::Kind;
+  auto text = [](std::string n, std::string v, std::string h) {
+    return FlagSpec{.name = std::move(n), .help = std::move(h), .value_name = std::move(v)};
+  };
+  auto flag = [](std::string n, std::string h) {
+    return FlagSpec{.name = std::move(n), .help = std::move(h), .kind = Kind::kBool};
+  };
+  auto number = [](std::string n, std::string h) {
+    return FlagSpec{
+        .name = std::move(n), .help = std::move(h), .kind = Kind::kNumber, .value_name = "N"};
+  };
+  const std::vector<FlagSpec> common = {
+      text("unit", "U", "the unit"),
+      text("repo", "PATH", "the repository"),
+      text("passphrase-file", "FILE", "its passphrase (or $DAGVAULT_PASSPHRASE)"),
+      text("key-file", "FILE", "or a key file"),
+      text("writer-socket", "PATH",
+           "the writer ($DAGVAULT_WRITER_SOCKET, else /run/mailstored/writer.sock)"),
+      number("workers", "transfer threads (0: one per core)"),
+      text("job", "NAME", "the job's name in the writer and the manifest"),
+  };
+  ProgramSpec p;
+  p.name = "dagvault-agent";
+  p.description =
+      "dagvault-agent: the node agent. With --config FILE, the daemon that takes jobs from the "
+      "coordinator; with a command, one job on this node and no coordinator (local mode).";
+  p.footer =
+      "--json prints the result (or the error) as one JSON object. Exit codes: 0 ok, 1 the "
+      "job failed, 2 usage.";
+  p.command_optional = true;
+  p.global_flags = {text("config", "FILE", "run the daemon with this configuration"),
+                    flag("insecure-dev", "plain text to the coordinator: development only"),
+                    text("log-file", "FILE", "the daemon's log, besides stderr"),
+                    text("log-level", "LEVEL", "trace, debug, info, warn, error"),
+                    flag("json", "print the result as JSON")};
+  std::vector<FlagSpec> backup = common;
+  backup.push_back(FlagSpec{.name = "type",
+                            .help = "the backup type",
+                            .value_name = "WORD",
+                            .choices = {"full", "copy", "incremental", "differential"}});
+  backup.push_back(FlagSpec{.name = "snapshot",
+                            .help = "the snapshot provider",
+                            .value_name = "WORD",
+                            .choices = {"auto", "reflink", "copy"}});
+  backup.push_back(number("max-copy-queue", "the copy qualifies up to this copy queue"));
+  backup.push_back(number("max-replay-queue", "... and this replay queue"));
+  backup.push_back(number("freeze-timeout-seconds", "the writer's freeze limit"));
+  std::vector<FlagSpec> restore = common;
+  restore.push_back(FlagSpec{.name = "to-generation",
+                             .help = "stop replay at generation G (decimal or 0x hex)",
+                             .kind = Kind::kGeneration,
+                             .value_name = "G"});
+  restore.push_back(text("rdb", "NAME", "restore as this Recovery Database"));
+  restore.push_back(text("path", "DIR", "where the Recovery Database goes"));
+  restore.push_back(flag("mount", "mount once replayed"));
+  restore.push_back(flag("roll-forward", "also replay the logs still on this server"));
+  restore.push_back(flag("refuse-if-mounted", "refuse if the unit is mounted here"));
+  restore.push_back(
+      flag("force-overwrite-different-database", "restore over files of another database"));
+  p.commands = {
+      {{"backup"}, "back up a unit of this node into the repository", backup},
+      {{"restore"}, "restore a unit of this node from the repository", restore},
+      {{"list"},
+       "the backups, chains and restore points",
+       {text("repo", "PATH", "the repository"),
+        text("passphrase-file", "FILE", "its passphrase (or $DAGVAULT_PASSPHRASE)"),
+        text("key-file", "FILE", "or a key file"), text("unit", "U", "one unit only")}},
+      {{"completion", "bash"}, "print a bash completion script for dagvault-agent", {}},
+  };
+  return p;
+}
+
 }  // namespace
 
-int RunLocalCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  const std::optional<CliArgs> args =
-      repository::ParseRepositoryCommandLine(argv, kSpec, "dagvault-agent", kUsage, err);
-  if (!args) return 2;
+const ProgramSpec& AgentProgram() {
+  static const ProgramSpec* program = new ProgramSpec(BuildAgentProgram());
+  return *program;
+}
+
+int RunLocalCommand(const CliArgs& parsed, std::ostream& out, std::ostream& err) {
+  const CliArgs* args = &parsed;
   const std::string& command = args->positional()[0];
   absl::Status s;
   bool started = false;
@@ -349,11 +401,8 @@ int RunLocalCommand(const std::vector<std::string>& argv, std::ostream& out, std
   } else if (command == "list") {
     started = args->Has("repo");
     s = List(*args, out);
-  } else if (command == "help") {
-    out << kUsage;
-    return 0;
   } else {
-    err << "dagvault-agent: unknown command " << command << "\n" << kUsage;
+    err << "dagvault-agent: unknown command " << command << " (see dagvault-agent --help)\n";
     return 2;
   }
   if (!s.ok()) {

@@ -15,8 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "common/cli_args.h"
+#include "common/command_line.h"
+
 namespace dagvault::agent {
 
-int RunLocalCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
+// Every command and flag of dagvault-agent (the daemon's --config and the
+// local commands), for the parser, --help and bash completion.
+const ProgramSpec& AgentProgram();
+
+// A local command as parsed: positional()[0] is backup, restore or list.
+int RunLocalCommand(const CliArgs& args, std::ostream& out, std::ostream& err);
 
 }  // namespace dagvault::agent

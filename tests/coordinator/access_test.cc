@@ -43,6 +43,16 @@ TEST(DeploymentAccess, EachRoleDoesWhatItMayIsRefusedTheRestAndTheAuditLogSaysWh
   EXPECT_THAT(denied.err,
               HasSubstr("StartBackup needs role operator or above; vera (viewer) has role viewer"));
 
+  // Under --json the refusal is JSON on stdout, the exit code still 1.
+  ProcessResult denied_json = As(d, "vera", {"backup", "start", "--unit", "DB02", "--json"});
+  EXPECT_EQ(denied_json.exit_code, 1);
+  EXPECT_THAT(denied_json.out, HasSubstr("\"code\":\"PERMISSION_DENIED\""));
+  EXPECT_THAT(denied_json.out, HasSubstr("\"exit_code\":1"));
+  // A flag of another command is a usage error naming it (exit 2).
+  ProcessResult misplaced = As(d, "vera", {"status", "--wait"});
+  EXPECT_EQ(misplaced.exit_code, 2);
+  EXPECT_THAT(misplaced.err, HasSubstr("--wait"));
+
   // An operator starts a backup; the job says who asked for it.
   ProcessResult started =
       As(d, "otto", {"backup", "start", "--unit", "DB02", "--type", "full", "--wait"});

@@ -69,6 +69,10 @@ for unit in "$units"/*.service; do
     [[ -f $root${doc#file://} ]] || fail "$(basename "$unit"): Documentation=$doc is not installed"
   done < <(sed -n 's/^Documentation=//p' "$unit")
 done
+for tool in dagvault dagvault-agent; do
+  grep -q "complete -F _${tool//-/_} $tool" "$root/usr/share/bash-completion/completions/$tool" ||
+    fail "no bash completion for $tool"
+done
 for pkg in dagvault-agent dagvault-cli dagvault-coordinator mailstore; do
   [[ -f $root/usr/share/doc/$pkg/copyright && -f $root/usr/share/doc/$pkg/changelog.Debian.gz ]] ||
     fail "$pkg has no copyright or changelog"

@@ -122,7 +122,6 @@ across servers and orchestrates restores of every copy. It serves the
 admin API, Prometheus metrics and the web console.")
 
 set(CPACK_DEBIAN_AGENT_PACKAGE_NAME dagvault-agent)
-set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA ${DAGVAULT_PACKAGING_DIR}/agent/postinst)
 set(CPACK_COMPONENT_AGENT_DESCRIPTION
     "dagvault node agent for mailbox servers
 The dagvault agent runs on every mailbox node: it drives the mail server's
@@ -136,28 +135,45 @@ The dagvault command: status and RPO, backups, restores, chains, jobs,
 policies, the audit log, certificates and the backup repository.")
 
 set(CPACK_DEBIAN_MAILSTORE_PACKAGE_NAME mailstore)
-set(CPACK_DEBIAN_MAILSTORE_PACKAGE_CONTROL_EXTRA ${DAGVAULT_PACKAGING_DIR}/mailstore/postinst)
 set(CPACK_COMPONENT_MAILSTORE_DESCRIPTION
     "ESE-style mailbox store with log-shipping replication
 mailstored serves mailbox databases with write-ahead logs, replicates them
 to passive copies on other servers and speaks the VSS-style writer protocol
 dagvault backs up through; mailstore-util is its eseutil.")
 
-# Each package's postinst has to be named postinst: one copy per package.
-foreach(component agent mailstore)
-  file(MAKE_DIRECTORY ${DAGVAULT_PACKAGING_DIR}/${component})
-  file(COPY_FILE ${PROJECT_SOURCE_DIR}/deploy/debian/units.postinst
-       ${DAGVAULT_PACKAGING_DIR}/${component}/postinst)
-  file(CHMOD ${DAGVAULT_PACKAGING_DIR}/${component}/postinst
-       PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ
-                   WORLD_EXECUTE)
-endforeach()
-file(MAKE_DIRECTORY ${DAGVAULT_PACKAGING_DIR}/coordinator)
-file(COPY_FILE ${PROJECT_SOURCE_DIR}/deploy/debian/coordinator.postinst
-     ${DAGVAULT_PACKAGING_DIR}/coordinator/postinst)
-file(CHMOD ${DAGVAULT_PACKAGING_DIR}/coordinator/postinst
-     PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ
-                 WORLD_EXECUTE)
-set(CPACK_DEBIAN_COORDINATOR_PACKAGE_CONTROL_EXTRA ${DAGVAULT_PACKAGING_DIR}/coordinator/postinst)
+# Maintainer scripts: each package's must be named postinst, prerm, postrm,
+# so each gets its own folder. Re-run when a source changes.
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+  ${PROJECT_SOURCE_DIR}/deploy/debian/changelog
+  ${PROJECT_SOURCE_DIR}/deploy/debian/coordinator.postinst
+  ${PROJECT_SOURCE_DIR}/deploy/debian/units.postinst
+  ${PROJECT_SOURCE_DIR}/deploy/debian/units.prerm
+  ${PROJECT_SOURCE_DIR}/deploy/debian/units.postrm
+  ${PROJECT_SOURCE_DIR}/deploy/systemd/dagvault-coordinator.service
+  ${PROJECT_SOURCE_DIR}/deploy/systemd/dagvault-agent.service
+  ${PROJECT_SOURCE_DIR}/deploy/systemd/mailstored.service)
+function(dagvault_package_scripts component unit postinst)
+  set(dir ${DAGVAULT_PACKAGING_DIR}/${component})
+  file(MAKE_DIRECTORY ${dir})
+  set(UNIT ${unit})
+  configure_file(${postinst} ${dir}/postinst @ONLY
+                 FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
+                                  WORLD_READ WORLD_EXECUTE)
+  configure_file(${PROJECT_SOURCE_DIR}/deploy/debian/units.prerm ${dir}/prerm @ONLY
+                 FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
+                                  WORLD_READ WORLD_EXECUTE)
+  configure_file(${PROJECT_SOURCE_DIR}/deploy/debian/units.postrm ${dir}/postrm @ONLY
+                 FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
+                                  WORLD_READ WORLD_EXECUTE)
+  string(TOUPPER ${component} upper)
+  set(CPACK_DEBIAN_${upper}_PACKAGE_CONTROL_EXTRA "${dir}/postinst;${dir}/prerm;${dir}/postrm"
+      PARENT_SCOPE)
+endfunction()
+dagvault_package_scripts(coordinator dagvault-coordinator.service
+                         ${PROJECT_SOURCE_DIR}/deploy/debian/coordinator.postinst)
+dagvault_package_scripts(agent dagvault-agent.service
+                         ${PROJECT_SOURCE_DIR}/deploy/debian/units.postinst)
+dagvault_package_scripts(mailstore mailstored.service
+                         ${PROJECT_SOURCE_DIR}/deploy/debian/units.postinst)
 
 include(CPack)

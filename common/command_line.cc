@@ -43,7 +43,8 @@ CLI::Validator GenerationValidator() {
 void AddFlag(CLI::App* app, const FlagSpec& f) {
   const std::string name = "--" + f.name;
   if (f.kind == FlagSpec::Kind::kBool) {
-    app->add_flag(name, f.help);
+    // `--force=false` must not mean --force: a value on a flag is an error.
+    app->add_flag(name, f.help)->disable_flag_override();
     return;
   }
   CLI::Option* o = app->add_option(name, f.help);

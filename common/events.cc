@@ -1,9 +1,11 @@
 #include "common/events.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -81,13 +83,26 @@ std::string JournalKey(absl::string_view key) {
   return out;
 }
 
+// Whether stderr is the journal's stream: JOURNAL_STREAM names its device
+// and inode, and they are stderr's (not a redirection made since).
+bool StderrIsJournal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  if (stream == nullptr) return false;
+  unsigned long long dev = 0, ino = 0;
+  if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev &&
+         static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
 // Where to send native journal entries, or empty: DAGVAULT_JOURNAL_SOCKET,
-// else journald's socket when running under systemd.
+// else journald's socket when stderr goes to the journal.
 std::string JournalSocket() {
   if (const char* s = std::getenv("DAGVAULT_JOURNAL_SOCKET"); s != nullptr && *s != '\0') {
     return s;
   }
-  if (std::getenv("JOURNAL_STREAM") != nullptr) return "/run/systemd/journal/socket";
+  if (StderrIsJournal()) return "/run/systemd/journal/socket";
   return "";
 }
 
@@ -142,8 +157,8 @@ void Emit(absl::string_view component, spdlog::level::level_enum level, EventId 
     static const std::string* program = new std::string(ProgramName());
     journaled = SendDatagram(socket, JournalDatagram(level, id, message, fields, *program));
   }
-  // Under systemd, stderr goes to the journal too: one entry is enough.
-  if (journaled && std::getenv("JOURNAL_STREAM") != nullptr) return;
+  // When stderr goes to the journal too, one entry is enough.
+  if (journaled && StderrIsJournal()) return;
   std::string tail = absl::StrCat(" [", Code(id), " ", Name(id));
   for (const auto& [key, value] : fields) {
     // Quoted when it would not read as one word.
@@ -152,7 +167,12 @@ void Emit(absl::string_view component, spdlog::level::level_enum level, EventId 
                     quote ? absl::StrCat("\"", absl::CHexEscape(value), "\"") : value);
   }
   tail += "]";
-  logging::Get(component)->log(level, "{}{}", message, tail);
+  // One line per event: a name with a newline in it cannot forge another.
+  std::string line = message;
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  logging::Get(component)->log(level, "{}{}", line, tail);
 }
 
 }  // namespace dagvault::events

@@ -215,37 +215,48 @@ absl::StatusOr<std::unique_ptr<ConsoleServer>> ConsoleServer::Start(const v1::Co
     });
   }
   ConsoleServer* self = s.get();
-  server.Post(R"(/api/v1/(\w+))", [self](const httplib::Request& req, httplib::Response& res) {
-    const std::string method = req.matches[1];
-    AdminCaller caller;
-    caller.via = "console";
+  // Who is calling: a bearer token (checked first: a browser may hold both,
+  // and the token is what the person chose for this tab), else a verified
+  // client certificate; or the 401 to answer.
+  auto authenticate = [self](const httplib::Request& req) -> absl::StatusOr<PeerIdentity> {
     const std::string auth = req.get_header_value("Authorization");
     if (absl::StartsWith(auth, "Bearer ")) {
-      auto person = self->tokens_->Lookup(auth.substr(7));
-      if (!person) {
-        res.status = 401;
-        res.set_content(ErrorJson(absl::UnauthenticatedError(
-                            "the console token is not valid or has expired: run `dagvault "
-                            "console login` again")),
-                        "application/json");
-        return;
-      }
-      caller.peer = *person;
-    } else if (auto person = CertificateIdentity(req)) {
-      caller.peer = *person;
-    } else {
-      res.status = 401;
-      res.set_content(ErrorJson(absl::UnauthenticatedError(
-                          "the console needs a person: a client certificate of this "
-                          "deployment, or a token from `dagvault console login`")),
-                      "application/json");
-      return;
+      if (auto person = self->tokens_->Lookup(auth.substr(7))) return *person;
+      return absl::UnauthenticatedError(
+          "the console token is not valid or has expired: run `dagvault console login` again");
     }
-    Answer a =
-        self->Call(method, caller, req.body, req.get_header_value("X-Dagvault-Confirm") == "yes");
-    res.status = a.http_status;
-    res.set_content(a.json, "application/json");
-  });
+    if (auto person = CertificateIdentity(req)) return *person;
+    return absl::UnauthenticatedError(
+        "the console needs a person: a client certificate of this deployment, or a token from "
+        "`dagvault console login`");
+  };
+  // Requests are small: a body past 1 MiB is refused before it is read,
+  // and an API request from nobody is refused before its body is read.
+  server.set_payload_max_length(1 << 20);
+  server.set_pre_routing_handler(
+      [authenticate](const httplib::Request& req, httplib::Response& res) {
+        if (!absl::StartsWith(req.path, kApiPrefix))
+          return httplib::Server::HandlerResponse::Unhandled;
+        auto who = authenticate(req);
+        if (who.ok()) return httplib::Server::HandlerResponse::Unhandled;
+        res.status = 401;
+        res.set_content(ErrorJson(who.status()), "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  server.Post(R"(/api/v1/(\w+))",
+              [self, authenticate](const httplib::Request& req, httplib::Response& res) {
+                auto who = authenticate(req);
+                if (!who.ok()) {  // expired since the pre-routing check
+                  res.status = 401;
+                  res.set_content(ErrorJson(who.status()), "application/json");
+                  return;
+                }
+                AdminCaller caller{*who, "console"};
+                Answer a = self->Call(req.matches[1], caller, req.body,
+                                      req.get_header_value("X-Dagvault-Confirm") == "yes");
+                res.status = a.http_status;
+                res.set_content(a.json, "application/json");
+              });
   auto bound = metrics::ServeHttp(server, config.listen(), "console", &s->thread_);
   if (!bound.ok()) return bound.status();
   s->port_ = *bound;

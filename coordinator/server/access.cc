@@ -94,8 +94,13 @@ std::string AccessRoleName(v1::AccessRole role) {
 }
 
 absl::string_view MethodOfPath(absl::string_view path) {
-  const size_t slash = path.rfind('/');
-  return slash == absl::string_view::npos ? path : path.substr(slash + 1);
+  // Exactly "/<service>/<method>" (or a bare method name); anything else
+  // names no method, and no method is allowed.
+  if (!absl::ConsumePrefix(&path, "/")) return path;
+  const size_t slash = path.find('/');
+  if (slash == absl::string_view::npos) return absl::string_view();
+  const absl::string_view method = path.substr(slash + 1);
+  return method.find('/') == absl::string_view::npos ? method : absl::string_view();
 }
 
 absl::StatusOr<v1::AccessRole> RequiredRole(absl::string_view method) {

@@ -76,6 +76,12 @@ TEST(Access, MachinesAndStrangersAreNotPeople) {
 TEST(Access, MethodOfPath) {
   EXPECT_EQ(MethodOfPath("/dagvault.v1.CoordinatorAdmin/GetJob"), "GetJob");
   EXPECT_EQ(MethodOfPath("GetJob"), "GetJob");
+  // Only exactly /service/method names a method: a longer path is not
+  // read as its last part.
+  EXPECT_EQ(MethodOfPath("/dagvault.v1.CoordinatorAdmin/StartBackup/GetStatus"), "");
+  EXPECT_FALSE(AuthorizeAdminCall("/dagvault.v1.CoordinatorAdmin/StartBackup/GetStatus",
+                                  Person("vera", "viewer"))
+                   .ok());
 }
 
 }  // namespace

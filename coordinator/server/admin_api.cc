@@ -71,7 +71,9 @@ absl::Status AdminApi::Audit(const AdminCaller& caller, const char* method,
 }
 
 void AdminApi::RecordRefusal(const PeerIdentity& caller, const std::string& via,
-                             const std::string& method, const absl::Status& why) {
+                             const std::string& given_method, const absl::Status& why) {
+  // The method comes from the caller's request path: bounded.
+  const std::string method = given_method.substr(0, 128);
   v1::AuditEntry e;
   e.set_time_us(absl::ToUnixMicros(absl::Now()));
   e.set_identity(caller.authenticated ? caller.common_name : "");

@@ -71,8 +71,15 @@ absl::StatusOr<int> Coordinator::Start() {
   if (!config_.insecure_dev()) {
     credentials->SetAuthMetadataProcessor(CoordinatorAccessCheck(
         [this](const PeerIdentity& caller, absl::string_view path, const absl::Status& why) {
-          admin_->RecordRefusal(caller, "grpc", std::string(MethodOfPath(path)), why);
+          const absl::string_view method = MethodOfPath(path);
+          admin_->RecordRefusal(caller, "grpc", std::string(method.empty() ? path : method), why);
         }));
+  }
+  // The console before the gRPC port: CreateConsoleToken reads its port.
+  if (!config_.console().listen().empty()) {
+    ASSIGN_OR_RETURN(console_, ConsoleServer::Start(config_.console(), config_.tls(), admin_.get(),
+                                                    &console_tokens_));
+    console_port_ = console_->port();
   }
   services_.push_back(MakeAgentService(this));
   services_.push_back(MakeAdminService(this));
@@ -96,10 +103,6 @@ absl::StatusOr<int> Coordinator::Start() {
   if (!config_.metrics().listen().empty() || !config_.metrics().plaintext_listen().empty()) {
     ASSIGN_OR_RETURN(metrics_server_, metrics::MetricsServer::Start(
                                           config_.metrics(), config_.tls(), &metrics_->registry()));
-  }
-  if (!config_.console().listen().empty()) {
-    ASSIGN_OR_RETURN(console_, ConsoleServer::Start(config_.console(), config_.tls(), admin_.get(),
-                                                    &console_tokens_));
   }
   scheduler_->HoldUntil(absl::Now() + (config_.node_timeout_ms() != 0
                                            ? absl::Milliseconds(config_.node_timeout_ms())
@@ -162,8 +165,9 @@ absl::StatusOr<v1::ExpireResponse> Coordinator::Expire(bool dry_run, bool only_p
 void Coordinator::Stop() {
   if (stop_.exchange(true)) return;
   metrics_server_.reset();
-  console_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // After the gRPC calls that read its port are done.
+  console_.reset();
   if (ticker_.joinable()) ticker_.join();
   {
     std::lock_guard<std::mutex> l(expiry_wait_mu_);

@@ -48,7 +48,7 @@ class Coordinator {
   AdminApi& admin() { return *admin_; }
   ConsoleTokens& console_tokens() { return console_tokens_; }
   // The web console's port once started (0: not configured).
-  int console_port() const { return console_ ? console_->port() : 0; }
+  int console_port() const { return console_port_.load(); }
   // Held by an expiry run; `catalog rebuild` takes it too, so that a
   // rebuild never brings back backups a running expiry is pruning.
   std::mutex& expiry_mutex() { return expiry_mu_; }
@@ -81,6 +81,7 @@ class Coordinator {
   std::unique_ptr<AdminApi> admin_;
   ConsoleTokens console_tokens_;
   std::unique_ptr<ConsoleServer> console_;
+  std::atomic<int> console_port_{0};
   RpoTracker rpo_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;

@@ -47,7 +47,14 @@ echo "== maintainer scripts"
 for d in "${debs[@]}"; do
   dpkg-deb -e "$d" "$work/control-$(dpkg-deb -f "$d" Package)"
 done
-for script in "$work"/control-*/postinst; do sh -n "$script" || fail "$script does not parse"; done
+for pkg in dagvault-agent dagvault-coordinator mailstore; do
+  for script in postinst prerm postrm; do
+    [[ -x $work/control-$pkg/$script ]] || fail "$pkg has no $script"
+    sh -n "$work/control-$pkg/$script" || fail "$pkg's $script does not parse"
+  done
+done
+grep -q 'systemctl stop dagvault-agent.service' "$work/control-dagvault-agent/prerm" ||
+  fail "dagvault-agent's prerm does not stop its daemon"
 grep -q 'adduser --system --group' "$work/control-dagvault-coordinator/postinst" ||
   fail "the coordinator's postinst does not create its system user"
 

@@ -15,7 +15,8 @@ const NODE_COLOURS = ['#2f5fb3', '#2e7d32', '#b26a00', '#8e24aa', '#00838f', '#6
 // (never sent to a server or kept in its logs); it is kept for this tab
 // only and taken out of the address bar.
 function takeTokenFromAddress() {
-  const q = parseHash().params;
+  let q;
+  try { q = parseHash().params; } catch (e) { return; }  // a malformed address: ignore it
   if (q.token) {
     sessionStorage.setItem('dagvault.token', q.token);
     delete q.token;
@@ -43,6 +44,11 @@ async function api(method, request, confirmed) {
   });
   let body = {};
   try { body = await response.json(); } catch (e) { /* an empty or non-JSON answer */ }
+  if (response.status === 401 && token) {
+    // An expired or foreign token: forget it, so that a certificate (if the
+    // browser has one) or a new login takes over.
+    sessionStorage.removeItem('dagvault.token');
+  }
   if (!response.ok) {
     throw new ApiError(response.status, body.code || String(response.status),
                        body.message || response.statusText);
@@ -480,7 +486,9 @@ function parseHash() {
   for (const part of (query || '').split('&')) {
     if (!part) continue;
     const [k, v] = part.split('=');
-    params[decodeURIComponent(k)] = decodeURIComponent(v || '');
+    try {
+      params[decodeURIComponent(k)] = decodeURIComponent(v || '');
+    } catch (e) { /* a malformed escape: the parameter is ignored */ }
   }
   return { page: PAGES[page] ? page : 'overview', params };
 }

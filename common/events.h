@@ -6,7 +6,7 @@
 //   job backup-20261203T101500-1a2b failed: ... [DV1001 job_failed unit=db1 job=... node=node2]
 //
 // so that a log search or a SIEM rule matches the id, never the wording.
-// Under systemd (JOURNAL_STREAM set), or where DAGVAULT_JOURNAL_SOCKET
+// Under systemd (JOURNAL_STREAM names stderr), or where DAGVAULT_JOURNAL_SOCKET
 // names a socket, the event also goes to the journal over its native
 // protocol with structured fields: MESSAGE_ID (one per event, fixed
 // forever), DAGVAULT_EVENT (DV1001), DAGVAULT_EVENT_NAME, PRIORITY and one

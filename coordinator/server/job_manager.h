@@ -180,8 +180,7 @@ class JobManager : public BackupStarter {
   // chain, `target` the generation replay stops at (0: its end).
   absl::StatusOr<JobRecord> StartAllCopiesRestore(const dagvault::v1::StartRestoreRequest& request,
                                                   const std::vector<std::string>& chain,
-                                                  uint32_t target,
-                                                  const std::string& requested_by,
+                                                  uint32_t target, const std::string& requested_by,
                                                   Outbox* outbox);
   // Sends the next operation of the plan, or ends the job when every step
   // is done.

@@ -22,6 +22,7 @@
 #include "common/testing/temp_dir.h"
 #include "tests/coordinator/deployment.h"
 #include "tests/coordinator/deployment_test_util.h"
+#include "tests/coordinator/metrics_scrape.h"
 
 namespace dagvault::testing {
 namespace {
@@ -38,18 +39,8 @@ struct Reply {
 // and/or bearer `token`.
 Reply Post(const Deployment& d, const std::string& method, const std::string& json,
            const std::string& cert, const std::string& token = "", bool confirm = false) {
-  std::signal(SIGPIPE, SIG_IGN);
-  const std::string& address = d.console_address();
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  EXPECT_TRUE(absl::SimpleAtoi(address.substr(colon + 1), &port));
-  const auto files = CertificateFiles(d.certs(), cert);
-  auto client = cert.empty()
-                    ? std::make_unique<httplib::SSLClient>(address.substr(0, colon), port)
-                    : std::make_unique<httplib::SSLClient>(address.substr(0, colon), port,
-                                                           files.cert_file(), files.key_file());
-  client->set_ca_cert_path(CertificateFiles(d.certs(), "admin").ca_file().c_str());
-  client->enable_server_certificate_verification(true);
+  auto client = DeploymentHttpsClient(d, d.console_address(), cert);
+  if (!client) return {0, "console address is not HOST:PORT: " + d.console_address()};
   httplib::Headers headers;
   if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
   if (confirm) headers.emplace("X-Dagvault-Confirm", "yes");

@@ -568,6 +568,13 @@ absl::StatusOr<Engine::FreezeInfo> Engine::Freeze() {
     std::unique_lock<std::mutex> writer(writer_mu_);
     if (frozen_)
       return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is already frozen"));
+    // The flush lock before the roll (writer, then flush, as Close takes
+    // them): a flush cycle in progress finishes, and none starts between
+    // the roll and the freeze. One that did would take its redo point in the
+    // new generation and write that generation into the headers as required
+    // (log_required_max), so the snapshot's databases would need a log that
+    // no backup of the closed generations holds.
+    std::lock_guard<std::mutex> flush(flush_mu_);
     info.closed_generation = log_->current_generation();
     absl::Status rolled = log_->Roll();
     if (!rolled.ok()) {
@@ -575,11 +582,9 @@ absl::StatusOr<Engine::FreezeInfo> Engine::Freeze() {
       return rolled;
     }
     frozen_ = true;
+    flush_frozen_ = true;
+    info.checkpoint = checkpoint_.position;
   }
-  // A flush cycle in progress finishes; later ones write nothing until Thaw.
-  std::lock_guard<std::mutex> flush(flush_mu_);
-  flush_frozen_ = true;
-  info.checkpoint = checkpoint_.position;
   log_line_->info("[unit {}] frozen; generation 0x{:08X} closed", unit_.name,
                   info.closed_generation);
   return info;

@@ -34,7 +34,9 @@ absl::Status ChainBreak(uint32_t generation, const std::string& message) {
 constexpr uint32_t kPageFormatVersion = 1;
 constexpr uint8_t kMaxPageType = 6;
 constexpr char kDbMagic[] = "MSTOREDB";
-constexpr uint32_t kDbMagicAt = 32, kDbPageSizeAt = 44, kDbSignatureAt = 48, kDbLogSignatureAt = 72;
+constexpr uint32_t kDbMagicAt = 32, kDbPageSizeAt = 44, kDbSignatureAt = 48, kDbLogSignatureAt = 72,
+                   kDbStateAt = 96, kDbRequiredMinAt = 104, kDbRequiredMaxAt = 108;
+constexpr uint32_t kDbStateDirtyShutdown = 2;
 constexpr uint32_t kLogHeaderSize = 4096;
 constexpr char kLogMagic[] = "MSTORLOG";
 constexpr uint32_t kLogVersion = 1, kLogCrcAt = 12, kLogGenerationAt = 16, kLogFileSizeAt = 20,
@@ -140,6 +142,14 @@ absl::Status UnitVerifier::CheckSegment(size_t file, uint64_t offset, absl::stri
   if (f.role == "database") {
     if (expect_.type == dagvault::v1::FULL || expect_.type == dagvault::v1::COPY) {
       RETURN_IF_ERROR(CheckPages(f, offset, data, &local));
+      if (offset == 0 && data.size() >= kDbRequiredMaxAt + 4) {
+        const uint8_t* header = Bytes(data);
+        std::lock_guard<std::mutex> l(mu_);
+        f.header_read = true;
+        f.state = U32(header + kDbStateAt);
+        f.log_required_min = U32(header + kDbRequiredMinAt);
+        f.log_required_max = U32(header + kDbRequiredMaxAt);
+      }
     }
   } else if (f.role == "log") {
     if (offset == 0 && data.size() == f.size) {
@@ -379,6 +389,20 @@ absl::Status UnitVerifier::BeforeCommit(dagvault::v1::Manifest* manifest) {
         logs.empty()
             ? std::string("no logs")
             : absl::StrCat(Gen(logs.front().generation), " to ", Gen(logs.back().generation))));
+  }
+  // A database frozen while attached needs the logs its header names to be
+  // made consistent: a backup without them verifies page by page but can
+  // never be restored.
+  for (const FileCheck& f : files_) {
+    if (f.role != "database" || !f.header_read || f.state != kDbStateDirtyShutdown) continue;
+    if (f.log_required_min < logs.front().generation ||
+        f.log_required_max > logs.back().generation) {
+      return absl::DataLossError(absl::StrCat(
+          What(f.role, f.name, f.source), ": its header needs log generations ",
+          Gen(f.log_required_min), " to ", Gen(f.log_required_max),
+          " to be made consistent, but the backup holds ", Gen(logs.front().generation), " to ",
+          Gen(logs.back().generation), ": it could not be restored"));
+    }
   }
   auto sha = [&](size_t i) { return manifest->files(static_cast<int>(i)).sha256(); };
   for (size_t k = 1; k < logs.size(); ++k) {

@@ -97,6 +97,12 @@ class UnitVerifier : public repository::BackupObserver {
     uint64_t assembled_bytes = 0;
     std::string link_hash;  // logs, once checked
     bool checked = false;
+    // Databases, from header copy 0 once its page checked: the state and
+    // the log generations the file needs to be made consistent.
+    bool header_read = false;
+    uint32_t state = 0;
+    uint32_t log_required_min = 0;
+    uint32_t log_required_max = 0;
   };
 
   UnitVerifier(UnitExpectations expect) : expect_(std::move(expect)) {}

@@ -125,6 +125,43 @@ TEST_F(UnitVerifierTest, APageWrittenToTheWrongPlaceIsNamed) {
               HasSubstr("page 10 (offset 81920): it holds page 9"));
 }
 
+// Sets header copy `n`'s state and required log range, with its checksum.
+void SetRequiredLogs(std::string* db, uint32_t n, uint32_t state, uint32_t min, uint32_t max) {
+  Put32(db, size_t{n} * kPage + 96, state);
+  Put32(db, size_t{n} * kPage + 104, min);
+  Put32(db, size_t{n} * kPage + 108, max);
+  Put32(db, size_t{n} * kPage, Crc32c(db->data() + size_t{n} * kPage + 4, kPage - 4));
+}
+
+TEST_F(UnitVerifierTest, ADatabaseThatNeedsALogTheBackupLacksFailsVerification) {
+  FullSet();
+  // Attached (DirtyShutdown) and needing 5..7: the backup holds exactly those.
+  for (uint32_t n : {0u, 1u}) SetRequiredLogs(&data_[0], n, 2, 5, 7);
+  v1::Manifest m;
+  ASSERT_TRUE(Run(Expect(), &m).ok()) << Run(Expect(), &m);
+
+  // A header that names generation 8, a log the backup does not hold (a
+  // flush that ran after the freeze's roll once wrote such headers).
+  for (uint32_t n : {0u, 1u}) SetRequiredLogs(&data_[0], n, 2, 5, 8);
+  v1::Manifest late;
+  const absl::Status s = Run(Expect(), &late);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(s.message()),
+              AllOf(HasSubstr("database file DB.edb"),
+                    HasSubstr("needs log generations 0x00000005 to 0x00000008"),
+                    HasSubstr("the backup holds 0x00000005 to 0x00000007"),
+                    HasSubstr("could not be restored")));
+  // One needing a generation below the backup's first fails the same way.
+  for (uint32_t n : {0u, 1u}) SetRequiredLogs(&data_[0], n, 2, 4, 7);
+  v1::Manifest early;
+  EXPECT_THAT(std::string(Run(Expect(), &early).message()),
+              HasSubstr("needs log generations 0x00000004 to 0x00000007"));
+  // A cleanly shut down database needs no logs at all.
+  for (uint32_t n : {0u, 1u}) SetRequiredLogs(&data_[0], n, 3, 4, 9);
+  v1::Manifest clean;
+  EXPECT_TRUE(Run(Expect(), &clean).ok());
+}
+
 TEST_F(UnitVerifierTest, ALogProblemIsNamedByGeneration) {
   struct Case {
     std::string what;

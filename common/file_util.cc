@@ -178,7 +178,12 @@ absl::StatusOr<std::string> TemporaryNameFor(const std::string& path) {
 
 }  // namespace
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, mode_t mode) {
+namespace {
+
+// The temporary file of WriteFileAtomically and WriteNewFileAtomically,
+// written and synced; it goes into place by rename (replace) or by link.
+absl::Status WriteIntoPlace(const std::string& path, absl::string_view data, mode_t mode,
+                            bool replace) {
   ASSIGN_OR_RETURN(std::string tmp, TemporaryNameFor(path));
   // Created with `mode` under the umask, so never wider than asked, then
   // set to exactly `mode`: the caller says what the file must be (0600 for a
@@ -193,12 +198,31 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view data
   RETURN_IF_ERROR(f.WriteAt(0, data.data(), data.size()));
   RETURN_IF_ERROR(f.Sync());
   RETURN_IF_ERROR(f.Close());
-  // rename(2) replaces a symlink at `path` itself; it never follows it.
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return ErrnoToStatus(errno, absl::StrCat("rename to ", path, " from"), tmp);
+  if (replace) {
+    // rename(2) replaces a symlink at `path` itself; it never follows it.
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("rename to ", path, " from"), tmp);
+    }
+    renamed = true;
+  } else {
+    // link(2) fails with EEXIST whatever is at `path`, a dangling symlink
+    // included; the temporary name goes either way.
+    if (::link(tmp.c_str(), path.c_str()) != 0) {
+      if (errno == EEXIST) return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
+      return ErrnoToStatus(errno, absl::StrCat("link to ", path, " from"), tmp);
+    }
   }
-  renamed = true;
   return FsyncDir(DirName(path));
+}
+
+}  // namespace
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, mode_t mode) {
+  return WriteIntoPlace(path, data, mode, /*replace=*/true);
+}
+
+absl::Status WriteNewFileAtomically(const std::string& path, absl::string_view data, mode_t mode) {
+  return WriteIntoPlace(path, data, mode, /*replace=*/false);
 }
 
 absl::Status RenameDurably(const std::string& from, const std::string& to) {

@@ -78,6 +78,13 @@ absl::StatusOr<File> CreateNewFile(const std::string& path, mode_t mode = 0644);
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
                                  mode_t mode = 0644);
 
+// As WriteFileAtomically, but never replaces: when `path` exists (a file,
+// a symlink, anything) it is left alone and the result is AlreadyExists
+// naming it. The new name is made with link(2), which fails rather than
+// replace, so two writers racing for one name cannot both win.
+absl::Status WriteNewFileAtomically(const std::string& path, absl::string_view data,
+                                    mode_t mode = 0644);
+
 // fsyncs a directory so that renames and creations in it are durable.
 absl::Status FsyncDir(const std::string& dir);
 

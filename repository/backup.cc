@@ -100,7 +100,8 @@ class BackupRun {
   void Fail(const absl::Status& s);
   std::unique_ptr<PackWriter> NewPack() {
     // Room for the target and one more chunk of new blocks, sealed.
-    return std::make_unique<PackWriter>(repo_.keys(), repo_.root(), pack_writer_.SpareBuffer(),
+    return std::make_unique<PackWriter>(repo_.keys(), repo_.store(), options_.put,
+                                        pack_writer_.SpareBuffer(),
                                         repo_.config().pack_target_bytes() + (5 << 20));
   }
 
@@ -463,9 +464,9 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   if (options.zstd_level >= 0) RETURN_IF_ERROR(ValidateZstdLevel(options.zstd_level));
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
   ASSIGN_OR_RETURN(auto lock,
-                   AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED, session, "backup",
-                               LockOptionsFor(repo.config(), options.lock)));
-  ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.root()));
+                   AcquireLock(repo.shared_store(), dagvault::v1::RepositoryLock::SHARED, session,
+                               "backup", LockOptionsFor(repo.config(), options.lock)));
+  ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.store()));
   ASSIGN_OR_RETURN(std::optional<Manifest> base, FindBase(repo, header, options));
   const int workers = options.workers > 0
                           ? options.workers
@@ -490,7 +491,8 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   if (!finished.ok()) return lost_lock_or(finished.status());
   const std::vector<PackInfo>& packs = *finished;
   if (!packs.empty()) {
-    if (absl::Status indexed = WriteIndexFile(repo.keys(), repo.root(), session, packs);
+    if (absl::Status indexed =
+            WriteIndexFile(repo.keys(), repo.store(), session, packs, options.put);
         !indexed.ok()) {
       return lost_lock_or(indexed);
     }
@@ -524,11 +526,15 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   // fails rather than commit a manifest whose data may be gone.
   RETURN_IF_ERROR(Annotate(lock->CheckStillHeld(), "the backup's manifest was not written"));
   DAGVAULT_CRASH_POINT("repository.backup.lock_checked");
-  if (absl::Status written = repo.WriteManifest(manifest); !written.ok()) {
-    // The write may have failed after its rename (the folder's fsync): a
-    // backup that fails leaves no manifest that the catalog would not list.
+  if (absl::Status written = repo.WriteManifest(manifest, options.put); !written.ok()) {
+    // The write may have failed after it landed (the folder's fsync, a lost
+    // response): a backup that fails leaves no manifest that the catalog
+    // would not list. (Under retention it cannot be taken back: check
+    // names it.)
     absl::Status removed = absl::OkStatus();
-    if (PathExists(repo.ManifestPath(manifest.id()))) removed = repo.RemoveManifest(manifest.id());
+    if (repo.store().Head(Repository::ManifestKey(manifest.id())).ok()) {
+      removed = repo.RemoveManifest(manifest.id());
+    }
     return Annotate(written,
                     removed.ok()
                         ? absl::StrCat("manifest ", manifest.id(), " was not committed")

@@ -18,18 +18,19 @@ namespace dagvault::repository {
 absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& options) {
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
   ASSIGN_OR_RETURN(auto lock,
-                   AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED, session, "check",
-                               LockOptionsFor(repo.config(), options.lock)));
+                   AcquireLock(repo.shared_store(), dagvault::v1::RepositoryLock::SHARED, session,
+                               "check", LockOptionsFor(repo.config(), options.lock)));
   CheckReport report;
 
   // Index files, one by one: a bad one is reported, the others still count.
   ChunkIndex index;
   std::map<std::string, std::string> indexed;  // pack id → the index file listing it
   std::map<std::string, std::vector<PackedChunk>> listed;
-  ASSIGN_OR_RETURN(std::vector<std::string> index_files, ListIndexFiles(repo.root()));
-  for (const auto& path : index_files) {
+  ASSIGN_OR_RETURN(std::vector<std::string> index_files, ListIndexFiles(repo.store()));
+  for (const auto& key : index_files) {
+    const std::string path = repo.store().Name(key);
     ++report.index_files;
-    auto packs = ReadIndexFile(repo.keys(), path);
+    auto packs = ReadIndexFile(repo.keys(), repo.store(), key);
     if (!packs.ok()) {
       report.errors.push_back(std::string(packs.status().message()));
       continue;
@@ -44,9 +45,9 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
 
   // Packs: listed ones exist, their trailers agree with the index, and
   // with read_data their bytes are whole; unlisted ones are leftovers.
-  ASSIGN_OR_RETURN(auto on_disk, ListPackFiles(repo.root()));
+  ASSIGN_OR_RETURN(auto on_disk, ListPackFiles(repo.store()));
   std::set<std::string> bad_packs;
-  std::vector<std::pair<std::string, std::string>> to_read;  // pack id, path
+  std::vector<std::pair<std::string, std::string>> to_read;  // pack id, key
   for (const auto& [id, index_file] : indexed) {
     if (!on_disk.count(id)) {
       report.errors.push_back(
@@ -54,7 +55,8 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
       bad_packs.insert(id);
     }
   }
-  for (const auto& [id, path] : on_disk) {
+  for (const auto& [id, object] : on_disk) {
+    const std::string path = repo.store().Name(object.key);
     if (!indexed.count(id)) {
       report.warnings.push_back(
           absl::StrCat("pack ", path,
@@ -63,7 +65,7 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
       continue;
     }
     ++report.packs;
-    auto trailer = ReadPackIndex(repo.keys(), path);
+    auto trailer = ReadPackIndex(repo.keys(), repo.store(), object.key);
     if (!trailer.ok()) {
       report.errors.push_back(std::string(trailer.status().message()));
       bad_packs.insert(id);
@@ -85,15 +87,17 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
     }
     if (options.read_data) {
       report.bytes_read += trailer->size;
-      to_read.emplace_back(id, path);
+      to_read.emplace_back(id, object.key);
     }
   }
   // Reading every chunk is the long part: packs are read on one thread
   // per core, and their problems reported in pack order.
   std::vector<absl::Status> read(to_read.size());
-  ParallelFor(
-      to_read.size(), std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16),
-      [&](size_t i) { read[i] = CheckPack(repo.keys(), to_read[i].second, /*read_data=*/true); });
+  ParallelFor(to_read.size(), std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16),
+              [&](size_t i) {
+                read[i] =
+                    CheckPack(repo.keys(), repo.store(), to_read[i].second, /*read_data=*/true);
+              });
   for (size_t i = 0; i < to_read.size(); ++i) {
     if (read[i].ok()) continue;
     report.errors.push_back(std::string(read[i].message()));
@@ -133,10 +137,11 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
       if (missing + damaged > 0) {
         // The index file its own backup wrote names what was lost, when
         // that is what is gone.
-        const std::string own_index = IndexFilePath(repo.root(), m->session());
+        const std::string own_key = IndexFileKey(m->session());
+        const std::string own_index = repo.store().Name(own_key);
         const bool lost_index =
             missing > 0 && !m->session().empty() &&
-            !std::binary_search(index_files.begin(), index_files.end(), own_index);
+            !std::binary_search(index_files.begin(), index_files.end(), own_key);
         report.errors.push_back(absl::StrCat(
             where, ": ", missing, " chunks missing and ", damaged, " in damaged packs (e.g. ",
             example, ")",
@@ -151,11 +156,11 @@ absl::StatusOr<CheckReport> Check(const Repository& repo, const CheckOptions& op
 
 absl::StatusOr<RepositoryStats> Stats(const Repository& repo) {
   RepositoryStats stats;
-  ASSIGN_OR_RETURN(std::vector<std::string> index_files, ListIndexFiles(repo.root()));
+  ASSIGN_OR_RETURN(std::vector<std::string> index_files, ListIndexFiles(repo.store()));
   absl::flat_hash_map<ChunkId, bool> seen;
   std::set<std::string> packs;
-  for (const auto& path : index_files) {
-    ASSIGN_OR_RETURN(std::vector<PackInfo> infos, ReadIndexFile(repo.keys(), path));
+  for (const auto& key : index_files) {
+    ASSIGN_OR_RETURN(std::vector<PackInfo> infos, ReadIndexFile(repo.keys(), repo.store(), key));
     for (const auto& p : infos) {
       if (!packs.insert(p.id).second) continue;
       for (const auto& c : p.chunks) {
@@ -166,11 +171,10 @@ absl::StatusOr<RepositoryStats> Stats(const Repository& repo) {
       }
     }
   }
-  ASSIGN_OR_RETURN(auto on_disk, ListPackFiles(repo.root()));
-  for (const auto& [id, path] : on_disk) {
+  ASSIGN_OR_RETURN(auto on_disk, ListPackFiles(repo.store()));
+  for (const auto& [id, object] : on_disk) {
     ++stats.packs;
-    auto f = File::OpenReadOnly(path);
-    if (f.ok()) stats.pack_bytes += f->Size().value_or(0);
+    stats.pack_bytes += object.size;
   }
   ASSIGN_OR_RETURN(std::vector<std::string> manifests, repo.ListManifests());
   for (const auto& id : manifests) {

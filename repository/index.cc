@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <iterator>
 
 #include "absl/strings/match.h"
@@ -71,8 +70,9 @@ size_t ChunkIndex::MemoryBytes() const {
          recent_.bucket_count() * (sizeof(std::pair<const ChunkId, Location>) + 1);
 }
 
-absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
-                            const std::string& session, const std::vector<PackInfo>& packs) {
+absl::Status WriteIndexFile(const RepositoryKeys& keys, const ObjectStore& store,
+                            const std::string& session, const std::vector<PackInfo>& packs,
+                            const PutOptions& put) {
   dagvault::v1::IndexFile file;
   file.set_format_version(kIndexFormatVersion);
   file.set_session(session);
@@ -83,50 +83,51 @@ absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
   }
   ASSIGN_OR_RETURN(std::string sealed,
                    SealBlob(keys, IndexBinding(session), file.SerializeAsString()));
-  RETURN_IF_ERROR(CreateDirectories(JoinPath(root, "index")));
-  return WriteFileAtomically(IndexFilePath(root, session), sealed);
+  return store.PutIfAbsent(IndexFileKey(session), sealed, put);
 }
 
-std::string IndexFilePath(const std::string& root, const std::string& session) {
-  return JoinPath(root, absl::StrCat("index/", session, kIndexSuffix));
+std::string IndexFileKey(const std::string& session) {
+  return absl::StrCat("index/", session, kIndexSuffix);
 }
 
-absl::StatusOr<std::vector<std::string>> ListIndexFiles(const std::string& root) {
+absl::StatusOr<std::vector<std::string>> ListIndexFiles(const ObjectStore& store) {
   std::vector<std::string> files;
-  const std::string dir = JoinPath(root, "index");
-  if (!PathExists(dir)) return files;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (absl::EndsWith(name, kIndexSuffix)) files.push_back(e.path().string());
+  ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, ListAll(store, "index/"));
+  for (const auto& o : objects) {
+    // Index files sit directly in index/.
+    if (absl::EndsWith(o.key, kIndexSuffix) && o.key.find('/', 6) == std::string::npos) {
+      files.push_back(o.key);
+    }
   }
-  if (ec) return ErrnoToStatus(ec.value(), "list", dir);
   std::sort(files.begin(), files.end());
   return files;
 }
 
 absl::StatusOr<std::vector<PackInfo>> ReadIndexFile(const RepositoryKeys& keys,
-                                                    const std::string& path) {
-  const std::string session =
-      BaseName(path).substr(0, BaseName(path).size() - std::strlen(kIndexSuffix));
-  ASSIGN_OR_RETURN(std::string sealed, ReadFileToString(path));
+                                                    const ObjectStore& store,
+                                                    const std::string& key) {
+  const std::string name = absl::StrCat("index file ", store.Name(key));
+  const std::string base = BaseName(key);
+  const std::string session = base.substr(0, base.size() - std::strlen(kIndexSuffix));
+  ASSIGN_OR_RETURN(std::string sealed, store.Get(key));
   auto opened = OpenBlob(keys, IndexBinding(session), sealed);
-  if (!opened.ok()) return Annotate(opened.status(), absl::StrCat("index file ", path));
+  if (!opened.ok()) return Annotate(opened.status(), name);
   dagvault::v1::IndexFile file;
   if (!file.ParseFromString(*opened)) {
-    return absl::DataLossError(absl::StrCat("index file ", path, ": does not parse"));
+    return absl::DataLossError(absl::StrCat(name, ": does not parse"));
   }
   if (file.format_version() > kIndexFormatVersion) {
     return absl::FailedPreconditionError(
-        absl::StrCat("index file ", path, ": format version ", file.format_version(),
+        absl::StrCat(name, ": format version ", file.format_version(),
                      " is newer than this dagvault (", kIndexFormatVersion, "); upgrade"));
   }
   std::vector<PackInfo> packs;
   for (const auto& p : file.packs()) {
     PackInfo pack;
     pack.id = p.id();
+    pack.key = PackKey(p.id());
     for (const auto& e : p.entries()) {
-      ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, absl::StrCat("index file ", path)));
+      ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, name));
       pack.chunks.push_back(c);
     }
     packs.push_back(std::move(pack));
@@ -134,11 +135,11 @@ absl::StatusOr<std::vector<PackInfo>> ReadIndexFile(const RepositoryKeys& keys,
   return packs;
 }
 
-absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const std::string& root) {
+absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const ObjectStore& store) {
   ChunkIndex index;
-  ASSIGN_OR_RETURN(std::vector<std::string> files, ListIndexFiles(root));
-  for (const std::string& path : files) {
-    ASSIGN_OR_RETURN(std::vector<PackInfo> packs, ReadIndexFile(keys, path));
+  ASSIGN_OR_RETURN(std::vector<std::string> files, ListIndexFiles(store));
+  for (const std::string& key : files) {
+    ASSIGN_OR_RETURN(std::vector<PackInfo> packs, ReadIndexFile(keys, store, key));
     for (const auto& pack : packs) index.AddPack(pack);
   }
   index.Compact();

@@ -65,18 +65,20 @@ class ChunkIndex {
   std::vector<std::string> packs_;
 };
 
-// Writes index/<session>.idx atomically, listing `packs`.
-absl::Status WriteIndexFile(const RepositoryKeys& keys, const std::string& root,
-                            const std::string& session, const std::vector<PackInfo>& packs);
-// Where a writing session's index file is (or was).
-std::string IndexFilePath(const std::string& root, const std::string& session);
-// The index files under `root`, sorted; and one file's packs. Errors name
+// Writes index/<session>.idx whole, listing `packs`.
+absl::Status WriteIndexFile(const RepositoryKeys& keys, const ObjectStore& store,
+                            const std::string& session, const std::vector<PackInfo>& packs,
+                            const PutOptions& put = {});
+// The key of a writing session's index file.
+std::string IndexFileKey(const std::string& session);
+// The keys of the index files, sorted; and one file's packs. Errors name
 // the file.
-absl::StatusOr<std::vector<std::string>> ListIndexFiles(const std::string& root);
+absl::StatusOr<std::vector<std::string>> ListIndexFiles(const ObjectStore& store);
 absl::StatusOr<std::vector<PackInfo>> ReadIndexFile(const RepositoryKeys& keys,
-                                                    const std::string& path);
-// Loads every index file under `root`. An index file that is damaged or
-// from another key is an error naming the file.
-absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const std::string& root);
+                                                    const ObjectStore& store,
+                                                    const std::string& key);
+// Loads every index file. An index file that is damaged or from another
+// key is an error naming the file.
+absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const ObjectStore& store);
 
 }  // namespace dagvault::repository

@@ -9,6 +9,7 @@
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/filesystem_object_store.h"
 
 namespace dagvault::repository {
 namespace {
@@ -23,7 +24,7 @@ class IndexTest : public ::testing::Test {
     keys_ = *std::move(keys);
   }
   PackInfo WritePack(int first, int count) {
-    PackWriter writer(keys_, dir_.path());
+    PackWriter writer(keys_, store_);
     for (int i = first; i < first + count; ++i) {
       const std::string plain = absl::StrCat("chunk number ", i, std::string(500, 'x'));
       const ChunkId id = keys_.Id(plain);
@@ -34,6 +35,7 @@ class IndexTest : public ::testing::Test {
     return *writer.Finish();
   }
   dagvault::testing::TempDir dir_{"index"};
+  FilesystemObjectStore store_{dir_.path()};
   RepositoryKeys keys_;
   std::map<std::string, std::string> plains_;
 };
@@ -43,9 +45,9 @@ TEST_F(IndexTest, EachSessionsIndexFileIsLoadedAndFindsEveryChunk) {
   // Two writing sessions, each with its own index file; the same chunk in
   // two packs is kept once.
   const PackInfo again = WritePack(0, 5);
-  ASSERT_TRUE(WriteIndexFile(keys_, dir_.path(), "session-1", {a, b}).ok());
-  ASSERT_TRUE(WriteIndexFile(keys_, dir_.path(), "session-2", {c, again}).ok());
-  auto index = LoadIndex(keys_, dir_.path());
+  ASSERT_TRUE(WriteIndexFile(keys_, store_, "session-1", {a, b}).ok());
+  ASSERT_TRUE(WriteIndexFile(keys_, store_, "session-2", {c, again}).ok());
+  auto index = LoadIndex(keys_, store_);
   ASSERT_TRUE(index.ok()) << index.status();
   EXPECT_EQ(index->chunk_count(), 60u);
   EXPECT_EQ(index->pack_count(), 4u);
@@ -53,7 +55,7 @@ TEST_F(IndexTest, EachSessionsIndexFileIsLoadedAndFindsEveryChunk) {
     const ChunkId id = keys_.Id(plain);
     auto loc = index->Find(id);
     ASSERT_TRUE(loc.has_value()) << hex;
-    auto read = ReadPackedChunk(keys_, PackPath(dir_.path(), *loc->pack), loc->chunk);
+    auto read = ReadPackedChunk(keys_, store_, PackKey(*loc->pack), loc->chunk);
     ASSERT_TRUE(read.ok()) << read.status();
     EXPECT_EQ(*read, plain);
   }
@@ -61,22 +63,21 @@ TEST_F(IndexTest, EachSessionsIndexFileIsLoadedAndFindsEveryChunk) {
 }
 
 TEST_F(IndexTest, ADamagedOrRenamedIndexFileIsNamed) {
-  ASSERT_TRUE(WriteIndexFile(keys_, dir_.path(), "s1", {WritePack(0, 3)}).ok());
-  const std::string path = dir_.path() + "/index/s1.idx";
-  std::string data = *ReadFileToString(path);
+  ASSERT_TRUE(WriteIndexFile(keys_, store_, "s1", {WritePack(0, 3)}).ok());
+  const std::string path = store_.Name("index/s1.idx");
+  std::string data = *store_.Get("index/s1.idx");
   data[data.size() / 2] ^= 0x04;
-  ASSERT_TRUE(WriteFileAtomically(path, data).ok());
-  auto damaged = LoadIndex(keys_, dir_.path());
+  ASSERT_TRUE(store_.Replace("index/s1.idx", data).ok());
+  auto damaged = LoadIndex(keys_, store_);
   ASSERT_FALSE(damaged.ok());
   EXPECT_THAT(std::string(damaged.status().message()),
               HasSubstr(absl::StrCat("index file ", path, ": index s1: authentication failed")));
   // An intact file under another session's name does not open either.
-  ASSERT_TRUE(std::remove(path.c_str()) == 0);
-  ASSERT_TRUE(WriteIndexFile(keys_, dir_.path(), "s2", {WritePack(3, 3)}).ok());
-  ASSERT_EQ(
-      std::rename((dir_.path() + "/index/s2.idx").c_str(), (dir_.path() + "/index/s3.idx").c_str()),
-      0);
-  EXPECT_THAT(std::string(LoadIndex(keys_, dir_.path()).status().message()),
+  ASSERT_TRUE(store_.Delete("index/s1.idx").ok());
+  ASSERT_TRUE(WriteIndexFile(keys_, store_, "s2", {WritePack(3, 3)}).ok());
+  ASSERT_TRUE(store_.Replace("index/s3.idx", *store_.Get("index/s2.idx")).ok());
+  ASSERT_TRUE(store_.Delete("index/s2.idx").ok());
+  EXPECT_THAT(std::string(LoadIndex(keys_, store_).status().message()),
               HasSubstr("authentication failed"));
 }
 

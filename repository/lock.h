@@ -1,11 +1,12 @@
 // Repository locks (docs/repository-format.md, "Locks"). Backups, restores
-// and checks hold shared locks; prune holds an exclusive one. A lock is a
-// file under locks/ that its holder refreshes; one whose holder is gone
-// (same host identity, dead pid) or that was not refreshed for the stale
-// time (by the time written in it, on the holder's clock, and by the
-// file's own modification time, on the storage's clock: measured against
-// the judge's own lock file just written, so a judge whose wall clock
-// jumped breaks nothing) is broken, with a warning.
+// and checks hold shared locks; prune holds an exclusive one. A lock is an
+// object under locks/ that its holder refreshes (the same on a filesystem
+// and on S3: restic's scheme); one whose holder is gone (same host
+// identity, dead pid) or that was not refreshed for the stale time (by the
+// time written in it, on the holder's clock, and by the object's own
+// modification time, on the storage's clock: measured against the judge's
+// own lock just written, so a judge whose wall clock jumped breaks
+// nothing) is broken, with a warning.
 //
 // Taking a lock writes the lock file first and then looks at the others,
 // so that two takers racing both see each other (and a conflicting one
@@ -29,6 +30,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "dagvault/v1/repository.pb.h"
+#include "repository/object_store.h"
 
 namespace dagvault::repository {
 
@@ -63,9 +65,10 @@ class RepositoryLockHandle {
   RepositoryLockHandle(const RepositoryLockHandle&) = delete;
   RepositoryLockHandle& operator=(const RepositoryLockHandle&) = delete;
 
-  const std::string& path() const { return path_; }
-  // "Now" on the storage's clock: when this holder's lock file was last
-  // written, as the file system that keeps it says.
+  // The lock's key in the store.
+  const std::string& key() const { return key_; }
+  // "Now" on the storage's clock: when this holder's lock was last
+  // written, as the store that keeps it says.
   absl::StatusOr<absl::Time> StorageNow();
 
   // OK while this holder can prove the lock is still its own (see above);
@@ -79,16 +82,17 @@ class RepositoryLockHandle {
 
  private:
   friend absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(
-      const std::string&, dagvault::v1::RepositoryLock::Kind, const std::string&,
+      std::shared_ptr<const ObjectStore>, dagvault::v1::RepositoryLock::Kind, const std::string&,
       const std::string&, const LockOptions&);
   RepositoryLockHandle() = default;
   void RefreshLoop();
   // The proof, with mu_ held: the file as last written, and fresh.
   absl::Status ProveLocked();
 
-  std::string path_;
+  std::shared_ptr<const ObjectStore> store_;
+  std::string key_;  // empty once released
   dagvault::v1::RepositoryLock lock_;
-  std::string written_;  // the bytes last written to path_
+  std::string written_;  // the bytes last written to key_
   LockOptions options_;
   std::mutex mu_;
   std::condition_variable stop_cv_;
@@ -98,22 +102,30 @@ class RepositoryLockHandle {
   std::thread refresher_;
 };
 
-// Takes a lock on the repository at `root` for `session`. A conflicting
+// Takes a lock on the repository in `store` for `session`. A conflicting
 // live lock is a FailedPrecondition error that names its holder (host,
 // pid, purpose, last refresh). The refresher runs when
 // `options.refresh_every` is not infinite.
 absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(
-    const std::string& root, dagvault::v1::RepositoryLock::Kind kind, const std::string& session,
-    const std::string& purpose, const LockOptions& options = {});
+    std::shared_ptr<const ObjectStore> store, dagvault::v1::RepositoryLock::Kind kind,
+    const std::string& session, const std::string& purpose, const LockOptions& options = {});
+// The same on the repository at `location` (OpenObjectStore).
+absl::StatusOr<std::unique_ptr<RepositoryLockHandle>> AcquireLock(
+    const std::string& location, dagvault::v1::RepositoryLock::Kind kind,
+    const std::string& session, const std::string& purpose, const LockOptions& options = {});
 
-// Why the lock in `path` (as read) is stale, or empty when its holder may
+// Why the lock at `key` (as read) is stale, or empty when its holder may
 // still be alive. Prune uses it to re-check locks before it deletes.
 // `storage_now` is the judge's StorageNow().
-std::string StaleReason(const std::string& path, const dagvault::v1::RepositoryLock& lock,
-                        const LockOptions& options, absl::Time storage_now);
+std::string StaleReason(const ObjectStore& store, const std::string& key,
+                        const dagvault::v1::RepositoryLock& lock, const LockOptions& options,
+                        absl::Time storage_now);
 
-// A file's modification time (the storage's clock).
-absl::StatusOr<absl::Time> ModifiedTime(const std::string& path);
+// The locks in the store other than `except`: key and content. One that
+// does not parse is a DataLoss error naming it (something else put it
+// there); one removed while listed is skipped.
+absl::StatusOr<std::vector<std::pair<std::string, dagvault::v1::RepositoryLock>>> ListLocks(
+    const ObjectStore& store, const std::string& except);
 
 // "<boot id>/<pid namespace>" of this process: see RepositoryLock.host_identity.
 const std::string& ThisHostIdentity();

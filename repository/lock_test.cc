@@ -87,13 +87,13 @@ TEST(Lock, TheHolderRefreshesItsLock) {
   ASSERT_TRUE(lock.ok());
   auto read = [&] {
     RepositoryLock l;
-    l.ParseFromString(*ReadFileToString((*lock)->path()));
+    l.ParseFromString(*ReadFileToString(dir.path() + "/" + (*lock)->key()));
     return l;
   };
   const int64_t first = read().refreshed_us();
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_GT(read().refreshed_us(), first);
-  const std::string path = (*lock)->path();
+  const std::string path = dir.path() + "/" + (*lock)->key();
   lock->reset();
   EXPECT_FALSE(PathExists(path));
 }

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -49,16 +49,16 @@ absl::StatusOr<PackedChunk> FromEntry(const dagvault::v1::PackTrailer::Entry& en
   return c;
 }
 
-std::string PackPath(const std::string& root, const std::string& id) {
-  return JoinPath(JoinPath(JoinPath(root, "packs"), id.substr(0, 2)), id);
+std::string PackKey(const std::string& id) {
+  return absl::StrCat("packs/", id.substr(0, 2), "/", id);
 }
 
-PackWriter::PackWriter(const RepositoryKeys& keys, std::string root)
-    : keys_(keys), root_(std::move(root)) {}
+PackWriter::PackWriter(const RepositoryKeys& keys, const ObjectStore& store, PutOptions put)
+    : keys_(keys), store_(store), put_(std::move(put)) {}
 
-PackWriter::PackWriter(const RepositoryKeys& keys, std::string root, std::string buffer,
-                       size_t expected_size)
-    : keys_(keys), root_(std::move(root)), data_(std::move(buffer)) {
+PackWriter::PackWriter(const RepositoryKeys& keys, const ObjectStore& store, PutOptions put,
+                       std::string buffer, size_t expected_size)
+    : keys_(keys), store_(store), put_(std::move(put)), data_(std::move(buffer)) {
   data_.clear();
   data_.reserve(expected_size);
 }
@@ -96,12 +96,12 @@ absl::StatusOr<PackInfo> PackWriter::Finish() {
 
   PackInfo info;
   info.id = PackIdOfTail(absl::string_view(data_).substr(data_.size() - kTailSize - n));
-  info.path = PackPath(root_, info.id);
+  info.key = PackKey(info.id);
   info.size = data_.size();
   info.chunks = std::move(chunks_);
-  RETURN_IF_ERROR(CreateDirectories(DirName(info.path)));
-  // A temporary name, fsync, rename, fsync of the folder.
-  RETURN_IF_ERROR(WriteFileAtomically(info.path, data_));
+  // Whole or not at all, durable on return. The name commits to a random
+  // nonce's ciphertext: one already there is never this pack's twin.
+  RETURN_IF_ERROR(store_.PutIfAbsent(info.key, data_, put_));
   data_.clear();
   chunks_.clear();
   return info;
@@ -168,21 +168,30 @@ void BackgroundPackWriter::Run() {
   }
 }
 
-absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::string& path) {
-  // Only the header, the tail and the trailer are read.
-  const std::string name = absl::StrCat("pack ", path);
-  ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
-  ASSIGN_OR_RETURN(uint64_t size, f.Size());
-  std::string head(kMagicSize, '\0'), tail(kTailSize, '\0');
+namespace {
+
+// Reads [offset, offset + length) of a pack, whatever holds it.
+using ReadRange = std::function<absl::StatusOr<std::string>(uint64_t offset, uint64_t length)>;
+
+// The trailer of a pack of `size` bytes named `id`, read through `read`.
+absl::StatusOr<PackInfo> ParsePackIndex(const RepositoryKeys& keys, const std::string& name,
+                                        const std::string& id, uint64_t size,
+                                        const ReadRange& read) {
   if (size < kMagicSize + kTailSize) {
     return absl::DataLossError(absl::StrCat(name, ": not a pack (", size, " bytes)"));
   }
-  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(0, head.data(), head.size()));
-  if (got != head.size() || head != absl::string_view(kPackMagic, kMagicSize)) {
+  ASSIGN_OR_RETURN(std::string head, read(0, kMagicSize));
+  if (head != absl::string_view(kPackMagic, kMagicSize)) {
     return absl::DataLossError(absl::StrCat(name, ": not a pack (no pack header)"));
   }
-  ASSIGN_OR_RETURN(got, f.ReadAtMost(size - kTailSize, tail.data(), tail.size()));
-  if (got != tail.size() || tail.compare(4, kMagicSize, kPackEndMagic) != 0) {
+  // The tail and, in the same read, the trailer before it when it is not
+  // larger than this (one request on an object store for nearly every pack).
+  constexpr uint64_t kTailRead = 256 << 10;
+  const uint64_t first_read = std::min<uint64_t>(size - kMagicSize, kTailRead);
+  ASSIGN_OR_RETURN(std::string end, read(size - first_read, first_read));
+  if (end.size() != first_read) return absl::DataLossError(absl::StrCat(name, ": short read"));
+  const absl::string_view tail = absl::string_view(end).substr(end.size() - kTailSize);
+  if (tail.substr(4) != absl::string_view(kPackEndMagic, kMagicSize)) {
     return absl::DataLossError(
         absl::StrCat(name, ": no end marker: the pack is truncated or damaged at its end"));
   }
@@ -193,10 +202,14 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
         absl::StrCat(name, ": its trailer claims ", n, " bytes, more than the pack holds"));
   }
   const uint64_t body = size - kTailSize - n;
-  std::string sealed(n, '\0');
-  ASSIGN_OR_RETURN(got, f.ReadAtMost(body, sealed.data(), sealed.size()));
-  if (got != sealed.size()) return absl::DataLossError(absl::StrCat(name, ": short read"));
-  if (PackIdOfTail(absl::StrCat(sealed, tail)) != BaseName(path)) {
+  std::string sealed;
+  if (n + kTailSize <= end.size()) {
+    sealed = end.substr(end.size() - kTailSize - n, n);
+  } else {
+    ASSIGN_OR_RETURN(sealed, read(body, n));
+    if (sealed.size() != n) return absl::DataLossError(absl::StrCat(name, ": short read"));
+  }
+  if (PackIdOfTail(absl::StrCat(sealed, tail)) != id) {
     return absl::DataLossError(
         absl::StrCat(name, ": its trailer does not hash to its name (damaged or renamed)"));
   }
@@ -212,8 +225,8 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
                      " is newer than this dagvault (", kPackFormatVersion, "); upgrade dagvault"));
   }
   PackInfo info;
-  info.path = path;
-  info.id = BaseName(path);
+  info.key = PackKey(id);
+  info.id = id;
   info.size = size;
   for (const auto& e : trailer.entries()) {
     ASSIGN_OR_RETURN(PackedChunk c, FromEntry(e, name));
@@ -225,25 +238,50 @@ absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::st
   return info;
 }
 
-absl::StatusOr<std::map<std::string, std::string>> ListPackFiles(const std::string& root) {
-  std::map<std::string, std::string> packs;
-  const std::string dir = JoinPath(root, "packs");
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (!it->is_regular_file()) continue;
-    const std::string name = it->path().filename().string();
-    // Temporary files of a pack being written end in .tmp (file_util).
-    if (name.size() == 64 && name.find('.') == std::string::npos) packs[name] = it->path().string();
+// The pack id a key names: its last component.
+std::string PackIdOfKey(const std::string& key) {
+  const size_t slash = key.rfind('/');
+  return slash == std::string::npos ? key : key.substr(slash + 1);
+}
+
+}  // namespace
+
+absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const ObjectStore& store,
+                                       const std::string& key) {
+  const std::string name = absl::StrCat("pack ", store.Name(key));
+  ASSIGN_OR_RETURN(ObjectInfo object, store.Head(key));
+  return ParsePackIndex(keys, name, PackIdOfKey(key), object.size,
+                        [&](uint64_t offset, uint64_t length) -> absl::StatusOr<std::string> {
+                          auto got = store.GetRange(key, offset, length);
+                          if (!got.ok()) return Annotate(got.status(), name);
+                          return got;
+                        });
+}
+
+absl::StatusOr<std::map<std::string, ObjectInfo>> ListPackFiles(const ObjectStore& store) {
+  std::map<std::string, ObjectInfo> packs;
+  ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, ListAll(store, "packs/"));
+  for (auto& o : objects) {
+    const std::string id = PackIdOfKey(o.key);
+    // Only names a pack can have: anything else in packs/ is not ours.
+    if (id.size() == 64 && id.find('.') == std::string::npos && o.key == PackKey(id)) {
+      packs.emplace(id, std::move(o));
+    }
   }
-  if (ec) return ErrnoToStatus(ec.value(), "list", dir);
   return packs;
 }
 
-absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool read_data) {
-  ASSIGN_OR_RETURN(PackInfo info, ReadPackIndex(keys, path));
-  if (!read_data) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+absl::Status CheckPack(const RepositoryKeys& keys, const ObjectStore& store, const std::string& key,
+                       bool read_data) {
+  if (!read_data) return ReadPackIndex(keys, store, key).status();
+  const std::string name = absl::StrCat("pack ", store.Name(key));
+  ASSIGN_OR_RETURN(std::string data, store.Get(key));
+  ASSIGN_OR_RETURN(PackInfo info,
+                   ParsePackIndex(keys, name, PackIdOfKey(key), data.size(),
+                                  [&](uint64_t offset, uint64_t length) {
+                                    return absl::StatusOr<std::string>(data.substr(
+                                        offset, std::min<uint64_t>(length, data.size() - offset)));
+                                  }));
   // Every chunk, from the bytes already read; every bad one is named.
   std::vector<std::string> bad;
   std::vector<char> plain;
@@ -262,47 +300,51 @@ absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool
                                  " bytes, its index says ", c.plaintext_length));
     }
   }
-  if (!bad.empty()) {
-    return absl::DataLossError(absl::StrCat("pack ", path, ": ", absl::StrJoin(bad, "; ")));
-  }
+  if (!bad.empty()) return absl::DataLossError(absl::StrCat(name, ": ", absl::StrJoin(bad, "; ")));
   return absl::OkStatus();
 }
 
-absl::StatusOr<absl::string_view> ReadPackedChunkIn(const RepositoryKeys& keys,
-                                                    const std::string& path,
-                                                    const PackedChunk& chunk,
-                                                    ChunkReadBuffers* buffers, bool check_id) {
-  ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
-  // An index's word for where a chunk lies is checked against the pack
-  // before anything is allocated for it.
-  ASSIGN_OR_RETURN(uint64_t size, f.Size());
-  if (chunk.offset > size || chunk.length > size - chunk.offset) {
-    return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
-                                            " at offset ", chunk.offset, " (", chunk.length,
-                                            " bytes) lies past the pack's end (", size, " bytes)"));
+absl::StatusOr<absl::string_view> OpenPackedChunkIn(
+    const RepositoryKeys& keys, const ObjectStore& store, const std::string& key,
+    const PackedChunk& chunk, absl::Span<char> sealed, ChunkReadBuffers* buffers, bool check_id) {
+  if (sealed.size() != chunk.length) {
+    return absl::DataLossError(absl::StrCat("pack ", store.Name(key), ": chunk ",
+                                            ChunkIdHex(chunk.id), " at offset ", chunk.offset,
+                                            " is cut short (", sealed.size(), " of ", chunk.length,
+                                            " bytes): it lies past the pack's end"));
   }
-  if (buffers->sealed.size() < chunk.length) buffers->sealed.resize(chunk.length);
-  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(chunk.offset, buffers->sealed.data(), chunk.length));
-  if (got != chunk.length) {
-    return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
-                                            " at offset ", chunk.offset, " is cut short (", got,
-                                            " of ", chunk.length, " bytes)"));
-  }
-  auto plaintext = OpenChunkIn(keys, chunk.id, absl::MakeSpan(buffers->sealed.data(), chunk.length),
-                               &buffers->plain, check_id);
-  if (!plaintext.ok()) return Annotate(plaintext.status(), absl::StrCat("pack ", path));
+  auto plaintext = OpenChunkIn(keys, chunk.id, sealed, &buffers->plain, check_id);
+  if (!plaintext.ok()) return Annotate(plaintext.status(), absl::StrCat("pack ", store.Name(key)));
   if (plaintext->size() != chunk.plaintext_length) {
-    return absl::DataLossError(absl::StrCat("pack ", path, ": chunk ", ChunkIdHex(chunk.id),
-                                            " has ", plaintext->size(), " bytes, its index says ",
-                                            chunk.plaintext_length));
+    return absl::DataLossError(absl::StrCat("pack ", store.Name(key), ": chunk ",
+                                            ChunkIdHex(chunk.id), " has ", plaintext->size(),
+                                            " bytes, its index says ", chunk.plaintext_length));
   }
   return plaintext;
 }
 
-absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const std::string& path,
-                                            const PackedChunk& chunk) {
+absl::StatusOr<absl::string_view> ReadPackedChunkIn(const RepositoryKeys& keys,
+                                                    const ObjectStore& store,
+                                                    const std::string& key,
+                                                    const PackedChunk& chunk,
+                                                    ChunkReadBuffers* buffers, bool check_id) {
+  auto sealed = store.GetRange(key, chunk.offset, chunk.length);
+  if (absl::IsOutOfRange(sealed.status())) {
+    return absl::DataLossError(absl::StrCat(
+        "pack ", store.Name(key), ": chunk ", ChunkIdHex(chunk.id), " at offset ", chunk.offset,
+        " (", chunk.length, " bytes) lies past the pack's end: ", sealed.status().message()));
+  }
+  if (!sealed.ok()) return sealed.status();
+  buffers->sealed = *std::move(sealed);
+  return OpenPackedChunkIn(keys, store, key, chunk, absl::MakeSpan(buffers->sealed), buffers,
+                           check_id);
+}
+
+absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const ObjectStore& store,
+                                            const std::string& key, const PackedChunk& chunk) {
   ChunkReadBuffers buffers;
-  ASSIGN_OR_RETURN(absl::string_view plaintext, ReadPackedChunkIn(keys, path, chunk, &buffers));
+  ASSIGN_OR_RETURN(absl::string_view plaintext,
+                   ReadPackedChunkIn(keys, store, key, chunk, &buffers));
   return std::string(plaintext);
 }
 

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "dagvault/v1/repository.pb.h"
 #include "repository/crypto.h"
+#include "repository/object_store.h"
 
 namespace dagvault::repository {
 
@@ -35,8 +36,8 @@ struct PackedChunk {
 };
 
 struct PackInfo {
-  std::string id;    // 64 hex digits: SHA-256 of the pack's tail (from its trailer on)
-  std::string path;  // <root>/packs/<first two digits>/<id>
+  std::string id;   // 64 hex digits: SHA-256 of the pack's tail (from its trailer on)
+  std::string key;  // packs/<first two digits>/<id>
   uint64_t size = 0;
   std::vector<PackedChunk> chunks;
 };
@@ -47,20 +48,22 @@ void ToEntry(const PackedChunk& chunk, dagvault::v1::PackTrailer::Entry* entry);
 absl::StatusOr<PackedChunk> FromEntry(const dagvault::v1::PackTrailer::Entry& entry,
                                       const std::string& where);
 
-// The path of pack `id` under repository root `root`.
-std::string PackPath(const std::string& root, const std::string& id);
+// The key of pack `id`.
+std::string PackKey(const std::string& id);
 
-// Every pack file under `root` (by id), found by walking packs/.
-absl::StatusOr<std::map<std::string, std::string>> ListPackFiles(const std::string& root);
+// Every pack in the store (by id), found by listing packs/.
+absl::StatusOr<std::map<std::string, ObjectInfo>> ListPackFiles(const ObjectStore& store);
 
 class PackWriter {
  public:
-  PackWriter(const RepositoryKeys& keys, std::string root);
+  // `put` says how each pack is written (its retention, on an object store
+  // with Object Lock).
+  PackWriter(const RepositoryKeys& keys, const ObjectStore& store, PutOptions put = {});
   // Reuses `buffer`'s memory (a finished pack's, from TakeBuffer) and
   // reserves `expected_size`: a pack grown by doubling would copy itself
   // and fault in fresh pages several times over.
-  PackWriter(const RepositoryKeys& keys, std::string root, std::string buffer,
-             size_t expected_size);
+  PackWriter(const RepositoryKeys& keys, const ObjectStore& store, PutOptions put,
+             std::string buffer, size_t expected_size);
 
   // Adds a sealed chunk (SealChunk's output). A pack stays under 4 GiB
   // (offsets are 32-bit in the in-memory index): Finish one before that.
@@ -74,7 +77,8 @@ class PackWriter {
 
  private:
   const RepositoryKeys& keys_;
-  std::string root_;
+  const ObjectStore& store_;
+  PutOptions put_;
   std::string data_;
   std::vector<PackedChunk> chunks_;
 };
@@ -110,25 +114,33 @@ class BackgroundPackWriter {
   std::thread thread_;
 };
 
-// Reads and authenticates a pack's trailer. Errors name the pack file.
-absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const std::string& path);
-// Reads the trailer (which checks the pack's name); with read_data also
-// checks that every chunk opens. The first problem is returned,
-// naming the pack (and the chunk).
-absl::Status CheckPack(const RepositoryKeys& keys, const std::string& path, bool read_data);
+// Reads and authenticates a pack's trailer (a HEAD and two ranged reads:
+// the header and the tail). Errors name the pack.
+absl::StatusOr<PackInfo> ReadPackIndex(const RepositoryKeys& keys, const ObjectStore& store,
+                                       const std::string& key);
+// Reads the trailer (which checks the pack's name); with read_data reads
+// the whole pack once and checks that every chunk opens. The first
+// problem is returned, naming the pack (and the chunk).
+absl::Status CheckPack(const RepositoryKeys& keys, const ObjectStore& store, const std::string& key,
+                       bool read_data);
 // Buffers a reader reuses from chunk to chunk (ReadPackedChunkIn).
 struct ChunkReadBuffers {
-  std::vector<char> sealed;
+  std::string sealed;
   std::vector<char> plain;
 };
-// Reads one chunk of a pack and opens it: errors name the pack and chunk.
-// The result points into *buffers and lives until their next use.
-absl::StatusOr<absl::string_view> ReadPackedChunkIn(const RepositoryKeys& keys,
-                                                    const std::string& path,
-                                                    const PackedChunk& chunk,
-                                                    ChunkReadBuffers* buffers,
-                                                    bool check_id = true);
-absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const std::string& path,
-                                            const PackedChunk& chunk);
+// Opens one chunk from its sealed bytes, already read from pack `key`
+// (`sealed` may be shorter than the index says: a pack cut short), in
+// place. Errors name the pack and the chunk. The result points into
+// `sealed` or *buffers and lives until their next use.
+absl::StatusOr<absl::string_view> OpenPackedChunkIn(
+    const RepositoryKeys& keys, const ObjectStore& store, const std::string& key,
+    const PackedChunk& chunk, absl::Span<char> sealed, ChunkReadBuffers* buffers,
+    bool check_id = true);
+// Reads one chunk of a pack (one ranged read) and opens it.
+absl::StatusOr<absl::string_view> ReadPackedChunkIn(
+    const RepositoryKeys& keys, const ObjectStore& store, const std::string& key,
+    const PackedChunk& chunk, ChunkReadBuffers* buffers, bool check_id = true);
+absl::StatusOr<std::string> ReadPackedChunk(const RepositoryKeys& keys, const ObjectStore& store,
+                                            const std::string& key, const PackedChunk& chunk);
 
 }  // namespace dagvault::repository

@@ -8,6 +8,7 @@
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/filesystem_object_store.h"
 
 namespace dagvault::repository {
 namespace {
@@ -24,7 +25,7 @@ class PackTest : public ::testing::Test {
 
   // Writes a pack of `count` chunks, half text, half random.
   PackInfo WritePack(int count) {
-    PackWriter writer(keys_, dir_.path());
+    PackWriter writer(keys_, store_);
     std::mt19937 rng(count);
     for (int i = 0; i < count; ++i) {
       std::string plain(1000 + i * 37, '\0');
@@ -41,66 +42,68 @@ class PackTest : public ::testing::Test {
   }
 
   dagvault::testing::TempDir dir_{"pack"};
+  FilesystemObjectStore store_{dir_.path()};
   RepositoryKeys keys_;
   std::map<std::string, std::string> plains_;
 };
 
 TEST_F(PackTest, ChunksComeBackFromTheTrailersIndex) {
   const PackInfo written = WritePack(40);
-  EXPECT_EQ(written.path, PackPath(dir_.path(), written.id));
-  EXPECT_TRUE(PathExists(written.path));
+  EXPECT_EQ(written.key, PackKey(written.id));
+  EXPECT_TRUE(store_.Head(written.key).ok());
   // Nothing but the pack in its folder: no temporary file left behind.
-  EXPECT_EQ(*ListDirectory(DirName(written.path)),
-            std::vector<std::string>{BaseName(written.path)});
-  auto read = ReadPackIndex(keys_, written.path);
+  EXPECT_EQ(*ListDirectory(DirName(store_.Name(written.key))),
+            std::vector<std::string>{written.id});
+  auto read = ReadPackIndex(keys_, store_, written.key);
   ASSERT_TRUE(read.ok()) << read.status();
   ASSERT_EQ(read->chunks.size(), 40u);
   for (const auto& c : read->chunks) {
-    auto plain = ReadPackedChunk(keys_, written.path, c);
+    auto plain = ReadPackedChunk(keys_, store_, written.key, c);
     ASSERT_TRUE(plain.ok()) << plain.status();
     EXPECT_EQ(*plain, plains_[ChunkIdHex(c.id)]);
   }
-  EXPECT_TRUE(CheckPack(keys_, written.path, /*read_data=*/true).ok());
+  EXPECT_TRUE(CheckPack(keys_, store_, written.key, /*read_data=*/true).ok());
   // An empty pack is a pack too.
-  PackWriter empty(keys_, dir_.path());
+  PackWriter empty(keys_, store_);
   auto info = empty.Finish();
   ASSERT_TRUE(info.ok());
-  EXPECT_TRUE(ReadPackIndex(keys_, info->path).ok());
+  EXPECT_TRUE(ReadPackIndex(keys_, store_, info->key).ok());
 }
 
 TEST_F(PackTest, DamageIsNamedByPackAndChunkAndSparesTheOtherChunks) {
   const PackInfo written = WritePack(10);
-  const std::string good = *ReadFileToString(written.path);
+  const std::string good = *store_.Get(written.key);
   const PackedChunk& victim = written.chunks[3];
   std::string bad = good;
   bad[victim.offset + victim.length / 2] ^= 0x10;
-  ASSERT_TRUE(WriteFileAtomically(written.path, bad).ok());
-  auto read = ReadPackIndex(keys_, written.path);
+  ASSERT_TRUE(store_.Replace(written.key, bad).ok());
+  auto read = ReadPackIndex(keys_, store_, written.key);
   ASSERT_TRUE(read.ok()) << read.status();  // the trailer is intact
   for (const auto& c : read->chunks) {
-    auto plain = ReadPackedChunk(keys_, written.path, c);
+    auto plain = ReadPackedChunk(keys_, store_, written.key, c);
     if (c.id == victim.id) {
       ASSERT_FALSE(plain.ok());
-      EXPECT_THAT(std::string(plain.status().message()),
-                  HasSubstr(absl::StrCat("pack ", written.path, ": chunk ", ChunkIdHex(c.id))));
+      EXPECT_THAT(
+          std::string(plain.status().message()),
+          HasSubstr(absl::StrCat("pack ", store_.Name(written.key), ": chunk ", ChunkIdHex(c.id))));
     } else {
       EXPECT_TRUE(plain.ok()) << plain.status();
     }
   }
-  absl::Status checked = CheckPack(keys_, written.path, /*read_data=*/true);
+  absl::Status checked = CheckPack(keys_, store_, written.key, /*read_data=*/true);
   EXPECT_THAT(std::string(checked.message()),
               HasSubstr(absl::StrCat("chunk ", ChunkIdHex(victim.id), ": authentication failed")));
-  EXPECT_TRUE(CheckPack(keys_, written.path, /*read_data=*/false).ok());
+  EXPECT_TRUE(CheckPack(keys_, store_, written.key, /*read_data=*/false).ok());
 
   // Truncated: no end marker.
-  ASSERT_TRUE(WriteFileAtomically(written.path, good.substr(0, good.size() - 5)).ok());
-  EXPECT_THAT(std::string(ReadPackIndex(keys_, written.path).status().message()),
+  ASSERT_TRUE(store_.Replace(written.key, good.substr(0, good.size() - 5)).ok());
+  EXPECT_THAT(std::string(ReadPackIndex(keys_, store_, written.key).status().message()),
               HasSubstr("truncated or damaged at its end"));
   // A damaged trailer.
   std::string trailer_bad = good;
   trailer_bad[good.size() - 20] ^= 0x01;
-  ASSERT_TRUE(WriteFileAtomically(written.path, trailer_bad).ok());
-  EXPECT_THAT(std::string(ReadPackIndex(keys_, written.path).status().message()),
+  ASSERT_TRUE(store_.Replace(written.key, trailer_bad).ok());
+  EXPECT_THAT(std::string(ReadPackIndex(keys_, store_, written.key).status().message()),
               HasSubstr("its trailer does not hash to its name"));
   // Renamed to match its damaged trailer, it still fails authentication.
   {
@@ -110,26 +113,25 @@ TEST_F(PackTest, DamageIsNamedByPackAndChunkAndSparesTheOtherChunks) {
       n |= uint32_t{static_cast<uint8_t>(good[good.size() - tail + i])} << (8 * i);
     }
     const std::string forged =
-        PackPath(dir_.path(), DigestToHex(Sha256::Of(trailer_bad.substr(good.size() - tail - n))));
-    ASSERT_TRUE(CreateDirectories(DirName(forged)).ok());
-    ASSERT_TRUE(WriteFileAtomically(forged, trailer_bad).ok());
-    EXPECT_THAT(std::string(ReadPackIndex(keys_, forged).status().message()),
+        PackKey(DigestToHex(Sha256::Of(trailer_bad.substr(good.size() - tail - n))));
+    ASSERT_TRUE(store_.Replace(forged, trailer_bad).ok());
+    EXPECT_THAT(std::string(ReadPackIndex(keys_, store_, forged).status().message()),
                 HasSubstr("authentication failed"));
-    ASSERT_TRUE(RemoveDurably(forged).ok());
+    ASSERT_TRUE(store_.Delete(forged).ok());
   }
   // A pack under another pack's name: even the plain check sees it.
-  const std::string renamed = PackPath(dir_.path(), std::string(64, 'a'));
-  ASSERT_TRUE(CreateDirectories(DirName(renamed)).ok());
-  ASSERT_TRUE(WriteFileAtomically(renamed, good).ok());
-  EXPECT_THAT(std::string(CheckPack(keys_, renamed, /*read_data=*/false).message()),
-              HasSubstr(absl::StrCat("pack ", renamed, ": its trailer does not hash to its name")));
+  const std::string renamed = PackKey(std::string(64, 'a'));
+  ASSERT_TRUE(store_.Replace(renamed, good).ok());
+  EXPECT_THAT(std::string(CheckPack(keys_, store_, renamed, /*read_data=*/false).message()),
+              HasSubstr(absl::StrCat("pack ", store_.Name(renamed),
+                                     ": its trailer does not hash to its name")));
   // Another repository's key.
-  ASSERT_TRUE(WriteFileAtomically(written.path, good).ok());
+  ASSERT_TRUE(store_.Replace(written.key, good).ok());
   auto other = RepositoryKeys::Generate();
-  EXPECT_FALSE(ReadPackIndex(*other, written.path).ok());
+  EXPECT_FALSE(ReadPackIndex(*other, store_, written.key).ok());
   // Not a pack at all.
-  ASSERT_TRUE(WriteFileAtomically(written.path, "hello").ok());
-  EXPECT_THAT(std::string(ReadPackIndex(keys_, written.path).status().message()),
+  ASSERT_TRUE(store_.Replace(written.key, "hello").ok());
+  EXPECT_THAT(std::string(ReadPackIndex(keys_, store_, written.key).status().message()),
               HasSubstr("not a pack"));
 }
 

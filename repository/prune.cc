@@ -1,8 +1,5 @@
 #include "repository/prune.h"
 
-#include <sys/stat.h>
-
-#include <filesystem>
 #include <map>
 #include <set>
 
@@ -19,28 +16,6 @@
 
 namespace dagvault::repository {
 namespace {
-
-// When a file was last written, or InfiniteFuture when it cannot be told
-// (then it counts as young, and stays).
-absl::Time ModifiedAt(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return absl::InfiniteFuture();
-  return absl::TimeFromTimespec(st.st_mtim);
-}
-
-// Temporary files a crashed writer left (file_util writes "<name>....tmp"),
-// once they are older than the grace period: a younger one may be a live
-// writer's.
-void RemoveTemporaries(const std::string& root, absl::Time older_than) {
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    const std::string path = it->path().string();
-    if (it->is_regular_file() && absl::EndsWith(path, ".tmp") && ModifiedAt(path) < older_than) {
-      (void)RemoveDurably(path);
-    }
-  }
-}
 
 // Before a destructive step: the prune's lock is still its own, no
 // manifest appeared that it did not plan for (a writer whose lock it broke
@@ -63,18 +38,14 @@ absl::Status StillSafe(const Repository& repo, RepositoryLockHandle& lock,
                                           "as stale but it went on")));
     }
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> locks, ListDirectory(JoinPath(repo.root(), "locks")));
-  for (const auto& name : locks) {
-    const std::string path = JoinPath(JoinPath(repo.root(), "locks"), name);
-    if (path == lock.path() || !absl::EndsWith(name, ".lock")) continue;
-    auto bytes = ReadFileToString(path);
-    dagvault::v1::RepositoryLock other;
-    if (!bytes.ok() || !other.ParseFromString(*bytes)) continue;  // gone, or a taker's half
+  auto locks = ListLocks(repo.store(), lock.key());
+  if (!locks.ok()) return stop(locks.status());
+  for (const auto& [key, other] : *locks) {
     ASSIGN_OR_RETURN(const absl::Time storage_now, lock.StorageNow());
-    if (StaleReason(path, other, lock_options, storage_now).empty()) {
-      return stop(absl::AbortedError(absl::StrCat("a live lock appeared beside prune's: ", path,
-                                                  " (", other.purpose(), " on ", other.host(),
-                                                  ", pid ", other.pid(), ")")));
+    if (StaleReason(repo.store(), key, other, lock_options, storage_now).empty()) {
+      return stop(absl::AbortedError(
+          absl::StrCat("a live lock appeared beside prune's: ", repo.store().Name(key), " (",
+                       other.purpose(), " on ", other.host(), ", pid ", other.pid(), ")")));
     }
   }
   return absl::OkStatus();
@@ -86,8 +57,9 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   auto log = logging::Get("repository.prune");
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
   const LockOptions lock_options = LockOptionsFor(repo.config(), options.lock);
-  ASSIGN_OR_RETURN(auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::EXCLUSIVE,
-                                          session, "prune", lock_options));
+  ASSIGN_OR_RETURN(
+      auto lock, AcquireLock(repo.shared_store(), dagvault::v1::RepositoryLock::EXCLUSIVE, session,
+                             "prune", lock_options));
   PruneReport report;
   const absl::Duration grace = options.pack_grace.value_or(2 * lock_options.StaleAfter());
   // Anything written after this is young: it stays. Measured on the
@@ -124,20 +96,17 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   }
   // And every index file, or nothing is done: a damaged one could hide
   // where live chunks are.
-  ASSIGN_OR_RETURN(std::vector<std::string> index_files, ListIndexFiles(repo.root()));
+  ASSIGN_OR_RETURN(std::vector<std::string> index_files, ListIndexFiles(repo.store()));
   std::map<std::string, PackInfo> packs;  // by id; a pack listed twice counts once
-  for (const auto& path : index_files) {
-    auto infos = ReadIndexFile(repo.keys(), path);
+  for (const auto& key : index_files) {
+    auto infos = ReadIndexFile(repo.keys(), repo.store(), key);
     if (!infos.ok()) {
       return Annotate(infos.status(), "prune: run check; nothing was removed");
     }
     for (auto& p : *infos) packs.emplace(p.id, std::move(p));
   }
-  ASSIGN_OR_RETURN(auto on_disk, ListPackFiles(repo.root()));
-  for (const auto& [id, path] : on_disk) {
-    auto f = File::OpenReadOnly(path);
-    if (f.ok()) report.bytes_before += f->Size().value_or(0);
-  }
+  ASSIGN_OR_RETURN(auto on_disk, ListPackFiles(repo.store()));
+  for (const auto& [id, object] : on_disk) report.bytes_before += object.size;
 
   for (const auto& [id, pack] : packs) {
     if (!on_disk.count(id)) {
@@ -162,7 +131,7 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   std::vector<PackInfo> staying;
   std::vector<std::string> going;
   absl::flat_hash_set<ChunkId> placed;  // a chunk found in two packs stays once
-  PackWriter writer(repo.keys(), repo.root());
+  PackWriter writer(repo.keys(), repo.store());
   auto flush = [&]() -> absl::Status {
     if (writer.chunk_count() == 0) return absl::OkStatus();
     ASSIGN_OR_RETURN(PackInfo info, writer.Finish());
@@ -172,7 +141,7 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
     return absl::OkStatus();
   };
   for (const auto& [id, pack] : packs) {
-    if (ModifiedAt(on_disk[id]) >= young_after) {
+    if (on_disk[id].modified >= young_after) {
       // Young: it stays as it is, indexed, whatever refers to it.
       for (const auto& c : pack.chunks) {
         if (live.contains(c.id)) placed.insert(c.id);
@@ -201,11 +170,14 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
     }
     // Repack: each live chunk authenticates before it is copied, so damage
     // is not carried into a new pack under a good name.
-    ASSIGN_OR_RETURN(File in, File::OpenReadOnly(on_disk[id]));
+    ASSIGN_OR_RETURN(std::string data, repo.store().Get(pack.key));
     for (const auto* c : keep_chunks) {
-      std::string sealed(c->length, '\0');
-      RETURN_IF_ERROR(in.ReadAt(c->offset, sealed.data(), sealed.size()));
-      auto plain = OpenChunk(repo.keys(), c->id, sealed);
+      if (c->offset > data.size() || c->length > data.size() - c->offset) {
+        return absl::DataLossError(absl::StrCat("prune: repacking pack ", id, ": chunk ",
+                                                ChunkIdHex(c->id), " lies past its end"));
+      }
+      const std::string_view sealed = std::string_view(data).substr(c->offset, c->length);
+      auto plain = OpenChunk(repo.keys(), c->id, absl::string_view(sealed.data(), sealed.size()));
       if (!plain.ok()) return Annotate(plain.status(), absl::StrCat("prune: repacking pack ", id));
       RETURN_IF_ERROR(writer.Add(c->id, sealed, c->plaintext_length));
       if (writer.size() >= repo.config().pack_target_bytes()) RETURN_IF_ERROR(flush());
@@ -216,36 +188,38 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   }
   RETURN_IF_ERROR(flush());
   const std::string index_name = absl::StrCat("prune-", session);
-  RETURN_IF_ERROR(WriteIndexFile(repo.keys(), repo.root(), index_name, staying));
+  RETURN_IF_ERROR(WriteIndexFile(repo.keys(), repo.store(), index_name, staying));
   DAGVAULT_CRASH_POINT("prune.index_written");
 
   // (3) The old index files: the new one lists everything that stays.
   RETURN_IF_ERROR(StillSafe(repo, *lock, keep, options, lock_options, "removing index files"));
-  for (const auto& path : index_files) {
-    RETURN_IF_ERROR(RemoveDurably(path));
+  for (const auto& key : index_files) {
+    RETURN_IF_ERROR(repo.store().Delete(key));
     DAGVAULT_CRASH_POINT("prune.index_removed");
   }
   // (4) The packs nothing needs: dead, repacked, or in no index at all.
   std::set<std::string> staying_ids;
   for (const auto& p : staying) staying_ids.insert(p.id);
   RETURN_IF_ERROR(StillSafe(repo, *lock, keep, options, lock_options, "removing packs"));
-  for (const auto& [id, path] : on_disk) {
+  for (const auto& [id, object] : on_disk) {
     if (staying_ids.count(id)) continue;
-    if (ModifiedAt(path) >= young_after) {
+    if (object.modified >= young_after) {
       // In no index: a writer's that has not written its index yet.
       ++report.packs_kept_young;
       continue;
     }
-    RETURN_IF_ERROR(RemoveDurably(path));
+    RETURN_IF_ERROR(repo.store().Delete(object.key));
     ++report.packs_removed;
     DAGVAULT_CRASH_POINT("prune.pack_removed");
   }
-  RemoveTemporaries(repo.root(), young_after);
-  ASSIGN_OR_RETURN(auto after, ListPackFiles(repo.root()));
-  for (const auto& [id, path] : after) {
-    auto f = File::OpenReadOnly(path);
-    if (f.ok()) report.bytes_after += f->Size().value_or(0);
+  // Temporary files a crashed writer left, once older than the grace
+  // period: a younger one may be a live writer's.
+  if (auto removed = repo.store().RemoveIncomplete(young_after); !removed.ok()) {
+    log->warn("prune of {}: leftovers of interrupted writes not removed: {}", repo.root(),
+              removed.status().ToString());
   }
+  ASSIGN_OR_RETURN(auto after, ListPackFiles(repo.store()));
+  for (const auto& [id, object] : after) report.bytes_after += object.size;
   log->info(
       "pruned {}: {} manifests and {} packs removed, {} repacked, {} unreferenced packs younger "
       "than {} kept, {} -> {} bytes",

@@ -100,14 +100,15 @@ TEST_F(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
   EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(report.status().message()), HasSubstr("nothing was removed"));
 
-  auto files = ListIndexFiles(repo_->root());
+  auto files = ListIndexFiles(repo_->store());
   ASSERT_TRUE(files.ok() && files->size() == 1);
-  WriteFile((*files)[0], "damaged");
+  WriteFile(repo_->store().Name((*files)[0]), "damaged");
   options.keep_manifests = {};
   report = Prune(*repo_, options);
   EXPECT_FALSE(report.ok());
   EXPECT_THAT(std::string(report.status().message()),
-              AllOf(HasSubstr("index file " + (*files)[0]), HasSubstr("nothing was removed")));
+              AllOf(HasSubstr("index file " + repo_->store().Name((*files)[0])),
+                    HasSubstr("nothing was removed")));
   EXPECT_TRUE(repo_->ReadManifest(m.id()).ok());
 }
 

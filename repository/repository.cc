@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -18,7 +17,6 @@
 namespace dagvault::repository {
 namespace {
 
-namespace fs = std::filesystem;
 constexpr char kKeySuffix[] = ".key";
 
 std::string ManifestBinding(const std::string& id) { return absl::StrCat("manifest ", id); }
@@ -36,15 +34,17 @@ absl::Status CheckId(const std::string& id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> ListWithSuffix(const std::string& dir,
+// The names of the objects directly under `dir` ("keys/") that end in
+// `suffix`, without it, sorted.
+absl::StatusOr<std::vector<std::string>> ListWithSuffix(const ObjectStore& store,
+                                                        const std::string& dir,
                                                         absl::string_view suffix) {
   std::vector<std::string> names;
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  if (ec) return ErrnoToStatus(ec.value(), "list", dir);
-  for (const auto& e : it) {
-    std::string name = e.path().filename().string();
-    if (absl::EndsWith(name, suffix)) names.push_back(name.substr(0, name.size() - suffix.size()));
+  ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, ListAll(store, dir));
+  for (const auto& o : objects) {
+    absl::string_view name = absl::string_view(o.key).substr(dir.size());
+    if (name.find('/') != absl::string_view::npos || !absl::ConsumeSuffix(&name, suffix)) continue;
+    names.emplace_back(name);
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -98,42 +98,52 @@ absl::StatusOr<std::string> Repository::NewSessionId() {
                       suffix);
 }
 
-absl::StatusOr<dagvault::v1::RepositoryConfig> Repository::ReadConfig(const std::string& root) {
-  const std::string path = JoinPath(root, "config");
-  if (!PathExists(path)) {
-    return absl::NotFoundError(
-        absl::StrCat(root, " is not a dagvault repository: it has no config file (", path, ")"));
+absl::StatusOr<dagvault::v1::RepositoryConfig> Repository::ReadConfig(const ObjectStore& store) {
+  auto bytes = store.Get("config");
+  if (absl::IsNotFound(bytes.status())) {
+    return absl::NotFoundError(absl::StrCat(store.location(),
+                                            " is not a dagvault repository: it has no config (",
+                                            store.Name("config"), ")"));
   }
-  ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  if (!bytes.ok()) return bytes.status();
   dagvault::v1::RepositoryConfig config;
-  if (!config.ParseFromString(bytes) || config.id().empty()) {
-    return absl::DataLossError(absl::StrCat("repository config ", path, ": does not parse"));
+  if (!config.ParseFromString(*bytes) || config.id().empty()) {
+    return absl::DataLossError(
+        absl::StrCat("repository config ", store.Name("config"), ": does not parse"));
   }
   if (config.format_version() > kRepositoryFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "repository ", root, ": format version ", config.format_version(),
+        "repository ", store.location(), ": format version ", config.format_version(),
         " is newer than this dagvault (", kRepositoryFormatVersion, "); upgrade dagvault"));
   }
   return config;
 }
 
-absl::StatusOr<Repository> Repository::Init(const std::string& root, const Secret& secret,
+absl::StatusOr<Repository> Repository::Init(const std::string& location, const Secret& secret,
                                             const InitOptions& options) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const ObjectStore> store, OpenObjectStore(location));
+  return Init(std::move(store), secret, options);
+}
+
+absl::StatusOr<Repository> Repository::Init(std::shared_ptr<const ObjectStore> store,
+                                            const Secret& secret, const InitOptions& options) {
   RETURN_IF_ERROR(ValidateZstdLevel(options.zstd_level));
-  if (PathExists(JoinPath(root, "config"))) {
-    return absl::AlreadyExistsError(absl::StrCat(root, " already holds a repository"));
+  const std::string where = store->location();
+  if (auto config = store->Head("config"); config.ok()) {
+    return absl::AlreadyExistsError(absl::StrCat(where, " already holds a repository"));
+  } else if (!absl::IsNotFound(config.status())) {
+    return config.status();
   }
-  std::error_code ec;
-  if (PathExists(root) && !fs::is_empty(root, ec)) {
+  ASSIGN_OR_RETURN(ObjectPage any, store->List("", "", 1));
+  if (!any.objects.empty()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(root, " is not empty; a repository is created in an empty folder"));
+        absl::StrCat(where, " is not empty (it holds ", store->Name(any.objects.front().key),
+                     "); a repository is created in an empty folder or bucket prefix"));
   }
   Repository repo;
-  repo.root_ = root;
+  repo.root_ = where;
+  repo.store_ = std::move(store);
   ASSIGN_OR_RETURN(repo.keys_, RepositoryKeys::Generate());
-  for (const char* dir : {"keys", "packs", "index", "manifests", "locks"}) {
-    RETURN_IF_ERROR(CreateDirectories(JoinPath(root, dir)));
-  }
   ASSIGN_OR_RETURN(repo.opened_slot_, repo.AddKey(secret, options.scrypt));
   ASSIGN_OR_RETURN(std::string id, RandomHex(16));
   repo.config_.set_format_version(kRepositoryFormatVersion);
@@ -142,15 +152,23 @@ absl::StatusOr<Repository> Repository::Init(const std::string& root, const Secre
   repo.config_.set_zstd_level(options.zstd_level);
   repo.config_.set_pack_target_bytes(options.pack_target_bytes);
   repo.config_.set_lock_stale_seconds(options.lock_stale_seconds);
-  // Written last: a folder without it is not a repository yet.
-  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(root, "config"), repo.config_.SerializeAsString()));
+  // Written last, and only once: a location without it is not a
+  // repository yet, and of two racing inits one fails here.
+  RETURN_IF_ERROR(repo.store_->PutIfAbsent("config", repo.config_.SerializeAsString()));
   return repo;
 }
 
-absl::StatusOr<Repository> Repository::Open(const std::string& root, const Secret& secret) {
+absl::StatusOr<Repository> Repository::Open(const std::string& location, const Secret& secret) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const ObjectStore> store, OpenObjectStore(location));
+  return Open(std::move(store), secret);
+}
+
+absl::StatusOr<Repository> Repository::Open(std::shared_ptr<const ObjectStore> store,
+                                            const Secret& secret) {
   Repository repo;
-  repo.root_ = root;
-  ASSIGN_OR_RETURN(repo.config_, ReadConfig(root));
+  repo.root_ = store->location();
+  repo.store_ = std::move(store);
+  ASSIGN_OR_RETURN(repo.config_, ReadConfig(*repo.store_));
   ASSIGN_OR_RETURN(std::vector<dagvault::v1::WrappedKey> slots, repo.ListKeys());
   const auto kind = secret.kind == Secret::Kind::kPassphrase ? dagvault::v1::WrappedKey::PASSPHRASE
                                                              : dagvault::v1::WrappedKey::KEY_FILE;
@@ -168,8 +186,8 @@ absl::StatusOr<Repository> Repository::Open(const std::string& root, const Secre
   }
   const char* what = kind == dagvault::v1::WrappedKey::PASSPHRASE ? "passphrase" : "key file";
   return absl::PermissionDeniedError(absl::StrCat(
-      "repository ", root, ": the ", what, " from ", secret.source, " opens none of its ", tried,
-      " ", what, " key slots (", slots.size(), " slots in all)"));
+      "repository ", repo.root_, ": the ", what, " from ", secret.source, " opens none of its ",
+      tried, " ", what, " key slots (", slots.size(), " slots in all)"));
 }
 
 absl::StatusOr<std::string> Repository::AddKey(const Secret& secret, const ScryptParams& scrypt) {
@@ -179,11 +197,12 @@ absl::StatusOr<std::string> Repository::AddKey(const Secret& secret, const Scryp
   } else {
     ASSIGN_OR_RETURN(slot, WrapWithKeyFile(keys_, secret.bytes));
   }
-  // 0600: a slot is the repository's keys wrapped under a passphrase or key
-  // file; whoever can read it can try passphrases offline.
-  RETURN_IF_ERROR(
-      WriteFileAtomically(JoinPath(root_, absl::StrCat("keys/", slot.slot(), kKeySuffix)),
-                          slot.SerializeAsString(), 0600));
+  // Owner only: a slot is the repository's keys wrapped under a passphrase
+  // or key file; whoever can read it can try passphrases offline.
+  PutOptions put;
+  put.owner_only = true;
+  RETURN_IF_ERROR(store_->PutIfAbsent(absl::StrCat("keys/", slot.slot(), kKeySuffix),
+                                      slot.SerializeAsString(), put));
   return slot.slot();
 }
 
@@ -200,38 +219,39 @@ absl::Status Repository::RemoveKey(const std::string& slot) {
                      " is the repository's last: without it no one could "
                      "read the repository again; add another key first"));
   }
-  return RemoveDurably(JoinPath(root_, absl::StrCat("keys/", slot, kKeySuffix)));
+  return store_->Delete(absl::StrCat("keys/", slot, kKeySuffix));
 }
 
 absl::StatusOr<std::vector<dagvault::v1::WrappedKey>> Repository::ListKeys() const {
-  const std::string dir = JoinPath(root_, "keys");
-  ASSIGN_OR_RETURN(std::vector<std::string> names, ListWithSuffix(dir, kKeySuffix));
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListWithSuffix(*store_, "keys/", kKeySuffix));
   std::vector<dagvault::v1::WrappedKey> slots;
   for (const auto& name : names) {
-    const std::string path = JoinPath(dir, name + kKeySuffix);
-    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+    const std::string key = absl::StrCat("keys/", name, kKeySuffix);
+    ASSIGN_OR_RETURN(std::string bytes, store_->Get(key));
     dagvault::v1::WrappedKey slot;
     if (!slot.ParseFromString(bytes) || slot.slot() != name) {
-      return absl::DataLossError(absl::StrCat("key slot file ", path, ": does not parse"));
+      return absl::DataLossError(
+          absl::StrCat("key slot file ", store_->Name(key), ": does not parse"));
     }
     slots.push_back(std::move(slot));
   }
   if (slots.empty()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("repository ", root_, " has no key slots in ", dir));
+        absl::StrCat("repository ", root_, " has no key slots in ", store_->Name("keys")));
   }
   return slots;
 }
 
-std::string Repository::ManifestPath(const std::string& id) const {
-  return JoinPath(root_, absl::StrCat("manifests/", id, kManifestSuffix));
+std::string Repository::ManifestKey(const std::string& id) {
+  return absl::StrCat("manifests/", id, kManifestSuffix);
 }
 
-absl::Status Repository::WriteManifest(const dagvault::v1::Manifest& manifest) const {
+absl::Status Repository::WriteManifest(const dagvault::v1::Manifest& manifest,
+                                       const PutOptions& put) const {
   RETURN_IF_ERROR(CheckId(manifest.id()));
   ASSIGN_OR_RETURN(std::string sealed,
                    SealBlob(keys_, ManifestBinding(manifest.id()), manifest.SerializeAsString()));
-  RETURN_IF_ERROR(WriteFileAtomically(ManifestPath(manifest.id()), sealed));
+  RETURN_IF_ERROR(store_->PutIfAbsent(ManifestKey(manifest.id()), sealed, put));
   // Tests fail the write here, after the rename (as a failing fsync of the
   // folder would): backup.cc takes such a manifest back.
   return FailPoint("repository.manifest.renamed");
@@ -239,12 +259,13 @@ absl::Status Repository::WriteManifest(const dagvault::v1::Manifest& manifest) c
 
 absl::StatusOr<dagvault::v1::Manifest> Repository::ReadManifest(const std::string& id) const {
   RETURN_IF_ERROR(CheckId(id));
-  const std::string path = ManifestPath(id);
-  if (!PathExists(path)) {
+  const std::string path = store_->Name(ManifestKey(id));
+  auto sealed = store_->Get(ManifestKey(id));
+  if (absl::IsNotFound(sealed.status())) {
     return absl::NotFoundError(absl::StrCat("repository ", root_, " has no manifest ", id));
   }
-  ASSIGN_OR_RETURN(std::string sealed, ReadFileToString(path));
-  auto opened = OpenBlob(keys_, ManifestBinding(id), sealed);
+  if (!sealed.ok()) return sealed.status();
+  auto opened = OpenBlob(keys_, ManifestBinding(id), *sealed);
   if (!opened.ok()) return Annotate(opened.status(), absl::StrCat("manifest file ", path));
   dagvault::v1::Manifest manifest;
   if (!manifest.ParseFromString(*opened) || manifest.id() != id) {
@@ -259,12 +280,12 @@ absl::StatusOr<dagvault::v1::Manifest> Repository::ReadManifest(const std::strin
 }
 
 absl::StatusOr<std::vector<std::string>> Repository::ListManifests() const {
-  return ListWithSuffix(JoinPath(root_, "manifests"), kManifestSuffix);
+  return ListWithSuffix(*store_, "manifests/", kManifestSuffix);
 }
 
 absl::Status Repository::RemoveManifest(const std::string& id) const {
   RETURN_IF_ERROR(CheckId(id));
-  return RemoveDurably(ManifestPath(id));
+  return store_->Delete(ManifestKey(id));
 }
 
 absl::StatusOr<std::vector<dagvault::v1::Manifest>> Repository::ReadManifestsOfUnit(

@@ -1,14 +1,16 @@
-// A repository on a filesystem path (local or shared): its layout, its
-// key slots, and its manifests (docs/repository-format.md).
+// A repository in an object store (a filesystem path or an S3 bucket,
+// object_store.h): its layout, its key slots, and its manifests
+// (docs/repository-format.md). Keys:
 //
-//   <root>/config              RepositoryConfig, in the clear
-//   <root>/keys/<slot>.key     WrappedKey: one copy of the repository key
-//   <root>/packs/<xx>/<id>     packs (pack.h)
-//   <root>/index/<session>.idx index files (index.h)
-//   <root>/manifests/<id>.mf   sealed Manifest, one per backup
-//   <root>/locks/<session>.lock lock files (lock.h)
+//   config                RepositoryConfig, in the clear
+//   keys/<slot>.key       WrappedKey: one copy of the repository key
+//   packs/<xx>/<id>       packs (pack.h)
+//   index/<session>.idx   index files (index.h)
+//   manifests/<id>.mf     sealed Manifest, one per backup
+//   locks/<session>.lock  lock files (lock.h)
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "dagvault/v1/repository.pb.h"
 #include "repository/crypto.h"
+#include "repository/object_store.h"
 
 namespace dagvault::repository {
 
@@ -48,16 +51,23 @@ struct InitOptions {
 
 class Repository {
  public:
-  // Creates a repository at `root` (an empty or missing folder) with one
-  // key slot for `secret`.
-  static absl::StatusOr<Repository> Init(const std::string& root, const Secret& secret,
+  // Creates a repository at `location` (an empty or missing folder, an
+  // empty bucket prefix: OpenObjectStore) with one key slot for `secret`.
+  static absl::StatusOr<Repository> Init(const std::string& location, const Secret& secret,
                                          const InitOptions& options = {});
+  static absl::StatusOr<Repository> Init(std::shared_ptr<const ObjectStore> store,
+                                         const Secret& secret, const InitOptions& options = {});
   // Opens a repository with whichever key slot `secret` opens.
-  static absl::StatusOr<Repository> Open(const std::string& root, const Secret& secret);
+  static absl::StatusOr<Repository> Open(const std::string& location, const Secret& secret);
+  static absl::StatusOr<Repository> Open(std::shared_ptr<const ObjectStore> store,
+                                         const Secret& secret);
   // Reads only the config: the format check, with no key.
-  static absl::StatusOr<dagvault::v1::RepositoryConfig> ReadConfig(const std::string& root);
+  static absl::StatusOr<dagvault::v1::RepositoryConfig> ReadConfig(const ObjectStore& store);
 
+  // Where it is, as the operator named it: for messages.
   const std::string& root() const { return root_; }
+  const ObjectStore& store() const { return *store_; }
+  const std::shared_ptr<const ObjectStore>& shared_store() const { return store_; }
   const RepositoryKeys& keys() const { return keys_; }
   const dagvault::v1::RepositoryConfig& config() const { return config_; }
   // The slot the repository was opened with.
@@ -70,7 +80,8 @@ class Repository {
   absl::StatusOr<std::vector<dagvault::v1::WrappedKey>> ListKeys() const;
 
   // Manifests.
-  absl::Status WriteManifest(const dagvault::v1::Manifest& manifest) const;
+  absl::Status WriteManifest(const dagvault::v1::Manifest& manifest,
+                             const PutOptions& put = {}) const;
   absl::StatusOr<dagvault::v1::Manifest> ReadManifest(const std::string& id) const;
   // Ids of every manifest, oldest first (ids sort by time).
   absl::StatusOr<std::vector<std::string>> ListManifests() const;
@@ -80,7 +91,7 @@ class Repository {
   // would look shorter, not broken).
   absl::StatusOr<std::vector<dagvault::v1::Manifest>> ReadManifestsOfUnit(
       const std::string& unit) const;
-  std::string ManifestPath(const std::string& id) const;
+  static std::string ManifestKey(const std::string& id);
 
   // A new session id: "<UTC yyyymmddThhmmss.ffffffZ>-<8 hex digits>", which sorts
   // by time and names a writer's index file, lock and manifest.
@@ -88,6 +99,7 @@ class Repository {
 
  private:
   std::string root_;
+  std::shared_ptr<const ObjectStore> store_;
   dagvault::v1::RepositoryConfig config_;
   RepositoryKeys keys_;
   std::string opened_slot_;

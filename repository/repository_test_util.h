@@ -1,5 +1,5 @@
-// Shared by the repository's tests: a repository in a temporary folder,
-// .edb-like files, and page changes.
+// Shared by the repository's tests: a repository in a temporary folder or
+// an S3 bucket, .edb-like files, and page changes.
 #pragma once
 
 #include <memory>
@@ -8,13 +8,17 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "common/evp.h"
 #include "common/file_util.h"
+#include "common/status_macros.h"
 #include "common/testing/edb_like.h"
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
 #include "repository/backup.h"
 #include "repository/check.h"
+#include "repository/filesystem_object_store.h"
+#include "repository/object_store.h"
 #include "repository/repository.h"
 #include "repository/restore.h"
 
@@ -69,6 +73,46 @@ inline std::string ReadFile(const std::string& path) {
   auto data = ReadFileToString(path);
   EXPECT_TRUE(data.ok()) << data.status();
   return data.ok() ? *data : std::string();
+}
+
+// The backends a repository test runs against: one parameterised suite
+// covers both (INSTANTIATE_TEST_SUITE_P(..., Backends(), BackendName)).
+enum class Backend { kFilesystem, kS3 };
+inline auto Backends() { return ::testing::Values(Backend::kFilesystem, Backend::kS3); }
+inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kFilesystem ? "Filesystem" : "S3";
+}
+
+// An empty store of its own for one test: a temporary folder, or a fresh
+// prefix in the test run's S3 bucket ($DAGVAULT_TEST_S3, set by
+// tests/run.sh once radosgw is up; tests/s3/README.md). `skip` says why
+// there is none.
+struct TestStore {
+  std::shared_ptr<const ObjectStore> store;
+  std::shared_ptr<::dagvault::testing::TempDir> dir;  // filesystem only
+  std::string location;
+};
+inline absl::StatusOr<TestStore> MakeTestStore(Backend backend, const std::string& tag) {
+  TestStore t;
+  if (backend == Backend::kFilesystem) {
+    t.dir = std::make_shared<::dagvault::testing::TempDir>(tag);
+    t.location = t.dir->Sub("repo");
+    t.store = std::make_shared<FilesystemObjectStore>(t.location);
+    return t;
+  }
+  const char* base = std::getenv("DAGVAULT_TEST_S3");
+  if (base == nullptr || *base == '\0') {
+    return absl::UnavailableError(
+        "no S3 test server: $DAGVAULT_TEST_S3 is not set (tests/run.sh starts radosgw)");
+  }
+  // "s3://bucket?endpoint=..." → "s3://bucket/<tag>-<random>?endpoint=...".
+  const std::string url = base;
+  const size_t query = url.find('?');
+  ASSIGN_OR_RETURN(std::string suffix, RandomHex(6));
+  t.location = absl::StrCat(url.substr(0, query), "/", tag, "-", suffix,
+                            query == std::string::npos ? "" : url.substr(query));
+  ASSIGN_OR_RETURN(t.store, OpenObjectStore(t.location));
+  return t;
 }
 
 inline dagvault::v1::Manifest Header(const std::string& unit) {

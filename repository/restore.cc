@@ -143,11 +143,11 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
                                       const std::string& target_dir,
                                       const RestoreOptions& options) {
   ASSIGN_OR_RETURN(std::string session, Repository::NewSessionId());
-  ASSIGN_OR_RETURN(
-      auto lock, AcquireLock(repo.root(), dagvault::v1::RepositoryLock::SHARED, session, "restore",
-                             LockOptionsFor(repo.config(), options.lock)));
+  ASSIGN_OR_RETURN(auto lock,
+                   AcquireLock(repo.shared_store(), dagvault::v1::RepositoryLock::SHARED, session,
+                               "restore", LockOptionsFor(repo.config(), options.lock)));
   ASSIGN_OR_RETURN(dagvault::v1::Manifest manifest, repo.ReadManifest(manifest_id));
-  ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.root()));
+  ASSIGN_OR_RETURN(ChunkIndex index, LoadIndex(repo.keys(), repo.store()));
 
   // Which files, and where.
   std::vector<const ManifestFile*> files;
@@ -238,7 +238,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     // Buffers reused from chunk to chunk by each restoring thread. The
     // chunk's id is not recomputed: the file's SHA-256 proves the result.
     thread_local ChunkReadBuffers buffers;
-    auto plaintext = ReadPackedChunkIn(repo.keys(), PackPath(repo.root(), *loc->pack), loc->chunk,
+    auto plaintext = ReadPackedChunkIn(repo.keys(), repo.store(), PackKey(*loc->pack), loc->chunk,
                                        &buffers, /*check_id=*/false);
     if (!plaintext.ok()) return Annotate(plaintext.status(), where);
     ++chunks_read;

@@ -59,7 +59,8 @@ TEST_F(RebuildTest, AnUnreadableManifestChangesNothingAndIsNamed) {
   ASSERT_TRUE(catalog.ok());
   ASSERT_TRUE(RebuildBackupsFromRepository(*repo_, **catalog).ok());
   const std::string b = BackUp("SG01", std::string(10000, 'b'));
-  repository::testing::WriteFile(repo_->ManifestPath(b), "not a sealed manifest");
+  repository::testing::WriteFile(repo_->store().Name(repository::Repository::ManifestKey(b)),
+                                 "not a sealed manifest");
 
   auto rebuilt = RebuildBackupsFromRepository(*repo_, **catalog);
   ASSERT_FALSE(rebuilt.ok());

@@ -14,6 +14,7 @@
 #include "common/evp.h"
 #include "common/file_util.h"
 #include "repository/block_map.h"
+#include "repository/filesystem_object_store.h"
 #include "repository/index.h"
 #include "repository/pack.h"
 #include "repository/repository.h"
@@ -80,9 +81,10 @@ void FuzzManifest(const std::string& plaintext) {
   const Repository& repo = Repo();
   auto sealed = SealBlob(repo.keys(), absl::StrCat("manifest ", id), plaintext);
   FUZZ_CHECK(sealed.ok());
-  WriteScratchFile(repo.ManifestPath(id), *sealed);
+  const std::string manifest_path = repo.store().Name(Repository::ManifestKey(id));
+  WriteScratchFile(manifest_path, *sealed);
   auto m = repo.ReadManifest(id);
-  (void)RemoveDurably(repo.ManifestPath(id));
+  (void)RemoveDurably(manifest_path);
   // What a writer seals, a reader opens.
   if (parses && parsed.id() == id && parsed.format_version() <= kRepositoryFormatVersion) {
     FUZZ_CHECK(m.ok());
@@ -90,11 +92,18 @@ void FuzzManifest(const std::string& plaintext) {
   if (m.ok()) UseManifest(*m);
 }
 
+// The scratch folder as an object store: a key is a file name in it.
+const FilesystemObjectStore& Scratch() {
+  static const auto* store = new FilesystemObjectStore(FuzzTempDir());
+  return *store;
+}
+
+// The key of a small pack-like object in Scratch().
 std::string SmallPack() {
   static const std::string* path = [] {
-    auto* p = new std::string(JoinPath(FuzzTempDir(), "small.pack"));
-    WriteScratchFile(*p, absl::StrCat(kPackMagic, std::string(4096, 'x')));
-    return p;
+    WriteScratchFile(JoinPath(FuzzTempDir(), "small.pack"),
+                     absl::StrCat(kPackMagic, std::string(4096, 'x')));
+    return new std::string("small.pack");
   }();
   return *path;
 }
@@ -109,9 +118,10 @@ void FuzzTrailer(uint32_t body_length, const std::string& plaintext) {
   const uint32_t n = static_cast<uint32_t>(sealed->size());
   for (int i = 0; i < 4; ++i) tail.push_back(static_cast<char>(n >> (8 * i)));
   tail.append(kPackEndMagic, 8);
-  const std::string path = JoinPath(FuzzTempDir(), DigestToHex(Sha256::Of(tail)));
+  const std::string key = DigestToHex(Sha256::Of(tail));
+  const std::string path = Scratch().Name(key);
   WriteScratchFile(path, absl::StrCat(kPackMagic, std::string(body_length, '\0'), tail));
-  auto info = ReadPackIndex(repo.keys(), path);
+  auto info = ReadPackIndex(repo.keys(), Scratch(), key);
   v1::PackTrailer parsed;
   if (parsed.ParseFromString(plaintext) && parsed.format_version() <= kPackFormatVersion) {
     bool entries_ok = true;
@@ -132,7 +142,7 @@ void FuzzTrailer(uint32_t body_length, const std::string& plaintext) {
       FUZZ_CHECK(back.ok() && back->id == c.id && back->offset == c.offset &&
                  back->length == c.length && back->plaintext_length == c.plaintext_length);
     }
-    (void)CheckPack(repo.keys(), path, /*read_data=*/true);
+    (void)CheckPack(repo.keys(), Scratch(), key, /*read_data=*/true);
   }
   (void)RemoveDurably(path);
 }
@@ -142,9 +152,9 @@ void FuzzIndex(const std::string& plaintext) {
   const std::string session = "20250101T000000.000000Z-fuzz0001";
   auto sealed = SealBlob(repo.keys(), absl::StrCat("index ", session), plaintext);
   FUZZ_CHECK(sealed.ok());
-  const std::string path = JoinPath(FuzzTempDir(), absl::StrCat(session, ".idx"));
-  WriteScratchFile(path, *sealed);
-  auto packs = ReadIndexFile(repo.keys(), path);
+  const std::string key = absl::StrCat(session, ".idx");
+  WriteScratchFile(Scratch().Name(key), *sealed);
+  auto packs = ReadIndexFile(repo.keys(), Scratch(), key);
   if (!packs.ok()) return;
   ChunkIndex index;
   ChunkReadBuffers buffers;
@@ -152,7 +162,7 @@ void FuzzIndex(const std::string& plaintext) {
     index.AddPack(p);
     // What restore does with the index's word for where a chunk is.
     for (const PackedChunk& c : p.chunks) {
-      (void)ReadPackedChunkIn(repo.keys(), SmallPack(), c, &buffers);
+      (void)ReadPackedChunkIn(repo.keys(), Scratch(), SmallPack(), c, &buffers);
     }
   }
   index.Compact();

@@ -18,6 +18,7 @@
 #include "common/testing/subprocess.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/filesystem_object_store.h"
 #include "repository/repository.h"
 #include "repository/repository_test_util.h"
 
@@ -229,7 +230,7 @@ TEST_F(RepoCli, WrongPassphraseMissingKeyFileBadLevelAndNewerFormatGetClearError
   r = RunProcess({BinaryPath("dagvault"), "repo", "init", "--repo", dir_.Sub("repo3"),
                   "--passphrase-file", pass_, "--zstd-level", "9"});
   ASSERT_TRUE(r.ok()) << r.err;
-  auto level9 = Repository::ReadConfig(dir_.Sub("repo3"));
+  auto level9 = Repository::ReadConfig(FilesystemObjectStore(dir_.Sub("repo3")));
   ASSERT_TRUE(level9.ok()) << level9.status();
   EXPECT_EQ(level9->zstd_level(), 9);
 
@@ -261,7 +262,7 @@ TEST_F(RepoCli, WrongPassphraseMissingKeyFileBadLevelAndNewerFormatGetClearError
   EXPECT_THAT(r.err, HasSubstr("last"));
 
   // A repository from a newer dagvault.
-  auto config = Repository::ReadConfig(repo_);
+  auto config = Repository::ReadConfig(FilesystemObjectStore(repo_));
   ASSERT_TRUE(config.ok());
   config->set_format_version(kRepositoryFormatVersion + 1);
   WriteFile(repo_ + "/config", config->SerializeAsString());

@@ -207,7 +207,8 @@ class Tampering : public RepoCli {
   PackInfo TrailerOf(const std::string& pack) {
     auto repo = Repository::Open(repo_, *PassphraseFromFile(pass_));
     EXPECT_TRUE(repo.ok()) << repo.status();
-    auto info = ReadPackIndex(repo->keys(), pack);
+    auto info = ReadPackIndex(repo->keys(), repo->store(),
+                              std::filesystem::path(pack).lexically_relative(repo_).string());
     EXPECT_TRUE(info.ok()) << info.status();
     return info.ok() ? *info : PackInfo{};
   }

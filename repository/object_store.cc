@@ -1,0 +1,36 @@
+#include "repository/object_store.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "repository/filesystem_object_store.h"
+
+namespace dagvault::repository {
+
+absl::Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) const {
+  for (const auto& key : keys) RETURN_IF_ERROR(Delete(key));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ObjectInfo>> ListAll(const ObjectStore& store,
+                                                const std::string& prefix) {
+  std::vector<ObjectInfo> all;
+  std::string token;
+  do {
+    ASSIGN_OR_RETURN(ObjectPage page, store.List(prefix, token, /*max_keys=*/0));
+    for (auto& o : page.objects) all.push_back(std::move(o));
+    token = std::move(page.next_token);
+  } while (!token.empty());
+  return all;
+}
+
+absl::StatusOr<std::shared_ptr<const ObjectStore>> OpenObjectStore(const std::string& location) {
+  if (absl::StartsWith(location, "s3://")) {
+    return absl::UnimplementedError(absl::StrCat(
+        "repository ", location, ": this dagvault has no S3 backend yet (docs/repository.md)"));
+  }
+  if (location.empty()) return absl::InvalidArgumentError("the repository location is empty");
+  return std::shared_ptr<const ObjectStore>(std::make_shared<FilesystemObjectStore>(location));
+}
+
+}  // namespace dagvault::repository

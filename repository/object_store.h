@@ -1,0 +1,98 @@
+// Where a repository's objects live (docs/repository.md, "Backends"): a
+// filesystem path or an S3-compatible bucket. Every repository module reads
+// and writes through this interface and nothing else, so the format
+// (docs/repository-format.md) is the same on both.
+//
+// Keys are relative, '/'-separated names such as "packs/3f/3f…",
+// "index/<session>.idx", "manifests/<id>.mf", "locks/<session>.lock",
+// "keys/<slot>.key" and "config". Every object but a lock is written once
+// and never changed: PutIfAbsent. Errors name the object as the operator
+// would find it (Name()).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace dagvault::repository {
+
+struct ObjectInfo {
+  std::string key;
+  uint64_t size = 0;
+  // When the object was last written, on the storage's clock: locks and
+  // prune compare ages on it, never on a host's wall clock alone.
+  absl::Time modified = absl::InfinitePast();
+};
+
+struct ObjectPage {
+  std::vector<ObjectInfo> objects;  // sorted by key
+  std::string next_token;           // empty: this was the last page
+};
+
+struct PutOptions {
+  // Object Lock: the object can be neither deleted nor overwritten before
+  // this time, by anyone with any credentials (S3 compliance mode) or by
+  // anyone without the bypass permission (governance mode). Unset: none.
+  // A store that cannot lock objects refuses a put that asks for it.
+  std::optional<absl::Time> retain_until;
+  // Readable by its owner only where the store has owners (0600 on a
+  // filesystem): key slots, which invite offline guessing.
+  bool owner_only = false;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+
+  // The repository as an operator names it ("/srv/backup", "s3://b/p").
+  virtual std::string location() const = 0;
+  // An object's full name, for messages: a path, or an s3:// URL.
+  virtual std::string Name(const std::string& key) const = 0;
+
+  // Writes `key` whole or not at all, only if nothing is there: an
+  // AlreadyExists error (naming the object) otherwise. Durable on return.
+  virtual absl::Status PutIfAbsent(const std::string& key, absl::string_view data,
+                                   const PutOptions& options = {}) const = 0;
+  // Writes `key` whole or not at all, replacing what is there. Only a lock
+  // (rewritten at each refresh) is ever replaced.
+  virtual absl::Status Replace(const std::string& key, absl::string_view data) const = 0;
+  // The whole object; NotFound names it when it is not there.
+  virtual absl::StatusOr<std::string> Get(const std::string& key) const = 0;
+  // Up to `length` bytes from `offset`: fewer when the object ends sooner
+  // (the caller says what it expected). An offset at or past the end is
+  // an OutOfRange error naming the object and its size.
+  virtual absl::StatusOr<std::string> GetRange(const std::string& key, uint64_t offset,
+                                               uint64_t length) const = 0;
+  // Size and modification time; NotFound when it is not there.
+  virtual absl::StatusOr<ObjectInfo> Head(const std::string& key) const = 0;
+  // One page of the objects whose keys start with `prefix`, in key order,
+  // after `token` (a previous page's next_token; empty for the first).
+  virtual absl::StatusOr<ObjectPage> List(const std::string& prefix, const std::string& token,
+                                          size_t max_keys) const = 0;
+  // Removes `key`; one that is not there is no error. An object under
+  // retention is a FailedPrecondition error that says until when.
+  virtual absl::Status Delete(const std::string& key) const = 0;
+  // Removes many (S3 batches them); the first failure names its object.
+  virtual absl::Status DeleteMany(const std::vector<std::string>& keys) const;
+
+  // Removes what interrupted writes left behind (a filesystem's temporary
+  // files) that is older than `before`; returns how many.
+  virtual absl::StatusOr<size_t> RemoveIncomplete(absl::Time /*before*/) const { return 0; }
+  // Whether PutOptions::retain_until can be honoured.
+  virtual bool supports_retention() const { return false; }
+};
+
+// Every object under `prefix`, page after page.
+absl::StatusOr<std::vector<ObjectInfo>> ListAll(const ObjectStore& store,
+                                                const std::string& prefix);
+
+// The store a repository location names: "s3://bucket/prefix?..." is an S3
+// bucket (s3_object_store.h); anything else is a filesystem path.
+absl::StatusOr<std::shared_ptr<const ObjectStore>> OpenObjectStore(const std::string& location);
+
+}  // namespace dagvault::repository

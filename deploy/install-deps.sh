@@ -29,6 +29,11 @@ PACKAGES=(
   libcli11-dev
   # Debian packages (CPack) and their checks (docs/packages.md)
   dpkg-dev fakeroot lintian
+  # the S3 repository backend: HTTP over libcurl (docs/repository.md)
+  libcurl4-openssl-dev
+  # a real S3 server for the tests: a single-node Ceph with radosgw
+  # (tests/s3/ceph-rgw.sh)
+  ceph-mon ceph-osd radosgw ceph-common
 )
 
 missing=()

@@ -50,7 +50,7 @@ class BackupTest : public RepositoryTest {
   int restores_ = 0;
 };
 
-TEST_F(BackupTest, EverySizeEdgeRoundTripsByteExact) {
+TEST_P(BackupTest, EverySizeEdgeRoundTripsByteExact) {
   std::mt19937_64 rng(7);
   auto random_bytes = [&](size_t n) {
     std::string s(n, '\0');
@@ -81,7 +81,7 @@ TEST_F(BackupTest, EverySizeEdgeRoundTripsByteExact) {
   }
 }
 
-TEST_F(BackupTest, ASparseFileOverFourGibRoundTripsAndStaysSparse) {
+TEST_P(BackupTest, ASparseFileOverFourGibRoundTripsAndStaysSparse) {
   const uint64_t size = (4ull << 30) + 3 * kPage + 17;
   const std::string path = dir_.Sub("src/big.edb");
   {
@@ -121,7 +121,7 @@ TEST_F(BackupTest, ASparseFileOverFourGibRoundTripsAndStaysSparse) {
   EXPECT_LT(st.st_blocks * 512, 16 << 20);
 }
 
-TEST_F(BackupTest, ASecondBackupOfTheSameDataStoresNothingNew) {
+TEST_P(BackupTest, ASecondBackupOfTheSameDataStoresNothingNew) {
   const std::string edb = MakeEdbLike(2048, 1);
   const auto first = BackUp({Put("a.edb", edb), Put("E00001.log", edb.substr(0, 1 << 20), "log")});
   EXPECT_EQ(first.new_bytes(), edb.size() + (1u << 20));
@@ -138,7 +138,7 @@ TEST_F(BackupTest, ASecondBackupOfTheSameDataStoresNothingNew) {
   }
 }
 
-TEST_F(BackupTest, TwoPercentOfPagesChangedStoresAtMostFourPercent) {
+TEST_P(BackupTest, TwoPercentOfPagesChangedStoresAtMostFourPercent) {
   for (bool runs : {false, true}) {
     SCOPED_TRACE(runs ? "changes in runs" : "changes uniformly at random");
     std::string edb = MakeEdbLike(8192, runs ? 11 : 12);  // 64 MiB
@@ -151,7 +151,7 @@ TEST_F(BackupTest, TwoPercentOfPagesChangedStoresAtMostFourPercent) {
   }
 }
 
-TEST_F(BackupTest, AFileThatShrinksWhileItIsReadFailsTheBackupAndWritesNoManifest) {
+TEST_P(BackupTest, AFileThatShrinksWhileItIsReadFailsTheBackupAndWritesNoManifest) {
   // A sysfs attribute claims 4096 bytes and reads a few: a file shorter
   // at its read than at the plan, without a race to arrange.
   const std::string path = "/sys/devices/system/cpu/online";
@@ -166,7 +166,7 @@ TEST_F(BackupTest, AFileThatShrinksWhileItIsReadFailsTheBackupAndWritesNoManifes
   EXPECT_TRUE(manifests->empty());
 }
 
-TEST_F(BackupTest, AManifestWriteThatFailsAfterItsRenameLeavesNoManifest) {
+TEST_P(BackupTest, AManifestWriteThatFailsAfterItsRenameLeavesNoManifest) {
   // As when the folder's fsync fails after the rename: the file is there,
   // the write failed, so the backup failed and must not leave it.
   ASSERT_TRUE(ConfigureFailPoint("repository.manifest.renamed").ok());
@@ -186,7 +186,7 @@ TEST_F(BackupTest, AManifestWriteThatFailsAfterItsRenameLeavesNoManifest) {
   ASSERT_TRUE(Backup(*repo_, {Put("a.log", "some log", "log")}, Header("DB01"), {}).ok());
 }
 
-TEST_F(BackupTest, ACompressionLevelZstdDoesNotHaveIsRefused) {
+TEST_P(BackupTest, ACompressionLevelZstdDoesNotHaveIsRefused) {
   BackupOptions options;
   options.zstd_level = 23;
   auto m = Backup(*repo_, {Put("a.log", "x", "log")}, Header("DB01"), options);
@@ -235,7 +235,7 @@ class RecordingObserver : public BackupObserver {
   uint64_t cancel_after_ = 0;
 };
 
-TEST_F(BackupTest, TheObserverSeesEveryByteAndAnyRefusalCommitsNothing) {
+TEST_P(BackupTest, TheObserverSeesEveryByteAndAnyRefusalCommitsNothing) {
   const std::string edb = MakeEdbLike(4096, 21);  // 32 MiB: several segments
   const std::vector<BackupFile> files = {Put("a.edb", edb), Put("E01.log", "log bytes", "log")};
   auto no_manifests = [&] {
@@ -292,7 +292,7 @@ TEST_F(BackupTest, TheObserverSeesEveryByteAndAnyRefusalCommitsNothing) {
   EXPECT_EQ(stored->labels().at("verified"), "yes");
 }
 
-TEST_F(BackupTest, AChainOfThirtyBlockIncrementalsRestoresEveryPointReadingEachChunkOnce) {
+TEST_P(BackupTest, AChainOfThirtyBlockIncrementalsRestoresEveryPointReadingEachChunkOnce) {
   std::string edb = MakeEdbLike(4096, 5);  // 32 MiB
   std::vector<std::pair<dagvault::v1::Manifest, std::string>> points;
   for (int i = 0; i < 30; ++i) {
@@ -313,6 +313,8 @@ TEST_F(BackupTest, AChainOfThirtyBlockIncrementalsRestoresEveryPointReadingEachC
     std::filesystem::remove_all(target);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackupTest, Backends(), BackendName);
 
 }  // namespace
 }  // namespace dagvault::repository

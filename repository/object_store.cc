@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "repository/filesystem_object_store.h"
+#include "repository/s3_object_store.h"
 
 namespace dagvault::repository {
 
@@ -26,8 +27,8 @@ absl::StatusOr<std::vector<ObjectInfo>> ListAll(const ObjectStore& store,
 
 absl::StatusOr<std::shared_ptr<const ObjectStore>> OpenObjectStore(const std::string& location) {
   if (absl::StartsWith(location, "s3://")) {
-    return absl::UnimplementedError(absl::StrCat(
-        "repository ", location, ": this dagvault has no S3 backend yet (docs/repository.md)"));
+    ASSIGN_OR_RETURN(auto s3, S3ObjectStore::Open(location));
+    return std::shared_ptr<const ObjectStore>(std::move(s3));
   }
   if (location.empty()) return absl::InvalidArgumentError("the repository location is empty");
   return std::shared_ptr<const ObjectStore>(std::make_shared<FilesystemObjectStore>(location));

@@ -30,7 +30,7 @@ class PruneTest : public RepositoryTest {
   }
 };
 
-TEST_F(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {
+TEST_P(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {
   const std::string a = MakeEdbLike(2048, 1);  // 16 MiB, unit DB01
   const std::string b = MakeEdbLike(2048, 2);  // 16 MiB, unit DB02
   const std::string c = MakeEdbLike(1024, 3);  // 8 MiB, in DB02's first backup only
@@ -72,7 +72,7 @@ TEST_F(PruneTest, SweepsWhatNoKeptManifestNeedsAndRepacksMostlyDeadPacks) {
   ExpectCleanCheck();
 }
 
-TEST_F(PruneTest, RemovingNamedManifestsKeepsEveryOtherOneIncludingOnesItWasNotTold) {
+TEST_P(PruneTest, RemovingNamedManifestsKeepsEveryOtherOneIncludingOnesItWasNotTold) {
   const std::string a = MakeEdbLike(512, 1);
   const std::string b = MakeEdbLike(512, 2);
   const auto ma = BackUp("DB01", a);
@@ -91,7 +91,7 @@ TEST_F(PruneTest, RemovingNamedManifestsKeepsEveryOtherOneIncludingOnesItWasNotT
   ExpectRestores(mb, b);
 }
 
-TEST_F(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
+TEST_P(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
   const auto m = BackUp("DB01", MakeEdbLike(256, 1));
   PruneOptions options;
   options.pack_grace = absl::ZeroDuration();  // nothing else writes here
@@ -102,7 +102,7 @@ TEST_F(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
 
   auto files = ListIndexFiles(repo_->store());
   ASSERT_TRUE(files.ok() && files->size() == 1);
-  WriteFile(repo_->store().Name((*files)[0]), "damaged");
+  ASSERT_TRUE(repo_->store().Replace((*files)[0], "damaged").ok());
   options.keep_manifests = {};
   report = Prune(*repo_, options);
   EXPECT_FALSE(report.ok());
@@ -111,6 +111,8 @@ TEST_F(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
                     HasSubstr("nothing was removed")));
   EXPECT_TRUE(repo_->ReadManifest(m.id()).ok());
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, PruneTest, Backends(), BackendName);
 
 }  // namespace
 }  // namespace dagvault::repository

@@ -123,13 +123,18 @@ inline dagvault::v1::Manifest Header(const std::string& unit) {
   return m;
 }
 
-// A fresh repository in a temporary folder, and a src/ folder beside it
-// for the files to back up.
-class RepositoryTest : public ::testing::Test {
+// A fresh repository on the backend the test is instantiated for (a
+// temporary folder, or a prefix of the test run's S3 bucket), and a local
+// src/ folder for the files to back up.
+class RepositoryTest : public ::testing::TestWithParam<Backend> {
  protected:
-  explicit RepositoryTest(const std::string& tag) : dir_(tag) {}
+  explicit RepositoryTest(const std::string& tag) : dir_(tag), tag_(tag) {}
   void SetUp() override {
-    auto repo = Repository::Init(dir_.Sub("repo"), TestPassphrase(), FastInit());
+    auto store = MakeTestStore(GetParam(), tag_);
+    if (absl::IsUnavailable(store.status())) GTEST_SKIP() << store.status();
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    auto repo = Repository::Init(store_.store, TestPassphrase(), FastInit());
     ASSERT_TRUE(repo.ok()) << repo.status();
     repo_ = std::make_unique<Repository>(*std::move(repo));
     ASSERT_TRUE(CreateDirectories(dir_.Sub("src")).ok());
@@ -149,6 +154,8 @@ class RepositoryTest : public ::testing::Test {
   }
 
   ::dagvault::testing::TempDir dir_;
+  std::string tag_;
+  TestStore store_;
   std::unique_ptr<Repository> repo_;
 };
 

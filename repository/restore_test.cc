@@ -60,7 +60,7 @@ class RestoreTest : public RepositoryTest {
   std::string data_;
 };
 
-TEST_F(RestoreTest, AFileNameThatWouldEscapeTheTargetIsRefusedAndNothingIsWritten) {
+TEST_P(RestoreTest, AFileNameThatWouldEscapeTheTargetIsRefusedAndNothingIsWritten) {
   const dagvault::v1::Manifest m = BackUpDatabase(4);
   for (const std::string name : {"../escaped.edb", "/tmp/absolute.edb", "a/../../b.edb", ""}) {
     SCOPED_TRACE(name);
@@ -78,7 +78,7 @@ TEST_F(RestoreTest, AFileNameThatWouldEscapeTheTargetIsRefusedAndNothingIsWritte
   EXPECT_FALSE(PathExists("/tmp/absolute.edb"));
 }
 
-TEST_F(RestoreTest, AnExistingFileIsKeptUnlessOverwriteIsAsked) {
+TEST_P(RestoreTest, AnExistingFileIsKeptUnlessOverwriteIsAsked) {
   const dagvault::v1::Manifest m = BackUpDatabase(4);
   const std::string target = dir_.Sub("target");
   ASSERT_TRUE(CreateDirectories(target).ok());
@@ -100,7 +100,7 @@ TEST_F(RestoreTest, AnExistingFileIsKeptUnlessOverwriteIsAsked) {
   EXPECT_THAT(Names(target), ::testing::ElementsAre("db.edb"));
 }
 
-TEST_F(RestoreTest, ASymlinkPlantedAtThePartialOrTheFinalNameIsReplacedNotFollowed) {
+TEST_P(RestoreTest, ASymlinkPlantedAtThePartialOrTheFinalNameIsReplacedNotFollowed) {
   const dagvault::v1::Manifest m = BackUpDatabase(4);
   const std::string target = dir_.Sub("target");
   const std::string victim = dir_.Sub("victim");
@@ -130,7 +130,7 @@ TEST_F(RestoreTest, ASymlinkPlantedAtThePartialOrTheFinalNameIsReplacedNotFollow
   EXPECT_EQ(ReadFile(final_path), data_);
 }
 
-TEST_F(RestoreTest, AMapThatNeedsMoreOfAChunkThanItHoldsFailsAndLeavesNoFile) {
+TEST_P(RestoreTest, AMapThatNeedsMoreOfAChunkThanItHoldsFailsAndLeavesNoFile) {
   // Three blocks, all in one chunk of three. Block 0 is made to point at
   // slot 7 of it: a valid slot number, but past the chunk's end.
   const dagvault::v1::Manifest m = BackUpDatabase(3);
@@ -150,7 +150,7 @@ TEST_F(RestoreTest, AMapThatNeedsMoreOfAChunkThanItHoldsFailsAndLeavesNoFile) {
   EXPECT_THAT(Names(target), ::testing::IsEmpty());
 }
 
-TEST_F(RestoreTest, BytesThatDoNotHashToTheManifestsDigestAreNotPutInPlace) {
+TEST_P(RestoreTest, BytesThatDoNotHashToTheManifestsDigestAreNotPutInPlace) {
   const dagvault::v1::Manifest m = BackUpDatabase(4);
   const std::string id =
       Rewrite(m, [](auto* w) { w->mutable_files(0)->set_sha256(std::string(32, '\0')); });
@@ -165,7 +165,7 @@ TEST_F(RestoreTest, BytesThatDoNotHashToTheManifestsDigestAreNotPutInPlace) {
   EXPECT_THAT(Names(target), ::testing::IsEmpty());
 }
 
-TEST_F(RestoreTest, AFileTheManifestDoesNotHoldIsNamed) {
+TEST_P(RestoreTest, AFileTheManifestDoesNotHoldIsNamed) {
   const dagvault::v1::Manifest m = BackUpDatabase(2);
   RestoreOptions options;
   options.files = {"db.edb", "nope.edb"};
@@ -176,7 +176,7 @@ TEST_F(RestoreTest, AFileTheManifestDoesNotHoldIsNamed) {
               HasSubstr(absl::StrCat("manifest ", m.id(), " has no file named nope.edb")));
 }
 
-TEST_F(RestoreTest, TargetsPutEachFileAtItsOwnPathAndCancellingLeavesNoFile) {
+TEST_P(RestoreTest, TargetsPutEachFileAtItsOwnPathAndCancellingLeavesNoFile) {
   const dagvault::v1::Manifest m = BackUpDatabase(4096);  // 32 MiB
   RestoreOptions options;
   options.targets = {{"db.edb", dir_.Sub("elsewhere/deeper/renamed.edb")}};
@@ -201,7 +201,7 @@ TEST_F(RestoreTest, TargetsPutEachFileAtItsOwnPathAndCancellingLeavesNoFile) {
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("has no file named other.edb"));
 }
 
-TEST_F(RestoreTest, OnlyTheNamedFilesAreRestored) {
+TEST_P(RestoreTest, OnlyTheNamedFilesAreRestored) {
   WriteFile(dir_.Sub("src/a.log"), "first");
   WriteFile(dir_.Sub("src/b.log"), "second");
   WriteFile(dir_.Sub("src/c.log"), "third");
@@ -220,6 +220,8 @@ TEST_F(RestoreTest, OnlyTheNamedFilesAreRestored) {
   ASSERT_TRUE(Restore(*repo_, m->id(), "", options).ok());
   EXPECT_EQ(Names(dir_.Sub("targets")), std::vector<std::string>{"b.log"});
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, RestoreTest, Backends(), BackendName);
 
 }  // namespace
 }  // namespace dagvault::repository

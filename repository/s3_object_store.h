@@ -1,0 +1,67 @@
+// The S3 backend of ObjectStore (docs/repository.md, "S3"): a repository
+// under a prefix of a bucket on any S3-compatible server, tested against
+// Ceph's radosgw.
+//
+// Put-if-absent is a PUT with If-None-Match: * where the server honours it
+// (probed once per store), else a HEAD before the PUT. Either way a PUT
+// that is retried after a lost response and finds the object there checks
+// the object's ETag against the MD5 of what it sent: the same bytes are its
+// own earlier attempt, anything else is AlreadyExists. No request is ever
+// retried in a way that could overwrite an object.
+//
+// Packs are at most a few tens of MiB (pack_target_bytes, 32 MiB by
+// default), well within one PUT (5 GiB): no multipart uploads.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "repository/object_store.h"
+#include "repository/s3_client.h"
+
+namespace dagvault::repository {
+
+class S3ObjectStore : public ObjectStore {
+ public:
+  // Parses the URL (s3_client.h), loads credentials, and checks that the
+  // bucket answers.
+  static absl::StatusOr<std::unique_ptr<S3ObjectStore>> Open(const std::string& url,
+                                                             S3RetryPolicy retry = {});
+
+  std::string location() const override { return client_->location().url; }
+  std::string Name(const std::string& key) const override;
+  absl::Status PutIfAbsent(const std::string& key, absl::string_view data,
+                           const PutOptions& options = {}) const override;
+  absl::Status Replace(const std::string& key, absl::string_view data) const override;
+  absl::StatusOr<std::string> Get(const std::string& key) const override;
+  absl::StatusOr<std::string> GetRange(const std::string& key, uint64_t offset,
+                                       uint64_t length) const override;
+  absl::StatusOr<ObjectInfo> Head(const std::string& key) const override;
+  // max_keys 0: the server's page (1000).
+  absl::StatusOr<ObjectPage> List(const std::string& prefix, const std::string& token,
+                                  size_t max_keys) const override;
+  absl::Status Delete(const std::string& key) const override;
+  // One request per 1000 keys (S3's DeleteObjects).
+  absl::Status DeleteMany(const std::vector<std::string>& keys) const override;
+  bool supports_retention() const override { return true; }
+
+  const S3Client& client() const { return *client_; }
+
+ private:
+  explicit S3ObjectStore(std::unique_ptr<S3Client> client) : client_(std::move(client)) {}
+  std::string FullKey(const std::string& key) const;
+  // Whether the server refuses a second PUT with If-None-Match: * (asked
+  // once, with a probe object of its own).
+  absl::StatusOr<bool> ConditionalPutWorks() const;
+  absl::Status Put(const std::string& key, absl::string_view data, const PutOptions& options,
+                   bool if_absent) const;
+  // After a refused conditional PUT: the object is this writer's own
+  // earlier attempt when its ETag is the MD5 of `data`.
+  absl::Status SameOrExists(const std::string& key, absl::string_view data) const;
+
+  std::unique_ptr<S3Client> client_;
+  // 0 unknown, 1 honoured, 2 ignored.
+  mutable std::atomic<int> conditional_put_{0};
+};
+
+}  // namespace dagvault::repository

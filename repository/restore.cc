@@ -135,6 +135,63 @@ class SegmentProgress {
   std::vector<std::vector<uint64_t>> expected_, written_;
 };
 
+// One ranged read of a pack: chunks that lie next to each other (or
+// nearly: a gap is read through rather than asked for again), each with
+// the task that needs it. On an object store a read is a request; on a
+// filesystem it is one pread where there were several.
+struct PackRead {
+  const std::string* pack = nullptr;  // id
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  std::vector<std::pair<PackedChunk, size_t>> chunks;  // chunk, task index
+};
+
+// Reads at most this much at once, and reads through gaps up to kReadGap:
+// a restoring thread holds one read's bytes, so memory stays at most
+// workers × kMaxRead for the reads.
+constexpr uint64_t kMaxRead = 8 << 20;
+constexpr uint64_t kReadGap = 64 << 10;
+
+// The reads that fetch every task's chunk, in pack and offset order. A
+// chunk in no index is an error naming the file that needs it.
+absl::StatusOr<std::vector<PackRead>> PlanReads(const ChunkIndex& index,
+                                                const std::vector<ChunkTask>& tasks,
+                                                const std::vector<const ManifestFile*>& files,
+                                                const std::string& manifest_id) {
+  struct Located {
+    const std::string* pack;
+    PackedChunk chunk;
+    size_t task;
+  };
+  std::vector<Located> located;
+  located.reserve(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    auto loc = index.Find(tasks[i].id);
+    if (!loc) {
+      return absl::DataLossError(absl::StrCat(
+          "restore of manifest ", manifest_id, " file ", files[tasks[i].file]->name(), ": chunk ",
+          ChunkIdHex(tasks[i].id), " is in no index (its pack or index file is missing)"));
+    }
+    located.push_back({loc->pack, loc->chunk, i});
+  }
+  std::sort(located.begin(), located.end(), [](const Located& a, const Located& b) {
+    return std::tie(*a.pack, a.chunk.offset) < std::tie(*b.pack, b.chunk.offset);
+  });
+  std::vector<PackRead> reads;
+  for (const Located& l : located) {
+    const uint64_t end = l.chunk.offset + l.chunk.length;
+    if (reads.empty() || *reads.back().pack != *l.pack ||
+        l.chunk.offset > reads.back().end + kReadGap ||
+        std::max(end, reads.back().end) - reads.back().begin > kMaxRead) {
+      reads.push_back({l.pack, l.chunk.offset, end, {}});
+    }
+    PackRead& r = reads.back();
+    r.end = std::max(r.end, end);
+    r.chunks.emplace_back(l.chunk, l.task);
+  }
+  return reads;
+}
+
 }  // namespace
 
 bool IsSafeFileName(absl::string_view name) { return IsSafeRelativePath(name); }
@@ -208,7 +265,8 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   }
 
   RestoreResult result;
-  std::atomic<uint64_t> chunks_read{0}, sealed_read{0};
+  ASSIGN_OR_RETURN(const std::vector<PackRead> reads, PlanReads(index, tasks, files, manifest_id));
+  std::atomic<uint64_t> chunks_read{0}, sealed_read{0}, reads_done{0};
   std::mutex mu;  // status, written
   std::condition_variable progressed;
   absl::Status status;
@@ -226,31 +284,18 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   // it is written, so verification overlaps the restore instead of adding
   // a pass at its end.
   SegmentProgress progress(files, tasks);
-  auto restore_chunk = [&](const ChunkTask& t) -> absl::Status {
+  // One chunk, already read and opened: its blocks go to their places.
+  auto place_chunk = [&](const ChunkTask& t, absl::string_view plaintext) -> absl::Status {
     const ManifestFile& f = *files[t.file];
     const std::string where = absl::StrCat("restore of manifest ", manifest_id, " file ", f.name());
-    auto loc = index.Find(t.id);
-    if (!loc) {
-      return absl::DataLossError(absl::StrCat(where, ": chunk ", ChunkIdHex(t.id),
-                                              " is in no index (its pack or index file is "
-                                              "missing)"));
-    }
-    // Buffers reused from chunk to chunk by each restoring thread. The
-    // chunk's id is not recomputed: the file's SHA-256 proves the result.
-    thread_local ChunkReadBuffers buffers;
-    auto plaintext = ReadPackedChunkIn(repo.keys(), repo.store(), PackKey(*loc->pack), loc->chunk,
-                                       &buffers, /*check_id=*/false);
-    if (!plaintext.ok()) return Annotate(plaintext.status(), where);
-    ++chunks_read;
-    sealed_read += loc->chunk.length;
     ASSIGN_OR_RETURN(File out, File::Open(partials[t.file], O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
     for (const Placement& p : t.placements) {
-      if (uint64_t{p.from} + p.length > plaintext->size()) {
+      if (uint64_t{p.from} + p.length > plaintext.size()) {
         return absl::DataLossError(absl::StrCat(where, ": chunk ", ChunkIdHex(t.id), " has ",
-                                                plaintext->size(), " bytes; the map needs ",
+                                                plaintext.size(), " bytes; the map needs ",
                                                 uint64_t{p.from} + p.length));
       }
-      RETURN_IF_ERROR(out.WriteAt(p.offset, plaintext->data() + p.from, p.length));
+      RETURN_IF_ERROR(out.WriteAt(p.offset, plaintext.data() + p.from, p.length));
     }
     RETURN_IF_ERROR(out.Close());
     if (options.control != nullptr) {
@@ -259,6 +304,39 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     std::lock_guard<std::mutex> l(mu);
     for (const Placement& p : t.placements) progress.Written(t.file, p.offset, p.length);
     progressed.notify_all();
+    return absl::OkStatus();
+  };
+  // One ranged read of a pack, then each chunk in it opened where it lies.
+  // A chunk's id is not recomputed: the file's SHA-256 proves the result.
+  auto restore_read = [&](const PackRead& r) -> absl::Status {
+    const std::string key = PackKey(*r.pack);
+    auto bytes = repo.store().GetRange(key, r.begin, r.end - r.begin);
+    if (!bytes.ok() && !absl::IsOutOfRange(bytes.status())) {
+      return Annotate(bytes.status(), absl::StrCat("restore of manifest ", manifest_id));
+    }
+    std::string data = bytes.ok() ? *std::move(bytes) : std::string();
+    thread_local ChunkReadBuffers buffers;
+    for (const auto& [chunk, task] : r.chunks) {
+      const ChunkTask& t = tasks[task];
+      const uint64_t at = chunk.offset - r.begin;
+      // Shorter than the index says when the pack was cut short. Opened
+      // from a copy: opening decrypts in place, and a chunk two files share
+      // is in the read twice (a copy costs little beside the decryption).
+      const size_t have =
+          at >= data.size() ? 0 : std::min<uint64_t>(chunk.length, data.size() - at);
+      buffers.sealed.assign(data.data() + std::min<uint64_t>(at, data.size()), have);
+      auto plaintext = OpenPackedChunkIn(repo.keys(), repo.store(), key, chunk,
+                                         absl::MakeSpan(buffers.sealed), &buffers,
+                                         /*check_id=*/false);
+      if (!plaintext.ok()) {
+        return Annotate(plaintext.status(), absl::StrCat("restore of manifest ", manifest_id,
+                                                         " file ", files[t.file]->name()));
+      }
+      ++chunks_read;
+      sealed_read += chunk.length;
+      RETURN_IF_ERROR(place_chunk(t, *plaintext));
+    }
+    ++reads_done;
     return absl::OkStatus();
   };
   auto verify_files = [&]() -> absl::Status {
@@ -306,11 +384,11 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     if (!s.ok()) fail(std::move(s));
   });
   ParallelFor(
-      tasks.size(), static_cast<size_t>(workers),
+      reads.size(), static_cast<size_t>(workers),
       [&](size_t i) {
         absl::Status s = options.control != nullptr && options.control->cancel
                              ? absl::CancelledError("the restore was cancelled")
-                             : restore_chunk(tasks[i]);
+                             : restore_read(reads[i]);
         if (!s.ok()) fail(std::move(s));
       },
       failed);
@@ -324,6 +402,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   result.files = files.size();
   result.chunks_read = chunks_read;
   result.sealed_bytes_read = sealed_read;
+  result.pack_reads = reads_done;
   RETURN_IF_ERROR(lock->Release());
   return result;
 }

@@ -1,5 +1,7 @@
 // Restoring a manifest's files into a folder (docs/repository-format.md,
-// "Restoring"). Each chunk a file needs is read, authenticated and
+// "Restoring"). Chunks that lie next to each other in a pack are fetched by
+// one ranged read (at most 8 MiB, so memory stays at most workers × 8 MiB
+// for reads). Each chunk a file needs is read, authenticated and
 // decrypted once, however many blocks of the map point into it, by
 // `workers` threads; its blocks are written at their offsets, and blocks
 // that are all zeros are left as holes. Each file is written under a
@@ -37,6 +39,9 @@ struct RestoreResult {
   uint64_t bytes = 0;        // logical
   uint64_t chunks_read = 0;  // each distinct chunk of each file, once
   uint64_t sealed_bytes_read = 0;
+  // Ranged reads of packs: adjacent chunks are fetched together (one
+  // request each on an object store).
+  uint64_t pack_reads = 0;
 };
 
 // Whether a manifest's file name may be restored: joined to a target

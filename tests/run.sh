@@ -8,7 +8,9 @@
 #   ./tests/run.sh -R regex   only the tests whose names match
 #
 # Environment: DAGVAULT_BUILD_DIR (default build), DAGVAULT_SANITIZE
-# (e.g. address,undefined: builds in build-sanitize with sanitizers).
+# (e.g. address,undefined: builds in build-sanitize with sanitizers),
+# DAGVAULT_TEST_S3 (an s3:// URL of a bucket to test against instead of the
+# radosgw this script starts; tests/s3/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +37,20 @@ fi
 
 cmake -S . -B "$build_dir" "${cmake_args[@]}" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
+
+# One S3 server for the whole run (Ceph's radosgw, about 20 s to start):
+# the repository suites and the S3 deployment tests use it.
+if [[ -z "${DAGVAULT_TEST_S3:-}" ]]; then
+  rgw_dir=$(mktemp -d /tmp/dagvault-rgw.XXXXXX)
+  trap './tests/s3/ceph-rgw.sh stop "$rgw_dir" >/dev/null 2>&1 || true; rm -rf "$rgw_dir"' EXIT
+  ./tests/s3/ceph-rgw.sh start "$rgw_dir" >"$rgw_dir/started.env"
+  set -a
+  # shellcheck disable=SC1091
+  . "$rgw_dir/started.env"
+  set +a
+  export DAGVAULT_TEST_S3="s3://${DAGVAULT_S3_BUCKET}?endpoint=${DAGVAULT_S3_ENDPOINT}&region=${DAGVAULT_S3_REGION}"
+  export DAGVAULT_TEST_S3_LOCKED="s3://${DAGVAULT_S3_LOCKED_BUCKET}?endpoint=${DAGVAULT_S3_ENDPOINT}&region=${DAGVAULT_S3_REGION}"
+fi
 
 cd "$build_dir"
 if ((long)); then

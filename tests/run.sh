@@ -42,8 +42,9 @@ cmake --build "$build_dir" -j "$(nproc)"
 # the repository suites and the S3 deployment tests use it.
 if [[ -z "${DAGVAULT_TEST_S3:-}" ]]; then
   rgw_dir=$(mktemp -d /tmp/dagvault-rgw.XXXXXX)
-  trap './tests/s3/ceph-rgw.sh stop "$rgw_dir" >/dev/null 2>&1 || true; rm -rf "$rgw_dir"' EXIT
-  ./tests/s3/ceph-rgw.sh start "$rgw_dir" >"$rgw_dir/started.env"
+  rgw_script="$PWD/tests/s3/ceph-rgw.sh"
+  trap '"$rgw_script" stop "$rgw_dir" >/dev/null 2>&1 || true; rm -rf "$rgw_dir"' EXIT
+  "$rgw_script" start "$rgw_dir" >"$rgw_dir/started.env"
   set -a
   # shellcheck disable=SC1091
   . "$rgw_dir/started.env"

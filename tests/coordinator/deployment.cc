@@ -63,7 +63,7 @@ Deployment::~Deployment() {
 
 absl::Status Deployment::Start() {
   certs_ = certs_dir_.path();
-  repo_ = cluster_.root() + "/repo";
+  repo_ = options_.repository_url.empty() ? cluster_.root() + "/repo" : options_.repository_url;
   passphrase_file_ = cluster_.root() + "/passphrase";
   // The certificates, by the real command line.
   auto run = [&](std::vector<std::string> args) -> absl::Status {

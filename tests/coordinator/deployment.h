@@ -31,6 +31,10 @@ struct DeploymentOptions {
   // When not 0: the repository lives on a tmpfs of this size, which a test
   // can fill (repository_fs()).
   uint64_t repository_tmpfs_bytes = 0;
+  // When set: the repository's location instead of a folder of the lab's,
+  // e.g. an s3:// URL (every process reads the S3 credentials from the
+  // environment the test runs in).
+  std::string repository_url;
   // Every host in a network namespace of its own (NetworkLab): the
   // coordinator is host 0, node i is host i + 1; the test and the command
   // line reach them through the bridge. For network faults; needs root.

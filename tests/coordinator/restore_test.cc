@@ -286,5 +286,41 @@ TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrash
   }
 }
 
+// The same deployment with its repository in an S3 bucket (the test run's
+// radosgw, tests/s3/ceph-rgw.sh): a Full and an Incremental taken by the
+// agents, every copy restored from them after everything was lost, and the
+// repository checked by reading every chunk back.
+TEST(DeploymentS3, EveryCopyIsRestoredFromARepositoryInAnS3Bucket) {
+  auto store = repository::testing::MakeTestStore(repository::testing::Backend::kS3, "deploy");
+  if (absl::IsUnavailable(store.status())) GTEST_SKIP() << store.status();
+  ASSERT_OK(store.status());
+  DeploymentOptions options = Options();
+  options.repository_url = store->location;
+  Deployment d(options, "restore-s3");
+  ASSERT_OK(d.Start());
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED) << full.reason() << d.AgentLog(kNode2);
+  v1::JobInfo inc = LoadAndBackUp(d, 1, 60, 60, "incremental");
+  ASSERT_EQ(inc.state(), v1::JOB_SUCCEEDED) << inc.reason();
+  const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
+
+  Wipe(d, /*databases_only=*/false);
+  auto [exit_code, restored] = RestoreWait(d, {"--unit", "DB02", "--to", "latest"});
+  ASSERT_EQ(exit_code, 0) << restored.DebugString() << d.AgentLog(kNode1);
+  ExpectPlanDone(restored);
+  EXPECT_EQ(restored.plan().manifests_size(), 2);
+  ExpectEveryCopyHolds(d, at_inc);
+
+  // Nothing of it is on a local disk: the bucket holds the packs.
+  auto packs = repository::ListAll(*store->store, "packs/");
+  ASSERT_OK(packs.status());
+  EXPECT_FALSE(packs->empty());
+  ProcessResult check =
+      RunProcess({BinaryPath("dagvault"), "repo", "check", "--repo", d.repo(), "--read-data",
+                  "--passphrase-file", d.cluster().root() + "/passphrase"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_THAT(check.out, HasSubstr("no errors"));
+}
+
 }  // namespace
 }  // namespace dagvault::testing

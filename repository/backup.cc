@@ -72,10 +72,11 @@ struct TaskResult {
 class BackupRun {
  public:
   BackupRun(const Repository& repo, const ChunkIndex& index, const BackupOptions& options,
-            int zstd_level)
+            int zstd_level, PutOptions put)
       : repo_(repo),
         index_(index),
         options_(options),
+        put_(std::move(put)),
         seal_{zstd_level},
         pack_(NewPack()),
         log_(logging::Get("repository.backup")) {}
@@ -100,7 +101,7 @@ class BackupRun {
   void Fail(const absl::Status& s);
   std::unique_ptr<PackWriter> NewPack() {
     // Room for the target and one more chunk of new blocks, sealed.
-    return std::make_unique<PackWriter>(repo_.keys(), repo_.store(), options_.put,
+    return std::make_unique<PackWriter>(repo_.keys(), repo_.store(), put_,
                                         pack_writer_.SpareBuffer(),
                                         repo_.config().pack_target_bytes() + (5 << 20));
   }
@@ -108,6 +109,7 @@ class BackupRun {
   const Repository& repo_;
   const ChunkIndex& index_;
   const BackupOptions& options_;
+  const PutOptions put_;  // every pack's retention
   SealOptions seal_;
   std::vector<std::unique_ptr<FileState>> files_;
   std::vector<ManifestFile> files_out_;
@@ -472,7 +474,11 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
                           ? options.workers
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const int level = options.zstd_level >= 0 ? options.zstd_level : repo.config().zstd_level();
-  BackupRun run(repo, index, options, level);
+  // On a repository with Object Lock, everything this backup writes is
+  // immutable until one date, so its packs, index and manifest expire
+  // together (prune relies on that).
+  const PutOptions put = repo.BackupPutOptions(started, options.retain_at_least);
+  BackupRun run(repo, index, options, level, put);
   RETURN_IF_ERROR(run.Plan(files, base ? &*base : nullptr));
   // A failure while this session's lock was lost (a prune judged it stale,
   // broke it and removed the session's files) is reported as the lock's
@@ -491,8 +497,7 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   if (!finished.ok()) return lost_lock_or(finished.status());
   const std::vector<PackInfo>& packs = *finished;
   if (!packs.empty()) {
-    if (absl::Status indexed =
-            WriteIndexFile(repo.keys(), repo.store(), session, packs, options.put);
+    if (absl::Status indexed = WriteIndexFile(repo.keys(), repo.store(), session, packs, put);
         !indexed.ok()) {
       return lost_lock_or(indexed);
     }
@@ -526,7 +531,7 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   // fails rather than commit a manifest whose data may be gone.
   RETURN_IF_ERROR(Annotate(lock->CheckStillHeld(), "the backup's manifest was not written"));
   DAGVAULT_CRASH_POINT("repository.backup.lock_checked");
-  if (absl::Status written = repo.WriteManifest(manifest, options.put); !written.ok()) {
+  if (absl::Status written = repo.WriteManifest(manifest, put); !written.ok()) {
     // The write may have failed after it landed (the folder's fsync, a lost
     // response): a backup that fails leaves no manifest that the catalog
     // would not list. (Under retention it cannot be taken back: check

@@ -61,10 +61,10 @@ struct BackupOptions {
   // "auto" for the newest manifest of the same unit.
   std::string base_manifest = "auto";
   LockOptions lock;
-  // How every pack, the index file and the manifest are written: with a
-  // retention date, on an object store with Object Lock (immutable until
-  // then, docs/repository.md).
-  PutOptions put;
+  // How long, at least, every pack, the index file and the manifest are
+  // immutable on a repository with Object Lock (the unit's retention and a
+  // margin); the repository's object_lock_days when longer.
+  absl::Duration retain_at_least = absl::ZeroDuration();
   BackupObserver* observer = nullptr;  // not owned; may be null
   TransferControl* control = nullptr;  // not owned; may be null
 };

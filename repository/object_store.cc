@@ -1,7 +1,10 @@
 #include "repository/object_store.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "repository/filesystem_object_store.h"
 #include "repository/s3_object_store.h"
@@ -11,6 +14,25 @@ namespace dagvault::repository {
 absl::Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) const {
   for (const auto& key : keys) RETURN_IF_ERROR(Delete(key));
   return absl::OkStatus();
+}
+
+namespace {
+constexpr char kRetainedUntilPayload[] = "type.dagvault.dev/retained-until-us";
+}  // namespace
+
+absl::Status RetainedError(const std::string& name, absl::Time until) {
+  absl::Status s = absl::FailedPreconditionError(
+      absl::StrCat(name, " is under retention (Object Lock) until ", FormatUtc(until),
+                   "; it can be removed after that"));
+  s.SetPayload(kRetainedUntilPayload, absl::Cord(absl::StrCat(absl::ToUnixMicros(until))));
+  return s;
+}
+
+std::optional<absl::Time> RetainedUntil(const absl::Status& status) {
+  auto payload = status.GetPayload(kRetainedUntilPayload);
+  int64_t us = 0;
+  if (!payload || !absl::SimpleAtoi(std::string(*payload), &us)) return std::nullopt;
+  return absl::FromUnixMicros(us);
 }
 
 absl::StatusOr<std::vector<ObjectInfo>> ListAll(const ObjectStore& store,

@@ -27,6 +27,9 @@ struct ObjectInfo {
   // When the object was last written, on the storage's clock: locks and
   // prune compare ages on it, never on a host's wall clock alone.
   absl::Time modified = absl::InfinitePast();
+  // Object Lock: no one can delete or overwrite it before then (Head
+  // only; a listing does not say).
+  std::optional<absl::Time> retain_until;
 };
 
 struct ObjectPage {
@@ -74,8 +77,9 @@ class ObjectStore {
   // after `token` (a previous page's next_token; empty for the first).
   virtual absl::StatusOr<ObjectPage> List(const std::string& prefix, const std::string& token,
                                           size_t max_keys) const = 0;
-  // Removes `key`; one that is not there is no error. An object under
-  // retention is a FailedPrecondition error that says until when.
+  // Removes `key` for good (on a versioned bucket, its version, not just
+  // a delete marker); one that is not there is no error. An object under
+  // retention is a RetainedError that says until when.
   virtual absl::Status Delete(const std::string& key) const = 0;
   // Removes many (S3 batches them); the first failure names its object.
   virtual absl::Status DeleteMany(const std::vector<std::string>& keys) const;
@@ -86,6 +90,13 @@ class ObjectStore {
   // Whether PutOptions::retain_until can be honoured.
   virtual bool supports_retention() const { return false; }
 };
+
+// The error of a delete refused because the object is under retention
+// (Object Lock) until `until`; prune and expiry keep such objects, say so,
+// and remove them at a later run.
+absl::Status RetainedError(const std::string& name, absl::Time until);
+// When `status` is such an error: the time the retention ends.
+std::optional<absl::Time> RetainedUntil(const absl::Status& status);
 
 // Every object under `prefix`, page after page.
 absl::StatusOr<std::vector<ObjectInfo>> ListAll(const ObjectStore& store,

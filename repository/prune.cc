@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -117,14 +118,39 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   }
 
   // (1) The manifests not kept.
-  const std::set<std::string> keep(keep_manifests.begin(), keep_manifests.end());
+  std::set<std::string> keep(keep_manifests.begin(), keep_manifests.end());
   RETURN_IF_ERROR(StillSafe(repo, *lock, present, options, lock_options, "removing manifests"));
+  auto retained = [&](const absl::Status& s) {
+    std::optional<absl::Time> until = RetainedUntil(s);
+    if (until) report.retained_until = std::max(report.retained_until, *until);
+    return until.has_value();
+  };
   for (const auto& id : all) {
     if (keep.count(id)) continue;
-    RETURN_IF_ERROR(repo.RemoveManifest(id));
+    absl::Status removed = repo.RemoveManifest(id);
+    if (retained(removed)) {
+      // Still immutable: it stays, and so does everything it needs.
+      report.manifests_retained.push_back(id);
+      keep.insert(id);
+      ASSIGN_OR_RETURN(dagvault::v1::Manifest m, repo.ReadManifest(id));
+      for (const auto& f : m.files()) ForEachChunkId(f, [&](const ChunkId& c) { live.insert(c); });
+      continue;
+    }
+    RETURN_IF_ERROR(removed);
     ++report.manifests_removed;
     DAGVAULT_CRASH_POINT("prune.manifest_removed");
   }
+  // A pack that may not be removed yet is not repacked either (its copy
+  // would only double it); it stays as it is, indexed.
+  const absl::Time now = absl::Now();
+  auto under_retention = [&](const PackInfo& pack) {
+    if (!repo.store().supports_retention()) return false;
+    auto head = repo.store().Head(pack.key);
+    if (!head.ok() || !head->retain_until || *head->retain_until <= now) return false;
+    report.retained_until = std::max(report.retained_until, *head->retain_until);
+    ++report.packs_retained;
+    return true;
+  };
 
   // (2) Sort the packs, copy the live chunks of the mostly dead ones, and
   // write one index file for everything that stays.
@@ -157,6 +183,14 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
         live_bytes += c.length;
         keep_chunks.push_back(&c);
       }
+    }
+    const bool stays_anyway =
+        !keep_chunks.empty() &&
+        static_cast<double>(live_bytes) >= options.repack_below * static_cast<double>(all_bytes);
+    if (!stays_anyway && under_retention(pack)) {
+      for (const auto* c : keep_chunks) placed.insert(c->id);
+      staying.push_back(pack);
+      continue;
     }
     if (keep_chunks.empty()) {
       going.push_back(id);
@@ -194,7 +228,12 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   // (3) The old index files: the new one lists everything that stays.
   RETURN_IF_ERROR(StillSafe(repo, *lock, keep, options, lock_options, "removing index files"));
   for (const auto& key : index_files) {
-    RETURN_IF_ERROR(repo.store().Delete(key));
+    absl::Status removed = repo.store().Delete(key);
+    if (retained(removed)) {
+      ++report.index_files_retained;
+      continue;
+    }
+    RETURN_IF_ERROR(removed);
     DAGVAULT_CRASH_POINT("prune.index_removed");
   }
   // (4) The packs nothing needs: dead, repacked, or in no index at all.
@@ -208,7 +247,12 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
       ++report.packs_kept_young;
       continue;
     }
-    RETURN_IF_ERROR(repo.store().Delete(object.key));
+    absl::Status removed = repo.store().Delete(object.key);
+    if (retained(removed)) {
+      ++report.packs_retained;
+      continue;
+    }
+    RETURN_IF_ERROR(removed);
     ++report.packs_removed;
     DAGVAULT_CRASH_POINT("prune.pack_removed");
   }
@@ -226,6 +270,14 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
       repo.root(), report.manifests_removed, report.packs_removed, report.packs_repacked,
       report.packs_kept_young, absl::FormatDuration(grace), report.bytes_before,
       report.bytes_after);
+  if (!report.manifests_retained.empty() ||
+      report.packs_retained + report.index_files_retained > 0) {
+    log->info(
+        "prune of {}: {} manifests, {} packs and {} index files are under retention (Object "
+        "Lock) until {} at the latest: kept now, removed by a prune after that",
+        repo.root(), report.manifests_retained.size(), report.packs_retained,
+        report.index_files_retained, FormatUtc(report.retained_until));
+  }
   RETURN_IF_ERROR(lock->Release());
   return report;
 }

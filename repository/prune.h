@@ -4,6 +4,11 @@
 // live chunks are copied, still sealed (after they authenticate), into new
 // packs. Under an exclusive lock.
 //
+// On a repository with Object Lock, what is still under retention is not
+// removed: a manifest stays whole (with every chunk it needs), a pack or
+// index file stays as it is; the report says until when, and a prune after
+// that date removes them.
+//
 // Crash-safe by its order of steps: (1) unkept manifests go; (2) new packs
 // and an index file for everything that stays are written; (3) the old
 // index files go; (4) the dead and repacked packs go. After a kill at any
@@ -56,6 +61,12 @@ struct PruneReport {
   uint64_t packs_written = 0;
   uint64_t chunks_removed = 0;
   uint64_t packs_kept_young = 0;  // unreferenced, but younger than the grace period
+  // Under retention (Object Lock): not removed now, removed by a prune
+  // after the date. A retained manifest is kept whole (its chunks stay).
+  std::vector<std::string> manifests_retained;
+  uint64_t packs_retained = 0;
+  uint64_t index_files_retained = 0;
+  absl::Time retained_until = absl::InfinitePast();  // the latest such date
   uint64_t bytes_before = 0;
   uint64_t bytes_after = 0;
 };

@@ -129,6 +129,12 @@ absl::StatusOr<Repository> Repository::Init(std::shared_ptr<const ObjectStore> s
                                             const Secret& secret, const InitOptions& options) {
   RETURN_IF_ERROR(ValidateZstdLevel(options.zstd_level));
   const std::string where = store->location();
+  if (options.object_lock_days > 0 && !store->supports_retention()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where,
+        " cannot lock objects against deletion (a folder): Object Lock needs an S3 bucket "
+        "with Object Lock enabled (docs/repository.md, \"Immutable backups\")"));
+  }
   if (auto config = store->Head("config"); config.ok()) {
     return absl::AlreadyExistsError(absl::StrCat(where, " already holds a repository"));
   } else if (!absl::IsNotFound(config.status())) {
@@ -152,9 +158,13 @@ absl::StatusOr<Repository> Repository::Init(std::shared_ptr<const ObjectStore> s
   repo.config_.set_zstd_level(options.zstd_level);
   repo.config_.set_pack_target_bytes(options.pack_target_bytes);
   repo.config_.set_lock_stale_seconds(options.lock_stale_seconds);
+  repo.config_.set_object_lock_days(options.object_lock_days);
   // Written last, and only once: a location without it is not a
-  // repository yet, and of two racing inits one fails here.
-  RETURN_IF_ERROR(repo.store_->PutIfAbsent("config", repo.config_.SerializeAsString()));
+  // repository yet, and of two racing inits one fails here. Under Object
+  // Lock the config is locked too: a bucket without Object Lock refuses it
+  // here, before any backup relies on it.
+  RETURN_IF_ERROR(repo.store_->PutIfAbsent("config", repo.config_.SerializeAsString(),
+                                           repo.BackupPutOptions(absl::Now())));
   return repo;
 }
 
@@ -240,6 +250,13 @@ absl::StatusOr<std::vector<dagvault::v1::WrappedKey>> Repository::ListKeys() con
         absl::StrCat("repository ", root_, " has no key slots in ", store_->Name("keys")));
   }
   return slots;
+}
+
+PutOptions Repository::BackupPutOptions(absl::Time started, absl::Duration at_least) const {
+  PutOptions put;
+  if (config_.object_lock_days() == 0) return put;
+  put.retain_until = started + std::max(absl::Hours(24) * config_.object_lock_days(), at_least);
+  return put;
 }
 
 std::string Repository::ManifestKey(const std::string& id) {

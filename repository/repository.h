@@ -46,6 +46,9 @@ struct InitOptions {
   // 0: the default (lock.h). Every host that uses the repository reads it
   // from the config, so they agree on when a lock is stale.
   uint32_t lock_stale_seconds = 0;
+  // Object Lock days (RepositoryConfig.object_lock_days); needs a store
+  // that can lock objects (an S3 bucket with Object Lock enabled).
+  uint32_t object_lock_days = 0;
   ScryptParams scrypt;
 };
 
@@ -72,6 +75,11 @@ class Repository {
   const dagvault::v1::RepositoryConfig& config() const { return config_; }
   // The slot the repository was opened with.
   const std::string& opened_slot() const { return opened_slot_; }
+  // How a backup that started at `started` writes its objects: locked for
+  // the repository's object_lock_days, or for `at_least` when that is
+  // longer; nothing when the repository does not lock objects.
+  PutOptions BackupPutOptions(absl::Time started,
+                              absl::Duration at_least = absl::ZeroDuration()) const;
 
   // Key slots.
   absl::StatusOr<std::string> AddKey(const Secret& secret, const ScryptParams& scrypt = {});

@@ -1,5 +1,7 @@
 #include "repository/s3_object_store.h"
 
+#include <set>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -79,6 +81,10 @@ absl::StatusOr<std::unique_ptr<S3ObjectStore>> S3ObjectStore::Open(const std::st
     return absl::UnavailableError(
         absl::StrCat("repository ", url, ": bucket ", loc.bucket, ": ", DescribeS3Error(r)));
   }
+  S3Request versioning;
+  versioning.query = {{"versioning", ""}};
+  ASSIGN_OR_RETURN(S3Response v, store->client_->Send(versioning, "bucket versioning"));
+  store->versioned_ = v.status == 200 && XmlElement(v.body, "Status").value_or("") == "Enabled";
   return store;
 }
 
@@ -190,6 +196,8 @@ absl::Status S3ObjectStore::Replace(const std::string& key, absl::string_view da
 absl::StatusOr<std::string> S3ObjectStore::Get(const std::string& key) const {
   S3Request get;
   get.key = FullKey(key);
+  ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
+  if (!version.empty()) get.query.emplace_back("versionId", version);
   ASSIGN_OR_RETURN(S3Response r, client_->Send(get, Name(key)));
   if (r.status == 200) return std::move(r.body);
   if (r.status == 404) return absl::NotFoundError(absl::StrCat(Name(key), " does not exist"));
@@ -201,6 +209,8 @@ absl::StatusOr<std::string> S3ObjectStore::GetRange(const std::string& key, uint
   if (length == 0) return std::string();
   S3Request get;
   get.key = FullKey(key);
+  ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
+  if (!version.empty()) get.query.emplace_back("versionId", version);
   get.headers.emplace_back("Range", absl::StrCat("bytes=", offset, "-", offset + length - 1));
   ASSIGN_OR_RETURN(S3Response r, client_->Send(get, Name(key)));
   if (r.status == 206) return std::move(r.body);
@@ -223,6 +233,8 @@ absl::StatusOr<ObjectInfo> S3ObjectStore::Head(const std::string& key) const {
   S3Request head;
   head.method = "HEAD";
   head.key = FullKey(key);
+  ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
+  if (!version.empty()) head.query.emplace_back("versionId", version);
   ASSIGN_OR_RETURN(S3Response r, client_->Send(head, Name(key)));
   if (r.status == 404) return absl::NotFoundError(absl::StrCat(Name(key), " does not exist"));
   if (r.status != 200) {
@@ -234,11 +246,15 @@ absl::StatusOr<ObjectInfo> S3ObjectStore::Head(const std::string& key) const {
     return absl::DataLossError(absl::StrCat(Name(key), ": the server gave no size"));
   }
   info.modified = ParseS3Time(r.Header("last-modified"));
+  if (const std::string until = r.Header("x-amz-object-lock-retain-until-date"); !until.empty()) {
+    info.retain_until = ParseS3Time(until);
+  }
   return info;
 }
 
 absl::StatusOr<ObjectPage> S3ObjectStore::List(const std::string& prefix, const std::string& token,
                                                size_t max_keys) const {
+  if (versioned_) return ListVersioned(prefix, token, max_keys);
   S3Request list;
   list.query = {{"list-type", "2"},
                 {"prefix", FullKey(prefix)},
@@ -272,10 +288,65 @@ absl::StatusOr<ObjectPage> S3ObjectStore::List(const std::string& prefix, const 
   return page;
 }
 
+absl::StatusOr<std::optional<std::string>> S3ObjectStore::VersionToDelete(
+    const std::string& key) const {
+  S3Request head;
+  head.method = "HEAD";
+  head.key = FullKey(key);
+  ASSIGN_OR_RETURN(S3Response r, client_->Send(head, Name(key)));
+  if (r.status == 404) return std::optional<std::string>();
+  if (r.status != 200) {
+    return absl::UnavailableError(absl::StrCat("head of ", Name(key), ": HTTP ", r.status));
+  }
+  if (const std::string until = r.Header("x-amz-object-lock-retain-until-date"); !until.empty()) {
+    const absl::Time t = ParseS3Time(until);
+    if (t > absl::Now()) return RetainedError(Name(key), t);
+  }
+  // "null" is the version of an object written while versioning was off.
+  return std::optional<std::string>(r.Header("x-amz-version-id"));
+}
+
 absl::Status S3ObjectStore::Delete(const std::string& key) const {
+  if (versioned_) {
+    // Every version goes (a newer one someone put on top, delete markers),
+    // or none: first a look at each version's retention.
+    ASSIGN_OR_RETURN(std::vector<Version> versions, Versions(key));
+    for (const Version& v : versions) {
+      if (v.delete_marker) continue;
+      S3Request head;
+      head.method = "HEAD";
+      head.key = FullKey(key);
+      head.query = {{"versionId", v.id}};
+      ASSIGN_OR_RETURN(S3Response r, client_->Send(head, Name(key)));
+      if (const std::string until = r.Header("x-amz-object-lock-retain-until-date");
+          !until.empty() && ParseS3Time(until) > absl::Now()) {
+        return RetainedError(Name(key), ParseS3Time(until));
+      }
+    }
+    for (const Version& v : versions) {
+      S3Request del;
+      del.method = "DELETE";
+      del.key = FullKey(key);
+      del.query = {{"versionId", v.id}};
+      ASSIGN_OR_RETURN(S3Response r, client_->Send(del, Name(key)));
+      if (r.status != 204 && r.status != 200 && r.status != 404) {
+        return absl::FailedPreconditionError(absl::StrCat("delete of ", Name(key), " version ",
+                                                          v.id, " refused: ", DescribeS3Error(r)));
+      }
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    first_version_.erase(key);
+    return absl::OkStatus();
+  }
+  // On a versioned bucket (Object Lock needs one) a plain DELETE only hides
+  // the object behind a delete marker and keeps every byte: the version
+  // itself is removed, after a look at its retention.
+  ASSIGN_OR_RETURN(std::optional<std::string> version, VersionToDelete(key));
+  if (!version) return absl::OkStatus();
   S3Request del;
   del.method = "DELETE";
   del.key = FullKey(key);
+  if (!version->empty()) del.query.emplace_back("versionId", *version);
   ASSIGN_OR_RETURN(S3Response r, client_->Send(del, Name(key)));
   if (r.status == 204 || r.status == 200 || r.status == 404) return absl::OkStatus();
   if (r.status == 403) {
@@ -287,13 +358,21 @@ absl::Status S3ObjectStore::Delete(const std::string& key) const {
 }
 
 absl::Status S3ObjectStore::DeleteMany(const std::vector<std::string>& keys) const {
+  if (versioned_) return ObjectStore::DeleteMany(keys);  // version by version
   for (size_t first = 0; first < keys.size(); first += 1000) {
     const size_t last = std::min(keys.size(), first + 1000);
     std::string body = "<Delete><Quiet>true</Quiet>";
     for (size_t i = first; i < last; ++i) {
-      absl::StrAppend(&body, "<Object><Key>", XmlEscape(FullKey(keys[i])), "</Key></Object>");
+      // Each version, as Delete does (a look at each, for its retention).
+      ASSIGN_OR_RETURN(std::optional<std::string> version, VersionToDelete(keys[i]));
+      if (!version) continue;
+      absl::StrAppend(
+          &body, "<Object><Key>", XmlEscape(FullKey(keys[i])), "</Key>",
+          version->empty() ? "" : absl::StrCat("<VersionId>", XmlEscape(*version), "</VersionId>"),
+          "</Object>");
     }
     body += "</Delete>";
+    if (body == "<Delete><Quiet>true</Quiet></Delete>") continue;  // none was there
     S3Request post;
     post.method = "POST";
     post.query = {{"delete", ""}};
@@ -312,6 +391,151 @@ absl::Status S3ObjectStore::DeleteMany(const std::vector<std::string>& keys) con
     }
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// The <Version> and <DeleteMarker> entries of a ListObjectVersions page, in
+// the order given (per key, newest first).
+struct VersionEntry {
+  std::string key;
+  std::string id;
+  bool delete_marker = false;
+  uint64_t size = 0;
+  absl::Time modified;
+};
+
+std::vector<VersionEntry> ParseVersions(const std::string& xml) {
+  std::vector<VersionEntry> out;
+  size_t at = 0;
+  while (true) {
+    const size_t v = xml.find("<Version>", at), d = xml.find("<DeleteMarker>", at);
+    if (v == std::string::npos && d == std::string::npos) break;
+    const bool marker = d < v;
+    size_t end = 0;
+    auto body = XmlElement(xml, marker ? "DeleteMarker" : "Version", marker ? d : v, &end);
+    if (!body) break;
+    at = end;
+    VersionEntry e;
+    e.key = XmlElement(*body, "Key").value_or("");
+    e.id = XmlElement(*body, "VersionId").value_or("");
+    e.delete_marker = marker;
+    (void)absl::SimpleAtoi(XmlElement(*body, "Size").value_or("0"), &e.size);
+    e.modified = ParseS3Time(XmlElement(*body, "LastModified").value_or(""));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<S3ObjectStore::Version>> S3ObjectStore::Versions(
+    const std::string& key) const {
+  const std::string full = FullKey(key);
+  std::vector<Version> newest_first;
+  std::string key_marker, version_marker;
+  while (true) {
+    S3Request list;
+    list.query = {{"versions", ""}, {"prefix", full}, {"max-keys", "1000"}};
+    if (!key_marker.empty()) {
+      list.query.emplace_back("key-marker", key_marker);
+      list.query.emplace_back("version-id-marker", version_marker);
+    }
+    ASSIGN_OR_RETURN(S3Response r, client_->Send(list, absl::StrCat("versions of ", Name(key))));
+    if (r.status != 200) {
+      return absl::UnavailableError(
+          absl::StrCat("versions of ", Name(key), ": ", DescribeS3Error(r)));
+    }
+    for (auto& e : ParseVersions(r.body)) {
+      if (e.key == full) newest_first.push_back({e.id, e.delete_marker, e.size, e.modified});
+    }
+    if (XmlElement(r.body, "IsTruncated").value_or("") != "true") break;
+    key_marker = XmlElement(r.body, "NextKeyMarker").value_or("");
+    version_marker = XmlElement(r.body, "NextVersionIdMarker").value_or("");
+    if (key_marker.empty() || key_marker > full) break;  // past this key's versions
+  }
+  return std::vector<Version>(newest_first.rbegin(), newest_first.rend());
+}
+
+absl::StatusOr<std::string> S3ObjectStore::ReadVersion(const std::string& key) const {
+  if (!versioned_ || absl::StartsWith(key, "locks/")) return std::string();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = first_version_.find(key); it != first_version_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(std::vector<Version> versions, Versions(key));
+  for (const Version& v : versions) {
+    if (v.delete_marker) continue;
+    std::lock_guard<std::mutex> l(mu_);
+    first_version_[key] = v.id;
+    return v.id;
+  }
+  return absl::NotFoundError(absl::StrCat(Name(key), " does not exist"));
+}
+
+absl::StatusOr<ObjectPage> S3ObjectStore::ListVersioned(const std::string& prefix,
+                                                        const std::string& token,
+                                                        size_t max_keys) const {
+  // Versions of one key may straddle two pages of the server's: a page is
+  // cut after its last whole key, and the next one starts after that key.
+  const std::string strip = FullKey("");
+  std::vector<VersionEntry> entries;
+  std::string key_marker = token, version_marker;
+  bool truncated = false;
+  do {
+    S3Request list;
+    list.query = {{"versions", ""},
+                  {"prefix", FullKey(prefix)},
+                  {"max-keys", absl::StrCat(max_keys == 0 ? 1000 : max_keys)}};
+    if (!key_marker.empty()) {
+      list.query.emplace_back("key-marker", key_marker);
+      if (!version_marker.empty()) list.query.emplace_back("version-id-marker", version_marker);
+    }
+    const std::string what = absl::StrCat("listing of ", Name(prefix));
+    ASSIGN_OR_RETURN(S3Response r, client_->Send(list, what));
+    if (r.status != 200) {
+      return absl::UnavailableError(absl::StrCat(what, ": ", DescribeS3Error(r)));
+    }
+    for (auto& e : ParseVersions(r.body)) entries.push_back(std::move(e));
+    truncated = XmlElement(r.body, "IsTruncated").value_or("") == "true";
+    key_marker = XmlElement(r.body, "NextKeyMarker").value_or("");
+    version_marker = XmlElement(r.body, "NextVersionIdMarker").value_or("");
+    // Go on while every entry so far is of one key: that key is not whole yet.
+  } while (truncated && !entries.empty() && entries.front().key == entries.back().key);
+  ObjectPage page;
+  std::string last_whole;
+  if (truncated && !entries.empty()) {
+    // The last key may go on in the next page: it is left for that page.
+    const std::string cut = entries.back().key;
+    while (!entries.empty() && entries.back().key == cut) entries.pop_back();
+    last_whole = entries.empty() ? std::string() : entries.back().key;
+    page.next_token = last_whole;
+  }
+  // Per key, its first version that is not a delete marker (entries are
+  // newest first within a key); for a lock, which is rewritten, its
+  // current version, unless that is a delete marker.
+  std::map<std::string, const VersionEntry*> first;
+  std::set<std::string> seen;
+  for (const auto& e : entries) {
+    const bool newest = seen.insert(e.key).second;
+    if (absl::StartsWith(e.key, FullKey("locks/"))) {
+      if (newest && !e.delete_marker) first[e.key] = &e;
+    } else if (!e.delete_marker) {
+      first[e.key] = &e;
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [full, e] : first) {
+    if (!absl::StartsWith(full, strip)) continue;
+    ObjectInfo o;
+    o.key = full.substr(strip.size());
+    if (absl::StartsWith(o.key, ".dagvault-probe-")) continue;
+    o.size = e->size;
+    o.modified = e->modified;
+    if (!absl::StartsWith(o.key, "locks/")) first_version_[o.key] = e->id;
+    page.objects.push_back(std::move(o));
+  }
+  return page;
 }
 
 }  // namespace dagvault::repository

@@ -9,12 +9,22 @@
 // own earlier attempt, anything else is AlreadyExists. No request is ever
 // retried in a way that could overwrite an object.
 //
+// On a versioned bucket (Object Lock needs versioning) every object but a
+// lock is read at its first version: dagvault writes each key once, so the
+// first version is the one it wrote, and neither a delete marker nor a
+// newer version put on top by someone else (who cannot remove a locked
+// version) hides it. Listings come from the versions too, and a delete
+// removes every version of a key, each after a look at its retention.
+//
 // Packs are at most a few tens of MiB (pack_target_bytes, 32 MiB by
 // default), well within one PUT (5 GiB): no multipart uploads.
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 #include "repository/object_store.h"
 #include "repository/s3_client.h"
@@ -46,6 +56,7 @@ class S3ObjectStore : public ObjectStore {
   bool supports_retention() const override { return true; }
 
   const S3Client& client() const { return *client_; }
+  bool versioned() const { return versioned_; }
 
  private:
   explicit S3ObjectStore(std::unique_ptr<S3Client> client) : client_(std::move(client)) {}
@@ -55,11 +66,32 @@ class S3ObjectStore : public ObjectStore {
   absl::StatusOr<bool> ConditionalPutWorks() const;
   absl::Status Put(const std::string& key, absl::string_view data, const PutOptions& options,
                    bool if_absent) const;
+  // The version a delete of `key` removes ("" on an unversioned bucket),
+  // none when it is not there, or a RetainedError.
+  absl::StatusOr<std::optional<std::string>> VersionToDelete(const std::string& key) const;
   // After a refused conditional PUT: the object is this writer's own
   // earlier attempt when its ETag is the MD5 of `data`.
   absl::Status SameOrExists(const std::string& key, absl::string_view data) const;
 
+  // The version to read `key` at: its first, on a versioned bucket (not
+  // for locks, which are rewritten); empty to read the current one.
+  // NotFound when the key has no version but delete markers.
+  absl::StatusOr<std::string> ReadVersion(const std::string& key) const;
+  // Every version of `key` (and delete marker), oldest first.
+  struct Version {
+    std::string id;
+    bool delete_marker = false;
+    uint64_t size = 0;
+    absl::Time modified;
+  };
+  absl::StatusOr<std::vector<Version>> Versions(const std::string& key) const;
+  absl::StatusOr<ObjectPage> ListVersioned(const std::string& prefix, const std::string& token,
+                                           size_t max_keys) const;
+
   std::unique_ptr<S3Client> client_;
+  bool versioned_ = false;
+  mutable std::mutex mu_;
+  mutable std::map<std::string, std::string> first_version_;  // key → its first version's id
   // 0 unknown, 1 honoured, 2 ignored.
   mutable std::atomic<int> conditional_put_{0};
 };

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/cli_args.h"
+#include "common/clock.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "repository/backup.h"
@@ -50,9 +51,20 @@ absl::Status Init(const CliArgs& args, std::ostream& out) {
         absl::StrCat("--lock-stale-seconds ", stale, " is more than a day"));
   }
   options.lock_stale_seconds = static_cast<uint32_t>(stale);
+  ASSIGN_OR_RETURN(uint64_t lock_days, args.GetUint("object-lock-days", 0));
+  if (lock_days > 36500) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--object-lock-days ", lock_days, " is more than a hundred years"));
+  }
+  options.object_lock_days = static_cast<uint32_t>(lock_days);
   ASSIGN_OR_RETURN(Repository repo, Repository::Init(*root, secret, options));
   out << "created repository " << repo.config().id() << " at " << *root << " (key slot "
-      << repo.opened_slot() << ")\n";
+      << repo.opened_slot() << ")"
+      << (options.object_lock_days > 0
+              ? absl::StrCat("; every backup is immutable for ", options.object_lock_days,
+                             " days (Object Lock)")
+              : "")
+      << "\n";
   return absl::OkStatus();
 }
 
@@ -237,6 +249,12 @@ absl::Status PruneCmd(const CliArgs& args, std::ostream& out) {
                              " unreferenced packs are younger than the grace period and stay")
               : "")
       << "\n";
+  if (!r.manifests_retained.empty() || r.packs_retained + r.index_files_retained > 0) {
+    out << "kept under retention (Object Lock) until " << FormatUtc(r.retained_until)
+        << " at the latest: " << r.manifests_retained.size() << " manifests, " << r.packs_retained
+        << " packs, " << r.index_files_retained
+        << " index files; a prune after that removes them\n";
+  }
   return absl::OkStatus();
 }
 

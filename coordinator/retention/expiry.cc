@@ -1,9 +1,11 @@
 #include "coordinator/retention/expiry.h"
 
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/clock.h"
 #include "common/fault_injection.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -134,7 +136,21 @@ absl::StatusOr<v1::ExpireResponse> RunExpiry(Catalog& catalog, const ExpiryOptio
                                      pruned.status().message()));
   }
   DAGVAULT_CRASH_POINT("coordinator.expire.pruned");
-  RETURN_IF_ERROR(catalog.ClearExpiring(pending));
+  // Manifests still under retention (Object Lock) stay recorded as
+  // expiring: a run after their date removes them.
+  const std::set<std::string> retained(pruned->manifests_retained.begin(),
+                                       pruned->manifests_retained.end());
+  std::vector<std::string> gone;
+  for (const auto& id : pending) {
+    if (!retained.count(id)) gone.push_back(id);
+  }
+  if (!retained.empty()) {
+    log->info(
+        "{} expired backup(s) are under retention (Object Lock) until {} at the latest: "
+        "they stay expiring and are removed by a run after that",
+        retained.size(), FormatUtc(pruned->retained_until));
+  }
+  RETURN_IF_ERROR(catalog.ClearExpiring(gone));
   response.set_manifests_removed(pruned->manifests_removed);
   response.set_packs_removed(pruned->packs_removed);
   response.set_bytes_before(pruned->bytes_before);

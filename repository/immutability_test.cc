@@ -1,0 +1,141 @@
+// Immutable backups (docs/repository.md, "Immutable backups"): a repository
+// with Object Lock in an S3 bucket that has it enabled (the test run's
+// radosgw, $DAGVAULT_TEST_S3_LOCKED). An attacker holding the node's own
+// S3 credentials tries to delete and to overwrite the packs and manifests a
+// backup wrote; no attempt destroys a byte, a restore still gives the
+// backed-up bytes, and prune keeps what is under retention and says so.
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "repository/index.h"
+#include "repository/pack.h"
+#include "repository/prune.h"
+#include "repository/repository_test_util.h"
+#include "repository/s3_object_store.h"
+
+namespace dagvault::repository {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace testing;  // NOLINT: the shared test helpers
+
+TEST(Immutability, AnAttackerWithTheNodesCredentialsCannotDestroyALockedBackup) {
+  const char* base = std::getenv("DAGVAULT_TEST_S3_LOCKED");
+  if (base == nullptr || *base == '\0') {
+    GTEST_SKIP() << "no S3 bucket with Object Lock: $DAGVAULT_TEST_S3_LOCKED is not set";
+  }
+  // A prefix of its own in the locked bucket.
+  const std::string url = base;
+  const size_t query = url.find('?');
+  const std::string location =
+      absl::StrCat(url.substr(0, query), "/immutable-", *RandomHex(6), url.substr(query));
+  auto s3 = S3ObjectStore::Open(location);
+  ASSERT_TRUE(s3.ok()) << s3.status();
+  ASSERT_TRUE((*s3)->versioned()) << "Object Lock needs a versioned bucket";
+  std::shared_ptr<const ObjectStore> store = std::move(*s3);
+  const auto* raw = static_cast<const S3ObjectStore*>(store.get());
+
+  InitOptions init = FastInit();
+  init.object_lock_days = 1;
+  auto repo = Repository::Init(store, TestPassphrase(), init);
+  ASSERT_TRUE(repo.ok()) << repo.status();
+  ::dagvault::testing::TempDir dir("immutable");
+  const std::string data = MakeEdbLike(512, 7);
+  WriteFile(dir.Sub("db.edb"), data);
+  auto m = Backup(*repo, {{dir.Sub("db.edb"), "db.edb", "database", "", 0}}, Header("DB01"), {});
+  ASSERT_TRUE(m.ok()) << m.status();
+
+  // What the backup wrote carries a retention date a day out.
+  auto packs = ListPackFiles(*store);
+  ASSERT_TRUE(packs.ok() && !packs->empty());
+  const std::string manifest_key = Repository::ManifestKey(m->id());
+  std::vector<std::string> targets = {manifest_key, IndexFileKey(m->session())};
+  for (const auto& [id, object] : *packs) targets.push_back(object.key);
+  for (const auto& key : targets) {
+    auto head = store->Head(key);
+    ASSERT_TRUE(head.ok()) << head.status();
+    ASSERT_TRUE(head->retain_until.has_value()) << key;
+    EXPECT_GT(*head->retain_until, absl::Now() + absl::Hours(23)) << key;
+  }
+
+  // The attacker, with the same credentials, at the HTTP level.
+  const S3Client& attacker = raw->client();
+  const std::string prefix = attacker.location().prefix;
+  for (const auto& key : targets) {
+    const std::string full = absl::StrCat(prefix, "/", key);
+    // The version itself: refused.
+    S3Request list;
+    list.query = {{"versions", ""}, {"prefix", full}};
+    auto versions = attacker.Send(list, "attacker");
+    ASSERT_TRUE(versions.ok());
+    const std::string version = XmlElement(versions->body, "VersionId").value_or("");
+    ASSERT_FALSE(version.empty());
+    S3Request destroy;
+    destroy.method = "DELETE";
+    destroy.key = full;
+    destroy.query = {{"versionId", version}};
+    auto destroyed = attacker.Send(destroy, "attacker");
+    ASSERT_TRUE(destroyed.ok());
+    EXPECT_EQ(destroyed->status, 403) << key << ": " << DescribeS3Error(*destroyed);
+    // Overwritten with garbage, then hidden behind a delete marker: both
+    // land as new versions on top, and the locked one stays.
+    S3Request overwrite;
+    overwrite.method = "PUT";
+    overwrite.key = full;
+    overwrite.body = "garbage";
+    auto overwritten = attacker.Send(overwrite, "attacker");
+    ASSERT_TRUE(overwritten.ok());
+    S3Request hide;
+    hide.method = "DELETE";
+    hide.key = full;
+    auto hidden = attacker.Send(hide, "attacker");
+    ASSERT_TRUE(hidden.ok());
+  }
+  // dagvault's own delete refuses too, and says until when.
+  const absl::Status refused = store->Delete(manifest_key);
+  ASSERT_TRUE(RetainedUntil(refused).has_value()) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("under retention (Object Lock) until"));
+
+  // A fresh reader (no cached versions) restores the backed-up bytes and
+  // checks every chunk.
+  auto reopened = Repository::Open(location, TestPassphrase());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto restored = Restore(*reopened, m->id(), dir.Sub("restored"));
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(ReadFile(dir.Sub("restored/db.edb")), data);
+  CheckOptions read_data;
+  read_data.read_data = true;
+  auto check = Check(*reopened, read_data);
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_TRUE(check->clean()) << check->errors.front();
+  EXPECT_EQ(check->manifests, 1u);
+
+  // Prune removing the backup keeps it whole, and says until when.
+  PruneOptions prune;
+  prune.keep_manifests = {};
+  prune.pack_grace = absl::ZeroDuration();
+  auto pruned = Prune(*reopened, prune);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(pruned->manifests_removed, 0u);
+  EXPECT_EQ(pruned->packs_removed, 0u);
+  EXPECT_THAT(pruned->manifests_retained, ::testing::ElementsAre(m->id()));
+  EXPECT_GT(pruned->retained_until, absl::Now() + absl::Hours(23));
+  auto again = Restore(*reopened, m->id(), dir.Sub("after-prune"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(ReadFile(dir.Sub("after-prune/db.edb")), data);
+}
+
+// A folder cannot lock anything: asking for Object Lock there is refused,
+// not pretended.
+TEST(Immutability, AFolderRepositoryRefusesObjectLock) {
+  ::dagvault::testing::TempDir dir("no-lock");
+  InitOptions init = FastInit();
+  init.object_lock_days = 30;
+  auto repo = Repository::Init(dir.Sub("repo"), TestPassphrase(), init);
+  ASSERT_FALSE(repo.ok());
+  EXPECT_THAT(std::string(repo.status().message()),
+              HasSubstr("cannot lock objects against deletion"));
+}
+
+}  // namespace
+}  // namespace dagvault::repository

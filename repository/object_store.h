@@ -89,6 +89,11 @@ class ObjectStore {
   virtual absl::StatusOr<size_t> RemoveIncomplete(absl::Time /*before*/) const { return 0; }
   // Whether PutOptions::retain_until can be honoured.
   virtual bool supports_retention() const { return false; }
+  // Whether prune removes unreferenced packs in two phases here (marked by
+  // one prune, removed by a later one once the mark is older than the
+  // grace period): on an object store, where nothing but timing and
+  // listings tells a prune what another host is writing.
+  virtual bool two_phase_prune() const { return false; }
 };
 
 // The error of a delete refused because the object is under retention

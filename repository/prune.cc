@@ -6,6 +6,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
@@ -50,6 +52,53 @@ absl::Status StillSafe(const Repository& repo, RepositoryLockHandle& lock,
     }
   }
   return absl::OkStatus();
+}
+
+constexpr char kMarksPrefix[] = "prune/";
+constexpr char kMarksSuffix[] = ".marks";
+
+std::string MarksBinding(absl::string_view key) { return absl::StrCat("prune marks ", key); }
+
+// The marks earlier prunes left: every pack id marked, and which of the
+// marks are old enough to act on (their objects' keys, to remove once
+// acted on). A mark that does not open only delays removals: it is
+// skipped with a warning.
+struct Marks {
+  std::set<std::string> marked;
+  std::set<std::string> ripe;  // pack ids in marks older than the grace period
+  std::vector<std::string> ripe_keys;
+};
+
+absl::StatusOr<Marks> ReadMarks(const Repository& repo, absl::Time storage_now,
+                                absl::Duration grace) {
+  Marks marks;
+  ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, ListAll(repo.store(), kMarksPrefix));
+  for (const auto& o : objects) {
+    if (!absl::EndsWith(o.key, kMarksSuffix)) continue;
+    auto sealed = repo.store().Get(o.key);
+    auto opened = sealed.ok() ? OpenBlob(repo.keys(), MarksBinding(o.key), *sealed)
+                              : absl::StatusOr<std::string>(sealed.status());
+    if (!opened.ok()) {
+      logging::Get("repository.prune")
+          ->warn("prune marks {} skipped: {}", repo.store().Name(o.key), opened.status());
+      continue;
+    }
+    const bool ripe = grace <= absl::ZeroDuration() || storage_now - o.modified >= grace;
+    for (absl::string_view id : absl::StrSplit(*opened, '\n', absl::SkipEmpty())) {
+      marks.marked.emplace(id);
+      if (ripe) marks.ripe.emplace(id);
+    }
+    if (ripe) marks.ripe_keys.push_back(o.key);
+  }
+  return marks;
+}
+
+absl::Status WriteMarks(const Repository& repo, const std::string& session,
+                        const std::set<std::string>& ids) {
+  const std::string key = absl::StrCat(kMarksPrefix, session, kMarksSuffix);
+  ASSIGN_OR_RETURN(std::string sealed,
+                   SealBlob(repo.keys(), MarksBinding(key), absl::StrJoin(ids, "\n")));
+  return repo.store().PutIfAbsent(key, sealed);
 }
 
 }  // namespace
@@ -240,6 +289,7 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   std::set<std::string> staying_ids;
   for (const auto& p : staying) staying_ids.insert(p.id);
   RETURN_IF_ERROR(StillSafe(repo, *lock, keep, options, lock_options, "removing packs"));
+  std::vector<const ObjectInfo*> unreferenced;
   for (const auto& [id, object] : on_disk) {
     if (staying_ids.count(id)) continue;
     if (object.modified >= young_after) {
@@ -247,6 +297,38 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
       ++report.packs_kept_young;
       continue;
     }
+    unreferenced.push_back(&object);
+  }
+  std::vector<std::string> consumed_marks;
+  if (repo.store().two_phase_prune()) {
+    ASSIGN_OR_RETURN(Marks marks, ReadMarks(repo, storage_now, grace));
+    std::set<std::string> to_mark;
+    for (const ObjectInfo* o : unreferenced) {
+      const std::string id = BaseName(o->key);
+      if (!marks.marked.count(id)) to_mark.insert(id);
+    }
+    if (!to_mark.empty()) {
+      RETURN_IF_ERROR(WriteMarks(repo, session, to_mark));
+      report.packs_marked = to_mark.size();
+      // With no grace period the new mark is ripe at once.
+      if (grace <= absl::ZeroDuration()) {
+        marks.ripe.insert(to_mark.begin(), to_mark.end());
+        marks.ripe_keys.push_back(absl::StrCat(kMarksPrefix, session, kMarksSuffix));
+      }
+    }
+    std::vector<const ObjectInfo*> ripe;
+    for (const ObjectInfo* o : unreferenced) {
+      if (marks.ripe.count(BaseName(o->key))) {
+        ripe.push_back(o);
+      } else {
+        ++report.packs_waiting;
+      }
+    }
+    unreferenced = std::move(ripe);
+    consumed_marks = std::move(marks.ripe_keys);
+  }
+  for (const ObjectInfo* o : unreferenced) {
+    const ObjectInfo& object = *o;
     absl::Status removed = repo.store().Delete(object.key);
     if (retained(removed)) {
       ++report.packs_retained;
@@ -256,6 +338,9 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
     ++report.packs_removed;
     DAGVAULT_CRASH_POINT("prune.pack_removed");
   }
+  // A ripe mark is spent: each of its packs is removed now or is
+  // referenced again (and would be marked afresh when it is not).
+  for (const auto& key : consumed_marks) RETURN_IF_ERROR(repo.store().Delete(key));
   // Temporary files a crashed writer left, once older than the grace
   // period: a younger one may be a live writer's.
   if (auto removed = repo.store().RemoveIncomplete(young_after); !removed.ok()) {
@@ -270,6 +355,12 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
       repo.root(), report.manifests_removed, report.packs_removed, report.packs_repacked,
       report.packs_kept_young, absl::FormatDuration(grace), report.bytes_before,
       report.bytes_after);
+  if (report.packs_marked + report.packs_waiting > 0) {
+    log->info(
+        "prune of {}: {} unreferenced packs marked now and {} marked earlier wait for the "
+        "grace period ({}); a prune after it removes those still unreferenced",
+        repo.root(), report.packs_marked, report.packs_waiting, absl::FormatDuration(grace));
+  }
   if (!report.manifests_retained.empty() ||
       report.packs_retained + report.index_files_retained > 0) {
     log->info(

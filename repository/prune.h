@@ -4,6 +4,13 @@
 // live chunks are copied, still sealed (after they authenticate), into new
 // packs. Under an exclusive lock.
 //
+// On an object store, removal of packs has two phases: a prune marks the
+// packs it finds unreferenced (prune/<session>.marks, sealed), and only a
+// prune that finds a pack still unreferenced once its mark is older than
+// the grace period removes it. A pack a writer whose stale lock was
+// broken still needed is back in an index by then, or that writer failed.
+// With a zero grace period (tests) both phases happen in one run.
+//
 // On a repository with Object Lock, what is still under retention is not
 // removed: a manifest stays whole (with every chunk it needs), a pack or
 // index file stays as it is; the report says until when, and a prune after
@@ -61,6 +68,11 @@ struct PruneReport {
   uint64_t packs_written = 0;
   uint64_t chunks_removed = 0;
   uint64_t packs_kept_young = 0;  // unreferenced, but younger than the grace period
+  // Two-phase removal (object stores): unreferenced packs marked by this
+  // prune, and marked ones whose mark is not yet older than the grace
+  // period (a later prune removes both if they are still unreferenced).
+  uint64_t packs_marked = 0;
+  uint64_t packs_waiting = 0;
   // Under retention (Object Lock): not removed now, removed by a prune
   // after the date. A retained manifest is kept whole (its chunks stay).
   std::vector<std::string> manifests_retained;

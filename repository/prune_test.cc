@@ -112,6 +112,79 @@ TEST_P(PruneTest, RefusesAndRemovesNothingWhenAKeptManifestOrAnIndexIsBad) {
   EXPECT_TRUE(repo_->ReadManifest(m.id()).ok());
 }
 
+// On an object store a pack goes in two phases: the first prune that finds
+// it unreferenced marks it, and a prune after the grace period that still
+// finds it unreferenced removes it. (On a folder, at once.) A pack that a
+// writer's index names meanwhile stays.
+TEST_P(PruneTest, OnAnObjectStoreAnUnreferencedPackIsMarkedFirstAndRemovedAfterTheGrace) {
+  const std::string a = MakeEdbLike(256, 1);
+  const auto ma = BackUp("DB01", a);
+  const auto mb = BackUp("DB02", MakeEdbLike(256, 2));
+  PruneOptions options;
+  options.pack_grace = absl::Seconds(2);
+  options.keep_manifests = {ma.id()};
+  // The packs are older than the grace period when prune looks at them
+  // (by more than a second: S3 gives times in whole seconds).
+  absl::SleepFor(absl::Seconds(3.5));
+  auto first = Prune(*repo_, options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->manifests_removed, 1u);
+  if (!repo_->store().two_phase_prune()) {
+    EXPECT_GE(first->packs_removed, 1u);
+    EXPECT_EQ(first->packs_marked, 0u);
+    ExpectRestores(ma, a);
+    return;
+  }
+  EXPECT_EQ(first->packs_removed, 0u);
+  EXPECT_GE(first->packs_marked, 1u);
+  // At once again: the mark is not old enough.
+  auto second = Prune(*repo_, options);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->packs_removed, 0u);
+  EXPECT_EQ(second->packs_waiting, first->packs_marked);
+  EXPECT_EQ(second->packs_marked, 0u);
+  absl::SleepFor(absl::Seconds(3.5));
+  auto third = Prune(*repo_, options);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->packs_removed, first->packs_marked);
+  EXPECT_EQ(third->packs_waiting, 0u);
+  ExpectCleanCheck();
+  ExpectRestores(ma, a);
+  // The spent marks are gone.
+  EXPECT_TRUE(ListAll(repo_->store(), "prune/")->empty());
+}
+
+// A backup in progress holds its shared lock: a prune on another host
+// refuses to start, naming it, and the backup commits untouched.
+TEST_P(PruneTest, APruneWhileABackupRunsRefusesAndTheBackupCommits) {
+  const std::string data = MakeEdbLike(256, 3);
+  WriteFile(dir_.Sub("src/db.edb"), data);
+  struct Pause : BackupObserver {
+    std::function<absl::Status()> before;
+    absl::Status OnSegment(size_t, uint64_t, absl::string_view) override {
+      return absl::OkStatus();
+    }
+    absl::Status BeforeCommit(dagvault::v1::Manifest*) override { return before(); }
+  } pause;
+  absl::Status prune_result;
+  pause.before = [&] {
+    PruneOptions options;
+    options.pack_grace = absl::ZeroDuration();
+    options.keep_manifests = {};
+    prune_result = Prune(*repo_, options).status();
+    return absl::OkStatus();
+  };
+  BackupOptions backup;
+  backup.observer = &pause;
+  auto m = Backup(*repo_, {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0}}, Header("DB01"),
+                  backup);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(prune_result.code(), absl::StatusCode::kFailedPrecondition) << prune_result;
+  EXPECT_THAT(std::string(prune_result.message()), HasSubstr("a shared lock for backup"));
+  ExpectCleanCheck();
+  ExpectRestores(*m, data);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, PruneTest, Backends(), BackendName);
 
 }  // namespace

@@ -14,12 +14,15 @@ namespace {
 
 // "Tue, 01 Dec 2026 10:00:00 GMT" (Last-Modified) or
 // "2026-12-01T10:00:00.000Z" (a listing's LastModified).
+//
+// Whole seconds, both: a HEAD's Last-Modified has no fraction while a
+// listing's may, and locks and prune compare the two.
 absl::Time ParseS3Time(const std::string& text) {
   absl::Time t;
   std::string err;
   if (absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", text, absl::UTCTimeZone(), &t, &err) ||
       absl::ParseTime("%Y-%m-%dT%H:%M:%E*SZ", text, absl::UTCTimeZone(), &t, &err)) {
-    return t;
+    return absl::FromUnixSeconds(absl::ToUnixSeconds(t));
   }
   return absl::InfinitePast();
 }

@@ -54,6 +54,7 @@ class S3ObjectStore : public ObjectStore {
   // One request per 1000 keys (S3's DeleteObjects).
   absl::Status DeleteMany(const std::vector<std::string>& keys) const override;
   bool supports_retention() const override { return true; }
+  bool two_phase_prune() const override { return true; }
 
   const S3Client& client() const { return *client_; }
   bool versioned() const { return versioned_; }

@@ -249,6 +249,10 @@ absl::Status PruneCmd(const CliArgs& args, std::ostream& out) {
                              " unreferenced packs are younger than the grace period and stay")
               : "")
       << "\n";
+  if (r.packs_marked + r.packs_waiting > 0) {
+    out << r.packs_marked << " unreferenced packs marked now, " << r.packs_waiting
+        << " marked earlier: a prune after the grace period removes those still unreferenced\n";
+  }
   if (!r.manifests_retained.empty() || r.packs_retained + r.index_files_retained > 0) {
     out << "kept under retention (Object Lock) until " << FormatUtc(r.retained_until)
         << " at the latest: " << r.manifests_retained.size() << " manifests, " << r.packs_retained

@@ -9,16 +9,19 @@
 #
 #   ./deploy/quickstart.sh            run it; the lab is stopped at the end
 #   ./deploy/quickstart.sh --keep     leave the lab running in ./lab/quickstart
+#   ./deploy/quickstart.sh --s3       the repository in an S3 bucket on a radosgw of its own
 #   DAGVAULT_LAB_DIR=/path ./deploy/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 started=$(date +%s)
 keep=0
+lab_args=()
 for arg in "$@"; do
   case $arg in
     --keep) keep=1 ;;
-    *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
+    --s3) lab_args+=(--s3) ;;
+    *) echo "usage: $0 [--keep] [--s3]" >&2; exit 2 ;;
   esac
 done
 
@@ -40,8 +43,12 @@ echo "Units SG01 (storage group: MDB01A, MDB01B) and DB02, a copy of each on eve
 echo "node1 holds the active copies, node3's copies replay ${lag}s behind (lagged)."
 echo "With --dagvault: a CA and certificates (replication runs over mutual TLS), a"
 echo "repository, a dagvault-coordinator and a dagvault-agent on every node."
+if ((${#lab_args[@]})); then
+  echo "With --s3: the repository is in an S3 bucket on a single-node Ceph (radosgw) started"
+  echo "for the lab; its keys in a 0600 file the repository URL names."
+fi
 ./deploy/lab/lab.sh start --fresh --dir "$lab" --nodes 3 --lag-seconds "$lag" --log-size 262144 \
-  --dagvault
+  --dagvault "${lab_args[@]}"
 read -r _ node1 _ _ < <(sed -n 1p "$lab/nodes.txt")
 read -r _ node2 _ _ < <(sed -n 2p "$lab/nodes.txt")
 read -r _ node3 _ _ < <(sed -n 3p "$lab/nodes.txt")

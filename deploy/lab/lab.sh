@@ -6,7 +6,7 @@
 # pid files all live under one folder.
 #
 #   deploy/lab/lab.sh start  [--dir DIR] [--nodes N] [--lag-seconds S] [--log-size BYTES] [--fresh]
-#                            [--dagvault] [--coordinator-port P]
+#                            [--dagvault] [--coordinator-port P] [--s3]
 #   deploy/lab/lab.sh stop   [--dir DIR]
 #   deploy/lab/lab.sh status [--dir DIR]
 #   deploy/lab/lab.sh env    [--dir DIR]     prints: export MAILSTORE_SERVER=<node1's store address>
@@ -26,6 +26,12 @@
 #   DIR/certs/                    ca.crt, coordinator, admin and node certificates
 #   DIR/repo/                     the repository; DIR/dagvault/passphrase its secret
 #   DIR/dagvault/                 coordinator.conf, agent-<node>.conf, catalog.db, logs, pids
+#
+# --s3 (with --dagvault) puts the repository in an S3 bucket instead: a
+# single-node Ceph with radosgw started in DIR/rgw (tests/s3/ceph-rgw.sh),
+# its keys in DIR/dagvault/s3.credentials (0600), the repository's URL in
+# DIR/repo.url; `stop` stops radosgw too, and its repository goes with it
+# (the OSD keeps objects in memory).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -47,6 +53,7 @@ log_size=
 fresh=0
 with_dagvault=0
 coordinator_port=7180
+with_s3=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --dir) dir=$2; shift 2 ;;
@@ -56,6 +63,7 @@ while [[ $# -gt 0 ]]; do
     --fresh) fresh=1; shift ;;
     --dagvault) with_dagvault=1; shift ;;
     --coordinator-port) coordinator_port=$2; shift 2 ;;
+    --s3) with_s3=1; shift ;;
     *) echo "lab.sh: unknown argument $1" >&2; usage ;;
   esac
 done
@@ -85,7 +93,9 @@ start() {
   if [[ $fresh == 1 ]]; then
     stop_dagvault quiet
     stop_nodes quiet
-    rm -rf "${dir:?}"/node* "$dir/nodes.txt" "$dir/certs" "$dir/repo" "$dir/dagvault"
+    stop_rgw
+    rm -rf "${dir:?}"/node* "$dir/nodes.txt" "$dir/certs" "$dir/repo" "$dir/repo.url" \
+      "$dir/repo.initialized" "$dir/dagvault" "$dir/rgw"
   fi
   if [[ $with_dagvault == 1 && ! -f $dir/certs/ca.crt ]]; then
     "$bin/dagvault" certs init --dir "$dir/certs" >/dev/null
@@ -149,16 +159,40 @@ start_dagvault() {
   if [[ ! -f $dv/passphrase ]]; then
     (umask 077 && head -c 24 /dev/urandom | base64 >"$dv/passphrase")
   fi
-  if [[ ! -d $dir/repo ]]; then
-    "$bin/dagvault" repo init --repo "$dir/repo" --passphrase-file "$dv/passphrase" >/dev/null
-    echo "repository $dir/repo (its passphrase: $dv/passphrase)"
+  if [[ $with_s3 == 1 && ! -f $dir/repo.url ]]; then
+    # A bucket on a radosgw of the lab's own; the keys go in a 0600 file
+    # that the URL names (never in the URL itself).
+    mkdir -p "$dir/rgw"
+    "$root/tests/s3/ceph-rgw.sh" start "$dir/rgw" >"$dir/rgw/started.env"
+    local endpoint key secret bucket region
+    endpoint=$(sed -n 's/^DAGVAULT_S3_ENDPOINT=//p' "$dir/rgw/started.env")
+    key=$(sed -n 's/^AWS_ACCESS_KEY_ID=//p' "$dir/rgw/started.env")
+    secret=$(sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' "$dir/rgw/started.env")
+    bucket=$(sed -n 's/^DAGVAULT_S3_BUCKET=//p' "$dir/rgw/started.env")
+    region=$(sed -n 's/^DAGVAULT_S3_REGION=//p' "$dir/rgw/started.env")
+    (umask 077 && printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+      "$key" "$secret" >"$dv/s3.credentials")
+    echo "s3://$bucket/lab?endpoint=$endpoint&region=$region&credentials=$dv/s3.credentials" \
+      >"$dir/repo.url"
+  fi
+  local repo=$dir/repo initialized=0
+  if [[ -f $dir/repo.url ]]; then
+    repo=$(cat "$dir/repo.url")
+    [[ -f $dir/repo.initialized ]] && initialized=1
+  elif [[ -d $dir/repo ]]; then
+    initialized=1
+  fi
+  if [[ $initialized == 0 ]]; then
+    "$bin/dagvault" repo init --repo "$repo" --passphrase-file "$dv/passphrase" >/dev/null
+    touch "$dir/repo.initialized"
+    echo "repository $repo (its passphrase: $dv/passphrase)"
   fi
   local address=127.0.0.1:$coordinator_port
   cat >"$dv/coordinator.conf" <<CONF
 listen: "$address"
 tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/coordinator.crt" key_file: "$dir/certs/coordinator.key" }
 catalog: "$dv/catalog.db"
-repository: "$dir/repo"
+repository: "$repo"
 passphrase_file: "$dv/passphrase"
 metrics { listen: "127.0.0.1:$((coordinator_port + 1))" }
 console { listen: "127.0.0.1:$((coordinator_port + 2))" }
@@ -190,7 +224,7 @@ node: "$name"
 coordinator: "$address"
 tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/$name.crt" key_file: "$dir/certs/$name.key" }
 writer_socket: "$socket"
-repository: "$dir/repo"
+repository: "$repo"
 passphrase_file: "$dv/passphrase"
 state_dir: "$dv/agent-state-$name"
 CONF
@@ -207,6 +241,13 @@ CONF
     sleep 0.2
   done
   echo "deployment ready; export DAGVAULT_COORDINATOR=$address DAGVAULT_CERTS=$dir/certs"
+}
+
+stop_rgw() {
+  if [[ -f $dir/rgw/started.env ]]; then
+    "$root/tests/s3/ceph-rgw.sh" stop "$dir/rgw" >/dev/null 2>&1 || true
+    rm -f "$dir/rgw/started.env" "$dir/repo.url" "$dir/repo.initialized"
+  fi
 }
 
 stop_dagvault() {
@@ -278,7 +319,7 @@ status() {
 
 case $command in
   start) start ;;
-  stop) stop_dagvault; stop_nodes ;;
+  stop) stop_dagvault; stop_nodes; stop_rgw ;;
   status) status ;;
   env) echo "export MAILSTORE_SERVER=$(head -n 1 "$dir/nodes.txt" | awk '{print $2}')" ;;
   *) usage ;;

@@ -208,8 +208,15 @@ absl::Status WriteIntoPlace(const std::string& path, absl::string_view data, mod
     // link(2) fails with EEXIST whatever is at `path`, a dangling symlink
     // included; the temporary name goes either way.
     if (::link(tmp.c_str(), path.c_str()) != 0) {
-      if (errno == EEXIST) return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
-      return ErrnoToStatus(errno, absl::StrCat("link to ", path, " from"), tmp);
+      const int err = errno;
+      // On NFS a retransmitted LINK can fail with EEXIST after the link was
+      // made: two names on the temporary file prove it was (open(2)).
+      struct stat st {};
+      const bool made = err == EEXIST && ::stat(tmp.c_str(), &st) == 0 && st.st_nlink == 2;
+      if (!made) {
+        if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
+        return ErrnoToStatus(err, absl::StrCat("link to ", path, " from"), tmp);
+      }
     }
   }
   return FsyncDir(DirName(path));

@@ -94,6 +94,9 @@ class ObjectStore {
   // grace period): on an object store, where nothing but timing and
   // listings tells a prune what another host is writing.
   virtual bool two_phase_prune() const { return false; }
+  // Whether objects are read at their first version (a versioned bucket):
+  // what Object Lock's protection against overwrites rests on.
+  virtual bool keeps_versions() const { return false; }
 };
 
 // The error of a delete refused because the object is under retention

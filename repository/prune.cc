@@ -340,7 +340,12 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   }
   // A ripe mark is spent: each of its packs is removed now or is
   // referenced again (and would be marked afresh when it is not).
-  for (const auto& key : consumed_marks) RETURN_IF_ERROR(repo.store().Delete(key));
+  for (const auto& key : consumed_marks) {
+    // One a bucket's default retention holds stays; it is only read again.
+    if (absl::Status removed = repo.store().Delete(key); !removed.ok() && !retained(removed)) {
+      return removed;
+    }
+  }
   // Temporary files a crashed writer left, once older than the grace
   // period: a younger one may be a live writer's.
   if (auto removed = repo.store().RemoveIncomplete(young_after); !removed.ok()) {

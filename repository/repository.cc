@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace dagvault::repository {
@@ -140,12 +141,18 @@ absl::StatusOr<Repository> Repository::Init(std::shared_ptr<const ObjectStore> s
   } else if (!absl::IsNotFound(config.status())) {
     return config.status();
   }
-  ASSIGN_OR_RETURN(ObjectPage any, store->List("", "", 1));
-  if (!any.objects.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(where, " is not empty (it holds ", store->Name(any.objects.front().key),
-                     "); a repository is created in an empty folder or bucket prefix"));
-  }
+  // Empty: no object at all (a page may come back empty with more to
+  // follow, so every page is asked for until one has something).
+  std::string token;
+  do {
+    ASSIGN_OR_RETURN(ObjectPage any, store->List("", token, 1));
+    if (!any.objects.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, " is not empty (it holds ", store->Name(any.objects.front().key),
+                       "); a repository is created in an empty folder or bucket prefix"));
+    }
+    token = any.next_token;
+  } while (!token.empty());
   Repository repo;
   repo.root_ = where;
   repo.store_ = std::move(store);
@@ -179,6 +186,16 @@ absl::StatusOr<Repository> Repository::Open(std::shared_ptr<const ObjectStore> s
   repo.root_ = store->location();
   repo.store_ = std::move(store);
   ASSIGN_OR_RETURN(repo.config_, ReadConfig(*repo.store_));
+  if (repo.config_.object_lock_days() > 0 && !repo.store_->keeps_versions()) {
+    // Not refused: a restore must still be possible. But an overwrite put
+    // on top of a locked object would be read instead of it.
+    logging::Get("repository")
+        ->warn(
+            "repository {} locks its backups (Object Lock) but its store does not keep "
+            "versions as seen from here: an object overwritten on top of a locked one would "
+            "be read instead of it; check the bucket's versioning",
+            repo.root_);
+  }
   ASSIGN_OR_RETURN(std::vector<dagvault::v1::WrappedKey> slots, repo.ListKeys());
   const auto kind = secret.kind == Secret::Kind::kPassphrase ? dagvault::v1::WrappedKey::PASSPHRASE
                                                              : dagvault::v1::WrappedKey::KEY_FILE;

@@ -142,9 +142,12 @@ std::string DescribeS3Error(const S3Response& response) {
 absl::StatusOr<S3Location> ParseS3Location(const std::string& url) {
   S3Location loc;
   loc.url = url;
+  // Messages name the URL without its query: a misplaced secret in a
+  // parameter must not reach a log.
+  const std::string shown = url.substr(0, url.find('?'));
   absl::string_view rest = url;
   if (!absl::ConsumePrefix(&rest, "s3://")) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", url, "\" is not an s3:// URL"));
+    return absl::InvalidArgumentError(absl::StrCat("\"", shown, "\" is not an s3:// URL"));
   }
   absl::string_view query;
   if (size_t q = rest.find('?'); q != absl::string_view::npos) {
@@ -157,7 +160,7 @@ absl::StatusOr<S3Location> ParseS3Location(const std::string& url) {
     loc.prefix = std::string(absl::StripSuffix(absl::StripPrefix(rest.substr(slash), "/"), "/"));
   }
   if (loc.bucket.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("repository URL ", url, " names no bucket"));
+    return absl::InvalidArgumentError(absl::StrCat("repository URL ", shown, " names no bucket"));
   }
   bool addressing_given = false;
   for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
@@ -172,7 +175,7 @@ absl::StatusOr<S3Location> ParseS3Location(const std::string& url) {
     } else if (name == "addressing") {
       if (value != "path" && value != "virtual") {
         return absl::InvalidArgumentError(absl::StrCat(
-            "repository URL ", url, ": addressing must be path or virtual, not \"", value, "\""));
+            "repository URL ", shown, ": addressing must be path or virtual, not \"", value, "\""));
       }
       loc.path_style = value == "path";
       addressing_given = true;
@@ -184,11 +187,13 @@ absl::StatusOr<S3Location> ParseS3Location(const std::string& url) {
       const std::string mode = absl::AsciiStrToUpper(value);
       if (mode != "COMPLIANCE" && mode != "GOVERNANCE") {
         return absl::InvalidArgumentError(
-            absl::StrCat("repository URL ", url,
+            absl::StrCat("repository URL ", shown,
                          ": object_lock must be compliance or governance, not \"", value, "\""));
       }
       loc.object_lock_mode = mode;
-    } else if (name == "access_key" || name == "secret_key" || name == "secret") {
+    } else if (const std::string lower = absl::AsciiStrToLower(name);
+               absl::StrContains(lower, "key") || absl::StrContains(lower, "secret") ||
+               absl::StrContains(lower, "token") || absl::StrContains(lower, "password")) {
       // Refused outright: a URL lands in configurations, catalogs and `ps`.
       return absl::InvalidArgumentError(absl::StrCat(
           "repository URL for bucket ", loc.bucket,
@@ -196,7 +201,7 @@ absl::StatusOr<S3Location> ParseS3Location(const std::string& url) {
           "credentials=FILE (mode 0600) or $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY"));
     } else {
       return absl::InvalidArgumentError(
-          absl::StrCat("repository URL ", url, ": unknown parameter \"", name,
+          absl::StrCat("repository URL ", shown, ": unknown parameter \"", name,
                        "\" (known: endpoint, region, addressing, ca, credentials, object_lock)"));
     }
   }
@@ -206,7 +211,7 @@ absl::StatusOr<S3Location> ParseS3Location(const std::string& url) {
   }
   if (!absl::StartsWith(loc.endpoint, "https://") && !absl::StartsWith(loc.endpoint, "http://")) {
     return absl::InvalidArgumentError(
-        absl::StrCat("repository URL ", url,
+        absl::StrCat("repository URL ", shown,
                      ": the endpoint must start with https:// (or http:// for a test "
                      "server on this machine)"));
   }

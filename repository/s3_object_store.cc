@@ -87,6 +87,14 @@ absl::StatusOr<std::unique_ptr<S3ObjectStore>> S3ObjectStore::Open(const std::st
   S3Request versioning;
   versioning.query = {{"versioning", ""}};
   ASSIGN_OR_RETURN(S3Response v, store->client_->Send(versioning, "bucket versioning"));
+  if (v.status == 403) {
+    // Without knowing, reads could take a newer version someone put on top
+    // for the one dagvault wrote: refused rather than guessed.
+    return absl::PermissionDeniedError(
+        absl::StrCat("repository ", url, ": these credentials may not read whether bucket ",
+                     loc.bucket, " keeps versions (s3:GetBucketVersioning): ", DescribeS3Error(v)));
+  }
+  // A server without versioning at all answers 400, 405 or 501: none kept.
   store->versioned_ = v.status == 200 && XmlElement(v.body, "Status").value_or("") == "Enabled";
   return store;
 }
@@ -115,10 +123,9 @@ absl::StatusOr<bool> S3ObjectStore::ConditionalPutWorks() const {
   }
   put.headers.emplace_back("If-None-Match", "*");
   ASSIGN_OR_RETURN(S3Response second, client_->Send(put, "conditional-put probe"));
-  S3Request del;
-  del.method = "DELETE";
-  del.key = probe;
-  (void)client_->Send(del, "conditional-put probe");
+  // Removed for good, every version of it (a plain DELETE would leave one
+  // behind a delete marker on a versioned bucket).
+  (void)Delete(probe.substr(FullKey("").size()));
   const bool honoured = second.status == 412;
   conditional_put_ = honoured ? 1 : 2;
   return honoured;

@@ -55,6 +55,7 @@ class S3ObjectStore : public ObjectStore {
   absl::Status DeleteMany(const std::vector<std::string>& keys) const override;
   bool supports_retention() const override { return true; }
   bool two_phase_prune() const override { return true; }
+  bool keeps_versions() const override { return versioned_; }
 
   const S3Client& client() const { return *client_; }
   bool versioned() const { return versioned_; }

@@ -29,7 +29,7 @@ class RebuildTest : public repository::testing::RepositoryTest {
   }
 };
 
-TEST_F(RebuildTest, TheBackupRecordsBecomeExactlyTheRepositorysManifests) {
+TEST_P(RebuildTest, TheBackupRecordsBecomeExactlyTheRepositorysManifests) {
   const std::string a = BackUp("DB02", std::string(10000, 'a'));
   const std::string b = BackUp("SG01", std::string(10000, 'b'));
   auto catalog = SqliteCatalog::Open(dir_.Sub("catalog.db"));
@@ -53,14 +53,14 @@ TEST_F(RebuildTest, TheBackupRecordsBecomeExactlyTheRepositorysManifests) {
   EXPECT_EQ((*backups)[0].logical_bytes, 10000u);
 }
 
-TEST_F(RebuildTest, AnUnreadableManifestChangesNothingAndIsNamed) {
+TEST_P(RebuildTest, AnUnreadableManifestChangesNothingAndIsNamed) {
   const std::string a = BackUp("DB02", std::string(10000, 'a'));
   auto catalog = SqliteCatalog::Open(dir_.Sub("catalog.db"));
   ASSERT_TRUE(catalog.ok());
   ASSERT_TRUE(RebuildBackupsFromRepository(*repo_, **catalog).ok());
   const std::string b = BackUp("SG01", std::string(10000, 'b'));
-  repository::testing::WriteFile(repo_->store().Name(repository::Repository::ManifestKey(b)),
-                                 "not a sealed manifest");
+  ASSERT_TRUE(
+      repo_->store().Replace(repository::Repository::ManifestKey(b), "not a sealed manifest").ok());
 
   auto rebuilt = RebuildBackupsFromRepository(*repo_, **catalog);
   ASSERT_FALSE(rebuilt.ok());
@@ -72,6 +72,10 @@ TEST_F(RebuildTest, AnUnreadableManifestChangesNothingAndIsNamed) {
   ASSERT_EQ(backups->size(), 1u);
   EXPECT_EQ((*backups)[0].manifest, a);
 }
+
+// The catalog is rebuilt the same from a folder and from an S3 bucket.
+INSTANTIATE_TEST_SUITE_P(Backends, RebuildTest, repository::testing::Backends(),
+                         repository::testing::BackendName);
 
 }  // namespace
 }  // namespace dagvault::coordinator

@@ -82,6 +82,8 @@ void FuzzManifest(const std::string& plaintext) {
   auto sealed = SealBlob(repo.keys(), absl::StrCat("manifest ", id), plaintext);
   FUZZ_CHECK(sealed.ok());
   const std::string manifest_path = repo.store().Name(Repository::ManifestKey(id));
+  // A new repository has no manifests/ folder until its first manifest.
+  (void)CreateDirectories(DirName(manifest_path));
   WriteScratchFile(manifest_path, *sealed);
   auto m = repo.ReadManifest(id);
   (void)RemoveDurably(manifest_path);

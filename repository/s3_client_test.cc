@@ -1,0 +1,285 @@
+// The S3 backend's failure paths, against a small S3 stand-in served by
+// cpp-httplib on 127.0.0.1 (radosgw cannot be told to fail on cue): retries
+// on 5xx, 429 and refused connections, bounded in time; a PUT whose
+// response was lost is never turned into an overwrite; the URL and the
+// credentials, and that no secret reaches an error message.
+#include "repository/s3_client.h"
+
+#include <httplib.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "repository/s3_object_store.h"
+
+namespace dagvault::repository {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kSecret[] = "very-secret-key-that-must-not-leak";
+
+// An S3 stand-in: a bucket "b" in memory; `script`, when set, answers
+// first (returning true when it did).
+class FakeS3 {
+ public:
+  using Script = std::function<bool(const httplib::Request&, httplib::Response&)>;
+  FakeS3() {
+    (void)WriteFileAtomically(
+        creds_.Sub("credentials"),
+        absl::StrCat("aws_access_key_id = AKIDTEST\naws_secret_access_key = ", kSecret, "\n"),
+        0600);
+    auto handle = [this](const httplib::Request& req, httplib::Response& res) {
+      ++requests;
+      if (script && script(req, res)) return;
+      Serve(req, res);
+    };
+    server_.Get(".*", handle);
+    server_.Put(".*", handle);
+    server_.Delete(".*", handle);
+    server_.Post(".*", handle);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~FakeS3() {
+    server_.stop();
+    thread_.join();
+  }
+  // Credentials from a file of the test's own: the test binary's
+  // environment carries the real S3 server's, for the other suites.
+  std::string Url() const {
+    return absl::StrCat("s3://b/p?endpoint=http://127.0.0.1:", port_,
+                        "&region=test&credentials=", creds_.Sub("credentials"));
+  }
+
+  Script script;
+  std::atomic<int> requests{0};
+  std::map<std::string, std::string> objects;  // path → body
+
+ private:
+  void Serve(const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/b") {  // the bucket: HEAD, ?versioning
+      res.status = 200;
+      if (req.has_param("versioning")) res.set_content("<VersioningConfiguration/>", "text/xml");
+      return;
+    }
+    auto it = objects.find(req.path);
+    if (req.method == "PUT") {
+      if (req.get_header_value("If-None-Match") == "*" && it != objects.end()) {
+        res.status = 412;
+        return;
+      }
+      objects[req.path] = req.body;
+      res.status = 200;
+      return;
+    }
+    if (req.method == "DELETE") {
+      objects.erase(req.path);
+      res.status = 204;
+      return;
+    }
+    if (it == objects.end()) {
+      res.status = 404;
+      return;
+    }
+    std::string raw;
+    absl::Base64Unescape(Md5Base64(it->second), &raw);
+    res.set_header("ETag", absl::StrCat("\"", absl::BytesToHexString(raw), "\""));
+    res.set_header("Last-Modified", "Thu, 03 Dec 2026 10:00:00 GMT");
+    res.set_content(it->second, "application/octet-stream");
+    res.status = 200;
+  }
+
+  ::dagvault::testing::TempDir creds_{"fake-s3"};
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+class S3ClientTest : public ::testing::Test {
+ protected:
+  static S3RetryPolicy Quick(absl::Duration give_up = absl::Seconds(2)) {
+    S3RetryPolicy p;
+    p.first_backoff = absl::Milliseconds(20);
+    p.max_backoff = absl::Milliseconds(200);
+    p.give_up_after = give_up;
+    return p;
+  }
+  S3Client Client(const FakeS3& fake, S3RetryPolicy retry = Quick()) {
+    const S3Location location = *ParseS3Location(fake.Url());
+    return S3Client(location, *LoadS3Credentials(location.credentials_file), retry);
+  }
+};
+
+TEST_F(S3ClientTest, A503AndA429AreRetriedAndTheThirdAttemptAnswers) {
+  FakeS3 fake;
+  std::atomic<int> calls{0};
+  fake.script = [&](const httplib::Request&, httplib::Response& res) {
+    const int n = calls++;
+    if (n == 0) res.status = 503;
+    if (n == 1) res.status = 429;
+    return n < 2;
+  };
+  fake.objects["/b/p/k"] = "value";
+  S3Client client = Client(fake);
+  S3Request get;
+  get.key = "p/k";
+  auto r = client.Send(get, "object k");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "value");
+  EXPECT_EQ(r->attempts, 3);
+  EXPECT_EQ(client.counters().retries.load(), 2u);
+}
+
+TEST_F(S3ClientTest, AServerThatKeepsFailingIsGivenUpWithinTheBoundAndNamed) {
+  FakeS3 fake;
+  fake.script = [](const httplib::Request&, httplib::Response& res) {
+    res.status = 500;
+    res.set_content("<Error><Code>InternalError</Code><Message>disk on fire</Message></Error>",
+                    "text/xml");
+    return true;
+  };
+  S3Client client = Client(fake, Quick(absl::Seconds(1)));
+  S3Request get;
+  get.key = "p/k";
+  const absl::Time start = absl::Now();
+  auto r = client.Send(get, "s3://b/p/k");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              AllOf(HasSubstr("s3://b/p/k"), HasSubstr("gave up after"),
+                    HasSubstr("InternalError: disk on fire"), Not(HasSubstr(kSecret))));
+  EXPECT_GE(fake.requests.load(), 3);
+  // A 404 is an answer, not a failure: no retry.
+  fake.script = nullptr;
+  const int before = fake.requests;
+  auto missing = client.Send(get, "s3://b/p/k");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(fake.requests - before, 1);
+}
+
+TEST_F(S3ClientTest, ARefusedConnectionIsRetriedThenNamed) {
+  FakeS3 unused;  // for its credentials file
+  auto location = ParseS3Location(unused.Url());
+  ASSERT_TRUE(location.ok());
+  location->endpoint = "http://127.0.0.1:1";  // nothing listens there
+  S3Client client(*location, *LoadS3Credentials(location->credentials_file),
+                  Quick(absl::Milliseconds(300)));
+  S3Request get;
+  get.key = "p/k";
+  auto r = client.Send(get, "s3://b/p/k");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              AllOf(HasSubstr("s3://b/p/k"), HasSubstr("gave up after"), Not(HasSubstr(kSecret))));
+  EXPECT_GE(client.counters().retries.load(), 1u);
+}
+
+// The PUT landed but its answer was lost (a 503 here): the retry, with
+// If-None-Match, finds the object; its ETag is the MD5 of what was sent, so
+// it is this writer's own, and the put succeeds. Other bytes under that
+// name are AlreadyExists, and nothing is overwritten either way.
+TEST_F(S3ClientTest, APutWhoseAnswerWasLostIsNeverTurnedIntoAnOverwrite) {
+  FakeS3 fake;
+  auto store = S3ObjectStore::Open(fake.Url(), Quick());
+  ASSERT_TRUE(store.ok()) << store.status();
+  bool lost_once = false;
+  fake.script = [&](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "PUT" && req.path == "/b/p/packs/aa/pack" && !lost_once) {
+      lost_once = true;
+      fake.objects[req.path] = req.body;  // stored...
+      res.status = 503;                   // ...but the answer says otherwise
+      return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE((*store)->PutIfAbsent("packs/aa/pack", "the pack's bytes").ok());
+  EXPECT_EQ(fake.objects["/b/p/packs/aa/pack"], "the pack's bytes");
+
+  fake.objects["/b/p/manifests/m.mf"] = "someone else's";
+  const absl::Status taken = (*store)->PutIfAbsent("manifests/m.mf", "mine");
+  EXPECT_EQ(taken.code(), absl::StatusCode::kAlreadyExists) << taken;
+  EXPECT_THAT(std::string(taken.message()), HasSubstr("s3://b/p/manifests/m.mf"));
+  EXPECT_EQ(fake.objects["/b/p/manifests/m.mf"], "someone else's");
+}
+
+TEST(S3Location, TheUrlsPartsDefaultsAndRefusals) {
+  auto l = ParseS3Location("s3://bucket/a/b/?endpoint=https%3A%2F%2Fs3.example:9000&region=eu-1");
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->bucket, "bucket");
+  EXPECT_EQ(l->prefix, "a/b");
+  EXPECT_EQ(l->endpoint, "https://s3.example:9000");
+  EXPECT_EQ(l->region, "eu-1");
+  EXPECT_TRUE(l->path_style);
+  auto aws = ParseS3Location("s3://bucket?region=eu-west-1");
+  ASSERT_TRUE(aws.ok());
+  EXPECT_EQ(aws->endpoint, "https://s3.eu-west-1.amazonaws.com");
+  EXPECT_FALSE(aws->path_style);
+  EXPECT_THAT(std::string(ParseS3Location("s3://b?access_key=AKID").status().message()),
+              HasSubstr("credentials never go in the URL"));
+  // No message repeats the query: a secret put there by mistake stays out
+  // of logs, whatever the parameter is called.
+  for (const char* url : {"s3://b?aws_secret_access_key=SEKRIT", "s3://b?session_token=SEKRIT",
+                          "s3://b?addressing=sideways&x=SEKRIT", "s3://b?colour=SEKRIT"}) {
+    const auto refused = ParseS3Location(url);
+    ASSERT_FALSE(refused.ok()) << url;
+    EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("SEKRIT"))) << url;
+  }
+  EXPECT_THAT(std::string(ParseS3Location("s3://b?colour=red").status().message()),
+              HasSubstr("unknown parameter \"colour\""));
+  EXPECT_THAT(std::string(ParseS3Location("s3://?region=x").status().message()),
+              HasSubstr("names no bucket"));
+  EXPECT_THAT(std::string(ParseS3Location("s3://b?endpoint=ftp://h").status().message()),
+              HasSubstr("must start with https://"));
+  EXPECT_THAT(std::string(ParseS3Location("s3://b?object_lock=forever").status().message()),
+              HasSubstr("compliance or governance"));
+}
+
+TEST(S3Credentials, AFileReadableByOthersIsRefusedAndNoValueIsEverPrinted) {
+  ::dagvault::testing::TempDir dir("s3creds");
+  const std::string path = dir.Sub("creds");
+  ASSERT_TRUE(WriteFileAtomically(path,
+                                  absl::StrCat("[default]\naws_access_key_id = AKIDFILE\n"
+                                               "aws_secret_access_key = ",
+                                               kSecret, "\n"),
+                                  0644)
+                  .ok());
+  const auto open = LoadS3Credentials(path);
+  ASSERT_EQ(open.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(open.status().message()),
+              AllOf(HasSubstr(path), HasSubstr("chmod 600"), Not(HasSubstr(kSecret))));
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  auto c = LoadS3Credentials(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->access_key, "AKIDFILE");
+  EXPECT_EQ(c->secret_key, kSecret);
+  ASSERT_TRUE(WriteFileAtomically(path, "aws_access_key_id = only\n", 0600).ok());
+  EXPECT_THAT(std::string(LoadS3Credentials(path).status().message()),
+              HasSubstr("needs aws_access_key_id and aws_secret_access_key"));
+  // Without a file or the variables (set again afterwards: the other
+  // suites of this binary read the real server's from them).
+  std::map<std::string, std::string> saved;
+  for (const char* v :
+       {"DAGVAULT_S3_CREDENTIALS_FILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}) {
+    if (const char* value = std::getenv(v)) saved[v] = value;
+    unsetenv(v);
+  }
+  EXPECT_THAT(std::string(LoadS3Credentials("").status().message()),
+              HasSubstr("no S3 credentials"));
+  for (const auto& [name, value] : saved) setenv(name.c_str(), value.c_str(), 1);
+}
+
+}  // namespace
+}  // namespace dagvault::repository

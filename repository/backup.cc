@@ -529,6 +529,11 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   // The manifest makes the session's packs live. If the lock was broken
   // meanwhile, a prune may have removed them (or be about to): the backup
   // fails rather than commit a manifest whose data may be gone.
+  // Under Object Lock, the keys that open this backup stay as long as it.
+  if (put.retain_until) {
+    RETURN_IF_ERROR(
+        Annotate(repo.KeepKeysUntil(*put.retain_until), "the backup's manifest was not written"));
+  }
   RETURN_IF_ERROR(Annotate(lock->CheckStillHeld(), "the backup's manifest was not written"));
   DAGVAULT_CRASH_POINT("repository.backup.lock_checked");
   if (absl::Status written = repo.WriteManifest(manifest, put); !written.ok()) {

@@ -42,20 +42,29 @@ TEST(Immutability, AnAttackerWithTheNodesCredentialsCannotDestroyALockedBackup) 
   ::dagvault::testing::TempDir dir("immutable");
   const std::string data = MakeEdbLike(512, 7);
   WriteFile(dir.Sub("db.edb"), data);
-  auto m = Backup(*repo, {{dir.Sub("db.edb"), "db.edb", "database", "", 0}}, Header("DB01"), {});
+  // A unit whose retention asks for two days: longer than the
+  // repository's one, so the backup's date is two days out.
+  BackupOptions two_days;
+  two_days.retain_at_least = absl::Hours(48);
+  auto m =
+      Backup(*repo, {{dir.Sub("db.edb"), "db.edb", "database", "", 0}}, Header("DB01"), two_days);
   ASSERT_TRUE(m.ok()) << m.status();
 
-  // What the backup wrote carries a retention date a day out.
+  // What the backup wrote carries its date; the config and the key slot
+  // that open it were locked at init for a day and are now kept as long.
   auto packs = ListPackFiles(*store);
   ASSERT_TRUE(packs.ok() && !packs->empty());
+  auto slots = repo->ListKeys();
+  ASSERT_TRUE(slots.ok() && slots->size() == 1);
   const std::string manifest_key = Repository::ManifestKey(m->id());
-  std::vector<std::string> targets = {manifest_key, IndexFileKey(m->session())};
+  std::vector<std::string> targets = {manifest_key, IndexFileKey(m->session()), "config",
+                                      absl::StrCat("keys/", (*slots)[0].slot(), ".key")};
   for (const auto& [id, object] : *packs) targets.push_back(object.key);
   for (const auto& key : targets) {
     auto head = store->Head(key);
     ASSERT_TRUE(head.ok()) << head.status();
     ASSERT_TRUE(head->retain_until.has_value()) << key;
-    EXPECT_GT(*head->retain_until, absl::Now() + absl::Hours(23)) << key;
+    EXPECT_GT(*head->retain_until, absl::Now() + absl::Hours(47)) << key;
   }
 
   // The attacker, with the same credentials, at the HTTP level.
@@ -119,7 +128,7 @@ TEST(Immutability, AnAttackerWithTheNodesCredentialsCannotDestroyALockedBackup) 
   EXPECT_EQ(pruned->manifests_removed, 0u);
   EXPECT_EQ(pruned->packs_removed, 0u);
   EXPECT_THAT(pruned->manifests_retained, ::testing::ElementsAre(m->id()));
-  EXPECT_GT(pruned->retained_until, absl::Now() + absl::Hours(23));
+  EXPECT_GT(pruned->retained_until, absl::Now() + absl::Hours(47));
   auto again = Restore(*reopened, m->id(), dir.Sub("after-prune"));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(ReadFile(dir.Sub("after-prune/db.edb")), data);

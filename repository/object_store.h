@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -87,6 +88,13 @@ class ObjectStore {
   // Removes what interrupted writes left behind (a filesystem's temporary
   // files) that is older than `before`; returns how many.
   virtual absl::StatusOr<size_t> RemoveIncomplete(absl::Time /*before*/) const { return 0; }
+  // Makes `key` (its first version, where versions are kept) immutable
+  // until at least `until`: a later date only, never an earlier one.
+  virtual absl::Status ExtendRetention(const std::string& key, absl::Time until) const {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Name(key), ": this store cannot lock objects (retention until ",
+                     absl::FormatTime(until), ")"));
+  }
   // Whether PutOptions::retain_until can be honoured.
   virtual bool supports_retention() const { return false; }
   // Whether prune removes unreferenced packs in two phases here (marked by

@@ -157,6 +157,8 @@ absl::StatusOr<Repository> Repository::Init(std::shared_ptr<const ObjectStore> s
   repo.root_ = where;
   repo.store_ = std::move(store);
   ASSIGN_OR_RETURN(repo.keys_, RepositoryKeys::Generate());
+  // Before the first slot: under Object Lock the slots are locked too.
+  repo.config_.set_object_lock_days(options.object_lock_days);
   ASSIGN_OR_RETURN(repo.opened_slot_, repo.AddKey(secret, options.scrypt));
   ASSIGN_OR_RETURN(std::string id, RandomHex(16));
   repo.config_.set_format_version(kRepositoryFormatVersion);
@@ -226,11 +228,21 @@ absl::StatusOr<std::string> Repository::AddKey(const Secret& secret, const Scryp
   }
   // Owner only: a slot is the repository's keys wrapped under a passphrase
   // or key file; whoever can read it can try passphrases offline.
-  PutOptions put;
+  PutOptions put = BackupPutOptions(absl::Now());
   put.owner_only = true;
   RETURN_IF_ERROR(store_->PutIfAbsent(absl::StrCat("keys/", slot.slot(), kKeySuffix),
                                       slot.SerializeAsString(), put));
   return slot.slot();
+}
+
+absl::Status Repository::KeepKeysUntil(absl::Time until) const {
+  if (config_.object_lock_days() == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(store_->ExtendRetention("config", until));
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListWithSuffix(*store_, "keys/", kKeySuffix));
+  for (const auto& name : names) {
+    RETURN_IF_ERROR(store_->ExtendRetention(absl::StrCat("keys/", name, kKeySuffix), until));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Repository::RemoveKey(const std::string& slot) {

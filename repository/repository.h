@@ -80,6 +80,10 @@ class Repository {
   // longer; nothing when the repository does not lock objects.
   PutOptions BackupPutOptions(absl::Time started,
                               absl::Duration at_least = absl::ZeroDuration()) const;
+  // Under Object Lock: keeps the config and every key slot immutable at
+  // least until `until` (a backup's own date), since no backup can be read
+  // without them. Nothing without Object Lock.
+  absl::Status KeepKeysUntil(absl::Time until) const;
 
   // Key slots.
   absl::StatusOr<std::string> AddKey(const Secret& secret, const ScryptParams& scrypt = {});

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "repository/crypto.h"
 
@@ -314,6 +315,27 @@ absl::StatusOr<std::optional<std::string>> S3ObjectStore::VersionToDelete(
   }
   // "null" is the version of an object written while versioning was off.
   return std::optional<std::string>(r.Header("x-amz-version-id"));
+}
+
+absl::Status S3ObjectStore::ExtendRetention(const std::string& key, absl::Time until) const {
+  ASSIGN_OR_RETURN(ObjectInfo info, Head(key));
+  if (info.retain_until && *info.retain_until >= until) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
+  S3Request put;
+  put.method = "PUT";
+  put.key = FullKey(key);
+  put.query = {{"retention", ""}};
+  if (!version.empty()) put.query.emplace_back("versionId", version);
+  put.body = absl::StrCat("<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>",
+                          client_->location().object_lock_mode, "</Mode><RetainUntilDate>",
+                          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", until, absl::UTCTimeZone()),
+                          "</RetainUntilDate></Retention>");
+  ASSIGN_OR_RETURN(S3Response r, client_->Send(put, Name(key)));
+  if (r.status != 200 && r.status != 204) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "retention of ", Name(key), " until ", FormatUtc(until), " refused: ", DescribeS3Error(r)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status S3ObjectStore::Delete(const std::string& key) const {

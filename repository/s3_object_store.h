@@ -53,6 +53,7 @@ class S3ObjectStore : public ObjectStore {
   absl::Status Delete(const std::string& key) const override;
   // One request per 1000 keys (S3's DeleteObjects).
   absl::Status DeleteMany(const std::vector<std::string>& keys) const override;
+  absl::Status ExtendRetention(const std::string& key, absl::Time until) const override;
   bool supports_retention() const override { return true; }
   bool two_phase_prune() const override { return true; }
   bool keeps_versions() const override { return versioned_; }

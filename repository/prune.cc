@@ -193,7 +193,9 @@ absl::StatusOr<PruneReport> Prune(const Repository& repo, const PruneOptions& op
   // would only double it); it stays as it is, indexed.
   const absl::Time now = absl::Now();
   auto under_retention = [&](const PackInfo& pack) {
-    if (!repo.store().supports_retention()) return false;
+    // Only a repository with Object Lock writes retained packs (a delete
+    // still refuses any other, and it is kept then).
+    if (repo.config().object_lock_days() == 0) return false;
     auto head = repo.store().Head(pack.key);
     if (!head.ok() || !head->retain_until || *head->retain_until <= now) return false;
     report.retained_until = std::max(report.retained_until, *head->retain_until);

@@ -167,7 +167,6 @@ absl::StatusOr<Repository> Repository::Init(std::shared_ptr<const ObjectStore> s
   repo.config_.set_zstd_level(options.zstd_level);
   repo.config_.set_pack_target_bytes(options.pack_target_bytes);
   repo.config_.set_lock_stale_seconds(options.lock_stale_seconds);
-  repo.config_.set_object_lock_days(options.object_lock_days);
   // Written last, and only once: a location without it is not a
   // repository yet, and of two racing inits one fails here. Under Object
   // Lock the config is locked too: a bucket without Object Lock refuses it

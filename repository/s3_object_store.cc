@@ -28,6 +28,20 @@ absl::Time ParseS3Time(const std::string& text) {
   return absl::InfinitePast();
 }
 
+// An object's Object Lock date, from a HEAD's (or GET's) headers.
+std::optional<absl::Time> RetainUntilOf(const S3Response& r) {
+  const std::string until = r.Header("x-amz-object-lock-retain-until-date");
+  if (until.empty()) return std::nullopt;
+  return ParseS3Time(until);
+}
+
+// A RetainedError when the response's object is retained past now.
+absl::Status RefuseIfRetained(const std::string& name, const S3Response& r) {
+  const std::optional<absl::Time> until = RetainUntilOf(r);
+  if (until && *until > absl::Now()) return RetainedError(name, *until);
+  return absl::OkStatus();
+}
+
 std::string HexMd5(absl::string_view data) {
   std::string raw;
   absl::Base64Unescape(Md5Base64(data), &raw);
@@ -204,11 +218,18 @@ absl::Status S3ObjectStore::Replace(const std::string& key, absl::string_view da
   return Put(key, data, PutOptions{}, /*if_absent=*/false);
 }
 
-absl::StatusOr<std::string> S3ObjectStore::Get(const std::string& key) const {
-  S3Request get;
-  get.key = FullKey(key);
+absl::StatusOr<S3Request> S3ObjectStore::RequestFor(const std::string& method,
+                                                    const std::string& key) const {
+  S3Request request;
+  request.method = method;
+  request.key = FullKey(key);
   ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
-  if (!version.empty()) get.query.emplace_back("versionId", version);
+  if (!version.empty()) request.query.emplace_back("versionId", version);
+  return request;
+}
+
+absl::StatusOr<std::string> S3ObjectStore::Get(const std::string& key) const {
+  ASSIGN_OR_RETURN(S3Request get, RequestFor("GET", key));
   ASSIGN_OR_RETURN(S3Response r, client_->Send(get, Name(key)));
   if (r.status == 200) return std::move(r.body);
   if (r.status == 404) return absl::NotFoundError(absl::StrCat(Name(key), " does not exist"));
@@ -218,10 +239,7 @@ absl::StatusOr<std::string> S3ObjectStore::Get(const std::string& key) const {
 absl::StatusOr<std::string> S3ObjectStore::GetRange(const std::string& key, uint64_t offset,
                                                     uint64_t length) const {
   if (length == 0) return std::string();
-  S3Request get;
-  get.key = FullKey(key);
-  ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
-  if (!version.empty()) get.query.emplace_back("versionId", version);
+  ASSIGN_OR_RETURN(S3Request get, RequestFor("GET", key));
   get.headers.emplace_back("Range", absl::StrCat("bytes=", offset, "-", offset + length - 1));
   ASSIGN_OR_RETURN(S3Response r, client_->Send(get, Name(key)));
   if (r.status == 206) return std::move(r.body);
@@ -241,11 +259,7 @@ absl::StatusOr<std::string> S3ObjectStore::GetRange(const std::string& key, uint
 }
 
 absl::StatusOr<ObjectInfo> S3ObjectStore::Head(const std::string& key) const {
-  S3Request head;
-  head.method = "HEAD";
-  head.key = FullKey(key);
-  ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
-  if (!version.empty()) head.query.emplace_back("versionId", version);
+  ASSIGN_OR_RETURN(S3Request head, RequestFor("HEAD", key));
   ASSIGN_OR_RETURN(S3Response r, client_->Send(head, Name(key)));
   if (r.status == 404) return absl::NotFoundError(absl::StrCat(Name(key), " does not exist"));
   if (r.status != 200) {
@@ -257,9 +271,7 @@ absl::StatusOr<ObjectInfo> S3ObjectStore::Head(const std::string& key) const {
     return absl::DataLossError(absl::StrCat(Name(key), ": the server gave no size"));
   }
   info.modified = ParseS3Time(r.Header("last-modified"));
-  if (const std::string until = r.Header("x-amz-object-lock-retain-until-date"); !until.empty()) {
-    info.retain_until = ParseS3Time(until);
-  }
+  info.retain_until = RetainUntilOf(r);
   return info;
 }
 
@@ -309,10 +321,7 @@ absl::StatusOr<std::optional<std::string>> S3ObjectStore::VersionToDelete(
   if (r.status != 200) {
     return absl::UnavailableError(absl::StrCat("head of ", Name(key), ": HTTP ", r.status));
   }
-  if (const std::string until = r.Header("x-amz-object-lock-retain-until-date"); !until.empty()) {
-    const absl::Time t = ParseS3Time(until);
-    if (t > absl::Now()) return RetainedError(Name(key), t);
-  }
+  RETURN_IF_ERROR(RefuseIfRetained(Name(key), r));
   // "null" is the version of an object written while versioning was off.
   return std::optional<std::string>(r.Header("x-amz-version-id"));
 }
@@ -320,12 +329,8 @@ absl::StatusOr<std::optional<std::string>> S3ObjectStore::VersionToDelete(
 absl::Status S3ObjectStore::ExtendRetention(const std::string& key, absl::Time until) const {
   ASSIGN_OR_RETURN(ObjectInfo info, Head(key));
   if (info.retain_until && *info.retain_until >= until) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::string version, ReadVersion(key));
-  S3Request put;
-  put.method = "PUT";
-  put.key = FullKey(key);
-  put.query = {{"retention", ""}};
-  if (!version.empty()) put.query.emplace_back("versionId", version);
+  ASSIGN_OR_RETURN(S3Request put, RequestFor("PUT", key));
+  put.query.emplace_back("retention", "");
   put.body = absl::StrCat("<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>",
                           client_->location().object_lock_mode, "</Mode><RetainUntilDate>",
                           absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", until, absl::UTCTimeZone()),
@@ -350,10 +355,7 @@ absl::Status S3ObjectStore::Delete(const std::string& key) const {
       head.key = FullKey(key);
       head.query = {{"versionId", v.id}};
       ASSIGN_OR_RETURN(S3Response r, client_->Send(head, Name(key)));
-      if (const std::string until = r.Header("x-amz-object-lock-retain-until-date");
-          !until.empty() && ParseS3Time(until) > absl::Now()) {
-        return RetainedError(Name(key), ParseS3Time(until));
-      }
+      RETURN_IF_ERROR(RefuseIfRetained(Name(key), r));
     }
     for (const Version& v : versions) {
       S3Request del;

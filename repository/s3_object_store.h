@@ -64,6 +64,8 @@ class S3ObjectStore : public ObjectStore {
  private:
   explicit S3ObjectStore(std::unique_ptr<S3Client> client) : client_(std::move(client)) {}
   std::string FullKey(const std::string& key) const;
+  // A request for `key` at the version reads use (ReadVersion).
+  absl::StatusOr<S3Request> RequestFor(const std::string& method, const std::string& key) const;
   // Whether the server refuses a second PUT with If-None-Match: * (asked
   // once, with a probe object of its own).
   absl::StatusOr<bool> ConditionalPutWorks() const;

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/evp.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
@@ -437,6 +439,39 @@ absl::StatusOr<std::vector<PackInfo>> BackupRun::FinishPacks() {
   return pack_writer_.Close();
 }
 
+// Under Object Lock a backup is only as immutable as the oldest object it
+// needs. Chunks it found already stored (deduplicated, or unchanged blocks
+// of its base) live in older packs, found through older index files, whose
+// dates may be earlier than this backup's: each is extended to `until`
+// (only ever later), so that no one can remove what this backup needs
+// while it is itself retained.
+absl::Status KeepReusedDataUntil(const Repository& repo, const ChunkIndex& index,
+                                 const Manifest& manifest, absl::Time until) {
+  std::set<std::string> packs, index_files;
+  for (const auto& f : manifest.files()) {
+    ForEachChunkId(f, [&](const ChunkId& id) {
+      std::optional<ChunkLocation> loc = index.Find(id);
+      if (!loc) return;  // written by this backup, under its own date
+      packs.insert(*loc->pack);
+      if (!loc->index_file->empty()) index_files.insert(*loc->index_file);
+    });
+  }
+  for (const auto& id : packs) {
+    RETURN_IF_ERROR(Annotate(repo.store().ExtendRetention(PackKey(id), until),
+                             absl::StrCat("pack ", id, " holds chunks this backup reuses")));
+  }
+  for (const auto& key : index_files) {
+    RETURN_IF_ERROR(
+        Annotate(repo.store().ExtendRetention(key, until), "it lists packs this backup reuses"));
+  }
+  if (!packs.empty()) {
+    logging::Get("repository.backup")
+        ->debug("kept {} reused packs and {} index files until {}", packs.size(),
+                index_files.size(), FormatUtc(until));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<Manifest>> FindBase(const Repository& repo, const Manifest& header,
                                                  const BackupOptions& options) {
   if (options.base_manifest.empty()) return std::optional<Manifest>();
@@ -530,9 +565,12 @@ absl::StatusOr<Manifest> Backup(const Repository& repo, const std::vector<Backup
   // meanwhile, a prune may have removed them (or be about to): the backup
   // fails rather than commit a manifest whose data may be gone.
   // Under Object Lock, the keys that open this backup stay as long as it.
+  // So do the older packs and index files that hold the chunks it reuses.
   if (put.retain_until) {
     RETURN_IF_ERROR(
         Annotate(repo.KeepKeysUntil(*put.retain_until), "the backup's manifest was not written"));
+    RETURN_IF_ERROR(Annotate(KeepReusedDataUntil(repo, index, manifest, *put.retain_until),
+                             "the backup's manifest was not written"));
   }
   RETURN_IF_ERROR(Annotate(lock->CheckStillHeld(), "the backup's manifest was not written"));
   DAGVAULT_CRASH_POINT("repository.backup.lock_checked");

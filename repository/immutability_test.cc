@@ -19,16 +19,20 @@ namespace {
 using ::testing::HasSubstr;
 using namespace testing;  // NOLINT: the shared test helpers
 
-TEST(Immutability, AnAttackerWithTheNodesCredentialsCannotDestroyALockedBackup) {
+// A prefix of its own in the locked bucket; "" when the run has none.
+std::string LockedLocation() {
   const char* base = std::getenv("DAGVAULT_TEST_S3_LOCKED");
-  if (base == nullptr || *base == '\0') {
-    GTEST_SKIP() << "no S3 bucket with Object Lock: $DAGVAULT_TEST_S3_LOCKED is not set";
-  }
-  // A prefix of its own in the locked bucket.
+  if (base == nullptr || *base == '\0') return "";
   const std::string url = base;
   const size_t query = url.find('?');
-  const std::string location =
-      absl::StrCat(url.substr(0, query), "/immutable-", *RandomHex(6), url.substr(query));
+  return absl::StrCat(url.substr(0, query), "/immutable-", *RandomHex(6), url.substr(query));
+}
+
+TEST(Immutability, AnAttackerWithTheNodesCredentialsCannotDestroyALockedBackup) {
+  const std::string location = LockedLocation();
+  if (location.empty()) {
+    GTEST_SKIP() << "no S3 bucket with Object Lock: $DAGVAULT_TEST_S3_LOCKED is not set";
+  }
   auto s3 = S3ObjectStore::Open(location);
   ASSERT_TRUE(s3.ok()) << s3.status();
   ASSERT_TRUE((*s3)->versioned()) << "Object Lock needs a versioned bucket";
@@ -132,6 +136,66 @@ TEST(Immutability, AnAttackerWithTheNodesCredentialsCannotDestroyALockedBackup) 
   auto again = Restore(*reopened, m->id(), dir.Sub("after-prune"));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(ReadFile(dir.Sub("after-prune/db.edb")), data);
+}
+
+// Deduplication does not shorten immutability: a backup that reuses the
+// chunks of an older backup's packs (unchanged .edb blocks through its base
+// manifest, and a log file found in the index) keeps those packs, and the
+// index file that finds them, as long as itself.
+TEST(Immutability, ABackupKeepsTheOlderPacksItReusesAsLongAsItself) {
+  const std::string location = LockedLocation();
+  if (location.empty()) {
+    GTEST_SKIP() << "no S3 bucket with Object Lock: $DAGVAULT_TEST_S3_LOCKED is not set";
+  }
+  auto s3 = S3ObjectStore::Open(location);
+  ASSERT_TRUE(s3.ok()) << s3.status();
+  std::shared_ptr<const ObjectStore> store = std::move(*s3);
+  InitOptions init = FastInit();
+  init.object_lock_days = 1;
+  auto repo = Repository::Init(store, TestPassphrase(), init);
+  ASSERT_TRUE(repo.ok()) << repo.status();
+  ::dagvault::testing::TempDir dir("dedup-lock");
+  WriteFile(dir.Sub("db.edb"), MakeEdbLike(512, 11));
+  WriteFile(dir.Sub("E00.log"), MakeEdbLike(64, 12));
+  const std::vector<BackupFile> files = {{dir.Sub("db.edb"), "db.edb", "database", "", 0},
+                                         {dir.Sub("E00.log"), "E00.log", "log", "", 1}};
+  auto first = Backup(*repo, files, Header("DB01"));  // the repository's one day
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto first_packs = ListPackFiles(*store);
+  ASSERT_TRUE(first_packs.ok() && !first_packs->empty());
+  for (const auto& [id, object] : *first_packs) {
+    auto head = store->Head(object.key);
+    ASSERT_TRUE(head.ok() && head->retain_until) << object.key;
+    EXPECT_LT(*head->retain_until, absl::Now() + absl::Hours(25)) << object.key;
+  }
+
+  // The same data again, for a unit whose retention asks for three days:
+  // nothing new is stored, everything is reused.
+  BackupOptions three_days;
+  three_days.retain_at_least = absl::Hours(72);
+  auto second = Backup(*repo, files, Header("DB01"), three_days);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->new_bytes(), 0u);
+  auto packs = ListPackFiles(*store);
+  ASSERT_TRUE(packs.ok());
+  EXPECT_EQ(packs->size(), first_packs->size()) << "the second backup wrote packs";
+  std::vector<std::string> needed = {IndexFileKey(first->session()),
+                                     Repository::ManifestKey(second->id())};
+  for (const auto& [id, object] : *packs) needed.push_back(object.key);
+  for (const auto& key : needed) {
+    auto head = store->Head(key);
+    ASSERT_TRUE(head.ok()) << head.status();
+    ASSERT_TRUE(head->retain_until.has_value()) << key;
+    EXPECT_GT(*head->retain_until, absl::Now() + absl::Hours(71)) << key;
+  }
+  // Only ever later: a backup with a shorter date leaves them as they are.
+  auto third = Backup(*repo, files, Header("DB01"));
+  ASSERT_TRUE(third.ok()) << third.status();
+  for (const auto& [id, object] : *packs) {
+    auto head = store->Head(object.key);
+    ASSERT_TRUE(head.ok() && head->retain_until) << object.key;
+    EXPECT_GT(*head->retain_until, absl::Now() + absl::Hours(71)) << object.key;
+  }
 }
 
 // A folder cannot lock anything: asking for Object Lock there is refused,

@@ -19,9 +19,13 @@ std::string IndexBinding(const std::string& session) { return absl::StrCat("inde
 
 }  // namespace
 
-void ChunkIndex::AddPack(const PackInfo& pack) {
+void ChunkIndex::AddPack(const PackInfo& pack, const std::string& index_file) {
   const uint32_t number = static_cast<uint32_t>(packs_.size());
   packs_.push_back(pack.id);
+  if (index_files_.empty() || index_files_.back() != index_file) {
+    index_files_.push_back(index_file);
+  }
+  pack_files_.push_back(static_cast<uint32_t>(index_files_.size() - 1));
   for (const auto& c : pack.chunks) {
     // The first pack that holds a chunk keeps it (a duplicate written by a
     // concurrent session is equally good).
@@ -60,6 +64,7 @@ std::optional<ChunkLocation> ChunkIndex::Find(const ChunkId& id) const {
   if (loc == nullptr) return std::nullopt;
   ChunkLocation out;
   out.pack = &packs_[loc->pack];
+  out.index_file = &index_files_[pack_files_[loc->pack]];
   out.chunk = {id, loc->offset, loc->length, loc->plaintext_length};
   return out;
 }
@@ -140,7 +145,7 @@ absl::StatusOr<ChunkIndex> LoadIndex(const RepositoryKeys& keys, const ObjectSto
   ASSIGN_OR_RETURN(std::vector<std::string> files, ListIndexFiles(store));
   for (const std::string& key : files) {
     ASSIGN_OR_RETURN(std::vector<PackInfo> packs, ReadIndexFile(keys, store, key));
-    for (const auto& pack : packs) index.AddPack(pack);
+    for (const auto& pack : packs) index.AddPack(pack, key);
   }
   index.Compact();
   return index;

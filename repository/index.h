@@ -17,6 +17,9 @@ namespace dagvault::repository {
 
 struct ChunkLocation {
   const std::string* pack = nullptr;  // the pack's id
+  // The key of the index file that listed the pack ("" when not given):
+  // under Object Lock a backup that reuses the chunk keeps both.
+  const std::string* index_file = nullptr;
   PackedChunk chunk;
 };
 
@@ -27,7 +30,7 @@ struct ChunkLocation {
 // eighth of it. A merge briefly holds both arrays.
 class ChunkIndex {
  public:
-  void AddPack(const PackInfo& pack);
+  void AddPack(const PackInfo& pack, const std::string& index_file = "");
   bool Contains(const ChunkId& id) const { return FindLocation(id) != nullptr; }
   std::optional<ChunkLocation> Find(const ChunkId& id) const;
   size_t chunk_count() const { return sorted_.size() + recent_.size(); }
@@ -63,6 +66,9 @@ class ChunkIndex {
   std::vector<Entry> sorted_;
   absl::flat_hash_map<ChunkId, Location, IdHash> recent_;
   std::vector<std::string> packs_;
+  // Per pack, which of index_files_ listed it (files are added in runs).
+  std::vector<uint32_t> pack_files_;
+  std::vector<std::string> index_files_;
 };
 
 // Writes index/<session>.idx whole, listing `packs`.

@@ -1,5 +1,6 @@
 #include "coordinator/schedule/policy.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -58,6 +59,35 @@ v1::StartBackupRequest BackupRequestOf(const v1::Policy& policy, const std::stri
   request.set_max_copy_queue(policy.max_copy_queue());
   request.set_max_replay_queue(policy.max_replay_queue());
   return request;
+}
+
+absl::Duration BackupRetention(const v1::Policy& policy, absl::Time now) {
+  if (policy.keep_days() == 0) return absl::ZeroDuration();
+  const absl::Duration day = absl::Hours(24);
+  absl::Duration longest_gap = absl::ZeroDuration();
+  if (auto full = CronSchedule::Parse(policy.full_schedule());
+      !policy.full_schedule().empty() && full.ok()) {
+    // The firings of a year (at most a thousand: a schedule that fires
+    // more often has short gaps anyway) show its longest gap.
+    absl::Time t = full->Next(now);
+    for (int i = 0; i < 1000 && t < now + 400 * day; ++i) {
+      const absl::Time next = full->Next(t);
+      if (next == absl::InfiniteFuture()) break;
+      longest_gap = std::max(longest_gap, next - t);
+      t = next;
+    }
+  }
+  return day * static_cast<double>(policy.keep_days()) + longest_gap + day;
+}
+
+absl::Duration UnitBackupRetention(const std::vector<v1::Policy>& policies, const std::string& unit,
+                                   absl::Time now) {
+  for (const auto& p : policies) {
+    for (const auto& u : p.units()) {
+      if (u == unit) return BackupRetention(p, now);
+    }
+  }
+  return absl::ZeroDuration();
 }
 
 v1::PolicyInfo DescribePolicy(const v1::Policy& policy, absl::Time now) {

@@ -22,6 +22,19 @@ dagvault::v1::StartBackupRequest BackupRequestOf(const dagvault::v1::Policy& pol
                                                  const std::string& unit,
                                                  dagvault::v1::BackupType type);
 
+// How long a backup taken now under `policy` must stay restorable: the
+// policy's keep_days, plus the longest gap between two of its Fulls (a
+// chain's age is its newest piece's, and its Full is needed until the
+// chain expires), plus a day. Zero when no time follows from the policy
+// (keep_days 0: kept by count or for good): the repository's own
+// object_lock_days then apply alone. Without a Full schedule the gap is
+// not known, and only keep_days and the day count.
+absl::Duration BackupRetention(const dagvault::v1::Policy& policy, absl::Time now);
+// The same for `unit` under whichever of `policies` covers it; zero when
+// none does.
+absl::Duration UnitBackupRetention(const std::vector<dagvault::v1::Policy>& policies,
+                                   const std::string& unit, absl::Time now);
+
 // The policy with the next time each of its schedules fires after `now`.
 dagvault::v1::PolicyInfo DescribePolicy(const dagvault::v1::Policy& policy, absl::Time now);
 

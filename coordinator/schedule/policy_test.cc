@@ -65,5 +65,40 @@ TEST(Policy, EachProblemIsNamed) {
   EXPECT_TRUE(ValidatePolicy(Nightly(), {Nightly()}).ok());
 }
 
+// How long a backup must stay restorable (the Object Lock date): keep_days
+// plus the longest gap between Fulls plus a day.
+TEST(Policy, ABackupIsKeptForTheRetentionAndTheGapBetweenFulls) {
+  absl::Time noon;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime("%Y-%m-%d %H:%M", "2026-11-22 12:00", &noon, &error));
+  const absl::Duration day = absl::Hours(24);
+  v1::Policy weekly = Nightly();
+  weekly.set_keep_days(30);
+  EXPECT_EQ(BackupRetention(weekly, noon), 30 * day + 7 * day + day);
+  // Fulls on the 1st of each month: the longest gap is 31 days.
+  v1::Policy monthly = weekly;
+  monthly.set_full_schedule("0 2 1 * *");
+  EXPECT_EQ(BackupRetention(monthly, noon), 30 * day + 31 * day + day);
+  // Fulls every six hours: the gap is small, the retention rules.
+  v1::Policy often = weekly;
+  often.set_full_schedule("0 */6 * * *");
+  EXPECT_EQ(BackupRetention(often, noon), 30 * day + absl::Hours(6) + day);
+  // No Full schedule: the gap is not known; keep_days and the day.
+  v1::Policy incremental_only = weekly;
+  incremental_only.clear_full_schedule();
+  EXPECT_EQ(BackupRetention(incremental_only, noon), 31 * day);
+  // Kept by count or for good: no date follows (the repository's applies).
+  v1::Policy by_count = weekly;
+  by_count.set_keep_days(0);
+  by_count.set_keep_chains(4);
+  EXPECT_EQ(BackupRetention(by_count, noon), absl::ZeroDuration());
+  // A unit takes its own policy's; one in no policy none.
+  by_count.clear_units();
+  by_count.add_units("DB05");
+  EXPECT_EQ(UnitBackupRetention({by_count, monthly}, "SG01", noon), 62 * day);
+  EXPECT_EQ(UnitBackupRetention({by_count, monthly}, "DB05", noon), absl::ZeroDuration());
+  EXPECT_EQ(UnitBackupRetention({by_count, monthly}, "DB09", noon), absl::ZeroDuration());
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

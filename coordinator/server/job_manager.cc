@@ -12,6 +12,7 @@
 #include "common/job_state.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "coordinator/schedule/policy.h"
 #include "spdlog/spdlog.h"
 
 namespace dagvault::coordinator {
@@ -351,6 +352,12 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
     }
     return fail(why);
   }
+  auto policies = catalog_->Policies();
+  if (!policies.ok()) {
+    return fail(absl::StrCat("the unit's policy could not be read from the catalog (",
+                             policies.status().message(), ")"));
+  }
+  const absl::Duration retention = UnitBackupRetention(*policies, a.record.unit, clock_->Now());
   const RankedCopy& chosen = selection.ranked.front();
   for (const RejectedCopy& r : selection.rejected) {
     events::Emit("coordinator", spdlog::level::info, events::EventId::kCopySkipped,
@@ -396,6 +403,9 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
   job->set_max_replay_queue(a.policy.max_replay_queue);
   job->set_expect_active(chosen.active);
   job->set_fencing_token(a.fencing_token);
+  // Under Object Lock the backup stays immutable as long as its unit's
+  // policy may need it.
+  job->set_retain_seconds(static_cast<uint64_t>(absl::ToInt64Seconds(retention)));
   // A dead or cancelled earlier attempt's writer session may hold the unit
   // until the writers' session timeout ends it: the agent waits that long.
   job->set_wait_for_writer_seconds(

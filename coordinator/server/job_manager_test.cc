@@ -443,5 +443,33 @@ TEST_F(JobManagerTest, AJobTheCoordinatorCreatedButNeverAssignedEndsAtRestartAnd
   EXPECT_TRUE(unfinished->empty());
 }
 
+// The assignment tells the agent how long its unit's policy may need the
+// backup (the Object Lock date); a unit in no policy gets none.
+TEST_F(JobManagerTest, AnAssignmentCarriesItsUnitsRetention) {
+  JobRecord unpolicied = Start("full", {"node2"});
+  auto first = channels_["node2"]->Assignments();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].retain_seconds(), 0u);
+  ASSERT_TRUE(jobs_->Cancel(unpolicied.id).ok());
+  v1::JobUpdate done;
+  done.set_job(unpolicied.id);
+  done.set_attempt(1);
+  done.set_phase(v1::JOB_CANCELLED);
+  done.set_error("cancelled");
+  jobs_->OnJobUpdate("node2", done);
+
+  v1::Policy policy;
+  policy.set_name("weekly");
+  policy.add_units("DB02");
+  policy.set_full_schedule("0 1 * * sun");
+  policy.set_keep_days(30);
+  ASSERT_TRUE(catalog_->PutPolicy(policy).ok());
+  Start("full", {"node2"});
+  auto second = channels_["node2"]->Assignments();
+  ASSERT_EQ(second.size(), 2u);
+  // 30 days kept, a week between Fulls, a day's margin.
+  EXPECT_EQ(second[1].retain_seconds(), uint64_t{38} * 24 * 3600);
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

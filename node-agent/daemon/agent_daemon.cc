@@ -503,6 +503,7 @@ class Daemon final : public AgentDaemon {
     }
     BackupJobOptions options;
     options.repository.workers = static_cast<int>(config_.workers());
+    options.repository.retain_at_least = absl::Seconds(static_cast<int64_t>(a.retain_seconds()));
     // Kept on disk before the manifest is written: if this agent dies
     // before the result is delivered, its restart reports the backup.
     options.before_commit = [this, job](const v1::Manifest& committing) {

@@ -71,6 +71,18 @@ struct TaskResult {
   std::vector<Block> blocks;
 };
 
+// Packs written (uploaded) at once: the option, else the store's own
+// choice (one for a folder, where a second fsync adds nothing; several for
+// an object store, whose requests each wait on the network and on the
+// digests of their body).
+int Uploads(const Repository& repo, const BackupOptions& options) {
+  return options.uploads > 0 ? options.uploads : repo.store().parallel_writes();
+}
+// Full packs waiting for a writer: two for a single writer (as before
+// uploads were parallel), one when several run, so that the packs in
+// memory stay at 1 being filled + waiting + being written.
+size_t QueuedPacks(int uploads) { return uploads > 1 ? 1 : 2; }
+
 class BackupRun {
  public:
   BackupRun(const Repository& repo, const ChunkIndex& index, const BackupOptions& options,
@@ -80,6 +92,7 @@ class BackupRun {
         options_(options),
         put_(std::move(put)),
         seal_{zstd_level},
+        pack_writer_(QueuedPacks(Uploads(repo, options)), Uploads(repo, options)),
         pack_(NewPack()),
         log_(logging::Get("repository.backup")) {}
 

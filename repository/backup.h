@@ -9,10 +9,12 @@
 // segment due, so reading and sealing run ahead of it by a bounded window.
 //
 // Memory: each worker holds at most one segment (4 MiB) and its sealed
-// output (~4 MiB); the window holds at most 2 × workers segments; the pack
-// being filled, two waiting for the pack writer's thread and the one it
-// writes hold up to the pack target (32 MiB by default) each; plus the
-// index (index.h) and the block maps (12 bytes per block).
+// output (~4 MiB); the window holds at most 2 × workers segments; packs of
+// up to the pack target (32 MiB by default) each: the one being filled,
+// and with one pack writer (a folder) two waiting and the one it writes
+// (4 packs, 128 MiB), with U > 1 uploads (an object store, U = 3 by
+// default) one waiting and the U being uploaded (U + 2 packs, ~185 MiB);
+// plus the index (index.h) and the block maps (12 bytes per block).
 #pragma once
 
 #include <string>
@@ -52,6 +54,9 @@ class BackupObserver {
 struct BackupOptions {
   int workers = 0;      // 0: one per core
   int zstd_level = -1;  // -1: the repository's default
+  // Packs written at once: 0 for the store's choice (1 on a folder, 3 on
+  // S3); each is a pack target's memory.
+  int uploads = 0;
   // Files with role "database", and any file at least this large, are
   // stored as block maps; the rest as fixed chunks.
   uint64_t block_map_min_size = 64 << 20;

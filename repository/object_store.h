@@ -102,6 +102,8 @@ class ObjectStore {
   // grace period): on an object store, where nothing but timing and
   // listings tells a prune what another host is writing.
   virtual bool two_phase_prune() const { return false; }
+  // How many large objects a writer should put at once.
+  virtual int parallel_writes() const { return 1; }
   // Whether objects are read at their first version (a versioned bucket):
   // what Object Lock's protection against overwrites rests on.
   virtual bool keeps_versions() const { return false; }

@@ -107,8 +107,11 @@ absl::StatusOr<PackInfo> PackWriter::Finish() {
   return info;
 }
 
-BackgroundPackWriter::BackgroundPackWriter(size_t queue_limit)
-    : queue_limit_(std::max<size_t>(1, queue_limit)), thread_([this] { Run(); }) {}
+BackgroundPackWriter::BackgroundPackWriter(size_t queue_limit, int writers)
+    : queue_limit_(std::max<size_t>(1, queue_limit)),
+      writers_(static_cast<size_t>(std::max(1, writers))) {
+  for (size_t i = 0; i < writers_; ++i) threads_.emplace_back([this] { Run(); });
+}
 
 BackgroundPackWriter::~BackgroundPackWriter() { (void)Close(); }
 
@@ -127,7 +130,9 @@ absl::StatusOr<std::vector<PackInfo>> BackgroundPackWriter::Close() {
     closing_ = true;
     changed_.notify_all();
   }
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
   std::lock_guard<std::mutex> l(mu_);
   if (!status_.ok()) return status_;
   return written_;
@@ -148,8 +153,8 @@ void BackgroundPackWriter::Run() {
     if (queue_.empty()) return;  // closing, and nothing left
     std::unique_ptr<PackWriter> pack = std::move(queue_.front());
     queue_.pop_front();
-    // Still counted against the limit while it is written: memory stays
-    // bounded by queue_limit_ + 1 packs.
+    // No longer queued while it is written: memory stays bounded by
+    // queue_limit_ + the writers' packs.
     const absl::Status before = status_;
     l.unlock();
     // After a failure the rest are dropped: the backup fails anyway, and
@@ -158,7 +163,7 @@ void BackgroundPackWriter::Run() {
     std::string buffer = pack->TakeBuffer();
     pack.reset();
     l.lock();
-    if (spare_.size() < queue_limit_) spare_.push_back(std::move(buffer));
+    if (spare_.size() < queue_limit_ + writers_) spare_.push_back(std::move(buffer));
     if (info.ok()) {
       written_.push_back(std::move(*info));
     } else if (status_.ok()) {

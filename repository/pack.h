@@ -83,13 +83,15 @@ class PackWriter {
   std::vector<PackedChunk> chunks_;
 };
 
-// Finishes full packs on a thread of its own, so that the threads which
-// compress and encrypt never wait on a write or an fsync. At most
-// `queue_limit` packs wait to be written: Submit blocks beyond that, which
-// bounds the memory a fast producer can take.
+// Finishes full packs on threads of their own, so that the threads which
+// compress and encrypt never wait on a write, an fsync or an upload. At
+// most `queue_limit` packs wait and `writers` are being written at once:
+// Submit blocks beyond that, which bounds the memory a fast producer can
+// take to queue_limit + writers packs. Several writers keep an object
+// store's connections busy while one pack's digests are computed.
 class BackgroundPackWriter {
  public:
-  explicit BackgroundPackWriter(size_t queue_limit = 2);
+  explicit BackgroundPackWriter(size_t queue_limit = 2, int writers = 1);
   ~BackgroundPackWriter();  // waits for the packs already submitted
 
   // Queues a full pack. Returns the first write error seen so far, so a
@@ -104,6 +106,7 @@ class BackgroundPackWriter {
   void Run();
 
   const size_t queue_limit_;
+  const size_t writers_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::deque<std::unique_ptr<PackWriter>> queue_;
@@ -111,7 +114,7 @@ class BackgroundPackWriter {
   absl::Status status_;
   std::vector<PackInfo> written_;
   std::vector<std::string> spare_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 // Reads and authenticates a pack's trailer (a HEAD and two ranged reads:

@@ -1,8 +1,13 @@
 #include "repository/pack.h"
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <random>
+#include <thread>
 
+#include "absl/time/clock.h"
 #include "common/evp.h"
 #include "common/file_util.h"
 #include "common/testing/temp_dir.h"
@@ -133,6 +138,83 @@ TEST_F(PackTest, DamageIsNamedByPackAndChunkAndSparesTheOtherChunks) {
   ASSERT_TRUE(store_.Replace(written.key, "hello").ok());
   EXPECT_THAT(std::string(ReadPackIndex(keys_, store_, written.key).status().message()),
               HasSubstr("not a pack"));
+}
+
+// A folder whose puts wait at a gate, counting how many are in flight.
+class GatedStore : public FilesystemObjectStore {
+ public:
+  using FilesystemObjectStore::FilesystemObjectStore;
+  absl::Status PutIfAbsent(const std::string& key, absl::string_view data,
+                           const PutOptions& options) const override {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      ++in_flight_;
+      max_in_flight_ = std::max(max_in_flight_, in_flight_);
+      changed_.notify_all();
+      changed_.wait(l, [&] { return open_; });
+    }
+    absl::Status s = FilesystemObjectStore::PutIfAbsent(key, data, options);
+    std::lock_guard<std::mutex> l(mu_);
+    --in_flight_;
+    return s;
+  }
+  void Open() {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = true;
+    changed_.notify_all();
+  }
+  bool WaitForInFlight(int n) {
+    std::unique_lock<std::mutex> l(mu_);
+    return changed_.wait_for(l, std::chrono::seconds(30), [&] { return in_flight_ == n; });
+  }
+  int max_in_flight() {
+    std::lock_guard<std::mutex> l(mu_);
+    return max_in_flight_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable changed_;
+  mutable int in_flight_ = 0;
+  mutable int max_in_flight_ = 0;
+  bool open_ = false;
+};
+
+// Several writers put packs at once, and no more: with the puts held, three
+// writers take three packs, one more waits in the queue, and the next
+// Submit blocks (the memory bound: queue + writers packs). Released, every
+// pack lands whole.
+TEST_F(PackTest, BackgroundWritersPutSeveralPacksAtOnceWithinTheirBound) {
+  GatedStore gated(dir_.Sub("gated"));
+  BackgroundPackWriter writer(/*queue_limit=*/1, /*writers=*/3);
+  std::atomic<int> submitted{0};
+  std::thread producer([&] {
+    for (int i = 0; i < 6; ++i) {
+      auto pack = std::make_unique<PackWriter>(keys_, gated);
+      const std::string plain(4096 + i, static_cast<char>('a' + i));
+      const ChunkId id = keys_.Id(plain);
+      auto sealed = SealChunk(keys_, id, plain);
+      ASSERT_TRUE(sealed.ok());
+      ASSERT_TRUE(pack->Add(id, *sealed, static_cast<uint32_t>(plain.size())).ok());
+      ASSERT_TRUE(writer.Submit(std::move(pack)).ok());
+      ++submitted;
+    }
+  });
+  ASSERT_TRUE(gated.WaitForInFlight(3));
+  // Three being put and one queued: the fifth Submit waits for room.
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(submitted.load(), 4);
+  gated.Open();
+  producer.join();
+  auto packs = writer.Close();
+  ASSERT_TRUE(packs.ok()) << packs.status();
+  EXPECT_EQ(packs->size(), 6u);
+  EXPECT_EQ(gated.max_in_flight(), 3);
+  for (const auto& p : *packs) {
+    auto read = ReadPackIndex(keys_, gated, p.key);
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_EQ(read->chunks.size(), 1u);
+  }
 }
 
 }  // namespace

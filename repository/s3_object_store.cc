@@ -172,7 +172,7 @@ absl::Status S3ObjectStore::Put(const std::string& key, absl::string_view data,
   S3Request put;
   put.method = "PUT";
   put.key = FullKey(key);
-  put.body = std::string(data);
+  put.borrowed_body = data;  // the caller's, alive until this returns
   if (options.retain_until) {
     put.headers.emplace_back("x-amz-object-lock-mode", client_->location().object_lock_mode);
     put.headers.emplace_back(

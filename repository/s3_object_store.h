@@ -56,6 +56,9 @@ class S3ObjectStore : public ObjectStore {
   absl::Status ExtendRetention(const std::string& key, absl::Time until) const override;
   bool supports_retention() const override { return true; }
   bool two_phase_prune() const override { return true; }
+  // Each PUT waits on its body's SHA-256 and MD5 and on the network:
+  // three keep a connection busy while the next pack's digests run.
+  int parallel_writes() const override { return 3; }
   bool keeps_versions() const override { return versioned_; }
 
   const S3Client& client() const { return *client_; }

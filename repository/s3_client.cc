@@ -316,12 +316,14 @@ absl::StatusOr<S3Response> S3Client::SendOnce(Handle& handle, const S3Request& r
   sign.encoded_path = path;
   sign.query = request.query;
   sign.headers = request.headers;
-  sign.payload_sha256_hex = Sha256Hex(request.body);
-  if (!request.body.empty() || request.method == "PUT" || request.method == "POST") {
-    sign.headers.emplace_back("Content-MD5", Md5Base64(request.body));
+  const absl::string_view payload = request.payload();
+  sign.payload_sha256_hex = Sha256Hex(payload);
+  if (!payload.empty() || request.method == "PUT" || request.method == "POST") {
+    sign.headers.emplace_back("Content-MD5", Md5Base64(payload));
   }
   const SignedHeaders signed_headers =
-      SignV4(sign, credentials_, location_.region, "s3", absl::Now());
+      SignV4(sign, credentials_, location_.region, "s3",
+             absl::Now() + absl::Microseconds(clock_offset_us_.load()));
   std::string url = absl::StrCat(base_, path);
   const std::string query = CanonicalQuery(request.query);
   if (!query.empty()) absl::StrAppend(&url, "?", query);
@@ -357,14 +359,13 @@ absl::StatusOr<S3Response> S3Client::SendOnce(Handle& handle, const S3Request& r
   if (request.method == "PUT" || request.method == "POST") {
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(payload.size()));
   }
   const CURLcode code = curl_easy_perform(curl);
   curl_slist_free_all(list);
   counters_.requests++;
-  counters_.bytes_sent += request.body.size();
+  counters_.bytes_sent += payload.size();
   counters_.bytes_received += response.body.size();
   if (code != CURLE_OK) {
     const std::string message = absl::StrCat(what, ": ", request.method, " to ", location_.endpoint,
@@ -376,14 +377,39 @@ absl::StatusOr<S3Response> S3Client::SendOnce(Handle& handle, const S3Request& r
   return response;
 }
 
+bool S3Client::LearnClockSkew(const S3Response& refused) const {
+  absl::Time server;
+  std::string error;
+  if (!absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", refused.Header("date"), absl::UTCTimeZone(),
+                       &server, &error)) {
+    return false;
+  }
+  const absl::Duration offset = server - absl::Now();
+  const absl::Duration known = absl::Microseconds(clock_offset_us_.load());
+  // Within 5 minutes the signature was in time: the 403 is about something else.
+  if (absl::AbsDuration(offset - known) <= absl::Minutes(5)) return false;
+  clock_offset_us_ = absl::ToInt64Microseconds(offset);
+  logging::Get("repository.s3")
+      ->warn(
+          "the clock of this machine is {} off the S3 server's ({}): requests are signed with "
+          "the server's time from now on; set this machine's clock right (NTP)",
+          absl::FormatDuration(offset), location_.endpoint);
+  return true;
+}
+
 absl::StatusOr<S3Response> S3Client::Send(const S3Request& request, const std::string& what) const {
   const absl::Time started = absl::Now();
   absl::Duration backoff = retry_.first_backoff;
   thread_local std::mt19937_64 rng{std::random_device{}()};
+  bool resigned = false;
   for (int attempt = 1;; ++attempt) {
     auto handle = Acquire();
     absl::StatusOr<S3Response> r = SendOnce(*handle, request, what);
     Release(std::move(handle));
+    if (r.ok() && r->status == 403 && !resigned && LearnClockSkew(*r)) {
+      resigned = true;
+      continue;
+    }
     const bool retry = r.ok() ? IsRetryableHttpStatus(r->status) : absl::IsUnavailable(r.status());
     if (!retry) {
       if (r.ok()) r->attempts = attempt;

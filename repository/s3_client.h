@@ -52,6 +52,12 @@ struct S3Request {
   std::vector<std::pair<std::string, std::string>> query;
   HttpHeaders headers;
   std::string body;
+  // A body the caller keeps alive through Send, sent instead of `body`
+  // without a copy (a 32 MiB pack).
+  absl::string_view borrowed_body;
+  absl::string_view payload() const {
+    return borrowed_body.data() != nullptr ? borrowed_body : absl::string_view(body);
+  }
 };
 
 struct S3Response {
@@ -91,6 +97,13 @@ class S3Client {
   // Sends the request, retrying what is safe to retry (see class comment):
   // the caller decides what a status means. A transport failure that
   // outlasts the retries is an Unavailable error naming `what`.
+  //
+  // Clock skew: S3 refuses a request signed more than 15 minutes off its
+  // own clock (403, RequestTimeTooSkewed; a HEAD's 403 has no body to say
+  // so). On a 403 whose Date header is more than 5 minutes off this
+  // machine's clock, the client signs from then on with the server's time
+  // (as AWS's own SDKs do), warns once naming the difference, and sends
+  // the refused request again at once (it had no effect).
   absl::StatusOr<S3Response> Send(const S3Request& request, const std::string& what) const;
 
  private:
@@ -99,6 +112,9 @@ class S3Client {
   void Release(std::unique_ptr<Handle> handle) const;
   absl::StatusOr<S3Response> SendOnce(Handle& handle, const S3Request& request,
                                       const std::string& what) const;
+  // A refusal that shows this machine's clock far off the server's: learns
+  // the difference and says whether to send again.
+  bool LearnClockSkew(const S3Response& refused) const;
 
   S3Location location_;
   S3Credentials credentials_;
@@ -108,6 +124,8 @@ class S3Client {
   mutable std::mutex mu_;
   mutable std::vector<std::unique_ptr<Handle>> idle_;  // connections kept for reuse
   mutable S3Counters counters_;
+  // The server's clock minus this machine's, as learnt from a refusal.
+  mutable std::atomic<int64_t> clock_offset_us_{0};
 };
 
 // Whether an S3 error is worth another attempt: 500, 502, 503, 504, 429.

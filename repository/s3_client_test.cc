@@ -15,6 +15,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
@@ -213,6 +214,67 @@ TEST_F(S3ClientTest, APutWhoseAnswerWasLostIsNeverTurnedIntoAnOverwrite) {
   EXPECT_EQ(taken.code(), absl::StatusCode::kAlreadyExists) << taken;
   EXPECT_THAT(std::string(taken.message()), HasSubstr("s3://b/p/manifests/m.mf"));
   EXPECT_EQ(fake.objects["/b/p/manifests/m.mf"], "someone else's");
+}
+
+// A machine whose clock is hours off the server's: S3 refuses what it
+// signs (403; a HEAD's without a body). The client learns the server's
+// time from the refusal's Date header, sends again at once, and signs
+// every later request right. A 403 from a server whose clock agrees is not
+// sent again.
+TEST_F(S3ClientTest, AClockHoursOffTheServersIsCorrectedOnceAndRemembered) {
+  FakeS3 fake;
+  std::atomic<int> refused{0};
+  std::atomic<bool> server_ahead{true};
+  fake.script = [&](const httplib::Request& req, httplib::Response& res) {
+    const absl::Time server_now =
+        absl::Now() + (server_ahead ? absl::Hours(2) : absl::ZeroDuration());
+    res.set_header("Date",
+                   absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", server_now, absl::UTCTimeZone()));
+    absl::Time signed_at;
+    std::string error;
+    const bool in_time = absl::ParseTime("%E4Y%m%dT%H%M%SZ", req.get_header_value("x-amz-date"),
+                                         absl::UTCTimeZone(), &signed_at, &error) &&
+                         absl::AbsDuration(signed_at - server_now) <= absl::Minutes(15);
+    if (in_time && server_ahead) return false;  // served as usual
+    ++refused;
+    res.status = 403;
+    res.set_content(in_time ? "<Error><Code>AccessDenied</Code></Error>"
+                            : "<Error><Code>RequestTimeTooSkewed</Code></Error>",
+                    "application/xml");
+    return true;
+  };
+  fake.objects["/b/p/k"] = "value";
+  S3Client client = Client(fake);
+  S3Request head;
+  head.method = "HEAD";
+  head.key = "p/k";
+  auto first = client.Send(head, "object k");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->status, 200);
+  EXPECT_EQ(first->attempts, 2);
+  EXPECT_EQ(refused.load(), 1);
+  S3Request put;
+  put.method = "PUT";
+  put.key = "p/new";
+  put.body = "data";
+  auto second = client.Send(put, "object new");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->status, 200);
+  EXPECT_EQ(second->attempts, 1);
+  EXPECT_EQ(refused.load(), 1);
+  EXPECT_EQ(fake.objects["/b/p/new"], "data");
+
+  // A server whose clock is this machine's (after the correction, the old
+  // offset is now two hours off it): the offset is learnt back, once.
+  server_ahead = false;
+  auto back = client.Send(head, "object k");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->status, 403);  // this fake refuses everything now
+  EXPECT_EQ(back->attempts, 2);
+  auto denied = client.Send(head, "object k");
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_EQ(denied->status, 403);
+  EXPECT_EQ(denied->attempts, 1) << "a 403 with the clocks agreeing was sent again";
 }
 
 TEST(S3Location, TheUrlsPartsDefaultsAndRefusals) {

@@ -21,11 +21,8 @@ using namespace testing;  // NOLINT: the shared test helpers
 
 // A prefix of its own in the locked bucket; "" when the run has none.
 std::string LockedLocation() {
-  const char* base = std::getenv("DAGVAULT_TEST_S3_LOCKED");
-  if (base == nullptr || *base == '\0') return "";
-  const std::string url = base;
-  const size_t query = url.find('?');
-  return absl::StrCat(url.substr(0, query), "/immutable-", *RandomHex(6), url.substr(query));
+  auto store = MakeTestStore(Backend::kS3Locked, "immutable");
+  return store.ok() ? store->location : "";
 }
 
 TEST(Immutability, AnAttackerWithTheNodesCredentialsCannotDestroyALockedBackup) {

@@ -77,7 +77,9 @@ inline std::string ReadFile(const std::string& path) {
 
 // The backends a repository test runs against: one parameterised suite
 // covers both (INSTANTIATE_TEST_SUITE_P(..., Backends(), BackendName)).
-enum class Backend { kFilesystem, kS3 };
+// kS3Locked: the run's bucket with Object Lock ($DAGVAULT_TEST_S3_LOCKED),
+// for the tests of immutable backups only (not among Backends()).
+enum class Backend { kFilesystem, kS3, kS3Locked };
 inline auto Backends() { return ::testing::Values(Backend::kFilesystem, Backend::kS3); }
 inline std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
   return info.param == Backend::kFilesystem ? "Filesystem" : "S3";
@@ -100,10 +102,12 @@ inline absl::StatusOr<TestStore> MakeTestStore(Backend backend, const std::strin
     t.store = std::make_shared<FilesystemObjectStore>(t.location);
     return t;
   }
-  const char* base = std::getenv("DAGVAULT_TEST_S3");
+  const char* variable =
+      backend == Backend::kS3Locked ? "DAGVAULT_TEST_S3_LOCKED" : "DAGVAULT_TEST_S3";
+  const char* base = std::getenv(variable);
   if (base == nullptr || *base == '\0') {
-    return absl::UnavailableError(
-        "no S3 test server: $DAGVAULT_TEST_S3 is not set (tests/run.sh starts radosgw)");
+    return absl::UnavailableError(absl::StrCat("no S3 test server: $", variable,
+                                               " is not set (tests/run.sh starts radosgw)"));
   }
   // "s3://bucket?endpoint=..." → "s3://bucket/<tag>-<random>?endpoint=...".
   const std::string url = base;

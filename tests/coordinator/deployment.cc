@@ -107,8 +107,9 @@ absl::Status Deployment::Start() {
     repository_fs_ = std::make_unique<SmallTmpfs>(repo_, options_.repository_tmpfs_bytes);
     if (!repository_fs_->ok()) return absl::InternalError(repository_fs_->error());
   }
-  RETURN_IF_ERROR(
-      repository::Repository::Init(repo_, secret, repository::testing::FastInit()).status());
+  repository::InitOptions init = repository::testing::FastInit();
+  init.object_lock_days = options_.object_lock_days;
+  RETURN_IF_ERROR(repository::Repository::Init(repo_, secret, init).status());
 
   auto ports = mailstore::PickFreePorts("127.0.0.1", 3 + cluster_.size());
   if (!ports.ok()) return ports.status();

@@ -35,6 +35,9 @@ struct DeploymentOptions {
   // e.g. an s3:// URL (every process reads the S3 credentials from the
   // environment the test runs in).
   std::string repository_url;
+  // The repository is initialised with Object Lock for this many days
+  // (an S3 bucket with Object Lock enabled; 0: none).
+  uint32_t object_lock_days = 0;
   // Every host in a network namespace of its own (NetworkLab): the
   // coordinator is host 0, node i is host i + 1; the test and the command
   // line reach them through the bridge. For network faults; needs root.

@@ -286,23 +286,37 @@ TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrash
   }
 }
 
-// The same deployment with its repository in an S3 bucket (the test run's
-// radosgw, tests/s3/ceph-rgw.sh): a Full and an Incremental taken by the
-// agents, every copy restored from them after everything was lost, and the
-// repository checked by reading every chunk back.
-TEST(DeploymentS3, EveryCopyIsRestoredFromARepositoryInAnS3Bucket) {
-  auto store = repository::testing::MakeTestStore(repository::testing::Backend::kS3, "deploy");
+// The same deployment with its repository in an S3 bucket with Object Lock
+// (the test run's radosgw, tests/s3/ceph-rgw.sh): a Full and an
+// Incremental taken by the agents, each locked as long as the unit's
+// policy needs it, every copy restored from them after everything was
+// lost, and the repository checked by reading every chunk back.
+TEST(DeploymentS3, EveryCopyIsRestoredFromALockedRepositoryInAnS3Bucket) {
+  auto store =
+      repository::testing::MakeTestStore(repository::testing::Backend::kS3Locked, "deploy");
   if (absl::IsUnavailable(store.status())) GTEST_SKIP() << store.status();
   ASSERT_OK(store.status());
   DeploymentOptions options = Options();
   options.repository_url = store->location;
+  options.object_lock_days = 1;
   Deployment d(options, "restore-s3");
   ASSERT_OK(d.Start());
+  // Kept two days, a Full once a year (on 1 January, so none fires during
+  // the test): each backup is locked for 2 + 365 + 1 days.
+  ProcessResult policy = d.Cli({"policy", "set", "--name", "yearly", "--unit", "DB02", "--full",
+                                "0 1 1 1 *", "--keep-days", "2"});
+  ASSERT_EQ(policy.exit_code, 0) << policy.out << policy.err;
   v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
   ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED) << full.reason() << d.AgentLog(kNode2);
   v1::JobInfo inc = LoadAndBackUp(d, 1, 60, 60, "incremental");
   ASSERT_EQ(inc.state(), v1::JOB_SUCCEEDED) << inc.reason();
   const std::string at_inc = UnitDigest(d.cluster(), kNode1, "DB02");
+  for (const v1::JobInfo* job : {&full, &inc}) {
+    auto head = store->store->Head(repository::Repository::ManifestKey(job->manifest()));
+    ASSERT_OK(head.status());
+    ASSERT_TRUE(head->retain_until.has_value()) << job->manifest();
+    EXPECT_GT(*head->retain_until, absl::Now() + absl::Hours(24 * 367)) << job->manifest();
+  }
 
   Wipe(d, /*databases_only=*/false);
   auto [exit_code, restored] = RestoreWait(d, {"--unit", "DB02", "--to", "latest"});

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -102,6 +104,21 @@ const char* VictimName(Victim v) {
   return "?";
 }
 
+bool RepositoryOnS3() {
+  const char* where = std::getenv("DAGVAULT_FAULT_REPOSITORY");
+  return where != nullptr && std::string(where) == "s3";
+}
+
+std::string WhyNotOnS3(const Cell& cell) {
+  if (cell.fault == Fault::kRepositoryFull) {
+    return "a full repository is a full filesystem; a bucket has no size to fill";
+  }
+  if (cell.fault == Fault::kNetworkCut) {
+    return "the nodes' network namespaces do not reach radosgw on the host's 127.0.0.1";
+  }
+  return "";
+}
+
 bool IsClock(Fault f) { return f == Fault::kClockForward || f == Fault::kClockBack; }
 
 CellResult CellRun::Run() {
@@ -121,6 +138,12 @@ bool CellRun::Check(const absl::Status& s, const std::string& what) {
 bool CellRun::StartDeployment() {
   DeploymentOptions o = Options({{"DAGVAULT_DELAY_AT", absl::StrCat(step_.point, ":", kDwellMs)}});
   if (cell_.fault == Fault::kRepositoryFull) o.repository_tmpfs_bytes = 96 << 20;
+  if (RepositoryOnS3()) {
+    // A prefix of its own in the run's bucket (tests/s3/ceph-rgw.sh).
+    auto store = repository::testing::MakeTestStore(repository::testing::Backend::kS3, "fault");
+    if (!Check(store.status(), "an S3 repository for the cell")) return false;
+    o.repository_url = store->location;
+  }
   if (cell_.fault == Fault::kNetworkCut) o.network_namespaces = true;
   if (cell_.fault == Fault::kLogVolumeFull) {
     o.unit_volume_bytes = 64 << 20;

@@ -31,6 +31,11 @@ StepInfo InfoOf(Step s);
 const char* FaultName(Fault f);
 const char* VictimName(Victim v);
 bool IsClock(Fault f);
+// DAGVAULT_FAULT_REPOSITORY=s3: each cell's repository is a fresh prefix in
+// the run's S3 bucket ($DAGVAULT_TEST_S3) instead of a folder.
+bool RepositoryOnS3();
+// Why a cell cannot run with its repository on S3, or "".
+std::string WhyNotOnS3(const Cell& cell);
 
 class CellRun {
  public:

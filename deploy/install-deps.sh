@@ -34,6 +34,10 @@ PACKAGES=(
   # a real S3 server for the tests: a single-node Ceph with radosgw
   # (tests/s3/ceph-rgw.sh)
   ceph-mon ceph-osd radosgw ceph-common
+  # the PostgreSQL catalog (issue 18): libpq, and the server the
+  # tests start privately (tests/postgres/postgres.sh; the package's own
+  # cluster is never used)
+  libpq-dev postgresql-15
 )
 
 missing=()

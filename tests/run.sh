@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test.
 #
-#   ./tests/run.sh            the default suite (about 9 minutes of tests on 2 cores,
+#   ./tests/run.sh            the default suite (about 14 minutes of tests on 2 cores,
 #                             plus the build)
 #   ./tests/run.sh --long     also the long campaigns (crash loops, every cell of the
 #                             fault matrix, a minute of each fuzz target)
@@ -10,7 +10,9 @@
 # Environment: DAGVAULT_BUILD_DIR (default build), DAGVAULT_SANITIZE
 # (e.g. address,undefined: builds in build-sanitize with sanitizers),
 # DAGVAULT_TEST_S3 (an s3:// URL of a bucket to test against instead of the
-# radosgw this script starts; tests/s3/README.md).
+# radosgw this script starts; tests/s3/README.md), DAGVAULT_TEST_POSTGRES (a
+# libpq connection string of a database to test against instead of the
+# PostgreSQL this script starts with tests/postgres/postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,12 +40,33 @@ fi
 cmake -S . -B "$build_dir" "${cmake_args[@]}" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
 
+# The engines the tests share, started once for the whole run and stopped
+# by pid at its end.
+cleanups=()
+cleanup() {
+  local c
+  for c in "${cleanups[@]}"; do eval "$c" || true; done
+}
+trap cleanup EXIT
+
+# PostgreSQL (about 1 s to start): the PostgreSQL catalog's tests use it.
+if [[ -z "${DAGVAULT_TEST_POSTGRES:-}" ]]; then
+  pg_dir=$(mktemp -d /tmp/dagvault-pg.XXXXXX)
+  pg_script="$PWD/tests/postgres/postgres.sh"
+  cleanups+=("\"$pg_script\" stop \"$pg_dir\" >/dev/null 2>&1; rm -rf \"$pg_dir\"")
+  "$pg_script" start "$pg_dir" >/dev/null
+  set -a
+  # shellcheck disable=SC1091
+  . "$pg_dir/env"
+  set +a
+fi
+
 # One S3 server for the whole run (Ceph's radosgw, about 20 s to start):
 # the repository suites and the S3 deployment tests use it.
 if [[ -z "${DAGVAULT_TEST_S3:-}" ]]; then
   rgw_dir=$(mktemp -d /tmp/dagvault-rgw.XXXXXX)
   rgw_script="$PWD/tests/s3/ceph-rgw.sh"
-  trap '"$rgw_script" stop "$rgw_dir" >/dev/null 2>&1 || true; rm -rf "$rgw_dir"' EXIT
+  cleanups+=("\"$rgw_script\" stop \"$rgw_dir\" >/dev/null 2>&1; rm -rf \"$rgw_dir\"")
   "$rgw_script" start "$rgw_dir" >"$rgw_dir/started.env"
   set -a
   # shellcheck disable=SC1091

@@ -154,7 +154,9 @@ void BackgroundPackWriter::Run() {
     std::unique_ptr<PackWriter> pack = std::move(queue_.front());
     queue_.pop_front();
     // No longer queued while it is written: memory stays bounded by
-    // queue_limit_ + the writers' packs.
+    // queue_limit_ + the writers' packs. The queue has room now: a
+    // producer waiting in Submit goes on without waiting for this write.
+    changed_.notify_all();
     const absl::Status before = status_;
     l.unlock();
     // After a failure the rest are dropped: the backup fails anyway, and

@@ -1,5 +1,7 @@
 #include "coordinator/catalog/pg_connection.h"
 
+#include <libpq-fe.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -61,6 +63,12 @@ Params& Params::Null() {
   null_.push_back(true);
   return *this;
 }
+
+int Result::rows() const { return res_ ? PQntuples(res_.get()) : 0; }
+
+bool Result::IsNull(int row, int col) const { return PQgetisnull(res_.get(), row, col) != 0; }
+
+int Connection::BackendPid() const { return PQbackendPID(conn_); }
 
 uint64_t Result::affected() const {
   uint64_t n = 0;

@@ -18,8 +18,6 @@
 // connection string (which may hold a password), and carry the SQLSTATE.
 #pragma once
 
-#include <libpq-fe.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +27,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+
+// libpq's handles (libpq-fe.h stays out of this header).
+struct pg_conn;
+struct pg_result;
 
 namespace dagvault::coordinator::pg {
 
@@ -52,17 +54,17 @@ class Params {
 // A statement's rows, read as text (numbers parsed, bytea decoded).
 class Result {
  public:
-  int rows() const { return res_ ? PQntuples(res_.get()) : 0; }
+  int rows() const;
   // Rows an INSERT, UPDATE or DELETE touched.
   uint64_t affected() const;
-  bool IsNull(int row, int col) const { return PQgetisnull(res_.get(), row, col) != 0; }
+  bool IsNull(int row, int col) const;
   std::string Text(int row, int col) const;
   int64_t Int(int row, int col) const;
   std::string Bytes(int row, int col) const;
 
  private:
   friend class Connection;
-  std::shared_ptr<PGresult> res_;
+  std::shared_ptr<pg_result> res_;
 };
 
 enum class Isolation {
@@ -107,7 +109,7 @@ class Connection {
                            const std::function<absl::Status(Connection& tx)>& body);
 
   // The server process serving this connection (for tests that end it).
-  int BackendPid() const { return PQbackendPID(conn_); }
+  int BackendPid() const;
   // How many times the connection was re-established.
   int reconnects() const { return reconnects_; }
 
@@ -118,11 +120,11 @@ class Connection {
   // Sends one statement; no retry.
   absl::StatusOr<Result> ExecOnce(const std::string& sql, const Params& params);
   bool Lost() const;
-  absl::Status Error(const std::string& what, const PGresult* res) const;
+  absl::Status Error(const std::string& what, const pg_result* res) const;
 
   const std::string conninfo_;
   const ConnectionOptions options_;
-  PGconn* conn_ = nullptr;
+  pg_conn* conn_ = nullptr;
   std::string name_;
   int reconnects_ = 0;
   bool in_transaction_ = false;

@@ -11,15 +11,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
-#include "google/protobuf/message_lite.h"
+#include "coordinator/catalog/catalog_codec.h"
 
 namespace dagvault::coordinator::sqlite {
 
-// Times as microseconds since the epoch; 0 stands for "never".
-inline int64_t Us(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMicros(t); }
-inline absl::Time TimeOf(int64_t us) {
-  return us == 0 ? absl::InfinitePast() : absl::FromUnixMicros(us);
-}
+using codec::Serialized;
+using codec::TimeOf;
+using codec::Us;
 
 // One prepared statement; finalised when it goes out of scope.
 class Statement {
@@ -85,11 +83,5 @@ class Statement {
   int rc_ = SQLITE_OK;
   int bound_ = 0;
 };
-
-inline std::string Serialized(const google::protobuf::MessageLite& m) {
-  std::string s;
-  (void)m.SerializeToString(&s);
-  return s;
-}
 
 }  // namespace dagvault::coordinator::sqlite

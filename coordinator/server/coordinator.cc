@@ -8,7 +8,7 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "coordinator/catalog/instrumented_catalog.h"
-#include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/catalog/open_catalog.h"
 #include "coordinator/retention/expiry.h"
 #include "coordinator/server/access.h"
 
@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
         "reports");
   }
   c->metrics_ = std::make_unique<CoordinatorMetrics>(c.get());
-  ASSIGN_OR_RETURN(auto catalog, SqliteCatalog::Open(c->config_.catalog()));
+  ASSIGN_OR_RETURN(auto catalog, OpenCatalog(c->config_.catalog()));
   // Every catalog call is timed and its errors counted (docs/monitoring.md).
   c->catalog_ = std::make_unique<InstrumentedCatalog>(
       std::move(catalog), &c->metrics_->catalog_seconds(), &c->metrics_->catalog_errors());
@@ -147,7 +147,7 @@ absl::StatusOr<int> Coordinator::Start() {
     }
   });
   log->info("coordinator listening on {} (port {}), catalog {}", config_.listen(), port,
-            config_.catalog());
+            CatalogForDisplay(config_.catalog()));
   return port;
 }
 

@@ -127,7 +127,7 @@ absl::Status Deployment::Start() {
   v1::CoordinatorConfig c;
   c.set_listen(address_);
   *c.mutable_tls() = CertificateFiles(certs_, "coordinator");
-  c.set_catalog(cluster_.root() + "/catalog.db");
+  c.set_catalog(options_.catalog.empty() ? cluster_.root() + "/catalog.db" : options_.catalog);
   c.set_repository(repo_);
   c.set_passphrase_file(passphrase_file_);
   c.set_report_every_ms(options_.report_every_ms);

@@ -35,6 +35,8 @@ struct DeploymentOptions {
   // e.g. an s3:// URL (every process reads the S3 credentials from the
   // environment the test runs in).
   std::string repository_url;
+  // The coordinator's catalog setting; empty: an SQLite file of the lab's.
+  std::string catalog;
   // The repository is initialised with Object Lock for this many days
   // (an S3 bucket with Object Lock enabled; 0: none).
   uint32_t object_lock_days = 0;

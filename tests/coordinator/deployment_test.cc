@@ -18,6 +18,7 @@
 #include "common/file_util.h"
 #include "common/text_config.h"
 #include "common/tls.h"
+#include "coordinator/catalog/postgres_test_util.h"
 #include "repository/repository.h"
 #include "repository/repository_test_util.h"
 #include "tests/coordinator/deployment_test_util.h"
@@ -353,12 +354,16 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
   EXPECT_EQ(LastNode(next), "node2");
 }
 
-TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
+// A coordinator killed in the middle of a Full: after its restart it takes
+// the job back from its catalog and the backup is catalogued once, the
+// lease released. `catalog`: the coordinator's catalog setting.
+void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& tag) {
   DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
   // The agent must not fence its job while the coordinator restarts,
   // however slowly a loaded machine restarts it.
   options.lease_ttl_ms = 10000;
-  Deployment d(options, "restart");
+  options.catalog = catalog;
+  Deployment d(options, tag);
   ASSERT_OK(d.Start());
   LoadDb02(d);
   const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
@@ -384,6 +389,25 @@ TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
   auto status = d.Status();
   ASSERT_OK(status.status());
   EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+  // The catalog rebuilt from the repository lists the same backup.
+  ProcessResult rebuilt = d.Cli({"catalog", "rebuild"});
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.out << rebuilt.err;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).manifest(), RepositoryManifests(d).front());
+}
+
+TEST(Deployment, ACoordinatorKilledMidBackupReconcilesTheJobAfterItsRestart) {
+  KillTheCoordinatorMidBackup("", "restart");
+}
+
+// The same with the catalog in PostgreSQL (the test run's server, a
+// database of its own): the embedded SQLite file and PostgreSQL keep the
+// same promises.
+TEST(Deployment, ACoordinatorOnPostgresKilledMidBackupReconcilesTheJobAfterItsRestart) {
+  coordinator::testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  KillTheCoordinatorMidBackup(db.conninfo(), "restart-pg");
 }
 
 // Items, then a closed generation that every healthy copy replays.

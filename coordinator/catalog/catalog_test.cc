@@ -1,10 +1,20 @@
-#include "coordinator/catalog/sqlite_catalog.h"
-
+// The catalog's suite, run against both implementations: the embedded
+// SQLite one, and PostgreSQL (the test run's private server,
+// $DAGVAULT_TEST_POSTGRES, started by tests/run.sh; a database of its own
+// per test). Then what only one of them has.
 #include <sqlite3.h>
+
+#include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/job_state.h"
 #include "common/testing/temp_dir.h"
+#include "coordinator/catalog/open_catalog.h"
+#include "coordinator/catalog/pg_connection.h"
+#include "coordinator/catalog/postgres_catalog.h"
+#include "coordinator/catalog/postgres_test_util.h"
+#include "coordinator/catalog/sqlite_catalog.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -23,11 +33,40 @@ std::unique_ptr<SqliteCatalog> OpenOrDie(const std::string& path) {
   return c.ok() ? std::move(*c) : nullptr;
 }
 
-TEST(SqliteCatalog, NodesAndCopiesSurviveAReopen) {
-  ::dagvault::testing::TempDir dir("catalog");
-  const std::string path = dir.Sub("catalog.db");
+enum class Engine { kSqlite, kPostgres };
+
+class CatalogTest : public ::testing::TestWithParam<Engine> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Engine::kPostgres) {
+      postgres_ = std::make_unique<testing::PostgresTestDatabase>();
+      if (postgres_->conninfo().empty()) {
+        GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set (tests/run.sh "
+                        "starts one)";
+      }
+    }
+  }
+  // Opens the test's catalog; again after a close, it is a reopen.
+  std::unique_ptr<Catalog> Open() {
+    if (GetParam() == Engine::kSqlite) return OpenOrDie(dir_.Sub("catalog.db"));
+    auto c = PostgresCatalog::Open(postgres_->conninfo());
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  ::dagvault::testing::TempDir dir_{"catalog"};
+  std::unique_ptr<testing::PostgresTestDatabase> postgres_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Engines, CatalogTest,
+                         ::testing::Values(Engine::kSqlite, Engine::kPostgres),
+                         [](const ::testing::TestParamInfo<Engine>& param) {
+                           return param.param == Engine::kSqlite ? "SQLite" : "PostgreSQL";
+                         });
+
+TEST_P(CatalogTest, NodesAndCopiesSurviveAReopen) {
   {
-    auto c = OpenOrDie(path);
+    auto c = Open();
     ASSERT_TRUE(c->UpsertNode({"node1", "0.1.0", kT0, kT0 + absl::Seconds(5)}).ok());
     v1::CopyStatus a;
     a.set_unit("DB02");
@@ -41,7 +80,7 @@ TEST(SqliteCatalog, NodesAndCopiesSurviveAReopen) {
     a.set_copy_queue(3);
     ASSERT_TRUE(c->ReplaceCopiesOfNode("node1", {a}, kT0 + absl::Seconds(5)).ok());
   }
-  auto c = OpenOrDie(path);
+  auto c = Open();
   auto nodes = c->Nodes();
   ASSERT_TRUE(nodes.ok());
   ASSERT_EQ(nodes->size(), 1u);
@@ -54,9 +93,8 @@ TEST(SqliteCatalog, NodesAndCopiesSurviveAReopen) {
   EXPECT_EQ((*copies)[0].reported, kT0 + absl::Seconds(5));
 }
 
-TEST(SqliteCatalog, OneLeasePerUnitNamingItsHolderUntilReleasedOrExpired) {
-  ::dagvault::testing::TempDir dir("catalog");
-  auto c = OpenOrDie(dir.Sub("catalog.db"));
+TEST_P(CatalogTest, OneLeasePerUnitNamingItsHolderUntilReleasedOrExpired) {
+  auto c = Open();
   auto first = c->AcquireLease("DB02", "job-1", "node2", kT0, absl::Seconds(30));
   ASSERT_TRUE(first.ok()) << first.status();
   auto second =
@@ -91,11 +129,10 @@ TEST(SqliteCatalog, OneLeasePerUnitNamingItsHolderUntilReleasedOrExpired) {
       c->AcquireLease("DB02", "job-3", "node1", kT0 + absl::Seconds(62), absl::Seconds(30)).ok());
 }
 
-TEST(SqliteCatalog, FencingTokensOnlyGrowPerUnitAcrossReleasesAndReopens) {
-  ::dagvault::testing::TempDir dir("catalog");
+TEST_P(CatalogTest, FencingTokensOnlyGrowPerUnitAcrossReleasesAndReopens) {
   uint64_t last = 0;
   for (int round = 0; round < 2; ++round) {
-    auto c = OpenOrDie(dir.Sub("catalog.db"));
+    auto c = Open();
     for (int i = 0; i < 3; ++i) {
       const std::string job = absl::StrCat("job-", round, "-", i);
       auto lease = c->AcquireLease("DB02", job, "node2", kT0, absl::Seconds(30));
@@ -119,9 +156,8 @@ TEST(SqliteCatalog, FencingTokensOnlyGrowPerUnitAcrossReleasesAndReopens) {
   EXPECT_EQ(last, static_cast<uint64_t>(absl::ToUnixMicros(kT0)) + 5);
 }
 
-TEST(SqliteCatalog, JobHistoryRetentionRemovesOnlyOldFinishedJobsAndRecoveryReadsOnlyUnfinished) {
-  ::dagvault::testing::TempDir dir("catalog");
-  auto c = OpenOrDie(dir.Sub("catalog.db"));
+TEST_P(CatalogTest, JobHistoryRetentionRemovesOnlyOldFinishedJobsAndRecoveryReadsOnlyUnfinished) {
+  auto c = Open();
   auto job = [&](const std::string& id, JobState state, absl::Time updated) {
     JobRecord j;
     j.id = id;
@@ -162,11 +198,9 @@ TEST(SqliteCatalog, JobHistoryRetentionRemovesOnlyOldFinishedJobsAndRecoveryRead
   EXPECT_EQ(c->GetJob("old-failed").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST(SqliteCatalog, JobsKeepTheirAttemptsAndEveryTransition) {
-  ::dagvault::testing::TempDir dir("catalog");
-  const std::string path = dir.Sub("catalog.db");
+TEST_P(CatalogTest, JobsKeepTheirAttemptsAndEveryTransition) {
   {
-    auto c = OpenOrDie(path);
+    auto c = Open();
     JobRecord job;
     job.id = "job-1";
     job.unit = "DB02";
@@ -187,7 +221,7 @@ TEST(SqliteCatalog, JobsKeepTheirAttemptsAndEveryTransition) {
     job.manifest = "m-1";
     ASSERT_TRUE(c->UpdateJob(job, {kT0 + absl::Seconds(50), 2, job.state, "done"}).ok());
   }
-  auto c = OpenOrDie(path);
+  auto c = Open();
   auto job = c->GetJob("job-1");
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->state, JobState::kSucceeded);
@@ -209,9 +243,8 @@ TEST(SqliteCatalog, JobsKeepTheirAttemptsAndEveryTransition) {
   EXPECT_TRUE(c->ListJobs("SG01", 10)->empty());
 }
 
-TEST(SqliteCatalog, BackupsKeepWhatChainsNeedAndARebuildReplacesThem) {
-  ::dagvault::testing::TempDir dir("catalog");
-  auto c = OpenOrDie(dir.Sub("catalog.db"));
+TEST_P(CatalogTest, BackupsKeepWhatChainsNeedAndARebuildReplacesThem) {
+  auto c = Open();
   v1::Manifest m;
   m.set_id("20261122T100000Z-0001");
   m.set_unit("DB02");
@@ -292,11 +325,9 @@ TEST(JobStates, NamesRoundTrip) {
   EXPECT_FALSE(IsFinal(JobState::kVerifying));
 }
 
-TEST(SqliteCatalog, PoliciesArePutWholeListedByNameAndRemoved) {
-  ::dagvault::testing::TempDir dir("catalog");
-  const std::string path = dir.Sub("catalog.db");
+TEST_P(CatalogTest, PoliciesArePutWholeListedByNameAndRemoved) {
   {
-    auto c = OpenOrDie(path);
+    auto c = Open();
     v1::Policy p;
     p.set_name("nightly");
     p.add_units("DB02");
@@ -308,7 +339,7 @@ TEST(SqliteCatalog, PoliciesArePutWholeListedByNameAndRemoved) {
     p.set_keep_chains(3);
     ASSERT_TRUE(c->PutPolicy(p).ok());  // replaces "hourly"
   }
-  auto c = OpenOrDie(path);
+  auto c = Open();
   auto policies = c->Policies();
   ASSERT_TRUE(policies.ok()) << policies.status();
   ASSERT_EQ(policies->size(), 2u);
@@ -319,11 +350,9 @@ TEST(SqliteCatalog, PoliciesArePutWholeListedByNameAndRemoved) {
   EXPECT_EQ(c->Policies()->size(), 1u);
 }
 
-TEST(SqliteCatalog, TheAuditLogListsNewestFirstByPersonAndSurvivesAReopen) {
-  ::dagvault::testing::TempDir dir("catalog");
-  const std::string path = dir.Sub("catalog.db");
+TEST_P(CatalogTest, TheAuditLogListsNewestFirstByPersonAndSurvivesAReopen) {
   {
-    auto c = OpenOrDie(path);
+    auto c = Open();
     for (int i = 0; i < 3; ++i) {
       v1::AuditEntry e;
       e.set_time_us(absl::ToUnixMicros(kT0) + i);
@@ -333,7 +362,7 @@ TEST(SqliteCatalog, TheAuditLogListsNewestFirstByPersonAndSurvivesAReopen) {
       ASSERT_TRUE(c->AppendAudit(e).ok());
     }
   }
-  auto c = OpenOrDie(path);
+  auto c = Open();
   auto all = c->AuditEntries(10, "");
   ASSERT_TRUE(all.ok()) << all.status();
   ASSERT_EQ(all->size(), 3u);
@@ -346,6 +375,110 @@ TEST(SqliteCatalog, TheAuditLogListsNewestFirstByPersonAndSurvivesAReopen) {
   auto one = c->AuditEntries(1, "");
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(one->size(), 1u);
+}
+
+TEST(OpenCatalog, ASettingNamesItsEngineAndNoPasswordIsShown) {
+  EXPECT_FALSE(IsPostgresCatalog("/var/lib/dagvault/catalog.db"));
+  EXPECT_TRUE(IsPostgresCatalog("postgresql://dagvault@db1/dagvault"));
+  EXPECT_TRUE(IsPostgresCatalog("host=db1 dbname=dagvault user=dagvault"));
+  EXPECT_EQ(CatalogForDisplay("/var/lib/dagvault/catalog.db"), "/var/lib/dagvault/catalog.db");
+  EXPECT_EQ(CatalogForDisplay("host=db1 dbname=dagvault password=s3cret user=dv"),
+            "host=db1 dbname=dagvault password=*** user=dv");
+  EXPECT_EQ(CatalogForDisplay("host=db1 dbname=d password = 'two words' user=dv"),
+            "host=db1 dbname=d password=*** user=dv");
+  EXPECT_EQ(CatalogForDisplay("postgresql://dv:s3cret@db1:5432/dagvault?sslmode=require"),
+            "postgresql://dv:***@db1:5432/dagvault?sslmode=require");
+  EXPECT_EQ(CatalogForDisplay("postgresql://db1/dagvault?user=dv&password=s3cret&x=1"),
+            "postgresql://db1/dagvault?user=dv&password=***&x=1");
+  // An SQLite path is opened as one, and named when it cannot be.
+  auto c = OpenCatalog("/nonexistent-dir/catalog.db");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("catalog /nonexistent-dir/catalog.db"));
+}
+
+// --- PostgreSQL only ---
+
+TEST(PostgresCatalog, ACatalogFromANewerCoordinatorIsRefusedNamingIt) {
+  testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  ASSERT_TRUE(PostgresCatalog::Open(db.conninfo()).ok());
+  auto raw = db.Connect();
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(raw->Exec("UPDATE catalog_schema SET version = 99").ok());
+  auto c = PostgresCatalog::Open(db.conninfo());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(
+      std::string(c.status().message()),
+      HasSubstr(absl::StrCat("has schema version 99; this coordinator knows versions up to ",
+                             PostgresCatalog::SchemaVersion())));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr(raw->name()));
+}
+
+// Coordinators that start together migrate a new catalog once (an advisory
+// lock): every one opens it, and the schema is whole.
+TEST(PostgresCatalog, CoordinatorsStartingTogetherMigrateOnce) {
+  testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> opened(3);
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] { opened[i] = PostgresCatalog::Open(db.conninfo()).status(); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& s : opened) EXPECT_TRUE(s.ok()) << s;
+  auto raw = db.Connect();
+  ASSERT_NE(raw, nullptr);
+  auto v = raw->Exec("SELECT version FROM catalog_schema");
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_EQ(v->rows(), 1);
+  EXPECT_EQ(v->Int(0, 0), PostgresCatalog::SchemaVersion());
+}
+
+// Two coordinators (two connections) take the lease of one unit at the
+// same moment, many times over: SERIALIZABLE lets exactly one win each
+// time, the other is told who holds it, and the lease is the winner's.
+TEST(PostgresCatalog, RacingAcquisitionsOfOneUnitLeaveExactlyOneHolder) {
+  testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  auto a = PostgresCatalog::Open(db.conninfo());
+  auto b = PostgresCatalog::Open(db.conninfo());
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (int round = 0; round < 20; ++round) {
+    const std::string unit = absl::StrCat("DB", round);
+    absl::StatusOr<LeaseRecord> got[2];
+    std::thread ta(
+        [&] { got[0] = (*a)->AcquireLease(unit, "job-a", "node1", kT0, absl::Hours(1)); });
+    std::thread tb(
+        [&] { got[1] = (*b)->AcquireLease(unit, "job-b", "node2", kT0, absl::Hours(1)); });
+    ta.join();
+    tb.join();
+    ASSERT_NE(got[0].ok(), got[1].ok())
+        << "round " << round << ": " << got[0].status() << " / " << got[1].status();
+    const int winner = got[0].ok() ? 0 : 1;
+    EXPECT_EQ(got[1 - winner].status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(got[1 - winner].status().message()),
+                HasSubstr(absl::StrCat("job ", winner == 0 ? "job-a" : "job-b")));
+    auto leases = (*a)->Leases();
+    ASSERT_TRUE(leases.ok());
+    bool found = false;
+    for (const auto& l : *leases) {
+      if (l.unit != unit) continue;
+      found = true;
+      EXPECT_EQ(l.job, winner == 0 ? "job-a" : "job-b");
+      EXPECT_EQ(l.token, got[winner]->token);
+    }
+    EXPECT_TRUE(found) << unit;
+  }
+}
+
+TEST(PostgresCatalog, AServerThatIsNotThereIsNamed) {
+  pg::ConnectionOptions brief;
+  brief.reconnect_for = absl::Milliseconds(200);
+  auto c = PostgresCatalog::Open("host=127.0.0.1 port=1 dbname=dagvault", brief);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("cannot connect"));
 }
 
 }  // namespace

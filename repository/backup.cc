@@ -357,19 +357,21 @@ absl::StatusOr<bool> BackupRun::StoreChunk(const ChunkId& id, absl::string_view 
   thread_local std::vector<char> scratch;
   ASSIGN_OR_RETURN(absl::string_view sealed,
                    SealChunkTo(repo_.keys(), id, plaintext, seal_, &scratch));
-  std::unique_ptr<PackWriter> full;
   {
     std::lock_guard<std::mutex> l(store_mu_);
     RETURN_IF_ERROR(pack_->Add(id, std::string_view(sealed.data(), sealed.size()),
                                static_cast<uint32_t>(plaintext.size())));
     if (pack_->size() >= repo_.config().pack_target_bytes()) {
-      full = std::exchange(pack_, NewPack());
+      // Written by the pack writer's threads: the workers go on
+      // compressing. Submitted under the lock, so that while the writers
+      // are behind, the other workers wait here with their sealed chunk
+      // instead of each filling (and holding) another full pack: the
+      // packs in memory stay at uploads + queued + 2 (backup.h).
+      RETURN_IF_ERROR(pack_writer_.Submit(std::exchange(pack_, NewPack())));
     }
   }
   new_bytes_ += plaintext.size();
   stored_bytes_ += sealed.size();
-  // Written by the pack writer's thread: the workers go on compressing.
-  if (full) RETURN_IF_ERROR(pack_writer_.Submit(std::move(full)));
   return true;
 }
 

@@ -10,11 +10,13 @@
 //
 // Memory: each worker holds at most one segment (4 MiB) and its sealed
 // output (~4 MiB); the window holds at most 2 × workers segments; packs of
-// up to the pack target (32 MiB by default) each: the one being filled,
-// and with one pack writer (a folder) two waiting and the one it writes
-// (4 packs, 128 MiB), with U > 1 uploads (an object store, U = 3 by
-// default) one waiting and the U being uploaded (U + 2 packs, ~185 MiB);
-// plus the index (index.h) and the block maps (12 bytes per block).
+// up to the pack target (32 MiB by default, plus a chunk) each: the one
+// being filled, the one a worker is handing to the writers (it waits under
+// the pack lock, so no other worker fills another meanwhile), the queued
+// ones and the ones being written: with one writer on a folder (two
+// queued) 5 packs, about 185 MiB; with U > 1 uploads on an object store
+// (U = 3 by default, one queued) U + 3 packs, about 220 MiB; plus the
+// index (index.h) and the block maps (12 bytes per block).
 #pragma once
 
 #include <string>

@@ -24,6 +24,7 @@ namespace {
 namespace v1 = dagvault::v1;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
 
@@ -237,6 +238,7 @@ TEST_P(CatalogTest, JobsKeepTheirAttemptsAndEveryTransition) {
   for (const auto& e : *events) states.push_back(JobStateName(e.state));
   EXPECT_THAT(states, ElementsAre("queued", "assigned", "succeeded"));
   EXPECT_EQ(c->GetJob("job-9").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(c->GetJob("").status().code(), absl::StatusCode::kNotFound);
   auto listed = c->ListJobs("DB02", 10);
   ASSERT_TRUE(listed.ok());
   EXPECT_EQ(listed->size(), 1u);
@@ -390,6 +392,17 @@ TEST(OpenCatalog, ASettingNamesItsEngineAndNoPasswordIsShown) {
             "postgresql://dv:***@db1:5432/dagvault?sslmode=require");
   EXPECT_EQ(CatalogForDisplay("postgresql://db1/dagvault?user=dv&password=s3cret&x=1"),
             "postgresql://db1/dagvault?user=dv&password=***&x=1");
+  // Forms that leaked before a review: no dbname, & and escaped spaces in
+  // a key=value password, a URI given as the dbname.
+  EXPECT_TRUE(IsPostgresCatalog("host=db1 user=dv password=s3cret"));
+  EXPECT_EQ(CatalogForDisplay("host=db1 user=dv password=p&ss"), "host=db1 user=dv password=***");
+  EXPECT_EQ(CatalogForDisplay("host=db1 password=a\\ b user=dv"), "host=db1 password=*** user=dv");
+  EXPECT_EQ(CatalogForDisplay("dbname=postgresql://u:pw@h/db"), "dbname=postgresql://u:***@h/db");
+  // A string libpq cannot parse is refused without quoting it.
+  auto bad = PostgresCatalog::Open("host=db1 password='unterminated s3cret");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), Not(HasSubstr("s3cret")));
   // An SQLite path is opened as one, and named when it cannot be.
   auto c = OpenCatalog("/nonexistent-dir/catalog.db");
   ASSERT_FALSE(c.ok());

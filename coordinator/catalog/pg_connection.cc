@@ -2,8 +2,10 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -39,10 +41,82 @@ std::string Describe(const std::string& sql) {
   return s.size() > 60 ? absl::StrCat(s.substr(0, 60), "...") : s;
 }
 
+// Connects with the caller's settings, and where the caller set none,
+// timeouts that keep a half-open connection (a peer gone without a FIN)
+// from blocking a catalog call for hours: TCP keepalives and a TCP user
+// timeout, and a connect timeout. The string is parsed first, so that a
+// malformed one is refused with a message of ours: libpq's parse errors
+// quote the offending token, which may be the password.
+absl::StatusOr<PGconn*> ConnectWithDefaults(const std::string& conninfo) {
+  char* parse_error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &parse_error);
+  if (options == nullptr) {
+    if (parse_error != nullptr) PQfreemem(parse_error);
+    return absl::InvalidArgumentError(
+        "catalog (PostgreSQL): the connection string does not parse (libpq's reason is not "
+        "repeated: it may quote a password); see docs/deployment.md");
+  }
+  std::vector<std::string> keys, values;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    keys.emplace_back(o->keyword);
+    values.emplace_back(o->val);
+  }
+  PQconninfoFree(options);
+  const std::pair<const char*, const char*> kDefaults[] = {
+      {"connect_timeout", "10"},    {"keepalives", "1"},       {"keepalives_idle", "10"},
+      {"keepalives_interval", "5"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "30000"},
+  };
+  for (const auto& [key, value] : kDefaults) {
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      keys.emplace_back(key);
+      values.emplace_back(value);
+    }
+  }
+  std::vector<const char*> k, v;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    k.push_back(keys[i].c_str());
+    v.push_back(values[i].c_str());
+  }
+  k.push_back(nullptr);
+  v.push_back(nullptr);
+  return PQconnectdbParams(k.data(), v.data(), /*expand_dbname=*/0);
+}
+
+// Text as PostgreSQL's TEXT takes it: valid UTF-8 without NUL. A byte
+// that is not part of a valid sequence (a file name in another encoding
+// inside an error message) becomes U+FFFD, rather than failing the write.
+std::string ValidText(absl::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  size_t i = 0;
+  while (i < v.size()) {
+    const unsigned char c = static_cast<unsigned char>(v[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = n > 0 && c != 0 && i + n <= v.size();
+    for (size_t j = 1; ok && j < n; ++j) ok = (static_cast<unsigned char>(v[i + j]) & 0xC0) == 0x80;
+    if (ok && n > 1) {
+      // No overlong forms, no surrogates, nothing past U+10FFFF.
+      uint32_t cp = c & (0x7F >> n);
+      for (size_t j = 1; j < n; ++j) cp = (cp << 6) | (static_cast<unsigned char>(v[i + j]) & 0x3F);
+      const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= min[n] && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+    }
+    if (ok) {
+      out.append(v.data() + i, n);
+      i += n;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Params& Params::Text(absl::string_view v) {
-  values_.emplace_back(v);
+  values_.push_back(ValidText(v));
   formats_.push_back(0);
   null_.push_back(false);
   return *this;
@@ -115,7 +189,7 @@ absl::Status Connection::Connect() {
   const bool again = conn_ != nullptr;
   for (int attempt = 1;; ++attempt) {
     if (conn_ == nullptr) {
-      conn_ = PQconnectdb(conninfo_.c_str());
+      ASSIGN_OR_RETURN(conn_, ConnectWithDefaults(conninfo_));
     } else {
       PQreset(conn_);
     }
@@ -129,8 +203,10 @@ absl::Status Connection::Connect() {
                 ->debug("PostgreSQL: {}", absl::StripTrailingAsciiWhitespace(message));
           },
           nullptr);
-      const char* host = PQhost(conn_);
-      name_ = absl::StrCat(host != nullptr ? host : "?", ":", PQport(conn_), "/", PQdb(conn_));
+      if (name_.empty()) {  // set once: messages read it without a lock
+        const char* host = PQhost(conn_);
+        name_ = absl::StrCat(host != nullptr ? host : "?", ":", PQport(conn_), "/", PQdb(conn_));
+      }
       if (again) {
         logging::Get("coordinator.catalog")
             ->info("catalog {}: connected again after {} attempt(s)", name_, attempt);
@@ -162,7 +238,12 @@ absl::Status Connection::Error(const std::string& what, const PGresult* res) con
   const std::string text =
       absl::StrCat("catalog ", name_, ": ", what, ": ", message,
                    sqlstate.empty() ? "" : absl::StrCat(" (SQLSTATE ", sqlstate, ")"));
-  if (Lost() || absl::StartsWith(sqlstate, "08") || absl::StartsWith(sqlstate, "57P")) {
+  // Lost: the connection is down, or the server ended it (57P01-57P03:
+  // shut down, crashed, not accepting yet; 08000/08003/08006: connection
+  // failures). Not 08P01, a protocol violation: running again would not help.
+  const bool ended = absl::StartsWith(sqlstate, "57P") || sqlstate == "08000" ||
+                     sqlstate == "08003" || sqlstate == "08006";
+  if (Lost() || ended) {
     return absl::UnavailableError(absl::StrCat(text, "; ", kLostMarker));
   }
   if (sqlstate == "40001" || sqlstate == "40P01") return absl::AbortedError(text);
@@ -212,6 +293,14 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql, const Params& pa
   return ExecOnce(sql, params);
 }
 
+void Connection::ConflictBackoff(int conflicts) {
+  // A few milliseconds, doubling, with jitter: the winner of the conflict
+  // is usually done by then.
+  thread_local std::mt19937 rng{std::random_device{}()};
+  const int64_t us = int64_t{1000} << std::min(conflicts, 6);
+  absl::SleepFor(absl::Microseconds(std::uniform_int_distribution<int64_t>(us / 2, us)(rng)));
+}
+
 absl::Status Connection::Transaction(Isolation isolation, bool idempotent,
                                      const std::function<absl::Status(Connection& tx)>& body) {
   int conflicts = 0;
@@ -242,7 +331,10 @@ absl::Status Connection::Transaction(Isolation isolation, bool idempotent,
         continue;
       }
       (void)ExecOnce("ROLLBACK", Params());
-      if (absl::IsAborted(done) && ++conflicts <= options_.max_conflict_retries) continue;
+      if (absl::IsAborted(done) && ++conflicts <= options_.max_conflict_retries) {
+        ConflictBackoff(conflicts);
+        continue;
+      }
       return done;
     }
     absl::StatusOr<Result> commit = ExecOnce("COMMIT", Params());
@@ -257,7 +349,10 @@ absl::Status Connection::Transaction(Isolation isolation, bool idempotent,
       continue;
     }
     // A serialization failure found at COMMIT rolled everything back.
-    if (absl::IsAborted(commit.status()) && ++conflicts <= options_.max_conflict_retries) continue;
+    if (absl::IsAborted(commit.status()) && ++conflicts <= options_.max_conflict_retries) {
+      ConflictBackoff(conflicts);
+      continue;
+    }
     return commit.status();
   }
 }

@@ -35,7 +35,9 @@ struct pg_result;
 namespace dagvault::coordinator::pg {
 
 // A statement's parameters, $1, $2, ... in order. Text and numbers travel
-// as text; Bytes as binary (bytea), so any byte goes through untouched.
+// as text (Text made valid UTF-8 without NUL, as TEXT requires: a bad
+// byte becomes U+FFFD); Bytes as binary (bytea), so any byte goes through
+// untouched.
 class Params {
  public:
   Params& Text(absl::string_view v);
@@ -120,6 +122,7 @@ class Connection {
   // Sends one statement; no retry.
   absl::StatusOr<Result> ExecOnce(const std::string& sql, const Params& params);
   bool Lost() const;
+  void ConflictBackoff(int conflicts);
   absl::Status Error(const std::string& what, const pg_result* res) const;
 
   const std::string conninfo_;

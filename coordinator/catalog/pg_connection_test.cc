@@ -95,6 +95,21 @@ TEST_F(PgConnectionTest, ParametersCarryAnyByteAndComeBackAsTheyWent) {
   EXPECT_TRUE(got->IsNull(1, 3));
 }
 
+// TEXT holds valid UTF-8 without NUL: a message with a file name in
+// another encoding is kept, its bad bytes shown as U+FFFD, rather than
+// failing the write (which, for a job's event, would stop the coordinator).
+TEST_F(PgConnectionTest, TextThatIsNotUtf8IsKeptWithItsBadBytesReplaced) {
+  const std::string bad =
+      std::string("caf\xE9 \xC0\xAF x", 9) + std::string(1, '\0') + "y \xF0\x9F\x98\x80";
+  auto put = db_->Exec(absl::StrCat("INSERT INTO ", table_, " (k, t) VALUES ('k', $1)"),
+                       Params().Text(bad));
+  ASSERT_TRUE(put.ok()) << put.status();
+  auto got = db_->Exec(absl::StrCat("SELECT t FROM ", table_));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->Text(0, 0),
+            "caf\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD x\xEF\xBF\xBDy \xF0\x9F\x98\x80");
+}
+
 TEST_F(PgConnectionTest, ATransactionCommitsWholeOrNotAtAll) {
   const std::string insert = absl::StrCat("INSERT INTO ", table_, " (k) VALUES ($1)");
   // The body's own error: rolled back, returned as it is.

@@ -184,9 +184,8 @@ absl::Status PostgresCatalog::UpsertNode(const NodeRecord& n) {
 }
 
 absl::StatusOr<std::vector<NodeRecord>> PostgresCatalog::Nodes() {
-  ASSIGN_OR_RETURN(
-      Result r,
-      Read("SELECT name, agent_version, registered_us, last_report_us FROM nodes ORDER BY name"));
+  ASSIGN_OR_RETURN(Result r, Read("SELECT name, agent_version, registered_us, last_report_us FROM "
+                                  "nodes ORDER BY name COLLATE \"C\""));
   std::vector<NodeRecord> out;
   for (int i = 0; i < r.rows(); ++i) {
     out.push_back({r.Text(i, 0), r.Text(i, 1), TimeOf(r.Int(i, 2)), TimeOf(r.Int(i, 3))});
@@ -211,7 +210,7 @@ absl::Status PostgresCatalog::ReplaceCopiesOfNode(const std::string& node,
 
 absl::StatusOr<std::vector<CopyRecord>> PostgresCatalog::Copies() {
   ASSIGN_OR_RETURN(Result r, Read("SELECT status, reported_us, unit, node FROM copies ORDER BY "
-                                  "unit, node"));
+                                  "unit COLLATE \"C\", node COLLATE \"C\""));
   std::vector<CopyRecord> out;
   for (int i = 0; i < r.rows(); ++i) {
     CopyRecord c;
@@ -304,7 +303,7 @@ absl::Status PostgresCatalog::ReleaseLease(const std::string& unit, const std::s
 
 absl::StatusOr<std::vector<LeaseRecord>> PostgresCatalog::Leases() {
   ASSIGN_OR_RETURN(Result r, Read("SELECT unit, job, holder_node, acquired_us, expires_us, token "
-                                  "FROM leases ORDER BY unit"));
+                                  "FROM leases ORDER BY unit COLLATE \"C\""));
   std::vector<LeaseRecord> out;
   for (int i = 0; i < r.rows(); ++i) {
     out.push_back({r.Text(i, 0), r.Text(i, 1), r.Text(i, 2), TimeOf(r.Int(i, 3)),
@@ -402,13 +401,13 @@ absl::StatusOr<std::vector<JobRecord>> PostgresCatalog::ReadJobs(const std::stri
       Isolation::kRepeatableRead, /*idempotent=*/true, [&](Connection& tx) -> absl::Status {
         out.clear();
         Params params;
-        if (!arg.empty()) params.Text(arg);
+        if (absl::StrContains(where_sql, "$1")) params.Text(arg);
         ASSIGN_OR_RETURN(
             Result r,
             tx.Exec(absl::StrCat("SELECT id, kind, unit, type, source_mode, preferred, state, "
                                  "reason, created_us, updated_us, bytes_done, bytes_total, "
                                  "manifest, plan FROM jobs ",
-                                 where_sql, " ORDER BY created_us DESC, id DESC",
+                                 where_sql, " ORDER BY created_us DESC, id COLLATE \"C\" DESC",
                                  limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""),
                     params));
         for (int i = 0; i < r.rows(); ++i) {

@@ -73,7 +73,7 @@ absl::StatusOr<std::vector<BackupRecord>> PostgresCatalog::Backups(const std::st
                         "low_generation, high_generation, log_signature, database_signatures, "
                         "logical_bytes, new_bytes, stored_bytes, started_us, finished_us, "
                         "verified, job, chain_summary FROM backups ",
-                        unit.empty() ? "" : "WHERE unit = $1 ", "ORDER BY manifest"),
+                        unit.empty() ? "" : "WHERE unit = $1 ", "ORDER BY manifest COLLATE \"C\""),
            params));
   std::vector<BackupRecord> out;
   for (int i = 0; i < r.rows(); ++i) {
@@ -130,7 +130,7 @@ absl::Status PostgresCatalog::ExpireBackups(const std::vector<BackupRecord>& bac
 }
 
 absl::StatusOr<std::vector<std::string>> PostgresCatalog::Expiring() {
-  ASSIGN_OR_RETURN(Result r, Read("SELECT manifest FROM expiring ORDER BY manifest"));
+  ASSIGN_OR_RETURN(Result r, Read("SELECT manifest FROM expiring ORDER BY manifest COLLATE \"C\""));
   std::vector<std::string> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
   return out;
@@ -167,9 +167,10 @@ absl::Status PostgresCatalog::PutChainBreak(const ChainBreakRecord& b) {
 
 absl::StatusOr<std::vector<ChainBreakRecord>> PostgresCatalog::ChainBreaks(
     const std::string& unit) {
-  ASSIGN_OR_RETURN(Result r, Read("SELECT unit, after_manifest, generation, reason, detected_us, "
-                                  "job FROM chain_breaks WHERE unit = $1 ORDER BY after_manifest",
-                                  Params().Text(unit)));
+  ASSIGN_OR_RETURN(
+      Result r, Read("SELECT unit, after_manifest, generation, reason, detected_us, "
+                     "job FROM chain_breaks WHERE unit = $1 ORDER BY after_manifest COLLATE \"C\"",
+                     Params().Text(unit)));
   std::vector<ChainBreakRecord> out;
   for (int i = 0; i < r.rows(); ++i) {
     out.push_back({r.Text(i, 0), r.Text(i, 1), static_cast<uint32_t>(r.Int(i, 2)), r.Text(i, 3),
@@ -192,7 +193,7 @@ absl::Status PostgresCatalog::PutPolicy(const v1::Policy& policy) {
 }
 
 absl::StatusOr<std::vector<v1::Policy>> PostgresCatalog::Policies() {
-  ASSIGN_OR_RETURN(Result r, Read("SELECT name, policy FROM policies ORDER BY name"));
+  ASSIGN_OR_RETURN(Result r, Read("SELECT name, policy FROM policies ORDER BY name COLLATE \"C\""));
   std::vector<v1::Policy> out;
   for (int i = 0; i < r.rows(); ++i) {
     v1::Policy p;
@@ -262,7 +263,7 @@ absl::Status PostgresCatalog::FireSchedule(const std::string& policy, const std:
 
 absl::StatusOr<std::vector<QueuedBackupRecord>> PostgresCatalog::QueuedBackups() {
   ASSIGN_OR_RETURN(Result r, Read("SELECT unit, type, policy, priority, due_us FROM "
-                                  "schedule_queue ORDER BY due_us, unit, type"));
+                                  "schedule_queue ORDER BY due_us, unit COLLATE \"C\", type"));
   std::vector<QueuedBackupRecord> out;
   for (int i = 0; i < r.rows(); ++i) {
     QueuedBackupRecord q;

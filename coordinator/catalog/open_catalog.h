@@ -1,7 +1,7 @@
 // Which catalog a coordinator's `catalog` setting names: PostgreSQL for a
 // libpq URI (postgresql://... or postgres://...) or a key=value connection
-// string with a dbname (host=db1 dbname=dagvault user=dagvault), an SQLite
-// file for anything else.
+// string (it starts with a keyword and "=": host=db1 dbname=dagvault), an
+// SQLite file for anything else (a path).
 #pragma once
 
 #include <memory>

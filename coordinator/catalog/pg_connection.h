@@ -64,6 +64,20 @@ class Result {
   int64_t Int(int row, int col) const;
   std::string Bytes(int row, int col) const;
 
+  // One row, read by column alone (catalog_codec.h's decoders).
+  class Row {
+   public:
+    Row(const Result& result, int row) : result_(result), row_(row) {}
+    std::string Text(int col) const { return result_.Text(row_, col); }
+    int64_t Int(int col) const { return result_.Int(row_, col); }
+    std::string Bytes(int col) const { return result_.Bytes(row_, col); }
+
+   private:
+    const Result& result_;
+    const int row_;
+  };
+  Row row(int i) const { return Row(*this, i); }
+
  private:
   friend class Connection;
   std::shared_ptr<pg_result> res_;

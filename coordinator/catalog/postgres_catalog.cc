@@ -403,46 +403,21 @@ absl::StatusOr<std::vector<JobRecord>> PostgresCatalog::ReadJobs(const std::stri
         Params params;
         if (absl::StrContains(where_sql, "$1")) params.Text(arg);
         ASSIGN_OR_RETURN(
-            Result r,
-            tx.Exec(absl::StrCat("SELECT id, kind, unit, type, source_mode, preferred, state, "
-                                 "reason, created_us, updated_us, bytes_done, bytes_total, "
-                                 "manifest, plan FROM jobs ",
-                                 where_sql, " ORDER BY created_us DESC, id COLLATE \"C\" DESC",
-                                 limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""),
-                    params));
+            Result r, tx.Exec(absl::StrCat("SELECT ", codec::kJobColumns, " FROM jobs ", where_sql,
+                                           " ORDER BY created_us DESC, id COLLATE \"C\" DESC",
+                                           limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""),
+                              params));
         for (int i = 0; i < r.rows(); ++i) {
-          JobRecord j;
-          j.id = r.Text(i, 0);
-          j.kind = r.Text(i, 1);
-          j.unit = r.Text(i, 2);
-          j.type = static_cast<v1::BackupType>(r.Int(i, 3));
-          j.source_mode = r.Text(i, 4);
-          const std::string preferred = r.Text(i, 5);
-          if (!preferred.empty()) j.preferred = absl::StrSplit(preferred, ',');
-          ASSIGN_OR_RETURN(j.state, ParseJobState(r.Text(i, 6)));
-          j.reason = r.Text(i, 7);
-          j.created = TimeOf(r.Int(i, 8));
-          j.updated = TimeOf(r.Int(i, 9));
-          j.bytes_done = static_cast<uint64_t>(r.Int(i, 10));
-          j.bytes_total = static_cast<uint64_t>(r.Int(i, 11));
-          j.manifest = r.Text(i, 12);
-          j.plan = r.Bytes(i, 13);
+          ASSIGN_OR_RETURN(JobRecord j, codec::JobFromRow(r.row(i)));
           out.push_back(std::move(j));
         }
         for (JobRecord& j : out) {
-          ASSIGN_OR_RETURN(Result a, tx.Exec("SELECT number, node, writer_instance, state, "
-                                             "started_us, ended_us, reason FROM job_attempts "
-                                             "WHERE job = $1 ORDER BY number",
+          ASSIGN_OR_RETURN(Result a, tx.Exec(absl::StrCat("SELECT ", codec::kAttemptColumns,
+                                                          " FROM job_attempts WHERE job = $1 "
+                                                          "ORDER BY number"),
                                              Params().Text(j.id)));
           for (int i = 0; i < a.rows(); ++i) {
-            JobAttempt attempt;
-            attempt.number = static_cast<int>(a.Int(i, 0));
-            attempt.node = a.Text(i, 1);
-            attempt.writer_instance = a.Text(i, 2);
-            ASSIGN_OR_RETURN(attempt.state, ParseJobState(a.Text(i, 3)));
-            attempt.started = TimeOf(a.Int(i, 4));
-            attempt.ended = TimeOf(a.Int(i, 5));
-            attempt.reason = a.Text(i, 6);
+            ASSIGN_OR_RETURN(JobAttempt attempt, codec::AttemptFromRow(a.row(i)));
             j.attempts.push_back(std::move(attempt));
           }
         }

@@ -67,38 +67,13 @@ absl::Status PostgresCatalog::PutBackup(const BackupRecord& backup) {
 absl::StatusOr<std::vector<BackupRecord>> PostgresCatalog::Backups(const std::string& unit) {
   Params params;
   if (!unit.empty()) params.Text(unit);
-  ASSIGN_OR_RETURN(
-      Result r,
-      Read(absl::StrCat("SELECT manifest, unit, type, source_node, writer_instance, "
-                        "low_generation, high_generation, log_signature, database_signatures, "
-                        "logical_bytes, new_bytes, stored_bytes, started_us, finished_us, "
-                        "verified, job, chain_summary FROM backups ",
-                        unit.empty() ? "" : "WHERE unit = $1 ", "ORDER BY manifest COLLATE \"C\""),
-           params));
+  ASSIGN_OR_RETURN(Result r, Read(absl::StrCat("SELECT ", codec::kBackupColumns, " FROM backups ",
+                                               unit.empty() ? "" : "WHERE unit = $1 ",
+                                               "ORDER BY manifest COLLATE \"C\""),
+                                  params));
   std::vector<BackupRecord> out;
   for (int i = 0; i < r.rows(); ++i) {
-    BackupRecord b;
-    b.manifest = r.Text(i, 0);
-    b.unit = r.Text(i, 1);
-    b.type = static_cast<v1::BackupType>(r.Int(i, 2));
-    b.source_node = r.Text(i, 3);
-    b.writer_instance = r.Text(i, 4);
-    b.low_generation = static_cast<uint32_t>(r.Int(i, 5));
-    b.high_generation = static_cast<uint32_t>(r.Int(i, 6));
-    b.log_signature = r.Text(i, 7);
-    const std::string dbs = r.Text(i, 8);
-    if (!dbs.empty()) b.database_signatures = absl::StrSplit(dbs, ',');
-    b.logical_bytes = static_cast<uint64_t>(r.Int(i, 9));
-    b.new_bytes = static_cast<uint64_t>(r.Int(i, 10));
-    b.stored_bytes = static_cast<uint64_t>(r.Int(i, 11));
-    b.started = TimeOf(r.Int(i, 12));
-    b.finished = TimeOf(r.Int(i, 13));
-    b.verified = r.Int(i, 14) != 0;
-    b.job = r.Text(i, 15);
-    if (!b.chain_summary.ParseFromString(r.Bytes(i, 16))) {
-      return absl::DataLossError(absl::StrCat("catalog ", Name(), ": the chain summary of backup ",
-                                              b.manifest, " does not parse"));
-    }
+    ASSIGN_OR_RETURN(BackupRecord b, codec::BackupFromRow(r.row(i), Name()));
     out.push_back(std::move(b));
   }
   return out;

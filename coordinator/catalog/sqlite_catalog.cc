@@ -456,48 +456,24 @@ absl::Status SqliteCatalog::UpdateJob(const JobRecord& job, const JobEvent& even
 absl::StatusOr<std::vector<JobRecord>> SqliteCatalog::ReadJobs(const std::string& where_sql,
                                                                const std::string& arg,
                                                                size_t limit) {
-  Statement s(
-      db_, path_,
-      absl::StrCat("SELECT id, kind, unit, type, source_mode, preferred, state, reason, "
-                   "created_us, updated_us, bytes_done, bytes_total, manifest, plan FROM jobs ",
-                   where_sql, " ORDER BY created_us DESC, id DESC",
-                   limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""));
+  Statement s(db_, path_,
+              absl::StrCat("SELECT ", codec::kJobColumns, " FROM jobs ", where_sql,
+                           " ORDER BY created_us DESC, id DESC",
+                           limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""));
   if (!arg.empty()) s.Bind(arg);
   std::vector<JobRecord> out;
   RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
-    JobRecord j;
-    j.id = s.Text(0);
-    j.kind = s.Text(1);
-    j.unit = s.Text(2);
-    j.type = static_cast<v1::BackupType>(s.Int(3));
-    j.source_mode = s.Text(4);
-    const std::string preferred = s.Text(5);
-    if (!preferred.empty()) j.preferred = absl::StrSplit(preferred, ',');
-    ASSIGN_OR_RETURN(j.state, ParseJobState(s.Text(6)));
-    j.reason = s.Text(7);
-    j.created = TimeOf(s.Int(8));
-    j.updated = TimeOf(s.Int(9));
-    j.bytes_done = static_cast<uint64_t>(s.Int(10));
-    j.bytes_total = static_cast<uint64_t>(s.Int(11));
-    j.manifest = s.Text(12);
-    j.plan = s.Text(13);
+    ASSIGN_OR_RETURN(JobRecord j, codec::JobFromRow(s));
     out.push_back(std::move(j));
     return absl::OkStatus();
   }));
   for (JobRecord& j : out) {
     Statement a(db_, path_,
-                "SELECT number, node, writer_instance, state, started_us, ended_us, reason "
-                "FROM job_attempts WHERE job = ? ORDER BY number");
+                absl::StrCat("SELECT ", codec::kAttemptColumns,
+                             " FROM job_attempts WHERE job = ? ORDER BY number"));
     a.Bind(j.id);
     RETURN_IF_ERROR(a.ForEachRow([&]() -> absl::Status {
-      JobAttempt attempt;
-      attempt.number = static_cast<int>(a.Int(0));
-      attempt.node = a.Text(1);
-      attempt.writer_instance = a.Text(2);
-      ASSIGN_OR_RETURN(attempt.state, ParseJobState(a.Text(3)));
-      attempt.started = TimeOf(a.Int(4));
-      attempt.ended = TimeOf(a.Int(5));
-      attempt.reason = a.Text(6);
+      ASSIGN_OR_RETURN(JobAttempt attempt, codec::AttemptFromRow(a));
       j.attempts.push_back(std::move(attempt));
       return absl::OkStatus();
     }));

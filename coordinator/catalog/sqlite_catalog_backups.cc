@@ -54,36 +54,12 @@ absl::Status SqliteCatalog::PutBackup(const BackupRecord& backup) {
 absl::StatusOr<std::vector<BackupRecord>> SqliteCatalog::Backups(const std::string& unit) {
   std::lock_guard<std::mutex> l(mu_);
   Statement s(db_, path_,
-              absl::StrCat("SELECT manifest, unit, type, source_node, writer_instance, "
-                           "low_generation, high_generation, log_signature, database_signatures, "
-                           "logical_bytes, new_bytes, stored_bytes, started_us, finished_us, "
-                           "verified, job, chain_summary FROM backups ",
+              absl::StrCat("SELECT ", codec::kBackupColumns, " FROM backups ",
                            unit.empty() ? "" : "WHERE unit = ? ", "ORDER BY manifest"));
   if (!unit.empty()) s.Bind(unit);
   std::vector<BackupRecord> out;
   RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
-    BackupRecord b;
-    b.manifest = s.Text(0);
-    b.unit = s.Text(1);
-    b.type = static_cast<v1::BackupType>(s.Int(2));
-    b.source_node = s.Text(3);
-    b.writer_instance = s.Text(4);
-    b.low_generation = static_cast<uint32_t>(s.Int(5));
-    b.high_generation = static_cast<uint32_t>(s.Int(6));
-    b.log_signature = s.Text(7);
-    const std::string dbs = s.Text(8);
-    if (!dbs.empty()) b.database_signatures = absl::StrSplit(dbs, ',');
-    b.logical_bytes = static_cast<uint64_t>(s.Int(9));
-    b.new_bytes = static_cast<uint64_t>(s.Int(10));
-    b.stored_bytes = static_cast<uint64_t>(s.Int(11));
-    b.started = TimeOf(s.Int(12));
-    b.finished = TimeOf(s.Int(13));
-    b.verified = s.Int(14) != 0;
-    b.job = s.Text(15);
-    if (!b.chain_summary.ParseFromString(s.Text(16))) {
-      return absl::DataLossError(absl::StrCat("catalog ", path_, ": the chain summary of backup ",
-                                              b.manifest, " does not parse"));
-    }
+    ASSIGN_OR_RETURN(BackupRecord b, codec::BackupFromRow(s, path_));
     out.push_back(std::move(b));
     return absl::OkStatus();
   }));

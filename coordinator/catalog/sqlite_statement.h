@@ -68,6 +68,7 @@ class Statement {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(stmt_, col));
     return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
   }
+  std::string Bytes(int col) const { return Text(col); }  // a BLOB reads as text does
 
  private:
   void Check(int rc) {

@@ -73,6 +73,17 @@ class JobManagerTest : public ::testing::Test {
     return r;
   }
 
+  // An agent's word that attempt `attempt` of `job` ended in `phase`.
+  static v1::JobUpdate Ended(const std::string& job, uint32_t attempt, v1::JobState phase,
+                             const std::string& error) {
+    v1::JobUpdate u;
+    u.set_job(job);
+    u.set_attempt(attempt);
+    u.set_phase(phase);
+    u.set_error(error);
+    return u;
+  }
+
   JobRecord Start(const std::string& type = "full", std::vector<std::string> prefer = {}) {
     v1::StartBackupRequest request;
     request.set_unit("DB02");
@@ -146,12 +157,7 @@ TEST_F(JobManagerTest, ALeaseThatIsNotRenewedExpiresAndASecondLossFailsTheJob) {
 
 TEST_F(JobManagerTest, AResultOfAnAbandonedAttemptIsAcknowledgedButNotApplied) {
   JobRecord job = StartAndLoseTheFirstAttempt();
-  v1::JobUpdate late;
-  late.set_job(job.id);
-  late.set_attempt(1);
-  late.set_phase(v1::JOB_FAILED);
-  late.set_error("too late");
-  jobs_->OnJobUpdate("node2", late);
+  jobs_->OnJobUpdate("node2", Ended(job.id, 1, v1::JOB_FAILED, "too late"));
   EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kAck), 1);
   auto info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
@@ -252,12 +258,7 @@ TEST_F(JobManagerTest, ARestartedCoordinatorWaitsForTheAgentAndReleasesStuckLeas
   EXPECT_EQ((*leases)[0].job, job.id);
   // node2 reports the job as still running: it goes on, with the same attempt.
   Report("node2", {Running(job.id, 1)});
-  v1::JobUpdate done;
-  done.set_job(job.id);
-  done.set_attempt(1);
-  done.set_phase(v1::JOB_CANCELLED);
-  done.set_error("cancelled");
-  jobs_->OnJobUpdate("node2", done);
+  jobs_->OnJobUpdate("node2", Ended(job.id, 1, v1::JOB_CANCELLED, "cancelled"));
   auto info = jobs_->Info(job.id, true);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->state(), v1::JOB_CANCELLED);
@@ -339,12 +340,7 @@ TEST_F(JobManagerTest, ACatalogWriteThatFailsStopsTheCoordinatorInsteadOfGoingOn
   ASSERT_TRUE(fs.Fill());
   // The job's end cannot be written: memory and catalog would disagree,
   // so the coordinator stops (here: the test's fail-stop records it).
-  v1::JobUpdate failed;
-  failed.set_job(job.id);
-  failed.set_attempt(1);
-  failed.set_phase(v1::JOB_FAILED);
-  failed.set_error("writer refused");
-  jobs_->OnJobUpdate("node2", failed);
+  jobs_->OnJobUpdate("node2", Ended(job.id, 1, v1::JOB_FAILED, "writer refused"));
   ASSERT_FALSE(fail_stops_.empty());
   EXPECT_THAT(std::string(fail_stops_[0].message()),
               HasSubstr("catalog write failed: releasing the lease of unit DB02"));
@@ -451,12 +447,7 @@ TEST_F(JobManagerTest, AnAssignmentCarriesItsUnitsRetention) {
   ASSERT_EQ(first.size(), 1u);
   EXPECT_EQ(first[0].retain_seconds(), 0u);
   ASSERT_TRUE(jobs_->Cancel(unpolicied.id).ok());
-  v1::JobUpdate done;
-  done.set_job(unpolicied.id);
-  done.set_attempt(1);
-  done.set_phase(v1::JOB_CANCELLED);
-  done.set_error("cancelled");
-  jobs_->OnJobUpdate("node2", done);
+  jobs_->OnJobUpdate("node2", Ended(unpolicied.id, 1, v1::JOB_CANCELLED, "cancelled"));
 
   v1::Policy policy;
   policy.set_name("weekly");

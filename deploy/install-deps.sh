@@ -38,6 +38,11 @@ PACKAGES=(
   # tests start privately (tests/postgres/postgres.sh; the package's own
   # cluster is never used)
   libpq-dev postgresql-15
+  # etcd (issue 18): the server and etcdctl the tests start privately
+  # (tests/etcd/etcd.sh), and etcd's own .proto files with their imports,
+  # from which the coordinator's etcd client is generated (proto/CMakeLists.txt)
+  etcd-server etcd-client golang-etcd-server-dev golang-github-gogo-protobuf-dev
+  golang-github-grpc-ecosystem-grpc-gateway-dev
 )
 
 missing=()

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/free_ports.h"
 #include "dagvault/v1/mailstored.pb.h"
 
 namespace dagvault::mailstore {
@@ -51,9 +52,7 @@ struct LabNode {
   dagvault::v1::MailstoredConfig config;
 };
 
-// Ports that were free a moment ago on `host` (each bound to port 0, then
-// released together).
-absl::StatusOr<std::vector<int>> PickFreePorts(const std::string& host, int count);
+using ::dagvault::PickFreePorts;  // common/free_ports.h
 
 // The nodes' configurations, with ports picked free. Nothing is written.
 absl::StatusOr<std::vector<LabNode>> MakeLab(const LabSpec& spec);

@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<EtcdTestCluster>> EtcdTestCluster::Start(const st
     std::filesystem::create_directories(absl::StrCat(dir, "/", cluster->names_.back()));
   }
   for (int i = 0; i < members; ++i) {
-    cluster->processes_.push_back(std::make_unique<testing::Subprocess>(
+    cluster->processes_.push_back(std::make_unique<::dagvault::testing::Subprocess>(
         cluster->CommandOf(i, false), std::map<std::string, std::string>{},
         absl::StrCat(dir, "/", cluster->names_[i], ".log")));
   }
@@ -141,7 +141,7 @@ void EtcdTestCluster::Signal(int i, int signal) {
 
 absl::Status EtcdTestCluster::Restart(int i) {
   Kill(i);
-  processes_[static_cast<size_t>(i)] = std::make_unique<testing::Subprocess>(
+  processes_[static_cast<size_t>(i)] = std::make_unique<::dagvault::testing::Subprocess>(
       CommandOf(i, true), std::map<std::string, std::string>{},
       absl::StrCat(dir_, "/", names_[static_cast<size_t>(i)], ".restarted.log"));
   return absl::OkStatus();
@@ -162,7 +162,7 @@ dagvault::v1::EtcdConfig EtcdTestCluster::Config(const std::string& prefix) cons
 absl::StatusOr<EtcdTestCluster*> SharedEtcdTestCluster() {
   // Destroyed at exit in reverse order: the cluster (its processes) first,
   // then its folder.
-  static testing::TempDir dir("etcd");
+  static ::dagvault::testing::TempDir dir("etcd");
   static absl::StatusOr<std::unique_ptr<EtcdTestCluster>> cluster =
       EtcdTestCluster::Start(dir.path(), 1);
   if (!cluster.ok()) return cluster.status();

@@ -50,7 +50,7 @@ class EtcdTestCluster {
   std::vector<std::string> names_;
   std::vector<std::string> client_endpoints_;
   std::vector<std::string> peer_urls_;
-  std::vector<std::unique_ptr<testing::Subprocess>> processes_;
+  std::vector<std::unique_ptr<::dagvault::testing::Subprocess>> processes_;
 };
 
 // One single-member cluster per test process, started at the first call

@@ -99,7 +99,7 @@ void AdminApi::RecordRefusal(const PeerIdentity& caller, const std::string& via,
 absl::Status AdminApi::GetStatus(const AdminCaller&, const v1::ClusterStatusRequest& request,
                                  v1::ClusterStatus* out) {
   c_->topology().Describe(request, out);
-  auto leases = c_->catalog().Leases();
+  auto leases = c_->leases().List();
   if (!leases.ok()) return leases.status();
   for (const auto& l : *leases) {
     v1::LeaseInfo* li = out->add_leases();

@@ -4,11 +4,13 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "coordinator/catalog/instrumented_catalog.h"
 #include "coordinator/catalog/open_catalog.h"
+#include "coordinator/leases/etcd_lease_store.h"
 #include "coordinator/retention/expiry.h"
 #include "coordinator/server/access.h"
 
@@ -44,7 +46,21 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
   c->catalog_ = std::make_unique<InstrumentedCatalog>(
       std::move(catalog), &c->metrics_->catalog_seconds(), &c->metrics_->catalog_errors());
   c->topology_ = std::make_unique<Topology>(c->catalog_.get(), node_timeout);
+  if (c->config_.etcd().endpoints_size() > 0) {
+    ASSIGN_OR_RETURN(c->etcd_, EtcdClient::Connect(c->config_.etcd()));
+    auto leases = EtcdLeaseStore::Open(c->etcd_.get(), c->config_.etcd().prefix(), RealClock());
+    if (!leases.ok()) {
+      return Annotate(leases.status(), "opening the backup-in-progress leases in etcd");
+    }
+    logging::Get("coordinator")
+        ->info("backup-in-progress leases in etcd ({}), fencing-token base {}",
+               absl::StrJoin(c->etcd_->endpoints(), ","), (*leases)->token_base());
+    c->leases_ = std::move(*leases);
+  } else {
+    c->leases_ = std::make_unique<CatalogLeaseStore>(c->catalog_.get(), RealClock());
+  }
   JobManagerOptions options;
+  options.leases = c->leases_.get();
   options.lease_ttl = c->lease_ttl();
   if (c->config_.writer_session_timeout_ms() != 0) {
     options.writer_session_timeout = absl::Milliseconds(c->config_.writer_session_timeout_ms());

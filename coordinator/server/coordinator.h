@@ -19,6 +19,8 @@
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/console/console_server.h"
 #include "coordinator/console/console_tokens.h"
+#include "coordinator/etcd/etcd_client.h"
+#include "coordinator/leases/lease_store.h"
 #include "coordinator/rpo/rpo.h"
 #include "coordinator/server/admin_api.h"
 #include "coordinator/server/coordinator_metrics.h"
@@ -41,6 +43,9 @@ class Coordinator {
 
   const dagvault::v1::CoordinatorConfig& config() const { return config_; }
   Catalog& catalog() { return *catalog_; }
+  // Backup-in-progress leases: in etcd when `etcd` is configured, else in
+  // the catalog.
+  LeaseStore& leases() { return *leases_; }
   Topology& topology() { return *topology_; }
   JobManager& jobs() { return *jobs_; }
   Scheduler& scheduler() { return *scheduler_; }
@@ -75,6 +80,8 @@ class Coordinator {
   std::unique_ptr<CoordinatorMetrics> metrics_;
   std::unique_ptr<metrics::MetricsServer> metrics_server_;
   std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<EtcdClient> etcd_;  // null without `etcd`
+  std::unique_ptr<LeaseStore> leases_;
   std::unique_ptr<Topology> topology_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -138,6 +138,7 @@ absl::Status Deployment::Start() {
   c.set_log_level("debug");
   if (options_.metrics) c.mutable_metrics()->set_listen(metrics_address_);
   if (options_.console) c.mutable_console()->set_listen(console_address_);
+  if (options_.etcd.endpoints_size() > 0) *c.mutable_etcd() = options_.etcd;
   coordinator_config_ = cluster_.root() + "/coordinator.conf";
   RETURN_IF_ERROR(WriteFileAtomically(coordinator_config_, ToTextConfig(c)));
   RETURN_IF_ERROR(StartCoordinator());

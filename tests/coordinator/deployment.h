@@ -37,6 +37,9 @@ struct DeploymentOptions {
   std::string repository_url;
   // The coordinator's catalog setting; empty: an SQLite file of the lab's.
   std::string catalog;
+  // With endpoints: the coordinator keeps its backup-in-progress leases in
+  // this etcd.
+  dagvault::v1::EtcdConfig etcd;
   // The repository is initialised with Object Lock for this many days
   // (an S3 bucket with Object Lock enabled; 0: none).
   uint32_t object_lock_days = 0;

@@ -19,6 +19,8 @@
 #include "common/text_config.h"
 #include "common/tls.h"
 #include "coordinator/catalog/postgres_test_util.h"
+#include "coordinator/etcd/etcd_client.h"
+#include "coordinator/etcd/etcd_test_cluster.h"
 #include "repository/repository.h"
 #include "repository/repository_test_util.h"
 #include "tests/coordinator/deployment_test_util.h"
@@ -357,12 +359,26 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
 // A coordinator killed in the middle of a Full: after its restart it takes
 // the job back from its catalog and the backup is catalogued once, the
 // lease released. `catalog`: the coordinator's catalog setting.
-void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& tag) {
+// The fencing token the job's assignment carried (its "assigned" event).
+uint64_t FencingTokenOf(const v1::JobInfo& job) {
+  for (const auto& e : job.events()) {
+    const std::string kToken = "fencing token ";
+    const size_t at = e.message().find(kToken);
+    if (at != std::string::npos) {
+      return std::strtoull(e.message().c_str() + at + kToken.size(), nullptr, 10);
+    }
+  }
+  return 0;
+}
+
+void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& tag,
+                                 const v1::EtcdConfig& etcd = v1::EtcdConfig()) {
   DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
   // The agent must not fence its job while the coordinator restarts,
   // however slowly a loaded machine restarts it.
   options.lease_ttl_ms = 10000;
   options.catalog = catalog;
+  options.etcd = etcd;
   Deployment d(options, tag);
   ASSERT_OK(d.Start());
   LoadDb02(d);
@@ -370,6 +386,25 @@ void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& 
   ASSERT_FALSE(job.id().empty());
   auto moving = WaitTransferring(d, job.id());
   ASSERT_OK(moving.status());
+  if (etcd.endpoints_size() > 0) {
+    // The unit's lease is a key in etcd, and the assignment's token is the
+    // deployment's base plus the key's create_revision.
+    auto client = coordinator::EtcdClient::Connect(etcd);
+    ASSERT_OK(client.status());
+    etcdserverpb::RangeRequest range;
+    range.set_key(etcd.prefix() + "leases/DB02");
+    auto lease = (*client)->Range(range);
+    ASSERT_OK(lease.status());
+    ASSERT_EQ(lease->kvs_size(), 1);
+    range.set_key(etcd.prefix() + "token-base");
+    auto base = (*client)->Range(range);
+    ASSERT_OK(base.status());
+    ASSERT_EQ(base->kvs_size(), 1);
+    uint64_t token_base = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(base->kvs(0).value(), &token_base));
+    EXPECT_EQ(FencingTokenOf(*moving), token_base + lease->kvs(0).create_revision())
+        << moving->DebugString();
+  }
   d.KillCoordinator();
   absl::SleepFor(absl::Seconds(1));
   ASSERT_OK(d.StartCoordinator());
@@ -408,6 +443,17 @@ TEST(Deployment, ACoordinatorOnPostgresKilledMidBackupReconcilesTheJobAfterItsRe
   coordinator::testing::PostgresTestDatabase db;
   if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
   KillTheCoordinatorMidBackup(db.conninfo(), "restart-pg");
+}
+
+// The highly available shape's engines (issue 18): leases in etcd (a
+// private one-member cluster), the catalog in PostgreSQL when the run has
+// one. The restarted coordinator finds the unit's lease in etcd, still
+// alive, and the job finishes under it, once.
+TEST(Deployment, ACoordinatorWithLeasesInEtcdKilledMidBackupFinishesTheJobUnderTheSameLease) {
+  auto etcd = coordinator::SharedEtcdTestCluster();
+  ASSERT_OK(etcd.status());
+  coordinator::testing::PostgresTestDatabase db;
+  KillTheCoordinatorMidBackup(db.conninfo(), "restart-etcd", (*etcd)->Config("/restart-etcd/"));
 }
 
 // Items, then a closed generation that every healthy copy replays.

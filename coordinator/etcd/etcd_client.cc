@@ -40,6 +40,15 @@ std::string PrefixRangeEnd(const std::string& prefix) {
   return std::string(1, '\0');  // every key (etcd's "from key" form)
 }
 
+void CompareCreateRevision(etcdserverpb::TxnRequest& txn, const std::string& key,
+                           int64_t revision) {
+  etcdserverpb::Compare* c = txn.add_compare();
+  c->set_key(key);
+  c->set_target(etcdserverpb::Compare::CREATE);
+  c->set_result(etcdserverpb::Compare::EQUAL);
+  c->set_create_revision(revision);
+}
+
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Connect(
     const dagvault::v1::EtcdConfig& config) {
   if (config.endpoints().empty()) {

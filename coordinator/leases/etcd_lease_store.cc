@@ -7,21 +7,6 @@
 #include "common/status_macros.h"
 
 namespace dagvault::coordinator {
-namespace {
-
-using etcdserverpb::Compare;
-
-// A comparison of `key`'s create_revision with `revision` (0: absent).
-void CompareCreateRevision(etcdserverpb::TxnRequest& txn, const std::string& key,
-                           int64_t revision) {
-  Compare* c = txn.add_compare();
-  c->set_key(key);
-  c->set_target(Compare::CREATE);
-  c->set_result(Compare::EQUAL);
-  c->set_create_revision(revision);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdLeaseStore>> EtcdLeaseStore::Open(EtcdClient* client,
                                                                      const std::string& prefix,

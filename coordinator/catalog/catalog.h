@@ -255,6 +255,16 @@ class Catalog {
   // Newest first, at most `limit`; `identity` not empty: that person's only.
   virtual absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> AuditEntries(
       size_t limit, const std::string& identity) = 0;
+
+  // Highly available coordinators share one catalog (docs/ha.md). The one
+  // that wins the election calls this with its epoch (the leader key's
+  // create_revision in etcd): the catalog records it as the newest, and
+  // from then on refuses every write through this object, with
+  // FailedPrecondition, once a newer epoch has been recorded, checked in
+  // the same transaction as the write. So a deposed leader that wakes up
+  // writes nothing. FailedPrecondition at once when a newer epoch is there
+  // already; Unimplemented for a catalog coordinators cannot share.
+  virtual absl::Status FenceWrites(int64_t epoch) = 0;
 };
 
 }  // namespace dagvault::coordinator

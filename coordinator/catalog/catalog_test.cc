@@ -485,6 +485,52 @@ TEST(PostgresCatalog, RacingAcquisitionsOfOneUnitLeaveExactlyOneHolder) {
   }
 }
 
+// Two coordinators on one catalog: once a newer leader has fenced it, the
+// older one's writes are refused (in the same transaction as the write),
+// naming both epochs, and it cannot fence it back.
+TEST(PostgresCatalog, ADeposedLeaderWritesNothingOnceANewerOneHasFencedTheCatalog) {
+  testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  auto old_leader = PostgresCatalog::Open(db.conninfo());
+  auto new_leader = PostgresCatalog::Open(db.conninfo());
+  ASSERT_TRUE(old_leader.ok() && new_leader.ok());
+  ASSERT_TRUE((*old_leader)->FenceWrites(5).ok());
+  JobRecord job;
+  job.id = "job-1";
+  job.unit = "DB01";
+  job.type = v1::FULL;
+  job.created = job.updated = kT0;
+  ASSERT_TRUE((*old_leader)->CreateJob(job).ok());
+
+  ASSERT_TRUE((*new_leader)->FenceWrites(7).ok());
+  absl::Status refused = (*old_leader)->UpdateJob(job, JobEvent{kT0, 1, JobState::kFailed, "x"});
+  ASSERT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_THAT(std::string(refused.message()),
+              HasSubstr("this coordinator led as epoch 5, but a newer leader (epoch 7) has taken "
+                        "over; it writes nothing more"));
+  EXPECT_EQ((*old_leader)->AcquireLease("DB02", "job-2", "node1", kT0, absl::Hours(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  absl::Status back = (*old_leader)->FenceWrites(6);
+  ASSERT_EQ(back.code(), absl::StatusCode::kFailedPrecondition) << back;
+  EXPECT_THAT(std::string(back.message()), HasSubstr("a newer leader (epoch 7)"));
+  // Reads still work (a standby may serve them); the new leader writes.
+  auto read = (*old_leader)->GetJob("job-1");
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->state, job.state) << "the refused update left nothing";
+  EXPECT_TRUE((*new_leader)->UpdateJob(job, JobEvent{kT0, 1, JobState::kFailed, "y"}).ok());
+  // Re-fencing with its own epoch (a restart of the same leader) is fine.
+  EXPECT_TRUE((*new_leader)->FenceWrites(7).ok());
+}
+
+TEST(SqliteCatalog, RefusesToBeFencedSinceCoordinatorsCannotShareIt) {
+  ::dagvault::testing::TempDir dir("catalog");
+  auto catalog = OpenOrDie(dir.Sub("catalog.db"));
+  ASSERT_NE(catalog, nullptr);
+  absl::Status s = catalog->FenceWrites(3);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("PostgreSQL"));
+}
+
 TEST(PostgresCatalog, AServerThatIsNotThereIsNamed) {
   pg::ConnectionOptions brief;
   brief.reconnect_for = absl::Milliseconds(200);

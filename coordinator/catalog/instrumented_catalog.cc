@@ -135,6 +135,9 @@ absl::StatusOr<std::vector<std::string>> InstrumentedCatalog::Expiring() {
 absl::Status InstrumentedCatalog::ClearExpiring(const std::vector<std::string>& manifests) {
   return Timed("ClearExpiring", [&] { return inner_->ClearExpiring(manifests); });
 }
+absl::Status InstrumentedCatalog::FenceWrites(int64_t epoch) {
+  return Timed("FenceWrites", [&] { return inner_->FenceWrites(epoch); });
+}
 absl::Status InstrumentedCatalog::AppendAudit(const dagvault::v1::AuditEntry& entry) {
   return Timed("AppendAudit", [&] { return inner_->AppendAudit(entry); });
 }

@@ -57,6 +57,7 @@ class InstrumentedCatalog : public Catalog {
   absl::StatusOr<std::vector<std::string>> Expiring() override;
   absl::Status ClearExpiring(const std::vector<std::string>& manifests) override;
   absl::Status AppendAudit(const dagvault::v1::AuditEntry& entry) override;
+  absl::Status FenceWrites(int64_t epoch) override;
   absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> AuditEntries(
       size_t limit, const std::string& identity) override;
 

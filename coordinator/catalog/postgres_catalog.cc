@@ -91,6 +91,8 @@ const std::vector<std::vector<std::string>>& Migrations() {
           "TEXT NOT NULL, entry BYTEA NOT NULL)",
           "CREATE INDEX audit_by_identity ON audit (identity, seq)",
       },
+      // 9: the newest leader epoch (Catalog::FenceWrites).
+      {"CREATE TABLE leadership (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL)"},
   };
   return *migrations;
 }
@@ -157,7 +159,49 @@ absl::Status PostgresCatalog::Migrate() {
 absl::Status PostgresCatalog::Write(bool idempotent,
                                     const std::function<absl::Status(Connection&)>& body) {
   std::lock_guard<std::mutex> l(mu_);
-  return db_->Transaction(Isolation::kSerializable, idempotent, body);
+  const int64_t fence = fence_epoch_.load();
+  if (fence == 0) return db_->Transaction(Isolation::kSerializable, idempotent, body);
+  // In the write's own SERIALIZABLE transaction: a new leader's
+  // FenceWrites that commits first makes this read stale, and PostgreSQL
+  // aborts one of the two (40001); the retry sees the new epoch.
+  return db_->Transaction(Isolation::kSerializable, idempotent, [&](Connection& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(Result r, tx.Exec("SELECT epoch FROM leadership WHERE id = 1"));
+    const int64_t newest = r.rows() > 0 ? r.Int(0, 0) : 0;
+    if (newest != fence) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "catalog ", Name(), ": this coordinator led as epoch ", fence,
+          ", but a newer leader (epoch ", newest,
+          ") has taken over; it writes nothing more (docs/ha.md)"));
+    }
+    return body(tx);
+  });
+}
+
+absl::Status PostgresCatalog::FenceWrites(int64_t epoch) {
+  if (epoch <= 0) return absl::InvalidArgumentError("a leader epoch is positive");
+  fence_epoch_.store(0);
+  int64_t newest = 0;
+  RETURN_IF_ERROR(Write(true, [&](Connection& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        Result r, tx.Exec("INSERT INTO leadership (id, epoch) VALUES (1, $1) ON CONFLICT (id) DO "
+                          "UPDATE SET epoch = excluded.epoch WHERE leadership.epoch <= "
+                          "excluded.epoch RETURNING epoch",
+                          Params().Int(epoch)));
+    if (r.rows() > 0) {
+      newest = epoch;
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(Result current, tx.Exec("SELECT epoch FROM leadership WHERE id = 1"));
+    newest = current.rows() > 0 ? current.Int(0, 0) : 0;
+    return absl::OkStatus();
+  }));
+  if (newest != epoch) {
+    return absl::FailedPreconditionError(absl::StrCat("catalog ", Name(), ": a newer leader (epoch ",
+                                                      newest, ") than this one (epoch ", epoch,
+                                                      ") has written to it"));
+  }
+  fence_epoch_.store(epoch);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Result> PostgresCatalog::Read(const std::string& sql, const Params& params) {

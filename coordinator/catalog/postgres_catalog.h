@@ -21,6 +21,7 @@
 #pragma once
 
 #include <functional>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -86,6 +87,7 @@ class PostgresCatalog : public Catalog {
                             const std::vector<QueuedBackupRecord>& queue, bool supersede) override;
   absl::StatusOr<std::vector<QueuedBackupRecord>> QueuedBackups() override;
   absl::Status RemoveQueued(const std::string& unit, dagvault::v1::BackupType type) override;
+  absl::Status FenceWrites(int64_t epoch) override;
 
  private:
   explicit PostgresCatalog(std::unique_ptr<pg::Connection> db) : db_(std::move(db)) {}
@@ -102,6 +104,8 @@ class PostgresCatalog : public Catalog {
 
   std::unique_ptr<pg::Connection> db_;
   std::mutex mu_;  // one connection: one statement at a time
+  // The leader epoch every write checks first (0: none; FenceWrites).
+  std::atomic<int64_t> fence_epoch_{0};
 };
 
 }  // namespace dagvault::coordinator

@@ -161,6 +161,13 @@ const std::vector<std::string>& Migrations() {
         entry BLOB NOT NULL);
       CREATE INDEX audit_by_identity ON audit (identity, seq);
       )sql",
+      // 9: the newest leader epoch (Catalog::FenceWrites); PostgreSQL
+      // uses it, kept here so both number their migrations alike.
+      R"sql(
+      CREATE TABLE leadership (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch INTEGER NOT NULL);
+      )sql",
   };
   return *migrations;
 }
@@ -168,6 +175,12 @@ const std::vector<std::string>& Migrations() {
 }  // namespace
 
 int SqliteCatalog::SchemaVersion() { return static_cast<int>(Migrations().size()); }
+
+absl::Status SqliteCatalog::FenceWrites(int64_t epoch) {
+  return absl::UnimplementedError(absl::StrCat(
+      "leader election (epoch ", epoch, ") needs a catalog every coordinator shares, in "
+      "PostgreSQL; ", path_, " is an SQLite file on one machine (docs/ha.md)"));
+}
 
 absl::StatusOr<std::unique_ptr<SqliteCatalog>> SqliteCatalog::Open(const std::string& path) {
   sqlite3* db = nullptr;

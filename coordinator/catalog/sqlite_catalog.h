@@ -70,6 +70,7 @@ class SqliteCatalog : public Catalog {
                             const std::vector<QueuedBackupRecord>& queue, bool supersede) override;
   absl::StatusOr<std::vector<QueuedBackupRecord>> QueuedBackups() override;
   absl::Status RemoveQueued(const std::string& unit, dagvault::v1::BackupType type) override;
+  absl::Status FenceWrites(int64_t epoch) override;
 
  private:
   SqliteCatalog(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}

@@ -42,11 +42,40 @@ std::string Env(const char* name, const std::string& fallback) {
   return v != nullptr && *v ? std::string(v) : fallback;
 }
 
-absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArgs& args) {
-  const std::string address = args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", ""));
-  if (address.empty()) {
-    return Usage("which coordinator? give --coordinator HOST:PORT or set $DAGVAULT_COORDINATOR");
+// The coordinator that leads, asking each of `addresses` in turn
+// (docs/ha.md): one that leads, or a standby that names the leader.
+absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses,
+                                       const std::shared_ptr<grpc::ChannelCredentials>& creds) {
+  std::vector<std::string> why;
+  for (const std::string& address : addresses) {
+    auto stub = v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(address, creds));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::LeaderInfo info;
+    const grpc::Status s = stub->WhoLeads(&context, v1::WhoLeadsRequest(), &info);
+    if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) return address;  // an older one
+    if (!s.ok()) {
+      why.push_back(absl::StrCat(address, ": ", s.error_message()));
+    } else if (info.this_one()) {
+      return address;
+    } else if (!info.leader().empty()) {
+      return info.leader();
+    } else {
+      why.push_back(absl::StrCat(address, ": stands by, and no coordinator leads yet"));
+    }
   }
+  return absl::UnavailableError(
+      absl::StrCat("no coordinator leads (", absl::StrJoin(why, "; "), ")"));
+}
+
+absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArgs& args) {
+  const std::string given = args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", ""));
+  if (given.empty()) {
+    return Usage(
+        "which coordinator? give --coordinator HOST:PORT[,HOST:PORT...] or set "
+        "$DAGVAULT_COORDINATOR");
+  }
+  const std::vector<std::string> addresses = absl::StrSplit(given, ',', absl::SkipWhitespace());
   v1::TlsFiles files;
   const std::string dir = args.GetOr("certs", Env("DAGVAULT_CERTS", ""));
   const std::string name = args.GetOr("cert-name", Env("DAGVAULT_CERT_NAME", "admin"));
@@ -55,9 +84,10 @@ absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArg
   // node or an agent of the deployment answering at that address never
   // sees a request (issue 15).
   ASSIGN_OR_RETURN(auto creds, MakeChannelCredentials(files, args.Has("insecure-dev"),
-                                                      absl::StrCat("coordinator ", address),
+                                                      absl::StrCat("coordinator ", given),
                                                       ExpectedPeer{.role = kRoleCoordinator}));
-  return v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(address, creds));
+  ASSIGN_OR_RETURN(const std::string leader, FindLeader(addresses, creds));
+  return v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(leader, creds));
 }
 
 // What a job is, in a few words: "Full backup of DB02", "restore of DB02".

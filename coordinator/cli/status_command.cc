@@ -80,6 +80,19 @@ void PrintUnits(const v1::ClusterStatus& status, bool all, std::ostream& out) {
 
 absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args,
                            std::ostream& out) {
+  if (args.Has("leader")) {
+    v1::LeaderInfo who;
+    RETURN_IF_ERROR(
+        FromGrpcStatus(stub.WhoLeads(Context().get(), v1::WhoLeadsRequest(), &who), "coordinator"));
+    if (args.Has("json")) {
+      PrintJson(who, out);
+    } else {
+      out << "leader: " << (who.leader().empty() ? std::string("none") : who.leader());
+      if (who.epoch() != 0) out << " (epoch " << who.epoch() << ")";
+      out << "\n";
+    }
+    return absl::OkStatus();
+  }
   v1::ClusterStatusRequest request;
   request.set_all_copies(args.Has("copies"));
   request.set_unit(args.GetOr("unit", ""));

@@ -40,6 +40,12 @@ std::string PrefixRangeEnd(const std::string& prefix) {
   return std::string(1, '\0');  // every key (etcd's "from key" form)
 }
 
+std::string NormalizedEtcdPrefix(const std::string& prefix) {
+  std::string normalized = prefix.empty() ? "/dagvault/" : prefix;
+  if (normalized.back() != '/') normalized += '/';
+  return normalized;
+}
+
 void CompareCreateRevision(etcdserverpb::TxnRequest& txn, const std::string& key,
                            int64_t revision) {
   etcdserverpb::Compare* c = txn.add_compare();

@@ -38,6 +38,10 @@ namespace dagvault::coordinator {
 // (etcd's range_end convention: the prefix with its last byte plus one).
 std::string PrefixRangeEnd(const std::string& prefix);
 
+// The prefix every key of a deployment starts with: `prefix` ending in
+// "/", or "/dagvault/" when empty (EtcdConfig.prefix).
+std::string NormalizedEtcdPrefix(const std::string& prefix);
+
 // Adds to `txn` the comparison "key's create_revision == revision" (0: the
 // key does not exist), the guard of every create, update and delete.
 void CompareCreateRevision(etcdserverpb::TxnRequest& txn, const std::string& key, int64_t revision);

@@ -11,8 +11,7 @@ namespace dagvault::coordinator {
 absl::StatusOr<std::unique_ptr<EtcdLeaseStore>> EtcdLeaseStore::Open(EtcdClient* client,
                                                                      const std::string& prefix,
                                                                      Clock* clock) {
-  std::string normalized = prefix.empty() ? "/dagvault/" : prefix;
-  if (!absl::EndsWith(normalized, "/")) normalized += "/";
+  const std::string normalized = NormalizedEtcdPrefix(prefix);
   std::unique_ptr<EtcdLeaseStore> store(new EtcdLeaseStore(client, normalized, clock));
 
   // The token base: written by the first coordinator ever to start on this

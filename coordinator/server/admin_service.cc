@@ -17,10 +17,12 @@ using grpc::ServerContext;
 
 AdminCaller CallerOf(const ServerContext& ctx) { return {PeerOf(ctx), "grpc"}; }
 
-// One unary method: the caller from the call's certificate, then AdminApi.
+// One unary method: a standby points to the leader; the leader takes the
+// caller from the call's certificate, then calls AdminApi.
 #define DAGVAULT_ADMIN_METHOD(Method, Request, Response)                                 \
   grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out) \
       override {                                                                         \
+    if (auto standby = c_->RedirectIfStandby(ctx)) return *standby;                      \
     return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
   }
 
@@ -45,9 +47,16 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   DAGVAULT_ADMIN_METHOD(ListAudit, ListAuditRequest, ListAuditResponse)
   DAGVAULT_ADMIN_METHOD(CreateConsoleToken, ConsoleTokenRequest, ConsoleToken)
 
+  // Answered by standbys too.
+  grpc::Status WhoLeads(ServerContext*, const v1::WhoLeadsRequest*, v1::LeaderInfo* out) override {
+    *out = c_->WhoLeads();
+    return grpc::Status::OK;
+  }
+
   // The job now, then at every change until it ends.
   grpc::Status WatchJob(ServerContext* ctx, const v1::JobRequest* request,
                         grpc::ServerWriter<v1::JobInfo>* writer) override {
+    if (auto standby = c_->RedirectIfStandby(ctx)) return *standby;
     uint64_t seen = c_->jobs().ChangeCounter();
     std::string last;
     while (!ctx->IsCancelled()) {

@@ -22,6 +22,8 @@ class AgentServiceImpl final : public v1::AgentService::Service {
 
   grpc::Status Connect(grpc::ServerContext* context, Stream* stream) override {
     auto log = logging::Get("coordinator");
+    // A standby points the agent to the leader before it reads a word.
+    if (auto standby = c_->RedirectIfStandby(context)) return *standby;
     v1::AgentMessage first;
     if (!stream->Read(&first) || !first.has_register_()) {
       return {grpc::StatusCode::INVALID_ARGUMENT, "an agent's first message must be Register"};
@@ -63,6 +65,12 @@ class AgentServiceImpl final : public v1::AgentService::Service {
     grpc::Status result = grpc::Status::OK;
     v1::AgentMessage m;
     while (stream->Read(&m)) {
+      if (!c_->MayAct()) {
+        // Leadership lost while the stream was open: the agent goes to the
+        // new leader, which acts on its report instead.
+        result = {grpc::StatusCode::UNAVAILABLE, "this coordinator no longer leads"};
+        break;
+      }
       if (m.has_report()) {
         if (m.report().node() != hello.node()) {
           result = {grpc::StatusCode::PERMISSION_DENIED,

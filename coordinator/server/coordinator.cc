@@ -13,6 +13,7 @@
 #include "coordinator/leases/etcd_lease_store.h"
 #include "coordinator/retention/expiry.h"
 #include "coordinator/server/access.h"
+#include "spdlog/spdlog.h"
 
 namespace dagvault::coordinator {
 
@@ -56,6 +57,21 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
         ->info("backup-in-progress leases in etcd ({}), fencing-token base {}",
                absl::StrJoin(c->etcd_->endpoints(), ","), (*leases)->token_base());
     c->leases_ = std::move(*leases);
+    if (IsPostgresCatalog(c->config_.catalog())) {
+      LeaderElectionOptions election;
+      election.key = NormalizedEtcdPrefix(c->config_.etcd().prefix()) + "leader";
+      election.value = c->advertised_address();
+      election.ttl = absl::Milliseconds(
+          c->config_.etcd().leader_ttl_ms() != 0 ? c->config_.etcd().leader_ttl_ms() : 5000);
+      c->election_ = std::make_unique<LeaderElection>(c->etcd_.get(), election);
+    } else {
+      logging::Get("coordinator")
+          ->warn(
+              "no leader election: the catalog {} is an SQLite file, which only one "
+              "coordinator can use; run one coordinator, or put the catalog in PostgreSQL "
+              "(docs/ha.md)",
+              CatalogForDisplay(c->config_.catalog()));
+    }
   } else {
     c->leases_ = std::make_unique<CatalogLeaseStore>(c->catalog_.get(), RealClock());
   }
@@ -77,8 +93,24 @@ Coordinator::~Coordinator() { Stop(); }
 
 absl::StatusOr<int> Coordinator::Start() {
   auto log = logging::Get("coordinator");
+  if (election_) {
+    ASSIGN_OR_RETURN(int port, StartServing());
+    log->info("coordinator listening on {} (port {}) as a standby until it leads; catalog {}",
+              config_.listen(), port, CatalogForDisplay(config_.catalog()));
+    leader_ = std::thread([this] { Lead(); });
+    return port;
+  }
   RETURN_IF_ERROR(topology_->Load());
   RETURN_IF_ERROR(jobs_->Recover());
+  ASSIGN_OR_RETURN(int port, StartServing());
+  leading_ = true;
+  StartWork();
+  log->info("coordinator listening on {} (port {}), catalog {}", config_.listen(), port,
+            CatalogForDisplay(config_.catalog()));
+  return port;
+}
+
+absl::StatusOr<int> Coordinator::StartServing() {
   ASSIGN_OR_RETURN(auto credentials,
                    MakeServerCredentials(config_.tls(), config_.insecure_dev(),
                                          absl::StrCat("coordinator listener ", config_.listen())));
@@ -120,11 +152,16 @@ absl::StatusOr<int> Coordinator::Start() {
     ASSIGN_OR_RETURN(metrics_server_, metrics::MetricsServer::Start(
                                           config_.metrics(), config_.tls(), &metrics_->registry()));
   }
+  return port;
+}
+
+void Coordinator::StartWork() {
   scheduler_->HoldUntil(absl::Now() + (config_.node_timeout_ms() != 0
                                            ? absl::Milliseconds(config_.node_timeout_ms())
                                            : 3 * report_every()));
   ticker_ = std::thread([this] {
     for (int64_t tick = 0; !stop_; ++tick) {
+      if (!MayAct() && !stop_) Deposed(absl::AbortedError("the leader lease's deadline passed"));
       jobs_->Tick();
       scheduler_->Tick();
       // Every unit's RPO state every 30 s, whether or not anyone asks, so
@@ -162,9 +199,74 @@ absl::StatusOr<int> Coordinator::Start() {
       expiry_wake_.wait_for(l, absl::ToChronoMilliseconds(every), [&] { return stop_.load(); });
     }
   });
-  log->info("coordinator listening on {} (port {}), catalog {}", config_.listen(), port,
-            CatalogForDisplay(config_.catalog()));
-  return port;
+}
+
+void Coordinator::Lead() {
+  auto log = logging::Get("coordinator.election");
+  auto epoch = election_->Campaign(&stop_);
+  if (!epoch.ok()) return;  // stopping
+  log->info("{} won the election as epoch {}: fencing the catalog, recovering jobs",
+            advertised_address(), *epoch);
+  if (absl::Status s = catalog_->FenceWrites(*epoch); !s.ok()) Deposed(s);
+  if (absl::Status s = topology_->Load(); !s.ok()) Deposed(s);
+  if (absl::Status s = jobs_->Recover(); !s.ok()) Deposed(s);
+  if (!MayAct()) Deposed(absl::AbortedError("the leader lease ran out while taking over"));
+  leading_ = true;
+  StartWork();
+  log->info("leading (epoch {})", *epoch);
+  absl::Status lost = election_->KeepLeading(&stop_);
+  if (!stop_) Deposed(lost);
+}
+
+void Coordinator::Deposed(const absl::Status& why) const {
+  logging::Get("coordinator.election")
+      ->critical(
+          "no longer the leader ({}): stopping at once, so that nothing this coordinator "
+          "still holds in memory is acted on; started again, it stands by",
+          why);
+  spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+  std::_Exit(4);
+}
+
+bool Coordinator::MayAct() const {
+  if (!election_) return true;
+  return election_->Leading();
+}
+
+std::string Coordinator::advertised_address() const {
+  return config_.advertise().empty() ? config_.listen() : config_.advertise();
+}
+
+std::optional<grpc::Status> Coordinator::RedirectIfStandby(grpc::ServerContext* context) const {
+  if (!election_ || (leading_ && election_->Leading())) return std::nullopt;
+  if (election_->epoch() != 0) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this coordinator is taking over as leader; try again in a moment");
+  }
+  const std::string leader = election_->leader();
+  if (leader.empty() || leader == advertised_address()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this coordinator is a standby and no coordinator leads yet; try again "
+                        "in a moment");
+  }
+  context->AddTrailingMetadata("dagvault-leader", leader);
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      absl::StrCat("this coordinator is a standby; the leader is at ", leader));
+}
+
+v1::LeaderInfo Coordinator::WhoLeads() const {
+  v1::LeaderInfo info;
+  info.set_this_address(advertised_address());
+  if (!election_) {
+    info.set_leader(advertised_address());
+    info.set_this_one(true);
+    return info;
+  }
+  const bool leads = leading_ && election_->Leading();
+  info.set_this_one(leads);
+  info.set_leader(leads ? advertised_address() : election_->leader());
+  if (leads) info.set_epoch(election_->epoch());
+  return info;
 }
 
 absl::StatusOr<v1::ExpireResponse> Coordinator::Expire(bool dry_run, bool only_pending) {
@@ -180,6 +282,7 @@ absl::StatusOr<v1::ExpireResponse> Coordinator::Expire(bool dry_run, bool only_p
 
 void Coordinator::Stop() {
   if (stop_.exchange(true)) return;
+  if (leader_.joinable()) leader_.join();
   metrics_server_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   // After the gRPC calls that read its port are done.
@@ -190,6 +293,13 @@ void Coordinator::Stop() {
     expiry_wake_.notify_all();
   }
   if (expirer_.joinable()) expirer_.join();
+  // Last, once nothing acts any more: a standby takes over at once instead
+  // of after the lease's TTL.
+  if (election_ && election_->epoch() != 0) {
+    if (absl::Status s = election_->Resign(); !s.ok()) {
+      logging::Get("coordinator.election")->warn("resigning: {}", s);
+    }
+  }
 }
 
 }  // namespace dagvault::coordinator

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -20,6 +21,7 @@
 #include "coordinator/console/console_server.h"
 #include "coordinator/console/console_tokens.h"
 #include "coordinator/etcd/etcd_client.h"
+#include "coordinator/etcd/leader_election.h"
 #include "coordinator/leases/lease_store.h"
 #include "coordinator/rpo/rpo.h"
 #include "coordinator/server/admin_api.h"
@@ -38,8 +40,25 @@ class Coordinator {
   ~Coordinator();
 
   // Recovers unfinished jobs, then listens. Returns the bound port.
+  // With leader election (etcd and a PostgreSQL catalog, docs/ha.md) it
+  // listens at once as a standby, and campaigns on a thread of its own:
+  // only once it leads does it fence the catalog, recover the jobs and
+  // start the scheduler, retention and job ticks.
   absl::StatusOr<int> Start();
+  // Stops; a leader resigns, so a standby takes over at once.
   void Stop();
+
+  // Whether this coordinator may act (assign, schedule, write): always
+  // without leader election; with it, only while it leads and before its
+  // lease's deadline.
+  bool MayAct() const;
+  // For a standby: UNAVAILABLE, naming the leader (also in the trailing
+  // metadata key dagvault-leader) so the caller can follow it. Nothing
+  // when this coordinator may act.
+  std::optional<grpc::Status> RedirectIfStandby(grpc::ServerContext* context) const;
+  dagvault::v1::LeaderInfo WhoLeads() const;
+  // The address this coordinator advertises (`advertise`, or `listen`).
+  std::string advertised_address() const;
 
   const dagvault::v1::CoordinatorConfig& config() const { return config_; }
   Catalog& catalog() { return *catalog_; }
@@ -74,6 +93,15 @@ class Coordinator {
 
  private:
   explicit Coordinator(dagvault::v1::CoordinatorConfig config) : config_(std::move(config)) {}
+  // The gRPC port, the console and /metrics.
+  absl::StatusOr<int> StartServing();
+  // The leader's threads: job ticks and the scheduler, retention.
+  void StartWork();
+  // Campaigns, then leads until leadership is lost (then exits the process).
+  void Lead();
+  // A deposed leader stops at once: nothing it still holds in memory may be
+  // acted on. The service manager starts it again, as a standby.
+  [[noreturn]] void Deposed(const absl::Status& why) const;
 
   dagvault::v1::CoordinatorConfig config_;
   // Before jobs_: the job manager reports to it.
@@ -82,6 +110,9 @@ class Coordinator {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<EtcdClient> etcd_;  // null without `etcd`
   std::unique_ptr<LeaseStore> leases_;
+  std::unique_ptr<LeaderElection> election_;  // null without leader election
+  std::atomic<bool> leading_{false};          // recovered and at work
+  std::thread leader_;                        // Lead()
   std::unique_ptr<Topology> topology_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<Scheduler> scheduler_;

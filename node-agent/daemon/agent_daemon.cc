@@ -23,6 +23,7 @@
 #include "dagvault/v1/agent.grpc.pb.h"
 #include "dagvault/v1/store.grpc.pb.h"
 #include "node-agent/daemon/agent_metrics.h"
+#include "node-agent/daemon/coordinator_addresses.h"
 #include "node-agent/daemon/copy_operations.h"
 #include "node-agent/daemon/job_phase.h"
 #include "node-agent/daemon/kept_results.h"
@@ -77,7 +78,7 @@ class Daemon final : public AgentDaemon {
     // agent registers (common/tls.h).
     ASSIGN_OR_RETURN(credentials_,
                      MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
-                                            absl::StrCat("coordinator ", config_.coordinator()),
+                                            absl::StrCat("coordinator ", addresses_.Describe()),
                                             ExpectedPeer{.role = kRoleCoordinator}));
     if (!config_.metrics().listen().empty() || !config_.metrics().plaintext_listen().empty()) {
       ASSIGN_OR_RETURN(
@@ -90,7 +91,7 @@ class Daemon final : public AgentDaemon {
   void Run(const std::atomic<bool>* stop) override {
     auto log = logging::Get("agent");
     SweepAtStart();
-    NotifyReady(absl::StrCat("node ", config_.node(), ", coordinator ", config_.coordinator()));
+    NotifyReady(absl::StrCat("node ", config_.node(), ", coordinator ", addresses_.Describe()));
     std::thread monitor([&] { Monitor(stop); });
     const absl::Duration min_backoff =
         absl::Milliseconds(config_.reconnect_min_ms() != 0 ? config_.reconnect_min_ms() : 500);
@@ -99,12 +100,20 @@ class Daemon final : public AgentDaemon {
     absl::Duration backoff = min_backoff;
     while (!*stop) {
       bool registered = false;
-      absl::Status s = Session(stop, &registered);
+      std::string leader;
+      const std::string dialled = addresses_.current();
+      absl::Status s = Session(stop, &registered, &leader);
       if (*stop) break;
       if (registered) backoff = min_backoff;
-      warnings_.Warn(absl::StrCat("coordinator ", config_.coordinator(), ": ",
+      if (addresses_.Next(leader)) {
+        // A standby named the leader: there at once.
+        log->info("coordinator {} stands by; following it to the leader {}", dialled,
+                  addresses_.current());
+        continue;
+      }
+      warnings_.Warn(absl::StrCat("coordinator ", dialled, ": ",
                                   s.ok() ? std::string("stream ended") : std::string(s.message()),
-                                  "; reconnecting"));
+                                  "; reconnecting to ", addresses_.current()));
       const absl::Duration until = clock_->Monotonic() + backoff;
       while (!*stop && clock_->Monotonic() < until) absl::SleepFor(absl::Milliseconds(50));
       backoff = std::min(backoff * 2, max_backoff);
@@ -195,7 +204,8 @@ class Daemon final : public AgentDaemon {
     return stream_ != nullptr && stream_->Write(m);
   }
 
-  absl::Status Session(const std::atomic<bool>* stop, bool* registered) {
+  // One stream to addresses_.current(); `leader`: whom a standby named.
+  absl::Status Session(const std::atomic<bool>* stop, bool* registered, std::string* leader) {
     grpc::ChannelArguments args;
     // A half-open connection is found by pings within ~15 s.
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
@@ -203,7 +213,7 @@ class Daemon final : public AgentDaemon {
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     auto stub = v1::AgentService::NewStub(
-        grpc::CreateCustomChannel(config_.coordinator(), credentials_, args));
+        grpc::CreateCustomChannel(addresses_.current(), credentials_, args));
     grpc::ClientContext context;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -218,6 +228,7 @@ class Daemon final : public AgentDaemon {
     v1::CoordinatorMessage first;
     if (!stream->Write(hello) || !stream->Read(&first) || !first.has_registered()) {
       grpc::Status s = stream->Finish();
+      *leader = LeaderNamedBy(context);
       std::lock_guard<std::mutex> l(mu_);
       context_ = nullptr;
       return FromGrpcStatus(s, "Connect");
@@ -243,7 +254,7 @@ class Daemon final : public AgentDaemon {
       std::lock_guard<std::mutex> l(stream_mu_);
       stream_ = stream.get();
     }
-    logging::Get("agent")->info("registered with coordinator {} as {}", config_.coordinator(),
+    logging::Get("agent")->info("registered with coordinator {} as {}", addresses_.current(),
                                 config_.node());
     std::mutex report_mu;
     std::condition_variable report_cv;
@@ -288,7 +299,9 @@ class Daemon final : public AgentDaemon {
       context_ = nullptr;
     }
     context.TryCancel();
-    return FromGrpcStatus(stream->Finish(), "the coordinator stream");
+    grpc::Status finished = stream->Finish();
+    *leader = LeaderNamedBy(context);
+    return FromGrpcStatus(finished, "the coordinator stream");
   }
 
   void SendReport() {
@@ -748,6 +761,7 @@ class Daemon final : public AgentDaemon {
   }
 
   v1::AgentConfig config_;
+  CoordinatorAddresses addresses_{config_};  // the Run thread's
   Clock* clock_ = RealClock();
   std::string incarnation_;
   std::shared_ptr<v1::Writer::StubInterface> writer_;

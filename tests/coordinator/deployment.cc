@@ -59,6 +59,7 @@ Deployment::~Deployment() {
     if (a) a->Kill(SIGCONT), a->Kill(15), a->Wait();  // a stopped one first resumes
   }
   if (coordinator_) coordinator_->Kill(SIGCONT), coordinator_->Kill(15), coordinator_->Wait();
+  if (standby_) standby_->Kill(SIGCONT), standby_->Kill(15), standby_->Wait();
 }
 
 absl::Status Deployment::Start() {
@@ -111,9 +112,12 @@ absl::Status Deployment::Start() {
   init.object_lock_days = options_.object_lock_days;
   RETURN_IF_ERROR(repository::Repository::Init(repo_, secret, init).status());
 
-  auto ports = mailstore::PickFreePorts("127.0.0.1", 3 + cluster_.size());
+  auto ports = mailstore::PickFreePorts("127.0.0.1", 4 + cluster_.size());
   if (!ports.ok()) return ports.status();
   address_ = absl::StrCat(coordinator_host, ":", (*ports)[0]);
+  if (options_.standby_coordinator) {
+    standby_address_ = absl::StrCat(coordinator_host, ":", (*ports)[3 + cluster_.size()]);
+  }
   if (options_.metrics) {
     metrics_address_ = absl::StrCat(coordinator_host, ":", (*ports)[1]);
     for (int i = 0; i < cluster_.size(); ++i) {
@@ -142,6 +146,18 @@ absl::Status Deployment::Start() {
   coordinator_config_ = cluster_.root() + "/coordinator.conf";
   RETURN_IF_ERROR(WriteFileAtomically(coordinator_config_, ToTextConfig(c)));
   RETURN_IF_ERROR(StartCoordinator());
+  if (options_.standby_coordinator) {
+    c.set_listen(standby_address_);
+    c.clear_metrics();
+    c.clear_console();
+    const std::string standby_config = cluster_.root() + "/coordinator-standby.conf";
+    RETURN_IF_ERROR(WriteFileAtomically(standby_config, ToTextConfig(c)));
+    std::vector<std::string> argv;
+    if (network_) argv = network_->Prefix(kCoordinatorHost);
+    argv.insert(argv.end(), {BinaryPath("dagvault-coordinator"), "--config", standby_config});
+    standby_ = std::make_unique<Subprocess>(argv, std::map<std::string, std::string>{},
+                                            cluster_.root() + "/coordinator-standby.log");
+  }
   agents_.resize(static_cast<size_t>(cluster_.size()));
   for (int i = 0; i < cluster_.size(); ++i) RETURN_IF_ERROR(StartAgent(i));
   return WaitReporting(absl::Seconds(30), cluster_.size() * 2);
@@ -187,6 +203,16 @@ pid_t Deployment::AgentPid(int i) const {
   return a && a->running() ? a->pid() : -1;
 }
 
+pid_t Deployment::StandbyPid() const {
+  return standby_ && standby_->running() ? standby_->pid() : -1;
+}
+
+std::string Deployment::StandbyLog() const {
+  auto s = ReadFileToString(cluster_.root() + "/coordinator-standby.log");
+  auto e = ReadFileToString(cluster_.root() + "/coordinator-standby.log.err");
+  return absl::StrCat(s.ok() ? *s : "", e.ok() ? *e : "");
+}
+
 void Deployment::KillCoordinator() {
   coordinator_->Kill(9);
   coordinator_->Wait();
@@ -197,6 +223,7 @@ v1::AgentConfig Deployment::AgentConfigOf(int i) const {
   v1::AgentConfig a;
   a.set_node(node.name);
   a.set_coordinator(address_);
+  if (!standby_address_.empty()) a.add_more_coordinators(standby_address_);
   *a.mutable_tls() = CertificateFiles(certs_, node.name);
   a.set_writer_socket(node.config.writer_socket());
   a.set_repository(repo_);
@@ -244,7 +271,7 @@ bool Deployment::AgentRunning(int i) {
 ProcessResult Deployment::Cli(std::vector<std::string> args, absl::Duration timeout) {
   args.insert(args.begin(), BinaryPath("dagvault"));
   args.push_back("--coordinator");
-  args.push_back(address_);
+  args.push_back(standby_address_.empty() ? address_ : address_ + "," + standby_address_);
   args.push_back("--certs");
   args.push_back(certs_);
   return RunProcess(args, {}, timeout);

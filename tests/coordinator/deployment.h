@@ -40,6 +40,10 @@ struct DeploymentOptions {
   // With endpoints: the coordinator keeps its backup-in-progress leases in
   // this etcd.
   dagvault::v1::EtcdConfig etcd;
+  // A second coordinator that stands by (needs `etcd` and a PostgreSQL
+  // `catalog`): started after the first, which therefore leads; agents and
+  // the command line are given both addresses.
+  bool standby_coordinator = false;
   // The repository is initialised with Object Lock for this many days
   // (an S3 bucket with Object Lock enabled; 0: none).
   uint32_t object_lock_days = 0;
@@ -76,6 +80,9 @@ class Deployment {
   // `env`: e.g. DAGVAULT_CRASH_AT, to stop it at a named step.
   absl::Status StartCoordinator(const std::map<std::string, std::string>& env = {});
   void KillCoordinator();
+  // The standby coordinator (DeploymentOptions::standby_coordinator).
+  pid_t StandbyPid() const;
+  std::string StandbyLog() const;
   // Waits for a coordinator that stops by itself (a crash point).
   bool WaitCoordinatorExit(absl::Duration timeout);
   // `env` adds to DeploymentOptions::agent_env for this start.
@@ -131,6 +138,8 @@ class Deployment {
   std::string console_address_;
   std::unique_ptr<SmallTmpfs> repository_fs_;
   std::unique_ptr<Subprocess> coordinator_;
+  std::unique_ptr<Subprocess> standby_;
+  std::string standby_address_;
   std::vector<std::unique_ptr<Subprocess>> agents_;
 };
 

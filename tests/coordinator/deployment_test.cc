@@ -456,6 +456,61 @@ TEST(Deployment, ACoordinatorWithLeasesInEtcdKilledMidBackupFinishesTheJobUnderT
   KillTheCoordinatorMidBackup(db.conninfo(), "restart-etcd", (*etcd)->Config("/restart-etcd/"));
 }
 
+// Two coordinators on etcd and PostgreSQL (issue 18): the leader is killed
+// with -9 in the middle of a Full; the standby takes over, the agent
+// follows it, and the same job finishes under the same lease and token,
+// catalogued once.
+TEST(Deployment, WhenTheLeaderCoordinatorIsKilledMidBackupTheStandbyFinishesTheJobOnce) {
+  coordinator::testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  auto etcd = coordinator::SharedEtcdTestCluster();
+  ASSERT_OK(etcd.status());
+  DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
+  options.lease_ttl_ms = 15000;
+  options.catalog = db.conninfo();
+  options.etcd = (*etcd)->Config("/ha-failover/");
+  options.etcd.set_leader_ttl_ms(3000);
+  options.standby_coordinator = true;
+  Deployment d(options, "ha-failover");
+  ASSERT_OK(d.Start());
+  LoadDb02(d);
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
+  auto moving = WaitTransferring(d, job.id());
+  ASSERT_OK(moving.status());
+  const uint64_t token = FencingTokenOf(*moving);
+  ASSERT_NE(token, 0u);
+  ASSERT_GT(d.StandbyPid(), 0) << d.StandbyLog();
+
+  const absl::Time killed = absl::Now();
+  d.KillCoordinator();
+  // The standby leads within the leader's TTL and a poll, recovered.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        v1::LeaderInfo who;
+        return d.CliJson({"status", "--leader"}, &who).ok() && who.this_one();
+      },
+      absl::Seconds(30)))
+      << d.StandbyLog();
+  const absl::Duration failover = absl::Now() - killed;
+  std::cerr << "failover: the standby led " << absl::FormatDuration(failover)
+            << " after the leader was killed\n";
+
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
+  EXPECT_EQ(done->attempts_size(), 1) << "the same attempt, not a second writer session";
+  EXPECT_EQ(FencingTokenOf(*done), token) << "the same lease";
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).job(), job.id());
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+  EXPECT_THAT(d.StandbyLog(), HasSubstr("won the election"));
+}
+
 // Items, then a closed generation that every healthy copy replays.
 
 TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt) {

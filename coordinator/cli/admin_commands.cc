@@ -53,7 +53,12 @@ absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     v1::LeaderInfo info;
     const grpc::Status s = stub->WhoLeads(&context, v1::WhoLeadsRequest(), &info);
-    if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) return address;  // an older one
+    if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      // It answered, but not this question (an older coordinator, or a
+      // caller refused): the command's own call says why, at this address.
+      return address;
+    }
     if (!s.ok()) {
       why.push_back(absl::StrCat(address, ": ", s.error_message()));
     } else if (info.this_one()) {
@@ -86,7 +91,12 @@ absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArg
   ASSIGN_OR_RETURN(auto creds, MakeChannelCredentials(files, args.Has("insecure-dev"),
                                                       absl::StrCat("coordinator ", given),
                                                       ExpectedPeer{.role = kRoleCoordinator}));
-  ASSIGN_OR_RETURN(const std::string leader, FindLeader(addresses, creds));
+  // One coordinator: called directly (a standby's refusal names the
+  // leader). Several: the one that leads.
+  std::string leader = addresses.empty() ? given : addresses.front();
+  if (addresses.size() > 1) {
+    ASSIGN_OR_RETURN(leader, FindLeader(addresses, creds));
+  }
   return v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(leader, creds));
 }
 

@@ -124,11 +124,9 @@ absl::StatusOr<int> Coordinator::StartServing() {
         }));
   }
   // The console before the gRPC port: CreateConsoleToken reads its port.
-  if (!config_.console().listen().empty()) {
-    ASSIGN_OR_RETURN(console_, ConsoleServer::Start(config_.console(), config_.tls(), admin_.get(),
-                                                    &console_tokens_));
-    console_port_ = console_->port();
-  }
+  // A standby serves none: the console calls AdminApi directly, and a
+  // standby must not act (it starts once this coordinator leads).
+  if (!election_) RETURN_IF_ERROR(StartConsole());
   services_.push_back(MakeAgentService(this));
   services_.push_back(MakeAdminService(this));
   // grpc.health.v1.Health: SERVING while the coordinator serves.
@@ -153,6 +151,14 @@ absl::StatusOr<int> Coordinator::StartServing() {
                                           config_.metrics(), config_.tls(), &metrics_->registry()));
   }
   return port;
+}
+
+absl::Status Coordinator::StartConsole() {
+  if (config_.console().listen().empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(console_, ConsoleServer::Start(config_.console(), config_.tls(), admin_.get(),
+                                                  &console_tokens_));
+  console_port_ = console_->port();
+  return absl::OkStatus();
 }
 
 void Coordinator::StartWork() {
@@ -211,6 +217,7 @@ void Coordinator::Lead() {
   if (absl::Status s = topology_->Load(); !s.ok()) Deposed(s);
   if (absl::Status s = jobs_->Recover(); !s.ok()) Deposed(s);
   if (!MayAct()) Deposed(absl::AbortedError("the leader lease ran out while taking over"));
+  if (absl::Status s = StartConsole(); !s.ok()) Deposed(s);
   leading_ = true;
   StartWork();
   log->info("leading (epoch {})", *epoch);

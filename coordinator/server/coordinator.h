@@ -95,6 +95,8 @@ class Coordinator {
   explicit Coordinator(dagvault::v1::CoordinatorConfig config) : config_(std::move(config)) {}
   // The gRPC port, the console and /metrics.
   absl::StatusOr<int> StartServing();
+  // The web console, when configured.
+  absl::Status StartConsole();
   // The leader's threads: job ticks and the scheduler, retention.
   void StartWork();
   // Campaigns, then leads until leadership is lost (then exits the process).

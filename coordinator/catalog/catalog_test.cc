@@ -508,8 +508,9 @@ TEST(PostgresCatalog, ADeposedLeaderWritesNothingOnceANewerOneHasFencedTheCatalo
   EXPECT_THAT(std::string(refused.message()),
               HasSubstr("this coordinator led as epoch 5, but a newer leader (epoch 7) has taken "
                         "over; it writes nothing more"));
-  EXPECT_EQ((*old_leader)->AcquireLease("DB02", "job-2", "node1", kT0, absl::Hours(1)).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      (*old_leader)->AcquireLease("DB02", "job-2", "node1", kT0, absl::Hours(1)).status().code(),
+      absl::StatusCode::kFailedPrecondition);
   absl::Status back = (*old_leader)->FenceWrites(6);
   ASSERT_EQ(back.code(), absl::StatusCode::kFailedPrecondition) << back;
   EXPECT_THAT(std::string(back.message()), HasSubstr("a newer leader (epoch 7)"));

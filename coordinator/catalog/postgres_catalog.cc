@@ -164,17 +164,18 @@ absl::Status PostgresCatalog::Write(bool idempotent,
   // In the write's own SERIALIZABLE transaction: a new leader's
   // FenceWrites that commits first makes this read stale, and PostgreSQL
   // aborts one of the two (40001); the retry sees the new epoch.
-  return db_->Transaction(Isolation::kSerializable, idempotent, [&](Connection& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(Result r, tx.Exec("SELECT epoch FROM leadership WHERE id = 1"));
-    const int64_t newest = r.rows() > 0 ? r.Int(0, 0) : 0;
-    if (newest != fence) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "catalog ", Name(), ": this coordinator led as epoch ", fence,
-          ", but a newer leader (epoch ", newest,
-          ") has taken over; it writes nothing more (docs/ha.md)"));
-    }
-    return body(tx);
-  });
+  return db_->Transaction(
+      Isolation::kSerializable, idempotent, [&](Connection& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(Result r, tx.Exec("SELECT epoch FROM leadership WHERE id = 1"));
+        const int64_t newest = r.rows() > 0 ? r.Int(0, 0) : 0;
+        if (newest != fence) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("catalog ", Name(), ": this coordinator led as epoch ", fence,
+                           ", but a newer leader (epoch ", newest,
+                           ") has taken over; it writes nothing more (docs/ha.md)"));
+        }
+        return body(tx);
+      });
 }
 
 absl::Status PostgresCatalog::FenceWrites(int64_t epoch) {
@@ -196,9 +197,9 @@ absl::Status PostgresCatalog::FenceWrites(int64_t epoch) {
     return absl::OkStatus();
   }));
   if (newest != epoch) {
-    return absl::FailedPreconditionError(absl::StrCat("catalog ", Name(), ": a newer leader (epoch ",
-                                                      newest, ") than this one (epoch ", epoch,
-                                                      ") has written to it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("catalog ", Name(), ": a newer leader (epoch ", newest,
+                     ") than this one (epoch ", epoch, ") has written to it"));
   }
   fence_epoch_.store(epoch);
   return absl::OkStatus();

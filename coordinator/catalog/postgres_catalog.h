@@ -20,8 +20,8 @@
 // catalog).
 #pragma once
 
-#include <functional>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>

@@ -177,9 +177,11 @@ const std::vector<std::string>& Migrations() {
 int SqliteCatalog::SchemaVersion() { return static_cast<int>(Migrations().size()); }
 
 absl::Status SqliteCatalog::FenceWrites(int64_t epoch) {
-  return absl::UnimplementedError(absl::StrCat(
-      "leader election (epoch ", epoch, ") needs a catalog every coordinator shares, in "
-      "PostgreSQL; ", path_, " is an SQLite file on one machine (docs/ha.md)"));
+  return absl::UnimplementedError(absl::StrCat("leader election (epoch ", epoch,
+                                               ") needs a catalog every coordinator shares, in "
+                                               "PostgreSQL; ",
+                                               path_,
+                                               " is an SQLite file on one machine (docs/ha.md)"));
 }
 
 absl::StatusOr<std::unique_ptr<SqliteCatalog>> SqliteCatalog::Open(const std::string& path) {

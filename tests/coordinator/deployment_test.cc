@@ -371,6 +371,17 @@ uint64_t FencingTokenOf(const v1::JobInfo& job) {
   return 0;
 }
 
+// The job's backup is catalogued once, and no lease is left on any unit.
+void ExpectOneBackupOfAndNoLease(Deployment& d, const std::string& job) {
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).job(), job);
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+}
+
 void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& tag,
                                  const v1::EtcdConfig& etcd = v1::EtcdConfig()) {
   DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
@@ -417,16 +428,11 @@ void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& 
     restarted |= e.message().find("coordinator restarted") != std::string::npos;
   }
   EXPECT_TRUE(restarted);
-  v1::ListBackupsResponse backups;
-  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
-  ASSERT_EQ(backups.backups_size(), 1);
-  EXPECT_EQ(backups.backups(0).job(), job.id());
-  auto status = d.Status();
-  ASSERT_OK(status.status());
-  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+  ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
   // The catalog rebuilt from the repository lists the same backup.
   ProcessResult rebuilt = d.Cli({"catalog", "rebuild"});
   ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.out << rebuilt.err;
+  v1::ListBackupsResponse backups;
   ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
   ASSERT_EQ(backups.backups_size(), 1);
   EXPECT_EQ(backups.backups(0).manifest(), RepositoryManifests(d).front());
@@ -501,13 +507,7 @@ TEST(Deployment, WhenTheLeaderCoordinatorIsKilledMidBackupTheStandbyFinishesTheJ
   EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
   EXPECT_EQ(done->attempts_size(), 1) << "the same attempt, not a second writer session";
   EXPECT_EQ(FencingTokenOf(*done), token) << "the same lease";
-  v1::ListBackupsResponse backups;
-  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
-  ASSERT_EQ(backups.backups_size(), 1);
-  EXPECT_EQ(backups.backups(0).job(), job.id());
-  auto status = d.Status();
-  ASSERT_OK(status.status());
-  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+  ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
   EXPECT_THAT(d.StandbyLog(), HasSubstr("won the election"));
 }
 

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <map>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -26,6 +27,7 @@
 #include "coordinator/cli/cli_output.h"
 #include "coordinator/cli/console_command.h"
 #include "coordinator/cli/dagvault_commands.h"
+#include "coordinator/cli/leader_finder.h"
 #include "coordinator/cli/repo_command.h"
 #include "coordinator/cli/status_command.h"
 #include "dagvault/v1/admin.grpc.pb.h"
@@ -42,39 +44,17 @@ std::string Env(const char* name, const std::string& fallback) {
   return v != nullptr && *v ? std::string(v) : fallback;
 }
 
-// The coordinator that leads, asking each of `addresses` in turn
-// (docs/ha.md): one that leads, or a standby that names the leader.
-absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses,
-                                       const std::shared_ptr<grpc::ChannelCredentials>& creds) {
-  std::vector<std::string> why;
-  for (const std::string& address : addresses) {
-    auto stub = v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(address, creds));
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::LeaderInfo info;
-    const grpc::Status s = stub->WhoLeads(&context, v1::WhoLeadsRequest(), &info);
-    if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-      // It answered, but not this question (an older coordinator, or a
-      // caller refused): the command's own call says why, at this address.
-      return address;
-    }
-    if (!s.ok()) {
-      why.push_back(absl::StrCat(address, ": ", s.error_message()));
-    } else if (info.this_one()) {
-      return address;
-    } else if (!info.leader().empty()) {
-      return info.leader();
-    } else {
-      why.push_back(absl::StrCat(address, ": stands by, and no coordinator leads yet"));
-    }
-  }
-  return absl::UnavailableError(
-      absl::StrCat("no coordinator leads (", absl::StrJoin(why, "; "), ")"));
-}
+struct Connection {
+  std::unique_ptr<v1::CoordinatorAdmin::Stub> stub;
+  std::string address;  // the one coordinator called
+};
 
-absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArgs& args) {
-  const std::string given = args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", ""));
+// `redirected`: the leader a standby named when the command's first call
+// went to it, which the command is run again against.
+absl::StatusOr<Connection> Connect(const CliArgs& args,
+                                   const std::optional<std::string>& redirected) {
+  const std::string given =
+      redirected ? *redirected : args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", ""));
   if (given.empty()) {
     return Usage(
         "which coordinator? give --coordinator HOST:PORT[,HOST:PORT...] or set "
@@ -97,7 +77,7 @@ absl::StatusOr<std::unique_ptr<v1::CoordinatorAdmin::Stub>> Connect(const CliArg
   if (addresses.size() > 1) {
     ASSIGN_OR_RETURN(leader, FindLeader(addresses, creds));
   }
-  return v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(leader, creds));
+  return Connection{v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(leader, creds)), leader};
 }
 
 // What a job is, in a few words: "Full backup of DB02", "restore of DB02".
@@ -618,15 +598,16 @@ absl::Status Certs(const CliArgs& args, std::ostream& out) {
   return Usage("certs: use certs init or certs issue");
 }
 
-absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err) {
+absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err,
+                      const std::optional<std::string>& redirected = std::nullopt) {
   const auto& pos = args.positional();
   const std::string& command = pos[0];
   if (command == "certs") return Certs(args, out);
   // A missing address is a usage error (2); certificates that do not load
   // are a failure (1), like a coordinator that does not answer.
-  auto connected = Connect(args);
+  auto connected = Connect(args, redirected);
   if (!connected.ok()) return connected.status();
-  v1::CoordinatorAdmin::Stub& stub = **connected;
+  v1::CoordinatorAdmin::Stub& stub = *connected->stub;
   const std::string verb = pos.size() > 1 ? pos[1] : "";
   if (command == "status") return StatusCommand(stub, args, out);
   if (command == "backup" && verb == "start") return BackupStart(stub, args, out, err);
@@ -639,8 +620,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err)
   if (command == "policy") return Policy(stub, args, out);
   if (command == "audit") return AuditCommand(stub, args, out);
   if (command == "console") {
-    return ConsoleCommand(stub, args, args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", "")),
-                          out);
+    return ConsoleCommand(stub, args, connected->address, out);
   }
   return Usage(absl::StrCat("unknown command: ", absl::StrJoin(pos, " ")));
 }
@@ -709,6 +689,15 @@ int RunAdminCommand(const std::vector<std::string>& argv, std::ostream& real_out
     return clean ? 0 : 1;
   }
   absl::Status s = Dispatch(args, out, err);
+  // A standby refuses every call before it does anything, naming the
+  // leader: when that was the command's first call and nothing is printed
+  // yet, running the whole command again against the leader is safe. A
+  // refusal later in a command (the leader changed under it) is reported:
+  // what the earlier calls did is not repeated.
+  if (const auto leader = LeaderNamedIn(s); leader && CallsMade() == 1 && !written.written()) {
+    err << "dagvault: " << s.message() << "; calling it\n";
+    s = Dispatch(args, out, err, leader);
+  }
   if (IsUsage(s)) {
     return report(pos[0],
                   absl::InvalidArgumentError(

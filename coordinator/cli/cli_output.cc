@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <atomic>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -52,7 +54,14 @@ void PrintJson(const google::protobuf::Message& m, std::ostream& out) {
   out << json;
 }
 
+namespace {
+std::atomic<int> calls_made{0};
+}  // namespace
+
+int CallsMade() { return calls_made.load(); }
+
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
+  calls_made.fetch_add(1);
   auto c = std::make_unique<grpc::ClientContext>();
   c->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
   return c;

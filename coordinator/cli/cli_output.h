@@ -41,7 +41,10 @@ void PrintJson(const google::protobuf::Message& m, std::ostream& out);
 // "exit_code": 1}} on one line.
 void PrintJsonError(const absl::Status& s, int exit_code, std::ostream& out);
 
+// Every call the command line makes takes its context here, so that
+// CallsMade() knows whether a refusal came on the command's first call.
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(30));
+int CallsMade();
 
 // "42% of 1.2 GiB", or "-".
 std::string Progress(const dagvault::v1::JobInfo& j);

@@ -89,6 +89,7 @@ absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args
     } else {
       out << "leader: " << (who.leader().empty() ? std::string("none") : who.leader());
       if (who.epoch() != 0) out << " (epoch " << who.epoch() << ")";
+      if (!who.no_leader_reason().empty()) out << " (" << who.no_leader_reason() << ")";
       out << "\n";
     }
     return absl::OkStatus();

@@ -146,7 +146,9 @@ absl::Status EtcdClient::Call(
     std::lock_guard<std::mutex> l(mu_);
     index = current_;
   }
-  std::vector<std::string> tried;
+  // Each member's last answer, in the configured order: the error names
+  // every member once however many rounds were tried.
+  std::vector<std::string> last_answer(members_.size());
   absl::Duration pause = absl::Milliseconds(50);
   for (size_t attempt = 0;; ++attempt) {
     const absl::Duration left = end - clock_->Monotonic();
@@ -165,7 +167,7 @@ absl::Status EtcdClient::Call(
       current_ = member;
       return absl::OkStatus();
     }
-    tried.push_back(absl::StrCat(address, ": ", status.error_message()));
+    last_answer[member] = absl::StrCat(address, ": ", status.error_message());
     if (!TryNextMember(status.error_code())) {
       return absl::Status(
           static_cast<absl::StatusCode>(status.error_code()),
@@ -180,6 +182,10 @@ absl::Status EtcdClient::Call(
       std::this_thread::sleep_for(absl::ToChronoMilliseconds(pause));
       pause = std::min(pause * 2, absl::Milliseconds(500));
     }
+  }
+  std::vector<std::string> tried;
+  for (std::string& a : last_answer) {
+    if (!a.empty()) tried.push_back(std::move(a));
   }
   return absl::UnavailableError(absl::StrCat("etcd ", what, ": no member answered within ",
                                              absl::FormatDuration(request_timeout_), " (",

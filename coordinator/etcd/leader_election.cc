@@ -38,6 +38,18 @@ std::string LeaderElection::leader() const {
   return leader_;
 }
 
+std::string LeaderElection::NoLeaderReason() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return no_leader_reason_;
+}
+
+void LeaderElection::Unreachable(const absl::Status& why) {
+  logging::Get("coordinator.election")->warn("campaigning: {}", why.message());
+  std::lock_guard<std::mutex> l(mu_);
+  leader_.clear();
+  no_leader_reason_ = absl::StrCat("etcd does not answer: ", why.message());
+}
+
 absl::StatusOr<std::string> LeaderElection::ReadLeader() {
   etcdserverpb::RangeRequest range;
   range.set_key(options_.key);
@@ -45,6 +57,7 @@ absl::StatusOr<std::string> LeaderElection::ReadLeader() {
   std::string value = response.kvs().empty() ? "" : response.kvs(0).value();
   std::lock_guard<std::mutex> l(mu_);
   leader_ = value;
+  no_leader_reason_.clear();
   return value;
 }
 
@@ -58,7 +71,7 @@ bool LeaderElection::TryToLead(absl::Duration sent, int64_t lease, absl::Duratio
   txn.add_failure()->mutable_request_range()->set_key(options_.key);
   auto response = client_->Txn(txn);
   if (!response.ok()) {
-    logging::Get("coordinator.election")->warn("campaigning: {}", response.status().message());
+    Unreachable(response.status());
     return false;
   }
   int64_t epoch = 0;
@@ -75,6 +88,7 @@ bool LeaderElection::TryToLead(absl::Duration sent, int64_t lease, absl::Duratio
   {
     std::lock_guard<std::mutex> l(mu_);
     leader_ = value;
+    no_leader_reason_.clear();
   }
   if (epoch == 0) return false;
   SetDeadline(sent + ttl);
@@ -91,7 +105,7 @@ absl::StatusOr<int64_t> LeaderElection::Campaign(const std::atomic<bool>* stop) 
       const absl::Duration sent = RealClock()->Monotonic();
       auto granted = client_->Grant(options_.ttl);
       if (!granted.ok()) {
-        log->warn("campaigning: {}", granted.status().message());
+        Unreachable(granted.status());
         Nap(options_.ttl / 5, stop);
         continue;
       }
@@ -100,8 +114,12 @@ absl::StatusOr<int64_t> LeaderElection::Campaign(const std::atomic<bool>* stop) 
     } else {
       auto kept = client_->KeepAlive(lease_.load());
       if (!kept.ok()) {
-        if (absl::IsNotFound(kept.status())) lease_.store(0);
-        log->warn("campaigning: {}", kept.status().message());
+        if (absl::IsNotFound(kept.status())) {
+          lease_.store(0);  // it expired while etcd was away: take another
+          log->warn("campaigning: {}", kept.status().message());
+        } else {
+          Unreachable(kept.status());
+        }
         Nap(options_.ttl / 5, stop);
         continue;
       }

@@ -50,8 +50,11 @@ class LeaderElection {
   bool Leading() const;
   int64_t epoch() const { return epoch_.load(); }
 
-  // The leader's value as last read ("" when none was seen).
+  // The leader's value as last read ("" when none was seen, or when etcd
+  // could not be asked: who leads is then unknown).
   std::string leader() const;
+  // When leader() is empty because etcd could not be asked: what it said.
+  std::string NoLeaderReason() const;
   // Reads who leads now from etcd.
   absl::StatusOr<std::string> ReadLeader();
 
@@ -61,6 +64,8 @@ class LeaderElection {
 
  private:
   bool TryToLead(absl::Duration sent, int64_t lease, absl::Duration ttl);
+  // Campaigning failed on etcd: who leads is unknown until it answers.
+  void Unreachable(const absl::Status& why);
   void SetDeadline(absl::Duration deadline);
 
   EtcdClient* client_;
@@ -70,7 +75,8 @@ class LeaderElection {
   // Monotonic, in nanoseconds: stop acting at this time.
   std::atomic<int64_t> act_until_ns_{0};
   mutable std::mutex mu_;
-  std::string leader_;  // guarded by mu_
+  std::string leader_;            // guarded by mu_
+  std::string no_leader_reason_;  // guarded by mu_
 };
 
 }  // namespace dagvault::coordinator

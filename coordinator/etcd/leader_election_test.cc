@@ -1,5 +1,6 @@
 #include "coordinator/etcd/leader_election.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -153,6 +154,15 @@ TEST(LeaderElectionCluster, KeepsLeadingThroughAnEtcdLeaderChangeAndStepsDownWit
     kept = a.KeepLeading(&stop);
     ended = true;
   });
+  // A standby, which sees a lead.
+  LeaderElection b(client.get(), {"/election-cluster/leader", "coord-b:7000", absl::Seconds(4)});
+  Candidate standby(&b);
+  const absl::Time seen_by = absl::Now() + absl::Seconds(10);
+  while (b.leader() != "coord-a:7000" && absl::Now() < seen_by) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(b.leader(), "coord-a:7000");
+  EXPECT_EQ(b.NoLeaderReason(), "");
 
   auto etcd_leader = (*cluster)->Leader();
   ASSERT_TRUE(etcd_leader.ok());
@@ -179,6 +189,15 @@ TEST(LeaderElectionCluster, KeepsLeadingThroughAnEtcdLeaderChangeAndStepsDownWit
   while (!ended && absl::Now() < end) absl::SleepFor(absl::Milliseconds(20));
   ASSERT_TRUE(ended.load());
   EXPECT_EQ(kept.code(), absl::StatusCode::kAborted) << kept;
+  // The standby cannot campaign: it no longer names a leader it cannot
+  // vouch for, and says why.
+  const absl::Time told_by = absl::Now() + absl::Seconds(20);
+  while (b.NoLeaderReason().empty() && absl::Now() < told_by) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(b.leader(), "");
+  EXPECT_THAT(b.NoLeaderReason(), ::testing::HasSubstr("etcd does not answer"));
+  EXPECT_FALSE(standby.done());
   stop = true;
   keeper.join();
 }

@@ -188,6 +188,9 @@ void Coordinator::StartWork() {
     const absl::Duration every =
         absl::Minutes(config_.expire_every_minutes() != 0 ? config_.expire_every_minutes() : 60);
     while (!stop_) {
+      // Expiry deletes from the repository, which no fence guards: a
+      // leader past its deadline must not begin it.
+      if (!MayAct() && !stop_) Deposed(absl::AbortedError("the leader lease's deadline passed"));
       auto r = Expire(/*dry_run=*/false, /*only_pending=*/first);
       if (!r.ok()) expiry_log->error("{}", r.status().message());
       // Job history retention, in the same hourly round.
@@ -252,9 +255,13 @@ std::optional<grpc::Status> Coordinator::RedirectIfStandby(grpc::ServerContext* 
   }
   const std::string leader = election_->leader();
   if (leader.empty() || leader == advertised_address()) {
+    const std::string why = election_->NoLeaderReason();
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "this coordinator is a standby and no coordinator leads yet; try again "
-                        "in a moment");
+                        why.empty() ? std::string("this coordinator is a standby and no "
+                                                  "coordinator leads yet; try again in a moment")
+                                    : absl::StrCat("this coordinator is a standby and cannot "
+                                                   "tell who leads: ",
+                                                   why, " (docs/ha.md)"));
   }
   context->AddTrailingMetadata("dagvault-leader", leader);
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -273,6 +280,7 @@ v1::LeaderInfo Coordinator::WhoLeads() const {
   info.set_this_one(leads);
   info.set_leader(leads ? advertised_address() : election_->leader());
   if (leads) info.set_epoch(election_->epoch());
+  if (info.leader().empty()) info.set_no_leader_reason(election_->NoLeaderReason());
   return info;
 }
 

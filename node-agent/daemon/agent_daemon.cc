@@ -194,6 +194,21 @@ class Daemon final : public AgentDaemon {
           }
         }
       }
+      // With several coordinators: a stream on which nothing is
+      // acknowledged for a while is given up for the next coordinator. A
+      // paused or cut-off leader keeps its connection open (keepalive pings
+      // take ~15 s to find it), and the agent must reach the new leader
+      // well before its jobs' leases run out.
+      const absl::Duration stall = std::max(3 * report_every_, lease_ttl_ / 4);
+      if (several_coordinators_ && context_ != nullptr && !session_abandoned_ &&
+          now - std::max(last_acked_sent_, session_started_) > stall) {
+        logging::Get("agent")->warn(
+            "the coordinator has acknowledged nothing for {}: it may be paused or cut off; "
+            "trying the next coordinator",
+            absl::FormatDuration(stall));
+        session_abandoned_ = true;
+        context_->TryCancel();
+      }
     }
     std::lock_guard<std::mutex> l(mu_);
     if (context_ != nullptr) context_->TryCancel();
@@ -219,6 +234,8 @@ class Daemon final : public AgentDaemon {
       std::lock_guard<std::mutex> l(mu_);
       if (*stop) return absl::CancelledError("stopping");
       context_ = &context;
+      session_started_ = clock_->Monotonic();
+      session_abandoned_ = false;
     }
     std::unique_ptr<Stream> stream = stub->Connect(&context);
     v1::AgentMessage hello;
@@ -762,6 +779,7 @@ class Daemon final : public AgentDaemon {
 
   v1::AgentConfig config_;
   CoordinatorAddresses addresses_{config_};  // the Run thread's
+  const bool several_coordinators_ = addresses_.configured() > 1;
   Clock* clock_ = RealClock();
   std::string incarnation_;
   std::shared_ptr<v1::Writer::StubInterface> writer_;
@@ -785,6 +803,10 @@ class Daemon final : public AgentDaemon {
   // (monotonic arrival time).
   std::map<std::string, absl::Duration> early_cancels_;
   grpc::ClientContext* context_ = nullptr;
+  // Monotonic: when the stream in context_ was opened; and whether Monitor
+  // has abandoned it as stalled.
+  absl::Duration session_started_;
+  bool session_abandoned_ = false;
 
   std::mutex stream_mu_;
   Stream* stream_ = nullptr;

@@ -21,6 +21,8 @@ class CoordinatorAddresses {
   explicit CoordinatorAddresses(const dagvault::v1::AgentConfig& config);
 
   const std::string& current() const { return current_; }
+  // How many addresses are configured (fixed at construction).
+  size_t configured() const { return configured_.size(); }
   // Every configured address, for messages.
   std::string Describe() const;
 

@@ -115,22 +115,27 @@ absl::Status JobManager::Recover() {
     Active a;
     a.record = r;
     if (!r.plan.empty()) {
-      // An all-copies restore stops where it was; its steps are safe to
-      // repeat, so the operator's re-run resumes it.
+      // An all-copies restore carries on from its recorded step: its agent
+      // reports the operation in flight (still running, or its result
+      // re-sent), and an operation lost on the way is sent again once.
       a.all_copies = a.restore_plan.ParseFromString(r.plan);
-      if (a.all_copies) {
-        FailPlan(a, JobState::kFailed,
-                 "the coordinator restarted while it ran (its agent may have finished the step)");
+      if (a.all_copies && r.attempts.empty()) {
+        // Recorded before its first operation went out: the operator's
+        // re-run starts it.
+        FailPlan(a, JobState::kFailed, "the coordinator restarted before its first step began");
         continue;
       }
+      a.resend_lost_step = a.all_copies;
     }
-    auto mode = ParseSourceMode(r.source_mode);
-    if (mode.ok()) a.policy.mode = *mode;
-    a.policy.preferred = r.preferred;
-    // What a retry needs: the chain the job follows.
-    auto backups = catalog_->Backups(r.unit);
-    auto breaks = catalog_->ChainBreaks(r.unit);
-    if (backups.ok() && breaks.ok()) a.plan = PlanBackup(r.unit, r.type, *backups, *breaks);
+    if (!a.all_copies) {
+      auto mode = ParseSourceMode(r.source_mode);
+      if (mode.ok()) a.policy.mode = *mode;
+      a.policy.preferred = r.preferred;
+      // What a retry needs: the chain the job follows.
+      auto backups = catalog_->Backups(r.unit);
+      auto breaks = catalog_->ChainBreaks(r.unit);
+      if (backups.ok() && breaks.ok()) a.plan = PlanBackup(r.unit, r.type, *backups, *breaks);
+    }
     for (const auto& attempt : r.attempts) a.tried.insert(attempt.node);
     for (const auto& lease : *leases) {
       if (lease.job == r.id) a.fencing_token = lease.token;
@@ -451,10 +456,19 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
   attempt.state = JobState::kFailed;
   attempt.ended = clock_->Now();
   attempt.reason = reason;
-  ReleaseLeaseOf(a);
   const std::string lost =
       absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
   logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
+  if (a.all_copies && a.resend_lost_step && !a.cancel_requested) {
+    // The plan keeps its lease on the unit and sends the step again.
+    a.resend_lost_step = false;
+    a.restore_plan.set_resumed(a.restore_plan.resumed() + 1);
+    Record(a, a.record.state,
+           absl::StrCat(lost, "; the coordinator took the plan over, so the step is sent again"));
+    AdvancePlan(a, outbox);
+    return;
+  }
+  ReleaseLeaseOf(a);
   if (a.all_copies) {
     FailPlan(a, a.cancel_requested ? JobState::kCancelled : JobState::kFailed, lost);
     return;

@@ -152,6 +152,11 @@ class JobManager : public BackupStarter {
     // An all-copies restore: its plan, written with every Record.
     bool all_copies = false;
     dagvault::v1::RestorePlan restore_plan;
+    // A plan taken over from the catalog (a restart, a failover): the
+    // operation in flight when the coordinator stopped is sent once more
+    // if its agent lost it or never received it (each step is safe to
+    // repeat), instead of stopping the plan.
+    bool resend_lost_step = false;
   };
   using Outbox =
       std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;

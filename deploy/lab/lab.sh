@@ -6,7 +6,7 @@
 # pid files all live under one folder.
 #
 #   deploy/lab/lab.sh start  [--dir DIR] [--nodes N] [--lag-seconds S] [--log-size BYTES] [--fresh]
-#                            [--dagvault] [--coordinator-port P] [--s3]
+#                            [--dagvault] [--coordinator-port P] [--s3] [--ha]
 #   deploy/lab/lab.sh stop   [--dir DIR]
 #   deploy/lab/lab.sh status [--dir DIR]
 #   deploy/lab/lab.sh env    [--dir DIR]     prints: export MAILSTORE_SERVER=<node1's store address>
@@ -20,7 +20,8 @@
 #
 # --dagvault makes it a whole deployment: a CA and certificates (the nodes
 # replicate over mutual TLS), a repository, a dagvault-coordinator on
-# 127.0.0.1:P (default 7180, its /metrics on P+1 and its web console on
+# 127.0.0.1:P (default 7180, or the lab's P when it was started before;
+# its /metrics on P+1 and its web console on
 # P+2, both over HTTPS) and a
 # dagvault-agent per node:
 #   DIR/certs/                    ca.crt, coordinator, admin and node certificates
@@ -32,6 +33,16 @@
 # its keys in DIR/dagvault/s3.credentials (0600), the repository's URL in
 # DIR/repo.url; `stop` stops radosgw too, and its repository goes with it
 # (the OSD keeps objects in memory).
+#
+# --ha (implies --dagvault) runs it highly available (docs/ha.md): a
+# three-member etcd (Debian's etcd-server; clients on P+11..P+13, peers on
+# P+21..P+23, data in DIR/etcd/), a PostgreSQL catalog
+# (tests/postgres/postgres.sh in DIR/postgres, kept across stop and start)
+# and three coordinators on P, P+3 and P+6 (each with /metrics and the
+# console on the next two ports), one leading, the others standing by;
+# every agent and the command line are given all three. `status` says who
+# leads. A lab started with --ha stays one: `start` without it starts the
+# same engines again.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,8 +63,9 @@ lag=60
 log_size=
 fresh=0
 with_dagvault=0
-coordinator_port=7180
+coordinator_port=
 with_s3=0
+with_ha=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --dir) dir=$2; shift 2 ;;
@@ -64,11 +76,19 @@ while [[ $# -gt 0 ]]; do
     --dagvault) with_dagvault=1; shift ;;
     --coordinator-port) coordinator_port=$2; shift 2 ;;
     --s3) with_s3=1; shift ;;
+    --ha) with_ha=1; with_dagvault=1; shift ;;
     *) echo "lab.sh: unknown argument $1" >&2; usage ;;
   esac
 done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
+if [[ $command == start && $fresh == 0 && -f $dir/ha.enabled ]]; then with_ha=1; with_dagvault=1; fi
+# The port base is the lab's: a restart keeps it (etcd members know their
+# peers by it).
+if [[ -z $coordinator_port ]]; then
+  coordinator_port=7180
+  [[ $fresh == 0 && -f $dir/coordinator.port ]] && coordinator_port=$(cat "$dir/coordinator.port")
+fi
 
 # The pid in PIDFILE if that process runs and is PROGRAM, or nothing.
 live_pid() {
@@ -94,8 +114,10 @@ start() {
     stop_dagvault quiet
     stop_nodes quiet
     stop_rgw
+    stop_ha_engines
     rm -rf "${dir:?}"/node* "$dir/nodes.txt" "$dir/certs" "$dir/repo" "$dir/repo.url" \
-      "$dir/repo.initialized" "$dir/dagvault" "$dir/rgw"
+      "$dir/repo.initialized" "$dir/dagvault" "$dir/rgw" "$dir/etcd" "$dir/postgres" \
+      "$dir/ha.enabled" "$dir/coordinator.port"
   fi
   if [[ $with_dagvault == 1 && ! -f $dir/certs/ca.crt ]]; then
     "$bin/dagvault" certs init --dir "$dir/certs" >/dev/null
@@ -156,6 +178,7 @@ dagvault_pid() { live_pid "$dir/dagvault/$1.pid" dagvault; }
 start_dagvault() {
   local dv=$dir/dagvault
   mkdir -p "$dv"
+  echo "$coordinator_port" >"$dir/coordinator.port"
   if [[ ! -f $dv/passphrase ]]; then
     (umask 077 && head -c 24 /dev/urandom | base64 >"$dv/passphrase")
   fi
@@ -187,42 +210,70 @@ start_dagvault() {
     touch "$dir/repo.initialized"
     echo "repository $repo (its passphrase: $dv/passphrase)"
   fi
-  local address=127.0.0.1:$coordinator_port
-  cat >"$dv/coordinator.conf" <<CONF
-listen: "$address"
+  local names=(coordinator) ports=("$coordinator_port") catalog=$dv/catalog.db etcd_conf=
+  if [[ $with_ha == 1 ]]; then
+    touch "$dir/ha.enabled"
+    start_etcd
+    start_postgres
+    catalog=$(sed -n "s/^DAGVAULT_TEST_POSTGRES='\(.*\)'$/\1/p" "$dir/postgres/env")
+    etcd_conf="etcd { prefix: \"/dagvault-lab/\""
+    local i
+    for i in 1 2 3; do etcd_conf+=" endpoints: \"127.0.0.1:$((coordinator_port + 10 + i))\""; done
+    etcd_conf+=" }"
+    names=(coordinator-1 coordinator-2 coordinator-3)
+    ports=("$coordinator_port" $((coordinator_port + 3)) $((coordinator_port + 6)))
+  fi
+  local addresses=() k
+  for k in "${!names[@]}"; do
+    local name=${names[$k]} port=${ports[$k]}
+    addresses+=("127.0.0.1:$port")
+    cat >"$dv/$name.conf" <<CONF
+listen: "127.0.0.1:$port"
 tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/coordinator.crt" key_file: "$dir/certs/coordinator.key" }
-catalog: "$dv/catalog.db"
+catalog: "$catalog"
 repository: "$repo"
 passphrase_file: "$dv/passphrase"
-metrics { listen: "127.0.0.1:$((coordinator_port + 1))" }
-console { listen: "127.0.0.1:$((coordinator_port + 2))" }
+metrics { listen: "127.0.0.1:$((port + 1))" }
+console { listen: "127.0.0.1:$((port + 2))" }
+$etcd_conf
 CONF
-  if [[ -z $(dagvault_pid coordinator) ]]; then
-    "$bin/dagvault-coordinator" --config "$dv/coordinator.conf" --log-file "$dv/coordinator.log" \
-      >"$dv/coordinator.out" 2>&1 &
-    echo $! >"$dv/coordinator.pid"
-  fi
+    if [[ -z $(dagvault_pid "$name") ]]; then
+      "$bin/dagvault-coordinator" --config "$dv/$name.conf" --log-file "$dv/$name.log" \
+        >"$dv/$name.out" 2>&1 &
+      echo $! >"$dv/$name.pid"
+    fi
+  done
+  local address
+  address=$(IFS=,; echo "${addresses[*]}")
   export DAGVAULT_COORDINATOR=$address DAGVAULT_CERTS=$dir/certs
   local deadline=$((SECONDS + 30))
   # Answering: `policy list` succeeds (`status` also fails while a unit is
-  # outside its RPO).
+  # outside its RPO); with several coordinators, through the one that leads.
   until "$bin/dagvault" policy list >/dev/null 2>&1; do
-    if [[ -z $(dagvault_pid coordinator) ]]; then
+    local alive=0
+    for name in "${names[@]}"; do [[ -n $(dagvault_pid "$name") ]] && alive=1; done
+    if [[ $alive == 0 ]]; then
       echo "lab.sh: the coordinator exited:" >&2
-      tail -n 20 "$dv/coordinator.out" "$dv/coordinator.log" >&2 || true
+      tail -n 20 "$dv/${names[0]}.out" "$dv/${names[0]}.log" >&2 || true
       exit 1
     fi
-    (( SECONDS < deadline )) || { echo "lab.sh: the coordinator did not answer within 30 s" >&2; exit 1; }
+    (( SECONDS < deadline )) || { echo "lab.sh: no coordinator answered within 30 s" >&2; exit 1; }
     sleep 0.2
   done
-  echo "coordinator started (pid $(dagvault_pid coordinator)) on $address"
+  for k in "${!names[@]}"; do
+    echo "${names[$k]} started (pid $(dagvault_pid "${names[$k]}")) on ${addresses[$k]}"
+  done
+  [[ $with_ha == 1 ]] && "$bin/dagvault" status --leader
+  # The other coordinators, one line each, before the tls line.
+  local more= address_k
+  for address_k in "${addresses[@]:1}"; do more+="more_coordinators: \"$address_k\""$'\n'; done
   while read -r name _ _ config; do
     local socket
     socket=$(sed -n 's/^writer_socket: "\(.*\)"$/\1/p' "$config")
     cat >"$dv/agent-$name.conf" <<CONF
 node: "$name"
-coordinator: "$address"
-tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/$name.crt" key_file: "$dir/certs/$name.key" }
+coordinator: "${addresses[0]}"
+${more}tls { ca_file: "$dir/certs/ca.crt" cert_file: "$dir/certs/$name.crt" key_file: "$dir/certs/$name.key" }
 writer_socket: "$socket"
 repository: "$repo"
 passphrase_file: "$dv/passphrase"
@@ -241,6 +292,66 @@ CONF
     sleep 0.2
   done
   echo "deployment ready; export DAGVAULT_COORDINATOR=$address DAGVAULT_CERTS=$dir/certs"
+}
+
+# pid of the running etcd member N (1..3), or nothing.
+etcd_pid() { live_pid "$dir/etcd/etcd$1.pid" etcd; }
+
+start_etcd() {
+  command -v etcd >/dev/null ||
+    { echo "lab.sh: etcd is missing (deploy/install-deps.sh installs etcd-server)" >&2; exit 1; }
+  mkdir -p "$dir/etcd"
+  local i cluster= endpoints=
+  for i in 1 2 3; do
+    cluster+="${cluster:+,}etcd$i=http://127.0.0.1:$((coordinator_port + 20 + i))"
+    endpoints+="${endpoints:+,}127.0.0.1:$((coordinator_port + 10 + i))"
+  done
+  for i in 1 2 3; do
+    [[ -n $(etcd_pid "$i") ]] && continue
+    local client=http://127.0.0.1:$((coordinator_port + 10 + i))
+    local peer=http://127.0.0.1:$((coordinator_port + 20 + i))
+    # On a data folder of its own, etcd ignores the initial-cluster flags.
+    etcd --name "etcd$i" --data-dir "$dir/etcd/etcd$i.data" \
+      --listen-client-urls "$client" --advertise-client-urls "$client" \
+      --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+      --initial-cluster "$cluster" --initial-cluster-state new \
+      --initial-cluster-token dagvault-lab --logger zap --log-outputs "$dir/etcd/etcd$i.log" \
+      >"$dir/etcd/etcd$i.out" 2>&1 &
+    echo $! >"$dir/etcd/etcd$i.pid"
+  done
+  local deadline=$((SECONDS + 60))
+  until ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || { echo "lab.sh: etcd was not healthy within 60 s" >&2; exit 1; }
+    sleep 0.3
+  done
+  echo "etcd (3 members) on $endpoints"
+}
+
+start_postgres() {
+  mkdir -p "$dir/postgres"
+  # PostgreSQL runs as the user postgres, which must reach its folder.
+  chmod o+x "$dir"
+  if ! grep -q POSTGRES_PID "$dir/postgres/env" 2>/dev/null ||
+    ! kill -0 "$(sed -n 's/^POSTGRES_PID=//p' "$dir/postgres/env")" 2>/dev/null; then
+    KEEP_DATA=1 "$root/tests/postgres/postgres.sh" start "$dir/postgres" >/dev/null
+  fi
+  echo "PostgreSQL catalog: $(sed -n "s/^DAGVAULT_TEST_POSTGRES='\(.*\)'$/\1/p" "$dir/postgres/env")"
+}
+
+stop_ha_engines() {
+  if [[ -d $dir/postgres ]]; then
+    KEEP_DATA=1 "$root/tests/postgres/postgres.sh" stop "$dir/postgres" >/dev/null 2>&1 || true
+  fi
+  local i pid
+  for i in 1 2 3; do
+    pid=$(etcd_pid "$i")
+    [[ -n $pid ]] || continue
+    kill -TERM "$pid"
+    local waited=0
+    while kill -0 "$pid" 2>/dev/null && (( waited < 100 )); do sleep 0.1; waited=$((waited + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$dir/etcd/etcd$i.pid"
+  done
 }
 
 stop_rgw() {
@@ -315,11 +426,22 @@ status() {
     echo
     "$util" status --server "$any"
   fi
+  if [[ -f $dir/ha.enabled ]]; then
+    echo
+    local i pid addresses
+    for i in 1 2 3; do
+      pid=$(etcd_pid "$i")
+      if [[ -n $pid ]]; then echo "etcd$i running (pid $pid)"; else echo "etcd$i stopped"; fi
+    done
+    addresses=$(sed -n 's/^listen: "\(.*\)"$/\1/p' "$dir"/dagvault/coordinator-*.conf | paste -sd,)
+    DAGVAULT_COORDINATOR=$addresses DAGVAULT_CERTS=$dir/certs "$bin/dagvault" status --leader ||
+      true
+  fi
 }
 
 case $command in
   start) start ;;
-  stop) stop_dagvault; stop_nodes; stop_rgw ;;
+  stop) stop_dagvault; stop_nodes; stop_rgw; stop_ha_engines ;;
   status) status ;;
   env) echo "export MAILSTORE_SERVER=$(head -n 1 "$dir/nodes.txt" | awk '{print $2}')" ;;
   *) usage ;;

@@ -5,6 +5,8 @@
 
 #include <fstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/certs.h"
 #include "common/file_util.h"
@@ -176,11 +178,13 @@ std::string Deployment::AgentLog(int i) const {
   return absl::StrCat(s.ok() ? *s : "", e.ok() ? *e : "");
 }
 
-absl::Status Deployment::StartCoordinator(const std::map<std::string, std::string>& env) {
+absl::Status Deployment::StartCoordinator(const std::map<std::string, std::string>& env,
+                                          bool wait) {
   std::vector<std::string> argv;
   if (network_) argv = network_->Prefix(kCoordinatorHost);
   argv.insert(argv.end(), {BinaryPath("dagvault-coordinator"), "--config", coordinator_config_});
   coordinator_ = std::make_unique<Subprocess>(argv, env, cluster_.root() + "/coordinator.log");
+  if (!wait) return absl::OkStatus();
   // Up when the admin API answers.
   if (!Poll([&] { return Status().ok(); }, absl::Seconds(20))) {
     return absl::DeadlineExceededError(
@@ -189,9 +193,16 @@ absl::Status Deployment::StartCoordinator(const std::map<std::string, std::strin
   return absl::OkStatus();
 }
 
-bool Deployment::WaitCoordinatorExit(absl::Duration timeout) {
-  return Poll([&] { return coordinator_->Poll().has_value() || !coordinator_->running(); },
-              timeout);
+std::optional<ProcessResult> Deployment::WaitCoordinatorExit(absl::Duration timeout) {
+  std::optional<ProcessResult> ended;
+  Poll(
+      [&] {
+        if (!coordinator_->running()) return true;
+        ended = coordinator_->Poll();
+        return ended.has_value();
+      },
+      timeout);
+  return ended;
 }
 
 pid_t Deployment::CoordinatorPid() const {
@@ -280,7 +291,11 @@ ProcessResult Deployment::Cli(std::vector<std::string> args, absl::Duration time
 absl::Status Deployment::CliJson(std::vector<std::string> args, google::protobuf::Message* out) {
   args.push_back("--json");
   ProcessResult r = Cli(args);
-  if (r.exit_code != 0 && r.out.empty()) {
+  // A failure prints {"error": {...}} under --json, which would parse as an
+  // empty message with unknown fields ignored; a command that exits
+  // non-zero with its answer (status of a critical unit) prints that.
+  if (r.exit_code != 0 &&
+      (r.out.empty() || absl::StartsWith(absl::StripLeadingAsciiWhitespace(r.out), "{\"error\""))) {
     return absl::InternalError(absl::StrCat("dagvault exit ", r.exit_code, ": ", r.err));
   }
   google::protobuf::util::JsonParseOptions options;

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,14 +78,18 @@ class Deployment {
   // until every node reports its copies.
   absl::Status Start();
 
-  // `env`: e.g. DAGVAULT_CRASH_AT, to stop it at a named step.
-  absl::Status StartCoordinator(const std::map<std::string, std::string>& env = {});
+  // `env`: e.g. DAGVAULT_CRASH_AT, to stop it at a named step. Waits until
+  // the admin API answers (through whichever coordinator leads) unless
+  // `wait` is false.
+  absl::Status StartCoordinator(const std::map<std::string, std::string>& env = {},
+                                bool wait = true);
   void KillCoordinator();
   // The standby coordinator (DeploymentOptions::standby_coordinator).
   pid_t StandbyPid() const;
   std::string StandbyLog() const;
-  // Waits for a coordinator that stops by itself (a crash point).
-  bool WaitCoordinatorExit(absl::Duration timeout);
+  // Waits for a coordinator that stops by itself (a crash point, a deposed
+  // leader): how it ended, or nothing if it still runs after `timeout`.
+  std::optional<ProcessResult> WaitCoordinatorExit(absl::Duration timeout);
   // `env` adds to DeploymentOptions::agent_env for this start.
   absl::Status StartAgent(int i, const std::map<std::string, std::string>& env = {});
   // Process ids (-1 when not running), for SIGSTOP.

@@ -255,31 +255,6 @@ TEST(Deployment, ANodeActsOnlyUnderItsOwnCertificateAndTheAdminApiNeedsAPerson) 
   EXPECT_THAT(no_tls.err, HasSubstr("plain text needs an explicit --insecure-dev"));
 }
 
-// Waits until the job's current attempt is transferring, and returns it.
-absl::StatusOr<v1::JobInfo> WaitTransferring(Deployment& d, const std::string& job) {
-  absl::StatusOr<v1::JobInfo> last;
-  WaitFor(
-      [&] {
-        last = d.Job(job);
-        return last.ok() &&
-               (last->state() == v1::JOB_TRANSFERRING || last->state() == v1::JOB_VERIFYING ||
-                last->state() == v1::JOB_SUCCEEDED || last->state() == v1::JOB_FAILED);
-      },
-      absl::Seconds(30));
-  return last;
-}
-
-// `dagvault backup start ARGS --json`, without waiting: the job as started.
-v1::JobInfo Start(Deployment& d, std::vector<std::string> args) {
-  args.insert(args.begin(), {"backup", "start"});
-  args.push_back("--json");
-  ProcessResult started = d.Cli(args);
-  EXPECT_EQ(started.exit_code, 0) << started.err;
-  v1::JobInfo job;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok()) << started.out;
-  return job;
-}
-
 // The lowest log generation each copy of `unit` still has.
 std::map<std::string, uint32_t> LowestLogs(Deployment& d, const std::string& unit) {
   std::map<std::string, uint32_t> out;
@@ -359,29 +334,6 @@ TEST(Deployment, AKilledSourceAgentsLeaseExpiresAndTheJobRetriesOnceElsewhere) {
 // A coordinator killed in the middle of a Full: after its restart it takes
 // the job back from its catalog and the backup is catalogued once, the
 // lease released. `catalog`: the coordinator's catalog setting.
-// The fencing token the job's assignment carried (its "assigned" event).
-uint64_t FencingTokenOf(const v1::JobInfo& job) {
-  for (const auto& e : job.events()) {
-    const std::string kToken = "fencing token ";
-    const size_t at = e.message().find(kToken);
-    if (at != std::string::npos) {
-      return std::strtoull(e.message().c_str() + at + kToken.size(), nullptr, 10);
-    }
-  }
-  return 0;
-}
-
-// The job's backup is catalogued once, and no lease is left on any unit.
-void ExpectOneBackupOfAndNoLease(Deployment& d, const std::string& job) {
-  v1::ListBackupsResponse backups;
-  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
-  ASSERT_EQ(backups.backups_size(), 1);
-  EXPECT_EQ(backups.backups(0).job(), job);
-  auto status = d.Status();
-  ASSERT_OK(status.status());
-  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
-}
-
 void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& tag,
                                  const v1::EtcdConfig& etcd = v1::EtcdConfig()) {
   DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
@@ -460,55 +412,6 @@ TEST(Deployment, ACoordinatorWithLeasesInEtcdKilledMidBackupFinishesTheJobUnderT
   ASSERT_OK(etcd.status());
   coordinator::testing::PostgresTestDatabase db;
   KillTheCoordinatorMidBackup(db.conninfo(), "restart-etcd", (*etcd)->Config("/restart-etcd/"));
-}
-
-// Two coordinators on etcd and PostgreSQL (issue 18): the leader is killed
-// with -9 in the middle of a Full; the standby takes over, the agent
-// follows it, and the same job finishes under the same lease and token,
-// catalogued once.
-TEST(Deployment, WhenTheLeaderCoordinatorIsKilledMidBackupTheStandbyFinishesTheJobOnce) {
-  coordinator::testing::PostgresTestDatabase db;
-  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
-  auto etcd = coordinator::SharedEtcdTestCluster();
-  ASSERT_OK(etcd.status());
-  DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
-  options.lease_ttl_ms = 15000;
-  options.catalog = db.conninfo();
-  options.etcd = (*etcd)->Config("/ha-failover/");
-  options.etcd.set_leader_ttl_ms(3000);
-  options.standby_coordinator = true;
-  Deployment d(options, "ha-failover");
-  ASSERT_OK(d.Start());
-  LoadDb02(d);
-  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_FALSE(job.id().empty());
-  auto moving = WaitTransferring(d, job.id());
-  ASSERT_OK(moving.status());
-  const uint64_t token = FencingTokenOf(*moving);
-  ASSERT_NE(token, 0u);
-  ASSERT_GT(d.StandbyPid(), 0) << d.StandbyLog();
-
-  const absl::Time killed = absl::Now();
-  d.KillCoordinator();
-  // The standby leads within the leader's TTL and a poll, recovered.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        v1::LeaderInfo who;
-        return d.CliJson({"status", "--leader"}, &who).ok() && who.this_one();
-      },
-      absl::Seconds(30)))
-      << d.StandbyLog();
-  const absl::Duration failover = absl::Now() - killed;
-  std::cerr << "failover: the standby led " << absl::FormatDuration(failover)
-            << " after the leader was killed\n";
-
-  auto done = d.WaitJob(job.id());
-  ASSERT_OK(done.status());
-  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
-  EXPECT_EQ(done->attempts_size(), 1) << "the same attempt, not a second writer session";
-  EXPECT_EQ(FencingTokenOf(*done), token) << "the same lease";
-  ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
-  EXPECT_THAT(d.StandbyLog(), HasSubstr("won the election"));
 }
 
 // Items, then a closed generation that every healthy copy replays.

@@ -135,4 +135,85 @@ inline std::vector<std::string> RepositoryManifests(Deployment& d) {
   return manifests.ok() ? *manifests : std::vector<std::string>{};
 }
 
+// Waits until the job's current attempt is transferring, and returns it.
+inline absl::StatusOr<v1::JobInfo> WaitTransferring(Deployment& d, const std::string& job) {
+  absl::StatusOr<v1::JobInfo> last;
+  WaitFor(
+      [&] {
+        last = d.Job(job);
+        return last.ok() &&
+               (last->state() == v1::JOB_TRANSFERRING || last->state() == v1::JOB_VERIFYING ||
+                last->state() == v1::JOB_SUCCEEDED || last->state() == v1::JOB_FAILED);
+      },
+      absl::Seconds(30));
+  return last;
+}
+
+// `dagvault backup start ARGS --json`, without waiting: the job as started.
+inline v1::JobInfo Start(Deployment& d, std::vector<std::string> args) {
+  args.insert(args.begin(), {"backup", "start"});
+  args.push_back("--json");
+  ProcessResult started = d.Cli(args);
+  EXPECT_EQ(started.exit_code, 0) << started.err;
+  v1::JobInfo job;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(started.out, &job).ok()) << started.out;
+  return job;
+}
+
+// The fencing token the job's assignment carried (its "assigned" event).
+inline uint64_t FencingTokenOf(const v1::JobInfo& job) {
+  for (const auto& e : job.events()) {
+    const std::string kToken = "fencing token ";
+    const size_t at = e.message().find(kToken);
+    if (at != std::string::npos) {
+      return std::strtoull(e.message().c_str() + at + kToken.size(), nullptr, 10);
+    }
+  }
+  return 0;
+}
+
+// The job's backup is catalogued once, and no lease is left on any unit.
+inline void ExpectOneBackupOfAndNoLease(Deployment& d, const std::string& job) {
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  ASSERT_EQ(backups.backups_size(), 1);
+  EXPECT_EQ(backups.backups(0).job(), job);
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+}
+
+// Every copy of DB02 holds `expected` (passive copies once they have
+// replayed what the active copy on node1 closed).
+inline void ExpectEveryCopyHolds(Deployment& d, const std::string& expected) {
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  for (int i = 0; i < d.cluster().size(); ++i) {
+    EXPECT_EQ(UnitDigest(d.cluster(), i, "DB02"), expected) << "node" << i + 1;
+  }
+}
+
+inline void ExpectPlanDone(const v1::JobInfo& job) {
+  ASSERT_TRUE(job.has_plan()) << job.DebugString();
+  ASSERT_EQ(job.plan().steps_size(), 7);
+  for (const auto& step : job.plan().steps()) {
+    EXPECT_EQ(step.state(), v1::STEP_DONE)
+        << step.number() << " " << step.name() << ": " << step.detail();
+  }
+  // Step 7's digests: every database of every copy, all equal.
+  EXPECT_EQ(job.plan().digests_size(), 3 * static_cast<int>(Databases("DB02").size()));
+}
+
+// Polls the job until step `step` runs on `node`.
+inline bool WaitForStep(Deployment& d, const std::string& job, uint32_t step,
+                        const std::string& node) {
+  return WaitFor(
+      [&] {
+        auto j = d.Job(job);
+        if (!j.ok() || j->plan().steps_size() < static_cast<int>(step)) return false;
+        return j->plan().steps(static_cast<int>(step) - 1).state() == v1::STEP_RUNNING &&
+               LastNode(*j) == node;
+      },
+      absl::Seconds(60));
+}
+
 }  // namespace dagvault::testing

@@ -7,12 +7,19 @@
 #
 #   tests/postgres/postgres.sh start DIR   everything lives under DIR (created;
 #                                          a stopped instance left there is
-#                                          wiped first). Progress goes to
+#                                          wiped first, or with KEEP_DATA=1
+#                                          started again on its data and
+#                                          port). Progress goes to
 #                                          stderr; stdout gets only KEY=VALUE
 #                                          lines (values quoted for the shell),
 #                                          also written to DIR/env:
 #                                            DAGVAULT_TEST_POSTGRES (a libpq
 #                                            connection string), POSTGRES_PID
+#   tests/postgres/postgres.sh restart DIR kills the server started in DIR the
+#                                          way a crash would (immediate mode)
+#                                          and starts it again on the same data
+#                                          and port; DIR/env gets the new pid.
+#                                          DOWN_SECONDS=S keeps it down S s.
 #   tests/postgres/postgres.sh stop DIR    stops the server by the pid it wrote
 #                                          (fast shutdown, then SIGKILL after
 #                                          30 s), then removes the data folder
@@ -24,10 +31,10 @@
 # server process, never the machine, and the kernel keeps what was written.
 set -euo pipefail
 
-usage() { sed -n '2,23p' "$0" >&2; exit 2; }
+usage() { sed -n '2,29p' "$0" >&2; exit 2; }
 (($# == 2)) || usage
 cmd=$1
-[[ $cmd == start || $cmd == stop ]] || usage
+[[ $cmd == start || $cmd == stop || $cmd == restart ]] || usage
 if [[ $cmd == stop && ! -d $2 ]]; then
   echo "[postgres] $2 does not exist; nothing to stop" >&2
   exit 0
@@ -70,6 +77,21 @@ stop() {
   if [[ ${KEEP_DATA:-0} != 1 ]]; then rm -rf "$DATA" "$RUN"; fi
 }
 
+# Starts the server on DATA, listening on PORT and on RUN's socket.
+launch() {
+  as_user "$BIN/pg_ctl" -D "$DATA" -l "$DIR/log/postgres.log" -w -t 60 start -o \
+    "-p $1 -k $RUN -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" \
+    >&2 || { tail -n 30 "$DIR/log/postgres.log" >&2; return 1; }
+}
+
+# The port the server was first started on (DIR/env).
+port_of_env() {
+  local port
+  port=$(sed -n "s/.* port=\([0-9]*\) .*/\1/p" "$DIR/env")
+  [[ -n $port ]] || die "no port in $DIR/env"
+  echo "$port"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -79,10 +101,23 @@ start() {
     die "PostgreSQL is not installed (deploy/install-deps.sh installs postgresql)"
   id "$OS_USER" >/dev/null 2>&1 || die "no user $OS_USER to run PostgreSQL as"
   if our_pid >/dev/null; then die "a server is already running in $DATA; run: $0 stop $DIR"; fi
+  if [[ ${KEEP_DATA:-0} == 1 && -f $DATA/PG_VERSION && -f $DIR/env ]]; then
+    local kept_port pid
+    kept_port=$(port_of_env)
+    mkdir -p "$RUN" && chown "$OS_USER:" "$RUN"
+    launch "$kept_port" || die "the server did not start on its kept data"
+    pid=$(our_pid) || die "no postmaster.pid in $DATA after start"
+    sed -i "s/^POSTGRES_PID=.*/POSTGRES_PID=$pid/" "$DIR/env"
+    log "PostgreSQL started again on its data (pid $pid) on $RUN and 127.0.0.1:$kept_port"
+    cat "$DIR/env"
+    return
+  fi
   rm -rf "$DATA" "$RUN"
   mkdir -p "$DATA" "$RUN" "$DIR/log"
   # The server's user must reach its folders through DIR.
   chmod 0711 "$DIR"
+  as_user test -x "$DIR" ||
+    die "the user $OS_USER cannot reach $DIR: let it through every folder above (chmod o+x)"
   chown "$OS_USER:" "$DATA" "$RUN" "$DIR/log"
   chmod 0700 "$DATA"
   local port started
@@ -90,9 +125,7 @@ start() {
   started=$(date +%s.%N)
   as_user "$BIN/initdb" -D "$DATA" -U dagvault --auth=trust --encoding=UTF8 --locale=C \
     --no-sync >"$DIR/log/initdb.log" 2>&1 || { cat "$DIR/log/initdb.log" >&2; die "initdb failed"; }
-  as_user "$BIN/pg_ctl" -D "$DATA" -l "$DIR/log/postgres.log" -w -t 60 start -o \
-    "-p $port -k $RUN -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" \
-    >&2 || { tail -n 30 "$DIR/log/postgres.log" >&2; die "the server did not start"; }
+  launch "$port" || die "the server did not start"
   local pid
   pid=$(our_pid) || die "no postmaster.pid in $DATA after start"
   "$BIN/createdb" -h "$RUN" -p "$port" -U dagvault dagvault
@@ -105,7 +138,25 @@ start() {
   log "stop with: $0 stop $DIR"
 }
 
+restart() {
+  local old pid started
+  old=$(our_pid) || die "no server of ours runs in $DATA"
+  started=$(date +%s.%N)
+  local port
+  port=$(port_of_env)
+  # Immediate: no checkpoint, clients cut off; the start runs crash
+  # recovery, on the same port.
+  as_user "$BIN/pg_ctl" -D "$DATA" -m immediate -w -t 60 stop >&2 || die "the server did not stop"
+  sleep "${DOWN_SECONDS:-0}"
+  launch "$port" || die "the server did not start again"
+  pid=$(our_pid) || die "no postmaster.pid in $DATA after the restart"
+  sed -i "s/^POSTGRES_PID=.*/POSTGRES_PID=$pid/" "$DIR/env"
+  log "restarted (pid $old, now $pid) after" \
+    "$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $started}") s"
+}
+
 case $cmd in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
 esac

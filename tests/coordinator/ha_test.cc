@@ -1,0 +1,335 @@
+// The highly available shape (issue 18, docs/ha.md) as real processes:
+// coordinators on etcd and PostgreSQL, agents and mailstored, and the
+// failures it is built for: the leader killed or paused, etcd losing
+// quorum, PostgreSQL restarting in the middle of a job.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/job_state.h"
+#include "common/testing/temp_dir.h"
+#include "coordinator/catalog/postgres_test_util.h"
+#include "coordinator/etcd/etcd_test_cluster.h"
+#include "tests/coordinator/deployment.h"
+#include "tests/coordinator/deployment_test_util.h"
+#include "tests/mailstored/test_util.h"
+
+namespace dagvault::testing {
+namespace {
+
+namespace v1 = dagvault::v1;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A Full of DB02 that takes a while (1.5 s per segment read), with a lease
+// long enough that no failover below outlasts it.
+DeploymentOptions SlowFullOptions() {
+  DeploymentOptions options = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:1500"}});
+  options.lease_ttl_ms = 15000;
+  return options;
+}
+
+// Two coordinators (the first leads) on `etcd` and the PostgreSQL database
+// `catalog`, with a 3 s leader lease.
+DeploymentOptions HaOptions(const std::string& catalog, v1::EtcdConfig etcd) {
+  DeploymentOptions options = SlowFullOptions();
+  options.catalog = catalog;
+  options.etcd = std::move(etcd);
+  options.etcd.set_leader_ttl_ms(3000);
+  options.standby_coordinator = true;
+  return options;
+}
+
+// Until the standby says it leads.
+bool WaitStandbyLeads(Deployment& d, absl::Duration timeout = absl::Seconds(30)) {
+  return WaitFor(
+      [&] {
+        v1::LeaderInfo who;
+        return d.CliJson({"status", "--leader"}, &who).ok() && who.this_one() &&
+               who.this_address() != d.coordinator_address();
+      },
+      timeout);
+}
+
+// What a log file holds after its first `from` bytes.
+std::string LogAfter(const std::string& log, size_t from) {
+  return from < log.size() ? log.substr(from) : std::string();
+}
+
+// Two coordinators on etcd and PostgreSQL: the leader is killed with -9 in
+// the middle of a Full; the standby takes over, the agent follows it, and
+// the same job finishes under the same lease and token, catalogued once.
+TEST(HighAvailability, WhenTheLeaderCoordinatorIsKilledMidBackupTheStandbyFinishesTheJobOnce) {
+  coordinator::testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  auto etcd = coordinator::SharedEtcdTestCluster();
+  ASSERT_OK(etcd.status());
+  Deployment d(HaOptions(db.conninfo(), (*etcd)->Config("/ha-failover/")), "ha-failover");
+  ASSERT_OK(d.Start());
+  LoadDb02(d);
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
+  auto moving = WaitTransferring(d, job.id());
+  ASSERT_OK(moving.status());
+  const uint64_t token = FencingTokenOf(*moving);
+  ASSERT_NE(token, 0u);
+  ASSERT_GT(d.StandbyPid(), 0) << d.StandbyLog();
+
+  const absl::Time killed = absl::Now();
+  d.KillCoordinator();
+  // The standby leads within the leader's TTL and a poll, recovered.
+  ASSERT_TRUE(WaitStandbyLeads(d)) << d.StandbyLog();
+  const absl::Duration failover = absl::Now() - killed;
+  std::cerr << "failover: the standby led " << absl::FormatDuration(failover)
+            << " after the leader was killed\n";
+
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
+  EXPECT_EQ(done->attempts_size(), 1) << "the same attempt, not a second writer session";
+  EXPECT_EQ(FencingTokenOf(*done), token) << "the same lease";
+  ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
+  EXPECT_THAT(d.StandbyLog(), HasSubstr("won the election"));
+}
+
+// The leader is paused (SIGSTOP) in the middle of a Full for longer than
+// its leader lease. The standby takes over and the agent, which the paused
+// leader no longer answers, moves to it; the job goes on under the same
+// lease. When the old leader runs again it sees at once that its deadline
+// has passed and exits without a step: no assignment, no job record
+// written after it woke, and the new leader's job is untouched.
+TEST(HighAvailability, ALeaderPausedPastItsLeaseDoesNotActAfterItWakes) {
+  coordinator::testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  auto etcd = coordinator::SharedEtcdTestCluster();
+  ASSERT_OK(etcd.status());
+  Deployment d(HaOptions(db.conninfo(), (*etcd)->Config("/ha-paused/")), "ha-paused");
+  ASSERT_OK(d.Start());
+  LoadDb02(d);
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
+  auto moving = WaitTransferring(d, job.id());
+  ASSERT_OK(moving.status());
+  const uint64_t token = FencingTokenOf(*moving);
+  ASSERT_NE(token, 0u);
+
+  const pid_t paused = d.CoordinatorPid();
+  ASSERT_GT(paused, 0);
+  ASSERT_EQ(kill(paused, SIGSTOP), 0);
+  ASSERT_TRUE(WaitStandbyLeads(d)) << d.StandbyLog();
+  // The agent of the job's node has moved to the new leader: the job's
+  // record, now written by the new leader, shows its progress again.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto j = d.Job(job.id());
+        return j.ok() &&
+               (j->bytes_done() > moving->bytes_done() || j->state() == v1::JOB_SUCCEEDED);
+      },
+      absl::Seconds(30)))
+      << d.StandbyLog();
+
+  const size_t log_at_wake = d.CoordinatorLog().size();
+  ASSERT_EQ(kill(paused, SIGCONT), 0);
+  auto ended = d.WaitCoordinatorExit(absl::Seconds(20));
+  ASSERT_TRUE(ended.has_value()) << "the woken leader still runs";
+  EXPECT_EQ(ended->exit_code, 4);
+  const std::string after_wake = LogAfter(d.CoordinatorLog(), log_at_wake);
+  EXPECT_THAT(after_wake, HasSubstr("no longer the leader"));
+  // Nothing acted: no job changed state, nothing was assigned.
+  EXPECT_THAT(after_wake, Not(HasSubstr(absl::StrCat("job ", job.id()))));
+  EXPECT_THAT(after_wake, Not(HasSubstr("assign")));
+
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
+  EXPECT_EQ(done->attempts_size(), 1);
+  EXPECT_EQ(FencingTokenOf(*done), token);
+  ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
+}
+
+// etcd loses quorum (its leader killed, then a second member of three)
+// while a Full runs. Nobody can renew a lease: the leader stands down and
+// exits, the standby cannot campaign and says why, nothing is assigned,
+// and the agent stops its job before its lease could have run out (nothing
+// truncated). When the members return, the standby leads, the job ends
+// once with its record written once, and a new backup of the unit runs.
+TEST(HighAvailability, WithoutEtcdQuorumNobodyActsAndWorkResumesWhenItReturns) {
+  coordinator::testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  TempDir etcd_dir("ha-quorum-etcd");
+  auto etcd = coordinator::EtcdTestCluster::Start(etcd_dir.path(), 3);
+  ASSERT_OK(etcd.status());
+  DeploymentOptions options = HaOptions(db.conninfo(), (*etcd)->Config("/ha-quorum/"));
+  // A transfer that outlasts the lease, which the outage outlasts.
+  options.agent_env["DAGVAULT_DELAY_AT"] = "agent.backup.segment_read:6000";
+  options.lease_ttl_ms = 8000;
+  Deployment d(options, "ha-quorum");
+  ASSERT_OK(d.Start());
+  LoadDb02(d);
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
+  auto moving = WaitTransferring(d, job.id());
+  ASSERT_OK(moving.status());
+
+  auto first = (*etcd)->Leader();
+  ASSERT_OK(first.status());
+  (*etcd)->Kill(*first);
+  const int second = (*first + 1) % 3;
+  (*etcd)->Kill(second);
+
+  // The leader cannot renew its lease: it stands down and exits.
+  auto ended = d.WaitCoordinatorExit(absl::Seconds(30));
+  ASSERT_TRUE(ended.has_value()) << d.CoordinatorLog() << "\nstandby:\n" << d.StandbyLog();
+  EXPECT_EQ(ended->exit_code, 4);
+  EXPECT_THAT(d.CoordinatorLog(), HasSubstr("no longer the leader"));
+  // Nobody leads, and once the standby has found etcd silent (its own
+  // request timeout) the command line says why; no start is accepted.
+  ProcessResult refused;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        refused = d.Cli({"backup", "start", "--unit", "DB02", "--type", "full"});
+        EXPECT_EQ(refused.exit_code, 1) << refused.out;
+        return absl::StrContains(refused.err, "etcd does not answer");
+      },
+      absl::Seconds(30)))
+      << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("no coordinator leads"));
+  // The job's agent stops it before its lease could have run out.
+  const std::string node = LastNode(*moving);
+  const int source = node == "node3" ? kNode3 : node == "node2" ? kNode2 : kNode1;
+  EXPECT_TRUE(WaitFor([&] { return absl::StrContains(d.AgentLog(source), "its lease is gone"); },
+                      absl::Milliseconds(options.lease_ttl_ms) + absl::Seconds(10)))
+      << d.AgentLog(source);
+
+  // Quorum returns; the old leader is started again (as the service
+  // manager would) and stands by.
+  ASSERT_OK((*etcd)->Restart(*first));
+  ASSERT_OK((*etcd)->Restart(second));
+  ASSERT_TRUE(WaitStandbyLeads(d, absl::Seconds(60))) << d.StandbyLog();
+  ASSERT_OK(d.StartCoordinator({}, /*wait=*/false));
+
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  ASSERT_TRUE(done->state() == v1::JOB_SUCCEEDED || done->state() == v1::JOB_FAILED)
+      << done->DebugString();
+  v1::ListBackupsResponse backups;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &backups));
+  EXPECT_EQ(backups.backups_size(), done->state() == v1::JOB_SUCCEEDED ? 1 : 0)
+      << done->DebugString();
+  // No lost or doubled job: the unit is free, and the next backup runs once.
+  v1::JobInfo next = BackupWait(d, {"--unit", "DB02", "--type", "full"});
+  EXPECT_EQ(next.state(), v1::JOB_SUCCEEDED) << next.DebugString();
+  EXPECT_EQ(next.attempts_size(), 1);
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+  std::cerr << "quorum loss: the job " << job.id() << " ended " << JobStateName(done->state())
+            << " (" << done->reason() << ")\n";
+}
+
+// An all-copies restore interrupted by a failover: the leader is killed
+// while node1 restores (step 3, 3 s per piece). The standby leads, the
+// restore's result reaches it, and the plan carries on from its recorded
+// step to the end: every copy holds the restore point.
+TEST(HighAvailability, ARestorePlanInterruptedByAFailoverCarriesOnAndEveryCopyEndsEqual) {
+  coordinator::testing::PostgresTestDatabase db;
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  auto etcd = coordinator::SharedEtcdTestCluster();
+  ASSERT_OK(etcd.status());
+  DeploymentOptions options = HaOptions(db.conninfo(), (*etcd)->Config("/ha-restore/"));
+  options.agent_env = {{"DAGVAULT_DELAY_AT", "agent.restore.step:3000"}};
+  Deployment d(options, "ha-restore");
+  ASSERT_OK(d.Start());
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 80, "full");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
+  const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
+  Load(d, kNode1, 1, 80, 80);  // not backed up: the restore takes the unit back
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  Wipe(d, /*databases_only=*/false);
+
+  auto [exit_code, job] = JobCommand(d, {"restore", "start", "--unit", "DB02"});
+  ASSERT_EQ(exit_code, 0) << job.DebugString();
+  ASSERT_TRUE(WaitForStep(d, job.id(), 3, "node1")) << d.CoordinatorLog();
+  d.KillCoordinator();
+  ASSERT_TRUE(WaitStandbyLeads(d)) << d.StandbyLog();
+
+  auto done = d.WaitJob(job.id(), absl::Minutes(3));
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
+  ExpectPlanDone(*done);
+  ExpectEveryCopyHolds(d, at_full);
+  bool taken_over = false;
+  for (const auto& e : done->events()) {
+    taken_over |= absl::StrContains(e.message(), "coordinator restarted");
+  }
+  EXPECT_TRUE(taken_over) << done->DebugString();
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
+}
+
+// A PostgreSQL of the test's own, which it can restart.
+class PrivatePostgres {
+ public:
+  PrivatePostgres() : dir_("ha-postgres") {
+    ProcessResult r = RunProcess({Script(), "start", dir_.path()});
+    EXPECT_TRUE(r.ok()) << r.err;
+    auto env = ReadFileToString(dir_.path() + "/env");
+    if (!r.ok() || !env.ok()) return;
+    for (absl::string_view line : absl::StrSplit(*env, '\n')) {
+      constexpr absl::string_view kKey = "DAGVAULT_TEST_POSTGRES='";
+      if (absl::StartsWith(line, kKey) && absl::EndsWith(line, "'")) {
+        conninfo_ = std::string(line.substr(kKey.size(), line.size() - kKey.size() - 1));
+      }
+    }
+  }
+  ~PrivatePostgres() { RunProcess({Script(), "stop", dir_.path()}); }
+  const std::string& conninfo() const { return conninfo_; }
+  absl::Status Restart(absl::Duration down) {
+    ProcessResult r = RunProcess({Script(), "restart", dir_.path()},
+                                 {{"DOWN_SECONDS", absl::StrCat(absl::ToInt64Seconds(down))}});
+    if (!r.ok()) return absl::InternalError(absl::StrCat("restarting PostgreSQL: ", r.err));
+    return absl::OkStatus();
+  }
+
+ private:
+  static std::string Script() { return DAGVAULT_SOURCE_DIR "/tests/postgres/postgres.sh"; }
+  TempDir dir_;
+  std::string conninfo_;
+};
+
+// PostgreSQL restarts (killed the way a crash would, down 3 s) in the
+// middle of a Full: the coordinator reconnects, the job finishes, and its
+// record and its backup are written once.
+TEST(HighAvailability, APostgresRestartMidBackupLeavesOneRecordOfTheJob) {
+  PrivatePostgres pg;
+  ASSERT_FALSE(pg.conninfo().empty());
+  DeploymentOptions options = SlowFullOptions();
+  options.catalog = pg.conninfo();
+  Deployment d(options, "ha-pg-restart");
+  ASSERT_OK(d.Start());
+  LoadDb02(d);
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
+  ASSERT_OK(WaitTransferring(d, job.id()).status());
+  ASSERT_OK(pg.Restart(absl::Seconds(3)));
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.CoordinatorLog();
+  EXPECT_EQ(done->attempts_size(), 1);
+  ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
+  v1::ListJobsResponse jobs;
+  ASSERT_OK(d.CliJson({"job", "list"}, &jobs));
+  int records = 0;
+  for (const auto& j : jobs.jobs()) records += j.id() == job.id() ? 1 : 0;
+  EXPECT_EQ(records, 1);
+}
+
+}  // namespace
+}  // namespace dagvault::testing

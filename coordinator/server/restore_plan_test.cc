@@ -1,7 +1,7 @@
 // The all-copies restore plan against a real SQLite catalog and fake agent
 // channels: the order of its operations, a lost progress update, digests
 // that differ or are missing, a cancel, a lost operation, a coordinator
-// restart, and the re-run that resumes.
+// that takes a running plan over, and the re-run that resumes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -215,19 +215,48 @@ TEST_F(RestorePlanTest, ACancelOrALostOperationStopsThePlanWithItsNextSafeAction
   EXPECT_EQ(info.plan().steps(1).state(), v1::STEP_FAILED);
 }
 
-TEST_F(RestorePlanTest, ACoordinatorRestartStopsARunningPlanWhichARerunResumes) {
+// A coordinator that takes a running plan over (a restart, a failover to a
+// standby) carries on from its recorded step: the operation in flight
+// finishes and its result reaches the new coordinator; an operation the
+// agent lost is sent once more; lost again, the plan stops, and the
+// operator's re-run resumes it.
+TEST_F(RestorePlanTest, ACoordinatorThatTakesAPlanOverCarriesOnFromItsRecordedStep) {
   const std::string id = StartRestore();
   Finish("node2");
   Finish("node3");
   EXPECT_EQ(Last("node1"), "copy-op/dismount");
   jobs_ = MakeJobs();
   ASSERT_TRUE(jobs_->Recover().ok());
+  EXPECT_FALSE(IsFinalJobState(Info(id).state())) << Info(id).reason();
+  Finish("node1");
+  EXPECT_EQ(Last("node1"), "restore/");
+
+  // Taken over again, and node1's agent no longer has the restore (it
+  // restarted meanwhile): the step is sent again, once.
+  jobs_ = MakeJobs();
+  ASSERT_TRUE(jobs_->Recover().ok());
+  const size_t sent = channels_["node1"]->Assignments().size();
+  v1::NodeReport without;
+  without.set_node("node1");
+  clock_.Advance(absl::Seconds(11));  // past the report grace
+  jobs_->OnReport(without);
+  EXPECT_EQ(channels_["node1"]->Assignments().size(), sent + 1);
+  EXPECT_EQ(Last("node1"), "restore/");
   v1::JobInfo info = Info(id);
+  EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
+  EXPECT_EQ(info.plan().resumed(), 1u);
+
+  // Lost a second time: the plan stops at its step, and a re-run resumes it.
+  clock_.Advance(absl::Seconds(11));
+  jobs_->OnReport(without);
+  info = Info(id);
   EXPECT_EQ(info.state(), v1::JOB_FAILED);
-  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 2"));
-  EXPECT_THAT(info.reason(), HasSubstr("the coordinator restarted"));
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 3"));
+  EXPECT_THAT(info.reason(), HasSubstr("no longer runs it"));
   EXPECT_EQ(StartRestore(), id);
-  EXPECT_EQ(Last("node1"), "copy-op/dismount");
+  EXPECT_EQ(Last("node1"), "restore/");
+  Finish("node1");
+  EXPECT_EQ(Last("node2"), "copy-op/reseed");
 }
 
 TEST_F(RestorePlanTest, ARestoreToOneNodeHoldsTheLeaseWithATokenAndLivesWhileReported) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/free_ports.h"
+#include "common/testing/temp_dir.h"
 #include "coordinator/etcd/etcd_test_cluster.h"
 
 namespace dagvault::coordinator {
@@ -107,6 +108,39 @@ TEST_F(EtcdClientTest, AKeepAliveGivesTheHolderADeadlineAndARevokedLeaseIsNotFou
   EXPECT_TRUE((*client)->Revoke(granted->id).ok()) << "revoking twice is not an error";
   EXPECT_EQ((*client)->KeepAlive(granted->id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ((*client)->TimeToLive(granted->id).status().code(), absl::StatusCode::kNotFound);
+}
+
+// etcd over TLS with client certificates, as production runs it: the
+// client shows its certificate and checks the members' against the CA;
+// without its certificate, or in plain text, the cluster refuses it.
+TEST(EtcdClientTls, TalksToAClusterThatDemandsClientCertificatesAndOnlyWithOne) {
+  testing::TempDir dir("etcd-tls");
+  auto cluster = EtcdTestCluster::Start(dir.path(), 1, /*tls=*/true);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const dagvault::v1::EtcdConfig config = (*cluster)->Config();
+  ASSERT_FALSE(config.ca_file().empty());
+  auto client = EtcdClient::Connect(config);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto granted = (*client)->Grant(absl::Seconds(5));
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  EXPECT_TRUE((*client)->Revoke(granted->id).ok());
+
+  dagvault::v1::EtcdConfig no_certificate = config;
+  no_certificate.clear_cert_file();
+  no_certificate.clear_key_file();
+  no_certificate.set_request_timeout_ms(1500);
+  auto anonymous = EtcdClient::Connect(no_certificate);
+  ASSERT_TRUE(anonymous.ok()) << anonymous.status();
+  EXPECT_FALSE((*anonymous)->Grant(absl::Seconds(5)).ok());
+
+  dagvault::v1::EtcdConfig plain = config;
+  plain.clear_ca_file();
+  plain.clear_cert_file();
+  plain.clear_key_file();
+  plain.set_request_timeout_ms(1500);
+  auto plaintext = EtcdClient::Connect(plain);
+  ASSERT_TRUE(plaintext.ok()) << plaintext.status();
+  EXPECT_FALSE((*plaintext)->Grant(absl::Seconds(5)).ok());
 }
 
 }  // namespace

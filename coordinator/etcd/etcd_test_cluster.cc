@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/certs.h"
 #include "common/free_ports.h"
+#include "common/status_macros.h"
 #include "common/testing/temp_dir.h"
 #include "coordinator/etcd/etcd_client.h"
 
@@ -19,7 +21,7 @@ constexpr char kEtcd[] = "/usr/bin/etcd";
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdTestCluster>> EtcdTestCluster::Start(const std::string& dir,
-                                                                        int members) {
+                                                                        int members, bool tls) {
   if (members < 1 || members > 5) {
     return absl::InvalidArgumentError(
         absl::StrCat("an etcd test cluster of ", members, " members"));
@@ -32,6 +34,15 @@ absl::StatusOr<std::unique_ptr<EtcdTestCluster>> EtcdTestCluster::Start(const st
   if (!ports.ok()) return ports.status();
   std::unique_ptr<EtcdTestCluster> cluster(new EtcdTestCluster());
   cluster->dir_ = dir;
+  if (tls) {
+    cluster->tls_dir_ = absl::StrCat(dir, "/tls");
+    std::filesystem::create_directories(cluster->tls_dir_);
+    RETURN_IF_ERROR(CreateCa({.dir = cluster->tls_dir_, .deployment = "etcd-test"}));
+    RETURN_IF_ERROR(IssueCertificate(
+        {.dir = cluster->tls_dir_, .name = "etcd", .role = "node", .sans = {"127.0.0.1"}}));
+    RETURN_IF_ERROR(
+        IssueCertificate({.dir = cluster->tls_dir_, .name = "client", .role = "coordinator"}));
+  }
   for (int i = 0; i < members; ++i) {
     cluster->names_.push_back(absl::StrCat("etcd", i));
     cluster->client_endpoints_.push_back(absl::StrCat("127.0.0.1:", (*ports)[2 * i]));
@@ -68,36 +79,46 @@ std::vector<std::string> EtcdTestCluster::CommandOf(int i, bool existing) const 
   for (size_t m = 0; m < names_.size(); ++m) {
     initial.push_back(absl::StrCat(names_[m], "=", peer_urls_[m]));
   }
-  const std::string client_url = absl::StrCat("http://", client_endpoints_[i]);
+  const std::string client_url =
+      absl::StrCat(tls_dir_.empty() ? "http://" : "https://", client_endpoints_[i]);
+  std::vector<std::string> tls;
+  if (!tls_dir_.empty()) {
+    tls = {"--cert-file",       absl::StrCat(tls_dir_, "/etcd.crt"),
+           "--key-file",        absl::StrCat(tls_dir_, "/etcd.key"),
+           "--trusted-ca-file", absl::StrCat(tls_dir_, "/ca.crt"),
+           "--client-cert-auth"};
+  }
   // Short heartbeats and elections: a test that kills the leader waits
   // about a second for the next one, not five.
-  return {kEtcd,
-          "--name",
-          names_[i],
-          "--data-dir",
-          absl::StrCat(dir_, "/", names_[i]),
-          "--listen-client-urls",
-          client_url,
-          "--advertise-client-urls",
-          client_url,
-          "--listen-peer-urls",
-          peer_urls_[i],
-          "--initial-advertise-peer-urls",
-          peer_urls_[i],
-          "--initial-cluster",
-          absl::StrJoin(initial, ","),
-          "--initial-cluster-state",
-          existing ? "existing" : "new",
-          "--initial-cluster-token",
-          "dagvault-test",
-          "--heartbeat-interval",
-          "50",
-          "--election-timeout",
-          "500",
-          "--logger",
-          "zap",
-          "--log-outputs",
-          "stderr"};
+  std::vector<std::string> command = {kEtcd,
+                                      "--name",
+                                      names_[i],
+                                      "--data-dir",
+                                      absl::StrCat(dir_, "/", names_[i]),
+                                      "--listen-client-urls",
+                                      client_url,
+                                      "--advertise-client-urls",
+                                      client_url,
+                                      "--listen-peer-urls",
+                                      peer_urls_[i],
+                                      "--initial-advertise-peer-urls",
+                                      peer_urls_[i],
+                                      "--initial-cluster",
+                                      absl::StrJoin(initial, ","),
+                                      "--initial-cluster-state",
+                                      existing ? "existing" : "new",
+                                      "--initial-cluster-token",
+                                      "dagvault-test",
+                                      "--heartbeat-interval",
+                                      "50",
+                                      "--election-timeout",
+                                      "500",
+                                      "--logger",
+                                      "zap",
+                                      "--log-outputs",
+                                      "stderr"};
+  command.insert(command.end(), tls.begin(), tls.end());
+  return command;
 }
 
 absl::StatusOr<int> EtcdTestCluster::Leader(absl::Duration timeout) {
@@ -156,6 +177,11 @@ dagvault::v1::EtcdConfig EtcdTestCluster::Config(const std::string& prefix) cons
   dagvault::v1::EtcdConfig config;
   for (const auto& e : client_endpoints_) config.add_endpoints(e);
   config.set_prefix(prefix);
+  if (!tls_dir_.empty()) {
+    config.set_ca_file(absl::StrCat(tls_dir_, "/ca.crt"));
+    config.set_cert_file(absl::StrCat(tls_dir_, "/client.crt"));
+    config.set_key_file(absl::StrCat(tls_dir_, "/client.key"));
+  }
   return config;
 }
 

@@ -19,9 +19,12 @@ namespace dagvault::coordinator {
 class EtcdTestCluster {
  public:
   // Starts `members` members under `dir` and waits until they have elected
-  // a leader.
-  static absl::StatusOr<std::unique_ptr<EtcdTestCluster>> Start(const std::string& dir,
-                                                                int members);
+  // a leader. With `tls`, clients talk TLS and must show a client
+  // certificate: the cluster makes a CA of its own in dir/tls (the
+  // project's certs.h), the members' certificate (127.0.0.1) and a
+  // client's, which Config() names.
+  static absl::StatusOr<std::unique_ptr<EtcdTestCluster>> Start(const std::string& dir, int members,
+                                                                bool tls = false);
   ~EtcdTestCluster();
   EtcdTestCluster(const EtcdTestCluster&) = delete;
   EtcdTestCluster& operator=(const EtcdTestCluster&) = delete;
@@ -47,6 +50,7 @@ class EtcdTestCluster {
   std::vector<std::string> CommandOf(int i, bool existing) const;
 
   std::string dir_;
+  std::string tls_dir_;  // empty: plain text
   std::vector<std::string> names_;
   std::vector<std::string> client_endpoints_;
   std::vector<std::string> peer_urls_;

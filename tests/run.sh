@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test.
 #
-#   ./tests/run.sh            the default suite (about 14 minutes of tests on 2 cores,
-#                             plus the build)
+#   ./tests/run.sh            the default suite (about 10 minutes of tests on 2 cores,
+#                             two test binaries at a time, plus the build)
 #   ./tests/run.sh --long     also the long campaigns (crash loops, every cell of the
 #                             fault matrix, a minute of each fuzz target)
 #   ./tests/run.sh -R regex   only the tests whose names match
 #
-# Environment: DAGVAULT_BUILD_DIR (default build), DAGVAULT_SANITIZE
+# Environment: DAGVAULT_TEST_JOBS (test binaries run at once, default 2: the
+# multi-process tests mostly wait on their daemons, and two at a time
+# halve the run on 2 cores), DAGVAULT_BUILD_DIR (default build), DAGVAULT_SANITIZE
 # (e.g. address,undefined: builds in build-sanitize with sanitizers),
 # DAGVAULT_TEST_S3 (an s3:// URL of a bucket to test against instead of the
 # radosgw this script starts; tests/s3/README.md), DAGVAULT_TEST_POSTGRES (a
@@ -22,7 +24,7 @@ while (($#)); do
   case "$1" in
     --long) long=1 ;;
     -R) ctest_args+=(-R "$2"); shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -77,6 +79,7 @@ if [[ -z "${DAGVAULT_TEST_S3:-}" ]]; then
 fi
 
 cd "$build_dir"
+ctest_args+=(-j "${DAGVAULT_TEST_JOBS:-2}")
 if ((long)); then
   ctest --output-on-failure "${ctest_args[@]}"
   # The fuzz targets, in their own clang build (build-fuzz/), a minute each.

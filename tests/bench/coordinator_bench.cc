@@ -9,8 +9,14 @@
 //      agents in this process, each reporting its 30 copies every 5 s:
 //      the coordinator's CPU and RSS, and the latency of `status` and of
 //      `backup start` (the simulated agents fail each assignment at once).
+//   4. Leader failover between two coordinators on etcd and PostgreSQL
+//      (coordinator_bench_failover.cc): kill -9 of the leader to the first
+//      assignment by the new one, p50 and p99 over 20 trials.
 //
 //   coordinator_bench [--agents N] [--seconds S] [--report-ms MS]
+//                     [--failover-agents N] [--failover-trials T] [--leader-ttl-ms MS]
+#include "tests/bench/coordinator_bench.h"
+
 #include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -45,56 +51,11 @@
 #include "dagvault/v1/agent.grpc.pb.h"
 #include "repository/chain.h"
 
-namespace dagvault {
+namespace dagvault::bench {
 namespace {
 
 namespace v1 = dagvault::v1;
 using coordinator::CopyView;
-
-constexpr int kUnitsPerNode = 10;  // active copies; each node also has 20 passive ones
-
-std::string UnitName(int u) { return absl::StrFormat("U%05d", u); }
-std::string NodeName(int n) { return absl::StrFormat("n%04d", n); }
-
-// Node n's copies: the active copies of units n*10..n*10+9 and passive
-// copies of the previous two nodes' units.
-v1::NodeReport ReportOf(int node, int nodes) {
-  v1::NodeReport r;
-  r.set_node(NodeName(node));
-  for (int k = 0; k < 3; ++k) {
-    const int owner = (node - k + nodes) % nodes;
-    for (int i = 0; i < kUnitsPerNode; ++i) {
-      v1::CopyStatus* c = r.add_copies();
-      c->set_unit(UnitName(owner * kUnitsPerNode + i));
-      c->set_node(NodeName(node));
-      c->set_role(k == 0 ? v1::ACTIVE : v1::PASSIVE);
-      c->set_state(k == 0 ? v1::MOUNTED : v1::HEALTHY);
-      c->set_activation_preference(static_cast<uint32_t>(k + 1));
-      c->set_last_log_generation(1000);
-      c->set_last_inspected_generation(1000);
-      c->set_last_replayed_generation(k == 0 ? 1000 : 999);
-      c->set_copy_queue(k == 0 ? 0 : 1);
-      c->set_active_node(NodeName(owner));
-    }
-  }
-  v1::WriterInstance* w = r.mutable_writers()->add_writers();
-  w->set_instance_name("Exchange Replication Service");
-  r.mutable_writers()->set_node(NodeName(node));
-  return r;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  return v[i];
-}
-
-void Row(const std::string& what, const std::string& value, const std::string& target = "") {
-  std::cout << absl::StrFormat("  %-48s %-22s %s\n", what, value, target);
-}
-
-std::string Verdict(double value, double limit) { return value <= limit ? "met" : "NOT MET"; }
 
 // 1. Selection for every unit.
 void BenchSelection(int nodes) {
@@ -210,71 +171,6 @@ void BenchChains(int backups) {
 
 // One simulated agent: registers, reports every `every`, and fails each
 // assignment at once.
-class SimAgent {
- public:
-  SimAgent(int node, int nodes, std::shared_ptr<grpc::ChannelCredentials> creds,
-           const std::string& address, absl::Duration every, absl::Duration offset,
-           std::atomic<bool>* stop)
-      : node_(node), stop_(stop) {
-    report_ = ReportOf(node, nodes);
-    stub_ = v1::AgentService::NewStub(grpc::CreateChannel(address, creds));
-    writer_ = std::thread([this, every, offset] { Run(every, offset); });
-  }
-  ~SimAgent() {
-    context_.TryCancel();
-    if (writer_.joinable()) writer_.join();
-    if (reader_.joinable()) reader_.join();
-  }
-  std::atomic<bool> registered{false};
-  std::atomic<int> reports{0};
-
- private:
-  void Run(absl::Duration every, absl::Duration offset) {
-    stream_ = stub_->Connect(&context_);
-    v1::AgentMessage hello;
-    hello.mutable_register_()->set_node(NodeName(node_));
-    hello.mutable_register_()->set_agent_version("sim");
-    v1::CoordinatorMessage first;
-    if (!stream_->Write(hello) || !stream_->Read(&first)) return;
-    registered = true;
-    reader_ = std::thread([this] {
-      v1::CoordinatorMessage m;
-      while (stream_->Read(&m)) {
-        if (!m.has_assignment()) continue;
-        v1::AgentMessage u;
-        u.mutable_job_update()->set_job(m.assignment().job());
-        u.mutable_job_update()->set_attempt(m.assignment().attempt());
-        u.mutable_job_update()->set_phase(v1::JOB_FAILED);
-        u.mutable_job_update()->set_error("simulated agent");
-        std::lock_guard<std::mutex> l(mu_);
-        stream_->Write(u);
-      }
-    });
-    absl::SleepFor(offset);
-    while (!*stop_) {
-      v1::AgentMessage m;
-      *m.mutable_report() = report_;
-      m.mutable_report()->set_sent_us(absl::ToUnixMicros(absl::Now()));
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        if (!stream_->Write(m)) return;
-      }
-      ++reports;
-      const absl::Time next = absl::Now() + every;
-      while (!*stop_ && absl::Now() < next) absl::SleepFor(absl::Milliseconds(100));
-    }
-  }
-
-  int node_;
-  std::atomic<bool>* stop_;
-  v1::NodeReport report_;
-  std::unique_ptr<v1::AgentService::Stub> stub_;
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>> stream_;
-  std::mutex mu_;
-  std::thread writer_, reader_;
-};
-
 struct ProcStat {
   double cpu_seconds = 0;
   uint64_t rss_kib = 0, peak_kib = 0;
@@ -372,8 +268,9 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   std::vector<std::unique_ptr<SimAgent>> agents;
   const absl::Time connecting = absl::Now();
   for (int n = 0; n < nodes; ++n) {
-    agents.push_back(std::make_unique<SimAgent>(n, nodes, creds[static_cast<size_t>(n)], address,
-                                                every, every * n / nodes, &stop));
+    agents.push_back(std::make_unique<SimAgent>(n, nodes, creds[static_cast<size_t>(n)],
+                                                std::vector<std::string>{address}, every,
+                                                every * n / nodes, &stop));
   }
   int registered = 0;
   for (int i = 0; i < 600 && registered < nodes; ++i) {
@@ -447,23 +344,34 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
 }
 
 }  // namespace
-}  // namespace dagvault
+}  // namespace dagvault::bench
 
 int main(int argc, char** argv) {
   dagvault::logging::Init({.level = "error"});
   auto args = dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                                       {{"agents", "seconds", "report-ms", "backups"}, {}});
+                                       {{"agents", "seconds", "report-ms", "backups",
+                                         "failover-agents", "failover-trials", "leader-ttl-ms"},
+                                        {}});
   if (!args.ok()) {
     std::cerr << args.status().message()
-              << "\nusage: coordinator_bench [--agents 1000] [--seconds 60] [--report-ms 5000]\n";
+              << "\nusage: coordinator_bench [--agents 1000] [--seconds 60] [--report-ms 5000]\n"
+                 "       [--failover-agents 100] [--failover-trials 20 (0: none)] "
+                 "[--leader-ttl-ms 5000]\n";
     return 2;
   }
   const int agents = static_cast<int>(*args->GetUint("agents", 1000));
   const int seconds = static_cast<int>(*args->GetUint("seconds", 60));
   const int report_ms = static_cast<int>(*args->GetUint("report-ms", 5000));
   const int backups = static_cast<int>(*args->GetUint("backups", 5000));
-  std::cout << "coordinator_bench: figures for issue 6's scale targets\n";
-  dagvault::BenchSelection(agents);
-  dagvault::BenchChains(backups);
-  return dagvault::BenchCoordinator(agents, seconds, report_ms);
+  const int failover_agents = static_cast<int>(*args->GetUint("failover-agents", 100));
+  const int trials = static_cast<int>(*args->GetUint("failover-trials", 20));
+  const int leader_ttl_ms = static_cast<int>(*args->GetUint("leader-ttl-ms", 5000));
+  std::cout << "coordinator_bench: figures for the scale targets of issues 6 and 18\n";
+  dagvault::bench::BenchSelection(agents);
+  dagvault::bench::BenchChains(backups);
+  int status = dagvault::bench::BenchCoordinator(agents, seconds, report_ms);
+  if (trials > 0) {
+    status |= dagvault::bench::BenchFailover(failover_agents, trials, report_ms, leader_ttl_ms);
+  }
+  return status;
 }

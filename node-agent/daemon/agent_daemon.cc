@@ -24,6 +24,7 @@
 #include "dagvault/v1/store.grpc.pb.h"
 #include "node-agent/daemon/agent_metrics.h"
 #include "node-agent/daemon/coordinator_addresses.h"
+#include "node-agent/daemon/coordinator_link.h"
 #include "node-agent/daemon/copy_operations.h"
 #include "node-agent/daemon/job_phase.h"
 #include "node-agent/daemon/kept_results.h"
@@ -38,7 +39,6 @@ namespace dagvault::agent {
 namespace {
 
 namespace v1 = dagvault::v1;
-using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>;
 
 constexpr char kAgentVersion[] = "0.1.0";
 
@@ -76,10 +76,18 @@ class Daemon final : public AgentDaemon {
     // The other end must be the deployment's coordinator, not any holder
     // of one of its certificates: checked in the TLS handshake, before the
     // agent registers (common/tls.h).
-    ASSIGN_OR_RETURN(credentials_,
-                     MakeChannelCredentials(config_.tls(), config_.insecure_dev(),
-                                            absl::StrCat("coordinator ", addresses_.Describe()),
-                                            ExpectedPeer{.role = kRoleCoordinator}));
+    ASSIGN_OR_RETURN(auto credentials,
+                     MakeChannelCredentials(
+                         config_.tls(), config_.insecure_dev(),
+                         absl::StrCat("coordinator ", CoordinatorAddresses(config_).Describe()),
+                         ExpectedPeer{.role = kRoleCoordinator}));
+    dialer_ = MakeGrpcDialer(std::move(credentials));
+    CoordinatorLink::Handlers handlers;
+    handlers.fill_report = [this](v1::NodeReport* r) { FillReport(r); };
+    handlers.on_message = [this](const v1::CoordinatorMessage& m) { OnMessage(m); };
+    handlers.on_registered = [this](const v1::Registered& r) { OnRegistered(r); };
+    link_ = std::make_unique<CoordinatorLink>(config_, kAgentVersion, incarnation_, dialer_.get(),
+                                              clock_, std::move(handlers));
     if (!config_.metrics().listen().empty() || !config_.metrics().plaintext_listen().empty()) {
       ASSIGN_OR_RETURN(
           metrics_server_,
@@ -91,33 +99,9 @@ class Daemon final : public AgentDaemon {
   void Run(const std::atomic<bool>* stop) override {
     auto log = logging::Get("agent");
     SweepAtStart();
-    NotifyReady(absl::StrCat("node ", config_.node(), ", coordinator ", addresses_.Describe()));
+    NotifyReady(absl::StrCat("node ", config_.node(), ", coordinator ", link_->Describe()));
     std::thread monitor([&] { Monitor(stop); });
-    const absl::Duration min_backoff =
-        absl::Milliseconds(config_.reconnect_min_ms() != 0 ? config_.reconnect_min_ms() : 500);
-    const absl::Duration max_backoff =
-        absl::Milliseconds(config_.reconnect_max_ms() != 0 ? config_.reconnect_max_ms() : 30000);
-    absl::Duration backoff = min_backoff;
-    while (!*stop) {
-      bool registered = false;
-      std::string leader;
-      const std::string dialled = addresses_.current();
-      absl::Status s = Session(stop, &registered, &leader);
-      if (*stop) break;
-      if (registered) backoff = min_backoff;
-      if (addresses_.Next(leader)) {
-        // A standby named the leader: there at once.
-        log->info("coordinator {} stands by; following it to the leader {}", dialled,
-                  addresses_.current());
-        continue;
-      }
-      warnings_.Warn(absl::StrCat("coordinator ", dialled, ": ",
-                                  s.ok() ? std::string("stream ended") : std::string(s.message()),
-                                  "; reconnecting to ", addresses_.current()));
-      const absl::Duration until = clock_->Monotonic() + backoff;
-      while (!*stop && clock_->Monotonic() < until) absl::SleepFor(absl::Milliseconds(50));
-      backoff = std::min(backoff * 2, max_backoff);
-    }
+    link_->Run(stop);
     NotifyStopping();
     log->info("stopping: cancelling running jobs");
     CancelAll("the agent is stopping");
@@ -162,178 +146,64 @@ class Daemon final : public AgentDaemon {
     }
   }
 
-  // Cancels the stream when asked to stop, and fences jobs whose lease
-  // cannot be renewed.
+  // Cancels the stream when asked to stop, fences jobs whose lease cannot
+  // have been renewed, and has the link give up a stalled coordinator.
   void Monitor(const std::atomic<bool>* stop) {
     while (!*stop) {
       absl::SleepFor(absl::Milliseconds(200));
+      const absl::Duration lease_ttl = link_->lease_ttl();
       std::lock_guard<std::mutex> l(mu_);
       // The coordinator renewed this node's leases no earlier than the
       // last report it acknowledged was sent; a report period before that
       // lease runs out, the jobs stop, connected or not (a half-open
       // connection looks connected).
-      const absl::Duration now = clock_->Monotonic();
-      if (!jobs_.empty()) {
-        for (auto& [k, j] : jobs_) {
-          // The lease was renewed no earlier than the newer of the last
-          // acknowledged report and the job's own assignment.
-          if (now - std::max(last_acked_sent_, j->received) <= lease_ttl_ - report_every_) {
-            continue;
-          }
-          if (!j->done && !j->control.cancel) {
-            logging::Get("agent")->warn(
-                "job {}: the coordinator has not acknowledged a report for most of the lease "
-                "period ({}): its lease is gone, so the job is cancelled",
-                j->assignment.job(), absl::FormatDuration(lease_ttl_));
-            j->fenced = absl::StrCat(
-                "stopped by the agent: the coordinator was unreachable for the lease "
-                "period (",
-                absl::FormatDuration(lease_ttl_),
-                "), so another attempt may run elsewhere; nothing was truncated");
-            j->control.cancel = true;
-          }
-        }
-      }
-      // With several coordinators: a stream on which nothing is
-      // acknowledged for a while is given up for the next coordinator. A
-      // paused or cut-off leader keeps its connection open (keepalive pings
-      // take ~15 s to find it), and the agent must reach the new leader
-      // well before its jobs' leases run out.
-      const absl::Duration stall = std::max(3 * report_every_, lease_ttl_ / 4);
-      if (several_coordinators_ && context_ != nullptr && !session_abandoned_ &&
-          now - std::max(last_acked_sent_, session_started_) > stall) {
+      for (auto& [k, j] : jobs_) {
+        if (j->done || j->control.cancel || !link_->LeaseMayHaveLapsed(j->received)) continue;
         logging::Get("agent")->warn(
-            "the coordinator has acknowledged nothing for {}: it may be paused or cut off; "
-            "trying the next coordinator",
-            absl::FormatDuration(stall));
-        session_abandoned_ = true;
-        context_->TryCancel();
+            "job {}: the coordinator has not acknowledged a report for most of the lease "
+            "period ({}): its lease is gone, so the job is cancelled",
+            j->assignment.job(), absl::FormatDuration(lease_ttl));
+        j->fenced = absl::StrCat(
+            "stopped by the agent: the coordinator was unreachable for the lease period (",
+            absl::FormatDuration(lease_ttl),
+            "), so another attempt may run elsewhere; nothing was truncated");
+        j->control.cancel = true;
       }
+      link_->CheckStall();
     }
-    std::lock_guard<std::mutex> l(mu_);
-    if (context_ != nullptr) context_->TryCancel();
+    link_->Cancel();
   }
 
-  bool Write(const v1::AgentMessage& m) {
-    std::lock_guard<std::mutex> l(stream_mu_);
-    return stream_ != nullptr && stream_->Write(m);
-  }
+  bool Write(const v1::AgentMessage& m) { return link_->Write(m); }
 
-  // One stream to addresses_.current(); `leader`: whom a standby named.
-  absl::Status Session(const std::atomic<bool>* stop, bool* registered, std::string* leader) {
-    grpc::ChannelArguments args;
-    // A half-open connection is found by pings within ~15 s.
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    auto stub = v1::AgentService::NewStub(
-        grpc::CreateCustomChannel(addresses_.current(), credentials_, args));
-    grpc::ClientContext context;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (*stop) return absl::CancelledError("stopping");
-      context_ = &context;
-      session_started_ = clock_->Monotonic();
-      session_abandoned_ = false;
-    }
-    std::unique_ptr<Stream> stream = stub->Connect(&context);
-    v1::AgentMessage hello;
-    hello.mutable_register_()->set_node(config_.node());
-    hello.mutable_register_()->set_agent_version(kAgentVersion);
-    hello.mutable_register_()->set_incarnation(incarnation_);
-    v1::CoordinatorMessage first;
-    if (!stream->Write(hello) || !stream->Read(&first) || !first.has_registered()) {
-      grpc::Status s = stream->Finish();
-      *leader = LeaderNamedBy(context);
-      std::lock_guard<std::mutex> l(mu_);
-      context_ = nullptr;
-      return FromGrpcStatus(s, "Connect");
-    }
-    *registered = true;
+  void OnRegistered(const v1::Registered& r) {
     warnings_.Reset();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      report_every_ =
-          absl::Milliseconds(std::max<uint32_t>(first.registered().report_every_ms(), 100));
-      if (first.registered().lease_ttl_ms() != 0) {
-        lease_ttl_ = absl::Milliseconds(first.registered().lease_ttl_ms());
-      }
-      if (first.registered().writer_session_timeout_ms() != 0) {
-        // A quarter of the writers' session timeout, and never rarer than
-        // the default.
-        keepalive_every_ =
-            std::min(WriterSessionOptions().keepalive_every,
-                     absl::Milliseconds(first.registered().writer_session_timeout_ms()) / 4);
-      }
-    }
-    {
-      std::lock_guard<std::mutex> l(stream_mu_);
-      stream_ = stream.get();
-    }
-    logging::Get("agent")->info("registered with coordinator {} as {}", addresses_.current(),
-                                config_.node());
-    std::mutex report_mu;
-    std::condition_variable report_cv;
-    bool ended = false;
-    std::thread reporter([&] {
-      std::unique_lock<std::mutex> l(report_mu);
-      do {
-        l.unlock();
-        SendReport();
-        l.lock();
-      } while (
-          !report_cv.wait_for(l, absl::ToChronoMilliseconds(report_every_), [&] { return ended; }));
-    });
-    v1::CoordinatorMessage m;
-    while (stream->Read(&m)) {
-      if (m.has_assignment()) {
-        StartJob(m.assignment());
-      } else if (m.has_cancel()) {
-        CancelJob(m.cancel());
-      } else if (m.has_ack()) {
-        std::lock_guard<std::mutex> l(mu_);
-        if (undelivered_.erase(Key(m.ack().job(), m.ack().attempt())) != 0) {
-          (void)PersistUndeliveredLocked();
-        }
-      } else if (m.has_report_ack()) {
-        std::lock_guard<std::mutex> l(mu_);
-        last_acked_sent_ = std::max(last_acked_sent_, absl::Microseconds(m.report_ack().sent_us()));
-      }
-    }
-    {
-      std::lock_guard<std::mutex> l(report_mu);
-      ended = true;
-    }
-    report_cv.notify_all();
-    reporter.join();
-    {
-      std::lock_guard<std::mutex> l(stream_mu_);
-      stream_ = nullptr;
-    }
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      context_ = nullptr;
-    }
-    context.TryCancel();
-    grpc::Status finished = stream->Finish();
-    *leader = LeaderNamedBy(context);
-    return FromGrpcStatus(finished, "the coordinator stream");
+    if (r.writer_session_timeout_ms() == 0) return;
+    std::lock_guard<std::mutex> l(mu_);
+    // A quarter of the writers' session timeout, and never rarer than the
+    // default.
+    keepalive_every_ = std::min(WriterSessionOptions().keepalive_every,
+                                absl::Milliseconds(r.writer_session_timeout_ms()) / 4);
   }
 
-  void SendReport() {
-    v1::AgentMessage m;
-    v1::NodeReport* r = m.mutable_report();
-    r->set_node(config_.node());
-    // Monotonic: only this agent compares it (ReportAck).
-    r->set_sent_us(absl::ToInt64Microseconds(clock_->Monotonic()));
+  void OnMessage(const v1::CoordinatorMessage& m) {
+    if (m.has_assignment()) {
+      StartJob(m.assignment());
+    } else if (m.has_cancel()) {
+      CancelJob(m.cancel());
+    } else if (m.has_ack()) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (undelivered_.erase(Key(m.ack().job(), m.ack().attempt())) != 0) {
+        (void)PersistUndeliveredLocked();
+      }
+    }
+  }
+
+  // A report's body (CoordinatorLink sends it).
+  void FillReport(v1::NodeReport* r) {
     // The report renews the leases of this node's jobs: a mail server that
     // is slow to answer delays it by at most a quarter of the lease.
-    absl::Duration ask_for;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      ask_for = std::min(absl::Seconds(5), lease_ttl_ / 4);
-    }
+    const absl::Duration ask_for = std::min(absl::Seconds(5), link_->lease_ttl() / 4);
     {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(ask_for));
@@ -367,7 +237,6 @@ class Daemon final : public AgentDaemon {
       }
       for (const auto& [k, u] : undelivered_) *r->add_undelivered() = u;
     }
-    Write(m);
   }
 
   void StartJob(const v1::JobAssignment& a) {
@@ -778,14 +647,12 @@ class Daemon final : public AgentDaemon {
   }
 
   v1::AgentConfig config_;
-  CoordinatorAddresses addresses_{config_};  // the Run thread's
-  const bool several_coordinators_ = addresses_.configured() > 1;
+
   Clock* clock_ = RealClock();
   std::string incarnation_;
   std::shared_ptr<v1::Writer::StubInterface> writer_;
   std::unique_ptr<v1::Admin::Stub> admin_;
   std::shared_ptr<std::mutex> gate_ = std::make_shared<std::mutex>();
-  std::shared_ptr<grpc::ChannelCredentials> credentials_;
   RateLimitedWarning warnings_{"agent"};
 
   std::mutex mu_;
@@ -793,23 +660,13 @@ class Daemon final : public AgentDaemon {
   std::map<std::string, v1::JobUpdate> undelivered_;
   // Backups about to commit, by job#attempt (UndeliveredResults.pending).
   std::map<std::string, v1::JobUpdate> pending_;
-  absl::Duration report_every_ = absl::Seconds(5);
-  absl::Duration lease_ttl_ = absl::Seconds(30);
   absl::Duration keepalive_every_ = WriterSessionOptions().keepalive_every;
-  // The send time (monotonic) of the newest report the coordinator
-  // acknowledged.
-  absl::Duration last_acked_sent_ = RealClock()->Monotonic();
+
   // Cancels that arrived before their assignment, by job#attempt
   // (monotonic arrival time).
   std::map<std::string, absl::Duration> early_cancels_;
-  grpc::ClientContext* context_ = nullptr;
-  // Monotonic: when the stream in context_ was opened; and whether Monitor
-  // has abandoned it as stalled.
-  absl::Duration session_started_;
-  bool session_abandoned_ = false;
-
-  std::mutex stream_mu_;
-  Stream* stream_ = nullptr;
+  std::unique_ptr<CoordinatorDialer> dialer_;
+  std::unique_ptr<CoordinatorLink> link_;
 
   // Last: the server (its scrapes read jobs_) stops first.
   std::shared_ptr<AgentMetrics> metrics_;

@@ -1,0 +1,232 @@
+// CoordinatorLink against a fake transport (fake_coordinator_dialer.h):
+// registration and reports, a standby's pointer followed at once, the next
+// coordinator after a stream that ends or acknowledges nothing, what each
+// new session's reports carry again, and the lease bound fencing reads.
+#include "node-agent/daemon/coordinator_link.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "node-agent/daemon/fake_coordinator_dialer.h"
+
+namespace dagvault::agent {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+v1::AgentConfig TwoCoordinators() {
+  v1::AgentConfig c;
+  c.set_node("node2");
+  c.set_coordinator("c1:7000");
+  c.add_more_coordinators("c2:7000");
+  c.set_reconnect_min_ms(20);
+  c.set_reconnect_max_ms(100);
+  return c;
+}
+
+// A link running on its own thread, with a monitor calling CheckStall as
+// the daemon's does; the messages it hands on are kept.
+class LinkTest : public ::testing::Test {
+ protected:
+  void Start(const v1::AgentConfig& config) {
+    CoordinatorLink::Handlers h;
+    h.fill_report = [this](v1::NodeReport* r) {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& u : undelivered_) *r->add_undelivered() = u;
+    };
+    h.on_message = [this](const v1::CoordinatorMessage& m) {
+      std::lock_guard<std::mutex> l(mu_);
+      received_.push_back(m);
+    };
+    h.on_registered = [this](const v1::Registered&) { ++registrations_; };
+    link_ = std::make_unique<CoordinatorLink>(config, "test", "run-1", &dialer_, RealClock(),
+                                              std::move(h));
+    runner_ = std::thread([this] { link_->Run(&stop_); });
+    monitor_ = std::thread([this] {
+      while (!stop_) {
+        link_->CheckStall();
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    });
+  }
+  void TearDown() override {
+    stop_ = true;
+    if (monitor_.joinable()) monitor_.join();
+    if (link_) link_->Cancel();
+    if (runner_.joinable()) runner_.join();
+  }
+  // Reports written on `s` so far.
+  static std::vector<v1::NodeReport> Reports(FakeCoordinatorStream& s) {
+    std::vector<v1::NodeReport> out;
+    for (const auto& m : s.Written()) {
+      if (m.has_report()) out.push_back(m.report());
+    }
+    return out;
+  }
+
+  bool WaitForReceived(size_t n) {
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < until) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (received_.size() >= n) return true;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
+  FakeCoordinatorDialer dialer_;
+  std::unique_ptr<CoordinatorLink> link_;
+  std::atomic<bool> stop_{false};
+  std::thread runner_, monitor_;
+  std::mutex mu_;
+  std::vector<v1::CoordinatorMessage> received_;
+  std::vector<v1::JobUpdate> undelivered_;
+  std::atomic<int> registrations_{0};
+};
+
+TEST_F(LinkTest, RegistersReportsEveryPeriodAndHandsTheCoordinatorsMessagesOn) {
+  Start(TwoCoordinators());
+  auto s = dialer_.WaitDial(0);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->address(), "c1:7000");
+  ASSERT_TRUE(s->WaitWritten(1));
+  const v1::AgentMessage hello = s->Written()[0];
+  ASSERT_TRUE(hello.has_register_());
+  EXPECT_EQ(hello.register_().node(), "node2");
+  EXPECT_EQ(hello.register_().incarnation(), "run-1");
+  s->Registered(/*report_every_ms=*/100, /*lease_ttl_ms=*/60000);
+  ASSERT_TRUE(s->WaitWritten(4));  // the registration and three reports
+  const auto reports = Reports(*s);
+  ASSERT_GE(reports.size(), 3u);
+  EXPECT_EQ(reports[0].node(), "node2");
+  EXPECT_LT(reports[0].sent_us(), reports[1].sent_us());
+  EXPECT_EQ(registrations_.load(), 1);
+
+  v1::CoordinatorMessage assignment;
+  assignment.mutable_assignment()->set_job("j1");
+  s->Send(assignment);
+  v1::CoordinatorMessage ack;
+  ack.mutable_report_ack()->set_sent_us(reports[1].sent_us());
+  s->Send(ack);
+  ASSERT_TRUE(WaitForReceived(1));
+  std::lock_guard<std::mutex> l(mu_);
+  ASSERT_EQ(received_.size(), 1u) << "report acks stay with the link";
+  EXPECT_EQ(received_[0].assignment().job(), "j1");
+}
+
+TEST_F(LinkTest, FollowsAStandbysPointerAtOnceAndOtherwiseMovesToTheNextAddress) {
+  Start(TwoCoordinators());
+  auto first = dialer_.WaitDial(0);
+  ASSERT_NE(first, nullptr);
+  // c1 stands by and names the leader, an address not configured.
+  first->End(absl::UnavailableError("this coordinator is a standby"), "c3:7000");
+  auto second = dialer_.WaitDial(1);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->address(), "c3:7000");
+  // The leader named is gone without a pointer: back to the configured
+  // address that named it (it may name the next leader), then the next.
+  second->End(absl::UnavailableError("connection refused"));
+  auto third = dialer_.WaitDial(2);
+  ASSERT_NE(third, nullptr);
+  EXPECT_EQ(third->address(), "c1:7000");
+  third->End(absl::UnavailableError("connection refused"));
+  auto fourth = dialer_.WaitDial(3);
+  ASSERT_NE(fourth, nullptr);
+  EXPECT_EQ(fourth->address(), "c2:7000");
+}
+
+TEST_F(LinkTest, AStreamThatAcknowledgesNothingIsGivenUpForTheNextCoordinator) {
+  Start(TwoCoordinators());
+  auto paused = dialer_.WaitDial(0);
+  ASSERT_NE(paused, nullptr);
+  // Registered, then silent: no report is acknowledged (a paused leader
+  // keeps its connection open). The stall limit is max(3 x 100 ms,
+  // 1000 ms / 4) = 300 ms.
+  paused->Registered(100, 1000);
+  auto next = dialer_.WaitDial(1);
+  ASSERT_NE(next, nullptr);
+  EXPECT_TRUE(paused->cancelled());
+  EXPECT_EQ(next->address(), "c2:7000");
+  // The new leader acknowledges: the link stays.
+  next->Registered(100, 1000);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(next->WaitWritten(static_cast<size_t>(2 + i)));
+    const auto reports = Reports(*next);
+    v1::CoordinatorMessage ack;
+    ack.mutable_report_ack()->set_sent_us(reports.back().sent_us());
+    next->Send(ack);
+  }
+  EXPECT_FALSE(next->cancelled());
+  EXPECT_EQ(dialer_.dials(), 2u);
+}
+
+TEST_F(LinkTest, WithOneCoordinatorASilentStreamIsKeptForTheKeepalivesToJudge) {
+  v1::AgentConfig one = TwoCoordinators();
+  one.clear_more_coordinators();
+  Start(one);
+  auto s = dialer_.WaitDial(0);
+  ASSERT_NE(s, nullptr);
+  s->Registered(100, 1000);
+  ASSERT_TRUE(s->WaitWritten(8));  // 700 ms of reports, none acknowledged
+  EXPECT_FALSE(s->cancelled());
+  EXPECT_EQ(dialer_.dials(), 1u);
+}
+
+TEST_F(LinkTest, EachNewSessionsReportsCarryTheUndeliveredResultsAgain) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    v1::JobUpdate u;
+    u.set_job("j7");
+    u.set_attempt(1);
+    u.set_phase(v1::JOB_SUCCEEDED);
+    undelivered_.push_back(u);
+  }
+  Start(TwoCoordinators());
+  auto first = dialer_.WaitDial(0);
+  ASSERT_NE(first, nullptr);
+  first->Registered(100, 60000);
+  ASSERT_TRUE(first->WaitWritten(2));
+  first->End(absl::UnavailableError("the coordinator was killed"));
+  auto second = dialer_.WaitDial(1);
+  ASSERT_NE(second, nullptr);
+  second->Registered(100, 60000);
+  ASSERT_TRUE(second->WaitWritten(2));
+  const auto reports = Reports(*second);
+  ASSERT_FALSE(reports.empty());
+  ASSERT_EQ(reports[0].undelivered_size(), 1);
+  EXPECT_EQ(reports[0].undelivered(0).job(), "j7");
+  EXPECT_EQ(registrations_.load(), 2);
+}
+
+TEST_F(LinkTest, TheLeaseBoundFollowsTheNewestAcknowledgedReport) {
+  v1::AgentConfig one = TwoCoordinators();  // one: the silent stream is kept
+  one.clear_more_coordinators();
+  Start(one);
+  auto s = dialer_.WaitDial(0);
+  ASSERT_NE(s, nullptr);
+  s->Registered(100, 600);  // a lease of 600 ms, reports every 100 ms
+  ASSERT_TRUE(s->WaitWritten(2));
+  const absl::Duration assigned = RealClock()->Monotonic();
+  EXPECT_FALSE(link_->LeaseMayHaveLapsed(assigned));
+  // Nothing acknowledged for more than the lease less a report period.
+  absl::SleepFor(absl::Milliseconds(700));
+  EXPECT_TRUE(link_->LeaseMayHaveLapsed(assigned));
+  // A report sent just now is acknowledged: the lease was renewed.
+  const size_t written = s->Written().size();
+  ASSERT_TRUE(s->WaitWritten(written + 1));
+  const auto reports = Reports(*s);
+  v1::CoordinatorMessage ack;
+  ack.mutable_report_ack()->set_sent_us(reports.back().sent_us());
+  s->Send(ack);
+  const absl::Time until = absl::Now() + absl::Seconds(5);
+  while (link_->LeaseMayHaveLapsed(assigned) && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_FALSE(link_->LeaseMayHaveLapsed(assigned));
+}
+
+}  // namespace
+}  // namespace dagvault::agent

@@ -140,9 +140,13 @@ int BenchFailover(int nodes, int trials, int report_ms, int leader_ttl_ms) {
   std::vector<double> seconds;
   int unit = 0;
   for (int trial = 0; trial < trials; ++trial) {
-    const int led = leader();
+    int led = leader();
+    for (int i = 0; i < 300 && led < 0; ++i) {  // a takeover still under way
+      absl::SleepFor(absl::Milliseconds(100));
+      led = leader();
+    }
     if (led < 0) {
-      std::cerr << "trial " << trial << ": nobody leads\n";
+      std::cerr << "trial " << trial + 1 << ": nobody leads after 30 s\n";
       break;
     }
     const size_t other = led == 0 ? 1 : 0;
@@ -167,7 +171,7 @@ int BenchFailover(int nodes, int trials, int report_ms, int leader_ttl_ms) {
     }
     const double took = absl::ToDoubleSeconds(absl::Now() - killed);
     if (!assigned) {
-      std::cerr << "trial " << trial << ": no assignment within 120 s (" << last << ")\n";
+      std::cerr << "trial " << trial + 1 << ": no assignment within 120 s (" << last << ")\n";
       break;
     }
     seconds.push_back(took);

@@ -21,7 +21,8 @@ constexpr char kEtcd[] = "/usr/bin/etcd";
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdTestCluster>> EtcdTestCluster::Start(const std::string& dir,
-                                                                        int members, bool tls) {
+                                                                        int members, bool tls,
+                                                                        const std::string& host) {
   if (members < 1 || members > 5) {
     return absl::InvalidArgumentError(
         absl::StrCat("an etcd test cluster of ", members, " members"));
@@ -30,7 +31,7 @@ absl::StatusOr<std::unique_ptr<EtcdTestCluster>> EtcdTestCluster::Start(const st
     return absl::FailedPreconditionError(
         absl::StrCat(kEtcd, " is missing: deploy/install-deps.sh installs etcd-server"));
   }
-  auto ports = PickFreePorts("127.0.0.1", 2 * members);
+  auto ports = PickFreePorts(host, 2 * members);
   if (!ports.ok()) return ports.status();
   std::unique_ptr<EtcdTestCluster> cluster(new EtcdTestCluster());
   cluster->dir_ = dir;
@@ -39,14 +40,14 @@ absl::StatusOr<std::unique_ptr<EtcdTestCluster>> EtcdTestCluster::Start(const st
     std::filesystem::create_directories(cluster->tls_dir_);
     RETURN_IF_ERROR(CreateCa({.dir = cluster->tls_dir_, .deployment = "etcd-test"}));
     RETURN_IF_ERROR(IssueCertificate(
-        {.dir = cluster->tls_dir_, .name = "etcd", .role = "node", .sans = {"127.0.0.1"}}));
+        {.dir = cluster->tls_dir_, .name = "etcd", .role = "node", .sans = {host}}));
     RETURN_IF_ERROR(
         IssueCertificate({.dir = cluster->tls_dir_, .name = "client", .role = "coordinator"}));
   }
   for (int i = 0; i < members; ++i) {
     cluster->names_.push_back(absl::StrCat("etcd", i));
-    cluster->client_endpoints_.push_back(absl::StrCat("127.0.0.1:", (*ports)[2 * i]));
-    cluster->peer_urls_.push_back(absl::StrCat("http://127.0.0.1:", (*ports)[2 * i + 1]));
+    cluster->client_endpoints_.push_back(absl::StrCat(host, ":", (*ports)[2 * i]));
+    cluster->peer_urls_.push_back(absl::StrCat("http://", host, ":", (*ports)[2 * i + 1]));
     std::filesystem::create_directories(absl::StrCat(dir, "/", cluster->names_.back()));
   }
   for (int i = 0; i < members; ++i) {

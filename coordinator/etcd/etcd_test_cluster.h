@@ -23,8 +23,10 @@ class EtcdTestCluster {
   // certificate: the cluster makes a CA of its own in dir/tls (the
   // project's certs.h), the members' certificate (127.0.0.1) and a
   // client's, which Config() names.
-  static absl::StatusOr<std::unique_ptr<EtcdTestCluster>> Start(const std::string& dir, int members,
-                                                                bool tls = false);
+  // `host`: the address members listen on (a network lab's bridge address
+  // lets processes in its namespaces reach them).
+  static absl::StatusOr<std::unique_ptr<EtcdTestCluster>> Start(
+      const std::string& dir, int members, bool tls = false, const std::string& host = "127.0.0.1");
   ~EtcdTestCluster();
   EtcdTestCluster(const EtcdTestCluster&) = delete;
   EtcdTestCluster& operator=(const EtcdTestCluster&) = delete;

@@ -52,7 +52,9 @@ mailstore::LabSpec LabOf(mailstore::LabSpec spec, const std::string& certs,
 Deployment::Deployment(DeploymentOptions options, const std::string& tag)
     : options_(std::move(options)),
       network_(options_.network_namespaces
-                   ? std::make_unique<NetworkLab>(HostOfNode(options_.lab.nodes))
+                   ? std::make_unique<NetworkLab>(options_.standby_coordinator
+                                                      ? StandbyHost(options_) + 1
+                                                      : HostOfNode(options_.lab.nodes))
                    : nullptr),
       cluster_(LabOf(options_.lab, certs_dir_.path(), network_.get()), tag) {}
 
@@ -84,8 +86,13 @@ absl::Status Deployment::Start() {
   // The servers' certificates name the addresses dialled (a certificate
   // names only what it is given): the coordinator's (Start below) and each
   // node's lab host.
+  // Both coordinators share the certificate, which names both hosts.
+  std::string coordinator_sans = coordinator_host;
+  if (network_ && options_.standby_coordinator) {
+    absl::StrAppend(&coordinator_sans, ",", network_->address(StandbyHost(options_)));
+  }
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "coordinator", "--role",
-                       "coordinator", "--san", coordinator_host}));
+                       "coordinator", "--san", coordinator_sans}));
   RETURN_IF_ERROR(run({"certs", "issue", "--dir", certs_, "--name", "admin", "--role", "admin"}));
   // The lab names its nodes node1 ... nodeN (mailstore/server/lab_config.h).
   for (int i = 0; i < options_.lab.nodes; ++i) {
@@ -118,7 +125,9 @@ absl::Status Deployment::Start() {
   if (!ports.ok()) return ports.status();
   address_ = absl::StrCat(coordinator_host, ":", (*ports)[0]);
   if (options_.standby_coordinator) {
-    standby_address_ = absl::StrCat(coordinator_host, ":", (*ports)[3 + cluster_.size()]);
+    standby_address_ =
+        absl::StrCat(network_ ? network_->address(StandbyHost(options_)) : coordinator_host, ":",
+                     (*ports)[3 + cluster_.size()]);
   }
   if (options_.metrics) {
     metrics_address_ = absl::StrCat(coordinator_host, ":", (*ports)[1]);
@@ -155,7 +164,7 @@ absl::Status Deployment::Start() {
     const std::string standby_config = cluster_.root() + "/coordinator-standby.conf";
     RETURN_IF_ERROR(WriteFileAtomically(standby_config, ToTextConfig(c)));
     std::vector<std::string> argv;
-    if (network_) argv = network_->Prefix(kCoordinatorHost);
+    if (network_) argv = network_->Prefix(StandbyHost(options_));
     argv.insert(argv.end(), {BinaryPath("dagvault-coordinator"), "--config", standby_config});
     standby_ = std::make_unique<Subprocess>(argv, std::map<std::string, std::string>{},
                                             cluster_.root() + "/coordinator-standby.log");

@@ -49,8 +49,11 @@ struct DeploymentOptions {
   // (an S3 bucket with Object Lock enabled; 0: none).
   uint32_t object_lock_days = 0;
   // Every host in a network namespace of its own (NetworkLab): the
-  // coordinator is host 0, node i is host i + 1; the test and the command
-  // line reach them through the bridge. For network faults; needs root.
+  // coordinator is host 0, node i is host i + 1, a standby coordinator the
+  // host after the last node; the test and the command line reach them
+  // through the bridge (NetworkLab::bridge_address(), where engines the
+  // test runs, such as etcd, listen for them). For network faults; needs
+  // root.
   bool network_namespaces = false;
   // The coordinator and every agent serve /metrics over HTTPS
   // (metrics_address(), agent_metrics_address(i)).
@@ -65,9 +68,11 @@ struct DeploymentOptions {
   std::string unit_volume_unit = "DB02";
 };
 
-// Hosts of a deployment with network_namespaces.
+// Hosts of a deployment with network_namespaces: the coordinator, each
+// node, and the standby coordinator (if any) after the last node.
 constexpr int kCoordinatorHost = 0;
 inline int HostOfNode(int i) { return i + 1; }
+inline int StandbyHost(const DeploymentOptions& o) { return o.lab.nodes + 1; }
 
 class Deployment {
  public:
@@ -77,6 +82,9 @@ class Deployment {
   // Mailstored nodes, certificates, repository, coordinator, agents; waits
   // until every node reports its copies.
   absl::Status Start();
+  // Before Start: the etcd to use (one the test starts once it knows the
+  // network lab's bridge address, say).
+  void set_etcd(dagvault::v1::EtcdConfig etcd) { options_.etcd = std::move(etcd); }
 
   // `env`: e.g. DAGVAULT_CRASH_AT, to stop it at a named step. Waits until
   // the admin API answers (through whichever coordinator leads) unless

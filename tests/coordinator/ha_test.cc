@@ -274,6 +274,53 @@ TEST(HighAvailability, ARestorePlanInterruptedByAFailoverCarriesOnAndEveryCopyEn
   EXPECT_EQ(status->leases_size(), 0) << status->DebugString();
 }
 
+// The leader's host is cut off in the middle of a Full (its link down, as
+// a pulled cable: no reset, every packet lost): it reaches neither etcd,
+// nor the standby, nor the agents. It stands down before its lease could
+// have run out and exits; the standby, on a host of its own, leads; the
+// agent gives up the silent stream and follows it; the job finishes under
+// the same lease, catalogued once.
+TEST(HighAvailability, ALeaderCutOffFromTheNetworkStandsDownAndTheStandbyFinishesTheJob) {
+  coordinator::testing::PostgresTestDatabase db;  // on a Unix socket: every namespace sees it
+  if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
+  DeploymentOptions options = HaOptions(db.conninfo(), v1::EtcdConfig());
+  options.network_namespaces = true;
+  Deployment d(options, "ha-partition");
+  ASSERT_NE(d.network(), nullptr);
+  ASSERT_TRUE(d.network()->ok()) << d.network()->error();
+  // etcd listens on the bridge, where every host reaches it.
+  TempDir etcd_dir("ha-partition-etcd");
+  auto etcd = coordinator::EtcdTestCluster::Start(etcd_dir.path(), 1, /*tls=*/false,
+                                                  d.network()->bridge_address());
+  ASSERT_OK(etcd.status());
+  v1::EtcdConfig etcd_config = (*etcd)->Config("/ha-partition/");
+  etcd_config.set_leader_ttl_ms(3000);
+  d.set_etcd(etcd_config);
+  ASSERT_OK(d.Start());
+  LoadDb02(d);
+  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(job.id().empty());
+  auto moving = WaitTransferring(d, job.id());
+  ASSERT_OK(moving.status());
+  const uint64_t token = FencingTokenOf(*moving);
+  ASSERT_NE(token, 0u);
+
+  ASSERT_TRUE(d.network()->Cut(kCoordinatorHost)) << d.network()->error();
+  ASSERT_TRUE(WaitStandbyLeads(d)) << d.StandbyLog();
+  // Cut off, the old leader cannot renew: it stands down and exits.
+  auto ended = d.WaitCoordinatorExit(absl::Seconds(30));
+  ASSERT_TRUE(ended.has_value()) << d.CoordinatorLog();
+  EXPECT_EQ(ended->exit_code, 4);
+  ASSERT_TRUE(d.network()->Heal(kCoordinatorHost)) << d.network()->error();
+
+  auto done = d.WaitJob(job.id());
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
+  EXPECT_EQ(done->attempts_size(), 1);
+  EXPECT_EQ(FencingTokenOf(*done), token);
+  ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
+}
+
 // A PostgreSQL of the test's own, which it can restart.
 class PrivatePostgres {
  public:

@@ -32,7 +32,8 @@ class GrpcStream final : public CoordinatorStream {
   bool Read(v1::CoordinatorMessage* m) override { return stream_->Read(m); }
   void Cancel() override { context_.TryCancel(); }
   absl::Status Finish(std::string* leader) override {
-    context_.TryCancel();  // the reads are over; whatever is left goes
+    // Not cancelled first: the status and trailing metadata are the
+    // coordinator's refusal (its reason, the leader a standby names).
     const grpc::Status s = stream_->Finish();
     *leader = LeaderNamedBy(context_);
     return FromGrpcStatus(s, "the coordinator stream");
@@ -117,11 +118,12 @@ bool CoordinatorLink::Write(const v1::AgentMessage& m) {
 void CoordinatorLink::CheckStall() {
   std::lock_guard<std::mutex> l(mu_);
   if (!several_coordinators_ || current_ == nullptr || abandoned_) return;
-  const absl::Duration stall = std::max(3 * report_every_, lease_ttl_ / 4);
-  if (clock_->Monotonic() - std::max(last_acked_sent_, session_started_) <= stall) return;
+  const absl::Duration stall = std::max(3 * report_every_, lease_ttl_ / 3);
+  const absl::Duration waiting_since = registered_ ? first_unacked_write_ : session_started_;
+  if (clock_->Monotonic() - waiting_since <= stall) return;
   logging::Get("agent")->warn(
-      "the coordinator has acknowledged nothing for {}: it may be paused or cut off; trying the "
-      "next coordinator",
+      "the coordinator has not answered for {}: it may be paused or cut off; trying the next "
+      "coordinator",
       absl::FormatDuration(stall));
   abandoned_ = true;
   current_->Cancel();
@@ -146,6 +148,8 @@ absl::Status CoordinatorLink::Session(const std::atomic<bool>* stop, bool* regis
     current_ = stream.get();
     session_started_ = clock_->Monotonic();
     abandoned_ = false;
+    registered_ = false;
+    first_unacked_write_ = absl::InfiniteDuration();
   }
   auto forget = [&] {
     {
@@ -160,7 +164,13 @@ absl::Status CoordinatorLink::Session(const std::atomic<bool>* stop, bool* regis
   hello.mutable_register_()->set_agent_version(agent_version_);
   hello.mutable_register_()->set_incarnation(incarnation_);
   v1::CoordinatorMessage first;
-  if (!stream->Write(hello) || !stream->Read(&first) || !first.has_registered()) {
+  const bool answered = stream->Write(hello) && stream->Read(&first);
+  if (!answered || !first.has_registered()) {
+    // Refused (the status says why), or an answer that is not a
+    // registration (ended here). Every read is done before Finish.
+    if (answered) stream->Cancel();
+    for (v1::CoordinatorMessage rest; stream->Read(&rest);) {
+    }
     forget();
     return stream->Finish(leader);
   }
@@ -168,6 +178,7 @@ absl::Status CoordinatorLink::Session(const std::atomic<bool>* stop, bool* regis
   warnings_.Reset();
   {
     std::lock_guard<std::mutex> l(mu_);
+    registered_ = true;
     report_every_ =
         absl::Milliseconds(std::max<uint32_t>(first.registered().report_every_ms(), 100));
     if (first.registered().lease_ttl_ms() != 0) {
@@ -197,6 +208,7 @@ absl::Status CoordinatorLink::Session(const std::atomic<bool>* stop, bool* regis
     if (m.has_report_ack()) {
       std::lock_guard<std::mutex> l(mu_);
       last_acked_sent_ = std::max(last_acked_sent_, absl::Microseconds(m.report_ack().sent_us()));
+      first_unacked_write_ = absl::InfiniteDuration();
     } else {
       handlers_.on_message(m);
     }
@@ -225,6 +237,13 @@ void CoordinatorLink::SendReport() {
   // bound it gives errs early.
   r->set_sent_us(absl::ToInt64Microseconds(clock_->Monotonic()));
   handlers_.fill_report(r);
+  {
+    // Before the write, so that its acknowledgement cannot come first.
+    std::lock_guard<std::mutex> l(mu_);
+    if (first_unacked_write_ == absl::InfiniteDuration()) {
+      first_unacked_write_ = clock_->Monotonic();
+    }
+  }
   Write(m);
 }
 

@@ -86,8 +86,11 @@ class CoordinatorLink {
   // Sends on the current stream; false when there is none or it broke.
   bool Write(const dagvault::v1::AgentMessage& m);
   // A few times a second (the daemon's monitor): with several coordinators,
-  // gives up a stream that has acknowledged nothing for the longer of three
-  // report periods and a quarter of the lease.
+  // gives up a stream that has not answered for the longer of three report
+  // periods and a third of the lease: no registration since it was opened,
+  // or no acknowledgement since the oldest report still unacknowledged was
+  // written (counted from the write, so a report slow to gather does not
+  // count against the coordinator).
   void CheckStall();
   // Whether the lease of a job whose assignment arrived at `received`
   // (monotonic) may have run out: neither its assignment nor the newest
@@ -116,6 +119,10 @@ class CoordinatorLink {
   CoordinatorStream* current_ = nullptr;  // guarded by mu_: to cancel it
   absl::Duration session_started_;        // guarded by mu_ (monotonic)
   bool abandoned_ = false;                // guarded by mu_
+  bool registered_ = false;               // guarded by mu_: this session's
+  // When the oldest report not yet acknowledged was written (monotonic);
+  // infinite when none waits.
+  absl::Duration first_unacked_write_ = absl::InfiniteDuration();  // guarded by mu_
   // The send time (monotonic) of the newest report acknowledged.
   absl::Duration last_acked_sent_;                  // guarded by mu_
   absl::Duration report_every_ = absl::Seconds(5);  // guarded by mu_

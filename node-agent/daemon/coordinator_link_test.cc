@@ -32,6 +32,7 @@ class LinkTest : public ::testing::Test {
   void Start(const v1::AgentConfig& config) {
     CoordinatorLink::Handlers h;
     h.fill_report = [this](v1::NodeReport* r) {
+      absl::SleepFor(fill_delay_);  // mailstored slow to answer
       std::lock_guard<std::mutex> l(mu_);
       for (const auto& u : undelivered_) *r->add_undelivered() = u;
     };
@@ -85,6 +86,7 @@ class LinkTest : public ::testing::Test {
   std::vector<v1::CoordinatorMessage> received_;
   std::vector<v1::JobUpdate> undelivered_;
   std::atomic<int> registrations_{0};
+  absl::Duration fill_delay_;
 };
 
 TEST_F(LinkTest, RegistersReportsEveryPeriodAndHandsTheCoordinatorsMessagesOn) {
@@ -144,7 +146,7 @@ TEST_F(LinkTest, AStreamThatAcknowledgesNothingIsGivenUpForTheNextCoordinator) {
   ASSERT_NE(paused, nullptr);
   // Registered, then silent: no report is acknowledged (a paused leader
   // keeps its connection open). The stall limit is max(3 x 100 ms,
-  // 1000 ms / 4) = 300 ms.
+  // 1000 ms / 3) = 333 ms.
   paused->Registered(100, 1000);
   auto next = dialer_.WaitDial(1);
   ASSERT_NE(next, nullptr);
@@ -161,6 +163,44 @@ TEST_F(LinkTest, AStreamThatAcknowledgesNothingIsGivenUpForTheNextCoordinator) {
   }
   EXPECT_FALSE(next->cancelled());
   EXPECT_EQ(dialer_.dials(), 2u);
+}
+
+// A registration that is never answered (the stall limit is the last
+// coordinator's timings: they are unknown before a first registration).
+TEST_F(LinkTest, AStreamThatNeverRegistersIsGivenUpToo) {
+  Start(TwoCoordinators());
+  auto first = dialer_.WaitDial(0);
+  ASSERT_NE(first, nullptr);
+  first->Registered(100, 1000);
+  ASSERT_TRUE(first->WaitWritten(2));
+  first->End(absl::UnavailableError("the coordinator was killed"));
+  auto silent = dialer_.WaitDial(1);
+  ASSERT_NE(silent, nullptr);
+  ASSERT_TRUE(silent->WaitWritten(1));  // the registration, never answered
+  auto next = dialer_.WaitDial(2);
+  ASSERT_NE(next, nullptr);
+  EXPECT_TRUE(silent->cancelled());
+  EXPECT_EQ(silent->address(), "c2:7000");
+  EXPECT_EQ(next->address(), "c1:7000");
+}
+
+// A report slow to gather (mailstored slow to answer) is not held against
+// the coordinator: the wait counts from the write.
+TEST_F(LinkTest, AReportSlowToGatherDoesNotMakeAHealthyCoordinatorLookStalled) {
+  fill_delay_ = absl::Milliseconds(500);  // longer than the 333 ms limit
+  Start(TwoCoordinators());
+  auto s = dialer_.WaitDial(0);
+  ASSERT_NE(s, nullptr);
+  s->Registered(100, 1000);
+  for (size_t acked = 0; acked < 4; ++acked) {
+    ASSERT_TRUE(s->WaitWritten(2 + acked));
+    const auto reports = Reports(*s);
+    v1::CoordinatorMessage ack;
+    ack.mutable_report_ack()->set_sent_us(reports.back().sent_us());
+    s->Send(ack);
+  }
+  EXPECT_FALSE(s->cancelled());
+  EXPECT_EQ(dialer_.dials(), 1u);
 }
 
 TEST_F(LinkTest, WithOneCoordinatorASilentStreamIsKeptForTheKeepalivesToJudge) {

@@ -451,7 +451,8 @@ void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
              state == JobState::kSucceeded ? "" : absl::StrCat(": ", reason));
 }
 
-void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbox) {
+void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbox,
+                             bool not_running) {
   JobAttempt& attempt = Current(a);
   attempt.state = JobState::kFailed;
   attempt.ended = clock_->Now();
@@ -459,9 +460,11 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
   const std::string lost =
       absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
   logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
-  if (a.all_copies && a.resend_lost_step && !a.cancel_requested) {
-    // The plan keeps its lease on the unit and sends the step again.
-    a.resend_lost_step = false;
+  if (a.all_copies && a.resend_lost_step && not_running && !a.cancel_requested) {
+    // The plan keeps its lease on the unit and sends the step again: the
+    // agent has said it does not run the operation, so the two cannot run
+    // at once. (A lease that ran out without a word stops the plan: the
+    // agent may still run it.)
     a.restore_plan.set_resumed(a.restore_plan.resumed() + 1);
     Record(a, a.record.state,
            absl::StrCat(lost, "; the coordinator took the plan over, so the step is sent again"));
@@ -707,7 +710,7 @@ void JobManager::OnReport(const v1::NodeReport& report) {
       LoseAttempt(it->second,
                   absl::StrCat("the agent on ", report.node(),
                                " no longer runs it (the agent restarted, or never received it)"),
-                  &outbox);
+                  &outbox, /*not_running=*/true);
       if (IsFinal(it->second.record.state)) active_.erase(it);
     }
   }

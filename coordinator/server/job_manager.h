@@ -154,8 +154,9 @@ class JobManager : public BackupStarter {
     dagvault::v1::RestorePlan restore_plan;
     // A plan taken over from the catalog (a restart, a failover): the
     // operation in flight when the coordinator stopped is sent once more
-    // if its agent lost it or never received it (each step is safe to
-    // repeat), instead of stopping the plan.
+    // if its agent reports without it (lost, or never received; each step
+    // is safe to repeat), instead of stopping the plan. Cleared by the next
+    // operation sent.
     bool resend_lost_step = false;
   };
   using Outbox =
@@ -172,7 +173,9 @@ class JobManager : public BackupStarter {
   // Selects a source and sends attempt `number`; false when nothing
   // qualifies (the job has then failed, with the reasons).
   bool Assign(Active& a, int number, const std::string& previous_failure, Outbox* outbox);
-  void LoseAttempt(Active& a, const std::string& reason, Outbox* outbox);
+  // `not_running`: its agent reported without it (rather than saying
+  // nothing for a lease period, when it may still run it).
+  void LoseAttempt(Active& a, const std::string& reason, Outbox* outbox, bool not_running = false);
   void Finish(Active& a, JobState state, const std::string& reason);
   // Extends the lease from monotonic `now`. When the store says the job
   // no longer holds it, the lease runs out at once (the next Tick loses the

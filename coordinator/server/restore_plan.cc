@@ -407,6 +407,8 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
 
 void JobManager::SendOperation(Active& a, const std::string& node, v1::JobAssignment assignment,
                                const std::string& what, Outbox* outbox) {
+  // A takeover's one resend covers only the operation in flight then.
+  a.resend_lost_step = false;
   JobAttempt attempt;
   attempt.number = static_cast<int>(a.record.attempts.size()) + 1;
   attempt.node = node;

@@ -34,15 +34,8 @@ class RestorePlanTest : public ::testing::Test {
       v1::Register hello;
       hello.set_node(node);
       topology_->Connected(hello, channel);
-      v1::NodeReport r;
-      r.set_node(node);
-      v1::CopyStatus* copy = r.add_copies();
-      copy->set_unit("DB02");
-      copy->set_node(node);
-      copy->set_role(std::string(node) == "node1" ? v1::ACTIVE : v1::PASSIVE);
-      copy->set_state(std::string(node) == "node1" ? v1::MOUNTED : v1::HEALTHY);
-      topology_->Report(r);
     }
+    CopiesReported();
     // A verified Full of DB02 with logs 1..3.
     v1::Manifest m;
     m.set_id("20261122T100000.000000Z-00000001");
@@ -62,6 +55,21 @@ class RestorePlanTest : public ::testing::Test {
     }
     m.add_files()->set_role("database");
     ASSERT_TRUE(catalog_->PutBackup(BackupRecordOf(m)).ok());
+  }
+
+  // Every node reports its copy of DB02 (node1 the active one) to the
+  // topology, as it does every few seconds.
+  void CopiesReported() {
+    for (const char* node : {"node1", "node2", "node3"}) {
+      v1::NodeReport r;
+      r.set_node(node);
+      v1::CopyStatus* copy = r.add_copies();
+      copy->set_unit("DB02");
+      copy->set_node(node);
+      copy->set_role(std::string(node) == "node1" ? v1::ACTIVE : v1::PASSIVE);
+      copy->set_state(std::string(node) == "node1" ? v1::MOUNTED : v1::HEALTHY);
+      topology_->Report(r);
+    }
   }
 
   std::unique_ptr<JobManager> MakeJobs() {
@@ -217,9 +225,10 @@ TEST_F(RestorePlanTest, ACancelOrALostOperationStopsThePlanWithItsNextSafeAction
 
 // A coordinator that takes a running plan over (a restart, a failover to a
 // standby) carries on from its recorded step: the operation in flight
-// finishes and its result reaches the new coordinator; an operation the
-// agent lost is sent once more; lost again, the plan stops, and the
-// operator's re-run resumes it.
+// finishes and its result reaches the new coordinator; an operation in
+// flight that the agent reports it no longer runs is sent once more; a
+// later loss, a second one, or a lease that runs out without a word stops
+// the plan as before, and the operator's re-run resumes it.
 TEST_F(RestorePlanTest, ACoordinatorThatTakesAPlanOverCarriesOnFromItsRecordedStep) {
   const std::string id = StartRestore();
   Finish("node2");
@@ -230,21 +239,31 @@ TEST_F(RestorePlanTest, ACoordinatorThatTakesAPlanOverCarriesOnFromItsRecordedSt
   EXPECT_FALSE(IsFinalJobState(Info(id).state())) << Info(id).reason();
   Finish("node1");
   EXPECT_EQ(Last("node1"), "restore/");
+  // The resend was for the operation in flight at the takeover only: this
+  // restore, lost, stops the plan.
+  v1::NodeReport without;
+  without.set_node("node1");
+  clock_.Advance(absl::Seconds(11));  // past the report grace
+  jobs_->OnReport(without);
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 3"));
+  CopiesReported();               // the clock moved on: the nodes have reported since
+  EXPECT_EQ(StartRestore(), id);  // the re-run resumes it
+  EXPECT_EQ(Last("node1"), "restore/");
 
   // Taken over again, and node1's agent no longer has the restore (it
   // restarted meanwhile): the step is sent again, once.
   jobs_ = MakeJobs();
   ASSERT_TRUE(jobs_->Recover().ok());
   const size_t sent = channels_["node1"]->Assignments().size();
-  v1::NodeReport without;
-  without.set_node("node1");
-  clock_.Advance(absl::Seconds(11));  // past the report grace
+  clock_.Advance(absl::Seconds(11));
   jobs_->OnReport(without);
   EXPECT_EQ(channels_["node1"]->Assignments().size(), sent + 1);
   EXPECT_EQ(Last("node1"), "restore/");
-  v1::JobInfo info = Info(id);
+  info = Info(id);
   EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
-  EXPECT_EQ(info.plan().resumed(), 1u);
+  EXPECT_EQ(info.plan().resumed(), 2u);  // the re-run, then the resend
 
   // Lost a second time: the plan stops at its step, and a re-run resumes it.
   clock_.Advance(absl::Seconds(11));
@@ -253,8 +272,23 @@ TEST_F(RestorePlanTest, ACoordinatorThatTakesAPlanOverCarriesOnFromItsRecordedSt
   EXPECT_EQ(info.state(), v1::JOB_FAILED);
   EXPECT_THAT(info.reason(), HasSubstr("stopped at step 3"));
   EXPECT_THAT(info.reason(), HasSubstr("no longer runs it"));
+  CopiesReported();  // the clock moved on: the nodes have reported since
   EXPECT_EQ(StartRestore(), id);
   EXPECT_EQ(Last("node1"), "restore/");
+
+  // Taken over a third time, and the agent says nothing for a lease period:
+  // it may still run the restore, so nothing is sent again.
+  jobs_ = MakeJobs();
+  ASSERT_TRUE(jobs_->Recover().ok());
+  const size_t before_tick = channels_["node1"]->Assignments().size();
+  clock_.Advance(absl::Milliseconds(400));  // past the 300 ms lease
+  jobs_->Tick();
+  info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
+  EXPECT_THAT(info.reason(), HasSubstr("its lease expired"));
+  EXPECT_EQ(channels_["node1"]->Assignments().size(), before_tick);
+  CopiesReported();  // the clock moved on: the nodes have reported since
+  EXPECT_EQ(StartRestore(), id);
   Finish("node1");
   EXPECT_EQ(Last("node2"), "copy-op/reseed");
 }

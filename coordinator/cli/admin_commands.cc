@@ -688,6 +688,7 @@ int RunAdminCommand(const std::vector<std::string>& argv, std::ostream& real_out
     }
     return clean ? 0 : 1;
   }
+  ResetCallsMade();
   absl::Status s = Dispatch(args, out, err);
   // A standby refuses every call before it does anything, naming the
   // leader: when that was the command's first call and nothing is printed

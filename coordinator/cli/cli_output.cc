@@ -59,6 +59,7 @@ std::atomic<int> calls_made{0};
 }  // namespace
 
 int CallsMade() { return calls_made.load(); }
+void ResetCallsMade() { calls_made.store(0); }
 
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
   calls_made.fetch_add(1);

@@ -45,6 +45,7 @@ void PrintJsonError(const absl::Status& s, int exit_code, std::ostream& out);
 // CallsMade() knows whether a refusal came on the command's first call.
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(30));
 int CallsMade();
+void ResetCallsMade();  // at the start of a command
 
 // "42% of 1.2 GiB", or "-".
 std::string Progress(const dagvault::v1::JobInfo& j);

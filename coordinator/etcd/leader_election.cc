@@ -45,6 +45,9 @@ std::string LeaderElection::NoLeaderReason() const {
 
 void LeaderElection::Unreachable(const absl::Status& why) {
   logging::Get("coordinator.election")->warn("campaigning: {}", why.message());
+  // Only silence makes who leads unknown; an answer (a lease not found,
+  // say) does not.
+  if (!absl::IsUnavailable(why) && !absl::IsDeadlineExceeded(why)) return;
   std::lock_guard<std::mutex> l(mu_);
   leader_.clear();
   no_leader_reason_ = absl::StrCat("etcd does not answer: ", why.message());

@@ -64,7 +64,8 @@ class LeaderElection {
 
  private:
   bool TryToLead(absl::Duration sent, int64_t lease, absl::Duration ttl);
-  // Campaigning failed on etcd: who leads is unknown until it answers.
+  // Campaigning failed on etcd: logged; when etcd did not answer
+  // (unavailable, or out of time), who leads is unknown until it does.
   void Unreachable(const absl::Status& why);
   void SetDeadline(absl::Duration deadline);
 

@@ -120,6 +120,11 @@ absl::StatusOr<v1::ExpireResponse> RunExpiry(Catalog& catalog, const ExpiryOptio
         "expiry: the coordinator has no repository configured (CoordinatorConfig.repository); "
         "the expired backups stay recorded as expiring until it has");
   }
+  if (options.may_act && !options.may_act()) {
+    return absl::AbortedError(
+        absl::StrCat("expiry: this coordinator no longer leads; the prune of ", pending.size(),
+                     " expired backup(s) is left to the leader"));
+  }
   ASSIGN_OR_RETURN(repository::Repository repo,
                    repository::OpenRepositoryWithSecretFiles(
                        options.repository, options.passphrase_file, options.key_file));

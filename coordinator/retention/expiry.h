@@ -14,6 +14,7 @@
 // (repository/prune.h), and `catalog rebuild` leaves expiring manifests out.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ struct ExpiryOptions {
   bool dry_run = false;
   // Only the prune of backups an earlier run left expiring (at start-up).
   bool only_pending = false;
+  // Asked before the prune begins (the repository's deletions are not
+  // fenced like the catalog's writes): false stops the run there, its
+  // expired backups left expiring for the next run.
+  std::function<bool()> may_act;
 };
 
 // One expiry run over every policy, then the prune (also of backups left

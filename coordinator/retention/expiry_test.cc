@@ -151,5 +151,16 @@ TEST_F(ExpiryRunTest, ADryRunChangesNothingAndARunWithoutARepositoryKeepsTheExpi
   EXPECT_THAT(*catalog_->Expiring(), IsEmpty());
 }
 
+TEST_F(ExpiryRunTest, ACoordinatorThatNoLongerLeadsDoesNotBeginThePrune) {
+  ExpiryOptions options;
+  options.repository = dir_.path() + "/no-repository-opened";
+  options.may_act = [] { return false; };
+  auto run = RunExpiry(*catalog_, options, kNow);
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kAborted) << run.status();
+  EXPECT_THAT(std::string(run.status().message()), HasSubstr("no longer leads"));
+  // Left expiring for the leader's run.
+  EXPECT_EQ(catalog_->Expiring()->size(), 4u);
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

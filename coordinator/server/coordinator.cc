@@ -292,6 +292,7 @@ absl::StatusOr<v1::ExpireResponse> Coordinator::Expire(bool dry_run, bool only_p
   options.key_file = config_.key_file();
   options.dry_run = dry_run;
   options.only_pending = only_pending;
+  options.may_act = [this] { return MayAct(); };
   return RunExpiry(*catalog_, options, absl::Now());
 }
 

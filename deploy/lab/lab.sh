@@ -85,9 +85,21 @@ dir=$(cd "$dir" && pwd)
 if [[ $command == start && $fresh == 0 && -f $dir/ha.enabled ]]; then with_ha=1; with_dagvault=1; fi
 # The port base is the lab's: a restart keeps it (etcd members know their
 # peers by it).
-if [[ -z $coordinator_port ]]; then
-  coordinator_port=7180
-  [[ $fresh == 0 && -f $dir/coordinator.port ]] && coordinator_port=$(cat "$dir/coordinator.port")
+if [[ $command == start && $fresh == 0 && -f $dir/coordinator.port ]]; then
+  kept_port=$(cat "$dir/coordinator.port")
+  if [[ -n $coordinator_port && $coordinator_port != "$kept_port" && -d $dir/etcd ]]; then
+    echo "lab.sh: this lab's etcd members know each other on ports from $kept_port;" \
+      "start it without --coordinator-port, or with --fresh" >&2
+    exit 2
+  fi
+  coordinator_port=${coordinator_port:-$kept_port}
+fi
+coordinator_port=${coordinator_port:-7180}
+if [[ $command == start && $fresh == 0 && $with_ha == 1 && ! -f $dir/ha.enabled &&
+  -f $dir/dagvault/coordinator.conf ]]; then
+  echo "lab.sh: this lab runs one coordinator with an SQLite catalog; make it highly" \
+    "available from scratch with: $0 start --fresh --ha --dir $dir" >&2
+  exit 2
 fi
 
 # The pid in PIDFILE if that process runs and is PROGRAM, or nothing.

@@ -206,8 +206,7 @@ std::optional<ProcessResult> Deployment::WaitCoordinatorExit(absl::Duration time
   std::optional<ProcessResult> ended;
   Poll(
       [&] {
-        if (!coordinator_->running()) return true;
-        ended = coordinator_->Poll();
+        ended = coordinator_->Poll();  // a process already reaped: an empty result
         return ended.has_value();
       },
       timeout);

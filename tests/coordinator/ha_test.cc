@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <set>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -57,6 +58,25 @@ bool WaitStandbyLeads(Deployment& d, absl::Duration timeout = absl::Seconds(30))
       timeout);
 }
 
+// How many backup writer sessions of DB02 the mailstored nodes began, from
+// their logs (mailstore/server/writer.cc: "[unit DB02] ... backup
+// prepared through the ... writer (session ID)"), each session once however
+// many of a node's log files show its line.
+int Db02BackupSessions(Deployment& d) {
+  std::set<std::pair<int, std::string>> sessions;
+  for (int i = 0; i < d.cluster().size(); ++i) {
+    const std::string log = d.cluster().LogOf(i);
+    for (absl::string_view line : absl::StrSplit(log, '\n')) {
+      if (!absl::StrContains(line, "[unit DB02]") || !absl::StrContains(line, "backup prepared")) {
+        continue;
+      }
+      const size_t at = line.rfind("(session ");
+      if (at != absl::string_view::npos) sessions.insert({i, std::string(line.substr(at))});
+    }
+  }
+  return static_cast<int>(sessions.size());
+}
+
 // What a log file holds after its first `from` bytes.
 std::string LogAfter(const std::string& log, size_t from) {
   return from < log.size() ? log.substr(from) : std::string();
@@ -94,6 +114,8 @@ TEST(HighAvailability, WhenTheLeaderCoordinatorIsKilledMidBackupTheStandbyFinish
   EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
   EXPECT_EQ(done->attempts_size(), 1) << "the same attempt, not a second writer session";
   EXPECT_EQ(FencingTokenOf(*done), token) << "the same lease";
+  // mailstored's own account: one writer session for the unit, ever.
+  EXPECT_EQ(Db02BackupSessions(d), 1);
   ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
   EXPECT_THAT(d.StandbyLog(), HasSubstr("won the election"));
 }
@@ -150,6 +172,7 @@ TEST(HighAvailability, ALeaderPausedPastItsLeaseDoesNotActAfterItWakes) {
   EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
   EXPECT_EQ(done->attempts_size(), 1);
   EXPECT_EQ(FencingTokenOf(*done), token);
+  EXPECT_EQ(Db02BackupSessions(d), 1);
   ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
 }
 
@@ -318,6 +341,7 @@ TEST(HighAvailability, ALeaderCutOffFromTheNetworkStandsDownAndTheStandbyFinishe
   EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.StandbyLog();
   EXPECT_EQ(done->attempts_size(), 1);
   EXPECT_EQ(FencingTokenOf(*done), token);
+  EXPECT_EQ(Db02BackupSessions(d), 1);
   ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
 }
 

@@ -1,6 +1,7 @@
 // For tests: a database of its own on the test run's PostgreSQL
 // ($DAGVAULT_TEST_POSTGRES, started by tests/run.sh with
-// tests/postgres/postgres.sh), created fresh and dropped at the end.
+// tests/postgres/postgres.sh), created fresh and dropped at the end; or a
+// PostgreSQL server of the test's own, which it can restart.
 #pragma once
 
 #include <cstdlib>
@@ -8,7 +9,12 @@
 #include <random>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/testing/subprocess.h"
+#include "common/testing/temp_dir.h"
 #include "coordinator/catalog/pg_connection.h"
 #include "gtest/gtest.h"
 
@@ -48,5 +54,43 @@ class PostgresTestDatabase {
   std::string name_;
   std::string conninfo_;
 };
+
+#ifdef DAGVAULT_SOURCE_DIR
+// A PostgreSQL server of the test's own (tests/postgres/postgres.sh in a
+// folder of its own), stopped at the end. Empty conninfo(): it did not
+// start (the reason is a test failure).
+class PrivatePostgres {
+ public:
+  PrivatePostgres() : dir_("private-postgres") {
+    ::dagvault::testing::ProcessResult r =
+        ::dagvault::testing::RunProcess({Script(), "start", dir_.path()});
+    EXPECT_TRUE(r.ok()) << r.err;
+    auto env = ReadFileToString(dir_.path() + "/env");
+    if (!r.ok() || !env.ok()) return;
+    for (absl::string_view line : absl::StrSplit(*env, '\n')) {
+      constexpr absl::string_view kKey = "DAGVAULT_TEST_POSTGRES='";
+      if (absl::StartsWith(line, kKey) && absl::EndsWith(line, "'")) {
+        conninfo_ = std::string(line.substr(kKey.size(), line.size() - kKey.size() - 1));
+      }
+    }
+  }
+  ~PrivatePostgres() { ::dagvault::testing::RunProcess({Script(), "stop", dir_.path()}); }
+  const std::string& conninfo() const { return conninfo_; }
+  // Killed the way a crash would, kept down `down`, started again on the
+  // same data and port.
+  absl::Status Restart(absl::Duration down) {
+    ::dagvault::testing::ProcessResult r = ::dagvault::testing::RunProcess(
+        {Script(), "restart", dir_.path()},
+        {{"DOWN_SECONDS", absl::StrCat(absl::ToInt64Seconds(down))}});
+    if (!r.ok()) return absl::InternalError(absl::StrCat("restarting PostgreSQL: ", r.err));
+    return absl::OkStatus();
+  }
+
+ private:
+  static std::string Script() { return DAGVAULT_SOURCE_DIR "/tests/postgres/postgres.sh"; }
+  ::dagvault::testing::TempDir dir_;
+  std::string conninfo_;
+};
+#endif  // DAGVAULT_SOURCE_DIR
 
 }  // namespace dagvault::coordinator::testing

@@ -78,6 +78,15 @@ class LinkTest : public ::testing::Test {
     return false;
   }
 
+  // The coordinator acknowledges the newest report written on `s`.
+  static void AckNewestReport(FakeCoordinatorStream& s) {
+    const auto reports = Reports(s);
+    ASSERT_FALSE(reports.empty());
+    v1::CoordinatorMessage ack;
+    ack.mutable_report_ack()->set_sent_us(reports.back().sent_us());
+    s.Send(ack);
+  }
+
   FakeCoordinatorDialer dialer_;
   std::unique_ptr<CoordinatorLink> link_;
   std::atomic<bool> stop_{false};
@@ -156,10 +165,7 @@ TEST_F(LinkTest, AStreamThatAcknowledgesNothingIsGivenUpForTheNextCoordinator) {
   next->Registered(100, 1000);
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(next->WaitWritten(static_cast<size_t>(2 + i)));
-    const auto reports = Reports(*next);
-    v1::CoordinatorMessage ack;
-    ack.mutable_report_ack()->set_sent_us(reports.back().sent_us());
-    next->Send(ack);
+    ASSERT_NO_FATAL_FAILURE(AckNewestReport(*next));
   }
   EXPECT_FALSE(next->cancelled());
   EXPECT_EQ(dialer_.dials(), 2u);
@@ -194,10 +200,7 @@ TEST_F(LinkTest, AReportSlowToGatherDoesNotMakeAHealthyCoordinatorLookStalled) {
   s->Registered(100, 1000);
   for (size_t acked = 0; acked < 4; ++acked) {
     ASSERT_TRUE(s->WaitWritten(2 + acked));
-    const auto reports = Reports(*s);
-    v1::CoordinatorMessage ack;
-    ack.mutable_report_ack()->set_sent_us(reports.back().sent_us());
-    s->Send(ack);
+    ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
   }
   EXPECT_FALSE(s->cancelled());
   EXPECT_EQ(dialer_.dials(), 1u);
@@ -257,10 +260,7 @@ TEST_F(LinkTest, TheLeaseBoundFollowsTheNewestAcknowledgedReport) {
   // A report sent just now is acknowledged: the lease was renewed.
   const size_t written = s->Written().size();
   ASSERT_TRUE(s->WaitWritten(written + 1));
-  const auto reports = Reports(*s);
-  v1::CoordinatorMessage ack;
-  ack.mutable_report_ack()->set_sent_us(reports.back().sent_us());
-  s->Send(ack);
+  ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
   const absl::Time until = absl::Now() + absl::Seconds(5);
   while (link_->LeaseMayHaveLapsed(assigned) && absl::Now() < until) {
     absl::SleepFor(absl::Milliseconds(10));

@@ -7,10 +7,8 @@
 #include <algorithm>
 #include <iostream>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "common/certs.h"
 #include "common/file_util.h"
 #include "common/free_ports.h"
@@ -18,49 +16,20 @@
 #include "common/testing/temp_dir.h"
 #include "common/text_config.h"
 #include "common/tls.h"
+#include "coordinator/catalog/postgres_test_util.h"
 #include "coordinator/etcd/etcd_test_cluster.h"
 #include "dagvault/v1/admin.grpc.pb.h"
 #include "tests/bench/coordinator_bench.h"
 
 namespace dagvault::bench {
-namespace {
-
 namespace v1 = dagvault::v1;
-
-// A PostgreSQL of the bench's own (tests/postgres/postgres.sh).
-class Postgres {
- public:
-  // A folder of its own (postgres.sh opens it to the user postgres).
-  Postgres() : dir_("bench_postgres") {
-    auto r = testing::RunProcess({Script(), "start", dir_.path()});
-    if (!r.ok()) {
-      std::cerr << "PostgreSQL did not start: " << r.err << "\n";
-      return;
-    }
-    for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
-      constexpr absl::string_view kKey = "DAGVAULT_TEST_POSTGRES='";
-      if (absl::StartsWith(line, kKey) && absl::EndsWith(line, "'")) {
-        conninfo_ = std::string(line.substr(kKey.size(), line.size() - kKey.size() - 1));
-      }
-    }
-  }
-  ~Postgres() { testing::RunProcess({Script(), "stop", dir_.path()}); }
-  const std::string& conninfo() const { return conninfo_; }
-
- private:
-  static std::string Script() { return DAGVAULT_SOURCE_DIR "/tests/postgres/postgres.sh"; }
-  testing::TempDir dir_;
-  std::string conninfo_;
-};
-
-}  // namespace
 
 int BenchFailover(int nodes, int trials, int report_ms, int leader_ttl_ms) {
   testing::TempDir dir("bench_failover");
   std::cout << "\n4. Leader failover: two coordinators on etcd (3 members) and PostgreSQL, "
             << nodes << " simulated agents, leader TTL " << leader_ttl_ms << " ms, " << trials
             << " trials\n";
-  Postgres pg;
+  coordinator::testing::PrivatePostgres pg;
   if (pg.conninfo().empty()) return 1;
   auto etcd = coordinator::EtcdTestCluster::Start(dir.Sub("etcd"), 3);
   if (!etcd.ok()) {

@@ -344,11 +344,8 @@ void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& 
   options.etcd = etcd;
   Deployment d(options, tag);
   ASSERT_OK(d.Start());
-  LoadDb02(d);
-  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_FALSE(job.id().empty());
-  auto moving = WaitTransferring(d, job.id());
-  ASSERT_OK(moving.status());
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
   if (etcd.endpoints_size() > 0) {
     // The unit's lease is a key in etcd, and the assignment's token is the
     // deployment's base plus the key's create_revision.
@@ -365,8 +362,8 @@ void KillTheCoordinatorMidBackup(const std::string& catalog, const std::string& 
     ASSERT_EQ(base->kvs_size(), 1);
     uint64_t token_base = 0;
     ASSERT_TRUE(absl::SimpleAtoi(base->kvs(0).value(), &token_base));
-    EXPECT_EQ(FencingTokenOf(*moving), token_base + lease->kvs(0).create_revision())
-        << moving->DebugString();
+    EXPECT_EQ(FencingTokenOf(job), token_base + lease->kvs(0).create_revision())
+        << job.DebugString();
   }
   d.KillCoordinator();
   absl::SleepFor(absl::Seconds(1));

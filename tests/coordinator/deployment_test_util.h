@@ -160,6 +160,29 @@ inline v1::JobInfo Start(Deployment& d, std::vector<std::string> args) {
   return job;
 }
 
+// The disaster an all-copies restore repairs: a Full of DB02, 80 items
+// more that no backup has, then every file of the unit on node1 lost.
+// `at_full`: DB02's digest at the Full, what a restore brings back.
+inline void BackUpThenLoseDb02(Deployment& d, std::string* at_full) {
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 80, "full");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
+  *at_full = UnitDigest(d.cluster(), kNode1, "DB02");
+  Load(d, kNode1, 1, 80, 80);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  Wipe(d, /*databases_only=*/false);
+}
+
+// DB02 loaded, and a Full of it started through the coordinator and
+// transferring: `job` is its record then.
+inline void StartTransferringFull(Deployment& d, v1::JobInfo* job) {
+  ASSERT_NO_FATAL_FAILURE(LoadDb02(d));
+  const v1::JobInfo started = Start(d, {"--unit", "DB02", "--type", "full"});
+  ASSERT_FALSE(started.id().empty());
+  auto moving = WaitTransferring(d, started.id());
+  ASSERT_OK(moving.status());
+  *job = *moving;
+}
+
 // The fencing token the job's assignment carried (its "assigned" event).
 inline uint64_t FencingTokenOf(const v1::JobInfo& job) {
   for (const auto& e : job.events()) {

@@ -12,7 +12,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/file_util.h"
 #include "common/job_state.h"
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/postgres_test_util.h"
@@ -92,12 +91,9 @@ TEST(HighAvailability, WhenTheLeaderCoordinatorIsKilledMidBackupTheStandbyFinish
   ASSERT_OK(etcd.status());
   Deployment d(HaOptions(db.conninfo(), (*etcd)->Config("/ha-failover/")), "ha-failover");
   ASSERT_OK(d.Start());
-  LoadDb02(d);
-  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_FALSE(job.id().empty());
-  auto moving = WaitTransferring(d, job.id());
-  ASSERT_OK(moving.status());
-  const uint64_t token = FencingTokenOf(*moving);
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
+  const uint64_t token = FencingTokenOf(job);
   ASSERT_NE(token, 0u);
   ASSERT_GT(d.StandbyPid(), 0) << d.StandbyLog();
 
@@ -133,12 +129,9 @@ TEST(HighAvailability, ALeaderPausedPastItsLeaseDoesNotActAfterItWakes) {
   ASSERT_OK(etcd.status());
   Deployment d(HaOptions(db.conninfo(), (*etcd)->Config("/ha-paused/")), "ha-paused");
   ASSERT_OK(d.Start());
-  LoadDb02(d);
-  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_FALSE(job.id().empty());
-  auto moving = WaitTransferring(d, job.id());
-  ASSERT_OK(moving.status());
-  const uint64_t token = FencingTokenOf(*moving);
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
+  const uint64_t token = FencingTokenOf(job);
   ASSERT_NE(token, 0u);
 
   const pid_t paused = d.CoordinatorPid();
@@ -150,8 +143,7 @@ TEST(HighAvailability, ALeaderPausedPastItsLeaseDoesNotActAfterItWakes) {
   ASSERT_TRUE(WaitFor(
       [&] {
         auto j = d.Job(job.id());
-        return j.ok() &&
-               (j->bytes_done() > moving->bytes_done() || j->state() == v1::JOB_SUCCEEDED);
+        return j.ok() && (j->bytes_done() > job.bytes_done() || j->state() == v1::JOB_SUCCEEDED);
       },
       absl::Seconds(30)))
       << d.StandbyLog();
@@ -194,11 +186,8 @@ TEST(HighAvailability, WithoutEtcdQuorumNobodyActsAndWorkResumesWhenItReturns) {
   options.lease_ttl_ms = 8000;
   Deployment d(options, "ha-quorum");
   ASSERT_OK(d.Start());
-  LoadDb02(d);
-  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_FALSE(job.id().empty());
-  auto moving = WaitTransferring(d, job.id());
-  ASSERT_OK(moving.status());
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
 
   auto first = (*etcd)->Leader();
   ASSERT_OK(first.status());
@@ -224,7 +213,7 @@ TEST(HighAvailability, WithoutEtcdQuorumNobodyActsAndWorkResumesWhenItReturns) {
       << refused.err;
   EXPECT_THAT(refused.err, HasSubstr("no coordinator leads"));
   // The job's agent stops it before its lease could have run out.
-  const std::string node = LastNode(*moving);
+  const std::string node = LastNode(job);
   const int source = node == "node3" ? kNode3 : node == "node2" ? kNode2 : kNode1;
   EXPECT_TRUE(WaitFor([&] { return absl::StrContains(d.AgentLog(source), "its lease is gone"); },
                       absl::Milliseconds(options.lease_ttl_ms) + absl::Seconds(10)))
@@ -269,12 +258,8 @@ TEST(HighAvailability, ARestorePlanInterruptedByAFailoverCarriesOnAndEveryCopyEn
   options.agent_env = {{"DAGVAULT_DELAY_AT", "agent.restore.step:3000"}};
   Deployment d(options, "ha-restore");
   ASSERT_OK(d.Start());
-  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 80, "full");
-  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
-  const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
-  Load(d, kNode1, 1, 80, 80);  // not backed up: the restore takes the unit back
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  Wipe(d, /*databases_only=*/false);
+  std::string at_full;
+  ASSERT_NO_FATAL_FAILURE(BackUpThenLoseDb02(d, &at_full));
 
   auto [exit_code, job] = JobCommand(d, {"restore", "start", "--unit", "DB02"});
   ASSERT_EQ(exit_code, 0) << job.DebugString();
@@ -320,12 +305,9 @@ TEST(HighAvailability, ALeaderCutOffFromTheNetworkStandsDownAndTheStandbyFinishe
   etcd_config.set_leader_ttl_ms(3000);
   d.set_etcd(etcd_config);
   ASSERT_OK(d.Start());
-  LoadDb02(d);
-  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_FALSE(job.id().empty());
-  auto moving = WaitTransferring(d, job.id());
-  ASSERT_OK(moving.status());
-  const uint64_t token = FencingTokenOf(*moving);
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
+  const uint64_t token = FencingTokenOf(job);
   ASSERT_NE(token, 0u);
 
   ASSERT_TRUE(d.network()->Cut(kCoordinatorHost)) << d.network()->error();
@@ -345,50 +327,18 @@ TEST(HighAvailability, ALeaderCutOffFromTheNetworkStandsDownAndTheStandbyFinishe
   ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));
 }
 
-// A PostgreSQL of the test's own, which it can restart.
-class PrivatePostgres {
- public:
-  PrivatePostgres() : dir_("ha-postgres") {
-    ProcessResult r = RunProcess({Script(), "start", dir_.path()});
-    EXPECT_TRUE(r.ok()) << r.err;
-    auto env = ReadFileToString(dir_.path() + "/env");
-    if (!r.ok() || !env.ok()) return;
-    for (absl::string_view line : absl::StrSplit(*env, '\n')) {
-      constexpr absl::string_view kKey = "DAGVAULT_TEST_POSTGRES='";
-      if (absl::StartsWith(line, kKey) && absl::EndsWith(line, "'")) {
-        conninfo_ = std::string(line.substr(kKey.size(), line.size() - kKey.size() - 1));
-      }
-    }
-  }
-  ~PrivatePostgres() { RunProcess({Script(), "stop", dir_.path()}); }
-  const std::string& conninfo() const { return conninfo_; }
-  absl::Status Restart(absl::Duration down) {
-    ProcessResult r = RunProcess({Script(), "restart", dir_.path()},
-                                 {{"DOWN_SECONDS", absl::StrCat(absl::ToInt64Seconds(down))}});
-    if (!r.ok()) return absl::InternalError(absl::StrCat("restarting PostgreSQL: ", r.err));
-    return absl::OkStatus();
-  }
-
- private:
-  static std::string Script() { return DAGVAULT_SOURCE_DIR "/tests/postgres/postgres.sh"; }
-  TempDir dir_;
-  std::string conninfo_;
-};
-
 // PostgreSQL restarts (killed the way a crash would, down 3 s) in the
 // middle of a Full: the coordinator reconnects, the job finishes, and its
 // record and its backup are written once.
 TEST(HighAvailability, APostgresRestartMidBackupLeavesOneRecordOfTheJob) {
-  PrivatePostgres pg;
+  coordinator::testing::PrivatePostgres pg;
   ASSERT_FALSE(pg.conninfo().empty());
   DeploymentOptions options = SlowFullOptions();
   options.catalog = pg.conninfo();
   Deployment d(options, "ha-pg-restart");
   ASSERT_OK(d.Start());
-  LoadDb02(d);
-  const v1::JobInfo job = Start(d, {"--unit", "DB02", "--type", "full"});
-  ASSERT_FALSE(job.id().empty());
-  ASSERT_OK(WaitTransferring(d, job.id()).status());
+  v1::JobInfo job;
+  ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
   ASSERT_OK(pg.Restart(absl::Seconds(3)));
   auto done = d.WaitJob(job.id());
   ASSERT_OK(done.status());

@@ -128,12 +128,8 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   // Every piece of a restore, and every reseed, waits 3 s: time to kill.
   Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.restore.step:3000"}}), "restore-resume");
   ASSERT_OK(d.Start());
-  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 80, "full");
-  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
-  const std::string at_full = UnitDigest(d.cluster(), kNode1, "DB02");
-  Load(d, kNode1, 1, 80, 80);  // not backed up: the restore takes the unit back
-  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
-  Wipe(d, /*databases_only=*/false);
+  std::string at_full;
+  ASSERT_NO_FATAL_FAILURE(BackUpThenLoseDb02(d, &at_full));
 
   auto start = [&] {
     auto [exit_code, job] = JobCommand(d, {"restore", "start", "--unit", "DB02"});

@@ -460,14 +460,20 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
   const std::string lost =
       absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
   logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
-  if (a.all_copies && a.resend_lost_step && not_running && !a.cancel_requested) {
-    // The plan keeps its lease on the unit and sends the step again: the
-    // agent has said it does not run the operation, so the two cannot run
-    // at once. (A lease that ran out without a word stops the plan: the
-    // agent may still run it.)
+  if (a.all_copies && (a.resend_lost_step || a.operation_undelivered) && not_running &&
+      !a.cancel_requested) {
+    // The operation in flight at a takeover, or one sent while its node
+    // was not connected: the plan keeps its lease on the unit and sends the
+    // step again. The agent has said it does not run the operation, so the
+    // two cannot run at once. (A lease that ran out without a word stops
+    // the plan: the agent may still run it.)
     a.restore_plan.set_resumed(a.restore_plan.resumed() + 1);
     Record(a, a.record.state,
-           absl::StrCat(lost, "; the coordinator took the plan over, so the step is sent again"));
+           absl::StrCat(lost, a.operation_undelivered
+                                  ? "; it was sent while the node was not connected, so the "
+                                    "step is sent again"
+                                  : "; the coordinator took the plan over, so the step is sent "
+                                    "again"));
     AdvancePlan(a, outbox);
     return;
   }

@@ -158,6 +158,9 @@ class JobManager : public BackupStarter {
     // is safe to repeat), instead of stopping the plan. Cleared by the next
     // operation sent.
     bool resend_lost_step = false;
+    // The current operation went to a node that was not connected: sent
+    // again when the node reports without it.
+    bool operation_undelivered = false;
   };
   using Outbox =
       std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;

@@ -425,8 +425,12 @@ void JobManager::SendOperation(Active& a, const std::string& node, v1::JobAssign
          absl::StrCat("step ", CurrentStep(a.restore_plan)->number(), ": ", what, " on ", node));
   v1::CoordinatorMessage m;
   *m.mutable_assignment() = std::move(assignment);
-  if (auto channel = topology_->ChannelOf(node)) outbox->emplace_back(channel, m);
-  // An agent that is not connected is found by the lease: the step fails.
+  auto channel = topology_->ChannelOf(node);
+  if (channel) outbox->emplace_back(channel, m);
+  // An agent that is not connected (it is reconnecting, say to a new
+  // leader) gets the operation again once it reports without it; one that
+  // stays away is found by the lease: the step fails.
+  a.operation_undelivered = channel == nullptr;
 }
 
 void JobManager::AdvancePlan(Active& a, Outbox* outbox) {

@@ -293,6 +293,33 @@ TEST_F(RestorePlanTest, ACoordinatorThatTakesAPlanOverCarriesOnFromItsRecordedSt
   EXPECT_EQ(Last("node2"), "copy-op/reseed");
 }
 
+// An operation sent while its node was not connected (reconnecting, to a
+// new leader say) is sent again once the node reports without it.
+TEST_F(RestorePlanTest, AnOperationSentWhileItsNodeWasAwayIsSentAgainWhenItReports) {
+  const std::string id = StartRestore();
+  Finish("node2");
+  Finish("node3");
+  Finish("node1");  // the dismount
+  EXPECT_EQ(Last("node1"), "restore/");
+  topology_->Disconnected("node2", channels_["node2"]);
+  Finish("node1");  // restored: step 5 goes to node2, which is away
+  auto back = std::make_shared<FakeChannel>();
+  v1::Register hello;
+  hello.set_node("node2");
+  topology_->Connected(hello, back);
+  channels_["node2"] = back;
+  EXPECT_EQ(Last("node2"), "");
+  v1::NodeReport without;
+  without.set_node("node2");
+  clock_.Advance(absl::Seconds(11));  // past the report grace
+  jobs_->OnReport(without);
+  EXPECT_EQ(Last("node2"), "copy-op/reseed");
+  v1::JobInfo info = Info(id);
+  EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
+  Finish("node2");
+  EXPECT_EQ(Last("node3"), "copy-op/reseed");
+}
+
 TEST_F(RestorePlanTest, ARestoreToOneNodeHoldsTheLeaseWithATokenAndLivesWhileReported) {
   v1::StartRestoreRequest r;
   r.set_unit("DB02");

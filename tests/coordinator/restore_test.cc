@@ -213,6 +213,9 @@ TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrash
 
   // Started again, it finishes the prune before anything else.
   ASSERT_OK(d.StartCoordinator());
+  // The agents reconnect after their backoff; the restores below need
+  // node2 to report.
+  ASSERT_OK(d.WaitReporting());
   ASSERT_TRUE(WaitFor([&] { return RepositoryManifests(d).size() == 3u; }, absl::Seconds(30)))
       << d.CoordinatorLog();
   v1::ListBackupsResponse listed;
@@ -247,7 +250,7 @@ TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrash
       args.push_back(absl::StrFormat("0x%08X", HighGeneration(d, backups[p.backup].manifest())));
     }
     auto [exit_code, job] = RestoreWait(d, args);
-    ASSERT_EQ(exit_code, 0) << job.DebugString();
+    ASSERT_EQ(exit_code, 0) << job.DebugString() << d.CoordinatorLog();
     EXPECT_EQ(UnitDigest(d.cluster(), kNode2, "DB02", p.name), digests[p.backup]) << p.name;
   }
 }

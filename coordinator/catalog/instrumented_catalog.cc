@@ -1,5 +1,7 @@
 #include "coordinator/catalog/instrumented_catalog.h"
 
+#include <algorithm>
+
 #include "common/clock.h"
 
 namespace dagvault::coordinator {
@@ -57,10 +59,14 @@ absl::StatusOr<std::vector<LeaseRecord>> InstrumentedCatalog::Leases() {
   return Timed("Leases", [&] { return inner_->Leases(); });
 }
 absl::Status InstrumentedCatalog::CreateJob(const JobRecord& job) {
-  return Timed("CreateJob", [&] { return inner_->CreateJob(job); });
+  auto result = Timed("CreateJob", [&] { return inner_->CreateJob(job); });
+  Touched(job.unit);
+  return result;
 }
 absl::Status InstrumentedCatalog::UpdateJob(const JobRecord& job, const JobEvent& event) {
-  return Timed("UpdateJob", [&] { return inner_->UpdateJob(job, event); });
+  auto result = Timed("UpdateJob", [&] { return inner_->UpdateJob(job, event); });
+  Touched(job.unit);
+  return result;
 }
 absl::StatusOr<JobRecord> InstrumentedCatalog::GetJob(const std::string& id) {
   return Timed("GetJob", [&] { return inner_->GetJob(id); });
@@ -76,19 +82,27 @@ absl::StatusOr<std::vector<JobRecord>> InstrumentedCatalog::UnfinishedJobs() {
   return Timed("UnfinishedJobs", [&] { return inner_->UnfinishedJobs(); });
 }
 absl::StatusOr<uint64_t> InstrumentedCatalog::PurgeFinishedJobs(absl::Time cutoff) {
-  return Timed("PurgeFinishedJobs", [&] { return inner_->PurgeFinishedJobs(cutoff); });
+  auto result = Timed("PurgeFinishedJobs", [&] { return inner_->PurgeFinishedJobs(cutoff); });
+  TouchedEveryUnit();
+  return result;
 }
 absl::Status InstrumentedCatalog::PutBackup(const BackupRecord& backup) {
-  return Timed("PutBackup", [&] { return inner_->PutBackup(backup); });
+  auto result = Timed("PutBackup", [&] { return inner_->PutBackup(backup); });
+  Touched(backup.unit);
+  return result;
 }
 absl::StatusOr<std::vector<BackupRecord>> InstrumentedCatalog::Backups(const std::string& unit) {
   return Timed("Backups", [&] { return inner_->Backups(unit); });
 }
 absl::Status InstrumentedCatalog::ReplaceBackups(const std::vector<BackupRecord>& backups) {
-  return Timed("ReplaceBackups", [&] { return inner_->ReplaceBackups(backups); });
+  auto result = Timed("ReplaceBackups", [&] { return inner_->ReplaceBackups(backups); });
+  TouchedEveryUnit();
+  return result;
 }
 absl::Status InstrumentedCatalog::PutChainBreak(const ChainBreakRecord& chain_break) {
-  return Timed("PutChainBreak", [&] { return inner_->PutChainBreak(chain_break); });
+  auto result = Timed("PutChainBreak", [&] { return inner_->PutChainBreak(chain_break); });
+  Touched(chain_break.unit);
+  return result;
 }
 absl::StatusOr<std::vector<ChainBreakRecord>> InstrumentedCatalog::ChainBreaks(
     const std::string& unit) {
@@ -127,13 +141,17 @@ absl::Status InstrumentedCatalog::RemoveQueued(const std::string& unit,
 }
 absl::Status InstrumentedCatalog::ExpireBackups(const std::vector<BackupRecord>& backups,
                                                 const std::string& why, absl::Time when) {
-  return Timed("ExpireBackups", [&] { return inner_->ExpireBackups(backups, why, when); });
+  auto result = Timed("ExpireBackups", [&] { return inner_->ExpireBackups(backups, why, when); });
+  for (const BackupRecord& b : backups) Touched(b.unit);
+  return result;
 }
 absl::StatusOr<std::vector<std::string>> InstrumentedCatalog::Expiring() {
   return Timed("Expiring", [&] { return inner_->Expiring(); });
 }
 absl::Status InstrumentedCatalog::ClearExpiring(const std::vector<std::string>& manifests) {
-  return Timed("ClearExpiring", [&] { return inner_->ClearExpiring(manifests); });
+  auto result = Timed("ClearExpiring", [&] { return inner_->ClearExpiring(manifests); });
+  TouchedEveryUnit();
+  return result;
 }
 absl::Status InstrumentedCatalog::FenceWrites(int64_t epoch) {
   return Timed("FenceWrites", [&] { return inner_->FenceWrites(epoch); });
@@ -145,4 +163,21 @@ absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> InstrumentedCatalog::Audit
     size_t limit, const std::string& identity) {
   return Timed("AuditEntries", [&] { return inner_->AuditEntries(limit, identity); });
 }
+
+void InstrumentedCatalog::Touched(const std::string& unit) {
+  std::lock_guard<std::mutex> l(versions_mu_);
+  unit_versions_[unit] = ++last_version_;
+}
+
+void InstrumentedCatalog::TouchedEveryUnit() {
+  std::lock_guard<std::mutex> l(versions_mu_);
+  every_unit_version_ = ++last_version_;
+}
+
+uint64_t InstrumentedCatalog::UnitVersion(const std::string& unit) const {
+  std::lock_guard<std::mutex> l(versions_mu_);
+  auto it = unit_versions_.find(unit);
+  return std::max(every_unit_version_, it == unit_versions_.end() ? 0 : it->second);
+}
+
 }  // namespace dagvault::coordinator

@@ -1,10 +1,15 @@
 // A Catalog that times every call of the one it wraps and counts its
 // errors, by operation, for the coordinator's metrics
 // (dagvault_catalog_operation_seconds, dagvault_catalog_errors_total;
-// docs/monitoring.md). Behaviour is the wrapped catalog's, unchanged.
+// docs/monitoring.md), and counts each unit's changes for the readers that
+// keep what they read (UnitHistoryCache). Behaviour is the wrapped
+// catalog's, unchanged.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "common/metrics/registry.h"
 #include "coordinator/catalog/catalog.h"
@@ -61,13 +66,27 @@ class InstrumentedCatalog : public Catalog {
   absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> AuditEntries(
       size_t limit, const std::string& identity) override;
 
+  // A number that moves after every write through this object that may
+  // change what Backups, ChainBreaks or ListJobs answer for `unit` (after
+  // the write returns, failed or not: a reader that sees the new number
+  // sees the write). Writes by other processes are not seen: a reader
+  // keeps answers only while this process is the catalog's one writer.
+  uint64_t UnitVersion(const std::string& unit) const;
+
  private:
   template <typename F>
   auto Timed(const char* op, F&& call);
 
+  void Touched(const std::string& unit);
+  void TouchedEveryUnit();
+
   std::unique_ptr<Catalog> inner_;
   metrics::Histogram* seconds_;
   metrics::Counter* errors_;
+  mutable std::mutex versions_mu_;
+  uint64_t last_version_ = 0;                      // guarded by versions_mu_
+  uint64_t every_unit_version_ = 0;                // guarded by versions_mu_
+  std::map<std::string, uint64_t> unit_versions_;  // guarded by versions_mu_
 };
 
 }  // namespace dagvault::coordinator

@@ -52,9 +52,7 @@ void PrintUnits(const v1::ClusterStatus& status, bool all, std::ostream& out) {
   Table t({"UNIT", "RPO STATE", "NEWEST RESTORE POINT", "AGE", "FROM", "NEWEST FULL", "RPO",
            "POLICY", "NEXT SOURCE"});
   std::vector<const v1::UnitProtection*> shown;
-  int ok = 0;
   for (const auto& u : status.units()) {
-    ok += u.state() == v1::RPO_OK;
     if (!all && u.state() == v1::RPO_OK) continue;
     shown.push_back(&u);
     t.Add({u.unit(), RpoStateName(u.state()), Time(u.newest_restore_point_us()),
@@ -71,7 +69,8 @@ void PrintUnits(const v1::ClusterStatus& status, bool all, std::ostream& out) {
       if (!u->reason().empty()) out << "  " << u->unit() << ": " << u->reason() << "\n";
     }
   }
-  out << "units: " << ok << " of " << status.units_size() << " within their RPO";
+  const uint32_t ok = status.units_within_rpo();
+  out << "units: " << ok << " of " << status.units_total() << " within their RPO";
   if (!all && ok > 0) out << " (--units lists them)";
   out << "\n\n";
 }
@@ -97,6 +96,7 @@ absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args
   v1::ClusterStatusRequest request;
   request.set_all_copies(args.Has("copies"));
   request.set_unit(args.GetOr("unit", ""));
+  request.set_all_units(args.Has("units"));
   v1::ClusterStatus status;
   RETURN_IF_ERROR(FromGrpcStatus(stub.GetStatus(Context().get(), request, &status), "coordinator"));
   const absl::Status verdict = Verdict(status);

@@ -1,5 +1,6 @@
 #include "coordinator/rpo/rpo.h"
 
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -59,6 +60,28 @@ v1::RpoState NextRpoState(v1::RpoState previous, std::optional<absl::Duration> a
   }
 }
 
+bool SurelyWithinRpo(absl::Duration age, const RpoLevels& levels) {
+  // NextRpoState's lowest exit threshold: from any state, OK below it.
+  return levels.rpo != absl::ZeroDuration() && age < levels.warning - levels.grace;
+}
+
+std::optional<absl::Time> NewestRestorePoint(const v1::ShowChainsResponse& chains) {
+  std::optional<absl::Time> newest;
+  for (const auto& chain : chains.chains()) {
+    for (const auto& point : chain.restore_points()) {
+      const absl::Time t = absl::FromUnixMicros(point.time_us());
+      if (!newest || t > *newest) newest = t;
+    }
+  }
+  return newest;
+}
+
+bool RpoTracker::WasWithinRpo(const std::string& unit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = last_.find(unit);
+  return it == last_.end() || it->second == v1::RPO_OK;
+}
+
 int RpoSeverity(v1::RpoState state) {
   switch (state) {
     case v1::RPO_CRITICAL:
@@ -104,7 +127,9 @@ v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
   if (facts.policy) p.set_policy(facts.policy->name());
 
   // The newest restore point of any valid chain, and the newest Full.
-  for (const auto& chain : facts.chains.chains()) {
+  const v1::ShowChainsResponse& chains =
+      facts.chains ? *facts.chains : v1::ShowChainsResponse::default_instance();
+  for (const auto& chain : chains.chains()) {
     for (const auto& point : chain.restore_points()) {
       if (point.time_us() > p.newest_restore_point_us()) {
         p.set_newest_restore_point_us(point.time_us());
@@ -189,6 +214,11 @@ v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
 }
 
 v1::UnitProtection RpoTracker::Evaluate(const UnitFacts& facts, absl::Time now) {
+  return Evaluate(facts, now, nullptr, false);
+}
+
+v1::UnitProtection RpoTracker::Evaluate(UnitFacts facts, absl::Time now,
+                                        const NextSourceFn& next_source, bool always) {
   v1::RpoState previous;
   v1::UnitProtection p;
   {
@@ -196,6 +226,10 @@ v1::UnitProtection RpoTracker::Evaluate(const UnitFacts& facts, absl::Time now) 
     auto it = last_.find(facts.unit);
     previous = it == last_.end() ? v1::RPO_STATE_UNSPECIFIED : it->second;
     p = EvaluateProtection(facts, now, previous);
+    if (next_source && (always || p.state() != v1::RPO_OK)) {
+      std::tie(facts.next_source, facts.next_source_why) = next_source();
+      p = EvaluateProtection(facts, now, previous);
+    }
     last_[facts.unit] = p.state();
   }
   if (p.state() == previous) return p;

@@ -6,11 +6,14 @@
 // each unit's last state so that it does not flap around a level.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/catalog/catalog.h"
@@ -41,19 +44,32 @@ absl::StatusOr<RpoLevels> RpoLevelsOf(const dagvault::v1::Policy& policy);
 dagvault::v1::RpoState NextRpoState(dagvault::v1::RpoState previous,
                                     std::optional<absl::Duration> age, const RpoLevels& levels);
 
+// Whether a unit whose newest restore point is `age` old is within its RPO
+// whatever state it was in before: below every level's exit threshold. A
+// unit that was within its RPO stays so while this holds, so it need not
+// be judged in full (status and the RPO round at 100,000 units).
+bool SurelyWithinRpo(absl::Duration age, const RpoLevels& levels);
+
+// The time of the newest restore point of any of the chains (nullopt: none).
+std::optional<absl::Time> NewestRestorePoint(const dagvault::v1::ShowChainsResponse& chains);
+
 // Worst first: unknown (RPO_STATE_UNSPECIFIED: it could not be judged),
 // critical, never backed up, warning, not set, ok.
 int RpoSeverity(dagvault::v1::RpoState state);
 
 // What the coordinator knows of one unit.
+// What the coordinator knows of one unit. The pointers are to what the
+// caller holds for the evaluation (a policy can name 100,000 units, and a
+// unit's chains are kept by UnitHistoryCache): nothing is copied per unit.
 struct UnitFacts {
   std::string unit;
-  // Its policy (nullopt: none covers it).
-  std::optional<dagvault::v1::Policy> policy;
-  // Its chains (chains/chain_view.h ShowChains): the restore points.
-  dagvault::v1::ShowChainsResponse chains;
+  // Its policy (null: none covers it).
+  const dagvault::v1::Policy* policy = nullptr;
+  // Its chains (chains/chain_view.h ShowChains): the restore points (null:
+  // none).
+  const dagvault::v1::ShowChainsResponse* chains = nullptr;
   // Its newest backup job, if any.
-  std::optional<JobRecord> last_job;
+  const JobRecord* last_job = nullptr;
   // The scheduler's queued backup of it, and what it waits for ("" when
   // none is queued).
   std::string queued_waiting_for;
@@ -71,10 +87,21 @@ dagvault::v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Ti
 class RpoTracker {
  public:
   dagvault::v1::UnitProtection Evaluate(const UnitFacts& facts, absl::Time now);
+  // The same, with where a backup would read from (next_source and its
+  // why) asked of `next_source` only where it is shown: for a unit not
+  // within its RPO (its reason then says why no copy qualifies), or for
+  // every unit when `always`. Selection for each of 100,000 units costs
+  // more than the rest of judging them.
+  using NextSourceFn = std::function<std::pair<std::string, std::string>()>;
+  dagvault::v1::UnitProtection Evaluate(UnitFacts facts, absl::Time now,
+                                        const NextSourceFn& next_source, bool always);
+  // Whether the unit's last state was within its RPO, or it has none yet:
+  // with SurelyWithinRpo, it is within it now and no event is due.
+  bool WasWithinRpo(const std::string& unit);
 
  private:
   std::mutex mu_;
-  std::map<std::string, dagvault::v1::RpoState> last_;
+  absl::flat_hash_map<std::string, dagvault::v1::RpoState> last_;
 };
 
 }  // namespace dagvault::coordinator

@@ -105,8 +105,10 @@ TEST(RpoState, WorstFirst) {
 TEST(Protection, NewestRestorePointAndFullWithTheirAgesAndSources) {
   UnitFacts f;
   f.unit = "DB02";
-  f.policy = PolicyWithRpo(absl::Hours(26));
-  f.chains = Chain(absl::Hours(30), absl::Hours(2));
+  const v1::Policy policy = PolicyWithRpo(absl::Hours(26));
+  f.policy = &policy;
+  const v1::ShowChainsResponse chains = Chain(absl::Hours(30), absl::Hours(2));
+  f.chains = &chains;
   f.next_source = "node2";
   f.next_source_why = "passive copy, Healthy";
   const v1::UnitProtection p = EvaluateProtection(f, kNow, v1::RPO_STATE_UNSPECIFIED);
@@ -125,14 +127,16 @@ TEST(Protection, NewestRestorePointAndFullWithTheirAgesAndSources) {
 TEST(Protection, SaysWhyAUnitIsOutsideItsRpo) {
   UnitFacts f;
   f.unit = "DB02";
-  f.policy = PolicyWithRpo(absl::Hours(24));
-  f.chains = Chain(absl::Hours(60), absl::Hours(50));
+  const v1::Policy policy = PolicyWithRpo(absl::Hours(24));
+  f.policy = &policy;
+  v1::ShowChainsResponse chains = Chain(absl::Hours(60), absl::Hours(50));
+  f.chains = &chains;
   JobRecord failed;
   failed.id = "j-17";
   failed.state = JobState::kFailed;
   failed.reason = "no copy of DB02 qualifies";
   failed.updated = kNow - absl::Hours(1);
-  f.last_job = failed;
+  f.last_job = &failed;
   f.next_source_why = "no copy of DB02 qualifies (mode passive-only): node2: Suspended";
   v1::UnitProtection p = EvaluateProtection(f, kNow, v1::RPO_OK);
   EXPECT_EQ(p.state(), v1::RPO_CRITICAL);
@@ -142,22 +146,23 @@ TEST(Protection, SaysWhyAUnitIsOutsideItsRpo) {
   EXPECT_EQ(p.last_job_state(), v1::JOB_FAILED);
 
   // Never backed up, a backup running.
-  f.chains.Clear();
+  chains.Clear();
   JobRecord running;
   running.id = "j-18";
   running.state = JobState::kTransferring;
-  f.last_job = running;
+  f.last_job = &running;
   f.next_source = "node2";
   p = EvaluateProtection(f, kNow, v1::RPO_OK);
   EXPECT_EQ(p.state(), v1::RPO_NEVER_BACKED_UP);
   EXPECT_THAT(p.reason(), HasSubstr("no verified restore point; backup job j-18 is transferring"));
 
   // No policy; a policy without an RPO.
-  f.policy.reset();
+  f.policy = nullptr;
   p = EvaluateProtection(f, kNow, v1::RPO_OK);
   EXPECT_EQ(p.state(), v1::RPO_NOT_SET);
   EXPECT_THAT(p.reason(), HasSubstr("no policy covers DB02"));
-  f.policy = PolicyWithRpo(absl::ZeroDuration());
+  const v1::Policy no_rpo = PolicyWithRpo(absl::ZeroDuration());
+  f.policy = &no_rpo;
   p = EvaluateProtection(f, kNow, v1::RPO_OK);
   EXPECT_EQ(p.state(), v1::RPO_NOT_SET);
   EXPECT_THAT(p.reason(), HasSubstr("policy nightly sets no RPO"));
@@ -167,20 +172,80 @@ TEST(Protection, TheTrackerHoldsAStateAcrossEvaluations) {
   RpoTracker tracker;
   UnitFacts f;
   f.unit = "DB02";
-  f.policy = PolicyWithRpo(absl::Hours(24));  // grace 2h24m
-  f.chains = Chain(absl::Hours(90), absl::Hours(27));
+  const v1::Policy policy = PolicyWithRpo(absl::Hours(24));  // grace 2h24m
+  f.policy = &policy;
+  v1::ShowChainsResponse chains = Chain(absl::Hours(90), absl::Hours(27));
+  f.chains = &chains;
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
   // The newest restore point expires; an older-looking one from a rebuilt
   // catalog puts the age just under the level: still warning.
-  f.chains = Chain(absl::Hours(90), absl::Hours(23));
+  chains = Chain(absl::Hours(90), absl::Hours(23));
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
   // A fresh backup: ok.
-  f.chains = Chain(absl::Hours(90), absl::Minutes(1));
+  chains = Chain(absl::Hours(90), absl::Minutes(1));
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_OK);
   // Another unit starts from nothing.
   f.unit = "SG01";
-  f.chains = Chain(absl::Hours(90), absl::Hours(23));
+  chains = Chain(absl::Hours(90), absl::Hours(23));
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_OK);
+}
+
+TEST(Protection, SurelyWithinItsRpoOnlyBelowEveryExitThreshold) {
+  auto levels = RpoLevelsOf(PolicyWithRpo(absl::Hours(24)));  // grace 2h24m
+  ASSERT_TRUE(levels.ok());
+  // Below warning - grace: ok from any state, so NextRpoState agrees.
+  const absl::Duration below = absl::Hours(21);
+  EXPECT_TRUE(SurelyWithinRpo(below, *levels));
+  for (v1::RpoState from : {v1::RPO_STATE_UNSPECIFIED, v1::RPO_OK, v1::RPO_WARNING,
+                            v1::RPO_CRITICAL, v1::RPO_NEVER_BACKED_UP}) {
+    EXPECT_EQ(NextRpoState(from, below, *levels), v1::RPO_OK) << from;
+  }
+  // In the hysteresis band a warning holds: not sure.
+  EXPECT_FALSE(SurelyWithinRpo(absl::Hours(22), *levels));
+  EXPECT_EQ(NextRpoState(v1::RPO_WARNING, absl::Hours(22), *levels), v1::RPO_WARNING);
+  // No RPO: nothing is sure.
+  auto none = RpoLevelsOf(PolicyWithRpo(absl::ZeroDuration()));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(SurelyWithinRpo(absl::Minutes(1), *none));
+
+  const v1::ShowChainsResponse chains = Chain(absl::Hours(30), absl::Hours(2));
+  ASSERT_TRUE(NewestRestorePoint(chains).has_value());
+  EXPECT_EQ(*NewestRestorePoint(chains), kNow - absl::Hours(2));
+  EXPECT_FALSE(NewestRestorePoint(v1::ShowChainsResponse()).has_value());
+}
+
+TEST(Protection, TheTrackerSaysWhetherAUnitWasWithinItsRpo) {
+  RpoTracker tracker;
+  UnitFacts f;
+  f.unit = "DB02";
+  const v1::Policy policy = PolicyWithRpo(absl::Hours(24));
+  f.policy = &policy;
+  v1::ShowChainsResponse chains = Chain(absl::Hours(90), absl::Hours(27));
+  f.chains = &chains;
+  EXPECT_TRUE(tracker.WasWithinRpo("DB02"));  // never judged
+  EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
+  // A unit in warning is judged in full again (its recovery is an event).
+  EXPECT_FALSE(tracker.WasWithinRpo("DB02"));
+  chains = Chain(absl::Hours(90), absl::Minutes(1));
+  int asked = 0;
+  auto source = [&asked]() {
+    ++asked;
+    return std::make_pair(std::string("node2"), std::string("passive copy, Healthy"));
+  };
+  v1::UnitProtection p = tracker.Evaluate(f, kNow, source, /*always=*/false);
+  EXPECT_EQ(p.state(), v1::RPO_OK);
+  EXPECT_EQ(asked, 0);  // within its RPO: where it would read from is not asked
+  EXPECT_TRUE(tracker.WasWithinRpo("DB02"));
+  p = tracker.Evaluate(f, kNow, source, /*always=*/true);
+  EXPECT_EQ(asked, 1);
+  EXPECT_EQ(p.next_source(), "node2");
+  // Outside its RPO, the source is asked for: the reason names it.
+  chains = Chain(absl::Hours(90), absl::Hours(80));
+  p = tracker.Evaluate(
+      f, kNow, []() { return std::make_pair(std::string(), std::string("no copy qualifies")); },
+      /*always=*/false);
+  EXPECT_EQ(p.state(), v1::RPO_CRITICAL);
+  EXPECT_THAT(p.reason(), HasSubstr("no copy qualifies"));
 }
 
 }  // namespace

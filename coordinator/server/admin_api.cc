@@ -120,9 +120,11 @@ absl::Status AdminApi::GetStatus(const AdminCaller&, const v1::ClusterStatusRequ
     qi->set_due_us(absl::ToUnixMicros(q.due));
     qi->set_waiting_for(q.waiting_for);
   }
-  auto units = c_->Protection(request.unit());
+  auto units = c_->Protection(request.unit(), request.all_units());
   if (!units.ok()) return units.status();
-  for (auto& u : *units) *out->add_units() = std::move(u);
+  out->set_units_total(units->total);
+  out->set_units_within_rpo(units->within_rpo);
+  for (auto& u : units->units) *out->add_units() = std::move(u);
   return absl::OkStatus();
 }
 

@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
   // Every catalog call is timed and its errors counted (docs/monitoring.md).
   c->catalog_ = std::make_unique<InstrumentedCatalog>(
       std::move(catalog), &c->metrics_->catalog_seconds(), &c->metrics_->catalog_errors());
+  c->unit_histories_ = std::make_unique<UnitHistoryCache>(c->catalog_.get());
   c->topology_ = std::make_unique<Topology>(c->catalog_.get(), node_timeout);
   if (c->config_.etcd().endpoints_size() > 0) {
     ASSIGN_OR_RETURN(c->etcd_, EtcdClient::Connect(c->config_.etcd()));
@@ -174,7 +175,7 @@ void Coordinator::StartWork() {
       // that a breach is logged as its event (common/events.h) when it
       // happens.
       if (tick % 30 == 29) {
-        if (auto p = Protection(""); !p.ok()) {
+        if (auto p = Protection("", /*every_unit=*/false); !p.ok()) {
           logging::Get("coordinator.rpo")->error("RPO evaluation: {}", p.status());
         }
       }

@@ -18,6 +18,7 @@
 
 #include "common/metrics/metrics_server.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/catalog/instrumented_catalog.h"
 #include "coordinator/console/console_server.h"
 #include "coordinator/console/console_tokens.h"
 #include "coordinator/etcd/etcd_client.h"
@@ -28,6 +29,7 @@
 #include "coordinator/server/coordinator_metrics.h"
 #include "coordinator/server/job_manager.h"
 #include "coordinator/server/topology.h"
+#include "coordinator/server/unit_history_cache.h"
 #include "dagvault/v1/admin.pb.h"
 
 namespace dagvault::coordinator {
@@ -79,10 +81,23 @@ class Coordinator {
   // One retention run (coordinator/retention/expiry.h); `only_pending`: just
   // the prune an interrupted run left.
   absl::StatusOr<dagvault::v1::ExpireResponse> Expire(bool dry_run, bool only_pending = false);
-  // Every unit's protection against its RPO (coordinator/rpo/rpo.h), worst
-  // first; `unit` not empty: that unit only. Units are those the agents
-  // report and those named by a policy.
-  absl::StatusOr<std::vector<dagvault::v1::UnitProtection>> Protection(const std::string& unit);
+  // Every unit's protection against its RPO (coordinator/rpo/rpo.h). Units
+  // are those the agents report and those named by a policy; `unit` not
+  // empty: that unit only.
+  struct ProtectionSummary {
+    // Worst first: the units not within their RPO, each with where a
+    // backup would read from now; with `every_unit` (or `unit`), every
+    // unit. A unit that was and surely still is within its RPO is only
+    // counted otherwise (100,000 units judged in full on every call cost
+    // too much).
+    std::vector<dagvault::v1::UnitProtection> units;
+    uint32_t total = 0;
+    uint32_t within_rpo = 0;
+  };
+  // `sources`: each listed unit within its RPO gets where a backup would
+  // read from too (the metrics do not need it; the console shows it).
+  absl::StatusOr<ProtectionSummary> Protection(const std::string& unit, bool every_unit,
+                                               bool sources = true);
   // The ports /metrics is served on (0: not configured), once started.
   int metrics_https_port() const { return metrics_server_ ? metrics_server_->https_port() : 0; }
   int metrics_plaintext_port() const {
@@ -109,7 +124,9 @@ class Coordinator {
   // Before jobs_: the job manager reports to it.
   std::unique_ptr<CoordinatorMetrics> metrics_;
   std::unique_ptr<metrics::MetricsServer> metrics_server_;
-  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<InstrumentedCatalog> catalog_;
+  // Each unit's chains and jobs as Protection last read them.
+  std::unique_ptr<UnitHistoryCache> unit_histories_;
   std::unique_ptr<EtcdClient> etcd_;  // null without `etcd`
   std::unique_ptr<LeaseStore> leases_;
   std::unique_ptr<LeaderElection> election_;  // null without leader election

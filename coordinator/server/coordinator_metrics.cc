@@ -85,11 +85,12 @@ void CoordinatorMetrics::LeaseExpired(const std::string& unit, const std::string
 }
 
 void CoordinatorMetrics::CollectUnits(TextWriter& w) {
-  auto units = c_->Protection("");
-  if (!units.ok()) {
-    logging::Get("metrics")->warn("unit metrics: {}", units.status());
+  auto protection = c_->Protection("", /*every_unit=*/true, /*sources=*/false);
+  if (!protection.ok()) {
+    logging::Get("metrics")->warn("unit metrics: {}", protection.status());
     return;
   }
+  const std::vector<v1::UnitProtection>* units = &protection->units;
   w.Family("dagvault_unit_rpo_state", Type::kGauge,
            "1 for the unit's state against its RPO (ok, warning, critical, never backed up, "
            "not set, unknown: not judged), 0 for the others.");

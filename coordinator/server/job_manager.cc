@@ -13,6 +13,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/schedule/policy.h"
+#include "coordinator/server/unit_history_cache.h"
 #include "spdlog/spdlog.h"
 
 namespace dagvault::coordinator {
@@ -189,21 +190,8 @@ void JobManager::Changed() {
 }
 
 SourceHistory JobManager::HistoryOf(const std::string& unit) {
-  SourceHistory h;
-  auto jobs = catalog_->ListJobs(unit, 20);
-  if (!jobs.ok()) return h;
-  // The newest attempt on each node decides whether that node failed last.
-  std::set<std::string> seen;
-  for (const JobRecord& j : *jobs) {  // newest first
-    if (h.last_success_node.empty() && j.state == JobState::kSucceeded && !j.attempts.empty()) {
-      h.last_success_node = j.attempts.back().node;
-    }
-    for (auto it = j.attempts.rbegin(); it != j.attempts.rend(); ++it) {
-      if (!seen.insert(it->node).second) continue;
-      if (it->state == JobState::kFailed) h.failed_last.insert(it->node);
-    }
-  }
-  return h;
+  auto jobs = catalog_->ListJobs(unit, kSourceHistoryJobs);
+  return jobs.ok() ? SourceHistoryOf(*jobs) : SourceHistory();
 }
 
 absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& request,
@@ -313,11 +301,15 @@ std::vector<std::string> JobManager::RunningBackupNodes() {
 }
 
 std::pair<std::string, std::string> JobManager::NextSource(const v1::StartBackupRequest& request) {
+  return NextSource(request, HistoryOf(request.unit()));
+}
+
+std::pair<std::string, std::string> JobManager::NextSource(const v1::StartBackupRequest& request,
+                                                           const SourceHistory& history) {
   auto selection_policy = SelectionPolicyOf(request);
   if (!selection_policy.ok()) return {"", std::string(selection_policy.status().message())};
   const SelectionPolicy& policy = *selection_policy;
-  const Selection s =
-      SelectSource(topology_->CopiesOf(request.unit()), policy, HistoryOf(request.unit()));
+  const Selection s = SelectSource(topology_->CopiesOf(request.unit()), policy, history);
   if (!s.ok()) return {"", s.Explain(request.unit(), policy.mode)};
   return {s.ranked.front().node, s.ranked.front().why};
 }

@@ -107,6 +107,9 @@ class JobManager : public BackupStarter {
   // Where a backup as `request` asks would read from now: the node and why
   // it ranks first; or no node and why no copy qualifies.
   std::pair<std::string, std::string> NextSource(const dagvault::v1::StartBackupRequest& request);
+  // The same with the unit's history already read (UnitHistoryCache).
+  std::pair<std::string, std::string> NextSource(const dagvault::v1::StartBackupRequest& request,
+                                                 const SourceHistory& history);
   // A restore. Mode all-copies (the default): the recorded seven-step plan
   // of restore_plan.cc, after which every copy holds the restored data; a
   // re-run of a plan that stopped resumes it at the step that failed. Mode

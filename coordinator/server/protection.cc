@@ -1,13 +1,15 @@
 // Coordinator::Protection: the facts rpo/rpo.h judges, gathered from the
-// catalog (policies, chains, jobs), the scheduler's queue and the
-// topology (where a backup would read from now).
+// catalog (policies, and each unit's chains and jobs through
+// UnitHistoryCache), the scheduler's queue and the topology (where a backup
+// would read from now).
 #include <algorithm>
 #include <map>
-#include <set>
+#include <memory>
+#include <optional>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "coordinator/chains/chain_view.h"
 #include "coordinator/schedule/policy.h"
 #include "coordinator/server/coordinator.h"
 
@@ -15,68 +17,88 @@ namespace dagvault::coordinator {
 
 namespace v1 = dagvault::v1;
 
-absl::StatusOr<std::vector<v1::UnitProtection>> Coordinator::Protection(const std::string& unit) {
+absl::StatusOr<Coordinator::ProtectionSummary> Coordinator::Protection(const std::string& unit,
+                                                                       bool every_unit,
+                                                                       bool sources) {
   ASSIGN_OR_RETURN(std::vector<v1::Policy> policies, catalog_->Policies());
-  std::map<std::string, const v1::Policy*> policy_of;
-  std::set<std::string> units;
-  for (const auto& p : policies) {
-    for (const auto& u : p.units()) {
-      policy_of[u] = &p;
-      units.insert(u);
+  // Each policy's levels, once (nullopt: it sets none, or they do not
+  // validate: the full evaluation says which).
+  std::vector<std::optional<RpoLevels>> levels(policies.size());
+  absl::flat_hash_map<std::string, size_t> policy_of;
+  std::vector<std::string> units = topology_->Units();
+  for (size_t i = 0; i < policies.size(); ++i) {
+    if (auto l = RpoLevelsOf(policies[i]); l.ok() && l->rpo != absl::ZeroDuration()) levels[i] = *l;
+    for (const auto& u : policies[i].units()) {
+      policy_of[u] = i;
+      units.push_back(u);
     }
   }
-  for (const auto& [u, copies] : topology_->AllCopies()) units.insert(u);
+  std::sort(units.begin(), units.end());
+  units.erase(std::unique(units.begin(), units.end()), units.end());
   if (!unit.empty()) {
-    if (units.count(unit) == 0) {
+    if (!std::binary_search(units.begin(), units.end(), unit)) {
       return absl::NotFoundError(absl::StrCat("no unit ", unit,
                                               " is known: no agent reports a copy of it and no "
                                               "policy names it"));
     }
     units = {unit};
+    every_unit = true;
   }
   std::map<std::string, std::string> waiting;
   for (const QueuedBackup& q : scheduler_->Queue()) waiting[q.unit] = q.waiting_for;
+  // Only the catalog's one writer may keep what it read (a standby's
+  // catalog changes under it).
+  const bool keep = leading_;
 
-  std::vector<v1::UnitProtection> out;
+  ProtectionSummary out;
+  out.total = static_cast<uint32_t>(units.size());
   const absl::Time now = absl::Now();
   for (const std::string& u : units) {
     UnitFacts facts;
     facts.unit = u;
-    if (auto it = policy_of.find(u); it != policy_of.end()) facts.policy = *it->second;
-    auto backups = catalog_->Backups(u);
-    auto breaks = catalog_->ChainBreaks(u);
-    auto jobs = catalog_->ListJobs(u, 10);
-    for (const absl::Status& s : {backups.status(), breaks.status(), jobs.status()}) {
-      if (s.ok()) continue;
+    const auto policy = policy_of.find(u);
+    if (policy != policy_of.end()) facts.policy = &policies[policy->second];
+    auto history = unit_histories_->Of(u, keep);
+    if (!history.ok()) {
       // One unit that cannot be judged does not hide the others: it is
       // listed as unknown, with why (and status fails for it).
       v1::UnitProtection unknown;
       unknown.set_unit(u);
       if (facts.policy) unknown.set_policy(facts.policy->name());
       unknown.set_state(v1::RPO_STATE_UNSPECIFIED);
-      unknown.set_reason(absl::StrCat("its protection cannot be judged: ", s.message()));
+      unknown.set_reason(
+          absl::StrCat("its protection cannot be judged: ", history.status().message()));
       unknown.set_evaluated_us(absl::ToUnixMicros(now));
-      out.push_back(std::move(unknown));
-      break;
+      out.units.push_back(std::move(unknown));
+      continue;
     }
-    if (!backups.ok() || !breaks.ok() || !jobs.ok()) continue;
-    facts.chains = ShowChains(u, *backups, *breaks);
-    for (JobRecord& j : *jobs) {  // newest first
-      if (j.kind == "backup") {
-        facts.last_job = std::move(j);
-        break;
-      }
+    const UnitHistory& h = **history;
+    if (!every_unit && policy != policy_of.end() && levels[policy->second] &&
+        h.newest_restore_point &&
+        SurelyWithinRpo(now - *h.newest_restore_point, *levels[policy->second]) &&
+        rpo_.WasWithinRpo(u)) {
+      ++out.within_rpo;
+      continue;
     }
+    facts.chains = &h.chains;
+    if (h.last_backup_job) facts.last_job = &*h.last_backup_job;
     if (auto it = waiting.find(u); it != waiting.end()) {
       facts.queued_waiting_for = it->second.empty() ? "its turn" : it->second;
     }
-    v1::StartBackupRequest request =
-        facts.policy ? BackupRequestOf(*facts.policy, u, v1::FULL) : v1::StartBackupRequest();
-    request.set_unit(u);
-    std::tie(facts.next_source, facts.next_source_why) = jobs_->NextSource(request);
-    out.push_back(rpo_.Evaluate(facts, now));
+    auto next_source = [&]() {
+      v1::StartBackupRequest request =
+          facts.policy ? BackupRequestOf(*facts.policy, u, v1::FULL) : v1::StartBackupRequest();
+      request.set_unit(u);
+      return jobs_->NextSource(request, h.sources);
+    };
+    v1::UnitProtection p = rpo_.Evaluate(facts, now, next_source, every_unit && sources);
+    if (p.state() == v1::RPO_OK) {
+      ++out.within_rpo;
+      if (!every_unit) continue;
+    }
+    out.units.push_back(std::move(p));
   }
-  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+  std::stable_sort(out.units.begin(), out.units.end(), [](const auto& a, const auto& b) {
     return RpoSeverity(a.state()) > RpoSeverity(b.state());
   });
   return out;

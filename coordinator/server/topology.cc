@@ -29,11 +29,15 @@ absl::Status Topology::Load() {
   if (!copies.ok()) return copies.status();
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& n : *nodes) nodes_[n.name].record = n;
+  std::map<std::string, std::vector<v1::CopyStatus>> copies_of_node;
   for (const auto& c : *copies) {
     NodeState& n = nodes_[c.status.node()];
     n.record.name = c.status.node();
-    n.copies.push_back(c.status);
+    copies_of_node[c.status.node()].push_back(c.status);
     n.copies_reported = std::max(n.copies_reported, c.reported);
+  }
+  for (auto& [name, copies_there] : copies_of_node) {
+    SetCopiesLocked(name, nodes_[name], std::move(copies_there));
   }
   for (auto& [name, n] : nodes_) {
     n.persisted_shape = Shape(n.copies);
@@ -83,7 +87,7 @@ void Topology::Report(const v1::NodeReport& report) {
       return;  // nothing new to write: the last copies stand, marked down
     }
     n.service_error.clear();
-    n.copies.assign(report.copies().begin(), report.copies().end());
+    SetCopiesLocked(report.node(), n, {report.copies().begin(), report.copies().end()});
     n.copies_reported = now;
     const std::string shape = Shape(n.copies);
     if (shape != n.persisted_shape || now - n.persisted >= kPersistAtLeastEvery ||
@@ -152,14 +156,29 @@ absl::Time Topology::LastReport(const std::string& node) const {
   return it == nodes_.end() ? absl::InfinitePast() : it->second.record.last_report;
 }
 
+void Topology::SetCopiesLocked(const std::string& node, NodeState& n,
+                               std::vector<v1::CopyStatus> copies) {
+  for (const auto& c : n.copies) {
+    auto it = nodes_of_unit_.find(c.unit());
+    if (it == nodes_of_unit_.end()) continue;
+    it->second.erase(node);
+    if (it->second.empty()) nodes_of_unit_.erase(it);
+  }
+  n.copies = std::move(copies);
+  for (const auto& c : n.copies) nodes_of_unit_[c.unit()].insert(node);
+}
+
 bool Topology::UnitKnown(const std::string& unit) const {
   std::lock_guard<std::mutex> l(mu_);
-  for (const auto& [name, n] : nodes_) {
-    for (const auto& c : n.copies) {
-      if (c.unit() == unit) return true;
-    }
-  }
-  return false;
+  return nodes_of_unit_.count(unit) != 0;
+}
+
+std::vector<std::string> Topology::Units() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> out;
+  out.reserve(nodes_of_unit_.size());
+  for (const auto& [unit, nodes] : nodes_of_unit_) out.push_back(unit);
+  return out;
 }
 
 CopyView Topology::ViewLocked(const NodeState& n, const v1::CopyStatus& c,
@@ -175,7 +194,10 @@ std::vector<CopyView> Topology::CopiesOf(const std::string& unit) const {
   const absl::Duration now = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
   std::vector<CopyView> out;
-  for (const auto& [name, n] : nodes_) {
+  auto nodes = nodes_of_unit_.find(unit);
+  if (nodes == nodes_of_unit_.end()) return out;
+  for (const std::string& name : nodes->second) {
+    const NodeState& n = nodes_.at(name);
     for (const auto& c : n.copies) {
       if (c.unit() == unit) out.push_back(ViewLocked(n, c, now));
     }

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,8 @@ class Topology {
   absl::Time LastReport(const std::string& node) const;
 
   bool UnitKnown(const std::string& unit) const;
+  // Every unit some node reports a copy of, in order.
+  std::vector<std::string> Units() const;
   // Every copy of `unit`, for source selection.
   std::vector<CopyView> CopiesOf(const std::string& unit) const;
   // Every unit's copies, for selecting sources for all units at once.
@@ -76,6 +79,9 @@ class Topology {
     std::string persisted_shape;  // role and state of each copy, as last written
     absl::Time persisted = absl::InfinitePast();
   };
+  // Replaces the node's copies and keeps nodes_of_unit_ true.
+  void SetCopiesLocked(const std::string& node, NodeState& n,
+                       std::vector<dagvault::v1::CopyStatus> copies);
   // `now` is the monotonic reading.
   bool ReportingLocked(const NodeState& n, absl::Duration now) const;
   std::string DownReasonLocked(const NodeState& n, absl::Duration now) const;
@@ -87,6 +93,9 @@ class Topology {
   Clock* const clock_;
   mutable std::mutex mu_;
   std::map<std::string, NodeState> nodes_;
+  // Which nodes hold a copy of each unit: CopiesOf reads a unit's few nodes,
+  // not every node's copies (100,000 units on 10,000 nodes).
+  std::map<std::string, std::set<std::string>> nodes_of_unit_;
 };
 
 }  // namespace dagvault::coordinator

@@ -94,5 +94,41 @@ TEST_F(TopologyTest, AnAgentWhoseMailServerDoesNotAnswerKeepsItsCopiesButTheyDoN
   EXPECT_TRUE(topology.CopiesOf("DB02")[0].node_reporting);
 }
 
+TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
+  FakeClock clock(absl::Now());
+  Topology topology(catalog_.get(), absl::Seconds(10), &clock);
+  auto channel = std::make_shared<NullChannel>();
+  for (const std::string node : {"node1", "node2"}) {
+    v1::Register hello;
+    hello.set_node(node);
+    topology.Connected(hello, channel);
+    topology.Report(ReportOf(node));
+  }
+  EXPECT_EQ(topology.CopiesOf("DB02").size(), 2u);
+  EXPECT_EQ(topology.Units(), std::vector<std::string>{"DB02"});
+  // node1's copy moves to SG01 (reseeded as another unit's copy, say).
+  v1::NodeReport moved = ReportOf("node1");
+  moved.mutable_copies(0)->set_unit("SG01");
+  topology.Report(moved);
+  ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
+  EXPECT_EQ(topology.CopiesOf("DB02")[0].status.node(), "node2");
+  ASSERT_EQ(topology.CopiesOf("SG01").size(), 1u);
+  EXPECT_EQ(topology.CopiesOf("SG01")[0].status.node(), "node1");
+  EXPECT_EQ(topology.Units(), (std::vector<std::string>{"DB02", "SG01"}));
+  // node2 reports no copy at all: DB02 is no longer known.
+  v1::NodeReport empty;
+  empty.set_node("node2");
+  topology.Report(empty);
+  EXPECT_TRUE(topology.CopiesOf("DB02").empty());
+  EXPECT_FALSE(topology.UnitKnown("DB02"));
+  EXPECT_TRUE(topology.UnitKnown("SG01"));
+
+  // A restarted coordinator loads the same index from the catalog.
+  Topology loaded(catalog_.get(), absl::Seconds(10), &clock);
+  ASSERT_TRUE(loaded.Load().ok());
+  EXPECT_EQ(loaded.Units(), std::vector<std::string>{"SG01"});
+  EXPECT_EQ(loaded.CopiesOf("SG01").size(), 1u);
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

@@ -203,8 +203,51 @@ ProcStat Sample(pid_t pid) {
   return s;
 }
 
-// 3. A real coordinator under 1,000 agents.
+// A deployment at rest: a policy with a 26-hour RPO covers every unit,
+// and every unit has a verified Full from an hour ago, so `status` has
+// 100,000 units to judge and none to list.
+absl::Status CatalogueEveryUnit(const std::string& catalog_path, int units) {
+  auto catalog = coordinator::SqliteCatalog::Open(catalog_path);
+  if (!catalog.ok()) return catalog.status();
+  v1::Policy policy;
+  policy.set_name("bench");
+  policy.set_rpo_seconds(26 * 3600);
+  std::vector<coordinator::BackupRecord> records;
+  const int64_t an_hour_ago = absl::ToUnixMicros(absl::Now() - absl::Hours(1));
+  for (int u = 0; u < units; ++u) {
+    policy.add_units(UnitName(u));
+    v1::Manifest m;
+    m.set_id(absl::StrFormat("20260101T000000Z-%08x", u));
+    m.set_unit(UnitName(u));
+    m.set_type(v1::FULL);
+    m.set_source_node(NodeName(u / kUnitsPerNode));
+    m.set_log_signature("sig");
+    m.add_database_signatures("dbsig");
+    m.set_low_generation(1);
+    m.set_high_generation(1);
+    m.set_frozen_us(an_hour_ago);
+    v1::ManifestFile* log = m.add_files();
+    log->set_name("logs/E0100000001.log");
+    log->set_role("log");
+    log->set_generation(1);
+    log->set_sha256(std::string(32, 'x'));
+    v1::ManifestFile* db = m.add_files();
+    db->set_name(UnitName(u) + ".edb");
+    db->set_role("database");
+    coordinator::BackupRecord r = coordinator::BackupRecordOf(m);
+    r.verified = true;
+    records.push_back(std::move(r));
+  }
+  if (absl::Status s = (*catalog)->PutPolicy(policy); !s.ok()) return s;
+  return (*catalog)->ReplaceBackups(records);
+}
+
+// 3. A real coordinator under 1,000 agents (issue 6) or 10,000 (issue 18).
 int BenchCoordinator(int nodes, int seconds, int report_ms) {
+  // The targets of the issue whose scale this run has.
+  const bool large = nodes > 1000;
+  const double cpu_target = large ? 50 : 25, rss_target_mb = large ? 1024 : 500,
+               status_target_ms = large ? 100 : 50;
   testing::TempDir dir("bench_coord");
   const std::string certs = dir.Sub("certs");
   if (!CreateCa({.dir = certs}).ok()) return 1;
@@ -241,6 +284,14 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   c.set_listen(address);
   *c.mutable_tls() = CertificateFiles(certs, "coordinator");
   c.set_catalog(dir.Sub("catalog.db"));
+  const absl::Time cataloguing = absl::Now();
+  if (absl::Status s = CatalogueEveryUnit(dir.Sub("catalog.db"), nodes * kUnitsPerNode); !s.ok()) {
+    std::cerr << "cataloguing: " << s << "\n";
+    return 1;
+  }
+  Row("units catalogued, each with a verified Full and a 26 h RPO",
+      absl::StrFormat("%d in %.1f s", nodes * kUnitsPerNode,
+                      absl::ToDoubleSeconds(absl::Now() - cataloguing)));
   c.set_report_every_ms(static_cast<uint32_t>(report_ms));
   c.set_lease_ttl_ms(static_cast<uint32_t>(report_ms * 6));
   c.set_log_level("warn");
@@ -251,11 +302,13 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   auto admin = v1::CoordinatorAdmin::NewStub(
       grpc::CreateChannel(address, *MakeChannelCredentials(CertificateFiles(certs, "admin"), false,
                                                            "admin", {.role = kRoleCoordinator})));
-  auto status_call = [&](v1::ClusterStatus* out, bool all_copies = false) {
+  auto status_call = [&](v1::ClusterStatus* out, bool all_copies = false, bool all_units = false) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    ctx.set_compression_algorithm(GRPC_COMPRESS_NONE);
     v1::ClusterStatusRequest request;
     request.set_all_copies(all_copies);
+    request.set_all_units(all_units);
     return admin->GetStatus(&ctx, request, out);
   };
   for (int i = 0; i < 100; ++i) {
@@ -281,6 +334,18 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   Row("agents registered",
       absl::StrFormat("%d in %.1f s", registered, absl::ToDoubleSeconds(absl::Now() - connecting)));
   absl::SleepFor(every * 2);  // every agent has reported
+  {
+    // The first status after start reads every unit's chains and jobs from
+    // the catalog; the ones after, only what changed (UnitHistoryCache).
+    v1::ClusterStatus s;
+    const absl::Time t = absl::Now();
+    grpc::Status ok = status_call(&s);
+    Row("first status (every unit read from the catalog)",
+        absl::StrFormat("%.0f ms; %s; %u of %u units within their RPO",
+                        absl::ToDoubleMilliseconds(absl::Now() - t),
+                        ok.ok() ? "ok" : ok.error_message(), s.units_within_rpo(),
+                        s.units_total()));
+  }
   const ProcStat before = Sample(coordinator.pid());
   const absl::Time t0 = absl::Now();
   absl::SleepFor(absl::Seconds(seconds));
@@ -292,10 +357,11 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
   Row("reports received (all agents, whole run)", absl::StrCat(reports));
   Row(absl::StrFormat("coordinator CPU over %.0f s of reports", wall),
       absl::StrFormat("%.1f%% of one core", cpu),
-      absl::StrFormat("target <= 25%%: %s", Verdict(cpu, 25)));
+      absl::StrFormat("target <= %.0f%%: %s", cpu_target, Verdict(cpu, cpu_target)));
   Row("coordinator RSS (now / peak)",
       absl::StrFormat("%.0f / %.0f MB", after.rss_kib / 1024.0, after.peak_kib / 1024.0),
-      absl::StrFormat("target <= 500 MB: %s", Verdict(after.peak_kib / 1024.0, 500)));
+      absl::StrFormat("target <= %.0f MB: %s", rss_target_mb,
+                      Verdict(after.peak_kib / 1024.0, rss_target_mb)));
 
   for (bool all : {false, true}) {
     std::vector<double> status_ms;
@@ -316,7 +382,23 @@ int BenchCoordinator(int nodes, int seconds, int report_ms) {
         absl::StrCat(nodes_seen, ", ", copies, ", ", fine));
     Row(absl::StrCat(what, " latency p50 / p99 (100 calls)"),
         absl::StrFormat("%.1f / %.1f ms", Percentile(status_ms, 0.5), Percentile(status_ms, 0.99)),
-        absl::StrFormat("target p99 <= 50 ms: %s", Verdict(Percentile(status_ms, 0.99), 50)));
+        absl::StrFormat("target p99 <= %.0f ms: %s", status_target_ms,
+                        Verdict(Percentile(status_ms, 0.99), status_target_ms)));
+  }
+  {
+    // Every unit listed, each with where its next backup would read from:
+    // what the console's overview asks for.
+    std::vector<double> all_ms;
+    size_t listed = 0;
+    for (int i = 0; i < 5; ++i) {
+      v1::ClusterStatus s;
+      const absl::Time t = absl::Now();
+      if (status_call(&s, false, /*all_units=*/true).ok()) listed = s.units_size();
+      all_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
+    }
+    Row("status --units: units listed with their next source", absl::StrCat(listed));
+    Row("status --units latency p50 / max (5 calls)",
+        absl::StrFormat("%.0f / %.0f ms", Percentile(all_ms, 0.5), Percentile(all_ms, 1.0)));
   }
   std::vector<double> start_ms;
   int started = 0;

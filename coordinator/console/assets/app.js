@@ -197,9 +197,9 @@ async function act(title, body, method, request, after) {
 // ---- pages ------------------------------------------------------------------
 
 async function overviewPage() {
-  const status = await api('GetStatus', {});
+  const status = await api('GetStatus', { all_units: true });
   const units = status.units || [];
-  const ok = units.filter(u => u.state === 'RPO_OK').length;
+  const ok = num(status.units_within_rpo);
   const rows = units.map(u => h('tr', { 'data-unit': u.unit },
     h('td', {}, h('a', { href: `#/chains?unit=${encodeURIComponent(u.unit)}` }, u.unit)),
     h('td', {}, rpoBadge(u.state)),
@@ -218,7 +218,7 @@ async function overviewPage() {
   return [
     h('h1', {}, 'Overview'),
     h('p', { class: 'summary', id: 'rpo-summary' },
-      `${ok} of ${units.length} units within their RPO; ${status.running ? status.running.length : 0} jobs running; `,
+      `${ok} of ${num(status.units_total)} units within their RPO; ${status.running ? status.running.length : 0} jobs running; `,
       `${status.copies_fine} of ${status.copies_total} copies Healthy or Mounted.`),
     table(['Unit', 'State', 'Newest restore point', 'RPO', 'Newest Full', 'Last job', 'Next backup from', 'Why', ''],
       rows, { id: 'units' }),
@@ -284,7 +284,7 @@ async function topologyPage() {
 }
 
 async function unitPicker(page, current) {
-  const status = await api('GetStatus', {});
+  const status = await api('GetStatus', { all_units: true });
   const units = (status.units || []).map(u => u.unit).sort();
   const unit = current || units[0] || '';
   const select = h('select', { id: 'unit', onchange: e => { location.hash = `#/${page}?unit=${encodeURIComponent(e.target.value)}`; } },

@@ -1,0 +1,186 @@
+// UnitHistoryCache: a unit's chains and jobs are read from the catalog
+// again exactly when a write through the coordinator's catalog touched
+// that unit, and every time on a standby.
+#include "coordinator/server/unit_history_cache.h"
+
+#include "common/metrics/registry.h"
+#include "common/testing/temp_dir.h"
+#include "coordinator/catalog/sqlite_catalog.h"
+#include "gtest/gtest.h"
+
+namespace dagvault::coordinator {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+// A verified Full of `unit` covering generations 1 and 2.
+BackupRecord FullOf(const std::string& unit, const std::string& manifest) {
+  v1::Manifest m;
+  m.set_id(manifest);
+  m.set_unit(unit);
+  m.set_type(v1::FULL);
+  m.set_source_node("node2");
+  m.set_log_signature("sig");
+  m.add_database_signatures("dbsig");
+  m.set_low_generation(1);
+  m.set_high_generation(2);
+  m.set_frozen_us(1'700'000'000'000'000);
+  for (uint32_t g = 1; g <= 2; ++g) {
+    v1::ManifestFile* f = m.add_files();
+    f->set_name(absl::StrCat("logs/E0", g, ".log"));
+    f->set_role("log");
+    f->set_generation(g);
+    f->set_sha256(std::string(32, static_cast<char>(g)));
+    if (g > 1) f->set_link_hash(std::string(32, static_cast<char>(g - 1)));
+  }
+  v1::ManifestFile* db = m.add_files();
+  db->set_name(unit + ".edb");
+  db->set_role("database");
+  BackupRecord r = BackupRecordOf(m);
+  r.verified = true;
+  return r;
+}
+
+JobRecord JobOf(const std::string& unit, const std::string& id, JobState state,
+                const std::string& node) {
+  JobRecord j;
+  j.id = id;
+  j.unit = unit;
+  j.state = state;
+  j.created = j.updated = absl::Now();
+  JobAttempt a;
+  a.number = 1;
+  a.node = node;
+  a.state = state;
+  j.attempts.push_back(a);
+  return j;
+}
+
+class UnitHistoryCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = SqliteCatalog::Open(dir_.Sub("catalog.db"));
+    ASSERT_TRUE(c.ok()) << c.status();
+    catalog_ = std::make_unique<InstrumentedCatalog>(
+        std::move(*c), &registry_.AddHistogram("catalog_seconds", "h", {1}),
+        &registry_.AddCounter("catalog_errors_total", "h"));
+    cache_ = std::make_unique<UnitHistoryCache>(catalog_.get());
+  }
+
+  // The unit's history, kept; and how many units the cache read for it.
+  std::shared_ptr<const UnitHistory> Of(const std::string& unit, uint64_t* reads,
+                                        bool keep = true) {
+    const uint64_t before = cache_->reads();
+    auto h = cache_->Of(unit, keep);
+    EXPECT_TRUE(h.ok()) << h.status();
+    *reads = cache_->reads() - before;
+    return h.ok() ? *h : nullptr;
+  }
+
+  ::dagvault::testing::TempDir dir_{"unit_history"};
+  metrics::Registry registry_;
+  std::unique_ptr<InstrumentedCatalog> catalog_;
+  std::unique_ptr<UnitHistoryCache> cache_;
+};
+
+TEST_F(UnitHistoryCacheTest, AUnitIsReadAgainOnlyAfterAWriteThatTouchesIt) {
+  uint64_t reads = 0;
+  EXPECT_EQ(Of("DB02", &reads)->chains.chains_size(), 0);
+  EXPECT_EQ(reads, 1u);
+  EXPECT_EQ(Of("SG01", &reads)->chains.chains_size(), 0);
+  EXPECT_EQ(reads, 1u);
+  // Nothing changed: both answered from memory.
+  Of("DB02", &reads);
+  EXPECT_EQ(reads, 0u);
+
+  // A backup of DB02: DB02 is read again and shows it; SG01 is not.
+  ASSERT_TRUE(catalog_->PutBackup(FullOf("DB02", "20260101T000000Z-0001")).ok());
+  auto db02 = Of("DB02", &reads);
+  EXPECT_EQ(reads, 1u);
+  ASSERT_EQ(db02->chains.chains_size(), 1);
+  EXPECT_EQ(db02->chains.chains(0).restore_points_size(), 1);
+  Of("SG01", &reads);
+  EXPECT_EQ(reads, 0u);
+
+  // A job of SG01: its newest backup job and its source history.
+  ASSERT_TRUE(catalog_->CreateJob(JobOf("SG01", "job-1", JobState::kAssigned, "node3")).ok());
+  auto sg01 = Of("SG01", &reads);
+  EXPECT_EQ(reads, 1u);
+  ASSERT_TRUE(sg01->last_backup_job.has_value());
+  EXPECT_EQ(sg01->last_backup_job->id, "job-1");
+  JobRecord failed = JobOf("SG01", "job-1", JobState::kFailed, "node3");
+  JobEvent event;
+  event.state = JobState::kFailed;
+  event.message = "the writer refused";
+  ASSERT_TRUE(catalog_->UpdateJob(failed, event).ok());
+  sg01 = Of("SG01", &reads);
+  EXPECT_EQ(reads, 1u);
+  EXPECT_EQ(sg01->last_backup_job->state, JobState::kFailed);
+  EXPECT_EQ(sg01->sources.failed_last.count("node3"), 1u);
+  Of("DB02", &reads);
+  EXPECT_EQ(reads, 0u);
+
+  // A chain break of DB02.
+  ChainBreakRecord brk;
+  brk.unit = "DB02";
+  brk.after_manifest = "20260101T000000Z-0001";
+  brk.generation = 3;
+  brk.reason = "generation 3 is missing";
+  brk.detected = absl::Now();
+  ASSERT_TRUE(catalog_->PutChainBreak(brk).ok());
+  Of("DB02", &reads);
+  EXPECT_EQ(reads, 1u);
+
+  // Expiry of DB02's backup: it is gone from the history.
+  ASSERT_TRUE(
+      catalog_->ExpireBackups({FullOf("DB02", "20260101T000000Z-0001")}, "retention", absl::Now())
+          .ok());
+  db02 = Of("DB02", &reads);
+  EXPECT_EQ(reads, 1u);
+  EXPECT_EQ(db02->chains.chains_size(), 0);
+}
+
+TEST_F(UnitHistoryCacheTest, WritesThatReachEveryUnitReadThemAllAgain) {
+  uint64_t reads = 0;
+  Of("DB02", &reads);
+  Of("SG01", &reads);
+  // A catalog rebuild replaces every unit's backups.
+  ASSERT_TRUE(catalog_->ReplaceBackups({FullOf("SG01", "20260101T000000Z-0002")}).ok());
+  Of("DB02", &reads);
+  EXPECT_EQ(reads, 1u);
+  EXPECT_EQ(Of("SG01", &reads)->chains.chains_size(), 1);
+  EXPECT_EQ(reads, 1u);
+  // Job history retention.
+  ASSERT_TRUE(catalog_->PurgeFinishedJobs(absl::Now()).ok());
+  Of("DB02", &reads);
+  EXPECT_EQ(reads, 1u);
+}
+
+TEST_F(UnitHistoryCacheTest, AStandbyReadsEveryTime) {
+  // The leader writes the shared catalog behind this process's back: here,
+  // straight into the catalog the cache's InstrumentedCatalog wraps, as
+  // another process would.
+  auto other = SqliteCatalog::Open(dir_.Sub("catalog.db"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  uint64_t reads = 0;
+  Of("DB02", &reads, /*keep=*/false);
+  ASSERT_TRUE((*other)->PutBackup(FullOf("DB02", "20260101T000000Z-0003")).ok());
+  auto db02 = Of("DB02", &reads, /*keep=*/false);
+  EXPECT_EQ(reads, 1u);
+  EXPECT_EQ(db02->chains.chains_size(), 1);
+  Of("DB02", &reads, /*keep=*/false);
+  EXPECT_EQ(reads, 1u);
+}
+
+TEST(SourceHistoryOf, TheNewestAttemptOnEachNodeDecides) {
+  // Newest first: node2 failed last, node3 succeeded last after failing.
+  std::vector<JobRecord> jobs = {JobOf("DB02", "j3", JobState::kFailed, "node2"),
+                                 JobOf("DB02", "j2", JobState::kSucceeded, "node3"),
+                                 JobOf("DB02", "j1", JobState::kFailed, "node3")};
+  const SourceHistory h = SourceHistoryOf(jobs);
+  EXPECT_EQ(h.last_success_node, "node3");
+  EXPECT_EQ(h.failed_last, (std::set<std::string>{"node2"}));
+}
+
+}  // namespace
+}  // namespace dagvault::coordinator

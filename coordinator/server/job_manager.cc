@@ -97,7 +97,6 @@ absl::Status JobManager::Recover() {
   auto leases = leases_->List();
   if (!leases.ok()) return leases.status();
   const absl::Duration now = clock_->Monotonic();
-  std::lock_guard<std::mutex> l(mu_);
   for (const JobRecord& r : *jobs) {
     if (IsFinal(r.state)) continue;
     if (r.attempts.empty() && r.plan.empty()) {
@@ -113,7 +112,9 @@ absl::Status JobManager::Recover() {
       log->warn("job {} (unit {}): {}", r.id, r.unit, ended.reason);
       continue;
     }
-    Active a;
+    auto slot = std::make_shared<Slot>();
+    std::lock_guard<std::mutex> job_lock(slot->mu);
+    Active& a = slot->a;
     a.record = r;
     if (!r.plan.empty()) {
       // An all-copies restore carries on from its recorded step: its agent
@@ -155,11 +156,11 @@ absl::Status JobManager::Recover() {
     }
     log->info("job {} (unit {}) was {} on {} when the coordinator stopped: waiting for its agent",
               r.id, r.unit, JobStateName(r.state), Current(a).node);
-    active_[r.id] = std::move(a);
+    Place(slot);
   }
   // A lease whose job is not running is a stuck backup-in-progress: gone.
   for (const LeaseRecord& lease : *leases) {
-    if (active_.count(lease.job) == 0) {
+    if (Find(lease.job) == nullptr) {
       log->warn("releasing the lease on unit {} held by job {}, which is not running", lease.unit,
                 lease.job);
       RETURN_IF_ERROR(leases_->Release(lease.unit, lease.job));
@@ -181,12 +182,91 @@ void JobManager::Record(Active& a, JobState state, const std::string& message) {
     a.record.dequeues.reset();  // taken off the scheduler's queue by that write
     if (IsFinal(state) && options_.observer != nullptr) options_.observer->JobEnded(a.record);
   }
-  Changed();
+  Changed(&a);
 }
 
-void JobManager::Changed() {
+void JobManager::Changed(Active* a) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (a != nullptr) {
+    a->shown = a->record;
+    a->shown_bytes_per_second = a->bytes_per_second;
+  }
   ++changes_;
   changed_.notify_all();
+}
+
+JobManager::SlotPtr JobManager::Find(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = active_.find(id);
+  return it == active_.end() ? nullptr : it->second;
+}
+
+std::vector<JobManager::SlotPtr> JobManager::Slots(const std::string& node) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<SlotPtr> out;
+  out.reserve(active_.size());
+  for (const auto& [id, slot] : active_) {
+    const JobRecord& shown = slot->a.shown;
+    if (!node.empty() && (shown.attempts.empty() || shown.attempts.back().node != node)) continue;
+    out.push_back(slot);
+  }
+  return out;
+}
+
+void JobManager::Place(const SlotPtr& slot) {
+  std::lock_guard<std::mutex> l(mu_);
+  // What it shows from the start (a job recorded only by CreateJob so far
+  // has not passed through Changed).
+  slot->a.shown = slot->a.record;
+  slot->a.shown_bytes_per_second = slot->a.bytes_per_second;
+  active_[slot->a.record.id] = slot;
+  ++changes_;
+  changed_.notify_all();
+}
+
+void JobManager::Retire(Slot& slot) {
+  slot.ended = true;
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = active_.find(slot.a.record.id);
+  if (it != active_.end() && it->second.get() == &slot) active_.erase(it);
+  ++changes_;
+  changed_.notify_all();
+}
+
+JobManager::StartingGuard::~StartingGuard() {
+  std::lock_guard<std::mutex> l(m_->mu_);
+  m_->units_starting_.erase(unit_);
+  m_->changed_.notify_all();
+}
+
+absl::StatusOr<std::unique_ptr<JobManager::StartingGuard>> JobManager::ReserveUnit(
+    const std::string& unit, bool restore) {
+  std::unique_lock<std::mutex> l(mu_);
+  // Another start of the unit finishes first (its catalog reads and
+  // writes, milliseconds), so that this one sees the job it made.
+  const bool free = changed_.wait_for(l, std::chrono::seconds(30),
+                                      [&] { return units_starting_.count(unit) == 0; });
+  if (!free) {
+    return absl::UnavailableError(
+        absl::StrCat("unit ", unit,
+                     ": another backup or restore of it has been starting for 30 s (the "
+                     "catalog may be slow to answer); try again"));
+  }
+  for (const auto& [id, slot] : active_) {
+    const JobRecord& r = slot->a.shown;
+    if (r.unit != unit) continue;
+    if (restore && r.kind == "restore") {
+      return absl::FailedPreconditionError(absl::StrCat("unit ", unit, " is being restored by job ",
+                                                        id, "; wait for it or cancel it"));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", unit, " is being ", r.kind == "restore" ? "restored" : "backed up", ": job ", id,
+        " on ", r.attempts.empty() ? std::string("?") : r.attempts.back().node,
+        " holds its backup-in-progress lease (", JobStateName(r.state), " since ",
+        FormatUtc(r.created), ")", restore ? "; restore when it has ended" : ""));
+  }
+  units_starting_.insert(unit);
+  return std::make_unique<StartingGuard>(this, unit);
 }
 
 SourceHistory JobManager::HistoryOf(const std::string& unit) {
@@ -213,23 +293,18 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
   Outbox outbox;
   JobRecord result;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    for (const auto& [id, a] : active_) {
-      if (a.record.unit == request.unit()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "unit ", request.unit(), " is being ",
-            a.record.kind == "restore" ? "restored" : "backed up", ": job ", id, " on ",
-            a.record.attempts.empty() ? std::string("?") : a.record.attempts.back().node,
-            " holds its backup-in-progress lease (", JobStateName(a.record.state), " since ",
-            FormatUtc(a.record.created), ")"));
-      }
-    }
+    ASSIGN_OR_RETURN(std::unique_ptr<StartingGuard> starting,
+                     ReserveUnit(request.unit(), /*restore=*/false));
     auto backups = catalog_->Backups(request.unit());
     if (!backups.ok()) return backups.status();
     auto breaks = catalog_->ChainBreaks(request.unit());
     if (!breaks.ok()) return breaks.status();
 
-    Active a;
+    // No one else sees the job until it is placed, after its assignment
+    // is recorded (and before it is sent, so that the agent's first update
+    // finds it).
+    auto slot = std::make_shared<Slot>();
+    Active& a = slot->a;
     a.policy = policy;
     a.plan = PlanBackup(request.unit(), request.type(), *backups, *breaks);
     JobRecord& r = a.record;
@@ -250,13 +325,9 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
     if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
     if (!requested_by.empty()) Record(a, JobState::kQueued, requested_by);
     if (!r.reason.empty()) Record(a, JobState::kQueued, r.reason);
-    if (!Assign(a, 1, "", &outbox)) {
-      result = a.record;
-    } else {
-      result = a.record;
-      active_[r.id] = std::move(a);
-    }
-    Changed();
+    const bool assigned = Assign(a, 1, "", &outbox);
+    result = a.record;
+    if (assigned) Place(slot);
   }
   Send(outbox);
   return result;
@@ -281,21 +352,17 @@ absl::StatusOr<JobRecord> JobManager::RecordFailedStart(const v1::StartBackupReq
       "coordinator", spdlog::level::warn, events::EventId::kJobFailed,
       absl::StrCat("job ", r.id, " (unit ", r.unit, ") failed to start: ", error.message()),
       {{"unit", r.unit}, {"job", r.id}, {"kind", r.kind}, {"reason", r.reason}});
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (options_.observer != nullptr) options_.observer->JobEnded(r);
-    Changed();
-  }
+  if (options_.observer != nullptr) options_.observer->JobEnded(r);
+  Changed();
   return r;
 }
 
 std::vector<std::string> JobManager::RunningBackupNodes() {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::string> out;
-  for (const auto& [id, a] : active_) {
-    if (a.record.kind == "backup" && !a.record.attempts.empty()) {
-      out.push_back(a.record.attempts.back().node);
-    }
+  for (const auto& [id, slot] : active_) {
+    const JobRecord& r = slot->a.shown;
+    if (r.kind == "backup" && !r.attempts.empty()) out.push_back(r.attempts.back().node);
   }
   return out;
 }
@@ -520,11 +587,12 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
   const bool final = IsFinalJobState(u.phase());
   Outbox outbox;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = active_.find(u.job());
-    const bool current = it != active_.end() && !it->second.record.attempts.empty() &&
-                         Current(it->second).number == static_cast<int>(u.attempt()) &&
-                         Current(it->second).node == node;
+    SlotPtr slot = Find(u.job());
+    std::unique_lock<std::mutex> job_lock;
+    if (slot != nullptr) job_lock = std::unique_lock<std::mutex>(slot->mu);
+    const bool current = slot != nullptr && !slot->ended && !slot->a.record.attempts.empty() &&
+                         Current(slot->a).number == static_cast<int>(u.attempt()) &&
+                         Current(slot->a).node == node;
     if (!current) {
       // A result the coordinator already has (sent again before the ack
       // arrived), or of an attempt it gave up on: acknowledged so that the
@@ -546,11 +614,11 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         }
         Ack(node, u.job(), u.attempt(), &outbox);
       }
-    } else if (it->second.all_copies) {
-      RenewLocked(it->second, clock_->Monotonic());
-      if (OnPlanUpdate(it->second, node, u, &outbox)) active_.erase(it);
+    } else if (slot->a.all_copies) {
+      RenewLocked(slot->a, clock_->Monotonic());
+      if (OnPlanUpdate(slot->a, node, u, &outbox)) Retire(*slot);
     } else {
-      Active& a = it->second;
+      Active& a = slot->a;
       JobAttempt& attempt = Current(a);
       const absl::Time now = clock_->Now();
       RenewLocked(a, clock_->Monotonic());
@@ -574,7 +642,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                             absl::StrFormat("0x%08X", r.last_generation()),
                             r.message().empty() ? "" : absl::StrCat(" (", r.message(), ")")));
         Finish(a, JobState::kSucceeded, "");
-        active_.erase(it);
+        Retire(*slot);
         Ack(node, u.job(), u.attempt(), &outbox);
         done = true;
       } else if (u.phase() == v1::JOB_SUCCEEDED) {
@@ -590,7 +658,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         // recorded above
       } else if (!mismatch.empty()) {
         Finish(a, JobState::kFailed, mismatch);
-        active_.erase(it);
+        Retire(*slot);
         Ack(node, u.job(), u.attempt(), &outbox);
       } else if (u.phase() == v1::JOB_SUCCEEDED) {
         absl::Status s = catalog_->PutBackup(b);
@@ -606,7 +674,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
             options_.observer->BackupSucceeded(a.record, node, u.result());
           }
           Finish(a, JobState::kSucceeded, "");
-          active_.erase(it);
+          Retire(*slot);
           Ack(node, u.job(), u.attempt(), &outbox);
         }
       } else if (final) {
@@ -654,7 +722,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         }
         Finish(a, u.phase() == v1::JOB_CANCELLED ? JobState::kCancelled : JobState::kFailed,
                reason);
-        active_.erase(it);
+        Retire(*slot);
         Ack(node, u.job(), u.attempt(), &outbox);
       } else if (auto state = StateOfPhase(u.phase()); state && *state != attempt.state) {
         attempt.state = *state;
@@ -662,7 +730,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                absl::StrCat("attempt ", attempt.number, " on ", node, ": ",
                             dagvault::JobStateName(u.phase())));
       } else {
-        Changed();  // progress only: for watchers, not the catalog
+        Changed(&a);  // progress only: for watchers, not the catalog
       }
     }
   }
@@ -673,7 +741,6 @@ void JobManager::OnReport(const v1::NodeReport& report) {
   for (const auto& u : report.undelivered()) OnJobUpdate(report.node(), u);
   Outbox outbox;
   {
-    std::lock_guard<std::mutex> l(mu_);
     const absl::Duration now = clock_->Monotonic();
     // Jobs the node still has: running, or finished with a result the
     // coordinator has not taken yet (it could not write it, say).
@@ -681,9 +748,12 @@ void JobManager::OnReport(const v1::NodeReport& report) {
     for (const auto& u : report.undelivered()) running.insert({u.job(), u.attempt()});
     for (const auto& r : report.running()) {
       running.insert({r.job(), r.attempt()});
-      auto it = active_.find(r.job());
-      const bool current = it != active_.end() && Current(it->second).node == report.node() &&
-                           Current(it->second).number == static_cast<int>(r.attempt());
+      SlotPtr slot = Find(r.job());
+      std::unique_lock<std::mutex> job_lock;
+      if (slot != nullptr) job_lock = std::unique_lock<std::mutex>(slot->mu);
+      const bool current = slot != nullptr && !slot->ended && !slot->a.record.attempts.empty() &&
+                           Current(slot->a).node == report.node() &&
+                           Current(slot->a).number == static_cast<int>(r.attempt());
       if (!current) {
         // Not a job this coordinator runs there (it gave up on it, or it
         // never was): the agent stops it, which ends its writer session.
@@ -694,22 +764,22 @@ void JobManager::OnReport(const v1::NodeReport& report) {
         if (auto channel = topology_->ChannelOf(report.node())) outbox.emplace_back(channel, m);
         continue;
       }
-      RenewLocked(it->second, now);
+      RenewLocked(slot->a, now);
     }
-    std::vector<std::string> lost;
-    for (auto& [id, a] : active_) {
-      if (a.record.attempts.empty() || Current(a).node != report.node()) continue;
-      if (running.count({id, static_cast<uint32_t>(Current(a).number)}) != 0) continue;
+    for (const SlotPtr& slot : Slots(report.node())) {
+      // A job busy with a change of its own is looked at with the next
+      // report: this agent's stream does not wait on its catalog write.
+      std::unique_lock<std::mutex> job_lock(slot->mu, std::try_to_lock);
+      if (!job_lock.owns_lock()) continue;
+      Active& a = slot->a;
+      if (slot->ended || a.record.attempts.empty() || Current(a).node != report.node()) continue;
+      if (running.count({a.record.id, static_cast<uint32_t>(Current(a).number)}) != 0) continue;
       if (now - a.assigned_at < options_.report_grace) continue;
-      lost.push_back(id);
-    }
-    for (const auto& id : lost) {
-      auto it = active_.find(id);
-      LoseAttempt(it->second,
+      LoseAttempt(a,
                   absl::StrCat("the agent on ", report.node(),
                                " no longer runs it (the agent restarted, or never received it)"),
                   &outbox, /*not_running=*/true);
-      if (IsFinal(it->second.record.state)) active_.erase(it);
+      if (IsFinal(a.record.state)) Retire(*slot);
     }
   }
   Send(outbox);
@@ -717,16 +787,18 @@ void JobManager::OnReport(const v1::NodeReport& report) {
 
 void JobManager::Tick() {
   Outbox outbox;
-  {
-    std::lock_guard<std::mutex> l(mu_);
+  for (const SlotPtr& slot : Slots()) {
+    // A job busy with a change of its own (an update, a catalog write that
+    // is slow) is looked at again in a second: the round does not wait.
+    std::unique_lock<std::mutex> job_lock(slot->mu, std::try_to_lock);
+    if (!job_lock.owns_lock()) continue;
+    Active& a = slot->a;
+    // Read after the job's lock: an update that renewed the lease while
+    // this round waited for it counts.
     const absl::Duration now = clock_->Monotonic();
-    std::vector<std::string> expired;
-    for (auto& [id, a] : active_) {
-      if (!a.record.attempts.empty() && now > a.lease_deadline) expired.push_back(id);
-    }
-    for (const auto& id : expired) {
-      auto it = active_.find(id);
-      Active& a = it->second;
+    if (slot->ended || a.record.attempts.empty() || now <= a.lease_deadline) continue;
+    const std::string& id = a.record.id;
+    {
       const std::string node = Current(a).node;
       if (options_.observer != nullptr) options_.observer->LeaseExpired(a.record.unit, node);
       events::Emit("coordinator", spdlog::level::warn, events::EventId::kLeaseExpired,
@@ -738,7 +810,7 @@ void JobManager::Tick() {
                                absl::FormatDuration(options_.lease_ttl), " (last report from ",
                                node, " at ", FormatUtc(topology_->LastReport(node)), ")"),
                   &outbox);
-      if (IsFinal(a.record.state)) active_.erase(it);
+      if (IsFinal(a.record.state)) Retire(*slot);
     }
   }
   Send(outbox);
@@ -749,16 +821,17 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job,
   Outbox outbox;
   JobRecord out;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = active_.find(job);
-    if (it == active_.end()) {
+    SlotPtr slot = Find(job);
+    std::unique_lock<std::mutex> job_lock;
+    if (slot != nullptr) job_lock = std::unique_lock<std::mutex>(slot->mu);
+    if (slot == nullptr || slot->ended) {
       auto record = catalog_->GetJob(job);
       if (!record.ok()) return record.status();
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job, " has already ended: ", JobStateName(record->state),
                        record->reason.empty() ? "" : absl::StrCat(" (", record->reason, ")")));
     }
-    Active& a = it->second;
+    Active& a = slot->a;
     a.cancel_requested = true;
     const std::string node = Current(a).node;
     auto channel = topology_->ChannelOf(node);
@@ -783,7 +856,7 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job,
         Finish(a, JobState::kCancelled, why);
       }
       out = a.record;
-      active_.erase(it);
+      Retire(*slot);
     }
   }
   Send(outbox);
@@ -792,22 +865,25 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job,
 
 v1::JobInfo JobManager::InfoLocked(const JobRecord& record, const Active* active) {
   v1::JobInfo info = JobInfoOf(record);
-  if (active != nullptr) info.set_bytes_per_second(active->bytes_per_second);
+  if (active != nullptr) info.set_bytes_per_second(active->shown_bytes_per_second);
   return info;
 }
 
 absl::StatusOr<v1::JobInfo> JobManager::Info(const std::string& job, bool with_events) {
   v1::JobInfo info;
+  bool found = false;
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = active_.find(job);
     if (it != active_.end()) {
-      info = InfoLocked(it->second.record, &it->second);
-    } else {
-      auto record = catalog_->GetJob(job);
-      if (!record.ok()) return record.status();
-      info = InfoLocked(*record, nullptr);
+      info = InfoLocked(it->second->a.shown, &it->second->a);
+      found = true;
     }
+  }
+  if (!found) {
+    auto record = catalog_->GetJob(job);
+    if (!record.ok()) return record.status();
+    info = InfoLocked(*record, nullptr);
   }
   if (with_events) {
     auto events = catalog_->JobEvents(job);
@@ -826,7 +902,7 @@ absl::StatusOr<v1::JobInfo> JobManager::Info(const std::string& job, bool with_e
 std::vector<v1::JobInfo> JobManager::Running() {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<v1::JobInfo> out;
-  for (const auto& [id, a] : active_) out.push_back(InfoLocked(a.record, &a));
+  for (const auto& [id, slot] : active_) out.push_back(InfoLocked(slot->a.shown, &slot->a));
   return out;
 }
 

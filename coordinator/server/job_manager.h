@@ -16,6 +16,14 @@
 //   After a coordinator restart, Recover() takes the unfinished jobs and
 //   their leases back from the catalog, and gives their agents one lease
 //   period to report them (running, or finished while it was down).
+//
+// Locking: each unfinished job has a lock of its own, held across its
+// catalog writes so that they happen in the order of its state changes.
+// The manager's lock (mu_) guards only which jobs exist and what they show
+// (Info, Running, the unit checks), and is never held across a catalog or
+// lease-store call: a remote catalog's latency delays the job it writes
+// for, not the coordinator. Order: a job's lock, then mu_; never the other
+// way round.
 #pragma once
 
 #include <condition_variable>
@@ -40,7 +48,7 @@
 namespace dagvault::coordinator {
 
 // Told of what the metrics count (coordinator_metrics.h). Called with the
-// JobManager's lock held: record and return, never call back.
+// job's own lock held: record and return, never call back.
 class JobObserver {
  public:
   virtual ~JobObserver() = default;
@@ -164,7 +172,18 @@ class JobManager : public BackupStarter {
     // The current operation went to a node that was not connected: sent
     // again when the node reports without it.
     bool operation_undelivered = false;
+    // What Info, Running and the unit checks show: the record and rate as
+    // last changed. Guarded by mu_ (written with the job's lock held too).
+    JobRecord shown;
+    double shown_bytes_per_second = 0;
   };
+  // An unfinished job and its lock (see Locking above).
+  struct Slot {
+    std::mutex mu;
+    Active a;            // guarded by mu
+    bool ended = false;  // guarded by mu: taken off active_, nothing more to do
+  };
+  using SlotPtr = std::shared_ptr<Slot>;
   using Outbox =
       std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;
 
@@ -213,7 +232,32 @@ class JobManager : public BackupStarter {
                                                   const dagvault::v1::StartRestoreRequest& request);
   dagvault::v1::JobInfo InfoLocked(const JobRecord& record, const Active* active);
   void Send(Outbox& outbox);
-  void Changed();
+  // Something changed for watchers (WaitForChange); with `a`, what it shows
+  // is updated. Takes mu_: never called with it held.
+  void Changed(Active* a = nullptr);
+  // The unfinished job `id`, or null.
+  SlotPtr Find(const std::string& id);
+  // The unfinished jobs (whose current attempt runs on `node`, if given),
+  // for a round over them, each then locked alone.
+  std::vector<SlotPtr> Slots(const std::string& node = "");
+  // Puts a job, whose lock the caller holds or which no one else can see
+  // yet, among the unfinished ones.
+  void Place(const SlotPtr& slot);
+  // Takes an ended job off the unfinished ones; its lock is held.
+  void Retire(Slot& slot);
+  // Refuses a start while an unfinished job or another start holds the
+  // unit (naming it); otherwise marks the unit as starting until the
+  // returned guard goes.
+  class StartingGuard {
+   public:
+    StartingGuard(JobManager* m, std::string unit) : m_(m), unit_(std::move(unit)) {}
+    ~StartingGuard();
+
+   private:
+    JobManager* m_;
+    std::string unit_;
+  };
+  absl::StatusOr<std::unique_ptr<StartingGuard>> ReserveUnit(const std::string& unit, bool restore);
 
   Catalog* catalog_;
   Topology* topology_;
@@ -223,8 +267,9 @@ class JobManager : public BackupStarter {
   LeaseStore* leases_;
   std::mutex mu_;
   std::condition_variable changed_;
-  uint64_t changes_ = 0;
-  std::map<std::string, Active> active_;  // unfinished jobs, by id
+  uint64_t changes_ = 0;                   // guarded by mu_
+  std::map<std::string, SlotPtr> active_;  // guarded by mu_: unfinished jobs, by id
+  std::set<std::string> units_starting_;   // guarded by mu_: a start is under way
 };
 
 // "KIND-YYYYMMDDTHHMMSS-xxxx": unique, and sorts by time.

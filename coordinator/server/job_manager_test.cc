@@ -4,6 +4,10 @@
 // agent, restart recovery of a stuck lease).
 #include "coordinator/server/job_manager.h"
 
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
 #include "absl/strings/str_cat.h"
 #include "common/testing/small_tmpfs.h"
 #include "common/testing/temp_dir.h"
@@ -460,6 +464,115 @@ TEST_F(JobManagerTest, AnAssignmentCarriesItsUnitsRetention) {
   ASSERT_EQ(second.size(), 2u);
   // 30 days kept, a week between Fulls, a day's margin.
   EXPECT_EQ(second[1].retain_seconds(), uint64_t{38} * 24 * 3600);
+}
+
+// A lease store whose Release waits while `hold` is set: a remote
+// catalog (or etcd) that is slow to answer one job's write.
+class SlowReleaseLeases : public LeaseStore {
+ public:
+  SlowReleaseLeases(Catalog* catalog, Clock* clock) : inner_(catalog, clock) {}
+  absl::StatusOr<LeaseRecord> Acquire(const std::string& unit, const std::string& job,
+                                      const std::string& holder_node, absl::Duration ttl) override {
+    return inner_.Acquire(unit, job, holder_node, ttl);
+  }
+  absl::Status Renew(const std::string& unit, const std::string& job, absl::Duration ttl) override {
+    return inner_.Renew(unit, job, ttl);
+  }
+  absl::Status Release(const std::string& unit, const std::string& job) override {
+    std::unique_lock<std::mutex> l(mu_);
+    waiting_ = true;
+    changed_.notify_all();
+    changed_.wait(l, [&] { return !hold_; });
+    waiting_ = false;
+    l.unlock();
+    return inner_.Release(unit, job);
+  }
+  absl::StatusOr<std::vector<LeaseRecord>> List() override { return inner_.List(); }
+
+  void Hold(bool hold) {
+    std::lock_guard<std::mutex> l(mu_);
+    hold_ = hold;
+    changed_.notify_all();
+  }
+  bool WaitUntilSomeoneWaits() {
+    std::unique_lock<std::mutex> l(mu_);
+    return changed_.wait_for(l, std::chrono::seconds(10), [&] { return waiting_; });
+  }
+
+ private:
+  CatalogLeaseStore inner_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool hold_ = false;
+  bool waiting_ = false;
+};
+
+TEST_F(JobManagerTest, OneJobsSlowCatalogWriteDoesNotHoldUpTheCoordinator) {
+  SlowReleaseLeases leases(catalog_.get(), &clock_);
+  JobManagerOptions o;
+  o.lease_ttl = absl::Milliseconds(300);
+  o.report_grace = absl::Milliseconds(100);
+  o.clock = &clock_;
+  o.leases = &leases;
+  o.fail_stop = [this](const absl::Status& s) { fail_stops_.push_back(s); };
+  jobs_ = std::make_unique<JobManager>(catalog_.get(), topology_.get(), o);
+  JobRecord job = Start("full", {"node2"});
+  ASSERT_EQ(job.attempts.size(), 1u);
+
+  // The job's success: catalogued, then its lease's release hangs.
+  leases.Hold(true);
+  v1::JobUpdate done;
+  done.set_job(job.id);
+  done.set_attempt(1);
+  done.set_phase(v1::JOB_SUCCEEDED);
+  v1::Manifest* m = done.mutable_result()->mutable_summary();
+  m->set_id("20261204T090000.000000Z-00000001");
+  m->set_unit("DB02");
+  m->set_type(v1::FULL);
+  m->set_source_node("node2");
+  (*m->mutable_labels())["verified"] = "pages=1";
+  done.mutable_result()->set_manifest(m->id());
+  std::thread agent([&] { jobs_->OnJobUpdate("node2", done); });
+  ASSERT_TRUE(leases.WaitUntilSomeoneWaits());
+
+  // Meanwhile everything else answers (each within 10 s, or the test
+  // fails instead of hanging on the job's lock).
+  auto answers = [](auto call) {
+    auto f = std::async(std::launch::async, call);
+    return f.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  };
+  EXPECT_TRUE(answers([&] {
+    auto running = jobs_->Running();
+    ASSERT_EQ(running.size(), 1u);
+    EXPECT_EQ(running[0].id(), job.id);
+  }));
+  EXPECT_TRUE(answers([&] { EXPECT_TRUE(jobs_->Info(job.id, true).ok()); }));
+  EXPECT_TRUE(answers([&] {
+    // The unit is still held: refused at once, naming the job.
+    v1::StartBackupRequest again;
+    again.set_unit("DB02");
+    again.set_type(v1::FULL);
+    auto refused = jobs_->StartBackup(again);
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr(job.id));
+  }));
+  EXPECT_TRUE(answers([&] { Report("node2", {}); }));
+  EXPECT_TRUE(answers([&] { Report("node3", {}); }));
+  EXPECT_TRUE(answers([&] {
+    clock_.Advance(absl::Milliseconds(400));  // past the lease: the busy job is left alone
+    jobs_->Tick();
+  }));
+
+  leases.Hold(false);
+  agent.join();
+  auto info = jobs_->Info(job.id, false);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), v1::JOB_SUCCEEDED);
+  EXPECT_EQ(info->attempts_size(), 1);
+  EXPECT_TRUE(jobs_->Running().empty());
+  auto held = catalog_->Leases();
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE(held->empty());
+  EXPECT_TRUE(fail_stops_.empty());
 }
 
 }  // namespace

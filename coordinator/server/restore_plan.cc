@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "common/job_state.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "coordinator/chains/chain_view.h"
 #include "coordinator/server/job_manager.h"
 
@@ -157,27 +158,10 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
   Outbox outbox;
   JobRecord result;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    auto leases = leases_->List();
-    if (!leases.ok()) return leases.status();
-    for (const LeaseRecord& lease : *leases) {
-      // Held by a job this coordinator runs (one that is not running has
-      // its lease released by Recover).
-      if (lease.unit == request.unit() && active_.count(lease.job) != 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "unit ", request.unit(),
-            absl::StartsWith(lease.job, "restore") ? " is being restored" : " is being backed up",
-            ": job ", lease.job, " on ", lease.holder_node,
-            " holds its backup-in-progress lease; restore when it has ended"));
-      }
-    }
-    for (const auto& [id, running] : active_) {
-      if (running.record.kind == "restore" && running.record.unit == request.unit()) {
-        return absl::FailedPreconditionError(absl::StrCat("unit ", request.unit(),
-                                                          " is being restored by job ", id,
-                                                          "; wait for it or cancel it"));
-      }
-    }
+    // Refused while any job of the unit runs (a backup holds its lease, or
+    // is about to take it again for a retry), naming it.
+    ASSIGN_OR_RETURN(std::unique_ptr<StartingGuard> starting,
+                     ReserveUnit(request.unit(), /*restore=*/true));
     auto backups = catalog_->Backups(request.unit());
     if (!backups.ok()) return backups.status();
     auto breaks = catalog_->ChainBreaks(request.unit());
@@ -195,7 +179,8 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       if (!started.ok()) return started.status();
       result = *started;
     } else {
-      Active a;
+      auto slot = std::make_shared<Slot>();
+      Active& a = slot->a;
       JobRecord& r = a.record;
       r.id = NewJobId("restore");
       r.kind = "restore";
@@ -239,9 +224,8 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       m.mutable_assignment()->set_fencing_token(a.fencing_token);
       if (auto channel = topology_->ChannelOf(request.node())) outbox.emplace_back(channel, m);
       result = r;
-      active_[r.id] = std::move(a);
+      Place(slot);
     }
-    Changed();
   }
   Send(outbox);
   return result;
@@ -396,12 +380,16 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
                          : absl::StrJoin(a.restore_plan.passive_nodes(), ", "),
                      earlier_note, "; requested by ", requested_by));
   }
-  const std::string id = a.record.id;
-  active_[id] = std::move(a);
-  Active& placed = active_[id];
-  AdvancePlan(placed, outbox);
-  JobRecord out = placed.record;
-  if (IsFinal(placed.record.state)) active_.erase(id);
+  auto slot = std::make_shared<Slot>();
+  std::lock_guard<std::mutex> job_lock(slot->mu);
+  slot->a = std::move(a);
+  // Placed before its first operation goes out, so that the agent's first
+  // update finds it; the job's lock keeps that update waiting until the
+  // plan has recorded the step.
+  Place(slot);
+  AdvancePlan(slot->a, outbox);
+  JobRecord out = slot->a.record;
+  if (IsFinal(slot->a.record.state)) Retire(*slot);
   return out;
 }
 
@@ -585,7 +573,7 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
       attempt.state = JobState::kTransferring;
       Record(a, JobState::kTransferring, absl::StrCat("step 3: restoring on ", node));
     } else {
-      Changed();
+      Changed(&a);
     }
     return false;
   }

@@ -196,7 +196,7 @@ PeerIdentity PeerOfAuthContext(const grpc::AuthContext& auth) {
   return {};
 }
 
-PeerIdentity PeerOf(const grpc::ServerContext& context) {
+PeerIdentity PeerOf(const grpc::ServerContextBase& context) {
   auto auth = context.auth_context();
   if (!auth) return {};
   return PeerOfAuthContext(*auth);

@@ -73,7 +73,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
     const ExpectedPeer& expected);
 
 // Who is on the other end of a call, from its verified certificate.
-PeerIdentity PeerOf(const grpc::ServerContext& context);
+PeerIdentity PeerOf(const grpc::ServerContextBase& context);
 // The same, from the connection's auth context (an AuthMetadataProcessor's).
 PeerIdentity PeerOfAuthContext(const grpc::AuthContext& auth);
 

@@ -248,7 +248,7 @@ std::string Coordinator::advertised_address() const {
   return config_.advertise().empty() ? config_.listen() : config_.advertise();
 }
 
-std::optional<grpc::Status> Coordinator::RedirectIfStandby(grpc::ServerContext* context) const {
+std::optional<grpc::Status> Coordinator::RedirectIfStandby(grpc::ServerContextBase* context) const {
   if (!election_ || (leading_ && election_->Leading())) return std::nullopt;
   if (election_->epoch() != 0) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,

@@ -57,7 +57,7 @@ class Coordinator {
   // For a standby: UNAVAILABLE, naming the leader (also in the trailing
   // metadata key dagvault-leader) so the caller can follow it. Nothing
   // when this coordinator may act.
-  std::optional<grpc::Status> RedirectIfStandby(grpc::ServerContext* context) const;
+  std::optional<grpc::Status> RedirectIfStandby(grpc::ServerContextBase* context) const;
   dagvault::v1::LeaderInfo WhoLeads() const;
   // The address this coordinator advertises (`advertise`, or `listen`).
   std::string advertised_address() const;

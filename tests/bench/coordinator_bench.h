@@ -30,6 +30,8 @@ dagvault::v1::NodeReport ReportOf(int node, int nodes);
 double Percentile(std::vector<double> v, double p);
 void Row(const std::string& what, const std::string& value, const std::string& target = "");
 std::string Verdict(double value, double limit);
+// As Verdict; never "met" when a call failed (a failed call is quick).
+std::string VerdictOfCalls(double value, double limit, int failed);
 
 // One simulated agent: registers, reports every `every` (the first after
 // `offset`), and fails each assignment at once. With several addresses it
@@ -61,6 +63,37 @@ class SimAgent {
   bool closing_ = false;                    // guarded by mu_
   grpc::ClientContext* context_ = nullptr;  // guarded by mu_
   std::thread thread_;
+};
+
+// Many simulated agents, as SimAgent but on gRPC's asynchronous client with
+// `threads` threads for all of them (coordinator_bench_fleet.cc): no
+// leader following. Connections are spread over `ramp`.
+class SimFleet {
+ public:
+  SimFleet(int nodes, const std::vector<std::shared_ptr<grpc::ChannelCredentials>>& creds,
+           std::string address, absl::Duration every, absl::Duration ramp, int threads = 2);
+  ~SimFleet();
+  int Registered() const;
+  int64_t reports() const { return reports_.load(); }
+  int64_t sessions() const { return sessions_.load(); }
+
+ private:
+  struct Agent;
+  void Arm(Agent& a, absl::Time when);
+  void Connect(Agent& a);
+  void WriteNext(Agent& a);
+  void Send(Agent& a, dagvault::v1::AgentMessage m);
+  void Break(Agent& a);
+  void Poll();
+  void Handle(Agent& a, int kind, bool ok);
+
+  const std::string address_;
+  const absl::Duration every_;
+  grpc::CompletionQueue cq_;
+  std::vector<std::unique_ptr<Agent>> agents_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> outstanding_{0}, reports_{0}, sessions_{0};
 };
 
 // 4. Leader failover between two coordinators on etcd and PostgreSQL.

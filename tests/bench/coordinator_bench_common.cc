@@ -50,6 +50,11 @@ void Row(const std::string& what, const std::string& value, const std::string& t
 
 std::string Verdict(double value, double limit) { return value <= limit ? "met" : "NOT MET"; }
 
+std::string VerdictOfCalls(double value, double limit, int failed) {
+  if (failed > 0) return absl::StrCat("NOT MET (", failed, " calls failed)");
+  return Verdict(value, limit);
+}
+
 SimAgent::SimAgent(int node, int nodes, std::shared_ptr<grpc::ChannelCredentials> creds,
                    std::vector<std::string> addresses, absl::Duration every, absl::Duration offset,
                    std::atomic<bool>* stop)

@@ -112,10 +112,13 @@ class StreamChannel final : public AgentChannel {
     stream_->StartWrite(&queue_.front());
   }
 
-  // No write starts after this (the stream is about to finish).
-  void Close() {
+  // No write starts after this (the stream is about to finish). True when
+  // a write is still out: an agent that does not read would keep it, and
+  // the stream's final status behind it, out forever.
+  bool Close() {
     std::lock_guard<std::mutex> l(mu_);
     closed_ = true;
+    return writing_;
   }
 
  private:
@@ -162,11 +165,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
 
   void OnDone() override {
     // Every reaction has run, and no message is being handled (a stream
-    // ends only between messages): the node is gone from this stream.
-    if (channel_ && registered_) {
-      c_->topology().Disconnected(node_, channel_);
-      logging::Get("coordinator")->info("node {} disconnected", node_);
-    }
+    // ends only between messages).
     delete this;
   }
 
@@ -236,9 +235,16 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
     return std::nullopt;
   }
 
-  // Finishes the stream once; no message is being handled.
+  // Finishes the stream once; no message is being handled. The node is
+  // disconnected first, so that nothing more is sent into a channel that
+  // takes no more (a restore plan's step sent meanwhile would count as
+  // delivered).
   void End(const grpc::Status& status) {
-    if (channel_) channel_->Close();
+    if (channel_ && registered_) {
+      c_->topology().Disconnected(node_, channel_);
+      logging::Get("coordinator")->info("node {} disconnected", node_);
+    }
+    if (channel_ && channel_->Close()) context_->TryCancel();
     Finish(status);
   }
 
@@ -263,9 +269,10 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   }
 
  private:
-  // Handling a message is mostly waiting for the catalog (or etcd): a few
-  // threads more than cores keep the disk busy without a thread per agent.
-  static constexpr int kWorkers = 8;
+  // Handling a message is mostly waiting for the catalog (or etcd): more
+  // threads than cores keep it busy without a thread per agent, and a few
+  // handlers waiting on one slow job leave the others to the rest.
+  static constexpr int kWorkers = 16;
   Coordinator* c_;
   WorkerPool workers_;
 };

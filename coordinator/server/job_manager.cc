@@ -240,17 +240,18 @@ JobManager::StartingGuard::~StartingGuard() {
 }
 
 absl::StatusOr<std::unique_ptr<JobManager::StartingGuard>> JobManager::ReserveUnit(
-    const std::string& unit, bool restore) {
+    const std::string& unit, bool restore, bool wait) {
   std::unique_lock<std::mutex> l(mu_);
   // Another start of the unit finishes first (its catalog reads and
-  // writes, milliseconds), so that this one sees the job it made.
-  const bool free = changed_.wait_for(l, std::chrono::seconds(30),
+  // writes, milliseconds), so that this one sees the job it made. The
+  // scheduler does not wait (it runs on the ticker thread): the unit is
+  // busy, and its queued backup waits for its turn.
+  const bool free = changed_.wait_for(l, std::chrono::seconds(wait ? 30 : 0),
                                       [&] { return units_starting_.count(unit) == 0; });
   if (!free) {
-    return absl::UnavailableError(
-        absl::StrCat("unit ", unit,
-                     ": another backup or restore of it has been starting for 30 s (the "
-                     "catalog may be slow to answer); try again"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", unit, " is busy: another backup or restore of it is being started",
+                     wait ? " (for 30 s: the catalog may be slow to answer)" : ""));
   }
   for (const auto& [id, slot] : active_) {
     const JobRecord& r = slot->a.shown;
@@ -294,7 +295,7 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
   JobRecord result;
   {
     ASSIGN_OR_RETURN(std::unique_ptr<StartingGuard> starting,
-                     ReserveUnit(request.unit(), /*restore=*/false));
+                     ReserveUnit(request.unit(), /*restore=*/false, /*wait=*/!from_schedule));
     auto backups = catalog_->Backups(request.unit());
     if (!backups.ok()) return backups.status();
     auto breaks = catalog_->ChainBreaks(request.unit());
@@ -750,7 +751,13 @@ void JobManager::OnReport(const v1::NodeReport& report) {
       running.insert({r.job(), r.attempt()});
       SlotPtr slot = Find(r.job());
       std::unique_lock<std::mutex> job_lock;
-      if (slot != nullptr) job_lock = std::unique_lock<std::mutex>(slot->mu);
+      if (slot != nullptr) {
+        // A job busy with a change of its own (a slow catalog write) is
+        // renewed by the next report: the agents' handlers do not queue up
+        // behind it.
+        job_lock = std::unique_lock<std::mutex>(slot->mu, std::try_to_lock);
+        if (!job_lock.owns_lock()) continue;
+      }
       const bool current = slot != nullptr && !slot->ended && !slot->a.record.attempts.empty() &&
                            Current(slot->a).node == report.node() &&
                            Current(slot->a).number == static_cast<int>(r.attempt());

@@ -246,8 +246,9 @@ class JobManager : public BackupStarter {
   // Takes an ended job off the unfinished ones; its lock is held.
   void Retire(Slot& slot);
   // Refuses a start while an unfinished job or another start holds the
-  // unit (naming it); otherwise marks the unit as starting until the
-  // returned guard goes.
+  // unit (naming it; FailedPrecondition, which the scheduler reads as
+  // "busy"); otherwise marks the unit as starting until the returned guard
+  // goes. `wait`: a start under way is waited for (up to 30 s) first.
   class StartingGuard {
    public:
     StartingGuard(JobManager* m, std::string unit) : m_(m), unit_(std::move(unit)) {}
@@ -257,7 +258,8 @@ class JobManager : public BackupStarter {
     JobManager* m_;
     std::string unit_;
   };
-  absl::StatusOr<std::unique_ptr<StartingGuard>> ReserveUnit(const std::string& unit, bool restore);
+  absl::StatusOr<std::unique_ptr<StartingGuard>> ReserveUnit(const std::string& unit, bool restore,
+                                                             bool wait);
 
   Catalog* catalog_;
   Topology* topology_;

@@ -466,49 +466,57 @@ TEST_F(JobManagerTest, AnAssignmentCarriesItsUnitsRetention) {
   EXPECT_EQ(second[1].retain_seconds(), uint64_t{38} * 24 * 3600);
 }
 
-// A lease store whose Release waits while `hold` is set: a remote
+// A lease store whose Release (or Acquire) waits while held: a remote
 // catalog (or etcd) that is slow to answer one job's write.
-class SlowReleaseLeases : public LeaseStore {
+class SlowLeases : public LeaseStore {
  public:
-  SlowReleaseLeases(Catalog* catalog, Clock* clock) : inner_(catalog, clock) {}
+  SlowLeases(Catalog* catalog, Clock* clock) : inner_(catalog, clock) {}
   absl::StatusOr<LeaseRecord> Acquire(const std::string& unit, const std::string& job,
                                       const std::string& holder_node, absl::Duration ttl) override {
+    Wait(hold_acquire_);
     return inner_.Acquire(unit, job, holder_node, ttl);
   }
   absl::Status Renew(const std::string& unit, const std::string& job, absl::Duration ttl) override {
     return inner_.Renew(unit, job, ttl);
   }
   absl::Status Release(const std::string& unit, const std::string& job) override {
-    std::unique_lock<std::mutex> l(mu_);
-    waiting_ = true;
-    changed_.notify_all();
-    changed_.wait(l, [&] { return !hold_; });
-    waiting_ = false;
-    l.unlock();
+    Wait(hold_release_);
     return inner_.Release(unit, job);
   }
   absl::StatusOr<std::vector<LeaseRecord>> List() override { return inner_.List(); }
 
-  void Hold(bool hold) {
-    std::lock_guard<std::mutex> l(mu_);
-    hold_ = hold;
-    changed_.notify_all();
-  }
+  void HoldRelease(bool hold) { Set(hold_release_, hold); }
+  void HoldAcquire(bool hold) { Set(hold_acquire_, hold); }
   bool WaitUntilSomeoneWaits() {
     std::unique_lock<std::mutex> l(mu_);
     return changed_.wait_for(l, std::chrono::seconds(10), [&] { return waiting_; });
   }
 
  private:
+  void Set(bool& flag, bool value) {
+    std::lock_guard<std::mutex> l(mu_);
+    flag = value;
+    changed_.notify_all();
+  }
+  void Wait(const bool& hold) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!hold) return;
+    waiting_ = true;
+    changed_.notify_all();
+    changed_.wait(l, [&] { return !hold; });
+    waiting_ = false;
+  }
+
   CatalogLeaseStore inner_;
   std::mutex mu_;
   std::condition_variable changed_;
-  bool hold_ = false;
+  bool hold_release_ = false;
+  bool hold_acquire_ = false;
   bool waiting_ = false;
 };
 
 TEST_F(JobManagerTest, OneJobsSlowCatalogWriteDoesNotHoldUpTheCoordinator) {
-  SlowReleaseLeases leases(catalog_.get(), &clock_);
+  SlowLeases leases(catalog_.get(), &clock_);
   JobManagerOptions o;
   o.lease_ttl = absl::Milliseconds(300);
   o.report_grace = absl::Milliseconds(100);
@@ -520,7 +528,7 @@ TEST_F(JobManagerTest, OneJobsSlowCatalogWriteDoesNotHoldUpTheCoordinator) {
   ASSERT_EQ(job.attempts.size(), 1u);
 
   // The job's success: catalogued, then its lease's release hangs.
-  leases.Hold(true);
+  leases.HoldRelease(true);
   v1::JobUpdate done;
   done.set_job(job.id);
   done.set_attempt(1);
@@ -562,7 +570,7 @@ TEST_F(JobManagerTest, OneJobsSlowCatalogWriteDoesNotHoldUpTheCoordinator) {
     jobs_->Tick();
   }));
 
-  leases.Hold(false);
+  leases.HoldRelease(false);
   agent.join();
   auto info = jobs_->Info(job.id, false);
   ASSERT_TRUE(info.ok());
@@ -573,6 +581,42 @@ TEST_F(JobManagerTest, OneJobsSlowCatalogWriteDoesNotHoldUpTheCoordinator) {
   ASSERT_TRUE(held.ok());
   EXPECT_TRUE(held->empty());
   EXPECT_TRUE(fail_stops_.empty());
+}
+
+TEST_F(JobManagerTest, AStartOfAUnitAnotherStartHoldsWaitsForItOrIsBusyForTheScheduler) {
+  SlowLeases leases(catalog_.get(), &clock_);
+  JobManagerOptions o;
+  o.lease_ttl = absl::Milliseconds(300);
+  o.clock = &clock_;
+  o.leases = &leases;
+  o.fail_stop = [this](const absl::Status& s) { fail_stops_.push_back(s); };
+  jobs_ = std::make_unique<JobManager>(catalog_.get(), topology_.get(), o);
+  v1::StartBackupRequest request;
+  request.set_unit("DB02");
+  request.set_type(v1::FULL);
+  // The operator's start takes the unit's lease slowly.
+  leases.HoldAcquire(true);
+  absl::StatusOr<JobRecord> first = absl::UnknownError("not started");
+  std::thread op([&] { first = jobs_->StartBackup(request, "requested by ops"); });
+  ASSERT_TRUE(leases.WaitUntilSomeoneWaits());
+  // The scheduler does not wait on its ticker thread: busy, which it reads
+  // as "try later" (FailedPrecondition), not as a failed backup.
+  auto scheduled = jobs_->Start(request, "scheduled by policy nightly");
+  EXPECT_EQ(scheduled.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(scheduled.status().message()),
+              HasSubstr("unit DB02 is busy: another backup or restore of it is being started"));
+  // Another operator's start waits for the first, then names its job.
+  absl::StatusOr<JobRecord> second = absl::UnknownError("not started");
+  std::thread other([&] { second = jobs_->StartBackup(request, "requested by someone else"); });
+  absl::SleepFor(absl::Milliseconds(100));
+  leases.HoldAcquire(false);
+  op.join();
+  other.join();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("unit DB02 is being backed up: job " + first->id));
+  EXPECT_EQ(jobs_->Running().size(), 1u);
 }
 
 }  // namespace

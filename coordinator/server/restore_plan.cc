@@ -161,7 +161,7 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
     // Refused while any job of the unit runs (a backup holds its lease, or
     // is about to take it again for a retry), naming it.
     ASSIGN_OR_RETURN(std::unique_ptr<StartingGuard> starting,
-                     ReserveUnit(request.unit(), /*restore=*/true));
+                     ReserveUnit(request.unit(), /*restore=*/true, /*wait=*/true));
     auto backups = catalog_->Backups(request.unit());
     if (!backups.ok()) return backups.status();
     auto breaks = catalog_->ChainBreaks(request.unit());

@@ -171,6 +171,15 @@ class Catalog {
                                            const std::vector<dagvault::v1::CopyStatus>& copies,
                                            absl::Time reported) = 0;
   virtual absl::StatusOr<std::vector<CopyRecord>> Copies() = 0;
+  // Many nodes at once, in one transaction (the topology's write-behind at
+  // 10,000 nodes: one commit a round, not two per node): each node's
+  // record upserted and, where `copies` is set, its copies replaced.
+  struct NodeSnapshot {
+    NodeRecord record;
+    std::optional<std::vector<dagvault::v1::CopyStatus>> copies;
+    absl::Time reported = absl::InfinitePast();
+  };
+  virtual absl::Status PutTopology(const std::vector<NodeSnapshot>& nodes) = 0;
 
   // Backup-in-progress leases, one per unit (the coordinator reaches them
   // through LeaseStore, coordinator/leases/lease_store.h). Acquire fails

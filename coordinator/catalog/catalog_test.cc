@@ -94,6 +94,43 @@ TEST_P(CatalogTest, NodesAndCopiesSurviveAReopen) {
   EXPECT_EQ((*copies)[0].reported, kT0 + absl::Seconds(5));
 }
 
+TEST_P(CatalogTest, ManyNodesAndTheirCopiesGoInOneWrite) {
+  auto c = Open();
+  v1::CopyStatus a;
+  a.set_unit("DB02");
+  a.set_node("node1");
+  a.set_role(v1::ACTIVE);
+  a.set_state(v1::MOUNTED);
+  v1::CopyStatus b = a;
+  b.set_node("node2");
+  b.set_role(v1::PASSIVE);
+  b.set_state(v1::HEALTHY);
+  v1::CopyStatus b2 = b;
+  b2.set_unit("SG01");
+  ASSERT_TRUE(c->ReplaceCopiesOfNode("node2", {b, b2}, kT0).ok());
+  // node1 with its copy; node2's record alone (a registration) leaves its
+  // copies as they are; node3 with none.
+  std::vector<Catalog::NodeSnapshot> batch(3);
+  batch[0].record = {"node1", "0.2.0", kT0, kT0 + absl::Seconds(5)};
+  batch[0].copies = std::vector<v1::CopyStatus>{a};
+  batch[0].reported = kT0 + absl::Seconds(5);
+  batch[1].record = {"node2", "0.2.0", kT0 + absl::Seconds(1), kT0};
+  batch[2].record = {"node3", "0.2.0", kT0, kT0};
+  batch[2].copies = std::vector<v1::CopyStatus>{};
+  ASSERT_TRUE(c->PutTopology(batch).ok());
+  auto nodes = c->Nodes();
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 3u);
+  EXPECT_EQ((*nodes)[0].agent_version, "0.2.0");
+  EXPECT_EQ((*nodes)[1].registered, kT0 + absl::Seconds(1));
+  auto copies = c->Copies();
+  ASSERT_TRUE(copies.ok());
+  ASSERT_EQ(copies->size(), 3u);  // node1's one, node2's two kept
+  EXPECT_EQ((*copies)[0].status.node(), "node1");
+  EXPECT_EQ((*copies)[0].reported, kT0 + absl::Seconds(5));
+  EXPECT_TRUE(c->PutTopology({}).ok());
+}
+
 TEST_P(CatalogTest, OneLeasePerUnitNamingItsHolderUntilReleasedOrExpired) {
   auto c = Open();
   auto first = c->AcquireLease("DB02", "job-1", "node2", kT0, absl::Seconds(30));

@@ -41,6 +41,9 @@ absl::Status InstrumentedCatalog::ReplaceCopiesOfNode(
 absl::StatusOr<std::vector<CopyRecord>> InstrumentedCatalog::Copies() {
   return Timed("Copies", [&] { return inner_->Copies(); });
 }
+absl::Status InstrumentedCatalog::PutTopology(const std::vector<NodeSnapshot>& nodes) {
+  return Timed("PutTopology", [&] { return inner_->PutTopology(nodes); });
+}
 absl::StatusOr<LeaseRecord> InstrumentedCatalog::AcquireLease(const std::string& unit,
                                                               const std::string& job,
                                                               const std::string& holder_node,

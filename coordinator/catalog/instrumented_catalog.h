@@ -28,6 +28,7 @@ class InstrumentedCatalog : public Catalog {
                                    const std::vector<dagvault::v1::CopyStatus>& copies,
                                    absl::Time reported) override;
   absl::StatusOr<std::vector<CopyRecord>> Copies() override;
+  absl::Status PutTopology(const std::vector<NodeSnapshot>& nodes) override;
   absl::StatusOr<LeaseRecord> AcquireLease(const std::string& unit, const std::string& job,
                                            const std::string& holder_node, absl::Time now,
                                            absl::Duration ttl) override;

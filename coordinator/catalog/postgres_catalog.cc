@@ -212,19 +212,47 @@ absl::StatusOr<Result> PostgresCatalog::Read(const std::string& sql, const Param
 
 // --- nodes and copies ---
 
+namespace {
+
+absl::Status UpsertNodeIn(pg::Connection& tx, const NodeRecord& n) {
+  return tx
+      .Exec(
+          "INSERT INTO nodes (name, agent_version, registered_us, last_report_us) VALUES ($1, "
+          "$2, $3, $4) ON CONFLICT (name) DO UPDATE SET agent_version = excluded.agent_version, "
+          "registered_us = excluded.registered_us, last_report_us = excluded.last_report_us",
+          pg::Params()
+              .Text(n.name)
+              .Text(n.agent_version)
+              .Int(Us(n.registered))
+              .Int(Us(n.last_report)))
+      .status();
+}
+
+absl::Status ReplaceCopiesIn(pg::Connection& tx, const std::string& node,
+                             const std::vector<v1::CopyStatus>& copies, absl::Time reported) {
+  RETURN_IF_ERROR(tx.Exec("DELETE FROM copies WHERE node = $1", pg::Params().Text(node)).status());
+  for (const v1::CopyStatus& c : copies) {
+    RETURN_IF_ERROR(
+        tx.Exec("INSERT INTO copies (unit, node, status, reported_us) VALUES ($1, $2, $3, $4)",
+                pg::Params().Text(c.unit()).Text(node).Bytes(Serialized(c)).Int(Us(reported)))
+            .status());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status PostgresCatalog::UpsertNode(const NodeRecord& n) {
-  return Write(true, [&](Connection& tx) {
-    return tx
-        .Exec(
-            "INSERT INTO nodes (name, agent_version, registered_us, last_report_us) VALUES ($1, "
-            "$2, $3, $4) ON CONFLICT (name) DO UPDATE SET agent_version = excluded.agent_version, "
-            "registered_us = excluded.registered_us, last_report_us = excluded.last_report_us",
-            Params()
-                .Text(n.name)
-                .Text(n.agent_version)
-                .Int(Us(n.registered))
-                .Int(Us(n.last_report)))
-        .status();
+  return Write(true, [&](Connection& tx) { return UpsertNodeIn(tx, n); });
+}
+
+absl::Status PostgresCatalog::PutTopology(const std::vector<NodeSnapshot>& nodes) {
+  return Write(true, [&](Connection& tx) -> absl::Status {
+    for (const NodeSnapshot& n : nodes) {
+      RETURN_IF_ERROR(UpsertNodeIn(tx, n.record));
+      if (n.copies) RETURN_IF_ERROR(ReplaceCopiesIn(tx, n.record.name, *n.copies, n.reported));
+    }
+    return absl::OkStatus();
   });
 }
 
@@ -241,16 +269,7 @@ absl::StatusOr<std::vector<NodeRecord>> PostgresCatalog::Nodes() {
 absl::Status PostgresCatalog::ReplaceCopiesOfNode(const std::string& node,
                                                   const std::vector<v1::CopyStatus>& copies,
                                                   absl::Time reported) {
-  return Write(true, [&](Connection& tx) -> absl::Status {
-    RETURN_IF_ERROR(tx.Exec("DELETE FROM copies WHERE node = $1", Params().Text(node)).status());
-    for (const v1::CopyStatus& c : copies) {
-      RETURN_IF_ERROR(
-          tx.Exec("INSERT INTO copies (unit, node, status, reported_us) VALUES ($1, $2, $3, $4)",
-                  Params().Text(c.unit()).Text(node).Bytes(Serialized(c)).Int(Us(reported)))
-              .status());
-    }
-    return absl::OkStatus();
-  });
+  return Write(true, [&](Connection& tx) { return ReplaceCopiesIn(tx, node, copies, reported); });
 }
 
 absl::StatusOr<std::vector<CopyRecord>> PostgresCatalog::Copies() {

@@ -264,12 +264,27 @@ absl::Status SqliteCatalog::Transaction(const std::function<absl::Status()>& bod
 
 absl::Status SqliteCatalog::UpsertNode(const NodeRecord& n) {
   std::lock_guard<std::mutex> l(mu_);
+  return UpsertNodeLocked(n);
+}
+
+absl::Status SqliteCatalog::UpsertNodeLocked(const NodeRecord& n) {
   Statement s(db_, path_,
               "INSERT INTO nodes (name, agent_version, registered_us, last_report_us) "
               "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
               "agent_version = excluded.agent_version, registered_us = excluded.registered_us, "
               "last_report_us = excluded.last_report_us");
   return s.Bind(n.name).Bind(n.agent_version).Bind(Us(n.registered)).Bind(Us(n.last_report)).Run();
+}
+
+absl::Status SqliteCatalog::PutTopology(const std::vector<NodeSnapshot>& nodes) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Transaction([&]() -> absl::Status {
+    for (const NodeSnapshot& n : nodes) {
+      RETURN_IF_ERROR(UpsertNodeLocked(n.record));
+      if (n.copies) RETURN_IF_ERROR(ReplaceCopiesLocked(n.record.name, *n.copies, n.reported));
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::vector<NodeRecord>> SqliteCatalog::Nodes() {
@@ -288,15 +303,19 @@ absl::Status SqliteCatalog::ReplaceCopiesOfNode(const std::string& node,
                                                 const std::vector<v1::CopyStatus>& copies,
                                                 absl::Time reported) {
   std::lock_guard<std::mutex> l(mu_);
-  return Transaction([&]() -> absl::Status {
-    RETURN_IF_ERROR(Statement(db_, path_, "DELETE FROM copies WHERE node = ?").Bind(node).Run());
-    for (const v1::CopyStatus& c : copies) {
-      Statement s(db_, path_,
-                  "INSERT INTO copies (unit, node, status, reported_us) VALUES (?, ?, ?, ?)");
-      RETURN_IF_ERROR(s.Bind(c.unit()).Bind(node).BindBlob(Serialized(c)).Bind(Us(reported)).Run());
-    }
-    return absl::OkStatus();
-  });
+  return Transaction([&] { return ReplaceCopiesLocked(node, copies, reported); });
+}
+
+absl::Status SqliteCatalog::ReplaceCopiesLocked(const std::string& node,
+                                                const std::vector<v1::CopyStatus>& copies,
+                                                absl::Time reported) {
+  RETURN_IF_ERROR(Statement(db_, path_, "DELETE FROM copies WHERE node = ?").Bind(node).Run());
+  for (const v1::CopyStatus& c : copies) {
+    Statement s(db_, path_,
+                "INSERT INTO copies (unit, node, status, reported_us) VALUES (?, ?, ?, ?)");
+    RETURN_IF_ERROR(s.Bind(c.unit()).Bind(node).BindBlob(Serialized(c)).Bind(Us(reported)).Run());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<CopyRecord>> SqliteCatalog::Copies() {

@@ -31,6 +31,7 @@ class SqliteCatalog : public Catalog {
                                    const std::vector<dagvault::v1::CopyStatus>& copies,
                                    absl::Time reported) override;
   absl::StatusOr<std::vector<CopyRecord>> Copies() override;
+  absl::Status PutTopology(const std::vector<NodeSnapshot>& nodes) override;
 
   absl::StatusOr<LeaseRecord> AcquireLease(const std::string& unit, const std::string& job,
                                            const std::string& holder_node, absl::Time now,
@@ -78,6 +79,11 @@ class SqliteCatalog : public Catalog {
   absl::Status Exec(const std::string& sql);
   // Runs `body` in one write transaction: all of it commits, or none.
   absl::Status Transaction(const std::function<absl::Status()>& body);
+  // With mu_ held (and, for several statements, in a transaction).
+  absl::Status UpsertNodeLocked(const NodeRecord& n);
+  absl::Status ReplaceCopiesLocked(const std::string& node,
+                                   const std::vector<dagvault::v1::CopyStatus>& copies,
+                                   absl::Time reported);
   absl::Status WriteJob(const JobRecord& job);
   absl::Status WriteJobWithEvent(const JobRecord& job, const JobEvent& event);
   absl::Status WriteBackup(const BackupRecord& backup);

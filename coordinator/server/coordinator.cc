@@ -102,6 +102,7 @@ absl::StatusOr<int> Coordinator::Start() {
     return port;
   }
   RETURN_IF_ERROR(topology_->Load());
+  topology_->StartWriteBehind(absl::Seconds(1));
   RETURN_IF_ERROR(jobs_->Recover());
   ASSIGN_OR_RETURN(int port, StartServing());
   leading_ = true;
@@ -219,6 +220,7 @@ void Coordinator::Lead() {
             advertised_address(), *epoch);
   if (absl::Status s = catalog_->FenceWrites(*epoch); !s.ok()) Deposed(s);
   if (absl::Status s = topology_->Load(); !s.ok()) Deposed(s);
+  topology_->StartWriteBehind(absl::Seconds(1));
   if (absl::Status s = jobs_->Recover(); !s.ok()) Deposed(s);
   if (!MayAct()) Deposed(absl::AbortedError("the leader lease ran out while taking over"));
   if (absl::Status s = StartConsole(); !s.ok()) Deposed(s);

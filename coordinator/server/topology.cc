@@ -48,7 +48,6 @@ absl::Status Topology::Load() {
 
 void Topology::Connected(const v1::Register& hello, const std::shared_ptr<AgentChannel>& channel) {
   const absl::Time now = clock_->Now();
-  NodeRecord record;
   {
     std::lock_guard<std::mutex> l(mu_);
     NodeState& n = nodes_[hello.node()];
@@ -58,10 +57,10 @@ void Topology::Connected(const v1::Register& hello, const std::shared_ptr<AgentC
     // Reporting again from its first report, not before: until then its
     // copies are as old as the last one.
     n.channel = channel;
-    record = n.record;
+    Catalog::NodeSnapshot& pending = pending_[hello.node()];
+    pending.record = n.record;
   }
-  absl::Status s = catalog_->UpsertNode(record);
-  if (!s.ok()) logging::Get("coordinator")->error("catalog: node {}: {}", hello.node(), s);
+  if (!write_behind_.joinable()) Flush();
 }
 
 void Topology::Disconnected(const std::string& node, const std::shared_ptr<AgentChannel>& channel) {
@@ -73,8 +72,6 @@ void Topology::Disconnected(const std::string& node, const std::shared_ptr<Agent
 void Topology::Report(const v1::NodeReport& report) {
   const absl::Time now = clock_->Now();
   const absl::Duration heard = clock_->Monotonic();
-  std::vector<v1::CopyStatus> to_persist;
-  NodeRecord record;
   bool persist = false;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -95,23 +92,59 @@ void Topology::Report(const v1::NodeReport& report) {
       persist = true;
       n.persisted_shape = shape;
       n.persisted = now;
-      to_persist = n.copies;
-      record = n.record;
+      Catalog::NodeSnapshot& pending = pending_[report.node()];
+      pending.record = n.record;
+      pending.copies = n.copies;
+      pending.reported = now;
     }
   }
-  if (!persist) return;
-  auto log = logging::Get("coordinator");
-  absl::Status s = catalog_->ReplaceCopiesOfNode(report.node(), to_persist, now);
-  if (s.ok()) s = catalog_->UpsertNode(record);
-  if (!s.ok()) {
-    // The catalog's copies are only what a restarted coordinator shows
-    // until agents report again: no decision rests on them, so this is not
-    // a fail-stop. The next report writes them again.
-    log->error("catalog: copies of node {}: {}; written again with the next report", report.node(),
-               s);
+  if (persist && !write_behind_.joinable()) Flush();
+}
+
+void Topology::Flush() {
+  std::map<std::string, Catalog::NodeSnapshot> batch;
+  {
     std::lock_guard<std::mutex> l(mu_);
-    nodes_[report.node()].persisted_shape.clear();
+    batch.swap(pending_);
   }
+  if (batch.empty()) return;
+  std::vector<Catalog::NodeSnapshot> nodes;
+  nodes.reserve(batch.size());
+  for (auto& [name, snapshot] : batch) nodes.push_back(std::move(snapshot));
+  absl::Status s = catalog_->PutTopology(nodes);
+  if (s.ok()) return;
+  // The catalog's nodes and copies are only what a restarted coordinator
+  // shows until agents report again: no decision rests on them, so this is
+  // not a fail-stop. The nodes are written again with their next report.
+  logging::Get("coordinator")
+      ->error("catalog: {} nodes and their copies: {}; written again with their next report",
+              nodes.size(), s);
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& n : nodes) nodes_[n.record.name].persisted_shape.clear();
+}
+
+void Topology::StartWriteBehind(absl::Duration every) {
+  write_behind_ = std::thread([this, every] {
+    std::unique_lock<std::mutex> l(write_behind_mu_);
+    while (!stopping_) {
+      write_behind_cv_.wait_for(l, absl::ToChronoMilliseconds(every), [&] { return stopping_; });
+      l.unlock();
+      Flush();
+      l.lock();
+    }
+  });
+}
+
+Topology::~Topology() {
+  if (write_behind_.joinable()) {
+    {
+      std::lock_guard<std::mutex> l(write_behind_mu_);
+      stopping_ = true;
+    }
+    write_behind_cv_.notify_all();
+    write_behind_.join();
+  }
+  Flush();
 }
 
 bool Topology::ReportingLocked(const NodeState& n, absl::Duration now) const {

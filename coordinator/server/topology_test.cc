@@ -130,5 +130,35 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
   EXPECT_EQ(loaded.CopiesOf("SG01").size(), 1u);
 }
 
+TEST_F(TopologyTest, WrittenBehindTheReportsInOneWriteARound) {
+  FakeClock clock(absl::Now());
+  auto topology = std::make_unique<Topology>(catalog_.get(), absl::Seconds(10), &clock);
+  topology->StartWriteBehind(absl::Hours(1));  // only the explicit flushes below
+  auto channel = std::make_shared<NullChannel>();
+  for (const std::string node : {"node1", "node2"}) {
+    v1::Register hello;
+    hello.set_node(node);
+    topology->Connected(hello, channel);
+    topology->Report(ReportOf(node));
+  }
+  // In memory at once, in the catalog with the next round.
+  EXPECT_EQ(topology->CopiesOf("DB02").size(), 2u);
+  auto copies = catalog_->Copies();
+  ASSERT_TRUE(copies.ok());
+  EXPECT_TRUE(copies->empty());
+  topology->Flush();
+  copies = catalog_->Copies();
+  ASSERT_TRUE(copies.ok());
+  EXPECT_EQ(copies->size(), 2u);
+  // What is pending at the end is written when the topology goes.
+  v1::NodeReport moved = ReportOf("node1");
+  moved.mutable_copies(0)->set_unit("SG01");
+  topology->Report(moved);
+  topology.reset();
+  Topology loaded(catalog_.get(), absl::Seconds(10), &clock);
+  ASSERT_TRUE(loaded.Load().ok());
+  EXPECT_EQ(loaded.Units(), (std::vector<std::string>{"DB02", "SG01"}));
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

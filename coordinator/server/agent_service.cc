@@ -148,7 +148,8 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
       End(grpc::Status::OK);
       return;
     }
-    // Handled off the reaction thread: it writes the catalog.
+    // Handled off the reaction thread: a job update writes the catalog and
+    // may call etcd.
     workers_->Post([this] {
       std::optional<grpc::Status> end = Handle(incoming_);
       if (end) {

@@ -65,17 +65,22 @@ INSTANTIATE_TEST_SUITE_P(Engines, CatalogTest,
                            return param.param == Engine::kSqlite ? "SQLite" : "PostgreSQL";
                          });
 
+v1::CopyStatus CopyOf(const std::string& unit, const std::string& node, v1::Role role,
+                      v1::CopyState state) {
+  v1::CopyStatus c;
+  c.set_unit(unit);
+  c.set_node(node);
+  c.set_role(role);
+  c.set_state(state);
+  return c;
+}
+
 TEST_P(CatalogTest, NodesAndCopiesSurviveAReopen) {
   {
     auto c = Open();
     ASSERT_TRUE(c->UpsertNode({"node1", "0.1.0", kT0, kT0 + absl::Seconds(5)}).ok());
-    v1::CopyStatus a;
-    a.set_unit("DB02");
-    a.set_node("node1");
-    a.set_role(v1::ACTIVE);
-    a.set_state(v1::MOUNTED);
-    v1::CopyStatus b = a;
-    b.set_unit("SG01");
+    v1::CopyStatus a = CopyOf("DB02", "node1", v1::ACTIVE, v1::MOUNTED);
+    const v1::CopyStatus b = CopyOf("SG01", "node1", v1::ACTIVE, v1::MOUNTED);
     ASSERT_TRUE(c->ReplaceCopiesOfNode("node1", {a, b}, kT0).ok());
     // A later report replaces the node's copies: SG01 moved away.
     a.set_copy_queue(3);
@@ -96,18 +101,12 @@ TEST_P(CatalogTest, NodesAndCopiesSurviveAReopen) {
 
 TEST_P(CatalogTest, ManyNodesAndTheirCopiesGoInOneWrite) {
   auto c = Open();
-  v1::CopyStatus a;
-  a.set_unit("DB02");
-  a.set_node("node1");
-  a.set_role(v1::ACTIVE);
-  a.set_state(v1::MOUNTED);
-  v1::CopyStatus b = a;
-  b.set_node("node2");
-  b.set_role(v1::PASSIVE);
-  b.set_state(v1::HEALTHY);
-  v1::CopyStatus b2 = b;
-  b2.set_unit("SG01");
-  ASSERT_TRUE(c->ReplaceCopiesOfNode("node2", {b, b2}, kT0).ok());
+  const v1::CopyStatus a = CopyOf("DB02", "node1", v1::ACTIVE, v1::MOUNTED);
+  ASSERT_TRUE(c->ReplaceCopiesOfNode("node2",
+                                     {CopyOf("DB02", "node2", v1::PASSIVE, v1::HEALTHY),
+                                      CopyOf("SG01", "node2", v1::PASSIVE, v1::HEALTHY)},
+                                     kT0)
+                  .ok());
   // node1 with its copy; node2's record alone (a registration) leaves its
   // copies as they are; node3 with none.
   std::vector<Catalog::NodeSnapshot> batch(3);

@@ -88,6 +88,24 @@ class JobManagerTest : public ::testing::Test {
     return u;
   }
 
+  // An agent's word that attempt `attempt` of `job` succeeded with the
+  // verified Full `manifest` of DB02 from node2.
+  static v1::JobUpdate Succeeded(const std::string& job, uint32_t attempt,
+                                 const std::string& manifest) {
+    v1::JobUpdate u;
+    u.set_job(job);
+    u.set_attempt(attempt);
+    u.set_phase(v1::JOB_SUCCEEDED);
+    v1::Manifest* m = u.mutable_result()->mutable_summary();
+    m->set_id(manifest);
+    m->set_unit("DB02");
+    m->set_type(v1::FULL);
+    m->set_source_node("node2");
+    (*m->mutable_labels())["verified"] = "pages=1";
+    u.mutable_result()->set_manifest(manifest);
+    return u;
+  }
+
   JobRecord Start(const std::string& type = "full", std::vector<std::string> prefer = {}) {
     v1::StartBackupRequest request;
     request.set_unit("DB02");
@@ -173,17 +191,7 @@ TEST_F(JobManagerTest, AResultOfAnAbandonedAttemptIsAcknowledgedButNotApplied) {
 
 TEST_F(JobManagerTest, ALateSuccessOfAnAbandonedAttemptIsStillCatalogued) {
   JobRecord job = StartAndLoseTheFirstAttempt();
-  v1::JobUpdate late;
-  late.set_job(job.id);
-  late.set_attempt(1);
-  late.set_phase(v1::JOB_SUCCEEDED);
-  v1::Manifest* m = late.mutable_result()->mutable_summary();
-  m->set_id("20261122T120000.000000Z-00000001");
-  m->set_unit("DB02");
-  m->set_type(v1::FULL);
-  m->set_source_node("node2");
-  (*m->mutable_labels())["verified"] = "pages=1";
-  jobs_->OnJobUpdate("node2", late);
+  jobs_->OnJobUpdate("node2", Succeeded(job.id, 1, "20261122T120000.000000Z-00000001"));
   EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kAck), 1);
   auto backups = catalog_->Backups("DB02");
   ASSERT_TRUE(backups.ok());
@@ -529,17 +537,7 @@ TEST_F(JobManagerTest, OneJobsSlowCatalogWriteDoesNotHoldUpTheCoordinator) {
 
   // The job's success: catalogued, then its lease's release hangs.
   leases.HoldRelease(true);
-  v1::JobUpdate done;
-  done.set_job(job.id);
-  done.set_attempt(1);
-  done.set_phase(v1::JOB_SUCCEEDED);
-  v1::Manifest* m = done.mutable_result()->mutable_summary();
-  m->set_id("20261204T090000.000000Z-00000001");
-  m->set_unit("DB02");
-  m->set_type(v1::FULL);
-  m->set_source_node("node2");
-  (*m->mutable_labels())["verified"] = "pages=1";
-  done.mutable_result()->set_manifest(m->id());
+  const v1::JobUpdate done = Succeeded(job.id, 1, "20261204T090000.000000Z-00000001");
   std::thread agent([&] { jobs_->OnJobUpdate("node2", done); });
   ASSERT_TRUE(leases.WaitUntilSomeoneWaits());
 

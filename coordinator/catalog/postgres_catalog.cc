@@ -93,6 +93,8 @@ const std::vector<std::vector<std::string>>& Migrations() {
       },
       // 9: the newest leader epoch (Catalog::FenceWrites).
       {"CREATE TABLE leadership (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL)"},
+      // 10: a node's copies by node (see the SQLite migration).
+      {"CREATE INDEX copies_by_node ON copies (node)"},
   };
   return *migrations;
 }

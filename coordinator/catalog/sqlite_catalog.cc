@@ -168,6 +168,12 @@ const std::vector<std::string>& Migrations() {
         id INTEGER PRIMARY KEY CHECK (id = 1),
         epoch INTEGER NOT NULL);
       )sql",
+      // 10: a node's copies are replaced by node, and the primary key
+      // (unit, node) does not serve that: at 10,000 nodes each replacement
+      // scanned all 300,000 copies.
+      R"sql(
+      CREATE INDEX copies_by_node ON copies (node);
+      )sql",
   };
   return *migrations;
 }

@@ -4,8 +4,9 @@
 //
 // On gRPC's callback API: a stream costs no thread of its own, so 10,000
 // agents are 10,000 reactors, not 20,000 threads (issue 18 §5). Reactions
-// must not block, and handling a message writes the catalog and talks to
-// etcd, so each message is handled on a small pool of workers; a stream
+// must not block. A report of a node that runs no job only updates memory
+// and is handled in the reaction; any other message may write the catalog
+// or talk to etcd, and is handled on a small pool of workers. A stream
 // reads its next message only once the last one is handled, which keeps
 // each agent's messages in order. Sends never block either: the node's
 // channel queues them and writes one at a time.
@@ -148,16 +149,15 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
       End(grpc::Status::OK);
       return;
     }
-    // Handled off the reaction thread: a job update writes the catalog and
-    // may call etcd.
-    workers_->Post([this] {
-      std::optional<grpc::Status> end = Handle(incoming_);
-      if (end) {
-        End(*end);
-      } else {
-        StartRead(&incoming_);
-      }
-    });
+    // A report of a node that runs no job only updates memory: handled
+    // here, without waking a worker (at 10,000 agents, 2,000 a second).
+    // Anything else may write the catalog or call etcd, which a reaction
+    // must not wait for: a worker handles it.
+    if (registered_ && incoming_.has_report() && c_->jobs().ReportIsQuiet(incoming_.report())) {
+      Continue(Handle(&incoming_));
+      return;
+    }
+    workers_->Post([this] { Continue(Handle(&incoming_)); });
   }
 
   void OnWriteDone(bool ok) override {
@@ -171,8 +171,19 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
   }
 
  private:
-  // A message; what to end the stream with, if it must end.
-  std::optional<grpc::Status> Handle(const v1::AgentMessage& m) {
+  // The next read, or the end of the stream.
+  void Continue(const std::optional<grpc::Status>& end) {
+    if (end) {
+      End(*end);
+    } else {
+      StartRead(&incoming_);
+    }
+  }
+
+  // A message; what to end the stream with, if it must end. A report's
+  // copies are taken out of *message.
+  std::optional<grpc::Status> Handle(v1::AgentMessage* message) {
+    const v1::AgentMessage& m = *message;
     if (!registered_) return Register(m);
     if (!c_->MayAct()) {
       // Leadership lost while the stream was open: the agent goes to the
@@ -185,7 +196,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
             grpc::StatusCode::PERMISSION_DENIED,
             absl::StrCat("refused: node ", node_, " reported for node ", m.report().node()));
       }
-      c_->topology().Report(m.report());
+      c_->topology().Report(message->mutable_report());
       c_->jobs().OnReport(m.report());
       v1::CoordinatorMessage ack;
       ack.mutable_report_ack()->set_sent_us(m.report().sent_us());

@@ -135,6 +135,10 @@ class JobManager : public BackupStarter {
 
   void OnJobUpdate(const std::string& node, const dagvault::v1::JobUpdate& update);
   void OnReport(const dagvault::v1::NodeReport& report);
+  // Whether OnReport(report) would only read memory: the node runs no job
+  // and has no result to hand over. Such a report (nearly all of them) is
+  // handled on the stream's own thread; another may write the catalog.
+  bool ReportIsQuiet(const dagvault::v1::NodeReport& report);
   // Expires leases; called every second.
   void Tick();
 

@@ -157,6 +157,32 @@ TEST_F(JobManagerTest, AnAssignmentTheAgentNeverRunsIsLostAndRetriedElsewhere) {
   EXPECT_EQ((*leases)[0].holder_node, "node3");
 }
 
+TEST_F(JobManagerTest, AReportIsQuietOnlyWhileItsNodeRunsNothingAndHandsOverNothing) {
+  v1::NodeReport report;
+  report.set_node("node2");
+  EXPECT_TRUE(jobs_->ReportIsQuiet(report));
+  JobRecord job = Start("full", {"node2"});
+  ASSERT_EQ(job.attempts.size(), 1u);
+  // The node's job is looked at with each of its reports, even one that
+  // does not list it (it may have lost it).
+  EXPECT_FALSE(jobs_->ReportIsQuiet(report));
+  v1::NodeReport other;
+  other.set_node("node3");
+  EXPECT_TRUE(jobs_->ReportIsQuiet(other));
+  // A job the node runs, or a result it hands over, is never quiet.
+  *other.add_running() = Running("a-job-of-a-former-leader", 1);
+  EXPECT_FALSE(jobs_->ReportIsQuiet(other));
+  other.clear_running();
+  *other.add_undelivered() = Ended("a-job-of-a-former-leader", 1, v1::JOB_FAILED, "lost");
+  EXPECT_FALSE(jobs_->ReportIsQuiet(other));
+  // Once the job has ended, node2's reports are quiet again.
+  jobs_->OnJobUpdate("node2", Succeeded(job.id, 1, "m1"));
+  auto info = jobs_->Info(job.id, true);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state(), v1::JOB_SUCCEEDED);
+  EXPECT_TRUE(jobs_->ReportIsQuiet(report));
+}
+
 TEST_F(JobManagerTest, ALeaseThatIsNotRenewedExpiresAndASecondLossFailsTheJob) {
   JobRecord job = Start("full", {"node2", "node3"});
   Report("node2", {Running(job.id, 1)});

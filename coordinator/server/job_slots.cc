@@ -40,6 +40,16 @@ std::vector<JobManager::SlotPtr> JobManager::Slots(const std::string& node) {
   return out;
 }
 
+bool JobManager::ReportIsQuiet(const v1::NodeReport& report) {
+  if (report.running_size() != 0 || report.undelivered_size() != 0) return false;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [id, slot] : active_) {
+    const JobRecord& shown = slot->a.shown;
+    if (!shown.attempts.empty() && shown.attempts.back().node == report.node()) return false;
+  }
+  return true;
+}
+
 void JobManager::Place(const SlotPtr& slot) {
   std::lock_guard<std::mutex> l(mu_);
   // What it shows from the start (a job recorded only by CreateJob so far

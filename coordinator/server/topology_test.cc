@@ -130,6 +130,34 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
   EXPECT_EQ(loaded.CopiesOf("SG01").size(), 1u);
 }
 
+TEST_F(TopologyTest, AReportHandedOverLeavesItsCopiesEmptyAndTheNewestStateShown) {
+  FakeClock clock(absl::Now());
+  Topology topology(catalog_.get(), absl::Seconds(10), &clock);
+  auto channel = std::make_shared<NullChannel>();
+  v1::Register hello;
+  hello.set_node("node1");
+  topology.Connected(hello, channel);
+  // The stream's message is reused for the next report, as gRPC parses
+  // each one into the same object.
+  v1::NodeReport incoming = ReportOf("node1");
+  topology.Report(&incoming);
+  EXPECT_EQ(incoming.copies_size(), 0);
+  ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
+  // The same unit, newer figures: the topology shows the newer ones.
+  incoming = ReportOf("node1");
+  incoming.mutable_copies(0)->set_copy_queue(7);
+  topology.Report(&incoming);
+  ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
+  EXPECT_EQ(topology.CopiesOf("DB02")[0].status.copy_queue(), 7u);
+  // Another unit in the same message object: the index follows.
+  incoming = ReportOf("node1");
+  incoming.mutable_copies(0)->set_unit("SG01");
+  topology.Report(&incoming);
+  EXPECT_FALSE(topology.UnitKnown("DB02"));
+  ASSERT_EQ(topology.CopiesOf("SG01").size(), 1u);
+  EXPECT_EQ(topology.CopiesOf("SG01")[0].status.node(), "node1");
+}
+
 TEST_F(TopologyTest, WrittenBehindTheReportsInOneWriteARound) {
   FakeClock clock(absl::Now());
   auto topology = std::make_unique<Topology>(catalog_.get(), absl::Seconds(10), &clock);

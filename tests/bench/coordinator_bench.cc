@@ -13,14 +13,16 @@
 //      (coordinator_bench_failover.cc): kill -9 of the leader to the first
 //      assignment by the new one, p50 and p99 over 20 trials.
 //
-//   coordinator_bench [--agents N] [--seconds S] [--report-ms MS] [--ramp-ms-per-agent MS]
+//   coordinator_bench [--agents N] [--seconds S] [--report-ms MS] [--ramp-ms-per-agent MS] [--pin]
 //                     [--failover-agents N] [--failover-trials T] [--leader-ttl-ms MS]
 #include "tests/bench/coordinator_bench.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -242,8 +244,24 @@ absl::Status CatalogueEveryUnit(const std::string& catalog_path, int units) {
   return (*catalog)->ReplaceBackups(records);
 }
 
+// Every thread of this process onto one CPU: with --pin the coordinator
+// has CPU 0 to itself and the simulated agents run on CPU 1, so that the
+// coordinator's figures are its own and not the fleet's contention.
+void PinThisProcessTo(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) return;
+  while (const dirent* e = ::readdir(tasks)) {
+    pid_t tid = 0;
+    if (absl::SimpleAtoi(e->d_name, &tid)) (void)::sched_setaffinity(tid, sizeof(set), &set);
+  }
+  ::closedir(tasks);
+}
+
 // 3. A real coordinator under 1,000 agents (issue 6) or 10,000 (issue 18).
-int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agent) {
+int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agent, bool pin) {
   // The targets of the issue whose scale this run has.
   const bool large = nodes > 1000;
   const double cpu_target = large ? 50 : 25, rss_target_mb = large ? 1024 : 500,
@@ -296,9 +314,12 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   c.set_lease_ttl_ms(static_cast<uint32_t>(report_ms * 6));
   c.set_log_level("warn");
   (void)WriteFileAtomically(dir.Sub("coordinator.conf"), ToTextConfig(c));
-  testing::Subprocess coordinator(
-      {testing::BinaryPath("dagvault-coordinator"), "--config", dir.Sub("coordinator.conf")}, {},
-      dir.Sub("coordinator.log"));
+  std::vector<std::string> argv = {testing::BinaryPath("dagvault-coordinator"), "--config",
+                                   dir.Sub("coordinator.conf")};
+  // taskset execs the coordinator: the pid measured is the coordinator's.
+  if (pin) argv.insert(argv.begin(), {"/usr/bin/taskset", "-c", "0"});
+  if (pin) PinThisProcessTo(1);
+  testing::Subprocess coordinator(argv, {}, dir.Sub("coordinator.log"));
   auto admin = v1::CoordinatorAdmin::NewStub(
       grpc::CreateChannel(address, *MakeChannelCredentials(CertificateFiles(certs, "admin"), false,
                                                            "admin", {.role = kRoleCoordinator})));
@@ -311,10 +332,19 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
     request.set_all_units(all_units);
     return admin->GetStatus(&ctx, request, out);
   };
-  for (int i = 0; i < 100; ++i) {
+  grpc::Status answer;
+  for (absl::Time until = absl::Now() + absl::Seconds(60); absl::Now() < until;) {
     v1::ClusterStatus s;
-    if (status_call(&s).ok()) break;
+    answer = status_call(&s);
+    if (answer.ok()) break;
     absl::SleepFor(absl::Milliseconds(100));
+  }
+  if (!answer.ok()) {
+    std::cerr << "the coordinator did not answer `status` within 60 s (" << answer.error_message()
+              << "); its log:\n"
+              << ReadFileToString(dir.Sub("coordinator.log")).value_or("(none)")
+              << ReadFileToString(dir.Sub("coordinator.log.err")).value_or("") << "\n";
+    return 1;
   }
   const absl::Duration every = absl::Milliseconds(report_ms);
   const absl::Time connecting = absl::Now();
@@ -322,6 +352,7 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   // managers would start them, not as one storm of TLS handshakes.
   const absl::Duration ramp = absl::Milliseconds(static_cast<int64_t>(ramp_ms_per_agent) * nodes);
   auto fleet = std::make_unique<SimFleet>(nodes, creds, address, every, ramp);
+  if (pin) PinThisProcessTo(1);  // gRPC's threads started since
   int registered = 0;
   for (absl::Time until = absl::Now() + ramp + absl::Seconds(60);
        registered < nodes && absl::Now() < until;) {
@@ -442,11 +473,12 @@ int main(int argc, char** argv) {
       dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                {{"agents", "seconds", "report-ms", "backups", "failover-agents",
                                  "failover-trials", "leader-ttl-ms", "ramp-ms-per-agent"},
-                                {}});
+                                {"pin"}});
   if (!args.ok()) {
     std::cerr << args.status().message()
               << "\nusage: coordinator_bench [--agents 1000] [--seconds 60] [--report-ms 5000]\n"
                  "       [--ramp-ms-per-agent 5 (agents' connections spread over agents x this)]\n"
+                 "       [--pin (the coordinator on CPU 0, the simulated agents on CPU 1)]\n"
                  "       [--failover-agents 100] [--failover-trials 20 (0: none)] "
                  "[--leader-ttl-ms 5000]\n";
     return 2;
@@ -462,7 +494,8 @@ int main(int argc, char** argv) {
   std::cout << "coordinator_bench: figures for the scale targets of issues 6 and 18\n";
   dagvault::bench::BenchSelection(agents);
   dagvault::bench::BenchChains(backups);
-  int status = dagvault::bench::BenchCoordinator(agents, seconds, report_ms, ramp_ms);
+  int status =
+      dagvault::bench::BenchCoordinator(agents, seconds, report_ms, ramp_ms, args->Has("pin"));
   if (trials > 0) {
     status |= dagvault::bench::BenchFailover(failover_agents, trials, report_ms, leader_ttl_ms);
   }

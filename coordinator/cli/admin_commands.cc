@@ -44,6 +44,9 @@ std::string Env(const char* name, const std::string& fallback) {
   return v != nullptr && *v ? std::string(v) : fallback;
 }
 
+// The largest answer the command line takes from the coordinator.
+constexpr int kMaxAdminAnswerBytes = 256 << 20;
+
 struct Connection {
   std::unique_ptr<v1::CoordinatorAdmin::Stub> stub;
   std::string address;  // the one coordinator called
@@ -77,7 +80,13 @@ absl::StatusOr<Connection> Connect(const CliArgs& args,
   if (addresses.size() > 1) {
     ASSIGN_OR_RETURN(leader, FindLeader(addresses, creds));
   }
-  return Connection{v1::CoordinatorAdmin::NewStub(grpc::CreateChannel(leader, creds)), leader};
+  // gRPC refuses answers over 4 MB by default; `status --copies` of
+  // 10,000 nodes is 16 MB and `status --units` of 100,000 units more.
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(kMaxAdminAnswerBytes);
+  return Connection{
+      v1::CoordinatorAdmin::NewStub(grpc::CreateCustomChannel(leader, creds, channel_args)),
+      leader};
 }
 
 // What a job is, in a few words: "Full backup of DB02", "restore of DB02".

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/metrics/registry.h"
 #include "coordinator/catalog/catalog.h"
 
@@ -85,9 +86,10 @@ class InstrumentedCatalog : public Catalog {
   metrics::Histogram* seconds_;
   metrics::Counter* errors_;
   mutable std::mutex versions_mu_;
-  uint64_t last_version_ = 0;                      // guarded by versions_mu_
-  uint64_t every_unit_version_ = 0;                // guarded by versions_mu_
-  std::map<std::string, uint64_t> unit_versions_;  // guarded by versions_mu_
+  uint64_t last_version_ = 0;        // guarded by versions_mu_
+  uint64_t every_unit_version_ = 0;  // guarded by versions_mu_
+  // Hashed: `status` asks for every unit's version (100,000 lookups).
+  absl::flat_hash_map<std::string, uint64_t> unit_versions_;  // guarded by versions_mu_
 };
 
 }  // namespace dagvault::coordinator

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/catalog/instrumented_catalog.h"
@@ -63,8 +64,9 @@ class UnitHistoryCache {
 
   InstrumentedCatalog* const catalog_;
   mutable std::mutex mu_;
-  std::map<std::string, Entry> entries_;  // guarded by mu_
-  uint64_t reads_ = 0;                    // guarded by mu_
+  absl::flat_hash_map<std::string, Entry> entries_;  // guarded by mu_: hashed, as every
+                                                     // `status` looks up every unit
+  uint64_t reads_ = 0;                               // guarded by mu_
 };
 
 }  // namespace dagvault::coordinator

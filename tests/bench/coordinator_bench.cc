@@ -261,7 +261,8 @@ void PinThisProcessTo(int cpu) {
 }
 
 // 3. A real coordinator under 1,000 agents (issue 6) or 10,000 (issue 18).
-int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agent, bool pin) {
+int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agent, bool pin,
+                     const std::vector<std::string>& wrapper) {
   // The targets of the issue whose scale this run has.
   const bool large = nodes > 1000;
   const double cpu_target = large ? 50 : 25, rss_target_mb = large ? 1024 : 500,
@@ -317,6 +318,7 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   std::vector<std::string> argv = {testing::BinaryPath("dagvault-coordinator"), "--config",
                                    dir.Sub("coordinator.conf")};
   // taskset execs the coordinator: the pid measured is the coordinator's.
+  argv.insert(argv.begin(), wrapper.begin(), wrapper.end());
   if (pin) argv.insert(argv.begin(), {"/usr/bin/taskset", "-c", "0"});
   if (pin) PinThisProcessTo(1);
   testing::Subprocess coordinator(argv, {}, dir.Sub("coordinator.log"));
@@ -478,13 +480,15 @@ int main(int argc, char** argv) {
   auto args =
       dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                {{"agents", "seconds", "report-ms", "backups", "failover-agents",
-                                 "failover-trials", "leader-ttl-ms", "ramp-ms-per-agent"},
+                                 "failover-trials", "leader-ttl-ms", "ramp-ms-per-agent", "wrap"},
                                 {"pin"}});
   if (!args.ok()) {
     std::cerr << args.status().message()
               << "\nusage: coordinator_bench [--agents 1000] [--seconds 60] [--report-ms 5000]\n"
                  "       [--ramp-ms-per-agent 5 (agents' connections spread over agents x this)]\n"
                  "       [--pin (the coordinator on CPU 0, the simulated agents on CPU 1)]\n"
+                 "       [--wrap 'CMD ARG...' (start the coordinator under CMD, e.g. /usr/bin/env\n"
+                 "        LD_PRELOAD=libtcmalloc.so.4 HEAPPROFILE=/tmp/hp to profile its heap)]\n"
                  "       [--failover-agents 100] [--failover-trials 20 (0: none)] "
                  "[--leader-ttl-ms 5000]\n";
     return 2;
@@ -500,8 +504,10 @@ int main(int argc, char** argv) {
   std::cout << "coordinator_bench: figures for the scale targets of issues 6 and 18\n";
   dagvault::bench::BenchSelection(agents);
   dagvault::bench::BenchChains(backups);
-  int status =
-      dagvault::bench::BenchCoordinator(agents, seconds, report_ms, ramp_ms, args->Has("pin"));
+  const std::vector<std::string> wrapper =
+      absl::StrSplit(args->GetOr("wrap", ""), ' ', absl::SkipEmpty());
+  int status = dagvault::bench::BenchCoordinator(agents, seconds, report_ms, ramp_ms,
+                                                 args->Has("pin"), wrapper);
   if (trials > 0) {
     status |= dagvault::bench::BenchFailover(failover_agents, trials, report_ms, leader_ttl_ms);
   }

@@ -141,6 +141,9 @@ absl::StatusOr<int> Coordinator::StartServing() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Each connection's TLS frame buffer is this size (16 KB by default) and
+  // the leader keeps one per agent: reports and assignments are a few KB.
+  builder.AddChannelArgument(GRPC_ARG_TSI_MAX_FRAME_SIZE, 4096);
   int port = 0;
   builder.AddListeningPort(config_.listen(), credentials, &port);
   for (auto& s : services_) builder.RegisterService(s.get());

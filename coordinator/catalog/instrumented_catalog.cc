@@ -112,13 +112,17 @@ absl::StatusOr<std::vector<ChainBreakRecord>> InstrumentedCatalog::ChainBreaks(
   return Timed("ChainBreaks", [&] { return inner_->ChainBreaks(unit); });
 }
 absl::Status InstrumentedCatalog::PutPolicy(const dagvault::v1::Policy& policy) {
-  return Timed("PutPolicy", [&] { return inner_->PutPolicy(policy); });
+  absl::Status s = Timed("PutPolicy", [&] { return inner_->PutPolicy(policy); });
+  ++policies_version_;
+  return s;
 }
 absl::StatusOr<std::vector<dagvault::v1::Policy>> InstrumentedCatalog::Policies() {
   return Timed("Policies", [&] { return inner_->Policies(); });
 }
 absl::Status InstrumentedCatalog::RemovePolicy(const std::string& name) {
-  return Timed("RemovePolicy", [&] { return inner_->RemovePolicy(name); });
+  absl::Status s = Timed("RemovePolicy", [&] { return inner_->RemovePolicy(name); });
+  ++policies_version_;
+  return s;
 }
 absl::StatusOr<absl::Time> InstrumentedCatalog::LastFired(const std::string& policy,
                                                           const std::string& kind) {

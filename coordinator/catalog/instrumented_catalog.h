@@ -6,6 +6,7 @@
 // catalog's, unchanged.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,8 @@ class InstrumentedCatalog : public Catalog {
   // sees the write). Writes by other processes are not seen: a reader
   // keeps answers only while this process is the catalog's one writer.
   uint64_t UnitVersion(const std::string& unit) const;
+  // The same for what Policies answers (PutPolicy, RemovePolicy).
+  uint64_t PoliciesVersion() const { return policies_version_.load(); }
 
  private:
   template <typename F>
@@ -85,6 +88,7 @@ class InstrumentedCatalog : public Catalog {
   std::unique_ptr<Catalog> inner_;
   metrics::Histogram* seconds_;
   metrics::Counter* errors_;
+  std::atomic<uint64_t> policies_version_{0};
   mutable std::mutex versions_mu_;
   uint64_t last_version_ = 0;        // guarded by versions_mu_
   uint64_t every_unit_version_ = 0;  // guarded by versions_mu_

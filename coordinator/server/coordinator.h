@@ -127,7 +127,13 @@ class Coordinator {
   std::unique_ptr<InstrumentedCatalog> catalog_;
   // Each unit's chains and jobs as Protection last read them.
   std::unique_ptr<UnitHistoryCache> unit_histories_;
-  std::unique_ptr<EtcdClient> etcd_;  // null without `etcd`
+  // Protection's index of units and policies (protection.cc), kept by the
+  // leader while the policies and the set of reported units stay the same.
+  struct UnitIndex;
+  absl::StatusOr<std::shared_ptr<const UnitIndex>> UnitIndexNow(bool keep);
+  std::mutex unit_index_mu_;
+  std::shared_ptr<const UnitIndex> unit_index_;  // guarded by unit_index_mu_
+  std::unique_ptr<EtcdClient> etcd_;             // null without `etcd`
   std::unique_ptr<LeaseStore> leases_;
   std::unique_ptr<LeaderElection> election_;  // null without leader election
   std::atomic<bool> leading_{false};          // recovered and at work

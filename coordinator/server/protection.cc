@@ -18,49 +18,93 @@ namespace dagvault::coordinator {
 
 namespace v1 = dagvault::v1;
 
+// What Protection derives from the policies and the reported units. Its
+// keys point into `policies`: built in place, never copied.
+struct Coordinator::UnitIndex {
+  uint64_t policies_version = 0;
+  std::shared_ptr<const std::vector<std::string>> reported;
+  std::vector<v1::Policy> policies;
+  // Each policy's levels (nullopt: it sets none, or they do not validate:
+  // the full evaluation says which).
+  std::vector<std::optional<RpoLevels>> levels;
+  absl::flat_hash_map<absl::string_view, size_t> policy_of;
+  // Every unit a policy names or a node reports, each once, unsorted (the
+  // units listed are sorted at the end).
+  std::vector<std::string> units;
+};
+
+absl::StatusOr<std::shared_ptr<const Coordinator::UnitIndex>> Coordinator::UnitIndexNow(bool keep) {
+  // Read before the policies: a write that lands meanwhile moves the
+  // version past this one, and the next call builds the index again.
+  const uint64_t version = catalog_->PoliciesVersion();
+  std::shared_ptr<const std::vector<std::string>> reported = topology_->Units();
+  if (keep) {
+    std::lock_guard<std::mutex> l(unit_index_mu_);
+    if (unit_index_ && unit_index_->policies_version == version &&
+        unit_index_->reported == reported) {
+      return unit_index_;
+    }
+  }
+  auto index = std::make_shared<UnitIndex>();
+  index->policies_version = version;
+  index->reported = reported;
+  ASSIGN_OR_RETURN(index->policies, catalog_->Policies());
+  const std::vector<v1::Policy>& policies = index->policies;
+  index->levels.resize(policies.size());
+  size_t named = 0;
+  for (const auto& p : policies) named += static_cast<size_t>(p.units_size());
+  index->policy_of.reserve(named);
+  for (size_t i = 0; i < policies.size(); ++i) {
+    if (auto l = RpoLevelsOf(policies[i]); l.ok() && l->rpo != absl::ZeroDuration()) {
+      index->levels[i] = *l;
+    }
+    for (const auto& u : policies[i].units()) index->policy_of[u] = i;
+  }
+  index->units = *reported;
+  {
+    const absl::flat_hash_set<absl::string_view> known(reported->begin(), reported->end());
+    for (const auto& [u, i] : index->policy_of) {
+      if (!known.contains(u)) index->units.emplace_back(u);
+    }
+  }
+  if (keep) {
+    std::lock_guard<std::mutex> l(unit_index_mu_);
+    unit_index_ = index;
+  }
+  return std::shared_ptr<const UnitIndex>(std::move(index));
+}
+
 absl::StatusOr<Coordinator::ProtectionSummary> Coordinator::Protection(const std::string& unit,
                                                                        bool every_unit,
                                                                        bool sources) {
-  ASSIGN_OR_RETURN(std::vector<v1::Policy> policies, catalog_->Policies());
-  // Each policy's levels, once (nullopt: it sets none, or they do not
-  // validate: the full evaluation says which).
-  std::vector<std::optional<RpoLevels>> levels(policies.size());
-  // Every unit a policy names or a node reports, each once. Hashed and not
-  // sorted: at 100,000 units, sorting their names was a good part of a
-  // `status` (the units listed are sorted at the end).
-  absl::flat_hash_map<absl::string_view, size_t> policy_of;
-  std::vector<std::string> units = topology_->Units();
-  for (size_t i = 0; i < policies.size(); ++i) {
-    if (auto l = RpoLevelsOf(policies[i]); l.ok() && l->rpo != absl::ZeroDuration()) levels[i] = *l;
-    for (const auto& u : policies[i].units()) policy_of[u] = i;
-  }
-  std::vector<std::string> only_in_policies;
-  {
-    const absl::flat_hash_set<absl::string_view> reported(units.begin(), units.end());
-    for (const auto& [u, i] : policy_of) {
-      if (!reported.contains(u)) only_in_policies.emplace_back(u);
-    }
-  }
-  units.insert(units.end(), only_in_policies.begin(), only_in_policies.end());
+  // Only the catalog's one writer may keep what it read (a standby's
+  // catalog changes under it).
+  const bool keep = leading_;
+  // At 100,000 units, building this at every `status` (reading the
+  // policies, hashing every name) was a good part of its time.
+  ASSIGN_OR_RETURN(std::shared_ptr<const UnitIndex> index, UnitIndexNow(keep));
+  const std::vector<v1::Policy>& policies = index->policies;
+  const auto& levels = index->levels;
+  const auto& policy_of = index->policy_of;
+  const std::vector<std::string>* units = &index->units;
+  std::vector<std::string> one_unit;
   if (!unit.empty()) {
-    if (std::find(units.begin(), units.end(), unit) == units.end()) {
+    if (std::find(units->begin(), units->end(), unit) == units->end()) {
       return absl::NotFoundError(absl::StrCat("no unit ", unit,
                                               " is known: no agent reports a copy of it and no "
                                               "policy names it"));
     }
-    units = {unit};
+    one_unit = {unit};
+    units = &one_unit;
     every_unit = true;
   }
   std::map<std::string, std::string> waiting;
   for (const QueuedBackup& q : scheduler_->Queue()) waiting[q.unit] = q.waiting_for;
-  // Only the catalog's one writer may keep what it read (a standby's
-  // catalog changes under it).
-  const bool keep = leading_;
 
   ProtectionSummary out;
-  out.total = static_cast<uint32_t>(units.size());
+  out.total = static_cast<uint32_t>(units->size());
   const absl::Time now = absl::Now();
-  for (const std::string& u : units) {
+  for (const std::string& u : *units) {
     UnitFacts facts;
     facts.unit = u;
     const auto policy = policy_of.find(u);

@@ -208,6 +208,7 @@ void Topology::SetCopiesLocked(const std::string& node, NodeState& n, CopyList* 
       n.copies.begin(), n.copies.end(), copies->begin(), copies->end(),
       [](const v1::CopyStatus& a, const v1::CopyStatus& b) { return a.unit() == b.unit(); });
   if (!same_units) {
+    units_.reset();
     for (const auto& c : n.copies) {
       auto it = nodes_of_unit_.find(c.unit());
       if (it == nodes_of_unit_.end()) continue;
@@ -229,12 +230,15 @@ bool Topology::UnitKnown(const std::string& unit) const {
   return nodes_of_unit_.count(unit) != 0;
 }
 
-std::vector<std::string> Topology::Units() const {
+std::shared_ptr<const std::vector<std::string>> Topology::Units() const {
   std::lock_guard<std::mutex> l(mu_);
-  std::vector<std::string> out;
-  out.reserve(nodes_of_unit_.size());
-  for (const auto& [unit, nodes] : nodes_of_unit_) out.push_back(unit);
-  return out;
+  if (!units_) {
+    auto units = std::make_shared<std::vector<std::string>>();
+    units->reserve(nodes_of_unit_.size());
+    for (const auto& [unit, nodes] : nodes_of_unit_) units->push_back(unit);
+    units_ = std::move(units);
+  }
+  return units_;
 }
 
 CopyView Topology::ViewLocked(const NodeState& n, const v1::CopyStatus& c,

@@ -75,8 +75,10 @@ class Topology {
   absl::Time LastReport(const std::string& node) const;
 
   bool UnitKnown(const std::string& unit) const;
-  // Every unit some node reports a copy of, in order.
-  std::vector<std::string> Units() const;
+  // Every unit some node reports a copy of, in order. The same object
+  // until the set of units changes: `status` asks at every call, and
+  // reuses what it derived from it while the pointer is the same.
+  std::shared_ptr<const std::vector<std::string>> Units() const;
   // Every copy of `unit`, for source selection.
   std::vector<CopyView> CopiesOf(const std::string& unit) const;
   // Every unit's copies, for selecting sources for all units at once.
@@ -116,6 +118,9 @@ class Topology {
   // Which nodes hold a copy of each unit: CopiesOf reads a unit's few nodes,
   // not every node's copies (100,000 units on 10,000 nodes).
   std::map<std::string, std::set<std::string>> nodes_of_unit_;
+  // Guarded by mu_: the keys of nodes_of_unit_, built when asked for after
+  // they changed (null until then).
+  mutable std::shared_ptr<const std::vector<std::string>> units_;
   // Guarded by mu_: what the catalog has yet to get, by node.
   std::map<std::string, Catalog::NodeSnapshot> pending_;
   std::mutex write_behind_mu_;

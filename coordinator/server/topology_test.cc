@@ -105,7 +105,7 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
     topology.Report(ReportOf(node));
   }
   EXPECT_EQ(topology.CopiesOf("DB02").size(), 2u);
-  EXPECT_EQ(topology.Units(), std::vector<std::string>{"DB02"});
+  EXPECT_EQ(*topology.Units(), std::vector<std::string>{"DB02"});
   // node1's copy moves to SG01 (reseeded as another unit's copy, say).
   v1::NodeReport moved = ReportOf("node1");
   moved.mutable_copies(0)->set_unit("SG01");
@@ -114,7 +114,7 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
   EXPECT_EQ(topology.CopiesOf("DB02")[0].status.node(), "node2");
   ASSERT_EQ(topology.CopiesOf("SG01").size(), 1u);
   EXPECT_EQ(topology.CopiesOf("SG01")[0].status.node(), "node1");
-  EXPECT_EQ(topology.Units(), (std::vector<std::string>{"DB02", "SG01"}));
+  EXPECT_EQ(*topology.Units(), (std::vector<std::string>{"DB02", "SG01"}));
   // node2 reports no copy at all: DB02 is no longer known.
   v1::NodeReport empty;
   empty.set_node("node2");
@@ -126,7 +126,7 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
   // A restarted coordinator loads the same index from the catalog.
   Topology loaded(catalog_.get(), absl::Seconds(10), &clock);
   ASSERT_TRUE(loaded.Load().ok());
-  EXPECT_EQ(loaded.Units(), std::vector<std::string>{"SG01"});
+  EXPECT_EQ(*loaded.Units(), std::vector<std::string>{"SG01"});
   EXPECT_EQ(loaded.CopiesOf("SG01").size(), 1u);
 }
 
@@ -143,16 +143,24 @@ TEST_F(TopologyTest, AReportHandedOverLeavesItsCopiesEmptyAndTheNewestStateShown
   topology.Report(&incoming);
   EXPECT_EQ(incoming.copies_size(), 0);
   ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
-  // The same unit, newer figures: the topology shows the newer ones.
-  incoming = ReportOf("node1");
-  incoming.mutable_copies(0)->set_copy_queue(7);
+  const auto units = topology.Units();
+  // The same unit, newer figures, parsed into the message that got the
+  // old copies back: the topology shows the newer ones, and the list of
+  // units is the same object.
+  v1::NodeReport newer = ReportOf("node1");
+  newer.mutable_copies(0)->set_copy_queue(7);
+  ASSERT_TRUE(incoming.ParseFromString(newer.SerializeAsString()));
   topology.Report(&incoming);
   ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
   EXPECT_EQ(topology.CopiesOf("DB02")[0].status.copy_queue(), 7u);
+  EXPECT_EQ(topology.Units(), units);
   // Another unit in the same message object: the index follows.
-  incoming = ReportOf("node1");
-  incoming.mutable_copies(0)->set_unit("SG01");
+  v1::NodeReport moved = ReportOf("node1");
+  moved.mutable_copies(0)->set_unit("SG01");
+  ASSERT_TRUE(incoming.ParseFromString(moved.SerializeAsString()));
   topology.Report(&incoming);
+  EXPECT_NE(topology.Units(), units);
+  EXPECT_EQ(*topology.Units(), std::vector<std::string>{"SG01"});
   EXPECT_FALSE(topology.UnitKnown("DB02"));
   ASSERT_EQ(topology.CopiesOf("SG01").size(), 1u);
   EXPECT_EQ(topology.CopiesOf("SG01")[0].status.node(), "node1");
@@ -185,7 +193,7 @@ TEST_F(TopologyTest, WrittenBehindTheReportsInOneWriteARound) {
   topology.reset();
   Topology loaded(catalog_.get(), absl::Seconds(10), &clock);
   ASSERT_TRUE(loaded.Load().ok());
-  EXPECT_EQ(loaded.Units(), (std::vector<std::string>{"DB02", "SG01"}));
+  EXPECT_EQ(*loaded.Units(), (std::vector<std::string>{"DB02", "SG01"}));
 }
 
 }  // namespace

@@ -247,10 +247,15 @@ absl::Status CatalogueEveryUnit(const std::string& catalog_path, int units) {
 // Every thread of this process onto one CPU: with --pin the coordinator
 // has CPU 0 to itself and the simulated agents run on CPU 1, so that the
 // coordinator's figures are its own and not the fleet's contention.
+// -1: back onto every CPU.
 void PinThisProcessTo(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
+  if (cpu >= 0) {
+    CPU_SET(cpu, &set);
+  } else {
+    for (long c = 0; c < ::sysconf(_SC_NPROCESSORS_ONLN); ++c) CPU_SET(c, &set);
+  }
   DIR* tasks = ::opendir("/proc/self/task");
   if (tasks == nullptr) return;
   while (const dirent* e = ::readdir(tasks)) {
@@ -317,7 +322,8 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   (void)WriteFileAtomically(dir.Sub("coordinator.conf"), ToTextConfig(c));
   std::vector<std::string> argv = {testing::BinaryPath("dagvault-coordinator"), "--config",
                                    dir.Sub("coordinator.conf")};
-  // taskset execs the coordinator: the pid measured is the coordinator's.
+  // taskset execs the coordinator: the pid measured is the coordinator's
+  // (and so with a --wrap that execs it, such as env; not one that forks).
   argv.insert(argv.begin(), wrapper.begin(), wrapper.end());
   if (pin) argv.insert(argv.begin(), {"/usr/bin/taskset", "-c", "0"});
   if (pin) PinThisProcessTo(1);
@@ -469,6 +475,7 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   fleet.reset();
   coordinator.Kill(15);
   coordinator.Wait();
+  if (pin) PinThisProcessTo(-1);  // the failover section runs on every CPU
   return 0;
 }
 

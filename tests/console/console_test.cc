@@ -211,8 +211,10 @@ TEST(Console, TheApiNeedsAPersonAndTheirRoleAndActionsNeedAConfirmation) {
 
 TEST(Console, EveryPageShowsTheDeploymentInHeadlessChromium) {
   // Each segment read dwells, so that a backup stays running long enough
-  // to be seen with its progress.
-  DeploymentOptions o = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:3000"}});
+  // to be seen with its progress: longer than headless Chromium takes to
+  // start and draw a page on a loaded machine (3 s per read was too short
+  // three times in a row in a full run on the 2-core machine).
+  DeploymentOptions o = Options({{"DAGVAULT_DELAY_AT", "agent.backup.segment_read:8000"}});
   o.console = true;
   Deployment d(o, "console-pages");
   ASSERT_OK(d.Start());

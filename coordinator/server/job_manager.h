@@ -244,6 +244,9 @@ class JobManager : public BackupStarter {
   // The unfinished jobs (whose current attempt runs on `node`, if given),
   // for a round over them, each then locked alone.
   std::vector<SlotPtr> Slots(const std::string& node = "");
+  // Whether the job's current attempt, as shown, runs on `node`; mu_ held
+  // (`shown` is guarded by it).
+  static bool RunsOnLocked(const Slot& slot, const std::string& node);
   // Puts a job, whose lock the caller holds or which no one else can see
   // yet, among the unfinished ones.
   void Place(const SlotPtr& slot);

@@ -28,14 +28,17 @@ JobManager::SlotPtr JobManager::Find(const std::string& id) {
   return it == active_.end() ? nullptr : it->second;
 }
 
+bool JobManager::RunsOnLocked(const Slot& slot, const std::string& node) {
+  const JobRecord& shown = slot.a.shown;
+  return !shown.attempts.empty() && shown.attempts.back().node == node;
+}
+
 std::vector<JobManager::SlotPtr> JobManager::Slots(const std::string& node) {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<SlotPtr> out;
   out.reserve(active_.size());
   for (const auto& [id, slot] : active_) {
-    const JobRecord& shown = slot->a.shown;
-    if (!node.empty() && (shown.attempts.empty() || shown.attempts.back().node != node)) continue;
-    out.push_back(slot);
+    if (node.empty() || RunsOnLocked(*slot, node)) out.push_back(slot);
   }
   return out;
 }
@@ -44,8 +47,7 @@ bool JobManager::ReportIsQuiet(const v1::NodeReport& report) {
   if (report.running_size() != 0 || report.undelivered_size() != 0) return false;
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& [id, slot] : active_) {
-    const JobRecord& shown = slot->a.shown;
-    if (!shown.attempts.empty() && shown.attempts.back().node == report.node()) return false;
+    if (RunsOnLocked(*slot, report.node())) return false;
   }
   return true;
 }

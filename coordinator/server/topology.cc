@@ -14,7 +14,7 @@ namespace v1 = dagvault::v1;
 // Queues and report times change with every report and only a restarted
 // coordinator shows them from the catalog (until the agents' first
 // reports), so they are refreshed seldom: at 10,000 nodes, once a minute
-// was 5,000 copy rows a second and an eighth of the leader's CPU (perf).
+// was 5,000 copy rows a second.
 constexpr absl::Duration kPersistAtLeastEvery = absl::Minutes(10);
 
 // What, when it changes, is written to the catalog at once.

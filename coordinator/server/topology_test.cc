@@ -29,6 +29,14 @@ v1::NodeReport ReportOf(const std::string& node) {
   return r;
 }
 
+// The agent of `node` connects (its channel discards what is sent).
+void Connect(Topology& topology, const std::string& node,
+             std::shared_ptr<AgentChannel> channel = std::make_shared<NullChannel>()) {
+  v1::Register hello;
+  hello.set_node(node);
+  topology.Connected(hello, channel);
+}
+
 class TopologyTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -44,9 +52,7 @@ TEST_F(TopologyTest, ANodeThatStopsReportingIsServiceDownAfterTheTimeout) {
   FakeClock clock(absl::Now());
   Topology topology(catalog_.get(), absl::Milliseconds(200), &clock);
   auto channel = std::make_shared<NullChannel>();
-  v1::Register hello;
-  hello.set_node("node2");
-  topology.Connected(hello, channel);
+  Connect(topology, "node2", channel);
   topology.Report(ReportOf("node2"));
   ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
   EXPECT_TRUE(topology.CopiesOf("DB02")[0].node_reporting);
@@ -73,9 +79,7 @@ TEST_F(TopologyTest, ANodeThatStopsReportingIsServiceDownAfterTheTimeout) {
 
 TEST_F(TopologyTest, AnAgentWhoseMailServerDoesNotAnswerKeepsItsCopiesButTheyDoNotQualify) {
   Topology topology(catalog_.get(), absl::Minutes(1));
-  v1::Register hello;
-  hello.set_node("node2");
-  topology.Connected(hello, std::make_shared<NullChannel>());
+  Connect(topology, "node2");
   topology.Report(ReportOf("node2"));
   v1::NodeReport empty;
   empty.set_node("node2");
@@ -97,11 +101,8 @@ TEST_F(TopologyTest, AnAgentWhoseMailServerDoesNotAnswerKeepsItsCopiesButTheyDoN
 TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
   FakeClock clock(absl::Now());
   Topology topology(catalog_.get(), absl::Seconds(10), &clock);
-  auto channel = std::make_shared<NullChannel>();
   for (const std::string node : {"node1", "node2"}) {
-    v1::Register hello;
-    hello.set_node(node);
-    topology.Connected(hello, channel);
+    Connect(topology, node);
     topology.Report(ReportOf(node));
   }
   EXPECT_EQ(topology.CopiesOf("DB02").size(), 2u);
@@ -133,10 +134,7 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
 TEST_F(TopologyTest, AReportHandedOverLeavesItsCopiesEmptyAndTheNewestStateShown) {
   FakeClock clock(absl::Now());
   Topology topology(catalog_.get(), absl::Seconds(10), &clock);
-  auto channel = std::make_shared<NullChannel>();
-  v1::Register hello;
-  hello.set_node("node1");
-  topology.Connected(hello, channel);
+  Connect(topology, "node1");
   // The stream's message is reused for the next report, as gRPC parses
   // each one into the same object.
   v1::NodeReport incoming = ReportOf("node1");
@@ -170,11 +168,8 @@ TEST_F(TopologyTest, WrittenBehindTheReportsInOneWriteARound) {
   FakeClock clock(absl::Now());
   auto topology = std::make_unique<Topology>(catalog_.get(), absl::Seconds(10), &clock);
   topology->StartWriteBehind(absl::Hours(1));  // only the explicit flushes below
-  auto channel = std::make_shared<NullChannel>();
   for (const std::string node : {"node1", "node2"}) {
-    v1::Register hello;
-    hello.set_node(node);
-    topology->Connected(hello, channel);
+    Connect(*topology, node);
     topology->Report(ReportOf(node));
   }
   // In memory at once, in the catalog with the next round.

@@ -174,6 +174,8 @@ absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> InstrumentedCatalog::Audit
 void InstrumentedCatalog::Touched(const std::string& unit) {
   std::lock_guard<std::mutex> l(versions_mu_);
   unit_versions_[unit] = ++last_version_;
+  recent_writes_.emplace_back(last_version_, unit);
+  if (recent_writes_.size() > recent_unit_writes_) recent_writes_.pop_front();
 }
 
 void InstrumentedCatalog::TouchedEveryUnit() {
@@ -185,6 +187,26 @@ uint64_t InstrumentedCatalog::UnitVersion(const std::string& unit) const {
   std::lock_guard<std::mutex> l(versions_mu_);
   auto it = unit_versions_.find(unit);
   return std::max(every_unit_version_, it == unit_versions_.end() ? 0 : it->second);
+}
+
+uint64_t InstrumentedCatalog::UnitsVersion() const {
+  std::lock_guard<std::mutex> l(versions_mu_);
+  return last_version_;
+}
+
+std::optional<uint64_t> InstrumentedCatalog::UnitsWrittenSince(
+    uint64_t since, std::vector<std::string>* units) const {
+  std::lock_guard<std::mutex> l(versions_mu_);
+  if (since >= last_version_) return last_version_;
+  if (every_unit_version_ > since) return std::nullopt;
+  // Every version after `since` is a write to one unit (not to every
+  // unit, just checked); the list holds them all only if it still reaches
+  // back to the first.
+  if (recent_writes_.empty() || recent_writes_.front().first > since + 1) return std::nullopt;
+  for (auto it = recent_writes_.rbegin(); it != recent_writes_.rend() && it->first > since; ++it) {
+    units->push_back(it->second);
+  }
+  return last_version_;
 }
 
 }  // namespace dagvault::coordinator

@@ -7,9 +7,11 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -20,9 +22,13 @@ namespace dagvault::coordinator {
 
 class InstrumentedCatalog : public Catalog {
  public:
+  // `recent_unit_writes`: how many writes UnitsWrittenSince remembers.
   InstrumentedCatalog(std::unique_ptr<Catalog> inner, metrics::Histogram* seconds,
-                      metrics::Counter* errors)
-      : inner_(std::move(inner)), seconds_(seconds), errors_(errors) {}
+                      metrics::Counter* errors, size_t recent_unit_writes = kRecentUnitWrites)
+      : inner_(std::move(inner)),
+        seconds_(seconds),
+        errors_(errors),
+        recent_unit_writes_(recent_unit_writes) {}
 
   absl::Status UpsertNode(const NodeRecord& node) override;
   absl::StatusOr<std::vector<NodeRecord>> Nodes() override;
@@ -75,6 +81,16 @@ class InstrumentedCatalog : public Catalog {
   // sees the write). Writes by other processes are not seen: a reader
   // keeps answers only while this process is the catalog's one writer.
   uint64_t UnitVersion(const std::string& unit) const;
+  // The newest of every unit's version: it moves with every write that
+  // moves one.
+  uint64_t UnitsVersion() const;
+  // The units written after `since` (a UnitsVersion reading), added to
+  // `units`, complete up to the version returned. nullopt: this object no
+  // longer knows (more than recent_unit_writes writes since, or a write to
+  // every unit), and the caller reads every unit again. `status` at
+  // 100,000 units asks this instead of each unit's version.
+  std::optional<uint64_t> UnitsWrittenSince(uint64_t since, std::vector<std::string>* units) const;
+  static constexpr size_t kRecentUnitWrites = 4096;
   // The same for what Policies answers (PutPolicy, RemovePolicy).
   uint64_t PoliciesVersion() const { return policies_version_.load(); }
 
@@ -88,12 +104,15 @@ class InstrumentedCatalog : public Catalog {
   std::unique_ptr<Catalog> inner_;
   metrics::Histogram* seconds_;
   metrics::Counter* errors_;
+  const size_t recent_unit_writes_;
   std::atomic<uint64_t> policies_version_{0};
   mutable std::mutex versions_mu_;
   uint64_t last_version_ = 0;        // guarded by versions_mu_
   uint64_t every_unit_version_ = 0;  // guarded by versions_mu_
   // Hashed: `status` asks for every unit's version (100,000 lookups).
   absl::flat_hash_map<std::string, uint64_t> unit_versions_;  // guarded by versions_mu_
+  // The newest recent_unit_writes_ writes to one unit, oldest first.
+  std::deque<std::pair<uint64_t, std::string>> recent_writes_;  // guarded by versions_mu_
 };
 
 }  // namespace dagvault::coordinator

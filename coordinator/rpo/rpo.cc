@@ -82,6 +82,11 @@ bool RpoTracker::WasWithinRpo(const std::string& unit) {
   return it == last_.end() || it->second == v1::RPO_OK;
 }
 
+std::vector<std::string> RpoTracker::UnitsLastOutsideRpo() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {last_outside_.begin(), last_outside_.end()};
+}
+
 int RpoSeverity(v1::RpoState state) {
   switch (state) {
     case v1::RPO_CRITICAL:
@@ -231,6 +236,11 @@ v1::UnitProtection RpoTracker::Evaluate(UnitFacts facts, absl::Time now,
       p = EvaluateProtection(facts, now, previous);
     }
     last_[facts.unit] = p.state();
+    if (p.state() == v1::RPO_OK) {
+      last_outside_.erase(facts.unit);
+    } else {
+      last_outside_.insert(facts.unit);
+    }
   }
   if (p.state() == previous) return p;
   const bool breached = p.state() == v1::RPO_WARNING || p.state() == v1::RPO_CRITICAL ||

@@ -12,8 +12,10 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/catalog/catalog.h"
@@ -98,10 +100,14 @@ class RpoTracker {
   // Whether the unit's last state was within its RPO, or it has none yet:
   // with SurelyWithinRpo, it is within it now and no event is due.
   bool WasWithinRpo(const std::string& unit);
+  // The units whose last state was not within their RPO: WasWithinRpo for
+  // every unit at once (few, where `status` judges 100,000).
+  std::vector<std::string> UnitsLastOutsideRpo();
 
  private:
   std::mutex mu_;
   absl::flat_hash_map<std::string, dagvault::v1::RpoState> last_;
+  absl::flat_hash_set<std::string> last_outside_;  // where last_ is not RPO_OK
 };
 
 }  // namespace dagvault::coordinator

@@ -226,6 +226,7 @@ TEST(Protection, TheTrackerSaysWhetherAUnitWasWithinItsRpo) {
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
   // A unit in warning is judged in full again (its recovery is an event).
   EXPECT_FALSE(tracker.WasWithinRpo("DB02"));
+  EXPECT_EQ(tracker.UnitsLastOutsideRpo(), std::vector<std::string>{"DB02"});
   chains = Chain(absl::Hours(90), absl::Minutes(1));
   int asked = 0;
   auto source = [&asked]() {
@@ -236,6 +237,7 @@ TEST(Protection, TheTrackerSaysWhetherAUnitWasWithinItsRpo) {
   EXPECT_EQ(p.state(), v1::RPO_OK);
   EXPECT_EQ(asked, 0);  // within its RPO: where it would read from is not asked
   EXPECT_TRUE(tracker.WasWithinRpo("DB02"));
+  EXPECT_TRUE(tracker.UnitsLastOutsideRpo().empty());
   p = tracker.Evaluate(f, kNow, source, /*always=*/true);
   EXPECT_EQ(asked, 1);
   EXPECT_EQ(p.next_source(), "node2");

@@ -133,7 +133,14 @@ class Coordinator {
   absl::StatusOr<std::shared_ptr<const UnitIndex>> UnitIndexNow(bool keep);
   std::mutex unit_index_mu_;
   std::shared_ptr<const UnitIndex> unit_index_;  // guarded by unit_index_mu_
-  std::unique_ptr<EtcdClient> etcd_;             // null without `etcd`
+  // Every unit's history by its position in a UnitIndex (protection.cc).
+  struct IndexedHistories;
+  std::shared_ptr<const IndexedHistories> HistoriesNow(
+      const std::shared_ptr<const UnitIndex>& index, bool keep);
+  std::mutex histories_refresh_mu_;  // one refresh at a time
+  std::mutex histories_mu_;
+  std::shared_ptr<const IndexedHistories> histories_;  // guarded by histories_mu_
+  std::unique_ptr<EtcdClient> etcd_;                   // null without `etcd`
   std::unique_ptr<LeaseStore> leases_;
   std::unique_ptr<LeaderElection> election_;  // null without leader election
   std::atomic<bool> leading_{false};          // recovered and at work

@@ -3,6 +3,11 @@
 // that unit, and every time on a standby.
 #include "coordinator/server/unit_history_cache.h"
 
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
 #include "common/metrics/registry.h"
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/sqlite_catalog.h"
@@ -170,6 +175,60 @@ TEST_F(UnitHistoryCacheTest, AStandbyReadsEveryTime) {
   EXPECT_EQ(db02->chains.chains_size(), 1);
   Of("DB02", &reads, /*keep=*/false);
   EXPECT_EQ(reads, 1u);
+}
+
+TEST(UnitsWrittenSince, NamesEveryUnitWrittenOrSaysItNoLongerKnows) {
+  // What `status` reads again instead of every unit's version: each unit
+  // written after a reading, up to the version it returns, or nullopt.
+  ::dagvault::testing::TempDir dir("units_written");
+  metrics::Registry registry;
+  auto inner = SqliteCatalog::Open(dir.Sub("catalog.db"));
+  ASSERT_TRUE(inner.ok()) << inner.status();
+  InstrumentedCatalog catalog(std::move(*inner),
+                              &registry.AddHistogram("catalog_seconds", "h", {1}),
+                              &registry.AddCounter("catalog_errors_total", "h"),
+                              /*recent_unit_writes=*/3);
+  std::vector<std::string> written;
+  const uint64_t start = catalog.UnitsVersion();
+  EXPECT_EQ(catalog.UnitsWrittenSince(start, &written), start);
+  EXPECT_TRUE(written.empty());
+
+  // Writes to two units, one of them twice.
+  ASSERT_TRUE(catalog.PutBackup(FullOf("DB02", "20260101T000000Z-0001")).ok());
+  ASSERT_TRUE(catalog.CreateJob(JobOf("SG01", "job-1", JobState::kAssigned, "node3")).ok());
+  ASSERT_TRUE(catalog.CreateJob(JobOf("DB02", "job-2", JobState::kAssigned, "node2")).ok());
+  const uint64_t after_three = catalog.UnitsVersion();
+  EXPECT_GT(after_three, start);
+  EXPECT_EQ(catalog.UnitsWrittenSince(start, &written), after_three);
+  EXPECT_EQ(std::set<std::string>(written.begin(), written.end()),
+            (std::set<std::string>{"DB02", "SG01"}));
+  // From a later reading, only what came after it.
+  written.clear();
+  const uint64_t after_one = start + 1;
+  EXPECT_EQ(catalog.UnitsWrittenSince(after_one, &written), after_three);
+  EXPECT_EQ(std::set<std::string>(written.begin(), written.end()),
+            (std::set<std::string>{"DB02", "SG01"}));
+
+  // A fourth write: the first is forgotten (3 remembered), so a reading
+  // from before it can no longer be answered; one from after it can.
+  ASSERT_TRUE(catalog.CreateJob(JobOf("MB07", "job-3", JobState::kAssigned, "node1")).ok());
+  written.clear();
+  EXPECT_EQ(catalog.UnitsWrittenSince(start, &written), std::nullopt);
+  EXPECT_EQ(catalog.UnitsWrittenSince(after_three, &written), catalog.UnitsVersion());
+  EXPECT_EQ(written, (std::vector<std::string>{"MB07"}));
+  // The oldest reading still answered: the three remembered writes.
+  written.clear();
+  EXPECT_EQ(catalog.UnitsWrittenSince(after_one, &written), catalog.UnitsVersion());
+  EXPECT_EQ(written, (std::vector<std::string>{"MB07", "DB02", "SG01"}));  // newest first
+
+  // A write that reaches every unit (a catalog rebuild): nobody can be
+  // told which units changed.
+  const uint64_t before_rebuild = catalog.UnitsVersion();
+  ASSERT_TRUE(catalog.ReplaceBackups({FullOf("SG01", "20260101T000000Z-0002")}).ok());
+  written.clear();
+  EXPECT_EQ(catalog.UnitsWrittenSince(before_rebuild, &written), std::nullopt);
+  EXPECT_EQ(catalog.UnitsWrittenSince(catalog.UnitsVersion(), &written), catalog.UnitsVersion());
+  EXPECT_TRUE(written.empty());
 }
 
 TEST(SourceHistoryOf, TheNewestAttemptOnEachNodeDecides) {

@@ -17,13 +17,9 @@ namespace v1 = dagvault::v1;
 // was 5,000 copy rows a second.
 constexpr absl::Duration kPersistAtLeastEvery = absl::Minutes(10);
 
-// What, when it changes, is written to the catalog at once.
-std::string Shape(const Topology::CopyList& copies) {
-  std::string s;
-  for (const auto& c : copies) {
-    absl::StrAppend(&s, c.unit(), ":", c.role(), ":", c.state(), ";");
-  }
-  return s;
+// A copy `status` counts as fine when its node reports.
+bool IsHealthy(const dagvault::v1::CopyStatus& c) {
+  return c.state() == dagvault::v1::HEALTHY || c.state() == dagvault::v1::MOUNTED;
 }
 
 }  // namespace
@@ -45,10 +41,7 @@ absl::Status Topology::Load() {
   for (auto& [name, copies_there] : copies_of_node) {
     SetCopiesLocked(name, nodes_[name], &copies_there);
   }
-  for (auto& [name, n] : nodes_) {
-    n.persisted_shape = Shape(n.copies);
-    n.persisted = clock_->Now();
-  }
+  for (auto& [name, n] : nodes_) n.persisted = clock_->Now();
   return absl::OkStatus();
 }
 
@@ -96,13 +89,12 @@ void Topology::Report(v1::NodeReport* report_to_take) {
       return;  // nothing new to write: the last copies stand, marked down
     }
     n.service_error.clear();
-    SetCopiesLocked(report.node(), n, report_to_take->mutable_copies());
+    const bool reshaped = SetCopiesLocked(report.node(), n, report_to_take->mutable_copies());
     n.copies_reported = now;
-    const std::string shape = Shape(n.copies);
-    if (shape != n.persisted_shape || now - n.persisted >= kPersistAtLeastEvery ||
+    if (reshaped || n.persist_again || now - n.persisted >= kPersistAtLeastEvery ||
         now < n.persisted) {
       persist = true;
-      n.persisted_shape = shape;
+      n.persist_again = false;
       n.persisted = now;
       Catalog::NodeSnapshot& pending = pending_[report.node()];
       pending.record = n.record;
@@ -132,7 +124,7 @@ void Topology::Flush() {
       ->error("catalog: {} nodes and their copies: {}; written again with their next report",
               nodes.size(), s);
   std::lock_guard<std::mutex> l(mu_);
-  for (const auto& n : nodes) nodes_[n.record.name].persisted_shape.clear();
+  for (const auto& n : nodes) nodes_[n.record.name].persist_again = true;
 }
 
 void Topology::StartWriteBehind(absl::Duration every) {
@@ -201,12 +193,17 @@ absl::Time Topology::LastReport(const std::string& node) const {
   return it == nodes_.end() ? absl::InfinitePast() : it->second.record.last_report;
 }
 
-void Topology::SetCopiesLocked(const std::string& node, NodeState& n, CopyList* copies) {
+bool Topology::SetCopiesLocked(const std::string& node, NodeState& n, CopyList* copies) {
   // A node reports the same units over and over: the index changes only
-  // when they do.
-  const bool same_units = std::equal(
-      n.copies.begin(), n.copies.end(), copies->begin(), copies->end(),
-      [](const v1::CopyStatus& a, const v1::CopyStatus& b) { return a.unit() == b.unit(); });
+  // when they do, and the catalog is written at once only when a copy's
+  // role or state does.
+  bool same_roles = true;
+  const bool same_units =
+      std::equal(n.copies.begin(), n.copies.end(), copies->begin(), copies->end(),
+                 [&same_roles](const v1::CopyStatus& a, const v1::CopyStatus& b) {
+                   same_roles = same_roles && a.role() == b.role() && a.state() == b.state();
+                   return a.unit() == b.unit();
+                 });
   if (!same_units) {
     units_.reset();
     for (const auto& c : n.copies) {
@@ -220,9 +217,11 @@ void Topology::SetCopiesLocked(const std::string& node, NodeState& n, CopyList* 
   // but with their memory kept, which the next report parses into.
   n.copies.Swap(copies);
   copies->Clear();
+  n.healthy_copies = static_cast<int>(std::count_if(n.copies.begin(), n.copies.end(), IsHealthy));
   if (!same_units) {
     for (const auto& c : n.copies) nodes_of_unit_[c.unit()].insert(node);
   }
+  return !same_units || !same_roles;
 }
 
 bool Topology::UnitKnown(const std::string& unit) const {
@@ -288,10 +287,17 @@ void Topology::Describe(const v1::ClusterStatusRequest& request, v1::ClusterStat
     }
     info->set_agent_version(n.record.agent_version);
     if (!reporting) info->set_down_reason(DownReasonLocked(n, now));
+    status->set_copies_total(status->copies_total() + static_cast<uint32_t>(n.copies.size()));
+    if (reporting)
+      status->set_copies_fine(status->copies_fine() + static_cast<uint32_t>(n.healthy_copies));
+    // Only copies that are not fine are listed unless asked for: at 10,000
+    // nodes, most have none, and their copies are not walked.
+    if (!request.all_copies() && request.unit().empty() && reporting &&
+        n.healthy_copies == n.copies.size()) {
+      continue;
+    }
     for (const auto& c : n.copies) {
-      const bool fine = reporting && (c.state() == v1::HEALTHY || c.state() == v1::MOUNTED);
-      status->set_copies_total(status->copies_total() + 1);
-      if (fine) status->set_copies_fine(status->copies_fine() + 1);
+      const bool fine = reporting && IsHealthy(c);
       if (!request.all_copies() && c.unit() != request.unit() && fine) continue;
       if (!request.unit().empty() && c.unit() != request.unit()) continue;
       v1::CopyInfo* copy = status->add_copies();

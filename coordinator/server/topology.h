@@ -93,17 +93,24 @@ class Topology {
     NodeRecord record;
     std::shared_ptr<AgentChannel> channel;
     CopyList copies;
+    // How many of `copies` are Healthy or Mounted: `status` counts every
+    // node's fine copies and lists only the others.
+    int healthy_copies = 0;
     absl::Time copies_reported = absl::InfinitePast();
     // Monotonic: when its last report arrived (-inf: not since start).
     absl::Duration heard = -absl::InfiniteDuration();
     // The agent reports but its mailstored does not answer: the copies keep
     // their last state for the operator and do not qualify.
     std::string service_error;
-    std::string persisted_shape;  // role and state of each copy, as last written
+    // The last write of its copies to the catalog failed: the next report
+    // writes them whatever changed.
+    bool persist_again = false;
     absl::Time persisted = absl::InfinitePast();
   };
-  // Replaces the node's copies and keeps nodes_of_unit_ true.
-  void SetCopiesLocked(const std::string& node, NodeState& n, CopyList* copies);
+  // Replaces the node's copies and keeps nodes_of_unit_ true. Whether a
+  // copy's unit, role or state changed (what is written to the catalog at
+  // once).
+  bool SetCopiesLocked(const std::string& node, NodeState& n, CopyList* copies);
   // `now` is the monotonic reading.
   bool ReportingLocked(const NodeState& n, absl::Duration now) const;
   std::string DownReasonLocked(const NodeState& n, absl::Duration now) const;

@@ -2,6 +2,9 @@
 // told.
 #include "coordinator/server/topology.h"
 
+#include <set>
+#include <string>
+
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/sqlite_catalog.h"
 #include "gmock/gmock.h"
@@ -162,6 +165,120 @@ TEST_F(TopologyTest, AReportHandedOverLeavesItsCopiesEmptyAndTheNewestStateShown
   EXPECT_FALSE(topology.UnitKnown("DB02"));
   ASSERT_EQ(topology.CopiesOf("SG01").size(), 1u);
   EXPECT_EQ(topology.CopiesOf("SG01")[0].status.node(), "node1");
+}
+
+TEST_F(TopologyTest, StatusCountsEveryCopyAndListsOnlyThoseNotFineUnlessAsked) {
+  FakeClock clock(absl::Now());
+  Topology topology(catalog_.get(), absl::Seconds(10), &clock);
+  // node1: two fine copies; node2: one fine, one failed; node3: one fine
+  // copy on a node that stops reporting.
+  for (const std::string node : {"node1", "node2", "node3"}) {
+    Connect(topology, node);
+    v1::NodeReport r = ReportOf(node);
+    v1::CopyStatus* second = r.add_copies();
+    *second = r.copies(0);
+    second->set_unit("SG01");
+    if (node == "node1") second->set_state(v1::MOUNTED);
+    if (node == "node2") second->set_state(v1::FAILED);
+    if (node == "node3") r.mutable_copies()->RemoveLast();
+    topology.Report(r);
+  }
+  clock.Advance(absl::Seconds(8));
+  for (const std::string node : {"node1", "node2"}) {
+    v1::NodeReport r = ReportOf(node);
+    v1::CopyStatus* second = r.add_copies();
+    *second = r.copies(0);
+    second->set_unit("SG01");
+    if (node == "node1") second->set_state(v1::MOUNTED);
+    if (node == "node2") second->set_state(v1::FAILED);
+    topology.Report(r);
+  }
+  clock.Advance(absl::Seconds(4));  // node3 has been silent for 12 s
+
+  auto listed = [](const v1::ClusterStatus& s) {
+    std::set<std::string> out;
+    for (const auto& c : s.copies()) out.insert(c.status().node() + "/" + c.status().unit());
+    return out;
+  };
+  v1::ClusterStatus status;
+  topology.Describe({}, &status);
+  EXPECT_EQ(status.nodes_size(), 3);
+  EXPECT_EQ(status.copies_total(), 5u);
+  EXPECT_EQ(status.copies_fine(), 3u);  // node1's two, node2's DB02
+  EXPECT_EQ(listed(status), (std::set<std::string>{"node2/SG01", "node3/DB02"}));
+
+  v1::ClusterStatusRequest all;
+  all.set_all_copies(true);
+  status.Clear();
+  topology.Describe(all, &status);
+  EXPECT_EQ(status.copies_fine(), 3u);
+  EXPECT_EQ(listed(status).size(), 5u);
+
+  v1::ClusterStatusRequest one;
+  one.set_unit("SG01");
+  status.Clear();
+  topology.Describe(one, &status);
+  EXPECT_EQ(status.copies_total(), 5u);
+  EXPECT_EQ(listed(status), (std::set<std::string>{"node1/SG01", "node2/SG01"}));
+
+  // node1, all fine so far, has a copy fail: it is counted and listed.
+  v1::NodeReport failing = ReportOf("node1");
+  *failing.add_copies() = failing.copies(0);
+  failing.mutable_copies(1)->set_unit("SG01");
+  failing.mutable_copies(1)->set_state(v1::FAILED);
+  topology.Report(failing);
+  status.Clear();
+  topology.Describe({}, &status);
+  EXPECT_EQ(status.copies_fine(), 2u);
+  EXPECT_EQ(listed(status), (std::set<std::string>{"node1/SG01", "node2/SG01", "node3/DB02"}));
+  v1::NodeReport fine_again = ReportOf("node1");
+  *fine_again.add_copies() = fine_again.copies(0);
+  fine_again.mutable_copies(1)->set_unit("SG01");
+  topology.Report(fine_again);
+
+  // node2's copy is reseeded: it is fine again and no longer listed.
+  v1::NodeReport healed = ReportOf("node2");
+  *healed.add_copies() = healed.copies(0);
+  healed.mutable_copies(1)->set_unit("SG01");
+  topology.Report(healed);
+  status.Clear();
+  topology.Describe({}, &status);
+  EXPECT_EQ(status.copies_fine(), 4u);
+  EXPECT_EQ(listed(status), (std::set<std::string>{"node3/DB02"}));
+}
+
+TEST_F(TopologyTest, ACopysNewRoleOrStateIsWrittenAtOnceItsFiguresOnlyEveryTenMinutes) {
+  FakeClock clock(absl::Now());
+  Topology topology(catalog_.get(), absl::Seconds(10), &clock);  // no write-behind: at once
+  Connect(topology, "node1");
+  topology.Report(ReportOf("node1"));
+  auto stored = [&]() {
+    auto copies = catalog_->Copies();
+    EXPECT_TRUE(copies.ok()) << copies.status();
+    return copies.ok() && copies->size() == 1 ? (*copies)[0].status : v1::CopyStatus();
+  };
+  EXPECT_EQ(stored().state(), v1::HEALTHY);
+  // Only its figures change: not written.
+  v1::NodeReport r = ReportOf("node1");
+  r.mutable_copies(0)->set_copy_queue(7);
+  topology.Report(r);
+  EXPECT_EQ(stored().copy_queue(), 0u);
+  // Its state changes: written at once, with the figures.
+  r.mutable_copies(0)->set_state(v1::FAILED);
+  topology.Report(r);
+  EXPECT_EQ(stored().state(), v1::FAILED);
+  EXPECT_EQ(stored().copy_queue(), 7u);
+  // Its role changes: written at once.
+  r.mutable_copies(0)->set_role(v1::ACTIVE);
+  topology.Report(r);
+  EXPECT_EQ(stored().role(), v1::ACTIVE);
+  // Unchanged for ten minutes: its figures are refreshed.
+  r.mutable_copies(0)->set_copy_queue(9);
+  topology.Report(r);
+  EXPECT_EQ(stored().copy_queue(), 7u);
+  clock.Advance(absl::Minutes(10));
+  topology.Report(r);
+  EXPECT_EQ(stored().copy_queue(), 9u);
 }
 
 TEST_F(TopologyTest, WrittenBehindTheReportsInOneWriteARound) {

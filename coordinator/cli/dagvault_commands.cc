@@ -89,7 +89,8 @@ ProgramSpec Build() {
        "units outside their RPO and why, nodes, copies that need attention, leases, jobs; exit 1 "
        "when a unit is critical or was never backed up under an RPO",
        {Bool("units", "every unit, not only those outside their RPO"),
-        Bool("copies", "every copy, not only those that need attention"),
+        Bool("copies", "every copy, not only those that need attention (and every node)"),
+        Bool("nodes", "every node, not only those not reporting"),
         Bool("leader", "only which coordinator leads (docs/ha.md)"), Unit()}},
       {{"backup", "start"},
        "start a backup",

@@ -97,6 +97,7 @@ absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args
   request.set_all_copies(args.Has("copies"));
   request.set_unit(args.GetOr("unit", ""));
   request.set_all_units(args.Has("units"));
+  request.set_all_nodes(args.Has("nodes"));
   v1::ClusterStatus status;
   RETURN_IF_ERROR(FromGrpcStatus(stub.GetStatus(Context().get(), request, &status), "coordinator"));
   const absl::Status verdict = Verdict(status);
@@ -110,8 +111,16 @@ absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args
     nodes.Add({n.node(), n.agent_version().empty() ? "-" : n.agent_version(),
                Time(n.last_report_us()), n.reporting() ? "reporting" : n.down_reason()});
   }
-  nodes.Print(out);
-  out << "\n";
+  if (status.nodes_size() > 0) nodes.Print(out);
+  // A coordinator older than the counts lists every node and counts none.
+  const uint32_t nodes_total =
+      std::max(status.nodes_total(), static_cast<uint32_t>(status.nodes_size()));
+  const uint32_t nodes_hidden = nodes_total - static_cast<uint32_t>(status.nodes_size());
+  out << "nodes: " << status.nodes_reporting() << " of " << nodes_total << " reporting";
+  if (nodes_hidden > 0) {
+    out << "; " << nodes_hidden << " of those not listed (--nodes lists every node)";
+  }
+  out << "\n\n";
   Table copies({"UNIT", "NODE", "ROLE", "STATE", "COPY Q", "REPLAY Q", "LAG", "LAST LOG"});
   std::vector<v1::CopyInfo> sorted(status.copies().begin(), status.copies().end());
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {

@@ -185,7 +185,7 @@ void CoordinatorMetrics::CollectLastBackups(TextWriter& w) {
 
 void CoordinatorMetrics::CollectDeployment(TextWriter& w) {
   v1::ClusterStatusRequest all;
-  all.set_all_copies(true);
+  all.set_all_copies(true);  // and so every node
   v1::ClusterStatus status;
   c_->topology().Describe(all, &status);
   w.Family("dagvault_node_reporting", Type::kGauge,

@@ -277,16 +277,21 @@ std::map<std::string, std::vector<CopyView>> Topology::AllCopies() const {
 void Topology::Describe(const v1::ClusterStatusRequest& request, v1::ClusterStatus* status) const {
   const absl::Duration now = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
+  const bool every_node = request.all_nodes() || request.all_copies();
+  status->set_nodes_total(static_cast<uint32_t>(nodes_.size()));
   for (const auto& [name, n] : nodes_) {
-    v1::NodeInfo* info = status->add_nodes();
-    info->set_node(name);
     const bool reporting = ReportingLocked(n, now);
-    info->set_reporting(reporting);
-    if (n.record.last_report != absl::InfinitePast()) {
-      info->set_last_report_us(absl::ToUnixMicros(n.record.last_report));
+    if (reporting) status->set_nodes_reporting(status->nodes_reporting() + 1);
+    if (every_node || !reporting) {
+      v1::NodeInfo* info = status->add_nodes();
+      info->set_node(name);
+      info->set_reporting(reporting);
+      if (n.record.last_report != absl::InfinitePast()) {
+        info->set_last_report_us(absl::ToUnixMicros(n.record.last_report));
+      }
+      info->set_agent_version(n.record.agent_version);
+      if (!reporting) info->set_down_reason(DownReasonLocked(n, now));
     }
-    info->set_agent_version(n.record.agent_version);
-    if (!reporting) info->set_down_reason(DownReasonLocked(n, now));
     status->set_copies_total(status->copies_total() + static_cast<uint32_t>(n.copies.size()));
     if (reporting)
       status->set_copies_fine(status->copies_fine() + static_cast<uint32_t>(n.healthy_copies));

@@ -84,7 +84,8 @@ class Topology {
   // Every unit's copies, for selecting sources for all units at once.
   std::map<std::string, std::vector<CopyView>> AllCopies() const;
 
-  // Every node; the copies `request` asks for (common/admin.proto).
+  // The nodes and the copies `request` asks for, and counts of all
+  // (proto/dagvault/v1/admin.proto).
   void Describe(const dagvault::v1::ClusterStatusRequest& request,
                 dagvault::v1::ClusterStatus* status) const;
 

@@ -202,7 +202,10 @@ TEST_F(TopologyTest, StatusCountsEveryCopyAndListsOnlyThoseNotFineUnlessAsked) {
   };
   v1::ClusterStatus status;
   topology.Describe({}, &status);
-  EXPECT_EQ(status.nodes_size(), 3);
+  EXPECT_EQ(status.nodes_total(), 3u);
+  EXPECT_EQ(status.nodes_reporting(), 2u);
+  ASSERT_EQ(status.nodes_size(), 1);  // the reporting nodes are only counted
+  EXPECT_EQ(status.nodes(0).node(), "node3");
   EXPECT_EQ(status.copies_total(), 5u);
   EXPECT_EQ(status.copies_fine(), 3u);  // node1's two, node2's DB02
   EXPECT_EQ(listed(status), (std::set<std::string>{"node2/SG01", "node3/DB02"}));
@@ -213,6 +216,14 @@ TEST_F(TopologyTest, StatusCountsEveryCopyAndListsOnlyThoseNotFineUnlessAsked) {
   topology.Describe(all, &status);
   EXPECT_EQ(status.copies_fine(), 3u);
   EXPECT_EQ(listed(status).size(), 5u);
+  EXPECT_EQ(status.nodes_size(), 3);  // every copy: every node
+
+  v1::ClusterStatusRequest every_node;
+  every_node.set_all_nodes(true);
+  status.Clear();
+  topology.Describe(every_node, &status);
+  EXPECT_EQ(status.nodes_size(), 3);
+  EXPECT_EQ(listed(status), (std::set<std::string>{"node2/SG01", "node3/DB02"}));
 
   v1::ClusterStatusRequest one;
   one.set_unit("SG01");

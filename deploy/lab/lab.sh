@@ -299,7 +299,7 @@ CONF
     echo "agent of $name started (pid $(dagvault_pid "agent-$name"))"
   done < <(each_node)
   # Ready when every node reports.
-  until [[ $("$bin/dagvault" status --json | grep -c '"reporting": true') -ge $(wc -l <"$dir/nodes.txt") ]]; do
+  until [[ $("$bin/dagvault" status --nodes --json | grep -c '"reporting": true') -ge $(wc -l <"$dir/nodes.txt") ]]; do
     (( SECONDS < deadline + 30 )) || { echo "lab.sh: the agents did not report within 60 s" >&2; exit 1; }
     sleep 0.2
   done

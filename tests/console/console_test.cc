@@ -168,7 +168,7 @@ TEST(Console, TheApiNeedsAPersonAndTheirRoleAndActionsNeedAConfirmation) {
   ASSERT_EQ(status.status, 200) << status.body;
   v1::ClusterStatus parsed;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(status.body, &parsed).ok());
-  EXPECT_EQ(parsed.nodes_size(), 3);
+  EXPECT_EQ(parsed.nodes_total(), 3u);
   // ... and may not act.
   Reply denied = Post(d, "StartBackup", R"({"unit":"DB02"})", "vera", "", true);
   EXPECT_EQ(denied.status, 403);

@@ -164,7 +164,7 @@ python3 - "$lab/certs/ca.crt" "$token" <<'PY'
 import json, ssl, sys, urllib.request
 context = ssl.create_default_context(cafile=sys.argv[1])
 request = urllib.request.Request("https://127.0.0.1:7182/api/v1/GetStatus",
-                                 data=b'{"all_units": true}',
+                                 data=b'{"all_units": true, "all_nodes": true}',
                                  headers={"Authorization": "Bearer " + sys.argv[2],
                                           "Content-Type": "application/json"})
 status = json.load(urllib.request.urlopen(request, context=context, timeout=10))

@@ -368,11 +368,13 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   // managers would start them, not as one storm of TLS handshakes.
   const absl::Duration ramp = absl::Milliseconds(static_cast<int64_t>(ramp_ms_per_agent) * nodes);
   // While the agents connect, the fleet may use every CPU: 10,000 TLS
-  // client handshakes plus the reports of those already connected are more
-  // than one CPU carries, and a fleet starved of CPU times its own
-  // handshakes out (seen: 8,162 of 10,000 registered, with the coordinator
-  // at 40% of its CPU). The coordinator stays on CPU 0 throughout, and the
-  // fleet is moved to CPU 1 before anything is measured.
+  // client handshakes plus the reports of those already connected load the
+  // fleet's side at least as much as the coordinator's (seen: the fleet at
+  // 94% of its one CPU, the coordinator at 40% of its own, 8,162 of 10,000
+  // registered). With a 15 ms ramp, that was not enough either (8,059);
+  // with 25 ms, every run registered all 10,000. The coordinator stays on
+  // CPU 0 throughout, and the fleet is moved to CPU 1 before anything is
+  // measured.
   if (pin) PinThisProcessTo(-1);
   auto fleet = std::make_unique<SimFleet>(nodes, creds, address, every, ramp);
   int registered = 0;

@@ -63,5 +63,43 @@ TEST(StatusCommand, EveryCopyOfALargeDeploymentIsShownPastGrpcsDefaultLimit) {
   EXPECT_NE(out.str().find(absl::StrFormat("unit-%06d-", 600 * 30 - 1)), std::string::npos);
 }
 
+TEST(StatusCommand, NodesThatReportAreCountedAndThoseThatDoNotAreListed) {
+  v1::ClusterStatus status;
+  status.set_nodes_total(10000);
+  status.set_nodes_reporting(9998);
+  for (const char* name : {"node00042", "node00077"}) {
+    v1::NodeInfo* n = status.add_nodes();
+    n->set_node(name);
+    n->set_down_reason("its agent is not connected: ServiceDown");
+  }
+  StatusServer server(status);
+  std::ostringstream out, err;
+  ASSERT_EQ(
+      RunAdminCommand({"status", "--coordinator", server.address(), "--insecure-dev"}, out, err), 0)
+      << err.str();
+  EXPECT_NE(out.str().find("node00077"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("its agent is not connected: ServiceDown"), std::string::npos);
+  EXPECT_NE(out.str().find("nodes: 9998 of 10000 reporting; 9998 of those not listed (--nodes "
+                           "lists every node)"),
+            std::string::npos)
+      << out.str();
+}
+
+TEST(StatusCommand, ACoordinatorThatDoesNotCountNodesHasThemCountedFromItsList) {
+  // Older coordinators list every node and send no counts.
+  v1::ClusterStatus status;
+  for (bool reporting : {true, true, false}) {
+    v1::NodeInfo* n = status.add_nodes();
+    n->set_node(absl::StrCat("node", status.nodes_size()));
+    n->set_reporting(reporting);
+  }
+  StatusServer server(status);
+  std::ostringstream out, err;
+  ASSERT_EQ(
+      RunAdminCommand({"status", "--coordinator", server.address(), "--insecure-dev"}, out, err), 0)
+      << err.str();
+  EXPECT_NE(out.str().find("nodes: 2 of 3 reporting\n"), std::string::npos) << out.str();
+}
+
 }  // namespace
 }  // namespace dagvault::cli

@@ -112,11 +112,18 @@ absl::Status StatusCommand(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args
                Time(n.last_report_us()), n.reporting() ? "reporting" : n.down_reason()});
   }
   if (status.nodes_size() > 0) nodes.Print(out);
-  // A coordinator older than the counts lists every node and counts none.
+  // A coordinator older than the counts lists every node and counts none:
+  // the count is then the list's.
+  const bool counted = status.nodes_total() > 0;
   const uint32_t nodes_total =
-      std::max(status.nodes_total(), static_cast<uint32_t>(status.nodes_size()));
-  const uint32_t nodes_hidden = nodes_total - static_cast<uint32_t>(status.nodes_size());
-  out << "nodes: " << status.nodes_reporting() << " of " << nodes_total << " reporting";
+      counted ? status.nodes_total() : static_cast<uint32_t>(status.nodes_size());
+  const uint32_t nodes_reporting =
+      counted ? status.nodes_reporting()
+              : static_cast<uint32_t>(std::count_if(status.nodes().begin(), status.nodes().end(),
+                                                    [](const auto& n) { return n.reporting(); }));
+  const uint32_t nodes_hidden =
+      nodes_total - std::min(nodes_total, static_cast<uint32_t>(status.nodes_size()));
+  out << "nodes: " << nodes_reporting << " of " << nodes_total << " reporting";
   if (nodes_hidden > 0) {
     out << "; " << nodes_hidden << " of those not listed (--nodes lists every node)";
   }

@@ -457,6 +457,10 @@ absl::Status Engine::RollLog() {
   // Serialise with commits so that the roll falls between transactions.
   std::unique_lock<std::mutex> writer(writer_mu_);
   thawed_.wait(writer, [&] { return !frozen_ || !health().ok(); });
+  // Again under the writer lock: a Close that held it meanwhile (a dismount
+  // racing a replica's seed) has closed the log, and a roll now would
+  // create the closed generation's file anew, over its records.
+  RETURN_IF_ERROR(health());
   absl::Status s = log_->Roll();
   if (!s.ok()) Fail(s);
   return s;
@@ -566,6 +570,9 @@ absl::StatusOr<Engine::FreezeInfo> Engine::Freeze() {
   {
     // Waits for the running transaction; later ones wait in Begin.
     std::unique_lock<std::mutex> writer(writer_mu_);
+    // Again under the writer lock, as in RollLog: a Close may have taken
+    // it first.
+    RETURN_IF_ERROR(health());
     if (frozen_)
       return absl::FailedPreconditionError(absl::StrCat("unit ", unit_.name, " is already frozen"));
     // The flush lock before the roll (writer, then flush, as Close takes

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -210,6 +211,63 @@ TEST(Engine, LogsRollWithContiguousLinkedGenerations) {
     }
     prev = scan->file_hash;
   }
+}
+
+TEST(Engine, ARollOrFreezeWaitingWhileTheUnitClosesDoesNotRecreateTheClosedLog) {
+  // A dismount's Close and a replica's seed (RollLog) or a backup's Freeze
+  // can meet on the writer lock. A roll that ran after the close created
+  // the closed generation's file anew, over its records (mailstored_test's
+  // MountState flake). Each round holds the writer lock, queues both on it
+  // (in either order: the first waiter usually gets it first), then lets
+  // go; the log must scan whole whichever went first.
+  int closed_first = 0;
+  for (int round = 0; round < 8; ++round) {
+    TempDir dir("close_race");
+    auto config = MakeUnitConfig(dir.path(), 1, 64 << 10);
+    {
+      auto e = Engine::Create(config, testing::TestEngineOptions());
+      ASSERT_TRUE(e.ok()) << e.status();
+      PutMany(**e, 0, 1, 0, 40, 500);
+      auto held = (*e)->Begin();  // holds the writer lock
+      ASSERT_TRUE(held.ok()) << held.status();
+      absl::Status rolled;
+      auto roll = [&] {
+        if (round % 4 < 2) {
+          rolled = (*e)->RollLog();
+        } else if (auto frozen = (*e)->Freeze(); frozen.ok()) {
+          rolled = (*e)->Thaw();
+        } else {
+          rolled = frozen.status();
+        }
+      };
+      auto close = [&] { EXPECT_TRUE((*e)->Close().ok()); };
+      const bool close_queues_first = round % 2 == 1;
+      std::thread first(close_queues_first ? std::function<void()>(close) : roll);
+      absl::SleepFor(absl::Milliseconds(30));
+      std::thread second(close_queues_first ? std::function<void()>(roll) : close);
+      absl::SleepFor(absl::Milliseconds(30));
+      (*held)->Abort();
+      held->reset();
+      first.join();
+      second.join();
+      if (!rolled.ok()) ++closed_first;
+    }
+    auto logs = ListLogStream(dir.path(), "E00");
+    ASSERT_TRUE(logs.ok()) << logs.status();
+    std::vector<std::string> files;
+    for (const auto& [gen, path] : logs->closed) files.push_back(path);
+    if (logs->current) files.push_back(*logs->current);
+    for (const std::string& path : files) {
+      auto scan = ScanLogFile(path);
+      EXPECT_TRUE(scan.ok()) << "round " << round << ": " << scan.status();
+    }
+    auto reopened = Engine::Open(config, testing::TestEngineOptions());
+    ASSERT_TRUE(reopened.ok()) << "round " << round << ": " << reopened.status();
+    ExpectMany(**reopened, 0, 1, 0, 40, 500);
+    ASSERT_TRUE((*reopened)->Close().ok());
+  }
+  // The race was run: in some rounds the close went first.
+  EXPECT_GT(closed_first, 0);
 }
 
 TEST(Engine, CircularLoggingDeletesLogsBelowTheCheckpoint) {

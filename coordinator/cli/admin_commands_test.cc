@@ -63,6 +63,16 @@ TEST(StatusCommand, EveryCopyOfALargeDeploymentIsShownPastGrpcsDefaultLimit) {
   EXPECT_NE(out.str().find(absl::StrFormat("unit-%06d-", 600 * 30 - 1)), std::string::npos);
 }
 
+// What `dagvault status` prints when the coordinator answers `status`.
+std::string StatusOutput(const v1::ClusterStatus& status) {
+  StatusServer server(status);
+  std::ostringstream out, err;
+  EXPECT_EQ(
+      RunAdminCommand({"status", "--coordinator", server.address(), "--insecure-dev"}, out, err), 0)
+      << err.str();
+  return out.str();
+}
+
 TEST(StatusCommand, NodesThatReportAreCountedAndThoseThatDoNotAreListed) {
   v1::ClusterStatus status;
   status.set_nodes_total(10000);
@@ -72,17 +82,13 @@ TEST(StatusCommand, NodesThatReportAreCountedAndThoseThatDoNotAreListed) {
     n->set_node(name);
     n->set_down_reason("its agent is not connected: ServiceDown");
   }
-  StatusServer server(status);
-  std::ostringstream out, err;
-  ASSERT_EQ(
-      RunAdminCommand({"status", "--coordinator", server.address(), "--insecure-dev"}, out, err), 0)
-      << err.str();
-  EXPECT_NE(out.str().find("node00077"), std::string::npos) << out.str();
-  EXPECT_NE(out.str().find("its agent is not connected: ServiceDown"), std::string::npos);
-  EXPECT_NE(out.str().find("nodes: 9998 of 10000 reporting; 9998 of those not listed (--nodes "
-                           "lists every node)"),
+  const std::string out = StatusOutput(status);
+  EXPECT_NE(out.find("node00077"), std::string::npos) << out;
+  EXPECT_NE(out.find("its agent is not connected: ServiceDown"), std::string::npos);
+  EXPECT_NE(out.find("nodes: 9998 of 10000 reporting; 9998 of those not listed (--nodes "
+                     "lists every node)"),
             std::string::npos)
-      << out.str();
+      << out;
 }
 
 TEST(StatusCommand, ACoordinatorThatDoesNotCountNodesHasThemCountedFromItsList) {
@@ -93,12 +99,8 @@ TEST(StatusCommand, ACoordinatorThatDoesNotCountNodesHasThemCountedFromItsList) 
     n->set_node(absl::StrCat("node", status.nodes_size()));
     n->set_reporting(reporting);
   }
-  StatusServer server(status);
-  std::ostringstream out, err;
-  ASSERT_EQ(
-      RunAdminCommand({"status", "--coordinator", server.address(), "--insecure-dev"}, out, err), 0)
-      << err.str();
-  EXPECT_NE(out.str().find("nodes: 2 of 3 reporting\n"), std::string::npos) << out.str();
+  const std::string out = StatusOutput(status);
+  EXPECT_NE(out.find("nodes: 2 of 3 reporting\n"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -63,9 +63,17 @@ void LogWriter::SealLocked(bool start_next) {
   if (start_next) CurrentSegmentLocked();
 }
 
+absl::Status LogWriter::OpenLocked() const {
+  if (!closed_) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrFormat("log stream %s in %s is closed: nothing more may be written to it",
+                      options_.prefix, options_.dir));
+}
+
 absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>& records) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!error_.ok()) return error_;
+  RETURN_IF_ERROR(OpenLocked());
   // Check every record before placing any: a transaction is placed whole
   // or not at all.
   for (const PendingRecord& r : records) {
@@ -130,6 +138,7 @@ absl::Status LogWriter::Roll() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
+    RETURN_IF_ERROR(OpenLocked());
     SealLocked();
   }
   return Flush();
@@ -139,12 +148,20 @@ absl::Status LogWriter::SealAndClose() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
+    RETURN_IF_ERROR(OpenLocked());
     SealLocked(/*start_next=*/false);
+    closed_ = true;
   }
   return Flush();
 }
 
 absl::Status LogWriter::Close() {
+  {
+    // Closed first, so that nothing is placed after the flush below.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return absl::OkStatus();
+    closed_ = true;
+  }
   RETURN_IF_ERROR(Flush());
   return file_.Close();
 }
@@ -177,16 +194,27 @@ absl::Status LogWriter::health() const {
 absl::Status LogWriter::WriteSegments(std::vector<Segment>& segments) {
   for (Segment& seg : segments) {
     if (!file_.is_open() || file_generation_ != seg.generation) {
+      // Only a segment that starts a generation gets a new file: one that
+      // continues a generation whose file is not open would have that
+      // file created anew over the records it already holds.
+      if (seg.offset != kLogHeaderSize) {
+        return absl::InternalError(absl::StrFormat(
+            "log generation %u of %s in %s is not open, and records at offset %u continue it: "
+            "refusing to create its file again over its records",
+            seg.generation, options_.prefix, options_.dir, seg.offset));
+      }
       RETURN_IF_ERROR(CreateFile(seg.generation));
     }
     if (!seg.bytes.empty()) {
+      // Records are written back to back, so the running hash can follow;
+      // checked before the write, which would otherwise land anyway.
+      if (seg.offset != hashed_upto_) {
+        return absl::InternalError(absl::StrFormat(
+            "log generation %u of %s in %s: a segment at %u does not follow %u", seg.generation,
+            options_.prefix, options_.dir, seg.offset, hashed_upto_));
+      }
       RETURN_IF_ERROR(file_.WriteAt(seg.offset, seg.bytes.data(), seg.bytes.size()));
       DAGVAULT_CRASH_POINT("log.write.before_sync");
-      // Records are written back to back, so the running hash can follow.
-      if (seg.offset != hashed_upto_) {
-        return absl::InternalError(
-            absl::StrFormat("log segment at %u does not follow %u", seg.offset, hashed_upto_));
-      }
       running_hash_.Update(seg.bytes);
       hashed_upto_ += static_cast<uint32_t>(seg.bytes.size());
       unsynced_ = true;

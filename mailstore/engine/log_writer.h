@@ -72,10 +72,13 @@ class LogWriter {
   // Seals and closes the current generation and opens the next one.
   absl::Status Roll();
   // Flushes and closes the open file without sealing it (after a Term).
+  // From then on every Append and Roll is refused (FailedPrecondition):
+  // the closed file keeps its records, however late a roll arrives.
+  // Closing again does nothing.
   absl::Status Close();
   // Seals the current generation and closes it under its generation name,
   // starting no successor: the stream can be continued by whichever copy
-  // is activated next.
+  // is activated next. Refuses what follows as Close does.
   absl::Status SealAndClose();
 
   Lsn append_lsn() const;
@@ -98,7 +101,11 @@ class LogWriter {
     bool seal_after = false;
   };
 
+  friend class LogWriterTestPeer;
+
   explicit LogWriter(LogStreamOptions options) : options_(std::move(options)) {}
+  // FailedPrecondition naming the stream once it is closed, else OK.
+  absl::Status OpenLocked() const;
   void SealLocked(bool start_next = true);
   Segment& CurrentSegmentLocked();
   absl::Status WriteSegments(std::vector<Segment>& segments);
@@ -116,6 +123,7 @@ class LogWriter {
   bool flushing_ = false;
   Lsn durable_;
   absl::Status error_;
+  bool closed_ = false;
   uint64_t flushes_ = 0;
 
   // Owned by whichever thread is the flusher (one at a time).

@@ -52,10 +52,23 @@ struct Connection {
   std::string address;  // the one coordinator called
 };
 
+// Commands that only read the catalog, which a standby answers too
+// (coordinator/server/admin_service.cc).
+bool ReadsOnlyTheCatalog(const std::vector<std::string>& pos) {
+  const std::string verb = pos.size() > 1 ? pos[1] : "";
+  return (pos[0] == "backup" && verb == "list") || (pos[0] == "chain" && verb == "show") ||
+         (pos[0] == "job" && (verb == "list" || verb == "show")) ||
+         (pos[0] == "policy" && (verb == "list" || verb == "show")) ||
+         (pos[0] == "audit" && verb == "list");
+}
+
 // `redirected`: the leader a standby named when the command's first call
-// went to it, which the command is run again against.
+// went to it, which the command is run again against. With several
+// addresses and none leading, a command that only reads the catalog goes
+// to a standby that answered, and `err` says so.
 absl::StatusOr<Connection> Connect(const CliArgs& args,
-                                   const std::optional<std::string>& redirected) {
+                                   const std::optional<std::string>& redirected,
+                                   std::ostream& err) {
   const std::string given =
       redirected ? *redirected : args.GetOr("coordinator", Env("DAGVAULT_COORDINATOR", ""));
   if (given.empty()) {
@@ -78,7 +91,17 @@ absl::StatusOr<Connection> Connect(const CliArgs& args,
   // leader). Several: the one that leads.
   std::string leader = addresses.empty() ? given : addresses.front();
   if (addresses.size() > 1) {
-    ASSIGN_OR_RETURN(leader, FindLeader(addresses, creds));
+    std::vector<std::string> standbys;
+    absl::StatusOr<std::string> found = FindLeader(addresses, creds, absl::Seconds(10), &standbys);
+    if (found.ok()) {
+      leader = *found;
+    } else if (ReadsOnlyTheCatalog(args.positional()) && !standbys.empty()) {
+      leader = standbys.front();
+      err << "dagvault: " << found.status().message() << "; reading the shared catalog through "
+          << "the standby at " << leader << " (a running job's progress is as last catalogued)\n";
+    } else {
+      return found.status();
+    }
   }
   // gRPC refuses answers over 4 MB by default; `status --copies` of
   // 10,000 nodes is 16 MB and `status --units` of 100,000 units more.
@@ -614,7 +637,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err,
   if (command == "certs") return Certs(args, out);
   // A missing address is a usage error (2); certificates that do not load
   // are a failure (1), like a coordinator that does not answer.
-  auto connected = Connect(args, redirected);
+  auto connected = Connect(args, redirected, err);
   if (!connected.ok()) return connected.status();
   v1::CoordinatorAdmin::Stub& stub = *connected->stub;
   const std::string verb = pos.size() > 1 ? pos[1] : "";

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -101,6 +102,77 @@ TEST(StatusCommand, ACoordinatorThatDoesNotCountNodesHasThemCountedFromItsList) 
   }
   const std::string out = StatusOutput(status);
   EXPECT_NE(out.find("nodes: 2 of 3 reporting\n"), std::string::npos) << out;
+}
+
+// A standby while no coordinator leads: it says so when asked who leads,
+// answers catalog reads, and refuses the rest as the real one does.
+class StandbyWithoutLeader : public v1::CoordinatorAdmin::Service {
+ public:
+  StandbyWithoutLeader() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~StandbyWithoutLeader() override { server_->Shutdown(); }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  grpc::Status WhoLeads(grpc::ServerContext*, const v1::WhoLeadsRequest*,
+                        v1::LeaderInfo* out) override {
+    out->set_this_address(address());
+    out->set_no_leader_reason("etcd does not answer");
+    return grpc::Status::OK;
+  }
+  grpc::Status ListBackups(grpc::ServerContext*, const v1::ListBackupsRequest* request,
+                           v1::ListBackupsResponse* out) override {
+    v1::CatalogBackup* b = out->add_backups();
+    b->set_manifest("backup-of-" + request->unit());
+    b->set_unit(request->unit());
+    return grpc::Status::OK;
+  }
+  grpc::Status StartBackup(grpc::ServerContext*, const v1::StartBackupRequest*,
+                           v1::JobInfo*) override {
+    starts_++;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this coordinator is a standby and cannot tell who leads");
+  }
+  int starts() const { return starts_; }
+
+ private:
+  std::atomic<int> starts_{0};
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST(AdminCommands, WithNoLeaderACatalogReadGoesToAStandbyAndSaysSo) {
+  StandbyWithoutLeader standby;
+  // The leader's address refuses connections: it is down.
+  const std::string addresses = "127.0.0.1:1," + standby.address();
+  std::ostringstream out, err;
+  EXPECT_EQ(RunAdminCommand({"backup", "list", "--unit", "DB02", "--json", "--coordinator",
+                             addresses, "--insecure-dev"},
+                            out, err),
+            0)
+      << err.str();
+  EXPECT_NE(out.str().find("backup-of-DB02"), std::string::npos) << out.str();
+  EXPECT_NE(err.str().find("no coordinator leads"), std::string::npos) << err.str();
+  EXPECT_NE(
+      err.str().find("reading the shared catalog through the standby at " + standby.address()),
+      std::string::npos)
+      << err.str();
+}
+
+TEST(AdminCommands, WithNoLeaderACommandThatActsIsRefusedWithoutCallingAStandby) {
+  StandbyWithoutLeader standby;
+  std::ostringstream out, err;
+  EXPECT_EQ(RunAdminCommand({"backup", "start", "--unit", "DB02", "--type", "full", "--coordinator",
+                             "127.0.0.1:1," + standby.address(), "--insecure-dev"},
+                            out, err),
+            1);
+  EXPECT_NE(err.str().find("no coordinator leads"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("etcd does not answer"), std::string::npos) << err.str();
+  EXPECT_EQ(err.str().find("reading the shared catalog"), std::string::npos) << err.str();
+  EXPECT_EQ(standby.starts(), 0);
 }
 
 }  // namespace

@@ -27,7 +27,9 @@ struct Probe {
 };
 
 // The address a probe's answer sends the command to, if it is decisive.
-std::optional<std::string> Decision(const Probe& p, std::vector<std::string>* why) {
+// A standby that knows no leader is added to `standbys`.
+std::optional<std::string> Decision(const Probe& p, std::vector<std::string>* why,
+                                    std::vector<std::string>* standbys) {
   const grpc::Status& s = p.status;
   if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE &&
       s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
@@ -40,6 +42,7 @@ std::optional<std::string> Decision(const Probe& p, std::vector<std::string>* wh
   }
   if (p.info.this_one()) return p.address;
   if (!p.info.leader().empty()) return p.info.leader();
+  standbys->push_back(p.address);
   why->push_back(
       absl::StrCat(p.address, ": stands by, and ",
                    p.info.no_leader_reason().empty()
@@ -52,7 +55,7 @@ std::optional<std::string> Decision(const Probe& p, std::vector<std::string>* wh
 
 absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses,
                                        const std::shared_ptr<grpc::ChannelCredentials>& creds,
-                                       absl::Duration timeout) {
+                                       absl::Duration timeout, std::vector<std::string>* standbys) {
   grpc::CompletionQueue queue;
   std::vector<std::unique_ptr<Probe>> probes;
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
@@ -66,7 +69,7 @@ absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses
     probes.push_back(std::move(p));
   }
   std::optional<std::string> leader;
-  std::vector<std::string> why;
+  std::vector<std::string> why, answered_standby;
   size_t pending = probes.size();
   void* tag = nullptr;
   bool ok = false;
@@ -76,7 +79,7 @@ absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses
     --pending;
     auto* probe = static_cast<Probe*>(tag);
     if (leader) continue;
-    leader = Decision(*probe, &why);
+    leader = Decision(*probe, &why, &answered_standby);
     if (leader) {
       for (auto& p : probes) p->context.TryCancel();
     }
@@ -85,6 +88,7 @@ absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses
   while (queue.Next(&tag, &ok)) {
   }
   if (leader) return *leader;
+  if (standbys != nullptr) *standbys = std::move(answered_standby);
   return absl::UnavailableError(
       absl::StrCat("no coordinator leads (", absl::StrJoin(why, "; "), ")"));
 }

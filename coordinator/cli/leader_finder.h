@@ -24,10 +24,13 @@ namespace dagvault::cli {
 // question (an older coordinator, or the caller refused: its address, so
 // that the command's own call says why). Addresses that do not answer
 // within `timeout` are given up on. UNAVAILABLE, naming what each address
-// said, when no answer is decisive.
+// said, when no answer is decisive; then `standbys`, if given, gets the
+// addresses that answered as standbys knowing no leader, in the order they
+// answered (a standby still answers catalog reads, admin_service.cc).
 absl::StatusOr<std::string> FindLeader(const std::vector<std::string>& addresses,
                                        const std::shared_ptr<grpc::ChannelCredentials>& creds,
-                                       absl::Duration timeout = absl::Seconds(10));
+                                       absl::Duration timeout = absl::Seconds(10),
+                                       std::vector<std::string>* standbys = nullptr);
 
 // The leader a standby's refusal names ("... the leader is at HOST:PORT"),
 // if `s` is one.

@@ -94,9 +94,12 @@ TEST(FindLeader, AHungCoordinatorDoesNotDelayTheAnswerOfAnother) {
 TEST(FindLeader, NoDecisiveAnswerNamesWhatEachAddressSaid) {
   HungPort paused;
   FakeCoordinator waiting(grpc::Status::OK, Leads(false, ""));
+  std::vector<std::string> standbys;
   auto found = FindLeader({paused.address(), waiting.address()}, grpc::InsecureChannelCredentials(),
-                          absl::Milliseconds(1500));
+                          absl::Milliseconds(1500), &standbys);
   ASSERT_FALSE(found.ok());
+  // The standby that answered, for commands that only read the catalog.
+  EXPECT_EQ(standbys, std::vector<std::string>{waiting.address()});
   EXPECT_EQ(found.status().code(), absl::StatusCode::kUnavailable);
   const std::string message(found.status().message());
   EXPECT_NE(message.find(paused.address()), std::string::npos) << message;

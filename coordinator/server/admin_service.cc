@@ -26,6 +26,18 @@ AdminCaller CallerOf(const ServerContext& ctx) { return {PeerOf(ctx), "grpc"}; }
     return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
   }
 
+// One unary method that only reads the catalog, answered by a standby too:
+// a standby exists only beside a shared PostgreSQL catalog (coordinator.cc),
+// so it reads what the leader wrote, and an operator can still list
+// backups, chains, jobs, policies and the audit log while no coordinator
+// leads (etcd without quorum, a failover). Jobs are as last catalogued: a
+// running job's live progress is the leader's.
+#define DAGVAULT_ADMIN_CATALOG_READ(Method, Request, Response)                           \
+  grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out) \
+      override {                                                                         \
+    return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
+  }
+
 class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
  public:
   explicit AdminServiceImpl(Coordinator* c) : c_(c), api_(&c->admin()) {}
@@ -33,18 +45,18 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   DAGVAULT_ADMIN_METHOD(GetStatus, ClusterStatusRequest, ClusterStatus)
   DAGVAULT_ADMIN_METHOD(StartBackup, StartBackupRequest, JobInfo)
   DAGVAULT_ADMIN_METHOD(StartRestore, StartRestoreRequest, JobInfo)
-  DAGVAULT_ADMIN_METHOD(ListBackups, ListBackupsRequest, ListBackupsResponse)
-  DAGVAULT_ADMIN_METHOD(ShowChains, ShowChainsRequest, ShowChainsResponse)
-  DAGVAULT_ADMIN_METHOD(ListJobs, ListJobsRequest, ListJobsResponse)
-  DAGVAULT_ADMIN_METHOD(GetJob, JobRequest, JobInfo)
+  DAGVAULT_ADMIN_CATALOG_READ(ListBackups, ListBackupsRequest, ListBackupsResponse)
+  DAGVAULT_ADMIN_CATALOG_READ(ShowChains, ShowChainsRequest, ShowChainsResponse)
+  DAGVAULT_ADMIN_CATALOG_READ(ListJobs, ListJobsRequest, ListJobsResponse)
+  DAGVAULT_ADMIN_CATALOG_READ(GetJob, JobRequest, JobInfo)
   DAGVAULT_ADMIN_METHOD(CancelJob, JobRequest, JobInfo)
   DAGVAULT_ADMIN_METHOD(RebuildCatalog, RebuildCatalogRequest, RebuildCatalogResponse)
   DAGVAULT_ADMIN_METHOD(Expire, ExpireRequest, ExpireResponse)
   DAGVAULT_ADMIN_METHOD(SetPolicy, Policy, PolicyInfo)
-  DAGVAULT_ADMIN_METHOD(GetPolicy, PolicyRequest, PolicyInfo)
-  DAGVAULT_ADMIN_METHOD(ListPolicies, ListPoliciesRequest, ListPoliciesResponse)
+  DAGVAULT_ADMIN_CATALOG_READ(GetPolicy, PolicyRequest, PolicyInfo)
+  DAGVAULT_ADMIN_CATALOG_READ(ListPolicies, ListPoliciesRequest, ListPoliciesResponse)
   DAGVAULT_ADMIN_METHOD(RemovePolicy, PolicyRequest, PolicyInfo)
-  DAGVAULT_ADMIN_METHOD(ListAudit, ListAuditRequest, ListAuditResponse)
+  DAGVAULT_ADMIN_CATALOG_READ(ListAudit, ListAuditRequest, ListAuditResponse)
   DAGVAULT_ADMIN_METHOD(CreateConsoleToken, ConsoleTokenRequest, ConsoleToken)
 
   // Answered by standbys too.
@@ -81,6 +93,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
 };
 
 #undef DAGVAULT_ADMIN_METHOD
+#undef DAGVAULT_ADMIN_CATALOG_READ
 
 }  // namespace
 

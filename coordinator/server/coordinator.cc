@@ -144,11 +144,6 @@ absl::StatusOr<int> Coordinator::StartServing() {
   // Each connection's TLS frame buffer is this size (16 KB by default) and
   // the leader keeps one per agent: reports and assignments are a few KB.
   builder.AddChannelArgument(GRPC_ARG_TSI_MAX_FRAME_SIZE, 4096);
-  // Likewise each connection's waiting read buffer (8 KB by default, and
-  // grown after large reads): a report is about 3 KB, and a larger
-  // message just takes more reads.
-  builder.AddChannelArgument(GRPC_ARG_TCP_READ_CHUNK_SIZE, 4096);
-  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 4096);
   int port = 0;
   builder.AddListeningPort(config_.listen(), credentials, &port);
   for (auto& s : services_) builder.RegisterService(s.get());

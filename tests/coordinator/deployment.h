@@ -130,6 +130,8 @@ class Deployment {
   const std::string& certs() const { return certs_; }
   const std::string& repo() const { return repo_; }
   const std::string& coordinator_address() const { return address_; }
+  // The second coordinator's, when the options asked for one (HA).
+  const std::string& standby_address() const { return standby_address_; }
   // HOST:PORT of the web console (DeploymentOptions::console).
   const std::string& console_address() const { return console_address_; }
   // HOST:PORT of the coordinator's /metrics (DeploymentOptions::metrics).

@@ -170,10 +170,11 @@ TEST(HighAvailability, ALeaderPausedPastItsLeaseDoesNotActAfterItWakes) {
 
 // etcd loses quorum (its leader killed, then a second member of three)
 // while a Full runs. Nobody can renew a lease: the leader stands down and
-// exits, the standby cannot campaign and says why, nothing is assigned,
-// and the agent stops its job before its lease could have run out (nothing
-// truncated). When the members return, the standby leads, the job ends
-// once with its record written once, and a new backup of the unit runs.
+// exits, the standby cannot campaign and says why, nothing is assigned
+// (while catalog reads are still answered, by the standby), and the agent
+// stops its job before its lease could have run out (nothing truncated). When the members return,
+// the standby leads, the job ends once with its record written once, and a new backup of the unit
+// runs.
 TEST(HighAvailability, WithoutEtcdQuorumNobodyActsAndWorkResumesWhenItReturns) {
   coordinator::testing::PostgresTestDatabase db;
   if (db.conninfo().empty()) GTEST_SKIP() << "no PostgreSQL: $DAGVAULT_TEST_POSTGRES is not set";
@@ -212,6 +213,14 @@ TEST(HighAvailability, WithoutEtcdQuorumNobodyActsAndWorkResumesWhenItReturns) {
       absl::Seconds(30)))
       << refused.err;
   EXPECT_THAT(refused.err, HasSubstr("no coordinator leads"));
+  // Reads still work: the standby answers them from the shared catalog.
+  const ProcessResult shown = d.Cli({"job", "show", job.id(), "--json"});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr(job.id()));
+  EXPECT_THAT(shown.err, HasSubstr("reading the shared catalog through the standby at " +
+                                   d.standby_address()));
+  const ProcessResult policies = d.Cli({"policy", "list"});
+  EXPECT_EQ(policies.exit_code, 0) << policies.err;
   // The job's agent stops it before its lease could have run out.
   const std::string node = LastNode(job);
   const int source = node == "node3" ? kNode3 : node == "node2" ? kNode2 : kNode1;

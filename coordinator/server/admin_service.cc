@@ -26,15 +26,16 @@ AdminCaller CallerOf(const ServerContext& ctx) { return {PeerOf(ctx), "grpc"}; }
     return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
   }
 
-// One unary method that only reads the catalog, answered by a standby too:
-// a standby exists only beside a shared PostgreSQL catalog (coordinator.cc),
-// so it reads what the leader wrote, and an operator can still list
-// backups, chains, jobs, policies and the audit log while no coordinator
-// leads (etcd without quorum, a failover). Jobs are as last catalogued: a
-// running job's live progress is the leader's.
+// One unary method that only reads the catalog, answered by a standby too
+// while no coordinator leads: a standby exists only beside a shared
+// PostgreSQL catalog (coordinator.cc), so it reads what the leader wrote,
+// and an operator can still list backups, chains, jobs, policies and the
+// audit log while etcd has no quorum. Jobs are as last catalogued; while
+// a leader is known the call goes there, for its running jobs' progress.
 #define DAGVAULT_ADMIN_CATALOG_READ(Method, Request, Response)                           \
   grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out) \
       override {                                                                         \
+    if (auto standby = c_->RedirectCatalogReadIfLeaderKnown(ctx)) return *standby;       \
     return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
   }
 

@@ -274,6 +274,16 @@ std::optional<grpc::Status> Coordinator::RedirectIfStandby(grpc::ServerContextBa
                       absl::StrCat("this coordinator is a standby; the leader is at ", leader));
 }
 
+std::optional<grpc::Status> Coordinator::RedirectCatalogReadIfLeaderKnown(
+    grpc::ServerContextBase* context) const {
+  if (!election_ || (leading_ && election_->Leading())) return std::nullopt;
+  // Taking over (fencing and recovering the catalog): refused as before.
+  if (election_->epoch() != 0) return RedirectIfStandby(context);
+  const std::string leader = election_->leader();
+  if (leader.empty() || leader == advertised_address()) return std::nullopt;
+  return RedirectIfStandby(context);
+}
+
 v1::LeaderInfo Coordinator::WhoLeads() const {
   v1::LeaderInfo info;
   info.set_this_address(advertised_address());

@@ -58,6 +58,11 @@ class Coordinator {
   // metadata key dagvault-leader) so the caller can follow it. Nothing
   // when this coordinator may act.
   std::optional<grpc::Status> RedirectIfStandby(grpc::ServerContextBase* context) const;
+  // For a call that only reads the catalog: the same while a leader is
+  // known (its answer has the live jobs), nothing while none leads, so
+  // that a standby answers from the shared catalog (admin_service.cc).
+  std::optional<grpc::Status> RedirectCatalogReadIfLeaderKnown(
+      grpc::ServerContextBase* context) const;
   dagvault::v1::LeaderInfo WhoLeads() const;
   // The address this coordinator advertises (`advertise`, or `listen`).
   std::string advertised_address() const;

@@ -341,37 +341,50 @@ absl::Status Engine::Close(bool seal_log) {
     Fail(flushed);
     return close_failed(health());
   }
-  std::vector<PendingRecord> term(1);
-  term[0].type = RecordType::kTerm;
-  term[0].head = EncodeTermBody(TermBody{options_.clock->NowMicros()});
-  ASSIGN_OR_RETURN(LogWriter::Appended appended, log_->Append(term));
-  RETURN_IF_ERROR(log_->WaitDurable(appended.end));
+  // From the Term on, a failure takes the unit offline like a failed
+  // flush: a second Close must not append a second Term to a log this one
+  // may already have closed (the writer refuses it), and the lock must go
+  // so that a new open recovers from the logs, which hold everything.
+  Lsn end;
+  absl::Status shut = [&]() -> absl::Status {
+    std::vector<PendingRecord> term(1);
+    term[0].type = RecordType::kTerm;
+    term[0].head = EncodeTermBody(TermBody{options_.clock->NowMicros()});
+    ASSIGN_OR_RETURN(LogWriter::Appended appended, log_->Append(term));
+    end = appended.end;
+    RETURN_IF_ERROR(log_->WaitDurable(end));
 
-  const int64_t now = options_.clock->NowMicros();
-  for (size_t i = 0; i < dbs_.size(); ++i) {
-    RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& h) {
-      MarkConsistent(h, appended.end, now);
-      h.log_committed = appended.end.generation;
-      h.dbtime = dbtime_[i]->load();
-    }));
-  }
-  {
-    std::lock_guard<std::mutex> flush(flush_mu_);
-    checkpoint_.position = appended.end;
-    checkpoint_.time_us = now;
-    RETURN_IF_ERROR(WriteCheckpointFile(unit_.CheckpointPath(), checkpoint_));
-  }
-  RETURN_IF_ERROR(seal_log ? log_->SealAndClose() : log_->Close());
-  if (unit_.circular_logging && options_.circular_deletes) {
-    ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(unit_.log_dir, unit_.log_prefix));
-    for (const auto& [gen, path] : listing.closed) {
-      if (gen < appended.end.generation) RETURN_IF_ERROR(RemoveDurably(path));
+    const int64_t now = options_.clock->NowMicros();
+    for (size_t i = 0; i < dbs_.size(); ++i) {
+      RETURN_IF_ERROR(dbs_[i]->UpdateHeader([&](DbHeader& h) {
+        MarkConsistent(h, end, now);
+        h.log_committed = end.generation;
+        h.dbtime = dbtime_[i]->load();
+      }));
     }
+    {
+      std::lock_guard<std::mutex> flush(flush_mu_);
+      checkpoint_.position = end;
+      checkpoint_.time_us = now;
+      RETURN_IF_ERROR(WriteCheckpointFile(unit_.CheckpointPath(), checkpoint_));
+    }
+    RETURN_IF_ERROR(seal_log ? log_->SealAndClose() : log_->Close());
+    RETURN_IF_ERROR(FailPoint("engine.close.after_log_closed"));
+    if (unit_.circular_logging && options_.circular_deletes) {
+      ASSIGN_OR_RETURN(LogStreamListing listing, ListLogStream(unit_.log_dir, unit_.log_prefix));
+      for (const auto& [gen, path] : listing.closed) {
+        if (gen < end.generation) RETURN_IF_ERROR(RemoveDurably(path));
+      }
+    }
+    return lock_file_.Close();
+  }();
+  if (!shut.ok()) {
+    Fail(shut);
+    return close_failed(health());
   }
-  RETURN_IF_ERROR(lock_file_.Close());
   std::lock_guard<std::mutex> lock(state_mu_);
   closed_ = true;
-  log_line_->info("[unit {}] clean shutdown at {}{}", unit_.name, appended.end.ToString(),
+  log_line_->info("[unit {}] clean shutdown at {}{}", unit_.name, end.ToString(),
                   seal_log ? ", log sealed" : "");
   thawed_.notify_all();
   return absl::OkStatus();

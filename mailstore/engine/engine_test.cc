@@ -6,6 +6,7 @@
 #include <map>
 #include <thread>
 
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
@@ -268,6 +269,33 @@ TEST(Engine, ARollOrFreezeWaitingWhileTheUnitClosesDoesNotRecreateTheClosedLog) 
   }
   // The race was run: in some rounds the close went first.
   EXPECT_GT(closed_first, 0);
+}
+
+TEST(Engine, AFailedCloseTakesTheUnitOfflineAndANewOpenRecoversEverything) {
+  // A step after the Term fails (here once the log is closed): Close says
+  // so and the unit is offline and closed (before, a second Close appended
+  // a second Term to the closed log, which now refuses it), and the unit's
+  // lock is released, so that an open recovers every item from the logs.
+  TempDir dir("close_fails");
+  auto config = MakeUnitConfig(dir.path(), 1, 64 << 10);
+  {
+    auto e = Engine::Create(config, testing::TestEngineOptions());
+    ASSERT_TRUE(e.ok()) << e.status();
+    PutMany(**e, 0, 1, 0, 40, 500);
+    ASSERT_TRUE(ConfigureFailPoint("engine.close.after_log_closed").ok());
+    const absl::Status first = (*e)->Close();
+    ASSERT_TRUE(ConfigureFailPoint("").ok());
+    EXPECT_FALSE(first.ok());
+    EXPECT_NE(first.message().find("engine.close.after_log_closed"), std::string::npos) << first;
+    // Closed, offline: a second Close has nothing left to do.
+    EXPECT_TRUE((*e)->Close().ok());
+    EXPECT_NE((*e)->health().message().find("unit u1 is offline"), std::string::npos)
+        << (*e)->health();
+  }
+  auto reopened = Engine::Open(config, testing::TestEngineOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  ExpectMany(**reopened, 0, 1, 0, 40, 500);
+  ASSERT_TRUE((*reopened)->Close().ok());
 }
 
 TEST(Engine, CircularLoggingDeletesLogsBelowTheCheckpoint) {

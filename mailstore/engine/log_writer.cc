@@ -159,7 +159,8 @@ absl::Status LogWriter::Close() {
   {
     // Closed first, so that nothing is placed after the flush below.
     std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return absl::OkStatus();
+    // Closed already: OK, or why the first close failed.
+    if (closed_) return error_;
     closed_ = true;
   }
   RETURN_IF_ERROR(Flush());

@@ -64,7 +64,8 @@ class LogWriter {
     Lsn end;    // position just past the last record
   };
   // Places records (a whole transaction, commit included) in the log.
-  // Durability needs WaitDurable(end). Fails only if the log has failed.
+  // Durability needs WaitDurable(end). Fails only if the log has failed
+  // or is closed.
   absl::StatusOr<Appended> Append(std::vector<PendingRecord>& records);
   absl::Status WaitDurable(Lsn lsn);
   // Makes everything appended so far durable.
@@ -74,7 +75,8 @@ class LogWriter {
   // Flushes and closes the open file without sealing it (after a Term).
   // From then on every Append and Roll is refused (FailedPrecondition):
   // the closed file keeps its records, however late a roll arrives.
-  // Closing again does nothing.
+  // Closing again does nothing but say why the first close failed, if it
+  // did.
   absl::Status Close();
   // Seals the current generation and closes it under its generation name,
   // starting no successor: the stream can be continued by whichever copy

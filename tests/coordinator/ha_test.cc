@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/job_state.h"
+#include "common/testing/subprocess.h"
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/postgres_test_util.h"
 #include "coordinator/etcd/etcd_test_cluster.h"
@@ -189,6 +190,20 @@ TEST(HighAvailability, WithoutEtcdQuorumNobodyActsAndWorkResumesWhenItReturns) {
   ASSERT_OK(d.Start());
   v1::JobInfo job;
   ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
+  // While a leader is known, a standby sends even a catalog read to it
+  // (only the leader has a running job's live progress).
+  ProcessResult via_standby;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        via_standby = RunProcess({BinaryPath("dagvault"), "job", "show", job.id(), "--coordinator",
+                                  d.standby_address(), "--certs", d.certs()},
+                                 {}, absl::Seconds(30));
+        return via_standby.exit_code == 0 &&
+               absl::StrContains(via_standby.err, "the leader is at " + d.coordinator_address());
+      },
+      absl::Seconds(20)))
+      << via_standby.err;
+  EXPECT_THAT(via_standby.err, Not(HasSubstr("reading the shared catalog")));
 
   auto first = (*etcd)->Leader();
   ASSERT_OK(first.status());

@@ -76,15 +76,25 @@ TEST_F(LeaderElectionTest, OneLeadsTheOtherWaitsAndTakesOverWhenItResigns) {
   ASSERT_TRUE(epoch_a.ok()) << epoch_a.status();
   EXPECT_GT(*epoch_a, 0);
   EXPECT_TRUE(a.Leading());
+  // a renews its lease as a leader does: the wait below is as long as its
+  // TTL, and a lease nobody renews could expire before the read (it did,
+  // on a loaded machine).
+  std::atomic<bool> stop_keeping{false};
+  absl::Status kept = absl::UnknownError("running");
+  std::thread keeper([&] { kept = a.KeepLeading(&stop_keeping); });
 
   Candidate waiting(&b);
   EXPECT_FALSE(waiting.WaitDone(absl::Seconds(2))) << "b must not lead while a does";
   EXPECT_FALSE(b.Leading());
+  EXPECT_TRUE(a.Leading());
   EXPECT_EQ(b.leader(), "coord-a:7000");
   auto read = b.ReadLeader();
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(*read, "coord-a:7000");
 
+  stop_keeping = true;
+  keeper.join();
+  EXPECT_TRUE(kept.ok()) << kept;
   ASSERT_TRUE(a.Resign().ok());
   EXPECT_FALSE(a.Leading());
   ASSERT_TRUE(waiting.WaitDone(absl::Seconds(5)));

@@ -15,17 +15,29 @@ namespace {
 
 namespace v1 = dagvault::v1;
 
+// A fake coordinator's service served in plain text on 127.0.0.1: a
+// member of the fake, started once the fake is whole.
+class LoopbackServer {
+ public:
+  explicit LoopbackServer(grpc::Service* service) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(service);
+    server_ = builder.BuildAndStart();
+  }
+  ~LoopbackServer() { server_->Shutdown(); }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
 // A coordinator that answers `status` with what it is given.
 class StatusServer : public v1::CoordinatorAdmin::Service {
  public:
-  explicit StatusServer(v1::ClusterStatus answer) : answer_(std::move(answer)) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-  }
-  ~StatusServer() override { server_->Shutdown(); }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  explicit StatusServer(v1::ClusterStatus answer) : answer_(std::move(answer)) {}
+  std::string address() const { return server_.address(); }
 
   grpc::Status GetStatus(grpc::ServerContext*, const v1::ClusterStatusRequest*,
                          v1::ClusterStatus* out) override {
@@ -35,8 +47,7 @@ class StatusServer : public v1::CoordinatorAdmin::Service {
 
  private:
   v1::ClusterStatus answer_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
+  LoopbackServer server_{this};
 };
 
 TEST(StatusCommand, EveryCopyOfALargeDeploymentIsShownPastGrpcsDefaultLimit) {
@@ -108,14 +119,7 @@ TEST(StatusCommand, ACoordinatorThatDoesNotCountNodesHasThemCountedFromItsList) 
 // answers catalog reads, and refuses the rest as the real one does.
 class StandbyWithoutLeader : public v1::CoordinatorAdmin::Service {
  public:
-  StandbyWithoutLeader() {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-  }
-  ~StandbyWithoutLeader() override { server_->Shutdown(); }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  std::string address() const { return server_.address(); }
 
   grpc::Status WhoLeads(grpc::ServerContext*, const v1::WhoLeadsRequest*,
                         v1::LeaderInfo* out) override {
@@ -140,8 +144,7 @@ class StandbyWithoutLeader : public v1::CoordinatorAdmin::Service {
 
  private:
   std::atomic<int> starts_{0};
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
+  LoopbackServer server_{this};
 };
 
 TEST(AdminCommands, WithNoLeaderACatalogReadGoesToAStandbyAndSaysSo) {

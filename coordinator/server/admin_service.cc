@@ -17,27 +17,29 @@ using grpc::ServerContext;
 
 AdminCaller CallerOf(const ServerContext& ctx) { return {PeerOf(ctx), "grpc"}; }
 
-// One unary method: a standby points to the leader; the leader takes the
-// caller from the call's certificate, then calls AdminApi.
-#define DAGVAULT_ADMIN_METHOD(Method, Request, Response)                                 \
+// One unary method: `redirect` decides whether this coordinator sends the
+// caller to the leader; if not, the caller is taken from the call's
+// certificate and AdminApi answers.
+#define DAGVAULT_ADMIN_CALL(Method, Request, Response, redirect)                         \
   grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out) \
       override {                                                                         \
-    if (auto standby = c_->RedirectIfStandby(ctx)) return *standby;                      \
+    if (auto standby = c_->redirect(ctx)) return *standby;                               \
     return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
   }
 
-// One unary method that only reads the catalog, answered by a standby too
-// while no coordinator leads: a standby exists only beside a shared
-// PostgreSQL catalog (coordinator.cc), so it reads what the leader wrote,
-// and an operator can still list backups, chains, jobs, policies and the
-// audit log while etcd has no quorum. Jobs are as last catalogued; while
-// a leader is known the call goes there, for its running jobs' progress.
-#define DAGVAULT_ADMIN_CATALOG_READ(Method, Request, Response)                           \
-  grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out) \
-      override {                                                                         \
-    if (auto standby = c_->RedirectCatalogReadIfLeaderKnown(ctx)) return *standby;       \
-    return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
-  }
+// A method that acts or needs the leader's memory: a standby always points
+// to the leader.
+#define DAGVAULT_ADMIN_METHOD(Method, Request, Response) \
+  DAGVAULT_ADMIN_CALL(Method, Request, Response, RedirectIfStandby)
+
+// A method that only reads the catalog, answered by a standby too while no
+// coordinator leads: a standby exists only beside a shared PostgreSQL
+// catalog (coordinator.cc), so it reads what the leader wrote, and an
+// operator can still list backups, chains, jobs, policies and the audit
+// log while etcd has no quorum. Jobs are as last catalogued; while a
+// leader is known the call goes there, for its running jobs' progress.
+#define DAGVAULT_ADMIN_CATALOG_READ(Method, Request, Response) \
+  DAGVAULT_ADMIN_CALL(Method, Request, Response, RedirectCatalogReadIfLeaderKnown)
 
 class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
  public:
@@ -95,6 +97,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
 
 #undef DAGVAULT_ADMIN_METHOD
 #undef DAGVAULT_ADMIN_CATALOG_READ
+#undef DAGVAULT_ADMIN_CALL
 
 }  // namespace
 

@@ -63,7 +63,8 @@ void LogWriter::SealLocked(bool start_next) {
   if (start_next) CurrentSegmentLocked();
 }
 
-absl::Status LogWriter::OpenLocked() const {
+absl::Status LogWriter::WritableLocked() const {
+  if (!error_.ok()) return error_;
   if (!closed_) return absl::OkStatus();
   return absl::FailedPreconditionError(
       absl::StrFormat("log stream %s in %s is closed: nothing more may be written to it",
@@ -72,8 +73,7 @@ absl::Status LogWriter::OpenLocked() const {
 
 absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>& records) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!error_.ok()) return error_;
-  RETURN_IF_ERROR(OpenLocked());
+  RETURN_IF_ERROR(WritableLocked());
   // Check every record before placing any: a transaction is placed whole
   // or not at all.
   for (const PendingRecord& r : records) {
@@ -137,8 +137,7 @@ absl::Status LogWriter::Flush() { return WaitDurable(append_lsn()); }
 absl::Status LogWriter::Roll() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!error_.ok()) return error_;
-    RETURN_IF_ERROR(OpenLocked());
+    RETURN_IF_ERROR(WritableLocked());
     SealLocked();
   }
   return Flush();
@@ -147,8 +146,7 @@ absl::Status LogWriter::Roll() {
 absl::Status LogWriter::SealAndClose() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!error_.ok()) return error_;
-    RETURN_IF_ERROR(OpenLocked());
+    RETURN_IF_ERROR(WritableLocked());
     SealLocked(/*start_next=*/false);
     closed_ = true;
   }

@@ -106,8 +106,9 @@ class LogWriter {
   friend class LogWriterTestPeer;
 
   explicit LogWriter(LogStreamOptions options) : options_(std::move(options)) {}
-  // FailedPrecondition naming the stream once it is closed, else OK.
-  absl::Status OpenLocked() const;
+  // The sticky error after a failed write; FailedPrecondition naming the
+  // stream once it is closed; else OK.
+  absl::Status WritableLocked() const;
   void SealLocked(bool start_next = true);
   Segment& CurrentSegmentLocked();
   absl::Status WriteSegments(std::vector<Segment>& segments);

@@ -5,9 +5,9 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/cli_args.h"
 #include "common/logging.h"
+#include "common/mutex_debugging.h"
 #include "common/systemd_notify.h"
 #include "common/text_config.h"
 #include "coordinator/server/coordinator.h"
@@ -20,12 +20,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  // Debian's abseil is built with absl::Mutex's deadlock detection on: a
-  // lock-order graph updated on every lock of gRPC's mutexes, which took
-  // 12% of the leader's CPU at 10,000 agents (perf). It is a debugging aid
-  // that changes no behaviour of a correct program, and our own code locks
-  // std::mutex, which it never watched.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  dagvault::TurnOffAbslDeadlockDetection();
 
   auto args = dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                        {{"config", "log-file", "log-level"}, {"insecure-dev"}});

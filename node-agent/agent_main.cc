@@ -12,6 +12,7 @@
 #include "common/command_line.h"
 #include "common/interrupt.h"
 #include "common/logging.h"
+#include "common/mutex_debugging.h"
 #include "common/text_config.h"
 #include "node-agent/daemon/agent_daemon.h"
 #include "node-agent/local/local_commands.h"
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   // Before any thread starts, so that Ctrl-C cancels a job instead of
   // killing the process (common/interrupt.h).
   dagvault::InstallInterruptHandler();
+  dagvault::TurnOffAbslDeadlockDetection();
   const std::vector<std::string> argv_list(argv + 1, argv + argc);
   const bool json = std::find(argv_list.begin(), argv_list.end(), "--json") != argv_list.end();
   auto usage = [&](const absl::Status& s) {

@@ -68,4 +68,12 @@ BackupRecord BackupRecordOf(const dagvault::v1::Manifest& m) {
   return b;
 }
 
+PolicyReader ReadPoliciesEachTime(Catalog* catalog) {
+  return [catalog]() -> absl::StatusOr<std::shared_ptr<const std::vector<dagvault::v1::Policy>>> {
+    auto policies = catalog->Policies();
+    if (!policies.ok()) return policies.status();
+    return std::make_shared<const std::vector<dagvault::v1::Policy>>(std::move(*policies));
+  };
+}
+
 }  // namespace dagvault::coordinator

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -275,5 +277,14 @@ class Catalog {
   // already; Unimplemented for a catalog coordinators cannot share.
   virtual absl::Status FenceWrites(int64_t epoch) = 0;
 };
+
+// How the scheduler and the job manager read the policies. The leader
+// passes one that keeps them between changes
+// (InstrumentedCatalog::KeptPolicies): at 100,000 units one policy's list
+// is a megabyte to parse, and the scheduler reads every second.
+using PolicyReader =
+    std::function<absl::StatusOr<std::shared_ptr<const std::vector<dagvault::v1::Policy>>>()>;
+// Reads them from `catalog` at every call.
+PolicyReader ReadPoliciesEachTime(Catalog* catalog);
 
 }  // namespace dagvault::coordinator

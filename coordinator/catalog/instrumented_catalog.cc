@@ -119,6 +119,23 @@ absl::Status InstrumentedCatalog::PutPolicy(const dagvault::v1::Policy& policy) 
 absl::StatusOr<std::vector<dagvault::v1::Policy>> InstrumentedCatalog::Policies() {
   return Timed("Policies", [&] { return inner_->Policies(); });
 }
+absl::StatusOr<std::shared_ptr<const std::vector<dagvault::v1::Policy>>>
+InstrumentedCatalog::KeptPolicies() {
+  // Read before the policies: a write that lands meanwhile moves the
+  // version past this one, and the next call reads again.
+  const uint64_t version = policies_version_.load();
+  {
+    std::lock_guard<std::mutex> l(kept_policies_mu_);
+    if (kept_policies_ && kept_policies_version_ == version) return kept_policies_;
+  }
+  auto read = Policies();
+  if (!read.ok()) return read.status();
+  auto policies = std::make_shared<const std::vector<dagvault::v1::Policy>>(std::move(*read));
+  std::lock_guard<std::mutex> l(kept_policies_mu_);
+  kept_policies_ = policies;
+  kept_policies_version_ = version;
+  return policies;
+}
 absl::Status InstrumentedCatalog::RemovePolicy(const std::string& name) {
   absl::Status s = Timed("RemovePolicy", [&] { return inner_->RemovePolicy(name); });
   ++policies_version_;

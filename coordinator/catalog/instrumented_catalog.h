@@ -93,6 +93,11 @@ class InstrumentedCatalog : public Catalog {
   static constexpr size_t kRecentUnitWrites = 4096;
   // The same for what Policies answers (PutPolicy, RemovePolicy).
   uint64_t PoliciesVersion() const { return policies_version_.load(); }
+  // The policies, read from the wrapped catalog again only after a write
+  // through this object (PutPolicy, RemovePolicy). Only for the catalog's
+  // one writer, the leader: another process's writes are not seen (a
+  // standby reads Policies(); a deposed leader exits).
+  absl::StatusOr<std::shared_ptr<const std::vector<dagvault::v1::Policy>>> KeptPolicies();
 
  private:
   template <typename F>
@@ -106,6 +111,11 @@ class InstrumentedCatalog : public Catalog {
   metrics::Counter* errors_;
   const size_t recent_unit_writes_;
   std::atomic<uint64_t> policies_version_{0};
+  std::mutex kept_policies_mu_;
+  // The policies as read at kept_policies_version_; null: not read yet.
+  std::shared_ptr<const std::vector<dagvault::v1::Policy>>
+      kept_policies_;                   // guarded by kept_policies_mu_
+  uint64_t kept_policies_version_ = 0;  // guarded by kept_policies_mu_
   mutable std::mutex versions_mu_;
   uint64_t last_version_ = 0;        // guarded by versions_mu_
   uint64_t every_unit_version_ = 0;  // guarded by versions_mu_

@@ -33,7 +33,7 @@ const v1::Policy* FindPolicy(const std::vector<v1::Policy>& policies, const std:
 }  // namespace
 
 void Scheduler::Tick() {
-  auto policies = catalog_->Policies();
+  auto policies = policies_();
   if (!policies.ok()) {
     logging::Get("scheduler")->error("cannot read the policies: {}", policies.status());
     return;
@@ -41,12 +41,12 @@ void Scheduler::Tick() {
   std::lock_guard<std::mutex> l(mu_);
   if (!LoadLocked()) return;
   const absl::Time now = clock_->Now();
-  QueueDue(*policies, now);
+  QueueDue(**policies, now);
   if (now < hold_until_) {
     for (auto& q : queue_) q.waiting_for = "the coordinator has just started; agents are reporting";
     return;
   }
-  StartAllowed(*policies);
+  StartAllowed(**policies);
 }
 
 bool Scheduler::LoadLocked() {

@@ -55,8 +55,12 @@ struct QueuedBackup : QueuedBackupRecord {
 
 class Scheduler {
  public:
-  Scheduler(Catalog* catalog, BackupStarter* starter, Clock* clock)
-      : catalog_(catalog), starter_(starter), clock_(clock) {}
+  // `policies` empty: read from the catalog at every tick.
+  Scheduler(Catalog* catalog, BackupStarter* starter, Clock* clock, PolicyReader policies = {})
+      : catalog_(catalog),
+        policies_(policies ? std::move(policies) : ReadPoliciesEachTime(catalog)),
+        starter_(starter),
+        clock_(clock) {}
 
   // Queues what came due since each schedule last fired (once), then
   // starts what the limits allow.
@@ -76,6 +80,7 @@ class Scheduler {
   void StartAllowed(const std::vector<dagvault::v1::Policy>& policies);
 
   Catalog* catalog_;
+  const PolicyReader policies_;
   BackupStarter* starter_;
   Clock* clock_;
   std::mutex mu_;

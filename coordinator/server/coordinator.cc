@@ -84,8 +84,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
   }
   options.report_grace = 2 * c->report_every() + absl::Seconds(2);
   options.observer = c->metrics_.get();
+  // Both act only while this process leads, and it exits when deposed: the
+  // leader, the catalog's one writer, may keep what it read.
+  InstrumentedCatalog* kept = c->catalog_.get();
+  options.policies = [kept] { return kept->KeptPolicies(); };
   c->jobs_ = std::make_unique<JobManager>(c->catalog_.get(), c->topology_.get(), options);
-  c->scheduler_ = std::make_unique<Scheduler>(c->catalog_.get(), c->jobs_.get(), RealClock());
+  c->scheduler_ =
+      std::make_unique<Scheduler>(c->catalog_.get(), c->jobs_.get(), RealClock(), options.policies);
   c->admin_ = std::make_unique<AdminApi>(c.get());
   return c;
 }

@@ -64,6 +64,7 @@ void ExitOnCatalogFailure(const absl::Status& status) {
 
 JobManager::JobManager(Catalog* catalog, Topology* topology, JobManagerOptions options)
     : catalog_(catalog),
+      policies_(options.policies ? options.policies : ReadPoliciesEachTime(catalog)),
       topology_(topology),
       options_(std::move(options)),
       clock_(options_.clock),
@@ -322,12 +323,12 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
     }
     return fail(why);
   }
-  auto policies = catalog_->Policies();
+  auto policies = policies_();
   if (!policies.ok()) {
     return fail(absl::StrCat("the unit's policy could not be read from the catalog (",
                              policies.status().message(), ")"));
   }
-  const absl::Duration retention = UnitBackupRetention(*policies, a.record.unit, clock_->Now());
+  const absl::Duration retention = UnitBackupRetention(**policies, a.record.unit, clock_->Now());
   const RankedCopy& chosen = selection.ranked.front();
   for (const RejectedCopy& r : selection.rejected) {
     events::Emit("coordinator", spdlog::level::info, events::EventId::kCopySkipped,

@@ -80,6 +80,8 @@ struct JobManagerOptions {
   // send their unacknowledged results again). Tests record it instead.
   std::function<void(const absl::Status&)> fail_stop;
   JobObserver* observer = nullptr;
+  // Empty: the catalog's, read at every assignment.
+  PolicyReader policies;
 };
 
 // The default fail-stop: logs at critical and exits with status 3.
@@ -269,6 +271,7 @@ class JobManager : public BackupStarter {
                                                              bool wait);
 
   Catalog* catalog_;
+  const PolicyReader policies_;
   Topology* topology_;
   const JobManagerOptions options_;
   Clock* const clock_;

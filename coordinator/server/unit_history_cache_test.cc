@@ -231,6 +231,63 @@ TEST(UnitsWrittenSince, NamesEveryUnitWrittenOrSaysItNoLongerKnows) {
   EXPECT_TRUE(written.empty());
 }
 
+TEST(KeptPolicies, ReadAgainExactlyAfterAPolicyWriteThroughThisCatalog) {
+  // What the leader's scheduler (every second) and each assignment read
+  // instead of parsing every policy again.
+  ::dagvault::testing::TempDir dir("kept_policies");
+  metrics::Registry registry;
+  auto inner = SqliteCatalog::Open(dir.Sub("catalog.db"));
+  ASSERT_TRUE(inner.ok()) << inner.status();
+  InstrumentedCatalog catalog(std::move(*inner),
+                              &registry.AddHistogram("catalog_seconds", "h", {1}),
+                              &registry.AddCounter("catalog_errors_total", "h"));
+  auto names = [](const std::shared_ptr<const std::vector<v1::Policy>>& policies) {
+    std::vector<std::string> out;
+    for (const auto& p : *policies) out.push_back(absl::StrCat(p.name(), ":", p.units_size()));
+    return out;
+  };
+  auto first = catalog.KeptPolicies();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE((*first)->empty());
+
+  v1::Policy gold;
+  gold.set_name("gold");
+  gold.add_units("DB01");
+  ASSERT_TRUE(catalog.PutPolicy(gold).ok());
+  auto after_put = catalog.KeptPolicies();
+  ASSERT_TRUE(after_put.ok()) << after_put.status();
+  EXPECT_EQ(names(*after_put), (std::vector<std::string>{"gold:1"}));
+  // No write since: the same list, not read again.
+  auto again = catalog.KeptPolicies();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->get(), after_put->get());
+
+  gold.add_units("DB02");
+  ASSERT_TRUE(catalog.PutPolicy(gold).ok());
+  auto changed = catalog.KeptPolicies();
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(names(*changed), (std::vector<std::string>{"gold:2"}));
+  // A reader of the older list keeps it whole.
+  EXPECT_EQ(names(*after_put), (std::vector<std::string>{"gold:1"}));
+
+  ASSERT_TRUE(catalog.RemovePolicy("gold").ok());
+  auto removed = catalog.KeptPolicies();
+  ASSERT_TRUE(removed.ok());
+  EXPECT_TRUE((*removed)->empty());
+
+  // Another process's write is not seen: only the leader, the catalog's
+  // one writer, may use this (Policies() reads it).
+  auto other = SqliteCatalog::Open(dir.Sub("catalog.db"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->PutPolicy(gold).ok());
+  auto kept = catalog.KeptPolicies();
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE((*kept)->empty());
+  auto read = catalog.Policies();
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->size(), 1u);
+}
+
 TEST(SourceHistoryOf, TheNewestAttemptOnEachNodeDecides) {
   // Newest first: node2 failed last, node3 succeeded last after failing.
   std::vector<JobRecord> jobs = {JobOf("DB02", "j3", JobState::kFailed, "node2"),

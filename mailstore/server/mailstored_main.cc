@@ -8,10 +8,12 @@
 #include "common/cli_args.h"
 #include "common/fault_injection.h"
 #include "common/logging.h"
+#include "common/mutex_debugging.h"
 #include "common/systemd_notify.h"
 #include "mailstore/server/server.h"
 
 int main(int argc, char** argv) {
+  dagvault::TurnOffAbslDeadlockDetection();
   auto args =
       dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                {{"config", "log-level", "log-file", "crash-at"}, {"insecure-dev"}});

@@ -42,6 +42,7 @@
 #include "common/cli_args.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/mutex_debugging.h"
 #include "common/testing/subprocess.h"
 #include "common/testing/temp_dir.h"
 #include "common/text_config.h"
@@ -511,6 +512,8 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
 }  // namespace dagvault::bench
 
 int main(int argc, char** argv) {
+  // The simulated fleet is gRPC-bound like the coordinator it measures.
+  dagvault::TurnOffAbslDeadlockDetection();
   dagvault::logging::Init({.level = "error"});
   auto args =
       dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),

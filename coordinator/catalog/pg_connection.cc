@@ -1,6 +1,7 @@
 #include "coordinator/catalog/pg_connection.h"
 
 #include <libpq-fe.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -194,6 +195,7 @@ absl::Status Connection::Connect() {
       PQreset(conn_);
     }
     if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) {
+      broken_ = false;
       // The server's notices (a DROP ... IF EXISTS that had nothing to
       // drop) go to the log, not to stderr.
       PQsetNoticeProcessor(
@@ -227,7 +229,13 @@ absl::Status Connection::Connect() {
   }
 }
 
-bool Connection::Lost() const { return conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK; }
+bool Connection::Lost() const {
+  return conn_ == nullptr || broken_ || PQstatus(conn_) != CONNECTION_OK;
+}
+
+void Connection::BreakSocketForTests() {
+  if (conn_ != nullptr) ::shutdown(PQsocket(conn_), SHUT_RDWR);
+}
 
 absl::Status Connection::Error(const std::string& what, const PGresult* res) const {
   const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
@@ -270,6 +278,10 @@ absl::StatusOr<Result> Connection::ExecOnce(const std::string& sql, const Params
   result.res_ = std::shared_ptr<PGresult>(raw, [](PGresult* r) { PQclear(r); });
   const ExecStatusType status = raw != nullptr ? PQresultStatus(raw) : PGRES_FATAL_ERROR;
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
+  // Every error the server reports carries a SQLSTATE; one without was
+  // libpq's own (the server closed the connection, a send failed). Seen
+  // after a PostgreSQL restart with PQstatus still OK: trust it no more.
+  if (raw == nullptr || PQresultErrorField(raw, PG_DIAG_SQLSTATE) == nullptr) broken_ = true;
   return Error(Describe(sql), raw);
 }
 

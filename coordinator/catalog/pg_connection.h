@@ -126,6 +126,9 @@ class Connection {
 
   // The server process serving this connection (for tests that end it).
   int BackendPid() const;
+  // Shuts the connection's socket down under libpq, as a network fault or
+  // a server killed without a word would (for tests).
+  void BreakSocketForTests();
   // How many times the connection was re-established.
   int reconnects() const { return reconnects_; }
 
@@ -145,6 +148,10 @@ class Connection {
   std::string name_;
   int reconnects_ = 0;
   bool in_transaction_ = false;
+  // libpq reported an error of its own (no SQLSTATE: the server never
+  // answered it), so the connection is in doubt even where PQstatus still
+  // says OK: the next call connects again first.
+  bool broken_ = false;
 };
 
 // Whether a status from this file is one that a new attempt may cure (the

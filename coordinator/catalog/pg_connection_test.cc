@@ -187,6 +187,32 @@ TEST_F(PgConnectionTest, AConnectionLostBeforeCommitRunsTheTransactionAgainOnce)
   EXPECT_EQ(Count(), 2);
 }
 
+// The connection dies while idle, between two transactions (PostgreSQL
+// restarted; a network fault): the next transaction's BEGIN finds it, and
+// the transaction runs once on a new connection. Whether the server said
+// goodbye (terminated) or not (the socket just went away, where libpq's
+// error carries no SQLSTATE).
+TEST_F(PgConnectionTest, AConnectionDeadBetweenTransactionsIsReplacedAtTheNextBegin) {
+  const std::string insert = absl::StrCat("INSERT INTO ", table_, " (k) VALUES ($1)");
+  for (const bool said_goodbye : {true, false}) {
+    const int before = db_->reconnects();
+    if (said_goodbye) {
+      Terminate(*db_);
+    } else {
+      db_->BreakSocketForTests();
+    }
+    int runs = 0;
+    absl::Status s = db_->Transaction(Isolation::kSerializable, false, [&](Connection& tx) {
+      ++runs;
+      return tx.Exec(insert, Params().Text(said_goodbye ? "a" : "b")).status();
+    });
+    ASSERT_TRUE(s.ok()) << (said_goodbye ? "terminated: " : "socket gone: ") << s;
+    EXPECT_EQ(runs, 1);
+    EXPECT_EQ(db_->reconnects(), before + 1);
+  }
+  EXPECT_EQ(Count(), 2);
+}
+
 // A statement on its own whose connection was ended: an idempotent one is
 // sent again on a new connection; any other fails saying it may have run.
 TEST_F(PgConnectionTest, ALostStatementIsSentAgainOnlyWhenIdempotent) {

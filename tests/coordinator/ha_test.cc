@@ -365,7 +365,7 @@ TEST(HighAvailability, APostgresRestartMidBackupLeavesOneRecordOfTheJob) {
   ASSERT_NO_FATAL_FAILURE(StartTransferringFull(d, &job));
   ASSERT_OK(pg.Restart(absl::Seconds(3)));
   auto done = d.WaitJob(job.id());
-  ASSERT_OK(done.status());
+  ASSERT_TRUE(done.ok()) << done.status() << "\n" << d.CoordinatorLog();
   EXPECT_EQ(done->state(), v1::JOB_SUCCEEDED) << done->DebugString() << d.CoordinatorLog();
   EXPECT_EQ(done->attempts_size(), 1);
   ASSERT_NO_FATAL_FAILURE(ExpectOneBackupOfAndNoLease(d, job.id()));

@@ -15,25 +15,23 @@
 #include "common/status_macros.h"
 
 namespace dagvault {
-namespace {
+namespace {}  // namespace
 
-struct Pems {
-  std::string ca, cert, key;
-};
-
-absl::StatusOr<Pems> LoadPems(const dagvault::v1::TlsFiles& files, const std::string& what) {
+absl::StatusOr<TlsPems> LoadTlsPems(const dagvault::v1::TlsFiles& files, const std::string& what) {
   if (files.ca_file().empty() || files.cert_file().empty() || files.key_file().empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(what,
                      ": TLS needs tls.ca_file, tls.cert_file and tls.key_file (create them with "
                      "`dagvault certs`); plain text needs an explicit --insecure-dev"));
   }
-  Pems p;
+  TlsPems p;
   ASSIGN_OR_RETURN(p.ca, ReadPemFile(files.ca_file(), "tls.ca_file"));
   ASSIGN_OR_RETURN(p.cert, ReadPemFile(files.cert_file(), "tls.cert_file"));
   ASSIGN_OR_RETURN(p.key, ReadPemFile(files.key_file(), "tls.key_file"));
   return p;
 }
+
+namespace {
 
 std::string NameEntry(X509_NAME* name, int nid) {
   const int index = X509_NAME_get_index_by_NID(name, nid, -1);
@@ -71,7 +69,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
         what);
     return grpc::InsecureServerCredentials();
   }
-  ASSIGN_OR_RETURN(Pems p, LoadPems(files, what));
+  ASSIGN_OR_RETURN(TlsPems p, LoadTlsPems(files, what));
   grpc::SslServerCredentialsOptions options(
       GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   options.pem_root_certs = p.ca;
@@ -137,7 +135,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
         what);
     return grpc::InsecureChannelCredentials();
   }
-  ASSIGN_OR_RETURN(Pems p, LoadPems(files, what));
+  ASSIGN_OR_RETURN(TlsPems p, LoadTlsPems(files, what));
   namespace x = grpc::experimental;
   x::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(std::make_shared<x::StaticDataCertificateProvider>(
@@ -178,12 +176,17 @@ absl::StatusOr<PeerIdentity> IdentityOfPem(const std::string& pem) {
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   if (cert == nullptr) return absl::InvalidArgumentError("the peer's certificate does not parse");
+  PeerIdentity id = IdentityOfCertificate(cert);
+  X509_free(cert);
+  return id;
+}
+
+PeerIdentity IdentityOfCertificate(X509* cert) {
   PeerIdentity id;
   id.authenticated = true;
   X509_NAME* subject = X509_get_subject_name(cert);
   id.common_name = NameEntry(subject, NID_commonName);
   id.role = NameEntry(subject, NID_organizationalUnitName);
-  X509_free(cert);
   return id;
 }
 

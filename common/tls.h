@@ -12,6 +12,7 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_context.h>
+#include <openssl/types.h>
 
 #include <memory>
 #include <set>
@@ -79,6 +80,15 @@ PeerIdentity PeerOfAuthContext(const grpc::AuthContext& auth);
 
 // The common name and OU of a PEM certificate.
 absl::StatusOr<PeerIdentity> IdentityOfPem(const std::string& pem);
+// The same of a certificate OpenSSL has verified.
+PeerIdentity IdentityOfCertificate(X509* cert);
+
+// The PEM files of a TlsFiles, read, or an error naming the one missing or
+// unreadable. `what` names their user in errors.
+struct TlsPems {
+  std::string ca, cert, key;
+};
+absl::StatusOr<TlsPems> LoadTlsPems(const dagvault::v1::TlsFiles& files, const std::string& what);
 
 // For server credentials: every call must come from a certificate with
 // `role` whose common name is one of `names` (mailstored accepts only its

@@ -27,50 +27,6 @@ const std::string& AdminServiceName() {
   return *name;
 }
 
-class AccessCheck final : public grpc::AuthMetadataProcessor {
- public:
-  explicit AccessCheck(
-      std::function<void(const PeerIdentity&, absl::string_view, const absl::Status&)> refused)
-      : refused_(std::move(refused)) {}
-
-  // Blocking: a refusal is written to the audit log (the catalog).
-  bool IsBlocking() const override { return true; }
-
-  grpc::Status Process(const InputMetadata& metadata, grpc::AuthContext* context, OutputMetadata*,
-                       OutputMetadata*) override {
-    std::string path;
-    if (auto it = metadata.find(":path"); it != metadata.end()) {
-      path.assign(it->second.data(), it->second.size());
-    }
-    const PeerIdentity caller = PeerOfAuthContext(*context);
-    absl::Status allowed = Check(path, caller);
-    if (allowed.ok()) return grpc::Status::OK;
-    logging::Get("access")->warn("refused {} from {}: {}", path, caller.Describe(),
-                                 allowed.message());
-    if (refused_) refused_(caller, path, allowed);
-    return {grpc::StatusCode::PERMISSION_DENIED, std::string(allowed.message())};
-  }
-
- private:
-  static absl::Status Check(absl::string_view path, const PeerIdentity& caller) {
-    const absl::string_view service = ServiceOfPath(path);
-    if (service == AdminServiceName()) return AuthorizeAdminCall(path, caller);
-    if (!caller.authenticated) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("refused: ", caller.Describe(), " (no certificate of this deployment)"));
-    }
-    if (service == v1::AgentService::service_full_name()) {
-      if (caller.role == kRoleNode) return absl::OkStatus();
-      return absl::PermissionDeniedError(absl::StrCat(
-          "the agent service is for nodes' certificates; this caller is ", caller.Describe()));
-    }
-    if (service == kHealthService) return absl::OkStatus();
-    return absl::PermissionDeniedError(absl::StrCat("no such service here: ", path));
-  }
-
-  const std::function<void(const PeerIdentity&, absl::string_view, const absl::Status&)> refused_;
-};
-
 }  // namespace
 
 v1::AccessRole AccessRoleOf(absl::string_view certificate_role) {
@@ -146,9 +102,20 @@ absl::Status AuthorizeAdminCall(absl::string_view method, const PeerIdentity& ca
   return absl::OkStatus();
 }
 
-std::shared_ptr<grpc::AuthMetadataProcessor> CoordinatorAccessCheck(
-    std::function<void(const PeerIdentity&, absl::string_view, const absl::Status&)> refused) {
-  return std::make_shared<AccessCheck>(std::move(refused));
+absl::Status AuthorizeCoordinatorCall(absl::string_view path, const PeerIdentity& caller) {
+  const absl::string_view service = ServiceOfPath(path);
+  if (service == AdminServiceName()) return AuthorizeAdminCall(path, caller);
+  if (!caller.authenticated) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("refused: ", caller.Describe(), " (no certificate of this deployment)"));
+  }
+  if (service == v1::AgentService::service_full_name()) {
+    if (caller.role == kRoleNode) return absl::OkStatus();
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the agent service is for nodes' certificates; this caller is ", caller.Describe()));
+  }
+  if (service == kHealthService) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("no such service here: ", path));
 }
 
 }  // namespace dagvault::coordinator

@@ -7,15 +7,11 @@
 // (proto/dagvault/v1/options.proto); AuthorizeAdminCall reads it from the
 // generated descriptors, so the proto is the one place it is written.
 //
-// One check serves both ways in: the AuthMetadataProcessor below runs it
-// on every gRPC call before a handler sees the request, and the web
+// One check serves both ways in: every gRPC handler runs it first
+// (AuthorizeCoordinatorCall, through Coordinator::Refuse), and the web
 // console runs it for each call it makes for a person.
 #pragma once
 
-#include <grpcpp/security/auth_metadata_processor.h>
-
-#include <functional>
-#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -45,16 +41,16 @@ absl::Status AuthorizeAdminCall(absl::string_view method, const PeerIdentity& ca
 // The short method name of a gRPC path: "/pkg.Service/Method" → "Method".
 absl::string_view MethodOfPath(absl::string_view path);
 
-// For the coordinator's server credentials. By the call's path:
+// Whether `caller` may make the call at `path` ("/pkg.Service/Method") on
+// the coordinator's port:
 //   the admin service:   AuthorizeAdminCall;
 //   the agent service:   a node's certificate (the service itself checks
 //                        that the node is the one it speaks for);
 //   the health service:  any certificate of the deployment;
 //   anything else:       refused.
-// `refused` is told of each refusal (the audit log records it).
-std::shared_ptr<grpc::AuthMetadataProcessor> CoordinatorAccessCheck(
-    std::function<void(const PeerIdentity& caller, absl::string_view method,
-                       const absl::Status& why)>
-        refused);
+// Coordinator::Refuse runs it at the start of every handler of the port's
+// services (the TLS front, common/tls_front.h, leaves gRPC no auth context
+// to run it in beforehand).
+absl::Status AuthorizeCoordinatorCall(absl::string_view path, const PeerIdentity& caller);
 
 }  // namespace dagvault::coordinator

@@ -84,5 +84,33 @@ TEST(Access, MethodOfPath) {
                    .ok());
 }
 
+TEST(Access, EachServiceOfThePortAdmitsItsOwnCallers) {
+  const PeerIdentity node = Person("node2", kRoleNode);
+  const PeerIdentity viewer = Person("vera", kRoleViewer);
+  const PeerIdentity stranger;  // no certificate
+  // The agent service: nodes only.
+  EXPECT_TRUE(AuthorizeCoordinatorCall("/dagvault.v1.AgentService/Connect", node).ok());
+  absl::Status s = AuthorizeCoordinatorCall("/dagvault.v1.AgentService/Connect", viewer);
+  EXPECT_TRUE(absl::IsPermissionDenied(s));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("vera (viewer)"));
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      AuthorizeCoordinatorCall("/dagvault.v1.AgentService/Connect", stranger)));
+  // The admin service: people by role; a node is not a person.
+  EXPECT_TRUE(AuthorizeCoordinatorCall("/dagvault.v1.CoordinatorAdmin/GetStatus", viewer).ok());
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      AuthorizeCoordinatorCall("/dagvault.v1.CoordinatorAdmin/StartBackup", viewer)));
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      AuthorizeCoordinatorCall("/dagvault.v1.CoordinatorAdmin/GetStatus", node)));
+  // Health: any certificate of the deployment.
+  EXPECT_TRUE(AuthorizeCoordinatorCall("/grpc.health.v1.Health/Check", node).ok());
+  EXPECT_TRUE(AuthorizeCoordinatorCall("/grpc.health.v1.Health/Check", viewer).ok());
+  EXPECT_TRUE(
+      absl::IsPermissionDenied(AuthorizeCoordinatorCall("/grpc.health.v1.Health/Check", stranger)));
+  // Anything else: refused, named.
+  s = AuthorizeCoordinatorCall("/other.Service/Method", node);
+  EXPECT_TRUE(absl::IsPermissionDenied(s));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("/other.Service/Method"));
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

@@ -1,6 +1,6 @@
-// CoordinatorAdmin over gRPC: the command line's way in to AdminApi. Who
-// may call which method was checked before the call got here, by the
-// access check on the coordinator's credentials (access.h).
+// CoordinatorAdmin over gRPC: the command line's way in to AdminApi. Every
+// method first checks who may call it (Coordinator::Refuse, access.h),
+// with the certificate the coordinator's TLS front verified.
 #include <grpcpp/grpcpp.h>
 
 #include "common/grpc_status.h"
@@ -15,16 +15,18 @@ namespace {
 namespace v1 = dagvault::v1;
 using grpc::ServerContext;
 
-AdminCaller CallerOf(const ServerContext& ctx) { return {PeerOf(ctx), "grpc"}; }
+// The path AuthorizeAdminCall reads the method's required role from.
+#define DAGVAULT_ADMIN_PATH(Method) "/dagvault.v1.CoordinatorAdmin/" #Method
 
 // One unary method: `redirect` decides whether this coordinator sends the
 // caller to the leader; if not, the caller is taken from the call's
 // certificate and AdminApi answers.
-#define DAGVAULT_ADMIN_CALL(Method, Request, Response, redirect)                         \
-  grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out) \
-      override {                                                                         \
-    if (auto standby = c_->redirect(ctx)) return *standby;                               \
-    return ToGrpcStatus(api_->Method(CallerOf(*ctx), *request, out));                    \
+#define DAGVAULT_ADMIN_CALL(Method, Request, Response, redirect)                          \
+  grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out)  \
+      override {                                                                          \
+    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(Method))) return *refused;    \
+    if (auto standby = c_->redirect(ctx)) return *standby;                                \
+    return ToGrpcStatus(api_->Method({c_->CallerIdentity(*ctx), "grpc"}, *request, out)); \
   }
 
 // A method that acts or needs the leader's memory: a standby always points
@@ -63,7 +65,9 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   DAGVAULT_ADMIN_METHOD(CreateConsoleToken, ConsoleTokenRequest, ConsoleToken)
 
   // Answered by standbys too.
-  grpc::Status WhoLeads(ServerContext*, const v1::WhoLeadsRequest*, v1::LeaderInfo* out) override {
+  grpc::Status WhoLeads(ServerContext* ctx, const v1::WhoLeadsRequest*,
+                        v1::LeaderInfo* out) override {
+    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(WhoLeads))) return *refused;
     *out = c_->WhoLeads();
     return grpc::Status::OK;
   }
@@ -71,6 +75,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   // The job now, then at every change until it ends.
   grpc::Status WatchJob(ServerContext* ctx, const v1::JobRequest* request,
                         grpc::ServerWriter<v1::JobInfo>* writer) override {
+    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(WatchJob))) return *refused;
     if (auto standby = c_->RedirectIfStandby(ctx)) return *standby;
     uint64_t seen = c_->jobs().ChangeCounter();
     std::string last;
@@ -98,6 +103,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
 #undef DAGVAULT_ADMIN_METHOD
 #undef DAGVAULT_ADMIN_CATALOG_READ
 #undef DAGVAULT_ADMIN_CALL
+#undef DAGVAULT_ADMIN_PATH
 
 }  // namespace
 

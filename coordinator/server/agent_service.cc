@@ -135,6 +135,11 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
  public:
   AgentStream(Coordinator* c, WorkerPool* workers, grpc::CallbackServerContext* context)
       : c_(c), workers_(workers), context_(context) {
+    // A node's certificate, or not a word read (access.h).
+    if (auto refused = c_->Refuse(*context, "/dagvault.v1.AgentService/Connect")) {
+      End(*refused);
+      return;
+    }
     // A standby points the agent to the leader before it reads a word.
     if (auto standby = c_->RedirectIfStandby(context)) {
       End(*standby);
@@ -214,7 +219,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
                           "an agent's first message must be Register");
     }
     const v1::Register& hello = first.register_();
-    const PeerIdentity peer = PeerOf(*context_);
+    const PeerIdentity peer = c_->CallerIdentity(*context_);
     if (!c_->config().insecure_dev()) {
       if (!peer.authenticated || peer.role != kRoleNode || peer.common_name != hello.node()) {
         const std::string why = absl::StrCat(

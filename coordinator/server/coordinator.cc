@@ -118,18 +118,6 @@ absl::StatusOr<int> Coordinator::Start() {
 }
 
 absl::StatusOr<int> Coordinator::StartServing() {
-  ASSIGN_OR_RETURN(auto credentials,
-                   MakeServerCredentials(config_.tls(), config_.insecure_dev(),
-                                         absl::StrCat("coordinator listener ", config_.listen())));
-  // Every call is checked against the caller's certificate before a
-  // handler runs (access.h); refusals go to the audit log.
-  if (!config_.insecure_dev()) {
-    credentials->SetAuthMetadataProcessor(CoordinatorAccessCheck(
-        [this](const PeerIdentity& caller, absl::string_view path, const absl::Status& why) {
-          const absl::string_view method = MethodOfPath(path);
-          admin_->RecordRefusal(caller, "grpc", std::string(method.empty() ? path : method), why);
-        }));
-  }
   // The console before the gRPC port: CreateConsoleToken reads its port.
   // A standby serves none: the console calls AdminApi directly, and a
   // standby must not act (it starts once this coordinator leads).
@@ -146,16 +134,28 @@ absl::StatusOr<int> Coordinator::StartServing() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // Each connection's TLS frame buffer is this size (16 KB by default) and
-  // the leader keeps one per agent: reports and assignments are a few KB.
-  builder.AddChannelArgument(GRPC_ARG_TSI_MAX_FRAME_SIZE, 4096);
   int port = 0;
-  builder.AddListeningPort(config_.listen(), credentials, &port);
+  if (config_.insecure_dev()) {
+    ASSIGN_OR_RETURN(
+        auto plain, MakeServerCredentials(config_.tls(), /*insecure_dev=*/true,
+                                          absl::StrCat("coordinator listener ", config_.listen())));
+    builder.AddListeningPort(config_.listen(), plain, &port);
+  }
+  // Every service here checks its caller first, in each handler
+  // (Coordinator::Refuse, access.h); the health service answers any
+  // certificate of the deployment, which the TLS handshake already
+  // required. gRPC answers a service it does not have UNIMPLEMENTED.
   for (auto& s : services_) builder.RegisterService(s.get());
   server_ = builder.BuildAndStart();
-  if (!server_ || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen()));
+  if (!server_) return absl::UnavailableError(absl::StrCat("cannot serve on ", config_.listen()));
+  if (!config_.insecure_dev()) {
+    // TLS is the front's: gRPC's own keeps ~70 KB per idle agent
+    // connection (common/tls_front.h).
+    ASSIGN_OR_RETURN(front_, TlsFront::Start({.listen = config_.listen(), .tls = config_.tls()},
+                                             server_->c_server()));
+    port = front_->port();
   }
+  if (port == 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen()));
   if (!config_.metrics().listen().empty() || !config_.metrics().plaintext_listen().empty()) {
     ASSIGN_OR_RETURN(metrics_server_, metrics::MetricsServer::Start(
                                           config_.metrics(), config_.tls(), &metrics_->registry()));
@@ -258,6 +258,26 @@ std::string Coordinator::advertised_address() const {
   return config_.advertise().empty() ? config_.listen() : config_.advertise();
 }
 
+PeerIdentity Coordinator::CallerIdentity(const grpc::ServerContextBase& context) const {
+  if (!front_) return PeerOf(context);  // --insecure-dev: gRPC's own (none)
+  return front_->IdentityOf(context.peer()).value_or(PeerIdentity{});
+}
+
+std::optional<grpc::Status> Coordinator::Refuse(const grpc::ServerContextBase& context,
+                                                absl::string_view path) const {
+  // --insecure-dev: no certificates, nobody to tell apart (a warning at
+  // start says so).
+  if (config_.insecure_dev()) return std::nullopt;
+  const PeerIdentity caller = CallerIdentity(context);
+  const absl::Status allowed = AuthorizeCoordinatorCall(path, caller);
+  if (allowed.ok()) return std::nullopt;
+  logging::Get("access")->warn("refused {} from {}: {}", path, caller.Describe(),
+                               allowed.message());
+  const absl::string_view method = MethodOfPath(path);
+  admin_->RecordRefusal(caller, "grpc", std::string(method.empty() ? path : method), allowed);
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(allowed.message()));
+}
+
 std::optional<grpc::Status> Coordinator::RedirectIfStandby(grpc::ServerContextBase* context) const {
   if (!election_ || (leading_ && election_->Leading())) return std::nullopt;
   if (election_->epoch() != 0) {
@@ -322,6 +342,7 @@ void Coordinator::Stop() {
   if (leader_.joinable()) leader_.join();
   metrics_server_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  front_.reset();
   // After the gRPC calls that read its port are done.
   console_.reset();
   if (ticker_.joinable()) ticker_.join();

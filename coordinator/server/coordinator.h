@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/metrics/metrics_server.h"
+#include "common/tls_front.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/catalog/instrumented_catalog.h"
 #include "coordinator/console/console_server.h"
@@ -58,6 +59,13 @@ class Coordinator {
   // metadata key dagvault-leader) so the caller can follow it. Nothing
   // when this coordinator may act.
   std::optional<grpc::Status> RedirectIfStandby(grpc::ServerContextBase* context) const;
+  // Who made the call, from the certificate the TLS front verified.
+  PeerIdentity CallerIdentity(const grpc::ServerContextBase& context) const;
+  // PERMISSION_DENIED (and an audit entry) when the caller may not make
+  // the call at `path` ("/pkg.Service/Method", access.h); nothing when it
+  // may. Every handler of this port's services runs it first.
+  std::optional<grpc::Status> Refuse(const grpc::ServerContextBase& context,
+                                     absl::string_view path) const;
   // For a call that only reads the catalog: the same while a leader is
   // known (its answer has the live jobs), nothing while none leads, so
   // that a standby answers from the shared catalog (admin_service.cc).
@@ -160,6 +168,7 @@ class Coordinator {
   RpoTracker rpo_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<TlsFront> front_;
   std::atomic<bool> stop_{false};
   std::thread ticker_;
   // Expiry and prune: at start-up (what an interrupted run left), then

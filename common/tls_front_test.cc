@@ -1,0 +1,249 @@
+// TlsFront: real gRPC clients over real mutual TLS on a real socket reach a
+// gRPC server that has no port of its own; the server learns who called
+// from the front; messages of every size cross intact both ways; and every
+// connection the handshake cannot authenticate is refused before gRPC sees
+// a byte of it.
+#include "common/tls_front.h"
+
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <thread>
+
+#include "common/certs.h"
+#include "common/testing/temp_dir.h"
+#include "common/tls.h"
+#include "dagvault/v1/writer.grpc.pb.h"
+
+namespace dagvault {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+// Answers PrepareBackup with the reverse of the request's unit (each
+// direction carries a different message) and notes who called.
+class Mirror final : public v1::Writer::Service {
+ public:
+  const TlsFront* front = nullptr;
+
+  grpc::Status PrepareBackup(grpc::ServerContext* context, const v1::PrepareBackupRequest* request,
+                             v1::PrepareBackupResponse* response) override {
+    std::optional<PeerIdentity> who = front->IdentityOf(context->peer());
+    {
+      std::lock_guard<std::mutex> l(mu);
+      caller = who;
+      peer = context->peer();
+    }
+    response->set_session(std::string(request->unit().rbegin(), request->unit().rend()));
+    return grpc::Status::OK;
+  }
+
+  std::mutex mu;
+  std::optional<PeerIdentity> caller;
+  std::string peer;
+};
+
+class TlsFrontTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(CreateCa({.dir = certs_.path()}).ok());
+    ASSERT_TRUE(IssueCertificate({.dir = certs_.path(),
+                                  .name = "coordinator",
+                                  .role = kRoleCoordinator,
+                                  .sans = {"127.0.0.1"}})
+                    .ok());
+    ASSERT_TRUE(IssueCertificate({.dir = certs_.path(), .name = "node1", .role = kRoleNode}).ok());
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    auto front = TlsFront::Start({.listen = "127.0.0.1:0",
+                                  .tls = CertificateFiles(certs_.path(), "coordinator"),
+                                  .handshake_timeout = absl::Seconds(1)},
+                                 server_->c_server());
+    ASSERT_TRUE(front.ok()) << front.status();
+    front_ = std::move(*front);
+    service_.front = front_.get();
+    address_ = "127.0.0.1:" + std::to_string(front_->port());
+  }
+
+  void TearDown() override {
+    front_.reset();
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  }
+
+  // One PrepareBackup through `credentials`, its unit `size` bytes.
+  grpc::Status Call(const std::shared_ptr<grpc::ChannelCredentials>& credentials, size_t size,
+                    std::string* sent = nullptr, std::string* answer = nullptr) {
+    auto stub = v1::Writer::NewStub(grpc::CreateChannel(address_, credentials));
+    std::string unit(size, '\0');
+    for (size_t i = 0; i < size; ++i) unit[i] = static_cast<char>('a' + (i * 7 + i / 13) % 26);
+    v1::PrepareBackupRequest request;
+    request.set_unit(unit);
+    v1::PrepareBackupResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    grpc::Status s = stub->PrepareBackup(&context, request, &response);
+    if (sent) *sent = unit;
+    if (answer) *answer = response.session();
+    return s;
+  }
+
+  std::shared_ptr<grpc::ChannelCredentials> NodeCredentials() {
+    auto c = MakeChannelCredentials(CertificateFiles(certs_.path(), "node1"), false, "test",
+                                    {.role = kRoleCoordinator});
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : nullptr;
+  }
+
+  testing::TempDir certs_{"tls_front"};
+  Mirror service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<TlsFront> front_;
+  std::string address_;
+};
+
+TEST_F(TlsFrontTest, TheServerLearnsWhoCalledFromTheFront) {
+  ASSERT_TRUE(Call(NodeCredentials(), 10).ok());
+  std::lock_guard<std::mutex> l(service_.mu);
+  ASSERT_TRUE(service_.caller.has_value()) << "peer " << service_.peer;
+  EXPECT_TRUE(service_.caller->authenticated);
+  EXPECT_EQ(service_.caller->common_name, "node1");
+  EXPECT_EQ(service_.caller->role, kRoleNode);
+  EXPECT_EQ(service_.peer.rfind("fd:", 0), 0u) << service_.peer;
+  EXPECT_EQ(front_->IdentityOf("ipv4:127.0.0.1:5000"), std::nullopt);
+  EXPECT_EQ(front_->IdentityOf("fd:x"), std::nullopt);
+}
+
+TEST_F(TlsFrontTest, MessagesOfEverySizeCrossIntactBothWays) {
+  auto credentials = NodeCredentials();
+  for (const size_t size : {size_t{1}, size_t{100}, size_t{16'000}, size_t{16'384}, size_t{70'000},
+                            size_t{3'000'000}, size_t{5}}) {
+    std::string sent, answer;
+    grpc::Status s = Call(credentials, size, &sent, &answer);
+    ASSERT_TRUE(s.ok()) << size << ": " << s.error_message();
+    ASSERT_EQ(answer, std::string(sent.rbegin(), sent.rend())) << size;
+  }
+}
+
+TEST_F(TlsFrontTest, ManyCallsAtOnceOnManyConnections) {
+  std::vector<std::thread> callers;
+  std::atomic<int> fine{0};
+  for (int t = 0; t < 8; ++t) {
+    callers.emplace_back([&, t] {
+      auto credentials = NodeCredentials();
+      for (int i = 0; i < 20; ++i) {
+        std::string sent, answer;
+        if (Call(credentials, static_cast<size_t>(1000 * (t + 1) + 37 * i), &sent, &answer).ok() &&
+            answer == std::string(sent.rbegin(), sent.rend())) {
+          ++fine;
+        }
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(fine.load(), 160);
+}
+
+TEST_F(TlsFrontTest, AClientWithoutACertificateIsRefusedInTheHandshake) {
+  auto pems = LoadTlsPems(CertificateFiles(certs_.path(), "node1"), "test");
+  ASSERT_TRUE(pems.ok()) << pems.status();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = pems->ca;  // trusts the server, presents nothing
+  grpc::Status s = Call(grpc::SslCredentials(options), 10);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_GE(front_->handshakes_refused(), 1u);
+  std::lock_guard<std::mutex> l(service_.mu);
+  EXPECT_FALSE(service_.caller.has_value());
+}
+
+TEST_F(TlsFrontTest, ACertificateOfAnotherCaIsRefusedInTheHandshake) {
+  testing::TempDir other("tls_front_other");
+  ASSERT_TRUE(CreateCa({.dir = other.path()}).ok());
+  ASSERT_TRUE(IssueCertificate({.dir = other.path(), .name = "node1", .role = kRoleNode}).ok());
+  auto mine = LoadTlsPems(CertificateFiles(certs_.path(), "node1"), "test");
+  auto theirs = LoadTlsPems(CertificateFiles(other.path(), "node1"), "test");
+  ASSERT_TRUE(mine.ok() && theirs.ok());
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = mine->ca;      // trusts the server...
+  options.pem_cert_chain = theirs->cert;  // ...but is another deployment's node
+  options.pem_private_key = theirs->key;
+  grpc::Status s = Call(grpc::SslCredentials(options), 10);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_GE(front_->handshakes_refused(), 1u);
+  std::lock_guard<std::mutex> l(service_.mu);
+  EXPECT_FALSE(service_.caller.has_value());
+}
+
+TEST_F(TlsFrontTest, PlainTextIsRefused) {
+  grpc::Status s = Call(grpc::InsecureChannelCredentials(), 10);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  std::lock_guard<std::mutex> l(service_.mu);
+  EXPECT_FALSE(service_.caller.has_value());
+}
+
+TEST_F(TlsFrontTest, AConnectionThatNeverShakesHandsIsClosedAfterTheTimeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(front_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  timeval wait{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  char byte;
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(::recv(fd, &byte, 1, 0), 0) << "the front should close it (EOF)";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  ::close(fd);
+  EXPECT_GE(front_->handshakes_refused(), 1u);
+}
+
+TEST_F(TlsFrontTest, AConnectionGoneIsForgotten) {
+  {
+    auto stub = v1::Writer::NewStub(grpc::CreateChannel(address_, NodeCredentials()));
+    v1::PrepareBackupRequest request;
+    v1::PrepareBackupResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->PrepareBackup(&context, request, &response).ok());
+    EXPECT_EQ(front_->connections(), 1u);
+  }  // the channel and its connection close
+  for (int i = 0; i < 100 && front_->connections() != 0; ++i)
+    absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(front_->connections(), 0u);
+}
+
+TEST(TlsFrontStart, BadFilesAndAddressesAreNamed) {
+  testing::TempDir certs("tls_front_bad");
+  ASSERT_TRUE(CreateCa({.dir = certs.path()}).ok());
+  ASSERT_TRUE(IssueCertificate({.dir = certs.path(),
+                                .name = "coordinator",
+                                .role = kRoleCoordinator,
+                                .sans = {"127.0.0.1"}})
+                  .ok());
+  Mirror service;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  v1::TlsFiles missing = CertificateFiles(certs.path(), "coordinator");
+  missing.set_key_file(certs.path() + "/nope.key");
+  auto no_key = TlsFront::Start({.listen = "127.0.0.1:0", .tls = missing}, server->c_server());
+  EXPECT_FALSE(no_key.ok());
+  EXPECT_NE(no_key.status().message().find("nope.key"), std::string::npos) << no_key.status();
+  auto bad_address = TlsFront::Start(
+      {.listen = "127.0.0.1:notaport", .tls = CertificateFiles(certs.path(), "coordinator")},
+      server->c_server());
+  EXPECT_FALSE(bad_address.ok());
+  EXPECT_NE(bad_address.status().message().find("127.0.0.1:notaport"), std::string::npos)
+      << bad_address.status();
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+}  // namespace
+}  // namespace dagvault

@@ -236,6 +236,12 @@ class TlsFront::Impl {
     return absl::OkStatus();
   }
 
+  void StopAccepting() {
+    stop_accepting_ = true;
+    const uint64_t one = 1;
+    (void)!::write(wake_, &one, sizeof(one));
+  }
+
   int port() const { return port_; }
   size_t connections() const { return open_.load(); }
   uint64_t refused() const { return refused_.load(); }
@@ -310,12 +316,27 @@ class TlsFront::Impl {
           uint64_t drained;
           (void)!::read(wake_, &drained, sizeof(drained));
         } else if (!tag->c->closed) {
-          Service(*tag->c);
+          // A side gone (hang-up or error) is reported even when nothing is
+          // watched on it: the connection ends, or this loop would spin.
+          if (events[static_cast<size_t>(i)].events & (EPOLLHUP | EPOLLERR)) {
+            Close(*tag->c);
+          } else {
+            Service(*tag->c);
+          }
         }
       }
       const absl::Duration now = RealClock()->Monotonic();
+      if (stop_accepting_ && listener_ >= 0) {
+        ::epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
+        ::close(listener_);
+        listener_ = -1;
+      }
       if (now >= next_sweep) {
         next_sweep = now + absl::Seconds(1);
+        if (listener_paused_ && listener_ >= 0) {
+          listener_paused_ = false;
+          Add(listener_, EPOLLIN, &listener_tag_);
+        }
         for (auto& [id, c] : connections_) {
           if (!c->handshaken && !c->closed && now >= c->handshake_deadline) {
             Refuse(*c, "the TLS handshake did not finish in time");
@@ -337,10 +358,26 @@ class TlsFront::Impl {
     while (true) {
       const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          log_->warn("TLS front on port {}: accept: {}", port_, std::strerror(errno));
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: the waiting connection stays queued and
+          // the level-triggered listener would fire at once again. Not
+          // watched for a second.
+          accept_errors_.Warn(absl::StrCat("TLS front on port ", port_, ": accept: ",
+                                           std::strerror(errno), "; accepting again in 1 s"));
+          ::epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
+          listener_paused_ = true;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          accept_errors_.Warn(
+              absl::StrCat("TLS front on port ", port_, ": accept: ", std::strerror(errno)));
         }
         return;
+      }
+      if (handshaking_ >= kMaxHandshaking) {
+        // Thousands of connections that have not shown a certificate yet:
+        // a flood, not agents. Each new one is closed at once.
+        ++refused_;
+        ::close(fd);
+        continue;
       }
       auto c = std::make_unique<Connection>();
       c->id = ++last_id_;
@@ -355,6 +392,7 @@ class TlsFront::Impl {
       }
       SSL_set_accept_state(c->ssl);
       c->handshake_deadline = RealClock()->Monotonic() + handshake_timeout_;
+      ++handshaking_;
       c->tcp_tag = {c.get(), false};
       c->local_tag = {c.get(), true};
       c->tcp_events = EPOLLIN;
@@ -418,6 +456,7 @@ class TlsFront::Impl {
       identities_[c.grpc_fd] = {c.id, peer};
     }
     c.handshaken = true;
+    --handshaking_;
     ++open_;
     c.local_events = EPOLLIN;
     Add(c.local, EPOLLIN, &c.local_tag);
@@ -515,14 +554,14 @@ class TlsFront::Impl {
     if (c.closed) return;
     c.closed = true;
     closed_.push_back(c.id);
+    // The identity stays: gRPC keeps its descriptor, and so its number,
+    // until the transport's last call is gone, and a call may still run
+    // after this end closed. A new connection given the number later
+    // replaces it.
     if (c.handshaken) {
       --open_;
-      std::lock_guard<std::mutex> l(identities_mu_);
-      // The number may already name a newer connection's end.
-      if (auto it = identities_.find(c.grpc_fd);
-          it != identities_.end() && it->second.connection == c.id) {
-        identities_.erase(it);
-      }
+    } else {
+      --handshaking_;
     }
     ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.tcp, nullptr);
     if (c.local >= 0) ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.local, nullptr);
@@ -540,8 +579,10 @@ class TlsFront::Impl {
     c.tcp = c.local = -1;
   }
 
+  static constexpr int kMaxHandshaking = 4096;
+
   SSL_CTX* const ctx_;
-  const int listener_;
+  int listener_;  // -1 once closed (StopAccepting)
   const int port_;
   grpc_server* const server_;
   const absl::Duration handshake_timeout_;
@@ -549,6 +590,9 @@ class TlsFront::Impl {
   int wake_ = -1;
   Tag listener_tag_, wake_tag_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> stop_accepting_{false};
+  bool listener_paused_ = false;  // out of descriptors: not watched for a second
+  int handshaking_ = 0;           // accepted, handshake not finished
   std::thread thread_;
   // Only the front's thread touches these.
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
@@ -560,6 +604,7 @@ class TlsFront::Impl {
   // By gRPC's descriptor number.
   absl::flat_hash_map<int, Identity> identities_;  // guarded by identities_mu_
   RateLimitedWarning refusals_{"tls", absl::Minutes(1)};
+  RateLimitedWarning accept_errors_{"tls", absl::Minutes(1)};
   std::shared_ptr<spdlog::logger> log_ = logging::Get("tls");
 };
 
@@ -582,6 +627,7 @@ absl::StatusOr<std::unique_ptr<TlsFront>> TlsFront::Start(const TlsFrontOptions&
 }
 
 int TlsFront::port() const { return impl_->port(); }
+void TlsFront::StopAccepting() { impl_->StopAccepting(); }
 std::optional<PeerIdentity> TlsFront::IdentityOf(absl::string_view grpc_peer) const {
   return impl_->IdentityOf(grpc_peer);
 }

@@ -50,10 +50,16 @@ class TlsFront {
   ~TlsFront();
 
   int port() const;
+  // Closes the listener (soon, on the front's thread); connections already
+  // open carry on. Before the gRPC server's Shutdown, so that it is handed
+  // no new connection while it drains.
+  void StopAccepting();
   // The verified certificate of the connection gRPC names `grpc_peer`
   // (ServerContext::peer(), "fd:N"); nullopt for any other peer. Valid
-  // while a call on that connection runs: gRPC closes the descriptor, and
-  // so frees its number, only after its last call.
+  // while a call on that connection runs: gRPC 1.51 only shuts its
+  // descriptor down when the connection ends, and closes it, freeing the
+  // number for a new connection, when the transport's last call is gone.
+  // Read it once per call and keep it.
   std::optional<PeerIdentity> IdentityOf(absl::string_view grpc_peer) const;
   // Connections that finished their handshake and are still open.
   size_t connections() const;

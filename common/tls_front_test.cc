@@ -218,6 +218,34 @@ TEST_F(TlsFrontTest, AConnectionGoneIsForgotten) {
   EXPECT_EQ(front_->connections(), 0u);
 }
 
+TEST_F(TlsFrontTest, AfterStopAcceptingOpenConnectionsCarryOnAndNewOnesAreNotTaken) {
+  auto stub = v1::Writer::NewStub(grpc::CreateChannel(address_, NodeCredentials()));
+  auto call = [&stub] {
+    v1::PrepareBackupRequest request;
+    request.set_unit("abc");
+    v1::PrepareBackupResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    return stub->PrepareBackup(&context, request, &response);
+  };
+  ASSERT_TRUE(call().ok());
+  front_->StopAccepting();
+  // The listener closes on the front's thread, at its next wake-up.
+  bool closed = false;
+  for (int i = 0; i < 100 && !closed; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(front_->port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    closed = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0;
+    ::close(fd);
+    if (!closed) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(closed) << "the port still accepts";
+  EXPECT_TRUE(call().ok());
+}
+
 TEST(TlsFrontStart, BadFilesAndAddressesAreNamed) {
   testing::TempDir certs("tls_front_bad");
   ASSERT_TRUE(CreateCa({.dir = certs.path()}).ok());

@@ -21,12 +21,15 @@ using grpc::ServerContext;
 // One unary method: `redirect` decides whether this coordinator sends the
 // caller to the leader; if not, the caller is taken from the call's
 // certificate and AdminApi answers.
-#define DAGVAULT_ADMIN_CALL(Method, Request, Response, redirect)                          \
-  grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out)  \
-      override {                                                                          \
-    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(Method))) return *refused;    \
-    if (auto standby = c_->redirect(ctx)) return *standby;                                \
-    return ToGrpcStatus(api_->Method({c_->CallerIdentity(*ctx), "grpc"}, *request, out)); \
+#define DAGVAULT_ADMIN_CALL(Method, Request, Response, redirect)                         \
+  grpc::Status Method(ServerContext* ctx, const v1::Request* request, v1::Response* out) \
+      override {                                                                         \
+    PeerIdentity caller;                                                                 \
+    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(Method), &caller)) {         \
+      return *refused;                                                                   \
+    }                                                                                    \
+    if (auto standby = c_->redirect(ctx)) return *standby;                               \
+    return ToGrpcStatus(api_->Method({caller, "grpc"}, *request, out));                  \
   }
 
 // A method that acts or needs the leader's memory: a standby always points
@@ -67,7 +70,8 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   // Answered by standbys too.
   grpc::Status WhoLeads(ServerContext* ctx, const v1::WhoLeadsRequest*,
                         v1::LeaderInfo* out) override {
-    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(WhoLeads))) return *refused;
+    PeerIdentity caller;
+    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(WhoLeads), &caller)) return *refused;
     *out = c_->WhoLeads();
     return grpc::Status::OK;
   }
@@ -75,7 +79,8 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   // The job now, then at every change until it ends.
   grpc::Status WatchJob(ServerContext* ctx, const v1::JobRequest* request,
                         grpc::ServerWriter<v1::JobInfo>* writer) override {
-    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(WatchJob))) return *refused;
+    PeerIdentity caller;
+    if (auto refused = c_->Refuse(*ctx, DAGVAULT_ADMIN_PATH(WatchJob), &caller)) return *refused;
     if (auto standby = c_->RedirectIfStandby(ctx)) return *standby;
     uint64_t seen = c_->jobs().ChangeCounter();
     std::string last;

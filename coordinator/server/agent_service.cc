@@ -136,7 +136,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
   AgentStream(Coordinator* c, WorkerPool* workers, grpc::CallbackServerContext* context)
       : c_(c), workers_(workers), context_(context) {
     // A node's certificate, or not a word read (access.h).
-    if (auto refused = c_->Refuse(*context, "/dagvault.v1.AgentService/Connect")) {
+    if (auto refused = c_->Refuse(*context, "/dagvault.v1.AgentService/Connect", &caller_)) {
       End(*refused);
       return;
     }
@@ -219,7 +219,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
                           "an agent's first message must be Register");
     }
     const v1::Register& hello = first.register_();
-    const PeerIdentity peer = c_->CallerIdentity(*context_);
+    const PeerIdentity& peer = caller_;
     if (!c_->config().insecure_dev()) {
       if (!peer.authenticated || peer.role != kRoleNode || peer.common_name != hello.node()) {
         const std::string why = absl::StrCat(
@@ -268,6 +268,8 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
   Coordinator* const c_;
   WorkerPool* const workers_;
   grpc::CallbackServerContext* const context_;
+  // Whose certificate the stream was checked with when it started.
+  PeerIdentity caller_;
   // Read by the reaction and handled by a worker, never both at once: the
   // next read starts only after the handling.
   v1::AgentMessage incoming_;

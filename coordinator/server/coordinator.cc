@@ -153,6 +153,7 @@ absl::StatusOr<int> Coordinator::StartServing() {
     // connection (common/tls_front.h).
     ASSIGN_OR_RETURN(front_, TlsFront::Start({.listen = config_.listen(), .tls = config_.tls()},
                                              server_->c_server()));
+    front_for_calls_ = front_.get();
     port = front_->port();
   }
   if (port == 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen()));
@@ -258,23 +259,23 @@ std::string Coordinator::advertised_address() const {
   return config_.advertise().empty() ? config_.listen() : config_.advertise();
 }
 
-PeerIdentity Coordinator::CallerIdentity(const grpc::ServerContextBase& context) const {
-  if (!front_) return PeerOf(context);  // --insecure-dev: gRPC's own (none)
-  return front_->IdentityOf(context.peer()).value_or(PeerIdentity{});
-}
-
 std::optional<grpc::Status> Coordinator::Refuse(const grpc::ServerContextBase& context,
-                                                absl::string_view path) const {
+                                                absl::string_view path,
+                                                PeerIdentity* caller) const {
   // --insecure-dev: no certificates, nobody to tell apart (a warning at
   // start says so).
   if (config_.insecure_dev()) return std::nullopt;
-  const PeerIdentity caller = CallerIdentity(context);
-  const absl::Status allowed = AuthorizeCoordinatorCall(path, caller);
+  // Read once: the call acts as whom it was checked as. Null until the
+  // front has started (a call before that has no certificate known).
+  const TlsFront* front = front_for_calls_.load();
+  *caller = front == nullptr ? PeerIdentity{}
+                             : front->IdentityOf(context.peer()).value_or(PeerIdentity{});
+  const absl::Status allowed = AuthorizeCoordinatorCall(path, *caller);
   if (allowed.ok()) return std::nullopt;
-  logging::Get("access")->warn("refused {} from {}: {}", path, caller.Describe(),
+  logging::Get("access")->warn("refused {} from {}: {}", path, caller->Describe(),
                                allowed.message());
   const absl::string_view method = MethodOfPath(path);
-  admin_->RecordRefusal(caller, "grpc", std::string(method.empty() ? path : method), allowed);
+  admin_->RecordRefusal(*caller, "grpc", std::string(method.empty() ? path : method), allowed);
   return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(allowed.message()));
 }
 
@@ -341,7 +342,9 @@ void Coordinator::Stop() {
   if (stop_.exchange(true)) return;
   if (leader_.joinable()) leader_.join();
   metrics_server_.reset();
+  if (front_) front_->StopAccepting();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  front_for_calls_ = nullptr;
   front_.reset();
   // After the gRPC calls that read its port are done.
   console_.reset();

@@ -59,13 +59,12 @@ class Coordinator {
   // metadata key dagvault-leader) so the caller can follow it. Nothing
   // when this coordinator may act.
   std::optional<grpc::Status> RedirectIfStandby(grpc::ServerContextBase* context) const;
-  // Who made the call, from the certificate the TLS front verified.
-  PeerIdentity CallerIdentity(const grpc::ServerContextBase& context) const;
   // PERMISSION_DENIED (and an audit entry) when the caller may not make
   // the call at `path` ("/pkg.Service/Method", access.h); nothing when it
-  // may. Every handler of this port's services runs it first.
-  std::optional<grpc::Status> Refuse(const grpc::ServerContextBase& context,
-                                     absl::string_view path) const;
+  // may. Every handler of this port's services runs it first, and acts as
+  // `caller`: the certificate the TLS front verified for the connection.
+  std::optional<grpc::Status> Refuse(const grpc::ServerContextBase& context, absl::string_view path,
+                                     PeerIdentity* caller) const;
   // For a call that only reads the catalog: the same while a leader is
   // known (its answer has the live jobs), nothing while none leads, so
   // that a standby answers from the shared catalog (admin_service.cc).
@@ -169,6 +168,8 @@ class Coordinator {
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<TlsFront> front_;
+  // front_ for the handlers, which may run while StartServing sets it.
+  std::atomic<const TlsFront*> front_for_calls_{nullptr};
   std::atomic<bool> stop_{false};
   std::thread ticker_;
   // Expiry and prune: at start-up (what an interrupted run left), then

@@ -1,6 +1,8 @@
 // dagvault-coordinator --config FILE [--insecure-dev] [--log-file F]
 // (coordinator/README.md). Exit 2 for a usage or configuration error, 1 when
 // start-up fails after that; 0 after SIGTERM or SIGINT.
+#include <sys/resource.h>
+
 #include <csignal>
 #include <iostream>
 
@@ -13,6 +15,22 @@
 #include "coordinator/server/coordinator.h"
 #include "dagvault/v1/admin.pb.h"
 
+namespace {
+
+// The soft limit on open files, raised to the hard limit; the limit now.
+rlim_t RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return limit.rlim_cur;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   // Blocked before any thread starts, then waited for.
   sigset_t signals;
@@ -21,6 +39,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   dagvault::TurnOffAbslDeadlockDetection();
+  // Three descriptors per connected agent (common/tls_front.h): the soft
+  // limit goes up to the hard one, as far as the system lets it.
+  const rlim_t descriptors = RaiseOpenFileLimit();
 
   auto args = dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                        {{"config", "log-file", "log-level"}, {"insecure-dev"}});
@@ -41,6 +62,9 @@ int main(int argc, char** argv) {
     std::cerr << "dagvault-coordinator: " << s.message() << "\n";
     return 2;
   }
+  dagvault::logging::Get("coordinator")
+      ->info("{} file descriptors: room for about {} agents and people connected at once",
+             descriptors, descriptors / 3);
   auto coordinator = dagvault::coordinator::Coordinator::Create(config);
   if (!coordinator.ok()) {
     std::cerr << "dagvault-coordinator: " << coordinator.status().message() << "\n";

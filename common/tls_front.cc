@@ -38,6 +38,9 @@ namespace {
 // One read or write of either side at a time.
 constexpr size_t kChunk = 16 * 1024;
 
+// A non-blocking call that may simply be made again later.
+bool Retryable(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+
 std::string OpenSslErrors() {
   std::string out;
   while (const unsigned long e = ERR_get_error()) {
@@ -279,7 +282,7 @@ class TlsFront::Impl {
     // Bytes from gRPC SSL_write has not taken yet (retried as they are).
     std::string to_peer;
     // OpenSSL asked for the other direction's readiness.
-    bool read_wants_write = false, write_wants_read = false, handshake_wants_write = false;
+    bool read_wants_write = false, write_wants_read = false;
     uint32_t tcp_events = 0, local_events = 0;  // as registered
     Tag tcp_tag, local_tag;
   };
@@ -366,7 +369,7 @@ class TlsFront::Impl {
                                            std::strerror(errno), "; accepting again in 1 s"));
           ::epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
           listener_paused_ = true;
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        } else if (!Retryable(errno)) {
           accept_errors_.Warn(
               absl::StrCat("TLS front on port ", port_, ": accept: ", std::strerror(errno)));
         }
@@ -418,8 +421,8 @@ class TlsFront::Impl {
     if (r != 1) {
       const int error = SSL_get_error(c.ssl, r);
       if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-        c.handshake_wants_write = error == SSL_ERROR_WANT_WRITE;
-        Modify(c.tcp, c.handshake_wants_write ? EPOLLOUT : EPOLLIN, &c.tcp_events, &c.tcp_tag);
+        Modify(c.tcp, error == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN, &c.tcp_events,
+               &c.tcp_tag);
         return;
       }
       const long verify = SSL_get_verify_result(c.ssl);
@@ -478,7 +481,7 @@ class TlsFront::Impl {
           c.to_grpc.erase(0, static_cast<size_t>(n));
           if (c.to_grpc.empty()) std::string().swap(c.to_grpc);
           progress = true;
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        } else if (n < 0 && !Retryable(errno)) {
           return Close(c);  // gRPC closed its end
         }
       }
@@ -489,7 +492,7 @@ class TlsFront::Impl {
         if (n > 0) {
           const ssize_t w = ::send(c.local, buf, static_cast<size_t>(n), MSG_NOSIGNAL);
           const size_t taken = w > 0 ? static_cast<size_t>(w) : 0;
-          if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return Close(c);
+          if (w < 0 && !Retryable(errno)) return Close(c);
           if (taken < static_cast<size_t>(n)) c.to_grpc.assign(buf + taken, buf + n);
           progress = true;
         } else {
@@ -507,7 +510,7 @@ class TlsFront::Impl {
         if (n > 0) {
           c.to_peer.assign(buf, static_cast<size_t>(n));
           progress = true;
-        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        } else if (n == 0 || !Retryable(errno)) {
           return Close(c);  // gRPC ended the connection
         }
       }

@@ -204,7 +204,7 @@ TEST_F(TlsFrontTest, AConnectionThatNeverShakesHandsIsClosedAfterTheTimeout) {
   EXPECT_GE(front_->handshakes_refused(), 1u);
 }
 
-TEST_F(TlsFrontTest, AConnectionGoneIsForgotten) {
+TEST_F(TlsFrontTest, AClosedConnectionIsNoLongerCounted) {
   {
     auto stub = v1::Writer::NewStub(grpc::CreateChannel(address_, NodeCredentials()));
     v1::PrepareBackupRequest request;

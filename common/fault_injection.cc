@@ -5,11 +5,13 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <string>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 namespace dagvault {
@@ -59,27 +61,26 @@ CrashConfig& Config() {
 
 struct DelayConfig {
   std::mutex mu;
-  std::string name;
-  long millis = 0;
+  std::map<std::string, long, std::less<>> millis;  // by point
   std::atomic<bool> armed{false};
 };
 
 absl::Status ParseDelayInto(DelayConfig& c, absl::string_view spec) {
-  std::string name(spec);
-  long millis = 0;
-  if (!name.empty()) {
+  std::map<std::string, long, std::less<>> millis;
+  for (absl::string_view one : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::string name(one);
+    long ms = 0;
     const size_t colon = name.rfind(':');
-    if (colon == std::string::npos || !absl::SimpleAtoi(name.substr(colon + 1), &millis) ||
-        millis < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "delay point \"", spec, "\": expected NAME:MS, MS a number of milliseconds"));
+    if (colon == std::string::npos || !absl::SimpleAtoi(name.substr(colon + 1), &ms) || ms < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("delay point \"", one, "\": expected NAME:MS, MS a number of milliseconds"));
     }
     name.resize(colon);
+    millis[name] = ms;
   }
   std::lock_guard<std::mutex> lock(c.mu);
-  c.name = name;
-  c.millis = millis;
-  c.armed.store(!name.empty());
+  c.millis = std::move(millis);
+  c.armed.store(!c.millis.empty());
   return absl::OkStatus();
 }
 
@@ -94,8 +95,9 @@ void Delay(absl::string_view name) {
   long millis = 0;
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.name != name) return;
-    millis = c.millis;
+    auto it = c.millis.find(name);
+    if (it == c.millis.end()) return;
+    millis = it->second;
   }
   absl::SleepFor(absl::Milliseconds(millis));
 }

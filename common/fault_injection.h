@@ -11,8 +11,8 @@
 //
 // The same points can instead be slowed, so that a test acts while a step
 // is under way (sends SIGINT in the middle of a transfer): with
-// DAGVAULT_DELAY_AT="name:MS" or ConfigureDelayPoint(), every hit of the
-// point sleeps MS milliseconds.
+// DAGVAULT_DELAY_AT="name:MS[,name2:MS2...]" or ConfigureDelayPoint(),
+// every hit of the point sleeps MS milliseconds.
 #pragma once
 
 #include "absl/status/status.h"

@@ -56,6 +56,21 @@ TEST(DelayPoint, SlowsOnlyItsOwnPoint) {
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(1000));
 }
 
+TEST(DelayPoint, SeveralPointsEachWithTheirOwnDelay) {
+  EXPECT_FALSE(ConfigureDelayPoint("a:10,b").ok());
+  ASSERT_TRUE(ConfigureDelayPoint("step.a:300,step.b:600").ok());
+  absl::Time start = absl::Now();
+  CrashPoint("step.a");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  start = absl::Now();
+  CrashPoint("step.b");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(600));
+  start = absl::Now();
+  CrashPoint("step.c");
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(300));
+  ASSERT_TRUE(ConfigureDelayPoint("").ok());
+}
+
 TEST(FailPoint, FailsOnlyItsOwnPointNamingItUntilDisarmed) {
   EXPECT_TRUE(FailPoint("store.write").ok());
   ASSERT_TRUE(ConfigureFailPoint("store.write").ok());

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -137,6 +138,20 @@ void PrintPlan(const v1::RestorePlan& plan, std::ostream& out) {
     if (!step.nodes().empty()) out << " [" << absl::StrJoin(step.nodes(), ", ") << "]";
     out << "\n";
     if (!step.detail().empty()) out << "       " << step.detail() << "\n";
+  }
+  for (const auto& p : plan.progress()) {
+    out << absl::StrFormat("  on %-8s step %d: %s (%s", p.node(), p.step(), p.operation(),
+                           JobStateName(p.state()));
+    if (p.bytes_total() > 0) {
+      out << absl::StrFormat(", %.1f of %.1f MiB", p.bytes_done() / 1048576.0,
+                             p.bytes_total() / 1048576.0);
+    }
+    out << ")\n";
+  }
+  for (const auto& f : plan.reseeded_from_active()) {
+    out << "  " << f.node()
+        << ": reseeded from the active copy, because its restore from the repository failed: "
+        << f.reason() << "\n";
   }
   for (const auto& d : plan.digests()) {
     if (d.sha256().empty()) continue;
@@ -278,7 +293,8 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
     auto reader = stub.WatchJob(context.get(), watch);
     repository::ProgressPrinter printer(err);
     std::string node = NodeOf(job);
-    uint32_t shown_step = 0;
+    // Steps 3 and 5 run at once: each is announced once.
+    std::set<uint32_t> shown_steps;
     for (v1::JobInfo j; reader->Read(&j);) {
       if (NodeOf(j) != node || j.attempts_size() != last.attempts_size()) {
         node = NodeOf(j);
@@ -286,8 +302,7 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
         if (!j.has_plan()) err << "\nretrying on " << node << "\n";
       }
       for (const auto& step : j.plan().steps()) {
-        if (step.state() == v1::STEP_RUNNING && step.number() != shown_step) {
-          shown_step = step.number();
+        if (step.state() == v1::STEP_RUNNING && shown_steps.insert(step.number()).second) {
           err << "\nstep " << step.number() << ": " << step.name() << "\n";
         }
       }

@@ -13,6 +13,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/schedule/policy.h"
+#include "coordinator/server/restore_plan_steps.h"
 #include "coordinator/server/unit_history_cache.h"
 #include "spdlog/spdlog.h"
 
@@ -128,7 +129,6 @@ absl::Status JobManager::Recover() {
         FailPlan(a, JobState::kFailed, "the coordinator restarted before its first step began");
         continue;
       }
-      a.resend_lost_step = a.all_copies;
     }
     if (!a.all_copies) {
       auto mode = ParseSourceMode(r.source_mode);
@@ -147,10 +147,33 @@ absl::Status JobManager::Recover() {
     // Its agent has one lease period to report it, running or finished.
     a.lease_deadline = now + options_.lease_ttl;
     a.lease_written_at = now;
+    std::vector<std::string> waiting_for;
+    if (a.all_copies) {
+      // The operations in flight, each sent once more if its agent reports
+      // without it (lost, or never received; each is safe to repeat).
+      for (const JobAttempt& attempt : r.attempts) {
+        if (IsFinal(attempt.state)) continue;
+        Active::Operation& op = a.operations[attempt.node];
+        op.attempt = attempt.number;
+        op.step = NextStepOfNode(a.restore_plan, attempt.node);
+        op.assigned_at = now;
+        op.deadline = now + options_.lease_ttl;
+        op.resend_if_lost = true;
+        op.repository_restore = op.step == 5 && !ReseededFromActive(a.restore_plan, attempt.node) &&
+                                StepOf(a.restore_plan, 4)->state() != v1::STEP_DONE;
+      }
+      for (const auto& [node, op] : a.operations) {
+        waiting_for.push_back(absl::StrCat(node, " to report attempt ", op.attempt));
+      }
+    } else {
+      waiting_for.push_back(
+          absl::StrCat(Current(a).node, " to report attempt ", Current(a).number));
+    }
     Record(a, a.record.state,
            absl::StrCat("coordinator restarted: waiting up to ",
-                        absl::FormatDuration(options_.lease_ttl), " for ", Current(a).node,
-                        " to report attempt ", Current(a).number));
+                        absl::FormatDuration(options_.lease_ttl), " for ",
+                        waiting_for.empty() ? std::string("nothing (no operation was in flight)")
+                                            : absl::StrJoin(waiting_for, ", ")));
     if (absl::Status s = leases_->Renew(r.unit, r.id, options_.lease_ttl);
         !s.ok() && !absl::IsNotFound(s)) {
       return Annotate(s, absl::StrCat("renewing the lease of job ", r.id));
@@ -158,6 +181,14 @@ absl::Status JobManager::Recover() {
     log->info("job {} (unit {}) was {} on {} when the coordinator stopped: waiting for its agent",
               r.id, r.unit, JobStateName(r.state), Current(a).node);
     Place(slot);
+    if (a.all_copies && a.operations.empty()) {
+      // Stopped between two operations: the next ones go out now (to
+      // agents not yet connected they are sent again when they report).
+      Outbox outbox;
+      AdvancePlan(a, &outbox);
+      if (IsFinal(a.record.state)) Retire(*slot);
+      Send(outbox);
+    }
   }
   // A lease whose job is not running is a stuck backup-in-progress: gone.
   for (const LeaseRecord& lease : *leases) {
@@ -417,8 +448,7 @@ void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
              state == JobState::kSucceeded ? "" : absl::StrCat(": ", reason));
 }
 
-void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbox,
-                             bool not_running) {
+void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbox) {
   JobAttempt& attempt = Current(a);
   attempt.state = JobState::kFailed;
   attempt.ended = clock_->Now();
@@ -426,28 +456,7 @@ void JobManager::LoseAttempt(Active& a, const std::string& reason, Outbox* outbo
   const std::string lost =
       absl::StrCat("attempt ", attempt.number, " on ", attempt.node, " lost: ", reason);
   logging::Get("coordinator")->warn("job {} (unit {}): {}", a.record.id, a.record.unit, lost);
-  if (a.all_copies && (a.resend_lost_step || a.operation_undelivered) && not_running &&
-      !a.cancel_requested) {
-    // The operation in flight at a takeover, or one sent while its node
-    // was not connected: the plan keeps its lease on the unit and sends the
-    // step again. The agent has said it does not run the operation, so the
-    // two cannot run at once. (A lease that ran out without a word stops
-    // the plan: the agent may still run it.)
-    a.restore_plan.set_resumed(a.restore_plan.resumed() + 1);
-    Record(a, a.record.state,
-           absl::StrCat(lost, a.operation_undelivered
-                                  ? "; it was sent while the node was not connected, so the "
-                                    "step is sent again"
-                                  : "; the coordinator took the plan over, so the step is sent "
-                                    "again"));
-    AdvancePlan(a, outbox);
-    return;
-  }
   ReleaseLeaseOf(a);
-  if (a.all_copies) {
-    FailPlan(a, a.cancel_requested ? JobState::kCancelled : JobState::kFailed, lost);
-    return;
-  }
   if (a.cancel_requested) {
     Finish(a, JobState::kCancelled, absl::StrCat("cancelled; ", lost));
     return;
@@ -497,9 +506,8 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
     SlotPtr slot = Find(u.job());
     std::unique_lock<std::mutex> job_lock;
     if (slot != nullptr) job_lock = std::unique_lock<std::mutex>(slot->mu);
-    const bool current = slot != nullptr && !slot->ended && !slot->a.record.attempts.empty() &&
-                         Current(slot->a).number == static_cast<int>(u.attempt()) &&
-                         Current(slot->a).node == node;
+    const bool current = slot != nullptr && !slot->ended &&
+                         RunsAttempt(slot->a, node, static_cast<int>(u.attempt()));
     if (!current) {
       // A result the coordinator already has (sent again before the ack
       // arrived), or of an attempt it gave up on: acknowledged so that the
@@ -522,7 +530,9 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
         Ack(node, u.job(), u.attempt(), &outbox);
       }
     } else if (slot->a.all_copies) {
-      RenewLocked(slot->a, clock_->Monotonic());
+      const absl::Duration now = clock_->Monotonic();
+      RenewLocked(slot->a, now);
+      slot->a.operations[node].deadline = now + options_.lease_ttl;
       if (OnPlanUpdate(slot->a, node, u, &outbox)) Retire(*slot);
     } else {
       Active& a = slot->a;
@@ -664,9 +674,8 @@ void JobManager::OnReport(const v1::NodeReport& report) {
         job_lock = std::unique_lock<std::mutex>(slot->mu, std::try_to_lock);
         if (!job_lock.owns_lock()) continue;
       }
-      const bool current = slot != nullptr && !slot->ended && !slot->a.record.attempts.empty() &&
-                           Current(slot->a).node == report.node() &&
-                           Current(slot->a).number == static_cast<int>(r.attempt());
+      const bool current = slot != nullptr && !slot->ended &&
+                           RunsAttempt(slot->a, report.node(), static_cast<int>(r.attempt()));
       if (!current) {
         // Not a job this coordinator runs there (it gave up on it, or it
         // never was): the agent stops it, which ends its writer session.
@@ -678,6 +687,7 @@ void JobManager::OnReport(const v1::NodeReport& report) {
         continue;
       }
       RenewLocked(slot->a, now);
+      if (slot->a.all_copies) slot->a.operations[report.node()].deadline = now + options_.lease_ttl;
     }
     for (const SlotPtr& slot : Slots(report.node())) {
       // A job busy with a change of its own is looked at with the next
@@ -685,13 +695,27 @@ void JobManager::OnReport(const v1::NodeReport& report) {
       std::unique_lock<std::mutex> job_lock(slot->mu, std::try_to_lock);
       if (!job_lock.owns_lock()) continue;
       Active& a = slot->a;
-      if (slot->ended || a.record.attempts.empty() || Current(a).node != report.node()) continue;
+      if (slot->ended) continue;
+      if (a.all_copies) {
+        auto op = a.operations.find(report.node());
+        if (op == a.operations.end()) continue;
+        if (running.count({a.record.id, static_cast<uint32_t>(op->second.attempt)}) != 0) continue;
+        if (now - op->second.assigned_at < options_.report_grace) continue;
+        LoseOperation(
+            a, report.node(),
+            absl::StrCat("the agent on ", report.node(),
+                         " no longer runs it (the agent restarted, or never received it)"),
+            &outbox, /*not_running=*/true);
+        if (IsFinal(a.record.state)) Retire(*slot);
+        continue;
+      }
+      if (a.record.attempts.empty() || Current(a).node != report.node()) continue;
       if (running.count({a.record.id, static_cast<uint32_t>(Current(a).number)}) != 0) continue;
       if (now - a.assigned_at < options_.report_grace) continue;
       LoseAttempt(a,
                   absl::StrCat("the agent on ", report.node(),
                                " no longer runs it (the agent restarted, or never received it)"),
-                  &outbox, /*not_running=*/true);
+                  &outbox);
       if (IsFinal(a.record.state)) Retire(*slot);
     }
   }
@@ -709,7 +733,29 @@ void JobManager::Tick() {
     // Read after the job's lock: an update that renewed the lease while
     // this round waited for it counts.
     const absl::Duration now = clock_->Monotonic();
-    if (slot->ended || a.record.attempts.empty() || now <= a.lease_deadline) continue;
+    if (slot->ended || a.record.attempts.empty()) continue;
+    if (a.all_copies) {
+      // Each node's operation has a deadline of its own: one node gone
+      // silent stops the plan, however busy the others are.
+      for (const auto& [node, op] : a.operations) {
+        if (now <= op.deadline) continue;
+        const std::string silent = node;
+        if (options_.observer != nullptr) options_.observer->LeaseExpired(a.record.unit, silent);
+        events::Emit("coordinator", spdlog::level::warn, events::EventId::kLeaseExpired,
+                     absl::StrCat("the lease of unit ", a.record.unit, " held by job ", a.record.id,
+                                  " on ", silent, " expired"),
+                     {{"unit", a.record.unit}, {"job", a.record.id}, {"node", silent}});
+        LoseOperation(a, silent,
+                      absl::StrCat("its lease expired: ", silent, " has not reported the job for ",
+                                   absl::FormatDuration(options_.lease_ttl), " (last report from ",
+                                   silent, " at ", FormatUtc(topology_->LastReport(silent)), ")"),
+                      &outbox, /*not_running=*/false);
+        if (IsFinal(a.record.state)) Retire(*slot);
+        break;  // the plan has stopped, or the operations changed
+      }
+      continue;
+    }
+    if (now <= a.lease_deadline) continue;
     const std::string& id = a.record.id;
     {
       const std::string node = Current(a).node;
@@ -746,6 +792,36 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job,
     }
     Active& a = slot->a;
     a.cancel_requested = true;
+    if (a.all_copies) {
+      // Every operation in flight is asked to stop; the plan stops when
+      // the first answers (the others are cancelled with it).
+      std::vector<std::string> waiting;
+      for (const auto& [node, op] : a.operations) {
+        auto channel = topology_->ChannelOf(node);
+        if (!channel) continue;
+        v1::CoordinatorMessage m;
+        m.mutable_cancel()->set_job(job);
+        m.mutable_cancel()->set_attempt(static_cast<uint32_t>(op.attempt));
+        m.mutable_cancel()->set_reason("cancelled by the operator");
+        outbox.emplace_back(channel, m);
+        waiting.push_back(node);
+      }
+      if (waiting.empty()) {
+        FailPlan(a, JobState::kCancelled,
+                 absl::StrCat("cancelled by ", requested_by,
+                              " while no node running its operations was connected"),
+                 &outbox);
+        out = a.record;
+        Retire(*slot);
+      } else {
+        Record(a, a.record.state,
+               absl::StrCat("cancel requested by ", requested_by, "; waiting for ",
+                            absl::StrJoin(waiting, ", "), " to stop"));
+        out = a.record;
+      }
+      Send(outbox);
+      return out;
+    }
     const std::string node = Current(a).node;
     auto channel = topology_->ChannelOf(node);
     if (channel) {
@@ -763,11 +839,7 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job,
       // report is answered with a cancel.
       const std::string why =
           absl::StrCat("cancelled by ", requested_by, " while ", node, " was not connected");
-      if (a.all_copies) {
-        FailPlan(a, JobState::kCancelled, why);
-      } else {
-        Finish(a, JobState::kCancelled, why);
-      }
+      Finish(a, JobState::kCancelled, why);
       out = a.record;
       Retire(*slot);
     }

@@ -169,19 +169,34 @@ class JobManager : public BackupStarter {
     // An all-copies restore: its plan, written with every Record.
     bool all_copies = false;
     dagvault::v1::RestorePlan restore_plan;
-    // A plan taken over from the catalog (a restart, a failover): the
-    // operation in flight when the coordinator stopped is sent once more
-    // if its agent reports without it (lost, or never received; each step
-    // is safe to repeat), instead of stopping the plan. Cleared by the next
-    // operation sent.
-    bool resend_lost_step = false;
-    // The current operation went to a node that was not connected: sent
-    // again when the node reports without it.
-    bool operation_undelivered = false;
+    // The plan's operations in flight, by node: a node runs at most one at
+    // a time, and different nodes run theirs at once (the passive copies'
+    // restores beside the active copy's, say). Each is an attempt of the
+    // job with a deadline of its own, renewed by its node's reports.
+    struct Operation {
+      int attempt = 0;
+      uint32_t step = 0;
+      absl::Duration assigned_at;  // monotonic
+      absl::Duration deadline;
+      // Sent while its node was not connected: sent again when the node
+      // reports without it.
+      bool undelivered = false;
+      // In flight when the plan was taken over from the catalog (a
+      // restart, a failover): sent once more if its agent reports without
+      // it (lost, or never received; each step is safe to repeat), instead
+      // of stopping the plan.
+      bool resend_if_lost = false;
+      // Step 5's restore from the repository (not a reseed from the active
+      // copy): a failure falls back to the reseed.
+      bool repository_restore = false;
+    };
+    std::map<std::string, Operation> operations;
     // What Info, Running and the unit checks show: the record and rate as
-    // last changed. Guarded by mu_ (written with the job's lock held too).
+    // last changed, and the nodes the plan's operations run on. Guarded by
+    // mu_ (written with the job's lock held too).
     JobRecord shown;
     double shown_bytes_per_second = 0;
+    std::set<std::string> shown_operation_nodes;
   };
   // An unfinished job and its lock (see Locking above).
   struct Slot {
@@ -194,6 +209,12 @@ class JobManager : public BackupStarter {
       std::vector<std::pair<std::shared_ptr<AgentChannel>, dagvault::v1::CoordinatorMessage>>;
 
   JobAttempt& Current(Active& a) { return a.record.attempts.back(); }
+  // Whether attempt `number` on `node` is one the job runs now: its
+  // current attempt, or for a plan, the operation in flight on `node`.
+  static bool RunsAttempt(const Active& a, const std::string& node, int number);
+  // The attempt numbered `number` (an all-copies restore's operations are
+  // numbered in the order they were sent).
+  static JobAttempt* AttemptOf(Active& a, int number);
   // Writes the job with an event. A failed write is a fail-stop
   // (options.fail_stop): memory and catalog would disagree.
   void Record(Active& a, JobState state, const std::string& message);
@@ -204,9 +225,9 @@ class JobManager : public BackupStarter {
   // Selects a source and sends attempt `number`; false when nothing
   // qualifies (the job has then failed, with the reasons).
   bool Assign(Active& a, int number, const std::string& previous_failure, Outbox* outbox);
-  // `not_running`: its agent reported without it (rather than saying
-  // nothing for a lease period, when it may still run it).
-  void LoseAttempt(Active& a, const std::string& reason, Outbox* outbox, bool not_running = false);
+  // The current attempt of a backup or a one-node restore was lost: a
+  // backup is retried once on the next qualifying copy.
+  void LoseAttempt(Active& a, const std::string& reason, Outbox* outbox);
   void Finish(Active& a, JobState state, const std::string& reason);
   // Extends the lease from monotonic `now`. When the store says the job
   // no longer holds it, the lease runs out at once (the next Tick loses the
@@ -221,16 +242,29 @@ class JobManager : public BackupStarter {
                                                   const std::vector<std::string>& chain,
                                                   uint32_t target, const std::string& requested_by,
                                                   Outbox* outbox);
-  // Sends the next operation of the plan, or ends the job when every step
-  // is done.
+  // Marks the steps whose every node has finished as done, sends every
+  // operation the plan can run now (on each node without one in flight),
+  // or ends the job when every step is done.
   void AdvancePlan(Active& a, Outbox* outbox);
   // An update of the plan's current operation; true when the job ended.
   bool OnPlanUpdate(Active& a, const std::string& node, const dagvault::v1::JobUpdate& update,
                     Outbox* outbox);
-  // Stops the plan at its current step with `reason` and the next safe action.
-  void FailPlan(Active& a, JobState state, const std::string& reason);
-  void SendOperation(Active& a, const std::string& node, dagvault::v1::JobAssignment assignment,
-                     const std::string& what, Outbox* outbox);
+  // Stops the plan at `step` (null: its first step not done) with `reason`
+  // and the next safe action; operations still in flight on other nodes
+  // are cancelled (their cancels go to `outbox`, if given).
+  void FailPlan(Active& a, JobState state, const std::string& reason, Outbox* outbox = nullptr,
+                dagvault::v1::RestoreStep* step = nullptr);
+  // Step 5 on `node` reseeds from the active copy, since its restore from
+  // the repository failed (`why`).
+  void FallBackToReseed(Active& a, const std::string& node, const std::string& why, Outbox* outbox);
+  // The plan's operation on `node` was lost. `not_running`: its agent
+  // reported without it (rather than saying nothing for a lease period,
+  // when it may still run it).
+  void LoseOperation(Active& a, const std::string& node, const std::string& reason, Outbox* outbox,
+                     bool not_running);
+  void SendOperation(Active& a, const std::string& node, uint32_t step,
+                     dagvault::v1::JobAssignment assignment, const std::string& what,
+                     Outbox* outbox);
   // The restore assignment of the chain (steps 3 and 4, and mode rdb or node).
   dagvault::v1::JobAssignment RestoreAssignmentOf(const JobRecord& record,
                                                   const std::vector<std::string>& chain,

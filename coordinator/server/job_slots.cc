@@ -17,6 +17,8 @@ void JobManager::Changed(Active* a) {
   if (a != nullptr) {
     a->shown = a->record;
     a->shown_bytes_per_second = a->bytes_per_second;
+    a->shown_operation_nodes.clear();
+    for (const auto& [node, op] : a->operations) a->shown_operation_nodes.insert(node);
   }
   ++changes_;
   changed_.notify_all();
@@ -29,6 +31,8 @@ JobManager::SlotPtr JobManager::Find(const std::string& id) {
 }
 
 bool JobManager::RunsOnLocked(const Slot& slot, const std::string& node) {
+  // A plan's operations run on several nodes at once.
+  if (slot.a.all_copies) return slot.a.shown_operation_nodes.count(node) != 0;
   const JobRecord& shown = slot.a.shown;
   return !shown.attempts.empty() && shown.attempts.back().node == node;
 }
@@ -58,6 +62,8 @@ void JobManager::Place(const SlotPtr& slot) {
   // has not passed through Changed).
   slot->a.shown = slot->a.record;
   slot->a.shown_bytes_per_second = slot->a.bytes_per_second;
+  slot->a.shown_operation_nodes.clear();
+  for (const auto& [node, op] : slot->a.operations) slot->a.shown_operation_nodes.insert(node);
   active_[slot->a.record.id] = slot;
   ++changes_;
   changed_.notify_all();

@@ -123,16 +123,30 @@ class RestorePlanTest : public ::testing::Test {
 
   // Steps 1 to 6, each operation finished as it is sent. The restore's
   // "completing" progress never arrives: its success alone ends steps 3-4.
+  // The passive copies are suspended together, and restored from the
+  // repository beside the active copy.
   void RunToStep7() {
     const std::vector<std::pair<std::string, std::string>> operations = {
         {"node2", "copy-op/suspend"}, {"node3", "copy-op/suspend"}, {"node1", "copy-op/dismount"},
-        {"node1", "restore/"},        {"node2", "copy-op/reseed"},  {"node3", "copy-op/reseed"},
+        {"node2", "restore/"},        {"node3", "restore/"},        {"node1", "restore/"},
         {"node2", "copy-op/resume"},  {"node3", "copy-op/resume"}};
     for (const auto& [node, operation] : operations) {
       EXPECT_EQ(Last(node), operation) << node;
       Finish(node);
     }
     EXPECT_EQ(Last("node1"), "copy-op/digest");
+  }
+
+  // `node` reports progress on its newest assignment.
+  void Progress(const std::string& node, v1::JobState phase, uint64_t done, uint64_t total) {
+    const v1::JobAssignment a = channels_[node]->Assignments().back();
+    v1::JobUpdate u;
+    u.set_job(a.job());
+    u.set_attempt(a.attempt());
+    u.set_phase(phase);
+    u.set_bytes_done(done);
+    u.set_bytes_total(total);
+    jobs_->OnJobUpdate(node, u);
   }
 
   v1::JobInfo Info(const std::string& id) {
@@ -289,8 +303,9 @@ TEST_F(RestorePlanTest, ACoordinatorThatTakesAPlanOverCarriesOnFromItsRecordedSt
   EXPECT_EQ(channels_["node1"]->Assignments().size(), before_tick);
   CopiesReported();  // the clock moved on: the nodes have reported since
   EXPECT_EQ(StartRestore(), id);
-  Finish("node1");
-  EXPECT_EQ(Last("node2"), "copy-op/reseed");
+  EXPECT_EQ(Last("node1"), "restore/");
+  EXPECT_EQ(Last("node2"), "restore/");
+  EXPECT_TRUE(channels_["node2"]->Assignments().back().restore().passive_copy());
 }
 
 // An operation sent while its node was not connected (reconnecting, to a
@@ -299,10 +314,10 @@ TEST_F(RestorePlanTest, AnOperationSentWhileItsNodeWasAwayIsSentAgainWhenItRepor
   const std::string id = StartRestore();
   Finish("node2");
   Finish("node3");
-  Finish("node1");  // the dismount
-  EXPECT_EQ(Last("node1"), "restore/");
   topology_->Disconnected("node2", channels_["node2"]);
-  Finish("node1");  // restored: step 5 goes to node2, which is away
+  Finish("node1");  // the dismount: the restores go out, node2's while it is away
+  EXPECT_EQ(Last("node1"), "restore/");
+  EXPECT_EQ(Last("node3"), "restore/");
   auto back = std::make_shared<FakeChannel>();
   v1::Register hello;
   hello.set_node("node2");
@@ -313,11 +328,197 @@ TEST_F(RestorePlanTest, AnOperationSentWhileItsNodeWasAwayIsSentAgainWhenItRepor
   without.set_node("node2");
   clock_.Advance(absl::Seconds(11));  // past the report grace
   jobs_->OnReport(without);
-  EXPECT_EQ(Last("node2"), "copy-op/reseed");
+  EXPECT_EQ(Last("node2"), "restore/");
   v1::JobInfo info = Info(id);
   EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
   Finish("node2");
+  Finish("node3");
+  Finish("node1");
+  EXPECT_EQ(Last("node2"), "copy-op/resume");
+  EXPECT_EQ(Last("node3"), "copy-op/resume");
+}
+
+// Issue 19 §3: the passive copies are restored from the repository at the
+// same time as the active copy, each through its own agent; replication
+// resumes only when all of them and the active copy are done; the plan
+// shows each node's progress; the passive copies' digests are taken
+// together.
+TEST_F(RestorePlanTest, ThePassiveCopiesAreRestoredFromTheRepositoryBesideTheActiveCopy) {
+  const std::string id = StartRestore();
+  // Both suspends go out at once.
+  EXPECT_EQ(Last("node2"), "copy-op/suspend");
+  EXPECT_EQ(Last("node3"), "copy-op/suspend");
+  EXPECT_EQ(Last("node1"), "");
+  Finish("node2");
+  EXPECT_EQ(Last("node1"), "") << "the dismount waits for every suspend";
+  Finish("node3");
+  EXPECT_EQ(Last("node1"), "copy-op/dismount");
+  Finish("node1");
+  for (const char* node : {"node1", "node2", "node3"}) EXPECT_EQ(Last(node), "restore/") << node;
+  const v1::RestoreAssignment active = channels_["node1"]->Assignments().back().restore();
+  EXPECT_FALSE(active.passive_copy());
+  EXPECT_TRUE(active.mount());
+  EXPECT_TRUE(active.refuse_if_mounted());
+  for (const char* node : {"node2", "node3"}) {
+    const v1::JobAssignment a = channels_[node]->Assignments().back();
+    EXPECT_TRUE(a.restore().passive_copy()) << node;
+    EXPECT_FALSE(a.restore().mount()) << node;
+    EXPECT_FALSE(a.restore().roll_forward()) << node;
+    EXPECT_EQ(a.restore().manifests(0), "20261122T100000.000000Z-00000001");
+    EXPECT_GT(a.fencing_token(), 0u);
+  }
+
+  // Each node's progress is shown, and the job's figures are their sum.
+  Progress("node1", v1::JOB_TRANSFERRING, 100, 1000);
+  Progress("node2", v1::JOB_TRANSFERRING, 300, 1000);
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.bytes_done(), 400u);
+  EXPECT_EQ(info.bytes_total(), 2000u);
+  std::map<std::string, uint64_t> shown;
+  for (const auto& p : info.plan().progress()) shown[p.node()] = p.bytes_done();
+  EXPECT_EQ(shown["node1"], 100u);
+  EXPECT_EQ(shown["node2"], 300u);
+  EXPECT_EQ(shown.count("node3"), 1u) << "node3's restore is shown before it reports";
+  EXPECT_EQ(info.plan().steps(2).state(), v1::STEP_RUNNING);
+  EXPECT_EQ(info.plan().steps(4).state(), v1::STEP_RUNNING);
+
+  // The passive copies finish first: nothing resumes until the active copy
+  // is mounted.
+  Finish("node2");
+  Finish("node3");
+  EXPECT_EQ(Last("node2"), "restore/");
+  EXPECT_EQ(Info(id).plan().steps(4).state(), v1::STEP_DONE);
+  Progress("node1", v1::JOB_COMPLETING, 1000, 1000);
+  EXPECT_EQ(Info(id).plan().steps(2).state(), v1::STEP_DONE);
+  EXPECT_EQ(Info(id).plan().steps(3).state(), v1::STEP_RUNNING);
+  Finish("node1");
+  EXPECT_EQ(Last("node2"), "copy-op/resume");
+  EXPECT_EQ(Last("node3"), "copy-op/resume");
+  Finish("node3");
+  Finish("node2");
+  // Step 7: the active copy first, then both passive copies at once.
+  EXPECT_EQ(Last("node1"), "copy-op/digest");
+  EXPECT_EQ(Last("node2"), "copy-op/resume");
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "abc"}}, 9);
+  EXPECT_EQ(Last("node2"), "copy-op/digest");
+  EXPECT_EQ(Last("node3"), "copy-op/digest");
+  Finish("node3", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  Finish("node2", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_SUCCEEDED) << info.reason();
+  EXPECT_TRUE(info.plan().reseeded_from_active().empty());
+  EXPECT_TRUE(info.plan().progress().empty());
+  EXPECT_TRUE(catalog_->Leases()->empty());
+}
+
+// A passive node that cannot restore from the repository is reseeded from
+// the restored active copy, as before, once it is mounted; the plan says so.
+TEST_F(RestorePlanTest, APassiveCopyThatCannotBeRestoredFromTheRepositoryIsReseeded) {
+  const std::string id = StartRestore();
+  Finish("node2");
+  Finish("node3");
+  Finish("node1");
+  Finish("node3", v1::JOB_FAILED);  // "it went wrong": cannot read the repository
+  v1::JobInfo info = Info(id);
+  EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
+  ASSERT_EQ(info.plan().reseeded_from_active_size(), 1);
+  EXPECT_EQ(info.plan().reseeded_from_active(0).node(), "node3");
+  EXPECT_EQ(info.plan().reseeded_from_active(0).reason(), "it went wrong");
+  EXPECT_EQ(Last("node3"), "restore/") << "nothing before the active copy is mounted";
+  Finish("node2");
+  EXPECT_EQ(Last("node3"), "restore/");
+  Finish("node1");
   EXPECT_EQ(Last("node3"), "copy-op/reseed");
+  EXPECT_EQ(Last("node2"), "restore/") << "resumes wait for node3's reseed";
+  Finish("node3");
+  EXPECT_EQ(Last("node2"), "copy-op/resume");
+  EXPECT_EQ(Last("node3"), "copy-op/resume");
+  auto events = catalog_->JobEvents(id);
+  ASSERT_TRUE(events.ok());
+  bool said = false;
+  for (const auto& e : *events) {
+    said |= e.message.find(
+                "the restore from the repository on node3 failed (it went wrong); "
+                "node3 is reseeded from the restored active copy") != std::string::npos;
+  }
+  EXPECT_TRUE(said);
+
+  // Then the plan runs to its end.
+  Finish("node2");
+  Finish("node3");
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "abc"}}, 9);
+  Finish("node2", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  Finish("node3", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  EXPECT_EQ(Info(id).state(), v1::JOB_SUCCEEDED) << Info(id).reason();
+}
+
+// A passive node that goes quiet during its restore from the repository
+// does not hold up the active copy's: it is reseeded once that is mounted.
+TEST_F(RestorePlanTest, APassiveNodeGoneQuietDuringItsRestoreIsReseededAfterTheActiveCopy) {
+  const std::string id = StartRestore();
+  Finish("node2");
+  Finish("node3");
+  Finish("node1");
+  // node1 and node2 report their restores; node3 says nothing for longer
+  // than the lease.
+  for (int i = 0; i < 3; ++i) {
+    for (const char* node : {"node1", "node2"}) {
+      v1::NodeReport report;
+      report.set_node(node);
+      v1::RunningJob* running = report.add_running();
+      running->set_job(id);
+      running->set_attempt(channels_[node]->Assignments().back().attempt());
+      running->set_phase(v1::JOB_TRANSFERRING);
+      jobs_->OnReport(report);
+    }
+    clock_.Advance(absl::Milliseconds(150));
+    jobs_->Tick();
+  }
+  v1::JobInfo info = Info(id);
+  EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
+  ASSERT_EQ(info.plan().reseeded_from_active_size(), 1);
+  EXPECT_EQ(info.plan().reseeded_from_active(0).node(), "node3");
+  EXPECT_THAT(info.plan().reseeded_from_active(0).reason(), HasSubstr("its lease expired"));
+  Finish("node2");
+  Finish("node1");
+  EXPECT_EQ(Last("node3"), "copy-op/reseed");
+}
+
+// The active copy's restore failing stops the plan: the passive copies'
+// restores still running are cancelled, and the re-run restores them all
+// again.
+TEST_F(RestorePlanTest, AFailedActiveRestoreStopsThePassiveRestoresToo) {
+  const std::string id = StartRestore();
+  Finish("node2");
+  Finish("node3");
+  Finish("node1");
+  Finish("node2");  // node2's restore is done; node3's still runs
+  Finish("node1", v1::JOB_FAILED);
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 3"));
+  EXPECT_THAT(info.plan().next_action(), HasSubstr("do not mount it"));
+  EXPECT_EQ(channels_["node3"]->Count(v1::CoordinatorMessage::kCancel), 1);
+  EXPECT_EQ(channels_["node2"]->Count(v1::CoordinatorMessage::kCancel), 0);
+  EXPECT_EQ(info.plan().steps(4).state(), v1::STEP_FAILED);
+  EXPECT_THAT(info.plan().steps(4).detail(), HasSubstr("stopped on node3 when step 3 failed"));
+  // node3's answer to the cancel, after the plan stopped, is acknowledged.
+  Finish("node3", v1::JOB_CANCELLED);
+  EXPECT_EQ(Info(id).state(), v1::JOB_FAILED);
+
+  EXPECT_EQ(StartRestore(), id);
+  for (const char* node : {"node1", "node2", "node3"}) EXPECT_EQ(Last(node), "restore/") << node;
+  // A cancel now reaches every node with an operation in flight.
+  ASSERT_TRUE(jobs_->Cancel(id).ok());
+  // (node3 had one already, from the plan's first stop.)
+  const std::map<std::string, int> cancels = {{"node1", 1}, {"node2", 1}, {"node3", 2}};
+  for (const auto& [node, count] : cancels) {
+    EXPECT_EQ(channels_[node]->Count(v1::CoordinatorMessage::kCancel), count) << node;
+  }
+  Finish("node2", v1::JOB_CANCELLED);
+  info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_CANCELLED);
+  EXPECT_TRUE(catalog_->Leases()->empty());
 }
 
 TEST_F(RestorePlanTest, ARestoreToOneNodeHoldsTheLeaseWithATokenAndLivesWhileReported) {

@@ -72,6 +72,18 @@ absl::Status UnitHost::Start() {
     awaiting_confirmation_ = true;
     lock.unlock();
     opened = ConfirmActive();
+  } else if (state_.restoring()) {
+    // A restore from the repository into this passive copy was under way:
+    // its files may be half written.
+    state_.set_restoring(false);
+    state_.set_failure(
+        "a restore from the repository into this copy was under way when mailstored stopped; "
+        "restore again or reseed");
+    RETURN_IF_ERROR(SaveStateLocked());
+    copy_state_ = dagvault::v1::FAILED_AND_SUSPENDED;
+    message_ = state_.failure();
+    log_->warn("[unit {}] {}", name(), message_);
+    lock.unlock();
   } else if (!state_.failure().empty()) {
     copy_state_ = dagvault::v1::FAILED_AND_SUSPENDED;
     message_ = state_.failure();

@@ -85,6 +85,19 @@ class UnitHost {
   absl::Status Suspend();
   absl::Status Resume();
   absl::Status Reseed();
+  // A restore from the repository into this passive copy (through the
+  // Replication writer, PrepareRestoreRequest.passive_copy). Begin: the
+  // copy must be suspended (failed copies included); its files go, and
+  // until End or Abandon nothing replicates, resumes, reseeds or activates
+  // it. End: opens the restored files as the replica and replays every
+  // restored generation (a lagged copy's lag starts after them); the copy
+  // stays suspended, and records `restore_id` as restored_by. Returns the
+  // generation replayed through. Abandon (the restore stopped part-way):
+  // the copy is left failed and suspended, saying so; a reseed or another
+  // restore mends it.
+  absl::Status BeginPassiveRestore();
+  absl::StatusOr<Generation> EndPassiveRestore(const std::string& restore_id);
+  void AbandonPassiveRestore(const std::string& why);
   // Holds replication still (for a snapshot or a digest) until resumed.
   absl::Status PauseReplication();
   void ResumeReplication();

@@ -456,6 +456,11 @@ absl::Status UnitHost::Resume() {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", name(), ": the copy on ", config_.node(), " is active"));
   }
+  if (restoring_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
+                     " is being restored from the repository; resume it when that ends"));
+  }
   if (!state_.failure().empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", name(), ": the copy failed (", state_.failure(), "); reseed it"));
@@ -475,6 +480,11 @@ absl::Status UnitHost::Reseed() {
         "unit ", name(), ": the copy on ", config_.node(), " is active; reseed a passive copy"));
   }
   RETURN_IF_ERROR(RefuseIfFrozenLocked("reseed it"));
+  if (restoring_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
+                     " is being restored from the repository; reseed it when that ends"));
+  }
   PauseLocked(lock);
   if (replica_) {
     (void)replica_->Close();
@@ -495,6 +505,113 @@ absl::Status UnitHost::Reseed() {
   UnpauseLocked();
   log_->info("[unit {}] copy discarded; reseeding", name());
   return saved;
+}
+
+absl::Status UnitHost::BeginPassiveRestore() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_.role() != dagvault::v1::PASSIVE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
+                     " is active; a restore into a passive copy needs a passive one"));
+  }
+  if (!state_.suspended() && state_.failure().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": replication to the copy on ", config_.node(),
+                     " is not suspended; suspend it before restoring into it"));
+  }
+  if (restoring_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", name(), ": another restore is under way into the copy on ", config_.node()));
+  }
+  RETURN_IF_ERROR(RefuseIfFrozenLocked("restore into it"));
+  PauseLocked(lock);
+  if (replica_) {
+    (void)replica_->Close();
+    replica_.reset();
+  }
+  restoring_ = true;
+  // Persisted first: a copy found half restored after a crash is failed,
+  // never replayed or activated. A failed copy stays suspended after it
+  // too, until resumed.
+  state_.set_restoring(true);
+  state_.set_suspended(true);
+  absl::Status saved = SaveStateLocked();
+  if (saved.ok()) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(config_.UnitDir(name()), ec)) {
+      if (entry.path().filename() == "copy.state") continue;
+      fs::remove_all(entry.path(), ec);
+      if (ec) {
+        saved = absl::InternalError(absl::StrCat("unit ", name(), ": removing ",
+                                                 entry.path().string(), ": ", ec.message()));
+        break;
+      }
+    }
+  }
+  if (!saved.ok()) {
+    restoring_ = false;
+    UnpauseLocked();
+    return saved;
+  }
+  copy_state_ = dagvault::v1::INITIALIZING;
+  message_ = "being restored from the repository";
+  passive_view_ = {};
+  UnpauseLocked();  // suspended: the worker leaves it alone
+  log_->info("[unit {}] copy discarded; restoring it from the repository", name());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Generation> UnitHost::EndPassiveRestore(const std::string& restore_id) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!restoring_ || state_.role() != dagvault::v1::PASSIVE) {
+    return absl::FailedPreconditionError(absl::StrCat("unit ", name(),
+                                                      ": no restore into the passive copy on ",
+                                                      config_.node(), " is under way"));
+  }
+  ReplicaOptions options;
+  options.replay_lag = absl::Seconds(copy_.replay_lag_seconds());
+  options.clock = clock_;
+  // The replay may take minutes: Status and the other calls do not wait
+  // for it (restoring_ keeps resume, reseed and activation away).
+  lock.unlock();
+  std::unique_ptr<Replica> replica;
+  absl::StatusOr<Generation> replayed = [&]() -> absl::StatusOr<Generation> {
+    ASSIGN_OR_RETURN(replica, Replica::Open(engine_config_, options));
+    // The restore point is replayed whole, lag or not: it is what the
+    // active copy replays too. A lag applies to what replication brings.
+    RETURN_IF_ERROR(replica->Replay(/*ignore_lag=*/true).status());
+    return replica->last_replayed();
+  }();
+  lock.lock();
+  if (replayed.ok()) replica_ = std::move(replica);
+  restoring_ = false;
+  state_.set_restoring(false);
+  if (!replayed.ok()) {
+    if (replica) (void)replica->Close();
+    SetFailure(absl::StrCat("the restore from the repository could not be replayed: ",
+                            replayed.status().message(), "; restore again or reseed"),
+               /*suspend=*/true);
+    return replayed.status();
+  }
+  state_.clear_failure();
+  state_.set_restored_by(restore_id);
+  RETURN_IF_ERROR(SaveStateLocked());
+  passive_view_ = {replica_->replay_position(), replica_->last_inspected(),
+                   replica_->last_replayed()};
+  copy_state_ = dagvault::v1::HEALTHY;  // shown as Suspended until resumed
+  message_ = absl::StrFormat("restored from the repository through generation 0x%08X", *replayed);
+  log_->info("[unit {}] {}", name(), message_);
+  return replayed;
+}
+
+void UnitHost::AbandonPassiveRestore(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!restoring_) return;
+  restoring_ = false;
+  state_.set_restoring(false);
+  SetFailure(absl::StrCat("a restore from the repository into this copy stopped part-way (", why,
+                          "); restore again or reseed"),
+             /*suspend=*/true);
 }
 
 absl::Status UnitHost::ServeLog(const dagvault::v1::FetchLogRequest& request,

@@ -53,7 +53,11 @@ void Writers::EndLocked(Session& s, const std::string& why) {
   auto log = logging::Get("mailstored.writer");
   UnitHost* host = find_unit_(s.unit);
   if (s.restore) {
-    if (s.recovery_database.empty() && host != nullptr) host->EndRestore();
+    if (s.passive_copy && host != nullptr) {
+      host->AbandonPassiveRestore(why);
+    } else if (s.recovery_database.empty() && host != nullptr) {
+      host->EndRestore();
+    }
     log->warn("[unit {}] restore session {} ended without RestoreComplete: {}", s.unit, s.id, why);
     return;
   }

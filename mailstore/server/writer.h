@@ -89,9 +89,13 @@ class Writers {
     std::string restore_logs;         // where the restored logs were put
     std::string restore_id;           // PrepareRestoreRequest.restore_id
     std::string recovery_database;    // empty: the unit itself
+    bool passive_copy = false;        // into this node's suspended passive copy
   };
 
   absl::StatusOr<Session*> FindLocked(const std::string& id);
+  // RestoreComplete of a restore into this node's passive copy.
+  absl::StatusOr<dagvault::v1::RestoreCompleteResponse> CompletePassiveRestore(
+      const Session& s, const dagvault::v1::RestoreCompleteRequest& request, UnitHost* host);
   void EndLocked(Session& session, const std::string& why);
   void TimerLoop();
   // `patient`: wait for a reconnecting active (Peers::PatientContext).

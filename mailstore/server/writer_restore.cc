@@ -104,10 +104,28 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
   // Set once the unit's own location is held for this restore; released
   // again if preparing fails after that.
   UnitHost* own_location = nullptr;
+  UnitHost* passive_copy = nullptr;
   auto release = absl::MakeCleanup([&] {
     if (own_location != nullptr) own_location->EndRestore();
+    if (passive_copy != nullptr) passive_copy->AbandonPassiveRestore("preparing it failed");
   });
-  if (s.recovery_database.empty()) {
+  if (request.passive_copy()) {
+    // Into this node's passive copy, through the Replication writer.
+    if (!s.recovery_database.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unit ", request.unit(), ": a restore into a passive copy is not a recovery database"));
+    }
+    UnitHost* host = find_unit_(request.unit());
+    if (host == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("unit ", request.unit(), ": node ", config_.node(), " holds no copy of it"));
+    }
+    RETURN_IF_ERROR(host->BeginPassiveRestore());
+    passive_copy = host;
+    s.passive_copy = true;
+    s.target = host->engine_config();
+    s.restore_logs = s.target.log_dir();
+  } else if (s.recovery_database.empty()) {
     // To the unit's own location: only through the Store writer of the
     // active copy, and only over a dismounted database.
     UnitHost* host = find_unit_(request.unit());
@@ -229,10 +247,19 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
     if (!found->restore)
       return absl::InvalidArgumentError(
           absl::StrCat("session ", request.session(), " is not a restore"));
+    if (request.abandon()) {
+      // The unit is released now rather than at the session's timeout.
+      EndLocked(*found, "the requestor gave the restore up");
+      sessions_.erase(request.session());
+      dagvault::v1::RestoreCompleteResponse response;
+      response.set_message("restore session ended without replay");
+      return response;
+    }
     s = *found;
     sessions_.erase(request.session());
   }
   UnitHost* host = find_unit_(s.unit);
+  if (s.passive_copy) return CompletePassiveRestore(s, request, host);
   // Whatever happens now, the unit's files are no longer being replaced:
   // an operator may mount (recovery then says what is wrong) or restore
   // again.
@@ -313,6 +340,35 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
   }
   logging::Get("mailstored.writer")
       ->info("[unit {}] restore complete: {}", s.unit, response.message());
+  return response;
+}
+
+absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::CompletePassiveRestore(
+    const Session& s, const dagvault::v1::RestoreCompleteRequest& request, UnitHost* host) {
+  if (host == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("unit ", s.unit, " is no longer configured on node ", config_.node()));
+  }
+  if (request.to_generation() != 0) {
+    // The agent restores no log past the point in time; one there anyway
+    // (a leftover) must not be replayed.
+    absl::Status aside = MoveLaterLogsAside(
+        s.target.log_dir(), s.target.log_prefix(), request.to_generation(),
+        UnusedPath(absl::StrCat(s.target.log_dir(), ".after-",
+                                GenerationHex(request.to_generation()), "-", Stamp(clock_))));
+    if (!aside.ok()) {
+      host->AbandonPassiveRestore(std::string(aside.message()));
+      return aside;
+    }
+  }
+  ASSIGN_OR_RETURN(Generation replayed, host->EndPassiveRestore(s.restore_id));
+  dagvault::v1::RestoreCompleteResponse response;
+  response.set_last_generation(replayed);
+  response.set_message(absl::StrFormat(
+      "the passive copy on %s replayed the restored logs through 0x%08X; it stays suspended",
+      config_.node(), replayed));
+  logging::Get("mailstored.writer")
+      ->info("[unit {}] restore into the passive copy complete: {}", s.unit, response.message());
   return response;
 }
 

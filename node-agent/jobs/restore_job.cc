@@ -123,8 +123,13 @@ absl::StatusOr<RestoreJobResult> RunRestoreJob(ShadowSession& session,
         options.progress_every);
     for (size_t i = 0; i < spec.chain.size(); ++i) {
       if (plan[i].empty()) continue;
-      // Tests slow a restore here to stop it part-way.
-      DAGVAULT_CRASH_POINT("agent.restore.step");
+      // Tests slow a restore here to stop it part-way: an all-copies
+      // restore's step 3 (the active copy) or step 5 (a passive copy).
+      if (spec.target.passive_copy) {
+        DAGVAULT_CRASH_POINT("agent.restore.passive");
+      } else {
+        DAGVAULT_CRASH_POINT("agent.restore.step");
+      }
       {
         std::lock_guard<std::mutex> l(current_mu);
         current = absl::StrCat(BackupTypeTitle(spec.chain[i].type()), " ", spec.chain[i].id());

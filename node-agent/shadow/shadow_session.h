@@ -76,6 +76,9 @@ struct RestoreTarget {
   std::vector<std::string> database_signatures;
   bool force_overwrite_different_database = false;
   uint64_t fencing_token = 0;  // as in BackupJobSpec
+  // Into this node's suspended passive copy, through the Replication
+  // writer (an all-copies restore's passive copies): replayed, not mounted.
+  bool passive_copy = false;
 };
 
 struct ComponentResult {

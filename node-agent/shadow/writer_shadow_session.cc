@@ -95,11 +95,23 @@ WriterShadowSession::~WriterShadowSession() {
     }
   }
   if (restoring_) {
-    logging::Get("agent.shadow")
-        ->warn(
-            "job {}: restore session {} ends without RestoreComplete; the writer releases the "
-            "unit when its session timeout passes",
-            spec_.job, session_);
+    // A cancelled or failed restore releases the unit now: a re-run need
+    // not wait for the writer's session timeout.
+    StopKeepAlive();
+    v1::RestoreCompleteRequest request;
+    request.set_session(session_);
+    request.set_abandon(true);
+    v1::RestoreCompleteResponse response;
+    absl::Status ended = FromGrpcStatus(
+        writer_->RestoreComplete(Context(options_.call_timeout).get(), request, &response),
+        "RestoreComplete");
+    if (!ended.ok()) {
+      logging::Get("agent.shadow")
+          ->warn(
+              "job {}: restore session {} could not be given up ({}); the writer releases the "
+              "unit when its session timeout passes",
+              spec_.job, session_, ended.ToString());
+    }
   }
   StopKeepAlive();
 }
@@ -269,7 +281,17 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
   spec_ = BackupJobSpec{};
   spec_.job = target.job;
   spec_.unit = target.unit;
-  if (target.recovery_database.empty()) {
+  if (target.passive_copy) {
+    std::string node;
+    auto found = FindUnit(target.unit, &node);
+    if (!found.ok()) return found.status();
+    if (found->second != kReplicationWriter) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", target.unit, ": the copy on ", node,
+          " is active; a restore into a passive copy goes through the Replication writer of a "
+          "passive copy"));
+    }
+  } else if (target.recovery_database.empty()) {
     std::string node;
     auto found = FindUnit(target.unit, &node);
     if (!found.ok()) {
@@ -296,6 +318,7 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
   request.set_force_overwrite_different_database(target.force_overwrite_different_database);
   request.set_fencing_token(target.fencing_token);
   request.set_restore_id(target.job);
+  request.set_passive_copy(target.passive_copy);
   v1::PrepareRestoreResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->PrepareRestore(Context(options_.call_timeout).get(), request, &response),

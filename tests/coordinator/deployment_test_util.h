@@ -233,8 +233,12 @@ inline bool WaitForStep(Deployment& d, const std::string& job, uint32_t step,
       [&] {
         auto j = d.Job(job);
         if (!j.ok() || j->plan().steps_size() < static_cast<int>(step)) return false;
-        return j->plan().steps(static_cast<int>(step) - 1).state() == v1::STEP_RUNNING &&
-               LastNode(*j) == node;
+        if (j->plan().steps(static_cast<int>(step) - 1).state() != v1::STEP_RUNNING) return false;
+        // Steps run on several nodes at once: the node's own operation.
+        for (const auto& p : j->plan().progress()) {
+          if (p.node() == node && p.step() == step) return true;
+        }
+        return false;
       },
       absl::Seconds(60));
 }

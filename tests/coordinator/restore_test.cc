@@ -125,8 +125,11 @@ TEST(DeploymentRestore, EveryCopyIsRestoredAfterADisasterToAPointInTimeAndRolled
 }
 
 TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAgain) {
-  // Every piece of a restore, and every reseed, waits 3 s: time to kill.
-  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.restore.step:3000"}}), "restore-resume");
+  // Every piece of the active copy's restore waits 3 s, and of a passive
+  // copy's 8 s (longer than a lease): time to kill.
+  Deployment d(
+      Options({{"DAGVAULT_DELAY_AT", "agent.restore.step:3000,agent.restore.passive:8000"}}),
+      "restore-resume");
   ASSERT_OK(d.Start());
   std::string at_full;
   ASSERT_NO_FATAL_FAILURE(BackUpThenLoseDb02(d, &at_full));
@@ -136,9 +139,11 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
     EXPECT_EQ(exit_code, 0) << job.DebugString();
     return job;
   };
-  // Killed during step 3 on node1.
+  // Killed during step 3 on node1: the passive copies' restores, running at
+  // the same time (step 5), stop with the plan.
   v1::JobInfo job = start();
   ASSERT_TRUE(WaitForStep(d, job.id(), 3, "node1")) << d.CoordinatorLog();
+  ASSERT_TRUE(WaitForStep(d, job.id(), 5, "node2")) << d.CoordinatorLog();
   d.KillAgent(kNode1);
   auto stopped = d.WaitJob(job.id());
   ASSERT_OK(stopped.status());
@@ -148,22 +153,28 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   EXPECT_EQ(stopped->plan().steps(0).state(), v1::STEP_DONE);
   EXPECT_EQ(stopped->plan().steps(1).state(), v1::STEP_DONE);
   EXPECT_EQ(stopped->plan().steps(2).state(), v1::STEP_FAILED);
+  EXPECT_EQ(stopped->plan().steps(4).state(), v1::STEP_FAILED);
   ProcessResult shown = d.Cli({"job", "show", job.id()});
   EXPECT_THAT(shown.out, HasSubstr("3. failed"));
   EXPECT_THAT(shown.out, HasSubstr("next: the unit is dismounted on node1"));
 
-  // The re-run resumes the same job at step 3; it is then killed in step 5.
+  // The re-run resumes the same job at step 3, with step 5 again beside it;
+  // node2's agent is killed in step 5. node2 does not hold up the active
+  // copy: it is to be reseeded from it, and since it is still away then,
+  // the plan stops at step 5 with the active copy restored and mounted.
   ASSERT_OK(d.StartAgent(kNode1));
   ASSERT_OK(d.WaitReporting());
   v1::JobInfo resumed = start();
   EXPECT_EQ(resumed.id(), job.id());
   ASSERT_TRUE(WaitForStep(d, job.id(), 5, "node2")) << d.CoordinatorLog();
   d.KillAgent(kNode2);
-  stopped = d.WaitJob(job.id());
+  stopped = d.WaitJob(job.id(), absl::Minutes(2));
   ASSERT_OK(stopped.status());
   EXPECT_EQ(stopped->state(), v1::JOB_FAILED);
   EXPECT_THAT(stopped->reason(), HasSubstr("stopped at step 5"));
   EXPECT_EQ(stopped->plan().steps(3).state(), v1::STEP_DONE);
+  ASSERT_EQ(stopped->plan().reseeded_from_active_size(), 1);
+  EXPECT_EQ(stopped->plan().reseeded_from_active(0).node(), "node2");
   EXPECT_EQ(UnitDigest(d.cluster(), kNode1, "DB02"), at_full);  // the active copy is restored
 
   ASSERT_OK(d.StartAgent(kNode2));

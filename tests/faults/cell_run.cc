@@ -48,8 +48,8 @@ StepInfo InfoOf(Step s) {
       return {"restore.3-restore", "agent.restore.step", "", 3};
     case Step::kReplay:
       return {"restore.4-replay", "agent.restore.replaying", "", 4};
-    case Step::kReseed:
-      return {"restore.5-reseed", "agent.copy_op.reseed", "", 5};
+    case Step::kPassiveRestore:
+      return {"restore.5-passive", "agent.restore.passive", "", 5};
     case Step::kResume:
       return {"restore.6-resume", "agent.copy_op.resume", "", 6};
     case Step::kConfirm:

@@ -14,8 +14,9 @@ std::string Cell::Name() const {
 std::vector<Cell> AllCells() {
   constexpr Step kBackupSteps[] = {Step::kPreparing, Step::kFrozen, Step::kTransferring,
                                    Step::kVerifying, Step::kCompleting};
-  constexpr Step kRestoreSteps[] = {Step::kSuspend, Step::kDismount, Step::kRestore, Step::kReplay,
-                                    Step::kReseed,  Step::kResume,   Step::kConfirm};
+  constexpr Step kRestoreSteps[] = {Step::kSuspend, Step::kDismount,       Step::kRestore,
+                                    Step::kReplay,  Step::kPassiveRestore, Step::kResume,
+                                    Step::kConfirm};
   std::vector<Cell> out;
   // A backup: a process fault on each process of the job.
   for (Fault f : {Fault::kKill9, Fault::kStop, Fault::kClockForward, Fault::kClockBack}) {
@@ -67,7 +68,7 @@ std::vector<Cell> SliceCells() {
       {Fault::kRepositoryFull, Victim::kSourceAgent, Step::kTransferring},
       {Fault::kNetworkCut, Victim::kSourceNode, Step::kTransferring},
       {Fault::kLogVolumeFull, Victim::kSourceMailstored, Step::kTransferring},
-      {Fault::kKill9, Victim::kStepAgent, Step::kReseed},
+      {Fault::kKill9, Victim::kStepAgent, Step::kPassiveRestore},
       {Fault::kNetworkCut, Victim::kCoordinator, Step::kRestore},
       {Fault::kKill9, Victim::kCoordinator, Step::kReplay},
   };

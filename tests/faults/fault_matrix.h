@@ -47,7 +47,7 @@ enum class Step {
   kDismount,
   kRestore,
   kReplay,
-  kReseed,
+  kPassiveRestore,  // step 5: a passive copy restored from the repository
   kResume,
   kConfirm,
 };

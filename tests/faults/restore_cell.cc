@@ -64,9 +64,15 @@ class RestoreCell : public CellRun {
       auto info = d_->Job(job.id());
       if (info.ok() && info->plan().steps_size() >= step_.plan_step &&
           info->plan().steps(step_.plan_step - 1).state() == v1::STEP_RUNNING) {
-        const std::string node = LastNode(*info);
+        // Steps run on several nodes at once: the first node the step's
+        // operation runs on (the active copy's restore covers 3 and 4).
+        const uint32_t want = step_.plan_step == 4 ? 3 : step_.plan_step;
+        std::string node;
+        for (const auto& p : info->plan().progress()) {
+          if (p.step() == want && node.empty()) node = p.node();
+        }
         for (int i = 0; i < d_->cluster().size(); ++i) {
-          if (d_->cluster().node(i).name == node) step_node = i;
+          if (!node.empty() && d_->cluster().node(i).name == node) step_node = i;
         }
         if (step_node >= 0) {
           result_.injected = true;

@@ -3,6 +3,7 @@
 // mounted database, a configuration with a missing or invalid field, and a
 // log from another stream offered to a passive copy.
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
@@ -240,6 +241,139 @@ TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
   EXPECT_TRUE(WaitFor([&] { return (lagged = UnitDigest(cluster, kNode3, kUnit)) == now; },
                       absl::Seconds(30)))
       << lagged << " vs " << now;
+}
+
+v1::PrepareRestoreRequest ToPassiveCopy() {
+  v1::PrepareRestoreRequest r;
+  r.set_unit(kUnit);
+  r.set_passive_copy(true);
+  return r;
+}
+
+// An all-copies restore's parallel shape: the chain restored into the
+// active copy (through the Store writer) and into each passive copy
+// (through the Replication writer) at the same time; each passive copy
+// replays it, stays suspended, and once resumed continues from the active
+// copy's new log stream.
+TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
+  MailstoredCluster cluster(FastLab(/*lag_seconds=*/2), "passive");
+  ASSERT_OK(cluster.Start());
+  const std::string backups = cluster.root() + "/backups";
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  auto full = TakeBackup(cluster, kNode1, kUnit, v1::FULL, backups + "/full");
+  ASSERT_OK(full);
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 2, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  const std::string at_incremental = UnitDigest(cluster, kNode1, kUnit);
+  auto inc = TakeBackup(cluster, kNode1, kUnit, v1::INCREMENTAL, backups + "/inc");
+  ASSERT_OK(inc);
+  // Items after the backups: not in the restore point.
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 3, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+
+  // Refused into the active copy, and into a passive copy still replicating.
+  auto refused = PrepareRestore(cluster, kNode1, ToPassiveCopy());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("is active"));
+  refused = PrepareRestore(cluster, kNode2, ToPassiveCopy());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("replication to the copy on node2 is not suspended"));
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), UnitDigest(cluster, kNode1, kUnit));
+
+  ASSERT_OK(cluster.Admin(kNode2, "suspend", kUnit));
+  ASSERT_OK(cluster.Admin(kNode3, "suspend", kUnit));
+  ASSERT_OK(cluster.Admin(kNode1, "dismount", kUnit));
+  auto active = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
+  ASSERT_OK(active);
+  std::map<int, v1::PrepareRestoreResponse> passives;
+  for (int i : {kNode2, kNode3}) {
+    auto prepared = PrepareRestore(cluster, i, ToPassiveCopy());
+    ASSERT_OK(prepared);
+    passives[i] = *prepared;
+    // While its files are replaced, the copy is neither resumed, reseeded
+    // nor restored twice.
+    EXPECT_THAT(std::string(cluster.Admin(i, "resume", kUnit).message()),
+                HasSubstr("being restored from the repository"));
+    EXPECT_THAT(std::string(cluster.Admin(i, "reseed", kUnit).message()),
+                HasSubstr("being restored from the repository"));
+    EXPECT_THAT(std::string(PrepareRestore(cluster, i, ToPassiveCopy()).status().message()),
+                HasSubstr("another restore is under way"));
+    auto copy = cluster.Copy(i, kUnit);
+    ASSERT_OK(copy);
+    EXPECT_EQ(copy->state(), v1::SUSPENDED);
+  }
+  const uint32_t point = inc->frozen.high_generation();
+  for (auto& [i, prepared] : passives) {
+    ASSERT_OK(PlaceForRestore({&*full, &*inc}, prepared));
+    v1::RestoreCompleteRequest complete = Complete(prepared.session(), point);
+    complete.set_mount(false);
+    auto completed = RestoreComplete(cluster, i, complete);
+    ASSERT_OK(completed);
+    EXPECT_EQ(completed->last_generation(), point);
+    auto copy = cluster.Copy(i, kUnit);
+    ASSERT_OK(copy);
+    EXPECT_EQ(copy->state(), v1::SUSPENDED) << "it stays suspended until resumed";
+    EXPECT_EQ(copy->last_replayed_generation(), point);
+  }
+  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *active));
+  auto restored = RestoreComplete(cluster, kNode1, Complete(active->session(), point));
+  ASSERT_OK(restored);
+  EXPECT_EQ(restored->last_generation(), point);
+  ASSERT_OK(cluster.WaitMounted(kNode1, kUnit));
+  EXPECT_EQ(UnitDigest(cluster, kNode1, kUnit), at_incremental);
+
+  for (int i : {kNode2, kNode3}) ASSERT_OK(cluster.Admin(i, "resume", kUnit));
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 4, 0, 10);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  const std::string now = UnitDigest(cluster, kNode1, kUnit);
+  EXPECT_NE(now, at_incremental);
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), now);
+  std::string lagged;
+  EXPECT_TRUE(WaitFor([&] { return (lagged = UnitDigest(cluster, kNode3, kUnit)) == now; },
+                      absl::Seconds(30)))
+      << lagged << " vs " << now;
+
+  // A restore the requestor gives up (cancelled) ends at once: the copy is
+  // failed and suspended, saying why, and the next restore may begin.
+  ASSERT_OK(cluster.Admin(kNode3, "suspend", kUnit));
+  auto given_up = PrepareRestore(cluster, kNode3, ToPassiveCopy());
+  ASSERT_OK(given_up);
+  v1::RestoreCompleteRequest abandon;
+  abandon.set_session(given_up->session());
+  abandon.set_abandon(true);
+  ASSERT_OK(RestoreComplete(cluster, kNode3, abandon));
+  auto failed = cluster.Copy(kNode3, kUnit);
+  ASSERT_OK(failed);
+  EXPECT_EQ(failed->state(), v1::FAILED_AND_SUSPENDED);
+  EXPECT_THAT(failed->message(), HasSubstr("stopped part-way (the requestor gave the restore up)"));
+  auto again = PrepareRestore(cluster, kNode3, ToPassiveCopy());
+  ASSERT_OK(again);
+  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *again));
+  v1::RestoreCompleteRequest complete = Complete(again->session());
+  complete.set_mount(false);
+  ASSERT_OK(RestoreComplete(cluster, kNode3, complete));
+  ASSERT_OK(cluster.Admin(kNode3, "resume", kUnit));
+  EXPECT_TRUE(WaitFor([&] { return UnitDigest(cluster, kNode3, kUnit) == now; }, absl::Seconds(30)))
+      << "a passive copy restored to the chain's end catches up with the active copy";
+
+  // A passive restore cut short by a crash leaves the copy failed and
+  // suspended, never replayed or activated; a reseed mends it.
+  ASSERT_OK(cluster.Admin(kNode2, "suspend", kUnit));
+  ASSERT_OK(PrepareRestore(cluster, kNode2, ToPassiveCopy()));
+  cluster.KillNode(kNode2);
+  ASSERT_OK(cluster.StartNode(kNode2));
+  auto copy = cluster.Copy(kNode2, kUnit);
+  ASSERT_OK(copy);
+  EXPECT_EQ(copy->state(), v1::FAILED_AND_SUSPENDED);
+  EXPECT_THAT(copy->message(), HasSubstr("was under way when mailstored stopped"));
+  EXPECT_FALSE(cluster.Activate(kNode2, kUnit, "node2", /*lossy=*/true).ok());
+  ASSERT_OK(cluster.Admin(kNode2, "reseed", kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), UnitDigest(cluster, kNode1, kUnit));
 }
 
 TEST(BadInput, AConfigurationWithAMissingOrInvalidFieldStopsStartUpAndWritesNothing) {

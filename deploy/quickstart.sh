@@ -138,7 +138,16 @@ find "$lab/node1/data/SG01" -mindepth 1 -maxdepth 1 ! -name copy.state -exec rm 
 echo "   $lab/node1/data/SG01: $(ls "$lab/node1/data/SG01" | tr '\n' ' ')"
 
 step "11. Restore SG01 to every copy: the coordinator's seven recorded steps"
-"$dv" restore start --unit SG01 --to latest --wait
+restored=$("$dv" restore start --unit SG01 --to latest --wait)
+echo "$restored" | sed 's/^/   /'
+# Step 5 ran beside steps 3-4: each passive copy was restored from the
+# repository by its own agent, not reseeded from node1 afterwards.
+for passive in node2 node3; do
+  if ! grep -q "$passive: restored from the repository" <<<"$restored"; then
+    echo "   $passive was not restored from the repository (see step 5 above)" >&2
+    exit 1
+  fi
+done
 
 step "12. Proof: every copy holds the restore point's data"
 for node in "$node1" "$node2" "$node3"; do
@@ -185,10 +194,11 @@ cat <<DONE
    - the coordinator chose node2's healthy passive copy for the Full (node3 is lagged,
      node1 active), node1 for the Incremental; both were verified page by page and log by
      log as they streamed into the repository, and the chain joins across the servers;
-   - SG01 was wiped on node1; the restore suspended the passive copies, restored the
-     chain through node1's Store writer, replayed and mounted it, reseeded node2 and
-     node3 from it, resumed replication, and checked that every copy's digests agree:
-     they equal the restore point's;
+   - SG01 was wiped on node1; the restore suspended the passive copies, dismounted node1,
+     then restored the chain from the repository through node1's Store writer and, at
+     the same time, into node2's and node3's passive copies (each by its own agent);
+     node1 replayed and mounted, replication resumed from the common restore point, and
+     every copy's digests agree: they equal the restore point's;
    - SG01 got a nightly policy with a 26-hour RPO, and \`dagvault status\` shows it
      within its RPO (docs/monitoring.md: RPO, status, metrics and alerts);
    - the coordinator serves the web console at $console_url (docs/console.md):

@@ -495,6 +495,11 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     }
   }
   step->add_done_nodes(node);
+  if (op.step == 5) {
+    // How each passive copy got the restored data, for `job show`.
+    step->set_detail(absl::StrCat(step->detail(), step->detail().empty() ? "" : "; ", node, ": ",
+                                  op.repository_restore ? said : "reseeded from the active copy"));
+  }
   Record(a, a.record.state, absl::StrCat("step ", step->number(), " on ", node, ": ", said));
   AdvancePlan(a, outbox);
   return IsFinal(a.record.state);

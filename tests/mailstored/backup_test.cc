@@ -101,13 +101,18 @@ TEST(Writers, ASecondBackupOfAUnitFailsWhicheverCopiesEitherTargets) {
   ASSERT_OK(cluster.Start());
   ASSERT_OK(cluster.WaitConverged(kNode1, "SG01"));
   // WaitConverged leaves the lagged copy (node3) out; a copy still seeding
-  // refuses a backup for that reason before the in-progress check.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto lagged = cluster.Copy(kNode3, "SG01");
-        return lagged.ok() && lagged->state() == v1::HEALTHY;
-      },
-      absl::Seconds(60)));
+  // refuses a backup for that reason before the in-progress check. Both
+  // units' copies on node3 are waited for: DB02's is backed up below (under
+  // a loaded machine it was still INITIALIZING once).
+  for (const char* unit : {"SG01", "DB02"}) {
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto lagged = cluster.Copy(kNode3, unit);
+          return lagged.ok() && lagged->state() == v1::HEALTHY;
+        },
+        absl::Seconds(60)))
+        << unit;
+  }
 
   // A backup from the passive copy on node2 holds the unit on the active.
   auto first = PrepareBackup(cluster, kNode2, "SG01", v1::FULL);

@@ -355,12 +355,13 @@ function restoreTo(unit, point) {
 
 function progressCell(j) {
   const total = num(j.bytes_total), done = num(j.bytes_done);
-  const step = j.plan && (j.plan.steps || []).find(x => x.state === 'STEP_RUNNING');
+  // Steps 3 and 5 of an all-copies restore run at once.
+  const steps = j.plan ? (j.plan.steps || []).filter(x => x.state === 'STEP_RUNNING') : [];
   return h('td', { class: 'progress', 'data-job': j.id },
     total ? h('progress', { max: total, value: done }) : '',
     total ? ` ${bytes(done)} of ${bytes(total)}` : '',
     num(j.bytes_per_second) ? `, ${bytes(j.bytes_per_second)}/s` : '',
-    step ? h('div', { class: 'muted' }, `step ${step.number} of 7: ${step.name}`) : '');
+    steps.map(step => h('div', { class: 'muted' }, `step ${step.number} of 7: ${step.name}`)));
 }
 
 async function jobsPage(params) {
@@ -417,6 +418,14 @@ async function jobPage(params) {
     out.push(table(['Step', 'State', 'Nodes', 'Detail'], j.plan.steps.map(st => h('tr', { 'data-step': st.number },
       h('td', {}, `${st.number}. ${st.name}`), h('td', {}, words(st.state, /^STEP_/)),
       h('td', {}, (st.nodes || []).join(', ')), h('td', { class: 'why' }, st.detail || '')))));
+    if ((j.plan.progress || []).length) {
+      out.push(table(['Node', 'Step', 'Operation', 'State', 'Progress'], j.plan.progress.map(p => h('tr', { 'data-node': p.node },
+        h('td', {}, p.node), h('td', {}, p.step), h('td', {}, p.operation), h('td', {}, jobBadge(p.state)),
+        h('td', {}, num(p.bytes_total) ? `${bytes(num(p.bytes_done))} of ${bytes(num(p.bytes_total))}` : '')))));
+    }
+    for (const f of j.plan.reseeded_from_active || []) {
+      out.push(h('p', { class: 'why' }, `${f.node}: reseeded from the active copy, because its restore from the repository failed: ${f.reason}`));
+    }
     if (j.plan.next_action) out.push(h('p', { class: 'error' }, `Next: ${j.plan.next_action}`));
   }
   out.push(h('h2', {}, 'Attempts'));

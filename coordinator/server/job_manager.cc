@@ -151,16 +151,26 @@ absl::Status JobManager::Recover() {
     if (a.all_copies) {
       // The operations in flight, each sent once more if its agent reports
       // without it (lost, or never received; each is safe to repeat).
-      for (const JobAttempt& attempt : r.attempts) {
+      for (JobAttempt& attempt : a.record.attempts) {
         if (IsFinal(attempt.state)) continue;
+        const uint32_t step = NextStepOfNode(a.restore_plan, attempt.node);
+        if (step == 0) {
+          // Its node has nothing left to do in the plan: a stale attempt
+          // (its report, if any, is answered with a cancel).
+          attempt.state = JobState::kCancelled;
+          attempt.reason = "no longer part of the plan when the coordinator took it over";
+          continue;
+        }
         Active::Operation& op = a.operations[attempt.node];
         op.attempt = attempt.number;
-        op.step = NextStepOfNode(a.restore_plan, attempt.node);
+        op.step = step;
         op.assigned_at = now;
         op.deadline = now + options_.lease_ttl;
         op.resend_if_lost = true;
-        op.repository_restore = op.step == 5 && !ReseededFromActive(a.restore_plan, attempt.node) &&
-                                StepOf(a.restore_plan, 4)->state() != v1::STEP_DONE;
+        // As recorded when it was sent.
+        for (const auto& p : a.restore_plan.progress()) {
+          if (p.node() == attempt.node) op.repository_restore = p.repository_restore();
+        }
       }
       for (const auto& [node, op] : a.operations) {
         waiting_for.push_back(absl::StrCat(node, " to report attempt ", op.attempt));
@@ -532,7 +542,10 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
     } else if (slot->a.all_copies) {
       const absl::Duration now = clock_->Monotonic();
       RenewLocked(slot->a, now);
-      slot->a.operations[node].deadline = now + options_.lease_ttl;
+      // Only while the plan holds the unit's lease (Tick stops it otherwise).
+      if (slot->a.lease_deadline >= now) {
+        slot->a.operations[node].deadline = now + options_.lease_ttl;
+      }
       if (OnPlanUpdate(slot->a, node, u, &outbox)) Retire(*slot);
     } else {
       Active& a = slot->a;
@@ -687,7 +700,9 @@ void JobManager::OnReport(const v1::NodeReport& report) {
         continue;
       }
       RenewLocked(slot->a, now);
-      if (slot->a.all_copies) slot->a.operations[report.node()].deadline = now + options_.lease_ttl;
+      if (slot->a.all_copies && slot->a.lease_deadline >= now) {
+        slot->a.operations[report.node()].deadline = now + options_.lease_ttl;
+      }
     }
     for (const SlotPtr& slot : Slots(report.node())) {
       // A job busy with a change of its own is looked at with the next
@@ -752,6 +767,18 @@ void JobManager::Tick() {
                       &outbox, /*not_running=*/false);
         if (IsFinal(a.record.state)) Retire(*slot);
         break;  // the plan has stopped, or the operations changed
+      }
+      if (slot->ended || IsFinal(a.record.state)) continue;
+      if (now > a.lease_deadline) {
+        // The unit's lease is gone (the store no longer has it, or no node
+        // reported for a lease period): the plan stops, whatever runs.
+        FailPlan(a, a.cancel_requested ? JobState::kCancelled : JobState::kFailed,
+                 absl::StrCat("its lease on unit ", a.record.unit,
+                              " was lost (no node reported the plan's operations for ",
+                              absl::FormatDuration(options_.lease_ttl),
+                              ", or the lease store no longer holds it)"),
+                 &outbox);
+        Retire(*slot);
       }
       continue;
     }

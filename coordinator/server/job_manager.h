@@ -264,7 +264,7 @@ class JobManager : public BackupStarter {
                      bool not_running);
   void SendOperation(Active& a, const std::string& node, uint32_t step,
                      dagvault::v1::JobAssignment assignment, const std::string& what,
-                     Outbox* outbox);
+                     bool repository_restore, Outbox* outbox);
   // The restore assignment of the chain (steps 3 and 4, and mode rdb or node).
   dagvault::v1::JobAssignment RestoreAssignmentOf(const JobRecord& record,
                                                   const std::vector<std::string>& chain,

@@ -289,7 +289,10 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
     // restores again. A passive copy whose restore from the repository
     // failed last time is tried from the repository again, unless the
     // active copy is mounted already (then step 5 reseeds from it).
-    if (StepOf(p, 4)->state() != v1::STEP_DONE) StepOf(p, 3)->set_state(v1::STEP_PENDING);
+    if (StepOf(p, 4)->state() != v1::STEP_DONE) {
+      StepOf(p, 3)->set_state(v1::STEP_PENDING);
+      p.set_active_prepared(false);
+    }
     for (auto& step : *p.mutable_steps()) {
       if (step.state() == v1::STEP_DONE) continue;
       step.set_state(v1::STEP_PENDING);

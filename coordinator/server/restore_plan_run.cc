@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -117,8 +118,11 @@ bool StepCanRun(v1::RestorePlan& plan, uint32_t number) {
     case 2:
       return Done(plan, 1);
     case 3:
-    case 5:
       return Done(plan, 2);
+    case 5:
+      // The passive copies' files are replaced only once the active copy's
+      // writer has accepted its restore (it refuses for the whole unit).
+      return Done(plan, 2) && (plan.active_prepared() || Done(plan, 3));
     case 4:
       return Done(plan, 3);
     case 6:
@@ -165,6 +169,15 @@ std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit,
                           ", or resume replication and mount the active copy to abandon it");
     case 3:
     case 5:
+      if (step == 5 && plan.steps_size() >= 4 && plan.steps(3).state() == v1::STEP_DONE) {
+        return absl::StrCat(
+            "the active copy on ", plan.active_node(),
+            " is mounted with the restored data (through generation ",
+            GenerationHex(plan.restored_generation()), "). The passive copies on ", passives,
+            " are suspended; each holds the restored data, is half restored (then failed), or "
+            "holds the old data. ",
+            rerun, " (the passive copies not done are reseeded from the active copy)");
+      }
       return absl::StrCat(
           "the unit is dismounted on ", plan.active_node(),
           " and its files may be half restored: do not mount it. The passive copies on ", passives,
@@ -185,10 +198,19 @@ std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit,
       return absl::StrCat("the active copy on ", plan.active_node(),
                           " is mounted with the restored data (through generation ",
                           GenerationHex(plan.restored_generation()),
-                          "); passive copies not yet resumed may hold the old data. ", rerun);
+                          "); every passive copy holds it too, and those not yet resumed are "
+                          "suspended. ",
+                          rerun);
     default:
       return absl::StrCat("every copy holds the restored data; ", rerun, " to check them again");
   }
+}
+
+// The plan step an operation's outcome belongs to: the active copy's
+// restore is step 3 until its files are in place, then step 4.
+v1::RestoreStep* StepOfOperation(v1::RestorePlan& plan, uint32_t op_step) {
+  if (op_step == 3 || op_step == 4) return StepOf(plan, Done(plan, 3) ? 4 : 3);
+  return StepOf(plan, op_step);
 }
 
 bool JobManager::RunsAttempt(const Active& a, const std::string& node, int number) {
@@ -209,7 +231,7 @@ JobAttempt* JobManager::AttemptOf(Active& a, int number) {
 
 void JobManager::SendOperation(Active& a, const std::string& node, uint32_t step,
                                v1::JobAssignment assignment, const std::string& what,
-                               Outbox* outbox) {
+                               bool repository_restore, Outbox* outbox) {
   JobAttempt attempt;
   attempt.number = static_cast<int>(a.record.attempts.size()) + 1;
   attempt.node = node;
@@ -237,12 +259,14 @@ void JobManager::SendOperation(Active& a, const std::string& node, uint32_t step
   // leader) gets the operation again once it reports without it; one that
   // stays away is found by the deadline: the step fails.
   op.undelivered = channel == nullptr;
+  op.repository_restore = repository_restore;
   v1::RestoreNodeProgress* progress = ProgressOf(a.restore_plan, node);
   progress->Clear();
   progress->set_node(node);
   progress->set_step(step);
   progress->set_operation(what);
   progress->set_state(v1::JOB_ASSIGNED);
+  progress->set_repository_restore(repository_restore);
   Record(a, JobState::kAssigned, absl::StrCat("step ", step, ": ", what, " on ", node));
 }
 
@@ -302,8 +326,9 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
         !Contains(StepOf(plan, 7)->done_nodes(), plan.active_node())) {
       continue;
     }
-    // A reseed from the active copy needs it restored and mounted.
-    const bool reseed = n == 5 && (ReseededFromActive(plan, node) || Done(plan, 4));
+    // A reseed from the active copy (a passive node that could not restore
+    // from the repository) needs it restored and mounted.
+    const bool reseed = n == 5 && ReseededFromActive(plan, node);
     if (reseed && !Done(plan, 4)) continue;
     uint32_t sent_step = n;
     if (n == 3 || n == 4) {
@@ -372,8 +397,8 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
         what = "digest every database";
         break;
     }
-    SendOperation(a, node, sent_step, job, what, outbox);
-    a.operations[node].repository_restore = sent_step == 5 && !reseed;
+    SendOperation(a, node, sent_step, job, what, /*repository_restore=*/sent_step == 5 && !reseed,
+                  outbox);
   }
 }
 
@@ -404,6 +429,14 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
       a.bytes_per_second = rate;
     }
     v1::RestoreStep* restore = StepOf(plan, 3);
+    if (active_restore && !plan.active_prepared() &&
+        (u.phase() == v1::JOB_TRANSFERRING || u.phase() == v1::JOB_COMPLETING)) {
+      // The writer accepted the active copy's restore: the passive copies'
+      // restores start now.
+      plan.set_active_prepared(true);
+      AdvancePlan(a, outbox);
+      attempt = AttemptOf(a, op.attempt);  // the attempts grew
+    }
     if (active_restore && u.phase() == v1::JOB_COMPLETING && restore->state() != v1::STEP_DONE) {
       // The chain is in place; the writer replays and mounts.
       restore->set_state(v1::STEP_DONE);
@@ -437,9 +470,14 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     attempt->ended = clock_->Now();
     if (u.phase() != v1::JOB_SUCCEEDED) attempt->reason = u.error();
   }
-  v1::RestoreStep* step = StepOf(plan, active_restore ? 3 : op.step);
+  v1::RestoreStep* step = StepOfOperation(plan, op.step);
   if (u.phase() != v1::JOB_SUCCEEDED) {
-    if (op.repository_restore && u.phase() == v1::JOB_FAILED && !a.cancel_requested) {
+    // A passive copy's restore from the repository that fails (or that its
+    // agent gave up, shutting down) falls back to today's reseed; one
+    // refused as superseded (its fencing token) does not: this plan no
+    // longer holds the unit.
+    const bool superseded = absl::StrContains(u.error(), "fencing token");
+    if (op.repository_restore && !a.cancel_requested && !superseded) {
       FallBackToReseed(a, node, u.error(), outbox);
       return IsFinal(a.record.state);
     }
@@ -457,6 +495,7 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     return true;
   }
   if (active_restore) {
+    plan.set_active_prepared(true);
     // Restored, replayed and mounted: both steps are done, whether or not
     // the "completing" progress update arrived (progress may be lost).
     const auto& r = u.restore_result();
@@ -551,12 +590,21 @@ void JobManager::LoseOperation(Active& a, const std::string& node, const std::st
   if (op.repository_restore && !a.cancel_requested) {
     // A passive node gone quiet does not hold up the active copy's
     // restore: it is reseeded from the active copy once that is mounted
-    // (and if the node is still away then, that stops the plan).
+    // (and if the node is still away then, that stops the plan). The lost
+    // attempt is told to stop, should its agent still run it; the reseed
+    // waits for its writer session to end.
+    if (auto channel = topology_->ChannelOf(node); channel && outbox != nullptr) {
+      v1::CoordinatorMessage m;
+      m.mutable_cancel()->set_job(a.record.id);
+      m.mutable_cancel()->set_attempt(static_cast<uint32_t>(op.attempt));
+      m.mutable_cancel()->set_reason("the coordinator gave this attempt up; the copy is reseeded");
+      outbox->emplace_back(channel, m);
+    }
     FallBackToReseed(a, node, lost, outbox);
     return;
   }
   FailPlan(a, a.cancel_requested ? JobState::kCancelled : JobState::kFailed, lost, outbox,
-           StepOf(a.restore_plan, op.step == 4 ? 3 : op.step));
+           StepOfOperation(a.restore_plan, op.step));
 }
 
 void JobManager::FailPlan(Active& a, JobState state, const std::string& reason, Outbox* outbox,
@@ -579,7 +627,7 @@ void JobManager::FailPlan(Active& a, JobState state, const std::string& reason, 
       attempt->ended = clock_->Now();
       attempt->reason = absl::StrCat("the plan stopped at step ", n);
     }
-    v1::RestoreStep* other = StepOf(plan, op.step == 4 ? 3 : op.step);
+    v1::RestoreStep* other = StepOfOperation(plan, op.step);
     if (other != step && other->state() != v1::STEP_DONE) {
       other->set_state(v1::STEP_FAILED);
       other->set_ended_us(now_us);

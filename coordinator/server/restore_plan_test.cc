@@ -124,11 +124,11 @@ class RestorePlanTest : public ::testing::Test {
   // Steps 1 to 6, each operation finished as it is sent. The restore's
   // "completing" progress never arrives: its success alone ends steps 3-4.
   // The passive copies are suspended together, and restored from the
-  // repository beside the active copy.
+  // repository once the active copy's restore is under way (here: done).
   void RunToStep7() {
     const std::vector<std::pair<std::string, std::string>> operations = {
         {"node2", "copy-op/suspend"}, {"node3", "copy-op/suspend"}, {"node1", "copy-op/dismount"},
-        {"node2", "restore/"},        {"node3", "restore/"},        {"node1", "restore/"},
+        {"node1", "restore/"},        {"node2", "restore/"},        {"node3", "restore/"},
         {"node2", "copy-op/resume"},  {"node3", "copy-op/resume"}};
     for (const auto& [node, operation] : operations) {
       EXPECT_EQ(Last(node), operation) << node;
@@ -304,6 +304,7 @@ TEST_F(RestorePlanTest, ACoordinatorThatTakesAPlanOverCarriesOnFromItsRecordedSt
   CopiesReported();  // the clock moved on: the nodes have reported since
   EXPECT_EQ(StartRestore(), id);
   EXPECT_EQ(Last("node1"), "restore/");
+  Progress("node1", v1::JOB_TRANSFERRING, 1, 10);
   EXPECT_EQ(Last("node2"), "restore/");
   EXPECT_TRUE(channels_["node2"]->Assignments().back().restore().passive_copy());
 }
@@ -315,8 +316,11 @@ TEST_F(RestorePlanTest, AnOperationSentWhileItsNodeWasAwayIsSentAgainWhenItRepor
   Finish("node2");
   Finish("node3");
   topology_->Disconnected("node2", channels_["node2"]);
-  Finish("node1");  // the dismount: the restores go out, node2's while it is away
+  Finish("node1");  // the dismount
   EXPECT_EQ(Last("node1"), "restore/");
+  // The active copy's restore is under way: the passive copies' go out,
+  // node2's while it is away.
+  Progress("node1", v1::JOB_TRANSFERRING, 1, 10);
   EXPECT_EQ(Last("node3"), "restore/");
   auto back = std::make_shared<FakeChannel>();
   v1::Register hello;
@@ -354,6 +358,13 @@ TEST_F(RestorePlanTest, ThePassiveCopiesAreRestoredFromTheRepositoryBesideTheAct
   Finish("node3");
   EXPECT_EQ(Last("node1"), "copy-op/dismount");
   Finish("node1");
+  // The passive copies' files are replaced only once the active copy's
+  // writer has accepted its restore (it refuses for the whole unit).
+  EXPECT_EQ(Last("node1"), "restore/");
+  EXPECT_EQ(Last("node2"), "copy-op/suspend");
+  Progress("node1", v1::JOB_PREPARING, 0, 0);
+  EXPECT_EQ(Last("node2"), "copy-op/suspend");
+  Progress("node1", v1::JOB_TRANSFERRING, 0, 1000);
   for (const char* node : {"node1", "node2", "node3"}) EXPECT_EQ(Last(node), "restore/") << node;
   const v1::RestoreAssignment active = channels_["node1"]->Assignments().back().restore();
   EXPECT_FALSE(active.passive_copy());
@@ -418,6 +429,7 @@ TEST_F(RestorePlanTest, APassiveCopyThatCannotBeRestoredFromTheRepositoryIsResee
   Finish("node2");
   Finish("node3");
   Finish("node1");
+  Progress("node1", v1::JOB_TRANSFERRING, 1, 10);
   Finish("node3", v1::JOB_FAILED);  // "it went wrong": cannot read the repository
   v1::JobInfo info = Info(id);
   EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
@@ -459,6 +471,7 @@ TEST_F(RestorePlanTest, APassiveNodeGoneQuietDuringItsRestoreIsReseededAfterTheA
   Finish("node2");
   Finish("node3");
   Finish("node1");
+  Progress("node1", v1::JOB_TRANSFERRING, 1, 10);
   // node1 and node2 report their restores; node3 says nothing for longer
   // than the lease.
   for (int i = 0; i < 3; ++i) {
@@ -479,8 +492,76 @@ TEST_F(RestorePlanTest, APassiveNodeGoneQuietDuringItsRestoreIsReseededAfterTheA
   ASSERT_EQ(info.plan().reseeded_from_active_size(), 1);
   EXPECT_EQ(info.plan().reseeded_from_active(0).node(), "node3");
   EXPECT_THAT(info.plan().reseeded_from_active(0).reason(), HasSubstr("its lease expired"));
+  // Its lost attempt is told to stop, should its agent still run it.
+  EXPECT_EQ(channels_["node3"]->Count(v1::CoordinatorMessage::kCancel), 1);
   Finish("node2");
   Finish("node1");
+  EXPECT_EQ(Last("node3"), "copy-op/reseed");
+}
+
+// The plan runs only while it holds the unit's lease: one taken from it
+// (revoked in the store) stops it, however well its nodes report.
+TEST_F(RestorePlanTest, APlanWhoseLeaseIsTakenAwayStops) {
+  const std::string id = StartRestore();
+  ASSERT_TRUE(catalog_->ReleaseLease("DB02", id).ok());
+  for (int i = 0; i < 4; ++i) {
+    for (const char* node : {"node2", "node3"}) {
+      v1::NodeReport report;
+      report.set_node(node);
+      v1::RunningJob* running = report.add_running();
+      running->set_job(id);
+      running->set_attempt(channels_[node]->Assignments().back().attempt());
+      running->set_phase(v1::JOB_PREPARING);
+      jobs_->OnReport(report);
+    }
+    clock_.Advance(absl::Milliseconds(150));
+    jobs_->Tick();
+  }
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
+  EXPECT_THAT(info.reason(), HasSubstr("its lease on unit DB02 was lost"));
+  // Told to stop (and again at each report of the attempt since).
+  EXPECT_GE(channels_["node2"]->Count(v1::CoordinatorMessage::kCancel), 1);
+}
+
+// A failure after the chain was in place (the replay or the mount) stops
+// the plan at step 4, not 3.
+TEST_F(RestorePlanTest, AFailedReplayStopsThePlanAtStep4) {
+  const std::string id = StartRestore();
+  Finish("node2");
+  Finish("node3");
+  Finish("node1");
+  Progress("node1", v1::JOB_COMPLETING, 10, 10);
+  Finish("node1", v1::JOB_FAILED);
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
+  EXPECT_THAT(info.reason(), HasSubstr("stopped at step 4"));
+  EXPECT_EQ(info.plan().steps(2).state(), v1::STEP_DONE);
+  EXPECT_EQ(info.plan().steps(3).state(), v1::STEP_FAILED);
+  EXPECT_THAT(info.plan().next_action(), HasSubstr("half replayed"));
+  // The re-run restores the chain again (steps 3 and 4 are one operation).
+  EXPECT_EQ(StartRestore(), id);
+  EXPECT_EQ(Last("node1"), "restore/");
+  EXPECT_EQ(Info(id).plan().steps(2).state(), v1::STEP_RUNNING);
+}
+
+// A coordinator that takes a plan over while a passive copy's restore from
+// the repository still runs after the active copy is mounted knows it for
+// what it is: its failure falls back to a reseed.
+TEST_F(RestorePlanTest, ATakeoverKeepsAPassiveRestoreInFlightForWhatItIs) {
+  const std::string id = StartRestore();
+  Finish("node2");
+  Finish("node3");
+  Finish("node1");
+  Progress("node1", v1::JOB_TRANSFERRING, 1, 10);
+  Finish("node2");
+  Finish("node1");  // mounted; node3's restore still runs
+  jobs_ = MakeJobs();
+  ASSERT_TRUE(jobs_->Recover().ok());
+  Finish("node3", v1::JOB_FAILED);
+  v1::JobInfo info = Info(id);
+  EXPECT_FALSE(IsFinalJobState(info.state())) << info.reason();
+  ASSERT_EQ(info.plan().reseeded_from_active_size(), 1);
   EXPECT_EQ(Last("node3"), "copy-op/reseed");
 }
 
@@ -492,6 +573,7 @@ TEST_F(RestorePlanTest, AFailedActiveRestoreStopsThePassiveRestoresToo) {
   Finish("node2");
   Finish("node3");
   Finish("node1");
+  Progress("node1", v1::JOB_TRANSFERRING, 1, 10);
   Finish("node2");  // node2's restore is done; node3's still runs
   Finish("node1", v1::JOB_FAILED);
   v1::JobInfo info = Info(id);
@@ -507,6 +589,7 @@ TEST_F(RestorePlanTest, AFailedActiveRestoreStopsThePassiveRestoresToo) {
   EXPECT_EQ(Info(id).state(), v1::JOB_FAILED);
 
   EXPECT_EQ(StartRestore(), id);
+  Progress("node1", v1::JOB_TRANSFERRING, 1, 10);
   for (const char* node : {"node1", "node2", "node3"}) EXPECT_EQ(Last(node), "restore/") << node;
   // A cancel now reaches every node with an operation in flight.
   ASSERT_TRUE(jobs_->Cancel(id).ok());

@@ -72,10 +72,16 @@ void UnitHost::PauseLocked(std::unique_lock<std::mutex>& lock) {
 void UnitHost::UnpauseLocked() {
   if (pauses_ > 0) --pauses_;
   wake_.notify_all();
+  idle_.notify_all();  // BeginPassiveRestore waits for the other holders
 }
 
 absl::Status UnitHost::PauseReplication() {
   std::unique_lock<std::mutex> lock(mu_);
+  if (restoring_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
+                     " is being restored from the repository; back it up when that ends"));
+  }
   PauseLocked(lock);
   ++frozen_backups_;
   return absl::OkStatus();
@@ -133,9 +139,14 @@ void UnitHost::WorkerLoop() {
     }
     if (!state_.failure().empty() || state_.suspended()) continue;
     if (needs_divergence_check_) {
+      // Busy like a replication pass: a pause (a suspend, a restore into
+      // the copy) waits for it.
+      busy_ = true;
       lock.unlock();
       RunDivergenceCheck();
       lock.lock();
+      busy_ = false;
+      idle_.notify_all();
       continue;
     }
     busy_ = true;
@@ -186,7 +197,7 @@ void UnitHost::RunDivergenceCheck() {
     needs_divergence_check_ = false;
     log_->info("[unit {}] this copy's logs are all in the stream of the active copy on {}", name(),
                active);
-    (void)OpenPassiveLocked();
+    if (!restoring_) (void)OpenPassiveLocked();
   }
 }
 
@@ -524,17 +535,27 @@ absl::Status UnitHost::BeginPassiveRestore() {
         "unit ", name(), ": another restore is under way into the copy on ", config_.node()));
   }
   RETURN_IF_ERROR(RefuseIfFrozenLocked("restore into it"));
+  // From here nothing new pauses the copy (a frozen backup is refused),
+  // and the holders already there (a digest reading the files) finish
+  // before the files go.
+  restoring_ = true;
   PauseLocked(lock);
+  idle_.wait(lock, [&] { return pauses_ == 1 && !busy_; });
   if (replica_) {
     (void)replica_->Close();
     replica_.reset();
   }
-  restoring_ = true;
   // Persisted first: a copy found half restored after a crash is failed,
-  // never replayed or activated. A failed copy stays suspended after it
-  // too, until resumed.
+  // never replayed or activated. A failed copy is suspended (not failed)
+  // while restored, so that the active copy's restore sees every passive
+  // copy suspended; it stays suspended after it too, until resumed.
   state_.set_restoring(true);
   state_.set_suspended(true);
+  state_.clear_failure();
+  // What the old copy was told or owed belongs to its stream, not the
+  // restored one: no truncation carried over, no divergence check.
+  truncation_allowed_ = truncation_applied_ = 0;
+  needs_divergence_check_ = false;
   absl::Status saved = SaveStateLocked();
   if (saved.ok()) {
     std::error_code ec;
@@ -549,11 +570,16 @@ absl::Status UnitHost::BeginPassiveRestore() {
     }
   }
   if (!saved.ok()) {
+    // The replica is closed and its files may be partly gone: failed.
     restoring_ = false;
+    state_.set_restoring(false);
+    SetFailure(absl::StrCat("a restore from the repository into this copy could not begin (",
+                            saved.message(), "); restore again or reseed"),
+               /*suspend=*/true);
     UnpauseLocked();
     return saved;
   }
-  copy_state_ = dagvault::v1::INITIALIZING;
+  copy_state_ = dagvault::v1::INITIALIZING;  // shown as Suspended
   message_ = "being restored from the repository";
   passive_view_ = {};
   UnpauseLocked();  // suspended: the worker leaves it alone

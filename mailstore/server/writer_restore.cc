@@ -120,6 +120,9 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
       return absl::FailedPreconditionError(
           absl::StrCat("unit ", request.unit(), ": node ", config_.node(), " holds no copy of it"));
     }
+    // Another database's files are not replaced here either (the active
+    // copy's restore refuses them too, but the two run at once).
+    RETURN_IF_ERROR(RefuseAnotherDatabasesFiles(request, host->engine_config(), config_.node()));
     RETURN_IF_ERROR(host->BeginPassiveRestore());
     passive_copy = host;
     s.passive_copy = true;

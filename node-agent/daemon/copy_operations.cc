@@ -2,6 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <optional>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fault_injection.h"
@@ -53,16 +56,26 @@ absl::StatusOr<v1::CopyStatus> CopyOf(const CopyOperationContext& c, const std::
 template <typename Done>
 absl::StatusOr<v1::CopyStatus> WaitForCopy(const CopyOperationContext& c, const std::string& unit,
                                            const std::string& phase, Done done) {
+  std::optional<absl::Time> failed_since;
   while (true) {
     if (c.cancel != nullptr && c.cancel->load()) {
       return absl::CancelledError(absl::StrCat("stopped while waiting: ", phase));
     }
     ASSIGN_OR_RETURN(v1::CopyStatus copy, CopyOf(c, unit));
-    if (copy.state() == v1::FAILED || copy.state() == v1::FAILED_AND_SUSPENDED) {
+    // Failed and suspended is final (it needs an operator); plain Failed is
+    // what a replication pass reports after any error (its active copy did
+    // not answer in time, say), and the next pass may clear it.
+    const bool failed = copy.state() == v1::FAILED;
+    if (!failed) failed_since.reset();
+    if (failed && !failed_since) failed_since = absl::Now();
+    if (copy.state() == v1::FAILED_AND_SUSPENDED ||
+        (failed && absl::Now() - *failed_since >= c.failed_grace)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "the copy of ", unit, " on ", c.node, " failed while ", phase, ": ", copy.message()));
+          "the copy of ", unit, " on ", c.node, " failed while ", phase,
+          failed ? absl::StrCat(" (for ", absl::FormatDuration(c.failed_grace), ")") : "", ": ",
+          copy.message()));
     }
-    if (done(copy)) return copy;
+    if (!failed && done(copy)) return copy;
     if (c.progress) c.progress(phase);
     absl::SleepFor(c.poll_every);
   }
@@ -131,7 +144,21 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
   } else if (op == v1::COPY_RESEED) {
     // Tests slow a restore here to stop it part-way (as in restore_job.cc).
     DAGVAULT_CRASH_POINT("agent.restore.step");
-    RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::Reseed, "Reseed", &message));
+    // A copy still being restored from the repository (an earlier attempt
+    // whose writer session has not ended yet) is asked again.
+    const absl::Time give_up = absl::Now() + c.restoring_grace;
+    absl::Status reseeded;
+    while (true) {
+      reseeded = AdminCall(c, unit, &v1::Admin::StubInterface::Reseed, "Reseed", &message);
+      if (reseeded.ok() ||
+          !absl::StrContains(reseeded.message(), "being restored from the repository") ||
+          absl::Now() >= give_up || (c.cancel != nullptr && c.cancel->load())) {
+        break;
+      }
+      if (c.progress) c.progress("waiting for a restore from the repository to end");
+      absl::SleepFor(absl::Seconds(1));
+    }
+    RETURN_IF_ERROR(reseeded);
     ASSIGN_OR_RETURN(v1::CopyStatus copy,
                      WaitForCopy(c, unit, "reseeding", [](const v1::CopyStatus& s) {
                        // Its replay queue may stay: a lagged copy holds logs back

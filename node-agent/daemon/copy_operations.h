@@ -23,6 +23,14 @@ struct CopyOperationContext {
   // Called while a long step waits (a reseed, a replay), with what it waits for.
   std::function<void(const std::string& phase)> progress;
   absl::Duration poll_every = absl::Milliseconds(300);
+  // A copy that reports Failed (not FailedAndSuspended) while a step waits
+  // for it may be passing through a transient error (its active copy did
+  // not answer in time); the step fails only once it stays Failed this long.
+  absl::Duration failed_grace = absl::Seconds(60);
+  // A reseed asked of a copy still being restored from the repository (an
+  // earlier attempt's writer session not yet ended) is asked again for up
+  // to this long.
+  absl::Duration restoring_grace = absl::Seconds(90);
 };
 
 absl::StatusOr<dagvault::v1::CopyOperationResult> RunCopyOperation(

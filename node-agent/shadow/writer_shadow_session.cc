@@ -303,8 +303,9 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
       return absl::FailedPreconditionError(absl::StrCat(
           "unit ", target.unit, ": the copy on ", node, " is passive (active on ",
           found->first.copy().active_node(),
-          "): a restore goes through the Store writer of the active copy, never the "
-          "Replication writer, and a passive copy is never overwritten in place; restore on ",
+          "): a restore to the unit's own location goes through the Store writer of the active "
+          "copy; a passive copy is replaced only by an all-copies restore (its step 5); restore "
+          "on ",
           found->first.copy().active_node(), " or as a recovery database"));
     }
   }

@@ -285,6 +285,15 @@ TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
 
   ASSERT_OK(cluster.Admin(kNode2, "suspend", kUnit));
   ASSERT_OK(cluster.Admin(kNode3, "suspend", kUnit));
+  // Another database's backup does not replace a passive copy's files
+  // either (the active copy's restore refuses it too, but they run at once).
+  const std::string before = UnitDigest(cluster, kNode2, kUnit);
+  v1::PrepareRestoreRequest other = ToPassiveCopy();
+  other.add_database_signatures("00000000000000000000000000000000");
+  refused = PrepareRestore(cluster, kNode2, other);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("belongs to another database"));
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), before) << "nothing was replaced";
   ASSERT_OK(cluster.Admin(kNode1, "dismount", kUnit));
   auto active = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
   ASSERT_OK(active);
@@ -371,6 +380,28 @@ TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
   EXPECT_EQ(copy->state(), v1::FAILED_AND_SUSPENDED);
   EXPECT_THAT(copy->message(), HasSubstr("was under way when mailstored stopped"));
   EXPECT_FALSE(cluster.Activate(kNode2, kUnit, "node2", /*lossy=*/true).ok());
+  // A failed copy may be restored into; while it is, it counts as
+  // suspended, so the active copy's restore (at the same time) goes ahead.
+  ASSERT_OK(cluster.Admin(kNode3, "suspend", kUnit));
+  ASSERT_OK(cluster.Admin(kNode1, "dismount", kUnit));
+  auto into_failed = PrepareRestore(cluster, kNode2, ToPassiveCopy());
+  ASSERT_OK(into_failed);
+  copy = cluster.Copy(kNode2, kUnit);
+  ASSERT_OK(copy);
+  EXPECT_EQ(copy->state(), v1::SUSPENDED);
+  auto beside = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
+  ASSERT_OK(beside);
+  // Both given up: the active copy mounts its own files again.
+  for (auto [node, session] :
+       {std::pair{kNode1, beside->session()}, std::pair{kNode2, into_failed->session()}}) {
+    v1::RestoreCompleteRequest give_up;
+    give_up.set_session(session);
+    give_up.set_abandon(true);
+    ASSERT_OK(RestoreComplete(cluster, node, give_up));
+  }
+  ASSERT_OK(cluster.Admin(kNode1, "mount", kUnit));
+  ASSERT_OK(cluster.WaitMounted(kNode1, kUnit));
+  ASSERT_OK(cluster.Admin(kNode3, "resume", kUnit));
   ASSERT_OK(cluster.Admin(kNode2, "reseed", kUnit));
   ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
   EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), UnitDigest(cluster, kNode1, kUnit));

@@ -139,9 +139,12 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
           "unit ", request.unit(),
           ": a restore to the unit's own location goes through the Store "
           "writer of its active copy",
-          host == nullptr ? absl::StrCat("; node ", config_.node(), " holds no copy")
-                          : absl::StrCat(" (on ", copy.active_node(), "); the copy on ",
-                                         config_.node(), " is passive and is never overwritten"),
+          host == nullptr
+              ? absl::StrCat("; node ", config_.node(), " holds no copy")
+              : absl::StrCat(" (on ", copy.active_node(), "); the copy on ", config_.node(),
+                             " is passive and is never overwritten by a restore to "
+                             "the unit's own location (an all-copies restore replaces "
+                             "it through its Replication writer)"),
           "; restore as a recovery database to use this node"));
     }
     if (host->MountedEngine().ok()) {

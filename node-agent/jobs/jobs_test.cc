@@ -330,7 +330,8 @@ TEST_F(JobsTest, ARestoreIsRefusedThroughThePassiveCopyAndForABrokenChain) {
   auto passive = Restore(kNode2, unit, 0, "");
   ASSERT_FALSE(passive.ok());
   EXPECT_THAT(std::string(passive.status().message()),
-              AllOf(HasSubstr("is passive"), HasSubstr("never the Replication writer")));
+              AllOf(HasSubstr("is passive"),
+                    HasSubstr("goes through the Store writer of the active copy")));
   // A chain whose pieces do not join is refused before anything is written.
   auto manifest = repo_->ReadManifest(full->manifest);
   ASSERT_TRUE(manifest.ok());

@@ -158,6 +158,7 @@ absl::Status JobManager::Recover() {
           // Its node has nothing left to do in the plan: a stale attempt
           // (its report, if any, is answered with a cancel).
           attempt.state = JobState::kCancelled;
+          attempt.ended = clock_->Now();
           attempt.reason = "no longer part of the plan when the coordinator took it over";
           continue;
         }
@@ -171,6 +172,11 @@ absl::Status JobManager::Recover() {
         for (const auto& p : a.restore_plan.progress()) {
           if (p.node() == attempt.node) op.repository_restore = p.repository_restore();
         }
+      }
+      // Progress is shown only for the operations in flight.
+      auto* progress = a.restore_plan.mutable_progress();
+      for (int i = progress->size() - 1; i >= 0; --i) {
+        if (a.operations.count(progress->Get(i).node()) == 0) progress->DeleteSubrange(i, 1);
       }
       for (const auto& [node, op] : a.operations) {
         waiting_for.push_back(absl::StrCat(node, " to report attempt ", op.attempt));
@@ -542,11 +548,17 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
     } else if (slot->a.all_copies) {
       const absl::Duration now = clock_->Monotonic();
       RenewLocked(slot->a, now);
-      // Only while the plan holds the unit's lease (Tick stops it otherwise).
-      if (slot->a.lease_deadline >= now) {
+      if (slot->a.lease_deadline < now) {
+        // The unit's lease is no longer this plan's: nothing more is sent.
+        FailPlan(slot->a, JobState::kFailed,
+                 absl::StrCat("its lease on unit ", slot->a.record.unit,
+                              " was lost (the lease store no longer holds it, or it ran out)"),
+                 &outbox);
+        Retire(*slot);
+      } else {
         slot->a.operations[node].deadline = now + options_.lease_ttl;
+        if (OnPlanUpdate(slot->a, node, u, &outbox)) Retire(*slot);
       }
-      if (OnPlanUpdate(slot->a, node, u, &outbox)) Retire(*slot);
     } else {
       Active& a = slot->a;
       JobAttempt& attempt = Current(a);

@@ -280,6 +280,7 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
                                 options_.lease_ttl);
   if (!lease.ok()) return lease.status();
   a.lease_written_at = clock_->Monotonic();
+  a.lease_deadline = a.lease_written_at + options_.lease_ttl;
   a.fencing_token = lease->token;
   if (resuming) {
     v1::RestorePlan& p = a.restore_plan;

@@ -6,14 +6,14 @@
 // passive copies are suspended together; once the active copy is
 // dismounted, the chain is restored from the repository into the active
 // copy (steps 3 and 4, through the Store writer, then replayed and
-// mounted) and into every passive copy (step 5, through the Replication
-// writer, replayed, still suspended) at the same time; replication resumes
-// on every passive copy from the common restore point (6); the active copy
-// then closes a generation and every copy's digests are taken (7), the
-// passive copies' together. A passive copy whose restore from the
-// repository fails (its node cannot read it, say) is reseeded from the
-// restored active copy instead once it is mounted, as before issue 19, and
-// the plan says so.
+// mounted) and, as soon as its writer has accepted that restore, into
+// every passive copy (step 5, through the Replication writer, replayed,
+// still suspended); replication resumes on every passive copy from the
+// common restore point (6); the active copy then closes a generation and
+// every copy's digests are taken at once (7). A passive copy whose restore
+// from the repository fails or goes quiet (its node cannot read the
+// repository, say) is reseeded from the restored active copy instead once
+// it is mounted, as before issue 19, and the plan says so.
 #include <algorithm>
 #include <map>
 
@@ -240,8 +240,15 @@ void JobManager::SendOperation(Active& a, const std::string& node, uint32_t step
   a.record.attempts.push_back(attempt);
   const absl::Duration now = clock_->Monotonic();
   a.assigned_at = now;
-  a.lease_deadline = now + options_.lease_ttl;
+  // (The plan's lease deadline moves only with renewals: an operation sent
+  // does not prove the lease is still held.)
   assignment.set_job(a.record.id);
+  if (assignment.wait_for_writer_seconds() == 0) {
+    // How long a step may wait for an earlier attempt's writer session to
+    // end (a reseed after a restore into the copy was given up).
+    assignment.set_wait_for_writer_seconds(
+        static_cast<uint32_t>(absl::ToInt64Seconds(options_.writer_session_timeout) + 15));
+  }
   assignment.set_fencing_token(a.fencing_token);
   assignment.set_attempt(static_cast<uint32_t>(attempt.number));
   assignment.set_unit(a.record.unit);
@@ -320,12 +327,10 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
     if (a.operations.count(node) != 0) continue;
     const uint32_t n = NextStepOfNode(plan, node);
     if (n == 0) continue;
-    // The passive copies' digests follow the active copy's: it closes the
-    // generation they replay through.
-    if (n == 7 && node != plan.active_node() &&
-        !Contains(StepOf(plan, 7)->done_nodes(), plan.active_node())) {
-      continue;
-    }
+    // The passive copies' digests wait for the generation the active copy
+    // closes for the check (they replay through it); then all the digests,
+    // the active copy's too, are taken at once.
+    if (n == 7 && node != plan.active_node() && plan.check_generation() == 0) continue;
     // A reseed from the active copy (a passive node that could not restore
     // from the repository) needs it restored and mounted.
     const bool reseed = n == 5 && ReseededFromActive(plan, node);
@@ -427,6 +432,18 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
       a.record.bytes_done = done;
       a.record.bytes_total = total;
       a.bytes_per_second = rate;
+    }
+    if (op.step == 7 && node == plan.active_node() && plan.check_generation() == 0 &&
+        u.has_copy_result() && u.copy_result().generation() != 0) {
+      // The active copy closed the check's generation: the passive copies'
+      // digests start while it takes its own.
+      plan.set_check_generation(u.copy_result().generation());
+      Record(a, a.record.state,
+             absl::StrCat("step 7: ", node, " closed generation ",
+                          GenerationHex(plan.check_generation()),
+                          " for the check; the passive copies replay through it"));
+      AdvancePlan(a, outbox);
+      attempt = AttemptOf(a, op.attempt);  // the attempts grew
     }
     v1::RestoreStep* restore = StepOf(plan, 3);
     if (active_restore && !plan.active_prepared() &&

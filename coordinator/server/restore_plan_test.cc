@@ -137,6 +137,24 @@ class RestorePlanTest : public ::testing::Test {
     EXPECT_EQ(Last("node1"), "copy-op/digest");
   }
 
+  // Time passes while `nodes` report their newest assignments as running
+  // (each report renews the plan's lease), as agents do every few seconds.
+  void PassWhileReporting(absl::Duration d, const std::vector<std::string>& nodes) {
+    for (absl::Duration passed; passed < d; passed += absl::Milliseconds(100)) {
+      clock_.Advance(absl::Milliseconds(100));
+      for (const std::string& node : nodes) {
+        const v1::JobAssignment a = channels_[node]->Assignments().back();
+        v1::NodeReport report;
+        report.set_node(node);
+        v1::RunningJob* running = report.add_running();
+        running->set_job(a.job());
+        running->set_attempt(a.attempt());
+        running->set_phase(v1::JOB_TRANSFERRING);
+        jobs_->OnReport(report);
+      }
+    }
+  }
+
   // `node` reports progress on its newest assignment.
   void Progress(const std::string& node, v1::JobState phase, uint64_t done, uint64_t total) {
     const v1::JobAssignment a = channels_[node]->Assignments().back();
@@ -330,7 +348,7 @@ TEST_F(RestorePlanTest, AnOperationSentWhileItsNodeWasAwayIsSentAgainWhenItRepor
   EXPECT_EQ(Last("node2"), "");
   v1::NodeReport without;
   without.set_node("node2");
-  clock_.Advance(absl::Seconds(11));  // past the report grace
+  PassWhileReporting(absl::Seconds(11), {"node1", "node3"});  // past the report grace
   jobs_->OnReport(without);
   EXPECT_EQ(Last("node2"), "restore/");
   v1::JobInfo info = Info(id);
@@ -407,14 +425,26 @@ TEST_F(RestorePlanTest, ThePassiveCopiesAreRestoredFromTheRepositoryBesideTheAct
   EXPECT_EQ(Last("node3"), "copy-op/resume");
   Finish("node3");
   Finish("node2");
-  // Step 7: the active copy first, then both passive copies at once.
+  // Step 7: the active copy closes the check's generation; then every
+  // copy's digest is taken at once, the active copy's included.
   EXPECT_EQ(Last("node1"), "copy-op/digest");
   EXPECT_EQ(Last("node2"), "copy-op/resume");
-  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "abc"}}, 9);
-  EXPECT_EQ(Last("node2"), "copy-op/digest");
-  EXPECT_EQ(Last("node3"), "copy-op/digest");
+  {
+    v1::JobUpdate closed;
+    closed.set_job(id);
+    closed.set_attempt(channels_["node1"]->Assignments().back().attempt());
+    closed.set_phase(v1::JOB_TRANSFERRING);
+    closed.mutable_copy_result()->set_generation(9);
+    jobs_->OnJobUpdate("node1", closed);
+  }
+  for (const char* node : {"node2", "node3"}) {
+    EXPECT_EQ(Last(node), "copy-op/digest") << node;
+    EXPECT_EQ(channels_[node]->Assignments().back().copy_op().wait_for_generation(), 9u);
+  }
   Finish("node3", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
   Finish("node2", v1::JOB_SUCCEEDED, {{"DB02", "abc"}});
+  EXPECT_FALSE(IsFinalJobState(Info(id).state())) << "the active copy's digest is still due";
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "abc"}}, 9);
   info = Info(id);
   EXPECT_EQ(info.state(), v1::JOB_SUCCEEDED) << info.reason();
   EXPECT_TRUE(info.plan().reseeded_from_active().empty());
@@ -522,6 +552,19 @@ TEST_F(RestorePlanTest, APlanWhoseLeaseIsTakenAwayStops) {
   EXPECT_THAT(info.reason(), HasSubstr("its lease on unit DB02 was lost"));
   // Told to stop (and again at each report of the attempt since).
   EXPECT_GE(channels_["node2"]->Count(v1::CoordinatorMessage::kCancel), 1);
+}
+
+// The same found by an operation's answer: nothing more is sent.
+TEST_F(RestorePlanTest, APlanThatFindsItsLeaseGoneAtAnAnswerSendsNothingMore) {
+  const std::string id = StartRestore();
+  ASSERT_TRUE(catalog_->ReleaseLease("DB02", id).ok());
+  clock_.Advance(absl::Milliseconds(150));  // the next renewal writes the store
+  Finish("node2");
+  Finish("node3");
+  v1::JobInfo info = Info(id);
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
+  EXPECT_THAT(info.reason(), HasSubstr("its lease on unit DB02 was lost"));
+  EXPECT_EQ(Last("node1"), "") << "no dismount without the lease";
 }
 
 // A failure after the chain was in place (the replay or the mount) stops

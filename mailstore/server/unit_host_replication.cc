@@ -541,6 +541,24 @@ absl::Status UnitHost::BeginPassiveRestore() {
   restoring_ = true;
   PauseLocked(lock);
   idle_.wait(lock, [&] { return pauses_ == 1 && !busy_; });
+  // A holder that was there first may have changed the copy meanwhile (an
+  // activation made it active, a backup froze it).
+  absl::Status still;
+  if (state_.role() != dagvault::v1::PASSIVE) {
+    still = absl::FailedPreconditionError(absl::StrCat("unit ", name(), ": the copy on ",
+                                                       config_.node(), " was activated meanwhile"));
+  } else if (!state_.suspended() && state_.failure().empty()) {
+    still = absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": replication to the copy on ", config_.node(),
+                     " was resumed meanwhile; suspend it before restoring into it"));
+  } else {
+    still = RefuseIfFrozenLocked("restore into it");
+  }
+  if (!still.ok()) {
+    restoring_ = false;
+    UnpauseLocked();
+    return still;
+  }
   if (replica_) {
     (void)replica_->Close();
     replica_.reset();

@@ -527,8 +527,22 @@ class Daemon final : public AgentDaemon {
       context.admin = admin_.get();
       context.node = config_.node();
       context.cancel = &job->control.cancel;
+      if (a.wait_for_writer_seconds() > 0) {
+        context.restoring_grace = absl::Seconds(a.wait_for_writer_seconds());
+      }
       context.progress = [&](const std::string& phase) {
         OnProgress(job, JobProgress{phase, 0, 0, "", 0}, "");
+      };
+      context.closed_generation = [&](uint32_t generation) {
+        // Not throttled like progress: the passive copies' digests wait
+        // for it (and if it is lost, for the result, which carries it too).
+        v1::AgentMessage update;
+        v1::JobUpdate* closed = update.mutable_job_update();
+        closed->set_job(a.job());
+        closed->set_attempt(a.attempt());
+        closed->set_phase(v1::JOB_TRANSFERRING);
+        closed->mutable_copy_result()->set_generation(generation);
+        Write(update);
       };
       operated = RunCopyOperation(context, a.unit(), a.copy_op());
       if (!operated.ok()) r = operated.status();

@@ -158,6 +158,9 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
       if (c.progress) c.progress("waiting for a restore from the repository to end");
       absl::SleepFor(absl::Seconds(1));
     }
+    if (!reseeded.ok() && c.cancel != nullptr && c.cancel->load()) {
+      return absl::CancelledError("stopped while waiting for a restore from the repository to end");
+    }
     RETURN_IF_ERROR(reseeded);
     ASSIGN_OR_RETURN(v1::CopyStatus copy,
                      WaitForCopy(c, unit, "reseeding", [](const v1::CopyStatus& s) {
@@ -182,6 +185,7 @@ absl::StatusOr<v1::CopyOperationResult> RunCopyOperation(const CopyOperationCont
       RETURN_IF_ERROR(AdminCall(c, unit, &v1::Admin::StubInterface::RollLog, "RollLog", &message));
       ASSIGN_OR_RETURN(copy, CopyOf(c, unit));
       result.set_generation(copy.last_log_generation());
+      if (c.closed_generation) c.closed_generation(copy.last_log_generation());
     } else {
       const uint32_t want = operation.wait_for_generation();
       ASSIGN_OR_RETURN(copy, WaitForCopy(c, unit, absl::StrFormat("replaying through 0x%08X", want),

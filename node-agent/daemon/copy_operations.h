@@ -22,6 +22,10 @@ struct CopyOperationContext {
   const std::atomic<bool>* cancel = nullptr;
   // Called while a long step waits (a reseed, a replay), with what it waits for.
   std::function<void(const std::string& phase)> progress;
+  // The active copy's digest: called once it has closed the generation the
+  // passive copies are checked at, before its own digests are taken, so
+  // that theirs can start at once.
+  std::function<void(uint32_t generation)> closed_generation;
   absl::Duration poll_every = absl::Milliseconds(300);
   // A copy that reports Failed (not FailedAndSuspended) while a step waits
   // for it may be passing through a transient error (its active copy did

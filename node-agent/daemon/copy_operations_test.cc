@@ -3,6 +3,7 @@
 // stays, and a reseed that waits for a restore into the copy to end.
 #include "node-agent/daemon/copy_operations.h"
 
+#include <atomic>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -99,6 +100,19 @@ TEST(CopyOperations, AReseedWaitsForARestoreIntoTheCopyToEnd) {
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.status().message()),
               HasSubstr("being restored from the repository"));
+
+  // Cancelled while it waits: a cancel, not a failure.
+  std::atomic<bool> cancel{false};
+  c.cancel = &cancel;
+  c.restoring_grace = absl::Seconds(30);
+  std::thread stop([&] {
+    absl::SleepFor(absl::Milliseconds(1500));
+    cancel = true;
+  });
+  auto cancelled = RunCopyOperation(c, kUnit, reseed);
+  stop.join();
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled) << cancelled.status();
+  c.cancel = nullptr;
 
   // The restore's requestor gives it up a moment later: the reseed goes on.
   std::thread give_up([&] {

@@ -191,6 +191,10 @@ class JobManager : public BackupStarter {
       bool repository_restore = false;
     };
     std::map<std::string, Operation> operations;
+    // The bytes of the restores this run of the plan has finished, so that
+    // the job's figures do not shrink when one ends (not kept across a
+    // takeover).
+    uint64_t finished_bytes = 0;
     // What Info, Running and the unit checks show: the record and rate as
     // last changed, and the nodes the plan's operations run on. Guarded by
     // mu_ (written with the job's lock held too).

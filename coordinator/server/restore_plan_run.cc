@@ -421,8 +421,9 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
       progress->set_bytes_done(u.bytes_done());
       progress->set_bytes_total(u.bytes_total());
       progress->set_bytes_per_second(u.bytes_per_second());
-      // The job's own figures are the sum over the nodes.
-      uint64_t done = 0, total = 0;
+      // The job's own figures are the sum over the nodes: the restores
+      // running now and those already finished in this run of the plan.
+      uint64_t done = a.finished_bytes, total = a.finished_bytes;
       double rate = 0;
       for (const auto& p : plan.progress()) {
         done += p.bytes_done();
@@ -479,6 +480,11 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
   }
   Ack(node, u.job(), u.attempt(), outbox);
   a.operations.erase(node);
+  if (u.phase() == v1::JOB_SUCCEEDED && (active_restore || op.repository_restore)) {
+    for (const auto& p : plan.progress()) {
+      if (p.node() == node) a.finished_bytes += p.bytes_total();
+    }
+  }
   DropProgress(plan, node);
   if (attempt != nullptr) {
     attempt->state = u.phase() == v1::JOB_SUCCEEDED   ? JobState::kSucceeded

@@ -412,9 +412,13 @@ TEST_F(RestorePlanTest, ThePassiveCopiesAreRestoredFromTheRepositoryBesideTheAct
   EXPECT_EQ(info.plan().steps(4).state(), v1::STEP_RUNNING);
 
   // The passive copies finish first: nothing resumes until the active copy
-  // is mounted.
+  // is mounted. The job's figures keep what they restored.
+  Progress("node3", v1::JOB_TRANSFERRING, 1000, 1000);
   Finish("node2");
   Finish("node3");
+  Progress("node1", v1::JOB_TRANSFERRING, 500, 1000);
+  EXPECT_EQ(Info(id).bytes_done(), 2500u);
+  EXPECT_EQ(Info(id).bytes_total(), 3000u);
   EXPECT_EQ(Last("node2"), "restore/");
   EXPECT_EQ(Info(id).plan().steps(4).state(), v1::STEP_DONE);
   Progress("node1", v1::JOB_COMPLETING, 1000, 1000);

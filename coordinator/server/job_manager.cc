@@ -217,13 +217,13 @@ absl::Status JobManager::Recover() {
   return absl::OkStatus();
 }
 
-void JobManager::Record(Active& a, JobState state, const std::string& message) {
+void JobManager::Record(Active& a, JobState state, const std::string& message, int attempt) {
   const absl::Time now = clock_->Now();
   a.record.state = state;
   a.record.updated = now;
   if (a.all_copies) a.record.plan = a.restore_plan.SerializeAsString();
-  absl::Status s = catalog_->UpdateJob(
-      a.record, JobEvent{now, a.record.attempts.empty() ? 0 : Current(a).number, state, message});
+  if (attempt == 0 && !a.record.attempts.empty()) attempt = Current(a).number;
+  absl::Status s = catalog_->UpdateJob(a.record, JobEvent{now, attempt, state, message});
   if (!s.ok()) {
     CatalogFailed(s, absl::StrCat("job ", a.record.id, " ", JobStateName(state), ": ", message));
   } else if (state == JobState::kAssigned || IsFinal(state)) {

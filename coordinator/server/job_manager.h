@@ -221,7 +221,9 @@ class JobManager : public BackupStarter {
   static JobAttempt* AttemptOf(Active& a, int number);
   // Writes the job with an event. A failed write is a fail-stop
   // (options.fail_stop): memory and catalog would disagree.
-  void Record(Active& a, JobState state, const std::string& message);
+  // `attempt`: the attempt the event is about (a plan's operations run
+  // at once); 0: the newest.
+  void Record(Active& a, JobState state, const std::string& message, int attempt = 0);
   // The fail-stop, naming what could not be written.
   void CatalogFailed(const absl::Status& status, const std::string& what);
   // Releases the job's lease; a failure is a fail-stop.
@@ -260,7 +262,8 @@ class JobManager : public BackupStarter {
                 dagvault::v1::RestoreStep* step = nullptr);
   // Step 5 on `node` reseeds from the active copy, since its restore from
   // the repository failed (`why`).
-  void FallBackToReseed(Active& a, const std::string& node, const std::string& why, Outbox* outbox);
+  void FallBackToReseed(Active& a, const std::string& node, int attempt, const std::string& why,
+                        Outbox* outbox);
   // The plan's operation on `node` was lost. `not_running`: its agent
   // reported without it (rather than saying nothing for a lease period,
   // when it may still run it).

@@ -442,7 +442,8 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
       Record(a, a.record.state,
              absl::StrCat("step 7: ", node, " closed generation ",
                           GenerationHex(plan.check_generation()),
-                          " for the check; the passive copies replay through it"));
+                          " for the check; the passive copies replay through it"),
+             op.attempt);
       AdvancePlan(a, outbox);
       attempt = AttemptOf(a, op.attempt);  // the attempts grew
     }
@@ -466,12 +467,14 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
       if (attempt != nullptr) attempt->state = JobState::kCompleting;
       Record(a, JobState::kCompleting,
              absl::StrCat("step 3 done: the chain is restored on ", node,
-                          "; step 4: replaying and mounting"));
+                          "; step 4: replaying and mounting"),
+             op.attempt);
     } else if ((active_restore || op.repository_restore) && u.phase() == v1::JOB_TRANSFERRING &&
                attempt != nullptr && attempt->state != JobState::kTransferring) {
       attempt->state = JobState::kTransferring;
       Record(a, JobState::kTransferring,
-             absl::StrCat("step ", op.step, ": restoring from the repository on ", node));
+             absl::StrCat("step ", op.step, ": restoring from the repository on ", node),
+             op.attempt);
     } else {
       a.record.plan = plan.SerializeAsString();  // the nodes' progress, for watchers
       Changed(&a);
@@ -501,7 +504,7 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     // longer holds the unit.
     const bool superseded = absl::StrContains(u.error(), "fencing token");
     if (op.repository_restore && !a.cancel_requested && !superseded) {
-      FallBackToReseed(a, node, u.error(), outbox);
+      FallBackToReseed(a, node, op.attempt, u.error(), outbox);
       return IsFinal(a.record.state);
     }
     FailPlan(a, u.phase() == v1::JOB_CANCELLED ? JobState::kCancelled : JobState::kFailed,
@@ -535,7 +538,8 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     step->set_detail(absl::StrCat("replayed through generation ",
                                   GenerationHex(r.last_generation()),
                                   r.message().empty() ? "" : absl::StrCat("; ", r.message())));
-    Record(a, a.record.state, absl::StrCat("step 4 done on ", node, ": ", step->detail()));
+    Record(a, a.record.state, absl::StrCat("step 4 done on ", node, ": ", step->detail()),
+           op.attempt);
     AdvancePlan(a, outbox);
     return IsFinal(a.record.state);
   }
@@ -562,20 +566,22 @@ bool JobManager::OnPlanUpdate(Active& a, const std::string& node, const v1::JobU
     step->set_detail(absl::StrCat(step->detail(), step->detail().empty() ? "" : "; ", node, ": ",
                                   op.repository_restore ? said : "reseeded from the active copy"));
   }
-  Record(a, a.record.state, absl::StrCat("step ", step->number(), " on ", node, ": ", said));
+  Record(a, a.record.state, absl::StrCat("step ", step->number(), " on ", node, ": ", said),
+         op.attempt);
   AdvancePlan(a, outbox);
   return IsFinal(a.record.state);
 }
 
-void JobManager::FallBackToReseed(Active& a, const std::string& node, const std::string& why,
-                                  Outbox* outbox) {
+void JobManager::FallBackToReseed(Active& a, const std::string& node, int attempt,
+                                  const std::string& why, Outbox* outbox) {
   // Today's way instead: from the active copy, once it is restored.
   v1::RestoreFallback* fallback = a.restore_plan.add_reseeded_from_active();
   fallback->set_node(node);
   fallback->set_reason(why);
   Record(a, a.record.state,
          absl::StrCat("step 5: the restore from the repository on ", node, " failed (", why, "); ",
-                      node, " is reseeded from the restored active copy once it is mounted"));
+                      node, " is reseeded from the restored active copy once it is mounted"),
+         attempt);
   AdvancePlan(a, outbox);
 }
 
@@ -606,7 +612,8 @@ void JobManager::LoseOperation(Active& a, const std::string& node, const std::st
                                   ? "; it was sent while the node was not connected, so the "
                                     "step is sent again"
                                   : "; the coordinator took the plan over, so the step is "
-                                    "sent again"));
+                                    "sent again"),
+           op.attempt);
     AdvancePlan(a, outbox);
     return;
   }
@@ -623,7 +630,7 @@ void JobManager::LoseOperation(Active& a, const std::string& node, const std::st
       m.mutable_cancel()->set_reason("the coordinator gave this attempt up; the copy is reseeded");
       outbox->emplace_back(channel, m);
     }
-    FallBackToReseed(a, node, lost, outbox);
+    FallBackToReseed(a, node, op.attempt, lost, outbox);
     return;
   }
   FailPlan(a, a.cancel_requested ? JobState::kCancelled : JobState::kFailed, lost, outbox,

@@ -481,13 +481,29 @@ TEST_F(RestorePlanTest, APassiveCopyThatCannotBeRestoredFromTheRepositoryIsResee
   EXPECT_EQ(Last("node3"), "copy-op/resume");
   auto events = catalog_->JobEvents(id);
   ASSERT_TRUE(events.ok());
-  bool said = false;
+  // Each event is about its own node's attempt, not the newest one sent
+  // (node2's restore went out before node3's).
+  std::map<std::string, int> restore_attempt;
+  for (const char* node : {"node2", "node3"}) {
+    for (const auto& sent : channels_[node]->Assignments()) {
+      if (sent.kind() == v1::JOB_RESTORE) restore_attempt[node] = static_cast<int>(sent.attempt());
+    }
+  }
+  ASSERT_LT(restore_attempt["node2"], restore_attempt["node3"]);
+  bool said = false, node2_said = false;
   for (const auto& e : *events) {
-    said |= e.message.find(
-                "the restore from the repository on node3 failed (it went wrong); "
-                "node3 is reseeded from the restored active copy") != std::string::npos;
+    if (e.message.find("the restore from the repository on node3 failed (it went wrong); "
+                       "node3 is reseeded from the restored active copy") != std::string::npos) {
+      said = true;
+      EXPECT_EQ(e.attempt, restore_attempt["node3"]);
+    }
+    if (e.message.find("step 5 on node2: restored from the repository") != std::string::npos) {
+      node2_said = true;
+      EXPECT_EQ(e.attempt, restore_attempt["node2"]);
+    }
   }
   EXPECT_TRUE(said);
+  EXPECT_TRUE(node2_said);
 
   // Then the plan runs to its end.
   Finish("node2");

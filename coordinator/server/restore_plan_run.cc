@@ -96,21 +96,10 @@ std::vector<std::string> DigestDifferences(const v1::RestorePlan& plan,
   return differ;
 }
 
-}  // namespace
-
-const char* RestoreStepName(uint32_t number) {
-  return number >= 1 && number <= 7 ? kStepNames[number - 1] : "?";
-}
-
-std::string GenerationHex(uint32_t generation) { return absl::StrFormat("0x%08X", generation); }
-
-v1::RestoreStep* FirstStepNotDone(v1::RestorePlan& plan) {
-  for (auto& step : *plan.mutable_steps()) {
-    if (step.state() != v1::STEP_DONE) return &step;
-  }
-  return nullptr;
-}
-
+// Whether every step `number` waits for is done. Steps 1 and 2 run in
+// order; the active copy's restore (3, then 4) and the passive copies'
+// restores from the repository (5) run at once after 2 (5 once the active
+// copy's writer accepted its restore); 6 waits for 4 and 5, 7 for 6.
 bool StepCanRun(v1::RestorePlan& plan, uint32_t number) {
   switch (number) {
     case 1:
@@ -132,15 +121,8 @@ bool StepCanRun(v1::RestorePlan& plan, uint32_t number) {
   }
 }
 
-uint32_t NextStepOfNode(v1::RestorePlan& plan, const std::string& node) {
-  for (uint32_t n = 1; n <= 7; ++n) {
-    v1::RestoreStep* step = StepOf(plan, n);
-    if (step->state() == v1::STEP_DONE || !StepCanRun(plan, n)) continue;
-    if (Contains(step->nodes(), node) && !Contains(step->done_nodes(), node)) return n;
-  }
-  return 0;
-}
-
+// Whether `node`'s restore from the repository failed and step 5 reseeds it
+// from the active copy instead.
 bool ReseededFromActive(const v1::RestorePlan& plan, const std::string& node) {
   for (const auto& f : plan.reseeded_from_active()) {
     if (f.node() == node) return true;
@@ -148,6 +130,7 @@ bool ReseededFromActive(const v1::RestorePlan& plan, const std::string& node) {
   return false;
 }
 
+// What is safe to do when the plan stopped at `step`.
 std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit, uint32_t step) {
   const std::string command = absl::StrCat(
       "dagvault restore start --unit ", unit,
@@ -204,6 +187,30 @@ std::string NextSafeAction(const v1::RestorePlan& plan, const std::string& unit,
     default:
       return absl::StrCat("every copy holds the restored data; ", rerun, " to check them again");
   }
+}
+
+}  // namespace
+
+const char* RestoreStepName(uint32_t number) {
+  return number >= 1 && number <= 7 ? kStepNames[number - 1] : "?";
+}
+
+std::string GenerationHex(uint32_t generation) { return absl::StrFormat("0x%08X", generation); }
+
+v1::RestoreStep* FirstStepNotDone(v1::RestorePlan& plan) {
+  for (auto& step : *plan.mutable_steps()) {
+    if (step.state() != v1::STEP_DONE) return &step;
+  }
+  return nullptr;
+}
+
+uint32_t NextStepOfNode(v1::RestorePlan& plan, const std::string& node) {
+  for (uint32_t n = 1; n <= 7; ++n) {
+    v1::RestoreStep* step = StepOf(plan, n);
+    if (step->state() == v1::STEP_DONE || !StepCanRun(plan, n)) continue;
+    if (Contains(step->nodes(), node) && !Contains(step->done_nodes(), node)) return n;
+  }
+  return 0;
 }
 
 // The plan step an operation's outcome belongs to: the active copy's

@@ -137,21 +137,24 @@ class RestorePlanTest : public ::testing::Test {
     EXPECT_EQ(Last("node1"), "copy-op/digest");
   }
 
-  // Time passes while `nodes` report their newest assignments as running
-  // (each report renews the plan's lease), as agents do every few seconds.
+  // `node`'s agent reports its newest assignment as running, as it does
+  // every few seconds (the report renews the plan's lease).
+  void ReportRunning(const std::string& node, v1::JobState phase = v1::JOB_TRANSFERRING) {
+    const v1::JobAssignment a = channels_[node]->Assignments().back();
+    v1::NodeReport report;
+    report.set_node(node);
+    v1::RunningJob* running = report.add_running();
+    running->set_job(a.job());
+    running->set_attempt(a.attempt());
+    running->set_phase(phase);
+    jobs_->OnReport(report);
+  }
+
+  // Time passes while `nodes` report their newest assignments as running.
   void PassWhileReporting(absl::Duration d, const std::vector<std::string>& nodes) {
     for (absl::Duration passed; passed < d; passed += absl::Milliseconds(100)) {
       clock_.Advance(absl::Milliseconds(100));
-      for (const std::string& node : nodes) {
-        const v1::JobAssignment a = channels_[node]->Assignments().back();
-        v1::NodeReport report;
-        report.set_node(node);
-        v1::RunningJob* running = report.add_running();
-        running->set_job(a.job());
-        running->set_attempt(a.attempt());
-        running->set_phase(v1::JOB_TRANSFERRING);
-        jobs_->OnReport(report);
-      }
+      for (const std::string& node : nodes) ReportRunning(node);
     }
   }
 
@@ -525,15 +528,7 @@ TEST_F(RestorePlanTest, APassiveNodeGoneQuietDuringItsRestoreIsReseededAfterTheA
   // node1 and node2 report their restores; node3 says nothing for longer
   // than the lease.
   for (int i = 0; i < 3; ++i) {
-    for (const char* node : {"node1", "node2"}) {
-      v1::NodeReport report;
-      report.set_node(node);
-      v1::RunningJob* running = report.add_running();
-      running->set_job(id);
-      running->set_attempt(channels_[node]->Assignments().back().attempt());
-      running->set_phase(v1::JOB_TRANSFERRING);
-      jobs_->OnReport(report);
-    }
+    for (const char* node : {"node1", "node2"}) ReportRunning(node);
     clock_.Advance(absl::Milliseconds(150));
     jobs_->Tick();
   }
@@ -555,15 +550,7 @@ TEST_F(RestorePlanTest, APlanWhoseLeaseIsTakenAwayStops) {
   const std::string id = StartRestore();
   ASSERT_TRUE(catalog_->ReleaseLease("DB02", id).ok());
   for (int i = 0; i < 4; ++i) {
-    for (const char* node : {"node2", "node3"}) {
-      v1::NodeReport report;
-      report.set_node(node);
-      v1::RunningJob* running = report.add_running();
-      running->set_job(id);
-      running->set_attempt(channels_[node]->Assignments().back().attempt());
-      running->set_phase(v1::JOB_PREPARING);
-      jobs_->OnReport(report);
-    }
+    for (const char* node : {"node2", "node3"}) ReportRunning(node, v1::JOB_PREPARING);
     clock_.Advance(absl::Milliseconds(150));
     jobs_->Tick();
   }

@@ -169,6 +169,9 @@ class UnitHost {
   void PauseLocked(std::unique_lock<std::mutex>& lock);
   // FailedPrecondition naming the frozen backup, when one holds the copy.
   absl::Status RefuseIfFrozenLocked(const std::string& what) const;
+  // FailedPrecondition while a restore from the repository replaces the
+  // copy's files ("<what> when that ends").
+  absl::Status RefuseIfRestoringLocked(const std::string& what) const;
   // TruncateByRules with truncation_mu_ held.
   absl::StatusOr<std::vector<Generation>> TruncateByRulesLocked();
   void UnpauseLocked();

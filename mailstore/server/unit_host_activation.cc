@@ -156,12 +156,7 @@ absl::Status UnitHost::Activate(bool lossy) {
     return absl::FailedPreconditionError(absl::StrCat(
         "unit ", name(), ": this copy failed (", state_.failure(), "); it cannot be activated"));
   }
-  if (restoring_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("unit ", name(),
-                     ": this copy is being restored from the repository; it cannot be "
-                     "activated until that ends"));
-  }
+  RETURN_IF_ERROR(RefuseIfRestoringLocked("activate it"));
   if (!replica_) {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", name(), ": this copy is not seeded; it cannot be activated"));

@@ -77,11 +77,7 @@ void UnitHost::UnpauseLocked() {
 
 absl::Status UnitHost::PauseReplication() {
   std::unique_lock<std::mutex> lock(mu_);
-  if (restoring_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
-                     " is being restored from the repository; back it up when that ends"));
-  }
+  RETURN_IF_ERROR(RefuseIfRestoringLocked("back it up"));
   PauseLocked(lock);
   ++frozen_backups_;
   return absl::OkStatus();
@@ -98,6 +94,13 @@ absl::Status UnitHost::RefuseIfFrozenLocked(const std::string& what) const {
   return absl::FailedPreconditionError(
       absl::StrCat("unit ", name(), ": a backup of the copy on ", config_.node(),
                    " is frozen (its files are being copied); ", what, " after it thaws"));
+}
+
+absl::Status UnitHost::RefuseIfRestoringLocked(const std::string& what) const {
+  if (!restoring_) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
+                   " is being restored from the repository; ", what, " when that ends"));
 }
 
 absl::StatusOr<UnitHost::PassiveView> UnitHost::PassivePositions() {
@@ -467,11 +470,7 @@ absl::Status UnitHost::Resume() {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", name(), ": the copy on ", config_.node(), " is active"));
   }
-  if (restoring_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
-                     " is being restored from the repository; resume it when that ends"));
-  }
+  RETURN_IF_ERROR(RefuseIfRestoringLocked("resume it"));
   if (!state_.failure().empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("unit ", name(), ": the copy failed (", state_.failure(), "); reseed it"));
@@ -491,11 +490,7 @@ absl::Status UnitHost::Reseed() {
         "unit ", name(), ": the copy on ", config_.node(), " is active; reseed a passive copy"));
   }
   RETURN_IF_ERROR(RefuseIfFrozenLocked("reseed it"));
-  if (restoring_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("unit ", name(), ": the copy on ", config_.node(),
-                     " is being restored from the repository; reseed it when that ends"));
-  }
+  RETURN_IF_ERROR(RefuseIfRestoringLocked("reseed it"));
   PauseLocked(lock);
   if (replica_) {
     (void)replica_->Close();

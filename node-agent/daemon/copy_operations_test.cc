@@ -32,6 +32,15 @@ CopyOperationContext ContextOf(MailstoredCluster& cluster, int i) {
   return c;
 }
 
+// Three nodes running, with items node2's copy has replayed.
+void StartConverged(MailstoredCluster& cluster) {
+  ASSERT_TRUE(cluster.Start().ok());
+  ::dagvault::testing::PutItems(cluster, kNode1, kUnit, ::dagvault::testing::Databases(kUnit), 1, 0,
+                                10);
+  ASSERT_TRUE(cluster.RollLog(kNode1, kUnit).ok());
+  ASSERT_TRUE(cluster.WaitConverged(kNode1, kUnit).ok());
+}
+
 bool CopyIs(MailstoredCluster& cluster, int i, v1::CopyState state) {
   auto copy = cluster.Copy(i, kUnit);
   return copy.ok() && copy->state() == state;
@@ -39,11 +48,7 @@ bool CopyIs(MailstoredCluster& cluster, int i, v1::CopyState state) {
 
 TEST(CopyOperations, AWaitOutlastsAPassingReplicationErrorButNotOneThatStays) {
   MailstoredCluster cluster(FastLab(), "copy-ops");
-  ASSERT_TRUE(cluster.Start().ok());
-  ::dagvault::testing::PutItems(cluster, kNode1, kUnit, ::dagvault::testing::Databases(kUnit), 1, 0,
-                                10);
-  ASSERT_TRUE(cluster.RollLog(kNode1, kUnit).ok());
-  ASSERT_TRUE(cluster.WaitConverged(kNode1, kUnit).ok());
+  ASSERT_NO_FATAL_FAILURE(StartConverged(cluster));
   auto copy = cluster.Copy(kNode2, kUnit);
   ASSERT_TRUE(copy.ok());
   v1::CopyOperation digest;
@@ -80,11 +85,7 @@ TEST(CopyOperations, AWaitOutlastsAPassingReplicationErrorButNotOneThatStays) {
 
 TEST(CopyOperations, AReseedWaitsForARestoreIntoTheCopyToEnd) {
   MailstoredCluster cluster(FastLab(), "copy-ops-reseed");
-  ASSERT_TRUE(cluster.Start().ok());
-  ::dagvault::testing::PutItems(cluster, kNode1, kUnit, ::dagvault::testing::Databases(kUnit), 1, 0,
-                                10);
-  ASSERT_TRUE(cluster.RollLog(kNode1, kUnit).ok());
-  ASSERT_TRUE(cluster.WaitConverged(kNode1, kUnit).ok());
+  ASSERT_NO_FATAL_FAILURE(StartConverged(cluster));
   ASSERT_TRUE(cluster.Admin(kNode2, "suspend", kUnit).ok());
   v1::PrepareRestoreRequest into_passive;
   into_passive.set_unit(kUnit);

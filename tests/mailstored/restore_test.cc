@@ -39,6 +39,38 @@ v1::RestoreCompleteRequest Complete(const std::string& session, uint32_t to_gene
   return r;
 }
 
+// The chain both original-location tests restore: items of mailbox 1 in
+// a Full, then of mailbox 2 in an Incremental, each after a rolled log;
+// and the unit's digests at each.
+struct FullAndIncremental {
+  BackupSet full, inc;
+  std::string at_full, at_incremental;
+};
+
+void BackUpFullThenIncremental(MailstoredCluster& cluster, FullAndIncremental* out) {
+  const std::string backups = cluster.root() + "/backups";
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  out->at_full = UnitDigest(cluster, kNode1, kUnit);
+  auto full = TakeBackup(cluster, kNode1, kUnit, v1::FULL, backups + "/full");
+  ASSERT_OK(full);
+  out->full = *full;
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 2, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  out->at_incremental = UnitDigest(cluster, kNode1, kUnit);
+  auto inc = TakeBackup(cluster, kNode1, kUnit, v1::INCREMENTAL, backups + "/inc");
+  ASSERT_OK(inc);
+  out->inc = *inc;
+}
+
+// RestoreComplete into a passive copy: replayed, never mounted.
+v1::RestoreCompleteRequest CompleteUnmounted(const std::string& session,
+                                             uint32_t to_generation = 0) {
+  v1::RestoreCompleteRequest r = Complete(session, to_generation);
+  r.set_mount(false);
+  return r;
+}
+
 const v1::UnitStatus* FindUnitStatus(const v1::StatusResponse& status, const std::string& unit) {
   for (const auto& u : status.units()) {
     if (u.unit() == unit) return &u;
@@ -144,17 +176,12 @@ TEST(Restore, ARestoreAimedAtAMountedDatabaseGoesBesideItOrIsRefused) {
 TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
   MailstoredCluster cluster(FastLab(/*lag_seconds=*/2), "original");
   ASSERT_OK(cluster.Start());
-  const std::string backups = cluster.root() + "/backups";
-  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 40);
-  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
-  const std::string at_full = UnitDigest(cluster, kNode1, kUnit);
-  auto full = TakeBackup(cluster, kNode1, kUnit, v1::FULL, backups + "/full");
-  ASSERT_OK(full);
-  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 2, 0, 40);
-  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
-  const std::string at_incremental = UnitDigest(cluster, kNode1, kUnit);
-  auto inc = TakeBackup(cluster, kNode1, kUnit, v1::INCREMENTAL, backups + "/inc");
-  ASSERT_OK(inc);
+  FullAndIncremental chain;
+  ASSERT_NO_FATAL_FAILURE(BackUpFullThenIncremental(cluster, &chain));
+  const BackupSet* full = &chain.full;
+  const BackupSet* inc = &chain.inc;
+  const std::string& at_full = chain.at_full;
+  const std::string& at_incremental = chain.at_incremental;
   ASSERT_EQ(inc->frozen.low_generation(), full->frozen.high_generation() + 1);
   // The newest items stay in logs on the server only (some in the open
   // generation).
@@ -194,7 +221,7 @@ TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
   EXPECT_FALSE(prepared->became_recovery_database());
   // While the files are being replaced, nothing mounts them.
   EXPECT_FALSE(cluster.Admin(kNode1, "mount", kUnit).ok());
-  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *prepared));
+  ASSERT_OK(PlaceForRestore({full, inc}, *prepared));
   auto rolled = RestoreComplete(cluster, kNode1, Complete(prepared->session(), 0, true));
   ASSERT_OK(rolled);
   ASSERT_OK(cluster.WaitMounted(kNode1, kUnit));
@@ -205,7 +232,7 @@ TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
   ASSERT_OK(cluster.Admin(kNode1, "dismount", kUnit));
   prepared = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
   ASSERT_OK(prepared);
-  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *prepared));
+  ASSERT_OK(PlaceForRestore({full, inc}, *prepared));
   const uint32_t point = inc->frozen.high_generation();
   auto pit = RestoreComplete(cluster, kNode1, Complete(prepared->session(), point));
   ASSERT_OK(pit);
@@ -258,16 +285,11 @@ v1::PrepareRestoreRequest ToPassiveCopy() {
 TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
   MailstoredCluster cluster(FastLab(/*lag_seconds=*/2), "passive");
   ASSERT_OK(cluster.Start());
-  const std::string backups = cluster.root() + "/backups";
-  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 40);
-  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
-  auto full = TakeBackup(cluster, kNode1, kUnit, v1::FULL, backups + "/full");
-  ASSERT_OK(full);
-  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 2, 0, 40);
-  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
-  const std::string at_incremental = UnitDigest(cluster, kNode1, kUnit);
-  auto inc = TakeBackup(cluster, kNode1, kUnit, v1::INCREMENTAL, backups + "/inc");
-  ASSERT_OK(inc);
+  FullAndIncremental chain;
+  ASSERT_NO_FATAL_FAILURE(BackUpFullThenIncremental(cluster, &chain));
+  const BackupSet* full = &chain.full;
+  const BackupSet* inc = &chain.inc;
+  const std::string& at_incremental = chain.at_incremental;
   // Items after the backups: not in the restore point.
   PutItems(cluster, kNode1, kUnit, Databases(kUnit), 3, 0, 40);
   ASSERT_OK(cluster.RollLog(kNode1, kUnit));
@@ -316,10 +338,8 @@ TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
   }
   const uint32_t point = inc->frozen.high_generation();
   for (auto& [i, prepared] : passives) {
-    ASSERT_OK(PlaceForRestore({&*full, &*inc}, prepared));
-    v1::RestoreCompleteRequest complete = Complete(prepared.session(), point);
-    complete.set_mount(false);
-    auto completed = RestoreComplete(cluster, i, complete);
+    ASSERT_OK(PlaceForRestore({full, inc}, prepared));
+    auto completed = RestoreComplete(cluster, i, CompleteUnmounted(prepared.session(), point));
     ASSERT_OK(completed);
     EXPECT_EQ(completed->last_generation(), point);
     auto copy = cluster.Copy(i, kUnit);
@@ -327,7 +347,7 @@ TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
     EXPECT_EQ(copy->state(), v1::SUSPENDED) << "it stays suspended until resumed";
     EXPECT_EQ(copy->last_replayed_generation(), point);
   }
-  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *active));
+  ASSERT_OK(PlaceForRestore({full, inc}, *active));
   auto restored = RestoreComplete(cluster, kNode1, Complete(active->session(), point));
   ASSERT_OK(restored);
   EXPECT_EQ(restored->last_generation(), point);
@@ -361,10 +381,8 @@ TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
   EXPECT_THAT(failed->message(), HasSubstr("stopped part-way (the requestor gave the restore up)"));
   auto again = PrepareRestore(cluster, kNode3, ToPassiveCopy());
   ASSERT_OK(again);
-  ASSERT_OK(PlaceForRestore({&*full, &*inc}, *again));
-  v1::RestoreCompleteRequest complete = Complete(again->session());
-  complete.set_mount(false);
-  ASSERT_OK(RestoreComplete(cluster, kNode3, complete));
+  ASSERT_OK(PlaceForRestore({full, inc}, *again));
+  ASSERT_OK(RestoreComplete(cluster, kNode3, CompleteUnmounted(again->session())));
   ASSERT_OK(cluster.Admin(kNode3, "resume", kUnit));
   EXPECT_TRUE(WaitFor([&] { return UnitDigest(cluster, kNode3, kUnit) == now; }, absl::Seconds(30)))
       << "a passive copy restored to the chain's end catches up with the active copy";

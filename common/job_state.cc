@@ -58,6 +58,8 @@ std::string RestoreStepStateName(v1::RestoreStepState state) {
       return "done";
     case v1::STEP_FAILED:
       return "failed";
+    case v1::STEP_SKIPPED:
+      return "skipped";
     default:
       return "unknown";
   }

@@ -116,6 +116,10 @@ absl::StatusOr<Connection> Connect(const CliArgs& args,
 // What a job is, in a few words: "Full backup of DB02", "restore of DB02".
 std::string JobTitle(const v1::JobInfo& j) {
   if (j.kind() == v1::JOB_RESTORE) {
+    if (j.plan().reseed()) {
+      return absl::StrCat("reseed from the repository of ", j.unit(), " on ",
+                          absl::StrJoin(j.plan().passive_nodes(), ", "));
+    }
     return absl::StrCat(j.has_plan() ? "all-copies restore" : "restore", " of ", j.unit());
   }
   return absl::StrCat(BackupTypeTitle(j.type()), " backup of ", j.unit());
@@ -123,7 +127,8 @@ std::string JobTitle(const v1::JobInfo& j) {
 
 // An all-copies restore's steps, digests and next safe action.
 void PrintPlan(const v1::RestorePlan& plan, std::ostream& out) {
-  out << "  active copy: " << plan.active_node() << "; passive copies: "
+  out << "  active copy: " << plan.active_node()
+      << (plan.reseed() ? " (stays mounted); reseeded copy: " : "; passive copies: ")
       << (plan.passive_nodes().empty() ? std::string("(none)")
                                        : absl::StrJoin(plan.passive_nodes(), ", "))
       << "\n  chain: " << absl::StrJoin(plan.manifests(), ", ");
@@ -265,6 +270,20 @@ absl::Status RestoreStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args,
   v1::JobInfo job;
   RETURN_IF_ERROR(
       FromGrpcStatus(stub.StartRestore(Context().get(), request, &job), "restore start"));
+  return FollowJob(stub, job, args, out, err);
+}
+
+absl::Status Reseed(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out,
+                    std::ostream& err) {
+  v1::StartReseedRequest request;
+  request.set_unit(args.GetOr("unit", ""));
+  request.set_node(args.GetOr("node", ""));
+  if (request.unit().empty() || request.node().empty()) {
+    return Usage("reseed: --unit U and --node N (the passive copy's node) are required");
+  }
+  request.set_force(args.Has("force"));
+  v1::JobInfo job;
+  RETURN_IF_ERROR(FromGrpcStatus(stub.StartReseed(Context().get(), request, &job), "reseed"));
   return FollowJob(stub, job, args, out, err);
 }
 
@@ -660,6 +679,7 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err,
   if (command == "backup" && verb == "start") return BackupStart(stub, args, out, err);
   if (command == "backup" && verb == "list") return BackupList(stub, args, out);
   if (command == "restore" && verb == "start") return RestoreStart(stub, args, out, err);
+  if (command == "reseed") return Reseed(stub, args, out, err);
   if (command == "chain" && verb == "show") return ChainShow(stub, args, out);
   if (command == "job") return Job(stub, args, out);
   if (command == "catalog") return CatalogRebuild(stub, args, out);

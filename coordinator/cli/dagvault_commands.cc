@@ -107,6 +107,10 @@ ProgramSpec Build() {
          f.insert(f.end(), restore_target.begin(), restore_target.end());
          return f;
        }()},
+      {{"reseed"},
+       "rebuild a failed or diverged passive copy from the repository (not from the active copy)",
+       {Unit(), Text("node", "N", "the passive copy's node"),
+        Bool("force", "also a Healthy copy (it is discarded and rebuilt)"), wait}},
       {{"chain", "show"}, "chains, restore points and breaks", {Unit()}},
       {{"policy", "set"},
        "create or replace a backup policy (cron: 5 fields, UTC)",

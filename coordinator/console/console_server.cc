@@ -121,6 +121,7 @@ ConsoleServer::ConsoleServer(AdminApi* api, ConsoleTokens* tokens) : api_(api), 
   handlers_["GetStatus"] = Bind(api, &AdminApi::GetStatus);
   handlers_["StartBackup"] = Bind(api, &AdminApi::StartBackup);
   handlers_["StartRestore"] = Bind(api, &AdminApi::StartRestore);
+  handlers_["StartReseed"] = Bind(api, &AdminApi::StartReseed);
   handlers_["ListBackups"] = Bind(api, &AdminApi::ListBackups);
   handlers_["ShowChains"] = Bind(api, &AdminApi::ShowChains);
   handlers_["ListJobs"] = Bind(api, &AdminApi::ListJobs);

@@ -144,6 +144,14 @@ absl::Status AdminApi::StartRestore(const AdminCaller& caller,
                job.ok() ? absl::StrCat("job ", job->id) : "");
 }
 
+absl::Status AdminApi::StartReseed(const AdminCaller& caller, const v1::StartReseedRequest& request,
+                                   v1::JobInfo* out) {
+  auto job = c_->jobs().StartReseed(request, caller.Describe());
+  if (job.ok()) *out = JobInfoOf(*job);
+  return Audit(caller, "StartReseed", request.unit(), request, job.status(),
+               job.ok() ? absl::StrCat("job ", job->id) : "");
+}
+
 absl::Status AdminApi::SetPolicy(const AdminCaller& caller, const v1::Policy& policy,
                                  v1::PolicyInfo* out) {
   absl::Status result = [&]() -> absl::Status {

@@ -40,6 +40,8 @@ class AdminApi {
                            dagvault::v1::JobInfo* out);
   absl::Status StartRestore(const AdminCaller& caller, const dagvault::v1::StartRestoreRequest& r,
                             dagvault::v1::JobInfo* out);
+  absl::Status StartReseed(const AdminCaller& caller, const dagvault::v1::StartReseedRequest& r,
+                           dagvault::v1::JobInfo* out);
   absl::Status ListBackups(const AdminCaller& caller, const dagvault::v1::ListBackupsRequest& r,
                            dagvault::v1::ListBackupsResponse* out);
   absl::Status ShowChains(const AdminCaller& caller, const dagvault::v1::ShowChainsRequest& r,

@@ -53,6 +53,7 @@ class AdminServiceImpl final : public v1::CoordinatorAdmin::Service {
   DAGVAULT_ADMIN_METHOD(GetStatus, ClusterStatusRequest, ClusterStatus)
   DAGVAULT_ADMIN_METHOD(StartBackup, StartBackupRequest, JobInfo)
   DAGVAULT_ADMIN_METHOD(StartRestore, StartRestoreRequest, JobInfo)
+  DAGVAULT_ADMIN_METHOD(StartReseed, StartReseedRequest, JobInfo)
   DAGVAULT_ADMIN_CATALOG_READ(ListBackups, ListBackupsRequest, ListBackupsResponse)
   DAGVAULT_ADMIN_CATALOG_READ(ShowChains, ShowChainsRequest, ShowChainsResponse)
   DAGVAULT_ADMIN_CATALOG_READ(ListJobs, ListJobsRequest, ListJobsResponse)

@@ -132,6 +132,13 @@ class JobManager : public BackupStarter {
   // `requested_by` names who asked, in the job's events.
   absl::StatusOr<JobRecord> StartRestore(const dagvault::v1::StartRestoreRequest& request,
                                          const std::string& requested_by = "the operator");
+  // Rebuilds the passive copy of a unit on one node from the newest chain
+  // in the repository (reseed_plan.cc): a plan of steps 1, 5, 6 and 7 of an
+  // all-copies restore on that copy. Refused for the active copy, for a
+  // Healthy copy unless forced, and when the active copy's reported stream
+  // cannot continue the chain (naming the generation).
+  absl::StatusOr<JobRecord> StartReseed(const dagvault::v1::StartReseedRequest& request,
+                                        const std::string& requested_by = "the operator");
   absl::StatusOr<JobRecord> Cancel(const std::string& job,
                                    const std::string& requested_by = "the operator");
 

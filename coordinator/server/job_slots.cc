@@ -4,6 +4,7 @@
 // counter) that never wait for a job's own lock.
 #include <chrono>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/job_state.h"
 #include "coordinator/server/job_manager.h"
@@ -102,8 +103,9 @@ absl::StatusOr<std::unique_ptr<JobManager::StartingGuard>> JobManager::ReserveUn
     const JobRecord& r = slot->a.shown;
     if (r.unit != unit) continue;
     if (restore && r.kind == "restore") {
-      return absl::FailedPreconditionError(absl::StrCat("unit ", unit, " is being restored by job ",
-                                                        id, "; wait for it or cancel it"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", unit, " is being ", absl::StartsWith(id, "reseed") ? "reseeded" : "restored",
+          " by job ", id, "; wait for it or cancel it"));
     }
     return absl::FailedPreconditionError(absl::StrCat(
         "unit ", unit, " is being ", r.kind == "restore" ? "restored" : "backed up", ": job ", id,

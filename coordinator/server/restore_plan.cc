@@ -225,7 +225,9 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
   for (const JobRecord& r : *jobs) {
     if (r.kind != "restore" || r.plan.empty()) continue;
     v1::RestorePlan earlier;
-    if (!earlier.ParseFromString(r.plan) || FirstStepNotDone(earlier) == nullptr) break;
+    if (!earlier.ParseFromString(r.plan)) break;
+    if (earlier.reseed()) continue;  // a reseed of one copy, not a restore
+    if (FirstStepNotDone(earlier) == nullptr) break;
     if (!SameTarget(earlier, plan)) {
       earlier_note =
           absl::StrCat("; job ", r.id, " stopped at step ", FirstStepNotDone(earlier)->number(),

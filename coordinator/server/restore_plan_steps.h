@@ -13,6 +13,14 @@ namespace dagvault::coordinator {
 // "suspend replication on every passive copy", ... by step number (1..7).
 const char* RestoreStepName(uint32_t number);
 
+// The same for a reseed from the repository (its steps 2 to 4 are skipped).
+const char* ReseedStepName(uint32_t number);
+
+// Whether a step is behind the plan: done, or skipped (not part of it).
+inline bool StepSettled(const dagvault::v1::RestoreStep& step) {
+  return step.state() == dagvault::v1::STEP_DONE || step.state() == dagvault::v1::STEP_SKIPPED;
+}
+
 // 0x0000002A.
 std::string GenerationHex(uint32_t generation);
 

@@ -440,12 +440,15 @@ absl::StatusOr<MetaInfo> Engine::Meta(uint32_t db) {
   return ItemTable(reader, nullptr).Meta();
 }
 
-absl::StatusOr<Sha256Digest> Engine::Digest(uint32_t db) {
+absl::StatusOr<Sha256Digest> Engine::Digest(uint32_t db, Lsn* appended) {
   RETURN_IF_ERROR(health());
   if (db >= dbs_.size()) return absl::InvalidArgumentError(absl::StrFormat("no database %u", db));
   // Holding the install lock shared for the whole walk gives a digest of
-  // one committed state; commits wait meanwhile.
+  // one committed state; commits wait meanwhile. A commit appends its
+  // records and installs its pages under the same lock held exclusively,
+  // so the append position read here is exactly where that state ends.
   std::shared_lock<std::shared_mutex> lock(install_mu_);
+  if (appended != nullptr) *appended = log_->append_lsn();
   CacheReader reader(this, db);
   ItemTable table(reader, nullptr);
   ASSIGN_OR_RETURN(DigestResult result, DigestItems(table));

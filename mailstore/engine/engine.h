@@ -130,7 +130,10 @@ class Engine {
                                              size_t limit);
   absl::StatusOr<MetaInfo> Meta(uint32_t db);
   // SHA-256 over every item of a database in key order (see digest.h).
-  absl::StatusOr<Sha256Digest> Digest(uint32_t db);
+  // `appended`, when given, receives the log position the digested state
+  // ends at (the next record's): every record before it is in the digest,
+  // none after it.
+  absl::StatusOr<Sha256Digest> Digest(uint32_t db, Lsn* appended = nullptr);
 
   // Single-operation transactions.
   absl::Status Put(uint32_t db, const ItemKey& key, absl::string_view value);

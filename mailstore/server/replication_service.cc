@@ -36,7 +36,7 @@ class ReplicationService final : public v1::Replication::Service {
   grpc::Status StreamSummary(ServerContext*, const v1::StreamSummaryRequest* r,
                              v1::StreamSummaryResponse* out) override {
     return With(r->unit(), [&](UnitHost* h) -> absl::Status {
-      ASSIGN_OR_RETURN(*out, h->Summary(r->from()));
+      ASSIGN_OR_RETURN(*out, h->Summary(r->from(), r->through()));
       return absl::OkStatus();
     });
   }
@@ -44,8 +44,9 @@ class ReplicationService final : public v1::Replication::Service {
   grpc::Status Seed(ServerContext* context, const v1::SeedRequest* r,
                     grpc::ServerWriter<v1::FileChunk>* writer) override {
     return With(r->unit(), [&](UnitHost* h) {
-      return h->ServeSeed(
-          [&](const v1::FileChunk& c) { return !context->IsCancelled() && writer->Write(c); });
+      return h->ServeSeed(r->from_node(), [&](const v1::FileChunk& c) {
+        return !context->IsCancelled() && writer->Write(c);
+      });
     });
   }
 

@@ -14,6 +14,7 @@
 #include "common/text_config.h"
 #include "mailstore/engine/digest.h"
 #include "mailstore/engine/memory_page_access.h"
+#include "mailstore/format/log_format.h"
 #include "mailstore/server/truncation.h"
 
 namespace dagvault::mailstore {
@@ -445,6 +446,8 @@ dagvault::v1::CopyStatus UnitHost::Status() {
   s.set_message(message_);
   s.set_active_node(state_.active_node());
   s.set_restored_by(state_.restored_by());
+  for (const auto& [node, bytes] : log_bytes_sent_) (*s.mutable_log_bytes_sent())[node] = bytes;
+  for (const auto& [node, bytes] : seed_bytes_sent_) (*s.mutable_seed_bytes_sent())[node] = bytes;
   if (state_.role() == dagvault::v1::ACTIVE && engine_) {
     const Generation closed = engine_->current_generation() - 1;
     s.set_last_log_generation(closed);
@@ -488,12 +491,19 @@ absl::StatusOr<dagvault::v1::DigestResponse> UnitHost::Digest(const std::string&
       return absl::FailedPreconditionError(absl::StrCat("unit ", name(), " is dismounted"));
     auto engine = engine_;
     lock.unlock();
-    ASSIGN_OR_RETURN(Sha256Digest digest, engine->Digest(static_cast<uint32_t>(index)));
+    Lsn appended;
+    ASSIGN_OR_RETURN(Sha256Digest digest, engine->Digest(static_cast<uint32_t>(index), &appended));
     response.set_sha256(DigestToHex(digest));
     ASSIGN_OR_RETURN(MetaInfo meta, engine->Meta(static_cast<uint32_t>(index)));
     response.set_items(meta.item_count);
     response.set_value_bytes(meta.value_bytes);
     response.set_generation(engine->current_generation());
+    // Nothing logged in the current generation yet: the digest is exactly
+    // the data through the closed one before it, which a passive copy
+    // replayed through that generation must hold too.
+    if (appended.offset == kLogHeaderSize && appended.generation > 1) {
+      response.set_through_generation(appended.generation - 1);
+    }
     return response;
   }
   if (!replica_)
@@ -519,6 +529,7 @@ absl::StatusOr<dagvault::v1::DigestResponse> UnitHost::Digest(const std::string&
   response.set_items(result->items);
   response.set_value_bytes(result->value_bytes);
   response.set_generation(replayed);
+  response.set_through_generation(replayed);
   return response;
 }
 

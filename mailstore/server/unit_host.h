@@ -96,6 +96,12 @@ class UnitHost {
   // the copy is left failed and suspended, saying so; a reseed or another
   // restore mends it.
   absl::Status BeginPassiveRestore();
+  // Before a reseed from the repository replaces this passive copy's files:
+  // OK when the active copy still holds generation `g` (the chain's last)
+  // with this SHA-256 (hex), so that replication continues from it; else
+  // FailedPrecondition naming the generation (truncated, never closed
+  // there, or another stream's).
+  absl::Status CheckJoinsActiveStream(Generation g, const std::string& sha256);
   absl::StatusOr<Generation> EndPassiveRestore(const std::string& restore_id);
   void AbandonPassiveRestore(const std::string& why);
   // Holds replication still (for a snapshot or a digest) until resumed.
@@ -125,8 +131,12 @@ class UnitHost {
   // --- serving the other copies ---
   using ChunkWriter = std::function<bool(const dagvault::v1::FileChunk&)>;
   absl::Status ServeLog(const dagvault::v1::FetchLogRequest& request, const ChunkWriter& write);
-  absl::StatusOr<dagvault::v1::StreamSummaryResponse> Summary(Generation from);
-  absl::Status ServeSeed(const ChunkWriter& write);
+  // The SHA-256 of each closed generation from `from` through `through`
+  // (0: the newest).
+  absl::StatusOr<dagvault::v1::StreamSummaryResponse> Summary(Generation from,
+                                                              Generation through = 0);
+  // The whole copy, to `to_node` (counted in CopyStatus.seed_bytes_sent).
+  absl::Status ServeSeed(const std::string& to_node, const ChunkWriter& write);
   // The active lets logs through `through` go; this passive copy deletes
   // them at its worker's next pass, as far as it has replayed them.
   void AllowTruncation(Generation through);
@@ -183,6 +193,9 @@ class UnitHost {
   void ReleaseStaleBackups(const std::string& active);
   void SetFailure(const std::string& message, bool suspend);
   std::string ClosedLogPath(Generation g) const;
+  // `write`, adding each chunk sent to (*sent)[node].
+  ChunkWriter CountingSent(std::map<std::string, uint64_t>* sent, const std::string& node,
+                           const ChunkWriter& write);
 
   const NodeConfig& config_;
   const dagvault::v1::UnitDefinition definition_;
@@ -210,6 +223,9 @@ class UnitHost {
   std::string message_;
   Generation active_newest_closed_ = 0;
   std::map<std::string, Progress> progress_;  // passive copies' reports, by node
+  // Bytes served to each node since start (CopyStatus.*_bytes_sent).
+  std::map<std::string, uint64_t> log_bytes_sent_;
+  std::map<std::string, uint64_t> seed_bytes_sent_;
   Generation truncated_through_ = 0;
   TruncationDecision truncation_;  // the latest, for Status
   // A passive copy tells the active, once per run, that backups its

@@ -77,6 +77,57 @@ absl::Status UnitHost::ConfirmActive() {
   return OpenActiveLocked(/*allow_create=*/false);
 }
 
+absl::Status UnitHost::CheckJoinsActiveStream(Generation g, const std::string& sha256) {
+  ASSIGN_OR_RETURN(std::string active, FindActiveNode());
+  auto refuse = [&](const std::string& why) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "unit %s: the chain from the repository ends at generation 0x%08X, and the active copy "
+        "on %s %s: no chain joins the active copy's current log stream, so replication could "
+        "not continue from a restore into the copy on %s; take a Full backup of the active "
+        "copy's stream first, or reseed from the active copy",
+        name(), g, active, why, config_.node()));
+  };
+  if (active == config_.node()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unit ", name(), ": the copy on ", config_.node(), " is the active one"));
+  }
+  ASSIGN_OR_RETURN(auto* stub, peers_->Replication(active));
+  // The generation after the chain's end must link to it (its header holds
+  // the SHA-256 of generation g); when that one is not closed yet, the
+  // active copy's generation g itself must be the backup's. (The active
+  // copy may have truncated g after a backup through it, never g + 1.)
+  dagvault::v1::StreamSummaryRequest request;
+  request.set_unit(name());
+  request.set_from(g);
+  request.set_through(g + 1);
+  dagvault::v1::StreamSummaryResponse theirs;
+  auto context = Peers::Context(absl::Seconds(30));
+  grpc::Status s = stub->StreamSummary(context.get(), request, &theirs);
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(active, " StreamSummary"));
+  std::map<Generation, const dagvault::v1::StreamSummaryResponse::Entry*> held;
+  for (const auto& e : theirs.generations()) held[e.generation()] = &e;
+  if (auto next = held.find(g + 1); next != held.end()) {
+    if (next->second->link_sha256() == sha256) return absl::OkStatus();
+    return refuse(absl::StrFormat(
+        "holds a generation 0x%08X that follows another 0x%08X (its link is SHA-256 %s, the "
+        "backup's generation is %s): the streams diverged at generation 0x%08X",
+        g + 1, g, next->second->link_sha256(), sha256, g + 1));
+  }
+  if (auto same = held.find(g); same != held.end()) {
+    if (same->second->sha256() == sha256) return absl::OkStatus();
+    return refuse(absl::StrFormat(
+        "holds another generation 0x%08X (SHA-256 %s, the backup's %s): the streams diverged", g,
+        same->second->sha256(), sha256));
+  }
+  if (theirs.newest_closed() < g) {
+    return refuse(absl::StrFormat(
+        "has closed generations only through 0x%08X: its stream is not the backup's (a lossy "
+        "failover after the backup?)",
+        theirs.newest_closed()));
+  }
+  return refuse(absl::StrFormat("no longer holds generation 0x%08X (truncated)", g + 1));
+}
+
 absl::Status UnitHost::CheckDivergence(const std::string& active_node) {
   ASSIGN_OR_RETURN(LogStreamListing local,
                    ListLogStream(engine_config_.log_dir(), engine_config_.log_prefix()));

@@ -672,10 +672,22 @@ absl::Status UnitHost::ServeLog(const dagvault::v1::FetchLogRequest& request,
           "unit %s: generation 0x%08X is not closed yet (or was truncated)", name(), g));
     }
   }
-  return StreamFile(ClosedLogPath(g), LogFileName(engine_config_.log_prefix(), g), write);
+  return StreamFile(ClosedLogPath(g), LogFileName(engine_config_.log_prefix(), g),
+                    CountingSent(&log_bytes_sent_, request.from_node(), write));
 }
 
-absl::StatusOr<dagvault::v1::StreamSummaryResponse> UnitHost::Summary(Generation from) {
+UnitHost::ChunkWriter UnitHost::CountingSent(std::map<std::string, uint64_t>* sent,
+                                             const std::string& node, const ChunkWriter& write) {
+  return [this, sent, node, &write](const dagvault::v1::FileChunk& chunk) {
+    if (!write(chunk)) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    (*sent)[node.empty() ? std::string("(unnamed)") : node] += chunk.data().size();
+    return true;
+  };
+}
+
+absl::StatusOr<dagvault::v1::StreamSummaryResponse> UnitHost::Summary(Generation from,
+                                                                      Generation through) {
   dagvault::v1::StreamSummaryResponse response;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -684,18 +696,21 @@ absl::StatusOr<dagvault::v1::StreamSummaryResponse> UnitHost::Summary(Generation
   ASSIGN_OR_RETURN(LogStreamListing listing,
                    ListLogStream(engine_config_.log_dir(), engine_config_.log_prefix()));
   for (const auto& [gen, path] : listing.closed) {
-    if (gen < from) continue;
+    if (gen < from || (through != 0 && gen > through)) continue;
     ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
     auto* e = response.add_generations();
     e->set_generation(gen);
     e->set_sha256(DigestToHex(Sha256::Of(data)));
+    auto header = DecodeLogHeader(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    if (header.ok() && header->has_prev_link) e->set_link_sha256(DigestToHex(header->prev_link));
   }
   response.set_newest_closed(listing.HighestClosed());
   return response;
 }
 
-absl::Status UnitHost::ServeSeed(const ChunkWriter& write) {
+absl::Status UnitHost::ServeSeed(const std::string& to_node, const ChunkWriter& plain_write) {
   ASSIGN_OR_RETURN(auto engine, MountedEngine());
+  const ChunkWriter write = CountingSent(&seed_bytes_sent_, to_node, plain_write);
   // The logs needed start at the lowest checkpoint the headers hold before
   // the files are read; the headers read with the files can only be later.
   Generation low = kMaxGeneration;

@@ -123,6 +123,12 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
     // Another database's files are not replaced here either (the active
     // copy's restore refuses them too, but the two run at once).
     RETURN_IF_ERROR(RefuseAnotherDatabasesFiles(request, host->engine_config(), config_.node()));
+    // A reseed while the active copy runs on: its stream must continue the
+    // chain's, checked before the copy's files go.
+    if (request.join_generation() != 0) {
+      RETURN_IF_ERROR(
+          host->CheckJoinsActiveStream(request.join_generation(), request.join_sha256()));
+    }
     RETURN_IF_ERROR(host->BeginPassiveRestore());
     passive_copy = host;
     s.passive_copy = true;

@@ -481,6 +481,7 @@ class Daemon final : public AgentDaemon {
     spec.target.force_overwrite_different_database = r.force_overwrite_different_database();
     spec.target.fencing_token = a.fencing_token();
     spec.target.passive_copy = r.passive_copy();
+    spec.join_active_stream = r.join_active_stream();
     for (const auto& id : r.manifests()) {
       ASSIGN_OR_RETURN(v1::Manifest m, repo.ReadManifest(id));
       spec.chain.push_back(std::move(m));

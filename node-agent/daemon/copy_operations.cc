@@ -114,6 +114,7 @@ absl::Status AddDigests(const CopyOperationContext& c, const std::string& unit,
     out->set_sha256(d.sha256());
     out->set_generation(d.generation());
     out->set_items(d.items());
+    out->set_through_generation(d.through_generation());
   }
   return absl::OkStatus();
 }

@@ -353,6 +353,51 @@ TEST_F(JobsTest, ARestoreIsRefusedThroughThePassiveCopyAndForABrokenChain) {
   EXPECT_FALSE(PathExists(spec.target.path));
 }
 
+// A reseed from the repository: the chain restored into a suspended
+// passive copy while the active copy runs on, once the copy's writer has
+// found the chain's last generation in the active copy's stream.
+TEST_F(JobsTest, APassiveCopyIsRestoredWhileTheActiveRunsOnWhenTheChainJoinsItsStream) {
+  const std::string unit = "DB02";
+  LoadAndRoll(unit, 1);
+  auto full = Backup(kNode1, unit, v1::FULL);
+  ASSERT_TRUE(full.ok()) << full.status();
+  LoadAndRoll(unit, 2);  // the active copy runs on
+  ASSERT_TRUE(cluster_.Admin(kNode2, "suspend", unit).ok());
+  RestoreJobSpec spec;
+  spec.target.job = "reseed-1";
+  spec.target.unit = unit;
+  spec.target.passive_copy = true;
+  spec.join_active_stream = true;
+  auto chain = ChainFromRepository(*repo_, unit, 0);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  spec.chain = *chain;
+
+  // A chain whose last log is not the one the active copy's stream goes on
+  // from (its digest differs) is refused by the writer, naming the
+  // generation, before anything is replaced.
+  const std::string before = UnitDigest(cluster_, kNode2, unit);
+  RestoreJobSpec other_stream = spec;
+  for (auto& f : *other_stream.chain.back().mutable_files()) {
+    if (f.role() == "log" && f.generation() == full->high_generation) {
+      f.set_sha256(std::string(32, '\xab'));
+    }
+  }
+  auto refused = RunRestoreJob(*Session(kNode2), *repo_, other_stream, nullptr, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              AllOf(HasSubstr("no chain joins the active copy's current log stream"),
+                    HasSubstr(absl::StrFormat("the streams diverged at generation 0x%08X",
+                                              full->high_generation + 1))));
+  EXPECT_EQ(UnitDigest(cluster_, kNode2, unit), before);
+
+  auto restored = RunRestoreJob(*Session(kNode2), *repo_, spec, nullptr, nullptr);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->last_generation, full->high_generation);
+  ASSERT_TRUE(cluster_.Admin(kNode2, "resume", unit).ok());
+  ASSERT_TRUE(cluster_.WaitConverged(kNode1, unit).ok());
+  EXPECT_EQ(UnitDigest(cluster_, kNode2, unit), UnitDigest(cluster_, kNode1, unit));
+}
+
 class CircularJobsTest : public JobsTest {
  protected:
   static mailstore::LabSpec Circular() {

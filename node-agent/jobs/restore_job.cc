@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
@@ -99,6 +100,24 @@ absl::StatusOr<RestoreJobResult> RunRestoreJob(ShadowSession& session,
   if (target.database_signatures.empty()) {
     target.database_signatures.assign(full.database_signatures().begin(),
                                       full.database_signatures().end());
+  }
+  if (spec.join_active_stream) {
+    // The chain's last log, for the writer to find in the active copy's
+    // stream before the passive copy's files go.
+    const uint32_t last = spec.to_generation != 0 ? spec.to_generation : end;
+    for (const auto& piece : spec.chain) {
+      for (const auto& f : piece.files()) {
+        if (f.generation() == last && f.role() == "log") {
+          target.join_generation = last;
+          target.join_sha256 = absl::BytesToHexString(f.sha256());
+        }
+      }
+    }
+    if (target.join_generation == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the chain ", spec.chain.back().id(), " of unit ", spec.target.unit,
+          " holds no log generation ", Gen(last), " to join the active copy's stream"));
+    }
   }
   ASSIGN_OR_RETURN(v1::PrepareRestoreResponse prepared, session.BeginRestore(target));
 

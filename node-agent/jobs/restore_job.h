@@ -27,6 +27,10 @@ struct RestoreJobSpec {
   uint32_t to_generation = 0;  // 0: to the end of the chain's logs
   bool roll_forward = false;   // then the newer logs still on the server
   bool mount = false;
+  // Into a passive copy while the active copy runs on (a reseed from the
+  // repository): the writer first checks that the chain's last log is in
+  // the active copy's stream (RestoreTarget.join_*).
+  bool join_active_stream = false;
 };
 
 struct RestoreJobResult {

@@ -79,6 +79,11 @@ struct RestoreTarget {
   // Into this node's suspended passive copy, through the Replication
   // writer (an all-copies restore's passive copies): replayed, not mounted.
   bool passive_copy = false;
+  // With passive_copy, a reseed from the repository while the active copy
+  // runs on: the chain's last log generation and its SHA-256 (hex), which
+  // the active copy must still hold (PrepareRestoreRequest.join_*).
+  uint32_t join_generation = 0;
+  std::string join_sha256;
 };
 
 struct ComponentResult {

@@ -320,6 +320,8 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
   request.set_fencing_token(target.fencing_token);
   request.set_restore_id(target.job);
   request.set_passive_copy(target.passive_copy);
+  request.set_join_generation(target.join_generation);
+  request.set_join_sha256(target.join_sha256);
   v1::PrepareRestoreResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->PrepareRestore(Context(options_.call_timeout).get(), request, &response),

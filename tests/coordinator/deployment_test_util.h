@@ -39,6 +39,8 @@ inline std::pair<int, v1::JobInfo> JobCommand(Deployment& d, std::vector<std::st
   EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &job, options).ok())
       << r.out << r.err << "\ncoordinator:\n"
       << d.CoordinatorLog();
+  // An error before any job started (the answer is an error, not a job).
+  EXPECT_FALSE(job.id().empty()) << r.out << r.err;
   return {r.exit_code, job};
 }
 

@@ -1,7 +1,8 @@
 // Orchestrated restores with real processes (issue 7): every copy restored
 // after a disaster, to a point in time and rolled forward; a restore over
 // another database's files refused; a restore stopped by a killed agent
-// during step 3 and step 5 and resumed by its re-run.
+// during step 3 and step 5 and resumed by its re-run; a lost passive copy
+// reseeded from the repository.
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
@@ -187,6 +188,93 @@ TEST(DeploymentRestore, ARestoreStoppedByAKilledAgentInStep3And5ResumesWhenRunAg
   ExpectPlanDone(*done);
   EXPECT_EQ(done->plan().resumed(), 2u);
   ExpectEveryCopyHolds(d, at_full);
+}
+
+// What node1's mailstored has sent `node` of DB02's logs or seeds, in bytes.
+uint64_t SentBy1(Deployment& d, const std::string& node, bool seeds) {
+  auto copy = d.cluster().Copy(kNode1, "DB02");
+  EXPECT_TRUE(copy.ok()) << copy.status();
+  if (!copy.ok()) return 0;
+  const auto& sent = seeds ? copy->seed_bytes_sent() : copy->log_bytes_sent();
+  auto it = sent.find(node);
+  return it == sent.end() ? 0 : it->second;
+}
+
+// Reseed from the repository (issue 19 §2): a passive copy lost with its
+// files is rebuilt by its own node's agent from the newest chain while the
+// active copy stays mounted; the active node sends it only the logs after
+// the chain's end. A Healthy copy is reseeded only when forced.
+TEST(DeploymentReseed, ALostPassiveCopyIsRebuiltFromTheRepositoryAndGetsOnlyNewerLogs) {
+  Deployment d(Options(), "reseed");
+  ASSERT_OK(d.Start());
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
+  const uint32_t full_high = HighGeneration(d, full.manifest());
+  Load(d, kNode1, 2, 0, 40);  // after the backup: in the active copy's logs only
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+
+  // Refused for the active copy and, unforced, for a Healthy one.
+  ProcessResult active = d.Cli({"reseed", "--unit", "DB02", "--node", "node1"});
+  EXPECT_EQ(active.exit_code, 1) << active.out << active.err;
+  EXPECT_THAT(active.out + active.err, HasSubstr("is the active copy"));
+  ProcessResult healthy = d.Cli({"reseed", "--unit", "DB02", "--node", "node2"});
+  EXPECT_EQ(healthy.exit_code, 1) << healthy.out << healthy.err;
+  EXPECT_THAT(healthy.out + healthy.err, HasSubstr("add --force"));
+
+  // node2's copy is lost: suspended, its daemon stopped, its files gone.
+  const uint64_t logs_before = SentBy1(d, "node2", false);
+  const uint64_t seeds_before = SentBy1(d, "node2", true);
+  ASSERT_OK(d.cluster().Admin(kNode2, "suspend", "DB02"));
+  d.cluster().StopNode(kNode2);
+  const std::string dir = d.cluster().node(kNode2).config.data_root() + "/DB02";
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename() != "copy.state") std::filesystem::remove_all(entry.path());
+  }
+  ASSERT_OK(d.cluster().StartNode(kNode2));
+  ASSERT_TRUE(WaitCopyState(d, "DB02", "node2", v1::SUSPENDED)) << d.CoordinatorLog();
+  Load(d, kNode1, 3, 0, 20);  // the active copy runs on
+
+  auto [exit_code, job] = JobCommand(d, {"reseed", "--unit", "DB02", "--node", "node2", "--wait"});
+  ASSERT_EQ(exit_code, 0) << job.DebugString() << d.AgentLog(kNode2);
+  EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED);
+  ASSERT_TRUE(job.plan().reseed());
+  for (int n : {2, 3, 4}) EXPECT_EQ(job.plan().steps(n - 1).state(), v1::STEP_SKIPPED) << n;
+  for (int n : {1, 5, 6, 7}) {
+    EXPECT_EQ(job.plan().steps(n - 1).state(), v1::STEP_DONE)
+        << n << ": " << job.plan().steps(n - 1).detail();
+  }
+  EXPECT_THAT(job.plan().steps(4).detail(),
+              HasSubstr(absl::StrFormat("replayed through generation 0x%08X", full_high)));
+  ProcessResult shown = d.Cli({"job", "show", job.id()});
+  EXPECT_THAT(shown.out, HasSubstr("reseed from the repository of DB02 on node2"));
+  EXPECT_THAT(shown.out, HasSubstr("2. skipped"));
+  const std::string active_digest = UnitDigest(d.cluster(), kNode1, "DB02");
+  ExpectEveryCopyHolds(d, active_digest);
+
+  // The active node sent node2 no seed, and exactly the generations after
+  // the chain's end: never the databases.
+  auto copy = d.cluster().Copy(kNode1, "DB02");
+  ASSERT_OK(copy);
+  uint64_t newer_logs = 0;
+  for (uint32_t g = full_high + 1; g <= copy->last_log_generation(); ++g) {
+    newer_logs += std::filesystem::file_size(absl::StrFormat(
+        "%s/DB02/logs/E01%08X.log", d.cluster().node(kNode1).config.data_root(), g));
+  }
+  EXPECT_EQ(SentBy1(d, "node2", true), seeds_before);
+  EXPECT_EQ(SentBy1(d, "node2", false) - logs_before, newer_logs);
+  EXPECT_GT(newer_logs, 0u);
+
+  // Forced, a Healthy copy is rebuilt the same way.
+  auto [forced_exit, forced] =
+      JobCommand(d, {"reseed", "--unit", "DB02", "--node", "node3", "--force", "--wait"});
+  ASSERT_EQ(forced_exit, 0) << forced.DebugString();
+  ExpectEveryCopyHolds(d, UnitDigest(d.cluster(), kNode1, "DB02"));
+  for (const char* node : {"node2", "node3"}) {
+    EXPECT_TRUE(WaitCopyState(d, "DB02", node, v1::HEALTHY)) << node;
+  }
+  auto status = d.Status();
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->leases_size(), 0);
 }
 
 TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrashFinishes) {

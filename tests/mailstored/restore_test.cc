@@ -6,6 +6,7 @@
 #include <map>
 
 #include "absl/strings/str_format.h"
+#include "common/evp.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "tests/mailstored/backup_set.h"
@@ -423,6 +424,110 @@ TEST(Restore, PassiveCopiesRestoredFromTheBackupBesideTheActiveConvergeWithIt) {
   ASSERT_OK(cluster.Admin(kNode2, "reseed", kUnit));
   ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
   EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), UnitDigest(cluster, kNode1, kUnit));
+}
+
+// The SHA-256 (hex) of the backed-up log of generation `g` in `set`.
+std::string BackedUpLogSha256(const BackupSet& set, uint32_t g) {
+  const std::string suffix = absl::StrFormat("%08X.log", g);
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(set.dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
+      auto data = ReadFileToString(entry.path().string());
+      if (data.ok()) return DigestToHex(Sha256::Of(*data));
+    }
+  }
+  ADD_FAILURE() << "no log of generation " << g << " in " << set.dir;
+  return "";
+}
+
+// Reseed from the repository (issue 19 §2): a failed passive copy is
+// rebuilt from the backup while the active copy runs on. Its writer first
+// checks that the backup's last generation is in the active copy's stream;
+// once resumed, only the generations after it come from the active copy.
+TEST(Restore, APassiveCopyReseededFromTheBackupGetsOnlyTheNewerLogsFromTheActiveCopy) {
+  MailstoredCluster cluster(FastLab(), "reseed");
+  ASSERT_OK(cluster.Start());
+  FullAndIncremental chain;
+  ASSERT_NO_FATAL_FAILURE(BackUpFullThenIncremental(cluster, &chain));
+  const uint32_t point = chain.inc.frozen.high_generation();
+  const std::string point_sha = BackedUpLogSha256(chain.inc, point);
+  // The active copy runs on past the backups.
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 3, 0, 40);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  auto sent_to_node2 = [&](std::string kind) -> uint64_t {
+    auto copy = cluster.Copy(kNode1, kUnit);
+    EXPECT_TRUE(copy.ok()) << copy.status();
+    if (!copy.ok()) return 0;
+    const auto& sent = kind == "log" ? copy->log_bytes_sent() : copy->seed_bytes_sent();
+    auto it = sent.find("node2");
+    return it == sent.end() ? 0 : it->second;
+  };
+  const uint64_t logs_before = sent_to_node2("log"), seeds_before = sent_to_node2("seed");
+  EXPECT_GT(logs_before, 0u);
+
+  ASSERT_OK(cluster.Admin(kNode2, "suspend", kUnit));
+  const std::string before = UnitDigest(cluster, kNode2, kUnit);
+  // Refused, before anything is replaced, where the backup's last
+  // generation is not the active copy's.
+  v1::PrepareRestoreRequest diverged = ToPassiveCopy();
+  diverged.set_join_generation(point);
+  diverged.set_join_sha256(std::string(64, '0'));
+  auto refused = PrepareRestore(cluster, kNode2, diverged);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(
+      std::string(refused.status().message()),
+      AllOf(HasSubstr("no chain joins the active copy's current log stream"),
+            HasSubstr(absl::StrFormat("the streams diverged at generation 0x%08X", point + 1))));
+  v1::PrepareRestoreRequest ahead = ToPassiveCopy();
+  ahead.set_join_generation(point + 1000);
+  ahead.set_join_sha256(point_sha);
+  refused = PrepareRestore(cluster, kNode2, ahead);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("has closed generations only"));
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), before) << "nothing was replaced";
+
+  v1::PrepareRestoreRequest join = ToPassiveCopy();
+  join.set_join_generation(point);
+  join.set_join_sha256(point_sha);
+  auto prepared = PrepareRestore(cluster, kNode2, join);
+  ASSERT_OK(prepared);
+  ASSERT_OK(PlaceForRestore({&chain.full, &chain.inc}, *prepared));
+  auto completed = RestoreComplete(cluster, kNode2, CompleteUnmounted(prepared->session()));
+  ASSERT_OK(completed);
+  EXPECT_EQ(completed->last_generation(), point);
+  ASSERT_OK(cluster.Admin(kNode2, "resume", kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), UnitDigest(cluster, kNode1, kUnit));
+
+  // What the active copy sent node2: no seed, and exactly the generations
+  // after the restore point, once each.
+  auto active = cluster.Copy(kNode1, kUnit);
+  ASSERT_OK(active);
+  uint64_t newer_logs = 0;
+  for (uint32_t g = point + 1; g <= active->last_log_generation(); ++g) {
+    newer_logs += std::filesystem::file_size(absl::StrFormat(
+        "%s/%s/logs/E01%08X.log", cluster.node(kNode1).config.data_root(), kUnit, g));
+  }
+  EXPECT_GT(newer_logs, 0u);
+  EXPECT_EQ(sent_to_node2("seed"), seeds_before);
+  EXPECT_EQ(sent_to_node2("log") - logs_before, newer_logs);
+
+  // Quiet after a roll, the active copy's digest is exactly at the end of
+  // the closed generation, as the copy's is once it has replayed it.
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  active = cluster.Copy(kNode1, kUnit);
+  ASSERT_OK(active);
+  for (int i : {kNode1, kNode2}) {
+    auto d = cluster.Digest(i, kUnit, Databases(kUnit).front());
+    ASSERT_OK(d);
+    EXPECT_EQ(d->through_generation(), active->last_log_generation()) << i;
+  }
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 4, 0, 1);
+  auto busy = cluster.Digest(kNode1, kUnit, Databases(kUnit).front());
+  ASSERT_OK(busy);
+  EXPECT_EQ(busy->through_generation(), 0u) << "it holds records of the open generation";
 }
 
 TEST(BadInput, AConfigurationWithAMissingOrInvalidFieldStopsStartUpAndWritesNothing) {

@@ -307,7 +307,9 @@ absl::StatusOr<LeaseRecord> PostgresCatalog::AcquireLease(const std::string& uni
     if (q.rows() > 0 && q.Text(0, 0) != job && TimeOf(q.Int(0, 3)) > now) {
       return absl::FailedPreconditionError(absl::StrCat(
           "unit ", unit,
-          absl::StartsWith(q.Text(0, 0), "restore") ? " is being restored" : " is being backed up",
+          absl::StartsWith(q.Text(0, 0), "restore")  ? " is being restored"
+          : absl::StartsWith(q.Text(0, 0), "reseed") ? " is being reseeded"
+                                                     : " is being backed up",
           ": job ", q.Text(0, 0), " on ", q.Text(0, 1),
           " holds its backup-in-progress lease (since ", absl::FormatTime(TimeOf(q.Int(0, 2))),
           ", expires ", absl::FormatTime(TimeOf(q.Int(0, 3))), ")"));

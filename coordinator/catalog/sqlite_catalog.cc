@@ -357,7 +357,9 @@ absl::StatusOr<LeaseRecord> SqliteCatalog::AcquireLease(const std::string& unit,
     if (held && q.Text(0) != job && TimeOf(q.Int(3)) > now) {
       return absl::FailedPreconditionError(absl::StrCat(
           "unit ", unit,
-          absl::StartsWith(q.Text(0), "restore") ? " is being restored" : " is being backed up",
+          absl::StartsWith(q.Text(0), "restore")  ? " is being restored"
+          : absl::StartsWith(q.Text(0), "reseed") ? " is being reseeded"
+                                                  : " is being backed up",
           ": job ", q.Text(0), " on ", q.Text(1), " holds its backup-in-progress lease (since ",
           absl::FormatTime(TimeOf(q.Int(2))), ", expires ", absl::FormatTime(TimeOf(q.Int(3))),
           ")"));

@@ -151,8 +151,9 @@ absl::StatusOr<LeaseRecord> EtcdLeaseStore::Acquire(const std::string& unit, con
     if (existing->value.job() != job || round > 0) {
       return give_up(absl::FailedPreconditionError(
           absl::StrCat("unit ", unit,
-                       absl::StartsWith(existing->value.job(), "restore") ? " is being restored"
-                                                                          : " is being backed up",
+                       absl::StartsWith(existing->value.job(), "restore")  ? " is being restored"
+                       : absl::StartsWith(existing->value.job(), "reseed") ? " is being reseeded"
+                                                                           : " is being backed up",
                        ": ", DescribeHolder(*existing))));
     }
     if (absl::Status s = DeleteIfStill(*existing); !s.ok()) return give_up(s);

@@ -108,8 +108,11 @@ absl::StatusOr<std::unique_ptr<JobManager::StartingGuard>> JobManager::ReserveUn
           " by job ", id, "; wait for it or cancel it"));
     }
     return absl::FailedPreconditionError(absl::StrCat(
-        "unit ", unit, " is being ", r.kind == "restore" ? "restored" : "backed up", ": job ", id,
-        " on ", r.attempts.empty() ? std::string("?") : r.attempts.back().node,
+        "unit ", unit, " is being ",
+        absl::StartsWith(id, "reseed") ? "reseeded"
+        : r.kind == "restore"          ? "restored"
+                                       : "backed up",
+        ": job ", id, " on ", r.attempts.empty() ? std::string("?") : r.attempts.back().node,
         " holds its backup-in-progress lease (", JobStateName(r.state), " since ",
         FormatUtc(r.created), ")", restore ? "; restore when it has ended" : ""));
   }

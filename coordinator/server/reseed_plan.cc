@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/copy_state.h"
 #include "common/job_state.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -74,6 +75,14 @@ absl::StatusOr<JobRecord> JobManager::StartReseed(const v1::StartReseedRequest& 
         "the active copy's node ", active->status.node(), " is not available: ",
         active->node_down_reason, " (its agent closes a generation for the final check)"));
   }
+  if (active->status.state() != v1::MOUNTED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the active copy of ", unit, " on ", active->status.node(), " is ",
+        CopyStateName(active->status.state()),
+        ", not Mounted: a reseed continues the mounted active copy's stream (restore the unit "
+        "with `dagvault restore start --unit ",
+        unit, "` if it was lost)"));
+  }
   if (target->status.state() == v1::HEALTHY && !request.force()) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "the copy of %s on %s is Healthy (replayed through 0x%08X); a reseed discards it and "
@@ -85,6 +94,22 @@ absl::StatusOr<JobRecord> JobManager::StartReseed(const v1::StartReseedRequest& 
   {
     ASSIGN_OR_RETURN(std::unique_ptr<StartingGuard> starting,
                      ReserveUnit(unit, /*restore=*/true, /*wait=*/true));
+    // An all-copies restore stopped part-way owns the copies' state (its
+    // re-run resumes with the passive copies suspended): it goes first.
+    ASSIGN_OR_RETURN(auto jobs, catalog_->ListJobs(unit, 20));
+    for (const JobRecord& j : jobs) {
+      if (j.kind != "restore" || j.plan.empty()) continue;
+      v1::RestorePlan earlier;
+      if (!earlier.ParseFromString(j.plan) || earlier.reseed()) continue;
+      if (const v1::RestoreStep* stopped = FirstStepNotDone(earlier)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", unit, ": the all-copies restore ", j.id, " stopped at step ",
+            stopped->number(), " (", stopped->name(),
+            "); finish it first by running its `dagvault restore start` again (job show ", j.id,
+            " says how)"));
+      }
+      break;
+    }
     ASSIGN_OR_RETURN(auto backups, catalog_->Backups(unit));
     ASSIGN_OR_RETURN(auto breaks, catalog_->ChainBreaks(unit));
     uint32_t stop_at = 0;

@@ -80,6 +80,12 @@ TEST_F(ReseedPlanTest, ItIsRefusedForTheActiveCopyAHealthyCopyAndAStreamTheChain
   EXPECT_EQ(behind.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(behind.status().message(), HasSubstr("only through 0x00000002"));
 
+  // The active copy not mounted (a restore of it stopped part-way, say).
+  ReportCopy("node1", v1::DISMOUNTED, 3, 7);
+  auto dismounted = Reseed("node2");
+  EXPECT_EQ(dismounted.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(dismounted.status().message(), HasSubstr("is Dismounted, not Mounted"));
+
   // Nothing was started, nothing holds the unit.
   EXPECT_TRUE(catalog_->Leases()->empty());
   for (const char* node : {"node1", "node2", "node3"}) EXPECT_EQ(Last(node), "") << node;
@@ -186,6 +192,28 @@ TEST_F(ReseedPlanTest, MailWrittenDuringEveryCheckLeavesTheDigestsUncomparedNotF
   EXPECT_THAT(info.plan().steps(6).detail(), HasSubstr("its digests were not compared"));
 }
 
+TEST_F(ReseedPlanTest, AnAllCopiesRestoreStoppedPartWayGoesFirst) {
+  const std::string restore = StartRestore();
+  Finish("node2", v1::JOB_FAILED);  // step 1 stops
+  ASSERT_EQ(Info(restore).state(), v1::JOB_FAILED);
+  auto refused = Reseed("node2");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr(absl::StrCat("the all-copies restore ", restore, " stopped at step 1")));
+}
+
+TEST_F(ReseedPlanTest, ACopyMissingADatabasesDigestFailsAtOnceWhateverWasWritten) {
+  auto job = Reseed("node2");
+  ASSERT_TRUE(job.ok()) << job.status();
+  for (int i = 0; i < 3; ++i) Finish("node2");
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "abc"}}, 9, 0);
+  Finish("node2", v1::JOB_SUCCEEDED, {}, 9);
+  v1::JobInfo info = Info(job->id);
+  EXPECT_EQ(info.state(), v1::JOB_FAILED);
+  EXPECT_EQ(info.plan().check_tries(), 0u);
+  EXPECT_THAT(info.reason(), HasSubstr("DB02 on node2 has no digest"));
+}
+
 TEST_F(ReseedPlanTest, DigestsThatDifferAtTheSamePointFailTheReseed) {
   auto job = Reseed("node2");
   ASSERT_TRUE(job.ok()) << job.status();
@@ -216,6 +244,18 @@ TEST_F(RestorePlanTest, MailWrittenDuringEveryCheckFailsAnAllCopiesRestoreAfterT
   v1::JobInfo info = Info(id);
   EXPECT_EQ(info.state(), v1::JOB_FAILED);
   EXPECT_THAT(info.reason(), HasSubstr("during each of 3 checks"));
+
+  // A re-run, when the unit is quieter, checks three times again.
+  EXPECT_EQ(StartRestore(), id);
+  ASSERT_EQ(Last("node1"), "copy-op/digest");
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "newer"}}, 12, 0);
+  Finish("node2", v1::JOB_SUCCEEDED, {{"DB02", "older"}}, 12);
+  Finish("node3", v1::JOB_SUCCEEDED, {{"DB02", "older"}}, 12);
+  EXPECT_FALSE(IsFinalJobState(Info(id).state())) << Info(id).reason();
+  Finish("node1", v1::JOB_SUCCEEDED, {{"DB02", "same"}}, 13);
+  Finish("node2", v1::JOB_SUCCEEDED, {{"DB02", "same"}}, 13);
+  Finish("node3", v1::JOB_SUCCEEDED, {{"DB02", "same"}}, 13);
+  EXPECT_EQ(Info(id).state(), v1::JOB_SUCCEEDED) << Info(id).reason();
 }
 
 }  // namespace

@@ -303,6 +303,7 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
     }
     p.clear_reseeded_from_active();
     p.clear_progress();
+    p.clear_check_tries();  // a re-run checks three times again
     Record(a, JobState::kQueued,
            absl::StrCat("resumed by ", requested_by, " at step ",
                         FirstStepNotDone(a.restore_plan)->number(), " (",

@@ -16,6 +16,7 @@
 // it is mounted, as before issue 19, and the plan says so.
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -91,6 +92,34 @@ bool DigestsComparable(const v1::RestorePlan& plan) {
     if (d.through_generation() != plan.check_generation()) return false;
   }
   return plan.check_generation() != 0 && plan.digests_size() > 0;
+}
+
+// Whether step 7's digests differ only as mail written on the active copy
+// during the check makes them: every copy has the active copy's databases,
+// each with a digest; the active copy's are past the check's generation
+// (through_generation 0) or at it, and each passive copy's at or past it.
+// (A structural difference, or a mailstored that does not say where its
+// digest is, is no such case.)
+bool OnlyWrittenMeanwhile(const v1::RestorePlan& plan, const v1::RestoreStep& step) {
+  if (plan.check_generation() == 0) return false;
+  std::map<std::string, std::set<std::string>> databases;  // node → those with a digest
+  for (const auto& d : plan.digests()) {
+    if (d.sha256().empty()) return false;
+    if (d.node() == plan.active_node()) {
+      if (d.through_generation() != 0 && d.through_generation() != plan.check_generation()) {
+        return false;
+      }
+    } else if (d.through_generation() < plan.check_generation()) {
+      return false;
+    }
+    databases[d.node()].insert(d.database());
+  }
+  const std::set<std::string> expected = databases[plan.active_node()];
+  if (expected.empty()) return false;
+  for (const auto& node : step.nodes()) {
+    if (databases[node] != expected) return false;
+  }
+  return true;
 }
 
 // Step 7's check: each copy has every database the active copy has, each
@@ -356,23 +385,27 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
     if (n == 7) {
       std::vector<std::string> differ = DigestDifferences(plan, *step);
       const bool comparable = DigestsComparable(plan);
-      if (!differ.empty() && !comparable && plan.check_tries() + 1 < kCheckTries) {
+      const bool written = !comparable && OnlyWrittenMeanwhile(plan, *step);
+      if (!differ.empty() && written && plan.check_tries() + 1 < kCheckTries) {
         // Mail written on the active copy during the check: not a
-        // difference of the data restored. The check is taken again.
+        // difference of the data restored. The check is taken again (the
+        // step is reset before the event records it, so that a coordinator
+        // taking the plan over does not count this check twice).
+        const uint32_t past = plan.check_generation();
         plan.set_check_tries(plan.check_tries() + 1);
-        Record(a, a.record.state,
-               absl::StrCat("step 7: the digests were taken at different points of the stream "
-                            "(mail was written on the active copy during the check, past "
-                            "generation ",
-                            GenerationHex(plan.check_generation()), "); checking again (",
-                            plan.check_tries() + 1, " of ", kCheckTries, ")"));
         step->set_state(v1::STEP_PENDING);
         step->clear_done_nodes();
         plan.clear_digests();
         plan.clear_check_generation();
+        Record(a, a.record.state,
+               absl::StrCat("step 7: the digests were taken at different points of the stream "
+                            "(mail was written on the active copy during the check, past "
+                            "generation ",
+                            GenerationHex(past), "); checking again (", plan.check_tries() + 1,
+                            " of ", kCheckTries, ")"));
         continue;
       }
-      if (!differ.empty() && !comparable && plan.reseed()) {
+      if (!differ.empty() && written && plan.reseed()) {
         // The copy replays the active copy's stream (each generation's link
         // hash checked as it arrived) and is Healthy; the data could not be
         // compared on a unit that never stopped writing.
@@ -387,11 +420,12 @@ void JobManager::AdvancePlan(Active& a, Outbox* outbox) {
             absl::StrCat("the copies' digests differ at generation ",
                          GenerationHex(plan.check_generation()), ": ", absl::StrJoin(differ, "; "),
                          comparable ? std::string(" (no mail was written during the check)")
-                                    : absl::StrCat(" (mail was written on the active copy "
-                                                   "during each of ",
+                         : written  ? absl::StrCat(" (mail was written on the active copy "
+                                                    "during each of ",
                                                    kCheckTries,
                                                    " checks, which also makes "
-                                                   "them differ)")),
+                                                    "them differ)")
+                                    : std::string()),
             outbox, step);
         return;
       } else {
@@ -726,7 +760,10 @@ void JobManager::LoseOperation(Active& a, const std::string& node, const std::st
       v1::CoordinatorMessage m;
       m.mutable_cancel()->set_job(a.record.id);
       m.mutable_cancel()->set_attempt(static_cast<uint32_t>(op.attempt));
-      m.mutable_cancel()->set_reason("the coordinator gave this attempt up; the copy is reseeded");
+      m.mutable_cancel()->set_reason(a.restore_plan.reseed()
+                                         ? "the coordinator gave this attempt up; the reseed stops"
+                                         : "the coordinator gave this attempt up; the copy is "
+                                           "reseeded");
       outbox->emplace_back(channel, m);
     }
     // A reseed from the repository has nothing to fall back on: reading

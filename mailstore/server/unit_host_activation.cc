@@ -106,7 +106,8 @@ absl::Status UnitHost::CheckJoinsActiveStream(Generation g, const std::string& s
   if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(active, " StreamSummary"));
   std::map<Generation, const dagvault::v1::StreamSummaryResponse::Entry*> held;
   for (const auto& e : theirs.generations()) held[e.generation()] = &e;
-  if (auto next = held.find(g + 1); next != held.end()) {
+  auto next = held.find(g + 1);
+  if (next != held.end() && !next->second->link_sha256().empty()) {
     if (next->second->link_sha256() == sha256) return absl::OkStatus();
     return refuse(absl::StrFormat(
         "holds a generation 0x%08X that follows another 0x%08X (its link is SHA-256 %s, the "
@@ -118,6 +119,14 @@ absl::Status UnitHost::CheckJoinsActiveStream(Generation g, const std::string& s
     return refuse(absl::StrFormat(
         "holds another generation 0x%08X (SHA-256 %s, the backup's %s): the streams diverged", g,
         same->second->sha256(), sha256));
+  }
+  if (next != held.end()) {
+    // No link reported for G+1 (a mailstored older than this check) and G
+    // gone: nothing to compare with.
+    return refuse(absl::StrFormat(
+        "reports no link hash for generation 0x%08X and no longer holds 0x%08X, so the join "
+        "cannot be checked (is its mailstored older than this node's?)",
+        g + 1, g));
   }
   if (theirs.newest_closed() < g) {
     return refuse(absl::StrFormat(

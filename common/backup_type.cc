@@ -14,12 +14,15 @@ std::string BackupTypeToken(dagvault::v1::BackupType type) {
       return "incremental";
     case dagvault::v1::DIFFERENTIAL:
       return "differential";
+    case dagvault::v1::LOG_ARCHIVE:
+      return "log-archive";
     default:
       return "unspecified";
   }
 }
 
 std::string BackupTypeTitle(dagvault::v1::BackupType type) {
+  if (type == dagvault::v1::LOG_ARCHIVE) return "Log archive";
   std::string name = BackupTypeToken(type);
   name[0] = absl::ascii_toupper(static_cast<unsigned char>(name[0]));
   return name;

@@ -85,6 +85,26 @@ absl::Status CheckOwnLogs(const Manifest& m) {
   return absl::OkStatus();
 }
 
+// Extends `chain` (not broken) with the log archive segments that join it
+// past its last Incremental, in generation order. `segments` are sorted by
+// low generation, then id. A segment wholly within what the chain already
+// reaches adds nothing (an earlier upload of the same logs, or the other
+// side of a divergence, which the next segment then shows); the first that
+// does not join ends the archived range there.
+void ExtendWithArchive(Chain& chain, const std::vector<const Manifest*>& segments) {
+  const Manifest* previous = chain.incrementals.empty() ? chain.full : chain.incrementals.back();
+  for (const Manifest* segment : segments) {
+    if (segment->high_generation() <= previous->high_generation()) continue;
+    absl::Status joined = CheckJoin(*previous, *segment);
+    if (!joined.ok()) {
+      chain.archive_broken = BreakOf(*previous, *segment, joined);
+      return;
+    }
+    chain.archived.push_back(segment);
+    previous = segment;
+  }
+}
+
 }  // namespace
 
 const ManifestFile* FindLog(const Manifest& m, uint32_t generation) {
@@ -94,11 +114,16 @@ const ManifestFile* FindLog(const Manifest& m, uint32_t generation) {
   return nullptr;
 }
 
-uint32_t Chain::high_generation() const {
+uint32_t Chain::backed_up_high_generation() const {
   uint32_t high = full->high_generation();
   if (!incrementals.empty()) high = std::max(high, incrementals.back()->high_generation());
   for (const Manifest* d : differentials) high = std::max(high, d->high_generation());
   return high;
+}
+
+uint32_t Chain::high_generation() const {
+  const uint32_t high = backed_up_high_generation();
+  return archived.empty() ? high : std::max(high, archived.back()->high_generation());
 }
 
 absl::Status CheckJoin(const Manifest& previous, const Manifest& next) {
@@ -132,7 +157,8 @@ absl::Status CheckJoin(const Manifest& previous, const Manifest& next) {
                                          " begins at ", Gen(next.low_generation()), ")"));
   }
   // Generations both hold must be the same bytes.
-  for (uint32_t g = next.low_generation(); g < first_new && g <= next.high_generation(); ++g) {
+  for (uint32_t g = std::max(next.low_generation(), previous.low_generation());
+       g < first_new && g <= next.high_generation(); ++g) {
     const ManifestFile* a = FindLog(previous, g);
     const ManifestFile* b = FindLog(next, g);
     if (a == nullptr || b == nullptr) {
@@ -186,8 +212,12 @@ std::vector<Chain> AssembleChains(const std::vector<const Manifest*>& manifests,
   std::sort(mine.begin(), mine.end(),
             [](const Manifest* a, const Manifest* b) { return a->id() < b->id(); });
   std::vector<Chain> chains;
+  std::vector<const Manifest*> segments;
   for (const Manifest* m : mine) {
     switch (m->type()) {
+      case dagvault::v1::LOG_ARCHIVE:
+        segments.push_back(m);
+        break;
       case dagvault::v1::FULL: {
         chains.emplace_back();
         chains.back().full = m;
@@ -224,6 +254,16 @@ std::vector<Chain> AssembleChains(const std::vector<const Manifest*>& manifests,
       }
       default:  // a Copy stands alone
         break;
+    }
+  }
+  if (!segments.empty()) {
+    // By generation: a segment joins by its logs, whenever it was uploaded
+    // (one uploaded again after an archiver's restart comes later).
+    std::stable_sort(segments.begin(), segments.end(), [](const Manifest* a, const Manifest* b) {
+      return a->low_generation() < b->low_generation();
+    });
+    for (Chain& c : chains) {
+      if (!c.broken) ExtendWithArchive(c, segments);
     }
   }
   return chains;
@@ -286,6 +326,17 @@ absl::StatusOr<std::vector<Manifest>> RestoreChain(const std::vector<Chain>& cha
         pieces.push_back(*inc);
         if (inc->high_generation() >= target) break;
       }
+      for (const Manifest* segment : chain->archived) {
+        if (pieces.back().high_generation() >= target) break;
+        pieces.push_back(*segment);
+      }
+      if (pieces.back().high_generation() < target && chain->archive_broken) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("unit ", unit, ": no restore to generation ", Gen(target),
+                         " through the log archive of Full ", chain->full->id(), ": ",
+                         chain->archive_broken->reason, "; restore to generation ",
+                         Gen(chain->archive_broken->generation - 1), " or earlier"));
+      }
       if (pieces.back().high_generation() < target) {
         if (chain->broken) {
           return absl::FailedPreconditionError(absl::StrCat(
@@ -294,18 +345,20 @@ absl::StatusOr<std::vector<Manifest>> RestoreChain(const std::vector<Chain>& cha
               "; restore to generation ", Gen(chain->broken->generation - 1), " or earlier"));
         }
         return absl::NotFoundError(absl::StrCat("unit ", unit, ": generation ", Gen(target),
-                                                " is past the chain's last backed-up generation ",
-                                                Gen(chain->high_generation())));
+                                                " is past the chain's last ",
+                                                chain->archived.empty() ? "backed-up" : "archived",
+                                                " generation ", Gen(chain->high_generation())));
       }
     }
   }
-  if (to_generation == 0 && chain->broken) {
+  if (to_generation == 0 && (chain->broken || chain->archive_broken)) {
     // The newest restore point is behind a break: say so rather than
     // quietly restoring an older point.
-    return absl::FailedPreconditionError(
-        absl::StrCat("unit ", unit, ": the newest chain (Full ", chain->full->id(), ") ",
-                     chain->broken->reason, "; restore to generation ",
-                     Gen(chain->broken->generation - 1), " or earlier with --to-generation"));
+    const ChainBreak& at = chain->broken ? *chain->broken : *chain->archive_broken;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unit ", unit, ": the newest chain (Full ", chain->full->id(), ") ",
+        chain->broken ? "" : "has a log archive that stops joining it: ", at.reason,
+        "; restore to generation ", Gen(at.generation - 1), " or earlier with --to-generation"));
   }
   RETURN_IF_ERROR(CheckChain(pieces));
   return pieces;
@@ -332,9 +385,15 @@ absl::Status CheckChain(const std::vector<Manifest>& pieces) {
           absl::StrCat("a Differential chain is a Full and one Differential; ", Describe(m),
                        " is one of ", pieces.size() - 1, " pieces after the Full"));
     }
-    if (!differential && m.type() != dagvault::v1::INCREMENTAL) {
+    if (!differential && m.type() != dagvault::v1::INCREMENTAL &&
+        m.type() != dagvault::v1::LOG_ARCHIVE) {
       return absl::InvalidArgumentError(
           absl::StrCat(Describe(m), " cannot follow a Full in a chain"));
+    }
+    if (m.type() == dagvault::v1::INCREMENTAL &&
+        pieces[i - 1].type() == dagvault::v1::LOG_ARCHIVE) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Describe(m), " follows a log archive segment: a chain's Incrementals come first"));
     }
     RETURN_IF_ERROR(CheckJoin(pieces[i - 1], m));
   }

@@ -9,6 +9,16 @@
 // SHA-256 of the log before it (ManifestFile.link_hash). The pieces may come
 // from different nodes: a copy's logs are the active's, byte for byte.
 // A Copy backup is never part of a chain.
+//
+// Log archive segments (LOG_ARCHIVE, closed logs archived as they close)
+// extend a chain past its Full and Incrementals: each segment joins the one
+// before it, or the chain's last backup, like an Incremental, and every
+// generation in them is a restore point. Segments overlap each other and
+// later Incrementals freely (generations both hold must be the same bytes
+// to be used). Where the archive stops joining (a gap, or a divergence
+// after a lossy failover), the chain's archived range ends, named like a
+// backup's break; a later Full starts a chain the new stream's segments
+// extend.
 #pragma once
 
 #include <optional>
@@ -37,9 +47,18 @@ struct Chain {
   std::vector<const dagvault::v1::Manifest*> differentials;
   // Set when a later Incremental does not join: the chain ends before it.
   std::optional<ChainBreak> broken;
+  // Log archive segments past the last Incremental (or the Full), in
+  // generation order; each joins the one before. Only for a chain that is
+  // not broken.
+  std::vector<const dagvault::v1::Manifest*> archived;
+  // Where the archive stops joining the chain (a gap or a divergence).
+  std::optional<ChainBreak> archive_broken;
 
-  // The newest generation a restore through this chain reaches.
+  // The newest generation a restore through this chain reaches (archived
+  // logs included).
   uint32_t high_generation() const;
+  // The same through its backups only (Full, Incrementals, Differentials).
+  uint32_t backed_up_high_generation() const;
 };
 
 // The chains of `unit`, oldest first, from any set of manifests (other
@@ -65,15 +84,16 @@ absl::StatusOr<dagvault::v1::Manifest> BaseFor(const std::vector<Chain>& chains,
 // The backups a restore to `to_generation` needs (0: the newest restore
 // point of the newest chain): the newest chain whose Full is at or before
 // it, then one Differential reaching it if there is one, else the
-// Incrementals up to the first that reaches it. Refused when no chain
+// Incrementals up to the first that reaches it, else all of them and the
+// log archive segments up to the first that reaches it. Refused when no chain
 // reaches it, naming the generation where the chain ends or breaks.
 absl::StatusOr<std::vector<dagvault::v1::Manifest>> RestoreChain(const std::vector<Chain>& chains,
                                                                  uint32_t to_generation,
                                                                  const std::string& unit);
 
-// Checks that `pieces` (a Full, then Incrementals, or a Full and one
-// Differential) form one chain: same signatures, contiguous generations,
-// joining link hashes. The error names the generation where it breaks.
+// Checks that `pieces` (a Full, then Incrementals and log archive
+// segments, or a Full and one Differential) form one chain: same signatures, contiguous
+// generations, joining link hashes. The error names the generation where it breaks.
 absl::Status CheckChain(const std::vector<dagvault::v1::Manifest>& pieces);
 
 // Checks that `next` joins `previous`: same signatures, no gap, and the

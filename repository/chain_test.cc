@@ -10,6 +10,7 @@ namespace dagvault::repository {
 namespace {
 
 using dagvault::v1::Manifest;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // The bytes of log generation g of a stream (a stand-in for its SHA-256):
@@ -188,6 +189,97 @@ TEST(ChainTest, NoFullMeansNoBaseAndNoRestore) {
               HasSubstr("unit SG01 has no Full backup in this repository: take a Full before an "
                         "Incremental"));
   EXPECT_EQ(RestoreChain(chains, 0, "SG01").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Log archive segments (issue 19): closed logs archived as they close
+// extend the newest chain past its last Incremental, one restore point per
+// generation; overlapping and repeated segments are harmless.
+TEST(ChainTest, ArchivedLogsExtendTheChainWithARestorePointAtEachGeneration) {
+  const Manifest full = Backup(dagvault::v1::FULL, 3, 5);
+  const Manifest a6 = Backup(dagvault::v1::LOG_ARCHIVE, 6, 6);
+  const Manifest a7 = Backup(dagvault::v1::LOG_ARCHIVE, 7, 8);
+  const Manifest inc = Backup(dagvault::v1::INCREMENTAL, 6, 9);  // taken after a7
+  const Manifest a8 = Backup(dagvault::v1::LOG_ARCHIVE, 8, 10);  // again after a restart
+  const Manifest a11 = Backup(dagvault::v1::LOG_ARCHIVE, 11, 11);
+  const std::vector<Manifest> manifests = {a11, full, a8, inc, a7, a6};
+  const auto chains = AssembleChains(manifests, "SG01");
+  ASSERT_EQ(chains.size(), 1u);
+  ASSERT_EQ(chains[0].incrementals.size(), 1u);
+  EXPECT_EQ(chains[0].backed_up_high_generation(), 9u);
+  EXPECT_EQ(chains[0].high_generation(), 11u);
+  EXPECT_EQ(chains[0].archived.size(), 2u);  // a8 and a11; a6 and a7 are within the Incremental
+  EXPECT_FALSE(chains[0].archive_broken);
+
+  auto latest = RestoreChain(chains, 0, "SG01");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(Ids(*latest), Ids({full, inc, a8, a11}));
+  auto at10 = RestoreChain(chains, 10, "SG01");
+  ASSERT_TRUE(at10.ok()) << at10.status();
+  EXPECT_EQ(Ids(*at10), Ids({full, inc, a8}));
+  auto at9 = RestoreChain(chains, 9, "SG01");
+  ASSERT_TRUE(at9.ok());
+  EXPECT_EQ(Ids(*at9), Ids({full, inc}));
+  auto past = RestoreChain(chains, 12, "SG01");
+  EXPECT_THAT(std::string(past.status().message()),
+              HasSubstr("past the chain's last archived generation 0x0000000B"));
+  EXPECT_TRUE(CheckChain(*latest).ok());
+
+  // Without the Incremental, the segments alone carry the chain.
+  const std::vector<Manifest> without_incremental = {full, a6, a7, a8};
+  const auto archive_only = AssembleChains(without_incremental, "SG01");
+  auto at8 = RestoreChain(archive_only, 8, "SG01");
+  ASSERT_TRUE(at8.ok()) << at8.status();
+  EXPECT_EQ(Ids(*at8), Ids({full, a6, a7}));
+
+  // A segment is never a backup's base, and no Incremental follows one in a
+  // chain.
+  auto base = BaseFor(chains, dagvault::v1::INCREMENTAL, "SG01");
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(base->id(), inc.id());
+  auto misordered = CheckChain({full, a6, inc});
+  EXPECT_THAT(std::string(misordered.message()), HasSubstr("follows a log archive segment"));
+}
+
+TEST(ChainTest, AGapOrADivergenceInTheArchiveEndsItsRestorePointsNamingTheGeneration) {
+  const Manifest full = Backup(dagvault::v1::FULL, 3, 5);
+  const Manifest a6 = Backup(dagvault::v1::LOG_ARCHIVE, 6, 7);
+  const Manifest a9 = Backup(dagvault::v1::LOG_ARCHIVE, 9, 9);  // 8 never archived
+  const std::vector<Manifest> with_gap = {full, a6, a9};
+  const auto gap = AssembleChains(with_gap, "SG01");
+  ASSERT_TRUE(gap[0].archive_broken);
+  EXPECT_EQ(gap[0].archive_broken->generation, 8u);
+  EXPECT_EQ(gap[0].high_generation(), 7u);
+  auto at7 = RestoreChain(gap, 7, "SG01");
+  ASSERT_TRUE(at7.ok()) << at7.status();
+  auto latest = RestoreChain(gap, 0, "SG01");
+  EXPECT_THAT(std::string(latest.status().message()),
+              AllOf(HasSubstr("has a log archive that stops joining it"),
+                    HasSubstr("generations 0x00000008 to 0x00000008 are in no backup"),
+                    HasSubstr("restore to generation 0x00000007 or earlier")));
+  auto at9 = RestoreChain(gap, 9, "SG01");
+  EXPECT_THAT(std::string(at9.status().message()),
+              HasSubstr("no restore to generation 0x00000009 through the log archive"));
+
+  // A lossy failover at 8: the old active archived its 8, the new one its
+  // own 8 and 9. The archive names the divergence; the new stream's
+  // segments extend the chain of the next Full.
+  const Manifest old8 = Backup(dagvault::v1::LOG_ARCHIVE, 8, 8);
+  const Manifest new8 = Backup(dagvault::v1::LOG_ARCHIVE, 8, 8, 'b', 8);
+  const Manifest new9 = Backup(dagvault::v1::LOG_ARCHIVE, 9, 9, 'b', 8);
+  const Manifest full_b = Backup(dagvault::v1::FULL, 9, 10, 'b', 8);
+  const Manifest new11 = Backup(dagvault::v1::LOG_ARCHIVE, 11, 11, 'b', 8);
+  const std::vector<Manifest> both_streams = {full, a6, old8, new8, new9, full_b, new11};
+  const auto diverged = AssembleChains(both_streams, "SG01");
+  ASSERT_EQ(diverged.size(), 2u);
+  ASSERT_TRUE(diverged[0].archive_broken);
+  EXPECT_EQ(diverged[0].archive_broken->generation, 9u);
+  EXPECT_THAT(diverged[0].archive_broken->reason, HasSubstr("the log stream diverged"));
+  EXPECT_EQ(diverged[0].high_generation(), 8u);
+  EXPECT_FALSE(diverged[1].archive_broken);
+  EXPECT_EQ(diverged[1].high_generation(), 11u);
+  auto newest = RestoreChain(diverged, 0, "SG01");
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_EQ(Ids(*newest), Ids({full_b, new11}));
 }
 
 }  // namespace

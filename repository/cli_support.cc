@@ -116,7 +116,7 @@ std::string HumanTime(int64_t unix_us) {
 absl::StatusOr<dagvault::v1::BackupType> ParseBackupType(const std::string& text) {
   dagvault::v1::BackupType type;
   if (!dagvault::v1::BackupType_Parse(absl::AsciiStrToUpper(text), &type) ||
-      type == dagvault::v1::BACKUP_TYPE_UNSPECIFIED) {
+      type == dagvault::v1::BACKUP_TYPE_UNSPECIFIED || type == dagvault::v1::LOG_ARCHIVE) {
     return absl::InvalidArgumentError(
         absl::StrCat("--type ", text, " is not one of full, copy, incremental, differential"));
   }

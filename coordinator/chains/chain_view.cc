@@ -33,6 +33,9 @@ std::vector<Chain> ChainsOf(const std::string& unit, const std::vector<BackupRec
     for (const auto& b : breaks) {
       if (b.unit == unit && b.after_manifest == LastPiece(c).id()) {
         c.broken = repository::ChainBreak{b.generation, b.reason};
+        // Past a recorded break, no archived log extends this chain.
+        c.archived.clear();
+        c.archive_broken.reset();
       }
     }
   }
@@ -137,6 +140,20 @@ v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<Bac
       info->set_broken_at_generation(c.broken->generation);
       info->set_broken_reason(c.broken->reason);
     }
+    if (!c.archived.empty()) {
+      // The newest archived generation is the chain's newest restore point
+      // (every one before it, back to the last backup, is one too).
+      point(*c.archived.back());
+      info->set_archived_segments(static_cast<uint32_t>(c.archived.size()));
+      info->set_archived_low_generation(c.backed_up_high_generation() + 1);
+      info->set_archived_high_generation(c.archived.back()->high_generation());
+      info->set_archived_through_us(c.archived.back()->frozen_us());
+    }
+    if (c.archive_broken) {
+      info->set_archive_broken(true);
+      info->set_archive_broken_at_generation(c.archive_broken->generation);
+      info->set_archive_broken_reason(c.archive_broken->reason);
+    }
   }
   const PlannedBackup next = PlanFromChains(unit, v1::INCREMENTAL, chains);
   out.set_next_incremental(next.type == v1::FULL
@@ -166,6 +183,9 @@ absl::StatusOr<std::vector<v1::Manifest>> RestorePlan(const std::string& unit,
       consider(c, c.full);
       for (const v1::Manifest* m : c.incrementals) consider(c, m);
       for (const v1::Manifest* m : c.differentials) consider(c, m);
+      // An archive segment's restore point is its newest generation, as of
+      // when it was archived (after its logs closed).
+      for (const v1::Manifest* m : c.archived) consider(c, m);
     }
     if (best == nullptr) {
       return absl::NotFoundError(

@@ -398,6 +398,16 @@ absl::Status ChainShow(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, st
       out << "  broken at generation " << Gen(c.broken_at_generation()) << ": " << c.broken_reason()
           << "\n";
     }
+    if (c.archived_segments() > 0) {
+      out << "  archived logs: " << Gen(c.archived_low_generation()) << "-"
+          << Gen(c.archived_high_generation()) << " in " << c.archived_segments()
+          << " segment(s), the newest archived " << Time(c.archived_through_us())
+          << "; every generation is a restore point\n";
+    }
+    if (c.archive_broken()) {
+      out << "  archive stops at generation " << Gen(c.archive_broken_at_generation()) << ": "
+          << c.archive_broken_reason() << "\n";
+    }
   }
   out << "next Incremental: " << response.next_incremental() << "\n";
   return absl::OkStatus();

@@ -185,6 +185,11 @@ absl::StatusOr<dagvault::v1::PrepareBackupResponse> Writers::PrepareBackup(
   if (type == dagvault::v1::BACKUP_TYPE_UNSPECIFIED) {
     return absl::InvalidArgumentError("PrepareBackup: the backup type is missing");
   }
+  if (type == dagvault::v1::LOG_ARCHIVE) {
+    return absl::InvalidArgumentError(
+        "PrepareBackup: a log archive is no backup type (closed logs are archived without a "
+        "backup session)");
+  }
   if (host->definition().circular_logging() &&
       (type == dagvault::v1::INCREMENTAL || type == dagvault::v1::DIFFERENTIAL)) {
     return absl::InvalidArgumentError(

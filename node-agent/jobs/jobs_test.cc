@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node-agent/jobs/backup_job.h"
+#include "node-agent/jobs/log_archive.h"
 #include "node-agent/jobs/restore_job.h"
 #include "node-agent/shadow/writer_shadow_session.h"
 #include "repository/chain.h"
@@ -396,6 +397,107 @@ TEST_F(JobsTest, APassiveCopyIsRestoredWhileTheActiveRunsOnWhenTheChainJoinsItsS
   ASSERT_TRUE(cluster_.Admin(kNode2, "resume", unit).ok());
   ASSERT_TRUE(cluster_.WaitConverged(kNode1, unit).ok());
   EXPECT_EQ(UnitDigest(cluster_, kNode2, unit), UnitDigest(cluster_, kNode1, unit));
+}
+
+// Closed logs archived from a passive copy as segments after the Full
+// (issue 19 §1): each verified and joined to the chain, a restore point at
+// every archived generation; a gap, a missing log or a damaged one is
+// refused, naming it, and nothing is written.
+TEST_F(JobsTest, ClosedLogsAreArchivedFromAPassiveCopyAndRestoreToAnArchivedGeneration) {
+  const std::string unit = "DB02";
+  LoadAndRoll(unit, 1);
+  auto full = Backup(kNode1, unit, v1::FULL);
+  ASSERT_TRUE(full.ok()) << full.status();
+  LoadAndRoll(unit, 2);
+  const std::string at_first = UnitDigest(cluster_, kNode1, unit);
+  auto active = cluster_.Copy(kNode1, unit);
+  ASSERT_TRUE(active.ok());
+  const uint32_t first = active->last_log_generation();
+  LoadAndRoll(unit, 3);
+  ASSERT_TRUE(cluster_.WaitConverged(kNode1, unit).ok());
+  active = cluster_.Copy(kNode1, unit);
+  ASSERT_TRUE(active.ok());
+  const uint32_t second = active->last_log_generation();
+  ASSERT_GT(second, first);
+
+  // Where node2's copy keeps its logs, as its writer says.
+  auto metadata = Session(kNode2)->Metadata();
+  ASSERT_TRUE(metadata.ok()) << metadata.status();
+  LogArchiveSpec spec;
+  spec.unit = unit;
+  spec.node = "node2";
+  spec.source_copy = "passive";
+  for (const auto& w : metadata->writers()) {
+    for (const auto& u : w.units()) {
+      if (u.unit() == unit) {
+        spec.log_dir = u.log_dir();
+        spec.log_prefix = u.log_prefix();
+      }
+    }
+  }
+  ASSERT_FALSE(spec.log_dir.empty());
+
+  auto base = ArchiveBaseFromRepository(*repo_, unit);
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_EQ(base->high_generation, full->high_generation);
+  const size_t before = Manifests();
+  // A gap after the chain's end is refused before anything is read.
+  spec.low_generation = base->high_generation + 2;
+  spec.high_generation = first;
+  auto gap = ArchiveLogs(*repo_, spec, *base);
+  EXPECT_EQ(gap.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(gap.status().message()), HasSubstr("would be in no backup"));
+  // A generation not closed here yet.
+  spec.low_generation = base->high_generation + 1;
+  spec.high_generation = second + 5;
+  auto missing = ArchiveLogs(*repo_, spec, *base);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr(absl::StrFormat("log generation 0x%08X", second + 1)));
+  // A damaged copy of a log: the verification names it.
+  const std::string damaged_dir = cluster_.root() + "/damaged";
+  ASSERT_TRUE(CreateDirectories(damaged_dir).ok());
+  const std::string name = absl::StrFormat("%s%08X.log", spec.log_prefix, first);
+  for (uint32_t g = base->high_generation + 1; g <= first; ++g) {
+    const std::string each = absl::StrFormat("%s%08X.log", spec.log_prefix, g);
+    auto bytes = ReadFileToString(JoinPath(spec.log_dir, each));
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    if (g == first) (*bytes)[bytes->size() / 3] ^= 0x5a;
+    ASSERT_TRUE(WriteFileAtomically(JoinPath(damaged_dir, each), *bytes).ok());
+  }
+  LogArchiveSpec damaged = spec;
+  damaged.log_dir = damaged_dir;
+  damaged.high_generation = first;
+  auto refused = ArchiveLogs(*repo_, damaged, *base);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(name));
+  EXPECT_EQ(Manifests(), before) << "nothing was written";
+
+  // Two segments, each continuing the one before.
+  spec.low_generation = base->high_generation + 1;
+  spec.high_generation = first;
+  auto one = ArchiveLogs(*repo_, spec, *base);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->summary.type(), v1::LOG_ARCHIVE);
+  base = ArchiveBaseFromRepository(*repo_, unit);
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(base->manifest, one->summary.id());
+  spec.low_generation = first + 1;
+  spec.high_generation = second;
+  auto two = ArchiveLogs(*repo_, spec, *base);
+  ASSERT_TRUE(two.ok()) << two.status();
+  auto manifests = repo_->ReadManifestsOfUnit(unit);
+  ASSERT_TRUE(manifests.ok());
+  const auto chains = repository::AssembleChains(*manifests, unit);
+  ASSERT_EQ(chains.size(), 1u);
+  EXPECT_EQ(chains[0].archived.size(), 2u);
+  EXPECT_EQ(chains[0].high_generation(), second);
+
+  // A restore to the first archived generation, beside production.
+  auto restored = Restore(kNode3, unit, first, "DB02-ARCHIVED");
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->last_generation, first);
+  EXPECT_EQ(UnitDigest(cluster_, kNode3, unit, "DB02-ARCHIVED"), at_first);
 }
 
 class CircularJobsTest : public JobsTest {

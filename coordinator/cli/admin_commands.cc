@@ -482,6 +482,9 @@ void PrintPolicy(const v1::PolicyInfo& info, std::ostream& out) {
     if (p.keep_chains() != 0 && p.keep_days() != 0) out << ", and ";
     if (p.keep_days() != 0) out << "chains newer than " << p.keep_days() << " days";
   }
+  if (p.archive_logs()) {
+    out << "\n  closed logs archived as they close (from a copy chosen like a backup source)";
+  }
   out << "\n  at most " << (p.max_jobs_per_node() ? absl::StrCat(p.max_jobs_per_node()) : "any")
       << " jobs per node, " << (p.max_jobs() ? absl::StrCat(p.max_jobs()) : "any")
       << " in the deployment; priority " << p.priority() << "\n";
@@ -544,6 +547,7 @@ absl::Status Policy(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
       if (!d.ok()) return Usage(absl::StrCat("--", l.flag, ": ", d.status().message()));
       (p.*l.set)(static_cast<uint64_t>(absl::ToInt64Seconds(*d)));
     }
+    p.set_archive_logs(args.Has("archive-logs"));
     if (auto pr = args.Get("priority")) {
       int priority = 0;
       if (!absl::SimpleAtoi(*pr, &priority)) {

@@ -127,7 +127,10 @@ ProgramSpec Build() {
         Duration("rpo", "how old the newest restore point may be (26h, 1d 12h)"),
         Duration("rpo-warning", "warning past this (default: the RPO)"),
         Duration("rpo-critical", "critical past this (default: 1.5 x the RPO)"),
-        Duration("rpo-grace", "grace on entering a state (default: a tenth of warning)")}},
+        Duration("rpo-grace", "grace on entering a state (default: a tenth of warning)"),
+        Bool("archive-logs",
+             "archive every closed log generation as it closes (restore points between "
+             "backups)")}},
       {{"policy", "show"}, "one policy and its next runs", {}, {"NAME"}},
       {{"policy", "list"}, "every policy", {}},
       {{"policy", "remove"}, "remove a policy", {}, {"NAME"}},

@@ -203,6 +203,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
       }
       c_->topology().Report(message->mutable_report());
       c_->jobs().OnReport(m.report());
+      c_->archives().OnReport(m.report());
       v1::CoordinatorMessage ack;
       ack.mutable_report_ack()->set_sent_us(m.report().sent_us());
       channel_->Send(ack);

@@ -91,6 +91,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(v1::Coordinator
   c->jobs_ = std::make_unique<JobManager>(c->catalog_.get(), c->topology_.get(), options);
   c->scheduler_ =
       std::make_unique<Scheduler>(c->catalog_.get(), c->jobs_.get(), RealClock(), options.policies);
+  c->archives_ =
+      std::make_unique<LogArchiveAssigner>(c->catalog_.get(), c->topology_.get(), options.policies);
   c->admin_ = std::make_unique<AdminApi>(c.get());
   return c;
 }
@@ -181,6 +183,7 @@ void Coordinator::StartWork() {
       if (!MayAct() && !stop_) Deposed(absl::AbortedError("the leader lease's deadline passed"));
       jobs_->Tick();
       scheduler_->Tick();
+      archives_->Tick();
       // Every unit's RPO state every 30 s, whether or not anyone asks, so
       // that a breach is logged as its event (common/events.h) when it
       // happens.

@@ -29,6 +29,7 @@
 #include "coordinator/server/admin_api.h"
 #include "coordinator/server/coordinator_metrics.h"
 #include "coordinator/server/job_manager.h"
+#include "coordinator/server/log_archive_assigner.h"
 #include "coordinator/server/topology.h"
 #include "coordinator/server/unit_history_cache.h"
 #include "dagvault/v1/admin.pb.h"
@@ -82,6 +83,7 @@ class Coordinator {
   Topology& topology() { return *topology_; }
   JobManager& jobs() { return *jobs_; }
   Scheduler& scheduler() { return *scheduler_; }
+  LogArchiveAssigner& archives() { return *archives_; }
   // The admin API's operations, for the gRPC service and the console.
   AdminApi& admin() { return *admin_; }
   ConsoleTokens& console_tokens() { return console_tokens_; }
@@ -160,6 +162,7 @@ class Coordinator {
   std::unique_ptr<Topology> topology_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<LogArchiveAssigner> archives_;
   std::unique_ptr<AdminApi> admin_;
   ConsoleTokens console_tokens_;
   std::unique_ptr<ConsoleServer> console_;

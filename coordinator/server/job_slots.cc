@@ -49,7 +49,11 @@ std::vector<JobManager::SlotPtr> JobManager::Slots(const std::string& node) {
 }
 
 bool JobManager::ReportIsQuiet(const v1::NodeReport& report) {
-  if (report.running_size() != 0 || report.undelivered_size() != 0) return false;
+  // Archived segments are catalogued: not in memory alone.
+  if (report.running_size() != 0 || report.undelivered_size() != 0 ||
+      report.archived_segments_size() != 0) {
+    return false;
+  }
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& [id, slot] : active_) {
     if (RunsOnLocked(*slot, report.node())) return false;

@@ -28,6 +28,7 @@
 #include "node-agent/daemon/copy_operations.h"
 #include "node-agent/daemon/job_phase.h"
 #include "node-agent/daemon/kept_results.h"
+#include "node-agent/daemon/log_archiver.h"
 #include "node-agent/jobs/backup_job.h"
 #include "node-agent/jobs/restore_job.h"
 #include "node-agent/shadow/writer_shadow_session.h"
@@ -70,6 +71,17 @@ class Daemon final : public AgentDaemon {
         });
     admin_ = v1::Admin::NewStub(
         grpc::CreateChannel(absl::StrCat("unix:", socket), grpc::InsecureChannelCredentials()));
+    archiver_ = std::make_unique<LogArchiver>(
+        config_.node(), [this] { return ArchiveRepository(); },
+        [this]() -> absl::StatusOr<v1::WriterMetadata> {
+          v1::WriterMetadata metadata;
+          grpc::ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+          grpc::Status s = writer_->GetMetadata(&context, {}, &metadata);
+          if (!s.ok()) return FromGrpcStatus(s, "writers: GetMetadata");
+          return metadata;
+        },
+        clock_, LogArchiver::Options{});
   }
 
   absl::Status Init() {
@@ -101,11 +113,18 @@ class Daemon final : public AgentDaemon {
     SweepAtStart();
     NotifyReady(absl::StrCat("node ", config_.node(), ", coordinator ", link_->Describe()));
     std::thread monitor([&] { Monitor(stop); });
+    std::thread archiving([&] {
+      while (!*stop) {
+        archiver_->RunOnce();
+        for (int i = 0; i < 10 && !*stop; ++i) absl::SleepFor(absl::Milliseconds(100));
+      }
+    });
     link_->Run(stop);
     NotifyStopping();
     log->info("stopping: cancelling running jobs");
     CancelAll("the agent is stopping");
     monitor.join();
+    archiving.join();
     std::vector<std::unique_ptr<Job>> jobs;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -191,6 +210,11 @@ class Daemon final : public AgentDaemon {
       StartJob(m.assignment());
     } else if (m.has_cancel()) {
       CancelJob(m.cancel());
+    } else if (m.has_archive()) {
+      archiver_->SetUnits({m.archive().units().begin(), m.archive().units().end()});
+    } else if (m.has_archive_ack()) {
+      archiver_->Acknowledged(
+          {m.archive_ack().manifests().begin(), m.archive_ack().manifests().end()});
     } else if (m.has_ack()) {
       std::lock_guard<std::mutex> l(mu_);
       if (undelivered_.erase(Key(m.ack().job(), m.ack().attempt())) != 0) {
@@ -237,6 +261,7 @@ class Daemon final : public AgentDaemon {
       }
       for (const auto& [k, u] : undelivered_) *r->add_undelivered() = u;
     }
+    archiver_->FillReport(r);
   }
 
   void StartJob(const v1::JobAssignment& a) {
@@ -683,6 +708,21 @@ class Daemon final : public AgentDaemon {
   std::map<std::string, absl::Duration> early_cancels_;
   std::unique_ptr<CoordinatorDialer> dialer_;
   std::unique_ptr<CoordinatorLink> link_;
+  // The log archiver, with its own repository handle, opened once.
+  std::unique_ptr<LogArchiver> archiver_;
+  std::mutex archive_repository_mu_;
+  std::unique_ptr<repository::Repository> archive_repository_;
+
+  absl::StatusOr<const repository::Repository*> ArchiveRepository() {
+    std::lock_guard<std::mutex> l(archive_repository_mu_);
+    if (archive_repository_ == nullptr) {
+      ASSIGN_OR_RETURN(repository::Repository repo,
+                       repository::OpenRepositoryWithSecretFiles(
+                           config_.repository(), config_.passphrase_file(), config_.key_file()));
+      archive_repository_ = std::make_unique<repository::Repository>(std::move(repo));
+    }
+    return archive_repository_.get();
+  }
 
   // Last: the server (its scrapes read jobs_) stops first.
   std::shared_ptr<AgentMetrics> metrics_;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
@@ -275,6 +276,60 @@ TEST(DeploymentReseed, ALostPassiveCopyIsRebuiltFromTheRepositoryAndGetsOnlyNewe
   auto status = d.Status();
   ASSERT_OK(status.status());
   EXPECT_EQ(status->leases_size(), 0);
+}
+
+// Continuous log archiving (issue 19 §1): a policy with --archive-logs has
+// one agent archive every closed generation of the unit as it arrives on
+// its copy (a passive copy: node2 or node3); after the unit is lost, every
+// copy is restored to the newest archived generation: mail written after
+// the last backup is back.
+TEST(DeploymentArchive, EveryCopyIsRestoredToTheNewestArchivedGeneration) {
+  Deployment d(Options(), "archive");
+  ASSERT_OK(d.Start());
+  v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
+  ProcessResult set = d.Cli({"policy", "set", "--name", "archived", "--unit", "DB02", "--full",
+                             "0 1 * * *", "--archive-logs"});
+  ASSERT_EQ(set.exit_code, 0) << set.out << set.err;
+  EXPECT_THAT(set.out, HasSubstr("closed logs archived as they close"));
+  // Mail after the Full, in several generations.
+  for (uint64_t round = 0; round < 4; ++round) Load(d, kNode1, 7, round * 20, 20);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  auto active = d.cluster().Copy(kNode1, "DB02");
+  ASSERT_OK(active);
+  const uint32_t newest = active->last_log_generation();
+  const std::string written = UnitDigest(d.cluster(), kNode1, "DB02");
+
+  // The archive reaches the newest closed generation.
+  v1::ShowChainsResponse chains;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        chains = v1::ShowChainsResponse();
+        return d.CliJson({"chain", "show", "--unit", "DB02"}, &chains).ok() &&
+               chains.chains_size() == 1 && chains.chains(0).archived_high_generation() >= newest;
+      },
+      absl::Seconds(60)))
+      << chains.DebugString() << d.AgentLog(kNode2) << d.AgentLog(kNode3);
+  EXPECT_FALSE(chains.chains(0).archive_broken()) << chains.DebugString();
+  ProcessResult shown = d.Cli({"chain", "show", "--unit", "DB02"});
+  EXPECT_THAT(shown.out, HasSubstr("archived logs:"));
+  v1::ListBackupsResponse list;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &list));
+  std::set<std::string> archived_from;
+  for (const auto& b : list.backups()) {
+    if (b.type() == v1::LOG_ARCHIVE) archived_from.insert(b.source_node());
+  }
+  EXPECT_EQ(archived_from.size(), 1u) << list.DebugString();
+  EXPECT_EQ(archived_from.count("node1"), 0u) << "a healthy passive copy archives";
+
+  // The unit is lost; the restore's newest point is the archive's end.
+  Wipe(d, /*databases_only=*/false);
+  auto [exit_code, restored] = RestoreWait(d, {"--unit", "DB02"});
+  ASSERT_EQ(exit_code, 0) << restored.DebugString();
+  ExpectPlanDone(restored);
+  EXPECT_GT(restored.plan().manifests_size(), 1);
+  EXPECT_GE(restored.plan().restored_generation(), newest);
+  ExpectEveryCopyHolds(d, written);
 }
 
 TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrashFinishes) {

@@ -1,0 +1,110 @@
+#include "coordinator/server/log_archive_assigner.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "coordinator/selection/source_selection.h"
+
+namespace dagvault::coordinator {
+
+namespace v1 = dagvault::v1;
+
+LogArchiveAssigner::LogArchiveAssigner(Catalog* catalog, Topology* topology, PolicyReader policies)
+    : catalog_(catalog), topology_(topology), policies_(std::move(policies)) {}
+
+void LogArchiveAssigner::Tick() {
+  auto log = logging::Get("coordinator.archive");
+  auto policies = policies_();
+  if (!policies.ok()) {
+    log->warn("log archiving: the policies cannot be read: {}", policies.status());
+    return;
+  }
+  std::map<std::string, std::set<std::string>> wanted;  // node → units
+  std::lock_guard<std::mutex> l(mu_);
+  std::map<std::string, std::string> chosen;
+  for (const v1::Policy& p : **policies) {
+    if (!p.archive_logs()) continue;
+    SelectionPolicy selection;
+    if (auto mode =
+            ParseSourceMode(p.source_mode().empty() ? "passive-then-active" : p.source_mode());
+        mode.ok()) {
+      selection.mode = *mode;
+    }
+    selection.preferred.assign(p.preferred().begin(), p.preferred().end());
+    if (p.max_copy_queue() != 0) selection.max_copy_queue = p.max_copy_queue();
+    if (p.max_replay_queue() != 0) selection.max_replay_queue = p.max_replay_queue();
+    for (const std::string& unit : p.units()) {
+      const std::vector<CopyView> copies = topology_->CopiesOf(unit);
+      if (copies.empty()) continue;
+      // The current archiver stays while it qualifies.
+      SourceHistory history;
+      if (auto it = archiver_.find(unit); it != archiver_.end()) {
+        history.last_success_node = it->second;
+      }
+      const Selection s = SelectSource(copies, selection, history);
+      if (!s.ok()) continue;  // nothing qualifies: no archiver until one does
+      RankedCopy best = s.ranked.front();
+      for (const RankedCopy& r : s.ranked) {
+        if (r.node == history.last_success_node) best = r;
+      }
+      chosen[unit] = best.node;
+      wanted[best.node].insert(unit);
+    }
+  }
+  for (const auto& [unit, node] : chosen) {
+    auto it = archiver_.find(unit);
+    if (it == archiver_.end() || it->second != node) {
+      log->info("unit {}: its closed logs are archived from {}{}", unit, node,
+                it == archiver_.end() ? "" : absl::StrCat(" (was ", it->second, ")"));
+    }
+  }
+  archiver_ = std::move(chosen);
+  // Every node that was sent a set, and every node that has one now.
+  for (const auto& [node, sent] : sent_) wanted.try_emplace(node);
+  for (const auto& [node, units] : wanted) {
+    std::shared_ptr<AgentChannel> channel = topology_->ChannelOf(node);
+    if (channel == nullptr) continue;
+    Sent& sent = sent_[node];
+    if (sent.channel.lock() == channel && sent.units == units) continue;
+    v1::CoordinatorMessage m;
+    for (const auto& u : units) m.mutable_archive()->add_units(u);
+    if (channel->Send(m)) {
+      sent.channel = channel;
+      sent.units = units;
+    }
+  }
+}
+
+void LogArchiveAssigner::OnReport(const v1::NodeReport& report) {
+  if (report.archived_segments_size() == 0) return;
+  auto log = logging::Get("coordinator.archive");
+  v1::CoordinatorMessage ack;
+  for (const v1::Manifest& m : report.archived_segments()) {
+    bool holds = false;
+    for (const CopyView& c : topology_->CopiesOf(m.unit()))
+      holds |= c.status.node() == report.node();
+    if (m.type() != v1::LOG_ARCHIVE || m.id().empty() || m.source_node() != report.node() ||
+        !holds) {
+      log->warn(
+          "node {} reported segment {} of unit {} that is no log archive of a copy it holds; "
+          "ignored",
+          report.node(), m.id(), m.unit());
+      ack.mutable_archive_ack()->add_manifests(m.id());
+      continue;
+    }
+    if (absl::Status s = catalog_->PutBackup(BackupRecordOf(m)); !s.ok()) {
+      log->warn("unit {}: log archive segment {} not catalogued yet: {}", m.unit(), m.id(), s);
+      continue;  // reported again
+    }
+    ack.mutable_archive_ack()->add_manifests(m.id());
+  }
+  if (ack.archive_ack().manifests_size() == 0) return;
+  if (auto channel = topology_->ChannelOf(report.node())) channel->Send(ack);
+}
+
+std::string LogArchiveAssigner::ArchiverOf(const std::string& unit) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = archiver_.find(unit);
+  return it == archiver_.end() ? "" : it->second;
+}
+
+}  // namespace dagvault::coordinator

@@ -1,0 +1,149 @@
+#include "node-agent/daemon/log_archiver.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "repository/chain.h"
+
+namespace dagvault::agent {
+
+namespace v1 = dagvault::v1;
+
+LogArchiver::LogArchiver(std::string node, RepositoryFn repository, MetadataFn metadata,
+                         Clock* clock, Options options)
+    : node_(std::move(node)),
+      repository_(std::move(repository)),
+      metadata_(std::move(metadata)),
+      clock_(clock),
+      options_(options) {}
+
+void LogArchiver::SetUnits(const std::vector<std::string>& units) {
+  std::lock_guard<std::mutex> l(mu_);
+  const std::set<std::string> wanted(units.begin(), units.end());
+  for (auto it = units_.begin(); it != units_.end();) {
+    it = wanted.count(it->first) ? std::next(it) : units_.erase(it);
+  }
+  for (const auto& u : wanted) units_.try_emplace(u);
+}
+
+void LogArchiver::Acknowledged(const std::vector<std::string>& manifests) {
+  const std::set<std::string> done(manifests.begin(), manifests.end());
+  std::lock_guard<std::mutex> l(mu_);
+  std::erase_if(pending_, [&](const v1::Manifest& m) { return done.count(m.id()) != 0; });
+}
+
+int LogArchiver::RunOnce() {
+  std::vector<std::string> units;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [unit, state] : units_) {
+      if (state.retry_at <= clock_->Monotonic()) units.push_back(unit);
+    }
+  }
+  if (units.empty()) return 0;
+  auto log = logging::Get("agent.archive");
+  absl::StatusOr<v1::WriterMetadata> metadata = metadata_();
+  int written = 0;
+  for (const std::string& unit : units) {
+    UnitState state;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = units_.find(unit);
+      if (it == units_.end()) continue;
+      state = it->second;
+    }
+    // One unit's segments one after another, until it has none left.
+    absl::StatusOr<bool> wrote = metadata.ok() ? ArchiveNext(unit, state, *metadata)
+                                               : absl::StatusOr<bool>(metadata.status());
+    while (wrote.ok() && *wrote) {
+      ++written;
+      wrote = ArchiveNext(unit, state, *metadata);
+    }
+    if (!wrote.ok()) {
+      if (state.error != wrote.status().message()) {
+        log->warn("unit {}: log archiving: {}", unit, wrote.status().message());
+        state.error_since = clock_->Now();
+      }
+      state.error = std::string(wrote.status().message());
+      state.base.reset();  // from the repository again
+      state.retry_at = clock_->Monotonic() + options_.retry_after_error;
+    } else {
+      if (!state.error.empty()) log->info("unit {}: log archiving goes on", unit);
+      state.error.clear();
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = units_.find(unit);
+    if (it != units_.end()) {
+      // What the pass learned, unless the unit was taken away meanwhile.
+      it->second = state;
+    }
+  }
+  return written;
+}
+
+absl::StatusOr<bool> LogArchiver::ArchiveNext(const std::string& unit, UnitState& state,
+                                              const v1::WriterMetadata& metadata) {
+  const v1::UnitMetadata* found = nullptr;
+  for (const auto& w : metadata.writers()) {
+    for (const auto& u : w.units()) {
+      if (u.unit() == unit) found = &u;
+    }
+  }
+  if (found == nullptr) {
+    return absl::NotFoundError(absl::StrCat("node ", node_, " holds no copy of unit ", unit));
+  }
+  const v1::CopyStatus& copy = found->copy();
+  const bool active = copy.role() == v1::ACTIVE;
+  // What this copy holds closed: the active copy's closed generations, a
+  // passive copy's copied (and checked) ones.
+  const uint32_t available = active ? copy.last_log_generation() : copy.last_inspected_generation();
+  ASSIGN_OR_RETURN(const repository::Repository* repo, repository_());
+  if (!state.base) {
+    ASSIGN_OR_RETURN(ArchiveBase base, ArchiveBaseFromRepository(*repo, unit));
+    state.base = base;
+    state.archived_through = base.high_generation;
+  }
+  if (available <= state.base->high_generation) return false;
+  LogArchiveSpec spec;
+  spec.unit = unit;
+  spec.node = node_;
+  spec.source_copy = active ? "active" : "passive";
+  spec.log_dir = found->log_dir();
+  spec.log_prefix = found->log_prefix();
+  spec.low_generation = state.base->high_generation + 1;
+  spec.high_generation =
+      std::min(available, spec.low_generation + options_.max_generations_per_segment - 1);
+  ASSIGN_OR_RETURN(LogArchiveResult result, ArchiveLogs(*repo, spec, *state.base));
+  ArchiveBase next;
+  next.manifest = result.summary.id();
+  next.high_generation = result.summary.high_generation();
+  next.log_signature = state.base->log_signature;
+  next.database_signatures = state.base->database_signatures;
+  for (const auto& f : result.summary.files()) {
+    if (f.role() == "log") next.log_sha256[f.generation()] = f.sha256();
+  }
+  next.high_log_sha256 = next.log_sha256[next.high_generation];
+  state.base = std::move(next);
+  state.archived_through = state.base->high_generation;
+  std::lock_guard<std::mutex> l(mu_);
+  pending_.push_back(result.summary);
+  return true;
+}
+
+void LogArchiver::FillReport(v1::NodeReport* report) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& m : pending_) *report->add_archived_segments() = m;
+  for (const auto& [unit, state] : units_) {
+    v1::ArchiveProgress* p = report->add_archives();
+    p->set_unit(unit);
+    p->set_archived_through(state.archived_through);
+    if (!state.error.empty()) {
+      p->set_error(state.error);
+      p->set_error_since_us(absl::ToUnixMicros(state.error_since));
+    }
+  }
+}
+
+}  // namespace dagvault::agent

@@ -1,0 +1,77 @@
+// The agent's log archiver (issue 19 §1): for each unit the coordinator
+// has this node archive (ArchiveAssignments), every closed log generation
+// the local copy holds goes to the repository as soon as it is here: on
+// the active copy, each generation as it closes; on a passive one, each as
+// it is copied in. Segments of up to 64 generations (jobs/log_archive.h),
+// each verified and joined to the one before.
+//
+// The segments written are reported to the coordinator with every node
+// report until it acknowledges them (so one written while the stream is
+// down reaches the catalog when it is back); the repository holds them
+// either way. A failure (a log truncated before it was archived, a stream
+// that diverged after a lossy failover) is reported as the unit's error,
+// and archiving starts again from the repository's newest chain after a
+// pause: a gap stays a named break until the next Full, which the archive
+// then extends.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "dagvault/v1/agent.pb.h"
+#include "node-agent/jobs/log_archive.h"
+#include "repository/repository.h"
+
+namespace dagvault::agent {
+
+class LogArchiver {
+ public:
+  struct Options {
+    absl::Duration retry_after_error = absl::Seconds(10);
+    uint32_t max_generations_per_segment = 64;
+  };
+  using MetadataFn = std::function<absl::StatusOr<dagvault::v1::WriterMetadata>()>;
+  // The repository, opened once and kept (opening it derives the key).
+  using RepositoryFn = std::function<absl::StatusOr<const repository::Repository*>()>;
+
+  LogArchiver(std::string node, RepositoryFn repository, MetadataFn metadata, Clock* clock,
+              Options options);
+
+  void SetUnits(const std::vector<std::string>& units);
+  void Acknowledged(const std::vector<std::string>& manifests);
+  // One pass: archives what each assigned unit's local copy holds beyond
+  // its archive. Returns how many segments it wrote.
+  int RunOnce();
+  // The unacknowledged segments and each unit's progress.
+  void FillReport(dagvault::v1::NodeReport* report);
+
+ private:
+  struct UnitState {
+    std::optional<ArchiveBase> base;  // unset: read from the repository
+    uint32_t archived_through = 0;
+    std::string error;
+    absl::Time error_since;
+    absl::Duration retry_at = -absl::InfiniteDuration();  // monotonic
+  };
+  // Archives one unit's next segment, if it has one; true when written.
+  absl::StatusOr<bool> ArchiveNext(const std::string& unit, UnitState& state,
+                                   const dagvault::v1::WriterMetadata& metadata);
+
+  const std::string node_;
+  const RepositoryFn repository_;
+  const MetadataFn metadata_;
+  Clock* const clock_;
+  const Options options_;
+  std::mutex mu_;  // units_, pending_
+  std::map<std::string, UnitState> units_;
+  std::vector<dagvault::v1::Manifest> pending_;
+};
+
+}  // namespace dagvault::agent

@@ -148,6 +148,8 @@ v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<Bac
       info->set_archived_low_generation(c.backed_up_high_generation() + 1);
       info->set_archived_high_generation(c.archived.back()->high_generation());
       info->set_archived_through_us(c.archived.back()->frozen_us());
+      info->set_archived_newest_manifest(c.archived.back()->id());
+      info->set_archived_source_node(c.archived.back()->source_node());
     }
     if (c.archive_broken) {
       info->set_archive_broken(true);

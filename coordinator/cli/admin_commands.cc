@@ -484,6 +484,10 @@ void PrintPolicy(const v1::PolicyInfo& info, std::ostream& out) {
   }
   if (p.archive_logs()) {
     out << "\n  closed logs archived as they close (from a copy chosen like a backup source)";
+    if (p.archive_roll_seconds() != 0) {
+      out << "; the open generation closed once its oldest record is "
+          << DurationText(absl::Seconds(p.archive_roll_seconds())) << " old";
+    }
   }
   out << "\n  at most " << (p.max_jobs_per_node() ? absl::StrCat(p.max_jobs_per_node()) : "any")
       << " jobs per node, " << (p.max_jobs() ? absl::StrCat(p.max_jobs()) : "any")
@@ -547,7 +551,12 @@ absl::Status Policy(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
       if (!d.ok()) return Usage(absl::StrCat("--", l.flag, ": ", d.status().message()));
       (p.*l.set)(static_cast<uint64_t>(absl::ToInt64Seconds(*d)));
     }
-    p.set_archive_logs(args.Has("archive-logs"));
+    p.set_archive_logs(args.Has("archive-logs") || args.Has("archive-roll"));
+    if (auto roll = args.Get("archive-roll")) {
+      auto d = ParseDurationText(*roll);
+      if (!d.ok()) return Usage(absl::StrCat("--archive-roll: ", d.status().message()));
+      p.set_archive_roll_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(*d)));
+    }
     if (auto pr = args.Get("priority")) {
       int priority = 0;
       if (!absl::SimpleAtoi(*pr, &priority)) {

@@ -130,7 +130,10 @@ ProgramSpec Build() {
         Duration("rpo-grace", "grace on entering a state (default: a tenth of warning)"),
         Bool("archive-logs",
              "archive every closed log generation as it closes (restore points between "
-             "backups)")}},
+             "backups)"),
+        Duration("archive-roll",
+                 "with --archive-logs: close the open generation once its oldest record is this "
+                 "old (30s, 5m)")}},
       {{"policy", "show"}, "one policy and its next runs", {}, {"NAME"}},
       {{"policy", "list"}, "every policy", {}},
       {{"policy", "remove"}, "remove a policy", {}, {"NAME"}},

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/backup_type.h"
 #include "common/copy_state.h"
@@ -67,6 +68,11 @@ void PrintUnits(const v1::ClusterStatus& status, bool all, std::ostream& out) {
     t.Print(out);
     for (const auto* u : shown) {
       if (!u->reason().empty()) out << "  " << u->unit() << ": " << u->reason() << "\n";
+      if (u->archived_through_us() != 0) {
+        out << "  " << u->unit() << ": logs archived through generation "
+            << absl::StrFormat("0x%08X", u->archived_through_generation()) << ", "
+            << Age(u->archived_through_us(), u->archive_lag_seconds()) << " ago\n";
+      }
     }
   }
   const uint32_t ok = status.units_within_rpo();

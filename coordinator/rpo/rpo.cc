@@ -115,6 +115,7 @@ std::string SourceOf(const v1::ChainInfo& chain, const std::string& manifest) {
   for (const auto& b : chain.differentials()) {
     if (b.manifest() == manifest) return b.source_node();
   }
+  if (chain.archived_newest_manifest() == manifest) return chain.archived_source_node();
   return "";
 }
 
@@ -155,6 +156,12 @@ v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
     age = absl::Seconds(p.newest_restore_point_age_seconds());
   }
   if (p.newest_full_us() != 0) p.set_newest_full_age_seconds(age_of(p.newest_full_us()));
+  if (chains.chains_size() > 0 && chains.chains(chains.chains_size() - 1).archived_segments() > 0) {
+    const v1::ChainInfo& newest = chains.chains(chains.chains_size() - 1);
+    p.set_archived_through_generation(newest.archived_high_generation());
+    p.set_archived_through_us(newest.archived_through_us());
+    p.set_archive_lag_seconds(age_of(newest.archived_through_us()));
+  }
 
   if (facts.last_job) {
     const JobRecord& j = *facts.last_job;

@@ -124,6 +124,35 @@ TEST(Protection, NewestRestorePointAndFullWithTheirAgesAndSources) {
   EXPECT_EQ(p.next_source(), "node2");
 }
 
+// With continuous log archiving, the newest archived generation is the
+// newest restore point: the RPO follows the archive, and its lag is shown.
+TEST(Protection, TheNewestArchivedGenerationIsTheNewestRestorePointAndItsLagIsShown) {
+  UnitFacts f;
+  f.unit = "DB02";
+  const v1::Policy policy = PolicyWithRpo(absl::Minutes(5));
+  f.policy = &policy;
+  v1::ShowChainsResponse chains = Chain(absl::Hours(30), absl::Hours(2));
+  v1::ChainInfo* c = chains.mutable_chains(0);
+  c->set_archived_segments(3);
+  c->set_archived_low_generation(15);
+  c->set_archived_high_generation(20);
+  c->set_archived_through_us(absl::ToUnixMicros(kNow - absl::Seconds(40)));
+  c->set_archived_newest_manifest("archive-3");
+  c->set_archived_source_node("node2");
+  v1::RestorePoint* point = c->add_restore_points();
+  point->set_manifest("archive-3");
+  point->set_generation(20);
+  point->set_time_us(c->archived_through_us());
+  f.chains = &chains;
+  const v1::UnitProtection p = EvaluateProtection(f, kNow, v1::RPO_STATE_UNSPECIFIED);
+  EXPECT_EQ(p.state(), v1::RPO_OK) << p.reason();
+  EXPECT_EQ(p.newest_restore_point_manifest(), "archive-3");
+  EXPECT_EQ(p.newest_restore_point_node(), "node2");
+  EXPECT_EQ(p.newest_restore_point_age_seconds(), 40);
+  EXPECT_EQ(p.archived_through_generation(), 20u);
+  EXPECT_EQ(p.archive_lag_seconds(), 40);
+}
+
 TEST(Protection, SaysWhyAUnitIsOutsideItsRpo) {
   UnitFacts f;
   f.unit = "DB02";

@@ -137,6 +137,20 @@ void CoordinatorMetrics::CollectUnits(TextWriter& w) {
                static_cast<double>(u.newest_restore_point_us()) / 1e6);
     }
   }
+  w.Family("dagvault_unit_archive_lag_seconds", Type::kGauge,
+           "Age of the unit's newest archived log generation (units whose logs are archived).");
+  for (const auto& u : *units) {
+    if (u.archived_through_us() != 0) {
+      w.Sample({{"unit", u.unit()}}, static_cast<double>(u.archive_lag_seconds()));
+    }
+  }
+  w.Family("dagvault_unit_archived_generation", Type::kGauge,
+           "The unit's newest archived log generation.");
+  for (const auto& u : *units) {
+    if (u.archived_through_us() != 0) {
+      w.Sample({{"unit", u.unit()}}, static_cast<double>(u.archived_through_generation()));
+    }
+  }
   w.Family("dagvault_unit_full_age_seconds", Type::kGauge,
            "Age of the unit's newest Full that starts a valid chain.");
   for (const auto& u : *units) {

@@ -18,7 +18,8 @@ void LogArchiveAssigner::Tick() {
     log->warn("log archiving: the policies cannot be read: {}", policies.status());
     return;
   }
-  std::map<std::string, std::set<std::string>> wanted;  // node → units
+  std::map<std::string, std::set<std::string>> wanted;            // node → units
+  std::map<std::string, std::map<std::string, uint32_t>> rolls;  // node → unit → seconds
   std::lock_guard<std::mutex> l(mu_);
   std::map<std::string, std::string> chosen;
   for (const v1::Policy& p : **policies) {
@@ -35,6 +36,11 @@ void LogArchiveAssigner::Tick() {
     for (const std::string& unit : p.units()) {
       const std::vector<CopyView> copies = topology_->CopiesOf(unit);
       if (copies.empty()) continue;
+      if (p.archive_roll_seconds() != 0) {
+        for (const CopyView& c : copies) {
+          if (c.status.role() == v1::ACTIVE) rolls[c.status.node()][unit] = p.archive_roll_seconds();
+        }
+      }
       // The current archiver stays while it qualifies.
       SourceHistory history;
       if (auto it = archiver_.find(unit); it != archiver_.end()) {
@@ -60,16 +66,27 @@ void LogArchiveAssigner::Tick() {
   archiver_ = std::move(chosen);
   // Every node that was sent a set, and every node that has one now.
   for (const auto& [node, sent] : sent_) wanted.try_emplace(node);
+  for (const auto& [node, unit_rolls] : rolls) wanted.try_emplace(node);
   for (const auto& [node, units] : wanted) {
     std::shared_ptr<AgentChannel> channel = topology_->ChannelOf(node);
     if (channel == nullptr) continue;
     Sent& sent = sent_[node];
-    if (sent.channel.lock() == channel && sent.units == units) continue;
+    const std::map<std::string, uint32_t>& node_rolls = rolls[node];
+    if (sent.channel.lock() == channel && sent.units == units && sent.rolls == node_rolls) {
+      continue;
+    }
     v1::CoordinatorMessage m;
-    for (const auto& u : units) m.mutable_archive()->add_units(u);
+    v1::ArchiveAssignments* a = m.mutable_archive();
+    for (const auto& u : units) a->add_units(u);
+    for (const auto& [unit, seconds] : node_rolls) {
+      v1::RollEvery* r = a->add_rolls();
+      r->set_unit(unit);
+      r->set_seconds(seconds);
+    }
     if (channel->Send(m)) {
       sent.channel = channel;
       sent.units = units;
+      sent.rolls = node_rolls;
     }
   }
 }

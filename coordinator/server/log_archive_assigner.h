@@ -6,7 +6,9 @@
 // queue thresholds), keeping the current one while it still qualifies so
 // that the archiver moves only when its copy stops qualifying. Each node
 // is sent the whole set of its units when the set changes or its agent
-// reconnects. Two archivers for a moment (a move) write overlapping
+// reconnects; the node of each unit's active copy is also sent the
+// policy's archive_roll_seconds, to close the open generation that often.
+// Two archivers for a moment (a move) write overlapping
 // segments, which chains take in their stride (repository/chain.h).
 //
 // Segments come in node reports until acknowledged: each is catalogued
@@ -46,6 +48,7 @@ class LogArchiveAssigner {
   struct Sent {
     std::weak_ptr<AgentChannel> channel;
     std::set<std::string> units;
+    std::map<std::string, uint32_t> rolls;  // unit → seconds
   };
   std::map<std::string, Sent> sent_;  // node → what it was last sent
 };

@@ -148,6 +148,7 @@ class Engine {
   int DatabaseIndex(const std::string& name) const { return unit_.DatabaseIndex(name); }
   Generation current_generation() const { return log_->current_generation(); }
   Lsn durable_lsn() const { return log_->durable_lsn(); }
+  int64_t open_generation_since_us() const { return log_->open_generation_since_us(); }
   EngineStats stats() const;
   // OK while healthy; the error that took the engine offline otherwise.
   absl::Status health() const;

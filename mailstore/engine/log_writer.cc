@@ -59,6 +59,7 @@ void LogWriter::SealLocked(bool start_next) {
   append_generation_++;
   append_offset_ = kLogHeaderSize;
   records_in_generation_ = 0;
+  first_record_us_ = 0;
   // An empty segment makes the flusher create the next file right away.
   if (start_next) CurrentSegmentLocked();
 }
@@ -94,7 +95,9 @@ absl::StatusOr<LogWriter::Appended> LogWriter::Append(std::vector<PendingRecord>
         {absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(r.head.data()), r.head.size()),
          absl::Span<const uint8_t>(r.data, r.data_len)});
     append_offset_ += space;
-    records_in_generation_++;
+    // The oldest record the open generation holds: what a time-based roll
+    // (archive_roll_seconds) measures.
+    if (records_in_generation_++ == 0) first_record_us_ = options_.clock->NowMicros();
     if (first) {
       result.first = lsn;
       first = false;
@@ -163,6 +166,11 @@ absl::Status LogWriter::Close() {
   }
   RETURN_IF_ERROR(Flush());
   return file_.Close();
+}
+
+int64_t LogWriter::open_generation_since_us() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return first_record_us_;
 }
 
 Lsn LogWriter::append_lsn() const {

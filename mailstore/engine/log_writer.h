@@ -85,6 +85,9 @@ class LogWriter {
 
   Lsn append_lsn() const;
   Lsn durable_lsn() const;
+  // When the first record still in the open generation was appended
+  // (microseconds since the epoch, the log's clock); 0 while it holds none.
+  int64_t open_generation_since_us() const;
   Generation current_generation() const;
   // The sticky error after a failed write; OK while healthy.
   absl::Status health() const;
@@ -122,6 +125,7 @@ class LogWriter {
   Generation append_generation_ = 0;
   uint32_t append_offset_ = kLogHeaderSize;
   uint32_t records_in_generation_ = 0;
+  int64_t first_record_us_ = 0;
   std::vector<Segment> pending_;
   bool flushing_ = false;
   Lsn durable_;

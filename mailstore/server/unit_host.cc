@@ -451,6 +451,7 @@ dagvault::v1::CopyStatus UnitHost::Status() {
   if (state_.role() == dagvault::v1::ACTIVE && engine_) {
     const Generation closed = engine_->current_generation() - 1;
     s.set_last_log_generation(closed);
+    s.set_open_generation_since_us(engine_->open_generation_since_us());
     s.set_last_inspected_generation(closed);
     s.set_last_replayed_generation(closed);
     s.set_checkpoint_generation(engine_->checkpoint().generation);

@@ -81,6 +81,14 @@ class Daemon final : public AgentDaemon {
           if (!s.ok()) return FromGrpcStatus(s, "writers: GetMetadata");
           return metadata;
         },
+        [this](const std::string& unit) -> absl::Status {
+          v1::UnitRequest request;
+          request.set_unit(unit);
+          v1::AdminResponse response;
+          grpc::ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+          return FromGrpcStatus(admin_->RollLog(&context, request, &response), "mailstored RollLog");
+        },
         clock_, LogArchiver::Options{});
   }
 
@@ -212,6 +220,9 @@ class Daemon final : public AgentDaemon {
       CancelJob(m.cancel());
     } else if (m.has_archive()) {
       archiver_->SetUnits({m.archive().units().begin(), m.archive().units().end()});
+      std::map<std::string, uint32_t> rolls;
+      for (const auto& r : m.archive().rolls()) rolls[r.unit()] = r.seconds();
+      archiver_->SetRolls(rolls);
     } else if (m.has_archive_ack()) {
       archiver_->Acknowledged(
           {m.archive_ack().manifests().begin(), m.archive_ack().manifests().end()});

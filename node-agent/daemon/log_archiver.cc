@@ -12,10 +12,11 @@ namespace dagvault::agent {
 namespace v1 = dagvault::v1;
 
 LogArchiver::LogArchiver(std::string node, RepositoryFn repository, MetadataFn metadata,
-                         Clock* clock, Options options)
+                         RollFn roll, Clock* clock, Options options)
     : node_(std::move(node)),
       repository_(std::move(repository)),
       metadata_(std::move(metadata)),
+      roll_(std::move(roll)),
       clock_(clock),
       options_(options) {}
 
@@ -28,6 +29,11 @@ void LogArchiver::SetUnits(const std::vector<std::string>& units) {
   for (const auto& u : wanted) units_.try_emplace(u);
 }
 
+void LogArchiver::SetRolls(const std::map<std::string, uint32_t>& seconds_by_unit) {
+  std::lock_guard<std::mutex> l(mu_);
+  rolls_ = seconds_by_unit;
+}
+
 void LogArchiver::Acknowledged(const std::vector<std::string>& manifests) {
   const std::set<std::string> done(manifests.begin(), manifests.end());
   std::lock_guard<std::mutex> l(mu_);
@@ -36,15 +42,36 @@ void LogArchiver::Acknowledged(const std::vector<std::string>& manifests) {
 
 int LogArchiver::RunOnce() {
   std::vector<std::string> units;
+  std::map<std::string, uint32_t> rolls;
   {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [unit, state] : units_) {
       if (state.retry_at <= clock_->Monotonic()) units.push_back(unit);
     }
+    rolls = rolls_;
   }
-  if (units.empty()) return 0;
+  if (units.empty() && rolls.empty()) return 0;
   auto log = logging::Get("agent.archive");
   absl::StatusOr<v1::WriterMetadata> metadata = metadata_();
+  if (metadata.ok() && !rolls.empty()) {
+    for (const auto& w : metadata->writers()) {
+      for (const auto& u : w.units()) {
+        auto it = rolls.find(u.unit());
+        if (it == rolls.end() || u.copy().role() != v1::ACTIVE) continue;
+        const int64_t since = u.copy().open_generation_since_us();
+        if (since == 0 || clock_->Now() - absl::FromUnixMicros(since) < absl::Seconds(it->second)) {
+          continue;
+        }
+        // Closed now, it is archived on this pass (here) or once a passive
+        // copy has it.
+        if (absl::Status rolled = roll_(u.unit()); !rolled.ok()) {
+          log->warn("unit {}: closing its open log generation for archiving: {}", u.unit(),
+                    rolled.message());
+        }
+      }
+    }
+    if (!units.empty()) metadata = metadata_();  // after the rolls
+  }
   int written = 0;
   for (const std::string& unit : units) {
     UnitState state;

@@ -2,7 +2,10 @@
 // has this node archive (ArchiveAssignments), every closed log generation
 // the local copy holds goes to the repository as soon as it is here: on
 // the active copy, each generation as it closes; on a passive one, each as
-// it is copied in. Segments of up to 64 generations (jobs/log_archive.h),
+// it is copied in. Where the policy sets archive_roll_seconds, the agent on
+// the active copy's node closes the open generation once its oldest record
+// is that old, so that a quiet unit's restore point is that recent too.
+// Segments of up to 64 generations (jobs/log_archive.h),
 // each verified and joined to the one before.
 //
 // The segments written are reported to the coordinator with every node
@@ -40,11 +43,17 @@ class LogArchiver {
   using MetadataFn = std::function<absl::StatusOr<dagvault::v1::WriterMetadata>()>;
   // The repository, opened once and kept (opening it derives the key).
   using RepositoryFn = std::function<absl::StatusOr<const repository::Repository*>()>;
+  // Closes the open log generation of a unit (mailstored's RollLog).
+  using RollFn = std::function<absl::Status(const std::string& unit)>;
 
-  LogArchiver(std::string node, RepositoryFn repository, MetadataFn metadata, Clock* clock,
-              Options options);
+  LogArchiver(std::string node, RepositoryFn repository, MetadataFn metadata, RollFn roll,
+              Clock* clock, Options options);
 
   void SetUnits(const std::vector<std::string>& units);
+  // Units whose open generation this node closes once its oldest record is
+  // that old, while their active copy is here (a policy's
+  // archive_roll_seconds).
+  void SetRolls(const std::map<std::string, uint32_t>& seconds_by_unit);
   void Acknowledged(const std::vector<std::string>& manifests);
   // One pass: archives what each assigned unit's local copy holds beyond
   // its archive. Returns how many segments it wrote.
@@ -67,10 +76,12 @@ class LogArchiver {
   const std::string node_;
   const RepositoryFn repository_;
   const MetadataFn metadata_;
+  const RollFn roll_;
   Clock* const clock_;
   const Options options_;
   std::mutex mu_;  // units_, pending_
   std::map<std::string, UnitState> units_;
+  std::map<std::string, uint32_t> rolls_;
   std::vector<dagvault::v1::Manifest> pending_;
 };
 

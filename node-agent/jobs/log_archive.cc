@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/clock.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -109,6 +110,8 @@ absl::StatusOr<LogArchiveResult> ArchiveLogs(const repository::Repository& repo,
   (*header.mutable_labels())["archive_follows"] = base.manifest;
   options.observer = verifier.get();
   options.base_manifest = "";  // logs are new data every time
+  // Tests kill or slow an archiver here, before its segment is written.
+  DAGVAULT_CRASH_POINT("agent.archive.upload");
   ASSIGN_OR_RETURN(v1::Manifest manifest, repository::Backup(repo, files, header, options));
   LogArchiveResult result;
   result.summary = repository::ChainSummaryOf(manifest);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "repository/repository.h"
@@ -330,6 +331,114 @@ TEST(DeploymentArchive, EveryCopyIsRestoredToTheNewestArchivedGeneration) {
   EXPECT_GT(restored.plan().manifests_size(), 1);
   EXPECT_GE(restored.plan().restored_generation(), newest);
   ExpectEveryCopyHolds(d, written);
+}
+
+// The RPO of continuous archiving (issue 19 §1): DB02 written for a minute
+// without pause, its open generation closed every 2 s (--archive-roll),
+// then its active server crashes and its files are lost. Every copy is
+// restored to the newest archived generation; the items it holds are the
+// first ones written, with no hole, and reach every item acknowledged
+// more than a few seconds (the roll, the copy and the upload) before the
+// crash.
+TEST(DeploymentArchive, AUnitWrittenForAMinuteLosesOnlyItsLastSecondsWithItsActiveCopy) {
+  Deployment d(Options(), "archive-rpo");
+  ASSERT_OK(d.Start());
+  ASSERT_EQ(LoadAndBackUp(d, 1, 0, 20, "full").state(), v1::JOB_SUCCEEDED);
+  ProcessResult set = d.Cli({"policy", "set", "--name", "archived", "--unit", "DB02", "--full",
+                             "0 1 * * *", "--archive-logs", "--archive-roll", "2s"});
+  ASSERT_EQ(set.exit_code, 0) << set.out << set.err;
+  std::vector<absl::Time> acknowledged;  // by item
+  const absl::Time until = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < until) {
+    const uint64_t item = acknowledged.size();
+    ASSERT_OK(d.cluster().Put(kNode1, "DB02", "DB02", 9, item, ItemValue(9, item)));
+    acknowledged.push_back(absl::Now());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  // The active server crashes; its files are lost with it.
+  d.cluster().KillNode(kNode1);
+  const absl::Time crashed = absl::Now();
+  const std::string dir = d.cluster().node(kNode1).config.data_root() + "/DB02";
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename() != "copy.state") std::filesystem::remove_all(entry.path());
+  }
+  ASSERT_OK(d.cluster().StartNode(kNode1));
+  ASSERT_TRUE(WaitCopyState(d, "DB02", "node1", v1::DISMOUNTED)) << d.CoordinatorLog();
+  // What the passive copies had copied is archived too: wait until it is.
+  absl::SleepFor(absl::Seconds(3));
+
+  auto [exit_code, restored] = RestoreWait(d, {"--unit", "DB02"});
+  ASSERT_EQ(exit_code, 0) << restored.DebugString();
+  ExpectPlanDone(restored);
+  uint64_t present = 0;
+  while (present < acknowledged.size()) {
+    auto got = d.cluster().Get(kNode1, "DB02", "DB02", 9, present);
+    ASSERT_OK(got);
+    if (!got->has_value()) break;
+    EXPECT_EQ(**got, ItemValue(9, present));
+    ++present;
+  }
+  for (uint64_t item = present; item < acknowledged.size(); ++item) {
+    auto got = d.cluster().Get(kNode1, "DB02", "DB02", 9, item);
+    ASSERT_OK(got);
+    ASSERT_FALSE(got->has_value()) << "item " << item << " is present after missing item "
+                                   << present << ": the restored items have a hole";
+  }
+  ASSERT_GT(present, 0u);
+  const absl::Duration lost = crashed - acknowledged[present - 1];
+  std::cerr << "archive RPO: " << present << " of " << acknowledged.size()
+            << " items restored; the newest restored item was acknowledged "
+            << absl::FormatDuration(lost) << " before the crash\n";
+  EXPECT_LT(lost, absl::Seconds(15)) << "the archive lags by more than the roll and an upload";
+  ExpectEveryCopyHolds(d, UnitDigest(d.cluster(), kNode1, "DB02"));
+}
+
+// An archiving agent killed in the middle of uploading a segment (its
+// packs and index written, its manifest not): after it restarts, the
+// archive goes on from what the repository holds, without a gap.
+TEST(DeploymentArchive, AnArchiverKilledMidUploadLeavesNoGap) {
+  Deployment d(Options(), "archive-kill");
+  ASSERT_OK(d.Start());
+  ASSERT_EQ(LoadAndBackUp(d, 1, 0, 20, "full").state(), v1::JOB_SUCCEEDED);
+  // Either passive node may archive: both die at their first segment's
+  // upload, once its index is written and before its manifest is.
+  for (int i : {kNode2, kNode3}) {
+    d.KillAgent(i);
+    ASSERT_OK(d.StartAgent(i, {{"DAGVAULT_CRASH_AT", "repository.backup.index_written"}}));
+  }
+  ASSERT_OK(d.WaitReporting());
+  ProcessResult set = d.Cli({"policy", "set", "--name", "archived", "--unit", "DB02", "--full",
+                             "0 1 * * *", "--archive-logs"});
+  ASSERT_EQ(set.exit_code, 0) << set.out << set.err;
+  Load(d, kNode1, 7, 0, 20);
+  auto crashed = [&](int i) {
+    return absl::StrContains(d.AgentLog(i), "crash point reached, killing self");
+  };
+  ASSERT_TRUE(WaitFor([&] { return crashed(kNode2) || crashed(kNode3); }, absl::Seconds(60)))
+      << d.CoordinatorLog();
+  for (int i : {kNode2, kNode3}) {
+    d.KillAgent(i);
+    ASSERT_OK(d.StartAgent(i));
+  }
+  ASSERT_OK(d.WaitReporting());
+  Load(d, kNode1, 7, 20, 20);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  auto active = d.cluster().Copy(kNode1, "DB02");
+  ASSERT_OK(active);
+  v1::ShowChainsResponse chains;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        chains = v1::ShowChainsResponse();
+        return d.CliJson({"chain", "show", "--unit", "DB02"}, &chains).ok() &&
+               chains.chains_size() == 1 &&
+               chains.chains(0).archived_high_generation() >= active->last_log_generation();
+      },
+      absl::Seconds(60)))
+      << chains.DebugString() << d.AgentLog(kNode2) << d.AgentLog(kNode3);
+  EXPECT_FALSE(chains.chains(0).archive_broken()) << chains.DebugString();
+  // Every archived generation after the Full is a restore point.
+  const uint32_t full_high = chains.chains(0).full().high_generation();
+  EXPECT_EQ(chains.chains(0).archived_low_generation(), full_high + 1);
 }
 
 TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrashFinishes) {

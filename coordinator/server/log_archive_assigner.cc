@@ -18,7 +18,7 @@ void LogArchiveAssigner::Tick() {
     log->warn("log archiving: the policies cannot be read: {}", policies.status());
     return;
   }
-  std::map<std::string, std::set<std::string>> wanted;            // node → units
+  std::map<std::string, std::set<std::string>> wanted;           // node → units
   std::map<std::string, std::map<std::string, uint32_t>> rolls;  // node → unit → seconds
   std::lock_guard<std::mutex> l(mu_);
   std::map<std::string, std::string> chosen;
@@ -38,7 +38,8 @@ void LogArchiveAssigner::Tick() {
       if (copies.empty()) continue;
       if (p.archive_roll_seconds() != 0) {
         for (const CopyView& c : copies) {
-          if (c.status.role() == v1::ACTIVE) rolls[c.status.node()][unit] = p.archive_roll_seconds();
+          if (c.status.role() == v1::ACTIVE)
+            rolls[c.status.node()][unit] = p.archive_roll_seconds();
         }
       }
       // The current archiver stays while it qualifies.

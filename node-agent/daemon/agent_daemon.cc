@@ -87,7 +87,8 @@ class Daemon final : public AgentDaemon {
           v1::AdminResponse response;
           grpc::ClientContext context;
           context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-          return FromGrpcStatus(admin_->RollLog(&context, request, &response), "mailstored RollLog");
+          return FromGrpcStatus(admin_->RollLog(&context, request, &response),
+                                "mailstored RollLog");
         },
         clock_, LogArchiver::Options{});
   }

@@ -1,6 +1,7 @@
 #include "repository/chain.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -91,10 +92,13 @@ absl::Status CheckOwnLogs(const Manifest& m) {
 // reaches adds nothing (an earlier upload of the same logs, or the other
 // side of a divergence, which the next segment then shows); the first that
 // does not join ends the archived range there.
-void ExtendWithArchive(Chain& chain, const std::vector<const Manifest*>& segments) {
+void ExtendWithArchive(Chain& chain, const std::vector<const Manifest*>& segments,
+                       uint32_t through) {
   const Manifest* previous = chain.incrementals.empty() ? chain.full : chain.incrementals.back();
   for (const Manifest* segment : segments) {
     if (segment->high_generation() <= previous->high_generation()) continue;
+    // Past the next chain's Full, the archive extends that chain instead.
+    if (segment->high_generation() > through) return;
     absl::Status joined = CheckJoin(*previous, *segment);
     if (!joined.ok()) {
       chain.archive_broken = BreakOf(*previous, *segment, joined);
@@ -156,9 +160,12 @@ absl::Status CheckJoin(const Manifest& previous, const Manifest& next) {
                                          Gen(previous.high_generation()), ", ", Describe(next),
                                          " begins at ", Gen(next.low_generation()), ")"));
   }
-  // Generations both hold must be the same bytes.
-  for (uint32_t g = std::max(next.low_generation(), previous.low_generation());
-       g < first_new && g <= next.high_generation(); ++g) {
+  // Generations both hold must be the same bytes. (A log archive segment
+  // may begin before the piece it follows: only what both hold compares.)
+  const uint32_t from = next.type() == dagvault::v1::LOG_ARCHIVE
+                            ? std::max(next.low_generation(), previous.low_generation())
+                            : next.low_generation();
+  for (uint32_t g = from; g < first_new && g <= next.high_generation(); ++g) {
     const ManifestFile* a = FindLog(previous, g);
     const ManifestFile* b = FindLog(next, g);
     if (a == nullptr || b == nullptr) {
@@ -262,8 +269,10 @@ std::vector<Chain> AssembleChains(const std::vector<const Manifest*>& manifests,
     std::stable_sort(segments.begin(), segments.end(), [](const Manifest* a, const Manifest* b) {
       return a->low_generation() < b->low_generation();
     });
-    for (Chain& c : chains) {
-      if (!c.broken) ExtendWithArchive(c, segments);
+    for (size_t i = 0; i < chains.size(); ++i) {
+      const uint32_t through = i + 1 < chains.size() ? chains[i + 1].full->high_generation()
+                                                     : std::numeric_limits<uint32_t>::max();
+      if (!chains[i].broken) ExtendWithArchive(chains[i], segments, through);
     }
   }
   return chains;

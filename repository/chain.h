@@ -49,7 +49,8 @@ struct Chain {
   std::optional<ChainBreak> broken;
   // Log archive segments past the last Incremental (or the Full), in
   // generation order; each joins the one before. Only for a chain that is
-  // not broken.
+  // not broken, and only up to the next chain's Full (the archive past it
+  // extends that chain).
   std::vector<const dagvault::v1::Manifest*> archived;
   // Where the archive stops joining the chain (a gap or a divergence).
   std::optional<ChainBreak> archive_broken;

@@ -145,7 +145,7 @@ v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<Bac
       // (every one before it, back to the last backup, is one too).
       point(*c.archived.back());
       info->set_archived_segments(static_cast<uint32_t>(c.archived.size()));
-      info->set_archived_low_generation(c.backed_up_high_generation() + 1);
+      info->set_archived_low_generation(LastPiece(c).high_generation() + 1);
       info->set_archived_high_generation(c.archived.back()->high_generation());
       info->set_archived_through_us(c.archived.back()->frozen_us());
       info->set_archived_newest_manifest(c.archived.back()->id());
@@ -163,6 +163,17 @@ v1::ShowChainsResponse ShowChains(const std::string& unit, const std::vector<Bac
                                : absl::StrCat("Incremental after generation ",
                                               Gen(next.base_high_generation), " (backup ",
                                               next.base_manifest, ")"));
+  return out;
+}
+
+std::vector<std::vector<std::string>> ArchivedSegmentsByChain(
+    const std::string& unit, const std::vector<BackupRecord>& backups,
+    const std::vector<ChainBreakRecord>& breaks) {
+  std::vector<std::vector<std::string>> out;
+  for (const Chain& c : ChainsOf(unit, backups, breaks)) {
+    std::vector<std::string>& ids = out.emplace_back();
+    for (const v1::Manifest* m : c.archived) ids.push_back(m->id());
+  }
   return out;
 }
 

@@ -20,6 +20,12 @@ dagvault::v1::ShowChainsResponse ShowChains(const std::string& unit,
                                             const std::vector<BackupRecord>& backups,
                                             const std::vector<ChainBreakRecord>& breaks);
 
+// The log archive segments (manifest ids) each chain of ShowChains's
+// answer takes in, chain by chain in the same order.
+std::vector<std::vector<std::string>> ArchivedSegmentsByChain(
+    const std::string& unit, const std::vector<BackupRecord>& backups,
+    const std::vector<ChainBreakRecord>& breaks);
+
 // What a requested backup becomes. An Incremental or a Differential with no
 // chain to follow, or whose newest chain is broken, becomes a Full, and
 // `promoted_because` says why.

@@ -1,6 +1,7 @@
 #include "coordinator/retention/expiry.h"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -46,6 +47,7 @@ std::vector<ExpiredChain> ExpiredChains(const v1::Policy& policy, const std::str
   }
   std::map<std::string, const BackupRecord*> by_id;
   for (const auto& b : backups) by_id[b.manifest] = &b;
+  std::vector<int> expired_chain;  // out[k] is chain expired_chain[k]
   const absl::Time cutoff = now - absl::Hours(24) * static_cast<double>(policy.keep_days());
   for (int i = 0; i < n; ++i) {
     const v1::ChainInfo& chain = shown.chains(i);
@@ -75,6 +77,46 @@ std::vector<ExpiredChain> ExpiredChains(const v1::Policy& policy, const std::str
     }
     expired.why = absl::StrCat("policy ", policy.name(), ": ", absl::StrJoin(reasons, " and "));
     out.push_back(std::move(expired));
+    expired_chain.push_back(i);
+  }
+  if (out.empty()) return out;
+  // Archived logs expire with the chain they extend, unless a kept chain
+  // takes them in too (a later Full of the same stream). A segment that no
+  // chain takes in (past a gap or a divergence) goes with the newest
+  // expired chain before the next kept Full that reaches past it.
+  const std::vector<std::vector<std::string>> archived =
+      ArchivedSegmentsByChain(unit, backups, breaks);
+  const std::set<int> expiring(expired_chain.begin(), expired_chain.end());
+  std::set<std::string> needed, in_a_chain;
+  for (int i = 0; i < n && i < static_cast<int>(archived.size()); ++i) {
+    for (const auto& id : archived[static_cast<size_t>(i)]) {
+      in_a_chain.insert(id);
+      if (!expiring.count(i)) needed.insert(id);
+    }
+  }
+  std::set<std::string> taken;
+  for (size_t k = 0; k < out.size(); ++k) {
+    const int i = expired_chain[k];
+    std::optional<uint32_t> bound;  // the next kept chain's Full reaches this far
+    for (int j = i + 1; j < n && !bound; ++j) {
+      if (!expiring.count(j)) bound = shown.chains(j).full().high_generation();
+    }
+    auto take = [&](const BackupRecord& b) {
+      if (needed.count(b.manifest) || !taken.insert(b.manifest).second) return;
+      out[k].pieces.push_back(b);
+    };
+    if (static_cast<size_t>(i) < archived.size()) {
+      for (const auto& id : archived[static_cast<size_t>(i)]) {
+        if (auto it = by_id.find(id); it != by_id.end()) take(*it->second);
+      }
+    }
+    if (!bound) continue;
+    for (const auto& b : backups) {
+      if (b.type == v1::LOG_ARCHIVE && !in_a_chain.count(b.manifest) &&
+          b.high_generation <= *bound) {
+        take(b);
+      }
+    }
   }
   return out;
 }

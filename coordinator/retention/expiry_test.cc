@@ -88,6 +88,26 @@ TEST(ExpiryTest, WholeChainsBeyondTheNewestNExpireWithTheirIncrementals) {
   EXPECT_THAT(ExpiredChains(KeepPolicy(0, 0), "DB02", backups, {}, kNow), IsEmpty());
 }
 
+// Archived log segments (issue 19 §1) expire with the chain they extend,
+// unless a kept chain takes them in too; one that no chain takes in (past
+// a gap) goes with the expired chain before the next kept Full.
+TEST(ExpiryTest, ArchivedLogsExpireWithTheChainTheyExtend) {
+  std::vector<BackupRecord> backups = ThreeChains();
+  const BackupRecord first_archive = Piece(v1::LOG_ARCHIVE, 6, 7, 29);    // extends chain 1
+  const BackupRecord orphan = Piece(v1::LOG_ARCHIVE, 9, 9, 28);           // past a gap
+  const BackupRecord newest_archive = Piece(v1::LOG_ARCHIVE, 16, 17, 9);  // extends chain 3
+  backups.push_back(first_archive);
+  backups.push_back(orphan);
+  backups.push_back(newest_archive);
+  auto expired = ExpiredChains(KeepPolicy(1, 0), "DB02", backups, {}, kNow);
+  const std::vector<std::string> ids = Ids(expired);
+  EXPECT_THAT(ids, ::testing::Contains(first_archive.manifest));
+  EXPECT_THAT(ids, ::testing::Contains(orphan.manifest));
+  EXPECT_THAT(ids, ::testing::Not(::testing::Contains(newest_archive.manifest)));
+  // Chain 1's Full, Incremental and archive; chain 2's pieces; the orphan.
+  EXPECT_EQ(ids.size(), 6u);
+}
+
 TEST(ExpiryTest, AChainIsAsOldAsItsNewestPieceAndDaysAndCountBothKeep) {
   auto backups = ThreeChains();
   // 25 days: the chain whose Incremental is 20 days old stays.

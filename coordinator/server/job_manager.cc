@@ -246,6 +246,10 @@ absl::StatusOr<JobRecord> JobManager::StartBackup(const v1::StartBackupRequest& 
   if (request.type() == v1::BACKUP_TYPE_UNSPECIFIED) {
     return absl::InvalidArgumentError("backup start: the backup type is missing");
   }
+  if (request.type() == v1::LOG_ARCHIVE) {
+    return absl::InvalidArgumentError(
+        "backup start: a log archive is no backup type; set --archive-logs on the unit's policy");
+  }
   auto selection_policy = SelectionPolicyOf(request);
   if (!selection_policy.ok()) return selection_policy.status();
   const SelectionPolicy& policy = *selection_policy;

@@ -100,16 +100,18 @@ void LogArchiveAssigner::OnReport(const v1::NodeReport& report) {
     bool holds = false;
     for (const CopyView& c : topology_->CopiesOf(m.unit()))
       holds |= c.status.node() == report.node();
+    const BackupRecord record = BackupRecordOf(m);
     if (m.type() != v1::LOG_ARCHIVE || m.id().empty() || m.source_node() != report.node() ||
-        !holds) {
+        !holds || !record.verified) {
       log->warn(
-          "node {} reported segment {} of unit {} that is no log archive of a copy it holds; "
+          "node {} reported segment {} of unit {} that is no verified log archive of a copy it "
+          "holds; "
           "ignored",
           report.node(), m.id(), m.unit());
       ack.mutable_archive_ack()->add_manifests(m.id());
       continue;
     }
-    if (absl::Status s = catalog_->PutBackup(BackupRecordOf(m)); !s.ok()) {
+    if (absl::Status s = catalog_->PutBackup(record); !s.ok()) {
       log->warn("unit {}: log archive segment {} not catalogued yet: {}", m.unit(), m.id(), s);
       continue;  // reported again
     }

@@ -90,7 +90,7 @@ class Daemon final : public AgentDaemon {
           return FromGrpcStatus(admin_->RollLog(&context, request, &response),
                                 "mailstored RollLog");
         },
-        clock_, LogArchiver::Options{});
+        clock_, LogArchiver::Options{.state_path = ArchivedSegmentsPath()});
   }
 
   absl::Status Init() {
@@ -652,6 +652,12 @@ class Daemon final : public AgentDaemon {
     }
     DAGVAULT_CRASH_POINT("agent.result.kept");
     Write(m);
+  }
+
+  std::string ArchivedSegmentsPath() const {
+    const std::string dir =
+        config_.state_dir().empty() ? "/var/lib/dagvault-agent" : config_.state_dir();
+    return JoinPath(dir, absl::StrCat("archived-", config_.node(), ".pb"));
   }
 
   std::string UndeliveredPath() const {

@@ -3,6 +3,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "repository/chain.h"
@@ -18,7 +20,34 @@ LogArchiver::LogArchiver(std::string node, RepositoryFn repository, MetadataFn m
       metadata_(std::move(metadata)),
       roll_(std::move(roll)),
       clock_(clock),
-      options_(options) {}
+      options_(std::move(options)) {
+  if (options_.state_path.empty()) return;
+  auto kept = ReadFileToString(options_.state_path);
+  v1::UnacknowledgedSegments segments;
+  if (kept.ok() && segments.ParseFromString(*kept)) {
+    pending_.assign(segments.segments().begin(), segments.segments().end());
+  }
+}
+
+void LogArchiver::AddPendingLocked(const v1::Manifest& summary) {
+  for (const auto& m : pending_) {
+    if (m.id() == summary.id()) return;
+  }
+  pending_.push_back(summary);
+  PersistPendingLocked();
+}
+
+void LogArchiver::PersistPendingLocked() {
+  if (options_.state_path.empty()) return;
+  v1::UnacknowledgedSegments segments;
+  for (const auto& m : pending_) *segments.add_segments() = m;
+  if (absl::Status s = WriteFileAtomically(options_.state_path, segments.SerializeAsString(), 0600);
+      !s.ok()) {
+    logging::Get("agent.archive")
+        ->error("could not keep {} unacknowledged log archive segment(s) on disk: {}",
+                pending_.size(), s);
+  }
+}
 
 void LogArchiver::SetUnits(const std::vector<std::string>& units) {
   std::lock_guard<std::mutex> l(mu_);
@@ -37,7 +66,10 @@ void LogArchiver::SetRolls(const std::map<std::string, uint32_t>& seconds_by_uni
 void LogArchiver::Acknowledged(const std::vector<std::string>& manifests) {
   const std::set<std::string> done(manifests.begin(), manifests.end());
   std::lock_guard<std::mutex> l(mu_);
-  std::erase_if(pending_, [&](const v1::Manifest& m) { return done.count(m.id()) != 0; });
+  if (std::erase_if(pending_, [&](const v1::Manifest& m) { return done.count(m.id()) != 0; }) !=
+      0) {
+    PersistPendingLocked();
+  }
 }
 
 int LogArchiver::RunOnce() {
@@ -125,14 +157,26 @@ absl::StatusOr<bool> LogArchiver::ArchiveNext(const std::string& unit, UnitState
   const bool active = copy.role() == v1::ACTIVE;
   // What this copy holds closed: the active copy's closed generations, a
   // passive copy's copied (and checked) ones.
-  const uint32_t available = active ? copy.last_log_generation() : copy.last_inspected_generation();
+  uint32_t available = active ? copy.last_log_generation() : copy.last_inspected_generation();
   ASSIGN_OR_RETURN(const repository::Repository* repo, repository_());
   if (!state.base) {
     ASSIGN_OR_RETURN(ArchiveBase base, ArchiveBaseFromRepository(*repo, unit));
-    state.base = base;
-    state.archived_through = base.high_generation;
+    {
+      // A segment written just before a restart may never have been
+      // acknowledged: the latest go to the coordinator again.
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& m : base.recent_segments) AddPendingLocked(m);
+    }
+    base.recent_segments.clear();
+    state.base = std::move(base);
+    state.archived_through = state.base->high_generation;
   }
   if (available <= state.base->high_generation) return false;
+  const uint32_t waiting = available - state.base->high_generation;
+  if (waiting < options_.max_generations_per_segment &&
+      clock_->Monotonic() - state.last_segment_at < options_.min_segment_interval) {
+    return false;  // batched into the next segment
+  }
   LogArchiveSpec spec;
   spec.unit = unit;
   spec.node = node_;
@@ -140,6 +184,13 @@ absl::StatusOr<bool> LogArchiver::ArchiveNext(const std::string& unit, UnitState
   spec.log_dir = found->log_dir();
   spec.log_prefix = found->log_prefix();
   spec.low_generation = state.base->high_generation + 1;
+  // The active copy reports a generation closed a moment before its file
+  // has its closed name: archive up to the newest whose file is there.
+  auto file_of = [&](uint32_t g) {
+    return JoinPath(spec.log_dir, absl::StrFormat("%s%08X.log", spec.log_prefix, g));
+  };
+  while (available > state.base->high_generation && !PathExists(file_of(available))) --available;
+  if (available <= state.base->high_generation) return false;
   spec.high_generation =
       std::min(available, spec.low_generation + options_.max_generations_per_segment - 1);
   ASSIGN_OR_RETURN(LogArchiveResult result, ArchiveLogs(*repo, spec, *state.base));
@@ -154,14 +205,18 @@ absl::StatusOr<bool> LogArchiver::ArchiveNext(const std::string& unit, UnitState
   next.high_log_sha256 = next.log_sha256[next.high_generation];
   state.base = std::move(next);
   state.archived_through = state.base->high_generation;
+  state.last_segment_at = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);
-  pending_.push_back(result.summary);
+  AddPendingLocked(result.summary);
   return true;
 }
 
 void LogArchiver::FillReport(v1::NodeReport* report) {
   std::lock_guard<std::mutex> l(mu_);
-  for (const auto& m : pending_) *report->add_archived_segments() = m;
+  for (size_t i = 0; i < pending_.size() && static_cast<int>(i) < options_.max_segments_per_report;
+       ++i) {
+    *report->add_archived_segments() = pending_[i];
+  }
   for (const auto& [unit, state] : units_) {
     v1::ArchiveProgress* p = report->add_archives();
     p->set_unit(unit);

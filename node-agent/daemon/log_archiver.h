@@ -39,6 +39,15 @@ class LogArchiver {
   struct Options {
     absl::Duration retry_after_error = absl::Seconds(10);
     uint32_t max_generations_per_segment = 64;
+    // A unit's next segment waits this long after its last unless
+    // max_generations_per_segment are waiting: a busy unit writes a
+    // manifest every few seconds, not every generation.
+    absl::Duration min_segment_interval = absl::Seconds(3);
+    // Segments reported per node report at most (oldest first): a report
+    // stays small after a long coordinator outage.
+    int max_segments_per_report = 64;
+    // Where unacknowledged segments are kept across restarts ("": not).
+    std::string state_path;
   };
   using MetadataFn = std::function<absl::StatusOr<dagvault::v1::WriterMetadata>()>;
   // The repository, opened once and kept (opening it derives the key).
@@ -65,6 +74,7 @@ class LogArchiver {
   struct UnitState {
     std::optional<ArchiveBase> base;  // unset: read from the repository
     uint32_t archived_through = 0;
+    absl::Duration last_segment_at = -absl::InfiniteDuration();  // monotonic
     std::string error;
     absl::Time error_since;
     absl::Duration retry_at = -absl::InfiniteDuration();  // monotonic
@@ -79,6 +89,9 @@ class LogArchiver {
   const RollFn roll_;
   Clock* const clock_;
   const Options options_;
+  // Adds a segment to report; mu_ held. Kept on disk when a state path is set.
+  void AddPendingLocked(const dagvault::v1::Manifest& summary);
+  void PersistPendingLocked();
   std::mutex mu_;  // units_, pending_
   std::map<std::string, UnitState> units_;
   std::map<std::string, uint32_t> rolls_;

@@ -52,6 +52,10 @@ absl::StatusOr<ArchiveBase> ArchiveBaseFromRepository(const repository::Reposito
                                             " does not hold its high generation's log"));
   }
   base.high_log_sha256 = high->second;
+  const size_t recent = std::min<size_t>(c.archived.size(), 16);
+  for (size_t i = c.archived.size() - recent; i < c.archived.size(); ++i) {
+    base.recent_segments.push_back(repository::ChainSummaryOf(*c.archived[i]));
+  }
   return base;
 }
 

@@ -46,6 +46,10 @@ struct ArchiveBase {
   std::vector<std::string> database_signatures;
   std::string high_log_sha256;                 // 32 bytes
   std::map<uint32_t, std::string> log_sha256;  // the piece's logs
+  // The newest chain's latest archive segments (summaries), at most 16:
+  // reported again after a restart, in case one was written but never
+  // acknowledged (cataloguing is idempotent).
+  std::vector<dagvault::v1::Manifest> recent_segments;
 };
 
 // The newest chain of `unit` in the repository, with its archived logs:

@@ -265,6 +265,11 @@ TEST(DeploymentReseed, ALostPassiveCopyIsRebuiltFromTheRepositoryAndGetsOnlyNewe
   EXPECT_EQ(SentBy1(d, "node2", true), seeds_before);
   EXPECT_EQ(SentBy1(d, "node2", false) - logs_before, newer_logs);
   EXPECT_GT(newer_logs, 0u);
+  const uint64_t database =
+      std::filesystem::file_size(d.cluster().node(kNode1).config.data_root() + "/DB02/DB02.edb");
+  std::cerr << "reseed from the repository: node1 sent node2 " << newer_logs << " bytes of logs ("
+            << copy->last_log_generation() - full_high << " generations) and no seed; its database "
+            << "is " << database << " bytes\n";
 
   // Forced, a Healthy copy is rebuilt the same way.
   auto [forced_exit, forced] =
@@ -277,6 +282,21 @@ TEST(DeploymentReseed, ALostPassiveCopyIsRebuiltFromTheRepositoryAndGetsOnlyNewe
   auto status = d.Status();
   ASSERT_OK(status.status());
   EXPECT_EQ(status->leases_size(), 0);
+}
+
+// Waits until DB02's one chain has its logs archived through `generation`,
+// without a break in the archive; `chains` is `chain show` then.
+void WaitArchivedThrough(Deployment& d, uint32_t generation, v1::ShowChainsResponse* chains) {
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        *chains = v1::ShowChainsResponse();
+        return d.CliJson({"chain", "show", "--unit", "DB02"}, chains).ok() &&
+               chains->chains_size() == 1 &&
+               chains->chains(0).archived_high_generation() >= generation;
+      },
+      absl::Seconds(60)))
+      << chains->DebugString() << d.AgentLog(kNode2) << d.AgentLog(kNode3);
+  EXPECT_FALSE(chains->chains(0).archive_broken()) << chains->DebugString();
 }
 
 // Continuous log archiving (issue 19 §1): a policy with --archive-logs has
@@ -303,15 +323,7 @@ TEST(DeploymentArchive, EveryCopyIsRestoredToTheNewestArchivedGeneration) {
 
   // The archive reaches the newest closed generation.
   v1::ShowChainsResponse chains;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        chains = v1::ShowChainsResponse();
-        return d.CliJson({"chain", "show", "--unit", "DB02"}, &chains).ok() &&
-               chains.chains_size() == 1 && chains.chains(0).archived_high_generation() >= newest;
-      },
-      absl::Seconds(60)))
-      << chains.DebugString() << d.AgentLog(kNode2) << d.AgentLog(kNode3);
-  EXPECT_FALSE(chains.chains(0).archive_broken()) << chains.DebugString();
+  ASSERT_NO_FATAL_FAILURE(WaitArchivedThrough(d, newest, &chains));
   ProcessResult shown = d.Cli({"chain", "show", "--unit", "DB02"});
   EXPECT_THAT(shown.out, HasSubstr("archived logs:"));
   v1::ListBackupsResponse list;
@@ -426,16 +438,7 @@ TEST(DeploymentArchive, AnArchiverKilledMidUploadLeavesNoGap) {
   auto active = d.cluster().Copy(kNode1, "DB02");
   ASSERT_OK(active);
   v1::ShowChainsResponse chains;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        chains = v1::ShowChainsResponse();
-        return d.CliJson({"chain", "show", "--unit", "DB02"}, &chains).ok() &&
-               chains.chains_size() == 1 &&
-               chains.chains(0).archived_high_generation() >= active->last_log_generation();
-      },
-      absl::Seconds(60)))
-      << chains.DebugString() << d.AgentLog(kNode2) << d.AgentLog(kNode3);
-  EXPECT_FALSE(chains.chains(0).archive_broken()) << chains.DebugString();
+  ASSERT_NO_FATAL_FAILURE(WaitArchivedThrough(d, active->last_log_generation(), &chains));
   // Every archived generation after the Full is a restore point.
   const uint32_t full_high = chains.chains(0).full().high_generation();
   EXPECT_EQ(chains.chains(0).archived_low_generation(), full_high + 1);

@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -255,6 +256,13 @@ class JobManager : public BackupStarter {
                                                   const std::vector<std::string>& chain,
                                                   uint32_t target, const std::string& requested_by,
                                                   Outbox* outbox);
+  // The unit's newest all-copies restore (not a reseed), when its plan
+  // stopped part-way; nothing when it finished or there is none.
+  struct StoppedPlan {
+    JobRecord record;
+    dagvault::v1::RestorePlan plan;
+  };
+  absl::StatusOr<std::optional<StoppedPlan>> StoppedAllCopiesRestore(const std::string& unit);
   // Marks the steps whose every node has finished as done, sends every
   // operation the plan can run now (on each node without one in flight),
   // or ends the job when every step is done.

@@ -96,19 +96,15 @@ absl::StatusOr<JobRecord> JobManager::StartReseed(const v1::StartReseedRequest& 
                      ReserveUnit(unit, /*restore=*/true, /*wait=*/true));
     // An all-copies restore stopped part-way owns the copies' state (its
     // re-run resumes with the passive copies suspended): it goes first.
-    ASSIGN_OR_RETURN(auto jobs, catalog_->ListJobs(unit, 20));
-    for (const JobRecord& j : jobs) {
-      if (j.kind != "restore" || j.plan.empty()) continue;
-      v1::RestorePlan earlier;
-      if (!earlier.ParseFromString(j.plan) || earlier.reseed()) continue;
-      if (const v1::RestoreStep* stopped = FirstStepNotDone(earlier)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "unit ", unit, ": the all-copies restore ", j.id, " stopped at step ",
-            stopped->number(), " (", stopped->name(),
-            "); finish it first by running its `dagvault restore start` again (job show ", j.id,
-            " says how)"));
-      }
-      break;
+    ASSIGN_OR_RETURN(std::optional<StoppedPlan> earlier, StoppedAllCopiesRestore(unit));
+    if (earlier) {
+      const v1::RestoreStep* stopped = FirstStepNotDone(earlier->plan);
+      const std::string& id = earlier->record.id;
+      return absl::FailedPreconditionError(absl::StrCat(
+          "unit ", unit, ": the all-copies restore ", id, " stopped at step ", stopped->number(),
+          " (", stopped->name(),
+          "); finish it first by running its `dagvault restore start` again (job show ", id,
+          " says how)"));
     }
     ASSIGN_OR_RETURN(auto backups, catalog_->Backups(unit));
     ASSIGN_OR_RETURN(auto breaks, catalog_->ChainBreaks(unit));

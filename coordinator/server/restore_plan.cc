@@ -184,6 +184,20 @@ v1::JobAssignment JobManager::RestoreAssignmentOf(const JobRecord& record,
   return job;
 }
 
+absl::StatusOr<std::optional<JobManager::StoppedPlan>> JobManager::StoppedAllCopiesRestore(
+    const std::string& unit) {
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, catalog_->ListJobs(unit, 20));
+  for (const JobRecord& r : jobs) {
+    if (r.kind != "restore" || r.plan.empty()) continue;
+    StoppedPlan stopped{r, {}};
+    if (!stopped.plan.ParseFromString(r.plan)) break;
+    if (stopped.plan.reseed()) continue;  // a reseed of one copy, not a restore
+    if (FirstStepNotDone(stopped.plan) == nullptr) break;
+    return stopped;
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartRestoreRequest& request,
                                                             const std::vector<std::string>& chain,
                                                             uint32_t target,
@@ -220,30 +234,23 @@ absl::StatusOr<JobRecord> JobManager::StartAllCopiesRestore(const v1::StartResto
   // is resumed rather than started again.
   std::string earlier_note;
   Active a;
-  auto jobs = catalog_->ListJobs(request.unit(), 20);
-  if (!jobs.ok()) return jobs.status();
-  for (const JobRecord& r : *jobs) {
-    if (r.kind != "restore" || r.plan.empty()) continue;
-    v1::RestorePlan earlier;
-    if (!earlier.ParseFromString(r.plan)) break;
-    if (earlier.reseed()) continue;  // a reseed of one copy, not a restore
-    if (FirstStepNotDone(earlier) == nullptr) break;
+  ASSIGN_OR_RETURN(std::optional<StoppedPlan> stopped, StoppedAllCopiesRestore(request.unit()));
+  if (stopped) {
+    const JobRecord& r = stopped->record;
+    v1::RestorePlan& earlier = stopped->plan;
     if (!SameTarget(earlier, plan)) {
       earlier_note =
           absl::StrCat("; job ", r.id, " stopped at step ", FirstStepNotDone(earlier)->number(),
                        " for another restore point: this one starts at step 1");
-      break;
-    }
-    if (!SameCopies(earlier, plan)) {
+    } else if (!SameCopies(earlier, plan)) {
       earlier_note =
           absl::StrCat("; job ", r.id, " stopped at step ", FirstStepNotDone(earlier)->number(),
                        " with the active copy on ", earlier.active_node(),
                        "; the copies have moved since: this one starts at step 1");
-      break;
+    } else {
+      a.record = r;
+      a.restore_plan = earlier;
     }
-    a.record = r;
-    a.restore_plan = earlier;
-    break;
   }
   const absl::Time now = clock_->Now();
   a.all_copies = true;

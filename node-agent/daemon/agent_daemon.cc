@@ -654,17 +654,14 @@ class Daemon final : public AgentDaemon {
     Write(m);
   }
 
-  std::string ArchivedSegmentsPath() const {
+  // A file of this node's in the agent's state folder.
+  std::string StatePath(const std::string& what) const {
     const std::string dir =
         config_.state_dir().empty() ? "/var/lib/dagvault-agent" : config_.state_dir();
-    return JoinPath(dir, absl::StrCat("archived-", config_.node(), ".pb"));
+    return JoinPath(dir, absl::StrCat(what, "-", config_.node(), ".pb"));
   }
-
-  std::string UndeliveredPath() const {
-    const std::string dir =
-        config_.state_dir().empty() ? "/var/lib/dagvault-agent" : config_.state_dir();
-    return JoinPath(dir, absl::StrCat("undelivered-", config_.node(), ".pb"));
-  }
+  std::string ArchivedSegmentsPath() const { return StatePath("archived"); }
+  std::string UndeliveredPath() const { return StatePath("undelivered"); }
 
   // The results a run before this one kept for the coordinator.
   absl::Status LoadUndelivered() {

@@ -3,7 +3,6 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -186,24 +185,15 @@ absl::StatusOr<bool> LogArchiver::ArchiveNext(const std::string& unit, UnitState
   spec.low_generation = state.base->high_generation + 1;
   // The active copy reports a generation closed a moment before its file
   // has its closed name: archive up to the newest whose file is there.
-  auto file_of = [&](uint32_t g) {
-    return JoinPath(spec.log_dir, absl::StrFormat("%s%08X.log", spec.log_prefix, g));
-  };
-  while (available > state.base->high_generation && !PathExists(file_of(available))) --available;
+  while (available > state.base->high_generation &&
+         !PathExists(LogFilePath(spec.log_dir, spec.log_prefix, available))) {
+    --available;
+  }
   if (available <= state.base->high_generation) return false;
   spec.high_generation =
       std::min(available, spec.low_generation + options_.max_generations_per_segment - 1);
   ASSIGN_OR_RETURN(LogArchiveResult result, ArchiveLogs(*repo, spec, *state.base));
-  ArchiveBase next;
-  next.manifest = result.summary.id();
-  next.high_generation = result.summary.high_generation();
-  next.log_signature = state.base->log_signature;
-  next.database_signatures = state.base->database_signatures;
-  for (const auto& f : result.summary.files()) {
-    if (f.role() == "log") next.log_sha256[f.generation()] = f.sha256();
-  }
-  next.high_log_sha256 = next.log_sha256[next.high_generation];
-  state.base = std::move(next);
+  ASSIGN_OR_RETURN(state.base, ArchiveBaseOf(result.summary));
   state.archived_through = state.base->high_generation;
   state.last_segment_at = clock_->Monotonic();
   std::lock_guard<std::mutex> l(mu_);

@@ -18,6 +18,30 @@ std::string Gen(uint32_t g) { return absl::StrFormat("0x%08X", g); }
 
 }  // namespace
 
+std::string LogFilePath(const std::string& log_dir, const std::string& log_prefix,
+                        uint32_t generation) {
+  return JoinPath(log_dir, absl::StrFormat("%s%08X.log", log_prefix, generation));
+}
+
+absl::StatusOr<ArchiveBase> ArchiveBaseOf(const v1::Manifest& piece) {
+  ArchiveBase base;
+  base.manifest = piece.id();
+  base.high_generation = piece.high_generation();
+  base.log_signature = piece.log_signature();
+  base.database_signatures.assign(piece.database_signatures().begin(),
+                                  piece.database_signatures().end());
+  for (const auto& f : piece.files()) {
+    if (f.role() == "log") base.log_sha256[f.generation()] = f.sha256();
+  }
+  auto high = base.log_sha256.find(base.high_generation);
+  if (high == base.log_sha256.end()) {
+    return absl::DataLossError(absl::StrCat("backup ", piece.id(), " of unit ", piece.unit(),
+                                            " does not hold its high generation's log"));
+  }
+  base.high_log_sha256 = high->second;
+  return base;
+}
+
 absl::StatusOr<ArchiveBase> ArchiveBaseFromRepository(const repository::Repository& repo,
                                                       const std::string& unit) {
   ASSIGN_OR_RETURN(std::vector<v1::Manifest> manifests, repo.ReadManifestsOfUnit(unit));
@@ -37,21 +61,7 @@ absl::StatusOr<ArchiveBase> ArchiveBaseFromRepository(const repository::Reposito
   const v1::Manifest* piece = !c.archived.empty()       ? c.archived.back()
                               : !c.incrementals.empty() ? c.incrementals.back()
                                                         : c.full;
-  ArchiveBase base;
-  base.manifest = piece->id();
-  base.high_generation = piece->high_generation();
-  base.log_signature = piece->log_signature();
-  base.database_signatures.assign(piece->database_signatures().begin(),
-                                  piece->database_signatures().end());
-  for (const auto& f : piece->files()) {
-    if (f.role() == "log") base.log_sha256[f.generation()] = f.sha256();
-  }
-  auto high = base.log_sha256.find(base.high_generation);
-  if (high == base.log_sha256.end()) {
-    return absl::DataLossError(absl::StrCat("backup ", piece->id(), " of unit ", unit,
-                                            " does not hold its high generation's log"));
-  }
-  base.high_log_sha256 = high->second;
+  ASSIGN_OR_RETURN(ArchiveBase base, ArchiveBaseOf(*piece));
   const size_t recent = std::min<size_t>(c.archived.size(), 16);
   for (size_t i = c.archived.size() - recent; i < c.archived.size(); ++i) {
     base.recent_segments.push_back(repository::ChainSummaryOf(*c.archived[i]));
@@ -77,8 +87,8 @@ absl::StatusOr<LogArchiveResult> ArchiveLogs(const repository::Repository& repo,
   std::vector<repository::BackupFile> files;
   std::vector<std::string> sources;
   for (uint32_t g = spec.low_generation; g <= spec.high_generation; ++g) {
-    const std::string name = absl::StrFormat("%s%08X.log", spec.log_prefix, g);
-    const std::string path = JoinPath(spec.log_dir, name);
+    const std::string path = LogFilePath(spec.log_dir, spec.log_prefix, g);
+    const std::string name = BaseName(path);
     if (!PathExists(path)) {
       return absl::NotFoundError(absl::StrCat("unit ", spec.unit, ": log generation ", Gen(g), " (",
                                               path, ") is not on ", spec.node,

@@ -52,6 +52,14 @@ struct ArchiveBase {
   std::vector<dagvault::v1::Manifest> recent_segments;
 };
 
+// Where a copy keeps generation g: <log_dir>/<prefix><g as 8 hex digits>.log.
+std::string LogFilePath(const std::string& log_dir, const std::string& log_prefix,
+                        uint32_t generation);
+
+// What a segment after `piece` (a Full, an Incremental or a segment) must
+// continue; DataLoss when the piece lacks its high generation's log.
+absl::StatusOr<ArchiveBase> ArchiveBaseOf(const dagvault::v1::Manifest& piece);
+
 // The newest chain of `unit` in the repository, with its archived logs:
 // NotFound without a Full.
 absl::StatusOr<ArchiveBase> ArchiveBaseFromRepository(const repository::Repository& repo,

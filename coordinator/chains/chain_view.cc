@@ -31,11 +31,22 @@ std::vector<Chain> ChainsOf(const std::string& unit, const std::vector<BackupRec
   for (Chain& c : chains) {
     if (c.broken) continue;
     for (const auto& b : breaks) {
-      if (b.unit == unit && b.after_manifest == LastPiece(c).id()) {
+      if (b.unit != unit) continue;
+      if (b.after_manifest == LastPiece(c).id()) {
         c.broken = repository::ChainBreak{b.generation, b.reason};
         // Past a recorded break, no archived log extends this chain.
         c.archived.clear();
         c.archive_broken.reset();
+        continue;
+      }
+      // An archiver found its copy's stream does not follow this segment:
+      // the chain ends with it.
+      for (size_t i = 0; i < c.archived.size(); ++i) {
+        if (c.archived[i]->id() != b.after_manifest) continue;
+        c.archived.resize(i + 1);
+        c.broken = repository::ChainBreak{b.generation, b.reason};
+        c.archive_broken.reset();
+        break;
       }
     }
   }

@@ -107,5 +107,47 @@ TEST(ChainView, ADivergedArchiveIsNamedAndARecordedBreakEndsIt) {
   EXPECT_TRUE(shown.chains(0).broken());
 }
 
+// An archiver whose copy's stream no longer follows the archive (a lossy
+// activation) records the break after the segment it cannot follow: the
+// chain ends with that segment, like a backup's break, and the next
+// Incremental becomes a Full.
+TEST(ChainView, ABreakAnArchiverRecordedEndsTheChainWithItsSegment) {
+  const std::vector<BackupRecord> records = {
+      Piece(v1::FULL, 1, 5, 0),
+      Piece(v1::LOG_ARCHIVE, 6, 7, 2),
+      Piece(v1::LOG_ARCHIVE, 8, 9, 3),
+  };
+  ChainBreakRecord recorded;
+  recorded.unit = "DB02";
+  recorded.after_manifest = records[1].manifest;
+  recorded.generation = 8;
+  recorded.reason = "archiving from node2: the log stream diverged; take a Full";
+  const v1::ShowChainsResponse shown = ShowChains("DB02", records, {recorded});
+  ASSERT_EQ(shown.chains_size(), 1);
+  const v1::ChainInfo& c = shown.chains(0);
+  EXPECT_TRUE(c.broken());
+  EXPECT_EQ(c.broken_at_generation(), 8u);
+  EXPECT_THAT(c.broken_reason(), HasSubstr("archiving from node2"));
+  EXPECT_EQ(c.archived_segments(), 1u);
+  EXPECT_EQ(c.archived_high_generation(), 7u);
+  ASSERT_EQ(c.restore_points_size(), 2);
+  EXPECT_EQ(c.restore_points(1).generation(), 7u);
+  EXPECT_THAT(shown.next_incremental(), HasSubstr("Full: the newest chain"));
+  EXPECT_THAT(shown.next_incremental(), HasSubstr("is broken at generation 0x00000008"));
+
+  uint32_t target = 0;
+  auto latest = RestorePlan("DB02", records, {recorded}, 0, absl::InfinitePast(), &target);
+  EXPECT_THAT(std::string(latest.status().message()),
+              HasSubstr("restore to generation 0x00000007 or earlier"));
+  auto at7 = RestorePlan("DB02", records, {recorded}, 7, absl::InfinitePast(), &target);
+  ASSERT_TRUE(at7.ok()) << at7.status();
+  EXPECT_EQ(at7->back().id(), records[1].manifest);
+  auto at9 = RestorePlan("DB02", records, {recorded}, 9, absl::InfinitePast(), &target);
+  EXPECT_FALSE(at9.ok());
+  // A break recorded for another unit changes nothing.
+  recorded.unit = "DB01";
+  EXPECT_FALSE(ShowChains("DB02", records, {recorded}).chains(0).broken());
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

@@ -1,6 +1,10 @@
 #include "coordinator/server/log_archive_assigner.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/events.h"
 #include "common/logging.h"
 #include "coordinator/selection/source_selection.h"
 
@@ -93,6 +97,9 @@ void LogArchiveAssigner::Tick() {
 }
 
 void LogArchiveAssigner::OnReport(const v1::NodeReport& report) {
+  for (const v1::ArchiveProgress& p : report.archives()) {
+    if (p.break_generation() != 0) RecordBreak(report.node(), p);
+  }
   if (report.archived_segments_size() == 0) return;
   auto log = logging::Get("coordinator.archive");
   v1::CoordinatorMessage ack;
@@ -119,6 +126,58 @@ void LogArchiveAssigner::OnReport(const v1::NodeReport& report) {
   }
   if (ack.archive_ack().manifests_size() == 0) return;
   if (auto channel = topology_->ChannelOf(report.node())) channel->Send(ack);
+}
+
+void LogArchiveAssigner::RecordBreak(const std::string& node, const v1::ArchiveProgress& p) {
+  const std::pair<std::string, std::string> key(p.unit(), p.break_after_manifest());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (recorded_breaks_.count(key) != 0) return;
+  }
+  auto log = logging::Get("coordinator.archive");
+  bool holds = false;
+  for (const CopyView& c : topology_->CopiesOf(p.unit())) holds |= c.status.node() == node;
+  auto backups = catalog_->Backups(p.unit());
+  auto breaks = catalog_->ChainBreaks(p.unit());
+  if (!backups.ok() || !breaks.ok()) {
+    log->warn("unit {}: the archive break {} reported cannot be checked yet: {}", p.unit(), node,
+              !backups.ok() ? backups.status() : breaks.status());
+    return;  // reported again
+  }
+  const bool catalogued = std::any_of(backups->begin(), backups->end(), [&](const BackupRecord& b) {
+    return b.manifest == p.break_after_manifest();
+  });
+  if (!holds || !catalogued) {
+    log->warn(
+        "node {} reported that unit {}'s logs do not follow {}, which is no catalogued backup "
+        "of a copy it holds; ignored",
+        node, p.unit(), p.break_after_manifest());
+    return;
+  }
+  const bool known = std::any_of(breaks->begin(), breaks->end(), [&](const ChainBreakRecord& b) {
+    return b.after_manifest == p.break_after_manifest();
+  });
+  if (!known) {
+    const std::string generation = absl::StrFormat("0x%08X", p.break_generation());
+    const std::string reason = absl::StrCat("archiving from ", node, ": ", p.error());
+    const ChainBreakRecord broken{
+        p.unit(), p.break_after_manifest(), p.break_generation(), reason, absl::Now(), ""};
+    if (absl::Status s = catalog_->PutChainBreak(broken); !s.ok()) {
+      log->error("catalog: chain break of unit {}: {}", p.unit(), s);
+      return;  // reported again
+    }
+    events::Emit("coordinator", spdlog::level::warn, events::EventId::kChainBroken,
+                 absl::StrCat("the chain of unit ", p.unit(), " is broken at generation ",
+                              generation, " after ", p.break_after_manifest(), ": ", reason,
+                              "; the next Incremental of ", p.unit(),
+                              " becomes a Full, and archiving goes on after it"),
+                 {{"unit", p.unit()},
+                  {"node", node},
+                  {"generation", generation},
+                  {"after", p.break_after_manifest()}});
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  recorded_breaks_.insert(key);
 }
 
 std::string LogArchiveAssigner::ArchiverOf(const std::string& unit) {

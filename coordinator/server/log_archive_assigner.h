@@ -14,6 +14,12 @@
 // Segments come in node reports until acknowledged: each is catalogued
 // (idempotently, by manifest id) once it is checked to be a log archive
 // of a unit the reporting node holds a copy of.
+//
+// An archiver whose copy's log stream no longer follows the archive (a
+// lossy activation diverged it) reports where: the break is recorded once
+// like a backup's (ChainBreakRecord after that piece, event DV1004), so
+// the chain's restore points end there, the next Incremental becomes a
+// Full, and the archiver goes on after that Full.
 #pragma once
 
 #include <map>
@@ -40,6 +46,8 @@ class LogArchiveAssigner {
   std::string ArchiverOf(const std::string& unit);
 
  private:
+  void RecordBreak(const std::string& node, const dagvault::v1::ArchiveProgress& progress);
+
   Catalog* const catalog_;
   Topology* const topology_;
   const PolicyReader policies_;
@@ -50,7 +58,8 @@ class LogArchiveAssigner {
     std::set<std::string> units;
     std::map<std::string, uint32_t> rolls;  // unit → seconds
   };
-  std::map<std::string, Sent> sent_;  // node → what it was last sent
+  std::map<std::string, Sent> sent_;                               // node → what it was last sent
+  std::set<std::pair<std::string, std::string>> recorded_breaks_;  // unit, after manifest
 };
 
 }  // namespace dagvault::coordinator

@@ -6,6 +6,7 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "node-agent/verify/unit_verifier.h"
 #include "repository/chain.h"
 
 namespace dagvault::agent {
@@ -115,11 +116,17 @@ int LogArchiver::RunOnce() {
     // One unit's segments one after another, until it has none left.
     absl::StatusOr<bool> wrote = metadata.ok() ? ArchiveNext(unit, state, *metadata)
                                                : absl::StatusOr<bool>(metadata.status());
+    int unit_written = 0;
     while (wrote.ok() && *wrote) {
       ++written;
+      ++unit_written;
       wrote = ArchiveNext(unit, state, *metadata);
     }
     if (!wrote.ok()) {
+      if (const uint32_t g = ChainBreakGenerationOf(wrote.status()); g != 0 && state.base) {
+        state.break_after = state.base->manifest;
+        state.break_generation = g;
+      }
       if (state.error != wrote.status().message()) {
         log->warn("unit {}: log archiving: {}", unit, wrote.status().message());
         state.error_since = clock_->Now();
@@ -130,6 +137,10 @@ int LogArchiver::RunOnce() {
     } else {
       if (!state.error.empty()) log->info("unit {}: log archiving goes on", unit);
       state.error.clear();
+      if (unit_written != 0) {
+        state.break_after.clear();
+        state.break_generation = 0;
+      }
     }
     std::lock_guard<std::mutex> l(mu_);
     auto it = units_.find(unit);
@@ -169,6 +180,11 @@ absl::StatusOr<bool> LogArchiver::ArchiveNext(const std::string& unit, UnitState
     base.recent_segments.clear();
     state.base = std::move(base);
     state.archived_through = state.base->high_generation;
+  }
+  if (!state.break_after.empty() && state.base->manifest == state.break_after) {
+    // The stream was found not to follow this piece; until a new chain
+    // starts, uploading the same logs again would only find it again.
+    return absl::FailedPreconditionError(state.error);
   }
   if (available <= state.base->high_generation) return false;
   const uint32_t waiting = available - state.base->high_generation;
@@ -214,6 +230,10 @@ void LogArchiver::FillReport(v1::NodeReport* report) {
     if (!state.error.empty()) {
       p->set_error(state.error);
       p->set_error_since_us(absl::ToUnixMicros(state.error_since));
+    }
+    if (state.break_generation != 0) {
+      p->set_break_generation(state.break_generation);
+      p->set_break_after_manifest(state.break_after);
     }
   }
 }

@@ -77,6 +77,14 @@ class LogArchiver {
     absl::Duration last_segment_at = -absl::InfiniteDuration();  // monotonic
     std::string error;
     absl::Time error_since;
+    // Where this copy's log stream stopped joining the archive (a lossy
+    // activation diverged it): the archive's piece it fails to follow and
+    // the first generation that does not. Kept, and reported, until a
+    // segment is written again (after the next Full starts a new chain);
+    // while the repository's newest piece is still `break_after`, the same
+    // logs are not uploaded again.
+    std::string break_after;
+    uint32_t break_generation = 0;
     absl::Duration retry_at = -absl::InfiniteDuration();  // monotonic
   };
   // Archives one unit's next segment, if it has one; true when written.

@@ -4,6 +4,8 @@
 // reported when the chain cannot be followed.
 #include "node-agent/daemon/log_archiver.h"
 
+#include <filesystem>
+
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -124,6 +126,85 @@ TEST_F(LogArchiverTest, SegmentsAreBatchedReportedUntilAcknowledgedAndKeptAcross
   report.Clear();
   archiver->FillReport(&report);
   EXPECT_EQ(report.archived_segments_size(), 2);
+}
+
+// Files under the repository's root, to tell that nothing was uploaded.
+size_t RepositoryFiles(const std::string& root) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+    n += e.is_regular_file() ? 1 : 0;
+  }
+  return n;
+}
+
+// node1 archives generations the suspended node2 never copied; node2 is
+// activated with --lossy and its stream goes on from an older generation.
+// Its archiver names the piece its logs do not follow and the generation,
+// reports it until a segment is written again, and does not upload the
+// same logs again while the repository's newest piece is unchanged.
+TEST_F(LogArchiverTest, AStreamThatDoesNotFollowTheArchiveIsReportedAsABreakOnce) {
+  ASSERT_TRUE(Full().ok());
+  ASSERT_TRUE(cluster_.Admin(kNode2, "suspend", kUnit).ok());
+  auto old_archiver = Archiver(kNode1, {});
+  old_archiver->SetUnits({kUnit});
+  PutItems(cluster_, kNode1, kUnit, Databases(kUnit), 5, 0, 20);
+  ASSERT_TRUE(cluster_.RollLog(kNode1, kUnit).ok());
+  PutItems(cluster_, kNode1, kUnit, Databases(kUnit), 5, 20, 20);
+  ASSERT_TRUE(cluster_.RollLog(kNode1, kUnit).ok());
+  ASSERT_EQ(old_archiver->RunOnce(), 1);
+  v1::NodeReport report;
+  old_archiver->FillReport(&report);
+  ASSERT_EQ(report.archived_segments_size(), 1);
+  const v1::Manifest segment = report.archived_segments(0);
+
+  cluster_.KillNode(kNode1);
+  ASSERT_TRUE(cluster_.Admin(kNode2, "resume", kUnit).ok());
+  ASSERT_TRUE(cluster_.Activate(kNode2, kUnit, "node2", /*lossy=*/true).ok());
+  for (int round = 0;; ++round) {
+    ASSERT_LT(round, 20);
+    PutItems(cluster_, kNode2, kUnit, Databases(kUnit), 6, round * 10, 10);
+    ASSERT_TRUE(cluster_.RollLog(kNode2, kUnit).ok());
+    auto copy = cluster_.Copy(kNode2, kUnit);
+    ASSERT_TRUE(copy.ok());
+    if (copy->last_log_generation() > segment.high_generation()) break;
+  }
+  auto archiver = Archiver(kNode2, {});
+  archiver->SetUnits({kUnit});
+  EXPECT_EQ(archiver->RunOnce(), 0);
+  report.Clear();
+  archiver->FillReport(&report);
+  ASSERT_EQ(report.archives_size(), 1);
+  EXPECT_EQ(report.archives(0).break_generation(), segment.high_generation() + 1);
+  EXPECT_EQ(report.archives(0).break_after_manifest(), segment.id());
+  EXPECT_THAT(report.archives(0).error(), HasSubstr("the log stream diverged"));
+
+  const size_t files = RepositoryFiles(cluster_.root() + "/repo");
+  clock_.Advance(absl::Seconds(11));  // past the retry pause
+  EXPECT_EQ(archiver->RunOnce(), 0);
+  EXPECT_EQ(RepositoryFiles(cluster_.root() + "/repo"), files);
+  report.Clear();
+  archiver->FillReport(&report);
+  EXPECT_EQ(report.archives(0).break_generation(), segment.high_generation() + 1);
+
+  // A Full of the new stream starts a chain the archive follows again.
+  BackupJobSpec spec;
+  spec.job = "full2";
+  spec.unit = kUnit;
+  spec.type = v1::FULL;
+  WriterShadowSession session(ConnectWriter(cluster_.node(kNode2).config.writer_socket()),
+                              std::make_shared<std::mutex>());
+  auto provider = MakeSnapshotProvider("copy");
+  ASSERT_TRUE(provider.ok());
+  ASSERT_TRUE(RunBackupJob(session, **provider, *repo_, spec, nullptr, nullptr).ok());
+  PutItems(cluster_, kNode2, kUnit, Databases(kUnit), 6, 500, 10);
+  ASSERT_TRUE(cluster_.RollLog(kNode2, kUnit).ok());
+  clock_.Advance(absl::Seconds(11));
+  EXPECT_EQ(archiver->RunOnce(), 1);
+  report.Clear();
+  archiver->FillReport(&report);
+  EXPECT_EQ(report.archives(0).error(), "");
+  EXPECT_EQ(report.archives(0).break_generation(), 0u);
+  EXPECT_EQ(report.archives(0).break_after_manifest(), "");
 }
 
 TEST_F(LogArchiverTest, TheActiveCopysOpenGenerationIsClosedOnceItsOldestRecordIsThatOld) {

@@ -284,19 +284,22 @@ TEST(DeploymentReseed, ALostPassiveCopyIsRebuiltFromTheRepositoryAndGetsOnlyNewe
   EXPECT_EQ(status->leases_size(), 0);
 }
 
-// Waits until DB02's one chain has its logs archived through `generation`,
-// without a break in the archive; `chains` is `chain show` then.
-void WaitArchivedThrough(Deployment& d, uint32_t generation, v1::ShowChainsResponse* chains) {
+// Waits until DB02 has `chain_count` chains and the newest has its logs
+// archived through `generation`, without a break in the archive; `chains`
+// is `chain show` then.
+void WaitArchivedThrough(Deployment& d, uint32_t generation, v1::ShowChainsResponse* chains,
+                         int chain_count = 1) {
   ASSERT_TRUE(WaitFor(
       [&] {
         *chains = v1::ShowChainsResponse();
         return d.CliJson({"chain", "show", "--unit", "DB02"}, chains).ok() &&
-               chains->chains_size() == 1 &&
-               chains->chains(0).archived_high_generation() >= generation;
+               chains->chains_size() == chain_count &&
+               chains->chains(chain_count - 1).archived_high_generation() >= generation;
       },
       absl::Seconds(60)))
-      << chains->DebugString() << d.AgentLog(kNode2) << d.AgentLog(kNode3);
-  EXPECT_FALSE(chains->chains(0).archive_broken()) << chains->DebugString();
+      << chains->DebugString() << d.AgentLog(kNode1) << d.AgentLog(kNode2) << d.AgentLog(kNode3);
+  EXPECT_FALSE(chains->chains(chain_count - 1).archive_broken()) << chains->DebugString();
+  EXPECT_FALSE(chains->chains(chain_count - 1).broken()) << chains->DebugString();
 }
 
 // Continuous log archiving (issue 19 §1): a policy with --archive-logs has
@@ -442,6 +445,108 @@ TEST(DeploymentArchive, AnArchiverKilledMidUploadLeavesNoGap) {
   // Every archived generation after the Full is a restore point.
   const uint32_t full_high = chains.chains(0).full().high_generation();
   EXPECT_EQ(chains.chains(0).archived_low_generation(), full_high + 1);
+}
+
+// A lossy failover under continuous archiving (issue 19 §1): the active
+// copy on node1 archives generations the suspended passive copies never
+// got; node1 dies and node2 is activated with --lossy. node2's new stream
+// does not follow the archive: its archiver names the generation, the
+// coordinator records the chain break like a backup's (the old chain's
+// restore points end at the last archived generation of the old stream),
+// the next Incremental becomes a Full, and the new stream is archived
+// after it.
+TEST(DeploymentArchive, ALossyFailoverBreaksTheArchiveWhichGoesOnAfterTheNextFull) {
+  Deployment d(Options(), "archive-lossy");
+  ASSERT_OK(d.Start());
+  ASSERT_EQ(LoadAndBackUp(d, 1, 0, 20, "full").state(), v1::JOB_SUCCEEDED);
+  ASSERT_OK(d.cluster().Admin(kNode2, "suspend", "DB02"));
+  ASSERT_OK(d.cluster().Admin(kNode3, "suspend", "DB02"));
+  ProcessResult set = d.Cli({"policy", "set", "--name", "archived", "--unit", "DB02", "--full",
+                             "0 1 * * *", "--archive-logs"});
+  ASSERT_EQ(set.exit_code, 0) << set.out << set.err;
+  Load(d, kNode1, 7, 0, 20);
+  Load(d, kNode1, 7, 20, 20);
+  auto old_active = d.cluster().Copy(kNode1, "DB02");
+  ASSERT_OK(old_active);
+  const uint32_t old_newest = old_active->last_log_generation();
+  v1::ShowChainsResponse chains;
+  ASSERT_NO_FATAL_FAILURE(WaitArchivedThrough(d, old_newest, &chains));
+  EXPECT_EQ(chains.chains(0).archived_source_node(), "node1");
+
+  d.cluster().KillNode(kNode1);
+  ASSERT_OK(d.cluster().Admin(kNode2, "resume", "DB02"));
+  ASSERT_OK(d.cluster().Activate(kNode2, "DB02", "node2", /*lossy=*/true));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = d.Status();
+        if (!st.ok()) return false;
+        for (const auto& c : st->copies()) {
+          if (c.status().unit() == "DB02" && c.status().node() == "node2") {
+            return c.status().role() == v1::ACTIVE && c.status().state() == v1::MOUNTED;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(20)));
+  auto activated = d.cluster().Copy(kNode2, "DB02");
+  ASSERT_OK(activated);
+  ASSERT_LT(activated->last_log_generation(), old_newest) << "node2 should have lost generations";
+  // The new stream reaches past the archive's end, with other logs.
+  for (uint64_t round = 0;; ++round) {
+    ASSERT_LT(round, 20u);
+    Load(d, kNode2, 8, round * 10, 10);
+    auto now = d.cluster().Copy(kNode2, "DB02");
+    ASSERT_OK(now);
+    if (now->last_log_generation() > old_newest) break;
+  }
+
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        chains = v1::ShowChainsResponse();
+        return d.CliJson({"chain", "show", "--unit", "DB02"}, &chains).ok() &&
+               chains.chains_size() == 1 && chains.chains(0).broken();
+      },
+      absl::Seconds(60)))
+      << chains.DebugString() << d.AgentLog(kNode2) << d.CoordinatorLog();
+  const v1::ChainInfo& broken = chains.chains(0);
+  EXPECT_EQ(broken.broken_at_generation(), old_newest + 1) << broken.DebugString();
+  EXPECT_THAT(broken.broken_reason(), HasSubstr("archiving from node2"));
+  EXPECT_THAT(broken.broken_reason(), HasSubstr("the log stream diverged"));
+  // What node1 archived stays restorable, up to the break.
+  EXPECT_EQ(broken.archived_high_generation(), old_newest);
+  ASSERT_GT(broken.restore_points_size(), 0);
+  EXPECT_EQ(broken.restore_points(broken.restore_points_size() - 1).generation(), old_newest);
+  EXPECT_THAT(chains.next_incremental(), HasSubstr("Full: the newest chain"));
+  EXPECT_THAT(d.CoordinatorLog(), HasSubstr("[DV1004 chain_broken unit=DB02"));
+  EXPECT_THAT(d.CoordinatorLog(),
+              HasSubstr(absl::StrFormat("generation=0x%08X after=", old_newest + 1)));
+  ProcessResult shown = d.Cli({"chain", "show", "--unit", "DB02"});
+  EXPECT_THAT(shown.out, HasSubstr("broken at generation"));
+  // The archiver tried once: no segment of the new stream was written on
+  // the old chain, and it does not upload the same logs again meanwhile.
+  v1::ListBackupsResponse list;
+  ASSERT_OK(d.CliJson({"backup", "list", "--unit", "DB02"}, &list));
+  for (const auto& b : list.backups()) {
+    if (b.type() == v1::LOG_ARCHIVE) {
+      EXPECT_EQ(b.source_node(), "node1") << b.DebugString();
+    }
+  }
+
+  v1::JobInfo promoted =
+      BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
+  EXPECT_EQ(promoted.state(), v1::JOB_SUCCEEDED) << promoted.reason();
+  EXPECT_EQ(promoted.type(), v1::FULL);
+  EXPECT_THAT(promoted.reason(), HasSubstr("requested Incremental promoted to Full"));
+  Load(d, kNode2, 8, 500, 10);
+  Load(d, kNode2, 8, 510, 10);
+  auto new_active = d.cluster().Copy(kNode2, "DB02");
+  ASSERT_OK(new_active);
+  ASSERT_NO_FATAL_FAILURE(
+      WaitArchivedThrough(d, new_active->last_log_generation(), &chains, /*chain_count=*/2));
+  EXPECT_EQ(chains.chains(1).archived_low_generation(),
+            chains.chains(1).full().high_generation() + 1);
+  EXPECT_EQ(chains.chains(1).archived_source_node(), "node2");
+  EXPECT_TRUE(chains.chains(0).broken());
 }
 
 TEST(DeploymentRetention, ExpiryKeepsTheNewestChainsAndAPruneInterruptedByACrashFinishes) {

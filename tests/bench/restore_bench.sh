@@ -17,7 +17,9 @@
 # all-copies restore's time against the single-copy (rdb) restore of the
 # same chain (issue 19's target: at most 1.3); never fails on speed. All
 # three nodes share this machine's cores and disk, where a deployment's
-# nodes each have their own.
+# nodes each have their own: each restore also prints each node's CPU
+# seconds and bytes written (its mailstored and agent), and the busiest
+# node's CPU in the all-copies restore against the single restore's.
 #
 #   tests/bench/restore_bench.sh [GIB]   (default 4; needs about 6×GIB free)
 set -euo pipefail
@@ -47,6 +49,38 @@ digest() {  # store address [rdb name] → "sha items"
   util digest --server "$1" --unit "${2:-DB02}" | awk '{print $1, $2}'
 }
 secs() { awk "BEGIN{printf \"%.1f\", ($2 - $1) / 1e6}"; }
+# What each node's processes (its mailstored and its agent) have used so
+# far: "cpu_ticks written_bytes" per node, one line each. The nodes share
+# this machine; in a deployment each has its own cores and disk, so the
+# busiest node's share bounds what the restore needs there.
+TICK=$(getconf CLK_TCK)
+node_usage() {
+  local n pids pid cpu bytes
+  for n in 1 2 3; do
+    pids="$(cat "$LAB/node$n/mailstored.pid") $(cat "$LAB/dagvault/agent-node$n.pid")"
+    cpu=0 bytes=0
+    for pid in $pids; do
+      cpu=$((cpu + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+      bytes=$((bytes + $(awk '/^write_bytes/ {print $2}' "/proc/$pid/io")))
+    done
+    echo "$cpu $bytes"
+  done
+}
+# Prints each node's CPU seconds and GiB written between two node_usage
+# snapshots: "  nodeN: S CPU s, G GiB written".
+usage_between() {  # before after
+  local -a b a
+  mapfile -t b <<<"$1"
+  mapfile -t a <<<"$2"
+  local n cpu written
+  for n in 0 1 2; do
+    read -r cb wb <<<"${b[$n]}"
+    read -r ca wa <<<"${a[$n]}"
+    cpu=$(awk -v t="$((ca - cb))" -v h="$TICK" 'BEGIN{printf "%.1f", t / h}')
+    written=$(awk -v w="$((wa - wb))" 'BEGIN{printf "%.2f", w / 1073741824}')
+    printf '  node%s: %s CPU s, %s GiB written\n' $((n + 1)) "$cpu" "$written"
+  done
+}
 mib_s() { awk "BEGIN{printf \"%.0f\", $1 / 1048576 / (($3 - $2) / 1e6)}"; }
 
 echo "growing DB02 to ${GIB} GiB of .edb (mail-like items of 75 KiB to 1 MiB), 3 copies..."
@@ -79,18 +113,24 @@ printf '\nDB02: %s MiB of .edb; Full %s (%s MiB read), Incremental %s MiB read\n
 # One all-copies restore: the whole and each step.
 all_copies() {  # label, extra flags...
   local label=$1; shift
-  local t0 t1 job
+  local t0 t1 job before
+  before=$(node_usage)
   t0=$(date +%s%6N)
   job=$(dv restore start --unit DB02 "$@" --wait --json 2>/dev/null)
   t1=$(date +%s%6N)
+  last_usage=$(usage_between "$before" "$(node_usage)")
+  last_busiest_cpu_s=$(awk '$2 > m {m = $2} END {print m}' <<<"$last_usage")
   [[ $(jq -r .state <<<"$job") == JOB_SUCCEEDED ]] || { jq . <<<"$job" >&2; exit 1; }
   printf '\nall-copies restore, %s: %s s in all (%s MiB/s of .edb)\n' "$label" \
     "$(secs "$t0" "$t1")" "$(mib_s "$EDB_BYTES" "$t0" "$t1")"
   last_all_copies_us=$((t1 - t0))
   jq -r '.plan.steps[] | "  \(.number). \(.name): \(((.ended_us | tonumber) - (.started_us | tonumber)) / 1e6 | . * 10 | round / 10) s"' <<<"$job"
+  echo "$last_usage"
 }
 all_copies "newest restore point"
 newest_all_copies_us=$last_all_copies_us
+newest_usage=$last_usage
+newest_busiest_cpu_s=$last_busiest_cpu_s
 for n in 1 2 3; do
   read -r _ store _ _ < <(sed -n ${n}p "$LAB/nodes.txt")
   [[ $(digest "$store") == "$at_inc" ]] || { echo "node$n does not hold the restore point" >&2; exit 1; }
@@ -102,10 +142,12 @@ echo "  node1's digest equals the Full's restore point's (step 7: every copy agr
 
 # A Recovery Database on node2, production untouched.
 read -r _ STORE2 _ _ < <(sed -n 2p "$LAB/nodes.txt")
+before=$(node_usage)
 t0=$(date +%s%6N)
 job=$(dv restore start --unit DB02 --rdb DB02-RDB --node node2 --path "$LAB/rdb/DB02-RDB" \
   --wait --json 2>/dev/null)
 t1=$(date +%s%6N)
+rdb_usage=$(usage_between "$before" "$(node_usage)")
 [[ $(jq -r .state <<<"$job") == JOB_SUCCEEDED ]] || { jq . <<<"$job" >&2; exit 1; }
 event_us() { jq -r --arg s "$1" '[.events[] | select(.state == $s)][0].time_us' <<<"$job"; }
 transfer_start=$(event_us JOB_TRANSFERRING)
@@ -117,8 +159,21 @@ printf '  transfer: %s s (%s MiB/s)\n  replay and mount: %s s\n' \
   "$(secs "$transfer_start" "$replay_start")" \
   "$(mib_s "$(jq -r .bytes_total <<<"$job")" "$transfer_start" "$replay_start")" \
   "$(secs "$replay_start" "$done_us")"
+echo "$rdb_usage"
+rdb_cpu_s=$(awk '$2 > m {m = $2} END {print m}' <<<"$rdb_usage")
 [[ $(digest "$STORE2" DB02-RDB) == "$at_inc" ]] || { echo "the RDB is not the restore point" >&2; exit 1; }
 echo "  the Recovery Database's digest equals the restore point's"
 awk -v a="$newest_all_copies_us" -v s="$((t1 - t0))" 'BEGIN{
   printf "\nall-copies restore / single-copy restore of the same chain: %.1f s / %.1f s = %.2f (target <= 1.3)\n",
     a / 1e6, s / 1e6, a / s }'
+# Where the time goes on this one machine: the all-copies restore does a
+# single restore's work on each of three nodes, which here share two cores
+# and one disk. Each node's share against the single restore's node says
+# what a deployment whose nodes have their own cores and disks would need.
+total_cpu_s=$(awk '{t += $2} END {print t}' <<<"$newest_usage")
+awk -v busiest="$newest_busiest_cpu_s" -v one="$rdb_cpu_s" -v total="$total_cpu_s" \
+  -v cores="$(nproc)" -v a="$newest_all_copies_us" 'BEGIN{
+  printf "busiest node in the all-copies restore / node2 in the rdb restore, CPU: %.1f s / %.1f s = %.2f\n",
+    busiest, one, busiest / one
+  printf "all-copies restore: %.1f s; its CPU, %.1f s in all, over the %d cores here: at least %.1f s\n",
+    a / 1e6, total, cores, total / cores }'

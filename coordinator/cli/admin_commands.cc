@@ -30,6 +30,7 @@
 #include "coordinator/cli/dagvault_commands.h"
 #include "coordinator/cli/leader_finder.h"
 #include "coordinator/cli/repo_command.h"
+#include "coordinator/cli/restore_commands.h"
 #include "coordinator/cli/status_command.h"
 #include "dagvault/v1/admin.grpc.pb.h"
 #include "repository/cli_support.h"
@@ -127,6 +128,7 @@ std::string JobTitle(const v1::JobInfo& j) {
 
 // An all-copies restore's steps, digests and next safe action.
 void PrintPlan(const v1::RestorePlan& plan, std::ostream& out) {
+  if (plan.has_items()) return PrintItemRestorePlan(plan, out);
   out << "  active copy: " << plan.active_node()
       << (plan.reseed() ? " (stays mounted); reseeded copy: " : "; passive copies: ")
       << (plan.passive_nodes().empty() ? std::string("(none)")
@@ -230,46 +232,12 @@ absl::Status BackupStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, 
 }
 
 absl::Status RestoreStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out,
-                          std::ostream& err) {
-  v1::StartRestoreRequest request;
-  request.set_unit(args.GetOr("unit", ""));
-  if (request.unit().empty()) return Usage("restore start: --unit U is required");
-  request.set_recovery_database(args.GetOr("rdb", ""));
-  request.set_node(args.GetOr("node", ""));
-  request.set_path(args.GetOr("path", ""));
-  if (args.Has("to") && args.GetOr("to", "") != "latest") {
-    return Usage("restore start: --to takes only latest; use --to-generation G or --to-time T");
-  }
-  if (args.Has("to") + args.Has("to-generation") + args.Has("to-time") > 1) {
-    return Usage("restore start: give one of --to latest, --to-generation G, --to-time T");
-  }
-  if (auto g = args.Get("to-generation")) {
-    uint32_t generation = 0;
-    const bool hex = absl::StartsWith(*g, "0x") || absl::StartsWith(*g, "0X");
-    if (!(hex ? absl::SimpleHexAtoi(g->substr(2), &generation)
-              : absl::SimpleAtoi(*g, &generation)) ||
-        generation == 0) {
-      return Usage(absl::StrCat("restore start: --to-generation ", *g,
-                                " is not a generation (decimal, or hex with 0x)"));
-    }
-    request.set_to_generation(generation);
-  }
-  if (auto t = args.Get("to-time")) {
-    absl::Time time;
-    std::string error;
-    if (!absl::ParseTime("%Y-%m-%d %H:%M:%S", *t, absl::UTCTimeZone(), &time, &error) &&
-        !absl::ParseTime(absl::RFC3339_full, *t, &time, &error)) {
-      return Usage(absl::StrCat("restore start: --to-time \"", *t,
-                                "\" is not \"YYYY-MM-DD HH:MM:SS\" (UTC) or RFC 3339"));
-    }
-    request.set_to_time_us(absl::ToUnixMicros(time));
-  }
-  request.set_roll_forward(args.Has("roll-forward"));
-  request.set_mount(!args.Has("no-mount"));
-  request.set_force_overwrite_different_database(args.Has("force-overwrite-different-database"));
+                          std::ostream& err, bool items) {
+  ASSIGN_OR_RETURN(v1::StartRestoreRequest request,
+                   items ? RestoreItemsRequest(args) : RestoreStartRequest(args));
   v1::JobInfo job;
-  RETURN_IF_ERROR(
-      FromGrpcStatus(stub.StartRestore(Context().get(), request, &job), "restore start"));
+  RETURN_IF_ERROR(FromGrpcStatus(stub.StartRestore(Context().get(), request, &job),
+                                 items ? "restore items" : "restore start"));
   return FollowJob(stub, job, args, out, err);
 }
 
@@ -701,7 +669,8 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err,
   if (command == "status") return StatusCommand(stub, args, out);
   if (command == "backup" && verb == "start") return BackupStart(stub, args, out, err);
   if (command == "backup" && verb == "list") return BackupList(stub, args, out);
-  if (command == "restore" && verb == "start") return RestoreStart(stub, args, out, err);
+  if (command == "restore" && verb == "start") return RestoreStart(stub, args, out, err, false);
+  if (command == "restore" && verb == "items") return RestoreStart(stub, args, out, err, true);
   if (command == "reseed") return Reseed(stub, args, out, err);
   if (command == "chain" && verb == "show") return ChainShow(stub, args, out);
   if (command == "job") return Job(stub, args, out);

@@ -122,7 +122,8 @@ absl::Status JobManager::Recover() {
       // An all-copies restore carries on from its recorded step: its agent
       // reports the operation in flight (still running, or its result
       // re-sent), and an operation lost on the way is sent again once.
-      a.all_copies = a.restore_plan.ParseFromString(r.plan);
+      // (An item-level restore's plan is a record of its one assignment.)
+      a.all_copies = a.restore_plan.ParseFromString(r.plan) && !a.restore_plan.has_items();
       if (a.all_copies && r.attempts.empty()) {
         // Recorded before its first operation went out: the operator's
         // re-run starts it.
@@ -587,6 +588,7 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                             ", replayed through generation ",
                             absl::StrFormat("0x%08X", r.last_generation()),
                             r.message().empty() ? "" : absl::StrCat(" (", r.message(), ")")));
+        RecordItemRestoreResult(a, r, /*succeeded=*/true, "");
         Finish(a, JobState::kSucceeded, "");
         Retire(*slot);
         Ack(node, u.job(), u.attempt(), &outbox);
@@ -666,6 +668,8 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                           absl::StrFormat("0x%08X", u.chain_break_generation()),
                           ": the next Incremental of ", a.record.unit, " becomes a Full");
         }
+        if (a.record.kind == "restore")
+          RecordItemRestoreResult(a, u.restore_result(), false, u.error());
         Finish(a, u.phase() == v1::JOB_CANCELLED ? JobState::kCancelled : JobState::kFailed,
                reason);
         Retire(*slot);

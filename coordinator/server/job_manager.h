@@ -263,6 +263,21 @@ class JobManager : public BackupStarter {
     dagvault::v1::RestorePlan plan;
   };
   absl::StatusOr<std::optional<StoppedPlan>> StoppedAllCopiesRestore(const std::string& unit);
+  // Modes rdb and node, and item-level restores (with `item_plan`): one
+  // restore assignment on one node.
+  absl::StatusOr<JobRecord> StartSingleRestore(const dagvault::v1::StartRestoreRequest& request,
+                                               const dagvault::v1::RestorePlan* item_plan,
+                                               const std::string& requested_by);
+  // Item-level restores (item_restore_plan.cc). PrepareItemRestore checks
+  // an item restore's request, chooses its node where none is named, and
+  // turns it into a Recovery Database restore (`request` gains the
+  // database's name and mount): the plan to record with the job, its three
+  // steps pending. RecordItemRestoreResult fills that plan in from the
+  // agent's result.
+  absl::StatusOr<dagvault::v1::RestorePlan> PrepareItemRestore(
+      dagvault::v1::StartRestoreRequest* request);
+  void RecordItemRestoreResult(Active& a, const dagvault::v1::RestoreJobResult& result,
+                               bool succeeded, const std::string& error);
   // Marks the steps whose every node has finished as done, sends every
   // operation the plan can run now (on each node without one in flight),
   // or ends the job when every step is done.

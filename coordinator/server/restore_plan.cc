@@ -56,6 +56,18 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
                                                    const std::string& requested_by) {
   if (request.unit().empty())
     return absl::InvalidArgumentError("restore start: --unit U is required");
+  if (request.has_items()) {
+    // An item-level restore: a Recovery Database restore with a plan.
+    v1::StartRestoreRequest rdb = request;
+    ASSIGN_OR_RETURN(v1::RestorePlan item_plan, PrepareItemRestore(&rdb));
+    return StartSingleRestore(rdb, &item_plan, requested_by);
+  }
+  return StartSingleRestore(request, nullptr, requested_by);
+}
+
+absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreRequest& request,
+                                                         const v1::RestorePlan* item_plan,
+                                                         const std::string& requested_by) {
   const std::string mode = !request.mode().empty()                ? request.mode()
                            : !request.recovery_database().empty() ? "rdb"
                            : !request.node().empty()              ? "node"
@@ -64,8 +76,8 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
     return absl::InvalidArgumentError(
         absl::StrCat("restore start: unknown mode \"", mode, "\" (all-copies, rdb, node)"));
   }
-  if (mode == "rdb" &&
-      (request.recovery_database().empty() || request.node().empty() || request.path().empty())) {
+  if (mode == "rdb" && (request.recovery_database().empty() || request.node().empty() ||
+                        (request.path().empty() && item_plan == nullptr))) {
     return absl::InvalidArgumentError(
         "restore start: a Recovery Database needs --rdb NAME --node N --path DIR");
   }
@@ -119,6 +131,7 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       r.created = r.updated = clock_->Now();
       r.manifest = chain->back().id();
       r.state = JobState::kQueued;
+      if (item_plan != nullptr) r.plan = item_plan->SerializeAsString();
       // The unit's lease, like a backup's: it keeps backups away while the
       // restore runs, and its fencing token goes to the writer.
       auto lease = leases_->Acquire(r.unit, r.id, request.node(), options_.lease_ttl);
@@ -141,14 +154,18 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
       a.tried.insert(request.node());
       Record(a, JobState::kQueued, absl::StrCat("requested by ", requested_by));
       Record(a, JobState::kAssigned,
-             absl::StrCat("attempt 1: restore of ", r.unit,
-                          mode == "rdb"
-                              ? absl::StrCat(" as recovery database ", request.recovery_database(),
-                                             " on ", request.node(), " at ", request.path())
-                              : absl::StrCat(" through the Store writer of ", request.node()),
-                          " from ", absl::StrJoin(ids, ", "),
-                          target == 0 ? std::string(", to the chain's end")
-                                      : absl::StrFormat(", to generation 0x%08X", target)));
+             absl::StrCat(
+                 "attempt 1: ", item_plan != nullptr ? "item-level restore" : "restore", " of ",
+                 r.unit,
+                 mode == "rdb"
+                     ? absl::StrCat(" as recovery database ", request.recovery_database(), " on ",
+                                    request.node(),
+                                    request.path().empty() ? std::string()
+                                                           : absl::StrCat(" at ", request.path()))
+                     : absl::StrCat(" through the Store writer of ", request.node()),
+                 " from ", absl::StrJoin(ids, ", "),
+                 target == 0 ? std::string(", to the chain's end")
+                             : absl::StrFormat(", to generation 0x%08X", target)));
       v1::CoordinatorMessage m;
       *m.mutable_assignment() = RestoreAssignmentOf(r, ids, target, request);
       m.mutable_assignment()->set_fencing_token(a.fencing_token);
@@ -181,6 +198,7 @@ v1::JobAssignment JobManager::RestoreAssignmentOf(const JobRecord& record,
   restore->set_recovery_database(request.recovery_database());
   restore->set_path(request.path());
   restore->set_force_overwrite_different_database(request.force_overwrite_different_database());
+  if (request.has_items()) *restore->mutable_items() = request.items();
   return job;
 }
 
@@ -191,7 +209,8 @@ absl::StatusOr<std::optional<JobManager::StoppedPlan>> JobManager::StoppedAllCop
     if (r.kind != "restore" || r.plan.empty()) continue;
     StoppedPlan stopped{r, {}};
     if (!stopped.plan.ParseFromString(r.plan)) break;
-    if (stopped.plan.reseed()) continue;  // a reseed of one copy, not a restore
+    // A reseed of one copy, or an item-level restore: not an all-copies restore.
+    if (stopped.plan.reseed() || stopped.plan.has_items()) continue;
     if (FirstStepNotDone(stopped.plan) == nullptr) break;
     return stopped;
   }

@@ -432,6 +432,14 @@ absl::StatusOr<std::vector<ItemInfo>> Engine::List(uint32_t db, uint64_t mailbox
   return ItemTable(reader, nullptr).List(mailbox, start_item, limit);
 }
 
+absl::StatusOr<std::optional<uint64_t>> Engine::FirstMailboxFrom(uint32_t db, uint64_t mailbox) {
+  RETURN_IF_ERROR(health());
+  if (db >= dbs_.size()) return absl::InvalidArgumentError(absl::StrFormat("no database %u", db));
+  std::shared_lock<std::shared_mutex> lock(install_mu_);
+  CacheReader reader(this, db);
+  return ItemTable(reader, nullptr).FirstMailboxFrom(mailbox);
+}
+
 absl::StatusOr<MetaInfo> Engine::Meta(uint32_t db) {
   RETURN_IF_ERROR(health());
   if (db >= dbs_.size()) return absl::InvalidArgumentError(absl::StrFormat("no database %u", db));

@@ -129,6 +129,8 @@ class Engine {
   absl::StatusOr<std::vector<ItemInfo>> List(uint32_t db, uint64_t mailbox, uint64_t start_item,
                                              size_t limit);
   absl::StatusOr<MetaInfo> Meta(uint32_t db);
+  // The lowest mailbox number >= `mailbox` that holds an item, if any.
+  absl::StatusOr<std::optional<uint64_t>> FirstMailboxFrom(uint32_t db, uint64_t mailbox);
   // SHA-256 over every item of a database in key order (see digest.h).
   // `appended`, when given, receives the log position the digested state
   // ends at (the next record's): every record before it is in the digest,

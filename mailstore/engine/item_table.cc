@@ -106,6 +106,17 @@ absl::StatusOr<std::vector<ItemInfo>> ItemTable::List(uint64_t mailbox, uint64_t
   return out;
 }
 
+absl::StatusOr<std::optional<uint64_t>> ItemTable::FirstMailboxFrom(uint64_t mailbox) {
+  std::optional<uint64_t> found;
+  uint8_t start[kKeySize];
+  ItemKey{mailbox, 0}.Encode(start);
+  RETURN_IF_ERROR(tree_.Scan(start, [&](const uint8_t* rec, uint32_t) -> absl::StatusOr<bool> {
+    found = ItemKey::Decode(rec).mailbox;
+    return false;
+  }));
+  return found;
+}
+
 absl::Status ItemTable::ForEach(const ItemFn& fn) {
   uint8_t start[kKeySize] = {};
   return tree_.Scan(start, [&](const uint8_t* rec, uint32_t) -> absl::StatusOr<bool> {

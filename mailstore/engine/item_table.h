@@ -41,6 +41,8 @@ class ItemTable {
   absl::StatusOr<bool> Delete(const ItemKey& key);
   // Items of a mailbox with id >= start_item, at most `limit` of them.
   absl::StatusOr<std::vector<ItemInfo>> List(uint64_t mailbox, uint64_t start_item, size_t limit);
+  // The lowest mailbox number >= `mailbox` that holds an item, if any.
+  absl::StatusOr<std::optional<uint64_t>> FirstMailboxFrom(uint64_t mailbox);
   // Every item with its value, in key order.
   using ItemFn = std::function<absl::Status(const ItemKey&, absl::string_view value)>;
   absl::Status ForEach(const ItemFn& fn);

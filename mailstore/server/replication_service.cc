@@ -5,6 +5,7 @@
 #include "common/status_macros.h"
 #include "dagvault/v1/replication.grpc.pb.h"
 #include "dagvault/v1/writer.grpc.pb.h"
+#include "mailstore/server/item_restore.h"
 #include "mailstore/server/server.h"
 
 namespace dagvault::mailstore {
@@ -117,6 +118,17 @@ class ReplicationService final : public v1::Replication::Service {
   }
 
  private:
+  // Only into the mounted active copy (MountedEngine refuses otherwise):
+  // the items are logged and replicate like any write.
+  grpc::Status ApplyRestoredItems(ServerContext*, const v1::ApplyRestoredItemsRequest* r,
+                                  v1::ApplyRestoredItemsResponse* out) override {
+    return With(r->unit(), [&](UnitHost* h) -> absl::Status {
+      ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine, h->MountedEngine());
+      ASSIGN_OR_RETURN(*out, mailstore::ApplyRestoredItems(*engine, *r));
+      return absl::OkStatus();
+    });
+  }
+
   template <typename Fn>
   grpc::Status With(const std::string& unit, Fn fn) {
     UnitHost* host = server_->FindUnit(unit);
@@ -163,6 +175,18 @@ class WriterService final : public v1::Writer::Service {
   grpc::Status RestoreComplete(ServerContext*, const v1::RestoreCompleteRequest* r,
                                v1::RestoreCompleteResponse* out) override {
     return Assign(writers_.RestoreComplete(*r), out);
+  }
+  grpc::Status RestoreItems(ServerContext*, const v1::RestoreItemsRequest* r,
+                            v1::RestoreItemsResponse* out) override {
+    return Assign(writers_.RestoreItems(*r), out);
+  }
+  grpc::Status ReadRecoveryItems(ServerContext*, const v1::ReadRecoveryItemsRequest* r,
+                                 v1::ReadRecoveryItemsResponse* out) override {
+    return Assign(writers_.ReadRecoveryItems(*r), out);
+  }
+  grpc::Status RemoveRecoveryDatabase(ServerContext*, const v1::RemoveRecoveryDatabaseRequest* r,
+                                      v1::RemoveRecoveryDatabaseResponse* out) override {
+    return Assign(writers_.RemoveRecoveryDatabase(*r), out);
   }
 
  private:

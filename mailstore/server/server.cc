@@ -4,6 +4,8 @@
 #include <grpcpp/server_builder.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/evp.h"
@@ -82,9 +84,47 @@ absl::Status Mailstored::Mount(const std::string& name, const dagvault::v1::Unit
   ASSIGN_OR_RETURN(auto engine, Engine::Open(config, options));
   std::lock_guard<std::mutex> lock(rdb_mu_);
   rdbs_[name] = std::move(engine);
+  rdb_dirs_[name] = config.system_dir();
   logging::Get("mailstored")
       ->info("recovery database {} mounted from {}", name, config.system_dir());
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Engine>> Mailstored::FindRecoveryDatabase(const std::string& name) {
+  std::lock_guard<std::mutex> lock(rdb_mu_);
+  auto it = rdbs_.find(name);
+  if (it == rdbs_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no recovery database named ", name, " is mounted on node ", config_.node()));
+  }
+  return it->second;
+}
+
+absl::StatusOr<std::string> Mailstored::RemoveRecoveryDatabase(const std::string& name) {
+  std::shared_ptr<Engine> engine;
+  std::string dir;
+  {
+    std::lock_guard<std::mutex> lock(rdb_mu_);
+    auto it = rdbs_.find(name);
+    if (it == rdbs_.end()) {
+      return absl::NotFoundError(absl::StrCat("no recovery database named ", name,
+                                              " is mounted on node ", config_.node()));
+    }
+    engine = std::move(it->second);
+    rdbs_.erase(it);
+    dir = rdb_dirs_[name];
+    rdb_dirs_.erase(name);
+  }
+  if (absl::Status closed = engine->Close(); !closed.ok()) {
+    logging::Get("mailstored")->warn("recovery database {}: closing it: {}", name, closed);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("recovery database ", name, " is dismounted, but ", dir,
+                                            " could not be deleted: ", ec.message()));
+  }
+  return dir;
 }
 
 absl::Status Mailstored::Start() {

@@ -50,6 +50,8 @@ class Mailstored : public RecoveryDatabases {
 
   absl::Status Mount(const std::string& name, const dagvault::v1::UnitConfig& config) override;
   bool Has(const std::string& name) override { return IsRecoveryDatabase(name); }
+  absl::StatusOr<std::shared_ptr<Engine>> FindRecoveryDatabase(const std::string& name) override;
+  absl::StatusOr<std::string> RemoveRecoveryDatabase(const std::string& name) override;
 
  private:
   Mailstored(NodeConfig config, Clock* clock, Peers::Credentials peer_credentials);
@@ -62,6 +64,7 @@ class Mailstored : public RecoveryDatabases {
   std::unique_ptr<Writers> writers_;
   std::mutex rdb_mu_;
   std::map<std::string, std::shared_ptr<Engine>> rdbs_;
+  std::map<std::string, std::string> rdb_dirs_;  // name → its folder (system_dir)
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::vector<std::unique_ptr<grpc::Server>> servers_;
   bool shut_down_ = false;

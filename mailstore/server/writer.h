@@ -39,6 +39,10 @@ class RecoveryDatabases {
   virtual ~RecoveryDatabases() = default;
   virtual absl::Status Mount(const std::string& name, const dagvault::v1::UnitConfig& config) = 0;
   virtual bool Has(const std::string& name) = 0;
+  // The mounted Recovery Database of that name.
+  virtual absl::StatusOr<std::shared_ptr<Engine>> FindRecoveryDatabase(const std::string& name) = 0;
+  // Closes it and deletes its folder: the folder deleted.
+  virtual absl::StatusOr<std::string> RemoveRecoveryDatabase(const std::string& name) = 0;
 };
 
 class Writers {
@@ -61,6 +65,15 @@ class Writers {
       const dagvault::v1::PrepareRestoreRequest& request);
   absl::StatusOr<dagvault::v1::RestoreCompleteResponse> RestoreComplete(
       const dagvault::v1::RestoreCompleteRequest& request);
+  // Item-level restore (item_restore.h): a page of a Recovery Database's
+  // items into the unit's active copy (wherever it is), or read for an
+  // export; the Recovery Database removed.
+  absl::StatusOr<dagvault::v1::RestoreItemsResponse> RestoreItems(
+      const dagvault::v1::RestoreItemsRequest& request);
+  absl::StatusOr<dagvault::v1::ReadRecoveryItemsResponse> ReadRecoveryItems(
+      const dagvault::v1::ReadRecoveryItemsRequest& request);
+  absl::StatusOr<dagvault::v1::RemoveRecoveryDatabaseResponse> RemoveRecoveryDatabase(
+      const dagvault::v1::RemoveRecoveryDatabaseRequest& request);
 
  private:
   struct Session {

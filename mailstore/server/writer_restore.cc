@@ -211,8 +211,8 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
   }
   if (!s.recovery_database.empty()) {
     if (path.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("recovery database ", s.recovery_database, ": a path is needed"));
+      // No folder named: beside the node's other recovery databases.
+      path = JoinPath(JoinPath(config_.proto.data_root(), "rdb"), s.recovery_database);
     }
     if (config_.FindUnit(s.recovery_database) != nullptr || rdbs_->Has(s.recovery_database)) {
       return absl::AlreadyExistsError(absl::StrCat("the name ", s.recovery_database,

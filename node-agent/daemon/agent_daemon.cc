@@ -30,6 +30,7 @@
 #include "node-agent/daemon/kept_results.h"
 #include "node-agent/daemon/log_archiver.h"
 #include "node-agent/jobs/backup_job.h"
+#include "node-agent/jobs/item_restore.h"
 #include "node-agent/jobs/restore_job.h"
 #include "node-agent/shadow/writer_shadow_session.h"
 #include "node-agent/verify/unit_verifier.h"
@@ -541,6 +542,27 @@ class Daemon final : public AgentDaemon {
     });
   }
 
+  // An item-level restore: the chain as a Recovery Database, the items,
+  // the Recovery Database removed (node-agent/jobs/item_restore.h).
+  absl::StatusOr<RestoreJobResult> RestoreItems(Job* job, v1::ItemRestoreResult* items) {
+    const v1::JobAssignment& a = job->assignment;
+    ItemRestoreTarget target;
+    target.unit = a.unit();
+    target.recovery_database = a.restore().recovery_database();
+    target.node = config_.node();
+    RestoreJobResult restored;
+    ASSIGN_OR_RETURN(*items,
+                     RunItemRestore(
+                         *writer_, target, a.restore().items(), [&] { return Restore(job); },
+                         job->control.cancel,
+                         [&](const v1::ItemCounts& c) {
+                           OnProgress(job, JobProgress{"completing", c.bytes(), 0, "", 0}, "");
+                         },
+                         &restored));
+    restored.message = items->step_detail_size() > 1 ? items->step_detail(1) : restored.message;
+    return restored;
+  }
+
   void RunJob(Job* job) {
     auto log = logging::Get("agent");
     const v1::JobAssignment& a = job->assignment;
@@ -558,6 +580,7 @@ class Daemon final : public AgentDaemon {
     absl::StatusOr<BackupJobResult> r = absl::UnknownError("not run");
     absl::StatusOr<RestoreJobResult> restored = absl::UnknownError("not run");
     absl::StatusOr<v1::CopyOperationResult> operated = absl::UnknownError("not run");
+    v1::ItemRestoreResult items;
     const bool restore = a.kind() == v1::JOB_RESTORE;
     const bool copy_op = a.kind() == v1::JOB_COPY_OPERATION;
     if (copy_op) {
@@ -584,6 +607,9 @@ class Daemon final : public AgentDaemon {
       };
       operated = RunCopyOperation(context, a.unit(), a.copy_op());
       if (!operated.ok()) r = operated.status();
+    } else if (restore && a.restore().has_items()) {
+      restored = RestoreItems(job, &items);
+      if (!restored.ok()) r = restored.status();
     } else if (restore) {
       restored = Restore(job);
       if (!restored.ok()) r = restored.status();
@@ -605,6 +631,7 @@ class Daemon final : public AgentDaemon {
       out->set_files(restored->files);
       out->set_bytes(restored->bytes);
       out->set_elapsed_us(absl::ToInt64Microseconds(restored->elapsed));
+      if (a.restore().has_items()) *out->mutable_items() = items;
       log->info("job {} attempt {}: restore of {} succeeded", a.job(), a.attempt(), a.unit());
       metrics_->RestoreSucceeded(restored->bytes);
     } else if (!restore && !copy_op && r.ok()) {

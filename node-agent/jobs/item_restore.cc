@@ -1,0 +1,230 @@
+#include "node-agent/jobs/item_restore.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/evp.h"
+#include "common/file_util.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace dagvault::agent {
+namespace {
+
+namespace v1 = dagvault::v1;
+
+constexpr absl::Duration kPageTimeout = absl::Minutes(5);
+
+std::unique_ptr<grpc::ClientContext> PageContext() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(kPageTimeout));
+  return context;
+}
+
+void Add(v1::ItemCounts* sum, const v1::ItemCounts& page) {
+  sum->set_found(sum->found() + page.found());
+  sum->set_copied(sum->copied() + page.copied());
+  sum->set_skipped_existing(sum->skipped_existing() + page.skipped_existing());
+  sum->set_skipped_identical(sum->skipped_identical() + page.skipped_identical());
+  sum->set_overwritten(sum->overwritten() + page.overwritten());
+  sum->set_kept_both(sum->kept_both() + page.kept_both());
+  sum->set_exported(sum->exported() + page.exported());
+  sum->set_bytes(sum->bytes() + page.bytes());
+}
+
+absl::StatusOr<ItemStepResult> IntoProduction(
+    v1::Writer::StubInterface& writer, const ItemRestoreTarget& target, const v1::ItemRestore& spec,
+    const std::atomic<bool>& cancel, const std::function<void(const v1::ItemCounts&)>& progress) {
+  ItemStepResult result;
+  v1::RestoreItemsRequest request;
+  request.set_recovery_database(target.recovery_database);
+  request.set_unit(target.unit);
+  *request.mutable_selection() = spec.selection();
+  request.set_other_mailbox(spec.other_mailbox());
+  request.set_target_mailbox(spec.target_mailbox());
+  request.set_conflict(spec.conflict());
+  while (true) {
+    if (cancel) return absl::CancelledError("the item restore was cancelled");
+    v1::RestoreItemsResponse page;
+    auto context = PageContext();
+    if (grpc::Status s = writer.RestoreItems(context.get(), request, &page); !s.ok()) {
+      return FromGrpcStatus(s, "writer RestoreItems");
+    }
+    Add(&result.counts, page.counts());
+    result.active_node = page.active_node();
+    if (progress) progress(result.counts);
+    if (page.done()) break;
+    *request.mutable_cursor() = page.next();
+  }
+  result.detail =
+      absl::StrCat(DescribeItemCounts(result.counts, false), " into the active copy of ",
+                   target.unit, " on ", result.active_node);
+  return result;
+}
+
+absl::StatusOr<ItemStepResult> Export(v1::Writer::StubInterface& writer,
+                                      const ItemRestoreTarget& target, const v1::ItemRestore& spec,
+                                      const std::atomic<bool>& cancel,
+                                      const std::function<void(const v1::ItemCounts&)>& progress) {
+  const std::string& dir = spec.export_dir();
+  if (dir.empty() || dir[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("the export folder must be an absolute path on ",
+                                                   target.node, ", not \"", dir, "\""));
+  }
+  RETURN_IF_ERROR(CreateDirectories(dir, 0700));
+  ItemStepResult result;
+  v1::ItemExportIndex index;
+  index.set_unit(target.unit);
+  index.set_node(target.node);
+  index.set_recovery_database(target.recovery_database);
+  index.set_restore_point_generation(target.restore_point_generation);
+  v1::ReadRecoveryItemsRequest request;
+  request.set_recovery_database(target.recovery_database);
+  *request.mutable_selection() = spec.selection();
+  while (true) {
+    if (cancel) return absl::CancelledError("the item export was cancelled");
+    v1::ReadRecoveryItemsResponse page;
+    auto context = PageContext();
+    if (grpc::Status s = writer.ReadRecoveryItems(context.get(), request, &page); !s.ok()) {
+      return FromGrpcStatus(s, "writer ReadRecoveryItems");
+    }
+    for (const v1::RestoredItem& item : page.items()) {
+      const std::string folder =
+          JoinPath(JoinPath(dir, item.database()), absl::StrCat(item.mailbox()));
+      RETURN_IF_ERROR(CreateDirectories(folder, 0700));
+      const std::string name = absl::StrCat(item.item(), ".item");
+      RETURN_IF_ERROR(WriteFileAtomically(JoinPath(folder, name), item.value(), 0600));
+      v1::ItemExportIndex::Entry* e = index.add_items();
+      e->set_database(item.database());
+      e->set_mailbox(item.mailbox());
+      e->set_item(item.item());
+      e->set_size(item.value().size());
+      e->set_sha256(DigestToHex(Sha256::Of(item.value())));
+      e->set_file(JoinPath(JoinPath(item.database(), absl::StrCat(item.mailbox())), name));
+      result.counts.set_found(result.counts.found() + 1);
+      result.counts.set_exported(result.counts.exported() + 1);
+      result.counts.set_bytes(result.counts.bytes() + item.value().size());
+    }
+    if (progress) progress(result.counts);
+    if (page.done()) break;
+    *request.mutable_cursor() = page.next();
+  }
+  index.set_exported_us(absl::ToUnixMicros(absl::Now()));
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  if (auto s = google::protobuf::util::MessageToJsonString(index, &json, options); !s.ok()) {
+    return absl::InternalError(absl::StrCat("the export's index: ", s.ToString()));
+  }
+  result.export_index = JoinPath(dir, "index.json");
+  RETURN_IF_ERROR(WriteFileAtomically(result.export_index, json, 0600));
+  result.detail =
+      absl::StrCat(DescribeItemCounts(result.counts, true), " to ", dir, " on ", target.node);
+  return result;
+}
+
+}  // namespace
+
+std::string DescribeItemCounts(const v1::ItemCounts& c, bool exported) {
+  std::string out = absl::StrCat(c.found(), " item(s) found, ");
+  if (exported) {
+    absl::StrAppend(&out, c.exported(), " exported");
+  } else {
+    absl::StrAppend(&out, c.copied(), " copied");
+    if (c.skipped_existing() != 0) {
+      absl::StrAppend(&out, ", ", c.skipped_existing(),
+                      " skipped (the item number holds other mail)");
+    }
+    if (c.skipped_identical() != 0) {
+      absl::StrAppend(&out, ", ", c.skipped_identical(), " already there");
+    }
+    if (c.overwritten() != 0) absl::StrAppend(&out, ", ", c.overwritten(), " overwritten");
+    if (c.kept_both() != 0) absl::StrAppend(&out, ", ", c.kept_both(), " kept beside the existing");
+  }
+  absl::StrAppend(&out, absl::StrFormat(", %.1f MiB", c.bytes() / 1048576.0));
+  return out;
+}
+
+absl::StatusOr<v1::ItemRestoreResult> RunItemRestore(
+    v1::Writer::StubInterface& writer, const ItemRestoreTarget& target, const v1::ItemRestore& spec,
+    const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
+    const std::atomic<bool>& cancel, const std::function<void(const v1::ItemCounts&)>& progress,
+    RestoreJobResult* restored) {
+  auto log = logging::Get("agent.items");
+  v1::ItemRestoreResult result;
+  auto now_us = [] { return absl::ToUnixMicros(absl::Now()); };
+  // Step 3, whatever happened before: the Recovery Database goes.
+  auto remove = [&]() -> absl::Status {
+    result.add_step_started_us(now_us());
+    v1::RemoveRecoveryDatabaseRequest request;
+    request.set_name(target.recovery_database);
+    v1::RemoveRecoveryDatabaseResponse response;
+    auto context = PageContext();
+    grpc::Status s = writer.RemoveRecoveryDatabase(context.get(), request, &response);
+    result.add_step_ended_us(now_us());
+    if (!s.ok()) {
+      absl::Status failed = FromGrpcStatus(s, "writer RemoveRecoveryDatabase");
+      result.add_step_detail(absl::StrCat("not removed: ", failed.message()));
+      return failed;
+    }
+    result.set_recovery_database_removed(true);
+    result.add_step_detail(absl::StrCat("removed recovery database ", target.recovery_database,
+                                        " (", response.path(), ")"));
+    return absl::OkStatus();
+  };
+  auto failed = [&](int step, const absl::Status& why) {
+    absl::Status removed = remove();
+    return absl::Status(
+        why.code(),
+        absl::StrCat(
+            "step ", step, ": ", why.message(),
+            removed.ok()
+                ? absl::StrCat("; recovery database ", target.recovery_database, " removed")
+                : absl::StrCat("; and recovery database ", target.recovery_database,
+                               " could not be removed: ", removed.message())));
+  };
+
+  result.add_step_started_us(now_us());
+  absl::StatusOr<RestoreJobResult> chain = restore_chain();
+  result.add_step_ended_us(now_us());
+  if (!chain.ok()) return failed(1, chain.status());
+  *restored = *chain;
+  result.add_step_detail(absl::StrFormat(
+      "restored the chain as recovery database %s on %s, replayed through generation 0x%08X",
+      target.recovery_database, target.node, chain->last_generation));
+  ItemRestoreTarget mounted = target;
+  mounted.restore_point_generation = chain->last_generation;
+
+  result.add_step_started_us(now_us());
+  absl::StatusOr<ItemStepResult> step = RunItemStep(writer, mounted, spec, cancel, progress);
+  result.add_step_ended_us(now_us());
+  if (!step.ok()) {
+    result.add_step_detail(std::string(step.status().message()));
+    return failed(2, step.status());
+  }
+  *result.mutable_counts() = step->counts;
+  result.set_export_index(step->export_index);
+  result.set_active_node(step->active_node);
+  result.add_step_detail(step->detail);
+  log->info("unit {}: {}", target.unit, step->detail);
+  if (absl::Status removed = remove(); !removed.ok()) {
+    log->warn("unit {}: recovery database {} could not be removed: {}", target.unit,
+              target.recovery_database, removed.message());
+  }
+  return result;
+}
+
+absl::StatusOr<ItemStepResult> RunItemStep(
+    v1::Writer::StubInterface& writer, const ItemRestoreTarget& target, const v1::ItemRestore& spec,
+    const std::atomic<bool>& cancel, const std::function<void(const v1::ItemCounts&)>& progress) {
+  if (spec.into_production() == !spec.export_dir().empty()) {
+    return absl::InvalidArgumentError(
+        "an item restore goes either into production or to an export folder");
+  }
+  return spec.into_production() ? IntoProduction(writer, target, spec, cancel, progress)
+                                : Export(writer, target, spec, cancel, progress);
+}
+
+}  // namespace dagvault::agent

@@ -1,0 +1,66 @@
+// The item step of an item-level restore (issue 20), once the chain is
+// restored and mounted as a Recovery Database on this node: the chosen
+// items copied into production through mailstored (Writer.RestoreItems,
+// a page at a time, each page one transaction on the active copy), or
+// exported to files here:
+//
+//   DIR/<database>/<mailbox>/<item>.item   the item's bytes, exactly
+//   DIR/index.json                         what was exported: each item's
+//                                          key, size, SHA-256 and file,
+//                                          and the restore point
+//
+// Each file is written whole (temporary file, fsync, rename), index.json
+// last; a re-run writes the same files again.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "dagvault/v1/agent.pb.h"
+#include "dagvault/v1/writer.grpc.pb.h"
+#include "node-agent/jobs/restore_job.h"
+
+namespace dagvault::agent {
+
+struct ItemRestoreTarget {
+  std::string unit;
+  std::string recovery_database;  // mounted on this node
+  uint32_t restore_point_generation = 0;
+  std::string node;
+};
+
+// What the step did: the counts, and for an export the index's path.
+struct ItemStepResult {
+  dagvault::v1::ItemCounts counts;
+  std::string export_index;
+  std::string active_node;
+  std::string detail;  // in words, for the job's record
+};
+
+absl::StatusOr<ItemStepResult> RunItemStep(
+    dagvault::v1::Writer::StubInterface& writer, const ItemRestoreTarget& target,
+    const dagvault::v1::ItemRestore& spec, const std::atomic<bool>& cancel,
+    const std::function<void(const dagvault::v1::ItemCounts&)>& progress);
+
+// The whole item-level restore on this node: `restore_chain` restores the
+// chain as the Recovery Database target.recovery_database and mounts it
+// (step 1), RunItemStep (step 2), then the Recovery Database is removed
+// (step 3), also after a failure of step 1 or 2, so nothing is left
+// behind. `restored` receives step 1's result. A Recovery Database that
+// cannot be removed does not fail a restore whose items are in place: the
+// result says so.
+absl::StatusOr<dagvault::v1::ItemRestoreResult> RunItemRestore(
+    dagvault::v1::Writer::StubInterface& writer, const ItemRestoreTarget& target,
+    const dagvault::v1::ItemRestore& spec,
+    const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
+    const std::atomic<bool>& cancel,
+    const std::function<void(const dagvault::v1::ItemCounts&)>& progress,
+    RestoreJobResult* restored);
+
+// "12 found, 10 copied, 2 skipped (they exist), 1.2 MiB": for messages.
+std::string DescribeItemCounts(const dagvault::v1::ItemCounts& counts, bool exported);
+
+}  // namespace dagvault::agent

@@ -121,6 +121,7 @@ std::string JobTitle(const v1::JobInfo& j) {
       return absl::StrCat("reseed from the repository of ", j.unit(), " on ",
                           absl::StrJoin(j.plan().passive_nodes(), ", "));
     }
+    if (j.plan().has_items()) return absl::StrCat("item-level restore of ", j.unit());
     return absl::StrCat(j.has_plan() ? "all-copies restore" : "restore", " of ", j.unit());
   }
   return absl::StrCat(BackupTypeTitle(j.type()), " backup of ", j.unit());
@@ -267,8 +268,9 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
   }
   if (!args.Has("json")) {
     out << "job " << job.id() << ": " << JobTitle(job)
-        << (job.has_plan() ? " (active copy on " + job.plan().active_node() + ")"
-                           : " on " + NodeOf(job))
+        << (job.has_plan() && !job.plan().has_items()
+                ? " (active copy on " + job.plan().active_node() + ")"
+                : " on " + NodeOf(job))
         << "\n";
     if (!job.reason().empty()) out << "  " << job.reason() << "\n";
   }

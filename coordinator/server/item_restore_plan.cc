@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/evp.h"
 #include "coordinator/server/job_manager.h"
 
 namespace dagvault::coordinator {
@@ -83,17 +84,20 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
           "unit ", request->unit(), ": no node with a copy of it reports; name one with --node"));
     }
   } else {
+    // Its mailstored restores the unit's chain only where the unit is
+    // configured, and writes into production from there.
     bool holds = false;
     for (const CopyView& c : copies) holds |= c.status.node() == request->node();
-    if (!holds && items.into_production()) {
+    if (!holds) {
       return absl::FailedPreconditionError(
           absl::StrCat("node ", request->node(), " holds no copy of unit ", request->unit(),
-                       ": items go into production from a node that holds one"));
+                       ": an item restore runs on a node that holds one"));
     }
   }
-  request->set_recovery_database(
-      absl::StrCat(request->unit(), "-ITEMS-",
-                   absl::FormatTime("%Y%m%dT%H%M%S", clock_->Now(), absl::UTCTimeZone())));
+  // Its own name: the agent removes exactly this Recovery Database.
+  request->set_recovery_database(absl::StrCat(
+      request->unit(), "-ITEMS-",
+      absl::FormatTime("%Y%m%dT%H%M%S", clock_->Now(), absl::UTCTimeZone()), "-", RandomHexId(3)));
   request->set_mount(true);
   request->set_mode("rdb");
   v1::RestorePlan plan;
@@ -121,7 +125,7 @@ void JobManager::RecordItemRestoreResult(Active& a, const v1::RestoreJobResult& 
     if (i < items.step_started_us_size()) step->set_started_us(items.step_started_us(i));
     if (i < items.step_ended_us_size()) step->set_ended_us(items.step_ended_us(i));
     if (i < items.step_detail_size()) step->set_detail(items.step_detail(i));
-    if (succeeded && i < items.step_ended_us_size()) {
+    if (succeeded && i < items.step_ended_us_size() && items.step_ended_us(i) != 0) {
       step->set_state(i == 2 && !items.recovery_database_removed() ? v1::STEP_FAILED
                                                                    : v1::STEP_DONE);
       step->add_done_nodes(step->nodes(0));
@@ -131,15 +135,24 @@ void JobManager::RecordItemRestoreResult(Active& a, const v1::RestoreJobResult& 
     // The agent's error names the step that failed ("step N: ..."); the
     // ones before it are done (the Recovery Database was removed after).
     int failed = 0;
+    // (The error may carry a prefix, the lost lease's, say.)
     for (int i = 1; i <= 2; ++i) {
-      if (absl::StartsWith(error, absl::StrCat("step ", i, ":"))) failed = i;
+      if (absl::StrContains(error, absl::StrCat("step ", i, ": "))) failed = i;
     }
     for (int i = 0; i < plan.steps_size() && failed != 0; ++i) {
       v1::RestoreStep* step = plan.mutable_steps(i);
-      step->set_state(i + 1 < failed    ? v1::STEP_DONE
-                      : i + 1 == failed ? v1::STEP_FAILED
-                                        : v1::STEP_PENDING);
-      if (i + 1 == failed) step->set_detail(error);
+      const bool ran = i < items.step_ended_us_size() && items.step_ended_us(i) != 0;
+      if (i + 1 == failed) {
+        step->set_state(v1::STEP_FAILED);
+        step->set_detail(error);
+      } else if (i == 2) {
+        // The Recovery Database is removed after a failure too.
+        step->set_state(!ran                                ? v1::STEP_PENDING
+                        : items.recovery_database_removed() ? v1::STEP_DONE
+                                                            : v1::STEP_FAILED);
+      } else {
+        step->set_state(i + 1 < failed ? v1::STEP_DONE : v1::STEP_PENDING);
+      }
     }
     plan.set_next_action(
         "run the same `dagvault restore items` again: it restores the Recovery Database afresh, "

@@ -101,7 +101,10 @@ absl::Status JobManager::Recover() {
   const absl::Duration now = clock_->Monotonic();
   for (const JobRecord& r : *jobs) {
     if (IsFinal(r.state)) continue;
-    if (r.attempts.empty() && r.plan.empty()) {
+    v1::RestorePlan recorded;
+    const bool item_restore =
+        !r.plan.empty() && recorded.ParseFromString(r.plan) && recorded.has_items();
+    if (r.attempts.empty() && (r.plan.empty() || item_restore)) {
       // Created, but the coordinator stopped before it assigned it: it
       // never ran. It ends here, saying so; a scheduled backup is still in
       // the scheduler's queue (it leaves it only with its assignment).

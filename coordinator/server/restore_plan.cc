@@ -131,7 +131,12 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
       r.created = r.updated = clock_->Now();
       r.manifest = chain->back().id();
       r.state = JobState::kQueued;
-      if (item_plan != nullptr) r.plan = item_plan->SerializeAsString();
+      if (item_plan != nullptr) {
+        v1::RestorePlan plan = *item_plan;
+        for (const auto& id : ids) plan.add_manifests(id);
+        plan.set_to_generation(target);
+        r.plan = plan.SerializeAsString();
+      }
       // The unit's lease, like a backup's: it keeps backups away while the
       // restore runs, and its fencing token goes to the writer.
       auto lease = leases_->Acquire(r.unit, r.id, request.node(), options_.lease_ttl);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/evp.h"
 #include "common/status_macros.h"
 
 namespace dagvault::mailstore {
@@ -126,33 +127,52 @@ absl::StatusOr<RecoveryItemPage> SelectRecoveryItems(Engine& rdb, const std::str
   for (uint32_t i = cursor.database_index(); i < dbs.size(); ++i) {
     const uint32_t db = dbs[i];
     uint64_t next = i == cursor.database_index() ? cursor.next_item() : 0;
-    std::vector<uint64_t> numbers;
-    if (!listed.empty()) {
-      numbers.assign(std::lower_bound(listed.begin(), listed.end(), next), listed.end());
-    } else {
-      ASSIGN_OR_RETURN(numbers, ItemsOf(rdb, db, selection.mailbox()));
-      numbers.erase(numbers.begin(), std::lower_bound(numbers.begin(), numbers.end(), next));
-    }
-    for (uint64_t number : numbers) {
-      ASSIGN_OR_RETURN(std::optional<std::string> value,
-                       rdb.Get(db, ItemKey{selection.mailbox(), number}));
-      if (!value) continue;  // a listed number held by another database
-      if (bytes + value->size() > max_bytes && !page.items.empty()) {
-        // Whole items only: this one starts the next page.
-        page.next.set_database_index(i);
-        page.next.set_next_item(number);
-        return page;
+    // The numbers from `next` on, a listing page at a time (never the
+    // whole mailbox again for each page of items).
+    while (true) {
+      std::vector<uint64_t> numbers;
+      bool last_listing = true;
+      if (!listed.empty()) {
+        numbers.assign(std::lower_bound(listed.begin(), listed.end(), next), listed.end());
+      } else {
+        ASSIGN_OR_RETURN(auto listing, rdb.List(db, selection.mailbox(), next, kListPage));
+        for (const auto& e : listing) numbers.push_back(e.key.item);
+        last_listing = listing.size() < kListPage;
       }
-      v1::RestoredItem& item = page.items.emplace_back();
-      item.set_database(rdb.unit().databases[db].name);
-      item.set_mailbox(selection.mailbox());
-      item.set_item(number);
-      bytes += value->size();
-      item.set_value(std::move(*value));
+      for (uint64_t number : numbers) {
+        ASSIGN_OR_RETURN(std::optional<std::string> value,
+                         rdb.Get(db, ItemKey{selection.mailbox(), number}));
+        if (!value) continue;  // a listed number held by another database
+        if (bytes + value->size() > max_bytes && !page.items.empty()) {
+          // Whole items only: this one starts the next page.
+          page.next.set_database_index(i);
+          page.next.set_next_item(number);
+          return page;
+        }
+        v1::RestoredItem& item = page.items.emplace_back();
+        item.set_database(rdb.unit().databases[db].name);
+        item.set_mailbox(selection.mailbox());
+        item.set_item(number);
+        bytes += value->size();
+        item.set_value(std::move(*value));
+      }
+      if (last_listing || numbers.empty()) break;
+      next = numbers.back() + 1;
     }
   }
   page.done = true;
   return page;
+}
+
+absl::StatusOr<uint64_t> HighestItem(Engine& rdb, const v1::ItemSelection& selection) {
+  std::vector<uint32_t> dbs;
+  for (uint32_t i = 0; i < rdb.database_count(); ++i) dbs.push_back(i);
+  uint64_t highest = 0;
+  for (uint32_t db : dbs) {
+    ASSIGN_OR_RETURN(std::vector<uint64_t> items, ItemsOf(rdb, db, selection.mailbox()));
+    if (!items.empty()) highest = std::max(highest, items.back());
+  }
+  return highest;
 }
 
 absl::StatusOr<v1::ApplyRestoredItemsResponse> ApplyRestoredItems(
@@ -160,8 +180,16 @@ absl::StatusOr<v1::ApplyRestoredItemsResponse> ApplyRestoredItems(
   v1::ApplyRestoredItemsResponse response;
   v1::ItemCounts& counts = *response.mutable_counts();
   ASSIGN_OR_RETURN(std::unique_ptr<Transaction> txn, engine.Begin());
-  // Keep both: the next free number per (database, mailbox), found once.
-  std::map<std::pair<uint32_t, uint64_t>, uint64_t> next_free;
+  // Keep both: the next free number per (database, mailbox), found once,
+  // above production's highest and the restore point's (keep_both_from),
+  // so that a kept copy never takes a number a restored item still to
+  // come has; and the SHA-256 of what already stands from keep_both_from
+  // on, so a copy kept by an earlier run is not kept again.
+  struct KeptRange {
+    uint64_t next_free = 0;
+    std::set<Sha256Digest> held;
+  };
+  std::map<std::pair<uint32_t, uint64_t>, KeptRange> kept_ranges;
   bool wrote = false;
   for (const v1::RestoredItem& item : request.items()) {
     const int found = engine.DatabaseIndex(item.database());
@@ -193,19 +221,30 @@ absl::StatusOr<v1::ApplyRestoredItemsResponse> ApplyRestoredItems(
       RETURN_IF_ERROR(put(item.item()));
       counts.set_overwritten(counts.overwritten() + 1);
     } else {
-      auto [it, first] = next_free.try_emplace({db, mailbox}, 0);
+      auto [it, first] = kept_ranges.try_emplace({db, mailbox});
+      KeptRange& range = it->second;
       if (first) {
         uint64_t highest = 0;
         uint64_t from = 0;
         while (true) {
           ASSIGN_OR_RETURN(auto listed, txn->List(db, mailbox, from, kListPage));
+          for (const auto& e : listed) {
+            if (e.key.item < request.keep_both_from()) continue;
+            ASSIGN_OR_RETURN(auto value, txn->Get(db, e.key));
+            if (value) range.held.insert(Sha256::Of(*value));
+          }
           if (!listed.empty()) highest = listed.back().key.item;
           if (listed.size() < kListPage) break;
           from = highest + 1;
         }
-        it->second = highest + 1;
+        range.next_free = std::max(highest + 1, request.keep_both_from());
       }
-      const uint64_t number = it->second++;
+      if (!range.held.insert(Sha256::Of(item.value())).second) {
+        // Kept beside it already (an earlier run).
+        counts.set_skipped_identical(counts.skipped_identical() + 1);
+        continue;
+      }
+      const uint64_t number = range.next_free++;
       RETURN_IF_ERROR(put(number));
       counts.set_kept_both(counts.kept_both() + 1);
       v1::RestoredItem* kept = response.add_kept_both();

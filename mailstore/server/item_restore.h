@@ -40,11 +40,16 @@ absl::StatusOr<RecoveryItemPage> SelectRecoveryItems(Engine& rdb, const std::str
                                                      const dagvault::v1::ItemCursor& cursor,
                                                      uint64_t max_bytes);
 
+// The highest item number of the selection's mailbox in `rdb` (0: none),
+// for ApplyRestoredItemsRequest.keep_both_from.
+absl::StatusOr<uint64_t> HighestItem(Engine& rdb, const dagvault::v1::ItemSelection& selection);
+
 // Writes `request.items` into `engine` (the active copy of request.unit)
 // in one transaction. Under every rule an item whose number already holds
 // the same bytes is left alone; otherwise a free number gets the item,
 // and a taken one is kept (skip), replaced (overwrite), or the item goes
-// under the mailbox's next free number (keep both).
+// under the mailbox's next free number at or above keep_both_from (keep
+// both; unless the same bytes already stand at or above it).
 absl::StatusOr<dagvault::v1::ApplyRestoredItemsResponse> ApplyRestoredItems(
     Engine& engine, const dagvault::v1::ApplyRestoredItemsRequest& request);
 

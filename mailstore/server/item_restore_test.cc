@@ -58,10 +58,11 @@ class ItemRestoreTest : public ::testing::Test {
   }
 
   v1::ApplyRestoredItemsResponse Apply(const std::vector<v1::RestoredItem>& items,
-                                       v1::ItemConflict conflict) {
+                                       v1::ItemConflict conflict, uint64_t keep_both_from = 0) {
     v1::ApplyRestoredItemsRequest r;
     r.set_unit("u1");
     r.set_conflict(conflict);
+    r.set_keep_both_from(keep_both_from);
     for (const auto& i : items) *r.add_items() = i;
     auto applied = ApplyRestoredItems(*prod_, r);
     EXPECT_TRUE(applied.ok()) << applied.status();
@@ -136,11 +137,18 @@ TEST_F(ItemRestoreTest, EachConflictRuleAndIdenticalItemsAreLeftAlone) {
   EXPECT_EQ(again.counts().copied(), 0u);
   EXPECT_EQ(again.generation(), 0u);
 
-  auto both = Apply({items[1]}, v1::ITEM_CONFLICT_KEEP_BOTH);
+  // Keep both: above production's highest (9) and the restore point's
+  // (101, which a later page may still bring): 102.
+  auto both = Apply({items[1]}, v1::ITEM_CONFLICT_KEEP_BOTH, 102);
   ASSERT_EQ(both.kept_both_size(), 1);
-  EXPECT_EQ(both.kept_both(0).stored_as(), 10u);  // after the highest, 9
-  EXPECT_EQ(**prod_->Get(0, {7, 10}), Value(7, 1));
+  EXPECT_EQ(both.kept_both(0).stored_as(), 102u);
+  EXPECT_EQ(**prod_->Get(0, {7, 102}), Value(7, 1));
   EXPECT_EQ(**prod_->Get(0, {7, 1}), "newer mail");
+  // Again: the copy kept is there, so nothing is kept twice.
+  auto both_again = Apply({items[1]}, v1::ITEM_CONFLICT_KEEP_BOTH, 102);
+  EXPECT_EQ(both_again.counts().kept_both(), 0u);
+  EXPECT_EQ(both_again.counts().skipped_identical(), 1u);
+  EXPECT_FALSE(prod_->Get(0, {7, 103})->has_value());
 
   auto over = Apply({items[1]}, v1::ITEM_CONFLICT_OVERWRITE);
   EXPECT_EQ(over.counts().overwritten(), 1u);

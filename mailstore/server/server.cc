@@ -101,22 +101,56 @@ absl::StatusOr<std::shared_ptr<Engine>> Mailstored::FindRecoveryDatabase(const s
 }
 
 absl::StatusOr<std::string> Mailstored::RemoveRecoveryDatabase(const std::string& name) {
+  // Only a folder under data_root/rdb (where a Recovery Database restored
+  // without a path goes) is deleted: one an operator placed elsewhere with
+  // --path is only dismounted.
+  const std::string rdb_root = JoinPath(config_.proto.data_root(), "rdb");
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", name, "\" is not a recovery database name"));
+  }
   std::shared_ptr<Engine> engine;
   std::string dir;
-  {
-    std::lock_guard<std::mutex> lock(rdb_mu_);
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (true) {
+    std::unique_lock<std::mutex> lock(rdb_mu_);
     auto it = rdbs_.find(name);
     if (it == rdbs_.end()) {
-      return absl::NotFoundError(absl::StrCat("no recovery database named ", name,
-                                              " is mounted on node ", config_.node()));
+      // Not mounted: a restore that failed before its mount may have left
+      // its folder.
+      const std::string leftover = JoinPath(rdb_root, name);
+      if (!PathExists(leftover)) {
+        return absl::NotFoundError(absl::StrCat("no recovery database named ", name,
+                                                " is mounted or left on node ", config_.node()));
+      }
+      dir = leftover;
+      break;
+    }
+    if (it->second.use_count() > 1) {
+      // A page of items or a store call still reads it: wait for it.
+      if (absl::Now() >= give_up) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "recovery database ", name, " on ", config_.node(), " is still in use; not removed"));
+      }
+      lock.unlock();
+      absl::SleepFor(absl::Milliseconds(100));
+      continue;
     }
     engine = std::move(it->second);
     rdbs_.erase(it);
     dir = rdb_dirs_[name];
     rdb_dirs_.erase(name);
+    break;
   }
-  if (absl::Status closed = engine->Close(); !closed.ok()) {
-    logging::Get("mailstored")->warn("recovery database {}: closing it: {}", name, closed);
+  if (engine != nullptr) {
+    if (absl::Status closed = engine->Close(); !closed.ok()) {
+      logging::Get("mailstored")->warn("recovery database {}: closing it: {}", name, closed);
+    }
+  }
+  if (std::filesystem::path(dir).lexically_normal().parent_path() !=
+      std::filesystem::path(rdb_root).lexically_normal()) {
+    return absl::StrCat(dir, " (dismounted; the folder is not under ", rdb_root,
+                        ", so it was left in place)");
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);

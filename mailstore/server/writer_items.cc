@@ -44,6 +44,10 @@ absl::StatusOr<v1::RestoreItemsResponse> Writers::RestoreItems(
   apply.set_target_mailbox(request.target_mailbox());
   apply.set_conflict(request.conflict());
   for (auto& item : page.items) *apply.add_items() = std::move(item);
+  if (request.conflict() == v1::ITEM_CONFLICT_KEEP_BOTH) {
+    ASSIGN_OR_RETURN(uint64_t highest, HighestItem(*rdb, request.selection()));
+    apply.set_keep_both_from(highest + 1);
+  }
   ASSIGN_OR_RETURN(v1::Replication::Stub * stub, peers_->Replication(active));
   v1::ApplyRestoredItemsResponse applied;
   auto context = Peers::PatientContext(absl::Seconds(60));

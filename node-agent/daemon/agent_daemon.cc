@@ -551,14 +551,12 @@ class Daemon final : public AgentDaemon {
     target.recovery_database = a.restore().recovery_database();
     target.node = config_.node();
     RestoreJobResult restored;
-    ASSIGN_OR_RETURN(*items,
-                     RunItemRestore(
-                         *writer_, target, a.restore().items(), [&] { return Restore(job); },
-                         job->control.cancel,
-                         [&](const v1::ItemCounts& c) {
-                           OnProgress(job, JobProgress{"completing", c.bytes(), 0, "", 0}, "");
-                         },
-                         &restored));
+    RETURN_IF_ERROR(RunItemRestore(
+        *writer_, target, a.restore().items(), [&] { return Restore(job); }, job->control.cancel,
+        [&](const v1::ItemCounts& c) {
+          OnProgress(job, JobProgress{"completing", c.bytes(), 0, "", 0}, "");
+        },
+        items, &restored));
     restored.message = items->step_detail_size() > 1 ? items->step_detail(1) : restored.message;
     return restored;
   }
@@ -657,6 +655,10 @@ class Daemon final : public AgentDaemon {
       u->set_error(fenced.empty() ? std::string(r.status().message())
                                   : absl::StrCat(fenced, " (", r.status().message(), ")"));
       u->set_chain_break_generation(ChainBreakGenerationOf(r.status()));
+      if (restore && a.restore().has_items()) {
+        // What an item restore did before it failed (pages already written).
+        *u->mutable_restore_result()->mutable_items() = items;
+      }
       if (auto kept = UnacknowledgedBackupOf(r.status())) {
         // Verified and durable: the coordinator catalogues it although the
         // job failed (the writer may have truncated after it).

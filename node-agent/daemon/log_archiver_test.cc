@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -57,12 +58,13 @@ class LogArchiverTest : public ::testing::Test {
         &clock_, options);
   }
 
-  absl::Status Full() {
+  // A Full of the unit's active copy on `node`.
+  absl::Status Full(int node = kNode1) {
     BackupJobSpec spec;
-    spec.job = "full";
+    spec.job = absl::StrCat("full-", node);
     spec.unit = kUnit;
     spec.type = v1::FULL;
-    WriterShadowSession session(ConnectWriter(cluster_.node(kNode1).config.writer_socket()),
+    WriterShadowSession session(ConnectWriter(cluster_.node(node).config.writer_socket()),
                                 std::make_shared<std::mutex>());
     auto copy = MakeSnapshotProvider("copy");
     if (!copy.ok()) return copy.status();
@@ -187,15 +189,7 @@ TEST_F(LogArchiverTest, AStreamThatDoesNotFollowTheArchiveIsReportedAsABreakOnce
   EXPECT_EQ(report.archives(0).break_generation(), segment.high_generation() + 1);
 
   // A Full of the new stream starts a chain the archive follows again.
-  BackupJobSpec spec;
-  spec.job = "full2";
-  spec.unit = kUnit;
-  spec.type = v1::FULL;
-  WriterShadowSession session(ConnectWriter(cluster_.node(kNode2).config.writer_socket()),
-                              std::make_shared<std::mutex>());
-  auto provider = MakeSnapshotProvider("copy");
-  ASSERT_TRUE(provider.ok());
-  ASSERT_TRUE(RunBackupJob(session, **provider, *repo_, spec, nullptr, nullptr).ok());
+  ASSERT_TRUE(Full(kNode2).ok());
   PutItems(cluster_, kNode2, kUnit, Databases(kUnit), 6, 500, 10);
   ASSERT_TRUE(cluster_.RollLog(kNode2, kUnit).ok());
   clock_.Advance(absl::Seconds(11));

@@ -147,13 +147,15 @@ std::string DescribeItemCounts(const v1::ItemCounts& c, bool exported) {
   return out;
 }
 
-absl::StatusOr<v1::ItemRestoreResult> RunItemRestore(
-    v1::Writer::StubInterface& writer, const ItemRestoreTarget& target, const v1::ItemRestore& spec,
-    const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
-    const std::atomic<bool>& cancel, const std::function<void(const v1::ItemCounts&)>& progress,
-    RestoreJobResult* restored) {
+absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestoreTarget& target,
+                            const v1::ItemRestore& spec,
+                            const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
+                            const std::atomic<bool>& cancel,
+                            const std::function<void(const v1::ItemCounts&)>& progress,
+                            v1::ItemRestoreResult* out, RestoreJobResult* restored) {
   auto log = logging::Get("agent.items");
-  v1::ItemRestoreResult result;
+  v1::ItemRestoreResult& result = *out;
+  result.Clear();
   auto now_us = [] { return absl::ToUnixMicros(absl::Now()); };
   // Step 3, whatever happened before: the Recovery Database goes.
   auto remove = [&]() -> absl::Status {
@@ -189,7 +191,13 @@ absl::StatusOr<v1::ItemRestoreResult> RunItemRestore(
   result.add_step_started_us(now_us());
   absl::StatusOr<RestoreJobResult> chain = restore_chain();
   result.add_step_ended_us(now_us());
-  if (!chain.ok()) return failed(1, chain.status());
+  if (!chain.ok()) {
+    result.add_step_detail(std::string(chain.status().message()));
+    result.add_step_started_us(0);  // step 2 never ran
+    result.add_step_ended_us(0);
+    result.add_step_detail("");
+    return failed(1, chain.status());
+  }
   *restored = *chain;
   result.add_step_detail(absl::StrFormat(
       "restored the chain as recovery database %s on %s, replayed through generation 0x%08X",
@@ -198,7 +206,12 @@ absl::StatusOr<v1::ItemRestoreResult> RunItemRestore(
   mounted.restore_point_generation = chain->last_generation;
 
   result.add_step_started_us(now_us());
-  absl::StatusOr<ItemStepResult> step = RunItemStep(writer, mounted, spec, cancel, progress);
+  // The counts so far go with a failure too: pages already written stay.
+  absl::StatusOr<ItemStepResult> step =
+      RunItemStep(writer, mounted, spec, cancel, [&](const v1::ItemCounts& c) {
+        *result.mutable_counts() = c;
+        if (progress) progress(c);
+      });
   result.add_step_ended_us(now_us());
   if (!step.ok()) {
     result.add_step_detail(std::string(step.status().message()));
@@ -213,7 +226,7 @@ absl::StatusOr<v1::ItemRestoreResult> RunItemRestore(
     log->warn("unit {}: recovery database {} could not be removed: {}", target.unit,
               target.recovery_database, removed.message());
   }
-  return result;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ItemStepResult> RunItemStep(

@@ -49,16 +49,17 @@ absl::StatusOr<ItemStepResult> RunItemStep(
 // chain as the Recovery Database target.recovery_database and mounts it
 // (step 1), RunItemStep (step 2), then the Recovery Database is removed
 // (step 3), also after a failure of step 1 or 2, so nothing is left
-// behind. `restored` receives step 1's result. A Recovery Database that
+// behind. `result` says what each step did, after a failure too (the
+// counts of the pages already written); a failure names its step ("step
+// N: ..."). `restored` receives step 1's result. A Recovery Database that
 // cannot be removed does not fail a restore whose items are in place: the
 // result says so.
-absl::StatusOr<dagvault::v1::ItemRestoreResult> RunItemRestore(
-    dagvault::v1::Writer::StubInterface& writer, const ItemRestoreTarget& target,
-    const dagvault::v1::ItemRestore& spec,
-    const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
-    const std::atomic<bool>& cancel,
-    const std::function<void(const dagvault::v1::ItemCounts&)>& progress,
-    RestoreJobResult* restored);
+absl::Status RunItemRestore(dagvault::v1::Writer::StubInterface& writer,
+                            const ItemRestoreTarget& target, const dagvault::v1::ItemRestore& spec,
+                            const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
+                            const std::atomic<bool>& cancel,
+                            const std::function<void(const dagvault::v1::ItemCounts&)>& progress,
+                            dagvault::v1::ItemRestoreResult* result, RestoreJobResult* restored);
 
 // "12 found, 10 copied, 2 skipped (they exist), 1.2 MiB": for messages.
 std::string DescribeItemCounts(const dagvault::v1::ItemCounts& counts, bool exported);

@@ -68,7 +68,8 @@ class TimingInterceptorFactory : public grpc::experimental::ClientInterceptorFac
 std::shared_ptr<v1::Writer::StubInterface> ConnectWriter(const std::string& socket_path,
                                                          WriterCallObserver observer) {
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
+  // A page of restored items holds one whole item of up to 64 MiB.
+  args.SetMaxReceiveMessageSize(128 << 20);
   const std::string target = absl::StrCat("unix:", socket_path);
   if (!observer) {
     return v1::Writer::NewStub(

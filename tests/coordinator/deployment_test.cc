@@ -458,22 +458,7 @@ TEST(Deployment, OneChainAcrossThreeServersBreaksWhereALossyActivationDivergedIt
   v1::JobInfo last =
       BackupWait(d, {"--unit", "DB02", "--type", "incremental", "--source-mode", "active-only"});
   ASSERT_EQ(last.state(), v1::JOB_SUCCEEDED) << last.reason();
-  d.cluster().KillNode(kNode1);
-  ASSERT_OK(d.cluster().Admin(kNode2, "resume", "DB02"));
-  ASSERT_OK(d.cluster().Activate(kNode2, "DB02", "node2", /*lossy=*/true));
-  // The coordinator learns of it from node2's next report.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto st = d.Status();
-        if (!st.ok()) return false;
-        for (const auto& c : st->copies()) {
-          if (c.status().unit() == "DB02" && c.status().node() == "node2") {
-            return c.status().role() == v1::ACTIVE && c.status().state() == v1::MOUNTED;
-          }
-        }
-        return false;
-      },
-      absl::Seconds(20)));
+  ASSERT_NO_FATAL_FAILURE(FailOverLossilyToNode2(d));
   auto activated = d.cluster().Copy(kNode2, "DB02");
   ASSERT_OK(activated.status());
   const uint32_t node2_had = activated->last_log_generation();

@@ -81,6 +81,27 @@ inline bool WaitCopyState(Deployment& d, const std::string& unit, const std::str
       absl::Seconds(20));
 }
 
+// A lossy failover of DB02: node1 dies, node2's copy (suspended until
+// now) is resumed and activated with what it has; returns once the
+// coordinator sees it active and mounted (from node2's next report).
+inline void FailOverLossilyToNode2(Deployment& d) {
+  d.cluster().KillNode(kNode1);
+  ASSERT_OK(d.cluster().Admin(kNode2, "resume", "DB02"));
+  ASSERT_OK(d.cluster().Activate(kNode2, "DB02", "node2", /*lossy=*/true));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = d.Status();
+        if (!st.ok()) return false;
+        for (const auto& c : st->copies()) {
+          if (c.status().unit() == "DB02" && c.status().node() == "node2") {
+            return c.status().role() == v1::ACTIVE && c.status().state() == v1::MOUNTED;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(20)));
+}
+
 // Items into DB02 on node `active`, then its current log closed.
 inline void Load(Deployment& d, int active, uint64_t mailbox, uint64_t first, uint64_t count) {
   PutItems(d.cluster(), active, "DB02", Databases("DB02"), mailbox, first, count);

@@ -140,6 +140,12 @@ TEST(DeploymentItemRestore, DeletedItemsComeBackIntoProductionAndReplicateOtherM
   EXPECT_EQ(after.at(50), "changed after the backup");
   EXPECT_EQ(after.rbegin()->second, mailbox1.at(50));
   EXPECT_GT(after.rbegin()->first, 59u);
+  // Run again, it keeps no second copy.
+  auto [both_again_exit, both_again] = RestoreItems(
+      d, {"--mailbox", "1", "--item", "50", "--into-production", "--conflict", "keep-both"});
+  ASSERT_EQ(both_again_exit, 0) << both_again.DebugString();
+  EXPECT_EQ(both_again.plan().item_result().counts().kept_both(), 0u);
+  EXPECT_EQ(MailboxItems(d, kNode1, 1).size(), after.size());
 }
 
 TEST(DeploymentItemRestore, AnExportWritesEachItemsBytesAndBadInputIsNamed) {
@@ -179,7 +185,11 @@ TEST(DeploymentItemRestore, AnExportWritesEachItemsBytesAndBadInputIsNamed) {
   EXPECT_NE(item_exit, 0);
   EXPECT_THAT(item.reason(), HasSubstr("item 77 is not in mailbox 5"));
   EXPECT_THAT(item.reason(), HasSubstr("it holds 10 item(s) there, numbered 0 to 9"));
+  EXPECT_EQ(item.plan().steps(0).state(), v1::STEP_DONE) << item.DebugString();
   EXPECT_EQ(item.plan().steps(1).state(), v1::STEP_FAILED) << item.DebugString();
+  EXPECT_EQ(item.plan().steps(2).state(), v1::STEP_DONE) << item.DebugString();
+  EXPECT_TRUE(item.plan().item_result().recovery_database_removed());
+  EXPECT_THAT(item.plan().next_action(), HasSubstr("run the same `dagvault restore items` again"));
   // Refused before it starts: both or neither of --into-production and --export.
   ProcessResult neither = d.Cli({"restore", "items", "--unit", "DB02", "--mailbox", "4"});
   EXPECT_NE(neither.exit_code, 0);

@@ -473,21 +473,7 @@ TEST(DeploymentArchive, ALossyFailoverBreaksTheArchiveWhichGoesOnAfterTheNextFul
   ASSERT_NO_FATAL_FAILURE(WaitArchivedThrough(d, old_newest, &chains));
   EXPECT_EQ(chains.chains(0).archived_source_node(), "node1");
 
-  d.cluster().KillNode(kNode1);
-  ASSERT_OK(d.cluster().Admin(kNode2, "resume", "DB02"));
-  ASSERT_OK(d.cluster().Activate(kNode2, "DB02", "node2", /*lossy=*/true));
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto st = d.Status();
-        if (!st.ok()) return false;
-        for (const auto& c : st->copies()) {
-          if (c.status().unit() == "DB02" && c.status().node() == "node2") {
-            return c.status().role() == v1::ACTIVE && c.status().state() == v1::MOUNTED;
-          }
-        }
-        return false;
-      },
-      absl::Seconds(20)));
+  ASSERT_NO_FATAL_FAILURE(FailOverLossilyToNode2(d));
   auto activated = d.cluster().Copy(kNode2, "DB02");
   ASSERT_OK(activated);
   ASSERT_LT(activated->last_log_generation(), old_newest) << "node2 should have lost generations";

@@ -93,6 +93,14 @@ absl::StatusOr<v1::RestoreCompleteResponse> RestoreComplete(
       cluster, i, &v1::Writer::Stub::RestoreComplete, request, "RestoreComplete");
 }
 
+absl::StatusOr<v1::RemoveRecoveryDatabaseResponse> RemoveRecoveryDatabase(
+    MailstoredCluster& cluster, int i, const std::string& name) {
+  v1::RemoveRecoveryDatabaseRequest request;
+  request.set_name(name);
+  return Call<v1::RemoveRecoveryDatabaseRequest, v1::RemoveRecoveryDatabaseResponse>(
+      cluster, i, &v1::Writer::Stub::RemoveRecoveryDatabase, request, "RemoveRecoveryDatabase");
+}
+
 absl::StatusOr<BackupSet> TakeBackup(MailstoredCluster& cluster, int i, const std::string& unit,
                                      v1::BackupType type, const std::string& dir,
                                      uint32_t base_high_generation, uint64_t fencing_token) {

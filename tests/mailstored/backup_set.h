@@ -31,6 +31,8 @@ absl::StatusOr<v1::PrepareRestoreResponse> PrepareRestore(MailstoredCluster& clu
                                                           const v1::PrepareRestoreRequest& request);
 absl::StatusOr<v1::RestoreCompleteResponse> RestoreComplete(
     MailstoredCluster& cluster, int i, const v1::RestoreCompleteRequest& request);
+absl::StatusOr<v1::RemoveRecoveryDatabaseResponse> RemoveRecoveryDatabase(
+    MailstoredCluster& cluster, int i, const std::string& name);
 
 // One backup's files: dir/<database>.edb and dir/logs/<log files>.
 struct BackupSet {

@@ -134,6 +134,20 @@ TEST(Restore, ARecoveryDatabaseOnAnotherNodeHoldsTheBackupAndIsNeverReplicated) 
   auto again = PrepareRestore(cluster, kNode3, request);
   EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_THAT(std::string(again.status().message()), HasSubstr("the name DB02-RDB is taken"));
+
+  // Removed (issue 20): dismounted, but a folder an operator chose outside
+  // data_root/rdb is left in place.
+  EXPECT_EQ(RemoveRecoveryDatabase(cluster, kNode3, "../DB02").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto removed = RemoveRecoveryDatabase(cluster, kNode3, "DB02-RDB");
+  ASSERT_OK(removed);
+  EXPECT_THAT(removed->path(), HasSubstr("so it was left in place"));
+  EXPECT_TRUE(PathExists(cluster.root() + "/rdb-on-node3/DB02.edb"));
+  status = cluster.Status(kNode3);
+  ASSERT_OK(status);
+  EXPECT_EQ(FindUnitStatus(*status, "DB02-RDB"), nullptr);
+  EXPECT_EQ(RemoveRecoveryDatabase(cluster, kNode3, "DB02-RDB").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(Restore, ARestoreAimedAtAMountedDatabaseGoesBesideItOrIsRefused) {
@@ -172,6 +186,15 @@ TEST(Restore, ARestoreAimedAtAMountedDatabaseGoesBesideItOrIsRefused) {
   ASSERT_OK(cluster.RollLog(kNode1, kUnit));
   ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
   EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), production);
+  // One under data_root/rdb is removed with its folder; production stays.
+  const std::string folder =
+      cluster.node(kNode1).config.data_root() + "/rdb/" + prepared->recovery_database();
+  ASSERT_TRUE(PathExists(folder));
+  auto removed = RemoveRecoveryDatabase(cluster, kNode1, prepared->recovery_database());
+  ASSERT_OK(removed);
+  EXPECT_EQ(removed->path(), folder);
+  EXPECT_FALSE(PathExists(folder));
+  EXPECT_EQ(UnitDigest(cluster, kNode1, kUnit), production);
 }
 
 TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {

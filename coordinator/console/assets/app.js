@@ -407,7 +407,7 @@ async function jobPage(params) {
   const ended = ['JOB_SUCCEEDED', 'JOB_FAILED', 'JOB_CANCELLED'].includes(j.state);
   const out = [
     h('h1', {}, `Job ${j.id}`),
-    h('p', {}, `${j.kind === 'JOB_RESTORE' ? 'Restore' : words(j.type, '') + ' backup'} of ${j.unit}: `, jobBadge(j.state),
+    h('p', {}, `${j.kind === 'JOB_RESTORE' ? (j.plan && j.plan.items ? 'Item-level restore' : 'Restore') : words(j.type, '') + ' backup'} of ${j.unit}: `, jobBadge(j.state),
       ended ? '' : [' ', h('button', { onclick: () => cancelJob(j) }, 'Cancel…')]),
     j.reason ? h('p', { class: 'why' }, j.reason) : '',
     h('table', {}, h('tbody', {}, h('tr', {}, h('th', {}, 'Progress'), progressCell(j)),
@@ -425,6 +425,13 @@ async function jobPage(params) {
     }
     for (const f of j.plan.reseeded_from_active || []) {
       out.push(h('p', { class: 'why' }, `${f.node}: reseeded from the active copy, because its restore from the repository failed: ${f.reason}`));
+    }
+    if (j.plan.item_result && j.plan.item_result.counts) {
+      const c = j.plan.item_result.counts;
+      out.push(h('p', { 'data-items': 'counts' }, `Items: ${num(c.found)} found, ${num(c.copied)} copied, ` +
+        `${num(c.skipped_existing)} skipped as existing, ${num(c.skipped_identical)} already there, ` +
+        `${num(c.overwritten)} overwritten, ${num(c.kept_both)} kept both, ${num(c.exported)} exported, ` +
+        `${bytes(num(c.bytes))}`));
     }
     if (j.plan.next_action) out.push(h('p', { class: 'error' }, `Next: ${j.plan.next_action}`));
   }

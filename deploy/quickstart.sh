@@ -161,11 +161,30 @@ for node in "$node1" "$node2" "$node3"; do
   fi
 done
 
-step "13. An RPO: SG01 follows a nightly policy whose restore points may be at most 26 hours old"
+step "13. A user's mail back: mailbox 3 of SG01 exported from the newest restore point"
+# A Recovery Database on a node with a healthy passive copy, the mailbox's
+# items written to files there, the Recovery Database removed.
+rm -rf "$lab/export"
+"$dv" restore items --unit SG01 --mailbox 3 --export "$lab/export" --wait | sed 's/^/   /'
+python3 - "$lab/export" <<'PY'
+import hashlib, json, os, sys
+root = sys.argv[1]
+index = json.load(open(os.path.join(root, "index.json")))
+items = index.get("items", [])
+for e in items:
+    data = open(os.path.join(root, e["file"]), "rb").read()
+    if hashlib.sha256(data).hexdigest() != e["sha256"]:
+        sys.exit(f"   {e['file']} does not match the index")
+if not items:
+    sys.exit("   the export holds no item")
+print(f"   {len(items)} items of mailbox 3 in {root}, each file's SHA-256 equal to the index's")
+PY
+
+step "14. An RPO: SG01 follows a nightly policy whose restore points may be at most 26 hours old"
 "$dv" policy set --name nightly --unit SG01 --full '30 1 * * 0' --incremental '30 1 * * 1-6' --rpo 26h
 "$dv" status --unit SG01
 
-step "14. The web console: a sign-in token for the admin certificate, and the console answering with it"
+step "15. The web console: a sign-in token for the admin certificate, and the console answering with it"
 login=$("$dv" console login --ttl 12h)
 token=$(sed -n 's/.*#\/overview?token=\([A-Za-z0-9_-]*\).*/\1/p' <<<"$login" | head -n 1)
 console_url=https://127.0.0.1:7182/
@@ -199,6 +218,8 @@ cat <<DONE
      the same time, into node2's and node3's passive copies (each by its own agent);
      node1 replayed and mounted, replication resumed from the common restore point, and
      every copy's digests agree: they equal the restore point's;
+   - mailbox 3 of SG01 came back as files from a Recovery Database that was then
+     removed (docs/operator-guide.md: get a user's mail back);
    - SG01 got a nightly policy with a 26-hour RPO, and \`dagvault status\` shows it
      within its RPO (docs/monitoring.md: RPO, status, metrics and alerts);
    - the coordinator serves the web console at $console_url (docs/console.md):

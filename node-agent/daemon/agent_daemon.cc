@@ -550,6 +550,7 @@ class Daemon final : public AgentDaemon {
     target.unit = a.unit();
     target.recovery_database = a.restore().recovery_database();
     target.node = config_.node();
+    target.leftovers = ItemRestoreLeftovers(*admin_, a.unit(), target.recovery_database);
     RestoreJobResult restored;
     RETURN_IF_ERROR(RunItemRestore(
         *writer_, target, a.restore().items(), [&] { return Restore(job); }, job->control.cancel,

@@ -2,9 +2,14 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/evp.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -16,6 +21,14 @@ namespace {
 namespace v1 = dagvault::v1;
 
 constexpr absl::Duration kPageTimeout = absl::Minutes(5);
+
+// Bytes of items per page: mailstored's default, unless a test sets
+// DAGVAULT_ITEM_PAGE_BYTES (to cut a restore short between pages).
+uint64_t PageBytes() {
+  const char* set = std::getenv("DAGVAULT_ITEM_PAGE_BYTES");
+  uint64_t bytes = 0;
+  return set != nullptr && absl::SimpleAtoi(set, &bytes) ? bytes : 0;
+}
 
 std::unique_ptr<grpc::ClientContext> PageContext() {
   auto context = std::make_unique<grpc::ClientContext>();
@@ -45,6 +58,7 @@ absl::StatusOr<ItemStepResult> IntoProduction(
   request.set_other_mailbox(spec.other_mailbox());
   request.set_target_mailbox(spec.target_mailbox());
   request.set_conflict(spec.conflict());
+  request.set_max_bytes(PageBytes());
   while (true) {
     if (cancel) return absl::CancelledError("the item restore was cancelled");
     v1::RestoreItemsResponse page;
@@ -55,6 +69,8 @@ absl::StatusOr<ItemStepResult> IntoProduction(
     Add(&result.counts, page.counts());
     result.active_node = page.active_node();
     if (progress) progress(result.counts);
+    // Tests kill the agent here, a page written and the job not ended.
+    DAGVAULT_CRASH_POINT("agent.items.copy");
     if (page.done()) break;
     *request.mutable_cursor() = page.next();
   }
@@ -83,6 +99,7 @@ absl::StatusOr<ItemStepResult> Export(v1::Writer::StubInterface& writer,
   v1::ReadRecoveryItemsRequest request;
   request.set_recovery_database(target.recovery_database);
   *request.mutable_selection() = spec.selection();
+  request.set_max_bytes(PageBytes());
   while (true) {
     if (cancel) return absl::CancelledError("the item export was cancelled");
     v1::ReadRecoveryItemsResponse page;
@@ -126,6 +143,23 @@ absl::StatusOr<ItemStepResult> Export(v1::Writer::StubInterface& writer,
 }
 
 }  // namespace
+
+std::vector<std::string> ItemRestoreLeftovers(v1::Admin::StubInterface& admin,
+                                              const std::string& unit, const std::string& own) {
+  std::vector<std::string> out;
+  v1::StatusRequest request;
+  request.set_local_only(true);
+  v1::StatusResponse status;
+  auto context = PageContext();
+  if (!admin.Status(context.get(), request, &status).ok()) return out;
+  const std::string prefix = absl::StrCat(unit, "-ITEMS-");
+  for (const auto& u : status.units()) {
+    if (u.recovery_database() && absl::StartsWith(u.unit(), prefix) && u.unit() != own) {
+      out.push_back(u.unit());
+    }
+  }
+  return out;
+}
 
 std::string DescribeItemCounts(const v1::ItemCounts& c, bool exported) {
   std::string out = absl::StrCat(c.found(), " item(s) found, ");
@@ -188,6 +222,20 @@ absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestore
                                " could not be removed: ", removed.message())));
   };
 
+  for (const std::string& leftover : target.leftovers) {
+    v1::RemoveRecoveryDatabaseRequest request;
+    request.set_name(leftover);
+    v1::RemoveRecoveryDatabaseResponse response;
+    auto context = PageContext();
+    grpc::Status s = writer.RemoveRecoveryDatabase(context.get(), request, &response);
+    if (s.ok()) {
+      log->info("unit {}: removed recovery database {}, left by an earlier item restore",
+                target.unit, leftover);
+    } else {
+      log->warn("unit {}: recovery database {}, left by an earlier item restore: {}", target.unit,
+                leftover, s.error_message());
+    }
+  }
   result.add_step_started_us(now_us());
   absl::StatusOr<RestoreJobResult> chain = restore_chain();
   result.add_step_ended_us(now_us());

@@ -17,9 +17,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dagvault/v1/agent.pb.h"
+#include "dagvault/v1/store.grpc.pb.h"
 #include "dagvault/v1/writer.grpc.pb.h"
 #include "node-agent/jobs/restore_job.h"
 
@@ -30,6 +32,10 @@ struct ItemRestoreTarget {
   std::string recovery_database;  // mounted on this node
   uint32_t restore_point_generation = 0;
   std::string node;
+  // Recovery Databases of earlier item restores of the unit still mounted
+  // here (their agent died mid-job): removed first. The unit's lease keeps
+  // any other item restore of it from running meanwhile.
+  std::vector<std::string> leftovers;
 };
 
 // What the step did: the counts, and for an export the index's path.
@@ -60,6 +66,11 @@ absl::Status RunItemRestore(dagvault::v1::Writer::StubInterface& writer,
                             const std::atomic<bool>& cancel,
                             const std::function<void(const dagvault::v1::ItemCounts&)>& progress,
                             dagvault::v1::ItemRestoreResult* result, RestoreJobResult* restored);
+
+// The Recovery Databases of earlier item restores of `unit` still mounted
+// on this node (ItemRestoreTarget.leftovers), other than `own`.
+std::vector<std::string> ItemRestoreLeftovers(dagvault::v1::Admin::StubInterface& admin,
+                                              const std::string& unit, const std::string& own);
 
 // "12 found, 10 copied, 2 skipped (they exist), 1.2 MiB": for messages.
 std::string DescribeItemCounts(const dagvault::v1::ItemCounts& counts, bool exported);

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/evp.h"
 #include "common/file_util.h"
@@ -196,6 +197,64 @@ TEST(DeploymentItemRestore, AnExportWritesEachItemsBytesAndBadInputIsNamed) {
   EXPECT_THAT(neither.err + neither.out, HasSubstr("either --into-production or --export DIR"));
   // The unit is free again: a backup runs.
   EXPECT_EQ(BackupWait(d, {"--unit", "DB02", "--type", "full"}).state(), v1::JOB_SUCCEEDED);
+}
+
+// The restoring agent dies after writing a page into production: the job
+// fails once its lease runs out; run again, it copies the rest (the pages
+// already written count as already there) and removes the Recovery
+// Database the dead attempt left mounted. A mailstored restart removes an
+// item restore's folder left on disk.
+TEST(DeploymentItemRestore, AnItemRestoreCutShortLeavesNothingBehindOnceRunAgain) {
+  Deployment d(Options(), "items-crash");
+  ASSERT_OK(d.Start());
+  Load(d, kNode1, 6, 0, 30);
+  ASSERT_EQ(LoadAndBackUp(d, 7, 0, 5, "full").state(), v1::JOB_SUCCEEDED);
+  const std::map<uint64_t, std::string> mailbox6 = MailboxItems(d, kNode1, 6);
+  ASSERT_NO_FATAL_FAILURE(DeleteItems(d, 6, 0, 30));
+  for (int i : {kNode2, kNode3}) {
+    d.KillAgent(i);
+    ASSERT_OK(d.StartAgent(
+        i, {{"DAGVAULT_CRASH_AT", "agent.items.copy"}, {"DAGVAULT_ITEM_PAGE_BYTES", "3000"}}));
+  }
+  ASSERT_OK(d.WaitReporting());
+  // Pages of one item, so the agent dies with the rest still to copy.
+  auto [cut_exit, cut] = RestoreItems(d, {"--mailbox", "6", "--into-production"});
+  EXPECT_NE(cut_exit, 0) << cut.DebugString();
+  const int died = absl::StrContains(d.AgentLog(kNode2), "crash point reached") ? kNode2 : kNode3;
+  ASSERT_TRUE(absl::StrContains(d.AgentLog(died), "crash point reached"));
+  auto mounted = [&](int i) {
+    int n = 0;
+    auto st = d.cluster().Status(i);
+    EXPECT_TRUE(st.ok());
+    for (const auto& u : st->units()) n += u.recovery_database() ? 1 : 0;
+    return n;
+  };
+  EXPECT_EQ(mounted(died), 1) << "the dead attempt's Recovery Database is still mounted";
+  EXPECT_LT(MailboxItems(d, kNode1, 6).size(), mailbox6.size());
+
+  for (int i : {kNode2, kNode3}) {
+    d.KillAgent(i);
+    ASSERT_OK(d.StartAgent(i));
+  }
+  ASSERT_OK(d.WaitReporting());
+  auto [exit_code, job] = RestoreItems(d, {"--mailbox", "6", "--into-production"});
+  ASSERT_EQ(exit_code, 0) << job.DebugString();
+  EXPECT_EQ(job.plan().active_node(), absl::StrCat("node", died + 1));
+  EXPECT_GT(job.plan().item_result().counts().skipped_identical(), 0u);
+  EXPECT_EQ(job.plan().item_result().counts().copied() +
+                job.plan().item_result().counts().skipped_identical(),
+            30u);
+  EXPECT_EQ(MailboxItems(d, kNode1, 6), mailbox6);
+  EXPECT_EQ(mounted(died), 0);
+  EXPECT_THAT(d.AgentLog(died), HasSubstr("left by an earlier item restore"));
+
+  // A folder an item restore left on disk goes when mailstored starts.
+  const std::string leftover =
+      d.cluster().node(kNode3).config.data_root() + "/rdb/DB02-ITEMS-20260101T000000-abcdef";
+  d.cluster().KillNode(kNode3);
+  ASSERT_OK(CreateDirectories(leftover));
+  ASSERT_OK(d.cluster().StartNode(kNode3));
+  EXPECT_FALSE(PathExists(leftover));
 }
 
 }  // namespace

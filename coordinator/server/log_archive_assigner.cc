@@ -97,9 +97,14 @@ void LogArchiveAssigner::Tick() {
 }
 
 void LogArchiveAssigner::OnReport(const v1::NodeReport& report) {
+  // Segments first: a break may name the segment this very report brings.
+  CatalogueSegments(report);
   for (const v1::ArchiveProgress& p : report.archives()) {
     if (p.break_generation() != 0) RecordBreak(report.node(), p);
   }
+}
+
+void LogArchiveAssigner::CatalogueSegments(const v1::NodeReport& report) {
   if (report.archived_segments_size() == 0) return;
   auto log = logging::Get("coordinator.archive");
   v1::CoordinatorMessage ack;

@@ -46,6 +46,7 @@ class LogArchiveAssigner {
   std::string ArchiverOf(const std::string& unit);
 
  private:
+  void CatalogueSegments(const dagvault::v1::NodeReport& report);
   void RecordBreak(const std::string& node, const dagvault::v1::ArchiveProgress& progress);
 
   Catalog* const catalog_;

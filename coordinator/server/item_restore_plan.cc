@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/evp.h"
+#include "common/item_restore_name.h"
 #include "coordinator/server/job_manager.h"
 
 namespace dagvault::coordinator {
@@ -95,9 +96,9 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
     }
   }
   // Its own name: the agent removes exactly this Recovery Database.
-  request->set_recovery_database(absl::StrCat(
-      request->unit(), "-ITEMS-",
-      absl::FormatTime("%Y%m%dT%H%M%S", clock_->Now(), absl::UTCTimeZone()), "-", RandomHexId(3)));
+  request->set_recovery_database(ItemRestoreDatabaseName(
+      request->unit(), absl::FormatTime("%Y%m%dT%H%M%S", clock_->Now(), absl::UTCTimeZone()),
+      RandomHexId(3)));
   request->set_mount(true);
   request->set_mode("rdb");
   v1::RestorePlan plan;

@@ -138,6 +138,10 @@ void LogArchiveAssigner::RecordBreak(const std::string& node, const v1::ArchiveP
   {
     std::lock_guard<std::mutex> l(mu_);
     if (recorded_breaks_.count(key) != 0) return;
+    // Only the unit's current archiver speaks for the archive: a report
+    // from one the unit has just moved away from may be stale.
+    auto archiver = archiver_.find(p.unit());
+    if (archiver == archiver_.end() || archiver->second != node) return;
   }
   auto log = logging::Get("coordinator.archive");
   bool holds = false;

@@ -45,7 +45,7 @@ absl::StatusOr<std::vector<uint64_t>> ItemsOf(Engine& engine, uint32_t db, uint6
   while (true) {
     ASSIGN_OR_RETURN(auto page, engine.List(db, mailbox, next, kListPage));
     for (const auto& i : page) out.push_back(i.key.item);
-    if (page.size() < kListPage) return out;
+    if (page.size() < kListPage || page.back().key.item == UINT64_MAX) return out;
     next = page.back().key.item + 1;
   }
 }
@@ -156,7 +156,7 @@ absl::StatusOr<RecoveryItemPage> SelectRecoveryItems(Engine& rdb, const std::str
         bytes += value->size();
         item.set_value(std::move(*value));
       }
-      if (last_listing || numbers.empty()) break;
+      if (last_listing || numbers.empty() || numbers.back() == UINT64_MAX) break;
       next = numbers.back() + 1;
     }
   }
@@ -234,15 +234,22 @@ absl::StatusOr<v1::ApplyRestoredItemsResponse> ApplyRestoredItems(
             if (value) range.held.insert(Sha256::Of(*value));
           }
           if (!listed.empty()) highest = listed.back().key.item;
-          if (listed.size() < kListPage) break;
+          if (listed.size() < kListPage || highest == UINT64_MAX) break;
           from = highest + 1;
         }
-        range.next_free = std::max(highest + 1, request.keep_both_from());
+        range.next_free =
+            highest == UINT64_MAX ? 0 : std::max(highest + 1, request.keep_both_from());
       }
-      if (!range.held.insert(Sha256::Of(item.value())).second) {
-        // Kept beside it already (an earlier run).
+      if (range.held.count(Sha256::Of(item.value())) != 0) {
+        // Kept beside it already (an earlier run). Only what stood before
+        // this request counts: two restored items with the same bytes are
+        // both kept.
         counts.set_skipped_identical(counts.skipped_identical() + 1);
         continue;
+      }
+      if (range.next_free == 0) {  // past the highest number there is
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "mailbox ", mailbox, " of unit ", request.unit(), " has no free item number left"));
       }
       const uint64_t number = range.next_free++;
       RETURN_IF_ERROR(put(number));

@@ -150,6 +150,15 @@ TEST_F(ItemRestoreTest, EachConflictRuleAndIdenticalItemsAreLeftAlone) {
   EXPECT_EQ(both_again.counts().skipped_identical(), 1u);
   EXPECT_FALSE(prod_->Get(0, {7, 103})->has_value());
 
+  // Two restored items with the same bytes, both conflicting: both kept.
+  ASSERT_TRUE(prod_->Put(0, {7, 2}, "newer 2").ok());
+  ASSERT_TRUE(prod_->Put(0, {7, 3}, "newer 3").ok());
+  v1::RestoredItem twin2 = items[2], twin3 = items[3];
+  twin2.set_value("same bytes");
+  twin3.set_value("same bytes");
+  auto twins = Apply({twin2, twin3}, v1::ITEM_CONFLICT_KEEP_BOTH, 102);
+  EXPECT_EQ(twins.counts().kept_both(), 2u);
+
   auto over = Apply({items[1]}, v1::ITEM_CONFLICT_OVERWRITE);
   EXPECT_EQ(over.counts().overwritten(), 1u);
   EXPECT_EQ(**prod_->Get(0, {7, 1}), Value(7, 1));

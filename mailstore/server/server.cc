@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/evp.h"
 #include "common/file_util.h"
+#include "common/item_restore_name.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
@@ -171,7 +172,7 @@ absl::Status Mailstored::Start() {
   const std::string rdb_root = JoinPath(config_.proto.data_root(), "rdb");
   for (const auto& entry : std::filesystem::directory_iterator(rdb_root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || name.find(kItemRestoreMarker) == std::string::npos) continue;
+    if (!entry.is_directory() || !IsItemRestoreDatabaseName(name)) continue;
     std::error_code removed;
     std::filesystem::remove_all(entry.path(), removed);
     if (removed) {

@@ -24,10 +24,6 @@
 
 namespace dagvault::mailstore {
 
-// The mark in the name of an item restore's Recovery Database
-// (`<unit>-ITEMS-<time>-<random>`, chosen by the coordinator).
-inline constexpr char kItemRestoreMarker[] = "-ITEMS-";
-
 class Mailstored : public RecoveryDatabases {
  public:
   static absl::StatusOr<std::unique_ptr<Mailstored>> Create(NodeConfig config,

@@ -12,6 +12,7 @@
 #include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
+#include "common/item_restore_name.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -152,9 +153,8 @@ std::vector<std::string> ItemRestoreLeftovers(v1::Admin::StubInterface& admin,
   v1::StatusResponse status;
   auto context = PageContext();
   if (!admin.Status(context.get(), request, &status).ok()) return out;
-  const std::string prefix = absl::StrCat(unit, "-ITEMS-");
   for (const auto& u : status.units()) {
-    if (u.recovery_database() && absl::StartsWith(u.unit(), prefix) && u.unit() != own) {
+    if (u.recovery_database() && IsItemRestoreDatabaseName(u.unit(), unit) && u.unit() != own) {
       out.push_back(u.unit());
     }
   }
@@ -200,6 +200,13 @@ absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestore
     auto context = PageContext();
     grpc::Status s = writer.RemoveRecoveryDatabase(context.get(), request, &response);
     result.add_step_ended_us(now_us());
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+      // Step 1 failed before the database had a folder: nothing was left.
+      result.set_recovery_database_removed(true);
+      result.add_step_detail(absl::StrCat("recovery database ", target.recovery_database,
+                                          " was never created; nothing to remove"));
+      return absl::OkStatus();
+    }
     if (!s.ok()) {
       absl::Status failed = FromGrpcStatus(s, "writer RemoveRecoveryDatabase");
       result.add_step_detail(absl::StrCat("not removed: ", failed.message()));

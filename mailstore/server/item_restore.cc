@@ -165,10 +165,8 @@ absl::StatusOr<RecoveryItemPage> SelectRecoveryItems(Engine& rdb, const std::str
 }
 
 absl::StatusOr<uint64_t> HighestItem(Engine& rdb, const v1::ItemSelection& selection) {
-  std::vector<uint32_t> dbs;
-  for (uint32_t i = 0; i < rdb.database_count(); ++i) dbs.push_back(i);
   uint64_t highest = 0;
-  for (uint32_t db : dbs) {
+  for (uint32_t db = 0; db < rdb.database_count(); ++db) {
     ASSIGN_OR_RETURN(std::vector<uint64_t> items, ItemsOf(rdb, db, selection.mailbox()));
     if (!items.empty()) highest = std::max(highest, items.back());
   }

@@ -37,6 +37,19 @@ std::unique_ptr<grpc::ClientContext> PageContext() {
   return context;
 }
 
+// The writer's RemoveRecoveryDatabase: the folder it deleted.
+absl::StatusOr<std::string> RemoveRecoveryDatabase(v1::Writer::StubInterface& writer,
+                                                   const std::string& name) {
+  v1::RemoveRecoveryDatabaseRequest request;
+  request.set_name(name);
+  v1::RemoveRecoveryDatabaseResponse response;
+  auto context = PageContext();
+  if (grpc::Status s = writer.RemoveRecoveryDatabase(context.get(), request, &response); !s.ok()) {
+    return FromGrpcStatus(s, "writer RemoveRecoveryDatabase");
+  }
+  return response.path();
+}
+
 void Add(v1::ItemCounts* sum, const v1::ItemCounts& page) {
   sum->set_found(sum->found() + page.found());
   sum->set_copied(sum->copied() + page.copied());
@@ -194,27 +207,22 @@ absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestore
   // Step 3, whatever happened before: the Recovery Database goes.
   auto remove = [&]() -> absl::Status {
     result.add_step_started_us(now_us());
-    v1::RemoveRecoveryDatabaseRequest request;
-    request.set_name(target.recovery_database);
-    v1::RemoveRecoveryDatabaseResponse response;
-    auto context = PageContext();
-    grpc::Status s = writer.RemoveRecoveryDatabase(context.get(), request, &response);
+    absl::StatusOr<std::string> path = RemoveRecoveryDatabase(writer, target.recovery_database);
     result.add_step_ended_us(now_us());
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+    if (path.status().code() == absl::StatusCode::kNotFound) {
       // Step 1 failed before the database had a folder: nothing was left.
       result.set_recovery_database_removed(true);
       result.add_step_detail(absl::StrCat("recovery database ", target.recovery_database,
                                           " was never created; nothing to remove"));
       return absl::OkStatus();
     }
-    if (!s.ok()) {
-      absl::Status failed = FromGrpcStatus(s, "writer RemoveRecoveryDatabase");
-      result.add_step_detail(absl::StrCat("not removed: ", failed.message()));
-      return failed;
+    if (!path.ok()) {
+      result.add_step_detail(absl::StrCat("not removed: ", path.status().message()));
+      return path.status();
     }
     result.set_recovery_database_removed(true);
-    result.add_step_detail(absl::StrCat("removed recovery database ", target.recovery_database,
-                                        " (", response.path(), ")"));
+    result.add_step_detail(
+        absl::StrCat("removed recovery database ", target.recovery_database, " (", *path, ")"));
     return absl::OkStatus();
   };
   auto failed = [&](int step, const absl::Status& why) {
@@ -230,17 +238,12 @@ absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestore
   };
 
   for (const std::string& leftover : target.leftovers) {
-    v1::RemoveRecoveryDatabaseRequest request;
-    request.set_name(leftover);
-    v1::RemoveRecoveryDatabaseResponse response;
-    auto context = PageContext();
-    grpc::Status s = writer.RemoveRecoveryDatabase(context.get(), request, &response);
-    if (s.ok()) {
+    if (absl::StatusOr<std::string> path = RemoveRecoveryDatabase(writer, leftover); path.ok()) {
       log->info("unit {}: removed recovery database {}, left by an earlier item restore",
                 target.unit, leftover);
     } else {
       log->warn("unit {}: recovery database {}, left by an earlier item restore: {}", target.unit,
-                leftover, s.error_message());
+                leftover, path.status().message());
     }
   }
   result.add_step_started_us(now_us());

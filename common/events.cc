@@ -34,6 +34,8 @@ constexpr EventInfo kEvents[] = {
     {EventId::kAccessRefused, "access_refused", "d35887a07f2d4b038b01157584427e97"},
     {EventId::kAdminAction, "admin_action", "dd7a5677855b4aea9e92ce8c8724366a"},
     {EventId::kAuditWriteFailed, "audit_write_failed", "01cd8c6a6c534b3cb5c544e26ae40f40"},
+    {EventId::kVerificationFailed, "restore_verification_failed",
+     "6b0e41f2d8a94c7fb3e5a0c29d17e854"},
 };
 
 const EventInfo& InfoOf(EventId id) {

@@ -35,6 +35,7 @@ enum class EventId : int {
   kAccessRefused = 1007,
   kAdminAction = 1008,
   kAuditWriteFailed = 1009,
+  kVerificationFailed = 1010,
 };
 
 // "DV1001".

@@ -17,10 +17,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr EventId kAll[] = {
-    EventId::kJobFailed,     EventId::kRpoBreached,  EventId::kRpoRecovered,
-    EventId::kChainBroken,   EventId::kLeaseExpired, EventId::kCopySkipped,
-    EventId::kAccessRefused, EventId::kAdminAction,  EventId::kAuditWriteFailed};
+constexpr EventId kAll[] = {EventId::kJobFailed,        EventId::kRpoBreached,
+                            EventId::kRpoRecovered,     EventId::kChainBroken,
+                            EventId::kLeaseExpired,     EventId::kCopySkipped,
+                            EventId::kAccessRefused,    EventId::kAdminAction,
+                            EventId::kAuditWriteFailed, EventId::kVerificationFailed};
 
 TEST(Events, EveryEventHasItsOwnCodeNameAndMessageId) {
   std::set<std::string> codes, names, ids;

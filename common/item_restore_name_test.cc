@@ -22,5 +22,17 @@ TEST(ItemRestoreName, OnlyTheNamesItemRestoresMakeAreRecognised) {
   }
 }
 
+TEST(ItemRestoreName, AVerificationsNameIsNotAnItemRestoresAndTheOtherWayRound) {
+  const std::string name =
+      JobDatabaseName(kVerificationMarker, "SG01", "20261205T090555", "00ff12");
+  EXPECT_EQ(name, "SG01-VERIFY-20261205T090555-00ff12");
+  EXPECT_TRUE(IsVerificationDatabaseName(name, "SG01"));
+  EXPECT_FALSE(IsVerificationDatabaseName(name, "DB02"));
+  EXPECT_FALSE(IsItemRestoreDatabaseName(name));
+  EXPECT_FALSE(
+      IsVerificationDatabaseName(ItemRestoreDatabaseName("SG01", "20261205T090555", "00ff12")));
+  EXPECT_FALSE(IsVerificationDatabaseName("SG01-VERIFY-nightly"));
+}
+
 }  // namespace
 }  // namespace dagvault

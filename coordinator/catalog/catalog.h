@@ -259,6 +259,13 @@ class Catalog {
   virtual absl::StatusOr<std::vector<std::string>> Expiring() = 0;
   virtual absl::Status ClearExpiring(const std::vector<std::string>& manifests) = 0;
 
+  // Restore verifications (issue 20 §2), one per verification job; Put
+  // replaces the job's. Newest first (by when each ended), at most
+  // `limit` (0: all).
+  virtual absl::Status PutVerification(const dagvault::v1::RestoreVerification& v) = 0;
+  virtual absl::StatusOr<std::vector<dagvault::v1::RestoreVerification>> Verifications(
+      const std::string& unit, size_t limit) = 0;
+
   // The audit log (coordinator/server/admin_api.h): every action through
   // the admin API and every refused call. Kept for good; entries are
   // small and people's actions are few.

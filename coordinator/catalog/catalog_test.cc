@@ -415,6 +415,46 @@ TEST_P(CatalogTest, TheAuditLogListsNewestFirstByPersonAndSurvivesAReopen) {
   EXPECT_EQ(one->size(), 1u);
 }
 
+TEST_P(CatalogTest, RestoreVerificationsAreKeptPerJobAndListedNewestFirstPerUnit) {
+  {
+    auto c = Open();
+    for (int i = 0; i < 3; ++i) {
+      v1::RestoreVerification v;
+      v.set_job(absl::StrCat("restore-", i));
+      v.set_unit(i == 1 ? "DB02" : "SG01");
+      v.set_ended_us(absl::ToUnixMicros(kT0) + i);
+      v.set_passed(i != 2);
+      ASSERT_TRUE(c->PutVerification(v).ok());
+    }
+    // A job's record written again replaces it (a result re-sent).
+    v1::RestoreVerification again;
+    again.set_job("restore-2");
+    again.set_unit("SG01");
+    again.set_ended_us(absl::ToUnixMicros(kT0) + 2);
+    again.set_passed(false);
+    again.add_problems("database MDB01A: page 7: bad checksum");
+    ASSERT_TRUE(c->PutVerification(again).ok());
+  }
+  auto c = Open();
+  auto sg01 = c->Verifications("SG01", 0);
+  ASSERT_TRUE(sg01.ok()) << sg01.status();
+  ASSERT_EQ(sg01->size(), 2u);
+  EXPECT_EQ((*sg01)[0].job(), "restore-2");
+  EXPECT_FALSE((*sg01)[0].passed());
+  ASSERT_EQ((*sg01)[0].problems_size(), 1);
+  EXPECT_EQ((*sg01)[1].job(), "restore-0");
+  auto one = c->Verifications("SG01", 1);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->size(), 1u);
+  auto db02 = c->Verifications("DB02", 0);
+  ASSERT_TRUE(db02.ok());
+  ASSERT_EQ(db02->size(), 1u);
+  EXPECT_TRUE((*db02)[0].passed());
+  auto none = c->Verifications("DB09", 0);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST(OpenCatalog, ASettingNamesItsEngineAndNoPasswordIsShown) {
   EXPECT_FALSE(IsPostgresCatalog("/var/lib/dagvault/catalog.db"));
   EXPECT_TRUE(IsPostgresCatalog("postgresql://dagvault@db1/dagvault"));

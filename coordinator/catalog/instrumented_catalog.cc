@@ -180,6 +180,15 @@ absl::Status InstrumentedCatalog::ClearExpiring(const std::vector<std::string>& 
 absl::Status InstrumentedCatalog::FenceWrites(int64_t epoch) {
   return Timed("FenceWrites", [&] { return inner_->FenceWrites(epoch); });
 }
+absl::Status InstrumentedCatalog::PutVerification(const dagvault::v1::RestoreVerification& v) {
+  auto result = Timed("PutVerification", [&] { return inner_->PutVerification(v); });
+  Touched(v.unit());
+  return result;
+}
+absl::StatusOr<std::vector<dagvault::v1::RestoreVerification>> InstrumentedCatalog::Verifications(
+    const std::string& unit, size_t limit) {
+  return Timed("Verifications", [&] { return inner_->Verifications(unit, limit); });
+}
 absl::Status InstrumentedCatalog::AppendAudit(const dagvault::v1::AuditEntry& entry) {
   return Timed("AppendAudit", [&] { return inner_->AppendAudit(entry); });
 }

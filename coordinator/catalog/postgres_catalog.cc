@@ -95,6 +95,10 @@ const std::vector<std::vector<std::string>>& Migrations() {
       {"CREATE TABLE leadership (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL)"},
       // 10: a node's copies by node (see the SQLite migration).
       {"CREATE INDEX copies_by_node ON copies (node)"},
+      // 11: restore verifications (see the SQLite migration).
+      {"CREATE TABLE restore_verifications (job TEXT PRIMARY KEY, unit TEXT NOT NULL, ended_us "
+       "BIGINT NOT NULL, record BYTEA NOT NULL)",
+       "CREATE INDEX restore_verifications_by_unit ON restore_verifications (unit, ended_us)"},
   };
   return *migrations;
 }

@@ -261,6 +261,49 @@ absl::Status PostgresCatalog::RemoveQueued(const std::string& unit, v1::BackupTy
   });
 }
 
+// --- restore verifications ---
+
+absl::Status PostgresCatalog::PutVerification(const v1::RestoreVerification& v) {
+  return Write(true, [&](Connection& tx) {
+    return tx
+        .Exec(
+            "INSERT INTO restore_verifications (job, unit, ended_us, record) VALUES ($1, $2, $3, "
+            "$4) ON CONFLICT (job) DO UPDATE SET unit = excluded.unit, ended_us = "
+            "excluded.ended_us, record = excluded.record",
+            Params()
+                .Text(v.job())
+                .Text(v.unit())
+                .Int(static_cast<int64_t>(v.ended_us()))
+                .Bytes(v.SerializeAsString()))
+        .status();
+  });
+}
+
+absl::StatusOr<std::vector<v1::RestoreVerification>> PostgresCatalog::Verifications(
+    const std::string& unit, size_t limit) {
+  Params params;
+  params.Text(unit);
+  if (limit != 0) params.Int(static_cast<int64_t>(limit));
+  ASSIGN_OR_RETURN(Result r, Read(limit == 0 ? "SELECT job, record FROM restore_verifications "
+                                               "WHERE unit = $1 ORDER BY ended_us DESC, job "
+                                               "COLLATE \"C\" DESC"
+                                             : "SELECT job, record FROM restore_verifications "
+                                               "WHERE unit = $1 ORDER BY ended_us DESC, job "
+                                               "COLLATE \"C\" DESC LIMIT $2",
+                                  params));
+  std::vector<v1::RestoreVerification> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    v1::RestoreVerification v;
+    if (!v.ParseFromString(r.Bytes(i, 1))) {
+      return absl::DataLossError(absl::StrCat("catalog ", Name(),
+                                              ": the restore verification of job ", r.Text(i, 0),
+                                              " does not parse"));
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
 // --- the audit log ---
 
 absl::Status PostgresCatalog::AppendAudit(const v1::AuditEntry& entry) {

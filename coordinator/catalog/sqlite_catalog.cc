@@ -174,6 +174,16 @@ const std::vector<std::string>& Migrations() {
       R"sql(
       CREATE INDEX copies_by_node ON copies (node);
       )sql",
+      // 11: restore verifications (issue 20 §2), each a serialized
+      // dagvault.v1.RestoreVerification, kept per unit for chain show.
+      R"sql(
+      CREATE TABLE restore_verifications (
+        job TEXT PRIMARY KEY,
+        unit TEXT NOT NULL,
+        ended_us INTEGER NOT NULL,
+        record BLOB NOT NULL);
+      CREATE INDEX restore_verifications_by_unit ON restore_verifications (unit, ended_us);
+      )sql",
   };
   return *migrations;
 }

@@ -61,6 +61,9 @@ class SqliteCatalog : public Catalog {
                              absl::Time when) override;
   absl::StatusOr<std::vector<std::string>> Expiring() override;
   absl::Status ClearExpiring(const std::vector<std::string>& manifests) override;
+  absl::Status PutVerification(const dagvault::v1::RestoreVerification& v) override;
+  absl::StatusOr<std::vector<dagvault::v1::RestoreVerification>> Verifications(
+      const std::string& unit, size_t limit) override;
   absl::Status AppendAudit(const dagvault::v1::AuditEntry& entry) override;
   absl::StatusOr<std::vector<dagvault::v1::AuditEntry>> AuditEntries(
       size_t limit, const std::string& identity) override;

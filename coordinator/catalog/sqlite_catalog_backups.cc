@@ -255,6 +255,39 @@ absl::Status SqliteCatalog::RemoveQueued(const std::string& unit, v1::BackupType
       .Run();
 }
 
+absl::Status SqliteCatalog::PutVerification(const dagvault::v1::RestoreVerification& v) {
+  std::lock_guard<std::mutex> l(mu_);
+  return Statement(db_, path_,
+                   "INSERT OR REPLACE INTO restore_verifications (job, unit, ended_us, record) "
+                   "VALUES (?, ?, ?, ?)")
+      .Bind(v.job())
+      .Bind(v.unit())
+      .Bind(static_cast<int64_t>(v.ended_us()))
+      .BindBlob(v.SerializeAsString())
+      .Run();
+}
+
+absl::StatusOr<std::vector<dagvault::v1::RestoreVerification>> SqliteCatalog::Verifications(
+    const std::string& unit, size_t limit) {
+  std::lock_guard<std::mutex> l(mu_);
+  Statement s(db_, path_,
+              "SELECT job, record FROM restore_verifications WHERE unit = ? ORDER BY ended_us "
+              "DESC, job DESC LIMIT ?");
+  s.Bind(unit);
+  s.Bind(limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
+  std::vector<dagvault::v1::RestoreVerification> out;
+  RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+    dagvault::v1::RestoreVerification v;
+    if (!v.ParseFromString(s.Text(1))) {
+      return absl::DataLossError(absl::StrCat(
+          "catalog ", path_, ": the restore verification of job ", s.Text(0), " does not parse"));
+    }
+    out.push_back(std::move(v));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 absl::Status SqliteCatalog::AppendAudit(const dagvault::v1::AuditEntry& entry) {
   std::lock_guard<std::mutex> l(mu_);
   return Statement(db_, path_, "INSERT INTO audit (time_us, identity, entry) VALUES (?, ?, ?)")

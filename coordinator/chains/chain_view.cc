@@ -1,5 +1,7 @@
 #include "coordinator/chains/chain_view.h"
 
+#include <set>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -229,6 +231,32 @@ PlannedBackup PlanBackup(const std::string& unit, v1::BackupType requested,
     return plan;
   }
   return PlanFromChains(unit, requested, ChainsOf(unit, backups, breaks));
+}
+
+void AttachVerifications(const std::vector<v1::RestoreVerification>& verifications,
+                         const std::vector<std::vector<std::string>>& archived,
+                         v1::ShowChainsResponse* shown) {
+  constexpr int kPerChain = 10;
+  for (int c = 0; c < shown->chains_size(); ++c) {
+    v1::ChainInfo* chain = shown->mutable_chains(c);
+    std::set<std::string> pieces;
+    pieces.insert(chain->full().manifest());
+    for (const auto& b : chain->incrementals()) pieces.insert(b.manifest());
+    for (const auto& b : chain->differentials()) pieces.insert(b.manifest());
+    if (static_cast<size_t>(c) < archived.size()) {
+      pieces.insert(archived[c].begin(), archived[c].end());
+    }
+    for (const v1::RestoreVerification& v : verifications) {
+      if (v.manifests().empty() || pieces.count(v.manifests(v.manifests_size() - 1)) == 0) continue;
+      if (chain->verifications_size() < kPerChain) *chain->add_verifications() = v;
+      for (v1::RestorePoint& p : *chain->mutable_restore_points()) {
+        if (!p.has_verification() && p.manifest() == v.manifests(v.manifests_size() - 1) &&
+            p.generation() == v.generation()) {
+          *p.mutable_verification() = v;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace dagvault::coordinator

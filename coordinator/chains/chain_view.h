@@ -26,6 +26,15 @@ std::vector<std::vector<std::string>> ArchivedSegmentsByChain(
     const std::string& unit, const std::vector<BackupRecord>& backups,
     const std::vector<ChainBreakRecord>& breaks);
 
+// Places `verifications` (newest first, Catalog::Verifications) in the
+// chains of `shown`: each chain lists (up to 10 of) those whose restore
+// point's last piece is one of its backups or archive segments
+// (`archived`, ArchivedSegmentsByChain), and each restore point carries
+// the newest verification of exactly its piece and generation.
+void AttachVerifications(const std::vector<dagvault::v1::RestoreVerification>& verifications,
+                         const std::vector<std::vector<std::string>>& archived,
+                         dagvault::v1::ShowChainsResponse* shown);
+
 // What a requested backup becomes. An Incremental or a Differential with no
 // chain to follow, or whose newest chain is broken, becomes a Full, and
 // `promoted_because` says why.

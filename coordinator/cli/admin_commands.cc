@@ -122,6 +122,7 @@ std::string JobTitle(const v1::JobInfo& j) {
                           absl::StrJoin(j.plan().passive_nodes(), ", "));
     }
     if (j.plan().has_items()) return absl::StrCat("item-level restore of ", j.unit());
+    if (j.plan().has_verification()) return absl::StrCat("restore verification of ", j.unit());
     return absl::StrCat(j.has_plan() ? "all-copies restore" : "restore", " of ", j.unit());
   }
   return absl::StrCat(BackupTypeTitle(j.type()), " backup of ", j.unit());
@@ -130,6 +131,7 @@ std::string JobTitle(const v1::JobInfo& j) {
 // An all-copies restore's steps, digests and next safe action.
 void PrintPlan(const v1::RestorePlan& plan, std::ostream& out) {
   if (plan.has_items()) return PrintItemRestorePlan(plan, out);
+  if (plan.has_verification()) return PrintVerificationPlan(plan, out);
   out << "  active copy: " << plan.active_node()
       << (plan.reseed() ? " (stays mounted); reseeded copy: " : "; passive copies: ")
       << (plan.passive_nodes().empty() ? std::string("(none)")
@@ -232,13 +234,15 @@ absl::Status BackupStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, 
   return FollowJob(stub, job, args, out, err);
 }
 
+// `restore start`, `restore items` or `restore verify`, by `verb`.
 absl::Status RestoreStart(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::ostream& out,
-                          std::ostream& err, bool items) {
-  ASSIGN_OR_RETURN(v1::StartRestoreRequest request,
-                   items ? RestoreItemsRequest(args) : RestoreStartRequest(args));
+                          std::ostream& err, const std::string& verb) {
+  ASSIGN_OR_RETURN(v1::StartRestoreRequest request, verb == "items"    ? RestoreItemsRequest(args)
+                                                    : verb == "verify" ? RestoreVerifyRequest(args)
+                                                                       : RestoreStartRequest(args));
   v1::JobInfo job;
   RETURN_IF_ERROR(FromGrpcStatus(stub.StartRestore(Context().get(), request, &job),
-                                 items ? "restore items" : "restore start"));
+                                 absl::StrCat("restore ", verb)));
   return FollowJob(stub, job, args, out, err);
 }
 
@@ -268,7 +272,7 @@ absl::Status FollowJob(v1::CoordinatorAdmin::Stub& stub, const v1::JobInfo& job,
   }
   if (!args.Has("json")) {
     out << "job " << job.id() << ": " << JobTitle(job)
-        << (job.has_plan() && !job.plan().has_items()
+        << (job.has_plan() && !job.plan().has_items() && !job.plan().has_verification()
                 ? " (active copy on " + job.plan().active_node() + ")"
                 : " on " + NodeOf(job))
         << "\n";
@@ -362,8 +366,14 @@ absl::Status ChainShow(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, st
     for (const auto& b : c.differentials()) row("Differential", b);
     t.Print(out);
     out << "  restore points:";
-    for (const auto& p : c.restore_points()) out << " " << Gen(p.generation());
+    for (const auto& p : c.restore_points()) {
+      out << " " << Gen(p.generation())
+          << (!p.has_verification()       ? ""
+              : p.verification().passed() ? " (verified)"
+                                          : " (VERIFICATION FAILED)");
+    }
     out << "\n";
+    for (const auto& v : c.verifications()) out << "  " << VerificationLine(v) << "\n";
     if (c.broken()) {
       out << "  broken at generation " << Gen(c.broken_at_generation()) << ": " << c.broken_reason()
           << "\n";
@@ -442,6 +452,12 @@ void PrintPolicy(const v1::PolicyInfo& info, std::ostream& out) {
   schedule("full        ", p.full_schedule(), info.next_full_us());
   schedule("incremental ", p.incremental_schedule(), info.next_incremental_us());
   schedule("differential", p.differential_schedule(), info.next_differential_us());
+  if (!p.verify_schedule().empty()) {
+    out << "  verify       \"" << p.verify_schedule() << "\": "
+        << (p.verify_random_point() ? "a random restore point" : "the newest restore point")
+        << " on " << (p.verify_node().empty() ? std::string("a node chosen") : p.verify_node())
+        << (p.verify_off_production() ? ", never a node with a mounted active copy" : "") << "\n";
+  }
   out << "  source mode " << (p.source_mode().empty() ? "passive-then-active" : p.source_mode());
   if (p.preferred_size() > 0) out << ", preferred " << absl::StrJoin(p.preferred(), ",");
   out << "\n  retention: ";
@@ -502,7 +518,8 @@ absl::Status Policy(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
                             Number{"max-jobs-per-node", &v1::Policy::set_max_jobs_per_node},
                             Number{"max-jobs", &v1::Policy::set_max_jobs},
                             Number{"max-copy-queue", &v1::Policy::set_max_copy_queue},
-                            Number{"max-replay-queue", &v1::Policy::set_max_replay_queue}}) {
+                            Number{"max-replay-queue", &v1::Policy::set_max_replay_queue},
+                            Number{"verify-sample", &v1::Policy::set_verify_sample_items}}) {
       auto v = args.GetUint(n.flag, 0);
       if (!v.ok()) return Usage(std::string(v.status().message()));
       (p.*n.set)(static_cast<uint32_t>(*v));
@@ -521,6 +538,10 @@ absl::Status Policy(v1::CoordinatorAdmin::Stub& stub, const CliArgs& args, std::
       if (!d.ok()) return Usage(absl::StrCat("--", l.flag, ": ", d.status().message()));
       (p.*l.set)(static_cast<uint64_t>(absl::ToInt64Seconds(*d)));
     }
+    p.set_verify_schedule(args.GetOr("verify", ""));
+    p.set_verify_node(args.GetOr("verify-node", ""));
+    p.set_verify_random_point(args.Has("verify-random"));
+    p.set_verify_off_production(args.Has("verify-off-production"));
     p.set_archive_logs(args.Has("archive-logs") || args.Has("archive-roll"));
     if (auto roll = args.Get("archive-roll")) {
       auto d = ParseDurationText(*roll);
@@ -671,8 +692,9 @@ absl::Status Dispatch(const CliArgs& args, std::ostream& out, std::ostream& err,
   if (command == "status") return StatusCommand(stub, args, out);
   if (command == "backup" && verb == "start") return BackupStart(stub, args, out, err);
   if (command == "backup" && verb == "list") return BackupList(stub, args, out);
-  if (command == "restore" && verb == "start") return RestoreStart(stub, args, out, err, false);
-  if (command == "restore" && verb == "items") return RestoreStart(stub, args, out, err, true);
+  if (command == "restore" && (verb == "start" || verb == "items" || verb == "verify")) {
+    return RestoreStart(stub, args, out, err, verb);
+  }
   if (command == "reseed") return Reseed(stub, args, out, err);
   if (command == "chain" && verb == "show") return ChainShow(stub, args, out);
   if (command == "job") return Job(stub, args, out);

@@ -160,4 +160,66 @@ void PrintItemRestorePlan(const v1::RestorePlan& plan, std::ostream& out) {
   if (!plan.next_action().empty()) out << "  next: " << plan.next_action() << "\n";
 }
 
+absl::StatusOr<v1::StartRestoreRequest> RestoreVerifyRequest(const CliArgs& args) {
+  const std::string command = "restore verify";
+  v1::StartRestoreRequest request;
+  request.set_unit(args.GetOr("unit", ""));
+  if (request.unit().empty()) return Usage("restore verify: --unit U is required");
+  request.set_node(args.GetOr("node", ""));
+  RETURN_IF_ERROR(ParseRestorePoint(args, command, &request));
+  v1::VerifyRestore* verify = request.mutable_verify();
+  verify->set_requested(true);
+  verify->set_random_point(args.Has("random"));
+  verify->set_off_production(args.Has("off-production"));
+  if (auto n = args.Get("sample")) {
+    ASSIGN_OR_RETURN(uint64_t sample, ParseNumber(command, "sample", *n));
+    verify->set_sample_items(static_cast<uint32_t>(sample));
+  }
+  return request;
+}
+
+std::string VerificationLine(const v1::RestoreVerification& v) {
+  uint64_t items = 0;
+  for (const auto& d : v.databases()) items += d.items();
+  std::string line = absl::StrFormat(
+      "%s %s, generation %s, on %s at %s (%.1f s): ", v.passed() ? "verified" : "FAILED",
+      v.manifests().empty() ? std::string("-") : v.manifests(v.manifests_size() - 1),
+      Gen(v.generation()), v.node(), Time(v.ended_us()), (v.ended_us() - v.started_us()) / 1e6);
+  if (v.passed()) {
+    absl::StrAppend(&line, v.files(), " files (",
+                    absl::StrFormat("%.1f MiB", v.bytes() / 1048576.0),
+                    ") matched their backups' digests, ", v.databases_size(),
+                    " database(s) sound, ", items, " items read");
+  } else {
+    absl::StrAppend(&line, v.problems().empty() ? std::string("?") : v.problems(0));
+    if (v.problems_size() > 1) absl::StrAppend(&line, " (and ", v.problems_size() - 1, " more)");
+  }
+  return line;
+}
+
+void PrintVerificationPlan(const v1::RestorePlan& plan, std::ostream& out) {
+  const v1::RestoreVerification& v = plan.verification();
+  out << "  restore verification of " << v.unit() << " on " << v.node() << ", from "
+      << absl::StrJoin(v.manifests(), ", ") << ", to generation " << Gen(v.generation())
+      << (v.random_point() ? " (chosen at random)" : "") << "\n";
+  for (const auto& step : plan.steps()) {
+    out << absl::StrFormat("  %d. %-8s %s\n", step.number(), RestoreStepStateName(step.state()),
+                           step.name());
+    if (!step.detail().empty()) out << "       " << step.detail() << "\n";
+  }
+  if (v.ended_us() == 0) return;
+  for (const auto& d : v.databases()) {
+    out << absl::StrFormat(
+        "  database %s: %u pages checked, %u items (%.1f MiB), digest %s, %u "
+        "read by key%s\n",
+        d.database(), d.pages(), d.items(), d.value_bytes() / 1048576.0,
+        d.sha256().empty() ? std::string("-") : d.sha256().substr(0, 16), d.sampled_items(),
+        d.problems().empty() ? "" : ": DAMAGED");
+  }
+  out << absl::StrFormat("  restore %.1f s, checks %.1f s\n", v.restore_us() / 1e6,
+                         v.check_us() / 1e6);
+  out << "  " << (v.passed() ? "PASSED" : "FAILED") << "\n";
+  for (const auto& p : v.problems()) out << "    " << p << "\n";
+}
+
 }  // namespace dagvault::cli

@@ -25,7 +25,8 @@ absl::Status ValidatePolicy(const v1::Policy& p, const std::vector<v1::Policy>& 
   for (const auto& [flag, text] :
        {std::pair<const char*, const std::string&>{"--full", p.full_schedule()},
         {"--incremental", p.incremental_schedule()},
-        {"--differential", p.differential_schedule()}}) {
+        {"--differential", p.differential_schedule()},
+        {"--verify", p.verify_schedule()}}) {
     if (text.empty()) continue;
     auto parsed = CronSchedule::Parse(text);
     if (!parsed.ok()) return invalid(absl::StrCat(flag, ": ", parsed.status().message()));
@@ -34,6 +35,10 @@ absl::Status ValidatePolicy(const v1::Policy& p, const std::vector<v1::Policy>& 
     if (auto mode = ParseSourceMode(p.source_mode()); !mode.ok()) {
       return invalid(std::string(mode.status().message()));
     }
+  }
+  if (p.verify_schedule().empty() && (!p.verify_node().empty() || p.verify_random_point() ||
+                                      p.verify_off_production() || p.verify_sample_items() != 0)) {
+    return invalid("the verify_* settings need a verify schedule (--verify, in cron syntax)");
   }
   if (auto levels = RpoLevelsOf(p); !levels.ok()) return levels.status();
   std::set<std::string> mine(p.units().begin(), p.units().end());

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/events.h"
 #include "common/logging.h"
 #include "coordinator/schedule/cron.h"
 #include "coordinator/schedule/policy.h"
@@ -47,6 +49,62 @@ void Scheduler::Tick() {
     return;
   }
   StartAllowed(**policies);
+  StartDueVerifications(**policies, now);
+}
+
+void Scheduler::StartDueVerifications(const std::vector<v1::Policy>& policies, absl::Time now) {
+  auto log = logging::Get("scheduler");
+  for (const auto& p : policies) {
+    if (p.verify_schedule().empty()) continue;
+    auto schedule = CronSchedule::Parse(p.verify_schedule());
+    if (!schedule.ok()) continue;  // refused when the policy was set
+    auto last = catalog_->LastFired(p.name(), "verify");
+    if (!last.ok()) {
+      log->error("policy {}: {}", p.name(), last.status());
+      continue;
+    }
+    const bool first = *last == absl::InfinitePast();
+    const absl::Time due = first ? now : schedule->Next(*last);
+    if (!first && due > now) continue;
+    // Recorded first: a firing runs once, even if the coordinator stops
+    // while its verifications start.
+    if (absl::Status s = catalog_->SetLastFired(p.name(), "verify", now); !s.ok()) {
+      log->error("policy {}: the verify schedule's firing could not be recorded: {}", p.name(), s);
+      continue;
+    }
+    if (first) continue;  // a new schedule starts counting now
+    log->info("policy {}: restore verification due at {} for {} unit(s)", p.name(), FormatUtc(due),
+              p.units_size());
+    for (const auto& unit : p.units()) {
+      v1::StartRestoreRequest request;
+      request.set_unit(unit);
+      request.set_node(p.verify_node());
+      v1::VerifyRestore* verify = request.mutable_verify();
+      verify->set_requested(true);
+      verify->set_random_point(p.verify_random_point());
+      verify->set_sample_items(p.verify_sample_items());
+      verify->set_off_production(p.verify_off_production());
+      verify->set_policy(p.name());
+      const std::string why =
+          absl::StrCat("scheduled by policy ", p.name(), " (", FormatUtc(due), ")");
+      auto job = starter_->StartVerification(request, why);
+      if (job.ok()) {
+        log->info("policy {}: restore verification {} of {} started", p.name(), job->id, unit);
+        continue;
+      }
+      const bool expected = job.status().code() == absl::StatusCode::kNotFound ||
+                            absl::StrContains(job.status().message(), "is being verified");
+      if (expected) {
+        log->info("policy {}: no restore verification of {} now: {}", p.name(), unit,
+                  job.status().message());
+        continue;
+      }
+      events::Emit("scheduler", spdlog::level::err, events::EventId::kVerificationFailed,
+                   absl::StrCat("the scheduled restore verification of unit ", unit,
+                                " could not start: ", job.status().message()),
+                   {{"unit", unit}, {"policy", p.name()}});
+    }
+  }
 }
 
 bool Scheduler::LoadLocked() {

@@ -1,5 +1,6 @@
 // The scheduler (issue 7): runs the policies' backups when their schedules
-// say, within their concurrency limits.
+// say, within their concurrency limits, and their restore verifications
+// (issue 20 §2) when verify_schedule says.
 //
 // Every second: each schedule that has come due queues a backup of each
 // unit of its policy (once: a unit already queued for that type is not
@@ -46,6 +47,9 @@ class BackupStarter {
   // The node a backup of `request` would read from now.
   virtual absl::StatusOr<std::string> WouldRunOn(
       const dagvault::v1::StartBackupRequest& request) = 0;
+  // Starts a restore verification now (StartRestoreRequest.verify).
+  virtual absl::StatusOr<JobRecord> StartVerification(
+      const dagvault::v1::StartRestoreRequest& request, const std::string& why) = 0;
 };
 
 // What the catalog keeps of a queued backup, and why it waits.
@@ -78,6 +82,12 @@ class Scheduler {
   bool LoadLocked();
   void QueueDue(const std::vector<dagvault::v1::Policy>& policies, absl::Time now);
   void StartAllowed(const std::vector<dagvault::v1::Policy>& policies);
+  // Each verify_schedule that came due starts a verification of each unit
+  // of its policy (once, however many firings were missed). A unit that
+  // cannot be verified now is not queued: the next firing tries again, and
+  // the reason is logged (as event DV1010 unless the unit is simply busy
+  // verifying or has nothing to verify yet).
+  void StartDueVerifications(const std::vector<dagvault::v1::Policy>& policies, absl::Time now);
 
   Catalog* catalog_;
   const PolicyReader policies_;

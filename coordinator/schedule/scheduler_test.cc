@@ -5,6 +5,7 @@
 
 #include "common/testing/temp_dir.h"
 #include "coordinator/catalog/sqlite_catalog.h"
+#include "coordinator/schedule/policy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -51,6 +52,16 @@ class FakeStarter : public BackupStarter {
     return j;
   }
   std::vector<std::string> RunningBackupNodes() override { return running; }
+  absl::StatusOr<JobRecord> StartVerification(const v1::StartRestoreRequest& r,
+                                              const std::string& why) override {
+    if (auto e = verify_errors.find(r.unit()); e != verify_errors.end()) return e->second;
+    verified.push_back(r);
+    whys.push_back(why);
+    JobRecord j;
+    j.id = absl::StrCat("verify-", verified.size());
+    j.unit = r.unit();
+    return j;
+  }
   absl::StatusOr<std::string> WouldRunOn(const v1::StartBackupRequest& r) override {
     return NodeOf(r.unit());
   }
@@ -62,6 +73,8 @@ class FakeStarter : public BackupStarter {
   Catalog* catalog = nullptr;
   std::vector<std::string> started, whys, running, failed;
   std::map<std::string, absl::Status> errors;  // Start fails with these
+  std::vector<v1::StartRestoreRequest> verified;
+  std::map<std::string, absl::Status> verify_errors;  // StartVerification fails with these
   std::set<std::string> busy;
   std::map<std::string, std::string> node_of;
 };
@@ -234,6 +247,64 @@ TEST_F(SchedulerTest, AStartThatFailsForAnotherReasonIsAFailedJobNotALogLine) {
   scheduler.Tick();
   EXPECT_THAT(jobs_.failed, ElementsAre("U1:source mode \"sideways\" is not known"));
   EXPECT_TRUE(scheduler.Queue().empty());
+}
+
+TEST_F(SchedulerTest,
+       AVerifyScheduleStartsOneVerificationPerUnitOnceAFiringWithThePolicysSettings) {
+  v1::Policy p;
+  p.set_name("nightly");
+  p.add_units("SG01");
+  p.add_units("DB02");
+  p.set_full_schedule("0 1 * * *");
+  p.set_verify_schedule("0 3 * * *");
+  p.set_verify_node("node3");
+  p.set_verify_random_point(true);
+  p.set_verify_off_production(true);
+  p.set_verify_sample_items(7);
+  ASSERT_TRUE(ValidatePolicy(p, {}).ok());
+  ASSERT_TRUE(catalog_->PutPolicy(p).ok());
+  // DB02's verification cannot start (its node carries production): the
+  // firing still counts, and SG01's runs.
+  jobs_.verify_errors["DB02"] = absl::FailedPreconditionError("node node3 is not used");
+  Scheduler scheduler(catalog_.get(), &jobs_, &clock_);
+  scheduler.Tick();  // 00:00:30: the schedule starts counting now
+  EXPECT_TRUE(jobs_.verified.empty());
+  clock_.Advance(absl::Hours(3));  // 03:00:30
+  scheduler.Tick();
+  ASSERT_EQ(jobs_.verified.size(), 1u);
+  const v1::StartRestoreRequest& r = jobs_.verified[0];
+  EXPECT_EQ(r.unit(), "SG01");
+  EXPECT_EQ(r.node(), "node3");
+  EXPECT_TRUE(r.verify().requested());
+  EXPECT_TRUE(r.verify().random_point());
+  EXPECT_TRUE(r.verify().off_production());
+  EXPECT_EQ(r.verify().sample_items(), 7u);
+  EXPECT_EQ(r.verify().policy(), "nightly");
+  scheduler.Tick();  // not twice for one firing
+  EXPECT_EQ(jobs_.verified.size(), 1u);
+  // Missed for three days while the coordinator was down: once.
+  clock_.Advance(absl::Hours(72));
+  Scheduler restarted(catalog_.get(), &jobs_, &clock_);
+  restarted.Tick();
+  restarted.Tick();
+  EXPECT_EQ(jobs_.verified.size(), 2u);
+  // No backup came due in between that the verify schedule started.
+  for (const auto& s : jobs_.started) EXPECT_THAT(s, HasSubstr("FULL"));
+}
+
+TEST(PolicyValidation, VerifySettingsNeedAVerifyScheduleAndItMustParse) {
+  v1::Policy p;
+  p.set_name("p");
+  p.add_units("DB02");
+  p.set_full_schedule("0 1 * * *");
+  p.set_verify_node("node3");
+  auto refused = ValidatePolicy(p, {});
+  EXPECT_THAT(refused.message(), HasSubstr("need a verify schedule"));
+  p.set_verify_schedule("at three");
+  refused = ValidatePolicy(p, {});
+  EXPECT_THAT(refused.message(), HasSubstr("--verify"));
+  p.set_verify_schedule("0 3 * * 0");
+  EXPECT_TRUE(ValidatePolicy(p, {}).ok());
 }
 
 }  // namespace

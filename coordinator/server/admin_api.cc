@@ -211,6 +211,10 @@ absl::Status AdminApi::ShowChains(const AdminCaller&, const v1::ShowChainsReques
   auto breaks = c_->catalog().ChainBreaks(request.unit());
   if (!breaks.ok()) return breaks.status();
   *out = coordinator::ShowChains(request.unit(), *backups, *breaks);
+  auto verifications = c_->catalog().Verifications(request.unit(), 200);
+  if (!verifications.ok()) return verifications.status();
+  AttachVerifications(*verifications, ArchivedSegmentsByChain(request.unit(), *backups, *breaks),
+                      out);
   return absl::OkStatus();
 }
 

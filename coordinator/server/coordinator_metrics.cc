@@ -37,6 +37,10 @@ CoordinatorMetrics::CoordinatorMetrics(Coordinator* coordinator)
           "dagvault_leases_expired_total",
           "Job attempts whose lease ran out before their agent reported (backups, restores and "
           "restore steps), by unit.")),
+      verifications_(registry_.AddCounter(
+          "dagvault_restore_verifications_total",
+          "Restore verifications that ended since the coordinator started, by unit and result "
+          "(passed, failed).")),
       catalog_seconds_(registry_.AddHistogram(
           "dagvault_catalog_operation_seconds", "Catalog calls' latency, by operation.",
           {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})),
@@ -66,6 +70,14 @@ void CoordinatorMetrics::JobEnded(const JobRecord& job) {
   b.succeeded = job.state == JobState::kSucceeded;
   b.ended = Seconds(job.updated);
   b.duration = duration;
+}
+
+void CoordinatorMetrics::VerificationEnded(const v1::RestoreVerification& verification) {
+  verifications_.Add(
+      {{"unit", verification.unit()}, {"result", verification.passed() ? "passed" : "failed"}});
+  std::lock_guard<std::mutex> l(mu_);
+  last_verification_[verification.unit()] = {verification.passed(),
+                                             static_cast<double>(verification.ended_us()) / 1e6};
 }
 
 void CoordinatorMetrics::BackupSucceeded(const JobRecord& job, const std::string& node,
@@ -167,6 +179,13 @@ void CoordinatorMetrics::CollectUnits(TextWriter& w) {
 
 void CoordinatorMetrics::CollectLastBackups(TextWriter& w) {
   std::lock_guard<std::mutex> l(mu_);
+  w.Family("dagvault_unit_last_verification_passed", Type::kGauge,
+           "1 when the unit's last restore verification passed, 0 when it failed (units verified "
+           "since the coordinator started).");
+  for (const auto& [unit, v] : last_verification_) w.Sample({{"unit", unit}}, v.first ? 1 : 0);
+  w.Family("dagvault_unit_last_verification_end_timestamp_seconds", Type::kGauge,
+           "When the unit's last restore verification ended (unix time).");
+  for (const auto& [unit, v] : last_verification_) w.Sample({{"unit", unit}}, v.second);
   w.Family("dagvault_unit_last_backup_success", Type::kGauge,
            "1 when the unit's last backup job succeeded, 0 when it failed or was cancelled.");
   for (const auto& [unit, b] : last_) w.Sample({{"unit", unit}}, b.succeeded ? 1 : 0);

@@ -29,6 +29,7 @@ class CoordinatorMetrics : public JobObserver {
   void BackupSucceeded(const JobRecord& job, const std::string& node,
                        const dagvault::v1::BackupJobResult& result) override;
   void LeaseExpired(const std::string& unit, const std::string& node) override;
+  void VerificationEnded(const dagvault::v1::RestoreVerification& verification) override;
 
  private:
   struct LastBackup {
@@ -49,10 +50,14 @@ class CoordinatorMetrics : public JobObserver {
   metrics::Counter& jobs_;
   metrics::Histogram& job_seconds_;
   metrics::Counter& leases_expired_;
+  metrics::Counter& verifications_;
   metrics::Histogram& catalog_seconds_;
   metrics::Counter& catalog_errors_;
   std::mutex mu_;
   std::map<std::string, LastBackup> last_;  // by unit
+  // By unit: whether its last restore verification passed, and when it
+  // ended (unix seconds).
+  std::map<std::string, std::pair<bool, double>> last_verification_;
 };
 
 }  // namespace dagvault::coordinator

@@ -118,7 +118,13 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
 void JobManager::RecordItemRestoreResult(Active& a, const v1::RestoreJobResult& result,
                                          bool succeeded, const std::string& error) {
   v1::RestorePlan plan;
-  if (!plan.ParseFromString(a.record.plan) || !plan.has_items()) return;
+  if (!plan.ParseFromString(a.record.plan)) return;
+  if (plan.has_verification()) {
+    RecordVerificationResult(a, plan, result, succeeded, error);
+    a.record.plan = plan.SerializeAsString();
+    return;
+  }
+  if (!plan.has_items()) return;
   const v1::ItemRestoreResult& items = result.items();
   *plan.mutable_item_result() = items;
   for (int i = 0; i < plan.steps_size(); ++i) {

@@ -370,7 +370,7 @@ void JobManager::RenewLocked(Active& a, absl::Duration now) {
   // The store's copy matters only across a coordinator restart (which
   // renews every lease anyway): written a few times per period, not at
   // every report.
-  if (now - a.lease_written_at < options_.lease_ttl / 3) return;
+  if (!a.holds_lease || now - a.lease_written_at < options_.lease_ttl / 3) return;
   a.lease_written_at = now;
   absl::Status s = leases_->Renew(a.record.unit, a.record.id, options_.lease_ttl);
   if (absl::IsNotFound(s)) {

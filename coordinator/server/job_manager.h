@@ -60,6 +60,8 @@ class JobObserver {
                                const dagvault::v1::BackupJobResult& result) = 0;
   // An attempt's lease ran out before its agent reported it.
   virtual void LeaseExpired(const std::string& unit, const std::string& node) = 0;
+  // A restore verification ended (recorded in the catalog).
+  virtual void VerificationEnded(const dagvault::v1::RestoreVerification& verification) = 0;
 };
 
 struct JobManagerOptions {
@@ -115,6 +117,10 @@ class JobManager : public BackupStarter {
                                               const absl::Status& error) override;
   std::vector<std::string> RunningBackupNodes() override;
   absl::StatusOr<std::string> WouldRunOn(const dagvault::v1::StartBackupRequest& request) override;
+  absl::StatusOr<JobRecord> StartVerification(const dagvault::v1::StartRestoreRequest& request,
+                                              const std::string& why) override {
+    return StartRestore(request, why);
+  }
   // Where a backup as `request` asks would read from now: the node and why
   // it ranks first; or no node and why no copy qualifies.
   std::pair<std::string, std::string> NextSource(const dagvault::v1::StartBackupRequest& request);
@@ -176,6 +182,11 @@ class JobManager : public BackupStarter {
     bool cancel_requested = false;
     // An all-copies restore: its plan, written with every Record.
     bool all_copies = false;
+    // A restore verification (verification_plan.cc): it holds no lease of
+    // the unit (lease_deadline still bounds how long its agent may stay
+    // silent), and no other job of the unit waits for it.
+    bool verification = false;
+    bool holds_lease = true;
     dagvault::v1::RestorePlan restore_plan;
     // The plan's operations in flight, by node: a node runs at most one at
     // a time, and different nodes run theirs at once (the passive copies'
@@ -278,6 +289,18 @@ class JobManager : public BackupStarter {
       dagvault::v1::StartRestoreRequest* request);
   void RecordItemRestoreResult(Active& a, const dagvault::v1::RestoreJobResult& result,
                                bool succeeded, const std::string& error);
+  // Restore verifications (verification_plan.cc). PrepareVerification
+  // checks the request, chooses the node (and, on request, a random
+  // restore point) and turns it into a Recovery Database restore without
+  // a lease: the plan to record with the job. RecordVerificationResult
+  // fills the plan in from the agent's outcome, records it in the catalog
+  // per restore point, and raises DV1010 when it failed.
+  absl::StatusOr<dagvault::v1::RestorePlan> PrepareVerification(
+      dagvault::v1::StartRestoreRequest* request, const std::string& requested_by);
+  static uint32_t VerificationSampleItems(const dagvault::v1::StartRestoreRequest& request);
+  void RecordVerificationResult(Active& a, dagvault::v1::RestorePlan& plan,
+                                const dagvault::v1::RestoreJobResult& result, bool succeeded,
+                                const std::string& error);
   // Marks the steps whose every node has finished as done, sends every
   // operation the plan can run now (on each node without one in flight),
   // or ends the job when every step is done.
@@ -349,6 +372,8 @@ class JobManager : public BackupStarter {
   std::unique_ptr<LeaseStore> owned_leases_;
   LeaseStore* leases_;
   std::mutex mu_;
+  // Held while a restore verification starts (restore_plan.cc).
+  std::mutex verification_start_mu_;
   std::condition_variable changed_;
   uint64_t changes_ = 0;                   // guarded by mu_
   std::map<std::string, SlotPtr> active_;  // guarded by mu_: unfinished jobs, by id

@@ -23,9 +23,11 @@ absl::Status JobManager::Recover() {
   for (const JobRecord& r : *jobs) {
     if (IsFinal(r.state)) continue;
     v1::RestorePlan recorded;
-    const bool item_restore =
-        !r.plan.empty() && recorded.ParseFromString(r.plan) && recorded.has_items();
-    if (r.attempts.empty() && (r.plan.empty() || item_restore)) {
+    // An item-level restore's or a verification's plan is a record of its
+    // one assignment, not an all-copies restore's steps.
+    const bool single = !r.plan.empty() && recorded.ParseFromString(r.plan) &&
+                        (recorded.has_items() || recorded.has_verification());
+    if (r.attempts.empty() && (r.plan.empty() || single)) {
       // Created, but the coordinator stopped before it assigned it: it
       // never ran. It ends here, saying so; a scheduled backup is still in
       // the scheduler's queue (it leaves it only with its assignment).
@@ -47,7 +49,9 @@ absl::Status JobManager::Recover() {
       // reports the operation in flight (still running, or its result
       // re-sent), and an operation lost on the way is sent again once.
       // (An item-level restore's plan is a record of its one assignment.)
-      a.all_copies = a.restore_plan.ParseFromString(r.plan) && !a.restore_plan.has_items();
+      a.all_copies = !single && a.restore_plan.ParseFromString(r.plan);
+      a.verification = single && recorded.has_verification();
+      a.holds_lease = !a.verification;
       if (a.all_copies && r.attempts.empty()) {
         // Recorded before its first operation went out: the operator's
         // re-run starts it.
@@ -115,7 +119,8 @@ absl::Status JobManager::Recover() {
                         absl::FormatDuration(options_.lease_ttl), " for ",
                         waiting_for.empty() ? std::string("nothing (no operation was in flight)")
                                             : absl::StrJoin(waiting_for, ", ")));
-    if (absl::Status s = leases_->Renew(r.unit, r.id, options_.lease_ttl);
+    if (absl::Status s =
+            a.holds_lease ? leases_->Renew(r.unit, r.id, options_.lease_ttl) : absl::OkStatus();
         !s.ok() && !absl::IsNotFound(s)) {
       return Annotate(s, absl::StrCat("renewing the lease of job ", r.id));
     }

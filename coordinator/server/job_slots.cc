@@ -105,7 +105,8 @@ absl::StatusOr<std::unique_ptr<JobManager::StartingGuard>> JobManager::ReserveUn
   }
   for (const auto& [id, slot] : active_) {
     const JobRecord& r = slot->a.shown;
-    if (r.unit != unit) continue;
+    // A restore verification shares the unit (verification_plan.cc).
+    if (r.unit != unit || slot->a.verification) continue;
     if (restore && r.kind == "restore") {
       return absl::FailedPreconditionError(absl::StrCat(
           "unit ", unit, " is being ", absl::StartsWith(id, "reseed") ? "reseeded" : "restored",

@@ -19,6 +19,7 @@
 // step not done (every operation is safe to repeat).
 #include <algorithm>
 #include <map>
+#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -62,12 +63,22 @@ absl::StatusOr<JobRecord> JobManager::StartRestore(const v1::StartRestoreRequest
     ASSIGN_OR_RETURN(v1::RestorePlan item_plan, PrepareItemRestore(&rdb));
     return StartSingleRestore(rdb, &item_plan, requested_by);
   }
+  if (request.verify().requested()) {
+    // A restore verification (verification_plan.cc): one start of a
+    // unit's verification at a time, so that two never share a unit.
+    std::lock_guard<std::mutex> starting(verification_start_mu_);
+    v1::StartRestoreRequest rdb = request;
+    ASSIGN_OR_RETURN(v1::RestorePlan plan, PrepareVerification(&rdb, requested_by));
+    return StartSingleRestore(rdb, &plan, requested_by);
+  }
   return StartSingleRestore(request, nullptr, requested_by);
 }
 
 absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreRequest& request,
                                                          const v1::RestorePlan* item_plan,
                                                          const std::string& requested_by) {
+  // A verification holds no lease and waits for no job of the unit.
+  const bool verification = item_plan != nullptr && item_plan->has_verification();
   const std::string mode = !request.mode().empty()                ? request.mode()
                            : !request.recovery_database().empty() ? "rdb"
                            : !request.node().empty()              ? "node"
@@ -102,8 +113,10 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
   {
     // Refused while any job of the unit runs (a backup holds its lease, or
     // is about to take it again for a retry), naming it.
-    ASSIGN_OR_RETURN(std::unique_ptr<StartingGuard> starting,
-                     ReserveUnit(request.unit(), /*restore=*/true, /*wait=*/true));
+    std::unique_ptr<StartingGuard> starting;
+    if (!verification) {
+      ASSIGN_OR_RETURN(starting, ReserveUnit(request.unit(), /*restore=*/true, /*wait=*/true));
+    }
     auto backups = catalog_->Backups(request.unit());
     if (!backups.ok()) return backups.status();
     auto breaks = catalog_->ChainBreaks(request.unit());
@@ -135,19 +148,32 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
         v1::RestorePlan plan = *item_plan;
         for (const auto& id : ids) plan.add_manifests(id);
         plan.set_to_generation(target);
+        if (verification) {
+          v1::RestoreVerification* v = plan.mutable_verification();
+          v->set_job(r.id);
+          for (const auto& id : ids) v->add_manifests(id);
+          v->set_generation(target != 0 ? target : chain->back().high_generation());
+          v->set_restore_point_us(chain->back().frozen_us());
+        }
         r.plan = plan.SerializeAsString();
       }
-      // The unit's lease, like a backup's: it keeps backups away while the
-      // restore runs, and its fencing token goes to the writer.
-      auto lease = leases_->Acquire(r.unit, r.id, request.node(), options_.lease_ttl);
-      if (!lease.ok()) return lease.status();
-      if (absl::Status s = catalog_->CreateJob(r); !s.ok()) {
-        if (absl::Status released = leases_->Release(r.unit, r.id); !released.ok()) {
-          CatalogFailed(released, absl::StrCat("releasing the lease of unit ", r.unit));
+      if (verification) {
+        a.verification = true;
+        a.holds_lease = false;
+        if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
+      } else {
+        // The unit's lease, like a backup's: it keeps backups away while
+        // the restore runs, and its fencing token goes to the writer.
+        auto lease = leases_->Acquire(r.unit, r.id, request.node(), options_.lease_ttl);
+        if (!lease.ok()) return lease.status();
+        if (absl::Status s = catalog_->CreateJob(r); !s.ok()) {
+          if (absl::Status released = leases_->Release(r.unit, r.id); !released.ok()) {
+            CatalogFailed(released, absl::StrCat("releasing the lease of unit ", r.unit));
+          }
+          return s;
         }
-        return s;
+        a.fencing_token = lease->token;
       }
-      a.fencing_token = lease->token;
       JobAttempt attempt;
       attempt.node = request.node();
       attempt.state = JobState::kAssigned;
@@ -160,8 +186,11 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
       Record(a, JobState::kQueued, absl::StrCat("requested by ", requested_by));
       Record(a, JobState::kAssigned,
              absl::StrCat(
-                 "attempt 1: ", item_plan != nullptr ? "item-level restore" : "restore", " of ",
-                 r.unit,
+                 "attempt 1: ",
+                 verification           ? "restore verification"
+                 : item_plan != nullptr ? "item-level restore"
+                                        : "restore",
+                 " of ", r.unit,
                  mode == "rdb"
                      ? absl::StrCat(" as recovery database ", request.recovery_database(), " on ",
                                     request.node(),
@@ -204,6 +233,13 @@ v1::JobAssignment JobManager::RestoreAssignmentOf(const JobRecord& record,
   restore->set_path(request.path());
   restore->set_force_overwrite_different_database(request.force_overwrite_different_database());
   if (request.has_items()) *restore->mutable_items() = request.items();
+  if (request.verify().requested()) {
+    v1::VerificationSpec* v = restore->mutable_verification();
+    v->set_requested(true);
+    v->set_sample_items(VerificationSampleItems(request));
+    std::random_device seed;
+    v->set_seed((uint64_t{seed()} << 32) | seed());
+  }
   return job;
 }
 

@@ -449,6 +449,11 @@ absl::StatusOr<MetaInfo> Engine::Meta(uint32_t db) {
 }
 
 absl::StatusOr<Sha256Digest> Engine::Digest(uint32_t db, Lsn* appended) {
+  ASSIGN_OR_RETURN(DigestResult result, DigestWithCounts(db, appended));
+  return result.digest;
+}
+
+absl::StatusOr<DigestResult> Engine::DigestWithCounts(uint32_t db, Lsn* appended) {
   RETURN_IF_ERROR(health());
   if (db >= dbs_.size()) return absl::InvalidArgumentError(absl::StrFormat("no database %u", db));
   // Holding the install lock shared for the whole walk gives a digest of
@@ -459,8 +464,7 @@ absl::StatusOr<Sha256Digest> Engine::Digest(uint32_t db, Lsn* appended) {
   if (appended != nullptr) *appended = log_->append_lsn();
   CacheReader reader(this, db);
   ItemTable table(reader, nullptr);
-  ASSIGN_OR_RETURN(DigestResult result, DigestItems(table));
-  return result.digest;
+  return DigestItems(table);
 }
 
 absl::Status Engine::Put(uint32_t db, const ItemKey& key, absl::string_view value) {

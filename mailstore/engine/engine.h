@@ -30,6 +30,7 @@
 #include "dagvault/v1/mailstore.pb.h"
 #include "mailstore/engine/buffer_cache.h"
 #include "mailstore/engine/database_file.h"
+#include "mailstore/engine/digest.h"
 #include "mailstore/engine/item_table.h"
 #include "mailstore/engine/log_writer.h"
 #include "mailstore/engine/space_map.h"
@@ -136,6 +137,8 @@ class Engine {
   // ends at (the next record's): every record before it is in the digest,
   // none after it.
   absl::StatusOr<Sha256Digest> Digest(uint32_t db, Lsn* appended = nullptr);
+  // The same walk, with the items and value bytes it covered.
+  absl::StatusOr<DigestResult> DigestWithCounts(uint32_t db, Lsn* appended = nullptr);
 
   // Single-operation transactions.
   absl::Status Put(uint32_t db, const ItemKey& key, absl::string_view value);

@@ -165,21 +165,25 @@ absl::StatusOr<std::string> Mailstored::RemoveRecoveryDatabase(const std::string
 absl::Status Mailstored::Start() {
   auto log = logging::Get("mailstored");
   RETURN_IF_ERROR(CreateDirectories(config_.proto.data_root()));
-  // An item restore's Recovery Database lives only as long as its job, and
-  // no Recovery Database is mounted again after a restart: one left by a
-  // job cut short (its agent or this daemon died) goes now.
+  // An item restore's or a restore verification's Recovery Database lives
+  // only as long as its job, and no Recovery Database is mounted again
+  // after a restart: one left by a job cut short (its agent or this daemon
+  // died) goes now.
   std::error_code ec;
   const std::string rdb_root = JoinPath(config_.proto.data_root(), "rdb");
   for (const auto& entry : std::filesystem::directory_iterator(rdb_root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || !IsItemRestoreDatabaseName(name)) continue;
+    if (!entry.is_directory() ||
+        !(IsItemRestoreDatabaseName(name) || IsVerificationDatabaseName(name))) {
+      continue;
+    }
     std::error_code removed;
     std::filesystem::remove_all(entry.path(), removed);
     if (removed) {
-      log->warn("an item restore's recovery database folder {} could not be removed: {}",
+      log->warn("a job's recovery database folder {} could not be removed: {}",
                 entry.path().string(), removed.message());
     } else {
-      log->info("removed {}, an item restore's recovery database left by a job cut short",
+      log->info("removed {}, a job's recovery database left by a job cut short",
                 entry.path().string());
     }
   }

@@ -106,6 +106,11 @@ class Writers {
   };
 
   absl::StatusOr<Session*> FindLocked(const std::string& id);
+  // A restore verification's checks on the Recovery Database `s` has just
+  // recovered (mailstore/server/recovery_checks.h); mounts it when sound.
+  absl::Status CheckRecoveryDatabase(const Session& s, const std::vector<std::string>& db_paths,
+                                     const dagvault::v1::RecoveryDatabaseChecks& checks,
+                                     dagvault::v1::RestoreCompleteResponse* response);
   // RestoreComplete of a restore into this node's passive copy.
   absl::StatusOr<dagvault::v1::RestoreCompleteResponse> CompletePassiveRestore(
       const Session& s, const dagvault::v1::RestoreCompleteRequest& request, UnitHost* host);

@@ -13,6 +13,7 @@
 #include "mailstore/engine/recovery.h"
 #include "mailstore/format/edb_header.h"
 #include "mailstore/format/log_format.h"
+#include "mailstore/server/recovery_checks.h"
 #include "mailstore/server/writer.h"
 
 namespace dagvault::mailstore {
@@ -88,10 +89,22 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
     return absl::NotFoundError(absl::StrCat("no unit named ", request.unit(),
                                             " in the configuration of node ", config_.node()));
   }
-  // Fenced by the unit, whatever the target: a superseded restore writes
-  // nothing, a recovery database included.
-  RETURN_IF_ERROR(
-      fencing_tokens_->Admit(request.unit(), request.fencing_token(), "PrepareRestore"));
+  if (request.verification()) {
+    // A restore verification holds no lease of the unit (backups of it go
+    // on beside it), so it carries no fencing token; what it may write is
+    // bounded instead: its own Recovery Database under data_root/rdb.
+    if (request.recovery_database().empty() || !request.path().empty() || request.passive_copy()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unit ", request.unit(),
+          ": a restore verification restores a Recovery Database under the node's data root "
+          "only (a name, no path)"));
+    }
+  } else {
+    // Fenced by the unit, whatever the target: a superseded restore writes
+    // nothing, a recovery database included.
+    RETURN_IF_ERROR(
+        fencing_tokens_->Admit(request.unit(), request.fencing_token(), "PrepareRestore"));
+  }
   Session s;
   s.id = absl::StrCat("restore-", Stamp(clock_), "-", request.unit());
   s.unit = request.unit();
@@ -324,7 +337,15 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
     rr.db_paths.push_back(JoinPath(s.target.system_dir(), db.name() + ".edb"));
   if (request.to_generation() != 0) rr.to_generation = request.to_generation();
   rr.clock = clock_;
+  if (request.checks().requested() && s.recovery_database.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unit ", s.unit,
+                     ": a restore verification's checks run on a Recovery "
+                     "Database only"));
+  }
+  const absl::Duration replay_started = clock_->Monotonic();
   ASSIGN_OR_RETURN(RecoveryReport report, Recover(rr));
+  const absl::Duration replayed_at = clock_->Monotonic();
   if (request.to_generation() != 0) {
     RETURN_IF_ERROR(MoveLaterLogsAside(
         log_dir, prefix, report.last_generation,
@@ -338,7 +359,11 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
   response.set_message(absl::StrFormat(
       "recovered to %s (generations 0x%08X-0x%08X, %u transactions)", report.end.ToString(),
       report.first_generation, report.last_generation, report.transactions));
-  if (request.mount()) {
+  response.set_replay_us(absl::ToInt64Microseconds(replayed_at - replay_started));
+  if (request.checks().requested()) {
+    RETURN_IF_ERROR(CheckRecoveryDatabase(s, rr.db_paths, request.checks(), &response));
+    response.set_check_us(absl::ToInt64Microseconds(clock_->Monotonic() - replayed_at));
+  } else if (request.mount()) {
     if (s.recovery_database.empty()) {
       std::move(end_restore).Invoke();
       // Recorded before the mount: a restore step repeated after its
@@ -349,10 +374,37 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
     } else {
       RETURN_IF_ERROR(rdbs_->Mount(s.recovery_database, s.target));
     }
+    response.set_mounted(true);
   }
   logging::Get("mailstored.writer")
       ->info("[unit {}] restore complete: {}", s.unit, response.message());
   return response;
+}
+
+absl::Status Writers::CheckRecoveryDatabase(const Session& s,
+                                            const std::vector<std::string>& db_paths,
+                                            const dagvault::v1::RecoveryDatabaseChecks& checks,
+                                            dagvault::v1::RestoreCompleteResponse* response) {
+  std::vector<RecoveredFile> files;
+  for (int i = 0; i < s.target.databases_size(); ++i) {
+    files.push_back({s.target.databases(i).name(), db_paths[static_cast<size_t>(i)]});
+  }
+  std::vector<dagvault::v1::DatabaseCheck> checked = CheckRecoveredFiles(files);
+  bool sound = true;
+  for (const auto& c : checked) sound &= c.problems().empty();
+  // A damaged database is not mounted: the engine would refuse it or,
+  // worse, serve it; the verification has its answer already.
+  if (sound) {
+    RETURN_IF_ERROR(rdbs_->Mount(s.recovery_database, s.target));
+    response->set_mounted(true);
+    ASSIGN_OR_RETURN(std::shared_ptr<Engine> engine,
+                     rdbs_->FindRecoveryDatabase(s.recovery_database));
+    for (size_t i = 0; i < checked.size(); ++i) {
+      ReadMountedDatabase(*engine, static_cast<uint32_t>(i), checks, &checked[i]);
+    }
+  }
+  for (auto& c : checked) *response->add_checked() = std::move(c);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::CompletePassiveRestore(

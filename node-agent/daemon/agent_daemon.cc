@@ -32,6 +32,7 @@
 #include "node-agent/jobs/backup_job.h"
 #include "node-agent/jobs/item_restore.h"
 #include "node-agent/jobs/restore_job.h"
+#include "node-agent/jobs/restore_verification.h"
 #include "node-agent/shadow/writer_shadow_session.h"
 #include "node-agent/verify/unit_verifier.h"
 #include "repository/chain.h"
@@ -527,6 +528,12 @@ class Daemon final : public AgentDaemon {
     spec.to_generation = r.to_generation();
     spec.roll_forward = r.roll_forward();
     spec.mount = r.mount();
+    if (r.verification().requested()) {
+      spec.target.verification = true;
+      spec.checks.set_requested(true);
+      spec.checks.set_sample_items(r.verification().sample_items());
+      spec.checks.set_seed(r.verification().seed());
+    }
     WriterSessionOptions session_options;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -550,7 +557,8 @@ class Daemon final : public AgentDaemon {
     target.unit = a.unit();
     target.recovery_database = a.restore().recovery_database();
     target.node = config_.node();
-    target.leftovers = ItemRestoreLeftovers(*admin_, a.unit(), target.recovery_database);
+    target.leftovers =
+        JobDatabaseLeftovers(*admin_, a.unit(), target.recovery_database, kItemRestoreMarker);
     RestoreJobResult restored;
     RETURN_IF_ERROR(RunItemRestore(
         *writer_, target, a.restore().items(), [&] { return Restore(job); }, job->control.cancel,
@@ -559,6 +567,24 @@ class Daemon final : public AgentDaemon {
         },
         items, &restored));
     restored.message = items->step_detail_size() > 1 ? items->step_detail(1) : restored.message;
+    return restored;
+  }
+
+  // A restore verification (node-agent/jobs/restore_verification.h).
+  absl::StatusOr<RestoreJobResult> VerifyRestore(Job* job, v1::VerificationOutcome* outcome) {
+    const v1::JobAssignment& a = job->assignment;
+    VerificationTarget target{
+        a.unit(), a.restore().recovery_database(), config_.node(),
+        JobDatabaseLeftovers(*admin_, a.unit(), a.restore().recovery_database(),
+                             kVerificationMarker)};
+    RestoreJobResult restored;
+    RETURN_IF_ERROR(RunRestoreVerification(
+        *writer_, target,
+        [&]() -> absl::StatusOr<RestoreJobResult> {
+          ASSIGN_OR_RETURN(restored, Restore(job));
+          return restored;
+        },
+        outcome));
     return restored;
   }
 
@@ -580,7 +606,9 @@ class Daemon final : public AgentDaemon {
     absl::StatusOr<RestoreJobResult> restored = absl::UnknownError("not run");
     absl::StatusOr<v1::CopyOperationResult> operated = absl::UnknownError("not run");
     v1::ItemRestoreResult items;
+    v1::VerificationOutcome verification;
     const bool restore = a.kind() == v1::JOB_RESTORE;
+    const bool verify = restore && a.restore().verification().requested();
     const bool copy_op = a.kind() == v1::JOB_COPY_OPERATION;
     if (copy_op) {
       CopyOperationContext context;
@@ -609,6 +637,9 @@ class Daemon final : public AgentDaemon {
     } else if (restore && a.restore().has_items()) {
       restored = RestoreItems(job, &items);
       if (!restored.ok()) r = restored.status();
+    } else if (verify) {
+      restored = VerifyRestore(job, &verification);
+      if (!restored.ok()) r = restored.status();
     } else if (restore) {
       restored = Restore(job);
       if (!restored.ok()) r = restored.status();
@@ -631,6 +662,7 @@ class Daemon final : public AgentDaemon {
       out->set_bytes(restored->bytes);
       out->set_elapsed_us(absl::ToInt64Microseconds(restored->elapsed));
       if (a.restore().has_items()) *out->mutable_items() = items;
+      if (verify) *out->mutable_verification() = verification;
       log->info("job {} attempt {}: restore of {} succeeded", a.job(), a.attempt(), a.unit());
       metrics_->RestoreSucceeded(restored->bytes);
     } else if (!restore && !copy_op && r.ok()) {
@@ -660,6 +692,7 @@ class Daemon final : public AgentDaemon {
         // What an item restore did before it failed (pages already written).
         *u->mutable_restore_result()->mutable_items() = items;
       }
+      if (verify) *u->mutable_restore_result()->mutable_verification() = verification;
       if (auto kept = UnacknowledgedBackupOf(r.status())) {
         // Verified and durable: the coordinator catalogues it although the
         // job failed (the writer may have truncated after it).

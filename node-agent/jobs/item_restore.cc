@@ -37,9 +37,10 @@ std::unique_ptr<grpc::ClientContext> PageContext() {
   return context;
 }
 
-// The writer's RemoveRecoveryDatabase: the folder it deleted.
-absl::StatusOr<std::string> RemoveRecoveryDatabase(v1::Writer::StubInterface& writer,
-                                                   const std::string& name) {
+}  // namespace
+
+absl::StatusOr<std::string> RemoveJobRecoveryDatabase(v1::Writer::StubInterface& writer,
+                                                      const std::string& name) {
   v1::RemoveRecoveryDatabaseRequest request;
   request.set_name(name);
   v1::RemoveRecoveryDatabaseResponse response;
@@ -49,6 +50,23 @@ absl::StatusOr<std::string> RemoveRecoveryDatabase(v1::Writer::StubInterface& wr
   }
   return response.path();
 }
+
+void RemoveLeftoverRecoveryDatabases(v1::Writer::StubInterface& writer, const std::string& unit,
+                                     const std::vector<std::string>& leftovers,
+                                     const std::string& left_by) {
+  auto log = logging::Get("agent");
+  for (const std::string& leftover : leftovers) {
+    if (absl::StatusOr<std::string> path = RemoveJobRecoveryDatabase(writer, leftover); path.ok()) {
+      log->info("unit {}: removed recovery database {}, left by an earlier {}", unit, leftover,
+                left_by);
+    } else {
+      log->warn("unit {}: recovery database {}, left by an earlier {}: {}", unit, leftover, left_by,
+                path.status().message());
+    }
+  }
+}
+
+namespace {
 
 void Add(v1::ItemCounts* sum, const v1::ItemCounts& page) {
   sum->set_found(sum->found() + page.found());
@@ -158,8 +176,9 @@ absl::StatusOr<ItemStepResult> Export(v1::Writer::StubInterface& writer,
 
 }  // namespace
 
-std::vector<std::string> ItemRestoreLeftovers(v1::Admin::StubInterface& admin,
-                                              const std::string& unit, const std::string& own) {
+std::vector<std::string> JobDatabaseLeftovers(v1::Admin::StubInterface& admin,
+                                              const std::string& unit, const std::string& own,
+                                              absl::string_view marker) {
   std::vector<std::string> out;
   v1::StatusRequest request;
   request.set_local_only(true);
@@ -167,7 +186,7 @@ std::vector<std::string> ItemRestoreLeftovers(v1::Admin::StubInterface& admin,
   auto context = PageContext();
   if (!admin.Status(context.get(), request, &status).ok()) return out;
   for (const auto& u : status.units()) {
-    if (u.recovery_database() && IsItemRestoreDatabaseName(u.unit(), unit) && u.unit() != own) {
+    if (u.recovery_database() && IsJobDatabaseName(u.unit(), marker, unit) && u.unit() != own) {
       out.push_back(u.unit());
     }
   }
@@ -207,7 +226,7 @@ absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestore
   // Step 3, whatever happened before: the Recovery Database goes.
   auto remove = [&]() -> absl::Status {
     result.add_step_started_us(now_us());
-    absl::StatusOr<std::string> path = RemoveRecoveryDatabase(writer, target.recovery_database);
+    absl::StatusOr<std::string> path = RemoveJobRecoveryDatabase(writer, target.recovery_database);
     result.add_step_ended_us(now_us());
     if (path.status().code() == absl::StatusCode::kNotFound) {
       // Step 1 failed before the database had a folder: nothing was left.
@@ -237,15 +256,7 @@ absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestore
                                " could not be removed: ", removed.message())));
   };
 
-  for (const std::string& leftover : target.leftovers) {
-    if (absl::StatusOr<std::string> path = RemoveRecoveryDatabase(writer, leftover); path.ok()) {
-      log->info("unit {}: removed recovery database {}, left by an earlier item restore",
-                target.unit, leftover);
-    } else {
-      log->warn("unit {}: recovery database {}, left by an earlier item restore: {}", target.unit,
-                leftover, path.status().message());
-    }
-  }
+  RemoveLeftoverRecoveryDatabases(writer, target.unit, target.leftovers, "item restore");
   result.add_step_started_us(now_us());
   absl::StatusOr<RestoreJobResult> chain = restore_chain();
   result.add_step_ended_us(now_us());

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/item_restore_name.h"
 #include "dagvault/v1/agent.pb.h"
 #include "dagvault/v1/store.grpc.pb.h"
 #include "dagvault/v1/writer.grpc.pb.h"
@@ -67,10 +68,20 @@ absl::Status RunItemRestore(dagvault::v1::Writer::StubInterface& writer,
                             const std::function<void(const dagvault::v1::ItemCounts&)>& progress,
                             dagvault::v1::ItemRestoreResult* result, RestoreJobResult* restored);
 
-// The Recovery Databases of earlier item restores of `unit` still mounted
-// on this node (ItemRestoreTarget.leftovers), other than `own`.
-std::vector<std::string> ItemRestoreLeftovers(dagvault::v1::Admin::StubInterface& admin,
-                                              const std::string& unit, const std::string& own);
+// The Recovery Databases of earlier jobs of `unit` still mounted on this
+// node (ItemRestoreTarget.leftovers), other than `own`: those whose names
+// carry `marker` (common/item_restore_name.h).
+std::vector<std::string> JobDatabaseLeftovers(dagvault::v1::Admin::StubInterface& admin,
+                                              const std::string& unit, const std::string& own,
+                                              absl::string_view marker);
+// Removes each, saying in the log that an earlier `left_by` left it.
+void RemoveLeftoverRecoveryDatabases(dagvault::v1::Writer::StubInterface& writer,
+                                     const std::string& unit,
+                                     const std::vector<std::string>& leftovers,
+                                     const std::string& left_by);
+// The writer's RemoveRecoveryDatabase: the folder it deleted.
+absl::StatusOr<std::string> RemoveJobRecoveryDatabase(dagvault::v1::Writer::StubInterface& writer,
+                                                      const std::string& name);
 
 // "12 found, 10 copied, 2 skipped (they exist), 1.2 MiB": for messages.
 std::string DescribeItemCounts(const dagvault::v1::ItemCounts& counts, bool exported);

@@ -176,10 +176,12 @@ absl::StatusOr<RestoreJobResult> RunRestoreJob(ShadowSession& session,
   // The fault matrix holds a restore plan's step 4 (replay and mount) here.
   DAGVAULT_CRASH_POINT("agent.restore.replaying");
   const absl::Time replay_started = absl::Now();
-  ASSIGN_OR_RETURN(v1::RestoreCompleteResponse completed,
-                   session.EndRestore(spec.to_generation, spec.roll_forward, spec.mount));
+  ASSIGN_OR_RETURN(
+      v1::RestoreCompleteResponse completed,
+      session.EndRestore(spec.to_generation, spec.roll_forward, spec.mount, spec.checks));
   result.replay = absl::Now() - replay_started;
   result.last_generation = completed.last_generation();
+  result.completed = completed;
   if (!completed.message().empty()) {
     result.message = result.message.empty()
                          ? completed.message()

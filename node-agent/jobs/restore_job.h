@@ -31,6 +31,10 @@ struct RestoreJobSpec {
   // repository): the writer first checks that the chain's last log is in
   // the active copy's stream (RestoreTarget.join_*).
   bool join_active_stream = false;
+  // A restore verification's checks of the Recovery Database, run by the
+  // writer in RestoreComplete (RestoreJobResult.completed says what they
+  // found).
+  dagvault::v1::RecoveryDatabaseChecks checks;
 };
 
 struct RestoreJobResult {
@@ -46,6 +50,7 @@ struct RestoreJobResult {
   absl::Duration transfer;
   absl::Duration replay;
   absl::Duration elapsed;
+  dagvault::v1::RestoreCompleteResponse completed;  // the writer's answer
 };
 
 struct RestoreJobOptions {

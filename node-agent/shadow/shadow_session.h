@@ -84,6 +84,9 @@ struct RestoreTarget {
   // the active copy must still hold (PrepareRestoreRequest.join_*).
   uint32_t join_generation = 0;
   std::string join_sha256;
+  // A restore verification's Recovery Database: unfenced, under the
+  // node's data root (PrepareRestoreRequest.verification).
+  bool verification = false;
 };
 
 struct ComponentResult {
@@ -125,10 +128,11 @@ class ShadowSession {
       const RestoreTarget& target) = 0;
   // RestoreComplete: replay to the end of the restored logs or to
   // `to_generation`, then the server's newer logs if `roll_forward`, and
-  // mount if asked.
-  virtual absl::StatusOr<dagvault::v1::RestoreCompleteResponse> EndRestore(uint32_t to_generation,
-                                                                           bool roll_forward,
-                                                                           bool mount) = 0;
+  // mount if asked; a Recovery Database is checked first when `checks`
+  // asks (a restore verification's, RestoreCompleteRequest.checks).
+  virtual absl::StatusOr<dagvault::v1::RestoreCompleteResponse> EndRestore(
+      uint32_t to_generation, bool roll_forward, bool mount,
+      const dagvault::v1::RecoveryDatabaseChecks& checks) = 0;
 };
 
 }  // namespace dagvault::agent

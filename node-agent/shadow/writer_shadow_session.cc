@@ -323,6 +323,7 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
   request.set_passive_copy(target.passive_copy);
   request.set_join_generation(target.join_generation);
   request.set_join_sha256(target.join_sha256);
+  request.set_verification(target.verification);
   v1::PrepareRestoreResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->PrepareRestore(Context(options_.call_timeout).get(), request, &response),
@@ -333,9 +334,9 @@ absl::StatusOr<v1::PrepareRestoreResponse> WriterShadowSession::BeginRestore(
   return response;
 }
 
-absl::StatusOr<v1::RestoreCompleteResponse> WriterShadowSession::EndRestore(uint32_t to_generation,
-                                                                            bool roll_forward,
-                                                                            bool mount) {
+absl::StatusOr<v1::RestoreCompleteResponse> WriterShadowSession::EndRestore(
+    uint32_t to_generation, bool roll_forward, bool mount,
+    const v1::RecoveryDatabaseChecks& checks) {
   if (!restoring_) return absl::FailedPreconditionError("no restore session to end");
   StopKeepAlive();
   restoring_ = false;
@@ -344,6 +345,7 @@ absl::StatusOr<v1::RestoreCompleteResponse> WriterShadowSession::EndRestore(uint
   request.set_to_generation(to_generation);
   request.set_roll_forward(roll_forward);
   request.set_mount(mount);
+  *request.mutable_checks() = checks;
   v1::RestoreCompleteResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(
       writer_->RestoreComplete(Context(options_.replay_timeout).get(), request, &response),

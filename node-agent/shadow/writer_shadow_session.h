@@ -53,9 +53,9 @@ class WriterShadowSession : public ShadowSession {
       uint32_t high_generation) override;
   absl::StatusOr<dagvault::v1::PrepareRestoreResponse> BeginRestore(
       const RestoreTarget& target) override;
-  absl::StatusOr<dagvault::v1::RestoreCompleteResponse> EndRestore(uint32_t to_generation,
-                                                                   bool roll_forward,
-                                                                   bool mount) override;
+  absl::StatusOr<dagvault::v1::RestoreCompleteResponse> EndRestore(
+      uint32_t to_generation, bool roll_forward, bool mount,
+      const dagvault::v1::RecoveryDatabaseChecks& checks) override;
 
  private:
   // The unit's metadata and the writer instance that lists it.

@@ -227,6 +227,9 @@ TEST(Console, EveryPageShowsTheDeploymentInHeadlessChromium) {
   LoadDb02(d);
   const v1::JobInfo inc = BackupWait(d, {"--unit", "DB02", "--type", "incremental"});
   ASSERT_EQ(inc.state(), v1::JOB_SUCCEEDED) << inc.reason();
+  // The newest restore point verified (issue 20 §2): marked on the chain.
+  ProcessResult verified = d.Cli({"restore", "verify", "--unit", "DB02", "--wait"});
+  ASSERT_EQ(verified.exit_code, 0) << verified.out << verified.err;
   Browser browser(d, LoginToken(d, "admin"));
 
   // Overview: every unit, worst first, with its RPO state.
@@ -254,6 +257,8 @@ TEST(Console, EveryPageShowsTheDeploymentInHeadlessChromium) {
   EXPECT_THAT(chains, HasSubstr("data-type=\"full\""));
   EXPECT_THAT(chains, HasSubstr("data-type=\"incremental\""));
   EXPECT_THAT(chains, HasSubstr("data-restore-point="));
+  EXPECT_THAT(chains, HasSubstr("data-verified=\"passed\""));
+  EXPECT_THAT(chains, HasSubstr("data-verification=\"passed\""));
 
   // Trends: two backups of DB02, charted.
   const std::string trends = browser.Open("trends?unit=DB02", "trends");

@@ -135,7 +135,7 @@ void LintScrape(const std::string& address, const Deployment& d) {
 TEST(Prometheus, TheAlertRulesCheck) {
   ProcessResult r = RunProcess({kPromtool, "check", "rules", AlertRules()});
   EXPECT_TRUE(r.ok()) << r.out << r.err;
-  EXPECT_THAT(r.out, HasSubstr("SUCCESS: 11 rules found"));
+  EXPECT_THAT(r.out, HasSubstr("SUCCESS: 12 rules found"));
 }
 
 TEST(Prometheus, ScrapesTheCoordinatorAndSeesRpoAndJobResultsAfterABackupAndAFailure) {

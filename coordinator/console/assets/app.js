@@ -320,8 +320,14 @@ async function chainsPage(params) {
       svg.appendChild(g);
     });
     for (const r of c.restore_points || []) {
+      // A verified restore point is green, one whose verification failed red.
+      const v = r.verification;
+      const verified = v ? (v.passed ? 'passed' : 'failed') : 'no';
+      const colour = v ? (v.passed ? '#2e7d32' : '#c62828') : '#1d2330';
       svg.appendChild(s('line', { x1: x(r.time_us), y1: 50, x2: x(r.time_us), y2: 74, stroke: '#1d2330' }));
-      svg.appendChild(s('circle', { cx: x(r.time_us), cy: 76, r: 3, fill: '#1d2330', 'data-restore-point': gen(r.generation) }));
+      const dot = s('circle', { cx: x(r.time_us), cy: 76, r: v ? 5 : 3, fill: colour, 'data-restore-point': gen(r.generation), 'data-verified': verified });
+      dot.appendChild(s('title', {}, v ? `restore verification ${v.passed ? 'passed' : 'FAILED'} ${time(v.ended_us)} on ${v.node}` : `restore point ${gen(r.generation)}, not verified`));
+      svg.appendChild(dot);
     }
     if (c.broken) {
       svg.appendChild(s('line', { x1: width - 14, y1: 8, x2: width - 14, y2: 90, stroke: '#c62828', 'stroke-width': 3 }));
@@ -333,6 +339,18 @@ async function chainsPage(params) {
       all.map(p => h('tr', {}, h('td', {}, h('code', {}, p.manifest)), h('td', {}, words(p.type, '')),
         h('td', {}, p.source_node), h('td', {}, `${gen(p.low_generation)}–${gen(p.high_generation)}`),
         h('td', {}, time(p.started_us)), h('td', {}, bytes(p.logical_bytes)), h('td', {}, bytes(p.new_bytes))))));
+    const verifications = c.verifications || [];
+    if (verifications.length) {
+      out.push(h('h3', {}, 'Restore verifications'));
+      out.push(table(['Result', 'Restore point', 'Node', 'Ended', 'Took', 'What it found'],
+        verifications.map(v => h('tr', { 'data-verification': v.passed ? 'passed' : 'failed' },
+          h('td', { class: v.passed ? '' : 'error' }, v.passed ? 'passed' : 'FAILED'),
+          h('td', {}, gen(v.generation)), h('td', {}, v.node), h('td', {}, time(v.ended_us)),
+          h('td', {}, `${((num(v.ended_us) - num(v.started_us)) / 1e6).toFixed(1)} s`),
+          h('td', {}, v.passed
+            ? `${num(v.files)} files matched their backups' digests; ${(v.databases || []).map(d => `${d.database}: ${num(d.items)} items, ${num(d.sampled_items)} read by key`).join('; ')}`
+            : (v.problems || []).join('; '))))));
+    }
     const points = c.restore_points || [];
     if (points.length) {
       out.push(h('p', {}, h('button', {

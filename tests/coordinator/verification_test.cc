@@ -1,0 +1,150 @@
+// Restore verification with real processes (issue 20 §2): a coordinator,
+// three agents and three mailstored nodes. A good chain verifies on a node
+// without production, a backup of the unit runs beside the verification,
+// and the result shows per restore point; a damaged pack in the repository
+// fails the verification, naming the chunk and the backup, and raises
+// DV1010.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "tests/coordinator/deployment.h"
+#include "tests/coordinator/deployment_test_util.h"
+
+namespace dagvault::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::pair<int, v1::JobInfo> Verify(Deployment& d, std::vector<std::string> args) {
+  args.insert(args.begin(), {"restore", "verify", "--unit", "DB02"});
+  return JobCommand(d, args);
+}
+
+// No Recovery Database left mounted or on disk on node i.
+void ExpectNoRecoveryDatabase(Deployment& d, int i) {
+  auto st = d.cluster().Status(i);
+  ASSERT_OK(st);
+  for (const auto& u : st->units()) EXPECT_FALSE(u.recovery_database()) << u.unit();
+  const std::string rdb_root = d.cluster().node(i).config.data_root() + "/rdb";
+  if (std::filesystem::exists(rdb_root)) {
+    EXPECT_TRUE(std::filesystem::is_empty(rdb_root)) << rdb_root;
+  }
+}
+
+int NodeIndex(const std::string& node) {
+  return node == "node1" ? kNode1 : node == "node2" ? kNode2 : kNode3;
+}
+
+TEST(DeploymentVerification, AGoodChainVerifiesOffProductionWhileABackupOfTheUnitRunsBesideIt) {
+  // Each piece's restore is slowed, so that the verification is surely
+  // still running when the backup starts and ends.
+  Deployment d(Options({{"DAGVAULT_DELAY_AT", "agent.restore.step:8000"}}), "verify");
+  ASSERT_OK(d.Start());
+  const v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
+  const v1::JobInfo incremental = LoadAndBackUp(d, 2, 0, 30, "incremental");
+  ASSERT_EQ(incremental.state(), v1::JOB_SUCCEEDED);
+
+  const absl::Time started = absl::Now();
+  auto [exit_code, verification] = Verify(d, {});
+  ASSERT_EQ(exit_code, 0) << verification.DebugString() << d.CoordinatorLog();
+  // The verification holds no lease: a backup of the unit starts now, and
+  // ends, while it runs.
+  Load(d, kNode1, 3, 0, 10);
+  ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
+  const v1::JobInfo backup = Start(d, {"--unit", "DB02", "--type", "incremental"});
+  auto running = d.Job(verification.id());
+  ASSERT_OK(running);
+  EXPECT_FALSE(running->state() == v1::JOB_SUCCEEDED || running->state() == v1::JOB_FAILED)
+      << running->DebugString();
+  auto backed_up = d.WaitJob(backup.id());
+  ASSERT_OK(backed_up);
+  EXPECT_EQ(backed_up->state(), v1::JOB_SUCCEEDED) << backed_up->reason();
+
+  auto ended = d.WaitJob(verification.id(), absl::Minutes(3));
+  ASSERT_OK(ended);
+  const absl::Duration took = absl::Now() - started;
+  ASSERT_EQ(ended->state(), v1::JOB_SUCCEEDED) << ended->DebugString() << d.CoordinatorLog();
+  const v1::RestoreVerification& v = ended->plan().verification();
+  EXPECT_TRUE(v.passed()) << v.DebugString();
+  // The newest restore point when it started: the Incremental's end.
+  ASSERT_EQ(v.manifests_size(), 2);
+  EXPECT_EQ(v.manifests(0), full.manifest());
+  EXPECT_EQ(v.manifests(1), incremental.manifest());
+  EXPECT_GT(v.files(), 2u);
+  ASSERT_EQ(v.databases_size(), 1);
+  EXPECT_EQ(v.databases(0).database(), "DB02");
+  EXPECT_EQ(v.databases(0).items(), 90u);
+  EXPECT_EQ(v.databases(0).sampled_items(), 32u);
+  EXPECT_EQ(v.databases(0).sha256().size(), 64u);
+  EXPECT_GT(v.databases(0).pages(), 2u);
+  EXPECT_TRUE(v.recovery_database_removed());
+  for (const auto& step : ended->plan().steps()) {
+    EXPECT_EQ(step.state(), v1::STEP_DONE) << step.DebugString();
+  }
+  // node1 carries the mounted active copies: a node without one ran it.
+  EXPECT_NE(v.node(), "node1");
+  ExpectNoRecoveryDatabase(d, NodeIndex(v.node()));
+  std::cerr << "restore verification of DB02: " << v.files() << " files, " << v.bytes()
+            << " bytes, " << v.databases(0).items() << " items, restore " << v.restore_us() / 1e6
+            << " s (with 2 x 8 s of injected delay), checks " << v.check_us() / 1e6 << " s, job "
+            << absl::FormatDuration(took) << "\n";
+
+  // chain show marks the restore point and lists the verification.
+  ProcessResult chains = d.Cli({"chain", "show", "--unit", "DB02"});
+  ASSERT_EQ(chains.exit_code, 0) << chains.err;
+  std::cerr << chains.out << d.Cli({"job", "show", verification.id()}).out;
+  EXPECT_THAT(chains.out, HasSubstr("(verified)"));
+  EXPECT_THAT(chains.out, HasSubstr(absl::StrCat("verified ", incremental.manifest())));
+
+  // Never on production when asked.
+  ProcessResult refused =
+      d.Cli({"restore", "verify", "--unit", "DB02", "--node", "node1", "--off-production"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.err, HasSubstr("carries the mounted active copy of"));
+}
+
+TEST(DeploymentVerification, ADamagedPackFailsItNamingTheChunkAndTheBackupAndRaisesAnEvent) {
+  Deployment d(Options(), "verify-damage");
+  ASSERT_OK(d.Start());
+  const v1::JobInfo full = LoadAndBackUp(d, 1, 0, 60, "full");
+  ASSERT_EQ(full.state(), v1::JOB_SUCCEEDED);
+  // Every pack the Full wrote gets one flipped byte, in its middle.
+  int damaged = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(d.repo() + "/packs")) {
+    if (!e.is_regular_file()) continue;
+    auto bytes = ReadFileToString(e.path().string());
+    ASSERT_OK(bytes);
+    (*bytes)[bytes->size() / 2] ^= 0x40;
+    ASSERT_OK(WriteFileAtomically(e.path().string(), *bytes, 0600));
+    ++damaged;
+  }
+  ASSERT_GT(damaged, 0);
+
+  auto [exit_code, job] = Verify(d, {"--wait"});
+  EXPECT_NE(exit_code, 0);
+  EXPECT_EQ(job.state(), v1::JOB_FAILED) << job.DebugString();
+  const v1::RestoreVerification& v = job.plan().verification();
+  EXPECT_FALSE(v.passed());
+  ASSERT_FALSE(v.problems().empty()) << job.DebugString();
+  EXPECT_THAT(v.problems(0), HasSubstr("chunk "));
+  EXPECT_THAT(v.problems(0), HasSubstr("authentication failed"));
+  EXPECT_THAT(v.problems(0), HasSubstr(absl::StrCat("backup ", full.manifest())));
+  EXPECT_THAT(job.reason(), HasSubstr("restore verification of unit DB02 failed"));
+  EXPECT_EQ(job.plan().steps(0).state(), v1::STEP_FAILED);
+  EXPECT_EQ(job.plan().steps(2).state(), v1::STEP_DONE);
+  EXPECT_TRUE(v.recovery_database_removed());
+  ExpectNoRecoveryDatabase(d, NodeIndex(v.node()));
+  EXPECT_THAT(d.CoordinatorLog(), HasSubstr("DV1010"));
+  ProcessResult chains = d.Cli({"chain", "show", "--unit", "DB02"});
+  std::cerr << "chain show after the failed verification:\n" << chains.out;
+  EXPECT_THAT(chains.out, HasSubstr("(VERIFICATION FAILED)"));
+  EXPECT_THAT(chains.out, HasSubstr("authentication failed"));
+}
+
+}  // namespace
+}  // namespace dagvault::testing

@@ -180,9 +180,14 @@ if not items:
 print(f"   {len(items)} items of mailbox 3 in {root}, each file's SHA-256 equal to the index's")
 PY
 
-step "14. An RPO: SG01 follows a nightly policy whose restore points may be at most 26 hours old"
-"$dv" policy set --name nightly --unit SG01 --full '30 1 * * 0' --incremental '30 1 * * 1-6' --rpo 26h
+step "14. An RPO and restore verification: SG01 follows a nightly policy (restore points at most 26 hours old, verified at 05:00), and its newest restore point is verified now"
+"$dv" policy set --name nightly --unit SG01 --full '30 1 * * 0' --incremental '30 1 * * 1-6' --rpo 26h \
+  --verify '0 5 * * *'
 "$dv" status --unit SG01
+# Restored as a Recovery Database off production, checked deeply, mounted,
+# read, removed; the result is kept with the restore point.
+"$dv" restore verify --unit SG01 --wait | sed 's/^/   /'
+"$dv" chain show --unit SG01 | grep -E 'restore points|verified' | sed 's/^/   /'
 
 step "15. The web console: a sign-in token for the admin certificate, and the console answering with it"
 login=$("$dv" console login --ttl 12h)

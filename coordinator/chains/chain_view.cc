@@ -250,7 +250,8 @@ void AttachVerifications(const std::vector<v1::RestoreVerification>& verificatio
       if (v.manifests().empty() || pieces.count(v.manifests(v.manifests_size() - 1)) == 0) continue;
       if (chain->verifications_size() < kPerChain) *chain->add_verifications() = v;
       for (v1::RestorePoint& p : *chain->mutable_restore_points()) {
-        if (!p.has_verification() && p.manifest() == v.manifests(v.manifests_size() - 1) &&
+        if (!v.inconclusive() && !p.has_verification() &&
+            p.manifest() == v.manifests(v.manifests_size() - 1) &&
             p.generation() == v.generation()) {
           *p.mutable_verification() = v;
         }

@@ -30,7 +30,7 @@ std::vector<std::vector<std::string>> ArchivedSegmentsByChain(
 // chains of `shown`: each chain lists (up to 10 of) those whose restore
 // point's last piece is one of its backups or archive segments
 // (`archived`, ArchivedSegmentsByChain), and each restore point carries
-// the newest verification of exactly its piece and generation.
+// the newest conclusive verification of exactly its piece and generation.
 void AttachVerifications(const std::vector<dagvault::v1::RestoreVerification>& verifications,
                          const std::vector<std::vector<std::string>>& archived,
                          dagvault::v1::ShowChainsResponse* shown);

@@ -182,7 +182,10 @@ std::string VerificationLine(const v1::RestoreVerification& v) {
   uint64_t items = 0;
   for (const auto& d : v.databases()) items += d.items();
   std::string line = absl::StrFormat(
-      "%s %s, generation %s, on %s at %s (%.1f s): ", v.passed() ? "verified" : "FAILED",
+      "%s %s, generation %s, on %s at %s (%.1f s): ",
+      v.passed()         ? "verified"
+      : v.inconclusive() ? "INCONCLUSIVE"
+                         : "FAILED",
       v.manifests().empty() ? std::string("-") : v.manifests(v.manifests_size() - 1),
       Gen(v.generation()), v.node(), Time(v.ended_us()), (v.ended_us() - v.started_us()) / 1e6);
   if (v.passed()) {
@@ -218,7 +221,11 @@ void PrintVerificationPlan(const v1::RestorePlan& plan, std::ostream& out) {
   }
   out << absl::StrFormat("  restore %.1f s, checks %.1f s\n", v.restore_us() / 1e6,
                          v.check_us() / 1e6);
-  out << "  " << (v.passed() ? "PASSED" : "FAILED") << "\n";
+  out << "  "
+      << (v.passed()         ? "PASSED"
+          : v.inconclusive() ? "INCONCLUSIVE (it proved nothing either way; run it again)"
+                             : "FAILED")
+      << "\n";
   for (const auto& p : v.problems()) out << "    " << p << "\n";
 }
 

@@ -92,7 +92,8 @@ void Scheduler::StartDueVerifications(const std::vector<v1::Policy>& policies, a
         log->info("policy {}: restore verification {} of {} started", p.name(), job->id, unit);
         continue;
       }
-      const bool expected = job.status().code() == absl::StatusCode::kNotFound ||
+      const bool expected = absl::StrContains(job.status().message(), "has no restore point") ||
+                            absl::StrContains(job.status().message(), "has no Full backup") ||
                             absl::StrContains(job.status().message(), "is being verified");
       if (expected) {
         log->info("policy {}: no restore verification of {} now: {}", p.name(), unit,

@@ -40,7 +40,7 @@ CoordinatorMetrics::CoordinatorMetrics(Coordinator* coordinator)
       verifications_(registry_.AddCounter(
           "dagvault_restore_verifications_total",
           "Restore verifications that ended since the coordinator started, by unit and result "
-          "(passed, failed).")),
+          "(passed, failed, inconclusive).")),
       catalog_seconds_(registry_.AddHistogram(
           "dagvault_catalog_operation_seconds", "Catalog calls' latency, by operation.",
           {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})),
@@ -73,8 +73,12 @@ void CoordinatorMetrics::JobEnded(const JobRecord& job) {
 }
 
 void CoordinatorMetrics::VerificationEnded(const v1::RestoreVerification& verification) {
-  verifications_.Add(
-      {{"unit", verification.unit()}, {"result", verification.passed() ? "passed" : "failed"}});
+  verifications_.Add({{"unit", verification.unit()},
+                      {"result", verification.passed()         ? "passed"
+                                 : verification.inconclusive() ? "inconclusive"
+                                                               : "failed"}});
+  // An inconclusive one leaves the unit's last conclusive answer standing.
+  if (verification.inconclusive()) return;
   std::lock_guard<std::mutex> l(mu_);
   last_verification_[verification.unit()] = {verification.passed(),
                                              static_cast<double>(verification.ended_us()) / 1e6};

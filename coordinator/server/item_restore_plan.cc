@@ -116,11 +116,11 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
 }
 
 void JobManager::RecordItemRestoreResult(Active& a, const v1::RestoreJobResult& result,
-                                         bool succeeded, const std::string& error) {
+                                         bool succeeded, const std::string& error, bool cancelled) {
   v1::RestorePlan plan;
   if (!plan.ParseFromString(a.record.plan)) return;
   if (plan.has_verification()) {
-    RecordVerificationResult(a, plan, result, succeeded, error);
+    RecordVerificationResult(a, plan, result, succeeded, error, cancelled);
     a.record.plan = plan.SerializeAsString();
     return;
   }

@@ -85,6 +85,7 @@ void JobManager::CatalogFailed(const absl::Status& status, const std::string& wh
 }
 
 void JobManager::ReleaseLeaseOf(Active& a) {
+  if (!a.holds_lease) return;
   absl::Status s = leases_->Release(a.record.unit, a.record.id);
   if (!s.ok()) {
     CatalogFailed(s, absl::StrCat("releasing the lease of unit ", a.record.unit, " held by job ",
@@ -312,6 +313,12 @@ bool JobManager::Assign(Active& a, int number, const std::string& previous_failu
 }
 
 void JobManager::Finish(Active& a, JobState state, const std::string& reason) {
+  // A verification that ends without its agent's outcome (lost, cancelled,
+  // never assigned after a restart) is recorded too, as inconclusive.
+  if (a.verification && !a.verification_recorded && state != JobState::kSucceeded) {
+    RecordItemRestoreResult(a, v1::RestoreJobResult(), false, reason,
+                            /*cancelled=*/state == JobState::kCancelled);
+  }
   const absl::Time now = clock_->Now();
   if (!a.record.attempts.empty()) {
     JobAttempt& attempt = Current(a);
@@ -542,8 +549,10 @@ void JobManager::OnJobUpdate(const std::string& node, const v1::JobUpdate& u) {
                           absl::StrFormat("0x%08X", u.chain_break_generation()),
                           ": the next Incremental of ", a.record.unit, " becomes a Full");
         }
-        if (a.record.kind == "restore")
-          RecordItemRestoreResult(a, u.restore_result(), false, u.error());
+        if (a.record.kind == "restore") {
+          RecordItemRestoreResult(a, u.restore_result(), false, u.error(),
+                                  /*cancelled=*/u.phase() == v1::JOB_CANCELLED);
+        }
         Finish(a, u.phase() == v1::JOB_CANCELLED ? JobState::kCancelled : JobState::kFailed,
                reason);
         Retire(*slot);
@@ -680,13 +689,17 @@ void JobManager::Tick() {
     const std::string& id = a.record.id;
     {
       const std::string node = Current(a).node;
-      if (options_.observer != nullptr) options_.observer->LeaseExpired(a.record.unit, node);
-      events::Emit("coordinator", spdlog::level::warn, events::EventId::kLeaseExpired,
-                   absl::StrCat("the lease of unit ", a.record.unit, " held by job ", id, " on ",
-                                node, " expired"),
-                   {{"unit", a.record.unit}, {"job", id}, {"node", node}});
+      // A verification holds no lease: its agent only went silent.
+      if (a.holds_lease) {
+        if (options_.observer != nullptr) options_.observer->LeaseExpired(a.record.unit, node);
+        events::Emit("coordinator", spdlog::level::warn, events::EventId::kLeaseExpired,
+                     absl::StrCat("the lease of unit ", a.record.unit, " held by job ", id, " on ",
+                                  node, " expired"),
+                     {{"unit", a.record.unit}, {"job", id}, {"node", node}});
+      }
       LoseAttempt(a,
-                  absl::StrCat("its lease expired: ", node, " has not reported the job for ",
+                  absl::StrCat(a.holds_lease ? "its lease expired: " : "its agent went silent: ",
+                               node, " has not reported the job for ",
                                absl::FormatDuration(options_.lease_ttl), " (last report from ",
                                node, " at ", FormatUtc(topology_->LastReport(node)), ")"),
                   &outbox);

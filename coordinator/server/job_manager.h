@@ -107,6 +107,13 @@ class JobManager : public BackupStarter {
                                         const std::string& requested_by = "",
                                         bool from_schedule = false);
 
+  // A passed verification's content digests against the newest of
+  // `earlier` (newest first) that passed for the same restore point: a
+  // difference fails it, naming the database and both digests.
+  static void CompareWithEarlierVerifications(
+      const std::vector<dagvault::v1::RestoreVerification>& earlier,
+      dagvault::v1::RestoreVerification* v);
+
   // BackupStarter, for the scheduler.
   absl::StatusOr<JobRecord> Start(const dagvault::v1::StartBackupRequest& request,
                                   const std::string& why) override {
@@ -187,6 +194,7 @@ class JobManager : public BackupStarter {
     // silent), and no other job of the unit waits for it.
     bool verification = false;
     bool holds_lease = true;
+    bool verification_recorded = false;  // its result is in the catalog
     dagvault::v1::RestorePlan restore_plan;
     // The plan's operations in flight, by node: a node runs at most one at
     // a time, and different nodes run theirs at once (the passive copies'
@@ -288,7 +296,7 @@ class JobManager : public BackupStarter {
   absl::StatusOr<dagvault::v1::RestorePlan> PrepareItemRestore(
       dagvault::v1::StartRestoreRequest* request);
   void RecordItemRestoreResult(Active& a, const dagvault::v1::RestoreJobResult& result,
-                               bool succeeded, const std::string& error);
+                               bool succeeded, const std::string& error, bool cancelled = false);
   // Restore verifications (verification_plan.cc). PrepareVerification
   // checks the request, chooses the node (and, on request, a random
   // restore point) and turns it into a Recovery Database restore without
@@ -300,7 +308,7 @@ class JobManager : public BackupStarter {
   static uint32_t VerificationSampleItems(const dagvault::v1::StartRestoreRequest& request);
   void RecordVerificationResult(Active& a, dagvault::v1::RestorePlan& plan,
                                 const dagvault::v1::RestoreJobResult& result, bool succeeded,
-                                const std::string& error);
+                                const std::string& error, bool cancelled);
   // Marks the steps whose every node has finished as done, sends every
   // operation the plan can run now (on each node without one in flight),
   // or ends the job when every step is done.

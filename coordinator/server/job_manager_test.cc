@@ -643,5 +643,44 @@ TEST_F(JobManagerTest, AStartOfAUnitAnotherStartHoldsWaitsForItOrIsBusyForTheSch
   EXPECT_EQ(jobs_->Running().size(), 1u);
 }
 
+TEST(VerificationDigests, ARestorePointThatRestoresOtherContentThanBeforeFailsNamingBoth) {
+  auto verification = [](const std::string& job, const std::string& last, uint32_t generation,
+                         const std::string& digest) {
+    v1::RestoreVerification v;
+    v.set_job(job);
+    v.set_unit("DB02");
+    v.add_manifests("full-1");
+    if (last != "full-1") v.add_manifests(last);
+    v.set_generation(generation);
+    v.set_passed(true);
+    v1::DatabaseCheck* d = v.add_databases();
+    d->set_database("DB02");
+    d->set_sha256(digest);
+    d->set_items(90);
+    return v;
+  };
+  // Newest first: another point's, a failed one of the same point, then
+  // the passed one of the same point that decides.
+  std::vector<v1::RestoreVerification> earlier = {verification("v4", "inc-2", 6, "cc"),
+                                                  verification("v3", "inc-1", 5, "ee"),
+                                                  verification("v2", "inc-1", 5, "aa")};
+  earlier[1].set_passed(false);
+  v1::RestoreVerification same = verification("v5", "inc-1", 5, "aa");
+  JobManager::CompareWithEarlierVerifications(earlier, &same);
+  EXPECT_TRUE(same.passed());
+  EXPECT_TRUE(same.problems().empty());
+  v1::RestoreVerification other = verification("v6", "inc-1", 5, "bb");
+  JobManager::CompareWithEarlierVerifications(earlier, &other);
+  EXPECT_FALSE(other.passed());
+  ASSERT_EQ(other.problems_size(), 1);
+  EXPECT_THAT(other.problems(0), HasSubstr("database DB02: content digest bb"));
+  EXPECT_THAT(other.problems(0), HasSubstr("differs from aa"));
+  EXPECT_THAT(other.problems(0), HasSubstr("verification v2 of the same restore point"));
+  // A point verified for the first time has nothing to differ from.
+  v1::RestoreVerification first = verification("v7", "inc-3", 7, "dd");
+  JobManager::CompareWithEarlierVerifications(earlier, &first);
+  EXPECT_TRUE(first.passed());
+}
+
 }  // namespace
 }  // namespace dagvault::coordinator

@@ -250,8 +250,11 @@ absl::StatusOr<std::optional<JobManager::StoppedPlan>> JobManager::StoppedAllCop
     if (r.kind != "restore" || r.plan.empty()) continue;
     StoppedPlan stopped{r, {}};
     if (!stopped.plan.ParseFromString(r.plan)) break;
-    // A reseed of one copy, or an item-level restore: not an all-copies restore.
-    if (stopped.plan.reseed() || stopped.plan.has_items()) continue;
+    // A reseed of one copy, an item-level restore or a restore
+    // verification: not an all-copies restore.
+    if (stopped.plan.reseed() || stopped.plan.has_items() || stopped.plan.has_verification()) {
+      continue;
+    }
     if (FirstStepNotDone(stopped.plan) == nullptr) break;
     return stopped;
   }

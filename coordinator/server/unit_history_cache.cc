@@ -13,6 +13,8 @@ SourceHistory SourceHistoryOf(const std::vector<JobRecord>& newest_first) {
   // The newest attempt on each node decides whether that node failed last.
   std::set<std::string> seen;
   for (const JobRecord& j : newest_first) {
+    // Backups only: a restore, or a verification, ran where it was told.
+    if (j.kind != "backup") continue;
     if (h.last_success_node.empty() && j.state == JobState::kSucceeded && !j.attempts.empty()) {
       h.last_success_node = j.attempts.back().node;
     }

@@ -177,7 +177,8 @@ uint32_t JobManager::VerificationSampleItems(const v1::StartRestoreRequest& requ
 
 void JobManager::RecordVerificationResult(Active& a, v1::RestorePlan& plan,
                                           const v1::RestoreJobResult& result, bool succeeded,
-                                          const std::string& error) {
+                                          const std::string& error, bool cancelled) {
+  a.verification_recorded = true;
   v1::RestoreVerification& v = *plan.mutable_verification();
   const v1::VerificationOutcome& out = result.verification();
   v.set_job(a.record.id);
@@ -192,11 +193,26 @@ void JobManager::RecordVerificationResult(Active& a, v1::RestorePlan& plan,
   v.set_recovery_database_removed(out.recovery_database_removed());
   v.clear_problems();
   for (const std::string& p : out.problems()) v.add_problems(p);
-  // A job that ended without the agent's outcome (lost, cancelled before
-  // it began) proves nothing: its error is the problem.
-  if (!succeeded && v.problems_size() == 0)
-    v.add_problems(error.empty() ? "it did not run" : error);
-  v.set_passed(succeeded && out.passed());
+  const bool has_outcome = result.has_verification();
+  if (succeeded && !has_outcome) {
+    // An agent that does not know verifications restored and mounted it,
+    // and checked nothing: not a pass.
+    v.add_problems(
+        "the agent reported no verification outcome (an agent older than restore "
+        "verification?)");
+  }
+  v.set_passed(succeeded && has_outcome && out.passed() && v.problems_size() == 0);
+  // Cancelled, lost with its agent, or stopped by something other than the
+  // data: it proves nothing either way.
+  v.set_inconclusive(!v.passed() &&
+                     (cancelled || out.inconclusive() || (!succeeded && !has_outcome)));
+  if (!v.passed() && v.problems_size() == 0) {
+    v.add_problems(error.empty() ? std::string("it did not run") : error);
+  }
+  if (v.passed()) {
+    auto earlier = catalog_->Verifications(v.unit(), 200);
+    if (earlier.ok()) CompareWithEarlierVerifications(*earlier, &v);
+  }
   // The steps, from what the outcome says ran.
   const bool restored = out.files() != 0;
   const bool checked = out.databases_size() != 0;
@@ -225,7 +241,7 @@ void JobManager::RecordVerificationResult(Active& a, v1::RestorePlan& plan,
       }
       step->set_detail(absl::StrJoin(each, "; "));
     } else if (failed && i < 2) {
-      step->set_detail(v.problems_size() != 0 ? v.problems(0) : error);
+      step->set_detail(v.problems(0));
     } else if (i == 2) {
       step->set_detail(out.recovery_database_removed()
                            ? absl::StrCat("removed recovery database ", v.recovery_database())
@@ -236,7 +252,7 @@ void JobManager::RecordVerificationResult(Active& a, v1::RestorePlan& plan,
     CatalogFailed(s, absl::StrCat("recording the restore verification of job ", a.record.id));
   }
   if (options_.observer != nullptr) options_.observer->VerificationEnded(v);
-  if (!v.passed()) {
+  if (!v.passed() && !v.inconclusive()) {
     events::Emit("coordinator", spdlog::level::err, events::EventId::kVerificationFailed,
                  absl::StrCat("the restore verification of unit ", a.record.unit, " (job ",
                               a.record.id, ") failed: ", v.problems(0)),
@@ -245,6 +261,34 @@ void JobManager::RecordVerificationResult(Active& a, v1::RestorePlan& plan,
                   {"node", v.node()},
                   {"generation", absl::StrFormat("0x%08X", v.generation())}});
   }
+}
+
+void JobManager::CompareWithEarlierVerifications(
+    const std::vector<v1::RestoreVerification>& earlier, v1::RestoreVerification* v) {
+  // Restoring one restore point must give the same content every time: a
+  // database whose digest differs from an earlier passed verification of
+  // the same point (the same last piece, the same generation) means the
+  // repository, the restore or the replay changed what comes back.
+  if (v->manifests().empty()) return;
+  const std::string& last = v->manifests(v->manifests_size() - 1);
+  for (const v1::RestoreVerification& e : earlier) {
+    if (!e.passed() || e.job() == v->job() || e.generation() != v->generation() ||
+        e.manifests().empty() || e.manifests(e.manifests_size() - 1) != last) {
+      continue;
+    }
+    for (const v1::DatabaseCheck& now : v->databases()) {
+      for (const v1::DatabaseCheck& then : e.databases()) {
+        if (then.database() != now.database() || then.sha256() == now.sha256()) continue;
+        v->add_problems(absl::StrFormat(
+            "database %s: content digest %s (%u items) differs from %s (%u items) found by "
+            "verification %s of the same restore point at %s",
+            now.database(), now.sha256(), now.items(), then.sha256(), then.items(), e.job(),
+            FormatUtc(absl::FromUnixMicros(e.ended_us()))));
+      }
+    }
+    break;  // the newest earlier one decides
+  }
+  if (v->problems_size() != 0) v->set_passed(false);
 }
 
 }  // namespace dagvault::coordinator

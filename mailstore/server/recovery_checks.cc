@@ -51,11 +51,10 @@ std::vector<v1::DatabaseCheck> CheckRecoveredFiles(const std::vector<RecoveredFi
         check.add_problems(absl::StrCat("database ", f.database, ": ", fc.errors_not_listed,
                                         " more damaged places not listed"));
       }
-      // A deep check that could not run (the file was not consistent) is
-      // a warning to an operator, and a failure to a verification.
-      for (const std::string& w : fc.warnings) {
-        check.add_problems(absl::StrCat("database ", f.database, ": ", w));
-      }
+      // Pages allocated but unused (leaked by a crash) do no harm, and the
+      // other warnings say why the deep check could not run: that is the
+      // state problem above, already named.
+      for (const std::string& w : fc.warnings) check.add_notes(w);
     }
   }
   return out;
@@ -119,12 +118,17 @@ void ReadMountedDatabase(Engine& engine, uint32_t index, const v1::RecoveryDatab
     if (!value.ok()) {
       problem(absl::StrCat("item ", item.key.item, " of mailbox ", mailbox,
                            " cannot be read: ", value.status().message()));
-    } else if (!value->has_value()) {
+      continue;
+    }
+    if (!value->has_value()) {
       problem(absl::StrCat("item ", item.key.item, " of mailbox ", mailbox,
                            " is listed but not found by its key"));
-    } else if ((*value)->size() != item.size) {
+      continue;
+    }
+    if ((*value)->size() != item.size) {
       problem(absl::StrFormat("item %u of mailbox %u is listed with %u bytes, but reads %u",
                               item.key.item, mailbox, item.size, (*value)->size()));
+      continue;
     }
     ++sampled;
   }

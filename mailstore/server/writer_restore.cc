@@ -7,7 +7,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/evp.h"
 #include "common/file_util.h"
+#include "common/item_restore_name.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "mailstore/engine/recovery.h"
@@ -93,11 +95,12 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
     // A restore verification holds no lease of the unit (backups of it go
     // on beside it), so it carries no fencing token; what it may write is
     // bounded instead: its own Recovery Database under data_root/rdb.
-    if (request.recovery_database().empty() || !request.path().empty() || request.passive_copy()) {
+    if (!IsVerificationDatabaseName(request.recovery_database(), request.unit()) ||
+        !request.path().empty() || request.passive_copy()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "unit ", request.unit(),
-          ": a restore verification restores a Recovery Database under the node's data root "
-          "only (a name, no path)"));
+          "unit ", request.unit(), ": a restore verification restores a Recovery Database named ",
+          request.unit(), "-VERIFY-<time>-<id> under the node's data root only (no path), not \"",
+          request.recovery_database(), "\""));
     }
   } else {
     // Fenced by the unit, whatever the target: a superseded restore writes
@@ -106,7 +109,9 @@ absl::StatusOr<dagvault::v1::PrepareRestoreResponse> Writers::PrepareRestore(
         fencing_tokens_->Admit(request.unit(), request.fencing_token(), "PrepareRestore"));
   }
   Session s;
-  s.id = absl::StrCat("restore-", Stamp(clock_), "-", request.unit());
+  // Unique even for two restores of a unit prepared in the same second (a
+  // verification holds no lease, so it may run beside another restore).
+  s.id = absl::StrCat("restore-", Stamp(clock_), "-", request.unit(), "-", RandomHexId(3));
   s.unit = request.unit();
   s.restore = true;
   s.restore_id = request.restore_id();

@@ -26,6 +26,20 @@ absl::Status RunRestoreVerification(
     // says which, and in which backup.
     out.add_problems(std::string(restored.status().message()));
     out.set_restore_us(absl::ToInt64Microseconds(absl::Now() - started));
+    // Stopped by something other than the data: it proves nothing either
+    // way (a damaged or missing chunk, a digest that does not match, a log
+    // that does not replay are DataLoss, NotFound, FailedPrecondition...).
+    switch (restored.status().code()) {
+      case absl::StatusCode::kCancelled:
+      case absl::StatusCode::kUnavailable:
+      case absl::StatusCode::kDeadlineExceeded:
+      case absl::StatusCode::kResourceExhausted:
+      case absl::StatusCode::kAborted:
+        out.set_inconclusive(true);
+        break;
+      default:
+        break;
+    }
   } else {
     const v1::RestoreCompleteResponse& completed = restored->completed;
     out.set_files(restored->files);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The item-level restore benchmark (issue 20): a 3-node lab deployment
+# The item-level restore and restore verification benchmark (issue 20): a 3-node lab deployment
 # (lab.sh --dagvault) whose unit DB02 is loaded with mail-like items (75 KiB
 # to 1 MiB) in MAILBOXES mailboxes for SECONDS, backed up (a Full), then one
 # mailbox restored with `dagvault restore items`:
@@ -8,7 +8,10 @@
 #     item is copied: the time of each step (from the job's plan) and the
 #     items and bytes copied;
 #   - exported to files: the same figures, and every file's bytes checked
-#     against the index's SHA-256.
+#     against the index's SHA-256;
+#
+# then the restore point verified (`dagvault restore verify`): the restore
+# and check times, pages, items and bytes.
 #
 # Prints figures; never fails on speed.
 #
@@ -81,3 +84,15 @@ while read -r file sha; do
   [[ $(sha256sum "$EXPORT/$file" | cut -d' ' -f1) == "$sha" ]] || { echo "  $file differs" >&2; bad=1; }
 done < <(jq -r '.items[] | "\(.file) \(.sha256)"' "$EXPORT/index.json")
 (( bad == 0 )) && echo "  every exported file's SHA-256 equals the index's"
+
+# A restore verification of the same restore point (issue 20 §2): the
+# whole unit restored as a Recovery Database, checked, mounted, read whole
+# and in sample, removed.
+t0=$(date +%s%6N)
+job=$(dv restore verify --unit DB02 --wait --json 2>/dev/null)
+t1=$(date +%s%6N)
+[[ $(jq -r .state <<<"$job") == JOB_SUCCEEDED ]] || { jq . <<<"$job" >&2; exit 1; }
+printf '\nrestore verification of DB02: %.1f s in all\n' "$(awk "BEGIN{print ($t1 - $t0) / 1e6}")"
+jq -r '.plan.verification | "  \(.files) files, \((.bytes | tonumber) / 1048576 | . * 10 | round / 10) MiB restored and replayed in \((.restore_us | tonumber) / 1e6 | . * 100 | round / 100) s (\((.bytes | tonumber) / 1048576 / ((.restore_us | tonumber) / 1e6) | . * 10 | round / 10) MiB/s)",
+  "  checks \((.check_us | tonumber) / 1e6 | . * 100 | round / 100) s: " + ([.databases[] | "\(.database) \(.pages) pages, \(.items) items (\((.value_bytes | tonumber) / 1048576 | . * 10 | round / 10) MiB) digested, \(.sampled_items) read by key"] | join("; ")),
+  "  passed: \(.passed // false), on \(.node)"' <<<"$job"

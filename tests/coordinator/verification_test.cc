@@ -101,6 +101,28 @@ TEST(DeploymentVerification, AGoodChainVerifiesOffProductionWhileABackupOfTheUni
   EXPECT_THAT(chains.out, HasSubstr("(verified)"));
   EXPECT_THAT(chains.out, HasSubstr(absl::StrCat("verified ", incremental.manifest())));
 
+  // The same restore point again: the same content, compared with the
+  // first verification's digests.
+  auto [again_exit, again] = Verify(d, {"--to-generation", absl::StrCat(v.generation()), "--wait"});
+  ASSERT_EQ(again_exit, 0) << again.DebugString();
+  EXPECT_TRUE(again.plan().verification().passed()) << again.plan().verification().DebugString();
+  ASSERT_EQ(again.plan().verification().databases_size(), 1);
+  EXPECT_EQ(again.plan().verification().databases(0).sha256(), v.databases(0).sha256());
+
+  // A verification cancelled part-way proves nothing either way: recorded
+  // as inconclusive, no DV1010, and the restore point keeps its mark.
+  auto [cancel_exit, cancelled] = Verify(d, {});
+  ASSERT_EQ(cancel_exit, 0) << cancelled.DebugString();
+  ProcessResult cancel = d.Cli({"job", "cancel", cancelled.id()});
+  ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
+  auto cancel_ended = d.WaitJob(cancelled.id(), absl::Minutes(2));
+  ASSERT_OK(cancel_ended);
+  EXPECT_EQ(cancel_ended->state(), v1::JOB_CANCELLED) << cancel_ended->DebugString();
+  EXPECT_TRUE(cancel_ended->plan().verification().inconclusive())
+      << cancel_ended->plan().verification().DebugString();
+  EXPECT_FALSE(cancel_ended->plan().verification().passed());
+  EXPECT_THAT(d.CoordinatorLog(), ::testing::Not(HasSubstr("DV1010")));
+
   // Never on production when asked.
   ProcessResult refused =
       d.Cli({"restore", "verify", "--unit", "DB02", "--node", "node1", "--off-production"});

@@ -343,8 +343,8 @@ async function chainsPage(params) {
     if (verifications.length) {
       out.push(h('h3', {}, 'Restore verifications'));
       out.push(table(['Result', 'Restore point', 'Node', 'Ended', 'Took', 'What it found'],
-        verifications.map(v => h('tr', { 'data-verification': v.passed ? 'passed' : 'failed' },
-          h('td', { class: v.passed ? '' : 'error' }, v.passed ? 'passed' : 'FAILED'),
+        verifications.map(v => h('tr', { 'data-verification': v.passed ? 'passed' : v.inconclusive ? 'inconclusive' : 'failed' },
+          h('td', { class: v.passed || v.inconclusive ? '' : 'error' }, v.passed ? 'passed' : v.inconclusive ? 'inconclusive' : 'FAILED'),
           h('td', {}, gen(v.generation)), h('td', {}, v.node), h('td', {}, time(v.ended_us)),
           h('td', {}, `${((num(v.ended_us) - num(v.started_us)) / 1e6).toFixed(1)} s`),
           h('td', {}, v.passed

@@ -213,7 +213,8 @@ class Catalog {
   // (never the whole history).
   virtual absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs() = 0;
   // Job history retention: removes finished jobs last updated before
-  // `cutoff`, with their attempts and events; returns how many.
+  // `cutoff`, with their attempts and events, and the restore
+  // verifications that ended before it; returns how many jobs.
   virtual absl::StatusOr<uint64_t> PurgeFinishedJobs(absl::Time cutoff) = 0;
 
   // Backups. Adding one that exists replaces it (a rebuild meets the

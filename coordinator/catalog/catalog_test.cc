@@ -221,9 +221,21 @@ TEST_P(CatalogTest, JobHistoryRetentionRemovesOnlyOldFinishedJobsAndRecoveryRead
   for (const auto& j : *unfinished) ids.push_back(j.id);
   EXPECT_THAT(ids, ::testing::UnorderedElementsAre("old-running", "new-running"));
 
+  for (const auto& [verification_job, age] :
+       {std::pair<const char*, int>{"old-verify", 100}, {"new-verify", 1}}) {
+    v1::RestoreVerification v;
+    v.set_job(verification_job);
+    v.set_unit("DB02");
+    v.set_ended_us(absl::ToUnixMicros(kT0 - absl::Hours(24 * age)));
+    ASSERT_TRUE(c->PutVerification(v).ok());
+  }
   auto purged = c->PurgeFinishedJobs(kT0 - absl::Hours(24 * 90));
   ASSERT_TRUE(purged.ok()) << purged.status();
   EXPECT_EQ(*purged, 2u);
+  auto verifications = c->Verifications("DB02", 0);
+  ASSERT_TRUE(verifications.ok());
+  ASSERT_EQ(verifications->size(), 1u);
+  EXPECT_EQ((*verifications)[0].job(), "new-verify");
   auto all = c->ListJobs("", 0);
   ASSERT_TRUE(all.ok());
   ids.clear();

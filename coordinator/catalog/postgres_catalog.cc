@@ -529,6 +529,10 @@ absl::StatusOr<uint64_t> PostgresCatalog::PurgeFinishedJobs(absl::Time cutoff) {
                                        "'cancelled') AND updated_us < $1",
                                        Params().Int(Us(cutoff))));
     removed = r.affected();
+    // A verification's record lives as long as its job's.
+    RETURN_IF_ERROR(
+        tx.Exec("DELETE FROM restore_verifications WHERE ended_us < $1", Params().Int(Us(cutoff)))
+            .status());
     return absl::OkStatus();
   });
   if (!written.ok()) return written;

@@ -570,6 +570,10 @@ absl::StatusOr<uint64_t> SqliteCatalog::PurgeFinishedJobs(absl::Time cutoff) {
                         .Bind(Us(cutoff))
                         .Run());
     removed = static_cast<uint64_t>(sqlite3_changes(db_));
+    // A verification's record lives as long as its job's.
+    RETURN_IF_ERROR(Statement(db_, path_, "DELETE FROM restore_verifications WHERE ended_us < ?")
+                        .Bind(Us(cutoff))
+                        .Run());
     return absl::OkStatus();
   });
   if (!done.ok()) return done;

@@ -1,11 +1,14 @@
 #include "mailstore/server/writer.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/backup_type.h"
 #include "common/evp.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
+#include "common/item_restore_name.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -57,6 +60,19 @@ void Writers::EndLocked(Session& s, const std::string& why) {
       host->AbandonPassiveRestore(why);
     } else if (s.recovery_database.empty() && host != nullptr) {
       host->EndRestore();
+    } else if ((IsVerificationDatabaseName(s.recovery_database, s.unit) ||
+                IsItemRestoreDatabaseName(s.recovery_database, s.unit)) &&
+               !rdbs_->Has(s.recovery_database)) {
+      // A job's Recovery Database lives only as long as its job: one given
+      // up, or whose agent died, goes now rather than at the next start.
+      std::error_code ec;
+      const std::string dir =
+          JoinPath(JoinPath(config_.proto.data_root(), "rdb"), s.recovery_database);
+      std::filesystem::remove_all(dir, ec);
+      if (ec) {
+        log->warn("[unit {}] recovery database folder {} could not be removed: {}", s.unit, dir,
+                  ec.message());
+      }
     }
     log->warn("[unit {}] restore session {} ended without RestoreComplete: {}", s.unit, s.id, why);
     return;

@@ -150,6 +150,80 @@ TEST(Restore, ARecoveryDatabaseOnAnotherNodeHoldsTheBackupAndIsNeverReplicated) 
             absl::StatusCode::kNotFound);
 }
 
+TEST(Restore, AVerificationsRecoveryDatabaseIsUnfencedConfinedToItsNameCheckedAndRemoved) {
+  MailstoredCluster cluster(FastLab(), "verify-rdb");
+  ASSERT_OK(cluster.Start());
+  PutItems(cluster, kNode1, kUnit, Databases(kUnit), 1, 0, 60);
+  ASSERT_OK(cluster.RollLog(kNode1, kUnit));
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
+  // A Full from node2 under fencing token 5: node2 admits no lower token
+  // for the unit from now on.
+  auto full = TakeBackup(cluster, kNode2, kUnit, v1::FULL, cluster.root() + "/backups/full", 0,
+                         /*fencing_token=*/5);
+  ASSERT_OK(full);
+  const std::string name = "DB02-VERIFY-20261205T090555-00ff12";
+  v1::PrepareRestoreRequest request;
+  request.set_unit(kUnit);
+  request.set_recovery_database(name);
+  // An ordinary Recovery Database restore under a superseded token is
+  // fenced off...
+  v1::PrepareRestoreRequest superseded = request;
+  superseded.set_fencing_token(4);
+  EXPECT_EQ(PrepareRestore(cluster, kNode2, superseded).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // ... a verification carries none, and is accepted only with its own
+  // kind of name and no path.
+  request.set_verification(true);
+  for (const char* bad :
+       {"../DB02-VERIFY-20261205T090555-00ff12", "SG01-VERIFY-20261205T090555-00ff12",
+        "DB02-ITEMS-20261205T090555-00ff12", "DB02-RDB"}) {
+    v1::PrepareRestoreRequest refused = request;
+    refused.set_recovery_database(bad);
+    auto r = PrepareRestore(cluster, kNode2, refused);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("-VERIFY-<time>-<id>")) << bad;
+  }
+  v1::PrepareRestoreRequest with_path = request;
+  with_path.set_path(cluster.root() + "/elsewhere");
+  EXPECT_EQ(PrepareRestore(cluster, kNode2, with_path).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto prepared = PrepareRestore(cluster, kNode2, request);
+  ASSERT_OK(prepared);
+  const std::string dir = cluster.node(kNode2).config.data_root() + "/rdb/" + name;
+  EXPECT_EQ(prepared->system_dir(), dir);
+  ASSERT_OK(PlaceForRestore({&*full}, *prepared));
+  v1::RestoreCompleteRequest complete = Complete(prepared->session());
+  complete.mutable_checks()->set_requested(true);
+  complete.mutable_checks()->set_sample_items(5);
+  complete.mutable_checks()->set_seed(7);
+  auto checked = RestoreComplete(cluster, kNode2, complete);
+  ASSERT_OK(checked);
+  EXPECT_TRUE(checked->mounted());
+  ASSERT_EQ(checked->checked_size(), 1);
+  EXPECT_EQ(checked->checked(0).database(), kUnit);
+  EXPECT_TRUE(checked->checked(0).problems().empty()) << checked->DebugString();
+  EXPECT_EQ(checked->checked(0).items(), 60u);
+  EXPECT_EQ(checked->checked(0).sampled_items(), 5u);
+  EXPECT_GT(checked->checked(0).pages(), 2u);
+  auto removed = RemoveRecoveryDatabase(cluster, kNode2, name);
+  ASSERT_OK(removed);
+  EXPECT_FALSE(PathExists(dir));
+
+  // One given up part-way leaves nothing behind either.
+  const std::string second = "DB02-VERIFY-20261205T090600-00ff13";
+  request.set_recovery_database(second);
+  auto given_up = PrepareRestore(cluster, kNode2, request);
+  ASSERT_OK(given_up);
+  ASSERT_OK(PlaceForRestore({&*full}, *given_up));
+  v1::RestoreCompleteRequest abandon;
+  abandon.set_session(given_up->session());
+  abandon.set_abandon(true);
+  ASSERT_OK(RestoreComplete(cluster, kNode2, abandon));
+  EXPECT_FALSE(PathExists(cluster.node(kNode2).config.data_root() + "/rdb/" + second));
+  // The passive copy it ran beside still holds what the active copy does.
+  EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), UnitDigest(cluster, kNode1, kUnit));
+}
+
 TEST(Restore, ARestoreAimedAtAMountedDatabaseGoesBesideItOrIsRefused) {
   MailstoredCluster cluster(FastLab(), "mounted");
   ASSERT_OK(cluster.Start());

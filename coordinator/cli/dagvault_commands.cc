@@ -65,6 +65,14 @@ ProgramSpec Build() {
       Bool("json", "print the answer (or the error) as JSON"),
   };
   const FlagSpec wait = Bool("wait", "follow the job to its end, with progress on stderr");
+  // A restore point, for the commands that restore one (restore items,
+  // restore verify): the newest at or before a generation or a time.
+  const FlagSpec to_generation = {.name = "to-generation",
+                                  .help = "the newest restore point at or before generation G",
+                                  .kind = Kind::kGeneration,
+                                  .value_name = "G"};
+  const FlagSpec to_time =
+      Text("to-time", "TIME", "the newest restore point frozen at or before TIME");
   const std::vector<FlagSpec> restore_target = {
       Text("to", "latest", "the newest restore point (the default)"),
       {.name = "to-generation",
@@ -110,36 +118,24 @@ ProgramSpec Build() {
       {{"restore", "items"},
        "get a mailbox's items back from a restore point (through a Recovery Database that is "
        "removed after): into production, or exported to files",
-       {Unit(),
-        Text("mailbox", "M", "the mailbox"),
+       {Unit(), Text("mailbox", "M", "the mailbox"),
         Many(Text("item", "I,...", "these items only (default: every item of the mailbox)")),
         Text("database", "D", "the mailbox's database (default: every database of the unit)"),
-        {.name = "to-generation",
-         .help = "the newest restore point at or before generation G",
-         .kind = Kind::kGeneration,
-         .value_name = "G"},
-        Text("to-time", "TIME", "the newest restore point frozen at or before TIME"),
+        to_generation, to_time,
         Bool("into-production", "copy them into the unit's mounted active copy"),
         Text("target-mailbox", "M2", "into this mailbox instead (with --into-production)"),
         OneOf("conflict", {"skip", "keep-both", "overwrite"},
               "when the item number holds other mail (default skip)"),
         Text("export", "DIR", "write them as files to DIR on the restoring node"),
-        Text("node", "N", "restore on this node (default: a healthy passive copy's)"),
-        wait}},
+        Text("node", "N", "restore on this node (default: a healthy passive copy's)"), wait}},
       {{"restore", "verify"},
        "prove a restore point restores: restored as a Recovery Database, checked, mounted, read, "
        "removed; the result is recorded per restore point (chain show)",
-       {Unit(),
-        {.name = "to-generation",
-         .help = "the newest restore point at or before generation G (default: the newest)",
-         .kind = Kind::kGeneration,
-         .value_name = "G"},
-        Text("to-time", "TIME", "the newest restore point frozen at or before TIME"),
+       {Unit(), to_generation, to_time,
         Bool("random", "a restore point chosen at random among the unit's"),
         Text("node", "N", "verify on this node (default: one without a mounted active copy first)"),
         Bool("off-production", "never on a node with a mounted active copy"),
-        Number("sample", "items read by key (default 32)"),
-        wait}},
+        Number("sample", "items read by key (default 32)"), wait}},
       {{"reseed"},
        "rebuild a failed or diverged passive copy from the repository (not from the active copy)",
        {Unit(), Text("node", "N", "the passive copy's node"),

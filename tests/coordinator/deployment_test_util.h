@@ -266,4 +266,16 @@ inline bool WaitForStep(Deployment& d, const std::string& job, uint32_t step,
       absl::Seconds(60));
 }
 
+// No Recovery Database left mounted or on disk (under data_root/rdb) on
+// node i: what an item restore or a verification leaves behind.
+inline void ExpectNoRecoveryDatabase(Deployment& d, int i) {
+  auto st = d.cluster().Status(i);
+  ASSERT_OK(st);
+  for (const auto& u : st->units()) EXPECT_FALSE(u.recovery_database()) << u.unit();
+  const std::string rdb_root = d.cluster().node(i).config.data_root() + "/rdb";
+  if (std::filesystem::exists(rdb_root)) {
+    EXPECT_TRUE(std::filesystem::is_empty(rdb_root)) << rdb_root;
+  }
+}
+
 }  // namespace dagvault::testing

@@ -7,7 +7,6 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
-#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -117,14 +116,7 @@ TEST(DeploymentItemRestore, DeletedItemsComeBackIntoProductionAndReplicateOtherM
   ASSERT_OK(d.cluster().WaitConverged(kNode1, "DB02"));
   ExpectEveryCopyHolds(d, UnitDigest(d.cluster(), kNode1, "DB02"));
   // The Recovery Database is gone, files and all.
-  const int restored_on = node == "node2" ? kNode2 : kNode3;
-  auto st = d.cluster().Status(restored_on);
-  ASSERT_OK(st);
-  for (const auto& u : st->units()) EXPECT_FALSE(u.recovery_database()) << u.unit();
-  const std::string rdb_root = d.cluster().node(restored_on).config.data_root() + "/rdb";
-  if (std::filesystem::exists(rdb_root)) {
-    EXPECT_TRUE(std::filesystem::is_empty(rdb_root)) << rdb_root;
-  }
+  ExpectNoRecoveryDatabase(d, node == "node2" ? kNode2 : kNode3);
 
   // A re-run copies nothing again.
   auto [again_exit, again] = RestoreItems(d, {"--mailbox", "1", "--into-production"});

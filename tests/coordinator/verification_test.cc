@@ -25,17 +25,6 @@ std::pair<int, v1::JobInfo> Verify(Deployment& d, std::vector<std::string> args)
   return JobCommand(d, args);
 }
 
-// No Recovery Database left mounted or on disk on node i.
-void ExpectNoRecoveryDatabase(Deployment& d, int i) {
-  auto st = d.cluster().Status(i);
-  ASSERT_OK(st);
-  for (const auto& u : st->units()) EXPECT_FALSE(u.recovery_database()) << u.unit();
-  const std::string rdb_root = d.cluster().node(i).config.data_root() + "/rdb";
-  if (std::filesystem::exists(rdb_root)) {
-    EXPECT_TRUE(std::filesystem::is_empty(rdb_root)) << rdb_root;
-  }
-}
-
 int NodeIndex(const std::string& node) {
   return node == "node1" ? kNode1 : node == "node2" ? kNode2 : kNode3;
 }

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -130,6 +131,12 @@ class Writers {
   Clock* clock_;
   std::mutex mu_;
   std::map<std::string, Session> sessions_;
+  // Recovery Databases whose RestoreComplete (replay, and a verification's
+  // checks) is under way, and those of them whose removal was asked for
+  // meanwhile: removed as soon as it ends, so that a requestor that gave
+  // up waiting never leaves one mounted behind (guarded by mu_).
+  std::set<std::string> completing_rdbs_;
+  std::set<std::string> remove_when_completed_;
   bool stop_ = false;
   std::condition_variable wake_;
   std::thread timer_;

@@ -78,6 +78,21 @@ absl::StatusOr<v1::ReadRecoveryItemsResponse> Writers::ReadRecoveryItems(
 
 absl::StatusOr<v1::RemoveRecoveryDatabaseResponse> Writers::RemoveRecoveryDatabase(
     const v1::RemoveRecoveryDatabaseRequest& request) {
+  {
+    // Still being replayed or checked (its requestor stopped waiting):
+    // removed the moment that ends, never left mounted behind.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (completing_rdbs_.count(request.name()) != 0) {
+      remove_when_completed_.insert(request.name());
+      v1::RemoveRecoveryDatabaseResponse response;
+      response.set_path(
+          absl::StrCat(request.name(), " (removed as soon as its restore completes)"));
+      logging::Get("mailstored.writer")
+          ->info("recovery database {} is still completing its restore: removed when it ends",
+                 request.name());
+      return response;
+    }
+  }
   ASSIGN_OR_RETURN(std::string path, rdbs_->RemoveRecoveryDatabase(request.name()));
   logging::Get("mailstored.writer")
       ->info("recovery database {} removed (folder {} deleted)", request.name(), path);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/evp.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/item_restore_name.h"
 #include "common/logging.h"
@@ -287,7 +288,23 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
     }
     s = *found;
     sessions_.erase(request.session());
+    if (!s.recovery_database.empty()) completing_rdbs_.insert(s.recovery_database);
   }
+  auto completed = absl::MakeCleanup([&] {
+    if (s.recovery_database.empty()) return;
+    bool remove = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      completing_rdbs_.erase(s.recovery_database);
+      remove = remove_when_completed_.erase(s.recovery_database) != 0;
+    }
+    if (!remove) return;
+    auto removed = rdbs_->RemoveRecoveryDatabase(s.recovery_database);
+    logging::Get("mailstored.writer")
+        ->info("[unit {}] recovery database {} removed once its restore completed, as asked: {}",
+               s.unit, s.recovery_database,
+               removed.ok() ? *removed : std::string(removed.status().message()));
+  });
   UnitHost* host = find_unit_(s.unit);
   if (s.passive_copy) return CompletePassiveRestore(s, request, host);
   // Whatever happens now, the unit's files are no longer being replaced:
@@ -390,6 +407,8 @@ absl::Status Writers::CheckRecoveryDatabase(const Session& s,
                                             const std::vector<std::string>& db_paths,
                                             const dagvault::v1::RecoveryDatabaseChecks& checks,
                                             dagvault::v1::RestoreCompleteResponse* response) {
+  // Tests slow the checks here, to ask for the removal meanwhile.
+  DAGVAULT_CRASH_POINT("mailstored.restore.checks");
   std::vector<RecoveredFile> files;
   for (int i = 0; i < s.target.databases_size(); ++i) {
     files.push_back({s.target.databases(i).name(), db_paths[static_cast<size_t>(i)]});

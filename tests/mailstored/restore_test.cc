@@ -4,6 +4,7 @@
 // log from another stream offered to a passive copy.
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "common/evp.h"
@@ -220,6 +221,33 @@ TEST(Restore, AVerificationsRecoveryDatabaseIsUnfencedConfinedToItsNameCheckedAn
   abandon.set_abandon(true);
   ASSERT_OK(RestoreComplete(cluster, kNode2, abandon));
   EXPECT_FALSE(PathExists(cluster.node(kNode2).config.data_root() + "/rdb/" + second));
+
+  // A removal asked for while the checks still run (the requestor gave up
+  // waiting) takes effect when they end: nothing is left mounted.
+  ASSERT_EQ(cluster.StopNode(kNode2).exit_code, 0);
+  ASSERT_OK(
+      cluster.StartNode(kNode2, {}, {{"DAGVAULT_DELAY_AT", "mailstored.restore.checks:3000"}}));
+  const std::string third = "DB02-VERIFY-20261205T090700-00ff14";
+  request.set_recovery_database(third);
+  auto slow = PrepareRestore(cluster, kNode2, request);
+  ASSERT_OK(slow);
+  ASSERT_OK(PlaceForRestore({&*full}, *slow));
+  v1::RestoreCompleteRequest slow_complete = complete;
+  slow_complete.set_session(slow->session());
+  absl::StatusOr<v1::RestoreCompleteResponse> slow_checked;
+  std::thread checking([&] { slow_checked = RestoreComplete(cluster, kNode2, slow_complete); });
+  absl::SleepFor(absl::Seconds(1));
+  auto early = RemoveRecoveryDatabase(cluster, kNode2, third);
+  checking.join();
+  ASSERT_OK(early);
+  EXPECT_THAT(early->path(), HasSubstr("removed as soon as its restore completes"));
+  ASSERT_OK(slow_checked);
+  EXPECT_TRUE(slow_checked->mounted());
+  EXPECT_FALSE(PathExists(cluster.node(kNode2).config.data_root() + "/rdb/" + third));
+  auto after = cluster.Status(kNode2);
+  ASSERT_OK(after);
+  EXPECT_EQ(FindUnitStatus(*after, third), nullptr);
+  ASSERT_OK(cluster.WaitConverged(kNode1, kUnit));
   // The passive copy it ran beside still holds what the active copy does.
   EXPECT_EQ(UnitDigest(cluster, kNode2, kUnit), UnitDigest(cluster, kNode1, kUnit));
 }

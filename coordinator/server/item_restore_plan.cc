@@ -10,11 +10,16 @@
 // unit starts while it runs. A re-run after a failure restores the
 // Recovery Database again; copying is idempotent (an item already holding
 // the same bytes is left alone), so nothing is copied twice.
+#include <algorithm>
+#include <cstdlib>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/evp.h"
 #include "common/item_restore_name.h"
+#include "common/status_macros.h"
+#include "coordinator/chains/chain_view.h"
 #include "coordinator/server/job_manager.h"
 
 namespace dagvault::coordinator {
@@ -101,9 +106,11 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
       RandomHexId(3)));
   request->set_mount(true);
   request->set_mode("rdb");
+  ASSIGN_OR_RETURN(std::vector<v1::ItemProbe> probes, ItemProbesOf(*request));
+  for (auto& probe : probes) *request->mutable_items()->add_probes() = std::move(probe);
   v1::RestorePlan plan;
   plan.set_active_node(request->node());
-  *plan.mutable_items() = items;
+  *plan.mutable_items() = request->items();
   for (uint32_t i = 0; i < 3; ++i) {
     v1::RestoreStep* step = plan.add_steps();
     step->set_number(i + 1);
@@ -113,6 +120,53 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
     step->add_nodes(request->node());
   }
   return plan;
+}
+
+absl::StatusOr<std::vector<v1::ItemProbe>> JobManager::ItemProbesOf(
+    const v1::StartRestoreRequest& request) {
+  // The restore points the agent looks at when the mailbox or an item is
+  // not at the one asked for, nearest in time first. Each look is a
+  // restore of its own, so only a few: an item deleted last Tuesday is
+  // usually in the point just before.
+  constexpr size_t kProbes = 3;
+  const std::string& unit = request.unit();
+  ASSIGN_OR_RETURN(std::vector<BackupRecord> backups, catalog_->Backups(unit));
+  ASSIGN_OR_RETURN(std::vector<ChainBreakRecord> breaks, catalog_->ChainBreaks(unit));
+  uint32_t target = 0;
+  auto chain = coordinator::RestorePlan(
+      unit, backups, breaks, request.to_generation(),
+      request.to_time_us() != 0 ? absl::FromUnixMicros(request.to_time_us()) : absl::InfinitePast(),
+      &target);
+  if (!chain.ok()) return std::vector<v1::ItemProbe>{};  // StartSingleRestore says why
+  const uint32_t chosen = target != 0 ? target : chain->back().high_generation();
+  const int64_t chosen_us = chain->back().frozen_us();
+  std::vector<v1::RestorePoint> points;
+  const v1::ShowChainsResponse shown = ShowChains(unit, backups, breaks);
+  for (const v1::ChainInfo& c : shown.chains()) {
+    for (const v1::RestorePoint& p : c.restore_points()) {
+      if (p.generation() != chosen) points.push_back(p);
+    }
+  }
+  std::stable_sort(
+      points.begin(), points.end(), [&](const v1::RestorePoint& a, const v1::RestorePoint& b) {
+        return std::llabs(a.time_us() - chosen_us) < std::llabs(b.time_us() - chosen_us);
+      });
+  std::vector<v1::ItemProbe> out;
+  for (const v1::RestorePoint& p : points) {
+    if (out.size() == kProbes) break;
+    uint32_t stop = 0;
+    auto pieces = coordinator::RestorePlan(unit, backups, breaks, p.generation(),
+                                           absl::InfinitePast(), &stop);
+    if (!pieces.ok()) continue;
+    v1::ItemProbe& probe = out.emplace_back();
+    probe.set_generation(p.generation());
+    probe.set_frozen_us(p.time_us());
+    for (const auto& m : *pieces) probe.add_manifests(m.id());
+    probe.set_recovery_database(ItemRestoreDatabaseName(
+        unit, absl::FormatTime("%Y%m%dT%H%M%S", clock_->Now(), absl::UTCTimeZone()),
+        RandomHexId(3)));
+  }
+  return out;
 }
 
 void JobManager::RecordItemRestoreResult(Active& a, const v1::RestoreJobResult& result,

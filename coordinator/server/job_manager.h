@@ -295,6 +295,10 @@ class JobManager : public BackupStarter {
   // agent's result.
   absl::StatusOr<dagvault::v1::RestorePlan> PrepareItemRestore(
       dagvault::v1::StartRestoreRequest* request);
+  // The other restore points (nearest in time first, a few) an item
+  // restore looks at when the selection is not at its own.
+  absl::StatusOr<std::vector<dagvault::v1::ItemProbe>> ItemProbesOf(
+      const dagvault::v1::StartRestoreRequest& request);
   void RecordItemRestoreResult(Active& a, const dagvault::v1::RestoreJobResult& result,
                                bool succeeded, const std::string& error, bool cancelled = false);
   // Restore verifications (verification_plan.cc). PrepareVerification

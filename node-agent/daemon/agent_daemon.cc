@@ -489,9 +489,11 @@ class Daemon final : public AgentDaemon {
     }
   }
 
-  absl::StatusOr<RestoreJobResult> Restore(Job* job) {
+  // The job's restore, or `other` in its place (an item restore's look at
+  // another restore point).
+  absl::StatusOr<RestoreJobResult> Restore(Job* job, const v1::RestoreAssignment* other = nullptr) {
     const v1::JobAssignment& a = job->assignment;
-    const v1::RestoreAssignment& r = a.restore();
+    const v1::RestoreAssignment& r = other != nullptr ? *other : a.restore();
     ASSIGN_OR_RETURN(repository::Repository repo,
                      repository::OpenRepositoryWithSecretFiles(
                          config_.repository(), config_.passphrase_file(), config_.key_file()));
@@ -560,8 +562,18 @@ class Daemon final : public AgentDaemon {
     target.leftovers =
         JobDatabaseLeftovers(*admin_, a.unit(), target.recovery_database, kItemRestoreMarker);
     RestoreJobResult restored;
+    auto restore_probe = [&](const v1::ItemProbe& probe) {
+      v1::RestoreAssignment other = a.restore();
+      other.clear_manifests();
+      for (const auto& id : probe.manifests()) other.add_manifests(id);
+      other.set_to_generation(probe.generation());
+      other.set_recovery_database(probe.recovery_database());
+      other.set_mount(true);
+      return Restore(job, &other);
+    };
     RETURN_IF_ERROR(RunItemRestore(
-        *writer_, target, a.restore().items(), [&] { return Restore(job); }, job->control.cancel,
+        *writer_, target, a.restore().items(), [&] { return Restore(job); }, restore_probe,
+        job->control.cancel,
         [&](const v1::ItemCounts& c) {
           OnProgress(job, JobProgress{"completing", c.bytes(), 0, "", 0}, "");
         },

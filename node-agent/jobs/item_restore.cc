@@ -8,6 +8,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/clock.h"
 #include "common/evp.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
@@ -213,12 +215,79 @@ std::string DescribeItemCounts(const v1::ItemCounts& c, bool exported) {
   return out;
 }
 
-absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestoreTarget& target,
-                            const v1::ItemRestore& spec,
-                            const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
-                            const std::atomic<bool>& cancel,
-                            const std::function<void(const v1::ItemCounts&)>& progress,
-                            v1::ItemRestoreResult* out, RestoreJobResult* restored) {
+namespace {
+
+// Whether the restore point `probe` holds the selection: restored as its
+// own Recovery Database, its first page read, removed again.
+absl::StatusOr<bool> ProbeHolds(
+    v1::Writer::StubInterface& writer, const v1::ItemProbe& probe,
+    const v1::ItemSelection& selection,
+    const std::function<absl::StatusOr<RestoreJobResult>(const v1::ItemProbe&)>& restore_probe) {
+  absl::StatusOr<RestoreJobResult> restored = restore_probe(probe);
+  absl::StatusOr<bool> holds = false;
+  if (!restored.ok()) {
+    holds = restored.status();
+  } else {
+    v1::ReadRecoveryItemsRequest request;
+    request.set_recovery_database(probe.recovery_database());
+    *request.mutable_selection() = selection;
+    request.set_max_bytes(1);
+    v1::ReadRecoveryItemsResponse page;
+    auto context = PageContext();
+    const absl::Status read = FromGrpcStatus(
+        writer.ReadRecoveryItems(context.get(), request, &page), "writer ReadRecoveryItems");
+    holds = read.ok()                ? absl::StatusOr<bool>(true)
+            : absl::IsNotFound(read) ? absl::StatusOr<bool>(false)
+                                     : absl::StatusOr<bool>(read);
+  }
+  if (auto removed = RemoveJobRecoveryDatabase(writer, probe.recovery_database());
+      !removed.ok() && !absl::IsNotFound(removed.status())) {
+    logging::Get("agent.items")
+        ->warn("recovery database {} (a look at restore point 0x{:08X}) could not be removed: {}",
+               probe.recovery_database(), probe.generation(), removed.status().message());
+  }
+  return holds;
+}
+
+// What the nearest other restore points say of a selection the restore
+// point does not hold: appended to the error.
+std::string LookElsewhere(
+    v1::Writer::StubInterface& writer, const v1::ItemRestore& spec,
+    const std::function<absl::StatusOr<RestoreJobResult>(const v1::ItemProbe&)>& restore_probe,
+    const std::atomic<bool>& cancel) {
+  std::vector<std::string> looked;
+  for (const v1::ItemProbe& probe : spec.probes()) {
+    if (cancel) break;
+    absl::StatusOr<bool> holds = ProbeHolds(writer, probe, spec.selection(), restore_probe);
+    const std::string point = absl::StrFormat("0x%08X", probe.generation());
+    if (!holds.ok()) {
+      looked.push_back(
+          absl::StrCat(point, " (could not be looked into: ", holds.status().message(), ")"));
+      continue;
+    }
+    if (*holds) {
+      return absl::StrCat(
+          "; the nearest restore point that holds ",
+          spec.selection().items().empty() ? "the mailbox" : "them", " is generation ", point,
+          ", frozen ", FormatUtc(absl::FromUnixMicros(probe.frozen_us())), " (backup ",
+          probe.manifests().empty() ? std::string("?") : *probe.manifests().rbegin(),
+          "): restore with --to-generation ", point);
+    }
+    looked.push_back(point);
+  }
+  if (looked.empty()) return "";
+  return absl::StrCat("; nor do the nearest other restore points looked at (",
+                      absl::StrJoin(looked, ", "), ")");
+}
+
+}  // namespace
+
+absl::Status RunItemRestore(
+    v1::Writer::StubInterface& writer, const ItemRestoreTarget& target, const v1::ItemRestore& spec,
+    const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
+    const std::function<absl::StatusOr<RestoreJobResult>(const v1::ItemProbe&)>& restore_probe,
+    const std::atomic<bool>& cancel, const std::function<void(const v1::ItemCounts&)>& progress,
+    v1::ItemRestoreResult* out, RestoreJobResult* restored) {
   auto log = logging::Get("agent.items");
   v1::ItemRestoreResult& result = *out;
   result.Clear();
@@ -283,8 +352,15 @@ absl::Status RunItemRestore(v1::Writer::StubInterface& writer, const ItemRestore
       });
   result.add_step_ended_us(now_us());
   if (!step.ok()) {
-    result.add_step_detail(std::string(step.status().message()));
-    return failed(2, step.status());
+    absl::Status why = step.status();
+    if (absl::IsNotFound(why) && !spec.probes().empty() && restore_probe) {
+      // Not at this restore point: where is it, then?
+      why = absl::Status(
+          why.code(),
+          absl::StrCat(why.message(), LookElsewhere(writer, spec, restore_probe, cancel)));
+    }
+    result.add_step_detail(std::string(why.message()));
+    return failed(2, why);
   }
   *result.mutable_counts() = step->counts;
   result.set_export_index(step->export_index);

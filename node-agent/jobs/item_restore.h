@@ -61,12 +61,19 @@ absl::StatusOr<ItemStepResult> RunItemStep(
 // N: ..."). `restored` receives step 1's result. A Recovery Database that
 // cannot be removed does not fail a restore whose items are in place: the
 // result says so.
-absl::Status RunItemRestore(dagvault::v1::Writer::StubInterface& writer,
-                            const ItemRestoreTarget& target, const dagvault::v1::ItemRestore& spec,
-                            const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
-                            const std::atomic<bool>& cancel,
-                            const std::function<void(const dagvault::v1::ItemCounts&)>& progress,
-                            dagvault::v1::ItemRestoreResult* result, RestoreJobResult* restored);
+// When step 2 finds the mailbox or an item missing, `restore_probe`
+// restores each of spec.probes in turn as its Recovery Database (mounted);
+// the error then names the nearest restore point that holds them, or says
+// none of those looked at does.
+absl::Status RunItemRestore(
+    dagvault::v1::Writer::StubInterface& writer, const ItemRestoreTarget& target,
+    const dagvault::v1::ItemRestore& spec,
+    const std::function<absl::StatusOr<RestoreJobResult>()>& restore_chain,
+    const std::function<absl::StatusOr<RestoreJobResult>(const dagvault::v1::ItemProbe&)>&
+        restore_probe,
+    const std::atomic<bool>& cancel,
+    const std::function<void(const dagvault::v1::ItemCounts&)>& progress,
+    dagvault::v1::ItemRestoreResult* result, RestoreJobResult* restored);
 
 // The Recovery Databases of earlier jobs of `unit` still mounted on this
 // node (ItemRestoreTarget.leftovers), other than `own`: those whose names

@@ -266,6 +266,10 @@ inline bool WaitForStep(Deployment& d, const std::string& job, uint32_t step,
       absl::Seconds(60));
 }
 
+inline int NodeIndexOf(const std::string& node) {
+  return node == "node1" ? kNode1 : node == "node2" ? kNode2 : kNode3;
+}
+
 // No Recovery Database left mounted or on disk (under data_root/rdb) on
 // node i: what an item restore or a verification leaves behind.
 inline void ExpectNoRecoveryDatabase(Deployment& d, int i) {

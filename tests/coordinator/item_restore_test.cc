@@ -7,7 +7,6 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/evp.h"
@@ -189,6 +188,34 @@ TEST(DeploymentItemRestore, AnExportWritesEachItemsBytesAndBadInputIsNamed) {
   EXPECT_THAT(neither.err + neither.out, HasSubstr("either --into-production or --export DIR"));
   // The unit is free again: a backup runs.
   EXPECT_EQ(BackupWait(d, {"--unit", "DB02", "--type", "full"}).state(), v1::JOB_SUCCEEDED);
+
+  // Mailbox 11 is in one Incremental and deleted before the next: asked
+  // for at the newest restore point, the job names the nearest one that
+  // holds it.
+  const v1::JobInfo with11 = LoadAndBackUp(d, 11, 0, 4, "incremental");
+  ASSERT_EQ(with11.state(), v1::JOB_SUCCEEDED);
+  ASSERT_NO_FATAL_FAILURE(DeleteItems(d, 11, 0, 4));
+  ASSERT_EQ(LoadAndBackUp(d, 12, 0, 2, "incremental").state(), v1::JOB_SUCCEEDED);
+  auto [gone_exit, gone] = RestoreItems(d, {"--mailbox", "11", "--export", dir + "3"});
+  EXPECT_NE(gone_exit, 0);
+  std::cerr << "mailbox 11 asked for at the newest restore point: " << gone.reason() << "\n";
+  EXPECT_THAT(gone.reason(), HasSubstr("mailbox 11 holds no item"))
+      << d.AgentLog(NodeIndexOf(gone.plan().active_node()));
+  EXPECT_THAT(gone.reason(),
+              HasSubstr(absl::StrCat("the nearest restore point that holds the mailbox is "
+                                     "generation ")));
+  EXPECT_THAT(gone.reason(), HasSubstr(absl::StrCat("(backup ", with11.manifest(), ")")));
+  EXPECT_THAT(gone.reason(), HasSubstr("restore with --to-generation"));
+  ExpectNoRecoveryDatabase(d, NodeIndexOf(gone.plan().active_node()));
+  // And there it is.
+  const size_t at = gone.reason().find("restore with --to-generation ");
+  ASSERT_NE(at, std::string::npos);
+  const std::string generation =
+      gone.reason().substr(at + std::string("restore with --to-generation ").size(), 10);
+  auto [found_exit, found] =
+      RestoreItems(d, {"--mailbox", "11", "--export", dir + "4", "--to-generation", generation});
+  ASSERT_EQ(found_exit, 0) << found.DebugString();
+  EXPECT_EQ(found.plan().item_result().counts().exported(), 4u);
 }
 
 // The restoring agent dies after writing a page into production: the job

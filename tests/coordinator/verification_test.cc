@@ -25,10 +25,6 @@ std::pair<int, v1::JobInfo> Verify(Deployment& d, std::vector<std::string> args)
   return JobCommand(d, args);
 }
 
-int NodeIndex(const std::string& node) {
-  return node == "node1" ? kNode1 : node == "node2" ? kNode2 : kNode3;
-}
-
 TEST(DeploymentVerification, AGoodChainVerifiesOffProductionWhileABackupOfTheUnitRunsBesideIt) {
   // Each piece's restore is slowed, so that the verification is surely
   // still running when the backup starts and ends.
@@ -77,7 +73,7 @@ TEST(DeploymentVerification, AGoodChainVerifiesOffProductionWhileABackupOfTheUni
   }
   // node1 carries the mounted active copies: a node without one ran it.
   EXPECT_NE(v.node(), "node1");
-  ExpectNoRecoveryDatabase(d, NodeIndex(v.node()));
+  ExpectNoRecoveryDatabase(d, NodeIndexOf(v.node()));
   std::cerr << "restore verification of DB02: " << v.files() << " files, " << v.bytes()
             << " bytes, " << v.databases(0).items() << " items, restore " << v.restore_us() / 1e6
             << " s (with 2 x 8 s of injected delay), checks " << v.check_us() / 1e6 << " s, job "
@@ -149,7 +145,7 @@ TEST(DeploymentVerification, ADamagedPackFailsItNamingTheChunkAndTheBackupAndRai
   EXPECT_EQ(job.plan().steps(0).state(), v1::STEP_FAILED);
   EXPECT_EQ(job.plan().steps(2).state(), v1::STEP_DONE);
   EXPECT_TRUE(v.recovery_database_removed());
-  ExpectNoRecoveryDatabase(d, NodeIndex(v.node()));
+  ExpectNoRecoveryDatabase(d, NodeIndexOf(v.node()));
   EXPECT_THAT(d.CoordinatorLog(), HasSubstr("DV1010"));
   ProcessResult chains = d.Cli({"chain", "show", "--unit", "DB02"});
   std::cerr << "chain show after the failed verification:\n" << chains.out;

@@ -106,8 +106,6 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
       RandomHexId(3)));
   request->set_mount(true);
   request->set_mode("rdb");
-  ASSIGN_OR_RETURN(std::vector<v1::ItemProbe> probes, ItemProbesOf(*request));
-  for (auto& probe : probes) *request->mutable_items()->add_probes() = std::move(probe);
   v1::RestorePlan plan;
   plan.set_active_node(request->node());
   *plan.mutable_items() = request->items();
@@ -122,24 +120,15 @@ absl::StatusOr<v1::RestorePlan> JobManager::PrepareItemRestore(v1::StartRestoreR
   return plan;
 }
 
-absl::StatusOr<std::vector<v1::ItemProbe>> JobManager::ItemProbesOf(
-    const v1::StartRestoreRequest& request) {
+std::vector<v1::ItemProbe> JobManager::ItemProbesOf(const std::string& unit,
+                                                    const std::vector<BackupRecord>& backups,
+                                                    const std::vector<ChainBreakRecord>& breaks,
+                                                    uint32_t chosen, int64_t chosen_us) {
   // The restore points the agent looks at when the mailbox or an item is
   // not at the one asked for, nearest in time first. Each look is a
   // restore of its own, so only a few: an item deleted last Tuesday is
   // usually in the point just before.
   constexpr size_t kProbes = 3;
-  const std::string& unit = request.unit();
-  ASSIGN_OR_RETURN(std::vector<BackupRecord> backups, catalog_->Backups(unit));
-  ASSIGN_OR_RETURN(std::vector<ChainBreakRecord> breaks, catalog_->ChainBreaks(unit));
-  uint32_t target = 0;
-  auto chain = coordinator::RestorePlan(
-      unit, backups, breaks, request.to_generation(),
-      request.to_time_us() != 0 ? absl::FromUnixMicros(request.to_time_us()) : absl::InfinitePast(),
-      &target);
-  if (!chain.ok()) return std::vector<v1::ItemProbe>{};  // StartSingleRestore says why
-  const uint32_t chosen = target != 0 ? target : chain->back().high_generation();
-  const int64_t chosen_us = chain->back().frozen_us();
   std::vector<v1::RestorePoint> points;
   const v1::ShowChainsResponse shown = ShowChains(unit, backups, breaks);
   for (const v1::ChainInfo& c : shown.chains()) {

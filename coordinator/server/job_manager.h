@@ -296,9 +296,12 @@ class JobManager : public BackupStarter {
   absl::StatusOr<dagvault::v1::RestorePlan> PrepareItemRestore(
       dagvault::v1::StartRestoreRequest* request);
   // The other restore points (nearest in time first, a few) an item
-  // restore looks at when the selection is not at its own.
-  absl::StatusOr<std::vector<dagvault::v1::ItemProbe>> ItemProbesOf(
-      const dagvault::v1::StartRestoreRequest& request);
+  // restore looks at when the selection is not at its own, `chosen`
+  // (frozen at `chosen_us`); from the same catalog reads as its chain.
+  std::vector<dagvault::v1::ItemProbe> ItemProbesOf(const std::string& unit,
+                                                    const std::vector<BackupRecord>& backups,
+                                                    const std::vector<ChainBreakRecord>& breaks,
+                                                    uint32_t chosen, int64_t chosen_us);
   void RecordItemRestoreResult(Active& a, const dagvault::v1::RestoreJobResult& result,
                                bool succeeded, const std::string& error, bool cancelled = false);
   // Restore verifications (verification_plan.cc). PrepareVerification

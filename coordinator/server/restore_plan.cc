@@ -144,8 +144,17 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
       r.created = r.updated = clock_->Now();
       r.manifest = chain->back().id();
       r.state = JobState::kQueued;
+      // An item restore's looks at other restore points, from the same
+      // reads as its chain (item_restore_plan.cc).
+      std::vector<v1::ItemProbe> probes;
+      if (item_plan != nullptr && item_plan->has_items()) {
+        probes = ItemProbesOf(r.unit, *backups, *breaks,
+                              target != 0 ? target : chain->back().high_generation(),
+                              chain->back().frozen_us());
+      }
       if (item_plan != nullptr) {
         v1::RestorePlan plan = *item_plan;
+        for (const auto& probe : probes) *plan.mutable_items()->add_probes() = probe;
         for (const auto& id : ids) plan.add_manifests(id);
         plan.set_to_generation(target);
         if (verification) {
@@ -202,6 +211,9 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
                              : absl::StrFormat(", to generation 0x%08X", target)));
       v1::CoordinatorMessage m;
       *m.mutable_assignment() = RestoreAssignmentOf(r, ids, target, request);
+      for (const auto& probe : probes) {
+        *m.mutable_assignment()->mutable_restore()->mutable_items()->add_probes() = probe;
+      }
       m.mutable_assignment()->set_fencing_token(a.fencing_token);
       if (auto channel = topology_->ChannelOf(request.node())) outbox.emplace_back(channel, m);
       result = r;

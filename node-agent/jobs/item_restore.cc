@@ -219,10 +219,12 @@ namespace {
 
 // Whether the restore point `probe` holds the selection: restored as its
 // own Recovery Database, its first page read, removed again.
+// `left` says so when its Recovery Database could not be removed.
 absl::StatusOr<bool> ProbeHolds(
     v1::Writer::StubInterface& writer, const v1::ItemProbe& probe,
     const v1::ItemSelection& selection,
-    const std::function<absl::StatusOr<RestoreJobResult>(const v1::ItemProbe&)>& restore_probe) {
+    const std::function<absl::StatusOr<RestoreJobResult>(const v1::ItemProbe&)>& restore_probe,
+    std::string* left) {
   absl::StatusOr<RestoreJobResult> restored = restore_probe(probe);
   absl::StatusOr<bool> holds = false;
   if (!restored.ok()) {
@@ -242,9 +244,10 @@ absl::StatusOr<bool> ProbeHolds(
   }
   if (auto removed = RemoveJobRecoveryDatabase(writer, probe.recovery_database());
       !removed.ok() && !absl::IsNotFound(removed.status())) {
+    *left = absl::StrCat("recovery database ", probe.recovery_database(),
+                         " could not be removed: ", removed.status().message());
     logging::Get("agent.items")
-        ->warn("recovery database {} (a look at restore point 0x{:08X}) could not be removed: {}",
-               probe.recovery_database(), probe.generation(), removed.status().message());
+        ->warn("{} (a look at restore point 0x{:08X})", *left, probe.generation());
   }
   return holds;
 }
@@ -258,25 +261,31 @@ std::string LookElsewhere(
   std::vector<std::string> looked;
   for (const v1::ItemProbe& probe : spec.probes()) {
     if (cancel) break;
-    absl::StatusOr<bool> holds = ProbeHolds(writer, probe, spec.selection(), restore_probe);
+    std::string left;
+    absl::StatusOr<bool> holds = ProbeHolds(writer, probe, spec.selection(), restore_probe, &left);
     const std::string point = absl::StrFormat("0x%08X", probe.generation());
+    const std::string also = left.empty() ? "" : absl::StrCat("; ", left);
     if (!holds.ok()) {
       looked.push_back(
-          absl::StrCat(point, " (could not be looked into: ", holds.status().message(), ")"));
+          absl::StrCat(point, " (could not be looked into: ", holds.status().message(), also, ")"));
       continue;
     }
+    if (!left.empty()) looked.push_back(absl::StrCat(point, " (", left, ")"));
     if (*holds) {
       return absl::StrCat(
           "; the nearest restore point that holds ",
           spec.selection().items().empty() ? "the mailbox" : "them", " is generation ", point,
           ", frozen ", FormatUtc(absl::FromUnixMicros(probe.frozen_us())), " (backup ",
           probe.manifests().empty() ? std::string("?") : *probe.manifests().rbegin(),
-          "): restore with --to-generation ", point);
+          "): restore with --to-generation ", point,
+          looked.empty() ? std::string()
+                         : absl::StrCat(" (also looked at: ", absl::StrJoin(looked, ", "), ")"));
     }
-    looked.push_back(point);
+    if (left.empty()) looked.push_back(point);
   }
   if (looked.empty()) return "";
-  return absl::StrCat("; nor do the nearest other restore points looked at (",
+  return absl::StrCat("; the nearest other restore points looked at do not hold ",
+                      spec.selection().items().empty() ? "the mailbox" : "them", " (",
                       absl::StrJoin(looked, ", "), ")");
 }
 
@@ -313,8 +322,7 @@ absl::Status RunItemRestore(
         absl::StrCat("removed recovery database ", target.recovery_database, " (", *path, ")"));
     return absl::OkStatus();
   };
-  auto failed = [&](int step, const absl::Status& why) {
-    absl::Status removed = remove();
+  auto failed_after = [&](int step, const absl::Status& why, const absl::Status& removed) {
     return absl::Status(
         why.code(),
         absl::StrCat(
@@ -323,6 +331,9 @@ absl::Status RunItemRestore(
                 ? absl::StrCat("; recovery database ", target.recovery_database, " removed")
                 : absl::StrCat("; and recovery database ", target.recovery_database,
                                " could not be removed: ", removed.message())));
+  };
+  auto failed = [&](int step, const absl::Status& why) {
+    return failed_after(step, why, remove());
   };
 
   RemoveLeftoverRecoveryDatabases(writer, target.unit, target.leftovers, "item restore");
@@ -352,15 +363,27 @@ absl::Status RunItemRestore(
       });
   result.add_step_ended_us(now_us());
   if (!step.ok()) {
-    absl::Status why = step.status();
-    if (absl::IsNotFound(why) && !spec.probes().empty() && restore_probe) {
-      // Not at this restore point: where is it, then?
-      why = absl::Status(
-          why.code(),
-          absl::StrCat(why.message(), LookElsewhere(writer, spec, restore_probe, cancel)));
-    }
+    const absl::Status& why = step.status();
     result.add_step_detail(std::string(why.message()));
-    return failed(2, why);
+    // The first page's check found the selection not at this restore point
+    // (mailstored names its Recovery Database so): not a Recovery Database
+    // gone, a unit or database missing, or a later page's trouble.
+    const bool not_here =
+        absl::IsNotFound(why) && result.counts().found() == 0 &&
+        absl::StrContains(why.message(), absl::StrCat("at this restore point (recovery database ",
+                                                      target.recovery_database));
+    if (!not_here || spec.probes().empty() || !restore_probe) return failed(2, why);
+    // Where is it, then? This restore point's Recovery Database goes first:
+    // each look restores another one.
+    const absl::Status removed = remove();
+    const std::string elsewhere = LookElsewhere(writer, spec, restore_probe, cancel);
+    const absl::Status looked =
+        cancel ? absl::CancelledError(absl::StrCat(
+                     why.message(), elsewhere,
+                     "; the item restore was cancelled while looking at other restore points"))
+               : absl::Status(why.code(), absl::StrCat(why.message(), elsewhere));
+    result.set_step_detail(1, std::string(looked.message()));
+    return failed_after(2, looked, removed);
   }
   *result.mutable_counts() = step->counts;
   result.set_export_index(step->export_index);

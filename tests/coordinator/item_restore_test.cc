@@ -206,6 +206,12 @@ TEST(DeploymentItemRestore, AnExportWritesEachItemsBytesAndBadInputIsNamed) {
                                      "generation ")));
   EXPECT_THAT(gone.reason(), HasSubstr(absl::StrCat("(backup ", with11.manifest(), ")")));
   EXPECT_THAT(gone.reason(), HasSubstr("restore with --to-generation"));
+  // Its own Recovery Database went before the looks; step 2 says where.
+  ASSERT_EQ(gone.plan().steps_size(), 3);
+  EXPECT_EQ(gone.plan().steps(1).state(), v1::STEP_FAILED) << gone.DebugString();
+  EXPECT_THAT(gone.plan().steps(1).detail(), HasSubstr("the nearest restore point that holds"));
+  EXPECT_EQ(gone.plan().steps(2).state(), v1::STEP_DONE) << gone.DebugString();
+  EXPECT_TRUE(gone.plan().item_result().recovery_database_removed());
   ExpectNoRecoveryDatabase(d, NodeIndexOf(gone.plan().active_node()));
   // And there it is.
   const size_t at = gone.reason().find("restore with --to-generation ");

@@ -85,7 +85,7 @@ void JobManager::CatalogFailed(const absl::Status& status, const std::string& wh
 }
 
 void JobManager::ReleaseLeaseOf(Active& a) {
-  if (!a.holds_lease) return;
+  if (!a.holds_lease()) return;
   absl::Status s = leases_->Release(a.record.unit, a.record.id);
   if (!s.ok()) {
     CatalogFailed(s, absl::StrCat("releasing the lease of unit ", a.record.unit, " held by job ",
@@ -377,7 +377,7 @@ void JobManager::RenewLocked(Active& a, absl::Duration now) {
   // The store's copy matters only across a coordinator restart (which
   // renews every lease anyway): written a few times per period, not at
   // every report.
-  if (!a.holds_lease || now - a.lease_written_at < options_.lease_ttl / 3) return;
+  if (!a.holds_lease() || now - a.lease_written_at < options_.lease_ttl / 3) return;
   a.lease_written_at = now;
   absl::Status s = leases_->Renew(a.record.unit, a.record.id, options_.lease_ttl);
   if (absl::IsNotFound(s)) {
@@ -690,7 +690,7 @@ void JobManager::Tick() {
     {
       const std::string node = Current(a).node;
       // A verification holds no lease: its agent only went silent.
-      if (a.holds_lease) {
+      if (a.holds_lease()) {
         if (options_.observer != nullptr) options_.observer->LeaseExpired(a.record.unit, node);
         events::Emit("coordinator", spdlog::level::warn, events::EventId::kLeaseExpired,
                      absl::StrCat("the lease of unit ", a.record.unit, " held by job ", id, " on ",
@@ -698,7 +698,7 @@ void JobManager::Tick() {
                      {{"unit", a.record.unit}, {"job", id}, {"node", node}});
       }
       LoseAttempt(a,
-                  absl::StrCat(a.holds_lease ? "its lease expired: " : "its agent went silent: ",
+                  absl::StrCat(a.holds_lease() ? "its lease expired: " : "its agent went silent: ",
                                node, " has not reported the job for ",
                                absl::FormatDuration(options_.lease_ttl), " (last report from ",
                                node, " at ", FormatUtc(topology_->LastReport(node)), ")"),

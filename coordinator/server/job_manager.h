@@ -193,7 +193,7 @@ class JobManager : public BackupStarter {
     // the unit (lease_deadline still bounds how long its agent may stay
     // silent), and no other job of the unit waits for it.
     bool verification = false;
-    bool holds_lease = true;
+    bool holds_lease() const { return !verification; }
     bool verification_recorded = false;  // its result is in the catalog
     dagvault::v1::RestorePlan restore_plan;
     // The plan's operations in flight, by node: a node runs at most one at

@@ -51,7 +51,6 @@ absl::Status JobManager::Recover() {
       // (An item-level restore's plan is a record of its one assignment.)
       a.all_copies = !single && a.restore_plan.ParseFromString(r.plan);
       a.verification = single && recorded.has_verification();
-      a.holds_lease = !a.verification;
       if (a.all_copies && r.attempts.empty()) {
         // Recorded before its first operation went out: the operator's
         // re-run starts it.
@@ -120,7 +119,7 @@ absl::Status JobManager::Recover() {
                         waiting_for.empty() ? std::string("nothing (no operation was in flight)")
                                             : absl::StrJoin(waiting_for, ", ")));
     if (absl::Status s =
-            a.holds_lease ? leases_->Renew(r.unit, r.id, options_.lease_ttl) : absl::OkStatus();
+            a.holds_lease() ? leases_->Renew(r.unit, r.id, options_.lease_ttl) : absl::OkStatus();
         !s.ok() && !absl::IsNotFound(s)) {
       return Annotate(s, absl::StrCat("renewing the lease of job ", r.id));
     }

@@ -146,11 +146,10 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
       r.state = JobState::kQueued;
       // An item restore's looks at other restore points, from the same
       // reads as its chain (item_restore_plan.cc).
+      const uint32_t point = target != 0 ? target : chain->back().high_generation();
       std::vector<v1::ItemProbe> probes;
       if (item_plan != nullptr && item_plan->has_items()) {
-        probes = ItemProbesOf(r.unit, *backups, *breaks,
-                              target != 0 ? target : chain->back().high_generation(),
-                              chain->back().frozen_us());
+        probes = ItemProbesOf(r.unit, *backups, *breaks, point, chain->back().frozen_us());
       }
       if (item_plan != nullptr) {
         v1::RestorePlan plan = *item_plan;
@@ -161,14 +160,13 @@ absl::StatusOr<JobRecord> JobManager::StartSingleRestore(const v1::StartRestoreR
           v1::RestoreVerification* v = plan.mutable_verification();
           v->set_job(r.id);
           for (const auto& id : ids) v->add_manifests(id);
-          v->set_generation(target != 0 ? target : chain->back().high_generation());
+          v->set_generation(point);
           v->set_restore_point_us(chain->back().frozen_us());
         }
         r.plan = plan.SerializeAsString();
       }
       if (verification) {
         a.verification = true;
-        a.holds_lease = false;
         if (absl::Status s = catalog_->CreateJob(r); !s.ok()) return s;
       } else {
         // The unit's lease, like a backup's: it keeps backups away while

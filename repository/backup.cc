@@ -19,6 +19,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "repository/block_map.h"
+#include "repository/file_digest.h"
 #include "repository/index.h"
 #include "repository/pack.h"
 
@@ -43,6 +44,11 @@ struct FileState {
   uint32_t block_size = 0;
   const ManifestFile* base = nullptr;
   std::vector<bool> base_chunk_present;  // by base chunk table index
+  // Every file is proved by its tree digest, built from the leaf digests
+  // the chunk ids need anyway. A log is hashed a second time for its plain
+  // SHA-256, which the next log's link hash names (file_digest.h).
+  FileTreeDigest tree;
+  bool plain_sha = false;
   Sha256 sha;
   size_t last_task = 0;
   std::atomic<uint64_t> new_bytes{0};
@@ -57,7 +63,10 @@ struct Task {
 
 struct TaskResult {
   bool processed = false;
-  std::string data;  // kept until the whole-file hash has taken it
+  // The segment's bytes: kept until a log's plain SHA-256 has taken them,
+  // else only until the segment is processed.
+  std::string data;
+  std::string leaves;  // the leaf digests of the whole segment, in order
   // Fixed chunks: the chunk (none for an empty file).
   std::optional<ChunkId> chunk;
   // Block maps: the chunks this segment refers to, and per block the
@@ -162,8 +171,15 @@ absl::Status BackupRun::Plan(const std::vector<BackupFile>& files, const Manifes
     auto f = std::make_unique<FileState>();
     f->spec = &spec;
     f->size = size;
+    f->plain_sha = spec.role == "log";
     f->block_map = spec.role == "database" || size >= options_.block_map_min_size;
     const uint64_t segment = f->block_map ? 0 : options_.fixed_chunk_size;
+    if (!f->block_map && (segment == 0 || segment % kLeafSize != 0)) {
+      // Chunks must start on leaves, or their leaf digests would not be
+      // the file's (the tree digest).
+      return absl::InvalidArgumentError(
+          absl::StrCat("fixed chunk size ", segment, " is not a positive multiple of ", kLeafSize));
+    }
     if (f->block_map) {
       f->block_size = BlockSizeFor(size, options_.page_size);
       const uint64_t seg_bytes = uint64_t{BlocksPerChunk(f->block_size)} * f->block_size;
@@ -278,7 +294,8 @@ absl::Status BackupRun::Process(size_t t) {
   if (options_.control != nullptr) options_.control->bytes_done += task.length;
   if (f.block_map) return ProcessBlocks(task, f, r);
   if (task.length == 0) return absl::OkStatus();
-  const ChunkId id = repo_.keys().Id(r.data);
+  AppendLeafDigests(r.data, &r.leaves);
+  const ChunkId id = repo_.keys().IdFromLeafDigests(r.leaves);
   ASSIGN_OR_RETURN(bool stored, StoreChunk(id, r.data));
   if (stored) f.new_bytes += task.length;
   r.chunk = id;
@@ -309,11 +326,13 @@ absl::Status BackupRun::ProcessBlocks(const Task& task, FileState& f, TaskResult
         absl::string_view(r.data).substr(off, std::min<uint64_t>(bs, task.length - off));
     if (IsAllZero(block)) {
       r.blocks.push_back({0, kNoChunk, 0});
+      AppendZeroLeafDigests(block.size(), &r.leaves);
       StopSharing(off);
       continue;
     }
     leaves.clear();
     AppendLeafDigests(block, &leaves);
+    r.leaves += leaves;
     const uint64_t hash = ShortBlockHashFromLeafDigests(leaves);
     const uint64_t i = first + off / bs;
     if (i < base_count) {
@@ -378,17 +397,26 @@ absl::StatusOr<bool> BackupRun::StoreChunk(const ChunkId& id, absl::string_view 
 void BackupRun::Completed(size_t t) {
   std::unique_lock<std::mutex> l(order_mu_);
   results_[t].processed = true;
+  if (!files_[tasks_[t].file]->plain_sha) {
+    // Only the leaf digests are hashed further: the buffer is free now.
+    free_buffers_.push_back(std::move(results_[t].data));
+  }
   if (hashing_) return;  // the worker hashing will take this one too
   hashing_ = true;
   while (status_.ok() && frontier_ < tasks_.size() && results_[frontier_].processed) {
     const size_t i = frontier_;
     l.unlock();
     FileState& f = *files_[tasks_[i].file];
-    f.sha.Update(results_[i].data);
-    std::string done = std::move(results_[i].data);
+    f.tree.AddLeafDigests(results_[i].leaves);
+    std::string().swap(results_[i].leaves);
+    std::string done;
+    if (f.plain_sha) {
+      f.sha.Update(results_[i].data);
+      done = std::move(results_[i].data);
+    }
     absl::Status s = i == f.last_task ? Finalize(tasks_[i].file) : absl::OkStatus();
     l.lock();
-    free_buffers_.push_back(std::move(done));
+    if (f.plain_sha) free_buffers_.push_back(std::move(done));
     if (!s.ok() && status_.ok()) status_ = s;
     ++frontier_;
     window_cv_.notify_all();
@@ -404,8 +432,11 @@ absl::Status BackupRun::Finalize(size_t file) {
   mf.set_component(f.spec->component);
   mf.set_generation(f.spec->generation);
   mf.set_size(f.size);
-  const Sha256Digest digest = f.sha.Finish();
-  mf.set_sha256(std::string(reinterpret_cast<const char*>(digest.data()), digest.size()));
+  auto bytes = [](const Sha256Digest& d) {
+    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+  };
+  mf.set_tree_sha256(bytes(f.tree.Finish()));
+  if (f.plain_sha) mf.set_sha256(bytes(f.sha.Finish()));
   mf.set_new_bytes(f.new_bytes);
   mf.set_new_blocks(f.new_blocks);
   size_t first_task = f.last_task;

@@ -63,7 +63,7 @@ struct BackupOptions {
   // stored as block maps; the rest as fixed chunks.
   uint64_t block_map_min_size = 64 << 20;
   uint32_t page_size = 8192;
-  uint32_t fixed_chunk_size = 4 << 20;
+  uint32_t fixed_chunk_size = 4 << 20;  // a multiple of 4 KiB (kLeafSize)
   // The manifest whose block maps to compare against: "" for none,
   // "auto" for the newest manifest of the same unit.
   std::string base_manifest = "auto";

@@ -6,7 +6,9 @@
 #include <map>
 #include <mutex>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/evp.h"
 #include "common/fault_injection.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -70,10 +72,31 @@ TEST_P(BackupTest, EverySizeEdgeRoundTripsByteExact) {
       files.push_back(Put(name, expected[name], role));
     }
   }
+  // Zero blocks (not stored) between and after data, the last one short.
+  std::string holes =
+      std::string(2 * kPage, '\0') + random_bytes(kPage) + std::string(kPage + 9, '\0');
+  expected["database-holes"] = holes;
+  files.push_back(Put("database-holes", holes, "database"));
   const auto m = BackUp(files);
   ASSERT_EQ(m.files_size(), static_cast<int>(files.size()));
+  EXPECT_EQ(m.format_version(), 2u);
   for (const auto& f : m.files()) {
     EXPECT_EQ(f.has_block_map(), f.role() == "database") << f.name();
+    // Every file has its tree digest, worked out here the long way; only
+    // logs have a plain SHA-256 too (their link hashes need it).
+    const std::string& data = expected[f.name()];
+    Sha256 tree;
+    tree.Update("dagvault file tree v1", 22);
+    for (size_t at = 0; at < data.size(); at += kLeafSize) {
+      const Sha256Digest leaf = Sha256::Of(absl::string_view(data).substr(at, kLeafSize));
+      tree.Update(leaf.data(), leaf.size());
+    }
+    const Sha256Digest want = tree.Finish();
+    EXPECT_EQ(absl::BytesToHexString(f.tree_sha256()),
+              absl::BytesToHexString(std::string(want.begin(), want.end())))
+        << f.name();
+    EXPECT_EQ(absl::BytesToHexString(f.sha256()), f.role() == "log" ? Sha256Hex(data) : "")
+        << f.name();
   }
   const std::string target = RestoreAll(m);
   for (const auto& [name, data] : expected) {
@@ -213,6 +236,17 @@ TEST_P(BackupTest, ACompressionLevelZstdDoesNotHaveIsRefused) {
     const std::string target = RestoreAll(BackUp({Put("db.edb", data)}, options), &result);
     EXPECT_EQ(ReadFile(target + "/db.edb"), data) << level;
   }
+}
+
+TEST_P(BackupTest, AFixedChunkSizeOffTheLeavesIsRefused) {
+  // The tree digest is built from chunks' leaf digests: chunks must start on leaves.
+  BackupOptions options;
+  options.fixed_chunk_size = kLeafSize + 1;
+  auto m = Backup(*repo_, {Put("a.log", "x", "log")}, Header("DB01"), options);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(m.status().message()),
+              HasSubstr("fixed chunk size 4097 is not a positive multiple of 4096"));
 }
 
 // Sees every byte once, from any worker, and has the last word on commit.

@@ -22,7 +22,9 @@
 
 namespace dagvault::repository {
 
-inline constexpr uint32_t kRepositoryFormatVersion = 1;
+// 2: manifests prove non-log files by a tree digest (file_digest.h).
+// Format 1 repositories and manifests are still read.
+inline constexpr uint32_t kRepositoryFormatVersion = 2;
 inline constexpr char kManifestSuffix[] = ".mf";
 
 // How an operator proves who they are: a passphrase or a key file's

@@ -18,6 +18,7 @@
 #include "common/parallel.h"
 #include "common/status_macros.h"
 #include "repository/block_map.h"
+#include "repository/file_digest.h"
 #include "repository/index.h"
 #include "repository/pack.h"
 
@@ -222,6 +223,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
         absl::StrCat("manifest ", manifest_id, " has no file named ", *wanted.begin()));
   }
   std::vector<std::string> finals, partials;
+  std::vector<ExpectedFileDigest> expected;
   std::vector<ChunkTask> tasks;
   for (size_t i = 0; i < files.size(); ++i) {
     const ManifestFile& f = *files[i];
@@ -236,8 +238,10 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
       return absl::AlreadyExistsError(absl::StrCat(
           finals.back(), " exists; restore into an empty folder, or ask to overwrite"));
     }
-    RETURN_IF_ERROR(
-        PlanFile(i, f, absl::StrCat("manifest ", manifest_id, " file ", f.name()), &tasks));
+    const std::string where = absl::StrCat("manifest ", manifest_id, " file ", f.name());
+    ASSIGN_OR_RETURN(ExpectedFileDigest digest, ExpectedDigestOf(f, where));
+    expected.push_back(std::move(digest));
+    RETURN_IF_ERROR(PlanFile(i, f, where, &tasks));
   }
 
   // Every partial file is removed again unless the restore succeeds.
@@ -307,7 +311,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     return absl::OkStatus();
   };
   // One ranged read of a pack, then each chunk in it opened where it lies.
-  // A chunk's id is not recomputed: the file's SHA-256 proves the result.
+  // A chunk's id is not recomputed: the file's digest proves the result.
   auto restore_read = [&](const PackRead& r) -> absl::Status {
     const std::string key = PackKey(*r.pack);
     auto bytes = repo.store().GetRange(key, r.begin, r.end - r.begin);
@@ -344,6 +348,8 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     for (size_t i = 0; i < files.size(); ++i) {
       const ManifestFile& f = *files[i];
       ASSIGN_OR_RETURN(File in, File::Open(partials[i], O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+      // Segments start on leaves, so the tree digest takes them as they come.
+      FileTreeDigest tree;
       Sha256 sha;
       for (uint64_t seg = 0; seg * SegmentProgress::kSegment < f.size(); ++seg) {
         {
@@ -354,19 +360,24 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
         const uint64_t off = seg * SegmentProgress::kSegment;
         const size_t n = std::min<uint64_t>(buf.size(), f.size() - off);
         RETURN_IF_ERROR(in.ReadAt(off, buf.data(), n));  // a hole reads as zeros
-        sha.Update(buf.data(), n);
+        if (expected[i].tree) {
+          tree.AddData(absl::string_view(buf.data(), n));
+        } else {
+          sha.Update(buf.data(), n);
+        }
         // Start writing the segment out now, so the fsync at the end of
         // the file finds little left to do. Only a hint: errors surface there.
         (void)sync_file_range(in.fd(), static_cast<off_t>(off), static_cast<off_t>(n),
                               SYNC_FILE_RANGE_WRITE);
       }
-      const Sha256Digest d = sha.Finish();
+      const Sha256Digest d = expected[i].tree ? tree.Finish() : sha.Finish();
       const std::string got(reinterpret_cast<const char*>(d.data()), d.size());
-      if (got != f.sha256()) {
-        return absl::DataLossError(
-            absl::StrCat("restore of manifest ", manifest_id, " file ", f.name(),
-                         ": the restored bytes hash to ", HexDigest(got), ", not the backed-up ",
-                         HexDigest(f.sha256()), "; the file was not put in place"));
+      if (got != expected[i].digest) {
+        return absl::DataLossError(absl::StrCat(
+            "restore of manifest ", manifest_id, " file ", f.name(), ": the restored bytes ",
+            expected[i].tree ? "have the tree digest " : "hash to ", HexDigest(got),
+            ", not the backed-up ", HexDigest(expected[i].digest),
+            "; the file was not put in place"));
       }
       RETURN_IF_ERROR(in.Sync());
     }

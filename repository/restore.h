@@ -5,7 +5,7 @@
 // decrypted once, however many blocks of the map point into it, by
 // `workers` threads; its blocks are written at their offsets, and blocks
 // that are all zeros are left as holes. Each file is written under a
-// temporary name, proved byte-identical by its whole-file SHA-256, and
+// temporary name, proved byte-identical by its digest (file_digest.h), and
 // only then renamed into place: a restore that fails leaves no file with
 // wrong bytes under a real name.
 #pragma once

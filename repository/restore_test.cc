@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "absl/base/internal/endian.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -150,19 +151,62 @@ TEST_P(RestoreTest, AMapThatNeedsMoreOfAChunkThanItHoldsFailsAndLeavesNoFile) {
   EXPECT_THAT(Names(target), ::testing::IsEmpty());
 }
 
-TEST_P(RestoreTest, BytesThatDoNotHashToTheManifestsDigestAreNotPutInPlace) {
+TEST_P(RestoreTest, BytesThatDoNotHaveTheManifestsTreeDigestAreNotPutInPlace) {
   const dagvault::v1::Manifest m = BackUpDatabase(4);
   const std::string id =
-      Rewrite(m, [](auto* w) { w->mutable_files(0)->set_sha256(std::string(32, '\0')); });
+      Rewrite(m, [](auto* w) { w->mutable_files(0)->set_tree_sha256(std::string(32, '\0')); });
   const std::string target = dir_.Sub("target");
   auto r = Restore(*repo_, id, target);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr(absl::StrCat("file db.edb: the restored bytes have the tree digest ",
+                                     absl::BytesToHexString(m.files(0).tree_sha256()),
+                                     ", not the backed-up ", std::string(64, '0'),
+                                     "; the file was not put in place")));
+  EXPECT_THAT(Names(target), ::testing::IsEmpty());
+}
+
+// A format 1 manifest (written before tree digests) proves its files by
+// their plain SHA-256: it still restores, and still refuses wrong bytes.
+TEST_P(RestoreTest, AFormatOneManifestIsProvedByItsPlainSha256) {
+  const dagvault::v1::Manifest m = BackUpDatabase(4);
+  auto format_one = [&](const std::string& sha256) {
+    return Rewrite(m, [&](auto* w) {
+      w->set_format_version(1);
+      w->mutable_files(0)->clear_tree_sha256();
+      w->mutable_files(0)->set_sha256(sha256);
+    });
+  };
+  const Sha256Digest d = Sha256::Of(data_);
+  const std::string good = format_one(std::string(d.begin(), d.end()));
+  auto r = Restore(*repo_, good, dir_.Sub("good"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(dir_.Sub("good/db.edb")), data_);
+
+  const std::string bad = format_one(std::string(32, '\0'));
+  r = Restore(*repo_, bad, dir_.Sub("bad"));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr(absl::StrCat("file db.edb: the restored bytes hash to ", Sha256Hex(data_),
                                      ", not the backed-up ", std::string(64, '0'),
                                      "; the file was not put in place")));
-  EXPECT_THAT(Names(target), ::testing::IsEmpty());
+  EXPECT_THAT(Names(dir_.Sub("bad")), ::testing::IsEmpty());
+
+  // Neither digest: refused before anything is written.
+  const std::string none = Rewrite(m, [](auto* w) {
+    w->mutable_files(0)->clear_tree_sha256();
+    w->mutable_files(0)->clear_sha256();
+  });
+  r = Restore(*repo_, none, dir_.Sub("none"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr(absl::StrCat("manifest ", none,
+                                     " file db.edb: it records neither a tree "
+                                     "digest nor a 32-byte SHA-256")));
+  EXPECT_THAT(Names(dir_.Sub("none")), ::testing::IsEmpty());
 }
 
 TEST_P(RestoreTest, AFileTheManifestDoesNotHoldIsNamed) {

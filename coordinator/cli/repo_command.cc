@@ -185,12 +185,13 @@ absl::Status Show(const CliArgs& args, std::ostream& out) {
       << Bytes(m.logical_bytes()) << "\nnew        " << Bytes(m.new_bytes()) << "\nstored     "
       << Bytes(m.stored_bytes()) << "\nfiles:\n";
   for (const auto& f : m.files()) {
-    out << absl::StrFormat("  %-10s %-28s %12s  %s  %s\n", f.role(), f.name(), Bytes(f.size()),
-                           absl::BytesToHexString(f.sha256()).substr(0, 16),
-                           f.has_block_map()
-                               ? absl::StrCat("block map: ", f.block_map().block_size() / 1024,
-                                              " KiB blocks, ", f.new_blocks(), " new")
-                               : absl::StrCat(f.chunks_size(), " chunks"));
+    out << absl::StrFormat(
+        "  %-10s %-28s %12s  %s  %s\n", f.role(), f.name(), Bytes(f.size()),
+        absl::BytesToHexString(f.tree_sha256().empty() ? f.sha256() : f.tree_sha256())
+            .substr(0, 16),
+        f.has_block_map() ? absl::StrCat("block map: ", f.block_map().block_size() / 1024,
+                                         " KiB blocks, ", f.new_blocks(), " new")
+                          : absl::StrCat(f.chunks_size(), " chunks"));
   }
   return absl::OkStatus();
 }

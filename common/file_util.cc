@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/uncached_io.h"
 
 namespace dagvault {
 
@@ -183,7 +184,7 @@ namespace {
 // The temporary file of WriteFileAtomically and WriteNewFileAtomically,
 // written and synced; it goes into place by rename (replace) or by link.
 absl::Status WriteIntoPlace(const std::string& path, absl::string_view data, mode_t mode,
-                            bool replace) {
+                            bool replace, bool uncached = false) {
   ASSIGN_OR_RETURN(std::string tmp, TemporaryNameFor(path));
   // Created with `mode` under the umask, so never wider than asked, then
   // set to exactly `mode`: the caller says what the file must be (0600 for a
@@ -195,8 +196,13 @@ absl::Status WriteIntoPlace(const std::string& path, absl::string_view data, mod
     if (!renamed) ::unlink(tmp.c_str());
   });
   if (::fchmod(f.fd(), mode) != 0) return ErrnoToStatus(errno, "chmod", tmp);
-  RETURN_IF_ERROR(f.WriteAt(0, data.data(), data.size()));
+  if (uncached) {
+    RETURN_IF_ERROR(WriteUncached(f, data));
+  } else {
+    RETURN_IF_ERROR(f.WriteAt(0, data.data(), data.size()));
+  }
   RETURN_IF_ERROR(f.Sync());
+  if (uncached) DropCachedPages(f);  // the tail, or all of it where direct I/O was refused
   RETURN_IF_ERROR(f.Close());
   if (replace) {
     // rename(2) replaces a symlink at `path` itself; it never follows it.
@@ -230,6 +236,11 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view data
 
 absl::Status WriteNewFileAtomically(const std::string& path, absl::string_view data, mode_t mode) {
   return WriteIntoPlace(path, data, mode, /*replace=*/false);
+}
+
+absl::Status WriteNewFileAtomicallyUncached(const std::string& path, absl::string_view data,
+                                            mode_t mode) {
+  return WriteIntoPlace(path, data, mode, /*replace=*/false, /*uncached=*/true);
 }
 
 absl::Status RenameDurably(const std::string& from, const std::string& to) {

@@ -84,6 +84,11 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view data
 // replace, so two writers racing for one name cannot both win.
 absl::Status WriteNewFileAtomically(const std::string& path, absl::string_view data,
                                     mode_t mode = 0644);
+// The same for bulk data nobody will read back soon (a pack): written
+// around the page cache (common/uncached_io.h), so that it does not push
+// other processes' cached pages out.
+absl::Status WriteNewFileAtomicallyUncached(const std::string& path, absl::string_view data,
+                                            mode_t mode = 0644);
 
 // fsyncs a directory so that renames and creations in it are durable.
 absl::Status FsyncDir(const std::string& dir);

@@ -1,22 +1,26 @@
 // Backing up a set of files into a new manifest: the repository's
 // parallel write path (docs/repository-format.md, "Writing a backup").
 //
-// Stages, run by `workers` threads over 4 MiB segments of the files:
-// read (pread) → cut (fixed chunks, or blocks for a block map) → hash →
-// look up in the index (and, for blocks, in the base manifest's map) →
-// compress → encrypt → append to this session's pack. The whole-file
-// SHA-256 is taken in file order by whichever worker finishes the next
-// segment due, so reading and sealing run ahead of it by a bounded window.
+// Stages, over 4 MiB segments of the files: two reader threads read
+// segments ahead by direct I/O (common/uncached_io.h: the page cache is
+// left to the mail server); `workers` threads cut them (fixed chunks, or
+// blocks for a block map) → hash each 4 KiB leaf once → look up in the
+// index (and, for blocks, in the base manifest's map) → compress →
+// encrypt → append to this session's pack. Each file's tree digest
+// (file_digest.h) is taken over the leaf digests in file order by
+// whichever worker finishes the next segment due, so reading and sealing
+// run ahead of it by a bounded window.
 //
-// Memory: each worker holds at most one segment (4 MiB) and its sealed
-// output (~4 MiB); the window holds at most 2 × workers segments; packs of
-// up to the pack target (32 MiB by default, plus a chunk) each: the one
-// being filled, the one a worker is handing to the writers (it waits under
-// the pack lock, so no other worker fills another meanwhile), the queued
-// ones and the ones being written: with one writer on a folder (two
-// queued) 5 packs, about 185 MiB; with U > 1 uploads on an object store
-// (U = 3 by default, one queued) U + 3 packs, about 220 MiB; plus the
-// index (index.h) and the block maps (12 bytes per block).
+// Memory: the window holds at most 2 × workers + 2 segments (4 MiB each;
+// a log's until its plain SHA-256 has taken it, any other file's only
+// until it is sealed); each worker its sealed output (~4 MiB); packs of up
+// to the pack target (32 MiB by default, plus a chunk) each: the one being
+// filled or handed to the writers (the worker handing it over waits under
+// the pack lock, so no other worker fills another meanwhile), one queued
+// and the U being written: with one writer on a folder 3 packs, about
+// 111 MiB; with U = 3 uploads on an object store 5, about 185 MiB; plus an
+// 8 MiB direct-I/O buffer per folder writer, the index (index.h) and the
+// block maps (12 bytes per block).
 #pragma once
 
 #include <string>

@@ -19,6 +19,8 @@ namespace fs = std::filesystem;
 // Temporary files of a write in progress (file_util: "<path>.<pid>-<hex>.tmp").
 bool IsTemporary(absl::string_view name) { return absl::EndsWith(name, ".tmp"); }
 
+constexpr size_t kUncachedWriteMin = 1 << 20;
+
 }  // namespace
 
 std::string FilesystemObjectStore::Name(const std::string& key) const {
@@ -43,7 +45,11 @@ absl::Status FilesystemObjectStore::PutIfAbsent(const std::string& key, absl::st
         "\"Immutable backups\")"));
   }
   RETURN_IF_ERROR(CreateDirectories(DirName(path)));
-  return WriteNewFileAtomically(path, data, options.owner_only ? 0600 : 0644);
+  const mode_t mode = options.owner_only ? 0600 : 0644;
+  // Objects this large are packs, written once and not read back soon:
+  // they go around the page cache, leaving it to the mail server.
+  if (data.size() >= kUncachedWriteMin) return WriteNewFileAtomicallyUncached(path, data, mode);
+  return WriteNewFileAtomically(path, data, mode);
 }
 
 absl::Status FilesystemObjectStore::Replace(const std::string& key, absl::string_view data) const {

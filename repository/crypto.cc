@@ -187,7 +187,7 @@ absl::StatusOr<absl::string_view> SealTo(const RepositoryKeys& keys, absl::strin
   char* body = out + kHeader;
   absl::string_view in = plaintext;
   uint8_t flags = 0;
-  if (!plaintext.empty()) {
+  if (!plaintext.empty() && !LooksIncompressible(plaintext)) {
     ZSTD_CCtx* cctx = ThreadCompressionContext();
     if (cctx == nullptr)
       return absl::ResourceExhaustedError(absl::StrCat(name, ": no zstd context"));
@@ -317,6 +317,22 @@ absl::StatusOr<dagvault::v1::WrappedKey> Wrap(const RepositoryKeys& keys,
 }
 
 }  // namespace
+
+bool LooksIncompressible(absl::string_view plaintext) {
+  constexpr size_t kSamples = 4, kSample = 16 << 10, kMinChunk = 256 << 10;
+  if (plaintext.size() < kMinChunk) return false;
+  ZSTD_CCtx* cctx = ThreadCompressionContext();
+  if (cctx == nullptr) return false;
+  thread_local std::vector<char> out(ZSTD_compressBound(kSample));
+  for (size_t k = 0; k < kSamples; ++k) {
+    const absl::string_view sample = plaintext.substr(plaintext.size() / kSamples * k, kSample);
+    const size_t n =
+        ZSTD_compressCCtx(cctx, out.data(), out.size(), sample.data(), sample.size(), 1);
+    // One sample that compresses (or an error) is enough to try the whole.
+    if (ZSTD_isError(n) || n * 100 < sample.size() * 98) return false;
+  }
+  return true;
+}
 
 absl::Status ValidateZstdLevel(int level) {
   if (level >= 1 && level <= ZSTD_maxCLevel()) return absl::OkStatus();

@@ -5,7 +5,8 @@
 //   chunk-id key and the chunk-data key;
 // - chunk ids: HMAC-SHA256 of the plaintext under the chunk-id key, so ids
 //   reveal nothing about content to whoever lacks the key;
-// - sealed chunks: zstd (stored raw when that does not make it smaller),
+// - sealed chunks: zstd (stored raw when that does not make it smaller,
+//   or when samples show it would not: LooksIncompressible),
 //   then AES-256-GCM with a random 96-bit nonce, the associated data
 //   binding the format version, the flags and the chunk id;
 // - key slots: the repository key wrapped by a passphrase (scrypt) or a
@@ -74,6 +75,12 @@ absl::Status ValidateZstdLevel(int level);
 struct SealOptions {
   int zstd_level = 3;
 };
+
+// Whether a chunk is not worth compressing: four 16 KiB samples spread
+// over it, compressed at zstd level 1, each save under 2% (already
+// compressed attachments, encrypted data). Such a chunk is sealed raw
+// without compressing it whole. Chunks under 256 KiB are always tried.
+bool LooksIncompressible(absl::string_view plaintext);
 
 // Seals a chunk's plaintext, which must have the id `id` (Id(plaintext)).
 absl::StatusOr<std::string> SealChunk(const RepositoryKeys& keys, const ChunkId& id,

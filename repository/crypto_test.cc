@@ -57,6 +57,33 @@ TEST_F(CryptoTest, RoundTripsAtEverySizeEdgeAndStoresIncompressibleDataRaw) {
   }
 }
 
+// Samples decide whether a large chunk is compressed at all: random data
+// is sealed raw without being compressed whole, and one compressible
+// sample is enough to try (a chunk is never stored raw for a sample's sake
+// when it would compress).
+TEST_F(CryptoTest, OnlyAChunkWhoseEverySampleIsIncompressibleIsSealedRawUntried) {
+  const size_t n = 1 << 20;
+  EXPECT_TRUE(LooksIncompressible(Random(n)));
+  EXPECT_FALSE(LooksIncompressible(Text(n)));
+  EXPECT_FALSE(LooksIncompressible(Random((256 << 10) - 1)));  // small: always tried
+  // Text where the third sample is taken, random elsewhere.
+  std::string mixed = Random(n);
+  mixed.replace(n / 4 * 2, 16 << 10, Text(16 << 10));
+  EXPECT_FALSE(LooksIncompressible(mixed));
+  auto sealed = SealChunk(keys_, keys_.Id(mixed), mixed);
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_TRUE(SealedIsCompressed(*sealed));
+  // Compressible data between the samples is not seen: the chunk is sealed
+  // raw, and opens to its bytes.
+  std::string between = Random(n);
+  between.replace(n / 8, 64 << 10, Text(64 << 10));
+  EXPECT_TRUE(LooksIncompressible(between));
+  sealed = SealChunk(keys_, keys_.Id(between), between);
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_FALSE(SealedIsCompressed(*sealed));
+  EXPECT_EQ(*OpenChunk(keys_, keys_.Id(between), *sealed), between);
+}
+
 TEST_F(CryptoTest, IdsAreKeyedAndSealingUsesAFreshNonce) {
   auto other = RepositoryKeys::Generate();
   ASSERT_TRUE(other.ok());

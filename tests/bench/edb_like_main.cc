@@ -3,6 +3,7 @@
 //
 //   repository_bench_data make FILE GIB SEED
 //   repository_bench_data change FILE FRACTION uniform|runs SEED
+//   repository_bench_data zstd-table LABEL FILE...   (zstd_table.cc)
 //
 // Pages are 8 KiB: half compressible text, half random, as the
 // repository's tests make them (repository/repository_test_util.h).
@@ -17,6 +18,7 @@
 
 #include "common/file_util.h"
 #include "common/testing/edb_like.h"
+#include "tests/bench/zstd_table.h"
 
 namespace {
 
@@ -61,7 +63,10 @@ int main(int argc, char** argv) {
     if (!status.ok()) return Fail(status);
     return f->Sync().ok() ? 0 : 1;
   }
+  if (a.size() >= 3 && a[0] == "zstd-table") {
+    return dagvault::bench::ZstdTable(a[1], std::vector<std::string>(a.begin() + 2, a.end()));
+  }
   std::cerr << "usage: repository_bench_data make FILE GIB SEED | change FILE FRACTION "
-               "uniform|runs SEED\n";
+               "uniform|runs SEED | zstd-table LABEL FILE...\n";
   return 2;
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/uncached_io.h"
 
 namespace dagvault::repository {
 namespace {
@@ -19,6 +20,8 @@ namespace fs = std::filesystem;
 // Temporary files of a write in progress (file_util: "<path>.<pid>-<hex>.tmp").
 bool IsTemporary(absl::string_view name) { return absl::EndsWith(name, ".tmp"); }
 
+// Objects and ranges from this size on are bulk data (packs), kept out of
+// the page cache.
 constexpr size_t kUncachedWriteMin = 1 << 20;
 
 }  // namespace
@@ -75,6 +78,9 @@ absl::StatusOr<std::string> FilesystemObjectStore::GetRange(const std::string& k
   std::string out(std::min<uint64_t>(length, size - offset), '\0');
   ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(offset, out.data(), out.size()));
   out.resize(got);
+  // Large ranges are pack data a restore or a check reads once: dropped
+  // behind, so that a restore does not fill the page cache with packs.
+  if (got >= kUncachedWriteMin) DropCachedPages(f, offset, got);
   return out;
 }
 

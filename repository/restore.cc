@@ -17,6 +17,7 @@
 #include "common/file_util.h"
 #include "common/parallel.h"
 #include "common/status_macros.h"
+#include "common/uncached_io.h"
 #include "repository/block_map.h"
 #include "repository/file_digest.h"
 #include "repository/index.h"
@@ -94,6 +95,11 @@ absl::Status PlanFile(size_t index, const ManifestFile& f, const std::string& wh
 }
 
 std::string HexDigest(const std::string& bytes) { return absl::BytesToHexString(bytes); }
+
+// How many segments behind the one being proved a restored database's
+// pages are dropped from the page cache: far enough that their writeback,
+// started when they were proved, is done.
+constexpr uint64_t kDropLag = 4;
 
 // Per file and per 4 MiB segment: how many bytes the plan writes there,
 // and how many are written so far. Zero blocks are not written (they stay
@@ -348,6 +354,11 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     for (size_t i = 0; i < files.size(); ++i) {
       const ManifestFile& f = *files[i];
       ASSIGN_OR_RETURN(File in, File::Open(partials[i], O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+      // A restored database is not read whole soon (a mount reads the
+      // pages it needs): once proved and written out, its pages leave the
+      // cache, which stays the mail server's. Logs are replayed next, so
+      // they stay.
+      const bool drop = f.role() != "log";
       // Segments start on leaves, so the tree digest takes them as they come.
       FileTreeDigest tree;
       Sha256 sha;
@@ -369,6 +380,15 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
         // the file finds little left to do. Only a hint: errors surface there.
         (void)sync_file_range(in.fd(), static_cast<off_t>(off), static_cast<off_t>(n),
                               SYNC_FILE_RANGE_WRITE);
+        if (drop && seg >= kDropLag) {
+          // An earlier segment, written out by now: waited for, then
+          // dropped from the cache.
+          const uint64_t old = (seg - kDropLag) * SegmentProgress::kSegment;
+          (void)sync_file_range(
+              in.fd(), static_cast<off_t>(old), SegmentProgress::kSegment,
+              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+          DropCachedPages(in, old, SegmentProgress::kSegment);
+        }
       }
       const Sha256Digest d = expected[i].tree ? tree.Finish() : sha.Finish();
       const std::string got(reinterpret_cast<const char*>(d.data()), d.size());
@@ -380,6 +400,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
             "; the file was not put in place"));
       }
       RETURN_IF_ERROR(in.Sync());
+      if (drop) DropCachedPages(in);
     }
     return absl::OkStatus();
   };

@@ -149,7 +149,7 @@ absl::Status RestoreCmd(const CliArgs& args, std::ostream& out) {
   ASSIGN_OR_RETURN(auto r, repository::Restore(repo, args.positional()[1], *to, options));
   out << "restored " << r.files << " files, " << Bytes(r.bytes) << ", to " << *to << " in "
       << absl::StrFormat("%.2f s", absl::ToDoubleSeconds(absl::Now() - start))
-      << "; every file matched its SHA-256\n";
+      << "; every file matched its digest\n";
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
 #include "common/uncached_io.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,28 +33,48 @@ constexpr size_t kBounceSize = 8 << 20;
 
 }  // namespace
 
+void AlignedBuffer::reserve(size_t n) {
+  if (n <= capacity_) return;
+  constexpr size_t kHuge = 2 << 20;
+  const size_t alignment = n >= kHuge ? kHuge : kDirectIoAlignment;
+  const size_t capacity = (n + alignment - 1) / alignment * alignment;
+  void* p = std::aligned_alloc(alignment, capacity);
+  if (p == nullptr) throw std::bad_alloc();
+  // Only advice: without transparent huge pages it changes nothing.
+  if (alignment == kHuge) (void)::madvise(p, capacity, MADV_HUGEPAGE);
+  if (size_ > 0) std::memcpy(p, data_.get(), size_);
+  data_.reset(static_cast<char*>(p));
+  capacity_ = capacity;
+}
+
 void AlignedBuffer::resize(size_t n) {
-  if (n > capacity_) {
-    const size_t capacity = AlignUp(n);
-    void* p = std::aligned_alloc(kDirectIoAlignment, capacity);
-    if (p == nullptr) throw std::bad_alloc();
-    if (size_ > 0) std::memcpy(p, data_.get(), size_);
-    data_.reset(static_cast<char*>(p));
-    capacity_ = capacity;
-  }
+  reserve(n);
   size_ = n;
+}
+
+void AlignedBuffer::append(const char* bytes, size_t n) {
+  if (size_ + n > capacity_) reserve(std::max(size_ + n, 2 * capacity_));
+  if (n > 0) std::memcpy(data_.get() + size_, bytes, n);
+  size_ += n;
 }
 
 absl::Status WriteUncached(File& file, absl::string_view data, bool try_direct) {
   const size_t aligned = data.size() / kDirectIoAlignment * kDirectIoAlignment;
   size_t done = 0;
   if (try_direct && aligned > 0 && SetDirect(file.fd(), true)) {
+    // Data already aligned (an AlignedBuffer's) is written where it lies;
+    // any other goes through an aligned bounce buffer.
+    const bool in_place = reinterpret_cast<uintptr_t>(data.data()) % kDirectIoAlignment == 0;
     thread_local AlignedBuffer bounce;
-    bounce.resize(kBounceSize);
+    if (!in_place) bounce.resize(kBounceSize);
     while (done < aligned) {
-      const size_t n = std::min(kBounceSize, aligned - done);
-      std::memcpy(bounce.data(), data.data() + done, n);
-      const ssize_t w = ::pwrite(file.fd(), bounce.data(), n, static_cast<off_t>(done));
+      const size_t n = in_place ? aligned - done : std::min(kBounceSize, aligned - done);
+      const char* from = data.data() + done;
+      if (!in_place) {
+        std::memcpy(bounce.data(), from, n);
+        from = bounce.data();
+      }
+      const ssize_t w = ::pwrite(file.fd(), from, n, static_cast<off_t>(done));
       if (w < 0 && errno == EINTR) continue;
       // Accepted at open but not for this I/O (some filesystems): the
       // rest goes through the cache.

@@ -57,13 +57,13 @@ PackWriter::PackWriter(const RepositoryKeys& keys, const ObjectStore& store, Put
     : keys_(keys), store_(store), put_(std::move(put)) {}
 
 PackWriter::PackWriter(const RepositoryKeys& keys, const ObjectStore& store, PutOptions put,
-                       std::string buffer, size_t expected_size)
+                       AlignedBuffer buffer, size_t expected_size)
     : keys_(keys), store_(store), put_(std::move(put)), data_(std::move(buffer)) {
   data_.clear();
   data_.reserve(expected_size);
 }
 
-std::string PackWriter::TakeBuffer() {
+AlignedBuffer PackWriter::TakeBuffer() {
   data_.clear();
   chunks_.clear();
   return std::move(data_);
@@ -71,7 +71,7 @@ std::string PackWriter::TakeBuffer() {
 
 absl::Status PackWriter::Add(const ChunkId& id, std::string_view sealed,
                              uint32_t plaintext_length) {
-  if (data_.empty()) data_.assign(kPackMagic, kMagicSize);
+  if (data_.empty()) data_.append(kPackMagic, kMagicSize);
   if (data_.size() + sealed.size() > (uint64_t{1} << 32) - (uint64_t{64} << 20)) {
     return absl::FailedPreconditionError(
         absl::StrCat("pack writer: chunk ", ChunkIdHex(id),
@@ -83,25 +83,27 @@ absl::Status PackWriter::Add(const ChunkId& id, std::string_view sealed,
 }
 
 absl::StatusOr<PackInfo> PackWriter::Finish() {
-  if (data_.empty()) data_.assign(kPackMagic, kMagicSize);
+  if (data_.empty()) data_.append(kPackMagic, kMagicSize);
   dagvault::v1::PackTrailer trailer;
   trailer.set_format_version(kPackFormatVersion);
   for (const auto& c : chunks_) ToEntry(c, trailer.add_entries());
   ASSIGN_OR_RETURN(std::string sealed,
                    SealBlob(keys_, TrailerBinding(data_.size()), trailer.SerializeAsString()));
-  data_ += sealed;
+  data_.append(sealed);
   const uint32_t n = static_cast<uint32_t>(sealed.size());
-  for (int i = 0; i < 4; ++i) data_.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  char length[4];
+  for (int i = 0; i < 4; ++i) length[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  data_.append(length, sizeof(length));
   data_.append(kPackEndMagic, kMagicSize);
 
   PackInfo info;
-  info.id = PackIdOfTail(absl::string_view(data_).substr(data_.size() - kTailSize - n));
+  info.id = PackIdOfTail(data_.view().substr(data_.size() - kTailSize - n));
   info.key = PackKey(info.id);
   info.size = data_.size();
   info.chunks = std::move(chunks_);
   // Whole or not at all, durable on return. The name commits to a random
   // nonce's ciphertext: one already there is never this pack's twin.
-  RETURN_IF_ERROR(store_.PutIfAbsent(info.key, data_, put_));
+  RETURN_IF_ERROR(store_.PutIfAbsent(info.key, data_.view(), put_));
   data_.clear();
   chunks_.clear();
   return info;
@@ -138,10 +140,10 @@ absl::StatusOr<std::vector<PackInfo>> BackgroundPackWriter::Close() {
   return written_;
 }
 
-std::string BackgroundPackWriter::SpareBuffer() {
+AlignedBuffer BackgroundPackWriter::SpareBuffer() {
   std::lock_guard<std::mutex> l(mu_);
-  if (spare_.empty()) return std::string();
-  std::string buffer = std::move(spare_.back());
+  if (spare_.empty()) return AlignedBuffer();
+  AlignedBuffer buffer = std::move(spare_.back());
   spare_.pop_back();
   return buffer;
 }
@@ -162,7 +164,7 @@ void BackgroundPackWriter::Run() {
     // After a failure the rest are dropped: the backup fails anyway, and
     // its unreferenced packs would only be pruned later.
     absl::StatusOr<PackInfo> info = before.ok() ? pack->Finish() : absl::StatusOr<PackInfo>(before);
-    std::string buffer = pack->TakeBuffer();
+    AlignedBuffer buffer = pack->TakeBuffer();
     pack.reset();
     l.lock();
     if (spare_.size() < queue_limit_ + writers_) spare_.push_back(std::move(buffer));

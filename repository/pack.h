@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/uncached_io.h"
 #include "dagvault/v1/repository.pb.h"
 #include "repository/crypto.h"
 #include "repository/object_store.h"
@@ -63,7 +64,7 @@ class PackWriter {
   // reserves `expected_size`: a pack grown by doubling would copy itself
   // and fault in fresh pages several times over.
   PackWriter(const RepositoryKeys& keys, const ObjectStore& store, PutOptions put,
-             std::string buffer, size_t expected_size);
+             AlignedBuffer buffer, size_t expected_size);
 
   // Adds a sealed chunk (SealChunk's output). A pack stays under 4 GiB
   // (offsets are 32-bit in the in-memory index): Finish one before that.
@@ -73,13 +74,14 @@ class PackWriter {
   // Writes the pack durably and starts a new one.
   absl::StatusOr<PackInfo> Finish();
   // The (empty) buffer, for the next PackWriter.
-  std::string TakeBuffer();
+  AlignedBuffer TakeBuffer();
 
  private:
   const RepositoryKeys& keys_;
   const ObjectStore& store_;
   PutOptions put_;
-  std::string data_;
+  // Aligned, so that a folder writes it by direct I/O where it lies.
+  AlignedBuffer data_;
   std::vector<PackedChunk> chunks_;
 };
 
@@ -100,7 +102,7 @@ class BackgroundPackWriter {
   // Waits for every submitted pack; returns them, or the first error.
   absl::StatusOr<std::vector<PackInfo>> Close();
   // The buffer of a pack already written, or an empty string.
-  std::string SpareBuffer();
+  AlignedBuffer SpareBuffer();
 
  private:
   void Run();
@@ -113,7 +115,7 @@ class BackgroundPackWriter {
   bool closing_ = false;
   absl::Status status_;
   std::vector<PackInfo> written_;
-  std::vector<std::string> spare_;
+  std::vector<AlignedBuffer> spare_;
   std::vector<std::thread> threads_;
 };
 

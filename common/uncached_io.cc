@@ -59,9 +59,13 @@ void AlignedBuffer::append(const char* bytes, size_t n) {
 }
 
 absl::Status WriteUncached(File& file, absl::string_view data, bool try_direct) {
+  return WriteAtUncached(file, 0, data, try_direct);
+}
+
+absl::Status WriteAtUncached(File& file, uint64_t offset, absl::string_view data, bool try_direct) {
   const size_t aligned = data.size() / kDirectIoAlignment * kDirectIoAlignment;
   size_t done = 0;
-  if (try_direct && aligned > 0 && SetDirect(file.fd(), true)) {
+  if (try_direct && aligned > 0 && offset % kDirectIoAlignment == 0 && SetDirect(file.fd(), true)) {
     // Data already aligned (an AlignedBuffer's) is written where it lies;
     // any other goes through an aligned bounce buffer.
     const bool in_place = reinterpret_cast<uintptr_t>(data.data()) % kDirectIoAlignment == 0;
@@ -74,13 +78,16 @@ absl::Status WriteUncached(File& file, absl::string_view data, bool try_direct) 
         std::memcpy(bounce.data(), from, n);
         from = bounce.data();
       }
-      const ssize_t w = ::pwrite(file.fd(), from, n, static_cast<off_t>(done));
+      const ssize_t w = ::pwrite(file.fd(), from, n, static_cast<off_t>(offset + done));
       if (w < 0 && errno == EINTR) continue;
       // Accepted at open but not for this I/O (some filesystems): the
       // rest goes through the cache.
       if (w < 0 && errno == EINVAL) break;
       if (w < 0) {
-        return ErrnoToStatus(errno, absl::StrCat("write at offset ", done, " of"), file.path());
+        const int err = errno;
+        (void)SetDirect(file.fd(), false);
+        return ErrnoToStatus(err, absl::StrCat("write at offset ", offset + done, " of"),
+                             file.path());
       }
       done += static_cast<size_t>(w);
       // A short write leaves the offset unaligned: the rest goes through the cache.
@@ -88,7 +95,7 @@ absl::Status WriteUncached(File& file, absl::string_view data, bool try_direct) 
     }
     (void)SetDirect(file.fd(), false);
   }
-  return file.WriteAt(done, data.data() + done, data.size() - done);
+  return file.WriteAt(offset + done, data.data() + done, data.size() - done);
 }
 
 void DropCachedPages(const File& file, uint64_t offset, uint64_t length) {

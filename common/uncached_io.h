@@ -72,6 +72,10 @@ class AlignedBuffer {
 // cache.
 // `try_direct` false: all of it through the cache (the fallback, for tests).
 absl::Status WriteUncached(File& file, absl::string_view data, bool try_direct = true);
+// The same at `offset` of a file open for writing: direct only when the
+// offset is aligned; the unaligned tail through the cache.
+absl::Status WriteAtUncached(File& file, uint64_t offset, absl::string_view data,
+                             bool try_direct = true);
 
 // Asks the kernel to drop the file's cached pages in [offset, offset +
 // length) (0: to the end). Dirty pages are not dropped: sync first. Only a

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/testing/page_cache.h"
 #include "gtest/gtest.h"
 
 namespace dagvault {
@@ -52,22 +53,7 @@ class UncachedIoTest : public ::testing::TestWithParam<const char*> {
   std::string dir_;
 };
 
-// Pages of `path` in the page cache.
-size_t ResidentPages(const std::string& path) {
-  auto f = File::OpenReadOnly(path);
-  EXPECT_TRUE(f.ok());
-  const uint64_t size = *f->Size();
-  if (size == 0) return 0;
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, f->fd(), 0);
-  EXPECT_NE(map, MAP_FAILED);
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> in((size + page - 1) / page);
-  EXPECT_EQ(::mincore(map, size, in.data()), 0);
-  ::munmap(map, size);
-  size_t n = 0;
-  for (unsigned char c : in) n += c & 1;
-  return n;
-}
+using testing::ResidentPages;
 
 TEST_P(UncachedIoTest, WritesAndReadsEverySizeByteExact) {
   // Around the alignment and the 8 MiB bounce buffer.

@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/evp.h"
 #include "common/fault_injection.h"
+#include "common/testing/page_cache.h"
+#include "common/uncached_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "repository/block_map.h"
@@ -235,6 +237,36 @@ TEST_P(BackupTest, ACompressionLevelZstdDoesNotHaveIsRefused) {
     RestoreResult result;
     const std::string target = RestoreAll(BackUp({Put("db.edb", data)}, options), &result);
     EXPECT_EQ(ReadFile(target + "/db.edb"), data) << level;
+  }
+}
+
+// A Full reads the snapshot and writes its packs around the page cache:
+// neither the file's pages nor the packs' are left in it.
+TEST_P(BackupTest, AFullLeavesThePageCacheAsItFoundIt) {
+  if (!::dagvault::testing::DirectIoWorksIn(dir_.path())) {
+    GTEST_SKIP() << dir_.path() << " takes no direct I/O: nothing to show";
+  }
+  const BackupFile file = Put("db.edb", MakeEdbLike(4096, 8));  // 32 MiB
+  {
+    auto f = File::Open(file.path, O_RDONLY);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->Sync().ok());
+    DropCachedPages(*f);
+  }
+  ASSERT_EQ(::dagvault::testing::ResidentPages(file.path), 0u);
+  const auto m = BackUp({file});
+  EXPECT_EQ(::dagvault::testing::ResidentPages(file.path), 0u);
+  if (GetParam() == Backend::kFilesystem) {
+    size_t pack_pages = 0;
+    for (const auto& e :
+         std::filesystem::recursive_directory_iterator(store_.location + "/packs")) {
+      if (e.is_regular_file()) {
+        pack_pages += ::dagvault::testing::ResidentPages(e.path().string());
+      }
+    }
+    // At most each pack's last, partial page, written through the cache
+    // and dropped after its fsync.
+    EXPECT_LE(pack_pages, 2u);
   }
 }
 

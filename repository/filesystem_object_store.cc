@@ -22,7 +22,7 @@ bool IsTemporary(absl::string_view name) { return absl::EndsWith(name, ".tmp"); 
 
 // Objects and ranges from this size on are bulk data (packs), kept out of
 // the page cache.
-constexpr size_t kUncachedWriteMin = 1 << 20;
+constexpr size_t kUncachedMin = 1 << 20;
 
 }  // namespace
 
@@ -51,7 +51,7 @@ absl::Status FilesystemObjectStore::PutIfAbsent(const std::string& key, absl::st
   const mode_t mode = options.owner_only ? 0600 : 0644;
   // Objects this large are packs, written once and not read back soon:
   // they go around the page cache, leaving it to the mail server.
-  if (data.size() >= kUncachedWriteMin) return WriteNewFileAtomicallyUncached(path, data, mode);
+  if (data.size() >= kUncachedMin) return WriteNewFileAtomicallyUncached(path, data, mode);
   return WriteNewFileAtomically(path, data, mode);
 }
 
@@ -75,12 +75,18 @@ absl::StatusOr<std::string> FilesystemObjectStore::GetRange(const std::string& k
     return absl::OutOfRangeError(
         absl::StrCat(path, ": offset ", offset, " is past its end (", size, " bytes)"));
   }
-  std::string out(std::min<uint64_t>(length, size - offset), '\0');
+  const uint64_t want = std::min<uint64_t>(length, size - offset);
+  if (want >= kUncachedMin) {
+    // Pack data a restore or a check reads once: around the page cache,
+    // so that neither fills it with packs.
+    ASSIGN_OR_RETURN(UncachedReader reader, UncachedReader::Open(path));
+    thread_local AlignedBuffer buffer;
+    ASSIGN_OR_RETURN(size_t got, reader.ReadAtMost(offset, want, &buffer));
+    return std::string(buffer.data(), got);
+  }
+  std::string out(want, '\0');
   ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(offset, out.data(), out.size()));
   out.resize(got);
-  // Large ranges are pack data a restore or a check reads once: dropped
-  // behind, so that a restore does not fill the page cache with packs.
-  if (got >= kUncachedWriteMin) DropCachedPages(f, offset, got);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "common/fault_injection.h"
 #include "common/status_macros.h"
 #include "mailstore/engine/layout.h"
 
@@ -52,7 +53,7 @@ absl::StatusOr<RedoApplier::PageState*> RedoApplier::State(uint32_t db, PageNo p
   return &states_.emplace(key, state).first->second;
 }
 
-absl::StatusOr<PageBuffer*> RedoApplier::Buffer(uint32_t db, PageNo pgno) {
+absl::StatusOr<PageBuffer*> RedoApplier::Buffer(uint32_t db, PageNo pgno, bool imaged) {
   const Key key{db, pgno};
   auto it = buffers_.find(key);
   if (it == buffers_.end()) {
@@ -64,6 +65,7 @@ absl::StatusOr<PageBuffer*> RedoApplier::Buffer(uint32_t db, PageNo pgno) {
     it = buffers_.emplace(key, Buffered{std::move(buffer), false}).first;
   }
   it->second.dirty = true;
+  it->second.imaged = it->second.imaged || imaged;
   return it->second.page.get();
 }
 
@@ -150,7 +152,7 @@ absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, cons
   }
 
   if (mode_ == Mode::kApply) {
-    ASSIGN_OR_RETURN(PageBuffer * buffer, Buffer(db_index, pgno));
+    ASSIGN_OR_RETURN(PageBuffer * buffer, Buffer(db_index, pgno, is_image));
     uint8_t* page = buffer->data();
     if (image != nullptr) {
       std::memcpy(page, image, page_size);
@@ -218,19 +220,26 @@ absl::Status RedoApplier::Flush(Generation generation) {
       }));
     }
   }
-  if (dwb_ != nullptr && !dirty_dbs.empty()) {
-    std::vector<DoubleWriteBuffer::Entry> entries;
+  std::vector<DoubleWriteBuffer::Entry> entries;  // the pages only the buffer could repair
+  if (dwb_ != nullptr) {
     for (const auto& [key, buffered] : buffers_) {
-      if (buffered.dirty) entries.push_back({key.first, key.second, buffered.page->data()});
+      if (buffered.dirty && !buffered.imaged) {
+        entries.push_back({key.first, key.second, buffered.page->data()});
+      }
     }
+  }
+  if (!entries.empty()) {
     RETURN_IF_ERROR(dwb_->Write(entries, dbs_[entries.front().db_index].file->page_size()));
   }
+  // For tests: a flush stopped here has the double-write buffer written and
+  // no page in place, as a crash would leave it.
+  RETURN_IF_ERROR(FailPoint("redo.flush.after_double_write"));
   for (const auto& [key, buffered] : buffers_) {
     if (!buffered.dirty) continue;
     RETURN_IF_ERROR(dbs_[key.first].file->WritePage(key.second, buffered.page->data()));
   }
   for (const auto& [db, unused] : dirty_dbs) RETURN_IF_ERROR(dbs_[db].file->Sync());
-  if (dwb_ != nullptr && !dirty_dbs.empty()) RETURN_IF_ERROR(dwb_->Clear());
+  if (!entries.empty()) RETURN_IF_ERROR(dwb_->Clear());
   buffers_.clear();
   return absl::OkStatus();
 }

@@ -38,8 +38,16 @@ class RedoApplier {
 
   // start_generation is where replay begins: a database marked dirty by a
   // flush requires the logs from there.
-  // With a double-write buffer, every flush goes through it, so a flush
-  // torn by a crash is repaired before the next replay.
+  // With a double-write buffer, a flush puts the pages it writes there
+  // first, so that a page torn by a crash is repaired before the next
+  // replay; except the pages an image record rebuilt since the last
+  // flush: a torn one of those is rebuilt again by that image, which a
+  // replay after the crash applies again. That holds because both users
+  // replay from a start that no flush moves: recovery from its start to
+  // the end, and a passive copy's batch from the checkpoint in the
+  // headers, which moves only after the batch's last flush. Images are
+  // most of a mail store's log (new items), so most pages are written
+  // once, not twice.
   RedoApplier(std::vector<Database> dbs, Generation start_generation, Mode mode,
               DoubleWriteBuffer* dwb = nullptr, size_t max_cached_pages = 32768);
 
@@ -84,7 +92,9 @@ class RedoApplier {
   using Key = std::pair<uint32_t, PageNo>;
 
   absl::StatusOr<PageState*> State(uint32_t db, PageNo pgno);
-  absl::StatusOr<PageBuffer*> Buffer(uint32_t db, PageNo pgno);
+  // The page's buffer, marked dirty; `imaged` when an image record is
+  // about to rebuild it.
+  absl::StatusOr<PageBuffer*> Buffer(uint32_t db, PageNo pgno, bool imaged);
 
   std::vector<Database> dbs_;
   Generation start_generation_;
@@ -95,6 +105,9 @@ class RedoApplier {
   struct Buffered {
     std::shared_ptr<PageBuffer> page;
     bool dirty = false;
+    // An image record (whole or sparse) was applied since the last flush:
+    // the log rebuilds this page (the double-write buffer is not needed).
+    bool imaged = false;
   };
   std::map<Key, Buffered> buffers_;  // apply mode: pages read or changed since a flush
   std::vector<DbTime> max_dbtime_;

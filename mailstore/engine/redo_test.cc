@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/testing/temp_dir.h"
 #include "gtest/gtest.h"
@@ -171,6 +172,50 @@ TEST_F(RedoTest, RecordsBeforeTheDatabasesOwnStartAreSkipped) {
   ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(kMetaPage, 7, 8)).ok());
   EXPECT_EQ(r.skipped(), 1u);
   EXPECT_EQ(r.applied(), 0u);
+}
+
+// A flush puts in the double-write buffer only the pages the log could
+// not rebuild: a page an image rebuilt in this batch is written once, and
+// if its write is torn by a crash the same replay's image rebuilds it.
+TEST_F(RedoTest, APageAnImageRebuiltSkipsTheDoubleWriteBufferAndATornOneIsRebuiltByIt) {
+  {
+    RedoApplier first = Applier();  // page 12 is on disk before the batch
+    ASSERT_TRUE(Apply(first, RecordType::kPageImage, ImageBody(12, 12, 5)).ok());
+    ASSERT_TRUE(first.Flush(1).ok());
+  }
+  auto batch = [&](RedoApplier& r) {
+    ASSERT_TRUE(Apply(r, RecordType::kPageImage, ImageBody(9, 9, 10)).ok());
+    ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(9, 10, 11)).ok());
+    ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(12, 5, 6)).ok());
+  };
+  DoubleWriteBuffer dwb(dir_.Sub("E00.dwb"));
+  RedoApplier r({RedoApplier::Database{db_.get(), Lsn{}}}, 1, RedoApplier::Mode::kApply, &dwb);
+  batch(r);
+  // The crash: the buffer written, then both pages torn in place.
+  ASSERT_TRUE(ConfigureFailPoint("redo.flush.after_double_write").ok());
+  EXPECT_FALSE(r.Flush(1).ok());
+  ASSERT_TRUE(ConfigureFailPoint("").ok());
+  Damage(9);
+  Damage(12);
+  // Only page 12, which deltas alone changed, is in the buffer.
+  auto repaired = DoubleWriteBuffer(dir_.Sub("E00.dwb")).Repair({db_.get()});
+  ASSERT_TRUE(repaired.ok()) << repaired.status();
+  EXPECT_EQ(*repaired, 1);
+  uint8_t page[kPage];
+  ASSERT_TRUE(db_->ReadPage(12, page).ok());
+  EXPECT_EQ(PageDbTime(page), 6u);
+  EXPECT_FALSE(db_->ReadPage(9, page).ok());
+  // The replay after the crash, from the same start: page 9's image
+  // rebuilds it, page 12 already holds its change.
+  RedoApplier again = Applier();
+  batch(again);
+  ASSERT_TRUE(again.Finish().ok());
+  ASSERT_TRUE(again.Flush(1).ok());
+  ASSERT_TRUE(db_->ReadPage(9, page).ok());
+  EXPECT_EQ(PageDbTime(page), 11u);
+  EXPECT_EQ(std::memcmp(page + 0x1000, "hi", 2), 0);
+  ASSERT_TRUE(db_->ReadPage(12, page).ok());
+  EXPECT_EQ(PageDbTime(page), 6u);
 }
 
 TEST_F(RedoTest, DryRunChecksButWritesNothing) {

@@ -134,6 +134,16 @@ class BackupRun {
   void Completed(size_t t);
   absl::Status Finalize(size_t file);
   void Fail(const absl::Status& s);
+  // Runs one step of a thread unless the backup was cancelled; on failure
+  // stops every thread and returns false.
+  template <typename F>
+  bool Step(F step) {
+    absl::Status s = options_.control != nullptr && options_.control->cancel
+                         ? absl::CancelledError("the backup was cancelled")
+                         : step();
+    if (!s.ok()) Fail(s);
+    return s.ok();
+  }
   std::unique_ptr<PackWriter> NewPack() {
     // Room for the target and one more chunk of new blocks, sealed.
     return std::make_unique<PackWriter>(repo_.keys(), repo_.store(), put_,
@@ -273,13 +283,7 @@ void BackupRun::Reader() {
         free_buffers_.pop_back();
       }
     }
-    absl::Status s = options_.control != nullptr && options_.control->cancel
-                         ? absl::CancelledError("the backup was cancelled")
-                         : Read(t);
-    if (!s.ok()) {
-      Fail(s);
-      return;
-    }
+    if (!Step([&] { return Read(t); })) return;
     std::lock_guard<std::mutex> l(order_mu_);
     results_[t].read = true;
     window_cv_.notify_all();
@@ -320,13 +324,7 @@ void BackupRun::Worker() {
       if (!status_.ok() || next_ >= tasks_.size()) return;
       t = next_++;
     }
-    absl::Status s = options_.control != nullptr && options_.control->cancel
-                         ? absl::CancelledError("the backup was cancelled")
-                         : Process(t);
-    if (!s.ok()) {
-      Fail(s);
-      return;
-    }
+    if (!Step([&] { return Process(t); })) return;
     Completed(t);
   }
 }

@@ -1,5 +1,6 @@
 #include "mailstore/engine/redo.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -30,7 +31,20 @@ RedoApplier::RedoApplier(std::vector<Database> dbs, Generation start_generation,
       mode_(mode),
       dwb_(dwb),
       max_cached_(max_cached_pages),
-      max_dbtime_(dbs_.size(), 0) {}
+      max_dbtime_(dbs_.size(), 0) {
+  // The latest place any later replay could start from: a soft one at the
+  // header's checkpoint, a hard one at log_required_min, this one at its
+  // start. No flush of this run moves either header field past a record
+  // of this run, so an image from here on is replayed again after a crash.
+  for (const Database& db : dbs_) {
+    Lsn from = db.start;
+    if (db.file != nullptr) {
+      const DbHeader h = db.file->header();
+      from = std::max({from, h.checkpoint, Lsn{h.log_required_min, 0}});
+    }
+    rebuild_from_.push_back(from);
+  }
+}
 
 absl::StatusOr<RedoApplier::PageState*> RedoApplier::State(uint32_t db, PageNo pgno) {
   const Key key{db, pgno};
@@ -152,7 +166,8 @@ absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, cons
   }
 
   if (mode_ == Mode::kApply) {
-    ASSIGN_OR_RETURN(PageBuffer * buffer, Buffer(db_index, pgno, is_image));
+    ASSIGN_OR_RETURN(PageBuffer * buffer,
+                     Buffer(db_index, pgno, is_image && lsn >= rebuild_from_[db_index]));
     uint8_t* page = buffer->data();
     if (image != nullptr) {
       std::memcpy(page, image, page_size);
@@ -237,9 +252,15 @@ absl::Status RedoApplier::Flush(Generation generation) {
   for (const auto& [key, buffered] : buffers_) {
     if (!buffered.dirty) continue;
     RETURN_IF_ERROR(dbs_[key.first].file->WritePage(key.second, buffered.page->data()));
+    // For tests: killed with some pages in place and others not.
+    DAGVAULT_CRASH_POINT("redo.flush.page_written");
   }
   for (const auto& [db, unused] : dirty_dbs) RETURN_IF_ERROR(dbs_[db].file->Sync());
-  if (!entries.empty()) RETURN_IF_ERROR(dwb_->Clear());
+  // Emptied after every flush that wrote pages, also when none went
+  // through it: it may still hold pages of a flush a crash interrupted
+  // (Repair restores, but does not empty), which a later repair would put
+  // back over newer ones.
+  if (dwb_ != nullptr && !dirty_dbs.empty()) RETURN_IF_ERROR(dwb_->Clear());
   buffers_.clear();
   return absl::OkStatus();
 }

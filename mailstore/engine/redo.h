@@ -41,13 +41,14 @@ class RedoApplier {
   // With a double-write buffer, a flush puts the pages it writes there
   // first, so that a page torn by a crash is repaired before the next
   // replay; except the pages an image record rebuilt since the last
-  // flush: a torn one of those is rebuilt again by that image, which a
-  // replay after the crash applies again. That holds because both users
-  // replay from a start that no flush moves: recovery from its start to
-  // the end, and a passive copy's batch from the checkpoint in the
-  // headers, which moves only after the batch's last flush. Images are
-  // most of a mail store's log (new items), so most pages are written
-  // once, not twice.
+  // flush, at or after the latest place a later replay could start from
+  // (the header's checkpoint for a soft one, log_required_min for a hard
+  // one, this one's start): a torn one of those is rebuilt again by that
+  // image, which the replay after the crash applies again. No flush moves
+  // those places past a record of the run: recovery's flushes leave the
+  // checkpoint alone, and a passive copy raises it only after the batch's
+  // last flush. Images are most of a mail store's log (new items), so
+  // most pages are written once, not twice.
   RedoApplier(std::vector<Database> dbs, Generation start_generation, Mode mode,
               DoubleWriteBuffer* dwb = nullptr, size_t max_cached_pages = 32768);
 
@@ -111,6 +112,7 @@ class RedoApplier {
   };
   std::map<Key, Buffered> buffers_;  // apply mode: pages read or changed since a flush
   std::vector<DbTime> max_dbtime_;
+  std::vector<Lsn> rebuild_from_;  // per database: images from here rebuild a page
   uint64_t applied_ = 0, skipped_ = 0, superseded_ = 0, not_attached_ = 0;
 };
 

@@ -218,6 +218,45 @@ TEST_F(RedoTest, APageAnImageRebuiltSkipsTheDoubleWriteBufferAndATornOneIsRebuil
   EXPECT_EQ(PageDbTime(page), 6u);
 }
 
+// An image before where a later replay could start (a hard recovery
+// replays from log_required_min, a soft one from the checkpoint) is not
+// replayed after a crash: its page goes through the buffer.
+TEST_F(RedoTest, AnImageBeforeTheCheckpointDoesNotSkipTheDoubleWriteBuffer) {
+  ASSERT_TRUE(db_->UpdateHeader([](DbHeader& h) { h.checkpoint = Lsn{2, 0}; }).ok());
+  DoubleWriteBuffer dwb(dir_.Sub("E00.dwb"));
+  // A hard recovery's applier: from the start, before the checkpoint.
+  RedoApplier r({RedoApplier::Database{db_.get(), Lsn{}}}, 1, RedoApplier::Mode::kApply, &dwb);
+  ASSERT_TRUE(Apply(r, RecordType::kPageImage, ImageBody(9, 9, 10)).ok());  // at 1:4096
+  ASSERT_TRUE(ConfigureFailPoint("redo.flush.after_double_write").ok());
+  EXPECT_FALSE(r.Flush(1).ok());
+  ASSERT_TRUE(ConfigureFailPoint("").ok());
+  Damage(9);
+  auto repaired = DoubleWriteBuffer(dir_.Sub("E00.dwb")).Repair({db_.get()});
+  ASSERT_TRUE(repaired.ok()) << repaired.status();
+  EXPECT_EQ(*repaired, 1);
+  uint8_t page[kPage];
+  ASSERT_TRUE(db_->ReadPage(9, page).ok());
+  EXPECT_EQ(PageDbTime(page), 10u);
+}
+
+// A flush empties the buffer even when none of its pages needed it: what
+// an interrupted flush left there must not be put back over newer pages by
+// a later repair.
+TEST_F(RedoTest, AFlushOfImagedPagesOnlyStillEmptiesALeftoverBuffer) {
+  std::string stale(kPage, '\0');
+  InitPage(reinterpret_cast<uint8_t*>(stale.data()), kPage, 12, PageType::kBTreeLeaf);
+  SetPageDbTime(reinterpret_cast<uint8_t*>(stale.data()), 3);
+  DoubleWriteBuffer dwb(dir_.Sub("E00.dwb"));
+  ASSERT_TRUE(dwb.Write({{0, 12, reinterpret_cast<const uint8_t*>(stale.data())}}, kPage).ok());
+  RedoApplier r({RedoApplier::Database{db_.get(), Lsn{}}}, 1, RedoApplier::Mode::kApply, &dwb);
+  ASSERT_TRUE(Apply(r, RecordType::kPageImage, ImageBody(9, 9, 10)).ok());
+  ASSERT_TRUE(r.Flush(1).ok());
+  Damage(12);
+  auto repaired = DoubleWriteBuffer(dir_.Sub("E00.dwb")).Repair({db_.get()});
+  ASSERT_TRUE(repaired.ok()) << repaired.status();
+  EXPECT_EQ(*repaired, 0);
+}
+
 TEST_F(RedoTest, DryRunChecksButWritesNothing) {
   const std::string before = *ReadFileToString(dir_.Sub("db.edb"));
   RedoApplier dry = Applier(RedoApplier::Mode::kDryRun);

@@ -36,6 +36,17 @@ std::string UnusedPath(const std::string& path) {
   return candidate;
 }
 
+// A double-write buffer holds pages of the database files it was written
+// for. Restored files replace those: a buffer left by an interrupted flush
+// would put the old files' pages into them (a page past their end, or over
+// one that fails its checksum). It is kept aside, not deleted.
+absl::Status MoveDoubleWriteBufferAside(const std::string& system_dir, const std::string& prefix,
+                                        const std::string& stamp) {
+  const std::string dwb = JoinPath(system_dir, absl::StrCat(prefix, ".dwb"));
+  if (!PathExists(dwb)) return absl::OkStatus();
+  return RenameDurably(dwb, UnusedPath(absl::StrCat(dwb, ".before-restore-", stamp)));
+}
+
 // Moves closed logs newer than `generation` out of `dir` into `aside`, so
 // that the unit can be opened after a point-in-time recovery.
 absl::Status MoveLaterLogsAside(const std::string& dir, const std::string& prefix,
@@ -316,6 +327,7 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::RestoreComplete(
   const std::string log_dir = s.target.log_dir();
   const std::string prefix = s.target.log_prefix();
   const std::string stamp = Stamp(clock_);
+  RETURN_IF_ERROR(MoveDoubleWriteBufferAside(s.target.system_dir(), prefix, stamp));
   if (s.recovery_database.empty()) {
     // The restored logs join the logs still on the server (roll-forward),
     // or replace them (the old ones are kept aside, not deleted).
@@ -448,6 +460,12 @@ absl::StatusOr<dagvault::v1::RestoreCompleteResponse> Writers::CompletePassiveRe
       host->AbandonPassiveRestore(std::string(aside.message()));
       return aside;
     }
+  }
+  if (absl::Status aside =
+          MoveDoubleWriteBufferAside(s.target.system_dir(), s.target.log_prefix(), Stamp(clock_));
+      !aside.ok()) {
+    host->AbandonPassiveRestore(std::string(aside.message()));
+    return aside;
   }
   ASSIGN_OR_RETURN(Generation replayed, host->EndPassiveRestore(s.restore_id));
   dagvault::v1::RestoreCompleteResponse response;

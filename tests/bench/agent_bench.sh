@@ -19,7 +19,8 @@
 #   - a second Full after about 2% new data: bytes stored and time against
 #     the first (medians; each run into a reflink clone of the repository);
 #   - restore and replay rates, as a Recovery Database of the Full plus the
-#     Incremental.
+#     Incremental;
+#   - zstd's levels, and the raw-or-not sample, on the unit's .edb and logs.
 # Each timed step starts with cold caches (root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +29,7 @@ WORK=${DAGVAULT_BENCH_DIR:-/var/tmp/dagvault-agent-bench}
 BIN=$PWD/build/bin
 command -v mkfs.xfs >/dev/null && command -v jq >/dev/null ||
   { apt-get update -qq && apt-get install -y -qq xfsprogs jq >/dev/null; }
-ninja -C build dagvault dagvault-agent mailstored mailstore-util >/dev/null
+ninja -C build dagvault dagvault-agent mailstored mailstore-util repository_bench_data >/dev/null
 
 cleanup() {
   deploy/lab/lab.sh stop --dir "$WORK/xfs/lab" >/dev/null 2>&1 || true
@@ -176,4 +177,14 @@ printf '%-46s %s\n' \
   "second Full: new bytes / first Full's" "$(field "$full2" new_bytes) / $FULL_NEW = $(awk "BEGIN{printf \"%.2f%%\", $(field "$full2" new_bytes) * 100 / $FULL_NEW}") (target <= 4%)" \
   "second Full: time / first Full's (medians)" "$FULL2_MS / $FULL_MS ms = $(awk "BEGIN{printf \"%.2f\", $FULL2_MS / $FULL_MS}") (target <= 0.5; runs: ${full2_ms[*]})" \
   "restore (Full + Incremental) as an RDB" "$(( $(field "$restore" bytes) >> 20 )) MiB in $(field "$restore" transfer_ms) ms = $(mib_s "$(field "$restore" bytes)" "$(field "$restore" transfer_ms)") MiB/s" \
-  "replay of the Incremental's logs, and mount" "$((INC_LOG_BYTES >> 20)) MiB in $(field "$restore" replay_ms) ms = $(mib_s "$INC_LOG_BYTES" "$(field "$restore" replay_ms)") MiB/s"
+  "replay of the Incremental's logs, and mount" "$((INC_LOG_BYTES >> 20)) MiB in $(field "$restore" replay_ms) ms = $(mib_s "$INC_LOG_BYTES" "$(field "$restore" replay_ms)") MiB/s (target >= 100)"
+# zstd's levels on the unit's real data (issue 21): its .edb and its logs.
+echo
+$BIN/repository_bench_data zstd-table "DB02's .edb" "$EDB"
+LOGS=$(find "$UNIT_DIR/logs" -name 'E01????????.log' | sort | head -256)
+if [ -n "$LOGS" ]; then
+  # shellcheck disable=SC2086 # one argument per log file
+  $BIN/repository_bench_data zstd-table "DB02's logs" $LOGS
+else
+  echo "zstd on DB02's logs: none left (the Incremental truncated them)"
+fi

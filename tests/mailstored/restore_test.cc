@@ -10,6 +10,8 @@
 #include "common/evp.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
+#include "mailstore/engine/double_write.h"
+#include "mailstore/format/page.h"
 #include "tests/mailstored/backup_set.h"
 #include "tests/mailstored/test_util.h"
 
@@ -359,6 +361,19 @@ TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
   prepared = PrepareRestore(cluster, kNode1, ToOwnLocation(true));
   ASSERT_OK(prepared);
   ASSERT_OK(PlaceForRestore({full, inc}, *prepared));
+  // A double-write buffer an interrupted flush left behind holds pages of
+  // the replaced files: it is kept aside, and none of its pages reaches
+  // the restored database (this one lies far past its end).
+  const std::string unit_dir = cluster.node(kNode1).config.data_root() + "/" + kUnit;
+  constexpr mailstore::PageNo kStalePage = 100000;
+  {
+    std::string stale(8192, '\0');
+    auto* bytes = reinterpret_cast<uint8_t*>(stale.data());
+    mailstore::InitPage(bytes, 8192, kStalePage, mailstore::PageType::kBTreeLeaf);
+    mailstore::SetPageDbTime(bytes, 1u << 30);
+    mailstore::DoubleWriteBuffer dwb(unit_dir + "/E01.dwb");
+    ASSERT_OK(dwb.Write({{0, kStalePage, bytes}}, 8192));
+  }
   const uint32_t point = inc->frozen.high_generation();
   auto pit = RestoreComplete(cluster, kNode1, Complete(prepared->session(), point));
   ASSERT_OK(pit);
@@ -370,15 +385,19 @@ TEST(Restore, ToTheOriginalLocationWithRollForwardOrToAPointInTimeThenReseed) {
   EXPECT_FALSE(gone->has_value());
   // The server's own logs, the later generations among them, were kept
   // aside, not deleted.
-  bool kept_aside = false;
-  const std::string unit_dir = cluster.node(kNode1).config.data_root() + "/" + kUnit;
+  bool kept_aside = false, dwb_aside = false;
   for (const auto& e : std::filesystem::directory_iterator(unit_dir)) {
     const std::string name = e.path().filename().string();
     if (name.rfind("logs.before-restore-", 0) == 0) {
       kept_aside |= PathExists(absl::StrFormat("%s/%s/E01%08X.log", unit_dir, name, point + 1));
     }
+    dwb_aside |= name.rfind("E01.dwb.before-restore-", 0) == 0;
   }
   EXPECT_TRUE(kept_aside) << "the logs after the point in time were not kept";
+  EXPECT_TRUE(dwb_aside) << "the old double-write buffer was not kept aside";
+  EXPECT_LT(std::filesystem::file_size(unit_dir + "/" + kUnit + ".edb"),
+            uint64_t{kStalePage} * 8192)
+      << "a page of the old double-write buffer reached the restored database";
 
   // Every copy back onto the same data: the passives are reseeded.
   for (int i : {kNode2, kNode3}) {

@@ -23,6 +23,7 @@ bool IsTemporary(absl::string_view name) { return absl::EndsWith(name, ".tmp"); 
 // Objects and ranges from this size on are bulk data (packs), kept out of
 // the page cache.
 constexpr size_t kUncachedMin = 1 << 20;
+constexpr size_t kKeptBuffer = 8 << 20;
 
 }  // namespace
 
@@ -63,6 +64,12 @@ absl::Status FilesystemObjectStore::Replace(const std::string& key, absl::string
 
 absl::StatusOr<std::string> FilesystemObjectStore::Get(const std::string& key) const {
   ASSIGN_OR_RETURN(std::string path, PathOf(key));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) >= kUncachedMin) {
+    // A whole pack (check --read-data, a prune's repack): read once,
+    // around the page cache.
+    return GetRange(key, 0, static_cast<uint64_t>(st.st_size));
+  }
   return ReadFileToString(path);
 }
 
@@ -79,8 +86,12 @@ absl::StatusOr<std::string> FilesystemObjectStore::GetRange(const std::string& k
   if (want >= kUncachedMin) {
     // Pack data a restore or a check reads once: around the page cache,
     // so that neither fills it with packs.
+    // A thread keeps a buffer for a restore's ranges (at most 8 MiB);
+    // a larger one (a whole pack) is given back at once.
     ASSIGN_OR_RETURN(UncachedReader reader, UncachedReader::Open(path));
-    thread_local AlignedBuffer buffer;
+    thread_local AlignedBuffer kept;
+    AlignedBuffer once;
+    AlignedBuffer& buffer = want <= kKeptBuffer ? kept : once;
     ASSIGN_OR_RETURN(size_t got, reader.ReadAtMost(offset, want, &buffer));
     return std::string(buffer.data(), got);
   }

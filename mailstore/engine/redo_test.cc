@@ -54,6 +54,24 @@ class RedoTest : public ::testing::Test {
     return RedoApplier({RedoApplier::Database{db_.get(), Lsn{}}}, 1, mode);
   }
 
+  // Flushes `r` as far as a crash right after the double-write buffer is
+  // written would: nothing in place yet.
+  void FlushStoppedAfterTheBuffer(RedoApplier& r) {
+    ASSERT_TRUE(ConfigureFailPoint("redo.flush.after_double_write").ok());
+    EXPECT_FALSE(r.Flush(1).ok());
+    ASSERT_TRUE(ConfigureFailPoint("").ok());
+  }
+  // How many torn pages the buffer left in E00.dwb repairs.
+  int RepairFromTheBuffer() {
+    auto repaired = DoubleWriteBuffer(dir_.Sub("E00.dwb")).Repair({db_.get()});
+    EXPECT_TRUE(repaired.ok()) << repaired.status();
+    return repaired.value_or(-1);
+  }
+  RedoApplier ApplierWithBuffer(DoubleWriteBuffer* dwb) {
+    return RedoApplier({RedoApplier::Database{db_.get(), Lsn{}}}, 1, RedoApplier::Mode::kApply,
+                       dwb);
+  }
+
   void Damage(PageNo pgno) {
     auto f = File::Open(dir_.Sub("db.edb"), O_RDWR);
     ASSERT_TRUE(f.ok());
@@ -189,18 +207,14 @@ TEST_F(RedoTest, APageAnImageRebuiltSkipsTheDoubleWriteBufferAndATornOneIsRebuil
     ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(12, 5, 6)).ok());
   };
   DoubleWriteBuffer dwb(dir_.Sub("E00.dwb"));
-  RedoApplier r({RedoApplier::Database{db_.get(), Lsn{}}}, 1, RedoApplier::Mode::kApply, &dwb);
+  RedoApplier r = ApplierWithBuffer(&dwb);
   batch(r);
   // The crash: the buffer written, then both pages torn in place.
-  ASSERT_TRUE(ConfigureFailPoint("redo.flush.after_double_write").ok());
-  EXPECT_FALSE(r.Flush(1).ok());
-  ASSERT_TRUE(ConfigureFailPoint("").ok());
+  FlushStoppedAfterTheBuffer(r);
   Damage(9);
   Damage(12);
   // Only page 12, which deltas alone changed, is in the buffer.
-  auto repaired = DoubleWriteBuffer(dir_.Sub("E00.dwb")).Repair({db_.get()});
-  ASSERT_TRUE(repaired.ok()) << repaired.status();
-  EXPECT_EQ(*repaired, 1);
+  EXPECT_EQ(RepairFromTheBuffer(), 1);
   uint8_t page[kPage];
   ASSERT_TRUE(db_->ReadPage(12, page).ok());
   EXPECT_EQ(PageDbTime(page), 6u);
@@ -225,15 +239,11 @@ TEST_F(RedoTest, AnImageBeforeTheCheckpointDoesNotSkipTheDoubleWriteBuffer) {
   ASSERT_TRUE(db_->UpdateHeader([](DbHeader& h) { h.checkpoint = Lsn{2, 0}; }).ok());
   DoubleWriteBuffer dwb(dir_.Sub("E00.dwb"));
   // A hard recovery's applier: from the start, before the checkpoint.
-  RedoApplier r({RedoApplier::Database{db_.get(), Lsn{}}}, 1, RedoApplier::Mode::kApply, &dwb);
+  RedoApplier r = ApplierWithBuffer(&dwb);
   ASSERT_TRUE(Apply(r, RecordType::kPageImage, ImageBody(9, 9, 10)).ok());  // at 1:4096
-  ASSERT_TRUE(ConfigureFailPoint("redo.flush.after_double_write").ok());
-  EXPECT_FALSE(r.Flush(1).ok());
-  ASSERT_TRUE(ConfigureFailPoint("").ok());
+  FlushStoppedAfterTheBuffer(r);
   Damage(9);
-  auto repaired = DoubleWriteBuffer(dir_.Sub("E00.dwb")).Repair({db_.get()});
-  ASSERT_TRUE(repaired.ok()) << repaired.status();
-  EXPECT_EQ(*repaired, 1);
+  EXPECT_EQ(RepairFromTheBuffer(), 1);
   uint8_t page[kPage];
   ASSERT_TRUE(db_->ReadPage(9, page).ok());
   EXPECT_EQ(PageDbTime(page), 10u);
@@ -248,13 +258,11 @@ TEST_F(RedoTest, AFlushOfImagedPagesOnlyStillEmptiesALeftoverBuffer) {
   SetPageDbTime(reinterpret_cast<uint8_t*>(stale.data()), 3);
   DoubleWriteBuffer dwb(dir_.Sub("E00.dwb"));
   ASSERT_TRUE(dwb.Write({{0, 12, reinterpret_cast<const uint8_t*>(stale.data())}}, kPage).ok());
-  RedoApplier r({RedoApplier::Database{db_.get(), Lsn{}}}, 1, RedoApplier::Mode::kApply, &dwb);
+  RedoApplier r = ApplierWithBuffer(&dwb);
   ASSERT_TRUE(Apply(r, RecordType::kPageImage, ImageBody(9, 9, 10)).ok());
   ASSERT_TRUE(r.Flush(1).ok());
   Damage(12);
-  auto repaired = DoubleWriteBuffer(dir_.Sub("E00.dwb")).Repair({db_.get()});
-  ASSERT_TRUE(repaired.ok()) << repaired.status();
-  EXPECT_EQ(*repaired, 0);
+  EXPECT_EQ(RepairFromTheBuffer(), 0);
 }
 
 TEST_F(RedoTest, DryRunChecksButWritesNothing) {

@@ -458,14 +458,12 @@ void BackupRun::Completed(size_t t) {
     FileState& f = *files_[tasks_[i].file];
     f.tree.AddLeafDigests(results_[i].leaves);
     std::string().swap(results_[i].leaves);
-    AlignedBuffer done;
-    if (f.plain_sha) {
-      f.sha.Update(results_[i].data);
-      done = std::move(results_[i].data);
-    }
+    if (f.plain_sha) f.sha.Update(results_[i].data);
     absl::Status s = i == f.last_task ? Finalize(tasks_[i].file) : absl::OkStatus();
     l.lock();
-    if (f.plain_sha) free_buffers_.push_back(std::move(done));
+    // A log's buffer, kept for its plain SHA-256 until now (any other
+    // file's went back when it was processed).
+    if (f.plain_sha) free_buffers_.push_back(std::move(results_[i].data));
     if (!s.ok() && status_.ok()) status_ = s;
     ++frontier_;
     window_cv_.notify_all();

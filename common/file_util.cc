@@ -138,6 +138,20 @@ absl::Status File::Truncate(uint64_t size) {
   return absl::OkStatus();
 }
 
+absl::Status File::Allocate(uint64_t offset, uint64_t length) {
+  if (length == 0) return absl::OkStatus();
+  int r;
+  do {
+    r = ::fallocate(fd_, 0, static_cast<off_t>(offset), static_cast<off_t>(length));
+  } while (r != 0 && errno == EINTR);
+  if (r == 0) return absl::OkStatus();
+  if (errno == EOPNOTSUPP || errno == ENOSYS) {
+    return absl::UnimplementedError(absl::StrCat(path_, ": its filesystem cannot allocate ahead"));
+  }
+  return ErrnoToStatus(errno, absl::StrCat("allocate ", length, " bytes at offset ", offset, " of"),
+                       path_);
+}
+
 absl::Status File::Close() {
   if (fd_ < 0) return absl::OkStatus();
   int fd = fd_;

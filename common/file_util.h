@@ -48,6 +48,10 @@ class File {
   absl::Status DataSync();
   absl::StatusOr<uint64_t> Size() const;
   absl::Status Truncate(uint64_t size);
+  // Allocates the blocks of [offset, offset + length) (fallocate(2); they
+  // read as zeros), so that the space is known to be there and writes
+  // into them need not allocate. Unimplemented when the filesystem cannot.
+  absl::Status Allocate(uint64_t offset, uint64_t length);
   absl::Status Close();
 
   bool is_open() const { return fd_ >= 0; }

@@ -134,31 +134,34 @@ absl::StatusOr<size_t> UncachedReader::ReadDirect(uint64_t offset, size_t n,
   return done;
 }
 
-absl::StatusOr<size_t> UncachedReader::ReadAtMost(uint64_t offset, size_t n,
-                                                  AlignedBuffer* buffer) {
+absl::StatusOr<absl::Span<char>> UncachedReader::Read(uint64_t offset, size_t n,
+                                                      AlignedBuffer* buffer) {
   if (direct_) {
-    // An unaligned start is read from the alignment before it, and the
-    // bytes before `offset` are moved out.
+    // An unaligned start is read from the alignment before it.
     const size_t skip = offset % kDirectIoAlignment;
     auto got = ReadDirect(offset - skip, n + skip, buffer);
     if (got.ok()) {
-      const size_t kept = *got > skip ? *got - skip : 0;
-      if (skip > 0) {
-        std::memmove(buffer->data(), buffer->data() + std::min(skip, *got), kept);
-        buffer->resize(kept);
-      }
-      return kept;
+      const size_t start = std::min(skip, *got);
+      return absl::MakeSpan(buffer->data() + start, *got - start);
     }
-    if (!absl::IsInvalidArgument(got.status())) return got;
+    if (!absl::IsInvalidArgument(got.status())) return got.status();
     // EINVAL: the filesystem took O_DIRECT at open but refuses its reads.
-    if (!SetDirect(file_.fd(), false)) return got;
+    if (!SetDirect(file_.fd(), false)) return got.status();
     direct_ = false;
   }
   buffer->resize(n);
   ASSIGN_OR_RETURN(size_t got, file_.ReadAtMost(offset, buffer->data(), n));
   buffer->resize(got);
   DropCachedPages(file_, offset, n);
-  return got;
+  return absl::MakeSpan(buffer->data(), got);
+}
+
+absl::StatusOr<size_t> UncachedReader::ReadAtMost(uint64_t offset, size_t n,
+                                                  AlignedBuffer* buffer) {
+  ASSIGN_OR_RETURN(absl::Span<char> got, Read(offset, n, buffer));
+  if (got.data() != buffer->data()) std::memmove(buffer->data(), got.data(), got.size());
+  buffer->resize(got.size());
+  return got.size();
 }
 
 }  // namespace dagvault

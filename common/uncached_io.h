@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/file_util.h"
 
 namespace dagvault {
@@ -93,6 +94,12 @@ class UncachedReader {
   // Reads up to n bytes at `offset` into *buffer (resized to what was
   // read); fewer at the end of the file.
   absl::StatusOr<size_t> ReadAtMost(uint64_t offset, size_t n, AlignedBuffer* buffer);
+  // The same without moving the bytes to the buffer's start: an
+  // unaligned `offset` is read from the alignment before it, and the
+  // result is where the asked-for bytes lie in *buffer. For a caller that
+  // works on the bytes where they are (a restore decrypts a pack's
+  // chunks in place).
+  absl::StatusOr<absl::Span<char>> Read(uint64_t offset, size_t n, AlignedBuffer* buffer);
   bool direct() const { return direct_; }
   const File& file() const { return file_; }
 

@@ -223,7 +223,7 @@ absl::StatusOr<std::string> Seal(const RepositoryKeys& keys, absl::string_view l
 // shrunk). The result points into one of them.
 absl::StatusOr<absl::string_view> OpenIn(const RepositoryKeys& keys, absl::string_view label,
                                          absl::string_view binding, absl::Span<char> sealed,
-                                         const std::string& name, std::vector<char>* plain) {
+                                         const std::string& name, AlignedBuffer* plain) {
   if (sealed.size() < kSealedOverhead) {
     return absl::DataLossError(absl::StrCat(name, ": ", sealed.size(),
                                             " bytes, too short for a sealed object (at least ",
@@ -271,7 +271,8 @@ absl::StatusOr<absl::string_view> OpenIn(const RepositoryKeys& keys, absl::strin
 absl::StatusOr<std::string> Open(const RepositoryKeys& keys, absl::string_view label,
                                  absl::string_view binding, absl::string_view sealed,
                                  const std::string& name) {
-  std::vector<char> copy(sealed.begin(), sealed.end()), plain;
+  std::vector<char> copy(sealed.begin(), sealed.end());
+  AlignedBuffer plain;
   ASSIGN_OR_RETURN(absl::string_view opened,
                    OpenIn(keys, label, binding, absl::MakeSpan(copy), name, &plain));
   return std::string(opened);
@@ -450,7 +451,7 @@ bool SealedIsCompressed(absl::string_view sealed) {
 }
 
 absl::StatusOr<absl::string_view> OpenChunkIn(const RepositoryKeys& keys, const ChunkId& id,
-                                              absl::Span<char> sealed, std::vector<char>* plain,
+                                              absl::Span<char> sealed, AlignedBuffer* plain,
                                               bool check_id) {
   const std::string name = absl::StrCat("chunk ", ChunkIdHex(id));
   ASSIGN_OR_RETURN(absl::string_view plaintext,
@@ -465,7 +466,8 @@ absl::StatusOr<absl::string_view> OpenChunkIn(const RepositoryKeys& keys, const 
 
 absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId& id,
                                       absl::string_view sealed) {
-  std::vector<char> copy(sealed.begin(), sealed.end()), plain;
+  std::vector<char> copy(sealed.begin(), sealed.end());
+  AlignedBuffer plain;
   ASSIGN_OR_RETURN(absl::string_view plaintext,
                    OpenChunkIn(keys, id, absl::MakeSpan(copy), &plain));
   return std::string(plaintext);

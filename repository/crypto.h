@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/uncached_io.h"
 #include "dagvault/v1/repository.pb.h"
 
 namespace dagvault::repository {
@@ -104,7 +105,7 @@ absl::StatusOr<std::string> OpenChunk(const RepositoryKeys& keys, const ChunkId&
 // reader that proves its result another way (a restore checks each file's
 // SHA-256); authentication still binds the chunk to its id.
 absl::StatusOr<absl::string_view> OpenChunkIn(const RepositoryKeys& keys, const ChunkId& id,
-                                              absl::Span<char> sealed, std::vector<char>* plain,
+                                              absl::Span<char> sealed, AlignedBuffer* plain,
                                               bool check_id = true);
 // Other sealed objects (a pack's trailer, an index, a manifest): the same
 // format, with associated data `dagvault blob` and a binding that names

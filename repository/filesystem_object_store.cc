@@ -75,6 +75,19 @@ absl::StatusOr<std::string> FilesystemObjectStore::Get(const std::string& key) c
 
 absl::StatusOr<std::string> FilesystemObjectStore::GetRange(const std::string& key, uint64_t offset,
                                                             uint64_t length) const {
+  // A thread keeps a buffer for a restore's ranges (at most 8 MiB); a
+  // larger one (a whole pack) is given back at once.
+  thread_local AlignedBuffer kept;
+  AlignedBuffer once;
+  AlignedBuffer& buffer = length <= kKeptBuffer ? kept : once;
+  ASSIGN_OR_RETURN(absl::Span<char> bytes, GetRangeInto(key, offset, length, &buffer));
+  return std::string(bytes.data(), bytes.size());
+}
+
+absl::StatusOr<absl::Span<char>> FilesystemObjectStore::GetRangeInto(const std::string& key,
+                                                                     uint64_t offset,
+                                                                     uint64_t length,
+                                                                     AlignedBuffer* buffer) const {
   ASSIGN_OR_RETURN(std::string path, PathOf(key));
   ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
   ASSIGN_OR_RETURN(uint64_t size, f.Size());
@@ -86,19 +99,13 @@ absl::StatusOr<std::string> FilesystemObjectStore::GetRange(const std::string& k
   if (want >= kUncachedMin) {
     // Pack data a restore or a check reads once: around the page cache,
     // so that neither fills it with packs.
-    // A thread keeps a buffer for a restore's ranges (at most 8 MiB);
-    // a larger one (a whole pack) is given back at once.
     ASSIGN_OR_RETURN(UncachedReader reader, UncachedReader::Open(path));
-    thread_local AlignedBuffer kept;
-    AlignedBuffer once;
-    AlignedBuffer& buffer = want <= kKeptBuffer ? kept : once;
-    ASSIGN_OR_RETURN(size_t got, reader.ReadAtMost(offset, want, &buffer));
-    return std::string(buffer.data(), got);
+    return reader.Read(offset, want, buffer);
   }
-  std::string out(want, '\0');
-  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(offset, out.data(), out.size()));
-  out.resize(got);
-  return out;
+  buffer->resize(want);
+  ASSIGN_OR_RETURN(size_t got, f.ReadAtMost(offset, buffer->data(), want));
+  buffer->resize(got);
+  return absl::MakeSpan(buffer->data(), got);
 }
 
 absl::StatusOr<ObjectInfo> FilesystemObjectStore::Head(const std::string& key) const {

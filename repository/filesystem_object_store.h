@@ -24,6 +24,9 @@ class FilesystemObjectStore : public ObjectStore {
   absl::StatusOr<std::string> Get(const std::string& key) const override;
   absl::StatusOr<std::string> GetRange(const std::string& key, uint64_t offset,
                                        uint64_t length) const override;
+  absl::StatusOr<absl::Span<char>> GetRangeInto(const std::string& key, uint64_t offset,
+                                                uint64_t length,
+                                                AlignedBuffer* buffer) const override;
   absl::StatusOr<ObjectInfo> Head(const std::string& key) const override;
   // One walk of the folder the prefix names; max_keys 0 returns every key
   // in one page.

@@ -11,6 +11,15 @@
 
 namespace dagvault::repository {
 
+absl::StatusOr<absl::Span<char>> ObjectStore::GetRangeInto(const std::string& key, uint64_t offset,
+                                                           uint64_t length,
+                                                           AlignedBuffer* buffer) const {
+  ASSIGN_OR_RETURN(std::string bytes, GetRange(key, offset, length));
+  buffer->clear();
+  buffer->append(bytes);
+  return absl::MakeSpan(buffer->data(), buffer->size());
+}
+
 absl::Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) const {
   for (const auto& key : keys) RETURN_IF_ERROR(Delete(key));
   return absl::OkStatus();

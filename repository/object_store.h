@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/uncached_io.h"
 
 namespace dagvault::repository {
 
@@ -72,6 +74,14 @@ class ObjectStore {
   // an OutOfRange error naming the object and its size.
   virtual absl::StatusOr<std::string> GetRange(const std::string& key, uint64_t offset,
                                                uint64_t length) const = 0;
+  // The same into *buffer, read in place where the backend can (a
+  // filesystem's direct reads): the result is where the bytes lie in
+  // *buffer, not always at its start, and lives until the buffer's next
+  // use. A restore decrypts a pack's chunks where they lie. By default a
+  // copy of GetRange's result.
+  virtual absl::StatusOr<absl::Span<char>> GetRangeInto(const std::string& key, uint64_t offset,
+                                                        uint64_t length,
+                                                        AlignedBuffer* buffer) const;
   // Size and modification time; NotFound when it is not there.
   virtual absl::StatusOr<ObjectInfo> Head(const std::string& key) const = 0;
   // One page of the objects whose keys start with `prefix`, in key order,

@@ -293,7 +293,7 @@ absl::Status CheckPack(const RepositoryKeys& keys, const ObjectStore& store, con
                                   }));
   // Every chunk, from the bytes already read; every bad one is named.
   std::vector<std::string> bad;
-  std::vector<char> plain;
+  AlignedBuffer plain;
   for (const auto& c : info.chunks) {
     if (c.offset > data.size() || c.length > data.size() - c.offset) {
       bad.push_back(absl::StrCat("chunk ", ChunkIdHex(c.id), " lies past the pack's end"));

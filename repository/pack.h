@@ -131,7 +131,7 @@ absl::Status CheckPack(const RepositoryKeys& keys, const ObjectStore& store, con
 // Buffers a reader reuses from chunk to chunk (ReadPackedChunkIn).
 struct ChunkReadBuffers {
   std::string sealed;
-  std::vector<char> plain;
+  AlignedBuffer plain;  // aligned: a restore writes it by direct I/O in place
 };
 // Opens one chunk from its sealed bytes, already read from pack `key`
 // (`sealed` may be shorter than the index says: a pack cut short), in

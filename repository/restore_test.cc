@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/testing/page_cache.h"
+#include "common/testing/small_tmpfs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "repository/block_map.h"
@@ -208,6 +209,24 @@ TEST_P(RestoreTest, AFormatOneManifestIsProvedByItsPlainSha256) {
                                      " file db.edb: it records neither a tree "
                                      "digest nor a 32-byte SHA-256")));
   EXPECT_THAT(Names(dir_.Sub("none")), ::testing::IsEmpty());
+}
+
+// A restore allocates every block it will write before writing any: a
+// target without room fails at once, naming the file and the shortfall,
+// and leaves nothing behind.
+TEST_P(RestoreTest, ATargetWithoutRoomFailsBeforeWritingAndLeavesNoFile) {
+  BackUpDatabase(256);  // 2 MiB
+  ::dagvault::testing::SmallTmpfs small(dir_.Sub("small"), 1 << 20);
+  if (!small.ok()) GTEST_SKIP() << small.error();
+  auto manifests = repo_->ListManifests();
+  ASSERT_TRUE(manifests.ok() && manifests->size() == 1);
+  auto r = Restore(*repo_, manifests->front(), small.path());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr(absl::StrCat("allocate ", 256 * kPage, " bytes at offset 0 of ",
+                                     small.path(), "/db.edb.dagvault-partial: No space left")));
+  EXPECT_THAT(Names(small.path()), ::testing::IsEmpty());
 }
 
 TEST_P(RestoreTest, AFileTheManifestDoesNotHoldIsNamed) {

@@ -46,41 +46,64 @@ RedoApplier::RedoApplier(std::vector<Database> dbs, Generation start_generation,
   }
 }
 
+uint8_t* RedoApplier::PageArena::Allocate(uint32_t size) {
+  constexpr size_t kSlab = 2 << 20;
+  const size_t need = (size + kDirectIoAlignment - 1) / kDirectIoAlignment * kDirectIoAlignment;
+  if (used_ < slabs_.size() && offset_ + need > slabs_[used_].size()) {
+    ++used_;
+    offset_ = 0;
+  }
+  if (used_ == slabs_.size()) {
+    slabs_.emplace_back();
+    slabs_.back().resize(std::max(kSlab, need));
+    offset_ = 0;
+  }
+  uint8_t* slot = reinterpret_cast<uint8_t*>(slabs_[used_].data()) + offset_;
+  offset_ += need;
+  return slot;
+}
+
 absl::StatusOr<RedoApplier::PageState*> RedoApplier::State(uint32_t db, PageNo pgno) {
   const Key key{db, pgno};
   auto it = states_.find(key);
   if (it != states_.end()) return &it->second;
   DatabaseFile* file = dbs_[db].file;
   const uint32_t page_size = file->page_size();
-  auto buffer = std::make_shared<PageBuffer>(page_size);
+  uint8_t* page;
+  if (mode_ == Mode::kApply) {
+    page = arena_.Allocate(page_size);
+  } else {
+    scratch_.resize(page_size);
+    page = reinterpret_cast<uint8_t*>(scratch_.data());
+  }
   bool complete = true;
-  RETURN_IF_ERROR(file->ReadPageForRedo(pgno, buffer->data(), &complete));
+  RETURN_IF_ERROR(file->ReadPageForRedo(pgno, page, &complete));
   PageState state;
   // A damaged or cut-short page can only be rebuilt by an image.
-  state.valid = complete && VerifyPage(buffer->data(), page_size, pgno).ok();
-  state.dbtime = PageDbTime(buffer->data());
-  std::memcpy(state.head.data(), buffer->data(), kPageHeaderSize);
+  state.valid = complete && VerifyPage(page, page_size, pgno).ok();
+  state.dbtime = PageDbTime(page);
+  std::memcpy(state.head.data(), page, kPageHeaderSize);
   if (mode_ == Mode::kApply) {
-    StoreU32(buffer->data() + page_offsets::kChecksum, 0);
-    buffers_[key] = Buffered{std::move(buffer), false};
+    StoreU32(page + page_offsets::kChecksum, 0);
+    buffers_[key] = Buffered{page, false};
   }
   return &states_.emplace(key, state).first->second;
 }
 
-absl::StatusOr<PageBuffer*> RedoApplier::Buffer(uint32_t db, PageNo pgno, bool imaged) {
+absl::StatusOr<uint8_t*> RedoApplier::Buffer(uint32_t db, PageNo pgno, bool imaged) {
   const Key key{db, pgno};
   auto it = buffers_.find(key);
   if (it == buffers_.end()) {
     // Written by an earlier flush: the file holds exactly the state's page.
-    auto buffer = std::make_shared<PageBuffer>(dbs_[db].file->page_size());
+    uint8_t* page = arena_.Allocate(dbs_[db].file->page_size());
     bool complete = true;
-    RETURN_IF_ERROR(dbs_[db].file->ReadPageForRedo(pgno, buffer->data(), &complete));
-    StoreU32(buffer->data() + page_offsets::kChecksum, 0);
-    it = buffers_.emplace(key, Buffered{std::move(buffer), false}).first;
+    RETURN_IF_ERROR(dbs_[db].file->ReadPageForRedo(pgno, page, &complete));
+    StoreU32(page + page_offsets::kChecksum, 0);
+    it = buffers_.emplace(key, Buffered{page, false}).first;
   }
   it->second.dirty = true;
   it->second.imaged = it->second.imaged || imaged;
-  return it->second.page.get();
+  return it->second.page;
 }
 
 absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, const uint8_t* body,
@@ -166,9 +189,8 @@ absl::Status RedoApplier::Apply(RecordType type, uint8_t db_index, Lsn lsn, cons
   }
 
   if (mode_ == Mode::kApply) {
-    ASSIGN_OR_RETURN(PageBuffer * buffer,
+    ASSIGN_OR_RETURN(uint8_t * page,
                      Buffer(db_index, pgno, is_image && lsn >= rebuild_from_[db_index]));
-    uint8_t* page = buffer->data();
     if (image != nullptr) {
       std::memcpy(page, image, page_size);
     } else {
@@ -239,7 +261,7 @@ absl::Status RedoApplier::Flush(Generation generation) {
   if (dwb_ != nullptr) {
     for (const auto& [key, buffered] : buffers_) {
       if (buffered.dirty && !buffered.imaged) {
-        entries.push_back({key.first, key.second, buffered.page->data()});
+        entries.push_back({key.first, key.second, buffered.page});
       }
     }
   }
@@ -251,7 +273,7 @@ absl::Status RedoApplier::Flush(Generation generation) {
   RETURN_IF_ERROR(FailPoint("redo.flush.after_double_write"));
   for (const auto& [key, buffered] : buffers_) {
     if (!buffered.dirty) continue;
-    RETURN_IF_ERROR(dbs_[key.first].file->WritePage(key.second, buffered.page->data()));
+    RETURN_IF_ERROR(dbs_[key.first].file->WritePage(key.second, buffered.page));
     // For tests: killed with some pages in place and others not.
     DAGVAULT_CRASH_POINT("redo.flush.page_written");
   }
@@ -262,6 +284,7 @@ absl::Status RedoApplier::Flush(Generation generation) {
   // back over newer ones.
   if (dwb_ != nullptr && !dirty_dbs.empty()) RETURN_IF_ERROR(dwb_->Clear());
   buffers_.clear();
+  arena_.Reset();
   return absl::OkStatus();
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/uncached_io.h"
 #include "mailstore/engine/database_file.h"
 #include "mailstore/engine/double_write.h"
 #include "mailstore/engine/page_buffer.h"
@@ -95,7 +96,23 @@ class RedoApplier {
   absl::StatusOr<PageState*> State(uint32_t db, PageNo pgno);
   // The page's buffer, marked dirty; `imaged` when an image record is
   // about to rebuild it.
-  absl::StatusOr<PageBuffer*> Buffer(uint32_t db, PageNo pgno, bool imaged);
+  absl::StatusOr<uint8_t*> Buffer(uint32_t db, PageNo pgno, bool imaged);
+
+  // Page-sized slots carved from 2 MiB slabs (huge pages where the kernel
+  // gives them) and all reused after each flush. A replay reads and
+  // changes tens of thousands of pages between flushes: a fresh aligned,
+  // zeroed allocation for each, faulted in page by page, took half of a
+  // replay's time (perf, 119 generations onto a 5.9 GiB database).
+  class PageArena {
+   public:
+    uint8_t* Allocate(uint32_t size);
+    void Reset() { used_ = 0; }  // every slot free again; the slabs are kept
+
+   private:
+    std::vector<AlignedBuffer> slabs_;
+    size_t used_ = 0;    // slabs before slabs_[used_] are full
+    size_t offset_ = 0;  // in slabs_[used_]
+  };
 
   std::vector<Database> dbs_;
   Generation start_generation_;
@@ -104,13 +121,15 @@ class RedoApplier {
   size_t max_cached_;
   std::map<Key, PageState> states_;
   struct Buffered {
-    std::shared_ptr<PageBuffer> page;
+    uint8_t* page = nullptr;  // in arena_
     bool dirty = false;
     // An image record (whole or sparse) was applied since the last flush:
     // the log rebuilds this page (the double-write buffer is not needed).
     bool imaged = false;
   };
   std::map<Key, Buffered> buffers_;  // apply mode: pages read or changed since a flush
+  PageArena arena_;                  // buffers_' pages
+  AlignedBuffer scratch_;            // a dry run's page, read for its state only
   std::vector<DbTime> max_dbtime_;
   std::vector<Lsn> rebuild_from_;  // per database: images from here rebuild a page
   uint64_t applied_ = 0, skipped_ = 0, superseded_ = 0, not_attached_ = 0;

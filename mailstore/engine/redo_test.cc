@@ -98,6 +98,31 @@ TEST_F(RedoTest, ImageThenDeltaApplyAndRepeatsAreSkipped) {
   EXPECT_GE(db_->header().dbtime, 11u);  // the header reserves what the file holds
 }
 
+// Page buffers come from slabs of 256 pages that every flush hands back:
+// pages over several slabs, flushed, then changed again (read back into
+// reused slots) and flushed again, each end up as its own records say.
+TEST_F(RedoTest, PagesOverSeveralSlabsAndSlotsReusedAfterAFlushEachKeepTheirOwnBytes) {
+  constexpr PageNo kFirst = 9, kPages = 600;
+  RedoApplier r = Applier();
+  for (PageNo p = kFirst; p < kFirst + kPages; ++p) {
+    ASSERT_TRUE(Apply(r, RecordType::kPageImage, ImageBody(p, p, 10 + p)).ok());
+  }
+  ASSERT_TRUE(r.Flush(1).ok());
+  // In reverse order, so that each page lands in another slot than before.
+  for (PageNo p = kFirst + kPages; p-- > kFirst;) {
+    ASSERT_TRUE(Apply(r, RecordType::kPageDelta, DeltaBody(p, 10 + p, 11 + p)).ok());
+  }
+  ASSERT_TRUE(r.Flush(1).ok());
+  uint8_t page[kPage];
+  for (PageNo p = kFirst; p < kFirst + kPages; ++p) {
+    ASSERT_TRUE(db_->ReadPage(p, page).ok()) << p;
+    EXPECT_EQ(PagePgno(page), p);
+    EXPECT_EQ(PageDbTime(page), 11 + p);
+    EXPECT_EQ(std::memcmp(page + 0x1000, "hi", 2), 0) << p;
+  }
+  EXPECT_EQ(r.applied(), 2 * kPages);
+}
+
 TEST_F(RedoTest, ImageOfAnotherPageIsRefused) {
   RedoApplier r = Applier();
   absl::Status s = Apply(r, RecordType::kPageImage, ImageBody(9, 8, 10));

@@ -73,8 +73,36 @@ absl::StatusOr<std::string> FilesystemObjectStore::Get(const std::string& key) c
   return ReadFileToString(path);
 }
 
+namespace {
+
+// An object opened for a ranged read, and how much of the range it holds.
+struct OpenedRange {
+  File file;
+  uint64_t length;
+};
+absl::StatusOr<OpenedRange> OpenRange(const std::string& path, uint64_t offset, uint64_t length) {
+  ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
+  ASSIGN_OR_RETURN(uint64_t size, f.Size());
+  if (offset >= size && !(offset == 0 && length == 0)) {
+    return absl::OutOfRangeError(
+        absl::StrCat(path, ": offset ", offset, " is past its end (", size, " bytes)"));
+  }
+  return OpenedRange{std::move(f), std::min<uint64_t>(length, size - offset)};
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> FilesystemObjectStore::GetRange(const std::string& key, uint64_t offset,
                                                             uint64_t length) const {
+  if (length < kUncachedMin) {
+    // Small objects (manifests, indexes, locks) straight into the result.
+    ASSIGN_OR_RETURN(std::string path, PathOf(key));
+    ASSIGN_OR_RETURN(OpenedRange range, OpenRange(path, offset, length));
+    std::string out(range.length, '\0');
+    ASSIGN_OR_RETURN(size_t got, range.file.ReadAtMost(offset, out.data(), out.size()));
+    out.resize(got);
+    return out;
+  }
   // A thread keeps a buffer for a restore's ranges (at most 8 MiB); a
   // larger one (a whole pack) is given back at once.
   thread_local AlignedBuffer kept;
@@ -89,13 +117,9 @@ absl::StatusOr<absl::Span<char>> FilesystemObjectStore::GetRangeInto(const std::
                                                                      uint64_t length,
                                                                      AlignedBuffer* buffer) const {
   ASSIGN_OR_RETURN(std::string path, PathOf(key));
-  ASSIGN_OR_RETURN(File f, File::OpenReadOnly(path));
-  ASSIGN_OR_RETURN(uint64_t size, f.Size());
-  if (offset >= size && !(offset == 0 && length == 0)) {
-    return absl::OutOfRangeError(
-        absl::StrCat(path, ": offset ", offset, " is past its end (", size, " bytes)"));
-  }
-  const uint64_t want = std::min<uint64_t>(length, size - offset);
+  ASSIGN_OR_RETURN(OpenedRange range, OpenRange(path, offset, length));
+  const uint64_t want = range.length;
+  File& f = range.file;
   if (want >= kUncachedMin) {
     // Pack data a restore or a check reads once: around the page cache,
     // so that neither fills it with packs.

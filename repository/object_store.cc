@@ -1,5 +1,7 @@
 #include "repository/object_store.h"
 
+#include <cstring>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -15,8 +17,8 @@ absl::StatusOr<absl::Span<char>> ObjectStore::GetRangeInto(const std::string& ke
                                                            uint64_t length,
                                                            AlignedBuffer* buffer) const {
   ASSIGN_OR_RETURN(std::string bytes, GetRange(key, offset, length));
-  buffer->clear();
-  buffer->append(bytes);
+  buffer->resize(bytes.size());
+  if (!bytes.empty()) std::memcpy(buffer->data(), bytes.data(), bytes.size());
   return absl::MakeSpan(buffer->data(), buffer->size());
 }
 

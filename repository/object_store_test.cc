@@ -92,6 +92,9 @@ TEST_P(ObjectStoreTest, GetRangeIntoSeesWhatGetRangeSees) {
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_TRUE(absl::string_view(got->data(), got->size()) ==
                 absl::string_view(data).substr(offset, length));
+    auto whole = store().GetRange("packs/00/big", offset, length);
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    EXPECT_TRUE(absl::string_view(got->data(), got->size()) == *whole);
     EXPECT_GE(got->data(), buffer.data());
     EXPECT_LE(got->data() + got->size(), buffer.data() + buffer.size());
   }

@@ -2,7 +2,10 @@
 // marked written in any order, several threads folding them.
 #include "repository/restore_proof.h"
 
+#include <fcntl.h>
+
 #include <atomic>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -43,20 +46,28 @@ class RestoreProofTest : public ::testing::Test {
  protected:
   RestoreProofTest() : dir_("restore_proof") {}
 
-  // A file on disk, and its target with the given expected digest.
+  // A file on disk, and its target with the given expected digest. Until
+  // Prove() writes `data` into it, the file holds other bytes of the same
+  // size: a proof that read a segment before it was written would fail.
   RestoreProof::Target Put(const std::string& name, const std::string& data,
                            ExpectedFileDigest expected, bool out_of_cache) {
     const std::string path = dir_.Sub(name);
-    EXPECT_TRUE(WriteFileAtomically(path, data).ok());
+    std::string garbled = data;
+    for (auto& c : garbled) c = static_cast<char>(~c);
+    EXPECT_TRUE(WriteFileAtomically(path, garbled).ok());
+    contents_[path] = data;
     return {path, name, data.size(), std::move(expected), out_of_cache};
   }
 
-  // Marks every byte of each file written, segment by segment, in a
-  // shuffled order from another thread, while the proof runs.
+  // From another thread while the proof runs: writes each file's bytes
+  // segment by segment in a shuffled order, each segment in two halves,
+  // saying each half is written only once it is.
   absl::Status Prove(std::vector<RestoreProof::Target> targets, int threads) {
     std::vector<std::pair<size_t, uint64_t>> segments;
+    std::vector<std::string> paths;
     std::vector<uint64_t> sizes;
     for (size_t i = 0; i < targets.size(); ++i) {
+      paths.push_back(targets[i].path);
       sizes.push_back(targets[i].size);
       for (uint64_t off = 0; off < targets[i].size; off += kSegment) segments.push_back({i, off});
     }
@@ -67,10 +78,14 @@ class RestoreProofTest : public ::testing::Test {
     std::shuffle(segments.begin(), segments.end(), std::mt19937_64(7));
     std::thread writer([&] {
       for (const auto& [file, off] : segments) {
-        // In two halves: a segment is proved only once both are written.
+        auto f = File::Open(paths[file], O_WRONLY);
+        ASSERT_TRUE(f.ok()) << f.status();
+        const std::string& data = contents_[paths[file]];
         const uint64_t n = std::min(kSegment, sizes[file] - off);
-        proof.Written(file, off, n / 2);
-        proof.Written(file, off + n / 2, n - n / 2);
+        for (const auto& [at, len] : {std::pair{off, n / 2}, std::pair{off + n / 2, n - n / 2}}) {
+          ASSERT_TRUE(f->WriteAt(at, data.data() + at, len).ok());
+          proof.Written(file, at, len);
+        }
       }
     });
     absl::Status s = proof.Run(threads);
@@ -78,6 +93,7 @@ class RestoreProofTest : public ::testing::Test {
     return s;
   }
 
+  std::map<std::string, std::string> contents_;  // path → the bytes Prove() writes
   testing::TempDir dir_;
 };
 
@@ -116,23 +132,35 @@ TEST_F(RestoreProofTest, AFileShorterOnDiskThanWrittenIsNamed) {
   const std::string data = Bytes(2 * kSegment, 5);
   RestoreProof::Target t = Put("db.edb", data, TreeOf(data), true);
   ASSERT_TRUE(WriteFileAtomically(t.path, data.substr(0, kSegment + 4096)).ok());
-  const absl::Status s = Prove({t}, 2);
+  RestoreProof proof("m1", {t});
+  proof.Expect(0, 0, data.size());
+  proof.Written(0, 0, data.size());  // but the disk holds less
+  const absl::Status s = proof.Run(2);
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
   EXPECT_THAT(std::string(s.message()),
               HasSubstr(absl::StrCat(t.path, ": 4096 bytes at offset ", kSegment, ", where ",
                                      kSegment, " were written")));
 }
 
+// The segments after the first are never written (their bytes on disk are
+// wrong): the proof waits for them, and returns OK only once the restore
+// aborts it, without having read them.
 TEST_F(RestoreProofTest, AnAbortedRestoreStopsTheProofWithoutAnError) {
   const std::string data = Bytes(4 * kSegment, 6);
   RestoreProof proof("m1", {Put("db.edb", data, TreeOf(data), true)});
   proof.Expect(0, 0, data.size());
+  auto f = File::Open(dir_.Sub("db.edb"), O_WRONLY);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f->WriteAt(0, data.data(), kSegment).ok());
   proof.Written(0, 0, kSegment);  // the rest never comes: the restore failed
+  std::atomic<bool> aborted{false};
   std::thread aborter([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    aborted = true;
     proof.Abort();
   });
   EXPECT_TRUE(proof.Run(2).ok());
+  EXPECT_TRUE(aborted);
   aborter.join();
 }
 

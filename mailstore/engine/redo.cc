@@ -56,7 +56,6 @@ uint8_t* RedoApplier::PageArena::Allocate(uint32_t size) {
   if (used_ == slabs_.size()) {
     slabs_.emplace_back();
     slabs_.back().resize(std::max(kSlab, need));
-    offset_ = 0;
   }
   uint8_t* slot = reinterpret_cast<uint8_t*>(slabs_[used_].data()) + offset_;
   offset_ += need;

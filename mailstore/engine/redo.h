@@ -16,7 +16,6 @@
 #include "common/uncached_io.h"
 #include "mailstore/engine/database_file.h"
 #include "mailstore/engine/double_write.h"
-#include "mailstore/engine/page_buffer.h"
 #include "mailstore/format/log_format.h"
 #include "mailstore/format/page.h"
 
@@ -106,7 +105,7 @@ class RedoApplier {
   class PageArena {
    public:
     uint8_t* Allocate(uint32_t size);
-    void Reset() { used_ = 0; }  // every slot free again; the slabs are kept
+    void Reset() { used_ = offset_ = 0; }  // every slot free again; the slabs are kept
 
    private:
     std::vector<AlignedBuffer> slabs_;

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -40,9 +41,48 @@ std::string QueryUnescape(absl::string_view s) {
   return out;
 }
 
+// Where a response's body goes: the request's sink for a 206, else the
+// response's string, reserved to the announced length (at most
+// kMaxBodyReserve) so that a pack read whole is not copied as it grows.
+struct BodyTarget {
+  CURL* curl = nullptr;
+  std::string* body = nullptr;
+  absl::Span<char> sink;
+  size_t sunk = 0;
+  bool started = false;
+  bool to_sink = false;
+  bool overflowed = false;
+};
+constexpr curl_off_t kMaxBodyReserve = 256 << 20;
+constexpr long kReceiveBufferBytes = 256 << 10;
+
 size_t CollectBody(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
+  auto* target = static_cast<BodyTarget*>(out);
+  const size_t bytes = size * n;
+  if (!target->started) {
+    target->started = true;
+    long status = 0;
+    curl_easy_getinfo(target->curl, CURLINFO_RESPONSE_CODE, &status);
+    target->to_sink = status == 206 && target->sink.data() != nullptr;
+    curl_off_t announced = -1;
+    if (!target->to_sink &&
+        curl_easy_getinfo(target->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
+            CURLE_OK &&
+        announced > 0) {
+      target->body->reserve(static_cast<size_t>(std::min(announced, kMaxBodyReserve)));
+    }
+  }
+  if (!target->to_sink) {
+    target->body->append(data, bytes);
+    return bytes;
+  }
+  if (bytes > target->sink.size() - target->sunk) {
+    target->overflowed = true;
+    return 0;  // curl stops with CURLE_WRITE_ERROR
+  }
+  std::memcpy(target->sink.data() + target->sunk, data, bytes);
+  target->sunk += bytes;
+  return bytes;
 }
 
 size_t CollectHeader(char* data, size_t size, size_t n, void* out) {
@@ -347,8 +387,11 @@ absl::StatusOr<S3Response> S3Client::SendOnce(Handle& handle, const S3Request& r
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!location_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, location_.ca_file.c_str());
+  BodyTarget body_target{.curl = curl, .body = &response.body, .sink = request.sink};
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CollectBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body_target);
+  // Fewer, larger reads of the socket for packs (curl's default is 16 KiB).
+  curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, kReceiveBufferBytes);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, CollectHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response.headers);
   if (request.method == "HEAD") {
@@ -366,7 +409,12 @@ absl::StatusOr<S3Response> S3Client::SendOnce(Handle& handle, const S3Request& r
   curl_slist_free_all(list);
   counters_.requests++;
   counters_.bytes_sent += payload.size();
-  counters_.bytes_received += response.body.size();
+  response.sunk = body_target.sunk;
+  counters_.bytes_received += response.body.size() + response.sunk;
+  if (body_target.overflowed) {
+    return absl::DataLossError(absl::StrCat(what, ": the server sent more than the ",
+                                            request.sink.size(), " bytes asked for"));
+  }
   if (code != CURLE_OK) {
     const std::string message = absl::StrCat(what, ": ", request.method, " to ", location_.endpoint,
                                              " failed: ", curl_easy_strerror(code));

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "repository/s3_signer.h"
 
 namespace dagvault::repository {
@@ -55,6 +56,12 @@ struct S3Request {
   // A body the caller keeps alive through Send, sent instead of `body`
   // without a copy (a 32 MiB pack).
   absl::string_view borrowed_body;
+  // Where a 206 answer's body goes instead of `body`: the caller's buffer,
+  // filled from its start, so that a ranged read of a pack lands where the
+  // restore opens its chunks, with no copy (S3Response::sunk says how
+  // much). A body longer than the span is an error. Any other answer (an
+  // error's XML, a 200 of a server that ignored the range) goes to `body`.
+  absl::Span<char> sink;
   absl::string_view payload() const {
     return borrowed_body.data() != nullptr ? borrowed_body : absl::string_view(body);
   }
@@ -64,6 +71,7 @@ struct S3Response {
   long status = 0;
   HttpHeaders headers;  // names in lower case
   std::string body;
+  size_t sunk = 0;  // bytes of a 206 body written into S3Request::sink
   int attempts = 0;
   // The header's value, or empty.
   std::string Header(const std::string& lower_name) const;

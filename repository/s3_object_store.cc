@@ -1,5 +1,6 @@
 #include "repository/s3_object_store.h"
 
+#include <cstring>
 #include <set>
 
 #include "absl/strings/escaping.h"
@@ -236,19 +237,20 @@ absl::StatusOr<std::string> S3ObjectStore::Get(const std::string& key) const {
   return absl::UnavailableError(absl::StrCat("read of ", Name(key), ": ", DescribeS3Error(r)));
 }
 
-absl::StatusOr<std::string> S3ObjectStore::GetRange(const std::string& key, uint64_t offset,
-                                                    uint64_t length) const {
-  if (length == 0) return std::string();
+absl::StatusOr<S3Response> S3ObjectStore::SendRange(const std::string& key, uint64_t offset,
+                                                    uint64_t length, absl::Span<char> sink) const {
   ASSIGN_OR_RETURN(S3Request get, RequestFor("GET", key));
   get.headers.emplace_back("Range", absl::StrCat("bytes=", offset, "-", offset + length - 1));
+  get.sink = sink;
   ASSIGN_OR_RETURN(S3Response r, client_->Send(get, Name(key)));
-  if (r.status == 206) return std::move(r.body);
+  if (r.status == 206) return r;
   if (r.status == 200) {  // a server that ignored the range sent it all
     if (offset >= r.body.size()) {
       return absl::OutOfRangeError(absl::StrCat(Name(key), ": offset ", offset,
                                                 " is past its end (", r.body.size(), " bytes)"));
     }
-    return r.body.substr(offset, length);
+    r.body = r.body.substr(offset, length);
+    return r;
   }
   if (r.status == 416) {
     return absl::OutOfRangeError(absl::StrCat(Name(key), ": offset ", offset, " is past its end (",
@@ -256,6 +258,27 @@ absl::StatusOr<std::string> S3ObjectStore::GetRange(const std::string& key, uint
   }
   if (r.status == 404) return absl::NotFoundError(absl::StrCat(Name(key), " does not exist"));
   return absl::UnavailableError(absl::StrCat("read of ", Name(key), ": ", DescribeS3Error(r)));
+}
+
+absl::StatusOr<std::string> S3ObjectStore::GetRange(const std::string& key, uint64_t offset,
+                                                    uint64_t length) const {
+  if (length == 0) return std::string();
+  ASSIGN_OR_RETURN(S3Response r, SendRange(key, offset, length, {}));
+  return std::move(r.body);
+}
+
+absl::StatusOr<absl::Span<char>> S3ObjectStore::GetRangeInto(const std::string& key,
+                                                             uint64_t offset, uint64_t length,
+                                                             AlignedBuffer* buffer) const {
+  buffer->resize(length);
+  if (length == 0) return absl::MakeSpan(buffer->data(), 0);
+  ASSIGN_OR_RETURN(S3Response r,
+                   SendRange(key, offset, length, absl::MakeSpan(buffer->data(), length)));
+  if (!r.body.empty()) {  // not a 206 into the buffer: a 200 of the whole object, cut
+    std::memcpy(buffer->data(), r.body.data(), r.body.size());
+    return absl::MakeSpan(buffer->data(), r.body.size());
+  }
+  return absl::MakeSpan(buffer->data(), r.sunk);
 }
 
 absl::StatusOr<ObjectInfo> S3ObjectStore::Head(const std::string& key) const {

@@ -46,6 +46,10 @@ class S3ObjectStore : public ObjectStore {
   absl::StatusOr<std::string> Get(const std::string& key) const override;
   absl::StatusOr<std::string> GetRange(const std::string& key, uint64_t offset,
                                        uint64_t length) const override;
+  // The range lands in *buffer as curl receives it (no copy).
+  absl::StatusOr<absl::Span<char>> GetRangeInto(const std::string& key, uint64_t offset,
+                                                uint64_t length,
+                                                AlignedBuffer* buffer) const override;
   absl::StatusOr<ObjectInfo> Head(const std::string& key) const override;
   // max_keys 0: the server's page (1000).
   absl::StatusOr<ObjectPage> List(const std::string& prefix, const std::string& token,
@@ -69,6 +73,10 @@ class S3ObjectStore : public ObjectStore {
   std::string FullKey(const std::string& key) const;
   // A request for `key` at the version reads use (ReadVersion).
   absl::StatusOr<S3Request> RequestFor(const std::string& method, const std::string& key) const;
+  // A ranged GET; a 206's body goes to `sink` when it has room (see
+  // S3Request::sink), and a 200 of the whole object is cut to the range.
+  absl::StatusOr<S3Response> SendRange(const std::string& key, uint64_t offset, uint64_t length,
+                                       absl::Span<char> sink) const;
   // Whether the server refuses a second PUT with If-None-Match: * (asked
   // once, with a probe object of its own).
   absl::StatusOr<bool> ConditionalPutWorks() const;

@@ -43,7 +43,11 @@ class FakeS3 {
     auto handle = [this](const httplib::Request& req, httplib::Response& res) {
       ++requests;
       if (!script || !script(req, res)) Serve(req, res);
-      if (res.status != 206) SendAsIs(req);
+      // cpp-httplib (0.11) would cut whatever body a handler sets to the
+      // request's Range, whatever its status (a 404's XML went out as a
+      // 416; a 200 went out cut yet still a 200). The stand-in answers
+      // ranges itself, as S3 does.
+      const_cast<httplib::Request&>(req).ranges.clear();  // the server's own object
     };
     server_.Get(".*", handle);
     server_.Put(".*", handle);
@@ -62,15 +66,6 @@ class FakeS3 {
   std::string Url() const {
     return absl::StrCat("s3://b/p?endpoint=http://127.0.0.1:", port_,
                         "&region=test&credentials=", creds_.Sub("credentials"));
-  }
-
-  // cpp-httplib (0.11) cuts whatever body a handler sets to the request's
-  // Range, whatever its status: a 404's XML becomes a 416, and a 200 of
-  // the whole object goes out cut yet still as a 200. So a 206 is the only
-  // answer it cuts here; any other, or a 206 that a script calls
-  // SendAsIs on, goes out as the handler wrote it.
-  static void SendAsIs(const httplib::Request& req) {
-    const_cast<httplib::Request&>(req).ranges.clear();  // the server's own object
   }
 
   Script script;
@@ -107,8 +102,23 @@ class FakeS3 {
     absl::Base64Unescape(Md5Base64(it->second), &raw);
     res.set_header("ETag", absl::StrCat("\"", absl::BytesToHexString(raw), "\""));
     res.set_header("Last-Modified", "Thu, 03 Dec 2026 10:00:00 GMT");
-    res.set_content(it->second, "application/octet-stream");
-    res.status = req.ranges.empty() ? 200 : 206;
+    if (req.ranges.empty()) {
+      res.set_content(it->second, "application/octet-stream");
+      res.status = 200;
+      return;
+    }
+    const uint64_t size = it->second.size();
+    const auto [from, to] = req.ranges.front();  // -1: not given
+    const uint64_t first = from < 0 ? size - std::min<uint64_t>(to, size) : from;
+    const uint64_t last = from < 0 || to < 0 ? size - 1 : std::min<uint64_t>(to, size - 1);
+    if (first >= size) {
+      res.status = 416;
+      res.set_header("Content-Range", absl::StrCat("bytes */", size));
+      return;
+    }
+    res.set_content(it->second.substr(first, last - first + 1), "application/octet-stream");
+    res.set_header("Content-Range", absl::StrCat("bytes ", first, "-", last, "/", size));
+    res.status = 206;
   }
 
   ::dagvault::testing::TempDir creds_{"fake-s3"};
@@ -251,8 +261,28 @@ TEST_F(S3ClientTest, ARangedReadLandsInTheCallersBufferWhateverTheServerAnswers)
   auto plain = read();
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_TRUE(*plain == want);
+  EXPECT_EQ(buffer.size(), length);
+  // The 206 went straight into the caller's span, not through the string.
+  S3Client client = Client(fake);
+  S3Request get;
+  get.key = "p/packs/aa/pack";
+  get.headers.emplace_back("Range", absl::StrCat("bytes=", offset, "-", offset + length - 1));
+  std::string into(length, '\0');
+  get.sink = absl::MakeSpan(into);
+  auto direct = client.Send(get, "the pack");
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(direct->status, 206);
+  EXPECT_EQ(direct->sunk, length);
+  EXPECT_TRUE(direct->body.empty());
+  EXPECT_TRUE(into == want);
+  // A range past the object's end is cut there, and so is the buffer.
+  auto tail = (*store)->GetRangeInto("packs/aa/pack", pack.size() - 10, 100, &buffer);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  EXPECT_TRUE(absl::string_view(tail->data(), tail->size()) ==
+              absl::string_view(pack).substr(pack.size() - 10));
+  EXPECT_EQ(buffer.size(), 10u);
 
-  enum class Answer { kWhole, kCutOff, kTooLong, kMissing } answer = Answer::kWhole;
+  enum class Answer { kWhole, kCutOff, kTooLong, kWrongRange, kMissing } answer = Answer::kWhole;
   int cut_off = 0;
   fake.script = [&](const httplib::Request& req, httplib::Response& res) {
     if (req.method != "GET" || req.path != "/b/p/packs/aa/pack") return false;
@@ -264,7 +294,9 @@ TEST_F(S3ClientTest, ARangedReadLandsInTheCallersBufferWhateverTheServerAnswers)
       case Answer::kCutOff:
         if (cut_off++ > 0) return false;  // the second attempt is served as usual
         res.status = 206;
-        res.set_content_provider(pack.size(), "application/octet-stream",
+        res.set_header("Content-Range",
+                       absl::StrCat("bytes ", offset, "-", offset + length - 1, "/", pack.size()));
+        res.set_content_provider(length, "application/octet-stream",
                                  [&](size_t, size_t, httplib::DataSink& sink) {
                                    // Wrong bytes, then the connection drops.
                                    const std::string junk(length / 2, 'x');
@@ -275,7 +307,11 @@ TEST_F(S3ClientTest, ARangedReadLandsInTheCallersBufferWhateverTheServerAnswers)
       case Answer::kTooLong:
         res.status = 206;
         res.set_content(std::string(length + 1, 'y'), "application/octet-stream");
-        FakeS3::SendAsIs(req);
+        return true;
+      case Answer::kWrongRange:  // the right length, from the object's start
+        res.status = 206;
+        res.set_content(pack.substr(0, length), "application/octet-stream");
+        res.set_header("Content-Range", absl::StrCat("bytes 0-", length - 1, "/", pack.size()));
         return true;
       case Answer::kMissing:
         res.status = 404;
@@ -299,6 +335,13 @@ TEST_F(S3ClientTest, ARangedReadLandsInTheCallersBufferWhateverTheServerAnswers)
   EXPECT_EQ(too_long.status().code(), absl::StatusCode::kDataLoss) << too_long.status();
   EXPECT_THAT(std::string(too_long.status().message()),
               HasSubstr("s3://b/p/packs/aa/pack: the server sent more than the 300000 bytes"));
+
+  answer = Answer::kWrongRange;
+  auto elsewhere = read();
+  EXPECT_EQ(elsewhere.status().code(), absl::StatusCode::kDataLoss) << elsewhere.status();
+  EXPECT_THAT(std::string(elsewhere.status().message()),
+              HasSubstr("s3://b/p/packs/aa/pack: asked for bytes 1000-300999, the server sent "
+                        "300000 bytes as Content-Range \"bytes 0-299999/1048576\""));
 
   answer = Answer::kMissing;
   auto missing = read();

@@ -7,12 +7,22 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "repository/crypto.h"
 
 namespace dagvault::repository {
 namespace {
+
+// "bytes FIRST-LAST/TOTAL" (TOTAL may be "*"), a 206's Content-Range.
+bool ParseContentRange(absl::string_view header, uint64_t* first, uint64_t* last) {
+  if (!absl::ConsumePrefix(&header, "bytes ")) return false;
+  const size_t dash = header.find('-'), slash = header.find('/');
+  return dash != absl::string_view::npos && slash != absl::string_view::npos && dash < slash &&
+         absl::SimpleAtoi(header.substr(0, dash), first) &&
+         absl::SimpleAtoi(header.substr(dash + 1, slash - dash - 1), last);
+}
 
 // "Tue, 01 Dec 2026 10:00:00 GMT" (Last-Modified) or
 // "2026-12-01T10:00:00.000Z" (a listing's LastModified).
@@ -243,7 +253,21 @@ absl::StatusOr<S3Response> S3ObjectStore::SendRange(const std::string& key, uint
   get.headers.emplace_back("Range", absl::StrCat("bytes=", offset, "-", offset + length - 1));
   get.sink = sink;
   ASSIGN_OR_RETURN(S3Response r, client_->Send(get, Name(key)));
-  if (r.status == 206) return r;
+  if (r.status == 206) {
+    // The answer must be the range asked for, from its first byte (it may
+    // end early, at the object's end): a proxy or server that answered
+    // another range would hand a restore bytes from elsewhere in the pack.
+    const uint64_t got = r.body.size() + r.sunk;
+    const std::string range = r.Header("content-range");
+    uint64_t first = 0, last = 0;
+    if (!ParseContentRange(range, &first, &last) || first != offset || got == 0 || got > length ||
+        last != first + got - 1) {
+      return absl::DataLossError(absl::StrCat(Name(key), ": asked for bytes ", offset, "-",
+                                              offset + length - 1, ", the server sent ", got,
+                                              " bytes as Content-Range \"", range, "\""));
+    }
+    return r;
+  }
   if (r.status == 200) {  // a server that ignored the range sent it all
     if (offset >= r.body.size()) {
       return absl::OutOfRangeError(absl::StrCat(Name(key), ": offset ", offset,
@@ -275,9 +299,10 @@ absl::StatusOr<absl::Span<char>> S3ObjectStore::GetRangeInto(const std::string& 
   ASSIGN_OR_RETURN(S3Response r,
                    SendRange(key, offset, length, absl::MakeSpan(buffer->data(), length)));
   if (!r.body.empty()) {  // not a 206 into the buffer: a 200 of the whole object, cut
-    std::memcpy(buffer->data(), r.body.data(), r.body.size());
-    return absl::MakeSpan(buffer->data(), r.body.size());
+    std::memcpy(buffer->data(), r.body.data(), r.body.size());  // at most `length`
+    r.sunk = r.body.size();
   }
+  buffer->resize(r.sunk);  // as the other backends: the buffer holds what was read
   return absl::MakeSpan(buffer->data(), r.sunk);
 }
 

@@ -114,6 +114,11 @@ class ObjectStore {
   virtual bool two_phase_prune() const { return false; }
   // How many large objects a writer should put at once.
   virtual int parallel_writes() const { return 1; }
+  // The most a restore reads at once (chunks that lie next to each other
+  // in a pack, in one read): a direct pread of a folder's pack, a ranged
+  // GET on S3. A 1 GiB restore from a folder took 2.2 s with 8 MiB reads
+  // and 2.8-2.9 s with 4 MiB (three alternating runs each).
+  virtual uint64_t restore_read_bytes() const { return 8 << 20; }
   // Whether objects are read at their first version (a versioned bucket):
   // what Object Lock's protection against overwrites rests on.
   virtual bool keeps_versions() const { return false; }

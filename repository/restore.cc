@@ -176,10 +176,10 @@ struct PackRead {
   std::vector<std::pair<PackedChunk, size_t>> chunks;  // chunk, task index
 };
 
-// Reads at most this much at once, and reads through gaps up to kReadGap:
-// a restoring thread holds one read's bytes, so memory stays at most
-// workers × kMaxRead for the reads.
-constexpr uint64_t kMaxRead = 8 << 20;
+// Reads at most the store's restore_read_bytes() at once (unless one chunk
+// is larger), and reads through gaps up to kReadGap: a restoring thread
+// holds one read's bytes, so memory stays at most workers × that for the
+// reads.
 constexpr uint64_t kReadGap = 64 << 10;
 
 // The reads that fetch every task's chunk, in pack and offset order. A
@@ -187,7 +187,7 @@ constexpr uint64_t kReadGap = 64 << 10;
 absl::StatusOr<std::vector<PackRead>> PlanReads(const ChunkIndex& index,
                                                 const std::vector<ChunkTask>& tasks,
                                                 const std::vector<const ManifestFile*>& files,
-                                                const std::string& manifest_id) {
+                                                const std::string& manifest_id, uint64_t max_read) {
   struct Located {
     const std::string* pack;
     PackedChunk chunk;
@@ -212,7 +212,7 @@ absl::StatusOr<std::vector<PackRead>> PlanReads(const ChunkIndex& index,
     const uint64_t end = l.chunk.offset + l.chunk.length;
     if (reads.empty() || *reads.back().pack != *l.pack ||
         l.chunk.offset > reads.back().end + kReadGap ||
-        std::max(end, reads.back().end) - reads.back().begin > kMaxRead) {
+        std::max(end, reads.back().end) - reads.back().begin > max_read) {
       reads.push_back({l.pack, l.chunk.offset, end, {}});
     }
     PackRead& r = reads.back();
@@ -306,7 +306,8 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   }
 
   RestoreResult result;
-  ASSIGN_OR_RETURN(const std::vector<PackRead> reads, PlanReads(index, tasks, files, manifest_id));
+  ASSIGN_OR_RETURN(const std::vector<PackRead> reads,
+                   PlanReads(index, tasks, files, manifest_id, repo.store().restore_read_bytes()));
   std::atomic<uint64_t> chunks_read{0}, sealed_read{0}, reads_done{0};
   std::mutex mu;  // status
   absl::Status status;

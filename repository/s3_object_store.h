@@ -68,7 +68,7 @@ class S3ObjectStore : public ObjectStore {
   // GETs of at most 8 MiB (mostly two chunks), 4.0-4.9 s of CPU and
   // 4.5-5.4 s (six alternating runs each); 2 MiB was no better than 4.
   // At 4 GiB the gain was small: 10.0-11.6 s against 11.0-12.2 s (three
-  // alternating runs each), and 77 MiB peak RSS against 92.
+  // alternating runs each), and 75 MiB peak RSS against 90.
   uint64_t restore_read_bytes() const override { return 4 << 20; }
   bool keeps_versions() const override { return versioned_; }
 

@@ -140,6 +140,37 @@ TEST_F(PackTest, DamageIsNamedByPackAndChunkAndSparesTheOtherChunks) {
               HasSubstr("not a pack"));
 }
 
+// A folder whose ranged reads into a buffer come back short.
+class ShortReadStore : public FilesystemObjectStore {
+ public:
+  using FilesystemObjectStore::FilesystemObjectStore;
+  absl::StatusOr<absl::Span<char>> GetRangeInto(const std::string& key, uint64_t offset,
+                                                uint64_t length,
+                                                AlignedBuffer* buffer) const override {
+    auto got = FilesystemObjectStore::GetRangeInto(key, offset, length, buffer);
+    if (!got.ok() || got->size() < 100) return got;
+    return got->subspan(0, got->size() - 100);
+  }
+};
+
+// check --read-data reads a pack whole into a buffer its thread keeps: a
+// pack that comes back shorter than its size is named, not parsed; the
+// same pack read whole passes, twice in a row on one thread (the kept
+// buffer reused), and so does a smaller pack after it.
+TEST_F(PackTest, CheckingAPackReadsItWholeAndNamesOneThatComesBackShort) {
+  const PackInfo big = WritePack(40);
+  const PackInfo small = WritePack(3);
+  ASSERT_TRUE(CheckPack(keys_, store_, big.key, /*read_data=*/true).ok());
+  ASSERT_TRUE(CheckPack(keys_, store_, big.key, /*read_data=*/true).ok());
+  ASSERT_TRUE(CheckPack(keys_, store_, small.key, /*read_data=*/true).ok());
+  ShortReadStore short_reads(dir_.path());
+  const absl::Status cut = CheckPack(keys_, short_reads, big.key, /*read_data=*/true);
+  EXPECT_EQ(cut.code(), absl::StatusCode::kDataLoss) << cut;
+  EXPECT_THAT(std::string(cut.message()),
+              HasSubstr(absl::StrCat("pack ", store_.Name(big.key), ": read ", big.size - 100,
+                                     " bytes of its ", big.size)));
+}
+
 // A folder whose puts wait at a gate, counting how many are in flight.
 class GatedStore : public FilesystemObjectStore {
  public:

@@ -152,8 +152,8 @@ std::vector<std::vector<Range>> PlannedRanges(size_t files, const std::vector<Ch
 // any byte is written. And writes into allocated blocks are overwrites,
 // which ext4 lets direct writes of one file run side by side instead of
 // one at a time (measured: a chained 4 GiB restore in 8.4-9.1 s before,
-// 5.9-8.3 s after, median 6.5 s of 8 runs). A filesystem that cannot allocate ahead is written
-// as it is.
+// 5.9-8.3 s after, median 6.5 s of 8 runs). A filesystem that cannot
+// allocate ahead is written as it is.
 absl::StatusOr<bool> AllocatePlanned(File& out, const std::vector<Range>& ranges) {
   for (const Range& r : ranges) {
     // The fail point plays a filesystem that cannot allocate ahead.

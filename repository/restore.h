@@ -1,9 +1,10 @@
 // Restoring a manifest's files into a folder (docs/repository-format.md,
 // "Restoring"). Chunks that lie next to each other in a pack are fetched by
 // one ranged read (at most the store's restore_read_bytes(): 8 MiB from a
-// folder, 4 MiB from S3; memory for reads stays at most workers × that). Each chunk a file needs is
-// read, authenticated and decrypted once, however many blocks of the map point into it, by
-// `workers` threads; its blocks are written at their offsets, and blocks
+// folder, 4 MiB from S3; memory for reads stays at most workers × that).
+// Each chunk a file needs is read, authenticated and decrypted once,
+// however many blocks of the map point into it, by `workers` threads; its
+// blocks are written at their offsets, and blocks
 // that are all zeros are left as holes. Each file is written under a
 // temporary name, proved byte-identical by its digest (file_digest.h), and
 // only then renamed into place: a restore that fails leaves no file with

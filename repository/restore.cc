@@ -10,6 +10,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "common/parallel.h"
@@ -39,6 +40,13 @@ struct ChunkTask {
   size_t file;
   ChunkId id;
   std::vector<Placement> placements;
+  // Written in the second pass, over what a first-pass task's span put
+  // in its place (PlanSpans).
+  bool late = false;
+  // Its placements are written as one run, from the first's offset to
+  // the last's end: the chunk's bytes between them are stale, and the
+  // late tasks that own those places overwrite them.
+  bool span = false;
 };
 
 ChunkId ToId(const std::string& bytes) {
@@ -165,6 +173,83 @@ absl::StatusOr<bool> AllocatePlanned(File& out, const std::vector<Range>& ranges
   return true;
 }
 
+// Which tasks write their chunk as one span (ChunkTask::span), and which
+// must therefore come late. In a chain, the pages a newer backup changed
+// split its base chunks' runs: a 2% change over a 4 GiB database made a
+// restore write 22,399 runs instead of 1,025, each a direct write into
+// allocated blocks that the filesystem converts one by one. A chunk laid
+// out in the file as it is in the plaintext (each block at the same
+// distance from its place in the chunk) is instead written whole, and
+// the newer pages are written over it afterwards. Its stale bytes cost
+// little next to a write each (at most kSpanStaleMax of the span).
+//
+// A span is taken only where every byte between its placements is
+// placed by another task (never over a zero block's hole, never past the
+// end), and those tasks are late: they are written after every first-pass
+// write has returned, so what stays is theirs. A late task never spans
+// itself, so spans do not overlap, and late placements are the final
+// bytes, disjoint from each other. The proof waits for every final byte
+// (RestoreProof::Written), so no segment is read back before its late
+// bytes are written.
+constexpr uint64_t kSpanStaleMax = 2;  // stale bytes at most 1/2 of a span
+
+void PlanSpans(size_t files, std::vector<ChunkTask>* tasks) {
+  struct Owned {
+    uint64_t offset;
+    uint64_t length;
+    size_t task;
+  };
+  std::vector<std::vector<Owned>> by_file(files);
+  for (size_t t = 0; t < tasks->size(); ++t) {
+    for (const Placement& p : (*tasks)[t].placements) {
+      by_file[(*tasks)[t].file].push_back({p.offset, p.length, t});
+    }
+  }
+  for (auto& owned : by_file) {
+    std::sort(owned.begin(), owned.end(),
+              [](const Owned& a, const Owned& b) { return a.offset < b.offset; });
+  }
+  // The tasks that own the bytes of [begin, end), or false if a byte there
+  // is placed by no task.
+  auto owners = [&](size_t file, uint64_t begin, uint64_t end, std::vector<size_t>* out) {
+    const auto& owned = by_file[file];
+    auto it = std::lower_bound(owned.begin(), owned.end(), begin,
+                               [](const Owned& o, uint64_t at) { return o.offset < at; });
+    for (uint64_t at = begin; at < end; at += it->length, ++it) {
+      if (it == owned.end() || it->offset != at || it->offset + it->length > end) return false;
+      out->push_back(it->task);
+    }
+    return true;
+  };
+  std::vector<size_t> spanning, late;
+  for (size_t t = 0; t < tasks->size(); ++t) {
+    const ChunkTask& task = (*tasks)[t];
+    const auto& ps = task.placements;
+    if (ps.size() < 2) continue;
+    const uint64_t shift = ps.front().offset - ps.front().from;
+    const uint64_t span = ps.back().offset + ps.back().length - ps.front().offset;
+    uint64_t placed = 0;
+    bool laid_out = ps.front().offset >= ps.front().from;
+    for (const Placement& p : ps) {
+      laid_out = laid_out && p.offset - p.from == shift;
+      placed += p.length;
+    }
+    if (!laid_out || (span - placed) * kSpanStaleMax > span) continue;
+    std::vector<size_t> gap_owners;
+    bool covered = true;
+    for (size_t i = 0; covered && i + 1 < ps.size(); ++i) {
+      covered = owners(task.file, ps[i].offset + ps[i].length, ps[i + 1].offset, &gap_owners);
+    }
+    if (!covered) continue;
+    spanning.push_back(t);
+    late.insert(late.end(), gap_owners.begin(), gap_owners.end());
+  }
+  for (size_t t : late) (*tasks)[t].late = true;
+  // A task both spanning and late (its span would cover a newer span's
+  // stale bytes, or the other way round) is written as it is placed.
+  for (size_t t : spanning) (*tasks)[t].span = !(*tasks)[t].late;
+}
+
 // One ranged read of a pack: chunks that lie next to each other (or
 // nearly: a gap is read through rather than asked for again), each with
 // the task that needs it. On an object store a read is a request; on a
@@ -182,10 +267,11 @@ struct PackRead {
 // reads.
 constexpr uint64_t kReadGap = 64 << 10;
 
-// The reads that fetch every task's chunk, in pack and offset order. A
-// chunk in no index is an error naming the file that needs it.
+// The reads that fetch the chunk of every task of one pass (`late` or
+// not), in pack and offset order. A chunk in no index is an error naming
+// the file that needs it.
 absl::StatusOr<std::vector<PackRead>> PlanReads(const ChunkIndex& index,
-                                                const std::vector<ChunkTask>& tasks,
+                                                const std::vector<ChunkTask>& tasks, bool late,
                                                 const std::vector<const ManifestFile*>& files,
                                                 const std::string& manifest_id, uint64_t max_read) {
   struct Located {
@@ -196,6 +282,7 @@ absl::StatusOr<std::vector<PackRead>> PlanReads(const ChunkIndex& index,
   std::vector<Located> located;
   located.reserve(tasks.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
+    if (tasks[i].late != late) continue;
     auto loc = index.Find(tasks[i].id);
     if (!loc) {
       return absl::DataLossError(absl::StrCat(
@@ -306,9 +393,13 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   }
 
   RestoreResult result;
-  ASSIGN_OR_RETURN(const std::vector<PackRead> reads,
-                   PlanReads(index, tasks, files, manifest_id, repo.store().restore_read_bytes()));
-  std::atomic<uint64_t> chunks_read{0}, sealed_read{0}, reads_done{0};
+  PlanSpans(files.size(), &tasks);
+  std::vector<PackRead> passes[2];
+  for (const bool late : {false, true}) {
+    ASSIGN_OR_RETURN(passes[late], PlanReads(index, tasks, late, files, manifest_id,
+                                             repo.store().restore_read_bytes()));
+  }
+  std::atomic<uint64_t> chunks_read{0}, sealed_read{0}, reads_done{0}, spans{0};
   std::mutex mu;  // status
   absl::Status status;
   // The proof follows the writes: a segment of a file is read back and
@@ -334,7 +425,12 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     const ManifestFile& f = *files[t.file];
     const std::string where = absl::StrCat("restore of manifest ", manifest_id, " file ", f.name());
     ASSIGN_OR_RETURN(File out, File::Open(partials[t.file], O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
-    for (const Placement& p : t.placements) {
+    const Placement whole{
+        t.placements.front().offset, t.placements.front().from,
+        static_cast<uint32_t>(t.placements.back().offset + t.placements.back().length -
+                              t.placements.front().offset)};
+    for (const Placement& p :
+         t.span ? absl::MakeConstSpan(&whole, 1) : absl::MakeConstSpan(t.placements)) {
       if (uint64_t{p.from} + p.length > plaintext.size()) {
         return absl::DataLossError(absl::StrCat(where, ": chunk ", ChunkIdHex(t.id), " has ",
                                                 plaintext.size(), " bytes; the map needs ",
@@ -353,6 +449,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
       }
     }
     RETURN_IF_ERROR(out.Close());
+    if (t.span) ++spans;
     if (options.control != nullptr) {
       for (const Placement& p : t.placements) options.control->bytes_done += p.length;
     }
@@ -407,15 +504,19 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     absl::Status s = proof.Run(kProofThreads);
     if (!s.ok()) fail(std::move(s));
   });
-  ParallelFor(
-      reads.size(), static_cast<size_t>(workers),
-      [&](size_t i) {
-        absl::Status s = options.control != nullptr && options.control->cancel
-                             ? absl::CancelledError("the restore was cancelled")
-                             : restore_read(reads[i]);
-        if (!s.ok()) fail(std::move(s));
-      },
-      failed);
+  // The late pass starts when every write of the first has returned.
+  for (const std::vector<PackRead>& reads : passes) {
+    if (failed()) break;
+    ParallelFor(
+        reads.size(), static_cast<size_t>(workers),
+        [&](size_t i) {
+          absl::Status s = options.control != nullptr && options.control->cancel
+                               ? absl::CancelledError("the restore was cancelled")
+                               : restore_read(reads[i]);
+          if (!s.ok()) fail(std::move(s));
+        },
+        failed);
+  }
   verifier.join();
   RETURN_IF_ERROR(status);
   for (size_t i = 0; i < files.size(); ++i) {
@@ -427,6 +528,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   result.chunks_read = chunks_read;
   result.sealed_bytes_read = sealed_read;
   result.pack_reads = reads_done;
+  result.span_writes = spans;
   RETURN_IF_ERROR(lock->Release());
   return result;
 }

@@ -5,7 +5,9 @@
 // Each chunk a file needs is read, authenticated and decrypted once,
 // however many blocks of the map point into it, by `workers` threads; its
 // blocks are written at their offsets, and blocks
-// that are all zeros are left as holes. Each file is written under a
+// that are all zeros are left as holes. In a chain, a base chunk is
+// written whole in a first pass and the newer pages over it in a second
+// (PlanSpans in restore.cc). Each file is written under a
 // temporary name, proved byte-identical by its digest (file_digest.h), and
 // only then renamed into place: a restore that fails leaves no file with
 // wrong bytes under a real name.
@@ -43,6 +45,9 @@ struct RestoreResult {
   // Ranged reads of packs: adjacent chunks are fetched together (one
   // request each on an object store).
   uint64_t pack_reads = 0;
+  // Chunks written whole, over the places of newer pages that were then
+  // written over them (a chain's base chunks).
+  uint64_t span_writes = 0;
 };
 
 // Whether a manifest's file name may be restored: joined to a target

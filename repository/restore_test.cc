@@ -324,11 +324,20 @@ TEST_P(RestoreTest, WithoutAllocatingAheadAChainStillRestoresAndLeavesTheCache) 
 // A chain's newer pages split its base chunks' runs. Each base chunk is
 // written whole instead, and the newer pages over it afterwards: a
 // second Incremental's pages land over the first's and over the Full's,
-// and what is restored is the newest of each.
+// and what is restored is the newest of each. Two files with the same
+// bytes share every chunk, each placed in its own file. (Should the late
+// pass run first, the Full's stale pages win and the proof refuses the
+// file; a chain whose bytes do not prove, or a cancelled restore, leaves
+// no file behind.)
 TEST_P(RestoreTest, AChainWritesItsBaseChunksWholeAndTheNewerPagesWin) {
   std::string edb = MakeEdbLike(2048, 21);  // 16 MiB
-  const std::vector<BackupFile> files = {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0}};
-  WriteFile(dir_.Sub("src/db.edb"), edb);
+  const std::vector<BackupFile> files = {{dir_.Sub("src/db.edb"), "db.edb", "database", "", 0},
+                                         {dir_.Sub("src/twin.edb"), "twin.edb", "database", "", 0}};
+  auto write_both = [&] {
+    WriteFile(dir_.Sub("src/db.edb"), edb);
+    WriteFile(dir_.Sub("src/twin.edb"), edb);
+  };
+  write_both();
   auto full = Backup(*repo_, files, Header("DB01"), {});
   ASSERT_TRUE(full.ok()) << full.status();
   auto first = Restore(*repo_, full->id(), dir_.Sub("full"));
@@ -337,17 +346,37 @@ TEST_P(RestoreTest, AChainWritesItsBaseChunksWholeAndTheNewerPagesWin) {
   BackupOptions options;
   options.base_manifest = "auto";
   ChangePages(&edb, 0.02, /*runs=*/false, 22);
-  WriteFile(dir_.Sub("src/db.edb"), edb);
+  write_both();
   ASSERT_TRUE(Backup(*repo_, files, Header("DB01"), options).ok());
   ChangePages(&edb, 0.05, /*runs=*/true, 23);
   ChangePages(&edb, 0.02, /*runs=*/false, 24);
-  WriteFile(dir_.Sub("src/db.edb"), edb);
+  write_both();
   auto m = Backup(*repo_, files, Header("DB01"), options);
   ASSERT_TRUE(m.ok()) << m.status();
-  auto r = Restore(*repo_, m->id(), dir_.Sub("target"));
+  RestoreOptions restore_options;
+  TransferControl control;
+  restore_options.control = &control;
+  auto r = Restore(*repo_, m->id(), dir_.Sub("target"), restore_options);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GT(r->span_writes, 0u);
   EXPECT_EQ(ReadFile(dir_.Sub("target/db.edb")), edb);
+  EXPECT_EQ(ReadFile(dir_.Sub("target/twin.edb")), edb);
+  // Progress counts each byte placed once, not a span's stale bytes.
+  EXPECT_EQ(control.bytes_done.load(), 2 * edb.size());
+
+  const std::string wrong =
+      Rewrite(*m, [](auto* w) { w->mutable_files(1)->set_tree_sha256(std::string(32, '\0')); });
+  auto refused = Restore(*repo_, wrong, dir_.Sub("wrong"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("file twin.edb: the restored"));
+  EXPECT_THAT(Names(dir_.Sub("wrong")), ::testing::IsEmpty());
+
+  control.cancel = true;
+  auto cancelled = Restore(*repo_, m->id(), dir_.Sub("cancelled"), restore_options);
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(Names(dir_.Sub("cancelled")), ::testing::IsEmpty());
 }
 
 // A page that became all zeros is a hole in the restored file, never

@@ -407,7 +407,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   // verification overlaps the restore instead of adding a pass at its end.
   // In a chain, nearly every segment holds a late page and waits for the
   // second pass: there the proof mostly follows it (measured: the chained
-  // 4 GiB restore still went from 6.6-7.6 s to 5.5-6.2 s).
+  // 4 GiB restore still went from 6.0-7.6 s to 5.3-6.2 s).
   RestoreProof proof(manifest_id, std::move(proved));
   for (const ChunkTask& t : tasks) {
     for (const Placement& p : t.placements) proof.Expect(t.file, p.offset, p.length);

@@ -125,6 +125,30 @@ struct Range {
   uint64_t length;
 };
 
+// A placement's bytes in its file, and the task that writes them.
+struct Placed {
+  uint64_t offset;
+  uint64_t length;
+  size_t task;
+};
+
+// Per file, every placement of every task, in file order (they never
+// overlap). Both the blocks to allocate and the spans are read from it.
+std::vector<std::vector<Placed>> PlacementsByFile(size_t files,
+                                                  const std::vector<ChunkTask>& tasks) {
+  std::vector<std::vector<Placed>> by_file(files);
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    for (const Placement& p : tasks[t].placements) {
+      by_file[tasks[t].file].push_back({p.offset, p.length, t});
+    }
+  }
+  for (auto& placed : by_file) {
+    std::sort(placed.begin(), placed.end(),
+              [](const Placed& a, const Placed& b) { return a.offset < b.offset; });
+  }
+  return by_file;
+}
+
 // Zero blocks closer together than this are allocated with the blocks
 // around them (they read as zeros all the same): a hole that short saves
 // little space, and each allocation is a journalled call.
@@ -132,25 +156,19 @@ constexpr uint64_t kAllocateGap = 1 << 20;
 
 // Per file, the ranges to allocate: what the plan writes, merged across
 // gaps under kAllocateGap. Longer runs of zero blocks stay holes.
-std::vector<std::vector<Range>> PlannedRanges(size_t files, const std::vector<ChunkTask>& tasks) {
-  std::vector<std::vector<Range>> ranges(files);
-  for (const ChunkTask& t : tasks) {
-    for (const Placement& p : t.placements) ranges[t.file].push_back({p.offset, p.length});
-  }
-  for (auto& r : ranges) {
-    std::sort(r.begin(), r.end(),
-              [](const Range& a, const Range& b) { return a.offset < b.offset; });
-    std::vector<Range> merged;
-    for (const Range& x : r) {
+std::vector<std::vector<Range>> PlannedRanges(const std::vector<std::vector<Placed>>& by_file) {
+  std::vector<std::vector<Range>> ranges(by_file.size());
+  for (size_t f = 0; f < by_file.size(); ++f) {
+    std::vector<Range>& merged = ranges[f];
+    for (const Placed& x : by_file[f]) {
       if (!merged.empty() &&
           merged.back().offset + merged.back().length + kAllocateGap > x.offset) {
         merged.back().length =
             std::max(merged.back().length, x.offset + x.length - merged.back().offset);
       } else {
-        merged.push_back(x);
+        merged.push_back({x.offset, x.length});
       }
     }
-    r = std::move(merged);
   }
   return ranges;
 }
@@ -193,28 +211,13 @@ absl::StatusOr<bool> AllocatePlanned(File& out, const std::vector<Range>& ranges
 // bytes are written.
 constexpr uint64_t kSpanStaleMax = 2;  // stale bytes at most 1/2 of a span
 
-void PlanSpans(size_t files, std::vector<ChunkTask>* tasks) {
-  struct Owned {
-    uint64_t offset;
-    uint64_t length;
-    size_t task;
-  };
-  std::vector<std::vector<Owned>> by_file(files);
-  for (size_t t = 0; t < tasks->size(); ++t) {
-    for (const Placement& p : (*tasks)[t].placements) {
-      by_file[(*tasks)[t].file].push_back({p.offset, p.length, t});
-    }
-  }
-  for (auto& owned : by_file) {
-    std::sort(owned.begin(), owned.end(),
-              [](const Owned& a, const Owned& b) { return a.offset < b.offset; });
-  }
+void PlanSpans(const std::vector<std::vector<Placed>>& by_file, std::vector<ChunkTask>* tasks) {
   // The tasks that own the bytes of [begin, end), or false if a byte there
   // is placed by no task.
   auto owners = [&](size_t file, uint64_t begin, uint64_t end, std::vector<size_t>* out) {
     const auto& owned = by_file[file];
     auto it = std::lower_bound(owned.begin(), owned.end(), begin,
-                               [](const Owned& o, uint64_t at) { return o.offset < at; });
+                               [](const Placed& o, uint64_t at) { return o.offset < at; });
     for (uint64_t at = begin; at < end; at += it->length, ++it) {
       if (it == owned.end() || it->offset != at || it->offset + it->length > end) return false;
       out->push_back(it->task);
@@ -371,7 +374,8 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
     ~Cleanup() { f(); }
   } guard{cleanup};
 
-  const std::vector<std::vector<Range>> written = PlannedRanges(files.size(), tasks);
+  const std::vector<std::vector<Placed>> placed = PlacementsByFile(files.size(), tasks);
+  const std::vector<std::vector<Range>> written = PlannedRanges(placed);
   std::vector<uint32_t> direct_write_min(files.size());
   for (size_t i = 0; i < files.size(); ++i) {
     RETURN_IF_ERROR(CreateDirectories(DirName(partials[i])));
@@ -393,7 +397,7 @@ absl::StatusOr<RestoreResult> Restore(const Repository& repo, const std::string&
   }
 
   RestoreResult result;
-  PlanSpans(files.size(), &tasks);
+  PlanSpans(placed, &tasks);
   std::vector<PackRead> passes[2];
   for (const bool late : {false, true}) {
     ASSIGN_OR_RETURN(passes[late], PlanReads(index, tasks, late, files, manifest_id,

@@ -6,16 +6,22 @@
 #include "common/tls_front.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
 #include "common/certs.h"
+#include "common/testing/network_lab.h"
 #include "common/testing/temp_dir.h"
 #include "common/tls.h"
 #include "dagvault/v1/writer.grpc.pb.h"
@@ -253,6 +259,80 @@ TEST_F(TlsFrontTest, AfterStopAcceptingOpenConnectionsCarryOnAndNewOnesAreNotTak
   }
   EXPECT_TRUE(closed) << "the port still accepts";
   EXPECT_TRUE(call().ok());
+}
+
+// A TCP socket of network namespace `netns`: a socket belongs to the
+// namespace of the thread that makes it, so a thread enters it to make one.
+int SocketIn(const std::string& netns) {
+  int fd = -1;
+  std::thread([&] {
+    const int ns = ::open(("/var/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns >= 0 && ::setns(ns, CLONE_NEWNET) == 0) fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (ns >= 0) ::close(ns);
+  }).join();
+  return fd;
+}
+
+// An agent's machine lost without a reset (a pulled cable): no byte and no
+// FIN ever comes again. The front's keepalive probes find it and the
+// connection ends in about 20 s, with no HTTP/2 ping from gRPC.
+TEST(TlsFrontDeadPeer, AConnectionWhosePeerVanishedIsClosedByTheKernelsProbes) {
+  testing::NetworkLab lab(1);
+  ASSERT_TRUE(lab.ok()) << lab.error();
+  testing::TempDir certs("tls_front_dead_peer");
+  ASSERT_TRUE(CreateCa({.dir = certs.path()}).ok());
+  ASSERT_TRUE(IssueCertificate({.dir = certs.path(),
+                                .name = "coordinator",
+                                .role = kRoleCoordinator,
+                                .sans = {lab.bridge_address()}})
+                  .ok());
+  ASSERT_TRUE(IssueCertificate({.dir = certs.path(), .name = "node1", .role = kRoleNode}).ok());
+  Mirror service;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto front = TlsFront::Start(
+      {.listen = lab.bridge_address() + ":0", .tls = CertificateFiles(certs.path(), "coordinator")},
+      server->c_server());
+  ASSERT_TRUE(front.ok()) << front.status();
+
+  // A client on host 0 shakes hands as node1 and then says nothing.
+  const int fd = SocketIn(lab.Prefix(0).back());
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>((*front)->port()));
+  ASSERT_EQ(::inet_pton(AF_INET, lab.bridge_address().c_str(), &a.sin_addr), 1);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << std::strerror(errno);
+  const v1::TlsFiles node = CertificateFiles(certs.path(), "node1");
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  ASSERT_EQ(SSL_CTX_use_certificate_chain_file(ctx, node.cert_file().c_str()), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey_file(ctx, node.key_file().c_str(), SSL_FILETYPE_PEM), 1);
+  ASSERT_EQ(SSL_CTX_load_verify_locations(ctx, node.ca_file().c_str(), nullptr), 1);
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  ASSERT_EQ(SSL_CTX_set_alpn_protos(ctx, kH2, sizeof(kH2)), 0);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  ASSERT_EQ(SSL_connect(ssl), 1);
+  for (int i = 0; i < 100 && (*front)->connections() != 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ((*front)->connections(), 1u);
+
+  ASSERT_TRUE(lab.Cut(0));
+  const absl::Time cut = absl::Now();
+  while ((*front)->connections() != 0 && absl::Now() - cut < absl::Seconds(45)) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ((*front)->connections(), 0u)
+      << "a connection to a vanished peer is still open after 45 s";
+  EXPECT_GE(absl::Now() - cut, absl::Seconds(9)) << "a quiet connection is not ended at once";
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(fd);
+  front->reset();
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 TEST(TlsFrontStart, BadFilesAndAddressesAreNamed) {

@@ -129,10 +129,15 @@ absl::StatusOr<int> Coordinator::StartServing() {
   // grpc.health.v1.Health: SERVING while the coordinator serves.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  // A half-open connection (a partition with no reset) is found within
-  // ~15 s by pings, not after TCP's minutes.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  if (config_.insecure_dev()) {
+    // A half-open connection (a partition with no reset) is found within
+    // ~15 s by pings, not after TCP's minutes. Behind the TLS front the
+    // kernel finds it instead, at no cost per connection
+    // (tls_front.cc, WatchForADeadPeer).
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  }
+  // The agents' own pings are answered (coordinator_link.cc).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);

@@ -204,9 +204,15 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::C
       c_->topology().Report(message->mutable_report());
       c_->jobs().OnReport(m.report());
       c_->archives().OnReport(m.report());
-      v1::CoordinatorMessage ack;
-      ack.mutable_report_ack()->set_sent_us(m.report().sent_us());
-      channel_->Send(ack);
+      // An acknowledgement costs the leader a write, and the TLS front a
+      // wake-up and a record, per report: the agent says when it needs
+      // none (agent.proto, NodeReport.ack_optional). A report that lists
+      // a running job is always acknowledged: its leases were renewed.
+      if (!m.report().ack_optional() || m.report().running_size() > 0) {
+        v1::CoordinatorMessage ack;
+        ack.mutable_report_ack()->set_sent_us(m.report().sent_us());
+        channel_->Send(ack);
+      }
     } else if (m.has_job_update()) {
       c_->jobs().OnJobUpdate(node_, m.job_update());
     }

@@ -10,6 +10,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "dagvault/v1/agent.grpc.pb.h"
+#include "node-agent/daemon/coordinator_channel_args.h"
 
 namespace dagvault::agent {
 namespace {
@@ -19,13 +20,8 @@ namespace v1 = dagvault::v1;
 class GrpcStream final : public CoordinatorStream {
  public:
   GrpcStream(const std::string& address, const std::shared_ptr<grpc::ChannelCredentials>& creds) {
-    grpc::ChannelArguments args;
-    // A half-open connection is found by pings within ~15 s.
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    stub_ = v1::AgentService::NewStub(grpc::CreateCustomChannel(address, creds, args));
+    stub_ = v1::AgentService::NewStub(
+        grpc::CreateCustomChannel(address, creds, CoordinatorChannelArguments()));
     stream_ = stub_->Connect(&context_);
   }
   bool Write(const v1::AgentMessage& m) override { return stream_->Write(m); }
@@ -150,6 +146,7 @@ absl::Status CoordinatorLink::Session(const std::atomic<bool>* stop, bool* regis
     abandoned_ = false;
     registered_ = false;
     first_unacked_write_ = absl::InfiniteDuration();
+    unacked_reports_ = 0;
   }
   auto forget = [&] {
     {
@@ -209,6 +206,7 @@ absl::Status CoordinatorLink::Session(const std::atomic<bool>* stop, bool* regis
       std::lock_guard<std::mutex> l(mu_);
       last_acked_sent_ = std::max(last_acked_sent_, absl::Microseconds(m.report_ack().sent_us()));
       first_unacked_write_ = absl::InfiniteDuration();
+      unacked_reports_ = 0;
     } else {
       handlers_.on_message(m);
     }
@@ -240,7 +238,17 @@ void CoordinatorLink::SendReport() {
   {
     // Before the write, so that its acknowledgement cannot come first.
     std::lock_guard<std::mutex> l(mu_);
-    if (first_unacked_write_ == absl::InfiniteDuration()) {
+    // When every report before this one is acknowledged and it lists no
+    // running job (no lease for an acknowledgement to bound) and nothing
+    // the coordinator must confirm, the coordinator may skip its
+    // acknowledgement; the next report asks again. Only a report that
+    // asks starts the stall clock (CheckStall): a report slow to gather
+    // after an unacknowledged optional one must not count against a
+    // healthy coordinator.
+    r->set_ack_optional(unacked_reports_ == 0 && r->running().empty() && r->undelivered().empty() &&
+                        r->archived_segments().empty());
+    ++unacked_reports_;
+    if (!r->ack_optional() && first_unacked_write_ == absl::InfiniteDuration()) {
       first_unacked_write_ = clock_->Monotonic();
     }
   }

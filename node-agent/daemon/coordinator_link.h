@@ -54,8 +54,9 @@ class CoordinatorDialer {
   virtual std::unique_ptr<CoordinatorStream> Dial(const std::string& address) = 0;
 };
 
-// gRPC over the credentials given (mutual TLS in production), with
-// keepalive pings that find a half-open connection within ~15 s.
+// gRPC over the credentials given (mutual TLS in production), set up by
+// CoordinatorChannelArguments (coordinator_channel_args.h): TCP finds a
+// half-open connection within a report period and 5 s.
 std::unique_ptr<CoordinatorDialer> MakeGrpcDialer(
     std::shared_ptr<grpc::ChannelCredentials> credentials);
 
@@ -120,9 +121,12 @@ class CoordinatorLink {
   absl::Duration session_started_;        // guarded by mu_ (monotonic)
   bool abandoned_ = false;                // guarded by mu_
   bool registered_ = false;               // guarded by mu_: this session's
-  // When the oldest report not yet acknowledged was written (monotonic);
-  // infinite when none waits.
+  // When the oldest report that asked for an acknowledgement (not
+  // ack_optional) and has none yet was written (monotonic); infinite when
+  // none waits.
   absl::Duration first_unacked_write_ = absl::InfiniteDuration();  // guarded by mu_
+  // Reports written since the last acknowledgement, optional ones too.
+  int unacked_reports_ = 0;  // guarded by mu_
   // The send time (monotonic) of the newest report acknowledged.
   absl::Duration last_acked_sent_;                  // guarded by mu_
   absl::Duration report_every_ = absl::Seconds(5);  // guarded by mu_

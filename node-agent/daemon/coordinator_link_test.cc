@@ -35,6 +35,7 @@ class LinkTest : public ::testing::Test {
       absl::SleepFor(fill_delay_);  // mailstored slow to answer
       std::lock_guard<std::mutex> l(mu_);
       for (const auto& u : undelivered_) *r->add_undelivered() = u;
+      for (const auto& j : running_) *r->add_running() = j;
     };
     h.on_message = [this](const v1::CoordinatorMessage& m) {
       std::lock_guard<std::mutex> l(mu_);
@@ -94,6 +95,7 @@ class LinkTest : public ::testing::Test {
   std::mutex mu_;
   std::vector<v1::CoordinatorMessage> received_;
   std::vector<v1::JobUpdate> undelivered_;
+  std::vector<v1::RunningJob> running_;
   std::atomic<int> registrations_{0};
   absl::Duration fill_delay_;
 };
@@ -126,6 +128,86 @@ TEST_F(LinkTest, RegistersReportsEveryPeriodAndHandsTheCoordinatorsMessagesOn) {
   std::lock_guard<std::mutex> l(mu_);
   ASSERT_EQ(received_.size(), 1u) << "report acks stay with the link";
   EXPECT_EQ(received_[0].assignment().job(), "j1");
+}
+
+// The coordinator skips the acknowledgement of a report marked
+// ack_optional: the agent marks one only when everything before it was
+// acknowledged and it lists nothing whose acknowledgement matters.
+TEST_F(LinkTest, AReportLeavesItsAcknowledgementOptionalOnlyWhenNothingIsOutstanding) {
+  v1::AgentConfig one = TwoCoordinators();
+  one.clear_more_coordinators();
+  Start(one);
+  auto s = dialer_.WaitDial(0);
+  ASSERT_NE(s, nullptr);
+  s->Registered(/*report_every_ms=*/50, /*lease_ttl_ms=*/60000);
+  ASSERT_TRUE(s->WaitWritten(4));
+  auto reports = Reports(*s);
+  // Nothing was outstanding for the first; from then on the first is.
+  EXPECT_TRUE(reports[0].ack_optional());
+  EXPECT_FALSE(reports[1].ack_optional());
+  EXPECT_FALSE(reports[2].ack_optional());
+
+  // Acknowledged: the next report may go unacknowledged, the one after
+  // it asks again.
+  ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
+  size_t seen = reports.size();
+  ASSERT_TRUE(s->WaitWritten(seen + 4));
+  reports = Reports(*s);
+  size_t optional_at = reports.size();
+  for (size_t i = seen; i < reports.size(); ++i) {
+    if (reports[i].ack_optional()) {
+      optional_at = i;
+      break;
+    }
+  }
+  ASSERT_LT(optional_at + 1, reports.size()) << "no report after the acknowledgement was optional";
+  EXPECT_FALSE(reports[optional_at + 1].ack_optional());
+
+  // A running job's report is always acknowledged (its lease was renewed).
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    v1::RunningJob j;
+    j.set_job("j1");
+    j.set_unit("DB01");
+    running_.push_back(j);
+  }
+  for (int round = 0; round < 3; ++round) {
+    seen = Reports(*s).size();
+    ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
+    ASSERT_TRUE(s->WaitWritten(s->Written().size() + 3));
+  }
+  reports = Reports(*s);
+  size_t with_running = 0;
+  for (size_t i = seen; i < reports.size(); ++i) {
+    if (reports[i].running_size() == 0) continue;
+    ++with_running;
+    EXPECT_FALSE(reports[i].ack_optional()) << "report " << i << " lists a running job";
+  }
+  EXPECT_GT(with_running, 0u);
+
+  // So is one carrying results the coordinator has not confirmed.
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    running_.clear();
+    v1::JobUpdate u;
+    u.set_job("j1");
+    u.set_attempt(1);
+    u.set_phase(v1::JOB_SUCCEEDED);
+    undelivered_.push_back(u);
+  }
+  for (int round = 0; round < 3; ++round) {
+    seen = Reports(*s).size();
+    ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
+    ASSERT_TRUE(s->WaitWritten(s->Written().size() + 3));
+  }
+  reports = Reports(*s);
+  size_t with_results = 0;
+  for (size_t i = seen; i < reports.size(); ++i) {
+    if (reports[i].undelivered_size() == 0) continue;
+    ++with_results;
+    EXPECT_FALSE(reports[i].ack_optional()) << "report " << i << " carries a result";
+  }
+  EXPECT_GT(with_results, 0u);
 }
 
 TEST_F(LinkTest, FollowsAStandbysPointerAtOnceAndOtherwiseMovesToTheNextAddress) {
@@ -202,6 +284,37 @@ TEST_F(LinkTest, AReportSlowToGatherDoesNotMakeAHealthyCoordinatorLookStalled) {
     ASSERT_TRUE(s->WaitWritten(2 + acked));
     ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
   }
+  EXPECT_FALSE(s->cancelled());
+  EXPECT_EQ(dialer_.dials(), 1u);
+}
+
+// The same against a coordinator that, as the real one does, skips the
+// acknowledgements the agent marked optional: the stall clock starts only
+// at a report that asks for one, not before the next report is gathered.
+TEST_F(LinkTest, ASkippedOptionalAcknowledgementDoesNotMakeAHealthyCoordinatorLookStalled) {
+  fill_delay_ = absl::Milliseconds(500);  // longer than the 333 ms limit
+  Start(TwoCoordinators());
+  auto s = dialer_.WaitDial(0);
+  ASSERT_NE(s, nullptr);
+  s->Registered(100, 1000);
+  int skipped = 0;
+  size_t handled = 0;
+  for (size_t written = 2; written < 10; ++written) {
+    ASSERT_TRUE(s->WaitWritten(written));
+    const auto reports = Reports(*s);
+    bool asked = false;
+    for (; handled < reports.size(); ++handled) {
+      if (reports[handled].ack_optional()) {
+        ++skipped;
+      } else {
+        asked = true;
+      }
+    }
+    if (asked) {
+      ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
+    }
+  }
+  EXPECT_GE(skipped, 3);
   EXPECT_FALSE(s->cancelled());
   EXPECT_EQ(dialer_.dials(), 1u);
 }

@@ -10,6 +10,7 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "node-agent/daemon/coordinator_channel_args.h"
 #include "tests/bench/coordinator_bench.h"
 
 namespace dagvault::bench {
@@ -43,6 +44,9 @@ struct SimFleet::Agent {
   grpc::Status finished;
   bool connected = false, registered = false, broken = false, finishing = false;
   bool alarm_armed = false;
+  // A report is out that the leader has not acknowledged (as
+  // CoordinatorLink does, the next report then asks for an acknowledgement).
+  bool report_unacked = false;
   int stream_ops = 0;  // start, reads and writes in flight on the stream
   absl::Time next_report = absl::InfinitePast();
 };
@@ -96,7 +100,10 @@ void SimFleet::Arm(Agent& a, absl::Time when) {
 }
 
 void SimFleet::Connect(Agent& a) {
-  if (!a.stub) a.stub = v1::AgentService::NewStub(grpc::CreateChannel(address_, a.creds));
+  if (!a.stub) {
+    a.stub = v1::AgentService::NewStub(
+        grpc::CreateCustomChannel(address_, a.creds, agent::CoordinatorChannelArguments()));
+  }
   a.context = std::make_unique<grpc::ClientContext>();
   a.stream = a.stub->PrepareAsyncConnect(a.context.get(), &cq_);
   a.connected = false;
@@ -167,6 +174,8 @@ void SimFleet::Handle(Agent& a, int kind_number, bool ok) {
         v1::AgentMessage m;
         *m.mutable_report() = a.report;
         m.mutable_report()->set_sent_us(absl::ToUnixMicros(absl::Now()));
+        m.mutable_report()->set_ack_optional(!a.report_unacked);
+        a.report_unacked = true;
         Send(a, std::move(m));
         ++reports_;
       }
@@ -187,8 +196,11 @@ void SimFleet::Handle(Agent& a, int kind_number, bool ok) {
       return;
     case OpKind::kRead:
       if (!ok || stopping_) return Break(a);
-      if (a.incoming.has_registered() && !a.registered) {
+      if (a.incoming.has_report_ack()) {
+        a.report_unacked = false;
+      } else if (a.incoming.has_registered() && !a.registered) {
         a.registered = true;
+        a.report_unacked = false;
         ++sessions_;
         // Reports spread over a period.
         if (!a.alarm_armed) Arm(a, absl::Now() + every_ * (a.node % 97) / 97);

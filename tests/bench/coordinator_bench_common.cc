@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "node-agent/daemon/coordinator_channel_args.h"
 #include "tests/bench/coordinator_bench.h"
 
 namespace dagvault::bench {
@@ -99,7 +100,8 @@ void SimAgent::Run(absl::Duration every, absl::Duration offset) {
 
 void SimAgent::Session(const std::string& address, absl::Duration every, absl::Duration offset,
                        std::string* leader) {
-  auto stub = v1::AgentService::NewStub(grpc::CreateChannel(address, creds_));
+  auto stub = v1::AgentService::NewStub(
+      grpc::CreateCustomChannel(address, creds_, agent::CoordinatorChannelArguments()));
   grpc::ClientContext context;
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -12,8 +12,24 @@ namespace {
 
 namespace v1 = dagvault::v1;
 
+// The highest activation epoch any copy of the unit reports, and a node
+// that reports it.
+struct NewestEpoch {
+  uint64_t epoch = 0;
+  std::string node;
+};
+
+NewestEpoch NewestEpochOf(const std::vector<CopyView>& copies) {
+  NewestEpoch newest;
+  for (const CopyView& c : copies) {
+    if (c.status.epoch() > newest.epoch) newest = {c.status.epoch(), c.status.node()};
+  }
+  return newest;
+}
+
 // Why `copy` cannot be the source under `policy`; empty when it can.
-std::vector<std::string> Reasons(const CopyView& copy, const SelectionPolicy& policy) {
+std::vector<std::string> Reasons(const CopyView& copy, const SelectionPolicy& policy,
+                                 const NewestEpoch& newest) {
   const v1::CopyStatus& s = copy.status;
   const bool active = s.role() == v1::ACTIVE;
   std::vector<std::string> reasons;
@@ -22,6 +38,15 @@ std::vector<std::string> Reasons(const CopyView& copy, const SelectionPolicy& po
                           ? std::string("ServiceDown: its agent does not report")
                           : absl::StrCat("ServiceDown: ", copy.node_down_reason));
     return reasons;  // what it last said is stale: nothing more is known
+  }
+  if (active && s.epoch() < newest.epoch) {
+    // A later activation superseded it (a lossy failover while its server
+    // was cut off or down, whose last report still stands): it steps down
+    // once it learns of the new epoch, and its logs after the activation
+    // point are not the unit's.
+    reasons.push_back(absl::StrCat("an active copy superseded by a later activation (epoch ",
+                                   s.epoch(), "; ", newest.node, " reports epoch ", newest.epoch,
+                                   ")"));
   }
   if (active && policy.mode == SourceMode::kPassiveOnly) {
     reasons.push_back("the active copy, and the source mode is passive-only");
@@ -79,8 +104,9 @@ Selection SelectSource(const std::vector<CopyView>& copies, const SelectionPolic
     RankedCopy copy;
   };
   std::vector<Scored> scored;
+  const NewestEpoch newest = NewestEpochOf(copies);
   for (const CopyView& c : copies) {
-    std::vector<std::string> reasons = Reasons(c, policy);
+    std::vector<std::string> reasons = Reasons(c, policy, newest);
     const std::string& node = c.status.node();
     if (!reasons.empty()) {
       out.rejected.push_back({node, std::move(reasons)});

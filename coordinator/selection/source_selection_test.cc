@@ -121,6 +121,32 @@ TEST(SourceSelection, ShorterQueuesWinAmongEquals) {
   EXPECT_THAT(Nodes(SelectSource(copies, {}, {})), ElementsAre("node3", "node2"));
 }
 
+// After a lossy failover, the old active's last report can still stand
+// (its server died a moment ago): two copies say they are active. The one
+// of the older activation epoch is never the source.
+TEST(SourceSelection, AnActiveCopyOfAnOlderActivationEpochNeverQualifies) {
+  std::vector<CopyView> copies = {Copy("node1", v1::ACTIVE, v1::MOUNTED),
+                                  Copy("node2", v1::ACTIVE, v1::MOUNTED),
+                                  Copy("node3", v1::PASSIVE, v1::HEALTHY)};
+  copies[0].status.set_epoch(3);
+  copies[1].status.set_epoch(4);
+  copies[2].status.set_epoch(3);
+  SelectionPolicy policy;
+  policy.mode = SourceMode::kActiveOnly;
+  SourceHistory history;
+  history.last_success_node = "node1";  // would rank it first
+  const Selection s = SelectSource(copies, policy, history);
+  EXPECT_THAT(Nodes(s), ElementsAre("node2"));
+  ASSERT_EQ(s.rejected.size(), 2u);
+  EXPECT_EQ(s.rejected[0].node, "node1");
+  EXPECT_THAT(s.rejected[0].reasons,
+              ElementsAre("an active copy superseded by a later activation (epoch 3; node2 "
+                          "reports epoch 4)"));
+  // With the same epoch (no activation between them) nothing changes.
+  copies[1].status.set_epoch(3);
+  EXPECT_THAT(Nodes(SelectSource(copies, policy, history)), ElementsAre("node1", "node2"));
+}
+
 TEST(SourceSelection, ModesParseAndPrint) {
   for (const char* name : {"passive-then-active", "passive-only", "active-only"}) {
     auto mode = ParseSourceMode(name);

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "node-agent/daemon/fake_coordinator_dialer.h"
@@ -22,6 +23,13 @@ v1::AgentConfig TwoCoordinators() {
   c.add_more_coordinators("c2:7000");
   c.set_reconnect_min_ms(20);
   c.set_reconnect_max_ms(100);
+  return c;
+}
+
+// One coordinator: a silent stream is kept (no next one to try).
+v1::AgentConfig OneCoordinator() {
+  v1::AgentConfig c = TwoCoordinators();
+  c.clear_more_coordinators();
   return c;
 }
 
@@ -88,15 +96,33 @@ class LinkTest : public ::testing::Test {
     s.Send(ack);
   }
 
-  // Acknowledges the newest report and returns the next three written:
-  // the first of them would be ack_optional if it listed nothing.
-  static std::vector<v1::NodeReport> ReportsAfterAnAcknowledgement(FakeCoordinatorStream& s) {
+  // Two coordinators, the first registering the link with reports every
+  // 100 ms and a lease of 1 s (a stall limit of max(300, 333) ms), and
+  // every report 500 ms to gather (mailstored slow to answer).
+  std::shared_ptr<FakeCoordinatorStream> StartSlowToGather() {
+    fill_delay_ = absl::Milliseconds(500);
+    Start(TwoCoordinators());
+    auto s = dialer_.WaitDial(0);
+    if (s != nullptr) s->Registered(100, 1000);
+    return s;
+  }
+
+  // Acknowledges the newest report and checks the next three written (the
+  // first of them would be ack_optional if it listed nothing): none that
+  // `lists` something is optional. Returns how many did.
+  static size_t NoneOptionalAfterAnAcknowledgement(
+      FakeCoordinatorStream& s, const std::function<bool(const v1::NodeReport&)>& lists) {
     const size_t seen = Reports(s).size();
     AckNewestReport(s);
     EXPECT_TRUE(s.WaitWritten(s.Written().size() + 3));
-    auto reports = Reports(s);
-    reports.erase(reports.begin(), reports.begin() + static_cast<std::ptrdiff_t>(seen));
-    return reports;
+    const auto reports = Reports(s);
+    size_t listing = 0;
+    for (size_t i = seen; i < reports.size(); ++i) {
+      if (!lists(reports[i])) continue;
+      ++listing;
+      EXPECT_FALSE(reports[i].ack_optional()) << "report " << i;
+    }
+    return listing;
   }
 
   FakeCoordinatorDialer dialer_;
@@ -145,9 +171,7 @@ TEST_F(LinkTest, RegistersReportsEveryPeriodAndHandsTheCoordinatorsMessagesOn) {
 // ack_optional: the agent marks one only when everything before it was
 // acknowledged and it lists nothing whose acknowledgement matters.
 TEST_F(LinkTest, AReportLeavesItsAcknowledgementOptionalOnlyWhenNothingIsOutstanding) {
-  v1::AgentConfig one = TwoCoordinators();
-  one.clear_more_coordinators();
-  Start(one);
+  Start(OneCoordinator());
   auto s = dialer_.WaitDial(0);
   ASSERT_NE(s, nullptr);
   s->Registered(/*report_every_ms=*/50, /*lease_ttl_ms=*/60000);
@@ -182,13 +206,9 @@ TEST_F(LinkTest, AReportLeavesItsAcknowledgementOptionalOnlyWhenNothingIsOutstan
     j.set_unit("DB01");
     running_.push_back(j);
   }
-  size_t with_running = 0;
-  for (const auto& r : ReportsAfterAnAcknowledgement(*s)) {
-    if (r.running_size() == 0) continue;
-    ++with_running;
-    EXPECT_FALSE(r.ack_optional()) << "a report lists a running job";
-  }
-  EXPECT_GT(with_running, 0u);
+  EXPECT_GT(NoneOptionalAfterAnAcknowledgement(
+                *s, [](const v1::NodeReport& r) { return r.running_size() > 0; }),
+            0u);
 
   // So is one carrying results the coordinator has not confirmed.
   {
@@ -200,13 +220,9 @@ TEST_F(LinkTest, AReportLeavesItsAcknowledgementOptionalOnlyWhenNothingIsOutstan
     u.set_phase(v1::JOB_SUCCEEDED);
     undelivered_.push_back(u);
   }
-  size_t with_results = 0;
-  for (const auto& r : ReportsAfterAnAcknowledgement(*s)) {
-    if (r.undelivered_size() == 0) continue;
-    ++with_results;
-    EXPECT_FALSE(r.ack_optional()) << "a report carries a result";
-  }
-  EXPECT_GT(with_results, 0u);
+  EXPECT_GT(NoneOptionalAfterAnAcknowledgement(
+                *s, [](const v1::NodeReport& r) { return r.undelivered_size() > 0; }),
+            0u);
 }
 
 TEST_F(LinkTest, FollowsAStandbysPointerAtOnceAndOtherwiseMovesToTheNextAddress) {
@@ -274,11 +290,8 @@ TEST_F(LinkTest, AStreamThatNeverRegistersIsGivenUpToo) {
 // A report slow to gather (mailstored slow to answer) is not held against
 // the coordinator: the wait counts from the write.
 TEST_F(LinkTest, AReportSlowToGatherDoesNotMakeAHealthyCoordinatorLookStalled) {
-  fill_delay_ = absl::Milliseconds(500);  // longer than the 333 ms limit
-  Start(TwoCoordinators());
-  auto s = dialer_.WaitDial(0);
+  auto s = StartSlowToGather();
   ASSERT_NE(s, nullptr);
-  s->Registered(100, 1000);
   for (size_t acked = 0; acked < 4; ++acked) {
     ASSERT_TRUE(s->WaitWritten(2 + acked));
     ASSERT_NO_FATAL_FAILURE(AckNewestReport(*s));
@@ -291,11 +304,8 @@ TEST_F(LinkTest, AReportSlowToGatherDoesNotMakeAHealthyCoordinatorLookStalled) {
 // acknowledgements the agent marked optional: the stall clock starts only
 // at a report that asks for one, not before the next report is gathered.
 TEST_F(LinkTest, ASkippedOptionalAcknowledgementDoesNotMakeAHealthyCoordinatorLookStalled) {
-  fill_delay_ = absl::Milliseconds(500);  // longer than the 333 ms limit
-  Start(TwoCoordinators());
-  auto s = dialer_.WaitDial(0);
+  auto s = StartSlowToGather();
   ASSERT_NE(s, nullptr);
-  s->Registered(100, 1000);
   int skipped = 0;
   size_t handled = 0;
   for (size_t written = 2; written < 10; ++written) {
@@ -319,9 +329,7 @@ TEST_F(LinkTest, ASkippedOptionalAcknowledgementDoesNotMakeAHealthyCoordinatorLo
 }
 
 TEST_F(LinkTest, WithOneCoordinatorASilentStreamIsKeptForTheKeepalivesToJudge) {
-  v1::AgentConfig one = TwoCoordinators();
-  one.clear_more_coordinators();
-  Start(one);
+  Start(OneCoordinator());
   auto s = dialer_.WaitDial(0);
   ASSERT_NE(s, nullptr);
   s->Registered(100, 1000);
@@ -357,9 +365,7 @@ TEST_F(LinkTest, EachNewSessionsReportsCarryTheUndeliveredResultsAgain) {
 }
 
 TEST_F(LinkTest, TheLeaseBoundFollowsTheNewestAcknowledgedReport) {
-  v1::AgentConfig one = TwoCoordinators();  // one: the silent stream is kept
-  one.clear_more_coordinators();
-  Start(one);
+  Start(OneCoordinator());
   auto s = dialer_.WaitDial(0);
   ASSERT_NE(s, nullptr);
   s->Registered(100, 600);  // a lease of 600 ms, reports every 100 ms

@@ -185,11 +185,12 @@ absl::StatusOr<int> Listen(const std::string& address, int* port) {
 // A peer that is gone without a reset (its machine lost, a partition) is
 // found by the kernel, not by HTTP/2 pings through gRPC: a ping costs the
 // leader a timer, a write and two wake-ups per connection, where TCP's
-// keepalive probes and acknowledgements cost it nothing. Data unacknowledged
-// for 20 s ends the connection (an agent writes a report every period, the
-// leader acknowledges every other one), and so does a connection quiet for
-// 10 s whose two probes 5 s apart go unanswered. Not shorter: a slow reader
-// of a large answer (a `status --copies` of every node) must not be cut.
+// keepalive probes and acknowledgements cost it nothing. Bytes the peer's
+// kernel has not acknowledged within 20 s end the connection (the leader
+// writes to an agent at least every other report period: a ReportAck), and
+// so does a connection quiet for 10 s whose two probes 5 s apart go
+// unanswered. Not shorter: a slow reader of a large answer (a `status
+// --copies` of every node) must not be cut.
 void WatchForADeadPeer(int fd) {
   const int on = 1, idle_s = 10, interval_s = 5, probes = 2, unacked_ms = 20000;
   ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));

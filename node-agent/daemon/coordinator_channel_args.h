@@ -13,10 +13,10 @@ inline grpc::ChannelArguments CoordinatorChannelArguments() {
   // gRPC gives the socket a TCP_USER_TIMEOUT of the keepalive timeout, so
   // a report whose bytes the coordinator's kernel has not acknowledged
   // within 5 s ends the connection, and the agent writes one every period.
-  // The keepalive time, 30 s, stays well above the 10 s between the
-  // leader's acknowledgements (it acknowledges every other report,
-  // NodeReport.ack_optional): a ping costs the leader a read, a write and
-  // two wake-ups.
+  // The keepalive time, 30 s, stays well above the two report periods
+  // between the leader's acknowledgements (10 s at the default period; it
+  // acknowledges every other report, NodeReport.ack_optional): a ping
+  // costs the leader a read, a write and two wake-ups.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

@@ -1,6 +1,7 @@
 #include "coordinator/server/topology.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -18,8 +19,8 @@ namespace v1 = dagvault::v1;
 constexpr absl::Duration kPersistAtLeastEvery = absl::Minutes(10);
 
 // A copy `status` counts as fine when its node reports.
-bool IsHealthy(const dagvault::v1::CopyStatus& c) {
-  return c.state() == dagvault::v1::HEALTHY || c.state() == dagvault::v1::MOUNTED;
+bool IsHealthy(const StoredCopies::Entry& c) {
+  return c.state == dagvault::v1::HEALTHY || c.state == dagvault::v1::MOUNTED;
 }
 
 }  // namespace
@@ -39,7 +40,7 @@ absl::Status Topology::Load() {
     n.copies_reported = std::max(n.copies_reported, c.reported);
   }
   for (auto& [name, copies_there] : copies_of_node) {
-    SetCopiesLocked(name, nodes_[name], &copies_there);
+    SetCopiesLocked(*nodes_.find(name), copies_there);
   }
   for (auto& [name, n] : nodes_) n.persisted = clock_->Now();
   return absl::OkStatus();
@@ -80,7 +81,8 @@ void Topology::Report(v1::NodeReport* report_to_take) {
   bool persist = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    NodeState& n = nodes_[report.node()];
+    Node& node = *nodes_.try_emplace(report.node()).first;
+    NodeState& n = node.second;
     n.record.name = report.node();
     n.record.last_report = now;
     n.heard = heard;
@@ -89,7 +91,8 @@ void Topology::Report(v1::NodeReport* report_to_take) {
       return;  // nothing new to write: the last copies stand, marked down
     }
     n.service_error.clear();
-    const bool reshaped = SetCopiesLocked(report.node(), n, report_to_take->mutable_copies());
+    CopyList* copies = report_to_take->mutable_copies();
+    const bool reshaped = SetCopiesLocked(node, *copies);
     n.copies_reported = now;
     if (reshaped || n.persist_again || now - n.persisted >= kPersistAtLeastEvery ||
         now < n.persisted) {
@@ -98,9 +101,14 @@ void Topology::Report(v1::NodeReport* report_to_take) {
       n.persisted = now;
       Catalog::NodeSnapshot& pending = pending_[report.node()];
       pending.record = n.record;
-      pending.copies.emplace(n.copies.begin(), n.copies.end());
+      pending.copies.emplace(std::make_move_iterator(copies->begin()),
+                             std::make_move_iterator(copies->end()));
       pending.reported = now;
     }
+    // Freed, not cleared: a cleared list keeps its messages for the next
+    // report to parse into, which at 10,000 agents was 8 KB per agent
+    // (heap profile, docs/ha.md), and parsing into fresh ones costs little.
+    CopyList().Swap(copies);
   }
   if (persist && !write_behind_.joinable()) Flush();
 }
@@ -193,36 +201,40 @@ absl::Time Topology::LastReport(const std::string& node) const {
   return it == nodes_.end() ? absl::InfinitePast() : it->second.record.last_report;
 }
 
-bool Topology::SetCopiesLocked(const std::string& node, NodeState& n, CopyList* copies) {
+bool Topology::SetCopiesLocked(Node& node, const CopyList& copies) {
+  NodeState& n = node.second;
   // A node reports the same units over and over: the index changes only
   // when they do, and the catalog is written at once only when a copy's
   // role or state does.
   bool same_roles = true;
   const bool same_units =
-      std::equal(n.copies.begin(), n.copies.end(), copies->begin(), copies->end(),
-                 [&same_roles](const v1::CopyStatus& a, const v1::CopyStatus& b) {
-                   same_roles = same_roles && a.role() == b.role() && a.state() == b.state();
-                   return a.unit() == b.unit();
+      std::equal(n.copies.begin(), n.copies.end(), copies.begin(), copies.end(),
+                 [&same_roles](const StoredCopies::Entry& a, const v1::CopyStatus& b) {
+                   same_roles = same_roles && a.role == b.role() && a.state == b.state();
+                   return *a.unit == b.unit();
                  });
-  if (!same_units) {
+  std::vector<const std::string*> units;
+  units.reserve(static_cast<size_t>(copies.size()));
+  if (same_units) {
+    for (const auto& c : n.copies) units.push_back(c.unit);
+  } else {
     units_.reset();
     for (const auto& c : n.copies) {
-      auto it = nodes_of_unit_.find(c.unit());
+      auto it = nodes_of_unit_.find(*c.unit);
       if (it == nodes_of_unit_.end()) continue;
-      it->second.erase(node);
+      it->second.erase(&node);
       if (it->second.empty()) nodes_of_unit_.erase(it);
     }
+    // The old entries' unit names may be gone now: only the new ones are
+    // read from here on.
+    for (const auto& c : copies) {
+      auto it = nodes_of_unit_.try_emplace(c.unit()).first;
+      it->second.insert(&node);
+      units.push_back(&it->first);
+    }
   }
-  // Swapped, not copied; the old copies are freed, not kept for the next
-  // report to parse into: at 10,000 agents a spare list each was 8 KB per
-  // agent (heap profile, docs/ha.md), and parsing into fresh ones costs
-  // little CPU.
-  n.copies.Swap(copies);
-  google::protobuf::RepeatedPtrField<v1::CopyStatus>().Swap(copies);
+  n.copies.Assign(copies, units);
   n.healthy_copies = static_cast<int>(std::count_if(n.copies.begin(), n.copies.end(), IsHealthy));
-  if (!same_units) {
-    for (const auto& c : n.copies) nodes_of_unit_[c.unit()].insert(node);
-  }
   return !same_units || !same_roles;
 }
 
@@ -242,10 +254,10 @@ std::shared_ptr<const std::vector<std::string>> Topology::Units() const {
   return units_;
 }
 
-CopyView Topology::ViewLocked(const NodeState& n, const v1::CopyStatus& c,
+CopyView Topology::ViewLocked(const NodeState& n, const StoredCopies::Entry& c,
                               absl::Duration now) const {
   CopyView v;
-  v.status = c;
+  n.copies.DecodeInto(c, &v.status);
   v.node_reporting = ReportingLocked(n, now);
   if (!v.node_reporting) v.node_down_reason = DownReasonLocked(n, now);
   return v;
@@ -257,10 +269,10 @@ std::vector<CopyView> Topology::CopiesOf(const std::string& unit) const {
   std::vector<CopyView> out;
   auto nodes = nodes_of_unit_.find(unit);
   if (nodes == nodes_of_unit_.end()) return out;
-  for (const std::string& name : nodes->second) {
-    const NodeState& n = nodes_.at(name);
+  for (const Node* node : nodes->second) {
+    const NodeState& n = node->second;
     for (const auto& c : n.copies) {
-      if (c.unit() == unit) out.push_back(ViewLocked(n, c, now));
+      if (c.unit == &nodes->first) out.push_back(ViewLocked(n, c, now));
     }
   }
   return out;
@@ -271,7 +283,7 @@ std::map<std::string, std::vector<CopyView>> Topology::AllCopies() const {
   std::lock_guard<std::mutex> l(mu_);
   std::map<std::string, std::vector<CopyView>> out;
   for (const auto& [name, n] : nodes_) {
-    for (const auto& c : n.copies) out[c.unit()].push_back(ViewLocked(n, c, now));
+    for (const auto& c : n.copies) out[*c.unit].push_back(ViewLocked(n, c, now));
   }
   return out;
 }
@@ -300,15 +312,15 @@ void Topology::Describe(const v1::ClusterStatusRequest& request, v1::ClusterStat
     // Only copies that are not fine are listed unless asked for: at 10,000
     // nodes, most have none, and their copies are not walked.
     if (!request.all_copies() && request.unit().empty() && reporting &&
-        n.healthy_copies == n.copies.size()) {
+        static_cast<size_t>(n.healthy_copies) == n.copies.size()) {
       continue;
     }
     for (const auto& c : n.copies) {
       const bool fine = reporting && IsHealthy(c);
-      if (!request.all_copies() && c.unit() != request.unit() && fine) continue;
-      if (!request.unit().empty() && c.unit() != request.unit()) continue;
+      if (!request.all_copies() && *c.unit != request.unit() && fine) continue;
+      if (!request.unit().empty() && *c.unit != request.unit()) continue;
       v1::CopyInfo* copy = status->add_copies();
-      *copy->mutable_status() = c;
+      n.copies.DecodeInto(c, copy->mutable_status());
       copy->set_node_reporting(reporting);
       if (n.copies_reported != absl::InfinitePast()) {
         copy->set_reported_us(absl::ToUnixMicros(n.copies_reported));

@@ -126,12 +126,32 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
   EXPECT_TRUE(topology.CopiesOf("DB02").empty());
   EXPECT_FALSE(topology.UnitKnown("DB02"));
   EXPECT_TRUE(topology.UnitKnown("SG01"));
+  // node1 alone holds SG01 and DB09, and names them in another order: the
+  // index drops both and takes them again, and each copy keeps its own.
+  moved.mutable_copies(0)->set_copy_queue(7);
+  v1::CopyStatus* db09 = moved.add_copies();
+  *db09 = moved.copies(0);
+  db09->set_unit("DB09");
+  db09->set_copy_queue(9);
+  topology.Report(moved);
+  std::swap(*moved.mutable_copies(0), *moved.mutable_copies(1));
+  topology.Report(moved);
+  ASSERT_EQ(topology.CopiesOf("SG01").size(), 1u);
+  EXPECT_EQ(topology.CopiesOf("SG01")[0].status.copy_queue(), 7u);
+  ASSERT_EQ(topology.CopiesOf("DB09").size(), 1u);
+  EXPECT_EQ(topology.CopiesOf("DB09")[0].status.copy_queue(), 9u);
+  EXPECT_EQ(topology.AllCopies().at("DB09").at(0).status.unit(), "DB09");
+  moved.mutable_copies()->DeleteSubrange(1, 1);  // SG01 goes
+  topology.Report(moved);
+  EXPECT_FALSE(topology.UnitKnown("SG01"));
+  EXPECT_EQ(*topology.Units(), std::vector<std::string>{"DB09"});
 
   // A restarted coordinator loads the same index from the catalog.
   Topology loaded(catalog_.get(), absl::Seconds(10), &clock);
   ASSERT_TRUE(loaded.Load().ok());
-  EXPECT_EQ(*loaded.Units(), std::vector<std::string>{"SG01"});
-  EXPECT_EQ(loaded.CopiesOf("SG01").size(), 1u);
+  EXPECT_EQ(*loaded.Units(), std::vector<std::string>{"DB09"});
+  ASSERT_EQ(loaded.CopiesOf("DB09").size(), 1u);
+  EXPECT_EQ(loaded.CopiesOf("DB09")[0].status.copy_queue(), 9u);
 }
 
 TEST_F(TopologyTest, AReportHandedOverLeavesItsCopiesEmptyAndTheNewestStateShown) {

@@ -199,7 +199,7 @@ absl::StatusOr<Coordinator::ProtectionSummary> Coordinator::Protection(const std
     }
     const UnitHistory& h = **history;
     facts.chains = &h.chains;
-    if (h.last_backup_job) facts.last_job = &*h.last_backup_job;
+    facts.last_job = h.last_backup_job.get();
     if (auto it = waiting.find(u); it != waiting.end()) {
       facts.queued_waiting_for = it->second.empty() ? "its turn" : it->second;
     }

@@ -45,7 +45,7 @@ absl::StatusOr<std::shared_ptr<const UnitHistory>> UnitHistoryCache::Of(const st
   history->sources = SourceHistoryOf(jobs);
   for (JobRecord& j : jobs) {  // newest first
     if (j.kind == "backup") {
-      history->last_backup_job = std::move(j);
+      history->last_backup_job = std::make_unique<const JobRecord>(std::move(j));
       break;
     }
   }

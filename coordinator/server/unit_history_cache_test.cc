@@ -104,6 +104,7 @@ TEST_F(UnitHistoryCacheTest, AUnitIsReadAgainOnlyAfterAWriteThatTouchesIt) {
   EXPECT_EQ(reads, 1u);
   ASSERT_EQ(db02->chains.chains_size(), 1);
   EXPECT_EQ(db02->chains.chains(0).restore_points_size(), 1);
+  EXPECT_EQ(db02->last_backup_job, nullptr);  // no job of DB02
   Of("SG01", &reads);
   EXPECT_EQ(reads, 0u);
 
@@ -111,7 +112,7 @@ TEST_F(UnitHistoryCacheTest, AUnitIsReadAgainOnlyAfterAWriteThatTouchesIt) {
   ASSERT_TRUE(catalog_->CreateJob(JobOf("SG01", "job-1", JobState::kAssigned, "node3")).ok());
   auto sg01 = Of("SG01", &reads);
   EXPECT_EQ(reads, 1u);
-  ASSERT_TRUE(sg01->last_backup_job.has_value());
+  ASSERT_NE(sg01->last_backup_job, nullptr);
   EXPECT_EQ(sg01->last_backup_job->id, "job-1");
   JobRecord failed = JobOf("SG01", "job-1", JobState::kFailed, "node3");
   JobEvent event;

@@ -119,6 +119,33 @@ std::string SourceOf(const v1::ChainInfo& chain, const std::string& manifest) {
   return "";
 }
 
+}  // namespace
+
+ChainFacts ChainFactsOf(const v1::ShowChainsResponse& chains) {
+  ChainFacts f;
+  for (const auto& chain : chains.chains()) {
+    for (const auto& point : chain.restore_points()) {
+      if (point.time_us() > f.newest_restore_point_us) {
+        f.newest_restore_point_us = point.time_us();
+        f.newest_restore_point_manifest = point.manifest();
+        f.newest_restore_point_node = SourceOf(chain, point.manifest());
+      }
+      if (point.manifest() == chain.full().manifest() && point.time_us() > f.newest_full_us) {
+        f.newest_full_us = point.time_us();
+      }
+    }
+  }
+  if (chains.chains_size() > 0 && chains.chains(chains.chains_size() - 1).archived_segments() > 0) {
+    const v1::ChainInfo& newest = chains.chains(chains.chains_size() - 1);
+    f.newest_chain_archives = true;
+    f.archived_high_generation = newest.archived_high_generation();
+    f.archived_through_us = newest.archived_through_us();
+  }
+  return f;
+}
+
+namespace {
+
 bool Finished(JobState s) {
   return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
 }
@@ -133,20 +160,14 @@ v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
   if (facts.policy) p.set_policy(facts.policy->name());
 
   // The newest restore point of any valid chain, and the newest Full.
-  const v1::ShowChainsResponse& chains =
-      facts.chains ? *facts.chains : v1::ShowChainsResponse::default_instance();
-  for (const auto& chain : chains.chains()) {
-    for (const auto& point : chain.restore_points()) {
-      if (point.time_us() > p.newest_restore_point_us()) {
-        p.set_newest_restore_point_us(point.time_us());
-        p.set_newest_restore_point_manifest(point.manifest());
-        p.set_newest_restore_point_node(SourceOf(chain, point.manifest()));
-      }
-      if (point.manifest() == chain.full().manifest() && point.time_us() > p.newest_full_us()) {
-        p.set_newest_full_us(point.time_us());
-      }
-    }
+  static const ChainFacts kNoChains;
+  const ChainFacts& chains = facts.chains ? *facts.chains : kNoChains;
+  if (chains.newest_restore_point_us > 0) {
+    p.set_newest_restore_point_us(chains.newest_restore_point_us);
+    p.set_newest_restore_point_manifest(chains.newest_restore_point_manifest);
+    p.set_newest_restore_point_node(chains.newest_restore_point_node);
   }
+  if (chains.newest_full_us > 0) p.set_newest_full_us(chains.newest_full_us);
   auto age_of = [&](int64_t us) {
     return std::max<int64_t>(0, absl::ToInt64Seconds(now - absl::FromUnixMicros(us)));
   };
@@ -156,11 +177,10 @@ v1::UnitProtection EvaluateProtection(const UnitFacts& facts, absl::Time now,
     age = absl::Seconds(p.newest_restore_point_age_seconds());
   }
   if (p.newest_full_us() != 0) p.set_newest_full_age_seconds(age_of(p.newest_full_us()));
-  if (chains.chains_size() > 0 && chains.chains(chains.chains_size() - 1).archived_segments() > 0) {
-    const v1::ChainInfo& newest = chains.chains(chains.chains_size() - 1);
-    p.set_archived_through_generation(newest.archived_high_generation());
-    p.set_archived_through_us(newest.archived_through_us());
-    p.set_archive_lag_seconds(age_of(newest.archived_through_us()));
+  if (chains.newest_chain_archives) {
+    p.set_archived_through_generation(chains.archived_high_generation);
+    p.set_archived_through_us(chains.archived_through_us);
+    p.set_archive_lag_seconds(age_of(chains.archived_through_us));
   }
 
   if (facts.last_job) {

@@ -63,13 +63,30 @@ int RpoSeverity(dagvault::v1::RpoState state);
 // What the coordinator knows of one unit. The pointers are to what the
 // caller holds for the evaluation (a policy can name 100,000 units, and a
 // unit's chains are kept by UnitHistoryCache): nothing is copied per unit.
+// What a unit's protection is judged by from its chains
+// (chains/chain_view.h ShowChains). The unit history cache keeps this, not
+// the chains: a unit with months of restore points keeps a few hundred
+// bytes, not every point, for each of 100,000 units.
+struct ChainFacts {
+  // The newest restore point of any chain (0: none), its backup and the
+  // copy it was taken from.
+  int64_t newest_restore_point_us = 0;
+  std::string newest_restore_point_manifest;
+  std::string newest_restore_point_node;
+  int64_t newest_full_us = 0;  // the newest restore point that is a Full
+  // The newest chain archives logs: how far.
+  bool newest_chain_archives = false;
+  uint32_t archived_high_generation = 0;
+  int64_t archived_through_us = 0;
+};
+ChainFacts ChainFactsOf(const dagvault::v1::ShowChainsResponse& chains);
+
 struct UnitFacts {
   std::string unit;
   // Its policy (null: none covers it).
   const dagvault::v1::Policy* policy = nullptr;
-  // Its chains (chains/chain_view.h ShowChains): the restore points (null:
-  // none).
-  const dagvault::v1::ShowChainsResponse* chains = nullptr;
+  // What its chains say (null: it has none).
+  const ChainFacts* chains = nullptr;
   // Its newest backup job, if any.
   const JobRecord* last_job = nullptr;
   // The scheduler's queued backup of it, and what it waits for ("" when

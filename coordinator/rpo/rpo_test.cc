@@ -108,7 +108,8 @@ TEST(Protection, NewestRestorePointAndFullWithTheirAgesAndSources) {
   const v1::Policy policy = PolicyWithRpo(absl::Hours(26));
   f.policy = &policy;
   const v1::ShowChainsResponse chains = Chain(absl::Hours(30), absl::Hours(2));
-  f.chains = &chains;
+  const ChainFacts chain_facts = ChainFactsOf(chains);
+  f.chains = &chain_facts;
   f.next_source = "node2";
   f.next_source_why = "passive copy, Healthy";
   const v1::UnitProtection p = EvaluateProtection(f, kNow, v1::RPO_STATE_UNSPECIFIED);
@@ -143,7 +144,8 @@ TEST(Protection, TheNewestArchivedGenerationIsTheNewestRestorePointAndItsLagIsSh
   point->set_manifest("archive-3");
   point->set_generation(20);
   point->set_time_us(c->archived_through_us());
-  f.chains = &chains;
+  const ChainFacts chain_facts = ChainFactsOf(chains);
+  f.chains = &chain_facts;
   const v1::UnitProtection p = EvaluateProtection(f, kNow, v1::RPO_STATE_UNSPECIFIED);
   EXPECT_EQ(p.state(), v1::RPO_OK) << p.reason();
   EXPECT_EQ(p.newest_restore_point_manifest(), "archive-3");
@@ -158,8 +160,8 @@ TEST(Protection, SaysWhyAUnitIsOutsideItsRpo) {
   f.unit = "DB02";
   const v1::Policy policy = PolicyWithRpo(absl::Hours(24));
   f.policy = &policy;
-  v1::ShowChainsResponse chains = Chain(absl::Hours(60), absl::Hours(50));
-  f.chains = &chains;
+  ChainFacts chain_facts = ChainFactsOf(Chain(absl::Hours(60), absl::Hours(50)));
+  f.chains = &chain_facts;
   JobRecord failed;
   failed.id = "j-17";
   failed.state = JobState::kFailed;
@@ -175,7 +177,7 @@ TEST(Protection, SaysWhyAUnitIsOutsideItsRpo) {
   EXPECT_EQ(p.last_job_state(), v1::JOB_FAILED);
 
   // Never backed up, a backup running.
-  chains.Clear();
+  chain_facts = ChainFacts();
   JobRecord running;
   running.id = "j-18";
   running.state = JobState::kTransferring;
@@ -203,19 +205,19 @@ TEST(Protection, TheTrackerHoldsAStateAcrossEvaluations) {
   f.unit = "DB02";
   const v1::Policy policy = PolicyWithRpo(absl::Hours(24));  // grace 2h24m
   f.policy = &policy;
-  v1::ShowChainsResponse chains = Chain(absl::Hours(90), absl::Hours(27));
-  f.chains = &chains;
+  ChainFacts chain_facts = ChainFactsOf(Chain(absl::Hours(90), absl::Hours(27)));
+  f.chains = &chain_facts;
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
   // The newest restore point expires; an older-looking one from a rebuilt
   // catalog puts the age just under the level: still warning.
-  chains = Chain(absl::Hours(90), absl::Hours(23));
+  chain_facts = ChainFactsOf(Chain(absl::Hours(90), absl::Hours(23)));
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
   // A fresh backup: ok.
-  chains = Chain(absl::Hours(90), absl::Minutes(1));
+  chain_facts = ChainFactsOf(Chain(absl::Hours(90), absl::Minutes(1)));
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_OK);
   // Another unit starts from nothing.
   f.unit = "SG01";
-  chains = Chain(absl::Hours(90), absl::Hours(23));
+  chain_facts = ChainFactsOf(Chain(absl::Hours(90), absl::Hours(23)));
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_OK);
 }
 
@@ -249,14 +251,14 @@ TEST(Protection, TheTrackerSaysWhetherAUnitWasWithinItsRpo) {
   f.unit = "DB02";
   const v1::Policy policy = PolicyWithRpo(absl::Hours(24));
   f.policy = &policy;
-  v1::ShowChainsResponse chains = Chain(absl::Hours(90), absl::Hours(27));
-  f.chains = &chains;
+  ChainFacts chain_facts = ChainFactsOf(Chain(absl::Hours(90), absl::Hours(27)));
+  f.chains = &chain_facts;
   EXPECT_TRUE(tracker.WasWithinRpo("DB02"));  // never judged
   EXPECT_EQ(tracker.Evaluate(f, kNow).state(), v1::RPO_WARNING);
   // A unit in warning is judged in full again (its recovery is an event).
   EXPECT_FALSE(tracker.WasWithinRpo("DB02"));
   EXPECT_EQ(tracker.UnitsLastOutsideRpo(), std::vector<std::string>{"DB02"});
-  chains = Chain(absl::Hours(90), absl::Minutes(1));
+  chain_facts = ChainFactsOf(Chain(absl::Hours(90), absl::Minutes(1)));
   int asked = 0;
   auto source = [&asked]() {
     ++asked;
@@ -271,7 +273,7 @@ TEST(Protection, TheTrackerSaysWhetherAUnitWasWithinItsRpo) {
   EXPECT_EQ(asked, 1);
   EXPECT_EQ(p.next_source(), "node2");
   // Outside its RPO, the source is asked for: the reason names it.
-  chains = Chain(absl::Hours(90), absl::Hours(80));
+  chain_facts = ChainFactsOf(Chain(absl::Hours(90), absl::Hours(80)));
   p = tracker.Evaluate(
       f, kNow, []() { return std::make_pair(std::string(), std::string("no copy qualifies")); },
       /*always=*/false);

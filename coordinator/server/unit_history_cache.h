@@ -22,13 +22,14 @@
 #include "absl/status/statusor.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/catalog/instrumented_catalog.h"
+#include "coordinator/rpo/rpo.h"
 #include "coordinator/selection/source_selection.h"
 #include "dagvault/v1/admin.pb.h"
 
 namespace dagvault::coordinator {
 
 struct UnitHistory {
-  dagvault::v1::ShowChainsResponse chains;
+  ChainFacts chains;  // what its protection is judged by
   // Of any chain (rpo.h NewestRestorePoint).
   std::optional<absl::Time> newest_restore_point;
   // Null when it has none. Held apart, as a JobRecord takes ~350 bytes

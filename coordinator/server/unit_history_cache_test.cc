@@ -90,9 +90,9 @@ class UnitHistoryCacheTest : public ::testing::Test {
 
 TEST_F(UnitHistoryCacheTest, AUnitIsReadAgainOnlyAfterAWriteThatTouchesIt) {
   uint64_t reads = 0;
-  EXPECT_EQ(Of("DB02", &reads)->chains.chains_size(), 0);
+  EXPECT_EQ(Of("DB02", &reads)->chains.newest_restore_point_us, 0);
   EXPECT_EQ(reads, 1u);
-  EXPECT_EQ(Of("SG01", &reads)->chains.chains_size(), 0);
+  EXPECT_EQ(Of("SG01", &reads)->chains.newest_restore_point_us, 0);
   EXPECT_EQ(reads, 1u);
   // Nothing changed: both answered from memory.
   Of("DB02", &reads);
@@ -102,8 +102,9 @@ TEST_F(UnitHistoryCacheTest, AUnitIsReadAgainOnlyAfterAWriteThatTouchesIt) {
   ASSERT_TRUE(catalog_->PutBackup(FullOf("DB02", "20260101T000000Z-0001")).ok());
   auto db02 = Of("DB02", &reads);
   EXPECT_EQ(reads, 1u);
-  ASSERT_EQ(db02->chains.chains_size(), 1);
-  EXPECT_EQ(db02->chains.chains(0).restore_points_size(), 1);
+  EXPECT_EQ(db02->chains.newest_restore_point_manifest, "20260101T000000Z-0001");
+  EXPECT_GT(db02->chains.newest_full_us, 0);
+  EXPECT_EQ(db02->chains.newest_full_us, db02->chains.newest_restore_point_us);
   EXPECT_EQ(db02->last_backup_job, nullptr);  // no job of DB02
   Of("SG01", &reads);
   EXPECT_EQ(reads, 0u);
@@ -143,7 +144,7 @@ TEST_F(UnitHistoryCacheTest, AUnitIsReadAgainOnlyAfterAWriteThatTouchesIt) {
           .ok());
   db02 = Of("DB02", &reads);
   EXPECT_EQ(reads, 1u);
-  EXPECT_EQ(db02->chains.chains_size(), 0);
+  EXPECT_EQ(db02->chains.newest_restore_point_us, 0);
 }
 
 TEST_F(UnitHistoryCacheTest, WritesThatReachEveryUnitReadThemAllAgain) {
@@ -154,7 +155,7 @@ TEST_F(UnitHistoryCacheTest, WritesThatReachEveryUnitReadThemAllAgain) {
   ASSERT_TRUE(catalog_->ReplaceBackups({FullOf("SG01", "20260101T000000Z-0002")}).ok());
   Of("DB02", &reads);
   EXPECT_EQ(reads, 1u);
-  EXPECT_EQ(Of("SG01", &reads)->chains.chains_size(), 1);
+  EXPECT_EQ(Of("SG01", &reads)->chains.newest_restore_point_manifest, "20260101T000000Z-0002");
   EXPECT_EQ(reads, 1u);
   // Job history retention.
   ASSERT_TRUE(catalog_->PurgeFinishedJobs(absl::Now()).ok());
@@ -173,7 +174,7 @@ TEST_F(UnitHistoryCacheTest, AStandbyReadsEveryTime) {
   ASSERT_TRUE((*other)->PutBackup(FullOf("DB02", "20260101T000000Z-0003")).ok());
   auto db02 = Of("DB02", &reads, /*keep=*/false);
   EXPECT_EQ(reads, 1u);
-  EXPECT_EQ(db02->chains.chains_size(), 1);
+  EXPECT_EQ(db02->chains.newest_restore_point_manifest, "20260101T000000Z-0003");
   Of("DB02", &reads, /*keep=*/false);
   EXPECT_EQ(reads, 1u);
 }

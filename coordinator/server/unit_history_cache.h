@@ -1,6 +1,7 @@
-// What the catalog says of each unit that its protection is judged by: its
-// chains (the restore points), its newest backup job, and where its recent
-// attempts ran (for source selection). `status`, a metrics scrape and the
+// What the catalog says of each unit that its protection is judged by: what
+// its chains say (rpo.h ChainFacts: the newest restore point and Full, not
+// every point), its newest backup job, and where its recent attempts ran
+// (for source selection). `status`, a metrics scrape and the
 // RPO round judge every unit; at 100,000 units, reading three catalog
 // queries per unit per call does not scale (issue 18 §5). The cache keeps
 // each unit's answer and reads the catalog again only for the units whose

@@ -117,7 +117,7 @@ class Topology {
     bool operator()(const Node* a, const Node* b) const { return a->first < b->first; }
   };
 
-  // Stores the node's copies (leaving *copies as it was) and keeps
+  // Stores the node's copies (`copies` itself is left as it is) and keeps
   // nodes_of_unit_ true. Whether a copy's unit, role or state changed
   // (what is written to the catalog at once).
   bool SetCopiesLocked(Node& node, const CopyList& copies);

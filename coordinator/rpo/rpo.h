@@ -59,10 +59,6 @@ std::optional<absl::Time> NewestRestorePoint(const dagvault::v1::ShowChainsRespo
 // critical, never backed up, warning, not set, ok.
 int RpoSeverity(dagvault::v1::RpoState state);
 
-// What the coordinator knows of one unit.
-// What the coordinator knows of one unit. The pointers are to what the
-// caller holds for the evaluation (a policy can name 100,000 units, and a
-// unit's chains are kept by UnitHistoryCache): nothing is copied per unit.
 // What a unit's protection is judged by from its chains
 // (chains/chain_view.h ShowChains). The unit history cache keeps this, not
 // the chains: a unit with months of restore points keeps a few hundred
@@ -81,6 +77,10 @@ struct ChainFacts {
 };
 ChainFacts ChainFactsOf(const dagvault::v1::ShowChainsResponse& chains);
 
+// What the coordinator knows of one unit. The pointers are to what the
+// caller holds for the evaluation (a policy can name 100,000 units, and
+// what a unit's chains say is kept by UnitHistoryCache): nothing is copied
+// per unit.
 struct UnitFacts {
   std::string unit;
   // Its policy (null: none covers it).

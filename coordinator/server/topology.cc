@@ -1,7 +1,9 @@
 #include "coordinator/server/topology.h"
 
 #include <algorithm>
+#include <functional>
 #include <iterator>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -219,8 +221,15 @@ bool Topology::SetCopiesLocked(Node& node, const CopyList& copies) {
     for (const auto& c : n.copies) units.push_back(c.unit);
   } else {
     units_.reset();
-    for (const auto& c : n.copies) {
-      auto it = nodes_of_unit_.find(*c.unit);
+    // Each name once: a unit the last report named twice has two entries
+    // pointing at one name, which erasing its index entry frees.
+    std::vector<const std::string*> old_units;
+    old_units.reserve(n.copies.size());
+    for (const auto& c : n.copies) old_units.push_back(c.unit);
+    std::sort(old_units.begin(), old_units.end(), std::less<const std::string*>());
+    old_units.erase(std::unique(old_units.begin(), old_units.end()), old_units.end());
+    for (const std::string* unit : old_units) {
+      auto it = nodes_of_unit_.find(*unit);
       if (it == nodes_of_unit_.end()) continue;
       it->second.erase(&node);
       if (it->second.empty()) nodes_of_unit_.erase(it);

@@ -154,6 +154,43 @@ TEST_F(TopologyTest, AUnitsCopiesFollowTheReportsThatNameThem) {
   EXPECT_EQ(loaded.CopiesOf("DB09")[0].status.copy_queue(), 9u);
 }
 
+TEST_F(TopologyTest, AUnitNamedTwiceInOneReportLeavesTheIndexWhole) {
+  FakeClock clock(absl::Now());
+  Topology topology(catalog_.get(), absl::Seconds(10), &clock);
+  Connect(topology, "node1");
+  Connect(topology, "node2");
+  // node2 holds DB07, so that the index is not empty when DB02 leaves it
+  // (a lookup in an empty map reads no name).
+  v1::NodeReport db07 = ReportOf("node2");
+  db07.mutable_copies(0)->set_unit("DB07");
+  topology.Report(db07);
+  // An agent (older, or broken) lists DB02 twice; node1 alone holds it.
+  v1::NodeReport twice = ReportOf("node1");
+  *twice.add_copies() = twice.copies(0);
+  twice.mutable_copies(1)->set_copy_queue(5);
+  topology.Report(twice);
+  ASSERT_EQ(topology.CopiesOf("DB02").size(), 2u);
+  EXPECT_EQ(topology.CopiesOf("DB02")[1].status.copy_queue(), 5u);
+  // Its next report names another unit: DB02 leaves the index once, and
+  // the name both entries pointed at is not read after it is freed. Run
+  // under valgrind, this test showed such reads while every entry was
+  // looked up.
+  v1::NodeReport moved = ReportOf("node1");
+  moved.mutable_copies(0)->set_unit("SG01");
+  topology.Report(moved);
+  EXPECT_FALSE(topology.UnitKnown("DB02"));
+  EXPECT_EQ(*topology.Units(), (std::vector<std::string>{"DB07", "SG01"}));
+  // The same with another node still holding the unit: it stays, with
+  // that node's copy only.
+  topology.Report(twice);
+  topology.Report(ReportOf("node2"));
+  topology.Report(moved);
+  ASSERT_EQ(topology.CopiesOf("DB02").size(), 1u);
+  EXPECT_EQ(topology.CopiesOf("DB02")[0].status.node(), "node2");
+  EXPECT_EQ(*topology.Units(), (std::vector<std::string>{"DB02", "SG01"}));
+  EXPECT_FALSE(topology.UnitKnown("DB07"));
+}
+
 TEST_F(TopologyTest, AReportHandedOverLeavesItsCopiesEmptyAndTheNewestStateShown) {
   FakeClock clock(absl::Now());
   Topology topology(catalog_.get(), absl::Seconds(10), &clock);

@@ -207,6 +207,12 @@ TEST_F(LogArchiverTest, AStreamThatDoesNotFollowTheArchiveIsReportedAsABreakOnce
 }
 
 TEST_F(LogArchiverTest, TheActiveCopysOpenGenerationIsClosedOnceItsOldestRecordIsThatOld) {
+  // The passive copies seeded first: seeding one closes the active's open
+  // generation (UnitHost::ServeSeed), and a seed that came after the items
+  // below would close it before the archiver could. Under load, a run
+  // (2026-12-06) did its Full of generation 1 alone before the seeds and
+  // saw no roll.
+  ASSERT_TRUE(cluster_.WaitConverged(kNode1, kUnit).ok());
   ASSERT_TRUE(Full().ok());
   auto archiver = Archiver(kNode1, {});
   archiver->SetRolls({{kUnit, 30}});

@@ -65,17 +65,6 @@ bool SurelyWithinRpo(absl::Duration age, const RpoLevels& levels) {
   return levels.rpo != absl::ZeroDuration() && age < levels.warning - levels.grace;
 }
 
-std::optional<absl::Time> NewestRestorePoint(const v1::ShowChainsResponse& chains) {
-  std::optional<absl::Time> newest;
-  for (const auto& chain : chains.chains()) {
-    for (const auto& point : chain.restore_points()) {
-      const absl::Time t = absl::FromUnixMicros(point.time_us());
-      if (!newest || t > *newest) newest = t;
-    }
-  }
-  return newest;
-}
-
 bool RpoTracker::WasWithinRpo(const std::string& unit) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = last_.find(unit);

@@ -52,9 +52,6 @@ dagvault::v1::RpoState NextRpoState(dagvault::v1::RpoState previous,
 // be judged in full (status and the RPO round at 100,000 units).
 bool SurelyWithinRpo(absl::Duration age, const RpoLevels& levels);
 
-// The time of the newest restore point of any of the chains (nullopt: none).
-std::optional<absl::Time> NewestRestorePoint(const dagvault::v1::ShowChainsResponse& chains);
-
 // Worst first: unknown (RPO_STATE_UNSPECIFIED: it could not be judged),
 // critical, never backed up, warning, not set, ok.
 int RpoSeverity(dagvault::v1::RpoState state);
@@ -74,6 +71,12 @@ struct ChainFacts {
   bool newest_chain_archives = false;
   uint32_t archived_high_generation = 0;
   int64_t archived_through_us = 0;
+
+  // The time of the newest restore point (nullopt: none).
+  std::optional<absl::Time> NewestRestorePoint() const {
+    if (newest_restore_point_us <= 0) return std::nullopt;
+    return absl::FromUnixMicros(newest_restore_point_us);
+  }
 };
 ChainFacts ChainFactsOf(const dagvault::v1::ShowChainsResponse& chains);
 

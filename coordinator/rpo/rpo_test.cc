@@ -240,9 +240,9 @@ TEST(Protection, SurelyWithinItsRpoOnlyBelowEveryExitThreshold) {
   EXPECT_FALSE(SurelyWithinRpo(absl::Minutes(1), *none));
 
   const v1::ShowChainsResponse chains = Chain(absl::Hours(30), absl::Hours(2));
-  ASSERT_TRUE(NewestRestorePoint(chains).has_value());
-  EXPECT_EQ(*NewestRestorePoint(chains), kNow - absl::Hours(2));
-  EXPECT_FALSE(NewestRestorePoint(v1::ShowChainsResponse()).has_value());
+  ASSERT_TRUE(ChainFactsOf(chains).NewestRestorePoint().has_value());
+  EXPECT_EQ(*ChainFactsOf(chains).NewestRestorePoint(), kNow - absl::Hours(2));
+  EXPECT_FALSE(ChainFactsOf(v1::ShowChainsResponse()).NewestRestorePoint().has_value());
 }
 
 TEST(Protection, TheTrackerSaysWhetherAUnitWasWithinItsRpo) {

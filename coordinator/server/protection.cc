@@ -151,8 +151,8 @@ std::shared_ptr<const Coordinator::IndexedHistories> Coordinator::HistoriesNow(
     auto history = unit_histories_->Of(index->units[i], keep);
     if (!history.ok()) next->failed[i] = history.status();
     next->of[i] = history.ok() ? *history : nullptr;
-    next->newest[i] = history.ok() && (*history)->newest_restore_point
-                          ? *(*history)->newest_restore_point
+    next->newest[i] = history.ok()
+                          ? (*history)->chains.NewestRestorePoint().value_or(absl::InfinitePast())
                           : absl::InfinitePast();
   }
   if (keep) {

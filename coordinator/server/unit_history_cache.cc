@@ -40,9 +40,7 @@ absl::StatusOr<std::shared_ptr<const UnitHistory>> UnitHistoryCache::Of(const st
   ASSIGN_OR_RETURN(std::vector<ChainBreakRecord> breaks, catalog_->ChainBreaks(unit));
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, catalog_->ListJobs(unit, kSourceHistoryJobs));
   auto history = std::make_shared<UnitHistory>();
-  const dagvault::v1::ShowChainsResponse chains = ShowChains(unit, backups, breaks);
-  history->chains = ChainFactsOf(chains);
-  history->newest_restore_point = NewestRestorePoint(chains);
+  history->chains = ChainFactsOf(ShowChains(unit, backups, breaks));
   history->sources = SourceHistoryOf(jobs);
   for (JobRecord& j : jobs) {  // newest first
     if (j.kind == "backup") {

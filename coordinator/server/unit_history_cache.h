@@ -31,8 +31,6 @@ namespace dagvault::coordinator {
 
 struct UnitHistory {
   ChainFacts chains;  // what its protection is judged by
-  // Of any chain (rpo.h NewestRestorePoint).
-  std::optional<absl::Time> newest_restore_point;
   // Null when it has none. Held apart, as a JobRecord takes ~350 bytes
   // even empty: a unit with no backup job yet (a new deployment's units,
   // the benchmark's 100,000) pays 8.

@@ -86,6 +86,11 @@ absl::StatusOr<SSL_CTX*> MakeContext(const dagvault::v1::TlsFiles& files, const 
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // One read(2) takes whatever the socket holds, not a record's header and
+  // then its body: a report is one system call in, not two plus the one
+  // that finds the socket empty. Buffered bytes are then OpenSSL's, and
+  // Pump asks SSL_has_pending for them (epoll cannot see them).
+  SSL_CTX_set_read_ahead(ctx, 1);
   // The certificate chain and key.
   {
     BIO* bio = BIO_new_mem_buf(pems.cert.data(), static_cast<int>(pems.cert.size()));
@@ -302,6 +307,11 @@ class TlsFront::Impl {
     std::string to_peer;
     // OpenSSL asked for the other direction's readiness.
     bool read_wants_write = false, write_wants_read = false;
+    // epoll said the side has bytes (or an end) and no read since found it
+    // empty. Level-triggered epoll says so again while bytes remain, so a
+    // side not read on this hint is read on the next: it saves the
+    // system calls that would only find an empty socket.
+    bool tcp_readable = false, local_readable = false;
     uint32_t tcp_events = 0, local_events = 0;  // as registered
     Tag tcp_tag, local_tag;
   };
@@ -343,6 +353,9 @@ class TlsFront::Impl {
           if (events[static_cast<size_t>(i)].events & (EPOLLHUP | EPOLLERR)) {
             Close(*tag->c);
           } else {
+            if (events[static_cast<size_t>(i)].events & EPOLLIN) {
+              (tag->local ? tag->c->local_readable : tag->c->tcp_readable) = true;
+            }
             Service(*tag->c);
           }
         }
@@ -419,6 +432,7 @@ class TlsFront::Impl {
       c->tcp_tag = {c.get(), false};
       c->local_tag = {c.get(), true};
       c->tcp_events = EPOLLIN;
+      c->tcp_readable = true;  // the client speaks first
       Add(fd, EPOLLIN, &c->tcp_tag);
       Connection& added = *c;
       connections_.emplace(c->id, std::move(c));
@@ -479,6 +493,7 @@ class TlsFront::Impl {
       identities_[c.grpc_fd] = {c.id, peer};
     }
     c.handshaken = true;
+    c.tcp_readable = true;  // the client's first bytes may follow its Finished
     --handshaking_;
     ++open_;
     c.local_events = EPOLLIN;
@@ -505,11 +520,16 @@ class TlsFront::Impl {
           return Close(c);  // gRPC closed its end
         }
       }
-      if (c.to_grpc.empty()) {
+      // OpenSSL may hold a record it read ahead, which epoll cannot see;
+      // a read that wanted a write goes again whatever the socket holds.
+      if (c.to_grpc.empty() && (c.tcp_readable || c.read_wants_write || SSL_has_pending(c.ssl))) {
         ERR_clear_error();
         const int n = SSL_read(c.ssl, buf, sizeof(buf));
         c.read_wants_write = false;
         if (n > 0) {
+          // Read ahead, OpenSSL took what the socket held, up to its
+          // buffer; were there more, epoll says so on its next round.
+          if (!SSL_has_pending(c.ssl)) c.tcp_readable = false;
           const ssize_t w = ::send(c.local, buf, static_cast<size_t>(n), MSG_NOSIGNAL);
           const size_t taken = w > 0 ? static_cast<size_t>(w) : 0;
           if (w < 0 && !Retryable(errno)) return Close(c);
@@ -519,19 +539,25 @@ class TlsFront::Impl {
           const int error = SSL_get_error(c.ssl, n);
           if (error == SSL_ERROR_WANT_WRITE) {
             c.read_wants_write = true;
-          } else if (error != SSL_ERROR_WANT_READ) {
+          } else if (error == SSL_ERROR_WANT_READ) {
+            c.tcp_readable = false;
+          } else {
             return Close(c);  // the peer closed, or the connection failed
           }
         }
       }
       // gRPC's bytes to the peer.
-      if (c.to_peer.empty()) {
+      if (c.to_peer.empty() && c.local_readable) {
         const ssize_t n = ::recv(c.local, buf, sizeof(buf), 0);
         if (n > 0) {
           c.to_peer.assign(buf, static_cast<size_t>(n));
+          // Less than asked for: the socket pair was empty after it.
+          if (static_cast<size_t>(n) < sizeof(buf)) c.local_readable = false;
           progress = true;
         } else if (n == 0 || !Retryable(errno)) {
           return Close(c);  // gRPC ended the connection
+        } else {
+          c.local_readable = false;
         }
       }
       if (!c.to_peer.empty() && !c.read_wants_write) {

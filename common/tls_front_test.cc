@@ -1,6 +1,7 @@
 // TlsFront: real gRPC clients over real mutual TLS on a real socket reach a
 // gRPC server that has no port of its own; the server learns who called
-// from the front; messages of every size cross intact both ways; and every
+// from the front; messages of every size cross intact both ways, and so do
+// records that arrive together with the handshake's last; and every
 // connection the handshake cannot authenticate is refused before gRPC sees
 // a byte of it.
 #include "common/tls_front.h"
@@ -259,6 +260,112 @@ TEST_F(TlsFrontTest, AfterStopAcceptingOpenConnectionsCarryOnAndNewOnesAreNotTak
   }
   EXPECT_TRUE(closed) << "the port still accepts";
   EXPECT_TRUE(call().ok());
+}
+
+// The bytes an OpenSSL memory BIO holds, taken out of it.
+std::string Drain(BIO* bio) {
+  std::string out;
+  char buf[4096];
+  for (int n; (n = BIO_read(bio, buf, sizeof(buf))) > 0;) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+// One HTTP/2 frame: a 9-byte header (length, type, flags, stream 0) and
+// its payload.
+std::string Http2Frame(uint8_t type, uint8_t flags, const std::string& payload) {
+  const size_t n = payload.size();
+  std::string f = {static_cast<char>(n >> 16),
+                   static_cast<char>(n >> 8),
+                   static_cast<char>(n),
+                   static_cast<char>(type),
+                   static_cast<char>(flags),
+                   0,
+                   0,
+                   0,
+                   0};
+  return f + payload;
+}
+
+// The front reads ahead: one read(2) may take the client's Finished and
+// every record behind it, and epoll then has nothing more to report. A
+// client by hand (OpenSSL on memory BIOs, so the test decides what goes
+// in one TCP write) sends its last handshake flight, the HTTP/2 preface,
+// 20 SETTINGS frames and a PING, each in a TLS record of its own, in one
+// write. gRPC must see every one: it acknowledges each SETTINGS and
+// answers the PING.
+TEST_F(TlsFrontTest, EveryRecordThatArrivesWithTheClientsFinishedReachesGrpc) {
+  const v1::TlsFiles node = CertificateFiles(certs_.path(), "node1");
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  ASSERT_EQ(SSL_CTX_use_certificate_chain_file(ctx, node.cert_file().c_str()), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey_file(ctx, node.key_file().c_str(), SSL_FILETYPE_PEM), 1);
+  ASSERT_EQ(SSL_CTX_load_verify_locations(ctx, node.ca_file().c_str(), nullptr), 1);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  ASSERT_EQ(SSL_CTX_set_alpn_protos(ctx, kH2, sizeof(kH2)), 0);
+  SSL* ssl = SSL_new(ctx);
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl, in, out);  // the SSL owns both
+  SSL_set_connect_state(ssl);
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(front_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  timeval wait{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  auto send_all = [fd](const std::string& bytes) {
+    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  };
+  char buf[16384];
+  // TLS 1.3: the client is done once it has the server's Finished and has
+  // written its own flight, which stays in `out`, unsent.
+  for (int r; (r = SSL_do_handshake(ssl)) != 1;) {
+    ASSERT_EQ(SSL_get_error(ssl, r), SSL_ERROR_WANT_READ);
+    ASSERT_TRUE(send_all(Drain(out)));
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0) << "the front ended the handshake";
+    BIO_write(in, buf, static_cast<int>(n));
+  }
+  auto seal = [ssl](const std::string& plain) {
+    return SSL_write(ssl, plain.data(), static_cast<int>(plain.size())) ==
+           static_cast<int>(plain.size());
+  };
+  ASSERT_TRUE(seal("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + Http2Frame(4, 0, "")));
+  constexpr int kSettings = 20;
+  for (int i = 0; i < kSettings; ++i) ASSERT_TRUE(seal(Http2Frame(4, 0, "")));
+  ASSERT_TRUE(seal(Http2Frame(6, 0, "8 bytes!")));
+  ASSERT_TRUE(send_all(Drain(out)));  // one write: the Finished and 22 records
+
+  int settings_acks = 0;
+  bool pinged_back = false;
+  std::string plain;
+  while (settings_acks < kSettings + 1 || !pinged_back) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;  // closed, or 10 s with nothing
+    BIO_write(in, buf, static_cast<int>(n));
+    for (int got; (got = SSL_read(ssl, buf, sizeof(buf))) > 0;) {
+      plain.append(buf, static_cast<size_t>(got));
+    }
+    while (plain.size() >= 9) {
+      const size_t length = (static_cast<uint8_t>(plain[0]) << 16) |
+                            (static_cast<uint8_t>(plain[1]) << 8) | static_cast<uint8_t>(plain[2]);
+      if (plain.size() < 9 + length) break;
+      const uint8_t type = static_cast<uint8_t>(plain[3]), flags = static_cast<uint8_t>(plain[4]);
+      if (type == 4 && (flags & 1)) ++settings_acks;
+      if (type == 6 && (flags & 1) && plain.substr(9, length) == "8 bytes!") pinged_back = true;
+      plain.erase(0, 9 + length);
+    }
+  }
+  EXPECT_EQ(settings_acks, kSettings + 1);
+  EXPECT_TRUE(pinged_back) << "no answer to the PING in the last record";
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(fd);
 }
 
 // A TCP socket of network namespace `netns`: a socket belongs to the

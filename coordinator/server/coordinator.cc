@@ -141,6 +141,11 @@ absl::StatusOr<int> Coordinator::StartServing() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // No bandwidth-delay probes on what the coordinator receives: agents and
+  // the command line send it small messages, and each probe, a ping after
+  // data arrives, is a message each way (coordinator_channel_args.h turns
+  // the agents' off as well; docs/ha.md, "Where the leader's CPU goes").
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   int port = 0;
   if (config_.insecure_dev()) {
     ASSIGN_OR_RETURN(

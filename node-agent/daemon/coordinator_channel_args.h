@@ -21,6 +21,12 @@ inline grpc::ChannelArguments CoordinatorChannelArguments() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // No bandwidth-delay probes: gRPC pings after data arrives to size its
+  // flow-control window for bulk transfers, and this channel carries none
+  // (reports, assignments, results; backup data goes to the repository).
+  // Each probe would cost the leader a read, a write and two wake-ups.
+  // The window stays at HTTP/2's 64 KB, far above any message here.
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   return args;
 }
 

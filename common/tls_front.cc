@@ -307,10 +307,11 @@ class TlsFront::Impl {
     std::string to_peer;
     // OpenSSL asked for the other direction's readiness.
     bool read_wants_write = false, write_wants_read = false;
-    // epoll said the side has bytes (or an end) and no read since found it
-    // empty. Level-triggered epoll says so again while bytes remain, so a
-    // side not read on this hint is read on the next: it saves the
-    // system calls that would only find an empty socket.
+    // epoll said the side has bytes (or an end), and no read since left it
+    // looking empty: a read that found nothing, a short one, or one after
+    // which OpenSSL holds nothing. A wrong guess costs a round, not bytes:
+    // level-triggered epoll reports a side again while bytes remain. It
+    // saves the system calls that would only find an empty socket.
     bool tcp_readable = false, local_readable = false;
     uint32_t tcp_events = 0, local_events = 0;  // as registered
     Tag tcp_tag, local_tag;
@@ -520,8 +521,9 @@ class TlsFront::Impl {
           return Close(c);  // gRPC closed its end
         }
       }
-      // OpenSSL may hold a record it read ahead, which epoll cannot see;
-      // a read that wanted a write goes again whatever the socket holds.
+      // OpenSSL may hold bytes it read ahead (records, or part of one),
+      // which epoll cannot see; a read that wanted a write goes again
+      // whatever the socket holds.
       if (c.to_grpc.empty() && (c.tcp_readable || c.read_wants_write || SSL_has_pending(c.ssl))) {
         ERR_clear_error();
         const int n = SSL_read(c.ssl, buf, sizeof(buf));

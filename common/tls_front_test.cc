@@ -18,6 +18,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -75,6 +76,9 @@ class TlsFrontTest : public ::testing::Test {
                     .ok());
     ASSERT_TRUE(IssueCertificate({.dir = certs_.path(), .name = "node1", .role = kRoleNode}).ok());
     grpc::ServerBuilder builder;
+    // As the coordinator's port (coordinator.cc): no bandwidth-delay
+    // probes, so HTTP/2's window stays at 64 KB.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -95,8 +99,9 @@ class TlsFrontTest : public ::testing::Test {
 
   // One PrepareBackup through `credentials`, its unit `size` bytes.
   grpc::Status Call(const std::shared_ptr<grpc::ChannelCredentials>& credentials, size_t size,
-                    std::string* sent = nullptr, std::string* answer = nullptr) {
-    auto stub = v1::Writer::NewStub(grpc::CreateChannel(address_, credentials));
+                    std::string* sent = nullptr, std::string* answer = nullptr,
+                    const grpc::ChannelArguments& args = {}) {
+    auto stub = v1::Writer::NewStub(grpc::CreateCustomChannel(address_, credentials, args));
     std::string unit(size, '\0');
     for (size_t i = 0; i < size; ++i) unit[i] = static_cast<char>('a' + (i * 7 + i / 13) % 26);
     v1::PrepareBackupRequest request;
@@ -136,12 +141,17 @@ TEST_F(TlsFrontTest, TheServerLearnsWhoCalledFromTheFront) {
   EXPECT_EQ(front_->IdentityOf("fd:x"), std::nullopt);
 }
 
+// With no bandwidth-delay probes at either end, as between agents and the
+// coordinator (coordinator_channel_args.h): messages far over HTTP/2's
+// 64 KB window still pass.
 TEST_F(TlsFrontTest, MessagesOfEverySizeCrossIntactBothWays) {
   auto credentials = NodeCredentials();
+  grpc::ChannelArguments no_probes;
+  no_probes.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   for (const size_t size : {size_t{1}, size_t{100}, size_t{16'000}, size_t{16'384}, size_t{70'000},
                             size_t{3'000'000}, size_t{5}}) {
     std::string sent, answer;
-    grpc::Status s = Call(credentials, size, &sent, &answer);
+    grpc::Status s = Call(credentials, size, &sent, &answer, no_probes);
     ASSERT_TRUE(s.ok()) << size << ": " << s.error_message();
     ASSERT_EQ(answer, std::string(sent.rbegin(), sent.rend())) << size;
   }
@@ -295,7 +305,9 @@ std::string Http2Frame(uint8_t type, uint8_t flags, const std::string& payload) 
 // answers the PING.
 TEST_F(TlsFrontTest, EveryRecordThatArrivesWithTheClientsFinishedReachesGrpc) {
   const v1::TlsFiles node = CertificateFiles(certs_.path(), "node1");
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> owned_ctx(SSL_CTX_new(TLS_client_method()),
+                                                              SSL_CTX_free);
+  SSL_CTX* ctx = owned_ctx.get();
   ASSERT_EQ(SSL_CTX_use_certificate_chain_file(ctx, node.cert_file().c_str()), 1);
   ASSERT_EQ(SSL_CTX_use_PrivateKey_file(ctx, node.key_file().c_str(), SSL_FILETYPE_PEM), 1);
   ASSERT_EQ(SSL_CTX_load_verify_locations(ctx, node.ca_file().c_str(), nullptr), 1);
@@ -303,13 +315,16 @@ TEST_F(TlsFrontTest, EveryRecordThatArrivesWithTheClientsFinishedReachesGrpc) {
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   static const unsigned char kH2[] = {2, 'h', '2'};
   ASSERT_EQ(SSL_CTX_set_alpn_protos(ctx, kH2, sizeof(kH2)), 0);
-  SSL* ssl = SSL_new(ctx);
+  std::unique_ptr<SSL, decltype(&SSL_free)> owned_ssl(SSL_new(ctx), SSL_free);
+  SSL* ssl = owned_ssl.get();
   BIO* in = BIO_new(BIO_s_mem());
   BIO* out = BIO_new(BIO_s_mem());
   SSL_set_bio(ssl, in, out);  // the SSL owns both
   SSL_set_connect_state(ssl);
 
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  std::unique_ptr<const int, void (*)(const int*)> closes_fd(&fd,
+                                                             [](const int* f) { ::close(*f); });
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(front_->port()));
@@ -363,9 +378,6 @@ TEST_F(TlsFrontTest, EveryRecordThatArrivesWithTheClientsFinishedReachesGrpc) {
   }
   EXPECT_EQ(settings_acks, kSettings + 1);
   EXPECT_TRUE(pinged_back) << "no answer to the PING in the last record";
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  ::close(fd);
 }
 
 // A TCP socket of network namespace `netns`: a socket belongs to the

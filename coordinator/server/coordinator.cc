@@ -141,10 +141,12 @@ absl::StatusOr<int> Coordinator::StartServing() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // No bandwidth-delay probes on what the coordinator receives: agents and
-  // the command line send it small messages, and each probe, a ping after
-  // data arrives, is a message each way (coordinator_channel_args.h turns
-  // the agents' off as well; docs/ha.md, "Where the leader's CPU goes").
+  // No bandwidth-delay probes on what the coordinator receives: each, a
+  // ping after data arrives, is a message each way, on every agent's
+  // connection (coordinator_channel_args.h turns the agents' off as well;
+  // docs/ha.md, "Where the leader's CPU goes"). Nothing sent here is bulk
+  // data; a message over HTTP/2's 64 KB window (a policy naming 100,000
+  // units, a result listing hundreds of logs) costs a round trip more.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   int port = 0;
   if (config_.insecure_dev()) {

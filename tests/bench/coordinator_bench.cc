@@ -14,6 +14,7 @@
 //      assignment by the new one, p50 and p99 over 20 trials.
 //
 //   coordinator_bench [--agents N] [--seconds S] [--report-ms MS] [--ramp-ms-per-agent MS] [--pin]
+//                     [--plaintext]
 //                     [--failover-agents N] [--failover-trials T] [--leader-ttl-ms MS]
 #include "tests/bench/coordinator_bench.h"
 
@@ -268,7 +269,7 @@ void PinThisProcessTo(int cpu) {
 
 // 3. A real coordinator under 1,000 agents (issue 6) or 10,000 (issue 18).
 int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agent, bool pin,
-                     const std::vector<std::string>& wrapper) {
+                     bool plaintext, const std::vector<std::string>& wrapper) {
   // The targets of the issue whose scale this run has.
   const bool large = nodes > 1000;
   const double cpu_target = large ? 50 : 25, rss_target_mb = large ? 1024 : 500,
@@ -283,12 +284,16 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   const absl::Time issuing = absl::Now();
   std::vector<std::shared_ptr<grpc::ChannelCredentials>> creds;
   for (int n = 0; n < nodes; ++n) {
-    if (!IssueCertificate({.dir = certs, .name = NodeName(n), .role = "node"}).ok()) return 1;
-    creds.push_back(*MakeChannelCredentials(CertificateFiles(certs, NodeName(n)), false, "sim",
+    if (!plaintext && !IssueCertificate({.dir = certs, .name = NodeName(n), .role = "node"}).ok()) {
+      return 1;
+    }
+    creds.push_back(*MakeChannelCredentials(CertificateFiles(certs, NodeName(n)), plaintext, "sim",
                                             {.role = kRoleCoordinator}));
   }
-  std::cout << "\n3. One dagvault-coordinator, " << nodes << " simulated agents over mutual TLS, "
-            << "each reporting " << 3 * kUnitsPerNode << " copies every " << report_ms << " ms\n";
+  std::cout << "\n3. One dagvault-coordinator, " << nodes << " simulated agents "
+            << (plaintext ? "in plain text (insecure_dev: not the production shape)"
+                          : "over mutual TLS")
+            << ", each reporting " << 3 * kUnitsPerNode << " copies every " << report_ms << " ms\n";
   Row("certificates issued for the agents",
       absl::StrFormat("%d in %.1f s", nodes, absl::ToDoubleSeconds(absl::Now() - issuing)));
   // A free port: bound to 0 and released.
@@ -308,6 +313,7 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   v1::CoordinatorConfig c;
   c.set_listen(address);
   *c.mutable_tls() = CertificateFiles(certs, "coordinator");
+  c.set_insecure_dev(plaintext);
   c.set_catalog(dir.Sub("catalog.db"));
   const absl::Time cataloguing = absl::Now();
   if (absl::Status s = CatalogueEveryUnit(dir.Sub("catalog.db"), nodes * kUnitsPerNode); !s.ok()) {
@@ -335,7 +341,7 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
   admin_args.SetMaxReceiveMessageSize(256 << 20);
   auto admin = v1::CoordinatorAdmin::NewStub(
       grpc::CreateCustomChannel(address,
-                                *MakeChannelCredentials(CertificateFiles(certs, "admin"), false,
+                                *MakeChannelCredentials(CertificateFiles(certs, "admin"), plaintext,
                                                         "admin", {.role = kRoleCoordinator}),
                                 admin_args));
   auto status_call = [&](v1::ClusterStatus* out, bool all_copies = false, bool all_units = false,
@@ -519,13 +525,15 @@ int main(int argc, char** argv) {
       dagvault::CliArgs::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                {{"agents", "seconds", "report-ms", "backups", "failover-agents",
                                  "failover-trials", "leader-ttl-ms", "ramp-ms-per-agent", "wrap"},
-                                {"pin"}});
+                                {"pin", "plaintext"}});
   if (!args.ok()) {
     std::cerr
         << args.status().message()
         << "\nusage: coordinator_bench [--agents 1000] [--seconds 60] [--report-ms 5000]\n"
            "       [--ramp-ms-per-agent 5 (agents' connections spread over agents x this)]\n"
            "       [--pin (the coordinator on CPU 0, the connected simulated agents on CPU 1)]\n"
+           "       [--plaintext (no TLS, insecure_dev: the leader needs one descriptor per\n"
+           "        agent instead of the TLS front's three; not the production shape)]\n"
            "       [--wrap 'CMD ARG...' (start the coordinator under CMD, e.g. /usr/bin/env\n"
            "        LD_PRELOAD=libtcmalloc.so.4 HEAPPROFILE=/tmp/hp to profile its heap)]\n"
            "       [--failover-agents 100] [--failover-trials 20 (0: none)] "
@@ -546,7 +554,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> wrapper =
       absl::StrSplit(args->GetOr("wrap", ""), ' ', absl::SkipEmpty());
   int status = dagvault::bench::BenchCoordinator(agents, seconds, report_ms, ramp_ms,
-                                                 args->Has("pin"), wrapper);
+                                                 args->Has("pin"), args->Has("plaintext"), wrapper);
   if (trials > 0) {
     status |= dagvault::bench::BenchFailover(failover_agents, trials, report_ms, leader_ttl_ms);
   }

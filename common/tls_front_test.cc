@@ -97,6 +97,23 @@ class TlsFrontTest : public ::testing::Test {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
   }
 
+  // A plain TCP connection to the front whose reads give up after 10 s;
+  // -1 if it does not connect.
+  int ConnectToFront() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(front_->port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    timeval wait{.tv_sec = 10, .tv_usec = 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+    return fd;
+  }
+
   // One PrepareBackup through `credentials`, its unit `size` bytes.
   grpc::Status Call(const std::shared_ptr<grpc::ChannelCredentials>& credentials, size_t size,
                     std::string* sent = nullptr, std::string* answer = nullptr,
@@ -214,14 +231,8 @@ TEST_F(TlsFrontTest, PlainTextIsRefused) {
 }
 
 TEST_F(TlsFrontTest, AConnectionThatNeverShakesHandsIsClosedAfterTheTimeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(front_->port()));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  timeval wait{.tv_sec = 10, .tv_usec = 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  const int fd = ConnectToFront();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
   char byte;
   const absl::Time start = absl::Now();
   EXPECT_EQ(::recv(fd, &byte, 1, 0), 0) << "the front should close it (EOF)";
@@ -322,16 +333,10 @@ TEST_F(TlsFrontTest, EveryRecordThatArrivesWithTheClientsFinishedReachesGrpc) {
   SSL_set_bio(ssl, in, out);  // the SSL owns both
   SSL_set_connect_state(ssl);
 
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = ConnectToFront();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
   std::unique_ptr<const int, void (*)(const int*)> closes_fd(&fd,
                                                              [](const int* f) { ::close(*f); });
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(front_->port()));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  timeval wait{.tv_sec = 10, .tv_usec = 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
   auto send_all = [fd](const std::string& bytes) {
     return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
            static_cast<ssize_t>(bytes.size());

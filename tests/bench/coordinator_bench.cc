@@ -295,7 +295,9 @@ int BenchCoordinator(int nodes, int seconds, int report_ms, int ramp_ms_per_agen
                           : "over mutual TLS")
             << ", each reporting " << 3 * kUnitsPerNode << " copies every " << report_ms << " ms\n";
   Row("certificates issued for the agents",
-      absl::StrFormat("%d in %.1f s", nodes, absl::ToDoubleSeconds(absl::Now() - issuing)));
+      plaintext
+          ? std::string("none (--plaintext)")
+          : absl::StrFormat("%d in %.1f s", nodes, absl::ToDoubleSeconds(absl::Now() - issuing)));
   // A free port: bound to 0 and released.
   std::vector<int> ports;
   {

@@ -87,9 +87,8 @@ absl::StatusOr<SSL_CTX*> MakeContext(const dagvault::v1::TlsFiles& files, const 
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // One read(2) takes whatever the socket holds, not a record's header and
-  // then its body: a report is one system call in, not two plus the one
-  // that finds the socket empty. Buffered bytes are then OpenSSL's, and
-  // Pump asks SSL_has_pending for them (epoll cannot see them).
+  // then its body. Buffered bytes are then OpenSSL's, and Pump asks
+  // SSL_has_pending for them (epoll cannot see them).
   SSL_CTX_set_read_ahead(ctx, 1);
   // The certificate chain and key.
   {

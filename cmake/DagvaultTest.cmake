@@ -1,10 +1,17 @@
-# dagvault_test(NAME SRCS a_test.cc ... DEPS lib ... [LABELS long] [TIMEOUT s])
+# dagvault_test(NAME SRCS a_test.cc ... DEPS lib ... [LABELS long] [TIMEOUT s]
+#               [HOST_NETWORK])
 #
 # One GoogleTest binary registered with CTest. Tests labelled "long" run only
 # under ./tests/run.sh --long. Test binaries find the project's other binaries
 # through DAGVAULT_BIN_DIR, so multi-process tests start the real daemons.
+#
+# HOST_NETWORK: the test adds, cuts or removes links in this machine's own
+# network namespace (common/testing/network_lab.h), or drives a program that
+# reacts to such changes (Chromium aborts a page load with
+# net::ERR_NETWORK_CHANGED when a link comes or goes). CTest runs no two
+# such tests at once: they share the lock "host_network".
 function(dagvault_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "HOST_NETWORK" "TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
   target_compile_definitions(${name} PRIVATE
@@ -16,6 +23,9 @@ function(dagvault_test name)
     set(ARG_TIMEOUT 600)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT})
+  if(ARG_HOST_NETWORK)
+    set_tests_properties(${name} PROPERTIES RESOURCE_LOCK host_network)
+  endif()
   if(ARG_LABELS)
     set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
   endif()

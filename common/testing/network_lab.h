@@ -6,6 +6,12 @@
 // Cut() takes a host's link down (every connection to and from it goes
 // silent, as a pulled cable does) and Heal() brings it back. Needs root;
 // everything is deleted at the end. Never touches any other interface.
+//
+// The bridge and veth ends live in the machine's own namespace, so other
+// programs see them come and go (headless Chromium aborts a page load with
+// net::ERR_NETWORK_CHANGED). A test binary that uses this class is
+// registered with HOST_NETWORK (cmake/DagvaultTest.cmake), which keeps it
+// from running beside the console's browser test.
 #pragma once
 
 #include <string>

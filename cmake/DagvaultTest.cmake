@@ -7,7 +7,7 @@
 #
 # HOST_NETWORK: the test adds, cuts or removes links in this machine's own
 # network namespace (common/testing/network_lab.h), or drives a program that
-# reacts to such changes (Chromium aborts a page load with
+# reacts to such changes (Chromium may abandon a page load with
 # net::ERR_NETWORK_CHANGED when a link comes or goes). CTest runs no two
 # such tests at once: they share the lock "host_network".
 function(dagvault_test name)

@@ -8,8 +8,8 @@
 // everything is deleted at the end. Never touches any other interface.
 //
 // The bridge and veth ends live in the machine's own namespace, so other
-// programs see them come and go (headless Chromium aborts a page load with
-// net::ERR_NETWORK_CHANGED). A test binary that uses this class is
+// programs see them come and go (headless Chromium may abandon a page load
+// with net::ERR_NETWORK_CHANGED). A test binary that uses this class is
 // registered with HOST_NETWORK (cmake/DagvaultTest.cmake), which keeps it
 // from running beside the console's browser test.
 #pragma once
